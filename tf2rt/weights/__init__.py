@@ -1,0 +1,1 @@
+"""Weight files: TensorFlow checkpoints, TensorRT .wts, npz, safetensors, Keras h5."""
