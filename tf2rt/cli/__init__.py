@@ -11,9 +11,7 @@ import importlib
 import sys
 
 # Sub-command modules, in the order `tf2rt --help` lists them.
-COMMANDS = [
-    "inspect",
-    "dump",
+COMMANDS: list[str] = [
 ]
 
 
