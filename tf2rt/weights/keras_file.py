@@ -1,0 +1,320 @@
+"""Keras model files: `.keras` (Keras 3 zip) and legacy `.h5` (Keras 2 / tf.keras), read with h5py.
+
+* `.keras`: a zip of `config.json` (the model config), `metadata.json` (keras_version) and
+  `model.weights.h5`, where each layer's variables are `layers/<layer>/vars/<i>` and nested
+  objects add path parts (`layers/bidirectional/forward_layer/cell/vars/0`). Keras 3
+  `*.weights.h5` files have the same layout without the zip.
+* legacy `.h5`: file attributes `model_config` (JSON) and `keras_version`; weights under
+  `model_weights/<layer>/` listed, in `get_weights()` order, by the group's `weight_names`
+  attribute (`lstm/lstm_cell/kernel:0`); `save_weights` files have them at the root.
+
+Nothing is ever unpickled or evaluated. Zip members with unsafe paths or implausible sizes
+are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FormatError, MissingTensorError, UnsupportedError
+from .base import OPTIMIZER_SLOT, VARIABLE, TensorInfo, WeightSource, missing_message
+
+_MAX_JSON = 64 << 20  # config.json / metadata.json
+_MAX_RATIO = 1100  # deflate cannot expand more than ~1032:1
+# Children of a Keras 3 layer group in get_weights() order; others follow sorted.
+_CHILD_ORDER = ("forward_layer", "backward_layer", "cell")
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError:
+        raise UnsupportedError("reading Keras files needs h5py: pip install 'tf2rt[keras]'") from None
+    return h5py
+
+
+class KerasFile(WeightSource):
+    """A Keras model or weights file; tensors are read lazily from its HDF5 weights."""
+
+    format = "keras"
+
+    def __init__(self, path: str | Path):
+        super().__init__(path)
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self._config: dict | None = None
+        self._version = ""
+        self._h5 = None
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- opening ---------------------------------------------------------------------
+    def _open(self) -> None:
+        h5py = _h5py()
+        if zipfile.is_zipfile(self.path):
+            weights = self._unzip()
+            self.layout = "keras3"
+        else:
+            weights = self.path
+            self.layout = ""
+        try:
+            self._h5 = h5py.File(weights, "r")
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise FormatError(f"{self.path}: not a readable HDF5 file: {exc}") from None
+        try:
+            attrs = self._h5.attrs
+            if not self.layout:
+                if "model_config" in attrs or "model_weights" in self._h5 or "layer_names" in attrs:
+                    self.layout = "legacy"
+                elif "layers" in self._h5:
+                    self.layout = "keras3"
+                else:
+                    raise FormatError(f"{self.path}: an HDF5 file without Keras model weights "
+                                      "(no model_weights group, layer_names or layers group)")
+            if self.layout == "legacy":
+                if "model_config" in attrs:
+                    self._config = _json(_text(attrs["model_config"]), self.path, "model_config")
+                self._version = _text(attrs.get("keras_version", b""))
+            self._infos = self._scan_keras3() if self.layout == "keras3" else self._scan_legacy()
+        except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
+            raise FormatError(f"{self.path}: malformed Keras weights: {exc}") from None
+
+    def _unzip(self) -> str:
+        try:
+            zf = zipfile.ZipFile(self.path)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            raise FormatError(f"{self.path}: not a readable .keras (zip) file: {exc}") from None
+        with zf:
+            archive = os.path.getsize(self.path)
+            members = {}
+            for zi in zf.infolist():
+                name = zi.filename
+                if name.startswith(("/", "\\")) or ".." in Path(name).parts or ":" in name:
+                    raise FormatError(f"{self.path}: refusing zip member with an unsafe path {name!r}")
+                limit = archive if zi.compress_type == zipfile.ZIP_STORED else archive * _MAX_RATIO
+                if zi.file_size > limit:
+                    raise FormatError(f"{self.path}: zip member {name!r} claims {zi.file_size} bytes, "
+                                      "more than the archive can hold")
+                members[name] = zi
+            for need in ("config.json", "model.weights.h5"):
+                if need not in members:
+                    raise FormatError(f"{self.path}: a zip without {need}; not a Keras 3 .keras file")
+            self._config = _json(self._member(zf, members["config.json"], _MAX_JSON).decode("utf-8", "replace"),
+                                 self.path, "config.json")
+            if "metadata.json" in members:
+                meta = _json(self._member(zf, members["metadata.json"], _MAX_JSON).decode("utf-8", "replace"),
+                             self.path, "metadata.json")
+                self._version = str(meta.get("keras_version", "")) if isinstance(meta, dict) else ""
+            self._tmp = tempfile.TemporaryDirectory(prefix="tf2rt-keras-")
+            out = os.path.join(self._tmp.name, "model.weights.h5")
+            zi = members["model.weights.h5"]
+            try:
+                with zf.open(zi) as src, open(out, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+                raise FormatError(f"{self.path}: corrupted model.weights.h5 member: {exc}") from None
+            return out
+
+    def _member(self, zf: zipfile.ZipFile, zi: zipfile.ZipInfo, limit: int) -> bytes:
+        if zi.file_size > limit:
+            raise FormatError(f"{self.path}: {zi.filename} is implausibly large ({zi.file_size} bytes)")
+        try:
+            return zf.read(zi)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise FormatError(f"{self.path}: corrupted zip member {zi.filename}: {exc}") from None
+
+    # -- listing ---------------------------------------------------------------------
+    def _scan_keras3(self) -> list[TensorInfo]:
+        h5py = _h5py()
+        infos: list[TensorInfo] = []
+        self._layers: dict[str, str] = {}  # layer name/path -> h5 group path
+
+        def walk(group, name_parts: list[str], kind: str) -> None:
+            for child in _ordered_children(group):
+                obj = group.get(child)
+                if child == "vars" and isinstance(obj, h5py.Group):
+                    for idx in sorted(obj, key=_int_key):
+                        ds = obj[idx]
+                        if isinstance(ds, h5py.Dataset):
+                            infos.append(self._info("/".join(name_parts + ["vars", idx]), ds, kind))
+                elif child == "layers" and isinstance(obj, h5py.Group):
+                    for layer in obj:
+                        if isinstance(obj[layer], h5py.Group):
+                            path = "/".join(name_parts + [layer])
+                            self._layers.setdefault(path, obj[layer].name)
+                            self._layers.setdefault(layer, obj[layer].name)
+                            walk(obj[layer], name_parts + [layer], kind)
+                elif isinstance(obj, h5py.Group):
+                    walk(obj, name_parts + [child], OPTIMIZER_SLOT if child == "optimizer" and not name_parts else kind)
+
+        walk(self._h5, [], VARIABLE)
+        return sorted(infos, key=lambda i: i.name)
+
+    def _scan_legacy(self) -> list[TensorInfo]:
+        h5py = _h5py()
+        infos: list[TensorInfo] = []
+        self._layers = {}
+        root = self._h5["model_weights"] if "model_weights" in self._h5 else self._h5
+        seen: set[str] = set()
+        sections = [(root, VARIABLE)]
+        if "optimizer_weights" in self._h5:
+            sections.append((self._h5["optimizer_weights"], OPTIMIZER_SLOT))
+        for group, kind in sections:
+            if kind == VARIABLE:
+                layer_groups = [(str(n), group[str(n)]) for n in _attr_list(group, "layer_names")]
+            else:
+                layer_groups = [("", group)]
+            for layer, lg in layer_groups:
+                if not isinstance(lg, h5py.Group):
+                    raise FormatError(f"{self.path}: layer {layer!r} is not an HDF5 group")
+                if layer:
+                    self._layers[layer] = lg.name
+                for wn in _attr_list(lg, "weight_names"):
+                    ds = lg[wn]
+                    if not isinstance(ds, h5py.Dataset):
+                        raise FormatError(f"{self.path}: weight {wn!r} is not a dataset")
+                    name = wn[:-2] if wn.endswith(":0") else wn
+                    if name in seen:
+                        name = f"{layer}/{name}" if layer else ds.name.lstrip("/")
+                    seen.add(name)
+                    infos.append(self._info(name, ds, kind))
+        return sorted(infos, key=lambda i: i.name)
+
+    def _info(self, name: str, ds, kind: str) -> TensorInfo:
+        dtype = ds.dtype
+        if dtype.kind not in "fiubc" or dtype.fields is not None:
+            raise UnsupportedError(f"{self.path}: weight {name!r} has non-numeric dtype {dtype}")
+        shape = tuple(int(d) for d in ds.shape) if ds.shape is not None else ()
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if nbytes > max(os.path.getsize(self._h5.filename), 1) * _MAX_RATIO:
+            raise FormatError(f"{self.path}: weight {name!r} claims {nbytes} bytes, more than the file can hold")
+        return TensorInfo(name, dtype.newbyteorder("="), shape, kind=kind, key=ds.name.lstrip("/"),
+                          extra={"h5": ds.name})
+
+    def infos(self) -> list[TensorInfo]:
+        return self._infos
+
+    def _read(self, info: TensorInfo) -> np.ndarray:
+        try:
+            arr = self._h5[info.extra["h5"]][()]
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise FormatError(f"{self.path}: cannot read weight {info.name!r}: {exc}") from None
+        arr = np.asarray(arr)
+        if arr.shape != info.shape:
+            raise FormatError(f"{self.path}: weight {info.name!r} read with an unexpected shape")
+        return arr.astype(arr.dtype.newbyteorder("="), copy=False)
+
+    # -- Keras-specific --------------------------------------------------------------
+    def model_config(self) -> dict:
+        """The model config: {"class_name": ..., "config": {...}}."""
+        if self._config is None:
+            raise FormatError(f"{self.path} holds weights only (saved with save_weights); it has no "
+                              "model config. Save the whole model (model.save) instead.")
+        return self._config
+
+    def keras_version(self) -> str:
+        """The Keras version that wrote the file ("" when not recorded)."""
+        return self._version
+
+    def layer_names(self) -> list[str]:
+        """Names (or nested paths) of the layers that hold weights."""
+        return list(self._layers)
+
+    def layer_weights(self, layer_name: str) -> list[np.ndarray]:
+        """A layer's arrays in the order Keras' `layer.get_weights()` returns them."""
+        group = self._layers.get(layer_name)
+        if group is None:
+            raise MissingTensorError(missing_message([layer_name], list(self._layers), self.path))
+        prefix = group.rstrip("/") + "/"
+        ordered = [i for i in self._order() if i.extra["h5"].startswith(prefix)]
+        return [self._read(i) for i in ordered]
+
+    def _order(self) -> list[TensorInfo]:
+        """Infos in file order (get_weights order), not name order."""
+        if self.layout == "legacy":
+            index = {i.extra["h5"]: n for n, i in enumerate(self._infos)}
+            order = []
+            root = self._h5["model_weights"] if "model_weights" in self._h5 else self._h5
+            for layer in _attr_list(root, "layer_names"):
+                lg = root[str(layer)]
+                for wn in _attr_list(lg, "weight_names"):
+                    order.append(self._infos[index[lg[wn].name]])
+            return order
+        return sorted(self._infos, key=lambda i: _keras3_sort_key(i.extra["h5"]))
+
+    def close(self) -> None:
+        if self._h5 is not None:
+            try:
+                self._h5.close()
+            except Exception:  # closing a half-opened file must not mask the real error
+                pass
+            self._h5 = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+def open_keras(path: str | Path) -> KerasFile:
+    """Open a `.keras`, legacy `.h5` or `*.weights.h5` Keras file."""
+    return KerasFile(path)
+
+
+def _ordered_children(group) -> list[str]:
+    names = list(group)
+    first = [n for n in ("vars",) + _CHILD_ORDER if n in names]
+    return first + sorted(n for n in names if n not in first)
+
+
+def _keras3_sort_key(h5path: str) -> tuple:
+    key = []
+    for part in h5path.strip("/").split("/"):
+        if part == "vars":
+            key.append((0, 0, ""))
+        elif part in _CHILD_ORDER:
+            key.append((1, _CHILD_ORDER.index(part), ""))
+        elif part.isdigit():
+            key.append((2, int(part), ""))
+        else:
+            key.append((3, 0, part))
+    return tuple(key)
+
+
+def _int_key(s: str) -> tuple[int, str]:
+    return (int(s), "") if s.isdigit() else (1 << 62, s)
+
+
+def _text(value) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return _text(value.item())
+    return str(value)
+
+
+def _json(text: str, path: Path, what: str):
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise FormatError(f"{path}: {what} is not valid JSON: {exc}") from None
+
+
+def _attr_list(group, name: str) -> list[str]:
+    """A string-list attribute, joined from Keras' chunks (`name0`, `name1`, ...) if split."""
+    attrs = group.attrs
+    if name in attrs:
+        values = list(np.atleast_1d(attrs[name]))
+    else:
+        values, i = [], 0
+        while f"{name}{i}" in attrs:
+            values.extend(np.atleast_1d(attrs[f"{name}{i}"]))
+            i += 1
+    return [_text(v) for v in values]

@@ -1,0 +1,120 @@
+"""NumPy `.npz` archives: a zip of `.npy` members, one per tensor (name = member minus `.npy`).
+
+Reading never unpickles: object arrays are refused. Headers are parsed without reading
+data, so listing is cheap; declared sizes are checked against the zip directory so a
+hostile archive cannot make us allocate more than it could hold.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from ..errors import FormatError, UnsupportedError
+from ..progress import Progress
+from .base import TensorInfo, WeightSource, Weights
+
+# Deflate expands at most ~1032:1; anything claiming more is a zip bomb or corrupted.
+_MAX_RATIO = 1100
+
+
+class NpzFile(WeightSource):
+    """An `.npz` archive read lazily."""
+
+    format = "npz"
+
+    def __init__(self, path: str | Path):
+        super().__init__(path)
+        try:
+            self._zip = zipfile.ZipFile(self.path)
+        except (OSError, zipfile.BadZipFile, ValueError, EOFError) as exc:
+            raise FormatError(f"{self.path}: not a readable .npz (zip) archive: {exc}") from None
+        self._infos: list[TensorInfo] | None = None
+
+    def close(self) -> None:
+        self._zip.close()
+
+    def _err(self, msg: str) -> FormatError:
+        return FormatError(f"{self.path}: {msg}")
+
+    def infos(self) -> list[TensorInfo]:
+        if self._infos is None:
+            out = []
+            for zi in self._zip.infolist():
+                if zi.is_dir():
+                    continue
+                if not zi.filename.endswith(".npy"):
+                    raise self._err(f"member {zi.filename!r} is not a .npy array; not an .npz file")
+                out.append(self._header(zi))
+            self._infos = sorted(out, key=lambda i: i.name)
+        return self._infos
+
+    def _header(self, zi: zipfile.ZipInfo) -> TensorInfo:
+        name = zi.filename[: -len(".npy")]
+        if zi.compress_type != zipfile.ZIP_STORED and zi.file_size > _MAX_RATIO * zi.compress_size + (1 << 20):
+            raise self._err(f"member {zi.filename!r} claims an impossible compression ratio")
+        try:
+            with self._zip.open(zi) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f, max_header_size=1 << 16)
+                elif version in ((2, 0), (3, 0)):
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f, max_header_size=1 << 16)
+                else:
+                    raise ValueError(f"unknown .npy version {version}")
+                header_len = f.tell()
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError, TypeError) as exc:
+            raise self._err(f"member {zi.filename!r} is not a valid .npy array: {exc}") from None
+        if dtype.hasobject:
+            raise UnsupportedError(
+                f"{self.path}: array {name!r} holds Python objects (pickled); tf2rt never "
+                "unpickles data. Re-save it with a numeric dtype."
+            )
+        n = 1
+        for d in shape:
+            n *= int(d)
+        if header_len + n * dtype.itemsize != zi.file_size:
+            raise self._err(
+                f"array {name!r}: header says {shape} {dtype} ({n * dtype.itemsize} bytes) but "
+                f"the member holds {zi.file_size - header_len} bytes (truncated or corrupted)"
+            )
+        return TensorInfo(name, dtype, tuple(int(d) for d in shape),
+                          extra={"member": zi.filename, "fortran": fortran})
+
+    def _read(self, info: TensorInfo) -> np.ndarray:
+        try:
+            with self._zip.open(info.extra["member"]) as f:
+                arr = np.lib.format.read_array(f, allow_pickle=False, max_header_size=1 << 16)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise self._err(f"array {info.name!r} cannot be read: {exc}") from None
+        if arr.shape != info.shape:
+            raise self._err(f"array {info.name!r} changed shape while reading (corrupted)")
+        return np.asarray(arr, order="C")
+
+
+def write_npz(weights: Mapping[str, np.ndarray] | Iterable[Weights], path: str | Path) -> Path:
+    """Write tensors as an uncompressed `.npz` (readable by `numpy.load`)."""
+    if isinstance(weights, Mapping):
+        items = [(str(k), v.array if isinstance(v, Weights) else v) for k, v in weights.items()]
+    else:
+        items = [(w.name, w.array) for w in weights]
+    items.sort(key=lambda kv: kv[0])
+    path = Path(path)
+    total = sum(np.asarray(a).nbytes for _, a in items)
+    # Our own writer: numpy.savez takes names as keyword arguments, so a tensor called
+    # "file" or "allow_pickle" would collide with its parameters.
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as zf, \
+            Progress(total, f"writing {path.name}", "B") as bar:
+        for name, array in items:
+            array = np.asarray(array)
+            if array.dtype.hasobject and all(isinstance(x, bytes) for x in array.reshape(-1)):
+                array = array.astype(bytes)  # DT_STRING tensors: fixed-width bytes, no pickle
+            if array.dtype.hasobject:
+                raise UnsupportedError(f"tensor {name!r} holds Python objects; .npz output stores numeric arrays only")
+            with zf.open(name + ".npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asarray(array, order="C"), allow_pickle=False)
+            bar.update(array.nbytes)
+    return path
