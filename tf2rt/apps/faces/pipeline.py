@@ -1,0 +1,194 @@
+"""The MTCNN cascade in numpy: pyramid, P-Net proposals, R-Net refinement, O-Net boxes + landmarks.
+
+The three nets are plain callables on NHWC float32 batches, so the same pipeline runs
+with tf2rt engines, with the `mtcnn` package's Keras models (for testing) or with
+anything else that computes the same function:
+
+    pnet(x [1, H, W, 3]) -> (offsets [1, h, w, 4], probs [1, h, w, 2])
+    rnet(x [N, 24, 24, 3]) -> (offsets [N, 4], probs [N, 2])
+    onet(x [N, 48, 48, 3]) -> (offsets [N, 4], landmarks [N, 10], probs [N, 2])
+
+Every step follows the `mtcnn` package (v1.0) so that detections match it: pixels are
+normalised as (v - 127.5) / 128, the pyramid uses TensorFlow's area resize, crops use
+TensorFlow's crop-and-resize, and suppression uses the package's rule (see boxes.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ...errors import ShapeError
+from . import boxes as bx
+from .imageops import crop_and_resize, resize_area
+
+Net = Callable[[np.ndarray], Sequence[Any]]
+
+# P-Net slides a 12x12 window with stride 2 over each pyramid level.
+PNET_CELL = 12
+PNET_STRIDE = 2
+RNET_SIZE = 24
+ONET_SIZE = 48
+
+# Landmark order of O-Net's outputs (x1..x5 then y1..y5).
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+
+
+@dataclass(frozen=True)
+class MtcnnParams:
+    """The usual MTCNN knobs, with the `mtcnn` package's defaults."""
+
+    min_face_size: float = 20.0
+    scale_factor: float = 0.709
+    threshold_pnet: float = 0.6
+    threshold_rnet: float = 0.7
+    threshold_onet: float = 0.8
+    nms_pnet_scale: float = 0.5   # within one pyramid level (union)
+    nms_pnet: float = 0.7         # across levels (union)
+    nms_rnet: float = 0.7         # union
+    nms_onet: float = 0.7         # over the smaller box ("min")
+
+    def with_(self, **changes: Any) -> "MtcnnParams":
+        return replace(self, **changes)
+
+
+def pyramid_scales(height: int, width: int, min_face_size: float, scale_factor: float) -> np.ndarray:
+    """Scales of the image pyramid, as the package computes them.
+
+    The first scale maps a min_face_size face onto P-Net's 12 px window; the count
+    comes from the image's short side (the package's formula, kept as is).
+    """
+    if not 0 < scale_factor < 1:
+        raise ValueError(f"scale_factor must be in (0, 1), got {scale_factor}")
+    if min_face_size <= 0:
+        raise ValueError(f"min_face_size must be positive, got {min_face_size}")
+    min_dim = min(width, height)
+    count = round(-((np.log(min_dim / PNET_CELL) / np.log(scale_factor)) + 1))
+    m = PNET_CELL / min_face_size
+    return m * scale_factor ** np.arange(max(count, 0))
+
+
+def normalize(image: np.ndarray) -> np.ndarray:
+    """[H, W, 3] RGB in 0..255 (uint8 or float) -> float32 in [-1, 1]; gray and RGBA are accepted."""
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] not in (3, 4):
+        raise ShapeError(f"expected an RGB image [H, W, 3] (or gray [H, W], RGBA [H, W, 4]), got shape {img.shape}")
+    if img.shape[0] < 1 or img.shape[1] < 1:
+        raise ShapeError(f"empty image of shape {img.shape}")
+    img = img[:, :, :3]
+    return ((img.astype(np.float64) - 127.5) / 128.0).astype(np.float32)
+
+
+class MtcnnPipeline:
+    """MTCNN face detection over three nets; `detect` returns [n, 15] rows.
+
+    Row layout: x1, y1, x2, y2, score, landmark x1..x5, landmark y1..y5 (image pixels).
+    """
+
+    def __init__(self, pnet: Net, rnet: Net, onet: Net, params: MtcnnParams | None = None) -> None:
+        self.pnet, self.rnet, self.onet = pnet, rnet, onet
+        self.params = params or MtcnnParams()
+
+    # -- stages ---------------------------------------------------------------------
+    def proposals(self, img: np.ndarray, p: MtcnnParams) -> np.ndarray:
+        """P-Net over the pyramid: squared candidate boxes [n, 5]."""
+        h, w = img.shape[:2]
+        per_scale = []
+        for scale in pyramid_scales(h, w, p.min_face_size, p.scale_factor):
+            sh, sw = int(h * scale), int(w * scale)  # truncation, as tf.image.resize does
+            if min(sh, sw) < PNET_CELL:
+                continue  # P-Net's window does not fit: no proposals at this level
+            level = resize_area(img, sh, sw)[None]
+            offsets, probs = (np.asarray(o) for o in self.pnet(level)[:2])
+            found = _pnet_boxes(offsets[0], probs[0, :, :, 1], p.threshold_pnet)
+            found[:, :4] /= scale
+            per_scale.append(bx.suppress(found, p.nms_pnet_scale, "union", presorted=True))
+        if not per_scale:
+            return np.zeros((0, 5))
+        cands = bx.suppress(np.concatenate(per_scale, axis=0), p.nms_pnet, "union")
+        return bx.to_square(cands)
+
+    def refine(self, img: np.ndarray, cands: np.ndarray, p: MtcnnParams) -> np.ndarray:
+        """R-Net: rescored, regressed, suppressed, squared boxes [n, 5]."""
+        if len(cands) == 0:
+            return cands
+        offsets, probs = (np.asarray(o) for o in self.rnet(_crops(img, cands, RNET_SIZE))[:2])
+        out = cands.copy()
+        out[:, bx.SCORE] = probs[:, -1]
+        out = bx.apply_offsets(out, offsets)
+        out = out[out[:, bx.SCORE] > p.threshold_rnet]
+        out = bx.suppress(out, p.nms_rnet, "union")
+        return bx.to_square(out)
+
+    def output(self, img: np.ndarray, cands: np.ndarray, p: MtcnnParams) -> np.ndarray:
+        """O-Net: final boxes with landmarks [n, 15]."""
+        if len(cands) == 0:
+            return np.zeros((0, 15))
+        offsets, rel_landmarks, probs = (np.asarray(o) for o in self.onet(_crops(img, cands, ONET_SIZE))[:3])
+        landmarks = bx.place_landmarks(rel_landmarks, cands)
+        out = cands[:, :5].copy()
+        out[:, bx.SCORE] = probs[:, -1]
+        out = bx.apply_offsets(out, offsets)
+        out = np.concatenate([out, landmarks], axis=1)
+        out = out[out[:, bx.SCORE] > p.threshold_onet]
+        return bx.suppress(out, p.nms_onet, "min")
+
+    # -- whole cascade -----------------------------------------------------------------
+    def detect(self, image: np.ndarray, **params: Any) -> np.ndarray:
+        """Faces in an RGB image as [n, 15] rows (see class doc); keyword args override MtcnnParams."""
+        p = self.params.with_(**params) if params else self.params
+        img = normalize(image)
+        cands = self.proposals(img, p)
+        cands = self.refine(img, cands, p)
+        faces = self.output(img, cands, p)
+        return bx.clip_to_image(faces, img.shape[0], img.shape[1])
+
+    def face_probability(self, patches: np.ndarray, stage: str = "onet") -> np.ndarray:
+        """Face probability of R-Net or O-Net on whole RGB patches [N, h, w, 3] (resized to the net's input)."""
+        size = ONET_SIZE if stage == "onet" else RNET_SIZE
+        net = self.onet if stage == "onet" else self.rnet
+        out = []
+        for patch in patches:
+            img = normalize(patch)
+            h, w = img.shape[:2]
+            whole = np.array([[0, 0, w, h, 0.0]])  # the package's crop convention, whole patch
+            out.append(_crops(img, whole, size))
+        probs = np.asarray(net(np.concatenate(out, axis=0))[-1])
+        return probs[:, -1].astype(np.float64)
+
+
+def _pnet_boxes(offsets: np.ndarray, face_prob: np.ndarray, threshold: float) -> np.ndarray:
+    """Boxes [n, 5] (level pixels) where P-Net's face probability exceeds the threshold, best first."""
+    ys, xs = np.nonzero(face_prob > threshold)
+    reg = offsets[ys, xs].astype(np.float64)
+    # The package's window spans (2i + 1, 2i + 12): 11 px wide, offsets scale by 11.
+    x0 = (xs * PNET_STRIDE + 1).astype(np.float64)
+    y0 = (ys * PNET_STRIDE + 1).astype(np.float64)
+    side = PNET_CELL - 1
+    out = np.stack([
+        x0 + reg[:, 0] * side,
+        y0 + reg[:, 1] * side,
+        x0 + side + reg[:, 2] * side,
+        y0 + side + reg[:, 3] * side,
+        face_prob[ys, xs].astype(np.float64),
+    ], axis=1)
+    return bx.sort_by_score(out)
+
+
+def _crops(img: np.ndarray, cands: np.ndarray, size: int) -> np.ndarray:
+    """Net inputs cut from the normalised image; corners are divided by (H, W) as the package does."""
+    h, w = img.shape[:2]
+    norm = cands[:, [bx.Y1, bx.X1, bx.Y2, bx.X2]] / np.array([h, w, h, w], np.float64)
+    return crop_and_resize(img, norm, (size, size))
+
+
+def pnet_output_size(height: int, width: int) -> tuple[int, int]:
+    """P-Net's output grid for an input of this size (conv3 valid, pool 2 'same', conv3, conv3)."""
+    def one(n: int) -> int:
+        return math.ceil((n - 2) / 2) - 4
+    return one(height), one(width)
