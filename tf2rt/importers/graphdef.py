@@ -1,0 +1,540 @@
+"""Frozen TensorFlow GraphDef (`.pb`) reading without TensorFlow, and its import into a Network.
+
+The protobuf messages (GraphDef, NodeDef, AttrValue, TensorProto, FunctionDef) are decoded
+with `tf2rt.proto.Message`; field numbers follow tensorflow/core/framework/*.proto.
+Function calls (PartitionedCall / StatefulPartitionedCall, as TF2 exports have them) are
+inlined, so importers see one flat graph of `Node`s whose inputs are "node:index" refs.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from ..errors import FormatError, UnsupportedError
+from ..proto import Message, read_varint
+
+# DataType enum (types.proto) -> numpy dtype; None = representable but not numeric here.
+DTYPES: dict[int, Any] = {
+    1: np.float32, 2: np.float64, 3: np.int32, 4: np.uint8, 5: np.int16, 6: np.int8,
+    7: object, 9: np.int64, 10: np.bool_, 17: np.uint16, 19: np.float16, 22: np.uint32,
+    23: np.uint64,
+}
+DTYPE_NAMES = {1: "float32", 2: "float64", 3: "int32", 4: "uint8", 5: "int16", 6: "int8", 7: "string",
+               9: "int64", 10: "bool", 14: "bfloat16", 17: "uint16", 19: "float16", 20: "resource",
+               21: "variant", 22: "uint32", 23: "uint64"}
+_REF_OFFSET = 100  # DT_FLOAT_REF = 101 etc. (TF1 reference types)
+
+# Largest tensor a TensorProto may expand to from a few repeated values (TF repeats the last
+# value to fill the shape); a hostile file must not make us allocate gigabytes from bytes.
+MAX_FILL_ELEMENTS = 1 << 26
+
+CALL_OPS = ("PartitionedCall", "StatefulPartitionedCall")
+
+# Ops whose function-body output references name an output arg that is not the first one;
+# (op, arg name) -> index of that arg's first tensor among the op's outputs.
+_OUTPUT_ARG_OFFSETS = {
+    ("FusedBatchNorm", "batch_mean"): 1, ("FusedBatchNorm", "batch_variance"): 2,
+    ("FusedBatchNormV3", "batch_mean"): 1, ("FusedBatchNormV3", "batch_variance"): 2,
+    ("FusedBatchNormV2", "batch_mean"): 1, ("FusedBatchNormV2", "batch_variance"): 2,
+    ("TopKV2", "indices"): 1, ("Unique", "idx"): 1,
+}
+
+
+def dtype_of(code: int, what: str = "tensor") -> Any:
+    """numpy dtype for a TF DataType code (reference types map to their value type)."""
+    if code > _REF_OFFSET:
+        code -= _REF_OFFSET
+    dt = DTYPES.get(code)
+    if dt is None:
+        name = DTYPE_NAMES.get(code, f"DataType {code}")
+        raise UnsupportedError(f"{what}: dtype {name} is not supported")
+    return dt
+
+
+def _packed(msg: Message, field_no: int, kind: str) -> list:
+    """Repeated scalar field, packed or not; kind is 'f' (float32), 'd' (float64) or 'v' (varint)."""
+    out: list = []
+    for v in msg.raw_list(field_no):
+        if isinstance(v, int):
+            if kind == "f":
+                out.append(struct.unpack("<f", v.to_bytes(4, "little"))[0])
+            elif kind == "d":
+                out.append(struct.unpack("<d", v.to_bytes(8, "little"))[0])
+            else:
+                out.append(v)
+        else:
+            if kind == "f":
+                if len(v) % 4:
+                    raise FormatError(f"{msg.what}: packed float field {field_no} has {len(v)} bytes")
+                out.extend(np.frombuffer(v, "<f4").tolist())
+            elif kind == "d":
+                if len(v) % 8:
+                    raise FormatError(f"{msg.what}: packed double field {field_no} has {len(v)} bytes")
+                out.extend(np.frombuffer(v, "<f8").tolist())
+            else:
+                pos = 0
+                while pos < len(v):
+                    x, pos = read_varint(v, pos, msg.what)
+                    out.append(x)
+    return out
+
+
+def parse_shape(msg: Message) -> tuple[int, ...] | None:
+    """TensorShapeProto -> tuple (-1 for unknown dims), or None for unknown rank."""
+    if msg.bool(3):
+        return None
+    return tuple(d.int(1) for d in msg.messages(2))
+
+
+def parse_tensor(msg: Message, what: str = "TensorProto") -> np.ndarray:
+    """Decode a TensorProto into a numpy array (bounds- and size-checked)."""
+    code = msg.int(1)
+    dt = dtype_of(code, what)
+    shape = parse_shape(msg.message(2)) or ()
+    if any(d < 0 for d in shape):
+        raise FormatError(f"{what}: constant has an unknown dimension in shape {shape}")
+    n = 1
+    for d in shape:
+        n *= d
+    if msg.has(4):
+        if dt is object:
+            raise UnsupportedError(f"{what}: string tensors in tensor_content are not supported")
+        raw = msg.bytes(4)
+        want = n * np.dtype(dt).itemsize
+        if len(raw) != want:
+            raise FormatError(f"{what}: tensor_content has {len(raw)} bytes, shape {shape} needs {want}")
+        return np.frombuffer(raw, np.dtype(dt).newbyteorder("<")).astype(dt).reshape(shape)
+    if dt is object:
+        vals: list = [bytes(v) for v in msg.raw_list(8)]
+    elif dt == np.float32:
+        vals = _packed(msg, 5, "f")
+    elif dt == np.float64:
+        vals = _packed(msg, 6, "d")
+    elif dt == np.float16:
+        vals = [np.uint16(v & 0xFFFF).view(np.float16) for v in _packed(msg, 13, "v")]
+    elif dt == np.int64:
+        vals = [v - (1 << 64) if v >= 1 << 63 else v for v in _packed(msg, 10, "v")]
+    elif dt == np.bool_:
+        vals = [bool(v) for v in _packed(msg, 11, "v")]
+    elif dt == np.uint32:
+        vals = _packed(msg, 16, "v")
+    elif dt == np.uint64:
+        vals = _packed(msg, 17, "v")
+    else:  # int32, int16, int8, uint8, uint16 share int_val
+        vals = [v - (1 << 64) if v >= 1 << 63 else v for v in _packed(msg, 7, "v")]
+        if dt == np.int32:
+            vals = [((v + (1 << 31)) % (1 << 32)) - (1 << 31) for v in vals]
+    if len(vals) > n:
+        raise FormatError(f"{what}: {len(vals)} values for shape {shape}")
+    if len(vals) == n:
+        return np.array(vals, dtype=dt).reshape(shape)
+    if n > MAX_FILL_ELEMENTS:
+        raise FormatError(f"{what}: shape {shape} ({n} elements) is larger than the stored values justify")
+    out = np.zeros(n, dtype=dt) if dt is not object else np.full(n, b"", dtype=object)
+    if vals:  # TF repeats the last value to fill the shape
+        out[: len(vals)] = vals
+        out[len(vals):] = vals[-1]
+    return out.reshape(shape)
+
+
+class Attr:
+    """One AttrValue with typed accessors (field numbers from attr_value.proto)."""
+
+    __slots__ = ("msg",)
+
+    def __init__(self, msg: Message):
+        self.msg = msg
+
+    def s(self) -> str:
+        return self.msg.bytes(2).decode("utf-8", "replace")
+
+    def i(self) -> int:
+        return self.msg.int(3)
+
+    def f(self) -> float:
+        return self.msg.float(4)
+
+    def b(self) -> bool:
+        return self.msg.bool(5)
+
+    def type(self) -> int:
+        return self.msg.int(6)
+
+    def shape(self) -> tuple[int, ...] | None:
+        return parse_shape(self.msg.message(7))
+
+    def tensor(self, what: str = "attr") -> np.ndarray:
+        return parse_tensor(self.msg.message(8), what)
+
+    def func(self) -> str:
+        return self.msg.message(10).str(1)
+
+    def ints(self) -> list[int]:
+        return [v - (1 << 64) if v >= 1 << 63 else v for v in _packed(self.msg.message(1), 3, "v")]
+
+    def floats(self) -> list[float]:
+        return _packed(self.msg.message(1), 4, "f")
+
+    def strs(self) -> list[str]:
+        return self.msg.message(1).strs(2)
+
+
+@dataclass
+class Node:
+    """A NodeDef: inputs are data refs "name:index" (control inputs kept apart)."""
+
+    name: str
+    op: str
+    inputs: list[str]
+    attrs: dict[str, Attr] = field(default_factory=dict)
+    control: list[str] = field(default_factory=list)
+
+    def attr(self, key: str) -> Attr | None:
+        return self.attrs.get(key)
+
+
+def _map_entries(msg: Message, field_no: int) -> list[tuple[str, Message]]:
+    return [(e.str(1), e) for e in msg.messages(field_no)]
+
+
+def parse_node(msg: Message) -> Node:
+    attrs = {k: Attr(e.message(2)) for k, e in _map_entries(msg, 5)}
+    data, control = [], []
+    for ref in msg.strs(3):
+        (control if ref.startswith("^") else data).append(ref.lstrip("^"))
+    name = msg.str(1)
+    if not name:
+        raise FormatError("GraphDef: a node has no name")
+    return Node(name, msg.str(2), data, attrs, control)
+
+
+@dataclass
+class Function:
+    """A FunctionDef: signature arg names, body nodes, and output arg -> body ref."""
+
+    name: str
+    inputs: list[str]
+    outputs: list[str]
+    nodes: list[Node]
+    ret: dict[str, str]
+
+
+def parse_function(msg: Message) -> Function:
+    sig = msg.message(1)
+    return Function(
+        name=sig.str(1),
+        inputs=[a.str(1) for a in sig.messages(2)],
+        outputs=[a.str(1) for a in sig.messages(3)],
+        nodes=[parse_node(n) for n in msg.messages(3)],
+        ret={k: e.str(2) for k, e in _map_entries(msg, 4)},
+    )
+
+
+def split_ref(ref: str) -> tuple[str, int]:
+    """"name:3" -> ("name", 3); "name" -> ("name", 0)."""
+    name, sep, idx = ref.rpartition(":")
+    if sep and idx.isdigit():
+        return name, int(idx)
+    return ref, 0
+
+
+class Graph:
+    """A flat graph: nodes by name, in file order, with every function call inlined."""
+
+    def __init__(self, nodes: list[Node], functions: dict[str, Function] | None = None):
+        self.functions = functions or {}
+        self.nodes: dict[str, Node] = {}
+        for node in nodes:
+            self._add(node, depth=0)
+
+    def _add(self, node: Node, depth: int) -> None:
+        fname = None
+        if node.op in CALL_OPS and node.attr("f") is not None:
+            fname = node.attr("f").func()  # type: ignore[union-attr]
+        elif node.op in self.functions:
+            fname = node.op
+        if fname is None:
+            if node.name in self.nodes:
+                raise FormatError(f"GraphDef: duplicate node name {node.name!r}")
+            self.nodes[node.name] = node
+            return
+        fn = self.functions.get(fname)
+        if fn is None:
+            raise FormatError(f"GraphDef: node {node.name!r} calls function {fname!r}, which is not in the library")
+        if depth > 64:
+            raise UnsupportedError(f"GraphDef: function calls nested more than 64 deep at {node.name!r}")
+        self._inline(node, fn, depth)
+
+    def _inline(self, call: Node, fn: Function, depth: int) -> None:
+        if len(call.inputs) != len(fn.inputs):
+            raise FormatError(f"GraphDef: {call.name!r} passes {len(call.inputs)} inputs to {fn.name!r}, "
+                              f"which takes {len(fn.inputs)}")
+        prefix = call.name + "/"
+        args = dict(zip(fn.inputs, call.inputs))
+        ops = {n.name: n.op for n in fn.nodes}
+
+        def remap(ref: str) -> str:
+            if ref in args:
+                return args[ref]
+            parts = ref.split(":")
+            if len(parts) == 1:
+                return prefix + parts[0] + ":0"
+            if len(parts) == 3 and parts[2].isdigit():
+                off = _OUTPUT_ARG_OFFSETS.get((ops.get(parts[0], ""), parts[1]), 0)
+                return f"{prefix}{parts[0]}:{off + int(parts[2])}"
+            return prefix + ref
+
+        for a, src in args.items():  # an Identity per argument keeps refs to it resolvable
+            self._add(Node(prefix + a, "Identity", [src]), depth)
+        for n in fn.nodes:
+            self._add(Node(prefix + n.name, n.op, [remap(r) for r in n.inputs], n.attrs), depth + 1)
+        outs = []
+        for o in fn.outputs:
+            if o not in fn.ret:
+                raise FormatError(f"GraphDef: function {fn.name!r} does not define output {o!r}")
+            outs.append(remap(fn.ret[o]))
+        # the call node becomes an IdentityN, so "call:k" still names the k-th result
+        self._add(Node(call.name, "IdentityN", outs), depth)
+
+
+def parse_graphdef(data: bytes | memoryview, what: str = "GraphDef") -> Graph:
+    """Decode a serialized GraphDef (node=1, library=2) into a flat `Graph`."""
+    msg = Message(data, what)
+    functions = {}
+    for fmsg in msg.message(2).messages(1):
+        fn = parse_function(fmsg)
+        functions[fn.name] = fn
+    return Graph([parse_node(n) for n in msg.messages(1)], functions)
+
+
+def read_graphdef(path: str | Path) -> Graph:
+    """Read a frozen `.pb` GraphDef file."""
+    p = Path(path)
+    if not p.is_file():
+        raise FormatError(f"{p}: no such file (expected a frozen GraphDef .pb)")
+    data = p.read_bytes()
+    if not data:
+        raise FormatError(f"{p}: empty file, not a GraphDef")
+    graph = parse_graphdef(data, str(p))
+    if not graph.nodes:
+        raise FormatError(f"{p}: no nodes; is this a GraphDef (.pb) file?")
+    return graph
+
+
+def import_graphdef(path: str | Path, inputs: list[str] | None = None, outputs: list[str] | None = None,
+                    name: str | None = None) -> Any:
+    """Import a frozen GraphDef `.pb` into a `Network` (inputs default to its Placeholders,
+    outputs to nodes nothing else consumes)."""
+    graph = read_graphdef(path)
+    return GraphConverter(graph, resolve_variable=None).convert(inputs, outputs, name or Path(path).stem)
+
+
+
+# --- values during conversion ------------------------------------------------------
+TO_NCHW = (0, 3, 1, 2)
+TO_NHWC = (0, 2, 3, 1)
+
+
+def phys_axis(axis: int) -> int:
+    """Axis of an NCHW tensor holding NHWC axis `axis`."""
+    return TO_NCHW.index(axis)
+
+
+def fold_nhwc_const(arr: np.ndarray) -> np.ndarray:
+    """A constant that broadcasts against an NHWC tensor, rearranged to broadcast against NCHW."""
+    if arr.ndim > 4:
+        raise UnsupportedError(f"constant of rank {arr.ndim} cannot broadcast against a 4-D image tensor")
+    if arr.ndim == 0:
+        return arr
+    return arr.reshape((1,) * (4 - arr.ndim) + arr.shape).transpose(TO_NCHW)
+
+
+@dataclass
+class TV:
+    """A network tensor; nchw=True: TensorFlow sees it as NHWC, the network holds it NCHW."""
+
+    t: Any
+    nchw: bool = False
+
+    @property
+    def shape(self) -> tuple:
+        """Shape in TensorFlow's axis order (None = dynamic)."""
+        s = tuple(self.t.shape)
+        return tuple(s[i] for i in TO_NHWC) if self.nchw else s
+
+
+@dataclass
+class Partial:
+    """A 1-D int vector with unknown entries (-1), e.g. a shape with a dynamic batch size."""
+
+    values: np.ndarray
+
+
+class GraphConverter:
+    """Converts the part of a flat Graph between given inputs and outputs into a Network."""
+
+    def __init__(self, graph: Graph, resolve_variable: Optional[Callable[[Node], np.ndarray]] = None):
+        self.graph = graph
+        self.resolve_variable = resolve_variable
+        self.values: dict[tuple[str, int], Any] = {}
+        self.net: Any = None
+        self._layout_cache: dict[tuple[int, bool], Any] = {}
+        self.consumers: Counter = Counter()
+        self.fusable: set[int] = set()  # ids of conv/dense outputs only one node reads
+        from .graphdef_ops import HANDLERS
+
+        self.handlers: dict[str, Callable] = HANDLERS
+
+    # --- entry points ---------------------------------------------------------------
+    def convert(self, inputs: Optional[list[str]], outputs: Optional[list[str]], name: str) -> Any:
+        """inputs/outputs as node names or "node:index" refs (defaults: Placeholders / sink nodes)."""
+        nodes = self.graph.nodes
+        if inputs is None:
+            inputs = [n.name for n in nodes.values() if n.op == "Placeholder"]
+        if outputs is None:
+            used = {split_ref(r)[0] for n in nodes.values() for r in n.inputs}
+            outputs = [n.name for n in nodes.values()
+                       if n.name not in used and n.op not in ("NoOp", "Const", "Placeholder", "Assert", "SaveV2")]
+        if not outputs:
+            raise FormatError("GraphDef: no output nodes found; pass outputs=[...]")
+        ins = {split_ref(r)[0]: r for r in inputs}
+        outs = {split_ref(r)[0] if split_ref(r)[1] == 0 else r.replace(":", "_"): r for r in outputs}
+        return self.convert_named(ins, outs, name)
+
+    def convert_named(self, inputs: dict[str, str], outputs: dict[str, str], name: str) -> Any:
+        """inputs/outputs: engine tensor name -> graph ref."""
+        from ..network import Network
+
+        for r in list(inputs.values()) + list(outputs.values()):
+            if split_ref(r)[0] not in self.graph.nodes:
+                raise FormatError(f"GraphDef: no node named {split_ref(r)[0]!r}")
+        input_refs = {self._key(r): k for k, r in inputs.items()}
+        order = self._toposort([self._key(r) for r in outputs.values()], set(n for n, _ in input_refs))
+        self._check_supported(order, {n for n, _ in input_refs})
+        self.net = Network(name)
+        self.net.metadata["source_format"] = "graphdef"
+        for ref_key, key in input_refs.items():
+            self._add_input(key, self.graph.nodes[ref_key[0]], ref_key)
+        for node_name in order:
+            if (node_name, 0) in self.values:
+                continue
+            node = self.graph.nodes[node_name]
+            ins = [self._value(r, node) for r in node.inputs]
+            try:
+                outs = self.handlers[node.op](self, node, ins)
+            except (UnsupportedError, FormatError) as exc:
+                raise type(exc)(f"node {node.name!r} ({node.op}): {exc}") from None
+            for i, v in enumerate(outs):
+                self.values[(node.name, i)] = v
+        for key, ref in outputs.items():
+            v = self.values[self._key(ref)]
+            if not isinstance(v, TV):
+                raise UnsupportedError(f"output {ref!r} is a constant; nothing to compute")
+            t = self.plain(v)
+            if t.producer is None or t.is_network_output:
+                t = self.net.add_identity(t, name=f"{key}/identity").output
+            self.net.mark_output(t, name=key)
+        return self.net
+
+    # --- helpers used by the op handlers ----------------------------------------------
+    @staticmethod
+    def _key(ref: str) -> tuple[str, int]:
+        return split_ref(ref)
+
+    def _value(self, ref: str, node: Node) -> Any:
+        key = split_ref(ref)
+        if key not in self.values:
+            raise FormatError(f"node {node.name!r} reads {ref!r}, which has no value (an output the op does not have?)")
+        return self.values[key]
+
+    def _toposort(self, roots: list[tuple[str, int]], stop: set[str]) -> list[str]:
+        nodes = self.graph.nodes
+        order: list[str] = []
+        state: dict[str, int] = {}
+        stack = [(n, False) for n, _ in roots]
+        while stack:
+            name, done = stack.pop()
+            if done:
+                state[name] = 2
+                order.append(name)
+                continue
+            if state.get(name) == 2:
+                continue
+            if state.get(name) == 1:
+                raise UnsupportedError(f"GraphDef: cycle through node {name!r} (control flow loops are not supported)")
+            if name not in nodes:
+                raise FormatError(f"GraphDef: reference to missing node {name!r}")
+            state[name] = 1
+            stack.append((name, True))
+            if name in stop:
+                continue
+            for r in nodes[name].inputs:
+                src = split_ref(r)[0]
+                self.consumers[src] += 1
+                if state.get(src) != 2:
+                    stack.append((src, False))
+        return order
+
+    def _check_supported(self, order: list[str], inputs: set[str]) -> None:
+        bad: Counter = Counter()
+        examples: dict[str, str] = {}
+        for name in order:
+            op = self.graph.nodes[name].op
+            if name not in inputs and op not in self.handlers:
+                bad[op] += 1
+                examples.setdefault(op, name)
+        if bad:
+            lines = ", ".join(f"{op} x{n} (e.g. node {examples[op]!r})" for op, n in sorted(bad.items()))
+            raise UnsupportedError(f"unsupported TensorFlow ops: {lines}. Supported: {', '.join(sorted(self.handlers))}")
+
+    def _add_input(self, key: str, node: Node, ref: tuple[str, int]) -> None:
+        attr = node.attr("dtype")
+        dt = np.dtype(dtype_of(attr.type() if attr else 1, f"input {key!r}")).name
+        shape_attr = node.attr("shape")
+        shape = shape_attr.shape() if shape_attr else None
+        if shape is None:
+            raise UnsupportedError(f"input {key!r} ({node.name}) has an unknown rank; give the placeholder a shape")
+        t = self.net.add_input(key, dt, [None if d < 0 else d for d in shape])
+        self.values[ref] = TV(t, nchw=False)
+
+    def plain(self, v: TV) -> Any:
+        """The tensor in TensorFlow's own axis order (NHWC for 4-D image tensors)."""
+        if not v.nchw:
+            return v.t
+        return self._transposed(v.t, TO_NHWC, False)
+
+    def nchw(self, v: TV) -> Any:
+        """The tensor as NCHW (transposing a plain 4-D NHWC tensor once)."""
+        if v.nchw:
+            return v.t
+        if v.t.rank != 4:
+            raise UnsupportedError(f"expected a 4-D NHWC tensor, {v.t.name} has shape {v.t.shape}")
+        return self._transposed(v.t, TO_NCHW, True)
+
+    def _transposed(self, t: Any, perm: tuple[int, ...], to_nchw: bool) -> Any:
+        key = (id(t), to_nchw)
+        if key not in self._layout_cache:
+            name = f"{t.name}/{'to_nchw' if to_nchw else 'to_nhwc'}"
+            self._layout_cache[key] = self.net.add_shuffle(t, first_transpose=perm, name=name).output
+        return self._layout_cache[key]
+
+    def const_like(self, c: np.ndarray, v: TV, name: str) -> Any:
+        """A network constant broadcastable against v's physical layout."""
+        arr = np.asarray(c)
+        if arr.dtype == np.float64:
+            arr = arr.astype(np.float32)
+        if v.nchw:
+            arr = fold_nhwc_const(arr)
+        return self.net.add_constant(arr.shape, arr, name=name).output
+
+    def logical_axis(self, v: TV, axis: int) -> int:
+        """Physical axis of v for TensorFlow's axis `axis`."""
+        rank = v.t.rank
+        axis = axis % rank if rank else 0
+        return phys_axis(axis) if v.nchw else axis

@@ -1,0 +1,601 @@
+"""One handler per TensorFlow op: (converter, node, input values) -> output values.
+
+Inputs that are all constants are folded with numpy (variables, BatchNorm arithmetic on
+moving statistics, shape computations). Per-channel scales and shifts that follow a
+convolution or a dense layer are folded into its weights when nothing else reads the
+intermediate tensor (TensorFlow's BiasAdd and the Mul/Add pairs of a BatchNormalization).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import FormatError, UnsupportedError
+from ..network.layers_cnn import same_padding
+from .graphdef import TO_NCHW, TV, GraphConverter, Node, Partial, dtype_of, fold_nhwc_const, phys_axis
+
+Handler = Callable[[GraphConverter, Node, list], list]
+HANDLERS: dict[str, Handler] = {}
+
+
+def op(*names: str) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        for n in names:
+            HANDLERS[n] = fn
+        return fn
+    return deco
+
+
+def is_const(v: Any) -> bool:
+    return isinstance(v, np.ndarray)
+
+
+def const(v: Any, what: str) -> np.ndarray:
+    if isinstance(v, np.ndarray):
+        return v
+    if isinstance(v, Partial):
+        raise UnsupportedError(f"{what} depends on the dynamic batch size; only static shapes are supported here")
+    raise UnsupportedError(f"{what} must be a constant (computed from weights or static shapes)")
+
+
+def attr_s(node: Node, key: str, default: str = "") -> str:
+    a = node.attr(key)
+    return a.s() if a is not None else default
+
+
+def attr_i(node: Node, key: str, default: int = 0) -> int:
+    a = node.attr(key)
+    return a.i() if a is not None else default
+
+
+def attr_ints(node: Node, key: str, default: list[int]) -> list[int]:
+    a = node.attr(key)
+    return a.ints() if a is not None and a.msg.has(1) else default
+
+
+# --- pass-through, constants, inputs -------------------------------------------------
+@op("Identity", "StopGradient", "Snapshot", "PreventGradient", "CheckNumerics", "PlaceholderWithDefault",
+    "EnsureShape")
+def _identity(cv, node, ins):
+    return [ins[0]]
+
+
+@op("IdentityN")
+def _identity_n(cv, node, ins):
+    return list(ins)
+
+
+@op("NoOp")
+def _noop(cv, node, ins):
+    return []
+
+
+@op("Const")
+def _const(cv, node, ins):
+    a = node.attr("value")
+    if a is None:
+        raise FormatError("Const without a value")
+    return [a.tensor(f"Const {node.name!r}")]
+
+
+@op("Placeholder")
+def _placeholder(cv, node, ins):
+    raise UnsupportedError("this Placeholder is not one of the inputs; pass it in inputs=[...] "
+                           "or check the signature")
+
+
+@op("VarHandleOp", "VariableV2")
+def _var_handle(cv, node, ins):
+    if cv.resolve_variable is None:
+        raise UnsupportedError("the graph reads variables but none are available; freeze it first "
+                               "(convert_variables_to_constants_v2) or import the SavedModel directory")
+    if node.op == "VariableV2":
+        return [np.asarray(cv.resolve_variable(node))]
+    return [("resource", node)]
+
+
+@op("ReadVariableOp")
+def _read_variable(cv, node, ins):
+    res = ins[0]
+    if not (isinstance(res, tuple) and res and res[0] == "resource"):
+        raise UnsupportedError("ReadVariableOp of something that is not a variable handle")
+    return [np.asarray(cv.resolve_variable(res[1]))]
+
+
+# --- constant folding of shape arithmetic --------------------------------------------
+@op("Shape")
+def _shape(cv, node, ins):
+    v = ins[0]
+    dt = dtype_of(node.attr("out_type").type() if node.attr("out_type") else 3)
+    shape = v.shape if isinstance(v, (TV, np.ndarray)) else None
+    if shape is None:
+        raise UnsupportedError("Shape of a non-tensor")
+    vals = np.array([-1 if d is None else d for d in shape], dtype=dt)
+    return [Partial(vals) if (vals < 0).any() else vals]
+
+
+def _partial_vals(v: Any) -> tuple[np.ndarray, bool]:
+    if isinstance(v, Partial):
+        return v.values, True
+    return const(v, "value"), False
+
+
+def _strided_slice(x: np.ndarray, node: Node, begin, end, strides) -> np.ndarray:
+    bm, em, sm = attr_i(node, "begin_mask"), attr_i(node, "end_mask"), attr_i(node, "shrink_axis_mask")
+    if attr_i(node, "ellipsis_mask") or attr_i(node, "new_axis_mask"):
+        raise UnsupportedError("StridedSlice with ellipsis or new-axis masks")
+    idx: list = []
+    for i, (b, e, s) in enumerate(zip(begin, end, strides)):
+        if sm >> i & 1:
+            idx.append(int(b))
+        else:
+            idx.append(slice(None if bm >> i & 1 else int(b), None if em >> i & 1 else int(e), int(s)))
+    return x[tuple(idx)]
+
+
+@op("StridedSlice")
+def _strided(cv, node, ins):
+    begin, end, strides = (const(v, "StridedSlice bounds") for v in ins[1:4])
+    if isinstance(ins[0], TV):
+        return [_slice_tensor(cv, node, ins[0], begin, end, strides)]
+    vals, partial = _partial_vals(ins[0])
+    out = np.asarray(_strided_slice(vals, node, begin, end, strides))
+    return [Partial(out) if partial and (out < 0).any() else out]
+
+
+def _slice_tensor(cv, node, v: TV, begin, end, strides) -> TV:
+    if attr_i(node, "shrink_axis_mask") or attr_i(node, "ellipsis_mask") or attr_i(node, "new_axis_mask"):
+        raise UnsupportedError("StridedSlice of a tensor with shrink/ellipsis/new-axis masks")
+    t = cv.plain(v)
+    bm, em = attr_i(node, "begin_mask"), attr_i(node, "end_mask")
+    start, size, step = [], [], []
+    for i, d in enumerate(t.shape):
+        if i >= len(begin):
+            start.append(0), size.append(d), step.append(1)
+            continue
+        if d is None:
+            if bm >> i & 1 and em >> i & 1 and strides[i] == 1:
+                start.append(0), size.append(0), step.append(1)  # whole dynamic dim
+                continue
+            raise UnsupportedError("StridedSlice of a dynamic dimension")
+        s, e, k = slice(None if bm >> i & 1 else int(begin[i]), None if em >> i & 1 else int(end[i]),
+                        int(strides[i])).indices(d)
+        n = len(range(s, e, k))
+        start.append(s), size.append(n), step.append(k)
+    if any(d is None for d in t.shape):
+        raise UnsupportedError("StridedSlice of a tensor with a dynamic dimension")
+    return TV(cv.net.add_slice(t, start, size, step, name=node.name).output)
+
+
+@op("Pack")
+def _pack(cv, node, ins):
+    axis = attr_i(node, "axis")
+    if any(isinstance(v, TV) for v in ins):
+        raise UnsupportedError("Pack of tensors (only of constants and shapes)")
+    vals = [np.asarray(_partial_vals(v)[0]) for v in ins]
+    vals = [v.reshape(()) if v.size == 1 and isinstance(ins[i], Partial) else v for i, v in enumerate(vals)]
+    out = np.stack(vals, axis=axis)
+    return [Partial(out) if (any(isinstance(v, Partial) for v in ins)) else out]
+
+
+def _fold(fn: Callable[..., Any]) -> Handler:
+    def h(cv, node, ins):
+        return [np.asarray(fn(node, *[const(v, f"{node.op} input") for v in ins]))]
+    return h
+
+
+for _names, _fn in {
+    ("Fill",): lambda n, d, v: np.full(tuple(int(x) for x in d), v),
+    ("Range",): lambda n, a, b, c: np.arange(a, b, c, dtype=np.result_type(a, b, c)),
+    ("Prod",): lambda n, x, ax: np.prod(x, axis=tuple(np.atleast_1d(ax)), keepdims=bool(attr_i(n, "keep_dims"))).astype(x.dtype),
+    ("Sum",): lambda n, x, ax: np.sum(x, axis=tuple(np.atleast_1d(ax)), keepdims=bool(attr_i(n, "keep_dims"))).astype(x.dtype),
+    ("Rsqrt",): lambda n, x: (1 / np.sqrt(x)).astype(x.dtype),
+    ("Sqrt",): lambda n, x: np.sqrt(x),
+    ("Square",): lambda n, x: x * x,
+    ("Reciprocal", "Inv"): lambda n, x: (1 / x).astype(x.dtype),
+    ("Neg",): lambda n, x: -x,
+    ("Exp",): lambda n, x: np.exp(x),
+    ("Log",): lambda n, x: np.log(x),
+    ("Size",): lambda n, x: np.int32(x.size),
+    ("Rank",): lambda n, x: np.int32(x.ndim),
+    ("GatherV2",): lambda n, x, i, ax: np.take(x, i, axis=int(ax)),
+    ("Transpose",): lambda n, x, p: np.transpose(x, p),
+    ("Tile",): lambda n, x, m: np.tile(x, m),
+    ("FloorDiv",): lambda n, a, b: a // b,
+    ("FloorMod",): lambda n, a, b: a % b,
+}.items():
+    for _n in _names:
+        HANDLERS[_n] = _fold(_fn)
+
+
+@op("Cast")
+def _cast(cv, node, ins):
+    dst = dtype_of(node.attr("DstT").type(), f"Cast {node.name!r}")
+    v = ins[0]
+    if isinstance(v, TV):
+        name = np.dtype(dst).name
+        return [v if v.t.dtype == name else TV(cv.net.add_cast(v.t, name, name=node.name).output, v.nchw)]
+    if isinstance(v, Partial):
+        return [Partial(v.values.astype(dst))]
+    return [const(v, "Cast input").astype(dst)]
+
+
+# --- elementwise ---------------------------------------------------------------------
+_BINARY = {  # TF op -> (numpy function, network elementwise op)
+    "Add": (np.add, "sum"), "AddV2": (np.add, "sum"), "BiasAdd": (np.add, "sum"), "Sub": (np.subtract, "sub"),
+    "Mul": (np.multiply, "prod"), "RealDiv": (np.divide, "div"), "Div": (np.divide, "div"),
+    "Maximum": (np.maximum, "max"), "Minimum": (np.minimum, "min"), "Pow": (np.power, "pow"),
+}
+
+
+def _channel_vector(c: np.ndarray, v: TV) -> np.ndarray | None:
+    """c as a per-output-channel vector if it only varies along v's channel axis."""
+    k = v.t.shape[1] if v.nchw else v.t.shape[-1]
+    arr = fold_nhwc_const(c) if v.nchw else c
+    target = (1, k, 1, 1) if v.nchw else (1,) * (v.t.rank - 1) + (k,)
+    if k is None or arr.ndim > len(target):
+        return None
+    try:
+        if np.broadcast_shapes(arr.shape, target) != target:
+            return None
+    except ValueError:
+        return None
+    return np.broadcast_to(arr, target).reshape(k).astype(np.float32)
+
+
+def try_fold(cv: GraphConverter, v: TV, c: np.ndarray, kind: str) -> TV | None:
+    """Fold x*c or x+c into the convolution / dense layer that produced x (if only we read x)."""
+    layer = v.t.producer
+    if layer is None or layer.type not in ("convolution", "fully_connected") or id(v.t) not in cv.fusable:
+        return None
+    if layer.type == "fully_connected" and v.nchw:
+        return None
+    vec = _channel_vector(c, v)
+    if vec is None:
+        return None
+    bias = layer.bias if layer.bias is not None else np.zeros(vec.size, np.float32)
+    if kind == "sum":
+        layer.bias = (bias + vec).astype(np.float32)
+    else:
+        if layer.type == "convolution":
+            layer.kernel = (layer.kernel * vec[:, None, None, None]).astype(np.float32)
+        else:
+            layer._kernel_in = (layer.kernel * vec[None, :]).astype(np.float32)
+            layer.kernel = layer._kernel_in
+        layer.bias = (bias * vec).astype(np.float32)
+    return v
+
+
+def binary(cv: GraphConverter, node: Node, a: Any, b: Any, net_op: str, np_op: Callable) -> Any:
+    if is_const(a) and is_const(b):
+        return np.asarray(np_op(a, b)).astype(np.result_type(a.dtype, b.dtype))
+    if isinstance(a, Partial) or isinstance(b, Partial):
+        raise UnsupportedError("arithmetic on a shape that depends on the dynamic batch size")
+    if node.op == "BiasAdd" and attr_s(node, "data_format", "NHWC") == "NCHW":
+        b = const(b, "bias").reshape(-1, 1, 1)
+    if is_const(b) or is_const(a):
+        tv, c, const_first = (a, b, False) if is_const(b) else (b, a, True)
+        c = c.astype(np.dtype(tv.t.dtype))
+        if net_op in ("sum", "prod") or (net_op in ("sub", "div") and not const_first):
+            kind, cc = net_op, c
+            if net_op == "sub":
+                kind, cc = "sum", -c
+            elif net_op == "div":
+                kind, cc = "prod", (1.0 / c.astype(np.float64)).astype(c.dtype)
+            folded = try_fold(cv, tv, cc, kind)
+            if folded is not None:
+                cv.fusable.add(id(folded.t)) if cv.consumers[node.name] == 1 else cv.fusable.discard(id(folded.t))
+                return folded
+        ct = cv.const_like(c, tv, f"{node.name}/const")
+        x, y = (ct, tv.t) if const_first else (tv.t, ct)
+        return TV(cv.net.add_elementwise(x, y, net_op, name=node.name).output, tv.nchw)
+    if a.nchw != b.nchw:
+        if a.t.rank == 4 and b.t.rank == 4:
+            a, b = TV(cv.nchw(a), True), TV(cv.nchw(b), True)
+        else:
+            a, b = TV(cv.plain(a)), TV(cv.plain(b))
+    return TV(cv.net.add_elementwise(a.t, b.t, net_op, name=node.name).output, a.nchw)
+
+
+def _make_binary(np_op: Callable, net_op: str) -> Handler:
+    return lambda cv, node, ins: [binary(cv, node, ins[0], ins[1], net_op, np_op)]
+
+
+for _name, (_np, _net) in _BINARY.items():
+    HANDLERS[_name] = _make_binary(_np, _net)
+
+
+@op("SquaredDifference")
+def _sqdiff(cv, node, ins):
+    d = binary(cv, node, ins[0], ins[1], "sub", np.subtract)
+    if is_const(d):
+        return [d * d]
+    return [TV(cv.net.add_elementwise(d.t, d.t, "prod", name=node.name + "/square").output, d.nchw)]
+
+
+@op("AddN")
+def _addn(cv, node, ins):
+    acc = ins[0]
+    for v in ins[1:]:
+        acc = binary(cv, node, acc, v, "sum", np.add)
+    return [acc]
+
+
+_ACTS = {"Relu": ("relu", None, None), "Relu6": ("clip", 0.0, 6.0), "Sigmoid": ("sigmoid", None, None),
+         "Tanh": ("tanh", None, None), "Elu": ("elu", 1.0, None), "Selu": ("selu", None, None),
+         "Softplus": ("softplus", 1.0, 1.0), "Softsign": ("softsign", None, None)}
+_ACT_NP = {"Relu": lambda x: np.maximum(x, 0), "Relu6": lambda x: np.clip(x, 0, 6),
+           "Sigmoid": lambda x: 1 / (1 + np.exp(-x)), "Tanh": np.tanh}
+
+
+@op(*_ACTS, "LeakyRelu")
+def _activation(cv, node, ins):
+    v = ins[0]
+    if is_const(v) and node.op in _ACT_NP:
+        return [_ACT_NP[node.op](v).astype(v.dtype)]
+    if not isinstance(v, TV):
+        raise UnsupportedError("activation of a constant")
+    if node.op == "LeakyRelu":
+        a = node.attr("alpha")
+        kind, alpha, beta = "leaky_relu", (a.f() if a else 0.2), None
+    else:
+        kind, alpha, beta = _ACTS[node.op]
+    return [TV(cv.net.add_activation(v.t, kind, alpha, beta, name=node.name).output, v.nchw)]
+
+
+@op("Softmax", "LogSoftmax")
+def _softmax(cv, node, ins):
+    v = ins[0]
+    t = cv.net.add_softmax(v.t, axis=cv.logical_axis(v, -1), name=node.name).output
+    if node.op == "LogSoftmax":
+        t = cv.net.add_unary(t, "log", name=node.name + "/log").output
+    return [TV(t, v.nchw)]
+
+
+# --- convolution, pooling, normalization ----------------------------------------------
+def _spatial(node: Node, key: str, default: int) -> tuple[int, int]:
+    vals = attr_ints(node, key, [default] * 4)
+    if len(vals) != 4:
+        raise UnsupportedError(f"{key} must have 4 values, got {vals}")
+    if attr_s(node, "data_format", "NHWC") == "NCHW":
+        return vals[2], vals[3]
+    return vals[1], vals[2]
+
+
+def _image_input(cv: GraphConverter, node: Node, v: Any) -> Any:
+    if not isinstance(v, TV):
+        raise UnsupportedError("the image input must be a tensor")
+    if attr_s(node, "data_format", "NHWC") == "NCHW":
+        return cv.plain(v)  # TensorFlow itself works in NCHW here: no transposes needed
+    return cv.nchw(v)
+
+
+def _wrap(cv: GraphConverter, node: Node, t: Any, fusable: bool = False) -> TV:
+    if fusable and cv.consumers[node.name] == 1:
+        cv.fusable.add(id(t))
+    return TV(t, nchw=attr_s(node, "data_format", "NHWC") != "NCHW")
+
+
+def _padding(node: Node, x: Any, window: tuple[int, int], stride: tuple[int, int], dil: tuple[int, int]):
+    mode = attr_s(node, "padding", "VALID")
+    if mode == "VALID":
+        return (0, 0), (0, 0)
+    if mode == "SAME":
+        pads = []
+        for i in range(2):
+            size = x.shape[2 + i]
+            if size is None:
+                raise UnsupportedError("SAME padding needs a known image size; give the input a fixed H and W")
+            pads.append(same_padding(size, window[i], stride[i], dil[i]))
+        return (pads[0][0], pads[1][0]), (pads[0][1], pads[1][1])
+    if mode == "EXPLICIT":
+        p = attr_ints(node, "explicit_paddings", [])
+        if len(p) != 8:
+            raise UnsupportedError(f"explicit_paddings must have 8 values, got {p}")
+        hw = (4, 6) if attr_s(node, "data_format", "NHWC") == "NCHW" else (2, 4)
+        return (p[hw[0]], p[hw[1]]), (p[hw[0] + 1], p[hw[1] + 1])
+    raise UnsupportedError(f"padding {mode!r}")
+
+
+@op("Conv2D", "DepthwiseConv2dNative")
+def _conv(cv, node, ins):
+    x = _image_input(cv, node, ins[0])
+    w = const(ins[1], "the filter").astype(np.float32)  # [kh, kw, in, out] or [kh, kw, C, multiplier]
+    if w.ndim != 4:
+        raise FormatError(f"filter must be 4-D, got shape {w.shape}")
+    kh, kw, cin, cout = w.shape
+    stride, dil = _spatial(node, "strides", 1), _spatial(node, "dilations", 1)
+    pre, post = _padding(node, x, (kh, kw), stride, dil)
+    if node.op == "Conv2D":
+        c = x.shape[1]
+        groups = (c // cin) if c and cin and c % cin == 0 else 1
+        kernel, k = w.transpose(3, 2, 0, 1), cout
+    else:
+        groups, k = cin, cin * cout
+        kernel = w.reshape(kh, kw, cin * cout).transpose(2, 0, 1)[:, None]
+    layer = cv.net.add_convolution_nd(x, k, (kh, kw), kernel, None, stride=stride, pre_padding=pre,
+                                      post_padding=post, dilation=dil, num_groups=groups, name=node.name)
+    return [_wrap(cv, node, layer.output, fusable=True)]
+
+
+@op("MaxPool", "AvgPool")
+def _pool(cv, node, ins):
+    x = _image_input(cv, node, ins[0])
+    window, stride = _spatial(node, "ksize", 1), _spatial(node, "strides", 1)
+    pre, post = _padding(node, x, window, stride, (1, 1))
+    kind = "max" if node.op == "MaxPool" else "average"
+    layer = cv.net.add_pooling_nd(x, kind, window, stride, pre, post, True, name=node.name)
+    return [_wrap(cv, node, layer.output)]
+
+
+@op("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
+def _batchnorm(cv, node, ins):
+    if node.attr("is_training") is not None and node.attr("is_training").b():
+        raise UnsupportedError("is_training=True (batch statistics); export the model for inference")
+    scale, offset, mean, var = (const(v, "BatchNorm parameter").astype(np.float64) for v in ins[1:5])
+    eps = node.attr("epsilon").f() if node.attr("epsilon") else 1e-3
+    s = scale / np.sqrt(var + eps)
+    shift = offset - mean * s
+    v = ins[0]
+    nchw_tf = attr_s(node, "data_format", "NHWC") == "NCHW"
+    if not nchw_tf and isinstance(v, TV) and v.nchw:
+        folded = try_fold(cv, v, s.astype(np.float32), "prod")
+        if folded is not None:
+            try_fold(cv, v, shift.astype(np.float32), "sum")
+            cv.fusable.add(id(v.t)) if cv.consumers[node.name] == 1 else cv.fusable.discard(id(v.t))
+            return [v, None, None, None, None, None]
+    x = _image_input(cv, node, v)
+    y = cv.net.add_scale(x, "channel", shift=shift.astype(np.float32), scale=s.astype(np.float32),
+                         channel_axis=1, name=node.name).output
+    return [_wrap(cv, node, y), None, None, None, None, None]
+
+
+@op("MatMul")
+def _matmul(cv, node, ins):
+    a, b = ins
+    ta, tb = node.attr("transpose_a"), node.attr("transpose_b")
+    ta, tb = bool(ta and ta.b()), bool(tb and tb.b())
+    if is_const(a) and is_const(b):
+        return [(a.T if ta else a) @ (b.T if tb else b)]
+    if isinstance(a, TV) and is_const(b) and not ta:
+        w = (b.T if tb else b).astype(np.float32)
+        layer = cv.net.add_fully_connected(cv.plain(a), w.shape[1], w, None, name=node.name)
+        if cv.consumers[node.name] == 1:
+            cv.fusable.add(id(layer.output))
+        return [TV(layer.output)]
+    ta_op, tb_op = ("transpose" if ta else "none"), ("transpose" if tb else "none")
+    ta_t = cv.plain(a) if isinstance(a, TV) else cv.net.add_constant(a.shape, a.astype(np.float32)).output
+    tb_t = cv.plain(b) if isinstance(b, TV) else cv.net.add_constant(b.shape, b.astype(np.float32)).output
+    return [TV(cv.net.add_matrix_multiply(ta_t, ta_op, tb_t, tb_op, name=node.name).output)]
+
+
+# --- reductions and shape ops ---------------------------------------------------------
+def _drop_axes(cv: GraphConverter, node: Node, v: TV, t: Any, removed: list[int]) -> TV:
+    """After removing logical axes `removed` from an NCHW-held NHWC tensor, restore TF's order."""
+    if not v.nchw:
+        return TV(t)
+    kept = [a for a in range(4) if a not in removed]
+    phys = sorted(phys_axis(a) for a in kept)
+    logical_in_phys = [TO_NCHW[p] for p in phys]  # logical axis held at each remaining physical position
+    if logical_in_phys == kept:
+        return TV(t)
+    perm = [logical_in_phys.index(a) for a in kept]
+    return TV(cv.net.add_shuffle(t, first_transpose=perm, name=node.name + "/nhwc").output)
+
+
+_REDUCE = {"Mean": "avg", "Max": "max", "Min": "min", "Sum": "sum", "Prod": "prod"}
+
+
+@op("Mean", "Max", "Min")
+def _reduce(cv, node, ins):
+    v, axes = ins
+    keep = bool(node.attr("keep_dims") and node.attr("keep_dims").b())
+    axes = [int(a) for a in np.atleast_1d(const(axes, "reduction axes"))]
+    if is_const(v):
+        fn = {"Mean": np.mean, "Max": np.max, "Min": np.min}[node.op]
+        return [fn(v, axis=tuple(axes), keepdims=keep).astype(v.dtype)]
+    rank = v.t.rank
+    axes = sorted({a % rank for a in axes})
+    phys = [cv.logical_axis(v, a) for a in axes]
+    t = cv.net.add_reduce(v.t, _REDUCE[node.op], phys, keep_dims=keep, name=node.name).output
+    if keep:
+        return [TV(t, v.nchw)]
+    return [_drop_axes(cv, node, v, t, axes)]
+
+
+@op("Squeeze")
+def _squeeze(cv, node, ins):
+    v = ins[0]
+    dims = attr_ints(node, "squeeze_dims", [])
+    if is_const(v):
+        return [np.squeeze(v, axis=tuple(dims)) if dims else np.squeeze(v)]
+    shape = v.shape
+    axes = sorted({d % len(shape) for d in dims}) if dims else [i for i, d in enumerate(shape) if d == 1]
+    if any(shape[a] != 1 for a in axes):
+        raise UnsupportedError(f"Squeeze of axes {axes} of a tensor shaped {shape}")
+    if v.nchw:  # drop the unit dims where they sit in NCHW, then restore TF's order if needed
+        phys = [d for i, d in enumerate(v.t.shape) if TO_NCHW[i] not in axes]
+        t = cv.net.add_shuffle(v.t, reshape_dims=_reshape_dims(phys), name=node.name).output
+        return [_drop_axes(cv, node, v, t, axes)]
+    out = [d for i, d in enumerate(shape) if i not in axes]
+    t = cv.net.add_shuffle(v.t, reshape_dims=_reshape_dims(out), name=node.name).output
+    return [TV(t)]
+
+
+@op("ExpandDims")
+def _expand(cv, node, ins):
+    v, axis = ins
+    axis = int(const(axis, "axis"))
+    if is_const(v):
+        return [np.expand_dims(v, axis)]
+    shape = list(v.shape)
+    axis = axis % (len(shape) + 1)
+    shape.insert(axis, 1)
+    t = cv.net.add_shuffle(cv.plain(v), reshape_dims=_reshape_dims(shape), name=node.name).output
+    return [TV(t)]
+
+
+def _reshape_dims(shape: list) -> list[int]:
+    dims = [0 if (d is None and i == 0) else (-1 if d is None else int(d)) for i, d in enumerate(shape)]
+    return dims
+
+
+@op("Reshape")
+def _reshape(cv, node, ins):
+    v, target = ins
+    tvals, _partial = _partial_vals(target)
+    tvals = [int(x) for x in np.atleast_1d(tvals)]
+    if is_const(v):
+        return [v.reshape(tvals)]
+    src = v.shape
+    dims = list(tvals)
+    if dims.count(-1) > 1 and src and src[0] is None and dims[0] == -1:
+        dims[0] = 0  # the unknown first entry is the dynamic batch size: copy it
+    elif dims and dims[0] == -1 and src and src[0] is None and len(dims) > 1:
+        known = [d for d in src[1:]]
+        if all(d is not None for d in known) and all(d > 0 for d in dims[1:]) and \
+                int(np.prod(known)) == int(np.prod(dims[1:])):
+            dims[0] = 0
+    t = cv.net.add_shuffle(cv.plain(v), reshape_dims=dims, name=node.name).output
+    return [TV(t)]
+
+
+@op("Pad", "PadV2", "MirrorPad")
+def _pad(cv, node, ins):
+    v, pads = ins[0], const(ins[1], "paddings").astype(np.int64)
+    if node.op == "MirrorPad":
+        raise UnsupportedError("MirrorPad (reflect/symmetric padding)")
+    value = float(const(ins[2], "pad value")) if len(ins) > 2 else 0.0
+    if is_const(v):
+        return [np.pad(v, pads, constant_values=value)]
+    if value != 0.0 or pads.shape != (4, 2) or pads[0].any() or pads[3].any():
+        raise UnsupportedError(f"padding {pads.tolist()} with value {value} (only zero padding of H and W)")
+    x = cv.nchw(v)
+    t = cv.net.add_padding_nd(x, (int(pads[1, 0]), int(pads[2, 0])), (int(pads[1, 1]), int(pads[2, 1])),
+                              name=node.name).output
+    return [TV(t, True)]
+
+
+@op("ConcatV2", "Concat")
+def _concat(cv, node, ins):
+    if node.op == "Concat":
+        axis, vals = ins[0], ins[1:]
+    else:
+        axis, vals = ins[-1], ins[:-1]
+    axis = int(const(axis, "axis"))
+    if all(is_const(x) or isinstance(x, Partial) for x in vals):
+        arrs = [_partial_vals(x)[0] for x in vals]
+        out = np.concatenate(arrs, axis=axis)
+        return [Partial(out) if any(isinstance(x, Partial) for x in vals) else out]
+    tvs = [x for x in vals if isinstance(x, TV)]
+    if len(tvs) != len(vals):
+        raise UnsupportedError("concatenation of tensors with constants")
+    use_nchw = all(x.t.rank == 4 for x in tvs) and any(x.nchw for x in tvs)
+    ts = [cv.nchw(x) if use_nchw else cv.plain(x) for x in tvs]
+    rank = ts[0].rank
+    phys = axis % rank
+    if use_nchw:
+        phys = phys_axis(phys)
+    return [TV(cv.net.add_concatenation(ts, phys, name=node.name).output, use_nchw)]
