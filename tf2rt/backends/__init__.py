@@ -1,0 +1,135 @@
+"""Backends run engines; each is one module with the same small lifecycle:
+
+    available() -> bool
+    load(engine, **options) -> Runner      # Runner.run(feeds) -> {name: array}; Runner.close()
+
+A Runner may also offer `benchmark(feeds, iterations, warmup) -> list[float]` (seconds per
+run) when it has a better timer than the host clock (e.g. CUDA events).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from ..errors import ShapeError, Tf2rtError, UnsupportedError
+
+# backend name -> module implementing available() and load(engine, **options)
+BACKENDS: dict[str, str] = {
+    "onnxruntime": "tf2rt.backends.onnxruntime",
+    "reference": "tf2rt.backends.reference",
+    "cuda": "tf2rt.backends.cuda",
+}
+DEFAULT_BACKEND = "onnxruntime"
+
+
+def get_backend(name: str) -> Any:
+    """The backend module for `name`; a clear error when unknown or not installed."""
+    module = BACKENDS.get(name)
+    if module is None:
+        raise Tf2rtError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise UnsupportedError(f"backend {name!r} cannot be imported ({exc}); install its dependencies "
+                               "(pip install 'tf2rt[engine]')") from None
+    return mod
+
+
+def available_backends() -> list[str]:
+    """Names of the backends usable in this environment."""
+    out = []
+    for name in BACKENDS:
+        try:
+            if get_backend(name).available():
+                out.append(name)
+        except Tf2rtError:
+            pass
+    return out
+
+
+def load(engine: Any, backend: str = DEFAULT_BACKEND, **options: Any) -> "Runner":
+    """Load `engine` on `backend`; returns a Runner."""
+    mod = get_backend(backend)
+    if not mod.available():
+        raise UnsupportedError(f"backend {backend!r} is not available here"
+                               + (f" ({mod.why_unavailable()})" if hasattr(mod, "why_unavailable") else ""))
+    return mod.load(engine, **options)
+
+
+class Runner:
+    """Base class of loaded engines: feed checking shared by every backend."""
+
+    backend = ""
+
+    def __init__(self, engine: Any):
+        self.engine = engine
+        self.inputs = list(engine.inputs)
+        self.outputs = list(engine.outputs)
+        self.input_names = [s.name for s in self.inputs]
+        self.output_names = [s.name for s in self.outputs]
+        self._specs = [(s.name, s.np_dtype, s.shape) for s in self.inputs]
+
+    def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release resources; the runner cannot run afterwards."""
+
+    def __enter__(self) -> "Runner":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __call__(self, *arrays: Any) -> Any:
+        out = self.run(dict(zip(self.input_names, arrays)))
+        values = tuple(out[n] for n in self.output_names)
+        return values[0] if len(values) == 1 else values
+
+    def check_feeds(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Feeds as arrays of the declared dtypes and shapes; ShapeError naming the tensor otherwise."""
+        if len(feeds) != len(self._specs) or any(n not in feeds for n, _, _ in self._specs):
+            self._name_error(feeds)
+        out: dict[str, np.ndarray] = {}
+        for name, dtype, shape in self._specs:
+            x = feeds[name]
+            if type(x) is not np.ndarray or x.dtype != dtype:
+                x = _coerce(name, x, dtype)
+            if len(x.shape) != len(shape) or any(d is not None and d != s for d, s in zip(shape, x.shape)):
+                want = "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+                raise ShapeError(f"input {name!r} has shape {list(x.shape)}, the engine expects {want}")
+            out[name] = x
+        return out
+
+    def _name_error(self, feeds: Mapping[str, Any]) -> None:
+        names = set(self.input_names)
+        missing = [n for n in self.input_names if n not in feeds]
+        unknown = [n for n in feeds if n not in names]
+        parts = []
+        if missing:
+            parts.append(f"missing input(s) {', '.join(map(repr, missing))}")
+        if unknown:
+            parts.append(f"unknown input(s) {', '.join(map(repr, unknown))}")
+        raise ShapeError("; ".join(parts) + f" (the engine's inputs are: {', '.join(self.input_names)})")
+
+
+def _coerce(name: str, x: Any, dtype: np.dtype) -> np.ndarray:
+    """Accept lists/scalars and lossless dtype changes; refuse lossy ones with a clear error."""
+    arr = np.asarray(x)
+    if arr.dtype == dtype:
+        return arr
+    lossless = np.can_cast(arr.dtype, dtype, casting="safe") or (
+        arr.dtype.kind in "iu" and dtype.kind in "iu" and (arr.size == 0 or (
+            np.iinfo(dtype).min <= arr.min() and arr.max() <= np.iinfo(dtype).max)))
+    if not isinstance(x, np.ndarray) and arr.dtype.kind == "f" and dtype.kind == "f":
+        lossless = True  # Python floats
+    if not lossless:
+        raise ShapeError(f"input {name!r} has dtype {arr.dtype}, the engine expects {dtype}; "
+                         f"convert it with .astype(np.{dtype})")
+    return arr.astype(dtype)
+
+
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "Runner", "get_backend", "available_backends", "load"]
