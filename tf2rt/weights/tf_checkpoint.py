@@ -1,0 +1,401 @@
+"""TensorFlow checkpoints without TensorFlow: V2 tensor bundles (and V1 tables).
+
+`open_checkpoint(path)` accepts a checkpoint prefix, its `.index` / `.data-*` / `.meta`
+file, a directory with a `checkpoint` state file (the latest checkpoint is used), a
+SavedModel directory or its `variables/` directory, or a V1 checkpoint file. Opening reads
+only the `.index` table; each tensor is read when asked for, with bounded reads, and its
+CRC32C is checked unless `verify=False`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from ..errors import ChecksumError, FormatError, Tf2rtError, UnsupportedError
+from ..proto import Message, read_varint
+from . import crc32c
+from .base import TensorInfo, WeightSource
+from .object_graph import OBJECT_GRAPH_KEY, classify, is_object_based_key, names_from_object_graph
+from .sstable import Table, is_table
+from .tf_dtypes import (
+    DT_STRING,
+    encode_slice_key,
+    info_dtype,
+    numpy_dtype,
+    parse_shape,
+    parse_slice,
+    slice_bounds,
+)
+
+FORMAT = "tf-checkpoint"
+BUNDLE_VERSION = 1  # kTensorBundleVersion: the newest bundle layout this reader knows
+_STATE_FILE = "checkpoint"
+_DATA_SUFFIX = re.compile(r"\.data-\d{5}-of-\d{5}$")
+_V1_SHARD = re.compile(r"-\d{5}-of-\d{5}$")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A decoded BundleEntryProto."""
+
+    dtype: int
+    shape: tuple[int, ...]
+    shard: int
+    offset: int
+    size: int
+    crc: int
+    slices: tuple[tuple[tuple[int, int], ...], ...]
+
+    @property
+    def count(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+def _parse_entry(value: bytes, what: str) -> Entry:
+    msg = Message(value, what)
+    offset, size = msg.int(4), msg.int(5)
+    if offset < 0 or size < 0:
+        raise FormatError(f"{what}: negative offset or size")
+    shard = msg.int(3)
+    if shard < 0:
+        raise FormatError(f"{what}: negative shard id")
+    slices = tuple(tuple(parse_slice(s, what)) for s in msg.messages(7))
+    return Entry(msg.int(1), parse_shape(msg.message(2), what), shard, offset, size, msg.uint(6) & 0xFFFFFFFF, slices)
+
+
+class BundleSource(WeightSource):
+    """A V2 checkpoint (`<prefix>.index` + `<prefix>.data-NNNNN-of-NNNNN`)."""
+
+    format = FORMAT
+
+    def __init__(self, prefix: str | Path, verify: bool = True):
+        super().__init__(prefix)
+        self.prefix = Path(prefix)
+        self.verify = verify
+        self.index_path = Path(f"{prefix}.index")
+        self._files: dict[int, BinaryIO] = {}
+        self._sizes: dict[int, int] = {}
+        self._infos: list[TensorInfo] | None = None
+        self._entries: dict[str, Entry] = {}
+        self._slice_entries: dict[bytes, Entry] = {}
+        with Table(self.index_path, verify, "checkpoint index") as table:
+            self._load_index(table)
+        missing = [self.data_path(s).name for s in sorted(self._used_shards()) if not self.data_path(s).is_file()]
+        if missing:
+            raise FormatError(
+                f"checkpoint {self.prefix} is missing {len(missing)} data file(s): {', '.join(missing[:5])}"
+                f"{' ...' if len(missing) > 5 else ''}; copy every {self.prefix.name}.data-* file next to its .index"
+            )
+
+    # -- index ---------------------------------------------------------------------------
+    def _load_index(self, table: Table) -> None:
+        what = str(self.index_path)
+        items = table.items()
+        first = next(items, None)
+        if first is None or first[0] != b"":
+            raise FormatError(f"{what}: no bundle header (not a V2 checkpoint index)")
+        header = Message(first[1], f"{what} header")
+        self.num_shards = header.int(1)
+        self.big_endian = header.int(2) == 1
+        if header.int(2) not in (0, 1):
+            raise FormatError(f"{what}: unknown endianness {header.int(2)}")
+        version = header.message(3)
+        if version.int(2) > BUNDLE_VERSION or BUNDLE_VERSION in version.packed_varints(3):
+            raise UnsupportedError(
+                f"{what}: bundle version needs a reader of version >= {version.int(2)}; "
+                "this checkpoint was written by a newer TensorFlow than tf2rt supports"
+            )
+        if not 1 <= self.num_shards <= 1_000_000:
+            raise FormatError(f"{what}: header claims {self.num_shards} shards")
+        for key, value in items:
+            if key[:1] == b"\x00":
+                self._slice_entries[key] = _parse_entry(value, f"{what} slice entry")
+                continue
+            try:
+                name = key.decode("utf-8")
+            except UnicodeDecodeError:
+                raise FormatError(f"{what}: tensor name is not UTF-8 ({key[:40]!r})") from None
+            entry = _parse_entry(value, f"{what} entry {name!r}")
+            if entry.shard >= self.num_shards:
+                raise FormatError(f"{what}: tensor {name!r} is in shard {entry.shard} of {self.num_shards}")
+            self._entries[name] = entry
+        for entry in self._slice_entries.values():
+            if entry.shard >= self.num_shards:
+                raise FormatError(f"{what}: a slice is in shard {entry.shard} of {self.num_shards}")
+
+    def _used_shards(self) -> set[int]:
+        shards = {e.shard for e in self._entries.values() if not e.slices}
+        return shards | {e.shard for e in self._slice_entries.values()}
+
+    def data_path(self, shard: int) -> Path:
+        return Path(f"{self.prefix}.data-{shard:05d}-of-{self.num_shards:05d}")
+
+    def infos(self) -> list[TensorInfo]:
+        if self._infos is None:
+            self._infos = self._build_infos()
+        return self._infos
+
+    def _build_infos(self) -> list[TensorInfo]:
+        keys = set(self._entries)
+        names: dict[str, tuple[str, str]] = {}
+        if OBJECT_GRAPH_KEY in keys and any(is_object_based_key(k) for k in keys):
+            graph = self._read_entry(OBJECT_GRAPH_KEY, self._entries[OBJECT_GRAPH_KEY])
+            if graph.shape != () or not isinstance(graph.item(), bytes):
+                raise FormatError(f"{self.index_path}: {OBJECT_GRAPH_KEY} is not a scalar string")
+            names = names_from_object_graph(graph.item(), keys, str(self.index_path))
+        taken = set(keys)
+        infos = []
+        for key, entry in self._entries.items():
+            name, kind = names.get(key) or (key, classify(key))
+            if name != key and name in taken:
+                name = key  # never let a readable name shadow another stored key
+            taken.add(name)
+            extra = {"dtype_code": entry.dtype, "shard": entry.shard, "offset": entry.offset, "size": entry.size}
+            if entry.slices:
+                extra = {"dtype_code": entry.dtype, "slices": len(entry.slices)}
+            infos.append(TensorInfo(name, info_dtype(entry.dtype), entry.shape, kind, key, extra))
+        infos.sort(key=lambda i: i.name)
+        return infos
+
+    # -- data ----------------------------------------------------------------------------
+    def _read(self, info: TensorInfo) -> np.ndarray:
+        key = info.key or info.name
+        entry = self._entries[key]
+        if entry.slices:
+            return self._assemble(key, entry)
+        return self._read_entry(key, entry)
+
+    def _shard(self, shard: int) -> tuple[BinaryIO, int]:
+        f = self._files.get(shard)
+        if f is None:
+            path = self.data_path(shard)
+            try:
+                f = open(path, "rb")
+            except OSError as exc:
+                raise FormatError(f"cannot open checkpoint data file {path}: {exc.strerror or exc}") from None
+            self._files[shard] = f
+            self._sizes[shard] = os.fstat(f.fileno()).st_size
+        return f, self._sizes[shard]
+
+    def _check_bounds(self, name: str, entry: Entry) -> None:
+        _f, size = self._shard(entry.shard)
+        if entry.offset + entry.size > size:
+            raise FormatError(
+                f"tensor {name!r}: bytes [{entry.offset}, {entry.offset + entry.size}) lie outside "
+                f"{self.data_path(entry.shard)} ({size} bytes); the data file is truncated or does not "
+                "belong to this index"
+            )
+
+    def _read_bytes(self, name: str, entry: Entry) -> np.ndarray:
+        self._check_bounds(name, entry)
+        f, _size = self._shard(entry.shard)
+        buf = np.empty(entry.size, dtype=np.uint8)
+        f.seek(entry.offset)
+        got = f.readinto(memoryview(buf)) if entry.size else 0
+        if got != entry.size:
+            raise FormatError(f"tensor {name!r}: short read from {self.data_path(entry.shard)}")
+        return buf
+
+    def _checksum_error(self, name: str, entry: Entry, detail: str = "") -> ChecksumError:
+        return ChecksumError(
+            f"tensor {name!r} in {self.data_path(entry.shard)}: CRC32C mismatch{detail}; the checkpoint "
+            "is corrupted (pass verify=False to read it anyway)"
+        )
+
+    def _read_entry(self, name: str, entry: Entry) -> np.ndarray:
+        if entry.dtype == DT_STRING:
+            return self._read_strings(name, entry)
+        dtype = numpy_dtype(entry.dtype, f"tensor {name!r}")
+        if entry.size != entry.count * dtype.itemsize:
+            raise FormatError(
+                f"tensor {name!r}: {entry.size} bytes stored for shape {entry.shape} of {dtype.name} "
+                f"({entry.count * dtype.itemsize} expected); the index is corrupted"
+            )
+        buf = self._read_bytes(name, entry)
+        if self.verify and crc32c.value(buf) != crc32c.unmask(entry.crc):
+            raise self._checksum_error(name, entry)
+        if self.big_endian:
+            unit = dtype.itemsize // 2 if dtype.kind == "c" else dtype.itemsize
+            if unit > 1:
+                buf.view(f"u{unit}").byteswap(inplace=True)
+        return buf.view(dtype).reshape(entry.shape)
+
+    def _read_strings(self, name: str, entry: Entry) -> np.ndarray:
+        n = entry.count
+        if n > entry.size:  # each element needs at least one length byte
+            raise FormatError(f"tensor {name!r}: {n} strings cannot fit in {entry.size} bytes")
+        raw = self._read_bytes(name, entry).tobytes()
+        what = f"tensor {name!r} in {self.data_path(entry.shard)}"
+        lengths, pos = [], 0
+        for _ in range(n):
+            length, pos = read_varint(raw, pos, what)
+            lengths.append(length)
+        if pos + 4 + sum(lengths) != len(raw):
+            raise FormatError(f"{what}: string lengths do not add up to the stored {entry.size} bytes")
+        stored = raw[pos : pos + 4]
+        if self.verify:
+            # TF checksums each length as a fixed-width integer, not as its varint bytes.
+            packed = b"".join(x.to_bytes(4 if x <= 0xFFFFFFFF else 8, "little") for x in lengths)
+            length_crc = crc32c.value(packed)
+            if crc32c.unmask(int.from_bytes(stored, "little")) != length_crc:
+                raise self._checksum_error(name, entry, " in the string lengths")
+            total = crc32c.value(raw[pos + 4 :], crc32c.value(stored, length_crc))
+            if total != crc32c.unmask(entry.crc):
+                raise self._checksum_error(name, entry)
+        out = np.empty(n, dtype=object)
+        pos += 4
+        for i, length in enumerate(lengths):
+            out[i] = raw[pos : pos + length]
+            pos += length
+        return out.reshape(entry.shape)
+
+    def _assemble(self, name: str, entry: Entry) -> np.ndarray:
+        """Reassemble a partitioned variable from its slice entries."""
+        what = f"partitioned tensor {name!r} in {self.index_path}"
+        parts = []
+        covered = 0
+        for extents in entry.slices:
+            index, sub_shape = slice_bounds(list(extents), entry.shape, what)
+            part = self._slice_entries.get(encode_slice_key(name, list(extents)))
+            if part is None:
+                raise FormatError(f"{what}: slice {list(extents)} has no entry (index corrupted)")
+            if part.dtype != entry.dtype or part.shape != sub_shape:
+                raise FormatError(f"{what}: slice {list(extents)} has dtype/shape {part.dtype}/{part.shape}")
+            parts.append((index, part))
+            covered += part.count
+        if covered != entry.count:
+            raise FormatError(f"{what}: slices hold {covered} of its {entry.count} elements")
+        is_string = entry.dtype == DT_STRING
+        dtype = np.dtype(object) if is_string else numpy_dtype(entry.dtype, f"tensor {name!r}")
+        # Check every slice against its file before allocating the whole tensor.
+        for _index, part in parts:
+            self._check_bounds(name, part)
+            if part.size < part.count if is_string else part.size != part.count * dtype.itemsize:
+                raise FormatError(f"{what}: a slice stores {part.size} bytes for {part.count} elements")
+        out = np.empty(entry.shape, dtype=dtype)
+        seen = np.zeros(entry.shape, dtype=bool)
+        for index, part in parts:
+            if seen[index].any():
+                raise FormatError(f"{what}: slices overlap")
+            seen[index] = True
+            out[index] = self._read_entry(name, part)
+        return out
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+
+# -- path resolution -----------------------------------------------------------------------
+def _unescape_text_proto(s: str) -> str:
+    return re.sub(
+        r"\\(x[0-9a-fA-F]{2}|[0-7]{1,3}|.)",
+        lambda m: _ESCAPES.get(m.group(1))
+        or (chr(int(m.group(1)[1:], 16)) if m.group(1)[0] == "x" else chr(int(m.group(1), 8)) if m.group(1).isdigit() else m.group(1)),
+        s,
+    )
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "'": "'", "\\": "\\"}
+
+
+def latest_checkpoint(directory: str | Path) -> Path:
+    """The prefix named by `model_checkpoint_path` in `directory/checkpoint`."""
+    directory = Path(directory)
+    state = directory / _STATE_FILE
+    try:
+        if state.stat().st_size > 16 << 20:
+            raise FormatError(f"{state} is too large to be a checkpoint state file")
+        text = state.read_text("utf-8", errors="replace")
+    except OSError as exc:
+        raise FormatError(f"cannot read {state}: {exc.strerror or exc}") from None
+    m = re.search(r'^\s*model_checkpoint_path\s*:\s*"((?:[^"\\]|\\.)*)"', text, re.M)
+    if m is None:
+        raise FormatError(f"{state} has no model_checkpoint_path line; pass the checkpoint prefix instead")
+    prefix = Path(_unescape_text_proto(m.group(1)))
+    if not prefix.is_absolute():
+        prefix = directory / prefix
+    if not _exists(prefix) and _exists(directory / prefix.name):
+        prefix = directory / prefix.name  # the directory was moved after saving
+    if not _exists(prefix):
+        raise FormatError(f"{state} names {prefix}, which does not exist")
+    return prefix
+
+
+def _exists(prefix: Path) -> bool:
+    return Path(f"{prefix}.index").is_file() or prefix.is_file()
+
+
+def resolve(path: str | Path) -> tuple[str, Path | list[Path]]:
+    """("v2", prefix) or ("v1", files) for anything `open_checkpoint` accepts."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        if (p / _STATE_FILE).is_file():
+            return resolve(latest_checkpoint(p))
+        for prefix in (p / "variables" / "variables", p / "variables"):
+            if Path(f"{prefix}.index").is_file():
+                return "v2", prefix
+        indexes = sorted(p.glob("*.index"))
+        if len(indexes) == 1:
+            return "v2", indexes[0].with_suffix("")
+        raise FormatError(
+            f"{p} is a directory without a checkpoint: no '{_STATE_FILE}' file, no SavedModel "
+            f"variables/, and {len(indexes)} .index files; pass a checkpoint prefix such as {p}/model.ckpt"
+        )
+    name = p.name
+    if name.endswith(".index") and p.is_file():
+        return "v2", p.with_name(name[: -len(".index")])
+    if _DATA_SUFFIX.search(name):
+        prefix = p.with_name(_DATA_SUFFIX.sub("", name))
+        if Path(f"{prefix}.index").is_file():
+            return "v2", prefix
+        raise FormatError(f"{p} is a checkpoint data file but {prefix}.index is missing; copy it alongside")
+    if name.endswith(".meta") and not Path(f"{p}.index").is_file():
+        p = p.with_name(name[: -len(".meta")])
+    if Path(f"{p}.index").is_file():
+        return "v2", p
+    if p.is_file():
+        if is_table(p):
+            return "v1", [p]
+        raise FormatError(
+            f"{p} is not a TensorFlow checkpoint (no table magic number); pass a checkpoint prefix, "
+            "its .index file, or a directory holding a 'checkpoint' file"
+        )
+    shards = sorted(q for q in p.parent.glob(f"{name}-*-of-*") if _V1_SHARD.search(q.name) and is_table(q))
+    if shards:
+        return "v1", shards
+    raise FormatError(
+        f"no checkpoint at {p}: neither {p}.index nor {p} exists; pass the checkpoint prefix "
+        "(e.g. model.ckpt-1000), its .index file, or its directory"
+    )
+
+
+def open_checkpoint(path: str | Path, verify: bool = True) -> WeightSource:
+    """Open a TensorFlow checkpoint (V2 bundle or V1 table) for lazy reading."""
+    kind, where = resolve(path)
+    if kind == "v2":
+        return BundleSource(where, verify)  # type: ignore[arg-type]
+    from .tf_checkpoint_v1 import V1Source
+
+    return V1Source(where, verify)  # type: ignore[arg-type]
+
+
+def looks_like_checkpoint(path: str | Path) -> bool:
+    """True when `path` resolves to a checkpoint whose table has the right magic number."""
+    try:
+        kind, where = resolve(path)
+    except (Tf2rtError, OSError, ValueError):
+        return False
+    if kind == "v2":
+        return is_table(f"{where}.index")
+    return True
