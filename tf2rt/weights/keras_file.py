@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -137,6 +138,9 @@ class KerasFile(WeightSource):
         h5py = _h5py()
         infos: list[TensorInfo] = []
         self._layers: dict[str, str] = {}  # layer name/path -> h5 group path
+        # Keras 3 stores layers under class-based names (lstm, lstm_1, ...); the config
+        # gives them back their layer names, in the same order.
+        names = _keras3_layer_names(self._config) if isinstance(self._config, dict) else {}
 
         def walk(group, name_parts: list[str], kind: str) -> None:
             for child in _ordered_children(group):
@@ -147,12 +151,13 @@ class KerasFile(WeightSource):
                         if isinstance(ds, h5py.Dataset):
                             infos.append(self._info("/".join(name_parts + ["vars", idx]), ds, kind))
                 elif child == "layers" and isinstance(obj, h5py.Group):
-                    for layer in obj:
-                        if isinstance(obj[layer], h5py.Group):
+                    for stored in obj:
+                        if isinstance(obj[stored], h5py.Group):
+                            layer = names.get(obj[stored].name, stored)
                             path = "/".join(name_parts + [layer])
-                            self._layers.setdefault(path, obj[layer].name)
-                            self._layers.setdefault(layer, obj[layer].name)
-                            walk(obj[layer], name_parts + [layer], kind)
+                            self._layers.setdefault(path, obj[stored].name)
+                            self._layers.setdefault(layer, obj[stored].name)
+                            walk(obj[stored], name_parts + [layer], kind)
                 elif isinstance(obj, h5py.Group):
                     walk(obj, name_parts + [child], OPTIMIZER_SLOT if child == "optimizer" and not name_parts else kind)
 
@@ -227,7 +232,8 @@ class KerasFile(WeightSource):
 
     def layer_names(self) -> list[str]:
         """Names (or nested paths) of the layers that hold weights."""
-        return list(self._layers)
+        held = [i.extra["h5"] for i in self._infos]
+        return [n for n, g in self._layers.items() if any(h.startswith(g.rstrip("/") + "/") for h in held)]
 
     def layer_weights(self, layer_name: str) -> list[np.ndarray]:
         """A layer's arrays in the order Keras' `layer.get_weights()` returns them."""
@@ -266,6 +272,38 @@ class KerasFile(WeightSource):
 def open_keras(path: str | Path) -> KerasFile:
     """Open a `.keras`, legacy `.h5` or `*.weights.h5` Keras file."""
     return KerasFile(path)
+
+
+def snake_case(name: str) -> str:
+    """Keras 3's object name for a class (`SimpleRNN` -> `simple_rnn`)."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _keras3_layer_names(config: dict, prefix: str = "/layers") -> dict[str, str]:
+    """h5 group path -> layer name, rebuilt from the model config (model.layers order)."""
+    out: dict[str, str] = {}
+    layers = config.get("config", {}).get("layers") if isinstance(config.get("config"), dict) else None
+    if not isinstance(layers, list):
+        return out
+    used: dict[str, int] = {}
+    for layer in layers:
+        if not isinstance(layer, dict) or not isinstance(layer.get("class_name"), str):
+            continue
+        stored = snake_case(layer["class_name"])
+        if stored in used:
+            used[stored] += 1
+            stored = f"{stored}_{used[stored]}"
+        else:
+            used[stored] = 0
+        cfg = layer.get("config") if isinstance(layer.get("config"), dict) else {}
+        path = f"{prefix}/{stored}"
+        if isinstance(cfg.get("name"), str):
+            out[path] = cfg["name"]
+        if isinstance(cfg.get("layers"), list):  # a nested model
+            out.update(_keras3_layer_names(layer, path + "/layers"))
+    return out
 
 
 def _ordered_children(group) -> list[str]:

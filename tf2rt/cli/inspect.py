@@ -1,0 +1,154 @@
+"""`tf2rt inspect PATH`: the tensors of a weight file, its RNN cells, or an engine's model card."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import mmap
+import sys
+from pathlib import Path
+
+from ..errors import FormatError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "inspect",
+        help="list the tensors and RNN cells of a weight file (or describe an engine)",
+        description="List the tensors of a checkpoint, .wts, npz, safetensors or Keras file "
+        "(name, dtype, shape, size), the RNN cells recognised in it with their storage "
+        "format, and its optimizer slots. For a tf2rt engine (.onnx), print its model card.",
+    )
+    p.add_argument("path", help="weight file, checkpoint prefix/.index/directory, or engine .onnx")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--all", action="store_true", help="also list optimizer slots and bookkeeping tensors")
+    p.add_argument("--format", help="read as this format instead of detecting it")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if is_engine(path):
+        return _engine(path, args.json)
+    from ..weights.api import open_weights
+
+    with open_weights(path, args.format) as src:
+        report = weights_report(src, include_all=args.all)
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_report(report))
+    return 0
+
+
+def weights_report(src, include_all: bool = False) -> dict:
+    """A JSON-able summary of a weight source: tensors, counts, detected cells."""
+    from ..weights.base import OPTIMIZER_SLOT, VARIABLE
+    from ..weights.detect import detect_cells
+
+    infos = src.infos()
+    counts = {"variables": 0, "optimizer_slots": 0, "bookkeeping": 0}
+    rows = []
+    for i in infos:
+        key = {VARIABLE: "variables", OPTIMIZER_SLOT: "optimizer_slots"}.get(i.kind, "bookkeeping")
+        counts[key] += 1
+        if include_all or i.kind == VARIABLE:
+            row = {"name": i.name, "dtype": str(i.dtype) if isinstance(i.dtype, str) else i.dtype.name,
+                   "shape": list(i.shape), "size": i.size, "nbytes": i.nbytes, "kind": i.kind}
+            if i.key and i.key != i.name:
+                row["key"] = i.key
+            rows.append(row)
+    cells = detect_cells(src)
+    storages = sorted({c.storage for c in cells})
+    return {
+        "path": str(src.path),
+        "format": src.format,
+        "counts": counts,
+        "variable_bytes": sum(i.nbytes for i in infos if i.kind == VARIABLE),
+        "tensors": rows,
+        "rnn_cells": [c.to_dict() for c in cells],
+        "storage": storages[0] if len(storages) == 1 else ("mixed" if storages else None),
+        "cell_summaries": [c.describe() for c in cells],
+    }
+
+
+def format_report(report: dict) -> str:
+    """The human-readable table `tf2rt inspect` prints."""
+    c = report["counts"]
+    lines = [
+        f"{report['path']}: {report['format']}, {c['variables']} variables "
+        f"({_human(report['variable_bytes'])}), {c['optimizer_slots']} optimizer slots, "
+        f"{c['bookkeeping']} other tensors",
+        "",
+    ]
+    rows = [("name", "dtype", "shape", "size", "bytes")]
+    for t in report["tensors"]:
+        name = t["name"] + ("" if t["kind"] == "variable" else f"  [{t['kind']}]")
+        rows.append((name, t["dtype"], str(tuple(t["shape"])), str(t["size"]), _human(t["nbytes"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for r in rows:
+        lines.append("  ".join(v.ljust(w) if i < 3 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))).rstrip())
+    lines.append("")
+    if report["rnn_cells"]:
+        lines.append(f"RNN cells ({len(report['rnn_cells'])}; storage: {report['storage']}):")
+        lines.extend("  " + s for s in report["cell_summaries"])
+    else:
+        lines.append("RNN cells: none recognised")
+    if c["optimizer_slots"] and not any(t["kind"] != "variable" for t in report["tensors"]):
+        lines.append(f"Optimizer slots: {c['optimizer_slots']} (not listed; use --all)")
+    return "\n".join(lines) + "\n"
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def is_engine(path: Path) -> bool:
+    """True for an ONNX file whose metadata_props hold the key "tf2rt" (a tf2rt engine)."""
+    if path.suffix.lower() != ".onnx" or not path.is_file():
+        return False
+    from ..proto import LEN, Message, iter_fields
+
+    with open(path, "rb") as f:
+        try:
+            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # empty file
+            raise FormatError(f"{path}: empty file") from None
+        try:
+            for field, wtype, value in iter_fields(memoryview(buf), f"{path} (ONNX ModelProto)"):
+                if field == 14 and wtype == LEN and Message(value, "metadata_props").str(1) == "tf2rt":
+                    return True
+        finally:
+            buf.close()
+    raise FormatError(f"{path}: an ONNX model without tf2rt metadata; `tf2rt inspect` shows weight "
+                      "files and engines built by tf2rt (use an ONNX viewer for other models)")
+
+
+def _engine(path: Path, as_json: bool) -> int:
+    try:
+        from ..engine import describe
+    except ImportError:
+        raise FormatError(f"{path} is a tf2rt engine, but engine support is not installed: "
+                          "pip install 'tf2rt[engine]'") from None
+    card = describe(path)
+    if as_json:
+        json.dump(card, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return 0
+    out = [f"{path}: tf2rt engine"]
+    for key, value in card.items():
+        if isinstance(value, dict) and value:
+            out.append(f"{key}:")
+            out.extend(f"  {k}: {v}" for k, v in value.items())
+        elif isinstance(value, list) and value:
+            out.append(f"{key}:")
+            out.extend(f"  {v}" for v in value)
+        else:
+            out.append(f"{key}: {value}")
+    sys.stdout.write("\n".join(out) + "\n")
+    return 0
