@@ -12,6 +12,8 @@ import sys
 
 # Sub-command modules, in the order `tf2rt --help` lists them.
 COMMANDS: list[str] = [
+    "inspect",
+    "dump",
 ]
 
 
