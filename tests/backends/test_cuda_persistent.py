@@ -1,0 +1,117 @@
+"""The persistent recurrent kernel against onnxruntime (GPU; skipped without CUDA).
+
+Every recurrent form the kernel runs: LSTM (with/without peepholes and clip), GRU with
+both reset variants, RNN tanh/relu; 1-3 layers; forward, reverse, bidirectional; batch
+1/8/64; per-sequence lengths; initial states; fp32 (<= 1e-4) and fp16 (<= 2e-2).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cuda_models import RnnCase, build_model, make_inputs, make_weights, run_onnxruntime
+
+torch = pytest.importorskip("torch")
+if not torch.cuda.is_available():  # pragma: no cover - CPU CI
+    pytest.skip("needs an NVIDIA GPU with CUDA", allow_module_level=True)
+pytest.importorskip("cupy")
+
+from tf2rt.backends.cuda.persistent import device_limits  # noqa: E402
+from tf2rt.backends.cuda.rnn import make_stack, node_spec  # noqa: E402
+
+TOL = {"float32": 1e-4, "float16": 2e-2}
+
+CASES = [
+    # cell, H, batch, layers, bidirectional/reverse, seq_lens, initial, extras
+    dict(cell="lstm", hidden=128, batch=1, layers=1),
+    dict(cell="lstm", hidden=256, batch=8, layers=2, seq_lens=True, initial=True),
+    dict(cell="lstm", hidden=128, batch=64, layers=3, initial=True),
+    dict(cell="lstm", hidden=96, batch=8, layers=2, bidirectional=True, seq_lens=True, initial=True),
+    dict(cell="lstm", hidden=64, batch=8, layers=1, reverse=True, seq_lens=True),
+    dict(cell="lstm", hidden=64, batch=8, layers=2, peepholes=True, clip=1.5, initial=True),
+    dict(cell="lstm", hidden=271, batch=1, layers=3),
+    dict(cell="gru", hidden=128, batch=1, layers=2, lbr=1),
+    dict(cell="gru", hidden=128, batch=8, layers=3, lbr=0, seq_lens=True, initial=True),
+    dict(cell="gru", hidden=64, batch=64, layers=1, lbr=0, bidirectional=True),
+    dict(cell="gru", hidden=64, batch=8, layers=2, lbr=1, bidirectional=True, seq_lens=True),
+    dict(cell="rnn", hidden=128, batch=8, layers=2, activation="Tanh", initial=True),
+    dict(cell="rnn", hidden=128, batch=1, layers=3, activation="Relu", bidirectional=True, seq_lens=True),
+]
+
+
+def _ids(kw):
+    return "-".join(f"{k}={v}" for k, v in kw.items())
+
+
+def _run(case: RnnCase, dtype: str, prefer: str | None = "persistent"):
+    make_weights(case)
+    feeds = make_inputs(case)
+    ref = run_onnxruntime(build_model(case), feeds)
+    specs = []
+    for layer, w in enumerate(case.weights):
+        attrs = {"hidden_size": case.hidden, "direction": case.direction}
+        if case.cell == "gru":
+            attrs["linear_before_reset"] = case.lbr
+        if case.cell == "rnn":
+            attrs["activations"] = [case.activation] * case.dirs
+        if case.clip:
+            attrs["clip"] = case.clip
+        op = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[case.cell]
+        specs.append(node_spec(op, attrs, w["W"], w["R"], w["B"], w["P"]))
+    stack, plan = make_stack(specs, case.batch, case.seq_len, dtype, device_limits(), prefer=prefer,
+                             has_seq_lens=case.seq_lens)
+    dev = "cuda"
+    tdt = getattr(torch, dtype)
+    x = torch.from_numpy(feeds["X"]).to(dev, tdt)
+    h0 = c0 = sl = None
+    if case.initial:
+        h0 = torch.from_numpy(np.concatenate([feeds[f"h0_{i}"] for i in range(case.layers)])).to(dev, tdt)
+        if case.cell == "lstm":
+            c0 = torch.from_numpy(np.concatenate([feeds[f"c0_{i}"] for i in range(case.layers)])).to(dev, tdt)
+    if case.seq_lens:
+        sl = torch.from_numpy(feeds["seq_lens"]).to(dev)
+    y, hn, cn = stack(x, h0, c0, sl)
+    T, B, D, H = case.seq_len, case.batch, case.dirs, case.hidden
+    got = {f"x_{case.layers}": y.permute(0, 2, 1, 3).reshape(T, B, D * H)}
+    for layer in range(case.layers):
+        got[f"Yh_{layer}"] = hn[layer * D:(layer + 1) * D]
+        if case.cell == "lstm":
+            got[f"Yc_{layer}"] = cn[layer * D:(layer + 1) * D]
+    torch.cuda.synchronize()
+    errs = {k: float(np.abs(v.float().cpu().numpy() - ref[k]).max()) for k, v in got.items()}
+    return plan, errs
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("kw", CASES, ids=_ids)
+def test_persistent_matches_onnxruntime(kw, dtype):
+    case = RnnCase(seq_len=9, input_size=40, seed=len(_ids(kw)), **kw)
+    plan, errs = _run(case, dtype)
+    assert plan.engine == "persistent", plan.describe()
+    worst = max(errs.values())
+    print(f"{_ids(kw)} {dtype} {plan.mode} max abs err {worst:.2e}")
+    assert worst <= TOL[dtype], errs
+
+
+@pytest.mark.gpu
+def test_repeated_launches_reuse_exchange_buffers():
+    """Epoch tags: a second and third call must not read the first call's exchange slots."""
+    case = RnnCase(cell="lstm", hidden=128, batch=2, layers=2, seq_len=6, input_size=16, seed=3)
+    for _ in range(3):
+        plan, errs = _run(case, "float32")
+        assert max(errs.values()) <= 1e-4, errs
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_fallbacks_on_gpu_match_onnxruntime(cell):
+    case = RnnCase(cell=cell, hidden=64, batch=4, layers=2, seq_len=5, input_size=24, seed=11, initial=True)
+    plan, errs = _run(case, "float32", prefer="cudnn")
+    assert plan.engine == "cudnn"
+    assert max(errs.values()) <= 1e-4, errs
+    case.seq_lens = True
+    case.lbr = 0
+    plan, errs = _run(case, "float32", prefer="cudnn")
+    assert max(errs.values()) <= 1e-4, (plan.describe(), errs)

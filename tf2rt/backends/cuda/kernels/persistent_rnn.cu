@@ -1,0 +1,406 @@
+// Persistent recurrent kernel: LSTM, GRU (both reset variants) and plain RNN (tanh/relu).
+//
+// One launch runs every time step of one or more "groups" (a group = one layer x one
+// direction). Each CTA owns UPC hidden units of its group and keeps the recurrent weight
+// rows of every gate of those units in shared memory for the whole sequence, so R is read
+// from device memory once per launch instead of once per step.
+//
+// Step-to-step exchange: every CTA writes its slice of h_t as 64-bit words
+// {float bits, epoch} into a per-step slot of an exchange buffer; consumers spin on the
+// tag. Data and tag travel in one single-copy-atomic 64-bit store, so one L2 round trip
+// replaces a grid barrier (arrive + release). Every slot is written once per launch, and
+// the epoch (bumped by the last CTA to finish) makes stale slots of earlier launches
+// unequal to the tag the consumers wait for, so no reset is needed between launches.
+//
+// Compile-time configuration (set by persistent.py through -D):
+//   CELL 0=LSTM 1=GRU 2=RNN-tanh 3=RNN-relu, LBR (GRU linear_before_reset), HID, UPC,
+//   BATCH, BCH (batch chunk), NTHR, WTYPE/IOTYPE 0=f32 1=f16 2=bf16, KP (row length
+//   padded to 8), NDESC (descriptor fields), and the gate block indices (GI, GO, GF, GC for
+//   LSTM; GZ, GR, GH for GRU) derived from the gate-order data in packing.py.
+
+#ifndef CELL
+#error "CELL must be defined"
+#endif
+
+#if CELL == 0
+#define NG 4
+#elif CELL == 1
+#define NG 3
+#else
+#define NG 1
+#endif
+
+#define ROWS (NG * UPC)
+#define NWARP (NTHR / 32)
+
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef unsigned long long u64;
+
+// ---- element types -------------------------------------------------------------
+#if WTYPE == 0
+typedef float wt_t;
+#else
+typedef u16 wt_t;
+#endif
+#if IOTYPE == 0
+typedef float io_t;
+#else
+typedef u16 io_t;
+#endif
+
+__device__ __forceinline__ float f16_to_f32(u16 x) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x));
+    return f;
+}
+__device__ __forceinline__ u16 f32_to_f16(float f) {
+    u16 x;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(x) : "f"(f));
+    return x;
+}
+__device__ __forceinline__ float bf16_to_f32(u16 x) { return __uint_as_float(((u32)x) << 16); }
+__device__ __forceinline__ u16 f32_to_bf16(float f) {
+    u16 x;
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(x) : "f"(f));
+    return x;
+}
+
+__device__ __forceinline__ float io_load(const io_t* p) {
+#if IOTYPE == 0
+    return *p;
+#elif IOTYPE == 1
+    return f16_to_f32(*p);
+#else
+    return bf16_to_f32(*p);
+#endif
+}
+__device__ __forceinline__ void io_store(io_t* p, float v) {
+#if IOTYPE == 0
+    *p = v;
+#elif IOTYPE == 1
+    *p = f32_to_f16(v);
+#else
+    *p = f32_to_bf16(v);
+#endif
+}
+
+// Eight consecutive weights of one row, widened to fp32.
+__device__ __forceinline__ void load8(const wt_t* p, float w[8]) {
+#if WTYPE == 0
+    float4 a = *reinterpret_cast<const float4*>(p);
+    float4 b = *reinterpret_cast<const float4*>(p + 4);
+    w[0] = a.x; w[1] = a.y; w[2] = a.z; w[3] = a.w;
+    w[4] = b.x; w[5] = b.y; w[6] = b.z; w[7] = b.w;
+#else
+    uint4 v = *reinterpret_cast<const uint4*>(p);
+    u32 q[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+#if WTYPE == 1
+        w[2 * i] = f16_to_f32((u16)(q[i] & 0xffffu));
+        w[2 * i + 1] = f16_to_f32((u16)(q[i] >> 16));
+#else
+        w[2 * i] = __uint_as_float(q[i] << 16);
+        w[2 * i + 1] = __uint_as_float(q[i] & 0xffff0000u);
+#endif
+    }
+#endif
+}
+
+// ---- exchange words ---------------------------------------------------------------
+__device__ __forceinline__ u64 ld_relaxed(const u64* p) {
+    u64 v;
+    asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+    return v;
+}
+__device__ __forceinline__ void st_relaxed(u64* p, u64 v) {
+    asm volatile("st.relaxed.gpu.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+__device__ __forceinline__ u64 pack(float h, u32 epoch) {
+    return ((u64)epoch << 32) | (u64)__float_as_uint(h);
+}
+
+// ---- activations (exp-based: accurate to ~1e-7 absolute, no tanhf slow path) --------
+__device__ __forceinline__ float sigm(float x) { return 1.0f / (1.0f + __expf(-x)); }
+__device__ __forceinline__ float tanh_(float x) { return 1.0f - 2.0f / (1.0f + __expf(2.0f * x)); }
+__device__ __forceinline__ float clipf(float x, float c) { return c > 0.0f ? fminf(fmaxf(x, -c), c) : x; }
+
+// ---- descriptor fields (one row of NDESC long longs per group) ----------------------
+enum {
+    D_R = 0, D_W, D_RB, D_WB, D_P, D_XP, D_XP_STRIDE, D_H0, D_C0, D_Y, D_Y_TSTRIDE,
+    D_HN, D_CN, D_EX, D_IN_EX, D_EX2, D_CTA_BEGIN, D_NCTA, D_REVERSE, D_SEQLEN
+};
+
+// Gather BCH batch rows [c0, c0+BCH) of a step's exchange slot into smem (fp32), spinning
+// until every word carries this launch's epoch. All loads are issued before any is waited
+// on, so the wait costs one L2 round trip, not one per element.
+#define EPT ((BCH * HID + NTHR - 1) / NTHR)
+__device__ __forceinline__ void gather(const u64* slot, int c0, float* dst, u32 epoch) {
+    const int tid = threadIdx.x;
+    u64 v[EPT];
+#pragma unroll
+    for (int e = 0; e < EPT; ++e) {
+        int idx = tid + e * NTHR;
+        if (idx < BCH * HID && c0 + idx / HID < BATCH) v[e] = ld_relaxed(slot + (size_t)c0 * HID + idx);
+    }
+#pragma unroll
+    for (int e = 0; e < EPT; ++e) {
+        int idx = tid + e * NTHR;
+        if (idx < BCH * HID && c0 + idx / HID < BATCH) {
+            const u64* p = slot + (size_t)c0 * HID + idx;
+            while ((u32)(v[e] >> 32) != epoch) v[e] = ld_relaxed(p);
+            int b = idx / HID, k = idx - b * HID;
+            dst[b * KP + k] = __uint_as_float((u32)v[e]);
+        }
+    }
+}
+
+// Initial state (or zeros) into smem, same layout as gather().
+__device__ __forceinline__ void load_init(const io_t* h0, int c0, float* dst) {
+    for (int idx = threadIdx.x; idx < BCH * HID; idx += NTHR) {
+        int b = idx / HID, k = idx - b * HID;
+        if (c0 + b < BATCH) dst[b * KP + k] = h0 ? io_load(h0 + (size_t)(c0 + b) * HID + k) : 0.0f;
+    }
+}
+
+// out[r][c0+b] = rows[r] . vec[b] for rows r in [r_lo, r_hi) (one warp per row).
+__device__ __forceinline__ void dot_rows(const wt_t* rows, const float* vec, float* out, int r_lo,
+                                         int r_hi, int c0) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    for (int r = r_lo + warp; r < r_hi; r += NWARP) {
+        float acc[BCH];
+#pragma unroll
+        for (int b = 0; b < BCH; ++b) acc[b] = 0.0f;
+        const wt_t* row = rows + (size_t)r * KP;
+#pragma unroll 4
+        for (int k = lane * 8; k < KP; k += 256) {
+            float w[8];
+            load8(row + k, w);
+#pragma unroll
+            for (int b = 0; b < BCH; ++b) {
+                const float4 x0 = *reinterpret_cast<const float4*>(vec + b * KP + k);
+                const float4 x1 = *reinterpret_cast<const float4*>(vec + b * KP + k + 4);
+                float a = acc[b];
+                a = fmaf(w[0], x0.x, a); a = fmaf(w[1], x0.y, a);
+                a = fmaf(w[2], x0.z, a); a = fmaf(w[3], x0.w, a);
+                a = fmaf(w[4], x1.x, a); a = fmaf(w[5], x1.y, a);
+                a = fmaf(w[6], x1.z, a); a = fmaf(w[7], x1.w, a);
+                acc[b] = a;
+            }
+        }
+#pragma unroll
+        for (int b = 0; b < BCH; ++b) {
+            float a = acc[b];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
+            acc[b] = a;
+        }
+        if (lane == 0) {
+#pragma unroll
+            for (int b = 0; b < BCH; ++b)
+                if (c0 + b < BATCH) out[r * BATCH + c0 + b] = acc[b];
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(NTHR, 1)
+persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* sync, float clip) {
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    __shared__ u32 s_epoch;
+    __shared__ int s_len[BATCH];
+
+    // Which group and which units this CTA owns.
+    int g = 0;
+    for (int i = 0; i < ngroups; ++i) {
+        const long long* d = desc_all + i * NDESC;
+        if ((int)blockIdx.x >= d[D_CTA_BEGIN] && (int)blockIdx.x < d[D_CTA_BEGIN] + d[D_NCTA]) g = i;
+    }
+    const long long* d = desc_all + g * NDESC;
+    const int cta = blockIdx.x - (int)d[D_CTA_BEGIN];
+    const int j0 = cta * UPC;
+    const int nu = min(UPC, HID - j0);
+    const wt_t* Rg = reinterpret_cast<const wt_t*>(d[D_R]);
+    const wt_t* Wg = reinterpret_cast<const wt_t*>(d[D_W]);
+    const float* rb = reinterpret_cast<const float*>(d[D_RB]);
+    const float* wb = reinterpret_cast<const float*>(d[D_WB]);
+    const float* P = reinterpret_cast<const float*>(d[D_P]);
+    const io_t* xp = reinterpret_cast<const io_t*>(d[D_XP]);
+    const long long xp_stride = d[D_XP_STRIDE];
+    const io_t* h0 = reinterpret_cast<const io_t*>(d[D_H0]);
+    const io_t* c0p = reinterpret_cast<const io_t*>(d[D_C0]);
+    io_t* y = reinterpret_cast<io_t*>(d[D_Y]);
+    const long long y_ts = d[D_Y_TSTRIDE];
+    io_t* hn = reinterpret_cast<io_t*>(d[D_HN]);
+    io_t* cn = reinterpret_cast<io_t*>(d[D_CN]);
+    u64* ex = reinterpret_cast<u64*>(d[D_EX]);
+    const u64* in_ex = reinterpret_cast<const u64*>(d[D_IN_EX]);
+    u64* ex2 = reinterpret_cast<u64*>(d[D_EX2]);
+    const int reverse = (int)d[D_REVERSE];
+    const int* seqlen = reinterpret_cast<const int*>(d[D_SEQLEN]);
+    const bool fused = Wg != nullptr;
+
+    // Shared memory carve-up (sizes mirror plan.smem_bytes()).
+    unsigned char* sp = smem_raw;
+    wt_t* Rs = reinterpret_cast<wt_t*>(sp); sp += (size_t)ROWS * KP * sizeof(wt_t);
+    wt_t* Ws = reinterpret_cast<wt_t*>(sp); if (fused) sp += (size_t)ROWS * KP * sizeof(wt_t);
+    float* hs = reinterpret_cast<float*>(sp); sp += (size_t)BCH * KP * 4;
+    float* xs = reinterpret_cast<float*>(sp); if (fused) sp += (size_t)BCH * KP * 4;
+    float* accR = reinterpret_cast<float*>(sp); sp += (size_t)ROWS * BATCH * 4;
+    float* accX = reinterpret_cast<float*>(sp); sp += (size_t)ROWS * BATCH * 4;
+    float* cst = reinterpret_cast<float*>(sp); sp += (size_t)UPC * BATCH * 4;
+    float* hown = reinterpret_cast<float*>(sp); sp += (size_t)UPC * BATCH * 4;
+    float* acc2 = reinterpret_cast<float*>(sp); sp += (size_t)UPC * BATCH * 4;
+
+    // Weights on chip once: this CTA's packed block is contiguous [ROWS][KP].
+    {
+        const uint4* src = reinterpret_cast<const uint4*>(Rg + (size_t)cta * ROWS * KP);
+        uint4* dst = reinterpret_cast<uint4*>(Rs);
+        const int n16 = ROWS * KP * (int)sizeof(wt_t) / 16;
+        for (int i = threadIdx.x; i < n16; i += NTHR) dst[i] = src[i];
+        if (fused) {
+            const uint4* wsrc = reinterpret_cast<const uint4*>(Wg + (size_t)cta * ROWS * KP);
+            uint4* wdst = reinterpret_cast<uint4*>(Ws);
+            for (int i = threadIdx.x; i < n16; i += NTHR) wdst[i] = wsrc[i];
+        }
+        // Zero the row padding of the staging vectors once (never written by gather()).
+        for (int i = threadIdx.x; i < BCH * KP; i += NTHR) {
+            hs[i] = 0.0f;
+            if (fused) xs[i] = 0.0f;
+        }
+    }
+    if (threadIdx.x == 0) s_epoch = *reinterpret_cast<volatile u32*>(sync);
+    for (int b = threadIdx.x; b < BATCH; b += NTHR) s_len[b] = seqlen ? min(seqlen[b], T) : T;
+    for (int i = threadIdx.x; i < UPC * BATCH; i += NTHR) {
+        int u = i / BATCH, b = i - u * BATCH;
+        int j = j0 + u;
+        float h = 0.0f, c = 0.0f;
+        if (u < nu) {
+            if (h0) h = io_load(h0 + (size_t)b * HID + j);
+            if (c0p) c = io_load(c0p + (size_t)b * HID + j);
+        }
+        hown[i] = h;
+        cst[i] = c;
+    }
+    __syncthreads();
+    const u32 epoch = s_epoch;
+    const size_t slot = (size_t)BATCH * HID;
+
+    for (int s = 0; s < T; ++s) {
+        // 1. Input part of the gates for this step (independent of the recurrence):
+        //    precomputed projection, prefetched before waiting on the exchange.
+        if (!fused) {
+            for (int i = threadIdx.x; i < ROWS * BATCH; i += NTHR) {
+                int r = i / BATCH, b = i - r * BATCH;
+                int gate = r / UPC, u = r - gate * UPC;
+                float v = 0.0f;
+                int len = s_len[b];
+                if (u < nu && s < len) {
+                    int t = reverse ? len - 1 - s : s;
+                    v = io_load(xp + ((size_t)t * BATCH + b) * xp_stride + gate * HID + j0 + u);
+                }
+                accX[i] = v;
+            }
+        }
+        // 2. Recurrent (and fused input) matrix-vector products, batch chunk by chunk.
+        for (int c0 = 0; c0 < BATCH; c0 += BCH) {
+            if (s == 0) load_init(h0, c0, hs);
+            else gather(ex + (size_t)(s - 1) * slot, c0, hs, epoch);
+            if (fused) gather(in_ex + (size_t)s * slot, c0, xs, epoch);
+            __syncthreads();
+#if CELL == 1 && LBR == 0
+            dot_rows(Rs, hs, accR, 0, ROWS, c0);  // R_h rows are recomputed on r*h below
+#else
+            dot_rows(Rs, hs, accR, 0, ROWS, c0);
+#endif
+            if (fused) dot_rows(Ws, xs, accX, 0, ROWS, c0);
+            __syncthreads();
+        }
+        // 3. Gates and state update, one thread per (unit, batch).
+#if CELL == 1 && LBR == 0
+        // Phase A: reset gate, then r*h is exchanged because R_h multiplies the full r*h.
+        for (int i = threadIdx.x; i < UPC * BATCH; i += NTHR) {
+            int u = i / BATCH, b = i - u * BATCH;
+            if (u >= nu) continue;
+            int j = j0 + u;
+            float xr = accX[(GR * UPC + u) * BATCH + b] + (fused ? wb[GR * HID + j] : 0.0f);
+            float r = sigm(clipf(xr + accR[(GR * UPC + u) * BATCH + b] + rb[GR * HID + j], clip));
+            st_relaxed(ex2 + (size_t)s * slot + (size_t)b * HID + j, pack(r * hown[i], epoch));
+        }
+        for (int c0 = 0; c0 < BATCH; c0 += BCH) {
+            gather(ex2 + (size_t)s * slot, c0, hs, epoch);
+            __syncthreads();
+            dot_rows(Rs + (size_t)GH * UPC * KP, hs, acc2, 0, UPC, c0);
+            __syncthreads();
+        }
+#endif
+        for (int i = threadIdx.x; i < UPC * BATCH; i += NTHR) {
+            int u = i / BATCH, b = i - u * BATCH;
+            if (u >= nu) continue;
+            int j = j0 + u;
+            int len = s_len[b];
+            bool active = s < len;
+            float hprev = hown[i];
+            float hnew = hprev;
+#define XG(gate) (accX[((gate) * UPC + u) * BATCH + b] + (fused ? wb[(gate) * HID + j] : 0.0f))
+#define RG(gate) (accR[((gate) * UPC + u) * BATCH + b] + rb[(gate) * HID + j])
+#if CELL == 0
+            // Gate block indices GI/GO/GF/GC come from the gate order (-D); P is [Pi, Po, Pf].
+            float c = cst[i];
+            float pi = P ? P[j] : 0.0f, po = P ? P[HID + j] : 0.0f, pf = P ? P[2 * HID + j] : 0.0f;
+            float ig = sigm(clipf(XG(GI) + RG(GI) + pi * c, clip));
+            float fg = sigm(clipf(XG(GF) + RG(GF) + pf * c, clip));
+            float gg = tanh_(clipf(XG(GC) + RG(GC), clip));
+            float cnew = fg * c + ig * gg;
+            float og = sigm(clipf(XG(GO) + RG(GO) + po * cnew, clip));
+            if (active) {
+                hnew = og * tanh_(cnew);
+                cst[i] = cnew;
+            }
+#elif CELL == 1
+            // Gate block indices GZ/GR/GH come from the gate order (-D).
+            float z = sigm(clipf(XG(GZ) + RG(GZ), clip));
+#if LBR
+            float r = sigm(clipf(XG(GR) + RG(GR), clip));
+            float hh = tanh_(clipf(XG(GH) + r * RG(GH), clip));
+#else
+            float hh = tanh_(clipf(XG(GH) + acc2[u * BATCH + b] + rb[GH * HID + j], clip));
+#endif
+            if (active) hnew = (1.0f - z) * hh + z * hprev;
+#elif CELL == 2
+            if (active) hnew = tanh_(clipf(XG(0) + RG(0), clip));
+#else
+            if (active) hnew = fmaxf(clipf(XG(0) + RG(0), clip), 0.0f);
+#endif
+#undef XG
+#undef RG
+            hown[i] = hnew;
+            st_relaxed(ex + (size_t)s * slot + (size_t)b * HID + j, pack(hnew, epoch));
+            if (y) {
+                // Padded steps of a sequence are zeros in Y (ONNX); the state carries.
+                int t = active ? (reverse ? len - 1 - s : s) : s;
+                io_store(y + (size_t)t * y_ts + (size_t)b * HID + j, active ? hnew : 0.0f);
+            }
+            if (s == T - 1) {
+                if (hn) io_store(hn + (size_t)b * HID + j, hnew);
+#if CELL == 0
+                if (cn) io_store(cn + (size_t)b * HID + j, cst[i]);
+#endif
+            }
+        }
+        // accX/accR/hown are rewritten next step; the gather's __syncthreads orders them.
+        __syncthreads();
+    }
+
+    // The last CTA to finish moves the epoch on for the next launch.
+    if (threadIdx.x == 0) {
+        __threadfence();
+        u32 prev = atomicAdd(sync + 1, 1u);
+        if (prev == gridDim.x - 1) {
+            sync[1] = 0;
+            __threadfence();
+            u32 e = atomicAdd(sync, 1u) + 1u;
+            if (e == 0u) atomicAdd(sync, 1u);  // epoch 0 is the "never written" tag
+        }
+    }
+}

@@ -1,0 +1,137 @@
+"""Weight packing for the persistent recurrent kernel (host side, numpy only).
+
+The kernel gives each CTA `upc` consecutive hidden units of one layer-direction and keeps,
+in shared memory, the rows of every gate for those units. Packing lays those rows out so
+that each CTA's block is one contiguous, 16-byte aligned run it can copy with wide loads:
+
+    packed[cta, gate * upc + u, :K] = M[gate * H + cta * upc + u, :]
+
+rows past the last unit and columns past K (up to `kp`, a multiple of 8) are zeros.
+Gate order is the ONNX one (LSTM i,o,f,c; GRU z,r,h), the order the engine file stores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...errors import ShapeError
+from ...layouts import ONNX_GRU, ONNX_LSTM, ONNX_RNN, GateOrder
+
+#: The order the kernel indexes gates in: the ONNX one, as the engine file stores them.
+KERNEL_ORDER: dict[str, GateOrder] = {"lstm": ONNX_LSTM, "gru": ONNX_GRU, "rnn": ONNX_RNN}
+GATES_PER_CELL = {cell: len(order.gates) for cell, order in KERNEL_ORDER.items()}
+
+
+def round_up(n: int, multiple: int) -> int:
+    """Smallest multiple of `multiple` that is >= n."""
+    return -(-n // multiple) * multiple
+
+
+def cta_count(hidden: int, upc: int) -> int:
+    """CTAs needed to cover `hidden` units with `upc` units each."""
+    return -(-hidden // upc)
+
+
+def pack_rows(matrix: np.ndarray, gates: int, hidden: int, upc: int, dtype: str) -> np.ndarray:
+    """Pack a gate-major [gates*hidden, K] matrix into [ctas, gates*upc, kp] blocks."""
+    if matrix.ndim != 2 or matrix.shape[0] != gates * hidden:
+        raise ShapeError(
+            f"packing: expected a [{gates}*{hidden}, K] weight matrix, got shape {tuple(matrix.shape)}"
+        )
+    k = matrix.shape[1]
+    kp = round_up(k, 8)
+    ctas = cta_count(hidden, upc)
+    # [gates, hidden, K] -> pad units to ctas*upc and K to kp -> [gates, ctas, upc, kp]
+    m = matrix.reshape(gates, hidden, k)
+    padded = np.zeros((gates, ctas * upc, kp), dtype=np.float32)
+    padded[:, :hidden, :k] = m
+    blocks = padded.reshape(gates, ctas, upc, kp).transpose(1, 0, 2, 3)
+    return np.ascontiguousarray(blocks.reshape(ctas, gates * upc, kp)).astype(_np_dtype(dtype))
+
+
+def unpack_rows(packed: np.ndarray, gates: int, hidden: int, k: int) -> np.ndarray:
+    """Inverse of pack_rows (for tests and debugging): back to [gates*hidden, K] fp32."""
+    ctas, rows, kp = packed.shape
+    upc = rows // gates
+    blocks = packed.astype(np.float32).reshape(ctas, gates, upc, kp).transpose(1, 0, 2, 3)
+    return blocks.reshape(gates, ctas * upc, kp)[:, :hidden, :k].reshape(gates * hidden, k)
+
+
+def _np_dtype(dtype: str) -> np.dtype:
+    if dtype == "float32":
+        return np.dtype(np.float32)
+    if dtype == "float16":
+        return np.dtype(np.float16)
+    if dtype == "bfloat16":
+        # numpy has no bfloat16: keep the top 16 bits (round to nearest even) as uint16.
+        raise ValueError("pack bfloat16 with pack_rows_bf16")
+    raise ShapeError(f"packing: unsupported weight dtype {dtype!r} (float32, float16, bfloat16)")
+
+
+def to_bf16_bits(a: np.ndarray) -> np.ndarray:
+    """fp32 -> bfloat16 bit patterns (uint16), round to nearest even."""
+    bits = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+    rounding = ((bits >> 16) & 1) + 0x7FFF
+    return ((bits + rounding) >> 16).astype(np.uint16)
+
+
+@dataclass(frozen=True)
+class DirectionWeights:
+    """One layer-direction of an ONNX recurrent node, fp32, ONNX gate order.
+
+    W [G*H, in], R [G*H, H], Wb/Rb [G*H], P [3H] or None (LSTM peepholes i,o,f).
+    """
+
+    cell: str
+    W: np.ndarray
+    R: np.ndarray
+    Wb: np.ndarray
+    Rb: np.ndarray
+    P: np.ndarray | None = None
+
+    @property
+    def hidden(self) -> int:
+        return self.R.shape[1]
+
+    @property
+    def input_size(self) -> int:
+        return self.W.shape[1]
+
+
+def split_onnx_weights(
+    cell: str, W: np.ndarray, R: np.ndarray, B: np.ndarray | None, P: np.ndarray | None
+) -> list[DirectionWeights]:
+    """Split the ONNX W [D,G*H,in], R [D,G*H,H], B [D,2*G*H], P [D,3H] inputs per direction."""
+    gates = GATES_PER_CELL[cell]
+    if W.ndim != 3 or R.ndim != 3 or W.shape[0] != R.shape[0]:
+        raise ShapeError(f"{cell.upper()}: W/R must be [directions, gates*hidden, ...], got {W.shape} and {R.shape}")
+    dirs, gh, hidden = R.shape
+    if gh != gates * hidden or W.shape[1] != gh:
+        raise ShapeError(f"{cell.upper()}: R is {R.shape}, expected [{dirs}, {gates}*{hidden}, {hidden}]")
+    out = []
+    for d in range(dirs):
+        if B is None:
+            wb = np.zeros(gh, np.float32)
+            rb = np.zeros(gh, np.float32)
+        else:
+            if B.shape != (dirs, 2 * gh):
+                raise ShapeError(f"{cell.upper()}: B is {B.shape}, expected ({dirs}, {2 * gh})")
+            wb, rb = B[d, :gh], B[d, gh:]
+        p = None
+        if P is not None:
+            if cell != "lstm" or P.shape != (dirs, 3 * hidden):
+                raise ShapeError(f"{cell.upper()}: peepholes P is {P.shape}, expected ({dirs}, {3 * hidden})")
+            p = np.ascontiguousarray(P[d], np.float32)
+        out.append(
+            DirectionWeights(
+                cell,
+                np.ascontiguousarray(W[d], np.float32),
+                np.ascontiguousarray(R[d], np.float32),
+                np.ascontiguousarray(wb, np.float32),
+                np.ascontiguousarray(rb, np.float32),
+                p,
+            )
+        )
+    return out

@@ -1,0 +1,231 @@
+"""Compile and launch the persistent recurrent kernel (kernels/persistent_rnn.cu).
+
+Compilation is NVRTC through CuPy at run time (one build per KernelConfig, cached per
+process); tensors are PyTorch's, launches go on PyTorch's current stream so they are
+captured by torch.cuda.graph like any other kernel.
+
+`PersistentStack` owns every buffer the kernel reads or writes (projections, outputs,
+exchange slots, initial states), so its launch descriptors are built once and a captured
+CUDA graph replays them unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from typing import Any, Sequence
+
+import numpy as np
+
+from ...errors import ShapeError, UnsupportedError
+from .packing import KERNEL_ORDER, DirectionWeights, pack_rows, to_bf16_bits
+from .plan import DeviceLimits, KernelConfig, Plan, RnnProblem
+
+NDESC = 24
+(D_R, D_W, D_RB, D_WB, D_P, D_XP, D_XP_STRIDE, D_H0, D_C0, D_Y, D_Y_TSTRIDE, D_HN, D_CN, D_EX,
+ D_IN_EX, D_EX2, D_CTA_BEGIN, D_NCTA, D_REVERSE, D_SEQLEN) = range(20)
+
+_GATE_MACROS = {
+    "lstm": {"input": "GI", "output": "GO", "forget": "GF", "cell": "GC"},
+    "gru": {"update": "GZ", "reset": "GR", "hidden": "GH"},
+}
+
+
+def kernel_source() -> str:
+    """The CUDA source of the persistent kernel (package data)."""
+    return resources.files(__package__).joinpath("kernels/persistent_rnn.cu").read_text()
+
+
+def gate_defines() -> dict[str, int]:
+    """Gate block indices for the kernel, derived from the gate-order data."""
+    out = {}
+    for cell, names in _GATE_MACROS.items():
+        for gate, macro in names.items():
+            out[macro] = KERNEL_ORDER[cell].gates.index(gate)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def compile_kernel(cfg: KernelConfig) -> Any:
+    """NVRTC-compile the kernel for `cfg`; returns a cupy RawKernel."""
+    import cupy
+
+    defines = {**cfg.defines(), **gate_defines(), "NDESC": NDESC}
+    options = ("--std=c++17", "-lineinfo") + tuple(f"-D{k}={v}" for k, v in defines.items())
+    module = cupy.RawModule(code=kernel_source(), options=options, name_expressions=None)
+    kernel = module.get_function("persistent_rnn")
+    kernel.max_dynamic_shared_size_bytes = cfg.smem_bytes
+    return kernel
+
+
+def device_limits(device: Any = None) -> DeviceLimits:
+    """Read the planner's device facts from the current CUDA device."""
+    import cupy
+    import torch
+
+    idx = torch.cuda.current_device() if device is None else device
+    props = torch.cuda.get_device_properties(idx)
+    attrs = cupy.cuda.Device(idx).attributes
+    return DeviceLimits(
+        name=props.name,
+        sm_count=props.multi_processor_count,
+        smem_per_block=int(attrs.get("MaxSharedMemoryPerBlockOptin", 227 * 1024)),
+        compute_capability=(props.major, props.minor),
+        clock_ghz=float(attrs.get("ClockRate", 1755000)) / 1e6,
+    )
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+
+
+class PersistentStack:
+    """A stack of recurrent layers (each 1 or 2 directions) run by the persistent kernel.
+
+    layers[l][d] are the fp32 weights of layer l, direction d (ONNX gate order).
+    Call with x [T, B, in] (T <= seq_len) and optional h0/c0 [L*D, B, H], seq_lens [B];
+    returns (y [T, D, B, H] of the last layer, h_n [L*D, B, H], c_n [L*D, B, H] or None)
+    as views of internal buffers, valid until the next call.
+    """
+
+    def __init__(self, problem: RnnProblem, plan: Plan, layers: Sequence[Sequence[DirectionWeights]],
+                 device: Any = None) -> None:
+        import torch
+
+        if plan.engine != "persistent" or plan.kernel is None:
+            raise UnsupportedError(f"plan chose {plan.engine!r}, not the persistent kernel")
+        self.problem, self.plan = problem, plan
+        p, cfg = problem, plan.kernel
+        self.dev = torch.device("cuda", torch.cuda.current_device() if device is None else device)
+        self.dt = _torch_dtype(p.dtype)
+        H, B, T, L, D = p.hidden, p.batch, p.seq_len, p.layers, p.directions
+        if len(layers) != L or any(len(dirs) != D for dirs in layers):
+            raise ShapeError(f"persistent stack: expected {L} layers x {D} directions of weights")
+        self.cfg = cfg
+        self.kernel = compile_kernel(cfg)
+        self.wavefront = plan.mode == "wavefront"
+        f32 = dict(device=self.dev, dtype=torch.float32)
+        io = dict(device=self.dev, dtype=self.dt)
+
+        def upload_packed(m: np.ndarray) -> Any:
+            if p.dtype == "bfloat16":
+                bits = to_bf16_bits(pack_rows(m, p.gates, H, cfg.upc, "float32"))
+                return torch.from_numpy(bits.view(np.int16)).to(self.dev).view(torch.bfloat16)
+            return torch.from_numpy(pack_rows(m, p.gates, H, cfg.upc, p.dtype)).to(self.dev)
+
+        self._keep: list[Any] = []  # tensors whose pointers live in descriptors
+        self.R = [[upload_packed(w.R) for w in dirs] for dirs in layers]
+        self.rb = [[torch.from_numpy(w.Rb).to(**f32) for w in dirs] for dirs in layers]
+        self.P = [[None if w.P is None else torch.from_numpy(w.P).to(**f32) for w in dirs] for dirs in layers]
+        # Input projections as one GEMM per layer (all steps, all directions): Wt [in, D*G*H].
+        self.Wt, self.Wb = [], []
+        for dirs in layers:
+            self.Wt.append(torch.from_numpy(np.concatenate([w.W for w in dirs], 0).T.copy()).to(**io))
+            self.Wb.append(torch.from_numpy(np.concatenate([w.Wb for w in dirs], 0)).to(**io))
+        if self.wavefront:
+            self.Wfused = [None] + [upload_packed(dirs[0].W) for dirs in layers[1:]]
+            self.wb_fused = [None] + [torch.from_numpy(dirs[0].Wb).to(**f32) for dirs in layers[1:]]
+            for lw in layers[1:]:
+                if lw[0].input_size != H:
+                    raise ShapeError("wavefront layers need input size == hidden size")
+        G = p.gates
+        self.xp = [torch.empty(T * B, D * G * H, **io) for _ in range(1 if self.wavefront else L)]
+        self.y = [torch.empty(T, D, B, H, **io) for _ in range(1 if self.wavefront else L)]
+        self.hn = torch.empty(L * D, B, H, **io)
+        self.cn = torch.empty(L * D, B, H, **io) if p.cell == "lstm" else None
+        self.h0 = torch.zeros(L * D, B, H, **io)
+        self.c0 = torch.zeros(L * D, B, H, **io)
+        self.seq = torch.full((B,), T, device=self.dev, dtype=torch.int32)
+        ngroups = L * D
+        self.ex = torch.zeros(ngroups, T, B, H, device=self.dev, dtype=torch.int64)
+        lbr0 = p.cell == "gru" and not p.linear_before_reset
+        self.ex2 = torch.zeros(ngroups, T, B, H, device=self.dev, dtype=torch.int64) if lbr0 else None
+        self.sync = torch.tensor([1, 0], device=self.dev, dtype=torch.int32)
+        # Descriptor tables: one per launch, per (has h0, has c0, has seq_lens).
+        self._desc: dict[tuple[bool, bool, bool], list[Any]] = {}
+        for key in [(a, b, c) for a in (False, True) for b in (False, True) for c in (False, True)]:
+            self._desc[key] = self._build_descriptors(*key)
+
+    # -- descriptors ------------------------------------------------------------------
+    def _build_descriptors(self, has_h0: bool, has_c0: bool, has_seq: bool) -> list[Any]:
+        import torch
+
+        p, cfg = self.problem, self.cfg
+        H, B, L, D, G = p.hidden, p.batch, p.layers, p.directions, p.gates
+        ptr = lambda t: 0 if t is None else t.data_ptr()  # noqa: E731
+        el = torch.tensor([], dtype=self.dt).element_size()
+        launches = [list(range(L))] if self.wavefront else [[layer] for layer in range(L)]
+        tables = []
+        for layer_ids in launches:
+            rows = []
+            for gi, (layer, d) in enumerate([(lay, d) for lay in layer_ids for d in range(D)]):
+                g = layer * D + d
+                desc = [0] * NDESC
+                desc[D_R] = ptr(self.R[layer][d])
+                desc[D_RB] = ptr(self.rb[layer][d])
+                desc[D_P] = ptr(self.P[layer][d])
+                if self.wavefront and layer > 0:
+                    desc[D_W] = ptr(self.Wfused[layer])
+                    desc[D_WB] = ptr(self.wb_fused[layer])
+                    desc[D_IN_EX] = ptr(self.ex[g - 1])
+                else:
+                    xp = self.xp[0 if self.wavefront else layer]
+                    desc[D_XP] = xp.data_ptr() + d * G * H * el
+                    desc[D_XP_STRIDE] = D * G * H
+                last = layer == L - 1
+                if (not self.wavefront) or last:
+                    y = self.y[0 if self.wavefront else layer]
+                    desc[D_Y] = y.data_ptr() + d * B * H * el
+                    desc[D_Y_TSTRIDE] = D * B * H
+                desc[D_H0] = ptr(self.h0[g]) if has_h0 else 0
+                desc[D_C0] = ptr(self.c0[g]) if has_c0 else 0
+                desc[D_HN] = ptr(self.hn[g])
+                desc[D_CN] = ptr(self.cn[g]) if self.cn is not None else 0
+                desc[D_EX] = ptr(self.ex[g])
+                desc[D_EX2] = ptr(self.ex2[g]) if self.ex2 is not None else 0
+                desc[D_CTA_BEGIN] = gi * cfg.ctas_per_group
+                desc[D_NCTA] = cfg.ctas_per_group
+                desc[D_REVERSE] = int(d == 1 or p.reverse)
+                desc[D_SEQLEN] = ptr(self.seq) if has_seq else 0
+                rows.append(desc)
+            tables.append(torch.tensor(rows, dtype=torch.int64).to(self.dev))
+        return tables
+
+    # -- run ------------------------------------------------------------------------------
+    def __call__(self, x: Any, h0: Any = None, c0: Any = None, seq_lens: Any = None) -> tuple[Any, Any, Any]:
+        import cupy
+        import torch
+
+        p, cfg = self.problem, self.cfg
+        T, B = x.shape[0], x.shape[1]
+        if T > p.seq_len or T < 1 or B != p.batch:
+            raise ShapeError(f"persistent stack planned for T<={p.seq_len}, batch {p.batch}; got x {tuple(x.shape)}")
+        if h0 is not None:
+            self.h0.copy_(h0.reshape(self.h0.shape))
+        if c0 is not None:
+            self.c0.copy_(c0.reshape(self.c0.shape))
+        if seq_lens is not None:
+            self.seq.copy_(seq_lens.reshape(B))
+        tables = self._desc[(h0 is not None, c0 is not None, seq_lens is not None)]
+        stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(self.dev).cuda_stream)
+        clip = np.float32(p.clip or 0.0)
+        inp = x.to(self.dt).reshape(T * B, -1)
+        for li, table in enumerate(tables):
+            if li > 0:  # next layer's input: previous y [T, D, B, H] -> [T*B, D*H]
+                prev = self.y[li - 1][:T]
+                inp = prev.permute(0, 2, 1, 3).reshape(T * B, -1)
+            xp = self.xp[li][: T * B]
+            torch.addmm(self.Wb[li], inp, self.Wt[li], out=xp)
+            ngroups = table.shape[0]
+            with stream:
+                self.kernel(
+                    (ngroups * cfg.ctas_per_group,), (cfg.threads,),
+                    (np.uint64(table.data_ptr()), np.int32(ngroups), np.int32(T),
+                     np.uint64(self.sync.data_ptr()), clip),
+                    shared_mem=cfg.smem_bytes,
+                    enable_cooperative_groups=True,
+                )
+        y = self.y[-1][:T]
+        return y, self.hn, self.cn

@@ -1,0 +1,268 @@
+"""Execution plans for recurrent layers on the GPU (pure Python, CPU-testable).
+
+For one stack of recurrent layers the planner decides:
+
+- which engine runs it: the persistent kernel ("persistent"), cuDNN through
+  torch.nn.LSTM/GRU/RNN ("cudnn"), or a step loop of torch ops ("torch", for forms neither
+  supports, e.g. non-default activations);
+- for the persistent kernel, the tiling (hidden units per CTA, threads, batch chunk), the
+  shared memory it needs, and whether layers run as one wavefront launch or one launch per
+  layer;
+- an estimate of the hardware floor for the shape (docs/cuda.md derives it).
+
+The choice between persistent and cuDNN comes from a small table of measured crossovers
+(benchmarks/results/cuda_rnn_*.md); a runner may refine it with a first-run measurement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from .packing import GATES_PER_CELL, cta_count, round_up
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+DTYPE_CODE = {"float32": 0, "float16": 1, "bfloat16": 2}
+CELL_CODE = {"lstm": 0, "gru": 1, "rnn-tanh": 2, "rnn-relu": 3}
+
+#: Threads per CTA of the persistent kernel.
+THREADS = 256
+#: Words of the exchange buffer each thread may hold in registers while gathering a step.
+MAX_GATHER_WORDS = 32
+#: Static shared memory and the per-block reserve the kernel uses besides the dynamic part.
+STATIC_SMEM_RESERVE = 1024
+
+
+@dataclass(frozen=True)
+class DeviceLimits:
+    """What the planner needs to know about the GPU."""
+
+    name: str = "NVIDIA H100 80GB HBM3"
+    sm_count: int = 132
+    smem_per_block: int = 227 * 1024  # opt-in maximum of dynamic shared memory per block
+    compute_capability: tuple[int, int] = (9, 0)
+    clock_ghz: float = 1.755
+    #: Measured step-exchange latency (one tagged h broadcast through L2), microseconds.
+    exchange_us: float = 0.8
+    smem_bytes_per_clock: int = 128
+
+
+@dataclass(frozen=True)
+class RnnProblem:
+    """One stack of recurrent layers as the engine's ONNX graph describes it."""
+
+    cell: str  # "lstm" | "gru" | "rnn"
+    hidden: int
+    input_size: int
+    batch: int
+    seq_len: int
+    layers: int = 1
+    directions: int = 1
+    dtype: str = "float32"
+    linear_before_reset: bool = True
+    rnn_activation: str = "tanh"
+    default_activations: bool = True
+    peepholes: bool = False
+    clip: float | None = None
+    reverse: bool = False  # a single "reverse" direction
+
+    @property
+    def gates(self) -> int:
+        return GATES_PER_CELL[self.cell]
+
+    @property
+    def cell_code(self) -> int:
+        return CELL_CODE[self.cell if self.cell != "rnn" else f"rnn-{self.rnn_activation}"]
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """Compile-time configuration of one persistent kernel build (one launch shape)."""
+
+    cell_code: int
+    linear_before_reset: bool
+    hidden: int
+    upc: int  # hidden units per CTA
+    batch: int
+    bch: int  # batch rows gathered and multiplied at once
+    threads: int
+    wtype: int
+    iotype: int
+    groups: int
+    fused: bool  # some group computes its input projection in-kernel (wavefront layers)
+
+    @property
+    def gates(self) -> int:
+        return {0: 4, 1: 3}.get(self.cell_code, 1)
+
+    @property
+    def kp(self) -> int:
+        return round_up(self.hidden, 8)
+
+    @property
+    def ctas_per_group(self) -> int:
+        return cta_count(self.hidden, self.upc)
+
+    @property
+    def grid(self) -> int:
+        return self.groups * self.ctas_per_group
+
+    @property
+    def weight_bytes(self) -> int:
+        """Weights one CTA keeps in shared memory."""
+        wsize = 4 if self.wtype == 0 else 2
+        return self.gates * self.upc * self.kp * wsize * (2 if self.fused else 1)
+
+    @property
+    def smem_bytes(self) -> int:
+        """Dynamic shared memory per CTA (mirrors the carve-up in persistent_rnn.cu)."""
+        rows = self.gates * self.upc
+        nvec = 2 if self.fused else 1
+        return (
+            self.weight_bytes
+            + self.bch * self.kp * 4 * nvec
+            + rows * self.batch * 4 * 2
+            + self.upc * self.batch * 4 * 3
+        )
+
+    def defines(self) -> dict[str, int]:
+        return {
+            "CELL": self.cell_code,
+            "LBR": int(self.linear_before_reset),
+            "HID": self.hidden,
+            "UPC": self.upc,
+            "BATCH": self.batch,
+            "BCH": self.bch,
+            "NTHR": self.threads,
+            "WTYPE": self.wtype,
+            "IOTYPE": self.iotype,
+            "KP": self.kp,
+        }
+
+
+@dataclass
+class Plan:
+    """How one recurrent stack runs, and why."""
+
+    engine: str  # "persistent" | "cudnn" | "torch"
+    reason: str
+    mode: str = ""  # persistent: "wavefront" (one launch) or "layerwise" (one launch a layer)
+    kernel: KernelConfig | None = None
+    floor_us: float = 0.0
+    steps: int = 0
+    measured: dict[str, float] = field(default_factory=dict)
+
+    def describe(self) -> dict:
+        out = {"engine": self.engine, "reason": self.reason, "floor_us": round(self.floor_us, 2)}
+        if self.kernel is not None:
+            k = self.kernel
+            out.update(
+                mode=self.mode,
+                grid=k.grid,
+                units_per_cta=k.upc,
+                smem_bytes=k.smem_bytes,
+                weight_bytes_per_cta=k.weight_bytes,
+            )
+        if self.measured:
+            out["measured_us"] = {k: round(v, 2) for k, v in self.measured.items()}
+        return out
+
+
+# Largest batch at which the persistent kernel beat cuDNN-in-a-CUDA-graph in the committed
+# benchmark (benchmarks/results/cuda_rnn_h100.md), by (cell, dtype) -> {hidden: batch}.
+# Shapes between table entries use the entry for the next larger hidden size.
+CROSSOVER: dict[tuple[str, str], dict[int, int]] = {
+    ("lstm", "float16"): {256: 64, 512: 64, 1024: 8},
+    ("lstm", "float32"): {256: 64, 512: 8, 1024: 8},
+    ("gru", "float16"): {256: 64, 512: 64, 1024: 8},
+    ("gru", "float32"): {256: 64, 512: 8, 1024: 8},
+    ("rnn", "float16"): {256: 64, 512: 64, 1024: 8},
+    ("rnn", "float32"): {256: 64, 512: 8, 1024: 8},
+}
+
+
+def crossover_batch(cell: str, dtype: str, hidden: int) -> int:
+    """Largest batch at which the persistent kernel is expected to win (table lookup)."""
+    table = CROSSOVER.get((cell, "float16" if dtype == "bfloat16" else dtype), {})
+    for h in sorted(table):
+        if hidden <= h:
+            return table[h]
+    return 0  # larger than anything measured: trust cuDNN
+
+
+def choose_upc(hidden: int, groups: int, sm_count: int) -> int:
+    """Fewest hidden units per CTA such that all groups' CTAs fit one per SM."""
+    upc = 1
+    while groups * cta_count(hidden, upc) > sm_count:
+        upc += 1
+    return upc
+
+
+def kernel_config(problem: RnnProblem, groups: int, fused: bool, device: DeviceLimits) -> KernelConfig:
+    """Tiling for `groups` layer-directions of `problem` sharing one launch."""
+    upc = choose_upc(problem.hidden, groups, device.sm_count)
+    bch = min(problem.batch, 8)
+    while bch > 1 and -(-bch * problem.hidden // THREADS) > MAX_GATHER_WORDS:
+        bch //= 2
+    return KernelConfig(
+        cell_code=problem.cell_code,
+        linear_before_reset=problem.linear_before_reset,
+        hidden=problem.hidden,
+        upc=upc,
+        batch=problem.batch,
+        bch=bch,
+        threads=THREADS,
+        wtype=DTYPE_CODE[problem.dtype],
+        iotype=DTYPE_CODE[problem.dtype],
+        groups=groups,
+        fused=fused,
+    )
+
+
+def floor_us(problem: RnnProblem, cfg: KernelConfig, steps: int, device: DeviceLimits) -> float:
+    """Hardware floor of the persistent schedule: per step, one h exchange through L2 plus
+    streaming this CTA's weights out of shared memory (docs/cuda.md)."""
+    exchanges = 2 if (problem.cell == "gru" and not problem.linear_before_reset) else 1
+    stream_s = cfg.weight_bytes / (device.smem_bytes_per_clock * device.clock_ghz * 1e9)
+    return steps * (exchanges * device.exchange_us + stream_s * 1e6)
+
+
+def make_plan(problem: RnnProblem, device: DeviceLimits | None = None, prefer: str | None = None) -> Plan:
+    """Choose how to run `problem`; `prefer` ("persistent"|"cudnn") overrides the table."""
+    device = device or DeviceLimits()
+    p = problem
+    if p.cell not in GATES_PER_CELL:
+        return Plan("torch", f"unknown cell {p.cell!r}")
+    exotic = []
+    if not p.default_activations:
+        exotic.append("non-default activations")
+    if p.cell == "rnn" and p.rnn_activation not in ("tanh", "relu"):
+        exotic.append(f"activation {p.rnn_activation}")
+    if exotic:
+        return Plan("torch", "persistent kernel and cuDNN do not support " + ", ".join(exotic))
+    cudnn_ok = not (p.peepholes or p.clip or p.reverse or (p.cell == "gru" and not p.linear_before_reset))
+    if device.compute_capability < (7, 0):
+        return Plan("cudnn" if cudnn_ok else "torch", "persistent kernel needs compute capability 7.0+")
+
+    candidates = []
+    if p.directions == 1 and p.layers > 1 and not p.reverse:
+        cfg = kernel_config(p, p.layers, True, device)
+        candidates.append(("wavefront", cfg, p.seq_len + p.layers - 1))
+    cfg = kernel_config(p, p.directions, False, device)
+    candidates.append(("layerwise", cfg, p.layers * p.seq_len))
+    fitting = [c for c in candidates if c[1].smem_bytes + STATIC_SMEM_RESERVE <= device.smem_per_block]
+    if not fitting:
+        need = min(c[1].smem_bytes for c in candidates)
+        why = f"recurrent weights do not fit on chip ({need} B of shared memory per CTA > {device.smem_per_block})"
+        return Plan("cudnn" if cudnn_ok else "torch", why)
+    mode, cfg, steps = fitting[0]
+    plan = Plan("persistent", "", mode, cfg, floor_us(p, cfg, steps, device), steps)
+    limit = crossover_batch(p.cell, p.dtype, p.hidden)
+    if prefer == "cudnn" and cudnn_ok:
+        return replace(plan, engine="cudnn", reason="requested", kernel=None, mode="")
+    if prefer == "persistent" or not cudnn_ok:
+        plan.reason = "requested" if prefer == "persistent" else "only the persistent kernel supports this form"
+        return plan
+    if p.batch > limit:
+        return Plan("cudnn", f"batch {p.batch} > {limit}: cuDNN measured faster at this size", floor_us=plan.floor_us)
+    plan.reason = f"batch {p.batch} <= {limit}: persistent kernel measured faster"
+    return plan

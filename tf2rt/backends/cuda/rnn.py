@@ -1,0 +1,125 @@
+"""From ONNX recurrent nodes to a runnable stack (persistent kernel, cuDNN or step loop)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from ...errors import UnsupportedError
+from .packing import DirectionWeights, split_onnx_weights
+from .plan import DeviceLimits, Plan, RnnProblem, make_plan
+
+OP_CELL = {"LSTM": "lstm", "GRU": "gru", "RNN": "rnn"}
+_DEFAULT_ACTS = {"lstm": ["sigmoid", "tanh", "tanh"], "gru": ["sigmoid", "tanh"], "rnn": ["tanh"]}
+
+
+@dataclass
+class RnnNodeSpec:
+    """What one ONNX LSTM/GRU/RNN node says, with its weights as numpy arrays."""
+
+    cell: str
+    hidden: int
+    direction: str  # forward | reverse | bidirectional
+    weights: list[DirectionWeights]
+    activations: list[str]  # lower-case, len = slots * directions
+    alphas: list[float]
+    betas: list[float]
+    clip: float | None
+    linear_before_reset: bool
+    input_forget: bool = False
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.direction == "bidirectional" else 1
+
+    @property
+    def slots(self) -> int:
+        return len(_DEFAULT_ACTS[self.cell])
+
+    def default_activations(self) -> bool:
+        if self.alphas or self.betas:
+            return False
+        if self.cell == "rnn":
+            return all(a in ("tanh", "relu") for a in self.activations) and len(set(self.activations)) == 1
+        return self.activations == _DEFAULT_ACTS[self.cell] * self.directions
+
+
+def node_spec(op: str, attrs: dict[str, Any], W: np.ndarray, R: np.ndarray, B: np.ndarray | None,
+              P: np.ndarray | None) -> RnnNodeSpec:
+    """Read an ONNX recurrent node's attributes and weights (layout 0 only)."""
+    cell = OP_CELL[op]
+    if int(attrs.get("layout", 0)) != 0:
+        raise UnsupportedError(f"{op} with layout=1 is not supported by the cuda backend; rebuild the engine")
+    if int(attrs.get("input_forget", 0)):
+        raise UnsupportedError(f"{op} with input_forget=1 is not supported by the cuda backend")
+    direction = attrs.get("direction", "forward")
+    direction = direction.decode() if isinstance(direction, bytes) else direction
+    dirs = 2 if direction == "bidirectional" else 1
+    acts = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [])]
+    acts = [a.lower() for a in acts] or _DEFAULT_ACTS[cell] * dirs
+    weights = split_onnx_weights(cell, np.asarray(W, np.float32), np.asarray(R, np.float32),
+                                 None if B is None else np.asarray(B, np.float32),
+                                 None if P is None else np.asarray(P, np.float32))
+    return RnnNodeSpec(
+        cell=cell, hidden=int(attrs.get("hidden_size", R.shape[-1])), direction=direction, weights=weights,
+        activations=acts, alphas=list(attrs.get("activation_alpha", [])), betas=list(attrs.get("activation_beta", [])),
+        clip=float(attrs["clip"]) if attrs.get("clip") else None,
+        linear_before_reset=bool(int(attrs.get("linear_before_reset", 0))) if cell == "gru" else True,
+    )
+
+
+def problem_for(specs: Sequence[RnnNodeSpec], batch: int, seq_len: int, dtype: str) -> RnnProblem:
+    """The RnnProblem of a chain of compatible nodes (one layer each)."""
+    s = specs[0]
+    return RnnProblem(
+        cell=s.cell, hidden=s.hidden, input_size=s.weights[0].input_size, batch=batch, seq_len=seq_len,
+        layers=len(specs), directions=s.directions, dtype=dtype, linear_before_reset=s.linear_before_reset,
+        rnn_activation=s.activations[0] if s.cell == "rnn" else "tanh",
+        default_activations=all(x.default_activations() for x in specs),
+        peepholes=any(w.P is not None for x in specs for w in x.weights),
+        clip=s.clip, reverse=s.direction == "reverse",
+    )
+
+
+def chainable(a: RnnNodeSpec, b: RnnNodeSpec) -> bool:
+    """Whether node b (fed by a's output) can run in one stack with a."""
+    return (a.cell == b.cell and a.hidden == b.hidden and a.direction == b.direction
+            and a.activations == b.activations and a.clip == b.clip
+            and a.linear_before_reset == b.linear_before_reset and not a.alphas and not b.alphas)
+
+
+def _activation_callables(spec: RnnNodeSpec) -> list[list[Any]]:
+    from .fallback import _act
+
+    out = []
+    for d in range(spec.directions):
+        names = spec.activations[d * spec.slots:(d + 1) * spec.slots]
+        al = spec.alphas[d * spec.slots:(d + 1) * spec.slots] if spec.alphas else [None] * spec.slots
+        be = spec.betas[d * spec.slots:(d + 1) * spec.slots] if spec.betas else [None] * spec.slots
+        out.append([_act(n, a, b) for n, a, b in zip(names, al, be)])
+    return out
+
+
+def make_stack(specs: Sequence[RnnNodeSpec], batch: int, seq_len: int, dtype: str, device: DeviceLimits,
+               prefer: str | None = None, has_seq_lens: bool = False) -> tuple[Any, Plan]:
+    """Plan and build the object that runs `specs` (a chain of layers)."""
+    from .fallback import CudnnStack, LoopStack
+    from .persistent import PersistentStack
+
+    problem = problem_for(specs, batch, seq_len, dtype)
+    plan = make_plan(problem, device, prefer=prefer)
+    layers = [s.weights for s in specs]
+    if plan.engine == "cudnn" and has_seq_lens:
+        # cuDNN in a CUDA graph cannot take per-sequence lengths: persistent kernel if it fits.
+        plan = make_plan(problem, device, prefer="persistent")
+        if plan.engine != "persistent":
+            plan = Plan("torch", "per-sequence lengths and weights too large for the persistent kernel")
+    if plan.engine == "persistent":
+        return PersistentStack(problem, plan, layers), plan
+    if plan.engine == "cudnn":
+        return CudnnStack(problem, layers), plan
+    if len({tuple(s.activations) for s in specs}) > 1:
+        raise UnsupportedError("layers of one stack must share activations")
+    return LoopStack(problem, layers, _activation_callables(specs[0])), plan
