@@ -112,6 +112,11 @@ def write_npz(weights: Mapping[str, np.ndarray] | Iterable[Weights], path: str |
             array = np.asarray(array)
             if array.dtype.hasobject and all(isinstance(x, bytes) for x in array.reshape(-1)):
                 array = array.astype(bytes)  # DT_STRING tensors: fixed-width bytes, no pickle
+            if array.dtype.kind == "V":
+                raise UnsupportedError(
+                    f"tensor {name!r} has dtype {array.dtype}, which .npy files cannot record "
+                    "(it would read back as raw bytes); dump to safetensors, which keeps it"
+                )
             if array.dtype.hasobject:
                 raise UnsupportedError(f"tensor {name!r} holds Python objects; .npz output stores numeric arrays only")
             with zf.open(name + ".npy", "w", force_zip64=True) as f:
