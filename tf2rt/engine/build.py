@@ -43,7 +43,12 @@ def build_engine(network: Any, precision: str = "fp32", optimize: bool = True,
     meta: dict[str, Any] = {}
     meta.update(network.metadata)
     meta.update(dict(metadata or {}))
-    states = [{"input": i.name, "output": o.name} for i, o in network.states]
+    declared = list(network.states)
+    for layer in network.layers:  # RNN layers whose initial state is an input and final state an output
+        for i, o in getattr(layer, "state_pairs", lambda: [])():
+            if all(i is not d for d, _ in declared):
+                declared.append((i, o))
+    states = [{"input": i.name, "output": o.name} for i, o in declared]
     meta.update({
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
