@@ -1,0 +1,70 @@
+"""`tf2rt convert SRC -o ENGINE`: a trained TensorFlow recurrent model -> engine file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "convert",
+        help="convert a TF checkpoint, SavedModel or Keras file of a recurrent model to an engine",
+        description="Recognise a recurrent TensorFlow model (TF1 checkpoint + .meta, TF2 checkpoint or "
+        "SavedModel of a Keras model, .keras/.h5 file) and build an engine (.onnx with tf2rt metadata). "
+        "Settings the source does not store are read from the .meta graph or Keras config; otherwise "
+        "the flags below set them, or the TensorFlow default is used and the assumption is printed.",
+    )
+    p.add_argument("src", help="checkpoint prefix/.index/.meta/directory, SavedModel directory, .keras or .h5 file")
+    p.add_argument("-o", "--output", required=True, help="engine file to write (.onnx)")
+    p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32", help="engine precision (default fp32)")
+    p.add_argument("--forget-bias", type=float, default=None,
+                   help="forget_bias of TF1 LSTM cells (default: from the .meta graph, else 1.0)")
+    p.add_argument("--activation", choices=["tanh", "relu", "sigmoid"], default=None,
+                   help="activation of TF1 cells (default: from the .meta graph, else tanh)")
+    p.add_argument("--reset-after", choices=["true", "false"], default=None,
+                   help="Keras GRU reset_after when the source has no config (TF2 checkpoints)")
+    p.add_argument("--keras-version", type=int, choices=[2, 3], default=None,
+                   help="Keras major version for hard_sigmoid semantics when the file does not say")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--meta", default=None, help="read this .meta graph instead of the one next to the checkpoint")
+    g.add_argument("--no-meta", action="store_true", help="ignore the checkpoint's .meta graph")
+    s = p.add_mutually_exclusive_group()
+    s.add_argument("--states", dest="states", action="store_true", default=None,
+                   help="expose initial/final recurrent states as inputs/outputs (streaming)")
+    s.add_argument("--no-states", dest="states", action="store_false", help="no state inputs/outputs")
+    p.add_argument("--no-optimize", action="store_true", help="skip engine graph optimizations")
+    p.add_argument("--json", action="store_true", help="print the model card as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from ..importers import convert
+    from ..importers.card import card_lines
+
+    logging.getLogger("tf2rt.convert").setLevel(logging.ERROR)  # assumptions are printed below
+    meta = False if args.no_meta else (args.meta if args.meta else True)
+    reset_after = None if args.reset_after is None else args.reset_after == "true"
+    engine = convert(
+        args.src, args.output, precision=args.precision, optimize=not args.no_optimize, meta=meta,
+        forget_bias=args.forget_bias, activation=args.activation, states=args.states,
+        reset_after=reset_after, keras_version=args.keras_version,
+    )
+    card = engine.metadata.get("model") or {}
+    if args.json:
+        json.dump(card, sys.stdout, indent=2, default=str)
+        print()
+    else:
+        for line in card_lines(card):
+            print(line)
+        print("inputs:  " + ", ".join(f"{s.name} {s.dtype}{_shape(s.shape)}" for s in engine.inputs))
+        print("outputs: " + ", ".join(f"{s.name} {s.dtype}{_shape(s.shape)}" for s in engine.outputs))
+        print(f"wrote {args.output} ({engine.precision})")
+    return 0
+
+
+def _shape(shape: object) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"  # type: ignore[union-attr]
