@@ -1,0 +1,236 @@
+"""Face detection datasets: FDDB ellipse folds, WIDER FACE ground truth, scikit-image's LFW subset.
+
+Nothing is downloaded: FDDB and WIDER FACE are read from folders the user already has
+(FDDB: `FDDB-folds/FDDB-fold-XX-ellipseList.txt` + `originalPics/`; WIDER FACE:
+`wider_face_split/wider_face_val_bbx_gt.txt` + `WIDER_val/images/`, and optionally the
+official `wider_{easy,medium,hard}_val.mat` split files from the evaluation toolkit).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ...errors import FormatError, Tf2rtError
+
+WIDER_SETTINGS = ("easy", "medium", "hard")
+# columns of a WIDER FACE ground-truth line after x, y, w, h
+WIDER_ATTRIBUTES = ("blur", "expression", "illumination", "invalid", "occlusion", "pose")
+
+
+@dataclass
+class Annotation:
+    """Faces of one image. boxes: [n, 4] as x, y, w, h (pixels).
+
+    ellipses: FDDB's [n, 5] (major radius, minor radius, angle in radians, centre x, centre y)
+    or None; ignore: [n] bool, faces that neither count as misses nor make a detection a false
+    positive (WIDER's faces outside the chosen difficulty setting).
+    """
+
+    image: str
+    boxes: np.ndarray
+    ellipses: np.ndarray | None = None
+    ignore: np.ndarray | None = None
+    attributes: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.boxes = np.asarray(self.boxes, np.float64).reshape(-1, 4)
+        if self.ignore is None:
+            self.ignore = np.zeros(len(self.boxes), bool)
+
+    @property
+    def num_faces(self) -> int:
+        return int((~self.ignore).sum())  # type: ignore[operator]
+
+
+def ellipse_bbox(ellipses: np.ndarray) -> np.ndarray:
+    """Axis-aligned bounding boxes [n, 4] (x, y, w, h) of FDDB ellipses (major axis at `angle` from x)."""
+    e = np.asarray(ellipses, np.float64).reshape(-1, 5)
+    a, b, t, cx, cy = e.T
+    hw = np.sqrt((a * np.cos(t)) ** 2 + (b * np.sin(t)) ** 2)
+    hh = np.sqrt((a * np.sin(t)) ** 2 + (b * np.cos(t)) ** 2)
+    return np.stack([cx - hw, cy - hh, 2 * hw, 2 * hh], axis=1)
+
+
+# -- FDDB --------------------------------------------------------------------------------
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise FormatError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    for i, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            yield i, line.strip()
+
+
+def read_fddb_ellipses(path: str | Path) -> list[Annotation]:
+    """One FDDB `FDDB-fold-XX-ellipseList.txt` file: name, count, then one ellipse per face."""
+    path = Path(path)
+    lines = list(_lines(path))
+    out: list[Annotation] = []
+    i = 0
+    while i < len(lines):
+        lineno, name = lines[i]
+        if i + 1 >= len(lines):
+            raise FormatError(f"{path}:{lineno}: image {name!r} has no face count line")
+        cnt_no, cnt = lines[i + 1]
+        if not cnt.isdigit():
+            raise FormatError(f"{path}:{cnt_no}: expected the number of faces of {name!r}, found {cnt!r}")
+        n = int(cnt)
+        if i + 2 + n > len(lines):
+            raise FormatError(f"{path}:{cnt_no}: {name!r} announces {n} faces but the file ends first")
+        rows = []
+        for ln, text in lines[i + 2: i + 2 + n]:
+            parts = text.split()
+            try:
+                vals = [float(v) for v in parts[:5]]
+            except ValueError:
+                vals = []
+            if len(vals) != 5:
+                raise FormatError(f"{path}:{ln}: expected 'major minor angle cx cy 1', found {text!r}")
+            rows.append(vals)
+        ell = np.array(rows, np.float64).reshape(-1, 5)
+        out.append(Annotation(image=name, boxes=ellipse_bbox(ell), ellipses=ell))
+        i += 2 + n
+    return out
+
+
+def read_fddb(root: str | Path, folds: tuple[int, ...] = tuple(range(1, 11))) -> list[Annotation]:
+    """FDDB annotations of the given folds (1..10), from `root/FDDB-folds/` (or root itself).
+
+    Image paths are relative to root, with `.jpg` (FDDB's `originalPics/` layout is tried first).
+    """
+    root = Path(root)
+    folder = root / "FDDB-folds" if (root / "FDDB-folds").is_dir() else root
+    out: list[Annotation] = []
+    for k in folds:
+        path = folder / f"FDDB-fold-{k:02d}-ellipseList.txt"
+        if not path.exists():
+            raise Tf2rtError(f"FDDB fold file {path} not found; point at the folder holding FDDB-folds/")
+        for ann in read_fddb_ellipses(path):
+            ann.extra["fold"] = k
+            pics = "originalPics/" if (root / "originalPics").is_dir() else ""
+            ann.image = f"{pics}{ann.image}.jpg"
+            out.append(ann)
+    return out
+
+
+# -- WIDER FACE --------------------------------------------------------------------------
+def read_wider_gt(path: str | Path) -> list[Annotation]:
+    """WIDER FACE `wider_face_*_bbx_gt.txt`: name, count, then `x y w h` + six attribute columns.
+
+    Faces marked invalid are ignored; images with no face carry one all-zero line, skipped.
+    """
+    path = Path(path)
+    lines = list(_lines(path))
+    out: list[Annotation] = []
+    i = 0
+    while i < len(lines):
+        lineno, name = lines[i]
+        if i + 1 >= len(lines) or not lines[i + 1][1].isdigit():
+            raise FormatError(f"{path}:{lineno}: expected a face count after image {name!r}")
+        n = int(lines[i + 1][1])
+        body = max(n, 1)  # a zero count is followed by one placeholder line
+        if i + 2 + body > len(lines):
+            raise FormatError(f"{path}:{lineno}: {name!r} announces {n} faces but the file ends first")
+        rows = []
+        for ln, text in lines[i + 2: i + 2 + body]:
+            try:
+                vals = [float(v) for v in text.split()]
+            except ValueError:
+                vals = []
+            if len(vals) < 4:
+                raise FormatError(f"{path}:{ln}: expected 'x y w h blur expression illumination invalid "
+                                  f"occlusion pose', found {text!r}")
+            rows.append((vals + [0.0] * 10)[:10])
+        arr = np.array(rows[:n], np.float64).reshape(-1, 10)
+        ann = Annotation(image=name, boxes=arr[:, :4], attributes=arr[:, 4:],
+                         ignore=arr[:, 4 + WIDER_ATTRIBUTES.index("invalid")] > 0)
+        ann.extra["event"] = name.split("/")[0]
+        out.append(ann)
+        i += 2 + body
+    return out
+
+
+def read_wider_split(mat_path: str | Path) -> dict[str, np.ndarray]:
+    """Official WIDER `wider_<setting>_val.mat`: image stem -> 0-based indices of faces to keep."""
+    try:
+        import scipy.io
+    except ImportError as exc:  # pragma: no cover - scipy comes with scikit-image
+        raise Tf2rtError("reading WIDER .mat split files needs scipy (pip install scipy)") from exc
+    try:
+        mat = scipy.io.loadmat(str(mat_path))
+    except (OSError, ValueError, TypeError) as exc:
+        raise FormatError(f"cannot read WIDER split file {mat_path}: {exc}") from exc
+    if "file_list" not in mat or "gt_list" not in mat:
+        raise FormatError(f"{mat_path} lacks file_list/gt_list; expected wider_<easy|medium|hard>_val.mat")
+    keep: dict[str, np.ndarray] = {}
+    files, gts = mat["file_list"], mat["gt_list"]
+    for ev in range(files.shape[0]):
+        ev_files, ev_gts = files[ev][0], gts[ev][0]
+        for j in range(ev_files.shape[0]):
+            stem = str(np.asarray(ev_files[j][0]).ravel()[0])
+            idx = np.asarray(ev_gts[j][0], np.int64).ravel() - 1  # MATLAB is 1-based
+            keep[stem] = idx
+    return keep
+
+
+def apply_wider_split(anns: list[Annotation], keep: dict[str, np.ndarray]) -> list[Annotation]:
+    """Copies of the annotations where faces outside `keep` are ignored (the official protocol)."""
+    out = []
+    for a in anns:
+        stem = re.sub(r"\.[A-Za-z]+$", "", a.image.split("/")[-1])
+        idx = keep.get(stem)
+        if idx is None:
+            continue
+        ignore = np.ones(len(a.boxes), bool)
+        ignore[idx[(idx >= 0) & (idx < len(a.boxes))]] = False
+        out.append(Annotation(image=a.image, boxes=a.boxes, ellipses=a.ellipses, ignore=ignore,
+                              attributes=a.attributes, extra=dict(a.extra)))
+    return out
+
+
+def read_wider(root: str | Path, setting: str = "all", split: str = "val") -> list[Annotation]:
+    """WIDER FACE annotations from root (the folder with wider_face_split/ and WIDER_val/).
+
+    setting "all" keeps every valid face; "easy"/"medium"/"hard" need the official
+    `wider_<setting>_val.mat` from the evaluation toolkit (root or root/eval_tools/ground_truth).
+    """
+    root = Path(root)
+    gt = next((p for p in (root / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt",
+                           root / f"wider_face_{split}_bbx_gt.txt") if p.exists()), None)
+    if gt is None:
+        raise Tf2rtError(f"WIDER FACE ground truth wider_face_{split}_bbx_gt.txt not found under {root}")
+    anns = read_wider_gt(gt)
+    images = root / f"WIDER_{split}" / "images"
+    for a in anns:
+        a.image = str(Path(f"WIDER_{split}") / "images" / a.image) if images.is_dir() else a.image
+    if setting == "all":
+        return anns
+    if setting not in WIDER_SETTINGS:
+        raise Tf2rtError(f"unknown WIDER setting {setting!r}; use all, easy, medium or hard")
+    mat = next((p for p in (root / f"wider_{setting}_{split}.mat",
+                            root / "eval_tools" / "ground_truth" / f"wider_{setting}_{split}.mat",
+                            root / "ground_truth" / f"wider_{setting}_{split}.mat") if p.exists()), None)
+    if mat is None:
+        raise Tf2rtError(f"the {setting} setting needs the official wider_{setting}_{split}.mat (WIDER evaluation "
+                         f"toolkit, eval_tools/ground_truth/) under {root}; or use setting 'all'")
+    return apply_wider_split(anns, read_wider_split(mat))
+
+
+# -- LFW subset --------------------------------------------------------------------------
+def lfw_subset() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-image's LFW subset as (RGB uint8 patches [200, 25, 25, 3], labels [200]: 1 face, 0 non-face)."""
+    try:
+        import skimage.data
+    except ImportError as exc:
+        raise Tf2rtError("the LFW subset comes with scikit-image (pip install scikit-image)") from exc
+    gray = skimage.data.lfw_subset()  # 100 faces then 100 non-faces, floats in [0, 1]
+    patches = (np.repeat(gray[..., None], 3, axis=-1) * 255).round().astype(np.uint8)
+    labels = np.r_[np.ones(100, np.int64), np.zeros(len(gray) - 100, np.int64)]
+    return patches, labels
