@@ -138,7 +138,7 @@ class FullyConnectedLayer(Layer):
 
     def __init__(self, x: Tensor, num_outputs: int, kernel: Any, bias: Any = None, kernel_layout: str = "kn"):
         super().__init__([x])
-        self.num_outputs = int(num_outputs)
+        self.num_output_channels = int(num_outputs)
         self.kernel_layout = kernel_layout
         self._kernel_in = np.asarray(kernel, dtype=np.float32)
         self.bias = None if bias is None or np.size(bias) == 0 else np.asarray(bias, dtype=np.float32).reshape(-1)
@@ -150,7 +150,7 @@ class FullyConnectedLayer(Layer):
             raise self.error(f"needs a float input, {x.name} is {x.dtype}")
         if x.rank < 1 or x.shape[-1] is None:
             raise self.error(f"input {x.name}{shape_str(x.shape)} needs a known last dimension")
-        k, n = x.shape[-1], self.num_outputs
+        k, n = x.shape[-1], self.num_output_channels
         w = self._kernel_in
         if self.kernel_layout not in ("kn", "nk"):
             raise self.error(f"kernel_layout must be 'kn' ([K, num_outputs], x @ W) or 'nk' ([num_outputs, K], W x)")
