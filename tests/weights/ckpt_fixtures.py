@@ -63,28 +63,53 @@ DTYPE_VALUES = {
 }
 
 
+# SaveSlices (the V1 writer) cannot serialize these dtypes.
+V1_UNSAVABLE = {"bfloat16", "uint32", "uint64"}
+
+
+def misc_values() -> dict[str, np.ndarray]:
+    """The values `tf1_misc` saves, by variable name (bfloat16 given as float32 before the cast)."""
+    rng = np.random.default_rng(SEED)
+    values = {f"dtypes/{name}": make(rng) for name, make in DTYPE_VALUES.items()}
+    values["strings/vec"] = np.array([b"hello", b"", b"\x00\xffbytes" * 20, "\u00fcn\u00ef".encode()], dtype=object)
+    values["strings/scalar"] = np.array(b"scalar string", dtype=object)
+    values["scalar"] = np.array(2.5, np.float32)
+    values["empty"] = np.zeros((0, 3), np.float32)
+    values["part/kernel"] = rng.normal(size=(10, 4)).astype(np.float32)
+    values["part/wide"] = rng.normal(size=(3, 7)).astype(np.float32)
+    return values
+
+
+def _part_initializer(tf, value: np.ndarray):
+    """An initializer giving each partition its piece of `value`."""
+
+    def init(shape, dtype=None, partition_info=None):
+        offset = partition_info.var_offset if partition_info is not None else [0] * len(shape)
+        return tf.constant(value[tuple(slice(o, o + n) for o, n in zip(offset, shape))])
+
+    return init
+
+
 def tf1_misc(tf, out: Path, version: str = "V2") -> Path:
-    """Every dtype, a string variable, a scalar, and a partitioned variable (fixed_size_partitioner(3))."""
+    """Every dtype, strings, a scalar, an empty tensor and two partitioned variables."""
     tf1 = tf.compat.v1
     g = tf.Graph()
-    rng = np.random.default_rng(SEED)
+    values = misc_values()
     with g.as_default():
-        for name, make in DTYPE_VALUES.items():
-            value = make(rng)
-            init = tf.cast(tf.constant(value), tf.bfloat16) if name == "bfloat16" else tf.constant(value)
-            tf1.Variable(init, name=f"dtypes/{name}")
-        tf1.Variable(np.array([b"hello", b"", b"\x00\xffbytes" * 20, "ünï".encode()], dtype=object), name="strings/vec")
-        tf1.Variable(b"scalar string", name="strings/scalar")
-        tf1.Variable(np.float32(2.5), name="scalar")
-        tf1.Variable(np.zeros((0, 3), np.float32), name="empty")
-        tf1.get_variable(
-            "part/kernel", [10, 4], initializer=tf1.random_normal_initializer(seed=SEED),
-            partitioner=tf1.fixed_size_partitioner(3),
-        )
-        tf1.get_variable(
-            "part/wide", [3, 7], initializer=tf1.random_normal_initializer(seed=SEED + 1),
-            partitioner=tf1.fixed_size_partitioner(2, axis=1),
-        )
+        for name, value in values.items():
+            if version == "V1" and name.split("/")[-1] in V1_UNSAVABLE:
+                continue
+            if name.startswith("part/"):
+                axis = 0 if name == "part/kernel" else 1
+                tf1.get_variable(
+                    name, value.shape, initializer=_part_initializer(tf, value),
+                    partitioner=tf1.fixed_size_partitioner(3 if axis == 0 else 2, axis=axis),
+                )
+                continue
+            init = tf.constant(value)
+            if name == "dtypes/bfloat16":
+                init = tf.cast(init, tf.bfloat16)
+            tf1.Variable(init, name=name)
         write_version = tf1.train.SaverDef.V1 if version == "V1" else tf1.train.SaverDef.V2
         saver = tf1.train.Saver(write_version=write_version)
         with tf1.Session(graph=g, config=_session_config(tf1)) as sess:
@@ -109,7 +134,7 @@ def tf1_sharded(tf, out: Path, version: str = "V2") -> Path:
             return Path(saver.save(sess, str(out / "sharded.ckpt"), write_meta_graph=False))
 
 
-def keras_rnn_checkpoint(tf, keras, out: Path, name: str) -> Path:
+def keras_rnn_checkpoint(tf, keras, out: Path, name: str) -> tuple[Path, dict[str, np.ndarray]]:
     """tf.train.Checkpoint of a small LSTM/GRU Keras model after one Adam step."""
     inputs = keras.Input((5, 3))
     h = keras.layers.LSTM(4, return_sequences=True, name="lstm")(inputs)
@@ -121,7 +146,16 @@ def keras_rnn_checkpoint(tf, keras, out: Path, name: str) -> Path:
     rng = np.random.default_rng(SEED)
     model.fit(rng.normal(size=(4, 5, 3)).astype(np.float32), rng.normal(size=(4, 2)).astype(np.float32), verbose=0, epochs=1)
     ckpt = tf.train.Checkpoint(model=model, optimizer=opt)
-    return Path(ckpt.write(str(out / name)))
+    return Path(ckpt.write(str(out / name))), keras_weights(model)
+
+
+def keras_weights(model) -> dict[str, np.ndarray]:
+    """The model's variables by TF1-style name (Keras 3 `path`, tf.keras `name` without ':0')."""
+    out = {}
+    for w in model.weights:
+        name = getattr(w, "path", None) or w.name
+        out[name.split(":")[0]] = np.asarray(w.numpy())
+    return out
 
 
 def saved_model(tf, out: Path) -> Path:

@@ -74,44 +74,54 @@ def names_from_object_graph(data: bytes, keys: set[str], what: str) -> dict[str,
     """Map each object-based key in `keys` to (readable name, kind) using the graph proto.
 
     A key gets its variable's `full_name` when the graph records one (and no other key
-    claims the same name), else its unescaped object path.
+    claims the same name), else the object path from the root. A variable reachable from
+    the root without passing through an optimizer is a model variable even when its key
+    runs through the optimizer (Keras 3 saves model variables under
+    `optimizer/_trainable_variables/N` when that path is the shortest).
     """
     graph = Message(data, f"{what} object graph")
     nodes = graph.messages(_NODES)
+    children = [[(ref.int(_REF_NODE_ID), ref.str(_REF_LOCAL_NAME)) for ref in n.messages(_CHILDREN)] for n in nodes]
     slot_nodes: set[int] = set()
-    optimizer_nodes: set[int] = set()
+    optimizers: set[int] = set()
     for i, node in enumerate(nodes):
         for slot in node.messages(_SLOTS):
             slot_nodes.add(slot.int(_SLOT_NODE))
-            optimizer_nodes.add(i)
-    # Everything the optimizer owns (its iteration counter, hyper-parameters) is optimizer state.
-    owned = _descendants(nodes, optimizer_nodes)
+            optimizers.add(i)
+    for kids in children:
+        optimizers.update(j for j, local in kids if local == "optimizer")
+    model_paths = _paths(children, avoid=optimizers | slot_nodes)
 
+    by_key: dict[str, int] = {}
     full_names: dict[str, str] = {}
-    node_kind: dict[str, str] = {}
     for i, node in enumerate(nodes):
         for attr in node.messages(_ATTRS):
             key = attr.str(_ATTR_KEY)
-            if key not in keys:
-                continue
-            full_names[key] = attr.str(_ATTR_FULL_NAME)
-            if i in slot_nodes or i in owned:
-                node_kind[key] = OPTIMIZER_SLOT
+            if key in keys:
+                by_key[key] = i
+                full_names[key] = attr.str(_ATTR_FULL_NAME)
 
-    result: dict[str, tuple[str, str]] = {}
     counts: dict[str, int] = {}
-    for key in keys:
-        full = full_names.get(key, "")
+    for full in full_names.values():
         if full:
             counts[full] = counts.get(full, 0) + 1
+    result: dict[str, tuple[str, str]] = {}
     for key in keys:
         path, attr = key_path(key)
+        node = by_key.get(key)
         full = full_names.get(key, "")
-        if full and counts[full] == 1 and (attr == _VALUE or not attr):
+        if node is not None and node in model_paths:
+            path = model_paths[node]
+        if full and counts[full] == 1 and attr in (_VALUE, ""):
             name = full
         else:
             name = "/".join(path) + ("" if attr in (_VALUE, "") else f"/{attr}")
-        kind = node_kind.get(key) or _classify_key(key, path, attr)
+        if node is None:
+            kind = _classify_key(key, path, attr)
+        elif node in slot_nodes or node not in model_paths:
+            kind = OPTIMIZER_SLOT
+        else:
+            kind = _classify_key(key, path, attr)
         result[key] = (name, kind)
     return result
 
@@ -119,7 +129,7 @@ def names_from_object_graph(data: bytes, keys: set[str], what: str) -> dict[str,
 def _classify_key(key: str, path: list[str], attr: str) -> str:
     if key == OBJECT_GRAPH_KEY:
         return BOOKKEEPING
-    if _SLOT_MARK in key or (path and path[0] == "optimizer"):
+    if _SLOT_MARK in key:
         return OPTIMIZER_SLOT
     if path and path[-1] in _BOOKKEEPING:
         return BOOKKEEPING
@@ -128,15 +138,17 @@ def _classify_key(key: str, path: list[str], attr: str) -> str:
     return VARIABLE
 
 
-def _descendants(nodes: list[Message], roots: set[int]) -> set[int]:
-    seen: set[int] = set()
-    stack = list(roots)
-    while stack:
-        i = stack.pop()
-        if i in seen or not 0 <= i < len(nodes):
-            continue
-        seen.add(i)
-        for ref in nodes[i].messages(_CHILDREN):
-            stack.append(ref.int(_REF_NODE_ID))
-    return seen
-
+def _paths(children: list[list[tuple[int, str]]], avoid: set[int]) -> dict[int, list[str]]:
+    """Breadth-first shortest object paths from the root (node 0), not entering `avoid`."""
+    paths: dict[int, list[str]] = {0: []} if children else {}
+    frontier = [0] if children else []
+    while frontier:
+        nxt = []
+        for i in frontier:
+            for j, local in children[i]:
+                if j in paths or j in avoid or not 0 <= j < len(children):
+                    continue
+                paths[j] = paths[i] + [local]
+                nxt.append(j)
+        frontier = nxt
+    return paths

@@ -333,6 +333,8 @@ def latest_checkpoint(directory: str | Path) -> Path:
 
 
 def _exists(prefix: Path) -> bool:
+    if any(ch in prefix.name for ch in "?*["):
+        return any(prefix.parent.glob(prefix.name))
     return Path(f"{prefix}.index").is_file() or prefix.is_file()
 
 
@@ -364,6 +366,8 @@ def resolve(path: str | Path) -> tuple[str, Path | list[Path]]:
         p = p.with_name(name[: -len(".meta")])
     if Path(f"{p}.index").is_file():
         return "v2", p
+    if any(ch in name for ch in "?*["):  # a V1 sharded save is named by a pattern
+        return "v1", _v1_shards(sorted(p.parent.glob(name)), p)
     if p.is_file():
         if is_table(p):
             return "v1", [p]
@@ -371,13 +375,30 @@ def resolve(path: str | Path) -> tuple[str, Path | list[Path]]:
             f"{p} is not a TensorFlow checkpoint (no table magic number); pass a checkpoint prefix, "
             "its .index file, or a directory holding a 'checkpoint' file"
         )
-    shards = sorted(q for q in p.parent.glob(f"{name}-*-of-*") if _V1_SHARD.search(q.name) and is_table(q))
+    shards = sorted(q for q in p.parent.glob(f"{name}-*-of-*") if _V1_SHARD.search(q.name))
     if shards:
-        return "v1", shards
+        return "v1", _v1_shards(shards, p)
     raise FormatError(
         f"no checkpoint at {p}: neither {p}.index nor {p} exists; pass the checkpoint prefix "
         "(e.g. model.ckpt-1000), its .index file, or its directory"
     )
+
+
+def _v1_shards(files: list[Path], pattern: Path) -> list[Path]:
+    """Check a V1 sharded save is complete (`-NNNNN-of-TOTAL` for every NNNNN)."""
+    files = [f for f in files if _V1_SHARD.search(f.name)]
+    if not files:
+        raise FormatError(f"no checkpoint shards match {pattern}")
+    total = int(files[0].name[-5:])
+    stem = files[0].name[: -len("-00000-of-00000")]
+    expected = [files[0].with_name(f"{stem}-{i:05d}-of-{total:05d}") for i in range(total)]
+    missing = [f.name for f in expected if not f.is_file()]
+    if missing:
+        raise FormatError(f"V1 checkpoint {pattern} is missing shard file(s): {', '.join(missing[:5])}")
+    for f in expected:
+        if not is_table(f):
+            raise FormatError(f"{f} is not a TensorFlow table (truncated or corrupted)")
+    return expected
 
 
 def open_checkpoint(path: str | Path, verify: bool = True) -> WeightSource:
