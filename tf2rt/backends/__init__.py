@@ -43,7 +43,8 @@ def available_backends() -> list[str]:
     out = []
     for name in BACKENDS:
         try:
-            if get_backend(name).available():
+            check = getattr(get_backend(name), "available", None)
+            if check is not None and check():
                 out.append(name)
         except Tf2rtError:
             pass
@@ -53,6 +54,8 @@ def available_backends() -> list[str]:
 def load(engine: Any, backend: str = DEFAULT_BACKEND, **options: Any) -> "Runner":
     """Load `engine` on `backend`; returns a Runner."""
     mod = get_backend(backend)
+    if not hasattr(mod, "load") or not hasattr(mod, "available"):
+        raise UnsupportedError(f"backend {backend!r} is incomplete (its module lacks available()/load())")
     if not mod.available():
         raise UnsupportedError(f"backend {backend!r} is not available here"
                                + (f" ({mod.why_unavailable()})" if hasattr(mod, "why_unavailable") else ""))
