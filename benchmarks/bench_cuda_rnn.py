@@ -168,7 +168,8 @@ def bench_one(cell: str, hidden: int, batch: int, T: int, dtype: str, layers: in
         row["persistent_error"] = f"{type(exc).__name__}: {exc}"[:200]
     _, auto = make_stack(specs, batch, T, dtype, limits)
     row["auto_engine"] = auto.engine
-    ours = row.get("persistent_graph_us") if auto.engine == "persistent" else row["cudnn_graph_us"]
+    ours = row.get("persistent_graph_us") if auto.engine == "persistent" else None
+    ours = ours or row["cudnn_graph_us"]
     row["ours_graph_us"] = ours
     row["speedup_vs_cudnn_graph"] = row["cudnn_graph_us"] / ours
     row["speedup_vs_cudnn_eager"] = row["cudnn_eager_us"] / ours

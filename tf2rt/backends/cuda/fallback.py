@@ -81,7 +81,8 @@ class CudnnStack:
         T, B = x.shape[0], x.shape[1]
         x = x.to(self.dtype)
         shape = (p.layers * p.directions, B, p.hidden)
-        with torch.no_grad():
+        # fp32 engines must stay fp32: cuDNN would otherwise use TF32 tensor cores.
+        with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
             if p.cell == "lstm":
                 if h0 is None and c0 is None:
                     y, (hn, cn) = self.module(x)

@@ -34,14 +34,17 @@ def cta_count(hidden: int, upc: int) -> int:
     return -(-hidden // upc)
 
 
-def pack_rows(matrix: np.ndarray, gates: int, hidden: int, upc: int, dtype: str) -> np.ndarray:
-    """Pack a gate-major [gates*hidden, K] matrix into [ctas, gates*upc, kp] blocks."""
+def pack_rows(matrix: np.ndarray, gates: int, hidden: int, upc: int, dtype: str, kp: int | None = None) -> np.ndarray:
+    """Pack a gate-major [gates*hidden, K] matrix into [ctas, gates*upc, kp] blocks
+    (kp defaults to K rounded up to a multiple of 8)."""
     if matrix.ndim != 2 or matrix.shape[0] != gates * hidden:
         raise ShapeError(
             f"packing: expected a [{gates}*{hidden}, K] weight matrix, got shape {tuple(matrix.shape)}"
         )
     k = matrix.shape[1]
-    kp = round_up(k, 8)
+    kp = round_up(k, 8) if kp is None else kp
+    if kp < k or kp % 8:
+        raise ShapeError(f"packing: row length {kp} must be a multiple of 8 and >= {k}")
     ctas = cta_count(hidden, upc)
     # [gates, hidden, K] -> pad units to ctas*upc and K to kp -> [gates, ctas, upc, kp]
     m = matrix.reshape(gates, hidden, k)

@@ -52,7 +52,9 @@ def compile_kernel(cfg: KernelConfig) -> Any:
 
     defines = {**cfg.defines(), **gate_defines(), "NDESC": NDESC}
     options = ("--std=c++17", "-lineinfo") + tuple(f"-D{k}={v}" for k, v in defines.items())
-    module = cupy.RawModule(code=kernel_source(), options=options, name_expressions=None)
+    # Cooperative launch: the driver refuses a grid that cannot be co-resident instead of
+    # letting spinning CTAs wait for CTAs that never start.
+    module = cupy.RawModule(code=kernel_source(), options=options, enable_cooperative_groups=True)
     kernel = module.get_function("persistent_rnn")
     kernel.max_dynamic_shared_size_bytes = cfg.smem_bytes
     return kernel
@@ -109,11 +111,11 @@ class PersistentStack:
         f32 = dict(device=self.dev, dtype=torch.float32)
         io = dict(device=self.dev, dtype=self.dt)
 
-        def upload_packed(m: np.ndarray) -> Any:
+        def upload_packed(m: np.ndarray, kp: int | None = None) -> Any:
             if p.dtype == "bfloat16":
-                bits = to_bf16_bits(pack_rows(m, p.gates, H, cfg.upc, "float32"))
+                bits = to_bf16_bits(pack_rows(m, p.gates, H, cfg.upc, "float32", kp))
                 return torch.from_numpy(bits.view(np.int16)).to(self.dev).view(torch.bfloat16)
-            return torch.from_numpy(pack_rows(m, p.gates, H, cfg.upc, p.dtype)).to(self.dev)
+            return torch.from_numpy(pack_rows(m, p.gates, H, cfg.upc, p.dtype, kp)).to(self.dev)
 
         self._keep: list[Any] = []  # tensors whose pointers live in descriptors
         self.R = [[upload_packed(w.R) for w in dirs] for dirs in layers]
@@ -124,9 +126,14 @@ class PersistentStack:
         for dirs in layers:
             self.Wt.append(torch.from_numpy(np.concatenate([w.W for w in dirs], 0).T.copy()).to(**io))
             self.Wb.append(torch.from_numpy(np.concatenate([w.Wb for w in dirs], 0)).to(**io))
+        # In-kernel input weights: first layer (short sequences), deeper wavefront layers.
+        self.Wk = [[None] * D for _ in range(L)]
+        self.wbk = [[None] * D for _ in range(L)]
+        for layer, dirs in enumerate(layers):
+            if (layer == 0 and cfg.fuse_input) or (layer > 0 and self.wavefront):
+                self.Wk[layer] = [upload_packed(w.W, cfg.kx_eff) for w in dirs]
+                self.wbk[layer] = [torch.from_numpy(w.Wb).to(**f32) for w in dirs]
         if self.wavefront:
-            self.Wfused = [None] + [upload_packed(dirs[0].W) for dirs in layers[1:]]
-            self.wb_fused = [None] + [torch.from_numpy(dirs[0].Wb).to(**f32) for dirs in layers[1:]]
             for lw in layers[1:]:
                 if lw[0].input_size != H:
                     raise ShapeError("wavefront layers need input size == hidden size")
@@ -166,10 +173,10 @@ class PersistentStack:
                 desc[D_R] = ptr(self.R[layer][d])
                 desc[D_RB] = ptr(self.rb[layer][d])
                 desc[D_P] = ptr(self.P[layer][d])
-                if self.wavefront and layer > 0:
-                    desc[D_W] = ptr(self.Wfused[layer])
-                    desc[D_WB] = ptr(self.wb_fused[layer])
-                    desc[D_IN_EX] = ptr(self.ex[g - 1])
+                if self.Wk[layer][d] is not None:
+                    desc[D_W] = ptr(self.Wk[layer][d])
+                    desc[D_WB] = ptr(self.wbk[layer][d])
+                    desc[D_IN_EX] = ptr(self.ex[g - 1]) if layer > 0 else 0
                 else:
                     xp = self.xp[0 if self.wavefront else layer]
                     desc[D_XP] = xp.data_ptr() + d * G * H * el
@@ -211,21 +218,24 @@ class PersistentStack:
         tables = self._desc[(h0 is not None, c0 is not None, seq_lens is not None)]
         stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(self.dev).cuda_stream)
         clip = np.float32(p.clip or 0.0)
-        inp = x.to(self.dt).reshape(T * B, -1)
+        x = x.to(self.dt).contiguous()
+        inp = x.reshape(T * B, -1)
         for li, table in enumerate(tables):
             if li > 0:  # next layer's input: previous y [T, D, B, H] -> [T*B, D*H]
                 prev = self.y[li - 1][:T]
                 inp = prev.permute(0, 2, 1, 3).reshape(T * B, -1)
-            xp = self.xp[li][: T * B]
-            torch.addmm(self.Wb[li], inp, self.Wt[li], out=xp)
+            xin = 0
+            if li == 0 and cfg.fuse_input:
+                xin = x.data_ptr()  # projected inside the kernel
+            else:
+                torch.addmm(self.Wb[li], inp, self.Wt[li], out=self.xp[li][: T * B])
             ngroups = table.shape[0]
             with stream:
                 self.kernel(
                     (ngroups * cfg.ctas_per_group,), (cfg.threads,),
                     (np.uint64(table.data_ptr()), np.int32(ngroups), np.int32(T),
-                     np.uint64(self.sync.data_ptr()), clip),
+                     np.uint64(self.sync.data_ptr()), clip, np.uint64(xin), np.int32(p.input_size)),
                     shared_mem=cfg.smem_bytes,
-                    enable_cooperative_groups=True,
                 )
         y = self.y[-1][:T]
         return y, self.hn, self.cn

@@ -30,6 +30,9 @@ THREADS = 256
 MAX_GATHER_WORDS = 32
 #: Static shared memory and the per-block reserve the kernel uses besides the dynamic part.
 STATIC_SMEM_RESERVE = 1024
+#: Up to this many steps the first layer's input projection runs inside the kernel: for a
+#: short sequence the projection GEMM's own launch costs more than the in-kernel products.
+FUSE_INPUT_MAX_T = 4
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,9 @@ class KernelConfig:
     wtype: int
     iotype: int
     groups: int
-    fused: bool  # some group computes its input projection in-kernel (wavefront layers)
+    fused: bool  # some group computes its input projection in-kernel
+    kx: int = 0  # padded row length of in-kernel input weights (0: none)
+    fuse_input: bool = False  # the first layer projects x inside the kernel
 
     @property
     def gates(self) -> int:
@@ -107,21 +112,27 @@ class KernelConfig:
         return self.groups * self.ctas_per_group
 
     @property
+    def kx_eff(self) -> int:
+        return self.kx or self.kp
+
+    @property
     def weight_bytes(self) -> int:
         """Weights one CTA keeps in shared memory."""
         wsize = 4 if self.wtype == 0 else 2
-        return self.gates * self.upc * self.kp * wsize * (2 if self.fused else 1)
+        rows = self.gates * self.upc
+        return rows * self.kp * wsize + (rows * self.kx_eff * wsize if self.fused else 0)
 
     @property
     def smem_bytes(self) -> int:
         """Dynamic shared memory per CTA (mirrors the carve-up in persistent_rnn.cu)."""
         rows = self.gates * self.upc
-        nvec = 2 if self.fused else 1
         return (
             self.weight_bytes
-            + self.bch * self.kp * 4 * nvec
+            + self.bch * (self.kp + (self.kx_eff if self.fused else 0)) * 4
             + rows * self.batch * 4 * 2
             + self.upc * self.batch * 4 * 3
+            + rows * 4 * 2
+            + 3 * self.upc * 4
         )
 
     def defines(self) -> dict[str, int]:
@@ -136,6 +147,7 @@ class KernelConfig:
             "WTYPE": self.wtype,
             "IOTYPE": self.iotype,
             "KP": self.kp,
+            "KX": self.kx_eff,
         }
 
 
@@ -197,9 +209,12 @@ def choose_upc(hidden: int, groups: int, sm_count: int) -> int:
     return upc
 
 
-def kernel_config(problem: RnnProblem, groups: int, fused: bool, device: DeviceLimits) -> KernelConfig:
+def kernel_config(problem: RnnProblem, groups: int, wavefront: bool, device: DeviceLimits,
+                  allow_fuse_input: bool = True) -> KernelConfig:
     """Tiling for `groups` layer-directions of `problem` sharing one launch."""
     upc = choose_upc(problem.hidden, groups, device.sm_count)
+    fuse_input = allow_fuse_input and problem.seq_len <= FUSE_INPUT_MAX_T
+    kx = max(problem.input_size if fuse_input else 0, problem.hidden if wavefront else 0)
     bch = min(problem.batch, 8)
     while bch > 1 and -(-bch * problem.hidden // THREADS) > MAX_GATHER_WORDS:
         bch //= 2
@@ -214,7 +229,9 @@ def kernel_config(problem: RnnProblem, groups: int, fused: bool, device: DeviceL
         wtype=DTYPE_CODE[problem.dtype],
         iotype=DTYPE_CODE[problem.dtype],
         groups=groups,
-        fused=fused,
+        fused=wavefront or fuse_input,
+        kx=round_up(kx, 8) if kx else 0,
+        fuse_input=fuse_input,
     )
 
 
@@ -244,11 +261,12 @@ def make_plan(problem: RnnProblem, device: DeviceLimits | None = None, prefer: s
         return Plan("cudnn" if cudnn_ok else "torch", "persistent kernel needs compute capability 7.0+")
 
     candidates = []
-    if p.directions == 1 and p.layers > 1 and not p.reverse:
-        cfg = kernel_config(p, p.layers, True, device)
-        candidates.append(("wavefront", cfg, p.seq_len + p.layers - 1))
-    cfg = kernel_config(p, p.directions, False, device)
-    candidates.append(("layerwise", cfg, p.layers * p.seq_len))
+    for fuse in (True, False):  # in-kernel first-layer projection when short; else a GEMM
+        if p.directions == 1 and p.layers > 1 and not p.reverse:
+            cfg = kernel_config(p, p.layers, True, device, fuse)
+            candidates.append(("wavefront", cfg, p.seq_len + p.layers - 1))
+        cfg = kernel_config(p, p.directions, False, device, fuse)
+        candidates.append(("layerwise", cfg, p.layers * p.seq_len))
     fitting = [c for c in candidates if c[1].smem_bytes + STATIC_SMEM_RESERVE <= device.smem_per_block]
     if not fitting:
         need = min(c[1].smem_bytes for c in candidates)

@@ -15,7 +15,7 @@
 // Compile-time configuration (set by persistent.py through -D):
 //   CELL 0=LSTM 1=GRU 2=RNN-tanh 3=RNN-relu, LBR (GRU linear_before_reset), HID, UPC,
 //   BATCH, BCH (batch chunk), NTHR, WTYPE/IOTYPE 0=f32 1=f16 2=bf16, KP (row length
-//   padded to 8), NDESC (descriptor fields), and the gate block indices (GI, GO, GF, GC for
+//   padded to 8), KX (row length of in-kernel input weights), NDESC (descriptor fields), and the gate block indices (GI, GO, GF, GC for
 //   LSTM; GZ, GR, GH for GRU) derived from the gate-order data in packing.py.
 
 #ifndef CELL
@@ -136,7 +136,7 @@ enum {
 // until every word carries this launch's epoch. All loads are issued before any is waited
 // on, so the wait costs one L2 round trip, not one per element.
 #define EPT ((BCH * HID + NTHR - 1) / NTHR)
-__device__ __forceinline__ void gather(const u64* slot, int c0, float* dst, u32 epoch) {
+__device__ __forceinline__ void gather(const u64* slot, int c0, float* dst, int ld, u32 epoch) {
     const int tid = threadIdx.x;
     u64 v[EPT];
 #pragma unroll
@@ -151,7 +151,7 @@ __device__ __forceinline__ void gather(const u64* slot, int c0, float* dst, u32 
             const u64* p = slot + (size_t)c0 * HID + idx;
             while ((u32)(v[e] >> 32) != epoch) v[e] = ld_relaxed(p);
             int b = idx / HID, k = idx - b * HID;
-            dst[b * KP + k] = __uint_as_float((u32)v[e]);
+            dst[b * ld + k] = __uint_as_float((u32)v[e]);
         }
     }
 }
@@ -164,48 +164,77 @@ __device__ __forceinline__ void load_init(const io_t* h0, int c0, float* dst) {
     }
 }
 
-// out[r][c0+b] = rows[r] . vec[b] for rows r in [r_lo, r_hi) (one warp per row).
-__device__ __forceinline__ void dot_rows(const wt_t* rows, const float* vec, float* out, int r_lo,
-                                         int r_hi, int c0) {
+// out[r][c0+b] = rows[r] . vec[b] for r in [0, nrows). Warp w owns RB consecutive rows and
+// computes them together, so every staged h value read from shared memory feeds RB rows
+// (one h read per RB weights) and the RB shuffle reductions overlap instead of queueing.
+template <int RB, int KLEN>
+__device__ __forceinline__ void dot_rows(const wt_t* rows, const float* vec, float* out, int nrows, int c0) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    for (int r = r_lo + warp; r < r_hi; r += NWARP) {
-        float acc[BCH];
+    const int r0 = warp * RB;
+    if (r0 >= nrows) return;
+    float acc[RB][BCH];
 #pragma unroll
-        for (int b = 0; b < BCH; ++b) acc[b] = 0.0f;
-        const wt_t* row = rows + (size_t)r * KP;
-#pragma unroll 4
-        for (int k = lane * 8; k < KP; k += 256) {
-            float w[8];
-            load8(row + k, w);
+    for (int q = 0; q < RB; ++q)
 #pragma unroll
-            for (int b = 0; b < BCH; ++b) {
-                const float4 x0 = *reinterpret_cast<const float4*>(vec + b * KP + k);
-                const float4 x1 = *reinterpret_cast<const float4*>(vec + b * KP + k + 4);
-                float a = acc[b];
-                a = fmaf(w[0], x0.x, a); a = fmaf(w[1], x0.y, a);
-                a = fmaf(w[2], x0.z, a); a = fmaf(w[3], x0.w, a);
-                a = fmaf(w[4], x1.x, a); a = fmaf(w[5], x1.y, a);
-                a = fmaf(w[6], x1.z, a); a = fmaf(w[7], x1.w, a);
-                acc[b] = a;
-            }
-        }
+        for (int b = 0; b < BCH; ++b) acc[q][b] = 0.0f;
+#pragma unroll 2
+    for (int k = lane * 8; k < KLEN; k += 256) {
+        float x[BCH][8];
 #pragma unroll
         for (int b = 0; b < BCH; ++b) {
-            float a = acc[b];
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
-            acc[b] = a;
+            const float4 x0 = *reinterpret_cast<const float4*>(vec + b * KLEN + k);
+            const float4 x1 = *reinterpret_cast<const float4*>(vec + b * KLEN + k + 4);
+            x[b][0] = x0.x; x[b][1] = x0.y; x[b][2] = x0.z; x[b][3] = x0.w;
+            x[b][4] = x1.x; x[b][5] = x1.y; x[b][6] = x1.z; x[b][7] = x1.w;
         }
-        if (lane == 0) {
+#pragma unroll
+        for (int q = 0; q < RB; ++q) {
+            if (r0 + q < nrows) {
+                float w[8];
+                load8(rows + (size_t)(r0 + q) * KLEN + k, w);
+#pragma unroll
+                for (int b = 0; b < BCH; ++b) {
+                    float a = acc[q][b];
+#pragma unroll
+                    for (int e = 0; e < 8; ++e) a = fmaf(w[e], x[b][e], a);
+                    acc[q][b] = a;
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+        for (int q = 0; q < RB; ++q)
+#pragma unroll
+            for (int b = 0; b < BCH; ++b) acc[q][b] += __shfl_xor_sync(0xffffffffu, acc[q][b], o);
+    if (lane == 0) {
+#pragma unroll
+        for (int q = 0; q < RB; ++q)
 #pragma unroll
             for (int b = 0; b < BCH; ++b)
-                if (c0 + b < BATCH) out[r * BATCH + c0 + b] = acc[b];
+                if (r0 + q < nrows && c0 + b < BATCH) out[(r0 + q) * BATCH + c0 + b] = acc[q][b];
+    }
+}
+
+// Input rows x_t of the first layer into smem (fp32), per batch row at its own time index.
+__device__ __forceinline__ void load_x(const io_t* x, int kx, int s, int reverse, const int* lens, int c0, float* dst) {
+    for (int idx = threadIdx.x; idx < BCH * kx; idx += NTHR) {
+        int b = idx / kx, k = idx - b * kx;
+        if (c0 + b < BATCH) {
+            int len = lens[c0 + b];
+            int t = reverse ? max(len - 1 - s, 0) : s;
+            dst[b * KX + k] = io_load(x + ((size_t)t * BATCH + c0 + b) * kx + k);
         }
     }
 }
 
+#define RB_ALL ((ROWS + NWARP - 1) / NWARP)
+#define RB_UNIT ((UPC + NWARP - 1) / NWARP)
+
 extern "C" __global__ void __launch_bounds__(NTHR, 1)
-persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* sync, float clip) {
+persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* sync, float clip,
+               const io_t* __restrict__ xin, int xin_k) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
     __shared__ u32 s_epoch;
     __shared__ int s_len[BATCH];
@@ -239,18 +268,25 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
     const int reverse = (int)d[D_REVERSE];
     const int* seqlen = reinterpret_cast<const int*>(d[D_SEQLEN]);
     const bool fused = Wg != nullptr;
+    // The first layer may take its input straight from x [T, B, xin_k] (short sequences:
+    // saves the projection GEMM's launch); deeper wavefront layers read the exchange.
+    const io_t* xin_g = (fused && in_ex == nullptr) ? xin : nullptr;
 
     // Shared memory carve-up (sizes mirror plan.smem_bytes()).
     unsigned char* sp = smem_raw;
     wt_t* Rs = reinterpret_cast<wt_t*>(sp); sp += (size_t)ROWS * KP * sizeof(wt_t);
-    wt_t* Ws = reinterpret_cast<wt_t*>(sp); if (fused) sp += (size_t)ROWS * KP * sizeof(wt_t);
+    wt_t* Ws = reinterpret_cast<wt_t*>(sp); if (fused) sp += (size_t)ROWS * KX * sizeof(wt_t);
     float* hs = reinterpret_cast<float*>(sp); sp += (size_t)BCH * KP * 4;
-    float* xs = reinterpret_cast<float*>(sp); if (fused) sp += (size_t)BCH * KP * 4;
+    float* xs = reinterpret_cast<float*>(sp); if (fused) sp += (size_t)BCH * KX * 4;
     float* accR = reinterpret_cast<float*>(sp); sp += (size_t)ROWS * BATCH * 4;
     float* accX = reinterpret_cast<float*>(sp); sp += (size_t)ROWS * BATCH * 4;
     float* cst = reinterpret_cast<float*>(sp); sp += (size_t)UPC * BATCH * 4;
     float* hown = reinterpret_cast<float*>(sp); sp += (size_t)UPC * BATCH * 4;
     float* acc2 = reinterpret_cast<float*>(sp); sp += (size_t)UPC * BATCH * 4;
+    // Biases and peepholes of the owned units, [gate][u] (read every step: keep on chip).
+    float* rbs = reinterpret_cast<float*>(sp); sp += (size_t)ROWS * 4;
+    float* wbs = reinterpret_cast<float*>(sp); sp += (size_t)ROWS * 4;
+    float* ps = reinterpret_cast<float*>(sp); sp += (size_t)3 * UPC * 4;
 
     // Weights on chip once: this CTA's packed block is contiguous [ROWS][KP].
     {
@@ -259,15 +295,22 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         const int n16 = ROWS * KP * (int)sizeof(wt_t) / 16;
         for (int i = threadIdx.x; i < n16; i += NTHR) dst[i] = src[i];
         if (fused) {
-            const uint4* wsrc = reinterpret_cast<const uint4*>(Wg + (size_t)cta * ROWS * KP);
+            const uint4* wsrc = reinterpret_cast<const uint4*>(Wg + (size_t)cta * ROWS * KX);
             uint4* wdst = reinterpret_cast<uint4*>(Ws);
-            for (int i = threadIdx.x; i < n16; i += NTHR) wdst[i] = wsrc[i];
+            const int nx16 = ROWS * KX * (int)sizeof(wt_t) / 16;
+            for (int i = threadIdx.x; i < nx16; i += NTHR) wdst[i] = wsrc[i];
         }
         // Zero the row padding of the staging vectors once (never written by gather()).
-        for (int i = threadIdx.x; i < BCH * KP; i += NTHR) {
-            hs[i] = 0.0f;
-            if (fused) xs[i] = 0.0f;
-        }
+        for (int i = threadIdx.x; i < BCH * KP; i += NTHR) hs[i] = 0.0f;
+        if (fused)
+            for (int i = threadIdx.x; i < BCH * KX; i += NTHR) xs[i] = 0.0f;
+    }
+    for (int r = threadIdx.x; r < ROWS; r += NTHR) {
+        int gate = r / UPC, u = r - gate * UPC;
+        bool ok = u < nu;
+        rbs[r] = ok ? rb[gate * HID + j0 + u] : 0.0f;
+        wbs[r] = (ok && fused) ? wb[gate * HID + j0 + u] : 0.0f;
+        if (gate < 3) ps[r] = (ok && P) ? P[gate * HID + j0 + u] : 0.0f;
     }
     if (threadIdx.x == 0) s_epoch = *reinterpret_cast<volatile u32*>(sync);
     for (int b = threadIdx.x; b < BATCH; b += NTHR) s_len[b] = seqlen ? min(seqlen[b], T) : T;
@@ -305,15 +348,16 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         // 2. Recurrent (and fused input) matrix-vector products, batch chunk by chunk.
         for (int c0 = 0; c0 < BATCH; c0 += BCH) {
             if (s == 0) load_init(h0, c0, hs);
-            else gather(ex + (size_t)(s - 1) * slot, c0, hs, epoch);
-            if (fused) gather(in_ex + (size_t)s * slot, c0, xs, epoch);
+            else gather(ex + (size_t)(s - 1) * slot, c0, hs, KP, epoch);
+            if (xin_g) load_x(xin_g, xin_k, s, reverse, s_len, c0, xs);
+            else if (fused) gather(in_ex + (size_t)s * slot, c0, xs, KX, epoch);
             __syncthreads();
 #if CELL == 1 && LBR == 0
-            dot_rows(Rs, hs, accR, 0, ROWS, c0);  // R_h rows are recomputed on r*h below
+            dot_rows<RB_ALL, KP>(Rs, hs, accR, ROWS, c0);  // R_h rows are recomputed on r*h below
 #else
-            dot_rows(Rs, hs, accR, 0, ROWS, c0);
+            dot_rows<RB_ALL, KP>(Rs, hs, accR, ROWS, c0);
 #endif
-            if (fused) dot_rows(Ws, xs, accX, 0, ROWS, c0);
+            if (fused) dot_rows<RB_ALL, KX>(Ws, xs, accX, ROWS, c0);
             __syncthreads();
         }
         // 3. Gates and state update, one thread per (unit, batch).
@@ -323,14 +367,14 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             int u = i / BATCH, b = i - u * BATCH;
             if (u >= nu) continue;
             int j = j0 + u;
-            float xr = accX[(GR * UPC + u) * BATCH + b] + (fused ? wb[GR * HID + j] : 0.0f);
-            float r = sigm(clipf(xr + accR[(GR * UPC + u) * BATCH + b] + rb[GR * HID + j], clip));
+            float xr = accX[(GR * UPC + u) * BATCH + b] + wbs[GR * UPC + u];
+            float r = sigm(clipf(xr + accR[(GR * UPC + u) * BATCH + b] + rbs[GR * UPC + u], clip));
             st_relaxed(ex2 + (size_t)s * slot + (size_t)b * HID + j, pack(r * hown[i], epoch));
         }
         for (int c0 = 0; c0 < BATCH; c0 += BCH) {
-            gather(ex2 + (size_t)s * slot, c0, hs, epoch);
+            gather(ex2 + (size_t)s * slot, c0, hs, KP, epoch);
             __syncthreads();
-            dot_rows(Rs + (size_t)GH * UPC * KP, hs, acc2, 0, UPC, c0);
+            dot_rows<RB_UNIT, KP>(Rs + (size_t)GH * UPC * KP, hs, acc2, UPC, c0);
             __syncthreads();
         }
 #endif
@@ -342,12 +386,12 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             bool active = s < len;
             float hprev = hown[i];
             float hnew = hprev;
-#define XG(gate) (accX[((gate) * UPC + u) * BATCH + b] + (fused ? wb[(gate) * HID + j] : 0.0f))
-#define RG(gate) (accR[((gate) * UPC + u) * BATCH + b] + rb[(gate) * HID + j])
+#define XG(gate) (accX[((gate) * UPC + u) * BATCH + b] + wbs[(gate) * UPC + u])
+#define RG(gate) (accR[((gate) * UPC + u) * BATCH + b] + rbs[(gate) * UPC + u])
 #if CELL == 0
             // Gate block indices GI/GO/GF/GC come from the gate order (-D); P is [Pi, Po, Pf].
             float c = cst[i];
-            float pi = P ? P[j] : 0.0f, po = P ? P[HID + j] : 0.0f, pf = P ? P[2 * HID + j] : 0.0f;
+            float pi = ps[u], po = ps[UPC + u], pf = ps[2 * UPC + u];
             float ig = sigm(clipf(XG(GI) + RG(GI) + pi * c, clip));
             float fg = sigm(clipf(XG(GF) + RG(GF) + pf * c, clip));
             float gg = tanh_(clipf(XG(GC) + RG(GC), clip));
@@ -364,7 +408,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             float r = sigm(clipf(XG(GR) + RG(GR), clip));
             float hh = tanh_(clipf(XG(GH) + r * RG(GH), clip));
 #else
-            float hh = tanh_(clipf(XG(GH) + acc2[u * BATCH + b] + rb[GH * HID + j], clip));
+            float hh = tanh_(clipf(XG(GH) + acc2[u * BATCH + b] + rbs[GH * UPC + u], clip));
 #endif
             if (active) hnew = (1.0f - z) * hh + z * hprev;
 #elif CELL == 2
