@@ -84,6 +84,7 @@ class Table:
         self.path = Path(path)
         self.verify = verify
         self.label = label
+        self.snappy_blocks = 0  # how many Snappy-compressed blocks were read
         try:
             self._file: BinaryIO = open(self.path, "rb")
         except OSError as exc:
@@ -160,6 +161,7 @@ class Table:
         if ctype == NO_COMPRESSION:
             return raw[:size]
         if ctype == SNAPPY:
+            self.snappy_blocks += 1
             return snappy.decompress(raw[:size], f"{self.what} {name}")
         raise FormatError(f"{self.what}: {name} has unknown compression type {ctype}")
 
