@@ -262,3 +262,27 @@ def test_torch_bidirectional_gru_vs_onnx():
     oy, oh = ort_run(layer, x)
     close(oy.reshape(B, S, 2 * H), y.numpy())
     close(oh, h.numpy())
+
+
+def test_onnx_bidirectional_hard_sigmoid_alphas_per_direction():
+    """onnxruntime reads activation_alpha/beta only for activations that take them, in order:
+    a bidirectional node with different hard_sigmoid slopes per direction must equal the two
+    directions run separately (forward, and reverse on its own)."""
+    from layout_cells import random_cell
+    from oracle_runners import onnx_rnn_model
+    from tf2rt.layouts import to_onnx
+
+    ort = oracles.onnxruntime()
+    fw = random_cell("lstm", E, H, seed=1, recurrent_activation="hard_sigmoid", recurrent_alpha=0.2, recurrent_beta=0.5)
+    bw = random_cell("lstm", E, H, seed=2, recurrent_activation="hard_sigmoid", recurrent_alpha=1 / 6, recurrent_beta=0.5)
+    xs = np.random.default_rng(3).standard_normal((S, B, E)).astype(np.float32) * 3
+
+    def run(w):
+        m = onnx_rnn_model(w, S, B, E)
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"X": xs})[0]
+
+    both = run(to_onnx((fw, bw)))
+    rev = to_onnx(bw)
+    rev.attributes["direction"] = "reverse"
+    close(both[:, 0], run(to_onnx(fw))[:, 0])
+    close(both[:, 1], run(rev)[:, 0])
