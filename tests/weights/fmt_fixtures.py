@@ -8,6 +8,7 @@ their savers used (see docs/weights.md and the layout reference).
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +108,40 @@ def keras_model(keras, out: Path, name: str) -> tuple[Path, object]:
     path = out / name
     model.save(str(path))
     return path, model
+
+
+def dumptfwts_reference(tensors: dict[str, np.ndarray], v1: bool) -> bytes:
+    """dumpTFWts.py's writing loop (TensorRT samples/common), on a dict instead of a TF reader,
+    with the v2 blob written in binary as Python 2 did."""
+    out = [b"%d\n" % len(tensors)]
+    for key in sorted(tensors):
+        tensor = tensors[key]
+        val = tensor.size if v1 else tensor.shape
+        out.append(("%s 0 %s " % (key.replace("/", "_"), val)).encode())
+        if v1:
+            for weight in tensor.flatten():
+                out.append(("%s " % hex(struct.unpack("<I", struct.pack("<f", float(weight)))[0])[2:]).encode())
+        else:
+            out.append(tensor.flatten().tobytes())
+        out.append(b"\n")
+    return b"".join(out)
+
+
+_CACHE: dict[str, Path] = {}
+
+
+def cached(name: str, tmp_path_factory, tf) -> Path:
+    """Make one of the checkpoints above once per test session (they take seconds each)."""
+    if name not in _CACHE:
+        out = tmp_path_factory.mktemp(name)
+        if name == "tf1_multi_rnn":
+            _CACHE[name] = tf1_multi_rnn(tf, out)
+        elif name == "tf1_cell_zoo":
+            _CACHE[name] = tf1_cell_zoo(tf, out)
+        elif name == "keras_lstm_tf2":
+            import oracles
+
+            _CACHE[name] = keras_lstm_tf2(tf, oracles.tf_keras(), out)
+        else:
+            raise KeyError(name)
+    return _CACHE[name]

@@ -4,7 +4,6 @@ compared byte for byte with dumpTFWts' output, and read back."""
 from __future__ import annotations
 
 import shutil
-import struct
 import subprocess
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from tf2rt.errors import FormatError, Tf2rtError, UnsupportedError
 from tf2rt.weights.api import dump_weights, load_weights
+from fmt_fixtures import dumptfwts_reference
 from tf2rt.weights.wts import WtsFile, read_wts, write_wts
 
 HERE = Path(__file__).parent
@@ -86,23 +86,6 @@ def test_v1_parsed_by_trt_loadweights(tmp_path, trt_loader):
         type_, count, data = got[name.replace("/", "_")]
         assert (type_, count) == (0, np.asarray(arr).size)  # v1 is always float32, like dumpTFWts
         assert data == np.asarray(arr).astype("<f4").tobytes()
-
-
-def dumptfwts_reference(tensors: dict[str, np.ndarray], v1: bool) -> bytes:
-    """dumpTFWts.py's writing loop (TensorRT samples/common), on a dict instead of a TF reader,
-    with the v2 blob written in binary as Python 2 did."""
-    out = [b"%d\n" % len(tensors)]
-    for key in sorted(tensors):
-        tensor = tensors[key]
-        val = tensor.size if v1 else tensor.shape
-        out.append(("%s 0 %s " % (key.replace("/", "_"), val)).encode())
-        if v1:
-            for weight in tensor.flatten():
-                out.append(("%s " % hex(struct.unpack("<I", struct.pack("<f", float(weight)))[0])[2:]).encode())
-        else:
-            out.append(tensor.flatten().tobytes())
-        out.append(b"\n")
-    return b"".join(out)
 
 
 @pytest.mark.parametrize("version", [1, 2])

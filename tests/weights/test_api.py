@@ -1,0 +1,115 @@
+"""load_weights / dump_weights / open_weights on real TensorFlow checkpoints, compared with
+tf.train.load_checkpoint, and dumps compared byte for byte with dumpTFWts' output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fmt_fixtures import cached, dumptfwts_reference
+from tf2rt.errors import FormatError, MissingTensorError
+from tf2rt.weights.api import dump_weights, load_weights, open_weights
+from tf2rt.weights.formats import detect_format
+
+
+@pytest.fixture(scope="module")
+def tf1_ckpt(tmp_path_factory, tf):
+    return cached("tf1_multi_rnn", tmp_path_factory, tf)
+
+
+@pytest.fixture(scope="module")
+def tf2_ckpt(tmp_path_factory, tf):
+    return cached("keras_lstm_tf2", tmp_path_factory, tf)
+
+
+def tf_tensors(tf, prefix) -> dict[str, np.ndarray]:
+    reader = tf.train.load_checkpoint(str(prefix))
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
+
+
+def is_slot(name: str) -> bool:
+    return "/Adam" in name or name.startswith("beta") or "_power" in name
+
+
+def test_tf1_variables_match_tensorflow(tf, tf1_ckpt):
+    theirs = tf_tensors(tf, tf1_ckpt)
+    ours = load_weights(tf1_ckpt)
+    expected = {k for k in theirs if not is_slot(k) and k != "global_step"}
+    assert set(ours) == expected
+    assert "rnn/multi_rnn_cell/cell_1/gru_cell/candidate/kernel" in ours
+    for name, w in ours.items():
+        assert w.name == name
+        assert w.dtype == theirs[name].dtype and w.shape == theirs[name].shape
+        assert w.array.tobytes() == theirs[name].tobytes(), name
+
+
+def test_tf1_optimizer_slots_on_request(tf, tf1_ckpt):
+    theirs = tf_tensors(tf, tf1_ckpt)
+    ours = load_weights(tf1_ckpt, include_optimizer=True)
+    assert {k for k in ours if is_slot(k)} == {k for k in theirs if is_slot(k)}
+    slot = "rnn/multi_rnn_cell/cell_0/basic_lstm_cell/kernel/Adam_1"
+    assert np.array_equal(ours[slot].array, theirs[slot])
+    # bookkeeping tensors only when named
+    step = load_weights(tf1_ckpt, names=["global_step"])["global_step"]
+    assert step.array == theirs["global_step"]
+
+
+def test_checkpoint_paths_and_detection(tf1_ckpt):
+    index = tf1_ckpt.parent / (tf1_ckpt.name + ".index")
+    for path in (tf1_ckpt, index, tf1_ckpt.parent):
+        assert detect_format(path) == "tf-checkpoint"
+        with open_weights(path) as src:
+            assert "softmax/softmax_w" in src
+
+
+def test_missing_names_list_close_matches(tf1_ckpt):
+    with pytest.raises(MissingTensorError) as err:
+        load_weights(tf1_ckpt, names=["softmax/softmax_w", "rnn/multi_rnn_cell/cell_0/basic_lstm_cell/kernal", "nope"])
+    msg = str(err.value)
+    assert "2 tensor name(s) not found" in msg
+    assert "did you mean 'rnn/multi_rnn_cell/cell_0/basic_lstm_cell/kernel'" in msg
+    assert "'nope'" in msg and "tf2rt inspect" in msg
+
+
+def test_tf2_keras_checkpoint_readable_names(tf, tf2_ckpt):
+    theirs = tf_tensors(tf, tf2_ckpt)
+    with open_weights(tf2_ckpt) as src:
+        infos = {i.name: i for i in src.infos() if i.kind == "variable"}
+    assert {"lstm/lstm_cell/kernel", "lstm/lstm_cell/recurrent_kernel", "gru/gru_cell/bias", "dense/kernel"} <= set(infos)
+    ours = load_weights(tf2_ckpt)
+    assert set(ours) == set(infos)
+    for name, w in ours.items():
+        assert w.array.tobytes() == theirs[infos[name].key].tobytes(), name
+    # the stored object-based key works as a name too
+    key = infos["lstm/lstm_cell/kernel"].key
+    assert key.endswith(".ATTRIBUTES/VARIABLE_VALUE")
+    assert np.array_equal(load_weights(tf2_ckpt, names=[key])[key].array, theirs[key])
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_dump_checkpoint_like_dumptfwts(tf, tf1_ckpt, tmp_path, version):
+    """On the float32 variables, `dump` writes exactly the bytes dumpTFWts would."""
+    theirs = {k: v for k, v in tf_tensors(tf, tf1_ckpt).items() if not is_slot(k) and k != "global_step"}
+    out = dump_weights(tf1_ckpt, tmp_path / ("m.wts" if version == 1 else "m.wts2"))
+    assert out.read_bytes() == dumptfwts_reference(theirs, v1=version == 1)
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_dump_checkpoint_to_npz_and_safetensors(tf, tf2_ckpt, tmp_path, suffix):
+    theirs = tf_tensors(tf, tf2_ckpt)
+    with open_weights(tf2_ckpt) as src:
+        keys = {i.name: i.key for i in src.infos()}
+    out = dump_weights(tf2_ckpt, tmp_path / ("w" + suffix), include_optimizer=True)
+    back = load_weights(out)
+    assert "lstm/lstm_cell/kernel" in back and any("Adam" in k or "/m/" in k for k in back)
+    for name, w in back.items():
+        assert w.array.tobytes() == theirs[keys[name]].tobytes(), name
+
+
+def test_dump_selected_names_and_dict_source(tf1_ckpt, tmp_path):
+    out = dump_weights(tf1_ckpt, tmp_path / "sel.npz", names=["softmax/softmax_b"])
+    assert list(load_weights(out)) == ["softmax/softmax_b"]
+    with pytest.raises(MissingTensorError, match="softmax_q"):
+        dump_weights({"softmax_w": np.zeros(2)}, tmp_path / "x.npz", names=["softmax_q"])
+    with pytest.raises(FormatError, match="cannot tell"):
+        dump_weights(tf1_ckpt, tmp_path / "out.weights")
