@@ -376,17 +376,60 @@ class Partial:
     values: np.ndarray
 
 
-class GraphConverter:
+class LayoutBuilder:
+    """Network building with TensorFlow's NHWC tensors held as NCHW (shared by importers)."""
+
+    def __init__(self) -> None:
+        self.net: Any = None
+        self._layout_cache: dict[tuple[int, bool], Any] = {}
+        self.fusable: set[int] = set()  # ids of conv/dense outputs that only one consumer reads
+
+    def plain(self, v: TV) -> Any:
+        """The tensor in TensorFlow's own axis order (NHWC for 4-D image tensors)."""
+        if not v.nchw:
+            return v.t
+        return self._transposed(v.t, TO_NHWC, False)
+
+    def nchw(self, v: TV) -> Any:
+        """The tensor as NCHW (transposing a plain 4-D NHWC tensor once)."""
+        if v.nchw:
+            return v.t
+        if v.t.rank != 4:
+            raise UnsupportedError(f"expected a 4-D NHWC tensor, {v.t.name} has shape {v.t.shape}")
+        return self._transposed(v.t, TO_NCHW, True)
+
+    def _transposed(self, t: Any, perm: tuple[int, ...], to_nchw: bool) -> Any:
+        key = (id(t), to_nchw)
+        if key not in self._layout_cache:
+            name = f"{t.name}/{'to_nchw' if to_nchw else 'to_nhwc'}"
+            self._layout_cache[key] = self.net.add_shuffle(t, first_transpose=perm, name=name).output
+        return self._layout_cache[key]
+
+    def const_like(self, c: np.ndarray, v: TV, name: str) -> Any:
+        """A network constant broadcastable against v's physical layout."""
+        arr = np.asarray(c)
+        if arr.dtype == np.float64:
+            arr = arr.astype(np.float32)
+        if v.nchw:
+            arr = fold_nhwc_const(arr)
+        return self.net.add_constant(arr.shape, arr, name=name).output
+
+    def logical_axis(self, v: TV, axis: int) -> int:
+        """Physical axis of v for TensorFlow's axis `axis`."""
+        rank = v.t.rank
+        axis = axis % rank if rank else 0
+        return phys_axis(axis) if v.nchw else axis
+
+
+class GraphConverter(LayoutBuilder):
     """Converts the part of a flat Graph between given inputs and outputs into a Network."""
 
     def __init__(self, graph: Graph, resolve_variable: Optional[Callable[[Node], np.ndarray]] = None):
         self.graph = graph
         self.resolve_variable = resolve_variable
+        super().__init__()
         self.values: dict[tuple[str, int], Any] = {}
-        self.net: Any = None
-        self._layout_cache: dict[tuple[int, bool], Any] = {}
         self.consumers: Counter = Counter()
-        self.fusable: set[int] = set()  # ids of conv/dense outputs only one node reads
         from .graphdef_ops import HANDLERS
 
         self.handlers: dict[str, Callable] = HANDLERS
@@ -502,39 +545,3 @@ class GraphConverter:
             raise UnsupportedError(f"input {key!r} ({node.name}) has an unknown rank; give the placeholder a shape")
         t = self.net.add_input(key, dt, [None if d < 0 else d for d in shape])
         self.values[ref] = TV(t, nchw=False)
-
-    def plain(self, v: TV) -> Any:
-        """The tensor in TensorFlow's own axis order (NHWC for 4-D image tensors)."""
-        if not v.nchw:
-            return v.t
-        return self._transposed(v.t, TO_NHWC, False)
-
-    def nchw(self, v: TV) -> Any:
-        """The tensor as NCHW (transposing a plain 4-D NHWC tensor once)."""
-        if v.nchw:
-            return v.t
-        if v.t.rank != 4:
-            raise UnsupportedError(f"expected a 4-D NHWC tensor, {v.t.name} has shape {v.t.shape}")
-        return self._transposed(v.t, TO_NCHW, True)
-
-    def _transposed(self, t: Any, perm: tuple[int, ...], to_nchw: bool) -> Any:
-        key = (id(t), to_nchw)
-        if key not in self._layout_cache:
-            name = f"{t.name}/{'to_nchw' if to_nchw else 'to_nhwc'}"
-            self._layout_cache[key] = self.net.add_shuffle(t, first_transpose=perm, name=name).output
-        return self._layout_cache[key]
-
-    def const_like(self, c: np.ndarray, v: TV, name: str) -> Any:
-        """A network constant broadcastable against v's physical layout."""
-        arr = np.asarray(c)
-        if arr.dtype == np.float64:
-            arr = arr.astype(np.float32)
-        if v.nchw:
-            arr = fold_nhwc_const(arr)
-        return self.net.add_constant(arr.shape, arr, name=name).output
-
-    def logical_axis(self, v: TV, axis: int) -> int:
-        """Physical axis of v for TensorFlow's axis `axis`."""
-        rank = v.t.rank
-        axis = axis % rank if rank else 0
-        return phys_axis(axis) if v.nchw else axis
