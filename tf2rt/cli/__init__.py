@@ -14,6 +14,9 @@ import sys
 COMMANDS: list[str] = [
     "inspect",
     "dump",
+    "run",
+    "compare",
+    "bench",
 ]
 
 

@@ -135,6 +135,9 @@ class RNNv2Layer(Layer):
         except ShapeError:
             self.inputs[index] = old
             raise
+        if index == 3 and t is not None and t.is_network_input and self.network is not None:
+            # Random test inputs for sequence lengths must be valid lengths.
+            self.network.input_hints.setdefault(t.name, {}).update(low=1, high=self.max_seq_length + 1)
 
     hidden_state = property(lambda self: self.inputs[1], lambda self, t: self._set_state(1, "hidden_state", t))
     cell_state = property(lambda self: self.inputs[2], lambda self, t: self._set_state(2, "cell_state", t))

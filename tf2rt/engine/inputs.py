@@ -1,0 +1,65 @@
+"""Random and file inputs for an engine (used by `tf2rt compare` / `tf2rt bench`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from ..errors import FormatError, ShapeError
+
+
+def concrete_shape(shape: tuple, batch: Optional[int] = None) -> tuple[int, ...]:
+    """Dynamic dims become 1, or `batch` for a dynamic first dim."""
+    return tuple((batch if (i == 0 and batch) else 1) if d is None else d for i, d in enumerate(shape))
+
+
+def random_inputs(engine: Any, seed: int = 0, batch: Optional[int] = None) -> dict[str, np.ndarray]:
+    """One random array per input: floats ~ N(0, 1); ints in the metadata's [low, high) hint (else [0, 10))."""
+    rng = np.random.default_rng(seed)
+    hints = engine.metadata.get("input_hints", {})
+    out = {}
+    for spec in engine.inputs:
+        shape = concrete_shape(spec.shape, batch)
+        if spec.dtype in ("float32", "float16"):
+            out[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
+        elif spec.dtype == "bool":
+            out[spec.name] = rng.random(shape) < 0.5
+        else:
+            h = hints.get(spec.name, {})
+            out[spec.name] = rng.integers(int(h.get("low", 0)), int(h.get("high", 10)), size=shape).astype(spec.dtype)
+    return out
+
+
+def load_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Arrays of an .npz file keyed by tensor name (no pickles)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FormatError(f"inputs file {str(p)!r} does not exist")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError) as exc:
+        raise FormatError(f"{p}: not a readable .npz file ({exc}); write one with numpy.savez") from None
+
+
+def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
+    p = Path(path)
+    with open(p, "wb") as f:
+        np.savez(f, **arrays)
+    return p
+
+
+def check_names(engine: Any, feeds: dict[str, np.ndarray]) -> None:
+    """ShapeError naming missing / unknown inputs (before any backend is loaded)."""
+    names = [s.name for s in engine.inputs]
+    missing = [n for n in names if n not in feeds]
+    unknown = [n for n in feeds if n not in names]
+    if missing or unknown:
+        msg = []
+        if missing:
+            msg.append("missing input(s) " + ", ".join(map(repr, missing)))
+        if unknown:
+            msg.append("unknown input(s) " + ", ".join(map(repr, unknown)))
+        raise ShapeError("; ".join(msg) + f" (the engine's inputs are: {', '.join(names)})")
