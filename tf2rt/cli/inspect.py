@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import mmap
 import sys
 from pathlib import Path
 
@@ -114,17 +113,10 @@ def is_engine(path: Path) -> bool:
         return False
     from ..proto import LEN, Message, iter_fields
 
-    with open(path, "rb") as f:
-        try:
-            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        except ValueError:  # empty file
-            raise FormatError(f"{path}: empty file") from None
-        try:
-            for field, wtype, value in iter_fields(memoryview(buf), f"{path} (ONNX ModelProto)"):
-                if field == 14 and wtype == LEN and Message(value, "metadata_props").str(1) == "tf2rt":
-                    return True
-        finally:
-            buf.close()
+    data = path.read_bytes()
+    for field, wtype, value in iter_fields(data, f"{path} (ONNX ModelProto)"):
+        if field == 14 and wtype == LEN and Message(value, "metadata_props").str(1) == "tf2rt":
+            return True
     raise FormatError(f"{path}: an ONNX model without tf2rt metadata; `tf2rt inspect` shows weight "
                       "files and engines built by tf2rt (use an ONNX viewer for other models)")
 
