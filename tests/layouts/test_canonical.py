@@ -133,3 +133,10 @@ def test_tf_scope_errors():
     w = _tf_names(["rnn/gru_cell"])  # a GRU scope without gates/ variables
     with pytest.raises(MissingTensorError, match="gates/kernel"):
         tf_stack(w, "rnn")
+
+
+def test_tf_scope_accepts_old_weights_biases_names_and_single_cells():
+    w = _tf_names(["rnn/basic_lstm_cell"])
+    old = {k.replace("/kernel", "/weights").replace("/bias", "/biases"): v for k, v in w.items()}
+    assert tf_stack(old, "rnn")[0][0].same_as(tf_stack(w, "rnn")[0][0])
+    assert validate_stack([random_cell("gru", E, H)])[0][0].kind == "gru"  # a bare cell is a 1-direction layer

@@ -246,11 +246,11 @@ def validate_stack(stack: Sequence[Sequence[CellWeights]]) -> Stack:
     """Check that layers chain (layer l+1's input = dirs * layer l's output) and return a Stack."""
     if not stack:
         raise ShapeError("an RNN stack needs at least one layer")
+    layers = [(layer,) if isinstance(layer, CellWeights) else tuple(layer) for layer in stack]
     out: Stack = []
-    dirs = len(stack[0])
-    first = stack[0][0] if dirs else None
-    for l, layer in enumerate(stack):
-        layer = tuple(layer) if not isinstance(layer, CellWeights) else (layer,)
+    dirs = len(layers[0])
+    first = layers[0][0] if dirs else None
+    for l, layer in enumerate(layers):
         if len(layer) not in (1, 2) or len(layer) != dirs:
             raise ShapeError(
                 f"layer {l} of the RNN stack has {len(layer)} directions; every layer needs "

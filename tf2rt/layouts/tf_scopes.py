@@ -29,15 +29,23 @@ CELL_SCOPES = {
 }
 
 
+# Names older TensorFlow versions used (what TF's checkpoint_convert.py renamed).
+_OLD_NAMES = {"kernel": "weights", "bias": "biases"}
+
+
 def _get(weights: Mapping[str, Any], name: str) -> np.ndarray:
     if name not in weights:
-        raise MissingTensorError(f"checkpoint has no tensor {name!r}")
+        head, _, leaf = name.rpartition("/")
+        old = f"{head}/{_OLD_NAMES.get(leaf, leaf)}"
+        if old not in weights:
+            raise MissingTensorError(f"checkpoint has no tensor {name!r}")
+        name = old
     v = weights[name]
     return np.asarray(getattr(v, "array", v))
 
 
 def _opt(weights: Mapping[str, Any], name: str) -> np.ndarray | None:
-    return _get(weights, name) if name in weights else None
+    return np.asarray(getattr(weights[name], "array", weights[name])) if name in weights else None
 
 
 def tf_cell(
