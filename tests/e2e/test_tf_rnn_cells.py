@@ -168,3 +168,57 @@ def test_streaming_step_by_step_matches_whole_sequence(tf):
             ys.append(out["y"])
         assert float(np.max(np.abs(np.concatenate(ys, axis=1) - res.y))) <= TOL["fp32"]
         assert float(np.max(np.abs(h - res.h))) <= TOL["fp32"]
+
+
+def _network_from_keras_file(path, x_shape):
+    """Read a Keras file without Keras (tf2rt.weights.keras_file) and chain its recurrent
+    layers as RNNv2 layers in one Network."""
+    from tf2rt import Network
+    from tf2rt.layouts import layer_index
+    from tf2rt.weights.keras_file import open_keras
+
+    kf = open_keras(path)
+    major = int(kf.keras_version().split(".")[0])
+    cfg = kf.model_config()
+    net = Network("keras")
+    t = net.add_input("x", "float32", x_shape)
+    for layer_cfg in cfg["config"]["layers"]:
+        cls, lc = layer_cfg["class_name"], layer_cfg["config"]
+        if cls == "InputLayer":
+            continue
+        cells = from_keras_layer(cls, lc, kf.layer_weights(lc["name"]), keras_version=major, name=lc["name"])
+        first = cells[0]
+        op = first.activation if first.kind == "rnn" else first.kind
+        rnn = net.add_rnn_v2(t, 1, first.hidden_size, x_shape[1], op,
+                             direction="bidirection" if len(cells) == 2 else "unidirection", name=lc["name"])
+        for d, cell in enumerate(cells):
+            rnn.set_cell(layer_index(0, d, len(cells) == 2), cell)
+        t = rnn.get_output(0)
+    net.mark_output(t, "y")
+    kf.close()
+    return net
+
+
+@pytest.mark.parametrize("flavour", ["keras3", "tf_keras"])
+def test_keras_file_read_without_keras_matches_keras(tmp_path, flavour):
+    """A saved Keras model (.keras for Keras 3, .h5 for tf_keras) with a Bidirectional LSTM and a
+    GRU (reset_after=False + hard_sigmoid under tf_keras: Keras 2's 0.2x+0.5) -> engine == Keras."""
+    import oracles
+
+    keras = oracles.keras() if flavour == "keras3" else oracles.tf_keras()
+    gru_kw = {} if flavour == "keras3" else {"reset_after": False, "recurrent_activation": "hard_sigmoid"}
+    model = keras.Sequential([
+        keras.Input((S, E)),
+        keras.layers.Bidirectional(keras.layers.LSTM(H, return_sequences=True), name="bi_lstm"),
+        keras.layers.GRU(H, return_sequences=True, name="gru", **gru_kw),
+    ])
+    rng = np.random.default_rng(91)
+    model.set_weights([(rng.standard_normal(w.shape) * 0.5).astype(np.float32) for w in model.get_weights()])
+    x = _x() * 2
+    y = np.asarray(model(x))
+    path = tmp_path / ("model.keras" if flavour == "keras3" else "model.h5")
+    model.save(path)
+    engine = build_engine(_network_from_keras_file(path, (B, S, E)))
+    for backend in BACKENDS:
+        err = float(np.max(np.abs(engine.run({"x": x}, backend=backend)["y"] - y)))
+        assert err <= TOL["fp32"], (backend, err)
