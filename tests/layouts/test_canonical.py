@@ -140,3 +140,18 @@ def test_tf_scope_accepts_old_weights_biases_names_and_single_cells():
     old = {k.replace("/kernel", "/weights").replace("/bias", "/biases"): v for k, v in w.items()}
     assert tf_stack(old, "rnn")[0][0].same_as(tf_stack(w, "rnn")[0][0])
     assert validate_stack([random_cell("gru", E, H)])[0][0].kind == "gru"  # a bare cell is a 1-direction layer
+
+
+def test_gru_block_cell_names_match_gru_cell_by_shape():
+    """GRUBlockCell stores w_ru/b_ru/w_c/b_c (kernel names swapped in some versions): either
+    assignment gives the GRUCell conversion of the same arrays."""
+    rng = np.random.default_rng(8)
+    kg = rng.standard_normal((E + H, 2 * H)).astype(np.float32)
+    bg = rng.standard_normal(2 * H).astype(np.float32)
+    kc = rng.standard_normal((E + H, H)).astype(np.float32)
+    bc = rng.standard_normal(H).astype(np.float32)
+    ref = tf_stack({"rnn/gru_cell/gates/kernel": kg, "rnn/gru_cell/gates/bias": bg,
+                    "rnn/gru_cell/candidate/kernel": kc, "rnn/gru_cell/candidate/bias": bc}, "rnn")[0][0]
+    for w_ru, w_c in ((kg, kc), (kc, kg)):
+        block = {"rnn/gru_cell/w_ru": w_ru, "rnn/gru_cell/w_c": w_c, "rnn/gru_cell/b_ru": bg, "rnn/gru_cell/b_c": bc}
+        assert tf_stack(block, "rnn")[0][0].same_as(ref)

@@ -70,6 +70,8 @@ def tf_cell(
         )
     if kind == "rnn":
         return from_tf_rnn(_get(weights, s + "kernel"), _get(weights, s + "bias"), activation=activation, name=scope)
+    if kind == "gru" and s + "gates/kernel" not in weights and s + "w_ru" in weights:
+        return _gru_block_cell(weights, scope, activation)
     if kind == "gru":
         return from_tf_gru(
             _get(weights, s + "gates/kernel"), _get(weights, s + "gates/bias"),
@@ -145,3 +147,14 @@ def tf_stack(weights: Mapping[str, Any], scope: str = "rnn", **options: Any) -> 
     if sorted(layers) != list(range(len(layers))):
         raise MissingTensorError(f"layers under {scope!r} are not numbered 0..{len(layers) - 1}: {sorted(layers)}")
     return validate_stack(stack)
+
+
+def _gru_block_cell(weights: Mapping[str, Any], scope: str, activation: str) -> CellWeights:
+    """GRUBlockCell (contrib, scope gru_cell): w_ru/b_ru (r, u gates) and w_c/b_c (candidate).
+
+    Some versions saved the gate kernel under w_c and the candidate kernel under w_ru, so the
+    tensors are told apart by shape: the gate kernel and bias have 2H columns."""
+    s = scope + "/"
+    kernels = sorted((_get(weights, s + "w_ru"), _get(weights, s + "w_c")), key=lambda a: -a.shape[-1])
+    biases = sorted((_get(weights, s + "b_ru"), _get(weights, s + "b_c")), key=lambda a: -a.shape[-1])
+    return from_tf_gru(kernels[0], biases[0], kernels[1], biases[1], activation=activation, name=scope)
