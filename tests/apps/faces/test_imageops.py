@@ -17,6 +17,8 @@ def test_resize_area_matches_tf(tf, h, w, oh, ow):
     got = resize_area(x, oh, ow)
     assert got.shape == want.shape
     assert np.abs(got - want).max() <= 1e-6
+    fast = resize_area(x, oh, ow, fast=True)  # OpenCV when shrinking
+    assert fast.shape == want.shape and np.abs(fast - want).max() <= 2e-4
 
 
 def test_crop_and_resize_matches_tf(tf):

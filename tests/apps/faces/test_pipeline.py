@@ -39,9 +39,11 @@ def test_pyramid_scales_match_package(tf):
 @pytest.mark.parametrize("name", ["astronaut", "camera", "grace_hopper", "lfw_mosaic", "coffee", "chelsea"])
 def test_cascade_matches_package_on_photos(mtcnn_pkg, keras_nets, photos, name):
     image = photos[name]
-    ours = MtcnnPipeline(*keras_nets).detect(image)
+    ours = MtcnnPipeline(*keras_nets, exact_resize=True).detect(image)
     ref = _reference(mtcnn_pkg, image)
     assert_same_faces(ref, ours, iou_min=0.999, score_tol=1e-5, lm_tol=0.01)
+    fast = MtcnnPipeline(*keras_nets, exact_resize=False).detect(image)  # OpenCV's area resize
+    assert_same_faces(ref, fast, iou_min=0.99, score_tol=1e-4, lm_tol=0.1)
     if name in ("coffee", "chelsea"):
         assert len(ours) == 0
     elif name == "lfw_mosaic":
@@ -55,7 +57,7 @@ def test_knobs_are_passed_through(mtcnn_pkg, keras_nets, photos):
     # (min_face_size above 20 makes the package give up on any image: its pyramid then reaches
     # levels smaller than P-Net's window, which TensorFlow rejects; tf2rt skips such levels.)
     kw = dict(min_face_size=16, scale_factor=0.75, threshold_pnet=0.7, threshold_rnet=0.8, threshold_onet=0.99)
-    ours = MtcnnPipeline(*keras_nets).detect(image, **kw)
+    ours = MtcnnPipeline(*keras_nets, exact_resize=True).detect(image, **kw)
     ref = _reference(mtcnn_pkg, image, **kw)
     assert_same_faces(ref, ours, iou_min=0.999, score_tol=1e-5, lm_tol=0.01)
     assert len(ours) < len(MtcnnPipeline(*keras_nets).detect(image))

@@ -40,14 +40,23 @@ def _area_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(idx, 0, in_size - 1), w
 
 
-def resize_area(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    """Area-resize an [H, W, C] image to [out_h, out_w, C] like `tf.image.resize(..., "area")`."""
+def resize_area(image: np.ndarray, out_h: int, out_w: int, fast: bool = False) -> np.ndarray:
+    """Area-resize an [H, W, C] image to [out_h, out_w, C] like `tf.image.resize(..., "area")`.
+
+    fast=True uses OpenCV's INTER_AREA when installed and shrinking: the same box
+    averaging, several times faster, equal to TensorFlow's within ~1e-4 (float rounding).
+    """
     if image.ndim != 3:
         raise ShapeError(f"resize_area expects an [H, W, C] image, got shape {image.shape}")
     h, w, _ = image.shape
     if out_h < 1 or out_w < 1:
         raise ShapeError(f"resize_area: output size {out_h}x{out_w} must be at least 1x1")
     img = np.asarray(image, dtype=np.float32)
+    if fast and out_h <= h and out_w <= w and img.shape[2] <= 4:
+        cv2 = _cv2()
+        if cv2 is not None:
+            out = cv2.resize(img, (out_w, out_h), interpolation=cv2.INTER_AREA)
+            return out.reshape(out_h, out_w, img.shape[2])
     yi, yw = _area_taps(h, out_h)
     xi, xw = _area_taps(w, out_w)
     rows = np.zeros((out_h, w, img.shape[2]), np.float32)
@@ -58,6 +67,20 @@ def resize_area(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
         out += xw[None, :, k, None] * rows[:, xi[:, k]]
     scale = np.float32(1.0) / ((np.float32(h) / np.float32(out_h)) * (np.float32(w) / np.float32(out_w)))
     return out * scale
+
+
+_CV2: list = []
+
+
+def _cv2():
+    """OpenCV if installed (imported once), else None."""
+    if not _CV2:
+        try:
+            import cv2
+        except ImportError:
+            cv2 = None
+        _CV2.append(cv2)
+    return _CV2[0]
 
 
 def crop_and_resize(image: np.ndarray, boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:

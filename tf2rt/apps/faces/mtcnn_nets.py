@@ -57,7 +57,8 @@ def _dense(net: Any, x: Any, w: Mapping[str, np.ndarray], layer: str) -> Any:
 
 def _flatten_like_keras(net: Any, x: Any, name: str) -> Any:
     """Keras Permute((2, 1, 3)) + Flatten on NHWC, i.e. [N, W, H, C] order, from an NCHW tensor."""
-    return net.add_shuffle(x, reshape_dims=(0, -1), first_transpose=(0, 3, 2, 1), name=name).output
+    _, c, h, w = x.shape
+    return net.add_shuffle(x, reshape_dims=(0, c * h * w), first_transpose=(0, 3, 2, 1), name=name).output
 
 
 def _nhwc_input(net: Any, side: int | None, batch: int | None) -> Any:

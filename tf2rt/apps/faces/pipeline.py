@@ -80,8 +80,8 @@ def normalize(image: np.ndarray) -> np.ndarray:
         raise ShapeError(f"expected an RGB image [H, W, 3] (or gray [H, W], RGBA [H, W, 4]), got shape {img.shape}")
     if img.shape[0] < 1 or img.shape[1] < 1:
         raise ShapeError(f"empty image of shape {img.shape}")
-    img = img[:, :, :3]
-    return ((img.astype(np.float64) - 127.5) / 128.0).astype(np.float32)
+    # (v - 127.5) / 128 is exact in float32 for 0..255, so no float64 detour is needed
+    return (img[:, :, :3].astype(np.float32) - np.float32(127.5)) * np.float32(1 / 128)
 
 
 class MtcnnPipeline:
@@ -90,9 +90,13 @@ class MtcnnPipeline:
     Row layout: x1, y1, x2, y2, score, landmark x1..x5, landmark y1..y5 (image pixels).
     """
 
-    def __init__(self, pnet: Net, rnet: Net, onet: Net, params: MtcnnParams | None = None) -> None:
+    def __init__(self, pnet: Net, rnet: Net, onet: Net, params: MtcnnParams | None = None,
+                 exact_resize: bool = False) -> None:
         self.pnet, self.rnet, self.onet = pnet, rnet, onet
         self.params = params or MtcnnParams()
+        # exact_resize: TensorFlow's area resize bit for bit (numpy); otherwise OpenCV's
+        # equivalent when installed (faster, equal within float rounding)
+        self.exact_resize = exact_resize
 
     # -- stages ---------------------------------------------------------------------
     def proposals(self, img: np.ndarray, p: MtcnnParams) -> np.ndarray:
@@ -103,7 +107,7 @@ class MtcnnPipeline:
             sh, sw = int(h * scale), int(w * scale)  # truncation, as tf.image.resize does
             if min(sh, sw) < PNET_CELL:
                 continue  # P-Net's window does not fit: no proposals at this level
-            level = resize_area(img, sh, sw)[None]
+            level = resize_area(img, sh, sw, fast=not self.exact_resize)[None]
             offsets, probs = (np.asarray(o) for o in self.pnet(level)[:2])
             found = _pnet_boxes(offsets[0], probs[0, :, :, 1], p.threshold_pnet)
             found[:, :4] /= scale
