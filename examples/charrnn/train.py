@@ -93,6 +93,9 @@ def main() -> None:
                 if i % 100 == 0 or i == args.steps - 1:
                     print(f"step {i:5d}  loss {loss:.3f}  ({time.time() - t0:.0f} s)", flush=True)
             prefix = saver.save(sess, str(out / "model" / "charrnn"), write_meta_graph=True)
+    # Relative paths in the state file keep the bundled checkpoint usable wherever the repo lives.
+    (out / "model" / "checkpoint").write_text(
+        'model_checkpoint_path: "charrnn"\nall_model_checkpoint_paths: "charrnn"\n')
     print("saved", prefix, "and", out / "vocab.json")
 
 

@@ -36,6 +36,7 @@ class CharRNNSpec:
     activation: str | None = None  # None = the cell's default (tanh)
     scope: str = "rnnlm"
     seed: int = 0
+    scale: float = 2.5  # weights ~ U(+-scale/sqrt(fan_in)): large enough for non-trivial greedy text
 
     @property
     def label(self) -> str:
@@ -109,7 +110,7 @@ def write_charrnn(tf, spec: CharRNNSpec, out_dir: str | Path, meta: bool = True)
             # ... then every model weight gets its own distinct values (biases included).
             for v in tf1.trainable_variables():
                 shape = v.shape.as_list()
-                scale = 0.6 if len(shape) == 1 else float(os.environ.get("CHARRNN_SCALE", "2.5")) / np.sqrt(shape[0])
+                scale = 0.6 if len(shape) == 1 else spec.scale / np.sqrt(shape[0])
                 v.load(rng.uniform(-scale, scale, shape).astype(np.float32), sess)
             prefix = saver.save(sess, str(out / "model.ckpt"), write_meta_graph=meta)
     return Path(prefix)
@@ -155,6 +156,51 @@ class TFSampler:
 
     def close(self) -> None:
         self.sess.close()
+
+
+def write_tagger(tf, out_dir: str | Path, cell: str = "lstm_cell", layers: int = 2, hidden: int = 6,
+                 vocab: int = 13, embedding: int = 5, tags: int = 4, seed: int = 3) -> tuple[Path, dict]:
+    """A bidirectional sequence tagger (stack_bidirectional_dynamic_rnn layout, sequence lengths).
+
+    Returns (checkpoint prefix, {"ids", "lengths", "logits"}): TensorFlow's logits for a
+    random padded batch, the oracle for the converted engine.
+    """
+    tf1 = tf.compat.v1
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    spec = CharRNNSpec(cell=cell, hidden=hidden, vocab=vocab, embedding=embedding)
+    graph = tf.Graph()
+    with graph.as_default():
+        ids = tf1.placeholder(tf.int32, [None, None], name="word_ids")
+        lengths = tf1.placeholder(tf.int32, [None], name="lengths")
+        with tf1.variable_scope("words"):
+            table = tf1.get_variable("embedding", [vocab, embedding])
+        x = tf1.nn.embedding_lookup(table, ids)
+        # What tf.contrib.rnn.stack_bidirectional_dynamic_rnn did (it is gone from TF 2).
+        with tf1.variable_scope("stack_bidirectional_rnn"):
+            for i in range(layers):
+                with tf1.variable_scope(f"cell_{i}"):
+                    (fw, bw), _ = tf1.nn.bidirectional_dynamic_rnn(
+                        _make_cell(tf1, spec), _make_cell(tf1, spec), x, sequence_length=lengths, dtype=tf.float32)
+                    x = tf.concat([fw, bw], axis=2)
+        with tf1.variable_scope("tagger"):
+            w = tf1.get_variable("softmax_w", [2 * hidden, tags])
+            b = tf1.get_variable("softmax_b", [tags])
+        logits = tf.add(tf.einsum("nsh,ht->nst", x, w), b, name="tag_logits")
+        tf.nn.softmax(logits, name="tag_probs")
+        saver = tf1.train.Saver()
+        with tf1.Session(graph=graph) as sess:
+            sess.run(tf1.global_variables_initializer())
+            for v in tf1.trainable_variables():
+                shape = v.shape.as_list()
+                scale = 0.6 if len(shape) == 1 else 2.0 / np.sqrt(shape[0])
+                v.load(rng.uniform(-scale, scale, shape).astype(np.float32), sess)
+            prefix = saver.save(sess, str(out / "tagger.ckpt"))
+            feed_ids = rng.integers(0, vocab, (3, 9)).astype(np.int32)
+            feed_len = np.array([9, 4, 6], np.int32)
+            oracle = sess.run(logits, {ids: feed_ids, lengths: feed_len})
+    return Path(prefix), {"ids": feed_ids, "lengths": feed_len, "logits": oracle}
 
 
 if __name__ == "__main__":  # pragma: no cover - manual fixture writing

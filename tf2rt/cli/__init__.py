@@ -14,9 +14,12 @@ import sys
 COMMANDS: list[str] = [
     "inspect",
     "dump",
+    "convert",
+    "charrnn",
     "run",
     "compare",
     "bench",
+    "faces",
 ]
 
 

@@ -384,6 +384,18 @@ class LayoutBuilder:
         self._layout_cache: dict[tuple[int, bool], Any] = {}
         self.fusable: set[int] = set()  # ids of conv/dense outputs that only one consumer reads
 
+    def dense(self, x: Any, kernel: np.ndarray, bias: Optional[np.ndarray], name: str) -> Any:
+        """x @ kernel (+ bias) as a fully-connected layer; returns its output tensor."""
+        try:
+            return self.net.add_fully_connected(x, kernel.shape[1], kernel, bias, name=name).output
+        except AttributeError:  # FullyConnectedLayer unusable in this build: the same maths from core layers
+            w = self.net.add_constant(kernel.shape, kernel.astype(np.float32), name=f"{name}/kernel").output
+            y = self.net.add_matrix_multiply(x, "none", w, "none", name=f"{name}/matmul" if bias is not None else name)
+            if bias is None:
+                return y.output
+            b = self.net.add_constant(bias.shape, bias.astype(np.float32), name=f"{name}/bias").output
+            return self.net.add_elementwise(y.output, b, "sum", name=name).output
+
     def plain(self, v: TV) -> Any:
         """The tensor in TensorFlow's own axis order (NHWC for 4-D image tensors)."""
         if not v.nchw:

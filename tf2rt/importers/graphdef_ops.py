@@ -461,10 +461,10 @@ def _matmul(cv, node, ins):
         return [(a.T if ta else a) @ (b.T if tb else b)]
     if isinstance(a, TV) and is_const(b) and not ta:
         w = (b.T if tb else b).astype(np.float32)
-        layer = cv.net.add_fully_connected(cv.plain(a), w.shape[1], w, None, name=node.name)
+        out = cv.dense(cv.plain(a), w, None, node.name)
         if cv.consumers[node.name] == 1:
-            cv.fusable.add(id(layer.output))
-        return [TV(layer.output)]
+            cv.fusable.add(id(out))
+        return [TV(out)]
     ta_op, tb_op = ("transpose" if ta else "none"), ("transpose" if tb else "none")
     ta_t = cv.plain(a) if isinstance(a, TV) else cv.net.add_constant(a.shape, a.astype(np.float32)).output
     tb_t = cv.plain(b) if isinstance(b, TV) else cv.net.add_constant(b.shape, b.astype(np.float32)).output

@@ -282,7 +282,7 @@ def _dense(cv, name, cfg, args, ref):
     w = cv.weights(name, 1)
     x = cv.plain(args[0])
     bias = w[1] if cfg.get("use_bias", True) else None
-    out = cv.net.add_fully_connected(x, w[0].shape[1], w[0], bias, name=name).output
+    out = cv.dense(x, w[0], bias, name)
     act = cfg.get("activation")
     if act in (None, "linear"):
         if cv.consumers[ref] == 1:

@@ -14,6 +14,7 @@ node_def.proto, function.proto, attr_value.proto, tensor.proto, tensor_shape.pro
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,18 +244,24 @@ class MetaGraph:
         return None
 
     def cell_nodes(self, tail: list[str]) -> list[Node]:
-        """Nodes whose name path contains `tail` (scope components) in order, ending at the cell."""
+        """Nodes of the cell whose scope ends in `tail` (e.g. ["multi_rnn_cell", "cell_0", "lstm_cell"]).
+
+        The cell directory must be part of the node's own name; the other components may
+        also be in the name of the function the node lives in (TF2 control flow puts the
+        loop body in a function named after its scope, with "/" turned into "_").
+        """
+        *outer, cell_dir = tail
+        leaf = re.compile(r"(?:^|/)" + re.escape(cell_dir) + r"/")
+        pattern = re.compile(
+            ".*?".join(r"(?:^|[/_])" + re.escape(c) + r"(?=[/_]|$)" for c in outer) if outer else "")
         out = []
         for n in self.nodes:
-            parts = n.name.split("/")
-            j = 0
-            for k, p in enumerate(parts[:-1]):
-                if j < len(tail) and p == tail[j]:
-                    j += 1
-                    if j == len(tail):
-                        # the cell directory must be directly above the op's own name parts
-                        out.append(n)
-                        break
+            m = leaf.search(n.name)
+            if m is None:
+                continue
+            where = (n.container + "/" if n.container else "") + n.name[: m.start()]
+            if pattern.search(where):
+                out.append(n)
         return out
 
     def cell_settings(self, tail: list[str], kind: str) -> CellSettings:

@@ -128,22 +128,32 @@ def _cell_tail(spec: CellSpec, rnn_scope: str) -> list[str]:
     return [p for p in scope.split("/") if p not in ("bidirectional_rnn",)]
 
 
-def _setting(
-    card: ModelCard, what: str, option: Any, from_meta: Any, default: Any, flag: str, where: str,
-) -> Any:
-    """Pick a setting: an explicit option, else the .meta graph, else the TF default (an assumption)."""
-    if option is not None:
-        if from_meta is not None and from_meta != option:
-            card.assume(f"{where}: {what}={option!r} from {flag} overrides {from_meta!r} found in the .meta graph")
-        card.setting(what, option, f"{flag}")
-        return option
-    if from_meta is not None:
-        card.setting(what, from_meta, ".meta graph")
-        return from_meta
-    card.setting(what, default, "TF default (assumed)")
-    card.assume(f"{where}: {what} is not stored in the checkpoint; assumed the TF default {default!r} "
-                f"(set {flag} if the model was built with another value)")
-    return default
+class _Settings:
+    """Picks settings (option > .meta graph > TF default) and groups the defaults it assumed."""
+
+    def __init__(self, card: ModelCard):
+        self.card = card
+        self.assumed: dict[tuple[str, Any, str], list[str]] = {}
+
+    def pick(self, cell: str, what: str, option: Any, from_meta: Any, default: Any, flag: str) -> Any:
+        card = self.card
+        if option is not None:
+            if from_meta is not None and from_meta != option:
+                card.assume(f"{cell}: {what}={option!r} from {flag} overrides {from_meta!r} in the .meta graph")
+            card.setting(f"{cell}.{what}", option, flag)
+            return option
+        if from_meta is not None:
+            card.setting(f"{cell}.{what}", from_meta, ".meta graph")
+            return from_meta
+        card.setting(f"{cell}.{what}", default, "TF default (assumed)")
+        self.assumed.setdefault((what, default, flag), []).append(cell)
+        return default
+
+    def report(self) -> None:
+        for (what, default, flag), cells in self.assumed.items():
+            self.card.assume(
+                f"{what} is not stored in the checkpoint; assumed the TF default {default!r} for "
+                f"{len(cells)} cell(s) ({', '.join(cells)}); pass {flag} if the model used another value")
 
 
 def tf1_network(
@@ -172,6 +182,7 @@ def tf1_network(
 
     read: Callable[[str], np.ndarray] = lambda n: np.asarray(src.read(n), dtype=np.float32)  # noqa: E731
     stack: list[tuple[Any, ...]] = []
+    settings = _Settings(card)
     unsupported: list[str] = []
     layer_cards = []
     for layer in model.layers:
@@ -183,7 +194,7 @@ def tf1_network(
             if meta_act is not None and meta_act.startswith("op:"):
                 unsupported.append(f"{where}: activation op {meta_act[3:]!r} is not supported (tanh, relu, sigmoid)")
                 meta_act = None
-            act = _setting(card, f"{spec.scope}.activation", activation, meta_act, "tanh", "--activation", where)
+            act = settings.pick(where, "activation", activation, meta_act, "tanh", "--activation")
             v = {role: read(name) for role, name in spec.variables.items()}
             try:
                 if spec.cell_class == "CudnnCompatibleLSTMCell":
@@ -196,8 +207,8 @@ def tf1_network(
                         v["candidate/hidden_projection/bias"], name=where)
                 elif spec.kind == "lstm":
                     fb_meta = st.forget_bias if st else None
-                    fb = _setting(card, f"{spec.scope}.forget_bias", forget_bias, fb_meta,
-                                  TF_DEFAULT_FORGET_BIAS.get(spec.cell_class, 1.0), "--forget-bias", where)
+                    fb = settings.pick(where, "forget_bias", forget_bias, fb_meta,
+                                       TF_DEFAULT_FORGET_BIAS.get(spec.cell_class, 1.0), "--forget-bias")
                     peep = all(k in v for k in ("w_i_diag", "w_f_diag", "w_o_diag"))
                     cell = from_tf_lstm(
                         v["kernel"], v["bias"], forget_bias=float(fb),
@@ -225,6 +236,7 @@ def tf1_network(
                                 "direction": spec.direction or "forward", "input_size": spec.input_size,
                                 "hidden_size": spec.hidden_size})
         stack.append(tuple(cells))
+    settings.report()
     if unsupported:
         raise UnsupportedError("cannot convert this checkpoint:\n" + "\n".join(f"  - {u}" for u in unsupported))
 

@@ -1,0 +1,175 @@
+"""`tf2rt convert` + `tf2rt charrnn` on TF1 char-RNN checkpoints vs TensorFlow's own graph.
+
+Checkpoints are written by charrnn_models.py in the style of common char-rnn training code
+(MultiRNNCell of BasicLSTMCell / LSTMCell / GRUCell / BasicRNNCell, embedding or one-hot,
+softmax_w/softmax_b, Adam slots) with distinct random values in every weight and bias.
+The oracle is the same model rebuilt by TensorFlow for sampling, fed one character at a
+time with its state: greedy text must be identical for 500 characters and the per-step
+logits within 1e-5.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import charrnn_models as cm
+from tf2rt.apps.charrnn import CharRNN, Vocab
+from tf2rt.cli import main
+from tf2rt.errors import UnsupportedError
+
+LENGTH = 500
+PRIME = [1, 2, 3]
+
+# (spec, with .meta, extra convert flags). Covers 1-3 layers, every cell class, embedding
+# and one-hot inputs, forget_bias 0.0 / 1.0 / 0.5, relu, with and without .meta.
+CASES = {
+    "basic_lstm2-emb-fb1-meta": (cm.CharRNNSpec("lstm", 2, forget_bias=1.0), True, []),
+    "basic_lstm2-emb-fb0-meta": (cm.CharRNNSpec("lstm", 2, forget_bias=0.0, seed=1), True, []),
+    "basic_lstm1-onehot-fb0-nometa": (cm.CharRNNSpec("lstm", 1, embedding=None, forget_bias=0.0, seed=2), False,
+                                      ["--forget-bias", "0"]),
+    "lstm_cell3-emb-fb0.5-meta": (cm.CharRNNSpec("lstm_cell", 3, forget_bias=0.5, seed=8, scale=4.5), True, []),
+    "gru2-onehot-meta": (cm.CharRNNSpec("gru", 2, embedding=None, seed=4), True, []),
+    "gru3-emb-nometa": (cm.CharRNNSpec("gru", 3, seed=5), False, []),
+    "rnn3-emb-meta": (cm.CharRNNSpec("rnn", 3, seed=6), True, []),
+    "rnn1-relu-onehot-meta": (cm.CharRNNSpec("rnn", 1, embedding=None, activation="relu", seed=7), True, []),
+}
+
+
+@pytest.fixture(scope="module")
+def models(tf, tmp_path_factory):
+    """name -> (spec, checkpoint prefix, TF greedy ids, TF per-step logits)."""
+    out = {}
+    root = tmp_path_factory.mktemp("tf1_charrnn")
+    for name, (spec, meta, _flags) in CASES.items():
+        prefix = cm.write_charrnn(tf, spec, root / name, meta=meta)
+        sampler = cm.TFSampler(tf, spec, prefix)
+        ids, logits = sampler.greedy(PRIME, LENGTH)
+        sampler.close()
+        out[name] = (spec, prefix, ids, logits)
+    return out
+
+
+def _vocab(n: int) -> Vocab:
+    return Vocab([chr(ord("a") + i) for i in range(n)])
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_cli_greedy_text_matches_tensorflow(name, models, tmp_path, capsys):
+    spec, prefix, tf_ids, _ = models[name]
+    flags = CASES[name][2]
+    vocab = _vocab(spec.vocab)
+    vocab_file = tmp_path / "vocab.json"
+    vocab.save(vocab_file)
+    engine = tmp_path / "model.onnx"
+    assert main(["convert", str(prefix), "-o", str(engine), *flags]) == 0
+    capsys.readouterr()
+    assert main(["charrnn", str(engine), "--vocab", str(vocab_file), "--start", vocab.decode(PRIME),
+                 "--length", str(LENGTH), "--greedy", "--no-prime"]) == 0
+    text = capsys.readouterr().out.rstrip("\n")
+    expected = vocab.decode(tf_ids)
+    assert len(set(expected)) >= 2, "the oracle text is constant; the test would prove little"
+    assert text == expected
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_per_step_logits_within_1e5(name, models):
+    spec, prefix, tf_ids, tf_logits = models[name]
+    flags = CASES[name][2]
+    options = {"forget_bias": float(flags[1])} if flags else {}
+    vocab = _vocab(spec.vocab)
+    gen = CharRNN(str(prefix), vocab, **options)
+    ours = gen.logits(vocab.decode(PRIME + tf_ids[:-1]))
+    err = float(np.abs(ours - tf_logits).max())
+    assert err <= 1e-5, f"max |logits - TF| = {err:.3g}"
+
+
+def test_meta_graph_settings_are_recorded(models):
+    _spec, prefix, _ids, _ = models["lstm_cell3-emb-fb0.5-meta"]
+    card = CharRNN(str(prefix), _vocab(11)).engine.metadata["model"]
+    fb = {k: v for k, v in card["settings"].items() if k.endswith("forget_bias")}
+    assert len(fb) == 3 and all(v == {"value": 0.5, "from": ".meta graph"} for v in fb.values())
+    assert card["assumptions"] == []
+    assert card["detected"]["input"]["name"] == "input_data"
+    assert card["detected"]["head"]["logits"] == "logits" and card["detected"]["head"]["probs"] == "probs"
+
+
+def test_without_meta_the_default_is_assumed_and_matters(models):
+    """A forget_bias 0 model converted without the flag uses TF's default 1.0 - and says so."""
+    spec, prefix, tf_ids, tf_logits = models["basic_lstm1-onehot-fb0-nometa"]
+    gen = CharRNN(str(prefix), _vocab(spec.vocab))
+    card = gen.engine.metadata["model"]
+    assert any("forget_bias" in a and "1.0" in a for a in card["assumptions"])
+    ours = gen.logits(_vocab(spec.vocab).decode(PRIME + tf_ids[:-1]))
+    assert np.abs(ours - tf_logits).max() > 1e-3  # the setting is not cosmetic
+
+
+def test_fp16_engine(models):
+    spec, prefix, tf_ids, tf_logits = models["basic_lstm2-emb-fb1-meta"]
+    gen = CharRNN(str(prefix), _vocab(spec.vocab), precision="fp16")
+    ours = gen.logits(_vocab(spec.vocab).decode(PRIME + tf_ids[:-1]))
+    assert np.abs(ours - tf_logits).max() <= 2e-2 * max(1.0, float(np.abs(tf_logits).max()))
+
+
+def test_reference_backend(models):
+    spec, prefix, tf_ids, tf_logits = models["gru2-onehot-meta"]
+    gen = CharRNN(str(prefix), _vocab(spec.vocab), backend="reference")
+    ours = gen.logits(_vocab(spec.vocab).decode(PRIME + tf_ids[:20]))
+    assert np.abs(ours - tf_logits[:23]).max() <= 1e-5
+
+
+def test_bidirectional_tagger_with_sequence_lengths(tf, tmp_path):
+    prefix, oracle = cm.write_tagger(tf, tmp_path / "tagger")
+    from tf2rt import convert
+
+    engine = convert(prefix, tmp_path / "tagger.onnx")
+    assert engine.input_names == ["word_ids", "lengths"]
+    assert engine.output_names == ["tag_logits", "tag_probs"]
+    assert engine.states == []  # bidirectional: no streaming state by default
+    out = engine.run({"word_ids": oracle["ids"], "lengths": oracle["lengths"]})
+    err = float(np.abs(out["tag_logits"] - oracle["logits"]).max())
+    assert err <= 1e-5, err
+
+
+def test_inspect_shows_the_model_card(models, tmp_path, capsys):
+    _spec, prefix, _ids, _ = models["rnn3-emb-meta"]
+    engine = tmp_path / "m.onnx"
+    assert main(["convert", str(prefix), "-o", str(engine), "--json"]) == 0
+    card = json.loads(capsys.readouterr().out)
+    assert card["summary"] == "embedding 11x8 -> 3x BasicRNNCell(16) -> dense 11 + softmax"
+    assert main(["inspect", str(engine), "--json"]) == 0
+    assert "BasicRNNCell" in capsys.readouterr().out
+
+
+def test_unknown_variable_is_named(tf, tmp_path, capsys):
+    tf1 = tf.compat.v1
+    spec = cm.CharRNNSpec("gru", 1)
+    graph = tf.Graph()
+    with graph.as_default():
+        cm.CharRNNGraph(tf, spec, batch=2, seq=3, training=False)
+        tf1.get_variable("rnnlm/attention_scale", [5])
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            prefix = tf1.train.Saver().save(sess, str(tmp_path / "model.ckpt"))
+    assert main(["convert", prefix, "-o", str(tmp_path / "x.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "'rnnlm/attention_scale'" in err and "Traceback" not in err
+
+
+def test_custom_cell_is_named(tf, tmp_path):
+    tf1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        with tf1.variable_scope("rnn/my_peephole_cell"):
+            tf1.get_variable("w_x", [4, 8])
+            tf1.get_variable("w_h", [8, 8])
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            prefix = tf1.train.Saver().save(sess, str(tmp_path / "model.ckpt"))
+    from tf2rt import convert
+
+    with pytest.raises(UnsupportedError) as e:
+        convert(prefix)
+    assert "rnn/my_peephole_cell/w_x" in str(e.value) and "rnn/my_peephole_cell/w_h" in str(e.value)
