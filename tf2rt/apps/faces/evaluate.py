@@ -154,7 +154,7 @@ def fddb_roc(annotations: Sequence[Annotation], detections: Mapping[str, np.ndar
     ev = np.array(events, np.float64)
     ev = ev[np.argsort(-ev[:, 0], kind="stable")]
     cum = np.cumsum(ev[:, 1:], axis=0)
-    last = np.r_[np.nonzero(np.diff(ev[:, 0]))[0], len(ev) - 1]  # state after all events at each score
+    last = np.r_[np.nonzero(ev[1:, 0] != ev[:-1, 0])[0], len(ev) - 1]  # state after all events at each score
     ndet, md, mc, sc = cum[last].T
     denom = max(n_faces, 1)
     return Roc(thresholds=ev[last, 0], false_positives=ndet - md, tpr_discrete=md / denom,
@@ -252,7 +252,7 @@ def binary_roc(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.n
         raise Tf2rtError("a ROC curve needs both positive and negative examples")
     order = np.argsort(-s, kind="stable")
     s, y = s[order], y[order]
-    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
+    last = np.r_[np.nonzero(s[1:] != s[:-1])[0], len(s) - 1]  # not np.diff: -inf ties would give nan
     tp = np.cumsum(y)[last]
     fp = np.cumsum(~y)[last]
     return np.r_[0.0, fp / (~y).sum()], np.r_[0.0, tp / y.sum()], np.r_[np.inf, s[last]]

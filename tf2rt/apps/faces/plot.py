@@ -1,0 +1,71 @@
+"""PNG plots of evaluation curves and detections (matplotlib / OpenCV imported on use)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .detectors import Face
+from .runs import EvalResult
+
+
+def plot_curves(result: EvalResult, path: str | Path) -> Path:
+    """FDDB: discrete (solid) and continuous (dashed) TPR vs false positives; WIDER: precision-recall;
+    LFW subset: ROC. One line per detector, the headline number in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=100)
+    for row in result.rows:
+        name = str(row["detector"])
+        c = result.curves.get(name, {})
+        metric = next((k for k in row if "AUC" in k or "AP" in k), None)
+        label = f"{name} ({metric} {row[metric]:.3f})" if metric else name
+        if result.dataset == "fddb":
+            fp = np.r_[0, c["false_positives"]]
+            line, = ax.step(fp, np.r_[0, np.maximum.accumulate(c["tpr_discrete"])], where="post", label=label)
+            ax.step(fp, np.r_[0, np.maximum.accumulate(c["tpr_continuous"])], where="post",
+                    linestyle="--", color=line.get_color())
+        elif result.dataset == "wider":
+            ax.plot(c["recall"], c["precision"], label=label)
+        else:
+            ax.plot(c["fpr"], c["tpr"], label=label)
+    if result.dataset == "fddb":
+        ax.set_xlim(0, result.notes.get("max_fp", None))
+        ax.set(xlabel="false positives", ylabel="true positive rate",
+               title="FDDB ROC (solid: discrete, dashed: continuous)")
+    elif result.dataset == "wider":
+        ax.set(xlabel="recall", ylabel="precision", title=f"WIDER FACE ({result.notes.get('setting')})")
+    else:
+        ax.plot([0, 1], [0, 1], color="0.8", linewidth=1)
+        ax.set(xlabel="false positive rate", ylabel="true positive rate", title="LFW subset: face vs non-face")
+    ax.set_ylim(0, 1.01)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right")
+    path = Path(path)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def draw_faces(image: np.ndarray, faces: Sequence[Face], path: str | Path) -> Path:
+    """Save the RGB image with boxes, scores and landmarks drawn on it."""
+    import cv2
+
+    canvas = cv2.cvtColor(np.ascontiguousarray(image[:, :, :3]).astype(np.uint8), cv2.COLOR_RGB2BGR)
+    for f in faces:
+        x, y, w, h = (int(round(v)) for v in f.box)
+        cv2.rectangle(canvas, (x, y), (x + w, y + h), (0, 200, 0), 2)
+        cv2.putText(canvas, f"{f.score:.3f}", (x, max(y - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 200, 0), 1)
+        for px, py in (f.landmarks or {}).values():
+            cv2.circle(canvas, (int(round(px)), int(round(py))), 2, (0, 0, 255), -1)
+    path = Path(path)
+    if not cv2.imwrite(str(path), canvas):
+        from ...errors import Tf2rtError
+
+        raise Tf2rtError(f"cannot write {path}; use a .png or .jpg file name in an existing folder")
+    return path

@@ -1,0 +1,127 @@
+"""`tf2rt faces detect|eval`: face detection with MTCNN on tf2rt engines, baselines, FDDB/WIDER/LFW evaluation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("faces", help="detect faces (MTCNN on tf2rt engines) and evaluate detectors",
+                              description="Face detection with MTCNN converted to tf2rt engines, OpenCV's Haar "
+                                          "cascade and the mtcnn package as baselines, and FDDB / WIDER FACE / "
+                                          "LFW-subset evaluation.")
+    sub = p.add_subparsers(dest="faces_command", metavar="ACTION")
+
+    d = sub.add_parser("detect", help="detect faces in images")
+    d.add_argument("images", nargs="+", metavar="IMAGE")
+    d.add_argument("--detector", default="mtcnn", choices=["mtcnn", "haar", "mtcnn-tf"])
+    d.add_argument("--draw", metavar="OUT.png", help="save the (first) image with the faces drawn; with several "
+                                                     "images, OUT gets the image's index appended")
+    d.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    d.add_argument("--min-face-size", type=float, default=None, help="MTCNN: smallest face in pixels (20)")
+    d.add_argument("--scale-factor", type=float, default=None, help="MTCNN: pyramid step (0.709)")
+    d.add_argument("--thresholds", default=None, metavar="P,R,O", help="MTCNN stage thresholds (0.6,0.7,0.8)")
+    d.set_defaults(func=run_detect)
+
+    e = sub.add_parser("eval", help="evaluate detectors on FDDB, WIDER FACE or scikit-image's LFW subset")
+    e.add_argument("--dataset", required=True, choices=["fddb", "wider", "lfw-subset"])
+    e.add_argument("path", nargs="?", help="dataset folder (FDDB: with FDDB-folds/ and originalPics/; WIDER: with "
+                                           "wider_face_split/ and WIDER_val/); not needed for lfw-subset")
+    e.add_argument("--detectors", default="mtcnn,haar", help="comma-separated: mtcnn, haar, mtcnn-tf")
+    e.add_argument("--plot", metavar="OUT.png", help="save the curves as a PNG")
+    e.add_argument("--json", action="store_true", help="print JSON (table rows, notes and curves)")
+    e.add_argument("--max-fp", type=float, default=1000.0, help="FDDB: AUC over 0..MAX_FP false positives (1000)")
+    e.add_argument("--region", default="ellipse", choices=["ellipse", "bbox"],
+                   help="FDDB: overlap with the ellipse (rasterised) or its bounding box")
+    e.add_argument("--folds", default="1-10", help="FDDB folds, e.g. 1-10 or 1,2,5")
+    e.add_argument("--setting", default="all", choices=["all", "easy", "medium", "hard"],
+                   help="WIDER: difficulty (easy/medium/hard need the official .mat split files)")
+    e.add_argument("--limit", type=int, default=None, help="only the first N images")
+    e.set_defaults(func=run_eval)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _params(args: argparse.Namespace) -> dict:
+    from ..errors import Tf2rtError
+
+    out: dict = {}
+    if args.min_face_size is not None:
+        out["min_face_size"] = args.min_face_size
+    if args.scale_factor is not None:
+        out["scale_factor"] = args.scale_factor
+    if args.thresholds:
+        try:
+            p, r, o = (float(v) for v in args.thresholds.split(","))
+        except ValueError:
+            raise Tf2rtError(f"--thresholds takes three numbers P,R,O (e.g. 0.6,0.7,0.8), got {args.thresholds!r}")
+        out.update(threshold_pnet=p, threshold_rnet=r, threshold_onet=o)
+    if out and args.detector == "haar":
+        raise Tf2rtError("--min-face-size, --scale-factor and --thresholds are MTCNN knobs; not for --detector haar")
+    return out
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    from ..apps.faces.detectors import make_detector
+    from ..apps.faces.plot import draw_faces
+    from ..apps.faces.runs import load_image
+
+    images = [(path, load_image(path)) for path in args.images]  # fail on a bad file before loading models
+    detector = make_detector(args.detector, **_params(args))
+    report = []
+    for k, (path, image) in enumerate(images):
+        faces = detector.detect(image)
+        report.append({"image": path, "faces": [f.to_dict() for f in faces]})
+        if args.draw:
+            out = args.draw if len(images) == 1 else _indexed(args.draw, k)
+            draw_faces(image, faces, out)
+        if not args.json:
+            print(f"{path}: {len(faces)} face(s)")
+            for f in faces:
+                x, y, w, h = f.box
+                print(f"  box x={x:.1f} y={y:.1f} w={w:.1f} h={h:.1f}  score {f.score:.4f}")
+    if args.json:
+        json.dump(report if len(report) > 1 else report[0], sys.stdout, indent=2)
+        print()
+    return 0
+
+
+def _indexed(path: str, k: int) -> str:
+    stem, dot, ext = path.rpartition(".")
+    return f"{stem}_{k}.{ext}" if dot else f"{path}_{k}"
+
+
+def _folds(text: str) -> tuple[int, ...]:
+    from ..errors import Tf2rtError
+
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            out.extend(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise Tf2rtError(f"--folds takes numbers and ranges like 1-10 or 1,3,5, got {text!r}") from None
+    if not out or min(out) < 1 or max(out) > 10:
+        raise Tf2rtError(f"FDDB folds are 1..10, got {text!r}")
+    return tuple(out)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from ..apps.faces.evaluate import results_table
+    from ..apps.faces.plot import plot_curves
+    from ..apps.faces.runs import evaluate
+
+    names = [n.strip() for n in args.detectors.split(",") if n.strip()]
+    result = evaluate(args.dataset, args.path, names, max_fp=args.max_fp, setting=args.setting, region=args.region,
+                      limit=args.limit, folds=_folds(args.folds))
+    if args.plot:
+        plot_curves(result, args.plot)
+    if args.json:
+        json.dump(result.to_json(), sys.stdout, indent=2)
+        print()
+    else:
+        notes = ", ".join(f"{k} {v}" for k, v in result.notes.items())
+        print(f"{args.dataset}: {notes}")
+        print(results_table(result.rows))
+    return 0
