@@ -155,3 +155,11 @@ def test_gru_block_cell_names_match_gru_cell_by_shape():
     for w_ru, w_c in ((kg, kc), (kc, kg)):
         block = {"rnn/gru_cell/w_ru": w_ru, "rnn/gru_cell/w_c": w_c, "rnn/gru_cell/b_ru": bg, "rnn/gru_cell/b_c": bc}
         assert tf_stack(block, "rnn")[0][0].same_as(ref)
+
+
+def test_mixed_or_integer_dtypes_are_rejected():
+    c = random_cell("rnn", E, H)
+    with pytest.raises(ShapeError, match="one float dtype"):
+        c.replace(Wb={"input": c.Wb["input"].astype(np.float64)})
+    with pytest.raises(ShapeError, match="one float dtype"):
+        random_cell("rnn", E, H, dtype=np.int32)

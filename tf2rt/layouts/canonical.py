@@ -152,6 +152,14 @@ class CellWeights:
                     raise ShapeError(
                         f"{self._where()}: peepholes[{g!r}] has shape {tuple(p.shape)}, expected ({H},)"
                     )
+        dtypes = {a.dtype for d in (self.W, self.R, self.Wb, self.Rb, self.peepholes or {}) for a in d.values()}
+        if self.projection is not None:
+            dtypes.add(self.projection.dtype)
+        if len(dtypes) != 1 or not all(np.issubdtype(t, np.floating) for t in dtypes):
+            raise ShapeError(
+                f"{self._where()}: weights must share one float dtype, got {sorted(str(t) for t in dtypes)}; "
+                "cast them (e.g. .astype(np.float32)) before building the cell"
+            )
         if self.activation not in ACTIVATIONS:
             raise UnsupportedError(
                 f"{self._where()}: activation {self.activation!r} is not supported "
