@@ -153,8 +153,6 @@ def test_keras_bidirectional_hard_sigmoid(backend):
 
 def test_streaming_step_by_step_matches_whole_sequence(tf):
     """One step at a time with h/c carried between engine calls == the whole sequence in TF."""
-    from tf2rt.layouts import layer_index  # noqa: F401  (public API used by build_network)
-
     res, stack, _ = tf_case("multi_lstm_2", False)
     net = build_network(stack, batch=B, seq=1, input_size=E, initial_state=True, name="step")
     engine = build_engine(net)
