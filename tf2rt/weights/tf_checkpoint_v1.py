@@ -153,11 +153,14 @@ def _tensor_values(msg: Message, code: int, shape: tuple[int, ...], what: str) -
             return np.frombuffer(content, dtype=dtype).reshape(shape).copy()
         field, layout = _FIELDS[code]
         if layout == "varint":
-            ints = msg.packed_varints(field)
+            # Two's complement in 64 bits; casts below wrap like TF's int32/uint16 fields do.
+            ints = np.array([x & 0xFFFFFFFFFFFFFFFF for x in msg.packed_varints(field)], dtype=np.uint64)
             if code in (14, 19):  # half_val holds the 16-bit patterns
-                flat = np.array(ints, dtype=np.int64).astype(np.uint16).view(dtype)
+                flat = ints.astype(np.uint16).view(dtype)
+            elif code == 10:
+                flat = ints != 0
             else:
-                flat = np.array(ints, dtype=np.int64).astype(dtype)  # int64 wraps back for uint64
+                flat = ints.astype(dtype)
         else:
             flat = _fixed(msg, field, layout)
             if dtype.kind == "c":
