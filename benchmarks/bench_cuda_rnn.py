@@ -178,6 +178,47 @@ def bench_one(cell: str, hidden: int, batch: int, T: int, dtype: str, layers: in
     return row
 
 
+def probe(reps: int, limits) -> list[dict]:
+    """Where a persistent step's time goes: the kernel with parts switched off (wrong
+    outputs, timing only), and the cost of replaying a graph of one empty kernel."""
+    import cupy
+    import torch
+
+    from tf2rt.backends.cuda.persistent import PersistentStack
+    from tf2rt.backends.cuda.plan import RnnProblem, make_plan
+    from tf2rt.backends.cuda.rnn import node_spec
+
+    rows = []
+    empty = cupy.RawKernel('extern "C" __global__ void empty() {}', "empty")
+
+    def launch_empty():
+        with cupy.cuda.ExternalStream(torch.cuda.current_stream().cuda_stream):
+            empty((1,), (32,), ())
+
+    rows.append({"probe": "graph of one empty kernel", "us": _events_median(_graphed(launch_empty), reps)})
+    rows.append({"probe": "one empty kernel, eager", "us": _events_median(launch_empty, reps)})
+    for cell, hidden, batch, T, dtype in [("lstm", 512, 1, 100, "float16"), ("lstm", 512, 8, 100, "float16"),
+                                          ("lstm", 512, 1, 1, "float16"), ("lstm", 1024, 1, 100, "float16")]:
+        rng = np.random.default_rng(0)
+        specs = [node_spec("LSTM", {"hidden_size": hidden},
+                           rng.uniform(-.05, .05, (1, 4 * hidden, hidden)).astype(np.float32),
+                           rng.uniform(-.05, .05, (1, 4 * hidden, hidden)).astype(np.float32),
+                           rng.uniform(-.5, .5, (1, 8 * hidden)).astype(np.float32), None) for _ in range(2)]
+        from tf2rt.backends.cuda.rnn import problem_for
+
+        problem = problem_for(specs, batch, T, dtype)
+        plan = make_plan(problem, limits, prefer="persistent")
+        x = torch.randn(T, batch, hidden, device="cuda", dtype=getattr(torch, dtype))
+        for variant in [(), ("PROBE_NO_DOT",), ("PROBE_NO_SPIN",), ("PROBE_NO_DOT", "PROBE_NO_SPIN"), ("GATHER_V2",)]:
+            st = PersistentStack(problem, plan, [s.weights for s in specs], probe=variant)
+            t = _events_median(_graphed(lambda: st(x)), reps)
+            steps = plan.steps
+            rows.append({"probe": f"{cell} H={hidden} B={batch} T={T} {dtype} {plan.mode} {'+'.join(variant) or 'full'}",
+                         "us": t, "us_per_step": t / steps})
+            print(rows[-1], flush=True)
+    return rows
+
+
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = [
         f"# Persistent RNN kernel vs cuDNN — {meta['gpu']}",
@@ -214,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtypes", default="float16,float32")
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--probe", action="store_true", help="time kernel variants with parts switched off")
     args = ap.parse_args(argv)
 
     import torch
@@ -223,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     limits = device_limits()
+    if args.probe:
+        for row in probe(args.reps, limits):
+            print(row)
+        return 0
     meta = {
         "gpu": torch.cuda.get_device_name(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

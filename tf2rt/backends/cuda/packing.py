@@ -138,3 +138,30 @@ def split_onnx_weights(
             )
         )
     return out
+
+
+def to_mma_fragments(packed: np.ndarray) -> np.ndarray:
+    """Re-order packed [ctas, rows, kp] blocks into m16n8k16 A-fragment order.
+
+    Rows are padded to a multiple of 16 (kp must be one already). Per CTA the result is
+    [row tile, k step, lane, 8] so each lane loads its four A registers with one 16-byte
+    read: lane (g, t) = (lane // 4, lane % 4) holds rows g and g+8 of the tile, columns
+    2t, 2t+1 and 2t+8, 2t+9, in the order a0..a7 of the PTX fragment layout.
+    """
+    ctas, rows, kp = packed.shape
+    if kp % 16:
+        raise ShapeError(f"packing: tensor-core rows need a length that is a multiple of 16, got {kp}")
+    mt, ks = -(-rows // 16), kp // 16
+    tiles = np.zeros((ctas, mt * 16, kp), dtype=packed.dtype)
+    tiles[:, :rows] = packed
+    # [ctas, mt, rh, g, ks, ch, t, e] -> [ctas, mt, ks, g, t, ch, rh, e]
+    t = tiles.reshape(ctas, mt, 2, 8, ks, 2, 4, 2).transpose(0, 1, 4, 3, 6, 5, 2, 7)
+    return np.ascontiguousarray(t).reshape(ctas, mt * 16 * kp)
+
+
+def from_mma_fragments(frags: np.ndarray, rows: int, kp: int) -> np.ndarray:
+    """Inverse of to_mma_fragments (tests): back to [ctas, rows, kp]."""
+    ctas = frags.shape[0]
+    mt, ks = -(-rows // 16), kp // 16
+    t = frags.reshape(ctas, mt, ks, 8, 4, 2, 2, 2).transpose(0, 1, 6, 3, 2, 5, 4, 7)
+    return np.ascontiguousarray(t).reshape(ctas, mt * 16, kp)[:, :rows]

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ...errors import ShapeError, UnsupportedError
-from .packing import KERNEL_ORDER, DirectionWeights, pack_rows, to_bf16_bits
+from .packing import KERNEL_ORDER, DirectionWeights, pack_rows, to_bf16_bits, to_mma_fragments
 from .plan import DeviceLimits, KernelConfig, Plan, RnnProblem
 
 NDESC = 24
@@ -46,11 +46,14 @@ def gate_defines() -> dict[str, int]:
 
 
 @functools.lru_cache(maxsize=64)
-def compile_kernel(cfg: KernelConfig) -> Any:
-    """NVRTC-compile the kernel for `cfg`; returns a cupy RawKernel."""
+def compile_kernel(cfg: KernelConfig, probe: tuple[str, ...] = ()) -> Any:
+    """NVRTC-compile the kernel for `cfg`; returns a cupy RawKernel.
+
+    `probe` names timing-probe switches (PROBE_*) that disable parts of the kernel; for
+    benchmarks/bench_cuda_rnn.py --probe only (outputs are wrong with any of them)."""
     import cupy
 
-    defines = {**cfg.defines(), **gate_defines(), "NDESC": NDESC}
+    defines = {**cfg.defines(), **gate_defines(), "NDESC": NDESC, **{name: 1 for name in probe}}
     options = ("--std=c++17", "-lineinfo") + tuple(f"-D{k}={v}" for k, v in defines.items())
     # Cooperative launch: the driver refuses a grid that cannot be co-resident instead of
     # letting spinning CTAs wait for CTAs that never start.
@@ -93,7 +96,7 @@ class PersistentStack:
     """
 
     def __init__(self, problem: RnnProblem, plan: Plan, layers: Sequence[Sequence[DirectionWeights]],
-                 device: Any = None) -> None:
+                 device: Any = None, probe: tuple[str, ...] = ()) -> None:
         import torch
 
         if plan.engine != "persistent" or plan.kernel is None:
@@ -106,19 +109,22 @@ class PersistentStack:
         if len(layers) != L or any(len(dirs) != D for dirs in layers):
             raise ShapeError(f"persistent stack: expected {L} layers x {D} directions of weights")
         self.cfg = cfg
-        self.kernel = compile_kernel(cfg)
+        self.kernel = compile_kernel(cfg, tuple(probe))
         self.wavefront = plan.mode == "wavefront"
         f32 = dict(device=self.dev, dtype=torch.float32)
         io = dict(device=self.dev, dtype=self.dt)
 
-        def upload_packed(m: np.ndarray, kp: int | None = None) -> Any:
+        def upload_packed(m: np.ndarray, kp: int) -> Any:
             if p.dtype == "bfloat16":
-                bits = to_bf16_bits(pack_rows(m, p.gates, H, cfg.upc, "float32", kp))
+                bits = to_mma_fragments(to_bf16_bits(pack_rows(m, p.gates, H, cfg.upc, "float32", kp)))
                 return torch.from_numpy(bits.view(np.int16)).to(self.dev).view(torch.bfloat16)
-            return torch.from_numpy(pack_rows(m, p.gates, H, cfg.upc, p.dtype, kp)).to(self.dev)
+            packed = pack_rows(m, p.gates, H, cfg.upc, p.dtype, kp)
+            if cfg.mma:
+                packed = to_mma_fragments(packed)
+            return torch.from_numpy(packed).to(self.dev)
 
         self._keep: list[Any] = []  # tensors whose pointers live in descriptors
-        self.R = [[upload_packed(w.R) for w in dirs] for dirs in layers]
+        self.R = [[upload_packed(w.R, cfg.kp) for w in dirs] for dirs in layers]
         self.rb = [[torch.from_numpy(w.Rb).to(**f32) for w in dirs] for dirs in layers]
         self.P = [[None if w.P is None else torch.from_numpy(w.P).to(**f32) for w in dirs] for dirs in layers]
         # Input projections as one GEMM per layer (all steps, all directions): Wt [in, D*G*H].

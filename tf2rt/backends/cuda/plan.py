@@ -100,8 +100,22 @@ class KernelConfig:
         return {0: 4, 1: 3}.get(self.cell_code, 1)
 
     @property
+    def mma(self) -> bool:
+        """fp16/bf16 weights: products on tensor cores (K padded to 16)."""
+        return self.wtype != 0
+
+    @property
+    def kalign(self) -> int:
+        return 16 if self.mma else 8
+
+    @property
     def kp(self) -> int:
-        return round_up(self.hidden, 8)
+        return round_up(self.hidden, self.kalign)
+
+    @property
+    def rows_padded(self) -> int:
+        rows = self.gates * self.upc
+        return round_up(rows, 16) if self.mma else rows
 
     @property
     def ctas_per_group(self) -> int:
@@ -113,26 +127,35 @@ class KernelConfig:
 
     @property
     def kx_eff(self) -> int:
-        return self.kx or self.kp
+        return round_up(self.kx, self.kalign) if self.kx else self.kp
 
     @property
     def weight_bytes(self) -> int:
         """Weights one CTA keeps in shared memory."""
         wsize = 4 if self.wtype == 0 else 2
-        rows = self.gates * self.upc
+        rows = self.rows_padded
         return rows * self.kp * wsize + (rows * self.kx_eff * wsize if self.fused else 0)
 
     @property
     def smem_bytes(self) -> int:
         """Dynamic shared memory per CTA (mirrors the carve-up in persistent_rnn.cu)."""
         rows = self.gates * self.upc
+        if self.mma:  # fp16/bf16 staging [8][K + 8] and the split-K reduction buffer
+            nwarp = self.threads // 32
+            mt = self.rows_padded // 16
+            stage = 8 * ((self.kp + 8) + ((self.kx_eff + 8) if self.fused else 0)) * 2
+            red = mt * max(nwarp // mt, 1) * 128 * 4
+        else:
+            stage = self.bch * (self.kp + (self.kx_eff if self.fused else 0)) * 4
+            red = 0
         return (
             self.weight_bytes
-            + self.bch * (self.kp + (self.kx_eff if self.fused else 0)) * 4
-            + rows * self.batch * 4 * 2
-            + self.upc * self.batch * 4 * 3
+            + stage
+            + rows * self.batch * 4 * 3
+            + self.upc * self.batch * 4 * 2
             + rows * 4 * 2
             + 3 * self.upc * 4
+            + red
         )
 
     def defines(self) -> dict[str, int]:

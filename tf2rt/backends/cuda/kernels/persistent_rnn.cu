@@ -33,6 +33,26 @@
 #define ROWS (NG * UPC)
 #define NWARP (NTHR / 32)
 
+// fp16/bf16 weights run the products on tensor cores (mma.m16n8k16, fp32 accumulate):
+// weights are packed in fragment order (packing.to_mma_fragments), the staged h/x vectors
+// are fp16/bf16 [8 batch rows][K + 8] (the +8 keeps the B-fragment loads conflict-free).
+// fp32 weights use CUDA-core FMAs on fp32 staging vectors.
+#if WTYPE != 0
+#define USE_MMA 1
+#define MT ((ROWS + 15) / 16)
+#define ROWS_P (MT * 16)
+#define STG_ROWS 8
+#define LDH (KP + 8)
+#define LDX (KX + 8)
+#define KSPLIT_M ((NWARP / MT) > 0 ? (NWARP / MT) : 1)
+#else
+#define USE_MMA 0
+#define ROWS_P ROWS
+#define STG_ROWS BCH
+#define LDH KP
+#define LDX KX
+#endif
+
 typedef unsigned short u16;
 typedef unsigned int u32;
 typedef unsigned long long u64;
@@ -85,6 +105,20 @@ __device__ __forceinline__ void io_store(io_t* p, float v) {
 #endif
 }
 
+#if USE_MMA
+typedef u16 stage_t;
+__device__ __forceinline__ stage_t to_stage(float v) {
+#if WTYPE == 1
+    return f32_to_f16(v);
+#else
+    return f32_to_bf16(v);
+#endif
+}
+#else
+typedef float stage_t;
+__device__ __forceinline__ stage_t to_stage(float v) { return v; }
+#endif
+
 // Eight consecutive weights of one row, widened to fp32.
 __device__ __forceinline__ void load8(const wt_t* p, float w[8]) {
 #if WTYPE == 0
@@ -136,7 +170,12 @@ enum {
 // until every word carries this launch's epoch. All loads are issued before any is waited
 // on, so the wait costs one L2 round trip, not one per element.
 #define EPT ((BCH * HID + NTHR - 1) / NTHR)
-__device__ __forceinline__ void gather(const u64* slot, int c0, float* dst, int ld, u32 epoch) {
+__device__ __forceinline__ void gather2(const u64* slot, int c0, stage_t* dst, int ld, u32 epoch);
+__device__ __forceinline__ void gather(const u64* slot, int c0, stage_t* dst, int ld, u32 epoch) {
+#if defined(GATHER_V2) && (HID % 2 == 0)
+    gather2(slot, c0, dst, ld, epoch);
+    return;
+#endif
     const int tid = threadIdx.x;
     u64 v[EPT];
 #pragma unroll
@@ -149,18 +188,49 @@ __device__ __forceinline__ void gather(const u64* slot, int c0, float* dst, int 
         int idx = tid + e * NTHR;
         if (idx < BCH * HID && c0 + idx / HID < BATCH) {
             const u64* p = slot + (size_t)c0 * HID + idx;
+#ifndef PROBE_NO_SPIN  // timing probe only: results are wrong
             while ((u32)(v[e] >> 32) != epoch) v[e] = ld_relaxed(p);
+#endif
             int b = idx / HID, k = idx - b * HID;
-            dst[b * ld + k] = __uint_as_float((u32)v[e]);
+            dst[b * ld + k] = to_stage(__uint_as_float((u32)v[e]));
         }
     }
 }
 
+#if (HID % 2 == 0)
+// Same as gather(), two words per 16-byte load (each 64-bit word stays single-copy atomic).
+#define EPT2 ((BCH * HID / 2 + NTHR - 1) / NTHR)
+__device__ __forceinline__ void gather2(const u64* slot, int c0, stage_t* dst, int ld, u32 epoch) {
+    const int tid = threadIdx.x;
+    u64 a[EPT2], b2[EPT2];
+#pragma unroll
+    for (int e = 0; e < EPT2; ++e) {
+        int idx = 2 * (tid + e * NTHR);
+        if (idx < BCH * HID && c0 + idx / HID < BATCH) {
+            const u64* p = slot + (size_t)c0 * HID + idx;
+            asm volatile("ld.relaxed.gpu.global.v2.u64 {%0, %1}, [%2];" : "=l"(a[e]), "=l"(b2[e]) : "l"(p) : "memory");
+        }
+    }
+#pragma unroll
+    for (int e = 0; e < EPT2; ++e) {
+        int idx = 2 * (tid + e * NTHR);
+        if (idx < BCH * HID && c0 + idx / HID < BATCH) {
+            const u64* p = slot + (size_t)c0 * HID + idx;
+            while ((u32)(a[e] >> 32) != epoch || (u32)(b2[e] >> 32) != epoch)
+                asm volatile("ld.relaxed.gpu.global.v2.u64 {%0, %1}, [%2];" : "=l"(a[e]), "=l"(b2[e]) : "l"(p) : "memory");
+            int b = idx / HID, k = idx - b * HID;
+            dst[b * ld + k] = to_stage(__uint_as_float((u32)a[e]));
+            dst[b * ld + k + 1] = to_stage(__uint_as_float((u32)b2[e]));
+        }
+    }
+}
+#endif
+
 // Initial state (or zeros) into smem, same layout as gather().
-__device__ __forceinline__ void load_init(const io_t* h0, int c0, float* dst) {
+__device__ __forceinline__ void load_init(const io_t* h0, int c0, stage_t* dst) {
     for (int idx = threadIdx.x; idx < BCH * HID; idx += NTHR) {
         int b = idx / HID, k = idx - b * HID;
-        if (c0 + b < BATCH) dst[b * KP + k] = h0 ? io_load(h0 + (size_t)(c0 + b) * HID + k) : 0.0f;
+        if (c0 + b < BATCH) dst[b * LDH + k] = to_stage(h0 ? io_load(h0 + (size_t)(c0 + b) * HID + k) : 0.0f);
     }
 }
 
@@ -172,6 +242,9 @@ __device__ __forceinline__ void dot_rows(const wt_t* rows, const float* vec, flo
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int r0 = warp * RB;
     if (r0 >= nrows) return;
+#ifdef PROBE_NO_DOT  // timing probe only: results are wrong
+    return;
+#endif
     float acc[RB][BCH];
 #pragma unroll
     for (int q = 0; q < RB; ++q)
@@ -218,19 +291,85 @@ __device__ __forceinline__ void dot_rows(const wt_t* rows, const float* vec, flo
 }
 
 // Input rows x_t of the first layer into smem (fp32), per batch row at its own time index.
-__device__ __forceinline__ void load_x(const io_t* x, int kx, int s, int reverse, const int* lens, int c0, float* dst) {
+__device__ __forceinline__ void load_x(const io_t* x, int kx, int s, int reverse, const int* lens, int c0, stage_t* dst) {
     for (int idx = threadIdx.x; idx < BCH * kx; idx += NTHR) {
         int b = idx / kx, k = idx - b * kx;
         if (c0 + b < BATCH) {
             int len = lens[c0 + b];
             int t = reverse ? max(len - 1 - s, 0) : s;
-            dst[b * KX + k] = io_load(x + ((size_t)t * BATCH + c0 + b) * kx + k);
+            dst[b * LDX + k] = to_stage(io_load(x + ((size_t)t * BATCH + c0 + b) * kx + k));
         }
     }
 }
 
 #define RB_ALL ((ROWS + NWARP - 1) / NWARP)
 #define RB_UNIT ((UPC + NWARP - 1) / NWARP)
+
+#if USE_MMA
+__device__ __forceinline__ void mma16816(float c[4], const uint4& a, u32 b0, u32 b1) {
+#if WTYPE == 1
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b0), "r"(b1));
+#else
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b0), "r"(b1));
+#endif
+}
+
+// out[r][c0+n] = rows[r] . vec[n] on tensor cores. Warps split the K dimension of each
+// 16-row tile (MT tiles x KSPLIT slices), partial sums are reduced through smem `red`.
+template <int KLEN, int LDV>
+__device__ __forceinline__ void dot_mma(const wt_t* frag, const stage_t* vec, float* out, int nrows, int c0,
+                                        float* red) {
+    constexpr int KS = KLEN / 16;
+    constexpr int KSPLIT = KSPLIT_M;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int g = lane >> 2, t = lane & 3;
+    __syncthreads();  // `red` may still be read by the previous call's reduction
+    for (int tile = warp; tile < MT * KSPLIT; tile += NWARP) {
+        const int mt = tile % MT, ksl = tile / MT;
+        float c[4] = {0.f, 0.f, 0.f, 0.f}, d[4] = {0.f, 0.f, 0.f, 0.f};
+        int ks = ksl;
+#pragma unroll 2
+        for (; ks + KSPLIT < KS; ks += 2 * KSPLIT) {
+            const uint4 a0 = *reinterpret_cast<const uint4*>(frag + ((size_t)(mt * KS + ks) * 32 + lane) * 8);
+            const uint4 a1 = *reinterpret_cast<const uint4*>(frag + ((size_t)(mt * KS + ks + KSPLIT) * 32 + lane) * 8);
+            const stage_t* v0 = vec + g * LDV + ks * 16 + 2 * t;
+            const stage_t* v1 = v0 + KSPLIT * 16;
+            mma16816(c, a0, *reinterpret_cast<const u32*>(v0), *reinterpret_cast<const u32*>(v0 + 8));
+            mma16816(d, a1, *reinterpret_cast<const u32*>(v1), *reinterpret_cast<const u32*>(v1 + 8));
+        }
+        if (ks < KS) {
+            const uint4 a0 = *reinterpret_cast<const uint4*>(frag + ((size_t)(mt * KS + ks) * 32 + lane) * 8);
+            const stage_t* v0 = vec + g * LDV + ks * 16 + 2 * t;
+            mma16816(c, a0, *reinterpret_cast<const u32*>(v0), *reinterpret_cast<const u32*>(v0 + 8));
+        }
+        float* rr = red + (size_t)(ksl * MT + mt) * 128;
+        rr[g * 8 + 2 * t] = c[0] + d[0];
+        rr[g * 8 + 2 * t + 1] = c[1] + d[1];
+        rr[(g + 8) * 8 + 2 * t] = c[2] + d[2];
+        rr[(g + 8) * 8 + 2 * t + 1] = c[3] + d[3];
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < MT * 16 * 8; i += NTHR) {
+        const int row = i >> 3, n = i & 7;
+        const int mt = row >> 4, rl = row & 15;
+        if (row < nrows && n < BCH && c0 + n < BATCH) {
+            float acc = 0.f;
+#pragma unroll
+            for (int k = 0; k < KSPLIT; ++k) acc += red[(size_t)(k * MT + mt) * 128 + rl * 8 + n];
+            out[row * BATCH + c0 + n] = acc;
+        }
+    }
+}
+#define DOT_H(rows, vec, out, nrows, c0) dot_mma<KP, LDH>(rows, vec, out, nrows, c0, red)
+#define DOT_X(rows, vec, out, nrows, c0) dot_mma<KX, LDX>(rows, vec, out, nrows, c0, red)
+#else
+#define DOT_H(rows, vec, out, nrows, c0) dot_rows<RB_ALL, KP>(rows, vec, out, nrows, c0)
+#define DOT_X(rows, vec, out, nrows, c0) dot_rows<RB_ALL, KX>(rows, vec, out, nrows, c0)
+#endif
 
 extern "C" __global__ void __launch_bounds__(NTHR, 1)
 persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* sync, float clip,
@@ -274,36 +413,39 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 
     // Shared memory carve-up (sizes mirror plan.smem_bytes()).
     unsigned char* sp = smem_raw;
-    wt_t* Rs = reinterpret_cast<wt_t*>(sp); sp += (size_t)ROWS * KP * sizeof(wt_t);
-    wt_t* Ws = reinterpret_cast<wt_t*>(sp); if (fused) sp += (size_t)ROWS * KX * sizeof(wt_t);
-    float* hs = reinterpret_cast<float*>(sp); sp += (size_t)BCH * KP * 4;
-    float* xs = reinterpret_cast<float*>(sp); if (fused) sp += (size_t)BCH * KX * 4;
+    wt_t* Rs = reinterpret_cast<wt_t*>(sp); sp += (size_t)ROWS_P * KP * sizeof(wt_t);
+    wt_t* Ws = reinterpret_cast<wt_t*>(sp); if (fused) sp += (size_t)ROWS_P * KX * sizeof(wt_t);
+    stage_t* hs = reinterpret_cast<stage_t*>(sp); sp += (size_t)STG_ROWS * LDH * sizeof(stage_t);
+    stage_t* xs = reinterpret_cast<stage_t*>(sp); if (fused) sp += (size_t)STG_ROWS * LDX * sizeof(stage_t);
     float* accR = reinterpret_cast<float*>(sp); sp += (size_t)ROWS * BATCH * 4;
     float* accX = reinterpret_cast<float*>(sp); sp += (size_t)ROWS * BATCH * 4;
     float* cst = reinterpret_cast<float*>(sp); sp += (size_t)UPC * BATCH * 4;
     float* hown = reinterpret_cast<float*>(sp); sp += (size_t)UPC * BATCH * 4;
-    float* acc2 = reinterpret_cast<float*>(sp); sp += (size_t)UPC * BATCH * 4;
+    float* acc2 = reinterpret_cast<float*>(sp); sp += (size_t)ROWS * BATCH * 4;
     // Biases and peepholes of the owned units, [gate][u] (read every step: keep on chip).
     float* rbs = reinterpret_cast<float*>(sp); sp += (size_t)ROWS * 4;
     float* wbs = reinterpret_cast<float*>(sp); sp += (size_t)ROWS * 4;
     float* ps = reinterpret_cast<float*>(sp); sp += (size_t)3 * UPC * 4;
+#if USE_MMA
+    float* red = reinterpret_cast<float*>(sp); sp += (size_t)MT * KSPLIT_M * 128 * 4;
+#endif
 
     // Weights on chip once: this CTA's packed block is contiguous [ROWS][KP].
     {
-        const uint4* src = reinterpret_cast<const uint4*>(Rg + (size_t)cta * ROWS * KP);
+        const uint4* src = reinterpret_cast<const uint4*>(Rg + (size_t)cta * ROWS_P * KP);
         uint4* dst = reinterpret_cast<uint4*>(Rs);
-        const int n16 = ROWS * KP * (int)sizeof(wt_t) / 16;
+        const int n16 = ROWS_P * KP * (int)sizeof(wt_t) / 16;
         for (int i = threadIdx.x; i < n16; i += NTHR) dst[i] = src[i];
         if (fused) {
-            const uint4* wsrc = reinterpret_cast<const uint4*>(Wg + (size_t)cta * ROWS * KX);
+            const uint4* wsrc = reinterpret_cast<const uint4*>(Wg + (size_t)cta * ROWS_P * KX);
             uint4* wdst = reinterpret_cast<uint4*>(Ws);
-            const int nx16 = ROWS * KX * (int)sizeof(wt_t) / 16;
+            const int nx16 = ROWS_P * KX * (int)sizeof(wt_t) / 16;
             for (int i = threadIdx.x; i < nx16; i += NTHR) wdst[i] = wsrc[i];
         }
         // Zero the row padding of the staging vectors once (never written by gather()).
-        for (int i = threadIdx.x; i < BCH * KP; i += NTHR) hs[i] = 0.0f;
+        for (int i = threadIdx.x; i < STG_ROWS * LDH; i += NTHR) hs[i] = to_stage(0.0f);
         if (fused)
-            for (int i = threadIdx.x; i < BCH * KX; i += NTHR) xs[i] = 0.0f;
+            for (int i = threadIdx.x; i < STG_ROWS * LDX; i += NTHR) xs[i] = to_stage(0.0f);
     }
     for (int r = threadIdx.x; r < ROWS; r += NTHR) {
         int gate = r / UPC, u = r - gate * UPC;
@@ -348,16 +490,16 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         // 2. Recurrent (and fused input) matrix-vector products, batch chunk by chunk.
         for (int c0 = 0; c0 < BATCH; c0 += BCH) {
             if (s == 0) load_init(h0, c0, hs);
-            else gather(ex + (size_t)(s - 1) * slot, c0, hs, KP, epoch);
+            else gather(ex + (size_t)(s - 1) * slot, c0, hs, LDH, epoch);
             if (xin_g) load_x(xin_g, xin_k, s, reverse, s_len, c0, xs);
-            else if (fused) gather(in_ex + (size_t)s * slot, c0, xs, KX, epoch);
+            else if (fused) gather(in_ex + (size_t)s * slot, c0, xs, LDX, epoch);
             __syncthreads();
 #if CELL == 1 && LBR == 0
-            dot_rows<RB_ALL, KP>(Rs, hs, accR, ROWS, c0);  // R_h rows are recomputed on r*h below
+            DOT_H(Rs, hs, accR, ROWS, c0);  // the R_h rows are redone on r*h below
 #else
-            dot_rows<RB_ALL, KP>(Rs, hs, accR, ROWS, c0);
+            DOT_H(Rs, hs, accR, ROWS, c0);
 #endif
-            if (fused) dot_rows<RB_ALL, KX>(Ws, xs, accX, ROWS, c0);
+            if (fused) DOT_X(Ws, xs, accX, ROWS, c0);
             __syncthreads();
         }
         // 3. Gates and state update, one thread per (unit, batch).
@@ -372,9 +514,9 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             st_relaxed(ex2 + (size_t)s * slot + (size_t)b * HID + j, pack(r * hown[i], epoch));
         }
         for (int c0 = 0; c0 < BATCH; c0 += BCH) {
-            gather(ex2 + (size_t)s * slot, c0, hs, KP, epoch);
+            gather(ex2 + (size_t)s * slot, c0, hs, LDH, epoch);
             __syncthreads();
-            dot_rows<RB_UNIT, KP>(Rs + (size_t)GH * UPC * KP, hs, acc2, UPC, c0);
+            DOT_H(Rs, hs, acc2, ROWS, c0);  // every row on r*h; only the R_h rows are used
             __syncthreads();
         }
 #endif
@@ -408,7 +550,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             float r = sigm(clipf(XG(GR) + RG(GR), clip));
             float hh = tanh_(clipf(XG(GH) + r * RG(GH), clip));
 #else
-            float hh = tanh_(clipf(XG(GH) + acc2[u * BATCH + b] + rbs[GH * UPC + u], clip));
+            float hh = tanh_(clipf(XG(GH) + acc2[(GH * UPC + u) * BATCH + b] + rbs[GH * UPC + u], clip));
 #endif
             if (active) hnew = (1.0f - z) * hh + z * hprev;
 #elif CELL == 2
