@@ -33,7 +33,8 @@ def test_registry():
 
 
 @pytest.mark.parametrize("opts", [{}, {"threads": 1}, {"io_binding": True}, {"optimization": "none"},
-                                  {"providers": "cpu"}, {"providers": ["CPUExecutionProvider"], "inter_op_threads": 1}])
+                                  {"providers": "cpu"}, {"providers": ["CPUExecutionProvider"], "inter_op_threads": 1},
+                                  {"threads": 2, "spinning": False}])
 def test_options(engine, opts):
     x = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
     with load(engine, "onnxruntime", **opts) as r:

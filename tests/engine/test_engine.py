@@ -222,3 +222,16 @@ def test_run_feed_errors_name_the_tensor():
         with pytest.raises(ShapeError, match="input 'h0' has dtype float64"):
             engine.run({**ok, "h0": np.zeros((1, 2, 6))}, backend=backend)
     assert isinstance(engine, Engine)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_constant_and_input_as_outputs(precision):
+    net = Network("pass")
+    x = net.add_input("x", "float32", (2,))
+    net.mark_output(net.add_constant((2,), np.array([1.5, -2.0], np.float32), name="k").output)
+    net.mark_output(x, "x")
+    engine = build_engine(net, precision)
+    for backend in ("onnxruntime", "reference"):
+        out = engine.run({"x": np.array([3.0, 4.0], np.float32)}, backend=backend)
+        np.testing.assert_array_equal(out["k"], [1.5, -2.0])
+        np.testing.assert_array_equal(out["x"], [3.0, 4.0])

@@ -25,8 +25,13 @@ def _scalar(ctx: LoweringContext, layer: Any, value: float, hint: str) -> str:
 
 @lowering("constant")
 def _constant(layer: Any, ctx: LoweringContext) -> None:
-    # The constant's output value is the initializer itself, named after the layer.
-    ctx.initializer(ctx.output(layer), layer.array, exact=True)
+    # The constant's output value is the initializer itself, named after the layer; a graph
+    # output cannot be an initializer, so an output constant goes through an Identity.
+    if layer.output.is_network_output:
+        value = ctx.initializer(f"{layer.name}/value", layer.array)
+        ctx.node1("Identity", [value], ctx.output(layer), name=layer.name)
+    else:
+        ctx.initializer(ctx.output(layer), layer.array, exact=True)
 
 
 @lowering("elementwise")
