@@ -73,7 +73,9 @@ class Runner:
         self.outputs = list(engine.outputs)
         self.input_names = [s.name for s in self.inputs]
         self.output_names = [s.name for s in self.outputs]
-        self._specs = [(s.name, s.np_dtype, s.shape) for s in self.inputs]
+        # (name, dtype, shape, the shape as a tuple when fully static else None): checked every call
+        self._specs = [(s.name, s.np_dtype, s.shape, None if None in s.shape else tuple(s.shape))
+                       for s in self.inputs]
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -92,20 +94,29 @@ class Runner:
         values = tuple(out[n] for n in self.output_names)
         return values[0] if len(values) == 1 else values
 
-    def check_feeds(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Feeds as arrays of the declared dtypes and shapes; ShapeError naming the tensor otherwise."""
-        if len(feeds) != len(self._specs) or any(n not in feeds for n, _, _ in self._specs):
+    def check_feeds(self, feeds: Mapping[str, Any]) -> Mapping[str, np.ndarray]:
+        """Feeds as arrays of the declared dtypes and shapes; ShapeError naming the tensor otherwise.
+
+        Returns `feeds` itself when nothing needed converting (the common, cheap case).
+        """
+        converted: Optional[dict[str, np.ndarray]] = None
+        try:
+            for name, dtype, shape, static in self._specs:
+                x = feeds[name]
+                if type(x) is not np.ndarray or (x.dtype is not dtype and x.dtype != dtype):
+                    x = _coerce(name, x, dtype)
+                    if converted is None:
+                        converted = dict(feeds)
+                    converted[name] = x
+                if x.shape != static and (static is not None or len(x.shape) != len(shape) or any(
+                        d is not None and d != n for d, n in zip(shape, x.shape))):
+                    want = "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+                    raise ShapeError(f"input {name!r} has shape {list(x.shape)}, the engine expects {want}")
+        except KeyError:
             self._name_error(feeds)
-        out: dict[str, np.ndarray] = {}
-        for name, dtype, shape in self._specs:
-            x = feeds[name]
-            if type(x) is not np.ndarray or x.dtype != dtype:
-                x = _coerce(name, x, dtype)
-            if len(x.shape) != len(shape) or any(d is not None and d != s for d, s in zip(shape, x.shape)):
-                want = "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
-                raise ShapeError(f"input {name!r} has shape {list(x.shape)}, the engine expects {want}")
-            out[name] = x
-        return out
+        if len(feeds) != len(self._specs):
+            self._name_error(feeds)
+        return feeds if converted is None else converted
 
     def _name_error(self, feeds: Mapping[str, Any]) -> None:
         names = set(self.input_names)
