@@ -235,3 +235,16 @@ def test_constant_and_input_as_outputs(precision):
         out = engine.run({"x": np.array([3.0, 4.0], np.float32)}, backend=backend)
         np.testing.assert_array_equal(out["k"], [1.5, -2.0])
         np.testing.assert_array_equal(out["x"], [3.0, 4.0])
+
+
+def test_external_data_is_refused(tmp_path):
+    engine = build_engine(lstm_network())
+    t = engine.onnx.graph.initializer[0]
+    t.data_location = 1  # EXTERNAL
+    entry = t.external_data.add()
+    entry.key, entry.value = "location", "../../etc/passwd"
+    t.ClearField("raw_data")
+    p = tmp_path / "ext.onnx"
+    p.write_bytes(engine.serialize())
+    with pytest.raises(FormatError, match="external tensor data"):
+        load_engine(p)

@@ -168,6 +168,10 @@ def from_bytes(data: bytes, where: str = "<bytes>") -> Engine:
     if not model.HasField("graph") or not model.opset_import:
         raise FormatError(f"{where}: not an ONNX engine file (no graph); check the path")
     meta = read_metadata(model, where)
+    # Engines are self-contained; tensors pointing at other files would make loading read them.
+    if any(t.data_location == 1 for t in model.graph.initializer):
+        raise FormatError(f"{where}: the engine refers to external tensor data; tf2rt engines are "
+                          "self-contained files - rebuild it with tf2rt")
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
