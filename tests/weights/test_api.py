@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fmt_fixtures import cached, dumptfwts_reference
-from tf2rt.errors import FormatError, MissingTensorError
+from tf2rt.errors import FormatError, MissingTensorError, Tf2rtError
 from tf2rt.weights.api import dump_weights, load_weights, open_weights
 from tf2rt.weights.formats import detect_format
 
@@ -113,3 +113,22 @@ def test_dump_selected_names_and_dict_source(tf1_ckpt, tmp_path):
         dump_weights({"softmax_w": np.zeros(2)}, tmp_path / "x.npz", names=["softmax_q"])
     with pytest.raises(FormatError, match="cannot tell"):
         dump_weights(tf1_ckpt, tmp_path / "out.weights")
+
+
+def test_dump_onto_its_own_source_is_refused(tmp_path):
+    path = dump_weights({"a": np.arange(3, dtype=np.float32)}, tmp_path / "a.npz")
+    with pytest.raises(FormatError, match="the file being read"):
+        dump_weights(path, path)
+    assert load_weights(path)["a"].array.tolist() == [0.0, 1.0, 2.0]
+
+
+def test_failed_dump_leaves_no_file(tmp_path):
+    tensors = {"a": np.zeros(2, np.float32), "z": np.zeros(2, np.int64)}
+    with pytest.raises(Tf2rtError, match="convert"):
+        dump_weights(tensors, tmp_path / "x.wts2")
+    assert not (tmp_path / "x.wts2").exists()
+    # an error found while writing (a value outside int32) removes the partial file
+    tensors["z"] = np.array([1, 2**40], np.int64)
+    with pytest.raises(Tf2rtError, match="do not fit"):
+        dump_weights(tensors, tmp_path / "x.wts2", convert=True)
+    assert not (tmp_path / "x.wts2").exists()

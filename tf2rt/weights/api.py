@@ -12,6 +12,7 @@ object graph) only when asked for by name.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -20,7 +21,7 @@ import numpy as np
 from ..errors import FormatError, MissingTensorError
 from ..progress import Progress
 from .base import OPTIMIZER_SLOT, VARIABLE, TensorInfo, WeightSource, Weights, missing_message
-from .formats import detect_format, format_for_suffix, get_format, WRITABLE
+from .formats import WRITABLE, TensorMap, detect_format, format_for_suffix, get_format
 
 
 
@@ -89,6 +90,26 @@ def load_weights(
         return _read_all(src, select(src, names, include_optimizer))
 
 
+class SourceTensors(TensorMap):
+    """Selected tensors of an open source, read one at a time as a writer asks for them."""
+
+    def __init__(self, src: WeightSource, chosen: list[tuple[str, TensorInfo]]):
+        super().__init__()
+        self._src = src
+        # output name = readable name (TF1 variable names for TF2 object-based keys)
+        self._infos = {info.name: info for _, info in chosen}
+
+    def names(self) -> list[str]:
+        return sorted(self._infos)
+
+    def spec(self, name: str) -> tuple[np.dtype | str, tuple[int, ...]]:
+        info = self._infos[name]
+        return info.dtype, tuple(info.shape)
+
+    def array(self, name: str) -> np.ndarray:
+        return self._src._read(self._infos[name])
+
+
 def dump_weights(
     src: str | Path | WeightSource | Mapping[str, np.ndarray],
     dst: str | Path,
@@ -102,7 +123,8 @@ def dump_weights(
 
     `format` is one of wts (v1), wts2, npz, safetensors; when None it comes from `dst`'s
     suffix. `keep_names` keeps `/` in .wts names (dumpTFWts maps them to `_`); `convert`
-    lets .wts2 store dtypes TensorRT lacks as float32/int32.
+    lets .wts2 store dtypes TensorRT lacks as float32/int32. Tensors are read one at a
+    time, so a dump needs memory for the largest tensor, not the whole model.
     """
     dst = Path(dst)
     fmt = format or format_for_suffix(dst)
@@ -120,12 +142,14 @@ def dump_weights(
         missing = [n for n in wanted if n not in src]
         if missing:
             raise MissingTensorError(missing_message(missing, list(src), "the given tensors"))
-        tensors = {n: np.asarray(src[n].array if isinstance(src[n], Weights) else src[n]) for n in wanted}
-        return writer.write(tensors, dst, **options)
-    loaded = load_weights(src, names, include_optimizer)
-    # Output names are the readable names (TF1 variable names for TF2 object-based keys).
-    tensors = {w.name: w.array for w in loaded.values()}
-    return writer.write(tensors, dst, **options)
+        return writer.write(TensorMap({n: src[n] for n in wanted}), dst, **options)
+    src_path = src.path if isinstance(src, WeightSource) else Path(src)
+    if dst.exists() and src_path.exists() and os.path.samefile(dst, src_path):
+        raise FormatError(f"{dst} is the file being read; choose another output path")
+    if isinstance(src, WeightSource):
+        return writer.write(SourceTensors(src, select(src, names, include_optimizer)), dst, **options)
+    with open_weights(src) as opened:
+        return writer.write(SourceTensors(opened, select(opened, names, include_optimizer)), dst, **options)
 
 
 def _write_wts1(weights, path, keep_names: bool = False, convert: bool = False) -> Path:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 import re
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -43,6 +45,11 @@ def _resolve(spec: str) -> Callable:
     module, func = spec.split(":")
     return getattr(importlib.import_module(module), func)
 
+
+# What the zipfile module raises on damaged archives (it is not consistent about it).
+ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, KeyError,
+              NotImplementedError, RuntimeError, struct.error, zlib.error, UnicodeDecodeError,
+              IndexError, TypeError, OverflowError)
 
 _W = "tf2rt.weights."
 FORMATS: dict[str, Format] = {
@@ -143,7 +150,7 @@ def _zip_kind(p: Path) -> str:
     try:
         with zipfile.ZipFile(p) as zf:
             names = zf.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    except ZIP_ERRORS as exc:
         raise FormatError(f"{p}: starts like a zip archive but cannot be read: {exc}") from None
     if "config.json" in names and any(n.endswith(".weights.h5") or n == "model.weights.h5" for n in names):
         return "keras"
@@ -172,3 +179,47 @@ def le_bytes(array: np.ndarray) -> np.ndarray:
     if a.dtype.byteorder == ">":
         a = a.astype(a.dtype.newbyteorder("<"))
     return a.reshape(-1).view(np.uint8)
+
+
+# -- what writers consume ----------------------------------------------------------------
+
+
+class TensorMap:
+    """Tensors to write: a dict of arrays (or Weights) or a list of Weights, read one at a time.
+
+    Writers ask for every tensor's dtype and shape first (to validate and lay out the file)
+    and then for the arrays in order, so a lazy subclass keeps only one tensor in memory.
+    """
+
+    def __init__(self, weights=None):
+        from .base import Weights
+
+        if weights is None:
+            weights = {}
+        if isinstance(weights, TensorMap):
+            weights = weights._arrays
+        elif not hasattr(weights, "keys"):
+            weights = {w.name: w for w in weights}
+        self._arrays = {str(k): (v.array if isinstance(v, Weights) else np.asarray(v)) for k, v in weights.items()}
+
+    def names(self) -> list[str]:
+        """Tensor names, sorted."""
+        return sorted(self._arrays)
+
+    def spec(self, name: str) -> tuple[np.dtype | str, tuple[int, ...]]:
+        """(dtype, shape) without reading; dtype "string" for byte-string tensors."""
+        a = self._arrays[name]
+        if a.dtype.hasobject and all(isinstance(x, bytes) for x in a.reshape(-1)):
+            return "string", tuple(a.shape)
+        return a.dtype, tuple(a.shape)
+
+    def array(self, name: str) -> np.ndarray:
+        return self._arrays[name]
+
+    def nbytes(self) -> int:
+        total = 0
+        for n in self.names():
+            dtype, shape = self.spec(n)
+            if not isinstance(dtype, str):
+                total += int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        return total

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import FormatError, MissingTensorError, UnsupportedError
 from .base import OPTIMIZER_SLOT, VARIABLE, TensorInfo, WeightSource, missing_message
+from .formats import ZIP_ERRORS
 
 _MAX_JSON = 64 << 20  # config.json / metadata.json
 _MAX_RATIO = 1100  # deflate cannot expand more than ~1032:1
@@ -61,7 +62,7 @@ class KerasFile(WeightSource):
     # -- opening ---------------------------------------------------------------------
     def _open(self) -> None:
         h5py = _h5py()
-        if zipfile.is_zipfile(self.path):
+        if _is_zip(self.path):
             weights = self._unzip()
             self.layout = "keras3"
         else:
@@ -92,7 +93,7 @@ class KerasFile(WeightSource):
     def _unzip(self) -> str:
         try:
             zf = zipfile.ZipFile(self.path)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        except ZIP_ERRORS as exc:
             raise FormatError(f"{self.path}: not a readable .keras (zip) file: {exc}") from None
         with zf:
             archive = os.path.getsize(self.path)
@@ -121,7 +122,7 @@ class KerasFile(WeightSource):
             try:
                 with zf.open(zi) as src, open(out, "wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
-            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            except ZIP_ERRORS as exc:
                 raise FormatError(f"{self.path}: corrupted model.weights.h5 member: {exc}") from None
             return out
 
@@ -130,7 +131,7 @@ class KerasFile(WeightSource):
             raise FormatError(f"{self.path}: {zi.filename} is implausibly large ({zi.file_size} bytes)")
         try:
             return zf.read(zi)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        except ZIP_ERRORS as exc:
             raise FormatError(f"{self.path}: corrupted zip member {zi.filename}: {exc}") from None
 
     # -- listing ---------------------------------------------------------------------
@@ -356,3 +357,11 @@ def _attr_list(group, name: str) -> list[str]:
             values.extend(np.atleast_1d(attrs[f"{name}{i}"]))
             i += 1
     return [_text(v) for v in values]
+
+
+def _is_zip(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(2) == b"PK"
+    except OSError as exc:
+        raise FormatError(f"cannot open {path}: {exc.strerror}") from None

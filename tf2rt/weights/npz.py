@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import FormatError, UnsupportedError
 from ..progress import Progress
 from .base import TensorInfo, WeightSource, Weights
+from .formats import ZIP_ERRORS, TensorMap
 
 # Deflate expands at most ~1032:1; anything claiming more is a zip bomb or corrupted.
 _MAX_RATIO = 1100
@@ -30,7 +31,7 @@ class NpzFile(WeightSource):
         super().__init__(path)
         try:
             self._zip = zipfile.ZipFile(self.path)
-        except (OSError, zipfile.BadZipFile, ValueError, EOFError) as exc:
+        except ZIP_ERRORS as exc:
             raise FormatError(f"{self.path}: not a readable .npz (zip) archive: {exc}") from None
         self._infos: list[TensorInfo] | None = None
 
@@ -44,8 +45,11 @@ class NpzFile(WeightSource):
         if self._infos is None:
             out = []
             for zi in self._zip.infolist():
-                if zi.is_dir():
-                    continue
+                try:
+                    if zi.is_dir():
+                        continue
+                except ZIP_ERRORS:
+                    raise self._err("corrupted zip directory entry") from None
                 if not zi.filename.endswith(".npy"):
                     raise self._err(f"member {zi.filename!r} is not a .npy array; not an .npz file")
                 out.append(self._header(zi))
@@ -66,7 +70,7 @@ class NpzFile(WeightSource):
                 else:
                     raise ValueError(f"unknown .npy version {version}")
                 header_len = f.tell()
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError, TypeError) as exc:
+        except ZIP_ERRORS + (SyntaxError, TypeError) as exc:
             raise self._err(f"member {zi.filename!r} is not a valid .npy array: {exc}") from None
         if dtype.hasobject:
             raise UnsupportedError(
@@ -88,38 +92,40 @@ class NpzFile(WeightSource):
         try:
             with self._zip.open(info.extra["member"]) as f:
                 arr = np.lib.format.read_array(f, allow_pickle=False, max_header_size=1 << 16)
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        except ZIP_ERRORS as exc:
             raise self._err(f"array {info.name!r} cannot be read: {exc}") from None
         if arr.shape != info.shape:
             raise self._err(f"array {info.name!r} changed shape while reading (corrupted)")
         return np.asarray(arr, order="C")
 
 
-def write_npz(weights: Mapping[str, np.ndarray] | Iterable[Weights], path: str | Path) -> Path:
-    """Write tensors as an uncompressed `.npz` (readable by `numpy.load`)."""
-    if isinstance(weights, Mapping):
-        items = [(str(k), v.array if isinstance(v, Weights) else v) for k, v in weights.items()]
-    else:
-        items = [(w.name, w.array) for w in weights]
-    items.sort(key=lambda kv: kv[0])
+def write_npz(weights: Mapping[str, np.ndarray] | Iterable[Weights] | TensorMap, path: str | Path) -> Path:
+    """Write tensors as an uncompressed `.npz` (readable by `numpy.load`), one at a time."""
+    tensors = weights if isinstance(weights, TensorMap) else TensorMap(weights)
+    names = tensors.names()
+    for name in names:  # refuse before writing anything
+        dtype, _ = tensors.spec(name)
+        if not isinstance(dtype, str) and dtype.kind == "V":
+            raise UnsupportedError(
+                f"tensor {name!r} has dtype {dtype}, which .npy files cannot record "
+                "(it would read back as raw bytes); dump to safetensors, which keeps it"
+            )
+        if not isinstance(dtype, str) and dtype.hasobject:
+            raise UnsupportedError(f"tensor {name!r} holds Python objects; .npz output stores numeric arrays only")
     path = Path(path)
-    total = sum(np.asarray(a).nbytes for _, a in items)
     # Our own writer: numpy.savez takes names as keyword arguments, so a tensor called
     # "file" or "allow_pickle" would collide with its parameters.
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as zf, \
-            Progress(total, f"writing {path.name}", "B") as bar:
-        for name, array in items:
-            array = np.asarray(array)
-            if array.dtype.hasobject and all(isinstance(x, bytes) for x in array.reshape(-1)):
-                array = array.astype(bytes)  # DT_STRING tensors: fixed-width bytes, no pickle
-            if array.dtype.kind == "V":
-                raise UnsupportedError(
-                    f"tensor {name!r} has dtype {array.dtype}, which .npy files cannot record "
-                    "(it would read back as raw bytes); dump to safetensors, which keeps it"
-                )
-            if array.dtype.hasobject:
-                raise UnsupportedError(f"tensor {name!r} holds Python objects; .npz output stores numeric arrays only")
-            with zf.open(name + ".npy", "w", force_zip64=True) as f:
-                np.lib.format.write_array(f, np.asarray(array, order="C"), allow_pickle=False)
-            bar.update(array.nbytes)
+    try:
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as zf, \
+                Progress(tensors.nbytes(), f"writing {path.name}", "B") as bar:
+            for name in names:
+                array = np.asarray(tensors.array(name))
+                if array.dtype.hasobject:  # DT_STRING tensors: fixed-width bytes, no pickle
+                    array = array.astype(bytes)
+                with zf.open(name + ".npy", "w", force_zip64=True) as f:
+                    np.lib.format.write_array(f, np.asarray(array, order="C"), allow_pickle=False)
+                bar.update(array.nbytes)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
     return path

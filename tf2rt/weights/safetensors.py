@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import FormatError, UnsupportedError
 from ..progress import Progress
 from .base import TensorInfo, WeightSource, Weights
-from .formats import extended_dtype, le_bytes
+from .formats import TensorMap, extended_dtype, le_bytes
 
 # safetensors dtype tag -> numpy dtype name (little-endian on disk)
 _TAGS: dict[str, str] = {
@@ -148,37 +148,43 @@ def tag_dtype_name(tag: str) -> np.dtype | str:
 
 
 def write_safetensors(
-    weights: Mapping[str, np.ndarray] | Iterable[Weights],
+    weights: Mapping[str, np.ndarray] | Iterable[Weights] | TensorMap,
     path: str | Path,
     metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Write tensors as a `.safetensors` file (sorted by name, readable by the reference package)."""
-    if isinstance(weights, Mapping):
-        items = [(str(k), np.asarray(v.array if isinstance(v, Weights) else v)) for k, v in weights.items()]
-    else:
-        items = [(w.name, np.asarray(w.array)) for w in weights]
-    items.sort(key=lambda kv: kv[0])
+    tensors = weights if isinstance(weights, TensorMap) else TensorMap(weights)
     header: dict[str, object] = {}
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     pos = 0
-    for name, array in items:
-        tag = _NAMES.get(array.dtype.name)
+    plan = []
+    for name in tensors.names():
+        dtype, shape = tensors.spec(name)
+        tag = None if isinstance(dtype, str) else _NAMES.get(dtype.name)
         if tag is None:
             raise UnsupportedError(
-                f"tensor {name!r} has dtype {array.dtype}, which safetensors cannot store; "
+                f"tensor {name!r} has dtype {dtype}, which safetensors cannot store; "
                 "leave it out with names=[...] or dump to npz"
             )
-        header[name] = {"dtype": tag, "shape": [int(d) for d in array.shape],
-                        "data_offsets": [pos, pos + array.nbytes]}
-        pos += array.nbytes
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        header[name] = {"dtype": tag, "shape": [int(d) for d in shape], "data_offsets": [pos, pos + nbytes]}
+        plan.append((name, dtype, shape))
+        pos += nbytes
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-(len(text)) % 8)  # keep the data region 8-byte aligned
     path = Path(path)
-    with open(path, "wb") as f, Progress(pos, f"writing {path.name}", "B") as bar:
-        f.write(len(text).to_bytes(8, "little"))
-        f.write(text)
-        for _, array in items:
-            f.write(le_bytes(array))
-            bar.update(array.nbytes)
+    try:
+        with open(path, "wb") as f, Progress(pos, f"writing {path.name}", "B") as bar:
+            f.write(len(text).to_bytes(8, "little"))
+            f.write(text)
+            for name, dtype, shape in plan:
+                array = np.asarray(tensors.array(name))
+                if array.dtype != dtype or tuple(array.shape) != shape:
+                    raise FormatError(f"tensor {name!r} read as {array.dtype}{array.shape}, expected {dtype}{shape}")
+                f.write(le_bytes(array))
+                bar.update(array.nbytes)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
     return path

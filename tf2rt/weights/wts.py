@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import FormatError, UnsupportedError
 from ..progress import Progress
 from .base import TensorInfo, WeightSource, Weights
-from .formats import le_bytes
+from .formats import TensorMap, le_bytes
 
 # TensorRT nvinfer1::DataType codes -> numpy dtype (little-endian on disk).
 TRT_TYPES: dict[int, np.dtype] = {
@@ -60,58 +60,50 @@ def trt_name(name: str, keep_names: bool = False) -> str:
     return out
 
 
-def _as_v2_array(name: str, array: np.ndarray, convert: bool) -> tuple[int, np.ndarray]:
-    """Pick the TensorRT type code and the little-endian array to store."""
-    dt = array.dtype
-    code = _WRITE_CODES.get(dt.name)
+def _plan_code(name: str, dtype: np.dtype | str, version: int, convert: bool) -> int:
+    """The TensorRT type code a tensor will be written with; raises before anything is written."""
+    numeric = not isinstance(dtype, str) and (dtype.kind in "fbiu" or dtype.name == "bfloat16")
+    if version == 1:
+        if not numeric:
+            raise UnsupportedError(
+                f"tensor {name!r} has dtype {dtype}; .wts v1 stores float32 values only. "
+                "Leave it out with names=[...] or use wts2/npz/safetensors."
+            )
+        return 0  # like dumpTFWts: every value becomes a float32
+    code = None if isinstance(dtype, str) else _WRITE_CODES.get(dtype.name)
     if code is not None:
-        return code, np.ascontiguousarray(array, dtype=TRT_TYPES[code])
-    if not convert:
+        return code
+    if not convert or not numeric:
+        extra = "" if numeric else " (even with convert=True)"
+        fix = ("Pass convert=True (CLI: --convert) to store floating tensors as float32 and "
+               "integer/bool tensors as int32, or dump" if numeric else "Leave it out with names=[...] or dump")
         raise UnsupportedError(
-            f"tensor {name!r} has dtype {dt}, which TensorRT .wts files cannot hold "
-            "(float32, float16, int8, int32 only). Pass convert=True (CLI: --convert) to "
-            "store floating tensors as float32 and integer/bool tensors as int32, or dump "
-            "to npz/safetensors, which keep every dtype."
+            f"tensor {name!r} has dtype {dtype}, which TensorRT .wts files cannot hold{extra} "
+            f"(float32, float16, int8, int32 only). {fix} to npz/safetensors, which keep every dtype."
         )
-    if dt.kind == "f" or dt.name == "bfloat16":
-        return 0, np.ascontiguousarray(array.astype("<f4"))
-    if dt.kind in "biu":
-        if array.size and dt.kind != "b":
-            lo, hi = int(array.min()), int(array.max())
-            if lo < -(2**31) or hi >= 2**31:
-                raise UnsupportedError(
-                    f"tensor {name!r} ({dt}) holds values in [{lo}, {hi}] that do not fit "
-                    "int32; dump it to npz/safetensors instead"
-                )
-        return 3, np.ascontiguousarray(array.astype("<i4"))
-    raise UnsupportedError(
-        f"tensor {name!r} has dtype {dt}, which has no TensorRT equivalent even with "
-        "convert=True; leave it out with names=[...] or dump to npz/safetensors"
-    )
+    return 0 if dtype.kind == "f" or dtype.name == "bfloat16" else 3
 
 
-def _as_v1_array(name: str, array: np.ndarray) -> np.ndarray:
-    """float32 bit patterns as uint32, like dumpTFWts' `float(weight)` -> pack('<f')."""
+def _v2_data(name: str, array: np.ndarray, code: int) -> np.ndarray:
     dt = array.dtype
-    if not (dt.kind in "fbiu" or dt.name == "bfloat16"):
-        raise UnsupportedError(
-            f"tensor {name!r} has dtype {dt}; .wts v1 stores float32 values only. "
-            "Leave it out with names=[...] or use wts2/npz/safetensors."
-        )
+    if code == 3 and dt.kind in "iu" and dt.name != "int32" and array.size:
+        lo, hi = int(array.min()), int(array.max())
+        if lo < -(2**31) or hi >= 2**31:
+            raise UnsupportedError(
+                f"tensor {name!r} ({dt}) holds values in [{lo}, {hi}] that do not fit "
+                "int32; dump it to npz/safetensors instead"
+            )
+    return array.astype(TRT_TYPES[code])
+
+
+def _v1_words(array: np.ndarray) -> np.ndarray:
+    """float32 bit patterns as uint32, like dumpTFWts' `float(weight)` -> pack('<f')."""
     with np.errstate(over="ignore"):  # float64 beyond float32 range becomes inf
-        return np.ascontiguousarray(array.astype("<f4")).view("<u4").reshape(-1)
-
-
-def _items(weights: Mapping[str, np.ndarray] | Iterable[Weights]) -> list[tuple[str, np.ndarray]]:
-    if isinstance(weights, Mapping):
-        pairs = [(str(k), v.array if isinstance(v, Weights) else v) for k, v in weights.items()]
-    else:
-        pairs = [(w.name, w.array) for w in weights]
-    return sorted(((k, np.asarray(v)) for k, v in pairs), key=lambda kv: kv[0])
+        return np.asarray(array.astype("<f4"), order="C").view("<u4").reshape(-1)
 
 
 def write_wts(
-    weights: Mapping[str, np.ndarray] | Iterable[Weights],
+    weights: Mapping[str, np.ndarray] | Iterable[Weights] | TensorMap,
     path: str | Path,
     version: int = 2,
     keep_names: bool = False,
@@ -120,12 +112,13 @@ def write_wts(
     """Write tensors as a TensorRT `.wts` file (version 1 or 2), sorted by name."""
     if version not in (1, 2):
         raise FormatError(f".wts version must be 1 or 2, not {version!r}")
-    items = _items(weights)
-    if not items:
+    tensors = weights if isinstance(weights, TensorMap) else TensorMap(weights)
+    names = tensors.names()
+    if not names:
         raise FormatError("no tensors to write; TensorRT's loadWeights rejects an empty .wts file")
     seen: dict[str, str] = {}
-    records: list[tuple[str, int, np.ndarray, str]] = []
-    for name, array in items:
+    plan: list[tuple[str, str, int, tuple[int, ...]]] = []
+    for name in names:
         out = trt_name(name, keep_names)
         if out in seen:
             raise FormatError(
@@ -133,23 +126,27 @@ def write_wts(
                 "pass keep_names=True (CLI: --keep-names) or leave one out with names=[...]"
             )
         seen[out] = name
-        if version == 1:
-            records.append((out, 0, _as_v1_array(name, array), str(array.size)))
-        else:
-            code, data = _as_v2_array(name, array, convert)
-            records.append((out, code, data, str(tuple(int(d) for d in array.shape))))
+        dtype, shape = tensors.spec(name)
+        plan.append((name, out, _plan_code(name, dtype, version, convert), shape))
     path = Path(path)
-    total = sum(r[2].nbytes for r in records)
-    with open(path, "wb") as f, Progress(total, f"writing {path.name}", "B") as bar:
-        f.write(b"%d\n" % len(records))
-        for out, code, data, third in records:
-            f.write(f"{out} {code} {third} ".encode())
-            if version == 1:
-                _write_hex(f, data)
-            else:
-                f.write(le_bytes(data))
-            f.write(b"\n")
-            bar.update(data.nbytes)
+    try:
+        with open(path, "wb") as f, Progress(tensors.nbytes(), f"writing {path.name}", "B") as bar:
+            f.write(b"%d\n" % len(plan))
+            for name, out, code, shape in plan:
+                array = np.asarray(tensors.array(name))
+                if tuple(array.shape) != shape:
+                    raise FormatError(f"tensor {name!r} read with shape {array.shape}, expected {shape}")
+                if version == 1:
+                    f.write(f"{out} 0 {array.size} ".encode())
+                    _write_hex(f, _v1_words(array))
+                else:
+                    f.write(f"{out} {code} {tuple(int(d) for d in shape)} ".encode())
+                    f.write(le_bytes(_v2_data(name, array, code)))
+                f.write(b"\n")
+                bar.update(array.nbytes)
+    except BaseException:
+        path.unlink(missing_ok=True)  # never leave a half-written file behind
+        raise
     return path
 
 
