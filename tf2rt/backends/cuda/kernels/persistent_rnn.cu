@@ -183,14 +183,26 @@ __device__ __forceinline__ void gather(const u64* slot, int c0, stage_t* dst, in
         int idx = tid + e * NTHR;
         if (idx < BCH * HID && c0 + idx / HID < BATCH) v[e] = ld_relaxed(slot + (size_t)c0 * HID + idx);
     }
+#ifndef PROBE_NO_SPIN  // timing probe only: results are wrong
+    // Re-poll every word that is not ready yet in one pass, so each pass costs one L2
+    // round trip for all of them (polling word by word would queue the round trips).
+    bool pending = true;
+    while (pending) {
+        pending = false;
+#pragma unroll
+        for (int e = 0; e < EPT; ++e) {
+            int idx = tid + e * NTHR;
+            if (idx < BCH * HID && c0 + idx / HID < BATCH && (u32)(v[e] >> 32) != epoch) {
+                v[e] = ld_relaxed(slot + (size_t)c0 * HID + idx);
+                pending = true;
+            }
+        }
+    }
+#endif
 #pragma unroll
     for (int e = 0; e < EPT; ++e) {
         int idx = tid + e * NTHR;
         if (idx < BCH * HID && c0 + idx / HID < BATCH) {
-            const u64* p = slot + (size_t)c0 * HID + idx;
-#ifndef PROBE_NO_SPIN  // timing probe only: results are wrong
-            while ((u32)(v[e] >> 32) != epoch) v[e] = ld_relaxed(p);
-#endif
             int b = idx / HID, k = idx - b * HID;
             dst[b * ld + k] = to_stage(__uint_as_float((u32)v[e]));
         }
