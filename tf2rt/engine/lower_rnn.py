@@ -59,16 +59,29 @@ def _stack_weights(layer: Any, pos: int) -> dict[str, np.ndarray]:
     return out
 
 
+def _permute(ctx: LoweringContext, value: str, perm: list[int], shape: tuple, out: Any = None,
+             name: str = "") -> str:
+    """Transpose, or a Reshape when the permutation only moves size-1 dims (no data movement;
+    the common batch-1 / one-step streaming case, where it saves a kernel launch per call)."""
+    moved = [p for p in perm if shape[p] != 1]
+    if None not in shape and moved == sorted(moved):
+        dims = ctx.const(np.array([shape[p] for p in perm], np.int64), f"{name}/shape")
+        return ctx.node1("Reshape", [value, dims], out, name=name)
+    return ctx.node1("Transpose", [value], out, name=name, perm=perm)
+
+
 @lowering("rnn_v2")
 def _rnn_v2(layer: Any, ctx: LoweringContext) -> None:
     name, k, h = layer.name, layer.num_directions, layer.hidden_size
     op = _ONNX_OP[layer.op]
-    x = ctx.node1("Transpose", [ctx.input(layer, 0)], name=f"{name}/to_sne", perm=[1, 0, 2])
+    n, s = layer.inputs[0].shape[0], layer.inputs[0].shape[1]
+    lk = layer.layer_count * k
+    x = _permute(ctx, ctx.input(layer, 0), [1, 0, 2], layer.inputs[0].shape, name=f"{name}/to_sne")
     h0 = c0 = None
     if layer.hidden_state is not None:
-        h0 = ctx.node1("Transpose", [ctx.input(layer, 1)], name=f"{name}/hidden_state_lnh", perm=[1, 0, 2])
+        h0 = _permute(ctx, ctx.input(layer, 1), [1, 0, 2], (n, lk, h), name=f"{name}/hidden_state_lnh")
     if layer.cell_state is not None:
-        c0 = ctx.node1("Transpose", [ctx.input(layer, 2)], name=f"{name}/cell_state_lnh", perm=[1, 0, 2])
+        c0 = _permute(ctx, ctx.input(layer, 2), [1, 0, 2], (n, lk, h), name=f"{name}/cell_state_lnh")
     seq = ctx.input(layer, 3) if layer.seq_lengths is not None else ""
     direction = "bidirectional" if k == 2 else "forward"
     y_h, y_c = [], []
@@ -115,7 +128,7 @@ def _rnn_v2(layer: Any, ctx: LoweringContext) -> None:
         last = pos == layer.layer_count - 1
         # Y [S, K, N, H] -> next input [S, N, K*H], or the layer output [N, S, K*H].
         perm = [2, 0, 1, 3] if last else [0, 2, 1, 3]
-        t = ctx.node1("Transpose", [outs[0]], name=f"{prefix}/y_t", perm=perm)
+        t = _permute(ctx, outs[0], perm, (s, k, n, h), name=f"{prefix}/y_t")
         shape = ctx.const(np.array([0, 0, k * h], np.int64), f"{prefix}/y_shape")
         y = ctx.node1("Reshape", [t, shape], ctx.output(layer, 0) if last else None, name=f"{prefix}/y")
 
@@ -123,4 +136,4 @@ def _rnn_v2(layer: Any, ctx: LoweringContext) -> None:
         if idx >= layer.num_outputs:
             continue
         cat = parts[0] if len(parts) == 1 else ctx.node1("Concat", parts, name=f"{name}/{what}_lnh", axis=0)
-        ctx.node1("Transpose", [cat], ctx.output(layer, idx), name=f"{name}/{what}", perm=[1, 0, 2])
+        _permute(ctx, cat, [1, 0, 2], (lk, n, h), ctx.output(layer, idx), name=f"{name}/{what}")
