@@ -76,3 +76,14 @@ def test_tf2rt_mtcnn_matches_package_on_photos(engines, mtcnn_pkg, photos, name)
     faces = detector.detect(image)
     assert len(faces) == len(ours) and all(f.landmarks and len(f.landmarks) == 5 for f in faces)
     assert [f.score for f in faces] == sorted((f.score for f in faces), reverse=True)
+
+
+def test_classifier_stage_scores_match_package(engines, tf):
+    """O-Net face probability on LFW-subset patches: tf2rt engine vs the package's Keras O-Net, same crops."""
+    from tf2rt.apps.faces import MtcnnTF
+    from tf2rt.apps.faces.datasets import lfw_subset
+
+    patches, _ = lfw_subset()
+    ours = MTCNN(engines=engines).face_scores(patches[::10])
+    theirs = MtcnnTF().face_scores(patches[::10])
+    assert np.abs(ours - theirs).max() <= 1e-4

@@ -157,10 +157,20 @@ class EngineNet:
         self.input_name = engine.inputs[0].name
         self.output_names = OUTPUTS[name]
         self.runner = engine.runner(backend=backend, **options)
+        names = [o.name for o in engine.outputs]
+        if sorted(names) != sorted(self.output_names):
+            raise Tf2rtError(f"{name} engine outputs {names}, expected {list(self.output_names)}")
+        self._order = [names.index(n) for n in self.output_names]
+        # run_list skips per-call feed checks (the pipeline always feeds NHWC float32)
+        self._run_list = getattr(self.runner, "run_list", None)
 
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:
-        out = self.runner.run({self.input_name: np.ascontiguousarray(x, dtype=np.float32)})
-        return [out[n] for n in self.output_names]
+        feeds = {self.input_name: np.ascontiguousarray(x, dtype=np.float32)}
+        if self._run_list is not None:
+            out = self._run_list(feeds)
+            return [out[i] for i in self._order]
+        res = self.runner.run(feeds)
+        return [res[n] for n in self.output_names]
 
     def close(self) -> None:
         self.runner.close()
