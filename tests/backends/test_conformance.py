@@ -8,6 +8,8 @@ Every gate and bias has distinct random values.
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -115,7 +117,7 @@ CASES = [(op, layers, bidir, seq, states)
 @pytest.mark.parametrize("op,layers,bidir,seq,states", CASES)
 def test_rnn_matches_torch(torch, backend, op, layers, bidir, seq, states):
     H, E, N, S = 6, 4, 3, 5
-    seed = hash((op, layers, bidir, seq, states)) % 1000
+    seed = zlib.crc32(repr((op, layers, bidir, seq, states)).encode()) % 1000  # stable across runs
     engine, w = build_rnn(op, layers, bidir, H, E, N, S, seed, seq=seq, states=states)
     feeds = rnn_feeds(op, layers, bidir, H, E, N, S, seed, seq, states)
     want = torch_rnn(torch, op, layers, bidir, H, E, w, feeds)
