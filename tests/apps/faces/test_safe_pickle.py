@@ -109,3 +109,16 @@ def test_mtcnn_package_weights_match_joblib():
         assert list(ours) == weight_names(net)
         for (name, a), b in zip(ours.items(), theirs):
             assert a.shape == b.shape and np.array_equal(a, b), name
+
+
+def test_huge_claimed_array_shape_is_refused_without_allocating(tmp_path):
+    jl = _joblib()
+    path = tmp_path / "w.pkl"
+    jl.dump([np.arange(4, dtype=np.float32)], path, compress=0, protocol=2)  # protocol 2: no frames to fix up
+    data = path.read_bytes()
+    # rewrite the stored shape (4,) as (2**30,): BININT1 4 -> BININT 2**30 (4 GiB of float32 claimed)
+    i = data.index(b"shape")
+    j = data.index(b"K\x04", i)
+    forged = data[:j] + b"J" + (2**30).to_bytes(4, "little", signed=True) + data[j + 2:]
+    with pytest.raises(FormatError, match="truncated array data .*4294967296 bytes"):
+        safe_loads(forged)

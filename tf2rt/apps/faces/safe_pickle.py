@@ -14,6 +14,7 @@ never import joblib.
 from __future__ import annotations
 
 import io
+import math
 import pickle
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,7 @@ def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
     if not (isinstance(shape, tuple) and all(isinstance(d, int) and d >= 0 for d in shape)):
         raise FormatError(f"malformed array shape {shape!r}")
     arr = np.frombuffer(buf, dtype=dtype)
-    if arr.size != int(np.prod(shape, dtype=np.int64)):
+    if arr.size != math.prod(shape):
         raise FormatError(f"array data does not fill shape {shape}")
     return arr.reshape(shape, order="F" if order == "F" else "C").copy()
 
@@ -167,9 +168,15 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
                 raise FormatError(f"{self._source}: truncated or corrupted array padding")
             if len(self._file.read(pad[0])) != pad[0]:
                 raise FormatError(f"{self._source}: truncated array padding")
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)  # Python ints: a hostile shape cannot overflow
         nbytes = count * dtype.itemsize
-        data = self._file.read(nbytes)  # a short read means a truncated file, checked below
+        left = len(self._file.getbuffer()) - self._file.tell() if isinstance(self._file, io.BytesIO) else nbytes
+        if nbytes > left:  # checked before reading, so a huge claimed shape allocates nothing
+            raise FormatError(
+                f"{self._source}: truncated array data (shape {shape}, {dtype}: needs {nbytes} bytes, "
+                f"{left} left in the file)"
+            )
+        data = self._file.read(nbytes)
         if len(data) != nbytes:
             raise FormatError(
                 f"{self._source}: truncated array data (shape {shape}, {dtype}: needs {nbytes} bytes, "
