@@ -46,7 +46,7 @@ def available_backends() -> list[str]:
             check = getattr(get_backend(name), "available", None)
             if check is not None and check():
                 out.append(name)
-        except Tf2rtError:
+        except Exception:  # noqa: BLE001 - a probe: a backend that cannot even be checked is unavailable
             pass
     return out
 
