@@ -175,6 +175,6 @@ def test_v1_checkpoints(tf, ckpts, case):
 def test_listing_reads_no_data(ckpts):
     with open_checkpoint(ckpts["paths"]["tf1_rnn"]) as src:
         assert len(src.infos()) > 30
-        assert src._files == {}  # no data shard opened just to list
+        assert src._maps == {}  # no data shard opened just to list
         src.read("softmax/softmax_b")
-        assert list(src._files) == [0]
+        assert list(src._maps) == [0]

@@ -9,11 +9,11 @@ CRC32C is checked unless `verify=False`.
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
@@ -38,6 +38,7 @@ BUNDLE_VERSION = 1  # kTensorBundleVersion: the newest bundle layout this reader
 _STATE_FILE = "checkpoint"
 _DATA_SUFFIX = re.compile(r"\.data-\d{5}-of-\d{5}$")
 _V1_SHARD = re.compile(r"-\d{5}-of-\d{5}$")
+_CHUNK = 1 << 20  # bytes read (and checksummed) at a time
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,7 @@ class BundleSource(WeightSource):
         self.prefix = Path(prefix)
         self.verify = verify
         self.index_path = Path(f"{prefix}.index")
-        self._files: dict[int, BinaryIO] = {}
-        self._sizes: dict[int, int] = {}
+        self._maps: dict[int, np.ndarray] = {}
         self._infos: list[TensorInfo] | None = None
         self._entries: dict[str, Entry] = {}
         self._slice_entries: dict[bytes, Entry] = {}
@@ -174,20 +174,24 @@ class BundleSource(WeightSource):
             return self._assemble(key, entry)
         return self._read_entry(key, entry)
 
-    def _shard(self, shard: int) -> tuple[BinaryIO, int]:
-        f = self._files.get(shard)
-        if f is None:
+    def _shard(self, shard: int) -> np.ndarray:
+        """The bytes of data file `shard`, memory-mapped read-only (mapped on first use)."""
+        data = self._maps.get(shard)
+        if data is None:
             path = self.data_path(shard)
             try:
-                f = open(path, "rb")
-            except OSError as exc:
-                raise FormatError(f"cannot open checkpoint data file {path}: {exc.strerror or exc}") from None
-            self._files[shard] = f
-            self._sizes[shard] = os.fstat(f.fileno()).st_size
-        return f, self._sizes[shard]
+                with open(path, "rb") as f:
+                    if os.fstat(f.fileno()).st_size == 0:
+                        data = np.zeros(0, dtype=np.uint8)
+                    else:
+                        data = np.frombuffer(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), dtype=np.uint8)
+            except (OSError, ValueError) as exc:
+                raise FormatError(f"cannot read checkpoint data file {path}: {exc}") from None
+            self._maps[shard] = data
+        return data
 
     def _check_bounds(self, name: str, entry: Entry) -> None:
-        _f, size = self._shard(entry.shard)
+        size = len(self._shard(entry.shard))
         if entry.offset + entry.size > size:
             raise FormatError(
                 f"tensor {name!r}: bytes [{entry.offset}, {entry.offset + entry.size}) lie outside "
@@ -195,15 +199,22 @@ class BundleSource(WeightSource):
                 "belong to this index"
             )
 
-    def _read_bytes(self, name: str, entry: Entry) -> np.ndarray:
+    def _read_bytes(self, name: str, entry: Entry, crc: bool = False) -> tuple[np.ndarray, int]:
+        """A copy of the entry's bytes (and their CRC32C if `crc`), in bounded chunks.
+
+        Checksumming each chunk right after copying it, while it is still in cache,
+        saves a second pass over memory for large tensors.
+        """
         self._check_bounds(name, entry)
-        f, _size = self._shard(entry.shard)
+        src = self._shard(entry.shard)[entry.offset : entry.offset + entry.size]
         buf = np.empty(entry.size, dtype=np.uint8)
-        f.seek(entry.offset)
-        got = f.readinto(memoryview(buf)) if entry.size else 0
-        if got != entry.size:
-            raise FormatError(f"tensor {name!r}: short read from {self.data_path(entry.shard)}")
-        return buf
+        value = 0
+        for start in range(0, entry.size, _CHUNK):
+            chunk = buf[start : start + _CHUNK]
+            chunk[...] = src[start : start + _CHUNK]
+            if crc:
+                value = crc32c.value(chunk, value)
+        return buf, value
 
     def _checksum_error(self, name: str, entry: Entry, detail: str = "") -> ChecksumError:
         return ChecksumError(
@@ -220,8 +231,8 @@ class BundleSource(WeightSource):
                 f"tensor {name!r}: {entry.size} bytes stored for shape {entry.shape} of {dtype.name} "
                 f"({entry.count * dtype.itemsize} expected); the index is corrupted"
             )
-        buf = self._read_bytes(name, entry)
-        if self.verify and crc32c.value(buf) != crc32c.unmask(entry.crc):
+        buf, value = self._read_bytes(name, entry, crc=self.verify)
+        if self.verify and value != crc32c.unmask(entry.crc):
             raise self._checksum_error(name, entry)
         if self.big_endian:
             unit = dtype.itemsize // 2 if dtype.kind == "c" else dtype.itemsize
@@ -233,7 +244,7 @@ class BundleSource(WeightSource):
         n = entry.count
         if n > entry.size:  # each element needs at least one length byte
             raise FormatError(f"tensor {name!r}: {n} strings cannot fit in {entry.size} bytes")
-        raw = self._read_bytes(name, entry).tobytes()
+        raw = self._read_bytes(name, entry)[0].tobytes()
         what = f"tensor {name!r} in {self.data_path(entry.shard)}"
         lengths, pos = [], 0
         for _ in range(n):
@@ -291,9 +302,8 @@ class BundleSource(WeightSource):
         return out
 
     def close(self) -> None:
-        for f in self._files.values():
-            f.close()
-        self._files.clear()
+        # Dropping the views unmaps the files (the arrays handed out are copies).
+        self._maps.clear()
 
 
 # -- path resolution -----------------------------------------------------------------------
