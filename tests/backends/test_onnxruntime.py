@@ -63,3 +63,14 @@ def test_closed_runner(engine):
 def test_lists_and_ints_are_accepted_losslessly(engine):
     out = engine.run({"x": [[0.0, 1.0, 2.0]]})["y"]
     np.testing.assert_allclose(out, _want(np.array([[0.0, 1.0, 2.0]])), atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "reference"])
+def test_runtime_failure_is_a_tf2rt_error(backend):
+    net = Network("g")
+    i = net.add_input("i", "int32", (2,))
+    table = net.add_constant((3, 2), np.arange(6, dtype=np.float32).reshape(3, 2))
+    net.mark_output(net.add_gather(table.output, i, name="embed").output)
+    engine = build_engine(net)
+    with pytest.raises(Tf2rtError, match="embed|out of"):
+        engine.run({"i": np.array([0, 5], np.int32)}, backend=backend)

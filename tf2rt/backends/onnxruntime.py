@@ -80,7 +80,7 @@ class OnnxRuntimeRunner(Runner):
             so.intra_op_num_threads = int(threads)
         if inter_op_threads is not None:
             so.inter_op_num_threads = int(inter_op_threads)
-        so.log_severity_level = 3
+        so.log_severity_level = 4  # failures reach the caller as Tf2rtError; no duplicate log lines
         if not spinning:
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
@@ -94,16 +94,18 @@ class OnnxRuntimeRunner(Runner):
         self._binding = self.session.io_binding() if io_binding else None
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        checked = self.check_feeds(feeds)
-        if self._binding is not None:
-            return dict(zip(self.output_names, self._run_bound(checked)))
-        return dict(zip(self.output_names, self._run(self.output_names, checked)))
+        return dict(zip(self.output_names, self.run_list(self.check_feeds(feeds))))
 
     def run_list(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Outputs in engine order, feeds NOT checked: the lowest-overhead path for hot loops."""
-        if self._binding is not None:
-            return self._run_bound(feeds)
-        return self._run(self.output_names, feeds)
+        try:
+            if self._binding is not None:
+                return self._run_bound(feeds)
+            return self._run(self.output_names, feeds)
+        except Tf2rtError:
+            raise
+        except Exception as exc:  # onnxruntime's own exception types, e.g. an index out of range
+            raise Tf2rtError(f"onnxruntime failed running the engine: {str(exc).splitlines()[0]}") from None
 
     def _run_bound(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         b = self._binding

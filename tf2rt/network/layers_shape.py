@@ -45,6 +45,7 @@ class ShuffleLayer(Layer):
     reshape_dims = _prop("_reshape_dims")
     first_transpose = _prop("_first")
     second_transpose = _prop("_second")
+    del _prop
 
     def infer(self) -> list[tuple[str, Shape]]:
         x = self.input_tensor(0)

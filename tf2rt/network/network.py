@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -11,6 +11,9 @@ from . import layers_core as core
 from . import layers_shape as shp
 from .layer import Layer
 from .tensor import Tensor, normalize_dtype, normalize_shape, shape_str
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .layers_rnn import RNNv2Layer
 
 
 class Network:
@@ -190,12 +193,13 @@ class Network:
         return self.add_layer(shp.IdentityLayer([input]), name)  # type: ignore[return-value]
 
     def add_rnn_v2(self, input: Tensor, layer_count: int, hidden_size: int, max_seq_length: int, op: str,
-                   direction: str = "unidirection", input_mode: str = "linear", name: Optional[str] = None):
+                   direction: str = "unidirection", input_mode: str = "linear",
+                   name: Optional[str] = None) -> "RNNv2Layer":
         """A stack of LSTM/GRU/RNN layers over input [N, S, E]; see RNNv2Layer."""
         from .layers_rnn import RNNv2Layer
 
         layer = RNNv2Layer(input, layer_count, hidden_size, max_seq_length, op, direction, input_mode)
-        return self.add_layer(layer, name)
+        return self.add_layer(layer, name)  # type: ignore[return-value]
 
     # --- internals ----------------------------------------------------------------
     def _own(self, t: Any, what: str) -> None:

@@ -6,7 +6,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ...errors import UnsupportedError
+from ...errors import Tf2rtError, UnsupportedError
 from .registry import load_ops
 
 # ONNX TensorProto dtype enum -> numpy dtype, for Cast and friends.
@@ -65,8 +65,8 @@ class Interpreter:
                 result = fn([env[n] if n else None for n in ins], attrs)
             except UnsupportedError:
                 raise
-            except Exception as exc:
-                raise UnsupportedError(f"reference backend: node {name!r} failed: {exc}") from exc
+            except Exception as exc:  # e.g. an embedding index out of range in the user's input
+                raise Tf2rtError(f"reference backend: node {name!r} failed: {exc}") from exc
             values = result if isinstance(result, tuple) else (result,)
             for n, v in zip(outs, values):
                 if n:
