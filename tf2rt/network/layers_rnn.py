@@ -76,6 +76,11 @@ class RNNv2Layer(Layer):
         return 2 if self.direction == "bidirection" else 1
 
     @property
+    def num_layers(self) -> int:
+        """TensorRT's name for layer_count."""
+        return self.layer_count
+
+    @property
     def gates(self) -> tuple[str, ...]:
         return {"lstm": LSTM_GATES, "gru": GRU_GATES}.get(self.op, RNN_GATES)
 
