@@ -115,12 +115,12 @@ def main() -> None:
         [lambda: tf_read_all(prefix), lambda: tf2rt_read_all(prefix), lambda: tf2rt_read_all(prefix, verify=False)],
         args.repeat,
     )
-    fast = crc32c._FAST
-    crc32c._FAST = False
+    fast = crc32c.FAST
+    crc32c.FAST = False
     try:
         (t_numpy_crc,) = best([lambda: tf2rt_read_all(prefix)], max(1, args.repeat // 2))
     finally:
-        crc32c._FAST = fast
+        crc32c.FAST = fast
 
     list_ours = (
         "import tf2rt; from tf2rt.weights.tf_checkpoint import open_checkpoint; "

@@ -82,6 +82,28 @@ def test_directory_picks_latest_like_tensorflow(tf, base):
         a = src.read("a")
     np.testing.assert_array_equal(a, tf.train.load_checkpoint(str(base["second"])).get_tensor("a/.ATTRIBUTES/VARIABLE_VALUE"))
     assert looks_like_checkpoint(d)
+    with open_checkpoint(d) as src:
+        kinds = {i.name: i.kind for i in src.infos()}
+    assert kinds == {"a": "variable", "b": "variable", "save_counter": "bookkeeping",
+                     "_CHECKPOINTABLE_OBJECT_GRAPH": "bookkeeping"}
+
+
+def test_reading_one_tensor_costs_only_that_tensor(tf, tmp_path):
+    """Listing and reading a small tensor of a 32 MB checkpoint allocates far less than 32 MB."""
+    import tracemalloc
+
+    ckpt = tf.train.Checkpoint(big=tf.Variable(tf.zeros([2048, 4096])), small=tf.Variable([1.0, 2.0, 3.0]))
+    prefix = ckpt.write(str(tmp_path / "big"))
+    tracemalloc.start()
+    try:
+        with open_checkpoint(prefix) as src:
+            assert src.info("big").nbytes == 32 << 20
+            small = src.read("small")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(small, [1.0, 2.0, 3.0])
+    assert peak < 1 << 20, peak
 
 
 def test_checkpoint_file_with_moved_directory(base, tmp_path):

@@ -21,10 +21,10 @@ _U32 = 0xFFFFFFFF
 try:  # pragma: no cover - depends on the environment
     import google_crc32c as _g
 
-    _FAST = _g.implementation == "c"
+    FAST = _g.implementation == "c"
 except ImportError:  # pragma: no cover
     _g = None
-    _FAST = False
+    FAST = False
 
 Buffer = bytes | bytearray | memoryview | np.ndarray
 
@@ -45,7 +45,7 @@ def value(data: Buffer, crc: int = 0, *, use_fast: bool | None = None) -> int:
     """CRC32C of `data`, continuing from `crc` (the CRC of the bytes before it, or 0)."""
     u8 = _as_u8(data)
     if use_fast is None:
-        use_fast = _FAST
+        use_fast = FAST
     if use_fast:
         return _g.extend(crc, u8) if crc else _g.value(u8)
     return numpy_value(u8, crc)
