@@ -68,7 +68,7 @@ def test_path_forms(base):
     prefix = base["num"]
     expected = _read_all(prefix)
     data = next(prefix.parent.glob(prefix.name + ".data-*"))
-    for form in (prefix, f"{prefix}.index", data, str(prefix)):
+    for form in (prefix, f"{prefix}.index", data, str(prefix), f"{prefix}.meta"):
         got = _read_all(form)
         assert got.keys() == expected.keys()
         assert looks_like_checkpoint(form)
