@@ -132,6 +132,11 @@ def main() -> None:
     )
     t_list_ours, t_python = best([lambda: fresh_process(list_ours, 1), lambda: fresh_process("pass", 1)], args.repeat)
     t_list_tf = fresh_process(list_tf, max(1, args.repeat // 2))
+    inspect = f"from tf2rt.cli import main; raise SystemExit(main(['inspect', {str(prefix)!r}]))"
+    try:
+        (t_inspect,) = best([lambda: fresh_process(inspect, 1)], args.repeat)
+    except subprocess.CalledProcessError:  # the CLI is built separately; leave the row out
+        t_inspect = None
 
     mb = size / 1e6
     print(f"checkpoint: {prefix} ({mb:.0f} MB, {len(list(prefix.parent.glob('*.data-*')))} shard), "
@@ -142,6 +147,8 @@ def main() -> None:
     print(f"| read all, numpy CRC32C (no google_crc32c) | {t_numpy_crc:.3f} s | {t_tf:.3f} s | {t_tf / t_numpy_crc:.2f}x |")
     print(f"| read all, verify=False | {t_noverify:.3f} s | - | {t_tf / t_noverify:.2f}x |")
     print(f"| fresh process: import + list tensors | {t_list_ours:.3f} s | {t_list_tf:.3f} s | {t_list_tf / t_list_ours:.1f}x |")
+    if t_inspect is not None:
+        print(f"| fresh process: `tf2rt inspect` | {t_inspect:.3f} s | {t_list_tf:.3f} s | {t_list_tf / t_inspect:.1f}x |")
     print(f"| (bare `python -c pass` for reference) | {t_python:.3f} s | | |")
 
 
