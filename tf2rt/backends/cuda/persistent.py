@@ -103,7 +103,7 @@ class PersistentStack:
             raise UnsupportedError(f"plan chose {plan.engine!r}, not the persistent kernel")
         self.problem, self.plan = problem, plan
         p, cfg = problem, plan.kernel
-        self.dev = torch.device("cuda", torch.cuda.current_device() if device is None else device)
+        self.dev = torch.device("cuda", torch.cuda.current_device()) if device is None else torch.device(device)
         self.dt = _torch_dtype(p.dtype)
         H, B, T, L, D = p.hidden, p.batch, p.seq_len, p.layers, p.directions
         if len(layers) != L or any(len(dirs) != D for dirs in layers):

@@ -203,24 +203,25 @@ class Plan:
 
 
 # Largest batch at which the persistent kernel beat cuDNN-in-a-CUDA-graph in the committed
-# benchmark (benchmarks/results/cuda_rnn_h100.md), by (cell, dtype) -> {hidden: batch}.
-# Shapes between table entries use the entry for the next larger hidden size.
-CROSSOVER: dict[tuple[str, str], dict[int, int]] = {
-    ("lstm", "float16"): {256: 64, 512: 64, 1024: 8},
-    ("lstm", "float32"): {256: 64, 512: 8, 1024: 8},
-    ("gru", "float16"): {256: 64, 512: 64, 1024: 8},
-    ("gru", "float32"): {256: 64, 512: 8, 1024: 8},
-    ("rnn", "float16"): {256: 64, 512: 64, 1024: 8},
-    ("rnn", "float32"): {256: 64, 512: 8, 1024: 8},
+# benchmark (benchmarks/results/cuda_rnn_h100.md, 2 layers), by (cell, dtype) ->
+# {hidden: (short sequences (T <= FUSE_INPUT_MAX_T), long sequences)}; 0 = never.
+# Shapes between entries use the next larger hidden size; plain RNN was not measured and
+# uses the GRU row. A runner with autotune on re-measures at load time anyway.
+CROSSOVER: dict[tuple[str, str], dict[int, tuple[int, int]]] = {
+    ("lstm", "float16"): {256: (8, 8), 512: (1, 1), 1024: (0, 1)},
+    ("lstm", "float32"): {256: (1, 8), 512: (0, 8), 1024: (0, 8)},
+    ("gru", "float16"): {256: (8, 8), 512: (0, 1), 1024: (0, 1)},
+    ("gru", "float32"): {256: (1, 8), 512: (1, 8), 1024: (0, 8)},
 }
 
 
-def crossover_batch(cell: str, dtype: str, hidden: int) -> int:
+def crossover_batch(cell: str, dtype: str, hidden: int, seq_len: int = 100) -> int:
     """Largest batch at which the persistent kernel is expected to win (table lookup)."""
-    table = CROSSOVER.get((cell, "float16" if dtype == "bfloat16" else dtype), {})
+    key = ("gru" if cell == "rnn" else cell, "float16" if dtype == "bfloat16" else dtype)
+    table = CROSSOVER.get(key, {})
     for h in sorted(table):
         if hidden <= h:
-            return table[h]
+            return table[h][0 if seq_len <= FUSE_INPUT_MAX_T else 1]
     return 0  # larger than anything measured: trust cuDNN
 
 
@@ -297,13 +298,13 @@ def make_plan(problem: RnnProblem, device: DeviceLimits | None = None, prefer: s
         return Plan("cudnn" if cudnn_ok else "torch", why)
     mode, cfg, steps = fitting[0]
     plan = Plan("persistent", "", mode, cfg, floor_us(p, cfg, steps, device), steps)
-    limit = crossover_batch(p.cell, p.dtype, p.hidden)
+    limit = crossover_batch(p.cell, p.dtype, p.hidden, p.seq_len)
     if prefer == "cudnn" and cudnn_ok:
         return replace(plan, engine="cudnn", reason="requested", kernel=None, mode="")
     if prefer == "persistent" or not cudnn_ok:
         plan.reason = "requested" if prefer == "persistent" else "only the persistent kernel supports this form"
         return plan
     if p.batch > limit:
-        return Plan("cudnn", f"batch {p.batch} > {limit}: cuDNN measured faster at this size", floor_us=plan.floor_us)
+        return Plan("cudnn", f"batch {p.batch} > {limit}: cuDNN measured faster at this shape", floor_us=plan.floor_us)
     plan.reason = f"batch {p.batch} <= {limit}: persistent kernel measured faster"
     return plan

@@ -102,24 +102,33 @@ def _activation_callables(spec: RnnNodeSpec) -> list[list[Any]]:
     return out
 
 
-def make_stack(specs: Sequence[RnnNodeSpec], batch: int, seq_len: int, dtype: str, device: DeviceLimits,
-               prefer: str | None = None, has_seq_lens: bool = False) -> tuple[Any, Plan]:
-    """Plan and build the object that runs `specs` (a chain of layers)."""
+def make_stack(specs: Sequence[RnnNodeSpec], batch: int, seq_len: int, dtype: str, limits: DeviceLimits,
+               prefer: str | None = None, has_seq_lens: bool = False, torch_device: Any = None) -> tuple[Any, Plan]:
+    """Plan and build the object that runs `specs` (a chain of layers).
+
+    prefer: "persistent" | "cudnn" | "torch" (step loop) | None (the planner's choice).
+    On a CPU torch device only the cuDNN-module (torch.nn) and step-loop forms exist."""
     from .fallback import CudnnStack, LoopStack
     from .persistent import PersistentStack
 
     problem = problem_for(specs, batch, seq_len, dtype)
-    plan = make_plan(problem, device, prefer=prefer)
+    if prefer == "torch":
+        return LoopStack(problem, [s.weights for s in specs], _activation_callables(specs[0]),
+                         device=torch_device), Plan("torch", "requested")
+    on_cpu = torch_device is not None and str(torch_device).startswith("cpu")
+    plan = make_plan(problem, limits, prefer="cudnn" if on_cpu else prefer)
+    if on_cpu and plan.engine == "persistent":
+        plan = Plan("torch", "the persistent kernel needs a GPU")
     layers = [s.weights for s in specs]
     if plan.engine == "cudnn" and has_seq_lens:
         # cuDNN in a CUDA graph cannot take per-sequence lengths: persistent kernel if it fits.
-        plan = make_plan(problem, device, prefer="persistent")
+        plan = Plan("torch", "per-sequence lengths") if on_cpu else make_plan(problem, limits, prefer="persistent")
         if plan.engine != "persistent":
             plan = Plan("torch", "per-sequence lengths and weights too large for the persistent kernel")
     if plan.engine == "persistent":
-        return PersistentStack(problem, plan, layers), plan
+        return PersistentStack(problem, plan, layers, device=torch_device), plan
     if plan.engine == "cudnn":
-        return CudnnStack(problem, layers), plan
+        return CudnnStack(problem, layers, device=torch_device), plan
     if len({tuple(s.activations) for s in specs}) > 1:
         raise UnsupportedError("layers of one stack must share activations")
-    return LoopStack(problem, layers, _activation_callables(specs[0])), plan
+    return LoopStack(problem, layers, _activation_callables(specs[0]), device=torch_device), plan

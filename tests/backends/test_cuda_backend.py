@@ -1,0 +1,83 @@
+"""The cuda backend running whole tf2rt engines, against the reference backend (GPU only).
+
+Every recurrent kind (LSTM, GRU, RNN relu/tanh), 1-3 layers, uni/bidirectional, sequence
+lengths and initial states, batch 1/8/64, fp32 (<= 1e-4) and fp16 (<= 2e-2) engines.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from test_conformance import build_rnn, rnn_feeds
+
+torch = pytest.importorskip("torch")
+if not torch.cuda.is_available():  # pragma: no cover - CPU CI
+    pytest.skip("needs an NVIDIA GPU with CUDA", allow_module_level=True)
+pytest.importorskip("cupy")
+
+TOL = {"fp32": 1e-4, "fp16": 2e-2}
+CASES = [
+    ("lstm", 2, False, False, False, 1), ("lstm", 3, False, True, True, 8), ("lstm", 2, True, True, True, 64),
+    ("gru", 1, False, False, True, 1), ("gru", 2, False, True, True, 8), ("gru", 3, True, False, False, 8),
+    ("relu", 2, False, True, True, 8), ("tanh", 3, True, False, True, 1), ("tanh", 1, False, False, False, 64),
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("op,layers,bidir,seq,states,batch", CASES)
+def test_cuda_engine_matches_reference(op, layers, bidir, seq, states, batch, precision):
+    H, E, S = 64, 24, 7
+    seed = layers * 10 + batch
+    engine, _ = build_rnn(op, layers, bidir, H, E, batch, S, seed, seq=seq, states=states, precision=precision)
+    feeds = rnn_feeds(op, layers, bidir, H, E, batch, S, seed, seq, states)
+    want = engine.run(feeds, backend="reference")
+    runner = engine.runner("cuda")
+    for _ in range(2):  # first call builds and captures, the second replays the graph
+        got = runner.run(feeds)
+        for k in want:
+            err = float(np.abs(got[k].astype(np.float64) - want[k]).max())
+            assert err <= TOL[precision], (k, err)
+    info = runner.describe()["recurrent"]
+    assert len(info) == 1 and info[0]["layers"] == layers
+    print(op, layers, bidir, batch, precision, info[0]["engine"], info[0].get("mode"))
+    runner.close()
+
+
+@pytest.mark.gpu
+def test_graph_replay_sees_new_inputs_and_matches_eager():
+    engine, _ = build_rnn("lstm", 2, False, 128, 32, 4, 12, 3, states=True)
+    a = rnn_feeds("lstm", 2, False, 128, 32, 4, 12, 3, False, True)
+    b = rnn_feeds("lstm", 2, False, 128, 32, 4, 12, 4, False, True)
+    graphed, eager = engine.runner("cuda"), engine.runner("cuda", graph=False, prefer="persistent")
+    for feeds in (a, b, a):
+        g, e, r = graphed.run(feeds), eager.run(feeds), engine.run(feeds, backend="reference")
+        for k in r:
+            assert np.abs(g[k] - r[k]).max() <= 1e-4 and np.abs(e[k] - r[k]).max() <= 1e-4
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("prefer", ["persistent", "cudnn", "torch"])
+def test_every_engine_choice_is_correct(prefer):
+    engine, _ = build_rnn("gru", 2, True, 96, 16, 8, 9, 5, states=True)
+    feeds = rnn_feeds("gru", 2, True, 96, 16, 8, 9, 5, False, True)
+    want = engine.run(feeds, backend="reference")
+    runner = engine.runner("cuda", prefer=prefer)
+    got = runner.run(feeds)
+    assert runner.describe()["recurrent"][0]["engine"] == prefer
+    for k in want:
+        assert np.abs(got[k] - want[k]).max() <= 1e-4, k
+
+
+@pytest.mark.gpu
+def test_benchmark_hook_reports_gpu_time_and_floor():
+    from tf2rt.engine.benchmark import benchmark
+
+    engine, _ = build_rnn("lstm", 2, False, 256, 256, 1, 50, 9, precision="fp16")
+    stats = benchmark(engine, backend="cuda", iterations=20, warmup=5)
+    assert stats["timer"] == "backend" and 0 < stats["median_ms"] < 50
+    assert any("persistent" in p or "cudnn" in p for p in stats["providers"])
+    runner = engine.runner("cuda", prefer="persistent")
+    runner.run(rnn_feeds("lstm", 2, False, 256, 256, 1, 50, 9, False, False))
+    assert runner.floor_us() > 0

@@ -1,0 +1,142 @@
+"""Host-side logic of the cuda backend (CPU): weight packing, tiling plans, fallback choice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tf2rt.backends.cuda.packing import (
+    cta_count, from_mma_fragments, pack_rows, split_onnx_weights, to_bf16_bits, to_mma_fragments, unpack_rows)
+from tf2rt.backends.cuda.persistent import gate_defines, kernel_source
+from tf2rt.backends.cuda.plan import DeviceLimits, RnnProblem, choose_upc, crossover_batch, make_plan
+from tf2rt.errors import ShapeError
+from tf2rt.layouts import ONNX_GRU, ONNX_LSTM
+
+H100 = DeviceLimits()
+
+
+def test_pack_rows_places_every_gate_row_in_its_cta_block():
+    gates, hidden, k, upc = 4, 10, 5, 3
+    m = np.arange(gates * hidden * k, dtype=np.float32).reshape(gates * hidden, k) + 1  # all distinct, no zeros
+    packed = pack_rows(m, gates, hidden, upc, "float32")
+    assert packed.shape == (cta_count(hidden, upc), gates * upc, 8)
+    for cta in range(packed.shape[0]):
+        for g in range(gates):
+            for u in range(upc):
+                j = cta * upc + u
+                row = packed[cta, g * upc + u]
+                if j < hidden:
+                    np.testing.assert_array_equal(row[:k], m[g * hidden + j])
+                    assert not row[k:].any()  # K padding
+                else:
+                    assert not row.any()  # units past H
+    np.testing.assert_array_equal(unpack_rows(packed, gates, hidden, k), m)
+
+
+def test_pack_rows_rejects_wrong_shapes():
+    with pytest.raises(ShapeError, match="weight matrix"):
+        pack_rows(np.zeros((7, 4), np.float32), 4, 2, 1, "float32")
+    with pytest.raises(ShapeError, match="multiple of 8"):
+        pack_rows(np.zeros((8, 4), np.float32), 4, 2, 1, "float32", kp=12)
+
+
+def test_mma_fragments_follow_the_ptx_a_layout():
+    a = (np.arange(2 * 24 * 32, dtype=np.float32) + 1).reshape(2, 24, 32)
+    f = to_mma_fragments(a)
+    np.testing.assert_array_equal(from_mma_fragments(f, 24, 32), a)
+    frags = f.reshape(2, 2, 2, 32, 8)  # [cta, row tile, k step, lane, 8]
+    for lane in (0, 5, 31):
+        g, t = divmod(lane, 4)
+        for mt in range(2):
+            for ks in range(2):
+                tile = np.zeros((16, 16), np.float32)
+                rows = a[1, mt * 16:(mt + 1) * 16, ks * 16:(ks + 1) * 16]
+                tile[: rows.shape[0]] = rows
+                want = [tile[g, 2 * t], tile[g, 2 * t + 1], tile[g + 8, 2 * t], tile[g + 8, 2 * t + 1],
+                        tile[g, 2 * t + 8], tile[g, 2 * t + 9], tile[g + 8, 2 * t + 8], tile[g + 8, 2 * t + 9]]
+                np.testing.assert_array_equal(frags[1, mt, ks, lane], want)
+    with pytest.raises(ShapeError, match="multiple of 16"):
+        to_mma_fragments(np.zeros((1, 16, 24), np.float32))
+
+
+def test_bf16_bits_match_torch(torch):
+    x = np.random.default_rng(0).standard_normal(1000).astype(np.float32) * 10
+    want = torch.from_numpy(x).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    np.testing.assert_array_equal(to_bf16_bits(x), want)
+
+
+def test_split_onnx_weights_per_direction_and_errors():
+    rng = np.random.default_rng(1)
+    W, R = rng.standard_normal((2, 12, 5)), rng.standard_normal((2, 12, 3))
+    B, P = rng.standard_normal((2, 24)), rng.standard_normal((2, 9))
+    d = split_onnx_weights("lstm", W, R, B, P)
+    assert len(d) == 2 and d[1].hidden == 3 and d[1].input_size == 5
+    np.testing.assert_array_equal(d[1].Rb, B[1, 12:].astype(np.float32))
+    np.testing.assert_array_equal(d[0].P, P[0].astype(np.float32))
+    with pytest.raises(ShapeError, match="B is"):
+        split_onnx_weights("lstm", W, R, B[:, :10], None)
+    with pytest.raises(ShapeError, match="peepholes"):
+        split_onnx_weights("gru", W[:, :9], R[:, :9], None, P)
+
+
+def test_gate_indices_come_from_the_gate_order_data():
+    d = gate_defines()
+    assert [d[m] for m in ("GI", "GO", "GF", "GC")] == [ONNX_LSTM.gates.index(g) for g in ("input", "output", "forget", "cell")]
+    assert [d[m] for m in ("GZ", "GR", "GH")] == [ONNX_GRU.gates.index(g) for g in ("update", "reset", "hidden")]
+    src = kernel_source()
+    assert "persistent_rnn" in src and "mma.sync.aligned.m16n8k16" in src
+
+
+def test_plan_two_layer_lstm_is_one_wavefront_launch_on_chip():
+    p = RnnProblem("lstm", 512, 512, 1, 100, layers=2, dtype="float16")
+    plan = make_plan(p, H100)
+    assert plan.engine == "persistent" and plan.mode == "wavefront"
+    k = plan.kernel
+    assert k.grid <= H100.sm_count and k.smem_bytes <= H100.smem_per_block
+    assert k.upc * k.ctas_per_group >= 512 and k.mma
+    assert plan.steps == 101 and plan.floor_us >= plan.steps * H100.exchange_us
+    assert make_plan(RnnProblem("lstm", 512, 512, 1, 1, layers=2, dtype="float16"), H100).kernel.fuse_input
+    d = plan.describe()
+    assert d["engine"] == "persistent" and d["grid"] == k.grid and "floor_us" in d
+
+
+def test_plan_floor_grows_with_sequence_length():
+    f = [make_plan(RnnProblem("gru", 256, 256, 1, t, layers=2), H100).floor_us for t in (10, 100, 1000)]
+    assert f[0] < f[1] < f[2]
+
+
+def test_plan_falls_back_when_weights_do_not_fit():
+    p = RnnProblem("lstm", 4096, 4096, 1, 100, layers=1, dtype="float32")
+    plan = make_plan(p, H100)
+    assert plan.engine == "cudnn" and "shared memory" in plan.reason
+    lbr0 = make_plan(RnnProblem("gru", 4096, 4096, 1, 100, linear_before_reset=False), H100)
+    assert lbr0.engine == "torch"  # cuDNN has no reset-before GRU either
+
+
+def test_plan_uses_the_measured_crossover_and_honours_prefer():
+    big = RnnProblem("lstm", 1024, 1024, 64, 100, layers=2, dtype="float16")
+    assert crossover_batch("lstm", "float16", 1024, 100) < 64
+    assert make_plan(big, H100).engine == "cudnn"
+    assert make_plan(big, H100, prefer="persistent").engine == "persistent"
+    small = RnnProblem("lstm", 256, 256, 1, 100, layers=2, dtype="float16")
+    assert make_plan(small, H100).engine == "persistent"
+    assert make_plan(small, H100, prefer="cudnn").engine == "cudnn"
+
+
+def test_plan_sends_forms_cudnn_lacks_to_the_right_engine():
+    exotic = RnnProblem("lstm", 64, 64, 1, 10, default_activations=False)
+    assert make_plan(exotic, H100).engine == "torch"
+    peep = RnnProblem("lstm", 64, 64, 64, 10, peepholes=True)
+    assert make_plan(peep, H100).engine == "persistent"  # cuDNN has no peepholes: kernel regardless of batch
+    rev = RnnProblem("gru", 64, 64, 1, 10, reverse=True)
+    assert make_plan(rev, H100).mode == "layerwise"
+    old = DeviceLimits(compute_capability=(6, 1))
+    assert make_plan(RnnProblem("lstm", 64, 64, 1, 10), old).engine == "cudnn"
+
+
+def test_choose_upc_fits_all_groups_on_the_sms():
+    for hidden in (1, 64, 271, 512, 1024, 4096):
+        for groups in (1, 2, 3):
+            upc = choose_upc(hidden, groups, 132)
+            assert groups * cta_count(hidden, upc) <= 132
+            assert upc == 1 or groups * cta_count(hidden, upc - 1) > 132

@@ -1,0 +1,216 @@
+"""The cuda backend: tf2rt engines on an NVIDIA GPU, recurrent layers in persistent kernels.
+
+Recurrent stacks run in the persistent kernel (recurrent weights kept on chip for the whole
+sequence, one tagged h exchange per step) or, where that does not fit or does not pay, in
+cuDNN through torch.nn; other ops run as PyTorch calls. After the first call for a set of
+input shapes the whole call is captured in a CUDA graph and replayed.
+
+Options: graph (capture a CUDA graph; default True), prefer ("persistent" | "cudnn" |
+"torch": force one engine for every recurrent stack), autotune (time the persistent kernel
+against cuDNN on the first call and keep the faster; default True).
+Needs PyTorch with CUDA and CuPy (the kernel is compiled at run time with NVRTC).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from ...errors import Tf2rtError, UnsupportedError
+from .. import Runner
+
+
+def available() -> bool:
+    return not why_unavailable()
+
+
+def why_unavailable() -> str:
+    """Empty when usable, else what is missing."""
+    try:
+        import torch
+    except ImportError:
+        return "PyTorch is not installed (pip install torch with CUDA)"
+    if not torch.cuda.is_available():
+        return "no CUDA GPU is visible to PyTorch"
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        return "CuPy is not installed (pip install cupy-cuda12x or cupy-cuda13x)"
+    return ""
+
+
+class CudaRunner(Runner):
+    """An engine loaded on the GPU; run() takes and returns numpy arrays."""
+
+    backend = "cuda"
+
+    def __init__(self, engine: Any, graph: bool = True, prefer: str | None = None, autotune: bool = True) -> None:
+        super().__init__(engine)
+        import torch
+
+        from .graph import GraphExecutor
+        from .persistent import device_limits
+
+        if prefer not in (None, "persistent", "cudnn", "torch"):
+            raise Tf2rtError(f"prefer must be 'persistent', 'cudnn' or 'torch', got {prefer!r}")
+        self.torch = torch
+        self.limits = device_limits()
+        self.executor = GraphExecutor(engine.onnx, self.limits, prefer=prefer)
+        self.use_graph, self.autotune, self.prefer = graph, autotune and prefer is None, prefer
+        self._state: dict[tuple, dict] = {}  # input shapes -> static buffers and graph
+        self.providers = ["cuda"]
+
+    # -- execution -----------------------------------------------------------------------
+    def _prepare(self, feeds: Mapping[str, np.ndarray]) -> dict:
+        torch = self.torch
+        key = tuple((n, feeds[n].shape, feeds[n].dtype.str) for n in self.input_names)
+        st = self._state.get(key)
+        if st is not None:
+            return st
+        static = {n: torch.from_numpy(np.ascontiguousarray(feeds[n])).cuda() for n in self.input_names}
+        with torch.no_grad():
+            self.executor(static)  # builds the recurrent stacks for these shapes
+            if self.autotune:
+                self._tune(static)
+            torch.cuda.synchronize()
+            st = {"inputs": static, "graph": None, "outputs": None}
+            if self.use_graph:
+                stream = torch.cuda.Stream()
+                stream.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(stream):
+                    self.executor(static)
+                torch.cuda.current_stream().wait_stream(stream)
+                g = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(g):
+                    st["outputs"] = self.executor(static)
+                st["graph"] = g
+        self._state[key] = st
+        self.providers = ["cuda"] + [
+            f"{'+'.join(c['nodes'])}: {c.get('engine')} {c.get('mode', '')} (floor {c.get('floor_us', 0):.1f} us)"
+            for c in self.executor.describe()]
+        return st
+
+    def _tune(self, static: Mapping[str, Any]) -> None:
+        """First-run measurement: persistent kernel vs cuDNN per stack, keep the faster."""
+        from .rnn import make_stack
+
+        torch = self.torch
+        for chain in self.executor.chains:
+            plan = chain.plan
+            if plan is None or plan.engine not in ("persistent", "cudnn"):
+                continue
+            x_shape_key = chain.stack_key
+            T, B, dt = x_shape_key
+            dtype = {"torch.float16": "float16", "torch.bfloat16": "bfloat16"}.get(dt, "float32")
+            options = {}
+            for engine in ("persistent", "cudnn"):
+                try:
+                    stack, p = make_stack(chain.specs, B, T, dtype, self.limits, prefer=engine)
+                except Tf2rtError:
+                    continue
+                if p.engine != engine:
+                    continue
+                x = torch.randn(T, B, chain.specs[0].weights[0].input_size, device="cuda", dtype=getattr(torch, dtype))
+                try:
+                    us = _time_graph(lambda: stack(x), reps=10)
+                except Exception:  # e.g. a form cuDNN refuses: keep the other
+                    continue
+                options[engine] = (us, stack, p)
+            if len(options) == 2:
+                best = min(options, key=lambda e: options[e][0])
+                _, chain.stack, chain.plan = options[best]
+                chain.plan.measured = {e: v[0] for e, v in options.items()}
+                chain.plan.reason = f"first-run measurement: {best} faster"
+
+    def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        checked = self.check_feeds(feeds)
+        out = self._run_device(checked)
+        return {n: out[n].float().cpu().numpy().astype(self._out_dtype(n)) if out[n].dtype == self.torch.bfloat16
+                else out[n].cpu().numpy() for n in self.output_names}
+
+    def _out_dtype(self, name: str) -> Any:
+        return next(s.np_dtype for s in self.outputs if s.name == name)
+
+    def _run_device(self, feeds: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        torch = self.torch
+        st = self._prepare(feeds)
+        with torch.no_grad():
+            for n in self.input_names:
+                st["inputs"][n].copy_(torch.from_numpy(np.ascontiguousarray(feeds[n])), non_blocking=False)
+            if st["graph"] is not None:
+                st["graph"].replay()
+                return st["outputs"]
+            return self.executor(st["inputs"])
+
+    # -- introspection and timing ------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """Which engine runs each recurrent stack and why (after the first run)."""
+        return {"device": self.limits.name, "graph": self.use_graph, "recurrent": self.executor.describe()}
+
+    def benchmark(self, feeds: Mapping[str, Any], iterations: int = 100, warmup: int = 10) -> list[float]:
+        """Seconds per call, GPU time by CUDA events around the graph replay (inputs on device)."""
+        torch = self.torch
+        checked = self.check_feeds(feeds)
+        st = self._prepare(checked)
+        self._run_device(checked)
+
+        def call() -> None:
+            if st["graph"] is not None:
+                st["graph"].replay()
+            else:
+                with torch.no_grad():
+                    self.executor(st["inputs"])
+
+        return [us * 1e-6 for us in _time_each(call, iterations, warmup)]
+
+    def floor_us(self) -> float:
+        """Sum of the hardware-floor estimates of the persistent stacks (docs/cuda.md)."""
+        return sum(c.plan.floor_us for c in self.executor.chains if c.plan is not None and c.plan.engine == "persistent")
+
+    def close(self) -> None:
+        self._state.clear()
+        self.executor = None  # type: ignore[assignment]
+
+
+def _time_each(fn: Any, iterations: int, warmup: int) -> list[float]:
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    out = []
+    for _ in range(iterations):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        out.append(a.elapsed_time(b) * 1e3)
+    return out
+
+
+def _time_graph(fn: Any, reps: int = 10) -> float:
+    """Median microseconds of `fn` replayed from a CUDA graph."""
+    import torch
+
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        fn()
+        fn()
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        fn()
+    return float(np.median(_time_each(g.replay, reps, 3)))
+
+
+def load(engine: Any, **options: Any) -> CudaRunner:
+    allowed = {"graph", "prefer", "autotune"}
+    bad = set(options) - allowed
+    if bad:
+        raise Tf2rtError(f"unknown cuda backend option(s) {', '.join(sorted(bad))}; use {', '.join(sorted(allowed))}")
+    if not available():
+        raise UnsupportedError(f"the cuda backend is not available here: {why_unavailable()}")
+    return CudaRunner(engine, **options)
