@@ -62,12 +62,20 @@ def _params(args: argparse.Namespace) -> dict:
     return out
 
 
+def _quiet_tensorflow() -> None:
+    """The mtcnn-tf baseline imports TensorFlow; keep its start-up chatter off the terminal."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
 def run_detect(args: argparse.Namespace) -> int:
     from ..apps.faces.detectors import make_detector
     from ..apps.faces.plot import draw_faces
     from ..apps.faces.runs import load_image
 
     images = [(path, load_image(path)) for path in args.images]  # fail on a bad file before loading models
+    _quiet_tensorflow()
     detector = make_detector(args.detector, **_params(args))
     report = []
     for k, (path, image) in enumerate(images):
@@ -113,6 +121,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from ..apps.faces.runs import evaluate
 
     names = [n.strip() for n in args.detectors.split(",") if n.strip()]
+    _quiet_tensorflow()
     result = evaluate(args.dataset, args.path, names, max_fp=args.max_fp, setting=args.setting, region=args.region,
                       limit=args.limit, folds=_folds(args.folds))
     if args.plot:

@@ -93,3 +93,13 @@ def test_cli_eval_lfw_json_and_plot(tmp_path, capsys):
     assert main(["faces", "eval", "--dataset", "lfw-subset", "--detectors", "haar", "--json", "--plot", str(plot)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["results"][0]["detector"] == "haar" and plot.stat().st_size > 1000
+
+
+def test_module_level_detect(photos):
+    from tf2rt.apps.faces import Face, detect
+
+    faces = detect(photos["astronaut"])
+    assert len(faces) == 1 and isinstance(faces[0], Face)
+    x, y, w, h = faces[0].box
+    assert 150 < x < 200 and 40 < y < 90 and 70 < w < 100 and faces[0].score > 0.99
+    assert detect(photos["coffee"]) == []
