@@ -82,6 +82,10 @@ def test_directory_picks_latest_like_tensorflow(tf, base):
         a = src.read("a")
     np.testing.assert_array_equal(a, tf.train.load_checkpoint(str(base["second"])).get_tensor("a/.ATTRIBUTES/VARIABLE_VALUE"))
     assert looks_like_checkpoint(d)
+    with open_checkpoint(d / "checkpoint") as src:  # the state file itself works too
+        assert src.prefix == base["second"]
+    with pytest.raises(FormatError, match="found ckpt-1, ckpt-2"):  # the save prefix, not a checkpoint
+        open_checkpoint(d / "ckpt")
     with open_checkpoint(d) as src:
         kinds = {i.name: i.kind for i in src.infos()}
     assert kinds == {"a": "variable", "b": "variable", "save_counter": "bookkeeping",

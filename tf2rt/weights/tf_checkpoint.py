@@ -12,6 +12,7 @@ from __future__ import annotations
 import mmap
 import os
 import re
+from glob import escape as glob_escape
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -384,22 +385,26 @@ def resolve(path: str | Path) -> tuple[str, Path | list[Path]]:
     if p.is_file():
         if is_table(p):
             return "v1", [p]
+        if name == _STATE_FILE:  # the state file itself: use the checkpoint it names
+            return resolve(latest_checkpoint(p.parent))
         raise FormatError(
             f"{p} is not a TensorFlow checkpoint (no table magic number); pass a checkpoint prefix, "
             "its .index file, or a directory holding a 'checkpoint' file"
         )
-    shards = sorted(q for q in p.parent.glob(f"{name}-*-of-*") if _V1_SHARD.search(q.name))
+    shards = sorted(q for q in p.parent.glob(f"{glob_escape(name)}-*-of-*") if q.name[len(name) :].count("-") == 2)
     if shards:
         return "v1", _v1_shards(shards, p)
+    near = sorted(q.name[: -len(".index")] for q in p.parent.glob(f"{glob_escape(name)}*.index"))
+    hint = f" (found {', '.join(near[-3:])} there)" if near else ""
     raise FormatError(
-        f"no checkpoint at {p}: neither {p}.index nor {p} exists; pass the checkpoint prefix "
+        f"no checkpoint at {p}: neither {p}.index nor {p} exists{hint}; pass the checkpoint prefix "
         "(e.g. model.ckpt-1000), its .index file, or its directory"
     )
 
 
 def _v1_shards(files: list[Path], pattern: Path) -> list[Path]:
     """Check a V1 sharded save is complete (`-NNNNN-of-TOTAL` for every NNNNN)."""
-    files = [f for f in files if _V1_SHARD.search(f.name)]
+    files = [f for f in files if _V1_SHARD.search(f.name) and not _DATA_SUFFIX.search(f.name)]
     if not files:
         raise FormatError(f"no checkpoint shards match {pattern}")
     total = int(files[0].name[-5:])
