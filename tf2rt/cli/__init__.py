@@ -16,6 +16,7 @@ COMMANDS: list[str] = [
     "dump",
     "convert",
     "charrnn",
+    "demo",
     "run",
     "compare",
     "bench",
