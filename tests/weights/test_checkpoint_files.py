@@ -13,20 +13,20 @@ import numpy as np
 import pytest
 
 import ckpt_fixtures as F
+import google_crc32c  # test oracle for CRC32C (test extra)
 from tf2rt.errors import ChecksumError, FormatError, Tf2rtError
-from tf2rt.weights import crc32c
 from tf2rt.weights.sstable import Table
 from tf2rt.weights.tf_checkpoint import latest_checkpoint, looks_like_checkpoint, open_checkpoint
 
 
 def _numeric_ckpt(tf, out: Path) -> Path:
-    """A TF1 checkpoint with one variable of every numeric dtype and a partitioned one."""
+    """A TF1 checkpoint with a variable of every dtype, strings, and a partitioned one."""
     tf1 = tf.compat.v1
     g = tf.Graph()
     values = F.misc_values()
     with g.as_default():
         for name, value in values.items():
-            if name.startswith("dtypes/"):
+            if name.startswith(("dtypes/", "strings/")):
                 init = tf.constant(value)
                 tf1.Variable(tf.cast(init, tf.bfloat16) if name.endswith("bfloat16") else init, name=name)
         tf1.get_variable(
@@ -233,16 +233,38 @@ def test_big_endian_bundle(tf, base, tmp_path):
     data = bytearray(data_path.read_bytes())
     itemsizes = {1: 4, 2: 8, 3: 4, 4: 1, 5: 2, 6: 1, 8: 4, 9: 8, 10: 1, 14: 2, 17: 2, 18: 8, 19: 2, 22: 4, 23: 8}
 
+    def masked_crc(data: bytes, start: int = 0) -> int:
+        c = google_crc32c.extend(start, data)
+        return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
     def swap(key, entry):
         if entry.slices or entry.size == 0:
+            return
+        if entry.dtype == 7:  # strings: varint lengths stay, the lengths' checksum becomes big-endian
+            region = bytes(data[entry.offset : entry.offset + entry.size])
+            lengths, pos = [], 0
+            for _ in range(int(np.prod([d.size for d in entry.shape.dim]))):
+                n = shift = 0
+                while True:
+                    b = region[pos]
+                    pos += 1
+                    n |= (b & 0x7F) << shift
+                    shift += 7
+                    if b < 0x80:
+                        break
+                lengths.append(n)
+            length_crc = google_crc32c.value(b"".join(n.to_bytes(4, "big") for n in lengths))
+            stored = masked_crc(b"", length_crc).to_bytes(4, "big")
+            new_region = region[:pos] + stored + region[pos + 4 :]
+            data[entry.offset : entry.offset + entry.size] = new_region
+            entry.crc32c = masked_crc(new_region[pos + 4 :], google_crc32c.extend(length_crc, stored))
             return
         unit = itemsizes[entry.dtype]
         chunk = np.frombuffer(bytes(data[entry.offset : entry.offset + entry.size]), dtype=f"<u{unit}") if unit > 1 else None
         if chunk is not None:
             swapped = chunk.byteswap().tobytes()
             data[entry.offset : entry.offset + entry.size] = swapped
-            c = crc32c.value(swapped)
-            entry.crc32c = ((((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
+            entry.crc32c = masked_crc(swapped)
 
     def big(header):
         header.endianness = 1
@@ -254,11 +276,17 @@ def test_big_endian_bundle(tf, base, tmp_path):
     with open_checkpoint(new) as src:
         assert src.big_endian
         for info in src.infos():
-            expected = original.get_tensor(info.key)
-            assert rewritten.get_tensor(info.key).tobytes() == expected.tobytes()  # TF agrees
+            expected = np.asarray(original.get_tensor(info.key))
+            theirs = np.asarray(rewritten.get_tensor(info.key))
             ours = src.read(info.key)
+            if info.dtype == "string":
+                assert theirs.tolist() == expected.tolist()  # TF agrees
+                assert ours.tolist() == expected.astype(object).tolist(), info.key
+                continue
+            assert theirs.tobytes() == expected.tobytes()  # TF agrees
             assert ours.dtype == expected.dtype and ours.dtype.isnative
             assert ours.tobytes() == expected.tobytes(), info.key
+        assert "strings/vec" in src
 
 
 @pytest.mark.parametrize("snappy", [True, False])
@@ -271,7 +299,11 @@ def test_rewritten_index_with_small_and_snappy_blocks(tf, base, tmp_path, snappy
     rewritten = tf.train.load_checkpoint(str(new))
     with open_checkpoint(new) as src:
         for info in src.infos():
-            assert src.read(info.key).tobytes() == rewritten.get_tensor(info.key).tobytes()
+            ours, theirs = src.read(info.key), np.asarray(rewritten.get_tensor(info.key))
+            if info.dtype == "string":
+                assert ours.tolist() == theirs.astype(object).tolist()
+            else:
+                assert ours.tobytes() == theirs.tobytes()
 
 
 def test_absurd_sizes_and_offsets(base, tmp_path):

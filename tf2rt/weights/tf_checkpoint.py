@@ -258,10 +258,12 @@ class BundleSource(WeightSource):
             raise FormatError(f"{what}: string lengths do not add up to the stored {entry.size} bytes")
         stored = raw[pos : pos + 4]
         if self.verify:
-            # TF checksums each length as a fixed-width integer, not as its varint bytes.
-            packed = b"".join(x.to_bytes(4 if x <= 0xFFFFFFFF else 8, "little") for x in lengths)
+            # TF checksums each length as a fixed-width integer in the bundle's byte order,
+            # not as its varint bytes; the stored length checksum is in that order too.
+            order = "big" if self.big_endian else "little"
+            packed = b"".join(x.to_bytes(4 if x <= 0xFFFFFFFF else 8, order) for x in lengths)
             length_crc = crc32c.value(packed)
-            if crc32c.unmask(int.from_bytes(stored, "little")) != length_crc:
+            if crc32c.unmask(int.from_bytes(stored, order)) != length_crc:
                 raise self._checksum_error(name, entry, " in the string lengths")
             total = crc32c.value(raw[pos + 4 :], crc32c.value(stored, length_crc))
             if total != crc32c.unmask(entry.crc):
