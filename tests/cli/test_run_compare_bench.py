@@ -120,3 +120,19 @@ def test_bench(engine_path, tmp_path, capsys):
     assert 0 < stats["min_ms"] <= stats["median_ms"] <= stats["p90_ms"] <= stats["p99_ms"]
     assert stats["throughput_per_s"] == pytest.approx(2e3 / stats["median_ms"])
     assert main(["bench", str(engine_path), "--backend", "reference", "--iterations", "3", "--warmup", "0"]) == 0
+
+
+def test_compare_and_bench_with_input_file(engine_path, tmp_path, capsys):
+    inp = tmp_path / "in.npz"
+    np.savez(inp, tokens=np.array([[4, 5, 6]], np.int32), lens=np.array([2], np.int32))
+    assert main(["compare", str(engine_path), "--inputs", str(inp)]) == 0
+    assert "[1, 3, 9]" in capsys.readouterr().out
+    assert main(["bench", str(engine_path), "--inputs", str(inp), "--iterations", "5", "--warmup", "1",
+                 "--no-spinning", "--io-binding"]) == 0
+    assert main(["bench", str(engine_path), "--iterations", "0"]) == 2
+    np.savez(inp, tokens=np.array([[4, 5, 6]], np.int32))
+    assert main(["compare", str(engine_path), "--inputs", str(inp)]) == 2
+    assert "missing input(s) 'lens'" in capsys.readouterr().err
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 truncated")
+    assert main(["run", str(engine_path), "--inputs", str(tmp_path / "bad.npz")]) == 2
+    assert "not a readable .npz" in capsys.readouterr().err

@@ -18,6 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=None, help="size of a dynamic first dimension")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (onnxruntime)")
     p.add_argument("--io-binding", action="store_true", help="use onnxruntime IOBinding")
+    p.add_argument("--no-spinning", action="store_true",
+                   help="onnxruntime: idle threads do not spin (better on a busy machine)")
     p.add_argument("--inputs", help=".npz with inputs keyed by tensor name (default: random)")
     p.add_argument("--json", metavar="OUT", help="write the results as JSON")
     p.set_defaults(func=run)
@@ -41,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
         options["threads"] = args.threads
     if args.io_binding:
         options["io_binding"] = True
+    if args.no_spinning:
+        options["spinning"] = False
     stats = benchmark(engine, args.backend, args.iterations, args.warmup, args.batch, feeds, **options)
     print(f"{args.engine} on {args.backend} ({stats['precision']}, batch {stats['batch']}, "
           f"{stats['iterations']} iterations, timer {stats['timer']})")

@@ -37,10 +37,15 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
     p = Path(path)
     if not p.is_file():
         raise FormatError(f"inputs file {str(p)!r} does not exist")
+    import zipfile
+
     try:
-        with np.load(p, allow_pickle=False) as z:
+        z = np.load(p, allow_pickle=False)
+        if not hasattr(z, "files"):
+            raise ValueError("a single .npy array, not an .npz archive keyed by tensor name")
+        with z:
             return {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise FormatError(f"{p}: not a readable .npz file ({exc}); write one with numpy.savez") from None
 
 
