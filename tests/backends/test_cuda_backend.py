@@ -37,8 +37,10 @@ def test_cuda_engine_matches_reference(op, layers, bidir, seq, states, batch, pr
     for _ in range(2):  # first call builds and captures, the second replays the graph
         got = runner.run(feeds)
         for k in want:
-            err = float(np.abs(got[k].astype(np.float64) - want[k]).max())
-            assert err <= TOL[precision], (k, err)
+            # relu RNNs grow without bound: compare relative to the output's scale above 1
+            scale = max(1.0, float(np.abs(want[k]).max()))
+            err = float(np.abs(got[k].astype(np.float64) - want[k]).max()) / scale
+            assert err <= TOL[precision], (k, err, scale)
     info = runner.describe()["recurrent"]
     assert len(info) == 1 and info[0]["layers"] == layers
     print(op, layers, bidir, batch, precision, info[0]["engine"], info[0].get("mode"))

@@ -98,8 +98,8 @@ class CudaRunner(Runner):
         torch = self.torch
         for chain in self.executor.chains:
             plan = chain.plan
-            if plan is None or plan.engine not in ("persistent", "cudnn"):
-                continue
+            if plan is None or plan.engine not in ("persistent", "cudnn") or chain.has_seq_lens:
+                continue  # per-sequence lengths: cuDNN in a graph cannot take them
             x_shape_key = chain.stack_key
             T, B, dt = x_shape_key
             dtype = {"torch.float16": "float16", "torch.bfloat16": "bfloat16"}.get(dt, "float32")

@@ -81,8 +81,24 @@ class CudnnStack:
         T, B = x.shape[0], x.shape[1]
         x = x.to(self.dtype)
         shape = (p.layers * p.directions, B, p.hidden)
-        # fp32 engines must stay fp32: cuDNN would otherwise use TF32 tensor cores.
-        with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        # fp32 engines must stay fp32: cuDNN would otherwise use TF32 tensor cores. Newer
+        # PyTorch has a per-operator setting (and refuses mixing it with the legacy flag).
+        rnn_cfg = getattr(torch.backends.cudnn, "rnn", None)
+        old = getattr(rnn_cfg, "fp32_precision", None)
+        if old is None:
+            with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+                return self._forward(x, shape, T, B, h0, c0)
+        rnn_cfg.fp32_precision = "ieee"
+        try:
+            return self._forward(x, shape, T, B, h0, c0)
+        finally:
+            rnn_cfg.fp32_precision = old
+
+    def _forward(self, x: Any, shape: tuple, T: int, B: int, h0: Any, c0: Any) -> tuple[Any, Any, Any]:
+        import torch
+
+        p = self.problem
+        with torch.no_grad():
             if p.cell == "lstm":
                 if h0 is None and c0 is None:
                     y, (hn, cn) = self.module(x)

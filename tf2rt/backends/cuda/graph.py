@@ -47,6 +47,7 @@ class RnnChain:
     stack: Any = None
     plan: Any = None
     stack_key: tuple = ()
+    has_seq_lens: bool = False
 
 
 def _host(v: Any) -> np.ndarray:
@@ -81,8 +82,27 @@ class GraphExecutor:
             if n.op_type not in OPS and n.op_type not in OP_CELL:
                 raise UnsupportedError(f"cuda backend: no implementation of ONNX op {n.op_type!r} "
                                        f"(node {n.name!r}); use the onnxruntime backend")
-        self.chains = self._find_chains()
         self.torch = torch
+        self._fold_constants()
+        self.chains = self._find_chains()
+
+    _FOLDABLE = ("Cast", "Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Shape", "Constant")
+
+    def _fold_constants(self) -> None:
+        """Evaluate shape-only / constant-only nodes once (e.g. an fp16 engine's fp16 -> fp32
+        weight casts), so recurrent weights are host constants and the graph has fewer ops."""
+        kept = []
+        for n in self.nodes:
+            ins = [i for i in n.input if i]
+            if n.op_type in self._FOLDABLE and all(i in self.host for i in ins):
+                res = OPS[n.op_type](self, [self.host[i] if i else None for i in n.input], attributes(n))
+                res = res if isinstance(res, tuple) else (res,)
+                if all(not isinstance(v, self.torch.Tensor) for v in res):
+                    for name, v in zip(n.output, res):
+                        self.host[name] = np.asarray(v)
+                    continue
+            kept.append(n)
+        self.nodes = kept
 
     # -- recurrent chains ------------------------------------------------------------------
     def _spec(self, node: Any) -> RnnNodeSpec:
@@ -149,6 +169,7 @@ class GraphExecutor:
             dtype = {torch.float16: "float16", torch.bfloat16: "bfloat16"}.get(x.dtype, "float32")
             chain.stack, chain.plan = make_stack(chain.specs, B, T, dtype, self.limits, prefer=self.prefer,
                                                  has_seq_lens=seq is not None, torch_device=self.device)
+            chain.has_seq_lens = seq is not None
             chain.stack_key = (T, B, str(x.dtype))
         D, H = chain.specs[0].directions, chain.specs[0].hidden
 
