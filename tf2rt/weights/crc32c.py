@@ -150,19 +150,24 @@ def _lanes_state(u8: np.ndarray) -> int:
         lane *= 2
     nlanes = -(-n // lane)
     # Leading zeros leave a zero state unchanged, so pad in front to whole lanes.
-    padded = np.zeros(nlanes * lane, dtype=np.uint8)
-    padded[nlanes * lane - n :] = u8
-    words = np.ascontiguousarray(padded.view("<u4").reshape(nlanes, lane // 4).T)
-    if words.dtype.byteorder not in ("=", "|"):
-        words = words.astype(np.uint32)
+    if n == nlanes * lane:
+        padded = u8
+    else:
+        padded = np.zeros(nlanes * lane, dtype=np.uint8)
+        padded[nlanes * lane - n :] = u8
+    words = np.ascontiguousarray(padded.view("<u4").reshape(nlanes, lane // 4).T).astype(np.uint32, copy=False)
     lo, hi = _word_tables()
     state = np.zeros(nlanes, dtype=np.uint32)
-    tmp = np.empty(nlanes, dtype=np.uint32)
+    low = np.empty(nlanes, dtype=np.uint32)
+    a = np.empty(nlanes, dtype=np.uint32)
+    b = np.empty(nlanes, dtype=np.uint32)
     for row in words:
         np.bitwise_xor(state, row, out=state)
-        np.bitwise_and(state, 0xFFFF, out=tmp)
+        np.bitwise_and(state, 0xFFFF, out=low)
         np.right_shift(state, 16, out=state)
-        np.bitwise_xor(np.take(lo, tmp), np.take(hi, state), out=state)
+        np.take(lo, low, out=a, mode="clip")  # "clip": no bounds-check buffering
+        np.take(hi, state, out=b, mode="clip")
+        np.bitwise_xor(a, b, out=state)
     log2 = lane.bit_length() - 1
     while len(state) > 1:
         if len(state) % 2:  # a zero lane in front stands for leading zeros
