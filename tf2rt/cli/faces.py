@@ -20,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--draw", metavar="OUT.png", help="save the (first) image with the faces drawn; with several "
                                                      "images, OUT gets the image's index appended")
     d.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    d.add_argument("--backend", default=None, help="MTCNN engines' backend: onnxruntime (default) or reference")
     d.add_argument("--min-face-size", type=float, default=None, help="MTCNN: smallest face in pixels (20)")
     d.add_argument("--scale-factor", type=float, default=None, help="MTCNN: pyramid step (0.709)")
     d.add_argument("--thresholds", default=None, metavar="P,R,O", help="MTCNN stage thresholds (0.6,0.7,0.8)")
@@ -59,6 +60,10 @@ def _params(args: argparse.Namespace) -> dict:
         out.update(threshold_pnet=p, threshold_rnet=r, threshold_onet=o)
     if out and args.detector == "haar":
         raise Tf2rtError("--min-face-size, --scale-factor and --thresholds are MTCNN knobs; not for --detector haar")
+    if args.backend is not None:
+        if args.detector != "mtcnn":
+            raise Tf2rtError("--backend picks the backend of tf2rt's MTCNN engines; use it with --detector mtcnn")
+        out["backend"] = args.backend
     return out
 
 

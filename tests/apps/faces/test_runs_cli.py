@@ -75,6 +75,10 @@ def test_cli_detect_json_and_draw(tmp_path, photos, capsys):
     assert load_image(out).shape == photos["astronaut"].shape
     assert main(["faces", "detect", str(img), "--detector", "haar"]) == 0
     assert "1 face(s)" in capsys.readouterr().out
+    # the numpy reference backend gives the same face
+    assert main(["faces", "detect", str(img), "--backend", "reference", "--json"]) == 0
+    ref = json.loads(capsys.readouterr().out)["faces"][0]
+    assert np.allclose(ref["box"], report["faces"][0]["box"], atol=0.01)
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
@@ -103,3 +107,29 @@ def test_module_level_detect(photos):
     x, y, w, h = faces[0].box
     assert 150 < x < 200 and 40 < y < 90 and 70 < w < 100 and faces[0].score > 0.99
     assert detect(photos["coffee"]) == []
+
+
+def test_image_claiming_a_huge_size_is_refused_before_decoding(tmp_path):
+    import struct
+    import zlib
+
+    import cv2
+
+    small = tmp_path / "small.png"
+    cv2.imwrite(str(small), np.zeros((4, 4, 3), np.uint8))
+    data = bytearray(small.read_bytes())
+    # IHDR chunk: length(4) 'IHDR' width(4) height(4) ...; patch the size and fix the chunk CRC
+    i = data.index(b"IHDR")
+    data[i + 4:i + 12] = struct.pack(">II", 60000, 60000)
+    data[i + 17:i + 21] = struct.pack(">I", zlib.crc32(bytes(data[i:i + 17])))
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(bytes(data))
+    from tf2rt.errors import FormatError
+
+    with pytest.raises(FormatError, match="too large|60000x60000 pixels"):
+        load_image(bomb)
+    data[i + 4:i + 12] = struct.pack(">II", 12000, 9000)  # 108 Mpx: under Pillow's cap, over ours
+    data[i + 17:i + 21] = struct.pack(">I", zlib.crc32(bytes(data[i:i + 17])))
+    bomb.write_bytes(bytes(data))
+    with pytest.raises(FormatError, match="12000x9000 pixels, over the 100000000 pixel limit"):
+        load_image(bomb)
