@@ -457,3 +457,13 @@ def test_set_cell_matches_per_gate_setters():
 
 def test_onnxruntime_oracle_present():
     oracles.onnxruntime()
+
+
+def test_reference_refuses_undefined_sequence_lengths():
+    from tf2rt.errors import Tf2rtError
+
+    engine, _ = build_rnn("gru", 1, False, 4, 3, 2, 5, 1, seq=True)
+    x = np.zeros((2, 5, 3), np.float32)
+    for lens in ([5, 0], [6, 1]):
+        with pytest.raises(Tf2rtError, match=r"sequence_lens must be in \[1, 5\]"):
+            engine.run({"x": x, "lens": np.array(lens, np.int32)}, backend="reference")

@@ -1,6 +1,6 @@
 """Numpy LSTM / GRU / RNN with exact ONNX semantics (opset 14+: layout, both GRU reset placements).
 
-sequence_lens: a batch entry of length L is processed for steps [0, L) only (the reverse
+sequence_lens (each in [1, S]; 0 is refused, as ONNX leaves it undefined): a batch entry of length L is processed for steps [0, L) only (the reverse
 direction walks L-1 .. 0); Y past L is zero and Y_h / Y_c hold the state after the last
 valid step. `clip` bounds every activation input to [-clip, clip].
 """
@@ -72,6 +72,10 @@ def _prepare(i: Sequence[Optional[np.ndarray]], attrs: dict, gates: int) -> tupl
     h = gh // gates
     B = i[3] if len(i) > 3 and i[3] is not None else np.zeros((num_dir, 2 * gh), x.dtype)
     lens = i[4] if len(i) > 4 and i[4] is not None else np.full((n,), s, np.int32)
+    if lens.size and (lens.min() < 1 or lens.max() > s):
+        # ONNX leaves length 0 undefined (onnxruntime zeroes the final state, others keep the
+        # initial one) and TensorRT rejects it; lengths past S are invalid everywhere.
+        raise ValueError(f"sequence_lens must be in [1, {s}], got {lens.tolist()}")
     h0 = i[5] if len(i) > 5 and i[5] is not None else np.zeros((num_dir, n, h), x.dtype)
     if layout and len(i) > 5 and i[5] is not None:
         h0 = np.transpose(h0, (1, 0, 2))
