@@ -27,7 +27,6 @@ class Layer:
         self.inputs: list[Optional[Tensor]] = list(inputs)
         self.outputs: list[Tensor] = []
         self.network: Any = None
-        self.precision: Optional[str] = None  # per-layer precision hint (TensorRT's layer.precision)
 
     # --- what subclasses implement -------------------------------------------------
     def infer(self) -> list[tuple[str, Shape]]:
