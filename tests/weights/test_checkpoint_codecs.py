@@ -142,3 +142,37 @@ def test_slice_key_escapes_and_large_numbers():
     assert big.endswith(bytes([0xFD, 0x00, 0x00, 0x00, 0x00, 0x00, 0x81]))
     neg = encode_slice_key("x", [(-(1 << 40), 1)])
     assert neg.endswith(bytes([0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x81]))
+
+
+# -- object paths and kinds ---------------------------------------------------------------
+@pytest.mark.parametrize("name", ["a.b/c..d/.S", "plain", "layer_with_weights-0", ".", "/", "..S", "x.Sy"])
+def test_unescape_inverts_tensorflow_escaping(tf, name):
+    from tensorflow.python.trackable import trackable_utils
+
+    from tf2rt.weights.object_graph import key_path, unescape_local_name
+
+    escaped = trackable_utils.escape_local_name(name)
+    assert unescape_local_name(escaped) == name
+    path, attr = key_path(f"model/{escaped}/.ATTRIBUTES/VARIABLE_VALUE")
+    assert path == ["model", name] and attr == "VARIABLE_VALUE"
+
+
+@pytest.mark.parametrize(
+    "name,kind",
+    [
+        ("rnn/multi_rnn_cell/cell_0/basic_lstm_cell/kernel", "variable"),
+        ("dense/kernel/Adam_1", "optimizer_slot"),
+        ("dense/kernel/Momentum", "optimizer_slot"),
+        ("dense/bias/RMSProp_1", "optimizer_slot"),
+        ("training/Adam/dense/kernel/m", "optimizer_slot"),
+        ("beta1_power", "optimizer_slot"),
+        ("beta2_power_1", "optimizer_slot"),
+        ("global_step", "bookkeeping"),
+        ("model/lr", "variable"),  # a user variable that merely looks like a hyper-parameter
+        ("Adam", "variable"),
+    ],
+)
+def test_tf1_name_kinds(name, kind):
+    from tf2rt.weights.object_graph import classify
+
+    assert classify(name) == kind
