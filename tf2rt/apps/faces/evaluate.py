@@ -220,12 +220,12 @@ def wider_ap(annotations: Sequence[Annotation], detections: Mapping[str, np.ndar
                 elif recalled[j] == 0:
                     recalled[j] = 1
             recall_so_far[i] = int((recalled == 1).sum())
-        for t, thr in enumerate(thresholds):
-            above = np.nonzero(s >= thr)[0]
-            if len(above):
-                r = above[-1]
-                pr[t, 0] += int((counts[: r + 1] == 1).sum())
-                pr[t, 1] += recall_so_far[r]
+        # for each threshold: the last detection scoring >= it (scores are sorted descending)
+        last = np.searchsorted(-s, -thresholds, side="right") - 1
+        ok = last >= 0
+        proposals = np.cumsum(counts == 1)
+        pr[ok, 0] += proposals[last[ok]]
+        pr[ok, 1] += recall_so_far[last[ok]]
     with np.errstate(divide="ignore", invalid="ignore"):
         precision = np.where(pr[:, 0] > 0, pr[:, 1] / np.maximum(pr[:, 0], 1), 0.0)
     recall = pr[:, 1] / max(n_faces, 1)
