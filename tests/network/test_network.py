@@ -138,3 +138,13 @@ def test_flat_weights_accepted_like_tensorrt(net):
     rnn = net.add_rnn_v2(x, 1, 4, 2, "relu")
     rnn.set_weights_for_gate(0, "input", True, np.arange(12, dtype=np.float32))
     np.testing.assert_array_equal(rnn.get_weights_for_gate(0, "input", True), np.arange(12).reshape(4, 3))
+
+
+def test_summary_lists_layers_and_weights(net):
+    x = net.add_input("x", "float32", (2, 4))
+    fc = net.add_fully_connected(x, 3, np.ones((4, 3)), np.zeros(3), name="dense")
+    net.mark_output(net.add_softmax(fc.output, name="probs").output)
+    text = net.summary()
+    assert "inputs x:float32[2, 4]" in text and "outputs probs:float32[2, 3]" in text
+    row = next(line for line in text.splitlines() if line.startswith("dense"))
+    assert "fully_connected" in row and "x[2, 4]" in row and row.endswith("15")

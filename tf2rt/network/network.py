@@ -233,6 +233,21 @@ class Network:
             i += 1
         return f"{base}_{i}"
 
+    def summary(self) -> str:
+        """A text table of the layers: name, type, input and output shapes, weight count."""
+        rows = [("layer", "type", "inputs", "outputs", "weights")]
+        for layer in self.layers:
+            ins = ", ".join(f"{t.name}{shape_str(t.shape)}" for t in layer.inputs if t is not None)
+            outs = ", ".join(f"{t.name}{shape_str(t.shape)}" for t in layer.outputs)
+            n = sum(int(np.size(w)) for w in layer.weights().values())
+            rows.append((layer.name, layer.type, ins, outs, f"{n:,}" if n else ""))
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        ins = ", ".join(f"{t.name}:{t.dtype}{shape_str(t.shape)}" for t in self._inputs)
+        outs = ", ".join(f"{t.name}:{t.dtype}{shape_str(t.shape)}" for t in self._outputs)
+        return f"network {self.name!r}: inputs {ins}; outputs {outs}\n" + "\n".join(lines)
+
     def __repr__(self) -> str:
         return (f"<Network {self.name!r}: {len(self._inputs)} inputs, {len(self.layers)} layers, "
                 f"{len(self._outputs)} outputs>")
