@@ -250,3 +250,32 @@ def test_external_data_is_refused(tmp_path):
     p.write_bytes(engine.serialize())
     with pytest.raises(FormatError, match="external tensor data"):
         load_engine(p)
+
+
+def test_fp16_keeps_float32_only_inputs():
+    """An op input typed float32 whatever T (Resize scales) stays float32 in an fp16 engine."""
+    from tf2rt.engine.lowering import lowering
+    from tf2rt.network import Layer
+
+    class Upsample(Layer):
+        type = "test_upsample2x"
+
+        def __init__(self, x):
+            super().__init__([x])
+
+        def infer(self):
+            x = self.input_tensor(0)
+            return [(x.dtype, x.shape[:2] + (x.shape[2] * 2, x.shape[3] * 2))]
+
+    @lowering("test_upsample2x")
+    def _lower(layer, ctx):
+        scales = ctx.const(np.array([1, 1, 2, 2], np.float32), f"{layer.name}/scales")
+        ctx.node1("Resize", [ctx.input(layer, 0), "", scales], ctx.output(layer), name=layer.name, mode="nearest")
+
+    net = Network("up")
+    x = net.add_input("x", "float32", (1, 1, 2, 2))
+    net.mark_output(net.add_layer(Upsample(x), "up").output)
+    engine = build_engine(net, "fp16")  # onnx.checker (full) runs inside
+    assert {t.name: t.data_type for t in engine.onnx.graph.initializer} == {"up/scales": 1}
+    xv = np.arange(4, dtype=np.float32).reshape(1, 1, 2, 2)
+    np.testing.assert_array_equal(engine(xv), xv.repeat(2, 2).repeat(2, 3))

@@ -20,13 +20,39 @@ FP32_OPS: dict[str, tuple[int, ...]] = {"LSTM": (4,), "GRU": (4,), "RNN": (4,)}
 _FLOAT, _FLOAT16 = 1, 10
 
 
+def fixed_float_inputs(node: Any, opset: int) -> set[int]:
+    """Input positions whose ONNX type is float32 whatever the op's T (e.g. Resize scales)."""
+    from onnx import defs
+
+    try:
+        schema = defs.get_schema(node.op_type, opset, node.domain or "")
+    except Exception:  # noqa: BLE001 - unknown op: nothing is fixed
+        return set()
+    formals = schema.inputs
+    if not formals:
+        return set()
+    return {i for i in range(len(node.input)) if formals[min(i, len(formals) - 1)].type_str == "tensor(float)"}
+
+
 def to_fp16(model: Any) -> None:
     """Convert `model` (float32 throughout) to an fp16 engine in place."""
     from onnx import helper, numpy_helper
 
     graph = model.graph
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+    fixed = {id(node): fixed_float_inputs(node, opset) for node in graph.node}
+    # Initializers read only at float32-typed positions stay float32; the rest become float16.
+    keep32 = set()
+    uses: dict[str, list[bool]] = {}
+    for node in graph.node:
+        for k, name in enumerate(node.input):
+            if name:
+                uses.setdefault(name, []).append(k in fixed[id(node)])
+    for name, flags in uses.items():
+        if flags and all(flags):
+            keep32.add(name)
     for i, t in enumerate(graph.initializer):
-        if t.data_type == _FLOAT:
+        if t.data_type == _FLOAT and t.name not in keep32:
             arr = numpy_helper.to_array(t)
             graph.initializer[i].CopyFrom(numpy_helper.from_array(arr.astype(np.float16), t.name))
 
@@ -69,6 +95,13 @@ def to_fp16(model: Any) -> None:
             for a in node.attribute:
                 if a.name == "to" and a.i == _FLOAT:
                     a.i = _FLOAT16
+        for k in sorted(fixed[id(node)]):  # a float16 value at a float32-only position: cast it back
+            name = node.input[k]
+            if name and name not in keep32:
+                wide = fresh(f"{name}/fp32")
+                new_nodes.append(helper.make_node("Cast", [name], [wide], name=fresh(f"{node.name}/in{k}_fp32"),
+                                                  to=_FLOAT))
+                node.input[k] = wide
         if node.op_type in FP32_OPS:
             skip = FP32_OPS[node.op_type]
             for k, name in enumerate(node.input):
