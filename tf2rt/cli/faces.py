@@ -40,6 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--setting", default="all", choices=["all", "easy", "medium", "hard"],
                    help="WIDER: difficulty (easy/medium/hard need the official .mat split files)")
     e.add_argument("--limit", type=int, default=None, help="only the first N images")
+    e.add_argument("--detections", action="append", default=[], metavar="LABEL=FILE[,FILE...]",
+                   help="FDDB: also score precomputed detections in FDDB's rectangle format (repeatable)")
+    e.add_argument("--save-detections", metavar="DIR", help="FDDB: write each detector's detections as "
+                                                             "DIR/<detector>/fold-XX-out.txt")
     e.set_defaults(func=run_eval)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -120,6 +124,24 @@ def _folds(text: str) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _external(args: argparse.Namespace) -> dict:
+    from ..apps.faces.datasets import read_fddb, read_fddb_detections
+    from ..errors import Tf2rtError
+
+    if not args.detections:
+        return {}
+    if args.dataset != "fddb" or not args.path:
+        raise Tf2rtError("--detections reads FDDB result files; use it with --dataset fddb PATH")
+    anns = read_fddb(args.path, _folds(args.folds))
+    out = {}
+    for spec in args.detections:
+        label, sep, files = spec.partition("=")
+        if not sep or not label or not files:
+            raise Tf2rtError(f"--detections takes LABEL=FILE[,FILE...], got {spec!r}")
+        out[label] = read_fddb_detections([f for f in files.split(",") if f], anns)
+    return out
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from ..apps.faces.evaluate import results_table
     from ..apps.faces.plot import plot_curves
@@ -127,8 +149,10 @@ def run_eval(args: argparse.Namespace) -> int:
 
     names = [n.strip() for n in args.detectors.split(",") if n.strip()]
     _quiet_tensorflow()
+    external = _external(args)
     result = evaluate(args.dataset, args.path, names, max_fp=args.max_fp, setting=args.setting, region=args.region,
-                      limit=args.limit, folds=_folds(args.folds))
+                      limit=args.limit, folds=_folds(args.folds), external=external,
+                      save_dir=args.save_detections)
     if args.plot:
         plot_curves(result, args.plot)
     if args.json:

@@ -214,3 +214,22 @@ def test_apply_split_drops_unlisted_images():
     anns = [Annotation(image="e/a.jpg", boxes=np.zeros((2, 4))), Annotation(image="e/b.jpg", boxes=np.zeros((1, 4)))]
     out = apply_wider_split(anns, {"a": np.array([1])})
     assert [a.image for a in out] == ["e/a.jpg"] and out[0].ignore.tolist() == [True, False]
+
+
+def test_fddb_detection_files_round_trip(fddb_dir, tmp_path):
+    from tf2rt.apps.faces.datasets import read_fddb_detections, write_fddb_detections
+
+    anns = read_fddb(fddb_dir, folds=(1,))
+    dets = {f"{k}.jpg": v for k, v in FDDB_DETS.items()}
+    files = write_fddb_detections(anns, dets, tmp_path / "out")
+    assert [f.name for f in files] == ["fold-01-out.txt"]
+    text = files[0].read_text().splitlines()
+    assert text[:3] == ["img_a", "3", "30.000000 40.000000 40.000000 20.000000 0.900000"]
+    back = read_fddb_detections(files, anns)
+    assert set(back) == set(dets) and all(np.allclose(back[k], dets[k]) for k in dets)
+    roc = fddb_roc(anns, back, region="bbox")
+    assert roc.false_positives.tolist() == [0, 0, 1, 1, 2]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("img_a\n1\n1 2 3 4 5 6\n")
+    with pytest.raises(FormatError, match="ellipse detections are not supported"):
+        read_fddb_detections([bad])

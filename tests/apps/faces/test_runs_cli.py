@@ -133,3 +133,19 @@ def test_image_claiming_a_huge_size_is_refused_before_decoding(tmp_path):
     bomb.write_bytes(bytes(data))
     with pytest.raises(FormatError, match="12000x9000 pixels, over the 100000000 pixel limit"):
         load_image(bomb)
+
+
+def test_cli_fddb_saves_and_scores_detection_files(tiny_fddb, tmp_path, capsys):
+    saved = tmp_path / "dets"
+    assert main(["faces", "eval", "--dataset", "fddb", str(tiny_fddb), "--folds", "1", "--detectors", "mtcnn",
+                 "--max-fp", "10", "--save-detections", str(saved), "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)["results"][0]
+    out_file = saved / "mtcnn" / "fold-01-out.txt"
+    assert out_file.read_text().startswith("astronaut\n1\n")
+    # the saved file, scored as external detections, gives the same numbers
+    assert main(["faces", "eval", "--dataset", "fddb", str(tiny_fddb), "--folds", "1", "--detectors", "",
+                 "--max-fp", "10", "--detections", f"saved={out_file}", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)["results"][0]
+    assert again["detector"] == "saved"
+    assert again["AUC disc. (0-10 FP)"] == pytest.approx(first["AUC disc. (0-10 FP)"], abs=1e-9)
+    assert again["AUC cont. (0-10 FP)"] == pytest.approx(first["AUC cont. (0-10 FP)"], abs=1e-4)

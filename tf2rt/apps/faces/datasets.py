@@ -120,6 +120,65 @@ def read_fddb(root: str | Path, folds: tuple[int, ...] = tuple(range(1, 11))) ->
     return out
 
 
+def _fddb_key(image: str) -> str:
+    """FDDB's image id: the path without originalPics/ and the .jpg suffix."""
+    key = image[len("originalPics/"):] if image.startswith("originalPics/") else image
+    return key[:-4] if key.endswith(".jpg") else key
+
+
+def write_fddb_detections(annotations: list[Annotation], detections: dict[str, np.ndarray],
+                          folder: str | Path) -> list[Path]:
+    """Detections in FDDB's submission format, one `fold-XX-out.txt` per fold (image id, count,
+    then `left top width height score` lines), for the official evaluation program."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    by_fold: dict[int, list[str]] = {}
+    for ann in annotations:
+        dets = np.asarray(detections.get(ann.image, np.zeros((0, 5))), np.float64).reshape(-1, 5)
+        lines = by_fold.setdefault(int(ann.extra.get("fold", 1)), [])
+        lines += [_fddb_key(ann.image), str(len(dets))]
+        lines += [" ".join(f"{v:.6f}" for v in d) for d in dets]
+    out = []
+    for fold, lines in sorted(by_fold.items()):
+        path = folder / f"fold-{fold:02d}-out.txt"
+        path.write_text("\n".join(lines) + "\n")
+        out.append(path)
+    return out
+
+
+def read_fddb_detections(paths: list[str | Path], annotations: list[Annotation] | None = None) -> dict[str, np.ndarray]:
+    """Detections in FDDB's rectangle format (as written by any FDDB submission) -> {image: [k, 5]}.
+
+    With annotations, keys are mapped to their image paths (originalPics/....jpg)."""
+    out: dict[str, np.ndarray] = {}
+    for path in paths:
+        lines = list(_lines(Path(path)))
+        i = 0
+        while i < len(lines):
+            lineno, name = lines[i]
+            if i + 1 >= len(lines) or not lines[i + 1][1].isdigit():
+                raise FormatError(f"{path}:{lineno}: expected a detection count after {name!r}")
+            n = int(lines[i + 1][1])
+            if i + 2 + n > len(lines):
+                raise FormatError(f"{path}:{lineno}: {name!r} announces {n} detections but the file ends first")
+            rows = []
+            for ln, text in lines[i + 2: i + 2 + n]:
+                try:
+                    vals = [float(v) for v in text.split()]
+                except ValueError:
+                    vals = []
+                if len(vals) != 5:
+                    raise FormatError(f"{path}:{ln}: expected 'left top width height score', found {text!r}; "
+                                      "ellipse detections are not supported")
+                rows.append(vals)
+            out[name] = np.array(rows, np.float64).reshape(-1, 5)
+            i += 2 + n
+    if annotations is not None:
+        keys = {_fddb_key(a.image): a.image for a in annotations}
+        out = {keys.get(k, k): v for k, v in out.items()}
+    return out
+
+
 # -- WIDER FACE --------------------------------------------------------------------------
 def read_wider_gt(path: str | Path) -> list[Annotation]:
     """WIDER FACE `wider_face_*_bbx_gt.txt`: name, count, then `x y w h` + six attribute columns.

@@ -272,6 +272,8 @@ def results_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str] |
     cols = list(columns or rows[0].keys())
 
     def fmt(v: object) -> str:
+        if v is None:
+            return "-"
         if isinstance(v, float):
             return f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
         return str(v)

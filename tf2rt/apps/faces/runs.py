@@ -9,13 +9,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ...errors import FormatError, Tf2rtError
 from ...progress import progress
-from .datasets import Annotation, lfw_subset, read_fddb, read_wider
+from .datasets import Annotation, lfw_subset, read_fddb, read_wider, write_fddb_detections
 from .detectors import Detector, faces_to_array, make_detector
 from .evaluate import binary_auc, binary_roc, fddb_roc, roc_auc, wider_ap
 
@@ -97,8 +97,15 @@ def detect_all(detector: Detector, annotations: Sequence[Annotation], root: str 
 
 def evaluate(dataset: str, path: str | Path | None, detectors: Sequence[str | Detector], max_fp: float = 1000.0,
              setting: str = "all", region: str = "ellipse", limit: int | None = None,
-             folds: Sequence[int] = tuple(range(1, 11))) -> EvalResult:
-    """Evaluate detectors (names or objects) on fddb (ROC + normalised AUC), wider (AP) or lfw-subset (ROC AUC)."""
+             folds: Sequence[int] = tuple(range(1, 11)),
+             external: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+             save_dir: str | Path | None = None) -> EvalResult:
+    """Evaluate detectors (names or objects) on fddb (ROC + normalised AUC), wider (AP) or lfw-subset (ROC AUC).
+
+    external: precomputed detections {label: {image: [k, 5]}} scored alongside (e.g. read
+    with read_fddb_detections from published FDDB result files); save_dir: write each
+    detector's FDDB detections there (save_dir/<detector>/fold-XX-out.txt).
+    """
     if dataset not in DATASETS:
         raise Tf2rtError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
     dets = [make_detector(d) if isinstance(d, str) else d for d in detectors]
@@ -114,21 +121,28 @@ def evaluate(dataset: str, path: str | Path | None, detectors: Sequence[str | De
         result.notes.update(max_fp=max_fp, region=region, min_overlap=0.5)
     else:
         result.notes.update(setting=setting, iou=0.5)
-    for det in dets:
-        found, ms = detect_all(det, anns, path, desc=f"{det.name} on {dataset}")
+    runs: list[tuple[str, Any, Any]] = [(d.name, d, None) for d in dets]
+    runs += [(label, None, found) for label, found in (external or {}).items()]
+    for name, det, found in runs:
+        if det is not None:
+            found, ms = detect_all(det, anns, path, desc=f"{name} on {dataset}")  # type: ignore[assignment]
+        else:
+            found, ms = dict(found), None  # precomputed: no speed to report
+        if save_dir is not None and dataset == "fddb" and det is not None:
+            write_fddb_detections(anns, found, Path(save_dir) / name)
         if dataset == "fddb":
             roc = fddb_roc(anns, found, region=region)
             result.rows.append({
-                "detector": det.name, "speed ms": ms,
+                "detector": name, "speed ms": ms,
                 f"AUC disc. (0-{max_fp:g} FP)": roc_auc(roc, max_fp, "discrete"),
                 f"AUC cont. (0-{max_fp:g} FP)": roc_auc(roc, max_fp, "continuous"),
                 f"TPR@{max_fp:g}FP": roc.tpr_at(max_fp)})
-            result.curves[det.name] = {"false_positives": roc.false_positives, "tpr_discrete": roc.tpr_discrete,
+            result.curves[name] = {"false_positives": roc.false_positives, "tpr_discrete": roc.tpr_discrete,
                                        "tpr_continuous": roc.tpr_continuous}
         else:
             ap, precision, recall = wider_ap(anns, found)
-            result.rows.append({"detector": det.name, "speed ms": ms, f"AP ({setting})": ap})
-            result.curves[det.name] = {"precision": precision, "recall": recall}
+            result.rows.append({"detector": name, "speed ms": ms, f"AP ({setting})": ap})
+            result.curves[name] = {"precision": precision, "recall": recall}
     return result
 
 
