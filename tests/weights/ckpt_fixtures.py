@@ -134,6 +134,18 @@ def tf1_sharded(tf, out: Path, version: str = "V2") -> Path:
             return Path(saver.save(sess, str(out / "sharded.ckpt"), write_meta_graph=False))
 
 
+def tf2_sharded(tf, out: Path) -> Path:
+    """tf.train.Checkpoint with MaxShardSizePolicy: six shards, large variables split into slices."""
+    rng = np.random.default_rng(SEED)
+    ckpt = tf.train.Checkpoint(
+        kernel=tf.Variable(rng.normal(size=(250, 4)).astype(np.float32)),
+        bias=tf.Variable(rng.normal(size=(300, 3))),
+        words=tf.Variable([b"x", b"yy", b"zzz"]),
+    )
+    policy = tf.train.experimental.MaxShardSizePolicy(max_shard_size=2000)
+    return Path(ckpt.write(str(out / "tf2_sharded"), options=tf.train.CheckpointOptions(experimental_sharding_callback=policy)))
+
+
 def keras_rnn_checkpoint(tf, keras, out: Path, name: str) -> tuple[Path, dict[str, np.ndarray]]:
     """tf.train.Checkpoint of a small LSTM/GRU Keras model after one Adam step."""
     inputs = keras.Input((5, 3))

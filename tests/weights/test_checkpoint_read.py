@@ -26,6 +26,7 @@ def ckpts(tf, tmp_path_factory):
         "tf1_rnn": F.tf1_rnn(tf, out),
         "tf1_misc": F.tf1_misc(tf, out),
         "tf1_sharded": F.tf1_sharded(tf, out),
+        "tf2_sharded": F.tf2_sharded(tf, out),
     }
     v1 = out / "v1"
     v1.mkdir()
@@ -52,7 +53,7 @@ def assert_same(ours: np.ndarray, theirs, what: str) -> None:
     assert ours.tobytes() == theirs.tobytes(), what  # bit for bit, NaNs included
 
 
-V2_CASES = ["tf1_rnn", "tf1_misc", "tf1_sharded", "keras3", "tf_keras", "saved_model"]
+V2_CASES = ["tf1_rnn", "tf1_misc", "tf1_sharded", "tf2_sharded", "keras3", "tf_keras", "saved_model"]
 
 
 @pytest.mark.parametrize("case", V2_CASES)
@@ -123,6 +124,13 @@ def test_sharded_save_has_three_shards(ckpts):
     with open_checkpoint(ckpts["paths"]["tf1_sharded"]) as src:
         assert src.num_shards == 3
         assert {i.extra["shard"] for i in src.infos()} == {0, 1, 2}
+
+
+def test_tf2_sharding_policy_slices_variables_across_shards(ckpts):
+    with open_checkpoint(ckpts["paths"]["tf2_sharded"]) as src:
+        assert src.num_shards > 2
+        assert src.info("kernel").extra["slices"] > 1  # reassembled from pieces in several shards
+        assert len({e.shard for e in src._slice_entries.values()}) > 1
 
 
 def test_bfloat16_and_strings(ckpts):
