@@ -40,14 +40,14 @@ def to_fp16(model: Any) -> None:
 
     graph = model.graph
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
-    fixed = {id(node): fixed_float_inputs(node, opset) for node in graph.node}
+    fixed = [fixed_float_inputs(node, opset) for node in graph.node]  # by node position
     # Initializers read only at float32-typed positions stay float32; the rest become float16.
     keep32 = set()
     uses: dict[str, list[bool]] = {}
-    for node in graph.node:
+    for pos, node in enumerate(graph.node):
         for k, name in enumerate(node.input):
             if name:
-                uses.setdefault(name, []).append(k in fixed[id(node)])
+                uses.setdefault(name, []).append(k in fixed[pos])
     for name, flags in uses.items():
         if flags and all(flags):
             keep32.add(name)
@@ -82,7 +82,7 @@ def to_fp16(model: Any) -> None:
         if name not in input_names:
             out_rename[name] = fresh(f"{name}/fp16")
 
-    for node in graph.node:
+    for pos, node in enumerate(graph.node):
         for k, name in enumerate(node.input):
             if name in rename:
                 node.input[k] = rename[name]
@@ -95,7 +95,7 @@ def to_fp16(model: Any) -> None:
             for a in node.attribute:
                 if a.name == "to" and a.i == _FLOAT:
                     a.i = _FLOAT16
-        for k in sorted(fixed[id(node)]):  # a float16 value at a float32-only position: cast it back
+        for k in sorted(fixed[pos]):  # a float16 value at a float32-only position: cast it back
             name = node.input[k]
             if name and name not in keep32:
                 wide = fresh(f"{name}/fp32")
