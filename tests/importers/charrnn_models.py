@@ -36,6 +36,8 @@ class CharRNNSpec:
     activation: str | None = None  # None = the cell's default (tanh)
     scope: str = "rnnlm"
     seed: int = 0
+    peepholes: bool = False  # LSTMCell(use_peepholes=True)
+    cell_clip: float | None = None  # LSTMCell(cell_clip=...)
     scale: float = 2.5  # weights ~ U(+-scale/sqrt(fan_in)): large enough for non-trivial greedy text
 
     @property
@@ -50,7 +52,8 @@ def _make_cell(tf1, spec: CharRNNSpec):
     if spec.cell == "lstm":
         return rnn_cell.BasicLSTMCell(spec.hidden, forget_bias=spec.forget_bias, activation=act)
     if spec.cell == "lstm_cell":
-        return rnn_cell.LSTMCell(spec.hidden, forget_bias=spec.forget_bias, activation=act)
+        return rnn_cell.LSTMCell(spec.hidden, forget_bias=spec.forget_bias, activation=act,
+                                 use_peepholes=spec.peepholes, cell_clip=spec.cell_clip)
     if spec.cell == "gru":
         return rnn_cell.GRUCell(spec.hidden, activation=act)
     if spec.cell == "rnn":
@@ -91,8 +94,12 @@ class CharRNNGraph:
             )
 
 
-def write_charrnn(tf, spec: CharRNNSpec, out_dir: str | Path, meta: bool = True) -> Path:
-    """Write a checkpoint (prefix `out_dir/model.ckpt`) of `spec` with distinct random weights."""
+def write_charrnn(tf, spec: CharRNNSpec, out_dir: str | Path, meta: bool = True, rename=None) -> Path:
+    """Write a checkpoint (prefix `out_dir/model.ckpt`) of `spec` with distinct random weights.
+
+    `rename(name) -> name` saves the variables under other names (e.g. the names TF's
+    cuDNN-compatible cells use), which also leaves out the optimizer slots.
+    """
     tf1 = tf.compat.v1
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -101,7 +108,10 @@ def write_charrnn(tf, spec: CharRNNSpec, out_dir: str | Path, meta: bool = True)
     with graph.as_default():
         tf1.set_random_seed(spec.seed)
         model = CharRNNGraph(tf, spec, batch=4, seq=7, training=True)
-        saver = tf1.train.Saver()
+        if rename is None:
+            saver = tf1.train.Saver()
+        else:
+            saver = tf1.train.Saver({rename(v.op.name): v for v in tf1.trainable_variables()})
         with tf1.Session(graph=graph) as sess:
             sess.run(tf1.global_variables_initializer())
             # One real training step creates non-trivial optimizer slots ...

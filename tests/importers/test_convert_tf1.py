@@ -173,3 +173,43 @@ def test_custom_cell_is_named(tf, tmp_path):
     with pytest.raises(UnsupportedError) as e:
         convert(prefix)
     assert "rnn/my_peephole_cell/w_x" in str(e.value) and "rnn/my_peephole_cell/w_h" in str(e.value)
+
+
+def test_lstm_cell_peepholes_from_meta(tf, tmp_path):
+    spec = cm.CharRNNSpec("lstm_cell", 2, peepholes=True, forget_bias=0.25, seed=21, scale=2.0)
+    prefix = cm.write_charrnn(tf, spec, tmp_path / "peep")
+    sampler = cm.TFSampler(tf, spec, prefix)
+    ids, tf_logits = sampler.greedy(PRIME, 200)
+    sampler.close()
+    vocab = _vocab(spec.vocab)
+    gen = CharRNN(str(prefix), vocab)
+    assert gen.generate(vocab.decode(PRIME), 200, greedy=True) == vocab.decode(ids)
+    assert np.abs(gen.logits(vocab.decode(PRIME + ids[:-1])) - tf_logits).max() <= 1e-5
+
+
+def test_lstm_cell_clip_is_refused_by_name(tf, tmp_path):
+    """TF clips the cell state; ONNX LSTM's clip is on gate inputs - not the same, so refuse."""
+    spec = cm.CharRNNSpec("lstm_cell", 1, cell_clip=3.0, seed=22)
+    prefix = cm.write_charrnn(tf, spec, tmp_path / "clip")
+    from tf2rt import convert
+
+    with pytest.raises(UnsupportedError) as e:
+        convert(prefix)
+    assert "cell_clip" in str(e.value)
+
+
+def test_cudnn_compatible_lstm_names(tf, tmp_path):
+    """CudnnCompatibleLSTMCell checkpoints (BasicLSTMCell math, forget_bias 0, own scope name)."""
+    spec = cm.CharRNNSpec("lstm", 2, forget_bias=0.0, seed=23)
+    rename = lambda n: n.replace("basic_lstm_cell", "cudnn_compatible_lstm_cell")  # noqa: E731
+    prefix = cm.write_charrnn(tf, spec, tmp_path / "cudnn", meta=False, rename=rename)
+    restored = cm.write_charrnn(tf, spec, tmp_path / "plain", meta=False)  # same seed = same weights
+    sampler = cm.TFSampler(tf, spec, restored)
+    ids, tf_logits = sampler.greedy(PRIME, 100)
+    sampler.close()
+    vocab = _vocab(spec.vocab)
+    gen = CharRNN(str(prefix), vocab)
+    card = gen.engine.metadata["model"]
+    assert card["detected"]["rnn"]["layers"][0]["class"] == "CudnnCompatibleLSTMCell"
+    assert not any("forget_bias" in a for a in card["assumptions"])  # known: 0 for this cell
+    assert np.abs(gen.logits(vocab.decode(PRIME + ids[:-1])) - tf_logits).max() <= 1e-5

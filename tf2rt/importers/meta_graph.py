@@ -298,8 +298,10 @@ class MetaGraph:
                     else:
                         s.activation = f"op:{c.op}"
             for n in nodes:
-                if n.op == "ClipByValue":
-                    hi = self.const_value(self.resolve(n, 2) or self.producer(n, 2)[0])
+                # tf.clip_by_value is one ClipByValue op in older graphs, Minimum + Maximum in newer ones
+                if n.op == "ClipByValue" or (n.op == "Minimum" and "clip_by_value" in n.name):
+                    k = 2 if n.op == "ClipByValue" else 1
+                    hi = self.const_value(self.resolve(n, k) or self.producer(n, k)[0])
                     src = self.resolve(n, 0)
                     if hi is not None and hi.size == 1:
                         if src is not None and src.op == "MatMul":

@@ -209,16 +209,25 @@ def tf1_network(
                     fb_meta = st.forget_bias if st else None
                     fb = settings.pick(where, "forget_bias", forget_bias, fb_meta,
                                        TF_DEFAULT_FORGET_BIAS.get(spec.cell_class, 1.0), "--forget-bias")
+                    clip = st.cell_clip if st else None
+                    if spec.cell_class == "LSTMCell":
+                        if st is not None and st.activation is not None:  # the graph shows the cell: clip known
+                            card.setting(f"{where}.cell_clip", clip, ".meta graph")
+                        else:
+                            settings.pick(where, "cell_clip", None, None, None, "a .meta graph")
                     peep = all(k in v for k in ("w_i_diag", "w_f_diag", "w_o_diag"))
                     cell = from_tf_lstm(
                         v["kernel"], v["bias"], forget_bias=float(fb),
                         w_i_diag=v.get("w_i_diag") if peep else None, w_f_diag=v.get("w_f_diag") if peep else None,
                         w_o_diag=v.get("w_o_diag") if peep else None, projection=v.get("projection/kernel"),
-                        cell_clip=st.cell_clip if st else None, proj_clip=st.proj_clip if st else None,
+                        cell_clip=clip, proj_clip=st.proj_clip if st else None,
                         activation=act, name=where)
                     if "projection/kernel" in v:
                         unsupported.append(f"{where}: LSTMCell projection (num_proj) cannot be expressed by "
                                            "the engine's ONNX LSTM")
+                    if clip is not None or (st is not None and st.proj_clip is not None):
+                        unsupported.append(f"{where}: LSTMCell cell_clip/proj_clip clip the cell state / output; "
+                                           "ONNX LSTM's clip acts on gate inputs, so it cannot be expressed")
                     if any(k in v for k in ("w_i_diag", "w_f_diag", "w_o_diag")) and not peep:
                         unsupported.append(f"{where}: incomplete peephole variables")
                 elif spec.kind == "gru":
