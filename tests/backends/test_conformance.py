@@ -414,8 +414,13 @@ def test_projection_is_unsupported_at_build_time():
     net = Network("p")
     x = net.add_input("x", "float32", (1, 2, E))
     rnn = net.add_rnn_v2(x, 1, H, 2, "lstm", name="proj_lstm")
-    with pytest.raises(ShapeError):  # R is [H, P] with a projection: not RNNv2's [H, H]
-        rnn.set_cell(0, cell)
+    rnn.set_cell(0, cell)
+    net.mark_output(rnn.output)
+    with pytest.raises(UnsupportedError, match="proj_lstm.*projection"):
+        build_engine(net)
+    net = Network("p2")
+    x = net.add_input("x", "float32", (1, 2, E))
+    rnn = net.add_rnn_v2(x, 1, H, 2, "lstm", name="proj_lstm")
     cell2 = CellWeights("lstm", E, H, W={k: _rand(rng, H, E) for k in g}, R={k: _rand(rng, H, H) for k in g},
                         Wb={k: _rand(rng, H) for k in g}, Rb={k: _rand(rng, H) for k in g}, cell_clip=3.0)
     rnn.set_cell(0, cell2)

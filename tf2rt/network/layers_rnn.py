@@ -204,6 +204,11 @@ class RNNv2Layer(Layer):
             raise self.error(f"set_cell: a {cell.kind} cell does not fit an RNN of op {self.op}")
         if cell.hidden_size != self.hidden_size:
             raise self.error(f"set_cell: cell hidden_size {cell.hidden_size} != {self.hidden_size}")
+        unsupported = [f for f in ("projection", "cell_clip", "proj_clip") if getattr(cell, f, None) is not None]
+        if getattr(cell, "projection", None) is not None:
+            # R is [H, P]: nothing of this cell fits; the build reports it (UnsupportedError).
+            self.options[i] = CellOptions(unsupported=unsupported)
+            return
         for g in self.gates:
             if not (i // self.num_directions == 0 and self.input_mode == "skip"):
                 self.set_weights_for_gate(i, g, True, cell.W[g])
@@ -220,9 +225,7 @@ class RNNv2Layer(Layer):
             activation=act, recurrent_activation=getattr(cell, "recurrent_activation", "sigmoid"),
             recurrent_alpha=getattr(cell, "recurrent_alpha", None), recurrent_beta=getattr(cell, "recurrent_beta", None),
             clip=getattr(cell, "clip", None))
-        for feature in ("projection", "cell_clip", "proj_clip"):
-            if getattr(cell, feature, None) is not None:
-                opts.unsupported.append(feature)
+        opts.unsupported = unsupported
         self.set_options(i, opts)
         if name:
             self.weight_names[i // self.num_directions] = name
@@ -254,16 +257,17 @@ class RNNv2Layer(Layer):
     def check(self) -> None:
         k = self.num_directions
         for i in range(self.layer_count * k):
-            for g in self.gates:
-                if (i, g) not in self._W and not (i // k == 0 and self.input_mode == "skip"):
-                    raise self.error(f"W[{g}] of layer {i} is not set (set_weights_for_gate({i}, {g!r}, True, ...))")
-                if (i, g) not in self._R:
-                    raise self.error(f"R[{g}] of layer {i} is not set (set_weights_for_gate({i}, {g!r}, False, ...))")
             o = self.options_for(i)
             if o.unsupported:
                 raise UnsupportedError(f"layer {self.name!r} ({self.type}) layer {i}: LSTM {', '.join(o.unsupported)} "
                                        "cannot be expressed by ONNX LSTM (nor TensorRT RNNv2); "
                                        "tf2rt does not support it yet")
+        for i in range(self.layer_count * k):
+            for g in self.gates:
+                if (i, g) not in self._W and not (i // k == 0 and self.input_mode == "skip"):
+                    raise self.error(f"W[{g}] of layer {i} is not set (set_weights_for_gate({i}, {g!r}, True, ...))")
+                if (i, g) not in self._R:
+                    raise self.error(f"R[{g}] of layer {i} is not set (set_weights_for_gate({i}, {g!r}, False, ...))")
         for pos in range(self.layer_count):
             a, b = self.options_for(pos * k), self.options_for(pos * k + k - 1)
             if a.clip != b.clip or a.linear_before_reset != b.linear_before_reset:
