@@ -357,7 +357,7 @@ def _exists(prefix: Path) -> bool:
 def resolve(path: str | Path) -> tuple[str, Path | list[Path]]:
     """("v2", prefix) or ("v1", files) for anything `open_checkpoint` accepts."""
     p = Path(path).expanduser()
-    if p.is_dir():
+    if p.is_dir() and not Path(f"{p}.index").is_file():  # a prefix may share a directory's name
         if (p / _STATE_FILE).is_file():
             return resolve(latest_checkpoint(p))
         for prefix in (p / "variables" / "variables", p / "variables"):
