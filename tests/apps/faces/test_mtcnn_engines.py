@@ -19,14 +19,17 @@ def _max_err(ours, theirs):
     return max(float(np.abs(a - b).max()) for a, b in zip(ours, theirs))
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", "reference"])
-def test_nets_match_keras_on_random_input(engines, keras_nets, backend):
+@pytest.mark.parametrize("backend,prelu", [("onnxruntime", "decomposed"), ("reference", "decomposed"),
+                                           ("onnxruntime", "layer")])
+def test_nets_match_keras_on_random_input(engines, keras_nets, backend, prelu):
     rng = np.random.default_rng(7)
     cases = {
         "pnet": [rng.uniform(-1, 1, (1, h, w, 3)) for h, w in ((12, 12), (13, 17), (37, 50), (64, 41))],
         "rnet": [rng.uniform(-1, 1, (n, 24, 24, 3)) for n in (1, 5)],
         "onet": [rng.uniform(-1, 1, (n, 48, 48, 3)) for n in (1, 4)],
     }
+    if prelu != "decomposed":
+        engines = build_engines(prelu=prelu)
     for (name, engine), keras in zip(engines.items(), keras_nets):
         net = EngineNet(engine, name, backend=backend)
         for x in cases[name]:
@@ -47,7 +50,8 @@ def test_engines_are_onnx_files_with_metadata(engines, tmp_path):
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
         ops = {n.op_type for n in model.graph.node}
-        assert {"Conv", "PRelu", "Softmax"} <= ops, ops
+        assert {"Conv", "Relu", "Min", "Mul", "Add", "Softmax"} <= ops, ops  # PReLU, decomposed
+        assert "LSTM" not in ops and (name == "pnet") == ("Gemm" not in ops and "MatMul" not in ops)
         assert [o.name for o in engine.outputs] == list(OUTPUTS[name])
     assert build_network("pnet").get_input(0).shape == (1, None, None, 3)  # any image size
 
