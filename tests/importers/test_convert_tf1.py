@@ -213,3 +213,17 @@ def test_cudnn_compatible_lstm_names(tf, tmp_path):
     assert card["detected"]["rnn"]["layers"][0]["class"] == "CudnnCompatibleLSTMCell"
     assert not any("forget_bias" in a for a in card["assumptions"])  # known: 0 for this cell
     assert np.abs(gen.logits(vocab.decode(PRIME + ids[:-1])) - tf_logits).max() <= 1e-5
+
+
+def test_corrupt_meta_graph_is_a_clear_error(models, tmp_path, capsys):
+    import shutil
+
+    _spec, prefix, _ids, _ = models["gru3-emb-nometa"]
+    for f in prefix.parent.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    bad = tmp_path / (prefix.name + ".meta")
+    bad.write_bytes(b"\x0a\xff\xff\xff\xff\x0f garbage")  # a field claiming far more bytes than exist
+    assert main(["convert", str(tmp_path / prefix.name), "-o", str(tmp_path / "x.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "MetaGraphDef" in err and "--no-meta" in err and "Traceback" not in err
+    assert main(["convert", str(tmp_path / prefix.name), "-o", str(tmp_path / "x.onnx"), "--no-meta"]) == 0
