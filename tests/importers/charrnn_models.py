@@ -169,7 +169,8 @@ class TFSampler:
 
 
 def write_tagger(tf, out_dir: str | Path, cell: str = "lstm_cell", layers: int = 2, hidden: int = 6,
-                 vocab: int = 13, embedding: int = 5, tags: int = 4, seed: int = 3) -> tuple[Path, dict]:
+                 vocab: int = 13, embedding: int = 5, tags: int = 4, seed: int = 3,
+                 stack: bool = True) -> tuple[Path, dict]:
     """A bidirectional sequence tagger (stack_bidirectional_dynamic_rnn layout, sequence lengths).
 
     Returns (checkpoint prefix, {"ids", "lengths", "logits"}): TensorFlow's logits for a
@@ -187,6 +188,11 @@ def write_tagger(tf, out_dir: str | Path, cell: str = "lstm_cell", layers: int =
         with tf1.variable_scope("words"):
             table = tf1.get_variable("embedding", [vocab, embedding])
         x = tf1.nn.embedding_lookup(table, ids)
+        if not stack:  # one plain bidirectional_dynamic_rnn layer (scope "bidirectional_rnn")
+            (fw, bw), _ = tf1.nn.bidirectional_dynamic_rnn(
+                _make_cell(tf1, spec), _make_cell(tf1, spec), x, sequence_length=lengths, dtype=tf.float32)
+            x = tf.concat([fw, bw], axis=2)
+            layers = 0
         # What tf.contrib.rnn.stack_bidirectional_dynamic_rnn did (it is gone from TF 2).
         with tf1.variable_scope("stack_bidirectional_rnn"):
             for i in range(layers):

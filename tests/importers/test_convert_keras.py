@@ -97,6 +97,8 @@ def test_bidirectional_tagger_matches_keras(keras3, tmp_path):
         L.Embedding(20, 6),
         L.Bidirectional(L.LSTM(7, return_sequences=True)),
         L.Bidirectional(L.GRU(5, return_sequences=True)),
+        L.Dense(6, name="hidden"),
+        L.Activation("relu"),
         L.TimeDistributed(L.Dense(4, activation="softmax"), name="tags"),
     ])
     _fill(m, 7)

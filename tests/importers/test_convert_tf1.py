@@ -120,8 +120,9 @@ def test_reference_backend(models):
     assert np.abs(ours - tf_logits[:23]).max() <= 1e-5
 
 
-def test_bidirectional_tagger_with_sequence_lengths(tf, tmp_path):
-    prefix, oracle = cm.write_tagger(tf, tmp_path / "tagger")
+@pytest.mark.parametrize("stack,cell", [(True, "lstm_cell"), (False, "gru")])
+def test_bidirectional_tagger_with_sequence_lengths(tf, tmp_path, stack, cell):
+    prefix, oracle = cm.write_tagger(tf, tmp_path / "tagger", cell=cell, stack=stack)
     from tf2rt import convert
 
     engine = convert(prefix, tmp_path / "tagger.onnx")
