@@ -17,6 +17,10 @@ if not torch.cuda.is_available():  # pragma: no cover - CPU CI
 pytest.importorskip("cupy")
 
 TOL = {"fp32": 1e-4, "fp16": 2e-2}
+# cuDNN's own fp32 RNN (the fallback at large batch) differs from the reference by up to
+# 7.3e-4 on an H100 (torch 2.11, cuDNN 9.19, TF32 off); the persistent kernel and the step
+# loop stay within 1e-4. See docs/cuda.md.
+CUDNN_FP32_TOL = 1e-3
 CASES = [
     ("lstm", 2, False, False, False, 1), ("lstm", 3, False, True, True, 8), ("lstm", 2, True, True, True, 64),
     ("gru", 1, False, False, True, 1), ("gru", 2, False, True, True, 8), ("gru", 3, True, False, False, 8),
@@ -36,11 +40,13 @@ def test_cuda_engine_matches_reference(op, layers, bidir, seq, states, batch, pr
     runner = engine.runner("cuda")
     for _ in range(2):  # first call builds and captures, the second replays the graph
         got = runner.run(feeds)
+        used = runner.describe()["recurrent"][0]["engine"]
+        tol = CUDNN_FP32_TOL if (used == "cudnn" and precision == "fp32") else TOL[precision]
         for k in want:
             # relu RNNs grow without bound: compare relative to the output's scale above 1
             scale = max(1.0, float(np.abs(want[k]).max()))
             err = float(np.abs(got[k].astype(np.float64) - want[k]).max()) / scale
-            assert err <= TOL[precision], (k, err, scale)
+            assert err <= tol, (k, err, scale, used)
     info = runner.describe()["recurrent"]
     assert len(info) == 1 and info[0]["layers"] == layers
     print(op, layers, bidir, batch, precision, info[0]["engine"], info[0].get("mode"))
@@ -68,8 +74,9 @@ def test_every_engine_choice_is_correct(prefer):
     runner = engine.runner("cuda", prefer=prefer)
     got = runner.run(feeds)
     assert runner.describe()["recurrent"][0]["engine"] == prefer
+    tol = CUDNN_FP32_TOL if prefer == "cudnn" else 1e-4
     for k in want:
-        assert np.abs(got[k] - want[k]).max() <= 1e-4, k
+        assert np.abs(got[k] - want[k]).max() <= tol, k
 
 
 @pytest.mark.gpu

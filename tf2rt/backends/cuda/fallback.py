@@ -83,16 +83,19 @@ class CudnnStack:
         shape = (p.layers * p.directions, B, p.hidden)
         # fp32 engines must stay fp32: cuDNN would otherwise use TF32 tensor cores. Newer
         # PyTorch has a per-operator setting (and refuses mixing it with the legacy flag).
-        rnn_cfg = getattr(torch.backends.cudnn, "rnn", None)
-        old = getattr(rnn_cfg, "fp32_precision", None)
-        if old is None:
+        cfgs = [c for c in (getattr(torch.backends.cudnn, "rnn", None), getattr(torch.backends.cudnn, "conv", None))
+                if getattr(c, "fp32_precision", None) is not None]
+        if not cfgs:
             with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
                 return self._forward(x, shape, T, B, h0, c0)
-        rnn_cfg.fp32_precision = "ieee"
+        old = [c.fp32_precision for c in cfgs]
+        for c in cfgs:  # both: PyTorch refuses differing conv/RNN settings in some paths
+            c.fp32_precision = "ieee"
         try:
             return self._forward(x, shape, T, B, h0, c0)
         finally:
-            rnn_cfg.fp32_precision = old
+            for c, o in zip(cfgs, old):
+                c.fp32_precision = o
 
     def _forward(self, x: Any, shape: tuple, T: int, B: int, h0: Any, c0: Any) -> tuple[Any, Any, Any]:
         import torch

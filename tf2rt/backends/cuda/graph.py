@@ -136,10 +136,8 @@ class GraphExecutor:
             chain = RnnChain([n], [self._spec(n)])
             while True:
                 last = chain.nodes[-1]
-                t1 = only(last.output[0])
-                t2 = only(t1.output[0]) if t1 is not None and t1.op_type in ("Transpose", "Reshape") else None
-                nxt = only(t2.output[0]) if t2 is not None and t2.op_type == "Reshape" else None
-                if nxt is None or nxt.op_type != last.op_type or list(nxt.input)[0] != t2.output[0]:
+                glue, nxt = self._glue(last.output[0], only)
+                if nxt is None or nxt.op_type != last.op_type:
                     break
                 seq_a = (list(last.input) + [""] * 5)[4]
                 seq_b = (list(nxt.input) + [""] * 5)[4]
@@ -148,15 +146,72 @@ class GraphExecutor:
                     break
                 chain.nodes.append(nxt)
                 chain.specs.append(spec)
-                chain.skip.update({id(t1), id(t2)})
+                chain.skip.update(id(g) for g in glue)
             for m in chain.nodes:
                 owner[id(m)] = chain
             chains.append(chain)
-        # Keyed by node identity (ONNX node names may be empty or repeated). A chain runs at
-        # its last node: the engine computes each layer's initial-state slice just before it.
-        self._chain_of = {id(c.nodes[-1]): c for c in chains}
-        self._in_chain = {id(m) for c in chains for m in c.nodes[:-1]} | {s for c in chains for s in c.skip}
+        self.steps = self._schedule(chains)
         return chains
+
+    def _schedule(self, chains: list[RnnChain]) -> list[tuple[str, Any]]:
+        """Execution order with each chain as one step: a step runs once every value it reads
+        exists (a chain reads its layers' initial-state slices, which the engine computes
+        between the layers, and nodes between the layers may read a layer's h_n)."""
+        chain_of = {id(m): c for c in chains for m in c.nodes}
+        glue = {g for c in chains for g in c.skip}
+        units: list[tuple[str, Any, set, list]] = []
+        for c in chains:
+            inner = {o for m in c.nodes[:-1] for o in m.output[:1]}
+            inner |= {o for m in self.nodes if id(m) in c.skip for o in m.output}
+            reads = {i for m in c.nodes for i in m.input if i} - inner
+            writes = [o for m in c.nodes for o in m.output if o]
+            units.append(("chain", c, reads, writes))
+        for n in self.nodes:
+            if id(n) in chain_of or id(n) in glue:
+                continue
+            units.append(("node", n, {i for i in n.input if i}, [o for o in n.output if o]))
+        order = {id(n): k for k, n in enumerate(self.nodes)}
+        units.sort(key=lambda u: order[id(u[1].nodes[0]) if u[0] == "chain" else id(u[1])])
+        ready = set(self.host) | set(self.input_names)
+        steps, pending = [], units
+        while pending:
+            rest = []
+            for u in pending:
+                if u[2] <= ready:
+                    steps.append((u[0], u[1]))
+                    ready.update(u[3])
+                else:
+                    rest.append(u)
+            if len(rest) == len(pending):
+                missing = sorted(rest[0][2] - ready)
+                raise UnsupportedError(f"cuda backend: cannot order the graph (values {missing[:3]} are never produced)")
+            pending = rest
+        return steps
+
+    @staticmethod
+    def _glue(y: str, only: Callable[[str], Any]) -> tuple[list[Any], Any]:
+        """The engine's glue from one layer's Y [S, D, B, H] to the next layer's X [S, B, D*H]:
+        Transpose(perm 0,2,1,3) or Reshape, then Reshape, with optional Casts (an fp16
+        engine's rounding between layers, which the fused stack skips). Returns (glue
+        nodes, next recurrent node) or ([], None)."""
+        glue, value, reshapes = [], y, 0
+        for _ in range(5):
+            n = only(value)
+            if n is None:
+                return [], None
+            if n.op_type in OP_CELL:
+                ok = reshapes >= 1 and list(n.input)[0] == value
+                return (glue, n) if ok else ([], None)
+            if n.op_type == "Transpose":
+                if list(attributes(n).get("perm", [])) != [0, 2, 1, 3] or reshapes:
+                    return [], None
+            elif n.op_type == "Reshape":
+                reshapes += 1
+            elif n.op_type != "Cast":
+                return [], None
+            glue.append(n)
+            value = n.output[0]
+        return [], None
 
     def _run_chain(self, chain: RnnChain, values: dict[str, Any]) -> None:
         torch = self.torch
@@ -210,11 +265,9 @@ class GraphExecutor:
     def __call__(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
         values: dict[str, Any] = dict(self.host)
         values.update(feeds)
-        for n in self.nodes:
-            if id(n) in self._in_chain:
-                continue
-            if id(n) in self._chain_of:
-                self._run_chain(self._chain_of[id(n)], values)
+        for kind, n in self.steps:
+            if kind == "chain":
+                self._run_chain(n, values)
                 continue
             args = [values[i] if i else None for i in n.input]
             res = OPS[n.op_type](self, args, attributes(n))
