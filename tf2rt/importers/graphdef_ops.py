@@ -146,27 +146,36 @@ def _strided(cv, node, ins):
 
 
 def _slice_tensor(cv, node, v: TV, begin, end, strides) -> TV:
-    if attr_i(node, "shrink_axis_mask") or attr_i(node, "ellipsis_mask") or attr_i(node, "new_axis_mask"):
-        raise UnsupportedError("StridedSlice of a tensor with shrink/ellipsis/new-axis masks")
-    t = cv.plain(v)
-    bm, em = attr_i(node, "begin_mask"), attr_i(node, "end_mask")
+    if attr_i(node, "shrink_axis_mask") or attr_i(node, "new_axis_mask"):
+        raise UnsupportedError("StridedSlice of a tensor with shrink-axis or new-axis masks")
+    shape = v.shape
+    bm, em, ell = attr_i(node, "begin_mask"), attr_i(node, "end_mask"), attr_i(node, "ellipsis_mask")
+    specs: list = []  # per TF axis: (begin, end, stride) or None for "whole axis"
+    for i in range(len(begin)):
+        if ell >> i & 1:
+            specs += [None] * (len(shape) - (len(begin) - 1))
+        else:
+            specs.append((None if bm >> i & 1 else int(begin[i]), None if em >> i & 1 else int(end[i]),
+                          int(strides[i])))
+    specs += [None] * (len(shape) - len(specs))
     start, size, step = [], [], []
-    for i, d in enumerate(t.shape):
-        if i >= len(begin):
+    for d, spec in zip(shape, specs):
+        if spec is None or (spec[0] is None and spec[1] is None and spec[2] == 1):
             start.append(0), size.append(d), step.append(1)
             continue
         if d is None:
-            if bm >> i & 1 and em >> i & 1 and strides[i] == 1:
-                start.append(0), size.append(0), step.append(1)  # whole dynamic dim
-                continue
             raise UnsupportedError("StridedSlice of a dynamic dimension")
-        s, e, k = slice(None if bm >> i & 1 else int(begin[i]), None if em >> i & 1 else int(end[i]),
-                        int(strides[i])).indices(d)
-        n = len(range(s, e, k))
-        start.append(s), size.append(n), step.append(k)
-    if any(d is None for d in t.shape):
-        raise UnsupportedError("StridedSlice of a tensor with a dynamic dimension")
-    return TV(cv.net.add_slice(t, start, size, step, name=node.name).output)
+        s, e, k = slice(*spec).indices(d)
+        start.append(s), size.append(len(range(s, e, k))), step.append(k)
+    # one Gather per sliced axis (works with a dynamic batch size), on the NCHW tensor directly
+    t = v.t
+    for ax, (s0, n, k, d) in enumerate(zip(start, size, step, shape)):
+        if (s0, n, k) == (0, d, 1):
+            continue
+        idx = np.arange(s0, s0 + n * k, k, dtype=np.int32)[:n]
+        ind = cv.net.add_constant(idx.shape, idx, name=f"{node.name}/indices{ax}").output
+        t = cv.net.add_gather(t, ind, axis=phys_axis(ax) if v.nchw else ax, name=f"{node.name}/axis{ax}").output
+    return TV(t, v.nchw)
 
 
 @op("Pack")

@@ -230,6 +230,7 @@ def _conv(cv: KerasConverter, name: str, cfg: dict, x: Any, kernel: np.ndarray, 
     layer = cv.net.add_convolution_nd(x, kernel.shape[0], window, kernel, bias, stride=stride, pre_padding=pre,
                                       post_padding=post, dilation=dil, num_groups=groups, name=name)
     if act not in (None, "linear"):
+        layer.output.name = f"{name}/linear"  # the activation's output carries the Keras layer's name
         return activate(cv, TV(layer.output, True), act, f"{name}/{act}")
     return cv.fusable_out(layer.output, ref)
 
@@ -288,6 +289,7 @@ def _dense(cv, name, cfg, args, ref):
         if cv.consumers[ref] == 1:
             cv.fusable.add(id(out))
         return TV(out)
+    out.name = f"{name}/linear"  # the activation's output carries the Keras layer's name
     return activate(cv, TV(out), act, f"{name}/{act}")
 
 
