@@ -99,26 +99,25 @@ def crop_and_resize(image: np.ndarray, boxes: np.ndarray, size: tuple[int, int])
     n = b.shape[0]
     if n == 0:
         return np.zeros((0, ch, cw, c), np.float32)
-    y1, x1, y2, x2 = b[:, 0:1], b[:, 1:2], b[:, 2:3], b[:, 3:4]
-    in_y = _sample_positions(y1, y2, h, ch)
-    in_x = _sample_positions(x1, x2, w, cw)
-    valid_y = (in_y >= 0) & (in_y <= h - 1)
-    valid_x = (in_x >= 0) & (in_x <= w - 1)
-    ty = np.clip(np.floor(in_y), 0, h - 1).astype(np.int64)
-    by = np.clip(np.ceil(in_y), 0, h - 1).astype(np.int64)
-    lx = np.clip(np.floor(in_x), 0, w - 1).astype(np.int64)
-    rx = np.clip(np.ceil(in_x), 0, w - 1).astype(np.int64)
-    ylerp = (in_y - np.floor(in_y))[:, :, None, None]
-    xlerp = (in_x - np.floor(in_x))[:, None, :, None]
-    tl = img[ty[:, :, None], lx[:, None, :]]
-    tr = img[ty[:, :, None], rx[:, None, :]]
-    bl = img[by[:, :, None], lx[:, None, :]]
-    br = img[by[:, :, None], rx[:, None, :]]
+    in_y = _sample_positions(b[:, 0:1], b[:, 2:3], h, ch)
+    in_x = _sample_positions(b[:, 1:2], b[:, 3:4], w, cw)
+    fy, fx = np.floor(in_y), np.floor(in_x)
+    ty = np.clip(fy, 0, h - 1).astype(np.intp)
+    by = np.clip(np.ceil(in_y), 0, h - 1).astype(np.intp)
+    lx = np.clip(fx, 0, w - 1).astype(np.intp)[:, None, :]
+    rx = np.clip(np.ceil(in_x), 0, w - 1).astype(np.intp)[:, None, :]
+    # gathers on the flattened image (one index array each) are about twice as fast as
+    # two-axis fancy indexing
+    flat = img.reshape(h * w, c)
+    ty_w, by_w = (ty * w)[:, :, None], (by * w)[:, :, None]
+    tl, tr = flat.take(ty_w + lx, axis=0), flat.take(ty_w + rx, axis=0)
+    bl, br = flat.take(by_w + lx, axis=0), flat.take(by_w + rx, axis=0)
+    xlerp = (in_x - fx)[:, None, :, None]
     top = tl + (tr - tl) * xlerp
     bottom = bl + (br - bl) * xlerp
-    out = top + (bottom - top) * ylerp
-    mask = valid_y[:, :, None] & valid_x[:, None, :]
-    out[~mask] = 0.0
+    out = top + (bottom - top) * (in_y - fy)[:, :, None, None]
+    inside = ((in_y >= 0) & (in_y <= h - 1))[:, :, None] & ((in_x >= 0) & (in_x <= w - 1))[:, None, :]
+    out[~inside] = 0.0  # TensorFlow's extrapolation value
     return out.astype(np.float32, copy=False)
 
 
