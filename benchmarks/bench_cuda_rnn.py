@@ -187,7 +187,7 @@ def probe(reps: int, limits) -> list[dict]:
     import torch
 
     from tf2rt.backends.cuda.persistent import PersistentStack
-    from tf2rt.backends.cuda.plan import RnnProblem, make_plan
+    from tf2rt.backends.cuda.plan import make_plan
     from tf2rt.backends.cuda.rnn import node_spec
 
     rows = []

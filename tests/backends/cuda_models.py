@@ -86,7 +86,7 @@ def build_model(case: RnnCase, dtype: str = "float32"):
 
     elem = TensorProto.FLOAT16 if dtype == "float16" else TensorProto.FLOAT
     npdt = np.float16 if dtype == "float16" else np.float32
-    T, B, H, D, L = case.seq_len, case.batch, case.hidden, case.dirs, case.layers
+    T, B, H, D = case.seq_len, case.batch, case.hidden, case.dirs
     weights = case.weights or make_weights(case)
     inputs = [helper.make_tensor_value_info("X", elem, [T, B, case.input_size])]
     if case.seq_lens:
