@@ -36,18 +36,21 @@ sys.path.insert(0, str(ROOT / "tests" / "importers"))
 E, H, V, LAYERS = 128, 512, 65, 2
 
 
+CLOCK = time.perf_counter
+
+
 def timeit(fn, repeats: int) -> float:
-    """Median seconds of fn() over `repeats` runs (after one warm-up run)."""
+    """Median seconds of fn() over `repeats` runs (after one warm-up run), on CLOCK."""
     fn()
     times = []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = CLOCK()
         fn()
-        times.append(time.perf_counter() - t)
+        times.append(CLOCK() - t)
     return float(np.median(times))
 
 
-def tf_graphs(tf, prefix: Path, seq: int):
+def tf_graphs(tf, prefix: Path, seq: int, threads: int | None):
     """(streaming session + tensors, whole-sequence session + tensors, frozen graph bytes)."""
     tf1 = tf.compat.v1
 
@@ -79,7 +82,9 @@ def tf_graphs(tf, prefix: Path, seq: int):
         g = tf.Graph()
         with g.as_default():
             ids, init, logits, finals = build(1, steps, ph)
-            sess = tf1.Session(graph=g, config=tf1.ConfigProto(intra_op_parallelism_threads=0))
+            n = threads or 0
+            sess = tf1.Session(graph=g, config=tf1.ConfigProto(intra_op_parallelism_threads=n,
+                                                               inter_op_parallelism_threads=n))
             tf1.train.Saver().restore(sess, str(prefix))
             frozen = tf1.graph_util.convert_variables_to_constants(
                 sess, g.as_graph_def(), ["logits"] + [f.op.name for f in finals])
@@ -110,12 +115,17 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=300, help="streaming steps per timed run")
     ap.add_argument("--seq", type=int, default=100, help="whole-sequence length")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: its choice)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads for every runtime (onnxruntime intra-op, TF intra/inter-op; default: their choice)")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="wall time, or this process's CPU time (robust on a busy shared machine; use with --threads 1)")
     ap.add_argument("--tf2onnx-path", default=os.environ.get("TF2ONNX_PATH"),
                     help="directory where tf2onnx is installed (pip install --target DIR tf2onnx --no-deps)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
 
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     import onnxruntime as ort
     import tensorflow as tf
 
@@ -151,7 +161,7 @@ def main() -> int:
     }
 
     # --- TensorFlow ---------------------------------------------------------------------------
-    g = tf_graphs(tf, prefix, args.seq)
+    g = tf_graphs(tf, prefix, args.seq, args.threads)
     sess, ids, init, logits, finals, frozen_stream = g["stream"]
     zero = [np.zeros((1, H), np.float32)] * (2 * LAYERS)
     init_flat = [t for st in init for t in (st.c, st.h)]
@@ -213,8 +223,9 @@ def main() -> int:
 
     # --- report -------------------------------------------------------------------------------
     base = results["tf2rt (onnxruntime)"]
-    print(f"char-RNN embedding {E} -> {LAYERS}x LSTM {H} -> dense {V}, batch 1, fp32, "
-          f"CPU threads={os.cpu_count()}, max |logits - TF| = {max_err:.2e}")
+    print(f"char-RNN embedding {E} -> {LAYERS}x LSTM {H} -> dense {V}, batch 1, fp32, {os.cpu_count()} CPUs, "
+          f"threads={args.threads or 'default'}, clock={args.clock}, load average {os.getloadavg()[0]:.1f}, "
+          f"max |logits - TF| = {max_err:.2e}")
     print()
     print("| runtime | streaming ms/step | chars/s | vs tf2rt | whole sequence T=%d ms | vs tf2rt |" % args.seq)
     print("|---|---|---|---|---|---|")
