@@ -27,7 +27,9 @@ from .sstable import Table, is_table
 from .tf_dtypes import (
     DT_STRING,
     encode_slice_key,
+    fields,
     info_dtype,
+    int64,
     numpy_dtype,
     parse_shape,
     parse_slice,
@@ -63,15 +65,35 @@ class Entry:
 
 
 def _parse_entry(value: bytes, what: str) -> Entry:
-    msg = Message(value, what)
-    offset, size = msg.int(4), msg.int(5)
+    """BundleEntryProto: dtype 1, shape 2, shard_id 3, offset 4, size 5, crc32c 6 (fixed32), slices 7.
+
+    Decoded by hand rather than through `proto.Message`: indexes can hold many thousands of
+    entries, and this is the hot loop of listing a checkpoint.
+    """
+    dtype = shard = offset = size = crc = 0
+    shape: tuple[int, ...] = ()
+    slices = []
+    for field, wtype, v in fields(value, what):
+        if wtype == 2:
+            if field == 2:
+                shape = parse_shape(v, what)
+            elif field == 7:
+                slices.append(tuple(parse_slice(Message(v, what), what)))
+        elif field == 1:
+            dtype = v
+        elif field == 3:
+            shard = int64(v)
+        elif field == 4:
+            offset = int64(v)
+        elif field == 5:
+            size = int64(v)
+        elif field == 6:
+            crc = v & 0xFFFFFFFF
     if offset < 0 or size < 0:
         raise FormatError(f"{what}: negative offset or size")
-    shard = msg.int(3)
     if shard < 0:
         raise FormatError(f"{what}: negative shard id")
-    slices = tuple(tuple(parse_slice(s, what)) for s in msg.messages(7))
-    return Entry(msg.int(1), parse_shape(msg.message(2), what), shard, offset, size, msg.uint(6) & 0xFFFFFFFF, slices)
+    return Entry(dtype, shape, shard, offset, size, crc, tuple(slices))
 
 
 class BundleSource(WeightSource):

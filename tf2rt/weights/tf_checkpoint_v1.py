@@ -74,7 +74,7 @@ class V1Source(WeightSource):
         meta = Message(raw, what).message(1)
         for tensor in meta.messages(1):
             name = tensor.str(1)
-            shape = parse_shape(tensor.message(2), f"{what} tensor {name!r}")
+            shape = parse_shape(tensor.bytes(2), f"{what} tensor {name!r}")
             dtype = tensor.int(3)
             slices = [parse_slice(s, f"{what} tensor {name!r}") for s in tensor.messages(4)]
             known = self._tensors.setdefault(name, (dtype, shape, []))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Iterator
 
 import numpy as np
 
@@ -98,17 +99,73 @@ def info_dtype(code: int) -> np.dtype | str:
 MAX_RANK = 64
 
 
-def parse_shape(msg: Message, what: str) -> tuple[int, ...]:
-    """Dimensions of a TensorShapeProto (dim = 2 {size = 1}, unknown_rank = 3)."""
-    if msg.bool(3):
-        raise FormatError(f"{what}: shape has unknown rank")
-    dims = msg.messages(2)
-    if len(dims) > MAX_RANK:
-        raise FormatError(f"{what}: shape has {len(dims)} dimensions")
-    shape = tuple(d.int(1) for d in dims)
-    if any(d < 0 for d in shape):
-        raise FormatError(f"{what}: shape {shape} has a negative dimension")
-    return shape
+# -- protobuf pieces decoded by hand: listing a large index parses many thousands of them
+def uvarint(buf: bytes, pos: int, end: int, what: str) -> tuple[int, int]:
+    """A varint (wrapped to 64 bits) at `pos`; the one-byte case is the common one."""
+    if pos < end and buf[pos] < 0x80:
+        return buf[pos], pos + 1
+    result = shift = 0
+    while True:
+        if pos >= end:
+            raise FormatError(f"{what}: truncated varint")
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result & 0xFFFFFFFFFFFFFFFF, pos
+        shift += 7
+        if shift >= 70:
+            raise FormatError(f"{what}: varint longer than 10 bytes")
+
+
+def int64(v: int) -> int:
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def fields(buf: bytes, what: str) -> Iterator[tuple[int, int, int | bytes]]:
+    """(field, wire type, value) of a message: ints for scalars, bytes for LEN fields."""
+    pos, end = 0, len(buf)
+    while pos < end:
+        key, pos = uvarint(buf, pos, end, what)
+        field, wtype = key >> 3, key & 7
+        if wtype == 0:
+            value, pos = uvarint(buf, pos, end, what)
+        elif wtype == 2:
+            n, pos = uvarint(buf, pos, end, what)
+            if n > end - pos:
+                raise FormatError(f"{what}: field {field} claims {n} bytes, only {end - pos} left")
+            value = buf[pos : pos + n]
+            pos += n
+        elif wtype in (1, 5):
+            width = 8 if wtype == 1 else 4
+            if pos + width > end:
+                raise FormatError(f"{what}: truncated fixed-width field {field}")
+            value = int.from_bytes(buf[pos : pos + width], "little")
+            pos += width
+        else:
+            raise FormatError(f"{what}: unsupported wire type {wtype} (field {field})")
+        if field == 0:
+            raise FormatError(f"{what}: invalid field number 0")
+        yield field, wtype, value
+
+
+def parse_shape(buf: bytes, what: str) -> tuple[int, ...]:
+    """TensorShapeProto: dim = 2 {size = 1}, unknown_rank = 3."""
+    dims = []
+    for field, wtype, value in fields(buf, what):
+        if field == 2 and wtype == 2:
+            size = 0
+            for f2, w2, v2 in fields(value, what):
+                if f2 == 1 and w2 == 0:
+                    size = int64(v2)
+            if size < 0:
+                raise FormatError(f"{what}: shape has a negative dimension ({size})")
+            dims.append(size)
+            if len(dims) > MAX_RANK:
+                raise FormatError(f"{what}: shape has more than {MAX_RANK} dimensions")
+        elif field == 3 and wtype == 0 and value:
+            raise FormatError(f"{what}: shape has unknown rank")
+    return tuple(dims)
 
 
 def parse_slice(msg: Message, what: str) -> list[tuple[int, int]]:
