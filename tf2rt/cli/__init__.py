@@ -21,6 +21,7 @@ COMMANDS: list[str] = [
     "compare",
     "bench",
     "faces",
+    "classify",
 ]
 
 
