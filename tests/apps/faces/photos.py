@@ -31,8 +31,13 @@ def photos() -> dict[str, np.ndarray]:
     """name -> RGB uint8 image; includes photos without faces (coffee, chelsea the cat)."""
     import skimage.data
 
+    import cv2
+
+    astronaut = skimage.data.astronaut()
     return {
-        "astronaut": skimage.data.astronaut(),
+        "astronaut": astronaut,
+        # odd, non-square size: exercises SAME pooling on odd sizes at every pyramid level
+        "astronaut_odd": cv2.resize(astronaut, (389, 611), interpolation=cv2.INTER_AREA),
         "camera": np.stack([skimage.data.camera()] * 3, axis=-1),
         "grace_hopper": grace_hopper(),
         "lfw_mosaic": lfw_mosaic(),

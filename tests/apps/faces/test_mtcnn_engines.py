@@ -64,7 +64,8 @@ def test_saved_engines_reload(engines, tmp_path, photos):
     assert np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("name", ["astronaut", "camera", "grace_hopper", "lfw_mosaic", "coffee", "chelsea"])
+@pytest.mark.parametrize("name", ["astronaut", "astronaut_odd", "camera", "grace_hopper", "lfw_mosaic", "coffee",
+                                  "chelsea"])
 def test_tf2rt_mtcnn_matches_package_on_photos(engines, mtcnn_pkg, photos, name):
     """The issue's acceptance check: same faces, IoU >= 0.98, scores within 1e-3, landmarks within 1 px."""
     image = photos[name]

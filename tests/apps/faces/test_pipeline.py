@@ -36,7 +36,8 @@ def test_pyramid_scales_match_package(tf):
         assert np.allclose(pyramid_scales(h, w, mfs, sf), want, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["astronaut", "camera", "grace_hopper", "lfw_mosaic", "coffee", "chelsea"])
+@pytest.mark.parametrize("name", ["astronaut", "astronaut_odd", "camera", "grace_hopper", "lfw_mosaic", "coffee",
+                                  "chelsea"])
 def test_cascade_matches_package_on_photos(mtcnn_pkg, keras_nets, photos, name):
     image = photos[name]
     ours = MtcnnPipeline(*keras_nets, exact_resize=True).detect(image)
