@@ -92,3 +92,15 @@ def test_classifier_stage_scores_match_package(engines, tf):
     ours = MTCNN(engines=engines).face_scores(patches[::10])
     theirs = MtcnnTF().face_scores(patches[::10])
     assert np.abs(ours - theirs).max() <= 1e-4
+
+
+def test_knobs_reach_both_detectors_alike(engines, photos):
+    from tf2rt.apps.faces import MtcnnTF
+
+    kw = dict(min_face_size=16, scale_factor=0.75, threshold_pnet=0.7, threshold_rnet=0.8, threshold_onet=0.99,
+              nms_pnet_scale=0.4, nms_pnet=0.6)
+    image = photos["lfw_mosaic"]
+    ours = MTCNN(engines=engines, **kw).detect_rows(image)
+    theirs = MtcnnTF(**kw).detect_rows(image)
+    assert len(ours) == len(theirs) < len(MTCNN(engines=engines).detect_rows(image))
+    assert min(p[2] for p in match_faces(theirs, ours)) >= 0.98
