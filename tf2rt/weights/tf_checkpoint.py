@@ -27,13 +27,13 @@ from .sstable import Table, is_table
 from .tf_dtypes import (
     DT_STRING,
     encode_slice_key,
-    fields,
     info_dtype,
     int64,
     numpy_dtype,
     parse_shape,
     parse_slice,
     slice_bounds,
+    uvarint,
 )
 
 FORMAT = "tf-checkpoint"
@@ -67,33 +67,55 @@ class Entry:
 def _parse_entry(value: bytes, what: str) -> Entry:
     """BundleEntryProto: dtype 1, shape 2, shard_id 3, offset 4, size 5, crc32c 6 (fixed32), slices 7.
 
-    Decoded by hand rather than through `proto.Message`: indexes can hold many thousands of
-    entries, and this is the hot loop of listing a checkpoint.
+    One flat loop rather than `proto.Message`: an index can hold many thousands of entries,
+    and this is the hot loop of listing a checkpoint.
     """
-    dtype = shard = offset = size = crc = 0
+    ints = [0, 0, 0, 0, 0, 0]  # by field number - 1, for fields 1..6
     shape: tuple[int, ...] = ()
     slices = []
-    for field, wtype, v in fields(value, what):
-        if wtype == 2:
+    pos, end = 0, len(value)
+    while pos < end:
+        key = value[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = uvarint(value, pos, end, what)
+        field, wtype = key >> 3, key & 7
+        if wtype == 0:
+            v = value[pos] if pos < end else 0x80
+            if v < 0x80:
+                pos += 1
+            else:
+                v, pos = uvarint(value, pos, end, what)
+            if 1 <= field <= 6:
+                ints[field - 1] = v
+        elif wtype == 2:
+            n, pos = uvarint(value, pos, end, what)
+            if n > end - pos:
+                raise FormatError(f"{what}: field {field} claims {n} bytes, only {end - pos} left")
             if field == 2:
-                shape = parse_shape(v, what)
+                shape = parse_shape(value[pos : pos + n], what)
             elif field == 7:
-                slices.append(tuple(parse_slice(Message(v, what), what)))
-        elif field == 1:
-            dtype = v
-        elif field == 3:
-            shard = int64(v)
-        elif field == 4:
-            offset = int64(v)
-        elif field == 5:
-            size = int64(v)
-        elif field == 6:
-            crc = v & 0xFFFFFFFF
+                slices.append(tuple(parse_slice(Message(value[pos : pos + n], what), what)))
+            pos += n
+        elif wtype == 5 or wtype == 1:
+            width = 4 if wtype == 5 else 8
+            if pos + width > end:
+                raise FormatError(f"{what}: truncated fixed-width field {field}")
+            if field == 6:
+                ints[5] = int.from_bytes(value[pos : pos + width], "little")
+            pos += width
+        else:
+            raise FormatError(f"{what}: unsupported wire type {wtype} (field {field})")
+        if field == 0:
+            raise FormatError(f"{what}: invalid field number 0")
+    dtype, _shape, shard, offset, size, crc = ints
+    shard, offset, size = int64(shard), int64(offset), int64(size)
     if offset < 0 or size < 0:
         raise FormatError(f"{what}: negative offset or size")
     if shard < 0:
         raise FormatError(f"{what}: negative shard id")
-    return Entry(dtype, shape, shard, offset, size, crc, tuple(slices))
+    return Entry(dtype, shape, shard, offset, size, crc & 0xFFFFFFFF, tuple(slices))
 
 
 class BundleSource(WeightSource):
@@ -177,7 +199,11 @@ class BundleSource(WeightSource):
             names = names_from_object_graph(graph.item(), keys, str(self.index_path))
         taken = set(keys)
         infos = []
+        dtypes: dict[int, np.dtype | str] = {}
         for key, entry in self._entries.items():
+            dtype = dtypes.get(entry.dtype)
+            if dtype is None:
+                dtype = dtypes[entry.dtype] = info_dtype(entry.dtype)
             name, kind = names.get(key) or (key, classify(key))
             if name != key and name in taken:
                 name = key  # never let a readable name shadow another stored key
@@ -185,7 +211,7 @@ class BundleSource(WeightSource):
             extra = {"dtype_code": entry.dtype, "shard": entry.shard, "offset": entry.offset, "size": entry.size}
             if entry.slices:
                 extra = {"dtype_code": entry.dtype, "slices": len(entry.slices)}
-            infos.append(TensorInfo(name, info_dtype(entry.dtype), entry.shape, kind, key, extra))
+            infos.append(TensorInfo(name, dtype, entry.shape, kind, key, extra))
         infos.sort(key=lambda i: i.name)
         return infos
 

@@ -151,6 +151,18 @@ def fields(buf: bytes, what: str) -> Iterator[tuple[int, int, int | bytes]]:
 
 def parse_shape(buf: bytes, what: str) -> tuple[int, ...]:
     """TensorShapeProto: dim = 2 {size = 1}, unknown_rank = 3."""
+    if buf in _SHAPES:
+        return _SHAPES[buf]
+    shape = _parse_shape(buf, what)
+    if len(_SHAPES) < 4096:  # most checkpoints repeat a few shapes many times
+        _SHAPES[buf] = shape
+    return shape
+
+
+_SHAPES: dict[bytes, tuple[int, ...]] = {}
+
+
+def _parse_shape(buf: bytes, what: str) -> tuple[int, ...]:
     dims = []
     for field, wtype, value in fields(buf, what):
         if field == 2 and wtype == 2:
