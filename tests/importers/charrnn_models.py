@@ -36,6 +36,7 @@ class CharRNNSpec:
     activation: str | None = None  # None = the cell's default (tanh)
     scope: str = "rnnlm"
     seed: int = 0
+    hidden_sizes: tuple[int, ...] = ()  # per-layer sizes (the last one must equal `hidden`)
     peepholes: bool = False  # LSTMCell(use_peepholes=True)
     cell_clip: float | None = None  # LSTMCell(cell_clip=...)
     scale: float = 2.5  # weights ~ U(+-scale/sqrt(fan_in)): large enough for non-trivial greedy text
@@ -46,9 +47,11 @@ class CharRNNSpec:
         return f"{self.cell}x{self.layers}-h{self.hidden}-{inp}-fb{self.forget_bias:g}"
 
 
-def _make_cell(tf1, spec: CharRNNSpec):
+def _make_cell(tf1, spec: CharRNNSpec, layer: int = -1):
     rnn_cell = tf1.nn.rnn_cell
     act = {"relu": tf1.nn.relu, "tanh": tf1.tanh, None: None}[spec.activation]
+    if layer >= 0 and spec.hidden_sizes:
+        spec = dataclasses.replace(spec, hidden=spec.hidden_sizes[layer])
     if spec.cell == "lstm":
         return rnn_cell.BasicLSTMCell(spec.hidden, forget_bias=spec.forget_bias, activation=act)
     if spec.cell == "lstm_cell":
@@ -67,7 +70,7 @@ class CharRNNGraph:
     def __init__(self, tf, spec: CharRNNSpec, batch: int | None, seq: int | None, training: bool):
         tf1 = tf.compat.v1
         self.spec = spec
-        cells = [_make_cell(tf1, spec) for _ in range(spec.layers)]
+        cells = [_make_cell(tf1, spec, l) for l in range(spec.layers)]
         self.cell = tf1.nn.rnn_cell.MultiRNNCell(cells, state_is_tuple=True)
         self.input_data = tf1.placeholder(tf.int32, [batch, seq], name="input_data")
         self.targets = tf1.placeholder(tf.int32, [batch, seq], name="targets")

@@ -35,6 +35,8 @@ CASES = {
     "gru3-emb-nometa": (cm.CharRNNSpec("gru", 3, seed=5), False, []),
     "rnn3-emb-meta": (cm.CharRNNSpec("rnn", 3, seed=6), True, []),
     "rnn1-relu-onehot-meta": (cm.CharRNNSpec("rnn", 1, embedding=None, activation="relu", seed=7), True, []),
+    "basic_lstm3-sizes-24-8-16-meta": (cm.CharRNNSpec("lstm", 3, hidden_sizes=(24, 8, 16), seed=11, scale=3.5),
+                                       True, []),
 }
 
 

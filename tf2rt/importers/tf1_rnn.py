@@ -292,7 +292,17 @@ def tf1_network(
     if states is None:
         states = model.directions == 1
     rnn_name = model.rnn_scope or "rnn"
-    io = add_recurrent(net, x, stack, rnn_name, states=states, seq_lengths=seq_len_input, max_seq_length=seq)
+    sizes = [layer[0].hidden_size for layer in stack]
+    if len(set(sizes)) == 1:
+        io = add_recurrent(net, x, stack, rnn_name, states=states, seq_lengths=seq_len_input, max_seq_length=seq)
+    else:
+        # One RNNv2 layer holds layers of one hidden size: chain one block per layer, each with
+        # its own state tensors named after the layer ("rnnlm/cell_0/initial_h", ...).
+        io = RecurrentIO(x)
+        for l, layer in enumerate(stack):
+            part = add_recurrent(net, io.output, [layer], f"{rnn_name}/cell_{l}", states=states,
+                                 seq_lengths=seq_len_input, max_seq_length=seq)
+            io = RecurrentIO(part.output, io.state_inputs + part.state_inputs, io.state_outputs + part.state_outputs)
     card.detected["rnn"] = {"stack": model.stack, "kind": model.kind, "layers": layer_cards}
 
     # --- head -----------------------------------------------------------------------------
