@@ -33,8 +33,11 @@ def tiny_fddb(tmp_path_factory, photos):
     return root
 
 
-def test_fddb_eval_on_real_photos(tiny_fddb):
+def test_fddb_eval_on_real_photos(tiny_fddb, tmp_path):
+    from tf2rt.apps.faces.plot import plot_curves
+
     res = evaluate("fddb", tiny_fddb, ["mtcnn", "haar"], max_fp=10, folds=(1,))
+    assert plot_curves(res, tmp_path / "roc.png").stat().st_size > 1000
     rows = {r["detector"]: r for r in res.rows}
     assert res.notes["faces"] == 11 and res.notes["images"] == 2
     # MTCNN finds 9 of the mosaic's 10 faces plus the astronaut, with no false positive

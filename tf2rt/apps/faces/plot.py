@@ -26,16 +26,21 @@ def plot_curves(result: EvalResult, path: str | Path) -> Path:
         metric = next((k for k in row if "AUC" in k or "AP" in k), None)
         label = f"{name} ({metric} {row[metric]:.3f})" if metric else name
         if result.dataset == "fddb":
-            fp = np.r_[0, c["false_positives"]]
-            line, = ax.step(fp, np.r_[0, np.maximum.accumulate(c["tpr_discrete"])], where="post", label=label)
-            ax.step(fp, np.r_[0, np.maximum.accumulate(c["tpr_continuous"])], where="post",
-                    linestyle="--", color=line.get_color())
+            # "best TPR with at most x false positives", held flat up to max_fp (as the AUC integrates it)
+            end = max(float(result.notes.get("max_fp", 0)), float(np.max(c["false_positives"], initial=0)))
+            fp = np.r_[0, c["false_positives"], end]
+            for key, style in (("tpr_discrete", "-"), ("tpr_continuous", "--")):
+                tpr = np.maximum.accumulate(np.r_[0, c[key]]) if len(c[key]) else np.zeros(1)
+                line, = ax.step(fp, np.r_[tpr, tpr[-1]], where="post", linestyle=style,
+                                label=label if style == "-" else None,
+                                color=None if style == "-" else line.get_color())
         elif result.dataset == "wider":
             ax.plot(c["recall"], c["precision"], label=label)
         else:
             ax.plot(c["fpr"], c["tpr"], label=label)
     if result.dataset == "fddb":
-        ax.set_xlim(0, result.notes.get("max_fp", None))
+        max_fp = float(result.notes.get("max_fp", 1000))
+        ax.set_xlim(-0.01 * max_fp, max_fp)
         ax.set(xlabel="false positives", ylabel="true positive rate",
                title="FDDB ROC (solid: discrete, dashed: continuous)")
     elif result.dataset == "wider":
