@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely characters")
     p.add_argument("--seed", type=int, default=None, help="random seed for sampling")
     p.add_argument("--backend", default="onnxruntime", help="backend (onnxruntime, reference, cuda)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="onnxruntime intra-op threads (default: its choice; 1 is often faster on a busy machine)")
     p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
                    help="precision when MODEL is converted on the fly")
     p.add_argument("--forget-bias", type=float, default=None, help="as for `tf2rt convert`")
@@ -53,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
     options = {}
     if args.forget_bias is not None:
         options["forget_bias"] = args.forget_bias
-    gen = CharRNN(args.model, vocab, backend=args.backend, precision=args.precision, **options)
+    backend_options = {"threads": args.threads} if args.threads is not None else {}
+    gen = CharRNN(args.model, vocab, backend=args.backend, precision=args.precision,
+                  backend_options=backend_options, **options)
     t0 = time.perf_counter()
     text = gen.generate(args.start, args.length, temperature=args.temperature, seed=args.seed,
                         greedy=args.greedy, top_k=args.top_k)
