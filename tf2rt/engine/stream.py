@@ -38,13 +38,16 @@ class Stream:
             self.state[k] = np.asarray(v)
 
     def step(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Run one call with the carried states; returns all outputs and updates the states."""
-        all_feeds = dict(feeds)
+        """Run one call with the carried states; returns all outputs and updates the states.
+
+        A state given in `feeds` overrides the carried one for this step.
+        """
+        all_feeds = {}
         for name, value in self.state.items():
-            if name not in all_feeds:
-                if value is None:
-                    raise Tf2rtError(f"state {name!r} has a dynamic shape; pass it on the first step or reset({name}=...)")
-                all_feeds[name] = value
+            if value is None and name not in feeds:
+                raise Tf2rtError(f"state {name!r} has a dynamic shape; pass it on the first step or reset({name}=...)")
+            all_feeds[name] = value
+        all_feeds.update(feeds)
         out = self.runner.run(all_feeds)
         for i, o in self.pairs:
             self.state[i] = out[o]
