@@ -72,3 +72,9 @@ def test_bad_images_are_clear_errors(keras_nets):
         pipe.detect(np.zeros((0, 10, 3), np.uint8))
     assert pipe.detect(np.zeros((8, 8, 3), np.uint8)).shape == (0, 15)  # smaller than P-Net's window
     assert pipe.detect(np.full((64, 64), 128, np.uint8)).shape == (0, 15)  # gray accepted
+    with pytest.raises(ShapeError, match=r"scaled to \[0, 1\]"):
+        pipe.detect(np.full((64, 64, 3), 0.5, np.float32))
+    with pytest.raises(ShapeError, match="NaN"):
+        pipe.detect(np.full((64, 64, 3), np.nan, np.float32))
+    with pytest.raises(ShapeError, match="dtype"):
+        pipe.detect(np.zeros((64, 64, 3), np.complex64))

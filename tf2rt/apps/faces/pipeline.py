@@ -80,6 +80,15 @@ def normalize(image: np.ndarray) -> np.ndarray:
         raise ShapeError(f"expected an RGB image [H, W, 3] (or gray [H, W], RGBA [H, W, 4]), got shape {img.shape}")
     if img.shape[0] < 1 or img.shape[1] < 1:
         raise ShapeError(f"empty image of shape {img.shape}")
+    if img.dtype.kind == "f":
+        hi = float(np.max(img[:, :, :3]))
+        if not np.isfinite(hi) or not np.isfinite(img[:, :, :3]).all():
+            raise ShapeError("the image has NaN or infinite pixels")
+        if 0 < hi <= 1.0:  # almost surely a [0, 1] image: MTCNN's weights expect 0..255
+            raise ShapeError("the image looks scaled to [0, 1] (largest value "
+                             f"{hi:.3g}); MTCNN expects 0..255 - multiply by 255 first")
+    elif img.dtype.kind not in "uib":
+        raise ShapeError(f"unsupported image dtype {img.dtype}; use uint8 (or floats in 0..255)")
     # (v - 127.5) / 128 is exact in float32 for 0..255, so no float64 detour is needed
     return (img[:, :, :3].astype(np.float32) - np.float32(127.5)) * np.float32(1 / 128)
 
