@@ -115,3 +115,35 @@ def global_average_pool(inputs: Sequence[Optional[np.ndarray]], attrs: dict[str,
 def global_max_pool(inputs: Sequence[Optional[np.ndarray]], attrs: dict[str, Any]) -> np.ndarray:
     x = inputs[0]
     return x.max(axis=tuple(range(2, x.ndim)), keepdims=True)
+
+
+def _per_axis(v: np.ndarray, x: np.ndarray, axis: int) -> np.ndarray:
+    """A scale / zero point broadcast along `axis` of x (scalar: per tensor)."""
+    v = np.asarray(v)
+    if v.ndim == 0 or v.size == 1 and x.ndim == 0:
+        return v.reshape(())
+    shape = [1] * x.ndim
+    shape[axis % x.ndim] = -1
+    return v.reshape(shape)
+
+
+_INT_RANGES = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255), np.dtype(np.int32): (-2 ** 31, 2 ** 31 - 1)}
+
+
+@op("QuantizeLinear")
+def quantize_linear(inputs: Sequence[Optional[np.ndarray]], attrs: dict[str, Any]) -> np.ndarray:
+    x, scale = inputs[0], inputs[1]
+    zp = inputs[2] if len(inputs) > 2 and inputs[2] is not None else np.zeros((), np.uint8)
+    axis = int(attrs.get("axis", 1))
+    lo, hi = _INT_RANGES[np.dtype(zp.dtype)]
+    q = np.rint(x.astype(np.float64) / _per_axis(scale, x, axis)) + _per_axis(zp, x, axis).astype(np.float64)
+    return np.clip(q, lo, hi).astype(zp.dtype)  # np.rint rounds half to even, as ONNX specifies
+
+
+@op("DequantizeLinear")
+def dequantize_linear(inputs: Sequence[Optional[np.ndarray]], attrs: dict[str, Any]) -> np.ndarray:
+    x, scale = inputs[0], inputs[1]
+    zp = inputs[2] if len(inputs) > 2 and inputs[2] is not None else np.zeros((), x.dtype)
+    axis = int(attrs.get("axis", 1))
+    y = (x.astype(np.float64) - _per_axis(zp, x, axis).astype(np.float64)) * _per_axis(scale, x, axis)
+    return y.astype(scale.dtype)
