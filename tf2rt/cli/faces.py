@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--detections", action="append", default=[], metavar="LABEL=FILE[,FILE...]",
                    help="FDDB: also score precomputed detections in FDDB's rectangle format (repeatable)")
     e.add_argument("--save-detections", metavar="DIR", help="FDDB: write each detector's detections as "
-                                                             "DIR/<detector>/fold-XX-out.txt")
+                                                             "DIR/<detector>/fold-XX-out.txt and its ROC points "
+                                                             "as DIR/<detector>DiscROC.txt / ContROC.txt")
     e.set_defaults(func=run_eval)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 

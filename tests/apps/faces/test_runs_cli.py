@@ -145,6 +145,8 @@ def test_cli_fddb_saves_and_scores_detection_files(tiny_fddb, tmp_path, capsys):
     first = json.loads(capsys.readouterr().out)["results"][0]
     out_file = saved / "mtcnn" / "fold-01-out.txt"
     assert out_file.read_text().startswith("astronaut\n1\n")
+    disc = np.loadtxt(saved / "mtcnnDiscROC.txt", ndmin=2)  # "TPR FP" lines
+    assert disc[-1, 0] == pytest.approx(first["TPR@10FP"]) and disc[:, 1].min() == 0
     # the saved file, scored as external detections, gives the same numbers
     assert main(["faces", "eval", "--dataset", "fddb", str(tiny_fddb), "--folds", "1", "--detectors", "",
                  "--max-fp", "10", "--detections", f"saved={out_file}", "--json"]) == 0

@@ -17,6 +17,7 @@ FDDB protocol (as implemented here; see docs/faces.md):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -159,6 +160,19 @@ def fddb_roc(annotations: Sequence[Annotation], detections: Mapping[str, np.ndar
     denom = max(n_faces, 1)
     return Roc(thresholds=ev[last, 0], false_positives=ndet - md, tpr_discrete=md / denom,
                tpr_continuous=sc / denom, num_faces=n_faces, num_images=len(annotations))
+
+
+def write_roc_files(roc: Roc, folder: str | Path, prefix: str) -> list[Path]:
+    """FDDB-style `<prefix>DiscROC.txt` / `<prefix>ContROC.txt`: one "TPR FP" line per threshold,
+    the format FDDB's evaluation program writes and published result pages share."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for kind, tpr in (("Disc", roc.tpr_discrete), ("Cont", roc.tpr_continuous)):
+        path = folder / f"{prefix}{kind}ROC.txt"
+        path.write_text("".join(f"{t:.6f} {int(f)}\n" for t, f in zip(tpr, roc.false_positives)))
+        out.append(path)
+    return out
 
 
 def roc_auc(roc: Roc, max_fp: float = 1000.0, kind: str = "discrete") -> float:

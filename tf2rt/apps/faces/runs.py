@@ -17,7 +17,7 @@ from ...errors import FormatError, Tf2rtError
 from ...progress import progress
 from .datasets import Annotation, lfw_subset, read_fddb, read_wider, write_fddb_detections
 from .detectors import Detector, faces_to_array, make_detector
-from .evaluate import binary_auc, binary_roc, fddb_roc, roc_auc, wider_ap
+from .evaluate import binary_auc, binary_roc, fddb_roc, roc_auc, wider_ap, write_roc_files
 
 DATASETS = ("fddb", "wider", "lfw-subset")
 
@@ -132,6 +132,8 @@ def evaluate(dataset: str, path: str | Path | None, detectors: Sequence[str | De
             write_fddb_detections(anns, found, Path(save_dir) / name)
         if dataset == "fddb":
             roc = fddb_roc(anns, found, region=region)
+            if save_dir is not None:
+                write_roc_files(roc, Path(save_dir), name)
             result.rows.append({
                 "detector": name, "speed ms": ms,
                 f"AUC disc. (0-{max_fp:g} FP)": roc_auc(roc, max_fp, "discrete"),
