@@ -92,6 +92,48 @@ def tf_graphs(tf, prefix: Path, seq: int, threads: int | None):
     return graphs
 
 
+def keras_tf_function(tf, prefix: Path, stream_ids, seq_ids, args) -> tuple[dict, np.ndarray]:
+    """Streaming and whole-sequence times of a Keras LSTM model with the checkpoint's weights."""
+    import keras
+
+    from tf2rt.layouts.keras import to_keras
+    from tf2rt.layouts.tf import from_tf_lstm
+
+    reader = tf.train.load_checkpoint(str(prefix))
+    L = keras.layers
+    ids = keras.Input((None,), dtype="int32", batch_size=1)
+    states_in = [keras.Input((H,), batch_size=1) for _ in range(2 * LAYERS)]
+    x = L.Embedding(V, E, name="embedding")(ids)
+    states_out = []
+    for i in range(LAYERS):
+        x, h, c = L.LSTM(H, return_sequences=True, return_state=True, name=f"lstm{i}")(
+            x, initial_state=[states_in[2 * i], states_in[2 * i + 1]])
+        states_out += [h, c]
+    logits = L.Dense(V, name="head")(x)
+    model = keras.Model([ids] + states_in, [logits] + states_out)
+    model.get_layer("embedding").set_weights([reader.get_tensor("rnnlm/embedding")])
+    for i in range(LAYERS):
+        base = f"rnnlm/multi_rnn_cell/cell_{i}/basic_lstm_cell/"
+        cell = from_tf_lstm(reader.get_tensor(base + "kernel"), reader.get_tensor(base + "bias"), forget_bias=1.0)
+        model.get_layer(f"lstm{i}").set_weights(to_keras(cell))
+    model.get_layer("head").set_weights([reader.get_tensor("rnnlm/softmax_w"), reader.get_tensor("rnnlm/softmax_b")])
+    fn = tf.function(lambda *a: model(list(a)), reduce_retracing=True)
+    zero = [tf.zeros((1, H))] * (2 * LAYERS)
+    seq_logits = fn(tf.constant(seq_ids), *zero)[0].numpy()
+    one = [tf.constant([[int(c)]], tf.int32) for c in stream_ids]
+
+    def stream():
+        state = zero
+        for c in one:
+            res = fn(c, *state)
+            state = res[1:]
+            res[0].numpy()  # a sampler needs the logits on the host every step
+
+    seq = tf.constant(seq_ids)
+    return {"stream_ms": timeit(stream, args.repeats) / args.steps * 1e3,
+            "seq_ms": timeit(lambda: fn(seq, *zero)[0].numpy(), args.repeats * 4) * 1e3}, seq_logits
+
+
 def run_tf2onnx(frozen: bytes, inputs: list[str], outputs: list[str], path: str | None, out: Path) -> str | None:
     """Convert a frozen graph with tf2onnx in a subprocess; returns an error text or None."""
     if not path:
@@ -129,6 +171,10 @@ def main() -> int:
     import onnxruntime as ort
     import tensorflow as tf
 
+    if args.threads:  # before TensorFlow initialises its runtime
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+
     import charrnn_models as cm
     from tf2rt import convert
     from tf2rt.apps.charrnn import CharRNN, Vocab
@@ -160,7 +206,10 @@ def main() -> int:
         "seq_ms": timeit(lambda: runner.run_list(feeds), args.repeats * 4) * 1e3,
     }
 
-    # --- TensorFlow ---------------------------------------------------------------------------
+    # --- TensorFlow 2 (before the TF1 graphs switch control flow to v1) --------------------------
+    keras_result, keras_logits = keras_tf_function(tf, prefix, stream_ids, seq_ids, args)
+
+    # --- TensorFlow 1 ---------------------------------------------------------------------------
     g = tf_graphs(tf, prefix, args.seq, args.threads)
     sess, ids, init, logits, finals, frozen_stream = g["stream"]
     zero = [np.zeros((1, H), np.float32)] * (2 * LAYERS)
@@ -182,6 +231,11 @@ def main() -> int:
     ref = s_sess.run(s_logits, {s_ids: seq_ids})
     got = runner.run_list(feeds)[engine.output_names.index("logits")].reshape(ref.shape)
     max_err = float(np.abs(got - ref).max())
+
+    keras_err = float(np.abs(keras_logits.reshape(ref.shape) - ref).max())
+    if keras_err > 1e-4:  # the peer must compute the same function to be a peer
+        keras_result = {"stream_ms": f"weights do not match (err {keras_err:.1e})", "seq_ms": ""}
+    results["TensorFlow 2 tf.function (Keras)"] = keras_result
 
     # --- tf2onnx + ONNX Runtime -----------------------------------------------------------------
     so = ort.SessionOptions()
