@@ -68,14 +68,15 @@ class MTCNN:
     """MTCNN on tf2rt engines (P/R/O-Net built with the Network API, the mtcnn package's weights).
 
     Keyword arguments are MtcnnParams knobs (min_face_size, scale_factor, threshold_*, nms_*).
-    One runner per net is kept for the detector's lifetime.
+    One runner per net is kept for the detector's lifetime. exact_resize=True builds the
+    pyramid with TensorFlow's area resize bit for bit (numpy) instead of OpenCV's.
     """
 
     name = "mtcnn"
 
     def __init__(self, backend: str = "onnxruntime", precision: str = "fp32",
                  weights_dir: str | Path | None = None, engines: dict[str, Any] | None = None,
-                 runner_options: dict[str, Any] | None = None, **params: Any) -> None:
+                 runner_options: dict[str, Any] | None = None, exact_resize: bool = False, **params: Any) -> None:
         from .mtcnn_nets import EngineNet, build_engines
 
         self.engines = engines if engines is not None else build_engines(precision, weights_dir)
@@ -84,7 +85,7 @@ class MTCNN:
         opts = {"threads": 1} if runner_options is None and backend == "onnxruntime" else (runner_options or {})
         nets = [EngineNet(self.engines[n], n, backend, **opts) for n in ("pnet", "rnet", "onet")]
         self._nets = nets
-        self.pipeline = MtcnnPipeline(*nets, params=MtcnnParams().with_(**params))
+        self.pipeline = MtcnnPipeline(*nets, params=MtcnnParams().with_(**params), exact_resize=exact_resize)
 
     def detect_rows(self, image: np.ndarray, **params: Any) -> np.ndarray:
         """[n, 15] rows: x1, y1, x2, y2, score, landmark xs, landmark ys."""
