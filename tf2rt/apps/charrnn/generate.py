@@ -64,7 +64,12 @@ class CharRNN:
         self.state_pairs = pairs
         specs = {s.name: s for s in eng.inputs}
         self._zeros = {i: np.zeros((1,) + tuple(d or 1 for d in specs[i].shape[1:]), np.float32) for i, _ in pairs}
-        self.runner = eng.runner(backend, **(backend_options or {}))
+        options = dict(backend_options or {})
+        if backend == "onnxruntime":
+            # One character per call is a chain of small kernels: a second intra-op thread costs
+            # more in hand-offs (and spinning, on a busy machine) than it gains.
+            options.setdefault("threads", 1)
+        self.runner = eng.runner(backend, **options)
         names = eng.output_names
         self._logits_at = names.index(self.logits_name)
         self._state_at = [(i, names.index(o)) for i, o in pairs]
