@@ -233,3 +233,25 @@ def test_fddb_detection_files_round_trip(fddb_dir, tmp_path):
     bad.write_text("img_a\n1\n1 2 3 4 5 6\n")
     with pytest.raises(FormatError, match="ellipse detections are not supported"):
         read_fddb_detections([bad])
+
+
+def test_ellipse_overlap_matches_opencv_drawing():
+    """FDDB's evaluator rasterises ellipses with OpenCV; same convention (angle in radians from the
+    x axis, pixel centres), up to OpenCV's polygon approximation of the outline."""
+    import cv2
+
+    rng = np.random.default_rng(1)
+    worst = 0.0
+    for _ in range(40):
+        a, b = sorted(rng.uniform(10, 60, 2), reverse=True)
+        t = rng.uniform(-np.pi, np.pi)
+        cx, cy = rng.uniform(80, 120, 2)
+        x, y, w, h = *rng.uniform(40, 100, 2), *rng.uniform(20, 80, 2)
+        ell = np.zeros((240, 240), np.uint8)  # OpenCV puts pixel centres on integers: shift by half a pixel
+        cv2.ellipse(ell, (int(round((cx - 0.5) * 16)), int(round((cy - 0.5) * 16))),
+                    (int(round(a * 16)), int(round(b * 16))), float(np.degrees(t)), 0, 360, 1, -1, shift=4)
+        rect = np.zeros_like(ell)
+        rect[int(np.ceil(y - 0.5)):int(np.ceil(y + h - 0.5)), int(np.ceil(x - 0.5)):int(np.ceil(x + w - 0.5))] = 1
+        want = np.count_nonzero(ell & rect) / np.count_nonzero(ell | rect)
+        worst = max(worst, abs(ellipse_rect_iou(np.array([a, b, t, cx, cy]), np.array([x, y, w, h])) - want))
+    assert worst < 0.03, f"worst IoU difference to OpenCV's rasterisation {worst:.4f}"
