@@ -93,7 +93,7 @@ def _v2_data(name: str, array: np.ndarray, code: int) -> np.ndarray:
                 f"tensor {name!r} ({dt}) holds values in [{lo}, {hi}] that do not fit "
                 "int32; dump it to npz/safetensors instead"
             )
-    return array.astype(TRT_TYPES[code])
+    return array.astype(TRT_TYPES[code], copy=False)
 
 
 def _v1_words(array: np.ndarray) -> np.ndarray:
