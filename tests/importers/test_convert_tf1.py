@@ -11,14 +11,17 @@ logits within 1e-5.
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-import charrnn_models as cm
-from tf2rt.apps.charrnn import CharRNN, Vocab
-from tf2rt.cli import main
-from tf2rt.errors import UnsupportedError
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # charrnn_models, whatever the import mode
+import charrnn_models as cm  # noqa: E402
+from tf2rt.apps.charrnn import CharRNN, Vocab  # noqa: E402
+from tf2rt.cli import main  # noqa: E402
+from tf2rt.errors import UnsupportedError  # noqa: E402
 
 LENGTH = 500
 PRIME = [1, 2, 3]
