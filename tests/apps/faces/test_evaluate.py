@@ -255,3 +255,15 @@ def test_ellipse_overlap_matches_opencv_drawing():
         want = np.count_nonzero(ell & rect) / np.count_nonzero(ell | rect)
         worst = max(worst, abs(ellipse_rect_iou(np.array([a, b, t, cx, cy]), np.array([x, y, w, h])) - want))
     assert worst < 0.03, f"worst IoU difference to OpenCV's rasterisation {worst:.4f}"
+
+
+def test_wider_score_normalisation_follows_the_official_code(wider_dir):
+    """Official norm_score starts from min 1 / max 0, so scores 3..9.5 map as (s - 1) / 8.5
+    (plain min-max would map the lowest score, 3, to 0)."""
+    anns = read_wider(wider_dir)
+    shifted = {k: np.c_[v[:, :4], v[:, 4] * 10] for k, v in WIDER_DETS.items()}  # 3 .. 9.5
+    ap_shifted, _, recall = wider_ap(anns, shifted)
+    assert ap_shifted == pytest.approx(wider_ap(anns, WIDER_DETS)[0])  # same order, same AP
+    thresholds = 1 - np.arange(1, 1001) / 1000
+    # the detection scored 3 (normalised 2 / 8.5 = 0.2353) recalls the second face
+    assert recall[np.isclose(thresholds, 0.236)][0] == 0.5 and recall[np.isclose(thresholds, 0.235)][0] == 1.0

@@ -201,15 +201,18 @@ def wider_ap(annotations: Sequence[Annotation], detections: Mapping[str, np.ndar
              iou_threshold: float = 0.5, num_thresholds: int = 1000) -> tuple[float, np.ndarray, np.ndarray]:
     """WIDER FACE average precision, following the official evaluation code.
 
-    Scores are min-max normalised over the whole set; per image, each detection (best score
-    first) takes the face it overlaps most; at IoU >= iou_threshold it recalls that face,
+    Scores are min-max normalised over the whole set (as the official code does it, see
+    below); per image, each detection (best score first; the official code assumes sorted
+    input) takes the face it overlaps most; at IoU >= iou_threshold it recalls that face,
     or is ignored if the face is ignored. Precision/recall are sampled at
     `num_thresholds` score thresholds and AP is the area under the interpolated
     (monotone) precision-recall curve, PASCAL VOC style. Returns (ap, precision, recall).
     """
     all_scores = [(_check_dets(detections.get(a.image, np.zeros((0, 5))), a.image)[:, 4]) for a in annotations]
     flat = np.concatenate(all_scores) if all_scores else np.zeros(0)
-    lo, hi = (float(flat.min()), float(flat.max())) if flat.size else (0.0, 1.0)
+    # the official normalisation starts from min 1 and max 0, so the range always covers [s_min, s_max]
+    # and, for scores beyond [0, 1], also 1 or 0 (e.g. Haar weights 5..9 map as (s - 1) / (9 - 1))
+    lo, hi = (min(float(flat.min()), 1.0), max(float(flat.max()), 0.0)) if flat.size else (0.0, 1.0)
     span = hi - lo if hi > lo else 1.0
     pr = np.zeros((num_thresholds, 2))
     n_faces = 0
