@@ -41,6 +41,9 @@ def build_network(
     """The Network of a model file and its model card (what `convert` builds an engine from)."""
     kind = detect_source(src)
     p = Path(src)
+    if p.suffix.lower() == ".onnx":
+        raise UnsupportedError(f"{p} is an ONNX model/engine, not a TensorFlow model; run it with "
+                               "`tf2rt run` or `tf2rt charrnn` (convert takes checkpoints, SavedModels, .keras/.h5)")
     if kind == "keras" or kind == "saved_model":
         from .keras_rnn import keras_network
 
