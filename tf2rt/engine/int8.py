@@ -126,7 +126,10 @@ def quantize(engine: Any, calibration: Any, preprocessing: str = "inception", li
     targets = _targets(model)
     if not targets:
         raise UnsupportedError("the engine has no Conv/Gemm/MatMul layers with constant weights to quantize")
-    acts = sorted({t[1] for t in targets})
+    graph_outputs = {o.name for o in model.graph.output}
+    # activations read by quantized layers, and the outputs those layers write: with both
+    # quantized, each layer forms a complete DQ -> op -> Q unit that runs as an integer kernel
+    acts = sorted({t[1] for t in targets} | {t[0].output[0] for t in targets if t[0].output[0] not in graph_outputs})
     amax = calibrate(model, acts, x, engine.inputs[0].name)
     inits = {t.name: t for t in model.graph.initializer}
     new_inits: list[Any] = []
@@ -144,7 +147,7 @@ def quantize(engine: Any, calibration: Any, preprocessing: str = "inception", li
     done: set[str] = set()
     for node, act, wname, bname, axis in targets:
         if wname in done:  # a weight shared by several nodes is quantized once
-            node.input[0], node.input[1] = act_dq[act], f"{wname}/dequantized"
+            node.input[1] = f"{wname}/dequantized"
             continue
         done.add(wname)
         w = numpy_helper.to_array(inits[wname]).astype(np.float32)
@@ -158,7 +161,7 @@ def quantize(engine: Any, calibration: Any, preprocessing: str = "inception", li
                       numpy_helper.from_array(np.zeros(w_scale.shape, np.int8), f"{wname}/zero")]
         dq_nodes.append(helper.make_node("DequantizeLinear", [f"{wname}/int8", f"{wname}/scale", f"{wname}/zero"],
                                          [f"{wname}/dequantized"], name=f"{wname}/dequantize", axis=axis))
-        node.input[0], node.input[1] = act_dq[act], f"{wname}/dequantized"
+        node.input[1] = f"{wname}/dequantized"
         if bname is not None and bname not in done:
             done.add(bname)
             b = numpy_helper.to_array(inits[bname]).astype(np.float64)
@@ -172,6 +175,10 @@ def quantize(engine: Any, calibration: Any, preprocessing: str = "inception", li
                                                  [f"{bname}/int32", f"{bname}/scale", f"{bname}/zero"],
                                                  [f"{bname}/dequantized"], name=f"{bname}/dequantize", axis=0))
                 node.input[2] = f"{bname}/dequantized"
+    for node in model.graph.node:  # every reader of a quantized activation reads it through Q/DQ
+        for k, name in enumerate(node.input):
+            if name in act_dq:
+                node.input[k] = act_dq[name]
     # Q/DQ nodes go first where their inputs exist: weights' at the top, activations' right
     # after the producer (keeps the node list topologically sorted)
     producers = {o: i for i, n in enumerate(model.graph.node) for o in n.output}
