@@ -11,7 +11,7 @@ import pytest
 import oracles
 from fmt_fixtures import keras_model
 from tf2rt.errors import FormatError, MissingTensorError, Tf2rtError
-from tf2rt.weights.api import load_weights, open_weights
+from tf2rt.weights.api import dump_weights, load_weights, open_weights
 from tf2rt.weights.formats import detect_format
 from tf2rt.weights.keras_file import open_keras, snake_case
 
@@ -128,3 +128,18 @@ def test_truncated_h5(saved, tmp_path):
         with open_weights(cut) as src:
             for i in src.infos():
                 src.read(i.name)
+
+
+@pytest.mark.parametrize("suffix", [".wts2", ".npz", ".safetensors"])
+def test_dump_keras_file_to_other_formats(saved, tmp_path, suffix):
+    path, model = saved[0]["keras3"]
+    out = dump_weights(path, tmp_path / ("k" + suffix), keep_names=True)
+    back = load_weights(out)
+    expected = {}
+    for layer in model.layers:
+        for i, w in enumerate(layer.get_weights()):
+            expected.setdefault(layer.name, []).append(w)
+    with open_keras(path) as kf:
+        for layer, arrays in expected.items():
+            names = [i.name for i in kf._order() if i.name.startswith(layer + "/")]
+            assert [back[n].array.tobytes() for n in names] == [a.tobytes() for a in arrays], layer
