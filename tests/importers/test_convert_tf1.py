@@ -233,3 +233,18 @@ def test_corrupt_meta_graph_is_a_clear_error(models, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "MetaGraphDef" in err and "--no-meta" in err and "Traceback" not in err
     assert main(["convert", str(tmp_path / prefix.name), "-o", str(tmp_path / "x.onnx"), "--no-meta"]) == 0
+
+
+@pytest.mark.parametrize("precision,backend,tol", [("fp32", "reference", 1e-5), ("fp16", "onnxruntime", 2e-2)])
+def test_cli_run_converted_engine(models, tmp_path, precision, backend, tol):
+    """`tf2rt convert --precision` then `tf2rt run --backend` on npz files, vs TF's logits."""
+    spec, prefix, tf_ids, tf_logits = models["gru2-onehot-meta"]
+    engine = tmp_path / "m.onnx"
+    assert main(["convert", str(prefix), "-o", str(engine), "--precision", precision]) == 0
+    seq = np.array([PRIME + tf_ids[:7]], np.int32)
+    H = spec.hidden
+    np.savez(tmp_path / "in.npz", **{"input_data": seq, "rnnlm/initial_h": np.zeros((1, 2, H), np.float32)})
+    assert main(["run", str(engine), "--inputs", str(tmp_path / "in.npz"), "--outputs", str(tmp_path / "out.npz"),
+                 "--backend", backend]) == 0
+    logits = np.load(tmp_path / "out.npz")["logits"][0]
+    assert np.abs(logits - tf_logits[: seq.shape[1]]).max() <= tol * max(1.0, float(np.abs(tf_logits).max()))
