@@ -13,7 +13,8 @@ from tf2rt.apps.faces.evaluate import (binary_auc, binary_roc, ellipse_rect_iou,
                                        roc_auc, voc_ap, wider_ap)
 from tf2rt.errors import FormatError, Tf2rtError
 
-# Image a: face A = box (30, 40, 40, 20), face B = box (140, 40, 20, 20); image b: face C = (20, 25, 20, 10).
+# Image a: face A = box (30, 40, 40, 20), face B = box (140, 40, 20, 20); image b: face C = (20, 25, 20, 10);
+# image c: face D = (20, 20, 20, 20).
 FDDB_FOLD = """\
 img_a
 2
@@ -22,13 +23,18 @@ img_a
 img_b
 1
 10.0 5.0 0.0 30.0 30.0 1
+img_c
+1
+10.0 10.0 0.0 30.0 30.0 1
 """
 
 # d1 = A exactly (IoU 1); d4 = C shifted 5 px (IoU 150/250 = 0.6); d3 overlaps nothing;
-# d2 = B shifted 5 px (IoU 300/500 = 0.6); d5 = C exactly (IoU 1), lowest score.
+# d2 = B shifted 5 px (IoU 300/500 = 0.6); d5 = C exactly (IoU 1); d7 = D shifted 10 px
+# (IoU 200/600 = 1/3: matched, so it adds 1/3 to the continuous score, but still a false positive).
 FDDB_DETS = {
     "img_a": np.array([[30, 40, 40, 20, 0.9], [0, 0, 10, 10, 0.7], [145, 40, 20, 20, 0.5]], float),
     "img_b": np.array([[25, 25, 20, 10, 0.8], [20, 25, 20, 10, 0.3]], float),
+    "img_c": np.array([[30, 20, 20, 20, 0.2]], float),
 }
 
 
@@ -42,7 +48,7 @@ def fddb_dir(tmp_path):
 
 def test_fddb_reader(fddb_dir):
     anns = read_fddb(fddb_dir, folds=(1,))
-    assert [a.image for a in anns] == ["img_a.jpg", "img_b.jpg"]
+    assert [a.image for a in anns] == ["img_a.jpg", "img_b.jpg", "img_c.jpg"]
     assert anns[0].boxes.tolist() == [[30, 40, 40, 20], [140, 40, 20, 20]]
     assert anns[1].boxes.tolist() == [[20, 25, 20, 10]]
     # a vertical major axis (angle pi/2) swaps the box's width and height
@@ -53,18 +59,20 @@ def test_fddb_discrete_and_continuous_roc_by_hand(fddb_dir):
     anns = [a for a in read_fddb(fddb_dir, folds=(1,))]
     dets = {f"{k}.jpg": v for k, v in FDDB_DETS.items()}
     roc = fddb_roc(anns, dets, region="bbox")
-    # threshold 0.9: d1 | 0.8: +d4 | 0.7: +d3 (FP) | 0.5: +d2 | 0.3: +d5 takes C from d4 (overlap 1 > 0.6)
-    assert roc.thresholds.tolist() == [0.9, 0.8, 0.7, 0.5, 0.3]
-    assert roc.false_positives.tolist() == [0, 0, 1, 1, 2]
-    assert roc.tpr_discrete == pytest.approx([1 / 3, 2 / 3, 2 / 3, 1, 1])
-    assert roc.tpr_continuous == pytest.approx([1 / 3, 1.6 / 3, 1.6 / 3, 2.2 / 3, 2.6 / 3])
-    assert roc.num_faces == 3
-    # step TPR(FP): 2/3 on [0, 1), 1 from FP = 1 on
-    assert roc_auc(roc, max_fp=2) == pytest.approx((2 / 3 + 1) / 2)
-    assert roc_auc(roc, max_fp=4) == pytest.approx((2 / 3 + 3) / 4)
-    # continuous: best rate 1.6/3 with no FP, 2.2/3 with one
-    assert roc_auc(roc, max_fp=2, kind="continuous") == pytest.approx((1.6 / 3 + 2.2 / 3) / 2)
-    assert roc.tpr_at(0) == pytest.approx(2 / 3) and roc.tpr_at(1) == 1.0
+    # 0.9: d1 | 0.8: +d4 | 0.7: +d3 (FP) | 0.5: +d2 | 0.3: +d5 takes C from d4 (overlap 1 > 0.6)
+    # | 0.2: +d7, matched to D with overlap 1/3 (continuous +1/3, discrete FP)
+    assert roc.thresholds.tolist() == [0.9, 0.8, 0.7, 0.5, 0.3, 0.2]
+    assert roc.false_positives.tolist() == [0, 0, 1, 1, 2, 3]
+    assert roc.tpr_discrete == pytest.approx(np.array([1, 2, 2, 3, 3, 3]) / 4)
+    assert roc.tpr_continuous == pytest.approx(np.array([1, 1.6, 1.6, 2.2, 2.6, 2.6 + 1 / 3]) / 4)
+    assert roc.num_faces == 4
+    # step TPR(FP): 2/4 on [0, 1), 3/4 from FP = 1 on
+    assert roc_auc(roc, max_fp=2) == pytest.approx((2 / 4 + 3 / 4) / 2)
+    assert roc_auc(roc, max_fp=4) == pytest.approx((2 / 4 + 3 * 3 / 4) / 4)
+    # continuous: best rate 1.6/4 with no FP, 2.2/4 with one, 2.6/4 with two, (2.6 + 1/3)/4 with three
+    assert roc_auc(roc, max_fp=2, kind="continuous") == pytest.approx((1.6 / 4 + 2.2 / 4) / 2)
+    assert roc_auc(roc, max_fp=4, kind="continuous") == pytest.approx((1.6 + 2.2 + 2.6 + 2.6 + 1 / 3) / 4 / 4)
+    assert roc.tpr_at(0) == pytest.approx(2 / 4) and roc.tpr_at(1) == 0.75
 
 
 def test_ellipse_overlap_is_rasterised():
@@ -79,9 +87,10 @@ def test_ellipse_overlap_is_rasterised():
 
 def test_matching_is_one_to_one():
     iou = np.array([[0.9, 0.6], [0.8, 0.0]])
-    assert match(iou, "count") == (2, pytest.approx(1.4))  # d0-f1 + d1-f0 beats d0-f0 alone
-    assert match(np.array([[0.95], [0.9]]), "overlap") == (1, pytest.approx(0.95))
-    assert match(np.array([[0.5, 0.4]]), "count") == (0, 0.0)  # 0.5 is not > 0.5
+    assert match(iou) == (2, pytest.approx(1.4))  # d0-f1 + d1-f0 (1.4) beats d0-f0 alone (0.9)
+    assert match(np.array([[0.95], [0.9]])) == (1, pytest.approx(0.95))
+    assert match(np.array([[0.5, 0.4]])) == (0, pytest.approx(0.5))  # 0.5 is not > 0.5, but counts as overlap
+    assert match(np.zeros((2, 3))) == (0, 0.0)
 
 
 WIDER_GT = """\
@@ -196,8 +205,8 @@ def test_roc_properties(gt, noise, seed):
     roc = fddb_roc(anns, dets, region="bbox")
     if len(roc.thresholds):
         assert np.all(np.diff(roc.false_positives) >= 0)
-        assert np.all(np.diff(roc.tpr_discrete) >= -1e-12)
-        assert np.all(roc.tpr_continuous <= roc.tpr_discrete + 1e-12) and roc.tpr_discrete.max() <= 1
+        assert np.all(np.diff(roc.tpr_continuous) >= -1e-12)  # summed overlap never drops
+        assert roc.tpr_discrete.max() <= 1 and roc.tpr_continuous.max() <= 1 + 1e-12
     assert 0.0 <= roc_auc(roc, max_fp=10) <= 1.0
     # a perfect detector: every face exactly, nothing else -> AUC 1 whatever the FP range
     perfect = {f"i{k}": np.c_[np.array(g, float).reshape(-1, 4), rng.uniform(size=len(g))] for k, g in enumerate(gt)}
@@ -224,11 +233,11 @@ def test_fddb_detection_files_round_trip(fddb_dir, tmp_path):
     files = write_fddb_detections(anns, dets, tmp_path / "out")
     assert [f.name for f in files] == ["fold-01-out.txt"]
     text = files[0].read_text().splitlines()
-    assert text[:3] == ["img_a", "3", "30.000000 40.000000 40.000000 20.000000 0.900000"]
+    assert text[:3] == ["img_a", "3", "30.000000 40.000000 40.000000 20.000000 0.900000"] and "img_c" in text
     back = read_fddb_detections(files, anns)
     assert set(back) == set(dets) and all(np.allclose(back[k], dets[k]) for k in dets)
     roc = fddb_roc(anns, back, region="bbox")
-    assert roc.false_positives.tolist() == [0, 0, 1, 1, 2]
+    assert roc.false_positives.tolist() == [0, 0, 1, 1, 2, 3]
     bad = tmp_path / "bad.txt"
     bad.write_text("img_a\n1\n1 2 3 4 5 6\n")
     with pytest.raises(FormatError, match="ellipse detections are not supported"):

@@ -8,10 +8,11 @@ FDDB protocol (as implemented here; see docs/faces.md):
   face region is FDDB's ellipse, rasterised on the pixel grid (region="ellipse"), or its
   bounding box (region="bbox");
 - for every score threshold, detections at or above it are matched one-to-one to faces
-  (Hungarian algorithm); only pairs with overlap > 0.5 may match. The discrete ROC maximises
-  the number of matches, the continuous ROC the sum of overlaps;
-- true positive rate = matches (discrete) or summed overlaps (continuous) / number of faces;
-  false positives = detections left unmatched. One curve over all images (all folds).
+  (Hungarian algorithm) maximising the summed overlap, as FDDB's evaluation code does;
+- discrete: a matched pair with overlap > 0.5 is a true positive; continuous: every matched
+  pair adds its overlap. False positives = detections minus discrete true positives, for
+  both curves (FDDB's Results.cpp). TPR = true positives / faces; one curve over all
+  images (all folds).
 """
 
 from __future__ import annotations
@@ -72,30 +73,23 @@ def overlaps(ann: Annotation, dets: np.ndarray, region: str = "ellipse") -> np.n
     return iou_matrix(_xyxy(dets[:, :4]), _xyxy(ann.boxes))
 
 
-def match(iou: np.ndarray, weight: str = "count", min_overlap: float = MIN_OVERLAP) -> tuple[int, float]:
-    """Best one-to-one matching of detections (rows) to faces (columns) among pairs with overlap > min_overlap.
+def match(iou: np.ndarray, min_overlap: float = MIN_OVERLAP) -> tuple[int, float]:
+    """One-to-one matching of detections (rows) to faces (columns) with the largest summed overlap.
 
-    weight "count" maximises the number of matches, "overlap" the summed overlap.
-    Returns (number of matched pairs, summed overlap of those pairs).
+    Returns (pairs with overlap > min_overlap: discrete true positives,
+    summed overlap of all matched pairs: continuous true positives).
     """
-    ok = iou > min_overlap
+    ok = iou > 0
     if not ok.any():
         return 0, 0.0
     rows = np.nonzero(ok.any(axis=1))[0]
     cols = np.nonzero(ok.any(axis=0))[0]
-    sub, sub_ok = iou[np.ix_(rows, cols)], ok[np.ix_(rows, cols)]
-    if weight == "count":
-        # ties in count are broken towards larger overlap (weights stay below 1 + 1/n)
-        w = np.where(sub_ok, 1.0 + sub / (sub.size + 1.0), 0.0)
-    elif weight == "overlap":
-        w = np.where(sub_ok, sub, 0.0)
-    else:
-        raise ValueError(f"weight must be 'count' or 'overlap', not {weight!r}")
+    sub = iou[np.ix_(rows, cols)]
     from scipy.optimize import linear_sum_assignment
 
-    r, c = linear_sum_assignment(w, maximize=True)
-    good = sub_ok[r, c]
-    return int(good.sum()), float(sub[r, c][good].sum())
+    r, c = linear_sum_assignment(sub, maximize=True)
+    pairs = sub[r, c]
+    return int((pairs > min_overlap).sum()), float(pairs.sum())
 
 
 # -- FDDB ROC ------------------------------------------------------------------------------
@@ -129,7 +123,7 @@ def _check_dets(dets: np.ndarray, image: str) -> np.ndarray:
 def fddb_roc(annotations: Sequence[Annotation], detections: Mapping[str, np.ndarray],
              region: str = "ellipse", min_overlap: float = MIN_OVERLAP) -> Roc:
     """Discrete and continuous ROC over all images (see module doc); images without detections count as misses."""
-    events = []  # (score, d_detections, d_matches_discrete, d_matches_cont, d_overlap_cont)
+    events = []  # (score, d_detections, d_discrete_tp, d_continuous_tp)
     n_faces = 0
     for ann in annotations:
         n_faces += ann.num_faces
@@ -139,15 +133,13 @@ def fddb_roc(annotations: Sequence[Annotation], detections: Mapping[str, np.ndar
         dets = dets[np.argsort(-dets[:, 4], kind="stable")]
         faces = ~ann.ignore  # type: ignore[operator]
         ov = overlaps(ann, dets, region)[:, faces]
-        prev = (0, 0, 0.0)
+        prev: tuple[int, float] = (0, 0.0)
         for j in range(1, len(dets) + 1):
-            if j > 1 and not (ov[j - 1] > min_overlap).any():
-                cur = prev  # a detection that overlaps no face cannot change any matching
+            if j > 1 and not (ov[j - 1] > 0).any():
+                cur = prev  # a detection that overlaps no face cannot change the matching
             else:
-                md, _ = match(ov[:j], "count", min_overlap)
-                mc, sc = match(ov[:j], "overlap", min_overlap)
-                cur = (md, mc, sc)
-            events.append((dets[j - 1, 4], 1, cur[0] - prev[0], cur[1] - prev[1], cur[2] - prev[2]))
+                cur = match(ov[:j], min_overlap)
+            events.append((dets[j - 1, 4], 1, cur[0] - prev[0], cur[1] - prev[1]))
             prev = cur
     if not events:
         z = np.zeros(0)
@@ -156,10 +148,10 @@ def fddb_roc(annotations: Sequence[Annotation], detections: Mapping[str, np.ndar
     ev = ev[np.argsort(-ev[:, 0], kind="stable")]
     cum = np.cumsum(ev[:, 1:], axis=0)
     last = np.r_[np.nonzero(ev[1:, 0] != ev[:-1, 0])[0], len(ev) - 1]  # state after all events at each score
-    ndet, md, mc, sc = cum[last].T
+    ndet, tp_disc, tp_cont = cum[last].T
     denom = max(n_faces, 1)
-    return Roc(thresholds=ev[last, 0], false_positives=ndet - md, tpr_discrete=md / denom,
-               tpr_continuous=sc / denom, num_faces=n_faces, num_images=len(annotations))
+    return Roc(thresholds=ev[last, 0], false_positives=np.round(ndet - tp_disc), tpr_discrete=tp_disc / denom,
+               tpr_continuous=tp_cont / denom, num_faces=n_faces, num_images=len(annotations))
 
 
 def write_roc_files(roc: Roc, folder: str | Path, prefix: str) -> list[Path]:
