@@ -567,6 +567,13 @@ def _reshape(cv, node, ins):
         if all(d is not None for d in known) and all(d > 0 for d in dims[1:]) and \
                 int(np.prod(known)) == int(np.prod(dims[1:])):
             dims[0] = 0
+    if v.nchw and v.t.shape[2:] == (1, 1):  # [N, C, 1, 1]: NCHW and NHWC orders coincide
+        if len(dims) == 4 and dims[1:3] == [1, 1] and dims[3] > 0:
+            return [TV(cv.net.add_shuffle(v.t, reshape_dims=[dims[0], dims[3], 1, 1], name=node.name).output, True)]
+        if len(dims) == 2:
+            return [TV(cv.net.add_shuffle(v.t, reshape_dims=dims, name=node.name).output)]
+    if not v.nchw and len(src) == 2 and len(dims) == 4 and dims[1:3] == [1, 1] and dims[3] > 0:
+        return [TV(cv.net.add_shuffle(v.t, reshape_dims=[dims[0], dims[3], 1, 1], name=node.name).output, True)]
     t = cv.net.add_shuffle(cv.plain(v), reshape_dims=dims, name=node.name).output
     return [TV(t)]
 

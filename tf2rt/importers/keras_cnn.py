@@ -487,6 +487,11 @@ def _flatten(cv, name, cfg, args, ref):
 def _reshape(cv, name, cfg, args, ref):
     target = [int(d) for d in cfg["target_shape"]]
     v = args[0]
+    if v.nchw and v.t.shape[2:] == (1, 1) and (len(target) == 1 or (len(target) == 3 and target[:2] == [1, 1])):
+        # [N, C, 1, 1] holds the same order as NHWC: reshape it where it is
+        if len(target) == 1:
+            return TV(cv.net.add_shuffle(v.t, reshape_dims=[0, target[0]], name=name).output)
+        return TV(cv.net.add_shuffle(v.t, reshape_dims=[0, target[2], 1, 1], name=name).output, True)
     if v.nchw is False and v.t.rank == 2 and len(target) == 3 and target[0] == 1 and target[1] == 1:
         # [N, C] -> [N, 1, 1, C] (squeeze-and-excitation): as NCHW this is [N, C, 1, 1]
         return TV(cv.net.add_shuffle(v.t, reshape_dims=[0, target[2], 1, 1], name=name).output, True)
