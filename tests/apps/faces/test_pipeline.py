@@ -7,7 +7,7 @@ import pytest
 
 from photos import match_faces
 from tf2rt.apps.faces.pipeline import MtcnnPipeline, pyramid_scales
-from tf2rt.errors import ShapeError
+from tf2rt.errors import ShapeError, Tf2rtError
 
 
 def _reference(mtcnn_pkg, image, **kw):
@@ -78,3 +78,13 @@ def test_bad_images_are_clear_errors(keras_nets):
         pipe.detect(np.full((64, 64, 3), np.nan, np.float32))
     with pytest.raises(ShapeError, match="dtype"):
         pipe.detect(np.zeros((64, 64, 3), np.complex64))
+
+
+def test_bad_knobs_are_clear_errors(keras_nets):
+    pipe = MtcnnPipeline(*keras_nets)
+    with pytest.raises(Tf2rtError, match="unknown MTCNN setting.*min_face; known: .*min_face_size"):
+        pipe.detect(np.zeros((20, 20, 3), np.uint8), min_face=10)
+    with pytest.raises(Tf2rtError, match="scale_factor must be in"):
+        pipe.detect(np.zeros((20, 20, 3), np.uint8), scale_factor=1.5)
+    with pytest.raises(Tf2rtError, match="threshold_onet must be in"):
+        pipe.detect(np.zeros((20, 20, 3), np.uint8), threshold_onet=2)

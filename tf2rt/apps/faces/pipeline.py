@@ -16,12 +16,12 @@ TensorFlow's crop-and-resize, and suppression uses the package's rule (see boxes
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ...errors import ShapeError
+from ...errors import ShapeError, Tf2rtError
 from . import boxes as bx
 from .imageops import crop_and_resize, resize_area
 
@@ -51,7 +51,21 @@ class MtcnnParams:
     nms_rnet: float = 0.7         # union
     nms_onet: float = 0.7         # over the smaller box ("min")
 
+    def __post_init__(self) -> None:
+        if not 0 < self.scale_factor < 1:
+            raise Tf2rtError(f"scale_factor must be in (0, 1), got {self.scale_factor}")
+        if not self.min_face_size > 0:
+            raise Tf2rtError(f"min_face_size must be positive, got {self.min_face_size}")
+        for f in fields(self):
+            if f.name.startswith(("threshold_", "nms_")) and not 0 <= getattr(self, f.name) <= 1:
+                raise Tf2rtError(f"{f.name} must be in [0, 1], got {getattr(self, f.name)}")
+
     def with_(self, **changes: Any) -> "MtcnnParams":
+        """A copy with some knobs changed; unknown names are an error listing the known ones."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise Tf2rtError(f"unknown MTCNN setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return replace(self, **changes)
 
 
