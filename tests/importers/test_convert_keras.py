@@ -68,11 +68,14 @@ def saved(tf, keras3, tfkeras, tmp_path_factory):
     k2.save(root / "charrnn.h5")
     k2b = _charrnn(tfkeras, seed=2)
     tf.train.Checkpoint(model=k2b).write(str(root / "tf2ckpt" / "ckpt"))
+    k3b = _charrnn(keras3, seed=2)
+    tf.train.Checkpoint(model=k3b).write(str(root / "tf2ckpt3" / "ckpt"))
     return {"keras": (root / "charrnn.keras", k3), "h5": (root / "charrnn.h5", k2),
-            "tf2-checkpoint": (root / "tf2ckpt" / "ckpt", k2b)}
+            "tf2-checkpoint": (root / "tf2ckpt" / "ckpt", k2b),
+            "tf2-checkpoint-keras3": (root / "tf2ckpt3" / "ckpt", k3b)}
 
 
-@pytest.mark.parametrize("fmt", ["keras", "h5", "tf2-checkpoint"])
+@pytest.mark.parametrize("fmt", ["keras", "h5", "tf2-checkpoint", "tf2-checkpoint-keras3"])
 def test_charrnn_streaming_matches_keras(fmt, saved):
     path, model = saved[fmt]
     vocab = Vocab([chr(ord("A") + i) for i in range(V)])

@@ -119,12 +119,17 @@ def layers_from_checkpoint(source: Any, card: ModelCard, activation: str | None,
         if info.kind != "variable":
             continue
         key = info.key or info.name
-        m = re.match(r"^(?:.*?/)?layer_with_weights-(\d+)/(.*)/\.ATTRIBUTES/VARIABLE_VALUE$", key)
+        # tf.keras: layer_with_weights-N/...; Keras 3: _functional/_operations/N/... (or layers/N/...)
+        m = re.match(r"^(?:.*?/)?(?:layer_with_weights-|_operations/|layers/)(\d+)/(.*)/\.ATTRIBUTES/VARIABLE_VALUE$",
+                     key)
         if m is None:
             problems.append(f"variable {info.name!r} ({key}) is not a Keras layer weight")
             continue
-        g = groups.setdefault(int(m.group(1)), {"roles": {}, "name": info.name.split("/")[0]})
-        g["roles"][m.group(2)] = info
+        role = "/".join(part.lstrip("_") for part in m.group(2).split("/"))  # Keras 3: _kernel -> kernel
+        parts = info.name.split("/")
+        name = parts[-(role.count("/") + 2)] if len(parts) > role.count("/") + 1 else parts[0]
+        g = groups.setdefault(int(m.group(1)), {"roles": {}, "name": name})
+        g["roles"][role] = info
     specs: list[LayerSpec] = []
     assumed: list[str] = []
     for n in sorted(groups):
