@@ -138,10 +138,11 @@ def cached(name: str, tmp_path_factory, tf) -> Path:
             _CACHE[name] = tf1_multi_rnn(tf, out)
         elif name == "tf1_cell_zoo":
             _CACHE[name] = tf1_cell_zoo(tf, out)
-        elif name == "keras_lstm_tf2":
+        elif name in ("keras_lstm_tf2", "keras3_lstm_tf2"):
             import oracles
 
-            _CACHE[name] = keras_lstm_tf2(tf, oracles.tf_keras(), out)
+            keras = oracles.tf_keras() if name == "keras_lstm_tf2" else oracles.keras()
+            _CACHE[name] = keras_lstm_tf2(tf, keras, out)
         else:
             raise KeyError(name)
     return _CACHE[name]

@@ -55,11 +55,14 @@ def test_tf1_cell_zoo(tf, tmp_path_factory):
     assert {"bias_cudnn_0", "bias_cudnn_1"} <= set(early.tensors)
 
 
-def test_keras_in_tf2_checkpoint(tf, tmp_path_factory):
-    cells = cells_of(cached("keras_lstm_tf2", tmp_path_factory, tf))
+@pytest.mark.parametrize("which", ["keras_lstm_tf2", "keras3_lstm_tf2"])
+def test_keras_in_tf2_checkpoint(tf, tmp_path_factory, which):
+    cells = cells_of(cached(which, tmp_path_factory, tf))
+    # tf.keras keys name layers layer_with_weights-<i>; Keras 3 keys carry no index
+    first, second = (0, 1) if which == "keras_lstm_tf2" else (None, None)
     assert {s: summary(c) for s, c in cells.items()} == {
-        "lstm/lstm_cell": ("lstm", "Keras LSTM", PLATFORM_INDEPENDENT, 3, 5, 0, None),
-        "gru/gru_cell": ("gru", "Keras GRU", PLATFORM_INDEPENDENT, 5, 2, 1, None),
+        "lstm/lstm_cell": ("lstm", "Keras LSTM", PLATFORM_INDEPENDENT, 3, 5, first, None),
+        "gru/gru_cell": ("gru", "Keras GRU", PLATFORM_INDEPENDENT, 5, 2, second, None),
     }
     assert any("reset_after=True" in n for n in cells["gru/gru_cell"].notes)
 
