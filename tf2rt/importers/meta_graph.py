@@ -209,10 +209,9 @@ class MetaGraph:
     def embedding_input(self, variable: str) -> str | None:
         """Name of the placeholder whose ids index `variable` (an embedding_lookup)."""
         for n in self.nodes:
+            # GatherV2(variable/read, ids) for ref variables, ResourceGather(handle, ids) for resource ones
             if n.op in ("GatherV2", "Gather", "ResourceGather") and not n.container:
-                if self.variable_name(self.resolve(n, 0) if n.op != "ResourceGather" else
-                                      self.producer(n, 0)[0]) == variable or \
-                        self.variable_name(self.resolve(n, 0)) == variable:
+                if self.variable_name(self.resolve(n, 0)) == variable:
                     return self._placeholder_of(n, 1)
         return None
 
