@@ -37,6 +37,7 @@ class CharRNNSpec:
     scope: str = "rnnlm"
     seed: int = 0
     hidden_sizes: tuple[int, ...] = ()  # per-layer sizes (the last one must equal `hidden`)
+    legacy_graph: bool = False  # TF 1.x-era graph: ref variables (VariableV2) and Enter/Exit loops
     peepholes: bool = False  # LSTMCell(use_peepholes=True)
     cell_clip: float | None = None  # LSTMCell(cell_clip=...)
     scale: float = 2.5  # weights ~ U(+-scale/sqrt(fan_in)): large enough for non-trivial greedy text
@@ -107,6 +108,18 @@ def write_charrnn(tf, spec: CharRNNSpec, out_dir: str | Path, meta: bool = True,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(spec.seed)
+    if spec.legacy_graph:
+        tf1.disable_control_flow_v2()
+        tf1.disable_resource_variables()
+    try:
+        return _write(tf, tf1, spec, out, rng, meta, rename)
+    finally:
+        if spec.legacy_graph:
+            tf1.enable_control_flow_v2()
+            tf1.enable_resource_variables()
+
+
+def _write(tf, tf1, spec: CharRNNSpec, out: Path, rng, meta: bool, rename) -> Path:
     graph = tf.Graph()
     with graph.as_default():
         tf1.set_random_seed(spec.seed)

@@ -31,6 +31,8 @@ PRIME = [1, 2, 3]
 CASES = {
     "basic_lstm2-emb-fb1-meta": (cm.CharRNNSpec("lstm", 2, forget_bias=1.0), True, []),
     "basic_lstm2-emb-fb0-meta": (cm.CharRNNSpec("lstm", 2, forget_bias=0.0, seed=1), True, []),
+    "basic_lstm2-emb-fb0-tf1graph": (cm.CharRNNSpec("lstm", 2, forget_bias=0.0, seed=1, legacy_graph=True),
+                                     True, []),
     "basic_lstm1-onehot-fb0-nometa": (cm.CharRNNSpec("lstm", 1, embedding=None, forget_bias=0.0, seed=2), False,
                                       ["--forget-bias", "0"]),
     "lstm_cell3-emb-fb0.5-meta": (cm.CharRNNSpec("lstm_cell", 3, forget_bias=0.5, seed=8, scale=4.5), True, []),
