@@ -153,3 +153,19 @@ def test_unsupported_parts_are_all_listed(keras3, tmp_path):
         convert(tmp_path / "bad.keras")
     msg = str(e.value)
     assert "'masked'" in msg and "'backwards'" in msg and "'head'" in msg and "gelu" in msg
+
+
+def test_sequence_classifier_last_outputs(keras3, tmp_path):
+    """return_sequences=False: the last output of an LSTM and of a Bidirectional GRU."""
+    L = keras3.layers
+    inp = keras3.Input((None, 4), name="signal")
+    x = L.LSTM(6, return_sequences=True, use_bias=False, name="lstm")(inp)
+    x = L.Bidirectional(L.GRU(5, reset_after=False, name="gru"), name="bi")(x)
+    out = L.Dense(3, activation="sigmoid", name="score")(x)
+    m = keras3.Model(inp, out)
+    _fill(m, 13)
+    m.save(tmp_path / "clf.keras")
+    engine = convert(tmp_path / "clf.keras", states=False)
+    x = np.random.default_rng(4).normal(size=(3, 10, 4)).astype(np.float32)
+    err = float(np.abs(engine.run({"signal": x})["score"] - np.asarray(m(x))).max())
+    assert engine.outputs[0].shape == (None, 3) and err <= 1e-5, err
