@@ -132,3 +132,18 @@ def test_failed_dump_leaves_no_file(tmp_path):
     with pytest.raises(Tf2rtError, match="do not fit"):
         dump_weights(tensors, tmp_path / "x.wts2", convert=True)
     assert not (tmp_path / "x.wts2").exists()
+
+
+def test_exclude_and_all_problems_in_one_error(tf1_ckpt, tmp_path):
+    out = dump_weights(tf1_ckpt, tmp_path / "ex.npz", exclude=["softmax/softmax_w", "softmax/softmax_b"])
+    names = set(load_weights(out))
+    assert names and not any(n.startswith("softmax/") for n in names)
+    with pytest.raises(MissingTensorError, match="softmax_ww"):
+        dump_weights(tf1_ckpt, tmp_path / "ex2.npz", exclude=["softmax/softmax_ww"])
+    tensors = {"a": np.zeros(2, np.float64), "b": np.zeros(2, np.complex64), "c": np.zeros(1, np.float32)}
+    with pytest.raises(Tf2rtError) as err:
+        dump_weights(tensors, tmp_path / "x.wts2")
+    msg = str(err.value)
+    assert "2 tensors cannot be written" in msg and "'a'" in msg and "'b'" in msg and "--exclude" in msg
+    back = load_weights(dump_weights(tensors, tmp_path / "x.wts2", exclude=["b"], convert=True))
+    assert set(back) == {"a", "c"} and back["a"].dtype == np.float32

@@ -83,6 +83,9 @@ def test_dump_options(capsys, tf, tf1_ckpt, tmp_path):
     assert sorted(back) == sorted(names)
     for n in names:
         assert np.array_equal(back[n].array, reader.get_tensor(n))
+    out3 = tmp_path / "ex.safetensors"
+    assert run(capsys, "dump", tf1_ckpt, "-o", out3, "--exclude", *names)[0] == 0
+    assert not set(names) & set(load_weights(out3))
     out2 = tmp_path / "all.npz"
     assert run(capsys, "dump", tf1_ckpt, "-o", out2, "--include-optimizer")[0] == 0
     assert any(k.endswith("/Adam_1") for k in load_weights(out2))

@@ -18,6 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="output file")
     p.add_argument("--format", choices=["wts", "wts2", "npz", "safetensors"], help="output format")
     p.add_argument("--names", nargs="+", metavar="NAME", help="dump only these tensors")
+    p.add_argument("--exclude", nargs="+", metavar="NAME", default=[], help="leave these tensors out")
     p.add_argument("--keep-names", action="store_true", help="keep '/' in .wts names (default: '/' -> '_')")
     p.add_argument("--include-optimizer", action="store_true", help="also dump optimizer slots")
     p.add_argument("--convert", action="store_true",
@@ -32,6 +33,6 @@ def run(args: argparse.Namespace) -> int:
     with open_weights(args.path, args.input_format) as src:
         out = dump_weights(src, args.output, format=args.format, names=args.names,
                            include_optimizer=args.include_optimizer, keep_names=args.keep_names,
-                           convert=args.convert)
+                           convert=args.convert, exclude=args.exclude)
     print(f"wrote {out}", file=sys.stderr)
     return 0

@@ -118,13 +118,14 @@ def dump_weights(
     include_optimizer: bool = False,
     keep_names: bool = False,
     convert: bool = False,
+    exclude: Iterable[str] = (),
 ) -> Path:
     """Write the tensors of `src` (a weight file, an open source or a dict) to `dst`.
 
     `format` is one of wts (v1), wts2, npz, safetensors; when None it comes from `dst`'s
     suffix. `keep_names` keeps `/` in .wts names (dumpTFWts maps them to `_`); `convert`
-    lets .wts2 store dtypes TensorRT lacks as float32/int32. Tensors are read one at a
-    time, so a dump needs memory for the largest tensor, not the whole model.
+    lets .wts2 store dtypes TensorRT lacks as float32/int32; `exclude` leaves tensors out.
+    Tensors are read one at a time, so a dump needs memory for the largest tensor only.
     """
     dst = Path(dst)
     fmt = format or format_for_suffix(dst)
@@ -137,19 +138,29 @@ def dump_weights(
     options: dict[str, object] = {}
     if fmt in ("wts", "wts2"):
         options = {"keep_names": keep_names, "convert": convert}
+    exclude = set(exclude)
     if isinstance(src, Mapping):
         wanted = list(src) if names is None else list(names)
-        missing = [n for n in wanted if n not in src]
+        missing = [n for n in wanted + sorted(exclude) if n not in src]
         if missing:
             raise MissingTensorError(missing_message(missing, list(src), "the given tensors"))
-        return writer.write(TensorMap({n: src[n] for n in wanted}), dst, **options)
+        return writer.write(TensorMap({n: src[n] for n in wanted if n not in exclude}), dst, **options)
     src_path = src.path if isinstance(src, WeightSource) else Path(src)
     if dst.exists() and src_path.exists() and os.path.samefile(dst, src_path):
         raise FormatError(f"{dst} is the file being read; choose another output path")
     if isinstance(src, WeightSource):
-        return writer.write(SourceTensors(src, select(src, names, include_optimizer)), dst, **options)
+        return writer.write(SourceTensors(src, _chosen(src, names, include_optimizer, exclude)), dst, **options)
     with open_weights(src) as opened:
-        return writer.write(SourceTensors(opened, select(opened, names, include_optimizer)), dst, **options)
+        return writer.write(SourceTensors(opened, _chosen(opened, names, include_optimizer, exclude)), dst, **options)
+
+
+def _chosen(src: WeightSource, names, include_optimizer: bool, exclude: set[str]) -> list[tuple[str, TensorInfo]]:
+    chosen = select(src, names, include_optimizer)
+    if exclude:
+        select(src, sorted(exclude))  # a misspelt exclusion is an error, not a silent no-op
+        drop = {_lookup(src, n).name for n in exclude}
+        chosen = [(k, i) for k, i in chosen if i.name not in drop]
+    return chosen
 
 
 def _write_wts1(weights, path, keep_names: bool = False, convert: bool = False) -> Path:

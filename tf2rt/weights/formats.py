@@ -159,6 +159,20 @@ def _zip_kind(p: Path) -> str:
     raise FormatError(f"{p}: a zip archive that is neither .npz (only .npy members) nor a .keras model")
 
 
+def combine(problems: list[UnsupportedError]) -> UnsupportedError:
+    """One error listing every tensor a writer cannot store (so one run shows them all)."""
+    if len(problems) == 1:
+        return problems[0]
+    heads, fixes = [], []
+    for p in problems:
+        head, _, fix = str(p).partition(". ")
+        heads.append(f"  - {head}")
+        if fix and fix not in fixes:
+            fixes.append(fix)
+    lines = [f"{len(problems)} tensors cannot be written in this format:", *heads, *fixes]
+    return UnsupportedError("\n".join(lines))
+
+
 # -- dtypes beyond numpy -----------------------------------------------------------------
 
 

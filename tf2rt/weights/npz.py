@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import FormatError, UnsupportedError
 from ..progress import Progress
 from .base import TensorInfo, WeightSource, Weights
-from .formats import ZIP_ERRORS, TensorMap
+from .formats import ZIP_ERRORS, TensorMap, combine
 
 # Deflate expands at most ~1032:1; anything claiming more is a zip bomb or corrupted.
 _MAX_RATIO = 1100
@@ -103,15 +103,19 @@ def write_npz(weights: Mapping[str, np.ndarray] | Iterable[Weights] | TensorMap,
     """Write tensors as an uncompressed `.npz` (readable by `numpy.load`), one at a time."""
     tensors = weights if isinstance(weights, TensorMap) else TensorMap(weights)
     names = tensors.names()
+    problems = []
     for name in names:  # refuse before writing anything
         dtype, _ = tensors.spec(name)
         if not isinstance(dtype, str) and dtype.kind == "V":
-            raise UnsupportedError(
+            problems.append(UnsupportedError(
                 f"tensor {name!r} has dtype {dtype}, which .npy files cannot record "
                 "(it would read back as raw bytes); dump to safetensors, which keeps it"
-            )
-        if not isinstance(dtype, str) and dtype.hasobject:
-            raise UnsupportedError(f"tensor {name!r} holds Python objects; .npz output stores numeric arrays only")
+            ))
+        elif not isinstance(dtype, str) and dtype.hasobject:
+            problems.append(UnsupportedError(
+                f"tensor {name!r} holds Python objects; .npz output stores numeric arrays only"))
+    if problems:
+        raise combine(problems)
     path = Path(path)
     # Our own writer: numpy.savez takes names as keyword arguments, so a tensor called
     # "file" or "allow_pickle" would collide with its parameters.

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import FormatError, UnsupportedError
 from ..progress import Progress
 from .base import TensorInfo, WeightSource, Weights
-from .formats import TensorMap, extended_dtype, le_bytes
+from .formats import TensorMap, combine, extended_dtype, le_bytes
 
 # safetensors dtype tag -> numpy dtype name (little-endian on disk)
 _TAGS: dict[str, str] = {
@@ -159,18 +159,22 @@ def write_safetensors(
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     pos = 0
     plan = []
+    problems: list[UnsupportedError] = []
     for name in tensors.names():
         dtype, shape = tensors.spec(name)
         tag = None if isinstance(dtype, str) else _NAMES.get(dtype.name)
         if tag is None:
-            raise UnsupportedError(
+            problems.append(UnsupportedError(
                 f"tensor {name!r} has dtype {dtype}, which safetensors cannot store; "
-                "leave it out with names=[...] or dump to npz"
-            )
+                "leave it out with exclude=[...] (CLI: --exclude) or dump to npz"
+            ))
+            continue
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         header[name] = {"dtype": tag, "shape": [int(d) for d in shape], "data_offsets": [pos, pos + nbytes]}
         plan.append((name, dtype, shape))
         pos += nbytes
+    if problems:
+        raise combine(problems)
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-(len(text)) % 8)  # keep the data region 8-byte aligned
     path = Path(path)

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import FormatError, UnsupportedError
 from ..progress import Progress
 from .base import TensorInfo, WeightSource, Weights
-from .formats import TensorMap, le_bytes
+from .formats import TensorMap, combine, le_bytes
 
 # TensorRT nvinfer1::DataType codes -> numpy dtype (little-endian on disk).
 TRT_TYPES: dict[int, np.dtype] = {
@@ -55,7 +55,7 @@ def trt_name(name: str, keep_names: bool = False) -> str:
         raise FormatError(
             f"tensor name {name!r} is empty or contains whitespace, which .wts cannot store "
             "(TensorRT reads names as whitespace-separated words). Leave it out with "
-            "names=[...] (CLI: --names), or dump to npz/safetensors instead."
+            "exclude=[...] (CLI: --exclude), or dump to npz/safetensors instead."
         )
     return out
 
@@ -67,7 +67,7 @@ def _plan_code(name: str, dtype: np.dtype | str, version: int, convert: bool) ->
         if not numeric:
             raise UnsupportedError(
                 f"tensor {name!r} has dtype {dtype}; .wts v1 stores float32 values only. "
-                "Leave it out with names=[...] or use wts2/npz/safetensors."
+                "Leave it out with exclude=[...] (CLI: --exclude) or use wts2/npz/safetensors."
             )
         return 0  # like dumpTFWts: every value becomes a float32
     code = None if isinstance(dtype, str) else _WRITE_CODES.get(dtype.name)
@@ -76,7 +76,7 @@ def _plan_code(name: str, dtype: np.dtype | str, version: int, convert: bool) ->
     if not convert or not numeric:
         extra = "" if numeric else " (even with convert=True)"
         fix = ("Pass convert=True (CLI: --convert) to store floating tensors as float32 and "
-               "integer/bool tensors as int32, or dump" if numeric else "Leave it out with names=[...] or dump")
+               "integer/bool tensors as int32, or dump" if numeric else "Leave it out with exclude=[...] (CLI: --exclude) or dump")
         raise UnsupportedError(
             f"tensor {name!r} has dtype {dtype}, which TensorRT .wts files cannot hold{extra} "
             f"(float32, float16, int8, int32 only). {fix} to npz/safetensors, which keep every dtype."
@@ -91,7 +91,7 @@ def _v2_data(name: str, array: np.ndarray, code: int) -> np.ndarray:
         if lo < -(2**31) or hi >= 2**31:
             raise UnsupportedError(
                 f"tensor {name!r} ({dt}) holds values in [{lo}, {hi}] that do not fit "
-                "int32; dump it to npz/safetensors instead"
+                "int32; leave it out with exclude=[...] (CLI: --exclude) or dump it to npz/safetensors"
             )
     return array.astype(TRT_TYPES[code], copy=False)
 
@@ -118,16 +118,22 @@ def write_wts(
         raise FormatError("no tensors to write; TensorRT's loadWeights rejects an empty .wts file")
     seen: dict[str, str] = {}
     plan: list[tuple[str, str, int, tuple[int, ...]]] = []
+    problems: list[UnsupportedError] = []
     for name in names:
         out = trt_name(name, keep_names)
         if out in seen:
             raise FormatError(
                 f"tensor names {seen[out]!r} and {name!r} both become {out!r} in .wts; "
-                "pass keep_names=True (CLI: --keep-names) or leave one out with names=[...]"
+                "pass keep_names=True (CLI: --keep-names) or leave one out with exclude=[...]"
             )
         seen[out] = name
         dtype, shape = tensors.spec(name)
-        plan.append((name, out, _plan_code(name, dtype, version, convert), shape))
+        try:
+            plan.append((name, out, _plan_code(name, dtype, version, convert), shape))
+        except UnsupportedError as exc:
+            problems.append(exc)
+    if problems:
+        raise combine(problems)
     path = Path(path)
     try:
         with open(path, "wb") as f, Progress(tensors.nbytes(), f"writing {path.name}", "B") as bar:
