@@ -163,7 +163,8 @@ class KerasFile(WeightSource):
                     walk(obj, name_parts + [child], OPTIMIZER_SLOT if child == "optimizer" and not name_parts else kind)
 
         walk(self._h5, [], VARIABLE)
-        return sorted(infos, key=lambda i: i.name)
+        # natural order, so vars/2 lists before vars/10
+        return sorted(infos, key=lambda i: [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in i.name.split("/")])
 
     def _scan_legacy(self) -> list[TensorInfo]:
         h5py = _h5py()
