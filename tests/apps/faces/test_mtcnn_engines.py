@@ -104,3 +104,10 @@ def test_knobs_reach_both_detectors_alike(engines, photos):
     theirs = MtcnnTF(**kw).detect_rows(image)
     assert len(ours) == len(theirs) < len(MTCNN(engines=engines).detect_rows(image))
     assert min(p[2] for p in match_faces(theirs, ours)) >= 0.98
+
+
+def test_parallel_workers_give_identical_detections(engines, photos):
+    serial = MTCNN(engines=engines, workers=1)
+    parallel = MTCNN(engines=engines, workers=3)
+    for name in ("astronaut", "lfw_mosaic", "chelsea"):
+        assert np.array_equal(serial.detect_rows(photos[name]), parallel.detect_rows(photos[name])), name

@@ -7,6 +7,7 @@ classifier stage (used for the LFW-subset ROC).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Sequence
@@ -70,13 +71,17 @@ class MTCNN:
     Keyword arguments are MtcnnParams knobs (min_face_size, scale_factor, threshold_*, nms_*).
     One runner per net is kept for the detector's lifetime. exact_resize=True builds the
     pyramid with TensorFlow's area resize bit for bit (numpy) instead of OpenCV's.
+    workers: threads running pyramid levels and crop batches side by side (default: up to
+    4, one per core); each net call uses one onnxruntime thread unless runner_options say
+    otherwise.
     """
 
     name = "mtcnn"
 
     def __init__(self, backend: str = "onnxruntime", precision: str = "fp32",
                  weights_dir: str | Path | None = None, engines: dict[str, Any] | None = None,
-                 runner_options: dict[str, Any] | None = None, exact_resize: bool = False, **params: Any) -> None:
+                 runner_options: dict[str, Any] | None = None, exact_resize: bool = False,
+                 workers: int | None = None, **params: Any) -> None:
         from .mtcnn_nets import EngineNet, build_engines
 
         self.engines = engines if engines is not None else build_engines(precision, weights_dir)
@@ -85,7 +90,10 @@ class MTCNN:
         opts = {"threads": 1} if runner_options is None and backend == "onnxruntime" else (runner_options or {})
         nets = [EngineNet(self.engines[n], n, backend, **opts) for n in ("pnet", "rnet", "onet")]
         self._nets = nets
-        self.pipeline = MtcnnPipeline(*nets, params=MtcnnParams().with_(**params), exact_resize=exact_resize)
+        if workers is None:  # pyramid levels / crop batches in parallel, one net thread each
+            workers = min(4, os.cpu_count() or 1)
+        self.pipeline = MtcnnPipeline(*nets, params=MtcnnParams().with_(**params), exact_resize=exact_resize,
+                                      workers=workers)
 
     def detect_rows(self, image: np.ndarray, **params: Any) -> np.ndarray:
         """[n, 15] rows: x1, y1, x2, y2, score, landmark xs, landmark ys."""

@@ -114,27 +114,53 @@ class MtcnnPipeline:
     """
 
     def __init__(self, pnet: Net, rnet: Net, onet: Net, params: MtcnnParams | None = None,
-                 exact_resize: bool = False) -> None:
+                 exact_resize: bool = False, workers: int = 1) -> None:
         self.pnet, self.rnet, self.onet = pnet, rnet, onet
         self.params = params or MtcnnParams()
         # exact_resize: TensorFlow's area resize bit for bit (numpy); otherwise OpenCV's
         # equivalent when installed (faster, equal within float rounding)
         self.exact_resize = exact_resize
+        # workers > 1: pyramid levels and R-Net/O-Net batches run in that many threads (the
+        # nets and OpenCV release the GIL); results are identical, gathered in order. The
+        # nets must then be safe to call from several threads (onnxruntime sessions are).
+        self.workers = max(1, int(workers))
+        self._pool: Any = None
+
+    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """fn over items, in order; on the thread pool when workers > 1."""
+        if self.workers == 1 or len(items) < 2:
+            return [fn(it) for it in items]
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="mtcnn")
+        return list(self._pool.map(fn, items))
+
+    def _run_batched(self, net: Net, x: np.ndarray) -> list[np.ndarray]:
+        """A net over a batch, split into one chunk per worker; outputs concatenated in order."""
+        if self.workers == 1 or len(x) < 2 * 16:  # small batches are not worth splitting
+            return [np.asarray(o) for o in net(x)]
+        chunks = np.array_split(x, self.workers)
+        parts = self._map(lambda c: [np.asarray(o) for o in net(c)], chunks)
+        return [np.concatenate([p[k] for p in parts], axis=0) for k in range(len(parts[0]))]
 
     # -- stages ---------------------------------------------------------------------
     def proposals(self, img: np.ndarray, p: MtcnnParams) -> np.ndarray:
         """P-Net over the pyramid: squared candidate boxes [n, 5]."""
         h, w = img.shape[:2]
-        per_scale = []
-        for scale in pyramid_scales(h, w, p.min_face_size, p.scale_factor):
-            sh, sw = int(h * scale), int(w * scale)  # truncation, as tf.image.resize does
-            if min(sh, sw) < PNET_CELL:
-                continue  # P-Net's window does not fit: no proposals at this level
-            level = resize_area(img, sh, sw, fast=not self.exact_resize)[None]
-            offsets, probs = (np.asarray(o) for o in self.pnet(level)[:2])
+        # levels whose size truncates (as tf.image.resize does) below P-Net's window are skipped
+        scales = [s for s in pyramid_scales(h, w, p.min_face_size, p.scale_factor)
+                  if min(int(h * s), int(w * s)) >= PNET_CELL]
+
+        def level(scale: float) -> np.ndarray:
+            sh, sw = int(h * scale), int(w * scale)
+            x = resize_area(img, sh, sw, fast=not self.exact_resize)[None]
+            offsets, probs = (np.asarray(o) for o in self.pnet(x)[:2])
             found = _pnet_boxes(offsets[0], probs[0, :, :, 1], p.threshold_pnet)
             found[:, :4] /= scale
-            per_scale.append(bx.suppress(found, p.nms_pnet_scale, "union", presorted=True))
+            return bx.suppress(found, p.nms_pnet_scale, "union", presorted=True)
+
+        per_scale = self._map(level, scales)
         if not per_scale:
             return np.zeros((0, 5))
         cands = bx.suppress(np.concatenate(per_scale, axis=0), p.nms_pnet, "union")
@@ -144,7 +170,7 @@ class MtcnnPipeline:
         """R-Net: rescored, regressed, suppressed, squared boxes [n, 5]."""
         if len(cands) == 0:
             return cands
-        offsets, probs = (np.asarray(o) for o in self.rnet(_crops(img, cands, RNET_SIZE))[:2])
+        offsets, probs = self._run_batched(self.rnet, _crops(img, cands, RNET_SIZE))[:2]
         out = cands.copy()
         out[:, bx.SCORE] = probs[:, -1]
         out = bx.apply_offsets(out, offsets)
@@ -156,7 +182,7 @@ class MtcnnPipeline:
         """O-Net: final boxes with landmarks [n, 15]."""
         if len(cands) == 0:
             return np.zeros((0, 15))
-        offsets, rel_landmarks, probs = (np.asarray(o) for o in self.onet(_crops(img, cands, ONET_SIZE))[:3])
+        offsets, rel_landmarks, probs = self._run_batched(self.onet, _crops(img, cands, ONET_SIZE))[:3]
         landmarks = bx.place_landmarks(rel_landmarks, cands)
         out = cands[:, :5].copy()
         out[:, bx.SCORE] = probs[:, -1]
