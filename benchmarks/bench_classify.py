@@ -7,7 +7,8 @@ For each keras.applications model (random weights; speed does not depend on them
 seed's frozen-graph timing); tf2rt imports the saved .keras file without TensorFlow, builds
 fp32 and fp16 engines, and an int8 engine calibrated on photographs. Each number is the
 median wall time of one call on a preprocessed batch (preprocessing excluded) after warm-up,
-on the same machine in the same run. The fp32 engine's logits are checked against
+on the same machine in the same run (--runs calls; at least 3, fewer when one call is so
+slow that --runs would take over 15 s). The fp32 engine's logits are checked against
 TensorFlow's. A digits CNN (benchmarks/train_digits_cnn.py) gives the int8 accuracy change.
 Writes <out>.md (table), <out>.png (bar chart) and <out>.json.
 """
@@ -59,9 +60,13 @@ def photos(size: int) -> np.ndarray:
     return np.stack(out).astype(np.float32)
 
 
-def timeit(fn, runs: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
+def timeit(fn, runs: int, warmup: int = 2, budget_s: float = 15.0) -> float:
+    t = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t
+    for _ in range(warmup - 1):
         fn()
+    runs = max(3, min(runs, int(budget_s / max(first, 1e-6))))  # slow contenders: fewer runs
     times = []
     for _ in range(runs):
         t = time.perf_counter()
@@ -145,7 +150,7 @@ def fmt(v) -> str:
 def markdown(rows: list[dict], batches: tuple[int, ...], digits: dict | None, meta: dict) -> str:
     lines = [f"# Image classification on CPU: TensorFlow vs tf2rt engines", "",
              f"{meta['cpu']}, {meta['threads']} threads visible; TensorFlow {meta['tf']}, onnxruntime {meta['ort']}; "
-             f"median of {meta['runs']} runs after warm-up, preprocessing excluded. "
+             f"median of up to {meta['runs']} runs (at least 3) after warm-up, preprocessing excluded. "
              f"Command: `{meta['command']}`", ""]
     for b in batches:
         lines += [f"## Batch {b} (ms per batch; speed-up = TensorFlow time / engine time)", "",

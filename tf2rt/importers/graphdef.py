@@ -250,6 +250,7 @@ class Graph:
     def __init__(self, nodes: list[Node], functions: dict[str, Function] | None = None):
         self.functions = functions or {}
         self.nodes: dict[str, Node] = {}
+        self._taken = {n.name for n in nodes}  # names in use or reserved by top-level nodes
         for node in nodes:
             self._add(node, depth=0)
 
@@ -278,22 +279,29 @@ class Graph:
         prefix = call.name + "/"
         args = dict(zip(fn.inputs, call.inputs))
         ops = {n.name: n.op for n in fn.nodes}
+        # inlined nodes keep their own names (so layers read like the model) unless taken
+        names: dict[str, str] = {}
+        for n in fn.nodes:
+            final = n.name if n.name not in self._taken else prefix + n.name
+            names[n.name] = final
+            self._taken.add(final)
 
         def remap(ref: str) -> str:
             if ref in args:
                 return args[ref]
             parts = ref.split(":")
             if len(parts) == 1:
-                return prefix + parts[0] + ":0"
+                return names.get(parts[0], prefix + parts[0]) + ":0"
             if len(parts) == 3 and parts[2].isdigit():
                 off = _OUTPUT_ARG_OFFSETS.get((ops.get(parts[0], ""), parts[1]), 0)
-                return f"{prefix}{parts[0]}:{off + int(parts[2])}"
+                return f"{names.get(parts[0], prefix + parts[0])}:{off + int(parts[2])}"
             return prefix + ref
 
         for a, src in args.items():  # an Identity per argument keeps refs to it resolvable
+            self._taken.add(prefix + a)
             self._add(Node(prefix + a, "Identity", [src]), depth)
         for n in fn.nodes:
-            self._add(Node(prefix + n.name, n.op, [remap(r) for r in n.inputs], n.attrs), depth + 1)
+            self._add(Node(names[n.name], n.op, [remap(r) for r in n.inputs], n.attrs), depth + 1)
         outs = []
         for o in fn.outputs:
             if o not in fn.ret:
