@@ -198,3 +198,30 @@ def test_unsupported_layers_listed_at_once(tmp_path):
         import_keras(path)
     msg = str(exc.value)
     assert "UpSampling2D x2" in msg and "LayerNormalization x1" in msg and "mish" in msg
+
+
+@pytest.mark.parametrize("config", [{"class_name": "Functional", "config": {}},
+                                    {"class_name": "Functional", "config": {"layers": [{"class_name": "Conv2D"}],
+                                                                            "input_layers": [], "output_layers": []}},
+                                    {"class_name": "Sequential", "config": {"layers": "nonsense"}}])
+def test_malformed_keras_config(tmp_path, config):
+    """Hand-made .keras files with broken configs fail with one clear error, no traceback."""
+    import io
+    import json
+    import zipfile
+
+    import h5py
+
+    from tf2rt.errors import Tf2rtError
+    from tf2rt.importers.keras_cnn import import_keras
+
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        f.create_group("layers")
+    path = tmp_path / "broken.keras"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("config.json", json.dumps(config))
+        z.writestr("metadata.json", json.dumps({"keras_version": "3.15.0"}))
+        z.writestr("model.weights.h5", buf.getvalue())
+    with pytest.raises(Tf2rtError):
+        import_keras(path)

@@ -511,7 +511,10 @@ def import_keras(path: str | Path, name: Optional[str] = None) -> Any:
         config = kf.model_config()
         keras3 = not str(kf.keras_version() or "2").startswith("2")
         cv = KerasConverter(config, kf.layer_weights, keras3)
-        net = cv.convert(name or config.get("config", {}).get("name") or Path(path).stem)
+        try:
+            net = cv.convert(name or config.get("config", {}).get("name") or Path(path).stem)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise FormatError(f"{path}: malformed Keras model config ({type(exc).__name__}: {exc})") from None
     finally:
         kf.close()
     net.metadata["source"] = str(path)
