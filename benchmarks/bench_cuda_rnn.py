@@ -130,7 +130,24 @@ def measure_exchange(sm_count: int) -> dict:
     return out
 
 
-def bench_one(cell: str, hidden: int, batch: int, T: int, dtype: str, layers: int, reps: int, limits) -> dict:
+def _other_step_stack(pers, plan, specs, limits):
+    """The same stack built with the other step loop, or None where it does not apply."""
+    from dataclasses import replace
+
+    from tf2rt.backends.cuda.persistent import PersistentStack
+    from tf2rt.backends.cuda.plan import STATIC_SMEM_RESERVE, step_v2_applies
+
+    k = plan.kernel
+    if not k.step_v2 and not step_v2_applies(pers.problem, k.upc, k.bch):
+        return None
+    plan2 = replace(plan, kernel=replace(k, step_v2=not k.step_v2))
+    if plan2.kernel.smem_bytes + STATIC_SMEM_RESERVE > limits.smem_per_block:
+        return None
+    return PersistentStack(pers.problem, plan2, [s.weights for s in specs])
+
+
+def bench_one(cell: str, hidden: int, batch: int, T: int, dtype: str, layers: int, reps: int, limits,
+              compare_steps: bool = False) -> dict:
     import torch
 
     from tf2rt.backends.cuda.rnn import make_stack, node_spec
@@ -159,9 +176,17 @@ def bench_one(cell: str, hidden: int, batch: int, T: int, dtype: str, layers: in
             row["persistent_eager_us"] = _events_median(lambda: pers(x), reps)
             row["mode"] = plan.mode
             row["floor_us"] = plan.floor_us
+            row["step"] = "v2" if plan.kernel.step_v2 else "v1"
             y1 = pers(x)[0].float()
             y2 = cudnn(x)[0].float()
             row["max_abs_diff_vs_cudnn"] = float((y1 - y2).abs().max())
+            if compare_steps:  # the other step loop (two-barrier vs original), same run
+                other = _other_step_stack(pers, plan, specs, limits)
+                if other is not None:
+                    row["other_step"] = "v2" if other.cfg.step_v2 else "v1"
+                    row["persistent_other_graph_us"] = _events_median(_graphed(lambda: other(x)), reps)
+                    y4 = other(x)[0].float()
+                    row["max_abs_diff_other_vs_cudnn"] = float((y4 - y2).abs().max())
         else:
             row["persistent_skip"] = plan.reason
     except Exception as exc:  # keep the sweep going; the table shows the error
@@ -221,6 +246,10 @@ def probe(reps: int, limits) -> list[dict]:
     return rows
 
 
+def _fmt(v) -> str:
+    return "" if v is None else f"{v:.1f}"
+
+
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = [
         f"# Persistent RNN kernel vs cuDNN — {meta['gpu']}",
@@ -229,19 +258,22 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "Times in µs (median of CUDA-event-timed runs). `ours` = the engine the cuda backend's first-run "
         "measurement keeps (`persistent` kernel or its cuDNN fallback, both in a CUDA graph); ratio = "
         "cuDNN-in-a-graph / ours. `table` = the engine the built-in table picks without measuring. "
-        "2 layers, input = hidden. floor = the persistent schedule's hardware floor (docs/cuda.md).",
+        "2 layers, input = hidden. floor = the persistent schedule's hardware floor (docs/cuda.md). "
+        "`step` = the kernel's step loop the planner picks (v2: two barriers a step, fp16/bf16 only; v1: the "
+        "original); `other step` = the other loop, timed in the same run with `--compare-steps`.",
         "",
         "Step exchange (tagged all-gather through L2, 1 CTA per SM): "
         + ", ".join(f"{k} = {v:.2f}" for k, v in meta["exchange"].items()),
         "",
-        "| cell | dtype | H | batch | T | cuDNN eager | cuDNN graph | persistent (graph) | mode | floor | ours | engine | table | × vs cuDNN graph | × vs cuDNN eager | persistent / floor | max |Δ| vs cuDNN |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| cell | dtype | H | batch | T | cuDNN eager | cuDNN graph | persistent (graph) | step | other step | other step (graph) | mode | floor | ours | engine | table | × vs cuDNN graph | × vs cuDNN eager | persistent / floor | max |Δ| vs cuDNN |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         pg = r.get("persistent_graph_us")
         lines.append(
             f"| {r['cell']} | {r['dtype']} | {r['hidden']} | {r['batch']} | {r['T']} | {r['cudnn_eager_us']:.1f} | "
-            f"{r['cudnn_graph_us']:.1f} | {'' if pg is None else f'{pg:.1f}'} | {r.get('mode', r.get('persistent_skip', r.get('persistent_error', '')))} | "
+            f"{r['cudnn_graph_us']:.1f} | {'' if pg is None else f'{pg:.1f}'} | {r.get('step', '')} | "
+            f"{r.get('other_step', '')} | {_fmt(r.get('persistent_other_graph_us'))} | {r.get('mode', r.get('persistent_skip', r.get('persistent_error', '')))} | "
             f"{r.get('floor_us', 0):.1f} | {r['ours_graph_us']:.1f} | {r['auto_engine']} | {r['table_engine']} | "
             f"{r['speedup_vs_cudnn_graph']:.2f} | {r['speedup_vs_cudnn_eager']:.1f} | "
             f"{(pg / r['floor_us']) if pg and r.get('floor_us') else float('nan'):.1f} | "
@@ -262,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--probe", action="store_true", help="time kernel variants with parts switched off")
+    ap.add_argument("--compare-steps", action="store_true",
+                    help="also time the other step loop (two-barrier vs original) where it applies")
     args = ap.parse_args(argv)
 
     import torch
@@ -290,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
             for hidden in map(int, args.hidden.split(",")):
                 for batch in map(int, args.batch.split(",")):
                     for T in map(int, args.T.split(",")):
-                        r = bench_one(cell, hidden, batch, T, dtype, args.layers, args.reps, limits)
+                        r = bench_one(cell, hidden, batch, T, dtype, args.layers, args.reps, limits, args.compare_steps)
                         rows.append(r)
                         print(json.dumps(r), flush=True)
     md = markdown(rows, meta)

@@ -121,3 +121,16 @@ def test_fallbacks_on_gpu_match_onnxruntime(cell):
     case.lbr = 0
     plan, errs = _run(case, "float32", prefer="cudnn")
     assert max(errs.values()) <= 1e-4, (plan.describe(), errs)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("kw", [CASES[1], CASES[7], CASES[12], CASES[13]], ids=_ids)
+def test_original_step_still_matches_onnxruntime(kw, dtype, monkeypatch):
+    """TF2RT_CUDA_STEP=1 keeps the original (barrier per phase) step selectable."""
+    monkeypatch.setenv("TF2RT_CUDA_STEP", "1")
+    kw = {"seq_len": 9, **kw}
+    case = RnnCase(input_size=40, seed=len(_ids(kw)) + 1, **kw)
+    plan, errs = _run(case, dtype)
+    assert plan.engine == "persistent" and not plan.kernel.step_v2
+    assert max(errs.values()) <= TOL[dtype], errs

@@ -140,3 +140,22 @@ def test_choose_upc_fits_all_groups_on_the_sms():
             upc = choose_upc(hidden, groups, 132)
             assert groups * cta_count(hidden, upc) <= 132
             assert upc == 1 or groups * cta_count(hidden, upc - 1) > 132
+
+
+def test_two_barrier_step_is_chosen_only_where_it_applies(monkeypatch):
+    monkeypatch.delenv("TF2RT_CUDA_STEP", raising=False)
+    one = make_plan(RnnProblem("lstm", 512, 512, 1, 100, layers=2, dtype="float16"), H100).kernel
+    assert one.step_v2 and one.defines()["STEP_V2"] == 1
+    # its second partial-sum buffer is counted in the shared memory it asks for
+    from dataclasses import replace
+    assert one.smem_bytes > replace(one, step_v2=False).smem_bytes
+    assert make_plan(RnnProblem("gru", 128, 128, 8, 9, layers=2, dtype="bfloat16"), H100).kernel.step_v2
+    # fp32 keeps the original step (its approximate division missed the 1e-4 bound once)
+    assert not make_plan(RnnProblem("gru", 128, 128, 8, 9, layers=2, dtype="float32"), H100).kernel.step_v2
+    # more than one batch chunk, or two exchanges a step (GRU reset-before): original step
+    assert not make_plan(RnnProblem("lstm", 128, 128, 64, 9, dtype="float16"), H100, prefer="persistent").kernel.step_v2
+    lbr0 = RnnProblem("gru", 128, 128, 1, 9, linear_before_reset=False, dtype="float16")
+    assert not make_plan(lbr0, H100).kernel.step_v2
+    monkeypatch.setenv("TF2RT_CUDA_STEP", "1")
+    old = make_plan(RnnProblem("lstm", 512, 512, 1, 100, layers=2, dtype="float16"), H100).kernel
+    assert not old.step_v2 and old.defines()["STEP_V2"] == 0

@@ -17,6 +17,8 @@
 //   BATCH, BCH (batch chunk), NTHR, WTYPE/IOTYPE 0=f32 1=f16 2=bf16, KP (row length
 //   padded to 8), KX (row length of in-kernel input weights), NDESC (descriptor fields), and the gate block indices (GI, GO, GF, GC for
 //   LSTM; GZ, GR, GH for GRU) derived from the gate-order data in packing.py.
+//   STEP_V2=1 selects the two-barrier step (see the STEP_V2 loop below); 0 keeps the
+//   original step with a barrier around every phase.
 
 #ifndef CELL
 #error "CELL must be defined"
@@ -32,6 +34,13 @@
 
 #define ROWS (NG * UPC)
 #define NWARP (NTHR / 32)
+
+#ifndef STEP_V2
+#define STEP_V2 0
+#endif
+#if STEP_V2 && (BATCH > 8 || BCH != BATCH || UPC * BATCH > NTHR || (CELL == 1 && LBR == 0))
+#error "STEP_V2 needs one batch chunk of at most 8 rows, UPC*BATCH <= NTHR and no GRU reset-before"
+#endif
 
 // fp16/bf16 weights run the products on tensor cores (mma.m16n8k16, fp32 accumulate):
 // weights are packed in fragment order (packing.to_mma_fragments), the staged h/x vectors
@@ -156,8 +165,15 @@ __device__ __forceinline__ u64 pack(float h, u32 epoch) {
 }
 
 // ---- activations (exp-based: accurate to ~1e-7 absolute, no tanhf slow path) --------
+#if STEP_V2
+// Approximate division (MUFU.RCP + FMUL, ~2 ulp) instead of IEEE division: the gates sit
+// on the step's critical path. 1/(1+inf) is 0, so saturation stays exact.
+__device__ __forceinline__ float sigm(float x) { return __fdividef(1.0f, 1.0f + __expf(-x)); }
+__device__ __forceinline__ float tanh_(float x) { return 1.0f - __fdividef(2.0f, 1.0f + __expf(2.0f * x)); }
+#else
 __device__ __forceinline__ float sigm(float x) { return 1.0f / (1.0f + __expf(-x)); }
 __device__ __forceinline__ float tanh_(float x) { return 1.0f - 2.0f / (1.0f + __expf(2.0f * x)); }
+#endif
 __device__ __forceinline__ float clipf(float x, float c) { return c > 0.0f ? fminf(fmaxf(x, -c), c) : x; }
 
 // ---- descriptor fields (one row of NDESC long longs per group) ----------------------
@@ -233,6 +249,55 @@ __device__ __forceinline__ void gather2(const u64* slot, int c0, stage_t* dst, i
             int b = idx / HID, k = idx - b * HID;
             dst[b * ld + k] = to_stage(__uint_as_float((u32)a[e]));
             dst[b * ld + k + 1] = to_stage(__uint_as_float((u32)b2[e]));
+        }
+    }
+}
+#endif
+
+#if STEP_V2
+// gather() of two slots at once (STEP_V2, one batch chunk): a deeper wavefront layer needs
+// its own h_{t-1} and the layer below's h_t; issuing both slots' loads before waiting on
+// either costs one L2 round trip instead of two in a row.
+#define PAIR_GATHER (2 * EPT <= 16)
+__device__ __forceinline__ void gather_pair(const u64* sa, stage_t* da, int lda, const u64* sb, stage_t* db,
+                                            int ldb, u32 epoch) {
+    const int tid = threadIdx.x;
+    u64 va[EPT], vb[EPT];
+#pragma unroll
+    for (int e = 0; e < EPT; ++e) {
+        const int idx = tid + e * NTHR;
+        if (idx < BATCH * HID) {
+            va[e] = ld_relaxed(sa + idx);
+            vb[e] = ld_relaxed(sb + idx);
+        }
+    }
+#ifndef PROBE_NO_SPIN  // timing probe only: results are wrong
+    bool pending = true;
+    while (pending) {
+        pending = false;
+#pragma unroll
+        for (int e = 0; e < EPT; ++e) {
+            const int idx = tid + e * NTHR;
+            if (idx < BATCH * HID) {
+                if ((u32)(va[e] >> 32) != epoch) {
+                    va[e] = ld_relaxed(sa + idx);
+                    pending = true;
+                }
+                if ((u32)(vb[e] >> 32) != epoch) {
+                    vb[e] = ld_relaxed(sb + idx);
+                    pending = true;
+                }
+            }
+        }
+    }
+#endif
+#pragma unroll
+    for (int e = 0; e < EPT; ++e) {
+        const int idx = tid + e * NTHR;
+        if (idx < BATCH * HID) {
+            const int b = idx / HID, k = idx - b * HID;
+            da[b * lda + k] = to_stage(__uint_as_float((u32)va[e]));
+            db[b * ldb + k] = to_stage(__uint_as_float((u32)vb[e]));
         }
     }
 }
@@ -383,6 +448,86 @@ __device__ __forceinline__ void dot_mma(const wt_t* frag, const stage_t* vec, fl
 #define DOT_X(rows, vec, out, nrows, c0) dot_rows<RB_ALL, KX>(rows, vec, out, nrows, c0)
 #endif
 
+#if USE_MMA && STEP_V2
+// Two scalar stores: `red` is only 4-byte aligned for some tilings (its offset in the
+// carve-up depends on UPC and BATCH).
+__device__ __forceinline__ void put2(float* p, float a, float b) {
+    p[0] = a;
+    p[1] = b;
+}
+
+// Recurrent and input products of one step in one tensor-core pass (STEP_V2). Warp w owns
+// row tile mt and K slice ksl for both products; R and W mma chains are interleaved into
+// four independent accumulators, so the tensor pipe never waits on a single chain. The
+// KSPLIT partial sums stay in `red`/`redx`: the gate threads add them up themselves, which
+// saves the reduction pass and its two barriers.
+// WITH_X: also the input product. Where the K steps divide evenly among the KSPLIT warps
+// of a row tile (the usual case) every iteration's guard is a compile-time constant, so
+// the loop is straight-line code and all shared-memory loads can be issued ahead of the
+// mma chain instead of one basic block at a time.
+template <int KR, int LDR, int KXL, int LDXL, bool WITH_X>
+__device__ __forceinline__ void dot_v2(const wt_t* fr, const stage_t* hv, const wt_t* fx, const stage_t* xv,
+                                       float* red, float* redx) {
+    constexpr int KSR = KR / 16, KSX = KXL / 16;
+    constexpr int KSPLIT = KSPLIT_M;
+    constexpr int KSM = (KSR > KSX && WITH_X) || !WITH_X ? KSR : KSX;
+    constexpr int NIT = (KSM + KSPLIT - 1) / KSPLIT;
+    constexpr bool RDIV = KSR % KSPLIT == 0, XDIV = KSX % KSPLIT == 0;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int g = lane >> 2, t = lane & 3;
+#ifdef PROBE_NO_DOT  // timing probe only: results are wrong
+    return;
+#endif
+    for (int tile = warp; tile < MT * KSPLIT; tile += NWARP) {
+        const int mt = tile % MT, ksl = tile / MT;
+        float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+        float e[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+        for (int it = 0; it < NIT; ++it) {
+            const int ks = ksl + it * KSPLIT;
+            // ks < KSR  <=>  it < KSR / KSPLIT  when KSPLIT divides KSR (ksl < KSPLIT)
+            if (RDIV ? (it < KSR / KSPLIT) : (ks < KSR)) {
+                const uint4 a = *reinterpret_cast<const uint4*>(fr + ((size_t)(mt * KSR + ks) * 32 + lane) * 8);
+                const stage_t* v = hv + g * LDR + ks * 16 + 2 * t;
+                mma16816(c[it & 1], a, *reinterpret_cast<const u32*>(v), *reinterpret_cast<const u32*>(v + 8));
+            }
+            if (WITH_X && (XDIV ? (it < KSX / KSPLIT) : (ks < KSX))) {
+                const uint4 a = *reinterpret_cast<const uint4*>(fx + ((size_t)(mt * KSX + ks) * 32 + lane) * 8);
+                const stage_t* v = xv + g * LDXL + ks * 16 + 2 * t;
+                mma16816(e[it & 1], a, *reinterpret_cast<const u32*>(v), *reinterpret_cast<const u32*>(v + 8));
+            }
+        }
+        const size_t base = (size_t)(ksl * MT + mt) * 128;
+        put2(red + base + g * 8 + 2 * t, c[0][0] + c[1][0], c[0][1] + c[1][1]);
+        put2(red + base + (g + 8) * 8 + 2 * t, c[0][2] + c[1][2], c[0][3] + c[1][3]);
+        if (WITH_X) {
+            put2(redx + base + g * 8 + 2 * t, e[0][0] + e[1][0], e[0][1] + e[1][1]);
+            put2(redx + base + (g + 8) * 8 + 2 * t, e[0][2] + e[1][2], e[0][3] + e[1][3]);
+        }
+    }
+}
+
+// Sum of the KSPLIT partials of (row, batch column n) left by dot_v2.
+__device__ __forceinline__ float red_sum(const float* red, int row, int n) {
+    const int mt = row >> 4, rl = row & 15;
+    float acc = 0.f;
+#pragma unroll
+    for (int k = 0; k < KSPLIT_M; ++k) acc += red[(size_t)(k * MT + mt) * 128 + rl * 8 + n];
+    return acc;
+}
+#endif
+
+#if STEP_V2
+// 16-byte asynchronous global->shared copy: every copy of a CTA is in flight at once
+// (a plain load/store loop through generic pointers serialises one L2 round trip per
+// 16 bytes per thread).
+__device__ __forceinline__ void cp_async16(void* sdst, const void* gsrc) {
+    unsigned sa;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(sa) : "l"(sdst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(sa), "l"(gsrc) : "memory");
+}
+#endif
+
 extern "C" __global__ void __launch_bounds__(NTHR, 1)
 persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* sync, float clip,
                const io_t* __restrict__ xin, int xin_k) {
@@ -440,6 +585,9 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
     float* ps = reinterpret_cast<float*>(sp); sp += (size_t)3 * UPC * 4;
 #if USE_MMA
     float* red = reinterpret_cast<float*>(sp); sp += (size_t)MT * KSPLIT_M * 128 * 4;
+#if STEP_V2
+    float* redx = reinterpret_cast<float*>(sp); sp += (size_t)MT * KSPLIT_M * 128 * 4;
+#endif
 #endif
 
     // Weights on chip once: this CTA's packed block is contiguous [ROWS][KP].
@@ -447,12 +595,20 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         const uint4* src = reinterpret_cast<const uint4*>(Rg + (size_t)cta * ROWS_P * KP);
         uint4* dst = reinterpret_cast<uint4*>(Rs);
         const int n16 = ROWS_P * KP * (int)sizeof(wt_t) / 16;
+#if STEP_V2
+        for (int i = threadIdx.x; i < n16; i += NTHR) cp_async16(dst + i, src + i);
+#else
         for (int i = threadIdx.x; i < n16; i += NTHR) dst[i] = src[i];
+#endif
         if (fused) {
             const uint4* wsrc = reinterpret_cast<const uint4*>(Wg + (size_t)cta * ROWS_P * KX);
             uint4* wdst = reinterpret_cast<uint4*>(Ws);
             const int nx16 = ROWS_P * KX * (int)sizeof(wt_t) / 16;
+#if STEP_V2
+            for (int i = threadIdx.x; i < nx16; i += NTHR) cp_async16(wdst + i, wsrc + i);
+#else
             for (int i = threadIdx.x; i < nx16; i += NTHR) wdst[i] = wsrc[i];
+#endif
         }
         // Zero the row padding of the staging vectors once (never written by gather()).
         for (int i = threadIdx.x; i < STG_ROWS * LDH; i += NTHR) hs[i] = to_stage(0.0f);
@@ -479,10 +635,115 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         hown[i] = h;
         cst[i] = c;
     }
+#if STEP_V2
+    asm volatile("cp.async.wait_all;" ::: "memory");  // this thread's weight copies landed
+#endif
     __syncthreads();
     const u32 epoch = s_epoch;
     const size_t slot = (size_t)BATCH * HID;
 
+#if STEP_V2
+    // Two barriers a step: (gather -> barrier -> products -> barrier -> gates). Thread i
+    // owns (unit, batch) slot i for the whole sequence: its state, biases and the step's
+    // input projection live in its registers, and it adds up the products' partial sums
+    // itself, so nothing shared is rewritten between the gates and the next gather.
+    {
+        const int gi = threadIdx.x;
+        const int gu = gi / BATCH, gb = gi - gu * BATCH;
+        const bool gact = gi < UPC * BATCH && gu < nu;
+        const int gj = j0 + gu;
+        float hreg = gact ? hown[gi] : 0.0f;
+        float creg = gact ? cst[gi] : 0.0f;
+        const int glen = s_len[gact ? gb : 0];
+        float rbr[NG], wbr[NG];
+#pragma unroll
+        for (int q = 0; q < NG; ++q) {
+            rbr[q] = gact ? rbs[q * UPC + gu] : 0.0f;
+            wbr[q] = gact ? wbs[q * UPC + gu] : 0.0f;
+        }
+#if CELL == 0
+        const float pi = gact ? ps[gu] : 0.0f, po = gact ? ps[UPC + gu] : 0.0f, pf = gact ? ps[2 * UPC + gu] : 0.0f;
+#endif
+        for (int s = 0; s < T; ++s) {
+            const bool active = s < glen;
+            const int tt = active ? (reverse ? glen - 1 - s : s) : s;
+            // Input projection of this step (GEMM output): loads issued before the wait.
+            float xg[NG];
+#pragma unroll
+            for (int q = 0; q < NG; ++q) xg[q] = 0.0f;
+            if (!fused && gact && active) {
+                const io_t* px = xp + ((size_t)tt * BATCH + gb) * xp_stride + gj;
+#pragma unroll
+                for (int q = 0; q < NG; ++q) xg[q] = io_load(px + (size_t)q * HID);
+            }
+#if PAIR_GATHER
+            if (s > 0 && fused && !xin_g) {
+                gather_pair(ex + (size_t)(s - 1) * slot, hs, LDH, in_ex + (size_t)s * slot, xs, LDX, epoch);
+            } else
+#endif
+            {
+                if (s == 0) load_init(h0, 0, hs);
+                else gather(ex + (size_t)(s - 1) * slot, 0, hs, LDH, epoch);
+                if (xin_g) load_x(xin_g, xin_k, s, reverse, s_len, 0, xs);
+                else if (fused) gather(in_ex + (size_t)s * slot, 0, xs, LDX, epoch);
+            }
+            __syncthreads();
+#if USE_MMA
+            if (fused) dot_v2<KP, LDH, KX, LDX, true>(Rs, hs, Ws, xs, red, redx);
+            else dot_v2<KP, LDH, KX, LDX, false>(Rs, hs, nullptr, xs, red, redx);
+#else
+            DOT_H(Rs, hs, accR, ROWS, 0);
+            if (fused) DOT_X(Ws, xs, accX, ROWS, 0);
+#endif
+            __syncthreads();
+            if (gact) {
+                float xv[NG], rv[NG];
+#pragma unroll
+                for (int q = 0; q < NG; ++q) {
+                    const int row = q * UPC + gu;
+#if USE_MMA
+                    rv[q] = red_sum(red, row, gb) + rbr[q];
+                    xv[q] = (fused ? red_sum(redx, row, gb) : xg[q]) + wbr[q];
+#else
+                    rv[q] = accR[row * BATCH + gb] + rbr[q];
+                    xv[q] = (fused ? accX[row * BATCH + gb] : xg[q]) + wbr[q];
+#endif
+                }
+                float hnew = hreg;
+#if CELL == 0
+                const float ig = sigm(clipf(xv[GI] + rv[GI] + pi * creg, clip));
+                const float fg = sigm(clipf(xv[GF] + rv[GF] + pf * creg, clip));
+                const float gg = tanh_(clipf(xv[GC] + rv[GC], clip));
+                const float cnew = fg * creg + ig * gg;
+                const float og = sigm(clipf(xv[GO] + rv[GO] + po * cnew, clip));
+                if (active) {
+                    hnew = og * tanh_(cnew);
+                    creg = cnew;
+                }
+#elif CELL == 1
+                const float z = sigm(clipf(xv[GZ] + rv[GZ], clip));
+                const float r = sigm(clipf(xv[GR] + rv[GR], clip));
+                const float hh = tanh_(clipf(xv[GH] + r * rv[GH], clip));
+                if (active) hnew = (1.0f - z) * hh + z * hreg;
+#elif CELL == 2
+                if (active) hnew = tanh_(clipf(xv[0] + rv[0], clip));
+#else
+                if (active) hnew = fmaxf(clipf(xv[0] + rv[0], clip), 0.0f);
+#endif
+                hreg = hnew;
+                st_relaxed(ex + (size_t)s * slot + (size_t)gb * HID + gj, pack(hnew, epoch));
+                if (y) io_store(y + (size_t)tt * y_ts + (size_t)gb * HID + gj, active ? hnew : 0.0f);
+                if (s == T - 1) {
+                    if (hn) io_store(hn + (size_t)gb * HID + gj, hnew);
+#if CELL == 0
+                    if (cn) io_store(cn + (size_t)gb * HID + gj, creg);
+#endif
+                }
+            }
+        }
+        __syncthreads();
+    }
+#else
     for (int s = 0; s < T; ++s) {
         // 1. Input part of the gates for this step (independent of the recurrence):
         //    precomputed projection, prefetched before waiting on the exchange.
@@ -589,6 +850,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         // accX/accR/hown are rewritten next step; the gather's __syncthreads orders them.
         __syncthreads();
     }
+#endif  // STEP_V2
 
     // The last CTA to finish moves the epoch on for the next launch.
     if (threadIdx.x == 0) {
