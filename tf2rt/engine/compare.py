@@ -68,7 +68,7 @@ def compare_outputs(reference: Mapping[str, Any], candidate: Mapping[str, Any], 
 
 def format_comparison(rows: list[OutputComparison], ref_label: str = "reference", cand_label: str = "candidate") -> str:
     """A Markdown table of comparisons."""
-    lines = [f"| output | shape | max abs err | max rel err | min atol to pass | result |",
+    lines = ["| output | shape | max abs err | max rel err | min atol to pass | result |",
              "|---|---|---|---|---|---|"]
     for r in rows:
         res = "ok" if r.passed else "MISMATCH"

@@ -153,7 +153,7 @@ class FullyConnectedLayer(Layer):
         k, n = x.shape[-1], self.num_output_channels
         w = self._kernel_in
         if self.kernel_layout not in ("kn", "nk"):
-            raise self.error(f"kernel_layout must be 'kn' ([K, num_outputs], x @ W) or 'nk' ([num_outputs, K], W x)")
+            raise self.error("kernel_layout must be 'kn' ([K, num_outputs], x @ W) or 'nk' ([num_outputs, K], W x)")
         want = (k, n) if self.kernel_layout == "kn" else (n, k)
         if w.ndim == 1 and w.size == k * n:
             w = w.reshape(want)

@@ -7,7 +7,7 @@ valid step. `clip` bounds every activation input to [-clip, clip].
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
