@@ -16,22 +16,28 @@ from .errors import FormatError
 VARINT, I64, LEN, SGROUP, EGROUP, I32 = 0, 1, 2, 3, 4, 5
 
 
-def read_varint(buf: bytes | memoryview, pos: int, what: str = "protobuf") -> tuple[int, int]:
-    """Decode a base-128 varint at `pos`; return (value, new_pos)."""
-    result = 0
-    shift = 0
-    end = len(buf)
+def read_varint(
+    buf: bytes | memoryview, pos: int, what: str = "protobuf", end: int | None = None, max_bytes: int = 10
+) -> tuple[int, int]:
+    """Decode a base-128 varint at `pos` (reading no further than `end`, at most `max_bytes`
+    bytes: 10 for 64-bit values, 5 for 32-bit ones); return (value, new_pos)."""
+    if end is None:
+        end = len(buf)
+    if pos < end and buf[pos] < 0x80:  # the common one-byte case
+        return buf[pos], pos + 1
+    result = shift = 0
+    limit = 7 * max_bytes
     while True:
         if pos >= end:
             raise FormatError(f"{what}: truncated varint")
         b = buf[pos]
         pos += 1
         result |= (b & 0x7F) << shift
-        if not b & 0x80:
+        if b < 0x80:
             return result, pos
         shift += 7
-        if shift >= 70:
-            raise FormatError(f"{what}: varint longer than 10 bytes")
+        if shift >= limit:
+            raise FormatError(f"{what}: varint longer than {max_bytes} bytes")
 
 
 def iter_fields(buf: bytes | memoryview, what: str = "protobuf") -> Iterator[tuple[int, int, object]]:

@@ -9,8 +9,6 @@ the tensors tile it exactly. Every offset and size is validated before anything 
 from __future__ import annotations
 
 import json
-import mmap
-import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -18,8 +16,9 @@ import numpy as np
 
 from ..errors import FormatError, UnsupportedError
 from ..progress import Progress
-from .base import TensorInfo, WeightSource, Weights
+from .base import TensorInfo, Weights
 from .formats import TensorMap, combine, extended_dtype, le_bytes
+from .mapped import MappedSource
 
 # safetensors dtype tag -> numpy dtype name (little-endian on disk)
 _TAGS: dict[str, str] = {
@@ -39,7 +38,7 @@ def _dtype(tag: str) -> np.dtype:
     return np.dtype(name).newbyteorder("<")
 
 
-class SafetensorsFile(WeightSource):
+class SafetensorsFile(MappedSource):
     """A `.safetensors` file, memory-mapped; tensors are copied out on read."""
 
     format = "safetensors"
@@ -47,24 +46,10 @@ class SafetensorsFile(WeightSource):
     def __init__(self, path: str | Path):
         super().__init__(path)
         try:
-            self._file = open(self.path, "rb")
-        except OSError as exc:
-            raise FormatError(f"cannot open {self.path}: {exc.strerror}") from None
-        size = os.fstat(self._file.fileno()).st_size
-        self._buf: bytes | mmap.mmap = (
-            mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-        )
-        try:
             self._infos, self.metadata = self._parse()
         except BaseException:
             self.close()
             raise
-
-    def close(self) -> None:
-        if isinstance(self._buf, mmap.mmap):
-            self._buf.close()
-        self._buf = b""
-        self._file.close()
 
     def _err(self, msg: str) -> FormatError:
         return FormatError(f"{self.path}: not a valid safetensors file: {msg}")

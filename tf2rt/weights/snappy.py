@@ -9,6 +9,7 @@ Every length and offset is checked; the output never grows past the declared siz
 from __future__ import annotations
 
 from ..errors import FormatError
+from ..proto import read_varint
 
 # A 3-byte copy element emits at most 64 bytes and nothing else emits more bytes than it
 # consumes, so a valid stream never expands more than this; larger claims are corrupt.
@@ -16,19 +17,8 @@ _MAX_EXPANSION = 22
 
 
 def uncompressed_length(data: bytes | memoryview, what: str = "snappy block") -> tuple[int, int]:
-    """The declared output length and the position after its varint."""
-    result = shift = pos = 0
-    while True:
-        if pos >= len(data):
-            raise FormatError(f"{what}: truncated Snappy length")
-        b = data[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 28:  # a varint32 has at most 5 bytes
-            raise FormatError(f"{what}: bad Snappy length varint")
+    """The declared output length (a varint32) and the position after it."""
+    return read_varint(data, 0, f"{what}: Snappy length", max_bytes=5)
 
 
 def decompress(data: bytes | memoryview, what: str = "snappy block") -> bytes:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from ..errors import ChecksumError, FormatError
+from ..proto import read_varint
 from . import crc32c, snappy
 
 MAGIC = 0xDB4775248B80FB57
@@ -23,25 +24,10 @@ TRAILER_SIZE = 5
 NO_COMPRESSION, SNAPPY = 0, 1
 
 
-def _varint(buf: bytes, pos: int, end: int, what: str, limit_bits: int = 64) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= end:
-            raise FormatError(f"{what}: truncated varint")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift >= limit_bits:
-            raise FormatError(f"{what}: varint too long")
-
-
 def decode_handle(buf: bytes, what: str) -> tuple[int, int]:
     """Decode a BlockHandle (varint64 offset, varint64 size)."""
-    off, pos = _varint(buf, 0, len(buf), what)
-    size, _ = _varint(buf, pos, len(buf), what)
+    off, pos = read_varint(buf, 0, what, len(buf))
+    size, _ = read_varint(buf, pos, what, len(buf))
     return off, size
 
 
@@ -63,9 +49,9 @@ def parse_block(block: bytes, what: str) -> list[tuple[bytes, bytes]]:
         if shared < 128:
             pos += 1
         else:
-            shared, pos = _varint(block, pos, limit, what, 35)
-        non_shared, pos = _varint(block, pos, limit, what, 35)
-        value_len, pos = _varint(block, pos, limit, what, 35)
+            shared, pos = read_varint(block, pos, what, limit, 5)
+        non_shared, pos = read_varint(block, pos, what, limit, 5)
+        value_len, pos = read_varint(block, pos, what, limit, 5)
         if shared > len(key):
             raise FormatError(f"{what}: entry shares {shared} bytes of a {len(key)}-byte key")
         if non_shared + value_len > limit - pos:
@@ -131,10 +117,10 @@ class Table:
                 f"{self.what} is not a TensorFlow table (bad magic number {magic:#018x}); "
                 "the file is truncated, corrupted or not a checkpoint"
             )
-        _meta_off, pos = _varint(footer, 0, 40, f"{self.what} footer")
-        _meta_size, pos = _varint(footer, pos, 40, f"{self.what} footer")
-        idx_off, pos = _varint(footer, pos, 40, f"{self.what} footer")
-        idx_size, pos = _varint(footer, pos, 40, f"{self.what} footer")
+        _meta_off, pos = read_varint(footer, 0, f"{self.what} footer", 40)
+        _meta_size, pos = read_varint(footer, pos, f"{self.what} footer", 40)
+        idx_off, pos = read_varint(footer, pos, f"{self.what} footer", 40)
+        idx_size, pos = read_varint(footer, pos, f"{self.what} footer", 40)
         block = self.read_block(idx_off, idx_size, "index block")
         index = []
         prev = None

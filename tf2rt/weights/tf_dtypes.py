@@ -8,7 +8,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import FormatError, UnsupportedError
-from ..proto import Message
+from ..proto import Message, read_varint
 
 DT_STRING = 7
 DT_BFLOAT16 = 14
@@ -101,21 +101,9 @@ MAX_RANK = 64
 
 # -- protobuf pieces decoded by hand: listing a large index parses many thousands of them
 def uvarint(buf: bytes, pos: int, end: int, what: str) -> tuple[int, int]:
-    """A varint (wrapped to 64 bits) at `pos`; the one-byte case is the common one."""
-    if pos < end and buf[pos] < 0x80:
-        return buf[pos], pos + 1
-    result = shift = 0
-    while True:
-        if pos >= end:
-            raise FormatError(f"{what}: truncated varint")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result & 0xFFFFFFFFFFFFFFFF, pos
-        shift += 7
-        if shift >= 70:
-            raise FormatError(f"{what}: varint longer than 10 bytes")
+    """A varint (wrapped to 64 bits) at `pos`."""
+    value, pos = read_varint(buf, pos, what, end)
+    return value & 0xFFFFFFFFFFFFFFFF, pos
 
 
 def int64(v: int) -> int:

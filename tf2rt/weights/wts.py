@@ -16,8 +16,6 @@ stores floating tensors as float32 and integer/bool tensors as int32 (values che
 
 from __future__ import annotations
 
-import mmap
-import os
 import re
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -26,8 +24,9 @@ import numpy as np
 
 from ..errors import FormatError, UnsupportedError
 from ..progress import Progress
-from .base import TensorInfo, WeightSource, Weights
+from .base import TensorInfo, Weights
 from .formats import TensorMap, combine, le_bytes
+from .mapped import MappedSource
 
 # TensorRT nvinfer1::DataType codes -> numpy dtype (little-endian on disk).
 TRT_TYPES: dict[int, np.dtype] = {
@@ -177,29 +176,15 @@ def _write_hex(f, words: np.ndarray) -> None:
 # -- reading ---------------------------------------------------------------------------
 
 
-class WtsFile(WeightSource):
+class WtsFile(MappedSource):
     """A `.wts` v1 or v2 file (records may even mix versions). Lazy: data is read on demand."""
 
     format = "wts"
 
     def __init__(self, path: str | Path):
         super().__init__(path)
-        try:
-            self._file = open(self.path, "rb")
-        except OSError as exc:
-            raise FormatError(f"cannot open {self.path}: {exc.strerror}") from None
-        size = os.fstat(self._file.fileno()).st_size
-        self._buf: bytes | mmap.mmap = (
-            mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-        )
         self._infos: list[TensorInfo] | None = None
         self.version = 0  # 1 or 2 once scanned (2 if any record is v2)
-
-    def close(self) -> None:
-        if isinstance(self._buf, mmap.mmap):
-            self._buf.close()
-        self._buf = b""
-        self._file.close()
 
     def _err(self, msg: str) -> FormatError:
         return FormatError(f"{self.path}: not a valid TensorRT .wts file: {msg}")
