@@ -19,7 +19,6 @@ from tf2rt.layouts import (
     TORCH_LSTM,
     TRT_GATE_TYPE,
     TRT_LEGACY_LSTM,
-    CellWeights,
     combine_biases,
     find_cell_scopes,
     permutation,

@@ -29,11 +29,12 @@ def plot_curves(result: EvalResult, path: str | Path) -> Path:
             # "best TPR with at most x false positives", held flat up to max_fp (as the AUC integrates it)
             end = max(float(result.notes.get("max_fp", 0)), float(np.max(c["false_positives"], initial=0)))
             fp = np.r_[0, c["false_positives"], end]
+            color = None  # the continuous curve reuses the discrete curve's colour
             for key, style in (("tpr_discrete", "-"), ("tpr_continuous", "--")):
                 tpr = np.maximum.accumulate(np.r_[0, c[key]]) if len(c[key]) else np.zeros(1)
-                line, = ax.step(fp, np.r_[tpr, tpr[-1]], where="post", linestyle=style,
-                                label=label if style == "-" else None,
-                                color=None if style == "-" else line.get_color())
+                (line,) = ax.step(fp, np.r_[tpr, tpr[-1]], where="post", linestyle=style,
+                                  label=label if style == "-" else None, color=color)
+                color = line.get_color()
         elif result.dataset == "wider":
             ax.plot(c["recall"], c["precision"], label=label)
         else:
