@@ -7,8 +7,9 @@ For each keras.applications model (random weights; speed does not depend on them
 seed's frozen-graph timing); tf2rt imports the saved .keras file without TensorFlow, builds
 fp32 and fp16 engines, and an int8 engine calibrated on photographs. Each number is the
 median wall time of one call on a preprocessed batch (preprocessing excluded) after warm-up,
-on the same machine in the same run (--runs calls; at least 3, fewer when one call is so
-slow that --runs would take over 15 s). The fp32 engine's logits are checked against
+on the same machine in the same run. Contenders are timed in interleaved rounds (one call
+each per round, rotating order) so background load on a shared machine hits all alike;
+--runs rounds (at least 3, fewer when a round is so slow that --runs would take over 60 s). The fp32 engine's logits are checked against
 TensorFlow's. A digits CNN (benchmarks/train_digits_cnn.py) gives the int8 accuracy change.
 Writes <out>.md (table), <out>.png (bar chart) and <out>.json.
 """
@@ -60,19 +61,25 @@ def photos(size: int) -> np.ndarray:
     return np.stack(out).astype(np.float32)
 
 
-def timeit(fn, runs: int, warmup: int = 2, budget_s: float = 15.0) -> float:
-    t = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t
-    for _ in range(warmup - 1):
-        fn()
-    runs = max(3, min(runs, int(budget_s / max(first, 1e-6))))  # slow contenders: fewer runs
-    times = []
-    for _ in range(runs):
+def interleaved(calls: dict, runs: int, budget_s: float = 60.0) -> dict[str, float]:
+    """Median ms per call of each contender, timed in rounds (one call each, rotating order)
+    so that background load on a shared machine hits all of them alike."""
+    first = {}
+    for key, fn in calls.items():  # warm-up (and a first estimate of the cost)
         t = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1000.0
+        first[key] = time.perf_counter() - t
+        fn()
+    per_round = sum(first.values())
+    runs = max(3, min(runs, int(budget_s / max(per_round, 1e-6))))
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    keys = list(calls)
+    for r in range(runs):
+        for key in keys[r % len(keys):] + keys[: r % len(keys)]:
+            t = time.perf_counter()
+            calls[key]()
+            times[key].append(time.perf_counter() - t)
+    return {k: statistics.median(v) * 1000.0 for k, v in times.items()}
 
 
 def bench_model(name: str, size: int, runs: int, batches: tuple[int, ...], tmp: Path) -> dict:
@@ -105,17 +112,15 @@ def bench_model(name: str, size: int, runs: int, batches: tuple[int, ...], tmp: 
     for b in batches:
         x = np.ascontiguousarray(np.resize(x_all, (b,) + x_all.shape[1:]))
         xt = tf.constant(x)
-        row["ms"][f"tf_b{b}"] = timeit(lambda: fn(xt).numpy(), runs)
-        for prec, eng in engines.items():
-            runner = eng.runner()
-            feeds = {in_name: x}
-            try:
-                row["ms"][f"{prec}_b{b}"] = timeit(lambda: runner.run(feeds), runs)
-            except Exception as exc:  # e.g. an op without a CPU kernel at this precision
-                row["ms"][f"{prec}_b{b}"] = None
-                row.setdefault("errors", {})[prec] = str(exc).splitlines()[0][:200]
-            finally:
-                runner.close()
+        feeds = {in_name: x}
+        calls = {"tf": lambda: fn(xt).numpy()}
+        runners = {p: e.runner(spinning=False) for p, e in engines.items()}  # idle threads must not steal CPU
+        for p, r in runners.items():
+            calls[p] = (lambda r=r: r.run(feeds))
+        for key, ms in interleaved(calls, runs).items():
+            row["ms"][f"{key}_b{b}"] = ms
+        for r in runners.values():
+            r.close()
     del model, fn, engines
     keras.backend.clear_session()
     gc.collect()
@@ -150,7 +155,8 @@ def fmt(v) -> str:
 def markdown(rows: list[dict], batches: tuple[int, ...], digits: dict | None, meta: dict) -> str:
     lines = [f"# Image classification on CPU: TensorFlow vs tf2rt engines", "",
              f"{meta['cpu']}, {meta['threads']} threads visible; TensorFlow {meta['tf']}, onnxruntime {meta['ort']}; "
-             f"median of up to {meta['runs']} runs (at least 3) after warm-up, preprocessing excluded. "
+             f"median of up to {meta['runs']} interleaved rounds (at least 3; one call per contender per round) after "
+             f"warm-up, preprocessing excluded; onnxruntime with its default threads, spinning off. "
              f"Command: `{meta['command']}`", ""]
     for b in batches:
         lines += [f"## Batch {b} (ms per batch; speed-up = TensorFlow time / engine time)", "",
