@@ -77,7 +77,7 @@ def _slim_graph(tf):
         y = tf.nn.bias_add(y, b1)
         y = tf.nn.relu6(y)
         y = tf.nn.conv2d(y, w3, strides=1, padding="SAME", dilations=2)
-        y = tf.nn.depthwise_conv2d(y, dw, strides=[1, 1, 1, 1], padding="SAME")
+        y = tf.nn.depthwise_conv2d(y, dw, strides=[1, 1, 1, 1], padding="SAME", dilations=[2, 2])  # atrous
         y, _, _ = tf.compat.v1.nn.fused_batch_norm(y, scale, offset, mean, var, epsilon=1e-3, is_training=False)
         y = tf.nn.elu(y)
         y = tf.pad(y, [[0, 0], [1, 0], [0, 2], [0, 0]])
@@ -100,6 +100,10 @@ def test_slim_style_ops(tf, tmp_path):
     fn = _slim_graph(tf)
     pb = tmp_path / "slim.pb"
     freeze(tf, fn, tf.TensorSpec([None, 17, 15, 3], tf.float32, name="input"), pb)
+    from tf2rt.importers.graphdef import read_graphdef
+
+    ops = {n.op for n in read_graphdef(pb).nodes.values()}
+    assert {"SpaceToBatchND", "BatchToSpaceND", "FusedBatchNormV3", "DepthwiseConv2dNative"} <= ops
     x = np.random.default_rng(4).uniform(-1, 1, (3, 17, 15, 3)).astype(np.float32)
     ref = fn(tf.constant(x)).numpy().astype(np.float64)
     net = import_graphdef(pb)
@@ -164,3 +168,33 @@ def test_missing_saved_model(tmp_path):
 
     with pytest.raises(FormatError, match="saved_model.pb"):
         import_saved_model(tmp_path)
+
+
+def test_keras_dilated_depthwise_frozen(tf, tmp_path):
+    """Keras' dilated DepthwiseConv2D freezes to SpaceToBatchND -> conv -> BatchToSpaceND."""
+    from tf2rt.engine import build_engine
+    from tf2rt.importers.graphdef import import_graphdef
+
+    keras = oracles_keras()
+    keras.utils.set_random_seed(6)
+    inp = keras.Input((13, 11, 4), name="img")
+    x = keras.layers.DepthwiseConv2D(3, padding="same", dilation_rate=2, depth_multiplier=2)(inp)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Conv2D(5, 3, padding="same", dilation_rate=(2, 3))(x)
+    model = keras.Model(inp, x)
+    bn = model.layers[2]
+    rng = np.random.default_rng(6)
+    bn.set_weights([rng.uniform(0.5, 1.5, 8), rng.normal(0, 0.3, 8), rng.normal(0, 0.3, 8), rng.uniform(0.5, 2, 8)])
+    pb = tmp_path / "atrous.pb"
+    freeze(tf, lambda t: model(t), tf.TensorSpec([None, 13, 11, 4], tf.float32, name="img"), pb)
+    xin = rng.normal(size=(2, 13, 11, 4)).astype(np.float32)
+    ref = model(xin).numpy().astype(np.float64)
+    net = import_graphdef(pb)
+    y = build_engine(net).run({"img": xin})[net.outputs[0].name]
+    assert rel_err(y, ref) < 1e-5, rel_err(y, ref)
+
+
+def oracles_keras():
+    import oracles
+
+    return oracles.keras()

@@ -129,7 +129,7 @@ def test_parameters_settable_after_adding():
     t = net.add_input("x", "float32", (1, 3, 16, 16))
     conv = net.add_convolution_nd(t, 4, (3, 3), np.ones((4, 3, 3, 3), np.float32))
     assert conv.output.shape == (1, 4, 14, 14)
-    conv.stride_nd = (2, 2)
+    conv.stride_nd = 2
     assert conv.output.shape == (1, 4, 7, 7)
     conv.padding_nd = (1, 1)
     assert conv.output.shape == (1, 4, 8, 8)

@@ -449,6 +449,7 @@ class GraphConverter(LayoutBuilder):
         self.resolve_variable = resolve_variable
         super().__init__()
         self.values: dict[tuple[str, int], Any] = {}
+        self.atrous: dict[int, Any] = {}  # id(conv output) -> conv layer awaiting BatchToSpaceND crops
         self.consumers: Counter = Counter()
         from .graphdef_ops import HANDLERS
 

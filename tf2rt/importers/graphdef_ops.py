@@ -410,22 +410,28 @@ def _padding(node: Node, x: Any, window: tuple[int, int], stride: tuple[int, int
 
 @op("Conv2D", "DepthwiseConv2dNative")
 def _conv(cv, node, ins):
-    x = _image_input(cv, node, ins[0])
     w = const(ins[1], "the filter").astype(np.float32)  # [kh, kw, in, out] or [kh, kw, C, multiplier]
     if w.ndim != 4:
         raise FormatError(f"filter must be 4-D, got shape {w.shape}")
     kh, kw, cin, cout = w.shape
+
+    def build(x, stride, dil, pre, post):
+        if node.op == "Conv2D":
+            c = x.shape[1]
+            groups = (c // cin) if c and cin and c % cin == 0 else 1
+            kernel, k = w.transpose(3, 2, 0, 1), cout
+        else:
+            groups, k = cin, cin * cout
+            kernel = w.reshape(kh, kw, cin * cout).transpose(2, 0, 1)[:, None]
+        return cv.net.add_convolution_nd(x, k, (kh, kw), kernel, None, stride=stride, pre_padding=pre,
+                                         post_padding=post, dilation=dil, num_groups=groups, name=node.name)
+
+    if isinstance(ins[0], SpaceToBatch):
+        return atrous_conv(cv, node, ins[0], lambda x, dil, pre, post: build(x, (1, 1), dil, pre, post))
+    x = _image_input(cv, node, ins[0])
     stride, dil = _spatial(node, "strides", 1), _spatial(node, "dilations", 1)
     pre, post = _padding(node, x, (kh, kw), stride, dil)
-    if node.op == "Conv2D":
-        c = x.shape[1]
-        groups = (c // cin) if c and cin and c % cin == 0 else 1
-        kernel, k = w.transpose(3, 2, 0, 1), cout
-    else:
-        groups, k = cin, cin * cout
-        kernel = w.reshape(kh, kw, cin * cout).transpose(2, 0, 1)[:, None]
-    layer = cv.net.add_convolution_nd(x, k, (kh, kw), kernel, None, stride=stride, pre_padding=pre,
-                                      post_padding=post, dilation=dil, num_groups=groups, name=node.name)
+    layer = build(x, stride, dil, pre, post)
     return [_wrap(cv, node, layer.output, fusable=True)]
 
 
@@ -615,3 +621,48 @@ def _concat(cv, node, ins):
     if use_nchw:
         phys = phys_axis(phys)
     return [TV(cv.net.add_concatenation(ts, phys, name=node.name).output, use_nchw)]
+
+
+# --- atrous convolution: SpaceToBatchND -> conv -> BatchToSpaceND ----------------------
+class SpaceToBatch:
+    """A SpaceToBatchND waiting for its convolution: TensorFlow's way to dilate depthwise convs."""
+
+    def __init__(self, v: TV, block: np.ndarray, pads: np.ndarray):
+        self.v, self.block, self.pads = v, block, pads
+
+
+@op("SpaceToBatchND")
+def _space_to_batch(cv, node, ins):
+    v = ins[0]
+    block, pads = const(ins[1], "block_shape").astype(int).reshape(-1), const(ins[2], "paddings").astype(int)
+    if not isinstance(v, TV) or block.shape != (2,) or pads.shape != (2, 2) or v.t.rank != 4:
+        raise UnsupportedError("SpaceToBatchND other than the spatial one of an atrous convolution")
+    return [SpaceToBatch(v, block, pads)]
+
+
+def atrous_conv(cv: Any, node: Node, s2b: SpaceToBatch, build: Callable) -> list:
+    """The convolution inside SpaceToBatchND/BatchToSpaceND as one dilated convolution;
+    BatchToSpaceND's crops are taken off its padding later."""
+    if attr_s(node, "padding", "VALID") != "VALID" or _spatial(node, "strides", 1) != (1, 1) \
+            or _spatial(node, "dilations", 1) != (1, 1):
+        raise UnsupportedError("a convolution between SpaceToBatchND and BatchToSpaceND must be VALID, "
+                               "stride 1, undilated")
+    layer = build(cv.nchw(s2b.v), tuple(int(b) for b in s2b.block), (int(s2b.pads[0, 0]), int(s2b.pads[1, 0])),
+                  (int(s2b.pads[0, 1]), int(s2b.pads[1, 1])))
+    cv.atrous[id(layer.output)] = layer
+    return [TV(layer.output, True)]
+
+
+@op("BatchToSpaceND")
+def _batch_to_space(cv, node, ins):
+    v = ins[0]
+    layer = cv.atrous.get(id(v.t)) if isinstance(v, TV) else None
+    if layer is None:
+        raise UnsupportedError("BatchToSpaceND that does not close an atrous convolution")
+    crops = const(ins[2], "crops").astype(int)
+    pre = tuple(p - c for p, c in zip(layer.pre_padding, crops[:, 0]))
+    post = tuple(p - c for p, c in zip(layer.post_padding, crops[:, 1]))
+    if min(pre + post) < 0:
+        raise UnsupportedError(f"BatchToSpaceND crops {crops.tolist()} exceed the convolution's padding")
+    layer.pre_padding, layer.post_padding = pre, post
+    return [v]

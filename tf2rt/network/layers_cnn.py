@@ -41,6 +41,9 @@ class _Spatial(Layer):
     _params: tuple[str, ...] = ()
 
     def __setattr__(self, key: str, value: Any) -> None:
+        if key in ("stride_nd", "pre_padding", "post_padding", "dilation_nd"):
+            # plain int tuples (one per spatial dim): shapes must not carry numpy scalars
+            value = (int(value),) * 2 if isinstance(value, (int, np.integer)) else tuple(int(v) for v in value)
         super().__setattr__(key, value)
         if key in self._params and getattr(self, "outputs", None):
             self.reinfer()
