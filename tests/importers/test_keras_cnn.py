@@ -225,3 +225,22 @@ def test_malformed_keras_config(tmp_path, config):
         z.writestr("model.weights.h5", buf.getvalue())
     with pytest.raises(Tf2rtError):
         import_keras(path)
+
+
+def test_image_output_keeps_layer_name(tmp_path):
+    """A model ending in an image tensor (NCHW inside) returns it NHWC under the layer's name."""
+    from tf2rt.engine import build_engine
+    from tf2rt.importers.keras_cnn import import_keras
+
+    keras = oracles.keras()
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((12, 10, 3), name="img")
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inp)
+    x = keras.layers.MaxPooling2D(name="features")(x)
+    model = keras.Model(inp, x)
+    model.save(tmp_path / "features.keras")
+    net = import_keras(tmp_path / "features.keras")
+    assert [t.name for t in net.outputs] == ["features"]
+    x = np.random.default_rng(3).normal(size=(2, 12, 10, 3)).astype(np.float32)
+    y = build_engine(net).run({"img": x})["features"]
+    assert rel_err(y, model(x).numpy().astype(np.float64)) < 1e-6

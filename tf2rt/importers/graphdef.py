@@ -404,6 +404,26 @@ class LayoutBuilder:
             b = self.net.add_constant(bias.shape, bias.astype(np.float32), name=f"{name}/bias").output
             return self.net.add_elementwise(y.output, b, "sum", name=name).output
 
+    def mark_output(self, t: Any, name: str) -> None:
+        """Mark t as an output named `name`, moving another tensor of that name out of the way."""
+        from ..errors import ShapeError
+
+        if t.name != name:
+            try:
+                other = self.net.tensor(name)
+            except ShapeError:
+                other = None
+            if other is not None:
+                alt, i = f"{name}/inner", 1
+                while True:
+                    try:
+                        self.net.tensor(alt)
+                    except ShapeError:
+                        break
+                    alt, i = f"{name}/inner_{i}", i + 1
+                other.name = alt
+        self.net.mark_output(t, name=name)
+
     def plain(self, v: TV) -> Any:
         """The tensor in TensorFlow's own axis order (NHWC for 4-D image tensors)."""
         if not v.nchw:
@@ -503,7 +523,7 @@ class GraphConverter(LayoutBuilder):
             t = self.plain(v)
             if t.producer is None or t.is_network_output:
                 t = self.net.add_identity(t, name=f"{key}/identity").output
-            self.net.mark_output(t, name=key)
+            self.mark_output(t, key)
         return self.net
 
     # --- helpers used by the op handlers ----------------------------------------------

@@ -134,7 +134,7 @@ class KerasConverter(LayoutBuilder):
             t = self.plain(v)
             if t.producer is None or t.is_network_output:
                 t = self.net.add_identity(t, name=f"{ref[0]}/identity").output
-            self.net.mark_output(t, name=ref[0] if len(out_refs) == 1 or t.name != ref[0] else None)
+            self.mark_output(t, ref[0])
         return self.net
 
     def _check(self, layers: list[dict]) -> None:
