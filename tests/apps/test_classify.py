@@ -158,3 +158,17 @@ def test_cli_bad_image(small_model, tmp_path, capsys):
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     assert main(["classify", str(bad), "--model", str(path)]) == 2
     assert "broken.jpg" in capsys.readouterr().err
+
+
+def test_cli_int8_with_calibration_folder(small_model, capsys):
+    from tf2rt.cli import main
+
+    model, path, imgs, labels = small_model
+    assert main(["classify", str(imgs), "--model", str(path), "--precision", "int8", "--calibration", str(imgs),
+                 "--json", "--topk", "1"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    p, top = _keras_top(model, [r["image"] for r in results], 1)
+    agree = np.mean([r["top"][0]["index"] == t[0] for r, t in zip(results, top)])
+    assert agree >= 0.75, f"int8 top-1 agrees with Keras on {agree:.0%} of the photos"
+    assert main(["classify", str(imgs), "--model", str(path), "--precision", "int8"]) == 2
+    assert "calibration" in capsys.readouterr().err

@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=_size, metavar="HxW", help="input size when the engine's is dynamic")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16"], help="when building from a model")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"], help="when building from a model")
+    p.add_argument("--calibration", metavar="DIR|NPZ", help="int8: calibration images (or preprocessed inputs)")
     p.add_argument("--backend", default="onnxruntime")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.set_defaults(func=run)
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if args.topk < 1:
         raise Tf2rtError("--topk must be at least 1")
     clf = Classifier(args.model, args.labels, args.preprocess, args.size, backend=args.backend,
-                     precision=args.precision, batch_size=args.batch_size)
+                     precision=args.precision, batch_size=args.batch_size, calibration=args.calibration)
     try:
         results = clf.classify_paths(args.images, args.topk)
     finally:

@@ -33,8 +33,10 @@ def network_from_source(src: str | Path) -> Any:
                            "or SavedModel directory")
 
 
-def load_classifier_engine(model: Any, precision: str = "fp32") -> Any:
-    """An Engine: given, loaded from an engine file, or built from a model source."""
+def load_classifier_engine(model: Any, precision: str = "fp32", calibration: Any = None,
+                           preprocessing: str = "inception") -> Any:
+    """An Engine: given, loaded from an engine file, or built from a model source (int8:
+    quantized with `calibration`, a folder of images or an .npz; see tf2rt.engine.int8)."""
     from ...engine import Engine, build_engine, load_engine
 
     if isinstance(model, Engine):
@@ -44,7 +46,11 @@ def load_classifier_engine(model: Any, precision: str = "fp32") -> Any:
         return load_engine(p)
     net = network_from_source(p)
     if precision == "int8":
-        raise UnsupportedError("int8 engines need a calibration set: build one with tf2rt.engine.int8.quantize")
+        if calibration is None:
+            raise UnsupportedError("an int8 engine needs a calibration set (--calibration DIR|NPZ)")
+        from ...engine.int8 import quantize
+
+        return quantize(build_engine(net, metadata={"source": str(p)}), calibration, preprocessing)
     return build_engine(net, precision=precision, metadata={"source": str(p)})
 
 
@@ -53,8 +59,8 @@ class Classifier:
 
     def __init__(self, model: Any, labels: Optional[str | Path | list[str]] = None, preprocessing: str = "inception",
                  size: Optional[tuple[int, int]] = None, backend: str = "onnxruntime", precision: str = "fp32",
-                 batch_size: int = 8):
-        self.engine = load_classifier_engine(model, precision)
+                 batch_size: int = 8, calibration: Any = None):
+        self.engine = load_classifier_engine(model, precision, calibration, preprocessing)
         if len(self.engine.inputs) != 1:
             raise UnsupportedError(f"a classifier engine has one input; this one has {len(self.engine.inputs)}")
         spec = self.engine.inputs[0]
