@@ -198,3 +198,36 @@ def oracles_keras():
     import oracles
 
     return oracles.keras()
+
+
+def test_tf1_saved_model(tf1, tmp_path):
+    """A TF1-style SavedModel (graph-mode variables, name-based checkpoint, builder API)."""
+    from tf2rt.engine import build_engine
+    from tf2rt.importers.saved_model import import_saved_model
+
+    rng = np.random.default_rng(9)
+    g = tf1.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf1.float32, [None, 10, 12, 3], name="input")
+        w = tf1.Variable(rng.normal(0, 0.5, (3, 3, 3, 6)).astype(np.float32), name="conv/weights")
+        scale, offset, mean, var = (tf1.Variable(v.astype(np.float32), name=f"bn/{k}") for k, v in (
+            ("gamma", rng.uniform(0.5, 1.5, 6)), ("beta", rng.normal(0, 0.3, 6)), ("moving_mean", rng.normal(0, 0.3, 6)),
+            ("moving_variance", rng.uniform(0.5, 2, 6))))
+        fc = tf1.Variable(rng.normal(0, 0.5, (6, 4)).astype(np.float32), name="logits/weights")
+        y = tf1.nn.conv2d(x, w, [1, 2, 2, 1], "SAME")
+        y, _, _ = tf1.nn.fused_batch_norm(y, scale, offset, mean, var, is_training=False)
+        y = tf1.nn.relu6(y)
+        y = tf1.squeeze(tf1.reduce_mean(y, [1, 2], keepdims=True), [1, 2], name="SpatialSqueeze")
+        logits = tf1.matmul(y, fc, name="logits")
+        xin = rng.normal(size=(3, 10, 12, 3)).astype(np.float32)
+        with tf1.Session(graph=g) as sess:
+            sess.run(tf1.global_variables_initializer())
+            ref = sess.run(logits, {x: xin}).astype(np.float64)
+            builder = tf1.saved_model.Builder(str(tmp_path / "tf1_model"))
+            sig = tf1.saved_model.predict_signature_def({"images": x}, {"logits": logits})
+            builder.add_meta_graph_and_variables(sess, ["serve"], signature_def_map={"serving_default": sig})
+            builder.save()
+    net = import_saved_model(tmp_path / "tf1_model")
+    assert [t.name for t in net.inputs] == ["images"] and [t.name for t in net.outputs] == ["logits"]
+    y = build_engine(net).run({"images": xin})["logits"]
+    assert rel_err(y, ref) < 1e-5, rel_err(y, ref)

@@ -126,7 +126,9 @@ def read_saved_model(path: str | Path, signature: str = "serving_default", tag: 
         if not Path(str(prefix) + ".index").is_file():
             raise FormatError(f"{root}: the model has variables but {prefix}.index is missing")
         ckpt = open_checkpoint(prefix)
-        by_node = _checkpoint_keys(ckpt)
+        stored = {i.key or i.name for i in ckpt.infos()}
+        object_based = "_CHECKPOINTABLE_OBJECT_GRAPH" in stored
+        by_node = _checkpoint_keys(ckpt) if object_based else {}
         bound: dict[str, list[int]] = {}
         for k, e in ((e.str(1), e) for e in chosen.message(7).messages(2)):
             bound[k] = e.message(2).packed_varints(2)
@@ -140,12 +142,15 @@ def read_saved_model(path: str | Path, signature: str = "serving_default", tag: 
                 src = split_ref(ref)[0]
                 if ops.get(src) == "VarHandleOp" and oid in by_node:
                     var_keys.setdefault(src, by_node[oid])
-        names = _full_names(ckpt)
-        for n in nodes:  # handles not bound through a call: match by variable name
-            if n.op == "VarHandleOp" and n.name not in var_keys and n.attr("shared_name"):
-                key = names.get(n.attr("shared_name").s())  # type: ignore[union-attr]
-                if key:
-                    var_keys[n.name] = key
+        names = _full_names(ckpt) if object_based else {}
+        for n in nodes:  # variables not bound through a call: match by name (TF1: name = key)
+            if n.op not in ("VarHandleOp", "VariableV2") or n.name in var_keys:
+                continue
+            shared = n.attr("shared_name").s() if n.attr("shared_name") else ""  # type: ignore[union-attr]
+            for cand in (names.get(shared), names.get(n.name), shared, n.name):
+                if cand and cand in stored:
+                    var_keys[n.name] = cand
+                    break
     # only the signature's call matters; saver/restore calls are dropped before inlining
     keep = _reachable(nodes, [split_ref(t.ref)[0] for t in _signature_tensors(sig, 2)])
     graph = Graph([n for n in nodes if n.name in keep], functions)
