@@ -121,7 +121,7 @@ def bench_model(name: str, size: int, runs: int, batches: tuple[int, ...], tmp: 
             row["ms"][f"{key}_b{b}"] = ms
         for r in runners.values():
             r.close()
-    del model, fn, engines
+    engines.clear()  # free the engines before the next model
     keras.backend.clear_session()
     gc.collect()
     return row
@@ -153,7 +153,7 @@ def fmt(v) -> str:
 
 
 def markdown(rows: list[dict], batches: tuple[int, ...], digits: dict | None, meta: dict) -> str:
-    lines = [f"# Image classification on CPU: TensorFlow vs tf2rt engines", "",
+    lines = ["# Image classification on CPU: TensorFlow vs tf2rt engines", "",
              f"{meta['cpu']}, {meta['threads']} threads visible; TensorFlow {meta['tf']}, onnxruntime {meta['ort']}; "
              f"median of up to {meta['runs']} interleaved rounds (at least 3; one call per contender per round) after "
              f"warm-up, preprocessing excluded; onnxruntime with its default threads, spinning off. "
