@@ -1,4 +1,4 @@
-"""`tf2rt convert SRC -o ENGINE`: a trained TensorFlow recurrent model -> engine file."""
+"""`tf2rt convert SRC -o ENGINE`: a trained TensorFlow model -> engine file."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import sys
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "convert",
-        help="convert a TF checkpoint, SavedModel or Keras file of a recurrent model to an engine",
-        description="Recognise a recurrent TensorFlow model (TF1 checkpoint + .meta, TF2 checkpoint or "
-        "SavedModel of a Keras model, .keras/.h5 file) and build an engine (.onnx with tf2rt metadata). "
+        help="convert a TF checkpoint, SavedModel, frozen .pb or Keras file to an engine",
+        description="Recognise a TensorFlow model (recurrent: TF1 checkpoint + .meta, TF2 checkpoint or "
+        "SavedModel of a Keras model, .keras/.h5 file; feed-forward: .keras/.h5, SavedModel, frozen .pb) "
+        "and build an engine (.onnx with tf2rt metadata). "
         "Settings the source does not store are read from the .meta graph or Keras config; otherwise "
         "the flags below set them, or the TensorFlow default is used and the assumption is printed.",
     )
-    p.add_argument("src", help="checkpoint prefix/.index/.meta/directory, SavedModel directory, .keras or .h5 file")
+    p.add_argument("src", help="checkpoint prefix/.index/.meta/directory, SavedModel directory, .keras/.h5 file or frozen .pb")
     p.add_argument("-o", "--output", required=True, help="engine file to write (.onnx)")
     p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32", help="engine precision (default fp32)")
     p.add_argument("--forget-bias", type=float, default=None,

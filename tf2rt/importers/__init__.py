@@ -4,7 +4,10 @@
 
 `SRC` may be a TF1 name-based checkpoint (prefix, `.index`, `.meta` or directory; its
 `.meta` graph is read when present), a TF2 object-based checkpoint of a Keras model, a
-SavedModel directory, or a Keras `.keras` / `.h5` file. See docs/convert.md.
+SavedModel directory, a Keras `.keras` / `.h5` file, or a frozen GraphDef `.pb`.
+Recurrent models go through the recurrent importers (tf1_rnn, keras_rnn); feed-forward
+models through the graph and Keras CNN importers (graphdef, saved_model, keras_cnn).
+See docs/convert.md and docs/classify.md.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from .card import ModelCard
 
 
 def detect_source(src: str | Path) -> str:
-    """"keras", "saved_model", "tf-checkpoint" (TF1 or TF2) for a path `convert` accepts."""
+    """"keras", "saved_model", "graphdef" or "tf-checkpoint" (TF1 or TF2) for a path `convert` accepts."""
     p = Path(src)
     if p.is_dir():
         if (p / "saved_model.pb").is_file() or (p / "saved_model.pbtxt").is_file():
@@ -25,7 +28,48 @@ def detect_source(src: str | Path) -> str:
         return "tf-checkpoint"
     if p.suffix.lower() in (".keras", ".h5", ".hdf5"):
         return "keras"
+    if p.suffix.lower() == ".pb":
+        return "graphdef"
     return "tf-checkpoint"
+
+
+# Keras layer classes handled by the recurrent importer (keras_rnn); anything else is a
+# feed-forward model for keras_cnn / saved_model.
+_RECURRENT_CLASSES = {"LSTM", "GRU", "SimpleRNN", "Bidirectional", "RNN", "CuDNNLSTM", "CuDNNGRU"}
+
+
+def _class_names(config: Any) -> set[str]:
+    """Every `class_name` in a (nested) Keras config."""
+    found: set[str] = set()
+    stack = [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("class_name"), str):
+                found.add(item["class_name"])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def _keras_file_is_recurrent(path: Path) -> bool:
+    from ..weights.keras_file import open_keras
+
+    kf = open_keras(path)
+    try:
+        return bool(_class_names(kf.model_config()) & _RECURRENT_CLASSES)
+    finally:
+        kf.close()
+
+
+def _saved_model_is_keras_recurrent(path: Path) -> bool:
+    """A tf.keras SavedModel whose keras_metadata.pb names a recurrent layer."""
+    meta = path / "keras_metadata.pb"
+    if not meta.is_file():
+        return False
+    raw = meta.read_bytes()
+    return any(f'"class_name": "{c}"'.encode() in raw for c in _RECURRENT_CLASSES)
 
 
 def build_network(
@@ -44,11 +88,23 @@ def build_network(
     if p.suffix.lower() == ".onnx":
         raise UnsupportedError(f"{p} is an ONNX model/engine, not a TensorFlow model; run it with "
                                "`tf2rt run` or `tf2rt charrnn` (convert takes checkpoints, SavedModels, .keras/.h5)")
+    if kind in ("keras", "saved_model", "graphdef") and not p.exists():
+        raise FormatError(f"{p} does not exist")
+    if kind == "graphdef":
+        from .graphdef import import_graphdef
+
+        return _feed_forward(import_graphdef(p), p, "graphdef")
+    if kind == "keras" and not _keras_file_is_recurrent(p):
+        from .keras_cnn import import_keras
+
+        return _feed_forward(import_keras(p), p, "keras")
+    if kind == "saved_model" and not _saved_model_is_keras_recurrent(p):
+        from .saved_model import import_saved_model
+
+        return _feed_forward(import_saved_model(p), p, "saved-model")
     if kind == "keras" or kind == "saved_model":
         from .keras_rnn import keras_network
 
-        if not p.exists():
-            raise FormatError(f"{p} does not exist")
         card = ModelCard(str(p), "saved-model" if kind == "saved_model" else "keras")
         net = keras_network(p, card=card, states=states, activation=activation,
                             reset_after=reset_after, keras_version=keras_version)
@@ -80,6 +136,19 @@ def build_network(
     return net, card
 
 
+def _feed_forward(net: Any, path: Path, fmt: str) -> tuple[Any, ModelCard]:
+    card = ModelCard(str(path), fmt, summary=f"feed-forward network of {len(net.layers)} layers")
+    card.detected["layers"] = dict(sorted(_count(layer.type for layer in net.layers).items()))
+    return net, card
+
+
+def _count(items: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+    return counts
+
+
 def _object_based(source: Any) -> bool:
     return any(i.key and "/.ATTRIBUTES/" in i.key for i in source.infos())
 
@@ -97,7 +166,7 @@ def convert(
     reset_after: bool | None = None,
     keras_version: int | None = None,
 ) -> Any:
-    """Convert a trained TensorFlow recurrent model to an Engine (saved to `output` if given).
+    """Convert a trained TensorFlow model to an Engine (saved to `output` if given).
 
     Options set what a checkpoint does not store: `forget_bias` and `activation` of TF1
     cells (else read from the `.meta` graph, else the TF default, recorded as an

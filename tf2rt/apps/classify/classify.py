@@ -15,22 +15,13 @@ from .preprocess import list_images, load_image, preprocess
 
 def network_from_source(src: str | Path) -> Any:
     """A Network from a .keras/.h5 file, a frozen .pb GraphDef or a SavedModel directory."""
+    from ...importers import build_network, detect_source
+
     p = Path(src)
-    if p.is_dir() and (p / "saved_model.pb").is_file():
-        from ...importers.saved_model import import_saved_model
-
-        return import_saved_model(p)
-    suffix = p.suffix.lower()
-    if suffix in (".keras", ".h5", ".hdf5"):
-        from ...importers.keras_cnn import import_keras
-
-        return import_keras(p)
-    if suffix == ".pb":
-        from ...importers.graphdef import import_graphdef
-
-        return import_graphdef(p)
-    raise UnsupportedError(f"{p}: not an engine (.engine/.onnx), Keras file (.keras/.h5), frozen graph (.pb) "
-                           "or SavedModel directory")
+    if detect_source(p) == "tf-checkpoint":
+        raise UnsupportedError(f"{p}: not an engine (.engine/.onnx), Keras file (.keras/.h5), frozen graph (.pb) "
+                               "or SavedModel directory")
+    return build_network(p)[0]
 
 
 def load_classifier_engine(model: Any, precision: str = "fp32", calibration: Any = None,
