@@ -65,10 +65,8 @@ class CharRNN:
         specs = {s.name: s for s in eng.inputs}
         self._zeros = {i: np.zeros((1,) + tuple(d or 1 for d in specs[i].shape[1:]), np.float32) for i, _ in pairs}
         options = dict(backend_options or {})
-        if backend == "onnxruntime":
-            # One character per call is a chain of small kernels: a second intra-op thread costs
-            # more in hand-offs (and spinning, on a busy machine) than it gains.
-            options.setdefault("threads", 1)
+        # onnxruntime's own thread default (one per core) is fastest on an idle machine; on a
+        # machine shared with other busy processes pass threads=1 (`tf2rt charrnn --threads 1`).
         self.runner = eng.runner(backend, **options)
         names = eng.output_names
         self._logits_at = names.index(self.logits_name)
