@@ -68,35 +68,42 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
             yield i, line.strip()
 
 
-def read_fddb_ellipses(path: str | Path) -> list[Annotation]:
-    """One FDDB `FDDB-fold-XX-ellipseList.txt` file: name, count, then one ellipse per face."""
-    path = Path(path)
+def _records(path: Path, item: str, columns: int, hint: str, min_columns: int | None = None,
+             note: str = "", zero_placeholder: bool = False) -> Iterator[tuple[str, list[list[float]]]]:
+    """The records of an FDDB / WIDER text file: a name line, a count line, then `count` rows
+    of numbers. The first `columns` numbers of a row are kept; a row must have exactly
+    `columns` fields, or at least `min_columns` numbers when that is given. WIDER writes one
+    placeholder row when the count is 0 (`zero_placeholder`)."""
     lines = list(_lines(path))
-    out: list[Annotation] = []
     i = 0
     while i < len(lines):
         lineno, name = lines[i]
-        if i + 1 >= len(lines):
-            raise FormatError(f"{path}:{lineno}: image {name!r} has no face count line")
-        cnt_no, cnt = lines[i + 1]
-        if not cnt.isdigit():
-            raise FormatError(f"{path}:{cnt_no}: expected the number of faces of {name!r}, found {cnt!r}")
-        n = int(cnt)
-        if i + 2 + n > len(lines):
-            raise FormatError(f"{path}:{cnt_no}: {name!r} announces {n} faces but the file ends first")
+        if i + 1 >= len(lines) or not lines[i + 1][1].isdigit():
+            raise FormatError(f"{path}:{lineno}: expected the number of {item} after {name!r}")
+        n = int(lines[i + 1][1])
+        body = max(n, 1) if zero_placeholder else n
+        if i + 2 + body > len(lines):
+            raise FormatError(f"{path}:{lineno}: {name!r} announces {n} {item} but the file ends first")
         rows = []
-        for ln, text in lines[i + 2: i + 2 + n]:
+        for ln, text in lines[i + 2: i + 2 + body]:
             parts = text.split()
             try:
-                vals = [float(v) for v in parts[:5]]
+                vals = [float(v) for v in parts[:columns]]
             except ValueError:
                 vals = []
-            if len(vals) != 5:
-                raise FormatError(f"{path}:{ln}: expected 'major minor angle cx cy 1', found {text!r}")
+            if len(vals) < min_columns if min_columns else (len(parts) != columns or len(vals) != columns):
+                raise FormatError(f"{path}:{ln}: expected '{hint}', found {text!r}{note}")
             rows.append(vals)
+        yield name, rows[:n]
+        i += 2 + body
+
+
+def read_fddb_ellipses(path: str | Path) -> list[Annotation]:
+    """One FDDB `FDDB-fold-XX-ellipseList.txt` file: name, count, then one ellipse per face."""
+    out: list[Annotation] = []
+    for name, rows in _records(Path(path), "faces", 5, "major minor angle cx cy 1", min_columns=5):
         ell = np.array(rows, np.float64).reshape(-1, 5)
         out.append(Annotation(image=name, boxes=ellipse_bbox(ell), ellipses=ell))
-        i += 2 + n
     return out
 
 
@@ -152,27 +159,9 @@ def read_fddb_detections(paths: list[str | Path], annotations: list[Annotation] 
     With annotations, keys are mapped to their image paths (originalPics/....jpg)."""
     out: dict[str, np.ndarray] = {}
     for path in paths:
-        lines = list(_lines(Path(path)))
-        i = 0
-        while i < len(lines):
-            lineno, name = lines[i]
-            if i + 1 >= len(lines) or not lines[i + 1][1].isdigit():
-                raise FormatError(f"{path}:{lineno}: expected a detection count after {name!r}")
-            n = int(lines[i + 1][1])
-            if i + 2 + n > len(lines):
-                raise FormatError(f"{path}:{lineno}: {name!r} announces {n} detections but the file ends first")
-            rows = []
-            for ln, text in lines[i + 2: i + 2 + n]:
-                try:
-                    vals = [float(v) for v in text.split()]
-                except ValueError:
-                    vals = []
-                if len(vals) != 5:
-                    raise FormatError(f"{path}:{ln}: expected 'left top width height score', found {text!r}; "
-                                      "ellipse detections are not supported")
-                rows.append(vals)
+        for name, rows in _records(Path(path), "detections", 5, "left top width height score",
+                                   note="; ellipse detections are not supported"):
             out[name] = np.array(rows, np.float64).reshape(-1, 5)
-            i += 2 + n
     if annotations is not None:
         keys = {_fddb_key(a.image): a.image for a in annotations}
         out = {keys.get(k, k): v for k, v in out.items()}
@@ -185,34 +174,14 @@ def read_wider_gt(path: str | Path) -> list[Annotation]:
 
     Faces marked invalid are ignored; images with no face carry one all-zero line, skipped.
     """
-    path = Path(path)
-    lines = list(_lines(path))
+    hint = "x y w h blur expression illumination invalid occlusion pose"
     out: list[Annotation] = []
-    i = 0
-    while i < len(lines):
-        lineno, name = lines[i]
-        if i + 1 >= len(lines) or not lines[i + 1][1].isdigit():
-            raise FormatError(f"{path}:{lineno}: expected a face count after image {name!r}")
-        n = int(lines[i + 1][1])
-        body = max(n, 1)  # a zero count is followed by one placeholder line
-        if i + 2 + body > len(lines):
-            raise FormatError(f"{path}:{lineno}: {name!r} announces {n} faces but the file ends first")
-        rows = []
-        for ln, text in lines[i + 2: i + 2 + body]:
-            try:
-                vals = [float(v) for v in text.split()]
-            except ValueError:
-                vals = []
-            if len(vals) < 4:
-                raise FormatError(f"{path}:{ln}: expected 'x y w h blur expression illumination invalid "
-                                  f"occlusion pose', found {text!r}")
-            rows.append((vals + [0.0] * 10)[:10])
-        arr = np.array(rows[:n], np.float64).reshape(-1, 10)
+    for name, rows in _records(Path(path), "faces", 10, hint, min_columns=4, zero_placeholder=True):
+        arr = np.array([(r + [0.0] * 10)[:10] for r in rows], np.float64).reshape(-1, 10)
         ann = Annotation(image=name, boxes=arr[:, :4], attributes=arr[:, 4:],
                          ignore=arr[:, 4 + WIDER_ATTRIBUTES.index("invalid")] > 0)
         ann.extra["event"] = name.split("/")[0]
         out.append(ann)
-        i += 2 + body
     return out
 
 
