@@ -132,15 +132,50 @@ def _engine(path: Path, as_json: bool) -> int:
         json.dump(card, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
         return 0
-    out = [f"{path}: tf2rt engine"]
-    for key, value in card.items():
-        if isinstance(value, dict) and value:
-            out.append(f"{key}:")
-            out.extend(f"  {k}: {v}" for k, v in value.items())
-        elif isinstance(value, list) and value:
-            out.append(f"{key}:")
-            out.extend(f"  {v}" for v in value)
-        else:
-            out.append(f"{key}: {value}")
-    sys.stdout.write("\n".join(out) + "\n")
+    sys.stdout.write("\n".join(engine_lines(path, card)) + "\n")
     return 0
+
+
+def engine_lines(path: Path, card: dict) -> list[str]:
+    """A readable view of `tf2rt.engine.describe()`: model card, tensors, states, ops."""
+    from ..importers.card import card_lines
+
+    card = dict(card)
+    head = ", ".join(f"{k} {card.pop(k)}" for k in ("precision", "opset") if k in card)
+    out = [f"{path}: tf2rt engine ({head}; network {card.pop('network', '?')!r}, "
+           f"built by tf2rt {card.pop('tf2rt_version', '?')})"]
+    for key in ("format", "version"):
+        card.pop(key, None)
+    model = card.pop("model", None)
+    if model:
+        out += card_lines(model)
+        shown = {"summary", "source", "format", "settings", "streaming_state", "ignored_tensors", "assumptions"}
+        if model.get("summary"):
+            shown.add("detected")  # the summary says it in one line; --json has the details
+        out += [f"model {k}: {v}" for k, v in model.items() if k not in shown and v not in (None, "", [], {})]
+    elif "source" in card:
+        out.append(f"source: {card.pop('source')}")
+    card.pop("source", None)
+    for key in ("inputs", "outputs"):
+        specs = card.pop(key, [])
+        out.append(f"{key}:")
+        width = max((len(s["name"]) for s in specs), default=0)
+        for spec in specs:
+            dims = ", ".join("?" if d is None else str(d) for d in spec.get("shape") or [])
+            out.append(f"  {spec['name']:<{width}}  {spec.get('dtype', '?'):<8} [{dims}]")
+    states = card.pop("states", [])
+    if states:
+        out.append("states (feed each output back to its input to stream): "
+                   + ", ".join(f"{s['output']} -> {s['input']}" for s in states))
+    ops = card.pop("ops", {})
+    if ops:
+        out.append(f"ops ({card.pop('nodes', sum(ops.values()))} nodes): "
+                   + ", ".join(f"{op} {n}" for op, n in sorted(ops.items())))
+    for key, value in card.items():  # anything else describe() reports
+        if isinstance(value, dict) and value:
+            out.append(f"{key}: " + ", ".join(f"{k}={v}" for k, v in value.items()))
+        elif isinstance(value, list) and value:
+            out.append(f"{key}: " + ", ".join(str(v) for v in value))
+        elif value not in (None, "", [], {}):
+            out.append(f"{key}: {value}")
+    return out

@@ -53,7 +53,9 @@ class ModelCard:
 
 def card_lines(card: dict[str, Any]) -> list[str]:
     """Human-readable lines of a model card dict (for the CLI)."""
-    lines = [f"model: {card.get('summary', '')}", f"source: {card.get('source', '')} ({card.get('format', '')})"]
+    lines = [f"model: {card['summary']}"] if card.get("summary") else []
+    if card.get("source"):
+        lines.append(f"source: {card['source']}" + (f" ({card['format']})" if card.get("format") else ""))
     settings = card.get("settings") or {}
     if settings:
         lines.append("settings:")
