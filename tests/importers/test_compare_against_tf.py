@@ -61,3 +61,25 @@ def test_tf1_checkpoint_with_meta_graph(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "| logits |" in out and "| probs |" in out
+
+
+def test_frozen_graph_and_saved_model(cnn_files, tmp_path, capsys):
+    tf = oracles.tf()
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    model = oracles.keras().models.load_model(cnn_files / "a.keras")
+    spec = tf.TensorSpec([None, 10, 10, 3], tf.float32, name="image")
+    fn = tf.function(lambda image: {"logits": model(image)})
+    frozen = convert_variables_to_constants_v2(fn.get_concrete_function(spec))
+    pb = tmp_path / "a.pb"
+    pb.write_bytes(frozen.graph.as_graph_def().SerializeToString())
+    module = tf.Module()
+    module.model = model
+    module.serve = tf.function(fn, input_signature=[spec])
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": module.serve})
+    for src in (pb, tmp_path / "sm"):
+        engine_path = tmp_path / f"{src.name}.onnx"
+        tf2rt.convert(src, engine_path)
+        rc = main(["compare", str(engine_path), "--against", f"tf:{src}", "--backends", "onnxruntime"])
+        out = capsys.readouterr().out
+        assert rc == 0 and "OK: all outputs match" in out, (src, out)
