@@ -6,9 +6,11 @@ Run on an NVIDIA GPU:
 
 Grid: batch 1, 8, 64 x hidden 256, 512, 1024 x T 1, 100 x fp32/fp16, 2 layers, LSTM and
 GRU (input size = hidden). Times are medians of CUDA-event-timed runs (after warm-up);
-"graph" rows replay a captured torch.cuda.CUDAGraph of the whole forward. "ours" is the
-cuda backend's choice for the shape (persistent kernel or its cuDNN fallback) and
-"persistent" the kernel forced; ratios are cuDNN-in-a-graph time / ours.
+"graph" rows replay a captured torch.cuda.CUDAGraph of the whole forward: cuDNN both with
+CUDAGraph.replay() (what a PyTorch user gets) and with the driver's cuGraphLaunch (how the
+cuda backend launches its graphs; see tf2rt/backends/cuda/cudagraph.py). "ours" is the
+cuda backend's choice for the shape (persistent kernel or its cuDNN fallback, launched like
+the backend does) and "persistent" the kernel forced; ratios are cuDNN time / ours.
 Also measures the step-exchange latency (the floor's main term) with a microbenchmark.
 """
 
@@ -80,19 +82,14 @@ def _events_median(fn, reps: int, warmup: int = 3) -> float:
     return statistics.median(times)
 
 
-def _graphed(fn):
-    import torch
+def _graphed(fn, raw: bool = False):
+    """`fn` captured in a CUDA graph: launched by CUDAGraph.replay() or (raw) cuGraphLaunch."""
+    from tf2rt.backends.cuda.cudagraph import CapturedCall
 
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(2):
-            fn()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        fn()
-    return g.replay
+    call = CapturedCall(fn, raw=raw)
+    if raw and call.launch_mode != "cuGraphLaunch":
+        raise RuntimeError("cuGraphLaunch is not available here")
+    return call
 
 
 def measure_exchange(sm_count: int) -> dict:
@@ -130,24 +127,37 @@ def measure_exchange(sm_count: int) -> dict:
     return out
 
 
-def _other_step_stack(pers, plan, specs, limits):
-    """The same stack built with the other step loop, or None where it does not apply."""
+def _variant(name: str, pers, plan, specs, limits):
+    """The same stack built another way, or None where that way does not apply:
+    "v1" the original step loop, "smem" weight fragments in shared memory instead of
+    registers, "gemm" the first layer's input projection as a GEMM instead of in-kernel."""
     from dataclasses import replace
 
     from tf2rt.backends.cuda.persistent import PersistentStack
-    from tf2rt.backends.cuda.plan import STATIC_SMEM_RESERVE, step_v2_applies
+    from tf2rt.backends.cuda.plan import STATIC_SMEM_RESERVE
 
     k = plan.kernel
-    if not k.step_v2 and not step_v2_applies(pers.problem, k.upc, k.bch):
+    if name == "v1":
+        if not k.step_v2:
+            return None
+        k2 = replace(k, step_v2=False, wreg=False)
+    elif name == "smem":
+        if not k.wreg:
+            return None
+        k2 = replace(k, wreg=False)
+    elif name == "gemm":
+        if not k.fuse_input or plan.mode != "wavefront":
+            return None
+        k2 = replace(k, fuse_input=False)
+    else:
+        raise ValueError(f"unknown variant {name!r}")
+    if k2.smem_bytes + STATIC_SMEM_RESERVE > limits.smem_per_block:
         return None
-    plan2 = replace(plan, kernel=replace(k, step_v2=not k.step_v2))
-    if plan2.kernel.smem_bytes + STATIC_SMEM_RESERVE > limits.smem_per_block:
-        return None
-    return PersistentStack(pers.problem, plan2, [s.weights for s in specs])
+    return PersistentStack(pers.problem, replace(plan, kernel=k2), [s.weights for s in specs])
 
 
 def bench_one(cell: str, hidden: int, batch: int, T: int, dtype: str, layers: int, reps: int, limits,
-              compare_steps: bool = False) -> dict:
+              variants: tuple[str, ...] = ()) -> dict:
     import torch
 
     from tf2rt.backends.cuda.rnn import make_stack, node_spec
@@ -169,24 +179,26 @@ def bench_one(cell: str, hidden: int, batch: int, T: int, dtype: str, layers: in
     cudnn, _ = make_stack(specs, batch, T, dtype, limits, prefer="cudnn")
     row["cudnn_eager_us"] = _events_median(lambda: cudnn(x), reps)
     row["cudnn_graph_us"] = _events_median(_graphed(lambda: cudnn(x)), reps)
+    row["cudnn_graph_raw_us"] = _events_median(_graphed(lambda: cudnn(x), raw=True), reps)
     try:
         pers, plan = make_stack(specs, batch, T, dtype, limits, prefer="persistent")
         if plan.engine == "persistent":
-            row["persistent_graph_us"] = _events_median(_graphed(lambda: pers(x)), reps)
+            row["persistent_graph_us"] = _events_median(_graphed(lambda: pers(x), raw=True), reps)
+            row["persistent_replay_us"] = _events_median(_graphed(lambda: pers(x)), reps)
             row["persistent_eager_us"] = _events_median(lambda: pers(x), reps)
             row["mode"] = plan.mode
             row["floor_us"] = plan.floor_us
-            row["step"] = "v2" if plan.kernel.step_v2 else "v1"
+            k = plan.kernel
+            row["step"] = ("v2" if k.step_v2 else "v1") + ("+wreg" if k.wreg else "") + ("+xin" if k.fuse_input else "")
             y1 = pers(x)[0].float()
             y2 = cudnn(x)[0].float()
             row["max_abs_diff_vs_cudnn"] = float((y1 - y2).abs().max())
-            if compare_steps:  # the other step loop (two-barrier vs original), same run
-                other = _other_step_stack(pers, plan, specs, limits)
+            for name in variants:  # the same stack built another way, timed in the same run
+                other = _variant(name, pers, plan, specs, limits)
                 if other is not None:
-                    row["other_step"] = "v2" if other.cfg.step_v2 else "v1"
-                    row["persistent_other_graph_us"] = _events_median(_graphed(lambda: other(x)), reps)
+                    row[f"variant_{name}_us"] = _events_median(_graphed(lambda: other(x), raw=True), reps)
                     y4 = other(x)[0].float()
-                    row["max_abs_diff_other_vs_cudnn"] = float((y4 - y2).abs().max())
+                    row[f"variant_{name}_max_abs_diff_vs_cudnn"] = float((y4 - y2).abs().max())
         else:
             row["persistent_skip"] = plan.reason
     except Exception as exc:  # keep the sweep going; the table shows the error
@@ -195,10 +207,11 @@ def bench_one(cell: str, hidden: int, batch: int, T: int, dtype: str, layers: in
     row["table_engine"] = auto.engine
     # The runner's first-run measurement (autotune) keeps whichever engine was faster.
     pg = row.get("persistent_graph_us")
-    row["auto_engine"] = "persistent" if pg is not None and pg < row["cudnn_graph_us"] else "cudnn"
-    ours = pg if row["auto_engine"] == "persistent" else row["cudnn_graph_us"]
+    row["auto_engine"] = "persistent" if pg is not None and pg < row["cudnn_graph_raw_us"] else "cudnn"
+    ours = pg if row["auto_engine"] == "persistent" else row["cudnn_graph_raw_us"]
     row["ours_graph_us"] = ours
     row["speedup_vs_cudnn_graph"] = row["cudnn_graph_us"] / ours
+    row["speedup_vs_cudnn_graph_raw"] = row["cudnn_graph_raw_us"] / ours
     row["speedup_vs_cudnn_eager"] = row["cudnn_eager_us"] / ours
     if "persistent_graph_us" in row:
         row["persistent_speedup_vs_cudnn_graph"] = row["cudnn_graph_us"] / row["persistent_graph_us"]
@@ -251,34 +264,44 @@ def _fmt(v) -> str:
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
+    variants = meta.get("variants", [])
+    head = ["cell", "dtype", "H", "batch", "T", "cuDNN eager", "cuDNN graph (replay)", "cuDNN graph (cuGraphLaunch)",
+            "persistent", "persistent (replay)", "kernel", "mode", "floor", "ours", "engine", "table",
+            "× vs cuDNN graph (replay)", "× vs cuDNN graph (cuGraphLaunch)", "× vs cuDNN eager", "persistent / floor",
+            *[f"variant {v}" for v in variants], "max |Δ| vs cuDNN"]
     lines = [
         f"# Persistent RNN kernel vs cuDNN — {meta['gpu']}",
         "",
         f"Measured {meta['date']} with `{meta['command']}` (torch {meta['torch']}, cuDNN {meta['cudnn']}).",
-        "Times in µs (median of CUDA-event-timed runs). `ours` = the engine the cuda backend's first-run "
-        "measurement keeps (`persistent` kernel or its cuDNN fallback, both in a CUDA graph); ratio = "
-        "cuDNN-in-a-graph / ours. `table` = the engine the built-in table picks without measuring. "
-        "2 layers, input = hidden. floor = the persistent schedule's hardware floor (docs/cuda.md). "
-        "`step` = the kernel's step loop the planner picks (v2: two barriers a step, fp16/bf16 only; v1: the "
-        "original); `other step` = the other loop, timed in the same run with `--compare-steps`.",
+        "Times in µs (median of CUDA-event-timed runs, inputs on the GPU). cuDNN = torch.nn.LSTM/GRU, eager and "
+        "in a CUDA graph launched two ways: `CUDAGraph.replay()` (what a PyTorch user gets) and the driver's "
+        "`cuGraphLaunch` (how the cuda backend launches every graph). `persistent` = the kernel, launched like "
+        "the backend does; `persistent (replay)` = the same graph through `CUDAGraph.replay()`. `ours` = the engine "
+        "the backend's first-run measurement keeps (persistent kernel or its cuDNN fallback). `table` = the engine "
+        "the built-in table picks without measuring. 2 layers, input = hidden. floor = the persistent schedule's "
+        "hardware floor (docs/cuda.md). `kernel`: v2 = two-barrier step (v1: the original), +wreg = weight "
+        "fragments in registers, +xin = first layer's input products in the kernel. `variant X` = the same stack "
+        "built another way, same run (v1: original step; smem: fragments in shared memory; gemm: input projection "
+        "as a GEMM).",
         "",
         "Step exchange (tagged all-gather through L2, 1 CTA per SM): "
         + ", ".join(f"{k} = {v:.2f}" for k, v in meta["exchange"].items()),
         "",
-        "| cell | dtype | H | batch | T | cuDNN eager | cuDNN graph | persistent (graph) | step | other step | other step (graph) | mode | floor | ours | engine | table | × vs cuDNN graph | × vs cuDNN eager | persistent / floor | max |Δ| vs cuDNN |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
     ]
     for r in rows:
         pg = r.get("persistent_graph_us")
-        lines.append(
-            f"| {r['cell']} | {r['dtype']} | {r['hidden']} | {r['batch']} | {r['T']} | {r['cudnn_eager_us']:.1f} | "
-            f"{r['cudnn_graph_us']:.1f} | {'' if pg is None else f'{pg:.1f}'} | {r.get('step', '')} | "
-            f"{r.get('other_step', '')} | {_fmt(r.get('persistent_other_graph_us'))} | {r.get('mode', r.get('persistent_skip', r.get('persistent_error', '')))} | "
-            f"{r.get('floor_us', 0):.1f} | {r['ours_graph_us']:.1f} | {r['auto_engine']} | {r['table_engine']} | "
-            f"{r['speedup_vs_cudnn_graph']:.2f} | {r['speedup_vs_cudnn_eager']:.1f} | "
-            f"{(pg / r['floor_us']) if pg and r.get('floor_us') else float('nan'):.1f} | "
-            f"{r.get('max_abs_diff_vs_cudnn', float('nan')):.1e} |"
-        )
+        cells = [r["cell"], r["dtype"], r["hidden"], r["batch"], r["T"], _fmt(r["cudnn_eager_us"]),
+                 _fmt(r["cudnn_graph_us"]), _fmt(r.get("cudnn_graph_raw_us")), _fmt(pg), _fmt(r.get("persistent_replay_us")),
+                 r.get("step", ""), r.get("mode", r.get("persistent_skip", r.get("persistent_error", ""))),
+                 _fmt(r.get("floor_us")), _fmt(r["ours_graph_us"]), r["auto_engine"], r["table_engine"],
+                 f"{r['speedup_vs_cudnn_graph']:.2f}", f"{r.get('speedup_vs_cudnn_graph_raw', float('nan')):.2f}",
+                 f"{r['speedup_vs_cudnn_eager']:.1f}",
+                 f"{(pg / r['floor_us']) if pg and r.get('floor_us') else float('nan'):.1f}",
+                 *[_fmt(r.get(f"variant_{v}_us")) for v in variants],
+                 f"{r.get('max_abs_diff_vs_cudnn', float('nan')):.1e}"]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -294,8 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--probe", action="store_true", help="time kernel variants with parts switched off")
-    ap.add_argument("--compare-steps", action="store_true",
-                    help="also time the other step loop (two-barrier vs original) where it applies")
+    ap.add_argument("--variants", default="",
+                    help="comma list of other builds to time in the same run: v1 (original step), "
+                         "smem (fragments in shared memory), gemm (input projection as a GEMM)")
     args = ap.parse_args(argv)
 
     import torch
@@ -305,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     limits = device_limits()
+    variants = [v for v in args.variants.split(",") if v]
     if args.probe:
         for row in probe(args.reps, limits):
             print(row)
@@ -316,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         "cudnn": torch.backends.cudnn.version(),
         "command": "python benchmarks/bench_cuda_rnn.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "exchange": measure_exchange(limits.sm_count),
+        "variants": variants,
     }
     print("exchange:", meta["exchange"], flush=True)
     rows = []
@@ -324,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             for hidden in map(int, args.hidden.split(",")):
                 for batch in map(int, args.batch.split(",")):
                     for T in map(int, args.T.split(",")):
-                        r = bench_one(cell, hidden, batch, T, dtype, args.layers, args.reps, limits, args.compare_steps)
+                        r = bench_one(cell, hidden, batch, T, dtype, args.layers, args.reps, limits, variants)
                         rows.append(r)
                         print(json.dumps(r), flush=True)
     md = markdown(rows, meta)

@@ -42,6 +42,8 @@ CASES = [
     dict(cell="lstm", hidden=128, batch=8, layers=2, seq_len=3, bidirectional=True, seq_lens=True, initial=True),
     dict(cell="gru", hidden=128, batch=8, layers=3, seq_len=2, lbr=0, initial=True),
     dict(cell="gru", hidden=64, batch=64, layers=1, seq_len=4, reverse=True, seq_lens=True),
+    # the benchmark's headline shape: wavefront, fragments in registers, in-kernel x
+    dict(cell="lstm", hidden=512, batch=1, layers=2, seq_len=100, input_size=512),
 ]
 
 
@@ -92,8 +94,8 @@ def _run(case: RnnCase, dtype: str, prefer: str | None = "persistent"):
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize("kw", CASES, ids=_ids)
 def test_persistent_matches_onnxruntime(kw, dtype):
-    kw = {"seq_len": 9, **kw}
-    case = RnnCase(input_size=40, seed=len(_ids(kw)), **kw)
+    kw = {"seq_len": 9, "input_size": 40, **kw}
+    case = RnnCase(seed=len(_ids(kw)), **kw)
     plan, errs = _run(case, dtype)
     assert plan.engine == "persistent", plan.describe()
     worst = max(errs.values())
@@ -129,8 +131,29 @@ def test_fallbacks_on_gpu_match_onnxruntime(cell):
 def test_original_step_still_matches_onnxruntime(kw, dtype, monkeypatch):
     """TF2RT_CUDA_STEP=1 keeps the original (barrier per phase) step selectable."""
     monkeypatch.setenv("TF2RT_CUDA_STEP", "1")
-    kw = {"seq_len": 9, **kw}
-    case = RnnCase(input_size=40, seed=len(_ids(kw)) + 1, **kw)
+    kw = {"seq_len": 9, "input_size": 40, **kw}
+    case = RnnCase(seed=len(_ids(kw)) + 1, **kw)
     plan, errs = _run(case, dtype)
     assert plan.engine == "persistent" and not plan.kernel.step_v2
     assert max(errs.values()) <= TOL[dtype], errs
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kw", [CASES[0], CASES[7], CASES[13], CASES[-1]], ids=_ids)
+def test_fragments_in_shared_memory_still_match_onnxruntime(kw, monkeypatch):
+    """TF2RT_CUDA_WREG=0 keeps the weight fragments in shared memory (the other build)."""
+    monkeypatch.setenv("TF2RT_CUDA_WREG", "0")
+    kw = {"seq_len": 9, "input_size": 40, **kw}
+    case = RnnCase(seed=len(_ids(kw)) + 2, **kw)
+    plan, errs = _run(case, "float16")
+    assert plan.engine == "persistent" and plan.kernel.step_v2 and not plan.kernel.wreg
+    assert max(errs.values()) <= TOL["float16"], errs
+
+
+@pytest.mark.gpu
+def test_headline_shape_uses_registers_and_in_kernel_input():
+    case = RnnCase(cell="lstm", hidden=512, batch=1, layers=2, seq_len=100, input_size=512, seed=7)
+    plan, errs = _run(case, "float16")
+    k = plan.kernel
+    assert plan.mode == "wavefront" and k.step_v2 and k.wreg and k.fuse_input
+    assert max(errs.values()) <= TOL["float16"], errs

@@ -150,8 +150,9 @@ def test_two_barrier_step_is_chosen_only_where_it_applies(monkeypatch):
     from dataclasses import replace
     assert one.smem_bytes > replace(one, step_v2=False).smem_bytes
     assert make_plan(RnnProblem("gru", 128, 128, 8, 9, layers=2, dtype="bfloat16"), H100).kernel.step_v2
-    # fp32 keeps the original step (its approximate division missed the 1e-4 bound once)
-    assert not make_plan(RnnProblem("gru", 128, 128, 8, 9, layers=2, dtype="float32"), H100).kernel.step_v2
+    # fp32 too (the kernel keeps IEEE division in fp32 gates), on CUDA cores: no WREG
+    f32 = make_plan(RnnProblem("gru", 128, 128, 8, 9, layers=2, dtype="float32"), H100).kernel
+    assert f32.step_v2 and not f32.wreg and f32.frag_regs == 0
     # more than one batch chunk, or two exchanges a step (GRU reset-before): original step
     assert not make_plan(RnnProblem("lstm", 128, 128, 64, 9, dtype="float16"), H100, prefer="persistent").kernel.step_v2
     lbr0 = RnnProblem("gru", 128, 128, 1, 9, linear_before_reset=False, dtype="float16")
@@ -159,3 +160,37 @@ def test_two_barrier_step_is_chosen_only_where_it_applies(monkeypatch):
     monkeypatch.setenv("TF2RT_CUDA_STEP", "1")
     old = make_plan(RnnProblem("lstm", 512, 512, 1, 100, layers=2, dtype="float16"), H100).kernel
     assert not old.step_v2 and old.defines()["STEP_V2"] == 0
+
+
+def test_weight_fragments_go_to_registers_only_within_the_register_budget(monkeypatch):
+    monkeypatch.delenv("TF2RT_CUDA_WREG", raising=False)
+    monkeypatch.delenv("TF2RT_CUDA_STEP", raising=False)
+    # 2-layer LSTM H=512 fp16 wavefront: 32 rows per CTA = 2 row tiles, K split 4 ways over
+    # the 8 warps -> 8 K steps of R and 8 of W per warp -> 16 fragments x 4 registers
+    k = make_plan(RnnProblem("lstm", 512, 512, 1, 100, layers=2, dtype="float16"), H100).kernel
+    assert (k.upc, k.rows_padded, k.fused) == (8, 32, True)
+    assert k.frag_regs == 64 and k.wreg and k.defines()["WREG"] == 1
+    # batch 8 already needs ~220 registers for its step state: fragments stay in shared memory
+    assert not make_plan(RnnProblem("lstm", 512, 512, 8, 100, layers=2, dtype="float16"), H100).kernel.wreg
+    # H=1024 at batch 2 spills (ptxas), batch 1 does not
+    assert make_plan(RnnProblem("lstm", 1024, 1024, 1, 100, dtype="float16"), H100).kernel.wreg
+    assert not make_plan(RnnProblem("lstm", 1024, 1024, 2, 100, dtype="float16"), H100, prefer="persistent").kernel.wreg
+    monkeypatch.setenv("TF2RT_CUDA_WREG", "0")
+    assert not make_plan(RnnProblem("lstm", 512, 512, 1, 100, layers=2, dtype="float16"), H100).kernel.wreg
+
+
+def test_wavefront_first_layer_projects_its_input_in_kernel_at_any_length(monkeypatch):
+    monkeypatch.delenv("TF2RT_CUDA_STEP", raising=False)
+    wave = make_plan(RnnProblem("lstm", 512, 128, 1, 500, layers=2, dtype="float16"), H100)
+    assert wave.mode == "wavefront" and wave.kernel.fuse_input and wave.kernel.kx == 512
+    # a single layer over a long sequence keeps the GEMM (its step would get longer)
+    one = make_plan(RnnProblem("lstm", 512, 128, 1, 500, dtype="float16"), H100)
+    assert not one.kernel.fuse_input
+    # short sequences fuse in every mode
+    assert make_plan(RnnProblem("lstm", 512, 128, 1, 3, dtype="float16"), H100).kernel.fuse_input
+    # the original step (batch 64) keeps the GEMM for long sequences
+    big = make_plan(RnnProblem("lstm", 256, 256, 64, 100, layers=2, dtype="float16"), H100, prefer="persistent")
+    assert not big.kernel.step_v2 and not big.kernel.fuse_input
+    # an input too wide for shared memory next to the weights falls back to the GEMM
+    wide = make_plan(RnnProblem("lstm", 512, 8192, 1, 100, layers=2, dtype="float32"), H100, prefer="persistent")
+    assert wide.engine != "persistent" or not wide.kernel.fuse_input

@@ -19,6 +19,7 @@ import numpy as np
 
 from ...errors import Tf2rtError, UnsupportedError
 from .. import Runner
+from .cudagraph import CapturedCall
 
 
 def available() -> bool:
@@ -74,17 +75,9 @@ class CudaRunner(Runner):
             if self.autotune:
                 self._tune(static)
             torch.cuda.synchronize()
-            st = {"inputs": static, "graph": None, "outputs": None}
+            st = {"inputs": static, "graph": None}
             if self.use_graph:
-                stream = torch.cuda.Stream()
-                stream.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(stream):
-                    self.executor(static)
-                torch.cuda.current_stream().wait_stream(stream)
-                g = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(g):
-                    st["outputs"] = self.executor(static)
-                st["graph"] = g
+                st["graph"] = CapturedCall(lambda: self.executor(static))
         self._state[key] = st
         self.providers = ["cuda"] + [
             f"{'+'.join(c['nodes'])}: {c.get('engine')} {c.get('mode', '')} (floor {c.get('floor_us', 0):.1f} us)"
@@ -139,17 +132,18 @@ class CudaRunner(Runner):
             for n in self.input_names:
                 st["inputs"][n].copy_(torch.from_numpy(np.ascontiguousarray(feeds[n])), non_blocking=False)
             if st["graph"] is not None:
-                st["graph"].replay()
-                return st["outputs"]
+                return st["graph"]()
             return self.executor(st["inputs"])
 
     # -- introspection and timing ------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         """Which engine runs each recurrent stack and why (after the first run)."""
-        return {"device": self.limits.name, "graph": self.use_graph, "recurrent": self.executor.describe()}
+        launch = next((st["graph"].launch_mode for st in self._state.values() if st["graph"] is not None), None)
+        return {"device": self.limits.name, "graph": self.use_graph, "graph_launch": launch,
+                "recurrent": self.executor.describe()}
 
     def benchmark(self, feeds: Mapping[str, Any], iterations: int = 100, warmup: int = 10) -> list[float]:
-        """Seconds per call, GPU time by CUDA events around the graph replay (inputs on device)."""
+        """Seconds per call, GPU time by CUDA events around the graph launch (inputs on device)."""
         torch = self.torch
         checked = self.check_feeds(feeds)
         st = self._prepare(checked)
@@ -157,7 +151,7 @@ class CudaRunner(Runner):
 
         def call() -> None:
             if st["graph"] is not None:
-                st["graph"].replay()
+                st["graph"]()
             else:
                 with torch.no_grad():
                     self.executor(st["inputs"])
@@ -191,19 +185,8 @@ def _time_each(fn: Any, iterations: int, warmup: int) -> list[float]:
 
 
 def _time_graph(fn: Any, reps: int = 10) -> float:
-    """Median microseconds of `fn` replayed from a CUDA graph."""
-    import torch
-
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        fn()
-        fn()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        fn()
-    return float(np.median(_time_each(g.replay, reps, 3)))
+    """Median microseconds of `fn` launched from a CUDA graph the way the runner does."""
+    return float(np.median(_time_each(CapturedCall(fn), reps, 3)))
 
 
 def load(engine: Any, **options: Any) -> CudaRunner:

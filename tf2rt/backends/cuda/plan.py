@@ -38,6 +38,13 @@ FUSE_INPUT_MAX_T = 4
 #: every phase) everywhere; otherwise fp16/bf16 shapes use the two-barrier step where it
 #: applies (step_v2_default).
 STEP_ENV = "TF2RT_CUDA_STEP"
+#: Registers per thread the two-barrier step may spend on weight fragments (WREG); beyond
+#: this, or at batches whose step state already needs many registers, the fragments stay
+#: in shared memory (ptxas reports no spills for the shapes inside these bounds).
+WREG_MAX_REGS = 64
+WREG_MAX_BATCH = 4
+#: Environment switch: "0" keeps the weight fragments in shared memory everywhere.
+WREG_ENV = "TF2RT_CUDA_WREG"
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,7 @@ class KernelConfig:
     kx: int = 0  # padded row length of in-kernel input weights (0: none)
     fuse_input: bool = False  # the first layer projects x inside the kernel
     step_v2: bool = False  # two-barrier step (kernels/persistent_rnn.cu, STEP_V2)
+    wreg: bool = False  # weight fragments in registers (WREG; two-barrier step, fp16/bf16)
 
     @property
     def gates(self) -> int:
@@ -131,6 +139,17 @@ class KernelConfig:
     @property
     def grid(self) -> int:
         return self.groups * self.ctas_per_group
+
+    @property
+    def frag_regs(self) -> int:
+        """Registers per thread that hold weight fragments under WREG (4 per 16x16 tile
+        K step; one row tile per warp, K split over the warps of a tile)."""
+        if not self.mma:
+            return 0
+        nwarp = self.threads // 32
+        ksplit = max(nwarp // (self.rows_padded // 16), 1)
+        nit = lambda k: -(-(k // 16) // ksplit)  # noqa: E731
+        return 4 * (nit(self.kp) + (nit(self.kx_eff) if self.fused else 0))
 
     @property
     def kx_eff(self) -> int:
@@ -179,6 +198,7 @@ class KernelConfig:
             "KP": self.kp,
             "KX": self.kx_eff,
             "STEP_V2": int(self.step_v2),
+            "WREG": int(self.wreg),
         }
 
 
@@ -250,25 +270,35 @@ def step_v2_applies(problem: RnnProblem, upc: int, bch: int, threads: int = THRE
 
 
 def step_v2_default(problem: RnnProblem, upc: int, bch: int) -> bool:
-    """Whether kernel_config picks the two-barrier step: fp16/bf16 shapes it applies to.
-
-    fp32 keeps the original step: with the two-barrier step's approximate division one
-    fp32 GPU test (bidirectional 2-layer GRU, H=96) came out 1.01e-4 from the reference,
-    over the 1e-4 bound, so it is not the default there (docs/cuda.md)."""
-    if os.environ.get(STEP_ENV, "") == "1" or problem.dtype == "float32":
+    """Whether kernel_config picks the two-barrier step: every shape it applies to (fp32
+    keeps IEEE division in the gates, fp16/bf16 use the approximate one)."""
+    if os.environ.get(STEP_ENV, "") == "1":
         return False
     return step_v2_applies(problem, upc, bch)
+
+
+def wreg_applies(cfg: KernelConfig) -> bool:
+    """Whether the weight fragments can live in registers: two-barrier step on tensor
+    cores, one row tile per warp, small batch, and a bounded register cost."""
+    # H=1024 at batch 2-4 spills (each warp's 16 K steps keep many h values in flight too).
+    small = cfg.batch <= WREG_MAX_BATCH and (cfg.hidden <= 512 or cfg.batch == 1)
+    return (cfg.step_v2 and cfg.mma and cfg.rows_padded // 16 <= cfg.threads // 32 and small
+            and cfg.frag_regs <= WREG_MAX_REGS)
 
 
 def kernel_config(problem: RnnProblem, groups: int, wavefront: bool, device: DeviceLimits,
                   allow_fuse_input: bool = True) -> KernelConfig:
     """Tiling for `groups` layer-directions of `problem` sharing one launch."""
     upc = choose_upc(problem.hidden, groups, device.sm_count)
-    fuse_input = allow_fuse_input and problem.seq_len <= FUSE_INPUT_MAX_T
-    kx = max(problem.input_size if fuse_input else 0, problem.hidden if wavefront else 0)
     bch = min(problem.batch, 8)
     while bch > 1 and -(-bch * problem.hidden // THREADS) > MAX_GATHER_WORDS:
         bch //= 2
+    v2 = step_v2_default(problem, upc, bch)
+    # The first layer projects x inside the kernel for short sequences (saves the GEMM's
+    # launch) and in two-barrier wavefronts, where a deeper layer's in-kernel products set
+    # the step time anyway and x's loads hide behind the exchange wait.
+    fuse_input = allow_fuse_input and (problem.seq_len <= FUSE_INPUT_MAX_T or (wavefront and v2))
+    kx = max(problem.input_size if fuse_input else 0, problem.hidden if wavefront else 0)
     cfg = KernelConfig(
         cell_code=problem.cell_code,
         linear_before_reset=problem.linear_before_reset,
@@ -284,10 +314,14 @@ def kernel_config(problem: RnnProblem, groups: int, wavefront: bool, device: Dev
         kx=round_up(kx, 8) if kx else 0,
         fuse_input=fuse_input,
     )
-    if step_v2_default(problem, upc, bch):
-        v2 = replace(cfg, step_v2=True)
-        if v2.smem_bytes + STATIC_SMEM_RESERVE <= device.smem_per_block:
-            return v2
+    if v2:
+        c2 = replace(cfg, step_v2=True)
+        if c2.smem_bytes + STATIC_SMEM_RESERVE <= device.smem_per_block:
+            if os.environ.get(WREG_ENV, "") != "0" and wreg_applies(c2):
+                c2 = replace(c2, wreg=True)
+            return c2
+        if fuse_input and problem.seq_len > FUSE_INPUT_MAX_T:  # back to the GEMM, original step
+            return kernel_config(problem, groups, wavefront, device, allow_fuse_input=False)
     return cfg
 
 

@@ -18,7 +18,9 @@
 //   padded to 8), KX (row length of in-kernel input weights), NDESC (descriptor fields), and the gate block indices (GI, GO, GF, GC for
 //   LSTM; GZ, GR, GH for GRU) derived from the gate-order data in packing.py.
 //   STEP_V2=1 selects the two-barrier step (see the STEP_V2 loop below); 0 keeps the
-//   original step with a barrier around every phase.
+//   original step with a barrier around every phase. WREG=1 (two-barrier step on tensor
+//   cores only) keeps each warp's weight fragments in registers for the whole sequence
+//   instead of re-reading them from shared memory every step.
 
 #ifndef CELL
 #error "CELL must be defined"
@@ -41,6 +43,12 @@
 #if STEP_V2 && (BATCH > 8 || BCH != BATCH || UPC * BATCH > NTHR || (CELL == 1 && LBR == 0))
 #error "STEP_V2 needs one batch chunk of at most 8 rows, UPC*BATCH <= NTHR and no GRU reset-before"
 #endif
+#ifndef WREG
+#define WREG 0
+#endif
+#if WREG && !(STEP_V2 && WTYPE != 0)
+#error "WREG needs the two-barrier step on tensor cores (fp16/bf16 weights)"
+#endif
 
 // fp16/bf16 weights run the products on tensor cores (mma.m16n8k16, fp32 accumulate):
 // weights are packed in fragment order (packing.to_mma_fragments), the staged h/x vectors
@@ -54,6 +62,12 @@
 #define LDH (KP + 8)
 #define LDX (KX + 8)
 #define KSPLIT_M ((NWARP / MT) > 0 ? (NWARP / MT) : 1)
+// Per warp: one row tile, NIT_R (NIT_X) K steps of the recurrent (input) product.
+#define NIT_R ((KP / 16 + KSPLIT_M - 1) / KSPLIT_M)
+#define NIT_X ((KX / 16 + KSPLIT_M - 1) / KSPLIT_M)
+#if WREG && MT > NWARP
+#error "WREG needs at most one row tile per warp"
+#endif
 #else
 #define USE_MMA 0
 #define ROWS_P ROWS
@@ -165,9 +179,10 @@ __device__ __forceinline__ u64 pack(float h, u32 epoch) {
 }
 
 // ---- activations (exp-based: accurate to ~1e-7 absolute, no tanhf slow path) --------
-#if STEP_V2
+#if STEP_V2 && WTYPE != 0
 // Approximate division (MUFU.RCP + FMUL, ~2 ulp) instead of IEEE division: the gates sit
-// on the step's critical path. 1/(1+inf) is 0, so saturation stays exact.
+// on the step's critical path. 1/(1+inf) is 0, so saturation stays exact. fp32 engines
+// keep IEEE division: they are held to 1e-4 of the reference.
 __device__ __forceinline__ float sigm(float x) { return __fdividef(1.0f, 1.0f + __expf(-x)); }
 __device__ __forceinline__ float tanh_(float x) { return 1.0f - __fdividef(2.0f, 1.0f + __expf(2.0f * x)); }
 #else
@@ -259,6 +274,7 @@ __device__ __forceinline__ void gather2(const u64* slot, int c0, stage_t* dst, i
 // its own h_{t-1} and the layer below's h_t; issuing both slots' loads before waiting on
 // either costs one L2 round trip instead of two in a row.
 #define PAIR_GATHER (2 * EPT <= 16)
+#define EPTX ((BATCH * KX + NTHR - 1) / NTHR)
 __device__ __forceinline__ void gather_pair(const u64* sa, stage_t* da, int lda, const u64* sb, stage_t* db,
                                             int ldb, u32 epoch) {
     const int tid = threadIdx.x;
@@ -465,9 +481,11 @@ __device__ __forceinline__ void put2(float* p, float a, float b) {
 // of a row tile (the usual case) every iteration's guard is a compile-time constant, so
 // the loop is straight-line code and all shared-memory loads can be issued ahead of the
 // mma chain instead of one basic block at a time.
+// With WREG the A fragments come from the registers `ar`/`ax` the warp loaded once
+// (load_frags) instead of from shared memory.
 template <int KR, int LDR, int KXL, int LDXL, bool WITH_X>
 __device__ __forceinline__ void dot_v2(const wt_t* fr, const stage_t* hv, const wt_t* fx, const stage_t* xv,
-                                       float* red, float* redx) {
+                                       float* red, float* redx, const uint4* ar, const uint4* ax) {
     constexpr int KSR = KR / 16, KSX = KXL / 16;
     constexpr int KSPLIT = KSPLIT_M;
     constexpr int KSM = (KSR > KSX && WITH_X) || !WITH_X ? KSR : KSX;
@@ -487,12 +505,12 @@ __device__ __forceinline__ void dot_v2(const wt_t* fr, const stage_t* hv, const 
             const int ks = ksl + it * KSPLIT;
             // ks < KSR  <=>  it < KSR / KSPLIT  when KSPLIT divides KSR (ksl < KSPLIT)
             if (RDIV ? (it < KSR / KSPLIT) : (ks < KSR)) {
-                const uint4 a = *reinterpret_cast<const uint4*>(fr + ((size_t)(mt * KSR + ks) * 32 + lane) * 8);
+                const uint4 a = WREG ? ar[it] : *reinterpret_cast<const uint4*>(fr + ((size_t)(mt * KSR + ks) * 32 + lane) * 8);
                 const stage_t* v = hv + g * LDR + ks * 16 + 2 * t;
                 mma16816(c[it & 1], a, *reinterpret_cast<const u32*>(v), *reinterpret_cast<const u32*>(v + 8));
             }
             if (WITH_X && (XDIV ? (it < KSX / KSPLIT) : (ks < KSX))) {
-                const uint4 a = *reinterpret_cast<const uint4*>(fx + ((size_t)(mt * KSX + ks) * 32 + lane) * 8);
+                const uint4 a = WREG ? ax[it] : *reinterpret_cast<const uint4*>(fx + ((size_t)(mt * KSX + ks) * 32 + lane) * 8);
                 const stage_t* v = xv + g * LDXL + ks * 16 + 2 * t;
                 mma16816(e[it & 1], a, *reinterpret_cast<const u32*>(v), *reinterpret_cast<const u32*>(v + 8));
             }
@@ -515,6 +533,24 @@ __device__ __forceinline__ float red_sum(const float* red, int row, int n) {
     for (int k = 0; k < KSPLIT_M; ++k) acc += red[(size_t)(k * MT + mt) * 128 + rl * 8 + n];
     return acc;
 }
+
+#if WREG
+// The A fragments this warp multiplies every step (row tile warp % MT, K slice warp / MT),
+// straight from the packed weights in device memory into registers, once per launch.
+template <int KLEN, int NIT>
+__device__ __forceinline__ void load_frags(const wt_t* block, uint4 (&a)[NIT]) {
+    constexpr int KS = KLEN / 16;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int mt = warp % MT, ksl = warp / MT;
+    const bool has = warp < MT * KSPLIT_M && block != nullptr;
+#pragma unroll
+    for (int it = 0; it < NIT; ++it) {
+        const int ks = ksl + it * KSPLIT_M;
+        a[it] = (has && ks < KS) ? *reinterpret_cast<const uint4*>(block + ((size_t)(mt * KS + ks) * 32 + lane) * 8)
+                                 : make_uint4(0u, 0u, 0u, 0u);
+    }
+}
+#endif
 #endif
 
 #if STEP_V2
@@ -595,7 +631,9 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         const uint4* src = reinterpret_cast<const uint4*>(Rg + (size_t)cta * ROWS_P * KP);
         uint4* dst = reinterpret_cast<uint4*>(Rs);
         const int n16 = ROWS_P * KP * (int)sizeof(wt_t) / 16;
-#if STEP_V2
+#if WREG
+        (void)src; (void)dst; (void)n16;  // fragments go to registers (load_frags)
+#elif STEP_V2
         for (int i = threadIdx.x; i < n16; i += NTHR) cp_async16(dst + i, src + i);
 #else
         for (int i = threadIdx.x; i < n16; i += NTHR) dst[i] = src[i];
@@ -604,7 +642,9 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             const uint4* wsrc = reinterpret_cast<const uint4*>(Wg + (size_t)cta * ROWS_P * KX);
             uint4* wdst = reinterpret_cast<uint4*>(Ws);
             const int nx16 = ROWS_P * KX * (int)sizeof(wt_t) / 16;
-#if STEP_V2
+#if WREG
+            (void)wsrc; (void)wdst; (void)nx16;
+#elif STEP_V2
             for (int i = threadIdx.x; i < nx16; i += NTHR) cp_async16(wdst + i, wsrc + i);
 #else
             for (int i = threadIdx.x; i < nx16; i += NTHR) wdst[i] = wsrc[i];
@@ -664,6 +704,14 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #if CELL == 0
         const float pi = gact ? ps[gu] : 0.0f, po = gact ? ps[UPC + gu] : 0.0f, pf = gact ? ps[2 * UPC + gu] : 0.0f;
 #endif
+#if USE_MMA && WREG
+        uint4 fragR[NIT_R], fragX[NIT_X];
+        load_frags<KP, NIT_R>(Rg + (size_t)cta * ROWS_P * KP, fragR);
+        load_frags<KX, NIT_X>(fused ? Wg + (size_t)cta * ROWS_P * KX : nullptr, fragX);
+#define FRAGS fragR, fragX
+#else
+#define FRAGS nullptr, nullptr
+#endif
         for (int s = 0; s < T; ++s) {
             const bool active = s < glen;
             const int tt = active ? (reverse ? glen - 1 - s : s) : s;
@@ -676,6 +724,21 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #pragma unroll
                 for (int q = 0; q < NG; ++q) xg[q] = io_load(px + (size_t)q * HID);
             }
+            // First layer with in-kernel input products: x_t loads issued before the wait
+            // on the exchange, so their latency hides behind it.
+            float xr[EPTX];
+            if (xin_g) {
+#pragma unroll
+                for (int e = 0; e < EPTX; ++e) {
+                    const int idx = threadIdx.x + e * NTHR;
+                    xr[e] = 0.0f;
+                    if (idx < BATCH * xin_k) {
+                        const int b = idx / xin_k, k = idx - b * xin_k;
+                        const int t = reverse ? max(s_len[b] - 1 - s, 0) : s;
+                        xr[e] = io_load(xin_g + ((size_t)t * BATCH + b) * xin_k + k);
+                    }
+                }
+            }
 #if PAIR_GATHER
             if (s > 0 && fused && !xin_g) {
                 gather_pair(ex + (size_t)(s - 1) * slot, hs, LDH, in_ex + (size_t)s * slot, xs, LDX, epoch);
@@ -684,13 +747,22 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             {
                 if (s == 0) load_init(h0, 0, hs);
                 else gather(ex + (size_t)(s - 1) * slot, 0, hs, LDH, epoch);
-                if (xin_g) load_x(xin_g, xin_k, s, reverse, s_len, 0, xs);
-                else if (fused) gather(in_ex + (size_t)s * slot, 0, xs, LDX, epoch);
+                if (!xin_g && fused) gather(in_ex + (size_t)s * slot, 0, xs, LDX, epoch);
+            }
+            if (xin_g) {
+#pragma unroll
+                for (int e = 0; e < EPTX; ++e) {
+                    const int idx = threadIdx.x + e * NTHR;
+                    if (idx < BATCH * xin_k) {
+                        const int b = idx / xin_k, k = idx - b * xin_k;
+                        xs[b * LDX + k] = to_stage(xr[e]);
+                    }
+                }
             }
             __syncthreads();
 #if USE_MMA
-            if (fused) dot_v2<KP, LDH, KX, LDX, true>(Rs, hs, Ws, xs, red, redx);
-            else dot_v2<KP, LDH, KX, LDX, false>(Rs, hs, nullptr, xs, red, redx);
+            if (fused) dot_v2<KP, LDH, KX, LDX, true>(Rs, hs, Ws, xs, red, redx, FRAGS);
+            else dot_v2<KP, LDH, KX, LDX, false>(Rs, hs, nullptr, xs, red, redx, FRAGS);
 #else
             DOT_H(Rs, hs, accR, ROWS, 0);
             if (fused) DOT_X(Ws, xs, accX, ROWS, 0);
@@ -742,6 +814,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             }
         }
         __syncthreads();
+#undef FRAGS
     }
 #else
     for (int s = 0; s < T; ++s) {

@@ -1,0 +1,52 @@
+"""NVRTC through ctypes, for compiling the persistent kernel on machines without a GPU.
+
+NVRTC is a plain library (the `nvidia-cuda-nvrtc` wheel ships it); compiling CUDA C to PTX
+needs no driver and no device, so CPU CI can check that every kernel configuration the
+planner produces compiles.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import sys
+
+
+def find_nvrtc() -> str | None:
+    """Path of libnvrtc.so from an installed nvidia-cuda-nvrtc wheel, or None."""
+    for base in sys.path:
+        hits = sorted(glob.glob(os.path.join(base, "nvidia", "*", "lib", "libnvrtc.so*")))
+        hits += sorted(glob.glob(os.path.join(base, "nvidia", "cuda_nvrtc", "lib", "libnvrtc.so*")))
+        hits = [h for h in hits if "builtins" not in h]
+        if hits:
+            return hits[-1]
+    return None
+
+
+class Nvrtc:
+    def __init__(self, path: str) -> None:
+        self.lib = ctypes.CDLL(path)
+
+    def compile(self, source: str, options: list[str]) -> tuple[bool, str]:
+        """(ok, PTX text when ok else the compiler log)."""
+        lib = self.lib
+        prog = ctypes.c_void_p()
+        rc = lib.nvrtcCreateProgram(ctypes.byref(prog), source.encode(), b"persistent_rnn.cu", 0, None, None)
+        if rc != 0:
+            return False, f"nvrtcCreateProgram failed ({rc})"
+        try:
+            opts = (ctypes.c_char_p * len(options))(*[o.encode() for o in options])
+            rc = lib.nvrtcCompileProgram(prog, len(options), opts)
+            size = ctypes.c_size_t()
+            if rc != 0:
+                lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+                log = ctypes.create_string_buffer(size.value)
+                lib.nvrtcGetProgramLog(prog, log)
+                return False, log.value.decode(errors="replace")
+            lib.nvrtcGetPTXSize(prog, ctypes.byref(size))
+            ptx = ctypes.create_string_buffer(size.value)
+            lib.nvrtcGetPTX(prog, ptx)
+            return True, ptx.value.decode(errors="replace")
+        finally:
+            lib.nvrtcDestroyProgram(ctypes.byref(prog))
