@@ -6,11 +6,9 @@ Run on an NVIDIA GPU:
 
 Grid: batch 1, 8, 64 x hidden 256, 512, 1024 x T 1, 100 x fp32/fp16, 2 layers, LSTM and
 GRU (input size = hidden). Times are medians of CUDA-event-timed runs (after warm-up);
-"graph" rows replay a captured torch.cuda.CUDAGraph of the whole forward: cuDNN both with
-CUDAGraph.replay() (what a PyTorch user gets) and with the driver's cuGraphLaunch (how the
-cuda backend launches its graphs; see tf2rt/backends/cuda/cudagraph.py). "ours" is the
-cuda backend's choice for the shape (persistent kernel or its cuDNN fallback, launched like
-the backend does) and "persistent" the kernel forced; ratios are cuDNN time / ours.
+"graph" rows replay a captured torch.cuda.CUDAGraph of the whole forward. "ours" is the
+cuda backend's choice for the shape (persistent kernel or its cuDNN fallback) and
+"persistent" the kernel forced; ratios are cuDNN-in-a-graph time / ours.
 Also measures the step-exchange latency (the floor's main term) with a microbenchmark.
 """
 
@@ -82,14 +80,11 @@ def _events_median(fn, reps: int, warmup: int = 3) -> float:
     return statistics.median(times)
 
 
-def _graphed(fn, raw: bool = False):
-    """`fn` captured in a CUDA graph: launched by CUDAGraph.replay() or (raw) cuGraphLaunch."""
+def _graphed(fn):
+    """`fn` captured in a CUDA graph; the returned callable replays it."""
     from tf2rt.backends.cuda.cudagraph import CapturedCall
 
-    call = CapturedCall(fn, raw=raw)
-    if raw and call.launch_mode != "cuGraphLaunch":
-        raise RuntimeError("cuGraphLaunch is not available here")
-    return call
+    return CapturedCall(fn)
 
 
 def measure_exchange(sm_count: int) -> dict:
@@ -130,7 +125,8 @@ def measure_exchange(sm_count: int) -> dict:
 def _variant(name: str, pers, plan, specs, limits):
     """The same stack built another way, or None where that way does not apply:
     "v1" the original step loop, "smem" weight fragments in shared memory instead of
-    registers, "gemm" the first layer's input projection as a GEMM instead of in-kernel."""
+    registers, "nosplit" deeper wavefront layers without the split input product, "xin" the
+    other choice of in-kernel vs GEMM input projection for the first layer."""
     from dataclasses import replace
 
     from tf2rt.backends.cuda.persistent import PersistentStack
@@ -140,15 +136,21 @@ def _variant(name: str, pers, plan, specs, limits):
     if name == "v1":
         if not k.step_v2:
             return None
-        k2 = replace(k, step_v2=False, wreg=False)
+        k2 = replace(k, step_v2=False, wreg=False, split_x=False)
     elif name == "smem":
         if not k.wreg:
             return None
         k2 = replace(k, wreg=False)
-    elif name == "gemm":
-        if not k.fuse_input or plan.mode != "wavefront":
+    elif name == "nosplit":
+        if not k.split_x:
             return None
-        k2 = replace(k, fuse_input=False)
+        k2 = replace(k, split_x=False)
+    elif name == "xin":
+        if plan.mode != "wavefront" or pers.problem.input_size != pers.problem.hidden:
+            return None  # kx stays the hidden size: only then is the toggle shape-neutral
+        k2 = replace(k, fuse_input=not k.fuse_input)
+    elif name == "noncoop":  # same kernel, plain (non-cooperative) launch: timing only
+        return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("NONCOOP",))
     else:
         raise ValueError(f"unknown variant {name!r}")
     if k2.smem_bytes + STATIC_SMEM_RESERVE > limits.smem_per_block:
@@ -179,24 +181,23 @@ def bench_one(cell: str, hidden: int, batch: int, T: int, dtype: str, layers: in
     cudnn, _ = make_stack(specs, batch, T, dtype, limits, prefer="cudnn")
     row["cudnn_eager_us"] = _events_median(lambda: cudnn(x), reps)
     row["cudnn_graph_us"] = _events_median(_graphed(lambda: cudnn(x)), reps)
-    row["cudnn_graph_raw_us"] = _events_median(_graphed(lambda: cudnn(x), raw=True), reps)
     try:
         pers, plan = make_stack(specs, batch, T, dtype, limits, prefer="persistent")
         if plan.engine == "persistent":
-            row["persistent_graph_us"] = _events_median(_graphed(lambda: pers(x), raw=True), reps)
-            row["persistent_replay_us"] = _events_median(_graphed(lambda: pers(x)), reps)
+            row["persistent_graph_us"] = _events_median(_graphed(lambda: pers(x)), reps)
             row["persistent_eager_us"] = _events_median(lambda: pers(x), reps)
             row["mode"] = plan.mode
             row["floor_us"] = plan.floor_us
             k = plan.kernel
-            row["step"] = ("v2" if k.step_v2 else "v1") + ("+wreg" if k.wreg else "") + ("+xin" if k.fuse_input else "")
+            row["step"] = ("v2" if k.step_v2 else "v1") + ("+wreg" if k.wreg else "") + ("+split" if k.split_x else "") \
+                + ("+xin" if k.fuse_input else "")
             y1 = pers(x)[0].float()
             y2 = cudnn(x)[0].float()
             row["max_abs_diff_vs_cudnn"] = float((y1 - y2).abs().max())
             for name in variants:  # the same stack built another way, timed in the same run
                 other = _variant(name, pers, plan, specs, limits)
                 if other is not None:
-                    row[f"variant_{name}_us"] = _events_median(_graphed(lambda: other(x), raw=True), reps)
+                    row[f"variant_{name}_us"] = _events_median(_graphed(lambda: other(x)), reps)
                     y4 = other(x)[0].float()
                     row[f"variant_{name}_max_abs_diff_vs_cudnn"] = float((y4 - y2).abs().max())
         else:
@@ -207,11 +208,10 @@ def bench_one(cell: str, hidden: int, batch: int, T: int, dtype: str, layers: in
     row["table_engine"] = auto.engine
     # The runner's first-run measurement (autotune) keeps whichever engine was faster.
     pg = row.get("persistent_graph_us")
-    row["auto_engine"] = "persistent" if pg is not None and pg < row["cudnn_graph_raw_us"] else "cudnn"
-    ours = pg if row["auto_engine"] == "persistent" else row["cudnn_graph_raw_us"]
+    row["auto_engine"] = "persistent" if pg is not None and pg < row["cudnn_graph_us"] else "cudnn"
+    ours = pg if row["auto_engine"] == "persistent" else row["cudnn_graph_us"]
     row["ours_graph_us"] = ours
     row["speedup_vs_cudnn_graph"] = row["cudnn_graph_us"] / ours
-    row["speedup_vs_cudnn_graph_raw"] = row["cudnn_graph_raw_us"] / ours
     row["speedup_vs_cudnn_eager"] = row["cudnn_eager_us"] / ours
     if "persistent_graph_us" in row:
         row["persistent_speedup_vs_cudnn_graph"] = row["cudnn_graph_us"] / row["persistent_graph_us"]
@@ -265,24 +265,22 @@ def _fmt(v) -> str:
 
 def markdown(rows: list[dict], meta: dict) -> str:
     variants = meta.get("variants", [])
-    head = ["cell", "dtype", "H", "batch", "T", "cuDNN eager", "cuDNN graph (replay)", "cuDNN graph (cuGraphLaunch)",
-            "persistent", "persistent (replay)", "kernel", "mode", "floor", "ours", "engine", "table",
-            "× vs cuDNN graph (replay)", "× vs cuDNN graph (cuGraphLaunch)", "× vs cuDNN eager", "persistent / floor",
+    head = ["cell", "dtype", "H", "batch", "T", "cuDNN eager", "cuDNN graph", "persistent (graph)", "kernel", "mode",
+            "floor", "ours", "engine", "table", "× vs cuDNN graph", "× vs cuDNN eager", "persistent / floor",
             *[f"variant {v}" for v in variants], "max |Δ| vs cuDNN"]
     lines = [
         f"# Persistent RNN kernel vs cuDNN — {meta['gpu']}",
         "",
         f"Measured {meta['date']} with `{meta['command']}` (torch {meta['torch']}, cuDNN {meta['cudnn']}).",
         "Times in µs (median of CUDA-event-timed runs, inputs on the GPU). cuDNN = torch.nn.LSTM/GRU, eager and "
-        "in a CUDA graph launched two ways: `CUDAGraph.replay()` (what a PyTorch user gets) and the driver's "
-        "`cuGraphLaunch` (how the cuda backend launches every graph). `persistent` = the kernel, launched like "
-        "the backend does; `persistent (replay)` = the same graph through `CUDAGraph.replay()`. `ours` = the engine "
+        "replayed from a captured CUDA graph; the persistent kernel in a CUDA graph too. `ours` = the engine "
         "the backend's first-run measurement keeps (persistent kernel or its cuDNN fallback). `table` = the engine "
         "the built-in table picks without measuring. 2 layers, input = hidden. floor = the persistent schedule's "
         "hardware floor (docs/cuda.md). `kernel`: v2 = two-barrier step (v1: the original), +wreg = weight "
-        "fragments in registers, +xin = first layer's input products in the kernel. `variant X` = the same stack "
-        "built another way, same run (v1: original step; smem: fragments in shared memory; gemm: input projection "
-        "as a GEMM).",
+        "fragments in registers, +split = deeper wavefront layers do their input product before waiting on their "
+        "own h, +xin = first layer's input products in the kernel. `variant X` = the same stack built another way, "
+        "timed in the same run (v1: original step; smem: fragments in shared memory; nosplit: no split; xin: the "
+        "other choice of in-kernel vs GEMM input projection; noncoop: a plain instead of a cooperative launch).",
         "",
         "Step exchange (tagged all-gather through L2, 1 CTA per SM): "
         + ", ".join(f"{k} = {v:.2f}" for k, v in meta["exchange"].items()),
@@ -293,10 +291,9 @@ def markdown(rows: list[dict], meta: dict) -> str:
     for r in rows:
         pg = r.get("persistent_graph_us")
         cells = [r["cell"], r["dtype"], r["hidden"], r["batch"], r["T"], _fmt(r["cudnn_eager_us"]),
-                 _fmt(r["cudnn_graph_us"]), _fmt(r.get("cudnn_graph_raw_us")), _fmt(pg), _fmt(r.get("persistent_replay_us")),
-                 r.get("step", ""), r.get("mode", r.get("persistent_skip", r.get("persistent_error", ""))),
+                 _fmt(r["cudnn_graph_us"]), _fmt(pg), r.get("step", ""), r.get("mode", r.get("persistent_skip", r.get("persistent_error", ""))),
                  _fmt(r.get("floor_us")), _fmt(r["ours_graph_us"]), r["auto_engine"], r["table_engine"],
-                 f"{r['speedup_vs_cudnn_graph']:.2f}", f"{r.get('speedup_vs_cudnn_graph_raw', float('nan')):.2f}",
+                 f"{r['speedup_vs_cudnn_graph']:.2f}",
                  f"{r['speedup_vs_cudnn_eager']:.1f}",
                  f"{(pg / r['floor_us']) if pg and r.get('floor_us') else float('nan'):.1f}",
                  *[_fmt(r.get(f"variant_{v}_us")) for v in variants],
@@ -319,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe", action="store_true", help="time kernel variants with parts switched off")
     ap.add_argument("--variants", default="",
                     help="comma list of other builds to time in the same run: v1 (original step), "
-                         "smem (fragments in shared memory), gemm (input projection as a GEMM)")
+                         "smem (fragments in shared memory), nosplit (no split input product), xin (the other "
+                         "in-kernel/GEMM choice for the first layer's input), noncoop (plain launch)")
     args = ap.parse_args(argv)
 
     import torch

@@ -63,9 +63,6 @@ def test_graph_replay_sees_new_inputs_and_matches_eager():
         g, e, r = graphed.run(feeds), eager.run(feeds), engine.run(feeds, backend="reference")
         for k in r:
             assert np.abs(g[k] - r[k]).max() <= 1e-4 and np.abs(e[k] - r[k]).max() <= 1e-4
-    # graphs are launched with the driver's cuGraphLaunch where PyTorch exposes the handle
-    want = "cuGraphLaunch" if hasattr(torch.cuda.CUDAGraph, "raw_cuda_graph_exec") else "CUDAGraph.replay"
-    assert graphed.describe()["graph_launch"] == want and eager.describe()["graph_launch"] is None
 
 
 @pytest.mark.gpu

@@ -179,18 +179,13 @@ def test_weight_fragments_go_to_registers_only_within_the_register_budget(monkey
     assert not make_plan(RnnProblem("lstm", 512, 512, 1, 100, layers=2, dtype="float16"), H100).kernel.wreg
 
 
-def test_wavefront_first_layer_projects_its_input_in_kernel_at_any_length(monkeypatch):
+def test_first_layer_projects_its_input_in_kernel_only_for_short_sequences(monkeypatch):
     monkeypatch.delenv("TF2RT_CUDA_STEP", raising=False)
     wave = make_plan(RnnProblem("lstm", 512, 128, 1, 500, layers=2, dtype="float16"), H100)
-    assert wave.mode == "wavefront" and wave.kernel.fuse_input and wave.kernel.kx == 512
-    # a single layer over a long sequence keeps the GEMM (its step would get longer)
-    one = make_plan(RnnProblem("lstm", 512, 128, 1, 500, dtype="float16"), H100)
-    assert not one.kernel.fuse_input
-    # short sequences fuse in every mode
-    assert make_plan(RnnProblem("lstm", 512, 128, 1, 3, dtype="float16"), H100).kernel.fuse_input
-    # the original step (batch 64) keeps the GEMM for long sequences
-    big = make_plan(RnnProblem("lstm", 256, 256, 64, 100, layers=2, dtype="float16"), H100, prefer="persistent")
-    assert not big.kernel.step_v2 and not big.kernel.fuse_input
-    # an input too wide for shared memory next to the weights falls back to the GEMM
-    wide = make_plan(RnnProblem("lstm", 512, 8192, 1, 100, layers=2, dtype="float32"), H100, prefer="persistent")
-    assert wide.engine != "persistent" or not wide.kernel.fuse_input
+    assert wave.mode == "wavefront" and not wave.kernel.fuse_input and wave.kernel.kx == 512
+    # deeper wavefront layers do their input product before waiting on their own h
+    assert wave.kernel.split_x and wave.kernel.defines()["SPLITX"] == 1
+    short = make_plan(RnnProblem("lstm", 512, 128, 1, 3, layers=2, dtype="float16"), H100)
+    assert short.kernel.fuse_input and short.kernel.kx == 512
+    # one layer: nothing to split
+    assert not make_plan(RnnProblem("lstm", 512, 128, 1, 3, dtype="float16"), H100).kernel.split_x

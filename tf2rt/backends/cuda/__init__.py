@@ -138,12 +138,10 @@ class CudaRunner(Runner):
     # -- introspection and timing ------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         """Which engine runs each recurrent stack and why (after the first run)."""
-        launch = next((st["graph"].launch_mode for st in self._state.values() if st["graph"] is not None), None)
-        return {"device": self.limits.name, "graph": self.use_graph, "graph_launch": launch,
-                "recurrent": self.executor.describe()}
+        return {"device": self.limits.name, "graph": self.use_graph, "recurrent": self.executor.describe()}
 
     def benchmark(self, feeds: Mapping[str, Any], iterations: int = 100, warmup: int = 10) -> list[float]:
-        """Seconds per call, GPU time by CUDA events around the graph launch (inputs on device)."""
+        """Seconds per call, GPU time by CUDA events around the graph replay (inputs on device)."""
         torch = self.torch
         checked = self.check_feeds(feeds)
         st = self._prepare(checked)
@@ -185,7 +183,7 @@ def _time_each(fn: Any, iterations: int, warmup: int) -> list[float]:
 
 
 def _time_graph(fn: Any, reps: int = 10) -> float:
-    """Median microseconds of `fn` launched from a CUDA graph the way the runner does."""
+    """Median microseconds of `fn` replayed from a CUDA graph."""
     return float(np.median(_time_each(CapturedCall(fn), reps, 3)))
 
 

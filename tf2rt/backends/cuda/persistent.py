@@ -57,7 +57,8 @@ def compile_kernel(cfg: KernelConfig, probe: tuple[str, ...] = ()) -> Any:
     options = ("--std=c++17", "-lineinfo") + tuple(f"-D{k}={v}" for k, v in defines.items())
     # Cooperative launch: the driver refuses a grid that cannot be co-resident instead of
     # letting spinning CTAs wait for CTAs that never start.
-    module = cupy.RawModule(code=kernel_source(), options=options, enable_cooperative_groups=True)
+    # ("NONCOOP" in probe: a plain launch, for timing the cooperative launch's cost only.)
+    module = cupy.RawModule(code=kernel_source(), options=options, enable_cooperative_groups="NONCOOP" not in probe)
     kernel = module.get_function("persistent_rnn")
     kernel.max_dynamic_shared_size_bytes = cfg.smem_bytes
     return kernel

@@ -109,6 +109,7 @@ class KernelConfig:
     fuse_input: bool = False  # the first layer projects x inside the kernel
     step_v2: bool = False  # two-barrier step (kernels/persistent_rnn.cu, STEP_V2)
     wreg: bool = False  # weight fragments in registers (WREG; two-barrier step, fp16/bf16)
+    split_x: bool = False  # deeper wavefront layers: input product before the own-h wait (SPLITX)
 
     @property
     def gates(self) -> int:
@@ -199,6 +200,7 @@ class KernelConfig:
             "KX": self.kx_eff,
             "STEP_V2": int(self.step_v2),
             "WREG": int(self.wreg),
+            "SPLITX": int(self.split_x),
         }
 
 
@@ -294,10 +296,11 @@ def kernel_config(problem: RnnProblem, groups: int, wavefront: bool, device: Dev
     while bch > 1 and -(-bch * problem.hidden // THREADS) > MAX_GATHER_WORDS:
         bch //= 2
     v2 = step_v2_default(problem, upc, bch)
-    # The first layer projects x inside the kernel for short sequences (saves the GEMM's
-    # launch) and in two-barrier wavefronts, where a deeper layer's in-kernel products set
-    # the step time anyway and x's loads hide behind the exchange wait.
-    fuse_input = allow_fuse_input and (problem.seq_len <= FUSE_INPUT_MAX_T or (wavefront and v2))
+    # The first layer projects x inside the kernel only for short sequences (saves the
+    # GEMM's launch). For long ones the GEMM wins even in a wavefront: a first layer with
+    # in-kernel input products is as slow per step as the deeper ones, so it no longer
+    # runs ahead of them (LSTM H=512 fp16 B=1 T=100 on an H200: 210 us vs 172 us).
+    fuse_input = allow_fuse_input and problem.seq_len <= FUSE_INPUT_MAX_T
     kx = max(problem.input_size if fuse_input else 0, problem.hidden if wavefront else 0)
     cfg = KernelConfig(
         cell_code=problem.cell_code,
@@ -315,13 +318,11 @@ def kernel_config(problem: RnnProblem, groups: int, wavefront: bool, device: Dev
         fuse_input=fuse_input,
     )
     if v2:
-        c2 = replace(cfg, step_v2=True)
+        c2 = replace(cfg, step_v2=True, split_x=wavefront and groups > 1)
         if c2.smem_bytes + STATIC_SMEM_RESERVE <= device.smem_per_block:
             if os.environ.get(WREG_ENV, "") != "0" and wreg_applies(c2):
                 c2 = replace(c2, wreg=True)
             return c2
-        if fuse_input and problem.seq_len > FUSE_INPUT_MAX_T:  # back to the GEMM, original step
-            return kernel_config(problem, groups, wavefront, device, allow_fuse_input=False)
     return cfg
 
 

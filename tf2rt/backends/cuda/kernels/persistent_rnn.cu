@@ -20,7 +20,9 @@
 //   STEP_V2=1 selects the two-barrier step (see the STEP_V2 loop below); 0 keeps the
 //   original step with a barrier around every phase. WREG=1 (two-barrier step on tensor
 //   cores only) keeps each warp's weight fragments in registers for the whole sequence
-//   instead of re-reading them from shared memory every step.
+//   instead of re-reading them from shared memory every step. SPLITX=1 (two-barrier
+//   step) lets a deeper wavefront layer do its input product before it waits on its own
+//   h_{t-1}.
 
 #ifndef CELL
 #error "CELL must be defined"
@@ -45,6 +47,9 @@
 #endif
 #ifndef WREG
 #define WREG 0
+#endif
+#ifndef SPLITX
+#define SPLITX 0
 #endif
 #if WREG && !(STEP_V2 && WTYPE != 0)
 #error "WREG needs the two-barrier step on tensor cores (fp16/bf16 weights)"
@@ -709,8 +714,10 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         load_frags<KP, NIT_R>(Rg + (size_t)cta * ROWS_P * KP, fragR);
         load_frags<KX, NIT_X>(fused ? Wg + (size_t)cta * ROWS_P * KX : nullptr, fragX);
 #define FRAGS fragR, fragX
+#define FRAGS_X fragX, fragX
 #else
 #define FRAGS nullptr, nullptr
+#define FRAGS_X nullptr, nullptr
 #endif
         for (int s = 0; s < T; ++s) {
             const bool active = s < glen;
@@ -739,12 +746,24 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                     }
                 }
             }
-#if PAIR_GATHER
-            if (s > 0 && fused && !xin_g) {
-                gather_pair(ex + (size_t)(s - 1) * slot, hs, LDH, in_ex + (size_t)s * slot, xs, LDX, epoch);
-            } else
+            // A deeper wavefront layer reads the layer below's h_t from the exchange.
+            const bool deeper = s > 0 && fused && !xin_g;
+            const bool split = SPLITX && deeper;
+            if (split) {
+                // SPLITX: the layer below published h_t about a step ago, so its input
+                // product runs while this layer's own h_{t-1} is still on its way; only
+                // the recurrent product stays between the exchange and the gates.
+                gather(in_ex + (size_t)s * slot, 0, xs, LDX, epoch);
+                __syncthreads();
+#if USE_MMA
+                dot_v2<KX, LDX, KX, LDX, false>(Ws, xs, nullptr, xs, redx, redx, FRAGS_X);
+#else
+                DOT_X(Ws, xs, accX, ROWS, 0);
 #endif
-            {
+                gather(ex + (size_t)(s - 1) * slot, 0, hs, LDH, epoch);
+            } else if (PAIR_GATHER && deeper) {
+                gather_pair(ex + (size_t)(s - 1) * slot, hs, LDH, in_ex + (size_t)s * slot, xs, LDX, epoch);
+            } else {
                 if (s == 0) load_init(h0, 0, hs);
                 else gather(ex + (size_t)(s - 1) * slot, 0, hs, LDH, epoch);
                 if (!xin_g && fused) gather(in_ex + (size_t)s * slot, 0, xs, LDX, epoch);
@@ -761,11 +780,11 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             }
             __syncthreads();
 #if USE_MMA
-            if (fused) dot_v2<KP, LDH, KX, LDX, true>(Rs, hs, Ws, xs, red, redx, FRAGS);
+            if (fused && !split) dot_v2<KP, LDH, KX, LDX, true>(Rs, hs, Ws, xs, red, redx, FRAGS);
             else dot_v2<KP, LDH, KX, LDX, false>(Rs, hs, nullptr, xs, red, redx, FRAGS);
 #else
             DOT_H(Rs, hs, accR, ROWS, 0);
-            if (fused) DOT_X(Ws, xs, accX, ROWS, 0);
+            if (fused && !split) DOT_X(Ws, xs, accX, ROWS, 0);
 #endif
             __syncthreads();
             if (gact) {
@@ -815,6 +834,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         }
         __syncthreads();
 #undef FRAGS
+#undef FRAGS_X
     }
 #else
     for (int s = 0; s < T; ++s) {
