@@ -259,6 +259,60 @@ def probe(reps: int, limits) -> list[dict]:
     return rows
 
 
+def probe_launch(reps: int, limits) -> list[dict]:
+    """What launching a captured graph costs: CUDAGraph.replay() against the driver's
+    cuGraphLaunch through ctypes (stream looked up per call, or cached), for a graph of one
+    empty kernel and for 2-layer LSTM H=512 fp16 batch-1 T=1 stacks (persistent, cuDNN)."""
+    import ctypes
+
+    import cupy
+    import torch
+
+    from tf2rt.backends.cuda.rnn import make_stack, node_spec
+
+    lib = ctypes.CDLL("libcuda.so.1")
+    launch = lib.cuGraphLaunch
+    launch.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    empty = cupy.RawKernel('extern "C" __global__ void empty() {}', "empty")
+
+    def launch_empty():
+        with cupy.cuda.ExternalStream(torch.cuda.current_stream().cuda_stream):
+            empty((1,), (32,), ())
+
+    rng = np.random.default_rng(0)
+    specs = [node_spec("LSTM", {"hidden_size": 512},
+                       rng.uniform(-.05, .05, (1, 2048, 512)).astype(np.float32),
+                       rng.uniform(-.05, .05, (1, 2048, 512)).astype(np.float32),
+                       rng.uniform(-.5, .5, (1, 4096)).astype(np.float32), None) for _ in range(2)]
+    x = torch.randn(1, 1, 512, device="cuda", dtype=torch.float16)
+    pers, _ = make_stack(specs, 1, 1, "float16", limits, prefer="persistent")
+    cud, _ = make_stack(specs, 1, 1, "float16", limits, prefer="cudnn")
+    rows = []
+    for name, fn in [("empty kernel", launch_empty), ("persistent T=1", lambda: pers(x)), ("cuDNN T=1", lambda: cud(x))]:
+        call = _graphed(fn)
+        exe = ctypes.c_void_p(call.graph.raw_cuda_graph_exec())
+        stream = ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
+
+        def raw_lookup():
+            launch(exe, ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
+
+        def raw_cached():
+            launch(exe, stream)
+
+        for how, f in [("replay()", call.graph.replay), ("cuGraphLaunch, stream looked up", raw_lookup),
+                       ("cuGraphLaunch, stream cached", raw_cached)]:
+            ev = _events_median(f, reps)
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(200):
+                f()
+                torch.cuda.current_stream().synchronize()
+            wall = (time.perf_counter() - t0) / 200 * 1e6
+            rows.append({"graph": name, "launch": how, "events_us": ev, "wall_us_with_sync": wall})
+            print(rows[-1], flush=True)
+    return rows
+
+
 def _fmt(v) -> str:
     return "" if v is None else f"{v:.1f}"
 
@@ -314,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--probe", action="store_true", help="time kernel variants with parts switched off")
+    ap.add_argument("--probe-launch", action="store_true", help="time graph launches: replay() vs cuGraphLaunch")
     ap.add_argument("--variants", default="",
                     help="comma list of other builds to time in the same run: v1 (original step), "
                          "smem (fragments in shared memory), nosplit (no split input product), xin (the other "
@@ -331,6 +386,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.probe:
         for row in probe(args.reps, limits):
             print(row)
+        return 0
+    if args.probe_launch:
+        rows = probe_launch(args.reps, limits)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=1))
         return 0
     meta = {
         "gpu": torch.cuda.get_device_name(),

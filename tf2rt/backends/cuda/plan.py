@@ -233,15 +233,14 @@ class Plan:
 
 
 # Largest batch at which the persistent kernel beat cuDNN-in-a-CUDA-graph in the committed
-# benchmark (benchmarks/results/cuda_rnn_h100.md, 2 layers; fp16 H=512 rows updated from
-# cuda_rnn_h100_steps.md, the two-barrier step), by (cell, dtype) ->
-# {hidden: (short sequences (T <= FUSE_INPUT_MAX_T), long sequences)}; 0 = never.
-# Shapes between entries use the next larger hidden size; plain RNN was not measured and
-# uses the GRU row. A runner with autotune on re-measures at load time anyway.
+# benchmark (benchmarks/results/cuda_rnn_h200.md: 2 layers, batch 1/8/64, on an H200), by
+# (cell, dtype) -> {hidden: (short sequences (T <= FUSE_INPUT_MAX_T), long sequences)};
+# 0 = never. Shapes between entries use the next larger hidden size; plain RNN was not
+# measured and uses the GRU row. A runner with autotune on re-measures at load time anyway.
 CROSSOVER: dict[tuple[str, str], dict[int, tuple[int, int]]] = {
-    ("lstm", "float16"): {256: (8, 8), 512: (8, 8), 1024: (0, 1)},
-    ("lstm", "float32"): {256: (1, 8), 512: (0, 8), 1024: (0, 8)},
-    ("gru", "float16"): {256: (8, 8), 512: (1, 1), 1024: (0, 1)},
+    ("lstm", "float16"): {256: (1, 8), 512: (1, 8), 1024: (0, 1)},
+    ("lstm", "float32"): {256: (1, 8), 512: (1, 8), 1024: (0, 8)},
+    ("gru", "float16"): {256: (8, 8), 512: (1, 8), 1024: (0, 1)},
     ("gru", "float32"): {256: (1, 8), 512: (1, 8), 1024: (0, 8)},
 }
 
