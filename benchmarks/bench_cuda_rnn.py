@@ -313,6 +313,98 @@ def probe_launch(reps: int, limits) -> list[dict]:
     return rows
 
 
+def bench_stream(cell: str, hidden: int, batch: int, dtype: str, layers: int, steps: int, limits) -> dict:
+    """One streaming step, host to host (x in host memory -> y in host memory), wall clock:
+    a resident StreamSession against a CUDA graph of cuDNN (and of the persistent kernel)
+    fed through pinned buffers: copy x in, replay, copy y out, synchronize. The graphs'
+    event-timed replay (device side only, no copies) is listed too."""
+    import torch
+
+    from tf2rt.backends.cuda.resident import StreamSession
+    from tf2rt.backends.cuda.rnn import make_stack, node_spec
+
+    rng = np.random.default_rng(hidden + batch)
+    G = {"lstm": 4, "gru": 3}[cell]
+    specs = []
+    for _ in range(layers):
+        s = 1.0 / np.sqrt(hidden)
+        attrs = {"hidden_size": hidden, "linear_before_reset": 1} if cell == "gru" else {"hidden_size": hidden}
+        specs.append(node_spec(cell.upper(), attrs, rng.uniform(-s, s, (1, G * hidden, hidden)).astype(np.float32),
+                               rng.uniform(-s, s, (1, G * hidden, hidden)).astype(np.float32),
+                               rng.uniform(-0.5, 0.5, (1, 2 * G * hidden)).astype(np.float32), None))
+    xs = rng.standard_normal((steps, batch, hidden)).astype(np.float32)
+    tdt = getattr(torch, dtype)
+    row = {"cell": cell, "hidden": hidden, "batch": batch, "dtype": dtype, "layers": layers, "steps": steps}
+
+    def host_to_host(stack):
+        x_dev = torch.zeros(1, batch, hidden, device="cuda", dtype=tdt)
+        x_pin = torch.zeros(1, batch, hidden, dtype=tdt).pin_memory()
+        out = {}
+
+        def fwd():
+            out["y"] = stack(x_dev)[0]
+            return out["y"]
+
+        call = _graphed(fwd)
+        y_pin = torch.zeros(tuple(call.outputs.shape), dtype=tdt).pin_memory()
+        stream = torch.cuda.current_stream()
+        times, ys = [], []
+        for t in range(steps):
+            x_pin.copy_(torch.from_numpy(xs[t]).reshape(1, batch, hidden))
+            t0 = time.perf_counter()
+            x_dev.copy_(x_pin, non_blocking=True)
+            call()
+            y_pin.copy_(call.outputs, non_blocking=True)
+            stream.synchronize()
+            times.append(time.perf_counter() - t0)
+            ys.append(y_pin.float().numpy().reshape(batch, hidden).copy())
+        return statistics.median(times[10:]) * 1e6, np.stack(ys), _events_median(call, 50)
+
+    cudnn, _ = make_stack(specs, batch, 1, dtype, limits, prefer="cudnn")
+    row["cudnn_graph_h2h_us"], _, row["cudnn_graph_events_us"] = host_to_host(cudnn)
+    pers, _ = make_stack(specs, batch, 1, dtype, limits, prefer="persistent")
+    row["persistent_graph_h2h_us"], _, row["persistent_graph_events_us"] = host_to_host(pers)
+    sess = StreamSession(specs, batch, dtype, limits)
+    times, ys = [], []
+    with sess:
+        for t in range(steps):
+            t0 = time.perf_counter()
+            ys.append(sess.step(xs[t]))
+            times.append(time.perf_counter() - t0)
+    row["resident_h2h_us"] = statistics.median(times[10:]) * 1e6
+    row["resident_p90_us"] = float(np.percentile(times[10:], 90) * 1e6)
+    # cuDNN ran each step from zero state (a T=1 graph); the session carries state, so its
+    # outputs are checked against cuDNN over the whole sequence instead.
+    full, _ = make_stack(specs, batch, steps, dtype, limits, prefer="cudnn")
+    y_seq = full(torch.from_numpy(xs).to("cuda", tdt))[0].float().cpu().numpy().reshape(steps, batch, hidden)
+    row["resident_max_abs_diff_vs_cudnn_sequence"] = float(np.abs(np.stack(ys) - y_seq).max())
+    row["speedup_vs_cudnn_graph_h2h"] = row["cudnn_graph_h2h_us"] / row["resident_h2h_us"]
+    row["speedup_vs_cudnn_graph_events"] = row["cudnn_graph_events_us"] / row["resident_h2h_us"]
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def stream_markdown(rows: list[dict], meta: dict) -> str:
+    lines = [f"# Streaming step (T=1) host to host — {meta['gpu']}", "",
+             f"Measured {meta['date']} with `{meta['command']}` (torch {meta['torch']}, cuDNN {meta['cudnn']}).",
+             "Wall-clock µs per step, median over the steps after the first 10: x starts in host memory and the "
+             "step ends when y is in host memory. `resident` = a StreamSession (one kernel launch for the whole "
+             "stream; state carried on chip). `graph h2h` = a CUDA graph of one T=1 step fed through pinned buffers "
+             "(copy in, replay, copy out, synchronize); `graph events` = the same graph's replay timed with CUDA "
+             "events, device side only, no copies (the batch table's T=1 measure). 2 layers, input = hidden.", "",
+             "| cell | dtype | H | batch | resident | resident p90 | cuDNN graph h2h | persistent graph h2h | "
+             "cuDNN graph events | persistent graph events | × vs cuDNN graph h2h | × vs cuDNN graph events | "
+             "max |Δ| vs cuDNN (sequence) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['cell']} | {r['dtype']} | {r['hidden']} | {r['batch']} | {r['resident_h2h_us']:.1f} | "
+                     f"{r['resident_p90_us']:.1f} | {r['cudnn_graph_h2h_us']:.1f} | {r['persistent_graph_h2h_us']:.1f} | "
+                     f"{r['cudnn_graph_events_us']:.1f} | {r['persistent_graph_events_us']:.1f} | "
+                     f"{r['speedup_vs_cudnn_graph_h2h']:.2f} | {r['speedup_vs_cudnn_graph_events']:.2f} | "
+                     f"{r['resident_max_abs_diff_vs_cudnn_sequence']:.1e} |")
+    return "\n".join(lines) + "\n"
+
+
 def _fmt(v) -> str:
     return "" if v is None else f"{v:.1f}"
 
@@ -369,6 +461,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--probe", action="store_true", help="time kernel variants with parts switched off")
     ap.add_argument("--probe-launch", action="store_true", help="time graph launches: replay() vs cuGraphLaunch")
+    ap.add_argument("--stream", action="store_true",
+                    help="streaming steps host to host: resident StreamSession vs CUDA graphs (uses --cells, "
+                         "--dtypes, --hidden, --batch, --layers)")
+    ap.add_argument("--steps", type=int, default=1000, help="steps per streaming measurement")
     ap.add_argument("--variants", default="",
                     help="comma list of other builds to time in the same run: v1 (original step), "
                          "smem (fragments in shared memory), nosplit (no split input product), xin (the other "
@@ -386,6 +482,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.probe:
         for row in probe(args.reps, limits):
             print(row)
+        return 0
+    if args.stream:
+        meta = {"gpu": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
+                "command": "python benchmarks/bench_cuda_rnn.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+        rows = [bench_stream(cell, hidden, batch, dtype, args.layers, args.steps, limits)
+                for cell in args.cells.split(",") for dtype in args.dtypes.split(",")
+                for hidden in map(int, args.hidden.split(",")) for batch in map(int, args.batch.split(","))]
+        md = stream_markdown(rows, meta)
+        print(md)
+        if args.out:
+            Path(args.out).write_text(md)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
         return 0
     if args.probe_launch:
         rows = probe_launch(args.reps, limits)

@@ -151,3 +151,20 @@ def run_onnxruntime(model, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
     return dict(zip(names, sess.run(names, feeds)))
+
+
+def node_specs(case: RnnCase) -> list:
+    """The case's layers as the cuda backend's RnnNodeSpecs (what the engine graph holds)."""
+    from tf2rt.backends.cuda.rnn import node_spec
+
+    specs = []
+    for w in case.weights:
+        attrs = {"hidden_size": case.hidden, "direction": case.direction}
+        if case.cell == "gru":
+            attrs["linear_before_reset"] = case.lbr
+        if case.cell == "rnn":
+            attrs["activations"] = [case.activation] * case.dirs
+        if case.clip:
+            attrs["clip"] = case.clip
+        specs.append(node_spec(OPS[case.cell], attrs, w["W"], w["R"], w["B"], w["P"]))
+    return specs

@@ -39,6 +39,7 @@ def _configs():
         "gru-h256-b8-wave-fp16": RnnProblem("gru", 256, 256, 8, 50, layers=3, dtype="float16"),
         "gru-reset-before-fp32": RnnProblem("gru", 128, 64, 2, 30, dtype="float32", linear_before_reset=False),
         "lstm-h128-b2-wave-fp32": RnnProblem("lstm", 128, 64, 2, 30, layers=2, dtype="float32"),
+        "gru-h256-b3-t2-fp32": RnnProblem("gru", 256, 100, 3, 2, layers=3, dtype="float32"),
         "gru-h96-b8-bidir-fp32": RnnProblem("gru", 96, 96, 8, 20, layers=2, directions=2, dtype="float32"),
         "lstm-h256-b16-wave-fp16": RnnProblem("lstm", 256, 256, 16, 100, layers=2, dtype="float16"),
         "rnn-relu-h256-b64-fp16": RnnProblem("rnn", 256, 256, 64, 100, dtype="float16", rnn_activation="relu"),
@@ -56,6 +57,8 @@ def _configs():
             out[name + "-nosplit"] = replace(k, split_x=False)
         if k.step_v2:
             out[name + "-v1"] = replace(k, step_v2=False, wreg=False, split_x=False)
+        if k.step_v2 and k.fuse_input and prob.directions == 1:  # streaming build (resident.py)
+            out[name + "-resident"] = replace(k, resident=True, split_x=False)
     return out
 
 
@@ -69,6 +72,7 @@ def test_the_configurations_cover_every_kernel_variant():
     assert any(k.wreg for k in ks) and any(k.step_v2 and not k.wreg for k in ks) and any(not k.step_v2 for k in ks)
     assert any(k.fuse_input for k in ks) and any(k.fused and not k.fuse_input for k in ks)
     assert any(k.split_x and k.wreg for k in ks) and any(k.split_x and not k.mma for k in ks)
+    assert any(k.resident and k.wreg for k in ks) and any(k.resident and not k.mma for k in ks)
 
 
 def _compile(nvrtc, cfg):

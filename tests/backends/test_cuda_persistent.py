@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cuda_models import RnnCase, build_model, make_inputs, make_weights, run_onnxruntime
+from cuda_models import RnnCase, build_model, make_inputs, make_weights, node_specs, run_onnxruntime
 
 torch = pytest.importorskip("torch")
 if not torch.cuda.is_available():  # pragma: no cover - CPU CI
@@ -18,7 +18,7 @@ if not torch.cuda.is_available():  # pragma: no cover - CPU CI
 pytest.importorskip("cupy")
 
 from tf2rt.backends.cuda.persistent import device_limits  # noqa: E402
-from tf2rt.backends.cuda.rnn import make_stack, node_spec  # noqa: E402
+from tf2rt.backends.cuda.rnn import make_stack  # noqa: E402
 
 TOL = {"float32": 1e-4, "float16": 2e-2}
 
@@ -55,17 +55,7 @@ def _run(case: RnnCase, dtype: str, prefer: str | None = "persistent"):
     make_weights(case)
     feeds = make_inputs(case)
     ref = run_onnxruntime(build_model(case), feeds)
-    specs = []
-    for layer, w in enumerate(case.weights):
-        attrs = {"hidden_size": case.hidden, "direction": case.direction}
-        if case.cell == "gru":
-            attrs["linear_before_reset"] = case.lbr
-        if case.cell == "rnn":
-            attrs["activations"] = [case.activation] * case.dirs
-        if case.clip:
-            attrs["clip"] = case.clip
-        op = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[case.cell]
-        specs.append(node_spec(op, attrs, w["W"], w["R"], w["B"], w["P"]))
+    specs = node_specs(case)
     stack, plan = make_stack(specs, case.batch, case.seq_len, dtype, device_limits(), prefer=prefer,
                              has_seq_lens=case.seq_lens)
     dev = "cuda"

@@ -189,3 +189,25 @@ def test_first_layer_projects_its_input_in_kernel_only_for_short_sequences(monke
     assert short.kernel.fuse_input and short.kernel.kx == 512
     # one layer: nothing to split
     assert not make_plan(RnnProblem("lstm", 512, 128, 1, 3, dtype="float16"), H100).kernel.split_x
+
+
+def test_stream_sessions_refuse_stacks_they_cannot_run():
+    from tf2rt.backends.cuda.resident import StreamSession
+    from tf2rt.backends.cuda.rnn import node_spec
+    from tf2rt.errors import UnsupportedError
+
+    rng = np.random.default_rng(0)
+
+    def spec(direction, lbr=1, dirs=1):
+        return node_spec("GRU", {"hidden_size": 32, "direction": direction, "linear_before_reset": lbr},
+                         rng.standard_normal((dirs, 96, 16)), rng.standard_normal((dirs, 96, 32)),
+                         rng.standard_normal((dirs, 192)), None)
+
+    with pytest.raises(UnsupportedError, match="unidirectional"):
+        StreamSession([spec("bidirectional", dirs=2)], 1, limits=H100)
+    with pytest.raises(UnsupportedError, match="unidirectional"):
+        StreamSession([spec("reverse")], 1, limits=H100)
+    with pytest.raises(UnsupportedError, match="linear_before_reset"):
+        StreamSession([spec("forward", lbr=0)], 1, limits=H100)
+    with pytest.raises(UnsupportedError, match="batch <= 8"):
+        StreamSession([spec("forward")], 16, limits=H100)

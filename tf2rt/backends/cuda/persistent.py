@@ -23,7 +23,7 @@ from .plan import DeviceLimits, KernelConfig, Plan, RnnProblem
 
 NDESC = 24
 (D_R, D_W, D_RB, D_WB, D_P, D_XP, D_XP_STRIDE, D_H0, D_C0, D_Y, D_Y_TSTRIDE, D_HN, D_CN, D_EX,
- D_IN_EX, D_EX2, D_CTA_BEGIN, D_NCTA, D_REVERSE, D_SEQLEN) = range(20)
+ D_IN_EX, D_EX2, D_CTA_BEGIN, D_NCTA, D_REVERSE, D_SEQLEN, D_FEED, D_TIMEOUT_NS) = range(22)
 
 _GATE_MACROS = {
     "lstm": {"input": "GI", "output": "GO", "forget": "GF", "cell": "GC"},
@@ -156,7 +156,8 @@ class PersistentStack:
         self.ex = torch.zeros(ngroups, T, B, H, device=self.dev, dtype=torch.int64)
         lbr0 = p.cell == "gru" and not p.linear_before_reset
         self.ex2 = torch.zeros(ngroups, T, B, H, device=self.dev, dtype=torch.int64) if lbr0 else None
-        self.sync = torch.tensor([1, 0], device=self.dev, dtype=torch.int32)
+        # [epoch, CTAs finished, idle-timeout flag (streaming sessions)]
+        self.sync = torch.tensor([1, 0, 0], device=self.dev, dtype=torch.int32)
         # Descriptor tables: one per launch, per (has h0, has c0, has seq_lens).
         self._desc: dict[tuple[bool, bool, bool], list[Any]] = {}
         for key in [(a, b, c) for a in (False, True) for b in (False, True) for c in (False, True)]:
@@ -224,7 +225,6 @@ class PersistentStack:
             self.seq.copy_(seq_lens.reshape(B))
         tables = self._desc[(h0 is not None, c0 is not None, seq_lens is not None)]
         stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(self.dev).cuda_stream)
-        clip = np.float32(p.clip or 0.0)
         x = x.to(self.dt).contiguous()
         inp = x.reshape(T * B, -1)
         for li, table in enumerate(tables):
@@ -236,13 +236,18 @@ class PersistentStack:
                 xin = x.data_ptr()  # projected inside the kernel
             else:
                 torch.addmm(self.Wb[li], inp, self.Wt[li], out=self.xp[li][: T * B])
-            ngroups = table.shape[0]
-            with stream:
-                self.kernel(
-                    (ngroups * cfg.ctas_per_group,), (cfg.threads,),
-                    (np.uint64(table.data_ptr()), np.int32(ngroups), np.int32(T),
-                     np.uint64(self.sync.data_ptr()), clip, np.uint64(xin), np.int32(p.input_size)),
-                    shared_mem=cfg.smem_bytes,
-                )
+            self.launch(table, T, xin, stream)
         y = self.y[-1][:T]
         return y, self.hn, self.cn
+
+    def launch(self, table: Any, steps: int, xin: int, stream: Any) -> None:
+        """One kernel launch over the groups of descriptor `table` (on a cupy stream)."""
+        cfg = self.cfg
+        ngroups = table.shape[0]
+        with stream:
+            self.kernel(
+                (ngroups * cfg.ctas_per_group,), (cfg.threads,),
+                (np.uint64(table.data_ptr()), np.int32(ngroups), np.int32(steps), np.uint64(self.sync.data_ptr()),
+                 np.float32(self.problem.clip or 0.0), np.uint64(xin), np.int32(self.problem.input_size)),
+                shared_mem=cfg.smem_bytes,
+            )

@@ -110,6 +110,7 @@ class KernelConfig:
     step_v2: bool = False  # two-barrier step (kernels/persistent_rnn.cu, STEP_V2)
     wreg: bool = False  # weight fragments in registers (WREG; two-barrier step, fp16/bf16)
     split_x: bool = False  # deeper wavefront layers: input product before the own-h wait (SPLITX)
+    resident: bool = False  # streaming: one launch serves step after step (RESIDENT; resident.py)
 
     @property
     def gates(self) -> int:
@@ -201,6 +202,7 @@ class KernelConfig:
             "STEP_V2": int(self.step_v2),
             "WREG": int(self.wreg),
             "SPLITX": int(self.split_x),
+            "RESIDENT": int(self.resident),
         }
 
 

@@ -51,6 +51,12 @@
 #ifndef SPLITX
 #define SPLITX 0
 #endif
+#ifndef RESIDENT
+#define RESIDENT 0
+#endif
+#if RESIDENT && !STEP_V2
+#error "RESIDENT needs the two-barrier step"
+#endif
 #if WREG && !(STEP_V2 && WTYPE != 0)
 #error "WREG needs the two-barrier step on tensor cores (fp16/bf16 weights)"
 #endif
@@ -196,10 +202,37 @@ __device__ __forceinline__ float tanh_(float x) { return 1.0f - 2.0f / (1.0f + _
 #endif
 __device__ __forceinline__ float clipf(float x, float c) { return c > 0.0f ? fminf(fmaxf(x, -c), c) : x; }
 
+// One (unit, batch) state update from the gates' input and recurrent parts (biases added):
+// returns the new h and updates c (LSTM). Inactive (padded) steps keep the state. GRU here
+// is reset-after (linear_before_reset); the reset-before form runs in the original step.
+__device__ __forceinline__ float cell_update(const float* xv, const float* rv, float h, float& c, bool active,
+                                             float pi, float po, float pf, float clip) {
+#if CELL == 0
+    const float ig = sigm(clipf(xv[GI] + rv[GI] + pi * c, clip));
+    const float fg = sigm(clipf(xv[GF] + rv[GF] + pf * c, clip));
+    const float gg = tanh_(clipf(xv[GC] + rv[GC], clip));
+    const float cnew = fg * c + ig * gg;
+    const float og = sigm(clipf(xv[GO] + rv[GO] + po * cnew, clip));
+    if (!active) return h;
+    c = cnew;
+    return og * tanh_(cnew);
+#elif CELL == 1
+    const float z = sigm(clipf(xv[GZ] + rv[GZ], clip));
+    const float r = sigm(clipf(xv[GR] + rv[GR], clip));
+    const float hh = tanh_(clipf(xv[GH] + r * rv[GH], clip));
+    return active ? (1.0f - z) * hh + z * h : h;
+#elif CELL == 2
+    return active ? tanh_(clipf(xv[0] + rv[0], clip)) : h;
+#else
+    return active ? fmaxf(clipf(xv[0] + rv[0], clip), 0.0f) : h;
+#endif
+}
+
 // ---- descriptor fields (one row of NDESC long longs per group) ----------------------
 enum {
     D_R = 0, D_W, D_RB, D_WB, D_P, D_XP, D_XP_STRIDE, D_H0, D_C0, D_Y, D_Y_TSTRIDE,
-    D_HN, D_CN, D_EX, D_IN_EX, D_EX2, D_CTA_BEGIN, D_NCTA, D_REVERSE, D_SEQLEN
+    D_HN, D_CN, D_EX, D_IN_EX, D_EX2, D_CTA_BEGIN, D_NCTA, D_REVERSE, D_SEQLEN,
+    D_FEED, D_TIMEOUT_NS  // RESIDENT: this group feeds x from the host; idle timeout
 };
 
 // Gather BCH batch rows [c0, c0+BCH) of a step's exchange slot into smem (fp32), spinning
@@ -569,6 +602,61 @@ __device__ __forceinline__ void cp_async16(void* sdst, const void* gsrc) {
 }
 #endif
 
+#if RESIDENT
+// Resident (streaming) mode: one launch serves step after step of a stream until the host
+// says stop. Ring slots (two per exchange) carry tags (epoch + step) & TAGMASK; a word
+// whose tag also has STOPBIT set tells every consumer to finish. x comes from host-mapped
+// memory as tagged words, y goes back the same way, so a step needs no launch and no copy.
+#define TAGMASK 0x7fffffffu
+#define STOPBIT 0x80000000u
+#define EPTR ((BATCH * KX + NTHR - 1) / NTHR)
+__device__ __forceinline__ u64 ld_sys(const u64* p) {
+    u64 v;
+    asm volatile("ld.relaxed.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+    return v;
+}
+__device__ __forceinline__ void st_sys(u64* p, u64 v) {
+    asm volatile("st.relaxed.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+__device__ __forceinline__ unsigned long long now_ns() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+// Rows [BATCH][n] of a tagged slot into staging rows of stride ld, polling every word until
+// its tag is `tag`; returns whether any word also carries STOPBIT.
+__device__ __forceinline__ bool gather_tagged(const u64* slot, int n, stage_t* dst, int ld, u32 tag) {
+    const int tid = threadIdx.x, total = BATCH * n;
+    u64 v[EPTR];
+#pragma unroll
+    for (int e = 0; e < EPTR; ++e)
+        if (tid + e * NTHR < total) v[e] = ld_relaxed(slot + tid + e * NTHR);
+    bool pending = true;
+    while (pending) {
+        pending = false;
+#pragma unroll
+        for (int e = 0; e < EPTR; ++e) {
+            const int idx = tid + e * NTHR;
+            if (idx < total && (((u32)(v[e] >> 32)) & TAGMASK) != tag) {
+                v[e] = ld_relaxed(slot + idx);
+                pending = true;
+            }
+        }
+    }
+    bool stop = false;
+#pragma unroll
+    for (int e = 0; e < EPTR; ++e) {
+        const int idx = tid + e * NTHR;
+        if (idx < total) {
+            stop |= ((u32)(v[e] >> 32) & STOPBIT) != 0;
+            const int b = idx / n, k = idx - b * n;
+            dst[b * ld + k] = to_stage(__uint_as_float((u32)v[e]));
+        }
+    }
+    return stop;
+}
+#endif
+
 extern "C" __global__ void __launch_bounds__(NTHR, 1)
 persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* sync, float clip,
                const io_t* __restrict__ xin, int xin_k) {
@@ -708,6 +796,9 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         }
 #if CELL == 0
         const float pi = gact ? ps[gu] : 0.0f, po = gact ? ps[UPC + gu] : 0.0f, pf = gact ? ps[2 * UPC + gu] : 0.0f;
+#define PEEP pi, po, pf
+#else
+#define PEEP 0.0f, 0.0f, 0.0f
 #endif
 #if USE_MMA && WREG
         uint4 fragR[NIT_R], fragX[NIT_X];
@@ -718,6 +809,98 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #else
 #define FRAGS nullptr, nullptr
 #define FRAGS_X nullptr, nullptr
+#endif
+#if RESIDENT
+        // Streaming: layer-0 CTAs first relay their share of x_s from host memory into the
+        // x exchange (so each host word crosses PCIe once); every layer then gathers its
+        // input row (x or the layer below's h_s), does the input product, gathers its own
+        // h_{s-1}, the recurrent product and the gates. A stop word travels down the
+        // layers the same way, so every CTA leaves at the same step.
+        (void)glen;
+        const bool feed = d[D_FEED] != 0;
+        const int kin = feed ? xin_k : HID;
+        const u64* host_x = reinterpret_cast<const u64*>(xin);
+        u64* host_y = reinterpret_cast<u64*>(d[D_Y]);
+        u64* xex = const_cast<u64*>(in_ex);
+        const unsigned long long timeout = (unsigned long long)d[D_TIMEOUT_NS];
+        const int ring = BATCH * KX;  // words per ring slot of the x exchange
+        int s = 0;
+        for (; s < T; ++s) {
+            const u32 tag = (epoch + (u32)s) & TAGMASK;
+            if (feed) {
+                const int total = BATCH * xin_k, per = (total + (int)d[D_NCTA] - 1) / (int)d[D_NCTA];
+                for (int i = threadIdx.x; i < per && cta * per + i < total; i += NTHR) {
+                    const int idx = cta * per + i;
+                    const unsigned long long t0 = now_ns();
+                    u64 w = ld_sys(host_x + idx);
+                    while ((((u32)(w >> 32)) & TAGMASK) != tag) {
+                        if (now_ns() - t0 > timeout) {  // idle too long: stop as if asked to
+                            w = ((u64)(tag | STOPBIT) << 32);
+                            atomicExch(sync + 2, 1u);
+                            break;
+                        }
+                        w = ld_sys(host_x + idx);
+                    }
+                    st_relaxed(xex + (size_t)(s & 1) * ring + idx, w);
+                }
+            }
+            int stop = gather_tagged(in_ex + (size_t)(s & 1) * (feed ? ring : slot), kin, xs, LDX, tag);
+            stop = __syncthreads_or(stop);
+            if (stop) {
+                if (gact) {  // pass the stop on to the next layer; keep the final state
+                    st_relaxed(ex + (size_t)(s & 1) * slot + (size_t)gb * HID + gj, ((u64)(tag | STOPBIT) << 32));
+                    if (hn) io_store(hn + (size_t)gb * HID + gj, hreg);
+#if CELL == 0
+                    if (cn) io_store(cn + (size_t)gb * HID + gj, creg);
+#endif
+                }
+                break;
+            }
+#if USE_MMA
+            dot_v2<KX, LDX, KX, LDX, false>(Ws, xs, nullptr, xs, redx, redx, FRAGS_X);
+#else
+            DOT_X(Ws, xs, accX, ROWS, 0);
+#endif
+            if (s == 0) load_init(h0, 0, hs);
+            else gather_tagged(ex + (size_t)((s - 1) & 1) * slot, HID, hs, LDH, (epoch + (u32)s - 1u) & TAGMASK);
+            __syncthreads();
+#if USE_MMA
+            dot_v2<KP, LDH, KX, LDX, false>(Rs, hs, nullptr, xs, red, redx, FRAGS);
+#else
+            DOT_H(Rs, hs, accR, ROWS, 0);
+#endif
+            __syncthreads();
+            if (gact) {
+                float xv[NG], rv[NG];
+#pragma unroll
+                for (int q = 0; q < NG; ++q) {
+                    const int row = q * UPC + gu;
+#if USE_MMA
+                    rv[q] = red_sum(red, row, gb) + rbr[q];
+                    xv[q] = red_sum(redx, row, gb) + wbr[q];
+#else
+                    rv[q] = accR[row * BATCH + gb] + rbr[q];
+                    xv[q] = accX[row * BATCH + gb] + wbr[q];
+#endif
+                }
+                hreg = cell_update(xv, rv, hreg, creg, true, PEEP, clip);
+                const u64 w = ((u64)tag << 32) | (u64)__float_as_uint(hreg);
+                st_relaxed(ex + (size_t)(s & 1) * slot + (size_t)gb * HID + gj, w);
+                if (host_y) st_sys(host_y + (size_t)gb * HID + gj, w);
+            }
+        }
+        __syncthreads();
+        // Tags used: epoch .. epoch + s. The next session starts past them.
+        if (threadIdx.x == 0) {
+            __threadfence();
+            if (atomicAdd(sync + 1, 1u) == gridDim.x - 1) {
+                sync[1] = 0;
+                u32 e = (epoch + (u32)s + 1u) & TAGMASK;
+                sync[0] = e ? e : 1u;
+                __threadfence();
+            }
+        }
+        return;
 #endif
         for (int s = 0; s < T; ++s) {
             const bool active = s < glen;
@@ -800,27 +983,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                     xv[q] = (fused ? accX[row * BATCH + gb] : xg[q]) + wbr[q];
 #endif
                 }
-                float hnew = hreg;
-#if CELL == 0
-                const float ig = sigm(clipf(xv[GI] + rv[GI] + pi * creg, clip));
-                const float fg = sigm(clipf(xv[GF] + rv[GF] + pf * creg, clip));
-                const float gg = tanh_(clipf(xv[GC] + rv[GC], clip));
-                const float cnew = fg * creg + ig * gg;
-                const float og = sigm(clipf(xv[GO] + rv[GO] + po * cnew, clip));
-                if (active) {
-                    hnew = og * tanh_(cnew);
-                    creg = cnew;
-                }
-#elif CELL == 1
-                const float z = sigm(clipf(xv[GZ] + rv[GZ], clip));
-                const float r = sigm(clipf(xv[GR] + rv[GR], clip));
-                const float hh = tanh_(clipf(xv[GH] + r * rv[GH], clip));
-                if (active) hnew = (1.0f - z) * hh + z * hreg;
-#elif CELL == 2
-                if (active) hnew = tanh_(clipf(xv[0] + rv[0], clip));
-#else
-                if (active) hnew = fmaxf(clipf(xv[0] + rv[0], clip), 0.0f);
-#endif
+                const float hnew = cell_update(xv, rv, hreg, creg, active, PEEP, clip);
                 hreg = hnew;
                 st_relaxed(ex + (size_t)s * slot + (size_t)gb * HID + gj, pack(hnew, epoch));
                 if (y) io_store(y + (size_t)tt * y_ts + (size_t)gb * HID + gj, active ? hnew : 0.0f);
@@ -835,6 +998,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         __syncthreads();
 #undef FRAGS
 #undef FRAGS_X
+#undef PEEP
     }
 #else
     for (int s = 0; s < T; ++s) {
