@@ -151,6 +151,8 @@ def _variant(name: str, pers, plan, specs, limits):
         k2 = replace(k, fuse_input=not k.fuse_input)
     elif name == "noncoop":  # same kernel, plain (non-cooperative) launch: timing only
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("NONCOOP",))
+    elif name == "nopack":  # one fp32 h per exchange word instead of two staged values
+        return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("NO_PACK2",))
     else:
         raise ValueError(f"unknown variant {name!r}")
     if k2.smem_bytes + STATIC_SMEM_RESERVE > limits.smem_per_block:
@@ -426,7 +428,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "fragments in registers, +split = deeper wavefront layers do their input product before waiting on their "
         "own h, +xin = first layer's input products in the kernel. `variant X` = the same stack built another way, "
         "timed in the same run (v1: original step; smem: fragments in shared memory; nosplit: no split; xin: the "
-        "other choice of in-kernel vs GEMM input projection; noncoop: a plain instead of a cooperative launch).",
+        "other choice of in-kernel vs GEMM input projection; noncoop: a plain instead of a cooperative launch; "
+        "nopack: one fp32 h per exchange word instead of two fp16/bf16 values).",
         "",
         "Step exchange (tagged all-gather through L2, 1 CTA per SM): "
         + ", ".join(f"{k} = {v:.2f}" for k, v in meta["exchange"].items()),
@@ -468,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default="",
                     help="comma list of other builds to time in the same run: v1 (original step), "
                          "smem (fragments in shared memory), nosplit (no split input product), xin (the other "
-                         "in-kernel/GEMM choice for the first layer's input), noncoop (plain launch)")
+                         "in-kernel/GEMM choice for the first layer's input), noncoop (plain launch), nopack (one h per "
+                         "exchange word)")
     args = ap.parse_args(argv)
 
     import torch

@@ -83,7 +83,9 @@ class StreamSession:
         # Host-mapped words: pinned memory is addressable from the GPU at the same pointer.
         self._in = torch.zeros(B * n_in, dtype=torch.int64).pin_memory()
         self._out = torch.zeros(B * H, dtype=torch.int64).pin_memory()
-        self.in_words = self._in.numpy().view(np.uint64)
+        # Little-endian words: [even] = value bits, [odd] = tag.
+        in32 = self._in.numpy().view(np.uint32)
+        self.in_val, self.in_tag = in32[0::2], in32[1::2]
         out32 = self._out.numpy().view(np.uint32)
         self.out_tag, self.out_val = out32[1::2], out32[0::2].view(np.float32)
         self.stream = torch.cuda.Stream(device=dev)
@@ -136,14 +138,20 @@ class StreamSession:
         if x.size != p.batch * p.input_size:
             raise ShapeError(f"x must hold batch x input = {p.batch} x {p.input_size} values, got shape {x.shape}")
         tag = (self.epoch + self.steps) & TAGMASK
-        self.in_words[:] = np.uint64(tag << 32) | x.reshape(-1).view(np.uint32).astype(np.uint64)
+        # Values first, then tags: x86 stores become visible in order, so a word the GPU
+        # sees with the new tag already holds the new value.
+        self.in_val[:] = x.reshape(-1).view(np.uint32)
+        self.in_tag[:] = tag
         self._wait(tag)
         self.steps += 1
         return self.out_val.reshape(p.batch, p.hidden).copy()
 
     def _wait(self, tag: int) -> None:
         out_tag, deadline, spins = self.out_tag, None, 0
-        while not (out_tag == tag).all():
+        last = len(out_tag) - 1
+        while True:
+            if out_tag[last] == tag and (out_tag == tag).all():  # cheap scalar test first
+                return
             spins += 1
             if spins % 1024 == 0:
                 if self.stream.query():  # the kernel is gone: it timed out waiting for input
@@ -160,7 +168,7 @@ class StreamSession:
         """Stop the kernel; returns the state after the last step (h, c)."""
         if self.is_open:
             tag = (self.epoch + self.steps) & TAGMASK
-            self.in_words[:] = np.uint64((tag | STOPBIT) << 32)
+            self.in_tag[:] = tag | STOPBIT
             deadline = time.monotonic() + max(self.timeout_s, 1.0) + 5.0
             while not self.stream.query():
                 if time.monotonic() > deadline:

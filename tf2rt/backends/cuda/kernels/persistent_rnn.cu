@@ -239,8 +239,82 @@ enum {
 // until every word carries this launch's epoch. All loads are issued before any is waited
 // on, so the wait costs one L2 round trip, not one per element.
 #define EPT ((BCH * HID + NTHR - 1) / NTHR)
+
+// Exchange word format. fp16/bf16 two-barrier builds carry two units' h per word, already
+// in the staging type the products read ({lo: unit 2k, hi: unit 2k+1, tag}): half the
+// words to move and poll per step, and no precision change (the consumer would round h to
+// the staging type anyway). The two values come from neighbouring gate threads of one warp
+// (shuffle), hence the conditions. Otherwise one fp32 h per word ({h, tag}).
+#if STEP_V2 && USE_MMA && (HID % 2 == 0) && (UPC % 2 == 0) && (32 % (2 * BATCH) == 0) && !defined(NO_PACK2)
+#define PACK2 1
+#define EXW (BATCH * HID / 2)
+#else
+#define PACK2 0
+#define EXW (BATCH * HID)
+#endif
+#define EPW ((EXW + NTHR - 1) / NTHR)
+// Word w of a step's exchange slot into the staging rows (stride ld).
+__device__ __forceinline__ void unpack_store(u64 v, int w, stage_t* dst, int ld) {
+#if PACK2
+    const int b = w / (HID / 2), k = 2 * (w - b * (HID / 2));
+    *reinterpret_cast<u32*>(dst + b * ld + k) = (u32)v;
+#else
+    const int b = w / HID, k = w - b * HID;
+    dst[b * ld + k] = to_stage(__uint_as_float((u32)v));
+#endif
+}
+// Publish this thread's h of (unit gu, batch gb) into a step's exchange slot. With PACK2
+// every thread of the block must call it (warp shuffle); `act` says whether the thread
+// owns a unit.
+__device__ __forceinline__ void publish_h(u64* slot, float h, bool act, int gu, int gb, int gj, u32 tag) {
+#if PACK2
+    const float hp = __shfl_down_sync(0xffffffffu, h, BATCH);  // unit gu + 1, same batch row
+    if (act && (gu & 1) == 0) {
+        const u32 two = (u32)to_stage(h) | ((u32)to_stage(hp) << 16);
+        st_relaxed(slot + (size_t)gb * (HID / 2) + gj / 2, ((u64)tag << 32) | two);
+    }
+#else
+    (void)gu;
+    if (act) st_relaxed(slot + (size_t)gb * HID + gj, ((u64)tag << 32) | (u64)__float_as_uint(h));
+#endif
+}
+
+#if STEP_V2
+// A whole step slot (one batch chunk) of h words into staging, polling until every word
+// carries `epoch`: all loads are issued first, then every word not ready is re-polled in
+// one pass, so a pass costs one L2 round trip for all of them.
+__device__ __forceinline__ void gather_h(const u64* slot, stage_t* dst, int ld, u32 epoch) {
+    const int tid = threadIdx.x;
+    u64 v[EPW];
+#pragma unroll
+    for (int e = 0; e < EPW; ++e)
+        if (tid + e * NTHR < EXW) v[e] = ld_relaxed(slot + tid + e * NTHR);
+#ifndef PROBE_NO_SPIN  // timing probe only: results are wrong
+    bool pending = true;
+    while (pending) {
+        pending = false;
+#pragma unroll
+        for (int e = 0; e < EPW; ++e) {
+            const int idx = tid + e * NTHR;
+            if (idx < EXW && (u32)(v[e] >> 32) != epoch) {
+                v[e] = ld_relaxed(slot + idx);
+                pending = true;
+            }
+        }
+    }
+#endif
+#pragma unroll
+    for (int e = 0; e < EPW; ++e)
+        if (tid + e * NTHR < EXW) unpack_store(v[e], tid + e * NTHR, dst, ld);
+}
+#endif
+
 __device__ __forceinline__ void gather2(const u64* slot, int c0, stage_t* dst, int ld, u32 epoch);
 __device__ __forceinline__ void gather(const u64* slot, int c0, stage_t* dst, int ld, u32 epoch) {
+#if STEP_V2  // one batch chunk (c0 == 0), maybe packed words
+    gather_h(slot, dst, ld, epoch);
+    return;
+#endif
 #if defined(GATHER_V2) && (HID % 2 == 0)
     gather2(slot, c0, dst, ld, epoch);
     return;
@@ -311,16 +385,16 @@ __device__ __forceinline__ void gather2(const u64* slot, int c0, stage_t* dst, i
 // gather() of two slots at once (STEP_V2, one batch chunk): a deeper wavefront layer needs
 // its own h_{t-1} and the layer below's h_t; issuing both slots' loads before waiting on
 // either costs one L2 round trip instead of two in a row.
-#define PAIR_GATHER (2 * EPT <= 16)
+#define PAIR_GATHER (2 * EPW <= 16)
 #define EPTX ((BATCH * KX + NTHR - 1) / NTHR)
 __device__ __forceinline__ void gather_pair(const u64* sa, stage_t* da, int lda, const u64* sb, stage_t* db,
                                             int ldb, u32 epoch) {
     const int tid = threadIdx.x;
-    u64 va[EPT], vb[EPT];
+    u64 va[EPW], vb[EPW];
 #pragma unroll
-    for (int e = 0; e < EPT; ++e) {
+    for (int e = 0; e < EPW; ++e) {
         const int idx = tid + e * NTHR;
-        if (idx < BATCH * HID) {
+        if (idx < EXW) {
             va[e] = ld_relaxed(sa + idx);
             vb[e] = ld_relaxed(sb + idx);
         }
@@ -330,9 +404,9 @@ __device__ __forceinline__ void gather_pair(const u64* sa, stage_t* da, int lda,
     while (pending) {
         pending = false;
 #pragma unroll
-        for (int e = 0; e < EPT; ++e) {
+        for (int e = 0; e < EPW; ++e) {
             const int idx = tid + e * NTHR;
-            if (idx < BATCH * HID) {
+            if (idx < EXW) {
                 if ((u32)(va[e] >> 32) != epoch) {
                     va[e] = ld_relaxed(sa + idx);
                     pending = true;
@@ -346,12 +420,11 @@ __device__ __forceinline__ void gather_pair(const u64* sa, stage_t* da, int lda,
     }
 #endif
 #pragma unroll
-    for (int e = 0; e < EPT; ++e) {
+    for (int e = 0; e < EPW; ++e) {
         const int idx = tid + e * NTHR;
-        if (idx < BATCH * HID) {
-            const int b = idx / HID, k = idx - b * HID;
-            da[b * lda + k] = to_stage(__uint_as_float((u32)va[e]));
-            db[b * ldb + k] = to_stage(__uint_as_float((u32)vb[e]));
+        if (idx < EXW) {
+            unpack_store(va[e], idx, da, lda);
+            unpack_store(vb[e], idx, db, ldb);
         }
     }
 }
@@ -625,8 +698,10 @@ __device__ __forceinline__ unsigned long long now_ns() {
 }
 // Rows [BATCH][n] of a tagged slot into staging rows of stride ld, polling every word until
 // its tag is `tag`; returns whether any word also carries STOPBIT.
+// HSLOT: an h exchange slot (EXW words, maybe packed); else n fp32 words per batch row.
+template <bool HSLOT>
 __device__ __forceinline__ bool gather_tagged(const u64* slot, int n, stage_t* dst, int ld, u32 tag) {
-    const int tid = threadIdx.x, total = BATCH * n;
+    const int tid = threadIdx.x, total = HSLOT ? EXW : BATCH * n;
     u64 v[EPTR];
 #pragma unroll
     for (int e = 0; e < EPTR; ++e)
@@ -649,8 +724,12 @@ __device__ __forceinline__ bool gather_tagged(const u64* slot, int n, stage_t* d
         const int idx = tid + e * NTHR;
         if (idx < total) {
             stop |= ((u32)(v[e] >> 32) & STOPBIT) != 0;
-            const int b = idx / n, k = idx - b * n;
-            dst[b * ld + k] = to_stage(__uint_as_float((u32)v[e]));
+            if (HSLOT) {
+                unpack_store(v[e], idx, dst, ld);
+            } else {
+                const int b = idx / n, k = idx - b * n;
+                dst[b * ld + k] = to_stage(__uint_as_float((u32)v[e]));
+            }
         }
     }
     return stop;
@@ -844,11 +923,12 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                     st_relaxed(xex + (size_t)(s & 1) * ring + idx, w);
                 }
             }
-            int stop = gather_tagged(in_ex + (size_t)(s & 1) * (feed ? ring : slot), kin, xs, LDX, tag);
+            int stop = feed ? gather_tagged<false>(in_ex + (size_t)(s & 1) * ring, xin_k, xs, LDX, tag)
+                            : gather_tagged<true>(in_ex + (size_t)(s & 1) * slot, HID, xs, LDX, tag);
             stop = __syncthreads_or(stop);
-            if (stop) {
-                if (gact) {  // pass the stop on to the next layer; keep the final state
-                    st_relaxed(ex + (size_t)(s & 1) * slot + (size_t)gb * HID + gj, ((u64)(tag | STOPBIT) << 32));
+            if (stop) {  // pass the stop on to the next layer; keep the final state
+                publish_h(ex + (size_t)(s & 1) * slot, 0.0f, gact, gu, gb, gj, tag | STOPBIT);
+                if (gact) {
                     if (hn) io_store(hn + (size_t)gb * HID + gj, hreg);
 #if CELL == 0
                     if (cn) io_store(cn + (size_t)gb * HID + gj, creg);
@@ -862,7 +942,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             DOT_X(Ws, xs, accX, ROWS, 0);
 #endif
             if (s == 0) load_init(h0, 0, hs);
-            else gather_tagged(ex + (size_t)((s - 1) & 1) * slot, HID, hs, LDH, (epoch + (u32)s - 1u) & TAGMASK);
+            else gather_tagged<true>(ex + (size_t)((s - 1) & 1) * slot, HID, hs, LDH, (epoch + (u32)s - 1u) & TAGMASK);
             __syncthreads();
 #if USE_MMA
             dot_v2<KP, LDH, KX, LDX, false>(Rs, hs, nullptr, xs, red, redx, FRAGS);
@@ -884,10 +964,9 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #endif
                 }
                 hreg = cell_update(xv, rv, hreg, creg, true, PEEP, clip);
-                const u64 w = ((u64)tag << 32) | (u64)__float_as_uint(hreg);
-                st_relaxed(ex + (size_t)(s & 1) * slot + (size_t)gb * HID + gj, w);
-                if (host_y) st_sys(host_y + (size_t)gb * HID + gj, w);
             }
+            publish_h(ex + (size_t)(s & 1) * slot, hreg, gact, gu, gb, gj, tag);
+            if (gact && host_y) st_sys(host_y + (size_t)gb * HID + gj, ((u64)tag << 32) | (u64)__float_as_uint(hreg));
         }
         __syncthreads();
         // Tags used: epoch .. epoch + s. The next session starts past them.
@@ -983,12 +1062,14 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                     xv[q] = (fused ? accX[row * BATCH + gb] : xg[q]) + wbr[q];
 #endif
                 }
-                const float hnew = cell_update(xv, rv, hreg, creg, active, PEEP, clip);
-                hreg = hnew;
-                st_relaxed(ex + (size_t)s * slot + (size_t)gb * HID + gj, pack(hnew, epoch));
-                if (y) io_store(y + (size_t)tt * y_ts + (size_t)gb * HID + gj, active ? hnew : 0.0f);
+                hreg = cell_update(xv, rv, hreg, creg, active, PEEP, clip);
+            }
+            // The exchange first (the next step waits on it), then the outputs.
+            publish_h(ex + (size_t)s * slot, hreg, gact, gu, gb, gj, epoch);
+            if (gact) {
+                if (y) io_store(y + (size_t)tt * y_ts + (size_t)gb * HID + gj, active ? hreg : 0.0f);
                 if (s == T - 1) {
-                    if (hn) io_store(hn + (size_t)gb * HID + gj, hnew);
+                    if (hn) io_store(hn + (size_t)gb * HID + gj, hreg);
 #if CELL == 0
                     if (cn) io_store(cn + (size_t)gb * HID + gj, creg);
 #endif
