@@ -96,3 +96,19 @@ def test_step_rejects_wrong_shapes_and_closed_sessions():
         with pytest.raises(Tf2rtError, match="batch x input"):
             sess.step(np.zeros(7, np.float32))
         sess.step(feeds["X"][0])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_engine_runner_streams_its_recurrent_stack(precision):
+    from test_conformance import build_rnn, rnn_feeds
+
+    engine, _ = build_rnn("lstm", 2, False, 128, 24, 2, 9, 5, precision=precision)
+    feeds = rnn_feeds("lstm", 2, False, 128, 24, 2, 9, 5, False, False)
+    want = engine.run(feeds, backend="reference")["y"]  # [batch, steps, hidden]
+    runner = engine.runner("cuda")
+    with runner.stream_session(batch=2) as sess:
+        ys = np.stack([sess.step(feeds["x"][:, t]) for t in range(9)], axis=1)
+    assert _err(ys, want.reshape(ys.shape)) <= (1e-4 if precision == "fp32" else 2e-2)
+    with pytest.raises(Tf2rtError, match="stack must be"):
+        runner.stream_session(stack=3)

@@ -156,6 +156,22 @@ class CudaRunner(Runner):
 
         return [us * 1e-6 for us in _time_each(call, iterations, warmup)]
 
+    def stream_session(self, batch: int = 1, stack: int = 0, timeout_s: float = 5.0) -> Any:
+        """A streaming session (resident.StreamSession) for recurrent stack number `stack`
+        of this engine: `step(x_t)` takes that stack's input vectors [batch, input] and
+        returns its last layer's h_t [batch, hidden], one kernel launch for the whole
+        stream. The engine's other ops (e.g. an embedding or a dense head) are not part of
+        the session. Unidirectional forward stacks that fit on chip, batch <= 8."""
+        from .resident import StreamSession
+
+        chains = self.executor.chains
+        if not chains:
+            raise UnsupportedError("this engine has no recurrent layers to stream")
+        if not 0 <= stack < len(chains):
+            raise Tf2rtError(f"stack must be in [0, {len(chains)}), got {stack}")
+        dtype = {"fp16": "float16", "bf16": "bfloat16"}.get(self.engine.precision, "float32")
+        return StreamSession(chains[stack].specs, batch, dtype, self.limits, timeout_s)
+
     def floor_us(self) -> float:
         """Sum of the hardware-floor estimates of the persistent stacks (docs/cuda.md)."""
         return sum(c.plan.floor_us for c in self.executor.chains if c.plan is not None and c.plan.engine == "persistent")
