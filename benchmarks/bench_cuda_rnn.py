@@ -251,7 +251,7 @@ def probe(reps: int, limits) -> list[dict]:
         problem = problem_for(specs, batch, T, dtype)
         plan = make_plan(problem, limits, prefer="persistent")
         x = torch.randn(T, batch, hidden, device="cuda", dtype=getattr(torch, dtype))
-        for variant in [(), ("PROBE_NO_DOT",), ("PROBE_NO_SPIN",), ("PROBE_NO_DOT", "PROBE_NO_SPIN"), ("GATHER_V2",)]:
+        for variant in [(), ("PROBE_NO_DOT",), ("PROBE_NO_SPIN",), ("PROBE_NO_DOT", "PROBE_NO_SPIN")]:
             st = PersistentStack(problem, plan, [s.weights for s in specs], probe=variant)
             t = _events_median(_graphed(lambda: st(x)), reps)
             steps = plan.steps

@@ -279,149 +279,80 @@ __device__ __forceinline__ void publish_h(u64* slot, float h, bool act, int gu, 
 #endif
 }
 
-#if STEP_V2
-// A whole step slot (one batch chunk) of h words into staging, polling until every word
-// carries `epoch`: all loads are issued first, then every word not ready is re-polled in
-// one pass, so a pass costs one L2 round trip for all of them.
-__device__ __forceinline__ void gather_h(const u64* slot, stage_t* dst, int ld, u32 epoch) {
-    const int tid = threadIdx.x;
-    u64 v[EPW];
+// Polling helpers. A thread issues the loads of all its words of a slot first, then
+// re-polls every word not ready yet in one pass, so a pass costs one L2 round trip for all
+// of them (polling word by word would queue the round trips). Thread t owns words
+// t, t + NTHR, ... of the first `total` words at `slot`.
+template <int N>
+__device__ __forceinline__ void issue_words(const u64* slot, u64 (&v)[N], int total) {
 #pragma unroll
-    for (int e = 0; e < EPW; ++e)
-        if (tid + e * NTHR < EXW) v[e] = ld_relaxed(slot + tid + e * NTHR);
-#ifndef PROBE_NO_SPIN  // timing probe only: results are wrong
-    bool pending = true;
-    while (pending) {
-        pending = false;
+    for (int e = 0; e < N; ++e)
+        if ((int)threadIdx.x + e * NTHR < total) v[e] = ld_relaxed(slot + threadIdx.x + e * NTHR);
+}
+// One pass: reload every word whose tag (under `mask`) is not `tag`; true while any was not.
+template <int N>
+__device__ __forceinline__ bool repoll(const u64* slot, u64 (&v)[N], int total, u32 tag, u32 mask = 0xffffffffu) {
+    bool pending = false;
 #pragma unroll
-        for (int e = 0; e < EPW; ++e) {
-            const int idx = tid + e * NTHR;
-            if (idx < EXW && (u32)(v[e] >> 32) != epoch) {
-                v[e] = ld_relaxed(slot + idx);
-                pending = true;
-            }
+    for (int e = 0; e < N; ++e) {
+        const int idx = threadIdx.x + e * NTHR;
+        if (idx < total && (((u32)(v[e] >> 32)) & mask) != tag) {
+            v[e] = ld_relaxed(slot + idx);
+            pending = true;
         }
     }
-#endif
-#pragma unroll
-    for (int e = 0; e < EPW; ++e)
-        if (tid + e * NTHR < EXW) unpack_store(v[e], tid + e * NTHR, dst, ld);
+    return pending;
 }
+#ifdef PROBE_NO_SPIN  // timing probe only: results are wrong
+#define SPIN_WHILE(cond) (void)0
+#else
+#define SPIN_WHILE(cond) while (cond) {}
 #endif
 
-__device__ __forceinline__ void gather2(const u64* slot, int c0, stage_t* dst, int ld, u32 epoch);
+// Gather batch rows [c0, c0 + BCH) of a step's exchange slot into the staging rows (stride
+// ld), spinning until every word carries `epoch`. The two-barrier step has one batch chunk
+// (c0 == 0) and maybe packed words; the original step one fp32 h per word.
 __device__ __forceinline__ void gather(const u64* slot, int c0, stage_t* dst, int ld, u32 epoch) {
-#if STEP_V2  // one batch chunk (c0 == 0), maybe packed words
-    gather_h(slot, dst, ld, epoch);
-    return;
-#endif
-#if defined(GATHER_V2) && (HID % 2 == 0)
-    gather2(slot, c0, dst, ld, epoch);
-    return;
-#endif
-    const int tid = threadIdx.x;
+#if STEP_V2
+    (void)c0;
+    u64 v[EPW];
+    issue_words(slot, v, EXW);
+    SPIN_WHILE(repoll(slot, v, EXW, epoch));
+#pragma unroll
+    for (int e = 0; e < EPW; ++e)
+        if ((int)threadIdx.x + e * NTHR < EXW) unpack_store(v[e], threadIdx.x + e * NTHR, dst, ld);
+#else
+    const u64* base = slot + (size_t)c0 * HID;
+    const int total = min(BCH, BATCH - c0) * HID;
     u64 v[EPT];
+    issue_words(base, v, total);
+    SPIN_WHILE(repoll(base, v, total, epoch));
 #pragma unroll
     for (int e = 0; e < EPT; ++e) {
-        int idx = tid + e * NTHR;
-        if (idx < BCH * HID && c0 + idx / HID < BATCH) v[e] = ld_relaxed(slot + (size_t)c0 * HID + idx);
-    }
-#ifndef PROBE_NO_SPIN  // timing probe only: results are wrong
-    // Re-poll every word that is not ready yet in one pass, so each pass costs one L2
-    // round trip for all of them (polling word by word would queue the round trips).
-    bool pending = true;
-    while (pending) {
-        pending = false;
-#pragma unroll
-        for (int e = 0; e < EPT; ++e) {
-            int idx = tid + e * NTHR;
-            if (idx < BCH * HID && c0 + idx / HID < BATCH && (u32)(v[e] >> 32) != epoch) {
-                v[e] = ld_relaxed(slot + (size_t)c0 * HID + idx);
-                pending = true;
-            }
-        }
-    }
-#endif
-#pragma unroll
-    for (int e = 0; e < EPT; ++e) {
-        int idx = tid + e * NTHR;
-        if (idx < BCH * HID && c0 + idx / HID < BATCH) {
-            int b = idx / HID, k = idx - b * HID;
+        const int idx = threadIdx.x + e * NTHR;
+        if (idx < total) {
+            const int b = idx / HID, k = idx - b * HID;
             dst[b * ld + k] = to_stage(__uint_as_float((u32)v[e]));
         }
     }
-}
-
-#if (HID % 2 == 0)
-// Same as gather(), two words per 16-byte load (each 64-bit word stays single-copy atomic).
-#define EPT2 ((BCH * HID / 2 + NTHR - 1) / NTHR)
-__device__ __forceinline__ void gather2(const u64* slot, int c0, stage_t* dst, int ld, u32 epoch) {
-    const int tid = threadIdx.x;
-    u64 a[EPT2], b2[EPT2];
-#pragma unroll
-    for (int e = 0; e < EPT2; ++e) {
-        int idx = 2 * (tid + e * NTHR);
-        if (idx < BCH * HID && c0 + idx / HID < BATCH) {
-            const u64* p = slot + (size_t)c0 * HID + idx;
-            asm volatile("ld.relaxed.gpu.global.v2.u64 {%0, %1}, [%2];" : "=l"(a[e]), "=l"(b2[e]) : "l"(p) : "memory");
-        }
-    }
-#pragma unroll
-    for (int e = 0; e < EPT2; ++e) {
-        int idx = 2 * (tid + e * NTHR);
-        if (idx < BCH * HID && c0 + idx / HID < BATCH) {
-            const u64* p = slot + (size_t)c0 * HID + idx;
-            while ((u32)(a[e] >> 32) != epoch || (u32)(b2[e] >> 32) != epoch)
-                asm volatile("ld.relaxed.gpu.global.v2.u64 {%0, %1}, [%2];" : "=l"(a[e]), "=l"(b2[e]) : "l"(p) : "memory");
-            int b = idx / HID, k = idx - b * HID;
-            dst[b * ld + k] = to_stage(__uint_as_float((u32)a[e]));
-            dst[b * ld + k + 1] = to_stage(__uint_as_float((u32)b2[e]));
-        }
-    }
-}
 #endif
+}
 
 #if STEP_V2
-// gather() of two slots at once (STEP_V2, one batch chunk): a deeper wavefront layer needs
-// its own h_{t-1} and the layer below's h_t; issuing both slots' loads before waiting on
-// either costs one L2 round trip instead of two in a row.
+// gather() of two slots at once (one batch chunk): a deeper wavefront layer needs its own
+// h_{t-1} and the layer below's h_t; issuing both slots' loads before waiting on either
+// costs one L2 round trip instead of two in a row.
 #define PAIR_GATHER (2 * EPW <= 16)
 #define EPTX ((BATCH * KX + NTHR - 1) / NTHR)
 __device__ __forceinline__ void gather_pair(const u64* sa, stage_t* da, int lda, const u64* sb, stage_t* db,
                                             int ldb, u32 epoch) {
-    const int tid = threadIdx.x;
     u64 va[EPW], vb[EPW];
+    issue_words(sa, va, EXW);
+    issue_words(sb, vb, EXW);
+    SPIN_WHILE(repoll(sa, va, EXW, epoch) | repoll(sb, vb, EXW, epoch));  // `|`: poll both every pass
 #pragma unroll
     for (int e = 0; e < EPW; ++e) {
-        const int idx = tid + e * NTHR;
-        if (idx < EXW) {
-            va[e] = ld_relaxed(sa + idx);
-            vb[e] = ld_relaxed(sb + idx);
-        }
-    }
-#ifndef PROBE_NO_SPIN  // timing probe only: results are wrong
-    bool pending = true;
-    while (pending) {
-        pending = false;
-#pragma unroll
-        for (int e = 0; e < EPW; ++e) {
-            const int idx = tid + e * NTHR;
-            if (idx < EXW) {
-                if ((u32)(va[e] >> 32) != epoch) {
-                    va[e] = ld_relaxed(sa + idx);
-                    pending = true;
-                }
-                if ((u32)(vb[e] >> 32) != epoch) {
-                    vb[e] = ld_relaxed(sb + idx);
-                    pending = true;
-                }
-            }
-        }
-    }
-#endif
-#pragma unroll
-    for (int e = 0; e < EPW; ++e) {
-        const int idx = tid + e * NTHR;
+        const int idx = threadIdx.x + e * NTHR;
         if (idx < EXW) {
             unpack_store(va[e], idx, da, lda);
             unpack_store(vb[e], idx, db, ldb);
@@ -665,6 +596,24 @@ __device__ __forceinline__ void load_frags(const wt_t* block, uint4 (&a)[NIT]) {
 #endif
 
 #if STEP_V2
+// The gates' recurrent and input parts of (unit gu, batch gb): the products' results
+// (pr/px: split-K partial sums on tensor cores, plain sums on CUDA cores) or, where the
+// layer's input was projected by the GEMM, that projection xg; plus the biases.
+__device__ __forceinline__ void gate_parts(float* xv, float* rv, const float* pr, const float* px, bool fused,
+                                           const float* xg, const float* rbr, const float* wbr, int gu, int gb) {
+#pragma unroll
+    for (int q = 0; q < NG; ++q) {
+        const int row = q * UPC + gu;
+#if USE_MMA
+        rv[q] = red_sum(pr, row, gb) + rbr[q];
+        xv[q] = (fused ? red_sum(px, row, gb) : xg[q]) + wbr[q];
+#else
+        rv[q] = pr[row * BATCH + gb] + rbr[q];
+        xv[q] = (fused ? px[row * BATCH + gb] : xg[q]) + wbr[q];
+#endif
+    }
+}
+
 // 16-byte asynchronous global->shared copy: every copy of a CTA is in flight at once
 // (a plain load/store loop through generic pointers serialises one L2 round trip per
 // 16 bytes per thread).
@@ -703,20 +652,8 @@ template <bool HSLOT>
 __device__ __forceinline__ bool gather_tagged(const u64* slot, int n, stage_t* dst, int ld, u32 tag) {
     const int tid = threadIdx.x, total = HSLOT ? EXW : BATCH * n;
     u64 v[EPTR];
-#pragma unroll
-    for (int e = 0; e < EPTR; ++e)
-        if (tid + e * NTHR < total) v[e] = ld_relaxed(slot + tid + e * NTHR);
-    bool pending = true;
-    while (pending) {
-        pending = false;
-#pragma unroll
-        for (int e = 0; e < EPTR; ++e) {
-            const int idx = tid + e * NTHR;
-            if (idx < total && (((u32)(v[e] >> 32)) & TAGMASK) != tag) {
-                v[e] = ld_relaxed(slot + idx);
-                pending = true;
-            }
-        }
+    issue_words(slot, v, total);
+    while (repoll(slot, v, total, tag, TAGMASK)) {
     }
     bool stop = false;
 #pragma unroll
@@ -796,6 +733,9 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #if STEP_V2
     float* redx = reinterpret_cast<float*>(sp); sp += (size_t)MT * KSPLIT_M * 128 * 4;
 #endif
+#define PARTS red, redx  // where the gates find the products (gate_parts)
+#else
+#define PARTS accR, accX
 #endif
 
     // Weights on chip once: this CTA's packed block is contiguous [ROWS][KP].
@@ -952,17 +892,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             __syncthreads();
             if (gact) {
                 float xv[NG], rv[NG];
-#pragma unroll
-                for (int q = 0; q < NG; ++q) {
-                    const int row = q * UPC + gu;
-#if USE_MMA
-                    rv[q] = red_sum(red, row, gb) + rbr[q];
-                    xv[q] = red_sum(redx, row, gb) + wbr[q];
-#else
-                    rv[q] = accR[row * BATCH + gb] + rbr[q];
-                    xv[q] = accX[row * BATCH + gb] + wbr[q];
-#endif
-                }
+                gate_parts(xv, rv, PARTS, true, nullptr, rbr, wbr, gu, gb);
                 hreg = cell_update(xv, rv, hreg, creg, true, PEEP, clip);
             }
             publish_h(ex + (size_t)(s & 1) * slot, hreg, gact, gu, gb, gj, tag);
@@ -1051,17 +981,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             __syncthreads();
             if (gact) {
                 float xv[NG], rv[NG];
-#pragma unroll
-                for (int q = 0; q < NG; ++q) {
-                    const int row = q * UPC + gu;
-#if USE_MMA
-                    rv[q] = red_sum(red, row, gb) + rbr[q];
-                    xv[q] = (fused ? red_sum(redx, row, gb) : xg[q]) + wbr[q];
-#else
-                    rv[q] = accR[row * BATCH + gb] + rbr[q];
-                    xv[q] = (fused ? accX[row * BATCH + gb] : xg[q]) + wbr[q];
-#endif
-                }
+                gate_parts(xv, rv, PARTS, fused, xg, rbr, wbr, gu, gb);
                 hreg = cell_update(xv, rv, hreg, creg, active, PEEP, clip);
             }
             // The exchange first (the next step waits on it), then the outputs.
