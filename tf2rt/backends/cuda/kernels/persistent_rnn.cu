@@ -830,11 +830,11 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #define FRAGS_X nullptr, nullptr
 #endif
 #if RESIDENT
-        // Streaming: layer-0 CTAs first relay their share of x_s from host memory into the
-        // x exchange (so each host word crosses PCIe once); every layer then gathers its
-        // input row (x or the layer below's h_s), does the input product, gathers its own
-        // h_{s-1}, the recurrent product and the gates. A stop word travels down the
-        // layers the same way, so every CTA leaves at the same step.
+        // Streaming: every layer gathers its own h_{s-1} and does the recurrent product;
+        // layer-0 CTAs relay their share of x_s from host memory into the x exchange (so
+        // each host word crosses PCIe once); every layer then gathers its input row (x or
+        // the layer below's h_s), does the input product and the gates. A stop word travels
+        // down the layers like data, so every CTA leaves at the same step.
         (void)glen;
         const bool feed = d[D_FEED] != 0;
         const int kin = feed ? xin_k : HID;
@@ -846,6 +846,17 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         int s = 0;
         for (; s < T; ++s) {
             const u32 tag = (epoch + (u32)s) & TAGMASK;
+            // Own h_{s-1} and the recurrent product first: every layer published h_{s-1}
+            // before the host could post x_s (it waited for the last layer's y_{s-1}), so
+            // this runs while the input is still on its way.
+            if (s == 0) load_init(h0, 0, hs);
+            else gather_tagged<true>(ex + (size_t)((s - 1) & 1) * slot, HID, hs, LDH, (epoch + (u32)s - 1u) & TAGMASK);
+            __syncthreads();
+#if USE_MMA
+            dot_v2<KP, LDH, KX, LDX, false>(Rs, hs, nullptr, xs, red, redx, FRAGS);
+#else
+            DOT_H(Rs, hs, accR, ROWS, 0);
+#endif
             if (feed) {
                 const int total = BATCH * xin_k, per = (total + (int)d[D_NCTA] - 1) / (int)d[D_NCTA];
                 for (int i = threadIdx.x; i < per && cta * per + i < total; i += NTHR) {
@@ -880,14 +891,6 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             dot_v2<KX, LDX, KX, LDX, false>(Ws, xs, nullptr, xs, redx, redx, FRAGS_X);
 #else
             DOT_X(Ws, xs, accX, ROWS, 0);
-#endif
-            if (s == 0) load_init(h0, 0, hs);
-            else gather_tagged<true>(ex + (size_t)((s - 1) & 1) * slot, HID, hs, LDH, (epoch + (u32)s - 1u) & TAGMASK);
-            __syncthreads();
-#if USE_MMA
-            dot_v2<KP, LDH, KX, LDX, false>(Rs, hs, nullptr, xs, red, redx, FRAGS);
-#else
-            DOT_H(Rs, hs, accR, ROWS, 0);
 #endif
             __syncthreads();
             if (gact) {
