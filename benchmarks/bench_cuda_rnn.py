@@ -130,13 +130,13 @@ def _variant(name: str, pers, plan, specs, limits):
     from dataclasses import replace
 
     from tf2rt.backends.cuda.persistent import PersistentStack
-    from tf2rt.backends.cuda.plan import STATIC_SMEM_RESERVE
+    from tf2rt.backends.cuda.plan import STATIC_SMEM_RESERVE, batch_chunk
 
     k = plan.kernel
     if name == "v1":
-        if not k.step_v2:
+        if not (k.step_v2 or k.step_v3):
             return None
-        k2 = replace(k, step_v2=False, wreg=False, split_x=False)
+        k2 = replace(k, step_v2=False, step_v3=False, wreg=False, split_x=False, bch=batch_chunk(pers.problem))
     elif name == "smem":
         if not k.wreg:
             return None
@@ -191,7 +191,7 @@ def bench_one(cell: str, hidden: int, batch: int, T: int, dtype: str, layers: in
             row["mode"] = plan.mode
             row["floor_us"] = plan.floor_us
             k = plan.kernel
-            row["step"] = ("v2" if k.step_v2 else "v1") + ("+wreg" if k.wreg else "") + ("+split" if k.split_x else "") \
+            row["step"] = ("v2" if k.step_v2 else "v3" if k.step_v3 else "v1") + ("+wreg" if k.wreg else "") + ("+split" if k.split_x else "") \
                 + ("+xin" if k.fuse_input else "")
             y1 = pers(x)[0].float()
             y2 = cudnn(x)[0].float()

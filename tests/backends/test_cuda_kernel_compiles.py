@@ -43,6 +43,8 @@ def _configs():
         "gru-h96-b8-bidir-fp32": RnnProblem("gru", 96, 96, 8, 20, layers=2, directions=2, dtype="float32"),
         "lstm-h256-b16-wave-fp16": RnnProblem("lstm", 256, 256, 16, 100, layers=2, dtype="float16"),
         "rnn-relu-h256-b64-fp16": RnnProblem("rnn", 256, 256, 64, 100, dtype="float16", rnn_activation="relu"),
+        "lstm-h512-b64-wave-fp16": RnnProblem("lstm", 512, 512, 64, 100, layers=2, dtype="float16"),
+        "gru-h96-b20-bidir-bf16": RnnProblem("gru", 96, 40, 20, 3, directions=2, dtype="bfloat16"),
         "rnn-tanh-h1024-b1-fp16": RnnProblem("rnn", 1024, 1024, 1, 100, dtype="float16"),
         "lstm-h1024-b1-fp16": RnnProblem("lstm", 1024, 1024, 1, 100, dtype="float16"),
     }
@@ -51,12 +53,13 @@ def _configs():
         k = make_plan(prob, H100, prefer="persistent").kernel
         assert k is not None, name
         out[name] = k
-        if k.wreg:
+        if k.wreg and not k.step_v3:  # the large-batch step needs its fragments in registers
             out[name + "-smem"] = replace(k, wreg=False)
         if k.split_x:
             out[name + "-nosplit"] = replace(k, split_x=False)
-        if k.step_v2:
-            out[name + "-v1"] = replace(k, step_v2=False, wreg=False, split_x=False)
+        if k.step_v2 or k.step_v3:
+            out[name + "-v1"] = replace(k, step_v2=False, step_v3=False, wreg=False, split_x=False,
+                                        bch=min(k.batch, 8))
         if k.step_v2 and k.fuse_input and prob.directions == 1:  # streaming build (resident.py)
             out[name + "-resident"] = replace(k, resident=True, split_x=False)
     return out
@@ -73,6 +76,7 @@ def test_the_configurations_cover_every_kernel_variant():
     assert any(k.fuse_input for k in ks) and any(k.fused and not k.fuse_input for k in ks)
     assert any(k.split_x and k.wreg for k in ks) and any(k.split_x and not k.mma for k in ks)
     assert any(k.resident and k.wreg for k in ks) and any(k.resident and not k.mma for k in ks)
+    assert any(k.step_v3 and k.fused and not k.fuse_input for k in ks) and any(k.step_v3 and k.fuse_input for k in ks)
 
 
 def _compile(nvrtc, cfg):
@@ -87,7 +91,7 @@ def test_kernel_compiles(nvrtc, name):
     ok, out = _compile(nvrtc, cfg)
     assert ok, f"{name}: {cfg}\n{out}"
     assert ".entry persistent_rnn" in out
-    if cfg.wreg:
+    if cfg.wreg and not cfg.step_v3:
         # The fragments come from registers: the step loop no longer issues the 16-byte
         # shared-memory weight loads the shared-memory build has.
         ok2, smem = _compile(nvrtc, replace(cfg, wreg=False))

@@ -211,3 +211,19 @@ def test_stream_sessions_refuse_stacks_they_cannot_run():
         StreamSession([spec("forward", lbr=0)], 1, limits=H100)
     with pytest.raises(UnsupportedError, match="batch <= 8"):
         StreamSession([spec("forward")], 16, limits=H100)
+
+
+def test_large_batches_get_the_flag_exchange_step_on_tensor_cores(monkeypatch):
+    monkeypatch.delenv("TF2RT_CUDA_STEP", raising=False)
+    k = make_plan(RnnProblem("lstm", 512, 512, 64, 100, layers=2, dtype="float16"), H100, prefer="persistent").kernel
+    assert k.step_v3 and k.wreg and not k.step_v2 and k.bch == 64 and k.defines()["STEP_V3"] == 1
+    # all 64 rows staged (8 n-tiles) for h and the layer below's h, partial sums per n-tile, no weights
+    assert k.smem_bytes + 1024 <= H100.smem_per_block
+    # fp32 (CUDA cores), GRU reset-before and hidden sizes not a multiple of 8 keep the original step
+    for prob in (RnnProblem("lstm", 512, 512, 64, 100, layers=2, dtype="float32"),
+                 RnnProblem("gru", 256, 256, 64, 100, dtype="float16", linear_before_reset=False),
+                 RnnProblem("lstm", 271, 271, 64, 100, dtype="float16")):
+        assert not make_plan(prob, H100, prefer="persistent").kernel.step_v3
+    monkeypatch.setenv("TF2RT_CUDA_STEP", "2")
+    assert not make_plan(RnnProblem("lstm", 512, 512, 64, 100, layers=2, dtype="float16"), H100,
+                         prefer="persistent").kernel.step_v3

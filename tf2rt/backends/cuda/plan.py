@@ -35,8 +35,9 @@ STATIC_SMEM_RESERVE = 1024
 #: short sequence the projection GEMM's own launch costs more than the in-kernel products.
 FUSE_INPUT_MAX_T = 4
 #: Environment switch for the step loop: "1" keeps the original step (a barrier around
-#: every phase) everywhere; otherwise fp16/bf16 shapes use the two-barrier step where it
-#: applies (step_v2_default).
+#: every phase) everywhere; "2" keeps it for batches above 8 only (no large-batch step);
+#: otherwise the two-barrier step where it applies (step_v2_default) and the large-batch
+#: step for fp16/bf16 batches above 8 (step_v3_applies).
 STEP_ENV = "TF2RT_CUDA_STEP"
 #: Registers per thread the two-barrier step may spend on weight fragments (WREG); beyond
 #: this, or at batches whose step state already needs many registers, the fragments stay
@@ -111,6 +112,7 @@ class KernelConfig:
     wreg: bool = False  # weight fragments in registers (WREG; two-barrier step, fp16/bf16)
     split_x: bool = False  # deeper wavefront layers: input product before the own-h wait (SPLITX)
     resident: bool = False  # streaming: one launch serves step after step (RESIDENT; resident.py)
+    step_v3: bool = False  # large batch: all rows staged, flag exchange (STEP_V3; needs wreg)
 
     @property
     def gates(self) -> int:
@@ -168,18 +170,19 @@ class KernelConfig:
     def smem_bytes(self) -> int:
         """Dynamic shared memory per CTA (mirrors the carve-up in persistent_rnn.cu)."""
         rows = self.gates * self.upc
-        if self.mma:  # fp16/bf16 staging [8][K + 8] and the split-K reduction buffer
+        if self.mma:  # fp16/bf16 staging [8 per n-tile][K + 8] and the split-K partial sums
             nwarp = self.threads // 32
             mt = self.rows_padded // 16
-            stage = 8 * ((self.kp + 8) + ((self.kx_eff + 8) if self.fused else 0)) * 2
-            red = mt * max(nwarp // mt, 1) * 128 * 4 * (2 if self.step_v2 else 1)
+            nbt = -(-self.batch // 8) if self.step_v3 else 1
+            stage = 8 * nbt * ((self.kp + 8) + ((self.kx_eff + 8) if self.fused else 0)) * 2
+            red = mt * max(nwarp // mt, 1) * 128 * 4 * (2 if (self.step_v2 or self.step_v3) else 1) * nbt
         else:
             stage = self.bch * (self.kp + (self.kx_eff if self.fused else 0)) * 4
             red = 0
         return (
-            self.weight_bytes
+            (0 if self.wreg else self.weight_bytes)
             + stage
-            + rows * self.batch * 4 * 3
+            + (0 if self.step_v3 else rows * self.batch * 4 * 3)
             + self.upc * self.batch * 4 * 2
             + rows * 4 * 2
             + 3 * self.upc * 4
@@ -203,6 +206,7 @@ class KernelConfig:
             "WREG": int(self.wreg),
             "SPLITX": int(self.split_x),
             "RESIDENT": int(self.resident),
+            "STEP_V3": int(self.step_v3),
         }
 
 
@@ -257,12 +261,29 @@ def crossover_batch(cell: str, dtype: str, hidden: int, seq_len: int = 100) -> i
     return 0  # larger than anything measured: trust cuDNN
 
 
+def batch_chunk(problem: RnnProblem) -> int:
+    """Batch rows the original step gathers and multiplies at once (at most 8, and few
+    enough exchange words per thread to keep in registers)."""
+    bch = min(problem.batch, 8)
+    while bch > 1 and -(-bch * problem.hidden // THREADS) > MAX_GATHER_WORDS:
+        bch //= 2
+    return bch
+
+
 def choose_upc(hidden: int, groups: int, sm_count: int) -> int:
     """Fewest hidden units per CTA such that all groups' CTAs fit one per SM."""
     upc = 1
     while groups * cta_count(hidden, upc) > sm_count:
         upc += 1
     return upc
+
+
+def step_v3_applies(cfg: KernelConfig, problem: RnnProblem) -> bool:
+    """Whether the large-batch step can run this shape (tensor cores, fragments in registers)."""
+    lbr0 = problem.cell == "gru" and not problem.linear_before_reset
+    probe = replace(cfg, step_v3=True, wreg=True, bch=problem.batch)
+    return (cfg.mma and problem.batch > 8 and not lbr0 and problem.hidden % 8 == 0
+            and probe.rows_padded // 16 <= cfg.threads // 32 and probe.frag_regs <= WREG_MAX_REGS)
 
 
 def step_v2_applies(problem: RnnProblem, upc: int, bch: int, threads: int = THREADS) -> bool:
@@ -293,9 +314,7 @@ def kernel_config(problem: RnnProblem, groups: int, wavefront: bool, device: Dev
                   allow_fuse_input: bool = True) -> KernelConfig:
     """Tiling for `groups` layer-directions of `problem` sharing one launch."""
     upc = choose_upc(problem.hidden, groups, device.sm_count)
-    bch = min(problem.batch, 8)
-    while bch > 1 and -(-bch * problem.hidden // THREADS) > MAX_GATHER_WORDS:
-        bch //= 2
+    bch = batch_chunk(problem)
     v2 = step_v2_default(problem, upc, bch)
     # The first layer projects x inside the kernel only for short sequences (saves the
     # GEMM's launch). For long ones the GEMM wins even in a wavefront: a first layer with
@@ -324,6 +343,10 @@ def kernel_config(problem: RnnProblem, groups: int, wavefront: bool, device: Dev
             if os.environ.get(WREG_ENV, "") != "0" and wreg_applies(c2):
                 c2 = replace(c2, wreg=True)
             return c2
+    elif os.environ.get(STEP_ENV, "") not in ("1", "2") and step_v3_applies(cfg, problem):
+        c3 = replace(cfg, step_v3=True, wreg=True, bch=problem.batch)
+        if c3.smem_bytes + STATIC_SMEM_RESERVE <= device.smem_per_block:
+            return c3
     return cfg
 
 

@@ -57,7 +57,14 @@
 #if RESIDENT && !STEP_V2
 #error "RESIDENT needs the two-barrier step"
 #endif
-#if WREG && !(STEP_V2 && WTYPE != 0)
+#ifndef STEP_V3
+#define STEP_V3 0
+#endif
+#if STEP_V3 && (STEP_V2 || !WREG || WTYPE == 0 || BCH != BATCH || (CELL == 1 && LBR == 0) || HID % 8 != 0)
+#error "STEP_V3 needs tensor cores with fragments in registers, one batch chunk, HID % 8 == 0, no GRU reset-before"
+#endif
+#define TWO_BARRIER (STEP_V2 || STEP_V3)
+#if WREG && !(TWO_BARRIER && WTYPE != 0)
 #error "WREG needs the two-barrier step on tensor cores (fp16/bf16 weights)"
 #endif
 
@@ -69,7 +76,9 @@
 #define USE_MMA 1
 #define MT ((ROWS + 15) / 16)
 #define ROWS_P (MT * 16)
-#define STG_ROWS 8
+// Staged batch rows: one 8-column n-tile (two-barrier step), NBT of them (large batch).
+#define NBT (STEP_V3 ? (BATCH + 7) / 8 : 1)
+#define STG_ROWS (8 * NBT)
 #define LDH (KP + 8)
 #define LDX (KX + 8)
 #define KSPLIT_M ((NWARP / MT) > 0 ? (NWARP / MT) : 1)
@@ -190,7 +199,7 @@ __device__ __forceinline__ u64 pack(float h, u32 epoch) {
 }
 
 // ---- activations (exp-based: accurate to ~1e-7 absolute, no tanhf slow path) --------
-#if STEP_V2 && WTYPE != 0
+#if TWO_BARRIER && WTYPE != 0
 // Approximate division (MUFU.RCP + FMUL, ~2 ulp) instead of IEEE division: the gates sit
 // on the step's critical path. 1/(1+inf) is 0, so saturation stays exact. fp32 engines
 // keep IEEE division: they are held to 1e-4 of the reference.
@@ -506,7 +515,7 @@ __device__ __forceinline__ void dot_mma(const wt_t* frag, const stage_t* vec, fl
 #define DOT_X(rows, vec, out, nrows, c0) dot_rows<RB_ALL, KX>(rows, vec, out, nrows, c0)
 #endif
 
-#if USE_MMA && STEP_V2
+#if USE_MMA && TWO_BARRIER
 // Two scalar stores: `red` is only 4-byte aligned for some tilings (its offset in the
 // carve-up depends on UPC and BATCH).
 __device__ __forceinline__ void put2(float* p, float a, float b) {
@@ -595,7 +604,7 @@ __device__ __forceinline__ void load_frags(const wt_t* block, uint4 (&a)[NIT]) {
 #endif
 #endif
 
-#if STEP_V2
+#if TWO_BARRIER
 // The gates' recurrent and input parts of (unit gu, batch gb): the products' results
 // (pr/px: split-K partial sums on tensor cores, plain sums on CUDA cores) or, where the
 // layer's input was projected by the GEMM, that projection xg; plus the biases.
@@ -715,23 +724,25 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 
     // Shared memory carve-up (sizes mirror plan.smem_bytes()).
     unsigned char* sp = smem_raw;
-    wt_t* Rs = reinterpret_cast<wt_t*>(sp); sp += (size_t)ROWS_P * KP * sizeof(wt_t);
-    wt_t* Ws = reinterpret_cast<wt_t*>(sp); if (fused) sp += (size_t)ROWS_P * KX * sizeof(wt_t);
+    // (weights live in registers under WREG: no shared memory for them)
+    wt_t* Rs = reinterpret_cast<wt_t*>(sp); if (!WREG) sp += (size_t)ROWS_P * KP * sizeof(wt_t);
+    wt_t* Ws = reinterpret_cast<wt_t*>(sp); if (fused && !WREG) sp += (size_t)ROWS_P * KX * sizeof(wt_t);
     stage_t* hs = reinterpret_cast<stage_t*>(sp); sp += (size_t)STG_ROWS * LDH * sizeof(stage_t);
     stage_t* xs = reinterpret_cast<stage_t*>(sp); if (fused) sp += (size_t)STG_ROWS * LDX * sizeof(stage_t);
-    float* accR = reinterpret_cast<float*>(sp); sp += (size_t)ROWS * BATCH * 4;
-    float* accX = reinterpret_cast<float*>(sp); sp += (size_t)ROWS * BATCH * 4;
+    float* accR = reinterpret_cast<float*>(sp); if (!STEP_V3) sp += (size_t)ROWS * BATCH * 4;
+    float* accX = reinterpret_cast<float*>(sp); if (!STEP_V3) sp += (size_t)ROWS * BATCH * 4;
     float* cst = reinterpret_cast<float*>(sp); sp += (size_t)UPC * BATCH * 4;
     float* hown = reinterpret_cast<float*>(sp); sp += (size_t)UPC * BATCH * 4;
-    float* acc2 = reinterpret_cast<float*>(sp); sp += (size_t)ROWS * BATCH * 4;
+    float* acc2 = reinterpret_cast<float*>(sp); if (!STEP_V3) sp += (size_t)ROWS * BATCH * 4;
     // Biases and peepholes of the owned units, [gate][u] (read every step: keep on chip).
     float* rbs = reinterpret_cast<float*>(sp); sp += (size_t)ROWS * 4;
     float* wbs = reinterpret_cast<float*>(sp); sp += (size_t)ROWS * 4;
     float* ps = reinterpret_cast<float*>(sp); sp += (size_t)3 * UPC * 4;
 #if USE_MMA
-    float* red = reinterpret_cast<float*>(sp); sp += (size_t)MT * KSPLIT_M * 128 * 4;
-#if STEP_V2
-    float* redx = reinterpret_cast<float*>(sp); sp += (size_t)MT * KSPLIT_M * 128 * 4;
+#define RSTRIDE (MT * KSPLIT_M * 128)  // partial sums of one n-tile
+    float* red = reinterpret_cast<float*>(sp); sp += (size_t)RSTRIDE * NBT * 4;
+#if TWO_BARRIER
+    float* redx = reinterpret_cast<float*>(sp); sp += (size_t)RSTRIDE * NBT * 4;
 #endif
 #define PARTS red, redx  // where the gates find the products (gate_parts)
 #else
@@ -787,7 +798,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         hown[i] = h;
         cst[i] = c;
     }
-#if STEP_V2
+#if TWO_BARRIER
     asm volatile("cp.async.wait_all;" ::: "memory");  // this thread's weight copies landed
 #endif
     __syncthreads();
@@ -1003,6 +1014,133 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #undef FRAGS
 #undef FRAGS_X
 #undef PEEP
+    }
+#elif STEP_V3
+    // Large batch (> 8 rows): the two-barrier step with all batch rows staged at once.
+    // The exchange moves plain staged values instead of tagged words: a step slot holds
+    // h as [BATCH][HID] in the staging type, then one flag per producer CTA. A producer
+    // writes its values, meets its CTA at a barrier and then releases its flag; consumers
+    // acquire the flags (one thread each), meet at a barrier and copy whole rows into
+    // shared memory with cp.async. Per step a CTA polls NCTA flags instead of BATCH x HID
+    // words. The products loop over the n-tiles with the weight fragments in registers.
+    {
+        constexpr int NPAIR = UPC * BATCH, PPT = (NPAIR + NTHR - 1) / NTHR;
+        const int ncta = (int)d[D_NCTA];
+        float hreg[PPT], creg[PPT], rbr[PPT][NG], wbr[PPT][NG];
+#if CELL == 0
+        float pir[PPT], por[PPT], pfr[PPT];
+#endif
+#pragma unroll
+        for (int p = 0; p < PPT; ++p) {
+            const int gi = threadIdx.x + p * NTHR, u = gi / BATCH;
+            const bool act = gi < NPAIR && u < nu;
+            hreg[p] = act ? hown[gi] : 0.0f;
+            creg[p] = act ? cst[gi] : 0.0f;
+#pragma unroll
+            for (int q = 0; q < NG; ++q) {
+                rbr[p][q] = act ? rbs[q * UPC + u] : 0.0f;
+                wbr[p][q] = act ? wbs[q * UPC + u] : 0.0f;
+            }
+#if CELL == 0
+            pir[p] = act ? ps[u] : 0.0f;
+            por[p] = act ? ps[UPC + u] : 0.0f;
+            pfr[p] = act ? ps[2 * UPC + u] : 0.0f;
+#endif
+        }
+        uint4 fragR[NIT_R], fragX[NIT_X];
+        load_frags<KP, NIT_R>(Rg + (size_t)cta * ROWS_P * KP, fragR);
+        load_frags<KX, NIT_X>(fused ? Wg + (size_t)cta * ROWS_P * KX : nullptr, fragX);
+        const size_t data_bytes = (size_t)BATCH * HID * sizeof(stage_t);
+        auto flags = [&](const u64* sl) { return reinterpret_cast<const u32*>(reinterpret_cast<const char*>(sl) + data_bytes); };
+        for (int s = 0; s < T; ++s) {
+            const u64* own = ex + (size_t)(s > 0 ? s - 1 : 0) * slot;  // h_{s-1} of this group
+            const u64* below = in_ex + (size_t)s * slot;      // h_s of the layer below
+            const bool want_own = s > 0, want_below = fused && !xin_g;
+            // Input projection of this step (GEMM output) for the owned pairs, issued early.
+            float xg[PPT][NG];
+#pragma unroll
+            for (int p = 0; p < PPT; ++p) {
+                const int gi = threadIdx.x + p * NTHR, u = gi / BATCH, b = gi - u * BATCH;
+#pragma unroll
+                for (int q = 0; q < NG; ++q) xg[p][q] = 0.0f;
+                if (!fused && gi < NPAIR && u < nu && s < s_len[b]) {
+                    const int tt = reverse ? s_len[b] - 1 - s : s;
+                    const io_t* px = xp + ((size_t)tt * BATCH + b) * xp_stride + j0 + u;
+#pragma unroll
+                    for (int q = 0; q < NG; ++q) xg[p][q] = io_load(px + (size_t)q * HID);
+                }
+            }
+            // Flags: threads [0, ncta) wait on this group's, [ncta, 2 ncta) on the layer below's.
+            {
+                const int t = threadIdx.x;
+                const u32* f = nullptr;
+                if (want_own && t < ncta) f = flags(own) + t;
+                else if (want_below && t >= ncta && t < 2 * ncta) f = flags(below) + (t - ncta);
+                if (f) {
+                    u32 v;
+                    do {
+                        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(f) : "memory");
+                    } while (v != epoch);
+                }
+            }
+            if (s == 0) load_init(h0, 0, hs);
+            if (xin_g) load_x(xin_g, xin_k, s, reverse, s_len, 0, xs);
+            __syncthreads();
+            {
+                constexpr int CH = HID * (int)sizeof(stage_t) / 16;  // 16-byte chunks per row
+                if (want_own)
+                    for (int i = threadIdx.x; i < BATCH * CH; i += NTHR)
+                        cp_async16(hs + (i / CH) * LDH + (i % CH) * 8, reinterpret_cast<const char*>(own) + (size_t)i * 16);
+                if (want_below)
+                    for (int i = threadIdx.x; i < BATCH * CH; i += NTHR)
+                        cp_async16(xs + (i / CH) * LDX + (i % CH) * 8, reinterpret_cast<const char*>(below) + (size_t)i * 16);
+                asm volatile("cp.async.wait_all;" ::: "memory");
+            }
+            __syncthreads();
+#pragma unroll 1
+            for (int nt = 0; nt < NBT; ++nt) {
+                if (fused)
+                    dot_v2<KP, LDH, KX, LDX, true>(Rs, hs + nt * 8 * LDH, Ws, xs + nt * 8 * LDX, red + nt * RSTRIDE,
+                                                   redx + nt * RSTRIDE, fragR, fragX);
+                else
+                    dot_v2<KP, LDH, KX, LDX, false>(Rs, hs + nt * 8 * LDH, nullptr, xs, red + nt * RSTRIDE,
+                                                    redx + nt * RSTRIDE, fragR, fragX);
+            }
+            __syncthreads();
+            stage_t* out = reinterpret_cast<stage_t*>(ex + (size_t)s * slot);
+#pragma unroll
+            for (int p = 0; p < PPT; ++p) {
+                const int gi = threadIdx.x + p * NTHR, u = gi / BATCH, b = gi - u * BATCH;
+                if (gi < NPAIR && u < nu) {
+                    const int len = s_len[b];
+                    const bool active = s < len;
+                    const int tt = active ? (reverse ? len - 1 - s : s) : s;
+                    const int j = j0 + u;
+                    float xv[NG], rv[NG];
+                    gate_parts(xv, rv, red + (b >> 3) * RSTRIDE, redx + (b >> 3) * RSTRIDE, fused, xg[p], rbr[p],
+                               wbr[p], u, b & 7);
+#if CELL == 0
+                    hreg[p] = cell_update(xv, rv, hreg[p], creg[p], active, pir[p], por[p], pfr[p], clip);
+#else
+                    hreg[p] = cell_update(xv, rv, hreg[p], creg[p], active, 0.0f, 0.0f, 0.0f, clip);
+#endif
+                    out[(size_t)b * HID + j] = to_stage(hreg[p]);
+                    if (y) io_store(y + (size_t)tt * y_ts + (size_t)b * HID + j, active ? hreg[p] : 0.0f);
+                    if (s == T - 1) {
+                        if (hn) io_store(hn + (size_t)b * HID + j, hreg[p]);
+#if CELL == 0
+                        if (cn) io_store(cn + (size_t)b * HID + j, creg[p]);
+#endif
+                    }
+                }
+            }
+            __syncthreads();  // every value of this CTA written before its flag goes out
+            if (threadIdx.x == 0) {
+                u32* f = const_cast<u32*>(flags(ex + (size_t)s * slot)) + cta;
+                asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(f), "r"(epoch) : "memory");
+            }
+        }
+        __syncthreads();
     }
 #else
     for (int s = 0; s < T; ++s) {
