@@ -42,6 +42,9 @@ CASES = [
     dict(cell="lstm", hidden=128, batch=8, layers=2, seq_len=3, bidirectional=True, seq_lens=True, initial=True),
     dict(cell="gru", hidden=128, batch=8, layers=3, seq_len=2, lbr=0, initial=True),
     dict(cell="gru", hidden=64, batch=64, layers=1, seq_len=4, reverse=True, seq_lens=True),
+    # large batch (fp16: flag exchange, all rows staged; 24 rows = 3 n-tiles)
+    dict(cell="lstm", hidden=256, batch=24, layers=2, seq_lens=True, initial=True),
+    dict(cell="gru", hidden=96, batch=16, layers=1, bidirectional=True, seq_lens=True, initial=True),
     # the benchmark's headline shape: wavefront, fragments in registers, split input product
     dict(cell="lstm", hidden=512, batch=1, layers=2, seq_len=100, input_size=512),
 ]
@@ -147,3 +150,16 @@ def test_headline_shape_uses_registers_and_the_split_input_product():
     k = plan.kernel
     assert plan.mode == "wavefront" and k.step_v2 and k.wreg and k.split_x and not k.fuse_input
     assert max(errs.values()) <= TOL["float16"], errs
+
+
+@pytest.mark.gpu
+def test_large_batch_step_is_used_and_matches(monkeypatch):
+    monkeypatch.delenv("TF2RT_CUDA_STEP", raising=False)
+    case = RnnCase(cell="lstm", hidden=512, batch=64, layers=2, seq_len=30, input_size=512, seed=9,
+                   seq_lens=True, initial=True)
+    plan, errs = _run(case, "float16")
+    assert plan.kernel.step_v3 and plan.mode == "wavefront"
+    assert max(errs.values()) <= TOL["float16"], errs
+    monkeypatch.setenv("TF2RT_CUDA_STEP", "2")  # the original step, same case
+    plan, errs2 = _run(case, "float16")
+    assert not plan.kernel.step_v3 and max(errs2.values()) <= TOL["float16"], errs2
