@@ -1024,6 +1024,8 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
     // shared memory with cp.async. Per step a CTA polls NCTA flags instead of BATCH x HID
     // words. The products loop over the n-tiles with the weight fragments in registers.
     {
+        // Pair gi = (batch gi / UPC, unit gi % UPC): neighbouring threads own neighbouring
+        // units of one batch row, so the projection loads and the h/y stores coalesce.
         constexpr int NPAIR = UPC * BATCH, PPT = (NPAIR + NTHR - 1) / NTHR;
         const int ncta = (int)d[D_NCTA];
         float hreg[PPT], creg[PPT], rbr[PPT][NG], wbr[PPT][NG];
@@ -1032,10 +1034,10 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #endif
 #pragma unroll
         for (int p = 0; p < PPT; ++p) {
-            const int gi = threadIdx.x + p * NTHR, u = gi / BATCH;
+            const int gi = threadIdx.x + p * NTHR, b = gi / UPC, u = gi - b * UPC;
             const bool act = gi < NPAIR && u < nu;
-            hreg[p] = act ? hown[gi] : 0.0f;
-            creg[p] = act ? cst[gi] : 0.0f;
+            hreg[p] = act ? hown[u * BATCH + b] : 0.0f;  // hown/cst are [unit][batch]
+            creg[p] = act ? cst[u * BATCH + b] : 0.0f;
 #pragma unroll
             for (int q = 0; q < NG; ++q) {
                 rbr[p][q] = act ? rbs[q * UPC + u] : 0.0f;
@@ -1060,7 +1062,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             float xg[PPT][NG];
 #pragma unroll
             for (int p = 0; p < PPT; ++p) {
-                const int gi = threadIdx.x + p * NTHR, u = gi / BATCH, b = gi - u * BATCH;
+                const int gi = threadIdx.x + p * NTHR, b = gi / UPC, u = gi - b * UPC;
 #pragma unroll
                 for (int q = 0; q < NG; ++q) xg[p][q] = 0.0f;
                 if (!fused && gi < NPAIR && u < nu && s < s_len[b]) {
@@ -1110,7 +1112,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             stage_t* out = reinterpret_cast<stage_t*>(ex + (size_t)s * slot);
 #pragma unroll
             for (int p = 0; p < PPT; ++p) {
-                const int gi = threadIdx.x + p * NTHR, u = gi / BATCH, b = gi - u * BATCH;
+                const int gi = threadIdx.x + p * NTHR, b = gi / UPC, u = gi - b * UPC;
                 if (gi < NPAIR && u < nu) {
                     const int len = s_len[b];
                     const bool active = s < len;
