@@ -153,6 +153,10 @@ def _variant(name: str, pers, plan, specs, limits):
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("NONCOOP",))
     elif name == "nopack":  # one fp32 h per exchange word instead of two staged values
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("NO_PACK2",))
+    elif name.startswith("nt") and name[2:].isdigit():  # large-batch step: n-tiles unrolled by N
+        if not k.step_v3:
+            return None
+        return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=(f"NT_UNROLL={name[2:]}",))
     else:
         raise ValueError(f"unknown variant {name!r}")
     if k2.smem_bytes + STATIC_SMEM_RESERVE > limits.smem_per_block:
@@ -472,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma list of other builds to time in the same run: v1 (original step), "
                          "smem (fragments in shared memory), nosplit (no split input product), xin (the other "
                          "in-kernel/GEMM choice for the first layer's input), noncoop (plain launch), nopack (one h per "
-                         "exchange word)")
+                         "exchange word), ntN (large-batch step with N n-tiles unrolled)")
     args = ap.parse_args(argv)
 
     import torch

@@ -53,7 +53,8 @@ def compile_kernel(cfg: KernelConfig, probe: tuple[str, ...] = ()) -> Any:
     benchmarks/bench_cuda_rnn.py --probe only (outputs are wrong with any of them)."""
     import cupy
 
-    defines = {**cfg.defines(), **gate_defines(), "NDESC": NDESC, **{name: 1 for name in probe}}
+    switches = dict(name.split("=", 1) if "=" in name else (name, 1) for name in probe)
+    defines = {**cfg.defines(), **gate_defines(), "NDESC": NDESC, **switches}
     options = ("--std=c++17", "-lineinfo") + tuple(f"-D{k}={v}" for k, v in defines.items())
     # Cooperative launch: the driver refuses a grid that cannot be co-resident instead of
     # letting spinning CTAs wait for CTAs that never start.

@@ -1016,6 +1016,9 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #undef PEEP
     }
 #elif STEP_V3
+#ifndef NT_UNROLL
+#define NT_UNROLL 2  // two n-tiles in flight: independent mma chains hide each other's latency
+#endif
     // Large batch (> 8 rows): the two-barrier step with all batch rows staged at once.
     // The exchange moves plain staged values instead of tagged words: a step slot holds
     // h as [BATCH][HID] in the staging type, then one flag per producer CTA. A producer
@@ -1099,7 +1102,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                 asm volatile("cp.async.wait_all;" ::: "memory");
             }
             __syncthreads();
-#pragma unroll 1
+#pragma unroll NT_UNROLL
             for (int nt = 0; nt < NBT; ++nt) {
                 if (fused)
                     dot_v2<KP, LDH, KX, LDX, true>(Rs, hs + nt * 8 * LDH, Ws, xs + nt * 8 * LDX, red + nt * RSTRIDE,
