@@ -244,7 +244,7 @@ def probe(reps: int, limits) -> list[dict]:
     rows.append({"probe": "graph of one empty kernel", "us": _events_median(_graphed(launch_empty), reps)})
     rows.append({"probe": "one empty kernel, eager", "us": _events_median(launch_empty, reps)})
     for cell, hidden, batch, T, dtype in [("lstm", 512, 1, 100, "float16"), ("lstm", 512, 8, 100, "float16"),
-                                          ("lstm", 512, 1, 1, "float16"), ("lstm", 1024, 1, 100, "float16")]:
+                                          ("lstm", 512, 64, 100, "float16"), ("lstm", 512, 1, 1, "float16")]:
         rng = np.random.default_rng(0)
         specs = [node_spec("LSTM", {"hidden_size": hidden},
                            rng.uniform(-.05, .05, (1, 4 * hidden, hidden)).astype(np.float32),
@@ -255,7 +255,11 @@ def probe(reps: int, limits) -> list[dict]:
         problem = problem_for(specs, batch, T, dtype)
         plan = make_plan(problem, limits, prefer="persistent")
         x = torch.randn(T, batch, hidden, device="cuda", dtype=getattr(torch, dtype))
-        for variant in [(), ("PROBE_NO_DOT",), ("PROBE_NO_SPIN",), ("PROBE_NO_DOT", "PROBE_NO_SPIN")]:
+        variants = [(), ("PROBE_NO_DOT",), ("PROBE_NO_SPIN",), ("PROBE_NO_DOT", "PROBE_NO_SPIN")]
+        if plan.kernel.step_v3:  # the large-batch step also copies whole rows after the flags
+            variants += [("PROBE_NO_COPY",), ("PROBE_NO_COPY", "PROBE_NO_SPIN"),
+                         ("PROBE_NO_COPY", "PROBE_NO_SPIN", "PROBE_NO_DOT")]
+        for variant in variants:
             st = PersistentStack(problem, plan, [s.weights for s in specs], probe=variant)
             t = _events_median(_graphed(lambda: st(x)), reps)
             steps = plan.steps
