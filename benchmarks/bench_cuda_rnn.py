@@ -137,6 +137,10 @@ def _variant(name: str, pers, plan, specs, limits):
         if not (k.step_v2 or k.step_v3):
             return None
         k2 = replace(k, step_v2=False, step_v3=False, wreg=False, split_x=False, bch=batch_chunk(pers.problem))
+    elif name == "v3":  # the large-batch step (flag exchange) at this batch
+        if k.step_v3 or not k.mma:
+            return None
+        k2 = replace(k, step_v2=False, step_v3=True, wreg=True, split_x=False, bch=pers.problem.batch)
     elif name == "smem":
         if not k.wreg:
             return None
@@ -477,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
                          "--dtypes, --hidden, --batch, --layers)")
     ap.add_argument("--steps", type=int, default=1000, help="steps per streaming measurement")
     ap.add_argument("--variants", default="",
-                    help="comma list of other builds to time in the same run: v1 (original step), "
+                    help="comma list of other builds to time in the same run: v1 (original step), v3 (large-batch step), "
                          "smem (fragments in shared memory), nosplit (no split input product), xin (the other "
                          "in-kernel/GEMM choice for the first layer's input), noncoop (plain launch), nopack (one h per "
                          "exchange word), ntN (large-batch step with N n-tiles unrolled)")
