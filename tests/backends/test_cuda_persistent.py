@@ -45,6 +45,7 @@ CASES = [
     # large batch (fp16: flag exchange, all rows staged; 24 rows = 3 n-tiles)
     dict(cell="lstm", hidden=256, batch=24, layers=2, seq_lens=True, initial=True),
     dict(cell="gru", hidden=96, batch=16, layers=1, bidirectional=True, seq_lens=True, initial=True),
+    dict(cell="lstm", hidden=1024, batch=8, layers=2, seq_len=20, input_size=1024),  # batch 8, H >= 1024
     # the benchmark's headline shape: wavefront, fragments in registers, split input product
     dict(cell="lstm", hidden=512, batch=1, layers=2, seq_len=100, input_size=512),
 ]

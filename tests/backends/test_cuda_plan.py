@@ -224,6 +224,11 @@ def test_large_batches_get_the_flag_exchange_step_on_tensor_cores(monkeypatch):
                  RnnProblem("gru", 256, 256, 64, 100, dtype="float16", linear_before_reset=False),
                  RnnProblem("lstm", 271, 271, 64, 100, dtype="float16")):
         assert not make_plan(prob, H100, prefer="persistent").kernel.step_v3
+    # batch 8: the two-barrier step, except at H >= 1024 where the large-batch step measured faster
+    assert make_plan(RnnProblem("lstm", 512, 512, 8, 100, layers=2, dtype="float16"), H100).kernel.step_v2
+    big = make_plan(RnnProblem("lstm", 1024, 1024, 8, 100, layers=2, dtype="float16"), H100,
+                    prefer="persistent").kernel
+    assert big.step_v3 and not big.step_v2
     monkeypatch.setenv("TF2RT_CUDA_STEP", "2")
     assert not make_plan(RnnProblem("lstm", 512, 512, 64, 100, layers=2, dtype="float16"), H100,
                          prefer="persistent").kernel.step_v3

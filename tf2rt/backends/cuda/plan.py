@@ -35,9 +35,9 @@ STATIC_SMEM_RESERVE = 1024
 #: short sequence the projection GEMM's own launch costs more than the in-kernel products.
 FUSE_INPUT_MAX_T = 4
 #: Environment switch for the step loop: "1" keeps the original step (a barrier around
-#: every phase) everywhere; "2" keeps it for batches above 8 only (no large-batch step);
-#: otherwise the two-barrier step where it applies (step_v2_default) and the large-batch
-#: step for fp16/bf16 batches above 8 (step_v3_applies).
+#: every phase) everywhere; "2" turns the large-batch step off only; otherwise the
+#: large-batch step where it is preferred (step_v3_preferred) and applies, else the
+#: two-barrier step where it applies (step_v2_default).
 STEP_ENV = "TF2RT_CUDA_STEP"
 #: Registers per thread the two-barrier step may spend on weight fragments (WREG); beyond
 #: this, or at batches whose step state already needs many registers, the fragments stay
@@ -282,8 +282,15 @@ def step_v3_applies(cfg: KernelConfig, problem: RnnProblem) -> bool:
     """Whether the large-batch step can run this shape (tensor cores, fragments in registers)."""
     lbr0 = problem.cell == "gru" and not problem.linear_before_reset
     probe = replace(cfg, step_v3=True, wreg=True, bch=problem.batch)
-    return (cfg.mma and problem.batch > 8 and not lbr0 and problem.hidden % 8 == 0
+    return (cfg.mma and problem.batch > 1 and not lbr0 and problem.hidden % 8 == 0
             and probe.rows_padded // 16 <= cfg.threads // 32 and probe.frag_regs <= WREG_MAX_REGS)
+
+
+def step_v3_preferred(problem: RnnProblem) -> bool:
+    """Where the large-batch step beats the two-barrier step: above batch 8 (the two-barrier
+    step cannot run there), and at batch 8 with H >= 1024, where moving h as plain rows
+    pays (LSTM 810 -> 763 us on an H200, benchmarks/results/cuda_rnn_h200.md)."""
+    return problem.batch > 8 or (problem.batch == 8 and problem.hidden >= 1024)
 
 
 def step_v2_applies(problem: RnnProblem, upc: int, bch: int, threads: int = THREADS) -> bool:
@@ -337,16 +344,18 @@ def kernel_config(problem: RnnProblem, groups: int, wavefront: bool, device: Dev
         kx=round_up(kx, 8) if kx else 0,
         fuse_input=fuse_input,
     )
+    v3 = (os.environ.get(STEP_ENV, "") not in ("1", "2") and step_v3_preferred(problem)
+          and step_v3_applies(cfg, problem))
+    if v3:
+        c3 = replace(cfg, step_v3=True, wreg=True, bch=problem.batch)
+        if c3.smem_bytes + STATIC_SMEM_RESERVE <= device.smem_per_block:
+            return c3
     if v2:
         c2 = replace(cfg, step_v2=True, split_x=wavefront and groups > 1)
         if c2.smem_bytes + STATIC_SMEM_RESERVE <= device.smem_per_block:
             if os.environ.get(WREG_ENV, "") != "0" and wreg_applies(c2):
                 c2 = replace(c2, wreg=True)
             return c2
-    elif os.environ.get(STEP_ENV, "") not in ("1", "2") and step_v3_applies(cfg, problem):
-        c3 = replace(cfg, step_v3=True, wreg=True, bch=problem.batch)
-        if c3.smem_bytes + STATIC_SMEM_RESERVE <= device.smem_per_block:
-            return c3
     return cfg
 
 
