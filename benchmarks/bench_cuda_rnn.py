@@ -138,9 +138,9 @@ def _variant(name: str, pers, plan, specs, limits):
             return None
         k2 = replace(k, step_v2=False, step_v3=False, wreg=False, split_x=False, bch=batch_chunk(pers.problem))
     elif name == "v3":  # the large-batch step (flag exchange) at this batch
-        if k.step_v3 or (not k.mma and pers.problem.batch > 8):
+        if k.step_v3 or not k.mma:
             return None
-        k2 = replace(k, step_v2=False, step_v3=True, wreg=k.mma, split_x=False, bch=pers.problem.batch)
+        k2 = replace(k, step_v2=False, step_v3=True, wreg=True, split_x=False, bch=pers.problem.batch)
     elif name == "smem":
         if not k.wreg:
             return None

@@ -182,7 +182,7 @@ class KernelConfig:
         return (
             (0 if self.wreg else self.weight_bytes)
             + stage
-            + (0 if (self.step_v3 and self.mma) else rows * self.batch * 4 * 3)
+            + (0 if self.step_v3 else rows * self.batch * 4 * 3)
             + self.upc * self.batch * 4 * 2
             + rows * 4 * 2
             + 3 * self.upc * 4

@@ -60,9 +60,8 @@
 #ifndef STEP_V3
 #define STEP_V3 0
 #endif
-#if STEP_V3 && (STEP_V2 || (WTYPE != 0 && !WREG) || (WTYPE == 0 && BATCH > 8) || BCH != BATCH || \
-                (CELL == 1 && LBR == 0) || HID % 8 != 0)
-#error "STEP_V3 needs one batch chunk, HID % 8 == 0, no GRU reset-before, and fragments in registers (fp16/bf16) or batch <= 8 (fp32)"
+#if STEP_V3 && (STEP_V2 || !WREG || WTYPE == 0 || BCH != BATCH || (CELL == 1 && LBR == 0) || HID % 8 != 0)
+#error "STEP_V3 needs tensor cores with fragments in registers, one batch chunk, HID % 8 == 0, no GRU reset-before"
 #endif
 #define TWO_BARRIER (STEP_V2 || STEP_V3)
 #if WREG && !(TWO_BARRIER && WTYPE != 0)
@@ -730,11 +729,11 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
     wt_t* Ws = reinterpret_cast<wt_t*>(sp); if (fused && !WREG) sp += (size_t)ROWS_P * KX * sizeof(wt_t);
     stage_t* hs = reinterpret_cast<stage_t*>(sp); sp += (size_t)STG_ROWS * LDH * sizeof(stage_t);
     stage_t* xs = reinterpret_cast<stage_t*>(sp); if (fused) sp += (size_t)STG_ROWS * LDX * sizeof(stage_t);
-    float* accR = reinterpret_cast<float*>(sp); if (!(STEP_V3 && WTYPE != 0)) sp += (size_t)ROWS * BATCH * 4;
-    float* accX = reinterpret_cast<float*>(sp); if (!(STEP_V3 && WTYPE != 0)) sp += (size_t)ROWS * BATCH * 4;
+    float* accR = reinterpret_cast<float*>(sp); if (!STEP_V3) sp += (size_t)ROWS * BATCH * 4;
+    float* accX = reinterpret_cast<float*>(sp); if (!STEP_V3) sp += (size_t)ROWS * BATCH * 4;
     float* cst = reinterpret_cast<float*>(sp); sp += (size_t)UPC * BATCH * 4;
     float* hown = reinterpret_cast<float*>(sp); sp += (size_t)UPC * BATCH * 4;
-    float* acc2 = reinterpret_cast<float*>(sp); if (!(STEP_V3 && WTYPE != 0)) sp += (size_t)ROWS * BATCH * 4;
+    float* acc2 = reinterpret_cast<float*>(sp); if (!STEP_V3) sp += (size_t)ROWS * BATCH * 4;
     // Biases and peepholes of the owned units, [gate][u] (read every step: keep on chip).
     float* rbs = reinterpret_cast<float*>(sp); sp += (size_t)ROWS * 4;
     float* wbs = reinterpret_cast<float*>(sp); sp += (size_t)ROWS * 4;
@@ -1053,11 +1052,9 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             pfr[p] = act ? ps[2 * UPC + u] : 0.0f;
 #endif
         }
-#if USE_MMA
         uint4 fragR[NIT_R], fragX[NIT_X];
         load_frags<KP, NIT_R>(Rg + (size_t)cta * ROWS_P * KP, fragR);
         load_frags<KX, NIT_X>(fused ? Wg + (size_t)cta * ROWS_P * KX : nullptr, fragX);
-#endif
         const size_t data_bytes = (size_t)BATCH * HID * sizeof(stage_t);
         auto flags = [&](const u64* sl) { return reinterpret_cast<const u32*>(reinterpret_cast<const char*>(sl) + data_bytes); };
         for (int s = 0; s < T; ++s) {
@@ -1100,25 +1097,23 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             __syncthreads();
             {
                 constexpr int CH = HID * (int)sizeof(stage_t) / 16;  // 16-byte chunks per row
-                constexpr int PER16 = 16 / (int)sizeof(stage_t);      // staged values per chunk
 #ifdef PROBE_NO_COPY  // timing probe only: results are wrong
                 if (false)
 #else
                 if (want_own)
 #endif
                     for (int i = threadIdx.x; i < BATCH * CH; i += NTHR)
-                        cp_async16(hs + (i / CH) * LDH + (i % CH) * PER16, reinterpret_cast<const char*>(own) + (size_t)i * 16);
+                        cp_async16(hs + (i / CH) * LDH + (i % CH) * 8, reinterpret_cast<const char*>(own) + (size_t)i * 16);
 #ifdef PROBE_NO_COPY
                 if (false)
 #else
                 if (want_below)
 #endif
                     for (int i = threadIdx.x; i < BATCH * CH; i += NTHR)
-                        cp_async16(xs + (i / CH) * LDX + (i % CH) * PER16, reinterpret_cast<const char*>(below) + (size_t)i * 16);
+                        cp_async16(xs + (i / CH) * LDX + (i % CH) * 8, reinterpret_cast<const char*>(below) + (size_t)i * 16);
                 asm volatile("cp.async.wait_all;" ::: "memory");
             }
             __syncthreads();
-#if USE_MMA
 #pragma unroll NT_UNROLL
             for (int nt = 0; nt < NBT; ++nt) {
                 if (fused)
@@ -1128,10 +1123,6 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                     dot_v2<KP, LDH, KX, LDX, false>(Rs, hs + nt * 8 * LDH, nullptr, xs, red + nt * RSTRIDE,
                                                     redx + nt * RSTRIDE, fragR, fragX);
             }
-#else  // fp32: CUDA-core products of all (<= 8) rows at once
-            DOT_H(Rs, hs, accR, ROWS, 0);
-            if (fused) DOT_X(Ws, xs, accX, ROWS, 0);
-#endif
             __syncthreads();
             stage_t* out = reinterpret_cast<stage_t*>(ex + (size_t)s * slot);
 #pragma unroll
@@ -1143,12 +1134,8 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                     const int tt = active ? (reverse ? len - 1 - s : s) : s;
                     const int j = j0 + u;
                     float xv[NG], rv[NG];
-#if USE_MMA
                     gate_parts(xv, rv, red + (b >> 3) * RSTRIDE, redx + (b >> 3) * RSTRIDE, fused, xg[p], rbr[p],
                                wbr[p], u, b & 7);
-#else
-                    gate_parts(xv, rv, accR, accX, fused, xg[p], rbr[p], wbr[p], u, b);
-#endif
 #if CELL == 0
                     hreg[p] = cell_update(xv, rv, hreg[p], creg[p], active, pir[p], por[p], pfr[p], clip);
 #else
