@@ -112,3 +112,51 @@ def test_demo_matches_tensorflow(capsys):
     assert main(["demo", "--length", "60"]) == 0
     out = capsys.readouterr().out
     assert "identical to TensorFlow's: yes" in out and "forget_bias = 1.0  [.meta graph]" in out
+
+
+class _FakeRunner:
+    """What StreamedCharRNN needs from a cuda runner: the recurrent chains and a session."""
+
+    def __init__(self, engine):
+        from tf2rt.backends.cuda.graph import GraphExecutor
+        from tf2rt.backends.cuda.plan import DeviceLimits
+
+        self.executor = GraphExecutor(engine.onnx, DeviceLimits(), device="cpu")
+
+    def stream_session(self, batch):
+        return object()
+
+
+def test_streamed_char_rnn_finds_the_embedding_and_the_dense_head(demo_engine):
+    """CPU part of the cuda char-RNN path: the engine is split into its embedding table, the
+    recurrent stack (streamed on a GPU) and the dense head, read from the engine itself."""
+    torch = pytest.importorskip("torch")  # noqa: F841 - GraphExecutor builds torch constants
+    from onnx import numpy_helper
+
+    from tf2rt.apps.charrnn.cuda_stream import NotStreamable, StreamedCharRNN
+
+    inits = {t.name: numpy_helper.to_array(t) for t in demo_engine.onnx.graph.initializer}
+    s = StreamedCharRNN(demo_engine, _FakeRunner(demo_engine), demo_engine.input_names[0], "logits")
+    assert np.array_equal(s.table, inits["rnnlm/embedding"])
+    assert np.array_equal(s.kernel, inits["rnnlm/kernel"]) and np.array_equal(s.bias, inits["rnnlm/bias"])
+    V = len(Vocab.load(EXAMPLE / "vocab.json"))
+    assert s.table.shape[0] == V and s.kernel.shape == (192, V) and s.bias.shape == (V,)
+    # the head must read the recurrent stack: asking for another output is refused
+    with pytest.raises(NotStreamable):
+        StreamedCharRNN(demo_engine, _FakeRunner(demo_engine), demo_engine.input_names[0], "rnnlm/final_h")
+    # an engine whose stack is fed by a float input (no embedding lookup) is refused
+    from tf2rt.engine import build_engine
+    from tf2rt.network import Network
+
+    rng = np.random.default_rng(0)
+    net = Network("plain")
+    rnn = net.add_rnn_v2(net.add_input("x", "float32", (1, 5, 8)), 1, 16, 5, "lstm", "unidirection", "linear")
+    for gate in ("input", "forget", "cell", "output"):
+        rnn.set_weights_for_gate(0, gate, True, rng.standard_normal((16, 8)).astype(np.float32))
+        rnn.set_weights_for_gate(0, gate, False, rng.standard_normal((16, 16)).astype(np.float32))
+        rnn.set_bias_for_gate(0, gate, True, np.zeros(16, np.float32))
+        rnn.set_bias_for_gate(0, gate, False, np.zeros(16, np.float32))
+    net.mark_output(rnn.get_output(0), "y")
+    plain = build_engine(net)
+    with pytest.raises(NotStreamable, match="embedding"):
+        StreamedCharRNN(plain, _FakeRunner(plain), "x", "y")

@@ -112,3 +112,28 @@ def test_engine_runner_streams_its_recurrent_stack(precision):
     assert _err(ys, want.reshape(ys.shape)) <= (1e-4 if precision == "fp32" else 2e-2)
     with pytest.raises(Tf2rtError, match="stack must be"):
         runner.stream_session(stack=3)
+
+
+@pytest.mark.gpu
+def test_char_rnn_app_streams_on_cuda_and_matches_onnxruntime(tmp_path):
+    import time
+
+    from tf2rt import convert
+    from tf2rt.apps.charrnn import CharRNN, Vocab
+    from tf2rt.cli.demo import EXAMPLE
+
+    engine = convert(EXAMPLE / "model", tmp_path / "charrnn.onnx", states=True)
+    vocab = Vocab.load(EXAMPLE / "vocab.json")
+    cpu = CharRNN(engine, vocab)  # onnxruntime, checked against TensorFlow in tests/apps
+    gpu = CharRNN(engine, vocab, backend="cuda")
+    assert gpu.streaming
+    text = "First Citizen:\nBefore we proceed any further, hear me speak."
+    assert _err(gpu.logits(text), cpu.logits(text)) <= 1e-4
+    want = cpu.generate("First Citizen:\n", 200, greedy=True)
+    t0 = time.perf_counter()
+    got = gpu.generate("First Citizen:\n", 200, greedy=True)
+    dt = time.perf_counter() - t0
+    assert got == want
+    print(f"char-RNN on cuda, streaming: {dt / 214 * 1e6:.1f} us per character")
+    gpu.close()
+    assert not gpu.streaming

@@ -79,6 +79,10 @@ class CharRNN:
         self._ids = np.zeros((1, 1), np.int32)
         self.feeds: dict[str, np.ndarray] = {}
         self.reset()
+        # On the cuda backend, a plain embedding -> recurrent stack -> dense engine runs its
+        # stack in a streaming session (no launch per character); other engines, or one
+        # whose first step disagrees with the generic path, keep the generic path.
+        self._stream = self._streamed() if backend == "cuda" else None
 
     def _logits_output(self) -> str:
         card = (self.engine.metadata.get("model") or {}).get("detected") or {}
@@ -95,15 +99,43 @@ class CharRNN:
             return rest[0]
         raise Tf2rtError(f"cannot tell which output holds the logits among {', '.join(rest)}")
 
+    def _streamed(self) -> Any:
+        from ...errors import UnsupportedError
+        from .cuda_stream import NotStreamable, StreamedCharRNN
+
+        try:
+            stream = StreamedCharRNN(self.engine, self.runner, self.input_name, self.logits_name)
+        except (NotStreamable, UnsupportedError):
+            return None
+        want = self.step(0).astype(np.float32)  # the generic path, before the session holds the GPU
+        self.reset()
+        stream.reset()
+        got = stream.step(0)
+        tol = 2e-2 if self.engine.precision != "fp32" else 1e-4
+        if not np.abs(got - want).max() <= tol * max(1.0, float(np.abs(want).max())):
+            stream.close()
+            return None
+        stream.reset()
+        return stream
+
+    @property
+    def streaming(self) -> bool:
+        """Whether steps run in a streaming session (cuda backend, plain char-RNN engine)."""
+        return getattr(self, "_stream", None) is not None
+
     # --- stepping -----------------------------------------------------------------------
     def reset(self) -> None:
         """Start from zero state."""
         self.feeds = {self.input_name: self._ids}
         for name, z in self._zeros.items():
             self.feeds[name] = z
+        if self.streaming:
+            self._stream.reset()
 
     def step(self, char_id: int) -> np.ndarray:
         """Feed one id, carry the state; returns the next-character logits [V]."""
+        if self.streaming:
+            return self._stream.step(char_id)
         self._ids[0, 0] = char_id
         out = self._run(self.feeds)
         feeds = self.feeds
@@ -141,6 +173,9 @@ class CharRNN:
         return self.vocab.decode(out)
 
     def close(self) -> None:
+        if self.streaming:
+            self._stream.close()
+            self._stream = None
         self.runner.close()
 
 
