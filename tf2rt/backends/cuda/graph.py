@@ -272,6 +272,7 @@ class GraphExecutor:
         key = (id(v), arr.shape, arr.dtype.str)
         t = self.device_consts.get(key)
         if t is None:
-            t = self.device_consts[key] = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device)
+            # a writable copy: initializers can be read-only views, which torch warns about
+            t = self.device_consts[key] = torch.from_numpy(np.array(arr, order="C")).to(self.device)
             self._keep = getattr(self, "_keep", []) + [v]  # keep `v` alive so its id stays unique
         return t
