@@ -87,6 +87,8 @@ def test_benchmark_hook_reports_gpu_time_and_floor():
     stats = benchmark(engine, backend="cuda", iterations=20, warmup=5)
     assert stats["timer"] == "backend" and 0 < stats["median_ms"] < 50
     assert any("persistent" in p or "cudnn" in p for p in stats["providers"])
+    assert any("full floor" in p for p in stats["providers"])
     runner = engine.runner("cuda", prefer="persistent")
     runner.run(rnn_feeds("lstm", 2, False, 256, 256, 1, 50, 9, False, False))
     assert runner.floor_us() > 0
+    assert runner.full_floor_us() >= runner.floor_us() + runner.limits.launch_us

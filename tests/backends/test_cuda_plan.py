@@ -8,7 +8,7 @@ import pytest
 from tf2rt.backends.cuda.packing import (
     cta_count, from_mma_fragments, pack_rows, split_onnx_weights, to_bf16_bits, to_mma_fragments, unpack_rows)
 from tf2rt.backends.cuda.persistent import gate_defines, kernel_source
-from tf2rt.backends.cuda.plan import DeviceLimits, RnnProblem, choose_upc, crossover_batch, make_plan
+from tf2rt.backends.cuda.plan import DeviceLimits, RnnProblem, choose_upc, crossover_batch, floor_parts, make_plan
 from tf2rt.errors import ShapeError
 from tf2rt.layouts import ONNX_GRU, ONNX_LSTM
 
@@ -103,6 +103,39 @@ def test_plan_two_layer_lstm_is_one_wavefront_launch_on_chip():
 def test_plan_floor_grows_with_sequence_length():
     f = [make_plan(RnnProblem("gru", 256, 256, 1, t, layers=2), H100).floor_us for t in (10, 100, 1000)]
     assert f[0] < f[1] < f[2]
+
+
+def test_full_floor_counts_operand_traffic_math_and_launch():
+    # 2-layer LSTM H=512 fp16 wavefront at batch 64: every layer-1 CTA receives its own h
+    # and the layer below's h (2 x 512 values per batch row), every layer-0 CTA its own h.
+    p = RnnProblem("lstm", 512, 512, 64, 100, layers=2, dtype="float16")
+    plan = make_plan(p, H100, prefer="persistent")
+    k = plan.kernel
+    parts = floor_parts(p, k, H100)
+    ctas = -(-512 // k.upc)
+    want_operand = ctas * (512 + 2 * 512) * 64 * 2 / H100.l2_bytes_per_s * 1e6
+    assert parts["operand"] == pytest.approx(want_operand)
+    rows = -(-4 * k.upc // 16) * 16
+    want_math = 2 * rows * 1024 * 64 / (4096 * H100.clock_ghz * 1e9) * 1e6
+    assert parts["math"] == pytest.approx(want_math)
+    assert parts["exchange"] == H100.exchange_us
+    per_step = parts["exchange"] + max(parts["weights"], parts["operand"], parts["math"])
+    assert plan.full_floor_us == pytest.approx(H100.launch_us + 101 * per_step)
+    assert plan.floor_us == pytest.approx(101 * (parts["exchange"] + parts["weights"]))
+    # The operand and the math grow with the batch, the weight stream does not.
+    small = floor_parts(RnnProblem("lstm", 512, 512, 8, 100, layers=2, dtype="float16"),
+                        make_plan(RnnProblem("lstm", 512, 512, 8, 100, layers=2, dtype="float16"), H100,
+                                  prefer="persistent").kernel, H100)
+    assert parts["operand"] == pytest.approx(8 * small["operand"])
+    assert parts["math"] == pytest.approx(8 * small["math"])
+    assert parts["weights"] == pytest.approx(small["weights"])
+    # fp32 has no packed halves: twice the operand bytes, and a slower multiply-add rate.
+    p32 = RnnProblem("lstm", 512, 512, 8, 100, layers=2, dtype="float32")
+    k32 = make_plan(p32, H100, prefer="persistent").kernel
+    f32 = floor_parts(p32, k32, H100)
+    assert f32["operand"] == pytest.approx(2 * small["operand"] * (k32.kp + k32.kx_eff) / (k.kp + k.kx_eff))
+    assert f32["math"] > small["math"]
+    assert make_plan(p32, H100).describe()["full_floor_us"] > make_plan(p32, H100).describe()["floor_us"]
 
 
 def test_plan_falls_back_when_weights_do_not_fit():

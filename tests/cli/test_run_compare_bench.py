@@ -114,8 +114,10 @@ def test_bench(engine_path, tmp_path, capsys):
     out = tmp_path / "b.json"
     assert main(["bench", str(engine_path), "--iterations", "20", "--warmup", "2", "--batch", "2",
                  "--threads", "1", "--json", str(out)]) == 0
-    assert "median ms" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "median ms" in printed
     stats = json.loads(out.read_text())
+    assert stats["providers"] and all(f"  {p}" in printed for p in stats["providers"])
     assert stats["batch"] == 2 and stats["iterations"] == 20
     assert 0 < stats["min_ms"] <= stats["median_ms"] <= stats["p90_ms"] <= stats["p99_ms"]
     assert stats["throughput_per_s"] == pytest.approx(2e3 / stats["median_ms"])

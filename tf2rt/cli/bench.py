@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     print("|---|---|---|---|---|")
     print(f"| {stats['min_ms']:.4f} | {stats['median_ms']:.4f} | {stats['p90_ms']:.4f} | {stats['p99_ms']:.4f} "
           f"| {stats['throughput_per_s']:.1f} |")
+    for line in stats.get("providers", []):  # what ran where (cuda: engine, mode and floors per stack)
+        print(f"  {line}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"engine": args.engine, **stats}, f, indent=2)

@@ -80,7 +80,8 @@ class CudaRunner(Runner):
                 st["graph"] = CapturedCall(lambda: self.executor(static))
         self._state[key] = st
         self.providers = ["cuda"] + [
-            f"{'+'.join(c['nodes'])}: {c.get('engine')} {c.get('mode', '')} (floor {c.get('floor_us', 0):.1f} us)"
+            f"{'+'.join(c['nodes'])}: {c.get('engine')} {c.get('mode', '')} (floor {c.get('floor_us', 0):.1f} us, "
+            f"full floor {c.get('full_floor_us', 0):.1f} us)"
             for c in self.executor.describe()]
         return st
 
@@ -175,6 +176,11 @@ class CudaRunner(Runner):
     def floor_us(self) -> float:
         """Sum of the hardware-floor estimates of the persistent stacks (docs/cuda.md)."""
         return sum(c.plan.floor_us for c in self.executor.chains if c.plan is not None and c.plan.engine == "persistent")
+
+    def full_floor_us(self) -> float:
+        """Sum of the full hardware floors (launch, operand traffic and math included) of
+        the recurrent stacks, whichever engine runs them."""
+        return sum(c.plan.full_floor_us for c in self.executor.chains if c.plan is not None)
 
     def close(self) -> None:
         self._state.clear()

@@ -61,6 +61,23 @@ class DeviceLimits:
     #: microseconds: measured 0.93 on an H100 SXM (benchmarks/results/cuda_rnn_h100.md).
     exchange_us: float = 0.93
     smem_bytes_per_clock: int = 128
+    #: Aggregate rate at which L2 delivers data that every CTA reads (each SM copying the
+    #: same buffer into shared memory), bytes/s: measured on an H200 (benchmarks/results/
+    #: cuda_rnn_h200.md, `l2_broadcast_tb_s`). Bounds the B x K operand every CTA receives.
+    l2_bytes_per_s: float = 5.0e12
+    #: Replaying a CUDA graph of one empty kernel, CUDA-event timed, microseconds (H200):
+    #: what any per-call launch costs before the first instruction runs.
+    launch_us: float = 9.3
+
+    @property
+    def flops_per_clock(self) -> dict[str, int]:
+        """Dense multiply-add throughput per SM and clock (2 FLOP per FMA). fp16/bf16: the
+        tensor cores. fp32: the faster of CUDA-core FMA and three TF32 tensor-core passes
+        (the cheapest way to keep fp32 accuracy), so the floor stays a lower bound."""
+        major = self.compute_capability[0]
+        half = 4096 if major >= 9 else 2048 if major == 8 else 1024
+        ffma = 256 if major >= 9 or self.compute_capability == (8, 6) else 128
+        return {"half": half, "float32": max(ffma, half // 2 // 3)}
 
 
 @dataclass(frozen=True)
@@ -220,10 +237,12 @@ class Plan:
     kernel: KernelConfig | None = None
     floor_us: float = 0.0
     steps: int = 0
+    full_floor_us: float = 0.0
     measured: dict[str, float] = field(default_factory=dict)
 
     def describe(self) -> dict:
-        out = {"engine": self.engine, "reason": self.reason, "floor_us": round(self.floor_us, 2)}
+        out = {"engine": self.engine, "reason": self.reason, "floor_us": round(self.floor_us, 2),
+               "full_floor_us": round(self.full_floor_us, 2)}
         if self.kernel is not None:
             k = self.kernel
             out.update(
@@ -359,12 +378,49 @@ def kernel_config(problem: RnnProblem, groups: int, wavefront: bool, device: Dev
     return cfg
 
 
-def floor_us(problem: RnnProblem, cfg: KernelConfig, steps: int, device: DeviceLimits) -> float:
-    """Hardware floor of the persistent schedule: per step, one h exchange through L2 plus
-    streaming this CTA's weights out of shared memory (docs/cuda.md)."""
+def floor_parts(problem: RnnProblem, cfg: KernelConfig, device: DeviceLimits) -> dict[str, float]:
+    """Per-step costs no persistent schedule of this shape can avoid, microseconds
+    (docs/cuda.md, "Hardware floor"):
+
+    - exchange: moving h_t to every CTA (one L2 round trip, measured), once per exchange;
+    - weights: streaming one CTA's weight slice out of shared memory;
+    - operand: the B x K values every CTA multiplies (h, and the layer below's h in a
+      wavefront) crossing L2 into every CTA, at the measured broadcast rate;
+    - math: one CTA's multiply-adds at the SM's peak rate.
+    """
     exchanges = 2 if (problem.cell == "gru" and not problem.linear_before_reset) else 1
-    stream_s = cfg.weight_bytes / (device.smem_bytes_per_clock * device.clock_ghz * 1e9)
-    return steps * (exchanges * device.exchange_us + stream_s * 1e6)
+    clock = device.clock_ghz * 1e9
+    rows = cfg.rows_padded
+    k_cta = cfg.kp + (cfg.kx_eff if cfg.fused else 0)  # the widest CTA's K (a deeper layer's)
+    stage_bytes = 2 if cfg.mma else 4
+    # Every CTA of a group receives its group's operand; only deeper wavefront layers (and
+    # an in-kernel first-layer projection) also receive an input row.
+    deeper = cfg.groups - 1 if (cfg.fused and not cfg.fuse_input) else cfg.groups if cfg.fused else 0
+    k_total = cfg.groups * cfg.kp + deeper * cfg.kx_eff
+    operand = cfg.ctas_per_group * k_total * problem.batch * stage_bytes / device.l2_bytes_per_s
+    flops = 2.0 * rows * k_cta * problem.batch
+    rate = device.flops_per_clock["half" if cfg.mma else "float32"]
+    return {
+        "exchange": exchanges * device.exchange_us,
+        "weights": cfg.weight_bytes / (device.smem_bytes_per_clock * clock) * 1e6,
+        "operand": operand * 1e6,
+        "math": flops / (rate * clock) * 1e6,
+    }
+
+
+def floor_us(problem: RnnProblem, cfg: KernelConfig, steps: int, device: DeviceLimits) -> float:
+    """Hardware floor of the persistent schedule as first derived: per step, one h exchange
+    through L2 plus streaming this CTA's weights out of shared memory (docs/cuda.md)."""
+    f = floor_parts(problem, cfg, device)
+    return steps * (f["exchange"] + f["weights"])
+
+
+def full_floor_us(problem: RnnProblem, cfg: KernelConfig, steps: int, device: DeviceLimits) -> float:
+    """floor_us with what it leaves out: the per-call graph launch, and per step the
+    largest of the weight stream, the operand traffic and the math (they overlap, so only
+    the largest counts; the exchange latency sits in front of all of them)."""
+    f = floor_parts(problem, cfg, device)
+    return device.launch_us + steps * (f["exchange"] + max(f["weights"], f["operand"], f["math"]))
 
 
 def make_plan(problem: RnnProblem, device: DeviceLimits | None = None, prefer: str | None = None) -> Plan:
@@ -397,7 +453,8 @@ def make_plan(problem: RnnProblem, device: DeviceLimits | None = None, prefer: s
         why = f"recurrent weights do not fit on chip ({need} B of shared memory per CTA > {device.smem_per_block})"
         return Plan("cudnn" if cudnn_ok else "torch", why)
     mode, cfg, steps = fitting[0]
-    plan = Plan("persistent", "", mode, cfg, floor_us(p, cfg, steps, device), steps)
+    plan = Plan("persistent", "", mode, cfg, floor_us(p, cfg, steps, device), steps,
+                full_floor_us=full_floor_us(p, cfg, steps, device))
     limit = crossover_batch(p.cell, p.dtype, p.hidden, p.seq_len)
     if prefer == "cudnn" and cudnn_ok:
         return replace(plan, engine="cudnn", reason="requested", kernel=None, mode="")
@@ -405,6 +462,7 @@ def make_plan(problem: RnnProblem, device: DeviceLimits | None = None, prefer: s
         plan.reason = "requested" if prefer == "persistent" else "only the persistent kernel supports this form"
         return plan
     if p.batch > limit:
-        return Plan("cudnn", f"batch {p.batch} > {limit}: cuDNN measured faster at this shape", floor_us=plan.floor_us)
+        return Plan("cudnn", f"batch {p.batch} > {limit}: cuDNN measured faster at this shape", floor_us=plan.floor_us,
+                    full_floor_us=plan.full_floor_us)
     plan.reason = f"batch {p.batch} <= {limit}: persistent kernel measured faster"
     return plan
