@@ -182,11 +182,15 @@ def _variant(name: str, pers, plan, specs, limits):
     if name == "v1":
         if not (k.step_v2 or k.step_v3):
             return None
-        k2 = replace(k, step_v2=False, step_v3=False, wreg=False, split_x=False, bch=batch_chunk(pers.problem))
+        k2 = replace(k, step_v2=False, step_v3=False, wreg=False, split_x=False, tf32=False, bch=batch_chunk(pers.problem))
     elif name == "v3":  # the large-batch step (flag exchange) at this batch
-        if k.step_v3 or not k.mma:
+        if k.step_v3 or k.wtype == 0:
             return None
         k2 = replace(k, step_v2=False, step_v3=True, wreg=True, split_x=False, bch=pers.problem.batch)
+    elif name == "cudacores":  # fp32 products on CUDA cores instead of three TF32 passes
+        if not k.tf32:
+            return None
+        k2 = replace(k, tf32=False, wreg=False)
     elif name == "smem":
         if not k.wreg:
             return None
@@ -496,7 +500,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "own h, +xin = first layer's input products in the kernel. `variant X` = the same stack built another way, "
         "timed in the same run (v1: original step; smem: fragments in shared memory; nosplit: no split; xin: the "
         "other choice of in-kernel vs GEMM input projection; noncoop: a plain instead of a cooperative launch; "
-        "nopack: one fp32 h per exchange word instead of two fp16/bf16 values).",
+        "nopack: one fp32 h per exchange word instead of two fp16/bf16 values; cudacores: fp32 products on CUDA cores "
+        "instead of three TF32 tensor-core passes).",
         "",
         "Floor inputs measured in this run (tagged all-gather through L2 per step, 1 CTA per SM; counter "
         "barrier; L2 broadcast rate; graph launch): "
@@ -540,7 +545,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma list of other builds to time in the same run: v1 (original step), v3 (large-batch step), "
                          "smem (fragments in shared memory), nosplit (no split input product), xin (the other "
                          "in-kernel/GEMM choice for the first layer's input), noncoop (plain launch), nopack (one h per "
-                         "exchange word), ntN (large-batch step with N n-tiles unrolled)")
+                         "exchange word), ntN (large-batch step with N n-tiles unrolled), cudacores (fp32 products on CUDA "
+                         "cores instead of three TF32 tensor-core passes)")
     args = ap.parse_args(argv)
 
     import torch

@@ -58,8 +58,10 @@ def _configs():
         if k.split_x:
             out[name + "-nosplit"] = replace(k, split_x=False)
         if k.step_v2 or k.step_v3:
-            out[name + "-v1"] = replace(k, step_v2=False, step_v3=False, wreg=False, split_x=False,
+            out[name + "-v1"] = replace(k, step_v2=False, step_v3=False, wreg=False, split_x=False, tf32=False,
                                         bch=min(k.batch, 8))
+        if k.tf32:  # fp32 products on CUDA cores instead (TF2RT_CUDA_TF32X3=0)
+            out[name + "-cudacores"] = replace(k, tf32=False, wreg=False)
         if k.step_v2 and k.fuse_input and prob.directions == 1:  # streaming build (resident.py)
             out[name + "-resident"] = replace(k, resident=True, split_x=False)
     return out
@@ -75,7 +77,8 @@ def test_the_configurations_cover_every_kernel_variant():
     assert any(k.wreg for k in ks) and any(k.step_v2 and not k.wreg for k in ks) and any(not k.step_v2 for k in ks)
     assert any(k.fuse_input for k in ks) and any(k.fused and not k.fuse_input for k in ks)
     assert any(k.split_x and k.wreg for k in ks) and any(k.split_x and not k.mma for k in ks)
-    assert any(k.resident and k.wreg for k in ks) and any(k.resident and not k.mma for k in ks)
+    assert any(k.resident and k.wreg for k in ks) and any(k.resident and k.tf32 for k in ks)
+    assert any(k.tf32 and k.wreg for k in ks) and any(k.tf32 and not k.wreg for k in ks)
     assert any(k.step_v3 and k.fused and not k.fuse_input for k in ks) and any(k.step_v3 and k.fuse_input for k in ks)
 
 
@@ -97,3 +100,5 @@ def test_kernel_compiles(nvrtc, name):
         ok2, smem = _compile(nvrtc, replace(cfg, wreg=False))
         assert ok2
         assert out.count("ld.shared.v4") < smem.count("ld.shared.v4")
+    if cfg.tf32:  # three TF32 passes per K step, no CUDA-core dot products
+        assert "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32" in out and "cvt.rna.tf32.f32" in out

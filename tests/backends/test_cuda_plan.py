@@ -59,6 +59,25 @@ def test_mma_fragments_follow_the_ptx_a_layout():
         to_mma_fragments(np.zeros((1, 16, 24), np.float32))
 
 
+def test_tf32_fragments_follow_the_ptx_m16n8k8_a_layout():
+    # PTX m16n8k8 .tf32 A fragment: a0 = (g, t), a1 = (g+8, t), a2 = (g, t+4), a3 = (g+8, t+4).
+    a = (np.arange(2 * 20 * 24, dtype=np.float32) + 1).reshape(2, 20, 24)
+    f = to_mma_fragments(a, kstep=8)
+    np.testing.assert_array_equal(from_mma_fragments(f, 20, 24, kstep=8), a)
+    frags = f.reshape(2, 2, 3, 32, 4)  # [cta, row tile, k step, lane, 4]
+    for lane in (0, 6, 31):
+        g, t = divmod(lane, 4)
+        for mt in range(2):
+            for ks in range(3):
+                tile = np.zeros((16, 8), np.float32)
+                rows = a[0, mt * 16:(mt + 1) * 16, ks * 8:(ks + 1) * 8]
+                tile[: rows.shape[0]] = rows
+                want = [tile[g, t], tile[g + 8, t], tile[g, t + 4], tile[g + 8, t + 4]]
+                np.testing.assert_array_equal(frags[0, mt, ks, lane], want)
+    with pytest.raises(ShapeError, match="multiple of 8"):
+        to_mma_fragments(np.zeros((1, 16, 12), np.float32), kstep=8)
+
+
 def test_bf16_bits_match_torch(torch):
     x = np.random.default_rng(0).standard_normal(1000).astype(np.float32) * 10
     want = torch.from_numpy(x).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
@@ -183,9 +202,18 @@ def test_two_barrier_step_is_chosen_only_where_it_applies(monkeypatch):
     from dataclasses import replace
     assert one.smem_bytes > replace(one, step_v2=False).smem_bytes
     assert make_plan(RnnProblem("gru", 128, 128, 8, 9, layers=2, dtype="bfloat16"), H100).kernel.step_v2
-    # fp32 too (the kernel keeps IEEE division in fp32 gates), on CUDA cores: no WREG
-    f32 = make_plan(RnnProblem("gru", 128, 128, 8, 9, layers=2, dtype="float32"), H100).kernel
-    assert f32.step_v2 and not f32.wreg and f32.frag_regs == 0
+    # fp32 too (the kernel keeps IEEE division in fp32 gates), its products on tensor cores
+    # as three TF32 passes: K steps of 8, fp32 staging rows [8][K + 4]
+    p32 = RnnProblem("gru", 128, 128, 8, 9, layers=2, dtype="float32")
+    f32 = make_plan(p32, H100).kernel
+    assert f32.step_v2 and f32.tf32 and f32.mma and f32.kstep == 8 and f32.defines()["TF32X3"] == 1
+    assert f32.frag_regs == 2 * replace(f32, tf32=False, wtype=1).frag_regs
+    cuda_cores = replace(f32, tf32=False)
+    assert f32.smem_bytes - cuda_cores.smem_bytes > 0  # split-K partial sums, padded staging rows
+    monkeypatch.setenv("TF2RT_CUDA_TF32X3", "0")
+    off = make_plan(p32, H100).kernel
+    assert off.step_v2 and not off.tf32 and not off.mma and off.frag_regs == 0
+    monkeypatch.delenv("TF2RT_CUDA_TF32X3")
     # more than one batch chunk, or two exchanges a step (GRU reset-before): original step
     assert not make_plan(RnnProblem("lstm", 128, 128, 64, 9, dtype="float16"), H100, prefer="persistent").kernel.step_v2
     lbr0 = RnnProblem("gru", 128, 128, 1, 9, linear_before_reset=False, dtype="float16")

@@ -140,28 +140,33 @@ def split_onnx_weights(
     return out
 
 
-def to_mma_fragments(packed: np.ndarray) -> np.ndarray:
-    """Re-order packed [ctas, rows, kp] blocks into m16n8k16 A-fragment order.
+def to_mma_fragments(packed: np.ndarray, kstep: int = 16) -> np.ndarray:
+    """Re-order packed [ctas, rows, kp] blocks into tensor-core A-fragment order.
 
-    Rows are padded to a multiple of 16 (kp must be one already). Per CTA the result is
-    [row tile, k step, lane, 8] so each lane loads its four A registers with one 16-byte
-    read: lane (g, t) = (lane // 4, lane % 4) holds rows g and g+8 of the tile, columns
-    2t, 2t+1 and 2t+8, 2t+9, in the order a0..a7 of the PTX fragment layout.
+    kstep 16: m16n8k16 (fp16/bf16); kstep 8: m16n8k8 (TF32, fp32 weights). Rows are padded
+    to a multiple of 16 (kp must be a multiple of kstep already). Per CTA the result is
+    [row tile, k step, lane, 16 bytes] so each lane loads its four A registers with one
+    16-byte read: lane (g, t) = (lane // 4, lane % 4) holds rows g and g+8 of the tile and
+    columns c and c + kstep/2 with c = t * kstep/8 (two consecutive halves each for
+    kstep 16), in the order of the PTX fragment layout (row g, row g+8, then the same for
+    the second column block).
     """
     ctas, rows, kp = packed.shape
-    if kp % 16:
-        raise ShapeError(f"packing: tensor-core rows need a length that is a multiple of 16, got {kp}")
-    mt, ks = -(-rows // 16), kp // 16
+    if kstep not in (8, 16):
+        raise ValueError(f"kstep must be 8 or 16, got {kstep}")
+    if kp % kstep:
+        raise ShapeError(f"packing: tensor-core rows need a length that is a multiple of {kstep}, got {kp}")
+    mt, ks, e = -(-rows // 16), kp // kstep, kstep // 8
     tiles = np.zeros((ctas, mt * 16, kp), dtype=packed.dtype)
     tiles[:, :rows] = packed
     # [ctas, mt, rh, g, ks, ch, t, e] -> [ctas, mt, ks, g, t, ch, rh, e]
-    t = tiles.reshape(ctas, mt, 2, 8, ks, 2, 4, 2).transpose(0, 1, 4, 3, 6, 5, 2, 7)
+    t = tiles.reshape(ctas, mt, 2, 8, ks, 2, 4, e).transpose(0, 1, 4, 3, 6, 5, 2, 7)
     return np.ascontiguousarray(t).reshape(ctas, mt * 16 * kp)
 
 
-def from_mma_fragments(frags: np.ndarray, rows: int, kp: int) -> np.ndarray:
+def from_mma_fragments(frags: np.ndarray, rows: int, kp: int, kstep: int = 16) -> np.ndarray:
     """Inverse of to_mma_fragments (tests): back to [ctas, rows, kp]."""
     ctas = frags.shape[0]
-    mt, ks = -(-rows // 16), kp // 16
-    t = frags.reshape(ctas, mt, ks, 8, 4, 2, 2, 2).transpose(0, 1, 6, 3, 2, 5, 4, 7)
+    mt, ks, e = -(-rows // 16), kp // kstep, kstep // 8
+    t = frags.reshape(ctas, mt, ks, 8, 4, 2, 2, e).transpose(0, 1, 6, 3, 2, 5, 4, 7)
     return np.ascontiguousarray(t).reshape(ctas, mt * 16, kp)[:, :rows]

@@ -122,7 +122,7 @@ class PersistentStack:
                 return torch.from_numpy(bits.view(np.int16)).to(self.dev).view(torch.bfloat16)
             packed = pack_rows(m, p.gates, H, cfg.upc, p.dtype, kp)
             if cfg.mma:
-                packed = to_mma_fragments(packed)
+                packed = to_mma_fragments(packed, cfg.kstep)
             return torch.from_numpy(packed).to(self.dev)
 
         self._keep: list[Any] = []  # tensors whose pointers live in descriptors

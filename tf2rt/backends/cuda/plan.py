@@ -46,6 +46,9 @@ WREG_MAX_REGS = 64
 WREG_MAX_BATCH = 4
 #: Environment switch: "0" keeps the weight fragments in shared memory everywhere.
 WREG_ENV = "TF2RT_CUDA_WREG"
+#: Environment switch: "0" keeps fp32 products on CUDA cores instead of three TF32
+#: tensor-core passes (TF32X3).
+TF32_ENV = "TF2RT_CUDA_TF32X3"
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,7 @@ class KernelConfig:
     split_x: bool = False  # deeper wavefront layers: input product before the own-h wait (SPLITX)
     resident: bool = False  # streaming: one launch serves step after step (RESIDENT; resident.py)
     step_v3: bool = False  # large batch: all rows staged, flag exchange (STEP_V3; needs wreg)
+    tf32: bool = False  # fp32 products on tensor cores as three TF32 passes (TF32X3; two-barrier step)
 
     @property
     def gates(self) -> int:
@@ -137,12 +141,18 @@ class KernelConfig:
 
     @property
     def mma(self) -> bool:
-        """fp16/bf16 weights: products on tensor cores (K padded to 16)."""
-        return self.wtype != 0
+        """Products on tensor cores: fp16/bf16 weights (K padded to 16), or fp32 under tf32
+        (K padded to 8)."""
+        return self.wtype != 0 or self.tf32
+
+    @property
+    def kstep(self) -> int:
+        """K of one tensor-core step: m16n8k16 for fp16/bf16, m16n8k8 for TF32."""
+        return 8 if self.tf32 else 16
 
     @property
     def kalign(self) -> int:
-        return 16 if self.mma else 8
+        return self.kstep if self.mma else 8
 
     @property
     def kp(self) -> int:
@@ -169,7 +179,7 @@ class KernelConfig:
             return 0
         nwarp = self.threads // 32
         ksplit = max(nwarp // (self.rows_padded // 16), 1)
-        nit = lambda k: -(-(k // 16) // ksplit)  # noqa: E731
+        nit = lambda k: -(-(k // self.kstep) // ksplit)  # noqa: E731
         return 4 * (nit(self.kp) + (nit(self.kx_eff) if self.fused else 0))
 
     @property
@@ -187,11 +197,12 @@ class KernelConfig:
     def smem_bytes(self) -> int:
         """Dynamic shared memory per CTA (mirrors the carve-up in persistent_rnn.cu)."""
         rows = self.gates * self.upc
-        if self.mma:  # fp16/bf16 staging [8 per n-tile][K + 8] and the split-K partial sums
+        if self.mma:  # staging [8 per n-tile][K + pad] (fp16/bf16, or fp32 under tf32) and split-K partial sums
             nwarp = self.threads // 32
             mt = self.rows_padded // 16
             nbt = -(-self.batch // 8) if self.step_v3 else 1
-            stage = 8 * nbt * ((self.kp + 8) + ((self.kx_eff + 8) if self.fused else 0)) * 2
+            pad, esize = (4, 4) if self.tf32 else (8, 2)
+            stage = 8 * nbt * ((self.kp + pad) + ((self.kx_eff + pad) if self.fused else 0)) * esize
             red = mt * max(nwarp // mt, 1) * 128 * 4 * (2 if (self.step_v2 or self.step_v3) else 1) * nbt
         else:
             stage = self.bch * (self.kp + (self.kx_eff if self.fused else 0)) * 4
@@ -224,6 +235,7 @@ class KernelConfig:
             "SPLITX": int(self.split_x),
             "RESIDENT": int(self.resident),
             "STEP_V3": int(self.step_v3),
+            "TF32X3": int(self.tf32),
         }
 
 
@@ -371,6 +383,8 @@ def kernel_config(problem: RnnProblem, groups: int, wavefront: bool, device: Dev
             return c3
     if v2:
         c2 = replace(cfg, step_v2=True, split_x=wavefront and groups > 1)
+        if cfg.wtype == 0 and os.environ.get(TF32_ENV, "") != "0":
+            c2 = replace(c2, tf32=True)
         if c2.smem_bytes + STATIC_SMEM_RESERVE <= device.smem_per_block:
             if os.environ.get(WREG_ENV, "") != "0" and wreg_applies(c2):
                 c2 = replace(c2, wreg=True)
@@ -392,14 +406,14 @@ def floor_parts(problem: RnnProblem, cfg: KernelConfig, device: DeviceLimits) ->
     clock = device.clock_ghz * 1e9
     rows = cfg.rows_padded
     k_cta = cfg.kp + (cfg.kx_eff if cfg.fused else 0)  # the widest CTA's K (a deeper layer's)
-    stage_bytes = 2 if cfg.mma else 4
+    stage_bytes = 4 if cfg.wtype == 0 else 2
     # Every CTA of a group receives its group's operand; only deeper wavefront layers (and
     # an in-kernel first-layer projection) also receive an input row.
     deeper = cfg.groups - 1 if (cfg.fused and not cfg.fuse_input) else cfg.groups if cfg.fused else 0
     k_total = cfg.groups * cfg.kp + deeper * cfg.kx_eff
     operand = cfg.ctas_per_group * k_total * problem.batch * stage_bytes / device.l2_bytes_per_s
     flops = 2.0 * rows * k_cta * problem.batch
-    rate = device.flops_per_clock["half" if cfg.mma else "float32"]
+    rate = device.flops_per_clock["half" if cfg.wtype != 0 else "float32"]
     return {
         "exchange": exchanges * device.exchange_us,
         "weights": cfg.weight_bytes / (device.smem_bytes_per_clock * clock) * 1e6,

@@ -22,7 +22,8 @@
 //   cores only) keeps each warp's weight fragments in registers for the whole sequence
 //   instead of re-reading them from shared memory every step. SPLITX=1 (two-barrier
 //   step) lets a deeper wavefront layer do its input product before it waits on its own
-//   h_{t-1}.
+//   h_{t-1}. TF32X3=1 (fp32 weights, two-barrier step) runs the fp32 products on tensor
+//   cores as three TF32 passes (see mma_acc).
 
 #ifndef CELL
 #error "CELL must be defined"
@@ -63,28 +64,38 @@
 #if STEP_V3 && (STEP_V2 || !WREG || WTYPE == 0 || BCH != BATCH || (CELL == 1 && LBR == 0) || HID % 8 != 0)
 #error "STEP_V3 needs tensor cores with fragments in registers, one batch chunk, HID % 8 == 0, no GRU reset-before"
 #endif
+#ifndef TF32X3
+#define TF32X3 0
+#endif
+#if TF32X3 && (WTYPE != 0 || !STEP_V2)
+#error "TF32X3 needs fp32 weights on the two-barrier step"
+#endif
 #define TWO_BARRIER (STEP_V2 || STEP_V3)
-#if WREG && !(TWO_BARRIER && WTYPE != 0)
-#error "WREG needs the two-barrier step on tensor cores (fp16/bf16 weights)"
+#if WREG && !(TWO_BARRIER && (WTYPE != 0 || TF32X3))
+#error "WREG needs the two-barrier step on tensor cores"
 #endif
 
 // fp16/bf16 weights run the products on tensor cores (mma.m16n8k16, fp32 accumulate):
 // weights are packed in fragment order (packing.to_mma_fragments), the staged h/x vectors
 // are fp16/bf16 [8 batch rows][K + 8] (the +8 keeps the B-fragment loads conflict-free).
-// fp32 weights use CUDA-core FMAs on fp32 staging vectors.
-#if WTYPE != 0
+// fp32 weights use tensor cores too under TF32X3 (mma.m16n8k8 on fp32 staging rows
+// [8][K + 4]), else CUDA-core FMAs on fp32 staging vectors.
+#if WTYPE != 0 || TF32X3
 #define USE_MMA 1
+// K per mma and elements of one lane's 16-byte A fragment.
+#define MMA_K (TF32X3 ? 8 : 16)
+#define FRAG_E (TF32X3 ? 4 : 8)
 #define MT ((ROWS + 15) / 16)
 #define ROWS_P (MT * 16)
 // Staged batch rows: one 8-column n-tile (two-barrier step), NBT of them (large batch).
 #define NBT (STEP_V3 ? (BATCH + 7) / 8 : 1)
 #define STG_ROWS (8 * NBT)
-#define LDH (KP + 8)
-#define LDX (KX + 8)
+#define LDH (KP + (TF32X3 ? 4 : 8))
+#define LDX (KX + (TF32X3 ? 4 : 8))
 #define KSPLIT_M ((NWARP / MT) > 0 ? (NWARP / MT) : 1)
 // Per warp: one row tile, NIT_R (NIT_X) K steps of the recurrent (input) product.
-#define NIT_R ((KP / 16 + KSPLIT_M - 1) / KSPLIT_M)
-#define NIT_X ((KX / 16 + KSPLIT_M - 1) / KSPLIT_M)
+#define NIT_R ((KP / MMA_K + KSPLIT_M - 1) / KSPLIT_M)
+#define NIT_X ((KX / MMA_K + KSPLIT_M - 1) / KSPLIT_M)
 #if WREG && MT > NWARP
 #error "WREG needs at most one row tile per warp"
 #endif
@@ -148,7 +159,7 @@ __device__ __forceinline__ void io_store(io_t* p, float v) {
 #endif
 }
 
-#if USE_MMA
+#if USE_MMA && !TF32X3
 typedef u16 stage_t;
 __device__ __forceinline__ stage_t to_stage(float v) {
 #if WTYPE == 1
@@ -254,7 +265,7 @@ enum {
 // words to move and poll per step, and no precision change (the consumer would round h to
 // the staging type anyway). The two values come from neighbouring gate threads of one warp
 // (shuffle), hence the conditions. Otherwise one fp32 h per word ({h, tag}).
-#if STEP_V2 && USE_MMA && (HID % 2 == 0) && (UPC % 2 == 0) && (32 % (2 * BATCH) == 0) && !defined(NO_PACK2)
+#if STEP_V2 && USE_MMA && !TF32X3 && (HID % 2 == 0) && (UPC % 2 == 0) && (32 % (2 * BATCH) == 0) && !defined(NO_PACK2)
 #define PACK2 1
 #define EXW (BATCH * HID / 2)
 #else
@@ -450,8 +461,35 @@ __device__ __forceinline__ void load_x(const io_t* x, int kx, int s, int reverse
 #define RB_UNIT ((UPC + NWARP - 1) / NWARP)
 
 #if USE_MMA
-__device__ __forceinline__ void mma16816(float c[4], const uint4& a, u32 b0, u32 b1) {
-#if WTYPE == 1
+#if TF32X3
+__device__ __forceinline__ void mma_tf32(float c[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+// x = hi + lo: hi rounded to TF32 (10-bit mantissa), lo the exact remainder (the tensor
+// core reads its top 19 bits).
+__device__ __forceinline__ void split_tf32(u32 x, u32& hi, u32& lo) {
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(hi) : "f"(__uint_as_float(x)));
+    lo = __float_as_uint(__uint_as_float(x) - __uint_as_float(hi));
+}
+#endif
+// c += A (16 x MMA_K fragment a) * B (MMA_K x 8 fragment b0, b1), fp32 accumulate.
+// TF32X3: fp32 as hi + lo TF32 parts, a*b ~ ah*bh + ah*bl + al*bh (al*bl, ~2^-22 of a*b,
+// is dropped; the small terms go first): about fp32 accuracy at three tensor-core passes.
+__device__ __forceinline__ void mma_acc(float c[4], const uint4& a, u32 b0, u32 b1) {
+#if TF32X3
+    u32 ah0, al0, ah1, al1, ah2, al2, ah3, al3, bh0, bl0, bh1, bl1;
+    split_tf32(a.x, ah0, al0);
+    split_tf32(a.y, ah1, al1);
+    split_tf32(a.z, ah2, al2);
+    split_tf32(a.w, ah3, al3);
+    split_tf32(b0, bh0, bl0);
+    split_tf32(b1, bh1, bl1);
+    mma_tf32(c, al0, al1, al2, al3, bh0, bh1);
+    mma_tf32(c, ah0, ah1, ah2, ah3, bl0, bl1);
+    mma_tf32(c, ah0, ah1, ah2, ah3, bh0, bh1);
+#elif WTYPE == 1
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b0), "r"(b1));
@@ -467,7 +505,7 @@ __device__ __forceinline__ void mma16816(float c[4], const uint4& a, u32 b0, u32
 template <int KLEN, int LDV>
 __device__ __forceinline__ void dot_mma(const wt_t* frag, const stage_t* vec, float* out, int nrows, int c0,
                                         float* red) {
-    constexpr int KS = KLEN / 16;
+    constexpr int KS = KLEN / MMA_K;
     constexpr int KSPLIT = KSPLIT_M;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2, t = lane & 3;
@@ -478,17 +516,17 @@ __device__ __forceinline__ void dot_mma(const wt_t* frag, const stage_t* vec, fl
         int ks = ksl;
 #pragma unroll 2
         for (; ks + KSPLIT < KS; ks += 2 * KSPLIT) {
-            const uint4 a0 = *reinterpret_cast<const uint4*>(frag + ((size_t)(mt * KS + ks) * 32 + lane) * 8);
-            const uint4 a1 = *reinterpret_cast<const uint4*>(frag + ((size_t)(mt * KS + ks + KSPLIT) * 32 + lane) * 8);
-            const stage_t* v0 = vec + g * LDV + ks * 16 + 2 * t;
-            const stage_t* v1 = v0 + KSPLIT * 16;
-            mma16816(c, a0, *reinterpret_cast<const u32*>(v0), *reinterpret_cast<const u32*>(v0 + 8));
-            mma16816(d, a1, *reinterpret_cast<const u32*>(v1), *reinterpret_cast<const u32*>(v1 + 8));
+            const uint4 a0 = *reinterpret_cast<const uint4*>(frag + ((size_t)(mt * KS + ks) * 32 + lane) * FRAG_E);
+            const uint4 a1 = *reinterpret_cast<const uint4*>(frag + ((size_t)(mt * KS + ks + KSPLIT) * 32 + lane) * FRAG_E);
+            const stage_t* v0 = vec + g * LDV + ks * MMA_K + t * (MMA_K / 8);
+            const stage_t* v1 = v0 + KSPLIT * MMA_K;
+            mma_acc(c, a0, *reinterpret_cast<const u32*>(v0), *reinterpret_cast<const u32*>(v0 + MMA_K / 2));
+            mma_acc(d, a1, *reinterpret_cast<const u32*>(v1), *reinterpret_cast<const u32*>(v1 + MMA_K / 2));
         }
         if (ks < KS) {
-            const uint4 a0 = *reinterpret_cast<const uint4*>(frag + ((size_t)(mt * KS + ks) * 32 + lane) * 8);
-            const stage_t* v0 = vec + g * LDV + ks * 16 + 2 * t;
-            mma16816(c, a0, *reinterpret_cast<const u32*>(v0), *reinterpret_cast<const u32*>(v0 + 8));
+            const uint4 a0 = *reinterpret_cast<const uint4*>(frag + ((size_t)(mt * KS + ks) * 32 + lane) * FRAG_E);
+            const stage_t* v0 = vec + g * LDV + ks * MMA_K + t * (MMA_K / 8);
+            mma_acc(c, a0, *reinterpret_cast<const u32*>(v0), *reinterpret_cast<const u32*>(v0 + MMA_K / 2));
         }
         float* rr = red + (size_t)(ksl * MT + mt) * 128;
         rr[g * 8 + 2 * t] = c[0] + d[0];
@@ -537,7 +575,7 @@ __device__ __forceinline__ void put2(float* p, float a, float b) {
 template <int KR, int LDR, int KXL, int LDXL, bool WITH_X>
 __device__ __forceinline__ void dot_v2(const wt_t* fr, const stage_t* hv, const wt_t* fx, const stage_t* xv,
                                        float* red, float* redx, const uint4* ar, const uint4* ax) {
-    constexpr int KSR = KR / 16, KSX = KXL / 16;
+    constexpr int KSR = KR / MMA_K, KSX = KXL / MMA_K;
     constexpr int KSPLIT = KSPLIT_M;
     constexpr int KSM = (KSR > KSX && WITH_X) || !WITH_X ? KSR : KSX;
     constexpr int NIT = (KSM + KSPLIT - 1) / KSPLIT;
@@ -556,14 +594,14 @@ __device__ __forceinline__ void dot_v2(const wt_t* fr, const stage_t* hv, const 
             const int ks = ksl + it * KSPLIT;
             // ks < KSR  <=>  it < KSR / KSPLIT  when KSPLIT divides KSR (ksl < KSPLIT)
             if (RDIV ? (it < KSR / KSPLIT) : (ks < KSR)) {
-                const uint4 a = WREG ? ar[it] : *reinterpret_cast<const uint4*>(fr + ((size_t)(mt * KSR + ks) * 32 + lane) * 8);
-                const stage_t* v = hv + g * LDR + ks * 16 + 2 * t;
-                mma16816(c[it & 1], a, *reinterpret_cast<const u32*>(v), *reinterpret_cast<const u32*>(v + 8));
+                const uint4 a = WREG ? ar[it] : *reinterpret_cast<const uint4*>(fr + ((size_t)(mt * KSR + ks) * 32 + lane) * FRAG_E);
+                const stage_t* v = hv + g * LDR + ks * MMA_K + t * (MMA_K / 8);
+                mma_acc(c[it & 1], a, *reinterpret_cast<const u32*>(v), *reinterpret_cast<const u32*>(v + MMA_K / 2));
             }
             if (WITH_X && (XDIV ? (it < KSX / KSPLIT) : (ks < KSX))) {
-                const uint4 a = WREG ? ax[it] : *reinterpret_cast<const uint4*>(fx + ((size_t)(mt * KSX + ks) * 32 + lane) * 8);
-                const stage_t* v = xv + g * LDXL + ks * 16 + 2 * t;
-                mma16816(e[it & 1], a, *reinterpret_cast<const u32*>(v), *reinterpret_cast<const u32*>(v + 8));
+                const uint4 a = WREG ? ax[it] : *reinterpret_cast<const uint4*>(fx + ((size_t)(mt * KSX + ks) * 32 + lane) * FRAG_E);
+                const stage_t* v = xv + g * LDXL + ks * MMA_K + t * (MMA_K / 8);
+                mma_acc(e[it & 1], a, *reinterpret_cast<const u32*>(v), *reinterpret_cast<const u32*>(v + MMA_K / 2));
             }
         }
         const size_t base = (size_t)(ksl * MT + mt) * 128;
@@ -590,14 +628,14 @@ __device__ __forceinline__ float red_sum(const float* red, int row, int n) {
 // straight from the packed weights in device memory into registers, once per launch.
 template <int KLEN, int NIT>
 __device__ __forceinline__ void load_frags(const wt_t* block, uint4 (&a)[NIT]) {
-    constexpr int KS = KLEN / 16;
+    constexpr int KS = KLEN / MMA_K;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int mt = warp % MT, ksl = warp / MT;
     const bool has = warp < MT * KSPLIT_M && block != nullptr;
 #pragma unroll
     for (int it = 0; it < NIT; ++it) {
         const int ks = ksl + it * KSPLIT_M;
-        a[it] = (has && ks < KS) ? *reinterpret_cast<const uint4*>(block + ((size_t)(mt * KS + ks) * 32 + lane) * 8)
+        a[it] = (has && ks < KS) ? *reinterpret_cast<const uint4*>(block + ((size_t)(mt * KS + ks) * 32 + lane) * FRAG_E)
                                  : make_uint4(0u, 0u, 0u, 0u);
     }
 }
