@@ -138,7 +138,7 @@ def measure_exchange(sm_count: int) -> dict:
         out["counter_barrier_us"] = _events_median(run_bar, 5) / steps
 
     bc = mod.get_function("broadcast_read")
-    region, regions, reps = 64 * 1024, 4, 400
+    region, regions, reps = 32 * 1024, 8, 800  # 32 KB: under the default dynamic shared memory limit
     buf = cupy.ones(region * regions // 4, cupy.uint32)
     flag = cupy.zeros(1, cupy.uint32)
 
@@ -176,7 +176,7 @@ def _variant(name: str, pers, plan, specs, limits):
     from dataclasses import replace
 
     from tf2rt.backends.cuda.persistent import PersistentStack
-    from tf2rt.backends.cuda.plan import STATIC_SMEM_RESERVE, batch_chunk
+    from tf2rt.backends.cuda.plan import STATIC_SMEM_RESERVE, batch_chunk, wreg_applies
 
     k = plan.kernel
     if name == "v1":
@@ -191,6 +191,11 @@ def _variant(name: str, pers, plan, specs, limits):
         if not k.tf32:
             return None
         k2 = replace(k, tf32=False, wreg=False)
+    elif name == "tf32":  # fp32 products as three TF32 tensor-core passes at this batch
+        if k.tf32 or k.wtype != 0 or not k.step_v2:
+            return None
+        k2 = replace(k, tf32=True)
+        k2 = replace(k2, wreg=wreg_applies(k2))
     elif name == "smem":
         if not k.wreg:
             return None
@@ -501,7 +506,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "timed in the same run (v1: original step; smem: fragments in shared memory; nosplit: no split; xin: the "
         "other choice of in-kernel vs GEMM input projection; noncoop: a plain instead of a cooperative launch; "
         "nopack: one fp32 h per exchange word instead of two fp16/bf16 values; cudacores: fp32 products on CUDA cores "
-        "instead of three TF32 tensor-core passes).",
+        "instead of three TF32 tensor-core passes; tf32: the reverse).",
         "",
         "Floor inputs measured in this run (tagged all-gather through L2 per step, 1 CTA per SM; counter "
         "barrier; L2 broadcast rate; graph launch): "
@@ -546,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
                          "smem (fragments in shared memory), nosplit (no split input product), xin (the other "
                          "in-kernel/GEMM choice for the first layer's input), noncoop (plain launch), nopack (one h per "
                          "exchange word), ntN (large-batch step with N n-tiles unrolled), cudacores (fp32 products on CUDA "
-                         "cores instead of three TF32 tensor-core passes)")
+                         "cores instead of three TF32 tensor-core passes), tf32 (the reverse)")
     args = ap.parse_args(argv)
 
     import torch

@@ -76,7 +76,9 @@ def test_every_engine_choice_is_correct(prefer):
     assert runner.describe()["recurrent"][0]["engine"] == prefer
     tol = CUDNN_FP32_TOL if prefer == "cudnn" else 1e-4
     for k in want:
-        assert np.abs(got[k] - want[k]).max() <= tol, k
+        err = float(np.abs(got[k] - want[k]).max())
+        print(f"{prefer} {k} max abs err {err:.2e}")
+        assert err <= tol, (k, err)
 
 
 @pytest.mark.gpu

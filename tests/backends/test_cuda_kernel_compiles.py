@@ -40,6 +40,8 @@ def _configs():
         "gru-reset-before-fp32": RnnProblem("gru", 128, 64, 2, 30, dtype="float32", linear_before_reset=False),
         "lstm-h128-b2-wave-fp32": RnnProblem("lstm", 128, 64, 2, 30, layers=2, dtype="float32"),
         "gru-h256-b3-t2-fp32": RnnProblem("gru", 256, 100, 3, 2, layers=3, dtype="float32"),
+        "lstm-h128-b4-wave-fp32": RnnProblem("lstm", 128, 64, 4, 30, layers=2, dtype="float32"),
+        "gru-h256-b4-t2-fp32": RnnProblem("gru", 256, 100, 4, 2, layers=3, dtype="float32"),
         "gru-h96-b8-bidir-fp32": RnnProblem("gru", 96, 96, 8, 20, layers=2, directions=2, dtype="float32"),
         "lstm-h256-b16-wave-fp16": RnnProblem("lstm", 256, 256, 16, 100, layers=2, dtype="float16"),
         "rnn-relu-h256-b64-fp16": RnnProblem("rnn", 256, 256, 64, 100, dtype="float16", rnn_activation="relu"),

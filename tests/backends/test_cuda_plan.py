@@ -210,9 +210,14 @@ def test_two_barrier_step_is_chosen_only_where_it_applies(monkeypatch):
     assert f32.frag_regs == 2 * replace(f32, tf32=False, wtype=1).frag_regs
     cuda_cores = replace(f32, tf32=False)
     assert f32.smem_bytes - cuda_cores.smem_bytes > 0  # split-K partial sums, padded staging rows
+    # below batch 4 the CUDA cores stay faster (TF32_MIN_BATCH); the switch forces either way
+    p32_b1 = RnnProblem("gru", 128, 128, 1, 9, layers=2, dtype="float32")
+    assert not make_plan(p32_b1, H100).kernel.tf32 and make_plan(replace(p32_b1, batch=4), H100).kernel.tf32
     monkeypatch.setenv("TF2RT_CUDA_TF32X3", "0")
     off = make_plan(p32, H100).kernel
     assert off.step_v2 and not off.tf32 and not off.mma and off.frag_regs == 0
+    monkeypatch.setenv("TF2RT_CUDA_TF32X3", "1")
+    assert make_plan(p32_b1, H100).kernel.tf32
     monkeypatch.delenv("TF2RT_CUDA_TF32X3")
     # more than one batch chunk, or two exchanges a step (GRU reset-before): original step
     assert not make_plan(RnnProblem("lstm", 128, 128, 64, 9, dtype="float16"), H100, prefer="persistent").kernel.step_v2

@@ -46,8 +46,12 @@ WREG_MAX_REGS = 64
 WREG_MAX_BATCH = 4
 #: Environment switch: "0" keeps the weight fragments in shared memory everywhere.
 WREG_ENV = "TF2RT_CUDA_WREG"
-#: Environment switch: "0" keeps fp32 products on CUDA cores instead of three TF32
-#: tensor-core passes (TF32X3).
+#: fp32 products run on tensor cores as three TF32 passes (TF32X3) from this batch on. An
+#: m16n8k8 step costs the same for 1 to 8 batch columns, CUDA-core products grow with the
+#: batch: on an H200 the CUDA cores win at batch 1 (LSTM H=512: 305 vs 390 us), the tensor
+#: cores at batch 8 (790 vs 634 us); the crossover interpolates to about 4.
+TF32_MIN_BATCH = 4
+#: Environment switch: "0" keeps fp32 products on CUDA cores, "1" uses TF32X3 at every batch.
 TF32_ENV = "TF2RT_CUDA_TF32X3"
 
 
@@ -339,6 +343,12 @@ def step_v2_default(problem: RnnProblem, upc: int, bch: int) -> bool:
     return step_v2_applies(problem, upc, bch)
 
 
+def tf32_applies(problem: RnnProblem) -> bool:
+    """Whether fp32 products of the two-barrier step run as three TF32 passes (TF32X3)."""
+    env = os.environ.get(TF32_ENV, "")
+    return problem.dtype == "float32" and env != "0" and (env == "1" or problem.batch >= TF32_MIN_BATCH)
+
+
 def wreg_applies(cfg: KernelConfig) -> bool:
     """Whether the weight fragments can live in registers: two-barrier step on tensor
     cores, one row tile per warp, small batch, and a bounded register cost."""
@@ -383,7 +393,7 @@ def kernel_config(problem: RnnProblem, groups: int, wavefront: bool, device: Dev
             return c3
     if v2:
         c2 = replace(cfg, step_v2=True, split_x=wavefront and groups > 1)
-        if cfg.wtype == 0 and os.environ.get(TF32_ENV, "") != "0":
+        if tf32_applies(problem):
             c2 = replace(c2, tf32=True)
         if c2.smem_bytes + STATIC_SMEM_RESERVE <= device.smem_per_block:
             if os.environ.get(WREG_ENV, "") != "0" and wreg_applies(c2):

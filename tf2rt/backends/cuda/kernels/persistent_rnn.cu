@@ -467,11 +467,17 @@ __device__ __forceinline__ void mma_tf32(float c[4], u32 a0, u32 a1, u32 a2, u32
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
-// x = hi + lo: hi rounded to TF32 (10-bit mantissa), lo the exact remainder (the tensor
-// core reads its top 19 bits).
+// x ~ hi + lo: hi is x rounded to TF32 (10-bit mantissa), lo the remainder x - hi (exact
+// in fp32) rounded to TF32 too, so x - hi - lo is within 2^-22 |x| and unbiased (the
+// tensor core would otherwise truncate lo to its top 19 bits).
+__device__ __forceinline__ u32 to_tf32(float x) {
+    u32 r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return r;
+}
 __device__ __forceinline__ void split_tf32(u32 x, u32& hi, u32& lo) {
-    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(hi) : "f"(__uint_as_float(x)));
-    lo = __float_as_uint(__uint_as_float(x) - __uint_as_float(hi));
+    hi = to_tf32(__uint_as_float(x));
+    lo = to_tf32(__uint_as_float(x) - __uint_as_float(hi));
 }
 #endif
 // c += A (16 x MMA_K fragment a) * B (MMA_K x 8 fragment b0, b1), fp32 accumulate.
