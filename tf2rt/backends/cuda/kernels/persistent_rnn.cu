@@ -486,10 +486,21 @@ __device__ __forceinline__ void split_tf32(u32 x, u32& hi, u32& lo) {
     lo = to_tf32(__uint_as_float(x) - __uint_as_float(hi));
 }
 #endif
+// A 16x8 accumulator tile (lane: rows g, g+8 x columns 2t, 2t+1). TF32X3 keeps the small
+// terms in a second tile, so a K step's three passes form two dependency chains, not one.
+#if TF32X3
+struct acc_t { float v[4] = {0.f, 0.f, 0.f, 0.f}; float lo[4] = {0.f, 0.f, 0.f, 0.f}; };
+__device__ __forceinline__ float acc_get(const acc_t& c, int i) { return c.v[i] + c.lo[i]; }
+#else
+struct acc_t { float v[4] = {0.f, 0.f, 0.f, 0.f}; };
+__device__ __forceinline__ float acc_get(const acc_t& c, int i) { return c.v[i]; }
+#endif
+
 // c += A (16 x MMA_K fragment a) * B (MMA_K x 8 fragment b0, b1), fp32 accumulate.
 // TF32X3: fp32 as hi + lo TF32 parts, a*b ~ ah*bh + ah*bl + al*bh (al*bl, ~2^-22 of a*b,
-// is dropped; the small terms go first): about fp32 accuracy at three tensor-core passes.
-__device__ __forceinline__ void mma_acc(float c[4], const uint4& a, u32 b0, u32 b1) {
+// is dropped): about fp32 accuracy at three tensor-core passes.
+__device__ __forceinline__ void mma_acc(acc_t& acc, const uint4& a, u32 b0, u32 b1) {
+    float* c = acc.v;
 #if TF32X3
     u32 ah0, al0, ah1, al1, ah2, al2, ah3, al3, bh0, bl0, bh1, bl1;
     split_tf32(a.x, ah0, al0);
@@ -498,8 +509,13 @@ __device__ __forceinline__ void mma_acc(float c[4], const uint4& a, u32 b0, u32 
     split_tf32(a.w, ah3, al3);
     split_tf32(b0, bh0, bl0);
     split_tf32(b1, bh1, bl1);
-    mma_tf32(c, al0, al1, al2, al3, bh0, bh1);
-    mma_tf32(c, ah0, ah1, ah2, ah3, bl0, bl1);
+#ifdef TF32_ONE_CHAIN  // timing comparison: all three passes into one accumulator
+    float* cl = c;
+#else
+    float* cl = acc.lo;
+#endif
+    mma_tf32(cl, al0, al1, al2, al3, bh0, bh1);
+    mma_tf32(cl, ah0, ah1, ah2, ah3, bl0, bl1);
     mma_tf32(c, ah0, ah1, ah2, ah3, bh0, bh1);
 #elif WTYPE == 1
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
@@ -524,7 +540,7 @@ __device__ __forceinline__ void dot_mma(const wt_t* frag, const stage_t* vec, fl
     __syncthreads();  // `red` may still be read by the previous call's reduction
     for (int tile = warp; tile < MT * KSPLIT; tile += NWARP) {
         const int mt = tile % MT, ksl = tile / MT;
-        float c[4] = {0.f, 0.f, 0.f, 0.f}, d[4] = {0.f, 0.f, 0.f, 0.f};
+        acc_t c, d;
         int ks = ksl;
 #pragma unroll 2
         for (; ks + KSPLIT < KS; ks += 2 * KSPLIT) {
@@ -541,10 +557,10 @@ __device__ __forceinline__ void dot_mma(const wt_t* frag, const stage_t* vec, fl
             mma_acc(c, a0, *reinterpret_cast<const u32*>(v0), *reinterpret_cast<const u32*>(v0 + MMA_K / 2));
         }
         float* rr = red + (size_t)(ksl * MT + mt) * 128;
-        rr[g * 8 + 2 * t] = c[0] + d[0];
-        rr[g * 8 + 2 * t + 1] = c[1] + d[1];
-        rr[(g + 8) * 8 + 2 * t] = c[2] + d[2];
-        rr[(g + 8) * 8 + 2 * t + 1] = c[3] + d[3];
+        rr[g * 8 + 2 * t] = acc_get(c, 0) + acc_get(d, 0);
+        rr[g * 8 + 2 * t + 1] = acc_get(c, 1) + acc_get(d, 1);
+        rr[(g + 8) * 8 + 2 * t] = acc_get(c, 2) + acc_get(d, 2);
+        rr[(g + 8) * 8 + 2 * t + 1] = acc_get(c, 3) + acc_get(d, 3);
     }
     __syncthreads();
     for (int i = threadIdx.x; i < MT * 16 * 8; i += NTHR) {
@@ -599,8 +615,7 @@ __device__ __forceinline__ void dot_v2(const wt_t* fr, const stage_t* hv, const 
 #endif
     for (int tile = warp; tile < MT * KSPLIT; tile += NWARP) {
         const int mt = tile % MT, ksl = tile / MT;
-        float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-        float e[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+        acc_t c[2], e[2];
 #pragma unroll
         for (int it = 0; it < NIT; ++it) {
             const int ks = ksl + it * KSPLIT;
@@ -617,11 +632,11 @@ __device__ __forceinline__ void dot_v2(const wt_t* fr, const stage_t* hv, const 
             }
         }
         const size_t base = (size_t)(ksl * MT + mt) * 128;
-        put2(red + base + g * 8 + 2 * t, c[0][0] + c[1][0], c[0][1] + c[1][1]);
-        put2(red + base + (g + 8) * 8 + 2 * t, c[0][2] + c[1][2], c[0][3] + c[1][3]);
+        put2(red + base + g * 8 + 2 * t, acc_get(c[0], 0) + acc_get(c[1], 0), acc_get(c[0], 1) + acc_get(c[1], 1));
+        put2(red + base + (g + 8) * 8 + 2 * t, acc_get(c[0], 2) + acc_get(c[1], 2), acc_get(c[0], 3) + acc_get(c[1], 3));
         if (WITH_X) {
-            put2(redx + base + g * 8 + 2 * t, e[0][0] + e[1][0], e[0][1] + e[1][1]);
-            put2(redx + base + (g + 8) * 8 + 2 * t, e[0][2] + e[1][2], e[0][3] + e[1][3]);
+            put2(redx + base + g * 8 + 2 * t, acc_get(e[0], 0) + acc_get(e[1], 0), acc_get(e[0], 1) + acc_get(e[1], 1));
+            put2(redx + base + (g + 8) * 8 + 2 * t, acc_get(e[0], 2) + acc_get(e[1], 2), acc_get(e[0], 3) + acc_get(e[1], 3));
         }
     }
 }
