@@ -214,10 +214,6 @@ def _variant(name: str, pers, plan, specs, limits):
         if not k.tf32:
             return None
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("TF32_CVT",))
-    elif name == "onechain":  # TF32X3 with all three passes into one accumulator
-        if not k.tf32:
-            return None
-        return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("TF32_ONE_CHAIN",))
     elif name == "nopack":  # one fp32 h per exchange word instead of two staged values
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("NO_PACK2",))
     elif name.startswith("nt") and name[2:].isdigit():  # large-batch step: n-tiles unrolled by N
@@ -515,7 +511,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "other choice of in-kernel vs GEMM input projection; noncoop: a plain instead of a cooperative launch; "
         "nopack: one fp32 h per exchange word instead of two fp16/bf16 values; cudacores: fp32 products on CUDA cores "
         "instead of three TF32 tensor-core passes; tf32: the reverse; cvt: TF32 "
-        "splitting with cvt.rna instead of integer rounding; onechain: the three TF32 passes into one accumulator).",
+        "splitting with cvt.rna instead of integer rounding.",
         "",
         "Floor inputs measured in this run (tagged all-gather through L2 per step, 1 CTA per SM; counter "
         "barrier; L2 broadcast rate; graph launch): "
@@ -561,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
                          "in-kernel/GEMM choice for the first layer's input), noncoop (plain launch), nopack (one h per "
                          "exchange word), ntN (large-batch step with N n-tiles unrolled), cudacores (fp32 products on CUDA "
                          "cores instead of three TF32 tensor-core passes), tf32 (the reverse), cvt (TF32 splitting with "
-                         "cvt.rna instead of integer rounding), onechain (TF32X3 passes into one accumulator)")
+                         "cvt.rna instead of integer rounding)")
     args = ap.parse_args(argv)
 
     import torch

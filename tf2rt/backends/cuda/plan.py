@@ -48,8 +48,8 @@ WREG_MAX_BATCH = 4
 WREG_ENV = "TF2RT_CUDA_WREG"
 #: fp32 products run on tensor cores as three TF32 passes (TF32X3) from this batch on. An
 #: m16n8k8 step costs the same for 1 to 8 batch columns, CUDA-core products grow with the
-#: batch: on an H200 the CUDA cores win at batch 1 (LSTM H=512: 305 vs 390 us), the tensor
-#: cores at batch 8 (790 vs 634 us); the crossover interpolates to about 4.
+#: batch. On an H200 (2-layer LSTM, T=100) the CUDA cores win at batch 1 (H=512: 306 vs
+#: 329 us), the tensor cores at batch 4 (436 vs 486 us) and 8 (574 vs 791 us).
 TF32_MIN_BATCH = 4
 #: Environment switch: "0" keeps fp32 products on CUDA cores, "1" uses TF32X3 at every batch.
 TF32_ENV = "TF2RT_CUDA_TF32X3"

@@ -509,11 +509,7 @@ __device__ __forceinline__ void mma_acc(acc_t& acc, const uint4& a, u32 b0, u32 
     split_tf32(a.w, ah3, al3);
     split_tf32(b0, bh0, bl0);
     split_tf32(b1, bh1, bl1);
-#ifdef TF32_ONE_CHAIN  // timing comparison: all three passes into one accumulator
-    float* cl = c;
-#else
-    float* cl = acc.lo;
-#endif
+    float* cl = acc.lo;  // same speed as one chain on an H200, and closer to fp32
     mma_tf32(cl, al0, al1, al2, al3, bh0, bh1);
     mma_tf32(cl, ah0, ah1, ah2, ah3, bl0, bl1);
     mma_tf32(c, ah0, ah1, ah2, ah3, bh0, bh1);
