@@ -57,11 +57,14 @@ def _ids(kw):
 
 def _run(case: RnnCase, dtype: str, prefer: str | None = "persistent"):
     make_weights(case)
-    feeds = make_inputs(case)
-    ref = run_onnxruntime(build_model(case), feeds)
-    specs = node_specs(case)
-    stack, plan = make_stack(specs, case.batch, case.seq_len, dtype, device_limits(), prefer=prefer,
+    stack, plan = make_stack(node_specs(case), case.batch, case.seq_len, dtype, device_limits(), prefer=prefer,
                              has_seq_lens=case.seq_lens)
+    return plan, _errors(stack, case, make_inputs(case), dtype)
+
+
+def _errors(stack, case: RnnCase, feeds: dict, dtype: str) -> dict:
+    """Largest error of every output of `stack` on `feeds` against onnxruntime."""
+    ref = run_onnxruntime(build_model(case), feeds)
     dev = "cuda"
     tdt = getattr(torch, dtype)
     x = torch.from_numpy(feeds["X"]).to(dev, tdt)
@@ -73,15 +76,14 @@ def _run(case: RnnCase, dtype: str, prefer: str | None = "persistent"):
     if case.seq_lens:
         sl = torch.from_numpy(feeds["seq_lens"]).to(dev)
     y, hn, cn = stack(x, h0, c0, sl)
-    T, B, D, H = case.seq_len, case.batch, case.dirs, case.hidden
+    T, B, D, H = feeds["X"].shape[0], case.batch, case.dirs, case.hidden
     got = {f"x_{case.layers}": y.permute(0, 2, 1, 3).reshape(T, B, D * H)}
     for layer in range(case.layers):
         got[f"Yh_{layer}"] = hn[layer * D:(layer + 1) * D]
         if case.cell == "lstm":
             got[f"Yc_{layer}"] = cn[layer * D:(layer + 1) * D]
     torch.cuda.synchronize()
-    errs = {k: float(np.abs(v.float().cpu().numpy() - ref[k]).max()) for k, v in got.items()}
-    return plan, errs
+    return {k: float(np.abs(v.float().cpu().numpy() - ref[k]).max()) for k, v in got.items()}
 
 
 @pytest.mark.gpu
@@ -98,12 +100,29 @@ def test_persistent_matches_onnxruntime(kw, dtype):
 
 
 @pytest.mark.gpu
-def test_repeated_launches_reuse_exchange_buffers():
-    """Epoch tags: a second and third call must not read the first call's exchange slots."""
-    case = RnnCase(cell="lstm", hidden=128, batch=2, layers=2, seq_len=6, input_size=16, seed=3)
-    for _ in range(3):
-        plan, errs = _run(case, "float32")
-        assert max(errs.values()) <= 1e-4, errs
+@pytest.mark.parametrize("kw", [
+    dict(cell="lstm", hidden=128, batch=2, layers=2),  # wavefront, fp32 h per word, 32-bit tags
+    dict(cell="gru", hidden=96, batch=8, layers=2, bidirectional=True),  # one launch a layer, packed fp32
+    dict(cell="lstm", hidden=64, batch=8, layers=3),  # wavefront, packed fp32
+    dict(cell="lstm", hidden=128, batch=8, layers=2),  # wavefront, packed fp16
+], ids=_ids)
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_one_stack_many_calls_reuses_exchange_buffers(kw, dtype):
+    """Epoch tags across the calls of one stack: no call may read an earlier call's exchange
+    slots, also after a call shorter than the buffer (packed fp32 words carry only the
+    epoch's parity, so such a call must stamp the slots it did not use)."""
+    case = RnnCase(seq_len=12, input_size=16, seed=3, **kw)
+    make_weights(case)
+    stack, plan = make_stack(node_specs(case), case.batch, case.seq_len, dtype, device_limits(), prefer="persistent")
+    assert plan.engine == "persistent"
+    if dtype == "float32" and case.batch >= 4:
+        assert plan.kernel.tf32
+    for i, T in enumerate([12, 5, 12, 12, 3, 11, 12]):
+        short = RnnCase(**{**case.__dict__, "seq_len": T, "seed": case.seed})
+        feeds = make_inputs(short)
+        feeds["X"] = feeds["X"] * (1.0 + 0.25 * i)  # a different input every call
+        errs = _errors(stack, short, feeds, dtype)
+        assert max(errs.values()) <= TOL[dtype], (i, T, errs)
 
 
 @pytest.mark.gpu

@@ -23,7 +23,7 @@ from .plan import DeviceLimits, KernelConfig, Plan, RnnProblem
 
 NDESC = 24
 (D_R, D_W, D_RB, D_WB, D_P, D_XP, D_XP_STRIDE, D_H0, D_C0, D_Y, D_Y_TSTRIDE, D_HN, D_CN, D_EX,
- D_IN_EX, D_EX2, D_CTA_BEGIN, D_NCTA, D_REVERSE, D_SEQLEN, D_FEED, D_TIMEOUT_NS) = range(22)
+ D_IN_EX, D_EX2, D_CTA_BEGIN, D_NCTA, D_REVERSE, D_SEQLEN, D_FEED, D_TIMEOUT_NS, D_SLOTS) = range(23)
 
 _GATE_MACROS = {
     "lstm": {"input": "GI", "output": "GO", "forget": "GF", "cell": "GC"},
@@ -157,8 +157,12 @@ class PersistentStack:
         self.ex = torch.zeros(ngroups, T, B, H, device=self.dev, dtype=torch.int64)
         lbr0 = p.cell == "gru" and not p.linear_before_reset
         self.ex2 = torch.zeros(ngroups, T, B, H, device=self.dev, dtype=torch.int64) if lbr0 else None
-        # [epoch, CTAs finished, idle-timeout flag (streaming sessions)]
-        self.sync = torch.tensor([1, 0, 0], device=self.dev, dtype=torch.int32)
+        # Per launch: [epoch, CTAs finished, idle-timeout flag (streaming sessions)]. Each launch
+        # has its own epoch, moved on by one per launch, so an exchange buffer's tags alternate
+        # parity from one use to the next (packed fp32 words carry only the parity).
+        n_launch = 1 if self.wavefront else L
+        self.syncs = torch.tensor([[1, 0, 0]] * n_launch, device=self.dev, dtype=torch.int32)
+        self.sync = self.syncs[0]
         # Descriptor tables: one per launch, per (has h0, has c0, has seq_lens).
         self._desc: dict[tuple[bool, bool, bool], list[Any]] = {}
         for key in [(a, b, c) for a in (False, True) for b in (False, True) for c in (False, True)]:
@@ -205,6 +209,7 @@ class PersistentStack:
                 desc[D_NCTA] = cfg.ctas_per_group
                 desc[D_REVERSE] = int(d == 1 or p.reverse)
                 desc[D_SEQLEN] = ptr(self.seq) if has_seq else 0
+                desc[D_SLOTS] = p.seq_len
                 rows.append(desc)
             tables.append(torch.tensor(rows, dtype=torch.int64).to(self.dev))
         return tables
@@ -237,18 +242,20 @@ class PersistentStack:
                 xin = x.data_ptr()  # projected inside the kernel
             else:
                 torch.addmm(self.Wb[li], inp, self.Wt[li], out=self.xp[li][: T * B])
-            self.launch(table, T, xin, stream)
+            self.launch(table, T, xin, stream, self.syncs[li])
         y = self.y[-1][:T]
         return y, self.hn, self.cn
 
-    def launch(self, table: Any, steps: int, xin: int, stream: Any) -> None:
-        """One kernel launch over the groups of descriptor `table` (on a cupy stream)."""
+    def launch(self, table: Any, steps: int, xin: int, stream: Any, sync: Any = None) -> None:
+        """One kernel launch over the groups of descriptor `table` (on a cupy stream);
+        `sync`: this launch's epoch row (default: the first launch's)."""
         cfg = self.cfg
+        sync = self.sync if sync is None else sync
         ngroups = table.shape[0]
         with stream:
             self.kernel(
                 (ngroups * cfg.ctas_per_group,), (cfg.threads,),
-                (np.uint64(table.data_ptr()), np.int32(ngroups), np.int32(steps), np.uint64(self.sync.data_ptr()),
+                (np.uint64(table.data_ptr()), np.int32(ngroups), np.int32(steps), np.uint64(sync.data_ptr()),
                  np.float32(self.problem.clip or 0.0), np.uint64(xin), np.int32(self.problem.input_size)),
                 shared_mem=cfg.smem_bytes,
             )

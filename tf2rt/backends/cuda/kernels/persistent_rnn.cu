@@ -252,7 +252,8 @@ __device__ __forceinline__ float cell_update(const float* xv, const float* rv, f
 enum {
     D_R = 0, D_W, D_RB, D_WB, D_P, D_XP, D_XP_STRIDE, D_H0, D_C0, D_Y, D_Y_TSTRIDE,
     D_HN, D_CN, D_EX, D_IN_EX, D_EX2, D_CTA_BEGIN, D_NCTA, D_REVERSE, D_SEQLEN,
-    D_FEED, D_TIMEOUT_NS  // RESIDENT: this group feeds x from the host; idle timeout
+    D_FEED, D_TIMEOUT_NS,  // RESIDENT: this group feeds x from the host; idle timeout
+    D_SLOTS                // steps the exchange buffer holds
 };
 
 // Gather BCH batch rows [c0, c0+BCH) of a step's exchange slot into smem (fp32), spinning
@@ -265,17 +266,47 @@ enum {
 // words to move and poll per step, and no precision change (the consumer would round h to
 // the staging type anyway). The two values come from neighbouring gate threads of one warp
 // (shuffle), hence the conditions. Otherwise one fp32 h per word ({h, tag}).
-#if STEP_V2 && USE_MMA && !TF32X3 && (HID % 2 == 0) && (UPC % 2 == 0) && (32 % (2 * BATCH) == 0) && !defined(NO_PACK2)
+//
+// fp32 under TF32X3 (per-step slots, not streaming) packs two units' h per word as well:
+// {lo: unit 2k, hi: unit 2k+1}, each rounded to 31 bits, whose lowest bit carries the
+// launch's tag, the parity of the epoch (0.6 ulp at most, below what the TF32 split of h
+// keeps anyway). Parity is enough because every slot is rewritten by every launch of its
+// stack and the stack's epoch moves on by one per launch (a launch shorter than the
+// buffer still stamps the rest: see the step loop's tail); zeroed memory never matches
+// the first epoch, 1.
+#define PAIR_OK ((HID % 2 == 0) && (UPC % 2 == 0) && (32 % (2 * BATCH) == 0) && !defined(NO_PACK2))
+#if STEP_V2 && TF32X3 && !RESIDENT && PAIR_OK
+#define PACKF 1
+#else
+#define PACKF 0
+#endif
+#if STEP_V2 && USE_MMA && (!TF32X3 || PACKF) && PAIR_OK
 #define PACK2 1
 #define EXW (BATCH * HID / 2)
 #else
 #define PACK2 0
 #define EXW (BATCH * HID)
 #endif
+// The tag a word carries, and the tag a consumer of this launch waits for.
+__device__ __forceinline__ u32 word_tag(u64 v) {
+#if PACKF
+    return (u32)v & 1u;
+#else
+    return (u32)(v >> 32);
+#endif
+}
+__device__ __forceinline__ u32 want_tag(u32 epoch) { return PACKF ? (epoch & 1u) : epoch; }
+#if PACKF
+// h rounded to 31 bits (magnitude half-up) with `bit` as its lowest bit.
+__device__ __forceinline__ u32 tagged31(float h, u32 bit) { return ((__float_as_uint(h) + 1u) & ~1u) | bit; }
+#endif
 #define EPW ((EXW + NTHR - 1) / NTHR)
 // Word w of a step's exchange slot into the staging rows (stride ld).
 __device__ __forceinline__ void unpack_store(u64 v, int w, stage_t* dst, int ld) {
-#if PACK2
+#if PACKF
+    const int b = w / (HID / 2), k = 2 * (w - b * (HID / 2));
+    *reinterpret_cast<uint2*>(dst + b * ld + k) = make_uint2((u32)v & ~1u, (u32)(v >> 32) & ~1u);
+#elif PACK2
     const int b = w / (HID / 2), k = 2 * (w - b * (HID / 2));
     *reinterpret_cast<u32*>(dst + b * ld + k) = (u32)v;
 #else
@@ -290,8 +321,12 @@ __device__ __forceinline__ void publish_h(u64* slot, float h, bool act, int gu, 
 #if PACK2
     const float hp = __shfl_down_sync(0xffffffffu, h, BATCH);  // unit gu + 1, same batch row
     if (act && (gu & 1) == 0) {
-        const u32 two = (u32)to_stage(h) | ((u32)to_stage(hp) << 16);
-        st_relaxed(slot + (size_t)gb * (HID / 2) + gj / 2, ((u64)tag << 32) | two);
+#if PACKF
+        const u64 w = ((u64)tagged31(hp, tag & 1u) << 32) | tagged31(h, tag & 1u);
+#else
+        const u64 w = ((u64)tag << 32) | ((u32)to_stage(h) | ((u32)to_stage(hp) << 16));
+#endif
+        st_relaxed(slot + (size_t)gb * (HID / 2) + gj / 2, w);
     }
 #else
     (void)gu;
@@ -316,7 +351,7 @@ __device__ __forceinline__ bool repoll(const u64* slot, u64 (&v)[N], int total, 
 #pragma unroll
     for (int e = 0; e < N; ++e) {
         const int idx = threadIdx.x + e * NTHR;
-        if (idx < total && (((u32)(v[e] >> 32)) & mask) != tag) {
+        if (idx < total && (word_tag(v[e]) & mask) != tag) {
             v[e] = ld_relaxed(slot + idx);
             pending = true;
         }
@@ -337,7 +372,7 @@ __device__ __forceinline__ void gather(const u64* slot, int c0, stage_t* dst, in
     (void)c0;
     u64 v[EPW];
     issue_words(slot, v, EXW);
-    SPIN_WHILE(repoll(slot, v, EXW, epoch));
+    SPIN_WHILE(repoll(slot, v, EXW, want_tag(epoch)));
 #pragma unroll
     for (int e = 0; e < EPW; ++e)
         if ((int)threadIdx.x + e * NTHR < EXW) unpack_store(v[e], threadIdx.x + e * NTHR, dst, ld);
@@ -369,7 +404,8 @@ __device__ __forceinline__ void gather_pair(const u64* sa, stage_t* da, int lda,
     u64 va[EPW], vb[EPW];
     issue_words(sa, va, EXW);
     issue_words(sb, vb, EXW);
-    SPIN_WHILE(repoll(sa, va, EXW, epoch) | repoll(sb, vb, EXW, epoch));  // `|`: poll both every pass
+    const u32 want = want_tag(epoch);
+    SPIN_WHILE(repoll(sa, va, EXW, want) | repoll(sb, vb, EXW, want));  // `|`: poll both every pass
 #pragma unroll
     for (int e = 0; e < EPW; ++e) {
         const int idx = threadIdx.x + e * NTHR;
@@ -1071,6 +1107,11 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                 }
             }
         }
+#if PACKF
+        // A launch shorter than the buffer stamps the slots it did not use, so that every
+        // slot carries this epoch's parity (see PACKF).
+        for (int s = T; s < (int)d[D_SLOTS]; ++s) publish_h(ex + (size_t)s * slot, hreg, gact, gu, gb, gj, epoch);
+#endif
         __syncthreads();
 #undef FRAGS
 #undef FRAGS_X
@@ -1337,7 +1378,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             sync[1] = 0;
             __threadfence();
             u32 e = atomicAdd(sync, 1u) + 1u;
-            if (e == 0u) atomicAdd(sync, 1u);  // epoch 0 is the "never written" tag
+            if (e == 0u) atomicAdd(sync, 2u);  // epoch 0 is the "never written" tag; keep parity alternating
         }
     }
 }
