@@ -182,7 +182,8 @@ def _variant(name: str, pers, plan, specs, limits):
     if name == "v1":
         if not (k.step_v2 or k.step_v3):
             return None
-        k2 = replace(k, step_v2=False, step_v3=False, wreg=False, split_x=False, tf32=False, bch=batch_chunk(pers.problem))
+        k2 = replace(k, step_v2=False, step_v3=False, wreg=False, split_x=False, tf32=False, packf=False,
+                     bch=batch_chunk(pers.problem))
     elif name == "v3":  # the large-batch step (flag exchange) at this batch
         if k.step_v3 or k.wtype == 0:
             return None
@@ -190,7 +191,7 @@ def _variant(name: str, pers, plan, specs, limits):
     elif name == "cudacores":  # fp32 products on CUDA cores instead of three TF32 passes
         if not k.tf32:
             return None
-        k2 = replace(k, tf32=False, wreg=False)
+        k2 = replace(k, tf32=False, packf=False, wreg=False)
     elif name == "tf32":  # fp32 products as three TF32 tensor-core passes at this batch
         if k.tf32 or k.wtype != 0 or not k.step_v2:
             return None

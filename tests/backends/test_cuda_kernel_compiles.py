@@ -41,6 +41,8 @@ def _configs():
         "lstm-h128-b2-wave-fp32": RnnProblem("lstm", 128, 64, 2, 30, layers=2, dtype="float32"),
         "gru-h256-b3-t2-fp32": RnnProblem("gru", 256, 100, 3, 2, layers=3, dtype="float32"),
         "lstm-h128-b4-wave-fp32": RnnProblem("lstm", 128, 64, 4, 30, layers=2, dtype="float32"),
+        "lstm-h512-b8-wave-fp32": RnnProblem("lstm", 512, 512, 8, 100, layers=2, dtype="float32"),
+        "gru-h1024-b8-fp32": RnnProblem("gru", 1024, 1024, 8, 50, layers=2, dtype="float32"),
         "gru-h256-b4-t2-fp32": RnnProblem("gru", 256, 100, 4, 2, layers=3, dtype="float32"),
         "gru-h96-b8-bidir-fp32": RnnProblem("gru", 96, 96, 8, 20, layers=2, directions=2, dtype="float32"),
         "lstm-h256-b16-wave-fp16": RnnProblem("lstm", 256, 256, 16, 100, layers=2, dtype="float16"),
@@ -60,10 +62,10 @@ def _configs():
         if k.split_x:
             out[name + "-nosplit"] = replace(k, split_x=False)
         if k.step_v2 or k.step_v3:
-            out[name + "-v1"] = replace(k, step_v2=False, step_v3=False, wreg=False, split_x=False, tf32=False,
+            out[name + "-v1"] = replace(k, step_v2=False, step_v3=False, wreg=False, split_x=False, tf32=False, packf=False,
                                         bch=min(k.batch, 8))
         if k.tf32:  # fp32 products on CUDA cores instead (TF2RT_CUDA_TF32X3=0)
-            out[name + "-cudacores"] = replace(k, tf32=False, wreg=False)
+            out[name + "-cudacores"] = replace(k, tf32=False, packf=False, wreg=False)
         if k.step_v2 and k.fuse_input and prob.directions == 1:  # streaming build (resident.py)
             out[name + "-resident"] = replace(k, resident=True, split_x=False)
     return out
@@ -81,6 +83,7 @@ def test_the_configurations_cover_every_kernel_variant():
     assert any(k.split_x and k.wreg for k in ks) and any(k.split_x and not k.mma for k in ks)
     assert any(k.resident and k.wreg for k in ks) and any(k.resident and k.tf32 for k in ks)
     assert any(k.tf32 and k.wreg for k in ks) and any(k.tf32 and not k.wreg for k in ks)
+    assert any(k.packf and k.split_x for k in ks) and any(k.packf and k.groups == 1 for k in ks)
     assert any(k.step_v3 and k.fused and not k.fuse_input for k in ks) and any(k.step_v3 and k.fuse_input for k in ks)
 
 
@@ -104,3 +107,6 @@ def test_kernel_compiles(nvrtc, name):
         assert out.count("ld.shared.v4") < smem.count("ld.shared.v4")
     if cfg.tf32:  # three TF32 passes per K step, no CUDA-core dot products
         assert "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32" in out
+    if cfg.packf:  # packed fp32 words: the publishing thread takes its neighbour's h by shuffle
+        ok2, unpacked = _compile(nvrtc, replace(cfg, packf=False))
+        assert ok2 and out.count("shfl.sync") > unpacked.count("shfl.sync")

@@ -100,14 +100,14 @@ def test_persistent_matches_onnxruntime(kw, dtype):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("kw", [
-    dict(cell="lstm", hidden=128, batch=2, layers=2),  # wavefront, fp32 h per word, 32-bit tags
-    dict(cell="gru", hidden=96, batch=8, layers=2, bidirectional=True),  # one launch a layer, packed fp32
-    dict(cell="lstm", hidden=64, batch=8, layers=3),  # wavefront, packed fp32
-    dict(cell="lstm", hidden=128, batch=8, layers=2),  # wavefront, packed fp16
-], ids=_ids)
+@pytest.mark.parametrize("kw,packed", [
+    (dict(cell="lstm", hidden=128, batch=2, layers=2), False),  # wavefront, one fp32 h per word
+    (dict(cell="gru", hidden=96, batch=8, layers=2, bidirectional=True), False),  # a launch per layer
+    (dict(cell="gru", hidden=512, batch=8, layers=2), True),  # wavefront, two fp32 h per word
+    (dict(cell="lstm", hidden=1024, batch=8, layers=2), True),  # a launch (and an epoch) per layer, packed
+], ids=lambda v: _ids(v) if isinstance(v, dict) else f"packed={v}")
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
-def test_one_stack_many_calls_reuses_exchange_buffers(kw, dtype):
+def test_one_stack_many_calls_reuses_exchange_buffers(kw, packed, dtype):
     """Epoch tags across the calls of one stack: no call may read an earlier call's exchange
     slots, also after a call shorter than the buffer (packed fp32 words carry only the
     epoch's parity, so such a call must stamp the slots it did not use)."""
@@ -115,6 +115,7 @@ def test_one_stack_many_calls_reuses_exchange_buffers(kw, dtype):
     make_weights(case)
     stack, plan = make_stack(node_specs(case), case.batch, case.seq_len, dtype, device_limits(), prefer="persistent")
     assert plan.engine == "persistent"
+    assert plan.kernel.packf == (packed and dtype == "float32")
     if dtype == "float32" and case.batch >= 4:
         assert plan.kernel.tf32
     for i, T in enumerate([12, 5, 12, 12, 3, 11, 12]):

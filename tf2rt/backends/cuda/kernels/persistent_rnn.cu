@@ -267,7 +267,8 @@ enum {
 // the staging type anyway). The two values come from neighbouring gate threads of one warp
 // (shuffle), hence the conditions. Otherwise one fp32 h per word ({h, tag}).
 //
-// fp32 under TF32X3 (per-step slots, not streaming) packs two units' h per word as well:
+// fp32 under TF32X3 (per-step slots, not streaming; where the planner asks for it with
+// PACKF_REQ: it pays where a CTA gathers many values) packs two units' h per word as well:
 // {lo: unit 2k, hi: unit 2k+1}, each rounded to 31 bits, whose lowest bit carries the
 // launch's tag, the parity of the epoch (0.6 ulp at most, below what the TF32 split of h
 // keeps anyway). Parity is enough because every slot is rewritten by every launch of its
@@ -275,7 +276,10 @@ enum {
 // buffer still stamps the rest: see the step loop's tail); zeroed memory never matches
 // the first epoch, 1.
 #define PAIR_OK ((HID % 2 == 0) && (UPC % 2 == 0) && (32 % (2 * BATCH) == 0) && !defined(NO_PACK2))
-#if STEP_V2 && TF32X3 && !RESIDENT && PAIR_OK
+#ifndef PACKF_REQ
+#define PACKF_REQ 0
+#endif
+#if STEP_V2 && TF32X3 && !RESIDENT && PAIR_OK && PACKF_REQ
 #define PACKF 1
 #else
 #define PACKF 0
