@@ -261,7 +261,7 @@ def bench_one(cell: str, hidden: int, batch: int, T: int, dtype: str, layers: in
             row["full_floor_us"] = plan.full_floor_us
             k = plan.kernel
             row["step"] = ("v2" if k.step_v2 else "v3" if k.step_v3 else "v1") + ("+wreg" if k.wreg else "") + ("+split" if k.split_x else "") \
-                + ("+xin" if k.fuse_input else "")
+                + ("+xin" if k.fuse_input else "") + ("+tf32" if k.tf32 else "") + ("+packf" if k.packf else "")
             y1 = pers(x)[0].float()
             y2 = cudnn(x)[0].float()
             row["max_abs_diff_vs_cudnn"] = float((y1 - y2).abs().max())
@@ -507,7 +507,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "the graph launch per call and per step takes the largest of the weight stream, the B x K operand every "
         "CTA receives through L2 and the math at peak rate (all from this run's measurements below). `kernel`: v2 = two-barrier step (v1: the original), +wreg = weight "
         "fragments in registers, +split = deeper wavefront layers do their input product before waiting on their "
-        "own h, +xin = first layer's input products in the kernel. `variant X` = the same stack built another way, "
+        "own h, +xin = first layer's input products in the kernel, +tf32 = fp32 products as three TF32 "
+        "tensor-core passes, +packf = two fp32 h per exchange word. `variant X` = the same stack built another way, "
         "timed in the same run (v1: original step; smem: fragments in shared memory; nosplit: no split; xin: the "
         "other choice of in-kernel vs GEMM input projection; noncoop: a plain instead of a cooperative launch; "
         "nopack: one fp32 h per exchange word instead of two fp16/bf16 values; cudacores: fp32 products on CUDA cores "

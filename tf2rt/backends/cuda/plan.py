@@ -75,12 +75,13 @@ class DeviceLimits:
     exchange_us: float = 0.93
     smem_bytes_per_clock: int = 128
     #: Aggregate rate at which L2 delivers data that every CTA reads (each SM copying the
-    #: same buffer into shared memory), bytes/s: measured on an H200 (benchmarks/results/
-    #: cuda_rnn_h200.md, `l2_broadcast_tb_s`). Bounds the B x K operand every CTA receives.
-    l2_bytes_per_s: float = 5.0e12
-    #: Replaying a CUDA graph of one empty kernel, CUDA-event timed, microseconds (H200):
-    #: what any per-call launch costs before the first instruction runs.
-    launch_us: float = 9.3
+    #: same buffer into shared memory), bytes/s: 8.0-8.4 TB/s measured on an H200
+    #: (benchmarks/results/cuda_rnn_h200.md, `l2_broadcast_tb_s`). Bounds the B x K operand
+    #: every CTA receives.
+    l2_bytes_per_s: float = 8.0e12
+    #: Replaying a CUDA graph of one empty kernel, CUDA-event timed, microseconds (H200:
+    #: 9.3-11.3 between runs): what any per-call launch costs before the first instruction.
+    launch_us: float = 9.8
 
     @property
     def flops_per_clock(self) -> dict[str, int]:
