@@ -211,10 +211,10 @@ def _variant(name: str, pers, plan, specs, limits):
         k2 = replace(k, fuse_input=not k.fuse_input)
     elif name == "noncoop":  # same kernel, plain (non-cooperative) launch: timing only
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("NONCOOP",))
-    elif name == "cvt":  # TF32X3 splitting with the PTX conversion instead of integer rounding
+    elif name == "splitround":  # TF32X3 rounding both parts of every operand at every use
         if not k.tf32:
             return None
-        return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("TF32_CVT",))
+        return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("TF32_SPLIT_ROUND",))
     elif name == "nopack":  # one fp32 h per exchange word instead of two staged values
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("NO_PACK2",))
     elif name.startswith("nt") and name[2:].isdigit():  # large-batch step: n-tiles unrolled by N
@@ -512,8 +512,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "timed in the same run (v1: original step; smem: fragments in shared memory; nosplit: no split; xin: the "
         "other choice of in-kernel vs GEMM input projection; noncoop: a plain instead of a cooperative launch; "
         "nopack: one fp32 h per exchange word instead of two fp16/bf16 values; cudacores: fp32 products on CUDA cores "
-        "instead of three TF32 tensor-core passes; tf32: the reverse; cvt: TF32 "
-        "splitting with cvt.rna instead of integer rounding.",
+        "instead of three TF32 tensor-core passes; tf32: the reverse; splitround: TF32X3 "
+        "operands rounded to hi/lo parts at every use instead of split by a mask).",
         "",
         "Floor inputs measured in this run (tagged all-gather through L2 per step, 1 CTA per SM; counter "
         "barrier; L2 broadcast rate; graph launch): "
@@ -558,8 +558,8 @@ def main(argv: list[str] | None = None) -> int:
                          "smem (fragments in shared memory), nosplit (no split input product), xin (the other "
                          "in-kernel/GEMM choice for the first layer's input), noncoop (plain launch), nopack (one h per "
                          "exchange word), ntN (large-batch step with N n-tiles unrolled), cudacores (fp32 products on CUDA "
-                         "cores instead of three TF32 tensor-core passes), tf32 (the reverse), cvt (TF32 splitting with "
-                         "cvt.rna instead of integer rounding)")
+                         "cores instead of three TF32 tensor-core passes), tf32 (the reverse), splitround (TF32X3 operands "
+                         "rounded to hi/lo at every use instead of split by a mask)")
     args = ap.parse_args(argv)
 
     import torch

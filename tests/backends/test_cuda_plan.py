@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from tf2rt.backends.cuda.packing import (
-    cta_count, from_mma_fragments, pack_rows, split_onnx_weights, to_bf16_bits, to_mma_fragments, unpack_rows)
+    cta_count, from_mma_fragments, pack_rows, round_tf32_pair, split_onnx_weights, to_bf16_bits, to_mma_fragments,
+    unpack_rows)
 from tf2rt.backends.cuda.persistent import gate_defines, kernel_source
 from tf2rt.backends.cuda.plan import DeviceLimits, RnnProblem, choose_upc, crossover_batch, floor_parts, make_plan
 from tf2rt.errors import ShapeError
@@ -76,6 +77,28 @@ def test_tf32_fragments_follow_the_ptx_m16n8k8_a_layout():
                 np.testing.assert_array_equal(frags[0, mt, ks, lane], want)
     with pytest.raises(ShapeError, match="multiple of 8"):
         to_mma_fragments(np.zeros((1, 16, 12), np.float32), kstep=8)
+
+
+def test_tf32_pairs_split_exactly_and_stay_close():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.standard_normal(20000).astype(np.float32) * 10.0 ** rng.integers(-6, 6, 20000),
+                        np.float32([0.0, -0.0, 1.0, -1.0, 1 + 2**-23, 3.14159265, -2.7182818])]).astype(np.float32)
+    r = round_tf32_pair(x)
+    # close: within 2^-22 of the magnitude (tiny absolute slack for values near underflow)
+    assert np.all(np.abs(r.astype(np.float64) - x) <= 2.0**-22 * np.abs(x.astype(np.float64)) + 1e-45)
+    # splits exactly: a masked TF32 part plus a rest that is itself a TF32 number
+    tf32_mask = np.uint32(0xFFFFE000)
+    hi = (r.view(np.uint32) & tf32_mask).view(np.float32)
+    lo = (r - hi).astype(np.float32)
+    assert np.array_equal(lo.view(np.uint32) & ~tf32_mask, np.zeros_like(lo, np.uint32))
+    assert np.array_equal(hi.astype(np.float64) + lo.astype(np.float64), r.astype(np.float64))
+    # values that already are pairs (e.g. TF32 numbers) do not move, and rounding is idempotent
+    assert np.array_equal(round_tf32_pair(r), r)
+    t = (x.view(np.uint32) & tf32_mask).view(np.float32)
+    assert np.array_equal(round_tf32_pair(t), t)
+    # hi keeps 1 (10 mantissa bits), lo = 2^-11 + 2^-23 needs 13 bits: its last one rounds off
+    assert round_tf32_pair(np.float32([1 + 2**-11 + 2**-23]))[0] == np.float32(1 + 2**-11)
+    assert round_tf32_pair(np.float32([1 + 2**-23]))[0] == np.float32(1 + 2**-23)  # lo = 2^-23 is a TF32 number
 
 
 def test_bf16_bits_match_torch(torch):

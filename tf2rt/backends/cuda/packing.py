@@ -103,6 +103,17 @@ class DirectionWeights:
         return self.W.shape[1]
 
 
+def round_tf32_pair(a: np.ndarray) -> np.ndarray:
+    """fp32 values moved to the nearest "TF32 pair" the TF32X3 kernel splits exactly: hi (the
+    value truncated to TF32, a 10-bit mantissa) plus lo (the remainder rounded to TF32, to
+    nearest, ties away from zero). Moves each value by at most 2^-22 of its magnitude."""
+    x = np.ascontiguousarray(a, np.float32)
+    hi = (x.view(np.uint32) & np.uint32(0xFFFFE000)).view(np.float32)
+    lo = (x - hi).view(np.uint32)  # exact: x and hi share sign and exponent
+    lo_r = ((lo + np.uint32(0x1000)) & np.uint32(0xFFFFE000)).view(np.float32)
+    return hi + lo_r  # at most 22 significant bits: exact in fp32
+
+
 def split_onnx_weights(
     cell: str, W: np.ndarray, R: np.ndarray, B: np.ndarray | None, P: np.ndarray | None
 ) -> list[DirectionWeights]:

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ...errors import ShapeError, UnsupportedError
-from .packing import KERNEL_ORDER, DirectionWeights, pack_rows, to_bf16_bits, to_mma_fragments
+from .packing import KERNEL_ORDER, DirectionWeights, pack_rows, round_tf32_pair, to_bf16_bits, to_mma_fragments
 from .plan import DeviceLimits, KernelConfig, Plan, RnnProblem
 
 NDESC = 24
@@ -120,6 +120,8 @@ class PersistentStack:
             if p.dtype == "bfloat16":
                 bits = to_mma_fragments(to_bf16_bits(pack_rows(m, p.gates, H, cfg.upc, "float32", kp)))
                 return torch.from_numpy(bits.view(np.int16)).to(self.dev).view(torch.bfloat16)
+            if cfg.tf32:  # the kernel splits weights into two TF32 parts with a mask (TF32X3)
+                m = round_tf32_pair(m)
             packed = pack_rows(m, p.gates, H, cfg.upc, p.dtype, kp)
             if cfg.mma:
                 packed = to_mma_fragments(packed, cfg.kstep)

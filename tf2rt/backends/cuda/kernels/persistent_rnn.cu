@@ -159,7 +159,20 @@ __device__ __forceinline__ void io_store(io_t* p, float v) {
 #endif
 }
 
-#if USE_MMA && !TF32X3
+#if TF32X3
+typedef float stage_t;
+// x moved to the nearest "TF32 pair": hi (x truncated to TF32, a 10-bit mantissa) plus lo
+// (the rest, rounded to TF32). Such a value splits into two exact TF32 numbers with a mask
+// and a subtraction (split_pair), so the products split each operand in two instructions;
+// the rounding moves x by at most 2^-22 |x|. Staged h/x get it here, weights on the host
+// (packing.round_tf32_pair). hi + lo spans at most 22 significant bits: exact in fp32.
+__device__ __forceinline__ float tf32_pair(float x) {
+    const u32 hi = __float_as_uint(x) & 0xffffe000u;
+    const float lo = x - __uint_as_float(hi);
+    return __uint_as_float(hi) + __uint_as_float((__float_as_uint(lo) + 0x1000u) & 0xffffe000u);
+}
+__device__ __forceinline__ stage_t to_stage(float v) { return tf32_pair(v); }
+#elif USE_MMA
 typedef u16 stage_t;
 __device__ __forceinline__ stage_t to_stage(float v) {
 #if WTYPE == 1
@@ -269,9 +282,8 @@ enum {
 //
 // fp32 under TF32X3 (per-step slots, not streaming; where the planner asks for it with
 // PACKF_REQ: it pays where a CTA gathers many values) packs two units' h per word as well:
-// {lo: unit 2k, hi: unit 2k+1}, each rounded to 31 bits, whose lowest bit carries the
-// launch's tag, the parity of the epoch (0.6 ulp at most, below what the TF32 split of h
-// keeps anyway). Parity is enough because every slot is rewritten by every launch of its
+// {lo: unit 2k, hi: unit 2k+1}, each already the TF32 pair the consumer stages (to_stage),
+// whose lowest bits are zero: the lowest carries the launch's tag, the parity of the epoch. Parity is enough because every slot is rewritten by every launch of its
 // stack and the stack's epoch moves on by one per launch (a launch shorter than the
 // buffer still stamps the rest: see the step loop's tail); zeroed memory never matches
 // the first epoch, 1.
@@ -301,8 +313,8 @@ __device__ __forceinline__ u32 word_tag(u64 v) {
 }
 __device__ __forceinline__ u32 want_tag(u32 epoch) { return PACKF ? (epoch & 1u) : epoch; }
 #if PACKF
-// h rounded to 31 bits (magnitude half-up) with `bit` as its lowest bit.
-__device__ __forceinline__ u32 tagged31(float h, u32 bit) { return ((__float_as_uint(h) + 1u) & ~1u) | bit; }
+// h as the consumer stages it (a TF32 pair: its lowest bit is 0), with `bit` there.
+__device__ __forceinline__ u32 tagged31(float h, u32 bit) { return __float_as_uint(to_stage(h)) | bit; }
 #endif
 #define EPW ((EXW + NTHR - 1) / NTHR)
 // Word w of a step's exchange slot into the staging rows (stride ld).
@@ -507,23 +519,15 @@ __device__ __forceinline__ void mma_tf32(float c[4], u32 a0, u32 a1, u32 a2, u32
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
-// x ~ hi + lo: hi is x rounded to TF32 (10-bit mantissa), lo the remainder x - hi (exact
-// in fp32) rounded to TF32 too, so x - hi - lo is within 2^-22 |x| and unbiased (the
-// tensor core would otherwise truncate lo to its top 19 bits). Rounding to nearest, ties
-// away from zero, on the bits: the magnitude is an unsigned integer, so adding half of the
-// dropped 13 bits' range carries into the kept bits exactly when rounding up (finite x).
-__device__ __forceinline__ u32 to_tf32(float x) {
-#ifdef TF32_CVT  // timing comparison: the PTX conversion instead
-    u32 r;
-    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
-    return r;
+// x = hi + lo exactly for a TF32 pair (tf32_pair): hi by the mask, lo the (exact) rest.
+__device__ __forceinline__ void split_pair(u32 x, u32& hi, u32& lo) {
+#ifdef TF32_SPLIT_ROUND  // timing comparison: round both parts at every use instead
+    hi = (x + 0x1000u) & 0xffffe000u;
+    lo = (__float_as_uint(__uint_as_float(x) - __uint_as_float(hi)) + 0x1000u) & 0xffffe000u;
 #else
-    return (__float_as_uint(x) + 0x1000u) & 0xffffe000u;
+    hi = x & 0xffffe000u;
+    lo = __float_as_uint(__uint_as_float(x) - __uint_as_float(hi));
 #endif
-}
-__device__ __forceinline__ void split_tf32(u32 x, u32& hi, u32& lo) {
-    hi = to_tf32(__uint_as_float(x));
-    lo = to_tf32(__uint_as_float(x) - __uint_as_float(hi));
 }
 #endif
 // A 16x8 accumulator tile (lane: rows g, g+8 x columns 2t, 2t+1). TF32X3 keeps the small
@@ -543,12 +547,12 @@ __device__ __forceinline__ void mma_acc(acc_t& acc, const uint4& a, u32 b0, u32 
     float* c = acc.v;
 #if TF32X3
     u32 ah0, al0, ah1, al1, ah2, al2, ah3, al3, bh0, bl0, bh1, bl1;
-    split_tf32(a.x, ah0, al0);
-    split_tf32(a.y, ah1, al1);
-    split_tf32(a.z, ah2, al2);
-    split_tf32(a.w, ah3, al3);
-    split_tf32(b0, bh0, bl0);
-    split_tf32(b1, bh1, bl1);
+    split_pair(a.x, ah0, al0);
+    split_pair(a.y, ah1, al1);
+    split_pair(a.z, ah2, al2);
+    split_pair(a.w, ah3, al3);
+    split_pair(b0, bh0, bl0);
+    split_pair(b1, bh1, bl1);
     float* cl = acc.lo;  // same speed as one chain on an H200, and closer to fp32
     mma_tf32(cl, al0, al1, al2, al3, bh0, bh1);
     mma_tf32(cl, ah0, ah1, ah2, ah3, bl0, bl1);
