@@ -282,8 +282,8 @@ enum {
 //
 // fp32 under TF32X3 (per-step slots, not streaming; where the planner asks for it with
 // PACKF_REQ: it pays where a CTA gathers many values) packs two units' h per word as well:
-// {lo: unit 2k, hi: unit 2k+1}, each already the TF32 pair the consumer stages (to_stage),
-// whose lowest bits are zero: the lowest carries the launch's tag, the parity of the epoch. Parity is enough because every slot is rewritten by every launch of its
+// {lo: unit 2k, hi: unit 2k+1}, each the TF32 pair the consumer stages (to_stage) rounded
+// to 31 bits, whose lowest bit carries the launch's tag, the parity of the epoch. Parity is enough because every slot is rewritten by every launch of its
 // stack and the stack's epoch moves on by one per launch (a launch shorter than the
 // buffer still stamps the rest: see the step loop's tail); zeroed memory never matches
 // the first epoch, 1.
@@ -313,8 +313,9 @@ __device__ __forceinline__ u32 word_tag(u64 v) {
 }
 __device__ __forceinline__ u32 want_tag(u32 epoch) { return PACKF ? (epoch & 1u) : epoch; }
 #if PACKF
-// h as the consumer stages it (a TF32 pair: its lowest bit is 0), with `bit` there.
-__device__ __forceinline__ u32 tagged31(float h, u32 bit) { return __float_as_uint(to_stage(h)) | bit; }
+// h as the consumer stages it (a TF32 pair), rounded to 31 bits (a pair's lo may end in the
+// lowest bit; rounding it off keeps a pair), with `bit` in the lowest bit.
+__device__ __forceinline__ u32 tagged31(float h, u32 bit) { return ((__float_as_uint(to_stage(h)) + 1u) & ~1u) | bit; }
 #endif
 #define EPW ((EXW + NTHR - 1) / NTHR)
 // Word w of a step's exchange slot into the staging rows (stride ld).
