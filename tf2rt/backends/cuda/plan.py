@@ -49,7 +49,7 @@ WREG_ENV = "TF2RT_CUDA_WREG"
 #: fp32 products run on tensor cores as three TF32 passes (TF32X3) from this batch on. An
 #: m16n8k8 step costs the same for 1 to 8 batch columns, CUDA-core products grow with the
 #: batch. On an H200 (2-layer LSTM, T=100) the CUDA cores win at batch 1 (H=512: 306 vs
-#: 329 us), the tensor cores at batch 4 (436 vs 486 us) and 8 (574 vs 791 us).
+#: 329 us), the tensor cores at batch 4 (418 vs 488 us) and 8 (450 vs 790 us).
 TF32_MIN_BATCH = 4
 #: Environment switch: "0" keeps fp32 products on CUDA cores, "1" uses TF32X3 at every batch.
 TF32_ENV = "TF2RT_CUDA_TF32X3"
