@@ -79,9 +79,10 @@ class DeviceLimits:
     #: (benchmarks/results/cuda_rnn_h200.md, `l2_broadcast_tb_s`). Bounds the B x K operand
     #: every CTA receives.
     l2_bytes_per_s: float = 8.0e12
-    #: Replaying a CUDA graph of one empty kernel, CUDA-event timed, microseconds (H200:
-    #: 9.3-11.3 between runs): what any per-call launch costs before the first instruction.
-    launch_us: float = 9.8
+    #: Replaying a CUDA graph of one empty kernel, CUDA-event timed, microseconds: the
+    #: fastest of 300 replays on an H200 (7.1; medians 9.3-14.6 between runs). What any
+    #: per-call launch costs before the first instruction runs.
+    launch_us: float = 7.1
 
     @property
     def flops_per_clock(self) -> dict[str, int]:
