@@ -290,9 +290,9 @@ class Plan:
 # measured and uses the GRU row. A runner with autotune on re-measures at load time anyway.
 CROSSOVER: dict[tuple[str, str], dict[int, tuple[int, int]]] = {
     ("lstm", "float16"): {256: (8, 64), 512: (1, 64), 1024: (0, 8)},
-    ("lstm", "float32"): {256: (1, 8), 512: (1, 8), 1024: (0, 8)},
+    ("lstm", "float32"): {256: (8, 8), 512: (1, 8), 1024: (0, 8)},
     ("gru", "float16"): {256: (8, 64), 512: (1, 64), 1024: (0, 8)},
-    ("gru", "float32"): {256: (1, 8), 512: (1, 8), 1024: (0, 8)},
+    ("gru", "float32"): {256: (8, 8), 512: (1, 8), 1024: (0, 8)},
 }
 
 
