@@ -219,5 +219,4 @@ def test_a_wait_that_never_ends_aborts_instead_of_hanging(tmp_path):
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180)
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "finished" not in r.stdout, out[-2000:]
-    low = out.lower()
-    assert "launch failure" in low or "cuda error" in low or "illegal instruction" in low, out[-2000:]
+    assert "saw no step data" in out or "launch failure" in out.lower() or "cuda error" in out.lower(), out[-2000:]

@@ -379,17 +379,21 @@ __device__ __forceinline__ bool repoll(const u64* slot, u64 (&v)[N], int total, 
     return pending;
 }
 // Watchdog: a wait for step data that never ends (a bug, or a GPU shared with work that
-// starves part of this grid) aborts the launch (the `trap` instruction) after SPIN_LIMIT
-// polls, tens of seconds, instead of hanging the caller forever: the caller sees a CUDA
-// launch failure. No message from the kernel: a printf call in the kernel made the steps
-// up to 15% slower.
+// starves part of this grid) aborts the launch with a message after SPIN_LIMIT polls (tens
+// of seconds) instead of hanging the caller forever. The caller sees a CUDA launch failure.
 #ifndef SPIN_LIMIT
 #define SPIN_LIMIT (1ull << 25)
 #endif
-__device__ __forceinline__ void spin_timeout() { asm volatile("trap;"); }
+__device__ __noinline__ void spin_timeout() {
+    printf("tf2rt persistent kernel: CTA %d saw no step data after %llu polls; aborting the launch\n",
+           (int)blockIdx.x, (unsigned long long)(SPIN_LIMIT));
+    __trap();
+}
 #ifdef PROBE_NO_SPIN  // timing probe only: results are wrong
 #define SPIN_WHILE(cond) (void)0
 #else
+// The count leaves the loop, the report stays out of it (a call inside the polling loop
+// cost up to 10% at some shapes).
 #define SPIN_WHILE(cond)                                                              \
     do {                                                                              \
         unsigned long long polls_ = 0;                                                \
