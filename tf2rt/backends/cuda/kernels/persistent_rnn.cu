@@ -392,13 +392,11 @@ __device__ __noinline__ void spin_timeout() {
 #ifdef PROBE_NO_SPIN  // timing probe only: results are wrong
 #define SPIN_WHILE(cond) (void)0
 #else
-// The count leaves the loop, the report stays out of it (a call inside the polling loop
-// cost up to 10% at some shapes).
-#define SPIN_WHILE(cond)                                                              \
-    do {                                                                              \
-        unsigned long long polls_ = 0;                                                \
-        while ((cond) && ++polls_ < (unsigned long long)(SPIN_LIMIT)) {}              \
-        if (polls_ >= (unsigned long long)(SPIN_LIMIT)) spin_timeout();               \
+#define SPIN_WHILE(cond)                                             \
+    do {                                                             \
+        unsigned long long polls_ = 0;                               \
+        while (cond)                                                 \
+            if (++polls_ == (unsigned long long)(SPIN_LIMIT)) spin_timeout(); \
     } while (0)
 #endif
 
@@ -1219,8 +1217,8 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                     unsigned long long polls = 0;
                     do {
                         asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(f) : "memory");
-                    } while (v != epoch && ++polls < (unsigned long long)(SPIN_LIMIT));
-                    if (polls >= (unsigned long long)(SPIN_LIMIT)) spin_timeout();
+                        if (++polls == (unsigned long long)(SPIN_LIMIT)) spin_timeout();
+                    } while (v != epoch);
                 }
 #else
                 (void)f;
