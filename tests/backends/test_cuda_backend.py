@@ -94,3 +94,35 @@ def test_benchmark_hook_reports_gpu_time_and_floor():
     runner.run(rnn_feeds("lstm", 2, False, 256, 256, 1, 50, 9, False, False))
     assert runner.floor_us() > 0
     assert runner.full_floor_us() >= runner.floor_us() + runner.limits.launch_us
+
+
+@pytest.mark.gpu
+def test_run_raises_instead_of_waiting_forever():
+    """runner.run waits for the GPU with a limit (timeout_s): a call still running after it
+    gives an error saying so. Here the stream is held by a kernel that spins for ~2 s."""
+    import cupy
+
+    from tf2rt.backends.cuda import wait_for
+    from tf2rt.errors import Tf2rtError
+
+    engine, _ = build_rnn("lstm", 1, False, 64, 16, 2, 5, 3, precision="fp16")
+    feeds = rnn_feeds("lstm", 1, False, 64, 16, 2, 5, 3, False, False)
+    with pytest.raises(Tf2rtError, match="timeout_s must be"):
+        engine.runner("cuda", timeout_s=-1)
+    runner = engine.runner("cuda", timeout_s=0.3)
+    want = runner.run(feeds)
+    spin = cupy.RawKernel(r"""
+        extern "C" __global__ void spin(long long cycles) {
+            long long t0 = clock64();
+            while (clock64() - t0 < cycles) {}
+        }""", "spin")
+    with cupy.cuda.ExternalStream(torch.cuda.current_stream().cuda_stream):
+        spin((1,), (1,), (np.int64(4_000_000_000),))  # about 2 s at ~2 GHz
+    done = torch.cuda.Event()
+    done.record()
+    with pytest.raises(Tf2rtError, match="did not finish this call within 0.3 s"):
+        wait_for(done.query, runner.timeout_s)
+    torch.cuda.synchronize()  # the spinning kernel ends by itself
+    got = runner.run(feeds)  # and the runner goes on as before
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])

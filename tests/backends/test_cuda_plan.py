@@ -10,7 +10,7 @@ from tf2rt.backends.cuda.packing import (
     unpack_rows)
 from tf2rt.backends.cuda.persistent import gate_defines, kernel_source
 from tf2rt.backends.cuda.plan import DeviceLimits, RnnProblem, choose_upc, crossover_batch, floor_parts, make_plan
-from tf2rt.errors import ShapeError
+from tf2rt.errors import ShapeError, Tf2rtError
 from tf2rt.layouts import ONNX_GRU, ONNX_LSTM
 
 H100 = DeviceLimits()
@@ -321,3 +321,22 @@ def test_large_batches_get_the_flag_exchange_step_on_tensor_cores(monkeypatch):
     monkeypatch.setenv("TF2RT_CUDA_STEP", "2")
     assert not make_plan(RnnProblem("lstm", 512, 512, 64, 100, layers=2, dtype="float16"), H100,
                          prefer="persistent").kernel.step_v3
+
+
+def test_wait_for_gives_up_after_the_timeout_with_a_clear_error():
+    from tf2rt.backends.cuda import wait_for
+
+    t = [0.0]
+
+    def clock():
+        t[0] += 0.25  # every look at the clock: a quarter second later
+        return t[0]
+
+    polls = []
+    with pytest.raises(Tf2rtError, match="did not finish this call within 2 s"):
+        wait_for(lambda: polls.append(1) and False, 2.0, clock)
+    assert 7 <= len(polls) <= 10  # it kept polling until the deadline, then stopped
+    n = iter([False, False, True])
+    wait_for(lambda: next(n), 2.0, clock)  # finishes in time: no error
+    done_later = iter([False] * 1000 + [True])
+    wait_for(lambda: next(done_later), None, clock)  # no limit: waits as long as it takes

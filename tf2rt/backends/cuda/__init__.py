@@ -7,13 +7,15 @@ input shapes the whole call is captured in a CUDA graph and replayed.
 
 Options: graph (capture a CUDA graph; default True), prefer ("persistent" | "cudnn" |
 "torch": force one engine for every recurrent stack), autotune (time the persistent kernel
-against cuDNN on the first call and keep the faster; default True).
+against cuDNN on the first call and keep the faster; default True), timeout_s (run()
+raises instead of waiting longer than this for the GPU; default 60, None: wait forever).
 Needs PyTorch with CUDA and CuPy (the kernel is compiled at run time with NVRTC).
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import time
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -41,12 +43,28 @@ def why_unavailable() -> str:
     return ""
 
 
+def wait_for(done: Callable[[], bool], timeout_s: float | None, clock: Callable[[], float] = time.perf_counter) -> None:
+    """Poll `done` (e.g. a CUDA event's query) until it is true; raise if that takes longer
+    than `timeout_s` seconds (None: no limit). A persistent kernel whose step exchange never
+    completes would otherwise block the caller forever."""
+    if done():
+        return
+    deadline = None if timeout_s is None else clock() + timeout_s
+    while not done():
+        if deadline is not None and clock() > deadline:
+            raise Tf2rtError(
+                f"the GPU did not finish this call within {timeout_s:g} s (runner option timeout_s). "
+                "A persistent kernel that never finishes is a bug: please report the engine and input shapes. "
+                "The GPU stays busy with it; restart the process to use the GPU again")
+
+
 class CudaRunner(Runner):
     """An engine loaded on the GPU; run() takes and returns numpy arrays."""
 
     backend = "cuda"
 
-    def __init__(self, engine: Any, graph: bool = True, prefer: str | None = None, autotune: bool = True) -> None:
+    def __init__(self, engine: Any, graph: bool = True, prefer: str | None = None, autotune: bool = True,
+                 timeout_s: float | None = 60.0) -> None:
         super().__init__(engine)
         import torch
 
@@ -55,6 +73,9 @@ class CudaRunner(Runner):
 
         if prefer not in (None, "persistent", "cudnn", "torch"):
             raise Tf2rtError(f"prefer must be 'persistent', 'cudnn' or 'torch', got {prefer!r}")
+        if timeout_s is not None and not (isinstance(timeout_s, (int, float)) and timeout_s > 0):
+            raise Tf2rtError(f"timeout_s must be a positive number of seconds or None, got {timeout_s!r}")
+        self.timeout_s = timeout_s
         self.torch = torch
         self.limits = device_limits()
         self.executor = GraphExecutor(engine.onnx, self.limits, prefer=prefer)
@@ -120,6 +141,9 @@ class CudaRunner(Runner):
     def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
         checked = self.check_feeds(feeds)
         out = self._run_device(checked)
+        done = self.torch.cuda.Event()
+        done.record()
+        wait_for(done.query, self.timeout_s)
         return {n: out[n].float().cpu().numpy().astype(self._out_dtype(n)) if out[n].dtype == self.torch.bfloat16
                 else out[n].cpu().numpy() for n in self.output_names}
 
@@ -210,7 +234,7 @@ def _time_graph(fn: Any, reps: int = 10) -> float:
 
 
 def load(engine: Any, **options: Any) -> CudaRunner:
-    allowed = {"graph", "prefer", "autotune"}
+    allowed = {"graph", "prefer", "autotune", "timeout_s"}
     bad = set(options) - allowed
     if bad:
         raise Tf2rtError(f"unknown cuda backend option(s) {', '.join(sorted(bad))}; use {', '.join(sorted(allowed))}")
