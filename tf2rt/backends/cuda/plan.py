@@ -55,9 +55,10 @@ TF32_MIN_BATCH = 4
 TF32_ENV = "TF2RT_CUDA_TF32X3"
 #: TF32X3 builds pack two fp32 h per exchange word (PACKF) where a CTA gathers at least
 #: this many h values a step. Measured on an H200 (2-layer, T=100, packed vs not): LSTM
-#: H=512 batch 8 (8192 values: own h + the layer below's) 496 vs 570 us, H=1024 batch 8
-#: (8192, one launch a layer) 1487 vs 1621 us; at 4096 values mixed (LSTM H=256 batch 8
-#: 245 vs 275 us, GRU 270 vs 250 us), at 2048 slower (LSTM H=256 batch 4 232 vs 209 us).
+#: H=512 batch 8 (8192 values: own h + the layer below's) 450 vs 556 us, H=1024 batch 8
+#: (8192, one launch a layer) 1339 vs 1880 us; with an earlier TF32X3 build, at 4096 values
+#: mixed (LSTM H=256 batch 8 245 vs 275 us, GRU 270 vs 250 us) and at 2048 slower (LSTM
+#: H=256 batch 4 232 vs 209 us).
 PACKF_MIN_VALUES = 8192
 
 
@@ -91,7 +92,7 @@ class DeviceLimits:
         (the cheapest way to keep fp32 accuracy), so the floor stays a lower bound."""
         major = self.compute_capability[0]
         half = 4096 if major >= 9 else 2048 if major == 8 else 1024
-        ffma = 256 if major >= 9 or self.compute_capability == (8, 6) else 128
+        ffma = 128 if major < 8 or self.compute_capability == (8, 0) else 256  # FP32 lanes x 2
         return {"half": half, "float32": max(ffma, half // 2 // 3)}
 
 
