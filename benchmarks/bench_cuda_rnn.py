@@ -196,7 +196,7 @@ def _variant(name: str, pers, plan, specs, limits):
             return None
         k2 = replace(k, step_v2=False, step_v3=True, wreg=True, split_x=False, bch=pers.problem.batch)
     elif name == "cudacores":  # fp32 products on CUDA cores instead of three TF32 passes
-        if not k.tf32:
+        if not k.tf32 or k.step_v3:  # the large-batch step has no CUDA-core form ("v1" instead)
             return None
         k2 = replace(k, tf32=False, packf=False, wreg=False)
     elif name == "tf32":  # fp32 products as three TF32 tensor-core passes at this batch
@@ -224,6 +224,10 @@ def _variant(name: str, pers, plan, specs, limits):
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("TF32_SPLIT_ROUND",))
     elif name == "nopack":  # one fp32 h per exchange word instead of two staged values
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("NO_PACK2",))
+    elif name == "nopipe":  # large-batch step: every row copied before the first product
+        if not k.step_v3:
+            return None
+        return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("V3_NOPIPE",))
     elif name.startswith("nt") and name[2:].isdigit():  # large-batch step: n-tiles unrolled by N
         if not k.step_v3:
             return None
@@ -520,7 +524,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "other choice of in-kernel vs GEMM input projection; noncoop: a plain instead of a cooperative launch; "
         "nopack: one fp32 h per exchange word instead of two fp16/bf16 values; cudacores: fp32 products on CUDA cores "
         "instead of three TF32 tensor-core passes; tf32: the reverse; splitround: TF32X3 "
-        "operands rounded to hi/lo parts at every use instead of split by a mask).",
+        "operands rounded to hi/lo parts at every use instead of split by a mask; nopipe: large-batch step with "
+        "every row copied before the first product instead of copies and products overlapped by n-tile groups).",
         "",
         "Floor inputs measured in this run (tagged all-gather through L2 per step, 1 CTA per SM; counter "
         "barrier; L2 broadcast rate; graph launch): "
@@ -566,7 +571,8 @@ def main(argv: list[str] | None = None) -> int:
                          "in-kernel/GEMM choice for the first layer's input), noncoop (plain launch), nopack (one h per "
                          "exchange word), ntN (large-batch step with N n-tiles unrolled), cudacores (fp32 products on CUDA "
                          "cores instead of three TF32 tensor-core passes), tf32 (the reverse), splitround (TF32X3 operands "
-                         "rounded to hi/lo at every use instead of split by a mask)")
+                         "rounded to hi/lo at every use instead of split by a mask), nopipe (large-batch step without "
+                         "overlapping row copies and products)")
     args = ap.parse_args(argv)
 
     import torch

@@ -17,7 +17,7 @@ if not torch.cuda.is_available():  # pragma: no cover - CPU CI
     pytest.skip("needs an NVIDIA GPU with CUDA", allow_module_level=True)
 pytest.importorskip("cupy")
 
-from tf2rt.backends.cuda.persistent import device_limits  # noqa: E402
+from tf2rt.backends.cuda.persistent import PersistentStack, device_limits  # noqa: E402
 from tf2rt.backends.cuda.rnn import make_stack  # noqa: E402
 
 TOL = {"float32": 1e-4, "float16": 2e-2}
@@ -45,6 +45,8 @@ CASES = [
     # large batch (fp16: flag exchange, all rows staged; 24 rows = 3 n-tiles)
     dict(cell="lstm", hidden=256, batch=24, layers=2, seq_lens=True, initial=True),
     dict(cell="gru", hidden=96, batch=16, layers=1, bidirectional=True, seq_lens=True, initial=True),
+    # 40 rows = 5 n-tiles: three copy groups, the last one partial
+    dict(cell="gru", hidden=128, batch=40, layers=2, seq_lens=True, initial=True),
     dict(cell="lstm", hidden=1024, batch=8, layers=2, seq_len=20, input_size=1024),  # batch 8, H >= 1024
     # the benchmark's headline shape: wavefront, fragments in registers, split input product
     dict(cell="lstm", hidden=512, batch=1, layers=2, seq_len=100, input_size=512),
@@ -105,6 +107,7 @@ def test_persistent_matches_onnxruntime(kw, dtype):
     (dict(cell="gru", hidden=96, batch=8, layers=2, bidirectional=True), False),  # a launch per layer
     (dict(cell="gru", hidden=512, batch=8, layers=2), True),  # wavefront, two fp32 h per word
     (dict(cell="lstm", hidden=1024, batch=8, layers=2), True),  # a launch (and an epoch) per layer, packed
+    (dict(cell="lstm", hidden=256, batch=24, layers=2), False),  # large-batch step: flags carry the epoch
 ], ids=lambda v: _ids(v) if isinstance(v, dict) else f"packed={v}")
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_one_stack_many_calls_reuses_exchange_buffers(kw, packed, dtype):
@@ -174,13 +177,20 @@ def test_headline_shape_uses_registers_and_the_split_input_product():
 
 
 @pytest.mark.gpu
-def test_large_batch_step_is_used_and_matches(monkeypatch):
+@pytest.mark.parametrize("dtype,mode", [("float16", "wavefront"), ("float32", "layerwise")])
+def test_large_batch_step_is_used_and_matches(dtype, mode, monkeypatch):
     monkeypatch.delenv("TF2RT_CUDA_STEP", raising=False)
     case = RnnCase(cell="lstm", hidden=512, batch=64, layers=2, seq_len=30, input_size=512, seed=9,
                    seq_lens=True, initial=True)
-    plan, errs = _run(case, "float16")
-    assert plan.kernel.step_v3 and plan.mode == "wavefront"
-    assert max(errs.values()) <= TOL["float16"], errs
+    plan, errs = _run(case, dtype)
+    assert plan.kernel.step_v3 and plan.mode == mode and plan.kernel.tf32 == (dtype == "float32")
+    assert max(errs.values()) <= TOL[dtype], errs
+    # the same build with every row copied before the first product (the benchmark's "nopipe")
+    stack, _ = make_stack(node_specs(case), case.batch, case.seq_len, dtype, device_limits(), prefer="persistent",
+                          has_seq_lens=True)
+    nopipe = PersistentStack(stack.problem, plan, [s.weights for s in node_specs(case)], probe=("V3_NOPIPE",))
+    errs1 = _errors(nopipe, case, make_inputs(case), dtype)
+    assert max(errs1.values()) <= TOL[dtype], errs1
     monkeypatch.setenv("TF2RT_CUDA_STEP", "2")  # the original step, same case
-    plan, errs2 = _run(case, "float16")
-    assert not plan.kernel.step_v3 and max(errs2.values()) <= TOL["float16"], errs2
+    plan, errs2 = _run(case, dtype)
+    assert not plan.kernel.step_v3 and max(errs2.values()) <= TOL[dtype], errs2

@@ -308,11 +308,21 @@ def test_large_batches_get_the_flag_exchange_step_on_tensor_cores(monkeypatch):
     assert k.step_v3 and k.wreg and not k.step_v2 and k.bch == 64 and k.defines()["STEP_V3"] == 1
     # all 64 rows staged (8 n-tiles) for h and the layer below's h, partial sums per n-tile, no weights
     assert k.smem_bytes + 1024 <= H100.smem_per_block
-    # fp32 (CUDA cores), GRU reset-before and hidden sizes not a multiple of 8 keep the original step
-    for prob in (RnnProblem("lstm", 512, 512, 64, 100, layers=2, dtype="float32"),
-                 RnnProblem("gru", 256, 256, 64, 100, dtype="float16", linear_before_reset=False),
+    # GRU reset-before and hidden sizes not a multiple of 8 keep the original step
+    for prob in (RnnProblem("gru", 256, 256, 64, 100, dtype="float16", linear_before_reset=False),
                  RnnProblem("lstm", 271, 271, 64, 100, dtype="float16")):
         assert not make_plan(prob, H100, prefer="persistent").kernel.step_v3
+    # fp32: the large-batch step with three TF32 passes; one launch a layer where the
+    # wavefront's staged rows (h and the layer below's, fp32) would not fit shared memory
+    f32 = make_plan(RnnProblem("lstm", 512, 512, 64, 100, layers=2, dtype="float32"), H100, prefer="persistent")
+    assert f32.kernel.step_v3 and f32.kernel.tf32 and f32.kernel.kstep == 8 and f32.mode == "layerwise"
+    assert f32.kernel.smem_bytes + 1024 <= H100.smem_per_block
+    f32w = make_plan(RnnProblem("gru", 256, 256, 64, 100, layers=2, dtype="float32"), H100, prefer="persistent")
+    assert f32w.kernel.step_v3 and f32w.kernel.tf32 and f32w.mode == "wavefront"
+    monkeypatch.setenv("TF2RT_CUDA_TF32X3", "0")  # no TF32: the CUDA-core original step
+    k32 = make_plan(RnnProblem("lstm", 512, 512, 64, 100, layers=2, dtype="float32"), H100, prefer="persistent").kernel
+    assert not k32.step_v3 and not k32.tf32
+    monkeypatch.delenv("TF2RT_CUDA_TF32X3")
     # batch 8: the two-barrier step, except at H >= 1024 where the large-batch step measured faster
     assert make_plan(RnnProblem("lstm", 512, 512, 8, 100, layers=2, dtype="float16"), H100).kernel.step_v2
     big = make_plan(RnnProblem("lstm", 1024, 1024, 8, 100, layers=2, dtype="float16"), H100,

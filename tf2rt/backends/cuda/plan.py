@@ -285,15 +285,16 @@ class Plan:
 
 
 # Largest batch at which the persistent kernel beat cuDNN-in-a-CUDA-graph in the committed
-# benchmark (benchmarks/results/cuda_rnn_h200.md: 2 layers, batch 1/8/64, on an H200), by
+# benchmarks (benchmarks/results/cuda_rnn_h200.md: 2 layers, batch 1/8/64;
+# cuda_rnn_large_batch_h200.md: batch 16/64 at T=100; on an H200), by
 # (cell, dtype) -> {hidden: (short sequences (T <= FUSE_INPUT_MAX_T), long sequences)};
 # 0 = never. Shapes between entries use the next larger hidden size; plain RNN was not
 # measured and uses the GRU row. A runner with autotune on re-measures at load time anyway.
 CROSSOVER: dict[tuple[str, str], dict[int, tuple[int, int]]] = {
-    ("lstm", "float16"): {256: (8, 64), 512: (1, 64), 1024: (0, 8)},
-    ("lstm", "float32"): {256: (8, 8), 512: (1, 8), 1024: (0, 8)},
-    ("gru", "float16"): {256: (8, 64), 512: (1, 64), 1024: (0, 8)},
-    ("gru", "float32"): {256: (8, 8), 512: (1, 8), 1024: (0, 8)},
+    ("lstm", "float16"): {256: (8, 64), 512: (1, 64), 1024: (0, 16)},
+    ("lstm", "float32"): {256: (8, 64), 512: (1, 64), 1024: (0, 16)},
+    ("gru", "float16"): {256: (8, 64), 512: (1, 64), 1024: (0, 16)},
+    ("gru", "float32"): {256: (8, 64), 512: (1, 64), 1024: (0, 16)},
 }
 
 
@@ -327,9 +328,15 @@ def choose_upc(hidden: int, groups: int, sm_count: int) -> int:
 def step_v3_applies(cfg: KernelConfig, problem: RnnProblem) -> bool:
     """Whether the large-batch step can run this shape (tensor cores, fragments in registers)."""
     lbr0 = problem.cell == "gru" and not problem.linear_before_reset
-    probe = replace(cfg, step_v3=True, wreg=True, bch=problem.batch)
-    return (cfg.mma and problem.batch > 1 and not lbr0 and problem.hidden % 8 == 0
+    probe = v3_config(cfg, problem)
+    return (probe.mma and problem.batch > 1 and not lbr0 and problem.hidden % 8 == 0
             and probe.rows_padded // 16 <= cfg.threads // 32 and probe.frag_regs <= WREG_MAX_REGS)
+
+
+def v3_config(cfg: KernelConfig, problem: RnnProblem) -> KernelConfig:
+    """`cfg` as a large-batch step build: fragments in registers, all rows in one chunk,
+    fp32 products as three TF32 passes (the step has no CUDA-core form)."""
+    return replace(cfg, step_v3=True, wreg=True, bch=problem.batch, tf32=cfg.wtype == 0 and tf32_applies(problem))
 
 
 def step_v3_preferred(problem: RnnProblem) -> bool:
@@ -399,7 +406,7 @@ def kernel_config(problem: RnnProblem, groups: int, wavefront: bool, device: Dev
     v3 = (os.environ.get(STEP_ENV, "") not in ("1", "2") and step_v3_preferred(problem)
           and step_v3_applies(cfg, problem))
     if v3:
-        c3 = replace(cfg, step_v3=True, wreg=True, bch=problem.batch)
+        c3 = v3_config(cfg, problem)
         if c3.smem_bytes + STATIC_SMEM_RESERVE <= device.smem_per_block:
             return c3
     if v2:
@@ -488,6 +495,11 @@ def make_plan(problem: RnnProblem, device: DeviceLimits | None = None, prefer: s
         need = min(c[1].smem_bytes for c in candidates)
         why = f"recurrent weights do not fit on chip ({need} B of shared memory per CTA > {device.smem_per_block})"
         return Plan("cudnn" if cudnn_ok else "torch", why)
+    # A two-barrier or large-batch build beats the original step wherever one fits, even as
+    # one launch a layer against a wavefront (fp32 LSTM H=512 batch 64 T=100 on an H200:
+    # wavefront original step 5906 us, large-batch step a layer at a time 2512 us), so it
+    # goes first; otherwise the wavefront does.
+    fitting.sort(key=lambda c: not (c[1].step_v2 or c[1].step_v3))
     mode, cfg, steps = fitting[0]
     plan = Plan("persistent", "", mode, cfg, floor_us(p, cfg, steps, device), steps,
                 full_floor_us=full_floor_us(p, cfg, steps, device))

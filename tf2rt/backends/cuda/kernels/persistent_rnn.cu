@@ -61,14 +61,14 @@
 #ifndef STEP_V3
 #define STEP_V3 0
 #endif
-#if STEP_V3 && (STEP_V2 || !WREG || WTYPE == 0 || BCH != BATCH || (CELL == 1 && LBR == 0) || HID % 8 != 0)
-#error "STEP_V3 needs tensor cores with fragments in registers, one batch chunk, HID % 8 == 0, no GRU reset-before"
-#endif
 #ifndef TF32X3
 #define TF32X3 0
 #endif
-#if TF32X3 && (WTYPE != 0 || !STEP_V2)
-#error "TF32X3 needs fp32 weights on the two-barrier step"
+#if STEP_V3 && (STEP_V2 || !WREG || (WTYPE == 0 && !TF32X3) || BCH != BATCH || (CELL == 1 && LBR == 0) || HID % 8 != 0)
+#error "STEP_V3 needs tensor cores with fragments in registers, one batch chunk, HID % 8 == 0, no GRU reset-before"
+#endif
+#if TF32X3 && (WTYPE != 0 || !(STEP_V2 || STEP_V3))
+#error "TF32X3 needs fp32 weights on the two-barrier or large-batch step"
 #endif
 #define TWO_BARRIER (STEP_V2 || STEP_V3)
 #if WREG && !(TWO_BARRIER && (WTYPE != 0 || TF32X3))
@@ -740,6 +740,18 @@ __device__ __forceinline__ void cp_async16(void* sdst, const void* gsrc) {
     asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(sa) : "l"(sdst));
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(sa), "l"(gsrc) : "memory");
 }
+// Wait until at most n of this thread's cp.async groups are still in flight (an immediate
+// in PTX; above 7 it waits for more than asked, which is safe).
+__device__ __forceinline__ void cp_async_wait_pending(int n) {
+    if (n <= 0) asm volatile("cp.async.wait_group 0;" ::: "memory");
+    else if (n == 1) asm volatile("cp.async.wait_group 1;" ::: "memory");
+    else if (n == 2) asm volatile("cp.async.wait_group 2;" ::: "memory");
+    else if (n == 3) asm volatile("cp.async.wait_group 3;" ::: "memory");
+    else if (n == 4) asm volatile("cp.async.wait_group 4;" ::: "memory");
+    else if (n == 5) asm volatile("cp.async.wait_group 5;" ::: "memory");
+    else if (n == 6) asm volatile("cp.async.wait_group 6;" ::: "memory");
+    else asm volatile("cp.async.wait_group 7;" ::: "memory");
+}
 #endif
 
 #if RESIDENT
@@ -1133,6 +1145,13 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #ifndef NT_UNROLL
 #define NT_UNROLL 2  // two n-tiles in flight: independent mma chains hide each other's latency
 #endif
+// n-tiles per copy group (V3_NOPIPE: one group, every copy lands before the first product).
+#ifdef V3_NOPIPE
+#define V3_GT NBT
+#else
+#define V3_GT NT_UNROLL
+#endif
+#define V3_NGRP ((NBT + V3_GT - 1) / V3_GT)
     // Large batch (> 8 rows): the two-barrier step with all batch rows staged at once.
     // The exchange moves plain staged values instead of tagged words: a step slot holds
     // h as [BATCH][HID] in the staging type, then one flag per producer CTA. A producer
@@ -1210,32 +1229,44 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             if (xin_g) load_x(xin_g, xin_k, s, reverse, s_len, 0, xs);
             __syncthreads();
             {
+                // Rows go out in groups of V3_GT n-tiles, one cp.async group each, so the
+                // products of the first tiles run while later tiles are still in flight.
                 constexpr int CH = HID * (int)sizeof(stage_t) / 16;  // 16-byte chunks per row
+                constexpr int EPC = 16 / (int)sizeof(stage_t);       // staged values per chunk
 #ifdef PROBE_NO_COPY  // timing probe only: results are wrong
-                if (false)
+                const bool cp_own = false, cp_below = false;
 #else
-                if (want_own)
+                const bool cp_own = want_own, cp_below = want_below;
 #endif
-                    for (int i = threadIdx.x; i < BATCH * CH; i += NTHR)
-                        cp_async16(hs + (i / CH) * LDH + (i % CH) * 8, reinterpret_cast<const char*>(own) + (size_t)i * 16);
-#ifdef PROBE_NO_COPY
-                if (false)
-#else
-                if (want_below)
-#endif
-                    for (int i = threadIdx.x; i < BATCH * CH; i += NTHR)
-                        cp_async16(xs + (i / CH) * LDX + (i % CH) * 8, reinterpret_cast<const char*>(below) + (size_t)i * 16);
-                asm volatile("cp.async.wait_all;" ::: "memory");
+#pragma unroll
+                for (int gq = 0; gq < V3_NGRP; ++gq) {
+                    const int r0 = gq * 8 * V3_GT, n = min(8 * V3_GT, BATCH - r0) * CH;
+                    if (cp_own)
+                        for (int i = threadIdx.x; i < n; i += NTHR) {
+                            const int r = r0 + i / CH, c = i % CH;
+                            cp_async16(hs + r * LDH + c * EPC, reinterpret_cast<const char*>(own) + ((size_t)r * CH + c) * 16);
+                        }
+                    if (cp_below)
+                        for (int i = threadIdx.x; i < n; i += NTHR) {
+                            const int r = r0 + i / CH, c = i % CH;
+                            cp_async16(xs + r * LDX + c * EPC, reinterpret_cast<const char*>(below) + ((size_t)r * CH + c) * 16);
+                        }
+                    asm volatile("cp.async.commit_group;" ::: "memory");
+                }
             }
-            __syncthreads();
+#pragma unroll
+            for (int gq = 0; gq < V3_NGRP; ++gq) {
+                cp_async_wait_pending(V3_NGRP - 1 - gq);
+                __syncthreads();  // every thread's copies of this group have landed
 #pragma unroll NT_UNROLL
-            for (int nt = 0; nt < NBT; ++nt) {
-                if (fused)
-                    dot_v2<KP, LDH, KX, LDX, true>(Rs, hs + nt * 8 * LDH, Ws, xs + nt * 8 * LDX, red + nt * RSTRIDE,
-                                                   redx + nt * RSTRIDE, fragR, fragX);
-                else
-                    dot_v2<KP, LDH, KX, LDX, false>(Rs, hs + nt * 8 * LDH, nullptr, xs, red + nt * RSTRIDE,
-                                                    redx + nt * RSTRIDE, fragR, fragX);
+                for (int nt = gq * V3_GT; nt < min((gq + 1) * V3_GT, NBT); ++nt) {
+                    if (fused)
+                        dot_v2<KP, LDH, KX, LDX, true>(Rs, hs + nt * 8 * LDH, Ws, xs + nt * 8 * LDX, red + nt * RSTRIDE,
+                                                       redx + nt * RSTRIDE, fragR, fragX);
+                    else
+                        dot_v2<KP, LDH, KX, LDX, false>(Rs, hs + nt * 8 * LDH, nullptr, xs, red + nt * RSTRIDE,
+                                                        redx + nt * RSTRIDE, fragR, fragX);
+                }
             }
             __syncthreads();
             stage_t* out = reinterpret_cast<stage_t*>(ex + (size_t)s * slot);
