@@ -175,6 +175,27 @@ def measured_limits(limits, exchange: dict):
                    l2_bytes_per_s=exchange["l2_broadcast_tb_s"] * 1e12, launch_us=exchange["graph_launch_us"])
 
 
+class _env:
+    """Set one environment variable for the duration of a with-block."""
+
+    def __init__(self, key: str, value: str) -> None:
+        self.key, self.value = key, value
+
+    def __enter__(self) -> None:
+        import os
+
+        self.old = os.environ.get(self.key)
+        os.environ[self.key] = self.value
+
+    def __exit__(self, *exc) -> None:
+        import os
+
+        if self.old is None:
+            os.environ.pop(self.key, None)
+        else:
+            os.environ[self.key] = self.old
+
+
 def _variant(name: str, pers, plan, specs, limits):
     """The same stack built another way, or None where that way does not apply:
     "v1" the original step loop, "smem" weight fragments in shared memory instead of
@@ -183,7 +204,8 @@ def _variant(name: str, pers, plan, specs, limits):
     from dataclasses import replace
 
     from tf2rt.backends.cuda.persistent import PersistentStack
-    from tf2rt.backends.cuda.plan import STATIC_SMEM_RESERVE, batch_chunk, wreg_applies
+    from tf2rt.backends.cuda.plan import (STATIC_SMEM_RESERVE, STEP_ENV, batch_chunk, kernel_config, make_plan,
+                                          step_v3_applies, v3_config, wreg_applies)
 
     k = plan.kernel
     if name == "v1":
@@ -192,9 +214,28 @@ def _variant(name: str, pers, plan, specs, limits):
         k2 = replace(k, step_v2=False, step_v3=False, wreg=False, split_x=False, tf32=False, packf=False,
                      bch=batch_chunk(pers.problem))
     elif name == "v3":  # the large-batch step (flag exchange) at this batch
-        if k.step_v3 or k.wtype == 0:
+        if k.step_v3 or not step_v3_applies(k, pers.problem):
             return None
-        k2 = replace(k, step_v2=False, step_v3=True, wreg=True, split_x=False, bch=pers.problem.batch)
+        k2 = v3_config(replace(k, step_v2=False, split_x=False, packf=False), pers.problem)
+    elif name == "nov3":  # the planner's choice with the large-batch step switched off
+        if not k.step_v3:
+            return None
+        with _env(STEP_ENV, "2"):
+            other = make_plan(pers.problem, limits, prefer="persistent")
+        if other.engine != "persistent":
+            return None
+        return PersistentStack(pers.problem, other, [s.weights for s in specs])
+    elif name == "mode":  # the other schedule: one launch a layer instead of a wavefront, or back
+        wave = plan.mode != "wavefront"
+        if wave and not (pers.problem.layers > 1 and pers.problem.directions == 1):
+            return None
+        k2 = kernel_config(pers.problem, pers.problem.layers if wave else pers.problem.directions, wave, limits,
+                           k.fuse_input)
+        if k2.smem_bytes + STATIC_SMEM_RESERVE > limits.smem_per_block:
+            return None
+        steps = pers.problem.seq_len + pers.problem.layers - 1 if wave else pers.problem.layers * pers.problem.seq_len
+        return PersistentStack(pers.problem, replace(plan, kernel=k2, mode="wavefront" if wave else "layerwise",
+                                                     steps=steps), [s.weights for s in specs])
     elif name == "cudacores":  # fp32 products on CUDA cores instead of three TF32 passes
         if not k.tf32 or k.step_v3:  # the large-batch step has no CUDA-core form ("v1" instead)
             return None
@@ -228,6 +269,10 @@ def _variant(name: str, pers, plan, specs, limits):
         if not k.step_v3:
             return None
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("V3_NOPIPE",))
+    elif name.startswith("gt") and name[2:].isdigit():  # large-batch step: N n-tiles per copy group
+        if not k.step_v3:
+            return None
+        return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=(f"V3_GT={name[2:]}",))
     elif name.startswith("nt") and name[2:].isdigit():  # large-batch step: n-tiles unrolled by N
         if not k.step_v3:
             return None
@@ -300,7 +345,11 @@ def bench_one(cell: str, hidden: int, batch: int, T: int, dtype: str, layers: in
     return row
 
 
-def probe(reps: int, limits) -> list[dict]:
+PROBE_SHAPES = "lstm:512:1:100:float16,lstm:512:8:100:float16,lstm:512:64:100:float16,lstm:512:1:1:float16," \
+               "lstm:512:8:100:float32,lstm:1024:8:100:float16"
+
+
+def probe(reps: int, limits, shapes: str = PROBE_SHAPES) -> list[dict]:
     """Where a persistent step's time goes: the kernel with parts switched off (wrong
     outputs, timing only), and the cost of replaying a graph of one empty kernel."""
     import cupy
@@ -319,9 +368,11 @@ def probe(reps: int, limits) -> list[dict]:
 
     rows.append({"probe": "graph of one empty kernel", "us": _events_median(_graphed(launch_empty), reps)})
     rows.append({"probe": "one empty kernel, eager", "us": _events_median(launch_empty, reps)})
-    for cell, hidden, batch, T, dtype in [("lstm", 512, 1, 100, "float16"), ("lstm", 512, 8, 100, "float16"),
-                                          ("lstm", 512, 64, 100, "float16"), ("lstm", 512, 1, 1, "float16"),
-                                          ("lstm", 512, 8, 100, "float32"), ("lstm", 1024, 8, 100, "float16")]:
+    for shape in shapes.split(","):
+        cell, hidden, batch, T, dtype = shape.split(":")
+        hidden, batch, T = int(hidden), int(batch), int(T)
+        if cell != "lstm":
+            raise SystemExit(f"--probe-shapes: {shape!r}: the probe builds LSTM stacks only")
         rng = np.random.default_rng(0)
         specs = [node_spec("LSTM", {"hidden_size": hidden},
                            rng.uniform(-.05, .05, (1, 4 * hidden, hidden)).astype(np.float32),
@@ -525,7 +576,10 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "nopack: one fp32 h per exchange word instead of two fp16/bf16 values; cudacores: fp32 products on CUDA cores "
         "instead of three TF32 tensor-core passes; tf32: the reverse; splitround: TF32X3 "
         "operands rounded to hi/lo parts at every use instead of split by a mask; nopipe: large-batch step with "
-        "every row copied before the first product instead of copies and products overlapped by n-tile groups).",
+        "every row copied before the first product instead of copies and products overlapped by n-tile groups; "
+        "gtN: large-batch step copying N n-tiles per group (default 2); "
+        "nov3: the planner's choice without the large-batch step; mode: the other schedule, one launch a layer "
+        "instead of a wavefront or back).",
         "",
         "Floor inputs measured in this run (tagged all-gather through L2 per step, 1 CTA per SM; counter "
         "barrier; L2 broadcast rate; graph launch): "
@@ -560,6 +614,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--probe", action="store_true", help="time kernel variants with parts switched off")
+    ap.add_argument("--probe-shapes", default=PROBE_SHAPES,
+                    help="--probe: comma list of cell:hidden:batch:T:dtype (LSTM only)")
     ap.add_argument("--probe-launch", action="store_true", help="time graph launches: replay() vs cuGraphLaunch")
     ap.add_argument("--stream", action="store_true",
                     help="streaming steps host to host: resident StreamSession vs CUDA graphs (uses --cells, "
@@ -572,7 +628,9 @@ def main(argv: list[str] | None = None) -> int:
                          "exchange word), ntN (large-batch step with N n-tiles unrolled), cudacores (fp32 products on CUDA "
                          "cores instead of three TF32 tensor-core passes), tf32 (the reverse), splitround (TF32X3 operands "
                          "rounded to hi/lo at every use instead of split by a mask), nopipe (large-batch step without "
-                         "overlapping row copies and products)")
+                         "overlapping row copies and products), nov3 (no large-batch step), gtN (large-batch step, N n-tiles per "
+                         "copy group), mode (the other "
+                         "schedule: layerwise vs wavefront)")
     args = ap.parse_args(argv)
 
     import torch
@@ -584,7 +642,7 @@ def main(argv: list[str] | None = None) -> int:
     limits = device_limits()
     variants = [v for v in args.variants.split(",") if v]
     if args.probe:
-        for row in probe(args.reps, limits):
+        for row in probe(args.reps, limits, args.probe_shapes):
             print(row)
         return 0
     if args.stream:

@@ -51,20 +51,22 @@ def _configs():
         "gru-h96-b20-bidir-bf16": RnnProblem("gru", 96, 40, 20, 3, directions=2, dtype="bfloat16"),
         "rnn-tanh-h1024-b1-fp16": RnnProblem("rnn", 1024, 1024, 1, 100, dtype="float16"),
         "lstm-h1024-b1-fp16": RnnProblem("lstm", 1024, 1024, 1, 100, dtype="float16"),
+        "lstm-h512-b64-fp32": RnnProblem("lstm", 512, 512, 64, 100, layers=2, dtype="float32"),
+        "gru-h1024-b16-fp32": RnnProblem("gru", 1024, 1024, 16, 100, layers=2, dtype="float32"),
     }
     out = {}
     for name, prob in problems.items():
         k = make_plan(prob, H100, prefer="persistent").kernel
         assert k is not None, name
         out[name] = k
-        if k.wreg and not k.step_v3:  # the large-batch step needs its fragments in registers
+        if k.wreg:
             out[name + "-smem"] = replace(k, wreg=False)
         if k.split_x:
             out[name + "-nosplit"] = replace(k, split_x=False)
         if k.step_v2 or k.step_v3:
             out[name + "-v1"] = replace(k, step_v2=False, step_v3=False, wreg=False, split_x=False, tf32=False, packf=False,
                                         bch=min(k.batch, 8))
-        if k.tf32:  # fp32 products on CUDA cores instead (TF2RT_CUDA_TF32X3=0)
+        if k.tf32 and not k.step_v3:  # fp32 products on CUDA cores instead (TF2RT_CUDA_TF32X3=0)
             out[name + "-cudacores"] = replace(k, tf32=False, packf=False, wreg=False)
         if k.step_v2 and k.fuse_input and prob.directions == 1:  # streaming build (resident.py)
             out[name + "-resident"] = replace(k, resident=True, split_x=False)
@@ -84,6 +86,8 @@ def test_the_configurations_cover_every_kernel_variant():
     assert any(k.resident and k.wreg for k in ks) and any(k.resident and k.tf32 for k in ks)
     assert any(k.tf32 and k.wreg for k in ks) and any(k.tf32 and not k.wreg for k in ks)
     assert any(k.packf and k.split_x for k in ks) and any(k.packf and k.groups == 1 for k in ks)
+    assert any(k.step_v3 and k.tf32 and k.wreg for k in ks) and any(k.step_v3 and k.tf32 and not k.wreg for k in ks)
+    assert any(k.step_v3 and k.wtype != 0 and not k.wreg for k in ks)
     assert any(k.step_v3 and k.fused and not k.fuse_input for k in ks) and any(k.step_v3 and k.fuse_input for k in ks)
 
 

@@ -319,6 +319,12 @@ def test_large_batches_get_the_flag_exchange_step_on_tensor_cores(monkeypatch):
     assert f32.kernel.smem_bytes + 1024 <= H100.smem_per_block
     f32w = make_plan(RnnProblem("gru", 256, 256, 64, 100, layers=2, dtype="float32"), H100, prefer="persistent")
     assert f32w.kernel.step_v3 and f32w.kernel.tf32 and f32w.mode == "wavefront"
+    # fragments that would take too many registers stay in shared memory
+    wide = make_plan(RnnProblem("lstm", 1024, 1024, 16, 100, layers=2, dtype="float32"), H100, prefer="persistent")
+    assert wide.kernel.step_v3 and wide.kernel.tf32 and not wide.kernel.wreg and wide.kernel.frag_regs > 64
+    # fp32 at batch 8 keeps the two-barrier step with packed words, also at H=1024
+    k8 = make_plan(RnnProblem("lstm", 1024, 1024, 8, 100, layers=2, dtype="float32"), H100, prefer="persistent").kernel
+    assert k8.step_v2 and k8.tf32 and k8.packf and not k8.step_v3
     monkeypatch.setenv("TF2RT_CUDA_TF32X3", "0")  # no TF32: the CUDA-core original step
     k32 = make_plan(RnnProblem("lstm", 512, 512, 64, 100, layers=2, dtype="float32"), H100, prefer="persistent").kernel
     assert not k32.step_v3 and not k32.tf32

@@ -145,7 +145,7 @@ class KernelConfig:
     wreg: bool = False  # weight fragments in registers (WREG; two-barrier step, fp16/bf16)
     split_x: bool = False  # deeper wavefront layers: input product before the own-h wait (SPLITX)
     resident: bool = False  # streaming: one launch serves step after step (RESIDENT; resident.py)
-    step_v3: bool = False  # large batch: all rows staged, flag exchange (STEP_V3; needs wreg)
+    step_v3: bool = False  # large batch: all rows staged, flag exchange (STEP_V3)
     tf32: bool = False  # fp32 products on tensor cores as three TF32 passes (TF32X3; two-barrier step)
     packf: bool = False  # tf32 builds: two fp32 h per exchange word (PACKF; not in streaming builds)
 
@@ -326,24 +326,28 @@ def choose_upc(hidden: int, groups: int, sm_count: int) -> int:
 
 
 def step_v3_applies(cfg: KernelConfig, problem: RnnProblem) -> bool:
-    """Whether the large-batch step can run this shape (tensor cores, fragments in registers)."""
+    """Whether the large-batch step can run this shape (tensor cores, one batch chunk; the
+    caller checks that it fits shared memory)."""
     lbr0 = problem.cell == "gru" and not problem.linear_before_reset
-    probe = v3_config(cfg, problem)
-    return (probe.mma and problem.batch > 1 and not lbr0 and problem.hidden % 8 == 0
-            and probe.rows_padded // 16 <= cfg.threads // 32 and probe.frag_regs <= WREG_MAX_REGS)
+    return v3_config(cfg, problem).mma and problem.batch > 1 and not lbr0 and problem.hidden % 8 == 0
 
 
 def v3_config(cfg: KernelConfig, problem: RnnProblem) -> KernelConfig:
-    """`cfg` as a large-batch step build: fragments in registers, all rows in one chunk,
-    fp32 products as three TF32 passes (the step has no CUDA-core form)."""
-    return replace(cfg, step_v3=True, wreg=True, bch=problem.batch, tf32=cfg.wtype == 0 and tf32_applies(problem))
+    """`cfg` as a large-batch step build: all rows in one chunk, fp32 products as three TF32
+    passes (the step has no CUDA-core form), weight fragments in registers where they fit
+    (one row tile per warp, at most WREG_MAX_REGS registers), else in shared memory."""
+    c3 = replace(cfg, step_v3=True, wreg=True, bch=problem.batch, tf32=cfg.wtype == 0 and tf32_applies(problem))
+    fits = c3.rows_padded // 16 <= c3.threads // 32 and c3.frag_regs <= WREG_MAX_REGS
+    return c3 if fits else replace(c3, wreg=False)
 
 
 def step_v3_preferred(problem: RnnProblem) -> bool:
     """Where the large-batch step beats the two-barrier step: above batch 8 (the two-barrier
-    step cannot run there), and at batch 8 with H >= 1024, where moving h as plain rows
-    pays (LSTM 810 -> 763 us on an H200, benchmarks/results/cuda_rnn_h200.md)."""
-    return problem.batch > 8 or (problem.batch == 8 and problem.hidden >= 1024)
+    step cannot run there), and at batch 8 with H >= 1024 for fp16/bf16, where moving h as
+    plain rows pays (LSTM 812 -> 769 us on an H200). fp32 at batch 8 keeps the two-barrier
+    step with packed words (LSTM H=1024: 1343 vs 1465 us; cuda_rnn_large_batch_h200.md)."""
+    wide = problem.batch == 8 and problem.hidden >= 1024 and problem.dtype != "float32"
+    return problem.batch > 8 or wide
 
 
 def step_v2_applies(problem: RnnProblem, upc: int, bch: int, threads: int = THREADS) -> bool:

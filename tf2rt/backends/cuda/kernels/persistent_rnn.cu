@@ -64,8 +64,8 @@
 #ifndef TF32X3
 #define TF32X3 0
 #endif
-#if STEP_V3 && (STEP_V2 || !WREG || (WTYPE == 0 && !TF32X3) || BCH != BATCH || (CELL == 1 && LBR == 0) || HID % 8 != 0)
-#error "STEP_V3 needs tensor cores with fragments in registers, one batch chunk, HID % 8 == 0, no GRU reset-before"
+#if STEP_V3 && (STEP_V2 || (WTYPE == 0 && !TF32X3) || BCH != BATCH || (CELL == 1 && LBR == 0) || HID % 8 != 0)
+#error "STEP_V3 needs tensor cores, one batch chunk, HID % 8 == 0, no GRU reset-before"
 #endif
 #if TF32X3 && (WTYPE != 0 || !(STEP_V2 || STEP_V3))
 #error "TF32X3 needs fp32 weights on the two-barrier or large-batch step"
@@ -877,7 +877,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         const int n16 = ROWS_P * KP * (int)sizeof(wt_t) / 16;
 #if WREG
         (void)src; (void)dst; (void)n16;  // fragments go to registers (load_frags)
-#elif STEP_V2
+#elif TWO_BARRIER
         for (int i = threadIdx.x; i < n16; i += NTHR) cp_async16(dst + i, src + i);
 #else
         for (int i = threadIdx.x; i < n16; i += NTHR) dst[i] = src[i];
@@ -888,7 +888,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             const int nx16 = ROWS_P * KX * (int)sizeof(wt_t) / 16;
 #if WREG
             (void)wsrc; (void)wdst; (void)nx16;
-#elif STEP_V2
+#elif TWO_BARRIER
             for (int i = threadIdx.x; i < nx16; i += NTHR) cp_async16(wdst + i, wsrc + i);
 #else
             for (int i = threadIdx.x; i < nx16; i += NTHR) wdst[i] = wsrc[i];
@@ -1147,8 +1147,9 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #endif
 // n-tiles per copy group (V3_NOPIPE: one group, every copy lands before the first product).
 #ifdef V3_NOPIPE
+#undef V3_GT
 #define V3_GT NBT
-#else
+#elif !defined(V3_GT)
 #define V3_GT NT_UNROLL
 #endif
 #define V3_NGRP ((NBT + V3_GT - 1) / V3_GT)
@@ -1158,7 +1159,8 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
     // writes its values, meets its CTA at a barrier and then releases its flag; consumers
     // acquire the flags (one thread each), meet at a barrier and copy whole rows into
     // shared memory with cp.async. Per step a CTA polls NCTA flags instead of BATCH x HID
-    // words. The products loop over the n-tiles with the weight fragments in registers.
+    // words. The products loop over the n-tiles, weight fragments in registers where they
+    // fit (WREG), else in shared memory.
     {
         // Pair gi = (batch gi / UPC, unit gi % UPC): neighbouring threads own neighbouring
         // units of one batch row, so the projection loads and the h/y stores coalesce.
@@ -1185,9 +1187,14 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             pfr[p] = act ? ps[2 * UPC + u] : 0.0f;
 #endif
         }
+#if WREG
         uint4 fragR[NIT_R], fragX[NIT_X];
         load_frags<KP, NIT_R>(Rg + (size_t)cta * ROWS_P * KP, fragR);
         load_frags<KX, NIT_X>(fused ? Wg + (size_t)cta * ROWS_P * KX : nullptr, fragX);
+#else
+        const uint4* fragR = nullptr;  // fragments in shared memory (Rs, Ws)
+        const uint4* fragX = nullptr;
+#endif
         const size_t data_bytes = (size_t)BATCH * HID * sizeof(stage_t);
         auto flags = [&](const u64* sl) { return reinterpret_cast<const u32*>(reinterpret_cast<const char*>(sl) + data_bytes); };
         for (int s = 0; s < T; ++s) {
