@@ -244,6 +244,7 @@ class KernelConfig:
             "IOTYPE": self.iotype,
             "KP": self.kp,
             "KX": self.kx_eff,
+            "FUSED": int(self.fused),
             "STEP_V2": int(self.step_v2),
             "WREG": int(self.wreg),
             "SPLITX": int(self.split_x),

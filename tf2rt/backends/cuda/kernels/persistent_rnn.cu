@@ -64,6 +64,9 @@
 #ifndef TF32X3
 #define TF32X3 0
 #endif
+#ifndef FUSED
+#define FUSED 1  // some group projects its input inside the kernel (plan.KernelConfig.fused)
+#endif
 #if STEP_V3 && (STEP_V2 || (WTYPE == 0 && !TF32X3) || BCH != BATCH || (CELL == 1 && LBR == 0) || HID % 8 != 0)
 #error "STEP_V3 needs tensor cores, one batch chunk, HID % 8 == 0, no GRU reset-before"
 #endif
@@ -96,6 +99,9 @@
 // Per warp: one row tile, NIT_R (NIT_X) K steps of the recurrent (input) product.
 #define NIT_R ((KP / MMA_K + KSPLIT_M - 1) / KSPLIT_M)
 #define NIT_X ((KX / MMA_K + KSPLIT_M - 1) / KSPLIT_M)
+// Registers for input-weight fragments only where some group projects its input in the
+// kernel (FUSED); otherwise one unused slot instead of NIT_X.
+#define NIT_XR (FUSED ? NIT_X : 1)
 #if WREG && MT > NWARP
 #error "WREG needs at most one row tile per warp"
 #endif
@@ -838,7 +844,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
     u64* ex2 = reinterpret_cast<u64*>(d[D_EX2]);
     const int reverse = (int)d[D_REVERSE];
     const int* seqlen = reinterpret_cast<const int*>(d[D_SEQLEN]);
-    const bool fused = Wg != nullptr;
+    const bool fused = FUSED && Wg != nullptr;  // compile-time false where no group is fused
     // The first layer may take its input straight from x [T, B, xin_k] (short sequences:
     // saves the projection GEMM's launch); deeper wavefront layers read the exchange.
     const io_t* xin_g = (fused && in_ex == nullptr) ? xin : nullptr;
@@ -952,9 +958,9 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #define PEEP 0.0f, 0.0f, 0.0f
 #endif
 #if USE_MMA && WREG
-        uint4 fragR[NIT_R], fragX[NIT_X];
+        uint4 fragR[NIT_R], fragX[NIT_XR];
         load_frags<KP, NIT_R>(Rg + (size_t)cta * ROWS_P * KP, fragR);
-        load_frags<KX, NIT_X>(fused ? Wg + (size_t)cta * ROWS_P * KX : nullptr, fragX);
+        load_frags<KX, NIT_XR>(fused ? Wg + (size_t)cta * ROWS_P * KX : nullptr, fragX);
 #define FRAGS fragR, fragX
 #define FRAGS_X fragX, fragX
 #else
@@ -1188,12 +1194,31 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #endif
         }
 #if WREG
-        uint4 fragR[NIT_R], fragX[NIT_X];
+        uint4 fragR[NIT_R], fragX[NIT_XR];
         load_frags<KP, NIT_R>(Rg + (size_t)cta * ROWS_P * KP, fragR);
-        load_frags<KX, NIT_X>(fused ? Wg + (size_t)cta * ROWS_P * KX : nullptr, fragX);
+        load_frags<KX, NIT_XR>(fused ? Wg + (size_t)cta * ROWS_P * KX : nullptr, fragX);
 #else
         const uint4* fragR = nullptr;  // fragments in shared memory (Rs, Ws)
         const uint4* fragX = nullptr;
+#endif
+        // This CTA's input projection of step s for its pairs (zeros past a sequence's end).
+        auto load_xg = [&](int s, float (&dst)[PPT][NG]) {
+#pragma unroll
+            for (int p = 0; p < PPT; ++p) {
+                const int gi = threadIdx.x + p * NTHR, b = gi / UPC, u = gi - b * UPC;
+#pragma unroll
+                for (int q = 0; q < NG; ++q) dst[p][q] = 0.0f;
+                if (!fused && gi < NPAIR && u < nu && s < s_len[b]) {
+                    const int tt = reverse ? s_len[b] - 1 - s : s;
+                    const io_t* px = xp + ((size_t)tt * BATCH + b) * xp_stride + j0 + u;
+#pragma unroll
+                    for (int q = 0; q < NG; ++q) dst[p][q] = io_load(px + (size_t)q * HID);
+                }
+            }
+        };
+#ifndef V3_NOPREFETCH
+        float xg_next[PPT][NG];
+        load_xg(0, xg_next);
 #endif
         const size_t data_bytes = (size_t)BATCH * HID * sizeof(stage_t);
         auto flags = [&](const u64* sl) { return reinterpret_cast<const u32*>(reinterpret_cast<const char*>(sl) + data_bytes); };
@@ -1201,20 +1226,20 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             const u64* own = ex + (size_t)(s > 0 ? s - 1 : 0) * slot;  // h_{s-1} of this group
             const u64* below = in_ex + (size_t)s * slot;      // h_s of the layer below
             const bool want_own = s > 0, want_below = fused && !xin_g;
-            // Input projection of this step (GEMM output) for the owned pairs, issued early.
+            // Input projection (GEMM output) for the owned pairs: this step's values were
+            // loaded during the previous step, the next step's go out now, so the load's
+            // latency never sits between the flags and the gates (V3_NOPREFETCH: load this
+            // step's values here instead, for timing comparisons).
             float xg[PPT][NG];
+#ifdef V3_NOPREFETCH
+            load_xg(s, xg);
+#else
 #pragma unroll
-            for (int p = 0; p < PPT; ++p) {
-                const int gi = threadIdx.x + p * NTHR, b = gi / UPC, u = gi - b * UPC;
+            for (int p = 0; p < PPT; ++p)
 #pragma unroll
-                for (int q = 0; q < NG; ++q) xg[p][q] = 0.0f;
-                if (!fused && gi < NPAIR && u < nu && s < s_len[b]) {
-                    const int tt = reverse ? s_len[b] - 1 - s : s;
-                    const io_t* px = xp + ((size_t)tt * BATCH + b) * xp_stride + j0 + u;
-#pragma unroll
-                    for (int q = 0; q < NG; ++q) xg[p][q] = io_load(px + (size_t)q * HID);
-                }
-            }
+                for (int q = 0; q < NG; ++q) xg[p][q] = xg_next[p][q];
+            if (s + 1 < T) load_xg(s + 1, xg_next);
+#endif
             // Flags: threads [0, ncta) wait on this group's, [ncta, 2 ncta) on the layer below's.
             {
                 const int t = threadIdx.x;
