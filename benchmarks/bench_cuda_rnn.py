@@ -270,13 +270,9 @@ def _variant(name: str, pers, plan, specs, limits):
             return None
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("V3_NOPIPE",))
     elif name == "xregs":  # no in-kernel input product, but registers for its fragments anyway
-        if k.fused:
+        if k.fused or not k.wreg:
             return None
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("FUSED=1",))
-    elif name == "noprefetch":  # large-batch step: input projection loaded in its own step
-        if not k.step_v3:
-            return None
-        return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("V3_NOPREFETCH",))
     elif name.startswith("gt") and name[2:].isdigit():  # large-batch step: N n-tiles per copy group
         if not k.step_v3:
             return None
@@ -585,8 +581,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "instead of three TF32 tensor-core passes; tf32: the reverse; splitround: TF32X3 "
         "operands rounded to hi/lo parts at every use instead of split by a mask; nopipe: large-batch step with "
         "every row copied before the first product instead of copies and products overlapped by n-tile groups; "
-        "gtN: large-batch step copying N n-tiles per group (default 2); noprefetch: large-batch step loading "
-        "each step's input projection in that step instead of one step ahead; xregs: a build without in-kernel "
+        "gtN: large-batch step copying N n-tiles per group (default 2); xregs: a build without in-kernel "
         "input products that still reserves registers for their fragments; "
         "nov3: the planner's choice without the large-batch step; mode: the other schedule, one launch a layer "
         "instead of a wavefront or back).",
@@ -639,8 +634,7 @@ def main(argv: list[str] | None = None) -> int:
                          "cores instead of three TF32 tensor-core passes), tf32 (the reverse), splitround (TF32X3 operands "
                          "rounded to hi/lo at every use instead of split by a mask), nopipe (large-batch step without "
                          "overlapping row copies and products), nov3 (no large-batch step), gtN (large-batch step, N n-tiles per "
-                         "copy group), noprefetch (large-batch step without the input projection "
-                         "loaded a step ahead), xregs (registers reserved for unused input-weight fragments), mode (the other "
+                         "copy group), xregs (registers reserved for unused input-weight fragments), mode (the other "
                          "schedule: layerwise vs wavefront)")
     args = ap.parse_args(argv)
 

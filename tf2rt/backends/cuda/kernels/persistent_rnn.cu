@@ -1201,45 +1201,26 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         const uint4* fragR = nullptr;  // fragments in shared memory (Rs, Ws)
         const uint4* fragX = nullptr;
 #endif
-        // This CTA's input projection of step s for its pairs (zeros past a sequence's end).
-        auto load_xg = [&](int s, float (&dst)[PPT][NG]) {
-#pragma unroll
-            for (int p = 0; p < PPT; ++p) {
-                const int gi = threadIdx.x + p * NTHR, b = gi / UPC, u = gi - b * UPC;
-#pragma unroll
-                for (int q = 0; q < NG; ++q) dst[p][q] = 0.0f;
-                if (!fused && gi < NPAIR && u < nu && s < s_len[b]) {
-                    const int tt = reverse ? s_len[b] - 1 - s : s;
-                    const io_t* px = xp + ((size_t)tt * BATCH + b) * xp_stride + j0 + u;
-#pragma unroll
-                    for (int q = 0; q < NG; ++q) dst[p][q] = io_load(px + (size_t)q * HID);
-                }
-            }
-        };
-#ifndef V3_NOPREFETCH
-        float xg_next[PPT][NG];
-        load_xg(0, xg_next);
-#endif
         const size_t data_bytes = (size_t)BATCH * HID * sizeof(stage_t);
         auto flags = [&](const u64* sl) { return reinterpret_cast<const u32*>(reinterpret_cast<const char*>(sl) + data_bytes); };
         for (int s = 0; s < T; ++s) {
             const u64* own = ex + (size_t)(s > 0 ? s - 1 : 0) * slot;  // h_{s-1} of this group
             const u64* below = in_ex + (size_t)s * slot;      // h_s of the layer below
             const bool want_own = s > 0, want_below = fused && !xin_g;
-            // Input projection (GEMM output) for the owned pairs: this step's values were
-            // loaded during the previous step, the next step's go out now, so the load's
-            // latency never sits between the flags and the gates (V3_NOPREFETCH: load this
-            // step's values here instead, for timing comparisons).
+            // Input projection of this step (GEMM output) for the owned pairs, issued early.
             float xg[PPT][NG];
-#ifdef V3_NOPREFETCH
-            load_xg(s, xg);
-#else
 #pragma unroll
-            for (int p = 0; p < PPT; ++p)
+            for (int p = 0; p < PPT; ++p) {
+                const int gi = threadIdx.x + p * NTHR, b = gi / UPC, u = gi - b * UPC;
 #pragma unroll
-                for (int q = 0; q < NG; ++q) xg[p][q] = xg_next[p][q];
-            if (s + 1 < T) load_xg(s + 1, xg_next);
-#endif
+                for (int q = 0; q < NG; ++q) xg[p][q] = 0.0f;
+                if (!fused && gi < NPAIR && u < nu && s < s_len[b]) {
+                    const int tt = reverse ? s_len[b] - 1 - s : s;
+                    const io_t* px = xp + ((size_t)tt * BATCH + b) * xp_stride + j0 + u;
+#pragma unroll
+                    for (int q = 0; q < NG; ++q) xg[p][q] = io_load(px + (size_t)q * HID);
+                }
+            }
             // Flags: threads [0, ncta) wait on this group's, [ncta, 2 ncta) on the layer below's.
             {
                 const int t = threadIdx.x;
