@@ -48,6 +48,8 @@ CASES = [
     # 40 rows = 5 n-tiles: three copy groups, the last one partial
     dict(cell="gru", hidden=128, batch=40, layers=2, seq_lens=True, initial=True),
     dict(cell="lstm", hidden=1024, batch=8, layers=2, seq_len=20, input_size=1024),  # batch 8, H >= 1024
+    # H=1024 at batch 4, one launch a layer: fragments in registers (no input-weight fragments)
+    dict(cell="lstm", hidden=1024, batch=4, layers=2, seq_len=12, seq_lens=True, initial=True),
     # fragments too large for registers: the large-batch step reads them from shared memory
     dict(cell="gru", hidden=1024, batch=16, layers=2, seq_len=12, input_size=1024, seq_lens=True),
     # the benchmark's headline shape: wavefront, fragments in registers, split input product

@@ -378,8 +378,9 @@ def tf32_applies(problem: RnnProblem) -> bool:
 def wreg_applies(cfg: KernelConfig) -> bool:
     """Whether the weight fragments can live in registers: two-barrier step on tensor
     cores, one row tile per warp, small batch, and a bounded register cost."""
-    # H=1024 at batch 2-4 spills (each warp's 16 K steps keep many h values in flight too).
-    small = cfg.batch <= WREG_MAX_BATCH and (cfg.hidden <= 512 or cfg.batch == 1)
+    # H=1024 at batch 2-4 spilled while every build also kept registers for input-weight
+    # fragments; a build without in-kernel input products (not fused) no longer does.
+    small = cfg.batch <= WREG_MAX_BATCH and (cfg.hidden <= 512 or cfg.batch == 1 or not cfg.fused)
     return (cfg.step_v2 and cfg.mma and cfg.rows_padded // 16 <= cfg.threads // 32 and small
             and cfg.frag_regs <= WREG_MAX_REGS)
 
