@@ -270,7 +270,7 @@ def _variant(name: str, pers, plan, specs, limits):
             return None
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("V3_NOPIPE",))
     elif name == "xregs":  # no in-kernel input product, but registers for its fragments anyway
-        if k.fused or not k.wreg:
+        if k.fused or not (k.step_v2 or k.step_v3):
             return None
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("FUSED=1",))
     elif name.startswith("gt") and name[2:].isdigit():  # large-batch step: N n-tiles per copy group

@@ -261,9 +261,15 @@ def test_weight_fragments_go_to_registers_only_within_the_register_budget(monkey
     assert k.frag_regs == 64 and k.wreg and k.defines()["WREG"] == 1
     # batch 8 already needs ~220 registers for its step state: fragments stay in shared memory
     assert not make_plan(RnnProblem("lstm", 512, 512, 8, 100, layers=2, dtype="float16"), H100).kernel.wreg
-    # H=1024 at batch 2 spills (ptxas), batch 1 does not
+    # H=1024, one launch a layer: batch 1-4 keep fragments in registers where the build has no
+    # input-weight fragments (the GEMM projects the input); with in-kernel input products
+    # (short sequences) batch 2 would spill (ptxas)
     assert make_plan(RnnProblem("lstm", 1024, 1024, 1, 100, dtype="float16"), H100).kernel.wreg
-    assert not make_plan(RnnProblem("lstm", 1024, 1024, 2, 100, dtype="float16"), H100, prefer="persistent").kernel.wreg
+    for batch in (2, 4):
+        kb = make_plan(RnnProblem("lstm", 1024, 1024, batch, 100, dtype="float16"), H100, prefer="persistent").kernel
+        assert kb.wreg and not kb.fused and kb.defines()["FUSED"] == 0
+    short = make_plan(RnnProblem("lstm", 1024, 1024, 2, 2, dtype="float16"), H100, prefer="persistent").kernel
+    assert short.fused and not short.wreg and short.defines()["FUSED"] == 1
     monkeypatch.setenv("TF2RT_CUDA_WREG", "0")
     assert not make_plan(RnnProblem("lstm", 512, 512, 1, 100, layers=2, dtype="float16"), H100).kernel.wreg
 

@@ -244,10 +244,12 @@ class KernelConfig:
             "IOTYPE": self.iotype,
             "KP": self.kp,
             "KX": self.kx_eff,
-            # FUSED=0 drops the registers of input-weight fragments; builds without
-            # fragments in registers keep the general code (with it the original step ran
-            # 6-9% slower at fp32 H=1024 batch 64 on an H200).
-            "FUSED": int(self.fused or not self.wreg),
+            # FUSED=0 compiles the in-kernel input product out (and the registers of its
+            # fragments). Two-barrier and large-batch builds gain (H200, one launch a
+            # layer: fp16 H=1024 batch 1 330 -> 292 us, fp32 H=1024 batch 8 1344 -> 1263
+            # us); the original step keeps the general code (6-9% slower without it at fp32
+            # H=1024 batch 64).
+            "FUSED": int(self.fused or not (self.step_v2 or self.step_v3)),
             "STEP_V2": int(self.step_v2),
             "WREG": int(self.wreg),
             "SPLITX": int(self.split_x),
