@@ -351,7 +351,7 @@ def step_v3_preferred(problem: RnnProblem) -> bool:
     """Where the large-batch step beats the two-barrier step: above batch 8 (the two-barrier
     step cannot run there), and at batch 8 with H >= 1024 for fp16/bf16, where moving h as
     plain rows pays (LSTM 812 -> 769 us on an H200). fp32 at batch 8 keeps the two-barrier
-    step with packed words (LSTM H=1024: 1343 vs 1465 us; cuda_rnn_large_batch_h200.md)."""
+    step with packed words (LSTM H=1024: 1343 vs 1465 us; cuda_rnn_v3_choices_h200.md)."""
     wide = problem.batch == 8 and problem.hidden >= 1024 and problem.dtype != "float32"
     return problem.batch > 8 or wide
 
