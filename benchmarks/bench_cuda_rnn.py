@@ -211,7 +211,7 @@ def _variant(name: str, pers, plan, specs, limits):
     if name == "v1":
         if not (k.step_v2 or k.step_v3):
             return None
-        k2 = replace(k, step_v2=False, step_v3=False, wreg=False, split_x=False, tf32=False, packf=False, tf32_hilo=False,
+        k2 = replace(k, step_v2=False, step_v3=False, wreg=False, split_x=False, tf32=False, packf=False,
                      bch=batch_chunk(pers.problem))
     elif name == "v3":  # the large-batch step (flag exchange) at this batch
         if k.step_v3 or not step_v3_applies(k, pers.problem):
@@ -239,16 +239,12 @@ def _variant(name: str, pers, plan, specs, limits):
     elif name == "cudacores":  # fp32 products on CUDA cores instead of three TF32 passes
         if not k.tf32 or k.step_v3:  # the large-batch step has no CUDA-core form ("v1" instead)
             return None
-        k2 = replace(k, tf32=False, packf=False, wreg=False, tf32_hilo=False)
-    elif name == "tf32":  # fp32 products on tensor cores at this batch (two passes at batch <= 4)
+        k2 = replace(k, tf32=False, packf=False, wreg=False)
+    elif name == "tf32":  # fp32 products as three TF32 tensor-core passes at this batch
         if k.tf32 or k.wtype != 0 or not k.step_v2:
             return None
-        k2 = replace(k, tf32=True, tf32_hilo=k.batch <= 4)
+        k2 = replace(k, tf32=True)
         k2 = replace(k2, wreg=wreg_applies(k2))
-    elif name == "tf32x3":  # batch <= 4: three TF32 passes instead of hi/lo columns and two
-        if not k.tf32_hilo:
-            return None
-        k2 = replace(k, tf32_hilo=False)
     elif name == "smem":
         if not k.wreg:
             return None
@@ -582,8 +578,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "timed in the same run (v1: original step; smem: fragments in shared memory; nosplit: no split; xin: the "
         "other choice of in-kernel vs GEMM input projection; noncoop: a plain instead of a cooperative launch; "
         "nopack: one fp32 h per exchange word instead of two fp16/bf16 values; cudacores: fp32 products on CUDA cores "
-        "instead of three TF32 tensor-core passes; tf32: the reverse; tf32x3: at batch <= 4 three TF32 passes "
-        "instead of two over hi/lo n-columns; splitround: TF32X3 "
+        "instead of three TF32 tensor-core passes; tf32: the reverse; splitround: TF32X3 "
         "operands rounded to hi/lo parts at every use instead of split by a mask; nopipe: large-batch step with "
         "every row copied before the first product instead of copies and products overlapped by n-tile groups; "
         "gtN: large-batch step copying N n-tiles per group (default 2); xregs: a build without in-kernel "
@@ -636,8 +631,7 @@ def main(argv: list[str] | None = None) -> int:
                          "smem (fragments in shared memory), nosplit (no split input product), xin (the other "
                          "in-kernel/GEMM choice for the first layer's input), noncoop (plain launch), nopack (one h per "
                          "exchange word), ntN (large-batch step with N n-tiles unrolled), cudacores (fp32 products on CUDA "
-                         "cores instead of three TF32 tensor-core passes), tf32 (the reverse), tf32x3 (batch <= 4: three "
-                         "TF32 passes instead of two over hi/lo n-columns), splitround (TF32X3 operands "
+                         "cores instead of three TF32 tensor-core passes), tf32 (the reverse), splitround (TF32X3 operands "
                          "rounded to hi/lo at every use instead of split by a mask), nopipe (large-batch step without "
                          "overlapping row copies and products), nov3 (no large-batch step), gtN (large-batch step, N n-tiles per "
                          "copy group), xregs (registers reserved for unused input-weight fragments), mode (the other "

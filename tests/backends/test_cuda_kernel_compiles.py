@@ -65,12 +65,9 @@ def _configs():
             out[name + "-nosplit"] = replace(k, split_x=False)
         if k.step_v2 or k.step_v3:
             out[name + "-v1"] = replace(k, step_v2=False, step_v3=False, wreg=False, split_x=False, tf32=False, packf=False,
-                                        tf32_hilo=False,
                                         bch=min(k.batch, 8))
         if k.tf32 and not k.step_v3:  # fp32 products on CUDA cores instead (TF2RT_CUDA_TF32X3=0)
-            out[name + "-cudacores"] = replace(k, tf32=False, packf=False, wreg=False, tf32_hilo=False)
-        if k.tf32_hilo:  # three TF32 passes instead of two (TF2RT_CUDA_TF32_HILO=0)
-            out[name + "-tf32x3"] = replace(k, tf32_hilo=False)
+            out[name + "-cudacores"] = replace(k, tf32=False, packf=False, wreg=False)
         if k.step_v2 and k.fuse_input and prob.directions == 1:  # streaming build (resident.py)
             out[name + "-resident"] = replace(k, resident=True, split_x=False)
     return out
@@ -89,7 +86,6 @@ def test_the_configurations_cover_every_kernel_variant():
     assert any(k.resident and k.wreg for k in ks) and any(k.resident and k.tf32 for k in ks)
     assert any(k.tf32 and k.wreg for k in ks) and any(k.tf32 and not k.wreg for k in ks)
     assert any(k.packf and k.split_x for k in ks) and any(k.packf and k.groups == 1 for k in ks)
-    assert any(k.tf32_hilo and k.wreg for k in ks) and any(k.tf32_hilo and not k.wreg for k in ks)
     assert any(k.step_v3 and k.tf32 and k.wreg for k in ks) and any(k.step_v3 and k.tf32 and not k.wreg for k in ks)
     assert any(k.step_v3 and k.wtype != 0 and not k.wreg for k in ks)
     assert any(k.step_v3 and k.fused and not k.fuse_input for k in ks) and any(k.step_v3 and k.fuse_input for k in ks)
@@ -115,10 +111,6 @@ def test_kernel_compiles(nvrtc, name):
         assert out.count("ld.shared.v4") < smem.count("ld.shared.v4")
     if cfg.tf32:  # three TF32 passes per K step, no CUDA-core dot products
         assert "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32" in out
-    if cfg.tf32_hilo:  # hi and lo in separate n-columns: two passes per K step instead of three
-        ok2, three = _compile(nvrtc, replace(cfg, tf32_hilo=False))
-        mma = "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32"
-        assert ok2 and 3 * out.count(mma) == 2 * three.count(mma), (out.count(mma), three.count(mma))
     if cfg.packf:  # packed fp32 words: the publishing thread takes its neighbour's h by shuffle
         ok2, unpacked = _compile(nvrtc, replace(cfg, packf=False))
         assert ok2 and out.count("shfl.sync") > unpacked.count("shfl.sync")

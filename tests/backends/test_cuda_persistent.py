@@ -181,26 +181,6 @@ def test_headline_shape_uses_registers_and_the_split_input_product():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("hilo", ["1", "0"])
-@pytest.mark.parametrize("kw", [
-    dict(cell="lstm", hidden=256, batch=1, layers=2, initial=True),  # wavefront, split input product
-    dict(cell="gru", hidden=96, batch=3, layers=2, bidirectional=True, seq_lens=True),  # a launch per layer
-    dict(cell="lstm", hidden=1024, batch=4, layers=2, seq_lens=True),  # H=1024, one launch a layer
-    dict(cell="rnn", hidden=128, batch=2, layers=1, activation="Relu", seq_len=3),  # in-kernel input product
-], ids=_ids)
-def test_fp32_on_tensor_cores_at_small_batch_matches(kw, hilo, monkeypatch):
-    """fp32 at batch 1-4 on tensor cores: hi and lo of h in separate n-columns (two TF32
-    passes, the default from batch 4) and the three-pass form, against onnxruntime."""
-    monkeypatch.setenv("TF2RT_CUDA_TF32X3", "1")
-    monkeypatch.setenv("TF2RT_CUDA_TF32_HILO", hilo)
-    kw = {"seq_len": 9, "input_size": 40, **kw}
-    plan, errs = _run(RnnCase(seed=len(_ids(kw)), **kw), "float32")
-    assert plan.engine == "persistent" and plan.kernel.tf32 and plan.kernel.tf32_hilo == (hilo == "1")
-    print(f"{_ids(kw)} hilo={hilo} max abs err {max(errs.values()):.2e}")
-    assert max(errs.values()) <= TOL["float32"], errs
-
-
-@pytest.mark.gpu
 @pytest.mark.parametrize("dtype,mode", [("float16", "wavefront"), ("float32", "layerwise")])
 def test_large_batch_step_is_used_and_matches(dtype, mode, monkeypatch):
     monkeypatch.delenv("TF2RT_CUDA_STEP", raising=False)

@@ -231,18 +231,11 @@ def test_two_barrier_step_is_chosen_only_where_it_applies(monkeypatch):
     f32 = make_plan(p32, H100).kernel
     assert f32.step_v2 and f32.tf32 and f32.mma and f32.kstep == 8 and f32.defines()["TF32X3"] == 1
     assert f32.frag_regs == 2 * replace(f32, tf32=False, wtype=1).frag_regs
-    cuda_cores = replace(f32, tf32=False)  # (batch 8: three passes, no hi/lo columns)
-    assert not f32.tf32_hilo
+    cuda_cores = replace(f32, tf32=False)
     assert f32.smem_bytes - cuda_cores.smem_bytes > 0  # split-K partial sums, padded staging rows
     # below batch 4 the CUDA cores stay faster (TF32_MIN_BATCH); the switch forces either way
     p32_b1 = RnnProblem("gru", 128, 128, 1, 9, layers=2, dtype="float32")
     assert not make_plan(p32_b1, H100).kernel.tf32 and make_plan(replace(p32_b1, batch=4), H100).kernel.tf32
-    # at batch <= 4 hi and lo of h take separate n-columns: two passes (TF32_HILO)
-    b4 = make_plan(replace(p32_b1, batch=4), H100).kernel
-    assert b4.tf32_hilo and b4.defines()["TF32_HILO"] == 1
-    monkeypatch.setenv("TF2RT_CUDA_TF32_HILO", "0")
-    assert not make_plan(replace(p32_b1, batch=4), H100).kernel.tf32_hilo
-    monkeypatch.delenv("TF2RT_CUDA_TF32_HILO")
     monkeypatch.setenv("TF2RT_CUDA_TF32X3", "0")
     off = make_plan(p32, H100).kernel
     assert off.step_v2 and not off.tf32 and not off.mma and off.frag_regs == 0

@@ -53,9 +53,6 @@ WREG_ENV = "TF2RT_CUDA_WREG"
 TF32_MIN_BATCH = 4
 #: Environment switch: "0" keeps fp32 products on CUDA cores, "1" uses TF32X3 at every batch.
 TF32_ENV = "TF2RT_CUDA_TF32X3"
-#: Environment switch: "0" runs TF32X3 at batch <= 4 as three passes instead of two
-#: (hi and lo parts of h in separate n-columns; KernelConfig.tf32_hilo).
-HILO_ENV = "TF2RT_CUDA_TF32_HILO"
 #: TF32X3 builds pack two fp32 h per exchange word (PACKF) where a CTA gathers at least
 #: this many h values a step. Measured on an H200 (2-layer, T=100, packed vs not): LSTM
 #: H=512 batch 8 (8192 values: own h + the layer below's) 450 vs 556 us, H=1024 batch 8
@@ -151,7 +148,6 @@ class KernelConfig:
     step_v3: bool = False  # large batch: all rows staged, flag exchange (STEP_V3)
     tf32: bool = False  # fp32 products on tensor cores as three TF32 passes (TF32X3; two-barrier step)
     packf: bool = False  # tf32 builds: two fp32 h per exchange word (PACKF; not in streaming builds)
-    tf32_hilo: bool = False  # tf32 at batch <= 4: hi/lo of h in separate n-columns, two passes (TF32_HILO)
 
     @property
     def gates(self) -> int:
@@ -260,7 +256,6 @@ class KernelConfig:
             "RESIDENT": int(self.resident),
             "STEP_V3": int(self.step_v3),
             "TF32X3": int(self.tf32),
-            "TF32_HILO": int(self.tf32_hilo),
             "PACKF_REQ": int(self.packf),
         }
 
@@ -429,8 +424,7 @@ def kernel_config(problem: RnnProblem, groups: int, wavefront: bool, device: Dev
         c2 = replace(cfg, step_v2=True, split_x=wavefront and groups > 1)
         if tf32_applies(problem):
             gathered = problem.batch * problem.hidden * (2 if wavefront and groups > 1 else 1)
-            c2 = replace(c2, tf32=True, packf=gathered >= PACKF_MIN_VALUES,
-                         tf32_hilo=problem.batch <= 4 and os.environ.get(HILO_ENV, "") != "0")
+            c2 = replace(c2, tf32=True, packf=gathered >= PACKF_MIN_VALUES)
         if c2.smem_bytes + STATIC_SMEM_RESERVE <= device.smem_per_block:
             if os.environ.get(WREG_ENV, "") != "0" and wreg_applies(c2):
                 c2 = replace(c2, wreg=True)

@@ -73,15 +73,6 @@
 #if TF32X3 && (WTYPE != 0 || !(STEP_V2 || STEP_V3))
 #error "TF32X3 needs fp32 weights on the two-barrier or large-batch step"
 #endif
-// TF32X3 at batch <= 4 (TF32_HILO): the hi parts of the batch columns go into n-columns
-// 0-3 of the m16n8k8 tile and their lo parts into columns 4-7, so two passes (A hi, A lo)
-// give all four partial products; the gates add column n and n + 4.
-#ifndef TF32_HILO
-#define TF32_HILO 0
-#endif
-#if TF32_HILO && !(TF32X3 && STEP_V2 && BATCH <= 4)
-#error "TF32_HILO needs TF32X3 on the two-barrier step at batch <= 4"
-#endif
 #define TWO_BARRIER (STEP_V2 || STEP_V3)
 #if WREG && !(TWO_BARRIER && (WTYPE != 0 || TF32X3))
 #error "WREG needs the two-barrier step on tensor cores"
@@ -573,18 +564,9 @@ __device__ __forceinline__ void mma_acc(acc_t& acc, const uint4& a, u32 b0, u32 
     split_pair(b0, bh0, bl0);
     split_pair(b1, bh1, bl1);
     float* cl = acc.lo;  // same speed as one chain on an H200, and closer to fp32
-#if TF32_HILO
-    // This lane's n-column is g = lane / 4: columns 4-7 carry the lo parts of batch g - 4
-    // (the caller loaded batch row g & 3).
-    const bool lo_col = (threadIdx.x & 31) >= 16;
-    const u32 x0 = lo_col ? bl0 : bh0, x1 = lo_col ? bl1 : bh1;
-    mma_tf32(cl, al0, al1, al2, al3, x0, x1);
-    mma_tf32(c, ah0, ah1, ah2, ah3, x0, x1);
-#else
     mma_tf32(cl, al0, al1, al2, al3, bh0, bh1);
     mma_tf32(cl, ah0, ah1, ah2, ah3, bl0, bl1);
     mma_tf32(c, ah0, ah1, ah2, ah3, bh0, bh1);
-#endif
 #elif WTYPE == 1
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
@@ -678,7 +660,6 @@ __device__ __forceinline__ void dot_v2(const wt_t* fr, const stage_t* hv, const 
     constexpr bool RDIV = KSR % KSPLIT == 0, XDIV = KSX % KSPLIT == 0;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2, t = lane & 3;
-    const int gr = TF32_HILO ? (g & 3) : g;  // staged batch row of this lane's n-column
 #ifdef PROBE_NO_DOT  // timing probe only: results are wrong
     return;
 #endif
@@ -691,12 +672,12 @@ __device__ __forceinline__ void dot_v2(const wt_t* fr, const stage_t* hv, const 
             // ks < KSR  <=>  it < KSR / KSPLIT  when KSPLIT divides KSR (ksl < KSPLIT)
             if (RDIV ? (it < KSR / KSPLIT) : (ks < KSR)) {
                 const uint4 a = WREG ? ar[it] : *reinterpret_cast<const uint4*>(fr + ((size_t)(mt * KSR + ks) * 32 + lane) * FRAG_E);
-                const stage_t* v = hv + gr * LDR + ks * MMA_K + t * (MMA_K / 8);
+                const stage_t* v = hv + g * LDR + ks * MMA_K + t * (MMA_K / 8);
                 mma_acc(c[it & 1], a, *reinterpret_cast<const u32*>(v), *reinterpret_cast<const u32*>(v + MMA_K / 2));
             }
             if (WITH_X && (XDIV ? (it < KSX / KSPLIT) : (ks < KSX))) {
                 const uint4 a = WREG ? ax[it] : *reinterpret_cast<const uint4*>(fx + ((size_t)(mt * KSX + ks) * 32 + lane) * FRAG_E);
-                const stage_t* v = xv + gr * LDXL + ks * MMA_K + t * (MMA_K / 8);
+                const stage_t* v = xv + g * LDXL + ks * MMA_K + t * (MMA_K / 8);
                 mma_acc(e[it & 1], a, *reinterpret_cast<const u32*>(v), *reinterpret_cast<const u32*>(v + MMA_K / 2));
             }
         }
@@ -715,10 +696,7 @@ __device__ __forceinline__ float red_sum(const float* red, int row, int n) {
     const int mt = row >> 4, rl = row & 15;
     float acc = 0.f;
 #pragma unroll
-    for (int k = 0; k < KSPLIT_M; ++k) {
-        acc += red[(size_t)(k * MT + mt) * 128 + rl * 8 + n];
-        if (TF32_HILO) acc += red[(size_t)(k * MT + mt) * 128 + rl * 8 + n + 4];  // the lo column
-    }
+    for (int k = 0; k < KSPLIT_M; ++k) acc += red[(size_t)(k * MT + mt) * 128 + rl * 8 + n];
     return acc;
 }
 
