@@ -570,7 +570,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "the backend's first-run measurement keeps (persistent kernel or its cuDNN fallback). `table` = the engine "
         "the built-in table picks without measuring. 2 layers, input = hidden. floor = the persistent schedule's "
         "hardware floor (docs/cuda.md): per step the exchange latency plus the weight stream; `full floor` adds "
-        "the graph launch per call and per step takes the largest of the weight stream, the B x K operand every "
+        "per call the graph launch and reading every weight once (from L2 where they fit, else device memory), "
+        "and per step takes the largest of the weight stream, the B x K operand every "
         "CTA receives through L2 and the math at peak rate (all from this run's measurements below). `kernel`: v2 = two-barrier step (v1: the original), +wreg = weight "
         "fragments in registers, +split = deeper wavefront layers do their input product before waiting on their "
         "own h, +xin = first layer's input products in the kernel, +tf32 = fp32 products as three TF32 "
@@ -588,7 +589,9 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "",
         "Floor inputs measured in this run (tagged all-gather through L2 per step, 1 CTA per SM; counter "
         "barrier; L2 broadcast rate; graph launch): "
-        + ", ".join(f"{k} = {v:.2f}" for k, v in meta["exchange"].items()),
+        + ", ".join(f"{k} = {v:.2f}" for k, v in meta["exchange"].items())
+        + "; from the device's attributes: "
+        + ", ".join(f"{k} = {v:.2f}" for k, v in meta.get("device", {}).items()),
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -676,9 +679,10 @@ def main(argv: list[str] | None = None) -> int:
         "cudnn": torch.backends.cudnn.version(),
         "command": "python benchmarks/bench_cuda_rnn.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "exchange": measure_exchange(limits.sm_count),
+        "device": {"hbm_tb_s": limits.hbm_bytes_per_s / 1e12, "l2_mb": limits.l2_size / 2**20},
         "variants": variants,
     }
-    print("exchange:", meta["exchange"], flush=True)
+    print("exchange:", meta["exchange"], "device:", meta["device"], flush=True)
     limits = measured_limits(limits, meta["exchange"])
     rows = []
     for cell in args.cells.split(","):

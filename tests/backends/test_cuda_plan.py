@@ -9,7 +9,8 @@ from tf2rt.backends.cuda.packing import (
     cta_count, from_mma_fragments, pack_rows, round_tf32_pair, split_onnx_weights, to_bf16_bits, to_mma_fragments,
     unpack_rows)
 from tf2rt.backends.cuda.persistent import gate_defines, kernel_source
-from tf2rt.backends.cuda.plan import DeviceLimits, RnnProblem, choose_upc, crossover_batch, floor_parts, make_plan
+from tf2rt.backends.cuda.plan import (DeviceLimits, RnnProblem, choose_upc, crossover_batch, floor_parts, make_plan,
+                                      weight_read_us)
 from tf2rt.errors import ShapeError, Tf2rtError
 from tf2rt.layouts import ONNX_GRU, ONNX_LSTM
 
@@ -147,6 +148,17 @@ def test_plan_floor_grows_with_sequence_length():
     assert f[0] < f[1] < f[2]
 
 
+def test_weights_larger_than_l2_are_read_from_device_memory():
+    # 2-layer bidirectional GRU, input 300 -> H=1024 fp32: layer 0 W [3H, 300], layer 1 W
+    # [3H, 2H] (both directions' outputs), R [3H, H] each, times two directions
+    p = RnnProblem("gru", 1024, 300, 8, 1, layers=2, directions=2, dtype="float32")
+    assert p.weight_bytes == 2 * 3 * 1024 * (300 + 2048 + 2 * 1024) * 4
+    assert p.weight_bytes > H100.l2_size
+    assert weight_read_us(p, H100) == pytest.approx(p.weight_bytes / H100.hbm_bytes_per_s * 1e6)
+    small = RnnProblem("gru", 256, 300, 8, 1, layers=2, directions=2, dtype="float32")
+    assert weight_read_us(small, H100) == pytest.approx(small.weight_bytes / H100.l2_bytes_per_s * 1e6)
+
+
 def test_full_floor_counts_operand_traffic_math_and_launch():
     # 2-layer LSTM H=512 fp16 wavefront at batch 64: every layer-1 CTA receives its own h
     # and the layer below's h (2 x 512 values per batch row), every layer-0 CTA its own h.
@@ -162,7 +174,11 @@ def test_full_floor_counts_operand_traffic_math_and_launch():
     assert parts["math"] == pytest.approx(want_math)
     assert parts["exchange"] == H100.exchange_us
     per_step = parts["exchange"] + max(parts["weights"], parts["operand"], parts["math"])
-    assert plan.full_floor_us == pytest.approx(H100.launch_us + 101 * per_step)
+    # every weight once per call: W and R of both layers, fp16, 8 MB -> from L2
+    assert p.weight_bytes == 2 * (4 * 512) * (512 + 512) * 2
+    read = p.weight_bytes / H100.l2_bytes_per_s * 1e6
+    assert weight_read_us(p, H100) == pytest.approx(read)
+    assert plan.full_floor_us == pytest.approx(H100.launch_us + read + 101 * per_step)
     assert plan.floor_us == pytest.approx(101 * (parts["exchange"] + parts["weights"]))
     # The operand and the math grow with the batch, the weight stream does not.
     small = floor_parts(RnnProblem("lstm", 512, 512, 8, 100, layers=2, dtype="float16"),

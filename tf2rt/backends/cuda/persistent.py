@@ -73,12 +73,17 @@ def device_limits(device: Any = None) -> DeviceLimits:
     idx = torch.cuda.current_device() if device is None else device
     props = torch.cuda.get_device_properties(idx)
     attrs = cupy.cuda.Device(idx).attributes
+    default = DeviceLimits()
+    # Double data rate: two transfers per memory clock (kHz) over the bus (bits).
+    mem_khz, bus_bits = attrs.get("MemoryClockRate", 0), attrs.get("GlobalMemoryBusWidth", 0)
     return DeviceLimits(
         name=props.name,
         sm_count=props.multi_processor_count,
         smem_per_block=int(attrs.get("MaxSharedMemoryPerBlockOptin", 227 * 1024)),
         compute_capability=(props.major, props.minor),
         clock_ghz=float(attrs.get("ClockRate", 1755000)) / 1e6,
+        hbm_bytes_per_s=2.0 * mem_khz * 1e3 * bus_bits / 8 if mem_khz and bus_bits else default.hbm_bytes_per_s,
+        l2_size=int(attrs.get("L2CacheSize", 0)) or default.l2_size,
     )
 
 

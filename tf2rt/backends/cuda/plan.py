@@ -84,6 +84,10 @@ class DeviceLimits:
     #: fastest of 300 replays on an H200 (7.1; medians 9.3-14.6 between runs). What any
     #: per-call launch costs before the first instruction runs.
     launch_us: float = 7.1
+    #: Device-memory (HBM) bandwidth, bytes/s (H100 SXM: 3.35 TB/s), and the L2 size:
+    #: weights of a call come from L2 when they fit there, else from HBM.
+    hbm_bytes_per_s: float = 3.35e12
+    l2_size: int = 50 * 1024 * 1024
 
     @property
     def flops_per_clock(self) -> dict[str, int]:
@@ -122,6 +126,13 @@ class RnnProblem:
     @property
     def cell_code(self) -> int:
         return CELL_CODE[self.cell if self.cell != "rnn" else f"rnn-{self.rnn_activation}"]
+
+    @property
+    def weight_bytes(self) -> int:
+        """Input and recurrent weights of every layer and direction, in the stack's dtype."""
+        rows = self.gates * self.hidden
+        inputs = self.input_size + (self.layers - 1) * self.hidden * self.directions
+        return rows * (inputs + self.layers * self.hidden) * self.directions * DTYPE_BYTES[self.dtype]
 
 
 @dataclass(frozen=True)
@@ -469,12 +480,21 @@ def floor_us(problem: RnnProblem, cfg: KernelConfig, steps: int, device: DeviceL
     return steps * (f["exchange"] + f["weights"])
 
 
+def weight_read_us(problem: RnnProblem, device: DeviceLimits) -> float:
+    """Bringing all weights of a call into the SMs once, microseconds: from L2 at the
+    measured L2 rate where they fit there, else from device memory (HBM)."""
+    rate = device.l2_bytes_per_s if problem.weight_bytes <= device.l2_size else device.hbm_bytes_per_s
+    return problem.weight_bytes / rate * 1e6
+
+
 def full_floor_us(problem: RnnProblem, cfg: KernelConfig, steps: int, device: DeviceLimits) -> float:
-    """floor_us with what it leaves out: the per-call graph launch, and per step the
-    largest of the weight stream, the operand traffic and the math (they overlap, so only
-    the largest counts; the exchange latency sits in front of all of them)."""
+    """floor_us with what it leaves out: per call the graph launch and reading every weight
+    once (before a layer's first step can finish), and per step the largest of the weight
+    stream, the operand traffic and the math (they overlap, so only the largest counts;
+    the exchange latency sits in front of all of them)."""
     f = floor_parts(problem, cfg, device)
-    return device.launch_us + steps * (f["exchange"] + max(f["weights"], f["operand"], f["math"]))
+    per_call = device.launch_us + weight_read_us(problem, device)
+    return per_call + steps * (f["exchange"] + max(f["weights"], f["operand"], f["math"]))
 
 
 def make_plan(problem: RnnProblem, device: DeviceLimits | None = None, prefer: str | None = None) -> Plan:
