@@ -258,7 +258,7 @@ class KernelConfig:
             "KX": self.kx_eff,
             # FUSED=0 compiles the in-kernel input product out (and the registers of its
             # fragments). Two-barrier and large-batch builds gain (H200, one launch a
-            # layer: fp16 H=1024 batch 1 330 -> 292 us, fp32 H=1024 batch 8 1344 -> 1263
+            # layer: fp16 H=1024 batch 1 329 -> 295 us, fp32 H=1024 batch 8 1350 -> 1271
             # us); the original step keeps the general code (6-9% slower without it at fp32
             # H=1024 batch 64).
             "FUSED": int(self.fused or not (self.step_v2 or self.step_v3)),
