@@ -166,6 +166,40 @@ def measure_exchange(sm_count: int) -> dict:
     return out
 
 
+def _limits_dict(limits) -> dict:
+    from dataclasses import asdict
+
+    d = asdict(limits)
+    d["compute_capability"] = list(d["compute_capability"])
+    return d
+
+
+def refloor(path: str, out_md: str | None) -> int:
+    """Recompute the floor columns of a saved run (`--json` output) with this build's floor
+    model, from the run's own measured inputs and device facts; rewrite the JSON (and the
+    Markdown table). Times are left as measured."""
+    from tf2rt.backends.cuda.plan import DeviceLimits, RnnProblem, make_plan
+
+    data = json.loads(Path(path).read_text())
+    meta, rows = data["meta"], data["rows"]
+    if "limits" not in meta:
+        raise SystemExit(f"{path}: no device facts in the run's meta (\"limits\"); only runs made by this "
+                         "build can be recomputed")
+    facts = dict(meta["limits"], compute_capability=tuple(meta["limits"]["compute_capability"]))
+    limits = measured_limits(DeviceLimits(**facts), meta["exchange"])
+    for r in rows:
+        problem = RnnProblem(r["cell"], r["hidden"], r["hidden"], r["batch"], r["T"], layers=r["layers"],
+                             dtype=r["dtype"], linear_before_reset=True)
+        plan = make_plan(problem, limits, prefer="persistent")
+        if plan.engine == "persistent" and "floor_us" in r:
+            r["floor_us"], r["full_floor_us"] = plan.floor_us, plan.full_floor_us
+    meta["refloored"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    Path(path).write_text(json.dumps(data, indent=1))
+    if out_md:
+        Path(out_md).write_text(markdown(rows, meta))
+    return 0
+
+
 def measured_limits(limits, exchange: dict):
     """The planner's device facts with this run's measurements in place of the defaults, so
     the floors in the table come from the same machine and run as the times."""
@@ -531,7 +565,9 @@ def bench_stream(cell: str, hidden: int, batch: int, dtype: str, layers: int, st
 
 def stream_markdown(rows: list[dict], meta: dict) -> str:
     lines = [f"# Streaming step (T=1) host to host — {meta['gpu']}", "",
-             f"Measured {meta['date']} with `{meta['command']}` (torch {meta['torch']}, cuDNN {meta['cudnn']}).",
+             f"Measured {meta['date']} with `{meta['command']}` (torch {meta['torch']}, cuDNN {meta['cudnn']})."
+        + (f" Floor columns recomputed {meta['refloored']} from this run's measurements with a later "
+           "floor model (`--refloor`; docs/cuda.md)." if meta.get("refloored") else ""),
              "Wall-clock µs per step, median over the steps after the first 10: x starts in host memory and the "
              "step ends when y is in host memory. `resident` = a StreamSession (one kernel launch for the whole "
              "stream; state carried on chip). `graph h2h` = a CUDA graph of one T=1 step fed through pinned buffers "
@@ -567,7 +603,9 @@ def markdown(rows: list[dict], meta: dict) -> str:
     lines = [
         f"# Persistent RNN kernel vs cuDNN — {meta['gpu']}",
         "",
-        f"Measured {meta['date']} with `{meta['command']}` (torch {meta['torch']}, cuDNN {meta['cudnn']}).",
+        f"Measured {meta['date']} with `{meta['command']}` (torch {meta['torch']}, cuDNN {meta['cudnn']})."
+        + (f" Floor columns recomputed {meta['refloored']} from this run's measurements with a later "
+           "floor model (`--refloor`; docs/cuda.md)." if meta.get("refloored") else ""),
         "Times in µs (median of CUDA-event-timed runs, inputs on the GPU). cuDNN = torch.nn.LSTM/GRU, eager and "
         "replayed from a captured CUDA graph; the persistent kernel in a CUDA graph too. `ours` = the engine "
         "the backend's first-run measurement keeps (persistent kernel or its cuDNN fallback). `table` = the engine "
@@ -627,6 +665,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe", action="store_true", help="time kernel variants with parts switched off")
     ap.add_argument("--probe-shapes", default=PROBE_SHAPES,
                     help="--probe: comma list of cell:hidden:batch:T:dtype (LSTM only)")
+    ap.add_argument("--refloor", metavar="JSON", default=None,
+                    help="recompute the floor columns of a saved run (its --json file, rewritten; with --out also "
+                         "the table) from the run's own measurements; needs no GPU")
     ap.add_argument("--probe-launch", action="store_true", help="time graph launches: replay() vs cuGraphLaunch")
     ap.add_argument("--stream", action="store_true",
                     help="streaming steps host to host: resident StreamSession vs CUDA graphs (uses --cells, "
@@ -643,6 +684,8 @@ def main(argv: list[str] | None = None) -> int:
                          "copy group), xregs (registers reserved for unused input-weight fragments), mode (the other "
                          "schedule: layerwise vs wavefront)")
     args = ap.parse_args(argv)
+    if args.refloor:
+        return refloor(args.refloor, args.out)
 
     import torch
 
@@ -683,6 +726,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/bench_cuda_rnn.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "exchange": measure_exchange(limits.sm_count),
         "device": {"hbm_tb_s": limits.hbm_bytes_per_s / 1e12, "l2_mb": limits.l2_size / 2**20},
+        "limits": _limits_dict(limits),  # the device's facts as the planner read them (--refloor)
         "variants": variants,
     }
     print("exchange:", meta["exchange"], "device:", meta["device"], flush=True)

@@ -449,7 +449,8 @@ def floor_parts(problem: RnnProblem, cfg: KernelConfig, device: DeviceLimits) ->
     (docs/cuda.md, "Hardware floor"):
 
     - exchange: moving h_t to every CTA (one L2 round trip, measured), once per exchange;
-    - weights: streaming one CTA's weight slice out of shared memory;
+    - weights: streaming one CTA's weight slice out of shared memory (none where the weight
+      fragments live in registers: nothing is streamed, the math term covers their use);
     - operand: the B x K values every CTA multiplies (h, and the layer below's h in a
       wavefront) crossing L2 into every CTA, at the measured broadcast rate;
     - math: one CTA's multiply-adds at the SM's peak rate.
@@ -468,7 +469,7 @@ def floor_parts(problem: RnnProblem, cfg: KernelConfig, device: DeviceLimits) ->
     rate = device.flops_per_clock["half" if cfg.wtype != 0 else "float32"]
     return {
         "exchange": exchanges * device.exchange_us,
-        "weights": cfg.weight_bytes / (device.smem_bytes_per_clock * clock) * 1e6,
+        "weights": 0.0 if cfg.wreg else cfg.weight_bytes / (device.smem_bytes_per_clock * clock) * 1e6,
         "operand": operand * 1e6,
         "math": flops / (rate * clock) * 1e6,
     }
