@@ -2,7 +2,7 @@
 
 Every recurrent form the kernel runs: LSTM (with/without peepholes and clip), GRU with
 both reset variants, RNN tanh/relu; 1-3 layers; forward, reverse, bidirectional; batch
-1/8/64; per-sequence lengths; initial states; fp32 (<= 1e-4) and fp16 (<= 2e-2).
+1/8/64; per-sequence lengths; initial states; fp32 (<= 1e-4), fp16 and bf16 (<= 2e-2).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ pytest.importorskip("cupy")
 from tf2rt.backends.cuda.persistent import PersistentStack, device_limits  # noqa: E402
 from tf2rt.backends.cuda.rnn import make_stack  # noqa: E402
 
-TOL = {"float32": 1e-4, "float16": 2e-2}
+TOL = {"float32": 1e-4, "float16": 2e-2, "bfloat16": 2e-2}
 
 CASES = [
     # cell, H, batch, layers, bidirectional/reverse, seq_lens, initial, extras
@@ -93,7 +93,7 @@ def _errors(stack, case: RnnCase, feeds: dict, dtype: str) -> dict:
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 @pytest.mark.parametrize("kw", CASES, ids=_ids)
 def test_persistent_matches_onnxruntime(kw, dtype):
     kw = {"seq_len": 9, "input_size": 40, **kw}
@@ -181,7 +181,7 @@ def test_headline_shape_uses_registers_and_the_split_input_product():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype,mode", [("float16", "wavefront"), ("float32", "layerwise")])
+@pytest.mark.parametrize("dtype,mode", [("float16", "wavefront"), ("bfloat16", "wavefront"), ("float32", "layerwise")])
 def test_large_batch_step_is_used_and_matches(dtype, mode, monkeypatch):
     monkeypatch.delenv("TF2RT_CUDA_STEP", raising=False)
     case = RnnCase(cell="lstm", hidden=512, batch=64, layers=2, seq_len=30, input_size=512, seed=9,
