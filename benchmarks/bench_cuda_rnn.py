@@ -287,6 +287,8 @@ def _variant(name: str, pers, plan, specs, limits):
             return None
         k2 = replace(k, wreg=False)
     elif name == "nosplit":
+        if k.step_v3 and plan.mode == "wavefront" and pers.problem.layers > 1:  # large-batch step: V3_NOSPLIT
+            return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("V3_NOSPLIT",))
         if not k.split_x:
             return None
         k2 = replace(k, split_x=False)

@@ -192,9 +192,11 @@ def test_large_batch_step_is_used_and_matches(dtype, mode, monkeypatch):
     # the same build with every row copied before the first product (the benchmark's "nopipe")
     stack, _ = make_stack(node_specs(case), case.batch, case.seq_len, dtype, device_limits(), prefer="persistent",
                           has_seq_lens=True)
-    nopipe = PersistentStack(stack.problem, plan, [s.weights for s in node_specs(case)], probe=("V3_NOPIPE",))
-    errs1 = _errors(nopipe, case, make_inputs(case), dtype)
-    assert max(errs1.values()) <= TOL[dtype], errs1
+    for probe in [("V3_NOPIPE",)] + ([("V3_NOSPLIT",)] if mode == "wavefront" else []):
+        # also the deeper layer with both products after both waits (the benchmark's "nosplit")
+        other = PersistentStack(stack.problem, plan, [s.weights for s in node_specs(case)], probe=probe)
+        errs1 = _errors(other, case, make_inputs(case), dtype)
+        assert max(errs1.values()) <= TOL[dtype], (probe, errs1)
     monkeypatch.setenv("TF2RT_CUDA_STEP", "2")  # the original step, same case
     plan, errs2 = _run(case, dtype)
     assert not plan.kernel.step_v3 and max(errs2.values()) <= TOL[dtype], errs2

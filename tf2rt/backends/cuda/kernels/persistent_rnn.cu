@@ -1221,35 +1221,34 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                     for (int q = 0; q < NG; ++q) xg[p][q] = io_load(px + (size_t)q * HID);
                 }
             }
-            // Flags: threads [0, ncta) wait on this group's, [ncta, 2 ncta) on the layer below's.
-            {
-                const int t = threadIdx.x;
-                const u32* f = nullptr;
-                if (want_own && t < ncta) f = flags(own) + t;
-                else if (want_below && t >= ncta && t < 2 * ncta) f = flags(below) + (t - ncta);
+            // One phase of a step: wait for the producers' flags of the wanted inputs, copy
+            // their rows in groups of V3_GT n-tiles (one cp.async group each, so the
+            // products of the first tiles run while later tiles are still in flight), and
+            // run the products: R (own h) and/or X (the layer below's h or x).
+            auto phase = [&](bool own_in, bool below_in, bool do_r, bool do_x) {
+                {  // threads [0, ncta) wait on this group's flags, [ncta, 2 ncta) on the layer below's
+                    const int t = threadIdx.x;
+                    const u32* f = nullptr;
+                    if (own_in && t < ncta) f = flags(own) + t;
+                    else if (below_in && t >= ncta && t < 2 * ncta) f = flags(below) + (t - ncta);
 #ifndef PROBE_NO_SPIN  // timing probe only: results are wrong
-                if (f) {
-                    u32 v;
-                    do {
-                        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(f) : "memory");
-                    } while (v != epoch);
-                }
+                    if (f) {
+                        u32 v;
+                        do {
+                            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(f) : "memory");
+                        } while (v != epoch);
+                    }
 #else
-                (void)f;
+                    (void)f;
 #endif
-            }
-            if (s == 0) load_init(h0, 0, hs);
-            if (xin_g) load_x(xin_g, xin_k, s, reverse, s_len, 0, xs);
-            __syncthreads();
-            {
-                // Rows go out in groups of V3_GT n-tiles, one cp.async group each, so the
-                // products of the first tiles run while later tiles are still in flight.
+                }
+                __syncthreads();
                 constexpr int CH = HID * (int)sizeof(stage_t) / 16;  // 16-byte chunks per row
                 constexpr int EPC = 16 / (int)sizeof(stage_t);       // staged values per chunk
 #ifdef PROBE_NO_COPY  // timing probe only: results are wrong
                 const bool cp_own = false, cp_below = false;
 #else
-                const bool cp_own = want_own, cp_below = want_below;
+                const bool cp_own = own_in, cp_below = below_in;
 #endif
 #pragma unroll
                 for (int gq = 0; gq < V3_NGRP; ++gq) {
@@ -1266,21 +1265,36 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                         }
                     asm volatile("cp.async.commit_group;" ::: "memory");
                 }
-            }
 #pragma unroll
-            for (int gq = 0; gq < V3_NGRP; ++gq) {
-                cp_async_wait_pending(V3_NGRP - 1 - gq);
-                __syncthreads();  // every thread's copies of this group have landed
+                for (int gq = 0; gq < V3_NGRP; ++gq) {
+                    cp_async_wait_pending(V3_NGRP - 1 - gq);
+                    __syncthreads();  // every thread's copies of this group have landed
 #pragma unroll NT_UNROLL
-                for (int nt = gq * V3_GT; nt < min((gq + 1) * V3_GT, NBT); ++nt) {
-                    if (fused)
-                        dot_v2<KP, LDH, KX, LDX, true>(Rs, hs + nt * 8 * LDH, Ws, xs + nt * 8 * LDX, red + nt * RSTRIDE,
-                                                       redx + nt * RSTRIDE, fragR, fragX);
-                    else
-                        dot_v2<KP, LDH, KX, LDX, false>(Rs, hs + nt * 8 * LDH, nullptr, xs, red + nt * RSTRIDE,
-                                                        redx + nt * RSTRIDE, fragR, fragX);
+                    for (int nt = gq * V3_GT; nt < min((gq + 1) * V3_GT, NBT); ++nt) {
+                        if (do_r && do_x)
+                            dot_v2<KP, LDH, KX, LDX, true>(Rs, hs + nt * 8 * LDH, Ws, xs + nt * 8 * LDX,
+                                                           red + nt * RSTRIDE, redx + nt * RSTRIDE, fragR, fragX);
+                        else if (do_r)
+                            dot_v2<KP, LDH, KX, LDX, false>(Rs, hs + nt * 8 * LDH, nullptr, xs, red + nt * RSTRIDE,
+                                                            redx + nt * RSTRIDE, fragR, fragX);
+                        else if (do_x)
+                            dot_v2<KX, LDX, KX, LDX, false>(Ws, xs + nt * 8 * LDX, nullptr, xs, redx + nt * RSTRIDE,
+                                                            redx + nt * RSTRIDE, fragX, fragX);
+                    }
                 }
-            }
+            };
+            if (s == 0) load_init(h0, 0, hs);
+            if (xin_g) load_x(xin_g, xin_k, s, reverse, s_len, 0, xs);
+#ifndef V3_NOSPLIT
+            if (want_below) {
+                // Deeper wavefront layer: the layer below runs ahead (it has no input product
+                // in the kernel), so its h_s is usually there first; its input product goes
+                // before the wait on this layer's own h_{s-1}.
+                phase(false, true, false, true);
+                phase(want_own, false, true, false);
+            } else
+#endif
+                phase(want_own, want_below, true, fused);
             __syncthreads();
             stage_t* out = reinterpret_cast<stage_t*>(ex + (size_t)s * slot);
 #pragma unroll
