@@ -241,19 +241,33 @@ def _variant(name: str, pers, plan, specs, limits):
     from dataclasses import replace
 
     from tf2rt.backends.cuda.persistent import PersistentStack
-    from tf2rt.backends.cuda.plan import (STATIC_SMEM_RESERVE, STEP_ENV, batch_chunk, kernel_config, make_plan,
-                                          step_v3_applies, v3_config, wreg_applies)
+    from tf2rt.backends.cuda.projection import XPROJ_ENV
+    from tf2rt.backends.cuda.plan import (STATIC_SMEM_RESERVE, STEP_ENV, WPART_ENV, batch_chunk, kernel_config,
+                                          make_plan, step_v3_applies, v3_config, wreg_applies)
 
     k = plan.kernel
     if name == "v1":
         if not (k.step_v2 or k.step_v3):
             return None
         k2 = replace(k, step_v2=False, step_v3=False, wreg=False, split_x=False, tf32=False, packf=False,
-                     bch=batch_chunk(pers.problem))
+                     wpart=0, v3_slots=0, bch=batch_chunk(pers.problem))
     elif name == "v3":  # the large-batch step (flag exchange) at this batch
         if k.step_v3 or not step_v3_applies(k, pers.problem):
             return None
         k2 = v3_config(replace(k, step_v2=False, split_x=False, packf=False), pers.problem)
+    elif name in ("xplain", "xtf32x3", "xbf16x3"):  # fp32 input projection GEMM in another form
+        if k.wtype != 0:
+            return None
+        with _env(XPROJ_ENV, name[1:]):
+            return PersistentStack(pers.problem, plan, [s.weights for s in specs])
+    elif name in ("wpart", "nowpart"):  # large-batch step: fragments split registers/smem, or not
+        if not k.step_v3 or k.wreg or bool(k.wpart) == (name == "wpart"):
+            return None
+        with _env(WPART_ENV, "1" if name == "wpart" else "0"):
+            other = make_plan(pers.problem, limits, prefer="persistent")
+        if other.engine != "persistent" or bool(other.kernel.wpart) != (name == "wpart"):
+            return None
+        return PersistentStack(pers.problem, other, [s.weights for s in specs])
     elif name == "nov3":  # the planner's choice with the large-batch step switched off
         if not k.step_v3:
             return None
@@ -305,7 +319,7 @@ def _variant(name: str, pers, plan, specs, limits):
     elif name == "nopack":  # one fp32 h per exchange word instead of two staged values
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("NO_PACK2",))
     elif name == "nopipe":  # large-batch step: every row copied before the first product
-        if not k.step_v3:
+        if not k.step_v3 or k.v3_slots:  # a ring has no room for every row
             return None
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("V3_NOPIPE",))
     elif name == "xregs":  # no in-kernel input product, but registers for its fragments anyway
@@ -313,7 +327,7 @@ def _variant(name: str, pers, plan, specs, limits):
             return None
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("FUSED=1",))
     elif name.startswith("gt") and name[2:].isdigit():  # large-batch step: N n-tiles per copy group
-        if not k.step_v3:
+        if not k.step_v3 or k.v3_slots:  # a ring's slots are sized for the planned groups
             return None
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=(f"V3_GT={name[2:]}",))
     elif name.startswith("nt") and name[2:].isdigit():  # large-batch step: n-tiles unrolled by N
@@ -360,7 +374,9 @@ def bench_one(cell: str, hidden: int, batch: int, T: int, dtype: str, layers: in
             row["full_floor_us"] = plan.full_floor_us
             k = plan.kernel
             row["step"] = ("v2" if k.step_v2 else "v3" if k.step_v3 else "v1") + ("+wreg" if k.wreg else "") + ("+split" if k.split_x else "") \
-                + ("+xin" if k.fuse_input else "") + ("+tf32" if k.tf32 else "") + ("+packf" if k.packf else "")
+                + ("+xin" if k.fuse_input else "") + ("+tf32" if k.tf32 else "") + ("+packf" if k.packf else "") \
+                + (f"+wpart{k.wpart}" if k.wpart else "") + (f"+ring{k.v3_slots}x{k.v3_gt}" if k.v3_slots else "") \
+                + "".join(sorted({f"+x{pj.mode}" for pj in getattr(pers, "proj", []) if pj and pj.mode != "plain"}))
             y1 = pers(x)[0].float()
             y2 = cudnn(x)[0].float()
             row["max_abs_diff_vs_cudnn"] = float((y1 - y2).abs().max())
@@ -618,7 +634,9 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "CTA receives through L2 and the math at peak rate (all from this run's measurements below). `kernel`: v2 = two-barrier step (v1: the original), +wreg = weight "
         "fragments in registers, +split = deeper wavefront layers do their input product before waiting on their "
         "own h, +xin = first layer's input products in the kernel, +tf32 = fp32 products as three TF32 "
-        "tensor-core passes, +packf = two fp32 h per exchange word. `variant X` = the same stack built another way, "
+        "tensor-core passes, +packf = two fp32 h per exchange word, +wpartN = the first N K steps of every warp's "
+        "fragments in registers and the rest in shared memory, +ringSxG = staged rows through a ring of S copy groups of "
+        "G n-tiles, +xtf32x3/+xbf16x3 = fp32 input projection GEMM as three TF32 or bf16 tensor-core passes. `variant X` = the same stack built another way, "
         "timed in the same run (v1: original step; smem: fragments in shared memory; nosplit: no split; xin: the "
         "other choice of in-kernel vs GEMM input projection; noncoop: a plain instead of a cooperative launch; "
         "nopack: one fp32 h per exchange word instead of two fp16/bf16 values; cudacores: fp32 products on CUDA cores "
@@ -627,6 +645,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "every row copied before the first product instead of copies and products overlapped by n-tile groups; "
         "gtN: large-batch step copying N n-tiles per group (default 2); xregs: a build without in-kernel "
         "input products that still reserves registers for their fragments; "
+        "xplain/xtf32x3/xbf16x3: fp32 input projection GEMM as plain fp32, or three TF32 or bf16 passes; "
+        "wpart/nowpart: large-batch step with or without fragments split between registers and shared memory; "
         "nov3: the planner's choice without the large-batch step; mode: the other schedule, one launch a layer "
         "instead of a wavefront or back).",
         "",

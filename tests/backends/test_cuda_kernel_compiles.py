@@ -53,6 +53,9 @@ def _configs():
         "lstm-h1024-b1-fp16": RnnProblem("lstm", 1024, 1024, 1, 100, dtype="float16"),
         "lstm-h512-b64-fp32": RnnProblem("lstm", 512, 512, 64, 100, layers=2, dtype="float32"),
         "gru-h1024-b16-fp32": RnnProblem("gru", 1024, 1024, 16, 100, layers=2, dtype="float32"),
+        "lstm-h1024-b32-fp32": RnnProblem("lstm", 1024, 1024, 32, 100, layers=2, dtype="float32"),
+        "gru-h1024-b40-fp32": RnnProblem("gru", 1024, 1024, 40, 100, layers=2, dtype="float32"),
+        "lstm-h1024-b64-t1-fp32": RnnProblem("lstm", 1024, 1024, 64, 1, layers=2, dtype="float32"),
     }
     out = {}
     for name, prob in problems.items():
@@ -65,9 +68,11 @@ def _configs():
             out[name + "-nosplit"] = replace(k, split_x=False)
         if k.step_v2 or k.step_v3:
             out[name + "-v1"] = replace(k, step_v2=False, step_v3=False, wreg=False, split_x=False, tf32=False, packf=False,
-                                        bch=min(k.batch, 8))
+                                        wpart=0, v3_slots=0, bch=min(k.batch, 8))
         if k.tf32 and not k.step_v3:  # fp32 products on CUDA cores instead (TF2RT_CUDA_TF32X3=0)
             out[name + "-cudacores"] = replace(k, tf32=False, packf=False, wreg=False)
+        if k.v3_slots and k.v3_gt == 2:  # a ring of one-tile groups instead
+            out[name + "-ring3x1"] = replace(k, v3_gt=1, v3_slots=3)
         if k.step_v2 and k.fuse_input and prob.directions == 1:  # streaming build (resident.py)
             out[name + "-resident"] = replace(k, resident=True, split_x=False)
     return out
@@ -89,6 +94,7 @@ def test_the_configurations_cover_every_kernel_variant():
     assert any(k.step_v3 and k.tf32 and k.wreg for k in ks) and any(k.step_v3 and k.tf32 and not k.wreg for k in ks)
     assert any(k.step_v3 and k.wtype != 0 and not k.wreg for k in ks)
     assert any(k.step_v3 and k.fused and not k.fuse_input for k in ks) and any(k.step_v3 and k.fuse_input for k in ks)
+    assert any(k.wpart and not k.v3_slots for k in ks) and {(k.v3_gt, k.v3_slots) for k in ks if k.wpart} >= {(2, 2), (1, 3)}
 
 
 def _compile(nvrtc, cfg):

@@ -200,3 +200,62 @@ def test_large_batch_step_is_used_and_matches(dtype, mode, monkeypatch):
     monkeypatch.setenv("TF2RT_CUDA_STEP", "2")  # the original step, same case
     plan, errs2 = _run(case, dtype)
     assert not plan.kernel.step_v3 and max(errs2.values()) <= TOL[dtype], errs2
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kw,ring", [
+    (dict(cell="lstm", batch=64, seq_lens=True, initial=True), True),  # ring of two two-tile groups
+    (dict(cell="gru", batch=40, initial=True), True),  # the same ring, the last group partial
+    (dict(cell="lstm", batch=32, seq_lens=True), False),  # every row staged
+    (dict(cell="lstm", batch=64, seq_len=1, initial=True), True),  # one step: the initial state through the ring
+], ids=lambda v: _ids(v) if isinstance(v, dict) else f"ring={v}")
+def test_fp32_fragments_split_between_registers_and_shared_memory(kw, ring, monkeypatch):
+    """fp32 H=1024 above batch 16: weights fit neither registers nor, next to the staged
+    rows, shared memory alone (WPART, and V3_SLOTS where the rows need a ring)."""
+    monkeypatch.delenv("TF2RT_CUDA_WPART", raising=False)
+    kw = {"hidden": 1024, "layers": 2, "seq_len": 12, "input_size": 1024, **kw}
+    case = RnnCase(seed=len(_ids(kw)) + 5, **kw)
+    plan, errs = _run(case, "float32")
+    k = plan.kernel
+    assert k.step_v3 and k.tf32 and k.wpart and not k.wreg and bool(k.v3_slots) == ring, plan.describe()
+    assert max(errs.values()) <= TOL["float32"], errs
+
+
+@pytest.mark.gpu
+def test_split_fragments_also_match_where_shared_memory_alone_would_do(monkeypatch):
+    monkeypatch.setenv("TF2RT_CUDA_WPART", "1")
+    case = RnnCase(cell="gru", hidden=1024, batch=16, layers=2, seq_len=12, input_size=1024, seed=11,
+                   seq_lens=True, initial=True)
+    plan, errs = _run(case, "float32")
+    assert plan.kernel.wpart and not plan.kernel.v3_slots
+    assert max(errs.values()) <= TOL["float32"], errs
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", ["plain", "tf32x3", "bf16x3"])
+def test_fp32_input_projection_forms_match_onnxruntime(mode, monkeypatch):
+    """The fp32 projection GEMM as plain SGEMM or three TF32/bf16 tensor-core passes; one
+    launch a layer, so both layers' projections take that form."""
+    monkeypatch.setenv("TF2RT_CUDA_XPROJ", mode)
+    case = RnnCase(cell="lstm", hidden=512, batch=64, layers=2, seq_len=30, input_size=512, seed=13,
+                   seq_lens=True, initial=True)
+    plan, errs = _run(case, "float32")
+    worst = max(errs.values())
+    print(f"projection {mode}: {plan.mode} max abs err {worst:.2e}")
+    assert worst <= TOL["float32"], errs
+
+
+@pytest.mark.gpu
+def test_ring_of_one_tile_groups_also_matches():
+    from dataclasses import replace
+
+    case = RnnCase(cell="gru", hidden=1024, batch=64, layers=2, seq_len=12, input_size=1024, seed=17,
+                   seq_lens=True, initial=True)
+    make_weights(case)
+    stack, plan = make_stack(node_specs(case), case.batch, case.seq_len, "float32", device_limits(),
+                             prefer="persistent", has_seq_lens=True)
+    k = replace(plan.kernel, v3_gt=1, v3_slots=3)
+    assert k.wpart and k.smem_bytes <= device_limits().smem_per_block
+    other = PersistentStack(stack.problem, replace(plan, kernel=k), [s.weights for s in node_specs(case)])
+    errs = _errors(other, case, make_inputs(case), "float32")
+    assert max(errs.values()) <= TOL["float32"], errs

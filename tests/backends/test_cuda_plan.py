@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -361,6 +363,37 @@ def test_large_batches_get_the_flag_exchange_step_on_tensor_cores(monkeypatch):
     monkeypatch.setenv("TF2RT_CUDA_STEP", "2")
     assert not make_plan(RnnProblem("lstm", 512, 512, 64, 100, layers=2, dtype="float16"), H100,
                          prefer="persistent").kernel.step_v3
+
+
+def test_fp32_h1024_large_batch_splits_fragments_and_rings_the_rows(monkeypatch):
+    """fp32 H=1024 (128 KB of weights a CTA): above batch 16 neither registers nor shared
+    memory alone hold them next to the staged rows."""
+    monkeypatch.delenv("TF2RT_CUDA_WPART", raising=False)
+
+    def kern(batch, **kw):
+        return make_plan(RnnProblem("lstm", 1024, 1024, batch, 100, layers=2, dtype="float32", **kw), H100,
+                         prefer="persistent").kernel
+
+    k16 = kern(16)  # fits as before: every fragment in shared memory
+    assert k16.step_v3 and not k16.wpart and k16.smem_weight_bytes == k16.weight_bytes == 32 * 1024 * 4
+    k32 = kern(32)  # half the fragments in registers, every row staged
+    assert k32.step_v3 and k32.wpart == 16 and k32.nit_r == 32 and k32.frag_regs == 64 and not k32.v3_slots
+    assert k32.smem_weight_bytes == k32.weight_bytes // 2 and k32.staged_rows == 32
+    k64 = kern(64)  # and the rows through a ring of two two-tile groups
+    assert k64.wpart == 16 and (k64.v3_gt, k64.v3_slots) == (2, 2) and k64.staged_rows == 32
+    d = k64.defines()
+    assert (d["WPART"], d["V3_SLOTS"], d["FUSED"]) == (16, 2, 0) and "V3_GT" not in d  # the kernel's default
+    assert replace(k64, v3_gt=1, v3_slots=3).defines()["V3_GT"] == 1
+    # one copy of the partial sums (no input products in the kernel), which also holds the
+    # initial state: weights 64 KB, rows 32 x (1024 + 4) fp32, partial sums 8 n-tiles x 2
+    # row tiles x 4 K slices x 128 fp32, biases
+    assert k64.smem_bytes == 65536 + 32 * 1028 * 4 + 8 * 2 * 4 * 128 * 4 + 32 * 4 * 2 + 3 * 8 * 4
+    for k in (k32, k64):
+        assert k.smem_bytes + 1024 <= H100.smem_per_block < replace(k, wpart=0, v3_slots=0).smem_bytes
+    monkeypatch.setenv("TF2RT_CUDA_WPART", "0")  # without them: the original step, as before
+    assert not kern(64).step_v3
+    monkeypatch.setenv("TF2RT_CUDA_WPART", "1")  # with them also where shared memory alone would do
+    assert kern(16).wpart == 16
 
 
 def test_wait_for_gives_up_after_the_timeout_with_a_clear_error():

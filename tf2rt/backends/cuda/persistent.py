@@ -20,6 +20,7 @@ import numpy as np
 from ...errors import ShapeError, UnsupportedError
 from .packing import KERNEL_ORDER, DirectionWeights, pack_rows, round_tf32_pair, to_bf16_bits, to_mma_fragments
 from .plan import DeviceLimits, KernelConfig, Plan, RnnProblem
+from .projection import Projection, projection_mode
 
 NDESC = 24
 (D_R, D_W, D_RB, D_WB, D_P, D_XP, D_XP_STRIDE, D_H0, D_C0, D_Y, D_Y_TSTRIDE, D_HN, D_CN, D_EX,
@@ -136,11 +137,15 @@ class PersistentStack:
         self.R = [[upload_packed(w.R, cfg.kp) for w in dirs] for dirs in layers]
         self.rb = [[torch.from_numpy(w.Rb).to(**f32) for w in dirs] for dirs in layers]
         self.P = [[None if w.P is None else torch.from_numpy(w.P).to(**f32) for w in dirs] for dirs in layers]
-        # Input projections as one GEMM per layer (all steps, all directions): Wt [in, D*G*H].
-        self.Wt, self.Wb = [], []
-        for dirs in layers:
-            self.Wt.append(torch.from_numpy(np.concatenate([w.W for w in dirs], 0).T.copy()).to(**io))
-            self.Wb.append(torch.from_numpy(np.concatenate([w.Wb for w in dirs], 0)).to(**io))
+        # Input projections as one GEMM per layer (all steps, all directions) where the kernel
+        # does not project inside: the first layer unless it does, every layer one at a time.
+        self.proj: list[Projection | None] = []
+        for layer, dirs in enumerate(layers):
+            gemm = (layer == 0 and not cfg.fuse_input) or (layer > 0 and not self.wavefront)
+            W = np.concatenate([w.W for w in dirs], 0)
+            mode = projection_mode(p.dtype, T * B, W.shape[1], W.shape[0])
+            self.proj.append(Projection(W, np.concatenate([w.Wb for w in dirs], 0), self.dt, T * B, self.dev, mode)
+                             if gemm else None)
         # In-kernel input weights: first layer (short sequences), deeper wavefront layers.
         self.Wk = [[None] * D for _ in range(L)]
         self.wbk = [[None] * D for _ in range(L)]
@@ -248,7 +253,7 @@ class PersistentStack:
             if li == 0 and cfg.fuse_input:
                 xin = x.data_ptr()  # projected inside the kernel
             else:
-                torch.addmm(self.Wb[li], inp, self.Wt[li], out=self.xp[li][: T * B])
+                self.proj[li](inp, self.xp[li][: T * B])
             self.launch(table, T, xin, stream, self.syncs[li])
         y = self.y[-1][:T]
         return y, self.hn, self.cn

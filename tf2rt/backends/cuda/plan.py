@@ -46,6 +46,12 @@ WREG_MAX_REGS = 64
 WREG_MAX_BATCH = 4
 #: Environment switch: "0" keeps the weight fragments in shared memory everywhere.
 WREG_ENV = "TF2RT_CUDA_WREG"
+#: n-tiles (8 batch rows each) per copy group of the large-batch step (the kernel's V3_GT).
+V3_GROUP_TILES = 2
+#: Environment switch for large-batch builds whose weights fit neither registers nor, next
+#: to all staged rows, shared memory alone: "0" leaves them out (the original step or
+#: cuDNN); "1" also uses them where shared-memory weights would fit.
+WPART_ENV = "TF2RT_CUDA_WPART"
 #: fp32 products run on tensor cores as three TF32 passes (TF32X3) from this batch on. An
 #: m16n8k8 step costs the same for 1 to 8 batch columns, CUDA-core products grow with the
 #: batch. On an H200 (2-layer LSTM, T=100) the CUDA cores win at batch 1 (H=512: 306 vs
@@ -160,6 +166,9 @@ class KernelConfig:
     step_v3: bool = False  # large batch: all rows staged, flag exchange (STEP_V3)
     tf32: bool = False  # fp32 products on tensor cores as three TF32 passes (TF32X3; two-barrier step)
     packf: bool = False  # tf32 builds: two fp32 h per exchange word (PACKF; not in streaming builds)
+    wpart: int = 0  # large-batch step: K steps per warp with fragments in registers, the rest in smem (WPART)
+    v3_slots: int = 0  # large-batch step: staging ring of this many copy groups (V3_SLOTS; 0: all rows)
+    v3_gt: int = V3_GROUP_TILES  # large-batch step: n-tiles (8 batch rows) per copy group (V3_GT)
 
     @property
     def gates(self) -> int:
@@ -198,14 +207,25 @@ class KernelConfig:
         return self.groups * self.ctas_per_group
 
     @property
+    def ksplit(self) -> int:
+        """Warps sharing one 16-row tile, each a slice of K (tensor-core builds)."""
+        return max(self.threads // 32 // (self.rows_padded // 16), 1)
+
+    @property
+    def nit_r(self) -> int:
+        """K steps of the recurrent product per warp (tensor-core builds)."""
+        return -(-(self.kp // self.kstep) // self.ksplit)
+
+    @property
     def frag_regs(self) -> int:
         """Registers per thread that hold weight fragments under WREG (4 per 16x16 tile
-        K step; one row tile per warp, K split over the warps of a tile)."""
+        K step; one row tile per warp, K split over the warps of a tile), or the first
+        `wpart` K steps of them."""
         if not self.mma:
             return 0
-        nwarp = self.threads // 32
-        ksplit = max(nwarp // (self.rows_padded // 16), 1)
-        nit = lambda k: -(-(k // self.kstep) // ksplit)  # noqa: E731
+        if self.wpart:
+            return 4 * self.wpart
+        nit = lambda k: -(-(k // self.kstep) // self.ksplit)  # noqa: E731
         return 4 * (nit(self.kp) + (nit(self.kx_eff) if self.fused else 0))
 
     @property
@@ -220,6 +240,26 @@ class KernelConfig:
         return rows * self.kp * wsize + (rows * self.kx_eff * wsize if self.fused else 0)
 
     @property
+    def smem_weight_bytes(self) -> int:
+        """Weights read from shared memory every step (none under WREG; under WPART the
+        K steps past the first `wpart` of every warp)."""
+        if self.wreg:
+            return 0
+        if self.wpart:
+            return self.weight_bytes // self.nit_r * (self.nit_r - self.wpart)
+        return self.weight_bytes
+
+    @property
+    def staged_rows(self) -> int:
+        """Batch rows staged in shared memory at once (STG_ROWS)."""
+        if not self.step_v3:
+            return 8
+        nbt = -(-self.batch // 8)
+        if 0 < self.v3_slots < -(-nbt // self.v3_gt):
+            return 8 * self.v3_gt * self.v3_slots
+        return 8 * nbt
+
+    @property
     def smem_bytes(self) -> int:
         """Dynamic shared memory per CTA (mirrors the carve-up in persistent_rnn.cu)."""
         rows = self.gates * self.upc
@@ -228,16 +268,21 @@ class KernelConfig:
             mt = self.rows_padded // 16
             nbt = -(-self.batch // 8) if self.step_v3 else 1
             pad, esize = (4, 4) if self.tf32 else (8, 2)
-            stage = 8 * nbt * ((self.kp + pad) + ((self.kx_eff + pad) if self.fused else 0)) * esize
-            red = mt * max(nwarp // mt, 1) * 128 * 4 * (2 if (self.step_v2 or self.step_v3) else 1) * nbt
+            stage = self.staged_rows * ((self.kp + pad) + ((self.kx_eff + pad) if self.fused else 0)) * esize
+            # second set (input products) in two-barrier builds; large-batch ones only when fused
+            sets = 2 if (self.step_v2 or (self.step_v3 and self.fused)) else 1
+            red = mt * max(nwarp // mt, 1) * 128 * 4 * sets * nbt
+            # large-batch step: the initial h/c borrow the partial sums' space (STATE_IN_RED)
+            state_in_red = self.step_v3 and 2 * self.upc * self.batch <= mt * max(nwarp // mt, 1) * 128 * nbt
         else:
             stage = self.bch * (self.kp + (self.kx_eff if self.fused else 0)) * 4
             red = 0
+            state_in_red = False
         return (
-            (0 if self.wreg else self.weight_bytes)
+            self.smem_weight_bytes
             + stage
             + (0 if self.step_v3 else rows * self.batch * 4 * 3)
-            + self.upc * self.batch * 4 * 2
+            + (0 if state_in_red else self.upc * self.batch * 4 * 2)
             + rows * 4 * 2
             + 3 * self.upc * 4
             + red
@@ -269,6 +314,9 @@ class KernelConfig:
             "STEP_V3": int(self.step_v3),
             "TF32X3": int(self.tf32),
             "PACKF_REQ": int(self.packf),
+            "WPART": self.wpart,
+            "V3_SLOTS": self.v3_slots,
+            **({"V3_GT": self.v3_gt} if self.v3_gt != V3_GROUP_TILES else {}),
         }
 
 
@@ -350,13 +398,33 @@ def step_v3_applies(cfg: KernelConfig, problem: RnnProblem) -> bool:
     return v3_config(cfg, problem).mma and problem.batch > 1 and not lbr0 and problem.hidden % 8 == 0
 
 
-def v3_config(cfg: KernelConfig, problem: RnnProblem) -> KernelConfig:
+def v3_config(cfg: KernelConfig, problem: RnnProblem, smem_limit: int | None = None) -> KernelConfig:
     """`cfg` as a large-batch step build: all rows in one chunk, fp32 products as three TF32
     passes (the step has no CUDA-core form), weight fragments in registers where they fit
-    (one row tile per warp, at most WREG_MAX_REGS registers), else in shared memory."""
+    (one row tile per warp, at most WREG_MAX_REGS registers), else in shared memory.
+
+    Where shared memory (`smem_limit` bytes) cannot hold those weights next to every staged
+    row (fp32 H=1024 above batch 16) and the build has no in-kernel input product, the
+    first K steps of every warp keep their fragments in registers (WPART) and, if still
+    needed, the rows go through a ring of copy groups (V3_SLOTS)."""
     c3 = replace(cfg, step_v3=True, wreg=True, bch=problem.batch, tf32=cfg.wtype == 0 and tf32_applies(problem))
     fits = c3.rows_padded // 16 <= c3.threads // 32 and c3.frag_regs <= WREG_MAX_REGS
-    return c3 if fits else replace(c3, wreg=False)
+    if fits:
+        return c3
+    c3 = replace(c3, wreg=False)
+    env = os.environ.get(WPART_ENV, "")
+    fit = lambda c: smem_limit is None or c.smem_bytes + STATIC_SMEM_RESERVE <= smem_limit  # noqa: E731
+    one_tile = c3.rows_padded // 16 <= c3.threads // 32
+    if env == "0" or c3.fused or not c3.mma or not one_tile or (c3.kp // c3.kstep) % c3.ksplit or (fit(c3) and env != "1"):
+        return c3
+    cp = replace(c3, wpart=min(WREG_MAX_REGS // 4, c3.nit_r - 1))
+    nbt = -(-problem.batch // 8)
+    # all rows staged; else the deepest ring of two-tile groups, then of one-tile groups
+    options = [(V3_GROUP_TILES, 0)] + [(gt, n) for gt in (V3_GROUP_TILES, 1) for n in range(-(-nbt // gt) - 1, 1, -1)]
+    for gt, slots in options:
+        if fit(replace(cp, v3_gt=gt, v3_slots=slots)):
+            return replace(cp, v3_gt=gt, v3_slots=slots)
+    return cp
 
 
 def step_v3_preferred(problem: RnnProblem) -> bool:
@@ -429,7 +497,7 @@ def kernel_config(problem: RnnProblem, groups: int, wavefront: bool, device: Dev
     v3 = (os.environ.get(STEP_ENV, "") not in ("1", "2") and step_v3_preferred(problem)
           and step_v3_applies(cfg, problem))
     if v3:
-        c3 = v3_config(cfg, problem)
+        c3 = v3_config(cfg, problem, device.smem_per_block)
         if c3.smem_bytes + STATIC_SMEM_RESERVE <= device.smem_per_block:
             return c3
     if v2:
@@ -469,7 +537,7 @@ def floor_parts(problem: RnnProblem, cfg: KernelConfig, device: DeviceLimits) ->
     rate = device.flops_per_clock["half" if cfg.wtype != 0 else "float32"]
     return {
         "exchange": exchanges * device.exchange_us,
-        "weights": 0.0 if cfg.wreg else cfg.weight_bytes / (device.smem_bytes_per_clock * clock) * 1e6,
+        "weights": cfg.smem_weight_bytes / (device.smem_bytes_per_clock * clock) * 1e6,
         "operand": operand * 1e6,
         "math": flops / (rate * clock) * 1e6,
     }

@@ -77,6 +77,25 @@
 #if WREG && !(TWO_BARRIER && (WTYPE != 0 || TF32X3))
 #error "WREG needs the two-barrier step on tensor cores"
 #endif
+// WPART=n (large-batch step without in-kernel input products): the first n K steps of
+// each warp's recurrent fragments live in registers, the rest in shared memory (a
+// compact [row tile][K slice][step][lane] block). For weights too large for either alone
+// (fp32 H=1024: 128 KB a CTA), it frees shared memory for staged rows.
+#ifndef WPART
+#define WPART 0
+#endif
+#if WPART && (WREG || !STEP_V3 || FUSED)
+#error "WPART needs the large-batch step without in-kernel input products, and not WREG"
+#endif
+// V3_SLOTS=n (large-batch step without in-kernel input products): staged rows go through a
+// ring of n copy groups instead of all rows at once; a group's slot is refilled once its
+// products are done. 0: every group has its own slot.
+#ifndef V3_SLOTS
+#define V3_SLOTS 0
+#endif
+#if V3_SLOTS && (!STEP_V3 || FUSED)
+#error "V3_SLOTS needs the large-batch step without in-kernel input products"
+#endif
 
 // fp16/bf16 weights run the products on tensor cores (mma.m16n8k16, fp32 accumulate):
 // weights are packed in fragment order (packing.to_mma_fragments), the staged h/x vectors
@@ -92,7 +111,21 @@
 #define ROWS_P (MT * 16)
 // Staged batch rows: one 8-column n-tile (two-barrier step), NBT of them (large batch).
 #define NBT (STEP_V3 ? (BATCH + 7) / 8 : 1)
-#define STG_ROWS (8 * NBT)
+#ifndef NT_UNROLL
+#define NT_UNROLL 2  // two n-tiles in flight: independent mma chains hide each other's latency
+#endif
+// Large-batch step: n-tiles per copy group (V3_NOPIPE: one group, every copy lands before
+// the first product), copy groups per step and staging slots (V3_SLOTS, ring).
+#ifdef V3_NOPIPE
+#undef V3_GT
+#define V3_GT NBT
+#elif !defined(V3_GT)
+#define V3_GT NT_UNROLL
+#endif
+#define V3_NGRP ((NBT + V3_GT - 1) / V3_GT)
+#define V3_RING (V3_SLOTS > 0 && V3_SLOTS < V3_NGRP)
+#define V3_NSLOT (V3_RING ? V3_SLOTS : V3_NGRP)
+#define STG_ROWS (V3_RING ? 8 * V3_GT * V3_SLOTS : 8 * NBT)
 #define LDH (KP + (TF32X3 ? 4 : 8))
 #define LDX (KX + (TF32X3 ? 4 : 8))
 #define KSPLIT_M ((NWARP / MT) > 0 ? (NWARP / MT) : 1)
@@ -102,11 +135,18 @@
 // Registers for input-weight fragments only where some group projects its input in the
 // kernel (FUSED); otherwise one unused slot instead of NIT_X.
 #define NIT_XR (FUSED ? NIT_X : 1)
+// Large-batch step: the initial h/c go to registers before the first product, so they
+// can borrow the partial-sum space instead of their own (fp32 H=1024 batch 64 needs it).
+#define STATE_IN_RED (STEP_V3 && 2 * UPC * BATCH <= MT * KSPLIT_M * 128 * NBT)
+#if WPART && ((KP / MMA_K) % KSPLIT_M != 0 || WPART >= NIT_R || MT > NWARP)
+#error "WPART needs K steps divisible among the warps of a row tile, fewer than NIT_R, one row tile per warp"
+#endif
 #if WREG && MT > NWARP
 #error "WREG needs at most one row tile per warp"
 #endif
 #else
 #define USE_MMA 0
+#define STATE_IN_RED 0
 #define ROWS_P ROWS
 #define STG_ROWS BCH
 #define LDH KP
@@ -671,7 +711,9 @@ __device__ __forceinline__ void dot_v2(const wt_t* fr, const stage_t* hv, const 
             const int ks = ksl + it * KSPLIT;
             // ks < KSR  <=>  it < KSR / KSPLIT  when KSPLIT divides KSR (ksl < KSPLIT)
             if (RDIV ? (it < KSR / KSPLIT) : (ks < KSR)) {
-                const uint4 a = WREG ? ar[it] : *reinterpret_cast<const uint4*>(fr + ((size_t)(mt * KSR + ks) * 32 + lane) * FRAG_E);
+                const uint4 a = (WREG || it < WPART) ? ar[it]
+                                : WPART ? *reinterpret_cast<const uint4*>(fr + ((size_t)((mt * KSPLIT + ksl) * (NIT - WPART) + it - WPART) * 32 + lane) * FRAG_E)
+                                        : *reinterpret_cast<const uint4*>(fr + ((size_t)(mt * KSR + ks) * 32 + lane) * FRAG_E);
                 const stage_t* v = hv + g * LDR + ks * MMA_K + t * (MMA_K / 8);
                 mma_acc(c[it & 1], a, *reinterpret_cast<const u32*>(v), *reinterpret_cast<const u32*>(v + MMA_K / 2));
             }
@@ -700,7 +742,7 @@ __device__ __forceinline__ float red_sum(const float* red, int row, int n) {
     return acc;
 }
 
-#if WREG
+#if WREG || WPART
 // The A fragments this warp multiplies every step (row tile warp % MT, K slice warp / MT),
 // straight from the packed weights in device memory into registers, once per launch.
 template <int KLEN, int NIT>
@@ -852,14 +894,18 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
     // Shared memory carve-up (sizes mirror plan.smem_bytes()).
     unsigned char* sp = smem_raw;
     // (weights live in registers under WREG: no shared memory for them)
+#if WPART
+    wt_t* Rs = reinterpret_cast<wt_t*>(sp); sp += (size_t)ROWS_P * KP * sizeof(wt_t) / NIT_R * (NIT_R - WPART);
+#else
     wt_t* Rs = reinterpret_cast<wt_t*>(sp); if (!WREG) sp += (size_t)ROWS_P * KP * sizeof(wt_t);
+#endif
     wt_t* Ws = reinterpret_cast<wt_t*>(sp); if (fused && !WREG) sp += (size_t)ROWS_P * KX * sizeof(wt_t);
     stage_t* hs = reinterpret_cast<stage_t*>(sp); sp += (size_t)STG_ROWS * LDH * sizeof(stage_t);
     stage_t* xs = reinterpret_cast<stage_t*>(sp); if (fused) sp += (size_t)STG_ROWS * LDX * sizeof(stage_t);
     float* accR = reinterpret_cast<float*>(sp); if (!STEP_V3) sp += (size_t)ROWS * BATCH * 4;
     float* accX = reinterpret_cast<float*>(sp); if (!STEP_V3) sp += (size_t)ROWS * BATCH * 4;
-    float* cst = reinterpret_cast<float*>(sp); sp += (size_t)UPC * BATCH * 4;
-    float* hown = reinterpret_cast<float*>(sp); sp += (size_t)UPC * BATCH * 4;
+    float* cst = reinterpret_cast<float*>(sp); if (!STATE_IN_RED) sp += (size_t)UPC * BATCH * 4;
+    float* hown = reinterpret_cast<float*>(sp); if (!STATE_IN_RED) sp += (size_t)UPC * BATCH * 4;
     float* acc2 = reinterpret_cast<float*>(sp); if (!STEP_V3) sp += (size_t)ROWS * BATCH * 4;
     // Biases and peepholes of the owned units, [gate][u] (read every step: keep on chip).
     float* rbs = reinterpret_cast<float*>(sp); sp += (size_t)ROWS * 4;
@@ -869,9 +915,13 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #define RSTRIDE (MT * KSPLIT_M * 128)  // partial sums of one n-tile
     float* red = reinterpret_cast<float*>(sp); sp += (size_t)RSTRIDE * NBT * 4;
 #if TWO_BARRIER
-    float* redx = reinterpret_cast<float*>(sp); sp += (size_t)RSTRIDE * NBT * 4;
+    float* redx = reinterpret_cast<float*>(sp); if (STEP_V2 || FUSED) sp += (size_t)RSTRIDE * NBT * 4;
 #endif
 #define PARTS red, redx  // where the gates find the products (gate_parts)
+#if STATE_IN_RED
+    cst = red;
+    hown = red + UPC * BATCH;
+#endif
 #else
 #define PARTS accR, accX
 #endif
@@ -883,6 +933,15 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         const int n16 = ROWS_P * KP * (int)sizeof(wt_t) / 16;
 #if WREG
         (void)src; (void)dst; (void)n16;  // fragments go to registers (load_frags)
+#elif WPART
+        // Only the K steps past the first WPART of every warp, compact (see dot_v2).
+        constexpr int KS = KP / MMA_K, NS = NIT_R - WPART;
+        (void)n16;
+        for (int i = threadIdx.x; i < MT * KSPLIT_M * NS * 32; i += NTHR) {
+            const int lane = i & 31, it = (i >> 5) % NS, tile = (i >> 5) / NS;
+            const int mt = tile / KSPLIT_M, ksl = tile % KSPLIT_M, ks = ksl + (it + WPART) * KSPLIT_M;
+            cp_async16(dst + i, src + (size_t)(mt * KS + ks) * 32 + lane);
+        }
 #elif TWO_BARRIER
         for (int i = threadIdx.x; i < n16; i += NTHR) cp_async16(dst + i, src + i);
 #else
@@ -1148,17 +1207,6 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #undef PEEP
     }
 #elif STEP_V3
-#ifndef NT_UNROLL
-#define NT_UNROLL 2  // two n-tiles in flight: independent mma chains hide each other's latency
-#endif
-// n-tiles per copy group (V3_NOPIPE: one group, every copy lands before the first product).
-#ifdef V3_NOPIPE
-#undef V3_GT
-#define V3_GT NBT
-#elif !defined(V3_GT)
-#define V3_GT NT_UNROLL
-#endif
-#define V3_NGRP ((NBT + V3_GT - 1) / V3_GT)
     // Large batch (> 8 rows): the two-barrier step with all batch rows staged at once.
     // The exchange moves plain staged values instead of tagged words: a step slot holds
     // h as [BATCH][HID] in the staging type, then one flag per producer CTA. A producer
@@ -1197,6 +1245,10 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         uint4 fragR[NIT_R], fragX[NIT_XR];
         load_frags<KP, NIT_R>(Rg + (size_t)cta * ROWS_P * KP, fragR);
         load_frags<KX, NIT_XR>(fused ? Wg + (size_t)cta * ROWS_P * KX : nullptr, fragX);
+#elif WPART
+        uint4 fragR[WPART];  // the rest of the fragments in shared memory (Rs)
+        load_frags<KP, WPART>(Rg + (size_t)cta * ROWS_P * KP, fragR);
+        const uint4* fragX = nullptr;
 #else
         const uint4* fragR = nullptr;  // fragments in shared memory (Rs, Ws)
         const uint4* fragX = nullptr;
@@ -1250,13 +1302,19 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #else
                 const bool cp_own = own_in, cp_below = below_in;
 #endif
-#pragma unroll
-                for (int gq = 0; gq < V3_NGRP; ++gq) {
-                    const int r0 = gq * 8 * V3_GT, n = min(8 * V3_GT, BATCH - r0) * CH;
+                // Copy group gq into its slot (gq itself unless the staging is a ring).
+                auto fill = [&](int gq) {
+                    const int r0 = gq * 8 * V3_GT, rows = min(8 * V3_GT, BATCH - r0), n = rows * CH;
+                    stage_t* hslot = hs + (size_t)(gq % V3_NSLOT) * 8 * V3_GT * LDH;
                     if (cp_own)
                         for (int i = threadIdx.x; i < n; i += NTHR) {
-                            const int r = r0 + i / CH, c = i % CH;
-                            cp_async16(hs + r * LDH + c * EPC, reinterpret_cast<const char*>(own) + ((size_t)r * CH + c) * 16);
+                            const int r = i / CH, c = i % CH;
+                            cp_async16(hslot + r * LDH + c * EPC, reinterpret_cast<const char*>(own) + ((size_t)(r0 + r) * CH + c) * 16);
+                        }
+                    else if (V3_RING && do_r)  // step 0 of a ring: the initial state, group by group
+                        for (int i = threadIdx.x; i < rows * HID; i += NTHR) {
+                            const int r = i / HID, k = i - r * HID;
+                            hslot[r * LDH + k] = to_stage(h0 ? io_load(h0 + (size_t)(r0 + r) * HID + k) : 0.0f);
                         }
                     if (cp_below)
                         for (int i = threadIdx.x; i < n; i += NTHR) {
@@ -1264,26 +1322,35 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                             cp_async16(xs + r * LDX + c * EPC, reinterpret_cast<const char*>(below) + ((size_t)r * CH + c) * 16);
                         }
                     asm volatile("cp.async.commit_group;" ::: "memory");
-                }
+                };
+#pragma unroll
+                for (int gq = 0; gq < V3_NSLOT; ++gq) fill(gq);
 #pragma unroll
                 for (int gq = 0; gq < V3_NGRP; ++gq) {
-                    cp_async_wait_pending(V3_NGRP - 1 - gq);
+                    // groups committed so far: the first V3_NSLOT plus one refill per earlier group
+                    cp_async_wait_pending(min(V3_NGRP, V3_NSLOT + gq) - 1 - gq);
                     __syncthreads();  // every thread's copies of this group have landed
+                    const stage_t* hg = hs + (size_t)(gq % V3_NSLOT) * 8 * V3_GT * LDH;
 #pragma unroll NT_UNROLL
                     for (int nt = gq * V3_GT; nt < min((gq + 1) * V3_GT, NBT); ++nt) {
+                        const stage_t* hv = hg + (nt - gq * V3_GT) * 8 * LDH;
                         if (do_r && do_x)
-                            dot_v2<KP, LDH, KX, LDX, true>(Rs, hs + nt * 8 * LDH, Ws, xs + nt * 8 * LDX,
+                            dot_v2<KP, LDH, KX, LDX, true>(Rs, hv, Ws, xs + nt * 8 * LDX,
                                                            red + nt * RSTRIDE, redx + nt * RSTRIDE, fragR, fragX);
                         else if (do_r)
-                            dot_v2<KP, LDH, KX, LDX, false>(Rs, hs + nt * 8 * LDH, nullptr, xs, red + nt * RSTRIDE,
+                            dot_v2<KP, LDH, KX, LDX, false>(Rs, hv, nullptr, xs, red + nt * RSTRIDE,
                                                             redx + nt * RSTRIDE, fragR, fragX);
                         else if (do_x)
                             dot_v2<KX, LDX, KX, LDX, false>(Ws, xs + nt * 8 * LDX, nullptr, xs, redx + nt * RSTRIDE,
                                                             redx + nt * RSTRIDE, fragX, fragX);
                     }
+                    if (V3_RING && gq + V3_NSLOT < V3_NGRP) {
+                        __syncthreads();  // every warp is done with this slot
+                        fill(gq + V3_NSLOT);
+                    }
                 }
             };
-            if (s == 0) load_init(h0, 0, hs);
+            if (s == 0 && !V3_RING) load_init(h0, 0, hs);
             if (xin_g) load_x(xin_g, xin_k, s, reverse, s_len, 0, xs);
 #ifndef V3_NOSPLIT
             if (want_below) {

@@ -1,0 +1,53 @@
+"""The input projection GEMM's forms (host side; the GPU tests run them on the device)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tf2rt.backends.cuda.projection import XPROJ_ENV, XPROJ_MIN_FLOP, Projection, projection_mode, split_tf32
+
+
+def test_split_tf32_is_exact_with_a_tf32_high_part():
+    rng = np.random.default_rng(0)
+    m = (rng.standard_normal((64, 33)) * np.exp(rng.uniform(-20, 20, (64, 33)))).astype(np.float32)
+    hi, lo = split_tf32(m)
+    assert not np.any(hi.view(np.uint32) & np.uint32(0x1FFF))  # 10 mantissa bits left
+    np.testing.assert_array_equal(hi.astype(np.float64) + lo.astype(np.float64), m.astype(np.float64))
+    assert np.all(np.abs(lo) <= np.abs(m) * 2.0**-10)
+
+
+def test_projection_mode_by_size_dtype_and_override(monkeypatch):
+    monkeypatch.delenv(XPROJ_ENV, raising=False)
+    rows = int(XPROJ_MIN_FLOP / (2 * 1024 * 4096)) + 1
+    assert projection_mode("float32", rows, 1024, 4096) == "tf32x3"
+    assert projection_mode("float32", rows - 2, 1024, 4096) == "plain"  # launch-bound: plain SGEMM
+    assert projection_mode("float16", rows, 1024, 4096) == "plain"  # tensor cores already
+    monkeypatch.setenv(XPROJ_ENV, "bf16x3")
+    assert projection_mode("float32", 1, 8, 8) == "bf16x3" and projection_mode("bfloat16", 1, 8, 8) == "plain"
+    monkeypatch.setenv(XPROJ_ENV, "fast")
+    with pytest.raises(ValueError, match="plain, tf32x3, bf16x3"):
+        projection_mode("float32", 1, 8, 8)
+
+
+def test_tf32x3_projection_lays_out_the_three_passes_in_one_gemm():
+    """On the CPU the GEMM is plain fp32, so hi*hi + hi*lo + lo*hi must reproduce x W^T + b
+    up to the dropped lo*lo term: this checks the split, the tripled K and the bias."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    W = rng.uniform(-1, 1, (24, 40)).astype(np.float32)
+    b = rng.uniform(-1, 1, 24).astype(np.float32)
+    x = rng.uniform(-3, 3, (10, 40)).astype(np.float32)
+    proj = Projection(W, b, torch.float32, 16, "cpu", "tf32x3")
+    out = torch.empty(7, 24)
+    proj(torch.from_numpy(x[:7]), out)
+    ref = x[:7].astype(np.float64) @ W.T.astype(np.float64) + b
+    np.testing.assert_allclose(out.numpy(), ref, rtol=0, atol=2e-5)
+    plain = Projection(W, b, torch.float32, 16, "cpu", "plain")
+    out2 = torch.empty(7, 24)
+    plain(torch.from_numpy(x[:7]), out2)
+    np.testing.assert_allclose(out.numpy(), out2.numpy(), rtol=0, atol=1e-4)
+    with pytest.raises(ValueError, match="fp32 stacks"):
+        Projection(W, b, torch.float16, 16, "cpu", "tf32x3")
+    with pytest.raises(ValueError, match="unknown projection mode"):
+        Projection(W, b, torch.float32, 16, "cpu", "fp64")

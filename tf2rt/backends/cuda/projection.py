@@ -1,0 +1,126 @@
+"""Input projections of a recurrent layer for every step at once: one GEMM per layer.
+
+fp32 stacks with large projections keep fp32 accuracy at tensor-core speed by splitting
+both operands into a high and a low part and multiplying hi*hi + hi*lo + lo*hi (the lo*lo
+term is below fp32 rounding), all in ONE GEMM over a tripled K:
+[x_hi | x_hi | x_lo] @ [W_hi; W_lo; W_hi]. "tf32x3" splits at TF32 precision (the same
+split as the persistent kernel's fp32 products, about 2^-21 relative error per product);
+"bf16x3" at bfloat16 precision (about 2^-16, bf16 tensor cores run twice as fast as TF32).
+"plain" is an fp32 GEMM on CUDA cores (cuBLAS SGEMM).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from typing import Any, Iterator
+
+import numpy as np
+
+#: Environment override of the fp32 projection's form: "plain", "tf32x3" or "bf16x3".
+XPROJ_ENV = "TF2RT_CUDA_XPROJ"
+XPROJ_MODES = ("plain", "tf32x3", "bf16x3")
+#: fp32 projections of at least this many FLOP (2 M K N) use the split GEMM; smaller ones
+#: are launch-bound, where three extra elementwise passes cost more than they save.
+XPROJ_MIN_FLOP = 2e9
+#: The split form for large fp32 projections unless XPROJ_ENV says otherwise.
+XPROJ_DEFAULT = "tf32x3"
+
+
+def projection_mode(dtype: str, rows: int, k: int, n: int) -> str:
+    """How the projection of `rows` x `k` inputs onto `n` outputs runs for `dtype`."""
+    env = os.environ.get(XPROJ_ENV, "")
+    if env and env not in XPROJ_MODES:
+        raise ValueError(f"{XPROJ_ENV}={env!r}: expected one of {', '.join(XPROJ_MODES)}")
+    if dtype != "float32":
+        return "plain"
+    if env:
+        return env
+    return XPROJ_DEFAULT if 2.0 * rows * k * n >= XPROJ_MIN_FLOP else "plain"
+
+
+def split_tf32(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """fp32 array as hi (mantissa cut to TF32's 10 bits) + lo (the exact rest)."""
+    m = np.ascontiguousarray(m, dtype=np.float32)
+    hi = (m.view(np.uint32) & np.uint32(0xFFFFE000)).view(np.float32)
+    return hi, (m - hi).astype(np.float32)
+
+
+@contextlib.contextmanager
+def _tf32_matmul() -> Iterator[None]:
+    """cuBLAS fp32 GEMMs on TF32 tensor cores for the duration (PyTorch's global switch,
+    restored afterwards; read when a GEMM is issued, so graph capture keeps it)."""
+    import torch
+
+    m = torch.backends.cuda.matmul
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prev = m.allow_tf32
+        m.allow_tf32 = True
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m.allow_tf32 = prev
+
+
+class Projection:
+    """out[M, N] = inp[M, K] @ W.T + b for one layer (all directions), M <= max_rows.
+
+    W [N, K] and b [N] are fp32 host arrays; `io` the torch dtype of inp/out."""
+
+    def __init__(self, W: np.ndarray, b: np.ndarray, io: Any, max_rows: int, device: Any, mode: str) -> None:
+        import torch
+
+        if mode not in XPROJ_MODES:
+            raise ValueError(f"unknown projection mode {mode!r}")
+        self.mode = mode
+        n, k = W.shape
+        self.k = k
+        self.b = torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32)).to(device=device, dtype=io)
+        if mode == "plain":
+            self.wt = torch.from_numpy(np.ascontiguousarray(W.T)).to(device=device, dtype=io)
+            return
+        if io != torch.float32:
+            raise ValueError(f"projection mode {mode!r} is for fp32 stacks")
+        wt = np.ascontiguousarray(W.T, dtype=np.float32)
+        if mode == "tf32x3":
+            hi, lo = split_tf32(wt)
+            self.w3 = torch.from_numpy(np.concatenate([hi, lo, hi], 0)).to(device)
+            self.x3 = torch.empty(max_rows, 3 * k, device=device, dtype=torch.float32)
+        else:
+            w = torch.from_numpy(wt).to(device)
+            hi = w.to(torch.bfloat16)
+            lo = (w - hi.float()).to(torch.bfloat16)
+            self.w3 = torch.cat([hi, lo, hi], 0)
+            self.x3 = torch.empty(max_rows, 3 * k, device=device, dtype=torch.bfloat16)
+            self.xf = torch.empty(max_rows, k, device=device, dtype=torch.float32)
+            self.prod = torch.empty(max_rows, n, device=device, dtype=torch.float32)
+
+    def __call__(self, inp: Any, out: Any) -> None:
+        import torch
+
+        if self.mode == "plain":
+            torch.addmm(self.b, inp, self.wt, out=out)
+            return
+        m, k = inp.shape[0], self.k
+        x3 = self.x3[:m]
+        if self.mode == "tf32x3":
+            xi = x3.view(torch.int32)
+            torch.bitwise_and(inp.view(torch.int32), -8192, out=xi[:, :k])  # hi: clear 13 mantissa bits
+            x3[:, k:2 * k].copy_(x3[:, :k])
+            torch.sub(inp, x3[:, :k], out=x3[:, 2 * k:])  # lo: exact rest
+            with _tf32_matmul():
+                torch.addmm(self.b, x3, self.w3, out=out)
+            return
+        x3[:, :k].copy_(inp)  # hi: rounded to bf16
+        x3[:, k:2 * k].copy_(x3[:, :k])
+        xf = self.xf[:m]
+        xf.copy_(x3[:, :k])
+        torch.sub(inp, xf, out=xf)
+        x3[:, 2 * k:].copy_(xf)  # lo: the rest, rounded to bf16
+        prod = self.prod[:m]
+        torch.mm(x3, self.w3, out_dtype=torch.float32, out=prod)
+        torch.add(prod, self.b, out=out)
