@@ -12,7 +12,7 @@ from tf2rt.backends.cuda.packing import (
     unpack_rows)
 from tf2rt.backends.cuda.persistent import gate_defines, kernel_source
 from tf2rt.backends.cuda.plan import (DeviceLimits, RnnProblem, choose_upc, crossover_batch, floor_parts, make_plan,
-                                      weight_read_us)
+                                      projection_us, weight_read_us)
 from tf2rt.errors import ShapeError, Tf2rtError
 from tf2rt.layouts import ONNX_GRU, ONNX_LSTM
 
@@ -180,7 +180,11 @@ def test_full_floor_counts_operand_traffic_math_and_launch():
     assert p.weight_bytes == 2 * (4 * 512) * (512 + 512) * 2
     read = p.weight_bytes / H100.l2_bytes_per_s * 1e6
     assert weight_read_us(p, H100) == pytest.approx(read)
-    assert plan.full_floor_us == pytest.approx(H100.launch_us + read + 101 * per_step)
+    # the first layer's projection GEMM (deeper wavefront layers project in the kernel):
+    # 2 T B K 4H at the fp16 tensor-core rate
+    proj = 2 * 100 * 64 * 512 * 2048 / (4096 * H100.sm_count * H100.clock_ghz * 1e9) * 1e6
+    assert projection_us(p, k, H100) == pytest.approx(proj)
+    assert plan.full_floor_us == pytest.approx(H100.launch_us + read + proj + 101 * per_step)
     assert plan.floor_us == pytest.approx(101 * (parts["exchange"] + parts["weights"]))
     # The operand and the math grow with the batch. The weight stream does not; it is zero
     # where the fragments live in registers (this build) and streams out of shared memory
@@ -198,6 +202,15 @@ def test_full_floor_counts_operand_traffic_math_and_launch():
     assert f32["operand"] == pytest.approx(2 * small["operand"] * (k32.kp + k32.kx_eff) / (k.kp + k.kx_eff))
     assert f32["math"] > small["math"]
     assert make_plan(p32, H100).describe()["full_floor_us"] > make_plan(p32, H100).describe()["floor_us"]
+    # One launch a layer: every layer's projection is a GEMM; fp32 at a third of the rate
+    # (three bf16 passes); none for a first layer that projects inside the kernel.
+    lw = RnnProblem("lstm", 1024, 256, 64, 100, layers=3, dtype="float32")
+    klw = make_plan(lw, H100, prefer="persistent").kernel
+    assert klw.groups == 1
+    want = 2 * 100 * 64 * 4096 * (256 + 1024 + 1024) / (4096 / 3 * H100.sm_count * H100.clock_ghz * 1e9) * 1e6
+    assert projection_us(lw, klw, H100) == pytest.approx(want)
+    short = RnnProblem("lstm", 512, 512, 1, 1, layers=2, dtype="float16")
+    assert make_plan(short, H100).kernel.fuse_input and projection_us(short, make_plan(short, H100).kernel, H100) == 0
 
 
 def test_plan_falls_back_when_weights_do_not_fit():

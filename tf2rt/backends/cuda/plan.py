@@ -352,15 +352,16 @@ class Plan:
 
 # Largest batch at which the persistent kernel beat cuDNN-in-a-CUDA-graph in the committed
 # benchmarks (benchmarks/results/cuda_rnn_h200.md: 2 layers, batch 1/8/64;
-# cuda_rnn_large_batch_h200.md: batch 16/64 at T=100; on an H200), by
+# cuda_rnn_large_batch_h200.md: batch 16/64 at T=100; cuda_rnn_wpart_h200.md: fp32 H=1024 at
+# batch 16/32/64, where the split-fragment build wins from batch 32 on; on an H200), by
 # (cell, dtype) -> {hidden: (short sequences (T <= FUSE_INPUT_MAX_T), long sequences)};
 # 0 = never. Shapes between entries use the next larger hidden size; plain RNN was not
 # measured and uses the GRU row. A runner with autotune on re-measures at load time anyway.
 CROSSOVER: dict[tuple[str, str], dict[int, tuple[int, int]]] = {
     ("lstm", "float16"): {256: (8, 64), 512: (1, 64), 1024: (0, 16)},
-    ("lstm", "float32"): {256: (8, 64), 512: (1, 64), 1024: (0, 16)},
+    ("lstm", "float32"): {256: (8, 64), 512: (1, 64), 1024: (0, 64)},
     ("gru", "float16"): {256: (8, 64), 512: (1, 64), 1024: (0, 16)},
-    ("gru", "float32"): {256: (8, 64), 512: (1, 64), 1024: (0, 16)},
+    ("gru", "float32"): {256: (8, 64), 512: (1, 64), 1024: (0, 64)},
 }
 
 
@@ -557,13 +558,28 @@ def weight_read_us(problem: RnnProblem, device: DeviceLimits) -> float:
     return problem.weight_bytes / rate * 1e6
 
 
+def projection_us(problem: RnnProblem, cfg: KernelConfig, device: DeviceLimits) -> float:
+    """The input projections the kernel does not do itself (one GEMM per layer: the first
+    layer unless it projects in the kernel, deeper layers unless they run in a wavefront),
+    their math at the tensor cores' peak rate, microseconds. fp32 at a third of the
+    fp16/bf16 rate: the GEMM's three bf16 passes (projection.py)."""
+    p = problem
+    wavefront = cfg.groups > p.directions
+    gemm_inputs = ([] if cfg.fuse_input else [p.input_size]) + ([] if wavefront else [p.directions * p.hidden] * (p.layers - 1))
+    flops = sum(2.0 * p.seq_len * p.batch * k * p.directions * p.gates * p.hidden for k in gemm_inputs)
+    half = device.flops_per_clock["half"]
+    rate = (half / 3 if p.dtype == "float32" else half) * device.sm_count * device.clock_ghz * 1e9
+    return flops / rate * 1e6
+
+
 def full_floor_us(problem: RnnProblem, cfg: KernelConfig, steps: int, device: DeviceLimits) -> float:
-    """floor_us with what it leaves out: per call the graph launch and reading every weight
-    once (before a layer's first step can finish), and per step the largest of the weight
-    stream, the operand traffic and the math (they overlap, so only the largest counts;
-    the exchange latency sits in front of all of them)."""
+    """floor_us with what it leaves out: per call the graph launch, reading every weight
+    once (before a layer's first step can finish) and the input-projection GEMMs' math,
+    and per step the largest of the weight stream, the operand traffic and the math (they
+    overlap, so only the largest counts; the exchange latency sits in front of all of
+    them)."""
     f = floor_parts(problem, cfg, device)
-    per_call = device.launch_us + weight_read_us(problem, device)
+    per_call = device.launch_us + weight_read_us(problem, device) + projection_us(problem, cfg, device)
     return per_call + steps * (f["exchange"] + max(f["weights"], f["operand"], f["math"]))
 
 

@@ -1,12 +1,15 @@
 """Input projections of a recurrent layer for every step at once: one GEMM per layer.
 
-fp32 stacks with large projections keep fp32 accuracy at tensor-core speed by splitting
-both operands into a high and a low part and multiplying hi*hi + hi*lo + lo*hi (the lo*lo
-term is below fp32 rounding), all in ONE GEMM over a tripled K:
-[x_hi | x_hi | x_lo] @ [W_hi; W_lo; W_hi]. "tf32x3" splits at TF32 precision (the same
-split as the persistent kernel's fp32 products, about 2^-21 relative error per product);
-"bf16x3" at bfloat16 precision (about 2^-16, bf16 tensor cores run twice as fast as TF32).
-"plain" is an fp32 GEMM on CUDA cores (cuBLAS SGEMM).
+fp32 stacks with large projections run it on tensor cores by splitting both operands
+into a high and a low part and multiplying hi*hi + hi*lo + lo*hi (lo*lo is dropped), all
+in ONE GEMM over a tripled K: [x_hi | x_hi | x_lo] @ [W_hi; W_lo; W_hi], fp32 accumulate.
+"bf16x3" splits into bfloat16 parts (the default), "tf32x3" into TF32 parts through
+cuBLAS's TF32 mode, "plain" is an fp32 GEMM on CUDA cores (cuBLAS SGEMM).
+
+Measured on an H200 (2-layer stacks, T=100, benchmarks/results/cuda_xproj_h200.md): LSTM
+H=1024 batch 64 plain 6474 us, tf32x3 5232 us, bf16x3 4865 us; batch 8 1262 / 1096 / 1059
+us. Largest output difference from cuDNN over the 12 fp32 shapes: plain 8e-7, bf16x3 8e-6,
+tf32x3 1.4e-5 (fp32 tolerance 1e-4).
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ import numpy as np
 XPROJ_ENV = "TF2RT_CUDA_XPROJ"
 XPROJ_MODES = ("plain", "tf32x3", "bf16x3")
 #: fp32 projections of at least this many FLOP (2 M K N) use the split GEMM; smaller ones
-#: are launch-bound, where three extra elementwise passes cost more than they save.
-XPROJ_MIN_FLOP = 2e9
+#: are launch-bound, where the extra elementwise passes cost more than they save (H200:
+#: LSTM H=512 batch 8, 1.7 GFLOP, 450 -> 439 us; H=256 batch 8, 0.4 GFLOP, 287 -> 291 us).
+XPROJ_MIN_FLOP = 1e9
 #: The split form for large fp32 projections unless XPROJ_ENV says otherwise.
-XPROJ_DEFAULT = "tf32x3"
+XPROJ_DEFAULT = "bf16x3"
 
 
 def projection_mode(dtype: str, rows: int, k: int, n: int) -> str:
