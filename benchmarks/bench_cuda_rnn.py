@@ -260,6 +260,11 @@ def _variant(name: str, pers, plan, specs, limits):
             return None
         with _env(XPROJ_ENV, name[1:]):
             return PersistentStack(pers.problem, plan, [s.weights for s in specs])
+    elif name.startswith("ring") and "x" in name:  # large-batch step: staged rows through S slots of G n-tiles
+        slots, gt = (int(v) for v in name[4:].split("x"))
+        if not k.step_v3 or k.fused:
+            return None
+        k2 = replace(k, v3_slots=slots, v3_gt=gt)
     elif name in ("wpart", "nowpart"):  # large-batch step: fragments split registers/smem, or not
         if not k.step_v3 or k.wreg or bool(k.wpart) == (name == "wpart"):
             return None
@@ -444,8 +449,19 @@ def probe(reps: int, limits, shapes: str = PROBE_SHAPES) -> list[dict]:
         x = torch.randn(T, batch, hidden, device="cuda", dtype=getattr(torch, dtype))
         variants = [(), ("PROBE_NO_DOT",), ("PROBE_NO_SPIN",), ("PROBE_NO_DOT", "PROBE_NO_SPIN")]
         if plan.kernel.step_v3:  # the large-batch step also copies whole rows after the flags
-            variants += [("PROBE_NO_COPY",), ("PROBE_NO_COPY", "PROBE_NO_SPIN"),
-                         ("PROBE_NO_COPY", "PROBE_NO_SPIN", "PROBE_NO_DOT")]
+            off = ("PROBE_NO_COPY", "PROBE_NO_SPIN", "PROBE_NO_DOT")
+            variants += [("PROBE_NO_COPY",), ("PROBE_NO_COPY", "PROBE_NO_SPIN"), off,
+                         # what is left: the projection loads and the output stores
+                         off + ("PROBE_NO_XG",), off + ("PROBE_NO_Y",), off + ("PROBE_NO_XG", "PROBE_NO_Y"),
+                         off + ("PROBE_NO_XG", "PROBE_NO_GATES"), off + ("PROBE_NO_XG", "PROBE_NO_GATES", "PROBE_NO_FLAG")]
+        st = PersistentStack(problem, plan, [s.weights for s in specs])
+        gemms = [(pj, torch.empty(T * batch, pj.k, device="cuda", dtype=x.dtype), st.xp[0][: T * batch])
+                 for pj in st.proj if pj is not None]
+        if gemms:  # the input projections alone (a GEMM per layer outside the kernel)
+            t = _events_median(_graphed(lambda: [pj(inp, out) for pj, inp, out in gemms]), reps)
+            rows.append({"probe": f"{cell} H={hidden} B={batch} T={T} {dtype} projection GEMMs only "
+                                  f"({'+'.join(sorted({pj.mode for pj, _, _ in gemms}))})", "us": t})
+            print(rows[-1], flush=True)
         for variant in variants:
             st = PersistentStack(problem, plan, [s.weights for s in specs], probe=variant)
             t = _events_median(_graphed(lambda: st(x)), reps)
@@ -646,6 +662,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "gtN: large-batch step copying N n-tiles per group (default 2); xregs: a build without in-kernel "
         "input products that still reserves registers for their fragments; "
         "xplain/xtf32x3/xbf16x3: fp32 input projection GEMM as plain fp32, or three TF32 or bf16 passes; "
+        "ringSxG: large-batch step staging rows through S slots of G n-tiles; "
         "wpart/nowpart: large-batch step with or without fragments split between registers and shared memory; "
         "nov3: the planner's choice without the large-batch step; mode: the other schedule, one launch a layer "
         "instead of a wavefront or back).",

@@ -52,3 +52,23 @@ def test_tf32x3_projection_lays_out_the_three_passes_in_one_gemm():
         Projection(W, b, torch.float16, 16, "cpu", "tf32x3")
     with pytest.raises(ValueError, match="unknown projection mode"):
         Projection(W, b, torch.float32, 16, "cpu", "fp64")
+
+
+def test_bf16x3_operands_carry_the_split_and_the_bias():
+    """The bf16x3 GEMM (bf16 in, fp32 out) runs on CUDA only; its operands are checked
+    here by multiplying them in fp32: the result must be x W^T + b to the split's accuracy."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2)
+    W = rng.uniform(-0.1, 0.1, (24, 40)).astype(np.float32)
+    b = rng.uniform(-1, 1, 24).astype(np.float32)
+    x = rng.uniform(-1, 1, (7, 40)).astype(np.float32)
+    proj = Projection(W, b, torch.float32, 16, "cpu", "bf16x3")
+    x3 = proj.stage(torch.from_numpy(x))
+    assert x3.shape == (7, 3 * 40 + 8) and x3.dtype == torch.bfloat16
+    got = (x3.double() @ proj.w3.double()).numpy()
+    ref = x.astype(np.float64) @ W.T.astype(np.float64) + b
+    err = np.abs(got - ref).max()
+    assert err < 1e-4 * np.abs(ref).max()  # ~2^-16 relative per product
+    # one bf16 pass (operands rounded to bf16) is far less accurate
+    one = torch.from_numpy(x).bfloat16().double().numpy() @ torch.from_numpy(W.T.copy()).bfloat16().double().numpy() + b
+    assert np.abs(one - ref).max() > 10 * err

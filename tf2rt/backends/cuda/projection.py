@@ -51,6 +51,14 @@ def split_tf32(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return hi, (m - hi).astype(np.float32)
 
 
+def _split_bf16(t: Any) -> tuple[Any, Any]:
+    """fp32 tensor as bf16 hi (rounded) + bf16 lo (the rest, rounded)."""
+    import torch
+
+    hi = t.to(torch.bfloat16)
+    return hi, (t - hi.float()).to(torch.bfloat16)
+
+
 @contextlib.contextmanager
 def _tf32_matmul() -> Iterator[None]:
     """cuBLAS fp32 GEMMs on TF32 tensor cores for the duration (PyTorch's global switch,
@@ -95,13 +103,30 @@ class Projection:
             self.w3 = torch.from_numpy(np.concatenate([hi, lo, hi], 0)).to(device)
             self.x3 = torch.empty(max_rows, 3 * k, device=device, dtype=torch.float32)
         else:
-            w = torch.from_numpy(wt).to(device)
-            hi = w.to(torch.bfloat16)
-            lo = (w - hi.float()).to(torch.bfloat16)
-            self.w3 = torch.cat([hi, lo, hi], 0)
-            self.x3 = torch.empty(max_rows, 3 * k, device=device, dtype=torch.bfloat16)
-            self.xf = torch.empty(max_rows, k, device=device, dtype=torch.float32)
-            self.prod = torch.empty(max_rows, n, device=device, dtype=torch.float32)
+            # The bias rides along as two more K columns (x: 1, 1; W: b_hi, b_lo), padded to 8
+            # so rows stay 16-byte aligned: the GEMM writes the finished projection.
+            hi, lo = _split_bf16(torch.from_numpy(wt).to(device))
+            bias = torch.zeros(8, n, device=device, dtype=torch.bfloat16)
+            bias[0], bias[1] = _split_bf16(self.b.float())
+            self.w3 = torch.cat([hi, lo, hi, bias], 0)
+            self.x3 = torch.zeros(max_rows, 3 * k + 8, device=device, dtype=torch.bfloat16)
+            self.x3[:, 3 * k:3 * k + 2] = 1.0
+
+    def stage(self, inp: Any) -> Any:
+        """The GEMM's left operand for `inp` (split modes): [x_hi | x_hi | x_lo (| 1 1 0..)]."""
+        import torch
+
+        m, k = inp.shape[0], self.k
+        x3 = self.x3[:m]
+        if self.mode == "tf32x3":
+            torch.bitwise_and(inp.view(torch.int32), -8192, out=x3.view(torch.int32)[:, :k])  # clear 13 mantissa bits
+            x3[:, k:2 * k].copy_(x3[:, :k])
+            torch.sub(inp, x3[:, :k], out=x3[:, 2 * k:])  # lo: the exact rest
+        else:
+            x3[:, :k].copy_(inp)  # hi: rounded to bf16
+            x3[:, k:2 * k].copy_(x3[:, :k])
+            torch.sub(inp, x3[:, :k], out=x3[:, 2 * k:3 * k])  # lo: the rest (fp32), rounded to bf16
+        return x3
 
     def __call__(self, inp: Any, out: Any) -> None:
         import torch
@@ -109,22 +134,9 @@ class Projection:
         if self.mode == "plain":
             torch.addmm(self.b, inp, self.wt, out=out)
             return
-        m, k = inp.shape[0], self.k
-        x3 = self.x3[:m]
+        x3 = self.stage(inp)
         if self.mode == "tf32x3":
-            xi = x3.view(torch.int32)
-            torch.bitwise_and(inp.view(torch.int32), -8192, out=xi[:, :k])  # hi: clear 13 mantissa bits
-            x3[:, k:2 * k].copy_(x3[:, :k])
-            torch.sub(inp, x3[:, :k], out=x3[:, 2 * k:])  # lo: exact rest
             with _tf32_matmul():
                 torch.addmm(self.b, x3, self.w3, out=out)
-            return
-        x3[:, :k].copy_(inp)  # hi: rounded to bf16
-        x3[:, k:2 * k].copy_(x3[:, :k])
-        xf = self.xf[:m]
-        xf.copy_(x3[:, :k])
-        torch.sub(inp, xf, out=xf)
-        x3[:, 2 * k:].copy_(xf)  # lo: the rest, rounded to bf16
-        prod = self.prod[:m]
-        torch.mm(x3, self.w3, out_dtype=torch.float32, out=prod)
-        torch.add(prod, self.b, out=out)
+        else:  # bf16 products, fp32 accumulation and output (the bias is in the operands)
+            torch.mm(x3, self.w3, out_dtype=torch.float32, out=out)

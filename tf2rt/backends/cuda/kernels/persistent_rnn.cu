@@ -1266,7 +1266,11 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                 const int gi = threadIdx.x + p * NTHR, b = gi / UPC, u = gi - b * UPC;
 #pragma unroll
                 for (int q = 0; q < NG; ++q) xg[p][q] = 0.0f;
+#ifdef PROBE_NO_XG  // timing probe only: results are wrong
+                if (false) {
+#else
                 if (!fused && gi < NPAIR && u < nu && s < s_len[b]) {
+#endif
                     const int tt = reverse ? s_len[b] - 1 - s : s;
                     const io_t* px = xp + ((size_t)tt * BATCH + b) * xp_stride + j0 + u;
 #pragma unroll
@@ -1367,7 +1371,11 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #pragma unroll
             for (int p = 0; p < PPT; ++p) {
                 const int gi = threadIdx.x + p * NTHR, b = gi / UPC, u = gi - b * UPC;
+#ifdef PROBE_NO_GATES  // timing probe only: results are wrong
+                if (false) {
+#else
                 if (gi < NPAIR && u < nu) {
+#endif
                     const int len = s_len[b];
                     const bool active = s < len;
                     const int tt = active ? (reverse ? len - 1 - s : s) : s;
@@ -1381,7 +1389,9 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                     hreg[p] = cell_update(xv, rv, hreg[p], creg[p], active, 0.0f, 0.0f, 0.0f, clip);
 #endif
                     out[(size_t)b * HID + j] = to_stage(hreg[p]);
+#ifndef PROBE_NO_Y  // timing probe only: results are wrong
                     if (y) io_store(y + (size_t)tt * y_ts + (size_t)b * HID + j, active ? hreg[p] : 0.0f);
+#endif
                     if (s == T - 1) {
                         if (hn) io_store(hn + (size_t)b * HID + j, hreg[p]);
 #if CELL == 0
@@ -1391,7 +1401,11 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                 }
             }
             __syncthreads();  // every value of this CTA written before its flag goes out
+#ifdef PROBE_NO_FLAG  // timing probe only: results are wrong
+            if (false) {
+#else
             if (threadIdx.x == 0) {
+#endif
                 u32* f = const_cast<u32*>(flags(ex + (size_t)s * slot)) + cta;
                 asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(f), "r"(epoch) : "memory");
             }
