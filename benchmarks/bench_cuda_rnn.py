@@ -328,7 +328,7 @@ def _variant(name: str, pers, plan, specs, limits):
             return None
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("V3_NOPIPE",))
     elif name == "xregs":  # no in-kernel input product, but registers for its fragments anyway
-        if k.fused or not (k.step_v2 or k.step_v3):
+        if k.fused or k.wpart or k.v3_slots or not (k.step_v2 or k.step_v3):  # (split fragments and rings need FUSED=0)
             return None
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("FUSED=1",))
     elif name.startswith("gt") and name[2:].isdigit():  # large-batch step: N n-tiles per copy group
@@ -386,11 +386,14 @@ def bench_one(cell: str, hidden: int, batch: int, T: int, dtype: str, layers: in
             y2 = cudnn(x)[0].float()
             row["max_abs_diff_vs_cudnn"] = float((y1 - y2).abs().max())
             for name in variants:  # the same stack built another way, timed in the same run
-                other = _variant(name, pers, plan, specs, limits)
-                if other is not None:
-                    row[f"variant_{name}_us"] = _events_median(_graphed(lambda: other(x)), reps)
-                    y4 = other(x)[0].float()
-                    row[f"variant_{name}_max_abs_diff_vs_cudnn"] = float((y4 - y2).abs().max())
+                try:
+                    other = _variant(name, pers, plan, specs, limits)
+                    if other is not None:
+                        row[f"variant_{name}_us"] = _events_median(_graphed(lambda: other(x)), reps)
+                        y4 = other(x)[0].float()
+                        row[f"variant_{name}_max_abs_diff_vs_cudnn"] = float((y4 - y2).abs().max())
+                except Exception as exc:  # one variant's failure leaves the others (and the row) standing
+                    row[f"variant_{name}_error"] = f"{type(exc).__name__}: {exc}"[:200]
         else:
             row["persistent_skip"] = plan.reason
     except Exception as exc:  # keep the sweep going; the table shows the error
