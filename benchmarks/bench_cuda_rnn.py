@@ -242,7 +242,7 @@ def _variant(name: str, pers, plan, specs, limits):
 
     from tf2rt.backends.cuda.persistent import PersistentStack
     from tf2rt.backends.cuda.projection import XPROJ_ENV
-    from tf2rt.backends.cuda.plan import (STATIC_SMEM_RESERVE, STEP_ENV, WPART_ENV, batch_chunk, kernel_config,
+    from tf2rt.backends.cuda.plan import (BF16X3_ENV, STATIC_SMEM_RESERVE, STEP_ENV, WPART_ENV, batch_chunk, kernel_config,
                                           make_plan, step_v3_applies, v3_config, wreg_applies)
 
     k = plan.kernel
@@ -250,7 +250,7 @@ def _variant(name: str, pers, plan, specs, limits):
         if not (k.step_v2 or k.step_v3):
             return None
         k2 = replace(k, step_v2=False, step_v3=False, wreg=False, split_x=False, tf32=False, packf=False,
-                     wpart=0, v3_slots=0, bch=batch_chunk(pers.problem))
+                     wpart=0, v3_slots=0, bf16x3=False, bch=batch_chunk(pers.problem))
     elif name == "v3":  # the large-batch step (flag exchange) at this batch
         if k.step_v3 or not step_v3_applies(k, pers.problem):
             return None
@@ -265,6 +265,14 @@ def _variant(name: str, pers, plan, specs, limits):
         if not k.step_v3 or k.fused:
             return None
         k2 = replace(k, v3_slots=slots, v3_gt=gt)
+    elif name in ("kbf16x3", "ktf32x3"):  # fp32 large-batch step: products as three bf16 or TF32 passes
+        if not k.step_v3 or k.fused or k.wtype != 0 or k.bf16x3 == (name == "kbf16x3"):
+            return None
+        with _env(BF16X3_ENV, "1" if name == "kbf16x3" else "0"):
+            other = make_plan(pers.problem, limits, prefer="persistent")
+        if other.engine != "persistent" or other.kernel.bf16x3 != (name == "kbf16x3"):
+            return None
+        return PersistentStack(pers.problem, other, [s.weights for s in specs])
     elif name in ("wpart", "nowpart"):  # large-batch step: fragments split registers/smem, or not
         if not k.step_v3 or k.wreg or bool(k.wpart) == (name == "wpart"):
             return None
@@ -379,7 +387,8 @@ def bench_one(cell: str, hidden: int, batch: int, T: int, dtype: str, layers: in
             row["full_floor_us"] = plan.full_floor_us
             k = plan.kernel
             row["step"] = ("v2" if k.step_v2 else "v3" if k.step_v3 else "v1") + ("+wreg" if k.wreg else "") + ("+split" if k.split_x else "") \
-                + ("+xin" if k.fuse_input else "") + ("+tf32" if k.tf32 else "") + ("+packf" if k.packf else "") \
+                + ("+xin" if k.fuse_input else "") + ("+tf32" if k.tf32 else "") + ("+bf16x3" if k.bf16x3 else "") \
+                + ("+packf" if k.packf else "") \
                 + (f"+wpart{k.wpart}" if k.wpart else "") + (f"+ring{k.v3_slots}x{k.v3_gt}" if k.v3_slots else "") \
                 + "".join(sorted({f"+x{pj.mode}" for pj in getattr(pers, "proj", []) if pj and pj.mode != "plain"}))
             y1 = pers(x)[0].float()
@@ -653,7 +662,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "CTA receives through L2 and the math at peak rate (all from this run's measurements below). `kernel`: v2 = two-barrier step (v1: the original), +wreg = weight "
         "fragments in registers, +split = deeper wavefront layers do their input product before waiting on their "
         "own h, +xin = first layer's input products in the kernel, +tf32 = fp32 products as three TF32 "
-        "tensor-core passes, +packf = two fp32 h per exchange word, +wpartN = the first N K steps of every warp's "
+        "tensor-core passes, +bf16x3 = fp32 products as three bf16 tensor-core passes over operands split ahead of time, "
+        "+packf = two fp32 h per exchange word, +wpartN = the first N K steps of every warp's "
         "fragments in registers and the rest in shared memory, +ringSxG = staged rows through a ring of S copy groups of "
         "G n-tiles, +xtf32x3/+xbf16x3 = fp32 input projection GEMM as three TF32 or bf16 tensor-core passes. `variant X` = the same stack built another way, "
         "timed in the same run (v1: original step; smem: fragments in shared memory; nosplit: no split; xin: the "
@@ -666,6 +676,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "input products that still reserves registers for their fragments; "
         "xplain/xtf32x3/xbf16x3: fp32 input projection GEMM as plain fp32, or three TF32 or bf16 passes; "
         "ringSxG: large-batch step staging rows through S slots of G n-tiles; "
+        "kbf16x3/ktf32x3: fp32 large-batch step with its products as three bf16 or three TF32 passes; "
         "wpart/nowpart: large-batch step with or without fragments split between registers and shared memory; "
         "nov3: the planner's choice without the large-batch step; mode: the other schedule, one launch a layer "
         "instead of a wavefront or back).",

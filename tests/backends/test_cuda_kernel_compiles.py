@@ -7,6 +7,7 @@ in-kernel input products, fp32/fp16/bf16, each cell) fails before anyone has a G
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import replace
 
@@ -58,6 +59,17 @@ def _configs():
         "lstm-h1024-b64-t1-fp32": RnnProblem("lstm", 1024, 1024, 64, 1, layers=2, dtype="float32"),
     }
     out = {}
+    # fp32 large-batch builds with three bf16 passes (BF16X3): fragments in registers, in
+    # shared memory, split between them with and without a ring
+    os.environ["TF2RT_CUDA_BF16X3"] = "1"
+    try:
+        for name, prob in [("lstm-h512-b64-fp32", problems["lstm-h512-b64-fp32"]),
+                           ("gru-h1024-b16-fp32", problems["gru-h1024-b16-fp32"]),
+                           ("lstm-h1024-b32-fp32", problems["lstm-h1024-b32-fp32"]),
+                           ("gru-h1024-b40-fp32", problems["gru-h1024-b40-fp32"])]:
+            out[name + "-bf16x3"] = make_plan(prob, H100, prefer="persistent").kernel
+    finally:
+        del os.environ["TF2RT_CUDA_BF16X3"]
     for name, prob in problems.items():
         k = make_plan(prob, H100, prefer="persistent").kernel
         assert k is not None, name
@@ -68,7 +80,7 @@ def _configs():
             out[name + "-nosplit"] = replace(k, split_x=False)
         if k.step_v2 or k.step_v3:
             out[name + "-v1"] = replace(k, step_v2=False, step_v3=False, wreg=False, split_x=False, tf32=False, packf=False,
-                                        wpart=0, v3_slots=0, bch=min(k.batch, 8))
+                                        wpart=0, v3_slots=0, bf16x3=False, bch=min(k.batch, 8))
         if k.tf32 and not k.step_v3:  # fp32 products on CUDA cores instead (TF2RT_CUDA_TF32X3=0)
             out[name + "-cudacores"] = replace(k, tf32=False, packf=False, wreg=False)
         if k.v3_slots and k.v3_gt == 2:  # a ring of one-tile groups instead
@@ -94,6 +106,9 @@ def test_the_configurations_cover_every_kernel_variant():
     assert any(k.step_v3 and k.tf32 and k.wreg for k in ks) and any(k.step_v3 and k.tf32 and not k.wreg for k in ks)
     assert any(k.step_v3 and k.wtype != 0 and not k.wreg for k in ks)
     assert any(k.step_v3 and k.fused and not k.fuse_input for k in ks) and any(k.step_v3 and k.fuse_input for k in ks)
+    bf = [k for k in ks if k.bf16x3]
+    assert any(k.wreg for k in bf) and any(k.wpart and k.v3_slots for k in bf) and any(k.wpart and not k.v3_slots for k in bf)
+    assert any(not (k.wreg or k.wpart) for k in bf)
     assert any(k.wpart and not k.v3_slots for k in ks) and {(k.v3_gt, k.v3_slots) for k in ks if k.wpart} >= {(2, 2), (1, 3)}
 
 

@@ -259,3 +259,23 @@ def test_ring_of_one_tile_groups_also_matches():
     other = PersistentStack(stack.problem, replace(plan, kernel=k), [s.weights for s in node_specs(case)])
     errs = _errors(other, case, make_inputs(case), "float32")
     assert max(errs.values()) <= TOL["float32"], errs
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kw", [
+    dict(cell="lstm", hidden=1024, batch=64, seq_lens=True, initial=True),  # split fragments, ring
+    dict(cell="gru", hidden=1024, batch=40, initial=True),  # ring, the last group partial
+    dict(cell="lstm", hidden=1024, batch=16, seq_lens=True),  # fragments in shared memory
+    dict(cell="gru", hidden=512, batch=64, seq_lens=True, initial=True),  # fragments in registers
+    dict(cell="lstm", hidden=1024, batch=64, seq_len=1, initial=True),  # one step, initial state via the ring
+], ids=_ids)
+def test_fp32_large_batch_products_as_three_bf16_passes_match(kw, monkeypatch):
+    monkeypatch.setenv("TF2RT_CUDA_BF16X3", "1")
+    kw = {"layers": 2, "seq_len": 12, **kw}
+    kw.setdefault("input_size", kw["hidden"])
+    case = RnnCase(seed=len(_ids(kw)) + 19, **kw)
+    plan, errs = _run(case, "float32")
+    assert plan.kernel.bf16x3 and not plan.kernel.tf32, plan.describe()
+    worst = max(errs.values())
+    print(f"bf16x3 {_ids(kw)}: {plan.mode} max abs err {worst:.2e}")
+    assert worst <= TOL["float32"], errs

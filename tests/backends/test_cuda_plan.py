@@ -104,6 +104,17 @@ def test_tf32_pairs_split_exactly_and_stay_close():
     assert round_tf32_pair(np.float32([1 + 2**-23]))[0] == np.float32(1 + 2**-23)  # lo = 2^-23 is a TF32 number
 
 
+def test_split_bf16_bits_keeps_about_16_bits():
+    from tf2rt.backends.cuda.packing import split_bf16_bits
+
+    a = np.random.default_rng(3).standard_normal((40, 24)).astype(np.float32) * 3
+    hi, lo = split_bf16_bits(a)
+    f = lambda b: (b.astype(np.uint32) << 16).view(np.float32).astype(np.float64)  # noqa: E731
+    assert hi.dtype == lo.dtype == np.uint16
+    assert np.all(np.abs(f(hi) + f(lo) - a) <= np.abs(a) * 2.0**-16)
+    assert np.abs(f(hi) - a).max() > 100 * np.abs(f(hi) + f(lo) - a).max()  # lo carries the next 8 bits
+
+
 def test_bf16_bits_match_torch(torch):
     x = np.random.default_rng(0).standard_normal(1000).astype(np.float32) * 10
     want = torch.from_numpy(x).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
@@ -407,6 +418,28 @@ def test_fp32_h1024_large_batch_splits_fragments_and_rings_the_rows(monkeypatch)
     assert not kern(64).step_v3
     monkeypatch.setenv("TF2RT_CUDA_WPART", "1")  # with them also where shared memory alone would do
     assert kern(16).wpart == 16
+
+
+def test_bf16x3_products_for_fp32_large_batch_builds_without_input_products(monkeypatch):
+    monkeypatch.setenv("TF2RT_CUDA_BF16X3", "1")
+    monkeypatch.delenv("TF2RT_CUDA_WPART", raising=False)
+
+    def kern(hidden, batch, **kw):
+        return make_plan(RnnProblem("lstm", hidden, hidden, batch, 100, layers=2, dtype="float32", **kw), H100,
+                         prefer="persistent").kernel
+
+    k = kern(1024, 64)
+    assert k.bf16x3 and not k.tf32 and k.mma and k.kstep == 16 and k.defines()["BF16X3"] == 1
+    # 8 registers a K step (hi and lo): 8 steps in registers, the other 8 in shared memory
+    assert k.wpart == 8 and k.nit_r == 16 and k.frag_regs == 64 and k.v3_slots == 2
+    # staged rows as two bf16 planes [rows][K + 8]: 32 x 1032 x 4 bytes
+    assert k.smem_bytes == 65536 + 32 * 1032 * 4 + 8 * 2 * 4 * 128 * 4 + 32 * 4 * 2 + 3 * 8 * 4
+    assert k.smem_bytes + 1024 <= H100.smem_per_block
+    assert kern(512, 64).bf16x3 and kern(512, 64).wreg  # (fragments fit registers)
+    assert kern(256, 64).tf32 and not kern(256, 64).bf16x3  # a wavefront: in-kernel input products
+    assert not kern(512, 8).bf16x3  # the two-barrier step
+    monkeypatch.setenv("TF2RT_CUDA_BF16X3", "0")
+    assert kern(1024, 64).tf32 and not kern(1024, 64).bf16x3
 
 
 def test_wait_for_gives_up_after_the_timeout_with_a_clear_error():

@@ -80,6 +80,15 @@ def to_bf16_bits(a: np.ndarray) -> np.ndarray:
     return ((bits + rounding) >> 16).astype(np.uint16)
 
 
+def split_bf16_bits(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """fp32 values as two bfloat16 bit patterns, hi (rounded) + lo (the rest, rounded): the
+    BF16X3 kernel's weight planes. hi + lo is within about 2^-17 of each value."""
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    hi = to_bf16_bits(a)
+    rest = a - (hi.astype(np.uint32) << 16).view(np.float32)
+    return hi, to_bf16_bits(rest)
+
+
 @dataclass(frozen=True)
 class DirectionWeights:
     """One layer-direction of an ONNX recurrent node, fp32, ONNX gate order.

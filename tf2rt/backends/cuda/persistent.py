@@ -18,7 +18,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ...errors import ShapeError, UnsupportedError
-from .packing import KERNEL_ORDER, DirectionWeights, pack_rows, round_tf32_pair, to_bf16_bits, to_mma_fragments
+from .packing import (KERNEL_ORDER, DirectionWeights, pack_rows, round_tf32_pair, split_bf16_bits, to_bf16_bits,
+                      to_mma_fragments)
 from .plan import DeviceLimits, KernelConfig, Plan, RnnProblem
 from .projection import Projection, projection_mode
 
@@ -123,6 +124,12 @@ class PersistentStack:
         io = dict(device=self.dev, dtype=self.dt)
 
         def upload_packed(m: np.ndarray, kp: int) -> Any:
+            if cfg.bf16x3:  # per CTA a bf16 hi fragment plane, then the lo plane (BF16X3)
+                packed = pack_rows(m, p.gates, H, cfg.upc, "float32", kp)
+                hi, lo = split_bf16_bits(packed)
+                planes = [to_mma_fragments(x).reshape(packed.shape[0], -1) for x in (hi, lo)]
+                bits = np.ascontiguousarray(np.concatenate(planes, axis=1))
+                return torch.from_numpy(bits.view(np.int16)).to(self.dev).view(torch.bfloat16)
             if p.dtype == "bfloat16":
                 bits = to_mma_fragments(to_bf16_bits(pack_rows(m, p.gates, H, cfg.upc, "float32", kp)))
                 return torch.from_numpy(bits.view(np.int16)).to(self.dev).view(torch.bfloat16)

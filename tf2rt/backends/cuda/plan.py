@@ -46,6 +46,10 @@ WREG_MAX_REGS = 64
 WREG_MAX_BATCH = 4
 #: Environment switch: "0" keeps the weight fragments in shared memory everywhere.
 WREG_ENV = "TF2RT_CUDA_WREG"
+#: fp32 large-batch builds without in-kernel input products run their products as three
+#: bf16 passes (BF16X3) instead of three TF32 passes; BF16X3_ENV "1"/"0" overrides.
+BF16X3_DEFAULT = False
+BF16X3_ENV = "TF2RT_CUDA_BF16X3"
 #: n-tiles (8 batch rows each) per copy group of the large-batch step (the kernel's V3_GT).
 V3_GROUP_TILES = 2
 #: Environment switch for large-batch builds whose weights fit neither registers nor, next
@@ -169,6 +173,7 @@ class KernelConfig:
     wpart: int = 0  # large-batch step: K steps per warp with fragments in registers, the rest in smem (WPART)
     v3_slots: int = 0  # large-batch step: staging ring of this many copy groups (V3_SLOTS; 0: all rows)
     v3_gt: int = V3_GROUP_TILES  # large-batch step: n-tiles (8 batch rows) per copy group (V3_GT)
+    bf16x3: bool = False  # fp32 large-batch step: products as three bf16 passes over pre-split operands (BF16X3)
 
     @property
     def gates(self) -> int:
@@ -177,8 +182,8 @@ class KernelConfig:
     @property
     def mma(self) -> bool:
         """Products on tensor cores: fp16/bf16 weights (K padded to 16), or fp32 under tf32
-        (K padded to 8)."""
-        return self.wtype != 0 or self.tf32
+        (K padded to 8) or bf16x3 (K padded to 16)."""
+        return self.wtype != 0 or self.tf32 or self.bf16x3
 
     @property
     def kstep(self) -> int:
@@ -218,15 +223,16 @@ class KernelConfig:
 
     @property
     def frag_regs(self) -> int:
-        """Registers per thread that hold weight fragments under WREG (4 per 16x16 tile
-        K step; one row tile per warp, K split over the warps of a tile), or the first
-        `wpart` K steps of them."""
+        """Registers per thread that hold weight fragments under WREG (4 per 16-row tile
+        K step, 8 under bf16x3: hi and lo; one row tile per warp, K split over the warps of
+        a tile), or the first `wpart` K steps of them."""
         if not self.mma:
             return 0
+        per = 8 if self.bf16x3 else 4
         if self.wpart:
-            return 4 * self.wpart
+            return per * self.wpart
         nit = lambda k: -(-(k // self.kstep) // self.ksplit)  # noqa: E731
-        return 4 * (nit(self.kp) + (nit(self.kx_eff) if self.fused else 0))
+        return per * (nit(self.kp) + (nit(self.kx_eff) if self.fused else 0))
 
     @property
     def kx_eff(self) -> int:
@@ -267,7 +273,7 @@ class KernelConfig:
             nwarp = self.threads // 32
             mt = self.rows_padded // 16
             nbt = -(-self.batch // 8) if self.step_v3 else 1
-            pad, esize = (4, 4) if self.tf32 else (8, 2)
+            pad, esize = (4, 4) if self.tf32 else (8, 4) if self.bf16x3 else (8, 2)  # bf16x3: hi + lo planes
             stage = self.staged_rows * ((self.kp + pad) + ((self.kx_eff + pad) if self.fused else 0)) * esize
             # second set (input products) in two-barrier builds; large-batch ones only when fused
             sets = 2 if (self.step_v2 or (self.step_v3 and self.fused)) else 1
@@ -313,6 +319,7 @@ class KernelConfig:
             "RESIDENT": int(self.resident),
             "STEP_V3": int(self.step_v3),
             "TF32X3": int(self.tf32),
+            "BF16X3": int(self.bf16x3),
             "PACKF_REQ": int(self.packf),
             "WPART": self.wpart,
             "V3_SLOTS": self.v3_slots,
@@ -409,6 +416,8 @@ def v3_config(cfg: KernelConfig, problem: RnnProblem, smem_limit: int | None = N
     first K steps of every warp keep their fragments in registers (WPART) and, if still
     needed, the rows go through a ring of copy groups (V3_SLOTS)."""
     c3 = replace(cfg, step_v3=True, wreg=True, bch=problem.batch, tf32=cfg.wtype == 0 and tf32_applies(problem))
+    if c3.tf32 and bf16x3_applies(c3):
+        c3 = replace(c3, tf32=False, bf16x3=True)
     fits = c3.rows_padded // 16 <= c3.threads // 32 and c3.frag_regs <= WREG_MAX_REGS
     if fits:
         return c3
@@ -418,7 +427,7 @@ def v3_config(cfg: KernelConfig, problem: RnnProblem, smem_limit: int | None = N
     one_tile = c3.rows_padded // 16 <= c3.threads // 32
     if env == "0" or c3.fused or not c3.mma or not one_tile or (c3.kp // c3.kstep) % c3.ksplit or (fit(c3) and env != "1"):
         return c3
-    cp = replace(c3, wpart=min(WREG_MAX_REGS // 4, c3.nit_r - 1))
+    cp = replace(c3, wpart=min(WREG_MAX_REGS // (8 if c3.bf16x3 else 4), c3.nit_r - 1))
     nbt = -(-problem.batch // 8)
     # all rows staged; else the deepest ring of two-tile groups, then of one-tile groups
     options = [(V3_GROUP_TILES, 0)] + [(gt, n) for gt in (V3_GROUP_TILES, 1) for n in range(-(-nbt // gt) - 1, 1, -1)]
@@ -426,6 +435,14 @@ def v3_config(cfg: KernelConfig, problem: RnnProblem, smem_limit: int | None = N
         if fit(replace(cp, v3_gt=gt, v3_slots=slots)):
             return replace(cp, v3_gt=gt, v3_slots=slots)
     return cp
+
+
+def bf16x3_applies(cfg: KernelConfig) -> bool:
+    """Whether an fp32 large-batch build runs its products as three bf16 passes (BF16X3)
+    instead of three TF32 passes: builds without in-kernel input products, where the
+    environment switch allows it."""
+    env = os.environ.get(BF16X3_ENV, "")
+    return cfg.wtype == 0 and not cfg.fused and (env == "1" or (BF16X3_DEFAULT and env != "0"))
 
 
 def step_v3_preferred(problem: RnnProblem) -> bool:

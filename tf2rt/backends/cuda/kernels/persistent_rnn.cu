@@ -67,14 +67,27 @@
 #ifndef FUSED
 #define FUSED 1  // some group projects its input inside the kernel (plan.KernelConfig.fused)
 #endif
-#if STEP_V3 && (STEP_V2 || (WTYPE == 0 && !TF32X3) || BCH != BATCH || (CELL == 1 && LBR == 0) || HID % 8 != 0)
+// BF16X3=1 (fp32 weights and io, large-batch step without in-kernel input products): the
+// products as three bf16 tensor-core passes, a*b ~ ah*bh + ah*bl + al*bh over operands
+// split into bf16 hi + lo ahead of time: weights on the host (two fragment planes, hi then
+// lo), h by its producer (an exchange slot holds a hi plane, then a lo plane). Half the
+// mma work of TF32X3 (m16n8k16 instead of m16n8k8) and no splitting in the loop, at about
+// 16 instead of 22 bits per operand.
+#ifndef BF16X3
+#define BF16X3 0
+#endif
+#if BF16X3 && (WTYPE != 0 || IOTYPE != 0 || !STEP_V3 || FUSED || TF32X3)
+#error "BF16X3 needs fp32 weights and io on the large-batch step without in-kernel input products"
+#endif
+#define WPLANES (BF16X3 ? 2 : 1)  // weight fragment planes and staged planes (hi, lo)
+#if STEP_V3 && (STEP_V2 || (WTYPE == 0 && !TF32X3 && !BF16X3) || BCH != BATCH || (CELL == 1 && LBR == 0) || HID % 8 != 0)
 #error "STEP_V3 needs tensor cores, one batch chunk, HID % 8 == 0, no GRU reset-before"
 #endif
 #if TF32X3 && (WTYPE != 0 || !(STEP_V2 || STEP_V3))
 #error "TF32X3 needs fp32 weights on the two-barrier or large-batch step"
 #endif
 #define TWO_BARRIER (STEP_V2 || STEP_V3)
-#if WREG && !(TWO_BARRIER && (WTYPE != 0 || TF32X3))
+#if WREG && !(TWO_BARRIER && (WTYPE != 0 || TF32X3 || BF16X3))
 #error "WREG needs the two-barrier step on tensor cores"
 #endif
 // WPART=n (large-batch step without in-kernel input products): the first n K steps of
@@ -102,7 +115,7 @@
 // are fp16/bf16 [8 batch rows][K + 8] (the +8 keeps the B-fragment loads conflict-free).
 // fp32 weights use tensor cores too under TF32X3 (mma.m16n8k8 on fp32 staging rows
 // [8][K + 4]), else CUDA-core FMAs on fp32 staging vectors.
-#if WTYPE != 0 || TF32X3
+#if WTYPE != 0 || TF32X3 || BF16X3
 #define USE_MMA 1
 // K per mma and elements of one lane's 16-byte A fragment.
 #define MMA_K (TF32X3 ? 8 : 16)
@@ -127,6 +140,10 @@
 #define V3_NSLOT (V3_RING ? V3_SLOTS : V3_NGRP)
 #define STG_ROWS (V3_RING ? 8 * V3_GT * V3_SLOTS : 8 * NBT)
 #define LDH (KP + (TF32X3 ? 4 : 8))
+// BF16X3: the lo planes sit this many elements after the hi ones (staged rows; weight
+// fragments in shared memory, compact under WPART).
+#define HS_PLANE (STG_ROWS * LDH)
+#define RS_PLANE (WPART ? MT * KSPLIT_M * (NIT_R - WPART) * 32 * FRAG_E : ROWS_P * KP)
 #define LDX (KX + (TF32X3 ? 4 : 8))
 #define KSPLIT_M ((NWARP / MT) > 0 ? (NWARP / MT) : 1)
 // Per warp: one row tile, NIT_R (NIT_X) K steps of the recurrent (input) product.
@@ -150,6 +167,7 @@
 #define ROWS_P ROWS
 #define STG_ROWS BCH
 #define LDH KP
+#define HS_PLANE (STG_ROWS * LDH)
 #define LDX KX
 #endif
 
@@ -158,10 +176,10 @@ typedef unsigned int u32;
 typedef unsigned long long u64;
 
 // ---- element types -------------------------------------------------------------
-#if WTYPE == 0
+#if WTYPE == 0 && !BF16X3
 typedef float wt_t;
 #else
-typedef u16 wt_t;
+typedef u16 wt_t;  // fp16/bf16 weights, or BF16X3's bf16 planes
 #endif
 #if IOTYPE == 0
 typedef float io_t;
@@ -231,6 +249,17 @@ __device__ __forceinline__ stage_t to_stage(float v) {
 typedef float stage_t;
 __device__ __forceinline__ stage_t to_stage(float v) { return v; }
 #endif
+
+// Stage v at p: its staged value, and under BF16X3 the bf16 remainder `plane` elements
+// further on (default: the staged rows' lo plane).
+__device__ __forceinline__ void stage_hl(stage_t* p, float v, size_t plane = HS_PLANE) {
+    p[0] = to_stage(v);
+#if BF16X3
+    p[plane] = to_stage(v - bf16_to_f32(p[0]));
+#else
+    (void)plane;
+#endif
+}
 
 // Eight consecutive weights of one row, widened to fp32.
 __device__ __forceinline__ void load8(const wt_t* p, float w[8]) {
@@ -487,7 +516,7 @@ __device__ __forceinline__ void gather_pair(const u64* sa, stage_t* da, int lda,
 __device__ __forceinline__ void load_init(const io_t* h0, int c0, stage_t* dst) {
     for (int idx = threadIdx.x; idx < BCH * HID; idx += NTHR) {
         int b = idx / HID, k = idx - b * HID;
-        if (c0 + b < BATCH) dst[b * LDH + k] = to_stage(h0 ? io_load(h0 + (size_t)(c0 + b) * HID + k) : 0.0f);
+        if (c0 + b < BATCH) stage_hl(dst + b * LDH + k, h0 ? io_load(h0 + (size_t)(c0 + b) * HID + k) : 0.0f);
     }
 }
 
@@ -582,7 +611,7 @@ __device__ __forceinline__ void split_pair(u32 x, u32& hi, u32& lo) {
 #endif
 // A 16x8 accumulator tile (lane: rows g, g+8 x columns 2t, 2t+1). TF32X3 keeps the small
 // terms in a second tile, so a K step's three passes form two dependency chains, not one.
-#if TF32X3
+#if TF32X3 || BF16X3
 struct acc_t { float v[4] = {0.f, 0.f, 0.f, 0.f}; float lo[4] = {0.f, 0.f, 0.f, 0.f}; };
 __device__ __forceinline__ float acc_get(const acc_t& c, int i) { return c.v[i] + c.lo[i]; }
 #else
@@ -617,6 +646,21 @@ __device__ __forceinline__ void mma_acc(acc_t& acc, const uint4& a, u32 b0, u32 
                  : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b0), "r"(b1));
 #endif
 }
+#if BF16X3
+__device__ __forceinline__ void mma_bf16(float c[4], const uint4& a, u32 b0, u32 b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b0), "r"(b1));
+}
+// c += (ah + al)(bh + bl) without al*bl (about 2^-16 of a*b): three bf16 passes, the small
+// terms in their own accumulator.
+__device__ __forceinline__ void mma_acc3(acc_t& acc, const uint4& ah, const uint4& al, u32 bh0, u32 bh1, u32 bl0,
+                                         u32 bl1) {
+    mma_bf16(acc.lo, al, bh0, bh1);
+    mma_bf16(acc.lo, ah, bl0, bl1);
+    mma_bf16(acc.v, ah, bh0, bh1);
+}
+#endif
 
 // out[r][c0+n] = rows[r] . vec[n] on tensor cores. Warps split the K dimension of each
 // 16-row tile (MT tiles x KSPLIT slices), partial sums are reduced through smem `red`.
@@ -692,7 +736,8 @@ __device__ __forceinline__ void put2(float* p, float a, float b) {
 // (load_frags) instead of from shared memory.
 template <int KR, int LDR, int KXL, int LDXL, bool WITH_X>
 __device__ __forceinline__ void dot_v2(const wt_t* fr, const stage_t* hv, const wt_t* fx, const stage_t* xv,
-                                       float* red, float* redx, const uint4* ar, const uint4* ax) {
+                                       float* red, float* redx, const uint4* ar, const uint4* ax,
+                                       const uint4* arl = nullptr) {
     constexpr int KSR = KR / MMA_K, KSX = KXL / MMA_K;
     constexpr int KSPLIT = KSPLIT_M;
     constexpr int KSM = (KSR > KSX && WITH_X) || !WITH_X ? KSR : KSX;
@@ -711,11 +756,19 @@ __device__ __forceinline__ void dot_v2(const wt_t* fr, const stage_t* hv, const 
             const int ks = ksl + it * KSPLIT;
             // ks < KSR  <=>  it < KSR / KSPLIT  when KSPLIT divides KSR (ksl < KSPLIT)
             if (RDIV ? (it < KSR / KSPLIT) : (ks < KSR)) {
-                const uint4 a = (WREG || it < WPART) ? ar[it]
-                                : WPART ? *reinterpret_cast<const uint4*>(fr + ((size_t)((mt * KSPLIT + ksl) * (NIT - WPART) + it - WPART) * 32 + lane) * FRAG_E)
-                                        : *reinterpret_cast<const uint4*>(fr + ((size_t)(mt * KSR + ks) * 32 + lane) * FRAG_E);
+                const size_t fi = WPART ? (size_t)((mt * KSPLIT + ksl) * (NIT - WPART) + it - WPART) * 32 + lane
+                                        : (size_t)(mt * KSR + ks) * 32 + lane;  // fragment index in smem
+                const bool in_reg = WREG || it < WPART;
+                const uint4 a = in_reg ? ar[it] : *reinterpret_cast<const uint4*>(fr + fi * FRAG_E);
                 const stage_t* v = hv + g * LDR + ks * MMA_K + t * (MMA_K / 8);
+#if BF16X3
+                const uint4 al = in_reg ? arl[it] : *reinterpret_cast<const uint4*>(fr + RS_PLANE + fi * FRAG_E);
+                const stage_t* vl = v + HS_PLANE;
+                mma_acc3(c[it & 1], a, al, *reinterpret_cast<const u32*>(v), *reinterpret_cast<const u32*>(v + MMA_K / 2),
+                         *reinterpret_cast<const u32*>(vl), *reinterpret_cast<const u32*>(vl + MMA_K / 2));
+#else
                 mma_acc(c[it & 1], a, *reinterpret_cast<const u32*>(v), *reinterpret_cast<const u32*>(v + MMA_K / 2));
+#endif
             }
             if (WITH_X && (XDIV ? (it < KSX / KSPLIT) : (ks < KSX))) {
                 const uint4 a = WREG ? ax[it] : *reinterpret_cast<const uint4*>(fx + ((size_t)(mt * KSX + ks) * 32 + lane) * FRAG_E);
@@ -895,12 +948,12 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
     unsigned char* sp = smem_raw;
     // (weights live in registers under WREG: no shared memory for them)
 #if WPART
-    wt_t* Rs = reinterpret_cast<wt_t*>(sp); sp += (size_t)ROWS_P * KP * sizeof(wt_t) / NIT_R * (NIT_R - WPART);
+    wt_t* Rs = reinterpret_cast<wt_t*>(sp); sp += (size_t)RS_PLANE * WPLANES * sizeof(wt_t);
 #else
-    wt_t* Rs = reinterpret_cast<wt_t*>(sp); if (!WREG) sp += (size_t)ROWS_P * KP * sizeof(wt_t);
+    wt_t* Rs = reinterpret_cast<wt_t*>(sp); if (!WREG) sp += (size_t)ROWS_P * KP * WPLANES * sizeof(wt_t);
 #endif
     wt_t* Ws = reinterpret_cast<wt_t*>(sp); if (fused && !WREG) sp += (size_t)ROWS_P * KX * sizeof(wt_t);
-    stage_t* hs = reinterpret_cast<stage_t*>(sp); sp += (size_t)STG_ROWS * LDH * sizeof(stage_t);
+    stage_t* hs = reinterpret_cast<stage_t*>(sp); sp += (size_t)HS_PLANE * WPLANES * sizeof(stage_t);
     stage_t* xs = reinterpret_cast<stage_t*>(sp); if (fused) sp += (size_t)STG_ROWS * LDX * sizeof(stage_t);
     float* accR = reinterpret_cast<float*>(sp); if (!STEP_V3) sp += (size_t)ROWS * BATCH * 4;
     float* accX = reinterpret_cast<float*>(sp); if (!STEP_V3) sp += (size_t)ROWS * BATCH * 4;
@@ -926,21 +979,23 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #define PARTS accR, accX
 #endif
 
-    // Weights on chip once: this CTA's packed block is contiguous [ROWS][KP].
+    // Weights on chip once: this CTA's packed block is contiguous [ROWS][KP] (BF16X3: a hi
+    // plane, then a lo plane).
     {
-        const uint4* src = reinterpret_cast<const uint4*>(Rg + (size_t)cta * ROWS_P * KP);
+        const uint4* src = reinterpret_cast<const uint4*>(Rg + (size_t)cta * ROWS_P * KP * WPLANES);
         uint4* dst = reinterpret_cast<uint4*>(Rs);
-        const int n16 = ROWS_P * KP * (int)sizeof(wt_t) / 16;
+        const int n16 = ROWS_P * KP * WPLANES * (int)sizeof(wt_t) / 16;
 #if WREG
         (void)src; (void)dst; (void)n16;  // fragments go to registers (load_frags)
 #elif WPART
         // Only the K steps past the first WPART of every warp, compact (see dot_v2).
-        constexpr int KS = KP / MMA_K, NS = NIT_R - WPART;
+        constexpr int KS = KP / MMA_K, NS = NIT_R - WPART, NC = MT * KSPLIT_M * NS * 32;
         (void)n16;
-        for (int i = threadIdx.x; i < MT * KSPLIT_M * NS * 32; i += NTHR) {
-            const int lane = i & 31, it = (i >> 5) % NS, tile = (i >> 5) / NS;
+        for (int i = threadIdx.x; i < NC * WPLANES; i += NTHR) {
+            const int pl = i / NC, e = i - pl * NC;  // plane, entry
+            const int lane = e & 31, it = (e >> 5) % NS, tile = (e >> 5) / NS;
             const int mt = tile / KSPLIT_M, ksl = tile % KSPLIT_M, ks = ksl + (it + WPART) * KSPLIT_M;
-            cp_async16(dst + i, src + (size_t)(mt * KS + ks) * 32 + lane);
+            cp_async16(dst + i, src + (size_t)pl * (ROWS_P * KP / FRAG_E) + (size_t)(mt * KS + ks) * 32 + lane);
         }
 #elif TWO_BARRIER
         for (int i = threadIdx.x; i < n16; i += NTHR) cp_async16(dst + i, src + i);
@@ -960,7 +1015,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #endif
         }
         // Zero the row padding of the staging vectors once (never written by gather()).
-        for (int i = threadIdx.x; i < STG_ROWS * LDH; i += NTHR) hs[i] = to_stage(0.0f);
+        for (int i = threadIdx.x; i < HS_PLANE * WPLANES; i += NTHR) hs[i] = to_stage(0.0f);
         if (fused)
             for (int i = threadIdx.x; i < STG_ROWS * LDX; i += NTHR) xs[i] = to_stage(0.0f);
     }
@@ -1241,19 +1296,31 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             pfr[p] = act ? ps[2 * UPC + u] : 0.0f;
 #endif
         }
-#if WREG
-        uint4 fragR[NIT_R], fragX[NIT_XR];
-        load_frags<KP, NIT_R>(Rg + (size_t)cta * ROWS_P * KP, fragR);
-        load_frags<KX, NIT_XR>(fused ? Wg + (size_t)cta * ROWS_P * KX : nullptr, fragX);
-#elif WPART
-        uint4 fragR[WPART];  // the rest of the fragments in shared memory (Rs)
-        load_frags<KP, WPART>(Rg + (size_t)cta * ROWS_P * KP, fragR);
-        const uint4* fragX = nullptr;
+        const wt_t* rblock = Rg + (size_t)cta * ROWS_P * KP * WPLANES;
+#if WREG || WPART
+        // WREG: every fragment in registers; WPART: the first WPART K steps (the rest in Rs)
+        constexpr int NRR = WREG ? NIT_R : WPART;
+        uint4 fragR[NRR];
+        load_frags<KP, NRR>(rblock, fragR);
+#if BF16X3
+        uint4 fragRl[NRR];  // lo plane
+        load_frags<KP, NRR>(rblock + ROWS_P * KP, fragRl);
+#else
+        const uint4* fragRl = nullptr;
+#endif
 #else
         const uint4* fragR = nullptr;  // fragments in shared memory (Rs, Ws)
+        const uint4* fragRl = nullptr;
+#endif
+#if WREG
+        uint4 fragX[NIT_XR];
+        load_frags<KX, NIT_XR>(fused ? Wg + (size_t)cta * ROWS_P * KX : nullptr, fragX);
+#else
         const uint4* fragX = nullptr;
 #endif
-        const size_t data_bytes = (size_t)BATCH * HID * sizeof(stage_t);
+        // A step slot: h of every (batch, unit) in the staging type (BF16X3: a hi plane,
+        // then a lo plane), then one flag per producer CTA.
+        const size_t data_bytes = (size_t)BATCH * HID * sizeof(stage_t) * WPLANES;
         auto flags = [&](const u64* sl) { return reinterpret_cast<const u32*>(reinterpret_cast<const char*>(sl) + data_bytes); };
         for (int s = 0; s < T; ++s) {
             const u64* own = ex + (size_t)(s > 0 ? s - 1 : 0) * slot;  // h_{s-1} of this group
@@ -1311,14 +1378,15 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                     const int r0 = gq * 8 * V3_GT, rows = min(8 * V3_GT, BATCH - r0), n = rows * CH;
                     stage_t* hslot = hs + (size_t)(gq % V3_NSLOT) * 8 * V3_GT * LDH;
                     if (cp_own)
-                        for (int i = threadIdx.x; i < n; i += NTHR) {
-                            const int r = i / CH, c = i % CH;
-                            cp_async16(hslot + r * LDH + c * EPC, reinterpret_cast<const char*>(own) + ((size_t)(r0 + r) * CH + c) * 16);
+                        for (int i = threadIdx.x; i < n * WPLANES; i += NTHR) {
+                            const int pl = i / n, e = i - pl * n, r = e / CH, c = e % CH;  // plane, row, chunk
+                            cp_async16(hslot + pl * HS_PLANE + r * LDH + c * EPC,
+                                       reinterpret_cast<const char*>(own) + pl * (size_t)BATCH * CH * 16 + ((size_t)(r0 + r) * CH + c) * 16);
                         }
                     else if (V3_RING && do_r)  // step 0 of a ring: the initial state, group by group
                         for (int i = threadIdx.x; i < rows * HID; i += NTHR) {
                             const int r = i / HID, k = i - r * HID;
-                            hslot[r * LDH + k] = to_stage(h0 ? io_load(h0 + (size_t)(r0 + r) * HID + k) : 0.0f);
+                            stage_hl(hslot + r * LDH + k, h0 ? io_load(h0 + (size_t)(r0 + r) * HID + k) : 0.0f);
                         }
                     if (cp_below)
                         for (int i = threadIdx.x; i < n; i += NTHR) {
@@ -1340,10 +1408,10 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                         const stage_t* hv = hg + (nt - gq * V3_GT) * 8 * LDH;
                         if (do_r && do_x)
                             dot_v2<KP, LDH, KX, LDX, true>(Rs, hv, Ws, xs + nt * 8 * LDX,
-                                                           red + nt * RSTRIDE, redx + nt * RSTRIDE, fragR, fragX);
+                                                           red + nt * RSTRIDE, redx + nt * RSTRIDE, fragR, fragX, fragRl);
                         else if (do_r)
                             dot_v2<KP, LDH, KX, LDX, false>(Rs, hv, nullptr, xs, red + nt * RSTRIDE,
-                                                            redx + nt * RSTRIDE, fragR, fragX);
+                                                            redx + nt * RSTRIDE, fragR, fragX, fragRl);
                         else if (do_x)
                             dot_v2<KX, LDX, KX, LDX, false>(Ws, xs + nt * 8 * LDX, nullptr, xs, redx + nt * RSTRIDE,
                                                             redx + nt * RSTRIDE, fragX, fragX);
@@ -1388,7 +1456,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #else
                     hreg[p] = cell_update(xv, rv, hreg[p], creg[p], active, 0.0f, 0.0f, 0.0f, clip);
 #endif
-                    out[(size_t)b * HID + j] = to_stage(hreg[p]);
+                    stage_hl(out + (size_t)b * HID + j, hreg[p], (size_t)BATCH * HID);
 #ifndef PROBE_NO_Y  // timing probe only: results are wrong
                     if (y) io_store(y + (size_t)tt * y_ts + (size_t)b * HID + j, active ? hreg[p] : 0.0f);
 #endif
