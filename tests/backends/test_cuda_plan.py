@@ -354,6 +354,7 @@ def test_stream_sessions_refuse_stacks_they_cannot_run():
 
 def test_large_batches_get_the_flag_exchange_step_on_tensor_cores(monkeypatch):
     monkeypatch.delenv("TF2RT_CUDA_STEP", raising=False)
+    monkeypatch.setenv("TF2RT_CUDA_BF16X3", "0")  # fp32 as three TF32 passes (bf16x3: its own test)
     k = make_plan(RnnProblem("lstm", 512, 512, 64, 100, layers=2, dtype="float16"), H100, prefer="persistent").kernel
     assert k.step_v3 and k.wreg and not k.step_v2 and k.bch == 64 and k.defines()["STEP_V3"] == 1
     # all 64 rows staged (8 n-tiles) for h and the layer below's h, partial sums per n-tile, no weights
@@ -391,8 +392,9 @@ def test_large_batches_get_the_flag_exchange_step_on_tensor_cores(monkeypatch):
 
 def test_fp32_h1024_large_batch_splits_fragments_and_rings_the_rows(monkeypatch):
     """fp32 H=1024 (128 KB of weights a CTA): above batch 16 neither registers nor shared
-    memory alone hold them next to the staged rows."""
+    memory alone hold them next to the staged rows (TF32X3 builds; bf16x3: its own test)."""
     monkeypatch.delenv("TF2RT_CUDA_WPART", raising=False)
+    monkeypatch.setenv("TF2RT_CUDA_BF16X3", "0")
 
     def kern(batch, **kw):
         return make_plan(RnnProblem("lstm", 1024, 1024, batch, 100, layers=2, dtype="float32", **kw), H100,
@@ -421,7 +423,7 @@ def test_fp32_h1024_large_batch_splits_fragments_and_rings_the_rows(monkeypatch)
 
 
 def test_bf16x3_products_for_fp32_large_batch_builds_without_input_products(monkeypatch):
-    monkeypatch.setenv("TF2RT_CUDA_BF16X3", "1")
+    monkeypatch.delenv("TF2RT_CUDA_BF16X3", raising=False)  # the default
     monkeypatch.delenv("TF2RT_CUDA_WPART", raising=False)
 
     def kern(hidden, batch, **kw):
@@ -440,6 +442,12 @@ def test_bf16x3_products_for_fp32_large_batch_builds_without_input_products(monk
     assert not kern(512, 8).bf16x3  # the two-barrier step
     monkeypatch.setenv("TF2RT_CUDA_BF16X3", "0")
     assert kern(1024, 64).tf32 and not kern(1024, 64).bf16x3
+    # the floor's math term runs at the rate of the form the build uses
+    p = RnnProblem("lstm", 1024, 1024, 64, 100, layers=2, dtype="float32")
+    monkeypatch.delenv("TF2RT_CUDA_BF16X3")
+    kb = kern(1024, 64)
+    mb = floor_parts(p, kb, H100)["math"]
+    assert mb == pytest.approx(2 * 32 * 1024 * 64 / (4096 / 3 * H100.clock_ghz * 1e9) * 1e6)
 
 
 def test_wait_for_gives_up_after_the_timeout_with_a_clear_error():

@@ -47,8 +47,10 @@ WREG_MAX_BATCH = 4
 #: Environment switch: "0" keeps the weight fragments in shared memory everywhere.
 WREG_ENV = "TF2RT_CUDA_WREG"
 #: fp32 large-batch builds without in-kernel input products run their products as three
-#: bf16 passes (BF16X3) instead of three TF32 passes; BF16X3_ENV "1"/"0" overrides.
-BF16X3_DEFAULT = False
+#: bf16 passes (BF16X3) instead of three TF32 passes; BF16X3_ENV "1"/"0" overrides. H200,
+#: 2-layer, T=100 (cuda_rnn_kbf16x3_h200.md): LSTM H=1024 batch 64 4847 -> 3558 us, batch
+#: 16 1737 -> 1615 us, H=512 batch 64 1828 -> 1677 us; outputs within 9e-6 of cuDNN.
+BF16X3_DEFAULT = True
 BF16X3_ENV = "TF2RT_CUDA_BF16X3"
 #: n-tiles (8 batch rows each) per copy group of the large-batch step (the kernel's V3_GT).
 V3_GROUP_TILES = 2
@@ -539,7 +541,8 @@ def floor_parts(problem: RnnProblem, cfg: KernelConfig, device: DeviceLimits) ->
       fragments live in registers: nothing is streamed, the math term covers their use);
     - operand: the B x K values every CTA multiplies (h, and the layer below's h in a
       wavefront) crossing L2 into every CTA, at the measured broadcast rate;
-    - math: one CTA's multiply-adds at the SM's peak rate.
+    - math: one CTA's multiply-adds at the SM's peak rate (bf16x3 builds: a third of the
+      bf16 rate).
     """
     exchanges = 2 if (problem.cell == "gru" and not problem.linear_before_reset) else 1
     clock = device.clock_ghz * 1e9
@@ -552,7 +555,8 @@ def floor_parts(problem: RnnProblem, cfg: KernelConfig, device: DeviceLimits) ->
     k_total = cfg.groups * cfg.kp + deeper * cfg.kx_eff
     operand = cfg.ctas_per_group * k_total * problem.batch * stage_bytes / device.l2_bytes_per_s
     flops = 2.0 * rows * k_cta * problem.batch
-    rate = device.flops_per_clock["half" if cfg.wtype != 0 else "float32"]
+    # fp32: the form the build runs (three bf16 passes run at a third of the bf16 rate)
+    rate = device.flops_per_clock["half"] / 3 if cfg.bf16x3 else device.flops_per_clock["half" if cfg.wtype != 0 else "float32"]
     return {
         "exchange": exchanges * device.exchange_us,
         "weights": cfg.smem_weight_bytes / (device.smem_bytes_per_clock * clock) * 1e6,
