@@ -30,6 +30,14 @@ class Nvrtc:
 
     def compile(self, source: str, options: list[str]) -> tuple[bool, str]:
         """(ok, PTX text when ok else the compiler log)."""
+        return self._compile(source, options, want_log=False)
+
+    def compile_log(self, source: str, options: list[str]) -> tuple[bool, str]:
+        """(ok, compiler log): with `-arch=sm_XX -Xptxas -v` among the options the log
+        carries ptxas's register and spill report."""
+        return self._compile(source, options, want_log=True)
+
+    def _compile(self, source: str, options: list[str], want_log: bool) -> tuple[bool, str]:
         lib = self.lib
         prog = ctypes.c_void_p()
         rc = lib.nvrtcCreateProgram(ctypes.byref(prog), source.encode(), b"persistent_rnn.cu", 0, None, None)
@@ -39,11 +47,11 @@ class Nvrtc:
             opts = (ctypes.c_char_p * len(options))(*[o.encode() for o in options])
             rc = lib.nvrtcCompileProgram(prog, len(options), opts)
             size = ctypes.c_size_t()
-            if rc != 0:
+            if rc != 0 or want_log:
                 lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
                 log = ctypes.create_string_buffer(size.value)
                 lib.nvrtcGetProgramLog(prog, log)
-                return False, log.value.decode(errors="replace")
+                return rc == 0, log.value.decode(errors="replace")
             lib.nvrtcGetPTXSize(prog, ctypes.byref(size))
             ptx = ctypes.create_string_buffer(size.value)
             lib.nvrtcGetPTX(prog, ptx)

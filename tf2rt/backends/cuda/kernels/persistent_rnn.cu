@@ -1379,7 +1379,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                     stage_t* hslot = hs + (size_t)(gq % V3_NSLOT) * 8 * V3_GT * LDH;
                     if (cp_own)
                         for (int i = threadIdx.x; i < n * WPLANES; i += NTHR) {
-                            const int pl = i / n, e = i - pl * n, r = e / CH, c = e % CH;  // plane, row, chunk
+                            const int pl = WPLANES > 1 ? i / n : 0, e = i - pl * n, r = e / CH, c = e % CH;  // plane, row, chunk
                             cp_async16(hslot + pl * HS_PLANE + r * LDH + c * EPC,
                                        reinterpret_cast<const char*>(own) + pl * (size_t)BATCH * CH * 16 + ((size_t)(r0 + r) * CH + c) * 16);
                         }
