@@ -336,7 +336,7 @@ def _variant(name: str, pers, plan, specs, limits):
             return None
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("V3_NOPIPE",))
     elif name == "xregs":  # no in-kernel input product, but registers for its fragments anyway
-        if k.fused or k.wpart or k.v3_slots or not (k.step_v2 or k.step_v3):  # (split fragments and rings need FUSED=0)
+        if k.fused or k.wpart or k.v3_slots or k.bf16x3 or not (k.step_v2 or k.step_v3):  # (these need FUSED=0)
             return None
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("FUSED=1",))
     elif name.startswith("gt") and name[2:].isdigit():  # large-batch step: N n-tiles per copy group
