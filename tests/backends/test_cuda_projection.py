@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tf2rt.backends.cuda.projection import (XPROJ_DEFAULT, XPROJ_ENV, XPROJ_MIN_FLOP, Projection, projection_mode,
-                                            split_tf32)
+from tf2rt.backends.cuda.projection import (XPROJ_DEFAULT, XPROJ_ENV, XPROJ_MIN_FLOP, XPROJ_MIN_KN, Projection,
+                                            projection_mode, split_tf32)
 
 
 def test_split_tf32_is_exact_with_a_tf32_high_part():
@@ -20,9 +20,12 @@ def test_split_tf32_is_exact_with_a_tf32_high_part():
 
 def test_projection_mode_by_size_dtype_and_override(monkeypatch):
     monkeypatch.delenv(XPROJ_ENV, raising=False)
-    rows = int(XPROJ_MIN_FLOP / (2 * 1024 * 4096)) + 1
-    assert projection_mode("float32", rows, 1024, 4096) == XPROJ_DEFAULT == "bf16x3"
-    assert projection_mode("float32", rows - 2, 1024, 4096) == "plain"  # launch-bound: plain SGEMM
+    rows = int(XPROJ_MIN_FLOP / (2 * 256 * 1024)) + 1  # enough FLOP with a small weight
+    assert projection_mode("float32", rows, 256, 1024) == XPROJ_DEFAULT == "bf16x3"
+    assert projection_mode("float32", rows - 2, 256, 1024) == "plain"  # launch-bound: plain SGEMM
+    assert projection_mode("float32", 8, 1024, 4096) == "bf16x3"  # a large weight: a few rows suffice
+    assert projection_mode("float32", 1, 1024, 4096) == "plain"  # one row: cuBLAS's bf16 path is slow
+    assert 1024 * 4096 >= XPROJ_MIN_KN > 256 * 1024
     assert projection_mode("float16", rows, 1024, 4096) == "plain"  # tensor cores already
     monkeypatch.setenv(XPROJ_ENV, "tf32x3")
     assert projection_mode("float32", 1, 8, 8) == "tf32x3" and projection_mode("bfloat16", 1, 8, 8) == "plain"

@@ -24,10 +24,16 @@ import numpy as np
 #: Environment override of the fp32 projection's form: "plain", "tf32x3" or "bf16x3".
 XPROJ_ENV = "TF2RT_CUDA_XPROJ"
 XPROJ_MODES = ("plain", "tf32x3", "bf16x3")
-#: fp32 projections of at least this many FLOP (2 M K N) use the split GEMM; smaller ones
-#: are launch-bound, where the extra elementwise passes cost more than they save (H200:
-#: LSTM H=512 batch 8, 1.7 GFLOP, 450 -> 439 us; H=256 batch 8, 0.4 GFLOP, 287 -> 291 us).
+#: fp32 projections of at least XPROJ_MIN_ROWS rows use the split GEMM where they have at
+#: least XPROJ_MIN_FLOP (2 M K N) or a weight of at least XPROJ_MIN_KN values; below that
+#: the extra elementwise passes cost more than they save. H200, 2-layer stacks, plain ->
+#: bf16x3 (benchmarks/results/cuda_xproj_all_h200.md): LSTM H=1024 batch 64 T=1 107 -> 96 us,
+#: batch 1 T=100 643 -> 587 us, H=512 batch 8 T=100 452 -> 424 us; LSTM H=256 batch 8 T=100
+#: (0.4 GFLOP, a 256 x 1024 weight) 305 -> 307 us; a single row (batch 1, T=1) H=1024 36 ->
+#: 60 us (cuBLAS's bf16 GEMM with fp32 output is slow for one row).
 XPROJ_MIN_FLOP = 1e9
+XPROJ_MIN_KN = 1 << 19
+XPROJ_MIN_ROWS = 8
 #: The split form for large fp32 projections unless XPROJ_ENV says otherwise.
 XPROJ_DEFAULT = "bf16x3"
 
@@ -41,7 +47,8 @@ def projection_mode(dtype: str, rows: int, k: int, n: int) -> str:
         return "plain"
     if env:
         return env
-    return XPROJ_DEFAULT if 2.0 * rows * k * n >= XPROJ_MIN_FLOP else "plain"
+    big = 2.0 * rows * k * n >= XPROJ_MIN_FLOP or k * n >= XPROJ_MIN_KN
+    return XPROJ_DEFAULT if rows >= XPROJ_MIN_ROWS and big else "plain"
 
 
 def split_tf32(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
