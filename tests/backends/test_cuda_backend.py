@@ -49,7 +49,10 @@ def test_cuda_engine_matches_reference(op, layers, bidir, seq, states, batch, pr
             assert err <= tol, (k, err, scale, used)
     info = runner.describe()["recurrent"]
     assert len(info) == 1 and info[0]["layers"] == layers
-    print(op, layers, bidir, batch, precision, info[0]["engine"], info[0].get("mode"))
+    if info[0]["engine"] == "persistent":  # how it multiplies and where its weights live
+        assert info[0]["products"] and info[0]["weights"] and info[0]["step"]
+        assert set(info[0].get("projection", "plain").split("+")) <= {"plain", "tf32x3", "bf16x3"}
+    print(op, layers, bidir, batch, precision, info[0]["engine"], info[0].get("mode"), info[0].get("products"))
     runner.close()
 
 

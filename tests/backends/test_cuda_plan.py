@@ -440,8 +440,13 @@ def test_bf16x3_products_for_fp32_large_batch_builds_without_input_products(monk
     assert kern(512, 64).bf16x3 and kern(512, 64).wreg  # (fragments fit registers)
     assert kern(256, 64).tf32 and not kern(256, 64).bf16x3  # a wavefront: in-kernel input products
     assert not kern(512, 8).bf16x3  # the two-barrier step
+    d = make_plan(RnnProblem("lstm", 1024, 1024, 64, 100, layers=2, dtype="float32"), H100,
+                  prefer="persistent").describe()
+    assert (d["products"], d["weights"], d["step"]) == ("fp32 as three bf16 tensor-core passes",
+                                                        "registers + shared memory", "large-batch")
     monkeypatch.setenv("TF2RT_CUDA_BF16X3", "0")
     assert kern(1024, 64).tf32 and not kern(1024, 64).bf16x3
+    assert kern(1024, 64).products == "fp32 as three TF32 tensor-core passes"
     # the floor's math term runs at the rate of the form the build uses
     p = RnnProblem("lstm", 1024, 1024, 64, 100, layers=2, dtype="float32")
     monkeypatch.delenv("TF2RT_CUDA_BF16X3")

@@ -245,6 +245,9 @@ class GraphExecutor:
             d = {"nodes": [n.name for n in c.nodes], "cell": c.specs[0].cell, "layers": len(c.nodes)}
             if c.plan is not None:
                 d.update(c.plan.describe())
+            modes = sorted({pj.mode for pj in getattr(c.stack, "proj", []) if pj is not None})
+            if modes:  # the input-projection GEMMs of a persistent stack (projection.py)
+                d["projection"] = "+".join(modes)
             out.append(d)
         return out
 

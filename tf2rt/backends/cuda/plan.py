@@ -188,6 +188,15 @@ class KernelConfig:
         return self.wtype != 0 or self.tf32 or self.bf16x3
 
     @property
+    def products(self) -> str:
+        """How the build multiplies, in words (runner.describe())."""
+        if self.bf16x3:
+            return "fp32 as three bf16 tensor-core passes"
+        if self.tf32:
+            return "fp32 as three TF32 tensor-core passes"
+        return {0: "fp32 CUDA cores", 1: "fp16 tensor cores", 2: "bf16 tensor cores"}[self.wtype]
+
+    @property
     def kstep(self) -> int:
         """K of one tensor-core step: m16n8k16 for fp16/bf16, m16n8k8 for TF32."""
         return 8 if self.tf32 else 16
@@ -349,6 +358,9 @@ class Plan:
             k = self.kernel
             out.update(
                 mode=self.mode,
+                step="large-batch" if k.step_v3 else "two-barrier" if k.step_v2 else "original",
+                products=k.products,
+                weights=("registers" if k.wreg else "registers + shared memory" if k.wpart else "shared memory"),
                 grid=k.grid,
                 units_per_cta=k.upc,
                 smem_bytes=k.smem_bytes,
