@@ -129,3 +129,25 @@ def test_run_raises_instead_of_waiting_forever():
     got = runner.run(feeds)  # and the runner goes on as before
     for k in want:
         np.testing.assert_array_equal(got[k], want[k])
+
+
+@pytest.mark.gpu
+def test_fp16_engines_run_their_recurrent_stacks_in_fp16_unless_asked_otherwise():
+    """An fp16 engine computes its recurrent ops in float32 between Casts (for onnxruntime's
+    CPU kernels); the cuda backend runs them in fp16 on tensor cores, or as asked."""
+    engine, _ = build_rnn("lstm", 2, False, 256, 64, 8, 20, 5, states=True, precision="fp16")
+    feeds = rnn_feeds("lstm", 2, False, 256, 64, 8, 20, 5, False, True)
+    want = engine.run(feeds, backend="reference")
+    for option, products in [(None, "fp16 tensor cores"), ("fp32", "fp32 as three TF32 tensor-core passes")]:
+        runner = engine.runner("cuda", rnn_precision=option, prefer="persistent")
+        got = runner.run(feeds)
+        info = runner.describe()["recurrent"][0]
+        assert info["products"] == products, info
+        for k in want:
+            assert got[k].dtype == want[k].dtype and got[k].shape == want[k].shape
+            assert float(np.abs(got[k].astype(np.float64) - want[k]).max()) <= TOL["fp16"], (option, k)
+        runner.close()
+    from tf2rt.errors import Tf2rtError
+
+    with pytest.raises(Tf2rtError, match="rnn_precision"):
+        engine.runner("cuda", rnn_precision="fp8")

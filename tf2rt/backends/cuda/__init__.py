@@ -8,7 +8,10 @@ input shapes the whole call is captured in a CUDA graph and replayed.
 Options: graph (capture a CUDA graph; default True), prefer ("persistent" | "cudnn" |
 "torch": force one engine for every recurrent stack), autotune (time the persistent kernel
 against cuDNN on the first call and keep the faster; default True), timeout_s (run()
-raises instead of waiting longer than this for the GPU; default 60, None: wait forever).
+raises instead of waiting longer than this for the GPU; default 60, None: wait forever),
+rnn_precision ("fp32" | "fp16" | "bf16": the type the recurrent stacks run in; default: the
+engine's, so an fp16 engine's recurrent layers run in fp16 although its graph keeps them
+in float32 for onnxruntime's CPU kernels).
 Needs PyTorch with CUDA and CuPy (the kernel is compiled at run time with NVRTC).
 """
 
@@ -64,7 +67,7 @@ class CudaRunner(Runner):
     backend = "cuda"
 
     def __init__(self, engine: Any, graph: bool = True, prefer: str | None = None, autotune: bool = True,
-                 timeout_s: float | None = 60.0) -> None:
+                 timeout_s: float | None = 60.0, rnn_precision: str | None = None) -> None:
         super().__init__(engine)
         import torch
 
@@ -75,10 +78,20 @@ class CudaRunner(Runner):
             raise Tf2rtError(f"prefer must be 'persistent', 'cudnn' or 'torch', got {prefer!r}")
         if timeout_s is not None and not (isinstance(timeout_s, (int, float)) and timeout_s > 0):
             raise Tf2rtError(f"timeout_s must be a positive number of seconds or None, got {timeout_s!r}")
+        if rnn_precision not in (None, "fp32", "fp16", "bf16"):
+            raise Tf2rtError(f"rnn_precision must be 'fp32', 'fp16', 'bf16' or None (follow the engine), "
+                             f"got {rnn_precision!r}")
+        # fp16 engines keep their recurrent ops in float32 between Casts only because
+        # onnxruntime's CPU kernels are float32-only; their weights are fp16 already, so on
+        # the GPU the recurrent stacks run in fp16 (tensor cores) unless asked otherwise.
+        if rnn_precision is None and getattr(engine, "precision", "fp32") == "fp16":
+            rnn_precision = "fp16"
+        self.rnn_precision = rnn_precision
         self.timeout_s = timeout_s
         self.torch = torch
         self.limits = device_limits()
-        self.executor = GraphExecutor(engine.onnx, self.limits, prefer=prefer)
+        rnn_dtype = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}.get(rnn_precision or "")
+        self.executor = GraphExecutor(engine.onnx, self.limits, prefer=prefer, rnn_dtype=rnn_dtype)
         self.use_graph, self.autotune, self.prefer = graph, autotune and prefer is None, prefer
         self._state: dict[tuple, dict] = {}  # input shapes -> static buffers and graph
         self.providers = ["cuda"]

@@ -50,11 +50,16 @@ class RnnChain:
 class GraphExecutor:
     """A prepared ONNX graph for the cuda backend. Call with device tensors."""
 
-    def __init__(self, model: Any, limits: DeviceLimits, prefer: str | None = None, device: Any = "cuda") -> None:
+    def __init__(self, model: Any, limits: DeviceLimits, prefer: str | None = None, device: Any = "cuda",
+                 rnn_dtype: str | None = None) -> None:
+        """rnn_dtype: "float32" | "float16" | "bfloat16" to run every recurrent stack in that
+        type (inputs and states cast in, outputs cast back to the graph's type), or None for
+        the type of the recurrent node's input."""
         import torch
         from onnx import numpy_helper
 
         self.limits, self.prefer = limits, prefer
+        self.rnn_dtype = None if rnn_dtype is None else getattr(torch, rnn_dtype)
         self.device = torch.device(device)
         g = model.graph
         self.host: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in g.initializer}
@@ -206,12 +211,13 @@ class GraphExecutor:
         x = values[ins[0]]
         T, B = int(x.shape[0]), int(x.shape[1])
         seq = values.get(ins[4]) if ins[4] else None
-        if chain.stack is None or chain.stack_key != (T, B, str(x.dtype)):
-            dtype = {torch.float16: "float16", torch.bfloat16: "bfloat16"}.get(x.dtype, "float32")
+        run_dt = self.rnn_dtype or x.dtype  # the stack's type; the graph keeps x's
+        if chain.stack is None or chain.stack_key != (T, B, str(run_dt)):
+            dtype = {torch.float16: "float16", torch.bfloat16: "bfloat16"}.get(run_dt, "float32")
             chain.stack, chain.plan = make_stack(chain.specs, B, T, dtype, self.limits, prefer=self.prefer,
                                                  has_seq_lens=seq is not None, torch_device=self.device)
             chain.has_seq_lens = seq is not None
-            chain.stack_key = (T, B, str(x.dtype))
+            chain.stack_key = (T, B, str(run_dt))
         D, H = chain.specs[0].directions, chain.specs[0].hidden
 
         def states(pos: int) -> Any:
@@ -221,14 +227,16 @@ class GraphExecutor:
                 parts.append(values[name] if name else None)
             if all(p is None for p in parts):
                 return None
-            return torch.cat([torch.zeros(D, B, H, device=x.device, dtype=x.dtype) if p is None else p.to(x.dtype)
+            return torch.cat([torch.zeros(D, B, H, device=x.device, dtype=run_dt) if p is None else p.to(run_dt)
                               for p in parts])
 
         h0 = states(5)
         c0 = states(6) if first.op_type == "LSTM" else None
         if seq is not None and not isinstance(seq, torch.Tensor):
             seq = torch.as_tensor(np.asarray(seq), device=x.device)
-        y, hn, cn = chain.stack(x, h0, c0, None if seq is None else seq.to(torch.int32))
+        y, hn, cn = chain.stack(x.to(run_dt), h0, c0, None if seq is None else seq.to(torch.int32))
+        back = (lambda t: t.to(x.dtype)) if run_dt != x.dtype else (lambda t: t)  # noqa: E731
+        hn, cn = back(hn), None if cn is None else back(cn)
         last = chain.nodes[-1]
         values[last.output[0]] = y.to(x.dtype) if y.dtype != x.dtype else y
         for li, n in enumerate(chain.nodes):
