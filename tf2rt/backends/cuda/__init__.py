@@ -207,7 +207,7 @@ class CudaRunner(Runner):
             raise UnsupportedError("this engine has no recurrent layers to stream")
         if not 0 <= stack < len(chains):
             raise Tf2rtError(f"stack must be in [0, {len(chains)}), got {stack}")
-        dtype = {"fp16": "float16", "bf16": "bfloat16"}.get(self.engine.precision, "float32")
+        dtype = {"fp16": "float16", "bf16": "bfloat16"}.get(self.rnn_precision or self.engine.precision, "float32")
         return StreamSession(chains[stack].specs, batch, dtype, self.limits, timeout_s)
 
     def floor_us(self) -> float:
