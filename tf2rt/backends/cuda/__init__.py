@@ -247,7 +247,7 @@ def _time_graph(fn: Any, reps: int = 10) -> float:
 
 
 def load(engine: Any, **options: Any) -> CudaRunner:
-    allowed = {"graph", "prefer", "autotune", "timeout_s"}
+    allowed = {"graph", "prefer", "autotune", "timeout_s", "rnn_precision"}
     bad = set(options) - allowed
     if bad:
         raise Tf2rtError(f"unknown cuda backend option(s) {', '.join(sorted(bad))}; use {', '.join(sorted(allowed))}")
