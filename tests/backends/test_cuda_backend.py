@@ -132,22 +132,24 @@ def test_run_raises_instead_of_waiting_forever():
 
 
 @pytest.mark.gpu
-def test_fp16_engines_run_their_recurrent_stacks_in_fp16_unless_asked_otherwise():
-    """An fp16 engine computes its recurrent ops in float32 between Casts (for onnxruntime's
-    CPU kernels); the cuda backend runs them in fp16 on tensor cores, or as asked."""
-    engine, _ = build_rnn("lstm", 2, False, 256, 64, 8, 20, 5, states=True, precision="fp16")
-    feeds = rnn_feeds("lstm", 2, False, 256, 64, 8, 20, 5, False, True)
+def test_rnn_precision_picks_the_type_recurrent_stacks_run_in():
+    """An fp16 engine computes its recurrent ops in float32 between Casts; rnn_precision="fp16"
+    runs them on fp16 tensor cores instead, "fp32" / the default keeps float32."""
+    from tf2rt.errors import Tf2rtError
+
+    args = ("lstm", 3, False, 64, 24, 8, 7, 38)  # a well-conditioned case of the grid above
+    engine, _ = build_rnn(*args, seq=True, states=True, precision="fp16")
+    feeds = rnn_feeds(*args, True, True)
     want = engine.run(feeds, backend="reference")
-    for option, products in [(None, "fp16 tensor cores"), ("fp32", "fp32 as three TF32 tensor-core passes")]:
+    for option, products in [(None, "fp32 as three TF32 tensor-core passes"), ("fp32", "fp32 as three TF32 tensor-core passes"),
+                             ("fp16", "fp16 tensor cores")]:
         runner = engine.runner("cuda", rnn_precision=option, prefer="persistent")
         got = runner.run(feeds)
         info = runner.describe()["recurrent"][0]
-        assert info["products"] == products, info
+        assert info["products"] == products, (option, info)
         for k in want:
             assert got[k].dtype == want[k].dtype and got[k].shape == want[k].shape
             assert float(np.abs(got[k].astype(np.float64) - want[k]).max()) <= TOL["fp16"], (option, k)
         runner.close()
-    from tf2rt.errors import Tf2rtError
-
     with pytest.raises(Tf2rtError, match="rnn_precision"):
         engine.runner("cuda", rnn_precision="fp8")
