@@ -33,9 +33,18 @@ _GATE_MACROS = {
 }
 
 
-def kernel_source() -> str:
-    """The CUDA source of the persistent kernel (package data)."""
-    return resources.files(__package__).joinpath("kernels/persistent_rnn.cu").read_text()
+def kernel_source(name: str = "persistent_rnn.cu") -> str:
+    """The CUDA source of a kernel file (package data), with its `#include "x.cuh"` lines
+    replaced by those headers' text (NVRTC then needs no include path)."""
+    kernels = resources.files(__package__).joinpath("kernels")
+    lines = kernels.joinpath(name).read_text().splitlines(keepends=True)
+    out = []
+    for line in lines:
+        if line.startswith('#include "') and line.rstrip().endswith('.cuh"'):
+            out.append(kernels.joinpath(line.split('"')[1]).read_text())
+        else:
+            out.append(line)
+    return "".join(out)
 
 
 def gate_defines() -> dict[str, int]:

@@ -171,57 +171,14 @@
 #define LDX KX
 #endif
 
-typedef unsigned short u16;
-typedef unsigned int u32;
-typedef unsigned long long u64;
+#define FAST_GATES (TWO_BARRIER && WTYPE != 0)
+#include "rnn_cell.cuh"
 
-// ---- element types -------------------------------------------------------------
 #if WTYPE == 0 && !BF16X3
 typedef float wt_t;
 #else
 typedef u16 wt_t;  // fp16/bf16 weights, or BF16X3's bf16 planes
 #endif
-#if IOTYPE == 0
-typedef float io_t;
-#else
-typedef u16 io_t;
-#endif
-
-__device__ __forceinline__ float f16_to_f32(u16 x) {
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x));
-    return f;
-}
-__device__ __forceinline__ u16 f32_to_f16(float f) {
-    u16 x;
-    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(x) : "f"(f));
-    return x;
-}
-__device__ __forceinline__ float bf16_to_f32(u16 x) { return __uint_as_float(((u32)x) << 16); }
-__device__ __forceinline__ u16 f32_to_bf16(float f) {
-    u16 x;
-    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(x) : "f"(f));
-    return x;
-}
-
-__device__ __forceinline__ float io_load(const io_t* p) {
-#if IOTYPE == 0
-    return *p;
-#elif IOTYPE == 1
-    return f16_to_f32(*p);
-#else
-    return bf16_to_f32(*p);
-#endif
-}
-__device__ __forceinline__ void io_store(io_t* p, float v) {
-#if IOTYPE == 0
-    *p = v;
-#elif IOTYPE == 1
-    *p = f32_to_f16(v);
-#else
-    *p = f32_to_bf16(v);
-#endif
-}
 
 #if TF32X3
 typedef float stage_t;
@@ -295,45 +252,6 @@ __device__ __forceinline__ void st_relaxed(u64* p, u64 v) {
 }
 __device__ __forceinline__ u64 pack(float h, u32 epoch) {
     return ((u64)epoch << 32) | (u64)__float_as_uint(h);
-}
-
-// ---- activations (exp-based: accurate to ~1e-7 absolute, no tanhf slow path) --------
-#if TWO_BARRIER && WTYPE != 0
-// Approximate division (MUFU.RCP + FMUL, ~2 ulp) instead of IEEE division: the gates sit
-// on the step's critical path. 1/(1+inf) is 0, so saturation stays exact. fp32 engines
-// keep IEEE division: they are held to 1e-4 of the reference.
-__device__ __forceinline__ float sigm(float x) { return __fdividef(1.0f, 1.0f + __expf(-x)); }
-__device__ __forceinline__ float tanh_(float x) { return 1.0f - __fdividef(2.0f, 1.0f + __expf(2.0f * x)); }
-#else
-__device__ __forceinline__ float sigm(float x) { return 1.0f / (1.0f + __expf(-x)); }
-__device__ __forceinline__ float tanh_(float x) { return 1.0f - 2.0f / (1.0f + __expf(2.0f * x)); }
-#endif
-__device__ __forceinline__ float clipf(float x, float c) { return c > 0.0f ? fminf(fmaxf(x, -c), c) : x; }
-
-// One (unit, batch) state update from the gates' input and recurrent parts (biases added):
-// returns the new h and updates c (LSTM). Inactive (padded) steps keep the state. GRU here
-// is reset-after (linear_before_reset); the reset-before form runs in the original step.
-__device__ __forceinline__ float cell_update(const float* xv, const float* rv, float h, float& c, bool active,
-                                             float pi, float po, float pf, float clip) {
-#if CELL == 0
-    const float ig = sigm(clipf(xv[GI] + rv[GI] + pi * c, clip));
-    const float fg = sigm(clipf(xv[GF] + rv[GF] + pf * c, clip));
-    const float gg = tanh_(clipf(xv[GC] + rv[GC], clip));
-    const float cnew = fg * c + ig * gg;
-    const float og = sigm(clipf(xv[GO] + rv[GO] + po * cnew, clip));
-    if (!active) return h;
-    c = cnew;
-    return og * tanh_(cnew);
-#elif CELL == 1
-    const float z = sigm(clipf(xv[GZ] + rv[GZ], clip));
-    const float r = sigm(clipf(xv[GR] + rv[GR], clip));
-    const float hh = tanh_(clipf(xv[GH] + r * rv[GH], clip));
-    return active ? (1.0f - z) * hh + z * h : h;
-#elif CELL == 2
-    return active ? tanh_(clipf(xv[0] + rv[0], clip)) : h;
-#else
-    return active ? fmaxf(clipf(xv[0] + rv[0], clip), 0.0f) : h;
-#endif
 }
 
 // ---- descriptor fields (one row of NDESC long longs per group) ----------------------
