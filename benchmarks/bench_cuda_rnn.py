@@ -407,12 +407,22 @@ def bench_one(cell: str, hidden: int, batch: int, T: int, dtype: str, layers: in
             row["persistent_skip"] = plan.reason
     except Exception as exc:  # keep the sweep going; the table shows the error
         row["persistent_error"] = f"{type(exc).__name__}: {exc}"[:200]
+    if T == 1:  # the single-step stack competes at one step
+        try:
+            step, splan = make_stack(specs, batch, T, dtype, limits, prefer="step")
+            if splan.engine == "step":
+                row["step_graph_us"] = _events_median(_graphed(lambda: step(x)), reps)
+                row["step_max_abs_diff_vs_cudnn"] = float((step(x)[0].float() - cudnn(x)[0].float()).abs().max())
+        except Exception as exc:
+            row["step_error"] = f"{type(exc).__name__}: {exc}"[:200]
     _, auto = make_stack(specs, batch, T, dtype, limits)
     row["table_engine"] = auto.engine
-    # The runner's first-run measurement (autotune) keeps whichever engine was faster.
+    # The runner's first-run measurement (autotune) keeps whichever engine was fastest.
+    times = {"cudnn": row["cudnn_graph_us"], "persistent": row.get("persistent_graph_us"),
+             "step": row.get("step_graph_us")}
+    row["auto_engine"] = min((e for e in times if times[e] is not None), key=lambda e: times[e])
+    ours = times[row["auto_engine"]]
     pg = row.get("persistent_graph_us")
-    row["auto_engine"] = "persistent" if pg is not None and pg < row["cudnn_graph_us"] else "cudnn"
-    ours = pg if row["auto_engine"] == "persistent" else row["cudnn_graph_us"]
     row["ours_graph_us"] = ours
     row["speedup_vs_cudnn_graph"] = row["cudnn_graph_us"] / ours
     row["speedup_vs_cudnn_eager"] = row["cudnn_eager_us"] / ours
@@ -643,6 +653,7 @@ def _ratio(a, b) -> str:
 def markdown(rows: list[dict], meta: dict) -> str:
     variants = meta.get("variants", [])
     head = ["cell", "dtype", "H", "batch", "T", "cuDNN eager", "cuDNN graph", "persistent (graph)", "kernel", "mode",
+            "single step (graph)",
             "floor", "full floor", "ours", "engine", "table", "× vs cuDNN graph", "× vs cuDNN eager", "persistent / floor",
             "ours / floor", "ours / full floor",
             *[f"variant {v}" for v in variants], "max |Δ| vs cuDNN"]
@@ -654,7 +665,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
            "floor model (`--refloor`; docs/cuda.md)." if meta.get("refloored") else ""),
         "Times in µs (median of CUDA-event-timed runs, inputs on the GPU). cuDNN = torch.nn.LSTM/GRU, eager and "
         "replayed from a captured CUDA graph; the persistent kernel in a CUDA graph too. `ours` = the engine "
-        "the backend's first-run measurement keeps (persistent kernel or its cuDNN fallback). `table` = the engine "
+        "the backend's first-run measurement keeps (persistent kernel, its cuDNN fallback or, at T=1, the single-step "
+        "stack: one GEMM over [x | h0] and one gate kernel a layer, docs/cuda.md). `table` = the engine "
         "the built-in table picks without measuring. 2 layers, input = hidden. floor = the persistent schedule's "
         "hardware floor (docs/cuda.md): per step the exchange latency plus the weight stream; `full floor` adds "
         "per call the graph launch and reading every weight once (from L2 where they fit, else device memory), "
@@ -694,6 +706,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
         pg = r.get("persistent_graph_us")
         cells = [r["cell"], r["dtype"], r["hidden"], r["batch"], r["T"], _fmt(r["cudnn_eager_us"]),
                  _fmt(r["cudnn_graph_us"]), _fmt(pg), r.get("step", ""), r.get("mode", r.get("persistent_skip", r.get("persistent_error", ""))),
+                 _fmt(r.get("step_graph_us")) or r.get("step_error", ""),
                  _fmt(r.get("floor_us")), _fmt(r.get("full_floor_us")), _fmt(r["ours_graph_us"]), r["auto_engine"],
                  r["table_engine"], f"{r['speedup_vs_cudnn_graph']:.2f}", f"{r['speedup_vs_cudnn_eager']:.1f}",
                  _ratio(pg, r.get("floor_us")), _ratio(r["ours_graph_us"], r.get("floor_us")),

@@ -6,8 +6,10 @@ cuDNN through torch.nn; other ops run as PyTorch calls. After the first call for
 input shapes the whole call is captured in a CUDA graph and replayed.
 
 Options: graph (capture a CUDA graph; default True), prefer ("persistent" | "cudnn" |
-"torch": force one engine for every recurrent stack), autotune (time the persistent kernel
-against cuDNN on the first call and keep the faster; default True), timeout_s (run()
+"torch" | "step": force one engine for every recurrent stack; "step", the single-step
+stack, applies to one-step calls only), autotune (time the persistent kernel against
+cuDNN, and at one step the single-step stack, on the first call and keep the fastest;
+default True), timeout_s (run()
 raises instead of waiting longer than this for the GPU; default 60, None: wait forever),
 rnn_precision ("fp32" | "fp16" | "bf16": the type the recurrent stacks run in; default:
 the type the engine's graph gives them, float32 in fp16 engines too).
@@ -73,8 +75,8 @@ class CudaRunner(Runner):
         from .graph import GraphExecutor
         from .persistent import device_limits
 
-        if prefer not in (None, "persistent", "cudnn", "torch"):
-            raise Tf2rtError(f"prefer must be 'persistent', 'cudnn' or 'torch', got {prefer!r}")
+        if prefer not in (None, "persistent", "cudnn", "torch", "step"):
+            raise Tf2rtError(f"prefer must be 'persistent', 'cudnn', 'torch' or 'step', got {prefer!r}")
         if timeout_s is not None and not (isinstance(timeout_s, (int, float)) and timeout_s > 0):
             raise Tf2rtError(f"timeout_s must be a positive number of seconds or None, got {timeout_s!r}")
         if rnn_precision not in (None, "fp32", "fp16", "bf16"):
@@ -119,19 +121,23 @@ class CudaRunner(Runner):
         return st
 
     def _tune(self, static: Mapping[str, Any]) -> None:
-        """First-run measurement: persistent kernel vs cuDNN per stack, keep the faster."""
+        """First-run measurement per stack: persistent kernel, cuDNN and (one step) the
+        single-step stack; keep the fastest."""
         from .rnn import make_stack
 
         torch = self.torch
         for chain in self.executor.chains:
             plan = chain.plan
-            if plan is None or plan.engine not in ("persistent", "cudnn") or chain.has_seq_lens:
-                continue  # per-sequence lengths: cuDNN in a graph cannot take them
+            if plan is None or plan.engine not in ("persistent", "cudnn", "step"):
+                continue
             x_shape_key = chain.stack_key
             T, B, dt = x_shape_key
             dtype = {"torch.float16": "float16", "torch.bfloat16": "bfloat16"}.get(dt, "float32")
+            # per-sequence lengths: cuDNN in a graph cannot take them; one step: the
+            # single-step stack competes too
+            engines = ["persistent"] + ([] if chain.has_seq_lens else ["cudnn"]) + (["step"] if T == 1 else [])
             options = {}
-            for engine in ("persistent", "cudnn"):
+            for engine in engines:
                 try:
                     stack, p = make_stack(chain.specs, B, T, dtype, self.limits, prefer=engine)
                 except Tf2rtError:
@@ -144,7 +150,7 @@ class CudaRunner(Runner):
                 except Exception:  # e.g. a form cuDNN refuses: keep the other
                     continue
                 options[engine] = (us, stack, p)
-            if len(options) == 2:
+            if len(options) >= 2:
                 best = min(options, key=lambda e: options[e][0])
                 _, chain.stack, chain.plan = options[best]
                 chain.plan.measured = {e: v[0] for e, v in options.items()}

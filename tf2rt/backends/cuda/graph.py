@@ -256,6 +256,8 @@ class GraphExecutor:
             modes = sorted({pj.mode for pj in getattr(c.stack, "proj", []) if pj is not None})
             if modes:  # the input-projection GEMMs of a persistent stack (projection.py)
                 d["projection"] = "+".join(modes)
+            if c.plan is not None and c.plan.engine == "step":  # single_step.py: how its GEMMs multiply
+                d["products"] = c.stack.products
             out.append(d)
         return out
 

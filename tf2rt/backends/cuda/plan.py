@@ -72,6 +72,13 @@ TF32_ENV = "TF2RT_CUDA_TF32X3"
 #: mixed (LSTM H=256 batch 8 245 vs 275 us, GRU 270 vs 250 us) and at 2048 slower (LSTM
 #: H=256 batch 4 232 vs 209 us).
 PACKF_MIN_VALUES = 8192
+#: One-step calls (T=1) of at least this batch run in the single-step stack (one GEMM over
+#: [x | h0] and one gate kernel a layer, single_step.py) when the planner chooses without
+#: measuring. H200, 2-layer stacks (benchmarks/results/cuda_rnn_h200.md): fp32 it was the
+#: fastest engine at batch 8 and 64 for every H but GRU H=256 batch 8 (0.1 us behind), e.g.
+#: GRU H=1024 batch 64 34.8 us (persistent kernel 87.3, cuDNN 105.2); fp16 from batch 64
+#: (batch 8: GRU H=1024 22.2 us against cuDNN's 17.1).
+STEP_MIN_BATCH = {"float32": 8, "float16": 64, "bfloat16": 64}
 
 
 @dataclass(frozen=True)
@@ -616,10 +623,37 @@ def full_floor_us(problem: RnnProblem, cfg: KernelConfig, steps: int, device: De
     return per_call + steps * (f["exchange"] + max(f["weights"], f["operand"], f["math"]))
 
 
+def step_applies(problem: RnnProblem) -> str | None:
+    """Why the single-step stack (single_step.py) cannot run `problem`, or None if it can."""
+    p = problem
+    if p.seq_len != 1:
+        return "the single-step stack runs one time step"
+    if p.cell not in GATES_PER_CELL:
+        return f"unknown cell {p.cell!r}"
+    if not p.default_activations:
+        return "non-default activations"
+    if p.cell == "rnn" and p.rnn_activation not in ("tanh", "relu"):
+        return f"activation {p.rnn_activation}"
+    if p.cell == "gru" and not p.linear_before_reset:
+        return "GRU with linear_before_reset=0 needs r before the recurrent product"
+    return None
+
+
 def make_plan(problem: RnnProblem, device: DeviceLimits | None = None, prefer: str | None = None) -> Plan:
-    """Choose how to run `problem`; `prefer` ("persistent"|"cudnn") overrides the table."""
+    """Choose how to run `problem`; `prefer` ("persistent" | "cudnn" | "step") overrides
+    the table ("step" only where the single-step stack applies)."""
     device = device or DeviceLimits()
     p = problem
+    if prefer in ("step", None) and step_applies(p) is None and device.compute_capability >= (7, 0):
+        base = make_plan(p, device, prefer="persistent")  # the shape's floor
+        floors = dict(floor_us=base.floor_us, full_floor_us=base.full_floor_us, steps=1)
+        if prefer == "step":
+            return Plan("step", "requested", **floors)
+        if p.batch >= STEP_MIN_BATCH.get(p.dtype, 1 << 30):
+            return Plan("step", f"one step at batch {p.batch} >= {STEP_MIN_BATCH[p.dtype]}: the single-step stack "
+                        "measured fastest", **floors)
+    if prefer == "step":
+        prefer = None
     if p.cell not in GATES_PER_CELL:
         return Plan("torch", f"unknown cell {p.cell!r}")
     exotic = []

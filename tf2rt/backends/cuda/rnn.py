@@ -106,10 +106,12 @@ def make_stack(specs: Sequence[RnnNodeSpec], batch: int, seq_len: int, dtype: st
                prefer: str | None = None, has_seq_lens: bool = False, torch_device: Any = None) -> tuple[Any, Plan]:
     """Plan and build the object that runs `specs` (a chain of layers).
 
-    prefer: "persistent" | "cudnn" | "torch" (step loop) | None (the planner's choice).
+    prefer: "persistent" | "cudnn" | "torch" (step loop) | "step" (single-step stack, T=1
+    only; other shapes get the planner's choice) | None (the planner's choice).
     On a CPU torch device only the cuDNN-module (torch.nn) and step-loop forms exist."""
     from .fallback import CudnnStack, LoopStack
     from .persistent import PersistentStack
+    from .single_step import SingleStepStack
 
     problem = problem_for(specs, batch, seq_len, dtype)
     if prefer == "torch":
@@ -125,6 +127,8 @@ def make_stack(specs: Sequence[RnnNodeSpec], batch: int, seq_len: int, dtype: st
         plan = Plan("torch", "per-sequence lengths") if on_cpu else make_plan(problem, limits, prefer="persistent")
         if plan.engine != "persistent":
             plan = Plan("torch", "per-sequence lengths and weights too large for the persistent kernel")
+    if plan.engine == "step":
+        return SingleStepStack(problem, layers, device=torch_device), plan
     if plan.engine == "persistent":
         return PersistentStack(problem, plan, layers, device=torch_device), plan
     if plan.engine == "cudnn":

@@ -1,0 +1,246 @@
+"""The single-step stack (T = 1: one GEMM and one gate kernel per layer).
+
+Host side (CPU CI): the stacked GEMM weights reproduce onnxruntime's step when multiplied
+out in numpy with the cell written out here; the kernels compile for every form. On a GPU:
+the stack against onnxruntime for every cell, 1-3 layers, both directions, initial states,
+sequence lengths, peepholes/clip, batch 1/8/64, fp32/fp16/bf16; and through the runner.
+"""
+
+from __future__ import annotations
+
+import platform
+
+import numpy as np
+import pytest
+
+from cuda_models import RnnCase, build_model, make_inputs, make_weights, node_specs, run_onnxruntime
+from nvrtc import Nvrtc, find_nvrtc
+
+from tf2rt.backends.cuda.persistent import kernel_source
+from tf2rt.backends.cuda.plan import STEP_MIN_BATCH, DeviceLimits, RnnProblem, make_plan, step_applies
+from tf2rt.backends.cuda.rnn import problem_for
+from tf2rt.backends.cuda.single_step import GATE_BLOCKS, step_defines, step_layout, step_weights
+
+CASES = [
+    dict(cell="lstm", hidden=64, batch=1, layers=1),
+    dict(cell="lstm", hidden=96, batch=8, layers=2, initial=True),
+    dict(cell="lstm", hidden=64, batch=64, layers=3, bidirectional=True, initial=True, seq_lens=True),
+    dict(cell="lstm", hidden=40, batch=8, layers=2, peepholes=True, clip=1.5, initial=True),
+    dict(cell="lstm", hidden=36, batch=3, layers=1, reverse=True, initial=True),
+    dict(cell="gru", hidden=64, batch=8, layers=2, initial=True),
+    dict(cell="gru", hidden=48, batch=64, layers=2, bidirectional=True, initial=True),
+    dict(cell="gru", hidden=64, batch=1, layers=3),
+    dict(cell="rnn", hidden=64, batch=8, layers=2, activation="Relu", initial=True),
+    dict(cell="rnn", hidden=32, batch=8, layers=1, activation="Tanh", bidirectional=True, initial=True),
+]
+
+
+def _ids(kw):
+    return "-".join(f"{k}={v}" for k, v in kw.items())
+
+
+def _case(kw) -> RnnCase:
+    case = RnnCase(seq_len=1, input_size=24, seed=len(_ids(kw)), **kw)
+    make_weights(case)
+    return case
+
+
+def _sig(v):
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def _numpy_stack(case: RnnCase, feeds: dict) -> dict:
+    """One step of `case` from step_weights, the cell written out in numpy (fp64)."""
+    specs = node_specs(case)
+    H, B, D = case.hidden, case.batch, case.dirs
+    clip = (lambda v: np.clip(v, -case.clip, case.clip)) if case.clip else (lambda v: v)
+    x = feeds["X"][0].astype(np.float64)
+    out = {}
+    for layer, spec in enumerate(specs):
+        h0 = feeds.get(f"h0_{layer}", np.zeros((D, B, H), np.float32)).astype(np.float64)
+        c0 = feeds.get(f"c0_{layer}", np.zeros((D, B, H), np.float32)).astype(np.float64)
+        a = np.concatenate([x] + [h0[d] for d in range(D)], 1)
+        k = a.shape[1]
+        wt, bias = step_weights(case.cell, H, spec.weights, k + 3, D * GATE_BLOCKS[case.cell] * H + 5)
+        assert not wt[k:].any() and not wt[:, -5:].any() and not bias[-5:].any()  # padding stays zero
+        pre = a @ wt[:k].astype(np.float64) + bias
+        hs, cs = [], []
+        for d in range(D):
+            g = pre[:, d * GATE_BLOCKS[case.cell] * H:]
+            blk = [g[:, i * H:(i + 1) * H] for i in range(GATE_BLOCKS[case.cell])]
+            if case.cell == "lstm":  # ONNX order i, o, f, c; peepholes i, o, f
+                p = spec.weights[d].P
+                pi, po, pf = (p[:H], p[H:2 * H], p[2 * H:]) if p is not None else (0.0, 0.0, 0.0)
+                i = _sig(clip(blk[0] + pi * c0[d]))
+                f = _sig(clip(blk[2] + pf * c0[d]))
+                c = f * c0[d] + i * np.tanh(clip(blk[3]))
+                h = _sig(clip(blk[1] + po * c)) * np.tanh(c)
+                cs.append(c)
+            elif case.cell == "gru":  # z, r, input part of h~, recurrent part of h~
+                z, r = _sig(clip(blk[0])), _sig(clip(blk[1]))
+                h = (1 - z) * np.tanh(clip(blk[2] + r * blk[3])) + z * h0[d]
+            else:
+                v = clip(blk[0])
+                h = np.maximum(v, 0) if case.activation == "Relu" else np.tanh(v)
+            hs.append(h)
+        out[f"Yh_{layer}"] = np.stack(hs)
+        if case.cell == "lstm":
+            out[f"Yc_{layer}"] = np.stack(cs)
+        x = np.concatenate(hs, 1)
+    out[f"x_{case.layers}"] = x[None]
+    return out
+
+
+@pytest.mark.parametrize("kw", CASES, ids=_ids)
+def test_stacked_weights_give_onnxruntimes_step(kw):
+    case = _case(kw)
+    feeds = make_inputs(case)
+    want = run_onnxruntime(build_model(case), feeds)
+    got = _numpy_stack(case, feeds)
+    for name, v in got.items():
+        assert np.abs(v - want[name]).max() <= 2e-6, name
+
+
+def test_step_applies_names_what_it_cannot_run():
+    p = RnnProblem("lstm", 64, 32, 4, 1)
+    assert step_applies(p) is None
+    assert "one time step" in step_applies(RnnProblem("lstm", 64, 32, 4, 2))
+    assert "linear_before_reset" in step_applies(RnnProblem("gru", 64, 32, 4, 1, linear_before_reset=False))
+    assert "activations" in step_applies(RnnProblem("lstm", 64, 32, 4, 1, default_activations=False))
+
+
+def test_planner_picks_the_single_step_stack_for_large_one_step_batches():
+    h100 = DeviceLimits()
+    n = STEP_MIN_BATCH["float32"]
+    big = make_plan(RnnProblem("gru", 1024, 1024, n, 1, layers=2), h100)
+    assert big.engine == "step" and str(n) in big.reason
+    assert big.full_floor_us == make_plan(RnnProblem("gru", 1024, 1024, n, 1, layers=2), h100,
+                                          prefer="persistent").full_floor_us > 0
+    assert make_plan(RnnProblem("gru", 1024, 1024, n, 2, layers=2), h100).engine != "step"  # two steps
+    assert make_plan(RnnProblem("lstm", 512, 512, 1, 1, layers=2, dtype="float16"), h100).engine == "persistent"
+    assert make_plan(RnnProblem("lstm", 512, 512, 1, 1, layers=2, dtype="float16"), h100, prefer="step").engine == "step"
+    # where the single-step stack cannot run, "step" means the planner's own choice
+    lbr0 = RnnProblem("gru", 64, 32, 64, 1, linear_before_reset=False)
+    assert make_plan(lbr0, h100, prefer="step").engine == make_plan(lbr0, h100).engine != "step"
+
+
+def test_fp32_operands_split_from_batch_8():
+    small, large = (step_layout(RnnProblem("lstm", 100, 30, b, 1, directions=2)) for b in (4, 8))
+    assert not small.split and small.rows == 4
+    assert large.split and large.rows == 16
+    assert large.ncol == 800 and large.k0 == 232 and large.k1 == 400  # 30+200 -> 232
+    assert not step_layout(RnnProblem("lstm", 100, 30, 64, 1, dtype="float16")).split
+
+
+@pytest.fixture(scope="module")
+def nvrtc():
+    path = find_nvrtc()
+    if path is None:
+        if platform.system() == "Linux" and platform.machine() == "x86_64":
+            pytest.fail("NVRTC is missing: the test extras install nvidia-cuda-nvrtc (pip install -e '.[test]')")
+        pytest.skip("the nvidia-cuda-nvrtc wheel exists for Linux x86_64 only")
+    return Nvrtc(path)
+
+
+@pytest.mark.parametrize("kw", CASES, ids=_ids)
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_kernels_compile(nvrtc, kw, dtype):
+    case = _case(kw)
+    problem = problem_for(node_specs(case), case.batch, 1, dtype)
+    options = ["--std=c++17", "-arch=sm_90"] + [f"-D{k}={v}" for k, v in step_defines(problem).items()]
+    ok, ptx = nvrtc.compile(kernel_source("single_step.cu"), options)
+    assert ok, ptx
+    assert ".entry stage_operands" in ptx and ".entry step_gates" in ptx
+
+
+# ---- on the GPU ---------------------------------------------------------------------------
+TOL = {"float32": 1e-4, "float16": 2e-2, "bfloat16": 2e-2}
+
+
+def _gpu():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs an NVIDIA GPU with CUDA")
+    pytest.importorskip("cupy")
+    return torch
+
+
+def _stack_errors(torch, case: RnnCase, dtype: str, feeds: dict, stack) -> dict:
+    ref = run_onnxruntime(build_model(case), feeds)
+    tdt = getattr(torch, dtype)
+    dev = "cuda"
+    x = torch.from_numpy(feeds["X"]).to(dev, tdt)
+    h0 = c0 = sl = None
+    if case.initial:
+        h0 = torch.from_numpy(np.concatenate([feeds[f"h0_{i}"] for i in range(case.layers)])).to(dev, tdt)
+        if case.cell == "lstm":
+            c0 = torch.from_numpy(np.concatenate([feeds[f"c0_{i}"] for i in range(case.layers)])).to(dev, tdt)
+    if case.seq_lens:
+        sl = torch.from_numpy(feeds["seq_lens"]).to(dev)
+    y, hn, cn = stack(x, h0, c0, sl)
+    B, D, H = case.batch, case.dirs, case.hidden
+    got = {f"x_{case.layers}": y.permute(0, 2, 1, 3).reshape(1, B, D * H)}
+    for layer in range(case.layers):
+        got[f"Yh_{layer}"] = hn[layer * D:(layer + 1) * D]
+        if case.cell == "lstm":
+            got[f"Yc_{layer}"] = cn[layer * D:(layer + 1) * D]
+    torch.cuda.synchronize()
+    return {k: float(np.abs(v.float().cpu().numpy() - ref[k]).max()) for k, v in got.items()}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("kw", CASES, ids=_ids)
+def test_single_step_stack_matches_onnxruntime(kw, dtype):
+    torch = _gpu()
+    from tf2rt.backends.cuda.persistent import device_limits
+    from tf2rt.backends.cuda.rnn import make_stack
+
+    case = _case(kw)
+    stack, plan = make_stack(node_specs(case), case.batch, 1, dtype, device_limits(), prefer="step",
+                             has_seq_lens=case.seq_lens)
+    assert plan.engine == "step" and plan.full_floor_us > 0
+    for i in range(3):  # one stack, new inputs every call
+        feeds = make_inputs(case)
+        feeds = {k: (v * (1.0 + 0.3 * i)).astype(v.dtype) if v.dtype == np.float32 else v for k, v in feeds.items()}
+        errs = _stack_errors(torch, case, dtype, feeds, stack)
+        assert max(errs.values()) <= TOL[dtype], (i, errs)
+
+
+@pytest.mark.gpu
+def test_padded_rows_keep_their_state_and_output_zero():
+    torch = _gpu()
+    from tf2rt.backends.cuda.persistent import device_limits
+    from tf2rt.backends.cuda.rnn import make_stack
+
+    case = _case(dict(cell="lstm", hidden=64, batch=8, layers=2, initial=True, seq_lens=True))
+    stack, _ = make_stack(node_specs(case), case.batch, 1, "float32", device_limits(), prefer="step")
+    feeds = make_inputs(case)
+    dev = "cuda"
+    h0 = torch.from_numpy(np.concatenate([feeds["h0_0"], feeds["h0_1"]])).to(dev)
+    c0 = torch.from_numpy(np.concatenate([feeds["c0_0"], feeds["c0_1"]])).to(dev)
+    lens = torch.tensor([1, 0, 1, 0, 1, 1, 1, 0], device=dev, dtype=torch.int32)
+    y, hn, cn = stack(torch.from_numpy(feeds["X"]).to(dev), h0, c0, lens)
+    pad = (lens == 0).nonzero().flatten()
+    assert torch.equal(hn[:, pad], h0[:, pad]) and torch.equal(cn[:, pad], c0[:, pad])
+    assert not y[:, :, pad].any() and y[:, :, lens == 1].abs().sum() > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_runner_runs_one_step_engines_with_the_single_step_stack(precision):
+    _gpu()
+    from test_conformance import build_rnn, rnn_feeds
+
+    engine, _ = build_rnn("lstm", 2, False, 128, 32, 8, 1, 5, states=True, precision=precision)
+    feeds = rnn_feeds("lstm", 2, False, 128, 32, 8, 1, 5, False, True)
+    want = engine.run(feeds, backend="reference")
+    runner = engine.runner("cuda", prefer="step")
+    got = runner.run(feeds)
+    assert runner.describe()["recurrent"][0]["engine"] == "step"
+    for k in want:
+        assert np.abs(got[k] - want[k]).max() <= (1e-4 if precision == "fp32" else 2e-2), k
+    tuned = engine.runner("cuda")
+    tuned.run(feeds)
+    measured = tuned.describe()["recurrent"][0]["measured_us"]
+    assert set(measured) == {"persistent", "cudnn", "step"}, measured

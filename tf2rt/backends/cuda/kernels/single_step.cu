@@ -1,0 +1,119 @@
+// Single-step recurrent stack (T = 1): no state carries over to a next step, so there is
+// nothing to keep on chip. Each layer is one GEMM over [x | h0] (single_step.py builds the
+// weights so that one GEMM gives every gate's pre-activation) and one elementwise kernel
+// here that turns the GEMM's output into the new state. A first kernel here stages every
+// GEMM's left operand ("A"); each layer's gate kernel writes the next layer's x part.
+//
+// Compile-time configuration (single_step.py, -D):
+//   CELL, IOTYPE and the gate block indices as in rnn_cell.cuh; BATCH, HID, DIRS, LAYERS,
+//   IN0 (the first layer's input size); K0, K1: row lengths of the first layer's and of the
+//   deeper layers' A (multiples of 8); GW: gate blocks per direction in the GEMM output
+//   (LSTM 4, GRU 4: z, r, the input part of h~ and, in block 3, its recurrent part; RNN 1);
+//   NCOL: output columns of one part (DIRS * GW * HID, rounded up to 8).
+//   SPLIT=1: fp32 operands as bf16 hi + lo parts. A has 2*BATCH rows (hi rows, then lo
+//   rows), the weights are [W_hi | W_lo], so the GEMM's [2*BATCH, 2*NCOL] output holds
+//   x_hi.W_hi, x_hi.W_lo, x_lo.W_hi and x_lo.W_lo; the gate kernel adds the first three
+//   (lo*lo is below fp32 rounding), an fp32-accurate product from bf16 tensor-core passes
+//   that reads each weight's 4 bytes once. SPLIT=0: A in the stack's own type.
+//   PEEP: LSTM peepholes.
+
+#define FAST_GATES 0
+#include "rnn_cell.cuh"
+
+#if SPLIT
+typedef u16 op_t;  // bf16
+#define A_ROWS (2 * BATCH)
+#define P_COLS (2 * NCOL)
+#else
+typedef io_t op_t;
+#define A_ROWS BATCH
+#define P_COLS NCOL
+#endif
+
+// v at row b, column `col` of an A operand with rows of `k` values.
+__device__ __forceinline__ void put_operand(op_t* a, int k, int b, int col, float v) {
+#if SPLIT
+    const u16 hi = f32_to_bf16(v);
+    a[(size_t)b * k + col] = hi;
+    a[(size_t)(BATCH + b) * k + col] = f32_to_bf16(v - bf16_to_f32(hi));
+#else
+    io_store(a + (size_t)b * k + col, v);
+#endif
+}
+
+// Pre-activation of output column n for batch row b (bias included).
+__device__ __forceinline__ float pre(const float* p, const float* bias, int b, int n) {
+#if SPLIT
+    const float* row = p + (size_t)b * P_COLS;
+    const float* lo = p + (size_t)(BATCH + b) * P_COLS;
+    return (row[NCOL + n] + lo[n]) + row[n] + bias[n];
+#else
+    return p[(size_t)b * P_COLS + n] + bias[n];
+#endif
+}
+
+// A0 <- [x | h0 of layer 0], and the h0 part of every deeper layer's A (A1: LAYERS-1
+// operands of A_ROWS x K1 each, the x part written later by the layer below's gate
+// kernel). h0 [LAYERS*DIRS, BATCH, HID] or null (zeros).
+extern "C" __global__ void stage_operands(const io_t* __restrict__ x, const io_t* __restrict__ h0,
+                                          op_t* __restrict__ a0, op_t* __restrict__ a1) {
+    const int nx = BATCH * IN0;
+    const int nh = LAYERS * DIRS * BATCH * HID;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < nx + nh; i += gridDim.x * blockDim.x) {
+        if (i < nx) {
+            const int b = i / IN0, col = i % IN0;
+            put_operand(a0, K0, b, col, io_load(x + i));
+            continue;
+        }
+        const int r = i - nx;  // (layer, direction, b, j) in h0's layout
+        const int j = r % HID, b = (r / HID) % BATCH, g = r / (HID * BATCH);
+        const int layer = g / DIRS, d = g % DIRS;
+        const float v = h0 ? io_load(h0 + r) : 0.0f;
+        if (layer == 0)
+            put_operand(a0, K0, b, IN0 + d * HID + j, v);
+        else
+            put_operand(a1 + (size_t)(layer - 1) * A_ROWS * K1, K1, b, DIRS * HID + d * HID + j, v);
+    }
+}
+
+// One layer's new state from its GEMM output p [A_ROWS, P_COLS]. h0/c0/peep/seq/y/cn/a_next
+// may be null. Writes hn/cn [DIRS, BATCH, HID] (this layer's slice), y [DIRS, BATCH, HID]
+// (the last layer) and the next layer's x part of A (a_next, rows of K1).
+extern "C" __global__ void step_gates(const float* __restrict__ p, const float* __restrict__ bias,
+                                      const float* __restrict__ peep, const io_t* __restrict__ h0,
+                                      const io_t* __restrict__ c0, const int* __restrict__ seq,
+                                      io_t* __restrict__ y, io_t* __restrict__ hn, io_t* __restrict__ cn,
+                                      op_t* __restrict__ a_next, float clip) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= DIRS * BATCH * HID) return;
+    const int j = i % HID, b = (i / HID) % BATCH, d = i / (HID * BATCH);
+    const int base = d * GW * HID + j;
+    float xv[4] = {0.0f, 0.0f, 0.0f, 0.0f}, rv[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#if CELL == 0
+    for (int g = 0; g < 4; ++g) xv[g] = pre(p, bias, b, base + g * HID);
+#elif CELL == 1
+    for (int g = 0; g < 3; ++g) xv[g] = pre(p, bias, b, base + g * HID);
+    rv[GH] = pre(p, bias, b, base + 3 * HID);  // R_h h0 + Rb_h, scaled by r in cell_update
+#else
+    xv[0] = pre(p, bias, b, base);
+#endif
+    const float h = h0 ? io_load(h0 + i) : 0.0f;
+    float c = c0 ? io_load(c0 + i) : 0.0f;
+    float pi = 0.0f, po = 0.0f, pf = 0.0f;
+#if PEEP
+    if (peep) {
+        pi = peep[d * 3 * HID + j];
+        po = peep[d * 3 * HID + HID + j];
+        pf = peep[d * 3 * HID + 2 * HID + j];
+    }
+#endif
+    const bool active = seq == nullptr || seq[b] > 0;
+    const float hnew = cell_update(xv, rv, h, c, active, pi, po, pf, clip);
+    io_store(hn + i, hnew);
+#if CELL == 0
+    if (cn) io_store(cn + i, c);
+#endif
+    const float out = active ? hnew : 0.0f;  // padded rows' output is zero
+    if (y) io_store(y + i, out);
+    if (a_next) put_operand(a_next, K1, b, d * HID + j, out);
+}

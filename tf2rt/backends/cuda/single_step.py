@@ -1,0 +1,187 @@
+"""Single-step recurrent stacks (T = 1): one GEMM and one elementwise kernel per layer.
+
+A call of one time step has no state to keep on chip between steps, so the persistent
+kernel's prologue (every CTA loading its weight slice) and its separate input-projection
+GEMM are pure overhead there. Here each layer's gates come from ONE GEMM over the
+concatenated [x | h0] and a weight that stacks the input and recurrent matrices:
+
+    LSTM, RNN:  columns = gates,                 rows = [W ; R],       bias Wb + Rb
+    GRU:        columns = z, r, h~ (input part), h~ (recurrent part),  since r scales only
+                the recurrent part of h~ (linear_before_reset=1)
+
+Bidirectional layers put both directions' columns side by side, each direction's R in
+the rows of its own h0. fp32 stacks multiply on bf16 tensor cores in two parts each
+(kernels/single_step.cu, SPLIT): fp32 accuracy from one GEMM that reads 4 bytes a weight.
+Launches: one staging kernel, then per layer the GEMM and the gate kernel.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from ...errors import ShapeError, UnsupportedError
+from .packing import DirectionWeights, round_up
+from .persistent import gate_defines, kernel_source
+from .plan import RnnProblem, step_applies
+
+#: Gate blocks per direction in the GEMM output.
+GATE_BLOCKS = {"lstm": 4, "gru": 4, "rnn": 1}
+#: fp32 stacks of at least this batch split their operands into bf16 parts; smaller ones
+#: run an fp32 GEMM (cuBLAS's bf16 GEMM is slow for a row or two).
+SPLIT_MIN_BATCH = 8
+THREADS = 256
+
+
+def step_weights(cell: str, hidden: int, dirs: Sequence[DirectionWeights], k: int, ncol: int) -> tuple[np.ndarray, np.ndarray]:
+    """One layer's GEMM weight [k, ncol] (the transpose of the stacked matrix, zero padded)
+    and bias [ncol], fp32: pre-activations = [x | h0_dir0 | h0_dir1] @ weight + bias."""
+    H, D = hidden, len(dirs)
+    n_in = dirs[0].input_size
+    G = GATE_BLOCKS[cell]
+    wt = np.zeros((k, ncol), np.float32)
+    bias = np.zeros(ncol, np.float32)
+    for d, w in enumerate(dirs):
+        col = d * G * H
+        hrows = slice(n_in + d * H, n_in + (d + 1) * H)
+        if cell == "gru":  # z, r: input + recurrent; h~: input part, then recurrent part
+            wt[:n_in, col:col + 3 * H] = w.W.T
+            wt[hrows, col:col + 2 * H] = w.R[:2 * H].T
+            wt[hrows, col + 3 * H:col + 4 * H] = w.R[2 * H:].T
+            bias[col:col + 3 * H] = w.Wb
+            bias[col:col + 2 * H] += w.Rb[:2 * H]
+            bias[col + 3 * H:col + 4 * H] = w.Rb[2 * H:]
+        else:
+            wt[:n_in, col:col + G * H] = w.W.T
+            wt[hrows, col:col + G * H] = w.R.T
+            bias[col:col + G * H] = w.Wb + w.Rb
+    return wt, bias
+
+
+@dataclass(frozen=True)
+class StepLayout:
+    """Operand and output shapes of a single-step stack's GEMMs."""
+
+    split: bool  # fp32 operands as bf16 hi/lo parts
+    ncol: int  # output columns of one part (all directions)
+    k0: int  # the first layer's A row length (input + D*H, padded to 8)
+    k1: int  # deeper layers' A row length
+    rows: int  # A rows (batch, twice that when split)
+
+
+def step_layout(problem: RnnProblem) -> StepLayout:
+    p = problem
+    D, H = p.directions, p.hidden
+    split = p.dtype == "float32" and p.batch >= SPLIT_MIN_BATCH
+    return StepLayout(split=split, ncol=round_up(D * GATE_BLOCKS[p.cell] * H, 8),
+                      k0=round_up(p.input_size + D * H, 8), k1=round_up(2 * D * H, 8),
+                      rows=2 * p.batch if split else p.batch)
+
+
+def step_defines(problem: RnnProblem) -> dict[str, int]:
+    """The -D switches of kernels/single_step.cu for `problem`."""
+    p, lay = problem, step_layout(problem)
+    return dict(CELL=p.cell_code, IOTYPE={"float32": 0, "float16": 1, "bfloat16": 2}[p.dtype], BATCH=p.batch,
+                HID=p.hidden, DIRS=p.directions, LAYERS=p.layers, IN0=p.input_size, K0=lay.k0, K1=lay.k1,
+                GW=GATE_BLOCKS[p.cell], NCOL=lay.ncol, SPLIT=int(lay.split), PEEP=int(p.peepholes),
+                **gate_defines())
+
+
+@functools.lru_cache(maxsize=32)
+def _compile(defines: tuple[tuple[str, int], ...]) -> tuple[Any, Any]:
+    import cupy
+
+    options = ("--std=c++17",) + tuple(f"-D{k}={v}" for k, v in defines)
+    module = cupy.RawModule(code=kernel_source("single_step.cu"), options=options)
+    return module.get_function("stage_operands"), module.get_function("step_gates")
+
+
+class SingleStepStack:
+    """A stack of recurrent layers run for exactly one time step (same call as
+    PersistentStack: x [1, B, in], h0/c0 [L*D, B, H], seq_lens [B] -> (y [1, D, B, H],
+    h_n, c_n or None), views of internal buffers valid until the next call)."""
+
+    def __init__(self, problem: RnnProblem, layers: Sequence[Sequence[DirectionWeights]], device: Any = None) -> None:
+        import torch
+
+        why = step_applies(problem)
+        if why:
+            raise UnsupportedError(f"single-step stack: {why}")
+        p = self.problem = problem
+        H, B, L, D = p.hidden, p.batch, p.layers, p.directions
+        if len(layers) != L or any(len(dirs) != D for dirs in layers):
+            raise ShapeError(f"single-step stack: expected {L} layers x {D} directions of weights")
+        self.dev = torch.device("cuda", torch.cuda.current_device()) if device is None else torch.device(device)
+        self.dt = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[p.dtype]
+        lay = step_layout(p)
+        self.split, self.ncol = lay.split, lay.ncol
+        op = torch.bfloat16 if self.split else self.dt
+        k0, k1, rows = lay.k0, lay.k1, lay.rows
+        self.w, self.bias = [], []
+        for layer, dirs in enumerate(layers):
+            wt, bias = step_weights(p.cell, H, dirs, k0 if layer == 0 else k1, self.ncol)
+            t = torch.from_numpy(wt).to(self.dev)
+            if self.split:  # [W_hi | W_lo]
+                hi = t.to(torch.bfloat16)
+                t = torch.cat([hi, (t - hi.float()).to(torch.bfloat16)], 1)
+            self.w.append(t.to(op).contiguous())
+            self.bias.append(torch.from_numpy(bias).to(self.dev))
+        peeps = [[w.P for w in dirs] for dirs in layers]
+        self.peep = [torch.from_numpy(np.concatenate(ps).astype(np.float32)).to(self.dev)
+                     if ps[0] is not None else None for ps in peeps]
+        # Padding columns of A stay zero: only real columns are ever written.
+        self.a0 = torch.zeros(rows, k0, device=self.dev, dtype=op)
+        self.a1 = torch.zeros(max(L - 1, 1), rows, k1, device=self.dev, dtype=op)
+        self.out = torch.empty(rows, self.w[0].shape[1], device=self.dev, dtype=torch.float32)
+        self.y = torch.empty(1, D, B, H, device=self.dev, dtype=self.dt)
+        self.hn = torch.empty(L * D, B, H, device=self.dev, dtype=self.dt)
+        self.cn = torch.empty(L * D, B, H, device=self.dev, dtype=self.dt) if p.cell == "lstm" else None
+        self.stage_kernel, self.gate_kernel = _compile(tuple(sorted(step_defines(p).items())))
+
+    @property
+    def products(self) -> str:
+        return "bf16 hi/lo parts" if self.split else self.problem.dtype
+
+    def __call__(self, x: Any, h0: Any = None, c0: Any = None, seq_lens: Any = None) -> tuple[Any, Any, Any]:
+        import cupy
+        import torch
+
+        p = self.problem
+        H, B, L, D = p.hidden, p.batch, p.layers, p.directions
+        if x.dim() != 3 or x.shape[0] != 1 or x.shape[1] != B or x.shape[2] != p.input_size:
+            raise ShapeError(f"single-step stack planned for x [1, {B}, {p.input_size}]; got {tuple(x.shape)}")
+        x = x.to(self.dt).contiguous()
+        state = (L * D, B, H)
+        h0 = None if h0 is None else h0.reshape(state).to(self.dt).contiguous()
+        c0 = None if c0 is None or self.cn is None else c0.reshape(state).to(self.dt).contiguous()
+        seq = None if seq_lens is None else seq_lens.reshape(B).to(torch.int32).contiguous()
+        ptr = lambda t: np.uint64(0 if t is None else t.data_ptr())  # noqa: E731
+        el = torch.tensor([], dtype=self.dt).element_size()
+        slab = D * B * H  # one layer's slice of h0/c0/hn/cn
+        stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(self.dev).cuda_stream)
+        total = B * p.input_size + L * slab
+        with stream:
+            self.stage_kernel((min(-(-total // THREADS), 1024),), (THREADS,),
+                              (ptr(x), ptr(h0), ptr(self.a0), ptr(self.a1)))
+        for layer in range(L):
+            a = self.a0 if layer == 0 else self.a1[layer - 1]
+            if self.split or self.dt != torch.float32:  # low-precision operands, fp32 accumulation and output
+                torch.mm(a, self.w[layer], out_dtype=torch.float32, out=self.out)
+            else:
+                torch.mm(a, self.w[layer], out=self.out)
+            last = layer == L - 1
+            off = layer * slab * el
+
+            def at(t: Any) -> np.uint64:
+                return np.uint64(0 if t is None else t.data_ptr() + off)
+
+            with stream:
+                self.gate_kernel(
+                    (-(-slab // THREADS),), (THREADS,),
+                    (ptr(self.out), ptr(self.bias[layer]), ptr(self.peep[layer]), at(h0), at(c0), ptr(seq),
+                     ptr(self.y) if last else np.uint64(0), at(self.hn), at(self.cn),
+                     np.uint64(0) if last else ptr(self.a1[layer]), np.float32(p.clip or 0.0)))
+        return self.y, self.hn, self.cn
