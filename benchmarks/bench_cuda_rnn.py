@@ -265,8 +265,8 @@ def _variant(name: str, pers, plan, specs, limits):
         if not k.step_v3 or k.fused:
             return None
         k2 = replace(k, v3_slots=slots, v3_gt=gt)
-    elif name in ("kbf16x3", "ktf32x3"):  # fp32 large-batch step: products as three bf16 or TF32 passes
-        if not k.step_v3 or k.fused or k.wtype != 0 or k.bf16x3 == (name == "kbf16x3"):
+    elif name in ("kbf16x3", "ktf32x3"):  # fp32 step: products as three bf16 or TF32 passes
+        if not (k.step_v3 or k.step_v2) or k.fused or k.wtype != 0 or k.bf16x3 == (name == "kbf16x3"):
             return None
         with _env(BF16X3_ENV, "1" if name == "kbf16x3" else "0"):
             other = make_plan(pers.problem, limits, prefer="persistent")
@@ -274,7 +274,7 @@ def _variant(name: str, pers, plan, specs, limits):
             return None
         return PersistentStack(pers.problem, other, [s.weights for s in specs])
     elif name in ("wpart", "nowpart"):  # large-batch step: fragments split registers/smem, or not
-        if not k.step_v3 or k.wreg or bool(k.wpart) == (name == "wpart"):
+        if not (k.step_v3 or (k.step_v2 and k.bf16x3)) or k.wreg or bool(k.wpart) == (name == "wpart"):
             return None
         with _env(WPART_ENV, "1" if name == "wpart" else "0"):
             other = make_plan(pers.problem, limits, prefer="persistent")
@@ -688,7 +688,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "input products that still reserves registers for their fragments; "
         "xplain/xtf32x3/xbf16x3: fp32 input projection GEMM as plain fp32, or three TF32 or bf16 passes; "
         "ringSxG: large-batch step staging rows through S slots of G n-tiles; "
-        "kbf16x3/ktf32x3: fp32 large-batch step with its products as three bf16 or three TF32 passes; "
+        "kbf16x3/ktf32x3: fp32 step (two-barrier or large-batch) with its products as three bf16 or three TF32 passes; "
         "wpart/nowpart: large-batch step with or without fragments split between registers and shared memory; "
         "nov3: the planner's choice without the large-batch step; mode: the other schedule, one launch a layer "
         "instead of a wavefront or back).",

@@ -69,7 +69,8 @@ def _configs():
     # without a ring
     os.environ["TF2RT_CUDA_BF16X3"] = "0"
     try:
-        for name in ("lstm-h512-b64-fp32", "gru-h1024-b16-fp32", "lstm-h1024-b32-fp32", "gru-h1024-b40-fp32"):
+        for name in ("lstm-h512-b64-fp32", "gru-h1024-b16-fp32", "lstm-h1024-b32-fp32", "gru-h1024-b40-fp32",
+                     "gru-h1024-b8-fp32"):
             out[name + "-tf32"] = make_plan(problems[name], H100, prefer="persistent").kernel
     finally:
         del os.environ["TF2RT_CUDA_BF16X3"]
@@ -114,6 +115,7 @@ def test_the_configurations_cover_every_kernel_variant():
     bf = [k for k in ks if k.bf16x3]
     assert any(k.wreg for k in bf) and any(k.wpart and k.v3_slots for k in bf) and any(k.wpart and not k.v3_slots for k in bf)
     assert any(not (k.wreg or k.wpart) for k in bf)
+    assert any(k.step_v2 and k.packf for k in bf) and any(k.step_v2 and not k.packf for k in bf)
     assert any(k.wpart and not k.v3_slots for k in ks) and {(k.v3_gt, k.v3_slots) for k in ks if k.wpart} >= {(2, 2), (1, 3)}
 
 

@@ -54,9 +54,11 @@ BF16X3_DEFAULT = True
 BF16X3_ENV = "TF2RT_CUDA_BF16X3"
 #: n-tiles (8 batch rows each) per copy group of the large-batch step (the kernel's V3_GT).
 V3_GROUP_TILES = 2
-#: Environment switch for large-batch builds whose weights fit neither registers nor, next
-#: to all staged rows, shared memory alone: "0" leaves them out (the original step or
-#: cuDNN); "1" also uses them where shared-memory weights would fit.
+#: Environment switch for split fragments (WPART): "0" leaves them out (large-batch builds
+#: whose weights fit neither registers nor, next to all staged rows, shared memory alone
+#: then take the original step or cuDNN; fp32 two-barrier builds keep all fragments in
+#: shared memory); "1" also uses them in large-batch builds where shared-memory weights
+#: would fit.
 WPART_ENV = "TF2RT_CUDA_WPART"
 #: fp32 products run on tensor cores as three TF32 passes (TF32X3) from this batch on. An
 #: m16n8k8 step costs the same for 1 to 8 batch columns, CUDA-core products grow with the
@@ -182,7 +184,7 @@ class KernelConfig:
     wpart: int = 0  # large-batch step: K steps per warp with fragments in registers, the rest in smem (WPART)
     v3_slots: int = 0  # large-batch step: staging ring of this many copy groups (V3_SLOTS; 0: all rows)
     v3_gt: int = V3_GROUP_TILES  # large-batch step: n-tiles (8 batch rows) per copy group (V3_GT)
-    bf16x3: bool = False  # fp32 large-batch step: products as three bf16 passes over pre-split operands (BF16X3)
+    bf16x3: bool = False  # fp32: products as three bf16 passes over pre-split operands (BF16X3)
 
     @property
     def gates(self) -> int:
@@ -459,9 +461,9 @@ def v3_config(cfg: KernelConfig, problem: RnnProblem, smem_limit: int | None = N
 
 
 def bf16x3_applies(cfg: KernelConfig) -> bool:
-    """Whether an fp32 large-batch build runs its products as three bf16 passes (BF16X3)
-    instead of three TF32 passes: builds without in-kernel input products, where the
-    environment switch allows it."""
+    """Whether an fp32 two-barrier or large-batch build runs its products as three bf16
+    passes (BF16X3) instead of three TF32 passes: builds without in-kernel input products,
+    where the environment switch allows it."""
     env = os.environ.get(BF16X3_ENV, "")
     return cfg.wtype == 0 and not cfg.fused and (env == "1" or (BF16X3_DEFAULT and env != "0"))
 
@@ -541,11 +543,23 @@ def kernel_config(problem: RnnProblem, groups: int, wavefront: bool, device: Dev
             return c3
     if v2:
         c2 = replace(cfg, step_v2=True, split_x=wavefront and groups > 1)
+        wreg_ok = lambda c: os.environ.get(WREG_ENV, "") != "0" and wreg_applies(c)  # noqa: E731
         if tf32_applies(problem):
             gathered = problem.batch * problem.hidden * (2 if wavefront and groups > 1 else 1)
             c2 = replace(c2, tf32=True, packf=gathered >= PACKF_MIN_VALUES)
+            # fp32 products as three bf16 passes where the fragments would stay in shared
+            # memory (no in-kernel input products, no WREG), the first K steps of every
+            # warp's fragments in registers (WPART). H200, 2-layer, T=100, one launch a layer
+            # (benchmarks/results/cuda_rnn_v2_bf16x3_h200.md): H=1024 batch 8 LSTM 998 us
+            # (TF32X3) -> 961 (BF16X3) -> 910 (+WPART), GRU 989 -> 968 -> 928; batch 4 LSTM
+            # 891 -> 939 -> 870, GRU 838 -> 883 -> 830.
+            cb = replace(c2, tf32=False, bf16x3=True)
+            if os.environ.get(WPART_ENV, "") != "0" and cb.nit_r > 1 and (cb.kp // cb.kstep) % cb.ksplit == 0:
+                cb = replace(cb, wpart=min(WREG_MAX_REGS // 8, cb.nit_r - 1))
+            if bf16x3_applies(c2) and not wreg_ok(c2) and cb.smem_bytes + STATIC_SMEM_RESERVE <= device.smem_per_block:
+                return cb
         if c2.smem_bytes + STATIC_SMEM_RESERVE <= device.smem_per_block:
-            if os.environ.get(WREG_ENV, "") != "0" and wreg_applies(c2):
+            if wreg_ok(c2):
                 c2 = replace(c2, wreg=True)
             return c2
     return cfg

@@ -67,17 +67,18 @@
 #ifndef FUSED
 #define FUSED 1  // some group projects its input inside the kernel (plan.KernelConfig.fused)
 #endif
-// BF16X3=1 (fp32 weights and io, large-batch step without in-kernel input products): the
-// products as three bf16 tensor-core passes, a*b ~ ah*bh + ah*bl + al*bh over operands
-// split into bf16 hi + lo ahead of time: weights on the host (two fragment planes, hi then
-// lo), h by its producer (an exchange slot holds a hi plane, then a lo plane). Half the
-// mma work of TF32X3 (m16n8k16 instead of m16n8k8) and no splitting in the loop, at about
-// 16 instead of 22 bits per operand.
+// BF16X3=1 (fp32 weights and io, two-barrier or large-batch step without in-kernel input
+// products): the products as three bf16 tensor-core passes, a*b ~ ah*bh + ah*bl + al*bh
+// over operands split into bf16 hi + lo ahead of time: weights on the host (two fragment
+// planes, hi then lo), h by its producer (large-batch step: an exchange slot holds a hi
+// plane, then a lo plane; two-barrier step: see PACKF). Half the mma work of TF32X3
+// (m16n8k16 instead of m16n8k8) and no splitting in the loop, at about 16 instead of 22
+// bits per operand. The two-barrier step keeps its weights in shared memory then (no WREG).
 #ifndef BF16X3
 #define BF16X3 0
 #endif
-#if BF16X3 && (WTYPE != 0 || IOTYPE != 0 || !STEP_V3 || FUSED || TF32X3)
-#error "BF16X3 needs fp32 weights and io on the large-batch step without in-kernel input products"
+#if BF16X3 && (WTYPE != 0 || IOTYPE != 0 || !(STEP_V2 || STEP_V3) || FUSED || TF32X3 || (STEP_V2 && (WREG || RESIDENT)))
+#error "BF16X3 needs fp32 weights and io on the two-barrier (no WREG, no RESIDENT) or large-batch step without in-kernel input products"
 #endif
 #define WPLANES (BF16X3 ? 2 : 1)  // weight fragment planes and staged planes (hi, lo)
 #if STEP_V3 && (STEP_V2 || (WTYPE == 0 && !TF32X3 && !BF16X3) || BCH != BATCH || (CELL == 1 && LBR == 0) || HID % 8 != 0)
@@ -90,15 +91,16 @@
 #if WREG && !(TWO_BARRIER && (WTYPE != 0 || TF32X3 || BF16X3))
 #error "WREG needs the two-barrier step on tensor cores"
 #endif
-// WPART=n (large-batch step without in-kernel input products): the first n K steps of
-// each warp's recurrent fragments live in registers, the rest in shared memory (a
-// compact [row tile][K slice][step][lane] block). For weights too large for either alone
-// (fp32 H=1024: 128 KB a CTA), it frees shared memory for staged rows.
+// WPART=n (two-barrier or large-batch step without in-kernel input products): the first n
+// K steps of each warp's recurrent fragments live in registers, the rest in shared memory
+// (a compact [row tile][K slice][step][lane] block). For weights too large for either
+// alone (fp32 H=1024: 128 KB a CTA), it frees shared memory for staged rows and takes part
+// of the weight stream off shared memory.
 #ifndef WPART
 #define WPART 0
 #endif
-#if WPART && (WREG || !STEP_V3 || FUSED)
-#error "WPART needs the large-batch step without in-kernel input products, and not WREG"
+#if WPART && (WREG || !(STEP_V2 || STEP_V3) || FUSED || RESIDENT)
+#error "WPART needs the two-barrier or large-batch step without in-kernel input products, and not WREG"
 #endif
 // V3_SLOTS=n (large-batch step without in-kernel input products): staged rows go through a
 // ring of n copy groups instead of all rows at once; a group's slot is refilled once its
@@ -284,7 +286,7 @@ enum {
 #ifndef PACKF_REQ
 #define PACKF_REQ 0
 #endif
-#if STEP_V2 && TF32X3 && !RESIDENT && PAIR_OK && PACKF_REQ
+#if STEP_V2 && (TF32X3 || BF16X3) && !RESIDENT && PAIR_OK && PACKF_REQ
 #define PACKF 1
 #else
 #define PACKF 0
@@ -292,7 +294,7 @@ enum {
 // fp16/bf16 pack where a slot holds at least 2048 values: at batch 1 (H <= 1024) one h per
 // word was as fast or faster on an H200 (GRU H=512 T=100: 134 vs 145 us, LSTM H=256: 144
 // vs 159 us), at batch 8 packing wins (LSTM H=256: 192 vs 235 us, H=512: 259 vs 375 us).
-#if STEP_V2 && USE_MMA && (PACKF || (!TF32X3 && BATCH * HID >= 2048)) && PAIR_OK
+#if STEP_V2 && USE_MMA && (PACKF || (!TF32X3 && !BF16X3 && BATCH * HID >= 2048)) && PAIR_OK
 #define PACK2 1
 #define EXW (BATCH * HID / 2)
 #else
@@ -308,7 +310,17 @@ __device__ __forceinline__ u32 word_tag(u64 v) {
 #endif
 }
 __device__ __forceinline__ u32 want_tag(u32 epoch) { return PACKF ? (epoch & 1u) : epoch; }
-#if PACKF
+#if PACKF && BF16X3
+// BF16X3: a word is {lo: the two units' bf16 lo parts, hi: their bf16 hi parts}, the
+// lowest bit (of the first unit's lo part, about 2^-16 of h) carrying the tag; the
+// consumer copies both halves into the hi and lo staging planes as they are.
+__device__ __forceinline__ u64 packed_hl(float h, float hp, u32 bit) {
+    const u32 hh = f32_to_bf16(h), hph = f32_to_bf16(hp);
+    const u32 lo = ((u32)f32_to_bf16(h - bf16_to_f32((u16)hh)) & ~1u) | bit;
+    const u32 lop = f32_to_bf16(hp - bf16_to_f32((u16)hph));
+    return ((u64)(hh | (hph << 16)) << 32) | (lo | (lop << 16));
+}
+#elif PACKF
 // h as the consumer stages it (a TF32 pair), rounded to 31 bits (a pair's lo may end in the
 // lowest bit; rounding it off keeps a pair), with `bit` in the lowest bit.
 __device__ __forceinline__ u32 tagged31(float h, u32 bit) { return ((__float_as_uint(to_stage(h)) + 1u) & ~1u) | bit; }
@@ -316,7 +328,11 @@ __device__ __forceinline__ u32 tagged31(float h, u32 bit) { return ((__float_as_
 #define EPW ((EXW + NTHR - 1) / NTHR)
 // Word w of a step's exchange slot into the staging rows (stride ld).
 __device__ __forceinline__ void unpack_store(u64 v, int w, stage_t* dst, int ld) {
-#if PACKF
+#if PACKF && BF16X3
+    const int b = w / (HID / 2), k = 2 * (w - b * (HID / 2));
+    *reinterpret_cast<u32*>(dst + b * ld + k) = (u32)(v >> 32);
+    *reinterpret_cast<u32*>(dst + HS_PLANE + b * ld + k) = (u32)v & ~1u;
+#elif PACKF
     const int b = w / (HID / 2), k = 2 * (w - b * (HID / 2));
     *reinterpret_cast<uint2*>(dst + b * ld + k) = make_uint2((u32)v & ~1u, (u32)(v >> 32) & ~1u);
 #elif PACK2
@@ -324,7 +340,7 @@ __device__ __forceinline__ void unpack_store(u64 v, int w, stage_t* dst, int ld)
     *reinterpret_cast<u32*>(dst + b * ld + k) = (u32)v;
 #else
     const int b = w / HID, k = w - b * HID;
-    dst[b * ld + k] = to_stage(__uint_as_float((u32)v));
+    stage_hl(dst + b * ld + k, __uint_as_float((u32)v));
 #endif
 }
 // Publish this thread's h of (unit gu, batch gb) into a step's exchange slot. With PACK2
@@ -334,7 +350,9 @@ __device__ __forceinline__ void publish_h(u64* slot, float h, bool act, int gu, 
 #if PACK2
     const float hp = __shfl_down_sync(0xffffffffu, h, BATCH);  // unit gu + 1, same batch row
     if (act && (gu & 1) == 0) {
-#if PACKF
+#if PACKF && BF16X3
+        const u64 w = packed_hl(h, hp, tag & 1u);
+#elif PACKF
         const u64 w = ((u64)tagged31(hp, tag & 1u) << 32) | tagged31(h, tag & 1u);
 #else
         const u64 w = ((u64)tag << 32) | ((u32)to_stage(h) | ((u32)to_stage(hp) << 16));
@@ -989,11 +1007,19 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #else
 #define PEEP 0.0f, 0.0f, 0.0f
 #endif
-#if USE_MMA && WREG
-        uint4 fragR[NIT_R], fragX[NIT_XR];
-        load_frags<KP, NIT_R>(Rg + (size_t)cta * ROWS_P * KP, fragR);
+#if USE_MMA && (WREG || WPART)
+        // WREG: every fragment in registers; WPART: the first WPART K steps (the rest in Rs)
+        constexpr int NRR = WREG ? NIT_R : WPART;
+        uint4 fragR[NRR], fragX[NIT_XR];
+        load_frags<KP, NRR>(Rg + (size_t)cta * ROWS_P * KP * WPLANES, fragR);
         load_frags<KX, NIT_XR>(fused ? Wg + (size_t)cta * ROWS_P * KX : nullptr, fragX);
+#if BF16X3
+        uint4 fragRl[NRR];  // lo plane
+        load_frags<KP, NRR>(Rg + (size_t)cta * ROWS_P * KP * WPLANES + ROWS_P * KP, fragRl);
+#define FRAGS fragR, fragX, fragRl
+#else
 #define FRAGS fragR, fragX
+#endif
 #define FRAGS_X fragX, fragX
 #else
 #define FRAGS nullptr, nullptr
