@@ -472,3 +472,31 @@ def test_wait_for_gives_up_after_the_timeout_with_a_clear_error():
     wait_for(lambda: next(n), 2.0, clock)  # finishes in time: no error
     done_later = iter([False] * 1000 + [True])
     wait_for(lambda: next(done_later), None, clock)  # no limit: waits as long as it takes
+
+
+def test_fp32_products_use_bf16_parts_only_for_small_weights(monkeypatch):
+    """Three bf16 passes carry ~16 bits an operand: weights with rows of large norm (where a
+    recurrence amplifies rounding) keep three TF32 passes (plan.BF16X3_MAX_ROW_NORM)."""
+    from tf2rt.backends.cuda.plan import BF16X3_ENV, BF16X3_MAX_ROW_NORM
+
+    monkeypatch.delenv(BF16X3_ENV, raising=False)
+    for batch in (8, 64):  # two-barrier and large-batch step
+        small = make_plan(RnnProblem("lstm", 1024, 1024, batch, 100, layers=2, row_norm=0.6), H100).kernel
+        large = make_plan(RnnProblem("lstm", 1024, 1024, batch, 100, layers=2, row_norm=BF16X3_MAX_ROW_NORM * 1.5),
+                          H100).kernel
+        assert small.bf16x3 and not small.tf32, batch
+        assert large.tf32 and not large.bf16x3, batch
+    monkeypatch.setenv(BF16X3_ENV, "1")  # forced
+    assert make_plan(RnnProblem("lstm", 1024, 1024, 64, 100, layers=2, row_norm=9.0), H100).kernel.bf16x3
+
+
+def test_problem_records_the_largest_weight_row_norm():
+    from tf2rt.backends.cuda.rnn import node_spec, problem_for
+
+    rng = np.random.default_rng(4)
+    specs = [node_spec("GRU", {"hidden_size": 4, "linear_before_reset": 1},
+                       (rng.standard_normal((1, 12, n_in)) * scale).astype(np.float32),
+                       (rng.standard_normal((1, 12, 4)) * scale).astype(np.float32), None, None)
+             for n_in, scale in ((5, 0.1), (4, 0.7))]
+    want = max(float(np.linalg.norm(m, axis=1).max()) for s in specs for w in s.weights for m in (w.W, w.R))
+    assert want > 0.7 and problem_for(specs, 2, 3, "float32").row_norm == pytest.approx(want)

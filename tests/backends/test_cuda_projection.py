@@ -27,6 +27,9 @@ def test_projection_mode_by_size_dtype_and_override(monkeypatch):
     assert projection_mode("float32", 1, 1024, 4096) == "plain"  # one row: cuBLAS's bf16 path is slow
     assert 1024 * 4096 >= XPROJ_MIN_KN > 256 * 1024
     assert projection_mode("float16", rows, 1024, 4096) == "plain"  # tensor cores already
+    # weights too large for bf16 parts (plan.BF16X3_MAX_ROW_NORM): three TF32 passes
+    assert projection_mode("float32", 8, 1024, 4096, bf16_ok=False) == "tf32x3"
+    assert projection_mode("float32", 1, 1024, 4096, bf16_ok=False) == "plain"
     monkeypatch.setenv(XPROJ_ENV, "tf32x3")
     assert projection_mode("float32", 1, 8, 8) == "tf32x3" and projection_mode("bfloat16", 1, 8, 8) == "plain"
     monkeypatch.setenv(XPROJ_ENV, "fast")

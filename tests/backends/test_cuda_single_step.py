@@ -130,6 +130,7 @@ def test_fp32_operands_split_from_batch_8():
     assert large.split and large.rows == 16
     assert large.ncol == 800 and large.k0 == 232 and large.k1 == 400  # 30+200 -> 232
     assert not step_layout(RnnProblem("lstm", 100, 30, 64, 1, dtype="float16")).split
+    assert not step_layout(RnnProblem("lstm", 100, 30, 64, 1, row_norm=3.0)).split  # large weights: fp32 GEMM
 
 
 @pytest.fixture(scope="module")

@@ -159,7 +159,7 @@ class PersistentStack:
         for layer, dirs in enumerate(layers):
             gemm = (layer == 0 and not cfg.fuse_input) or (layer > 0 and not self.wavefront)
             W = np.concatenate([w.W for w in dirs], 0)
-            mode = projection_mode(p.dtype, T * B, W.shape[1], W.shape[0])
+            mode = projection_mode(p.dtype, T * B, W.shape[1], W.shape[0], p.bf16_ok)
             self.proj.append(Projection(W, np.concatenate([w.Wb for w in dirs], 0), self.dt, T * B, self.dev, mode)
                              if gemm else None)
         # In-kernel input weights: first layer (short sequences), deeper wavefront layers.

@@ -38,8 +38,10 @@ XPROJ_MIN_ROWS = 8
 XPROJ_DEFAULT = "bf16x3"
 
 
-def projection_mode(dtype: str, rows: int, k: int, n: int) -> str:
-    """How the projection of `rows` x `k` inputs onto `n` outputs runs for `dtype`."""
+def projection_mode(dtype: str, rows: int, k: int, n: int, bf16_ok: bool = True) -> str:
+    """How the projection of `rows` x `k` inputs onto `n` outputs runs for `dtype`;
+    `bf16_ok`: whether the weights are small enough for bf16 parts (plan.BF16X3_MAX_ROW_NORM;
+    else three TF32 passes)."""
     env = os.environ.get(XPROJ_ENV, "")
     if env and env not in XPROJ_MODES:
         raise ValueError(f"{XPROJ_ENV}={env!r}: expected one of {', '.join(XPROJ_MODES)}")
@@ -48,7 +50,9 @@ def projection_mode(dtype: str, rows: int, k: int, n: int) -> str:
     if env:
         return env
     big = 2.0 * rows * k * n >= XPROJ_MIN_FLOP or k * n >= XPROJ_MIN_KN
-    return XPROJ_DEFAULT if rows >= XPROJ_MIN_ROWS and big else "plain"
+    if rows < XPROJ_MIN_ROWS or not big:
+        return "plain"
+    return XPROJ_DEFAULT if bf16_ok or XPROJ_DEFAULT != "bf16x3" else "tf32x3"
 
 
 def split_tf32(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

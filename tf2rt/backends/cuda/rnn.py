@@ -80,6 +80,8 @@ def problem_for(specs: Sequence[RnnNodeSpec], batch: int, seq_len: int, dtype: s
         default_activations=all(x.default_activations() for x in specs),
         peepholes=any(w.P is not None for x in specs for w in x.weights),
         clip=s.clip, reverse=s.direction == "reverse",
+        row_norm=max(float(np.linalg.norm(m, axis=1).max(initial=0.0))
+                     for x in specs for w in x.weights for m in (w.W, w.R)),
     )
 
 

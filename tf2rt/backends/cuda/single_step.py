@@ -30,7 +30,8 @@ from .plan import RnnProblem, step_applies
 
 #: Gate blocks per direction in the GEMM output.
 GATE_BLOCKS = {"lstm": 4, "gru": 4, "rnn": 1}
-#: fp32 stacks of at least this batch split their operands into bf16 parts; smaller ones
+#: fp32 stacks of at least this batch split their operands into bf16 parts where their
+#: weights allow (plan.BF16X3_MAX_ROW_NORM); smaller ones, and those with larger weights,
 #: run an fp32 GEMM (cuBLAS's bf16 GEMM is slow for a row or two).
 SPLIT_MIN_BATCH = 8
 THREADS = 256
@@ -75,7 +76,7 @@ class StepLayout:
 def step_layout(problem: RnnProblem) -> StepLayout:
     p = problem
     D, H = p.directions, p.hidden
-    split = p.dtype == "float32" and p.batch >= SPLIT_MIN_BATCH
+    split = p.dtype == "float32" and p.batch >= SPLIT_MIN_BATCH and p.bf16_ok
     return StepLayout(split=split, ncol=round_up(D * GATE_BLOCKS[p.cell] * H, 8),
                       k0=round_up(p.input_size + D * H, 8), k1=round_up(2 * D * H, 8),
                       rows=2 * p.batch if split else p.batch)
