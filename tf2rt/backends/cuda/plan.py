@@ -54,12 +54,13 @@ BF16X3_DEFAULT = True
 BF16X3_ENV = "TF2RT_CUDA_BF16X3"
 #: Three bf16 passes carry each operand to about 16 significant bits, three TF32 passes to
 #: about 21: where a recurrence amplifies rounding (large weights) the difference shows.
-#: Emulated 20-step GRUs (H=96/512, normal weights, errors against exact arithmetic): rows
-#: of L2 norm 2 -> bf16x3 1e-5, tf32x3 1e-6; norm 4 -> 7e-5 / 4e-6 (H=96), 2e-4 / 1e-5
-#: (H=512); norm 4.9 (the GPU engine tests' weights) 1e-3 / 2e-5. So fp32 stacks use the
-#: bf16 forms (BF16X3, the bf16x3 projection, the single-step stack's split operands) only
-#: where no weight row (W or R, any layer) has an L2 norm above this; larger weights keep
-#: three TF32 passes or plain fp32. BF16X3_ENV="1" forces BF16X3 regardless.
+#: Emulated 20-step GRUs, H=96 and 512, largest error against exact products
+#: (benchmarks/results/precision_fp32_forms.md): weight rows of L2 norm 2 -> bf16x3 1.1e-5,
+#: tf32x3 9e-7; norm 4 -> 4e-5..1.8e-4 / 3e-6..1.2e-5; norm 4.9 (the GPU engine tests'
+#: weights, where bf16x3 builds measured 5e-4..2.5e-3 off) 3e-4..6e-4 / 4e-5. So fp32 stacks
+#: use the bf16 forms (BF16X3, the bf16x3 projection, the single-step stack's split
+#: operands) only where no weight row (W or R, any layer) has an L2 norm above this; larger
+#: weights keep three TF32 passes or plain fp32. BF16X3_ENV="1" forces BF16X3 regardless.
 BF16X3_MAX_ROW_NORM = 2.0
 #: n-tiles (8 batch rows each) per copy group of the large-batch step (the kernel's V3_GT).
 V3_GROUP_TILES = 2
