@@ -266,7 +266,7 @@ def _variant(name: str, pers, plan, specs, limits):
             return None
         k2 = replace(k, v3_slots=slots, v3_gt=gt)
     elif name in ("kbf16x3", "ktf32x3"):  # fp32 step: products as three bf16 or TF32 passes
-        if not (k.step_v3 or k.step_v2) or k.fused or k.wtype != 0 or k.bf16x3 == (name == "kbf16x3"):
+        if not (k.step_v3 or k.step_v2) or (k.fused and not k.step_v3) or k.wtype != 0 or k.bf16x3 == (name == "kbf16x3"):
             return None
         with _env(BF16X3_ENV, "1" if name == "kbf16x3" else "0"):
             other = make_plan(pers.problem, limits, prefer="persistent")

@@ -58,6 +58,9 @@ def _problems():
         "lstm-h1024-b32-fp32": RnnProblem("lstm", 1024, 1024, 32, 100, layers=2, dtype="float32"),
         "gru-h1024-b40-fp32": RnnProblem("gru", 1024, 1024, 40, 100, layers=2, dtype="float32"),
         "lstm-h1024-b64-t1-fp32": RnnProblem("lstm", 1024, 1024, 64, 1, layers=2, dtype="float32"),
+        "lstm-h256-b64-wave-fp32": RnnProblem("lstm", 256, 256, 64, 100, layers=2, dtype="float32"),
+        "gru-h512-b16-wave-fp32": RnnProblem("gru", 512, 512, 16, 100, layers=2, dtype="float32"),
+        "gru-h256-b64-t1-fp32": RnnProblem("gru", 256, 256, 64, 1, layers=2, dtype="float32"),
     }
 
 
@@ -116,6 +119,9 @@ def test_the_configurations_cover_every_kernel_variant():
     assert any(k.wreg for k in bf) and any(k.wpart and k.v3_slots for k in bf) and any(k.wpart and not k.v3_slots for k in bf)
     assert any(not (k.wreg or k.wpart) for k in bf)
     assert any(k.step_v2 and k.packf for k in bf) and any(k.step_v2 and not k.packf for k in bf)
+    # wavefronts (deeper layers' input products) and in-kernel first-layer projections
+    assert any(k.fused and k.wreg for k in bf) and any(k.fused and not k.wreg for k in bf)
+    assert any(k.fuse_input for k in bf)
     assert any(k.wpart and not k.v3_slots for k in ks) and {(k.v3_gt, k.v3_slots) for k in ks if k.wpart} >= {(2, 2), (1, 3)}
 
 

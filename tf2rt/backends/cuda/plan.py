@@ -477,12 +477,13 @@ def v3_config(cfg: KernelConfig, problem: RnnProblem, smem_limit: int | None = N
 
 
 def bf16x3_applies(cfg: KernelConfig, problem: RnnProblem) -> bool:
-    """Whether an fp32 two-barrier or large-batch build runs its products as three bf16
-    passes (BF16X3) instead of three TF32 passes: builds without in-kernel input products
-    whose weights are small enough (BF16X3_MAX_ROW_NORM), where the environment switch
-    allows it."""
+    """Whether an fp32 large-batch or two-barrier build runs its products as three bf16
+    passes (BF16X3) instead of three TF32 passes: large-batch builds, two-barrier builds
+    without in-kernel input products, whose weights are small enough (BF16X3_MAX_ROW_NORM),
+    where the environment switch allows it."""
     env = os.environ.get(BF16X3_ENV, "")
-    return cfg.wtype == 0 and not cfg.fused and (env == "1" or (BF16X3_DEFAULT and env != "0" and problem.bf16_ok))
+    return (cfg.wtype == 0 and (cfg.step_v3 or not cfg.fused)
+            and (env == "1" or (BF16X3_DEFAULT and env != "0" and problem.bf16_ok)))
 
 
 def step_v3_preferred(problem: RnnProblem) -> bool:

@@ -67,8 +67,8 @@
 #ifndef FUSED
 #define FUSED 1  // some group projects its input inside the kernel (plan.KernelConfig.fused)
 #endif
-// BF16X3=1 (fp32 weights and io, two-barrier or large-batch step without in-kernel input
-// products): the products as three bf16 tensor-core passes, a*b ~ ah*bh + ah*bl + al*bh
+// BF16X3=1 (fp32 weights and io; large-batch step, or two-barrier step without in-kernel
+// input products): the products as three bf16 tensor-core passes, a*b ~ ah*bh + ah*bl + al*bh
 // over operands split into bf16 hi + lo ahead of time: weights on the host (two fragment
 // planes, hi then lo), h by its producer (large-batch step: an exchange slot holds a hi
 // plane, then a lo plane; two-barrier step: see PACKF). Half the mma work of TF32X3
@@ -77,8 +77,8 @@
 #ifndef BF16X3
 #define BF16X3 0
 #endif
-#if BF16X3 && (WTYPE != 0 || IOTYPE != 0 || !(STEP_V2 || STEP_V3) || FUSED || TF32X3 || (STEP_V2 && (WREG || RESIDENT)))
-#error "BF16X3 needs fp32 weights and io on the two-barrier (no WREG, no RESIDENT) or large-batch step without in-kernel input products"
+#if BF16X3 && (WTYPE != 0 || IOTYPE != 0 || !(STEP_V2 || STEP_V3) || TF32X3 || (STEP_V2 && (WREG || RESIDENT || FUSED)))
+#error "BF16X3 needs fp32 weights and io on the large-batch step or the two-barrier step (no WREG, no RESIDENT, no in-kernel input products)"
 #endif
 #define WPLANES (BF16X3 ? 2 : 1)  // weight fragment planes and staged planes (hi, lo)
 #if STEP_V3 && (STEP_V2 || (WTYPE == 0 && !TF32X3 && !BF16X3) || BCH != BATCH || (CELL == 1 && LBR == 0) || HID % 8 != 0)
@@ -147,6 +147,9 @@
 #define HS_PLANE (STG_ROWS * LDH)
 #define RS_PLANE (WPART ? MT * KSPLIT_M * (NIT_R - WPART) * 32 * FRAG_E : ROWS_P * KP)
 #define LDX (KX + (TF32X3 ? 4 : 8))
+// BF16X3: lo planes of the in-kernel input weights and of the staged input rows.
+#define WS_PLANE (ROWS_P * KX)
+#define XS_PLANE (STG_ROWS * LDX)
 #define KSPLIT_M ((NWARP / MT) > 0 ? (NWARP / MT) : 1)
 // Per warp: one row tile, NIT_R (NIT_X) K steps of the recurrent (input) product.
 #define NIT_R ((KP / MMA_K + KSPLIT_M - 1) / KSPLIT_M)
@@ -171,6 +174,7 @@
 #define LDH KP
 #define HS_PLANE (STG_ROWS * LDH)
 #define LDX KX
+#define XS_PLANE (STG_ROWS * LDX)
 #endif
 
 #define FAST_GATES (TWO_BARRIER && WTYPE != 0)
@@ -519,7 +523,7 @@ __device__ __forceinline__ void load_x(const io_t* x, int kx, int s, int reverse
         if (c0 + b < BATCH) {
             int len = lens[c0 + b];
             int t = reverse ? max(len - 1 - s, 0) : s;
-            dst[b * LDX + k] = to_stage(io_load(x + ((size_t)t * BATCH + c0 + b) * kx + k));
+            stage_hl(dst + b * LDX + k, io_load(x + ((size_t)t * BATCH + c0 + b) * kx + k), XS_PLANE);
         }
     }
 }
@@ -670,10 +674,12 @@ __device__ __forceinline__ void put2(float* p, float a, float b) {
 // mma chain instead of one basic block at a time.
 // With WREG the A fragments come from the registers `ar`/`ax` the warp loaded once
 // (load_frags) instead of from shared memory.
-template <int KR, int LDR, int KXL, int LDXL, bool WITH_X>
+// RPL/VPL: where the lo planes of `fr` and `hv` sit (BF16X3; the input product's own
+// planes are WS_PLANE/XS_PLANE, `axl` its lo fragments in registers).
+template <int KR, int LDR, int KXL, int LDXL, bool WITH_X, size_t RPL = RS_PLANE, size_t VPL = HS_PLANE>
 __device__ __forceinline__ void dot_v2(const wt_t* fr, const stage_t* hv, const wt_t* fx, const stage_t* xv,
                                        float* red, float* redx, const uint4* ar, const uint4* ax,
-                                       const uint4* arl = nullptr) {
+                                       const uint4* arl = nullptr, const uint4* axl = nullptr) {
     constexpr int KSR = KR / MMA_K, KSX = KXL / MMA_K;
     constexpr int KSPLIT = KSPLIT_M;
     constexpr int KSM = (KSR > KSX && WITH_X) || !WITH_X ? KSR : KSX;
@@ -698,8 +704,8 @@ __device__ __forceinline__ void dot_v2(const wt_t* fr, const stage_t* hv, const 
                 const uint4 a = in_reg ? ar[it] : *reinterpret_cast<const uint4*>(fr + fi * FRAG_E);
                 const stage_t* v = hv + g * LDR + ks * MMA_K + t * (MMA_K / 8);
 #if BF16X3
-                const uint4 al = in_reg ? arl[it] : *reinterpret_cast<const uint4*>(fr + RS_PLANE + fi * FRAG_E);
-                const stage_t* vl = v + HS_PLANE;
+                const uint4 al = in_reg ? arl[it] : *reinterpret_cast<const uint4*>(fr + RPL + fi * FRAG_E);
+                const stage_t* vl = v + VPL;
                 mma_acc3(c[it & 1], a, al, *reinterpret_cast<const u32*>(v), *reinterpret_cast<const u32*>(v + MMA_K / 2),
                          *reinterpret_cast<const u32*>(vl), *reinterpret_cast<const u32*>(vl + MMA_K / 2));
 #else
@@ -707,9 +713,17 @@ __device__ __forceinline__ void dot_v2(const wt_t* fr, const stage_t* hv, const 
 #endif
             }
             if (WITH_X && (XDIV ? (it < KSX / KSPLIT) : (ks < KSX))) {
-                const uint4 a = WREG ? ax[it] : *reinterpret_cast<const uint4*>(fx + ((size_t)(mt * KSX + ks) * 32 + lane) * FRAG_E);
+                const size_t fi = (size_t)(mt * KSX + ks) * 32 + lane;
+                const uint4 a = WREG ? ax[it] : *reinterpret_cast<const uint4*>(fx + fi * FRAG_E);
                 const stage_t* v = xv + g * LDXL + ks * MMA_K + t * (MMA_K / 8);
+#if BF16X3
+                const uint4 al = WREG ? axl[it] : *reinterpret_cast<const uint4*>(fx + WS_PLANE + fi * FRAG_E);
+                const stage_t* vl = v + XS_PLANE;
+                mma_acc3(e[it & 1], a, al, *reinterpret_cast<const u32*>(v), *reinterpret_cast<const u32*>(v + MMA_K / 2),
+                         *reinterpret_cast<const u32*>(vl), *reinterpret_cast<const u32*>(vl + MMA_K / 2));
+#else
                 mma_acc(e[it & 1], a, *reinterpret_cast<const u32*>(v), *reinterpret_cast<const u32*>(v + MMA_K / 2));
+#endif
             }
         }
         const size_t base = (size_t)(ksl * MT + mt) * 128;
@@ -888,9 +902,9 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #else
     wt_t* Rs = reinterpret_cast<wt_t*>(sp); if (!WREG) sp += (size_t)ROWS_P * KP * WPLANES * sizeof(wt_t);
 #endif
-    wt_t* Ws = reinterpret_cast<wt_t*>(sp); if (fused && !WREG) sp += (size_t)ROWS_P * KX * sizeof(wt_t);
+    wt_t* Ws = reinterpret_cast<wt_t*>(sp); if (fused && !WREG) sp += (size_t)ROWS_P * KX * WPLANES * sizeof(wt_t);
     stage_t* hs = reinterpret_cast<stage_t*>(sp); sp += (size_t)HS_PLANE * WPLANES * sizeof(stage_t);
-    stage_t* xs = reinterpret_cast<stage_t*>(sp); if (fused) sp += (size_t)STG_ROWS * LDX * sizeof(stage_t);
+    stage_t* xs = reinterpret_cast<stage_t*>(sp); if (fused) sp += (size_t)STG_ROWS * LDX * WPLANES * sizeof(stage_t);
     float* accR = reinterpret_cast<float*>(sp); if (!STEP_V3) sp += (size_t)ROWS * BATCH * 4;
     float* accX = reinterpret_cast<float*>(sp); if (!STEP_V3) sp += (size_t)ROWS * BATCH * 4;
     float* cst = reinterpret_cast<float*>(sp); if (!STATE_IN_RED) sp += (size_t)UPC * BATCH * 4;
@@ -939,9 +953,9 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         for (int i = threadIdx.x; i < n16; i += NTHR) dst[i] = src[i];
 #endif
         if (fused) {
-            const uint4* wsrc = reinterpret_cast<const uint4*>(Wg + (size_t)cta * ROWS_P * KX);
+            const uint4* wsrc = reinterpret_cast<const uint4*>(Wg + (size_t)cta * ROWS_P * KX * WPLANES);
             uint4* wdst = reinterpret_cast<uint4*>(Ws);
-            const int nx16 = ROWS_P * KX * (int)sizeof(wt_t) / 16;
+            const int nx16 = ROWS_P * KX * WPLANES * (int)sizeof(wt_t) / 16;
 #if WREG
             (void)wsrc; (void)wdst; (void)nx16;
 #elif TWO_BARRIER
@@ -953,7 +967,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         // Zero the row padding of the staging vectors once (never written by gather()).
         for (int i = threadIdx.x; i < HS_PLANE * WPLANES; i += NTHR) hs[i] = to_stage(0.0f);
         if (fused)
-            for (int i = threadIdx.x; i < STG_ROWS * LDX; i += NTHR) xs[i] = to_stage(0.0f);
+            for (int i = threadIdx.x; i < STG_ROWS * LDX * WPLANES; i += NTHR) xs[i] = to_stage(0.0f);
     }
     for (int r = threadIdx.x; r < ROWS; r += NTHR) {
         int gate = r / UPC, u = r - gate * UPC;
@@ -1084,7 +1098,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                 break;
             }
 #if USE_MMA
-            dot_v2<KX, LDX, KX, LDX, false>(Ws, xs, nullptr, xs, redx, redx, FRAGS_X);
+            dot_v2<KX, LDX, KX, LDX, false, WS_PLANE, XS_PLANE>(Ws, xs, nullptr, xs, redx, redx, FRAGS_X);
 #else
             DOT_X(Ws, xs, accX, ROWS, 0);
 #endif
@@ -1147,7 +1161,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                 gather(in_ex + (size_t)s * slot, 0, xs, LDX, epoch);
                 __syncthreads();
 #if USE_MMA
-                dot_v2<KX, LDX, KX, LDX, false>(Ws, xs, nullptr, xs, redx, redx, FRAGS_X);
+                dot_v2<KX, LDX, KX, LDX, false, WS_PLANE, XS_PLANE>(Ws, xs, nullptr, xs, redx, redx, FRAGS_X);
 #else
                 DOT_X(Ws, xs, accX, ROWS, 0);
 #endif
@@ -1258,9 +1272,16 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #endif
 #if WREG
         uint4 fragX[NIT_XR];
-        load_frags<KX, NIT_XR>(fused ? Wg + (size_t)cta * ROWS_P * KX : nullptr, fragX);
+        load_frags<KX, NIT_XR>(fused ? Wg + (size_t)cta * ROWS_P * KX * WPLANES : nullptr, fragX);
+#if BF16X3
+        uint4 fragXl[NIT_XR];  // lo plane
+        load_frags<KX, NIT_XR>(fused ? Wg + (size_t)cta * ROWS_P * KX * WPLANES + ROWS_P * KX : nullptr, fragXl);
+#else
+        const uint4* fragXl = nullptr;
+#endif
 #else
         const uint4* fragX = nullptr;
+        const uint4* fragXl = nullptr;
 #endif
         // A step slot: h of every (batch, unit) in the staging type (BF16X3: a hi plane,
         // then a lo plane), then one flag per producer CTA.
@@ -1333,9 +1354,10 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                             stage_hl(hslot + r * LDH + k, h0 ? io_load(h0 + (size_t)(r0 + r) * HID + k) : 0.0f);
                         }
                     if (cp_below)
-                        for (int i = threadIdx.x; i < n; i += NTHR) {
-                            const int r = r0 + i / CH, c = i % CH;
-                            cp_async16(xs + r * LDX + c * EPC, reinterpret_cast<const char*>(below) + ((size_t)r * CH + c) * 16);
+                        for (int i = threadIdx.x; i < n * WPLANES; i += NTHR) {
+                            const int pl = WPLANES > 1 ? i / n : 0, e = i - pl * n, r = r0 + e / CH, c = e % CH;
+                            cp_async16(xs + pl * XS_PLANE + r * LDX + c * EPC,
+                                       reinterpret_cast<const char*>(below) + pl * (size_t)BATCH * CH * 16 + ((size_t)r * CH + c) * 16);
                         }
                     asm volatile("cp.async.commit_group;" ::: "memory");
                 };
@@ -1352,13 +1374,15 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                         const stage_t* hv = hg + (nt - gq * V3_GT) * 8 * LDH;
                         if (do_r && do_x)
                             dot_v2<KP, LDH, KX, LDX, true>(Rs, hv, Ws, xs + nt * 8 * LDX,
-                                                           red + nt * RSTRIDE, redx + nt * RSTRIDE, fragR, fragX, fragRl);
+                                                           red + nt * RSTRIDE, redx + nt * RSTRIDE, fragR, fragX, fragRl,
+                                                           fragXl);
                         else if (do_r)
                             dot_v2<KP, LDH, KX, LDX, false>(Rs, hv, nullptr, xs, red + nt * RSTRIDE,
                                                             redx + nt * RSTRIDE, fragR, fragX, fragRl);
                         else if (do_x)
-                            dot_v2<KX, LDX, KX, LDX, false>(Ws, xs + nt * 8 * LDX, nullptr, xs, redx + nt * RSTRIDE,
-                                                            redx + nt * RSTRIDE, fragX, fragX);
+                            dot_v2<KX, LDX, KX, LDX, false, WS_PLANE, XS_PLANE>(Ws, xs + nt * 8 * LDX, nullptr, xs,
+                                                                                redx + nt * RSTRIDE, redx + nt * RSTRIDE,
+                                                                                fragX, fragX, fragXl);
                     }
                     if (V3_RING && gq + V3_NSLOT < V3_NGRP) {
                         __syncthreads();  // every warp is done with this slot
