@@ -422,7 +422,7 @@ def test_fp32_h1024_large_batch_splits_fragments_and_rings_the_rows(monkeypatch)
     assert kern(16).wpart == 16
 
 
-def test_bf16x3_products_for_fp32_large_batch_builds_without_input_products(monkeypatch):
+def test_bf16x3_products_for_fp32_builds(monkeypatch):
     monkeypatch.delenv("TF2RT_CUDA_BF16X3", raising=False)  # the default
     monkeypatch.delenv("TF2RT_CUDA_WPART", raising=False)
 
@@ -438,8 +438,10 @@ def test_bf16x3_products_for_fp32_large_batch_builds_without_input_products(monk
     assert k.smem_bytes == 65536 + 32 * 1032 * 4 + 8 * 2 * 4 * 128 * 4 + 32 * 4 * 2 + 3 * 8 * 4
     assert k.smem_bytes + 1024 <= H100.smem_per_block
     assert kern(512, 64).bf16x3 and kern(512, 64).wreg  # (fragments fit registers)
-    assert kern(256, 64).tf32 and not kern(256, 64).bf16x3  # a wavefront: in-kernel input products
-    assert not kern(512, 8).bf16x3  # the two-barrier step
+    wave = kern(256, 64)  # a wavefront: the deeper layer's in-kernel input products too
+    assert wave.bf16x3 and not wave.tf32 and wave.fused and wave.wreg and wave.frag_regs == 32
+    assert not kern(512, 8).bf16x3  # a two-barrier wavefront (in-kernel input products)
+    assert kern(1024, 8).bf16x3 and kern(1024, 8).step_v2  # a two-barrier step a layer at a time
     d = make_plan(RnnProblem("lstm", 1024, 1024, 64, 100, layers=2, dtype="float32"), H100,
                   prefer="persistent").describe()
     assert (d["products"], d["weights"], d["step"]) == ("fp32 as three bf16 tensor-core passes",
