@@ -2,7 +2,8 @@
 
 Recurrent stacks run in the persistent kernel (recurrent weights kept on chip for the whole
 sequence, one tagged h exchange per step) or, where that does not fit or does not pay, in
-cuDNN through torch.nn; other ops run as PyTorch calls. After the first call for a set of
+cuDNN through torch.nn; one-step calls in the single-step stack (one GEMM and one gate
+kernel a layer) where that is faster; other ops run as PyTorch calls. After the first call for a set of
 input shapes the whole call is captured in a CUDA graph and replayed.
 
 Options: graph (capture a CUDA graph; default True), prefer ("persistent" | "cudnn" |

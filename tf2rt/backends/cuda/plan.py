@@ -3,15 +3,16 @@
 For one stack of recurrent layers the planner decides:
 
 - which engine runs it: the persistent kernel ("persistent"), cuDNN through
-  torch.nn.LSTM/GRU/RNN ("cudnn"), or a step loop of torch ops ("torch", for forms neither
+  torch.nn.LSTM/GRU/RNN ("cudnn"), the single-step stack for one-step calls ("step",
+  single_step.py), or a step loop of torch ops ("torch", for forms none of them
   supports, e.g. non-default activations);
 - for the persistent kernel, the tiling (hidden units per CTA, threads, batch chunk), the
   shared memory it needs, and whether layers run as one wavefront launch or one launch per
   layer;
 - an estimate of the hardware floor for the shape (docs/cuda.md derives it).
 
-The choice between persistent and cuDNN comes from a small table of measured crossovers
-(benchmarks/results/cuda_rnn_*.md); a runner may refine it with a first-run measurement.
+The choice comes from small tables of measured crossovers (benchmarks/results/cuda_rnn_*.md:
+CROSSOVER, STEP_MIN_BATCH); a runner may refine it with a first-run measurement.
 """
 
 from __future__ import annotations
