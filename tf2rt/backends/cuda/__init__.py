@@ -116,7 +116,8 @@ class CudaRunner(Runner):
                 st["graph"] = CapturedCall(lambda: self.executor(static))
         self._state[key] = st
         self.providers = ["cuda"] + [
-            f"{'+'.join(c['nodes'])}: {c.get('engine')} {c.get('mode', '')} (floor {c.get('floor_us', 0):.1f} us, "
+            f"{'+'.join(c['nodes'])}: {' '.join(filter(None, (c.get('engine'), c.get('mode'))))} "
+            f"(floor {c.get('floor_us', 0):.1f} us, "
             f"full floor {c.get('full_floor_us', 0):.1f} us)"
             for c in self.executor.describe()]
         return st
