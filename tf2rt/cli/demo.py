@@ -1,8 +1,8 @@
 """`tf2rt demo`: convert the bundled char-RNN, generate text, compare with TensorFlow when present.
 
-The bundled model (examples/charrnn/) is a TF1 checkpoint + .meta graph of a 2-layer
-BasicLSTMCell char-RNN trained by examples/charrnn/train.py on the opening of
-Shakespeare's Coriolanus. No TensorFlow is needed; with TensorFlow installed the demo also
+The bundled model (package data tf2rt/data/charrnn/, linked from examples/charrnn/ in a
+checkout) is a TF1 checkpoint + .meta graph of a 2-layer BasicLSTMCell char-RNN trained by
+its train.py on the opening of Shakespeare's Coriolanus. No TensorFlow is needed; with TensorFlow installed the demo also
 checks that TensorFlow's own graph writes the same greedy text and times both.
 """
 
@@ -15,7 +15,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "charrnn"
+
+
+def example_dir() -> Path:
+    """Folder of the bundled char-RNN (checkpoint in model/, vocab.json, train.py), shipped as package data."""
+    from importlib.resources import files
+
+    return Path(str(files("tf2rt.data") / "charrnn"))
+
+
+EXAMPLE = example_dir()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,8 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--vocab", default=str(EXAMPLE / "vocab.json"), help="vocabulary JSON (default: bundled)")
     p.add_argument("--start", default="MENENIUS:\n", help="priming text")
     p.add_argument("--length", type=int, default=400, help="characters to generate")
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
+    p.add_argument("--seed", type=int, default=1, help="random seed for sampling (default 1)")
     p.add_argument("--out", default=None, help="where to write the engine (default: a temporary directory)")
     p.add_argument("--no-tensorflow", action="store_true", help="skip the TensorFlow comparison")
     p.set_defaults(func=run)
@@ -51,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("tf2rt.convert").setLevel(logging.ERROR)
     model = Path(args.model)
     if not model.exists():
-        raise Tf2rtError(f"demo model {model} not found: the demo model ships in the repository's "
-                         "examples/charrnn/ (run from a checkout, or pass --model and --vocab)")
+        raise Tf2rtError(f"demo model {model} not found: the bundled model ships in the package "
+                         f"({EXAMPLE}); reinstall tf2rt, or pass --model and --vocab")
     out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="tf2rt_demo_"))
     out_dir.mkdir(parents=True, exist_ok=True)
     engine_path = out_dir / "charrnn.onnx"

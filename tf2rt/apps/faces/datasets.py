@@ -187,12 +187,11 @@ def read_wider_gt(path: str | Path) -> list[Annotation]:
 
 def read_wider_split(mat_path: str | Path) -> dict[str, np.ndarray]:
     """Official WIDER `wider_<setting>_val.mat`: image stem -> 0-based indices of faces to keep."""
+    from ..._optional import require
+
+    scipy_io = require("scipy.io", "faces", "reading WIDER .mat split files")
     try:
-        import scipy.io
-    except ImportError as exc:  # pragma: no cover - scipy comes with scikit-image
-        raise Tf2rtError("reading WIDER .mat split files needs scipy (pip install scipy)") from exc
-    try:
-        mat = scipy.io.loadmat(str(mat_path))
+        mat = scipy_io.loadmat(str(mat_path))
     except (OSError, ValueError, TypeError) as exc:
         raise FormatError(f"cannot read WIDER split file {mat_path}: {exc}") from exc
     if "file_list" not in mat or "gt_list" not in mat:
@@ -254,11 +253,9 @@ def read_wider(root: str | Path, setting: str = "all", split: str = "val") -> li
 # -- LFW subset --------------------------------------------------------------------------
 def lfw_subset() -> tuple[np.ndarray, np.ndarray]:
     """scikit-image's LFW subset as (RGB uint8 patches [200, 25, 25, 3], labels [200]: 1 face, 0 non-face)."""
-    try:
-        import skimage.data
-    except ImportError as exc:
-        raise Tf2rtError("the LFW subset comes with scikit-image (pip install scikit-image)") from exc
-    gray = skimage.data.lfw_subset()  # 100 faces then 100 non-faces, floats in [0, 1]
+    from ..._optional import require
+
+    gray = require("skimage.data", "faces", "the LFW subset").lfw_subset()  # 100 faces then 100 non-faces, floats in [0, 1]
     patches = (np.repeat(gray[..., None], 3, axis=-1) * 255).round().astype(np.uint8)
     labels = np.r_[np.ones(100, np.int64), np.zeros(len(gray) - 100, np.int64)]
     return patches, labels

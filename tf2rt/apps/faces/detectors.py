@@ -7,6 +7,8 @@ classifier stage (used for the LFW-subset ROC).
 
 from __future__ import annotations
 
+import importlib.util
+
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,7 +138,9 @@ class Haar:
 
     def __init__(self, cascade: str | Path | None = None, scale_factor: float = 1.1, min_neighbors: int = 3,
                  min_size: int = 30) -> None:
-        import cv2
+        from ..._optional import require
+
+        cv2 = require("cv2", "faces", "the Haar cascade detector")
 
         path = Path(cascade) if cascade else Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
         self.classifier = cv2.CascadeClassifier(str(path))
@@ -183,11 +187,12 @@ class MtcnnTF:
     name = "mtcnn-tf"
 
     def __init__(self, **params: Any) -> None:
-        try:
-            import mtcnn
-        except ImportError as exc:
-            raise Tf2rtError("the mtcnn-tf detector needs the mtcnn package and TensorFlow "
-                             "(pip install mtcnn tensorflow)") from exc
+        from ..._optional import MissingDependencyError, require
+
+        if importlib.util.find_spec("tensorflow") is None:
+            raise MissingDependencyError("the mtcnn-tf detector runs the mtcnn package on TensorFlow, which is "
+                                         "not installed: pip install 'tf2rt[faces]' tensorflow")
+        mtcnn = require("mtcnn", "faces", "the mtcnn-tf detector")
         self.detector = mtcnn.MTCNN()
         self.params = _package_kwargs(params)
 

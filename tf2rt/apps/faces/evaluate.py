@@ -85,7 +85,9 @@ def match(iou: np.ndarray, min_overlap: float = MIN_OVERLAP) -> tuple[int, float
     rows = np.nonzero(ok.any(axis=1))[0]
     cols = np.nonzero(ok.any(axis=0))[0]
     sub = iou[np.ix_(rows, cols)]
-    from scipy.optimize import linear_sum_assignment
+    from ..._optional import require
+
+    linear_sum_assignment = require("scipy.optimize", "faces", "FDDB matching").linear_sum_assignment
 
     r, c = linear_sum_assignment(sub, maximize=True)
     pairs = sub[r, c]

@@ -59,8 +59,8 @@ def package_weights_dir() -> Path:
     spec = importlib.util.find_spec("mtcnn")
     if spec is None or not spec.submodule_search_locations:
         raise Tf2rtError(
-            "the pretrained MTCNN weights come from the `mtcnn` package (MIT); install it with "
-            "`pip install mtcnn` or pass weights_dir= pointing at a folder with pnet.lz4, rnet.lz4, onet.lz4"
+            "the pretrained MTCNN weights come from the `mtcnn` package, which is not installed: "
+            "pip install 'tf2rt[faces]' (or pass weights_dir= with pnet.lz4, rnet.lz4, onet.lz4)"
         )
     return Path(list(spec.submodule_search_locations)[0]) / "assets" / "weights"
 

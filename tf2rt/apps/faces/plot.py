@@ -14,8 +14,9 @@ from .runs import EvalResult
 def plot_curves(result: EvalResult, path: str | Path) -> Path:
     """FDDB: discrete (solid) and continuous (dashed) TPR vs false positives; WIDER: precision-recall;
     LFW subset: ROC. One line per detector, the headline number in the legend."""
-    import matplotlib
+    from ..._optional import require
 
+    matplotlib = require("matplotlib", "faces", "plotting curves (`tf2rt faces eval --plot`)")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -60,7 +61,9 @@ def plot_curves(result: EvalResult, path: str | Path) -> Path:
 
 def draw_faces(image: np.ndarray, faces: Sequence[Face], path: str | Path) -> Path:
     """Save the RGB image with boxes, scores and landmarks drawn on it."""
-    import cv2
+    from ..._optional import require
+
+    cv2 = require("cv2", "faces", "drawing faces (`tf2rt faces detect --draw`)")
 
     canvas = cv2.cvtColor(np.ascontiguousarray(image[:, :, :3]).astype(np.uint8), cv2.COLOR_RGB2BGR)
     for f in faces:

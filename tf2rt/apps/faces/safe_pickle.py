@@ -200,11 +200,10 @@ def decompress(data: bytes, source: str = "<bytes>") -> bytes:
     """Undo joblib's file compression (lz4 or zlib) or return raw pickle bytes unchanged."""
     limit = min(max(len(data), 1) * _MAX_EXPANSION, _MAX_BYTES)
     if data.startswith(_LZ4_MAGIC):
-        try:
-            import lz4.frame
-        except ImportError as exc:
-            raise FormatError(f"{source} is lz4-compressed; install lz4 (pip install 'tf2rt[faces]')") from exc
-        dec = lz4.frame.LZ4FrameDecompressor()
+        from ..._optional import require
+
+        lz4_frame = require("lz4.frame", "faces", f"reading the lz4-compressed {source}")
+        dec = lz4_frame.LZ4FrameDecompressor()
         try:
             out = dec.decompress(data, max_length=limit)
         except RuntimeError as exc:
