@@ -15,12 +15,12 @@ import os
 import stat
 from pathlib import Path
 
-from .errors import Tf2rtError
+from .errors import FormatError, Tf2rtError
 
 DEFAULT_MAX_BYTES = 4 << 30  # 4 GiB
 
 
-class ResourceLimitError(Tf2rtError):
+class ResourceLimitError(FormatError):
     """A file asks for more memory, time or nesting than tf2rt allows; the message says how to raise the cap."""
 
 
@@ -50,6 +50,11 @@ MAX_FOLD_BYTES = 64 << 20        # a constant computed at import time (larger on
 MAX_INLINED_NODES = 2_000_000    # nodes of a graph after function inlining
 MAX_TEXT_BYTES = 1 << 20         # small text files: checkpoint state files, label lists' lines, ...
 MAX_JSON_DEPTH = 64              # nesting of JSON a file may carry (metadata, Keras configs)
+MAX_RATIO = 1100                 # deflate expands at most ~1032:1; a member claiming more is a bomb
+MAX_HDF5_OBJECTS = 200_000       # distinct groups/datasets visited in one HDF5 file
+MAX_HDF5_DEPTH = 64              # group nesting in an HDF5 file
+MAX_LINK_HOPS = 16               # soft links followed to resolve one HDF5 path, state files followed
+_NUMPY_MAX = (1 << 63) - 1       # numpy's limit on elements * itemsize, zero dims or not
 
 
 def check_bytes(nbytes: int, what: str, cap: int | None = None) -> None:
@@ -65,14 +70,33 @@ def check_bytes(nbytes: int, what: str, cap: int | None = None) -> None:
 
 def check_elements(shape: tuple[int, ...] | list[int], itemsize: int, what: str, cap: int | None = None) -> int:
     """Number of elements of `shape`, after checking it is non-negative and within the byte cap."""
-    n = 1
+    n, nonzero = 1, max(int(itemsize), 1)
     for d in shape:
         d = int(d)
         if d < 0:
             raise ResourceLimitError(f"{what}: negative dimension in shape {tuple(shape)}; the file is damaged")
         n *= d
+        nonzero *= d or 1
+    # numpy refuses such shapes even with a zero dimension ([2**32, 2**32, 0])
+    if nonzero > _NUMPY_MAX:
+        raise ResourceLimitError(f"{what}: shape {tuple(shape)} overflows any array size; the file is damaged")
     check_bytes(n * max(int(itemsize), 1), what, cap)
     return n
+
+
+class Budget:
+    """A running total of bytes a reader builds from one file, refused once past `limit`."""
+
+    def __init__(self, limit: int, what: str):
+        self.limit, self.what, self.used = limit, what, 0
+
+    def take(self, nbytes: int) -> None:
+        self.used += int(nbytes)
+        if self.used > self.limit:
+            raise ResourceLimitError(
+                f"{self.what}: would build more than {self.limit} bytes, more than the file can justify "
+                "(repeated or overlapping data); it is hostile or damaged (raise TF2RT_MAX_BYTES only "
+                "if it really holds that much)")
 
 
 def regular_file(path: str | Path, what: str = "input") -> Path:

@@ -9,37 +9,40 @@
   attribute (`lstm/lstm_cell/kernel:0`); `save_weights` files have them at the root.
 
 Nothing is ever unpickled or evaluated. Zip members with unsafe paths or implausible sizes
-are refused.
+are refused; the weights member is read into memory (never extracted to disk) with a byte
+budget. HDF5 data must live inside the file: external storage, virtual datasets and
+external links are refused, soft links are resolved here one hop at a time, and every
+object is visited once (a file of hard links to hard links cannot make a walk exponential).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import FormatError, MissingTensorError, UnsupportedError
+from ..errors import FormatError, MissingTensorError, Tf2rtError, UnsupportedError
+from ..limits import (MAX_HDF5_DEPTH, MAX_HDF5_OBJECTS, MAX_JSON_DEPTH, MAX_LINK_HOPS, MAX_RATIO, ResourceLimitError,
+                      check_bytes, check_elements, max_bytes, regular_file)
 from .base import OPTIMIZER_SLOT, VARIABLE, TensorInfo, WeightSource, missing_message
 from .formats import ZIP_ERRORS
 
 _MAX_JSON = 64 << 20  # config.json / metadata.json
-_MAX_RATIO = 1100  # deflate cannot expand more than ~1032:1
+_MAX_RATIO = MAX_RATIO  # deflate cannot expand more than ~1032:1
+_CHUNK = 1 << 20
 # Children of a Keras 3 layer group in get_weights() order; others follow sorted.
 _CHILD_ORDER = ("forward_layer", "backward_layer", "cell")
 
 
 def _h5py():
-    try:
-        import h5py
-    except ImportError:
-        raise UnsupportedError("reading Keras files needs h5py: pip install 'tf2rt[keras]'") from None
-    return h5py
+    from .._optional import require
+
+    return require("h5py", "keras", "reading Keras .keras/.h5 files")
 
 
 class KerasFile(WeightSource):
@@ -49,10 +52,11 @@ class KerasFile(WeightSource):
 
     def __init__(self, path: str | Path):
         super().__init__(path)
-        self._tmp: tempfile.TemporaryDirectory | None = None
         self._config: dict | None = None
         self._version = ""
         self._h5 = None
+        self._h5_size = 0
+        self._visited = 0
         try:
             self._open()
         except BaseException:
@@ -62,11 +66,14 @@ class KerasFile(WeightSource):
     # -- opening ---------------------------------------------------------------------
     def _open(self) -> None:
         h5py = _h5py()
+        regular_file(self.path, "Keras file")
         if _is_zip(self.path):
             weights = self._unzip()
+            self._h5_size = len(weights.getbuffer())
             self.layout = "keras3"
         else:
             weights = self.path
+            self._h5_size = os.path.getsize(self.path)
             self.layout = ""
         try:
             self._h5 = h5py.File(weights, "r")
@@ -87,10 +94,12 @@ class KerasFile(WeightSource):
                     self._config = _json(_text(attrs["model_config"]), self.path, "model_config")
                 self._version = _text(attrs.get("keras_version", b""))
             self._infos = self._scan_keras3() if self.layout == "keras3" else self._scan_legacy()
-        except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
+        except Tf2rtError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError, OSError, AttributeError, IndexError) as exc:
             raise FormatError(f"{self.path}: malformed Keras weights: {exc}") from None
 
-    def _unzip(self) -> str:
+    def _unzip(self) -> io.BytesIO:
         try:
             zf = zipfile.ZipFile(self.path)
         except ZIP_ERRORS as exc:
@@ -103,9 +112,10 @@ class KerasFile(WeightSource):
                 if name.startswith(("/", "\\")) or ".." in Path(name).parts or ":" in name:
                     raise FormatError(f"{self.path}: refusing zip member with an unsafe path {name!r}")
                 limit = archive if zi.compress_type == zipfile.ZIP_STORED else archive * _MAX_RATIO
-                if zi.file_size > limit:
-                    raise FormatError(f"{self.path}: zip member {name!r} claims {zi.file_size} bytes, "
-                                      "more than the archive can hold")
+                if zi.file_size > limit or _bomb(zi):
+                    raise ResourceLimitError(f"{self.path}: zip member {name!r} claims {zi.file_size} bytes "
+                                             f"from {zi.compress_size} compressed, more than the archive can "
+                                             "hold (a zip bomb or a damaged file)")
                 members[name] = zi
             for need in ("config.json", "model.weights.h5"):
                 if need not in members:
@@ -116,23 +126,86 @@ class KerasFile(WeightSource):
                 meta = _json(self._member(zf, members["metadata.json"], _MAX_JSON).decode("utf-8", "replace"),
                              self.path, "metadata.json")
                 self._version = str(meta.get("keras_version", "")) if isinstance(meta, dict) else ""
-            self._tmp = tempfile.TemporaryDirectory(prefix="tf2rt-keras-")
-            out = os.path.join(self._tmp.name, "model.weights.h5")
+            # Read in memory, never extracted: nothing lands on disk, and only this member is read.
             zi = members["model.weights.h5"]
-            try:
-                with zf.open(zi) as src, open(out, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-            except ZIP_ERRORS as exc:
-                raise FormatError(f"{self.path}: corrupted model.weights.h5 member: {exc}") from None
-            return out
+            check_bytes(zi.file_size, f"{self.path}: model.weights.h5")
+            return io.BytesIO(self._member(zf, zi, max_bytes()))
 
     def _member(self, zf: zipfile.ZipFile, zi: zipfile.ZipInfo, limit: int) -> bytes:
+        """A member's bytes, streamed with a budget: stops as soon as more come out than declared."""
         if zi.file_size > limit:
-            raise FormatError(f"{self.path}: {zi.filename} is implausibly large ({zi.file_size} bytes)")
+            raise ResourceLimitError(f"{self.path}: {zi.filename} is implausibly large ({zi.file_size} bytes)")
+        budget = min(zi.file_size, limit)
+        out = io.BytesIO()
         try:
-            return zf.read(zi)
+            with zf.open(zi) as src:
+                while True:
+                    chunk = src.read(min(_CHUNK, budget + 1 - out.tell()))
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    if out.tell() > budget:
+                        raise ResourceLimitError(f"{self.path}: zip member {zi.filename} expands beyond its "
+                                                 f"declared {zi.file_size} bytes; the archive is hostile or damaged")
         except ZIP_ERRORS as exc:
             raise FormatError(f"{self.path}: corrupted zip member {zi.filename}: {exc}") from None
+        if out.tell() != zi.file_size:
+            raise FormatError(f"{self.path}: zip member {zi.filename} holds {out.tell()} bytes, "
+                              f"not the declared {zi.file_size} (truncated or damaged)")
+        return out.getvalue()
+
+    # -- safe HDF5 navigation ----------------------------------------------------------
+    def _get(self, base, path: str, hops: int = 0):
+        """`base[path]` for paths inside this file only: each link is checked before it is
+        followed; external links and user-defined links are refused, soft links resolved here."""
+        h5py = _h5py()
+        if hops > MAX_LINK_HOPS:
+            raise FormatError(f"{self.path}: more than {MAX_LINK_HOPS} soft links chained at {path!r}")
+        obj = self._h5 if path.startswith("/") else base
+        for part in path.split("/"):
+            if part in ("", "."):
+                continue
+            if not isinstance(obj, h5py.Group):
+                raise KeyError(f"{path!r}: {obj.name!r} is not a group")
+            try:
+                link = obj.get(part, getlink=True)
+            except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
+                raise FormatError(f"{self.path}: unreadable HDF5 link {part!r} in {obj.name!r}: {exc}") from None
+            if link is None:
+                raise KeyError(f"{path!r}: no {part!r} in {obj.name!r}")
+            if isinstance(link, h5py.HardLink):
+                obj = obj[part]
+            elif isinstance(link, h5py.SoftLink):
+                obj = self._get(obj, link.path, hops + 1)
+            elif isinstance(link, h5py.ExternalLink):
+                raise FormatError(f"{self.path}: {obj.name.rstrip('/')}/{part} is an external link to "
+                                  f"{link.filename!r}; tf2rt reads only data stored inside the file")
+            else:
+                raise FormatError(f"{self.path}: {obj.name.rstrip('/')}/{part} is a user-defined HDF5 link; "
+                                  "tf2rt reads only data stored inside the file")
+        if isinstance(obj, h5py.Dataset):
+            self._check_storage(obj)
+        return obj
+
+    def _check_storage(self, ds) -> None:
+        if ds.is_virtual or ds.external:
+            kind = "a virtual dataset (VDS)" if ds.is_virtual else "stored in external files"
+            raise FormatError(f"{self.path}: dataset {ds.name!r} is {kind}; tf2rt reads only data stored "
+                              "inside the file (re-save the model with Keras)")
+
+    def _visit(self, obj, seen: set, depth: int) -> bool:
+        """True the first time an HDF5 object is met (by identity, whatever the path)."""
+        if depth > MAX_HDF5_DEPTH:
+            raise ResourceLimitError(f"{self.path}: HDF5 groups nested deeper than {MAX_HDF5_DEPTH}; "
+                                     "the file is hostile or damaged")
+        if obj.id in seen:
+            return False
+        seen.add(obj.id)
+        self._visited += 1
+        if self._visited > MAX_HDF5_OBJECTS:
+            raise ResourceLimitError(f"{self.path}: more than {MAX_HDF5_OBJECTS} HDF5 objects; "
+                                     "the file is hostile or damaged")
+        return True
 
     # -- listing ---------------------------------------------------------------------
     def _scan_keras3(self) -> list[TensorInfo]:
@@ -143,26 +216,32 @@ class KerasFile(WeightSource):
         # gives them back their layer names, in the same order.
         names = _keras3_layer_names(self._config) if isinstance(self._config, dict) else {}
 
-        def walk(group, name_parts: list[str], kind: str) -> None:
+        seen: set = set()
+
+        def walk(group, name_parts: list[str], kind: str, depth: int) -> None:
             for child in _ordered_children(group):
-                obj = group.get(child)
+                obj = self._get(group, child)
+                if isinstance(obj, h5py.Group) and not self._visit(obj, seen, depth):
+                    continue
                 if child == "vars" and isinstance(obj, h5py.Group):
                     for idx in sorted(obj, key=_int_key):
-                        ds = obj[idx]
-                        if isinstance(ds, h5py.Dataset):
+                        ds = self._get(obj, idx)
+                        if isinstance(ds, h5py.Dataset) and self._visit(ds, seen, depth):
                             infos.append(self._info("/".join(name_parts + ["vars", idx]), ds, kind))
                 elif child == "layers" and isinstance(obj, h5py.Group):
                     for stored in obj:
-                        if isinstance(obj[stored], h5py.Group):
-                            layer = names.get(obj[stored].name, stored)
+                        sub = self._get(obj, stored)
+                        if isinstance(sub, h5py.Group) and self._visit(sub, seen, depth + 1):
+                            layer = names.get(sub.name, stored)
                             path = "/".join(name_parts + [layer])
-                            self._layers.setdefault(path, obj[stored].name)
-                            self._layers.setdefault(layer, obj[stored].name)
-                            walk(obj[stored], name_parts + [layer], kind)
+                            self._layers.setdefault(path, sub.name)
+                            self._layers.setdefault(layer, sub.name)
+                            walk(sub, name_parts + [layer], kind, depth + 2)
                 elif isinstance(obj, h5py.Group):
-                    walk(obj, name_parts + [child], OPTIMIZER_SLOT if child == "optimizer" and not name_parts else kind)
+                    walk(obj, name_parts + [child],
+                         OPTIMIZER_SLOT if child == "optimizer" and not name_parts else kind, depth + 1)
 
-        walk(self._h5, [], VARIABLE)
+        walk(self._h5, [], VARIABLE, 0)
         # natural order, so vars/2 lists before vars/10
         return sorted(infos, key=lambda i: [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in i.name.split("/")])
 
@@ -170,14 +249,16 @@ class KerasFile(WeightSource):
         h5py = _h5py()
         infos: list[TensorInfo] = []
         self._layers = {}
-        root = self._h5["model_weights"] if "model_weights" in self._h5 else self._h5
+        root = self._get(self._h5, "model_weights") if "model_weights" in self._h5 else self._h5
         seen: set[str] = set()
         sections = [(root, VARIABLE)]
         if "optimizer_weights" in self._h5:
-            sections.append((self._h5["optimizer_weights"], OPTIMIZER_SLOT))
+            sections.append((self._get(self._h5, "optimizer_weights"), OPTIMIZER_SLOT))
         for group, kind in sections:
+            if not isinstance(group, h5py.Group):
+                raise FormatError(f"{self.path}: {group.name!r} is not an HDF5 group")
             if kind == VARIABLE:
-                layer_groups = [(str(n), group[str(n)]) for n in _attr_list(group, "layer_names")]
+                layer_groups = [(str(n), self._get(group, str(n))) for n in _attr_list(group, "layer_names")]
             else:
                 layer_groups = [("", group)]
             for layer, lg in layer_groups:
@@ -186,7 +267,11 @@ class KerasFile(WeightSource):
                 if layer:
                     self._layers[layer] = lg.name
                 for wn in _attr_list(lg, "weight_names"):
-                    ds = lg[wn]
+                    ds = self._get(lg, wn)
+                    self._visited += 1
+                    if self._visited > MAX_HDF5_OBJECTS:
+                        raise ResourceLimitError(f"{self.path}: more than {MAX_HDF5_OBJECTS} weights listed; "
+                                                 "the file is hostile or damaged")
                     if not isinstance(ds, h5py.Dataset):
                         raise FormatError(f"{self.path}: weight {wn!r} is not a dataset")
                     name = wn[:-2] if wn.endswith(":0") else wn
@@ -200,10 +285,11 @@ class KerasFile(WeightSource):
         dtype = ds.dtype
         if dtype.kind not in "fiubc" or dtype.fields is not None:
             raise UnsupportedError(f"{self.path}: weight {name!r} has non-numeric dtype {dtype}")
+        self._check_storage(ds)
         shape = tuple(int(d) for d in ds.shape) if ds.shape is not None else ()
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        if nbytes > max(os.path.getsize(self._h5.filename), 1) * _MAX_RATIO:
-            raise FormatError(f"{self.path}: weight {name!r} claims {nbytes} bytes, more than the file can hold")
+        nbytes = check_elements(shape, dtype.itemsize, f"{self.path}: weight {name!r}") * dtype.itemsize
+        if nbytes > max(self._h5_size, 1) * _MAX_RATIO:
+            raise ResourceLimitError(f"{self.path}: weight {name!r} claims {nbytes} bytes, more than the file can hold")
         return TensorInfo(name, dtype.newbyteorder("="), shape, kind=kind, key=ds.name.lstrip("/"),
                           extra={"h5": ds.name})
 
@@ -212,7 +298,7 @@ class KerasFile(WeightSource):
 
     def _read(self, info: TensorInfo) -> np.ndarray:
         try:
-            arr = self._h5[info.extra["h5"]][()]
+            arr = self._get(self._h5, info.extra["h5"])[()]
         except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
             raise FormatError(f"{self.path}: cannot read weight {info.name!r}: {exc}") from None
         arr = np.asarray(arr)
@@ -226,6 +312,7 @@ class KerasFile(WeightSource):
         if self._config is None:
             raise FormatError(f"{self.path} holds weights only (saved with save_weights); it has no "
                               "model config. Save the whole model (model.save) instead.")
+        _check_config(self._config, self.path, "the model config")
         return self._config
 
     def keras_version(self) -> str:
@@ -251,11 +338,11 @@ class KerasFile(WeightSource):
         if self.layout == "legacy":
             index = {i.extra["h5"]: n for n, i in enumerate(self._infos)}
             order = []
-            root = self._h5["model_weights"] if "model_weights" in self._h5 else self._h5
+            root = self._get(self._h5, "model_weights") if "model_weights" in self._h5 else self._h5
             for layer in _attr_list(root, "layer_names"):
-                lg = root[str(layer)]
+                lg = self._get(root, str(layer))
                 for wn in _attr_list(lg, "weight_names"):
-                    order.append(self._infos[index[lg[wn].name]])
+                    order.append(self._infos[index[self._get(lg, wn).name]])
             return order
         return sorted(self._infos, key=lambda i: _keras3_sort_key(i.extra["h5"]))
 
@@ -266,9 +353,6 @@ class KerasFile(WeightSource):
             except Exception:  # closing a half-opened file must not mask the real error
                 pass
             self._h5 = None
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
 
 
 def open_keras(path: str | Path) -> KerasFile:
@@ -340,11 +424,46 @@ def _text(value) -> str:
     return str(value)
 
 
+def _bomb(zi: zipfile.ZipInfo) -> bool:
+    """True when a member's declared sizes are impossible for its compression method."""
+    if zi.compress_type == zipfile.ZIP_STORED:
+        return zi.file_size != zi.compress_size
+    return zi.file_size > _MAX_RATIO * zi.compress_size + (1 << 16)
+
+
+def _check_config(config, path: Path, what: str) -> None:
+    """The model config's outer shape: {"class_name": str, "config": {...} or [...]}."""
+    if not isinstance(config, dict):
+        raise FormatError(f"{path}: {what} is a JSON {type(config).__name__}, not an object; the file is damaged")
+    if not isinstance(config.get("class_name"), str):
+        raise FormatError(f"{path}: {what} has no class_name string; the file is damaged")
+    if not isinstance(config.get("config", {}), (dict, list)):
+        raise FormatError(f"{path}: {what}'s config is a JSON {type(config['config']).__name__}, "
+                          "not an object; the file is damaged")
+
+
 def _json(text: str, path: Path, what: str):
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise FormatError(f"{path}: {what} is not valid JSON: {exc}") from None
+    if _depth(value) > MAX_JSON_DEPTH:  # config walkers recurse; keep them far from Python's limit
+        raise ResourceLimitError(f"{path}: {what} nests deeper than {MAX_JSON_DEPTH} levels; the file is "
+                                 "hostile or damaged")
+    return value
+
+
+def _depth(value) -> int:
+    """Nesting depth of a JSON value, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        deepest = max(deepest, d)
+        if isinstance(v, dict):
+            stack.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, d + 1) for x in v)
+    return deepest
 
 
 def _attr_list(group, name: str) -> list[str]:
@@ -361,6 +480,7 @@ def _attr_list(group, name: str) -> list[str]:
 
 
 def _is_zip(path: Path) -> bool:
+    regular_file(path, "Keras file")
     try:
         with open(path, "rb") as f:
             return f.read(2) == b"PK"
