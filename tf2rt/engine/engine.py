@@ -48,7 +48,7 @@ class Engine:
         try:
             self.inputs = [TensorSpec.from_json(d) for d in self.metadata["inputs"]]
             self.outputs = [TensorSpec.from_json(d) for d in self.metadata["outputs"]]
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise FormatError(f"engine metadata is malformed ({exc}); rebuild the engine") from None
         self._runners: dict[Any, Any] = {}
 
@@ -115,13 +115,12 @@ class Engine:
     def serialize(self) -> bytes:
         return self.onnx.SerializeToString()
 
-    def save(self, path: PathLike) -> Path:
-        """Write the engine as one .onnx file (metadata in metadata_props['tf2rt'])."""
-        p = Path(path)
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_bytes(self.serialize())
-        os.replace(tmp, p)
-        return p
+    def save(self, path: PathLike, inputs: Any = ()) -> Path:
+        """Write the engine as one .onnx file (metadata in metadata_props['tf2rt']), atomically;
+        `inputs`: files it must not overwrite (the model it was converted from)."""
+        from ..outputs import write_bytes
+
+        return write_bytes(path, self.serialize(), inputs, "engine")
 
     def __repr__(self) -> str:
         ins = ", ".join(f"{s.name}:{s.dtype}{list(s.shape)}" for s in self.inputs)
@@ -139,44 +138,48 @@ def attach_metadata(model: Any, metadata: Mapping[str, Any]) -> None:
 
 
 def read_metadata(model: Any, where: str) -> dict[str, Any]:
+    """The checked metadata of an engine file (every field tf2rt uses has its expected type)."""
+    from .metadata import check_metadata, parse_metadata
+
     for p in model.metadata_props:
         if p.key == METADATA_KEY:
-            try:
-                meta = json.loads(p.value)
-            except ValueError:
-                raise FormatError(f"{where}: the tf2rt metadata is not valid JSON; rebuild the engine") from None
-            if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-                raise FormatError(f"{where}: the tf2rt metadata does not describe an engine; rebuild the engine")
-            if int(meta.get("version", 0)) > FORMAT_VERSION:
-                raise FormatError(f"{where}: engine format version {meta.get('version')} is newer than this "
-                                  f"tf2rt understands ({FORMAT_VERSION}); upgrade tf2rt")
-            return meta
+            return check_metadata(parse_metadata(p.value, where), where, FORMAT_NAME, FORMAT_VERSION)
     raise FormatError(f"{where}: an ONNX model without tf2rt metadata, not a tf2rt engine; "
                       "build one with tf2rt.build_engine(network) or `tf2rt convert`")
 
 
-def from_bytes(data: bytes, where: str = "<bytes>") -> Engine:
-    """An Engine from serialized bytes; FormatError for anything that is not a valid engine."""
+def from_bytes(data: bytes, where: str = "<bytes>", base_dir: Optional[PathLike] = None) -> Engine:
+    """An Engine from serialized bytes; FormatError for anything that is not a valid engine.
+
+    Nothing in the bytes is trusted: external tensor data is read here (only from regular
+    files inside `base_dir`, the engine file's directory; none for bytes without one) into
+    the in-memory model, so no backend ever resolves a path the file names."""
+    try:
+        return _from_bytes(data, where, base_dir)
+    except UnicodeDecodeError:
+        raise FormatError(f"{where}: the engine holds text that is not valid UTF-8; the file is damaged") from None
+
+
+def _from_bytes(data: bytes, where: str, base_dir: Optional[PathLike]) -> Engine:
     import onnx
     from google.protobuf.message import DecodeError
+
+    from .external import inline_external_data
 
     model = onnx.ModelProto()
     try:
         model.ParseFromString(data)
-    except (DecodeError, ValueError, RuntimeError) as exc:
+    except (DecodeError, ValueError, RuntimeError, RecursionError) as exc:
         raise FormatError(f"{where}: not an ONNX engine file (protobuf decode failed: {exc})") from None
     if not model.HasField("graph") or not model.opset_import:
         raise FormatError(f"{where}: not an ONNX engine file (no graph); check the path")
     meta = read_metadata(model, where)
-    # Engines are self-contained; tensors pointing at other files would make loading read them.
-    if any(t.data_location == 1 for t in model.graph.initializer):
-        raise FormatError(f"{where}: the engine refers to external tensor data; tf2rt engines are "
-                          "self-contained files - rebuild it with tf2rt")
+    inline_external_data(model, None if base_dir is None else Path(base_dir), where)
     try:
         onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as exc:
+    except (onnx.checker.ValidationError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid model"
-        raise FormatError(f"{where}: the engine's ONNX graph is invalid ({first}); rebuild the engine") from None
+        raise FormatError(f"{where}: the engine's ONNX graph is invalid ({first[:300]}); rebuild the engine") from None
     engine = Engine(model, meta)
     graph_in = {i.name for i in model.graph.input}
     graph_out = {o.name for o in model.graph.output}
@@ -189,7 +192,11 @@ def from_bytes(data: bytes, where: str = "<bytes>") -> Engine:
 
 def load_engine(path: PathLike) -> Engine:
     """Load an engine file written by Engine.save()."""
+    from ..limits import max_bytes, read_capped, regular_file
+
     p = Path(path)
-    if not p.is_file():
-        raise FormatError(f"engine file {str(p)!r} does not exist (or is not a file)")
-    return from_bytes(p.read_bytes(), str(p))
+    try:
+        regular_file(p, "engine file")
+    except Tf2rtError as exc:
+        raise FormatError(str(exc)) from None
+    return from_bytes(read_capped(p, max_bytes(), "engine file"), str(p), p.parent)
