@@ -3,6 +3,10 @@
     available() -> bool
     load(engine, **options) -> Runner      # Runner.run(feeds) -> {name: array}; Runner.close()
 
+Runner.run is a template method: it checks the feeds (names, dtypes, shapes; optional state
+inputs left out are filled with zeros) and hands them to the backend's `_execute(feeds)`,
+the only step a backend implements.
+
 A Runner may also offer `benchmark(feeds, iterations, warmup) -> list[float]` (seconds per
 run) when it has a better timer than the host clock (e.g. CUDA events).
 """
@@ -33,8 +37,9 @@ def get_backend(name: str) -> Any:
     try:
         mod = importlib.import_module(module)
     except ImportError as exc:
-        raise UnsupportedError(f"backend {name!r} cannot be imported ({exc}); install its dependencies "
-                               "(pip install 'tf2rt[engine]')") from None
+        extra = "cuda" if name == "cuda" else None
+        hint = f"pip install 'tf2rt[{extra}]'" if extra else "reinstall tf2rt (pip install tf2rt)"
+        raise UnsupportedError(f"backend {name!r} cannot be imported ({exc}); {hint}") from None
     return mod
 
 
@@ -63,7 +68,10 @@ def load(engine: Any, backend: str = DEFAULT_BACKEND, **options: Any) -> "Runner
 
 
 class Runner:
-    """Base class of loaded engines: feed checking shared by every backend."""
+    """Base class of loaded engines: feed checking shared by every backend.
+
+    Subclasses implement `_execute(feeds)` (feeds already checked) and never override run().
+    """
 
     backend = ""
 
@@ -76,8 +84,16 @@ class Runner:
         # (name, dtype, shape, the shape as a tuple when fully static else None): checked every call
         self._specs = [(s.name, s.np_dtype, s.shape, None if None in s.shape else tuple(s.shape))
                        for s in self.inputs]
+        from ..engine.stream import optional_state_inputs
 
-    def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
+        self.optional_inputs = optional_state_inputs(engine)  # state inputs that default to zeros
+
+    def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Check `feeds` (missing optional states become zeros), run once, return {output name: array}."""
+        return self._execute(self.check_feeds(feeds))
+
+    def _execute(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
+        """The backend's step: run on feeds that check_feeds() accepted."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -97,8 +113,12 @@ class Runner:
     def check_feeds(self, feeds: Mapping[str, Any]) -> Mapping[str, np.ndarray]:
         """Feeds as arrays of the declared dtypes and shapes; ShapeError naming the tensor otherwise.
 
-        Returns `feeds` itself when nothing needed converting (the common, cheap case).
+        Optional state inputs (engine metadata "states") that are not fed become zeros, their
+        batch size taken from the fed inputs. Returns `feeds` itself when nothing needed
+        converting or filling (the common, cheap case).
         """
+        if len(feeds) < len(self._specs) and self.optional_inputs:
+            feeds = self._fill_states(feeds)
         converted: Optional[dict[str, np.ndarray]] = None
         try:
             for name, dtype, shape, static in self._specs:
@@ -117,6 +137,12 @@ class Runner:
         if len(feeds) != len(self._specs):
             self._name_error(feeds)
         return feeds if converted is None else converted
+
+    def _fill_states(self, feeds: Mapping[str, Any]) -> Mapping[str, Any]:
+        from ..engine.stream import zero_states
+
+        zeros = zero_states(self.engine, feeds)
+        return {**feeds, **zeros} if zeros else feeds
 
     def _name_error(self, feeds: Mapping[str, Any]) -> None:
         names = set(self.input_names)

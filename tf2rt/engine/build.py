@@ -48,7 +48,8 @@ def build_engine(network: Any, precision: str = "fp32", optimize: bool = True,
         for i, o in getattr(layer, "state_pairs", lambda: [])():
             if all(i is not d for d, _ in declared):
                 declared.append((i, o))
-    states = [{"input": i.name, "output": o.name} for i, o in declared]
+    # state inputs exist for streaming; the model never had them: not feeding one means zeros
+    states = [{"input": i.name, "output": o.name, "optional": True} for i, o in declared]
     meta.update({
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,

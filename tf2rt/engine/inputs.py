@@ -57,9 +57,14 @@ def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
 
 
 def check_names(engine: Any, feeds: dict[str, np.ndarray]) -> None:
-    """ShapeError naming missing / unknown inputs (before any backend is loaded)."""
+    """ShapeError naming missing / unknown inputs (before any backend is loaded).
+
+    Optional state inputs may be missing: running fills them with zeros."""
+    from .stream import optional_state_inputs
+
     names = [s.name for s in engine.inputs]
-    missing = [n for n in names if n not in feeds]
+    optional = set(optional_state_inputs(engine))
+    missing = [n for n in names if n not in feeds and n not in optional]
     unknown = [n for n in feeds if n not in names]
     if missing or unknown:
         msg = []

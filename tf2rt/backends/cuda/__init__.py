@@ -158,8 +158,7 @@ class CudaRunner(Runner):
                 chain.plan.measured = {e: v[0] for e, v in options.items()}
                 chain.plan.reason = f"first-run measurement: {best} faster"
 
-    def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        checked = self.check_feeds(feeds)
+    def _execute(self, checked: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = self._run_device(checked)
         done = self.torch.cuda.Event()
         done.record()
