@@ -7,7 +7,9 @@ Each sub-command lives in its own module `tf2rt.cli.<name>` exposing
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 
 # Sub-command modules, in the order `tf2rt --help` lists them.
@@ -42,21 +44,98 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from ..errors import Tf2rtError
 
+    _guard_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a full or closed stdout fails here, not at interpreter exit
+        return code
     except Tf2rtError as exc:
-        print(f"tf2rt {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args.command, str(exc))
     except BrokenPipeError:  # e.g. `tf2rt inspect ... | head`
+        _detach_stdout()
         return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    # Last line of defence: the system said no (a file, memory, nesting); one line, not a traceback.
+    except OSError as exc:
+        return _fail(args.command, _os_message(exc), exc)
+    except MemoryError as exc:
+        return _fail(args.command, "out of memory; the input is too large for this machine "
+                     "(or damaged); lower TF2RT_MAX_BYTES to refuse such inputs early", exc)
+    except RecursionError as exc:
+        return _fail(args.command, "the input is nested too deeply to process; the file is damaged or hostile", exc)
+    except Exception:
+        print(f"tf2rt {args.command}: internal error (a bug in tf2rt; please report it with the command "
+              "line and the traceback below)", file=sys.stderr)
+        raise
+
+
+def _fail(command: str, message: str, exc: BaseException | None = None) -> int:
+    import os
+
+    if exc is not None and os.environ.get("TF2RT_DEBUG"):
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    if sys.stderr is not None:
+        try:
+            print(f"tf2rt {command}: error: {' '.join(message.split())}", file=sys.stderr)
+        except OSError:
+            pass
+    _detach_stdout()
+    return 2
+
+
+def _os_message(exc: OSError) -> str:
+    what = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is not None:
+        name = os.fsdecode(exc.filename) if isinstance(exc.filename, bytes) else str(exc.filename)
+        if len(name) > 200:
+            name = name[:100] + "..." + name[-60:]
+        return f"{what}: {name!r}"
+    return f"cannot write to standard output or read input: {what}"
+
+
+class _ClosedStream:
+    """Stands in for a standard stream the process was started without: writing fails cleanly."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, "standard output is closed")
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        raise OSError(errno.EBADF, "standard output is closed")
+
+
+def _guard_streams() -> None:
+    """Ignore SIGXFSZ (a file-size limit makes writes fail with EFBIG instead of killing the
+    process, so partial outputs are cleaned up) and stand in for a closed stdout."""
+    import signal
+    import threading
+
+    if hasattr(signal, "SIGXFSZ") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    if sys.stdout is None:
+        sys.stdout = _ClosedStream()  # type: ignore[assignment]
+
+
+def _detach_stdout() -> None:
+    """After stdout failed, point it at /dev/null so the exit-time flush cannot fail again."""
+    try:
+        fd = sys.stdout.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except (OSError, AttributeError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ object graph) only when asked for by name.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -146,8 +145,10 @@ def dump_weights(
             raise MissingTensorError(missing_message(missing, list(src), "the given tensors"))
         return writer.write(TensorMap({n: src[n] for n in wanted if n not in exclude}), dst, **options)
     src_path = src.path if isinstance(src, WeightSource) else Path(src)
-    if dst.exists() and src_path.exists() and os.path.samefile(dst, src_path):
-        raise FormatError(f"{dst} is the file being read; choose another output path")
+    from ..outputs import check_not_input, check_writable, input_files
+
+    check_writable(dst)  # refuse a bad output path before reading anything
+    check_not_input(dst, input_files(src_path))  # every file of a checkpoint, not only the one named
     if isinstance(src, WeightSource):
         return writer.write(SourceTensors(src, _chosen(src, names, include_optimizer, exclude)), dst, **options)
     with open_weights(src) as opened:

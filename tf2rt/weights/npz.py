@@ -14,6 +14,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from ..errors import FormatError, UnsupportedError
+from ..outputs import atomic_output
 from ..progress import Progress
 from .base import TensorInfo, WeightSource, Weights
 from .formats import ZIP_ERRORS, TensorMap, combine
@@ -119,8 +120,8 @@ def write_npz(weights: Mapping[str, np.ndarray] | Iterable[Weights] | TensorMap,
     path = Path(path)
     # Our own writer: numpy.savez takes names as keyword arguments, so a tensor called
     # "file" or "allow_pickle" would collide with its parameters.
-    try:
-        with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as zf, \
+    with atomic_output(path) as tmp:  # the old file stays until the new one is complete
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf, \
                 Progress(tensors.nbytes(), f"writing {path.name}", "B") as bar:
             for name in names:
                 array = np.asarray(tensors.array(name))
@@ -129,7 +130,4 @@ def write_npz(weights: Mapping[str, np.ndarray] | Iterable[Weights] | TensorMap,
                 with zf.open(name + ".npy", "w", force_zip64=True) as f:
                     np.lib.format.write_array(f, np.asarray(array, order="C"), allow_pickle=False)
                 bar.update(array.nbytes)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
     return path

@@ -15,6 +15,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from ..errors import FormatError, UnsupportedError
+from ..outputs import atomic_output
 from ..progress import Progress
 from .base import TensorInfo, Weights
 from .formats import TensorMap, combine, extended_dtype, le_bytes
@@ -163,8 +164,8 @@ def write_safetensors(
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-(len(text)) % 8)  # keep the data region 8-byte aligned
     path = Path(path)
-    try:
-        with open(path, "wb") as f, Progress(pos, f"writing {path.name}", "B") as bar:
+    with atomic_output(path) as tmp:  # the old file stays until the new one is complete
+        with open(tmp, "wb") as f, Progress(pos, f"writing {path.name}", "B") as bar:
             f.write(len(text).to_bytes(8, "little"))
             f.write(text)
             for name, dtype, shape in plan:
@@ -173,7 +174,4 @@ def write_safetensors(
                     raise FormatError(f"tensor {name!r} read as {array.dtype}{array.shape}, expected {dtype}{shape}")
                 f.write(le_bytes(array))
                 bar.update(array.nbytes)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
     return path

@@ -23,6 +23,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from ..errors import FormatError, UnsupportedError
+from ..outputs import atomic_output
 from ..progress import Progress
 from .base import TensorInfo, Weights
 from .formats import TensorMap, combine, le_bytes
@@ -134,8 +135,8 @@ def write_wts(
     if problems:
         raise combine(problems)
     path = Path(path)
-    try:
-        with open(path, "wb") as f, Progress(tensors.nbytes(), f"writing {path.name}", "B") as bar:
+    with atomic_output(path) as tmp:  # the old file stays until the new one is complete
+        with open(tmp, "wb") as f, Progress(tensors.nbytes(), f"writing {path.name}", "B") as bar:
             f.write(b"%d\n" % len(plan))
             for name, out, code, shape in plan:
                 array = np.asarray(tensors.array(name))
@@ -149,9 +150,6 @@ def write_wts(
                     f.write(le_bytes(_v2_data(name, array, code)))
                 f.write(b"\n")
                 bar.update(array.nbytes)
-    except BaseException:
-        path.unlink(missing_ok=True)  # never leave a half-written file behind
-        raise
     return path
 
 
