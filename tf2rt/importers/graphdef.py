@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from ..errors import FormatError, UnsupportedError
+from ..limits import MAX_FOLD_BYTES, MAX_INLINED_NODES, ResourceLimitError, check_elements
 from ..proto import Message, read_varint
 
 # DataType enum (types.proto) -> numpy dtype; None = representable but not numeric here.
@@ -30,9 +31,10 @@ DTYPE_NAMES = {1: "float32", 2: "float64", 3: "int32", 4: "uint8", 5: "int16", 6
                21: "variant", 22: "uint32", 23: "uint64"}
 _REF_OFFSET = 100  # DT_FLOAT_REF = 101 etc. (TF1 reference types)
 
-# Largest tensor a TensorProto may expand to from a few repeated values (TF repeats the last
-# value to fill the shape); a hostile file must not make us allocate gigabytes from bytes.
-MAX_FILL_ELEMENTS = 1 << 26
+# A TensorProto may expand a few stored values to its whole shape (TF repeats the last value);
+# such expansions are capped like folded constants, so a hostile file cannot make us
+# allocate gigabytes from a few bytes.
+MAX_FILL_BYTES = MAX_FOLD_BYTES
 
 CALL_OPS = ("PartitionedCall", "StatefulPartitionedCall")
 
@@ -102,6 +104,7 @@ def parse_tensor(msg: Message, what: str = "TensorProto") -> np.ndarray:
     n = 1
     for d in shape:
         n *= d
+    itemsize = 8 if dt is object else np.dtype(dt).itemsize
     if msg.has(4):
         if dt is object:
             raise UnsupportedError(f"{what}: string tensors in tensor_content are not supported")
@@ -134,8 +137,11 @@ def parse_tensor(msg: Message, what: str = "TensorProto") -> np.ndarray:
         raise FormatError(f"{what}: {len(vals)} values for shape {shape}")
     if len(vals) == n:
         return np.array(vals, dtype=dt).reshape(shape)
-    if n > MAX_FILL_ELEMENTS:
-        raise FormatError(f"{what}: shape {shape} ({n} elements) is larger than the stored values justify")
+    try:
+        check_elements(shape, itemsize, f"{what}: constant of shape {shape} filled from {len(vals)} stored value(s)",
+                       cap=MAX_FILL_BYTES)
+    except ResourceLimitError as exc:
+        raise FormatError(str(exc)) from None
     out = np.zeros(n, dtype=dt) if dt is not object else np.full(n, b"", dtype=object)
     if vals:  # TF repeats the last value to fill the shape
         out[: len(vals)] = vals
@@ -251,10 +257,18 @@ class Graph:
         self.functions = functions or {}
         self.nodes: dict[str, Node] = {}
         self._taken = {n.name for n in nodes}  # names in use or reserved by top-level nodes
+        # Inlining copies a function body per call: a library where each function calls the
+        # next twice grows exponentially. Real models inline each body a few times at most.
+        stored = len(nodes) + sum(len(f.nodes) for f in self.functions.values())
+        self._budget = min(MAX_INLINED_NODES, 100_000 + 64 * stored)
         for node in nodes:
             self._add(node, depth=0)
 
     def _add(self, node: Node, depth: int) -> None:
+        if len(self.nodes) >= self._budget:
+            raise ResourceLimitError(
+                f"GraphDef: inlining function calls produces more than {self._budget} nodes from a file that "
+                "stores far fewer; the function library calls itself exponentially (a damaged or hostile file)")
         fname = None
         if node.op in CALL_OPS and node.attr("f") is not None:
             fname = node.attr("f").func()  # type: ignore[union-attr]

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import FormatError, UnsupportedError
+from ..limits import MAX_FOLD_BYTES, check_elements
 from .graphdef import TO_NCHW, TV, GraphConverter, Node, Partial, dtype_of, fold_nhwc_const, phys_axis
 
 Handler = Callable[[GraphConverter, Node, list], list]
@@ -188,14 +189,39 @@ def _pack(cv, node, ins):
     return [Partial(out) if (any(isinstance(v, Partial) for v in ins)) else out]
 
 
+def _fold_size(op_name: str, args: list[np.ndarray]) -> int:
+    """Elements the folded result of an expanding op will have, computed before folding it."""
+    if op_name == "Fill":
+        return int(np.prod([max(int(d), 0) for d in np.atleast_1d(args[0])], dtype=object))
+    if op_name == "Range":
+        a, b, c = (float(np.asarray(x).reshape(-1)[0]) for x in args[:3])
+        if c == 0 or not np.isfinite([a, b, c]).all():
+            raise FormatError(f"Range({a}, {b}, {c}) has no finite length")
+        return max(int(np.ceil((b - a) / c)), 0)
+    if op_name == "Tile":
+        return int(args[0].size) * int(np.prod([max(int(m), 0) for m in np.atleast_1d(args[1])], dtype=object))
+    if op_name == "BroadcastTo":
+        return int(np.prod([max(int(d), 0) for d in np.atleast_1d(args[1])], dtype=object))
+    return 0
+
+
 def _fold(fn: Callable[..., Any]) -> Handler:
+    """Fold an op of constants with numpy, within MAX_FOLD_BYTES (checked before expanding ops run)."""
     def h(cv, node, ins):
-        return [np.asarray(fn(node, *[const(v, f"{node.op} input") for v in ins]))]
+        args = [const(v, f"{node.op} input") for v in ins]
+        check_elements((_fold_size(node.op, args),), 8, f"folding {node.op} {node.name!r}", cap=MAX_FOLD_BYTES)
+        try:
+            out = np.asarray(fn(node, *args))
+        except (ValueError, IndexError, TypeError, OverflowError, ZeroDivisionError) as exc:
+            raise FormatError(f"cannot compute {node.op} of its constant inputs ({exc})") from None
+        check_elements(out.shape, out.itemsize, f"folding {node.op} {node.name!r}", cap=MAX_FOLD_BYTES)
+        return [out]
     return h
 
 
 for _names, _fn in {
-    ("Fill",): lambda n, d, v: np.full(tuple(int(x) for x in d), v),
+    ("Fill",): lambda n, d, v: np.full(tuple(int(x) for x in np.atleast_1d(d)), v),
+    ("BroadcastTo",): lambda n, x, s: np.broadcast_to(x, tuple(int(d) for d in np.atleast_1d(s))).copy(),
     ("Range",): lambda n, a, b, c: np.arange(a, b, c, dtype=np.result_type(a, b, c)),
     ("Prod",): lambda n, x, ax: np.prod(x, axis=tuple(np.atleast_1d(ax)), keepdims=bool(attr_i(n, "keep_dims"))).astype(x.dtype),
     ("Sum",): lambda n, x, ax: np.sum(x, axis=tuple(np.atleast_1d(ax)), keepdims=bool(attr_i(n, "keep_dims"))).astype(x.dtype),
@@ -278,6 +304,11 @@ def try_fold(cv: GraphConverter, v: TV, c: np.ndarray, kind: str) -> TV | None:
 
 def binary(cv: GraphConverter, node: Node, a: Any, b: Any, net_op: str, np_op: Callable) -> Any:
     if is_const(a) and is_const(b):
+        try:
+            shape = np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise FormatError(f"constant operands of shapes {a.shape} and {b.shape} do not broadcast") from None
+        check_elements(shape, 8, f"folding {node.op} {node.name!r}", cap=MAX_FOLD_BYTES)
         return np.asarray(np_op(a, b)).astype(np.result_type(a.dtype, b.dtype))
     if isinstance(a, Partial) or isinstance(b, Partial):
         raise UnsupportedError("arithmetic on a shape that depends on the dynamic batch size")
@@ -439,7 +470,10 @@ def _reshape(cv, node, ins):
     tvals, _partial = _partial_vals(target)
     tvals = [int(x) for x in np.atleast_1d(tvals)]
     if is_const(v):
-        return [v.reshape(tvals)]
+        try:
+            return [v.reshape(tvals)]
+        except ValueError:
+            raise FormatError(f"cannot reshape a constant of shape {v.shape} to {tvals}") from None
     src = v.shape
     dims = list(tvals)
     if dims.count(-1) > 1 and src and src[0] is None and dims[0] == -1:
@@ -467,6 +501,10 @@ def _pad(cv, node, ins):
         raise UnsupportedError("MirrorPad (reflect/symmetric padding)")
     value = float(const(ins[2], "pad value")) if len(ins) > 2 else 0.0
     if is_const(v):
+        if pads.shape != (v.ndim, 2) or (pads < 0).any():
+            raise FormatError(f"paddings {pads.tolist()} do not fit a constant of shape {v.shape}")
+        check_elements([d + int(p0) + int(p1) for d, (p0, p1) in zip(v.shape, pads)], v.itemsize,
+                       f"folding {node.op} {node.name!r}", cap=MAX_FOLD_BYTES)
         return [np.pad(v, pads, constant_values=value)]
     if value != 0.0 or pads.shape != (4, 2) or pads[0].any() or pads[3].any():
         raise UnsupportedError(f"padding {pads.tolist()} with value {value} (only zero padding of H and W)")

@@ -15,14 +15,13 @@ node_def.proto, function.proto, attr_value.proto, tensor.proto, tensor_shape.pro
 from __future__ import annotations
 
 import re
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
-from ..errors import FormatError
+from ..errors import FormatError, UnsupportedError
 from ..proto import Message
 
 _MAX_META_BYTES = 1 << 30
@@ -96,37 +95,17 @@ def _parse_nodes(msgs: Iterable[Message], container: str) -> list[Node]:
 
 
 def _tensor_value(t: Message) -> np.ndarray | None:
-    """A (small) TensorProto's value as a float64/int64 array, None if not numeric."""
-    dtype = _DTYPES.get(t.int(1))
-    dims = [d.int(1) for d in t.message(2).messages(2)]
-    content = t.bytes(4)
-    if dtype in ("float32", "float64", "int32", "int64", "float16") and content:
-        arr = np.frombuffer(content, dtype=np.dtype(dtype).newbyteorder("<")).astype(np.float64)
-    else:
-        vals: list[float] = []
-        if dtype == "float32":
-            for v in t.raw_list(5):
-                if isinstance(v, int):
-                    vals.append(struct.unpack("<f", v.to_bytes(4, "little"))[0])
-                else:
-                    vals.extend(np.frombuffer(bytes(v), "<f4").tolist())
-        elif dtype == "float64":
-            for v in t.raw_list(6):
-                if isinstance(v, int):
-                    vals.append(struct.unpack("<d", v.to_bytes(8, "little"))[0])
-                else:
-                    vals.extend(np.frombuffer(bytes(v), "<f8").tolist())
-        elif dtype in ("int32", "int16", "int8", "uint8"):
-            vals = [float(x) for x in t.packed_varints(7)]
-        elif dtype == "int64":
-            vals = [float(x) for x in t.packed_varints(10)]
-        else:
-            return None
-        arr = np.asarray(vals, np.float64)
-    n = int(np.prod(dims)) if dims else 1
-    if arr.size == 1 and n > 1:
-        arr = np.full(n, arr[0])
-    return arr
+    """A (small) TensorProto's value as a flat float64 array, None if not numeric (the graph
+    decoder's parse_tensor does the decoding, with its size caps)."""
+    from .graphdef import parse_tensor
+
+    try:
+        arr = parse_tensor(t, "Const")
+    except UnsupportedError:
+        return None
+    if arr.dtype == object or arr.dtype == np.bool_:
+        return None
+    return arr.astype(np.float64).reshape(-1)
 
 
 class MetaGraph:
