@@ -78,7 +78,7 @@ def test_truncated_engine_file(tmp_path):
         load_engine(p)
 
 
-def test_plain_onnx_is_not_an_engine(tmp_path):
+def test_plain_onnx_loads_as_a_foreign_model(tmp_path):
     import onnx
 
     engine = build_engine(lstm_network())
@@ -87,8 +87,10 @@ def test_plain_onnx_is_not_an_engine(tmp_path):
     del model.metadata_props[:]
     p = tmp_path / "plain.onnx"
     onnx.save(model, str(p))
-    with pytest.raises(FormatError, match="without tf2rt metadata"):
-        load_engine(p)
+    foreign = load_engine(p)
+    assert foreign.foreign and not engine.foreign and foreign.states == []
+    assert [(s.name, s.dtype, s.shape) for s in foreign.inputs] == [(s.name, s.dtype, s.shape) for s in engine.inputs]
+    assert [(s.name, s.dtype, s.shape) for s in foreign.outputs] == [(s.name, s.dtype, s.shape) for s in engine.outputs]
     with pytest.raises(FormatError, match="does not exist"):
         load_engine(tmp_path / "missing.onnx")
 
@@ -215,8 +217,12 @@ def test_run_feed_errors_name_the_tensor():
     ok = {"x": np.ones((1, 1, 4), np.float32), "h0": np.zeros((1, 2, 6), np.float32),
           "c0": np.zeros((1, 2, 6), np.float32)}
     for backend in ("onnxruntime", "reference"):
-        with pytest.raises(ShapeError, match="missing input.*'c0'"):
-            engine.run({k: v for k, v in ok.items() if k != "c0"}, backend=backend)
+        with pytest.raises(ShapeError, match="missing input.*'x'"):
+            engine.run({k: v for k, v in ok.items() if k != "x"}, backend=backend)
+        # state inputs are optional: left out, they are zeros
+        no_c0 = engine.run({k: v for k, v in ok.items() if k != "c0"}, backend=backend)
+        for name, value in engine.run(ok, backend=backend).items():
+            np.testing.assert_array_equal(no_c0[name], value)
         with pytest.raises(ShapeError, match="unknown input.*'z'"):
             engine.run({**ok, "z": ok["x"]}, backend=backend)
         with pytest.raises(ShapeError, match=r"input 'x' has shape \[1, 2, 4\], the engine expects \[1, 1, 4\]"):

@@ -27,11 +27,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     path = Path(args.path)
-    if is_engine(path):
+    if args.format is None and is_engine(path):
         return _engine(path, args.json)
     from ..weights.api import open_weights
 
-    with open_weights(path, args.format) as src:
+    try:
+        src = open_weights(path, args.format)
+    except FormatError:
+        if args.format is None and _onnx_kind(path):  # an engine or ONNX model under any name
+            return _engine(path, args.json)
+        raise
+    with src:
         report = weights_report(src, include_all=args.all)
     if args.json:
         json.dump(report, sys.stdout, indent=2)
@@ -108,25 +114,24 @@ def _human(n: int) -> str:
 
 
 def is_engine(path: Path) -> bool:
-    """True for an ONNX file whose metadata_props hold the key "tf2rt" (a tf2rt engine)."""
-    if path.suffix.lower() != ".onnx" or not path.is_file():
+    """True for an engine file named .onnx/.engine (a tf2rt engine or any ONNX model; checked by content)."""
+    if path.suffix.lower() not in (".onnx", ".engine") or not path.is_file():
         return False
-    from ..proto import LEN, Message, iter_fields
+    if _onnx_kind(path) is None:
+        raise FormatError(f"{path}: not an ONNX model (its bytes are not an ONNX ModelProto); "
+                          "check the path, or pass --format for a weight file")
+    return True
 
-    data = path.read_bytes()
-    for field, wtype, value in iter_fields(data, f"{path} (ONNX ModelProto)"):
-        if field == 14 and wtype == LEN and Message(value, "metadata_props").str(1) == "tf2rt":
-            return True
-    raise FormatError(f"{path}: an ONNX model without tf2rt metadata; `tf2rt inspect` shows weight "
-                      "files and engines built by tf2rt (use an ONNX viewer for other models)")
+
+def _onnx_kind(path: Path) -> str | None:
+    from ..engine.sniff import onnx_kind
+
+    return onnx_kind(path)
 
 
 def _engine(path: Path, as_json: bool) -> int:
-    try:
-        from ..engine import describe
-    except ImportError:
-        raise FormatError(f"{path} is a tf2rt engine, but engine support is not installed: "
-                          "pip install 'tf2rt[engine]'") from None
+    from ..engine import describe
+
     card = describe(path)
     if as_json:
         json.dump(card, sys.stdout, indent=2, default=str)
@@ -142,8 +147,15 @@ def engine_lines(path: Path, card: dict) -> list[str]:
 
     card = dict(card)
     head = ", ".join(f"{k} {card.pop(k)}" for k in ("precision", "opset") if k in card)
-    out = [f"{path}: tf2rt engine ({head}; network {card.pop('network', '?')!r}, "
-           f"built by tf2rt {card.pop('tf2rt_version', '?')})"]
+    if card.pop("foreign", False):
+        producer = card.pop("producer", None)
+        out = [f"{path}: foreign ONNX model, not built by tf2rt ({head}; graph {card.pop('network', '?')!r}"
+               + (f", produced by {producer}" if producer else "") + "); inputs and outputs read from its graph"]
+        card.pop("tf2rt_version", None)
+    else:
+        card.pop("producer", None)
+        out = [f"{path}: tf2rt engine ({head}; network {card.pop('network', '?')!r}, "
+               f"built by tf2rt {card.pop('tf2rt_version', '?')})"]
     for key in ("format", "version"):
         card.pop(key, None)
     model = card.pop("model", None)
@@ -153,20 +165,23 @@ def engine_lines(path: Path, card: dict) -> list[str]:
         if model.get("summary"):
             shown.add("detected")  # the summary says it in one line; --json has the details
         out += [f"model {k}: {v}" for k, v in model.items() if k not in shown and v not in (None, "", [], {})]
-    elif "source" in card:
+    elif card.get("source") is not None:
         out.append(f"source: {card.pop('source')}")
     card.pop("source", None)
+    optional = {s["input"] for s in card.get("states", []) if s.get("optional", True)}
     for key in ("inputs", "outputs"):
         specs = card.pop(key, [])
         out.append(f"{key}:")
         width = max((len(s["name"]) for s in specs), default=0)
         for spec in specs:
             dims = ", ".join("?" if d is None else str(d) for d in spec.get("shape") or [])
-            out.append(f"  {spec['name']:<{width}}  {spec.get('dtype', '?'):<8} [{dims}]")
+            note = "  optional (zeros)" if key == "inputs" and spec["name"] in optional else ""
+            out.append(f"  {spec['name']:<{width}}  {spec.get('dtype', '?'):<8} [{dims}]{note}".rstrip())
     states = card.pop("states", [])
     if states:
-        out.append("states (feed each output back to its input to stream): "
-                   + ", ".join(f"{s['output']} -> {s['input']}" for s in states))
+        out.append("states (feed each output back to its input to stream; optional inputs default to zeros): "
+                   + ", ".join(f"{s['output']} -> {s['input']}" + (" (optional)" if s.get("optional", True) else "")
+                               for s in states))
     ops = card.pop("ops", {})
     if ops:
         out.append(f"ops ({card.pop('nodes', sum(ops.values()))} nodes): "

@@ -8,7 +8,16 @@ from typing import Any, Union
 
 import numpy as np
 
-_ITEMSIZE = {1: 4, 2: 1, 3: 1, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8}
+
+def _itemsize(data_type: int) -> int:
+    """Bytes per element of an ONNX tensor data type (0 for strings and unknown types)."""
+    from onnx import helper
+
+    try:
+        dt = np.dtype(helper.tensor_dtype_to_np_dtype(data_type))
+    except (KeyError, TypeError, ValueError):
+        return 0
+    return 0 if dt.kind == "O" else dt.itemsize
 
 
 def describe(engine_or_path: Union[Any, str, Path]) -> dict[str, Any]:
@@ -17,10 +26,12 @@ def describe(engine_or_path: Union[Any, str, Path]) -> dict[str, Any]:
 
     engine = engine_or_path if isinstance(engine_or_path, Engine) else load_engine(engine_or_path)
     graph = engine.onnx.graph
-    weight_bytes = sum(int(np.prod(t.dims, dtype=np.int64)) * _ITEMSIZE.get(t.data_type, 0) for t in graph.initializer)
+    weight_bytes = sum(int(np.prod(t.dims, dtype=np.int64)) * _itemsize(t.data_type) for t in graph.initializer)
     meta = engine.metadata
     return {
         "format": meta.get("format"),
+        "foreign": engine.foreign,
+        "producer": meta.get("producer"),
         "version": meta.get("version"),
         "tf2rt_version": meta.get("tf2rt_version"),
         "network": meta.get("network"),
@@ -29,7 +40,7 @@ def describe(engine_or_path: Union[Any, str, Path]) -> dict[str, Any]:
         "model": meta.get("model", {}),
         "inputs": [s.to_json() for s in engine.inputs],
         "outputs": [s.to_json() for s in engine.outputs],
-        "states": meta.get("states", []),
+        "states": [{**s, "optional": bool(s.get("optional", True))} for s in meta.get("states", [])],
         "opset": next((o.version for o in engine.onnx.opset_import if o.domain in ("", "ai.onnx")), None),
         "ops": dict(sorted(Counter(n.op_type for n in graph.node).items())),
         "nodes": len(graph.node),

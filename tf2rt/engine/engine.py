@@ -67,6 +67,11 @@ class Engine:
         return [(s["input"], s["output"]) for s in self.metadata.get("states", [])]
 
     @property
+    def foreign(self) -> bool:
+        """True for an ONNX model tf2rt did not build (metadata read from its graph)."""
+        return bool(self.metadata.get("foreign", False))
+
+    @property
     def input_names(self) -> list[str]:
         return [s.name for s in self.inputs]
 
@@ -144,8 +149,11 @@ def read_metadata(model: Any, where: str) -> dict[str, Any]:
     for p in model.metadata_props:
         if p.key == METADATA_KEY:
             return check_metadata(parse_metadata(p.value, where), where, FORMAT_NAME, FORMAT_VERSION)
-    raise FormatError(f"{where}: an ONNX model without tf2rt metadata, not a tf2rt engine; "
-                      "build one with tf2rt.build_engine(network) or `tf2rt convert`")
+    # Any other ONNX model runs too: its inputs and outputs come from the graph ("foreign": true).
+    from .foreign import foreign_metadata
+
+    return check_metadata(foreign_metadata(model, where, FORMAT_NAME, FORMAT_VERSION), where, FORMAT_NAME,
+                          FORMAT_VERSION)
 
 
 def from_bytes(data: bytes, where: str = "<bytes>", base_dir: Optional[PathLike] = None) -> Engine:
