@@ -25,10 +25,12 @@ DTYPES: dict[int, Any] = {
     1: np.float32, 2: np.float64, 3: np.int32, 4: np.uint8, 5: np.int16, 6: np.int8,
     7: object, 9: np.int64, 10: np.bool_, 17: np.uint16, 19: np.float16, 22: np.uint32,
     23: np.uint64,
+    11: np.int8, 12: np.uint8, 13: np.int32, 15: np.int16, 16: np.uint16,  # qint8 quint8 qint32 qint16 quint16
 }
 DTYPE_NAMES = {1: "float32", 2: "float64", 3: "int32", 4: "uint8", 5: "int16", 6: "int8", 7: "string",
                9: "int64", 10: "bool", 14: "bfloat16", 17: "uint16", 19: "float16", 20: "resource",
-               21: "variant", 22: "uint32", 23: "uint64"}
+               21: "variant", 22: "uint32", 23: "uint64",
+               11: "qint8", 12: "quint8", 13: "qint32", 15: "qint16", 16: "quint16"}
 _REF_OFFSET = 100  # DT_FLOAT_REF = 101 etc. (TF1 reference types)
 
 # A TensorProto may expand a few stored values to its whole shape (TF repeats the last value);

@@ -122,17 +122,29 @@ def _partial_vals(v: Any) -> tuple[np.ndarray, bool]:
     return const(v, "value"), False
 
 
-def _strided_slice(x: np.ndarray, node: Node, begin, end, strides) -> np.ndarray:
+def _slice_specs(node: Node, begin, end, strides) -> list:
+    """TF's slice specs as numpy index items: int (shrink), slice, None (new axis), Ellipsis."""
     bm, em, sm = attr_i(node, "begin_mask"), attr_i(node, "end_mask"), attr_i(node, "shrink_axis_mask")
-    if attr_i(node, "ellipsis_mask") or attr_i(node, "new_axis_mask"):
-        raise UnsupportedError("StridedSlice with ellipsis or new-axis masks")
+    ell, na = attr_i(node, "ellipsis_mask"), attr_i(node, "new_axis_mask")
     idx: list = []
     for i, (b, e, s) in enumerate(zip(begin, end, strides)):
-        if sm >> i & 1:
-            idx.append(int(b))
+        if ell >> i & 1:
+            if Ellipsis in idx:
+                raise UnsupportedError("StridedSlice with more than one ellipsis")
+            idx.append(Ellipsis)
+        elif na >> i & 1:
+            idx.append(None)  # begin/end/stride of a new-axis spec are ignored
+        elif sm >> i & 1:
+            idx.append(int(b))  # masks on a shrink spec are ignored
         else:
+            if int(s) == 0:
+                raise UnsupportedError("StridedSlice with stride 0")
             idx.append(slice(None if bm >> i & 1 else int(b), None if em >> i & 1 else int(e), int(s)))
-    return x[tuple(idx)]
+    return idx
+
+
+def _strided_slice(x: np.ndarray, node: Node, begin, end, strides) -> np.ndarray:
+    return x[tuple(_slice_specs(node, begin, end, strides))]
 
 
 @op("StridedSlice")
@@ -146,36 +158,57 @@ def _strided(cv, node, ins):
 
 
 def _slice_tensor(cv, node, v: TV, begin, end, strides) -> TV:
-    if attr_i(node, "shrink_axis_mask") or attr_i(node, "new_axis_mask"):
-        raise UnsupportedError("StridedSlice of a tensor with shrink-axis or new-axis masks")
+    """Gather per sliced axis, then a Reshape for shrink-axis and new-axis specs (§ StridedSlice masks)."""
     shape = v.shape
-    bm, em, ell = attr_i(node, "begin_mask"), attr_i(node, "end_mask"), attr_i(node, "ellipsis_mask")
-    specs: list = []  # per TF axis: (begin, end, stride) or None for "whole axis"
-    for i in range(len(begin)):
-        if ell >> i & 1:
-            specs += [None] * (len(shape) - (len(begin) - 1))
-        else:
-            specs.append((None if bm >> i & 1 else int(begin[i]), None if em >> i & 1 else int(end[i]),
-                          int(strides[i])))
-    specs += [None] * (len(shape) - len(specs))
-    start, size, step = [], [], []
-    for d, spec in zip(shape, specs):
-        if spec is None or (spec[0] is None and spec[1] is None and spec[2] == 1):
-            start.append(0), size.append(d), step.append(1)
+    specs = _slice_specs(node, begin, end, strides)
+    consumed = sum(1 for x in specs if x is not None and x is not Ellipsis)
+    if consumed > len(shape):
+        raise UnsupportedError(f"StridedSlice with {consumed} index specs of a rank-{len(shape)} tensor")
+    if Ellipsis not in specs:
+        specs.append(Ellipsis)
+    k = specs.index(Ellipsis)
+    specs = specs[:k] + [slice(None)] * (len(shape) - consumed) + specs[k + 1:]
+    per_axis: list = []  # (start, size, step) or None (whole axis) per input axis
+    out_shape: list = []  # the result's shape; None entries are dynamic
+    for spec in specs:
+        if spec is None:
+            out_shape.append(1)
+            continue
+        ax = len(per_axis)
+        d = shape[ax]
+        if isinstance(spec, slice) and spec == slice(None):
+            per_axis.append(None)
+            out_shape.append(d)
             continue
         if d is None:
             raise UnsupportedError("StridedSlice of a dynamic dimension")
-        s, e, k = slice(*spec).indices(d)
-        start.append(s), size.append(len(range(s, e, k))), step.append(k)
+        if isinstance(spec, int):
+            i = spec + d if spec < 0 else spec
+            if not 0 <= i < d:
+                raise UnsupportedError(f"StridedSlice index {spec} out of range for dimension {d}")
+            per_axis.append((i, 1, 1))
+            continue
+        s0, e0, st = spec.indices(d)
+        n = len(range(s0, e0, st))
+        per_axis.append((s0, n, st))
+        out_shape.append(n)
     # one Gather per sliced axis (works with a dynamic batch size), on the NCHW tensor directly
     t = v.t
-    for ax, (s0, n, k, d) in enumerate(zip(start, size, step, shape)):
-        if (s0, n, k) == (0, d, 1):
+    for ax, (spec, d) in enumerate(zip(per_axis, shape)):
+        if spec is None or spec == (0, d, 1):
             continue
-        idx = np.arange(s0, s0 + n * k, k, dtype=np.int32)[:n]
+        s0, n, st = spec
+        idx = np.arange(s0, s0 + n * st, st, dtype=np.int32)[:n] if n else np.zeros(0, np.int32)
         ind = cv.net.add_constant(idx.shape, idx, name=f"{node.name}/indices{ax}").output
         t = cv.net.add_gather(t, ind, axis=phys_axis(ax) if v.nchw else ax, name=f"{node.name}/axis{ax}").output
-    return TV(t, v.nchw)
+    if len(out_shape) == len(shape) and not any(x is None or isinstance(x, int) for x in specs):
+        return TV(t, v.nchw)
+    plain = cv.plain(TV(t, v.nchw))
+    dims = [0 if (d is None and i == 0 and shape[0] is None and specs[0] == slice(None)) else (-1 if d is None else d)
+            for i, d in enumerate(out_shape)]
+    if dims.count(-1) > 1:
+        raise UnsupportedError("StridedSlice with new or removed axes of a tensor with several dynamic dimensions")
+    return TV(cv.net.add_shuffle(plain, reshape_dims=dims, name=f"{node.name}/reshape").output)
 
 
 @op("Pack")
@@ -539,3 +572,4 @@ def _concat(cv, node, ins):
 
 # Convolution, pooling, normalization and dense handlers register themselves on import.
 from . import graphdef_nn_ops  # noqa: E402,F401
+from . import graphdef_ops_image, graphdef_ops_math, graphdef_ops_quant  # noqa: E402,F401

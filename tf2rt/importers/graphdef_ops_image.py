@@ -1,0 +1,209 @@
+"""TensorFlow image ops of published graphs, lowered through existing layers (NCHW inside):
+ResizeBilinear (two matrix products with interpolation matrices), ResizeNearestNeighbor
+(Gathers), DepthToSpace / SpaceToDepth (DCR; reshape + transpose), LRN (a band 1x1
+convolution of x²) and Conv2DBackpropInput (zero insertion + convolution with the flipped
+filter). Coordinates follow TensorFlow's kernels for align_corners / half_pixel_centers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from ..network.layers_cnn import same_padding
+from .graphdef import TV, Node
+from .graphdef_nn_ops import _image_input, _spatial, _wrap
+from .graphdef_ops import _partial_vals, attr_i, attr_ints, attr_s, const, op
+
+
+def _flag(node: Node, key: str) -> bool:
+    a = node.attr(key)
+    return bool(a is not None and a.b())
+
+
+def _nhwc_only(node: Node) -> None:
+    fmt = attr_s(node, "data_format", "NHWC")
+    if fmt != "NHWC":
+        raise UnsupportedError(f"attribute data_format = {fmt!r} (only NHWC)")
+
+
+# --- resize -----------------------------------------------------------------------------
+def _scale(n_in: int, n_out: int, align: bool) -> np.float32:
+    if align and n_out > 1:
+        return np.float32(n_in - 1) / np.float32(n_out - 1)
+    return np.float32(n_in) / np.float32(n_out)
+
+
+def bilinear_matrix(n_in: int, n_out: int, align: bool, half: bool) -> np.ndarray:
+    """[n_out, n_in] interpolation weights of TensorFlow's ResizeBilinear along one axis."""
+    s = _scale(n_in, n_out, align)
+    i = np.arange(n_out, dtype=np.float32)
+    src = ((i + np.float32(0.5)) * s - np.float32(0.5)) if half else i * s
+    f = np.floor(src)
+    lower = np.maximum(f, 0).astype(np.int64)
+    upper = np.minimum(np.ceil(src), n_in - 1).astype(np.int64)
+    lerp = (src - f).astype(np.float64)
+    m = np.zeros((n_out, n_in), np.float64)
+    np.add.at(m, (np.arange(n_out), lower), 1 - lerp)
+    np.add.at(m, (np.arange(n_out), upper), lerp)
+    return m.astype(np.float32)
+
+
+def nearest_index(n_in: int, n_out: int, align: bool, half: bool) -> np.ndarray:
+    """Source index of each output row/column in TensorFlow's ResizeNearestNeighbor."""
+    s = _scale(n_in, n_out, align)
+    i = np.arange(n_out, dtype=np.float32)
+    src = (i + np.float32(0.5)) * s if half else i * s
+    idx = np.floor(src + np.float32(0.5)) if align else np.floor(src)  # roundf: half away from zero (src >= 0)
+    idx = np.minimum(idx.astype(np.int64), n_in - 1)
+    return np.maximum(idx, 0).astype(np.int32)
+
+
+@op("ResizeBilinear", "ResizeNearestNeighbor")
+def _resize(cv, node, ins):
+    """Bilinear: MatMul by [H', H] and [W, W'] interpolation matrices; nearest: Gather on H and W."""
+    align, half = _flag(node, "align_corners"), _flag(node, "half_pixel_centers")
+    if align and half:
+        raise UnsupportedError("attributes align_corners and half_pixel_centers are both true "
+                               "(TensorFlow rejects this too)")
+    size = [int(s) for s in np.atleast_1d(const(ins[1], "resize size"))]
+    if len(size) != 2:
+        raise UnsupportedError(f"resize size {size} (needs [height, width])")
+    if not isinstance(ins[0], TV):
+        raise UnsupportedError("resize of a constant image")
+    x = cv.nchw(ins[0])
+    h, w = x.shape[2], x.shape[3]
+    if h is None or w is None:
+        raise UnsupportedError("resize needs a known input height and width; give the input a fixed H and W")
+    oh, ow = size
+    net, n = cv.net, node.name
+    if node.op == "ResizeNearestNeighbor":
+        t = x
+        for axis, (a, b) in ((2, (h, oh)), (3, (w, ow))):
+            idx = nearest_index(a, b, align, half)
+            if a == b and (idx == np.arange(a)).all():
+                continue
+            ind = net.add_constant(idx.shape, idx, name=f"{n}/index{axis}").output
+            t = net.add_gather(t, ind, axis=axis, name=f"{n}/axis{axis}").output
+        if t is x:
+            t = net.add_identity(x, name=n).output
+        return [TV(t, True)]
+    if x.dtype not in ("float32", "float16"):
+        x = net.add_cast(x, "float32", name=f"{n}/to_float").output
+    mw = bilinear_matrix(w, ow, align, half).T.copy()  # [W, W']
+    mh = bilinear_matrix(h, oh, align, half)  # [H', H]
+    t = net.add_matrix_multiply(x, "none", net.add_constant(mw.shape, mw, name=f"{n}/width_weights").output, "none",
+                                name=f"{n}/width").output
+    t = net.add_matrix_multiply(net.add_constant(mh.shape, mh, name=f"{n}/height_weights").output, "none", t, "none",
+                                name=n).output
+    return [TV(t, True)]
+
+
+# --- depth <-> space --------------------------------------------------------------------
+@op("DepthToSpace")
+def _depth_to_space(cv, node, ins):
+    """Reshape [N, b, b, C/b², H, W] + Transpose + Reshape (DCR, as TensorFlow's NHWC op)."""
+    _nhwc_only(node)
+    b = attr_i(node, "block_size")
+    x = _image_input(cv, node, ins[0])
+    _, c, h, w = x.shape
+    if c is None or h is None or w is None or b < 2 or c % (b * b):
+        raise UnsupportedError(f"DepthToSpace with block_size {b} of a tensor shaped {x.shape}")
+    cc = c // (b * b)
+    t = cv.net.add_shuffle(x, reshape_dims=[0, b, b, cc, h, w], name=f"{node.name}/split").output
+    t = cv.net.add_shuffle(t, first_transpose=[0, 3, 4, 1, 5, 2], reshape_dims=[0, cc, h * b, w * b],
+                           name=node.name).output
+    return [_wrap(cv, node, t)]
+
+
+@op("SpaceToDepth")
+def _space_to_depth(cv, node, ins):
+    """Reshape [N, C, H/b, b, W/b, b] + Transpose + Reshape (DCR, as TensorFlow's NHWC op)."""
+    _nhwc_only(node)
+    b = attr_i(node, "block_size")
+    x = _image_input(cv, node, ins[0])
+    _, c, h, w = x.shape
+    if c is None or h is None or w is None or b < 2 or h % b or w % b:
+        raise UnsupportedError(f"SpaceToDepth with block_size {b} of a tensor shaped {x.shape}")
+    t = cv.net.add_shuffle(x, reshape_dims=[0, c, h // b, b, w // b, b], name=f"{node.name}/split").output
+    t = cv.net.add_shuffle(t, first_transpose=[0, 3, 5, 1, 2, 4], reshape_dims=[0, b * b * c, h // b, w // b],
+                           name=node.name).output
+    return [_wrap(cv, node, t)]
+
+
+# --- LRN -----------------------------------------------------------------------------------
+@op("LRN")
+def _lrn(cv, node, ins):
+    """x · (bias + alpha · Σ_window x²)^−beta; the window sum is a 1x1 convolution with a band matrix."""
+    x = _image_input(cv, node, ins[0])
+    c = x.shape[1]
+    if c is None:
+        raise UnsupportedError("LRN needs a known channel count")
+    r = attr_i(node, "depth_radius", 5)
+    get = lambda k, d: node.attr(k).f() if node.attr(k) is not None else d  # noqa: E731
+    bias, alpha, beta = get("bias", 1.0), get("alpha", 1.0), get("beta", 0.5)
+    net, n = cv.net, node.name
+    sq = net.add_elementwise(x, x, "prod", name=f"{n}/square").output
+    i = np.arange(c)
+    band = (np.abs(i[:, None] - i[None, :]) <= r).astype(np.float32).reshape(c, c, 1, 1)
+    s = net.add_convolution_nd(sq, c, (1, 1), band, None, name=f"{n}/window_sum").output
+    d = net.add_scale(s, "uniform", shift=np.float32(bias), scale=np.float32(alpha), power=np.float32(-beta),
+                      name=f"{n}/denominator").output
+    return [_wrap(cv, node, net.add_elementwise(x, d, "prod", name=n).output)]
+
+
+# --- transposed convolution -------------------------------------------------------------------
+@op("Conv2DBackpropInput")
+def _conv_transpose(cv, node, ins):
+    """ConvTranspose as zero insertion (Mul by a one-hot stride pattern) + Conv with the flipped filter;
+    the output size comes from input_sizes (SAME, VALID or EXPLICIT padding)."""
+    sizes, _ = _partial_vals(ins[0])
+    w = const(ins[1], "the filter").astype(np.float32)  # [kh, kw, out channels, in channels]
+    if w.ndim != 4:
+        raise UnsupportedError(f"filter of shape {w.shape}")
+    nchw_tf = attr_s(node, "data_format", "NHWC") == "NCHW"
+    stride, dil = _spatial(node, "strides", 1), _spatial(node, "dilations", 1)
+    if dil != (1, 1):
+        raise UnsupportedError(f"attribute dilations = {list(dil)} (only 1)")
+    x = _image_input(cv, node, ins[2])
+    kh, kw, cout, cin = w.shape
+    oh, ow = (int(sizes[2]), int(sizes[3])) if nchw_tf else (int(sizes[1]), int(sizes[2]))
+    _, c, h, wd = x.shape
+    if h is None or wd is None or c != cin:
+        raise UnsupportedError(f"transposed convolution of a tensor shaped {x.shape} with a filter {w.shape}")
+    mode = attr_s(node, "padding", "VALID")
+    if mode == "SAME":
+        pb = (same_padding(oh, kh, stride[0])[0], same_padding(ow, kw, stride[1])[0])
+    elif mode == "VALID":
+        pb = (0, 0)
+    elif mode == "EXPLICIT":
+        p = attr_ints(node, "explicit_paddings", [])
+        if len(p) != 8:
+            raise UnsupportedError(f"attribute explicit_paddings = {p}")
+        pb = (p[4], p[6]) if nchw_tf else (p[2], p[4])
+    else:
+        raise UnsupportedError(f"attribute padding = {mode!r}")
+    net, n = cv.net, node.name
+    sh, sw = stride
+    t = x
+    if (sh, sw) != (1, 1):
+        t = net.add_shuffle(t, reshape_dims=[0, c, h, 1, wd, 1], name=f"{n}/unflatten").output
+        pattern = np.zeros((1, 1, 1, sh, 1, sw), np.float32)
+        pattern[0, 0, 0, 0, 0, 0] = 1
+        t = net.add_elementwise(t, net.add_constant(pattern.shape, pattern, name=f"{n}/stride_pattern").output,
+                                "prod", name=f"{n}/zero_insert").output
+        t = net.add_shuffle(t, reshape_dims=[0, c, h * sh, wd * sw], name=f"{n}/dilated").output
+    pre = (kh - 1 - pb[0], kw - 1 - pb[1])
+    post = (oh + kh - 1 - pre[0] - h * sh, ow + kw - 1 - pre[1] - wd * sw)
+    if min(pre) < 0:
+        raise UnsupportedError(f"padding {pb} larger than the filter")
+    for axis, (p, length) in enumerate(zip(post, (h * sh, wd * sw))):
+        if p < 0:  # more zeros (or rows) than the output needs: keep the first length + p
+            idx = np.arange(length + p, dtype=np.int32)
+            ind = net.add_constant(idx.shape, idx, name=f"{n}/crop{axis}").output
+            t = net.add_gather(t, ind, axis=2 + axis, name=f"{n}/cropped{axis}").output
+    post = tuple(max(p, 0) for p in post)
+    kernel = np.ascontiguousarray(w[::-1, ::-1].transpose(2, 3, 0, 1))  # [cout, cin, kh, kw]
+    layer = net.add_convolution_nd(t, cout, (kh, kw), kernel, None, stride=(1, 1), pre_padding=pre,
+                                   post_padding=post, name=n)
+    return [_wrap(cv, node, layer.output, fusable=True)]
