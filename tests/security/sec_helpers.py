@@ -97,3 +97,19 @@ def one_line_error(err: str, command: str, only: bool = True) -> str:
 def npz_bytes_all(path: Path) -> bytes:
     with np.load(path) as z:
         return b"".join(z[k].tobytes() for k in z.files)
+
+
+def identity_engine(path: Path, inp: str = "x", out: str = "y", n: int = 4) -> Path:
+    """A float32 engine out = Identity(inp) of shape [batch, n] (to compare with a TF model)."""
+    graph = helper.make_graph([helper.make_node("Identity", [inp], [out])], "identity",
+                              [helper.make_tensor_value_info(inp, TensorProto.FLOAT, [None, n])],
+                              [helper.make_tensor_value_info(out, TensorProto.FLOAT, [None, n])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "tf2rt", json.dumps({
+        "format": "tf2rt-engine", "version": 1,
+        "inputs": [{"name": inp, "dtype": "float32", "shape": [None, n]}],
+        "outputs": [{"name": out, "dtype": "float32", "shape": [None, n]}]})
+    path.write_bytes(model.SerializeToString())
+    return path

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .argtypes import nonneg_int, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -13,10 +15,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "min/median/p90/p99 in ms and throughput (items per second at the median).")
     p.add_argument("engine", help="engine file")
     p.add_argument("--backend", default="onnxruntime")
-    p.add_argument("--iterations", type=int, default=200)
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--batch", type=int, default=None, help="size of a dynamic first dimension")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (onnxruntime)")
+    p.add_argument("--iterations", type=positive_int, default=200)
+    p.add_argument("--warmup", type=nonneg_int, default=20)
+    p.add_argument("--batch", type=positive_int, default=None, help="size of a dynamic first dimension")
+    p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (onnxruntime)")
     p.add_argument("--io-binding", action="store_true", help="use onnxruntime IOBinding")
     p.add_argument("--no-spinning", action="store_true",
                    help="onnxruntime: idle threads do not spin (better on a busy machine)")
@@ -33,6 +35,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.iterations < 1 or args.warmup < 0:
         raise Tf2rtError("--iterations must be >= 1 and --warmup >= 0")
+    from ..outputs import check_not_input, check_writable
+
+    inputs = [args.engine, *([args.inputs] if args.inputs else [])]
+    if args.json:  # refuse a bad output path (or an input) before measuring anything
+        check_not_input(check_writable(args.json, "--json"), inputs, "--json")
     engine = load_engine(args.engine)
     feeds = None
     if args.inputs:
@@ -55,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     for line in stats.get("providers", []):  # what ran where (cuda: engine, mode and floors per stack)
         print(f"  {line}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"engine": args.engine, **stats}, f, indent=2)
+        from ..outputs import write_text
+
+        write_text(args.json, json.dumps({"engine": args.engine, **stats}, indent=2), inputs, "--json")
     return 0

@@ -8,6 +8,8 @@ import sys
 
 import numpy as np
 
+from .argtypes import nonneg_finite_float, nonneg_int, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -21,11 +23,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--against", metavar="KIND:PATH",
                    help="compare with outputs computed from the original model instead, e.g. tf:CKPT")
     p.add_argument("--inputs", help=".npz with inputs keyed by tensor name (default: random)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
-    p.add_argument("--batch", type=int, default=None, help="size of a dynamic first dimension in random inputs")
-    p.add_argument("--atol", type=float, default=1e-5)
-    p.add_argument("--rtol", type=float, default=1e-5)
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the random inputs")
+    p.add_argument("--batch", type=positive_int, default=None,
+                   help="size of a dynamic first dimension in random inputs")
+    p.add_argument("--atol", type=nonneg_finite_float, default=1e-5)
+    p.add_argument("--rtol", type=nonneg_finite_float, default=1e-5)
     p.add_argument("--json", metavar="OUT", help="also write the comparison as JSON")
+    p.add_argument("--trust-model", action="store_true",
+                   help="--against: let TensorFlow/Keras run code the model file carries (Lambda layers, "
+                        "py_func ops); only for models from a source you trust")
     p.set_defaults(func=run)
 
 
@@ -35,6 +41,13 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.inputs import check_names, load_npz, random_inputs
     from ..errors import Tf2rtError
 
+    from ..outputs import check_not_input, check_writable, input_files
+
+    inputs = {args.engine, *([args.inputs] if args.inputs else [])}
+    if args.against:
+        inputs |= input_files(args.against.partition(":")[2] or args.against)
+    if args.json:  # refuse a bad output path (or an input) before running anything
+        check_not_input(check_writable(args.json, "--json"), inputs, "--json")
     engine = load_engine(args.engine)
     feeds = load_npz(args.inputs) if args.inputs else random_inputs(engine, args.seed, args.batch)
     if args.against and not args.inputs:
@@ -45,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     if args.against:
         ref_label = args.against
-        reference = against_outputs(args.against, engine, feeds)
+        reference = against_outputs(args.against, engine, feeds, trust_model=args.trust_model)
     else:
         if len(backends) < 2:
             raise Tf2rtError("--backends needs at least two backends (or use --against)")
@@ -60,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         report["results"][b] = [r.to_json() for r in rows]
     report["passed"] = ok
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+        from ..outputs import write_text
+
+        write_text(args.json, json.dumps(report, indent=2), inputs, "--json")
     print("OK: all outputs match" if ok else f"MISMATCH (atol={args.atol}, rtol={args.rtol})", file=sys.stdout)
     return 0 if ok else 1

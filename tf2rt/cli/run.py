@@ -22,12 +22,17 @@ def run(args: argparse.Namespace) -> int:
     from ..engine import load_engine
     from ..engine.inputs import check_names, load_npz, save_npz
 
+    from ..outputs import check_not_input, check_writable
+
+    inputs = [args.engine, args.inputs]
+    if args.outputs:  # refuse a bad output path (or an input) before running anything
+        check_not_input(check_writable(args.outputs, "--outputs"), inputs, "--outputs")
     engine = load_engine(args.engine)
     feeds = load_npz(args.inputs)
     check_names(engine, feeds)
     outputs = engine.run(feeds, backend=args.backend)
     if args.outputs:
-        save_npz(args.outputs, outputs)
+        save_npz(args.outputs, outputs, inputs)
     for name, arr in outputs.items():
         print(f"{name}: {arr.dtype}{list(arr.shape)}", file=sys.stdout)
     return 0

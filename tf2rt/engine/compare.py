@@ -1,4 +1,9 @@
-"""Compare two sets of outputs: per-output max abs/rel error and the smallest tolerance that passes."""
+"""Compare two sets of outputs: per-output max abs/rel error and the smallest tolerances that pass.
+
+A value passes when |cand - ref| <= atol + rtol * |ref| (numpy.allclose). min_atol is the
+smallest atol that passes at the given rtol; min_rtol the smallest rtol at the given atol
+(inf where the reference is 0 and the difference exceeds atol: no rtol helps there).
+"""
 
 from __future__ import annotations
 
@@ -19,10 +24,11 @@ class OutputComparison:
     min_atol: float  # smallest atol that passes at the given rtol
     passed: bool
     note: str = ""
+    min_rtol: float = 0.0  # smallest rtol that passes at the given atol
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "max_abs": self.max_abs, "max_rel": self.max_rel,
-                "min_atol": self.min_atol, "passed": self.passed, "note": self.note}
+                "min_atol": self.min_atol, "min_rtol": self.min_rtol, "passed": self.passed, "note": self.note}
 
 
 def compare_arrays(name: str, ref: Any, cand: Any, atol: float, rtol: float) -> OutputComparison:
@@ -30,7 +36,7 @@ def compare_arrays(name: str, ref: Any, cand: Any, atol: float, rtol: float) -> 
     r, c = np.asarray(ref), np.asarray(cand)
     if r.shape != c.shape:
         return OutputComparison(name, r.shape, float("inf"), float("inf"), float("inf"), False,
-                                f"shape {list(c.shape)} != reference {list(r.shape)}")
+                                f"shape {list(c.shape)} != reference {list(r.shape)}", float("inf"))
     if r.size == 0:
         return OutputComparison(name, r.shape, 0.0, 0.0, 0.0, True)
     if r.dtype.kind in "iub" and c.dtype.kind in "iub":
@@ -38,7 +44,8 @@ def compare_arrays(name: str, ref: Any, cand: Any, atol: float, rtol: float) -> 
         diff = np.abs(r.astype(np.int64) - c.astype(np.int64))
         mx = float(diff.max())
         return OutputComparison(name, r.shape, mx, mx / max(float(np.abs(r).max()), 1.0), mx, bad == 0,
-                                f"{bad} of {r.size} values differ" if bad else "")
+                                f"{bad} of {r.size} values differ" if bad else "",
+                                _min_rtol(diff.astype(np.float64), np.abs(r.astype(np.float64)), atol))
     r64, c64 = r.astype(np.float64), c.astype(np.float64)
     nan_mismatch = np.isnan(r64) != np.isnan(c64)
     diff = np.abs(r64 - c64)
@@ -50,7 +57,19 @@ def compare_arrays(name: str, ref: Any, cand: Any, atol: float, rtol: float) -> 
     min_atol = max(float(np.nanmax(need)), 0.0) if not nan_mismatch.any() else float("inf")
     passed = bool(min_atol <= atol)
     note = "NaN where the reference has none (or the reverse)" if nan_mismatch.any() else ""
-    return OutputComparison(name, r.shape, max_abs, max_rel, min_atol, passed, note)
+    min_rtol = _min_rtol(diff, np.abs(r64), atol) if not nan_mismatch.any() else float("inf")
+    return OutputComparison(name, r.shape, max_abs, max_rel, min_atol, passed, note, min_rtol)
+
+
+def _min_rtol(diff: np.ndarray, mag: np.ndarray, atol: float) -> float:
+    """Smallest rtol with diff <= atol + rtol * mag everywhere (inf if a zero reference needs more than atol)."""
+    excess = diff - atol
+    over = excess > 0
+    if not over.any():
+        return 0.0
+    if (mag[over] == 0).any():
+        return float("inf")
+    return float(np.max(excess[over] / mag[over]))
 
 
 def compare_outputs(reference: Mapping[str, Any], candidate: Mapping[str, Any], atol: float = 1e-5,
@@ -68,13 +87,14 @@ def compare_outputs(reference: Mapping[str, Any], candidate: Mapping[str, Any], 
 
 def format_comparison(rows: list[OutputComparison], ref_label: str = "reference", cand_label: str = "candidate") -> str:
     """A Markdown table of comparisons."""
-    lines = ["| output | shape | max abs err | max rel err | min atol to pass | result |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| output | shape | max abs err | max rel err | min atol to pass | min rtol to pass | result |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         res = "ok" if r.passed else "MISMATCH"
         if r.note:
             res += f" ({r.note})"
-        lines.append(f"| {r.name} | {list(r.shape)} | {r.max_abs:.3g} | {r.max_rel:.3g} | {r.min_atol:.3g} | {res} |")
+        lines.append(f"| {r.name} | {list(r.shape)} | {r.max_abs:.3g} | {r.max_rel:.3g} | {r.min_atol:.3g} "
+                     f"| {r.min_rtol:.3g} | {res} |")
     return f"{cand_label} vs {ref_label}\n" + "\n".join(lines)
 
 
@@ -86,8 +106,9 @@ AGAINST: dict[str, str] = {
 }
 
 
-def against_outputs(spec: str, engine: Any, feeds: Mapping[str, Any]) -> dict[str, Any]:
-    """Reference outputs from the original model named by `spec` ("KIND:PATH")."""
+def against_outputs(spec: str, engine: Any, feeds: Mapping[str, Any], trust_model: bool = False) -> dict[str, Any]:
+    """Reference outputs from the original model named by `spec` ("KIND:PATH"); the model may run
+    code it carries (Keras Lambda layers, py_func ops) only with `trust_model`."""
     import importlib
 
     from ..errors import Tf2rtError, UnsupportedError
@@ -103,4 +124,4 @@ def against_outputs(spec: str, engine: Any, feeds: Mapping[str, Any]) -> dict[st
         func = getattr(importlib.import_module(module), fn)
     except (ImportError, AttributeError):
         raise UnsupportedError(f"--against {kind}: is not available in this installation ({target} missing)") from None
-    return func(path, engine, feeds)
+    return func(path, engine, feeds, trust_model=trust_model)

@@ -49,9 +49,12 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
         raise FormatError(f"{p}: not a readable .npz file ({exc}); write one with numpy.savez") from None
 
 
-def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
+def save_npz(path: str | Path, arrays: dict[str, np.ndarray], inputs: Any = ()) -> Path:
+    """Write `arrays` as an .npz atomically, refusing to overwrite any of `inputs`."""
+    from ..outputs import atomic_output
+
     p = Path(path)
-    with open(p, "wb") as f:
+    with atomic_output(p, inputs) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
     return p
 

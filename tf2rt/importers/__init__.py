@@ -5,8 +5,9 @@
 `SRC` may be a TF1 name-based checkpoint (prefix, `.index`, `.meta` or directory; its
 `.meta` graph is read when present), a TF2 object-based checkpoint of a Keras model, a
 SavedModel directory, a Keras `.keras` / `.h5` file, or a frozen GraphDef `.pb`.
-Recurrent models go through the recurrent importers (tf1_rnn, keras_rnn); feed-forward
-models through the graph and Keras CNN importers (graphdef, saved_model, keras_cnn).
+Keras files (every layer kind, every Keras generation, weights-only files with
+`architecture=`) go through the Keras importer (keras); TF1 recurrent checkpoints through
+tf1_rnn; graphs through graphdef / saved_model.
 See docs/convert.md and docs/classify.md.
 """
 
@@ -33,8 +34,8 @@ def detect_source(src: str | Path) -> str:
     return "tf-checkpoint"
 
 
-# Keras layer classes handled by the recurrent importer (keras_rnn); anything else is a
-# feed-forward model for keras_cnn / saved_model.
+# A tf.keras SavedModel naming one of these goes through the Keras importer (its config
+# and variables); any other SavedModel through the TF graph front end.
 _RECURRENT_CLASSES = {"LSTM", "GRU", "SimpleRNN", "Bidirectional", "RNN", "CuDNNLSTM", "CuDNNGRU"}
 
 
@@ -51,16 +52,6 @@ def _class_names(config: Any) -> set[str]:
         elif isinstance(item, list):
             stack.extend(item)
     return found
-
-
-def _keras_file_is_recurrent(path: Path) -> bool:
-    from ..weights.keras_file import open_keras
-
-    kf = open_keras(path)
-    try:
-        return bool(_class_names(kf.model_config()) & _RECURRENT_CLASSES)
-    finally:
-        kf.close()
 
 
 def _saved_model_is_keras_recurrent(path: Path) -> bool:
@@ -81,8 +72,15 @@ def build_network(
     states: bool | None = None,
     reset_after: bool | None = None,
     keras_version: int | None = None,
+    architecture: Any = None,
+    custom_layers: dict[str, Any] | None = None,
 ) -> tuple[Any, ModelCard]:
-    """The Network of a model file and its model card (what `convert` builds an engine from)."""
+    """The Network of a model file and its model card (what `convert` builds an engine from).
+
+    Keras only: `architecture` is the model config (dict, `model.to_json()` string or .json
+    path) for a file saved with `save_weights`; `custom_layers` maps a layer class name to
+    fn(network, config, inputs, weights) -> tensor(s) (see tf2rt.importers.keras.register_layer).
+    """
     kind = detect_source(src)
     p = Path(src)
     if p.suffix.lower() == ".onnx":
@@ -94,20 +92,18 @@ def build_network(
         from .graphdef import import_graphdef
 
         return _feed_forward(import_graphdef(p), p, "graphdef")
-    if kind == "keras" and not _keras_file_is_recurrent(p):
-        from .keras_cnn import import_keras
-
-        return _feed_forward(import_keras(p), p, "keras")
+    if (architecture is not None or custom_layers) and kind != "keras":
+        raise UnsupportedError(f"{p}: architecture= and custom_layers= apply to Keras .keras/.h5 files only")
     if kind == "saved_model" and not _saved_model_is_keras_recurrent(p):
         from .saved_model import import_saved_model
 
         return _feed_forward(import_saved_model(p), p, "saved-model")
     if kind == "keras" or kind == "saved_model":
-        from .keras_rnn import keras_network
+        from .keras import keras_network
 
         card = ModelCard(str(p), "saved-model" if kind == "saved_model" else "keras")
-        net = keras_network(p, card=card, states=states, activation=activation,
-                            reset_after=reset_after, keras_version=keras_version)
+        net = keras_network(p, card=card, states=states, activation=activation, reset_after=reset_after,
+                            keras_version=keras_version, architecture=architecture, custom_layers=custom_layers)
         return net, card
 
     from ..weights.tf_checkpoint import open_checkpoint
@@ -122,7 +118,7 @@ def build_network(
     source = open_checkpoint(prefix)
     try:
         if _object_based(source):
-            from .keras_rnn import keras_checkpoint_network
+            from .keras_checkpoint import keras_checkpoint_network
 
             card = ModelCard(str(prefix), "tf2-checkpoint")
             net = keras_checkpoint_network(source, card=card, states=states, activation=activation,
@@ -165,6 +161,8 @@ def convert(
     states: bool | None = None,
     reset_after: bool | None = None,
     keras_version: int | None = None,
+    architecture: Any = None,
+    custom_layers: dict[str, Any] | None = None,
 ) -> Any:
     """Convert a trained TensorFlow model to an Engine (saved to `output` if given).
 
@@ -172,18 +170,24 @@ def convert(
     cells (else read from the `.meta` graph, else the TF default, recorded as an
     assumption in the engine's model card); `states` exposes initial/final state
     tensors for streaming (default: on for unidirectional RNNs); `meta=False` ignores a
-    `.meta` file, a path uses another one.
+    `.meta` file, a path uses another one. Keras: `architecture` (model config for a
+    weights-only file) and `custom_layers` (class name -> converter), see `build_network`.
     """
     from ..engine import build_engine
+    from ..outputs import check_not_input, check_writable, input_files
 
     if precision not in ("fp32", "fp16"):
         raise UnsupportedError(f"precision {precision!r} is not supported by convert; use fp32 or fp16")
+    inputs = input_files(src) | ({Path(meta)} if isinstance(meta, (str, Path)) else set())
+    if output is not None:  # refuse a bad output (or one of the model's own files) before converting
+        check_not_input(check_writable(output, "engine"), inputs, "engine")
     net, card = build_network(src, meta=meta, forget_bias=forget_bias, activation=activation, states=states,
-                              reset_after=reset_after, keras_version=keras_version)
+                              reset_after=reset_after, keras_version=keras_version, architecture=architecture,
+                              custom_layers=custom_layers)
     engine = build_engine(net, precision=precision, optimize=optimize,
                           metadata={"source": str(src), "model": card.to_dict()})
     if output is not None:
-        engine.save(output)
+        engine.save(output, inputs)
     return engine
 
 

@@ -11,6 +11,13 @@ named after the TensorFlow tensors:
 * TF1 checkpoint with its `.meta` graph: the graph is restored; placeholders and fetched
   tensors are matched by name.
 
+Running a model with TensorFlow runs what the file says: Keras `Lambda` layers are Python
+bytecode, and TensorFlow executes every op of a graph (some read or write files, or call
+Python). So unless `trust_model=True` (CLI: `--trust-model`), Keras configs are checked for
+Lambda layers / bytecode / foreign modules and loaded in safe mode, and graphs are checked
+for such ops on everything that will run, before TensorFlow sees them
+(tf2rt/importers/oracle_guard.py).
+
 Engine inputs the model has no counterpart for (e.g. streaming-state inputs) must be all
 zeros — the model's own initial state. An output whose TensorFlow value holds the same
 numbers in another shape (TF char-RNNs flatten [N, S, V] to [N*S, V]) is reshaped to the
@@ -28,30 +35,43 @@ import numpy as np
 from ..errors import Tf2rtError, UnsupportedError
 
 
-def tf_outputs(path: str, engine: Any, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Outputs of the TensorFlow model at `path` for `feeds`, keyed by the engine's output names."""
+def tf_outputs(path: str, engine: Any, feeds: Mapping[str, Any], trust_model: bool = False) -> dict[str, np.ndarray]:
+    """Outputs of the TensorFlow model at `path` for `feeds`, keyed by the engine's output names.
+
+    Without `trust_model`, a model that would run code it carries is refused first."""
     from . import detect_source
+    from .oracle_guard import check_graph, check_keras
 
     p = Path(path)
     if not p.exists() and not Path(f"{p}.index").exists() and not Path(f"{p}.meta").exists():
         raise Tf2rtError(f"--against tf:{path}: no such model")
     kind = detect_source(p)
+    if kind == "keras" and not trust_model:
+        check_keras(p)  # before TensorFlow is even imported
     tf = _tensorflow()
     if kind == "keras":
-        out = _keras(tf, p, engine, feeds)
+        out = _keras(tf, p, engine, feeds, trust_model)
     elif kind == "graphdef":
         graph_def = tf.compat.v1.GraphDef()
-        graph_def.ParseFromString(p.read_bytes())
+        graph_def.ParseFromString(_read(p))
+        if not trust_model:
+            check_graph(graph_def, engine.output_names, str(p))
         out = _run_graph(tf, engine, feeds, lambda: tf.compat.v1.import_graph_def(graph_def, name=""), None)
     elif kind == "saved_model":
-        out = _saved_model(tf, p, engine, feeds)
+        out = _saved_model(tf, p, engine, feeds, trust_model)
     else:
-        out = _tf1_checkpoint(tf, p, engine, feeds)
+        out = _tf1_checkpoint(tf, p, engine, feeds, trust_model)
     if not out:
         raise Tf2rtError(f"none of the engine's outputs ({', '.join(engine.output_names)}) has a counterpart "
                          f"in {path}; name the network's outputs after the TensorFlow tensors to compare them")
     batch = int(np.asarray(feeds[engine.inputs[0].name]).shape[0]) if engine.inputs else 1
     return {name: _fit(value, _spec(engine.outputs, name).shape, max(batch, 1)) for name, value in out.items()}
+
+
+def _read(p: Path) -> bytes:
+    from ..limits import max_bytes, read_capped
+
+    return read_capped(p, max_bytes(), "model file")
 
 
 def _tensorflow() -> Any:
@@ -90,12 +110,16 @@ def _model_feeds(engine: Any, feeds: Mapping[str, Any], known: set[str] | None) 
     return used
 
 
-def _keras(tf: Any, path: Path, engine: Any, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def _keras(tf: Any, path: Path, engine: Any, feeds: Mapping[str, Any], trust_model: bool) -> dict[str, np.ndarray]:
     if path.suffix.lower() == ".keras":
         import keras
     else:
         import tf_keras as keras
-    model = keras.models.load_model(str(path), compile=False)
+    try:  # safe mode: Keras itself also refuses to deserialize lambdas (for .keras files)
+        model = keras.models.load_model(str(path), compile=False, safe_mode=not trust_model)
+    except (ValueError, TypeError, KeyError, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise Tf2rtError(f"--against tf:{path}: Keras cannot load the model ({first})") from None
     state_inputs = {s["input"] for s in engine.metadata.get("states", [])}
     inputs = [s.name for s in engine.inputs if s.name not in state_inputs]
     _model_feeds(engine, feeds, set(inputs))
@@ -111,7 +135,9 @@ def _keras(tf: Any, path: Path, engine: Any, feeds: Mapping[str, Any]) -> dict[s
     return {n: np.asarray(v) for n, v in zip(names, values) if n in wanted}
 
 
-def _saved_model(tf: Any, path: Path, engine: Any, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def _saved_model(tf: Any, path: Path, engine: Any, feeds: Mapping[str, Any], trust_model: bool) -> dict[str, np.ndarray]:
+    if not trust_model:
+        _check_saved_model(path)
     loaded = tf.saved_model.load(str(path))
     fn = loaded.signatures.get("serving_default")
     if fn is None:
@@ -122,7 +148,31 @@ def _saved_model(tf: Any, path: Path, engine: Any, feeds: Mapping[str, Any]) -> 
     return {k: np.asarray(v) for k, v in result.items() if k in engine.output_names}
 
 
-def _tf1_checkpoint(tf: Any, path: Path, engine: Any, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def _check_saved_model(path: Path) -> None:
+    """The serving signature's ops (through every function it calls) must be harmless."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    from .oracle_guard import UntrustedModelError, check_graph
+
+    pb = path / "saved_model.pb"
+    sm = saved_model_pb2.SavedModel()
+    try:
+        sm.ParseFromString(_read(pb))
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise Tf2rtError(f"{pb}: not a readable SavedModel ({exc})") from None
+    for mg in sm.meta_graphs:
+        sig = mg.signature_def.get("serving_default")
+        if sig is None:
+            continue
+        roots = [t.name for t in sig.outputs.values()] + [t.name for t in sig.inputs.values()]
+        check_graph(mg.graph_def, roots, str(path))
+        return
+    raise UntrustedModelError(f"{path} has no serving_default signature to check; refusing to run it "
+                              "(pass --trust-model if you trust the file)")
+
+
+def _tf1_checkpoint(tf: Any, path: Path, engine: Any, feeds: Mapping[str, Any],
+                    trust_model: bool) -> dict[str, np.ndarray]:
     from .tf1_rnn import checkpoint_prefix
 
     prefix = checkpoint_prefix(path)
@@ -131,11 +181,30 @@ def _tf1_checkpoint(tf: Any, path: Path, engine: Any, feeds: Mapping[str, Any]) 
         raise UnsupportedError(f"--against tf:{path} needs the checkpoint's .meta graph ({meta} not found) to "
                                "run the model with TensorFlow")
     tf1 = tf.compat.v1
+    if not trust_model:
+        _check_meta_graph(tf, meta, engine)
 
     def load() -> Any:
         return tf1.train.import_meta_graph(str(meta), clear_devices=True)
 
     return _run_graph(tf, engine, feeds, load, str(prefix))
+
+
+def _check_meta_graph(tf: Any, meta: Path, engine: Any) -> None:
+    """The fetched outputs and the saver's restore op may only run harmless ops; restore ops
+    may only read the checkpoint the saver is given."""
+    from .oracle_guard import check_graph, check_restore_inputs
+
+    mg = tf.compat.v1.MetaGraphDef()
+    try:
+        mg.ParseFromString(_read(meta))
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise Tf2rtError(f"{meta}: not a readable .meta graph ({exc})") from None
+    roots = list(engine.output_names)
+    if mg.HasField("saver_def"):
+        roots.append(mg.saver_def.restore_op_name)
+        check_restore_inputs(mg.graph_def, mg.saver_def.filename_tensor_name, str(meta))
+    check_graph(mg.graph_def, roots, str(meta), allow_restore=True)
 
 
 def _run_graph(tf: Any, engine: Any, feeds: Mapping[str, Any], load: Any, restore: str | None) -> dict:
