@@ -6,6 +6,8 @@ import argparse
 import sys
 import time
 
+from .argtypes import MAX_LENGTH, int_range, nonneg_int, positive_finite_float, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -23,14 +25,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--vocab-order", choices=["sorted", "frequency"], default="sorted",
                    help="order of --vocab-text characters (default sorted by code point)")
     p.add_argument("--start", default="\n", help="priming text (default: a newline)")
-    p.add_argument("--length", type=int, default=200, help="characters to generate (default 200)")
+    p.add_argument("--length", type=int_range(0, MAX_LENGTH), default=200,
+                   help=f"characters to generate (default 200, at most {MAX_LENGTH})")
     m = p.add_mutually_exclusive_group()
     m.add_argument("--greedy", action="store_true", help="always take the most likely character (top-1)")
-    m.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
-    p.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely characters")
-    p.add_argument("--seed", type=int, default=None, help="random seed for sampling")
+    m.add_argument("--temperature", type=positive_finite_float, default=1.0, help="sampling temperature (default 1.0)")
+    p.add_argument("--top-k", type=positive_int, default=None, help="sample only among the k most likely characters")
+    p.add_argument("--seed", type=nonneg_int, default=None, help="random seed for sampling")
     p.add_argument("--backend", default="onnxruntime", help="backend (onnxruntime, reference, cuda)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="onnxruntime intra-op threads (default: its choice; 1 is often faster on a busy machine)")
     p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
                    help="precision when MODEL is converted on the fly")

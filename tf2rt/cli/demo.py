@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .argtypes import MAX_LENGTH, int_range, nonneg_int, positive_finite_float
+
 
 
 def example_dir() -> Path:
@@ -37,9 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=str(EXAMPLE / "model"), help="TF1 checkpoint (default: the bundled one)")
     p.add_argument("--vocab", default=str(EXAMPLE / "vocab.json"), help="vocabulary JSON (default: bundled)")
     p.add_argument("--start", default="MENENIUS:\n", help="priming text")
-    p.add_argument("--length", type=int, default=400, help="characters to generate")
-    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
-    p.add_argument("--seed", type=int, default=1, help="random seed for sampling (default 1)")
+    p.add_argument("--length", type=int_range(0, MAX_LENGTH), default=400, help="characters to generate")
+    p.add_argument("--temperature", type=positive_finite_float, default=0.8,
+                   help="sampling temperature (default 0.8)")
+    p.add_argument("--seed", type=nonneg_int, default=1, help="random seed for sampling (default 1)")
     p.add_argument("--out", default=None, help="where to write the engine (default: a temporary directory)")
     p.add_argument("--no-tensorflow", action="store_true", help="skip the TensorFlow comparison")
     p.set_defaults(func=run)

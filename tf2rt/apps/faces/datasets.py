@@ -16,6 +16,7 @@ from typing import Iterator
 import numpy as np
 
 from ...errors import FormatError, Tf2rtError
+from ...outputs import write_text
 
 WIDER_SETTINGS = ("easy", "medium", "hard")
 # columns of a WIDER FACE ground-truth line after x, y, w, h
@@ -148,7 +149,7 @@ def write_fddb_detections(annotations: list[Annotation], detections: dict[str, n
     out = []
     for fold, lines in sorted(by_fold.items()):
         path = folder / f"fold-{fold:02d}-out.txt"
-        path.write_text("\n".join(lines) + "\n")
+        write_text(path, "\n".join(lines) + "\n")  # atomic: an old result file survives a failed write
         out.append(path)
     return out
 
