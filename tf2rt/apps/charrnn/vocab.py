@@ -121,10 +121,10 @@ class Vocab:
 
     def save(self, path: str | Path) -> Path:
         """Write as JSON {char: id}."""
-        p = Path(path)
-        p.write_text(json.dumps({c: i for i, c in enumerate(self.chars)}, ensure_ascii=False, indent=0),
-                     encoding="utf-8")
-        return p
+        from ...outputs import write_text
+
+        return write_text(path, json.dumps({c: i for i, c in enumerate(self.chars)}, ensure_ascii=False, indent=0),
+                          what="vocabulary")
 
 
 def _unescape(line: str, where: Path, lineno: int) -> str:
