@@ -145,7 +145,7 @@ def test_inspect_shows_the_model_card(models, tmp_path, capsys):
     _spec, prefix, _ids, _ = models["rnn3-emb-meta"]
     engine = tmp_path / "m.onnx"
     assert main(["convert", str(prefix), "-o", str(engine), "--json"]) == 0
-    card = json.loads(capsys.readouterr().out)
+    card = json.loads(capsys.readouterr().out)["model"]
     assert card["summary"] == "embedding 11x8 -> 3x BasicRNNCell(16) -> dense 11 + softmax"
     assert main(["inspect", str(engine), "--json"]) == 0
     assert "BasicRNNCell" in capsys.readouterr().out

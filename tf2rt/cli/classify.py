@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
 from ..errors import Tf2rtError
+from .argtypes import positive_int
+from .jsonout import add_json_option, check_json_target, emit_json
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -26,12 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", metavar="FILE", help="one label per line (1000, or 1001 with background first)")
     p.add_argument("--preprocess", default="inception", choices=["vgg", "inception", "caffe", "torch", "none"])
     p.add_argument("--size", type=_size, metavar="HxW", help="input size when the engine's is dynamic")
-    p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--topk", type=positive_int, default=5)
+    p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"], help="when building from a model")
     p.add_argument("--calibration", metavar="DIR|NPZ", help="int8: calibration images (or preprocessed inputs)")
     p.add_argument("--backend", default="onnxruntime")
-    p.add_argument("--json", action="store_true", help="print results as JSON")
+    add_json_option(p, "the top-k results")
     p.set_defaults(func=run)
 
 
@@ -40,15 +40,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.topk < 1:
         raise Tf2rtError("--topk must be at least 1")
+    check_json_target(args, [args.model, *args.images])
     clf = Classifier(args.model, args.labels, args.preprocess, args.size, backend=args.backend,
                      precision=args.precision, batch_size=args.batch_size, calibration=args.calibration)
     try:
         results = clf.classify_paths(args.images, args.topk)
     finally:
         clf.close()
-    if args.json:
-        json.dump(results, sys.stdout, indent=1)
-        sys.stdout.write("\n")
+    emit_json(args, results)
+    if args.json == "-":
         return 0
     for r in results:
         print(r["image"])

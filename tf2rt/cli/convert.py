@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
+
+from .jsonout import add_json_option, check_json_target, emit_json, report_stream
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="expose initial/final recurrent states as inputs/outputs (streaming)")
     s.add_argument("--no-states", dest="states", action="store_false", help="no state inputs/outputs")
     p.add_argument("--no-optimize", action="store_true", help="skip engine graph optimizations")
-    p.add_argument("--json", action="store_true", help="print the model card as JSON")
+    add_json_option(p, "the model card, inputs and outputs")
     p.set_defaults(func=run)
 
 
@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from ..importers.card import card_lines
 
     logging.getLogger("tf2rt.convert").setLevel(logging.ERROR)  # assumptions are printed below
+    check_json_target(args, [args.src, args.output])
     meta = False if args.no_meta else (args.meta if args.meta else True)
     reset_after = None if args.reset_after is None else args.reset_after == "true"
     engine = convert(
@@ -55,15 +56,15 @@ def run(args: argparse.Namespace) -> int:
         reset_after=reset_after, keras_version=args.keras_version,
     )
     card = engine.metadata.get("model") or {}
-    if args.json:
-        json.dump(card, sys.stdout, indent=2, default=str)
-        print()
-    else:
-        for line in card_lines(card):
-            print(line)
-        print("inputs:  " + ", ".join(f"{s.name} {s.dtype}{_shape(s.shape)}" for s in engine.inputs))
-        print("outputs: " + ", ".join(f"{s.name} {s.dtype}{_shape(s.shape)}" for s in engine.outputs))
-        print(f"wrote {args.output} ({engine.precision})")
+    emit_json(args, {"engine": str(args.output), "precision": engine.precision, "model": card,
+                     "inputs": [s.to_json() for s in engine.inputs], "outputs": [s.to_json() for s in engine.outputs],
+                     "states": engine.metadata.get("states", [])}, [args.src])
+    out = report_stream(args)
+    for line in card_lines(card):
+        print(line, file=out)
+    print("inputs:  " + ", ".join(f"{s.name} {s.dtype}{_shape(s.shape)}" for s in engine.inputs), file=out)
+    print("outputs: " + ", ".join(f"{s.name} {s.dtype}{_shape(s.shape)}" for s in engine.outputs), file=out)
+    print(f"wrote {args.output} ({engine.precision})", file=out)
     return 0
 
 

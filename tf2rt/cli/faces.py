@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
+
+from .jsonout import add_json_option, check_json_target, emit_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--detector", default="mtcnn", choices=["mtcnn", "haar", "mtcnn-tf"])
     d.add_argument("--draw", metavar="OUT.png", help="save the (first) image with the faces drawn; with several "
                                                      "images, OUT gets the image's index appended")
-    d.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json_option(d, "the faces found (image, box, score, landmarks)")
     d.add_argument("--backend", default=None, help="MTCNN engines' backend: onnxruntime (default) or reference")
     d.add_argument("--min-face-size", type=float, default=None, help="MTCNN: smallest face in pixels (20)")
     d.add_argument("--scale-factor", type=float, default=None, help="MTCNN: pyramid step (0.709)")
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                            "wider_face_split/ and WIDER_val/); not needed for lfw-subset")
     e.add_argument("--detectors", default="mtcnn,haar", help="comma-separated: mtcnn, haar, mtcnn-tf")
     e.add_argument("--plot", metavar="OUT.png", help="save the curves as a PNG")
-    e.add_argument("--json", action="store_true", help="print JSON (table rows, notes and curves)")
+    add_json_option(e, "the results (table rows with identifier keys, notes and curves)")
     e.add_argument("--max-fp", type=float, default=1000.0, help="FDDB: AUC over 0..MAX_FP false positives (1000)")
     e.add_argument("--region", default="ellipse", choices=["ellipse", "bbox"],
                    help="FDDB: overlap with the ellipse (rasterised) or its bounding box")
@@ -84,7 +84,14 @@ def run_detect(args: argparse.Namespace) -> int:
     from ..apps.faces.plot import draw_faces
     from ..apps.faces.runs import load_image
 
+    check_json_target(args, args.images)
     images = [(path, load_image(path)) for path in args.images]  # fail on a bad file before loading models
+    if args.draw:  # refuse a bad drawing path (or one of the images) before detecting anything
+        from ..outputs import check_not_input, check_writable
+
+        for k in range(len(images)):
+            out = args.draw if len(images) == 1 else _indexed(args.draw, k)
+            check_not_input(check_writable(out, "--draw"), args.images, "--draw")
     _quiet_tensorflow()
     detector = make_detector(args.detector, **_params(args))
     report = []
@@ -93,15 +100,13 @@ def run_detect(args: argparse.Namespace) -> int:
         report.append({"image": path, "faces": [f.to_dict() for f in faces]})
         if args.draw:
             out = args.draw if len(images) == 1 else _indexed(args.draw, k)
-            draw_faces(image, faces, out)
-        if not args.json:
+            draw_faces(image, faces, out, args.images)
+        if args.json != "-":
             print(f"{path}: {len(faces)} face(s)")
             for f in faces:
                 x, y, w, h = f.box
                 print(f"  box x={x:.1f} y={y:.1f} w={w:.1f} h={h:.1f}  score {f.score:.4f}")
-    if args.json:
-        json.dump(report if len(report) > 1 else report[0], sys.stdout, indent=2)
-        print()
+    emit_json(args, report if len(report) > 1 else report[0], args.images)
     return 0
 
 
@@ -149,18 +154,21 @@ def run_eval(args: argparse.Namespace) -> int:
     from ..apps.faces.runs import evaluate
 
     names = [n.strip() for n in args.detectors.split(",") if n.strip()]
+    check_json_target(args, [args.path] if args.path else [])
+    if args.plot:  # refuse a bad plot path before the (long) evaluation
+        from ..outputs import check_writable
+
+        check_writable(args.plot, "--plot")
     _quiet_tensorflow()
     external = _external(args)
     result = evaluate(args.dataset, args.path, names, max_fp=args.max_fp, setting=args.setting, region=args.region,
                       limit=args.limit, folds=_folds(args.folds), external=external,
                       save_dir=args.save_detections)
     if args.plot:
-        plot_curves(result, args.plot)
-    if args.json:
-        json.dump(result.to_json(), sys.stdout, indent=2)
-        print()
-    else:
+        plot_curves(result, args.plot)  # checked writable before the evaluation, written atomically
+    emit_json(args, result.to_json())
+    if args.json != "-":
         notes = ", ".join(f"{k} {v}" for k, v in result.notes.items())
         print(f"{args.dataset}: {notes}")
-        print(results_table(result.rows))
+        print(results_table(result.rows, titles=result.titles()))
     return 0

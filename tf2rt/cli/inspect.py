@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from ..errors import FormatError
+from .jsonout import add_json_option, check_json_target, emit_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "format, and its optimizer slots. For a tf2rt engine (.onnx), print its model card.",
     )
     p.add_argument("path", help="weight file, checkpoint prefix/.index/directory, or engine .onnx")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json_option(p, "the report")
     p.add_argument("--all", action="store_true", help="also list optimizer slots and bookkeeping tensors")
     p.add_argument("--format", help="read as this format instead of detecting it")
     p.set_defaults(func=run)
@@ -27,22 +27,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     path = Path(args.path)
+    check_json_target(args, [path])
     if args.format is None and is_engine(path):
-        return _engine(path, args.json)
+        return _engine(path, args)
     from ..weights.api import open_weights
 
     try:
         src = open_weights(path, args.format)
     except FormatError:
         if args.format is None and _onnx_kind(path):  # an engine or ONNX model under any name
-            return _engine(path, args.json)
+            return _engine(path, args)
         raise
     with src:
         report = weights_report(src, include_all=args.all)
     if args.json:
-        json.dump(report, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
+        emit_json(args, report, [path])
+    if args.json != "-":
         sys.stdout.write(format_report(report))
     return 0
 
@@ -129,15 +129,14 @@ def _onnx_kind(path: Path) -> str | None:
     return onnx_kind(path)
 
 
-def _engine(path: Path, as_json: bool) -> int:
+def _engine(path: Path, args: argparse.Namespace) -> int:
     from ..engine import describe
 
     card = describe(path)
-    if as_json:
-        json.dump(card, sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
-        return 0
-    sys.stdout.write("\n".join(engine_lines(path, card)) + "\n")
+    if args.json:
+        emit_json(args, card, [path])
+    if args.json != "-":
+        sys.stdout.write("\n".join(engine_lines(path, card)) + "\n")
     return 0
 
 

@@ -41,10 +41,10 @@ def test_fddb_eval_on_real_photos(tiny_fddb, tmp_path):
     rows = {r["detector"]: r for r in res.rows}
     assert res.notes["faces"] == 11 and res.notes["images"] == 2
     # MTCNN finds 9 of the mosaic's 10 faces plus the astronaut, with no false positive
-    assert rows["mtcnn"]["TPR@10FP"] == pytest.approx(10 / 11)
-    assert rows["mtcnn"]["AUC disc. (0-10 FP)"] == pytest.approx(10 / 11)
-    assert 0 < rows["mtcnn"]["AUC cont. (0-10 FP)"] < rows["mtcnn"]["AUC disc. (0-10 FP)"]
-    assert 0 <= rows["haar"]["AUC disc. (0-10 FP)"] <= 1 and rows["haar"]["speed ms"] > 0
+    assert rows["mtcnn"]["tpr_at_max_fp"] == pytest.approx(10 / 11)
+    assert rows["mtcnn"]["auc_discrete"] == pytest.approx(10 / 11)
+    assert 0 < rows["mtcnn"]["auc_continuous"] < rows["mtcnn"]["auc_discrete"]
+    assert 0 <= rows["haar"]["auc_discrete"] <= 1 and rows["haar"]["speed_ms"] > 0
 
 
 def test_wider_eval_on_real_photos(tmp_path, photos):
@@ -57,13 +57,13 @@ def test_wider_eval_on_real_photos(tmp_path, photos):
     (root / "wider_face_split" / "wider_face_val_bbx_gt.txt").write_text(
         "0--Parade/0_Parade_a.jpg\n2\n150 85 200 255 0 0 0 0 0 0\n10 10 6 6 2 0 0 0 0 0\n")
     res = evaluate("wider", root, ["mtcnn"])
-    assert res.rows[0]["AP (all)"] == pytest.approx(0.5)
+    assert res.rows[0]["ap"] == pytest.approx(0.5)
 
 
 def test_lfw_subset_classifier_auc():
     res = evaluate("lfw-subset", None, ["mtcnn", "haar"])
     rows = {r["detector"]: r for r in res.rows}
-    assert rows["mtcnn"]["ROC AUC"] > 0.95 and rows["haar"]["ROC AUC"] > 0.9
+    assert rows["mtcnn"]["roc_auc"] > 0.95 and rows["haar"]["roc_auc"] > 0.9
     c = res.curves["mtcnn"]
     assert c["fpr"][0] == 0 and c["tpr"][-1] == 1
 
@@ -146,11 +146,11 @@ def test_cli_fddb_saves_and_scores_detection_files(tiny_fddb, tmp_path, capsys):
     out_file = saved / "mtcnn" / "fold-01-out.txt"
     assert out_file.read_text().startswith("astronaut\n1\n")
     disc = np.loadtxt(saved / "mtcnnDiscROC.txt", ndmin=2)  # "TPR FP" lines
-    assert disc[-1, 0] == pytest.approx(first["TPR@10FP"]) and disc[:, 1].min() == 0
+    assert disc[-1, 0] == pytest.approx(first["tpr_at_max_fp"]) and disc[:, 1].min() == 0
     # the saved file, scored as external detections, gives the same numbers
     assert main(["faces", "eval", "--dataset", "fddb", str(tiny_fddb), "--folds", "1", "--detectors", "",
                  "--max-fp", "10", "--detections", f"saved={out_file}", "--json"]) == 0
     again = json.loads(capsys.readouterr().out)["results"][0]
     assert again["detector"] == "saved"
-    assert again["AUC disc. (0-10 FP)"] == pytest.approx(first["AUC disc. (0-10 FP)"], abs=1e-9)
-    assert again["AUC cont. (0-10 FP)"] == pytest.approx(first["AUC cont. (0-10 FP)"], abs=1e-4)
+    assert again["auc_discrete"] == pytest.approx(first["auc_discrete"], abs=1e-9)
+    assert again["auc_continuous"] == pytest.approx(first["auc_continuous"], abs=1e-4)

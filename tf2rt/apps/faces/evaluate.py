@@ -24,6 +24,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ...errors import ShapeError, Tf2rtError
+from ...outputs import write_text
 from .boxes import iou_matrix
 from .datasets import Annotation
 
@@ -164,7 +165,7 @@ def write_roc_files(roc: Roc, folder: str | Path, prefix: str) -> list[Path]:
     out = []
     for kind, tpr in (("Disc", roc.tpr_discrete), ("Cont", roc.tpr_continuous)):
         path = folder / f"{prefix}{kind}ROC.txt"
-        path.write_text("".join(f"{t:.6f} {int(f)}\n" for t, f in zip(tpr, roc.false_positives)))
+        write_text(path, "".join(f"{t:.6f} {int(f)}\n" for t, f in zip(tpr, roc.false_positives)))  # atomic
         out.append(path)
     return out
 
@@ -276,11 +277,13 @@ def binary_auc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 # -- results table ---------------------------------------------------------------------------
-def results_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str] | None = None) -> str:
-    """A Markdown table (hall-of-faces style: detector, speed ms, AUC/AP ...)."""
+def results_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str] | None = None,
+                  titles: Mapping[str, str] | None = None) -> str:
+    """A Markdown table (hall-of-faces style: detector, speed ms, AUC/AP ...); `titles` names the columns."""
     if not rows:
         return ""
     cols = list(columns or rows[0].keys())
+    names = [(titles or {}).get(c, c) for c in cols]
 
     def fmt(v: object) -> str:
         if v is None:
@@ -289,6 +292,6 @@ def results_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str] |
             return f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
         return str(v)
 
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(cols))) + "|"]
+    lines = ["| " + " | ".join(names) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(cols))) + "|"]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
     return "\n".join(lines)

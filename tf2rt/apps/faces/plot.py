@@ -24,8 +24,8 @@ def plot_curves(result: EvalResult, path: str | Path) -> Path:
     for row in result.rows:
         name = str(row["detector"])
         c = result.curves.get(name, {})
-        metric = next((k for k in row if "AUC" in k or "AP" in k), None)
-        label = f"{name} ({metric} {row[metric]:.3f})" if metric else name
+        metric = result.metric if result.metric in row else None
+        label = f"{name} ({result.titles()[metric]} {row[metric]:.3f})" if metric else name
         if result.dataset == "fddb":
             # "best TPR with at most x false positives", held flat up to max_fp (as the AUC integrates it)
             end = max(float(result.notes.get("max_fp", 0)), float(np.max(c["false_positives"], initial=0)))
@@ -54,13 +54,18 @@ def plot_curves(result: EvalResult, path: str | Path) -> Path:
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right")
     path = Path(path)
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
+    from ...outputs import atomic_output
+
+    try:
+        with atomic_output(path, what="plot") as tmp:  # the suffix is kept: it picks the format
+            fig.savefig(tmp, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 
-def draw_faces(image: np.ndarray, faces: Sequence[Face], path: str | Path) -> Path:
-    """Save the RGB image with boxes, scores and landmarks drawn on it."""
+def draw_faces(image: np.ndarray, faces: Sequence[Face], path: str | Path, inputs: Sequence[str | Path] = ()) -> Path:
+    """Save the RGB image with boxes, scores and landmarks drawn on it (never over one of `inputs`)."""
     from ..._optional import require
 
     cv2 = require("cv2", "faces", "drawing faces (`tf2rt faces detect --draw`)")
@@ -73,8 +78,10 @@ def draw_faces(image: np.ndarray, faces: Sequence[Face], path: str | Path) -> Pa
         for px, py in (f.landmarks or {}).values():
             cv2.circle(canvas, (int(round(px)), int(round(py))), 2, (0, 0, 255), -1)
     path = Path(path)
-    if not cv2.imwrite(str(path), canvas):
-        from ...errors import Tf2rtError
+    from ...errors import Tf2rtError
+    from ...outputs import atomic_output
 
-        raise Tf2rtError(f"cannot write {path}; use a .png or .jpg file name in an existing folder")
+    with atomic_output(path, inputs, "drawing") as tmp:  # the suffix is kept: OpenCV picks the format from it
+        if not cv2.imwrite(str(tmp), canvas):
+            raise Tf2rtError(f"cannot write {path}; use a .png or .jpg file name in an existing folder")
     return path

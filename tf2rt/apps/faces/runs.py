@@ -75,6 +75,21 @@ class EvalResult:
     curves: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
 
+    # The headline metric of each dataset's rows.
+    METRICS = {"fddb": "auc_discrete", "wider": "ap", "lfw-subset": "roc_auc"}
+
+    def titles(self) -> dict[str, str]:
+        """Column titles for the table (row keys are identifiers; titles say the protocol)."""
+        max_fp = f"{float(self.notes.get('max_fp', 1000)):g}"
+        return {"detector": "detector", "speed_ms": "speed ms",
+                "auc_discrete": f"AUC disc. (0-{max_fp} FP)", "auc_continuous": f"AUC cont. (0-{max_fp} FP)",
+                "tpr_at_max_fp": f"TPR@{max_fp}FP", "ap": f"AP ({self.notes.get('setting', 'all')})",
+                "roc_auc": "ROC AUC"}
+
+    @property
+    def metric(self) -> str:
+        return self.METRICS.get(self.dataset, "")
+
     def to_json(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "results": self.rows, "notes": self.notes,
                 "curves": {d: {k: np.asarray(v).tolist() for k, v in c.items()} for d, c in self.curves.items()}}
@@ -135,15 +150,15 @@ def evaluate(dataset: str, path: str | Path | None, detectors: Sequence[str | De
             if save_dir is not None:
                 write_roc_files(roc, Path(save_dir), name)
             result.rows.append({
-                "detector": name, "speed ms": ms,
-                f"AUC disc. (0-{max_fp:g} FP)": roc_auc(roc, max_fp, "discrete"),
-                f"AUC cont. (0-{max_fp:g} FP)": roc_auc(roc, max_fp, "continuous"),
-                f"TPR@{max_fp:g}FP": roc.tpr_at(max_fp)})
+                "detector": name, "speed_ms": ms,
+                "auc_discrete": roc_auc(roc, max_fp, "discrete"),
+                "auc_continuous": roc_auc(roc, max_fp, "continuous"),
+                "tpr_at_max_fp": roc.tpr_at(max_fp)})
             result.curves[name] = {"false_positives": roc.false_positives, "tpr_discrete": roc.tpr_discrete,
                                        "tpr_continuous": roc.tpr_continuous}
         else:
             ap, precision, recall = wider_ap(anns, found)
-            result.rows.append({"detector": name, "speed ms": ms, f"AP ({setting})": ap})
+            result.rows.append({"detector": name, "speed_ms": ms, "ap": ap})
             result.curves[name] = {"precision": precision, "recall": recall}
     return result
 
@@ -158,6 +173,6 @@ def _eval_lfw(dets: Sequence[Detector]) -> EvalResult:
         scores = det.face_scores(patches)
         ms = (time.perf_counter() - t0) * 1000 / len(patches)
         fpr, tpr, _ = binary_roc(scores, labels)
-        result.rows.append({"detector": det.name, "speed ms": ms, "ROC AUC": binary_auc(scores, labels)})
+        result.rows.append({"detector": det.name, "speed_ms": ms, "roc_auc": binary_auc(scores, labels)})
         result.curves[det.name] = {"fpr": fpr, "tpr": tpr}
     return result
