@@ -234,9 +234,13 @@ def _unpack(cv, node, ins):
     axis %= rank
     n = attr_i(node, "num", v.shape[axis] or 0)
     t = cv.plain(v)
-    return [TV(cv.net.add_gather(t, cv.net.add_constant((), np.array(i, np.int32), name=f"{node.name}/index{i}")
-                                 .output, axis=axis, name=f"{node.name}/{i}" if i else node.name).output)
-            for i in range(n)]
+    rest = [d for a, d in enumerate(t.shape) if a != axis]
+    outs = []
+    for i in range(n):
+        ind = cv.net.add_constant((1,), np.array([i], np.int32), name=f"{node.name}/index{i}").output
+        g = cv.net.add_gather(t, ind, axis=axis, name=f"{node.name}/gather{i}").output
+        outs.append(TV(reshape(cv, g, rest, f"{node.name}/{i}" if i else node.name)))
+    return outs
 
 
 # --- Cumsum, Einsum -------------------------------------------------------------------
@@ -253,7 +257,7 @@ def _cumsum(cv, node, ins):
     """MatMul with a triangular 0/1 matrix along the axis (exclusive and reverse change the triangle)."""
     x, axis = ins
     axis = int(const(axis, "Cumsum axis"))
-    excl, rev = bool(attr_i(node, "exclusive")), bool(attr_i(node, "reverse"))
+    excl, rev = (bool(node.attr(k) is not None and node.attr(k).b()) for k in ("exclusive", "reverse"))
     if is_const(x):
         y = np.flip(x, axis) if rev else x
         y = np.cumsum(y, axis=axis)
