@@ -113,3 +113,21 @@ def identity_engine(path: Path, inp: str = "x", out: str = "y", n: int = 4) -> P
         "outputs": [{"name": out, "dtype": "float32", "shape": [None, n]}]})
     path.write_bytes(model.SerializeToString())
     return path
+
+
+CHARRNN = Path(__file__).resolve().parents[2] / "tf2rt" / "data" / "charrnn" / "model"
+
+
+def copy_checkpoint(dst: Path) -> Path:
+    """A copy of the bundled TF1 char-RNN checkpoint (index, data shard, .meta, state file); its prefix."""
+    import shutil
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in CHARRNN.iterdir():
+        shutil.copyfile(f, dst / f.name)
+    return dst / "charrnn"
+
+
+def leftovers(directory: Path) -> list[str]:
+    """Temporary files tf2rt may have left in `directory`."""
+    return [p.name for p in directory.rglob("*") if ".tmp" in p.name]

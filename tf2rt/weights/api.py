@@ -127,6 +127,11 @@ def dump_weights(
     Tensors are read one at a time, so a dump needs memory for the largest tensor only.
     """
     dst = Path(dst)
+    if not isinstance(src, Mapping):
+        from ..outputs import check_not_input, check_writable, input_files
+
+        check_writable(dst)  # refuse a bad output path before reading anything
+        check_not_input(dst, input_files(src.path if isinstance(src, WeightSource) else src))  # every file of a checkpoint
     fmt = format or format_for_suffix(dst)
     if fmt is None:
         raise FormatError(
@@ -145,10 +150,6 @@ def dump_weights(
             raise MissingTensorError(missing_message(missing, list(src), "the given tensors"))
         return writer.write(TensorMap({n: src[n] for n in wanted if n not in exclude}), dst, **options)
     src_path = src.path if isinstance(src, WeightSource) else Path(src)
-    from ..outputs import check_not_input, check_writable, input_files
-
-    check_writable(dst)  # refuse a bad output path before reading anything
-    check_not_input(dst, input_files(src_path))  # every file of a checkpoint, not only the one named
     if isinstance(src, WeightSource):
         return writer.write(SourceTensors(src, _chosen(src, names, include_optimizer, exclude)), dst, **options)
     with open_weights(src) as opened:
