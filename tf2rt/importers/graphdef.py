@@ -288,6 +288,15 @@ class Graph:
             raise UnsupportedError(f"GraphDef: function calls nested more than 64 deep at {node.name!r}")
         self._inline(node, fn, depth)
 
+    def inline_function(self, fname: str, call_name: str, inputs: list[str]) -> list[str]:
+        """Inline function `fname` as if node `call_name` called it on `inputs`; its result refs."""
+        fn = self.functions.get(fname)
+        if fn is None:
+            raise FormatError(f"GraphDef: function {fname!r} is not in the library")
+        self._taken.add(call_name)
+        self._inline(Node(call_name, "PartitionedCall", list(inputs)), fn, 1)
+        return [f"{call_name}:{i}" for i in range(len(fn.outputs))]
+
     def _inline(self, call: Node, fn: Function, depth: int) -> None:
         if len(call.inputs) != len(fn.inputs):
             raise FormatError(f"GraphDef: {call.name!r} passes {len(call.inputs)} inputs to {fn.name!r}, "
@@ -352,11 +361,15 @@ def read_graphdef(path: str | Path) -> Graph:
 
 
 def import_graphdef(path: str | Path, inputs: list[str] | None = None, outputs: list[str] | None = None,
-                    name: str | None = None) -> Any:
+                    name: str | None = None, input_shapes: dict[str, list] | None = None) -> Any:
     """Import a frozen GraphDef `.pb` into a `Network` (inputs default to its Placeholders,
-    outputs to nodes nothing else consumes)."""
+    outputs to nodes nothing else consumes; naming other nodes cuts out the subgraph between
+    them). input_shapes: node name -> dims (None or -1 = dynamic) for placeholders of unknown
+    rank or to fix dynamic dims."""
     graph = read_graphdef(path)
-    return GraphConverter(graph, resolve_variable=None).convert(inputs, outputs, name or Path(path).stem)
+    cv = GraphConverter(graph, resolve_variable=None)
+    cv.input_shapes = {k: list(v) for k, v in (input_shapes or {}).items()}
+    return cv.convert(inputs, outputs, name or Path(path).stem)
 
 
 
@@ -487,6 +500,7 @@ class GraphConverter(LayoutBuilder):
         self.values: dict[tuple[str, int], Any] = {}
         self.atrous: dict[int, Any] = {}  # id(conv output) -> conv layer awaiting BatchToSpaceND crops
         self.consumers: Counter = Counter()
+        self.input_shapes: dict[str, list] = {}  # node name -> dims given by the user (None/-1 = dynamic)
         from .graphdef_ops import HANDLERS
 
         self.handlers: dict[str, Callable] = HANDLERS
@@ -521,17 +535,26 @@ class GraphConverter(LayoutBuilder):
         self.net.metadata["source_format"] = "graphdef"
         for ref_key, key in input_refs.items():
             self._add_input(key, self.graph.nodes[ref_key[0]], ref_key)
+        failed: dict[str, Any] = {}  # node -> (op, error); collected so that one error lists them all
         for node_name in order:
             if (node_name, 0) in self.values:
                 continue
             node = self.graph.nodes[node_name]
+            if any(split_ref(r)[0] in failed for r in node.inputs):
+                failed[node_name] = (node.op, None)  # downstream of a failure: not a problem of its own
+                continue
             ins = [self._value(r, node) for r in node.inputs]
             try:
                 outs = self.handlers[node.op](self, node, ins)
             except (UnsupportedError, FormatError) as exc:
-                raise type(exc)(f"node {node.name!r} ({node.op}): {exc}") from None
+                failed[node_name] = (node.op, exc)
+                continue
             for i, v in enumerate(outs):
                 self.values[(node.name, i)] = v
+        if failed:
+            from .graph_problems import raise_failures
+
+            raise_failures(failed, self.graph)
         for key, ref in outputs.items():
             v = self.values[self._key(ref)]
             if not isinstance(v, TV):
@@ -582,23 +605,17 @@ class GraphConverter(LayoutBuilder):
         return order
 
     def _check_supported(self, order: list[str], inputs: set[str]) -> None:
-        bad: Counter = Counter()
-        examples: dict[str, str] = {}
-        for name in order:
-            op = self.graph.nodes[name].op
-            if name not in inputs and op not in self.handlers:
-                bad[op] += 1
-                examples.setdefault(op, name)
-        if bad:
-            lines = ", ".join(f"{op} x{n} (e.g. node {examples[op]!r})" for op, n in sorted(bad.items()))
-            raise UnsupportedError(f"unsupported TensorFlow ops: {lines}. Supported: {', '.join(sorted(self.handlers))}")
+        from .graph_problems import check_graph
+
+        check_graph(self, order, inputs)  # unsupported ops and shapeless inputs, all at once
 
     def _add_input(self, key: str, node: Node, ref: tuple[str, int]) -> None:
         attr = node.attr("dtype")
         dt = np.dtype(dtype_of(attr.type() if attr else 1, f"input {key!r}")).name
-        shape_attr = node.attr("shape")
-        shape = shape_attr.shape() if shape_attr else None
+        from .graph_problems import placeholder_shape
+
+        shape = placeholder_shape(node, self.input_shapes.get(node.name, self.input_shapes.get(key)))
         if shape is None:
             raise UnsupportedError(f"input {key!r} ({node.name}) has an unknown rank; give the placeholder a shape")
-        t = self.net.add_input(key, dt, [None if d < 0 else d for d in shape])
+        t = self.net.add_input(key, dt, shape)
         self.values[ref] = TV(t, nchw=False)
