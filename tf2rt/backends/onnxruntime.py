@@ -1,10 +1,18 @@
 """The onnxruntime backend (default): CPU, plus CUDA / TensorRT execution providers when installed.
 
 Options: providers ("cpu", "cuda", "tensorrt", or a list of onnxruntime provider names /
-(name, options) pairs), threads (intra-op threads; default: onnxruntime's choice),
+(name, options) pairs), threads (intra-op threads: an int, "auto" or "default"),
 optimization ("all" | "extended" | "basic" | "none"), io_binding (bind inputs and outputs
 once per call through onnxruntime's IOBinding), spinning (let idle intra-op threads spin
-between calls: lowest latency on an otherwise idle machine; turn off on a busy one).
+between calls: lowest latency on an otherwise idle machine, much slower on a busy one).
+
+Threads by workload ("auto", the default; docs/engine.md has the measurements): a small
+graph (no convolutions, at most SMALL_WEIGHTS weight values, e.g. a char-RNN step) runs on 1
+thread that never spins - a second thread only adds hand-off cost to such a call, and a
+spinning thread slows everything else on a busy machine; larger graphs get onnxruntime's
+default (one thread per physical core, spinning). The environment variable
+TF2RT_ORT_THREADS (an int, "auto" or "default") sets the default; `threads=` and the
+CLI's --threads override it. `runner.threading` says what was chosen and why.
 """
 
 from __future__ import annotations
@@ -15,6 +23,10 @@ import numpy as np
 
 from ..errors import Tf2rtError, UnsupportedError
 from . import Runner
+
+THREADS_ENV = "TF2RT_ORT_THREADS"
+SMALL_WEIGHTS = 8_000_000  # weight values up to which a graph without convolutions counts as small
+_CONV_OPS = {"Conv", "ConvTranspose", "QLinearConv", "ConvInteger"}
 
 _SHORT = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
           "trt": "TensorrtExecutionProvider"}
@@ -40,6 +52,54 @@ def default_providers() -> list[str]:
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in have]
 
 
+def workload(engine: Any) -> dict[str, Any]:
+    """The size of an engine's graph as the thread policy sees it: weight values and convolutions."""
+    import numpy as np
+
+    graph = engine.onnx.graph
+    weights = sum(int(np.prod(t.dims, dtype=np.int64)) for t in graph.initializer)
+    convs = sum(1 for n in graph.node if n.op_type in _CONV_OPS)
+    return {"weights": weights, "convolutions": convs, "small": convs == 0 and weights <= SMALL_WEIGHTS}
+
+
+def choose_threading(engine: Any, threads: Union[None, int, str] = None,
+                     spinning: Optional[bool] = None) -> dict[str, Any]:
+    """Intra-op threads and spinning for `engine`: explicit values win, then TF2RT_ORT_THREADS, then
+    the workload ("auto"). Returns {"threads": int | None (onnxruntime's default), "spinning": bool,
+    "reason": str}."""
+    import os
+
+    source = "threads option"
+    if threads is None:
+        env = os.environ.get(THREADS_ENV, "").strip().lower()
+        threads, source = (env, THREADS_ENV) if env else ("auto", "auto")
+    if isinstance(threads, str):
+        text = threads.strip().lower()
+        if text in ("auto", "default"):
+            threads = text
+        else:
+            try:
+                threads = int(text)
+            except ValueError:
+                raise Tf2rtError(f"{source}: threads must be a positive integer, 'auto' or 'default', "
+                                 f"got {threads!r}") from None
+    if isinstance(threads, bool) or (isinstance(threads, int) and threads < 1):
+        raise Tf2rtError(f"{source}: threads must be a positive integer, 'auto' or 'default', got {threads!r}")
+    if threads == "default":
+        return {"threads": None, "spinning": True if spinning is None else bool(spinning),
+                "reason": f"onnxruntime's default threads ({source})"}
+    if threads == "auto":
+        w = workload(engine)
+        if w["small"]:
+            return {"threads": 1, "spinning": False if spinning is None else bool(spinning),
+                    "reason": f"small graph ({w['weights']:,} weight values, no convolutions): 1 thread, no spinning"}
+        why = f"{w['convolutions']} convolutions" if w["convolutions"] else f"{w['weights']:,} weight values"
+        return {"threads": None, "spinning": True if spinning is None else bool(spinning),
+                "reason": f"large graph ({why}): onnxruntime's default threads"}
+    spin = (threads > 1) if spinning is None else bool(spinning)
+    return {"threads": int(threads), "spinning": spin, "reason": f"{threads} thread(s) ({source})"}
+
+
 def _providers(spec: Union[None, str, Sequence[Any]]) -> list[Any]:
     import onnxruntime as ort
 
@@ -63,9 +123,9 @@ def _providers(spec: Union[None, str, Sequence[Any]]) -> list[Any]:
 class OnnxRuntimeRunner(Runner):
     backend = "onnxruntime"
 
-    def __init__(self, engine: Any, providers: Union[None, str, Sequence[Any]] = None, threads: Optional[int] = None,
-                 optimization: str = "all", io_binding: bool = False, inter_op_threads: Optional[int] = None,
-                 spinning: bool = True):
+    def __init__(self, engine: Any, providers: Union[None, str, Sequence[Any]] = None,
+                 threads: Union[None, int, str] = None, optimization: str = "all", io_binding: bool = False,
+                 inter_op_threads: Optional[int] = None, spinning: Optional[bool] = None):
         super().__init__(engine)
         import onnxruntime as ort
 
@@ -76,8 +136,10 @@ class OnnxRuntimeRunner(Runner):
             raise Tf2rtError(f"optimization must be one of {', '.join(levels)}, got {optimization!r}")
         so.graph_optimization_level = levels[optimization]
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        if threads is not None:
-            so.intra_op_num_threads = int(threads)
+        self.threading = choose_threading(engine, threads, spinning)
+        if self.threading["threads"] is not None:
+            so.intra_op_num_threads = self.threading["threads"]
+        spinning = self.threading["spinning"]
         if inter_op_threads is not None:
             so.inter_op_num_threads = int(inter_op_threads)
         so.log_severity_level = 4  # failures reach the caller as Tf2rtError; no duplicate log lines

@@ -7,6 +7,7 @@ import sys
 import time
 
 from .argtypes import MAX_LENGTH, int_range, nonneg_int, positive_finite_float, positive_int
+from .bench import THREADS_HELP, ort_threads
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,8 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=positive_int, default=None, help="sample only among the k most likely characters")
     p.add_argument("--seed", type=nonneg_int, default=None, help="random seed for sampling")
     p.add_argument("--backend", default="onnxruntime", help="backend (onnxruntime, reference, cuda)")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="onnxruntime intra-op threads (default: its choice; 1 is often faster on a busy machine)")
+    p.add_argument("--threads", type=ort_threads, default=None, help=THREADS_HELP)
     p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
                    help="precision when MODEL is converted on the fly")
     p.add_argument("--forget-bias", type=float, default=None, help="as for `tf2rt convert`")

@@ -52,6 +52,8 @@ def benchmark(engine: Any, backend: str = "onnxruntime", iterations: int = 200, 
                       "inputs": {k: list(v.shape) for k, v in data.items()}})
         if hasattr(runner, "providers"):
             stats["providers"] = list(runner.providers)
+        if hasattr(runner, "threading"):  # onnxruntime: intra-op threads and spinning, and why
+            stats["threading"] = dict(runner.threading)
         return stats
     finally:
         runner.close()

@@ -96,32 +96,3 @@ def format_comparison(rows: list[OutputComparison], ref_label: str = "reference"
         lines.append(f"| {r.name} | {list(r.shape)} | {r.max_abs:.3g} | {r.max_rel:.3g} | {r.min_atol:.3g} "
                      f"| {r.min_rtol:.3g} | {res} |")
     return f"{cand_label} vs {ref_label}\n" + "\n".join(lines)
-
-
-# `tf2rt compare --against KIND:PATH`: KIND -> "module:function" computing reference outputs as
-# function(path: str, engine: Engine, feeds: dict[str, ndarray]) -> dict[str, ndarray]
-# (e.g. by running the original TensorFlow model). The module is imported when used.
-AGAINST: dict[str, str] = {
-    "tf": "tf2rt.importers.oracle:tf_outputs",
-}
-
-
-def against_outputs(spec: str, engine: Any, feeds: Mapping[str, Any], trust_model: bool = False) -> dict[str, Any]:
-    """Reference outputs from the original model named by `spec` ("KIND:PATH"); the model may run
-    code it carries (Keras Lambda layers, py_func ops) only with `trust_model`."""
-    import importlib
-
-    from ..errors import Tf2rtError, UnsupportedError
-
-    kind, sep, path = spec.partition(":")
-    if not sep or not path:
-        raise Tf2rtError(f"--against takes KIND:PATH (e.g. tf:model.ckpt), got {spec!r}")
-    target = AGAINST.get(kind)
-    if target is None:
-        raise Tf2rtError(f"unknown --against kind {kind!r}; known: {', '.join(AGAINST)}")
-    module, _, fn = target.partition(":")
-    try:
-        func = getattr(importlib.import_module(module), fn)
-    except (ImportError, AttributeError):
-        raise UnsupportedError(f"--against {kind}: is not available in this installation ({target} missing)") from None
-    return func(path, engine, feeds, trust_model=trust_model)
