@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .argtypes import image_path, png_path, positive_finite_float, positive_int
 from .jsonout import add_json_option, check_json_target, emit_json
 
 
@@ -17,12 +18,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d = sub.add_parser("detect", help="detect faces in images")
     d.add_argument("images", nargs="+", metavar="IMAGE")
     d.add_argument("--detector", default="mtcnn", choices=["mtcnn", "haar", "mtcnn-tf"])
-    d.add_argument("--draw", metavar="OUT.png", help="save the (first) image with the faces drawn; with several "
+    d.add_argument("--draw", metavar="OUT.png", type=image_path, help="save the (first) image with the faces drawn; with several "
                                                      "images, OUT gets the image's index appended")
     add_json_option(d, "the faces found (image, box, score, landmarks)")
     d.add_argument("--backend", default=None, help="MTCNN engines' backend: onnxruntime (default) or reference")
-    d.add_argument("--min-face-size", type=float, default=None, help="MTCNN: smallest face in pixels (20)")
-    d.add_argument("--scale-factor", type=float, default=None, help="MTCNN: pyramid step (0.709)")
+    d.add_argument("--min-face-size", type=positive_finite_float, default=None, help="MTCNN: smallest face in pixels (20)")
+    d.add_argument("--scale-factor", type=positive_finite_float, default=None, help="MTCNN: pyramid step (0.709)")
     d.add_argument("--thresholds", default=None, metavar="P,R,O", help="MTCNN stage thresholds (0.6,0.7,0.8)")
     d.set_defaults(func=run_detect)
 
@@ -31,15 +32,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("path", nargs="?", help="dataset folder (FDDB: with FDDB-folds/ and originalPics/; WIDER: with "
                                            "wider_face_split/ and WIDER_val/); not needed for lfw-subset")
     e.add_argument("--detectors", default="mtcnn,haar", help="comma-separated: mtcnn, haar, mtcnn-tf")
-    e.add_argument("--plot", metavar="OUT.png", help="save the curves as a PNG")
+    e.add_argument("--plot", metavar="OUT.png", type=png_path, help="save the curves as a PNG")
     add_json_option(e, "the results (table rows with identifier keys, notes and curves)")
-    e.add_argument("--max-fp", type=float, default=1000.0, help="FDDB: AUC over 0..MAX_FP false positives (1000)")
+    e.add_argument("--max-fp", type=positive_finite_float, default=1000.0, help="FDDB: AUC over 0..MAX_FP false positives (1000)")
     e.add_argument("--region", default="ellipse", choices=["ellipse", "bbox"],
                    help="FDDB: overlap with the ellipse (rasterised) or its bounding box")
     e.add_argument("--folds", default="1-10", help="FDDB folds, e.g. 1-10 or 1,2,5")
     e.add_argument("--setting", default="all", choices=["all", "easy", "medium", "hard"],
                    help="WIDER: difficulty (easy/medium/hard need the official .mat split files)")
-    e.add_argument("--limit", type=int, default=None, help="only the first N images")
+    e.add_argument("--limit", type=positive_int, default=None, help="only the first N images")
     e.add_argument("--detections", action="append", default=[], metavar="LABEL=FILE[,FILE...]",
                    help="FDDB: also score precomputed detections in FDDB's rectangle format (repeatable)")
     e.add_argument("--save-detections", metavar="DIR", help="FDDB: write each detector's detections as "
