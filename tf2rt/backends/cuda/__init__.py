@@ -110,6 +110,9 @@ class CudaRunner(Runner):
             self.executor(static)  # builds the recurrent stacks for these shapes
             if self.autotune:
                 self._tune(static)
+            # again, outside any capture: stacks take the output layouts and types the first
+            # call learned (the engine's layout ops become views, graph.py)
+            self.executor(static)
             torch.cuda.synchronize()
             st = {"inputs": static, "graph": None}
             if self.use_graph:

@@ -19,6 +19,7 @@ from ...errors import UnsupportedError
 from .ops import OPS
 from .plan import DeviceLimits
 from .rnn import OP_CELL, RnnNodeSpec, chainable, make_stack, node_spec
+from .views import VIEW_OPS, Lazy, _holds, adjacent_concat, cast, materialize, output_target
 
 def attributes(node: Any) -> dict[str, Any]:
     from onnx import helper
@@ -45,6 +46,9 @@ class RnnChain:
     plan: Any = None
     stack_key: tuple = ()
     has_seq_lens: bool = False
+    buffers: dict = field(default_factory=dict)  # the stack's last outputs: y, hn, cn
+    targets: dict = field(default_factory=dict)  # key -> (dtype, numel, strides, offset): write there
+    targets_of: Any = None  # the stack the targets were given to
 
 
 class GraphExecutor:
@@ -204,29 +208,58 @@ class GraphExecutor:
             value = n.output[0]
         return [], None
 
+    def _stack_input(self, v: Any, run_dt: Any, where: str) -> Any:
+        """A chain's input as a tensor the stack can take: the graph's value, or a tensor of
+        another float type whose rounding to the stack's type gives the same (the stack
+        converts; so an fp16 engine's Cast of x costs no launch of its own)."""
+        torch = self.torch
+        if not isinstance(v, Lazy):
+            return v
+        if v.t.is_floating_point() and v.dtype.is_floating_point:
+            if v.rnd is None or v.rnd == run_dt or _holds(v.rnd, v.exact):
+                return v.t
+            self.copies.append(where)  # round as the graph says; the stack converts
+            return v.t.to(v.rnd)
+        return self._mat(v, where)
+
     def _run_chain(self, chain: RnnChain, values: dict[str, Any]) -> None:
         torch = self.torch
         first = chain.nodes[0]
         ins = list(first.input) + [""] * 8
-        x = values[ins[0]]
-        T, B = int(x.shape[0]), int(x.shape[1])
+        xv = values[ins[0]]
+        xv = xv if isinstance(xv, Lazy) else Lazy.of(self.dev(xv))
+        graph_dt = xv.dtype  # the recurrent node's type in the graph
+        T, B = int(xv.t.shape[0]), int(xv.t.shape[1])
         seq = values.get(ins[4]) if ins[4] else None
-        run_dt = self.rnn_dtype or x.dtype  # the stack's type; the graph keeps x's
+        if isinstance(seq, Lazy):
+            seq = self._mat(seq, f"{first.name} sequence_lens")
+        run_dt = self.rnn_dtype or graph_dt  # the stack's type; the graph keeps x's
         if chain.stack is None or chain.stack_key != (T, B, str(run_dt)):
             dtype = {torch.float16: "float16", torch.bfloat16: "bfloat16"}.get(run_dt, "float32")
             chain.stack, chain.plan = make_stack(chain.specs, B, T, dtype, self.limits, prefer=self.prefer,
                                                  has_seq_lens=seq is not None, torch_device=self.device)
             chain.has_seq_lens = seq is not None
             chain.stack_key = (T, B, str(run_dt))
+            chain.targets = {}
+        if chain.targets and chain.targets_of is not chain.stack:
+            set_targets = getattr(chain.stack, "set_output_targets", None)
+            if set_targets is not None:
+                set_targets(dict(chain.targets))
+            chain.targets_of = chain.stack
         D, H = chain.specs[0].directions, chain.specs[0].hidden
+        x = self._stack_input(xv, run_dt, f"{first.name} input")
 
         def states(pos: int) -> Any:
             parts = []
             for n in chain.nodes:
                 name = (list(n.input) + [""] * 8)[pos]
-                parts.append(values[name] if name else None)
+                v = values[name] if name else None
+                parts.append(None if v is None else self._stack_input(v, run_dt, f"{n.name} initial state"))
             if all(p is None for p in parts):
                 return None
+            if len(parts) == 1:
+                return parts[0]
+            self.copies.append(f"{first.name} initial states")
             return torch.cat([torch.zeros(D, B, H, device=x.device, dtype=run_dt) if p is None else p.to(run_dt)
                               for p in parts])
 
@@ -234,17 +267,25 @@ class GraphExecutor:
         c0 = states(6) if first.op_type == "LSTM" else None
         if seq is not None and not isinstance(seq, torch.Tensor):
             seq = torch.as_tensor(np.asarray(seq), device=x.device)
-        y, hn, cn = chain.stack(x.to(run_dt), h0, c0, None if seq is None else seq.to(torch.int32))
-        back = (lambda t: t.to(x.dtype)) if run_dt != x.dtype else (lambda t: t)  # noqa: E731
-        hn, cn = back(hn), None if cn is None else back(cn)
+        y, hn, cn = chain.stack(x, h0, c0, None if seq is None else seq.to(torch.int32))
+        chain.buffers = {"y": y, "hn": hn, "cn": cn}
+        # The stack's outputs as the graph's type: values exact in the stack's type, so the
+        # engine's Casts around the node cost nothing (views.py).
+        exact = run_dt if _holds(graph_dt, run_dt) else None
+
+        def lazy(t: Any) -> Lazy:
+            if t.dtype == graph_dt or _holds(graph_dt, t.dtype):
+                return Lazy(t, graph_dt, exact or t.dtype)
+            return Lazy(t, graph_dt, t.dtype, graph_dt)  # a wider stack type: rounding owed
+
         last = chain.nodes[-1]
-        values[last.output[0]] = y.to(x.dtype) if y.dtype != x.dtype else y
+        values[last.output[0]] = lazy(y)
         for li, n in enumerate(chain.nodes):
             outs = list(n.output) + ["", ""]
             if outs[1]:
-                values[outs[1]] = hn[li * D:(li + 1) * D]
+                values[outs[1]] = lazy(hn[li * D:(li + 1) * D])
             if outs[2] and cn is not None:
-                values[outs[2]] = cn[li * D:(li + 1) * D]
+                values[outs[2]] = lazy(cn[li * D:(li + 1) * D])
 
     # -- whole graph -----------------------------------------------------------------------
     def describe(self) -> list[dict]:
@@ -262,19 +303,107 @@ class GraphExecutor:
         return out
 
     def __call__(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        """Run the graph on device tensors. Layout and type ops run as views (views.py);
+        `self.copies` lists the copies this call made where a value had to be materialized,
+        and a copy of a whole recurrent output becomes that stack's output target, written
+        directly from the next call on."""
+        torch = self.torch
         values: dict[str, Any] = dict(self.host)
-        values.update(feeds)
+        values.update({k: Lazy.of(v) if isinstance(v, torch.Tensor) else v for k, v in feeds.items()})
+        self.copies: list[str] = []
+        self._sinks: dict[tuple[int, str], list] = {}
         for kind, n in self.steps:
             if kind == "chain":
                 self._run_chain(n, values)
                 continue
             args = [values[i] if i else None for i in n.input]
-            res = OPS[n.op_type](self, args, attributes(n))
+            res = None
+            if n.op_type in VIEW_OPS and any(isinstance(a, Lazy) for a in args):
+                res = self._view_op(n, args)
+            if res is None:
+                args = [self._mat(a, n.name) if isinstance(a, Lazy) else a for a in args]
+                res = OPS[n.op_type](self, args, attributes(n))
             res = res if isinstance(res, tuple) else (res,)
             for name, v in zip(n.output, res):
                 if name:
                     values[name] = v
-        return {name: self.dev(values[name]) for name in self.output_names}
+        out = {}
+        for name in self.output_names:
+            v = values[name]
+            out[name] = self.dev(self._mat(v, f"output {name}") if isinstance(v, Lazy) else v)
+        self._learn_targets()
+        return out
+
+    # -- layout and type ops as views ---------------------------------------------------------
+    def _mat(self, v: Lazy, where: str, contiguous: bool = False) -> Any:
+        """v in memory as a tensor of its graph type; a copy is recorded (and, where it copies
+        a whole recurrent output, remembered as that output's target)."""
+        t, n = materialize(v, contiguous=contiguous)
+        if n:
+            self.copies.append(where)
+            for ci, c in enumerate(self.chains):
+                for key, buf in (c.buffers or {}).items():
+                    if buf is not None and v.t.untyped_storage().data_ptr() == buf.untyped_storage().data_ptr():
+                        self._sinks.setdefault((ci, key), []).append((v, t))
+        return t
+
+    def _view_op(self, n: Any, args: list) -> Any:
+        """A layout/type op on Lazy values without a launch; None where it needs one."""
+        torch = self.torch
+        at = attributes(n)
+        op = n.op_type
+        if op == "Concat":
+            if not all(isinstance(a, Lazy) for a in args if a is not None):
+                return None
+            parts = [a for a in args if a is not None]
+            if any((p.dtype, p.exact, p.rnd) != (parts[0].dtype, parts[0].exact, parts[0].rnd) for p in parts):
+                return None
+            t = adjacent_concat([p.t for p in parts], at["axis"])
+            return None if t is None else parts[0].like(t)
+        v = args[0]
+        if not isinstance(v, Lazy):
+            return None
+        if op == "Identity":
+            return v
+        if op == "Shape":
+            return OPS["Shape"](self, [v.t], at)
+        if op == "Cast":
+            from .ops import _NP_DTYPES
+
+            np_t = _NP_DTYPES[at["to"]]
+            to = getattr(torch, np.dtype(np_t).name if np_t is not np.bool_ else "bool")
+            return cast(v, to)
+        if op == "Transpose":
+            perm = at.get("perm") or list(range(v.t.dim() - 1, -1, -1))
+            return v.like(v.t.permute(*perm))
+        if op in ("Reshape", "Squeeze", "Unsqueeze", "Flatten", "Slice"):
+            if any(isinstance(a, Lazy) for a in args[1:]):
+                return None
+            if op == "Slice":  # basic indexing: always a view
+                return v.like(OPS[op](self, [v.t] + list(args[1:]), at))
+            shape = OPS[op](self, [torch.empty(v.t.shape, device="meta")] + list(args[1:]), at).shape
+            try:
+                return v.like(v.t.view(shape))
+            except RuntimeError:  # no view has this layout: the one reshape that copies
+                self.copies.append(n.name)
+                return v.like(v.t.reshape(shape))
+        return None
+
+    def _learn_targets(self) -> None:
+        """Copies of a whole recurrent output (its only use) become output targets."""
+        for ci, c in enumerate(self.chains):
+            for key, buf in (c.buffers or {}).items():
+                sinks = self._sinks.get((ci, key), [])
+                if len(sinks) != 1 or buf is None:
+                    continue
+                v, t = sinks[0]
+                if v.rnd is not None and not _holds(v.rnd, v.exact):
+                    continue  # a rounding the stack does not do
+                if not t.is_contiguous():
+                    continue
+                m = output_target(buf, v.t)
+                if m is not None:
+                    c.targets[key] = (t.dtype, t.numel(), m[0], m[1])
 
     def dev(self, v: Any) -> Any:
         """A value as a device tensor (host constants are uploaded once and cached)."""

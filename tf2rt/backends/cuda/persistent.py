@@ -25,7 +25,7 @@ from .projection import Projection, projection_mode
 
 NDESC = 24
 (D_R, D_W, D_RB, D_WB, D_P, D_XP, D_XP_STRIDE, D_H0, D_C0, D_Y, D_Y_TSTRIDE, D_HN, D_CN, D_EX,
- D_IN_EX, D_EX2, D_CTA_BEGIN, D_NCTA, D_REVERSE, D_SEQLEN, D_FEED, D_TIMEOUT_NS, D_SLOTS) = range(23)
+ D_IN_EX, D_EX2, D_CTA_BEGIN, D_NCTA, D_REVERSE, D_SEQLEN, D_FEED, D_TIMEOUT_NS, D_SLOTS, D_OSTRIDE) = range(24)
 
 _GATE_MACROS = {
     "lstm": {"input": "GI", "output": "GO", "forget": "GF", "cell": "GC"},
@@ -225,8 +225,12 @@ class PersistentStack:
                 last = layer == L - 1
                 if (not self.wavefront) or last:
                     y = self.y[0 if self.wavefront else layer]
-                    desc[D_Y] = y.data_ptr() + d * B * H * el
-                    desc[D_Y_TSTRIDE] = D * B * H
+                    desc[D_Y] = y.data_ptr() + d * y.stride(1) * el
+                    desc[D_Y_TSTRIDE] = y.stride(0)
+                    if last:  # batch strides of the outputs (0: the plain [.., B, H] layout)
+                        desc[D_OSTRIDE] = y.stride(2) if B > 1 else 0
+                if B > 1:
+                    desc[D_OSTRIDE] |= self.hn.stride(1) << 32
                 desc[D_H0] = ptr(self.h0[g]) if has_h0 else 0
                 desc[D_C0] = ptr(self.c0[g]) if has_c0 else 0
                 desc[D_HN] = ptr(self.hn[g])
@@ -241,6 +245,34 @@ class PersistentStack:
                 rows.append(desc)
             tables.append(torch.tensor(rows, dtype=torch.int64).to(self.dev))
         return tables
+
+    def set_output_targets(self, targets: dict) -> dict:
+        """Write the last layer's y and hn/cn straight into the layout the engine's next ops
+        want (e.g. batch-major), same type as the stack. targets: "y" / "hn" / "cn" ->
+        (dtype, numel, strides of the buffer in elements, offset), as GraphExecutor learns
+        them. Returns the targets taken (hn and cn only together, with one batch stride)."""
+        import torch
+
+        ok = {k: t for k, t in targets.items() if t[0] == self.dt and t[2][-1] == 1
+              and 0 <= max(t[2]) < 2 ** 31 and (k == "y" or getattr(self, k) is not None)}
+        if "hn" in ok or "cn" in ok:
+            same = ("hn" in ok and (self.cn is None or ("cn" in ok and ok["hn"][2][1] == ok["cn"][2][1])))
+            if not same:
+                ok.pop("hn", None)
+                ok.pop("cn", None)
+        if not ok:
+            return {}
+        for key in ok:
+            dt, numel, strides, off = ok[key]
+            cur = self.y[-1] if key == "y" else getattr(self, key)
+            buf = torch.empty(numel, device=self.dev, dtype=dt).as_strided(cur.shape, strides, off)
+            if key == "y":
+                self.y[-1] = buf
+            else:
+                setattr(self, key, buf)
+        for key in list(self._desc):
+            self._desc[key] = self._build_descriptors(*key)
+        return ok
 
     # -- run ------------------------------------------------------------------------------
     def __call__(self, x: Any, h0: Any = None, c0: Any = None, seq_lens: Any = None) -> tuple[Any, Any, Any]:

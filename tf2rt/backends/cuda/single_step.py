@@ -91,6 +91,9 @@ def step_defines(problem: RnnProblem) -> dict[str, int]:
                 **gate_defines())
 
 
+_TYPE_CODES = {"torch.float32": 0, "torch.float16": 1, "torch.bfloat16": 2}
+
+
 @functools.lru_cache(maxsize=32)
 def _compile(defines: tuple[tuple[str, int], ...]) -> tuple[Any, Any]:
     import cupy
@@ -140,7 +143,49 @@ class SingleStepStack:
         self.y = torch.empty(1, D, B, H, device=self.dev, dtype=self.dt)
         self.hn = torch.empty(L * D, B, H, device=self.dev, dtype=self.dt)
         self.cn = torch.empty(L * D, B, H, device=self.dev, dtype=self.dt) if p.cell == "lstm" else None
-        self.stage_kernel, self.gate_kernel = _compile(tuple(sorted(step_defines(p).items())))
+        self.out_dtype = self.dt
+        self._kernels: dict[tuple, tuple[Any, Any]] = {}
+
+    def kernels(self, x_dtype: Any) -> tuple[Any, Any]:
+        """(staging, gate) kernels for x of type x_dtype and this stack's output type."""
+        key = (str(x_dtype), str(self.out_dtype))
+        if key not in self._kernels:
+            defs = dict(step_defines(self.problem), XTYPE=_TYPE_CODES[key[0]], OTYPE=_TYPE_CODES[key[1]])
+            self._kernels[key] = _compile(tuple(sorted(defs.items())))
+        return self._kernels[key]
+
+    def set_output_targets(self, targets: dict) -> dict:
+        """Write outputs straight into the layout and type the engine's next ops want.
+        targets: "y" / "hn" / "cn" -> (dtype, numel, strides of the [.., B, H] buffer in
+        elements, offset), as GraphExecutor learns them. Returns the targets taken (hn and cn
+        only together, with the same strides; one output type for all)."""
+        import torch
+
+        ok = {k: t for k, t in targets.items() if t[0] in (torch.float32, torch.float16, torch.bfloat16)
+              and t[2][-1] == 1 and getattr(self, k) is not None}
+        if "hn" in ok or "cn" in ok:
+            same = self.cn is None or ("hn" in ok and "cn" in ok and ok["hn"][2] == ok["cn"][2])
+            if not same:
+                ok.pop("hn", None)
+                ok.pop("cn", None)
+        types = {t[0] for t in ok.values()}
+        if len(types) > 1:
+            ok = {k: t for k, t in ok.items() if k == "y"} if "y" in ok else {}
+            types = {t[0] for t in ok.values()}
+        if not ok:
+            return {}
+        self.out_dtype = types.pop()
+        for key in ("y", "hn", "cn"):
+            cur = getattr(self, key)
+            if cur is None:
+                continue
+            if key in ok:
+                dt, numel, strides, off = ok[key]
+                buf = torch.empty(numel, device=self.dev, dtype=dt).as_strided(cur.shape, strides, off)
+            else:
+                buf = torch.empty(cur.shape, device=self.dev, dtype=self.out_dtype)
+            setattr(self, key, buf)
+        return ok
 
     @property
     def products(self) -> str:
@@ -154,18 +199,23 @@ class SingleStepStack:
         H, B, L, D = p.hidden, p.batch, p.layers, p.directions
         if x.dim() != 3 or x.shape[0] != 1 or x.shape[1] != B or x.shape[2] != p.input_size:
             raise ShapeError(f"single-step stack planned for x [1, {B}, {p.input_size}]; got {tuple(x.shape)}")
-        x = x.to(self.dt).contiguous()
+        if str(x.dtype) not in _TYPE_CODES:
+            x = x.to(self.dt)
+        x = x.contiguous()  # the staging kernel reads x in its own type and rounds it
+        stage_kernel, gate_kernel = self.kernels(x.dtype)
         state = (L * D, B, H)
         h0 = None if h0 is None else h0.reshape(state).to(self.dt).contiguous()
         c0 = None if c0 is None or self.cn is None else c0.reshape(state).to(self.dt).contiguous()
         seq = None if seq_lens is None else seq_lens.reshape(B).to(torch.int32).contiguous()
         ptr = lambda t: np.uint64(0 if t is None else t.data_ptr())  # noqa: E731
         el = torch.tensor([], dtype=self.dt).element_size()
-        slab = D * B * H  # one layer's slice of h0/c0/hn/cn
+        slab = D * B * H  # one layer's slice of h0/c0
+        y_ds, y_bs = (self.y.stride(1), self.y.stride(2))
+        s_gs, s_bs = (self.hn.stride(0), self.hn.stride(1))
         stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(self.dev).cuda_stream)
         total = B * p.input_size + L * slab
         with stream:
-            self.stage_kernel((min(-(-total // THREADS), 1024),), (THREADS,),
+            stage_kernel((min(-(-total // THREADS), 1024),), (THREADS,),
                               (ptr(x), ptr(h0), ptr(self.a0), ptr(self.a1)))
         for layer in range(L):
             a = self.a0 if layer == 0 else self.a1[layer - 1]
@@ -179,10 +229,14 @@ class SingleStepStack:
             def at(t: Any) -> np.uint64:
                 return np.uint64(0 if t is None else t.data_ptr() + off)
 
+            def out_at(t: Any) -> np.uint64:  # this layer's first group of hn / cn
+                return np.uint64(0 if t is None else t[layer * D].data_ptr())
+
             with stream:
-                self.gate_kernel(
+                gate_kernel(
                     (-(-slab // THREADS),), (THREADS,),
                     (ptr(self.out), ptr(self.bias[layer]), ptr(self.peep[layer]), at(h0), at(c0), ptr(seq),
-                     ptr(self.y) if last else np.uint64(0), at(self.hn), at(self.cn),
-                     np.uint64(0) if last else ptr(self.a1[layer]), np.float32(p.clip or 0.0)))
+                     ptr(self.y) if last else np.uint64(0), out_at(self.hn), out_at(self.cn),
+                     np.uint64(0) if last else ptr(self.a1[layer]), np.float32(p.clip or 0.0),
+                     np.int64(y_ds), np.int64(y_bs), np.int64(s_gs), np.int64(s_bs)))
         return self.y, self.hn, self.cn

@@ -265,7 +265,8 @@ enum {
     D_R = 0, D_W, D_RB, D_WB, D_P, D_XP, D_XP_STRIDE, D_H0, D_C0, D_Y, D_Y_TSTRIDE,
     D_HN, D_CN, D_EX, D_IN_EX, D_EX2, D_CTA_BEGIN, D_NCTA, D_REVERSE, D_SEQLEN,
     D_FEED, D_TIMEOUT_NS,  // RESIDENT: this group feeds x from the host; idle timeout
-    D_SLOTS                // steps the exchange buffer holds
+    D_SLOTS,               // steps the exchange buffer holds
+    D_OSTRIDE              // batch strides of y (low 32 bits) and of hn/cn (high 32 bits); 0: HID
 };
 
 // Gather BCH batch rows [c0, c0+BCH) of a step's exchange slot into smem (fp32), spinning
@@ -884,6 +885,11 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
     const long long y_ts = d[D_Y_TSTRIDE];
     io_t* hn = reinterpret_cast<io_t*>(d[D_HN]);
     io_t* cn = reinterpret_cast<io_t*>(d[D_CN]);
+    // Outputs may be written straight into the layout the engine's next op wants (e.g.
+    // batch-major): a batch row of y and of hn/cn starts y_bs / s_bs values after the last.
+    const unsigned long long ostr = (unsigned long long)d[D_OSTRIDE];
+    const size_t y_bs = (ostr & 0xffffffffull) ? (size_t)(ostr & 0xffffffffull) : (size_t)HID;
+    const size_t s_bs = (ostr >> 32) ? (size_t)(ostr >> 32) : (size_t)HID;
     u64* ex = reinterpret_cast<u64*>(d[D_EX]);
     const u64* in_ex = reinterpret_cast<const u64*>(d[D_IN_EX]);
     u64* ex2 = reinterpret_cast<u64*>(d[D_EX2]);
@@ -1090,9 +1096,9 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             if (stop) {  // pass the stop on to the next layer; keep the final state
                 publish_h(ex + (size_t)(s & 1) * slot, 0.0f, gact, gu, gb, gj, tag | STOPBIT);
                 if (gact) {
-                    if (hn) io_store(hn + (size_t)gb * HID + gj, hreg);
+                    if (hn) io_store(hn + gb * s_bs + gj, hreg);
 #if CELL == 0
-                    if (cn) io_store(cn + (size_t)gb * HID + gj, creg);
+                    if (cn) io_store(cn + gb * s_bs + gj, creg);
 #endif
                 }
                 break;
@@ -1200,11 +1206,11 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             // The exchange first (the next step waits on it), then the outputs.
             publish_h(ex + (size_t)s * slot, hreg, gact, gu, gb, gj, epoch);
             if (gact) {
-                if (y) io_store(y + (size_t)tt * y_ts + (size_t)gb * HID + gj, active ? hreg : 0.0f);
+                if (y) io_store(y + (size_t)tt * y_ts + gb * y_bs + gj, active ? hreg : 0.0f);
                 if (s == T - 1) {
-                    if (hn) io_store(hn + (size_t)gb * HID + gj, hreg);
+                    if (hn) io_store(hn + gb * s_bs + gj, hreg);
 #if CELL == 0
-                    if (cn) io_store(cn + (size_t)gb * HID + gj, creg);
+                    if (cn) io_store(cn + gb * s_bs + gj, creg);
 #endif
                 }
             }
@@ -1426,12 +1432,12 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #endif
                     stage_hl(out + (size_t)b * HID + j, hreg[p], (size_t)BATCH * HID);
 #ifndef PROBE_NO_Y  // timing probe only: results are wrong
-                    if (y) io_store(y + (size_t)tt * y_ts + (size_t)b * HID + j, active ? hreg[p] : 0.0f);
+                    if (y) io_store(y + (size_t)tt * y_ts + b * y_bs + j, active ? hreg[p] : 0.0f);
 #endif
                     if (s == T - 1) {
-                        if (hn) io_store(hn + (size_t)b * HID + j, hreg[p]);
+                        if (hn) io_store(hn + b * s_bs + j, hreg[p]);
 #if CELL == 0
-                        if (cn) io_store(cn + (size_t)b * HID + j, creg[p]);
+                        if (cn) io_store(cn + b * s_bs + j, creg[p]);
 #endif
                     }
                 }
@@ -1543,12 +1549,12 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             if (y) {
                 // Padded steps of a sequence are zeros in Y (ONNX); the state carries.
                 int t = active ? (reverse ? len - 1 - s : s) : s;
-                io_store(y + (size_t)t * y_ts + (size_t)b * HID + j, active ? hnew : 0.0f);
+                io_store(y + (size_t)t * y_ts + b * y_bs + j, active ? hnew : 0.0f);
             }
             if (s == T - 1) {
-                if (hn) io_store(hn + (size_t)b * HID + j, hnew);
+                if (hn) io_store(hn + b * s_bs + j, hnew);
 #if CELL == 0
-                if (cn) io_store(cn + (size_t)b * HID + j, cst[i]);
+                if (cn) io_store(cn + b * s_bs + j, cst[i]);
 #endif
             }
         }

@@ -16,9 +16,57 @@
 //   (lo*lo is below fp32 rounding), an fp32-accurate product from bf16 tensor-core passes
 //   that reads each weight's 4 bytes once. SPLIT=0: A in the stack's own type.
 //   PEEP: LSTM peepholes.
+//   XTYPE: x's type, OTYPE: the type y, hn and cn are written in (0=f32 1=f16 2=bf16; both
+//   default to IOTYPE). Outputs are rounded to IOTYPE first, so an fp16 stack writing fp32
+//   outputs gives the values it would give in fp16, without a cast kernel after it. The
+//   outputs' batch and group strides are arguments: the stack writes the layout the
+//   engine's next op wants (e.g. batch-major) instead of [DIRS, BATCH, HID].
 
 #define FAST_GATES 0
 #include "rnn_cell.cuh"
+
+#ifndef XTYPE
+#define XTYPE IOTYPE
+#endif
+#ifndef OTYPE
+#define OTYPE IOTYPE
+#endif
+#if XTYPE == 0
+typedef float x_t;
+#else
+typedef u16 x_t;
+#endif
+#if OTYPE == 0
+typedef float o_t;
+#else
+typedef u16 o_t;
+#endif
+
+__device__ __forceinline__ float x_load(const x_t* p) {
+#if XTYPE == 0
+    return *p;
+#elif XTYPE == 1
+    return f16_to_f32(*p);
+#else
+    return bf16_to_f32(*p);
+#endif
+}
+
+// v rounded to the stack's type, stored as OTYPE.
+__device__ __forceinline__ void o_store(o_t* p, float v) {
+#if IOTYPE == 1
+    v = f16_to_f32(f32_to_f16(v));
+#elif IOTYPE == 2
+    v = bf16_to_f32(f32_to_bf16(v));
+#endif
+#if OTYPE == 0
+    *p = v;
+#elif OTYPE == 1
+    *p = f32_to_f16(v);
+#else
+    *p = f32_to_bf16(v);
+#endif
+}
 
 #if SPLIT
 typedef u16 op_t;  // bf16
@@ -55,14 +103,14 @@ __device__ __forceinline__ float pre(const float* p, const float* bias, int b, i
 // A0 <- [x | h0 of layer 0], and the h0 part of every deeper layer's A (A1: LAYERS-1
 // operands of A_ROWS x K1 each, the x part written later by the layer below's gate
 // kernel). h0 [LAYERS*DIRS, BATCH, HID] or null (zeros).
-extern "C" __global__ void stage_operands(const io_t* __restrict__ x, const io_t* __restrict__ h0,
+extern "C" __global__ void stage_operands(const x_t* __restrict__ x, const io_t* __restrict__ h0,
                                           op_t* __restrict__ a0, op_t* __restrict__ a1) {
     const int nx = BATCH * IN0;
     const int nh = LAYERS * DIRS * BATCH * HID;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < nx + nh; i += gridDim.x * blockDim.x) {
         if (i < nx) {
             const int b = i / IN0, col = i % IN0;
-            put_operand(a0, K0, b, col, io_load(x + i));
+            put_operand(a0, K0, b, col, x_load(x + i));
             continue;
         }
         const int r = i - nx;  // (layer, direction, b, j) in h0's layout
@@ -77,13 +125,15 @@ extern "C" __global__ void stage_operands(const io_t* __restrict__ x, const io_t
 }
 
 // One layer's new state from its GEMM output p [A_ROWS, P_COLS]. h0/c0/peep/seq/y/cn/a_next
-// may be null. Writes hn/cn [DIRS, BATCH, HID] (this layer's slice), y [DIRS, BATCH, HID]
-// (the last layer) and the next layer's x part of A (a_next, rows of K1).
+// may be null. Writes hn/cn (this layer's slice: direction d, batch row b at d * s_gs +
+// b * s_bs), y (the last layer: d * y_ds + b * y_bs) and the next layer's x part of A
+// (a_next, rows of K1).
 extern "C" __global__ void step_gates(const float* __restrict__ p, const float* __restrict__ bias,
                                       const float* __restrict__ peep, const io_t* __restrict__ h0,
                                       const io_t* __restrict__ c0, const int* __restrict__ seq,
-                                      io_t* __restrict__ y, io_t* __restrict__ hn, io_t* __restrict__ cn,
-                                      op_t* __restrict__ a_next, float clip) {
+                                      o_t* __restrict__ y, o_t* __restrict__ hn, o_t* __restrict__ cn,
+                                      op_t* __restrict__ a_next, float clip, long long y_ds, long long y_bs,
+                                      long long s_gs, long long s_bs) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= DIRS * BATCH * HID) return;
     const int j = i % HID, b = (i / HID) % BATCH, d = i / (HID * BATCH);
@@ -109,11 +159,12 @@ extern "C" __global__ void step_gates(const float* __restrict__ p, const float* 
 #endif
     const bool active = seq == nullptr || seq[b] > 0;
     const float hnew = cell_update(xv, rv, h, c, active, pi, po, pf, clip);
-    io_store(hn + i, hnew);
+    const size_t so = (size_t)d * s_gs + (size_t)b * s_bs + j;
+    o_store(hn + so, hnew);
 #if CELL == 0
-    if (cn) io_store(cn + i, c);
+    if (cn) o_store(cn + so, c);
 #endif
     const float out = active ? hnew : 0.0f;  // padded rows' output is zero
-    if (y) io_store(y + i, out);
+    if (y) o_store(y + (size_t)d * y_ds + (size_t)b * y_bs + j, out);
     if (a_next) put_operand(a_next, K1, b, d * HID + j, out);
 }

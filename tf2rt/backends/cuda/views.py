@@ -1,0 +1,170 @@
+"""Layout and type ops as views: what lets the ops around a recurrent stack cost nothing.
+
+An engine's graph surrounds each recurrent stack with ops that only move or retype data:
+Transpose to and from ONNX's time-major `[T, directions, B, H]`, Reshape/Squeeze of the
+direction axis, Concat of the layers' final states, and in fp16 engines Casts around every
+recurrent node. Run as PyTorch calls, each is a kernel launch inside the CUDA graph. Here
+they are evaluated on `Lazy` values instead: a tensor plus the type the graph says it has.
+
+- Transpose, Reshape, Squeeze, Unsqueeze, Flatten, Slice and Identity become views (a
+  Reshape that no view can express is the only one that copies).
+- Concat of parts that lie next to each other in one buffer (the per-layer slices of a
+  stack's h_n) is a view of that buffer.
+- Cast to a type that holds every value exactly (fp16 -> fp32, or fp32 values that came out
+  of an fp16 stack -> fp16) only changes the type the graph sees; a rounding Cast (fp32 ->
+  fp16) is deferred and done once, where a value is finally needed in memory.
+
+A value is copied only where an op that is not a view needs it in memory ("materialized"):
+one `Tensor.to` that changes type and layout together. The cuda backend records each such
+copy (GraphExecutor.copies); where one copies a whole recurrent output into another layout
+or type, the stack is asked to write that layout directly on the next call
+(`output_target`), so the copy disappears (docs/cuda.md, "Ops around the stacks").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+#: ONNX ops evaluated on Lazy values without a launch (unless a Reshape cannot be a view).
+VIEW_OPS = frozenset({"Cast", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Transpose", "Concat",
+                      "Slice", "Shape"})
+
+
+def _holds(wide: Any, narrow: Any) -> bool:
+    """Whether every value of float type `narrow` is exactly a value of type `wide`."""
+    import torch
+
+    if wide == narrow:
+        return True
+    rank = {torch.float16: 1, torch.bfloat16: 1, torch.float32: 2, torch.float64: 3}
+    return wide in rank and narrow in rank and rank[wide] > rank[narrow]
+
+
+@dataclass
+class Lazy:
+    """A device value: tensor `t` seen by the graph as type `dtype`.
+
+    `exact`: a type that holds every value of `t` exactly (an fp16 stack's fp32 outputs:
+    float16). `rnd`: a rounding to that type still owed (the graph cast the value to a
+    narrower type; done when the value is materialized)."""
+
+    t: Any
+    dtype: Any
+    exact: Any
+    rnd: Any = None
+
+    @staticmethod
+    def of(t: Any, exact: Any = None) -> "Lazy":
+        return Lazy(t, t.dtype, t.dtype if exact is None else exact)
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.t.shape)
+
+    def like(self, t: Any) -> "Lazy":
+        return Lazy(t, self.dtype, self.exact, self.rnd)
+
+    @property
+    def precision(self) -> Any:
+        """The narrowest type the value is exact in, roundings owed included."""
+        return self.rnd if self.rnd is not None else self.exact
+
+
+def cast(v: Lazy, to: Any) -> Lazy | None:
+    """The value cast to torch type `to`, without a launch; None where that takes a copy."""
+    if not (v.t.is_floating_point() and to.is_floating_point):
+        return v if to == v.dtype == v.t.dtype else None
+    if _holds(to, v.precision):
+        return Lazy(v.t, to, v.exact, v.rnd)
+    if v.rnd is None:  # a rounding: owed until the value is materialized
+        return Lazy(v.t, to, v.exact, to)
+    return None
+
+
+def materialize(v: Lazy, contiguous: bool = False) -> tuple[Any, int]:
+    """(tensor of type v.dtype with v's values, number of copies it took)."""
+    import torch
+
+    t, copies = v.t, 0
+    if v.rnd is not None and v.rnd != t.dtype and not _holds(v.rnd, v.exact):
+        t, copies = t.to(v.rnd, memory_format=torch.contiguous_format), copies + 1
+    if t.dtype != v.dtype or (contiguous and not t.is_contiguous()):
+        # a copy either way: into the plain layout, which a stack can learn to write
+        t, copies = t.to(v.dtype, memory_format=torch.contiguous_format), copies + 1
+    return t, copies
+
+
+def adjacent_concat(parts: Sequence[Any], axis: int) -> Any:
+    """A view of the concatenation of `parts` along `axis` where they lie back to back in
+    one buffer with the same strides, else None."""
+    p0 = parts[0]
+    nd = p0.dim()
+    if any(p.dim() != nd or p.dtype != p0.dtype or p.device != p0.device for p in parts):
+        return None
+    axis %= nd
+    if any(p.untyped_storage().data_ptr() != p0.untyped_storage().data_ptr() for p in parts):
+        return None
+    for k in range(nd):
+        if k != axis and any(p.shape[k] != p0.shape[k] for p in parts):
+            return None
+        if k != axis and p0.shape[k] > 1 and any(p.stride(k) != p0.stride(k) for p in parts):
+            return None
+    # the stride along the axis: from a part that spans it, else from the offsets
+    step = next((p.stride(axis) for p in parts if p.shape[axis] > 1), None)
+    if step is None:
+        if len(parts) < 2:
+            return p0
+        step = parts[1].storage_offset() - p0.storage_offset()
+    for a, b in zip(parts, parts[1:]):
+        if b.storage_offset() != a.storage_offset() + a.shape[axis] * step:
+            return None
+    shape = list(p0.shape)
+    shape[axis] = sum(p.shape[axis] for p in parts)
+    strides = list(p0.stride())
+    strides[axis] = step
+    return p0.as_strided(shape, strides, p0.storage_offset())
+
+
+def output_target(buffer: Any, view: Any) -> tuple[tuple[int, ...], int] | None:
+    """Where each element of `buffer` (a contiguous stack output) lands in a contiguous copy
+    of `view` (a view of all of it): (strides, offset) in elements of that copy, such that
+    `copy.as_strided(buffer.shape, strides, offset)` is `buffer`; None where the mapping is
+    no strided layout or the view does not cover the whole buffer exactly once."""
+    n = buffer.numel()
+    if (view.numel() != n or not buffer.is_contiguous() or n == 0
+            or view.untyped_storage().data_ptr() != buffer.untyped_storage().data_ptr()):
+        return None
+    offs = np.full(tuple(view.shape), view.storage_offset() - buffer.storage_offset(), np.int64)
+    for k, (size, st) in enumerate(zip(view.shape, view.stride())):
+        shape = [1] * offs.ndim
+        shape[k] = size
+        offs = offs + (np.arange(size, dtype=np.int64) * st).reshape(shape)
+    offs = offs.reshape(-1)
+    if offs.min() < 0 or offs.max() >= n:
+        return None
+    ar = np.arange(n, dtype=np.int64)
+    pos = np.full(n, -1, np.int64)
+    pos[offs] = ar
+    if (pos < 0).any():
+        return None
+    posb = pos.reshape(tuple(buffer.shape))
+    base = int(posb.reshape(-1)[0])
+    strides = []
+    expect = np.full(posb.shape, base, np.int64)
+    for k, size in enumerate(posb.shape):
+        if size == 1:
+            strides.append(0)
+            continue
+        idx = [0] * posb.ndim
+        idx[k] = 1
+        s = int(posb[tuple(idx)]) - base
+        strides.append(s)
+        shape = [1] * posb.ndim
+        shape[k] = size
+        expect = expect + (np.arange(size, dtype=np.int64) * s).reshape(shape)
+    if not np.array_equal(expect, posb):
+        return None
+    return tuple(strides), base
