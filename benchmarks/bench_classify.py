@@ -88,7 +88,7 @@ def bench_model(name: str, size: int, runs: int, batches: tuple[int, ...], tmp: 
 
     from tf2rt.engine import build_engine
     from tf2rt.engine.int8 import quantize
-    from tf2rt.importers.keras_cnn import import_keras
+    from tf2rt.importers.keras import import_keras
 
     keras.utils.set_random_seed(0)
     model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3), classes=1000,
@@ -132,7 +132,7 @@ def digits_accuracy() -> dict:
 
     from tf2rt.engine import build_engine
     from tf2rt.engine.int8 import accuracy, quantize
-    from tf2rt.importers.keras_cnn import import_keras
+    from tf2rt.importers.keras import import_keras
 
     spec = importlib.util.spec_from_file_location("train_digits_cnn", ROOT / "benchmarks" / "train_digits_cnn.py")
     mod = importlib.util.module_from_spec(spec)

@@ -30,7 +30,7 @@ def digits(tmp_path_factory):
 def test_int8_accuracy_on_digits(digits, tmp_path):
     from tf2rt.engine import build_engine, load_engine
     from tf2rt.engine.int8 import accuracy, quantize
-    from tf2rt.importers.keras_cnn import import_keras
+    from tf2rt.importers.keras import import_keras
 
     path, data, keras_acc = digits
     assert keras_acc > 0.9, f"the trained CNN is too weak to test quantization ({keras_acc:.3f})"
@@ -62,7 +62,7 @@ def test_int8_needs_fp32_engine(digits):
     from tf2rt.engine import build_engine
     from tf2rt.engine.int8 import quantize
     from tf2rt.errors import UnsupportedError
-    from tf2rt.importers.keras_cnn import import_keras
+    from tf2rt.importers.keras import import_keras
 
     path, data, _ = digits
     with pytest.raises(UnsupportedError, match="fp32"):
@@ -73,7 +73,7 @@ def test_calibration_shape_checked(digits):
     from tf2rt.engine import build_engine
     from tf2rt.engine.int8 import quantize
     from tf2rt.errors import Tf2rtError
-    from tf2rt.importers.keras_cnn import import_keras
+    from tf2rt.importers.keras import import_keras
 
     path, _, _ = digits
     with pytest.raises(Tf2rtError, match="calibration data has shape"):

@@ -135,7 +135,7 @@ def keras_files(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(MODELS))
 def test_application_keras_file(keras_files, name):
-    from tf2rt.importers.keras_cnn import import_keras
+    from tf2rt.importers.keras import import_keras
 
     path, x, ref = keras_files[name]
     assert_not_degenerate(ref)
@@ -172,7 +172,7 @@ def test_sequential_h5_legacy(tmp_path):
     x = rng.uniform(-1, 1, (3, 20, 20, 3)).astype(np.float32)
     ref = model(x).numpy().astype(np.float64)
     from tf2rt.engine import build_engine
-    from tf2rt.importers.keras_cnn import import_keras
+    from tf2rt.importers.keras import import_keras
 
     net = import_keras(path)
     y = build_engine(net).run({net.inputs[0].name: x})[net.outputs[0].name]
@@ -183,7 +183,7 @@ def test_sequential_h5_legacy(tmp_path):
 
 def test_unsupported_layers_listed_at_once(tmp_path):
     from tf2rt.errors import UnsupportedError
-    from tf2rt.importers.keras_cnn import import_keras
+    from tf2rt.importers.keras import import_keras
 
     keras = oracles.keras()
     inp = keras.Input((8, 8, 3), name="img")
@@ -213,7 +213,7 @@ def test_malformed_keras_config(tmp_path, config):
     import h5py
 
     from tf2rt.errors import Tf2rtError
-    from tf2rt.importers.keras_cnn import import_keras
+    from tf2rt.importers.keras import import_keras
 
     buf = io.BytesIO()
     with h5py.File(buf, "w") as f:
@@ -230,7 +230,7 @@ def test_malformed_keras_config(tmp_path, config):
 def test_image_output_keeps_layer_name(tmp_path):
     """A model ending in an image tensor (NCHW inside) returns it NHWC under the layer's name."""
     from tf2rt.engine import build_engine
-    from tf2rt.importers.keras_cnn import import_keras
+    from tf2rt.importers.keras import import_keras
 
     keras = oracles.keras()
     keras.utils.set_random_seed(3)

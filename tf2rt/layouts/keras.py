@@ -122,6 +122,34 @@ def from_keras_simple_rnn(
     )
 
 
+def from_keras_cudnn_lstm(kernel: Any, recurrent_kernel: Any, bias: Any, *, name: str = "") -> CellWeights:
+    """CellWeights from a Keras 2 `CuDNNLSTM` layer: kernel/recurrent_kernel as LSTM (i, f, c, o),
+    bias `[8u]` = input biases then recurrent biases, each in i, f, c, o order."""
+    K, Rk, u = _common(kernel, recurrent_kernel, KERAS_LSTM)
+    b = as_array(bias, "Keras CuDNNLSTM bias")
+    expect_shape(b, (8 * u,), "Keras CuDNNLSTM bias")
+    return CellWeights(
+        "lstm", K.shape[0], u,
+        W=cols_per_gate_T(K, KERAS_LSTM, "kernel"), R=cols_per_gate_T(Rk, KERAS_LSTM, "recurrent_kernel"),
+        Wb=vec_per_gate(b[:4 * u], KERAS_LSTM, "CuDNNLSTM input bias"),
+        Rb=vec_per_gate(b[4 * u:], KERAS_LSTM, "CuDNNLSTM recurrent bias"), name=name,
+    )
+
+
+def from_keras_cudnn_gru(kernel: Any, recurrent_kernel: Any, bias: Any, *, name: str = "") -> CellWeights:
+    """CellWeights from a Keras 2 `CuDNNGRU` layer: kernel/recurrent_kernel as GRU (z, r, h),
+    bias `[6u]` = input biases then recurrent biases (z, r, h); cuDNN's GRU is reset-after."""
+    K, Rk, u = _common(kernel, recurrent_kernel, KERAS_GRU)
+    b = as_array(bias, "Keras CuDNNGRU bias")
+    expect_shape(b, (6 * u,), "Keras CuDNNGRU bias")
+    return CellWeights(
+        "gru", K.shape[0], u,
+        W=cols_per_gate_T(K, KERAS_GRU, "kernel"), R=cols_per_gate_T(Rk, KERAS_GRU, "recurrent_kernel"),
+        Wb=vec_per_gate(b[:3 * u], KERAS_GRU, "CuDNNGRU input bias"),
+        Rb=vec_per_gate(b[3 * u:], KERAS_GRU, "CuDNNGRU recurrent bias"), linear_before_reset=True, name=name,
+    )
+
+
 def keras_activations(cell: CellWeights, keras_version: int = 3) -> dict[str, str]:
     """The Keras layer arguments (activation, recurrent_activation) that reproduce `cell`."""
     out = {"activation": cell.activation}
