@@ -36,6 +36,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="expose initial/final recurrent states as inputs/outputs (streaming)")
     s.add_argument("--no-states", dest="states", action="store_false", help="no state inputs/outputs")
     p.add_argument("--no-optimize", action="store_true", help="skip engine graph optimizations")
+    p.add_argument("--architecture", default=None, metavar="JSON",
+                   help="Keras model config (model.to_json() saved as a .json file) for a weights-only "
+                   ".h5 / .weights.h5 file written by save_weights")
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
+                   help="shape of an input (-1 or ? for a dynamic dim); repeatable; needed for placeholders "
+                   "of unknown rank (.pb / SavedModel)")
+    p.add_argument("--inputs", default=None, metavar="NAME,...",
+                   help="graph inputs: convert from these nodes on (.pb / SavedModel; default: the placeholders)")
+    p.add_argument("--outputs", default=None, metavar="NAME,...",
+                   help="graph outputs: convert up to these nodes, e.g. a detector's box and class heads "
+                   "without its decoder (.pb / SavedModel)")
     add_json_option(p, "the model card, inputs and outputs")
     p.set_defaults(func=run)
 
@@ -53,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     engine = convert(
         args.src, args.output, precision=args.precision, optimize=not args.no_optimize, meta=meta,
         forget_bias=args.forget_bias, activation=args.activation, states=args.states,
-        reset_after=reset_after, keras_version=args.keras_version,
+        reset_after=reset_after, keras_version=args.keras_version, architecture=args.architecture, **_graph_options(args),
     )
     card = engine.metadata.get("model") or {}
     emit_json(args, {"engine": str(args.output), "precision": engine.precision, "model": card,
@@ -66,6 +77,20 @@ def run(args: argparse.Namespace) -> int:
     print("outputs: " + ", ".join(f"{s.name} {s.dtype}{_shape(s.shape)}" for s in engine.outputs), file=out)
     print(f"wrote {args.output} ({engine.precision})", file=out)
     return 0
+
+
+def _graph_options(args: argparse.Namespace) -> dict:
+    """--inputs/--outputs/--input-shape as keyword arguments of tf2rt.convert (only those given)."""
+    from ..importers.graph_problems import parse_shape_arg
+
+    opts: dict = {}
+    for key in ("inputs", "outputs"):
+        value = getattr(args, key, None)
+        if value:
+            opts[key] = [n.strip() for n in value.split(",") if n.strip()]
+    if getattr(args, "input_shape", None):
+        opts["input_shapes"] = dict(parse_shape_arg(s) for s in args.input_shape)
+    return opts
 
 
 def _shape(shape: object) -> str:

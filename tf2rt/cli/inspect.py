@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(name, dtype, shape, size), the RNN cells recognised in it with their storage "
         "format, and its optimizer slots. For a tf2rt engine (.onnx), print its model card.",
     )
-    p.add_argument("path", help="weight file, checkpoint prefix/.index/directory, or engine .onnx")
+    p.add_argument("path", help="weight file, checkpoint prefix/.index/directory, engine .onnx, or a frozen "
+                   ".pb / SavedModel directory (inputs, outputs, op histogram, unsupported ops)")
     add_json_option(p, "the report")
     p.add_argument("--all", action="store_true", help="also list optimizer slots and bookkeeping tensors")
     p.add_argument("--format", help="read as this format instead of detecting it")
@@ -30,6 +31,14 @@ def run(args: argparse.Namespace) -> int:
     check_json_target(args, [path])
     if args.format is None and is_engine(path):
         return _engine(path, args)
+    from ..importers.graph_inspect import describe_graph, format_graph_report, is_graph_file
+
+    if args.format is None and is_graph_file(path):  # a frozen .pb or a SavedModel: its graph
+        graph = describe_graph(path)
+        emit_json(args, graph, [path])
+        if args.json != "-":
+            sys.stdout.write(format_graph_report(graph))
+        return 0
     from ..weights.api import open_weights
 
     try:

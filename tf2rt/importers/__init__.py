@@ -74,14 +74,21 @@ def build_network(
     keras_version: int | None = None,
     architecture: Any = None,
     custom_layers: dict[str, Any] | None = None,
+    inputs: list[str] | None = None,
+    outputs: list[str] | None = None,
+    input_shapes: dict[str, list] | None = None,
 ) -> tuple[Any, ModelCard]:
     """The Network of a model file and its model card (what `convert` builds an engine from).
 
     Keras only: `architecture` is the model config (dict, `model.to_json()` string or .json
     path) for a file saved with `save_weights`; `custom_layers` maps a layer class name to
     fn(network, config, inputs, weights) -> tensor(s) (see tf2rt.importers.keras.register_layer).
+    Frozen .pb and SavedModel only: `inputs` / `outputs` (node names, or signature keys) cut out
+    the subgraph between them; `input_shapes` maps an input to its dims (None or -1 = dynamic).
     """
     kind = detect_source(src)
+    if (inputs or outputs or input_shapes) and kind not in ("graphdef", "saved_model"):
+        raise UnsupportedError(f"{src}: inputs/outputs/input shapes apply to frozen .pb graphs and SavedModels only")
     p = Path(src)
     if p.suffix.lower() == ".onnx":
         raise UnsupportedError(f"{p} is an ONNX model/engine, not a TensorFlow model; run it with "
@@ -91,13 +98,14 @@ def build_network(
     if kind == "graphdef":
         from .graphdef import import_graphdef
 
-        return _feed_forward(import_graphdef(p), p, "graphdef")
+        return _feed_forward(import_graphdef(p, inputs, outputs, input_shapes=input_shapes), p, "graphdef")
     if (architecture is not None or custom_layers) and kind != "keras":
         raise UnsupportedError(f"{p}: architecture= and custom_layers= apply to Keras .keras/.h5 files only")
     if kind == "saved_model" and not _saved_model_is_keras_recurrent(p):
         from .saved_model import import_saved_model
 
-        return _feed_forward(import_saved_model(p), p, "saved-model")
+        return _feed_forward(import_saved_model(p, inputs=inputs, outputs=outputs, input_shapes=input_shapes), p,
+                             "saved-model")
     if kind == "keras" or kind == "saved_model":
         from .keras import keras_network
 
@@ -163,6 +171,9 @@ def convert(
     keras_version: int | None = None,
     architecture: Any = None,
     custom_layers: dict[str, Any] | None = None,
+    inputs: list[str] | None = None,
+    outputs: list[str] | None = None,
+    input_shapes: dict[str, list] | None = None,
 ) -> Any:
     """Convert a trained TensorFlow model to an Engine (saved to `output` if given).
 
@@ -183,7 +194,7 @@ def convert(
         check_not_input(check_writable(output, "engine"), inputs, "engine")
     net, card = build_network(src, meta=meta, forget_bias=forget_bias, activation=activation, states=states,
                               reset_after=reset_after, keras_version=keras_version, architecture=architecture,
-                              custom_layers=custom_layers)
+                              custom_layers=custom_layers, inputs=inputs, outputs=outputs, input_shapes=input_shapes)
     engine = build_engine(net, precision=precision, optimize=optimize,
                           metadata={"source": str(src), "model": card.to_dict()})
     if output is not None:

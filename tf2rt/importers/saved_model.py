@@ -171,15 +171,27 @@ def _reachable(nodes: list[Node], roots: list[str]) -> set[str]:
 
 
 def import_saved_model(path: str | Path, signature: str = "serving_default", tag: str = "serve",
-                       name: str | None = None) -> Any:
+                       name: str | None = None, inputs: list[str] | None = None, outputs: list[str] | None = None,
+                       input_shapes: dict[str, list] | None = None) -> Any:
     """Import a SavedModel's serving signature into a `Network`; engine inputs and outputs
-    are named after the signature's keys."""
+    are named after the signature's keys. inputs/outputs (signature keys or graph node
+    names) cut out a subgraph; input_shapes: name -> dims (None or -1 = dynamic)."""
+    from .graphdef import split_ref
     from .graphdef_ops import GraphConverter
 
     sm = read_saved_model(path, signature, tag)
     if not sm.outputs:
         raise UnsupportedError(f"{path}: signature {signature!r} has no outputs")
     conv = GraphConverter(sm.graph, resolve_variable=sm.read_variable)
-    inputs = {t.key: t.ref for t in sm.inputs}
-    outputs = {t.key: t.ref for t in sm.outputs}
-    return conv.convert_named(inputs, outputs, name or Path(path).name)
+
+    def pick(names: list[str] | None, sig: list) -> dict[str, str]:
+        keys = {t.key: t.ref for t in sig}
+        if names is None:
+            return keys
+        return {n: keys[n] if n in keys else n for n in ((split_ref(x)[0] if x not in keys and split_ref(x)[1] == 0
+                                                           else x) for x in names)}
+
+    ins, outs = pick(inputs, sm.inputs), pick(outputs, sm.outputs)
+    outs = {k.replace(":", "_"): r for k, r in outs.items()}
+    conv.input_shapes = {split_ref(ins.get(k, k))[0]: list(v) for k, v in (input_shapes or {}).items()}
+    return conv.convert_named(ins, outs, name or Path(path).name)

@@ -1,0 +1,119 @@
+"""What a frozen GraphDef (.pb) or SavedModel holds, for `tf2rt inspect`: its inputs (dtype,
+shape), candidate outputs, an op histogram, and the ops the converter does not handle (with
+node names), so that a user can choose --inputs/--outputs/--input-shape before converting."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from .graphdef import DTYPE_NAMES, Graph, Node, split_ref
+
+_NOT_OUTPUTS = ("NoOp", "Const", "Placeholder", "PlaceholderWithDefault", "Assert", "SaveV2", "RestoreV2",
+                "VarHandleOp", "VariableV2", "AssignVariableOp", "MergeV2Checkpoints", "ShardedFilename",
+                "StringJoin", "Identity_checkpoint")
+MAX_EXAMPLES = 5
+
+
+def is_graph_file(path: str | Path) -> bool:
+    """A frozen .pb or a SavedModel directory."""
+    p = Path(path)
+    return (p.is_file() and p.suffix.lower() == ".pb") or (p.is_dir() and (p / "saved_model.pb").is_file())
+
+
+def _dtype(node: Node) -> str:
+    a = node.attr("dtype")
+    code = a.type() if a is not None else 1
+    return DTYPE_NAMES.get(code % 100 if code > 100 else code, f"DataType {code}")
+
+
+def _shape(node: Node) -> list | None:
+    a = node.attr("shape")
+    s = a.shape() if a is not None else None
+    return None if s is None else [None if d < 0 else d for d in s]
+
+
+def _reachable(graph: Graph, roots: list[str]) -> set[str]:
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in graph.nodes:
+            continue
+        seen.add(name)
+        todo.extend(split_ref(r)[0] for r in graph.nodes[name].inputs)
+    return seen
+
+
+def describe_graph(path: str | Path) -> dict[str, Any]:
+    """A JSON-able description of a .pb or SavedModel: inputs, outputs, op counts, unsupported ops."""
+    from .graphdef_ops import HANDLERS
+
+    p = Path(path)
+    if p.is_dir():
+        from .saved_model import read_saved_model
+
+        sm = read_saved_model(p)
+        graph, fmt = sm.graph, "saved-model"
+        inputs = [{"name": t.key, "node": split_ref(t.ref)[0], "dtype": DTYPE_NAMES.get(t.dtype, str(t.dtype)),
+                   "shape": None if t.shape is None else [None if d < 0 else d for d in t.shape]} for t in sm.inputs]
+        outputs = [{"name": t.key, "node": t.ref} for t in sm.outputs]
+    else:
+        from .graphdef import read_graphdef
+
+        graph, fmt = read_graphdef(p), "graphdef"
+        inputs = [{"name": n.name, "node": n.name, "dtype": _dtype(n), "shape": _shape(n),
+                   **({"default": True} if n.op == "PlaceholderWithDefault" else {})}
+                  for n in graph.nodes.values() if n.op in ("Placeholder", "PlaceholderWithDefault")]
+        used = {split_ref(r)[0] for n in graph.nodes.values() for r in n.inputs}
+        outputs = [{"name": n.name, "node": n.name, "op": n.op} for n in graph.nodes.values()
+                   if n.name not in used and n.op not in _NOT_OUTPUTS]
+    stop = {i["node"] for i in inputs if not i.get("default")}
+    live = _reachable(graph, [split_ref(o["node"])[0] for o in outputs])
+    ops = Counter(n.op for n in graph.nodes.values())
+    unsupported: dict[str, dict[str, Any]] = {}
+    for name in sorted(live):
+        op = graph.nodes[name].op
+        if name not in stop and op not in HANDLERS:
+            entry = unsupported.setdefault(op, {"count": 0, "nodes": []})
+            entry["count"] += 1
+            if len(entry["nodes"]) < MAX_EXAMPLES:
+                entry["nodes"].append(name)
+    return {
+        "path": str(p),
+        "format": fmt,
+        "nodes": len(graph.nodes),
+        "inputs": inputs,
+        "outputs": outputs,
+        "ops": dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "unsupported": dict(sorted(unsupported.items())),
+        "convertible": not unsupported and all(i["shape"] is not None for i in inputs),
+    }
+
+
+def format_graph_report(report: dict[str, Any]) -> str:
+    """The text `tf2rt inspect` prints for a graph."""
+    def dims(s: Any) -> str:
+        return "unknown rank" if s is None else "[" + ", ".join("?" if d is None else str(d) for d in s) + "]"
+
+    out = [f"{report['path']}: {report['format']}, {report['nodes']} nodes", "inputs:"]
+    for i in report["inputs"]:
+        extra = " (has a default)" if i.get("default") else ""
+        node = f"  (node {i['node']})" if i["node"] != i["name"] else ""
+        out.append(f"  {i['name']}  {i['dtype']} {dims(i['shape'])}{extra}{node}")
+    out.append("candidate outputs:" if report["format"] == "graphdef" else "outputs:")
+    for o in report["outputs"]:
+        out.append(f"  {o['name']}" + (f"  ({o['op']})" if "op" in o else f"  ({o['node']})"))
+    out.append("ops: " + ", ".join(f"{op} {n}" for op, n in report["ops"].items()))
+    if report["unsupported"]:
+        out.append("unsupported ops (on the path to the outputs):")
+        for op, e in report["unsupported"].items():
+            more = ", ..." if e["count"] > len(e["nodes"]) else ""
+            out.append(f"  {op} x{e['count']}: {', '.join(e['nodes'])}{more}")
+    else:
+        out.append("unsupported ops: none")
+    shapeless = [i["name"] for i in report["inputs"] if i["shape"] is None]
+    if shapeless:
+        out.append("inputs of unknown rank (give --input-shape NAME=D0,D1,...): " + ", ".join(shapeless))
+    return "\n".join(out) + "\n"
