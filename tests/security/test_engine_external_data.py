@@ -157,3 +157,15 @@ def test_external_data_size_is_capped(layout, capsys, monkeypatch):
     monkeypatch.setenv("TF2RT_MAX_BYTES", "64K")
     assert main(["run", str(engine), "--inputs", "in.npz"]) == 2
     assert "TF2RT_MAX_BYTES" in one_line_error(capsys.readouterr().err, "run")
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "reference"])
+def test_engine_built_in_memory_cannot_hand_paths_to_a_backend(layout, backend):
+    """Engine(model, metadata) skips file loading; the backend loader still refuses external data."""
+    from sec_helpers import meta
+    from tf2rt.engine.engine import Engine
+    from tf2rt.errors import FormatError
+
+    engine = Engine(_model("constant", ".ssh/id_rsa"), meta())
+    with pytest.raises(FormatError, match="another file"):
+        engine.run({"x": np.zeros(N, np.uint8)}, backend=backend)

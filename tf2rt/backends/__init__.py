@@ -64,6 +64,10 @@ def load(engine: Any, backend: str = DEFAULT_BACKEND, **options: Any) -> "Runner
     if not mod.available():
         raise UnsupportedError(f"backend {backend!r} is not available here"
                                + (f" ({mod.why_unavailable()})" if hasattr(mod, "why_unavailable") else ""))
+    if hasattr(engine, "onnx"):  # no backend may resolve a path a model names (engines built in memory too)
+        from ..engine.external import refuse_external_data
+
+        refuse_external_data(engine.onnx)
     return mod.load(engine, **options)
 
 

@@ -114,3 +114,15 @@ def inline_external_data(model: Any, base_dir: Optional[Path], where: str) -> in
         del t.external_data[:]
         t.data_location = TensorProto.DEFAULT
     return total
+
+
+def refuse_external_data(model: Any, where: str = "engine") -> None:
+    """FormatError if any tensor still points at another file (backends never resolve paths;
+    an engine loaded from a file has had its external data read in already)."""
+    from onnx import TensorProto
+
+    for t in iter_tensors(model):
+        if t.data_location == TensorProto.EXTERNAL or len(t.external_data):
+            raise FormatError(f"{where}: tensor {t.name[:80]!r} keeps its data in another file; backends never "
+                              "read files an engine names - load the engine with tf2rt.load_engine(path), which "
+                              "reads external data from the engine's own directory")
