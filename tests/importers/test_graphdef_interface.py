@@ -1,0 +1,143 @@
+"""The graph interface: `tf2rt convert --input-shape/--inputs/--outputs` on a graph with an
+unknown-rank placeholder and a decoder it cannot convert, one error listing every problem,
+and `tf2rt inspect` of a .pb."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from graphdef_cases import build_case, max_err, rand
+
+
+def _detector(tf, p):
+    """A tiny SSD-like net: preprocessing, conv heads, and a decoder after them that the converter cannot do."""
+    x = p["image"]
+    pre = tf.identity(x * 0.5 - 0.25, name="preprocessed")
+    h = tf.nn.relu(tf.nn.conv2d(pre, tf.constant(rand(3, 3, 3, 8)), 2, "SAME"))
+    boxes = tf.identity(tf.nn.conv2d(h, tf.constant(rand(1, 1, 8, 4)), 1, "SAME"), name="box_head")
+    scores = tf.identity(tf.nn.sigmoid(tf.nn.conv2d(h, tf.constant(rand(1, 1, 8, 2)), 1, "SAME")), name="class_head")
+    flat = tf.reshape(boxes, [-1, 4])
+    keep = tf.image.non_max_suppression(flat, tf.reshape(scores[..., 0], [-1]), 5)
+    return [tf.gather(flat, keep), tf.math.bessel_i0e(scores) + tf.math.lgamma(scores + 1.0)]
+
+
+@pytest.fixture(scope="module")
+def detector(tf, tmp_path_factory):
+    d = tmp_path_factory.mktemp("interface")
+    feeds = {"image": rand(2, 12, 10, 3)}
+    case = build_case(tf, d / "detector.pb", _detector, feeds, shapes={"image": None})  # unknown rank
+    g = tf.Graph()  # TensorFlow's values of the heads and of the preprocessed image
+    with g.as_default():
+        tf.compat.v1.import_graph_def(tf.compat.v1.GraphDef.FromString(case.pb.read_bytes()), name="")
+        with tf.compat.v1.Session(graph=g) as s:
+            refs = s.run(["box_head:0", "class_head:0", "preprocessed:0"], {"image:0": feeds["image"]})
+    return case, dict(zip(["box_head", "class_head", "preprocessed"], refs))
+
+
+def test_all_problems_in_one_error(detector):
+    from tf2rt.errors import UnsupportedError
+    from tf2rt.importers.graphdef import import_graphdef
+
+    case, _ = detector
+    with pytest.raises(UnsupportedError) as exc:
+        import_graphdef(case.pb)
+    msg = str(exc.value)
+    for part in ("Lgamma x1", "NonMaxSuppressionV3 x1", "BesselI0e x1", "node 'Lgamma'", "unknown rank", "'image'",
+                 "--input-shape"):
+        assert part in msg, (part, msg)
+
+
+def test_refused_nodes_listed_together(tf, tmp_path):
+    from tf2rt.errors import UnsupportedError
+    from tf2rt.importers.graphdef import import_graphdef
+
+    def fn(tf, p):
+        x = p["img"]
+        a = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")
+        b = tf.compat.v1.image.resize_bilinear(x, [tf.shape(x)[1] * 2, 8])
+        return [a, b, tf.nn.relu(x)]
+
+    case = build_case(tf, tmp_path / "two.pb", fn, {"img": rand(1, 4, 4, 2)}, shapes={"img": [None, None, None, 2]})
+    with pytest.raises(UnsupportedError) as exc:
+        import_graphdef(case.pb, outputs=case.outputs)
+    msg = str(exc.value)
+    # the resize's size is computed from the dynamic image shape: its Mul is the node refused
+    assert "2 nodes could not be converted" in msg and "(MirrorPad)" in msg and "(Mul)" in msg, msg
+
+
+def test_cli_cut_and_shapes(detector, tmp_path):
+    from tf2rt.cli import main
+    from tf2rt.engine import load_engine
+
+    case, refs = detector
+    x = case.feeds["image"]
+    out = tmp_path / "heads.onnx"
+    rc = main(["convert", str(case.pb), "-o", str(out), "--input-shape", "image=-1,12,10,3",
+               "--outputs", "box_head,class_head"])
+    assert rc == 0
+    engine = load_engine(out)
+    assert [s.name for s in engine.inputs] == ["image"] and engine.inputs[0].shape[0] is None
+    for backend in ("onnxruntime", "reference"):
+        got = engine.run({"image": x}, backend=backend)
+        for name in ("box_head", "class_head"):
+            assert max_err(got[name], refs[name]) <= 1e-5, (backend, name)
+    # cut the preprocessing off too: the graph starts at a node that is not a placeholder
+    out2 = tmp_path / "from_preprocessed.onnx"
+    assert main(["convert", str(case.pb), "-o", str(out2), "--inputs", "preprocessed",
+                 "--input-shape", "preprocessed=?,12,10,3", "--outputs", "class_head"]) == 0
+    engine2 = load_engine(out2)
+    got = engine2.run({"preprocessed": refs["preprocessed"]})
+    assert max_err(got["class_head"], refs["class_head"]) <= 1e-5
+
+
+def test_python_api_cut(detector):
+    import tf2rt
+
+    case, refs = detector
+    engine = tf2rt.convert(case.pb, inputs=["image"], outputs=["box_head"], input_shapes={"image": [2, 12, 10, 3]})
+    assert engine.inputs[0].shape == (2, 12, 10, 3) or list(engine.inputs[0].shape) == [2, 12, 10, 3]
+    got = engine.run({"image": case.feeds["image"]})
+    assert max_err(got["box_head"], refs["box_head"]) <= 1e-5
+
+
+def test_input_shape_rank_mismatch_is_an_error(tf, tmp_path):
+    from tf2rt.errors import UnsupportedError
+    from tf2rt.importers.graphdef import import_graphdef
+
+    case = build_case(tf, tmp_path / "r.pb", lambda tf, p: [p["x"] * 2.0], {"x": rand(2, 3)})
+    with pytest.raises(UnsupportedError, match="rank"):
+        import_graphdef(case.pb, input_shapes={"x": [2, 3, 1]})
+
+
+def test_inspect_graph(detector, capsys):
+    from tf2rt.cli import main
+
+    case, _ = detector
+    assert main(["inspect", str(case.pb), "--json", "-"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["format"] == "graphdef"
+    assert report["inputs"] == [{"name": "image", "node": "image", "dtype": "float32", "shape": None}]
+    assert {o["name"] for o in report["outputs"]} == {"out0", "out1"}
+    assert report["ops"]["Conv2D"] == 3
+    assert report["unsupported"]["Lgamma"] == {"count": 1, "nodes": ["Lgamma"]}
+    assert report["ops"]["NonMaxSuppressionV3"] == 1
+    assert "NonMaxSuppressionV3" in report["unsupported"] and not report["convertible"]
+    assert main(["inspect", str(case.pb)]) == 0
+    text = capsys.readouterr().out
+    assert "image  float32 unknown rank" in text and "Lgamma x1: Lgamma" in text and "--input-shape" in text
+
+
+def test_parse_shape_arg():
+    from tf2rt.errors import UnsupportedError
+    from tf2rt.importers.graph_problems import parse_shape_arg
+
+    assert parse_shape_arg("a/b:0=-1,?,3") == ("a/b:0", [None, None, 3])
+    assert parse_shape_arg("s=") == ("s", [])
+    with pytest.raises(UnsupportedError):
+        parse_shape_arg("x=1,two")
+    with pytest.raises(UnsupportedError):
+        parse_shape_arg("noshape")
+    assert np.array_equal(np.array([1]), np.array([1]))
