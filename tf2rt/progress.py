@@ -12,6 +12,23 @@ from typing import Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 
+_VERBOSITY = [0]  # < 0: quiet (no progress bars or info lines); > 0: verbose
+
+
+def set_verbosity(level: int) -> None:
+    """The command line's -q/-v: below 0 hides progress bars and info lines on stderr."""
+    _VERBOSITY[0] = int(level)
+
+
+def verbosity() -> int:
+    return _VERBOSITY[0]
+
+
+def info(text: str) -> None:
+    """An info line on stderr (e.g. "wrote model.wts"), unless quiet."""
+    if _VERBOSITY[0] >= 0:
+        print(text, file=sys.stderr, flush=True)
+
 
 class Progress:
     """Counts work done out of a known total and redraws at most ~10 times a second."""
@@ -22,7 +39,7 @@ class Progress:
         self.unit = unit
         self.done = 0.0
         if enabled is None:
-            enabled = sys.stderr.isatty() and not os.environ.get("TF2RT_NO_PROGRESS")
+            enabled = sys.stderr.isatty() and not os.environ.get("TF2RT_NO_PROGRESS") and _VERBOSITY[0] >= 0
         self.enabled = enabled
         self._start = time.perf_counter()
         self._last = 0.0

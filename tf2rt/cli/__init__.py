@@ -27,14 +27,32 @@ COMMANDS: list[str] = [
 ]
 
 
+EPILOG = """\
+exit status:
+  0  success
+  1  mismatch (compare: an output outside the tolerances; demo: text differs from TensorFlow's)
+  2  error (a one-line message on stderr says what is wrong and what to do)
+
+output: results go to stdout; progress and info lines go to stderr (-q hides them, -v adds
+detail). Commands with --json print JSON to stdout with --json alone, or write it to FILE
+with --json FILE.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
     parser = argparse.ArgumentParser(
         prog="tf2rt",
         description="TensorFlow models to fast inference engines, without TensorFlow at run time.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"tf2rt {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more detail on stderr (assumptions, settings); repeat for debug logging")
+    parser.add_argument("-q", "--quiet", action="count", default=0,
+                        help="no progress or info lines on stderr (errors are still printed)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(sub)
@@ -47,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     _guard_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
+    _set_verbosity(args.verbose - args.quiet)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -74,6 +93,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tf2rt {args.command}: internal error (a bug in tf2rt; please report it with the command "
               "line and the traceback below)", file=sys.stderr)
         raise
+
+
+def _set_verbosity(level: int) -> None:
+    """-q (< 0): no progress or info lines; -v (> 0): tf2rt's INFO log lines; -vv: DEBUG."""
+    import logging
+
+    from ..progress import set_verbosity
+
+    set_verbosity(level)
+    logger = logging.getLogger("tf2rt")
+    if level > 0 and not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if level > 1 else logging.INFO if level == 1 else
+                    logging.WARNING if level == 0 else logging.ERROR)
 
 
 def _fail(command: str, message: str, exc: BaseException | None = None) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,5 +33,7 @@ def run(args: argparse.Namespace) -> int:
         out = dump_weights(src, args.output, format=args.format, names=args.names,
                            include_optimizer=args.include_optimizer, keep_names=args.keep_names,
                            convert=args.convert, exclude=args.exclude)
-    print(f"wrote {out}", file=sys.stderr)
+    from ..progress import info
+
+    info(f"wrote {out}")
     return 0

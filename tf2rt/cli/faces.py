@@ -16,8 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="faces_command", metavar="ACTION")
 
     d = sub.add_parser("detect", help="detect faces in images")
-    d.add_argument("images", nargs="+", metavar="IMAGE")
-    d.add_argument("--detector", default="mtcnn", choices=["mtcnn", "haar", "mtcnn-tf"])
+    d.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
+    d.add_argument("--detector", default="mtcnn", choices=["mtcnn", "haar", "mtcnn-tf"],
+                   help="mtcnn: tf2rt engines (default); haar: OpenCV's cascade; mtcnn-tf: the mtcnn package "
+                        "on TensorFlow")
     d.add_argument("--draw", metavar="OUT.png", type=image_path, help="save the (first) image with the faces drawn; with several "
                                                      "images, OUT gets the image's index appended")
     add_json_option(d, "the faces found (image, box, score, landmarks)")
@@ -28,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.set_defaults(func=run_detect)
 
     e = sub.add_parser("eval", help="evaluate detectors on FDDB, WIDER FACE or scikit-image's LFW subset")
-    e.add_argument("--dataset", required=True, choices=["fddb", "wider", "lfw-subset"])
+    e.add_argument("--dataset", required=True, choices=["fddb", "wider", "lfw-subset"],
+                   help="protocol: FDDB (ROC/AUC), WIDER FACE (AP) or scikit-image's LFW subset (ROC AUC)")
     e.add_argument("path", nargs="?", help="dataset folder (FDDB: with FDDB-folds/ and originalPics/; WIDER: with "
                                            "wider_face_split/ and WIDER_val/); not needed for lfw-subset")
     e.add_argument("--detectors", default="mtcnn,haar", help="comma-separated: mtcnn, haar, mtcnn-tf")

@@ -26,8 +26,20 @@ def json_to_stdout(args: argparse.Namespace) -> bool:
 
 
 def report_stream(args: argparse.Namespace) -> TextIO:
-    """Where the human-readable report goes: stderr when stdout carries the JSON."""
-    return sys.stderr if json_to_stdout(args) else sys.stdout
+    """Where the human-readable report goes: stderr when stdout carries the JSON (nowhere with -q)."""
+    if not json_to_stdout(args):
+        return sys.stdout
+    from ..progress import verbosity
+
+    return sys.stderr if verbosity() >= 0 else _Null()
+
+
+class _Null:
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
 
 
 def check_json_target(args: argparse.Namespace, inputs: Iterable[Any] = ()) -> None:
