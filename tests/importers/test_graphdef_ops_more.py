@@ -89,7 +89,22 @@ def _audio(tf, p):
     return [tf.reduce_mean(h, axis=[1, 2]), spec]
 
 
+def _select(tf, p):
+    x, y = p["num"], p["den"]
+    rows = tf.reduce_sum(y, axis=1) > 1.0
+    return [tf.math.divide_no_nan(x, y), tf.where(y > 0.5, x * 0.0 + 1.0, y),
+            tf.compat.v1.where(rows, tf.nn.relu(y), -y), tf.math.divide_no_nan(tf.constant(3.0), y),
+            tf.where(tf.logical_or(tf.logical_and(y >= 0.3, y <= 1.2), tf.logical_not(tf.not_equal(y, 0.0))),
+                     y, tf.cast(tf.less(y, 1.5), tf.float32))]
+
+
+_NUM = rand(4, 3)
+_NUM[0, 0], _NUM[1, 1], _NUM[2, 2] = np.inf, np.nan, -np.inf  # where the divisor is 0: 0 all the same
+_DEN = rand(4, 3, lo=0, hi=2)
+_DEN[0, 0] = _DEN[1, 1] = _DEN[2, 2] = _DEN[3, 0] = 0.0
+
 CASES = {
+    "select_div_no_nan": (_select, {"num": _NUM, "den": _DEN}, None),
     "maths": (_maths, {"x": rand(2, 3, 5), "y": rand(2, 3, 5)}, None),
     "atrous_lrn_d2s": (_atrous_lrn_d2s, {"img": rand(2, 9, 11, 4)}, {"img": [None, 9, 11, 4]}),
     "strided": (_strided, {"x4": rand(2, 3, 4, 5)}, None),
@@ -130,7 +145,8 @@ def test_graphs_use_the_ops(cases):
             "ClipByValue", "Square", "Sum", "Max", "Mean", "Prod", "DivNoNan", "ResizeBilinear",
             "ResizeNearestNeighbor", "SpaceToBatchND", "LRN", "DepthToSpace", "SpaceToDepth", "Conv2DBackpropInput",
             "StridedSlice", "Gather", "Split", "SplitV", "Concat", "Pack", "Unpack", "Einsum", "Cumsum",
-            "FusedBatchNormV3", "RFFT", "ComplexAbs"}
+            "FusedBatchNormV3", "RFFT", "ComplexAbs", "Select", "SelectV2", "Greater", "Less", "GreaterEqual", "LessEqual",
+            "NotEqual", "LogicalAnd", "LogicalOr", "LogicalNot"}
     assert want <= ops, want - ops
 
 

@@ -206,3 +206,8 @@ def _cast(layer: Any, ctx: LoweringContext) -> None:
 @lowering("identity")
 def _identity(layer: Any, ctx: LoweringContext) -> None:
     ctx.node1("Identity", [ctx.input(layer, 0)], ctx.output(layer), name=layer.name)
+
+
+@lowering("select")
+def _select(layer: Any, ctx: LoweringContext) -> None:
+    ctx.node1("Where", [ctx.input(layer, i) for i in range(3)], ctx.output(layer), name=layer.name)

@@ -99,29 +99,76 @@ def _sum(cv, node, ins):
 
 @op("DivNoNan")
 def _div_no_nan(cv, node, ins):
-    """x / y, 0 where y == 0: (x·(1−m)) / (y + m) with m = Cast(y == 0); x must be finite there."""
+    """Where(y == 0, 0, x / y)."""
     x, y = ins
     if is_const(x) and is_const(y):
         with np.errstate(divide="ignore", invalid="ignore"):
             return [np.where(y == 0, 0, x / np.where(y == 0, 1, y)).astype(np.result_type(x, y))]
-    if is_const(y):  # a constant divisor: fold the mask into it
-        yy = np.asarray(y, np.float64)
-        recip = np.where(yy == 0, 0.0, 1.0 / np.where(yy == 0, 1.0, yy)).astype(np.float32)
-        return [binary(cv, node, x, recip, "prod", np.multiply)]
-    y = need_tv(y, "DivNoNan divisor")
-    zero = cv.const_like(np.zeros((), np.float32), y, f"{node.name}/zero")
-    m = cv.net.add_cast(cv.net.add_elementwise(y.t, zero, "equal", name=f"{node.name}/is_zero").output,
-                        "float32", name=f"{node.name}/mask").output
-    one = cv.const_like(np.ones((), np.float32), y, f"{node.name}/one")
-    keep = cv.net.add_elementwise(one, m, "sub", name=f"{node.name}/keep").output
-    safe = cv.net.add_elementwise(y.t, m, "sum", name=f"{node.name}/safe_divisor").output
-    yv = TV(safe, y.nchw)
-    if is_const(x):
-        num = TV(cv.net.add_elementwise(cv.const_like(x.astype(np.float32), yv, f"{node.name}/x"), keep, "prod",
-                                        name=f"{node.name}/numerator").output, y.nchw)
-    else:
-        num = binary(cv, Node(f"{node.name}/numerator", "Mul", []), x, TV(keep, y.nchw), "prod", np.multiply)
-    return [binary(cv, Node(node.name, "RealDiv", []), num, yv, "div", np.divide)]
+    if is_const(y) and np.all(y != 0):
+        return [binary(cv, Node(node.name, "RealDiv", []), x, y, "div", np.divide)]
+    q = binary(cv, Node(f"{node.name}/divide", "RealDiv", []), x, y, "div", np.divide)
+    q = cv.plain(q)
+    yt = tensor_of(cv, y, f"{node.name}/divisor")
+    zero = cv.net.add_constant((), np.zeros((), q.dtype), name=f"{node.name}/zero").output
+    cond = cv.net.add_elementwise(yt, zero, "equal", name=f"{node.name}/is_zero").output
+    return [TV(cv.net.add_select(cond, zero, q, name=node.name).output)]
+
+
+@op("Select", "SelectV2")
+def _select(cv, node, ins):
+    """Where(condition, x, y); Select's rank-1 condition picks rows."""
+    c, a, b = ins
+    if all(is_const(v) for v in ins):
+        if node.op == "Select" and c.ndim == 1 and a.ndim > 1:
+            c = c.reshape((-1,) + (1,) * (a.ndim - 1))
+        return [np.where(c, a, b)]
+    ct, at, bt = (tensor_of(cv, v, f"{node.name}/input{i}") for i, v in enumerate(ins))
+    if ct.dtype != "bool":
+        raise UnsupportedError(f"{node.op} condition of dtype {ct.dtype}")
+    if node.op == "Select" and ct.rank == 1 and at.rank > 1:
+        ct = reshape(cv, ct, [ct.shape[0]] + [1] * (at.rank - 1), f"{node.name}/rows")
+    return [TV(cv.net.add_select(ct, at, bt, name=node.name).output)]
+
+
+_COMPARE = {"Greater": ("greater", False, np.greater), "Less": ("less", False, np.less),
+            "Equal": ("equal", False, np.equal), "GreaterEqual": ("less", True, np.greater_equal),
+            "LessEqual": ("greater", True, np.less_equal), "NotEqual": ("equal", True, np.not_equal)}
+
+
+@op(*_COMPARE)
+def _compare(cv, node, ins):
+    """Greater / Less / Equal (GreaterEqual, LessEqual, NotEqual as Not of the opposite)."""
+    net_op, negate, np_op = _COMPARE[node.op]
+    a, b = ins
+    if is_const(a) and is_const(b):
+        return [np.asarray(np_op(a, b))]
+    inner = Node(f"{node.name}/{net_op}" if negate else node.name, node.op, [])
+    r = binary(cv, inner, a, b, net_op, np_op)
+    if not negate:
+        return [r]
+    return [TV(cv.net.add_unary(r.t, "not", name=node.name).output, r.nchw)]
+
+
+@op("LogicalNot")
+def _logical_not(cv, node, ins):
+    """Not."""
+    v = ins[0]
+    if is_const(v):
+        return [np.logical_not(v)]
+    v = need_tv(v, "LogicalNot input")
+    return [TV(cv.net.add_unary(v.t, "not", name=node.name).output, v.nchw)]
+
+
+@op("LogicalAnd", "LogicalOr")
+def _logical(cv, node, ins):
+    """Cast to 0/1 floats, Mul (and) or Max (or), Cast back to bool."""
+    a, b = ins
+    if is_const(a) and is_const(b):
+        return [np.logical_and(a, b) if node.op == "LogicalAnd" else np.logical_or(a, b)]
+    at, bt = (cv.net.add_cast(tensor_of(cv, v, f"{node.name}/input{i}"), "float32", name=f"{node.name}/float{i}")
+              .output for i, v in enumerate(ins))
+    r = cv.net.add_elementwise(at, bt, "prod" if node.op == "LogicalAnd" else "max", name=f"{node.name}/combine")
+    return [TV(cv.net.add_cast(r.output, "bool", name=node.name).output)]
 
 
 @op("ClipByValue")
