@@ -22,25 +22,19 @@ from ..errors import Tf2rtError, UnsupportedError
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
 
 
-def load_calibration(source: Any, engine: Any, preprocessing: str = "inception", limit: int = 512) -> np.ndarray:
-    """Calibration inputs for the engine's (single) input: an array, an .npz (its first array,
-    or the one named like the input) or a folder of images (resized and preprocessed)."""
+def load_calibration(source: Any, engine: Any, limit: int = 512) -> np.ndarray:
+    """Calibration inputs for the engine's (single) input: an array or an .npz (its first array, or
+    the one named like the input). For a folder of images use
+    tf2rt.apps.classify.calibration_images(folder, engine, preprocessing)."""
     spec = engine.inputs[0]
     if isinstance(source, np.ndarray):
         x = source
     else:
         p = Path(source)
         if p.is_dir():
-            from ..apps.classify.preprocess import list_images, load_image, preprocess
-
-            shape = spec.shape
-            chw = shape[1] == 3 and shape[3] != 3
-            size = tuple(shape[2:4] if chw else shape[1:3])
-            if any(d is None for d in size):
-                raise Tf2rtError(f"the engine's input size is dynamic {size}; pass preprocessed arrays instead")
-            x = preprocess(np.stack([load_image(f, size) for f in list_images([p])[:limit]]), preprocessing)
-            if chw:
-                x = x.transpose(0, 3, 1, 2)
+            raise Tf2rtError(f"{p} is a folder: turn its images into calibration arrays first with "
+                             "tf2rt.apps.classify.calibration_images(folder, engine, preprocessing) "
+                             "(`tf2rt classify --calibration DIR` does)")
         elif p.suffix == ".npz":
             with np.load(p, allow_pickle=False) as z:
                 key = spec.name if spec.name in z.files else (z.files[0] if z.files else None)
@@ -109,8 +103,9 @@ def calibrate(model: Any, activations: Sequence[str], inputs: np.ndarray, input_
     return amax
 
 
-def quantize(engine: Any, calibration: Any, preprocessing: str = "inception", limit: int = 512) -> Any:
-    """An int8 (QDQ) Engine from an fp32 Engine and a calibration set (see load_calibration)."""
+def quantize(engine: Any, calibration: Any, limit: int = 512) -> Any:
+    """An int8 (QDQ) Engine from an fp32 Engine and a calibration set: an array or .npz of model
+    inputs (see load_calibration; tf2rt.apps.classify.calibration_images makes one from images)."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -121,7 +116,7 @@ def quantize(engine: Any, calibration: Any, preprocessing: str = "inception", li
                                f"{engine.metadata.get('precision')}")
     if len(engine.inputs) != 1:
         raise UnsupportedError("int8 calibration supports engines with one input")
-    x = load_calibration(calibration, engine, preprocessing, limit)
+    x = load_calibration(calibration, engine, limit)
     model = copy.deepcopy(engine.onnx)
     targets = _targets(model)
     if not targets:

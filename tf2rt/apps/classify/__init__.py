@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .classify import Classifier, classify_paths, load_classifier_engine
+from .classify import Classifier, calibration_images, classify_paths, load_classifier_engine
 from .labels import label_for, load_labels
 from .preprocess import PREPROCESSING, list_images, load_image, preprocess
 
-__all__ = ["Classifier", "classify_paths", "load_classifier_engine", "load_labels", "label_for", "PREPROCESSING",
+__all__ = ["Classifier", "calibration_images", "classify_paths", "load_classifier_engine", "load_labels", "label_for", "PREPROCESSING",
            "preprocess", "load_image", "list_images"]

@@ -29,11 +29,12 @@ def load_classifier_engine(model: Any, precision: str = "fp32", calibration: Any
     """An Engine: given, loaded from an engine file, or built from a model source (int8:
     quantized with `calibration`, a folder of images or an .npz; see tf2rt.engine.int8)."""
     from ...engine import Engine, build_engine, load_engine
+    from ...engine.sniff import onnx_kind
 
     if isinstance(model, Engine):
         return model
     p = Path(model)
-    if p.suffix.lower() in (".engine", ".onnx") and p.is_file():
+    if p.is_file() and (p.suffix.lower() in (".engine", ".onnx") or onnx_kind(p)):
         return load_engine(p)
     net = network_from_source(p)
     if precision == "int8":
@@ -41,8 +42,24 @@ def load_classifier_engine(model: Any, precision: str = "fp32", calibration: Any
             raise UnsupportedError("an int8 engine needs a calibration set (--calibration DIR|NPZ)")
         from ...engine.int8 import quantize
 
-        return quantize(build_engine(net, metadata={"source": str(p)}), calibration, preprocessing)
+        fp32 = build_engine(net, metadata={"source": str(p)})
+        if Path(calibration).is_dir() if isinstance(calibration, (str, Path)) else False:
+            calibration = calibration_images(calibration, fp32, preprocessing)
+        return quantize(fp32, calibration)
     return build_engine(net, precision=precision, metadata={"source": str(p)})
+
+
+def calibration_images(folder: str | Path, engine: Any, preprocessing: str = "inception",
+                       limit: int = 512) -> np.ndarray:
+    """int8 calibration inputs from a folder of images: resized to the engine's input size and
+    preprocessed (NCHW when the engine's input is), ready for tf2rt.engine.int8.quantize."""
+    shape = engine.inputs[0].shape
+    chw = shape[1] == 3 and shape[3] != 3
+    size = tuple(shape[2:4] if chw else shape[1:3])
+    if any(d is None for d in size):
+        raise Tf2rtError(f"the engine's input size is dynamic {size}; pass preprocessed arrays instead")
+    x = preprocess(np.stack([load_image(f, size) for f in list_images([folder])[:limit]]), preprocessing)
+    return x.transpose(0, 3, 1, 2) if chw else x
 
 
 class Classifier:

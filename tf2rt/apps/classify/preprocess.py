@@ -53,29 +53,11 @@ def preprocess(images: np.ndarray, scheme: str) -> np.ndarray:
 
 
 def load_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
-    """An image file as RGB uint8 [H, W, 3], resized to size=(H, W) if given (bilinear)."""
-    p = Path(path)
-    if not p.is_file():
-        raise FormatError(f"{p}: no such image file")
-    try:
-        from PIL import Image
-    except ImportError:
-        Image = None  # type: ignore[assignment]
-    if Image is not None:
-        try:
-            with Image.open(p) as im:
-                rgb = np.asarray(im.convert("RGB"))
-        except Exception as exc:  # Pillow raises many types for bad files
-            raise FormatError(f"{p}: cannot decode the image ({exc})") from None
-    else:
-        try:
-            import cv2
-        except ImportError:
-            raise Tf2rtError("decoding images needs Pillow or OpenCV: pip install 'tf2rt[classify]'") from None
-        bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise FormatError(f"{p}: cannot decode the image")
-        rgb = bgr[:, :, ::-1]
+    """An image file as RGB uint8 [H, W, 3] (Pillow first, else OpenCV; decompression bombs refused),
+    resized to size=(H, W) if given (bilinear)."""
+    from ..images import load_image as read_image
+
+    rgb = read_image(path, prefer=("pil", "cv2"), extra="classify")
     if size is not None and tuple(rgb.shape[:2]) != tuple(size):
         rgb = resize(rgb, size)
     return np.ascontiguousarray(rgb)

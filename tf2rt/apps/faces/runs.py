@@ -15,6 +15,8 @@ import numpy as np
 
 from ...errors import FormatError, Tf2rtError
 from ...progress import progress
+from ..images import MAX_PIXELS
+from ..images import load_image as read_image
 from .datasets import Annotation, lfw_subset, read_fddb, read_wider, write_fddb_detections
 from .detectors import Detector, faces_to_array, make_detector
 from .evaluate import binary_auc, binary_roc, fddb_roc, roc_auc, wider_ap, write_roc_files
@@ -22,48 +24,9 @@ from .evaluate import binary_auc, binary_roc, fddb_roc, roc_auc, wider_ap, write
 DATASETS = ("fddb", "wider", "lfw-subset")
 
 
-# Decoded size cap: a small compressed file can claim a huge image ("decompression bomb").
-MAX_PIXELS = 100_000_000
-
-
-def _claimed_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from the file header without decoding, when Pillow is installed."""
-    try:
-        from PIL import Image
-    except ImportError:
-        return None
-    import warnings
-
-    try:
-        with warnings.catch_warnings():  # Pillow warns above ~89 Mpx; our own limit decides
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                return im.size
-    except Image.DecompressionBombError as exc:  # Pillow's own cap, lower than ours
-        raise FormatError(f"image {path} is too large to decode safely ({exc})") from None
-    except Exception:  # not an image Pillow knows; OpenCV gets to say so below
-        return None
-
-
 def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """An image file as RGB uint8 [H, W, 3] (OpenCV decoder); refuses images over max_pixels."""
-    import cv2
-
-    path = Path(path)
-    if not path.is_file():
-        raise FormatError(f"image {path} not found")
-    size = _claimed_size(path)
-    if size is not None and size[0] * size[1] > max_pixels:
-        raise FormatError(f"image {path} claims {size[0]}x{size[1]} pixels, over the {max_pixels} pixel limit; "
-                          "shrink it first or pass max_pixels=")
-    data = np.fromfile(str(path), dtype=np.uint8)
-    try:
-        img = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    except cv2.error as exc:  # e.g. OpenCV's own size limit
-        raise FormatError(f"cannot decode image {path}: {str(exc).strip().splitlines()[-1]}") from None
-    if img is None:
-        raise FormatError(f"cannot decode image {path}; expected a JPEG/PNG/BMP/... file")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    """An image file as RGB uint8 [H, W, 3] (OpenCV's decoder first); refuses images over max_pixels."""
+    return read_image(path, max_pixels, prefer=("cv2", "pil"), extra="faces")
 
 
 @dataclass
