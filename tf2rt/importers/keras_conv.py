@@ -172,11 +172,13 @@ def _to_image(cv: KerasConverter, v: TV, name: str) -> Any:
     x = cv.plain(v)
     if x.rank != 3:
         raise UnsupportedError(f"expected a sequence [N, S, C], got {x.name} of rank {x.rank}")
-    return cv.net.add_shuffle(x, first_transpose=[0, 2, 1], reshape_dims=[0, 0, 1, -1], name=f"{name}/to_nc1s").output
+    s = x.shape[1] if x.shape[1] is not None else -1
+    return cv.net.add_shuffle(x, first_transpose=[0, 2, 1], reshape_dims=[0, 0, 1, s], name=f"{name}/to_nc1s").output
 
 
 def _from_image(cv: KerasConverter, y: Any, name: str) -> Any:
-    return cv.net.add_shuffle(y, reshape_dims=[0, 0, -1], second_transpose=[0, 2, 1], name=name).output
+    s = y.shape[3] if y.shape[3] is not None else -1
+    return cv.net.add_shuffle(y, reshape_dims=[0, 0, s], second_transpose=[0, 2, 1], name=name).output
 
 
 def _pads1(cfg: dict, length: Optional[int], k: int, stride: int, dil: int) -> tuple[int, int]:

@@ -77,13 +77,20 @@ def tensor_refs(obj: Any) -> list[Ref]:
     return out
 
 
+def node_masks(node: Any) -> list[Ref]:
+    """Masks a Keras 3 node passes explicitly (`mask=` keyword: refs to NotEqual/Any op layers)."""
+    if isinstance(node, dict) and isinstance(node.get("kwargs"), dict):
+        return tensor_refs(node["kwargs"].get("mask"))
+    return []
+
+
 def node_args(node: Any, lname: str) -> list[Any]:
     """The inputs of one inbound node in order: refs, or constants (Keras 3 op layers such as
     `x + 3.0` keep their non-tensor operands in `args`). Tensors passed as keyword arguments
-    (initial_state=..., constants=...) are refused."""
+    (initial_state=..., constants=...) are refused; `mask=` is read by `node_masks`."""
     if isinstance(node, dict) and "args" in node:
         kwargs = node.get("kwargs") or {}
-        extra = {k: tensor_refs(v) for k, v in kwargs.items() if k not in ("training",)}
+        extra = {k: tensor_refs(v) for k, v in kwargs.items() if k not in ("training", "mask")}
         extra = {k: v for k, v in extra.items() if v}
         if extra:
             raise UnsupportedError(f"layer {lname!r} is called with tensor keyword arguments "
@@ -145,8 +152,10 @@ def normalize_config(config: Any, weights_of: Callable[[str], list] | None = Non
                 raise FormatError(f"layer {i} of the Keras config is not a layer object")
             lcfg = lc.get("config") if isinstance(lc.get("config"), dict) else {}
             name = str(lc.get("name") or lcfg.get("name") or f"layer_{i}")
-            nodes = [node_args(n, name) for n in lc.get("inbound_nodes") or []]
-            layers.append({"class_name": lc["class_name"], "name": name, "config": lcfg, "inbound_nodes": nodes})
+            raw_nodes = lc.get("inbound_nodes") or []
+            layers.append({"class_name": lc["class_name"], "name": name, "config": lcfg,
+                           "inbound_nodes": [node_args(n, name) for n in raw_nodes],
+                           "node_masks": [node_masks(n) for n in raw_nodes]})
         ins = tensor_refs(cfg.get("input_layers", []))
         outs = tensor_refs(cfg.get("output_layers", []))
         if not outs:
@@ -244,7 +253,11 @@ class KerasConverter(LayoutBuilder):
                 if missing:
                     raise FormatError(f"layer {lname!r} reads {missing[0][0]!r}, which comes later or not at all")
                 args = [self.values[a] if isinstance(a, tuple) else np.float32(a) for a in node]
-                self.in_masks = [self.masks.get(a) if isinstance(a, tuple) else None for a in node]
+                explicit = (lc.get("node_masks") or [[]] * (k + 1))[k]
+                if explicit:  # Keras 3 passes masks as tensors (mask=...): they are float [N, S] here
+                    self.in_masks = [self.plain(self.values[m]) for m in explicit]
+                else:
+                    self.in_masks = [self.masks.get(a) if isinstance(a, tuple) else None for a in node]
                 self.mask_out = _UNSET
                 ref = (lname, k, 0)
                 try:

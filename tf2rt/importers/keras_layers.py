@@ -308,3 +308,24 @@ def _l2_normalize(cv: KerasConverter, t: Any, axis: int, name: str) -> Any:
     ss = cv.net.add_elementwise(ss, eps, "max", name=f"{name}/clamp").output
     inv = cv.net.add_unary(cv.net.add_unary(ss, "sqrt", name=f"{name}/sqrt").output, "recip", name=f"{name}/inv").output
     return cv.net.add_elementwise(t, inv, "prod", name=name).output
+
+
+# Keras 3 writes the masks it passes between layers as op layers: not_equal(ids, 0) for
+# Embedding(mask_zero=True), any(not_equal(x, value), axis=-1) for Masking. Here they
+# give float 1.0 / 0.0 tensors, the form masks take inside the network.
+@layer("NotEqual")
+def _not_equal(cv, name, cfg, args, ref):
+    if not isinstance(args[0], TV) or isinstance(args[1], TV):
+        raise UnsupportedError("NotEqual is supported as a mask (a tensor compared with a constant)")
+    x = cv.plain(args[0])
+    return TV(not_equal_mask(cv, x, np.array(args[1], x.dtype), name))
+
+
+@layer("Any")
+def _any(cv, name, cfg, args, ref):
+    x = cv.plain(args[0])
+    axis = cfg.get("axis", None)
+    if axis is None:
+        raise UnsupportedError("Any over all axes")
+    axes = [int(a) % x.rank for a in (axis if isinstance(axis, list) else [axis])]
+    return TV(cv.net.add_reduce(x, "max", axes, keep_dims=bool(cfg.get("keepdims", False)), name=name).output)

@@ -99,8 +99,13 @@ def _seq_lengths(cv: KerasConverter, mask: Any, name: str) -> Any:
 
 
 def _pick(cv: KerasConverter, t: Any, axis: int, index: int, name: str) -> Any:
-    idx = cv.net.add_constant((), np.array(index, np.int32), name=f"{name}/index").output
-    return cv.net.add_gather(t, idx, axis=axis, name=name).output
+    """t with `axis` (of size 2: forward, backward) reduced to entry `index`."""
+    idx = cv.net.add_constant((1,), np.array([index], np.int32), name=f"{name}/index").output
+    one = cv.net.add_gather(t, idx, axis=axis, name=f"{name}/gather").output
+    dims = [0] * axis + [t.shape[-1]] if axis == t.rank - 2 else None
+    if dims is None:
+        raise UnsupportedError(f"cannot pick along axis {axis} of {t.name}")
+    return cv.net.add_shuffle(one, reshape_dims=dims, name=name).output
 
 
 def recurrent(cv: KerasConverter, name: str, cls: str, cfg: dict, cells: list[Any], x: Any, mask: Any,
