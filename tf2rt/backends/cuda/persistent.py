@@ -57,14 +57,18 @@ def gate_defines() -> dict[str, int]:
 
 
 @functools.lru_cache(maxsize=64)
-def compile_kernel(cfg: KernelConfig, probe: tuple[str, ...] = ()) -> Any:
+def compile_kernel(cfg: KernelConfig, probe: tuple[str, ...] = (), io_types: tuple[int, int] | None = None) -> Any:
     """NVRTC-compile the kernel for `cfg`; returns a cupy RawKernel.
 
     `probe` names timing-probe switches (PROBE_*) that disable parts of the kernel; for
-    benchmarks/bench_cuda_rnn.py --probe only (outputs are wrong with any of them)."""
+    benchmarks/bench_cuda_rnn.py --probe only (outputs are wrong with any of them).
+    `io_types`: (XTYPE, OTYPE), the types x is read and y/hn/cn written in (0 f32, 1 f16,
+    2 bf16); None: the stack's own type."""
     import cupy
 
     switches = dict(name.split("=", 1) if "=" in name else (name, 1) for name in probe)
+    if io_types is not None:
+        switches.update(XTYPE=io_types[0], OTYPE=io_types[1])
     defines = {**cfg.defines(), **gate_defines(), "NDESC": NDESC, **switches}
     options = ("--std=c++17", "-lineinfo") + tuple(f"-D{k}={v}" for k, v in defines.items())
     # Cooperative launch: the driver refuses a grid that cannot be co-resident instead of
@@ -98,6 +102,33 @@ def device_limits(device: Any = None) -> DeviceLimits:
     )
 
 
+class _TypeCodes(dict):
+    """torch dtype -> the kernels' type code (0 f32, 1 f16, 2 bf16)."""
+
+    def __init__(self) -> None:
+        import torch
+
+        super().__init__({torch.float32: 0, torch.float16: 1, torch.bfloat16: 2})
+
+
+class _LazyCodes:
+    _codes: dict | None = None
+
+    def __contains__(self, k: Any) -> bool:
+        return k in self._get()
+
+    def __getitem__(self, k: Any) -> int:
+        return self._get()[k]
+
+    def _get(self) -> dict:
+        if _LazyCodes._codes is None:
+            _LazyCodes._codes = _TypeCodes()
+        return _LazyCodes._codes
+
+
+_TYPE_CODES = _LazyCodes()
+
+
 def _torch_dtype(name: str) -> Any:
     import torch
 
@@ -127,8 +158,11 @@ class PersistentStack:
         if len(layers) != L or any(len(dirs) != D for dirs in layers):
             raise ShapeError(f"persistent stack: expected {L} layers x {D} directions of weights")
         self.cfg = cfg
-        self.kernel = compile_kernel(cfg, tuple(probe))
+        self.probe = tuple(probe)
+        self.kernel = compile_kernel(cfg, self.probe)
+        self._kernels: dict[tuple[Any, Any], Any] = {}
         self.wavefront = plan.mode == "wavefront"
+        self.out_dtype = _torch_dtype(p.dtype)
         f32 = dict(device=self.dev, dtype=torch.float32)
         io = dict(device=self.dev, dtype=self.dt)
 
@@ -253,8 +287,14 @@ class PersistentStack:
         them. Returns the targets taken (hn and cn only together, with one batch stride)."""
         import torch
 
-        ok = {k: t for k, t in targets.items() if t[0] == self.dt and t[2][-1] == 1
+        # Another output type only where one launch writes every output (a wavefront or one
+        # layer): one launch a layer feeds each layer's y to the next layer's projection.
+        one_launch = self.wavefront or self.problem.layers == 1
+        types = (torch.float32, torch.float16, torch.bfloat16) if one_launch else (self.dt,)
+        ok = {k: t for k, t in targets.items() if t[0] in types and t[2][-1] == 1
               and 0 <= max(t[2]) < 2 ** 31 and (k == "y" or getattr(self, k) is not None)}
+        if len({t[0] for t in ok.values()}) > 1:
+            ok = {k: t for k, t in ok.items() if t[0] == ok.get("y", next(iter(ok.values())))[0]}
         if "hn" in ok or "cn" in ok:
             same = ("hn" in ok and (self.cn is None or ("cn" in ok and ok["hn"][2][1] == ok["cn"][2][1])))
             if not same:
@@ -262,10 +302,16 @@ class PersistentStack:
                 ok.pop("cn", None)
         if not ok:
             return {}
-        for key in ok:
-            dt, numel, strides, off = ok[key]
+        self.out_dtype = next(iter(ok.values()))[0]
+        for key in ("y", "hn", "cn"):
             cur = self.y[-1] if key == "y" else getattr(self, key)
-            buf = torch.empty(numel, device=self.dev, dtype=dt).as_strided(cur.shape, strides, off)
+            if cur is None or (key not in ok and cur.dtype == self.out_dtype):
+                continue
+            if key in ok:
+                dt, numel, strides, off = ok[key]
+                buf = torch.empty(numel, device=self.dev, dtype=dt).as_strided(cur.shape, strides, off)
+            else:
+                buf = torch.empty(cur.shape, device=self.dev, dtype=self.out_dtype)
             if key == "y":
                 self.y[-1] = buf
             else:
@@ -291,7 +337,10 @@ class PersistentStack:
             self.seq.copy_(seq_lens.reshape(B))
         tables = self._desc[(h0 is not None, c0 is not None, seq_lens is not None)]
         stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(self.dev).cuda_stream)
-        x = x.to(self.dt).contiguous()
+        if not (cfg.fuse_input and x.dtype in _TYPE_CODES):  # in-kernel input products read any float x
+            x = x.to(self.dt)
+        x = x.contiguous()
+        kernel = self.kernel_for(x.dtype if cfg.fuse_input else self.dt)
         inp = x.reshape(T * B, -1)
         for li, table in enumerate(tables):
             if li > 0:  # next layer's input: previous y [T, D, B, H] -> [T*B, D*H]
@@ -302,18 +351,28 @@ class PersistentStack:
                 xin = x.data_ptr()  # projected inside the kernel
             else:
                 self.proj[li](inp, self.xp[li][: T * B])
-            self.launch(table, T, xin, stream, self.syncs[li])
+            self.launch(table, T, xin, stream, self.syncs[li], kernel)
         y = self.y[-1][:T]
         return y, self.hn, self.cn
 
-    def launch(self, table: Any, steps: int, xin: int, stream: Any, sync: Any = None) -> None:
+    def kernel_for(self, x_dtype: Any) -> Any:
+        """The kernel that reads x in `x_dtype` and writes outputs in self.out_dtype."""
+        if x_dtype == self.dt and self.out_dtype == self.dt:
+            return self.kernel
+        key = (x_dtype, self.out_dtype)
+        if key not in self._kernels:
+            self._kernels[key] = compile_kernel(self.cfg, self.probe, (_TYPE_CODES[x_dtype], _TYPE_CODES[self.out_dtype]))
+        return self._kernels[key]
+
+    def launch(self, table: Any, steps: int, xin: int, stream: Any, sync: Any = None, kernel: Any = None) -> None:
         """One kernel launch over the groups of descriptor `table` (on a cupy stream);
-        `sync`: this launch's epoch row (default: the first launch's)."""
+        `sync`: this launch's epoch row (default: the first launch's); `kernel`: default the
+        stack's own build."""
         cfg = self.cfg
         sync = self.sync if sync is None else sync
         ngroups = table.shape[0]
         with stream:
-            self.kernel(
+            (kernel or self.kernel)(
                 (ngroups * cfg.ctas_per_group,), (cfg.threads,),
                 (np.uint64(table.data_ptr()), np.int32(ngroups), np.int32(steps), np.uint64(sync.data_ptr()),
                  np.float32(self.problem.clip or 0.0), np.uint64(xin), np.int32(self.problem.input_size)),

@@ -118,6 +118,8 @@ def adjacent_concat(parts: Sequence[Any], axis: int) -> Any:
         if len(parts) < 2:
             return p0
         step = parts[1].storage_offset() - p0.storage_offset()
+    if step <= 0:
+        return None
     for a, b in zip(parts, parts[1:]):
         if b.storage_offset() != a.storage_offset() + a.shape[axis] * step:
             return None

@@ -518,13 +518,13 @@ __device__ __forceinline__ void dot_rows(const wt_t* rows, const float* vec, flo
 }
 
 // Input rows x_t of the first layer into smem (fp32), per batch row at its own time index.
-__device__ __forceinline__ void load_x(const io_t* x, int kx, int s, int reverse, const int* lens, int c0, stage_t* dst) {
+__device__ __forceinline__ void load_x(const x_t* x, int kx, int s, int reverse, const int* lens, int c0, stage_t* dst) {
     for (int idx = threadIdx.x; idx < BCH * kx; idx += NTHR) {
         int b = idx / kx, k = idx - b * kx;
         if (c0 + b < BATCH) {
             int len = lens[c0 + b];
             int t = reverse ? max(len - 1 - s, 0) : s;
-            stage_hl(dst + b * LDX + k, io_load(x + ((size_t)t * BATCH + c0 + b) * kx + k), XS_PLANE);
+            stage_hl(dst + b * LDX + k, x_load(x + ((size_t)t * BATCH + c0 + b) * kx + k), XS_PLANE);
         }
     }
 }
@@ -857,7 +857,7 @@ __device__ __forceinline__ bool gather_tagged(const u64* slot, int n, stage_t* d
 
 extern "C" __global__ void __launch_bounds__(NTHR, 1)
 persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* sync, float clip,
-               const io_t* __restrict__ xin, int xin_k) {
+               const x_t* __restrict__ xin, int xin_k) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
     __shared__ u32 s_epoch;
     __shared__ int s_len[BATCH];
@@ -881,10 +881,10 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
     const long long xp_stride = d[D_XP_STRIDE];
     const io_t* h0 = reinterpret_cast<const io_t*>(d[D_H0]);
     const io_t* c0p = reinterpret_cast<const io_t*>(d[D_C0]);
-    io_t* y = reinterpret_cast<io_t*>(d[D_Y]);
+    o_t* y = reinterpret_cast<o_t*>(d[D_Y]);
     const long long y_ts = d[D_Y_TSTRIDE];
-    io_t* hn = reinterpret_cast<io_t*>(d[D_HN]);
-    io_t* cn = reinterpret_cast<io_t*>(d[D_CN]);
+    o_t* hn = reinterpret_cast<o_t*>(d[D_HN]);
+    o_t* cn = reinterpret_cast<o_t*>(d[D_CN]);
     // Outputs may be written straight into the layout the engine's next op wants (e.g.
     // batch-major): a batch row of y and of hn/cn starts y_bs / s_bs values after the last.
     const unsigned long long ostr = (unsigned long long)d[D_OSTRIDE];
@@ -898,7 +898,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
     const bool fused = FUSED && Wg != nullptr;  // compile-time false where no group is fused
     // The first layer may take its input straight from x [T, B, xin_k] (short sequences:
     // saves the projection GEMM's launch); deeper wavefront layers read the exchange.
-    const io_t* xin_g = (fused && in_ex == nullptr) ? xin : nullptr;
+    const x_t* xin_g = (fused && in_ex == nullptr) ? xin : nullptr;
 
     // Shared memory carve-up (sizes mirror plan.smem_bytes()).
     unsigned char* sp = smem_raw;
@@ -1096,9 +1096,9 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             if (stop) {  // pass the stop on to the next layer; keep the final state
                 publish_h(ex + (size_t)(s & 1) * slot, 0.0f, gact, gu, gb, gj, tag | STOPBIT);
                 if (gact) {
-                    if (hn) io_store(hn + gb * s_bs + gj, hreg);
+                    if (hn) o_store(hn + gb * s_bs + gj, hreg);
 #if CELL == 0
-                    if (cn) io_store(cn + gb * s_bs + gj, creg);
+                    if (cn) o_store(cn + gb * s_bs + gj, creg);
 #endif
                 }
                 break;
@@ -1153,7 +1153,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                     if (idx < BATCH * xin_k) {
                         const int b = idx / xin_k, k = idx - b * xin_k;
                         const int t = reverse ? max(s_len[b] - 1 - s, 0) : s;
-                        xr[e] = io_load(xin_g + ((size_t)t * BATCH + b) * xin_k + k);
+                        xr[e] = x_load(xin_g + ((size_t)t * BATCH + b) * xin_k + k);
                     }
                 }
             }
@@ -1206,11 +1206,11 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             // The exchange first (the next step waits on it), then the outputs.
             publish_h(ex + (size_t)s * slot, hreg, gact, gu, gb, gj, epoch);
             if (gact) {
-                if (y) io_store(y + (size_t)tt * y_ts + gb * y_bs + gj, active ? hreg : 0.0f);
+                if (y) o_store(y + (size_t)tt * y_ts + gb * y_bs + gj, active ? hreg : 0.0f);
                 if (s == T - 1) {
-                    if (hn) io_store(hn + gb * s_bs + gj, hreg);
+                    if (hn) o_store(hn + gb * s_bs + gj, hreg);
 #if CELL == 0
-                    if (cn) io_store(cn + gb * s_bs + gj, creg);
+                    if (cn) o_store(cn + gb * s_bs + gj, creg);
 #endif
                 }
             }
@@ -1432,12 +1432,12 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #endif
                     stage_hl(out + (size_t)b * HID + j, hreg[p], (size_t)BATCH * HID);
 #ifndef PROBE_NO_Y  // timing probe only: results are wrong
-                    if (y) io_store(y + (size_t)tt * y_ts + b * y_bs + j, active ? hreg[p] : 0.0f);
+                    if (y) o_store(y + (size_t)tt * y_ts + b * y_bs + j, active ? hreg[p] : 0.0f);
 #endif
                     if (s == T - 1) {
-                        if (hn) io_store(hn + b * s_bs + j, hreg[p]);
+                        if (hn) o_store(hn + b * s_bs + j, hreg[p]);
 #if CELL == 0
-                        if (cn) io_store(cn + b * s_bs + j, creg[p]);
+                        if (cn) o_store(cn + b * s_bs + j, creg[p]);
 #endif
                     }
                 }
@@ -1549,12 +1549,12 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             if (y) {
                 // Padded steps of a sequence are zeros in Y (ONNX); the state carries.
                 int t = active ? (reverse ? len - 1 - s : s) : s;
-                io_store(y + (size_t)t * y_ts + b * y_bs + j, active ? hnew : 0.0f);
+                o_store(y + (size_t)t * y_ts + b * y_bs + j, active ? hnew : 0.0f);
             }
             if (s == T - 1) {
-                if (hn) io_store(hn + b * s_bs + j, hnew);
+                if (hn) o_store(hn + b * s_bs + j, hnew);
 #if CELL == 0
-                if (cn) io_store(cn + b * s_bs + j, cst[i]);
+                if (cn) o_store(cn + b * s_bs + j, cst[i]);
 #endif
             }
         }

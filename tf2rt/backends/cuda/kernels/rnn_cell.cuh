@@ -52,6 +52,52 @@ __device__ __forceinline__ void io_store(io_t* p, float v) {
 #endif
 }
 
+// x_t: the type a kernel reads its input x in, o_t: the type it writes y, hn and cn in
+// (XTYPE, OTYPE; both default to IOTYPE). o_store rounds to IOTYPE first, so a stack
+// writing another type gives the values it would give in its own.
+#ifndef XTYPE
+#define XTYPE IOTYPE
+#endif
+#ifndef OTYPE
+#define OTYPE IOTYPE
+#endif
+#if XTYPE == 0
+typedef float x_t;
+#else
+typedef u16 x_t;
+#endif
+#if OTYPE == 0
+typedef float o_t;
+#else
+typedef u16 o_t;
+#endif
+
+__device__ __forceinline__ float x_load(const x_t* p) {
+#if XTYPE == 0
+    return *p;
+#elif XTYPE == 1
+    return f16_to_f32(*p);
+#else
+    return bf16_to_f32(*p);
+#endif
+}
+
+// v rounded to the stack's type, stored as OTYPE.
+__device__ __forceinline__ void o_store(o_t* p, float v) {
+#if IOTYPE == 1
+    v = f16_to_f32(f32_to_f16(v));
+#elif IOTYPE == 2
+    v = bf16_to_f32(f32_to_bf16(v));
+#endif
+#if OTYPE == 0
+    *p = v;
+#elif OTYPE == 1
+    *p = f32_to_f16(v);
+#else
+    *p = f32_to_bf16(v);
+#endif
+}
+
 // ---- activations (exp-based: accurate to ~1e-7 absolute, no tanhf slow path) --------
 #if FAST_GATES
 // Approximate division (MUFU.RCP + FMUL, ~2 ulp) instead of IEEE division: the gates sit

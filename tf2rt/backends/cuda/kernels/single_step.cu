@@ -25,49 +25,6 @@
 #define FAST_GATES 0
 #include "rnn_cell.cuh"
 
-#ifndef XTYPE
-#define XTYPE IOTYPE
-#endif
-#ifndef OTYPE
-#define OTYPE IOTYPE
-#endif
-#if XTYPE == 0
-typedef float x_t;
-#else
-typedef u16 x_t;
-#endif
-#if OTYPE == 0
-typedef float o_t;
-#else
-typedef u16 o_t;
-#endif
-
-__device__ __forceinline__ float x_load(const x_t* p) {
-#if XTYPE == 0
-    return *p;
-#elif XTYPE == 1
-    return f16_to_f32(*p);
-#else
-    return bf16_to_f32(*p);
-#endif
-}
-
-// v rounded to the stack's type, stored as OTYPE.
-__device__ __forceinline__ void o_store(o_t* p, float v) {
-#if IOTYPE == 1
-    v = f16_to_f32(f32_to_f16(v));
-#elif IOTYPE == 2
-    v = bf16_to_f32(f32_to_bf16(v));
-#endif
-#if OTYPE == 0
-    *p = v;
-#elif OTYPE == 1
-    *p = f32_to_f16(v);
-#else
-    *p = f32_to_bf16(v);
-#endif
-}
-
 #if SPLIT
 typedef u16 op_t;  // bf16
 #define A_ROWS (2 * BATCH)

@@ -1,0 +1,232 @@
+"""Whole engines on the cuda backend against cuDNN, both replayed from CUDA graphs.
+
+Run on an NVIDIA GPU:
+
+    python benchmarks/bench_cuda_engine.py --out benchmarks/results/cuda_engine_h100.md
+
+Each engine is built the way a user builds one: a `Network` with an RNNv2 layer (2 layers,
+input size = hidden, batch-major input x [B, T, H], outputs y [B, T, H], h_n and c_n
+[B, 2, H]) whose weights come from a `torch.nn.LSTM`/`GRU` through
+`tf2rt.layouts.torch.from_torch`, `build_engine(net, precision)`, `engine.runner("cuda")`
+(fp16 engines with rnn_precision="fp16": recurrent stacks on fp16 tensor cores) and timed
+with `runner.benchmark` (CUDA events around the replay of the whole captured call).
+
+cuDNN does the same computation in PyTorch, captured in a CUDA graph in the same process:
+the same module (cast to fp16 for fp16 rows) with batch_first=True, x cast to the module's
+type and the outputs cast back to float32 and h_n/c_n given batch-major (as views, as the
+engine gives them). "stack" is the engine's recurrent stack alone (same CUDA-event timing of
+its own graph), so "engine - stack" is what the ops around it cost. Grid: batch 1/8/64 x
+hidden 256/512/1024 x T 1/100 x fp32/fp16 x LSTM/GRU, plus the bundled char-RNN
+(examples/charrnn: embedding -> 2 LSTM -> dense -> softmax, one step with its state) against
+the same engine graph run with cuDNN for the recurrent stack (runner prefer="cudnn").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+LAYERS = 2
+
+
+def _times(fn, reps: int, warmup: int = 10) -> list[float]:
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    out = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        out.append(a.elapsed_time(b) * 1000.0)
+    return out
+
+
+def build(cell: str, B: int, H: int, T: int, precision: str, seed: int = 0):
+    """(engine, torch module) with the same weights."""
+    import torch
+
+    from tf2rt import Network, build_engine
+    from tf2rt.layouts.torch import from_torch
+
+    torch.manual_seed(seed)
+    mod = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](H, H, num_layers=LAYERS, batch_first=True)
+    stack = from_torch(mod.state_dict(), cell.upper())
+    net = Network(f"{cell}{LAYERS}_h{H}")
+    x = net.add_input("x", "float32", (B, T, H))
+    rnn = net.add_rnn_v2(x, LAYERS, H, T, cell, name="rnn")
+    for i, layer in enumerate(stack):
+        rnn.set_cell(i, layer[0])
+    for j in range(rnn.num_outputs):
+        net.mark_output(rnn.get_output(j), ("y", "h_n", "c_n")[j])
+    return build_engine(net, precision), mod
+
+
+def cudnn_call(mod, cell: str, x, precision: str):
+    """The same computation in PyTorch (cuDNN), returning the engine's outputs."""
+    import torch
+
+    dt = torch.float16 if precision == "fp16" else torch.float32
+    mod = mod.to("cuda", dt).eval()
+
+    def call():
+        with torch.no_grad():
+            y, st = mod(x.to(dt))
+            hs = st if cell == "lstm" else (st,)
+            outs = [y] + [s.transpose(0, 1) for s in hs]
+            return [o.float() for o in outs]  # no-ops in fp32
+
+    return call
+
+
+def measure(cell: str, B: int, H: int, T: int, precision: str, reps: int) -> dict:
+    import torch
+
+    from tf2rt.backends.cuda.cudagraph import CapturedCall
+
+    engine, mod = build(cell, B, H, T, precision)
+    rng = np.random.default_rng(1)
+    feeds = {"x": rng.standard_normal((B, T, H)).astype(np.float32)}
+    runner = engine.runner("cuda", rnn_precision="fp16" if precision == "fp16" else None)
+    got = runner.run(feeds)
+    ours = statistics.median(runner.benchmark(feeds, reps, 10)) * 1e6
+    ex = runner.executor
+    copies = list(ex.copies)  # copies the captured call makes around the stacks
+    chain = ex.chains[0]
+    run_dt = torch.float16 if precision == "fp16" else torch.float32
+    xs = torch.randn(T, B, H, device="cuda", dtype=run_dt)
+    stack_us = statistics.median(_times(CapturedCall(lambda: chain.stack(xs)), reps))
+    x = torch.from_numpy(feeds["x"]).cuda()
+    call = cudnn_call(mod, cell, x, precision)
+    want = [o.cpu().numpy() for o in call()]
+    cud = statistics.median(_times(CapturedCall(call), reps))
+    err = max(float(np.abs(got[k] - w).max()) for k, w in zip(("y", "h_n", "c_n"), want))
+    d = runner.describe()["recurrent"][0]
+    runner.close()
+    return {"cell": cell, "batch": B, "hidden": H, "T": T, "precision": precision, "engine_us": ours,
+            "stack_us": stack_us, "cudnn_us": cud, "speedup": cud / ours, "around_us": ours - stack_us,
+            "copies": copies, "stack_engine": d.get("engine"), "mode": d.get("mode"), "max_abs_err": err}
+
+
+def measure_charrnn(reps: int) -> dict:
+    """The bundled char-RNN, one character per call with its state, B=1."""
+    from tf2rt.apps.charrnn.generate import load_model
+
+    engine = load_model(Path(__file__).resolve().parents[1] / "examples" / "charrnn" / "model")
+    feeds = {}
+    for s in engine.inputs:
+        shape = [1 if (d is None or (isinstance(d, int) and d < 0) or isinstance(d, str)) else d for d in s.shape]
+        feeds[s.name] = np.zeros(shape, s.np_dtype)
+    out = {}
+    res = {}
+    for name, opts in (("engine", {}), ("cudnn", {"prefer": "cudnn"})):
+        r = engine.runner("cuda", **opts)
+        res[name] = r.run(feeds)
+        out[name] = statistics.median(r.benchmark(feeds, reps, 10)) * 1e6
+        out[name + "_copies"] = list(r.executor.copies)
+        out[name + "_describe"] = r.describe()["recurrent"]
+        r.close()
+    out["max_abs_err"] = max(float(np.abs(res["engine"][k] - res["cudnn"][k]).max()) for k in res["engine"])
+    out["speedup"] = out["cudnn"] / out["engine"]
+    return out
+
+
+def to_markdown(rows: list[dict], meta: dict, char: dict | None) -> str:
+    lines = [f"# Whole engines on the cuda backend vs cuDNN in a CUDA graph — {meta['gpu']}", "",
+             f"{meta['date']}; torch {meta['torch']}, cuDNN {meta['cudnn']}. Command: `{meta['command']}`", "",
+             "Times in µs, medians of CUDA-event-timed replays (inputs on the GPU). engine = `runner.benchmark` "
+             "of an engine built with `build_engine` from a `Network` (2 layers, weights from torch via "
+             "`from_torch`, batch-major x [B, T, H], outputs y, h_n, c_n); stack = its recurrent stack alone; "
+             "cuDNN = torch.nn.LSTM/GRU (batch_first, same casts) in a CUDA graph; speedup = cuDNN / engine; "
+             "copies = launches the engine's call makes around its stack (layout or type copies).", "",
+             "| cell | prec | B | H | T | engine | stack | engine − stack | cuDNN | speedup | stack engine | copies | max abs err |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['cell']} | {r['precision']} | {r['batch']} | {r['hidden']} | {r['T']} | "
+                     f"{r['engine_us']:.1f} | {r['stack_us']:.1f} | {r['around_us']:+.1f} | {r['cudnn_us']:.1f} | "
+                     f"{r['speedup']:.2f}x | {r['stack_engine']} {r.get('mode') or ''} | {len(r['copies'])} | "
+                     f"{r['max_abs_err']:.1e} |")
+    if rows:
+        sp = [r["speedup"] for r in rows]
+        ar = [r["around_us"] for r in rows]
+        lines += ["", f"{len(rows)} shapes: speedup min {min(sp):.2f}x, median {statistics.median(sp):.2f}x, "
+                  f"max {max(sp):.2f}x; {sum(s >= 1.0 for s in sp)} of {len(sp)} at least as fast as cuDNN; "
+                  f"engine − stack max {max(ar):+.1f} µs, median {statistics.median(ar):+.1f} µs."]
+    if char:
+        lines += ["", "## char-RNN (examples/charrnn), one character per call with its state, batch 1", "",
+                  f"engine {char['engine']:.1f} µs, the same engine with cuDNN for the recurrent stack "
+                  f"(runner prefer=\"cudnn\") {char['cudnn']:.1f} µs: {char['speedup']:.2f}x; "
+                  f"copies {len(char['engine_copies'])}; outputs differ by at most {char['max_abs_err']:.1e}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="benchmarks/results/cuda_engine.md")
+    ap.add_argument("--reps", type=int, default=200)
+    ap.add_argument("--cells", default="lstm,gru")
+    ap.add_argument("--batches", default="1,8,64")
+    ap.add_argument("--hiddens", default="256,512,1024")
+    ap.add_argument("--steps", default="1,100")
+    ap.add_argument("--precisions", default="fp32,fp16")
+    ap.add_argument("--no-charrnn", action="store_true")
+    ap.add_argument("--merge", nargs="*", default=[], help="JSON results of other runs to put in the same table")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    meta = {"gpu": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
+            "command": "python benchmarks/bench_cuda_engine.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    rows = []
+    for m in args.merge:
+        rows += json.loads(Path(m).read_text())["rows"]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    char = None
+
+    def save() -> None:
+        out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows, "charrnn": char}, indent=1))
+        out.write_text(to_markdown(rows, meta, char))
+
+    for cell in args.cells.split(","):
+        for prec in args.precisions.split(","):
+            for B in map(int, args.batches.split(",")):
+                for H in map(int, args.hiddens.split(",")):
+                    for T in map(int, args.steps.split(",")):
+                        try:
+                            r = measure(cell, B, H, T, prec, args.reps)
+                        except Exception as e:  # report and go on
+                            print(f"{cell} {prec} B={B} H={H} T={T}: {type(e).__name__}: {e}", flush=True)
+                            continue
+                        rows.append(r)
+                        print(f"{cell} {prec} B={B} H={H} T={T}: engine {r['engine_us']:.1f} stack {r['stack_us']:.1f} "
+                              f"cudnn {r['cudnn_us']:.1f} ({r['speedup']:.2f}x) copies {r['copies']} "
+                              f"{r['stack_engine']} err {r['max_abs_err']:.1e}", flush=True)
+                        save()
+    if not args.no_charrnn:
+        try:
+            char = measure_charrnn(args.reps)
+            print("charrnn", {k: v for k, v in char.items() if not k.endswith("describe")}, flush=True)
+        except Exception as e:
+            print(f"charrnn: {type(e).__name__}: {e}", flush=True)
+    save()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
