@@ -23,7 +23,19 @@ LOWERINGS: dict[str, LoweringFn] = {}
 # Modules holding lowering functions, imported on first use (absent ones are skipped).
 LOWERING_MODULES: tuple[str, ...] = ("lower_core", "lower_rnn", "lower_cnn")
 
-ONNX_DTYPES = {"float32": 1, "float16": 10, "int32": 6, "int64": 7, "bool": 9}  # onnx.TensorProto enums
+class _OnnxDtypes(dict):
+    """dtype name ("float32", "int32", ...) -> onnx.TensorProto enum, from onnx.helper on first use."""
+
+    def __missing__(self, name: str) -> int:
+        import numpy as np
+        from onnx import helper
+
+        value = int(helper.np_dtype_to_tensor_dtype(np.dtype(name)))
+        self[name] = value
+        return value
+
+
+ONNX_DTYPES = _OnnxDtypes()
 
 
 def lowering(layer_type: str) -> Callable[[LoweringFn], LoweringFn]:

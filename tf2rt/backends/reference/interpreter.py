@@ -9,9 +9,21 @@ import numpy as np
 from ...errors import Tf2rtError, UnsupportedError
 from .registry import load_ops
 
-# ONNX TensorProto dtype enum -> numpy dtype, for Cast and friends.
-NP_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 5: np.int16, 6: np.int32, 7: np.int64, 9: np.bool_,
-             10: np.float16, 11: np.float64, 12: np.uint32, 13: np.uint64}
+class _NpDtypes(dict):
+    """ONNX TensorProto dtype enum -> numpy dtype (for Cast and friends), from onnx.helper on first use."""
+
+    def __missing__(self, enum: int) -> np.dtype:
+        from onnx import helper
+
+        try:
+            value = np.dtype(helper.tensor_dtype_to_np_dtype(int(enum)))
+        except (KeyError, TypeError, ValueError):
+            raise UnsupportedError(f"reference backend: ONNX element type {enum} has no numpy dtype") from None
+        self[enum] = value
+        return value
+
+
+NP_DTYPES = _NpDtypes()
 
 
 def node_attributes(node: Any) -> dict[str, Any]:
