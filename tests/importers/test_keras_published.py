@@ -394,3 +394,25 @@ def test_gru_reset_after_and_simple_rnn_go_backwards(tmp_path):
     names = ["rnn_back_seq", "rnn_back_state", "rnn_back_state/state_1", "rnn_back_last", "lstm_back_last"]
     errs = {n: max_err(got[n], r) for n, r in zip(names, refs)}
     assert max(errs.values()) <= TOL, errs
+
+
+# --- Masking layer (Keras 2 implicit masks, Keras 3 explicit mask tensors) ---------------------
+@pytest.mark.parametrize("gen", ["keras2", "keras3"])
+def test_masking_layer_right_padded(gen, tmp_path):
+    K = oracles.tf_keras() if gen == "keras2" else oracles.keras()
+    L = K.layers
+    inp = K.Input((8, 3), name="frames")
+    x = L.Masking(mask_value=0.0, name="mask")(inp)
+    x = L.LSTM(5, return_sequences=True, name="lstm")(x)
+    x = L.Bidirectional(L.GRU(4, return_sequences=True), merge_mode="ave", name="bigru")(x)
+    y = L.Bidirectional(L.SimpleRNN(3), name="birnn")(x)
+    model = K.Model(inp, [L.Dense(2, name="out")(y), x])
+    fill(model, 17)
+    path = tmp_path / ("m.h5" if gen == "keras2" else "m.keras")
+    model.save(path)
+    frames = np.random.default_rng(18).normal(size=(4, 8, 3)).astype(np.float32)
+    for i, k in enumerate([8, 5, 2, 6]):
+        frames[i, k:] = 0.0
+    got = engine_outputs(path, {"frames": frames}, tmp_path / "m.onnx")
+    ref = [np.asarray(t) for t in model(frames)]
+    assert max_err(got["out"], ref[0]) <= TOL and max_err(got["bigru"], ref[1]) <= TOL
