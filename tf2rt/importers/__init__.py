@@ -87,8 +87,9 @@ def build_network(
     the subgraph between them; `input_shapes` maps an input to its dims (None or -1 = dynamic).
     """
     kind = detect_source(src)
-    if (inputs or outputs or input_shapes) and kind not in ("graphdef", "saved_model"):
-        raise UnsupportedError(f"{src}: inputs/outputs/input shapes apply to frozen .pb graphs and SavedModels only")
+    if (inputs or outputs or input_shapes) and kind not in ("graphdef", "saved_model", "tf-checkpoint"):
+        raise UnsupportedError(f"{src}: inputs/outputs/input shapes apply to TensorFlow graphs (.pb, SavedModels, "
+                               "checkpoints with a .meta graph) only")
     p = Path(src)
     if p.suffix.lower() == ".onnx":
         raise UnsupportedError(f"{p} is an ONNX model/engine, not a TensorFlow model; run it with "
@@ -133,11 +134,53 @@ def build_network(
                                            reset_after=reset_after)
         else:
             card = ModelCard(str(prefix), "tf1-checkpoint")
-            net = tf1_network(source, prefix, meta=meta, forget_bias=forget_bias, activation=activation,
-                              states=states, card=card)
+            net = _tf1_network(source, prefix, meta=meta, forget_bias=forget_bias, activation=activation,
+                               graph_io=(inputs, outputs, input_shapes),
+                               states=states, card=card)
     finally:
         source.close()
     return net, card
+
+
+def _tf1_network(source: Any, prefix: Path, *, meta: Any, card: ModelCard, graph_io: tuple = (None, None, None),
+                 **options: Any) -> Any:
+    """A TF1 checkpoint: from its `.meta` graph when there is one (the graph decides what is
+    computed; variables off the inference path are ignored), else from variable names."""
+    from .meta_graph import find_meta
+    from .tf1_rnn import tf1_network
+
+    meta_path = None
+    if meta:
+        meta_path = Path(meta) if isinstance(meta, (str, Path)) and not isinstance(meta, bool) else find_meta(prefix)
+    overrides = options.get("forget_bias") is not None or options.get("activation") is not None
+    graph_error = None
+    if any(graph_io) and meta_path is None:
+        raise UnsupportedError(f"{prefix}: inputs/outputs/input shapes need the checkpoint's .meta graph")
+    if meta_path is not None and (not overrides or any(graph_io)):
+        from .tf_meta import import_meta_checkpoint
+
+        try:
+            net = import_meta_checkpoint(source, meta_path, name=prefix.name, card=card, inputs=graph_io[0],
+                                         outputs=graph_io[1], input_shapes=graph_io[2])
+            card.detected["meta_graph"] = str(meta_path)
+            return net
+        except UnsupportedError as exc:
+            if any(graph_io):
+                raise
+            graph_error = exc
+            card.ignored = 0
+            card.detected.pop("graph", None)
+    try:
+        net = tf1_network(source, prefix, meta=meta, card=card, **options)
+        if graph_error is not None:
+            card.assume(f"the .meta graph could not be converted ({graph_error}); the model was read by "
+                        "variable names instead")
+        return net
+    except (UnsupportedError, FormatError) as exc:
+        if graph_error is None:
+            raise
+        raise UnsupportedError(f"{prefix}: the .meta graph could not be converted ({graph_error}); "
+                               f"reading the checkpoint by variable names failed too ({exc})") from None
 
 
 def _feed_forward(net: Any, path: Path, fmt: str) -> tuple[Any, ModelCard]:
@@ -189,16 +232,16 @@ def convert(
 
     if precision not in ("fp32", "fp16"):
         raise UnsupportedError(f"precision {precision!r} is not supported by convert; use fp32 or fp16")
-    inputs = input_files(src) | ({Path(meta)} if isinstance(meta, (str, Path)) else set())
+    model_files = input_files(src) | ({Path(meta)} if isinstance(meta, (str, Path)) else set())
     if output is not None:  # refuse a bad output (or one of the model's own files) before converting
-        check_not_input(check_writable(output, "engine"), inputs, "engine")
+        check_not_input(check_writable(output, "engine"), model_files, "engine")
     net, card = build_network(src, meta=meta, forget_bias=forget_bias, activation=activation, states=states,
                               reset_after=reset_after, keras_version=keras_version, architecture=architecture,
                               custom_layers=custom_layers, inputs=inputs, outputs=outputs, input_shapes=input_shapes)
     engine = build_engine(net, precision=precision, optimize=optimize,
                           metadata={"source": str(src), "model": card.to_dict()})
     if output is not None:
-        engine.save(output, inputs)
+        engine.save(output, model_files)
     return engine
 
 

@@ -573,3 +573,4 @@ def _concat(cv, node, ins):
 # Convolution, pooling, normalization and dense handlers register themselves on import.
 from . import graphdef_nn_ops  # noqa: E402,F401
 from . import graphdef_ops_image, graphdef_ops_math, graphdef_ops_quant  # noqa: E402,F401
+from . import graphdef_ops_seq  # noqa: E402,F401  (after the folds it extends)

@@ -1,0 +1,79 @@
+"""Handlers for the ops around recurrences: embedding lookups (GatherV2 / ResourceGather of
+a weight by run-time ids), one-hot inputs, tensor transposes (dynamic_rnn's batch <-> time
+major), and the `_Recurrence` nodes that stand for recognised RNN loops."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from .graphdef import TV
+from .graphdef_ops import HANDLERS, const, is_const, op
+
+_fold_gather = HANDLERS.get("GatherV2")
+_fold_transpose = HANDLERS.get("Transpose")
+
+
+@op("GatherV2", "ResourceGather")
+def _gather(cv, node, ins):
+    """Gather of constants folds; a weight indexed by run-time ids is an embedding lookup."""
+    params, idx = ins[0], ins[1]
+    axis = int(const(ins[2], "gather axis")) if len(ins) > 2 else 0
+    bd = node.attr("batch_dims")
+    if bd is not None and bd.i() != 0:
+        raise UnsupportedError(f"gather with batch_dims={bd.i()}")
+    if is_const(params) and is_const(idx) and _fold_gather is not None and node.op == "GatherV2":
+        return _fold_gather(cv, node, ins)
+    if isinstance(params, tuple) and params and params[0] == "resource":  # ResourceGather(handle, ids)
+        params = np.asarray(cv.resolve_variable(params[1]))
+    if is_const(params):
+        arr = params.astype(np.float32) if params.dtype == np.float64 else params
+        data = cv.net.add_constant(arr.shape, arr, name=f"{node.name}/params").output
+    else:
+        data = cv.plain(params)
+    if is_const(idx):
+        ind = cv.net.add_constant(np.shape(idx), np.asarray(idx, np.int32), name=f"{node.name}/indices").output
+    else:
+        ind = cv.plain(idx)
+        if ind.dtype not in ("int32", "int64"):
+            raise UnsupportedError(f"gather indices of dtype {ind.dtype}")
+    return [TV(cv.net.add_gather(data, ind, axis=axis, name=node.name).output)]
+
+
+@op("Transpose")
+def _transpose(cv, node, ins):
+    """Transpose of a tensor (constants fold)."""
+    x, perm = ins
+    if is_const(x) and _fold_transpose is not None:
+        return _fold_transpose(cv, node, ins)
+    p = [int(v) for v in np.atleast_1d(const(perm, "Transpose permutation"))]
+    t = cv.plain(x)
+    if sorted(p) != list(range(t.rank)):
+        raise UnsupportedError(f"Transpose permutation {p} does not fit a rank-{t.rank} tensor")
+    if p == list(range(t.rank)):
+        return [TV(t)]
+    return [TV(cv.net.add_shuffle(t, first_transpose=tuple(p), name=node.name).output)]
+
+
+@op("OneHot")
+def _one_hot(cv, node, ins):
+    """tf.one_hot(ids, depth, on, off) on the last axis: a row lookup in a constant matrix."""
+    ids, depth, on, off = ins
+    axis = node.attr("axis").i() if node.attr("axis") is not None else -1
+    if axis != -1:
+        raise UnsupportedError(f"one_hot on axis {axis} (only the last axis)")
+    n = int(const(depth, "one_hot depth"))
+    on_v, off_v = float(const(on, "one_hot on value")), float(const(off, "one_hot off value"))
+    if n <= 0 or n > 1 << 20:
+        raise UnsupportedError(f"one_hot depth {n}")
+    table = np.full((n + 1, n), off_v, np.float32)
+    table[np.arange(n), np.arange(n)] = on_v  # row n: ids out of range give all "off", as TF
+    if is_const(ids):
+        i = np.asarray(ids).astype(np.int64)
+        return [table[np.where((i >= 0) & (i < n), i, n)]]
+    t = cv.plain(ids)
+    data = cv.net.add_constant(table[:n].shape, table[:n], name=f"{node.name}/table").output
+    return [TV(cv.net.add_gather(data, t, axis=0, name=node.name).output)]
+
+
+from . import tf_recurrence  # noqa: E402,F401  (registers _Recurrence)

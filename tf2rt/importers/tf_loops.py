@@ -1,0 +1,331 @@
+"""Recurrences in a TensorFlow graph: while loops (TF1 Enter/Merge/Switch/NextIteration/Exit
+frames and TF2 `While`/`StatelessWhile` functions) that run RNN cells over time.
+
+A loop that reads its input step by step from a TensorArray/TensorList, feeds it through
+one or more cells and writes the last cell's output to another array (what `dynamic_rnn`
+builds) is replaced by one `_Recurrence` node: inputs = the time-major input sequence, the
+sequence lengths (if the loop uses them), the initial states and the cells' parameters;
+outputs = the stacked outputs ([T, B, H], what the array gather gives) and the final value
+of every state. The op table lowers that node to native RNN layers (see tf_recurrence.py).
+
+Cells are recognised from the ops of the loop body (tf_cells.py), never from names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from .graphdef import Graph, Node, split_ref
+
+#: Ops that pass their first input through unchanged (for tracing values to their source).
+PASS_OPS = {"Identity", "Snapshot", "StopGradient", "PreventGradient", "CheckNumerics", "Enter", "RefEnter",
+            "RefIdentity", "EnsureShape"}
+RECURRENCE_OP = "_Recurrence"
+LOOP_ARG_OP = "_LoopArg"
+
+
+def ref(name: str, index: int = 0) -> str:
+    return f"{name}:{index}"
+
+
+def canon(r: str) -> str:
+    name, idx = split_ref(r)
+    return ref(name, idx)
+
+
+@dataclass
+class LoopVar:
+    init: str            # outer value before the loop
+    inner: str           # what the body reads
+    next: str            # what the body computes for the next iteration
+    final: str | None    # outer ref of the value after the loop (None: unused)
+
+
+@dataclass
+class Loop:
+    name: str
+    vars: list[LoopVar]
+    nodes: set[str] = field(default_factory=set)  # nodes of the loop (for reporting)
+
+
+class Dataflow:
+    """Sources and users of tensors in a flat graph, seeing through identity-like ops."""
+
+    def __init__(self, graph: Graph, invariant_args: dict[str, str] | None = None):
+        self.g = graph
+        self.invariant_args = invariant_args or {}
+        self.users_of: dict[str, list[tuple[Node, int]]] = {}
+        for n in graph.nodes.values():
+            for i, r in enumerate(n.inputs):
+                self.users_of.setdefault(canon(r), []).append((n, i))
+
+    def node(self, r: str) -> Node | None:
+        return self.g.nodes.get(split_ref(r)[0])
+
+    def source(self, r: str) -> str:
+        """`r` with identity-like ops (Identity, Enter, loop-invariant arguments) skipped."""
+        r = canon(r)
+        for _ in range(256):
+            name, idx = split_ref(r)
+            n = self.g.nodes.get(name)
+            if n is None:
+                return r
+            if n.op in PASS_OPS and idx == 0 and n.inputs:
+                r = canon(n.inputs[0])
+            elif n.op == "IdentityN" and idx < len(n.inputs):
+                r = canon(n.inputs[idx])
+            elif n.op == LOOP_ARG_OP and name in self.invariant_args:
+                r = canon(self.invariant_args[name])
+            else:
+                return r
+        return r
+
+    def src_node(self, r: str) -> Node | None:
+        return self.node(self.source(r))
+
+    def users(self, r: str) -> list[tuple[Node, int]]:
+        """Consumers of `r`, looking through identity-like consumers."""
+        out: list[tuple[Node, int]] = []
+        todo, seen = [canon(r)], set()
+        while todo:
+            cur = todo.pop()
+            if cur in seen:
+                continue
+            seen.add(cur)
+            for n, i in self.users_of.get(cur, []):
+                if n.op in ("Identity", "Snapshot", "StopGradient") and i == 0:
+                    todo.append(ref(n.name))
+                else:
+                    out.append((n, i))
+        return out
+
+    def const(self, r: str) -> np.ndarray | None:
+        """The value of `r` if it is a Const (after identity-like ops)."""
+        n = self.src_node(r)
+        if n is None or n.op != "Const" or n.attr("value") is None:
+            return None
+        try:
+            return n.attr("value").tensor(n.name)  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - a value we cannot decode is simply not a known constant
+            return None
+
+    def is_zero(self, r: str) -> bool:
+        """True when `r` is all zeros by construction (zeros / Fill(0) / ZerosLike)."""
+        n = self.src_node(r)
+        if n is None:
+            return False
+        if n.op == "ZerosLike":
+            return True
+        if n.op == "Fill" and len(n.inputs) == 2:
+            v = self.const(n.inputs[1])
+            return v is not None and v.size == 1 and float(v.reshape(-1)[0]) == 0.0
+        v = self.const(r)
+        return v is not None and v.dtype != object and not np.any(v)
+
+
+def _scope(loop_name: str) -> str:
+    """'rnn/while' -> 'rnn': layers are named after the scope the loop runs in."""
+    return loop_name[: -len("/while")] if loop_name.endswith("/while") else loop_name
+
+
+# --- finding loops -----------------------------------------------------------------------
+def tf1_loops(graph: Graph, flow: Dataflow) -> list[Loop]:
+    """TF1 control-flow frames, one Loop per LoopCond."""
+    loops = []
+    for cond in [n for n in graph.nodes.values() if n.op == "LoopCond"]:
+        switches = [n for n in graph.nodes.values() if n.op in ("Switch", "RefSwitch") and len(n.inputs) == 2
+                    and split_ref(n.inputs[1])[0] == cond.name]
+        vars_: list[LoopVar] = []
+        for sw in switches:
+            merge = flow.node(sw.inputs[0])
+            if merge is None or merge.op not in ("Merge", "RefMerge") or len(merge.inputs) != 2:
+                raise UnsupportedError(f"while loop {cond.name!r}: Switch {sw.name!r} is not fed by a Merge")
+            enter, nxt = (flow.node(r) for r in merge.inputs)
+            if enter is None or nxt is None or nxt.op not in ("NextIteration", "RefNextIteration"):
+                raise UnsupportedError(f"while loop {cond.name!r}: Merge {merge.name!r} is not Enter + NextIteration")
+            inner = ref(sw.name, 1)
+            for u, _ in flow.users_of.get(inner, []):
+                if u.op == "Identity":
+                    inner = ref(u.name)
+            final = None
+            for u, _ in flow.users_of.get(ref(sw.name, 0), []):
+                if u.op in ("Exit", "RefExit"):
+                    final = ref(u.name)
+            vars_.append(LoopVar(canon(enter.inputs[0]), inner, canon(nxt.inputs[0]), final))
+        loops.append(Loop(_scope(cond.name.rsplit("/", 1)[0]), vars_))
+    return loops
+
+
+def tf2_loops(graph: Graph) -> tuple[list[Loop], dict[str, str]]:
+    """TF2 While/StatelessWhile nodes, their bodies inlined into `graph` once each."""
+    loops, invariant_args = [], {}
+    for w in [n for n in list(graph.nodes.values()) if n.op in ("While", "StatelessWhile")]:
+        body_attr = w.attr("body")
+        if body_attr is None:
+            continue
+        fname = body_attr.func()
+        fn = graph.functions.get(fname)
+        if fn is None:
+            raise UnsupportedError(f"while loop {w.name!r}: its body function {fname!r} is not in the library")
+        if len(fn.inputs) != len(w.inputs) or len(fn.outputs) != len(w.inputs):
+            raise UnsupportedError(f"while loop {w.name!r}: body {fname!r} does not take and return its loop variables")
+        args = []
+        for i in range(len(w.inputs)):
+            arg = f"{w.name}/body_arg_{i}"
+            graph.nodes[arg] = Node(arg, LOOP_ARG_OP, [])
+            args.append(ref(arg))
+        outs = graph.inline_function(fname, f"{w.name}/body", args)
+        vars_ = []
+        for i, (init, out) in enumerate(zip(w.inputs, outs)):
+            v = LoopVar(canon(init), args[i], canon(out), ref(w.name, i))
+            vars_.append(v)
+        loops.append(Loop(_scope(w.name), vars_))
+    flow = Dataflow(graph)
+    for loop in loops:  # a body result that is its own argument is a loop invariant
+        for v in loop.vars:
+            if flow.source(v.next) == v.inner:
+                invariant_args[split_ref(v.inner)[0]] = v.init
+    return loops, invariant_args
+
+
+# --- dynamic_rnn structure ---------------------------------------------------------------
+@dataclass
+class Recurrence:
+    """A loop recognised as an RNN over time (see module docstring)."""
+
+    name: str
+    x: str                      # outer time-major input [T, B, E]
+    gather: str                 # node whose output is the stacked outputs [T, B, H]
+    seq_len: str | None
+    state_vars: list[LoopVar]   # in the order the cells use them
+    layers: list[Any]           # tf_cells.CellMatch per layer
+    params: list[str] = field(default_factory=list)  # refs of cell parameters, in recipe order
+
+
+def _time_var(loop: Loop, flow: Dataflow, index_ref: str) -> LoopVar | None:
+    src = flow.source(index_ref)
+    for v in loop.vars:
+        if flow.source(v.inner) == src:
+            return v
+    return None
+
+
+def recognise(loop: Loop, flow: Dataflow) -> Recurrence | None:
+    """The Recurrence this loop runs, None if it is not an RNN over time (reads no input array)."""
+    from .tf_cells import match_cells
+
+    out_var = write = None
+    for v in loop.vars:
+        n = flow.src_node(v.next)
+        if n is not None and n.op in ("TensorArrayWriteV3", "TensorListSetItem"):
+            out_var, write = v, n
+    if write is None:
+        return None
+    value_ref = write.inputs[2]
+    time = _time_var(loop, flow, write.inputs[1])
+    if time is None:
+        raise UnsupportedError(f"loop {loop.name!r}: the output array is not written at the loop's time index")
+    read = x = None
+    for n in flow.g.nodes.values():
+        if n.op == "TensorArrayReadV3" and len(n.inputs) == 3 and flow.source(n.inputs[1]) == flow.source(time.inner):
+            sc = flow.src_node(n.inputs[2])
+            if sc is not None and sc.op == "TensorArrayScatterV3":
+                read, x = n, canon(sc.inputs[2])
+        elif n.op == "TensorListGetItem" and len(n.inputs) >= 2 and \
+                flow.source(n.inputs[1]) == flow.source(time.inner):
+            fl = flow.src_node(n.inputs[0])
+            if fl is not None and fl.op == "TensorListFromTensor":
+                read, x = n, canon(fl.inputs[0])
+    if read is None:
+        return None
+    gather = None
+    if out_var.final is not None:
+        for u, i in flow.users(out_var.final):
+            if u.op == "TensorArrayGatherV3" and i == 2 or u.op == "TensorListStack" and i == 0:
+                gather = u.name
+    if gather is None:
+        raise UnsupportedError(f"loop {loop.name!r}: its output array is not stacked after the loop "
+                               "(only whole-sequence outputs are supported)")
+    seq_len = None
+
+    def unwrap(r: str) -> str:
+        nonlocal seq_len
+        n = flow.src_node(r)
+        if n is not None and n.op in ("Select", "SelectV2") and len(n.inputs) == 3:
+            c = flow.src_node(n.inputs[0])
+            if c is not None and c.op == "GreaterEqual" and flow.source(c.inputs[0]) == flow.source(time.inner):
+                seq_len = flow.source(c.inputs[1])
+                return flow.source(n.inputs[2])
+        return flow.source(r)
+
+    counters = {id(time), id(out_var)}
+    candidates = [v for v in loop.vars if id(v) not in counters and flow.source(v.next) != flow.source(v.inner)]
+    states = [v for v in candidates if not _is_counter(v, flow) and not _is_accumulator(v, flow)]
+    layers, used = match_cells(flow, ref(read.name), states, unwrap, unwrap(value_ref), loop.name)
+    return Recurrence(loop.name, x, gather, seq_len, used, layers)
+
+
+def _is_accumulator(v: LoopVar, flow: Dataflow) -> bool:
+    """A list the loop pushes intermediate values onto for the gradient (training graphs)."""
+    n = flow.src_node(v.next)
+    return n is not None and n.op in ("TensorListPushBack", "TensorListPushBackBatch", "StackPushV2")
+
+
+def _is_counter(v: LoopVar, flow: Dataflow) -> bool:
+    n = flow.src_node(v.next)
+    return n is not None and n.op in ("Add", "AddV2") and any(flow.source(i) == flow.source(v.inner) for i in n.inputs)
+
+
+def rewrite_recurrences(graph: Graph) -> list[Recurrence]:
+    """Replace every recognised RNN loop in `graph` by a `_Recurrence` node (in place)."""
+    loops, invariant_args = tf2_loops(graph)
+    flow = Dataflow(graph, invariant_args)
+    loops += tf1_loops(graph, flow)
+    found = []
+    graph.loop_errors = {}  # type: ignore[attr-defined]
+    for loop in loops:
+        try:
+            rec = recognise(loop, flow)
+        except UnsupportedError as exc:  # only an error if the loop is on the converted path
+            graph.loop_errors[loop.name] = str(exc)  # type: ignore[attr-defined]
+            continue
+        if rec is None:
+            continue
+        _replace(graph, flow, rec)
+        found.append(rec)
+    return found
+
+
+def _replace(graph: Graph, flow: Dataflow, rec: Recurrence) -> None:
+    from .tf_cells import params_of
+
+    inputs = [rec.x]
+    if rec.seq_len is not None:
+        inputs.append(rec.seq_len)
+    zero = []
+    for v in rec.state_vars:
+        if flow.is_zero(v.init):
+            zero.append(True)
+        else:
+            zero.append(False)
+            inputs.append(flow.source(v.init))
+    rec.params = [flow.source(p) for layer in rec.layers for p in params_of(layer)]
+    inputs += rec.params
+    node = Node(f"{rec.name}/recurrence", RECURRENCE_OP, inputs)
+    node.recurrence = rec  # type: ignore[attr-defined]
+    node.zero_init = zero  # type: ignore[attr-defined]
+    graph.nodes[node.name] = node
+    graph.nodes[rec.gather] = Node(rec.gather, "Identity", [ref(node.name, 0)])
+    for k, v in enumerate(rec.state_vars):
+        if v.final is None:
+            continue
+        fname, fidx = split_ref(v.final)
+        if graph.nodes[fname].op in ("Exit", "RefExit"):
+            graph.nodes[fname] = Node(fname, "Identity", [ref(node.name, 1 + k)])
+        else:  # a TF2 While output: route every reader of While:k to the recurrence
+            for n in graph.nodes.values():
+                n.inputs = [ref(node.name, 1 + k) if canon(r) == canon(v.final) else r for r in n.inputs]
