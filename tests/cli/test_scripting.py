@@ -304,3 +304,20 @@ def test_quiet_hides_info_lines(tmp_path, capsys):
     assert code == 2 and "error" in err  # errors are never hidden
     main(["-v", "inspect", str(src)])  # -v is accepted and changes nothing on stdout
     assert "a" in capsys.readouterr().out
+
+
+# -- damaged files say so ----------------------------------------------------------------------------
+@pytest.mark.parametrize("keep", [0, 20, 200])
+def test_truncated_checkpoint_index_is_reported_as_damaged(tmp_path, capsys, keep):
+    import shutil
+
+    from tf2rt.cli.demo import EXAMPLE
+
+    for f in (EXAMPLE / "model").iterdir():
+        shutil.copy2(f, tmp_path / f.name)
+    index = tmp_path / "charrnn.index"
+    index.write_bytes(index.read_bytes()[:keep])
+    for target in (tmp_path / "charrnn", index, tmp_path):
+        code, _, err = _run(capsys, "inspect", target)
+        assert code == 2 and "no such file" not in err and "truncated" in err, err
+        assert str(index) in err

@@ -95,7 +95,8 @@ def format_for_suffix(path: str | Path) -> str | None:
 def detect_format(path: str | Path) -> str:
     """The name of the format `path` holds, judged by its contents."""
     p = Path(path)
-    if p.is_dir() or _is_checkpoint(p):
+    if p.is_dir() or _is_checkpoint(p) or _has_index(p):
+        # (a damaged .index still names a checkpoint: its reader says what is wrong with it)
         return "tf-checkpoint"
     if not p.exists():
         raise FormatError(f"{p}: no such file or directory (nor a checkpoint prefix: no {p}.index)")
@@ -129,6 +130,14 @@ def detect_format(path: str | Path) -> str:
 def _hdf5_at(f, offset: int) -> bool:
     f.seek(offset)
     return f.read(8) == _HDF5
+
+
+def _has_index(p: Path) -> bool:
+    """True for a checkpoint's .index file or a prefix next to one, whatever the file holds."""
+    try:
+        return (p.suffix == ".index" and p.is_file()) or Path(str(p) + ".index").is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _is_checkpoint(p: Path) -> bool:
