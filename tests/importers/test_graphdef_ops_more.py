@@ -15,7 +15,8 @@ def _maths(tf, p):
     x, y = p["x"], p["y"]
     pos = tf.nn.relu(x) + 0.5
     return [tf.sqrt(pos), tf.math.rsqrt(pos), tf.exp(x), tf.math.log(pos), -x, tf.abs(x), tf.math.reciprocal(pos),
-            tf.pow(pos, y), tf.minimum(x, y), tf.maximum(x, y), tf.math.erf(x), tf.raw_ops.ClipByValue(t=x, clip_value_min=-0.3, clip_value_max=0.4),
+            tf.pow(pos, y), tf.minimum(x, y), tf.maximum(x, y), tf.math.erf(x),
+            tf.raw_ops.ClipByValue(t=x, clip_value_min=-0.3, clip_value_max=0.4),
             tf.square(x), tf.reduce_sum(x, axis=[1], keepdims=True), tf.reduce_sum(x * y, axis=-1),
             tf.reduce_max(x, axis=1), tf.reduce_mean(x, axis=[0, 2]), tf.math.reduce_prod(pos, axis=2),
             tf.math.divide_no_nan(x, tf.nn.relu(y)), tf.math.divide_no_nan(x, tf.constant([0.0, 2.0, 0.0, 4.0, 5.0]))]
@@ -145,7 +146,8 @@ def test_graphs_use_the_ops(cases):
             "ClipByValue", "Square", "Sum", "Max", "Mean", "Prod", "DivNoNan", "ResizeBilinear",
             "ResizeNearestNeighbor", "SpaceToBatchND", "LRN", "DepthToSpace", "SpaceToDepth", "Conv2DBackpropInput",
             "StridedSlice", "Gather", "Split", "SplitV", "Concat", "Pack", "Unpack", "Einsum", "Cumsum",
-            "FusedBatchNormV3", "RFFT", "ComplexAbs", "Select", "SelectV2", "Greater", "Less", "GreaterEqual", "LessEqual",
+            "FusedBatchNormV3", "RFFT", "ComplexAbs", "Select", "SelectV2", "Greater", "Less",
+            "GreaterEqual", "LessEqual",
             "NotEqual", "LogicalAnd", "LogicalOr", "LogicalNot"}
     assert want <= ops, want - ops
 

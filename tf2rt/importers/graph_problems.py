@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any, Optional
 
 from ..errors import FormatError, UnsupportedError
-from .graphdef import Node, parse_shape  # noqa: F401  (parse_shape: shapes of placeholders)
+from .graphdef import Node
 
 
 def parse_shape_arg(text: str) -> tuple[str, list[Optional[int]]]:

@@ -417,8 +417,6 @@ def _batchnorm(cv, node, ins):
     if not training and all(is_const(v) for v in ins[1:5]) and prev is not None:
         return prev(cv, node, ins)
     eps = node.attr("epsilon").f() if node.attr("epsilon") else 1e-4
-    if node.attr("exponential_avg_factor") is not None and training and node.attr("exponential_avg_factor").f() != 1:
-        pass  # only the running-statistics outputs depend on it; y does not
     x = _image_input(cv, node, ins[0])
     if x.rank != 4:
         raise UnsupportedError(f"FusedBatchNorm of a rank-{x.rank} tensor")
