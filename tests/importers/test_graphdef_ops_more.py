@@ -99,6 +99,15 @@ def _select(tf, p):
                      y, tf.cast(tf.less(y, 1.5), tf.float32))]
 
 
+def _misc(tf, p):
+    x, img = p["x"], p["img"]  # [3, 4, 5], [2, 5, 6, 4]
+    w = tf.constant(rand(3, 5, 2))
+    return [tf.slice(x, [1, 0, 2], [2, -1, 3]), tf.argmax(x, axis=2), tf.argmin(x, axis=1, output_type=tf.int32),
+            tf.matmul(x, tf.transpose(x, [0, 2, 1])), tf.matmul(x, w), tf.linalg.matmul(x, x, adjoint_a=True),
+            tf.round(x * 3.0), tf.pad(img, [[0, 0], [2, 1], [1, 3], [0, 0]], mode="REFLECT"),
+            tf.pad(img, [[0, 0], [1, 2], [0, 1], [0, 0]], mode="SYMMETRIC") * 2.0]
+
+
 _NUM = rand(4, 3)
 _NUM[0, 0], _NUM[1, 1], _NUM[2, 2] = np.inf, np.nan, -np.inf  # where the divisor is 0: 0 all the same
 _DEN = rand(4, 3, lo=0, hi=2)
@@ -106,6 +115,7 @@ _DEN[0, 0] = _DEN[1, 1] = _DEN[2, 2] = _DEN[3, 0] = 0.0
 
 CASES = {
     "select_div_no_nan": (_select, {"num": _NUM, "den": _DEN}, None),
+    "misc": (_misc, {"x": rand(3, 4, 5), "img": rand(2, 5, 6, 4)}, None),
     "maths": (_maths, {"x": rand(2, 3, 5), "y": rand(2, 3, 5)}, None),
     "atrous_lrn_d2s": (_atrous_lrn_d2s, {"img": rand(2, 9, 11, 4)}, {"img": [None, 9, 11, 4]}),
     "strided": (_strided, {"x4": rand(2, 3, 4, 5)}, None),
@@ -148,7 +158,8 @@ def test_graphs_use_the_ops(cases):
             "StridedSlice", "Gather", "Split", "SplitV", "Concat", "Pack", "Unpack", "Einsum", "Cumsum",
             "FusedBatchNormV3", "RFFT", "ComplexAbs", "Select", "SelectV2", "Greater", "Less",
             "GreaterEqual", "LessEqual",
-            "NotEqual", "LogicalAnd", "LogicalOr", "LogicalNot"}
+            "NotEqual", "LogicalAnd", "LogicalOr", "LogicalNot", "Slice", "ArgMax", "ArgMin", "BatchMatMulV2",
+            "Round", "MirrorPad"}
     assert want <= ops, want - ops
 
 

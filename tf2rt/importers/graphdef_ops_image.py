@@ -207,3 +207,37 @@ def _conv_transpose(cv, node, ins):
     layer = net.add_convolution_nd(t, cout, (kh, kw), kernel, None, stride=(1, 1), pre_padding=pre,
                                    post_padding=post, name=n)
     return [_wrap(cv, node, layer.output, fusable=True)]
+
+
+# --- MirrorPad ---------------------------------------------------------------------------------
+def mirror_index(n: int, before: int, after: int, mode: str) -> np.ndarray:
+    """Source index of each position of an axis of length n padded by mirroring (REFLECT/SYMMETRIC)."""
+    edge = 0 if mode == "SYMMETRIC" else 1
+    limit = n if mode == "SYMMETRIC" else n - 1
+    if before > limit or after > limit:
+        raise UnsupportedError(f"MirrorPad of {before}/{after} on a dimension of {n} in mode {mode}")
+    left = np.arange(before - 1 + edge, edge - 1, -1)[:before] if before else np.zeros(0, int)
+    right = np.arange(n - 1 - edge, n - 1 - edge - after, -1) if after else np.zeros(0, int)
+    return np.concatenate([left, np.arange(n), right]).astype(np.int32)
+
+
+@op("MirrorPad")
+def _mirror_pad(cv, node, ins):
+    """Gather with mirrored indices on each padded axis (REFLECT and SYMMETRIC)."""
+    v = ins[0]
+    mode = attr_s(node, "mode", "REFLECT")
+    if mode not in ("REFLECT", "SYMMETRIC"):
+        raise UnsupportedError(f"attribute mode = {mode!r}")
+    pads = const(ins[1], "paddings").astype(np.int64)
+    if not isinstance(v, TV):
+        return [np.pad(const(v, "MirrorPad input"), pads, mode="reflect" if mode == "REFLECT" else "symmetric")]
+    t, nchw = v.t, v.nchw
+    for ax, (d, (b, a)) in enumerate(zip(v.shape, pads.tolist())):
+        if not b and not a:
+            continue
+        if d is None:
+            raise UnsupportedError("MirrorPad of a dynamic dimension")
+        idx = mirror_index(d, b, a, mode)
+        ind = cv.net.add_constant(idx.shape, idx, name=f"{node.name}/index{ax}").output
+        t = cv.net.add_gather(t, ind, axis=(0, 3, 1, 2).index(ax) if nchw else ax, name=f"{node.name}/axis{ax}").output
+    return [TV(t, nchw)]

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import UnsupportedError
-from .graphdef import TV, GraphConverter, Node, phys_axis
+from .graphdef import TV, GraphConverter, Node, dtype_of, phys_axis
 from .graphdef_ops import (HANDLERS, Handler, _reduce, _reshape_dims, attr_i, attr_s, binary, const,
                            is_const, op)
 
@@ -63,10 +63,10 @@ def reshape(cv: GraphConverter, t: Any, shape: list, name: str) -> Any:
 
 # --- element-wise maths on tensors --------------------------------------------------
 _UNARY_FOLD = {"Abs": np.abs, "Erf": np.vectorize(math.erf, otypes=[np.float64]),
-               "Floor": np.floor, "Ceil": np.ceil, "Sign": np.sign}
+               "Floor": np.floor, "Ceil": np.ceil, "Sign": np.sign, "Round": np.round}
 _UNARY_NET = {"Sqrt": ["sqrt"], "Rsqrt": ["sqrt", "recip"], "Reciprocal": ["recip"], "Inv": ["recip"],
               "Exp": ["exp"], "Log": ["log"], "Neg": ["neg"], "Abs": ["abs"], "Erf": ["erf"], "Floor": ["floor"],
-              "Ceil": ["ceil"], "Sign": ["sign"]}
+              "Ceil": ["ceil"], "Sign": ["sign"], "Round": ["round"]}
 
 
 @extend(*_UNARY_NET)
@@ -288,6 +288,63 @@ def _unpack(cv, node, ins):
         g = cv.net.add_gather(t, ind, axis=axis, name=f"{node.name}/gather{i}").output
         outs.append(TV(reshape(cv, g, rest, f"{node.name}/{i}" if i else node.name)))
     return outs
+
+
+@op("Slice")
+def _slice(cv, node, ins):
+    """Gather of each sliced axis (size -1 = to the end)."""
+    v, begin, size = ins
+    begin = [int(b) for b in np.atleast_1d(const(begin, "Slice begin"))]
+    size = [int(s) for s in np.atleast_1d(const(size, "Slice size"))]
+    if is_const(v):
+        return [v[tuple(slice(b, None if s < 0 else b + s) for b, s in zip(begin, size))]]
+    v = need_tv(v, "Slice input")
+    if len(begin) != len(v.shape) or len(size) != len(v.shape):
+        raise UnsupportedError(f"Slice begin {begin} / size {size} for a rank-{len(v.shape)} tensor")
+    out = v
+    for ax, (b, n, d) in enumerate(zip(begin, size, v.shape)):
+        if b == 0 and (n < 0 or n == d):
+            continue
+        if d is None and n < 0:
+            raise UnsupportedError("Slice to the end of a dynamic dimension")
+        stop = d if n < 0 else b + n
+        if b < 0 or (d is not None and stop > d):
+            raise UnsupportedError(f"Slice begin {b} size {n} outside dimension {d}")
+        out = _take(cv, out, ax, np.arange(b, stop), f"{node.name}/axis{ax}")
+    if out is v:
+        return [TV(cv.net.add_identity(v.t, name=node.name).output, v.nchw)]
+    return [out]
+
+
+@op("ArgMax", "ArgMin")
+def _argmax(cv, node, ins):
+    """TopK(k=1) indices along the axis, the axis removed, cast to output_type."""
+    v, axis = ins
+    axis = int(const(axis, "ArgMax axis"))
+    a = node.attr("output_type")
+    dt = np.dtype(dtype_of(a.type() if a is not None else 9, "ArgMax output_type"))
+    if is_const(v):
+        return [(np.argmax if node.op == "ArgMax" else np.argmin)(v, axis=axis).astype(dt)]
+    t = cv.plain(need_tv(v, f"{node.op} input"))
+    axis %= t.rank
+    k = cv.net.add_topk(t, "max" if node.op == "ArgMax" else "min", 1, axis=axis, name=f"{node.name}/topk")
+    idx = reshape(cv, k.outputs[1], [d for i, d in enumerate(t.shape) if i != axis], f"{node.name}/squeeze")
+    if idx.dtype != dt.name:
+        idx = cv.net.add_cast(idx, dt.name, name=node.name).output
+    return [TV(idx)]
+
+
+@op("BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
+def _batch_matmul(cv, node, ins):
+    """MatMul of the last two dims (adj_x / adj_y transpose them; batch dims broadcast)."""
+    a, b = ins
+    adj = [bool(node.attr(k) is not None and node.attr(k).b()) for k in ("adj_x", "adj_y")]
+    if is_const(a) and is_const(b):
+        a2, b2 = (np.swapaxes(x, -1, -2) if f else x for x, f in zip((a, b), adj))
+        return [np.matmul(a2, b2)]
+    at, bt = (tensor_of(cv, v, f"{node.name}/operand{i}") for i, v in enumerate(ins))
+    ops = ["transpose" if f else "none" for f in adj]
+    return [TV(cv.net.add_matrix_multiply(at, ops[0], bt, ops[1], name=node.name).output)]
 
 
 # --- Cumsum, Einsum -------------------------------------------------------------------
