@@ -18,95 +18,27 @@ from tf2rt.engine import build_engine
 from tf2rt.errors import ShapeError, UnsupportedError
 from tf2rt.network import Network
 from tf2rt.network.layers_rnn import CellOptions
+from helpers.rnn_networks import GATES, TORCH_ORDER, build_rnn, rnn_feeds, torch_rnn  # noqa: F401
+from helpers.rnn_networks import rand as _rand
 
-BACKENDS = ["onnxruntime", "reference"]
-GATES = {"lstm": ("input", "forget", "cell", "output"), "gru": ("update", "reset", "hidden"),
-         "relu": ("input",), "tanh": ("input",)}
-# torch's block order per op (gate names as tf2rt's): LSTM i,f,g,o; GRU r,z,n.
-TORCH_ORDER = {"lstm": ("input", "forget", "cell", "output"), "gru": ("reset", "update", "hidden"),
-               "relu": ("input",), "tanh": ("input",)}
+# The cuda backend joins every backend test; it is skipped where no GPU (or no PyTorch/CuPy) is found.
+BACKENDS = ["onnxruntime", "reference", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
-def _rand(rng, *shape, scale=0.5):
-    return (rng.standard_normal(shape) * scale).astype(np.float32)
+def _cuda_available() -> bool:
+    try:
+        from tf2rt.backends import get_backend
+
+        return bool(get_backend("cuda").available())
+    except Exception:  # noqa: BLE001 - a probe: a backend that cannot be imported is unavailable
+        return False
 
 
-def build_rnn(op, layers, bidir, H, E, N, S, seed, *, seq=False, states=False, options=None, precision="fp32",
-              input_mode="linear"):
-    """An RNN network with distinct random weights; returns (engine, weights dict by (pseudo, gate))."""
-    rng = np.random.default_rng(seed)
-    net = Network(f"{op}{layers}")
-    x = net.add_input("x", "float32", (N, S, E))
-    rnn = net.add_rnn_v2(x, layers, H, S, op, "bidirection" if bidir else "unidirection", input_mode, name="rnn")
-    K = 2 if bidir else 1
-    w = {}
-    for i in range(layers * K):
-        for g in GATES[op]:
-            W = np.eye(H, dtype=np.float32) if (i < K and input_mode == "skip") else _rand(rng, *rnn.w_shape(i))
-            R, Wb, Rb = _rand(rng, H, H), _rand(rng, H), _rand(rng, H)
-            if not (i < K and input_mode == "skip"):
-                rnn.set_weights_for_gate(i, g, True, W)
-            rnn.set_weights_for_gate(i, g, False, R)
-            rnn.set_bias_for_gate(i, g, True, Wb)
-            rnn.set_bias_for_gate(i, g, False, Rb)
-            w[i, g] = (W, R, Wb, Rb)
-        if options is not None:
-            rnn.set_options(i, options(i, rng))
-    if seq:
-        rnn.seq_lengths = net.add_input("lens", "int32", (N,))
-    if states:
-        rnn.hidden_state = net.add_input("h0", "float32", (N, layers * K, H))
-        if op == "lstm":
-            rnn.cell_state = net.add_input("c0", "float32", (N, layers * K, H))
-    for j in range(rnn.num_outputs):
-        net.mark_output(rnn.get_output(j), ("y", "h_n", "c_n")[j])
-    return build_engine(net, precision), w
-
-
-def torch_rnn(torch, op, layers, bidir, H, E, w, feeds):
-    """Run torch.nn.LSTM/GRU/RNN with the same per-gate weights (converted by hand)."""
-    K = 2 if bidir else 1
-    cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "relu": torch.nn.RNN, "tanh": torch.nn.RNN}[op]
-    kw = {"nonlinearity": op} if op in ("relu", "tanh") else {}
-    m = cls(E, H, num_layers=layers, bidirectional=bidir, batch_first=True, **kw)
-    with torch.no_grad():
-        for i in range(layers * K):
-            pos, d = divmod(i, K)
-            sfx = f"l{pos}" + ("_reverse" if d else "")
-            order = TORCH_ORDER[op]
-            for j, name in enumerate(("weight_ih", "weight_hh", "bias_ih", "bias_hh")):
-                getattr(m, f"{name}_{sfx}").copy_(torch.from_numpy(np.concatenate([w[i, g][j] for g in order])))
-    x = torch.from_numpy(feeds["x"])
-    N = x.shape[0]
-    h0 = torch.from_numpy(feeds["h0"].transpose(1, 0, 2).copy()) if "h0" in feeds else torch.zeros(layers * K, N, H)
-    c0 = torch.from_numpy(feeds["c0"].transpose(1, 0, 2).copy()) if "c0" in feeds else torch.zeros(layers * K, N, H)
-    if "lens" in feeds:
-        x = torch.nn.utils.rnn.pack_padded_sequence(x, torch.from_numpy(feeds["lens"].astype(np.int64)),
-                                                    batch_first=True, enforce_sorted=False)
-    with torch.no_grad():
-        out, st = m(x, (h0, c0) if op == "lstm" else h0)
-    if "lens" in feeds:
-        out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=feeds["x"].shape[1])
-    res = {"y": out.numpy(), "h_n": (st[0] if op == "lstm" else st).numpy().transpose(1, 0, 2)}
-    if op == "lstm":
-        res["c_n"] = st[1].numpy().transpose(1, 0, 2)
-    return res
-
-
-def rnn_feeds(op, layers, bidir, H, E, N, S, seed, seq, states):
-    rng = np.random.default_rng(seed + 1000)
-    K = 2 if bidir else 1
-    feeds = {"x": _rand(rng, N, S, E, scale=1.0)}
-    if seq:
-        feeds["lens"] = rng.integers(1, S + 1, size=N).astype(np.int32)
-        feeds["lens"][0] = S
-    if states:
-        feeds["h0"] = _rand(rng, N, layers * K, H)
-        if op == "lstm":
-            feeds["c0"] = _rand(rng, N, layers * K, H)
-    return feeds
-
-
+@pytest.fixture(autouse=True)
+def _gpu_backend_needs_a_gpu(request):
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("backend") == "cuda" and not _cuda_available():
+        pytest.skip("the cuda backend needs an NVIDIA GPU with PyTorch (CUDA) and CuPy")
 CASES = [(op, layers, bidir, seq, states)
          for op in ("lstm", "gru", "relu", "tanh")
          for layers, bidir in ((1, False), (2, True), (3, False))
@@ -472,3 +404,26 @@ def test_reference_refuses_undefined_sequence_lengths():
     for lens in ([5, 0], [6, 1]):
         with pytest.raises(Tf2rtError, match=r"sequence_lens must be in \[1, 5\]"):
             engine.run({"x": x, "lens": np.array(lens, np.int32)}, backend="reference")
+
+
+def test_runners_implement_only_the_inner_step():
+    """Runner.run is the template (feed check, then _execute); no backend overrides it."""
+    import importlib
+    import inspect
+
+    from tf2rt.backends import BACKENDS as MODULES
+    from tf2rt.backends import Runner
+
+    found = []
+    for module in MODULES.values():
+        for sub in ("", ".runner"):
+            try:
+                mod = importlib.import_module(module + sub)
+            except ImportError:
+                continue
+            for obj in vars(mod).values():
+                if inspect.isclass(obj) and issubclass(obj, Runner) and obj is not Runner:
+                    assert "run" not in vars(obj), f"{obj.__qualname__} overrides Runner.run"
+                    assert "_execute" in vars(obj) or any("_execute" in vars(b) for b in obj.__mro__[1:-2])
+                    found.append(obj.__name__)
+    assert {"OnnxRuntimeRunner", "ReferenceRunner", "CudaRunner"} <= set(found)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from test_conformance import build_rnn, rnn_feeds
+from helpers.rnn_networks import build_rnn, rnn_feeds
 
 torch = pytest.importorskip("torch")
 if not torch.cuda.is_available():  # pragma: no cover - CPU CI

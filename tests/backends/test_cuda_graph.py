@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cuda_models import RnnCase, build_model, make_inputs, make_weights, run_onnxruntime
-from test_conformance import build_rnn, rnn_feeds
+from helpers.rnn_networks import build_rnn, rnn_feeds
 
 from tf2rt.backends.cuda.plan import DeviceLimits
 from tf2rt.errors import UnsupportedError

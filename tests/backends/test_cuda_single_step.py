@@ -231,7 +231,7 @@ def test_padded_rows_keep_their_state_and_output_zero():
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_runner_runs_one_step_engines_with_the_single_step_stack(precision):
     _gpu()
-    from test_conformance import build_rnn, rnn_feeds
+    from helpers.rnn_networks import build_rnn, rnn_feeds
 
     engine, _ = build_rnn("lstm", 2, False, 128, 32, 8, 1, 5, states=True, precision=precision)
     feeds = rnn_feeds("lstm", 2, False, 128, 32, 8, 1, 5, False, True)

@@ -101,7 +101,7 @@ def test_step_rejects_wrong_shapes_and_closed_sessions():
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_engine_runner_streams_its_recurrent_stack(precision):
-    from test_conformance import build_rnn, rnn_feeds
+    from helpers.rnn_networks import build_rnn, rnn_feeds
 
     engine, _ = build_rnn("lstm", 2, False, 128, 24, 2, 9, 5, precision=precision)
     feeds = rnn_feeds("lstm", 2, False, 128, 24, 2, 9, 5, False, False)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from test_conformance import build_rnn, rnn_feeds
+from helpers.rnn_networks import build_rnn, rnn_feeds
 
 from tf2rt.backends.cuda.plan import DeviceLimits
 
@@ -66,7 +66,7 @@ def test_states_and_sequence_lengths_stay_views(op, N, S):
     feeds = rnn_feeds(op, 2, False, H, E, N, S, 4, True, True)
     ex = _executor(engine.onnx)
     got = _run(ex, feeds)
-    assert _layout_copies(engine, ex) == []
+    assert ex.copies == []  # the per-layer slices of the batch-major states: one view
     want = engine.run(feeds, backend="reference")
     for k in want:
         np.testing.assert_allclose(got[k], want[k], atol=1e-5, rtol=0, err_msg=k)
@@ -188,7 +188,7 @@ def _gpu():
 @pytest.mark.gpu
 @pytest.mark.parametrize("op", ["lstm", "gru"])
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-@pytest.mark.parametrize("N,S", [(1, 1), (8, 1), (64, 1), (1, 30), (8, 30)])
+@pytest.mark.parametrize("N,S", [(1, 1), (8, 1), (64, 1), (1, 7), (8, 7)])
 def test_engines_on_the_gpu_make_no_copy_around_the_stack(op, precision, N, S):
     """Through the API: the captured call of a typical engine launches nothing but its
     recurrent stack (fp16 engines with rnn_precision="fp16": the stack reads fp32 x and
@@ -211,7 +211,8 @@ def test_engines_on_the_gpu_make_no_copy_around_the_stack(op, precision, N, S):
         allowed = [] if (precision == "fp32" or chain.plan.engine == "step" or chain.plan.kernel.fuse_input) \
             else ["rnn/l0 input"]
         assert [c for c in ex.copies if c not in allowed] == [], (chain.plan.engine, ex.copies)
-    tol = 1e-4 if precision == "fp32" else 2e-2
+    # as test_cuda_backend.py: cuDNN's own fp32 RNN differs from the reference by up to 7.3e-4
+    tol = (1e-3 if chain.plan.engine == "cudnn" else 1e-4) if precision == "fp32" else 2e-2
     for k in want:
         err = float(np.abs(got[k] - want[k]).max())
         print(f"{op} {precision} N={N} S={S} {chain.plan.engine} {k} max abs err {err:.2e} copies {ex.copies}")

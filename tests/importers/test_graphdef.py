@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from test_keras_cnn import MODELS, assert_not_degenerate, check_engine, photos, rel_err, seeded_application
+from helpers.keras_cnn import MODELS, assert_not_degenerate, check_engine, photos, rel_err, seeded_application
 
 
 def freeze(tf, fn, spec, path) -> None:
