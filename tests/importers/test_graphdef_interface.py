@@ -143,3 +143,38 @@ def test_parse_shape_arg():
     with pytest.raises(UnsupportedError):
         parse_shape_arg("noshape")
     assert np.array_equal(np.array([1]), np.array([1]))
+
+
+@pytest.fixture(scope="module")
+def saved_model(tf, tmp_path_factory):
+    d = tmp_path_factory.mktemp("sm") / "model"
+    w = tf.Variable(rand(4, 3))
+
+    class M(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="features")])
+        def serve(self, x):
+            h = tf.nn.relu(tf.matmul(x, w), name="hidden")
+            return {"scores": tf.nn.softmax(h), "logits": h * 2.0}
+
+    m = M()
+    m.w = w
+    tf.saved_model.save(m, str(d), signatures={"serving_default": m.serve})
+    x = rand(2, 4)
+    ref = m.serve(tf.constant(x))
+    return d, x, {k: v.numpy() for k, v in ref.items()}
+
+
+def test_saved_model_inspect_and_outputs(saved_model):
+    from tf2rt.engine import build_engine
+    from tf2rt.importers.graph_inspect import describe_graph
+    from tf2rt.importers.saved_model import import_saved_model
+
+    path, x, ref = saved_model
+    report = describe_graph(path)
+    assert report["format"] == "saved-model"
+    assert report["inputs"][0]["name"] == "features" and report["inputs"][0]["shape"] == [None, 4]
+    assert {o["name"] for o in report["outputs"]} == {"scores", "logits"} and report["convertible"]
+    net = import_saved_model(path, outputs=["logits"], input_shapes={"features": [2, 4]})
+    assert [t.name for t in net.outputs] == ["logits"] and net.inputs[0].shape == (2, 4)
+    got = build_engine(net).run({"features": x})
+    assert max_err(got["logits"], ref["logits"]) <= 1e-5
