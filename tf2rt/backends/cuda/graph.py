@@ -259,6 +259,10 @@ class GraphExecutor:
                 return None
             if len(parts) == 1:
                 return parts[0]
+            if all(p is not None for p in parts):  # slices of one batch-major state input
+                whole = adjacent_concat(parts, 0)
+                if whole is not None:
+                    return whole
             self.copies.append(f"{first.name} initial states")
             return torch.cat([torch.zeros(D, B, H, device=x.device, dtype=run_dt) if p is None else p.to(run_dt)
                               for p in parts])

@@ -338,7 +338,7 @@ class PersistentStack:
         tables = self._desc[(h0 is not None, c0 is not None, seq_lens is not None)]
         stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(self.dev).cuda_stream)
         if not (cfg.fuse_input and x.dtype in _TYPE_CODES):  # in-kernel input products read any float x
-            x = x.to(self.dt)
+            x = x.to(self.dt, memory_format=torch.contiguous_format)  # one copy: type and layout
         x = x.contiguous()
         kernel = self.kernel_for(x.dtype if cfg.fuse_input else self.dt)
         inp = x.reshape(T * B, -1)
