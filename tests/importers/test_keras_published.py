@@ -416,3 +416,31 @@ def test_masking_layer_right_padded(gen, tmp_path):
     got = engine_outputs(path, {"frames": frames}, tmp_path / "m.onnx")
     ref = [np.asarray(t) for t in model(frames)]
     assert max_err(got["out"], ref[0]) <= TOL and max_err(got["bigru"], ref[1]) <= TOL
+
+
+# --- models used as layers (a shared encoder called twice, a Sequential inside a Sequential) ---
+@pytest.mark.parametrize("gen", ["keras2", "keras3"])
+def test_nested_models(gen, tmp_path):
+    K = oracles.tf_keras() if gen == "keras2" else oracles.keras()
+    L = K.layers
+    n_chars, dim = 8, 5
+    word = K.Input(shape=(None, n_chars), name="chars")
+    encoder = K.Model(word, L.LSTM(dim, name="enc_lstm_2")(L.LSTM(dim, return_sequences=True,
+                                                                   name="enc_lstm_1")(word)), name="encoder")
+    a = K.Input(shape=(None, n_chars), name="word_a")
+    b = K.Input(shape=(None, n_chars), name="word_b")
+    ea, eb = encoder(a), encoder(b)
+    head = K.Sequential([K.Input((dim,)), L.Dense(4, activation="tanh", name="head_1"),
+                         L.Dense(1, activation="sigmoid", name="head_2")], name="head")
+    score = head(L.Subtract(name="diff")([ea, eb]))
+    model = K.Model([a, b], [score, ea])
+    fill(model, 19)
+    path = tmp_path / ("siamese.h5" if gen == "keras2" else "siamese.keras")
+    model.save(path)
+    rng = np.random.default_rng(20)
+    feeds = {n: np.eye(n_chars, dtype=np.float32)[rng.integers(0, n_chars, (3, 6))] for n in ("word_a", "word_b")}
+    engine = tf2rt.convert(path, states=False)
+    got = engine.run(feeds)
+    ref = [np.asarray(t) for t in model([feeds["word_a"], feeds["word_b"]])]
+    out_score, out_emb = engine.output_names
+    assert max_err(got[out_score], ref[0]) <= TOL and max_err(got[out_emb], ref[1]) <= TOL

@@ -143,20 +143,23 @@ def keras_network(path: str | Path, *, card: ModelCard, states: Optional[bool] =
             # a Keras 3 weights file names layer groups by class (lstm, lstm_1, ...): map them back
             stored = {n: p.rsplit("/", 1)[-1] for p, n in _keras3_layer_names(config).items()}
             weights_of = lambda n: kf.layer_weights(stored.get(n, n))  # noqa: E731
-        return build_keras(config, _tolerant(weights_of), keras_version=version, card=card, states=states,
+        return build_keras(config, _tolerant(weights_of, kf), keras_version=version, card=card, states=states,
                            custom_layers=custom_layers, default_name=path.stem)
     finally:
         kf.close()
 
 
-def _tolerant(weights_of: Callable[[str], list]) -> Callable[[str], list]:
-    """Layers without weights have no group in Keras 3 files: an empty list for them."""
+def _tolerant(weights_of: Callable[[str], list], kf: Any = None) -> Callable[[str], list]:
+    """Layers without weights have no group in Keras 3 files: an empty list for them. Layers
+    of a nested model in a legacy .h5 are found by their weight names (`<layer>/...`)."""
     from ..errors import MissingTensorError
 
     def get(name: str) -> list:
         try:
             return list(weights_of(name))
         except MissingTensorError:
+            if kf is not None and kf.layout == "legacy":
+                return [kf.read(i.name) for i in kf._order() if i.name.split("/")[0] == name]
             return []
     return get
 

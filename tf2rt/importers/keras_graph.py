@@ -131,18 +131,94 @@ def _shape_of(cfg: dict) -> Optional[list]:
     return list(shape) if shape is not None else None
 
 
-def normalize_config(config: Any, weights_of: Callable[[str], list] | None = None) -> tuple[list[dict], list[Ref], list[Ref]]:
+MODEL_CLASSES = ("Sequential", "Functional", "Model")
+
+
+def normalize_config(config: Any, weights_of: Callable[[str], list] | None = None,
+                     depth: int = 0) -> tuple[list[dict], list[Ref], list[Ref]]:
     """(layers, input refs, output refs) of any Keras model config; every layer is
-    {"class_name", "name", "config", "inbound_nodes": [[arg, ...] per call]}."""
+    {"class_name", "name", "config", "inbound_nodes": [[arg, ...] per call], "node_masks"};
+    models used as layers are inlined (their layers keep their names; a second call of
+    the same model adds `_<model><call>` to them)."""
     if not isinstance(config, dict):
         raise FormatError("the Keras model config is not a JSON object")
-    config = _untuple(config)
+    if depth > 8:
+        raise FormatError("Keras models nested more than 8 deep")
+    layers, ins, outs = _flat(_untuple(config), weights_of, depth)
+    layers, outs = _inline_nested(layers, outs, weights_of, depth)
+    seen: set[str] = set()
+    for lc in layers:
+        if lc["name"] in seen:
+            raise FormatError(f"two layers are named {lc['name']!r} (a nested model reuses an outer layer's name)")
+        seen.add(lc["name"])
+    return layers, ins, outs
+
+
+def _node_offsets(lc: dict, cfg: dict, raw_nodes: list) -> tuple[int, int]:
+    """How refs to a model used as a layer number its calls: (in other layers' inputs, in
+    the model outputs). A functional model owns a node 0 of its own; Keras 2 counts it
+    everywhere (a Sequential only when it starts with an InputLayer), Keras 3 only in the
+    output list."""
+    if lc["class_name"] not in MODEL_CLASSES:
+        return 0, 0
+    functional = lc["class_name"] in ("Functional", "Model")
+    if raw_nodes and isinstance(raw_nodes[0], dict):  # Keras 3
+        return 0, int(functional)
+    inner = cfg.get("layers") if isinstance(cfg, dict) else cfg
+    starts_with_input = bool(inner) and isinstance(inner[0], dict) and inner[0].get("class_name") == "InputLayer"
+    off = int(functional or starts_with_input)
+    return off, off
+
+
+def _is_model(lc: dict) -> bool:
+    cfg = lc.get("config")
+    return lc["class_name"] in MODEL_CLASSES and (isinstance(cfg, list) or
+                                                  (isinstance(cfg, dict) and isinstance(cfg.get("layers"), list)))
+
+
+def _inline_nested(layers: list[dict], outs: list[Ref], weights_of: Any, depth: int) -> tuple[list[dict], list[Ref]]:
+    alias: dict[Ref, Ref] = {}  # refs in layer inputs
+    out_alias: dict[Ref, Ref] = {}  # refs in the model's output list
+
+    def remap(nodes: list[list]) -> list[list]:
+        return [[alias.get(a, a) if isinstance(a, tuple) else a for a in n] for n in nodes]
+
+    result: list[dict] = []
+    for lc in layers:
+        if not _is_model(lc):
+            result.append(dict(lc, inbound_nodes=remap(lc["inbound_nodes"]), node_masks=remap(lc.get("node_masks", []))))
+            continue
+        inner, inner_ins, inner_outs = normalize_config({"class_name": lc["class_name"], "config": lc["config"]},
+                                                        weights_of, depth + 1)
+        for k, node in enumerate(remap(lc["inbound_nodes"])):
+            if len(node) != len(inner_ins):
+                raise FormatError(f"nested model {lc['name']!r} takes {len(inner_ins)} inputs, is given {len(node)}")
+            suffix = "" if k == 0 else f"_{lc['name']}{k}"
+            feed = {r: node[j] for j, r in enumerate(inner_ins)}
+
+            def ren(a: Any) -> Any:
+                return feed.get(a, (a[0] + suffix, a[1], a[2])) if isinstance(a, tuple) else a
+
+            for il in inner:
+                if il["class_name"] == "InputLayer":
+                    continue
+                result.append(dict(il, name=il["name"] + suffix, weights_name=il.get("weights_name", il["name"]),
+                                   inbound_nodes=[[ren(a) for a in n] for n in il["inbound_nodes"]],
+                                   node_masks=[[ren(a) for a in n] for n in il.get("node_masks", [])]))
+            arg_off, out_off = lc.get("node_offsets", (0, 0))
+            for i, r in enumerate(inner_outs):
+                alias[(lc["name"], k + arg_off, i)] = ren(r)
+                out_alias[(lc["name"], k + out_off, i)] = ren(r)
+    return result, [out_alias.get(r, alias.get(r, r)) for r in outs]
+
+
+def _flat(config: dict, weights_of: Any, depth: int) -> tuple[list[dict], list[Ref], list[Ref]]:
     cls, cfg = config.get("class_name"), config.get("config")
     if cls == "Sequential":
         raw = cfg if isinstance(cfg, list) else (cfg.get("layers") if isinstance(cfg, dict) else None)
         if not isinstance(raw, list) or not raw:
             raise FormatError("the Keras config of class 'Sequential' lists no layers")
-        return _sequential(raw, weights_of)
+        return _sequential(raw, weights_of, nested=depth > 0)
     if cls in ("Functional", "Model"):
         if not isinstance(cfg, dict) or not isinstance(cfg.get("layers"), list):
             raise FormatError(f"the Keras config of class {cls!r} lists no layers")
@@ -155,7 +231,8 @@ def normalize_config(config: Any, weights_of: Callable[[str], list] | None = Non
             raw_nodes = lc.get("inbound_nodes") or []
             layers.append({"class_name": lc["class_name"], "name": name, "config": lcfg,
                            "inbound_nodes": [node_args(n, name) for n in raw_nodes],
-                           "node_masks": [node_masks(n) for n in raw_nodes]})
+                           "node_masks": [node_masks(n) for n in raw_nodes],
+                           "node_offsets": _node_offsets(lc, lcfg, raw_nodes)})
         ins = tensor_refs(cfg.get("input_layers", []))
         outs = tensor_refs(cfg.get("output_layers", []))
         if not outs:
@@ -166,7 +243,8 @@ def normalize_config(config: Any, weights_of: Callable[[str], list] | None = Non
                            "SavedModel and convert that)")
 
 
-def _sequential(raw: list, weights_of: Callable[[str], list] | None) -> tuple[list[dict], list[Ref], list[Ref]]:
+def _sequential(raw: list, weights_of: Callable[[str], list] | None,
+                nested: bool = False) -> tuple[list[dict], list[Ref], list[Ref]]:
     layers: list[dict] = []
     prev: Optional[str] = None
     for i, item in enumerate(raw):
@@ -176,14 +254,14 @@ def _sequential(raw: list, weights_of: Callable[[str], list] | None) -> tuple[li
         name = str(lcfg.get("name") or item.get("name") or f"layer_{i}")
         if prev is None and item["class_name"] != "InputLayer":
             # the input shape is given on the first layer; tf.keras names the input '<layer>_input'
-            shape = _shape_of(lcfg) or _guess_shape(item["class_name"], lcfg, name, weights_of)
+            shape = _shape_of(lcfg) or ([None] if nested else _guess_shape(item["class_name"], lcfg, name, weights_of))
             dtype = "int32" if item["class_name"] == "Embedding" else lcfg.get("dtype", "float32")
             inp = f"{name}_input"
             layers.append({"class_name": "InputLayer", "name": inp, "inbound_nodes": [],
                            "config": {"batch_shape": shape, "name": inp, "dtype": dtype}})
             prev = inp
         layers.append({"class_name": item["class_name"], "name": name, "config": lcfg,
-                       "inbound_nodes": [[(prev, 0, 0)]] if prev is not None else []})
+                       "inbound_nodes": [[(prev, 0, 0)]] if prev is not None else [], "node_masks": [[]]})
         prev = name
     return layers, [(layers[0]["name"], 0, 0)], [(prev, 0, 0)]
 
@@ -330,14 +408,17 @@ class KerasConverter(LayoutBuilder):
 
     # --- helpers for handlers ------------------------------------------------------------
     def weights(self, lname: str, n_min: int) -> list[np.ndarray]:
-        base = lname if lname in self._names() or "_" not in lname else lname.rsplit("_", 1)[0]
-        w = self.get_weights(base)
+        w = self.layer_arrays(lname)
         if len(w) < n_min:
             raise FormatError(f"layer {lname!r} has {len(w)} weight arrays in the file, expected {n_min}")
-        return [np.asarray(a, dtype=np.float32) for a in w]
+        return w
 
-    def _names(self) -> set[str]:
-        return {lc["name"] for lc in self.layers}
+    def layer_arrays(self, lname: str) -> list[np.ndarray]:
+        """The weights of a layer (a layer's k-th call is named `<layer>_<k>`) as float32."""
+        by_name = {lc["name"]: lc for lc in self.layers}
+        base = lname if lname in by_name or "_" not in lname else lname.rsplit("_", 1)[0]
+        lc = by_name.get(base, {})
+        return [np.asarray(a, dtype=np.float32) for a in self.get_weights(lc.get("weights_name", base))]
 
     def fusable_out(self, t: Any, ref: tuple) -> TV:
         if self.consumers[ref] == 1:
@@ -364,7 +445,7 @@ def custom_handler(fn: Callable) -> Callable:
         ins = [cv.plain(a) if isinstance(a, TV) else
                cv.net.add_constant((), np.float32(a), name=f"{name}/const{i}").output for i, a in enumerate(args)]
         try:
-            weights = [np.asarray(w, np.float32) for w in cv.get_weights(ref[0])]
+            weights = cv.layer_arrays(ref[0])
         except MissingTensorError:  # a layer without weights has no group in a Keras 3 file
             weights = []
         kwargs = {"masks": list(cv.in_masks)} if takes_masks else {}
