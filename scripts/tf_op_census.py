@@ -84,7 +84,7 @@ def test_graph_ops(tf) -> dict[str, list[str]]:
     sys.path[:0] = [str(ROOT / "tests" / "importers"), str(ROOT / "tests")]
     import test_graphdef_ops_more as more
     import test_graphdef_quantized as quant
-    from graphdef_cases import build_case
+    from helpers.graphdef_cases import build_case
 
     out = {}
     with tempfile.TemporaryDirectory() as d:
@@ -102,14 +102,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slim-path", help="directory holding the tf_slim package (added to sys.path)")
     ap.add_argument("-o", "--output", default=str(ROOT / "docs" / "tf-op-census.json"))
+    ap.add_argument("--tests-only", action="store_true", help="only redo the test graphs, keep the other entries")
     args = ap.parse_args()
     if args.slim_path:
         sys.path.append(args.slim_path)
     import tensorflow as tf
 
     graphs = {}
-    graphs.update(keras_ops(tf))
-    graphs.update(slim_ops(tf))
+    if args.tests_only:
+        graphs = {k: v for k, v in json.loads(Path(args.output).read_text())["graphs"].items()
+                  if not k.startswith("tests/")}
+    else:
+        graphs.update(keras_ops(tf))
+        graphs.update(slim_ops(tf))
     graphs.update(test_graph_ops(tf))
     doc = {"tensorflow": tf.__version__, "ignored_ops": sorted(SKIP), "graphs": graphs}
     Path(args.output).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")

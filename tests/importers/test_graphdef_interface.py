@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from graphdef_cases import build_case, max_err, rand
+from helpers.graphdef_cases import build_case, max_err, rand
 
 
 def _detector(tf, p):

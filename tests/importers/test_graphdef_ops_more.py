@@ -8,14 +8,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from graphdef_cases import build_case, check_case, rand
+from helpers.graphdef_cases import build_case, check_case, rand
 
 
 def _maths(tf, p):
     x, y = p["x"], p["y"]
     pos = tf.nn.relu(x) + 0.5
     return [tf.sqrt(pos), tf.math.rsqrt(pos), tf.exp(x), tf.math.log(pos), -x, tf.abs(x), tf.math.reciprocal(pos),
-            tf.pow(pos, y), tf.minimum(x, y), tf.maximum(x, y), tf.math.erf(x),
+            tf.pow(pos, y), tf.minimum(x, y), tf.maximum(x, y), tf.math.erf(x), tf.math.erfc(x * 3.0),
             tf.raw_ops.ClipByValue(t=x, clip_value_min=-0.3, clip_value_max=0.4),
             tf.square(x), tf.reduce_sum(x, axis=[1], keepdims=True), tf.reduce_sum(x * y, axis=-1),
             tf.reduce_max(x, axis=1), tf.reduce_mean(x, axis=[0, 2]), tf.math.reduce_prod(pos, axis=2),
@@ -152,7 +152,7 @@ def test_graphs_use_the_ops(cases):
     ops = set()
     for c in cases.values():
         ops |= {n.op for n in read_graphdef(c.pb).nodes.values()}
-    want = {"Sqrt", "Rsqrt", "Exp", "Log", "Neg", "Abs", "Reciprocal", "Pow", "Minimum", "Maximum", "Erf",
+    want = {"Sqrt", "Rsqrt", "Exp", "Erfc", "Log", "Neg", "Abs", "Reciprocal", "Pow", "Minimum", "Maximum", "Erf",
             "ClipByValue", "Square", "Sum", "Max", "Mean", "Prod", "DivNoNan", "ResizeBilinear",
             "ResizeNearestNeighbor", "SpaceToBatchND", "LRN", "DepthToSpace", "SpaceToDepth", "Conv2DBackpropInput",
             "StridedSlice", "Gather", "Split", "SplitV", "Concat", "Pack", "Unpack", "Einsum", "Cumsum",

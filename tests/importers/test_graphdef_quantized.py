@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from graphdef_cases import build_case, check_case, rand
+from helpers.graphdef_cases import build_case, check_case, rand
 
 QTYPES = {"quint8": (np.uint8, 0, 255), "qint8": (np.int8, -128, 127), "qint32": (np.int32, -(1 << 31), (1 << 31) - 1)}
 

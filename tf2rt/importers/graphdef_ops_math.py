@@ -83,6 +83,18 @@ def _unary(cv, node, ins):
     return [TV(t, v.nchw)]
 
 
+@op("Erfc")
+def _erfc(cv, node, ins):
+    """1 − Erf(x) (absolute error about 1e-7 where erfc itself is tiny, as in GELU's tail)."""
+    v = ins[0]
+    if is_const(v):
+        return [(1.0 - np.vectorize(math.erf, otypes=[np.float64])(v)).astype(v.dtype)]
+    v = need_tv(v, "Erfc input")
+    e = cv.net.add_unary(v.t, "erf", name=f"{node.name}/erf").output
+    one = cv.net.add_constant((), np.ones((), np.dtype(v.t.dtype)), name=f"{node.name}/one").output
+    return [TV(cv.net.add_elementwise(one, e, "sub", name=node.name).output, v.nchw)]
+
+
 @extend("Square")
 def _square(cv, node, ins):
     """Mul(x, x)."""
