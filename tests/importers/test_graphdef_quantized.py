@@ -82,7 +82,7 @@ def cases(tf, tmp_path_factory):
     return {name: build_case(tf, d / f"{name}.pb", fn, feeds, shapes) for name, (fn, feeds, shapes) in CASES.items()}
 
 
-@pytest.mark.parametrize("name", [n for n in CASES if n != "quantize_qint8_MIN_COMBINED"])
+@pytest.mark.parametrize("name", list(CASES))
 def test_against_tensorflow(cases, name):
     check_case(cases[name])
 
