@@ -7,10 +7,11 @@ once per call through onnxruntime's IOBinding), spinning (let idle intra-op thre
 between calls: lowest latency on an otherwise idle machine, much slower on a busy one).
 
 Threads by workload ("auto", the default; docs/engine.md has the measurements): a small
-graph (no convolutions, at most SMALL_WEIGHTS weight values, e.g. a char-RNN step) runs on 1
-thread that never spins - a second thread only adds hand-off cost to such a call, and a
-spinning thread slows everything else on a busy machine; larger graphs get onnxruntime's
-default (one thread per physical core, spinning). The environment variable
+graph (no convolutions, at most SMALL_WEIGHTS weight values, e.g. a small char-RNN step) runs
+on 1 thread that never spins - a second thread only adds hand-off cost to such a call; a
+medium graph (no convolutions, at most MEDIUM_WEIGHTS) keeps onnxruntime's threads but they
+do not spin, so a busy machine does not starve them; larger graphs get onnxruntime's default
+(one thread per physical core, spinning). The environment variable
 TF2RT_ORT_THREADS (an int, "auto" or "default") sets the default; `threads=` and the
 CLI's --threads override it. `runner.threading` says what was chosen and why.
 """
@@ -25,7 +26,8 @@ from ..errors import Tf2rtError, UnsupportedError
 from . import Runner
 
 THREADS_ENV = "TF2RT_ORT_THREADS"
-SMALL_WEIGHTS = 8_000_000  # weight values up to which a graph without convolutions counts as small
+SMALL_WEIGHTS = 1_000_000  # weight values up to which a graph without convolutions runs on 1 thread
+MEDIUM_WEIGHTS = 8_000_000  # ... up to which its threads do not spin
 _CONV_OPS = {"Conv", "ConvTranspose", "QLinearConv", "ConvInteger"}
 
 _SHORT = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
@@ -59,7 +61,8 @@ def workload(engine: Any) -> dict[str, Any]:
     graph = engine.onnx.graph
     weights = sum(int(np.prod(t.dims, dtype=np.int64)) for t in graph.initializer)
     convs = sum(1 for n in graph.node if n.op_type in _CONV_OPS)
-    return {"weights": weights, "convolutions": convs, "small": convs == 0 and weights <= SMALL_WEIGHTS}
+    return {"weights": weights, "convolutions": convs, "small": convs == 0 and weights <= SMALL_WEIGHTS,
+            "medium": convs == 0 and SMALL_WEIGHTS < weights <= MEDIUM_WEIGHTS}
 
 
 def choose_threading(engine: Any, threads: Union[None, int, str] = None,
@@ -93,6 +96,10 @@ def choose_threading(engine: Any, threads: Union[None, int, str] = None,
         if w["small"]:
             return {"threads": 1, "spinning": False if spinning is None else bool(spinning),
                     "reason": f"small graph ({w['weights']:,} weight values, no convolutions): 1 thread, no spinning"}
+        if w["medium"]:
+            return {"threads": None, "spinning": False if spinning is None else bool(spinning),
+                    "reason": f"medium graph ({w['weights']:,} weight values, no convolutions): onnxruntime's "
+                              "default threads, no spinning"}
         why = f"{w['convolutions']} convolutions" if w["convolutions"] else f"{w['weights']:,} weight values"
         return {"threads": None, "spinning": True if spinning is None else bool(spinning),
                 "reason": f"large graph ({why}): onnxruntime's default threads"}
