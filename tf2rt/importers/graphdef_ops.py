@@ -176,7 +176,7 @@ def _slice_tensor(cv, node, v: TV, begin, end, strides) -> TV:
             continue
         ax = len(per_axis)
         d = shape[ax]
-        if isinstance(spec, slice) and spec == slice(None):
+        if isinstance(spec, slice) and spec.start is None and spec.stop is None and spec.step in (None, 1):
             per_axis.append(None)
             out_shape.append(d)
             continue
@@ -558,9 +558,14 @@ def _concat(cv, node, ins):
         arrs = [_partial_vals(x)[0] for x in vals]
         out = np.concatenate(arrs, axis=axis)
         return [Partial(out) if any(isinstance(x, Partial) for x in vals) else out]
-    tvs = [x for x in vals if isinstance(x, TV)]
-    if len(tvs) != len(vals):
-        raise UnsupportedError("concatenation of tensors with constants")
+    if any(isinstance(x, Partial) for x in vals):
+        raise UnsupportedError("concatenation of tensors with a shape that depends on the batch size")
+    # constants (e.g. an unrolled RNN's zero initial state) join as network constants
+    vals = [x if isinstance(x, TV) else
+            TV(cv.net.add_constant(np.shape(x), np.asarray(x, np.float32 if np.asarray(x).dtype == np.float64
+                                                           else np.asarray(x).dtype),
+                                   name=f"{node.name}/const{i}").output) for i, x in enumerate(vals)]
+    tvs = vals
     use_nchw = all(x.t.rank == 4 for x in tvs) and any(x.nchw for x in tvs)
     ts = [cv.nchw(x) if use_nchw else cv.plain(x) for x in tvs]
     rank = ts[0].rank

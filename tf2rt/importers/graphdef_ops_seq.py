@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedError
-from .graphdef import TV
+from .graphdef import TV, Partial
 from .graphdef_ops import HANDLERS, const, is_const, op
 
 _fold_gather = HANDLERS.get("GatherV2")
@@ -24,6 +24,9 @@ def _gather(cv, node, ins):
         raise UnsupportedError(f"gather with batch_dims={bd.i()}")
     if is_const(params) and is_const(idx) and _fold_gather is not None and node.op == "GatherV2":
         return _fold_gather(cv, node, ins)
+    if isinstance(params, Partial) and is_const(idx):  # an entry of a shape with a dynamic batch size
+        vals = np.take(params.values, np.asarray(idx).astype(np.int64), axis=axis)
+        return [Partial(vals) if (np.asarray(vals) < 0).any() else vals]
     if isinstance(params, tuple) and params and params[0] == "resource":  # ResourceGather(handle, ids)
         params = np.asarray(cv.resolve_variable(params[1]))
     if is_const(params):

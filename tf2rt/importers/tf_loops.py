@@ -52,6 +52,13 @@ class Loop:
     nodes: set[str] = field(default_factory=set)  # nodes of the loop (for reporting)
 
 
+def _is_training_only(n: Node) -> bool:
+    """Gradient computations and the accumulators a forward loop keeps for them: they read
+    the forward ops but are never part of inference."""
+    return n.name.startswith("gradients/") or "/gradients/" in n.name or \
+        n.op in ("TensorListPushBack", "TensorListPushBackBatch", "StackPushV2")
+
+
 class Dataflow:
     """Sources and users of tensors in a flat graph, seeing through identity-like ops."""
 
@@ -60,6 +67,8 @@ class Dataflow:
         self.invariant_args = invariant_args or {}
         self.users_of: dict[str, list[tuple[Node, int]]] = {}
         for n in graph.nodes.values():
+            if _is_training_only(n):
+                continue
             for i, r in enumerate(n.inputs):
                 self.users_of.setdefault(canon(r), []).append((n, i))
 

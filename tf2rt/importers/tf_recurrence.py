@@ -91,13 +91,10 @@ def _recurrence(cv, node, ins):
         L, H = len(group), first.hidden_size
         kind = first.kind if first.kind != "rnn" else first.activation
         name = rec.name if len(_groups(cells)) == 1 else f"{rec.name}/layer_{group[0]}"
-        rnn = net.add_rnn_v2(y, L, H, int(T or _ANY_LENGTH), kind, name=name)
-        for li, ci in enumerate(group):
-            rnn.set_cell(li, cells[ci], name=cells[ci].name or None)
-        if seq_len is not None:
-            rnn.seq_lengths = seq_len
         # initial states: zeros -> optional streaming inputs; graph values -> stacked [B, L, H]
+        # (made before the RNN layer: layers are emitted in the order they are added)
         roles = [("h", 1)] + ([("c", 2)] if first.kind == "lstm" else [])
+        prepared = []
         for role, out_idx in roles:
             vals = []
             for ci in group:
@@ -106,14 +103,21 @@ def _recurrence(cv, node, ins):
                 vals.append((var_index[id(v)], v))
             given = [inits[i] for i, _v in vals]
             if all(gv is None for gv in given):
-                t0 = net.add_input(f"{name}/initial_{role}", "float32", (x.t.shape[1], L, H))
-                state_in = t0
+                state_in = net.add_input(f"{name}/initial_{role}", "float32", (x.t.shape[1], L, H))
             elif all(gv is not None for gv in given):
                 parts = [net.add_shuffle(_tensor(cv, gv, rec.name), reshape_dims=[0, 1, H],
                                          name=f"{name}/initial_{role}_{j}").output for j, gv in enumerate(given)]
-                state_in = parts[0] if len(parts) == 1 else net.add_concatenation(parts, 1, name=f"{name}/initial_{role}").output
+                state_in = parts[0] if len(parts) == 1 else \
+                    net.add_concatenation(parts, 1, name=f"{name}/initial_{role}").output
             else:
                 raise UnsupportedError(f"{rec.name}: some layers start from zeros, others from given states")
+            prepared.append((role, out_idx, vals, given, state_in))
+        rnn = net.add_rnn_v2(y, L, H, int(T or _ANY_LENGTH), kind, name=name)
+        for li, ci in enumerate(group):
+            rnn.set_cell(li, cells[ci], name=cells[ci].name or None)
+        if seq_len is not None:
+            rnn.seq_lengths = seq_len
+        for role, out_idx, vals, given, state_in in prepared:
             if role == "h":
                 rnn.hidden_state = state_in
             else:

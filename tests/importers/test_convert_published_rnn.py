@@ -1,0 +1,65 @@
+"""TF1 recurrent checkpoints saved the way public projects save them convert from their
+`.meta` graph with the plain command and match TensorFlow within 1e-5."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import published_rnn_models as pm  # noqa: E402
+from tf2rt.cli import main  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def models(tf, tmp_path_factory):
+    root = tmp_path_factory.mktemp("published_rnn")
+    return {name: write(tf, root / name) for name, write in pm.WRITERS.items()}
+
+
+@pytest.mark.parametrize("name", list(pm.WRITERS))
+def test_converts_and_matches_tensorflow(models, name, tmp_path, capsys):
+    m = models[name]
+    engine_path = tmp_path / "model.onnx"
+    assert main(["convert", m["prefix"], "-o", str(engine_path)]) == 0, capsys.readouterr().err
+    from tf2rt import load_engine
+
+    engine = load_engine(engine_path)
+    out = engine.run(m["feeds"])
+    for key, want in m["oracle"].items():
+        got = out[key].reshape(want.shape)
+        err = float(np.abs(got - want).max())
+        assert err <= 1e-5, (key, err)
+    card = engine.metadata["model"]
+    graph = card["detected"]["graph"]
+    assert not any(v.startswith(("lr", "learning_rate", "global_step", "evaluation/")) or "Adam" in v
+                   for v in graph["variables_used"])
+
+
+def test_stray_variables_are_counted_not_refused(models):
+    from tf2rt import convert
+
+    engine = convert(models["char_rnn_monitors"]["prefix"])
+    graph = engine.metadata["model"]["detected"]["graph"]
+    ignored = set(graph["variables_ignored"])
+    assert {"learning_rate", "global_step", "evaluation/loss_monitor/count"} <= ignored
+    assert [r["cells"] for r in graph["recurrences"]] and len(graph["recurrences"][0]["cells"]) == 2
+
+
+def test_state_placeholder_stays_an_ordinary_input(models):
+    from tf2rt import convert
+
+    engine = convert(models["projected_lstm"]["prefix"])
+    assert "istate" in engine.input_names and "x" in engine.input_names
+    assert engine.states == []  # the graph feeds its own state: no streaming state of tf2rt's
+
+
+def test_seq2seq_has_two_recurrences(models):
+    from tf2rt import convert
+
+    engine = convert(models["seq2seq"]["prefix"])
+    recs = engine.metadata["model"]["detected"]["graph"]["recurrences"]
+    assert sorted(r["loop"] for r in recs) == ["decoder/rnn", "encoder/rnn"]
