@@ -74,14 +74,14 @@ def test_plain_install_converts_and_runs_the_bundled_model(venv, tmp_path):
     np.savez(tmp_path / "in.npz", input_data=np.array([[3, 14, 15, 9]], np.int32))  # no state inputs: zeros
     res = _sh([tf2rt, "run", tmp_path / "charrnn", "--inputs", tmp_path / "in.npz", "--outputs", tmp_path / "out.npz"],
               cwd=tmp_path)
-    assert "logits: float32[1, 4, 58]" in res.stdout
-    assert np.isfinite(np.load(tmp_path / "out.npz")["probs"]).all()
+    assert "logits: float32[" in res.stdout
+    probs = np.load(tmp_path / "out.npz")["probs"]
+    assert probs.shape[-1] == 58 and np.allclose(probs.sum(-1), 1, atol=1e-5)
     # an optional feature without its extra says which extra to install, in one line
-    res = subprocess.run([py, "-c", "from tf2rt.apps.faces.plot import plot_curves; "
-                                    "from tf2rt.apps.faces.runs import EvalResult; plot_curves(EvalResult('fddb'), 'x.png')"],
+    res = subprocess.run([tf2rt, "faces", "eval", "--dataset", "lfw-subset", "--detectors", "haar"],
                          cwd=tmp_path, capture_output=True, text=True)
-    if res.returncode != 0:  # (numpy-only paths before the plot may need other extras first)
-        assert "pip install 'tf2rt[faces]'" in res.stderr
+    assert res.returncode == 2 and res.stderr.strip().count("\n") == 0, res.stderr
+    assert "pip install 'tf2rt[faces]'" in res.stderr
 
 
 def test_all_extras_run_the_demo_outside_the_checkout(venv, wheel, tmp_path):
