@@ -245,3 +245,36 @@ def test_runner_runs_one_step_engines_with_the_single_step_stack(precision):
     tuned.run(feeds)
     measured = tuned.describe()["recurrent"][0]["measured_us"]
     assert set(measured) == {"persistent", "cudnn", "step"}, measured
+
+
+SMALL = [
+    dict(cell="lstm", hidden=64, batch=1, layers=2),
+    dict(cell="lstm", hidden=271, batch=3, layers=3, initial=True, seq_lens=True),
+    dict(cell="lstm", hidden=40, batch=4, layers=2, peepholes=True, clip=1.5, initial=True, bidirectional=True),
+    dict(cell="gru", hidden=64, batch=1, layers=3, initial=True),
+    dict(cell="gru", hidden=50, batch=2, layers=2, bidirectional=True, initial=True, seq_lens=True),
+    dict(cell="rnn", hidden=33, batch=4, layers=2, activation="Relu", initial=True),
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("gemv", ["1", "0"])
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("kw", SMALL, ids=_ids)
+def test_small_batches_one_launch_a_layer_match_onnxruntime(kw, dtype, gemv, monkeypatch):
+    """Batch <= 4: each layer one launch (step_gemv), or the GEMM form (TF2RT_CUDA_GEMV=0)."""
+    torch = _gpu()
+    from tf2rt.backends.cuda.persistent import device_limits
+    from tf2rt.backends.cuda.rnn import make_stack
+
+    monkeypatch.setenv("TF2RT_CUDA_GEMV", gemv)
+    case = _case(kw)
+    stack, plan = make_stack(node_specs(case), case.batch, 1, dtype, device_limits(), prefer="step",
+                             has_seq_lens=case.seq_lens)
+    assert plan.engine == "step" and stack.gemv == (gemv == "1")
+    for i in range(2):
+        feeds = make_inputs(case)
+        feeds = {k: (v * (1.0 + 0.3 * i)).astype(v.dtype) if v.dtype == np.float32 else v for k, v in feeds.items()}
+        errs = _stack_errors(torch, case, dtype, feeds, stack)
+        print(kw, dtype, "gemv" if stack.gemv else "gemm", f"max abs err {max(errs.values()):.2e}")
+        assert max(errs.values()) <= TOL[dtype], (i, errs)

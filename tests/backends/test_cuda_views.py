@@ -175,7 +175,7 @@ def test_other_input_and_output_types_compile(nvrtc, xtype, otype):
         defines = {**step_defines(problem), "XTYPE": xtype, "OTYPE": otype}
         ok, out = nvrtc.compile(kernel_source("single_step.cu"), ["--std=c++17", "-arch=sm_90"]
                                 + [f"-D{k}={v}" for k, v in defines.items()])
-        assert ok and ".entry step_gates" in out, out
+        assert ok and ".entry step_gates" in out and ".entry step_gemv" in out, out
 
 
 # ---- on the GPU --------------------------------------------------------------------------

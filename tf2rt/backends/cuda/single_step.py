@@ -18,6 +18,7 @@ Launches: one staging kernel, then per layer the GEMM and the gate kernel.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -35,6 +36,11 @@ GATE_BLOCKS = {"lstm": 4, "gru": 4, "rnn": 1}
 #: run an fp32 GEMM (cuBLAS's bf16 GEMM is slow for a row or two).
 SPLIT_MIN_BATCH = 8
 THREADS = 256
+#: Up to this batch a layer is one launch (kernels/single_step.cu, step_gemv): a warp per
+#: gate row reads the transposed stacked weight with 16-byte loads and the same block
+#: applies the cell; no GEMM, no staging kernel. TF2RT_CUDA_GEMV=0 keeps the GEMM form.
+GEMV_MAX_BATCH = 4
+GEMV_SMEM = 48 * 1024  # the operand [batch, K] (fp32) a block stages
 
 
 def step_weights(cell: str, hidden: int, dirs: Sequence[DirectionWeights], k: int, ncol: int) -> tuple[np.ndarray, np.ndarray]:
@@ -67,6 +73,7 @@ class StepLayout:
     """Operand and output shapes of a single-step stack's GEMMs."""
 
     split: bool  # fp32 operands as bf16 hi/lo parts
+    gemv: bool  # one launch a layer (small batches), no GEMM
     ncol: int  # output columns of one part (all directions)
     k0: int  # the first layer's A row length (input + D*H, padded to 8)
     k1: int  # deeper layers' A row length
@@ -77,8 +84,10 @@ def step_layout(problem: RnnProblem) -> StepLayout:
     p = problem
     D, H = p.directions, p.hidden
     split = p.dtype == "float32" and p.batch >= SPLIT_MIN_BATCH and p.bf16_ok
-    return StepLayout(split=split, ncol=round_up(D * GATE_BLOCKS[p.cell] * H, 8),
-                      k0=round_up(p.input_size + D * H, 8), k1=round_up(2 * D * H, 8),
+    k0, k1 = round_up(p.input_size + D * H, 8), round_up(2 * D * H, 8)
+    gemv = (not split and p.batch <= GEMV_MAX_BATCH and p.batch * max(k0, k1) * 4 <= GEMV_SMEM
+            and os.environ.get("TF2RT_CUDA_GEMV", "1") != "0")
+    return StepLayout(split=split, gemv=gemv, ncol=round_up(D * GATE_BLOCKS[p.cell] * H, 8), k0=k0, k1=k1,
                       rows=2 * p.batch if split else p.batch)
 
 
@@ -100,7 +109,7 @@ def _compile(defines: tuple[tuple[str, int], ...]) -> tuple[Any, Any]:
 
     options = ("--std=c++17",) + tuple(f"-D{k}={v}" for k, v in defines)
     module = cupy.RawModule(code=kernel_source("single_step.cu"), options=options)
-    return module.get_function("stage_operands"), module.get_function("step_gates")
+    return module.get_function("stage_operands"), module.get_function("step_gates"), module.get_function("step_gemv")
 
 
 class SingleStepStack:
@@ -121,33 +130,40 @@ class SingleStepStack:
         self.dev = torch.device("cuda", torch.cuda.current_device()) if device is None else torch.device(device)
         self.dt = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[p.dtype]
         lay = step_layout(p)
-        self.split, self.ncol = lay.split, lay.ncol
+        self.split, self.ncol, self.gemv = lay.split, lay.ncol, lay.gemv
         op = torch.bfloat16 if self.split else self.dt
         k0, k1, rows = lay.k0, lay.k1, lay.rows
-        self.w, self.bias = [], []
+        self.w, self.bias, self.wT = [], [], []
         for layer, dirs in enumerate(layers):
             wt, bias = step_weights(p.cell, H, dirs, k0 if layer == 0 else k1, self.ncol)
             t = torch.from_numpy(wt).to(self.dev)
             if self.split:  # [W_hi | W_lo]
                 hi = t.to(torch.bfloat16)
                 t = torch.cat([hi, (t - hi.float()).to(torch.bfloat16)], 1)
-            self.w.append(t.to(op).contiguous())
+            if self.gemv:  # rows = the GEMM's columns, each a contiguous run of K values
+                self.wT.append(t.T.to(op).contiguous())
+            else:
+                self.w.append(t.to(op).contiguous())
             self.bias.append(torch.from_numpy(bias).to(self.dev))
         peeps = [[w.P for w in dirs] for dirs in layers]
         self.peep = [torch.from_numpy(np.concatenate(ps).astype(np.float32)).to(self.dev)
                      if ps[0] is not None else None for ps in peeps]
         # Padding columns of A stay zero: only real columns are ever written.
-        self.a0 = torch.zeros(rows, k0, device=self.dev, dtype=op)
-        self.a1 = torch.zeros(max(L - 1, 1), rows, k1, device=self.dev, dtype=op)
-        self.out = torch.empty(rows, self.w[0].shape[1], device=self.dev, dtype=torch.float32)
+        if self.gemv:  # each layer's output for the next layer's operand (fp32, ping-pong)
+            self.hbuf = torch.empty(2, B, D * H, device=self.dev, dtype=torch.float32)
+        else:
+            self.a0 = torch.zeros(rows, k0, device=self.dev, dtype=op)
+            self.a1 = torch.zeros(max(L - 1, 1), rows, k1, device=self.dev, dtype=op)
+            self.out = torch.empty(rows, self.w[0].shape[1], device=self.dev, dtype=torch.float32)
         self.y = torch.empty(1, D, B, H, device=self.dev, dtype=self.dt)
         self.hn = torch.empty(L * D, B, H, device=self.dev, dtype=self.dt)
         self.cn = torch.empty(L * D, B, H, device=self.dev, dtype=self.dt) if p.cell == "lstm" else None
         self.out_dtype = self.dt
         self._kernels: dict[tuple, tuple[Any, Any]] = {}
 
-    def kernels(self, x_dtype: Any) -> tuple[Any, Any]:
-        """(staging, gate) kernels for x of type x_dtype and this stack's output type."""
+    def kernels(self, x_dtype: Any) -> tuple[Any, Any, Any]:
+        """(staging, gate, one-launch layer) kernels for x of type x_dtype and this stack's
+        output type."""
         key = (str(x_dtype), str(self.out_dtype))
         if key not in self._kernels:
             defs = dict(step_defines(self.problem), XTYPE=_TYPE_CODES[key[0]], OTYPE=_TYPE_CODES[key[1]])
@@ -189,7 +205,7 @@ class SingleStepStack:
 
     @property
     def products(self) -> str:
-        return "bf16 hi/lo parts" if self.split else self.problem.dtype
+        return ("bf16 hi/lo parts" if self.split else self.problem.dtype) + (", one launch a layer" if self.gemv else "")
 
     def __call__(self, x: Any, h0: Any = None, c0: Any = None, seq_lens: Any = None) -> tuple[Any, Any, Any]:
         import cupy
@@ -202,7 +218,7 @@ class SingleStepStack:
         if str(x.dtype) not in _TYPE_CODES:
             x = x.to(self.dt)
         x = x.contiguous()  # the staging kernel reads x in its own type and rounds it
-        stage_kernel, gate_kernel = self.kernels(x.dtype)
+        stage_kernel, gate_kernel, gemv_kernel = self.kernels(x.dtype)
         state = (L * D, B, H)
         h0 = None if h0 is None else h0.reshape(state).to(self.dt).contiguous()
         c0 = None if c0 is None or self.cn is None else c0.reshape(state).to(self.dt).contiguous()
@@ -213,6 +229,25 @@ class SingleStepStack:
         y_ds, y_bs = (self.y.stride(1), self.y.stride(2))
         s_gs, s_bs = (self.hn.stride(0), self.hn.stride(1))
         stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(self.dev).cuda_stream)
+        if self.gemv:
+            units = 8 if GATE_BLOCKS[p.cell] == 1 else 2
+            for layer in range(L):
+                last, off = layer == L - 1, layer * slab * el
+                kin = p.input_size if layer == 0 else D * H
+                krow = self.wT[layer].shape[1]
+                at = lambda t: np.uint64(0 if t is None else t.data_ptr() + off)  # noqa: E731
+                out_at = lambda t: np.uint64(0 if t is None else t[layer * D].data_ptr())  # noqa: E731
+                with stream:
+                    gemv_kernel(
+                        (-(-D * H // units),), (units * GATE_BLOCKS[p.cell] * 32,),
+                        (ptr(self.wT[layer]), np.int32(krow), np.int32(kin), ptr(self.bias[layer]),
+                         ptr(self.peep[layer]), ptr(x) if layer == 0 else np.uint64(0),
+                         np.uint64(0) if layer == 0 else ptr(self.hbuf[(layer - 1) % 2]), at(h0), at(c0), ptr(seq),
+                         ptr(self.y) if last else np.uint64(0), out_at(self.hn), out_at(self.cn),
+                         np.uint64(0) if last else ptr(self.hbuf[layer % 2]), np.float32(p.clip or 0.0),
+                         np.int64(y_ds), np.int64(y_bs), np.int64(s_gs), np.int64(s_bs)),
+                        shared_mem=B * krow * 4)
+            return self.y, self.hn, self.cn
         total = B * p.input_size + L * slab
         with stream:
             stage_kernel((min(-(-total // THREADS), 1024),), (THREADS,),

@@ -82,13 +82,20 @@ __device__ __forceinline__ float x_load(const x_t* p) {
 #endif
 }
 
+// v rounded to the stack's type (IOTYPE), as a float.
+__device__ __forceinline__ float io_round(float v) {
+#if IOTYPE == 1
+    return f16_to_f32(f32_to_f16(v));
+#elif IOTYPE == 2
+    return bf16_to_f32(f32_to_bf16(v));
+#else
+    return v;
+#endif
+}
+
 // v rounded to the stack's type, stored as OTYPE.
 __device__ __forceinline__ void o_store(o_t* p, float v) {
-#if IOTYPE == 1
-    v = f16_to_f32(f32_to_f16(v));
-#elif IOTYPE == 2
-    v = bf16_to_f32(f32_to_bf16(v));
-#endif
+    v = io_round(v);
 #if OTYPE == 0
     *p = v;
 #elif OTYPE == 1

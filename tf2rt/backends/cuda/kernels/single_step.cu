@@ -125,3 +125,117 @@ extern "C" __global__ void step_gates(const float* __restrict__ p, const float* 
     if (y) o_store(y + (size_t)d * y_ds + (size_t)b * y_bs + j, out);
     if (a_next) put_operand(a_next, K1, b, d * HID + j, out);
 }
+
+// ---- small batches: one launch a layer (GEMV form) --------------------------------------
+// At batch <= 4 a GEMM of a few rows reads every weight once but launches a GEMM, a gate
+// kernel and a staging kernel per stack. Here one kernel a layer does both: one warp per
+// gate row of the transposed stacked weight wT [rows, krow] (rows = DIRS * GW * HID in the
+// GEMM's column order, krow = the layer's K), 16-byte weight loads along K, the operand
+// [x | h0] (every batch row) staged in shared memory, the row sums reduced by shuffles,
+// then one thread per (unit, batch row) applies the cell. x: the first layer's input
+// [BATCH, kin] in XTYPE (else null); hin: a deeper layer's input, the layer below's
+// output [BATCH, kin] (fp32, written by its launch as hout).
+#define GV_UNITS (GW == 1 ? 8 : 2)
+#define GV_ROWS (GV_UNITS * GW)
+
+__device__ __forceinline__ void load4w(const io_t* p, float* w) {
+#if IOTYPE == 0
+    const float4 v = *reinterpret_cast<const float4*>(p);
+    w[0] = v.x; w[1] = v.y; w[2] = v.z; w[3] = v.w;
+#else
+    const uint2 v = *reinterpret_cast<const uint2*>(p);
+    const u16 e[4] = {(u16)(v.x & 0xffffu), (u16)(v.x >> 16), (u16)(v.y & 0xffffu), (u16)(v.y >> 16)};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) w[i] = io_load(&e[i]);
+#endif
+}
+
+extern "C" __global__ void __launch_bounds__(GV_ROWS * 32)
+step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restrict__ bias,
+          const float* __restrict__ peep, const x_t* __restrict__ x, const float* __restrict__ hin,
+          const io_t* __restrict__ h0, const io_t* __restrict__ c0, const int* __restrict__ seq,
+          o_t* __restrict__ y, o_t* __restrict__ hn, o_t* __restrict__ cn, float* __restrict__ hout,
+          float clip, long long y_ds, long long y_bs, long long s_gs, long long s_bs) {
+    extern __shared__ __align__(16) float sa[];  // [BATCH][krow]
+    __shared__ float spre[GV_ROWS][BATCH];
+    const int ktot = kin + DIRS * HID;
+    for (int i = threadIdx.x; i < BATCH * krow; i += blockDim.x) {
+        const int b = i / krow, k = i - b * krow;
+        float v = 0.0f;
+        if (k < kin) {
+            v = x ? x_load(x + (size_t)b * kin + k) : hin[(size_t)b * kin + k];
+        } else if (k < ktot && h0) {
+            const int r = k - kin, d = r / HID, j = r - d * HID;
+            v = io_load(h0 + ((size_t)d * BATCH + b) * HID + j);
+        }
+        sa[i] = v;
+    }
+    __syncthreads();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int u0 = blockIdx.x * GV_UNITS;  // this block's first unit (d * HID + j)
+    {
+        const int uu = warp % GV_UNITS, g = warp / GV_UNITS, u = u0 + uu;
+        float acc[BATCH];
+#pragma unroll
+        for (int b = 0; b < BATCH; ++b) acc[b] = 0.0f;
+        int row = 0;
+        if (u < DIRS * HID) {
+            const int d = u / HID, j = u - d * HID;
+            row = d * GW * HID + g * HID + j;
+            const io_t* wr = wT + (size_t)row * krow;
+#pragma unroll 4
+            for (int k = lane * 4; k < krow; k += 128) {
+                float w[4];
+                load4w(wr + k, w);
+#pragma unroll
+                for (int b = 0; b < BATCH; ++b) {
+                    const float4 a = *reinterpret_cast<const float4*>(sa + (size_t)b * krow + k);
+                    acc[b] += w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w;
+                }
+            }
+        }
+#pragma unroll
+        for (int b = 0; b < BATCH; ++b) {
+            float v = acc[b];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+            if (lane == 0) spre[warp][b] = u < DIRS * HID ? v + bias[row] : 0.0f;
+        }
+    }
+    __syncthreads();
+    const int t = threadIdx.x;
+    if (t >= GV_UNITS * BATCH) return;
+    const int uu = t % GV_UNITS, b = t / GV_UNITS, u = u0 + uu;
+    if (u >= DIRS * HID) return;
+    const int d = u / HID, j = u - d * HID;
+    float xv[4] = {0.0f, 0.0f, 0.0f, 0.0f}, rv[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#if CELL == 0
+    for (int g = 0; g < 4; ++g) xv[g] = spre[g * GV_UNITS + uu][b];
+#elif CELL == 1
+    for (int g = 0; g < 3; ++g) xv[g] = spre[g * GV_UNITS + uu][b];
+    rv[GH] = spre[3 * GV_UNITS + uu][b];
+#else
+    xv[0] = spre[uu][b];
+#endif
+    const size_t i = ((size_t)d * BATCH + b) * HID + j;
+    const float h = h0 ? io_load(h0 + i) : 0.0f;
+    float c = c0 ? io_load(c0 + i) : 0.0f;
+    float pi = 0.0f, po = 0.0f, pf = 0.0f;
+#if PEEP
+    if (peep) {
+        pi = peep[d * 3 * HID + j];
+        po = peep[d * 3 * HID + HID + j];
+        pf = peep[d * 3 * HID + 2 * HID + j];
+    }
+#endif
+    const bool active = seq == nullptr || seq[b] > 0;
+    const float hnew = cell_update(xv, rv, h, c, active, pi, po, pf, clip);
+    const size_t so = (size_t)d * s_gs + (size_t)b * s_bs + j;
+    o_store(hn + so, hnew);
+#if CELL == 0
+    if (cn) o_store(cn + so, c);
+#endif
+    const float out = active ? hnew : 0.0f;
+    if (y) o_store(y + (size_t)d * y_ds + (size_t)b * y_bs + j, out);
+    if (hout) hout[(size_t)b * DIRS * HID + u] = io_round(out);  // as the GEMM form's operand
+}
