@@ -320,8 +320,8 @@ def _cudnn_h5(path, F: int, u1: int, u2: int, V: int, rng) -> dict:
         "dense_1": [rng.uniform(-0.5, 0.5, (u2, V)), rng.uniform(-0.5, 0.5, (V,))],
     }
     w = {k: [a.astype(np.float32) for a in v] for k, v in w.items()}
-    names = {"cu_dnnlstm_1": ["kernel", "recurrent_kernel", "bias"], "cu_dnngru_1": ["kernel", "recurrent_kernel", "bias"],
-             "dense_1": ["kernel", "bias"]}
+    rnn = ["kernel", "recurrent_kernel", "bias"]
+    names = {"cu_dnnlstm_1": rnn, "cu_dnngru_1": rnn, "dense_1": ["kernel", "bias"]}
     config = {"class_name": "Sequential", "config": [
         {"class_name": "CuDNNLSTM", "config": {"name": "cu_dnnlstm_1", "trainable": True, "units": u1,
                                                "batch_input_shape": [None, None, F], "dtype": "float32",
@@ -444,3 +444,43 @@ def test_nested_models(gen, tmp_path):
     ref = [np.asarray(t) for t in model([feeds["word_a"], feeds["word_b"]])]
     out_score, out_emb = engine.output_names
     assert max_err(got[out_score], ref[0]) <= TOL and max_err(got[out_emb], ref[1]) <= TOL
+
+
+# --- an LSTM autoencoder (RepeatVector) and sequence utility layers ---------------------------
+def test_lstm_autoencoder_and_sequence_layers(tmp_path):
+    K = oracles.tf_keras()
+    L = K.layers
+    T, F = 10, 3
+    inp = K.Input((T, F), name="series")
+    code = L.LSTM(8, name="encoder")(inp)
+    x = L.RepeatVector(T, name="repeat")(code)
+    x = L.LSTM(8, return_sequences=True, name="decoder")(x)
+    x = L.LayerNormalization(name="norm")(x)
+    recon = L.TimeDistributed(L.Dense(F), name="reconstruction")(x)
+    y = L.ZeroPadding1D((2, 1), name="pad")(inp)
+    y = L.Conv1D(4, 3, strides=2, name="conv")(y)
+    y = L.UpSampling1D(3, name="up")(y)
+    y = L.Permute((2, 1), name="channels_first")(y)
+    model = K.Model(inp, [recon, y])
+    fill(model, 21)
+    model.save(tmp_path / "ae.h5")
+    x = np.random.default_rng(22).normal(size=(3, T, F)).astype(np.float32)
+    got = engine_outputs(tmp_path / "ae.h5", {"series": x}, tmp_path / "ae.onnx")
+    ref = [np.asarray(t) for t in model(x)]
+    assert max_err(got["reconstruction"], ref[0]) <= TOL and max_err(got["channels_first"], ref[1]) <= TOL
+
+
+# --- what cannot be converted is named ----------------------------------------------------------
+def test_unconvertible_layers_are_named(tmp_path):
+    K = oracles.tf_keras()
+    L = K.layers
+    inp = K.Input(batch_shape=(2, 5, 3), name="x")
+    x = L.LSTM(4, stateful=True, return_sequences=True, name="stateful_lstm")(inp)
+    x = L.Lambda(lambda t: t * 2.0, name="double")(x)
+    x = L.GRU(3, name="gru")(x)
+    model = K.Model(inp, x)
+    model.save(tmp_path / "bad.h5")
+    with pytest.raises(UnsupportedError) as exc:
+        tf2rt.convert(tmp_path / "bad.h5", states=False)
+    msg = str(exc.value)
+    assert "Lambda x1" in msg and "'stateful_lstm'" in msg and "stateful=True" in msg and "custom_layers" in msg

@@ -247,3 +247,24 @@ def _global1(op: str) -> Callable:
 
 LAYERS["GlobalAveragePooling1D"] = LAYERS["GlobalAvgPool1D"] = _global1("avg")
 LAYERS["GlobalMaxPooling1D"] = LAYERS["GlobalMaxPool1D"] = _global1("max")
+
+
+@layer("ZeroPadding1D")
+def _zeropad1(cv, name, cfg, args, ref):
+    p = cfg.get("padding", 1)
+    left, right = (int(p), int(p)) if isinstance(p, (int, float)) else (int(p[0]), int(p[1]))
+    x = _to_image(cv, args[0], name)
+    y = cv.net.add_padding_nd(x, (0, left), (0, right), name=f"{name}/pad").output
+    return TV(_from_image(cv, y, name))
+
+
+@layer("UpSampling1D")
+def _upsample1(cv, name, cfg, args, ref):
+    x = cv.plain(args[0])
+    size, c = int(cfg.get("size", 2)), x.shape[2]
+    if c is None:
+        raise UnsupportedError("UpSampling1D of an input without a fixed channel count")
+    x4 = cv.net.add_shuffle(x, reshape_dims=[0, 0, 1, c], name=f"{name}/expand").output
+    zeros = cv.net.add_constant((1, 1, size, 1), np.zeros((1, 1, size, 1), np.float32), name=f"{name}/zeros").output
+    rep = cv.net.add_elementwise(x4, zeros, "sum", name=f"{name}/repeat").output
+    return TV(cv.net.add_shuffle(rep, reshape_dims=[0, -1, c], name=name).output)

@@ -186,7 +186,8 @@ def _inline_nested(layers: list[dict], outs: list[Ref], weights_of: Any, depth: 
     result: list[dict] = []
     for lc in layers:
         if not _is_model(lc):
-            result.append(dict(lc, inbound_nodes=remap(lc["inbound_nodes"]), node_masks=remap(lc.get("node_masks", []))))
+            result.append(dict(lc, inbound_nodes=remap(lc["inbound_nodes"]),
+                               node_masks=remap(lc.get("node_masks", []))))
             continue
         inner, inner_ins, inner_outs = normalize_config({"class_name": lc["class_name"], "config": lc["config"]},
                                                         weights_of, depth + 1)

@@ -128,7 +128,8 @@ def _activation(cv, name, cfg, args, ref):
 @layer("ReLU")
 def _relu(cv, name, cfg, args, ref):
     v = args[0]
-    mx, slope, th = cfg.get("max_value"), float(cfg.get("negative_slope", 0.0) or 0.0), float(cfg.get("threshold", 0.0) or 0.0)
+    mx = cfg.get("max_value")
+    slope, th = float(cfg.get("negative_slope", 0.0) or 0.0), float(cfg.get("threshold", 0.0) or 0.0)
     if th != 0.0:
         raise UnsupportedError("ReLU with a threshold")
     if slope != 0.0:
@@ -329,3 +330,57 @@ def _any(cv, name, cfg, args, ref):
         raise UnsupportedError("Any over all axes")
     axes = [int(a) % x.rank for a in (axis if isinstance(axis, list) else [axis])]
     return TV(cv.net.add_reduce(x, "max", axes, keep_dims=bool(cfg.get("keepdims", False)), name=name).output)
+
+
+@check("LayerNormalization")
+def _ln_check(cfg: dict) -> list[str]:
+    axis = cfg.get("axis", -1)
+    axes = axis if isinstance(axis, list) else [axis]
+    out = [] if len(axes) == 1 else [f"normalisation over axes {axes} (only the last axis)"]
+    if cfg.get("rms_scaling"):
+        out.append("rms_scaling=True")
+    return out
+
+
+@layer("LayerNormalization", mask=True)
+def _layer_norm(cv, name, cfg, args, ref):
+    x = cv.plain(args[0])
+    axis = cfg.get("axis", -1)
+    axis = (axis[0] if isinstance(axis, list) else axis) % x.rank
+    if axis != x.rank - 1 or _ln_check(cfg):
+        raise UnsupportedError("LayerNormalization over an axis other than the last, or with rms_scaling")
+    w = cv.layer_arrays(name)
+    gamma = w.pop(0) if cfg.get("scale", True) else None
+    beta = w.pop(0) if cfg.get("center", True) else None
+    net = cv.net
+    mean = net.add_reduce(x, "avg", [axis], keep_dims=True, name=f"{name}/mean").output
+    d = net.add_elementwise(x, mean, "sub", name=f"{name}/centered").output
+    var = net.add_reduce(net.add_elementwise(d, d, "prod", name=f"{name}/sq").output, "avg", [axis], keep_dims=True,
+                         name=f"{name}/variance").output
+    std = net.add_scale(var, "uniform", shift=np.float32(cfg.get("epsilon", 1e-3)), power=np.float32(0.5),
+                        name=f"{name}/std").output
+    y = net.add_elementwise(d, std, "div", name=f"{name}/normalized" if gamma is not None or beta is not None
+                            else name).output
+    if gamma is not None:
+        g = net.add_constant(gamma.shape, gamma, name=f"{name}/gamma").output
+        y = net.add_elementwise(y, g, "prod", name=f"{name}/scaled" if beta is not None else name).output
+    if beta is not None:
+        b = net.add_constant(beta.shape, beta, name=f"{name}/beta").output
+        y = net.add_elementwise(y, b, "sum", name=name).output
+    return TV(y)
+
+
+@layer("RepeatVector")
+def _repeat_vector(cv, name, cfg, args, ref):
+    x = cv.plain(args[0])
+    n = int(cfg["n"])
+    x3 = cv.net.add_shuffle(x, reshape_dims=[0, 1, x.shape[1] or -1], name=f"{name}/expand").output
+    zeros = cv.net.add_constant((1, n, 1), np.zeros((1, n, 1), np.float32), name=f"{name}/zeros").output
+    return TV(cv.net.add_elementwise(x3, zeros, "sum", name=name).output)
+
+
+@layer("Permute")
+def _permute(cv, name, cfg, args, ref):
+    x = cv.plain(args[0])
+    dims = [int(d) for d in cfg["dims"]]
+    return TV(cv.net.add_shuffle(x, first_transpose=[0] + dims, name=name).output)
