@@ -610,7 +610,7 @@ class GraphConverter(LayoutBuilder):
         check_graph(self, order, inputs)  # unsupported ops and shapeless inputs, all at once
 
     def _add_input(self, key: str, node: Node, ref: tuple[str, int]) -> None:
-        attr = node.attr("dtype")
+        attr = node.attr("dtype") or node.attr("T")  # a placeholder, or an inner node cut as an input
         dt = np.dtype(dtype_of(attr.type() if attr else 1, f"input {key!r}")).name
         from .graph_problems import placeholder_shape
 
