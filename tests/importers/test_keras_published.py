@@ -201,32 +201,53 @@ def test_chars2vec_cli(chars2vec, tmp_path):
     assert max_err(got["score"], score) <= TOL and max_err(got["lstm_word"], emb) <= TOL
 
 
-# --- masks: Bidirectional merge modes and a plain LSTM over right-padded sequences -----------
+# --- masks: Bidirectional merge modes and a plain LSTM over padded sequences -----------------
+V_MASK, T_MASK = 17, 9
+
+
 @pytest.fixture(scope="module")
 def masked(tmp_path_factory):
+    """The same masked model with a fixed and with a variable sequence length."""
     K = oracles.keras()
     L = K.layers
-    V, T = 17, 9
-    inp = K.Input((T,), dtype="int32", name="tokens")
-    e = L.Embedding(V, 6, mask_zero=True, name="embed")(inp)
-    outs = [L.Bidirectional(L.LSTM(5, return_sequences=True), merge_mode=m, name=f"bi_{m}")(e)
-            for m in ("concat", "sum", "mul", "ave")]
-    fw, bw = L.Bidirectional(L.GRU(4, return_sequences=True), merge_mode=None, name="bi_none")(e)
-    last = L.Bidirectional(L.LSTM(3), merge_mode="concat", name="bi_last")(e)
-    seq = L.LSTM(4, return_sequences=True, name="uni_seq")(e)
-    uni_last, h, c = L.LSTM(4, return_state=True, name="uni_state")(e)
-    pooled = L.GlobalAveragePooling1D(name="pooled")(seq)
-    tagged = L.TimeDistributed(L.Dense(3, activation="softmax"), name="tags")(outs[0])
-    model = K.Model(inp, outs + [fw, bw, last, seq, uni_last, h, c, pooled, tagged])
-    fill(model, 5)
-    path = tmp_path_factory.mktemp("masked") / "masked.keras"
-    model.save(path)
-    ids = right_padded(np.random.default_rng(6), 5, T, V, [9, 4, 1, 7, 6])
-    return path, ids, model
+    out = {}
+    for kind, length in (("fixed", T_MASK), ("variable", None)):
+        inp = K.Input((length,), dtype="int32", name="tokens")
+        e = L.Embedding(V_MASK, 6, mask_zero=True, name="embed")(inp)
+        outs = [L.Bidirectional(L.LSTM(5, return_sequences=True), merge_mode=m, name=f"bi_{m}")(e)
+                for m in ("concat", "sum", "mul", "ave")]
+        fw, bw = L.Bidirectional(L.GRU(4, return_sequences=True), merge_mode=None, name="bi_none")(e)
+        last = L.Bidirectional(L.LSTM(3), merge_mode="concat", name="bi_last")(e)
+        seq = L.LSTM(4, return_sequences=True, name="uni_seq")(e)
+        uni_last, h, c = L.LSTM(4, return_state=True, name="uni_state")(e)
+        pooled = L.GlobalAveragePooling1D(name="pooled")(seq)
+        tagged = L.TimeDistributed(L.Dense(3, activation="softmax"), name="tags")(outs[0])
+        model = K.Model(inp, outs + [fw, bw, last, seq, uni_last, h, c, pooled, tagged])
+        fill(model, 5)
+        path = tmp_path_factory.mktemp("masked") / f"masked_{kind}.keras"
+        model.save(path)
+        out[kind] = (path, model)
+    return out
 
 
-def test_mask_zero_right_padded(masked, tmp_path):
-    path, ids, model = masked
+def _padded(pattern: str) -> np.ndarray:
+    ids = right_padded(np.random.default_rng(6), 5, T_MASK, V_MASK, [9, 4, 1, 7, 6])
+    if pattern == "left":
+        ids = ids[:, ::-1].copy()
+    elif pattern == "holes":
+        ids[0, [2, 5]] = 0
+        ids[3, 0] = 0
+        ids[4, [1, 2, 3]] = 0
+    return ids
+
+
+@pytest.mark.parametrize("kind,pattern", [("fixed", "right"), ("fixed", "left"), ("fixed", "holes"),
+                                          ("variable", "right")])
+def test_mask_zero_padded(masked, kind, pattern, tmp_path):
+    """Fixed length: masked steps anywhere are skipped as Keras skips them. Variable length:
+    right padding (sequence lengths)."""
+    path, model = masked[kind]
+    ids = _padded(pattern)
     engine = tf2rt.convert(path, tmp_path / "m.onnx", states=False)
     got = engine.run({"tokens": ids})
     refs = [np.asarray(t) for t in model(ids)]
@@ -235,9 +256,18 @@ def test_mask_zero_right_padded(masked, tmp_path):
     assert engine.output_names == names
     errs = {n: max_err(got[n], r) for n, r in zip(names, refs)}
     assert max(errs.values()) <= TOL, errs
-    # padded steps: 0 inside Bidirectional, the last real output for a plain layer (as Keras)
-    assert np.all(got["bi_concat"][1, 4:] == 0)
-    assert np.allclose(got["uni_seq"][1, 4:], got["uni_seq"][1, 3])
+    if pattern == "right":  # padded steps: 0 inside Bidirectional, the last real output for a plain layer
+        assert np.all(got["bi_concat"][1, 4:] == 0)
+        assert np.allclose(got["uni_seq"][1, 4:], got["uni_seq"][1, 3])
+
+
+def test_variable_length_left_padding_differs(masked, tmp_path):
+    """The documented limit: with a variable length, a left-padded sequence is not skipped the
+    Keras way (the engine runs the first `length` steps)."""
+    path, model = masked["variable"]
+    ids = _padded("left")
+    got = tf2rt.convert(path, states=False).run({"tokens": ids})
+    assert max_err(got["uni_state"], np.asarray(model(ids)[8])) > 1e-3
 
 
 # --- Conv1D + pooling + LSTM classifier ------------------------------------------------------

@@ -9,11 +9,13 @@ tf2rt.layouts (gate orders as data). Settings:
   done by reversing a fixed-length input, or, for a variable length and only the last
   output, by the backward half of a bidirectional layer.
 * Masks (Embedding(mask_zero=True), Masking) become ONNX `sequence_lens` = the number of
-  unmasked steps of each sequence. That is exactly Keras for right-padded sequences (the
-  common case; Keras' output at a padded step is the last real output for a plain layer
-  and 0 inside Bidirectional, and both are reproduced). Keras also skips masked steps at
-  the start or in the middle of a sequence; the engine does not (it runs the first
-  `length` steps), so left-padded or holed sequences give results that differ from Keras.
+  unmasked steps of each sequence. With a fixed sequence length the unmasked steps are
+  first moved to the front (a one-hot matmul built from the running count of real steps)
+  and the outputs moved back, so masked steps anywhere are skipped exactly as Keras skips
+  them; at a masked step Keras outputs the previous output for a plain layer (0 before the
+  first real step) and 0 inside Bidirectional, and so does the engine. With a variable
+  length the sequences must be right-padded (the common case, exact); left padding or
+  holes then give results that differ from Keras (the engine runs the first `length` steps).
 """
 
 from __future__ import annotations
@@ -98,6 +100,32 @@ def _seq_lengths(cv: KerasConverter, mask: Any, name: str) -> Any:
     return cache[id(mask)]
 
 
+def _compaction(cv: KerasConverter, mask: Any, S: int, name: str) -> tuple[Any, Any, Any]:
+    """For a fixed length S: Q [N, S, S] with Q[n, t, j] = 1 where j = (unmasked steps up to t) - 1
+    (at least 0), the same times the mask (moves the unmasked steps to the front, in order),
+    and has_prev [N, S] (a real step at or before t)."""
+    cache = cv.__dict__.setdefault("_compactions", {})
+    if id(mask) in cache:
+        return cache[id(mask)]
+    net = cv.net
+    upper = net.add_constant((S, S), np.triu(np.ones((S, S), np.float32)), name=f"{name}/upper").output
+    count = net.add_matrix_multiply(mask, "none", upper, "none", name=f"{name}/steps_so_far").output
+    one = net.add_constant((), np.float32(1.0), name=f"{name}/one").output
+    zero = net.add_constant((), np.float32(0.0), name=f"{name}/zero").output
+    rank = net.add_elementwise(net.add_elementwise(count, one, "sub", name=f"{name}/rank1").output, zero, "max",
+                               name=f"{name}/rank").output
+    rank3 = net.add_shuffle(rank, reshape_dims=(0, S, 1), name=f"{name}/rank3").output
+    positions = net.add_constant((1, 1, S), np.arange(S, dtype=np.float32).reshape(1, 1, S),
+                                 name=f"{name}/positions").output
+    q = net.add_cast(net.add_elementwise(rank3, positions, "equal", name=f"{name}/is_slot").output, "float32",
+                     name=f"{name}/slots").output
+    m3 = net.add_shuffle(mask, reshape_dims=(0, S, 1), name=f"{name}/mask3").output
+    qm = net.add_elementwise(q, m3, "prod", name=f"{name}/real_slots").output
+    has_prev = net.add_elementwise(count, one, "min", name=f"{name}/has_prev").output
+    cache[id(mask)] = (q, qm, has_prev)
+    return cache[id(mask)]
+
+
 def _pick(cv: KerasConverter, t: Any, axis: int, index: int, name: str) -> Any:
     """t with `axis` (of size 2: forward, backward) reduced to entry `index`."""
     idx = cv.net.add_constant((1,), np.array([index], np.int32), name=f"{name}/index").output
@@ -119,6 +147,12 @@ def recurrent(cv: KerasConverter, name: str, cls: str, cfg: dict, cells: list[An
     S = x.shape[1]
     H = cells[0].hidden_size
     lengths = _seq_lengths(cv, mask, name) if mask is not None else None
+    compact = None
+    if mask is not None and S is not None and not cfg.get("go_backwards"):
+        # a fixed length: the unmasked steps are moved to the front, so masked steps anywhere
+        # (left padding, holes) are skipped exactly as Keras skips them
+        compact = _compaction(cv, mask, S, f"{name}/mask")
+        x = net.add_matrix_multiply(compact[1], "transpose", x, "none", name=f"{name}/compacted").output
     backward_only = False
     if cfg.get("go_backwards") and not bidir:
         if mask is not None:
@@ -143,11 +177,18 @@ def recurrent(cv: KerasConverter, name: str, cls: str, cfg: dict, cells: list[An
     y, h_n = io.output, rnn.get_output(1)
     c_n = rnn.get_output(2) if cells[0].kind == "lstm" else None
     cv.mask_out = mask if seqs else None
+    if compact is not None and seqs:  # back to the input's positions: Keras' output at a masked step is
+        # the previous output for a plain layer (0 before the first real step) and 0 inside Bidirectional
+        y = net.add_matrix_multiply(compact[0], "none", y, "none", name=f"{name}/expanded").output
+        keep = mask if bidir else compact[2]
+        keep3 = net.add_shuffle(keep, reshape_dims=(0, S, 1), name=f"{name}/keep3").output
+        y = net.add_elementwise(y, keep3, "prod", name=f"{name}/y_at_steps").output
     if backward_only:
         return [TV(_pick(cv, h_n, 1, 1, f"{name}/last"))]
     if not bidir:
         last = net.add_shuffle(h_n, reshape_dims=(0, H), name=f"{name}/last").output
-        if seqs and mask is not None:  # Keras repeats the last real output at padded steps; ONNX gives 0
+        if seqs and mask is not None and compact is None:  # right padding: Keras repeats the last real
+            # output at padded steps; ONNX gives 0
             m3 = net.add_shuffle(mask, reshape_dims=(0, 0, 1), name=f"{name}/mask3").output
             pad = net.add_scale(m3, "uniform", shift=np.float32(1.0), scale=np.float32(-1.0), name=f"{name}/pad").output
             last3 = net.add_shuffle(last, reshape_dims=(0, 1, H), name=f"{name}/last3").output
