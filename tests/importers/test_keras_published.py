@@ -514,3 +514,20 @@ def test_unconvertible_layers_are_named(tmp_path):
         tf2rt.convert(tmp_path / "bad.h5", states=False)
     msg = str(exc.value)
     assert "Lambda x1" in msg and "'stateful_lstm'" in msg and "stateful=True" in msg and "custom_layers" in msg
+
+
+# --- Keras 3 model.export() SavedModel (feed-forward; read by the TF graph front end) ----------
+def test_keras3_export_saved_model_feed_forward(tmp_path):
+    K = oracles.keras()
+    L = K.layers
+    inp = K.Input((16, 4), name="signal")
+    x = L.Conv1D(6, 3, padding="same", activation="relu", name="conv")(inp)
+    x = L.MaxPooling1D(2, name="pool")(x)
+    out = L.Dense(3, activation="softmax", name="probs")(L.GlobalAveragePooling1D(name="gap")(x))
+    model = K.Model(inp, out)
+    fill(model, 23)
+    model.export(str(tmp_path / "exported"))
+    x = np.random.default_rng(24).normal(size=(2, 16, 4)).astype(np.float32)
+    engine = tf2rt.convert(tmp_path / "exported", tmp_path / "e.onnx")
+    got = engine.run({engine.input_names[0]: x})[engine.output_names[0]]
+    assert max_err(got, model(x).numpy()) <= TOL
