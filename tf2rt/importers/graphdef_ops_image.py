@@ -1,8 +1,9 @@
 """TensorFlow image ops of published graphs, lowered through existing layers (NCHW inside):
 ResizeBilinear (two matrix products with interpolation matrices), ResizeNearestNeighbor
 (Gathers), DepthToSpace / SpaceToDepth (DCR; reshape + transpose), LRN (a band 1x1
-convolution of x²) and Conv2DBackpropInput (zero insertion + convolution with the flipped
-filter). Coordinates follow TensorFlow's kernels for align_corners / half_pixel_centers.
+convolution of x²), Conv2DBackpropInput (zero insertion + convolution with the flipped
+filter), MirrorPad (Gathers) and FusedBatchNorm with batch statistics (is_training=True) or
+run-time parameters. Coordinates follow TensorFlow's kernels for align_corners / half_pixel_centers.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from ..errors import UnsupportedError
 from ..network.layers_cnn import same_padding
 from .graphdef import TV, Node
 from .graphdef_nn_ops import _image_input, _spatial, _wrap
-from .graphdef_ops import _partial_vals, attr_i, attr_ints, attr_s, const, op
+from .graphdef_ops import HANDLERS, _partial_vals, attr_i, attr_ints, attr_s, const, is_const, op
+from .graphdef_ops_math import need_tv
 
 
 def _flag(node: Node, key: str) -> bool:
@@ -241,3 +243,44 @@ def _mirror_pad(cv, node, ins):
         ind = cv.net.add_constant(idx.shape, idx, name=f"{node.name}/index{ax}").output
         t = cv.net.add_gather(t, ind, axis=(0, 3, 1, 2).index(ax) if nchw else ax, name=f"{node.name}/axis{ax}").output
     return [TV(t, nchw)]
+
+
+# --- FusedBatchNorm with batch statistics or run-time parameters ----------------------
+_PREV_BN = {n: HANDLERS.get(n) for n in ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")}
+
+
+@op("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
+def _batchnorm(cv, node, ins):
+    """Scale layer (inference, constant statistics), or Reduce/Sub/Mul over N,H,W (is_training=True,
+    or statistics computed at run time)."""
+    training = node.attr("is_training") is None or node.attr("is_training").b()  # TF's default is True
+    prev = _PREV_BN.get(node.op)
+    if not training and all(is_const(v) for v in ins[1:5]) and prev is not None:
+        return prev(cv, node, ins)
+    eps = node.attr("epsilon").f() if node.attr("epsilon") else 1e-4
+    x = _image_input(cv, node, ins[0])
+    if x.rank != 4:
+        raise UnsupportedError(f"FusedBatchNorm of a rank-{x.rank} tensor")
+    net, n = cv.net, node.name
+
+    def chan(v: Any, what: str) -> Any:
+        if is_const(v):
+            arr = np.asarray(v, np.float32).reshape(1, -1, 1, 1)
+            return net.add_constant(arr.shape, arr, name=f"{n}/{what}").output
+        return net.add_shuffle(cv.plain(need_tv(v, what)), reshape_dims=[1, -1, 1, 1], name=f"{n}/{what}").output
+
+    if training:
+        mean = net.add_reduce(x, "avg", [0, 2, 3], keep_dims=True, name=f"{n}/mean").output
+        d = net.add_elementwise(x, mean, "sub", name=f"{n}/centered").output
+        sq = net.add_elementwise(d, d, "prod", name=f"{n}/squared").output
+        var = net.add_reduce(sq, "avg", [0, 2, 3], keep_dims=True, name=f"{n}/variance").output
+    else:
+        d = net.add_elementwise(x, chan(ins[3], "mean"), "sub", name=f"{n}/centered").output
+        var = chan(ins[4], "variance")
+    e = net.add_constant((1, 1, 1, 1), np.full((1, 1, 1, 1), eps, np.float32), name=f"{n}/epsilon").output
+    std = net.add_unary(net.add_elementwise(var, e, "sum", name=f"{n}/var_eps").output, "sqrt",
+                        name=f"{n}/std").output
+    y = net.add_elementwise(d, std, "div", name=f"{n}/normalized").output
+    y = net.add_elementwise(y, chan(ins[1], "scale"), "prod", name=f"{n}/scaled").output
+    y = net.add_elementwise(y, chan(ins[2], "offset"), "sum", name=n).output
+    return [_wrap(cv, node, y), None, None, None, None, None]
