@@ -508,13 +508,18 @@ class GraphConverter(LayoutBuilder):
     # --- entry points ---------------------------------------------------------------
     def convert(self, inputs: Optional[list[str]], outputs: Optional[list[str]], name: str) -> Any:
         """inputs/outputs as node names or "node:index" refs (defaults: Placeholders / sink nodes)."""
+        from .tf_loops import ensure_recurrences, loop_leftovers
+
+        ensure_recurrences(self.graph)
         nodes = self.graph.nodes
         if inputs is None:
             inputs = [n.name for n in nodes.values() if n.op == "Placeholder"]
         if outputs is None:
             used = {split_ref(r)[0] for n in nodes.values() for r in n.inputs}
+            leftover = loop_leftovers(self.graph)
             outputs = [n.name for n in nodes.values()
-                       if n.name not in used and n.op not in ("NoOp", "Const", "Placeholder", "Assert", "SaveV2")]
+                       if n.name not in used and n.name not in leftover
+                       and n.op not in ("NoOp", "Const", "Placeholder", "Assert", "SaveV2")]
         if not outputs:
             raise FormatError("GraphDef: no output nodes found; pass outputs=[...]")
         ins = {split_ref(r)[0]: r for r in inputs}
@@ -524,13 +529,21 @@ class GraphConverter(LayoutBuilder):
     def convert_named(self, inputs: dict[str, str], outputs: dict[str, str], name: str) -> Any:
         """inputs/outputs: engine tensor name -> graph ref."""
         from ..network import Network
+        from .tf_loops import ensure_recurrences
 
+        ensure_recurrences(self.graph)
         for r in list(inputs.values()) + list(outputs.values()):
             if split_ref(r)[0] not in self.graph.nodes:
                 raise FormatError(f"GraphDef: no node named {split_ref(r)[0]!r}")
         input_refs = {self._key(r): k for k, r in inputs.items()}
         order = self._toposort([self._key(r) for r in outputs.values()], set(n for n, _ in input_refs))
-        self._check_supported(order, {n for n, _ in input_refs})
+        try:
+            self._check_supported(order, {n for n, _ in input_refs})
+        except UnsupportedError as exc:
+            why = "; ".join(getattr(self.graph, "loop_errors", {}).values())
+            if not why:
+                raise
+            raise UnsupportedError(f"{exc} (while loops not recognised as RNNs: {why})") from None
         self.net = Network(name)
         self.net.metadata["source_format"] = "graphdef"
         for ref_key, key in input_refs.items():
@@ -554,7 +567,13 @@ class GraphConverter(LayoutBuilder):
         if failed:
             from .graph_problems import raise_failures
 
-            raise_failures(failed, self.graph)
+            try:
+                raise_failures(failed, self.graph)
+            except UnsupportedError as exc:
+                why = "; ".join(getattr(self.graph, "loop_errors", {}).values())
+                if not why:
+                    raise
+                raise UnsupportedError(f"{exc} (while loops not recognised as RNNs: {why})") from None
         for key, ref in outputs.items():
             v = self.values[self._key(ref)]
             if not isinstance(v, TV):

@@ -289,6 +289,29 @@ def _is_counter(v: LoopVar, flow: Dataflow) -> bool:
     return n is not None and n.op in ("Add", "AddV2") and any(flow.source(i) == flow.source(v.inner) for i in n.inputs)
 
 
+_CONTROL_OPS = {"Enter", "RefEnter", "Exit", "RefExit", "Merge", "RefMerge", "Switch", "RefSwitch", "LoopCond",
+                "NextIteration", "RefNextIteration", "While", "StatelessWhile", LOOP_ARG_OP}
+
+
+def ensure_recurrences(graph: Graph) -> list[Recurrence]:
+    """rewrite_recurrences once per graph (importers may call it before choosing outputs)."""
+    if getattr(graph, "recurrences", None) is None:
+        graph.recurrences = rewrite_recurrences(graph)  # type: ignore[attr-defined]
+    return graph.recurrences  # type: ignore[attr-defined]
+
+
+def loop_leftovers(graph: Graph) -> set[str]:
+    """Nodes left of loops that became `_Recurrence` nodes (never default outputs)."""
+    out = set()
+    scopes = tuple(f"{r.name}/while/" for r in getattr(graph, "recurrences", None) or [])
+    scopes += tuple(f"{r.name}/while" for r in getattr(graph, "recurrences", None) or [])
+    for n in graph.nodes.values():
+        if n.op in _CONTROL_OPS or (scopes and n.name.startswith(scopes)) or n.op.startswith("TensorArray") \
+                or n.op.startswith("TensorList"):
+            out.add(n.name)
+    return out | getattr(graph, "replaced_inputs", set())
+
+
 def rewrite_recurrences(graph: Graph) -> list[Recurrence]:
     """Replace every recognised RNN loop in `graph` by a `_Recurrence` node (in place)."""
     loops, invariant_args = tf2_loops(graph)
@@ -328,12 +351,16 @@ def _replace(graph: Graph, flow: Dataflow, rec: Recurrence) -> None:
     node.recurrence = rec  # type: ignore[attr-defined]
     node.zero_init = zero  # type: ignore[attr-defined]
     graph.nodes[node.name] = node
+    replaced = getattr(graph, "replaced_inputs", set())
+    replaced.update(split_ref(r)[0] for r in graph.nodes[rec.gather].inputs)
+    graph.replaced_inputs = replaced  # type: ignore[attr-defined]
     graph.nodes[rec.gather] = Node(rec.gather, "Identity", [ref(node.name, 0)])
     for k, v in enumerate(rec.state_vars):
         if v.final is None:
             continue
         fname, fidx = split_ref(v.final)
         if graph.nodes[fname].op in ("Exit", "RefExit"):
+            replaced.update(split_ref(r)[0] for r in graph.nodes[fname].inputs)
             graph.nodes[fname] = Node(fname, "Identity", [ref(node.name, 1 + k)])
         else:  # a TF2 While output: route every reader of While:k to the recurrence
             for n in graph.nodes.values():

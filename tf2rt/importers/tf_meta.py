@@ -114,10 +114,10 @@ def import_meta_checkpoint(source: Any, meta_path: str | Path, *, inputs: list[s
                            card: Any = None, input_shapes: dict[str, list] | None = None) -> Any:
     """Convert the inference part of a `.meta` graph, variables bound from `source`."""
     from .graphdef_ops import GraphConverter
-    from .tf_loops import rewrite_recurrences
+    from .tf_loops import ensure_recurrences
 
     graph, _mg = read_meta_graphdef(meta_path)
-    recs = rewrite_recurrences(graph)
+    recs = ensure_recurrences(graph)
     if outputs is None:
         outputs = default_outputs(graph)
         if not outputs:
@@ -130,22 +130,15 @@ def import_meta_checkpoint(source: Any, meta_path: str | Path, *, inputs: list[s
     # Unless shapes are given, every dimension but the last (features) is tried as dynamic first,
     # then the placeholders as saved.
     attempts = [input_shapes] if input_shapes else [_relaxed(graph, inputs), None]
-    try:
-        for k, shapes in enumerate(attempts):
-            cv = GraphConverter(graph, resolve_variable=resolver)
-            cv.input_shapes = {key: list(v) for key, v in (shapes or {}).items()}
-            try:
-                net = cv.convert(inputs, outputs, name or "model")
-                break
-            except (UnsupportedError, FormatError, ShapeError):
-                if k == len(attempts) - 1:
-                    raise
-    except UnsupportedError as exc:
-        errors = getattr(graph, "loop_errors", {})
-        if not errors:
-            raise
-        why = "; ".join(errors.values())
-        raise UnsupportedError(f"{exc} (while loops not recognised as RNNs: {why})") from None
+    for k, shapes in enumerate(attempts):
+        cv = GraphConverter(graph, resolve_variable=resolver)
+        cv.input_shapes = {key: list(v) for key, v in (shapes or {}).items()}
+        try:
+            net = cv.convert(inputs, outputs, name or "model")
+            break
+        except (UnsupportedError, FormatError, ShapeError):
+            if k == len(attempts) - 1:
+                raise
     if card is not None:
         for info in getattr(cv, "recurrence_info", []):
             for key, value in info.items():

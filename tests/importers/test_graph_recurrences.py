@@ -1,0 +1,113 @@
+"""RNN while loops recognised in frozen graphs: TF1 control flow (Enter/Merge/Switch/Exit)
+and TF2 `While` functions, every cell TF1 builds, sequence lengths, several layers of
+different kinds in one loop. Every variable (biases included) gets distinct random values,
+and the frozen engine is compared with TensorFlow within 1e-5."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+CELLS = {
+    "basic_lstm_fb0.5": lambda r, n: r.BasicLSTMCell(n, forget_bias=0.5),
+    "lstm_cell": lambda r, n: r.LSTMCell(n),
+    "gru": lambda r, n: r.GRUCell(n),
+    "rnn_relu": lambda r, n: r.BasicRNNCell(n, activation=__import__("tensorflow").nn.relu),
+    "lstm+gru": None,  # two layers of different kinds in one MultiRNNCell
+}
+
+
+def _freeze(tf, cell_name: str, v2: bool, seq_lengths: bool, tmp_path):
+    tf1 = tf.compat.v1
+    if v2:
+        tf1.enable_control_flow_v2()
+    else:
+        tf1.disable_control_flow_v2()
+    rng = np.random.default_rng(len(cell_name) + 10 * v2 + 100 * seq_lengths)
+    try:
+        g = tf.Graph()
+        with g.as_default():
+            x = tf1.placeholder(tf.float32, [None, None, 3], name="x")
+            lengths = tf1.placeholder(tf.int32, [None], name="lengths") if seq_lengths else None
+            r = tf1.nn.rnn_cell
+            if CELLS[cell_name] is None:
+                cell = r.MultiRNNCell([r.LSTMCell(5), r.GRUCell(4)])
+            else:
+                cell = r.MultiRNNCell([CELLS[cell_name](r, 5), CELLS[cell_name](r, 5)])
+            out, _ = tf1.nn.dynamic_rnn(cell, x, sequence_length=lengths, dtype=tf.float32)
+            y = tf.identity(out, name="y")
+            with tf1.Session() as sess:
+                sess.run(tf1.global_variables_initializer())
+                for v in tf1.trainable_variables():
+                    v.load(rng.uniform(-0.9, 0.9, v.shape.as_list()).astype(np.float32), sess)
+                gd = tf1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["y"])
+                feeds = {"x": rng.standard_normal((3, 6, 3)).astype(np.float32)}
+                tf_feeds = {x: feeds["x"]}
+                if seq_lengths:
+                    feeds["lengths"] = np.array([6, 2, 4], np.int32)
+                    tf_feeds[lengths] = feeds["lengths"]
+                want = sess.run(y, tf_feeds)
+    finally:
+        tf1.enable_control_flow_v2()
+    path = tmp_path / "model.pb"
+    path.write_bytes(gd.SerializeToString())
+    return path, feeds, want
+
+
+@pytest.mark.parametrize("v2", [False, True], ids=["tf1-control-flow", "tf2-while"])
+@pytest.mark.parametrize("cell_name", list(CELLS))
+def test_frozen_dynamic_rnn_matches_tensorflow(tf, tmp_path, cell_name, v2):
+    from tf2rt import convert
+
+    path, feeds, want = _freeze(tf, cell_name, v2, False, tmp_path)
+    engine = convert(path)
+    got = engine.run(feeds)["y"]
+    assert got.shape == want.shape
+    assert float(np.abs(got - want).max()) <= 1e-5
+    # the loop became native recurrent nodes, not an unrolled or Loop graph
+    ops = {n.op_type for n in engine.onnx.graph.node}
+    assert ops & {"LSTM", "GRU", "RNN"} and "Loop" not in ops and "Scan" not in ops
+
+
+@pytest.mark.parametrize("v2", [False, True], ids=["tf1-control-flow", "tf2-while"])
+def test_sequence_lengths(tf, tmp_path, v2):
+    from tf2rt import convert
+
+    path, feeds, want = _freeze(tf, "gru", v2, True, tmp_path)
+    engine = convert(path)
+    assert "lengths" in engine.input_names
+    got = engine.run(feeds)["y"]
+    assert float(np.abs(got - want).max()) <= 1e-5
+
+
+def test_streaming_states_are_optional_and_carry(tf, tmp_path):
+    """Zero-initialised states become optional inputs paired with final-state outputs."""
+    from tf2rt import convert
+
+    path, feeds, want = _freeze(tf, "basic_lstm_fb0.5", False, False, tmp_path)
+    engine = convert(path)
+    assert len(engine.states) == 2
+    full = engine.run(feeds)["y"]
+    stream = engine.stream()
+    parts = [stream.step({"x": feeds["x"][:, t:t + 1]})["y"] for t in range(feeds["x"].shape[1])]
+    assert float(np.abs(np.concatenate(parts, axis=1) - want).max()) <= 1e-5
+    assert float(np.abs(full - want).max()) <= 1e-5
+
+
+def test_unrecognised_loop_is_named(tf, tmp_path):
+    """A loop whose cell tf2rt cannot express (LSTMCell with cell_clip) is a clear error."""
+    tf1 = tf.compat.v1
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, None, 3], name="x")
+        out, _ = tf1.nn.dynamic_rnn(tf1.nn.rnn_cell.LSTMCell(4, cell_clip=1.0), x, dtype=tf.float32)
+        tf.identity(out, name="y")
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            gd = tf1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["y"])
+    (tmp_path / "m.pb").write_bytes(gd.SerializeToString())
+    from tf2rt import convert
+    from tf2rt.errors import UnsupportedError
+
+    with pytest.raises(UnsupportedError, match=r"while loops not recognised as RNNs: loop 'rnn'"):
+        convert(tmp_path / "m.pb")
