@@ -50,6 +50,25 @@ def test_all_problems_in_one_error(detector):
         assert part in msg, (part, msg)
 
 
+def test_input_problems_listed_together(tf, tmp_path):
+    from tf2rt.errors import UnsupportedError
+    from tf2rt.importers.graphdef import import_graphdef
+
+    v1 = tf.compat.v1
+    g = tf.Graph()
+    with g.as_default():  # two placeholders of unknown rank, one string input, one unsupported op
+        x, n = v1.placeholder(tf.float32, None, name="x"), v1.placeholder(tf.float32, None, name="unknown")
+        s = v1.placeholder(tf.string, [None], name="text")
+        tf.identity(x * n + tf.cast(tf.strings.length(s), tf.float32)[0], name="out")
+    pb = tmp_path / "inputs.pb"
+    pb.write_bytes(g.as_graph_def().SerializeToString())
+    with pytest.raises(UnsupportedError) as exc:
+        import_graphdef(pb)
+    msg = str(exc.value)
+    assert "3 problems" in msg and "StringLength x1" in msg and "2 input(s) of unknown rank: 'unknown', 'x'" in msg \
+        and "input 'text': dtype string is not supported" in msg, msg
+
+
 def test_refused_nodes_listed_together(tf, tmp_path):
     from tf2rt.errors import UnsupportedError
     from tf2rt.importers.graphdef import import_graphdef

@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any, Optional
 
 from ..errors import FormatError, UnsupportedError
-from .graphdef import Node
+from .graphdef import DTYPE_NAMES, Node, dtype_of
 
 
 def parse_shape_arg(text: str) -> tuple[str, list[Optional[int]]]:
@@ -55,6 +55,11 @@ def check_graph(cv: Any, order: list[str], inputs: set[str]) -> None:
         node = cv.graph.nodes[name]
         if name in inputs:
             try:
+                attr = node.attr("dtype") or node.attr("T")
+                code = attr.type() if attr is not None else 1
+                if dtype_of(code, f"input {name!r}") is object:
+                    raise UnsupportedError(f"input {name!r}: dtype {DTYPE_NAMES.get(code % 100, code)} is not "
+                                           "supported (cut the graph after it with inputs=[...] / --inputs)")
                 if placeholder_shape(node, given.get(name)) is None:
                     shapeless.append(name)
             except UnsupportedError as exc:
