@@ -63,3 +63,19 @@ def test_seq2seq_has_two_recurrences(models):
     engine = convert(models["seq2seq"]["prefix"])
     recs = engine.metadata["model"]["detected"]["graph"]["recurrences"]
     assert sorted(r["loop"] for r in recs) == ["decoder/rnn", "encoder/rnn"]
+
+
+def test_inspect_meta_graph_shows_what_convert_uses(models, capsys):
+    import json
+
+    meta = models["char_rnn_monitors"]["prefix"] + ".meta"
+    assert main(["inspect", meta, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [i["name"] for i in report["inputs"]] == ["input"]
+    assert [o["name"] for o in report["outputs"]] == ["logits", "probs"]
+    assert [len(r["cells"]) for r in report["recurrences"]] == [2]
+    assert {"learning_rate", "global_step", "evaluation/loss_monitor/count"} <= set(report["variables_ignored"])
+    assert report["unsupported"] == {}
+    assert main(["inspect", meta]) == 0
+    text = capsys.readouterr().out
+    assert "recurrent stack rnn" in text and "ignored" in text

@@ -17,9 +17,10 @@ MAX_EXAMPLES = 5
 
 
 def is_graph_file(path: str | Path) -> bool:
-    """A frozen .pb or a SavedModel directory."""
+    """A frozen .pb, a SavedModel directory or a checkpoint's .meta graph."""
     p = Path(path)
-    return (p.is_file() and p.suffix.lower() == ".pb") or (p.is_dir() and (p / "saved_model.pb").is_file())
+    return (p.is_file() and p.suffix.lower() in (".pb", ".meta")) or \
+        (p.is_dir() and (p / "saved_model.pb").is_file())
 
 
 def _dtype(node: Node) -> str:
@@ -59,6 +60,17 @@ def describe_graph(path: str | Path) -> dict[str, Any]:
         inputs = [{"name": t.key, "node": split_ref(t.ref)[0], "dtype": DTYPE_NAMES.get(t.dtype, str(t.dtype)),
                    "shape": None if t.shape is None else [None if d < 0 else d for d in t.shape]} for t in sm.inputs]
         outputs = [{"name": t.key, "node": t.ref} for t in sm.outputs]
+    elif p.suffix.lower() == ".meta":
+        from .tf_loops import ensure_recurrences
+        from .tf_meta import _reachable_placeholders, default_outputs, read_meta_graphdef
+
+        graph, _mg = read_meta_graphdef(p)
+        fmt = "meta-graph"
+        ensure_recurrences(graph)
+        outs = default_outputs(graph)
+        inputs = [{"name": n, "node": n, "dtype": _dtype(graph.nodes[n]), "shape": _shape(graph.nodes[n])}
+                  for n in _reachable_placeholders(graph, outs)]
+        outputs = [{"name": o, "node": o, "op": graph.nodes[o].op} for o in outs]
     else:
         from .graphdef import read_graphdef
 
@@ -69,8 +81,15 @@ def describe_graph(path: str | Path) -> dict[str, Any]:
         used = {split_ref(r)[0] for n in graph.nodes.values() for r in n.inputs}
         outputs = [{"name": n.name, "node": n.name, "op": n.op} for n in graph.nodes.values()
                    if n.name not in used and n.op not in _NOT_OUTPUTS]
+    from .tf_loops import ensure_recurrences
+
+    recs = ensure_recurrences(graph)
     stop = {i["node"] for i in inputs if not i.get("default")}
     live = _reachable(graph, [split_ref(o["node"])[0] for o in outputs])
+    variables = [n.attr("shared_name").s() if n.attr("shared_name") is not None and n.attr("shared_name").s()
+                 else n.name for n in graph.nodes.values() if n.op in ("VariableV2", "VarHandleOp")]
+    used_vars = sorted(n.attr("shared_name").s() if n.attr("shared_name") is not None and n.attr("shared_name").s()
+                       else n.name for n in (graph.nodes[k] for k in live) if n.op in ("VariableV2", "VarHandleOp"))
     ops = Counter(n.op for n in graph.nodes.values())
     unsupported: dict[str, dict[str, Any]] = {}
     for name in sorted(live):
@@ -88,6 +107,11 @@ def describe_graph(path: str | Path) -> dict[str, Any]:
         "outputs": outputs,
         "ops": dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
         "unsupported": dict(sorted(unsupported.items())),
+        "recurrences": [{"loop": r.name, "cells": [f"{c.kind}({c.name})" for c in r.layers],
+                         "sequence_length": r.seq_len} for r in recs],
+        "unrecognised_loops": dict(getattr(graph, "loop_errors", {})),
+        "variables_used": used_vars,
+        "variables_ignored": sorted(set(variables) - set(used_vars)),
         "convertible": not unsupported and all(i["shape"] is not None for i in inputs),
     }
 
@@ -113,6 +137,16 @@ def format_graph_report(report: dict[str, Any]) -> str:
             out.append(f"  {op} x{e['count']}: {', '.join(e['nodes'])}{more}")
     else:
         out.append("unsupported ops: none")
+    for r in report.get("recurrences", []):
+        seq = f", sequence lengths from {r['sequence_length']}" if r.get("sequence_length") else ""
+        out.append(f"recurrent stack {r['loop']}: {' -> '.join(r['cells'])}{seq}")
+    for loop, why in report.get("unrecognised_loops", {}).items():
+        if not loop.startswith("gradients"):
+            out.append(f"loop {loop}: not an RNN tf2rt recognises ({why})")
+    if report.get("variables_used") or report.get("variables_ignored"):
+        out.append(f"variables: {len(report['variables_used'])} on the path to the outputs, "
+                   f"{len(report['variables_ignored'])} ignored (learning rates, step counters, monitors, "
+                   "optimizer slots: off the path)")
     shapeless = [i["name"] for i in report["inputs"] if i["shape"] is None]
     if shapeless:
         out.append("inputs of unknown rank (give --input-shape NAME=D0,D1,...): " + ", ".join(shapeless))
