@@ -162,7 +162,6 @@ def _zeropad(cv, name, cfg, args, ref):
     return TV(cv.net.add_padding_nd(cv.nchw(args[0]), (t, l), (b, r), name=name).output, True)
 
 
-
 # --- 1-D layers: [N, S, C] sequences as [N, C, 1, S] images -----------------------------------
 def _one(v: Any) -> int:
     return int(v[0]) if isinstance(v, (list, tuple)) else int(v)

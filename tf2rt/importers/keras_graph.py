@@ -300,6 +300,7 @@ class KerasConverter(LayoutBuilder):
         self.rnn_cards: list[dict[str, Any]] = []
         self.state_names: list[str] = []
         self.layers: list[dict] = []
+        self.current: Optional[dict] = None  # the layer being converted
 
     def convert(self, name: str) -> Any:
         from ..network import Network
@@ -338,6 +339,7 @@ class KerasConverter(LayoutBuilder):
                 else:
                     self.in_masks = [self.masks.get(a) if isinstance(a, tuple) else None for a in node]
                 self.mask_out = _UNSET
+                self.current = lc
                 ref = (lname, k, 0)
                 try:
                     out = self._handler(cls)(self, lname if k == 0 else f"{lname}_{k}", cfg, args, ref)
@@ -415,11 +417,12 @@ class KerasConverter(LayoutBuilder):
         return w
 
     def layer_arrays(self, lname: str) -> list[np.ndarray]:
-        """The weights of a layer (a layer's k-th call is named `<layer>_<k>`) as float32."""
-        by_name = {lc["name"]: lc for lc in self.layers}
-        base = lname if lname in by_name or "_" not in lname else lname.rsplit("_", 1)[0]
-        lc = by_name.get(base, {})
-        return [np.asarray(a, dtype=np.float32) for a in self.get_weights(lc.get("weights_name", base))]
+        """The weights (float32) of the layer being converted (`lname` names it in messages
+        only: a layer's second call is named `<layer>_1`, a nested model's layers keep
+        their own weight names)."""
+        lc = self.current or {}
+        stored = lc.get("weights_name", lc.get("name", lname))
+        return [np.asarray(a, dtype=np.float32) for a in self.get_weights(stored)]
 
     def fusable_out(self, t: Any, ref: tuple) -> TV:
         if self.consumers[ref] == 1:

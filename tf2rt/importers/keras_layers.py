@@ -86,7 +86,6 @@ def _dense(cv, name, cfg, args, ref):
     return activate(cv, TV(out), act, f"{name}/{act}")
 
 
-
 def _merge(op: str) -> Callable:
     def h(cv, name, cfg, args, ref):
         tvs = [a for a in args if isinstance(a, TV)]
