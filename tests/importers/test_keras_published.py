@@ -531,3 +531,61 @@ def test_keras3_export_saved_model_feed_forward(tmp_path):
     engine = tf2rt.convert(tmp_path / "exported", tmp_path / "e.onnx")
     got = engine.run({engine.input_names[0]: x})[engine.output_names[0]]
     assert max_err(got, model(x).numpy()) <= TOL
+
+
+# --- merge layers ------------------------------------------------------------------------------
+def test_merge_layers(tmp_path):
+    K = oracles.keras()
+    L = K.layers
+    a = K.Input((6, 4), name="a")
+    b = K.Input((6, 4), name="b")
+    pa, pb = L.Dense(5, name="pa")(a), L.Dense(5, name="pb")(b)
+    outs = [L.Add(name="add")([pa, pb, pa]), L.Subtract(name="sub")([pa, pb]), L.Multiply(name="mul")([pa, pb]),
+            L.Average(name="avg")([pa, pb]), L.Maximum(name="max")([pa, pb]), L.Minimum(name="min")([pa, pb]),
+            L.Concatenate(axis=1, name="cat_time")([pa, pb]),
+            L.Dot(axes=(2, 2), name="scores")([pa, pb]), L.Dot(axes=(1, 1), name="gram")([pa, pb]),
+            L.Dot(axes=1, normalize=True, name="cosine")([L.Flatten(name="fa")(pa), L.Flatten(name="fb")(pb)])]
+    model = K.Model([a, b], outs)
+    fill(model, 25)
+    model.save(tmp_path / "merge.keras")
+    rng = np.random.default_rng(26)
+    feeds = {"a": rng.normal(size=(3, 6, 4)).astype(np.float32), "b": rng.normal(size=(3, 6, 4)).astype(np.float32)}
+    got = engine_outputs(tmp_path / "merge.keras", feeds, tmp_path / "merge.onnx")
+    refs = [np.asarray(t) for t in model([feeds["a"], feeds["b"]])]
+    names = ["add", "sub", "mul", "avg", "max", "min", "cat_time", "scores", "gram", "cosine"]
+    errs = {n: max_err(got[n], r) for n, r in zip(names, refs)}
+    assert max(errs.values()) <= TOL, errs
+
+
+def test_cudnn_bidirectional_h5(tmp_path):
+    """Bidirectional(CuDNNLSTM) as Keras 2.1 wrote it: forward weights, then backward."""
+    import h5py
+
+    K = oracles.tf_keras()
+    L = K.layers
+    F, u = 4, 5
+    rng = np.random.default_rng(27)
+    fw = [rng.uniform(-0.5, 0.5, s).astype(np.float32) for s in ((F, 4 * u), (u, 4 * u), (8 * u,))]
+    bw = [rng.uniform(-0.5, 0.5, s).astype(np.float32) for s in ((F, 4 * u), (u, 4 * u), (8 * u,))]
+    inner = {"class_name": "CuDNNLSTM", "config": {"name": "cu_dnnlstm_1", "units": u, "return_sequences": True,
+                                                   "return_state": False, "go_backwards": False, "stateful": False}}
+    config = {"class_name": "Sequential", "config": [
+        {"class_name": "Bidirectional", "config": {"name": "bidirectional_1", "layer": inner, "merge_mode": "concat",
+                                                   "batch_input_shape": [None, 7, F], "dtype": "float32"}}]}
+    with h5py.File(tmp_path / "bi.h5", "w") as f:
+        f.attrs["model_config"] = json.dumps(config).encode()
+        f.attrs["keras_version"] = b"2.1.5"
+        mw = f.create_group("model_weights")
+        mw.attrs["layer_names"] = [b"bidirectional_1"]
+        g = mw.create_group("bidirectional_1")
+        names = [f"bidirectional_1/{d}_cu_dnnlstm_1/{n}:0" for d in ("forward", "backward")
+                 for n in ("kernel", "recurrent_kernel", "bias")]
+        g.attrs["weight_names"] = [n.encode() for n in names]
+        for n, arr in zip(names, fw + bw):
+            g.create_dataset(n, data=arr)
+    model = K.Sequential([L.InputLayer(input_shape=(7, F)),
+                          L.Bidirectional(L.LSTM(u, return_sequences=True, recurrent_activation="sigmoid"))])
+    model.layers[0].set_weights([fw[0], fw[1], fw[2][:4 * u] + fw[2][4 * u:], bw[0], bw[1], bw[2][:4 * u] + bw[2][4 * u:]])
+    x = rng.normal(size=(2, 7, F)).astype(np.float32)
+    got = engine_outputs(tmp_path / "bi.h5", {"bidirectional_1_input": x}, tmp_path / "bi.onnx")
+    assert max_err(got["bidirectional_1"], model(x).numpy()) <= TOL
