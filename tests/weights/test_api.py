@@ -117,7 +117,7 @@ def test_dump_selected_names_and_dict_source(tf1_ckpt, tmp_path):
 
 def test_dump_onto_its_own_source_is_refused(tmp_path):
     path = dump_weights({"a": np.arange(3, dtype=np.float32)}, tmp_path / "a.npz")
-    with pytest.raises(FormatError, match="the file being read"):
+    with pytest.raises(Tf2rtError, match="is the input .* choose another output path"):
         dump_weights(path, path)
     assert load_weights(path)["a"].array.tolist() == [0.0, 1.0, 2.0]
 

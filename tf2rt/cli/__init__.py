@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     except Tf2rtError as exc:
         return _fail(args.command, str(exc))
     except BrokenPipeError:  # e.g. `tf2rt inspect ... | head`
-        _detach_stdout()
+        _settle_stdout()
         return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -123,7 +123,7 @@ def _fail(command: str, message: str, exc: BaseException | None = None) -> int:
             print(f"tf2rt {command}: error: {' '.join(message.split())}", file=sys.stderr)
         except OSError:
             pass
-    _detach_stdout()
+    _settle_stdout()
     return 2
 
 
@@ -162,8 +162,14 @@ def _guard_streams() -> None:
         sys.stdout = _ClosedStream()  # type: ignore[assignment]
 
 
-def _detach_stdout() -> None:
-    """After stdout failed, point it at /dev/null so the exit-time flush cannot fail again."""
+def _settle_stdout() -> None:
+    """If stdout itself is what failed (full, closed, broken pipe), point it at /dev/null so the
+    exit-time flush cannot fail again; a working stdout is left alone."""
+    try:
+        sys.stdout.flush()
+        return
+    except (OSError, ValueError, AttributeError):
+        pass
     try:
         fd = sys.stdout.fileno()
         devnull = os.open(os.devnull, os.O_WRONLY)
