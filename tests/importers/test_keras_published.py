@@ -474,6 +474,11 @@ def test_nested_models(gen, tmp_path):
     ref = [np.asarray(t) for t in model([feeds["word_a"], feeds["word_b"]])]
     out_score, out_emb = engine.output_names
     assert max_err(got[out_score], ref[0]) <= TOL and max_err(got[out_emb], ref[1]) <= TOL
+    # the same from save_weights + to_json
+    weights = tmp_path / ("w.h5" if gen == "keras2" else "w.weights.h5")
+    model.save_weights(weights)
+    got = tf2rt.convert(weights, states=False, architecture=model.to_json()).run(feeds)
+    assert max_err(got[out_score], ref[0]) <= TOL and max_err(got[out_emb], ref[1]) <= TOL
 
 
 # --- an LSTM autoencoder (RepeatVector) and sequence utility layers ---------------------------

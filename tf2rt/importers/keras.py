@@ -141,7 +141,8 @@ def keras_network(path: str | Path, *, card: ModelCard, states: Optional[bool] =
         weights_of = kf.layer_weights
         if kf.layout == "keras3" and architecture is not None:
             # a Keras 3 weights file names layer groups by class (lstm, lstm_1, ...): map them back
-            stored = {n: p.rsplit("/", 1)[-1] for p, n in _keras3_layer_names(config).items()}
+            stored = {n: "/".join(part for part in p.split("/") if part and part != "layers")
+                      for p, n in _keras3_layer_names(config).items()}
             weights_of = lambda n: kf.layer_weights(stored.get(n, n))  # noqa: E731
         return build_keras(config, _tolerant(weights_of, kf), keras_version=version, card=card, states=states,
                            custom_layers=custom_layers, default_name=path.stem)
