@@ -116,6 +116,9 @@ _DEN[0, 0] = _DEN[1, 1] = _DEN[2, 2] = _DEN[3, 0] = 0.0
 CASES = {
     "select_div_no_nan": (_select, {"num": _NUM, "den": _DEN}, None),
     "misc": (_misc, {"x": rand(3, 4, 5), "img": rand(2, 5, 6, 4)}, None),
+    # a Dense layer on a 3-D tensor of dynamic batch: Tensordot's Shape/Gather/Prod/Pack/Reshape
+    "tensordot": ((lambda tf, p: [tf.tensordot(p["x"], tf.constant(rand(5, 6)), axes=[[2], [0]])]),
+                  {"x": rand(3, 4, 5)}, {"x": [None, 4, 5]}),
     "maths": (_maths, {"x": rand(2, 3, 5), "y": rand(2, 3, 5)}, None),
     "atrous_lrn_d2s": (_atrous_lrn_d2s, {"img": rand(2, 9, 11, 4)}, {"img": [None, 9, 11, 4]}),
     "strided": (_strided, {"x4": rand(2, 3, 4, 5)}, None),

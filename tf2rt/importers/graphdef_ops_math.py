@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import UnsupportedError
-from .graphdef import TV, GraphConverter, Node
+from .graphdef import TV, GraphConverter, Node, Partial
 from .graphdef_ops import HANDLERS, Handler, _reduce, _reshape_dims, binary, const, is_const, op
 
 
@@ -101,10 +101,29 @@ def _square(cv, node, ins):
     return [TV(cv.net.add_elementwise(v.t, v.t, "prod", name=node.name).output, v.nchw)]
 
 
-@extend("Sum", "Prod")
+_PREV_REDUCE = {n: HANDLERS.get(n) for n in ("Sum", "Prod")}
+
+
+@op("Sum", "Prod")
 def _sum(cv, node, ins):
-    """ReduceSum / ReduceProd over constant axes (keep_dims)."""
-    need_tv(ins[0], f"{node.op} input")
+    """ReduceSum / ReduceProd over constant axes (keep_dims); of a shape vector with a dynamic
+    entry (Tensordot's flattened sizes), -1 wherever that entry is reduced."""
+    v = ins[0]
+    if isinstance(v, Partial):
+        vals = v.values
+        if vals.ndim != 1:
+            raise UnsupportedError(f"{node.op} of a {vals.ndim}-D shape value")
+        keep = bool(node.attr("keep_dims") and node.attr("keep_dims").b())
+        axes = {int(a) % 1 for a in np.atleast_1d(const(ins[1], "reduction axes"))}
+        if not axes:
+            return [v]
+        out = np.array([-1 if (vals < 0).any() else (vals.prod() if node.op == "Prod" else vals.sum())],
+                       vals.dtype)
+        out = out if keep else out.reshape(())
+        return [Partial(out) if (out < 0).any() else out]
+    if not isinstance(v, TV) and _PREV_REDUCE.get(node.op) is not None:
+        return _PREV_REDUCE[node.op](cv, node, ins)
+    need_tv(v, f"{node.op} input")
     return _reduce(cv, node, ins)
 
 
