@@ -39,21 +39,6 @@ def detect_source(src: str | Path) -> str:
 _RECURRENT_CLASSES = {"LSTM", "GRU", "SimpleRNN", "Bidirectional", "RNN", "CuDNNLSTM", "CuDNNGRU"}
 
 
-def _class_names(config: Any) -> set[str]:
-    """Every `class_name` in a (nested) Keras config."""
-    found: set[str] = set()
-    stack = [config]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if isinstance(item.get("class_name"), str):
-                found.add(item["class_name"])
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return found
-
-
 def _saved_model_is_keras_recurrent(path: Path) -> bool:
     """A tf.keras SavedModel whose keras_metadata.pb names a recurrent layer."""
     meta = path / "keras_metadata.pb"
