@@ -598,3 +598,21 @@ def test_cudnn_bidirectional_h5(tmp_path):
     x = rng.normal(size=(2, 7, F)).astype(np.float32)
     got = engine_outputs(tmp_path / "bi.h5", {"bidirectional_1_input": x}, tmp_path / "bi.onnx")
     assert max_err(got["bidirectional_1"], model(x).numpy()) <= TOL
+
+
+def test_bidirectional_return_state(tmp_path):
+    K = oracles.tf_keras()
+    L = K.layers
+    inp = K.Input((None, 4), name="x")
+    y, fh, fc, bh, bc = L.Bidirectional(L.LSTM(5, return_sequences=True, return_state=True), merge_mode="sum",
+                                        name="bilstm")(inp)
+    z, gf, gb = L.Bidirectional(L.GRU(3, return_state=True), name="bigru")(y)
+    model = K.Model(inp, [y, fh, fc, bh, bc, z, gf, gb])
+    fill(model, 29)
+    model.save(tmp_path / "bs.h5")
+    x = np.random.default_rng(30).normal(size=(2, 7, 4)).astype(np.float32)
+    engine = tf2rt.convert(tmp_path / "bs.h5", states=False)
+    got = engine.run({"x": x})
+    refs = [np.asarray(t) for t in model(x)]
+    errs = {n: max_err(got[n], r) for n, r in zip(engine.output_names, refs)}
+    assert len(errs) == 8 and max(errs.values()) <= TOL, errs
