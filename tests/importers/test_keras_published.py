@@ -616,3 +616,21 @@ def test_bidirectional_return_state(tmp_path):
     refs = [np.asarray(t) for t in model(x)]
     errs = {n: max_err(got[n], r) for n, r in zip(engine.output_names, refs)}
     assert len(errs) == 8 and max(errs.values()) <= TOL, errs
+
+
+@pytest.mark.parametrize("pattern", ["right", "left", "holes"])
+def test_go_backwards_masked_fixed_length(pattern, tmp_path):
+    K = oracles.keras()
+    L = K.layers
+    inp = K.Input((T_MASK,), dtype="int32", name="tokens")
+    e = L.Embedding(V_MASK, 5, mask_zero=True, name="embed")(inp)
+    seq = L.LSTM(4, go_backwards=True, return_sequences=True, name="back_seq")(e)
+    last = L.GRU(3, go_backwards=True, name="back_last")(e)
+    model = K.Model(inp, [seq, last])
+    fill(model, 31)
+    model.save(tmp_path / "gb.keras")
+    ids = _padded(pattern)
+    got = engine_outputs(tmp_path / "gb.keras", {"tokens": ids}, tmp_path / "gb.onnx")
+    refs = [np.asarray(t) for t in model(ids)]
+    errs = {n: max_err(got[n], r) for n, r in zip(["back_seq", "back_last"], refs)}
+    assert max(errs.values()) <= TOL, errs

@@ -301,6 +301,7 @@ class KerasConverter(LayoutBuilder):
         self.state_names: list[str] = []
         self.layers: list[dict] = []
         self.current: Optional[dict] = None  # the layer being converted
+        self.cache: dict[tuple, Any] = {}  # tensors derived once per mask (lengths, compaction)
 
     def convert(self, name: str) -> Any:
         from ..network import Network

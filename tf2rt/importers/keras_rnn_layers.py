@@ -6,8 +6,8 @@ tf2rt.layouts (gate orders as data). Settings:
 
 * `return_sequences`, `return_state`, `unroll` (same maths), dropout (inference: none).
 * `go_backwards`: Keras reverses the input and returns the outputs in processing order;
-  done by reversing a fixed-length input, or, for a variable length and only the last
-  output, by the backward half of a bidirectional layer.
+  done by reversing a fixed-length input (and its mask), or, for a variable length, no mask
+  and only the last output, by the backward half of a bidirectional layer.
 * Masks (Embedding(mask_zero=True), Masking) become ONNX `sequence_lens` = the number of
   unmasked steps of each sequence. With a fixed sequence length the unmasked steps are
   first moved to the front (a one-hot matmul built from the running count of real steps)
@@ -93,20 +93,20 @@ def _zero_cell(cell: Any) -> Any:
 
 
 def _seq_lengths(cv: KerasConverter, mask: Any, name: str) -> Any:
-    cache = cv.__dict__.setdefault("_lengths", {})
-    if id(mask) not in cache:
+    key = ("lengths", id(mask))
+    if key not in cv.cache:
         total = cv.net.add_reduce(mask, "sum", [1], keep_dims=False, name=f"{name}/mask_count").output
-        cache[id(mask)] = cv.net.add_cast(total, "int32", name=f"{name}/seq_lengths").output
-    return cache[id(mask)]
+        cv.cache[key] = cv.net.add_cast(total, "int32", name=f"{name}/seq_lengths").output
+    return cv.cache[key]
 
 
 def _compaction(cv: KerasConverter, mask: Any, S: int, name: str) -> tuple[Any, Any, Any]:
     """For a fixed length S: Q [N, S, S] with Q[n, t, j] = 1 where j = (unmasked steps up to t) - 1
     (at least 0), the same times the mask (moves the unmasked steps to the front, in order),
     and has_prev [N, S] (a real step at or before t)."""
-    cache = cv.__dict__.setdefault("_compactions", {})
-    if id(mask) in cache:
-        return cache[id(mask)]
+    key = ("compaction", id(mask))
+    if key in cv.cache:
+        return cv.cache[key]
     net = cv.net
     upper = net.add_constant((S, S), np.triu(np.ones((S, S), np.float32)), name=f"{name}/upper").output
     count = net.add_matrix_multiply(mask, "none", upper, "none", name=f"{name}/steps_so_far").output
@@ -122,8 +122,8 @@ def _compaction(cv: KerasConverter, mask: Any, S: int, name: str) -> tuple[Any, 
     m3 = net.add_shuffle(mask, reshape_dims=(0, S, 1), name=f"{name}/mask3").output
     qm = net.add_elementwise(q, m3, "prod", name=f"{name}/real_slots").output
     has_prev = net.add_elementwise(count, one, "min", name=f"{name}/has_prev").output
-    cache[id(mask)] = (q, qm, has_prev)
-    return cache[id(mask)]
+    cv.cache[key] = (q, qm, has_prev)
+    return cv.cache[key]
 
 
 def _pick(cv: KerasConverter, t: Any, axis: int, index: int, name: str) -> Any:
@@ -147,25 +147,28 @@ def recurrent(cv: KerasConverter, name: str, cls: str, cfg: dict, cells: list[An
     S = x.shape[1]
     H = cells[0].hidden_size
     lengths = _seq_lengths(cv, mask, name) if mask is not None else None
-    compact = None
-    if mask is not None and S is not None and not cfg.get("go_backwards"):
-        # a fixed length: the unmasked steps are moved to the front, so masked steps anywhere
-        # (left padding, holes) are skipped exactly as Keras skips them
-        compact = _compaction(cv, mask, S, f"{name}/mask")
-        x = net.add_matrix_multiply(compact[1], "transpose", x, "none", name=f"{name}/compacted").output
+    step_mask = mask  # the mask in processing order
     backward_only = False
     if cfg.get("go_backwards") and not bidir:
-        if mask is not None:
-            raise UnsupportedError("go_backwards=True on a masked sequence is not supported")
-        if S is not None:  # Keras reverses the input, then runs forward
+        if S is not None:  # Keras reverses the input (and its mask), then runs forward
             rev = net.add_constant((S,), np.arange(S - 1, -1, -1, dtype=np.int32), name=f"{name}/reverse_index")
             x = net.add_gather(x, rev.output, axis=1, name=f"{name}/reversed_input").output
+            if mask is not None:
+                step_mask = net.add_gather(mask, rev.output, axis=1, name=f"{name}/reversed_mask").output
+        elif mask is not None:
+            raise UnsupportedError("go_backwards=True on a masked sequence needs a fixed sequence length")
         elif not seqs and not ret_state:
             cells = [_zero_cell(cells[0]), cells[0]]
             backward_only = True
         else:
             raise UnsupportedError("go_backwards=True with return_sequences/return_state needs a fixed sequence "
                                    "length (give the Input a shape with the length)")
+    compact = None
+    if step_mask is not None and S is not None:
+        # a fixed length: the unmasked steps are moved to the front, so masked steps anywhere
+        # (left padding, holes) are skipped exactly as Keras skips them
+        compact = _compaction(cv, step_mask, S, f"{name}/mask" if step_mask is not mask else f"{name}/reversed_mask")
+        x = net.add_matrix_multiply(compact[1], "transpose", x, "none", name=f"{name}/compacted").output
     states = bool(cv.states) and len(cells) == 1
     io = add_recurrent(net, x, [tuple(cells)], name, states=states, seq_lengths=lengths, max_seq_length=S)
     cv.state_names += [t.name for t in io.state_inputs] + [t.name for t in io.state_outputs]
@@ -180,7 +183,7 @@ def recurrent(cv: KerasConverter, name: str, cls: str, cfg: dict, cells: list[An
     if compact is not None and seqs:  # back to the input's positions: Keras' output at a masked step is
         # the previous output for a plain layer (0 before the first real step) and 0 inside Bidirectional
         y = net.add_matrix_multiply(compact[0], "none", y, "none", name=f"{name}/expanded").output
-        keep = mask if bidir else compact[2]
+        keep = step_mask if bidir else compact[2]
         keep3 = net.add_shuffle(keep, reshape_dims=(0, S, 1), name=f"{name}/keep3").output
         y = net.add_elementwise(y, keep3, "prod", name=f"{name}/y_at_steps").output
     if backward_only:
