@@ -10,11 +10,13 @@ every length is checked before anything is allocated.
 from __future__ import annotations
 
 import os
+import stat
 from bisect import bisect_left
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from ..errors import ChecksumError, FormatError
+from ..limits import regular_file
 from ..proto import read_varint
 from . import crc32c, snappy
 
@@ -71,6 +73,7 @@ class Table:
         self.verify = verify
         self.label = label
         self.snappy_blocks = 0  # how many Snappy-compressed blocks were read
+        regular_file(self.path, label)  # a FIFO would block the read forever
         try:
             self._file: BinaryIO = open(self.path, "rb")
         except OSError as exc:
@@ -179,6 +182,8 @@ class Table:
 def is_table(path: str | Path) -> bool:
     """True when `path` is a readable file ending with the table magic number."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
             if f.tell() < FOOTER_SIZE:

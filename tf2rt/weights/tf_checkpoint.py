@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ChecksumError, FormatError, Tf2rtError, UnsupportedError
+from ..limits import MAX_LINK_HOPS, MAX_TEXT_BYTES, ResourceLimitError, check_elements, read_capped, regular_file
 from ..proto import Message, read_varint
 from . import crc32c
 from .base import TensorInfo, WeightSource
@@ -42,6 +43,7 @@ _STATE_FILE = "checkpoint"
 _DATA_SUFFIX = re.compile(r"\.data-\d{5}-of-\d{5}$")
 _V1_SHARD = re.compile(r"-\d{5}-of-\d{5}$")
 _CHUNK = 1 << 20  # bytes read (and checksummed) at a time
+_MAX_TILE_CELLS = 1 << 22  # cells of the grid a partitioned variable's slice boundaries make
 
 
 @dataclass(frozen=True)
@@ -227,7 +229,7 @@ class BundleSource(WeightSource):
         """The bytes of data file `shard`, memory-mapped read-only (mapped on first use)."""
         data = self._maps.get(shard)
         if data is None:
-            path = self.data_path(shard)
+            path = regular_file(self.data_path(shard), "checkpoint data file")
             try:
                 with open(path, "rb") as f:
                     if os.fstat(f.fileno()).st_size == 0:
@@ -283,6 +285,8 @@ class BundleSource(WeightSource):
                 f"tensor {name!r}: {entry.size} bytes stored for shape {entry.shape} of {dtype.name} "
                 f"({entry.count * dtype.itemsize} expected); the index is corrupted"
             )
+        self._check_bounds(name, entry)  # a size the data file cannot hold is a truncation, said so
+        check_elements(entry.shape, dtype.itemsize, f"tensor {name!r}")
         buf, value = self._read_bytes(name, entry, crc=self.verify)
         if self.verify and value != crc32c.unmask(entry.crc):
             raise self._checksum_error(name, entry)
@@ -293,7 +297,7 @@ class BundleSource(WeightSource):
         return buf.view(dtype).reshape(entry.shape)
 
     def _read_strings(self, name: str, entry: Entry) -> np.ndarray:
-        n = entry.count
+        n = check_elements(entry.shape, 1, f"tensor {name!r}")
         if n > entry.size:  # each element needs at least one length byte
             raise FormatError(f"tensor {name!r}: {n} strings cannot fit in {entry.size} bytes")
         raw = self._read_bytes(name, entry)[0].tobytes()
@@ -324,8 +328,16 @@ class BundleSource(WeightSource):
         return out.reshape(entry.shape)
 
     def _assemble(self, name: str, entry: Entry) -> np.ndarray:
-        """Reassemble a partitioned variable from its slice entries."""
+        """Reassemble a partitioned variable from its slice entries.
+
+        Everything is checked before the full tensor is allocated: its size against the
+        cap, the slices tiling it exactly once, and their bytes being distinct in the data
+        files (so N slices over the same bytes cannot make an N-times larger tensor).
+        """
         what = f"partitioned tensor {name!r} in {self.index_path}"
+        is_string = entry.dtype == DT_STRING
+        dtype = np.dtype(object) if is_string else numpy_dtype(entry.dtype, f"tensor {name!r}")
+        check_elements(entry.shape, dtype.itemsize, what)
         parts = []
         covered = 0
         for extents in entry.slices:
@@ -338,26 +350,57 @@ class BundleSource(WeightSource):
             parts.append((index, part))
             covered += part.count
         if covered != entry.count:
-            raise FormatError(f"{what}: slices hold {covered} of its {entry.count} elements")
-        is_string = entry.dtype == DT_STRING
-        dtype = np.dtype(object) if is_string else numpy_dtype(entry.dtype, f"tensor {name!r}")
+            raise FormatError(f"{what}: slices hold {covered} of its {entry.count} elements "
+                              "(slices overlap or leave gaps)")
+        _check_tiling(entry.shape, [index for index, _ in parts], what)
         # Check every slice against its file before allocating the whole tensor.
+        spans = []
         for _index, part in parts:
             self._check_bounds(name, part)
             if part.size < part.count if is_string else part.size != part.count * dtype.itemsize:
                 raise FormatError(f"{what}: a slice stores {part.size} bytes for {part.count} elements")
+            if part.size:
+                spans.append((part.shard, part.offset, part.offset + part.size))
+        spans.sort()
+        for (s0, _b0, e0), (s1, b1, _e1) in zip(spans, spans[1:]):
+            if s0 == s1 and b1 < e0:
+                raise FormatError(f"{what}: two slices share the same stored bytes; the index is hostile or "
+                                  "corrupted")
         out = np.empty(entry.shape, dtype=dtype)
-        seen = np.zeros(entry.shape, dtype=bool)
         for index, part in parts:
-            if seen[index].any():
-                raise FormatError(f"{what}: slices overlap")
-            seen[index] = True
             out[index] = self._read_entry(name, part)
         return out
 
     def close(self) -> None:
         # Dropping the views unmaps the files (the arrays handed out are copies).
         self._maps.clear()
+
+
+def _check_tiling(shape: tuple[int, ...], boxes: list[tuple[slice, ...]], what: str) -> None:
+    """Raise FormatError unless the boxes cover `shape` without overlap (with the element
+    count already equal, no overlap means an exact tiling). Works on the grid the boxes'
+    boundaries make, so its cost is bounded by the slices, never by the tensor's size."""
+    if any(d == 0 for d in shape):
+        return
+    bounds = []
+    for axis, dim in enumerate(shape):
+        cuts = {0, dim}
+        for box in boxes:
+            cuts.update((box[axis].start, box[axis].stop))
+        bounds.append(sorted(cuts))
+    cells = 1
+    for b in bounds:
+        cells *= len(b) - 1
+    if cells > _MAX_TILE_CELLS:
+        raise ResourceLimitError(f"{what}: {len(boxes)} slices cut it into more than {_MAX_TILE_CELLS} pieces; "
+                                 "the index is hostile or corrupted")
+    where = [{v: i for i, v in enumerate(b)} for b in bounds]
+    seen = np.zeros([len(b) - 1 for b in bounds], dtype=bool)
+    for box in boxes:
+        region = tuple(slice(w[s.start], w[s.stop]) for w, s in zip(where, box))
+        if seen[region].any():
+            raise FormatError(f"{what}: slices overlap; the index is hostile or corrupted")
+        seen[region] = True
 
 
 # -- path resolution -----------------------------------------------------------------------
@@ -377,12 +420,8 @@ def latest_checkpoint(directory: str | Path) -> Path:
     """The prefix named by `model_checkpoint_path` in `directory/checkpoint`."""
     directory = Path(directory)
     state = directory / _STATE_FILE
-    try:
-        if state.stat().st_size > 16 << 20:
-            raise FormatError(f"{state} is too large to be a checkpoint state file")
-        text = state.read_text("utf-8", errors="replace")
-    except OSError as exc:
-        raise FormatError(f"cannot read {state}: {exc.strerror or exc}") from None
+    # a state file is a few lines; a large one is not a state file (and is not read whole)
+    text = read_capped(state, MAX_TEXT_BYTES, "checkpoint state file").decode("utf-8", errors="replace")
     m = re.search(r'^\s*model_checkpoint_path\s*:\s*"((?:[^"\\]|\\.)*)"', text, re.M)
     if m is None:
         raise FormatError(f"{state} has no model_checkpoint_path line; pass the checkpoint prefix instead")
@@ -402,12 +441,15 @@ def _exists(prefix: Path) -> bool:
     return Path(f"{prefix}.index").is_file() or prefix.is_file()
 
 
-def resolve(path: str | Path) -> tuple[str, Path | list[Path]]:
+def resolve(path: str | Path, _hops: int = 0) -> tuple[str, Path | list[Path]]:
     """("v2", prefix) or ("v1", files) for anything `open_checkpoint` accepts."""
     p = Path(path).expanduser()
+    if _hops > MAX_LINK_HOPS:
+        raise FormatError(f"checkpoint state files name each other in a cycle (at {p}); "
+                          "pass the checkpoint prefix instead")
     if p.is_dir() and not Path(f"{p}.index").is_file():  # a prefix may share a directory's name
         if (p / _STATE_FILE).is_file():
-            return resolve(latest_checkpoint(p))
+            return resolve(latest_checkpoint(p), _hops + 1)
         for prefix in (p / "variables" / "variables", p / "variables"):
             if Path(f"{prefix}.index").is_file():
                 return "v2", prefix
@@ -436,7 +478,7 @@ def resolve(path: str | Path) -> tuple[str, Path | list[Path]]:
         if is_table(p):
             return "v1", [p]
         if name == _STATE_FILE:  # the state file itself: use the checkpoint it names
-            return resolve(latest_checkpoint(p.parent))
+            return resolve(latest_checkpoint(p.parent), _hops + 1)
         raise FormatError(
             f"{p} is not a TensorFlow checkpoint (no table magic number); pass a checkpoint prefix, "
             "its .index file, or a directory holding a 'checkpoint' file"

@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FormatError
+from ..limits import check_elements
 from ..proto import Message
 from .base import TensorInfo, WeightSource
 from .object_graph import classify
 from .sstable import Table
+from .tf_checkpoint import _check_tiling
 from .tf_dtypes import DT_STRING, encode_slice_key, info_dtype, numpy_dtype, parse_shape, parse_slice, slice_bounds
 
 # TensorProto fields holding values, by DataType code: (field, wire layout).
@@ -104,6 +106,8 @@ class V1Source(WeightSource):
         # Every saved value takes at least one byte, so the files bound the tensor's size.
         if total > sum(t.size for t in self._tables):
             raise FormatError(f"{what}: shape {shape} is larger than the checkpoint files could hold")
+        check_elements(shape, dtype.itemsize, what)
+        _check_tiling(shape, [index for index, _sub in bounds], what)  # no slice twice, no gap
         # Each slice record must exist before the full tensor is allocated.
         records = []
         for (table_index, ext), (index, sub) in zip(slices, bounds):
