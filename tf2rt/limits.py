@@ -106,12 +106,12 @@ def regular_file(path: str | Path, what: str = "input") -> Path:
     try:
         st = os.stat(p)
     except FileNotFoundError:
-        raise Tf2rtError(f"{what} {str(p)!r} does not exist") from None
+        raise FormatError(f"{what} {str(p)!r} does not exist") from None
     except OSError as exc:
-        raise Tf2rtError(f"cannot read {what} {str(p)!r}: {exc.strerror or exc}") from None
+        raise FormatError(f"cannot read {what} {str(p)!r}: {exc.strerror or exc}") from None
     if not stat.S_ISREG(st.st_mode):
         kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO, socket or device)"
-        raise Tf2rtError(f"{what} {str(p)!r} is {kind}; pass a regular file")
+        raise FormatError(f"{what} {str(p)!r} is {kind}; pass a regular file")
     return p
 
 
@@ -120,9 +120,10 @@ def read_capped(path: str | Path, cap: int, what: str = "file") -> bytes:
     p = regular_file(path, what)
     try:
         with open(p, "rb") as f:
-            data = f.read(cap + 1)
+            # read() preallocates what it is asked for: ask for what the file holds, not the cap
+            data = f.read(min(os.fstat(f.fileno()).st_size, cap) + 1)
     except OSError as exc:
-        raise Tf2rtError(f"cannot read {what} {str(p)!r}: {exc.strerror or exc}") from None
+        raise FormatError(f"cannot read {what} {str(p)!r}: {exc.strerror or exc}") from None
     if len(data) > cap:
         raise ResourceLimitError(f"{what} {str(p)!r} is larger than {cap} bytes; it is not a file of this kind")
     return data

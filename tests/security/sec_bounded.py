@@ -70,3 +70,40 @@ def assert_refused(res: Result, *needles: str) -> str:
         assert needle.lower() in lines[0].lower(), lines[0]
     assert 0 < res.peak < PEAK_RSS, f"peak RSS {res.peak} bytes"
     return lines[0]
+
+
+_PY_CHILD = r"""
+import resource, sys
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+code = 1
+try:
+    from tf2rt.errors import Tf2rtError
+    try:
+        exec(sys.argv[2], {"ARGS": sys.argv[3:]})
+        code = 0
+    except Tf2rtError as exc:
+        sys.stderr.write(f"tf2rt python: error: {exc}\n")
+        code = 2
+finally:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    sys.stderr.write(f"\nPEAK_RSS={peak}\n")
+sys.exit(code)
+"""
+
+
+def run_python(snippet: str, args: list[str], env: dict[str, str] | None = None, mem: int = MEM_LIMIT,
+               timeout: int = TIMEOUT) -> Result:
+    """Run `snippet` (ARGS = args) under the same limits; a Tf2rtError exits 2 with one line."""
+    full_env = dict(os.environ)
+    full_env.pop("TF2RT_MAX_BYTES", None)
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, "-c", _PY_CHILD, str(mem), snippet, *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, env=full_env, errors="replace")
+    lines, peak = [], -1
+    for line in proc.stderr.splitlines():
+        if line.startswith("PEAK_RSS="):
+            peak = int(line.split("=", 1)[1])
+        else:
+            lines.append(line)
+    return Result(proc.returncode, proc.stdout, "\n".join(lines), peak)

@@ -8,6 +8,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import FormatError, ShapeError
+from ..limits import check_elements, max_bytes, regular_file
 
 
 def concrete_shape(shape: tuple, batch: Optional[int] = None) -> tuple[int, ...]:
@@ -19,9 +20,17 @@ def random_inputs(engine: Any, seed: int = 0, batch: Optional[int] = None) -> di
     """One random array per input: floats ~ N(0, 1); ints in the metadata's [low, high) hint (else [0, 10))."""
     rng = np.random.default_rng(seed)
     hints = engine.metadata.get("input_hints", {})
+    shapes, total = {}, 0
+    for spec in engine.inputs:  # all sizes checked before the first allocation
+        shape = concrete_shape(spec.shape, batch)
+        # float64 is what the generator makes before the cast
+        total += check_elements(shape, 8, f"random input {spec.name!r} of shape {shape}") * 8
+        shapes[spec.name] = shape
+    if total > max_bytes():
+        check_elements((total,), 1, "random inputs together")
     out = {}
     for spec in engine.inputs:
-        shape = concrete_shape(spec.shape, batch)
+        shape = shapes[spec.name]
         if spec.dtype in ("float32", "float16"):
             out[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
         elif spec.dtype == "bool":
@@ -34,19 +43,16 @@ def random_inputs(engine: Any, seed: int = 0, batch: Optional[int] = None) -> di
 
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:
     """Arrays of an .npz file keyed by tensor name (no pickles)."""
-    p = Path(path)
-    if not p.is_file():
-        raise FormatError(f"inputs file {str(p)!r} does not exist")
-    import zipfile
+    from ..weights.npz import NpzFile
 
-    try:
-        z = np.load(p, allow_pickle=False)
-        if not hasattr(z, "files"):
-            raise ValueError("a single .npy array, not an .npz archive keyed by tensor name")
-        with z:
-            return {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise FormatError(f"{p}: not a readable .npz file ({exc}); write one with numpy.savez") from None
+    p = regular_file(path, "inputs file")
+    with open(p, "rb") as f:
+        if f.read(2) != b"PK":
+            raise FormatError(f"{p}: not an .npz archive keyed by tensor name; write one with numpy.savez")
+    # The weights reader: headers checked against the cap and the zip directory before any
+    # array is allocated, unknown compression and pickles refused.
+    with NpzFile(p) as src:
+        return {info.name: src._read(info) for info in src.infos()}
 
 
 def save_npz(path: str | Path, arrays: dict[str, np.ndarray], inputs: Any = ()) -> Path:

@@ -14,13 +14,14 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from ..errors import FormatError, UnsupportedError
+from ..limits import MAX_RATIO, check_elements, regular_file
 from ..outputs import atomic_output
 from ..progress import Progress
 from .base import TensorInfo, WeightSource, Weights
 from .formats import ZIP_ERRORS, TensorMap, combine
 
 # Deflate expands at most ~1032:1; anything claiming more is a zip bomb or corrupted.
-_MAX_RATIO = 1100
+_MAX_RATIO = MAX_RATIO
 
 
 class NpzFile(WeightSource):
@@ -30,6 +31,7 @@ class NpzFile(WeightSource):
 
     def __init__(self, path: str | Path):
         super().__init__(path)
+        regular_file(self.path, ".npz file")
         try:
             self._zip = zipfile.ZipFile(self.path)
         except ZIP_ERRORS as exc:
@@ -59,8 +61,10 @@ class NpzFile(WeightSource):
 
     def _header(self, zi: zipfile.ZipInfo) -> TensorInfo:
         name = zi.filename[: -len(".npy")]
-        if zi.compress_type != zipfile.ZIP_STORED and zi.file_size > _MAX_RATIO * zi.compress_size + (1 << 20):
-            raise self._err(f"member {zi.filename!r} claims an impossible compression ratio")
+        if (zi.file_size > _MAX_RATIO * zi.compress_size + (1 << 16) if zi.compress_type != zipfile.ZIP_STORED
+                else zi.file_size != zi.compress_size):
+            raise self._err(f"member {zi.filename!r} claims {zi.file_size} bytes from {zi.compress_size} "
+                            "compressed, an impossible ratio (a zip bomb or a damaged file)")
         try:
             with self._zip.open(zi) as f:
                 version = np.lib.format.read_magic(f)
@@ -71,6 +75,8 @@ class NpzFile(WeightSource):
                 else:
                     raise ValueError(f"unknown .npy version {version}")
                 header_len = f.tell()
+        except NotImplementedError as exc:  # an unknown compression method
+            raise self._err(f"member {zi.filename!r} cannot be read: {exc}") from None
         except ZIP_ERRORS + (SyntaxError, TypeError) as exc:
             raise self._err(f"member {zi.filename!r} is not a valid .npy array: {exc}") from None
         if dtype.hasobject:
@@ -78,9 +84,8 @@ class NpzFile(WeightSource):
                 f"{self.path}: array {name!r} holds Python objects (pickled); tf2rt never "
                 "unpickles data. Re-save it with a numeric dtype."
             )
-        n = 1
-        for d in shape:
-            n *= int(d)
+        # the declared shape, against the cap and what the member can hold, before any allocation
+        n = check_elements(shape, dtype.itemsize, f"{self.path}: array {name!r}")
         if header_len + n * dtype.itemsize != zi.file_size:
             raise self._err(
                 f"array {name!r}: header says {shape} {dtype} ({n * dtype.itemsize} bytes) but "
@@ -90,6 +95,8 @@ class NpzFile(WeightSource):
                           extra={"member": zi.filename, "fortran": fortran})
 
     def _read(self, info: TensorInfo) -> np.ndarray:
+        if self._infos is None:
+            self.infos()  # headers are checked before any data is read
         try:
             with self._zip.open(info.extra["member"]) as f:
                 arr = np.lib.format.read_array(f, allow_pickle=False, max_header_size=1 << 16)

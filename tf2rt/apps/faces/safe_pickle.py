@@ -13,6 +13,7 @@ never import joblib.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import pickle
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import FormatError
+from ...limits import Budget, max_bytes, read_capped
 
 # joblib's compressed files start with the compressor's own magic number.
 _LZ4_MAGIC = b"\x04\x22\x4d\x18"
@@ -33,6 +35,10 @@ _OLD_PICKLE_STARTS = b"(]}c"
 # Cap on decompressed size: the input justifies at most this many bytes per input byte.
 _MAX_EXPANSION = 64
 _MAX_BYTES = 1 << 31
+# Arrays built from a pickle: each array's bytes appear once in it, so what is built is
+# bounded by its size; memoised buffers reused over and over would otherwise multiply it.
+_BUILD_FACTOR = 2
+_BUILD_SLACK = 1 << 20
 
 
 class _ArrayWrapper:
@@ -62,7 +68,7 @@ def _make_dtype(spec: Any, align: Any = False, copy: Any = False) -> np.dtype:
     return dt
 
 
-def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any, budget: Budget | None = None) -> np.ndarray:
     """numpy's protocol-5 array rebuild, restricted to numeric dtypes and byte buffers."""
     if not isinstance(buf, (bytes, bytearray, memoryview)) or not isinstance(dtype, np.dtype):
         raise FormatError("refusing an array rebuilt from something other than raw bytes")
@@ -73,13 +79,17 @@ def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
     arr = np.frombuffer(buf, dtype=dtype)
     if arr.size != math.prod(shape):
         raise FormatError(f"array data does not fill shape {shape}")
+    if budget is not None:
+        budget.take(arr.nbytes)
     return arr.reshape(shape, order="F" if order == "F" else "C").copy()
 
 
-def _latin1_bytes(text: Any, encoding: Any = "latin1") -> bytes:
+def _latin1_bytes(text: Any, encoding: Any = "latin1", budget: Budget | None = None) -> bytes:
     """Protocol-2 pickles spell bytes as _codecs.encode(str, 'latin1')."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
         raise FormatError("refusing _codecs.encode other than str -> latin1 bytes")
+    if budget is not None:
+        budget.take(len(text))
     return text.encode("latin1")
 
 
@@ -109,6 +119,8 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         super().__init__(file)
         self._file = file
         self._source = source
+        size = len(file.getbuffer()) if isinstance(file, io.BytesIO) else _MAX_BYTES
+        self._budget = Budget(min(max_bytes(), _BUILD_FACTOR * size + _BUILD_SLACK), source)
         self.dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
         self.dispatch[pickle.BUILD[0]] = SafeUnpickler._load_build
         for op in (pickle.EXT1, pickle.EXT2, pickle.EXT4):  # the extension registry bypasses find_class
@@ -124,6 +136,8 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
                 "which is not needed to rebuild numpy arrays; the file may run code when "
                 "unpickled - do not load it with pickle or joblib either"
             )
+        if target is _frombuffer or target is _latin1_bytes:  # the two that copy bytes
+            return functools.partial(target, budget=self._budget)
         return target
 
     def persistent_load(self, pid: Any) -> Any:
@@ -142,6 +156,7 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
             stack[-1] = self._read_wrapped_array(state)
         elif isinstance(inst, np.ndarray) and type(inst) is np.ndarray:
             _check_ndarray_state(state, self._source)
+            self._budget.take(len(state[4]))
             inst.__setstate__(state)
         elif isinstance(inst, np.dtype):
             inst.__setstate__(state)
@@ -176,6 +191,7 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
                 f"{self._source}: truncated array data (shape {shape}, {dtype}: needs {nbytes} bytes, "
                 f"{left} left in the file)"
             )
+        self._budget.take(nbytes)
         data = self._file.read(nbytes)
         if len(data) != nbytes:
             raise FormatError(
@@ -246,8 +262,8 @@ def safe_loads(data: bytes, source: str = "<bytes>") -> Any:
 def safe_load(path: str | Path) -> Any:
     """Load a joblib pickle file without running code from it; see `safe_loads`."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise FormatError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if not path.exists():
+        raise FormatError(f"cannot read {path}: no such file")
+    # regular files only (a FIFO would block), no larger than the cap
+    data = read_capped(path, max_bytes(), "joblib file")
     return safe_loads(data, str(path))
