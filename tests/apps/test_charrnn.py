@@ -87,7 +87,8 @@ def test_generation_is_reproducible_and_uses_carried_state(demo_engine):
     for name, _ in demo_engine.states:
         spec = next(s for s in demo_engine.inputs if s.name == name)
         feeds[name] = np.zeros((1,) + tuple(spec.shape[1:]), np.float32)
-    whole = demo_engine.run(feeds)["logits"][0]
+    logits = demo_engine.run(feeds)["logits"]
+    whole = logits.reshape(-1, logits.shape[-1])  # the TF graph's logits are [batch*time, V]
     assert np.abs(stepped - whole).max() <= 1e-5
 
 
@@ -137,13 +138,18 @@ def test_streamed_char_rnn_finds_the_embedding_and_the_dense_head(demo_engine):
 
     inits = {t.name: numpy_helper.to_array(t) for t in demo_engine.onnx.graph.initializer}
     s = StreamedCharRNN(demo_engine, _FakeRunner(demo_engine), demo_engine.input_names[0], "logits")
-    assert np.array_equal(s.table, inits["rnnlm/embedding"])
-    assert np.array_equal(s.kernel, inits["rnnlm/kernel"]) and np.array_equal(s.bias, inits["rnnlm/bias"])
+    nodes = demo_engine.onnx.graph.node
+    gather = next(n for n in nodes if n.op_type == "Gather")
+    matmul = next(n for n in nodes if n.op_type in ("MatMul", "Gemm") and n.input[1] in inits)
+    bias = next(n for n in nodes if n.op_type == "Add" and matmul.output[0] in n.input)
+    assert np.array_equal(s.table, inits[gather.input[0]])
+    assert np.array_equal(s.kernel, inits[matmul.input[1]])
+    assert np.array_equal(s.bias, inits[next(i for i in bias.input if i in inits)])
     V = len(Vocab.load(EXAMPLE / "vocab.json"))
     assert s.table.shape[0] == V and s.kernel.shape == (192, V) and s.bias.shape == (V,)
     # the head must read the recurrent stack: asking for another output is refused
     with pytest.raises(NotStreamable):
-        StreamedCharRNN(demo_engine, _FakeRunner(demo_engine), demo_engine.input_names[0], "rnnlm/final_h")
+        StreamedCharRNN(demo_engine, _FakeRunner(demo_engine), demo_engine.input_names[0], demo_engine.states[0][1])
     # an engine whose stack is fed by a float input (no embedding lookup) is refused
     from tf2rt.engine import build_engine
     from tf2rt.network import Network

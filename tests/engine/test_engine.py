@@ -254,7 +254,7 @@ def test_external_data_is_refused(tmp_path):
     t.ClearField("raw_data")
     p = tmp_path / "ext.onnx"
     p.write_bytes(engine.serialize())
-    with pytest.raises(FormatError, match="external tensor data"):
+    with pytest.raises(FormatError, match="external data"):
         load_engine(p)
 
 

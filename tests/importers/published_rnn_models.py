@@ -45,45 +45,78 @@ def _train_step(tf, loss: Any, lr: Any, global_step: Any = None) -> Any:
     return tf.compat.v1.train.AdamOptimizer(lr).minimize(loss, global_step=global_step)
 
 
+UNROLLED = {"vocab": 13, "size": 16, "layers": 2}
+
+
+def _unrolled_graph(tf, batch: int, seq: int) -> dict:
+    """The char-rnn model: embedded ids split into steps, one cell call per step."""
+    tf1 = tf.compat.v1
+    vocab, size = UNROLLED["vocab"], UNROLLED["size"]
+    cell = tf1.nn.rnn_cell.MultiRNNCell([tf1.nn.rnn_cell.BasicLSTMCell(size) for _ in range(UNROLLED["layers"])])
+    input_data = tf1.placeholder(tf.int32, [batch, seq], name="input_data")
+    state = initial = cell.zero_state(batch, tf.float32)
+    with tf1.variable_scope("rnnlm"):
+        softmax_w = tf1.get_variable("softmax_w", [size, vocab])
+        softmax_b = tf1.get_variable("softmax_b", [vocab])
+        embedding = tf1.get_variable("embedding", [vocab, size])
+        steps = [tf.squeeze(s, [1]) for s in tf.split(tf1.nn.embedding_lookup(embedding, input_data), seq, 1)]
+    outputs = []
+    with tf1.variable_scope("rnnlm"):
+        for i, x in enumerate(steps):
+            if i > 0:
+                tf1.get_variable_scope().reuse_variables()
+            h, state = cell(x, state)
+            outputs.append(h)
+    flat = tf.reshape(tf.concat(outputs, 1), [-1, size])
+    logits = tf.add(tf.matmul(flat, softmax_w), softmax_b, name="logits")
+    return {"input_data": input_data, "initial": initial, "final": state, "logits": logits,
+            "probs": tf.nn.softmax(logits, name="probs")}
+
+
 def char_rnn_unrolled(tf, out: Path, seed: int = 0) -> dict:
     tf1 = tf.compat.v1
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    batch, seq, vocab, size, layers = 4, 6, 13, 16, 2
+    batch, seq, vocab = 4, 6, UNROLLED["vocab"]
     g = tf.Graph()
     with g.as_default():
-        cell = tf1.nn.rnn_cell.MultiRNNCell([tf1.nn.rnn_cell.BasicLSTMCell(size) for _ in range(layers)])
-        input_data = tf1.placeholder(tf.int32, [batch, seq], name="input_data")
+        m = _unrolled_graph(tf, batch, seq)
         targets = tf1.placeholder(tf.int32, [batch, seq], name="targets")
-        state = initial = cell.zero_state(batch, tf.float32)
-        with tf1.variable_scope("rnnlm"):
-            softmax_w = tf1.get_variable("softmax_w", [size, vocab])
-            softmax_b = tf1.get_variable("softmax_b", [vocab])
-            embedding = tf1.get_variable("embedding", [vocab, size])
-            steps = [tf.squeeze(s, [1]) for s in tf.split(tf1.nn.embedding_lookup(embedding, input_data), seq, 1)]
-        outputs = []
-        with tf1.variable_scope("rnnlm"):
-            for i, x in enumerate(steps):
-                if i > 0:
-                    tf1.get_variable_scope().reuse_variables()
-                h, state = cell(x, state)
-                outputs.append(h)
-        flat = tf.reshape(tf.concat(outputs, 1), [-1, size])
-        logits = tf.add(tf.matmul(flat, softmax_w), softmax_b, name="logits")
-        probs = tf.nn.softmax(logits, name="probs")
         loss = tf.reduce_mean(tf1.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=tf.reshape(targets, [-1]), logits=logits))
+            labels=tf.reshape(targets, [-1]), logits=m["logits"]))
         lr = tf1.Variable(0.002, trainable=False, name="lr")
         train = _train_step(tf, loss, lr)
-        del initial
         with tf1.Session(graph=g) as sess:
             sess.run(tf1.global_variables_initializer())
             ids = rng.integers(0, vocab, (batch, seq)).astype(np.int32)
-            sess.run(train, {input_data: ids, targets: np.roll(ids, -1, 1)})
+            sess.run(train, {m["input_data"]: ids, targets: np.roll(ids, -1, 1)})
             prefix = _fill_and_save(tf, sess, out, rng)
             ids = rng.integers(0, vocab, (batch, seq)).astype(np.int32)
-            oracle = dict(zip(["logits", "probs"], sess.run([logits, probs], {input_data: ids})))
+            oracle = dict(zip(["logits", "probs"], sess.run([m["logits"], m["probs"]], {m["input_data"]: ids})))
     return {"prefix": prefix, "feeds": {"input_data": ids}, "oracle": oracle}
+
+
+def unrolled_greedy(tf, prefix: str, prime: list[int], length: int) -> tuple[list[int], np.ndarray]:
+    """TensorFlow's greedy text: the model rebuilt for sampling (batch 1, one char per call,
+    state fed back), restored from the checkpoint - as char-rnn sampling scripts do."""
+    tf1 = tf.compat.v1
+    g = tf.Graph()
+    with g.as_default():
+        m = _unrolled_graph(tf, 1, 1)
+        with tf1.Session(graph=g) as sess:
+            tf1.train.Saver().restore(sess, prefix)
+            state = sess.run(m["initial"])
+            logits_all, out = [], []
+            c = prime[0]
+            for t in range(len(prime) - 1 + length):
+                logits, state = sess.run([m["logits"], m["final"]], {m["input_data"]: [[c]], m["initial"]: state})
+                logits_all.append(logits[0])
+                if t + 1 < len(prime):
+                    c = prime[t + 1]
+                else:
+                    c = int(np.argmax(logits[0]))
+                    out.append(c)
+    return out, np.stack(logits_all)
 
 
 def char_rnn_monitors(tf, out: Path, seed: int = 1) -> dict:

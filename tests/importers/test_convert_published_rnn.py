@@ -79,3 +79,26 @@ def test_inspect_meta_graph_shows_what_convert_uses(models, capsys):
     assert main(["inspect", meta]) == 0
     text = capsys.readouterr().out
     assert "recurrent stack rnn" in text and "ignored" in text
+
+
+def test_unrolled_char_rnn_is_native_and_generates_like_tensorflow(tf, models, tmp_path, capsys):
+    """The unrolled training graph (fixed [4, 6] placeholders) becomes native LSTM layers
+    that run any length: greedy text one character per call equals TensorFlow's sampler."""
+    from tf2rt.apps.charrnn import Vocab
+    from tf2rt import load_engine
+
+    prefix = models["char_rnn_unrolled"]["prefix"]
+    vocab = Vocab([chr(ord("a") + i) for i in range(pm.UNROLLED["vocab"])])
+    (tmp_path / "vocab.json").write_text("")
+    vocab.save(tmp_path / "vocab.json")
+    engine = tmp_path / "m.onnx"
+    assert main(["convert", prefix, "-o", str(engine)]) == 0
+    ops = [n.op_type for n in load_engine(engine).onnx.graph.node]
+    assert ops.count("LSTM") == pm.UNROLLED["layers"] and "Split" not in ops  # one LSTM per layer, no per-step ops
+    prime, length = [1, 2, 3], 200
+    want, _logits = pm.unrolled_greedy(tf, prefix, prime, length)
+    assert len(set(want)) >= 2
+    capsys.readouterr()
+    assert main(["charrnn", str(engine), "--vocab", str(tmp_path / "vocab.json"), "--start", vocab.decode(prime),
+                 "--length", str(length), "--greedy", "--no-prime"]) == 0
+    assert capsys.readouterr().out.rstrip("\n") == vocab.decode(want)

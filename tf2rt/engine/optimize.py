@@ -86,6 +86,44 @@ def fold_constants(model: Any) -> int:
     return folded
 
 
+def _perm_of(node: Any) -> list[int] | None:
+    for a in node.attribute:
+        if a.name == "perm":
+            return list(a.ints)
+    return None
+
+
+def cancel_transposes(model: Any) -> int:
+    """Transpose(Transpose(x, p), q): readers of the second read x when the two undo each
+    other, else one Transpose with the composed permutation; returns how many were bypassed.
+    (Importers put layout changes on both sides of recurrent and image ops; pairs meet.)"""
+    from onnx import helper
+
+    graph = model.graph
+    outputs = {o.name for o in graph.output}
+    producer = {o: n for n in graph.node for o in n.output}
+    changed = 0
+    for node in list(graph.node):
+        if node.op_type != "Transpose" or node.output[0] in outputs:
+            continue
+        first = producer.get(node.input[0])
+        if first is None or first.op_type != "Transpose":
+            continue
+        p, q = _perm_of(first), _perm_of(node)
+        if p is None or q is None or len(p) != len(q):
+            continue
+        composed = [p[i] for i in q]
+        if composed == list(range(len(p))):
+            _rename_input(graph, node.output[0], first.input[0])
+        else:
+            repl = helper.make_node("Transpose", [first.input[0]], [node.output[0]], name=node.name, perm=composed)
+            graph.node.insert(list(graph.node).index(node), repl)
+            producer[node.output[0]] = repl
+        graph.node.remove(node)
+        changed += 1
+    return changed
+
+
 def remove_dead(model: Any) -> int:
     """Drop nodes whose outputs nobody uses and unused initializers; returns how many nodes went."""
     graph = model.graph
@@ -108,6 +146,7 @@ def remove_dead(model: Any) -> int:
 
 def optimize(model: Any) -> dict[str, int]:
     """Run every pass; returns counts per pass (recorded in the engine metadata)."""
-    stats = {"identities_removed": eliminate_identities(model), "constants_folded": fold_constants(model)}
+    stats = {"identities_removed": eliminate_identities(model), "constants_folded": fold_constants(model),
+             "transposes_cancelled": cancel_transposes(model)}
     stats["dead_nodes_removed"] = remove_dead(model)
     return stats

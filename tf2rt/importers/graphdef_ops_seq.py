@@ -79,4 +79,29 @@ def _one_hot(cv, node, ins):
     return [TV(cv.net.add_gather(data, t, axis=0, name=node.name).output)]
 
 
+@op("_SwapBatchTime")
+def _swap_batch_time(cv, node, ins):
+    """[B, T, ...] <-> [T, B, ...] (the layout change around an unrolled recurrence)."""
+    t = cv.plain(ins[0])
+    perm = (1, 0) + tuple(range(2, t.rank))
+    return [TV(cv.net.add_shuffle(t, first_transpose=perm, name=node.name).output)]
+
+
+@op("_StepsConcat1")
+def _steps_concat(cv, node, ins):
+    """The step outputs of a recurrence [T, B, H] concatenated along axis 1: [B, T*H]."""
+    t = cv.plain(ins[0])
+    bt = cv.net.add_shuffle(t, first_transpose=(1, 0, 2), name=f"{node.name}/batch_major").output
+    return [TV(cv.net.add_shuffle(bt, reshape_dims=[0, -1], name=node.name).output)]
+
+
+@op("_TimeStep")
+def _time_step(cv, node, ins):
+    """Step t of a recurrence's outputs [T, B, H]: [B, H]."""
+    t = cv.plain(ins[0])
+    idx = cv.net.add_constant((1,), np.array([node.time_step], np.int32), name=f"{node.name}/index").output
+    g = cv.net.add_gather(t, idx, axis=0, name=f"{node.name}/gather").output
+    return [TV(cv.net.add_shuffle(g, reshape_dims=[-1, t.shape[-1]], name=node.name).output)]
+
+
 from . import tf_recurrence  # noqa: E402,F401  (registers _Recurrence)

@@ -296,7 +296,10 @@ _CONTROL_OPS = {"Enter", "RefEnter", "Exit", "RefExit", "Merge", "RefMerge", "Sw
 def ensure_recurrences(graph: Graph) -> list[Recurrence]:
     """rewrite_recurrences once per graph (importers may call it before choosing outputs)."""
     if getattr(graph, "recurrences", None) is None:
+        from .tf_unrolled import rewrite_unrolled
+
         graph.recurrences = rewrite_recurrences(graph)  # type: ignore[attr-defined]
+        graph.recurrences += rewrite_unrolled(graph)  # type: ignore[attr-defined]
     return graph.recurrences  # type: ignore[attr-defined]
 
 
@@ -332,7 +335,10 @@ def rewrite_recurrences(graph: Graph) -> list[Recurrence]:
     return found
 
 
-def _replace(graph: Graph, flow: Dataflow, rec: Recurrence) -> None:
+def _replace(graph: Graph, flow: Dataflow, rec: Recurrence, finals_by_consumers: bool = False) -> None:
+    """Add the `_Recurrence` node of `rec` and route the loop's results to it. A loop's final
+    values are Exit nodes / While outputs; an unrolled chain's (finals_by_consumers) are the
+    last step's states, whose readers are rerouted."""
     from .tf_cells import params_of
 
     inputs = [rec.x]
@@ -359,7 +365,11 @@ def _replace(graph: Graph, flow: Dataflow, rec: Recurrence) -> None:
         if v.final is None:
             continue
         fname, fidx = split_ref(v.final)
-        if graph.nodes[fname].op in ("Exit", "RefExit"):
+        if finals_by_consumers:
+            for n in list(graph.nodes.values()):
+                if n.name != node.name:
+                    n.inputs = [ref(node.name, 1 + k) if canon(r) == canon(v.final) else r for r in n.inputs]
+        elif graph.nodes[fname].op in ("Exit", "RefExit"):
             replaced.update(split_ref(r)[0] for r in graph.nodes[fname].inputs)
             graph.nodes[fname] = Node(fname, "Identity", [ref(node.name, 1 + k)])
         else:  # a TF2 While output: route every reader of While:k to the recurrence
