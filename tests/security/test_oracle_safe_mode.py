@@ -118,3 +118,57 @@ def test_saved_model_with_py_function_is_refused(tmp_path, capsys, tf):
     err = one_line_error(capsys.readouterr().err, "compare", only=False)
     assert "PyFunc" in err and "--trust-model" in err
     assert not marker.exists()
+
+
+def _tf1_checkpoint(tf, d, marker, hijack_restore: bool):
+    """A TF1 checkpoint (y = x + v) whose .meta graph writes `marker`: through the fetched output,
+    or through the saver's restore op."""
+    tf1 = tf.compat.v1
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 4], name="x")
+        v = tf1.Variable(tf.zeros([4]), name="v")
+        write = tf.io.write_file(str(marker), "pwned", name="evil")
+        deps = [] if hijack_restore else [write]
+        with tf.control_dependencies(deps):
+            tf.identity(x + v, name="y")
+        saver = tf1.train.Saver()
+        with tf1.Session(graph=g) as sess:
+            sess.run(tf1.global_variables_initializer())
+            prefix = saver.save(sess, str(d / "m.ckpt"))
+    if hijack_restore:
+        mg = tf1.MetaGraphDef()
+        mg.ParseFromString((d / "m.ckpt.meta").read_bytes())
+        restore = next(n for n in mg.graph_def.node if n.name == mg.saver_def.restore_op_name)
+        restore.input.append("^evil")
+        (d / "m.ckpt.meta").write_bytes(mg.SerializeToString())
+    return prefix
+
+
+@pytest.mark.parametrize("hijack_restore", [False, True])
+def test_tf1_meta_graph_with_file_ops_is_refused(tmp_path, capsys, tf, hijack_restore):
+    marker = tmp_path / "pwned.txt"
+    prefix = _tf1_checkpoint(tf, tmp_path, marker, hijack_restore)
+    engine = identity_engine(tmp_path / "e.onnx")
+    assert main(["compare", str(engine), "--against", f"tf:{prefix}"]) == 2
+    err = one_line_error(capsys.readouterr().err, "compare", only=False)
+    assert "WriteFile" in err and "--trust-model" in err
+    assert not marker.exists()
+    assert main(["compare", str(engine), "--against", f"tf:{prefix}", "--trust-model"]) == 0
+    assert marker.read_text() == "pwned"
+
+
+def test_tf1_checkpoint_without_hostile_ops_still_compares(tmp_path, capsys, tf):
+    tf1 = tf.compat.v1
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 4], name="x")
+        v = tf1.Variable(tf.zeros([4]), name="v")
+        tf.identity(x + v, name="y")
+        saver = tf1.train.Saver()
+        with tf1.Session(graph=g) as sess:
+            sess.run(tf1.global_variables_initializer())
+            prefix = saver.save(sess, str(tmp_path / "ok.ckpt"))
+    engine = identity_engine(tmp_path / "e.onnx")
+    assert main(["compare", str(engine), "--against", f"tf:{prefix}"]) == 0
+    assert "OK: all outputs match" in capsys.readouterr().out
