@@ -54,7 +54,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         from pathlib import Path
 
-        vocab = Vocab.from_text(Path(args.vocab_text).read_text(encoding="utf-8"), args.vocab_order)
+        from ..limits import max_bytes, read_capped
+
+        text = read_capped(Path(args.vocab_text), max_bytes(), "--vocab-text file").decode("utf-8", "replace")
+        vocab = Vocab.from_text(text, args.vocab_order)
     options = {}
     if args.forget_bias is not None:
         options["forget_bias"] = args.forget_bias

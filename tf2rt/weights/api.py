@@ -18,6 +18,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from ..errors import FormatError, MissingTensorError
+from ..limits import regular_file
 from ..progress import Progress
 from .base import OPTIMIZER_SLOT, VARIABLE, TensorInfo, WeightSource, Weights, missing_message
 from .formats import WRITABLE, TensorMap, detect_format, format_for_suffix, get_format
@@ -27,6 +28,9 @@ from .formats import WRITABLE, TensorMap, detect_format, format_for_suffix, get_
 def open_weights(path: str | Path, format: str | None = None) -> WeightSource:
     """Open a weight file lazily; `format` is detected from the contents when None."""
     name = format or detect_format(path)
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        regular_file(p, "weight file")  # FIFOs and devices never end; checked for every format
     return get_format(name).open(path)
 
 

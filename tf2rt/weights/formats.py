@@ -100,6 +100,9 @@ def detect_format(path: str | Path) -> str:
         return "tf-checkpoint"
     if not p.exists():
         raise FormatError(f"{p}: no such file or directory (nor a checkpoint prefix: no {p}.index)")
+    from ..limits import regular_file
+
+    regular_file(p, "weight file")  # a FIFO would block detection forever
     try:
         with open(p, "rb") as f:
             head = f.read(4096)

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ..errors import FormatError
+from ..limits import regular_file
 from .base import WeightSource
 
 
@@ -15,6 +16,7 @@ class MappedSource(WeightSource):
 
     def __init__(self, path: str | Path):
         super().__init__(path)
+        regular_file(self.path, "weight file")
         try:
             self._file = open(self.path, "rb")
         except OSError as exc:

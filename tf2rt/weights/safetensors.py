@@ -15,6 +15,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from ..errors import FormatError, UnsupportedError
+from ..limits import check_elements
 from ..outputs import atomic_output
 from ..progress import Progress
 from .base import TensorInfo, Weights
@@ -68,11 +69,22 @@ class SafetensorsFile(MappedSource):
             raise self._err(f"header is not UTF-8 JSON ({exc})") from None
         if not isinstance(header, dict):
             raise self._err("header is not a JSON object")
+        for key in header:  # JSON escapes can spell lone surrogates, which no output can print
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError:
+                raise self._err(f"tensor name {key.encode('utf-8', 'backslashreplace')!r} is not valid "
+                                "Unicode (a lone surrogate)") from None
         metadata = header.pop("__metadata__", None) or {}
         if not isinstance(metadata, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
         ):
             raise self._err("__metadata__ must map strings to strings")
+        try:
+            for k, v in metadata.items():
+                k.encode("utf-8"), v.encode("utf-8")
+        except UnicodeEncodeError:
+            raise self._err("__metadata__ holds text that is not valid Unicode (a lone surrogate)") from None
         data_start, data_len = 8 + n, size - 8 - n
         infos = []
         for name, entry in header.items():
@@ -92,7 +104,7 @@ class SafetensorsFile(MappedSource):
         if not isinstance(entry, dict):
             raise self._err(f"entry {name!r} is not an object")
         tag, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-        if tag not in _TAGS:
+        if not isinstance(tag, str) or tag not in _TAGS:
             raise UnsupportedError(f"{self.path}: tensor {name!r} has unknown dtype {tag!r}")
         if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
             raise self._err(f"tensor {name!r} has a bad shape {shape!r}")
@@ -102,9 +114,7 @@ class SafetensorsFile(MappedSource):
             raise self._err(f"tensor {name!r} has bad data_offsets {offsets!r}")
         itemsize = {"F64": 8, "I64": 8, "U64": 8, "C64": 8, "F32": 4, "I32": 4, "U32": 4,
                     "F16": 2, "BF16": 2, "I16": 2, "U16": 2}.get(tag, 1)
-        count = 1
-        for d in shape:
-            count *= d
+        count = check_elements(shape, itemsize, f"{self.path}: tensor {name!r}")
         if count * itemsize != offsets[1] - offsets[0]:
             raise self._err(
                 f"tensor {name!r}: shape {shape} of {tag} needs {count * itemsize} bytes, "

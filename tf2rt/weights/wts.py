@@ -23,6 +23,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from ..errors import FormatError, UnsupportedError
+from ..limits import check_elements
 from ..outputs import atomic_output
 from ..progress import Progress
 from .base import TensorInfo, Weights
@@ -261,9 +262,7 @@ class WtsFile(MappedSource):
             raise self._err(f"tensor {name!r}: bad shape ({text[:80]})")
         shape = tuple(int(p) for p in parts)
         dtype = TRT_TYPES[code]
-        n = 1
-        for d in shape:
-            n *= d
+        n = check_elements(shape, dtype.itemsize, f"{self.path}: tensor {name!r}")
         nbytes = n * dtype.itemsize
         start = close + 2  # ')' then one separator byte
         if buf[close + 1 : close + 2] != b" ":

@@ -19,6 +19,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ...errors import FormatError, Tf2rtError
+from ...limits import read_capped
 
 _MAX_VOCAB_FILE = 64 << 20
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "s": " ", "\\": "\\"}
@@ -85,11 +86,8 @@ class Vocab:
         """Read a JSON or one-character-per-line vocabulary file."""
         p = Path(path)
         try:
-            if p.stat().st_size > _MAX_VOCAB_FILE:
-                raise FormatError(f"{p} is larger than 64 MiB; that is not a character vocabulary")
-            raw = p.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise FormatError(f"cannot read vocabulary {p}: {exc}") from None
+            # regular files only (a FIFO blocks forever), read no further than the cap
+            raw = read_capped(p, _MAX_VOCAB_FILE, "vocabulary").decode("utf-8")
         except UnicodeDecodeError:
             raise FormatError(f"vocabulary {p} is not UTF-8 text") from None
         if p.suffix.lower() == ".json" or raw.lstrip()[:1] in ("{", "["):

@@ -16,6 +16,7 @@ from typing import Iterator
 import numpy as np
 
 from ...errors import FormatError, Tf2rtError
+from ...limits import max_bytes, read_capped
 from ...outputs import write_text
 
 WIDER_SETTINGS = ("easy", "medium", "hard")
@@ -60,10 +61,8 @@ def ellipse_bbox(ellipses: np.ndarray) -> np.ndarray:
 
 # -- FDDB --------------------------------------------------------------------------------
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise FormatError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    # regular files only (a FIFO blocks forever), no larger than the cap
+    text = read_capped(path, max_bytes(), "annotation file").decode("utf-8", errors="replace")
     for i, line in enumerate(text.splitlines(), 1):
         if line.strip():
             yield i, line.strip()
