@@ -94,6 +94,9 @@ def calibrate(model: Any, activations: Sequence[str], inputs: np.ndarray, input_
             probe.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor observable
+    from .external import refuse_external_data
+
+    refuse_external_data(probe, "int8 calibration")  # onnxruntime must never resolve a path the model names
     sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     amax = {name: 0.0 for name in activations}
     for i in range(0, len(inputs), batch_size):
