@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from sec_helpers import (copy_checkpoint, engine_model, good_engine, leftovers, 
 from tf2rt.cli import main
 
 DEEP = "[" * 100_000 + "]" * 100_000
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _meta_text(**changes) -> str:
@@ -155,7 +157,7 @@ def test_full_stdout(tmp_path):
 def test_closed_stdout(tmp_path):
     engine = good_engine(tmp_path / "e.onnx")
     proc = subprocess.run(["sh", "-c", '"$0" -m tf2rt inspect "$1" >&-', os.sys.executable, str(engine)],
-                          stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=os.getcwd()), timeout=300)
+                          stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
     assert proc.returncode == 2
     assert "standard output is closed" in one_line_error(proc.stderr.decode(), "inspect")
 

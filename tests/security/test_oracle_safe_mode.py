@@ -50,13 +50,16 @@ def test_lambda_runs_with_trust_model(lambda_models, tmp_path, capsys):
         marker.unlink(missing_ok=True)
 
 
-def test_benign_keras_model_still_compares(tmp_path, capsys, tf):
+@pytest.mark.parametrize("name", ["ok.h5", "ok.keras"])
+def test_benign_keras_model_still_compares(tmp_path, capsys, tf, name):
+    import keras
     import tf_keras
 
-    x = tf_keras.Input((4,), name="x")
-    tf_keras.Model(x, tf_keras.layers.Activation("linear", name="y")(x)).save(tmp_path / "ok.h5")
+    k = tf_keras if name.endswith(".h5") else keras
+    x = k.Input((4,), name="x")
+    k.Model(x, k.layers.Activation("linear", name="y")(x)).save(tmp_path / name)
     engine = identity_engine(tmp_path / "e.onnx")
-    assert main(["compare", str(engine), "--against", f"tf:{tmp_path / 'ok.h5'}"]) == 0
+    assert main(["compare", str(engine), "--against", f"tf:{tmp_path / name}"]) == 0
     assert "OK: all outputs match" in capsys.readouterr().out
 
 
