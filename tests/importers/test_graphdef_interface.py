@@ -197,3 +197,29 @@ def test_saved_model_inspect_and_outputs(saved_model):
     assert [t.name for t in net.outputs] == ["logits"] and net.inputs[0].shape == (2, 4)
     got = build_engine(net).run({"features": x})
     assert max_err(got["logits"], ref["logits"]) <= 1e-5
+
+
+def test_default_outputs_leave_out_inlined_arguments(tf, tmp_path):
+    """A frozen graph that still calls a function: its argument nodes are not model outputs."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    from tf2rt.engine import build_engine
+    from tf2rt.importers.graph_inspect import describe_graph
+    from tf2rt.importers.graphdef import import_graphdef
+
+    w = tf.Variable(rand(3, 4))
+
+    @tf.function(experimental_attributes={"_noinline": True})
+    def inner(x, k):
+        return tf.matmul(x, k)
+
+    fn = tf.function(lambda x: tf.nn.relu(inner(x, w)))
+    frozen = convert_variables_to_constants_v2(fn.get_concrete_function(tf.TensorSpec([None, 3], tf.float32, name="x")))
+    pb = tmp_path / "nested.pb"
+    pb.write_bytes(frozen.graph.as_graph_def().SerializeToString())
+    net = import_graphdef(pb)
+    assert [t.name for t in net.outputs] == ["Identity"]
+    assert [o["name"] for o in describe_graph(pb)["outputs"]] == ["Identity"]
+    x = rand(2, 3)
+    y = build_engine(net).run({"x": x})["Identity"]
+    assert max_err(y, np.maximum(x @ w.numpy(), 0)) <= 1e-6

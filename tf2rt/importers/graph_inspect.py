@@ -35,7 +35,7 @@ def _shape(node: Node) -> list | None:
     return None if s is None else [None if d < 0 else d for d in s]
 
 
-def _inlined_argument(graph: Graph, node: Node) -> bool:
+def inlined_argument(graph: Graph, node: Node) -> bool:
     """An Identity the graph reader made for an argument of an inlined function call (not a model output)."""
     call = graph.nodes.get(node.name.rpartition("/")[0])
     return node.op == "Identity" and call is not None and call.op == "IdentityN"
@@ -86,7 +86,7 @@ def describe_graph(path: str | Path) -> dict[str, Any]:
                   for n in graph.nodes.values() if n.op in ("Placeholder", "PlaceholderWithDefault")]
         used = {split_ref(r)[0] for n in graph.nodes.values() for r in n.inputs}
         outputs = [{"name": n.name, "node": n.name, "op": n.op} for n in graph.nodes.values()
-                   if n.name not in used and n.op not in _NOT_OUTPUTS and not _inlined_argument(graph, n)]
+                   if n.name not in used and n.op not in _NOT_OUTPUTS and not inlined_argument(graph, n)]
     from .tf_loops import ensure_recurrences
 
     recs = ensure_recurrences(graph)

@@ -515,10 +515,12 @@ class GraphConverter(LayoutBuilder):
         if inputs is None:
             inputs = [n.name for n in nodes.values() if n.op == "Placeholder"]
         if outputs is None:
+            from .graph_inspect import inlined_argument
+
             used = {split_ref(r)[0] for n in nodes.values() for r in n.inputs}
             leftover = loop_leftovers(self.graph)
             outputs = [n.name for n in nodes.values()
-                       if n.name not in used and n.name not in leftover
+                       if n.name not in used and n.name not in leftover and not inlined_argument(self.graph, n)
                        and n.op not in ("NoOp", "Const", "Placeholder", "Assert", "SaveV2")]
         if not outputs:
             raise FormatError("GraphDef: no output nodes found; pass outputs=[...]")
