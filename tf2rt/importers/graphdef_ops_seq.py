@@ -58,6 +58,26 @@ def _transpose(cv, node, ins):
     return [TV(cv.net.add_shuffle(t, first_transpose=tuple(p), name=node.name).output)]
 
 
+@op("ReverseV2")
+def _reverse(cv, node, ins):
+    """Reverse along axes (a backward RNN's input and output): a Gather of reversed indices."""
+    x, axes = ins
+    ax = [int(a) for a in np.atleast_1d(const(axes, "ReverseV2 axes"))]
+    if is_const(x):
+        return [np.flip(x, axis=tuple(ax)).copy()]
+    v = TV(cv.plain(x))
+    t = v.t
+    for a in ax:
+        a %= t.rank
+        d = t.shape[a]
+        if d is None:
+            raise UnsupportedError(f"ReverseV2 along dimension {a} of unknown size; give the input a fixed size "
+                                   "with --input-shape")
+        idx = cv.net.add_constant((d,), np.arange(d - 1, -1, -1, dtype=np.int32), name=f"{node.name}/indices{a}").output
+        t = cv.net.add_gather(t, idx, axis=a, name=f"{node.name}/axis{a}").output
+    return [TV(t)]
+
+
 @op("OneHot")
 def _one_hot(cv, node, ins):
     """tf.one_hot(ids, depth, on, off) on the last axis: a row lookup in a constant matrix."""

@@ -48,6 +48,8 @@ class CellMatch:
     gate_consts: dict[str, int] = field(default_factory=dict)  # gate -> param index of a constant added
     cand_terms: list[Term] = field(default_factory=list)       # GRU candidate
     cand_bias: int | None = None
+    h_order: dict[str, int] = field(default_factory=dict)     # reset-after GRU: gate -> block of h·U
+    linear_before_reset: bool = False
     name: str = ""
 
     def add_param(self, r: str) -> int:
@@ -179,6 +181,9 @@ def _match_one(m: _Matcher, x: str, inner: dict[str, Any]) -> CellMatch:
             two = _split_outputs(m, f"{sig[0].name}:0", 2)
             if two is not None:
                 return _gru(m, x, inner, z, two)
+        three = _split_outputs(m, z, 3)
+        if three is not None:
+            return _gru_reset_after(m, x, inner, z, three)
         act = m.single_user(z, tuple(ACTIVATIONS))
         if act is not None:
             new = f"{act[0].name}:0"
@@ -376,6 +381,84 @@ def _gru(m: _Matcher, x: str, inner: dict[str, Any], z: str, split: list[str]) -
     return cell
 
 
+def _block_index(m: _Matcher, r: str) -> tuple[str, int] | None:
+    """(sliced tensor, block position) of a Split output or a StridedSlice along the last axis."""
+    n = m.flow.src_node(r)
+    if n is None:
+        return None
+    if n.op == "Split" and len(n.inputs) == 2:
+        return m.flow.source(n.inputs[1]), int(m.flow.source(r).rsplit(":", 1)[1])
+    if n.op == "StridedSlice" and len(n.inputs) == 4:
+        begin = m.flow.const(n.inputs[1])
+        if begin is None:
+            return None
+        return m.flow.source(n.inputs[0]), int(np.asarray(begin).reshape(-1)[-1])
+    return None
+
+
+def _gru_reset_after(m: _Matcher, x: str, inner: dict[str, Any], zx: str, split: list[str]) -> CellMatch:
+    """Keras GRU (reset after the recurrent product): x·W + b_x split in (z, r, h), h·U + b_h
+    sliced likewise; z, r = σ(x_k + h_k); h~ = φ(x_h + r·h_h); h' = z·h + (1 - z)·h~."""
+    flow = m.flow
+    cell = CellMatch("gru", [], [])
+    hs = set(inner)
+    cell.terms, cell.bias = m.linear(zx, cell, x, hs)
+    gates: dict[int, tuple[str, str, Any]] = {}  # x block -> (activation op, act output, inner block ref)
+    zh = None
+    for k, sref in enumerate(split):
+        add = m.single_user(sref, ("Add", "AddV2"))
+        if add is None:
+            raise m.fail(f"GRU slice {sref!r} is not added to the recurrent part")
+        other = add[0].inputs[1 - add[1]]
+        act = m.single_user(f"{add[0].name}:0", tuple(ACTIVATIONS))
+        if act is None:
+            raise m.fail(f"GRU slice {sref!r} has no activation")
+        gates[k] = (act[0].op, f"{act[0].name}:0", other)
+    sig = [k for k, g in gates.items() if g[0] == "Sigmoid"]
+    cand = [k for k in gates if k not in sig]
+    if len(cand) != 1 or len(sig) != 2:
+        raise m.fail("not a GRU: expected two sigmoid gates and one candidate")
+    kc = cand[0]
+    mul = flow.src_node(gates[kc][2])  # r * (h·U_h + b_h)
+    if mul is None or mul.op != "Mul":
+        raise m.fail("the GRU candidate does not add r times the recurrent product")
+    r_out = {flow.source(gates[k][1]): k for k in sig}
+    srcs = [flow.source(i) for i in mul.inputs]
+    kr = next((r_out[s_] for s_ in srcs if s_ in r_out), None)
+    if kr is None:
+        raise m.fail("the GRU candidate's recurrent product is not scaled by a gate")
+    ku = [k for k in sig if k != kr][0]
+    h_blocks = {}
+    for k, ref_ in ((ku, gates[ku][2]), (kr, gates[kr][2]),
+                    (kc, next(s_ for s_ in srcs if s_ not in r_out))):
+        b = _block_index(m, ref_)
+        if b is None:
+            raise m.fail("cannot tell which part of the recurrent product feeds each GRU gate")
+        if zh is not None and b[0] != zh:
+            raise m.fail("the GRU gates read different recurrent products")
+        zh, h_blocks[k] = b[0], b[1]
+    order_h = {k: i for i, k in enumerate(sorted(h_blocks, key=h_blocks.get))}
+    h_terms, h_bias = m.linear(zh, cell, x, hs)
+    h_state = [s_ for s_ in hs if any(t.operand == "h" for t in h_terms)]
+    mix = None
+    for n, partner in _mul_partner(m, gates[ku][1]):
+        if partner in hs:
+            add = m.single_user(f"{n.name}:0", ("Add", "AddV2"))
+            if add is not None:
+                mix, h_ref = f"{add[0].name}:0", partner
+    if mix is None:
+        raise m.fail("the GRU update gate does not mix the old state into the new one")
+    del h_state
+    cell.states, cell.new = [inner[h_ref]], [mix]
+    cell.order = {"update": ku, "reset": kr, "hidden": kc}
+    cell.h_order = {"update": order_h[ku], "reset": order_h[kr], "hidden": order_h[kc]}
+    cell.cand_terms, cell.cand_bias = h_terms, h_bias
+    cell.linear_before_reset = True
+    cell.activation = ACTIVATIONS[gates[kc][0]]
+    cell.name = flow.src_node(zx).name.rsplit("/", 1)[0]
+    return cell
+
+
 def _mixes(m: _Matcher, r: str, cand: str) -> bool:
     n = m.flow.src_node(r)
     return n is not None and n.op == "Mul" and any(m.flow.source(i) == cand for i in n.inputs)
@@ -407,6 +490,23 @@ def cell_weights(cell: CellMatch, params: list[np.ndarray]) -> Any:
     from ..layouts.canonical import CellWeights
 
     what = cell.name or "cell"
+    if cell.kind == "gru" and cell.linear_before_reset:  # x and h products kept apart
+        if cell.h_order:
+            wx3 = np.concatenate([np.asarray(params[t.weight], np.float32) for t in cell.terms if t.operand == "x"], 1)
+            wh3 = np.concatenate([np.asarray(params[t.weight], np.float32) for t in cell.cand_terms
+                                  if t.operand == "h"], 1)
+            H = wx3.shape[1] // 3
+            bx = np.asarray(params[cell.bias], np.float32).reshape(-1) if cell.bias is not None else np.zeros(3 * H, np.float32)
+            bh = np.asarray(params[cell.cand_bias], np.float32).reshape(-1) if cell.cand_bias is not None \
+                else np.zeros(3 * H, np.float32)
+            W, R, Wb, Rb = {}, {}, {}, {}
+            for gate in ("update", "reset", "hidden"):
+                cx, ch = slice(cell.order[gate] * H, (cell.order[gate] + 1) * H), \
+                    slice(cell.h_order[gate] * H, (cell.h_order[gate] + 1) * H)
+                W[gate], R[gate] = wx3[:, cx].T.copy(), wh3[:, ch].T.copy()
+                Wb[gate], Rb[gate] = bx[cx].copy(), bh[ch].copy()
+            return CellWeights("gru", wx3.shape[0], H, W, R, Wb, Rb, linear_before_reset=True,
+                               activation=cell.activation, name=what)
     if cell.kind == "lstm":
         n_cols = np.asarray(params[cell.terms[0].weight]).shape[-1]
         H = n_cols // 4

@@ -318,6 +318,10 @@ def loop_leftovers(graph: Graph) -> set[str]:
 def rewrite_recurrences(graph: Graph) -> list[Recurrence]:
     """Replace every recognised RNN loop in `graph` by a `_Recurrence` node (in place)."""
     loops, invariant_args = tf2_loops(graph)
+    if invariant_args:  # a body reads a loop invariant: it is the value passed in (weights, handles)
+        for n in graph.nodes.values():
+            n.inputs = [canon(invariant_args[split_ref(r)[0]]) if split_ref(r)[0] in invariant_args else r
+                        for r in n.inputs]
     flow = Dataflow(graph, invariant_args)
     loops += tf1_loops(graph, flow)
     found = []
