@@ -180,8 +180,12 @@ def _slice_tensor(cv, node, v: TV, begin, end, strides) -> TV:
             per_axis.append(None)
             out_shape.append(d)
             continue
+        if d is None and isinstance(spec, int) and spec >= 0:
+            per_axis.append((spec, 1, 1))  # an index from the front of a dynamic dim: a Gather at run time
+            continue
         if d is None:
-            raise UnsupportedError("StridedSlice of a dynamic dimension")
+            raise UnsupportedError("StridedSlice of a dynamic dimension (other than a whole-axis spec or an "
+                                   "index from its front)")
         if isinstance(spec, int):
             i = spec + d if spec < 0 else spec
             if not 0 <= i < d:
