@@ -1,7 +1,7 @@
 """Generate docs/tf-ops.md from the GraphDef op table (tf2rt.importers.graphdef_ops.HANDLERS).
 
 For each TensorFlow op: how it lowers (the first docstring line of its handler), and which
-test files under tests/ name it. The coverage section reads docs/tf-op-census.json (written by
+tests cover it (test modules whose graphs contain it, then tests/importers files that name it). The coverage section reads docs/tf-op-census.json (written by
 scripts/tf_op_census.py with TensorFlow) and gives the share of the op types of typical
 graphs that the table handles. Run:  python scripts/gen_tf_ops_doc.py [--check]
 """
@@ -40,9 +40,9 @@ def covering_tests(op: str, texts: dict[str, str]) -> list[str]:
 
 
 def _test_texts() -> dict[str, str]:
-    files = sorted((ROOT / "tests").rglob("test_*.py"))
-    first = [f for f in files if "importers" in f.parts] + [f for f in files if "importers" not in f.parts]
-    return {f.relative_to(ROOT).as_posix(): f.read_text(errors="replace") for f in first}
+    """The importer tests (where ops are compared with TensorFlow), by path."""
+    files = sorted((ROOT / "tests" / "importers").glob("test_*.py"))
+    return {f.relative_to(ROOT).as_posix(): f.read_text(errors="replace") for f in files}
 
 
 def coverage_section(handled: set[str]) -> list[str]:
@@ -102,7 +102,7 @@ def render() -> str:
     ]
     lines += coverage_section(set(HANDLERS))
     lines += ["## Op table", "", f"{len(HANDLERS)} ops. Tests: the test modules whose TensorFlow graphs contain "
-              "the op (from the census), then the test files that name it.", "",
+              "the op (from the census), then the files of tests/importers that name it.", "",
               "| op | how it lowers | tests naming it |", "|---|---|---|"]
     for op in sorted(HANDLERS, key=str.lower):
         found = [t for t, ops in in_test_graphs.items() if op in ops]  # its graphs contain the op
