@@ -35,6 +35,10 @@ from .formats import ZIP_ERRORS
 _MAX_JSON = 64 << 20  # config.json / metadata.json
 _MAX_RATIO = MAX_RATIO  # deflate cannot expand more than ~1032:1
 _CHUNK = 1 << 20
+# Model weights (float arrays) deflate by ~1.1:1, sparse ones by far less than 100:1; a
+# weights member claiming more is a bomb, refused before a byte of it is inflated.
+_MAX_WEIGHTS_RATIO = 100
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 # Children of a Keras 3 layer group in get_weights() order; others follow sorted.
 _CHILD_ORDER = ("forward_layer", "backward_layer", "cell")
 
@@ -129,10 +133,16 @@ class KerasFile(WeightSource):
             # Read in memory, never extracted: nothing lands on disk, and only this member is read.
             zi = members["model.weights.h5"]
             check_bytes(zi.file_size, f"{self.path}: model.weights.h5")
-            return io.BytesIO(self._member(zf, zi, max_bytes()))
+            if zi.compress_type != zipfile.ZIP_STORED and zi.file_size > _MAX_WEIGHTS_RATIO * zi.compress_size + _CHUNK:
+                raise ResourceLimitError(
+                    f"{self.path}: model.weights.h5 claims {zi.file_size} bytes from {zi.compress_size} compressed "
+                    f"(over {_MAX_WEIGHTS_RATIO}:1, more than model weights compress); a zip bomb? If the weights "
+                    "really are mostly zeros, re-save the archive uncompressed (zip -0)")
+            return io.BytesIO(self._member(zf, zi, max_bytes(), magic=_HDF5_MAGIC))
 
-    def _member(self, zf: zipfile.ZipFile, zi: zipfile.ZipInfo, limit: int) -> bytes:
-        """A member's bytes, streamed with a budget: stops as soon as more come out than declared."""
+    def _member(self, zf: zipfile.ZipFile, zi: zipfile.ZipInfo, limit: int, magic: bytes = b"") -> bytes:
+        """A member's bytes, streamed with a budget: stops as soon as more come out than declared
+        (and, given `magic`, after the first chunk when it does not start so)."""
         if zi.file_size > limit:
             raise ResourceLimitError(f"{self.path}: {zi.filename} is implausibly large ({zi.file_size} bytes)")
         budget = min(zi.file_size, limit)
@@ -143,6 +153,8 @@ class KerasFile(WeightSource):
                     chunk = src.read(min(_CHUNK, budget + 1 - out.tell()))
                     if not chunk:
                         break
+                    if magic and out.tell() == 0 and not chunk.startswith(magic):
+                        raise FormatError(f"{self.path}: {zi.filename} is not an HDF5 file")
                     out.write(chunk)
                     if out.tell() > budget:
                         raise ResourceLimitError(f"{self.path}: zip member {zi.filename} expands beyond its "
