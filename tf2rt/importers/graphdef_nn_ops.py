@@ -61,6 +61,7 @@ def _padding(node: Node, x: Any, window: tuple[int, int], stride: tuple[int, int
 
 @op("Conv2D", "DepthwiseConv2dNative")
 def _conv(cv, node, ins):
+    """Convolution (NCHW; SAME padding made explicit; depthwise as groups = C)."""
     w = const(ins[1], "the filter").astype(np.float32)  # [kh, kw, in, out] or [kh, kw, C, multiplier]
     if w.ndim != 4:
         raise FormatError(f"filter must be 4-D, got shape {w.shape}")
@@ -88,6 +89,7 @@ def _conv(cv, node, ins):
 
 @op("MaxPool", "AvgPool")
 def _pool(cv, node, ins):
+    """Pooling (max / average; SAME padding excluded from the average)."""
     x = _image_input(cv, node, ins[0])
     window, stride = _spatial(node, "ksize", 1), _spatial(node, "strides", 1)
     pre, post = _padding(node, x, window, stride, (1, 1))
@@ -98,6 +100,7 @@ def _pool(cv, node, ins):
 
 @op("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
 def _batchnorm(cv, node, ins):
+    """Inference batch norm: folded into the preceding convolution, else a per-channel Scale."""
     if node.attr("is_training") is not None and node.attr("is_training").b():
         raise UnsupportedError("is_training=True (batch statistics); export the model for inference")
     scale, offset, mean, var = (const(v, "BatchNorm parameter").astype(np.float64) for v in ins[1:5])
@@ -120,6 +123,7 @@ def _batchnorm(cv, node, ins):
 
 @op("MatMul")
 def _matmul(cv, node, ins):
+    """Fully connected for a constant right operand, else MatrixMultiply."""
     a, b = ins
     ta, tb = node.attr("transpose_a"), node.attr("transpose_b")
     ta, tb = bool(ta and ta.b()), bool(tb and tb.b())
@@ -147,6 +151,7 @@ class SpaceToBatch:
 
 @op("SpaceToBatchND")
 def _space_to_batch(cv, node, ins):
+    """Opens an atrous convolution: the next convolution becomes a dilated one."""
     v = ins[0]
     block, pads = const(ins[1], "block_shape").astype(int).reshape(-1), const(ins[2], "paddings").astype(int)
     if not isinstance(v, TV) or block.shape != (2,) or pads.shape != (2, 2) or v.t.rank != 4:
@@ -169,6 +174,7 @@ def atrous_conv(cv: Any, node: Node, s2b: SpaceToBatch, build: Callable) -> list
 
 @op("BatchToSpaceND")
 def _batch_to_space(cv, node, ins):
+    """Closes an atrous convolution: its crops come off the convolution's padding."""
     v = ins[0]
     layer = cv.atrous.get(id(v.t)) if isinstance(v, TV) else None
     if layer is None:

@@ -59,21 +59,25 @@ def attr_ints(node: Node, key: str, default: list[int]) -> list[int]:
 @op("Identity", "StopGradient", "Snapshot", "PreventGradient", "CheckNumerics", "PlaceholderWithDefault",
     "EnsureShape")
 def _identity(cv, node, ins):
+    """Passed through (no layer); PlaceholderWithDefault gives its default unless named as an input."""
     return [ins[0]]
 
 
 @op("IdentityN")
 def _identity_n(cv, node, ins):
+    """Passed through, one output per input."""
     return list(ins)
 
 
 @op("NoOp")
 def _noop(cv, node, ins):
+    """Dropped (control edges only)."""
     return []
 
 
 @op("Const")
 def _const(cv, node, ins):
+    """A constant (numpy array), folded into whatever reads it."""
     a = node.attr("value")
     if a is None:
         raise FormatError("Const without a value")
@@ -82,12 +86,14 @@ def _const(cv, node, ins):
 
 @op("Placeholder")
 def _placeholder(cv, node, ins):
+    """A network input when named in inputs (else an error naming it)."""
     raise UnsupportedError("this Placeholder is not one of the inputs; pass it in inputs=[...] "
                            "or check the signature")
 
 
 @op("VarHandleOp", "VariableV2")
 def _var_handle(cv, node, ins):
+    """The variable's value from the SavedModel or checkpoint (a constant)."""
     if cv.resolve_variable is None:
         raise UnsupportedError("the graph reads variables but none are available; freeze it first "
                                "(convert_variables_to_constants_v2) or import the SavedModel directory")
@@ -98,6 +104,7 @@ def _var_handle(cv, node, ins):
 
 @op("ReadVariableOp")
 def _read_variable(cv, node, ins):
+    """The variable's value (a constant)."""
     res = ins[0]
     if not (isinstance(res, tuple) and res and res[0] == "resource"):
         raise UnsupportedError("ReadVariableOp of something that is not a variable handle")
@@ -107,6 +114,7 @@ def _read_variable(cv, node, ins):
 # --- constant folding of shape arithmetic --------------------------------------------
 @op("Shape")
 def _shape(cv, node, ins):
+    """Folded to a constant shape vector (a dynamic batch size stays unknown)."""
     v = ins[0]
     dt = dtype_of(node.attr("out_type").type() if node.attr("out_type") else 3)
     shape = v.shape if isinstance(v, (TV, np.ndarray)) else None
@@ -149,6 +157,7 @@ def _strided_slice(x: np.ndarray, node: Node, begin, end, strides) -> np.ndarray
 
 @op("StridedSlice")
 def _strided(cv, node, ins):
+    """Folded for constants; on tensors a Gather per sliced axis, Reshape for shrink/new axes."""
     begin, end, strides = (const(v, "StridedSlice bounds") for v in ins[1:4])
     if isinstance(ins[0], TV):
         return [_slice_tensor(cv, node, ins[0], begin, end, strides)]
@@ -217,6 +226,7 @@ def _slice_tensor(cv, node, v: TV, begin, end, strides) -> TV:
 
 @op("Pack")
 def _pack(cv, node, ins):
+    """Folded (constants and shape vectors)."""
     axis = attr_i(node, "axis")
     if any(isinstance(v, TV) for v in ins):
         raise UnsupportedError("Pack of tensors (only of constants and shapes)")
@@ -283,6 +293,7 @@ for _names, _fn in {
 
 @op("Cast")
 def _cast(cv, node, ins):
+    """Cast (constants folded)."""
     dst = dtype_of(node.attr("DstT").type(), f"Cast {node.name!r}")
     v = ins[0]
     if isinstance(v, TV):
@@ -385,6 +396,7 @@ for _name, (_np, _net) in _BINARY.items():
 
 @op("SquaredDifference")
 def _sqdiff(cv, node, ins):
+    """Sub + Mul."""
     d = binary(cv, node, ins[0], ins[1], "sub", np.subtract)
     if is_const(d):
         return [d * d]
@@ -393,6 +405,7 @@ def _sqdiff(cv, node, ins):
 
 @op("AddN")
 def _addn(cv, node, ins):
+    """A chain of Add."""
     acc = ins[0]
     for v in ins[1:]:
         acc = binary(cv, node, acc, v, "sum", np.add)
@@ -408,6 +421,7 @@ _ACT_NP = {"Relu": lambda x: np.maximum(x, 0), "Relu6": lambda x: np.clip(x, 0, 
 
 @op(*_ACTS, "LeakyRelu")
 def _activation(cv, node, ins):
+    """Activation layer (relu, clip for Relu6, sigmoid, tanh, elu, selu, softplus, softsign, leaky_relu)."""
     v = ins[0]
     if is_const(v) and node.op in _ACT_NP:
         return [_ACT_NP[node.op](v).astype(v.dtype)]
@@ -423,6 +437,7 @@ def _activation(cv, node, ins):
 
 @op("Softmax", "LogSoftmax")
 def _softmax(cv, node, ins):
+    """Softmax on the last axis (LogSoftmax: + Log)."""
     v = ins[0]
     t = cv.net.add_softmax(v.t, axis=cv.logical_axis(v, -1), name=node.name).output
     if node.op == "LogSoftmax":
@@ -449,6 +464,7 @@ _REDUCE = {"Mean": "avg", "Max": "max", "Min": "min", "Sum": "sum", "Prod": "pro
 
 @op("Mean", "Max", "Min")
 def _reduce(cv, node, ins):
+    """Reduce (avg / max / min) over constant axes, keep_dims as given."""
     v, axes = ins
     keep = bool(node.attr("keep_dims") and node.attr("keep_dims").b())
     axes = [int(a) for a in np.atleast_1d(const(axes, "reduction axes"))]
@@ -466,6 +482,7 @@ def _reduce(cv, node, ins):
 
 @op("Squeeze")
 def _squeeze(cv, node, ins):
+    """Reshape without the unit axes."""
     v = ins[0]
     dims = attr_ints(node, "squeeze_dims", [])
     if is_const(v):
@@ -485,6 +502,7 @@ def _squeeze(cv, node, ins):
 
 @op("ExpandDims")
 def _expand(cv, node, ins):
+    """Reshape with a unit axis."""
     v, axis = ins
     axis = int(const(axis, "axis"))
     if is_const(v):
@@ -503,6 +521,7 @@ def _reshape_dims(shape: list) -> list[int]:
 
 @op("Reshape")
 def _reshape(cv, node, ins):
+    """Reshape (a dynamic batch size is copied through)."""
     v, target = ins
     tvals, _partial = _partial_vals(target)
     tvals = [int(x) for x in np.atleast_1d(tvals)]
@@ -533,6 +552,7 @@ def _reshape(cv, node, ins):
 
 @op("Pad", "PadV2", "MirrorPad")
 def _pad(cv, node, ins):
+    """Zero padding of H and W (padding layer); constants folded."""
     v, pads = ins[0], const(ins[1], "paddings").astype(np.int64)
     if node.op == "MirrorPad":
         raise UnsupportedError("MirrorPad (reflect/symmetric padding)")
@@ -553,6 +573,7 @@ def _pad(cv, node, ins):
 
 @op("ConcatV2", "Concat")
 def _concat(cv, node, ins):
+    """Concatenation (constants and shape vectors folded)."""
     if node.op == "Concat":
         axis, vals = ins[0], ins[1:]
     else:
