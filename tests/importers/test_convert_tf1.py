@@ -174,10 +174,21 @@ def test_unknown_variable_is_named(tf, tmp_path, capsys):
 
     card = load_engine(tmp_path / "x.onnx").metadata["model"]
     assert card["ignored_tensors"] >= 1 and "rnnlm/attention_scale" in card["detected"]["graph"]["variables_ignored"]
-    # without a graph, the name-based reader cannot place it and names it
-    assert main(["convert", prefix, "--no-meta", "-o", str(tmp_path / "y.onnx")]) == 2
-    err = capsys.readouterr().err
-    assert "'rnnlm/attention_scale'" in err and "Traceback" not in err
+    # without a graph, the name-based reader cannot place it: it is left out with a warning naming it
+    capsys.readouterr()
+    assert main(["convert", prefix, "--no-meta", "-o", str(tmp_path / "y.onnx")]) == 0
+    out = capsys.readouterr()
+    assert "rnnlm/attention_scale [5]" in out.out + out.err and "Traceback" not in out.err
+    card = load_engine(tmp_path / "y.onnx").metadata["model"]
+    assert any("rnnlm/attention_scale" in a for a in card["assumptions"])
+    # --ignore drops it without a warning; a name the checkpoint lacks is an error
+    assert main(["convert", prefix, "--no-meta", "--ignore", "rnnlm/attention_scale", "-o",
+                 str(tmp_path / "z.onnx")]) == 0
+    card = load_engine(tmp_path / "z.onnx").metadata["model"]
+    assert not any("attention_scale" in a for a in card["assumptions"])
+    capsys.readouterr()
+    assert main(["convert", prefix, "--no-meta", "--ignore", "rnnlm/nope", "-o", str(tmp_path / "w.onnx")]) == 2
+    assert "rnnlm/nope" in capsys.readouterr().err
 
 
 def test_custom_cell_is_named(tf, tmp_path):

@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="expose initial/final recurrent states as inputs/outputs (streaming)")
     s.add_argument("--no-states", dest="states", action="store_false", help="no state inputs/outputs")
     p.add_argument("--no-optimize", action="store_true", help="skip engine graph optimizations")
+    p.add_argument("--ignore", nargs="+", default=None, metavar="NAME",
+                   help="TF1 checkpoints read without a graph: leave these variables out (others that no cell, "
+                        "embedding or head uses are left out with a warning)")
     p.add_argument("--architecture", default=None, metavar="JSON",
                    help="Keras model config (model.to_json() saved as a .json file) for a weights-only "
                    ".h5 / .weights.h5 file written by save_weights")
@@ -64,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     engine = convert(
         args.src, args.output, precision=args.precision, optimize=not args.no_optimize, meta=meta,
         forget_bias=args.forget_bias, activation=args.activation, states=args.states,
-        reset_after=reset_after, keras_version=args.keras_version, architecture=args.architecture, **_graph_options(args),
+        reset_after=reset_after, keras_version=args.keras_version, architecture=args.architecture,
+        ignore=args.ignore, **_graph_options(args),
     )
     card = engine.metadata.get("model") or {}
     emit_json(args, {"engine": str(args.output), "precision": engine.precision, "model": card,

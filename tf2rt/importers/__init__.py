@@ -62,14 +62,17 @@ def build_network(
     inputs: list[str] | None = None,
     outputs: list[str] | None = None,
     input_shapes: dict[str, list] | None = None,
+    ignore: list[str] | None = None,
 ) -> tuple[Any, ModelCard]:
     """The Network of a model file and its model card (what `convert` builds an engine from).
 
     Keras only: `architecture` is the model config (dict, `model.to_json()` string or .json
     path) for a file saved with `save_weights`; `custom_layers` maps a layer class name to
     fn(network, config, inputs, weights) -> tensor(s) (see tf2rt.importers.keras.register_layer).
-    Frozen .pb and SavedModel only: `inputs` / `outputs` (node names, or signature keys) cut out
-    the subgraph between them; `input_shapes` maps an input to its dims (None or -1 = dynamic).
+    TF graphs (.pb, SavedModel, checkpoint + .meta): `inputs` / `outputs` (node names, or
+    signature keys) cut out the subgraph between them; `input_shapes` maps an input to its dims
+    (None or -1 = dynamic). TF1 checkpoints read without a graph: `ignore` names variables to
+    leave out (others no cell, embedding or head uses are left out with a warning).
     """
     kind = detect_source(src)
     if (inputs or outputs or input_shapes) and kind not in ("graphdef", "saved_model", "tf-checkpoint"):
@@ -120,7 +123,7 @@ def build_network(
         else:
             card = ModelCard(str(prefix), "tf1-checkpoint")
             net = _tf1_network(source, prefix, meta=meta, forget_bias=forget_bias, activation=activation,
-                               graph_io=(inputs, outputs, input_shapes),
+                               graph_io=(inputs, outputs, input_shapes), ignore=tuple(ignore or ()),
                                states=states, card=card)
     finally:
         source.close()
@@ -202,6 +205,7 @@ def convert(
     inputs: list[str] | None = None,
     outputs: list[str] | None = None,
     input_shapes: dict[str, list] | None = None,
+    ignore: list[str] | None = None,
 ) -> Any:
     """Convert a trained TensorFlow model to an Engine (saved to `output` if given).
 
@@ -222,7 +226,8 @@ def convert(
         check_not_input(check_writable(output, "engine"), model_files, "engine")
     net, card = build_network(src, meta=meta, forget_bias=forget_bias, activation=activation, states=states,
                               reset_after=reset_after, keras_version=keras_version, architecture=architecture,
-                              custom_layers=custom_layers, inputs=inputs, outputs=outputs, input_shapes=input_shapes)
+                              custom_layers=custom_layers, inputs=inputs, outputs=outputs, input_shapes=input_shapes,
+                              ignore=ignore)
     engine = build_engine(net, precision=precision, optimize=optimize,
                           metadata={"source": str(src), "model": card.to_dict()})
     if output is not None:

@@ -86,6 +86,7 @@ class TF1Model:
     head_b: str | None = None
     head_size: int | None = None
     ignored: list[str] = field(default_factory=list)  # optimizer slots / bookkeeping
+    unplaced: list[str] = field(default_factory=list)  # variables no cell, embedding or head uses
 
     @property
     def directions(self) -> int:
@@ -324,5 +325,5 @@ def _find_input_and_head(model: TF1Model, rest: dict[str, tuple[int, ...]], prob
         model.vocab = left.pop(emb[0])[0]
     elif len(emb) > 1:
         problems.append(f"several candidate embedding matrices {emb}; cannot tell which feeds the RNN")
-    for n, s in sorted(left.items()):
-        problems.append(f"variable {n!r} {list(s)} is not part of a recognised cell, embedding or output layer")
+    # Without a graph nothing says what the rest is for: it is ignored, and convert warns about it.
+    model.unplaced = [f"{n} {list(s)}" for n, s in sorted(left.items())]

@@ -158,7 +158,7 @@ class _Settings:
 
 def tf1_network(
     src: Any, prefix: Path, *, meta: bool | str | Path = True, forget_bias: float | None = None,
-    activation: str | None = None, states: bool | None = None, card: ModelCard,
+    activation: str | None = None, states: bool | None = None, card: ModelCard, ignore: Sequence[str] = (),
 ) -> Any:
     """Build the Network of a TF1 recurrent checkpoint (`src` is its WeightSource)."""
     from ..layouts.tf import from_tf_cudnn_gru, from_tf_cudnn_lstm, from_tf_gru, from_tf_lstm, from_tf_rnn
@@ -166,9 +166,19 @@ def tf1_network(
 
     infos = src.infos()
     shapes = {i.name: tuple(i.shape) for i in infos if i.kind == "variable"}
-    ignored = [i.name for i in infos if i.kind != "variable"]
-    model = recognize_tf1(shapes, ignored)
+    ignored = [i.name for i in infos if i.kind != "variable"] + [n for n in ignore if n in shapes]
+    unknown = [n for n in ignore if n not in shapes]
+    if unknown:
+        raise UnsupportedError(f"--ignore names variables the checkpoint does not hold: {', '.join(unknown)}")
+    model = recognize_tf1({k: v for k, v in shapes.items() if k not in ignore}, ignored)
     card.ignored = len(model.ignored)
+    if model.unplaced:
+        text = (f"{len(model.unplaced)} variable(s) are not part of a recognised cell, embedding or output layer "
+                f"and were ignored: {', '.join(model.unplaced)} (convert with the .meta graph to let the graph "
+                "decide, or --ignore NAME to silence this)")
+        log.warning(text)
+        card.assume(text)
+        card.ignored += len(model.unplaced)
 
     graph: MetaGraph | None = None
     meta_path = None
