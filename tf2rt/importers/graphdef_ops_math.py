@@ -136,7 +136,11 @@ def _div_no_nan(cv, node, ins):
             return [np.where(y == 0, 0, x / np.where(y == 0, 1, y)).astype(np.result_type(x, y))]
     if is_const(y) and np.all(y != 0):
         return [binary(cv, Node(node.name, "RealDiv", []), x, y, "div", np.divide)]
-    q = binary(cv, Node(f"{node.name}/divide", "RealDiv", []), x, y, "div", np.divide)
+    if is_const(y):  # a constant divisor with zeros: multiply by 1/y (0 there), then mask
+        recip = np.where(y == 0, 0.0, 1.0 / np.where(y == 0, 1.0, y.astype(np.float64))).astype(np.float32)
+        q = binary(cv, Node(f"{node.name}/divide", "Mul", []), x, recip, "prod", np.multiply)
+    else:
+        q = binary(cv, Node(f"{node.name}/divide", "RealDiv", []), x, y, "div", np.divide)
     q = cv.plain(q)
     yt = tensor_of(cv, y, f"{node.name}/divisor")
     zero = cv.net.add_constant((), np.zeros((), q.dtype), name=f"{node.name}/zero").output
