@@ -73,6 +73,16 @@ for _t in ("quint8", "qint8"):
     for _m in ("MIN_COMBINED", "MIN_FIRST", "SCALED"):
         CASES[f"quantize_{_t}_{_m}"] = ((lambda tf, p, t=_t, m=_m: _quantize_graph(tf, p, t, m)), {"x": rand(3, 6)},
                                         None)
+def _fake_quant(tf, p):
+    x = p["x"] * 3.0
+    return [tf.quantization.fake_quant_with_min_max_vars(x, -1.7, 2.3, num_bits=8),
+            tf.quantization.fake_quant_with_min_max_vars(x, -0.3, 4.1, num_bits=4, narrow_range=True),
+            tf.quantization.fake_quant_with_min_max_args(x, min=-2.5, max=1.5),
+            tf.quantization.fake_quant_with_min_max_vars_per_channel(x, [-1.0, -2.0, -0.5, -3.0, -1.2, -0.1],
+                                                                     [1.0, 2.5, 0.7, 3.0, 2.2, 0.9])]
+
+
+CASES["fake_quant"] = (_fake_quant, {"x": rand(3, 6)}, None)
 CASES["ssd_like"] = (_ssd_like, {"image": rand(2, 24, 20, 3, lo=0, hi=1)}, {"image": [None, 24, 20, 3]})
 
 
@@ -109,3 +119,10 @@ def test_dequantize_of_a_tensor_is_refused(tf, tmp_path):
     case = build_case(tf, tmp_path / "qt.pb", fn, {"x": rand(2, 3)})
     with pytest.raises(UnsupportedError, match="QuantizeV2"):
         import_graphdef(case.pb, outputs=case.outputs)
+
+
+def test_fake_quant_graph_has_each_op(cases):
+    from tf2rt.importers.graphdef import read_graphdef
+
+    ops = {n.op for n in read_graphdef(cases["fake_quant"].pb).nodes.values()}
+    assert {"FakeQuantWithMinMaxVars", "FakeQuantWithMinMaxArgs", "FakeQuantWithMinMaxVarsPerChannel"} <= ops

@@ -128,3 +128,52 @@ def _quantize(cv, node, ins):
         mn, mx = np.asarray(mnd, np.float32), np.asarray(mxd, np.float32)
     q = np.clip(q, lo, hi).astype(dtype)
     return [q, np.asarray(mn, np.float32), np.asarray(mx, np.float32)]
+
+
+# --- fake quantization (quantization-aware training graphs) -------------------------------------
+def nudged_range(mn: np.ndarray, mx: np.ndarray, num_bits: int, narrow: bool):
+    """TensorFlow's Nudge(): (nudged min, nudged max, scale) so that 0.0 is exactly representable."""
+    qmin, qmax = (1 if narrow else 0), (1 << num_bits) - 1
+    mn, mx = np.asarray(mn, np.float32), np.asarray(mx, np.float32)
+    scale = ((mx - mn) / np.float32(qmax - qmin)).astype(np.float32)
+    zp_from_min = (np.float32(qmin) - mn / scale).astype(np.float32)
+    zp = np.where(zp_from_min < qmin, qmin, np.where(zp_from_min > qmax, qmax,
+                                                      np.sign(zp_from_min) * np.floor(np.abs(zp_from_min) + 0.5)))
+    zp = zp.astype(np.float32)
+    return ((np.float32(qmin) - zp) * scale).astype(np.float32), ((np.float32(qmax) - zp) * scale).astype(np.float32), \
+        scale
+
+
+@op("FakeQuantWithMinMaxVars", "FakeQuantWithMinMaxArgs", "FakeQuantWithMinMaxVarsPerChannel")
+def _fake_quant(cv, node, ins):
+    """Clip to the nudged range, Sub min, Mul 1/scale, Add 0.5, Floor, Mul scale, Add min (TF's order)."""
+    from .graphdef import TV
+
+    bits = attr_i(node, "num_bits", 8)
+    narrow = bool(node.attr("narrow_range") and node.attr("narrow_range").b())
+    if not 2 <= bits <= 16:
+        raise UnsupportedError(f"attribute num_bits = {bits} (2 to 16)")
+    if node.op == "FakeQuantWithMinMaxArgs":
+        get = lambda k, d: node.attr(k).f() if node.attr(k) is not None else d  # noqa: E731
+        mn, mx = np.float32(get("min", -6.0)), np.float32(get("max", 6.0))
+    else:
+        mn, mx = (np.asarray(const(v, f"{node.op} range"), np.float32) for v in ins[1:3])
+    nmin, nmax, scale = nudged_range(mn, mx, bits, narrow)
+    inv = (np.float32(1) / scale).astype(np.float32)
+    x = ins[0]
+    if not isinstance(x, TV):
+        xc = np.clip(np.asarray(const(x, "FakeQuant input"), np.float32), nmin, nmax)
+        return [(np.floor((xc - nmin) * inv + np.float32(0.5)) * scale + nmin).astype(np.float32)]
+    net, n = cv.net, node.name
+
+    def c(v, what):
+        return cv.const_like(np.asarray(v, np.float32), x, f"{n}/{what}")
+
+    t = net.add_elementwise(net.add_elementwise(x.t, c(nmin, "nudged_min"), "max", name=f"{n}/clip_low").output,
+                            c(nmax, "nudged_max"), "min", name=f"{n}/clip_high").output
+    t = net.add_elementwise(t, c(nmin, "min"), "sub", name=f"{n}/shift").output
+    t = net.add_elementwise(t, c(inv, "inv_scale"), "prod", name=f"{n}/steps").output
+    t = net.add_elementwise(t, c(0.5, "half"), "sum", name=f"{n}/round_half_up").output
+    t = net.add_unary(t, "floor", name=f"{n}/floor").output
+    t = net.add_elementwise(t, c(scale, "scale"), "prod", name=f"{n}/rescale").output
+    return [TV(net.add_elementwise(t, c(nmin, "offset"), "sum", name=n).output, x.nchw)]
