@@ -17,6 +17,7 @@ import functools
 import io
 import math
 import pickle
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -255,7 +256,7 @@ def safe_loads(data: bytes, source: str = "<bytes>") -> Any:
     except FormatError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError,
-            OverflowError, MemoryError) as exc:
+            OverflowError, MemoryError, struct.error, RecursionError) as exc:
         raise FormatError(f"{source}: corrupted pickle data ({type(exc).__name__}: {exc})") from exc
 
 
