@@ -209,3 +209,19 @@ def test_unsupported_attribute_is_named(tf, tmp_path):
     case = build_case(tf, tmp_path / "dil.pb", fn, {"img": rand(2, 9, 11, 4)})
     with pytest.raises(UnsupportedError, match="dilations"):
         import_graphdef(case.pb, outputs=case.outputs)
+
+
+def test_folding_is_capped(tf, tmp_path):
+    """Constants a graph asks to combine into something huge are refused, not allocated."""
+    from tf2rt.errors import FormatError
+    from tf2rt.importers.graphdef import import_graphdef
+
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [2, 3], name="x")
+        big = tf.math.greater(tf.zeros([100000, 1]), tf.zeros([1, 100000]))  # 10^10 elements if folded
+        tf.identity(x + tf.reduce_sum(tf.cast(big, tf.float32)), name="out")
+    pb = tmp_path / "big.pb"
+    pb.write_bytes(g.as_graph_def().SerializeToString())
+    with pytest.raises(FormatError, match="limit"):
+        import_graphdef(pb, outputs=["out"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedError
+from ..limits import MAX_FOLD_BYTES, check_elements
 from ..network.layers_cnn import same_padding
 from .graphdef import TV, Node
 from .graphdef_nn_ops import _image_input, _spatial, _wrap
@@ -78,6 +79,9 @@ def _resize(cv, node, ins):
     if h is None or w is None:
         raise UnsupportedError("resize needs a known input height and width; give the input a fixed H and W")
     oh, ow = size
+    if oh < 1 or ow < 1:
+        raise UnsupportedError(f"resize to {size}")
+    check_elements((oh * h + ow * w,), 4, f"{node.op} {node.name!r} interpolation weights", MAX_FOLD_BYTES)
     net, n = cv.net, node.name
     if node.op == "ResizeNearestNeighbor":
         t = x
@@ -146,6 +150,7 @@ def _lrn(cv, node, ins):
     bias, alpha, beta = get("bias", 1.0), get("alpha", 1.0), get("beta", 0.5)
     net, n = cv.net, node.name
     sq = net.add_elementwise(x, x, "prod", name=f"{n}/square").output
+    check_elements((c, c), 4, f"LRN {node.name!r} window matrix", MAX_FOLD_BYTES)
     i = np.arange(c)
     band = (np.abs(i[:, None] - i[None, :]) <= r).astype(np.float32).reshape(c, c, 1, 1)
     s = net.add_convolution_nd(sq, c, (1, 1), band, None, name=f"{n}/window_sum").output
@@ -239,6 +244,7 @@ def _mirror_pad(cv, node, ins):
             continue
         if d is None:
             raise UnsupportedError("MirrorPad of a dynamic dimension")
+        check_elements((d + b + a,), 4, f"MirrorPad {node.name!r} indices", MAX_FOLD_BYTES)
         idx = mirror_index(d, b, a, mode)
         ind = cv.net.add_constant(idx.shape, idx, name=f"{node.name}/index{ax}").output
         t = cv.net.add_gather(t, ind, axis=(0, 3, 1, 2).index(ax) if nchw else ax, name=f"{node.name}/axis{ax}").output

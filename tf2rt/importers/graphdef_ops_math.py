@@ -46,6 +46,17 @@ def tensor_of(cv: GraphConverter, v: Any, name: str) -> Any:
     return cv.net.add_constant(arr.shape, arr, name=name).output
 
 
+def fold_check(node: Node, *arrays: Any) -> None:
+    """Refuse to fold constants whose broadcast result would exceed the folding cap."""
+    from ..limits import MAX_FOLD_BYTES, check_elements
+
+    try:
+        shape = np.broadcast_shapes(*(np.shape(a) for a in arrays))
+    except ValueError:
+        raise UnsupportedError(f"{node.op}: shapes {[np.shape(a) for a in arrays]} do not broadcast") from None
+    check_elements(shape, 8, f"{node.op} {node.name!r} folded at import", MAX_FOLD_BYTES)
+
+
 def need_tv(v: Any, what: str) -> TV:
     if not isinstance(v, TV):
         raise UnsupportedError(f"{what} must be a tensor here")
@@ -132,6 +143,7 @@ def _div_no_nan(cv, node, ins):
     """Where(y == 0, 0, x / y)."""
     x, y = ins
     if is_const(x) and is_const(y):
+        fold_check(node, *ins)
         with np.errstate(divide="ignore", invalid="ignore"):
             return [np.where(y == 0, 0, x / np.where(y == 0, 1, y)).astype(np.result_type(x, y))]
     if is_const(y) and np.all(y != 0):
@@ -155,6 +167,7 @@ def _select(cv, node, ins):
     if all(is_const(v) for v in ins):
         if node.op == "Select" and c.ndim == 1 and a.ndim > 1:
             c = c.reshape((-1,) + (1,) * (a.ndim - 1))
+        fold_check(node, c, a, b)
         return [np.where(c, a, b)]
     ct, at, bt = (tensor_of(cv, v, f"{node.name}/input{i}") for i, v in enumerate(ins))
     if ct.dtype != "bool":
@@ -175,6 +188,7 @@ def _compare(cv, node, ins):
     net_op, negate, np_op = _COMPARE[node.op]
     a, b = ins
     if is_const(a) and is_const(b):
+        fold_check(node, *ins)
         return [np.asarray(np_op(a, b))]
     inner = Node(f"{node.name}/{net_op}" if negate else node.name, node.op, [])
     r = binary(cv, inner, a, b, net_op, np_op)
@@ -198,6 +212,7 @@ def _logical(cv, node, ins):
     """Cast to 0/1 floats, Mul (and) or Max (or), Cast back to bool."""
     a, b = ins
     if is_const(a) and is_const(b):
+        fold_check(node, *ins)
         return [np.logical_and(a, b) if node.op == "LogicalAnd" else np.logical_or(a, b)]
     at, bt = (cv.net.add_cast(tensor_of(cv, v, f"{node.name}/input{i}"), "float32", name=f"{node.name}/float{i}")
               .output for i, v in enumerate(ins))
@@ -210,6 +225,7 @@ def _clip(cv, node, ins):
     """Clip activation (scalar bounds) or Max + Min."""
     x, lo, hi = ins
     if all(is_const(v) for v in ins):
+        fold_check(node, *ins)
         return [np.clip(x, lo, hi).astype(x.dtype)]
     x = need_tv(x, "ClipByValue input")
     if is_const(lo) and is_const(hi) and lo.size == 1 and hi.size == 1 and x.t.dtype == "float32":

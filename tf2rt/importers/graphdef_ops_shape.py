@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnsupportedError
+from ..limits import MAX_FOLD_BYTES, check_elements
 from .graphdef import TV, GraphConverter, Node, dtype_of, phys_axis
 from .graphdef_ops import attr_i, attr_s, const, is_const, op
 from .graphdef_ops_math import extend, need_tv, reshape, tensor_of
@@ -206,6 +207,7 @@ def _cumsum(cv, node, ins):
     n = t.shape[axis]
     if n is None:
         raise UnsupportedError("Cumsum along a dynamic dimension")
+    check_elements((n, n), 4, f"Cumsum {node.name!r} triangular matrix", MAX_FOLD_BYTES)
     i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")  # out[j] = sum_i x[i] * m[i, j]
     m = (i > j if excl else i >= j) if rev else (i < j if excl else i <= j)
     moved, perm = _move_last(cv, t, axis, f"{node.name}/to_last")
@@ -236,6 +238,10 @@ def _einsum(cv, node, ins):
     """Transpose + Reshape + MatMul (batch, free and contracted indices of two operands)."""
     eq = attr_s(node, "equation")
     if all(is_const(v) for v in ins):
+        terms, out = _parse_einsum(eq, len(ins)) if "->" in eq else (eq.split(","), None)
+        dims = {ch: d for t, v in zip(terms, ins) for ch, d in zip(t, np.shape(v))}
+        check_elements([dims.get(ch, 1) for ch in (out if out is not None else "")], 8,
+                       f"Einsum {node.name!r} folded at import", MAX_FOLD_BYTES)
         return [np.einsum(eq, *ins)]
     if len(ins) != 2:
         raise UnsupportedError(f"Einsum with {len(ins)} operands (only two)")

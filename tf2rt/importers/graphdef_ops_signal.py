@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnsupportedError
+from ..limits import MAX_FOLD_BYTES, check_elements
 from .graphdef import TV, Node
 from .graphdef_ops import const, op
 from .graphdef_ops_math import Complex, need_tv
@@ -25,6 +26,9 @@ def _rfft(cv, node, ins):
     if n is None:
         raise UnsupportedError("RFFT of a dynamic-length axis")
     bins = n_fft // 2 + 1
+    if n_fft < 1:
+        raise UnsupportedError(f"RFFT fft_length {n_fft}")
+    check_elements((2, n, bins), 4, f"RFFT {node.name!r} cos/sin matrices", MAX_FOLD_BYTES)
     k = np.arange(bins)[None, :]
     i = np.arange(n)[:, None]
     ang = 2 * np.pi * ((i * k) % n_fft) / n_fft
