@@ -111,3 +111,36 @@ def test_unrecognised_loop_is_named(tf, tmp_path):
 
     with pytest.raises(UnsupportedError, match=r"while loops not recognised as RNNs: loop 'rnn'"):
         convert(tmp_path / "m.pb")
+
+
+@pytest.mark.parametrize("cell_name", ["basic_lstm_fb0.5", "lstm_cell", "gru", "rnn_relu"])
+def test_frozen_static_rnn_becomes_one_native_layer(tf, tmp_path, cell_name):
+    """static_rnn unrolls the cell once per step; the engine holds one native RNN node and no
+    per-step ops, and matches TensorFlow."""
+    tf1 = tf.compat.v1
+    rng = np.random.default_rng(3)
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [2, 5, 3], name="x")
+        out, state = tf1.nn.static_rnn(CELLS[cell_name](tf1.nn.rnn_cell, 4), tf.unstack(x, axis=1),
+                                       dtype=tf.float32)
+        tf.identity(tf.stack(out, axis=1), name="y")
+        last = state.h if hasattr(state, "h") else state
+        tf.identity(last, name="last")
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            for v in tf1.trainable_variables():
+                v.load(rng.uniform(-0.9, 0.9, v.shape.as_list()).astype(np.float32), sess)
+            gd = tf1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["y", "last"])
+            xv = rng.standard_normal((2, 5, 3)).astype(np.float32)
+            want_y, want_last = sess.run(["y:0", "last:0"], {x: xv})
+    (tmp_path / "m.pb").write_bytes(gd.SerializeToString())
+    from tf2rt import convert
+
+    engine = convert(tmp_path / "m.pb", outputs=["y", "last"])
+    out = engine.run({"x": xv})
+    assert float(np.abs(out["y"] - want_y).max()) <= 1e-5
+    assert float(np.abs(out["last"] - want_last).max()) <= 1e-5
+    ops = [n.op_type for n in engine.onnx.graph.node]
+    assert sum(op in ("LSTM", "GRU", "RNN") for op in ops) == 1
+    assert not {"Sigmoid", "Tanh", "MatMul", "Split"} & set(ops)

@@ -234,6 +234,8 @@ def _replace(graph: Graph, flow: Dataflow, stack: list[list[_Step]]) -> Recurren
                 nodes[u.name] = Node(u.name, op, [ref(rec_node, 0)])
                 continue
         rest.append(u)
+    # the unrolled steps are no longer read: never default outputs either
+    graph.replaced_inputs = getattr(graph, "replaced_inputs", set()) | inside  # type: ignore[attr-defined]
     nodes[f"{name}/outputs"] = Node(f"{name}/outputs", "Identity", [xt])  # stands for the stacked outputs
     replace_loop(graph, flow, rec, finals_by_consumers=True)
     # readers of single steps: step t of the outputs (the last one is the final state)
