@@ -98,9 +98,15 @@ def test_large_state_file_read_capped(tmp_path):
         for _ in range(15_000):
             f.write(line)
     assert state.stat().st_size > 15_000_000
-    res = run_cli(["inspect", prefix.parent])
-    assert_refused(res, "state file", "larger than")
-    assert res.peak < 400 << 20, res.peak
+    for args in (["inspect", prefix.parent], ["convert", prefix.parent, "-o", tmp_path / "m.onnx"]):
+        res = run_cli(args)
+        assert_refused(res, "state file", "larger than")
+        assert res.peak < 400 << 20, res.peak
+    from tf2rt.importers.tf1_rnn import checkpoint_prefix
+    from tf2rt.limits import ResourceLimitError
+
+    with pytest.raises(ResourceLimitError, match="state file"):
+        checkpoint_prefix(prefix.parent)
 
 
 def test_baseline_state_file(tmp_path):

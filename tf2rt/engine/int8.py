@@ -36,11 +36,13 @@ def load_calibration(source: Any, engine: Any, limit: int = 512) -> np.ndarray:
                              "tf2rt.apps.classify.calibration_images(folder, engine, preprocessing) "
                              "(`tf2rt classify --calibration DIR` does)")
         elif p.suffix == ".npz":
-            with np.load(p, allow_pickle=False) as z:
-                key = spec.name if spec.name in z.files else (z.files[0] if z.files else None)
-                if key is None:
-                    raise Tf2rtError(f"{p}: no arrays in the calibration file")
-                x = z[key]
+            from .inputs import load_npz  # headers checked against the caps before reading
+
+            z = load_npz(p)
+            key = spec.name if spec.name in z else (next(iter(z)) if z else None)
+            if key is None:
+                raise Tf2rtError(f"{p}: no arrays in the calibration file")
+            x = z[key]
         else:
             raise Tf2rtError(f"{p}: calibration data must be a folder of images or an .npz file")
     x = np.asarray(x, dtype=np.float32)[:limit]

@@ -99,7 +99,10 @@ def checkpoint_prefix(path: str | Path) -> Path:
     if p.is_dir():
         state = p / "checkpoint"
         if state.is_file():
-            for line in state.read_text(errors="replace").splitlines():
+            from ..limits import MAX_TEXT_BYTES, read_capped
+
+            text = read_capped(state, MAX_TEXT_BYTES, "checkpoint state file").decode("utf-8", "replace")
+            for line in text.splitlines():
                 if line.startswith("model_checkpoint_path:"):
                     value = line.split(":", 1)[1].strip().strip('"')
                     cand = Path(value) if Path(value).is_absolute() else p / value
