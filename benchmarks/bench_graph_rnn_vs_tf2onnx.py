@@ -145,9 +145,12 @@ def main() -> int:
                     feeds, want, ins, outs = _freeze(tf, build, src, k)
                 ours_path = tmp_p / f"ours{k}_{batch}.onnx"
                 engine = tf2rt.convert(src, ours_path)
-                name_in = engine.input_names[0]
+                state_ins = {i for i, _o in engine.states}
+                name_in = [n for n in engine.input_names if n not in state_ins][0]
                 feeds_ours = {name_in: next(iter(feeds.values()))}
-                got = engine.run(feeds_ours)[engine.output_names[-1]]
+                state_outs = {o for _i, o in engine.states}
+                main_out = [o for o in engine.output_names if o not in state_outs][-1]
+                got = engine.run(feeds_ours)[main_out]
                 ours_err = float(np.abs(got - want).max())
                 from tf2rt.engine.stream import zero_states
 

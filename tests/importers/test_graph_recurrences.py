@@ -137,7 +137,8 @@ def test_frozen_static_rnn_becomes_one_native_layer(tf, tmp_path, cell_name):
     (tmp_path / "m.pb").write_bytes(gd.SerializeToString())
     from tf2rt import convert
 
-    engine = convert(tmp_path / "m.pb", outputs=["y", "last"])
+    engine = convert(tmp_path / "m.pb")  # default outputs: the graph's own sinks, nothing of the unrolled steps
+    assert set(engine.output_names) - {o for _i, o in engine.states} == {"y", "last"}
     out = engine.run({"x": xv})
     assert float(np.abs(out["y"] - want_y).max()) <= 1e-5
     assert float(np.abs(out["last"] - want_last).max()) <= 1e-5

@@ -238,6 +238,7 @@ def _replace(graph: Graph, flow: Dataflow, stack: list[list[_Step]]) -> Recurren
     graph.replaced_inputs = getattr(graph, "replaced_inputs", set()) | inside  # type: ignore[attr-defined]
     nodes[f"{name}/outputs"] = Node(f"{name}/outputs", "Identity", [xt])  # stands for the stacked outputs
     replace_loop(graph, flow, rec, finals_by_consumers=True)
+    graph.replaced_inputs.add(f"{name}/outputs")  # type: ignore[attr-defined]  (read by nobody)
     # readers of single steps: step t of the outputs (the last one is the final state)
     for u in rest:
         new_inputs = []
