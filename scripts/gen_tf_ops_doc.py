@@ -100,11 +100,19 @@ def render() -> str:
         "## Coverage of typical graphs",
         "",
     ]
+    tf_ops = sorted((op for op in HANDLERS if not op.startswith("_")), key=str.lower)  # "_X": tf2rt's own nodes
     lines += coverage_section(set(HANDLERS))
-    lines += ["## Op table", "", f"{len(HANDLERS)} ops. Tests: the test modules whose TensorFlow graphs contain "
+    lines += ["## Recurrences", "",
+              "RNN while loops (TF1 Enter/Merge/Switch/NextIteration/Exit frames, TF2 While/StatelessWhile with",
+              "TensorArray/TensorList reads and writes) and unrolled chains of steps sharing one set of weights are",
+              "recognised from their ops before conversion and replaced by one recurrence node each, which lowers",
+              "to native ONNX LSTM/GRU/RNN nodes (`tf2rt/importers/tf_loops.py`, `tf_unrolled.py`, `tf_cells.py`;",
+              "tests: `tests/importers/test_graph_recurrences.py`, `test_convert_published_rnn.py`,",
+              "`test_keras_export_rnn.py`). Loops that are not recognised are named in the error.", ""]
+    lines += ["## Op table", "", f"{len(tf_ops)} ops. Tests: the test modules whose TensorFlow graphs contain "
               "the op (from the census), then the files of tests/importers that name it.", "",
               "| op | how it lowers | tests naming it |", "|---|---|---|"]
-    for op in sorted(HANDLERS, key=str.lower):
+    for op in tf_ops:
         found = [t for t, ops in in_test_graphs.items() if op in ops]  # its graphs contain the op
         found += [t for t in covering_tests(op, texts) if t not in found]
         tests = ", ".join(f"`{t}`" for t in found[:MAX_TESTS]) or "—"
