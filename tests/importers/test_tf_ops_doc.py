@@ -26,7 +26,7 @@ def test_doc_lists_every_op_with_its_lowering():
     from tf2rt.importers.graphdef_ops import HANDLERS
 
     text = (ROOT / "docs" / "tf-ops.md").read_text()
-    for op in HANDLERS:
+    for op in (o for o in HANDLERS if not o.startswith("_")):  # "_X": tf2rt's own node kinds
         assert f"\n| {op} | " in text, op
     assert "| Dequantize | Folded to float" in text
     assert "handled" in text and "%" in text  # the coverage number
