@@ -333,8 +333,12 @@ class KerasFile(WeightSource):
 
     def layer_names(self) -> list[str]:
         """Names (or nested paths) of the layers that hold weights."""
-        held = [i.extra["h5"] for i in self._infos]
-        return [n for n, g in self._layers.items() if any(h.startswith(g.rstrip("/") + "/") for h in held)]
+        # every group above a weight, so the check is linear in the file, not layers x weights
+        above = set()
+        for info in self._infos:
+            parts = info.extra["h5"].rstrip("/").split("/")
+            above.update("/".join(parts[:k]) for k in range(1, len(parts)))
+        return [n for n, g in self._layers.items() if g.rstrip("/") in above]
 
     def layer_weights(self, layer_name: str) -> list[np.ndarray]:
         """A layer's arrays in the order Keras' `layer.get_weights()` returns them."""
@@ -346,7 +350,12 @@ class KerasFile(WeightSource):
         return [self._read(i) for i in ordered]
 
     def _order(self) -> list[TensorInfo]:
-        """Infos in file order (get_weights order), not name order."""
+        """Infos in file order (get_weights order), not name order (computed once)."""
+        if getattr(self, "_ordered", None) is None:
+            self._ordered = self._file_order()
+        return self._ordered
+
+    def _file_order(self) -> list[TensorInfo]:
         if self.layout == "legacy":
             index = {i.extra["h5"]: n for n, i in enumerate(self._infos)}
             order = []
