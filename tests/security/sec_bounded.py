@@ -25,7 +25,11 @@ try:
     from tf2rt.cli import main
     code = main(sys.argv[1:])
 finally:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # VmHWM belongs to this program's memory map; ru_maxrss may carry the forking parent's peak
+    try:
+        peak = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     sys.stderr.write(f"\nPEAK_RSS={peak}\n")
 sys.exit(code)
 """
@@ -86,7 +90,11 @@ try:
         sys.stderr.write(f"tf2rt python: error: {exc}\n")
         code = 2
 finally:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # VmHWM belongs to this program's memory map; ru_maxrss may carry the forking parent's peak
+    try:
+        peak = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     sys.stderr.write(f"\nPEAK_RSS={peak}\n")
 sys.exit(code)
 """

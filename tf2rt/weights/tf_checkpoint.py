@@ -422,7 +422,7 @@ def latest_checkpoint(directory: str | Path) -> Path:
     state = directory / _STATE_FILE
     # a state file is a few lines; a large one is not a state file (and is not read whole)
     text = read_capped(state, MAX_TEXT_BYTES, "checkpoint state file").decode("utf-8", errors="replace")
-    m = re.search(r'^\s*model_checkpoint_path\s*:\s*"((?:[^"\\]|\\.)*)"', text, re.M)
+    m = re.search(r'^[ \t]*model_checkpoint_path[ \t]*:[ \t]*"((?:[^"\\\n]|\\.)*)"', text, re.M)
     if m is None:
         raise FormatError(f"{state} has no model_checkpoint_path line; pass the checkpoint prefix instead")
     prefix = Path(_unescape_text_proto(m.group(1)))
