@@ -57,18 +57,18 @@ def gate_defines() -> dict[str, int]:
 
 
 @functools.lru_cache(maxsize=64)
-def compile_kernel(cfg: KernelConfig, probe: tuple[str, ...] = (), io_types: tuple[int, int] | None = None) -> Any:
+def compile_kernel(cfg: KernelConfig, probe: tuple[str, ...] = (), io_types: tuple[int, ...] | None = None) -> Any:
     """NVRTC-compile the kernel for `cfg`; returns a cupy RawKernel.
 
     `probe` names timing-probe switches (PROBE_*) that disable parts of the kernel; for
     benchmarks/bench_cuda_rnn.py --probe only (outputs are wrong with any of them).
-    `io_types`: (XTYPE, OTYPE), the types x is read and y/hn/cn written in (0 f32, 1 f16,
-    2 bf16); None: the stack's own type."""
+    `io_types`: (XTYPE, OTYPE, YTYPE), the types x is read in, hn/cn written in and y
+    written in (0 f32, 1 f16, 2 bf16); None: the stack's own type."""
     import cupy
 
     switches = dict(name.split("=", 1) if "=" in name else (name, 1) for name in probe)
     if io_types is not None:
-        switches.update(XTYPE=io_types[0], OTYPE=io_types[1])
+        switches.update(XTYPE=io_types[0], OTYPE=io_types[1], YTYPE=io_types[2])
     defines = {**cfg.defines(), **gate_defines(), "NDESC": NDESC, **switches}
     options = ("--std=c++17", "-lineinfo") + tuple(f"-D{k}={v}" for k, v in defines.items())
     # Cooperative launch: the driver refuses a grid that cannot be co-resident instead of
@@ -287,10 +287,9 @@ class PersistentStack:
         them. Returns the targets taken (hn and cn only together, with one batch stride)."""
         import torch
 
-        # Another output type only where one launch writes every output (a wavefront or one
-        # layer): one launch a layer feeds each layer's y to the next layer's projection.
-        one_launch = self.wavefront or self.problem.layers == 1
-        types = (torch.float32, torch.float16, torch.bfloat16) if one_launch else (self.dt,)
+        # Another output type: one launch a layer still writes the lower layers' y in the
+        # stack's type (the next layer's projection reads it), YTYPE in kernel_for.
+        types = (torch.float32, torch.float16, torch.bfloat16)
         ok = {k: t for k, t in targets.items() if t[0] in types and t[2][-1] == 1
               and 0 <= max(t[2]) < 2 ** 31 and (k == "y" or getattr(self, k) is not None)}
         if len({t[0] for t in ok.values()}) > 1:
@@ -340,7 +339,7 @@ class PersistentStack:
         if not (cfg.fuse_input and x.dtype in _TYPE_CODES):  # in-kernel input products read any float x
             x = x.to(self.dt, memory_format=torch.contiguous_format)  # one copy: type and layout
         x = x.contiguous()
-        kernel = self.kernel_for(x.dtype if cfg.fuse_input else self.dt)
+        x_dt = x.dtype if cfg.fuse_input else self.dt
         inp = x.reshape(T * B, -1)
         for li, table in enumerate(tables):
             if li > 0:  # next layer's input: previous y [T, D, B, H] -> [T*B, D*H]
@@ -351,17 +350,21 @@ class PersistentStack:
                 xin = x.data_ptr()  # projected inside the kernel
             else:
                 self.proj[li](inp, self.xp[li][: T * B])
+            last = li == len(tables) - 1
+            kernel = self.kernel_for(x_dt if li == 0 else self.dt, self.out_dtype if last else self.dt)
             self.launch(table, T, xin, stream, self.syncs[li], kernel)
         y = self.y[-1][:T]
         return y, self.hn, self.cn
 
-    def kernel_for(self, x_dtype: Any) -> Any:
-        """The kernel that reads x in `x_dtype` and writes outputs in self.out_dtype."""
-        if x_dtype == self.dt and self.out_dtype == self.dt:
+    def kernel_for(self, x_dtype: Any, y_dtype: Any = None) -> Any:
+        """The kernel that reads x in `x_dtype`, writes hn/cn in self.out_dtype and y in
+        `y_dtype` (default self.out_dtype)."""
+        y_dtype = self.out_dtype if y_dtype is None else y_dtype
+        if x_dtype == self.dt and self.out_dtype == self.dt and y_dtype == self.dt:
             return self.kernel
-        key = (x_dtype, self.out_dtype)
+        key = (x_dtype, self.out_dtype, y_dtype)
         if key not in self._kernels:
-            self._kernels[key] = compile_kernel(self.cfg, self.probe, (_TYPE_CODES[x_dtype], _TYPE_CODES[self.out_dtype]))
+            self._kernels[key] = compile_kernel(self.cfg, self.probe, tuple(_TYPE_CODES[t] for t in key))
         return self._kernels[key]
 
     def launch(self, table: Any, steps: int, xin: int, stream: Any, sync: Any = None, kernel: Any = None) -> None:

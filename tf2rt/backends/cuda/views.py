@@ -131,28 +131,33 @@ def adjacent_concat(parts: Sequence[Any], axis: int) -> Any:
 
 
 def output_target(buffer: Any, view: Any) -> tuple[tuple[int, ...], int] | None:
-    """Where each element of `buffer` (a contiguous stack output) lands in a contiguous copy
-    of `view` (a view of all of it): (strides, offset) in elements of that copy, such that
-    `copy.as_strided(buffer.shape, strides, offset)` is `buffer`; None where the mapping is
-    no strided layout or the view does not cover the whole buffer exactly once."""
+    """Where each element of `buffer` (a stack output, any strides) lands in a contiguous
+    copy of `view` (a view of all of it): (strides, offset) in elements of that copy, such
+    that `copy.as_strided(buffer.shape, strides, offset)` holds `buffer`'s elements; None
+    where the mapping is no strided layout or the view does not cover the buffer exactly."""
     n = buffer.numel()
-    if (view.numel() != n or not buffer.is_contiguous() or n == 0
+    if (view.numel() != n or n == 0
             or view.untyped_storage().data_ptr() != buffer.untyped_storage().data_ptr()):
         return None
-    offs = np.full(tuple(view.shape), view.storage_offset() - buffer.storage_offset(), np.int64)
-    for k, (size, st) in enumerate(zip(view.shape, view.stride())):
-        shape = [1] * offs.ndim
-        shape[k] = size
-        offs = offs + (np.arange(size, dtype=np.int64) * st).reshape(shape)
-    offs = offs.reshape(-1)
-    if offs.min() < 0 or offs.max() >= n:
+
+    def offsets(t: Any) -> np.ndarray:  # storage offset of every element, in t's index order
+        o = np.full(tuple(t.shape), t.storage_offset(), np.int64)
+        for k, (size, st) in enumerate(zip(t.shape, t.stride())):
+            shape = [1] * o.ndim
+            shape[k] = size
+            o = o + (np.arange(size, dtype=np.int64) * st).reshape(shape)
+        return o
+
+    voffs, boffs = offsets(view).reshape(-1), offsets(buffer)
+    lo = int(boffs.min())
+    span = int(boffs.max()) - lo + 1
+    if voffs.min() < lo or voffs.max() >= lo + span or span > 64 * n:
         return None
-    ar = np.arange(n, dtype=np.int64)
-    pos = np.full(n, -1, np.int64)
-    pos[offs] = ar
-    if (pos < 0).any():
+    pos = np.full(span, -1, np.int64)
+    pos[voffs - lo] = np.arange(n, dtype=np.int64)  # storage offset -> place in the copy
+    posb = pos[boffs - lo]
+    if (posb < 0).any() or len(np.unique(posb)) != n:
         return None
-    posb = pos.reshape(tuple(buffer.shape))
     base = int(posb.reshape(-1)[0])
     strides = []
     expect = np.full(posb.shape, base, np.int64)

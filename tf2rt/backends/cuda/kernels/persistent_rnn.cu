@@ -180,6 +180,28 @@
 #define FAST_GATES (TWO_BARRIER && WTYPE != 0)
 #include "rnn_cell.cuh"
 
+// y_t: the type this launch writes y in (YTYPE, default OTYPE). One launch a layer writes
+// the layers below the last in the stack's own type (the next layer's projection reads
+// them) and the last layer's y, like hn and cn, in OTYPE.
+#ifndef YTYPE
+#define YTYPE OTYPE
+#endif
+#if YTYPE == 0
+typedef float y_t;
+#else
+typedef u16 y_t;
+#endif
+__device__ __forceinline__ void y_store(y_t* p, float v) {
+    v = io_round(v);
+#if YTYPE == 0
+    *p = v;
+#elif YTYPE == 1
+    *p = f32_to_f16(v);
+#else
+    *p = f32_to_bf16(v);
+#endif
+}
+
 #if WTYPE == 0 && !BF16X3
 typedef float wt_t;
 #else
@@ -881,7 +903,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
     const long long xp_stride = d[D_XP_STRIDE];
     const io_t* h0 = reinterpret_cast<const io_t*>(d[D_H0]);
     const io_t* c0p = reinterpret_cast<const io_t*>(d[D_C0]);
-    o_t* y = reinterpret_cast<o_t*>(d[D_Y]);
+    y_t* y = reinterpret_cast<y_t*>(d[D_Y]);
     const long long y_ts = d[D_Y_TSTRIDE];
     o_t* hn = reinterpret_cast<o_t*>(d[D_HN]);
     o_t* cn = reinterpret_cast<o_t*>(d[D_CN]);
@@ -1206,7 +1228,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             // The exchange first (the next step waits on it), then the outputs.
             publish_h(ex + (size_t)s * slot, hreg, gact, gu, gb, gj, epoch);
             if (gact) {
-                if (y) o_store(y + (size_t)tt * y_ts + gb * y_bs + gj, active ? hreg : 0.0f);
+                if (y) y_store(y + (size_t)tt * y_ts + gb * y_bs + gj, active ? hreg : 0.0f);
                 if (s == T - 1) {
                     if (hn) o_store(hn + gb * s_bs + gj, hreg);
 #if CELL == 0
@@ -1432,7 +1454,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #endif
                     stage_hl(out + (size_t)b * HID + j, hreg[p], (size_t)BATCH * HID);
 #ifndef PROBE_NO_Y  // timing probe only: results are wrong
-                    if (y) o_store(y + (size_t)tt * y_ts + b * y_bs + j, active ? hreg[p] : 0.0f);
+                    if (y) y_store(y + (size_t)tt * y_ts + b * y_bs + j, active ? hreg[p] : 0.0f);
 #endif
                     if (s == T - 1) {
                         if (hn) o_store(hn + b * s_bs + j, hreg[p]);
@@ -1549,7 +1571,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             if (y) {
                 // Padded steps of a sequence are zeros in Y (ONNX); the state carries.
                 int t = active ? (reverse ? len - 1 - s : s) : s;
-                o_store(y + (size_t)t * y_ts + b * y_bs + j, active ? hnew : 0.0f);
+                y_store(y + (size_t)t * y_ts + b * y_bs + j, active ? hnew : 0.0f);
             }
             if (s == T - 1) {
                 if (hn) o_store(hn + b * s_bs + j, hnew);
