@@ -9,6 +9,7 @@ CRC32C is checked unless `verify=False`.
 
 from __future__ import annotations
 
+import bisect
 import mmap
 import os
 import re
@@ -134,6 +135,8 @@ class BundleSource(WeightSource):
         self._infos: list[TensorInfo] | None = None
         self._entries: dict[str, Entry] = {}
         self._slice_entries: dict[bytes, Entry] = {}
+        self._spans: list[tuple[int, int, int]] | None = None
+        self._span_ends: list[int] = []
         with Table(self.index_path, verify, "checkpoint index") as table:
             self._load_index(table)
         missing = [self.data_path(s).name for s in sorted(self._used_shards()) if not self.data_path(s).is_file()]
@@ -250,6 +253,30 @@ class BundleSource(WeightSource):
                 "belong to this index"
             )
 
+    def _check_distinct(self, name: str, entry: Entry) -> None:
+        """TensorFlow writes every tensor's bytes once: entries sharing bytes would let a small
+        checkpoint load as many copies of them as its index has entries. Checked per read
+        against all entries sorted once (with a running maximum of their ends)."""
+        if not entry.size:
+            return
+        if self._spans is None:
+            spans = sorted((e.shard, e.offset, e.offset + e.size) for e in
+                           list(self._entries.values()) + list(self._slice_entries.values()) if e.size and not e.slices)
+            ends, shard, top = [], -1, 0
+            for sh, _b, e in spans:
+                top = e if sh != shard else max(top, e)
+                shard = sh
+                ends.append(top)
+            self._spans, self._span_ends = spans, ends
+        spans, ends = self._spans, self._span_ends
+        key = (entry.shard, entry.offset, entry.offset + entry.size)
+        i = bisect.bisect_left(spans, key)
+        before = i > 0 and spans[i - 1][0] == entry.shard and ends[i - 1] > entry.offset
+        after = i + 1 < len(spans) and spans[i + 1][0] == entry.shard and spans[i + 1][1] < key[2]
+        if before or after:
+            raise FormatError(f"tensor {name!r} in {self.index_path}: its stored bytes are shared with another "
+                              "tensor; the index is hostile or corrupted")
+
     def _read_bytes(self, name: str, entry: Entry, crc: bool = False) -> tuple[np.ndarray, int]:
         """A copy of the entry's bytes (and their CRC32C if `crc`), in bounded chunks.
 
@@ -287,6 +314,7 @@ class BundleSource(WeightSource):
             )
         self._check_bounds(name, entry)  # a size the data file cannot hold is a truncation, said so
         check_elements(entry.shape, dtype.itemsize, f"tensor {name!r}")
+        self._check_distinct(name, entry)
         buf, value = self._read_bytes(name, entry, crc=self.verify)
         if self.verify and value != crc32c.unmask(entry.crc):
             raise self._checksum_error(name, entry)
@@ -300,6 +328,7 @@ class BundleSource(WeightSource):
         n = check_elements(entry.shape, 1, f"tensor {name!r}")
         if n > entry.size:  # each element needs at least one length byte
             raise FormatError(f"tensor {name!r}: {n} strings cannot fit in {entry.size} bytes")
+        self._check_distinct(name, entry)
         raw = self._read_bytes(name, entry)[0].tobytes()
         what = f"tensor {name!r} in {self.data_path(entry.shard)}"
         lengths, pos = [], 0
