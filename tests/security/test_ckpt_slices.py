@@ -168,3 +168,32 @@ def test_tensors_sharing_bytes(tmp_path):
         assert len(src.infos()) == 500
         with pytest.raises(FormatError, match="shared"):
             src.read("t0007")
+
+
+def _raw_table(path: Path, block: bytes, last_key: bytes) -> None:
+    """A table with one hand-made data block (no restarts but the first)."""
+    def trailer(b: bytes) -> bytes:
+        return b + b"\0" + crc32c.mask(crc32c.value(b + b"\0")).to_bytes(4, "little")
+
+    out = bytearray(trailer(block))
+    meta_handle = F._varint(len(out)) + F._varint(8)
+    out += trailer(b"\0\0\0\0" + (1).to_bytes(4, "little"))  # an empty block: one restart at 0
+    index = F._block([(last_key, F._varint(0) + F._varint(len(block)))], 1)
+    index_handle = F._varint(len(out)) + F._varint(len(index))
+    out += trailer(index)
+    out += (meta_handle + index_handle).ljust(40, b"\0") + (0xDB4775248B80FB57).to_bytes(8, "little")
+    path.write_bytes(bytes(out))
+
+
+def test_index_keys_that_expand_quadratically(tmp_path):
+    """Each key shares all of the previous key and adds one byte: ~1 MB of block would rebuild
+    ~20 GB of keys. Refused while parsing, in bounded memory."""
+    n = 200_000
+    block = bytearray()
+    for i in range(n):
+        block += F._varint(i) + F._varint(1) + F._varint(0) + b"a"
+    block += (0).to_bytes(4, "little") + (1).to_bytes(4, "little")
+    _raw_table(tmp_path / "q.index", bytes(block), b"a" * n)
+    (tmp_path / "q.data-00000-of-00001").write_bytes(b"")
+    res = run_cli(["inspect", tmp_path / "q"], timeout=60)
+    assert_refused(res, "prefix-shared keys")

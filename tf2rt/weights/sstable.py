@@ -33,6 +33,9 @@ def decode_handle(buf: bytes, what: str) -> tuple[int, int]:
     return off, size
 
 
+_MAX_KEY_EXPANSION = 64
+
+
 def parse_block(block: bytes, what: str) -> list[tuple[bytes, bytes]]:
     """Entries (key, value) of one block, in stored order."""
     n = len(block)
@@ -45,6 +48,10 @@ def parse_block(block: bytes, what: str) -> list[tuple[bytes, bytes]]:
     entries: list[tuple[bytes, bytes]] = []
     pos = 0
     key = b""
+    # Prefix-shared keys are rebuilt whole: a block whose every key shares all of the last
+    # one and adds a byte would rebuild quadratically many bytes. Real keys expand a block
+    # a few times at most.
+    budget = _MAX_KEY_EXPANSION * n + (1 << 20)
     while pos < limit:
         # The three header varints are usually one byte each.
         shared = block[pos]
@@ -59,6 +66,10 @@ def parse_block(block: bytes, what: str) -> list[tuple[bytes, bytes]]:
         if non_shared + value_len > limit - pos:
             raise FormatError(f"{what}: entry runs past the end of its block")
         key = key[:shared] + block[pos : pos + non_shared]
+        budget -= len(key)
+        if budget < 0:
+            raise FormatError(f"{what}: its prefix-shared keys expand to more than {_MAX_KEY_EXPANSION} times "
+                              "the block; the table is hostile or corrupted")
         pos += non_shared
         entries.append((key, block[pos : pos + value_len]))
         pos += value_len
