@@ -213,3 +213,14 @@ def test_truncated_checkpoint_data_file(tmp_path, capsys):
     data.write_bytes(data.read_bytes()[:10])
     code, err = _cli(capsys, ["dump", prefix, "-o", tmp_path / "o.npz"])
     assert code == 2 and "truncated" in err, err
+
+
+def test_object_graph_chain_is_bounded():
+    """A TF2 object graph that is one long chain would copy quadratically many path parts."""
+    from tf2rt.weights.object_graph import _paths
+
+    chain = [[(i + 1, "x")] for i in range(5000)] + [[]]
+    with pytest.raises(FormatError, match="nests deeper than"):
+        _paths(chain, set(), "ckpt.index")
+    shallow = [[(i + 1, "x")] for i in range(100)] + [[]]
+    assert _paths(shallow, set())[100] == ["x"] * 100

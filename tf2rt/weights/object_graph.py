@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+from ..errors import FormatError
 from ..proto import Message
 from .base import BOOKKEEPING, OPTIMIZER_SLOT, VARIABLE
 
@@ -90,7 +91,7 @@ def names_from_object_graph(data: bytes, keys: set[str], what: str) -> dict[str,
             optimizers.add(i)
     for kids in children:
         optimizers.update(j for j, local in kids if local == "optimizer")
-    model_paths = _paths(children, avoid=optimizers | slot_nodes)
+    model_paths = _paths(children, avoid=optimizers | slot_nodes, what=what)
 
     by_key: dict[str, int] = {}
     full_names: dict[str, str] = {}
@@ -138,11 +139,19 @@ def _classify_key(key: str, path: list[str], attr: str) -> str:
     return VARIABLE
 
 
-def _paths(children: list[list[tuple[int, str]]], avoid: set[int]) -> dict[int, list[str]]:
+_MAX_DEPTH = 256  # Keras models nest objects a few tens deep
+
+
+def _paths(children: list[list[tuple[int, str]]], avoid: set[int], what: str = "checkpoint") -> dict[int, list[str]]:
     """Breadth-first shortest object paths from the root (node 0), not entering `avoid`."""
     paths: dict[int, list[str]] = {0: []} if children else {}
     frontier = [0] if children else []
+    depth = 0
     while frontier:
+        depth += 1
+        if depth > _MAX_DEPTH:  # each path is copied whole: a long chain would cost depth^2
+            raise FormatError(f"{what}: the object graph nests deeper than {_MAX_DEPTH} objects; "
+                              "it is hostile or corrupted")
         nxt = []
         for i in frontier:
             for j, local in children[i]:
