@@ -391,6 +391,8 @@ def snake_case(name: str) -> str:
 def _keras3_layer_names(config: dict, prefix: str = "/layers") -> dict[str, str]:
     """h5 group path -> layer name, rebuilt from the model config (model.layers order)."""
     out: dict[str, str] = {}
+    if not isinstance(config, dict):
+        return out
     layers = config.get("config", {}).get("layers") if isinstance(config.get("config"), dict) else None
     if not isinstance(layers, list):
         return out
