@@ -138,3 +138,17 @@ def test_baseline_reads_under_the_limit(tmp_path):
     assert res.code == 0, res.stderr
     with np.load(out) as z:
         np.testing.assert_array_equal(z["dense/kernel"], np.arange(6, dtype=np.float32))
+
+
+def test_etc_passwd_external_storage(tmp_path):
+    """The reported case: a dataset whose storage is /etc/passwd."""
+    passwd = Path("/etc/passwd")
+    assert passwd.is_file()
+    src = _legacy(tmp_path / "ext.h5", lambda g, n: g.create_dataset(
+        n, shape=(32,), dtype="u1", external=[(str(passwd), 0, 32)]))
+    out = tmp_path / "ext.npz"
+    res = run_cli(["dump", src, "-o", out])
+    assert_refused(res, "stored in external files")
+    assert not out.exists()
+    head = passwd.read_bytes()[:32]
+    assert head.decode("latin1") not in res.stdout + res.stderr
