@@ -259,7 +259,7 @@ class PersistentStack:
                 last = layer == L - 1
                 if (not self.wavefront) or last:
                     y = self.y[0 if self.wavefront else layer]
-                    desc[D_Y] = y.data_ptr() + d * y.stride(1) * el
+                    desc[D_Y] = y.data_ptr() + d * y.stride(1) * y.element_size()
                     desc[D_Y_TSTRIDE] = y.stride(0)
                     if last:  # batch strides of the outputs (0: the plain [.., B, H] layout)
                         desc[D_OSTRIDE] = y.stride(2) if B > 1 else 0
