@@ -142,3 +142,30 @@ def test_random_inputs_checks_declared_shapes():
 def test_huge_batch_refused(engine):
     res = run_cli(["bench", engine, "--batch", str(1 << 40), "--iterations", "1", "--warmup", "0"])
     assert_refused(res, "random input")
+
+
+def _duplicated_entries(path: Path, copies: int) -> Path:
+    """An npz whose central directory lists one deflated 4 MB member `copies` times."""
+    import struct
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        arr = io.BytesIO()
+        np.save(arr, np.zeros((1 << 20, 1), np.float32))
+        zf.writestr("x.npy", arr.getvalue())
+    data = bytearray(buf.getvalue())
+    cd, eocd = data.find(b"PK\x01\x02"), data.find(b"PK\x05\x06")
+    entry = bytes(data[cd:eocd])
+    tail = bytearray(data[eocd:])
+    struct.pack_into("<HHII", tail, 8, copies, copies, len(entry) * copies, cd)
+    path.write_bytes(bytes(data[:cd]) + entry * copies + bytes(tail))
+    return path
+
+
+def test_member_listed_many_times(engine, tmp_path):
+    """One compressed member listed 2,000 times would inflate 8 GB from ~100 KB."""
+    inp = _duplicated_entries(tmp_path / "dup.npz", 2000)
+    assert inp.stat().st_size < 200_000
+    for args in (["run", engine, "--inputs", inp], ["inspect", inp]):
+        res = run_cli(args)
+        assert_refused(res, "listed twice")

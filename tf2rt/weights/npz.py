@@ -47,6 +47,7 @@ class NpzFile(WeightSource):
     def infos(self) -> list[TensorInfo]:
         if self._infos is None:
             out = []
+            _check_distinct_members(self._zip.infolist(), self.path)
             for zi in self._zip.infolist():
                 try:
                     if zi.is_dir():
@@ -105,6 +106,22 @@ class NpzFile(WeightSource):
         if arr.shape != info.shape:
             raise self._err(f"array {info.name!r} changed shape while reading (corrupted)")
         return np.asarray(arr, order="C")
+
+
+def _check_distinct_members(infos: list[zipfile.ZipInfo], path: Path) -> None:
+    """Each member's bytes belong to it alone: directory entries listed twice, or pointing
+    into each other's data, would inflate the same compressed bytes once per entry."""
+    names = set()
+    spans = []
+    for zi in infos:
+        if zi.filename in names:
+            raise FormatError(f"{path}: member {zi.filename!r} is listed twice; the archive is hostile or damaged")
+        names.add(zi.filename)
+        spans.append((zi.header_offset, zi.header_offset + 30 + zi.compress_size, zi.filename))
+    spans.sort()
+    for (_b0, e0, n0), (b1, _e1, n1) in zip(spans, spans[1:]):
+        if b1 < e0:
+            raise FormatError(f"{path}: members {n0!r} and {n1!r} overlap in the archive; it is hostile or damaged")
 
 
 def write_npz(weights: Mapping[str, np.ndarray] | Iterable[Weights] | TensorMap, path: str | Path) -> Path:
