@@ -406,6 +406,16 @@ class TV:
         return tuple(s[i] for i in TO_NHWC) if self.nchw else s
 
 
+class _Dead:
+    """The value of a tf.cond branch that is not taken (its Switch predicate is a constant)."""
+
+    def __repr__(self) -> str:
+        return "DEAD"
+
+
+DEAD = _Dead()
+
+
 @dataclass
 class Partial:
     """A 1-D int vector with unknown entries (-1), e.g. a shape with a dynamic batch size."""
@@ -500,6 +510,7 @@ class GraphConverter(LayoutBuilder):
         self.values: dict[tuple[str, int], Any] = {}
         self.atrous: dict[int, Any] = {}  # id(conv output) -> conv layer awaiting BatchToSpaceND crops
         self.consumers: Counter = Counter()
+        self.dead_nodes: set[str] = set()  # nodes of untaken tf.cond branches
         self.input_shapes: dict[str, list] = {}  # node name -> dims given by the user (None/-1 = dynamic)
         from .graphdef_ops import HANDLERS
 
@@ -559,6 +570,9 @@ class GraphConverter(LayoutBuilder):
                 failed[node_name] = (node.op, None)  # downstream of a failure: not a problem of its own
                 continue
             ins = [self._value(r, node) for r in node.inputs]
+            if node.op not in ("Merge", "RefMerge") and any(v is DEAD for v in ins):
+                self.dead_nodes.add(node_name)  # on the branch a constant tf.cond predicate does not take
+                continue
             try:
                 outs = self.handlers[node.op](self, node, ins)
             except (UnsupportedError, FormatError) as exc:
@@ -593,6 +607,8 @@ class GraphConverter(LayoutBuilder):
 
     def _value(self, ref: str, node: Node) -> Any:
         key = split_ref(ref)
+        if key not in self.values and key[0] in self.dead_nodes:
+            return DEAD
         if key not in self.values:
             raise FormatError(f"node {node.name!r} reads {ref!r}, which has no value (an output the op does not have?)")
         return self.values[key]

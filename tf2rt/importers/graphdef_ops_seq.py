@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedError
-from .graphdef import TV, Partial
+from .graphdef import DEAD, TV, Partial
 from .graphdef_ops import HANDLERS, const, is_const, op
 
 _fold_gather = HANDLERS.get("GatherV2")
@@ -97,6 +97,28 @@ def _one_hot(cv, node, ins):
     t = cv.plain(ids)
     data = cv.net.add_constant(table[:n].shape, table[:n], name=f"{node.name}/table").output
     return [TV(cv.net.add_gather(data, t, axis=0, name=node.name).output)]
+
+
+@op("Switch", "RefSwitch")
+def _switch(cv, node, ins):
+    """TF1 tf.cond with a constant predicate (e.g. an is_training PlaceholderWithDefault left at
+    its default): the taken side passes the data, the other is dead."""
+    data, pred = ins
+    if not is_const(pred):
+        raise UnsupportedError("tf.cond on a value computed at run time (its Switch predicate is not a constant); "
+                               "only conditions fixed at conversion are supported")
+    return [DEAD, data] if bool(np.asarray(pred).reshape(-1)[0]) else [data, DEAD]
+
+
+@op("Merge", "RefMerge")
+def _merge(cv, node, ins):
+    """The one live input of a TF1 cond's Merge (and its index)."""
+    live = [(i, v) for i, v in enumerate(ins) if v is not DEAD]
+    if not live:
+        return [DEAD, DEAD]
+    if len(live) > 1:
+        raise UnsupportedError("Merge of several live inputs (a while loop tf2rt did not recognise as an RNN)")
+    return [live[0][1], np.int32(live[0][0])]
 
 
 @op("_SwapBatchTime")

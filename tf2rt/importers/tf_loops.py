@@ -293,9 +293,43 @@ _CONTROL_OPS = {"Enter", "RefEnter", "Exit", "RefExit", "Merge", "RefMerge", "Sw
                 "NextIteration", "RefNextIteration", "While", "StatelessWhile", LOOP_ARG_OP}
 
 
+def fold_constant_conditionals(graph: Graph) -> int:
+    """TF2 If/StatelessIf/Case whose condition is fixed at conversion (a constant, or a
+    PlaceholderWithDefault such as `is_training` left at its default): the taken branch is
+    inlined in its place. Returns how many were folded."""
+    flow = Dataflow(graph)
+    folded = 0
+    for node in [n for n in list(graph.nodes.values()) if n.op in ("If", "StatelessIf", "Case", "StatelessCase")]:
+        src = flow.src_node(node.inputs[0]) if node.inputs else None
+        if src is not None and src.op == "PlaceholderWithDefault" and src.inputs:
+            value = flow.const(src.inputs[0])
+        else:
+            value = flow.const(node.inputs[0]) if node.inputs else None
+        if value is None or value.size != 1:
+            continue
+        if node.op.endswith("If"):
+            key = "then_branch" if bool(value.reshape(-1)[0]) else "else_branch"
+            attr = node.attr(key)
+            fname = attr.func() if attr is not None else None
+        else:
+            attr = node.attr("branches")
+            names = [f.str(1) for f in attr.msg.message(1).messages(9)] if attr is not None else []
+            k = int(value.reshape(-1)[0])
+            fname = names[k] if 0 <= k < len(names) else (names[-1] if names else None)  # out of range: last
+        if not fname:
+            continue
+        del graph.nodes[node.name]
+        outs = graph.inline_function(fname, f"{node.name}/taken", node.inputs[1:])
+        graph.nodes[node.name] = Node(node.name, "IdentityN", outs)
+        folded += 1
+    return folded
+
+
 def ensure_recurrences(graph: Graph) -> list[Recurrence]:
-    """rewrite_recurrences once per graph (importers may call it before choosing outputs)."""
+    """rewrite_recurrences once per graph (importers may call it before choosing outputs);
+    conditionals fixed at conversion are folded first."""
     if getattr(graph, "recurrences", None) is None:
+        fold_constant_conditionals(graph)
         from .tf_unrolled import rewrite_unrolled
 
         graph.recurrences = rewrite_recurrences(graph)  # type: ignore[attr-defined]
