@@ -154,13 +154,14 @@ class CudaRunner(Runner):
                 # type the engine wants (output targets, graph.py) against one whose outputs
                 # are then copied
                 targets = dict(chain.targets)
-                taken = stack.set_output_targets(targets) if targets and hasattr(stack, "set_output_targets") else {}
-
-                def call(stack=stack, x=x, targets=targets, taken=taken):
-                    out = dict(zip(("y", "hn", "cn"), stack(x)))
-                    return [out[k].to(t[0], memory_format=torch.contiguous_format)
-                            for k, t in targets.items() if k not in taken and out.get(k) is not None]
                 try:
+                    taken = stack.set_output_targets(targets) if targets and hasattr(stack, "set_output_targets") else {}
+
+                    def call(stack=stack, x=x, targets=targets, taken=taken):
+                        out = dict(zip(("y", "hn", "cn"), stack(x)))
+                        return [out[k].to(t[0], memory_format=torch.contiguous_format)
+                                for k, t in targets.items() if k not in taken and out.get(k) is not None]
+
                     us = _time_graph(call, reps=10)
                 except Exception:  # e.g. a form cuDNN refuses: keep the other
                     continue
