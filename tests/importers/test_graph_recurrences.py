@@ -145,3 +145,28 @@ def test_frozen_static_rnn_becomes_one_native_layer(tf, tmp_path, cell_name):
     ops = [n.op_type for n in engine.onnx.graph.node]
     assert sum(op in ("LSTM", "GRU", "RNN") for op in ops) == 1
     assert not {"Sigmoid", "Tanh", "MatMul", "Split"} & set(ops)
+
+
+def test_dense_on_rnn_outputs_with_dynamic_sizes(tf, tmp_path):
+    """tf.layers.dense on [batch, time, H] writes a tensordot whose reshape back reads sizes
+    from Shape() at run time; it becomes one product over the last axis."""
+    tf1 = tf.compat.v1
+    rng = np.random.default_rng(9)
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, None, 3], name="x")
+        out, _ = tf1.nn.dynamic_rnn(tf1.nn.rnn_cell.GRUCell(4), x, dtype=tf.float32)
+        tf.identity(tf1.layers.dense(out, 5, name="proj"), name="y")
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            for v in tf1.trainable_variables():
+                v.load(rng.uniform(-0.9, 0.9, v.shape.as_list()).astype(np.float32), sess)
+            gd = tf1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["y"])
+            feeds = [rng.standard_normal((2, 5, 3)).astype(np.float32), rng.standard_normal((3, 8, 3)).astype(np.float32)]
+            wants = [sess.run("y:0", {x: f}) for f in feeds]
+    (tmp_path / "m.pb").write_bytes(gd.SerializeToString())
+    from tf2rt import convert
+
+    engine = convert(tmp_path / "m.pb")
+    for f, want in zip(feeds, wants):  # two batch and time sizes through one engine
+        assert float(np.abs(engine.run({"x": f})["y"] - want).max()) <= 1e-5

@@ -539,6 +539,11 @@ def _reshape(cv, node, ins):
         if all(d is not None for d in known) and all(d > 0 for d in dims[1:]) and \
                 int(np.prod(known)) == int(np.prod(dims[1:])):
             dims[0] = 0
+    if dims.count(-1) > 1:
+        # the sizes are only known at run time (from Shape ops); guessing which input dims to
+        # copy could silently reshape wrongly
+        raise UnsupportedError(f"Reshape of a {list(src)} tensor to {tvals}: several sizes are known only at "
+                               "run time; give the inputs fixed sizes with --input-shape")
     if v.nchw and v.t.shape[2:] == (1, 1):  # [N, C, 1, 1]: NCHW and NHWC orders coincide
         if len(dims) == 4 and dims[1:3] == [1, 1] and dims[3] > 0:
             return [TV(cv.net.add_shuffle(v.t, reshape_dims=[dims[0], dims[3], 1, 1], name=node.name).output, True)]

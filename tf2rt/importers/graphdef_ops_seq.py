@@ -121,6 +121,16 @@ def _merge(cv, node, ins):
     return [live[0][1], np.int32(live[0][0])]
 
 
+@op("_MatMulLastAxis")
+def _matmul_last_axis(cv, node, ins):
+    """x [..., K] times W [K, N] over the last axis (a tensordot / Dense on rank > 2 inputs)."""
+    x, w = ins
+    w = const(w, "tensordot weight").astype(np.float32)
+    t = cv.plain(x)
+    wt = cv.net.add_constant(w.shape, w, name=f"{node.name}/kernel").output
+    return [TV(cv.net.add_matrix_multiply(t, "none", wt, "none", name=node.name).output)]
+
+
 @op("_SwapBatchTime")
 def _swap_batch_time(cv, node, ins):
     """[B, T, ...] <-> [T, B, ...] (the layout change around an unrolled recurrence)."""

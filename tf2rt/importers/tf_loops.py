@@ -329,7 +329,10 @@ def ensure_recurrences(graph: Graph) -> list[Recurrence]:
     """rewrite_recurrences once per graph (importers may call it before choosing outputs);
     conditionals fixed at conversion are folded first."""
     if getattr(graph, "recurrences", None) is None:
+        from .graph_rewrites import fold_tensordot
+
         fold_constant_conditionals(graph)
+        fold_tensordot(graph)
         from .tf_unrolled import rewrite_unrolled
 
         graph.recurrences = rewrite_recurrences(graph)  # type: ignore[attr-defined]
