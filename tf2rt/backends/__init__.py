@@ -91,6 +91,12 @@ class Runner:
         from ..engine.stream import optional_state_inputs
 
         self.optional_inputs = optional_state_inputs(engine)  # state inputs that default to zeros
+        states = {i for i, _o in engine.states}
+        # model inputs with a dynamic dimension: where zero states take their batch size from
+        self._batch_axis = {s.name: s.shape.index(None) for s in self.inputs
+                            if s.name not in states and None in s.shape}
+        self._batch_probe = list(self._batch_axis)
+        self._zero_cache: dict[tuple, dict[str, np.ndarray]] = {}
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Check `feeds` (missing optional states become zeros), run once, return {output name: array}."""
@@ -145,8 +151,22 @@ class Runner:
     def _fill_states(self, feeds: Mapping[str, Any]) -> Mapping[str, Any]:
         from ..engine.stream import zero_states
 
-        zeros = zero_states(self.engine, feeds)
-        return {**feeds, **zeros} if zeros else feeds
+        missing = tuple(n for n in self.optional_inputs if n not in feeds)
+        if not missing:
+            return feeds
+        # one model input tells the batch size; the zero states for it are made once
+        # (read-only: no backend writes into its inputs)
+        probe = next((n for n in self._batch_probe if n in feeds), None)
+        batch = np.shape(feeds[probe])[self._batch_axis[probe]] if probe is not None else None
+        key = (missing, batch)
+        zeros = self._zero_cache.get(key) if batch is not None else None
+        if zeros is None:
+            zeros = zero_states(self.engine, feeds)
+            for z in zeros.values():
+                z.flags.writeable = False
+            if batch is not None and len(self._zero_cache) < 16:
+                self._zero_cache[key] = zeros
+        return {**feeds, **zeros}
 
     def _name_error(self, feeds: Mapping[str, Any]) -> None:
         names = set(self.input_names)
