@@ -235,7 +235,7 @@ class _env:
 
 def _variant(name: str, pers, plan, specs, limits):
     """The same stack built another way, or None where that way does not apply:
-    "v1" the original step loop, "smem" weight fragments in shared memory instead of
+    "original" the original step loop, "smem" weight fragments in shared memory instead of
     registers, "nosplit" deeper wavefront layers without the split input product, "xin" the
     other choice of in-kernel vs GEMM input projection for the first layer."""
     from dataclasses import replace
@@ -243,18 +243,18 @@ def _variant(name: str, pers, plan, specs, limits):
     from tf2rt.backends.cuda.persistent import PersistentStack
     from tf2rt.backends.cuda.projection import XPROJ_ENV
     from tf2rt.backends.cuda.plan import (BF16X3_ENV, STATIC_SMEM_RESERVE, STEP_ENV, WPART_ENV, batch_chunk, kernel_config,
-                                          make_plan, step_v3_applies, v3_config, wreg_applies)
+                                          make_plan, large_batch_applies, large_batch_config, wreg_applies)
 
     k = plan.kernel
-    if name == "v1":
-        if not (k.step_v2 or k.step_v3):
+    if name == "original":
+        if not (k.two_barrier or k.large_batch):
             return None
-        k2 = replace(k, step_v2=False, step_v3=False, wreg=False, split_x=False, tf32=False, packf=False,
-                     wpart=0, v3_slots=0, bf16x3=False, bch=batch_chunk(pers.problem))
-    elif name == "v3":  # the large-batch step (flag exchange) at this batch
-        if k.step_v3 or not step_v3_applies(k, pers.problem):
+        k2 = replace(k, two_barrier=False, large_batch=False, wreg=False, split_x=False, tf32=False, packf=False,
+                     wpart=0, ring_slots=0, bf16x3=False, bch=batch_chunk(pers.problem))
+    elif name == "large-batch":  # the large-batch step (flag exchange) at this batch
+        if k.large_batch or not large_batch_applies(k, pers.problem):
             return None
-        k2 = v3_config(replace(k, step_v2=False, split_x=False, packf=False), pers.problem)
+        k2 = large_batch_config(replace(k, two_barrier=False, split_x=False, packf=False), pers.problem)
     elif name in ("xplain", "xtf32x3", "xbf16x3"):  # fp32 input projection GEMM in another form
         if k.wtype != 0:
             return None
@@ -262,11 +262,11 @@ def _variant(name: str, pers, plan, specs, limits):
             return PersistentStack(pers.problem, plan, [s.weights for s in specs])
     elif name.startswith("ring") and "x" in name:  # large-batch step: staged rows through S slots of G n-tiles
         slots, gt = (int(v) for v in name[4:].split("x"))
-        if not k.step_v3 or k.fused:
+        if not k.large_batch or k.fused:
             return None
-        k2 = replace(k, v3_slots=slots, v3_gt=gt)
+        k2 = replace(k, ring_slots=slots, group_tiles=gt)
     elif name in ("kbf16x3", "ktf32x3"):  # fp32 step: products as three bf16 or TF32 passes
-        if not (k.step_v3 or k.step_v2) or (k.fused and not k.step_v3) or k.wtype != 0 or k.bf16x3 == (name == "kbf16x3"):
+        if not (k.large_batch or k.two_barrier) or (k.fused and not k.large_batch) or k.wtype != 0 or k.bf16x3 == (name == "kbf16x3"):
             return None
         with _env(BF16X3_ENV, "1" if name == "kbf16x3" else "0"):
             other = make_plan(pers.problem, limits, prefer="persistent")
@@ -274,15 +274,15 @@ def _variant(name: str, pers, plan, specs, limits):
             return None
         return PersistentStack(pers.problem, other, [s.weights for s in specs])
     elif name in ("wpart", "nowpart"):  # large-batch step: fragments split registers/smem, or not
-        if not (k.step_v3 or (k.step_v2 and k.bf16x3)) or k.wreg or bool(k.wpart) == (name == "wpart"):
+        if not (k.large_batch or (k.two_barrier and k.bf16x3)) or k.wreg or bool(k.wpart) == (name == "wpart"):
             return None
         with _env(WPART_ENV, "1" if name == "wpart" else "0"):
             other = make_plan(pers.problem, limits, prefer="persistent")
         if other.engine != "persistent" or bool(other.kernel.wpart) != (name == "wpart"):
             return None
         return PersistentStack(pers.problem, other, [s.weights for s in specs])
-    elif name == "nov3":  # the planner's choice with the large-batch step switched off
-        if not k.step_v3:
+    elif name == "no-large-batch":  # the planner's choice with the large-batch step switched off
+        if not k.large_batch:
             return None
         with _env(STEP_ENV, "2"):
             other = make_plan(pers.problem, limits, prefer="persistent")
@@ -301,11 +301,11 @@ def _variant(name: str, pers, plan, specs, limits):
         return PersistentStack(pers.problem, replace(plan, kernel=k2, mode="wavefront" if wave else "layerwise",
                                                      steps=steps), [s.weights for s in specs])
     elif name == "cudacores":  # fp32 products on CUDA cores instead of three TF32 passes
-        if not k.tf32 or k.step_v3:  # the large-batch step has no CUDA-core form ("v1" instead)
+        if not k.tf32 or k.large_batch:  # the large-batch step has no CUDA-core form ("original" instead)
             return None
         k2 = replace(k, tf32=False, packf=False, wreg=False)
     elif name == "tf32":  # fp32 products as three TF32 tensor-core passes at this batch
-        if k.tf32 or k.wtype != 0 or not k.step_v2:
+        if k.tf32 or k.wtype != 0 or not k.two_barrier:
             return None
         k2 = replace(k, tf32=True)
         k2 = replace(k2, wreg=wreg_applies(k2))
@@ -314,8 +314,8 @@ def _variant(name: str, pers, plan, specs, limits):
             return None
         k2 = replace(k, wreg=False)
     elif name == "nosplit":
-        if k.step_v3 and plan.mode == "wavefront" and pers.problem.layers > 1:  # large-batch step: V3_NOSPLIT
-            return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("V3_NOSPLIT",))
+        if k.large_batch and plan.mode == "wavefront" and pers.problem.layers > 1:  # large-batch step: LARGE_BATCH_NOSPLIT
+            return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("LARGE_BATCH_NOSPLIT",))
         if not k.split_x:
             return None
         k2 = replace(k, split_x=False)
@@ -332,19 +332,19 @@ def _variant(name: str, pers, plan, specs, limits):
     elif name == "nopack":  # one fp32 h per exchange word instead of two staged values
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("NO_PACK2",))
     elif name == "nopipe":  # large-batch step: every row copied before the first product
-        if not k.step_v3 or k.v3_slots:  # a ring has no room for every row
+        if not k.large_batch or k.ring_slots:  # a ring has no room for every row
             return None
-        return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("V3_NOPIPE",))
+        return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("LARGE_BATCH_NOPIPE",))
     elif name == "xregs":  # no in-kernel input product, but registers for its fragments anyway
-        if k.fused or k.wpart or k.v3_slots or k.bf16x3 or not (k.step_v2 or k.step_v3):  # (these need FUSED=0)
+        if k.fused or k.wpart or k.ring_slots or k.bf16x3 or not (k.two_barrier or k.large_batch):  # (these need FUSED=0)
             return None
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=("FUSED=1",))
     elif name.startswith("gt") and name[2:].isdigit():  # large-batch step: N n-tiles per copy group
-        if not k.step_v3 or k.v3_slots:  # a ring's slots are sized for the planned groups
+        if not k.large_batch or k.ring_slots:  # a ring's slots are sized for the planned groups
             return None
-        return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=(f"V3_GT={name[2:]}",))
+        return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=(f"GROUP_TILES={name[2:]}",))
     elif name.startswith("nt") and name[2:].isdigit():  # large-batch step: n-tiles unrolled by N
-        if not k.step_v3:
+        if not k.large_batch:
             return None
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=(f"NT_UNROLL={name[2:]}",))
     else:
@@ -386,10 +386,10 @@ def bench_one(cell: str, hidden: int, batch: int, T: int, dtype: str, layers: in
             row["floor_us"] = plan.floor_us
             row["full_floor_us"] = plan.full_floor_us
             k = plan.kernel
-            row["step"] = ("v2" if k.step_v2 else "v3" if k.step_v3 else "v1") + ("+wreg" if k.wreg else "") + ("+split" if k.split_x else "") \
+            row["step"] = ("two-barrier" if k.two_barrier else "large-batch" if k.large_batch else "original") + ("+wreg" if k.wreg else "") + ("+split" if k.split_x else "") \
                 + ("+xin" if k.fuse_input else "") + ("+tf32" if k.tf32 else "") + ("+bf16x3" if k.bf16x3 else "") \
                 + ("+packf" if k.packf else "") \
-                + (f"+wpart{k.wpart}" if k.wpart else "") + (f"+ring{k.v3_slots}x{k.v3_gt}" if k.v3_slots else "") \
+                + (f"+wpart{k.wpart}" if k.wpart else "") + (f"+ring{k.ring_slots}x{k.group_tiles}" if k.ring_slots else "") \
                 + "".join(sorted({f"+x{pj.mode}" for pj in getattr(pers, "proj", []) if pj and pj.mode != "plain"}))
             y1 = pers(x)[0].float()
             y2 = cudnn(x)[0].float()
@@ -436,12 +436,14 @@ PROBE_SHAPES = "lstm:512:1:100:float16,lstm:512:8:100:float16,lstm:512:64:100:fl
 
 
 def probe(reps: int, limits, shapes: str = PROBE_SHAPES) -> list[dict]:
-    """Where a persistent step's time goes: the kernel with parts switched off (wrong
-    outputs, timing only), and the cost of replaying a graph of one empty kernel."""
+    """Where a persistent step's time goes: the kernel with parts switched off by source
+    patches (cuda_kernel_probes.py; wrong outputs, timing only), and the cost of replaying a graph of one empty kernel."""
     import cupy
     import torch
 
-    from tf2rt.backends.cuda.persistent import PersistentStack
+    from cuda_kernel_probes import probe_source, split_probes
+
+    from tf2rt.backends.cuda.persistent import PersistentStack, kernel_source
     from tf2rt.backends.cuda.plan import make_plan
     from tf2rt.backends.cuda.rnn import node_spec
 
@@ -470,7 +472,7 @@ def probe(reps: int, limits, shapes: str = PROBE_SHAPES) -> list[dict]:
         plan = make_plan(problem, limits, prefer="persistent")
         x = torch.randn(T, batch, hidden, device="cuda", dtype=getattr(torch, dtype))
         variants = [(), ("PROBE_NO_DOT",), ("PROBE_NO_SPIN",), ("PROBE_NO_DOT", "PROBE_NO_SPIN")]
-        if plan.kernel.step_v3:  # the large-batch step also copies whole rows after the flags
+        if plan.kernel.large_batch:  # the large-batch step also copies whole rows after the flags
             off = ("PROBE_NO_COPY", "PROBE_NO_SPIN", "PROBE_NO_DOT")
             variants += [("PROBE_NO_COPY",), ("PROBE_NO_COPY", "PROBE_NO_SPIN"), off,
                          # what is left: the projection loads and the output stores
@@ -485,7 +487,9 @@ def probe(reps: int, limits, shapes: str = PROBE_SHAPES) -> list[dict]:
                                   f"({'+'.join(sorted({pj.mode for pj, _, _ in gemms}))})", "us": t})
             print(rows[-1], flush=True)
         for variant in variants:
-            st = PersistentStack(problem, plan, [s.weights for s in specs], probe=variant)
+            probes, switches = split_probes(variant)
+            st = PersistentStack(problem, plan, [s.weights for s in specs], probe=switches,
+                                 source=probe_source(kernel_source(), probes))
             t = _events_median(_graphed(lambda: st(x)), reps)
             steps = plan.steps
             rows.append({"probe": f"{cell} H={hidden} B={batch} T={T} {dtype} {plan.mode} {'+'.join(variant) or 'full'}",
@@ -671,14 +675,14 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "hardware floor (docs/cuda.md): per step the exchange latency plus the weight stream; `full floor` adds "
         "per call the graph launch and reading every weight once (from L2 where they fit, else device memory), "
         "and per step takes the largest of the weight stream, the B x K operand every "
-        "CTA receives through L2 and the math at peak rate (all from this run's measurements below). `kernel`: v2 = two-barrier step (v1: the original), +wreg = weight "
+        "CTA receives through L2 and the math at peak rate (all from this run's measurements below). `kernel`: two-barrier, large-batch or original step, +wreg = weight "
         "fragments in registers, +split = deeper wavefront layers do their input product before waiting on their "
         "own h, +xin = first layer's input products in the kernel, +tf32 = fp32 products as three TF32 "
         "tensor-core passes, +bf16x3 = fp32 products as three bf16 tensor-core passes over operands split ahead of time, "
         "+packf = two fp32 h per exchange word, +wpartN = the first N K steps of every warp's "
         "fragments in registers and the rest in shared memory, +ringSxG = staged rows through a ring of S copy groups of "
         "G n-tiles, +xtf32x3/+xbf16x3 = fp32 input projection GEMM as three TF32 or bf16 tensor-core passes. `variant X` = the same stack built another way, "
-        "timed in the same run (v1: original step; smem: fragments in shared memory; nosplit: no split; xin: the "
+        "timed in the same run (original: original step; large-batch: large-batch step; smem: fragments in shared memory; nosplit: no split; xin: the "
         "other choice of in-kernel vs GEMM input projection; noncoop: a plain instead of a cooperative launch; "
         "nopack: one fp32 h per exchange word instead of two fp16/bf16 values; cudacores: fp32 products on CUDA cores "
         "instead of three TF32 tensor-core passes; tf32: the reverse; splitround: TF32X3 "
@@ -690,7 +694,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "ringSxG: large-batch step staging rows through S slots of G n-tiles; "
         "kbf16x3/ktf32x3: fp32 step (two-barrier or large-batch) with its products as three bf16 or three TF32 passes; "
         "wpart/nowpart: large-batch step with or without fragments split between registers and shared memory; "
-        "nov3: the planner's choice without the large-batch step; mode: the other schedule, one launch a layer "
+        "no-large-batch: the planner's choice without the large-batch step; mode: the other schedule, one launch a layer "
         "instead of a wavefront or back).",
         "",
         "Floor inputs measured in this run (tagged all-gather through L2 per step, 1 CTA per SM; counter "
@@ -740,13 +744,13 @@ def main(argv: list[str] | None = None) -> int:
                          "--dtypes, --hidden, --batch, --layers)")
     ap.add_argument("--steps", type=int, default=1000, help="steps per streaming measurement")
     ap.add_argument("--variants", default="",
-                    help="comma list of other builds to time in the same run: v1 (original step), v3 (large-batch step), "
+                    help="comma list of other builds to time in the same run: original (original step), large-batch (large-batch step), "
                          "smem (fragments in shared memory), nosplit (no split input product), xin (the other "
                          "in-kernel/GEMM choice for the first layer's input), noncoop (plain launch), nopack (one h per "
                          "exchange word), ntN (large-batch step with N n-tiles unrolled), cudacores (fp32 products on CUDA "
                          "cores instead of three TF32 tensor-core passes), tf32 (the reverse), splitround (TF32X3 operands "
                          "rounded to hi/lo at every use instead of split by a mask), nopipe (large-batch step without "
-                         "overlapping row copies and products), nov3 (no large-batch step), gtN (large-batch step, N n-tiles per "
+                         "overlapping row copies and products), no-large-batch (no large-batch step), gtN (large-batch step, N n-tiles per "
                          "copy group), xregs (registers reserved for unused input-weight fragments), mode (the other "
                          "schedule: layerwise vs wavefront)")
     args = ap.parse_args(argv)

@@ -85,14 +85,14 @@ def _configs():
             out[name + "-smem"] = replace(k, wreg=False)
         if k.split_x:
             out[name + "-nosplit"] = replace(k, split_x=False)
-        if k.step_v2 or k.step_v3:
-            out[name + "-v1"] = replace(k, step_v2=False, step_v3=False, wreg=False, split_x=False, tf32=False, packf=False,
-                                        wpart=0, v3_slots=0, bf16x3=False, bch=min(k.batch, 8))
-        if k.tf32 and not k.step_v3:  # fp32 products on CUDA cores instead (TF2RT_CUDA_TF32X3=0)
+        if k.two_barrier or k.large_batch:
+            out[name + "-original"] = replace(k, two_barrier=False, large_batch=False, wreg=False, split_x=False, tf32=False, packf=False,
+                                        wpart=0, ring_slots=0, bf16x3=False, bch=min(k.batch, 8))
+        if k.tf32 and not k.large_batch:  # fp32 products on CUDA cores instead (TF2RT_CUDA_TF32X3=0)
             out[name + "-cudacores"] = replace(k, tf32=False, packf=False, wreg=False)
-        if k.v3_slots and k.v3_gt == 2:  # a ring of one-tile groups instead
-            out[name + "-ring3x1"] = replace(k, v3_gt=1, v3_slots=3)
-        if k.step_v2 and k.fuse_input and prob.directions == 1:  # streaming build (resident.py)
+        if k.ring_slots and k.group_tiles == 2:  # a ring of one-tile groups instead
+            out[name + "-ring3x1"] = replace(k, group_tiles=1, ring_slots=3)
+        if k.two_barrier and k.fuse_input and prob.directions == 1:  # streaming build (resident.py)
             out[name + "-resident"] = replace(k, resident=True, split_x=False)
     return out
 
@@ -106,23 +106,23 @@ def test_the_configurations_cover_every_kernel_variant():
     ks = CONFIGS.values()
     assert {k.cell_code for k in ks} == {0, 1, 2, 3}
     assert {k.wtype for k in ks} == {0, 1, 2}
-    assert any(k.wreg for k in ks) and any(k.step_v2 and not k.wreg for k in ks) and any(not k.step_v2 for k in ks)
+    assert any(k.wreg for k in ks) and any(k.two_barrier and not k.wreg for k in ks) and any(not k.two_barrier for k in ks)
     assert any(k.fuse_input for k in ks) and any(k.fused and not k.fuse_input for k in ks)
     assert any(k.split_x and k.wreg for k in ks) and any(k.split_x and not k.mma for k in ks)
     assert any(k.resident and k.wreg for k in ks) and any(k.resident and k.tf32 for k in ks)
     assert any(k.tf32 and k.wreg for k in ks) and any(k.tf32 and not k.wreg for k in ks)
     assert any(k.packf and k.split_x for k in ks) and any(k.packf and k.groups == 1 for k in ks)
-    assert any(k.step_v3 and k.tf32 and k.wreg for k in ks) and any(k.step_v3 and k.tf32 and not k.wreg for k in ks)
-    assert any(k.step_v3 and k.wtype != 0 and not k.wreg for k in ks)
-    assert any(k.step_v3 and k.fused and not k.fuse_input for k in ks) and any(k.step_v3 and k.fuse_input for k in ks)
+    assert any(k.large_batch and k.tf32 and k.wreg for k in ks) and any(k.large_batch and k.tf32 and not k.wreg for k in ks)
+    assert any(k.large_batch and k.wtype != 0 and not k.wreg for k in ks)
+    assert any(k.large_batch and k.fused and not k.fuse_input for k in ks) and any(k.large_batch and k.fuse_input for k in ks)
     bf = [k for k in ks if k.bf16x3]
-    assert any(k.wreg for k in bf) and any(k.wpart and k.v3_slots for k in bf) and any(k.wpart and not k.v3_slots for k in bf)
+    assert any(k.wreg for k in bf) and any(k.wpart and k.ring_slots for k in bf) and any(k.wpart and not k.ring_slots for k in bf)
     assert any(not (k.wreg or k.wpart) for k in bf)
-    assert any(k.step_v2 and k.packf for k in bf) and any(k.step_v2 and not k.packf for k in bf)
+    assert any(k.two_barrier and k.packf for k in bf) and any(k.two_barrier and not k.packf for k in bf)
     # wavefronts (deeper layers' input products) and in-kernel first-layer projections
     assert any(k.fused and k.wreg for k in bf) and any(k.fused and not k.wreg for k in bf)
     assert any(k.fuse_input for k in bf)
-    assert any(k.wpart and not k.v3_slots for k in ks) and {(k.v3_gt, k.v3_slots) for k in ks if k.wpart} >= {(2, 2), (1, 3)}
+    assert any(k.wpart and not k.ring_slots for k in ks) and {(k.group_tiles, k.ring_slots) for k in ks if k.wpart} >= {(2, 2), (1, 3)}
 
 
 def _compile(nvrtc, cfg):
@@ -137,7 +137,7 @@ def test_kernel_compiles(nvrtc, name):
     ok, out = _compile(nvrtc, cfg)
     assert ok, f"{name}: {cfg}\n{out}"
     assert ".entry persistent_rnn" in out
-    if cfg.wreg and not cfg.step_v3:
+    if cfg.wreg and not cfg.large_batch:
         # The fragments come from registers: the step loop no longer issues the 16-byte
         # shared-memory weight loads the shared-memory build has.
         ok2, smem = _compile(nvrtc, replace(cfg, wreg=False))
@@ -162,3 +162,35 @@ def test_planned_builds_do_not_spill_registers(nvrtc, name):
     assert ok, log
     spills = re.findall(r"(\d+) bytes spill stores", log)
     assert spills and all(int(n) == 0 for n in spills), f"{name}: {cfg}\n{log}"
+
+
+def _probes():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "cuda_kernel_probes.py"
+    spec = importlib.util.spec_from_file_location("cuda_kernel_probes", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_shipped_kernel_has_no_probe_switches():
+    """Timing probes live in the benchmark (source patches), not in the shipped kernel."""
+    assert "PROBE_" not in kernel_source()
+
+
+@pytest.mark.parametrize("name", ["lstm-h512-b1-wave-fp16", "lstm-h512-b64-wave-fp16"])
+def test_benchmark_probe_patches_apply_and_compile(nvrtc, name):
+    """bench_cuda_rnn.py --probe patches the kernel source: every edit still finds its text
+    (exactly once) and the patched builds compile."""
+    probes = _probes()
+    cfg = CONFIGS[name]
+    names = tuple(probes.PROBES) if cfg.large_batch else ("PROBE_NO_DOT", "PROBE_NO_SPIN")
+    source = probes.probe_source(kernel_source(), names)
+    assert source != kernel_source()
+    defines = {**cfg.defines(), **gate_defines(), "NDESC": NDESC}
+    ok, out = nvrtc.compile(source, ["--std=c++17", "-arch=compute_90"] + [f"-D{k}={v}" for k, v in defines.items()])
+    assert ok, out
+    with pytest.raises(KeyError):
+        probes.probe_source(kernel_source(), ("PROBE_UNKNOWN",))

@@ -155,7 +155,7 @@ def test_original_step_still_matches_onnxruntime(kw, dtype, monkeypatch):
     kw = {"seq_len": 9, "input_size": 40, **kw}
     case = RnnCase(seed=len(_ids(kw)) + 1, **kw)
     plan, errs = _run(case, dtype)
-    assert plan.engine == "persistent" and not plan.kernel.step_v2
+    assert plan.engine == "persistent" and not plan.kernel.two_barrier
     assert max(errs.values()) <= TOL[dtype], errs
 
 
@@ -167,7 +167,7 @@ def test_fragments_in_shared_memory_still_match_onnxruntime(kw, monkeypatch):
     kw = {"seq_len": 9, "input_size": 40, **kw}
     case = RnnCase(seed=len(_ids(kw)) + 2, **kw)
     plan, errs = _run(case, "float16")
-    assert plan.engine == "persistent" and plan.kernel.step_v2 and not plan.kernel.wreg
+    assert plan.engine == "persistent" and plan.kernel.two_barrier and not plan.kernel.wreg
     assert max(errs.values()) <= TOL["float16"], errs
 
 
@@ -176,7 +176,7 @@ def test_headline_shape_uses_registers_and_the_split_input_product():
     case = RnnCase(cell="lstm", hidden=512, batch=1, layers=2, seq_len=100, input_size=512, seed=7)
     plan, errs = _run(case, "float16")
     k = plan.kernel
-    assert plan.mode == "wavefront" and k.step_v2 and k.wreg and k.split_x and not k.fuse_input
+    assert plan.mode == "wavefront" and k.two_barrier and k.wreg and k.split_x and not k.fuse_input
     assert max(errs.values()) <= TOL["float16"], errs
 
 
@@ -187,19 +187,19 @@ def test_large_batch_step_is_used_and_matches(dtype, mode, monkeypatch):
     case = RnnCase(cell="lstm", hidden=512, batch=64, layers=2, seq_len=30, input_size=512, seed=9,
                    seq_lens=True, initial=True)
     plan, errs = _run(case, dtype)
-    assert plan.kernel.step_v3 and plan.mode == mode and (plan.kernel.tf32 or plan.kernel.bf16x3) == (dtype == "float32")
+    assert plan.kernel.large_batch and plan.mode == mode and (plan.kernel.tf32 or plan.kernel.bf16x3) == (dtype == "float32")
     assert max(errs.values()) <= TOL[dtype], errs
     # the same build with every row copied before the first product (the benchmark's "nopipe")
     stack, _ = make_stack(node_specs(case), case.batch, case.seq_len, dtype, device_limits(), prefer="persistent",
                           has_seq_lens=True)
-    for probe in [("V3_NOPIPE",)] + ([("V3_NOSPLIT",)] if mode == "wavefront" else []):
+    for probe in [("LARGE_BATCH_NOPIPE",)] + ([("LARGE_BATCH_NOSPLIT",)] if mode == "wavefront" else []):
         # also the deeper layer with both products after both waits (the benchmark's "nosplit")
         other = PersistentStack(stack.problem, plan, [s.weights for s in node_specs(case)], probe=probe)
         errs1 = _errors(other, case, make_inputs(case), dtype)
         assert max(errs1.values()) <= TOL[dtype], (probe, errs1)
     monkeypatch.setenv("TF2RT_CUDA_STEP", "2")  # the original step, same case
     plan, errs2 = _run(case, dtype)
-    assert not plan.kernel.step_v3 and max(errs2.values()) <= TOL[dtype], errs2
+    assert not plan.kernel.large_batch and max(errs2.values()) <= TOL[dtype], errs2
 
 
 @pytest.mark.gpu
@@ -211,7 +211,7 @@ def test_large_batch_step_is_used_and_matches(dtype, mode, monkeypatch):
 ], ids=lambda v: _ids(v) if isinstance(v, dict) else f"ring={v}")
 def test_fp32_fragments_split_between_registers_and_shared_memory(kw, ring, monkeypatch):
     """fp32 H=1024 above batch 16: weights fit neither registers nor, next to the staged
-    rows, shared memory alone (WPART, and V3_SLOTS where the rows need a ring). Products as
+    rows, shared memory alone (WPART, and RING_SLOTS where the rows need a ring). Products as
     three TF32 passes here; the default three bf16 passes have their own test below."""
     monkeypatch.delenv("TF2RT_CUDA_WPART", raising=False)
     monkeypatch.setenv("TF2RT_CUDA_BF16X3", "0")
@@ -219,7 +219,7 @@ def test_fp32_fragments_split_between_registers_and_shared_memory(kw, ring, monk
     case = RnnCase(seed=len(_ids(kw)) + 5, **kw)
     plan, errs = _run(case, "float32")
     k = plan.kernel
-    assert k.step_v3 and k.tf32 and k.wpart and not k.wreg and bool(k.v3_slots) == ring, plan.describe()
+    assert k.large_batch and k.tf32 and k.wpart and not k.wreg and bool(k.ring_slots) == ring, plan.describe()
     assert max(errs.values()) <= TOL["float32"], errs
 
 
@@ -229,7 +229,7 @@ def test_split_fragments_also_match_where_shared_memory_alone_would_do(monkeypat
     case = RnnCase(cell="gru", hidden=1024, batch=16, layers=2, seq_len=12, input_size=1024, seed=11,
                    seq_lens=True, initial=True)
     plan, errs = _run(case, "float32")
-    assert plan.kernel.wpart and not plan.kernel.v3_slots
+    assert plan.kernel.wpart and not plan.kernel.ring_slots
     assert max(errs.values()) <= TOL["float32"], errs
 
 
@@ -256,7 +256,7 @@ def test_ring_of_one_tile_groups_also_matches():
     make_weights(case)
     stack, plan = make_stack(node_specs(case), case.batch, case.seq_len, "float32", device_limits(),
                              prefer="persistent", has_seq_lens=True)
-    k = replace(plan.kernel, v3_gt=1, v3_slots=3)
+    k = replace(plan.kernel, group_tiles=1, ring_slots=3)
     assert k.wpart and k.smem_bytes <= device_limits().smem_per_block
     other = PersistentStack(stack.problem, replace(plan, kernel=k), [s.weights for s in node_specs(case)])
     errs = _errors(other, case, make_inputs(case), "float32")

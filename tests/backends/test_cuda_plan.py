@@ -264,16 +264,16 @@ def test_choose_upc_fits_all_groups_on_the_sms():
 def test_two_barrier_step_is_chosen_only_where_it_applies(monkeypatch):
     monkeypatch.delenv("TF2RT_CUDA_STEP", raising=False)
     one = make_plan(RnnProblem("lstm", 512, 512, 1, 100, layers=2, dtype="float16"), H100).kernel
-    assert one.step_v2 and one.defines()["STEP_V2"] == 1
+    assert one.two_barrier and one.defines()["STEP_TWO_BARRIER"] == 1
     # its second partial-sum buffer is counted in the shared memory it asks for
     from dataclasses import replace
-    assert one.smem_bytes > replace(one, step_v2=False).smem_bytes
-    assert make_plan(RnnProblem("gru", 128, 128, 8, 9, layers=2, dtype="bfloat16"), H100).kernel.step_v2
+    assert one.smem_bytes > replace(one, two_barrier=False).smem_bytes
+    assert make_plan(RnnProblem("gru", 128, 128, 8, 9, layers=2, dtype="bfloat16"), H100).kernel.two_barrier
     # fp32 too (the kernel keeps IEEE division in fp32 gates), its products on tensor cores
     # as three TF32 passes: K steps of 8, fp32 staging rows [8][K + 4]
     p32 = RnnProblem("gru", 128, 128, 8, 9, layers=2, dtype="float32")
     f32 = make_plan(p32, H100).kernel
-    assert f32.step_v2 and f32.tf32 and f32.mma and f32.kstep == 8 and f32.defines()["TF32X3"] == 1
+    assert f32.two_barrier and f32.tf32 and f32.mma and f32.kstep == 8 and f32.defines()["TF32X3"] == 1
     assert f32.frag_regs == 2 * replace(f32, tf32=False, wtype=1).frag_regs
     cuda_cores = replace(f32, tf32=False)
     assert f32.smem_bytes - cuda_cores.smem_bytes > 0  # split-K partial sums, padded staging rows
@@ -282,17 +282,17 @@ def test_two_barrier_step_is_chosen_only_where_it_applies(monkeypatch):
     assert not make_plan(p32_b1, H100).kernel.tf32 and make_plan(replace(p32_b1, batch=4), H100).kernel.tf32
     monkeypatch.setenv("TF2RT_CUDA_TF32X3", "0")
     off = make_plan(p32, H100).kernel
-    assert off.step_v2 and not off.tf32 and not off.mma and off.frag_regs == 0
+    assert off.two_barrier and not off.tf32 and not off.mma and off.frag_regs == 0
     monkeypatch.setenv("TF2RT_CUDA_TF32X3", "1")
     assert make_plan(p32_b1, H100).kernel.tf32
     monkeypatch.delenv("TF2RT_CUDA_TF32X3")
     # more than one batch chunk, or two exchanges a step (GRU reset-before): original step
-    assert not make_plan(RnnProblem("lstm", 128, 128, 64, 9, dtype="float16"), H100, prefer="persistent").kernel.step_v2
+    assert not make_plan(RnnProblem("lstm", 128, 128, 64, 9, dtype="float16"), H100, prefer="persistent").kernel.two_barrier
     lbr0 = RnnProblem("gru", 128, 128, 1, 9, linear_before_reset=False, dtype="float16")
-    assert not make_plan(lbr0, H100).kernel.step_v2
+    assert not make_plan(lbr0, H100).kernel.two_barrier
     monkeypatch.setenv("TF2RT_CUDA_STEP", "1")
     old = make_plan(RnnProblem("lstm", 512, 512, 1, 100, layers=2, dtype="float16"), H100).kernel
-    assert not old.step_v2 and old.defines()["STEP_V2"] == 0
+    assert not old.two_barrier and old.defines()["STEP_TWO_BARRIER"] == 0
 
 
 def test_weight_fragments_go_to_registers_only_within_the_register_budget(monkeypatch):
@@ -356,38 +356,38 @@ def test_large_batches_get_the_flag_exchange_step_on_tensor_cores(monkeypatch):
     monkeypatch.delenv("TF2RT_CUDA_STEP", raising=False)
     monkeypatch.setenv("TF2RT_CUDA_BF16X3", "0")  # fp32 as three TF32 passes (bf16x3: its own test)
     k = make_plan(RnnProblem("lstm", 512, 512, 64, 100, layers=2, dtype="float16"), H100, prefer="persistent").kernel
-    assert k.step_v3 and k.wreg and not k.step_v2 and k.bch == 64 and k.defines()["STEP_V3"] == 1
+    assert k.large_batch and k.wreg and not k.two_barrier and k.bch == 64 and k.defines()["STEP_LARGE_BATCH"] == 1
     # all 64 rows staged (8 n-tiles) for h and the layer below's h, partial sums per n-tile, no weights
     assert k.smem_bytes + 1024 <= H100.smem_per_block
     # GRU reset-before and hidden sizes not a multiple of 8 keep the original step
     for prob in (RnnProblem("gru", 256, 256, 64, 100, dtype="float16", linear_before_reset=False),
                  RnnProblem("lstm", 271, 271, 64, 100, dtype="float16")):
-        assert not make_plan(prob, H100, prefer="persistent").kernel.step_v3
+        assert not make_plan(prob, H100, prefer="persistent").kernel.large_batch
     # fp32: the large-batch step with three TF32 passes; one launch a layer where the
     # wavefront's staged rows (h and the layer below's, fp32) would not fit shared memory
     f32 = make_plan(RnnProblem("lstm", 512, 512, 64, 100, layers=2, dtype="float32"), H100, prefer="persistent")
-    assert f32.kernel.step_v3 and f32.kernel.tf32 and f32.kernel.kstep == 8 and f32.mode == "layerwise"
+    assert f32.kernel.large_batch and f32.kernel.tf32 and f32.kernel.kstep == 8 and f32.mode == "layerwise"
     assert f32.kernel.smem_bytes + 1024 <= H100.smem_per_block
     f32w = make_plan(RnnProblem("gru", 256, 256, 64, 100, layers=2, dtype="float32"), H100, prefer="persistent")
-    assert f32w.kernel.step_v3 and f32w.kernel.tf32 and f32w.mode == "wavefront"
+    assert f32w.kernel.large_batch and f32w.kernel.tf32 and f32w.mode == "wavefront"
     # fragments that would take too many registers stay in shared memory
     wide = make_plan(RnnProblem("lstm", 1024, 1024, 16, 100, layers=2, dtype="float32"), H100, prefer="persistent")
-    assert wide.kernel.step_v3 and wide.kernel.tf32 and not wide.kernel.wreg and wide.kernel.frag_regs > 64
+    assert wide.kernel.large_batch and wide.kernel.tf32 and not wide.kernel.wreg and wide.kernel.frag_regs > 64
     # fp32 at batch 8 keeps the two-barrier step with packed words, also at H=1024
     k8 = make_plan(RnnProblem("lstm", 1024, 1024, 8, 100, layers=2, dtype="float32"), H100, prefer="persistent").kernel
-    assert k8.step_v2 and k8.tf32 and k8.packf and not k8.step_v3
+    assert k8.two_barrier and k8.tf32 and k8.packf and not k8.large_batch
     monkeypatch.setenv("TF2RT_CUDA_TF32X3", "0")  # no TF32: the CUDA-core original step
     k32 = make_plan(RnnProblem("lstm", 512, 512, 64, 100, layers=2, dtype="float32"), H100, prefer="persistent").kernel
-    assert not k32.step_v3 and not k32.tf32
+    assert not k32.large_batch and not k32.tf32
     monkeypatch.delenv("TF2RT_CUDA_TF32X3")
     # batch 8: the two-barrier step, except at H >= 1024 where the large-batch step measured faster
-    assert make_plan(RnnProblem("lstm", 512, 512, 8, 100, layers=2, dtype="float16"), H100).kernel.step_v2
+    assert make_plan(RnnProblem("lstm", 512, 512, 8, 100, layers=2, dtype="float16"), H100).kernel.two_barrier
     big = make_plan(RnnProblem("lstm", 1024, 1024, 8, 100, layers=2, dtype="float16"), H100,
                     prefer="persistent").kernel
-    assert big.step_v3 and not big.step_v2
+    assert big.large_batch and not big.two_barrier
     monkeypatch.setenv("TF2RT_CUDA_STEP", "2")
     assert not make_plan(RnnProblem("lstm", 512, 512, 64, 100, layers=2, dtype="float16"), H100,
-                         prefer="persistent").kernel.step_v3
+                         prefer="persistent").kernel.large_batch
 
 
 def test_fp32_h1024_large_batch_splits_fragments_and_rings_the_rows(monkeypatch):
@@ -401,23 +401,23 @@ def test_fp32_h1024_large_batch_splits_fragments_and_rings_the_rows(monkeypatch)
                          prefer="persistent").kernel
 
     k16 = kern(16)  # fits as before: every fragment in shared memory
-    assert k16.step_v3 and not k16.wpart and k16.smem_weight_bytes == k16.weight_bytes == 32 * 1024 * 4
+    assert k16.large_batch and not k16.wpart and k16.smem_weight_bytes == k16.weight_bytes == 32 * 1024 * 4
     k32 = kern(32)  # half the fragments in registers, every row staged
-    assert k32.step_v3 and k32.wpart == 16 and k32.nit_r == 32 and k32.frag_regs == 64 and not k32.v3_slots
+    assert k32.large_batch and k32.wpart == 16 and k32.nit_r == 32 and k32.frag_regs == 64 and not k32.ring_slots
     assert k32.smem_weight_bytes == k32.weight_bytes // 2 and k32.staged_rows == 32
     k64 = kern(64)  # and the rows through a ring of two two-tile groups
-    assert k64.wpart == 16 and (k64.v3_gt, k64.v3_slots) == (2, 2) and k64.staged_rows == 32
+    assert k64.wpart == 16 and (k64.group_tiles, k64.ring_slots) == (2, 2) and k64.staged_rows == 32
     d = k64.defines()
-    assert (d["WPART"], d["V3_SLOTS"], d["FUSED"]) == (16, 2, 0) and "V3_GT" not in d  # the kernel's default
-    assert replace(k64, v3_gt=1, v3_slots=3).defines()["V3_GT"] == 1
+    assert (d["WPART"], d["RING_SLOTS"], d["FUSED"]) == (16, 2, 0) and "GROUP_TILES" not in d  # the kernel's default
+    assert replace(k64, group_tiles=1, ring_slots=3).defines()["GROUP_TILES"] == 1
     # one copy of the partial sums (no input products in the kernel), which also holds the
     # initial state: weights 64 KB, rows 32 x (1024 + 4) fp32, partial sums 8 n-tiles x 2
     # row tiles x 4 K slices x 128 fp32, biases
     assert k64.smem_bytes == 65536 + 32 * 1028 * 4 + 8 * 2 * 4 * 128 * 4 + 32 * 4 * 2 + 3 * 8 * 4
     for k in (k32, k64):
-        assert k.smem_bytes + 1024 <= H100.smem_per_block < replace(k, wpart=0, v3_slots=0).smem_bytes
+        assert k.smem_bytes + 1024 <= H100.smem_per_block < replace(k, wpart=0, ring_slots=0).smem_bytes
     monkeypatch.setenv("TF2RT_CUDA_WPART", "0")  # without them: the original step, as before
-    assert not kern(64).step_v3
+    assert not kern(64).large_batch
     monkeypatch.setenv("TF2RT_CUDA_WPART", "1")  # with them also where shared memory alone would do
     assert kern(16).wpart == 16
 
@@ -433,7 +433,7 @@ def test_bf16x3_products_for_fp32_builds(monkeypatch):
     k = kern(1024, 64)
     assert k.bf16x3 and not k.tf32 and k.mma and k.kstep == 16 and k.defines()["BF16X3"] == 1
     # 8 registers a K step (hi and lo): 8 steps in registers, the other 8 in shared memory
-    assert k.wpart == 8 and k.nit_r == 16 and k.frag_regs == 64 and k.v3_slots == 2
+    assert k.wpart == 8 and k.nit_r == 16 and k.frag_regs == 64 and k.ring_slots == 2
     # staged rows as two bf16 planes [rows][K + 8]: 32 x 1032 x 4 bytes
     assert k.smem_bytes == 65536 + 32 * 1032 * 4 + 8 * 2 * 4 * 128 * 4 + 32 * 4 * 2 + 3 * 8 * 4
     assert k.smem_bytes + 1024 <= H100.smem_per_block
@@ -441,7 +441,7 @@ def test_bf16x3_products_for_fp32_builds(monkeypatch):
     wave = kern(256, 64)  # a wavefront: the deeper layer's in-kernel input products too
     assert wave.bf16x3 and not wave.tf32 and wave.fused and wave.wreg and wave.frag_regs == 32
     assert not kern(512, 8).bf16x3  # a two-barrier wavefront (in-kernel input products)
-    assert kern(1024, 8).bf16x3 and kern(1024, 8).step_v2  # a two-barrier step a layer at a time
+    assert kern(1024, 8).bf16x3 and kern(1024, 8).two_barrier  # a two-barrier step a layer at a time
     d = make_plan(RnnProblem("lstm", 1024, 1024, 64, 100, layers=2, dtype="float32"), H100,
                   prefer="persistent").describe()
     assert (d["products"], d["weights"], d["step"]) == ("fp32 as three bf16 tensor-core passes",

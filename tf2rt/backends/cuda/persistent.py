@@ -57,13 +57,15 @@ def gate_defines() -> dict[str, int]:
 
 
 @functools.lru_cache(maxsize=64)
-def compile_kernel(cfg: KernelConfig, probe: tuple[str, ...] = (), io_types: tuple[int, ...] | None = None) -> Any:
+def compile_kernel(cfg: KernelConfig, probe: tuple[str, ...] = (), io_types: tuple[int, ...] | None = None,
+                   source: str | None = None) -> Any:
     """NVRTC-compile the kernel for `cfg`; returns a cupy RawKernel.
 
-    `probe` names timing-probe switches (PROBE_*) that disable parts of the kernel; for
-    benchmarks/bench_cuda_rnn.py --probe only (outputs are wrong with any of them).
-    `io_types`: (XTYPE, OTYPE, YTYPE), the types x is read in, hn/cn written in and y
-    written in (0 f32, 1 f16, 2 bf16); None: the stack's own type."""
+    `probe` names extra -D switches ("NAME" or "NAME=value") of other builds, for
+    benchmarks/bench_cuda_rnn.py only. `io_types`: (XTYPE, OTYPE, YTYPE), the types x is
+    read in, hn/cn written in and y written in (0 f32, 1 f16, 2 bf16); None: the stack's own
+    type. `source`: the CUDA text to compile instead of kernel_source() (a benchmark's
+    patched copy)."""
     import cupy
 
     switches = dict(name.split("=", 1) if "=" in name else (name, 1) for name in probe)
@@ -74,7 +76,8 @@ def compile_kernel(cfg: KernelConfig, probe: tuple[str, ...] = (), io_types: tup
     # Cooperative launch: the driver refuses a grid that cannot be co-resident instead of
     # letting spinning CTAs wait for CTAs that never start.
     # ("NONCOOP" in probe: a plain launch, for timing the cooperative launch's cost only.)
-    module = cupy.RawModule(code=kernel_source(), options=options, enable_cooperative_groups="NONCOOP" not in probe)
+    code = kernel_source() if source is None else source
+    module = cupy.RawModule(code=code, options=options, enable_cooperative_groups="NONCOOP" not in probe)
     kernel = module.get_function("persistent_rnn")
     kernel.max_dynamic_shared_size_bytes = cfg.smem_bytes
     return kernel
@@ -145,7 +148,7 @@ class PersistentStack:
     """
 
     def __init__(self, problem: RnnProblem, plan: Plan, layers: Sequence[Sequence[DirectionWeights]],
-                 device: Any = None, probe: tuple[str, ...] = ()) -> None:
+                 device: Any = None, probe: tuple[str, ...] = (), source: str | None = None) -> None:
         import torch
 
         if plan.engine != "persistent" or plan.kernel is None:
@@ -158,8 +161,8 @@ class PersistentStack:
         if len(layers) != L or any(len(dirs) != D for dirs in layers):
             raise ShapeError(f"persistent stack: expected {L} layers x {D} directions of weights")
         self.cfg = cfg
-        self.probe = tuple(probe)
-        self.kernel = compile_kernel(cfg, self.probe)
+        self.probe, self.source = tuple(probe), source
+        self.kernel = compile_kernel(cfg, self.probe, source=source)
         self._kernels: dict[tuple[Any, Any], Any] = {}
         self.wavefront = plan.mode == "wavefront"
         self.out_dtype = _torch_dtype(p.dtype)
@@ -364,7 +367,7 @@ class PersistentStack:
             return self.kernel
         key = (x_dtype, self.out_dtype, y_dtype)
         if key not in self._kernels:
-            self._kernels[key] = compile_kernel(self.cfg, self.probe, tuple(_TYPE_CODES[t] for t in key))
+            self._kernels[key] = compile_kernel(self.cfg, self.probe, tuple(_TYPE_CODES[t] for t in key), self.source)
         return self._kernels[key]
 
     def launch(self, table: Any, steps: int, xin: int, stream: Any, sync: Any = None, kernel: Any = None) -> None:

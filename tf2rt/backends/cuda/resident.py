@@ -68,7 +68,7 @@ class StreamSession:
         if problem.layers > 1 and plan.mode != "wavefront":
             raise UnsupportedError("a streaming session needs all layers' weights on chip at once (one wavefront "
                                    "launch); this stack is too large for that")
-        if not k.step_v2 or not k.fuse_input:
+        if not k.two_barrier or not k.fuse_input:
             raise UnsupportedError("a streaming session needs batch <= 8, GRU with linear_before_reset=1 and an "
                                    "input small enough to project on chip")
         cfg = replace(k, resident=True, split_x=False)

@@ -17,7 +17,7 @@
 //   BATCH, BCH (batch chunk), NTHR, WTYPE/IOTYPE 0=f32 1=f16 2=bf16, KP (row length
 //   padded to 8), KX (row length of in-kernel input weights), NDESC (descriptor fields), and the gate block indices (GI, GO, GF, GC for
 //   LSTM; GZ, GR, GH for GRU) derived from the gate-order data in packing.py.
-//   STEP_V2=1 selects the two-barrier step (see the STEP_V2 loop below); 0 keeps the
+//   STEP_TWO_BARRIER=1 selects the two-barrier step (see the STEP_TWO_BARRIER loop below); 0 keeps the
 //   original step with a barrier around every phase. WREG=1 (two-barrier step on tensor
 //   cores only) keeps each warp's weight fragments in registers for the whole sequence
 //   instead of re-reading them from shared memory every step. SPLITX=1 (two-barrier
@@ -40,11 +40,11 @@
 #define ROWS (NG * UPC)
 #define NWARP (NTHR / 32)
 
-#ifndef STEP_V2
-#define STEP_V2 0
+#ifndef STEP_TWO_BARRIER
+#define STEP_TWO_BARRIER 0
 #endif
-#if STEP_V2 && (BATCH > 8 || BCH != BATCH || UPC * BATCH > NTHR || (CELL == 1 && LBR == 0))
-#error "STEP_V2 needs one batch chunk of at most 8 rows, UPC*BATCH <= NTHR and no GRU reset-before"
+#if STEP_TWO_BARRIER && (BATCH > 8 || BCH != BATCH || UPC * BATCH > NTHR || (CELL == 1 && LBR == 0))
+#error "STEP_TWO_BARRIER needs one batch chunk of at most 8 rows, UPC*BATCH <= NTHR and no GRU reset-before"
 #endif
 #ifndef WREG
 #define WREG 0
@@ -55,11 +55,11 @@
 #ifndef RESIDENT
 #define RESIDENT 0
 #endif
-#if RESIDENT && !STEP_V2
+#if RESIDENT && !STEP_TWO_BARRIER
 #error "RESIDENT needs the two-barrier step"
 #endif
-#ifndef STEP_V3
-#define STEP_V3 0
+#ifndef STEP_LARGE_BATCH
+#define STEP_LARGE_BATCH 0
 #endif
 #ifndef TF32X3
 #define TF32X3 0
@@ -77,18 +77,19 @@
 #ifndef BF16X3
 #define BF16X3 0
 #endif
-#if BF16X3 && (WTYPE != 0 || IOTYPE != 0 || !(STEP_V2 || STEP_V3) || TF32X3 || (STEP_V2 && (WREG || RESIDENT || FUSED)))
+#if BF16X3 && (WTYPE != 0 || IOTYPE != 0 || !(STEP_TWO_BARRIER || STEP_LARGE_BATCH) || TF32X3 || (STEP_TWO_BARRIER && (WREG || RESIDENT || FUSED)))
 #error "BF16X3 needs fp32 weights and io on the large-batch step or the two-barrier step (no WREG, no RESIDENT, no in-kernel input products)"
 #endif
 #define WPLANES (BF16X3 ? 2 : 1)  // weight fragment planes and staged planes (hi, lo)
-#if STEP_V3 && (STEP_V2 || (WTYPE == 0 && !TF32X3 && !BF16X3) || BCH != BATCH || (CELL == 1 && LBR == 0) || HID % 8 != 0)
-#error "STEP_V3 needs tensor cores, one batch chunk, HID % 8 == 0, no GRU reset-before"
+#if STEP_LARGE_BATCH && (STEP_TWO_BARRIER || (WTYPE == 0 && !TF32X3 && !BF16X3) || BCH != BATCH || (CELL == 1 && LBR == 0) || HID % 8 != 0)
+#error "STEP_LARGE_BATCH needs tensor cores, one batch chunk, HID % 8 == 0, no GRU reset-before"
 #endif
-#if TF32X3 && (WTYPE != 0 || !(STEP_V2 || STEP_V3))
+#if TF32X3 && (WTYPE != 0 || !(STEP_TWO_BARRIER || STEP_LARGE_BATCH))
 #error "TF32X3 needs fp32 weights on the two-barrier or large-batch step"
 #endif
-#define TWO_BARRIER (STEP_V2 || STEP_V3)
-#if WREG && !(TWO_BARRIER && (WTYPE != 0 || TF32X3 || BF16X3))
+// Either step that is not the original one (both end a step with two barriers, not one per phase).
+#define NEWER_STEP (STEP_TWO_BARRIER || STEP_LARGE_BATCH)
+#if WREG && !(NEWER_STEP && (WTYPE != 0 || TF32X3 || BF16X3))
 #error "WREG needs the two-barrier step on tensor cores"
 #endif
 // WPART=n (two-barrier or large-batch step without in-kernel input products): the first n
@@ -99,17 +100,17 @@
 #ifndef WPART
 #define WPART 0
 #endif
-#if WPART && (WREG || !(STEP_V2 || STEP_V3) || FUSED || RESIDENT)
+#if WPART && (WREG || !(STEP_TWO_BARRIER || STEP_LARGE_BATCH) || FUSED || RESIDENT)
 #error "WPART needs the two-barrier or large-batch step without in-kernel input products, and not WREG"
 #endif
-// V3_SLOTS=n (large-batch step without in-kernel input products): staged rows go through a
+// RING_SLOTS=n (large-batch step without in-kernel input products): staged rows go through a
 // ring of n copy groups instead of all rows at once; a group's slot is refilled once its
 // products are done. 0: every group has its own slot.
-#ifndef V3_SLOTS
-#define V3_SLOTS 0
+#ifndef RING_SLOTS
+#define RING_SLOTS 0
 #endif
-#if V3_SLOTS && (!STEP_V3 || FUSED)
-#error "V3_SLOTS needs the large-batch step without in-kernel input products"
+#if RING_SLOTS && (!STEP_LARGE_BATCH || FUSED)
+#error "RING_SLOTS needs the large-batch step without in-kernel input products"
 #endif
 
 // fp16/bf16 weights run the products on tensor cores (mma.m16n8k16, fp32 accumulate):
@@ -125,22 +126,22 @@
 #define MT ((ROWS + 15) / 16)
 #define ROWS_P (MT * 16)
 // Staged batch rows: one 8-column n-tile (two-barrier step), NBT of them (large batch).
-#define NBT (STEP_V3 ? (BATCH + 7) / 8 : 1)
+#define NBT (STEP_LARGE_BATCH ? (BATCH + 7) / 8 : 1)
 #ifndef NT_UNROLL
 #define NT_UNROLL 2  // two n-tiles in flight: independent mma chains hide each other's latency
 #endif
-// Large-batch step: n-tiles per copy group (V3_NOPIPE: one group, every copy lands before
-// the first product), copy groups per step and staging slots (V3_SLOTS, ring).
-#ifdef V3_NOPIPE
-#undef V3_GT
-#define V3_GT NBT
-#elif !defined(V3_GT)
-#define V3_GT NT_UNROLL
+// Large-batch step: n-tiles per copy group (LARGE_BATCH_NOPIPE: one group, every copy lands before
+// the first product), copy groups per step and staging slots (RING_SLOTS, ring).
+#ifdef LARGE_BATCH_NOPIPE
+#undef GROUP_TILES
+#define GROUP_TILES NBT
+#elif !defined(GROUP_TILES)
+#define GROUP_TILES NT_UNROLL
 #endif
-#define V3_NGRP ((NBT + V3_GT - 1) / V3_GT)
-#define V3_RING (V3_SLOTS > 0 && V3_SLOTS < V3_NGRP)
-#define V3_NSLOT (V3_RING ? V3_SLOTS : V3_NGRP)
-#define STG_ROWS (V3_RING ? 8 * V3_GT * V3_SLOTS : 8 * NBT)
+#define NGROUPS ((NBT + GROUP_TILES - 1) / GROUP_TILES)
+#define STAGE_RING (RING_SLOTS > 0 && RING_SLOTS < NGROUPS)
+#define STAGE_SLOTS (STAGE_RING ? RING_SLOTS : NGROUPS)
+#define STG_ROWS (STAGE_RING ? 8 * GROUP_TILES * RING_SLOTS : 8 * NBT)
 #define LDH (KP + (TF32X3 ? 4 : 8))
 // BF16X3: the lo planes sit this many elements after the hi ones (staged rows; weight
 // fragments in shared memory, compact under WPART).
@@ -159,7 +160,7 @@
 #define NIT_XR (FUSED ? NIT_X : 1)
 // Large-batch step: the initial h/c go to registers before the first product, so they
 // can borrow the partial-sum space instead of their own (fp32 H=1024 batch 64 needs it).
-#define STATE_IN_RED (STEP_V3 && 2 * UPC * BATCH <= MT * KSPLIT_M * 128 * NBT)
+#define STATE_IN_RED (STEP_LARGE_BATCH && 2 * UPC * BATCH <= MT * KSPLIT_M * 128 * NBT)
 #if WPART && ((KP / MMA_K) % KSPLIT_M != 0 || WPART >= NIT_R || MT > NWARP)
 #error "WPART needs K steps divisible among the warps of a row tile, fewer than NIT_R, one row tile per warp"
 #endif
@@ -177,7 +178,7 @@
 #define XS_PLANE (STG_ROWS * LDX)
 #endif
 
-#define FAST_GATES (TWO_BARRIER && WTYPE != 0)
+#define FAST_GATES (NEWER_STEP && WTYPE != 0)
 #include "rnn_cell.cuh"
 
 // y_t: the type this launch writes y in (YTYPE, default OTYPE). One launch a layer writes
@@ -313,7 +314,7 @@ enum {
 #ifndef PACKF_REQ
 #define PACKF_REQ 0
 #endif
-#if STEP_V2 && (TF32X3 || BF16X3) && !RESIDENT && PAIR_OK && PACKF_REQ
+#if STEP_TWO_BARRIER && (TF32X3 || BF16X3) && !RESIDENT && PAIR_OK && PACKF_REQ
 #define PACKF 1
 #else
 #define PACKF 0
@@ -321,7 +322,7 @@ enum {
 // fp16/bf16 pack where a slot holds at least 2048 values: at batch 1 (H <= 1024) one h per
 // word was as fast or faster on an H200 (GRU H=512 T=100: 134 vs 145 us, LSTM H=256: 144
 // vs 159 us), at batch 8 packing wins (LSTM H=256: 192 vs 235 us, H=512: 259 vs 375 us).
-#if STEP_V2 && USE_MMA && (PACKF || (!TF32X3 && !BF16X3 && BATCH * HID >= 2048)) && PAIR_OK
+#if STEP_TWO_BARRIER && USE_MMA && (PACKF || (!TF32X3 && !BF16X3 && BATCH * HID >= 2048)) && PAIR_OK
 #define PACK2 1
 #define EXW (BATCH * HID / 2)
 #else
@@ -416,17 +417,13 @@ __device__ __forceinline__ bool repoll(const u64* slot, u64 (&v)[N], int total, 
     }
     return pending;
 }
-#ifdef PROBE_NO_SPIN  // timing probe only: results are wrong
-#define SPIN_WHILE(cond) (void)0
-#else
 #define SPIN_WHILE(cond) while (cond) {}
-#endif
 
 // Gather batch rows [c0, c0 + BCH) of a step's exchange slot into the staging rows (stride
 // ld), spinning until every word carries `epoch`. The two-barrier step has one batch chunk
 // (c0 == 0) and maybe packed words; the original step one fp32 h per word.
 __device__ __forceinline__ void gather(const u64* slot, int c0, stage_t* dst, int ld, u32 epoch) {
-#if STEP_V2
+#if STEP_TWO_BARRIER
     (void)c0;
     u64 v[EPW];
     issue_words(slot, v, EXW);
@@ -451,7 +448,7 @@ __device__ __forceinline__ void gather(const u64* slot, int c0, stage_t* dst, in
 #endif
 }
 
-#if STEP_V2
+#if STEP_TWO_BARRIER
 // gather() of two slots at once (one batch chunk): a deeper wavefront layer needs its own
 // h_{t-1} and the layer below's h_t; issuing both slots' loads before waiting on either
 // costs one L2 round trip instead of two in a row.
@@ -491,9 +488,6 @@ __device__ __forceinline__ void dot_rows(const wt_t* rows, const float* vec, flo
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int r0 = warp * RB;
     if (r0 >= nrows) return;
-#ifdef PROBE_NO_DOT  // timing probe only: results are wrong
-    return;
-#endif
     float acc[RB][BCH];
 #pragma unroll
     for (int q = 0; q < RB; ++q)
@@ -678,7 +672,7 @@ __device__ __forceinline__ void dot_mma(const wt_t* frag, const stage_t* vec, fl
 #define DOT_X(rows, vec, out, nrows, c0) dot_rows<RB_ALL, KX>(rows, vec, out, nrows, c0)
 #endif
 
-#if USE_MMA && TWO_BARRIER
+#if USE_MMA && NEWER_STEP
 // Two scalar stores: `red` is only 4-byte aligned for some tilings (its offset in the
 // carve-up depends on UPC and BATCH).
 __device__ __forceinline__ void put2(float* p, float a, float b) {
@@ -686,7 +680,7 @@ __device__ __forceinline__ void put2(float* p, float a, float b) {
     p[1] = b;
 }
 
-// Recurrent and input products of one step in one tensor-core pass (STEP_V2). Warp w owns
+// Recurrent and input products of one step in one tensor-core pass (STEP_TWO_BARRIER). Warp w owns
 // row tile mt and K slice ksl for both products; R and W mma chains are interleaved into
 // four independent accumulators, so the tensor pipe never waits on a single chain. The
 // KSPLIT partial sums stay in `red`/`redx`: the gate threads add them up themselves, which
@@ -700,7 +694,7 @@ __device__ __forceinline__ void put2(float* p, float a, float b) {
 // RPL/VPL: where the lo planes of `fr` and `hv` sit (BF16X3; the input product's own
 // planes are WS_PLANE/XS_PLANE, `axl` its lo fragments in registers).
 template <int KR, int LDR, int KXL, int LDXL, bool WITH_X, size_t RPL = RS_PLANE, size_t VPL = HS_PLANE>
-__device__ __forceinline__ void dot_v2(const wt_t* fr, const stage_t* hv, const wt_t* fx, const stage_t* xv,
+__device__ __forceinline__ void dot_two_barrier(const wt_t* fr, const stage_t* hv, const wt_t* fx, const stage_t* xv,
                                        float* red, float* redx, const uint4* ar, const uint4* ax,
                                        const uint4* arl = nullptr, const uint4* axl = nullptr) {
     constexpr int KSR = KR / MMA_K, KSX = KXL / MMA_K;
@@ -710,9 +704,6 @@ __device__ __forceinline__ void dot_v2(const wt_t* fr, const stage_t* hv, const 
     constexpr bool RDIV = KSR % KSPLIT == 0, XDIV = KSX % KSPLIT == 0;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2, t = lane & 3;
-#ifdef PROBE_NO_DOT  // timing probe only: results are wrong
-    return;
-#endif
     for (int tile = warp; tile < MT * KSPLIT; tile += NWARP) {
         const int mt = tile % MT, ksl = tile / MT;
         acc_t c[2], e[2];
@@ -759,7 +750,7 @@ __device__ __forceinline__ void dot_v2(const wt_t* fr, const stage_t* hv, const 
     }
 }
 
-// Sum of the KSPLIT partials of (row, batch column n) left by dot_v2.
+// Sum of the KSPLIT partials of (row, batch column n) left by dot_two_barrier.
 __device__ __forceinline__ float red_sum(const float* red, int row, int n) {
     const int mt = row >> 4, rl = row & 15;
     float acc = 0.f;
@@ -787,7 +778,7 @@ __device__ __forceinline__ void load_frags(const wt_t* block, uint4 (&a)[NIT]) {
 #endif
 #endif
 
-#if TWO_BARRIER
+#if NEWER_STEP
 // The gates' recurrent and input parts of (unit gu, batch gb): the products' results
 // (pr/px: split-K partial sums on tensor cores, plain sums on CUDA cores) or, where the
 // layer's input was projected by the GEMM, that projection xg; plus the biases.
@@ -933,11 +924,11 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
     wt_t* Ws = reinterpret_cast<wt_t*>(sp); if (fused && !WREG) sp += (size_t)ROWS_P * KX * WPLANES * sizeof(wt_t);
     stage_t* hs = reinterpret_cast<stage_t*>(sp); sp += (size_t)HS_PLANE * WPLANES * sizeof(stage_t);
     stage_t* xs = reinterpret_cast<stage_t*>(sp); if (fused) sp += (size_t)STG_ROWS * LDX * WPLANES * sizeof(stage_t);
-    float* accR = reinterpret_cast<float*>(sp); if (!STEP_V3) sp += (size_t)ROWS * BATCH * 4;
-    float* accX = reinterpret_cast<float*>(sp); if (!STEP_V3) sp += (size_t)ROWS * BATCH * 4;
+    float* accR = reinterpret_cast<float*>(sp); if (!STEP_LARGE_BATCH) sp += (size_t)ROWS * BATCH * 4;
+    float* accX = reinterpret_cast<float*>(sp); if (!STEP_LARGE_BATCH) sp += (size_t)ROWS * BATCH * 4;
     float* cst = reinterpret_cast<float*>(sp); if (!STATE_IN_RED) sp += (size_t)UPC * BATCH * 4;
     float* hown = reinterpret_cast<float*>(sp); if (!STATE_IN_RED) sp += (size_t)UPC * BATCH * 4;
-    float* acc2 = reinterpret_cast<float*>(sp); if (!STEP_V3) sp += (size_t)ROWS * BATCH * 4;
+    float* acc2 = reinterpret_cast<float*>(sp); if (!STEP_LARGE_BATCH) sp += (size_t)ROWS * BATCH * 4;
     // Biases and peepholes of the owned units, [gate][u] (read every step: keep on chip).
     float* rbs = reinterpret_cast<float*>(sp); sp += (size_t)ROWS * 4;
     float* wbs = reinterpret_cast<float*>(sp); sp += (size_t)ROWS * 4;
@@ -945,8 +936,8 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #if USE_MMA
 #define RSTRIDE (MT * KSPLIT_M * 128)  // partial sums of one n-tile
     float* red = reinterpret_cast<float*>(sp); sp += (size_t)RSTRIDE * NBT * 4;
-#if TWO_BARRIER
-    float* redx = reinterpret_cast<float*>(sp); if (STEP_V2 || FUSED) sp += (size_t)RSTRIDE * NBT * 4;
+#if NEWER_STEP
+    float* redx = reinterpret_cast<float*>(sp); if (STEP_TWO_BARRIER || FUSED) sp += (size_t)RSTRIDE * NBT * 4;
 #endif
 #define PARTS red, redx  // where the gates find the products (gate_parts)
 #if STATE_IN_RED
@@ -966,7 +957,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #if WREG
         (void)src; (void)dst; (void)n16;  // fragments go to registers (load_frags)
 #elif WPART
-        // Only the K steps past the first WPART of every warp, compact (see dot_v2).
+        // Only the K steps past the first WPART of every warp, compact (see dot_two_barrier).
         constexpr int KS = KP / MMA_K, NS = NIT_R - WPART, NC = MT * KSPLIT_M * NS * 32;
         (void)n16;
         for (int i = threadIdx.x; i < NC * WPLANES; i += NTHR) {
@@ -975,7 +966,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             const int mt = tile / KSPLIT_M, ksl = tile % KSPLIT_M, ks = ksl + (it + WPART) * KSPLIT_M;
             cp_async16(dst + i, src + (size_t)pl * (ROWS_P * KP / FRAG_E) + (size_t)(mt * KS + ks) * 32 + lane);
         }
-#elif TWO_BARRIER
+#elif NEWER_STEP
         for (int i = threadIdx.x; i < n16; i += NTHR) cp_async16(dst + i, src + i);
 #else
         for (int i = threadIdx.x; i < n16; i += NTHR) dst[i] = src[i];
@@ -986,7 +977,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             const int nx16 = ROWS_P * KX * WPLANES * (int)sizeof(wt_t) / 16;
 #if WREG
             (void)wsrc; (void)wdst; (void)nx16;
-#elif TWO_BARRIER
+#elif NEWER_STEP
             for (int i = threadIdx.x; i < nx16; i += NTHR) cp_async16(wdst + i, wsrc + i);
 #else
             for (int i = threadIdx.x; i < nx16; i += NTHR) wdst[i] = wsrc[i];
@@ -1017,14 +1008,14 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         hown[i] = h;
         cst[i] = c;
     }
-#if TWO_BARRIER
+#if NEWER_STEP
     asm volatile("cp.async.wait_all;" ::: "memory");  // this thread's weight copies landed
 #endif
     __syncthreads();
     const u32 epoch = s_epoch;
     const size_t slot = (size_t)BATCH * HID;
 
-#if STEP_V2
+#if STEP_TWO_BARRIER
     // Two barriers a step: (gather -> barrier -> products -> barrier -> gates). Thread i
     // owns (unit, batch) slot i for the whole sequence: its state, biases and the step's
     // input projection live in its registers, and it adds up the products' partial sums
@@ -1091,7 +1082,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             else gather_tagged<true>(ex + (size_t)((s - 1) & 1) * slot, HID, hs, LDH, (epoch + (u32)s - 1u) & TAGMASK);
             __syncthreads();
 #if USE_MMA
-            dot_v2<KP, LDH, KX, LDX, false>(Rs, hs, nullptr, xs, red, redx, FRAGS);
+            dot_two_barrier<KP, LDH, KX, LDX, false>(Rs, hs, nullptr, xs, red, redx, FRAGS);
 #else
             DOT_H(Rs, hs, accR, ROWS, 0);
 #endif
@@ -1126,7 +1117,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                 break;
             }
 #if USE_MMA
-            dot_v2<KX, LDX, KX, LDX, false, WS_PLANE, XS_PLANE>(Ws, xs, nullptr, xs, redx, redx, FRAGS_X);
+            dot_two_barrier<KX, LDX, KX, LDX, false, WS_PLANE, XS_PLANE>(Ws, xs, nullptr, xs, redx, redx, FRAGS_X);
 #else
             DOT_X(Ws, xs, accX, ROWS, 0);
 #endif
@@ -1189,7 +1180,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                 gather(in_ex + (size_t)s * slot, 0, xs, LDX, epoch);
                 __syncthreads();
 #if USE_MMA
-                dot_v2<KX, LDX, KX, LDX, false, WS_PLANE, XS_PLANE>(Ws, xs, nullptr, xs, redx, redx, FRAGS_X);
+                dot_two_barrier<KX, LDX, KX, LDX, false, WS_PLANE, XS_PLANE>(Ws, xs, nullptr, xs, redx, redx, FRAGS_X);
 #else
                 DOT_X(Ws, xs, accX, ROWS, 0);
 #endif
@@ -1213,8 +1204,8 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
             }
             __syncthreads();
 #if USE_MMA
-            if (fused && !split) dot_v2<KP, LDH, KX, LDX, true>(Rs, hs, Ws, xs, red, redx, FRAGS);
-            else dot_v2<KP, LDH, KX, LDX, false>(Rs, hs, nullptr, xs, red, redx, FRAGS);
+            if (fused && !split) dot_two_barrier<KP, LDH, KX, LDX, true>(Rs, hs, Ws, xs, red, redx, FRAGS);
+            else dot_two_barrier<KP, LDH, KX, LDX, false>(Rs, hs, nullptr, xs, red, redx, FRAGS);
 #else
             DOT_H(Rs, hs, accR, ROWS, 0);
             if (fused && !split) DOT_X(Ws, xs, accX, ROWS, 0);
@@ -1247,7 +1238,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #undef FRAGS_X
 #undef PEEP
     }
-#elif STEP_V3
+#elif STEP_LARGE_BATCH
     // Large batch (> 8 rows): the two-barrier step with all batch rows staged at once.
     // The exchange moves plain staged values instead of tagged words: a step slot holds
     // h as [BATCH][HID] in the staging type, then one flag per producer CTA. A producer
@@ -1326,11 +1317,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                 const int gi = threadIdx.x + p * NTHR, b = gi / UPC, u = gi - b * UPC;
 #pragma unroll
                 for (int q = 0; q < NG; ++q) xg[p][q] = 0.0f;
-#ifdef PROBE_NO_XG  // timing probe only: results are wrong
-                if (false) {
-#else
                 if (!fused && gi < NPAIR && u < nu && s < s_len[b]) {
-#endif
                     const int tt = reverse ? s_len[b] - 1 - s : s;
                     const io_t* px = xp + ((size_t)tt * BATCH + b) * xp_stride + j0 + u;
 #pragma unroll
@@ -1338,7 +1325,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                 }
             }
             // One phase of a step: wait for the producers' flags of the wanted inputs, copy
-            // their rows in groups of V3_GT n-tiles (one cp.async group each, so the
+            // their rows in groups of GROUP_TILES n-tiles (one cp.async group each, so the
             // products of the first tiles run while later tiles are still in flight), and
             // run the products: R (own h) and/or X (the layer below's h or x).
             auto phase = [&](bool own_in, bool below_in, bool do_r, bool do_x) {
@@ -1347,36 +1334,28 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                     const u32* f = nullptr;
                     if (own_in && t < ncta) f = flags(own) + t;
                     else if (below_in && t >= ncta && t < 2 * ncta) f = flags(below) + (t - ncta);
-#ifndef PROBE_NO_SPIN  // timing probe only: results are wrong
                     if (f) {
                         u32 v;
                         do {
                             asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(f) : "memory");
                         } while (v != epoch);
                     }
-#else
-                    (void)f;
-#endif
                 }
                 __syncthreads();
                 constexpr int CH = HID * (int)sizeof(stage_t) / 16;  // 16-byte chunks per row
                 constexpr int EPC = 16 / (int)sizeof(stage_t);       // staged values per chunk
-#ifdef PROBE_NO_COPY  // timing probe only: results are wrong
-                const bool cp_own = false, cp_below = false;
-#else
                 const bool cp_own = own_in, cp_below = below_in;
-#endif
                 // Copy group gq into its slot (gq itself unless the staging is a ring).
                 auto fill = [&](int gq) {
-                    const int r0 = gq * 8 * V3_GT, rows = min(8 * V3_GT, BATCH - r0), n = rows * CH;
-                    stage_t* hslot = hs + (size_t)(gq % V3_NSLOT) * 8 * V3_GT * LDH;
+                    const int r0 = gq * 8 * GROUP_TILES, rows = min(8 * GROUP_TILES, BATCH - r0), n = rows * CH;
+                    stage_t* hslot = hs + (size_t)(gq % STAGE_SLOTS) * 8 * GROUP_TILES * LDH;
                     if (cp_own)
                         for (int i = threadIdx.x; i < n * WPLANES; i += NTHR) {
                             const int pl = WPLANES > 1 ? i / n : 0, e = i - pl * n, r = e / CH, c = e % CH;  // plane, row, chunk
                             cp_async16(hslot + pl * HS_PLANE + r * LDH + c * EPC,
                                        reinterpret_cast<const char*>(own) + pl * (size_t)BATCH * CH * 16 + ((size_t)(r0 + r) * CH + c) * 16);
                         }
-                    else if (V3_RING && do_r)  // step 0 of a ring: the initial state, group by group
+                    else if (STAGE_RING && do_r)  // step 0 of a ring: the initial state, group by group
                         for (int i = threadIdx.x; i < rows * HID; i += NTHR) {
                             const int r = i / HID, k = i - r * HID;
                             stage_hl(hslot + r * LDH + k, h0 ? io_load(h0 + (size_t)(r0 + r) * HID + k) : 0.0f);
@@ -1390,37 +1369,37 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                     asm volatile("cp.async.commit_group;" ::: "memory");
                 };
 #pragma unroll
-                for (int gq = 0; gq < V3_NSLOT; ++gq) fill(gq);
+                for (int gq = 0; gq < STAGE_SLOTS; ++gq) fill(gq);
 #pragma unroll
-                for (int gq = 0; gq < V3_NGRP; ++gq) {
-                    // groups committed so far: the first V3_NSLOT plus one refill per earlier group
-                    cp_async_wait_pending(min(V3_NGRP, V3_NSLOT + gq) - 1 - gq);
+                for (int gq = 0; gq < NGROUPS; ++gq) {
+                    // groups committed so far: the first STAGE_SLOTS plus one refill per earlier group
+                    cp_async_wait_pending(min(NGROUPS, STAGE_SLOTS + gq) - 1 - gq);
                     __syncthreads();  // every thread's copies of this group have landed
-                    const stage_t* hg = hs + (size_t)(gq % V3_NSLOT) * 8 * V3_GT * LDH;
+                    const stage_t* hg = hs + (size_t)(gq % STAGE_SLOTS) * 8 * GROUP_TILES * LDH;
 #pragma unroll NT_UNROLL
-                    for (int nt = gq * V3_GT; nt < min((gq + 1) * V3_GT, NBT); ++nt) {
-                        const stage_t* hv = hg + (nt - gq * V3_GT) * 8 * LDH;
+                    for (int nt = gq * GROUP_TILES; nt < min((gq + 1) * GROUP_TILES, NBT); ++nt) {
+                        const stage_t* hv = hg + (nt - gq * GROUP_TILES) * 8 * LDH;
                         if (do_r && do_x)
-                            dot_v2<KP, LDH, KX, LDX, true>(Rs, hv, Ws, xs + nt * 8 * LDX,
+                            dot_two_barrier<KP, LDH, KX, LDX, true>(Rs, hv, Ws, xs + nt * 8 * LDX,
                                                            red + nt * RSTRIDE, redx + nt * RSTRIDE, fragR, fragX, fragRl,
                                                            fragXl);
                         else if (do_r)
-                            dot_v2<KP, LDH, KX, LDX, false>(Rs, hv, nullptr, xs, red + nt * RSTRIDE,
+                            dot_two_barrier<KP, LDH, KX, LDX, false>(Rs, hv, nullptr, xs, red + nt * RSTRIDE,
                                                             redx + nt * RSTRIDE, fragR, fragX, fragRl);
                         else if (do_x)
-                            dot_v2<KX, LDX, KX, LDX, false, WS_PLANE, XS_PLANE>(Ws, xs + nt * 8 * LDX, nullptr, xs,
+                            dot_two_barrier<KX, LDX, KX, LDX, false, WS_PLANE, XS_PLANE>(Ws, xs + nt * 8 * LDX, nullptr, xs,
                                                                                 redx + nt * RSTRIDE, redx + nt * RSTRIDE,
                                                                                 fragX, fragX, fragXl);
                     }
-                    if (V3_RING && gq + V3_NSLOT < V3_NGRP) {
+                    if (STAGE_RING && gq + STAGE_SLOTS < NGROUPS) {
                         __syncthreads();  // every warp is done with this slot
-                        fill(gq + V3_NSLOT);
+                        fill(gq + STAGE_SLOTS);
                     }
                 }
             };
-            if (s == 0 && !V3_RING) load_init(h0, 0, hs);
+            if (s == 0 && !STAGE_RING) load_init(h0, 0, hs);
             if (xin_g) load_x(xin_g, xin_k, s, reverse, s_len, 0, xs);
-#ifndef V3_NOSPLIT
+#ifndef LARGE_BATCH_NOSPLIT
             if (want_below) {
                 // Deeper wavefront layer: the layer below runs ahead (it has no input product
                 // in the kernel), so its h_s is usually there first; its input product goes
@@ -1435,11 +1414,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #pragma unroll
             for (int p = 0; p < PPT; ++p) {
                 const int gi = threadIdx.x + p * NTHR, b = gi / UPC, u = gi - b * UPC;
-#ifdef PROBE_NO_GATES  // timing probe only: results are wrong
-                if (false) {
-#else
                 if (gi < NPAIR && u < nu) {
-#endif
                     const int len = s_len[b];
                     const bool active = s < len;
                     const int tt = active ? (reverse ? len - 1 - s : s) : s;
@@ -1453,9 +1428,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                     hreg[p] = cell_update(xv, rv, hreg[p], creg[p], active, 0.0f, 0.0f, 0.0f, clip);
 #endif
                     stage_hl(out + (size_t)b * HID + j, hreg[p], (size_t)BATCH * HID);
-#ifndef PROBE_NO_Y  // timing probe only: results are wrong
                     if (y) y_store(y + (size_t)tt * y_ts + b * y_bs + j, active ? hreg[p] : 0.0f);
-#endif
                     if (s == T - 1) {
                         if (hn) o_store(hn + b * s_bs + j, hreg[p]);
 #if CELL == 0
@@ -1465,11 +1438,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                 }
             }
             __syncthreads();  // every value of this CTA written before its flag goes out
-#ifdef PROBE_NO_FLAG  // timing probe only: results are wrong
-            if (false) {
-#else
             if (threadIdx.x == 0) {
-#endif
                 u32* f = const_cast<u32*>(flags(ex + (size_t)s * slot)) + cta;
                 asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(f), "r"(epoch) : "memory");
             }
@@ -1583,7 +1552,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         // accX/accR/hown are rewritten next step; the gather's __syncthreads orders them.
         __syncthreads();
     }
-#endif  // STEP_V2
+#endif  // STEP_TWO_BARRIER
 
     // The last CTA to finish moves the epoch on for the next launch.
     if (threadIdx.x == 0) {
