@@ -502,3 +502,23 @@ def test_problem_records_the_largest_weight_row_norm():
              for n_in, scale in ((5, 0.1), (4, 0.7))]
     want = max(float(np.linalg.norm(m, axis=1).max()) for s in specs for w in s.weights for m in (w.W, w.R))
     assert want > 0.7 and problem_for(specs, 2, 3, "float32").row_norm == pytest.approx(want)
+
+
+def test_build_options_come_from_the_environment_once(monkeypatch):
+    """CudaOptions.from_env() maps every TF2RT_CUDA_* switch; a plan given options ignores
+    the environment (the runner reads it once, when it is created)."""
+    from tf2rt.backends.cuda.options import CudaOptions
+
+    for name in ("STEP", "WREG", "WPART", "BF16X3", "TF32X3", "GEMV", "XPROJ"):
+        monkeypatch.delenv(f"TF2RT_CUDA_{name}", raising=False)
+    assert CudaOptions.from_env() == CudaOptions()
+    env = {"TF2RT_CUDA_STEP": "1", "TF2RT_CUDA_WREG": "0", "TF2RT_CUDA_WPART": "1", "TF2RT_CUDA_BF16X3": "0",
+           "TF2RT_CUDA_TF32X3": "1", "TF2RT_CUDA_GEMV": "0", "TF2RT_CUDA_XPROJ": "plain"}
+    assert CudaOptions.from_env(env) == CudaOptions(step="1", wreg=False, wpart="1", bf16x3="0", tf32x3="1",
+                                                     gemv=False, xproj="plain")
+    prob = RnnProblem("lstm", 512, 512, 1, 100, layers=2, dtype="float16")
+    default = make_plan(prob, H100).kernel
+    monkeypatch.setenv("TF2RT_CUDA_STEP", "1")
+    assert not make_plan(prob, H100).kernel.two_barrier  # no options: the environment now
+    assert make_plan(prob, H100, options=CudaOptions()).kernel == default  # options win
+    assert make_plan(prob, H100, options=CudaOptions(step="1")).kernel == make_plan(prob, H100).kernel

@@ -27,6 +27,7 @@ import numpy as np
 from ...errors import Tf2rtError, UnsupportedError
 from .. import Runner
 from .cudagraph import CapturedCall
+from .options import CudaOptions
 
 
 def available() -> bool:
@@ -69,7 +70,8 @@ class CudaRunner(Runner):
     backend = "cuda"
 
     def __init__(self, engine: Any, graph: bool = True, prefer: str | None = None, autotune: bool = True,
-                 timeout_s: float | None = 60.0, rnn_precision: str | None = None) -> None:
+                 timeout_s: float | None = 60.0, rnn_precision: str | None = None,
+                 build_options: CudaOptions | None = None) -> None:
         super().__init__(engine)
         import torch
 
@@ -90,10 +92,13 @@ class CudaRunner(Runner):
         # with large weights 0.04-0.05 off where float32 stays within 2e-2).
         self.rnn_precision = rnn_precision
         self.timeout_s = timeout_s
+        # Kernel-form switches: the TF2RT_CUDA_* variables as they are now, read once.
+        self.build_options = CudaOptions.from_env() if build_options is None else build_options
         self.torch = torch
         self.limits = device_limits()
         rnn_dtype = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}.get(rnn_precision or "")
-        self.executor = GraphExecutor(engine.onnx, self.limits, prefer=prefer, rnn_dtype=rnn_dtype)
+        self.executor = GraphExecutor(engine.onnx, self.limits, prefer=prefer, rnn_dtype=rnn_dtype,
+                                      options=self.build_options)
         self.use_graph, self.autotune, self.prefer = graph, autotune and prefer is None, prefer
         self._state: dict[tuple, dict] = {}  # input shapes -> static buffers and graph
         self.providers = ["cuda"]
@@ -144,7 +149,8 @@ class CudaRunner(Runner):
             options = {}
             for engine in engines:
                 try:
-                    stack, p = make_stack(chain.specs, B, T, dtype, self.limits, prefer=engine)
+                    stack, p = make_stack(chain.specs, B, T, dtype, self.limits, prefer=engine,
+                                          options=self.build_options)
                 except Tf2rtError:
                     continue
                 if p.engine != engine:
@@ -229,7 +235,7 @@ class CudaRunner(Runner):
         if not 0 <= stack < len(chains):
             raise Tf2rtError(f"stack must be in [0, {len(chains)}), got {stack}")
         dtype = {"fp16": "float16", "bf16": "bfloat16"}.get(self.rnn_precision or self.engine.precision, "float32")
-        return StreamSession(chains[stack].specs, batch, dtype, self.limits, timeout_s)
+        return StreamSession(chains[stack].specs, batch, dtype, self.limits, timeout_s, self.build_options)
 
     def floor_us(self) -> float:
         """Sum of the hardware-floor estimates of the persistent stacks (docs/cuda.md)."""

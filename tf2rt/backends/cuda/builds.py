@@ -3,48 +3,32 @@ weight fragments live (kernel_config and the rules it applies)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 
 from .device_limits import DeviceLimits
 from .kernel_config import GROUP_TILES, MAX_GATHER_WORDS, STATIC_SMEM_RESERVE, THREADS, KernelConfig
+from .options import BF16X3_ENV, STEP_ENV, TF32_ENV, WPART_ENV, WREG_ENV, CudaOptions, resolve  # noqa: F401
 from .packing import cta_count, round_up
 from .problem import DTYPE_CODE, RnnProblem
 
 #: Up to this many steps the first layer's input projection runs inside the kernel: for a
 #: short sequence the projection GEMM's own launch costs more than the in-kernel products.
 FUSE_INPUT_MAX_T = 4
-#: Environment switch for the step loop: "1" keeps the original step (a barrier around
-#: every phase) everywhere; "2" turns the large-batch step off only; otherwise the
-#: large-batch step where it is preferred (large_batch_preferred) and applies, else the
-#: two-barrier step where it applies (two_barrier_default).
-STEP_ENV = "TF2RT_CUDA_STEP"
 #: Registers per thread the two-barrier step may spend on weight fragments (WREG); beyond
 #: this, or at batches whose step state already needs many registers, the fragments stay
 #: in shared memory (ptxas reports no spills for the shapes inside these bounds).
 WREG_MAX_REGS = 64
 WREG_MAX_BATCH = 4
-#: Environment switch: "0" keeps the weight fragments in shared memory everywhere.
-WREG_ENV = "TF2RT_CUDA_WREG"
 #: fp32 large-batch builds without in-kernel input products run their products as three
-#: bf16 passes (BF16X3) instead of three TF32 passes; BF16X3_ENV "1"/"0" overrides. H200,
+#: bf16 passes (BF16X3) instead of three TF32 passes; options.bf16x3 "1"/"0" overrides. H200,
 #: 2-layer, T=100 (cuda_rnn_kbf16x3_h200.md): LSTM H=1024 batch 64 4847 -> 3558 us, batch
 #: 16 1737 -> 1615 us, H=512 batch 64 1828 -> 1677 us; outputs within 9e-6 of cuDNN.
 BF16X3_DEFAULT = True
-BF16X3_ENV = "TF2RT_CUDA_BF16X3"
-#: Environment switch for split fragments (WPART): "0" leaves them out (large-batch builds
-#: whose weights fit neither registers nor, next to all staged rows, shared memory alone
-#: then take the original step or cuDNN; fp32 two-barrier builds keep all fragments in
-#: shared memory); "1" also uses them in large-batch builds where shared-memory weights
-#: would fit.
-WPART_ENV = "TF2RT_CUDA_WPART"
 #: fp32 products run on tensor cores as three TF32 passes (TF32X3) from this batch on. An
 #: m16n8k8 step costs the same for 1 to 8 batch columns, CUDA-core products grow with the
 #: batch. On an H200 (2-layer LSTM, T=100) the CUDA cores win at batch 1 (H=512: 306 vs
 #: 329 us), the tensor cores at batch 4 (418 vs 488 us) and 8 (450 vs 790 us).
 TF32_MIN_BATCH = 4
-#: Environment switch: "0" keeps fp32 products on CUDA cores, "1" uses TF32X3 at every batch.
-TF32_ENV = "TF2RT_CUDA_TF32X3"
 #: TF32X3 builds pack two fp32 h per exchange word (PACKF) where a CTA gathers at least
 #: this many h values a step. Measured on an H200 (2-layer, T=100, packed vs not): LSTM
 #: H=512 batch 8 (8192 values: own h + the layer below's) 450 vs 556 us, H=1024 batch 8
@@ -71,14 +55,15 @@ def choose_upc(hidden: int, groups: int, sm_count: int) -> int:
     return upc
 
 
-def large_batch_applies(cfg: KernelConfig, problem: RnnProblem) -> bool:
+def large_batch_applies(cfg: KernelConfig, problem: RnnProblem, options: CudaOptions | None = None) -> bool:
     """Whether the large-batch step can run this shape (tensor cores, one batch chunk; the
     caller checks that it fits shared memory)."""
     lbr0 = problem.cell == "gru" and not problem.linear_before_reset
-    return large_batch_config(cfg, problem).mma and problem.batch > 1 and not lbr0 and problem.hidden % 8 == 0
+    return large_batch_config(cfg, problem, options=options).mma and problem.batch > 1 and not lbr0 and problem.hidden % 8 == 0
 
 
-def large_batch_config(cfg: KernelConfig, problem: RnnProblem, smem_limit: int | None = None) -> KernelConfig:
+def large_batch_config(cfg: KernelConfig, problem: RnnProblem, smem_limit: int | None = None,
+                       options: CudaOptions | None = None) -> KernelConfig:
     """`cfg` as a large-batch step build: all rows in one chunk, fp32 products as three TF32
     passes (the step has no CUDA-core form), weight fragments in registers where they fit
     (one row tile per warp, at most WREG_MAX_REGS registers), else in shared memory.
@@ -87,14 +72,16 @@ def large_batch_config(cfg: KernelConfig, problem: RnnProblem, smem_limit: int |
     row (fp32 H=1024 above batch 16) and the build has no in-kernel input product, the
     first K steps of every warp keep their fragments in registers (WPART) and, if still
     needed, the rows go through a ring of copy groups (RING_SLOTS)."""
-    c3 = replace(cfg, large_batch=True, wreg=True, bch=problem.batch, tf32=cfg.wtype == 0 and tf32_applies(problem))
-    if c3.tf32 and bf16x3_applies(c3, problem):
+    options = resolve(options)
+    tf32 = cfg.wtype == 0 and tf32_applies(problem, options)
+    c3 = replace(cfg, large_batch=True, wreg=True, bch=problem.batch, tf32=tf32)
+    if c3.tf32 and bf16x3_applies(c3, problem, options):
         c3 = replace(c3, tf32=False, bf16x3=True)
     fits = c3.rows_padded // 16 <= c3.threads // 32 and c3.frag_regs <= WREG_MAX_REGS
     if fits:
         return c3
     c3 = replace(c3, wreg=False)
-    env = os.environ.get(WPART_ENV, "")
+    env = options.wpart
     fit = lambda c: smem_limit is None or c.smem_bytes + STATIC_SMEM_RESERVE <= smem_limit  # noqa: E731
     one_tile = c3.rows_padded // 16 <= c3.threads // 32
     if env == "0" or c3.fused or not c3.mma or not one_tile or (c3.kp // c3.kstep) % c3.ksplit or (fit(c3) and env != "1"):
@@ -109,12 +96,12 @@ def large_batch_config(cfg: KernelConfig, problem: RnnProblem, smem_limit: int |
     return cp
 
 
-def bf16x3_applies(cfg: KernelConfig, problem: RnnProblem) -> bool:
+def bf16x3_applies(cfg: KernelConfig, problem: RnnProblem, options: CudaOptions | None = None) -> bool:
     """Whether an fp32 large-batch or two-barrier build runs its products as three bf16
     passes (BF16X3) instead of three TF32 passes: large-batch builds, two-barrier builds
     without in-kernel input products, whose weights are small enough (BF16X3_MAX_ROW_NORM),
-    where the environment switch allows it."""
-    env = os.environ.get(BF16X3_ENV, "")
+    where options.bf16x3 allows it."""
+    env = resolve(options).bf16x3
     return (cfg.wtype == 0 and (cfg.large_batch or not cfg.fused)
             and (env == "1" or (BF16X3_DEFAULT and env != "0" and problem.bf16_ok)))
 
@@ -135,17 +122,17 @@ def two_barrier_applies(problem: RnnProblem, upc: int, bch: int, threads: int = 
     return problem.batch <= 8 and bch == problem.batch and upc * problem.batch <= threads and not lbr0
 
 
-def two_barrier_default(problem: RnnProblem, upc: int, bch: int) -> bool:
+def two_barrier_default(problem: RnnProblem, upc: int, bch: int, options: CudaOptions | None = None) -> bool:
     """Whether kernel_config picks the two-barrier step: every shape it applies to (fp32
     keeps IEEE division in the gates, fp16/bf16 use the approximate one)."""
-    if os.environ.get(STEP_ENV, "") == "1":
+    if resolve(options).step == "1":
         return False
     return two_barrier_applies(problem, upc, bch)
 
 
-def tf32_applies(problem: RnnProblem) -> bool:
+def tf32_applies(problem: RnnProblem, options: CudaOptions | None = None) -> bool:
     """Whether fp32 products of the two-barrier step run as three TF32 passes (TF32X3)."""
-    env = os.environ.get(TF32_ENV, "")
+    env = resolve(options).tf32x3
     return problem.dtype == "float32" and env != "0" and (env == "1" or problem.batch >= TF32_MIN_BATCH)
 
 
@@ -160,11 +147,12 @@ def wreg_applies(cfg: KernelConfig) -> bool:
 
 
 def kernel_config(problem: RnnProblem, groups: int, wavefront: bool, device: DeviceLimits,
-                  allow_fuse_input: bool = True) -> KernelConfig:
+                  allow_fuse_input: bool = True, options: CudaOptions | None = None) -> KernelConfig:
     """Tiling for `groups` layer-directions of `problem` sharing one launch."""
+    options = resolve(options)
     upc = choose_upc(problem.hidden, groups, device.sm_count)
     bch = batch_chunk(problem)
-    use_two_barrier = two_barrier_default(problem, upc, bch)
+    use_two_barrier = two_barrier_default(problem, upc, bch, options)
     # The first layer projects x inside the kernel only for short sequences (saves the
     # GEMM's launch). For long ones the GEMM wins even in a wavefront: a first layer with
     # in-kernel input products is as slow per step as the deeper ones, so it no longer
@@ -186,16 +174,16 @@ def kernel_config(problem: RnnProblem, groups: int, wavefront: bool, device: Dev
         kx=round_up(kx, 8) if kx else 0,
         fuse_input=fuse_input,
     )
-    use_large_batch = (os.environ.get(STEP_ENV, "") not in ("1", "2") and large_batch_preferred(problem)
-                       and large_batch_applies(cfg, problem))
+    use_large_batch = (options.step not in ("1", "2") and large_batch_preferred(problem)
+                       and large_batch_applies(cfg, problem, options))
     if use_large_batch:
-        c3 = large_batch_config(cfg, problem, device.smem_per_block)
+        c3 = large_batch_config(cfg, problem, device.smem_per_block, options)
         if c3.smem_bytes + STATIC_SMEM_RESERVE <= device.smem_per_block:
             return c3
     if use_two_barrier:
         c2 = replace(cfg, two_barrier=True, split_x=wavefront and groups > 1)
-        wreg_ok = lambda c: os.environ.get(WREG_ENV, "") != "0" and wreg_applies(c)  # noqa: E731
-        if tf32_applies(problem):
+        wreg_ok = lambda c: options.wreg and wreg_applies(c)  # noqa: E731
+        if tf32_applies(problem, options):
             gathered = problem.batch * problem.hidden * (2 if wavefront and groups > 1 else 1)
             c2 = replace(c2, tf32=True, packf=gathered >= PACKF_MIN_VALUES)
             # fp32 products as three bf16 passes where the fragments would stay in shared
@@ -205,9 +193,9 @@ def kernel_config(problem: RnnProblem, groups: int, wavefront: bool, device: Dev
             # (TF32X3) -> 961 (BF16X3) -> 910 (+WPART), GRU 989 -> 968 -> 928; batch 4 LSTM
             # 891 -> 939 -> 870, GRU 838 -> 883 -> 830.
             cb = replace(c2, tf32=False, bf16x3=True)
-            if os.environ.get(WPART_ENV, "") != "0" and cb.nit_r > 1 and (cb.kp // cb.kstep) % cb.ksplit == 0:
+            if options.wpart != "0" and cb.nit_r > 1 and (cb.kp // cb.kstep) % cb.ksplit == 0:
                 cb = replace(cb, wpart=min(WREG_MAX_REGS // 8, cb.nit_r - 1))
-            if bf16x3_applies(c2, problem) and not wreg_ok(c2) and cb.smem_bytes + STATIC_SMEM_RESERVE <= device.smem_per_block:
+            if bf16x3_applies(c2, problem, options) and not wreg_ok(c2) and cb.smem_bytes + STATIC_SMEM_RESERVE <= device.smem_per_block:
                 return cb
         if c2.smem_bytes + STATIC_SMEM_RESERVE <= device.smem_per_block:
             if wreg_ok(c2):

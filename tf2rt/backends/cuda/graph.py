@@ -17,6 +17,7 @@ import numpy as np
 
 from ...errors import UnsupportedError
 from .ops import OPS
+from .options import CudaOptions, resolve
 from .plan import DeviceLimits
 from .rnn import OP_CELL, RnnNodeSpec, chainable, make_stack, node_spec
 from .views import VIEW_OPS, Lazy, _holds, adjacent_concat, cast, materialize, output_target
@@ -55,14 +56,16 @@ class GraphExecutor:
     """A prepared ONNX graph for the cuda backend. Call with device tensors."""
 
     def __init__(self, model: Any, limits: DeviceLimits, prefer: str | None = None, device: Any = "cuda",
-                 rnn_dtype: str | None = None) -> None:
+                 rnn_dtype: str | None = None, options: CudaOptions | None = None) -> None:
         """rnn_dtype: "float32" | "float16" | "bfloat16" to run every recurrent stack in that
         type (inputs and states cast in, outputs cast back to the graph's type), or None for
-        the type of the recurrent node's input."""
+        the type of the recurrent node's input. options: build options of every stack (None:
+        from the environment, read now)."""
         import torch
         from onnx import numpy_helper
 
         self.limits, self.prefer = limits, prefer
+        self.options = resolve(options)
         self.rnn_dtype = None if rnn_dtype is None else getattr(torch, rnn_dtype)
         self.device = torch.device(device)
         g = model.graph
@@ -237,7 +240,8 @@ class GraphExecutor:
         if chain.stack is None or chain.stack_key != (T, B, str(run_dt)):
             dtype = {torch.float16: "float16", torch.bfloat16: "bfloat16"}.get(run_dt, "float32")
             chain.stack, chain.plan = make_stack(chain.specs, B, T, dtype, self.limits, prefer=self.prefer,
-                                                 has_seq_lens=seq is not None, torch_device=self.device)
+                                                 has_seq_lens=seq is not None, torch_device=self.device,
+                                                 options=self.options)
             chain.has_seq_lens = seq is not None
             chain.stack_key = (T, B, str(run_dt))
             chain.targets = {}

@@ -21,6 +21,7 @@ from ...errors import ShapeError, UnsupportedError
 from .packing import (KERNEL_ORDER, DirectionWeights, pack_rows, round_tf32_pair, split_bf16_bits, to_bf16_bits,
                       to_mma_fragments)
 from .plan import DeviceLimits, KernelConfig, Plan, RnnProblem
+from .options import CudaOptions
 from .projection import Projection, projection_mode
 
 NDESC = 24
@@ -148,7 +149,8 @@ class PersistentStack:
     """
 
     def __init__(self, problem: RnnProblem, plan: Plan, layers: Sequence[Sequence[DirectionWeights]],
-                 device: Any = None, probe: tuple[str, ...] = (), source: str | None = None) -> None:
+                 device: Any = None, probe: tuple[str, ...] = (), source: str | None = None,
+                 options: CudaOptions | None = None) -> None:
         import torch
 
         if plan.engine != "persistent" or plan.kernel is None:
@@ -196,7 +198,7 @@ class PersistentStack:
         for layer, dirs in enumerate(layers):
             gemm = (layer == 0 and not cfg.fuse_input) or (layer > 0 and not self.wavefront)
             W = np.concatenate([w.W for w in dirs], 0)
-            mode = projection_mode(p.dtype, T * B, W.shape[1], W.shape[0], p.bf16_ok)
+            mode = projection_mode(p.dtype, T * B, W.shape[1], W.shape[0], p.bf16_ok, options)
             self.proj.append(Projection(W, np.concatenate([w.Wb for w in dirs], 0), self.dt, T * B, self.dev, mode)
                              if gemm else None)
         # In-kernel input weights: first layer (short sequences), deeper wavefront layers.

@@ -20,14 +20,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 # The planner's public names live in small modules; importers take them from here.
-from .builds import (BF16X3_DEFAULT, BF16X3_ENV, FUSE_INPUT_MAX_T, PACKF_MIN_VALUES, STEP_ENV, TF32_ENV,  # noqa: F401
-                     TF32_MIN_BATCH, WPART_ENV, WREG_ENV, WREG_MAX_BATCH, WREG_MAX_REGS, batch_chunk, bf16x3_applies,
+from .builds import (BF16X3_DEFAULT, FUSE_INPUT_MAX_T, PACKF_MIN_VALUES, TF32_MIN_BATCH,  # noqa: F401
+                     WREG_MAX_BATCH, WREG_MAX_REGS, batch_chunk, bf16x3_applies,
                      choose_upc, kernel_config, large_batch_applies, large_batch_config, large_batch_preferred,
                      tf32_applies, two_barrier_applies, two_barrier_default, wreg_applies)
 from .cost_model import floor_parts, floor_us, full_floor_us, projection_us, weight_read_us  # noqa: F401
 from .crossover import CROSSOVER, STEP_MIN_BATCH, crossover_batch  # noqa: F401
 from .device_limits import DeviceLimits  # noqa: F401
 from .kernel_config import GROUP_TILES, MAX_GATHER_WORDS, STATIC_SMEM_RESERVE, THREADS, KernelConfig  # noqa: F401
+from .options import BF16X3_ENV, STEP_ENV, TF32_ENV, WPART_ENV, WREG_ENV, CudaOptions, resolve  # noqa: F401
 from .packing import GATES_PER_CELL
 from .problem import BF16X3_MAX_ROW_NORM, CELL_CODE, DTYPE_BYTES, DTYPE_CODE, RnnProblem  # noqa: F401
 
@@ -81,13 +82,16 @@ def step_applies(problem: RnnProblem) -> str | None:
     return None
 
 
-def make_plan(problem: RnnProblem, device: DeviceLimits | None = None, prefer: str | None = None) -> Plan:
+def make_plan(problem: RnnProblem, device: DeviceLimits | None = None, prefer: str | None = None,
+              options: CudaOptions | None = None) -> Plan:
     """Choose how to run `problem`; `prefer` ("persistent" | "cudnn" | "step") overrides
-    the table ("step" only where the single-step stack applies)."""
+    the table ("step" only where the single-step stack applies); `options`: the runner's
+    build options (None: from the environment now)."""
     device = device or DeviceLimits()
+    options = resolve(options)
     p = problem
     if prefer in ("step", None) and step_applies(p) is None and device.compute_capability >= (7, 0):
-        base = make_plan(p, device, prefer="persistent")  # the shape's floor
+        base = make_plan(p, device, prefer="persistent", options=options)  # the shape's floor
         floors = dict(floor_us=base.floor_us, full_floor_us=base.full_floor_us, steps=1)
         if prefer == "step":
             return Plan("step", "requested", **floors)
@@ -112,9 +116,9 @@ def make_plan(problem: RnnProblem, device: DeviceLimits | None = None, prefer: s
     candidates = []
     for fuse in (True, False):  # in-kernel first-layer projection when short; else a GEMM
         if p.directions == 1 and p.layers > 1 and not p.reverse:
-            cfg = kernel_config(p, p.layers, True, device, fuse)
+            cfg = kernel_config(p, p.layers, True, device, fuse, options)
             candidates.append(("wavefront", cfg, p.seq_len + p.layers - 1))
-        cfg = kernel_config(p, p.directions, False, device, fuse)
+        cfg = kernel_config(p, p.directions, False, device, fuse, options)
         candidates.append(("layerwise", cfg, p.layers * p.seq_len))
     fitting = [c for c in candidates if c[1].smem_bytes + STATIC_SMEM_RESERVE <= device.smem_per_block]
     if not fitting:

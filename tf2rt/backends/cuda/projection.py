@@ -15,14 +15,14 @@ tf32x3 1.4e-5 (fp32 tolerance 1e-4).
 from __future__ import annotations
 
 import contextlib
-import os
 import warnings
 from typing import Any, Iterator
 
 import numpy as np
 
-#: Environment override of the fp32 projection's form: "plain", "tf32x3" or "bf16x3".
-XPROJ_ENV = "TF2RT_CUDA_XPROJ"
+from .options import XPROJ_ENV, CudaOptions, resolve
+
+#: The fp32 projection's forms (options.xproj, XPROJ_ENV, forces one).
 XPROJ_MODES = ("plain", "tf32x3", "bf16x3")
 #: fp32 projections of at least XPROJ_MIN_ROWS rows use the split GEMM where they have at
 #: least XPROJ_MIN_FLOP (2 M K N) or a weight of at least XPROJ_MIN_KN values; below that
@@ -38,11 +38,12 @@ XPROJ_MIN_ROWS = 8
 XPROJ_DEFAULT = "bf16x3"
 
 
-def projection_mode(dtype: str, rows: int, k: int, n: int, bf16_ok: bool = True) -> str:
+def projection_mode(dtype: str, rows: int, k: int, n: int, bf16_ok: bool = True,
+                    options: CudaOptions | None = None) -> str:
     """How the projection of `rows` x `k` inputs onto `n` outputs runs for `dtype`;
     `bf16_ok`: whether the weights are small enough for bf16 parts (plan.BF16X3_MAX_ROW_NORM;
     else three TF32 passes)."""
-    env = os.environ.get(XPROJ_ENV, "")
+    env = resolve(options).xproj
     if env and env not in XPROJ_MODES:
         raise ValueError(f"{XPROJ_ENV}={env!r}: expected one of {', '.join(XPROJ_MODES)}")
     if dtype != "float32":

@@ -27,6 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ...errors import ShapeError, Tf2rtError, UnsupportedError
+from .options import CudaOptions, resolve
 from .plan import STATIC_SMEM_RESERVE, DeviceLimits, make_plan
 from .rnn import RnnNodeSpec, problem_for
 
@@ -49,7 +50,8 @@ class StreamSession:
     """
 
     def __init__(self, specs: Sequence[RnnNodeSpec], batch: int, dtype: str = "float32",
-                 limits: DeviceLimits | None = None, timeout_s: float = 5.0) -> None:
+                 limits: DeviceLimits | None = None, timeout_s: float = 5.0,
+                 options: CudaOptions | None = None) -> None:
         import torch
 
         from .persistent import PersistentStack, device_limits
@@ -60,7 +62,8 @@ class StreamSession:
         if problem.directions != 1 or problem.reverse:
             raise UnsupportedError("a streaming session runs forward, unidirectional stacks only "
                                    "(a reverse direction needs the whole sequence)")
-        plan = make_plan(problem, limits, prefer="persistent")
+        options = resolve(options)
+        plan = make_plan(problem, limits, prefer="persistent", options=options)
         if plan.engine != "persistent" or plan.kernel is None:
             raise UnsupportedError(f"a streaming session needs the persistent kernel, which cannot run this "
                                    f"stack: {plan.reason}")
@@ -75,7 +78,7 @@ class StreamSession:
         if cfg.smem_bytes + STATIC_SMEM_RESERVE > limits.smem_per_block:
             raise UnsupportedError("the streaming build does not fit in shared memory for this stack")
         self.problem = problem
-        self.stack = PersistentStack(problem, replace(plan, kernel=cfg), [s.weights for s in specs])
+        self.stack = PersistentStack(problem, replace(plan, kernel=cfg), [s.weights for s in specs], options=options)
         self.timeout_s = float(timeout_s)
         B, n_in, H = batch, problem.input_size, problem.hidden
         dev = self.stack.dev

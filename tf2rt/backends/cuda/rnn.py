@@ -9,6 +9,7 @@ import numpy as np
 
 from ...errors import UnsupportedError
 from .packing import DirectionWeights, split_onnx_weights
+from .options import CudaOptions, resolve
 from .plan import DeviceLimits, Plan, RnnProblem, make_plan
 
 OP_CELL = {"LSTM": "lstm", "GRU": "gru", "RNN": "rnn"}
@@ -105,34 +106,38 @@ def _activation_callables(spec: RnnNodeSpec) -> list[list[Any]]:
 
 
 def make_stack(specs: Sequence[RnnNodeSpec], batch: int, seq_len: int, dtype: str, limits: DeviceLimits,
-               prefer: str | None = None, has_seq_lens: bool = False, torch_device: Any = None) -> tuple[Any, Plan]:
+               prefer: str | None = None, has_seq_lens: bool = False, torch_device: Any = None,
+               options: CudaOptions | None = None) -> tuple[Any, Plan]:
     """Plan and build the object that runs `specs` (a chain of layers).
 
     prefer: "persistent" | "cudnn" | "torch" (step loop) | "step" (single-step stack, T=1
     only; other shapes get the planner's choice) | None (the planner's choice).
-    On a CPU torch device only the cuDNN-module (torch.nn) and step-loop forms exist."""
+    On a CPU torch device only the cuDNN-module (torch.nn) and step-loop forms exist.
+    options: the runner's build options (None: from the environment now)."""
     from .fallback import CudnnStack, LoopStack
     from .persistent import PersistentStack
     from .single_step import SingleStepStack
 
+    options = resolve(options)
     problem = problem_for(specs, batch, seq_len, dtype)
     if prefer == "torch":
         return LoopStack(problem, [s.weights for s in specs], _activation_callables(specs[0]),
                          device=torch_device), Plan("torch", "requested")
     on_cpu = torch_device is not None and str(torch_device).startswith("cpu")
-    plan = make_plan(problem, limits, prefer="cudnn" if on_cpu else prefer)
+    plan = make_plan(problem, limits, prefer="cudnn" if on_cpu else prefer, options=options)
     if on_cpu and plan.engine == "persistent":
         plan = Plan("torch", "the persistent kernel needs a GPU")
     layers = [s.weights for s in specs]
     if plan.engine == "cudnn" and has_seq_lens:
         # cuDNN in a CUDA graph cannot take per-sequence lengths: persistent kernel if it fits.
-        plan = Plan("torch", "per-sequence lengths") if on_cpu else make_plan(problem, limits, prefer="persistent")
+        plan = (Plan("torch", "per-sequence lengths") if on_cpu
+                else make_plan(problem, limits, prefer="persistent", options=options))
         if plan.engine != "persistent":
             plan = Plan("torch", "per-sequence lengths and weights too large for the persistent kernel")
     if plan.engine == "step":
-        return SingleStepStack(problem, layers, device=torch_device), plan
+        return SingleStepStack(problem, layers, device=torch_device, options=options), plan
     if plan.engine == "persistent":
-        return PersistentStack(problem, plan, layers, device=torch_device), plan
+        return PersistentStack(problem, plan, layers, device=torch_device, options=options), plan
     if plan.engine == "cudnn":
         return CudnnStack(problem, layers, device=torch_device), plan
     if len({tuple(s.activations) for s in specs}) > 1:

@@ -18,7 +18,6 @@ Launches: one staging kernel, then per layer the GEMM and the gate kernel.
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -26,6 +25,7 @@ import numpy as np
 
 from ...errors import ShapeError, UnsupportedError
 from .packing import DirectionWeights, round_up
+from .options import CudaOptions, resolve
 from .persistent import gate_defines, kernel_source
 from .plan import RnnProblem, step_applies
 
@@ -38,7 +38,7 @@ SPLIT_MIN_BATCH = 8
 THREADS = 256
 #: Up to this batch a layer is one launch (kernels/single_step.cu, step_gemv): a warp per
 #: gate row reads the transposed stacked weight with 16-byte loads and the same block
-#: applies the cell; no GEMM, no staging kernel. TF2RT_CUDA_GEMV=0 keeps the GEMM form.
+#: applies the cell; no GEMM, no staging kernel. options.gemv=False (TF2RT_CUDA_GEMV=0) keeps the GEMM form.
 GEMV_MAX_BATCH = 4
 GEMV_SMEM = 48 * 1024  # the operand [batch, K] (fp32) a block stages
 
@@ -80,20 +80,20 @@ class StepLayout:
     rows: int  # A rows (batch, twice that when split)
 
 
-def step_layout(problem: RnnProblem) -> StepLayout:
+def step_layout(problem: RnnProblem, options: CudaOptions | None = None) -> StepLayout:
     p = problem
     D, H = p.directions, p.hidden
     split = p.dtype == "float32" and p.batch >= SPLIT_MIN_BATCH and p.bf16_ok
     k0, k1 = round_up(p.input_size + D * H, 8), round_up(2 * D * H, 8)
     gemv = (not split and p.batch <= GEMV_MAX_BATCH and p.batch * max(k0, k1) * 4 <= GEMV_SMEM
-            and os.environ.get("TF2RT_CUDA_GEMV", "1") != "0")
+            and resolve(options).gemv)
     return StepLayout(split=split, gemv=gemv, ncol=round_up(D * GATE_BLOCKS[p.cell] * H, 8), k0=k0, k1=k1,
                       rows=2 * p.batch if split else p.batch)
 
 
-def step_defines(problem: RnnProblem) -> dict[str, int]:
+def step_defines(problem: RnnProblem, options: CudaOptions | None = None) -> dict[str, int]:
     """The -D switches of kernels/single_step.cu for `problem`."""
-    p, lay = problem, step_layout(problem)
+    p, lay = problem, step_layout(problem, options)
     return dict(CELL=p.cell_code, IOTYPE={"float32": 0, "float16": 1, "bfloat16": 2}[p.dtype], BATCH=p.batch,
                 HID=p.hidden, DIRS=p.directions, LAYERS=p.layers, IN0=p.input_size, K0=lay.k0, K1=lay.k1,
                 GW=GATE_BLOCKS[p.cell], NCOL=lay.ncol, SPLIT=int(lay.split), PEEP=int(p.peepholes),
@@ -117,7 +117,8 @@ class SingleStepStack:
     PersistentStack: x [1, B, in], h0/c0 [L*D, B, H], seq_lens [B] -> (y [1, D, B, H],
     h_n, c_n or None), views of internal buffers valid until the next call)."""
 
-    def __init__(self, problem: RnnProblem, layers: Sequence[Sequence[DirectionWeights]], device: Any = None) -> None:
+    def __init__(self, problem: RnnProblem, layers: Sequence[Sequence[DirectionWeights]], device: Any = None,
+                 options: CudaOptions | None = None) -> None:
         import torch
 
         why = step_applies(problem)
@@ -129,7 +130,7 @@ class SingleStepStack:
             raise ShapeError(f"single-step stack: expected {L} layers x {D} directions of weights")
         self.dev = torch.device("cuda", torch.cuda.current_device()) if device is None else torch.device(device)
         self.dt = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[p.dtype]
-        lay = step_layout(p)
+        lay = step_layout(p, options)
         self.split, self.ncol, self.gemv = lay.split, lay.ncol, lay.gemv
         op = torch.bfloat16 if self.split else self.dt
         k0, k1, rows = lay.k0, lay.k1, lay.rows

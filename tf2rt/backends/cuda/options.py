@@ -1,0 +1,57 @@
+"""Build options of the cuda backend: which kernel forms the planner and the stacks may use.
+
+Each option has an environment variable (TF2RT_CUDA_*) that gives its default; the runner
+reads them once, when it is created (`CudaOptions.from_env()`), and hands the options down
+to planning and compilation. Functions called without options read the environment then.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+#: "1": the original step (a barrier around every phase) everywhere; "2": no large-batch
+#: step; otherwise the large-batch step where it is preferred and applies, else the
+#: two-barrier step where it applies.
+STEP_ENV = "TF2RT_CUDA_STEP"
+#: "0": weight fragments stay in shared memory everywhere (no WREG).
+WREG_ENV = "TF2RT_CUDA_WREG"
+#: Split fragments (WPART): "0" never; "1" also in large-batch builds where shared-memory
+#: weights would fit; otherwise where the weights fit nowhere else.
+WPART_ENV = "TF2RT_CUDA_WPART"
+#: fp32 products as three bf16 passes (BF16X3): "1" forces them, "0" keeps three TF32 passes.
+BF16X3_ENV = "TF2RT_CUDA_BF16X3"
+#: fp32 products of the two-barrier step: "0" on CUDA cores, "1" as TF32X3 at every batch.
+TF32_ENV = "TF2RT_CUDA_TF32X3"
+#: "0": the single-step stack's small batches keep the GEMM form (no one-launch GEMV layer).
+GEMV_ENV = "TF2RT_CUDA_GEMV"
+#: fp32 input-projection GEMMs: "plain", "tf32x3" or "bf16x3" forces that form.
+XPROJ_ENV = "TF2RT_CUDA_XPROJ"
+
+
+@dataclass(frozen=True)
+class CudaOptions:
+    """Kernel-form switches; the defaults are the planner's own choices. String options
+    take the values of their environment variables ("" = not set)."""
+
+    step: str = ""  # STEP_ENV: "1" original step only, "2" no large-batch step
+    wreg: bool = True  # WREG_ENV="0" -> False
+    wpart: str = ""  # WPART_ENV: "0" never, "1" also where shared memory alone would do
+    bf16x3: str = ""  # BF16X3_ENV: "1" always (fp32 builds that allow it), "0" never
+    tf32x3: str = ""  # TF32_ENV: "1" at every batch, "0" never
+    gemv: bool = True  # GEMV_ENV="0" -> False
+    xproj: str = ""  # XPROJ_ENV: "plain" | "tf32x3" | "bf16x3" (checked where used)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> CudaOptions:
+        """The options the TF2RT_CUDA_* variables of `environ` (default: os.environ) give."""
+        env = os.environ if environ is None else environ
+        return cls(step=env.get(STEP_ENV, ""), wreg=env.get(WREG_ENV, "") != "0", wpart=env.get(WPART_ENV, ""),
+                   bf16x3=env.get(BF16X3_ENV, ""), tf32x3=env.get(TF32_ENV, ""),
+                   gemv=env.get(GEMV_ENV, "1") != "0", xproj=env.get(XPROJ_ENV, ""))
+
+
+def resolve(options: CudaOptions | None) -> CudaOptions:
+    """`options`, or those the environment gives now where there are none."""
+    return CudaOptions.from_env() if options is None else options
