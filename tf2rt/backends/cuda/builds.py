@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from .device_limits import DeviceLimits
 from .kernel_config import GROUP_TILES, MAX_GATHER_WORDS, STATIC_SMEM_RESERVE, THREADS, KernelConfig
-from .options import BF16X3_ENV, STEP_ENV, TF32_ENV, WPART_ENV, WREG_ENV, CudaOptions, resolve  # noqa: F401
+from .options import CudaOptions, resolve
 from .packing import cta_count, round_up
 from .problem import DTYPE_CODE, RnnProblem
 

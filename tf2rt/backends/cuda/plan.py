@@ -20,10 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 # The planner's public names live in small modules; importers take them from here.
-from .builds import (BF16X3_DEFAULT, FUSE_INPUT_MAX_T, PACKF_MIN_VALUES, TF32_MIN_BATCH,  # noqa: F401
-                     WREG_MAX_BATCH, WREG_MAX_REGS, batch_chunk, bf16x3_applies,
-                     choose_upc, kernel_config, large_batch_applies, large_batch_config, large_batch_preferred,
-                     tf32_applies, two_barrier_applies, two_barrier_default, wreg_applies)
+from .builds import (BF16X3_DEFAULT, FUSE_INPUT_MAX_T, PACKF_MIN_VALUES, TF32_MIN_BATCH, WREG_MAX_BATCH,  # noqa: F401
+                     WREG_MAX_REGS, batch_chunk, bf16x3_applies, choose_upc, kernel_config, large_batch_applies,
+                     large_batch_config, large_batch_preferred, tf32_applies, two_barrier_applies,
+                     two_barrier_default, wreg_applies)
 from .cost_model import floor_parts, floor_us, full_floor_us, projection_us, weight_read_us  # noqa: F401
 from .crossover import CROSSOVER, STEP_MIN_BATCH, crossover_batch  # noqa: F401
 from .device_limits import DeviceLimits  # noqa: F401
