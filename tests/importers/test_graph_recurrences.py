@@ -170,3 +170,48 @@ def test_dense_on_rnn_outputs_with_dynamic_sizes(tf, tmp_path):
     engine = convert(tmp_path / "m.pb")
     for f, want in zip(feeds, wants):  # two batch and time sizes through one engine
         assert float(np.abs(engine.run({"x": f})["y"] - want).max()) <= 1e-5
+
+
+@pytest.mark.parametrize("lengths", [True, False], ids=["sequence-lengths", "no-lengths"])
+@pytest.mark.parametrize("v2", [False, True], ids=["tf1-control-flow", "tf2-while"])
+def test_bidirectional_dynamic_rnn_is_one_bidirectional_layer(tf, tmp_path, v2, lengths):
+    """bidirectional_dynamic_rnn reverses the input for its backward loop (ReverseSequence with
+    lengths, ReverseV2 without) and its output back; both loops become one bidirectional layer
+    that runs any length."""
+    tf1 = tf.compat.v1
+    (tf1.enable_control_flow_v2 if v2 else tf1.disable_control_flow_v2)()
+    rng = np.random.default_rng(5)
+    try:
+        g = tf.Graph()
+        with g.as_default():
+            x = tf1.placeholder(tf.float32, [None, None, 3], name="x")
+            L = tf1.placeholder(tf.int32, [None], name="lengths") if lengths else None
+            r = tf1.nn.rnn_cell
+            (fw, bw), (sf, sb) = tf1.nn.bidirectional_dynamic_rnn(r.LSTMCell(4), r.LSTMCell(4), x, sequence_length=L,
+                                                                  dtype=tf.float32)
+            tf.identity(tf.concat([fw, bw], 2), name="y")
+            tf.identity(tf.concat([sf.h, sb.h], 1), name="h")
+            with tf1.Session() as sess:
+                sess.run(tf1.global_variables_initializer())
+                for v in tf1.trainable_variables():
+                    v.load(rng.uniform(-0.9, 0.9, v.shape.as_list()).astype(np.float32), sess)
+                gd = tf1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["y", "h"])
+                cases = []
+                for B, T in ((3, 6), (2, 9)):
+                    feeds = {"x": rng.standard_normal((B, T, 3)).astype(np.float32)}
+                    tf_feeds = {x: feeds["x"]}
+                    if lengths:
+                        feeds["lengths"] = rng.integers(1, T + 1, B).astype(np.int32)
+                        tf_feeds[L] = feeds["lengths"]
+                    cases.append((feeds, sess.run(["y:0", "h:0"], tf_feeds)))
+    finally:
+        tf1.enable_control_flow_v2()
+    (tmp_path / "m.pb").write_bytes(gd.SerializeToString())
+    from tf2rt import convert
+
+    engine = convert(tmp_path / "m.pb")
+    assert [n.op_type for n in engine.onnx.graph.node].count("LSTM") == 1
+    for feeds, (want_y, want_h) in cases:
+        out = engine.run(feeds)
+        assert float(np.abs(out["y"] - want_y).max()) <= 1e-5
+        assert float(np.abs(out["h"] - want_h).max()) <= 1e-5

@@ -156,4 +156,4 @@ def _time_step(cv, node, ins):
     return [TV(cv.net.add_shuffle(g, reshape_dims=[-1, t.shape[-1]], name=node.name).output)]
 
 
-from . import tf_recurrence  # noqa: E402,F401  (registers _Recurrence)
+from . import tf_bidirectional, tf_recurrence  # noqa: E402,F401  (register _BiRecurrence, _Recurrence)

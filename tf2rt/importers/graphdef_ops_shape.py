@@ -283,9 +283,29 @@ def _einsum(cv, node, ins):
             t = cv.net.add_shuffle(t, first_transpose=perm, name=f"{name}/transpose").output
         return reshape(cv, t, shape, f"{name}/reshape")
 
+    if not batch and ta == "".join(free_a + contr) and tb == "".join(contr + free_b) and len(free_b) <= 1 \
+            and b.rank == len(contr) + len(free_b) and len(contr) == 1:
+        # "...k,kn->...n" (a dense layer over the last axis): one product that broadcasts
+        # over the leading dims, whatever their sizes at run time
+        bm = b if free_b else reshape(cv, b, [sizes[contr[0]], 1], f"{node.name}/b/column")
+        y = cv.net.add_matrix_multiply(a, "none", bm, "none", name=f"{node.name}/matmul").output
+        if not free_b:
+            y = reshape(cv, y, [sizes[c] for c in free_a], f"{node.name}/squeeze")
+        order = free_a + free_b
+        perm = [order.index(ch) for ch in to]
+        if perm != list(range(len(perm))):
+            y = cv.net.add_shuffle(y, first_transpose=perm, name=node.name).output
+        return [TV(y)]
+    if sum(size(g) is None for g in (free_a, contr, free_b)) > 1 or any(sizes[c] is None for c in batch):
+        raise UnsupportedError(f"Einsum {eq!r} with several sizes known only at run time; give the inputs fixed "
+                               "sizes with --input-shape")
     bshape = [sizes[c] for c in batch]
-    a3 = arrange(a, ta, batch + free_a + contr, bshape + [size(free_a) or 1, size(contr) or 1], f"{node.name}/a")
-    b3 = arrange(b, tb, batch + contr + free_b, bshape + [size(contr) or 1, size(free_b) or 1], f"{node.name}/b")
+    def flat(chs: list[str]) -> int:
+        n = size(chs)
+        return -1 if n is None else (n or 1)
+
+    a3 = arrange(a, ta, batch + free_a + contr, bshape + [flat(free_a), flat(contr)], f"{node.name}/a")
+    b3 = arrange(b, tb, batch + contr + free_b, bshape + [flat(contr), flat(free_b)], f"{node.name}/b")
     y = cv.net.add_matrix_multiply(a3, "none", b3, "none", name=f"{node.name}/matmul").output
     order = batch + free_a + free_b
     y = reshape(cv, y, [sizes[c] for c in order], f"{node.name}/unflatten")

@@ -373,6 +373,10 @@ def rewrite_recurrences(graph: Graph) -> list[Recurrence]:
             continue
         _replace(graph, flow, rec)
         found.append(rec)
+    if found:
+        from .tf_bidirectional import fuse_bidirectional
+
+        fuse_bidirectional(graph, found)
     return found
 
 
