@@ -13,6 +13,7 @@ CELLS = {
     "lstm_cell": lambda r, n: r.LSTMCell(n),
     "gru": lambda r, n: r.GRUCell(n),
     "rnn_relu": lambda r, n: r.BasicRNNCell(n, activation=__import__("tensorflow").nn.relu),
+    "lstm_peepholes_fb0.7": lambda r, n: r.LSTMCell(n, use_peepholes=True, forget_bias=0.7),
     "lstm+gru": None,  # two layers of different kinds in one MultiRNNCell
 }
 

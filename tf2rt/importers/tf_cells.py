@@ -49,6 +49,8 @@ class CellMatch:
     cand_terms: list[Term] = field(default_factory=list)       # GRU candidate
     cand_bias: int | None = None
     h_order: dict[str, int] = field(default_factory=dict)     # reset-after GRU: gate -> block of h·U
+    peepholes: dict[str, int] = field(default_factory=dict)   # LSTM gate -> param index of its w_diag
+    peep_reads: dict[str, str] = field(default_factory=dict)  # (matching scratch) what a peephole multiplies
     linear_before_reset: bool = False
     name: str = ""
 
@@ -224,15 +226,32 @@ def _gate_path(m: _Matcher, r: str, cell: CellMatch, gate_const: dict[str, int],
         if n.op in ("Add", "AddV2"):
             other = n.inputs[1 - i]
             val = m.flow.const(other)
-            if val is None or val.size != 1:
-                raise m.fail(f"{n.name!r} adds a non-constant to a gate (peepholes are not supported here)")
-            gate_const[key] = cell.add_param(m.flow.source(other))
+            peep = _peephole(m, other) if val is None else None
+            if peep is not None:  # w_diag * c: a peephole (checked against the cell state later)
+                gate_const["peephole:" + key] = cell.add_param(peep[0])
+                cell.peep_reads["peephole:" + key] = peep[1]
+            elif val is None or val.size != 1:
+                raise m.fail(f"{n.name!r} adds a non-constant to a gate")
+            else:
+                gate_const[key] = cell.add_param(m.flow.source(other))
             r = f"{n.name}:0"
             continue
         if n.op in ACTIVATIONS:
             return n.op, f"{n.name}:0"
         raise m.fail(f"gate slice feeds {n.op} ({n.name!r}), not an activation")
     raise m.fail(f"cannot follow gate slice {r!r}")
+
+
+def _peephole(m: _Matcher, r: str) -> tuple[str, str] | None:
+    """(weight ref, multiplied ref) when r is Mul(weight vector, x) with a loop-invariant weight."""
+    n = m.flow.src_node(r)
+    if n is None or n.op != "Mul" or len(n.inputs) != 2:
+        return None
+    for a, b in ((0, 1), (1, 0)):
+        w = m.flow.src_node(n.inputs[a])
+        if w is not None and w.op in ("Const", "VariableV2", "VarHandleOp", "ReadVariableOp"):
+            return m.flow.source(n.inputs[a]), m.flow.source(n.inputs[b])
+    return None
 
 
 def _mul_partner(m: _Matcher, r: str) -> list[tuple[Any, str]]:
@@ -248,11 +267,14 @@ def _lstm(m: _Matcher, x: str, inner: dict[str, Any], z: str, split: list[str]) 
     cell = CellMatch("lstm", [], [])
     consts: dict[int, int] = {}
     acts = {}
+    peeps: dict[int, tuple[int, str]] = {}
     for k, s in enumerate(split):
         tmp: dict[str, int] = {}
         acts[k] = _gate_path(m, s, cell, tmp, "g")
         if "g" in tmp:
             consts[k] = tmp["g"]
+        if "peephole:g" in tmp:
+            peeps[k] = (tmp["peephole:g"], cell.peep_reads.pop("peephole:g"))
     act_out = {flow.source(o): k for k, (_op, o) in acts.items()}
     f = c_var = None
     for k, (_op, o) in acts.items():
@@ -299,6 +321,11 @@ def _lstm(m: _Matcher, x: str, inner: dict[str, Any], z: str, split: list[str]) 
     cell.new = [c_new, h_new]
     names = {i: "input", j: "cell", f: "forget", o: "output"}
     cell.order = {names[k]: k for k in range(4)}
+    if peeps:  # i and f look at the previous cell state, o at the new one (ONNX's peepholes too)
+        want = {i: flow.source(c_var.inner), f: flow.source(c_var.inner), o: flow.source(c_new)}
+        if j in peeps or set(peeps) != {i, f, o} or any(peeps[k][1] != want[k] for k in peeps):
+            raise m.fail("LSTM peepholes that do not read the cell state as TF's LSTMCell does")
+        cell.peepholes = {names[k]: peeps[k][0] for k in peeps}
     cell.gate_consts = {names[k]: p for k, p in consts.items()}
     if acts[j][0] != act_c[0].op:
         raise m.fail(f"candidate activation {acts[j][0]} differs from the cell-state activation {act_c[0].op}")
@@ -531,4 +558,5 @@ def cell_weights(cell: CellMatch, params: list[np.ndarray]) -> Any:
         cb = np.asarray(params[cell.cand_bias], np.float32).reshape(-1) if cell.cand_bias is not None else np.zeros(H, np.float32)
         W["hidden"], R["hidden"], Wb["hidden"], Rb["hidden"] = cx.T.copy(), ch.T.copy(), cb.copy(), np.zeros(H, np.float32)
         return CellWeights("gru", E, H, W, R, Wb, Rb, linear_before_reset=False, activation=cell.activation, name=what)
-    return CellWeights(cell.kind, E, H, W, R, Wb, Rb, activation=cell.activation, name=what)
+    peep = {g: np.asarray(params[k], np.float32).reshape(-1) for g, k in cell.peepholes.items()} or None
+    return CellWeights(cell.kind, E, H, W, R, Wb, Rb, peepholes=peep, activation=cell.activation, name=what)
