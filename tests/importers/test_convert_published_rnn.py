@@ -102,3 +102,16 @@ def test_unrolled_char_rnn_is_native_and_generates_like_tensorflow(tf, models, t
     assert main(["charrnn", str(engine), "--vocab", str(tmp_path / "vocab.json"), "--start", vocab.decode(prime),
                  "--length", str(length), "--greedy", "--no-prime"]) == 0
     assert capsys.readouterr().out.rstrip("\n") == vocab.decode(want)
+
+
+@pytest.mark.parametrize("name", ["char_rnn_monitors", "char_rnn_unrolled"])
+def test_compare_against_the_training_graph(models, tmp_path, capsys, name):
+    """`compare --against tf:CKPT` feeds the training graph's fixed [batch, seq] sizes and
+    leaves the engine's streaming states at zeros, as the graph starts."""
+    engine = tmp_path / "m.onnx"
+    assert main(["convert", models[name]["prefix"], "-o", str(engine)]) == 0
+    capsys.readouterr()
+    rc = main(["compare", str(engine), "--against", "tf:" + models[name]["prefix"]])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert "all outputs match" in out.out and "Traceback" not in out.err

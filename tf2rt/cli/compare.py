@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -52,11 +53,15 @@ def run(args: argparse.Namespace) -> int:
         inputs |= input_files(args.against.partition(":")[2] or args.against)
     check_json_target(args, inputs)  # refuse a bad output path (or an input) before running anything
     engine = load_engine(args.engine)
-    feeds = load_npz(args.inputs) if args.inputs else random_inputs(engine, args.seed, args.batch)
+    fixed = _model_input_shapes(args.against) if args.against and not args.inputs else None
+    feeds = load_npz(args.inputs) if args.inputs else random_inputs(engine, args.seed, args.batch, fixed)
     if args.against and not args.inputs:
         # the original model starts from zero state: random streaming states have no counterpart
         for state in engine.metadata.get("states", []):
-            feeds[state["input"]] = np.zeros_like(feeds[state["input"]])
+            if state.get("optional", True):
+                feeds.pop(state["input"], None)  # zeros, with the batch size of the other inputs
+            else:
+                feeds[state["input"]] = np.zeros_like(feeds[state["input"]])
     check_names(engine, feeds)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     if args.against:
@@ -79,6 +84,31 @@ def run(args: argparse.Namespace) -> int:
     emit_json(args, report, inputs)
     print("OK: all outputs match" if ok else f"MISMATCH (atol={args.atol}, rtol={args.rtol})", file=out)
     return 0 if ok else 1
+
+
+def _model_input_shapes(spec: str) -> dict[str, Any] | None:
+    """The input sizes a TF graph fixes (a training graph's [batch, seq] placeholders), read
+    without TensorFlow; None when there is no graph to read."""
+    from ..errors import Tf2rtError
+    from ..importers.graph_inspect import describe_graph, is_graph_file
+    from ..importers.meta_graph import find_meta
+
+    kind, _, path = spec.partition(":")
+    p = Path(path)
+    if kind != "tf":
+        return None
+    if not is_graph_file(p):
+        from ..importers.tf1_rnn import checkpoint_prefix
+
+        meta = find_meta(checkpoint_prefix(p)) if p.suffix.lower() not in (".keras", ".h5", ".hdf5") else None
+        if meta is None:
+            return None
+        p = meta
+    try:
+        report = describe_graph(p)
+    except Tf2rtError:
+        return None
+    return {i["name"]: i["shape"] for i in report["inputs"] if i.get("shape") is not None}
 
 
 def against_outputs(spec: str, engine: Any, feeds: Mapping[str, Any], trust_model: bool = False) -> dict[str, Any]:

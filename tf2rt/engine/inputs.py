@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
@@ -16,13 +16,21 @@ def concrete_shape(shape: tuple, batch: Optional[int] = None) -> tuple[int, ...]
     return tuple((batch if (i == 0 and batch) else 1) if d is None else d for i, d in enumerate(shape))
 
 
-def random_inputs(engine: Any, seed: int = 0, batch: Optional[int] = None) -> dict[str, np.ndarray]:
-    """One random array per input: floats ~ N(0, 1); ints in the metadata's [low, high) hint (else [0, 10))."""
+def random_inputs(engine: Any, seed: int = 0, batch: Optional[int] = None,
+                  fixed: Optional[Mapping[str, Any]] = None) -> dict[str, np.ndarray]:
+    """One random array per input: floats ~ N(0, 1); ints in the metadata's [low, high) hint (else [0, 10)).
+
+    `fixed` (input name -> dims, None = free) sets the sizes another model insists on, e.g. the
+    original TF graph's fixed [batch, seq] placeholders when comparing against it."""
     rng = np.random.default_rng(seed)
     hints = engine.metadata.get("input_hints", {})
     shapes, total = {}, 0
     for spec in engine.inputs:  # all sizes checked before the first allocation
-        shape = concrete_shape(spec.shape, batch)
+        dims = spec.shape
+        want = (fixed or {}).get(spec.name)
+        if want is not None and len(want) == len(dims):
+            dims = tuple(w if d is None and w is not None and int(w) >= 0 else d for d, w in zip(dims, want))
+        shape = concrete_shape(dims, batch)
         # float64 is what the generator makes before the cast
         total += check_elements(shape, 8, f"random input {spec.name!r} of shape {shape}") * 8
         shapes[spec.name] = shape

@@ -101,6 +101,8 @@ def _model_feeds(engine: Any, feeds: Mapping[str, Any], known: set[str] | None) 
     """Engine inputs the model has (all when `known` is None); the others must be zero."""
     used = {}
     for spec in engine.inputs:
+        if spec.name not in feeds:  # an optional state left out: zeros, the model's own start
+            continue
         value = np.asarray(feeds[spec.name])
         if known is None or spec.name in known:
             used[spec.name] = value
@@ -219,5 +221,10 @@ def _run_graph(tf: Any, engine: Any, feeds: Mapping[str, Any], load: Any, restor
         with tf1.Session(graph=graph) as sess:
             if restore is not None:
                 saver.restore(sess, restore)
-            values = sess.run([f"{n}:0" for n in fetch], {f"{k}:0": v for k, v in model_feeds.items()})
+            try:
+                values = sess.run([f"{n}:0" for n in fetch], {f"{k}:0": v for k, v in model_feeds.items()})
+            except (ValueError, TypeError, tf.errors.OpError) as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise Tf2rtError(f"TensorFlow could not run the model on these inputs ({first}); pass inputs "
+                                 "it accepts with --inputs FILE.npz") from None
     return dict(zip(fetch, values))
