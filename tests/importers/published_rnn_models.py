@@ -30,13 +30,13 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _fill_and_save(tf, sess, out: Path, rng) -> str:
+def _fill_and_save(tf, sess, out: Path, rng, matrix_scale: float = 2.0, bias_scale: float = 0.5) -> str:
     tf1 = tf.compat.v1
     for v in tf1.global_variables():
         if v.dtype.base_dtype != tf.float32 or not v.shape.as_list() or "Adam" in v.op.name:
             continue
         shape = v.shape.as_list()
-        scale = 0.5 if len(shape) == 1 else 2.0 / np.sqrt(shape[0])
+        scale = bias_scale if len(shape) == 1 else matrix_scale / np.sqrt(shape[0])
         v.load(rng.uniform(-scale, scale, shape).astype(np.float32), sess)
     return tf1.train.Saver().save(sess, str(out / "model.ckpt"))
 
@@ -219,6 +219,85 @@ def seq2seq(tf, out: Path, seed: int = 3) -> dict:
                      "decoder_inputs": rng.integers(0, vocab, (2, 4)).astype(np.int32)}
             oracle = {"probs": sess.run(probs, {enc_in: feeds["encoder_inputs"], dec_in: feeds["decoder_inputs"]})}
     return {"prefix": prefix, "feeds": feeds, "oracle": oracle}
+
+
+PTB = {"vocab": 17, "size": 12, "layers": 2}
+
+
+def _ptb_model(tf, x, batch: int, steps: int, training: bool) -> dict:
+    """The PTB language-model tutorial's model: embedding, optional dropout, a hand-written
+    loop calling the cell on x[:, t, :] once per step, xw_plus_b, logits [batch, steps, V]."""
+    tf1 = tf.compat.v1
+    vocab, size = PTB["vocab"], PTB["size"]
+    cell = tf1.nn.rnn_cell.MultiRNNCell([tf1.nn.rnn_cell.BasicLSTMCell(size, forget_bias=0.0)
+                                         for _ in range(PTB["layers"])])
+    initial = cell.zero_state(batch, tf.float32)
+    embedding = tf1.get_variable("embedding", [vocab, size])
+    inputs = tf1.nn.embedding_lookup(embedding, x)
+    if training:
+        inputs = tf1.nn.dropout(inputs, rate=0.5)
+    outputs, state = [], initial
+    with tf1.variable_scope("RNN"):
+        for t in range(steps):
+            if t > 0:
+                tf1.get_variable_scope().reuse_variables()
+            out, state = cell(inputs[:, t, :], state)
+            outputs.append(out)
+    output = tf.reshape(tf.concat(outputs, 1), [-1, size])
+    w = tf1.get_variable("softmax_w", [size, vocab])
+    b = tf1.get_variable("softmax_b", [vocab])
+    logits = tf.reshape(tf1.nn.xw_plus_b(output, w, b), [batch, steps, vocab], name="logits")
+    return {"x": x, "initial": initial, "final": state, "logits": logits}
+
+
+def _ptb_input(tf, data: np.ndarray, batch: int, steps: int, name: str):
+    """Batches cut from one id stream by a queue (the tutorial's reader): no placeholder."""
+    tf1 = tf.compat.v1
+    with tf1.name_scope(name):
+        raw = tf.reshape(tf.constant(data, tf.int32), [batch, -1])
+        epochs = (len(data) // batch - 1) // steps
+        i = tf1.train.range_input_producer(epochs, shuffle=False).dequeue()
+        x = tf.strided_slice(raw, [0, i * steps], [batch, (i + 1) * steps], name="x")
+        x.set_shape([batch, steps])
+        y = tf.strided_slice(raw, [0, i * steps + 1], [batch, (i + 1) * steps + 1], name="y")
+        y.set_shape([batch, steps])
+    return x, y
+
+
+def ptb_style(tf, out: Path, seed: int = 4) -> dict:
+    """Train (batch 4 x 5 steps, dropout, a learning-rate variable with its assign) and Test
+    (batch 1 x 1 step) models sharing their variables, inputs from queues; saved mid-training."""
+    tf1 = tf.compat.v1
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, PTB["vocab"], 400)
+    g = tf.Graph()
+    with g.as_default():
+        init = tf1.random_uniform_initializer(-0.1, 0.1)
+        with tf1.name_scope("Train"):
+            x, y = _ptb_input(tf, data, 4, 5, "TrainInput")
+            with tf1.variable_scope("Model", reuse=None, initializer=init):
+                m = _ptb_model(tf, x, 4, 5, training=True)
+            loss = tf.reduce_mean(tf1.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=m["logits"]))
+            lr = tf1.Variable(0.0, trainable=False, name="lr")
+            new_lr = tf1.placeholder(tf.float32, [], name="new_lr")
+            tf1.assign(lr, new_lr, name="lr_update")
+            tf1.train.GradientDescentOptimizer(lr).minimize(loss)
+        with tf1.name_scope("Test"):
+            xt, _yt = _ptb_input(tf, data, 1, 1, "TestInput")
+            with tf1.variable_scope("Model", reuse=True, initializer=init):
+                test = _ptb_model(tf, xt, 1, 1, training=False)
+        with tf1.Session(graph=g) as sess:
+            sess.run(tf1.global_variables_initializer())
+            prefix = _fill_and_save(tf, sess, out, rng, matrix_scale=6.0, bias_scale=0.1)
+            # TensorFlow's greedy text from the Test model, one word per call, state carried
+            state = sess.run(test["initial"])
+            c, words = 3, []
+            for _ in range(40):
+                logits, state = sess.run([test["logits"], test["final"]], {xt: [[c]], test["initial"]: state})
+                c = int(np.argmax(logits[0, -1]))
+                words.append(c)
+    return {"prefix": prefix, "greedy": words, "start": 3, "input": xt.op.name, "output": test["logits"].op.name}
 
 
 WRITERS = {"char_rnn_unrolled": char_rnn_unrolled, "char_rnn_monitors": char_rnn_monitors,

@@ -115,3 +115,24 @@ def test_compare_against_the_training_graph(models, tmp_path, capsys, name):
     out = capsys.readouterr()
     assert rc == 0, out.err
     assert "all outputs match" in out.out and "Traceback" not in out.err
+
+
+def test_ptb_style_test_model_streams_like_tensorflow(tf, tmp_path):
+    """The PTB tutorial's checkpoint holds Train and Test copies of the model sharing their
+    variables, fed from queues: cutting at the Test model's input slice gives a one-step
+    engine with native LSTM layers and streaming state, whose greedy words equal TF's."""
+    import tf2rt
+
+    m = pm.ptb_style(tf, tmp_path / "ptb")
+    engine = tf2rt.convert(m["prefix"], inputs=[m["input"]], outputs=[m["output"]],
+                           input_shapes={m["input"]: [1, 1]})  # an inner node has no declared shape
+    ops = [n.op_type for n in engine.onnx.graph.node]
+    assert ops.count("LSTM") == pm.PTB["layers"] and "Sigmoid" not in ops
+    assert len(engine.states) == 2
+    stream = engine.stream()
+    c, words = m["start"], []
+    for _ in range(len(m["greedy"])):
+        logits = stream.step({m["input"]: np.array([[c]], np.int32)})[m["output"]]
+        c = int(np.argmax(logits[0, -1]))
+        words.append(c)
+    assert len(set(m["greedy"])) >= 2 and words == m["greedy"]

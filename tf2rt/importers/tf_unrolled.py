@@ -95,21 +95,26 @@ def _match_step(m: _Matcher, mm: Node) -> _Step | None:
     return _Step(cell, x)
 
 
-def _order(flow: Dataflow, steps: list[_Step]) -> list[_Step] | None:
+def _chains(flow: Dataflow, steps: list[_Step]) -> list[list[_Step]]:
+    """The chains of steps (each reading the states the one before it computed) among the
+    steps sharing one weight; several models in one graph (train and test copies sharing
+    their variables) give several chains."""
     by_prev_h = {flow.source(s.prev[-1]): s for s in steps}
     produced = {flow.source(s.new[-1]) for s in steps}
-    first = [s for s in steps if flow.source(s.prev[-1]) not in produced]
-    if len(first) != 1:
-        return None
-    chain = [first[0]]
-    while len(chain) < len(steps):
-        nxt = by_prev_h.get(flow.source(chain[-1].new[-1]))
-        if nxt is None:
-            return None
-        if [flow.source(r) for r in nxt.prev] != [flow.source(r) for r in chain[-1].new]:
-            return None
-        chain.append(nxt)
-    return chain
+    chains = []
+    for first in [s for s in steps if flow.source(s.prev[-1]) not in produced]:
+        chain = [first]
+        while len(chain) <= len(steps):
+            nxt = by_prev_h.get(flow.source(chain[-1].new[-1]))
+            if nxt is None:
+                break
+            if [flow.source(r) for r in nxt.prev] != [flow.source(r) for r in chain[-1].new]:
+                chain = []
+                break
+            chain.append(nxt)
+        if chain:
+            chains.append(chain)
+    return chains
 
 
 def _same_params(flow: Dataflow, chain: list[_Step]) -> bool:
@@ -140,11 +145,35 @@ def _sequence_source(flow: Dataflow, xs: list[str]) -> tuple[str, int] | None:
             a = n.attr("axis")
             src.append((n.name, a.i() if a is not None else 0, split_ref(r)[1], flow.source(n.inputs[0])))
             continue
+        step = _step_slice(flow, n) if n is not None and n.op == "StridedSlice" else None
+        if step is not None:  # x[:, t, :] (the PTB tutorial's loop) or x[t]
+            axis, t, tensor = step
+            src.append((tensor, axis, t, tensor))
+            continue
         return None
     names = {s[0] for s in src}
     if len(names) != 1 or [s[2] for s in src] != list(range(len(xs))) or src[0][1] not in (0, 1):
         return None
     return src[0][3], src[0][1]
+
+
+def _step_slice(flow: Dataflow, n: Node) -> tuple[int, int, str] | None:
+    """(axis, index, tensor) when n is x[:, t, :] or x[t, :, :]: one index shrunk away, the rest whole."""
+    begin, end, strides = (flow.const(i) for i in n.inputs[1:4])
+    if begin is None or end is None or strides is None:
+        return None
+    attrs = {k: (n.attr(k).i() if n.attr(k) is not None else 0)
+             for k in ("begin_mask", "end_mask", "shrink_axis_mask", "ellipsis_mask", "new_axis_mask")}
+    shrink = attrs["shrink_axis_mask"]
+    if attrs["ellipsis_mask"] or attrs["new_axis_mask"] or bin(shrink).count("1") != 1:
+        return None
+    axis = shrink.bit_length() - 1
+    if axis not in (0, 1) or any(int(v) != 1 for v in np.atleast_1d(strides)):
+        return None
+    for k in range(len(np.atleast_1d(begin))):
+        if k != axis and not (attrs["begin_mask"] >> k & 1 and attrs["end_mask"] >> k & 1):
+            return None
+    return axis, int(np.atleast_1d(begin)[axis]), flow.source(n.inputs[0])
 
 
 def rewrite_unrolled(graph: Graph) -> list[Recurrence]:
@@ -157,14 +186,10 @@ def rewrite_unrolled(graph: Graph) -> list[Recurrence]:
             by_weight[_weight(flow, n.inputs[1])].append(n)
     chains = []
     for _w, mms in by_weight.items():
-        if len(mms) < 2:
-            continue
         steps = [_match_step(m, mm) for mm in mms]
         if any(s is None for s in steps):
             continue
-        chain = _order(flow, steps)  # type: ignore[arg-type]
-        if chain is not None and _same_params(flow, chain):
-            chains.append(chain)
+        chains += [c for c in _chains(flow, steps) if _same_params(flow, c)]  # type: ignore[arg-type]
     # stack chains whose step inputs are another chain's step outputs
     below = {}
     for c in chains:
