@@ -1,7 +1,7 @@
 """Recurrent Keras 3 models saved with `model.export()`: no Keras config travels with them,
 so the TF graph front end reads their `While` loops and recognises the Keras cells (LSTM,
-GRU with the reset gate after the recurrent product, Bidirectional's reversed half) from
-their ops. Distinct random values in every weight; compared with Keras within 1e-5."""
+GRU with the reset gate after the recurrent product, SimpleRNN, Bidirectional's reversed
+half, last-output-only loops) from their ops. Distinct random values in every weight; compared with Keras within 1e-5."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ def _model(kind: str):
     elif kind == "gru_stack":
         x = L.GRU(4, return_sequences=True, name="gru_1")(x)
         x = L.LSTM(5, return_sequences=True, name="lstm_2")(x)
+    elif kind == "simple_rnn":
+        x = L.SimpleRNN(5, return_sequences=True, name="simple")(x)
+    elif kind == "lstm_last_output":  # return_sequences=False: the loop keeps only the last step
+        x = L.LSTM(5, name="lstm")(x)
     elif kind == "bidirectional":
         x = L.Bidirectional(L.LSTM(5, return_sequences=True), name="bi")(x)
     out = L.Dense(3, activation="softmax", name="probs")(x)
@@ -34,7 +38,7 @@ def _model(kind: str):
     return model
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru", "gru_stack", "bidirectional"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "gru_stack", "simple_rnn", "lstm_last_output", "bidirectional"])
 def test_exported_recurrent_model_matches_keras(tmp_path, kind):
     model = _model(kind)
     model.export(str(tmp_path / "exported"), verbose=False)
@@ -45,4 +49,4 @@ def test_exported_recurrent_model_matches_keras(tmp_path, kind):
     assert got.shape == want.shape
     assert float(np.abs(got - want).max()) <= 1e-5
     ops = {n.op_type for n in engine.onnx.graph.node}
-    assert ops & {"LSTM", "GRU"} and "Loop" not in ops
+    assert ops & {"LSTM", "GRU", "RNN"} and "Loop" not in ops

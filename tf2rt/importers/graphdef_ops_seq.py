@@ -131,6 +131,13 @@ def _matmul_last_axis(cv, node, ins):
     return [TV(cv.net.add_matrix_multiply(t, "none", wt, "none", name=node.name).output)]
 
 
+@op("_LeadingAxis")
+def _leading_axis(cv, node, ins):
+    """[B, H] -> [1, B, H] (a recurrence's last output, as a one-element output list)."""
+    t = cv.plain(ins[0])
+    return [TV(cv.net.add_shuffle(t, reshape_dims=[1, -1, int(t.shape[-1])], name=node.name).output)]
+
+
 @op("_SwapBatchTime")
 def _swap_batch_time(cv, node, ins):
     """[B, T, ...] <-> [T, B, ...] (the layout change around an unrolled recurrence)."""

@@ -189,7 +189,7 @@ def _match_one(m: _Matcher, x: str, inner: dict[str, Any]) -> CellMatch:
         act = m.single_user(z, tuple(ACTIVATIONS))
         if act is not None:
             new = f"{act[0].name}:0"
-            h = [s for s in hs if _reads(m, mm, s)]
+            h = [s for s in hs if _reads(m, mm, s) or _term_reads(m, z, s)]
             if len(h) == 1:
                 cell = CellMatch("rnn", [inner[h[0]]], [new], ACTIVATIONS[act[0].op], name=mm.name.rsplit("/", 1)[0])
                 cell.terms, cell.bias = m.linear(z, cell, x, hs)

@@ -213,6 +213,7 @@ class Recurrence:
     state_vars: list[LoopVar]   # in the order the cells use them
     layers: list[Any]           # tf_cells.CellMatch per layer
     params: list[str] = field(default_factory=list)  # refs of cell parameters, in recipe order
+    last_only: bool = False     # the output array keeps only the last step ([1, B, H])
 
 
 def _time_var(loop: Loop, flow: Dataflow, index_ref: str) -> LoopVar | None:
@@ -236,21 +237,26 @@ def recognise(loop: Loop, flow: Dataflow) -> Recurrence | None:
         return None
     value_ref = write.inputs[2]
     time = _time_var(loop, flow, write.inputs[1])
-    if time is None:
-        raise UnsupportedError(f"loop {loop.name!r}: the output array is not written at the loop's time index")
+    # Keras' return_sequences=False writes every step at index 0 of a one-element list: only
+    # the last step's output survives
+    last_only = time is None and flow.const(write.inputs[1]) is not None
     read = x = None
+    inners = {flow.source(v.inner): v for v in loop.vars}
     for n in flow.g.nodes.values():
-        if n.op == "TensorArrayReadV3" and len(n.inputs) == 3 and flow.source(n.inputs[1]) == flow.source(time.inner):
+        if n.op == "TensorArrayReadV3" and len(n.inputs) == 3 and flow.source(n.inputs[1]) in inners:
             sc = flow.src_node(n.inputs[2])
             if sc is not None and sc.op == "TensorArrayScatterV3":
                 read, x = n, canon(sc.inputs[2])
-        elif n.op == "TensorListGetItem" and len(n.inputs) >= 2 and \
-                flow.source(n.inputs[1]) == flow.source(time.inner):
+        elif n.op == "TensorListGetItem" and len(n.inputs) >= 2 and flow.source(n.inputs[1]) in inners:
             fl = flow.src_node(n.inputs[0])
             if fl is not None and fl.op == "TensorListFromTensor":
                 read, x = n, canon(fl.inputs[0])
     if read is None:
         return None
+    if time is None:
+        time = inners[flow.source(read.inputs[1])]
+    if not last_only and flow.source(write.inputs[1]) != flow.source(time.inner):
+        raise UnsupportedError(f"loop {loop.name!r}: the output array is not written at the loop's time index")
     gather = None
     if out_var.final is not None:
         for u, i in flow.users(out_var.final):
@@ -275,7 +281,7 @@ def recognise(loop: Loop, flow: Dataflow) -> Recurrence | None:
     candidates = [v for v in loop.vars if id(v) not in counters and flow.source(v.next) != flow.source(v.inner)]
     states = [v for v in candidates if not _is_counter(v, flow) and not _is_accumulator(v, flow)]
     layers, used = match_cells(flow, ref(read.name), states, unwrap, unwrap(value_ref), loop.name)
-    return Recurrence(loop.name, x, gather, seq_len, used, layers)
+    return Recurrence(loop.name, x, gather, seq_len, used, layers, last_only=last_only)
 
 
 def _is_accumulator(v: LoopVar, flow: Dataflow) -> bool:
@@ -405,7 +411,11 @@ def _replace(graph: Graph, flow: Dataflow, rec: Recurrence, finals_by_consumers:
     replaced = getattr(graph, "replaced_inputs", set())
     replaced.update(split_ref(r)[0] for r in graph.nodes[rec.gather].inputs)
     graph.replaced_inputs = replaced  # type: ignore[attr-defined]
-    graph.nodes[rec.gather] = Node(rec.gather, "Identity", [ref(node.name, 0)])
+    if rec.last_only:  # the last step's output: the top layer's final h, as [1, B, H]
+        k = rec.state_vars.index(rec.layers[-1].states[-1])
+        graph.nodes[rec.gather] = Node(rec.gather, "_LeadingAxis", [ref(node.name, 1 + k)])
+    else:
+        graph.nodes[rec.gather] = Node(rec.gather, "Identity", [ref(node.name, 0)])
     for k, v in enumerate(rec.state_vars):
         if v.final is None:
             continue
