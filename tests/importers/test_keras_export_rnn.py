@@ -1,6 +1,6 @@
 """Recurrent Keras 3 models saved with `model.export()`: no Keras config travels with them,
 so the TF graph front end reads their `While` loops and recognises the Keras cells (LSTM,
-GRU with the reset gate after the recurrent product, SimpleRNN, Bidirectional's reversed
+GRU with the reset gate after or before the recurrent product, SimpleRNN, Bidirectional's reversed
 half, last-output-only loops) from their ops. Distinct random values in every weight; compared with Keras within 1e-5."""
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ def _model(kind: str):
     elif kind == "gru_stack":
         x = L.GRU(4, return_sequences=True, name="gru_1")(x)
         x = L.LSTM(5, return_sequences=True, name="lstm_2")(x)
+    elif kind == "gru_reset_before":
+        x = L.GRU(5, return_sequences=True, reset_after=False, name="gru")(x)
     elif kind == "simple_rnn":
         x = L.SimpleRNN(5, return_sequences=True, name="simple")(x)
     elif kind == "lstm_last_output":  # return_sequences=False: the loop keeps only the last step
@@ -38,7 +40,7 @@ def _model(kind: str):
     return model
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru", "gru_stack", "simple_rnn", "lstm_last_output", "bidirectional"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "gru_reset_before", "gru_stack", "simple_rnn", "lstm_last_output", "bidirectional"])
 def test_exported_recurrent_model_matches_keras(tmp_path, kind):
     model = _model(kind)
     model.export(str(tmp_path / "exported"), verbose=False)

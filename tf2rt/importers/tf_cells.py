@@ -49,6 +49,7 @@ class CellMatch:
     cand_terms: list[Term] = field(default_factory=list)       # GRU candidate
     cand_bias: int | None = None
     h_order: dict[str, int] = field(default_factory=dict)     # reset-after GRU: gate -> block of h·U
+    h_terms: list[Term] = field(default_factory=list)         # Keras reset-before GRU: h·U_zr
     peepholes: dict[str, int] = field(default_factory=dict)   # LSTM gate -> param index of its w_diag
     peep_reads: dict[str, str] = field(default_factory=dict)  # (matching scratch) what a peephole multiplies
     linear_before_reset: bool = False
@@ -447,6 +448,8 @@ def _gru_reset_after(m: _Matcher, x: str, inner: dict[str, Any], zx: str, split:
         raise m.fail("not a GRU: expected two sigmoid gates and one candidate")
     kc = cand[0]
     mul = flow.src_node(gates[kc][2])  # r * (h·U_h + b_h)
+    if mul is not None and mul.op == "MatMul":  # (r * h)·U_h: Keras GRU with reset_after=False
+        return _gru_keras_reset_before(m, cell, inner, gates, sig, kc, mul, zx)
     if mul is None or mul.op != "Mul":
         raise m.fail("the GRU candidate does not add r times the recurrent product")
     r_out = {flow.source(gates[k][1]): k for k in sig}
@@ -486,6 +489,49 @@ def _gru_reset_after(m: _Matcher, x: str, inner: dict[str, Any], zx: str, split:
     return cell
 
 
+def _gru_keras_reset_before(m: _Matcher, cell: CellMatch, inner: dict[str, Any], gates: dict, sig: list[int],
+                            kc: int, cand_mm: Any, zx: str) -> CellMatch:
+    """Keras GRU(reset_after=False): z, r = σ(x_k + (h·U_zr)_k); h~ = φ(x_h + (r·h)·U_h)."""
+    flow = m.flow
+    rh = flow.src_node(cand_mm.inputs[0])
+    r_out = {flow.source(gates[k][1]): k for k in sig}
+    if rh is None or rh.op != "Mul":
+        raise m.fail("the GRU candidate's recurrent product does not read r times the state")
+    srcs = [flow.source(i) for i in rh.inputs]
+    kr = next((r_out[s_] for s_ in srcs if s_ in r_out), None)
+    h_ref = next((s_ for s_ in srcs if s_ in inner), None)
+    if kr is None or h_ref is None:
+        raise m.fail("the GRU candidate's recurrent product does not read r times the state")
+    ku = [k for k in sig if k != kr][0]
+    h_blocks, zh = {}, None
+    for k in (ku, kr):
+        b = _block_index(m, gates[k][2])
+        if b is None or (zh is not None and b[0] != zh):
+            raise m.fail("cannot tell which part of the recurrent product feeds each GRU gate")
+        zh, h_blocks[k] = b[0], b[1]
+    order_h = {k: i for i, k in enumerate(sorted(h_blocks, key=h_blocks.get))}
+    gate_terms, gate_bias = m.linear(zh, cell, "", {h_ref})
+    cand_terms, cand_bias = m.linear(f"{cand_mm.name}:0", cell, "", {flow.source(f"{rh.name}:0")})
+    if gate_bias is not None or cand_bias is not None:
+        raise m.fail("a Keras GRU without reset_after has no recurrent bias")
+    mix = None
+    for n, partner in _mul_partner(m, gates[ku][1]):
+        if partner == h_ref:
+            add = m.single_user(f"{n.name}:0", ("Add", "AddV2"))
+            if add is not None:
+                mix = f"{add[0].name}:0"
+    if mix is None:
+        raise m.fail("the GRU update gate does not mix the old state into the new one")
+    cell.states, cell.new = [inner[h_ref]], [mix]
+    cell.order = {"update": ku, "reset": kr, "hidden": kc}
+    cell.h_order = {"update": order_h[ku], "reset": order_h[kr]}
+    cell.h_terms, cell.cand_terms = gate_terms, cand_terms
+    cell.linear_before_reset = False
+    cell.activation = ACTIVATIONS[gates[kc][0]]
+    cell.name = flow.src_node(zx).name.rsplit("/", 1)[0]
+    return cell
+
+
 def _mixes(m: _Matcher, r: str, cand: str) -> bool:
     n = m.flow.src_node(r)
     return n is not None and n.op == "Mul" and any(m.flow.source(i) == cand for i in n.inputs)
@@ -517,6 +563,23 @@ def cell_weights(cell: CellMatch, params: list[np.ndarray]) -> Any:
     from ..layouts.canonical import CellWeights
 
     what = cell.name or "cell"
+    if cell.kind == "gru" and cell.h_terms:  # Keras reset-before: x split in 3, h·U_zr sliced in 2, (r·h)·U_h
+        wx3 = np.asarray(params[cell.terms[0].weight], np.float32)
+        H = wx3.shape[1] // 3
+        uzr = np.asarray(params[cell.h_terms[0].weight], np.float32)
+        uh = np.asarray(params[cell.cand_terms[0].weight], np.float32)
+        bx = np.asarray(params[cell.bias], np.float32).reshape(-1) if cell.bias is not None else np.zeros(3 * H, np.float32)
+        W, R, Wb, Rb = {}, {}, {}, {}
+        for gate in ("update", "reset", "hidden"):
+            cx = slice(cell.order[gate] * H, (cell.order[gate] + 1) * H)
+            W[gate], Wb[gate], Rb[gate] = wx3[:, cx].T.copy(), bx[cx].copy(), np.zeros(H, np.float32)
+            if gate == "hidden":
+                R[gate] = uh.T.copy()
+            else:
+                ch = slice(cell.h_order[gate] * H, (cell.h_order[gate] + 1) * H)
+                R[gate] = uzr[:, ch].T.copy()
+        return CellWeights("gru", wx3.shape[0], H, W, R, Wb, Rb, linear_before_reset=False,
+                           activation=cell.activation, name=what)
     if cell.kind == "gru" and cell.linear_before_reset:  # x and h products kept apart
         if cell.h_order:
             wx3 = np.concatenate([np.asarray(params[t.weight], np.float32) for t in cell.terms if t.operand == "x"], 1)
