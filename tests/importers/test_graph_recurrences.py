@@ -216,3 +216,41 @@ def test_bidirectional_dynamic_rnn_is_one_bidirectional_layer(tf, tmp_path, v2, 
         out = engine.run(feeds)
         assert float(np.abs(out["y"] - want_y).max()) <= 1e-5
         assert float(np.abs(out["h"] - want_h).max()) <= 1e-5
+
+
+@pytest.mark.parametrize("lengths", [True, False], ids=["sequence-lengths", "no-lengths"])
+def test_bidirectional_with_stacks_in_each_direction(tf, tmp_path, lengths):
+    """MultiRNNCell stacks in both directions of bidirectional_dynamic_rnn: the forward stack
+    and a reverse-direction stack (each layer reading the one below in the input's order)."""
+    tf1 = tf.compat.v1
+    rng = np.random.default_rng(6)
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, None, 3], name="x")
+        L = tf1.placeholder(tf.int32, [None], name="lengths") if lengths else None
+        r = tf1.nn.rnn_cell
+        stack = lambda: r.MultiRNNCell([r.GRUCell(4), r.GRUCell(4)])  # noqa: E731
+        (fw, bw), _ = tf1.nn.bidirectional_dynamic_rnn(stack(), stack(), x, sequence_length=L, dtype=tf.float32)
+        tf.identity(tf.concat([fw, bw], 2), name="y")
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            for v in tf1.trainable_variables():
+                v.load(rng.uniform(-0.9, 0.9, v.shape.as_list()).astype(np.float32), sess)
+            gd = tf1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["y"])
+            feeds = {"x": rng.standard_normal((3, 7, 3)).astype(np.float32)}
+            tf_feeds = {x: feeds["x"]}
+            if lengths:
+                feeds["lengths"] = np.array([7, 3, 5], np.int32)
+                tf_feeds[L] = feeds["lengths"]
+            want = sess.run("y:0", tf_feeds)
+    (tmp_path / "m.pb").write_bytes(gd.SerializeToString())
+    from tf2rt import convert
+
+    engine = convert(tmp_path / "m.pb")
+    directions = [a.s.decode() for n in engine.onnx.graph.node if n.op_type == "GRU"
+                  for a in n.attribute if a.name == "direction"]
+    assert sorted(directions) == ["forward", "forward", "reverse", "reverse"]
+    got = engine.run(feeds)["y"]
+    assert float(np.abs(got - want).max()) <= 1e-5
+    for backend in ("reference",):
+        assert float(np.abs(engine.run(feeds, backend=backend)["y"] - want).max()) <= 1e-5

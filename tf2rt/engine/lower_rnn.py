@@ -83,7 +83,7 @@ def _rnn_v2(layer: Any, ctx: LoweringContext) -> None:
     if layer.cell_state is not None:
         c0 = _permute(ctx, ctx.input(layer, 2), [1, 0, 2], (n, lk, h), name=f"{name}/cell_state_lnh")
     seq = ctx.input(layer, 3) if layer.seq_lengths is not None else ""
-    direction = "bidirectional" if k == 2 else "forward"
+    direction = "bidirectional" if k == 2 else ("reverse" if layer.direction == "reverse" else "forward")
     y_h, y_c = [], []
     y = x
     for pos in range(layer.layer_count):

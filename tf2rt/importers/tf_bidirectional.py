@@ -52,6 +52,7 @@ def fuse_bidirectional(graph: Graph, recs: list[Recurrence]) -> int:
         if u is not None:
             by_input.setdefault(u, []).append(r)
     fused = 0
+    paired: set[int] = set()
     for bw in recs:
         u = _batch_major_source(flow, bw.x)
         rev = _reversal(flow, u) if u is not None else None
@@ -93,8 +94,41 @@ def fuse_bidirectional(graph: Graph, recs: list[Recurrence]) -> int:
         graph.nodes[out.name] = Node(out.name, "Identity", [ref(name, 1)])
         graph.replaced_inputs = getattr(graph, "replaced_inputs", set()) | \
             {fw_node.name, bw_node.name, bw.gather} | {split_ref(r)[0] for r in out.inputs}  # type: ignore[attr-defined]
+        paired.add(id(bw))
         fused += 1
+    for rec in recs:  # a reversed loop left alone (several layers a direction): a reverse RNN
+        if id(rec) not in paired:
+            fused += _reverse_in_place(graph, Dataflow(graph), rec)
     return fused
+
+
+def _reverse_in_place(graph: Graph, flow: Dataflow, rec: Recurrence) -> int:
+    """A loop over x reversed in time whose output is reversed back = a reverse-direction RNN
+    over x: its output is already in x's order, and its final state is the same."""
+    u = _batch_major_source(flow, rec.x)
+    rev = _reversal(flow, u) if u is not None else None
+    if rev is None:
+        return 0
+    src, lengths = rev
+    if (lengths or None) != (flow.source(rec.seq_len) if rec.seq_len else None):
+        return 0
+    out = None
+    for t, _i in flow.users(ref(rec.gather)):
+        if t.op == "Transpose":
+            for v, _j in flow.users(ref(t.name)):
+                if _reversal(flow, ref(v.name)) == (ref(t.name), lengths):
+                    out = v
+    if out is None:
+        return 0
+    node = graph.nodes[f"{rec.name}/recurrence"]
+    tm = f"{rec.name}/time_major_input"
+    graph.nodes[tm] = Node(tm, "_SwapBatchTime", [src])
+    node.inputs = [ref(tm)] + node.inputs[1:]
+    node.reverse = True  # type: ignore[attr-defined]
+    graph.nodes[out.name] = Node(out.name, "_SwapBatchTime", [ref(node.name, 0)])
+    graph.replaced_inputs = getattr(graph, "replaced_inputs", set()) | \
+        {rec.gather} | {split_ref(r)[0] for r in out.inputs}  # type: ignore[attr-defined]
+    return 1
 
 
 def _take(net: Any, t: Any, axis: int, idx: np.ndarray, name: str) -> Any:

@@ -112,7 +112,8 @@ def _recurrence(cv, node, ins):
             else:
                 raise UnsupportedError(f"{rec.name}: some layers start from zeros, others from given states")
             prepared.append((role, out_idx, vals, given, state_in))
-        rnn = net.add_rnn_v2(y, L, H, int(T or _ANY_LENGTH), kind, name=name)
+        rnn = net.add_rnn_v2(y, L, H, int(T or _ANY_LENGTH), kind, name=name,
+                             direction="reverse" if getattr(node, "reverse", False) else "unidirection")
         for li, ci in enumerate(group):
             rnn.set_cell(li, cells[ci], name=cells[ci].name or None)
         if seq_len is not None:

@@ -26,7 +26,8 @@ from .tensor import FLOAT_DTYPES, Shape, Tensor, shape_str
 
 OPS = {"relu": "relu", "tanh": "tanh", "lstm": "lstm", "gru": "gru"}
 DIRECTIONS = {"unidirection": "unidirection", "unidirectional": "unidirection", "forward": "unidirection",
-              "bidirection": "bidirection", "bidirectional": "bidirection"}
+              "bidirection": "bidirection", "bidirectional": "bidirection",
+              "reverse": "reverse"}  # one direction, last step first (each sequence from its own last step)
 INPUT_MODES = {"linear": "linear", "skip": "skip"}
 GATE_ALIASES = {g: g for g in ("input", "output", "forget", "cell", "update", "reset", "hidden")}
 GATE_ALIASES.update({"i": "input", "o": "output", "f": "forget", "c": "cell", "g": "cell", "j": "cell",
