@@ -55,3 +55,15 @@ def test_cond_on_a_runtime_value_is_named(tf, tmp_path):
     path, _xv, _want = _graph(tf, False, tmp_path, runtime_pred=True)
     with pytest.raises(UnsupportedError, match="computed at run time"):
         convert(path, outputs=["probs"])
+
+
+def test_named_placeholder_keeps_the_condition_at_run_time(tf, tmp_path):
+    """Naming the is_training placeholder as an input means the caller decides: the condition
+    is not folded at its default (and a run-time condition is a named error)."""
+    from tf2rt import convert
+    from tf2rt.errors import UnsupportedError
+
+    path, _xv, _want = _graph(tf, True, tmp_path)
+    with pytest.raises(UnsupportedError):
+        convert(path, inputs=["x", "is_training"], outputs=["probs"],
+                input_shapes={"x": [-1, 6], "is_training": []})

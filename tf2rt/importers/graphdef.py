@@ -521,7 +521,7 @@ class GraphConverter(LayoutBuilder):
         """inputs/outputs as node names or "node:index" refs (defaults: Placeholders / sink nodes)."""
         from .tf_loops import ensure_recurrences, loop_leftovers
 
-        ensure_recurrences(self.graph)
+        ensure_recurrences(self.graph, inputs)
         nodes = self.graph.nodes
         if inputs is None:
             inputs = [n.name for n in nodes.values() if n.op == "Placeholder"]
@@ -544,7 +544,7 @@ class GraphConverter(LayoutBuilder):
         from ..network import Network
         from .tf_loops import ensure_recurrences
 
-        ensure_recurrences(self.graph)
+        ensure_recurrences(self.graph, list(inputs.values()))
         for r in list(inputs.values()) + list(outputs.values()):
             if split_ref(r)[0] not in self.graph.nodes:
                 raise FormatError(f"GraphDef: no node named {split_ref(r)[0]!r}")

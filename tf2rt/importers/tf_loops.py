@@ -299,7 +299,7 @@ _CONTROL_OPS = {"Enter", "RefEnter", "Exit", "RefExit", "Merge", "RefMerge", "Sw
                 "NextIteration", "RefNextIteration", "While", "StatelessWhile", LOOP_ARG_OP}
 
 
-def fold_constant_conditionals(graph: Graph) -> int:
+def fold_constant_conditionals(graph: Graph, keep: set[str] = frozenset()) -> int:
     """TF2 If/StatelessIf/Case whose condition is fixed at conversion (a constant, or a
     PlaceholderWithDefault such as `is_training` left at its default): the taken branch is
     inlined in its place. Returns how many were folded."""
@@ -308,6 +308,8 @@ def fold_constant_conditionals(graph: Graph) -> int:
     for node in [n for n in list(graph.nodes.values()) if n.op in ("If", "StatelessIf", "Case", "StatelessCase")]:
         src = flow.src_node(node.inputs[0]) if node.inputs else None
         if src is not None and src.op == "PlaceholderWithDefault" and src.inputs:
+            if src.name in keep:  # the user feeds it: the condition is decided at run time
+                continue
             value = flow.const(src.inputs[0])
         else:
             value = flow.const(node.inputs[0]) if node.inputs else None
@@ -331,13 +333,14 @@ def fold_constant_conditionals(graph: Graph) -> int:
     return folded
 
 
-def ensure_recurrences(graph: Graph) -> list[Recurrence]:
+def ensure_recurrences(graph: Graph, inputs: list[str] | None = None) -> list[Recurrence]:
     """rewrite_recurrences once per graph (importers may call it before choosing outputs);
-    conditionals fixed at conversion are folded first."""
+    conditionals fixed at conversion are folded first (not those on a placeholder the user
+    names among `inputs`)."""
     if getattr(graph, "recurrences", None) is None:
         from .graph_rewrites import fold_tensordot
 
-        fold_constant_conditionals(graph)
+        fold_constant_conditionals(graph, {split_ref(r)[0] for r in inputs or []})
         fold_tensordot(graph)
         from .tf_unrolled import rewrite_unrolled
 

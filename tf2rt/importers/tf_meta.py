@@ -117,7 +117,7 @@ def import_meta_checkpoint(source: Any, meta_path: str | Path, *, inputs: list[s
     from .tf_loops import ensure_recurrences
 
     graph, _mg = read_meta_graphdef(meta_path)
-    recs = ensure_recurrences(graph)
+    recs = ensure_recurrences(graph, inputs)
     if outputs is None:
         outputs = default_outputs(graph)
         if not outputs:
