@@ -315,7 +315,7 @@ def _lstm(m: _Matcher, x: str, inner: dict[str, Any], z: str, split: list[str]) 
     hs = set(inner)
     h_state = [s for s in hs if s != flow.source(c_var.inner)]
     cell.terms, cell.bias = m.linear(z, cell, x, hs)
-    readers = [s for s in h_state if any(_term_reads(m, z, s) for _ in [0])]
+    readers = [s for s in h_state if _term_reads(m, z, s)]
     if len(readers) != 1:
         raise m.fail("cannot tell which loop variable is the cell's output state")
     cell.states = [c_var, inner[readers[0]]]
@@ -390,15 +390,7 @@ def _gru(m: _Matcher, x: str, inner: dict[str, Any], z: str, split: list[str]) -
             rh = f"{n.name}:0"
     cterms, cbias = m.linear(cz, cell, x, {flow.source(rh)})
     cell.cand_terms, cell.cand_bias = cterms, cbias
-    # h' = u*h + (1-u)*c
-    new = None
-    for n, partner in _mul_partner(m, split[u_k]):
-        if partner == h_ref:
-            add = m.single_user(f"{n.name}:0", ("Add", "AddV2"))
-            if add is not None:
-                new = f"{add[0].name}:0"
-    if new is None:
-        raise m.fail("the GRU update gate does not mix the old state into the new one")
+    new = _update_mix(m, split[u_k], h_ref)  # h' = u*h + (1-u)*c
     used_cand = any(flow.source(i) == cand or _mixes(m, i, cand) for i in flow.node(new).inputs)
     if not used_cand:
         raise m.fail("the GRU candidate does not reach the new state")
@@ -469,7 +461,6 @@ def _gru_reset_after(m: _Matcher, x: str, inner: dict[str, Any], zx: str, split:
         zh, h_blocks[k] = b[0], b[1]
     order_h = {k: i for i, k in enumerate(sorted(h_blocks, key=h_blocks.get))}
     h_terms, h_bias = m.linear(zh, cell, x, hs)
-    h_state = [s_ for s_ in hs if any(t.operand == "h" for t in h_terms)]
     mix = None
     for n, partner in _mul_partner(m, gates[ku][1]):
         if partner in hs:
@@ -478,7 +469,6 @@ def _gru_reset_after(m: _Matcher, x: str, inner: dict[str, Any], zx: str, split:
                 mix, h_ref = f"{add[0].name}:0", partner
     if mix is None:
         raise m.fail("the GRU update gate does not mix the old state into the new one")
-    del h_state
     cell.states, cell.new = [inner[h_ref]], [mix]
     cell.order = {"update": ku, "reset": kr, "hidden": kc}
     cell.h_order = {"update": order_h[ku], "reset": order_h[kr], "hidden": order_h[kc]}
@@ -514,14 +504,7 @@ def _gru_keras_reset_before(m: _Matcher, cell: CellMatch, inner: dict[str, Any],
     cand_terms, cand_bias = m.linear(f"{cand_mm.name}:0", cell, "", {flow.source(f"{rh.name}:0")})
     if gate_bias is not None or cand_bias is not None:
         raise m.fail("a Keras GRU without reset_after has no recurrent bias")
-    mix = None
-    for n, partner in _mul_partner(m, gates[ku][1]):
-        if partner == h_ref:
-            add = m.single_user(f"{n.name}:0", ("Add", "AddV2"))
-            if add is not None:
-                mix = f"{add[0].name}:0"
-    if mix is None:
-        raise m.fail("the GRU update gate does not mix the old state into the new one")
+    mix = _update_mix(m, gates[ku][1], h_ref)
     cell.states, cell.new = [inner[h_ref]], [mix]
     cell.order = {"update": ku, "reset": kr, "hidden": kc}
     cell.h_order = {"update": order_h[ku], "reset": order_h[kr]}
@@ -530,6 +513,16 @@ def _gru_keras_reset_before(m: _Matcher, cell: CellMatch, inner: dict[str, Any],
     cell.activation = ACTIVATIONS[gates[kc][0]]
     cell.name = flow.src_node(zx).name.rsplit("/", 1)[0]
     return cell
+
+
+def _update_mix(m: _Matcher, u_out: str, h_ref: str) -> str:
+    """h' = u*h + ...: the Add of the update gate times the old state (a GRU's new state)."""
+    for n, partner in _mul_partner(m, u_out):
+        if partner == h_ref:
+            add = m.single_user(f"{n.name}:0", ("Add", "AddV2"))
+            if add is not None:
+                return f"{add[0].name}:0"
+    raise m.fail("the GRU update gate does not mix the old state into the new one")
 
 
 def _mixes(m: _Matcher, r: str, cand: str) -> bool:

@@ -16,14 +16,13 @@ converts the unrolled ops as they are (correct, at the saved length).
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
 
 import numpy as np
 
 from ..errors import UnsupportedError
 from .graphdef import Graph, Node, split_ref
 from .tf_cells import ACTIVATIONS, CellMatch, _Matcher, _match_one, _split_outputs
-from .tf_loops import RECURRENCE_OP, Dataflow, LoopVar, Recurrence, _is_training_only, canon, ref
+from .tf_loops import Dataflow, LoopVar, Recurrence, _is_training_only, ref
 
 
 def _weight(flow: Dataflow, r: str) -> str:
