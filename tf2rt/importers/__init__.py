@@ -104,7 +104,7 @@ def build_network(
         return net, card
 
     from ..weights.tf_checkpoint import open_checkpoint
-    from .tf1_rnn import checkpoint_prefix, tf1_network
+    from .tf1_rnn import checkpoint_prefix
 
     prefix = checkpoint_prefix(p)
     if not Path(str(prefix) + ".index").is_file() and not prefix.is_file():

@@ -8,6 +8,8 @@ run-time parameters. Coordinates follow TensorFlow's kernels for align_corners /
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..errors import UnsupportedError

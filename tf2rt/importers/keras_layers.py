@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import UnsupportedError
+from ..errors import FormatError, UnsupportedError
 from .graphdef import TV, phys_axis
 from .keras_graph import LAYERS, KerasConverter, check, layer
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import Tf2rtError
-from ..limits import MAX_JSON_DEPTH, MAX_TEXT_BYTES
+from ..limits import MAX_JSON_DEPTH
 
 TRUST_HINT = "pass --trust-model only if you trust where the file came from"
 
