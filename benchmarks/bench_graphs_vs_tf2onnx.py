@@ -1,0 +1,133 @@
+"""Frozen CNN graphs: tf2rt vs tf2onnx + ONNX Runtime vs TensorFlow, in one run, on the CPU.
+
+Each keras.applications model (random weights) is frozen to a GraphDef (what published `.pb`
+files are); tf2rt and tf2onnx convert the same file, and both ONNX files run on onnxruntime
+with the same session options (intra-op threads as given, default: onnxruntime's own) on the
+same input; TensorFlow runs the frozen graph itself. Each contender is timed in blocks of
+calls, in the order A B C and then C B A, and its time is the lower of its two block medians;
+both converters' largest differences from TensorFlow's output are reported.
+
+    python benchmarks/bench_graphs_vs_tf2onnx.py [--models MobileNetV2,ResNet50] [--out benchmarks/results/graphs_vs_tf2onnx]
+
+Needs TensorFlow and tf2onnx (`pip install tf2onnx`), which tf2rt itself never imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _freeze(tf, name: str, size: int, path: Path):
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    # logits, not softmax: random weights saturate a softmax and would hide differences
+    model = getattr(tf.keras.applications, name)(weights=None, input_shape=(size, size, 3),
+                                                 classifier_activation=None)
+    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+        tf.TensorSpec([1, size, size, 3], tf.float32, name="image"))
+    frozen = convert_variables_to_constants_v2(fn)
+    gd = frozen.graph.as_graph_def()
+    path.write_bytes(gd.SerializeToString())
+    return frozen, [t.name for t in frozen.inputs], [t.name for t in frozen.outputs]
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="MobileNetV2,ResNet50,InceptionV3,EfficientNetB0")
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its default)")
+    ap.add_argument("--out", default="benchmarks/results/graphs_vs_tf2onnx")
+    args = ap.parse_args()
+    import tensorflow as tf
+
+    import tf2rt
+
+    rows = []
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+            size = 299 if name == "InceptionV3" and args.size == 224 else args.size
+            pb = Path(tmp) / f"{name}.pb"
+            frozen, ins, outs = _freeze(tf, name, size, pb)
+            x = rng.standard_normal((1, size, size, 3)).astype(np.float32)
+            want = frozen(tf.constant(x))
+            want = (want[0] if isinstance(want, (list, tuple)) else want).numpy()
+            ours_path = Path(tmp) / f"{name}_tf2rt.onnx"
+            engine = tf2rt.convert(pb, ours_path)
+            ours = _session(ours_path, args.threads)
+            ours_in = ours.get_inputs()[0].name
+            got = ours.run(None, {ours_in: x})[0]
+            row = {"model": name, "size": size, "tf2rt_max_err": float(np.abs(got.reshape(want.shape) - want).max())}
+            theirs_path = Path(tmp) / f"{name}_tf2onnx.onnx"
+            p = subprocess.run([sys.executable, "-m", "tf2onnx.convert", "--graphdef", str(pb), "--inputs",
+                                ",".join(ins), "--outputs", ",".join(outs), "--output", str(theirs_path),
+                                "--opset", "17"], capture_output=True, text=True, timeout=1800)
+            calls = {"tf2rt": lambda: ours.run(None, {ours_in: x}), "tensorflow": lambda: frozen(tf.constant(x))}
+            if p.returncode == 0:
+                theirs = _session(theirs_path, args.threads)
+                t_in = theirs.get_inputs()[0].name
+                t_out = theirs.run(None, {t_in: x})[0]
+                row["tf2onnx_max_err"] = float(np.abs(t_out.reshape(want.shape) - want).max())
+                calls["tf2onnx"] = lambda: theirs.run(None, {t_in: x})
+            else:
+                row["tf2onnx_problem"] = (p.stderr.strip().splitlines() or ["failed"])[-1][:160]
+            # blocks of calls per contender, in the order A B C then C B A; each contender's
+            # time is the lower of its two block medians (TensorFlow's thread pools keep
+            # spinning after a call, so interleaving single calls would charge the next one)
+            best: dict[str, float] = {}
+            for order in (list(calls), list(reversed(calls))):
+                for k in order:
+                    for _ in range(2):
+                        calls[k]()  # warm-up
+                    samples = []
+                    for _ in range(args.rounds):
+                        t0 = time.perf_counter()
+                        calls[k]()
+                        samples.append(time.perf_counter() - t0)
+                    best[k] = min(best.get(k, float("inf")), statistics.median(samples))
+            for k, v in best.items():
+                row[f"{k}_ms"] = v * 1e3
+            del engine
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+    lines = ["| model | TensorFlow | tf2onnx + ORT | tf2rt | tf2rt vs tf2onnx | tf2rt vs TF | max error vs TF (tf2rt / tf2onnx) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        theirs = f"{r['tf2onnx_ms']:.2f} ms" if "tf2onnx_ms" in r else r.get("tf2onnx_problem", "-")
+        vs = f"{r['tf2onnx_ms'] / r['tf2rt_ms']:.2f}x" if "tf2onnx_ms" in r else "-"
+        err2 = f"{r['tf2onnx_max_err']:.1e}" if "tf2onnx_max_err" in r else "-"
+        lines.append(f"| {r['model']} {r['size']}x{r['size']} | {r['tensorflow_ms']:.2f} ms | {theirs} | "
+                     f"{r['tf2rt_ms']:.2f} ms | {vs} | {r['tensorflow_ms'] / r['tf2rt_ms']:.2f}x | "
+                     f"{r['tf2rt_max_err']:.1e} / {err2} |")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
