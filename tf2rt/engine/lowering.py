@@ -21,7 +21,7 @@ LoweringFn = Callable[[Any, "LoweringContext"], None]
 LOWERINGS: dict[str, LoweringFn] = {}
 
 # Modules holding lowering functions, imported on first use (absent ones are skipped).
-LOWERING_MODULES: tuple[str, ...] = ("lower_core", "lower_rnn", "lower_cnn")
+LOWERING_MODULES: tuple[str, ...] = ("lower_core", "lower_rnn", "lower_cnn", "lower_detect")
 
 class _OnnxDtypes(dict):
     """dtype name ("float32", "int32", ...) -> onnx.TensorProto enum, from onnx.helper on first use."""

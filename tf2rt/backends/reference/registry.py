@@ -17,7 +17,7 @@ OpFn = Callable[[Sequence[Optional[np.ndarray]], dict[str, Any]], Union[np.ndarr
 OPS: dict[str, OpFn] = {}
 
 # Modules holding op functions (absent ones are skipped), imported on first use.
-OP_MODULES: tuple[str, ...] = ("ops_core", "ops_rnn", "ops_cnn")
+OP_MODULES: tuple[str, ...] = ("ops_core", "ops_rnn", "ops_cnn", "ops_detect")
 
 
 def op(*op_types: str) -> Callable[[OpFn], OpFn]:

@@ -1,0 +1,77 @@
+"""Non-maximum suppression in frozen graphs (NonMaxSuppressionV3/V4/V5): the kept indices,
+highest score first, are exactly TensorFlow's, on onnxruntime and the reference backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def _boxes(rng, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Clustered boxes (so suppression matters), corners sometimes flipped, distinct scores."""
+    centers = rng.uniform(0.2, 0.8, (4, 2))[rng.integers(0, 4, n)] + rng.normal(0, 0.03, (n, 2))
+    sizes = rng.uniform(0.05, 0.2, (n, 2))
+    boxes = np.concatenate([centers - sizes, centers + sizes], axis=1)
+    flip = rng.random(n) < 0.3
+    boxes[flip] = boxes[flip][:, [2, 3, 0, 1]]
+    scores = rng.permutation(np.linspace(0.05, 0.95, n))
+    return boxes.astype(np.float32), scores.astype(np.float32)
+
+
+@pytest.mark.parametrize("version", ["v3", "v4", "v5"])
+def test_nms_matches_tensorflow(tf, tmp_path, version):
+    tf1 = tf.compat.v1
+    rng = np.random.default_rng(len(version))
+    g = tf.Graph()
+    with g.as_default():
+        b = tf1.placeholder(tf.float32, [None, 4], name="boxes")
+        s = tf1.placeholder(tf.float32, [None], name="scores")
+        if version == "v3":
+            idx = tf.image.non_max_suppression(b, s, max_output_size=12, iou_threshold=0.4, score_threshold=0.3)
+            outs = [tf.identity(idx, name="kept")]
+        elif version == "v4":
+            idx, _n = tf.raw_ops.NonMaxSuppressionV4(boxes=b, scores=s, max_output_size=12, iou_threshold=0.4,
+                                                     score_threshold=0.3, pad_to_max_output_size=False)
+            outs = [tf.identity(idx, name="kept")]
+        else:
+            idx, kept_scores = tf.image.non_max_suppression_with_scores(b, s, max_output_size=12,
+                                                                        iou_threshold=0.4, score_threshold=0.3)
+            outs = [tf.identity(idx, name="kept"), tf.identity(kept_scores, name="kept_scores")]
+        tf.gather(b, idx, name="kept_boxes")
+        names = [o.op.name for o in outs] + ["kept_boxes"]
+        gd = g.as_graph_def()
+        cases = []
+        with tf1.Session() as sess:
+            for n in (40, 7):
+                bv, sv = _boxes(rng, n)
+                cases.append(({"boxes": bv, "scores": sv}, sess.run([f"{x}:0" for x in names], {b: bv, s: sv})))
+    (tmp_path / "m.pb").write_bytes(gd.SerializeToString())
+    from tf2rt import convert
+
+    engine = convert(tmp_path / "m.pb", outputs=names)
+    for backend in ("onnxruntime", "reference"):
+        for feeds, want in cases:
+            got = engine.run(feeds, backend=backend)
+            assert np.array_equal(got["kept"], want[0]), (backend, got["kept"], want[0])
+            assert np.allclose(got["kept_boxes"], want[-1])
+            if version == "v5":
+                assert np.allclose(got["kept_scores"], want[1])
+    assert 0 < len(cases[0][1][0]) < 40  # suppression and the score threshold both removed boxes
+
+
+def test_padded_nms_is_refused_by_name(tf, tmp_path):
+    tf1 = tf.compat.v1
+    g = tf.Graph()
+    with g.as_default():
+        b = tf1.placeholder(tf.float32, [None, 4], name="boxes")
+        s = tf1.placeholder(tf.float32, [None], name="scores")
+        idx, _n = tf.raw_ops.NonMaxSuppressionV4(boxes=b, scores=s, max_output_size=5, iou_threshold=0.5,
+                                                 score_threshold=0.0, pad_to_max_output_size=True)
+        tf.identity(idx, name="kept")
+        gd = g.as_graph_def()
+    (tmp_path / "m.pb").write_bytes(gd.SerializeToString())
+    from tf2rt import convert
+    from tf2rt.errors import UnsupportedError
+
+    with pytest.raises(UnsupportedError, match="pad_to_max_output_size"):
+        convert(tmp_path / "m.pb", outputs=["kept"])

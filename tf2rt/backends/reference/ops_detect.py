@@ -1,0 +1,48 @@
+"""Reference NonMaxSuppression (ONNX semantics; tf2rt's detection layers lower to it)."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .registry import op
+
+In = Sequence[Optional[np.ndarray]]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of box a against boxes b, corners (y1, x1, y2, x2) in any order."""
+    ay1, ay2 = min(a[0], a[2]), max(a[0], a[2])
+    ax1, ax2 = min(a[1], a[3]), max(a[1], a[3])
+    by1, by2 = np.minimum(b[:, 0], b[:, 2]), np.maximum(b[:, 0], b[:, 2])
+    bx1, bx2 = np.minimum(b[:, 1], b[:, 3]), np.maximum(b[:, 1], b[:, 3])
+    ih = np.clip(np.minimum(ay2, by2) - np.maximum(ay1, by1), 0, None)
+    iw = np.clip(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0, None)
+    inter = ih * iw
+    union = (ay2 - ay1) * (ax2 - ax1) + (by2 - by1) * (bx2 - bx1) - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, inter / union, 0.0)
+
+
+@op("NonMaxSuppression")
+def non_max_suppression(i: In, a: dict) -> np.ndarray:
+    if int(a.get("center_point_box", 0)) != 0:
+        raise ValueError("NonMaxSuppression with center_point_box=1 is not implemented here")
+    boxes, scores = np.asarray(i[0], np.float64), np.asarray(i[1], np.float64)
+    max_out = int(i[2].reshape(-1)[0]) if len(i) > 2 and i[2] is not None and i[2].size else 0
+    iou_thr = float(i[3].reshape(-1)[0]) if len(i) > 3 and i[3] is not None and i[3].size else 0.0
+    score_thr = float(i[4].reshape(-1)[0]) if len(i) > 4 and i[4] is not None and i[4].size else None
+    out = []
+    for b in range(boxes.shape[0]):
+        for c in range(scores.shape[1]):
+            s = scores[b, c]
+            order = [k for k in np.argsort(-s, kind="stable") if score_thr is None or s[k] > score_thr]
+            kept: list[int] = []
+            for k in order:
+                if len(kept) >= max_out:
+                    break
+                if not kept or np.all(_iou(boxes[b, k], boxes[b, kept]) <= iou_thr):
+                    kept.append(int(k))
+            out += [(b, c, k) for k in kept]
+    return np.array(out, np.int64).reshape(-1, 3)

@@ -1,0 +1,49 @@
+"""Handlers for TensorFlow's detection ops: NonMaxSuppression V2..V5 (one image, one class)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from .graphdef import TV
+from .graphdef_ops import const, op
+
+
+def _scalar(v, what: str) -> float:
+    return float(np.asarray(const(v, what)).reshape(-1)[0])
+
+
+@op("NonMaxSuppression", "NonMaxSuppressionV2", "NonMaxSuppressionV3", "NonMaxSuppressionV4",
+    "NonMaxSuppressionV5")
+def _nms(cv, node, ins):
+    """NMS layer (ONNX NonMaxSuppression, box column); V5 scores gathered; V4/V5 padding refused."""
+    boxes, scores = ins[0], ins[1]
+    if not isinstance(boxes, TV) or not isinstance(scores, TV):
+        raise UnsupportedError("non-max suppression of constant boxes or scores")
+    max_out = int(_scalar(ins[2], "max_output_size"))
+    if node.op == "NonMaxSuppression":  # V1: iou_threshold is an attribute
+        a = node.attr("iou_threshold")
+        iou = a.f() if a is not None else 0.5
+        score = None
+    else:
+        iou = _scalar(ins[3], "iou_threshold")
+        score = _scalar(ins[4], "score_threshold") if len(ins) > 4 else None
+    if score is not None and not np.isfinite(score):
+        score = None  # -inf: no threshold
+    pad = node.attr("pad_to_max_output_size")
+    if node.op in ("NonMaxSuppressionV4", "NonMaxSuppressionV5") and pad is not None and pad.b():
+        raise UnsupportedError("pad_to_max_output_size=True (the padded form); export with it off, or cut the "
+                               "graph before the suppression with --outputs")
+    if node.op == "NonMaxSuppressionV5" and _scalar(ins[5], "soft_nms_sigma") != 0.0:
+        raise UnsupportedError("soft NMS (soft_nms_sigma > 0) has no ONNX form")
+    b = cv.plain(boxes)
+    s = cv.plain(scores)
+    if b.dtype != "float32":
+        b = cv.net.add_cast(b, "float32", name=f"{node.name}/boxes_f32").output
+    if s.dtype != "float32":
+        s = cv.net.add_cast(s, "float32", name=f"{node.name}/scores_f32").output
+    idx = cv.net.add_non_max_suppression(b, s, max_out, iou, score, name=node.name).output
+    if node.op == "NonMaxSuppressionV5":
+        kept = cv.net.add_gather(s, idx, axis=0, name=f"{node.name}/selected_scores").output
+        return [TV(idx), TV(kept)]  # valid_outputs (the count) is not expressed: reading it is an error
+    return [TV(idx)]
