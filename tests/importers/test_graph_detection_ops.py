@@ -75,3 +75,25 @@ def test_padded_nms_is_refused_by_name(tf, tmp_path):
 
     with pytest.raises(UnsupportedError, match="pad_to_max_output_size"):
         convert(tmp_path / "m.pb", outputs=["kept"])
+
+
+def test_topk_matches_tensorflow(tf, tmp_path):
+    tf1 = tf.compat.v1
+    rng = np.random.default_rng(3)
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 9], name="x")
+        values, indices = tf.math.top_k(x * 2.0, k=4)
+        tf.identity(values, name="values")
+        tf.identity(indices, name="indices")
+        gd = g.as_graph_def()
+        xv = np.round(rng.standard_normal((3, 9)), 1).astype(np.float32)  # ties included
+        with tf1.Session() as sess:
+            want = sess.run(["values:0", "indices:0"], {x: xv})
+    (tmp_path / "m.pb").write_bytes(gd.SerializeToString())
+    from tf2rt import convert
+
+    engine = convert(tmp_path / "m.pb", outputs=["values", "indices"])
+    for backend in ("onnxruntime", "reference"):
+        got = engine.run({"x": xv}, backend=backend)
+        assert np.allclose(got["values"], want[0]) and np.array_equal(got["indices"], want[1])

@@ -1,4 +1,4 @@
-"""Handlers for TensorFlow's detection ops: NonMaxSuppression V2..V5 (one image, one class)."""
+"""Handlers for TensorFlow's detection ops: NonMaxSuppression V1..V5 (one image, one class), TopKV2."""
 
 from __future__ import annotations
 
@@ -47,3 +47,19 @@ def _nms(cv, node, ins):
         kept = cv.net.add_gather(s, idx, axis=0, name=f"{node.name}/selected_scores").output
         return [TV(idx), TV(kept)]  # valid_outputs (the count) is not expressed: reading it is an error
     return [TV(idx)]
+
+
+@op("TopKV2")
+def _topk(cv, node, ins):
+    """TopK layer on the last axis, sorted (ties: the lower index first, in both TF and ONNX)."""
+    x, k = ins
+    kk = int(np.asarray(const(k, "TopKV2 k")).reshape(-1)[0])
+    s = node.attr("sorted")
+    if s is not None and not s.b():
+        raise UnsupportedError("TopKV2 with sorted=False (the order of its results is unspecified)")
+    if not isinstance(x, TV):
+        v = np.asarray(const(x, "TopKV2 input"))
+        order = np.argsort(-v, axis=-1, kind="stable")[..., :kk]
+        return [np.take_along_axis(v, order, -1), order.astype(np.int32)]
+    layer = cv.net.add_topk(cv.plain(x), "max", kk, axis=-1, name=node.name)
+    return [TV(layer.get_output(0)), TV(layer.get_output(1))]
