@@ -136,3 +136,11 @@ def test_ptb_style_test_model_streams_like_tensorflow(tf, tmp_path):
         c = int(np.argmax(logits[0, -1]))
         words.append(c)
     assert len(set(m["greedy"])) >= 2 and words == m["greedy"]
+
+
+def test_inspect_checkpoint_points_at_its_graph(models, capsys):
+    prefix = models["char_rnn_monitors"]["prefix"]
+    assert main(["inspect", prefix]) == 0
+    out = capsys.readouterr().out
+    assert f"Graph: {prefix}.meta" in out
+

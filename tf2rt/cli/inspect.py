@@ -84,7 +84,22 @@ def weights_report(src, include_all: bool = False) -> dict:
         "rnn_cells": [c.to_dict() for c in cells],
         "storage": storages[0] if len(storages) == 1 else ("mixed" if storages else None),
         "cell_summaries": [c.describe() for c in cells],
+        "meta_graph": _meta_graph_of(src),
     }
+
+
+def _meta_graph_of(src) -> str | None:
+    """The .meta graph saved next to a TF1 checkpoint (what `convert` reads the model from)."""
+    if not str(getattr(src, "format", "")).startswith("tf"):
+        return None
+    from ..importers.meta_graph import find_meta
+    from ..importers.tf1_rnn import checkpoint_prefix
+
+    try:
+        meta = find_meta(checkpoint_prefix(src.path))
+    except Exception:  # noqa: BLE001 - a hint only; the weights report stands without it
+        return None
+    return str(meta) if meta is not None else None
 
 
 def format_report(report: dict) -> str:
@@ -111,6 +126,10 @@ def format_report(report: dict) -> str:
         lines.append("RNN cells: none recognised")
     if c["optimizer_slots"] and not any(t["kind"] != "variable" for t in report["tensors"]):
         lines.append(f"Optimizer slots: {c['optimizer_slots']} (not listed; use --all)")
+    if report.get("meta_graph"):
+        lines.append(f"Graph: {report['meta_graph']} - convert reads the model from it; "
+                     f"`tf2rt inspect {report['meta_graph']}` shows its inputs, outputs, recurrent stacks "
+                     "and the variables it uses")
     return "\n".join(lines) + "\n"
 
 
