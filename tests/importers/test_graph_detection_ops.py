@@ -97,3 +97,35 @@ def test_topk_matches_tensorflow(tf, tmp_path):
     for backend in ("onnxruntime", "reference"):
         got = engine.run({"x": xv}, backend=backend)
         assert np.allclose(got["values"], want[0]) and np.array_equal(got["indices"], want[1])
+
+
+def test_where_gather_nd_and_boolean_mask(tf, tmp_path):
+    """Filtering as detectors' post-processing writes it: tf.where on a score test,
+    tf.gather_nd with those indices, tf.boolean_mask - results of a size known at run time."""
+    tf1 = tf.compat.v1
+    rng = np.random.default_rng(8)
+    g = tf.Graph()
+    with g.as_default():
+        s = tf1.placeholder(tf.float32, [None, 5], name="scores")
+        b = tf1.placeholder(tf.float32, [None, 5, 4], name="boxes")
+        idx = tf.where(s > 0.3)
+        tf.identity(idx, name="idx")
+        tf.identity(tf.gather_nd(b, idx), name="picked")
+        tf.identity(tf.boolean_mask(s, s > 0.3), name="masked")
+        gd = g.as_graph_def()
+        cases = []
+        with tf1.Session() as sess:
+            for n in (3, 1):
+                feeds = {"scores": rng.random((n, 5)).astype(np.float32),
+                         "boxes": rng.random((n, 5, 4)).astype(np.float32)}
+                cases.append((feeds, sess.run(["idx:0", "picked:0", "masked:0"],
+                                              {s: feeds["scores"], b: feeds["boxes"]})))
+    (tmp_path / "m.pb").write_bytes(gd.SerializeToString())
+    from tf2rt import convert
+
+    engine = convert(tmp_path / "m.pb", outputs=["idx", "picked", "masked"])
+    for backend in ("onnxruntime", "reference"):
+        for feeds, (want_idx, want_picked, want_masked) in cases:
+            got = engine.run(feeds, backend=backend)
+            assert np.array_equal(got["idx"], want_idx)
+            assert np.allclose(got["picked"], want_picked) and np.allclose(got["masked"], want_masked)

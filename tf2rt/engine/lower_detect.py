@@ -27,3 +27,15 @@ def _nms(layer: Any, ctx: LoweringContext) -> None:
                     axis=1)  # [K, 1]
     flat = ctx.node1("Squeeze", [col, ctx.const(np.array([1], np.int64), f"{name}/axis1")], name=f"{name}/indices")
     ctx.node1("Cast", [flat], ctx.output(layer), name=name, to=ONNX_DTYPES["int32"])
+
+
+@lowering("nonzero")
+def _nonzero(layer: Any, ctx: LoweringContext) -> None:
+    ctx.node1("NonZero", [ctx.input(layer, 0)], ctx.output(layer), name=layer.name)
+
+
+@lowering("gather_nd")
+def _gather_nd(layer: Any, ctx: LoweringContext) -> None:
+    idx = ctx.node1("Cast", [ctx.input(layer, 1)], name=f"{layer.name}/indices_int64", to=ONNX_DTYPES["int64"])
+    ctx.node1("GatherND", [ctx.input(layer, 0), idx], ctx.output(layer), name=layer.name)
+

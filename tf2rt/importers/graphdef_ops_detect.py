@@ -1,4 +1,5 @@
-"""Handlers for TensorFlow's detection ops: NonMaxSuppression V1..V5 (one image, one class), TopKV2."""
+"""Handlers for the ops of detectors' post-processing: NonMaxSuppression V1..V5 (one image, one
+class), TopKV2, Where (indices of true elements), GatherNd."""
 
 from __future__ import annotations
 
@@ -63,3 +64,30 @@ def _topk(cv, node, ins):
         return [np.take_along_axis(v, order, -1), order.astype(np.int32)]
     layer = cv.net.add_topk(cv.plain(x), "max", kk, axis=-1, name=node.name)
     return [TV(layer.get_output(0)), TV(layer.get_output(1))]
+
+
+@op("Where")
+def _where(cv, node, ins):
+    """Where(condition): indices of the true elements, int64 [K, rank] (NonZero, transposed)."""
+    if len(ins) != 1:
+        raise UnsupportedError("Where with three inputs is Select")
+    c = ins[0]
+    if not isinstance(c, TV):
+        return [np.argwhere(np.asarray(const(c, "Where condition"))).astype(np.int64)]
+    nz = cv.net.add_nonzero(cv.plain(c), name=f"{node.name}/nonzero").output
+    return [TV(cv.net.add_shuffle(nz, first_transpose=(1, 0), name=node.name).output)]
+
+
+@op("GatherNd")
+def _gather_nd(cv, node, ins):
+    """GatherND (slices of params picked by the index tuples in the indices' last dimension)."""
+    params, idx = ins
+    if not isinstance(params, TV) and not isinstance(idx, TV):
+        p, i = np.asarray(const(params, "params")), np.asarray(const(idx, "indices"))
+        return [p[tuple(np.moveaxis(i, -1, 0))]]
+    data = cv.plain(params) if isinstance(params, TV) else \
+        cv.net.add_constant(np.shape(params), np.asarray(params), name=f"{node.name}/params").output
+    ind = cv.plain(idx) if isinstance(idx, TV) else \
+        cv.net.add_constant(np.shape(idx), np.asarray(idx, np.int64), name=f"{node.name}/indices").output
+    return [TV(cv.net.add_gather_nd(data, ind, name=node.name).output)]
+

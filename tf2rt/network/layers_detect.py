@@ -49,3 +49,52 @@ def add_non_max_suppression(self: Network, boxes: Tensor, scores: Tensor, max_ou
     """Indices of the boxes non-maximum suppression keeps, highest score first (see NMSLayer)."""
     return self.add_layer(NMSLayer(boxes, scores, max_output_size, iou_threshold, score_threshold),
                           name)  # type: ignore[return-value]
+
+
+class NonZeroLayer(Layer):
+    """Indices of the non-zero (true) elements, int64 [rank, K] (ONNX NonZero; TF's Where is
+    its transpose)."""
+
+    type = "nonzero"
+
+    def __init__(self, x: Tensor):
+        super().__init__([x])
+
+    def infer(self) -> list[tuple[str, Shape]]:
+        return [("int64", (self.input_tensor(0).rank, None))]
+
+    def attributes(self) -> dict[str, Any]:
+        return {}
+
+
+class GatherNDLayer(Layer):
+    """data[indices[..., :]]: indices [..., k] pick slices of data's first k dims (ONNX GatherND)."""
+
+    type = "gather_nd"
+
+    def __init__(self, data: Tensor, indices: Tensor):
+        super().__init__([data, indices])
+
+    def infer(self) -> list[tuple[str, Shape]]:
+        d, i = self.input_tensor(0), self.input_tensor(1)
+        k = i.shape[-1] if i.rank else None
+        if i.dtype not in ("int32", "int64") or k is None or k > d.rank:
+            raise self.error(f"indices {i.name}{shape_str(i.shape)} must be int32/int64 with a known last "
+                             f"dimension <= the rank of {d.name}{shape_str(d.shape)}")
+        return [(d.dtype, tuple(i.shape[:-1]) + tuple(d.shape[k:]))]
+
+    def attributes(self) -> dict[str, Any]:
+        return {}
+
+
+@network_method
+def add_nonzero(self: Network, x: Tensor, name: Optional[str] = None) -> NonZeroLayer:
+    """Indices of x's non-zero elements, int64 [rank, K]."""
+    return self.add_layer(NonZeroLayer(x), name)  # type: ignore[return-value]
+
+
+@network_method
+def add_gather_nd(self: Network, data: Tensor, indices: Tensor, name: Optional[str] = None) -> GatherNDLayer:
+    """Slices of `data` picked by the index tuples in the last dimension of `indices`."""
+    return self.add_layer(GatherNDLayer(data, indices), name)  # type: ignore[return-value]
+

@@ -46,3 +46,21 @@ def non_max_suppression(i: In, a: dict) -> np.ndarray:
                     kept.append(int(k))
             out += [(b, c, k) for k in kept]
     return np.array(out, np.int64).reshape(-1, 3)
+
+
+@op("NonZero")
+def nonzero(i: In, a: dict) -> np.ndarray:
+    return np.array(np.nonzero(i[0]), np.int64).reshape(np.ndim(i[0]), -1)
+
+
+@op("GatherND")
+def gather_nd(i: In, a: dict) -> np.ndarray:
+    if int(a.get("batch_dims", 0)) != 0:
+        raise ValueError("GatherND with batch_dims != 0 is not implemented here")
+    data, idx = i[0], np.asarray(i[1], np.int64)
+    k = idx.shape[-1]
+    idx = np.where(idx < 0, idx + np.array(data.shape[:k]), idx)
+    flat = idx.reshape(-1, k)
+    out = np.stack([data[tuple(t)] for t in flat]) if len(flat) else np.zeros((0,) + data.shape[k:], data.dtype)
+    return out.reshape(idx.shape[:-1] + data.shape[k:])
+
