@@ -18,6 +18,15 @@ CELLS = {
 }
 
 
+def _fill_and_freeze(tf, sess, graph, rng, outputs: list[str]):
+    """Every variable gets distinct random values (biases included); the frozen GraphDef."""
+    tf1 = tf.compat.v1
+    sess.run(tf1.global_variables_initializer())
+    for v in tf1.trainable_variables():
+        v.load(rng.uniform(-0.9, 0.9, v.shape.as_list()).astype(np.float32), sess)
+    return tf1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), outputs)
+
+
 def _freeze(tf, cell_name: str, v2: bool, seq_lengths: bool, tmp_path):
     tf1 = tf.compat.v1
     if v2:
@@ -38,10 +47,7 @@ def _freeze(tf, cell_name: str, v2: bool, seq_lengths: bool, tmp_path):
             out, _ = tf1.nn.dynamic_rnn(cell, x, sequence_length=lengths, dtype=tf.float32)
             y = tf.identity(out, name="y")
             with tf1.Session() as sess:
-                sess.run(tf1.global_variables_initializer())
-                for v in tf1.trainable_variables():
-                    v.load(rng.uniform(-0.9, 0.9, v.shape.as_list()).astype(np.float32), sess)
-                gd = tf1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["y"])
+                gd = _fill_and_freeze(tf, sess, g, rng, ["y"])
                 feeds = {"x": rng.standard_normal((3, 6, 3)).astype(np.float32)}
                 tf_feeds = {x: feeds["x"]}
                 if seq_lengths:
@@ -129,10 +135,7 @@ def test_frozen_static_rnn_becomes_one_native_layer(tf, tmp_path, cell_name):
         last = state.h if hasattr(state, "h") else state
         tf.identity(last, name="last")
         with tf1.Session() as sess:
-            sess.run(tf1.global_variables_initializer())
-            for v in tf1.trainable_variables():
-                v.load(rng.uniform(-0.9, 0.9, v.shape.as_list()).astype(np.float32), sess)
-            gd = tf1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["y", "last"])
+            gd = _fill_and_freeze(tf, sess, g, rng, ["y", "last"])
             xv = rng.standard_normal((2, 5, 3)).astype(np.float32)
             want_y, want_last = sess.run(["y:0", "last:0"], {x: xv})
     (tmp_path / "m.pb").write_bytes(gd.SerializeToString())
@@ -159,10 +162,7 @@ def test_dense_on_rnn_outputs_with_dynamic_sizes(tf, tmp_path):
         out, _ = tf1.nn.dynamic_rnn(tf1.nn.rnn_cell.GRUCell(4), x, dtype=tf.float32)
         tf.identity(tf1.layers.dense(out, 5, name="proj"), name="y")
         with tf1.Session() as sess:
-            sess.run(tf1.global_variables_initializer())
-            for v in tf1.trainable_variables():
-                v.load(rng.uniform(-0.9, 0.9, v.shape.as_list()).astype(np.float32), sess)
-            gd = tf1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["y"])
+            gd = _fill_and_freeze(tf, sess, g, rng, ["y"])
             feeds = [rng.standard_normal((2, 5, 3)).astype(np.float32), rng.standard_normal((3, 8, 3)).astype(np.float32)]
             wants = [sess.run("y:0", {x: f}) for f in feeds]
     (tmp_path / "m.pb").write_bytes(gd.SerializeToString())
@@ -193,10 +193,7 @@ def test_bidirectional_dynamic_rnn_is_one_bidirectional_layer(tf, tmp_path, v2, 
             tf.identity(tf.concat([fw, bw], 2), name="y")
             tf.identity(tf.concat([sf.h, sb.h], 1), name="h")
             with tf1.Session() as sess:
-                sess.run(tf1.global_variables_initializer())
-                for v in tf1.trainable_variables():
-                    v.load(rng.uniform(-0.9, 0.9, v.shape.as_list()).astype(np.float32), sess)
-                gd = tf1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["y", "h"])
+                gd = _fill_and_freeze(tf, sess, g, rng, ["y", "h"])
                 cases = []
                 for B, T in ((3, 6), (2, 9)):
                     feeds = {"x": rng.standard_normal((B, T, 3)).astype(np.float32)}
@@ -233,10 +230,7 @@ def test_bidirectional_with_stacks_in_each_direction(tf, tmp_path, lengths):
         (fw, bw), _ = tf1.nn.bidirectional_dynamic_rnn(stack(), stack(), x, sequence_length=L, dtype=tf.float32)
         tf.identity(tf.concat([fw, bw], 2), name="y")
         with tf1.Session() as sess:
-            sess.run(tf1.global_variables_initializer())
-            for v in tf1.trainable_variables():
-                v.load(rng.uniform(-0.9, 0.9, v.shape.as_list()).astype(np.float32), sess)
-            gd = tf1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["y"])
+            gd = _fill_and_freeze(tf, sess, g, rng, ["y"])
             feeds = {"x": rng.standard_normal((3, 7, 3)).astype(np.float32)}
             tf_feeds = {x: feeds["x"]}
             if lengths:
