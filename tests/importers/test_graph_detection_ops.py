@@ -129,3 +129,34 @@ def test_where_gather_nd_and_boolean_mask(tf, tmp_path):
             got = engine.run(feeds, backend=backend)
             assert np.array_equal(got["idx"], want_idx)
             assert np.allclose(got["picked"], want_picked) and np.allclose(got["masked"], want_masked)
+
+
+@pytest.mark.parametrize("method", ["bilinear", "nearest"])
+@pytest.mark.parametrize("crop", [(5, 7), (1, 4)], ids=["grid", "one-row"])
+def test_crop_and_resize_matches_tensorflow(tf, tmp_path, method, crop):
+    """Boxes inside the image, flipped, partly outside (extrapolation value), several images."""
+    tf1 = tf.compat.v1
+    rng = np.random.default_rng(11)
+    g = tf.Graph()
+    with g.as_default():
+        img = tf1.placeholder(tf.float32, [None, 11, 13, 3], name="image")
+        b = tf1.placeholder(tf.float32, [None, 4], name="boxes")
+        bi = tf1.placeholder(tf.int32, [None], name="box_ind")
+        out = tf.image.crop_and_resize(img, b, bi, list(crop), method=method, extrapolation_value=-1.5)
+        tf.identity(out, name="crops")
+        gd = g.as_graph_def()
+        feeds = {"image": rng.standard_normal((2, 11, 13, 3)).astype(np.float32),
+                 "boxes": np.array([[0.1, 0.2, 0.8, 0.9], [0.5, 0.5, 0.2, 0.1], [-0.2, 0.3, 0.6, 1.3],
+                                    [0.33, 0.27, 0.35, 0.61], [0.0, 0.0, 1.0, 1.0]], np.float32),
+                 "box_ind": np.array([0, 1, 1, 0, 1], np.int32)}
+        with tf1.Session() as sess:
+            want = sess.run("crops:0", {img: feeds["image"], b: feeds["boxes"], bi: feeds["box_ind"]})
+    assert (want == -1.5).any() and np.unique(want).size > 20  # extrapolated and sampled values both occur
+    (tmp_path / "m.pb").write_bytes(gd.SerializeToString())
+    from tf2rt import convert
+
+    engine = convert(tmp_path / "m.pb", outputs=["crops"])
+    for backend in ("onnxruntime", "reference"):
+        got = engine.run(feeds, backend=backend)["crops"]
+        assert got.shape == want.shape
+        assert float(np.abs(got - want).max()) <= 1e-5
