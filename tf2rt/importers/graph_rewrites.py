@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .graphdef import Graph, Node, split_ref
-from .tf_loops import Dataflow, ref
+from .tf_loops import Dataflow, ref, set_aside
 
 
 def _gather_of_shape(flow: Dataflow, r: str) -> tuple[str, list[int]] | None:
@@ -69,8 +69,7 @@ def fold_tensordot(graph: Graph) -> int:
         if inner != x or free_axes != list(range(len(free_axes))):
             continue
         # the flattening ops are read by nobody now: never default outputs
-        graph.replaced_inputs = getattr(graph, "replaced_inputs", set()) | \
-            {split_ref(r)[0] for r in out.inputs}  # type: ignore[attr-defined]
+        set_aside(graph, (split_ref(r)[0] for r in out.inputs))
         graph.nodes[out.name] = Node(out.name, "_MatMulLastAxis", [ref(*split_ref(x)), mm.inputs[1]])
         count += 1
     return count

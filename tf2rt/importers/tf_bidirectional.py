@@ -14,7 +14,8 @@ from ..errors import UnsupportedError
 from .graphdef import TV, Graph, Node, split_ref
 from .graphdef_ops import const, op
 from .tf_cells import cell_weights
-from .tf_loops import Dataflow, Recurrence, canon, ref
+from .tf_recurrence import ANY_LENGTH, lengths_tensor
+from .tf_loops import Dataflow, Recurrence, canon, reroute, ref, set_aside
 
 _REVERSE = ("ReverseSequence", "ReverseV2")
 
@@ -88,12 +89,9 @@ def fuse_bidirectional(graph: Graph, recs: list[Recurrence]) -> int:
         remap = {canon(ref(fw_node.name, 0)): ref(name, 0)}
         remap.update({canon(ref(fw_node.name, 1 + k)): ref(name, 2 + k) for k in range(n_fw)})
         remap.update({canon(ref(bw_node.name, 1 + k)): ref(name, 2 + n_fw + k) for k in range(len(bw.state_vars))})
-        for n in graph.nodes.values():
-            if n.name != name:
-                n.inputs = [remap.get(canon(r), r) for r in n.inputs]
+        reroute(graph, remap, skip=name)
         graph.nodes[out.name] = Node(out.name, "Identity", [ref(name, 1)])
-        graph.replaced_inputs = getattr(graph, "replaced_inputs", set()) | \
-            {fw_node.name, bw_node.name, bw.gather} | {split_ref(r)[0] for r in out.inputs}  # type: ignore[attr-defined]
+        set_aside(graph, {fw_node.name, bw_node.name, bw.gather} | {split_ref(r)[0] for r in out.inputs})
         paired.add(id(bw))
         fused += 1
     for rec in recs:  # a reversed loop left alone (several layers a direction): a reverse RNN
@@ -126,8 +124,7 @@ def _reverse_in_place(graph: Graph, flow: Dataflow, rec: Recurrence) -> int:
     node.inputs = [ref(tm)] + node.inputs[1:]
     node.reverse = True  # type: ignore[attr-defined]
     graph.nodes[out.name] = Node(out.name, "_SwapBatchTime", [ref(node.name, 0)])
-    graph.replaced_inputs = getattr(graph, "replaced_inputs", set()) | \
-        {rec.gather} | {split_ref(r)[0] for r in out.inputs}  # type: ignore[attr-defined]
+    set_aside(graph, {rec.gather} | {split_ref(r)[0] for r in out.inputs})
     return 1
 
 
@@ -146,12 +143,7 @@ def _bi_recurrence(cv, node, ins):
     k = 1
     seq_len = None
     if len(ins) > 1 + len(fw.params) + len(bw.params):
-        seq_len = ins[1]
-        k = 2
-        seq_len = seq_len.t if isinstance(seq_len, TV) else \
-            cv.net.add_constant(np.shape(seq_len), np.asarray(seq_len, np.int32), name=f"{node.name}/lengths").output
-        if seq_len.dtype != "int32":
-            seq_len = cv.net.add_cast(seq_len, "int32", name=f"{node.name}/lengths_int32").output
+        seq_len, k = lengths_tensor(cv, ins[1], node.name), 2
     params = [const(v, f"{node.name} cell parameter") for v in ins[k:]]
     fcell = cell_weights(fw.layers[0], params[:len(fw.params)])
     bcell = cell_weights(bw.layers[0], params[len(fw.params):])
@@ -161,7 +153,7 @@ def _bi_recurrence(cv, node, ins):
     net, H = cv.net, fcell.hidden_size
     xb = net.add_shuffle(x.t, first_transpose=(1, 0, 2), name=f"{node.name}/batch_major").output
     kind = fcell.kind if fcell.kind != "rnn" else fcell.activation
-    rnn = net.add_rnn_v2(xb, 1, H, int(x.t.shape[0] or (1 << 16)), kind, direction="bidirection", name=node.name)
+    rnn = net.add_rnn_v2(xb, 1, H, int(x.t.shape[0] or ANY_LENGTH), kind, direction="bidirection", name=node.name)
     rnn.set_cell(0, fcell, name=fcell.name or None)
     rnn.set_cell(1, bcell, name=bcell.name or None)
     if seq_len is not None:

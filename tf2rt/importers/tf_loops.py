@@ -361,6 +361,21 @@ def loop_leftovers(graph: Graph) -> set[str]:
     return out | getattr(graph, "replaced_inputs", set())
 
 
+def set_aside(graph: Graph, names: Any) -> None:
+    """Nodes a rewrite left unread: never taken as default outputs (see loop_leftovers)."""
+    aside = getattr(graph, "replaced_inputs", None)
+    if aside is None:
+        aside = graph.replaced_inputs = set()  # type: ignore[attr-defined]
+    aside.update(names)
+
+
+def reroute(graph: Graph, mapping: dict[str, str], skip: str = "") -> None:
+    """Every input of every node (but `skip`) that reads a ref in `mapping` reads its image."""
+    for n in graph.nodes.values():
+        if n.name != skip:
+            n.inputs = [mapping.get(canon(r), r) for r in n.inputs]
+
+
 def rewrite_recurrences(graph: Graph) -> list[Recurrence]:
     """Replace every recognised RNN loop in `graph` by a `_Recurrence` node (in place)."""
     loops, invariant_args = tf2_loops(graph)
@@ -411,9 +426,7 @@ def _replace(graph: Graph, flow: Dataflow, rec: Recurrence, finals_by_consumers:
     node.recurrence = rec  # type: ignore[attr-defined]
     node.zero_init = zero  # type: ignore[attr-defined]
     graph.nodes[node.name] = node
-    replaced = getattr(graph, "replaced_inputs", set())
-    replaced.update(split_ref(r)[0] for r in graph.nodes[rec.gather].inputs)
-    graph.replaced_inputs = replaced  # type: ignore[attr-defined]
+    set_aside(graph, (split_ref(r)[0] for r in graph.nodes[rec.gather].inputs))
     if rec.last_only:  # the last step's output: the top layer's final h, as [1, B, H]
         k = rec.state_vars.index(rec.layers[-1].states[-1])
         graph.nodes[rec.gather] = Node(rec.gather, "_LeadingAxis", [ref(node.name, 1 + k)])
@@ -423,13 +436,8 @@ def _replace(graph: Graph, flow: Dataflow, rec: Recurrence, finals_by_consumers:
         if v.final is None:
             continue
         fname, fidx = split_ref(v.final)
-        if finals_by_consumers:
-            for n in list(graph.nodes.values()):
-                if n.name != node.name:
-                    n.inputs = [ref(node.name, 1 + k) if canon(r) == canon(v.final) else r for r in n.inputs]
-        elif graph.nodes[fname].op in ("Exit", "RefExit"):
-            replaced.update(split_ref(r)[0] for r in graph.nodes[fname].inputs)
+        if graph.nodes[fname].op in ("Exit", "RefExit") and not finals_by_consumers:
+            set_aside(graph, (split_ref(r)[0] for r in graph.nodes[fname].inputs))
             graph.nodes[fname] = Node(fname, "Identity", [ref(node.name, 1 + k)])
-        else:  # a TF2 While output: route every reader of While:k to the recurrence
-            for n in graph.nodes.values():
-                n.inputs = [ref(node.name, 1 + k) if canon(r) == canon(v.final) else r for r in n.inputs]
+        else:  # a TF2 While output or an unrolled chain's last state: its readers read the recurrence
+            reroute(graph, {canon(v.final): ref(node.name, 1 + k)}, skip=node.name)

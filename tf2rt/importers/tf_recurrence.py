@@ -16,9 +16,15 @@ import numpy as np
 from ..errors import UnsupportedError
 from .graphdef import TV
 from .graphdef_ops import const, op
+from .tf1_rnn import _ANY_LENGTH as ANY_LENGTH  # max_seq_length of inputs of any length
 from .tf_cells import cell_weights
 
-_ANY_LENGTH = 1 << 16
+
+def lengths_tensor(cv, v: Any, name: str) -> Any:
+    """Sequence lengths as an int32 network tensor (a constant or a graph value)."""
+    t = v.t if isinstance(v, TV) else \
+        cv.net.add_constant(np.shape(v), np.asarray(v, np.int32), name=f"{name}/seq_len").output
+    return t if t.dtype == "int32" else cv.net.add_cast(t, "int32", name=f"{name}/seq_len_int32").output
 
 
 def _groups(cells: list[Any]) -> list[list[int]]:
@@ -44,14 +50,8 @@ def _recurrence(cv, node, ins):
         raise UnsupportedError("the loop's input sequence must be a [time, batch, features] tensor")
     seq_len = None
     if rec.seq_len is not None:
-        seq_len = ins[k]
+        seq_len = lengths_tensor(cv, ins[k], rec.name)
         k += 1
-        if isinstance(seq_len, np.ndarray):
-            seq_len = cv.net.add_constant(seq_len.shape, seq_len.astype(np.int32), name=f"{rec.name}/seq_len").output
-        else:
-            seq_len = seq_len.t
-            if seq_len.dtype != "int32":
-                seq_len = cv.net.add_cast(seq_len, "int32", name=f"{rec.name}/seq_len_int32").output
     inits: list[Any] = []
     for z in zero:
         if z:
@@ -60,22 +60,19 @@ def _recurrence(cv, node, ins):
             inits.append(ins[k])
             k += 1
     params = [const(v, f"{rec.name} cell parameter") for v in ins[k:]]
-    cells, p = [], 0
+    cells, info, p = [], {}, 0
     for layer in rec.layers:
-        n = len(layer.params)
-        cells.append(cell_weights(layer, params[p:p + n]))
-        p += n
-
-    info = {}
-    for c, layer in zip(cells, rec.layers):
+        own = params[p:p + len(layer.params)]
+        p += len(layer.params)
+        c = cell_weights(layer, own)
+        cells.append(c)
         where = c.name or rec.name
         layer.hidden = c.hidden_size
         info[f"{where}.kind"] = c.kind
         info[f"{where}.activation"] = c.activation
         if c.kind == "lstm":
             fb = layer.gate_consts.get("forget")
-            info[f"{where}.forget_bias"] = float(np.asarray(params[_param_offset(rec, layer) + fb]).reshape(-1)[0]) \
-                if fb is not None else 0.0
+            info[f"{where}.forget_bias"] = float(np.asarray(own[fb]).reshape(-1)[0]) if fb is not None else 0.0
     if not hasattr(cv, "recurrence_info"):
         cv.recurrence_info = []
     cv.recurrence_info.append(info)
@@ -112,7 +109,7 @@ def _recurrence(cv, node, ins):
             else:
                 raise UnsupportedError(f"{rec.name}: some layers start from zeros, others from given states")
             prepared.append((role, out_idx, vals, given, state_in))
-        rnn = net.add_rnn_v2(y, L, H, int(T or _ANY_LENGTH), kind, name=name,
+        rnn = net.add_rnn_v2(y, L, H, int(T or ANY_LENGTH), kind, name=name,
                              direction="reverse" if getattr(node, "reverse", False) else "unidirection")
         for li, ci in enumerate(group):
             rnn.set_cell(li, cells[ci], name=cells[ci].name or None)
@@ -137,15 +134,6 @@ def _recurrence(cv, node, ins):
             net.mark_state(s_in, s_out)
     yt = net.add_shuffle(y, first_transpose=(1, 0, 2), name=f"{rec.name}/time_major").output
     return [TV(yt)] + [TV(f) if f is not None else None for f in finals]
-
-
-def _param_offset(rec: Any, layer: Any) -> int:
-    off = 0
-    for other in rec.layers:
-        if other is layer:
-            return off
-        off += len(other.params)
-    return off
 
 
 def _tensor(cv, v: Any, where: str) -> Any:

@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from .graphdef import Graph, Node, split_ref
 from .tf_cells import ACTIVATIONS, CellMatch, _Matcher, _match_one, _split_outputs
-from .tf_loops import Dataflow, LoopVar, Recurrence, _is_training_only, ref
+from .tf_loops import Dataflow, LoopVar, Recurrence, _is_training_only, ref, set_aside
 
 
 def _weight(flow: Dataflow, r: str) -> str:
@@ -259,10 +259,10 @@ def _replace(graph: Graph, flow: Dataflow, stack: list[list[_Step]]) -> Recurren
                 continue
         rest.append(u)
     # the unrolled steps are no longer read: never default outputs either
-    graph.replaced_inputs = getattr(graph, "replaced_inputs", set()) | inside  # type: ignore[attr-defined]
+    set_aside(graph, inside)
     nodes[f"{name}/outputs"] = Node(f"{name}/outputs", "Identity", [xt])  # stands for the stacked outputs
     replace_loop(graph, flow, rec, finals_by_consumers=True)
-    graph.replaced_inputs.add(f"{name}/outputs")  # type: ignore[attr-defined]  (read by nobody)
+    set_aside(graph, [f"{name}/outputs"])  # read by nobody
     # readers of single steps: step t of the outputs (the last one is the final state)
     for u in rest:
         new_inputs = []
