@@ -1,5 +1,6 @@
 """Handlers for the ops of detectors' post-processing: NonMaxSuppression V1..V5 (one image, one
-class), TopKV2, Where (indices of true elements), GatherNd."""
+class), CombinedNonMaxSuppression (a batch, per class), TopKV2, Where (indices of true elements),
+GatherNd."""
 
 from __future__ import annotations
 
@@ -14,10 +15,15 @@ def _scalar(v, what: str) -> float:
     return float(np.asarray(const(v, what)).reshape(-1)[0])
 
 
+def _float32(cv, v: TV, name: str):
+    t = cv.plain(v)
+    return t if t.dtype == "float32" else cv.net.add_cast(t, "float32", name=name).output
+
+
 @op("NonMaxSuppression", "NonMaxSuppressionV2", "NonMaxSuppressionV3", "NonMaxSuppressionV4",
     "NonMaxSuppressionV5")
 def _nms(cv, node, ins):
-    """NMS layer (ONNX NonMaxSuppression, box column); V5 scores gathered; V4/V5 padding refused."""
+    """NMS layer (ONNX NonMaxSuppression, box column); V4/V5: valid_outputs, padded form; soft NMS refused."""
     boxes, scores = ins[0], ins[1]
     if not isinstance(boxes, TV) or not isinstance(scores, TV):
         raise UnsupportedError("non-max suppression of constant boxes or scores")
@@ -32,22 +38,41 @@ def _nms(cv, node, ins):
     if score is not None and not np.isfinite(score):
         score = None  # -inf: no threshold
     pad = node.attr("pad_to_max_output_size")
-    if node.op in ("NonMaxSuppressionV4", "NonMaxSuppressionV5") and pad is not None and pad.b():
-        raise UnsupportedError("pad_to_max_output_size=True (the padded form); export with it off, or cut the "
-                               "graph before the suppression with --outputs")
+    pad = node.op in ("NonMaxSuppressionV4", "NonMaxSuppressionV5") and pad is not None and pad.b()
     if node.op == "NonMaxSuppressionV5" and _scalar(ins[5], "soft_nms_sigma") != 0.0:
-        raise UnsupportedError("soft NMS (soft_nms_sigma > 0) has no ONNX form")
-    b = cv.plain(boxes)
-    s = cv.plain(scores)
-    if b.dtype != "float32":
-        b = cv.net.add_cast(b, "float32", name=f"{node.name}/boxes_f32").output
-    if s.dtype != "float32":
-        s = cv.net.add_cast(s, "float32", name=f"{node.name}/scores_f32").output
-    idx = cv.net.add_non_max_suppression(b, s, max_out, iou, score, name=node.name).output
+        raise UnsupportedError("soft NMS (soft_nms_sigma > 0) decays the scores of overlapping boxes and re-sorts "
+                               "them, which ONNX NonMaxSuppression cannot express; export with soft_nms_sigma=0 or "
+                               "cut the graph before the suppression with --outputs")
+    b = _float32(cv, boxes, f"{node.name}/boxes_f32")
+    s = _float32(cv, scores, f"{node.name}/scores_f32")
+    layer = cv.net.add_non_max_suppression(b, s, max_out, iou, score, pad_to_max_output_size=pad, name=node.name)
+    idx, kept, count = (TV(layer.get_output(i)) for i in range(3))
     if node.op == "NonMaxSuppressionV5":
-        kept = cv.net.add_gather(s, idx, axis=0, name=f"{node.name}/selected_scores").output
-        return [TV(idx), TV(kept)]  # valid_outputs (the count) is not expressed: reading it is an error
-    return [TV(idx)]
+        return [idx, kept, count]
+    if node.op == "NonMaxSuppressionV4":
+        return [idx, count]
+    return [idx]
+
+
+@op("CombinedNonMaxSuppression")
+def _combined_nms(cv, node, ins):
+    """combined_nms layer: ONNX NonMaxSuppression per image and class, TopK of the kept scores across classes."""
+    boxes, scores = ins[0], ins[1]
+    if not isinstance(boxes, TV) or not isinstance(scores, TV):
+        raise UnsupportedError("combined non-max suppression of constant boxes or scores")
+    b, s = cv.plain(boxes), cv.plain(scores)
+    if s.rank != 3 or s.shape[2] is None:
+        raise UnsupportedError(f"scores {list(s.shape)}: the number of classes (dimension 2) must be known; give "
+                               "the input a fixed shape with --input-shape")
+    per_class = int(_scalar(ins[2], "max_output_size_per_class (it sets the output size)"))
+    total = int(_scalar(ins[3], "max_total_size (it sets the output size)"))
+    iou = _scalar(ins[4], "iou_threshold")
+    score = _scalar(ins[5], "score_threshold")
+    pad, clip = node.attr("pad_per_class"), node.attr("clip_boxes")
+    layer = cv.net.add_combined_nms(b, s, per_class, total, iou, score,
+                                    pad_per_class=pad is not None and pad.b(),
+                                    clip_boxes=clip is None or clip.b(), name=node.name)
+    return [TV(layer.get_output(i)) for i in range(4)]
 
 
 @op("TopKV2")

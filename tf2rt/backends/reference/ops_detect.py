@@ -1,4 +1,5 @@
-"""Reference NonMaxSuppression (ONNX semantics; tf2rt's detection layers lower to it)."""
+"""Reference NonMaxSuppression, NonZero, GatherND, ScatterND and Expand (ONNX semantics; tf2rt's
+detection layers lower to them)."""
 
 from __future__ import annotations
 
@@ -55,12 +56,44 @@ def nonzero(i: In, a: dict) -> np.ndarray:
 
 @op("GatherND")
 def gather_nd(i: In, a: dict) -> np.ndarray:
-    if int(a.get("batch_dims", 0)) != 0:
-        raise ValueError("GatherND with batch_dims != 0 is not implemented here")
+    """Slices picked by the index tuples of the last axis; the first batch_dims axes pair up."""
     data, idx = i[0], np.asarray(i[1], np.int64)
+    bd = int(a.get("batch_dims", 0))
+    if bd:
+        if data.shape[:bd] != idx.shape[:bd]:
+            raise ValueError(f"GatherND batch dims {data.shape[:bd]} and {idx.shape[:bd]} differ")
+        lead = data.shape[:bd]
+        d2 = data.reshape((-1,) + data.shape[bd:])
+        i2 = idx.reshape((-1,) + idx.shape[bd:])
+        parts = [gather_nd([d2[j], i2[j]], {}) for j in range(d2.shape[0])]
+        tail = idx.shape[bd:-1] + data.shape[bd + idx.shape[-1]:]
+        out = np.stack(parts) if parts else np.zeros((0,) + tail, data.dtype)
+        return out.reshape(lead + tail)
     k = idx.shape[-1]
     idx = np.where(idx < 0, idx + np.array(data.shape[:k]), idx)
     flat = idx.reshape(-1, k)
     out = np.stack([data[tuple(t)] for t in flat]) if len(flat) else np.zeros((0,) + data.shape[k:], data.dtype)
     return out.reshape(idx.shape[:-1] + data.shape[k:])
 
+
+@op("ScatterND")
+def scatter_nd(i: In, a: dict) -> np.ndarray:
+    """A copy of data with the slices at the index tuples replaced by updates (reduction none:
+    ONNX leaves duplicate indices undefined; here the last one wins)."""
+    if a.get("reduction", "none") not in ("none", b"none"):
+        raise ValueError("ScatterND with a reduction is not implemented here")
+    data, idx, upd = i[0], np.asarray(i[1], np.int64), i[2]
+    out = data.copy()
+    k = idx.shape[-1]
+    flat_idx = idx.reshape(-1, k)
+    flat_upd = upd.reshape((-1,) + data.shape[k:])
+    for t, u in zip(flat_idx, flat_upd):
+        out[tuple(t)] = u
+    return out
+
+
+@op("Expand")
+def expand(i: In, a: dict) -> np.ndarray:
+    """Broadcast to the given shape; ONNX broadcasting both ways (a 1 in the shape keeps x's size)."""
+    x, shape = i[0], tuple(int(d) for d in np.asarray(i[1]).reshape(-1))
+    return np.broadcast_to(x, np.broadcast_shapes(x.shape, shape)).copy()
