@@ -59,24 +59,6 @@ def test_nms_matches_tensorflow(tf, tmp_path, version):
     assert 0 < len(cases[0][1][0]) < 40  # suppression and the score threshold both removed boxes
 
 
-def test_padded_nms_is_refused_by_name(tf, tmp_path):
-    tf1 = tf.compat.v1
-    g = tf.Graph()
-    with g.as_default():
-        b = tf1.placeholder(tf.float32, [None, 4], name="boxes")
-        s = tf1.placeholder(tf.float32, [None], name="scores")
-        idx, _n = tf.raw_ops.NonMaxSuppressionV4(boxes=b, scores=s, max_output_size=5, iou_threshold=0.5,
-                                                 score_threshold=0.0, pad_to_max_output_size=True)
-        tf.identity(idx, name="kept")
-        gd = g.as_graph_def()
-    (tmp_path / "m.pb").write_bytes(gd.SerializeToString())
-    from tf2rt import convert
-    from tf2rt.errors import UnsupportedError
-
-    with pytest.raises(UnsupportedError, match="pad_to_max_output_size"):
-        convert(tmp_path / "m.pb", outputs=["kept"])
-
-
 def test_topk_matches_tensorflow(tf, tmp_path):
     tf1 = tf.compat.v1
     rng = np.random.default_rng(3)

@@ -11,6 +11,13 @@ from .lowering import ONNX_DTYPES, LoweringContext, lowering
 ONNX_NP = {"float32": np.float32, "float16": np.float16}
 
 
+def _scalar(ctx: LoweringContext, value: Any, dtype: Any, hint: str) -> str:
+    """A 0-d constant (a Constant node: ctx.const stores 0-d arrays as shape [1])."""
+    from onnx import numpy_helper
+
+    return ctx.node1("Constant", [], name=hint, value=numpy_helper.from_array(np.array(value, dtype), hint))
+
+
 @lowering("nms")
 def _nms(layer: Any, ctx: LoweringContext) -> None:
     """NonMaxSuppression over a batch of one image and one class; the box column of its
@@ -30,8 +37,7 @@ def _nms(layer: Any, ctx: LoweringContext) -> None:
     flat = ctx.node1("Squeeze", [col, ctx.const(np.array([1], np.int64), f"{name}/axis1")], name=f"{name}/flat")
     kept = ctx.node1("Gather", [ctx.input(layer, 1), flat], name=f"{name}/kept_scores", axis=0)
     count = ctx.node1("Shape", [sel], name=f"{name}/shape")  # [K, 3]
-    count = ctx.node1("Gather", [count, ctx.const(np.array(0, np.int64), f"{name}/zero")], name=f"{name}/count",
-                      axis=0)
+    count = ctx.node1("Gather", [count, _scalar(ctx, 0, np.int64, f"{name}/zero")], name=f"{name}/count", axis=0)
     ctx.node1("Cast", [count], ctx.output(layer, 2), name=f"{name}/valid_outputs", to=ONNX_DTYPES["int32"])
     if not layer.pad_to_max_output_size:
         ctx.node1("Cast", [flat], ctx.output(layer, 0), name=name, to=ONNX_DTYPES["int32"])
@@ -44,9 +50,9 @@ def _nms(layer: Any, ctx: LoweringContext) -> None:
     pads = ctx.node1("Concat", [ctx.const(np.array([0], np.int64), f"{name}/pad0"), rest], name=f"{name}/pads",
                      axis=0)
     idx = ctx.node1("Cast", [flat], name=f"{name}/indices32", to=ONNX_DTYPES["int32"])
-    ctx.node1("Pad", [idx, pads, ctx.const(np.array(0, np.int32), f"{name}/zero_i")], ctx.output(layer, 0),
+    ctx.node1("Pad", [idx, pads, _scalar(ctx, 0, np.int32, f"{name}/zero_i")], ctx.output(layer, 0),
               name=name)
-    zero = ctx.const(np.array(0, ONNX_NP[layer.inputs[1].dtype]), f"{name}/zero_f")
+    zero = _scalar(ctx, 0, ONNX_NP[layer.inputs[1].dtype], f"{name}/zero_f")
     ctx.node1("Pad", [kept, pads, zero], ctx.output(layer, 1), name=f"{name}/scores_out")
 
 
@@ -94,7 +100,7 @@ def _combined_nms(layer: Any, ctx: LoweringContext) -> None:
               const(np.array([layer.score_threshold], np.float32), "score")]  # -inf too: TF drops -inf scores
     sel = node("NonMaxSuppression", nms_in, "select", center_point_box=0)  # [K, 3]
     kept = node("GatherND", [nms_scores, sel], "kept_scores")
-    empty = node("Expand", [const(np.array(-np.inf, np.float32), "minus_inf"),
+    empty = node("Expand", [_scalar(ctx, -np.inf, np.float32, f"{name}/minus_inf"),
                             node("Shape", [nms_scores], "grid_shape")], "empty")
     grid = node("ScatterND", [empty, sel, kept], "grid")
     flat_shape = node("Shape", [node("Flatten", [scores_in], "scores_flat", axis=1)], "flat_shape")  # [B, N*C]
@@ -111,16 +117,17 @@ def _combined_nms(layer: Any, ctx: LoweringContext) -> None:
         pad_rows = node("Sub", [const(np.array([t], np.int64), "t_"), k], "pad_rows")
     values, col = ctx.node(  # ties: the lower column (class, then box) first, in ONNX and in TF's order
         "TopK", [flat, k], 2, name=f"{name}/topk", axis=1, largest=1, sorted=1)
-    valid = node("Greater", [values, const(np.array(-np.inf, np.float32), "minus_inf_")], "valid")
+    valid = node("Greater", [values, _scalar(ctx, -np.inf, np.float32, f"{name}/minus_inf_")], "valid")
     n = _dim(ctx, boxes_in, 1, n_static, f"{name}/n")
     cls = node("Div", [col, n], "class")  # column = class * N + box
     idx = col if per_class else node("Sub", [col, node("Mul", [cls, n], "class_n")], "box")
     idx = node("Unsqueeze", [idx, const(np.array([2], np.int64), "axis2")], "box_idx")
     picked = node("GatherND", [slot_boxes, idx], "picked_boxes", batch_dims=1)  # [B, k, 4]
     if layer.clip_boxes:
-        picked = node("Clip", [picked, const(np.array(0, np.float32), "lo"), const(np.array(1, np.float32), "hi")],
+        picked = node("Clip", [picked, _scalar(ctx, 0, np.float32, f"{name}/lo"),
+                                   _scalar(ctx, 1, np.float32, f"{name}/hi")],
                       "clipped")
-    zero = const(np.array(0, np.float32), "zero")
+    zero = _scalar(ctx, 0, np.float32, f"{name}/zero")
     outs = [node("Where", [node("Unsqueeze", [valid, const(np.array([2], np.int64), "axis2_")], "valid3"),
                            picked, zero], "boxes_k"),
             node("Where", [valid, values, zero], "scores_k"),
