@@ -134,8 +134,9 @@ def test_combined_nms_with_fewer_candidates_than_rows(tf, tmp_path, n_known):
 
 
 def test_combined_nms_orders_equal_scores_by_class(tf, tmp_path):
-    """Equal scores in different classes: the lower class first, as TensorFlow orders them (its
-    sort keeps class order for up to 16 candidates; beyond that its order of ties is unspecified)."""
+    """Ties between classes (one score in several classes): the lower class first, as TensorFlow
+    orders them (its sort keeps class order for up to 16 candidates; beyond that its order of
+    ties is unspecified)."""
     from tf2rt import convert
 
     n, c = 5, 3
