@@ -20,8 +20,25 @@ def _itemsize(data_type: int) -> int:
     return 0 if dt.kind == "O" else dt.itemsize
 
 
+def _subgraph_sizes(graph: Any) -> dict[str, str]:
+    """Each control-flow node of the main graph -> its op and node count (nested bodies included)."""
+    from .optimize import subgraphs
+
+    out = {}
+    for node in graph.node:
+        stack, count = list(subgraphs(node)), 0
+        while stack:
+            g = stack.pop()
+            count += len(g.node)
+            stack.extend(sub for n in g.node for sub in subgraphs(n))
+        if subgraphs(node):
+            out[node.name or node.output[0]] = f"{node.op_type} of {count} nodes"
+    return out
+
+
 def describe(engine_or_path: Union[Any, str, Path]) -> dict[str, Any]:
-    """Inputs, outputs, precision, source, model card, op counts and weight bytes of an engine."""
+    """Inputs, outputs, precision, source, model card, op counts (of the main graph; "subgraphs"
+    gives the size of each Loop/If body) and weight bytes of an engine."""
     from .engine import Engine, load_engine
 
     engine = engine_or_path if isinstance(engine_or_path, Engine) else load_engine(engine_or_path)
@@ -44,6 +61,7 @@ def describe(engine_or_path: Union[Any, str, Path]) -> dict[str, Any]:
         "opset": next((o.version for o in engine.onnx.opset_import if o.domain in ("", "ai.onnx")), None),
         "ops": dict(sorted(Counter(n.op_type for n in graph.node).items())),
         "nodes": len(graph.node),
+        "subgraphs": _subgraph_sizes(graph),
         "weights": len(graph.initializer),
         "weight_bytes": weight_bytes,
         "optimizations": meta.get("optimizations", {}),

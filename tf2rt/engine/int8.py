@@ -55,8 +55,12 @@ def load_calibration(source: Any, engine: Any, limit: int = 512) -> np.ndarray:
 
 
 def _targets(model: Any) -> list[tuple[Any, str, str, Optional[str], int]]:
-    """(node, activation, weight initializer, bias initializer or None, weight channel axis)."""
-    inits = {t.name for t in model.graph.initializer}
+    """(node, activation, weight initializer, bias initializer or None, weight channel axis).
+    Nodes inside Loop/If bodies stay float, and so do weights those bodies read."""
+    from .optimize import nested_reads
+
+    inner = nested_reads(model.graph)
+    inits = {t.name for t in model.graph.initializer} - inner
     out = []
     for node in model.graph.node:
         if node.op_type not in QUANTIZED_OPS or len(node.input) < 2 or node.input[1] not in inits:
@@ -193,7 +197,9 @@ def quantize(engine: Any, calibration: Any, limit: int = 512) -> Any:
     for i, n in enumerate(model.graph.node):
         nodes.append(n)
         nodes += after.get(i, [])
-    used = {name for n in model.graph.node for name in n.input}
+    from .optimize import nested_reads
+
+    used = {name for n in model.graph.node for name in n.input} | nested_reads(model.graph)
     kept = [t for t in model.graph.initializer if t.name in used and t.name not in done]
     del model.graph.node[:]
     model.graph.node.extend(nodes)

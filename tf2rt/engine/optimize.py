@@ -2,6 +2,10 @@
 
 Constant folding evaluates nodes with the reference interpreter's numpy op functions
 (pure numpy; no backend is loaded), so folded values are exactly what the graph computed.
+
+The passes rewrite the main graph only. Subgraphs (Loop and If bodies) are left as they
+are, but what they read from outside counts as a use, and a renamed value is renamed in
+them too (where a subgraph does not define that name itself).
 """
 
 from __future__ import annotations
@@ -14,20 +18,42 @@ _NO_FOLD = {"ConstantOfShape", "Expand", "Tile", "RandomNormal", "RandomUniform"
 _MAX_FOLD_BYTES = 64 << 20
 
 
-def _consumers(graph: Any) -> dict[str, list[Any]]:
-    uses: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            if name:
-                uses.setdefault(name, []).append(node)
-    return uses
+def subgraphs(node: Any) -> list[Any]:
+    """The GraphProtos in a node's attributes (Loop body, If branches, Scan body)."""
+    return [a.g for a in node.attribute if a.HasField("g")] + [g for a in node.attribute for g in a.graphs]
+
+
+def nested_reads(graph: Any) -> set[str]:
+    """Every value name read by a node of any subgraph of `graph`'s nodes (recursively): a
+    superset of the outer values those subgraphs use."""
+    reads: set[str] = set()
+    stack = [g for node in graph.node for g in subgraphs(node)]
+    while stack:
+        g = stack.pop()
+        for node in g.node:
+            reads.update(n for n in node.input if n)
+            stack.extend(subgraphs(node))
+        reads.update(o.name for o in g.output)
+    return reads
+
+
+def _defines(graph: Any, name: str) -> bool:
+    return (any(v.name == name for v in graph.input) or any(t.name == name for t in graph.initializer)
+            or any(name in node.output for node in graph.node))
 
 
 def _rename_input(graph: Any, old: str, new: str) -> None:
+    """Readers of `old` read `new`, in `graph` and in the subgraphs that see its `old`."""
     for node in graph.node:
         for i, name in enumerate(node.input):
             if name == old:
                 node.input[i] = new
+        for g in subgraphs(node):
+            if not _defines(g, old):
+                _rename_input(g, old, new)
+                for o in g.output:  # a subgraph output may name an outer value directly
+                    if o.name == old:
+                        o.name = new
 
 
 def eliminate_identities(model: Any) -> int:
@@ -67,8 +93,8 @@ def fold_constants(model: Any) -> int:
     outputs = {o.name for o in graph.output}
     folded = 0
     for node in list(graph.node):
-        if node.op_type in _NO_FOLD or any(o in outputs for o in node.output):
-            continue
+        if node.op_type in _NO_FOLD or any(o in outputs for o in node.output) or subgraphs(node):
+            continue  # a node with a subgraph reads more than its inputs, and may run long
         if not all((not n) or n in values for n in node.input):
             continue
         try:
@@ -129,14 +155,14 @@ def remove_dead(model: Any) -> int:
     graph = model.graph
     removed = 0
     while True:
-        used = {o.name for o in graph.output} | {n for node in graph.node for n in node.input}
+        used = {o.name for o in graph.output} | {n for node in graph.node for n in node.input} | nested_reads(graph)
         dead = [node for node in graph.node if not any(o in used for o in node.output)]
         if not dead:
             break
         for node in dead:
             graph.node.remove(node)
         removed += len(dead)
-    used = {o.name for o in graph.output} | {n for node in graph.node for n in node.input}
+    used = {o.name for o in graph.output} | {n for node in graph.node for n in node.input} | nested_reads(graph)
     keep = [t for t in graph.initializer if t.name in used]
     if len(keep) != len(graph.initializer):
         del graph.initializer[:]

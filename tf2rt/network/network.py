@@ -240,7 +240,9 @@ class Network:
             ins = ", ".join(f"{t.name}{shape_str(t.shape)}" for t in layer.inputs if t is not None)
             outs = ", ".join(f"{t.name}{shape_str(t.shape)}" for t in layer.outputs)
             n = sum(int(np.size(w)) for w in layer.weights().values())
-            rows.append((layer.name, layer.type, ins, outs, f"{n:,}" if n else ""))
+            note = getattr(layer, "summary_note", None)  # e.g. a loop's body size
+            kind = f"{layer.type} ({note()})" if note else layer.type
+            rows.append((layer.name, kind, ins, outs, f"{n:,}" if n else ""))
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))

@@ -36,6 +36,16 @@ def attributes(node: Any) -> dict[str, Any]:
     return out
 
 
+def refuse_control_flow(model: Any) -> None:
+    """UnsupportedError for a node with a subgraph (Loop, If, Scan): its data-dependent
+    control flow cannot run inside a captured CUDA graph."""
+    for n in model.graph.node:
+        if any(a.HasField("g") or len(a.graphs) for a in n.attribute):
+            raise UnsupportedError(f"cuda backend: node {n.name!r} is an ONNX {n.op_type} (data-dependent control "
+                                   "flow), which cannot be captured in a CUDA graph; use the onnxruntime or "
+                                   "reference backend")
+
+
 @dataclass
 class RnnChain:
     """Consecutive recurrent nodes run as one stack."""
@@ -61,6 +71,7 @@ class GraphExecutor:
         type (inputs and states cast in, outputs cast back to the graph's type), or None for
         the type of the recurrent node's input. options: build options of every stack (None:
         from the environment, read now)."""
+        refuse_control_flow(model)
         import torch
         from onnx import numpy_helper
 
