@@ -48,6 +48,8 @@ _OUTPUT_ARG_OFFSETS = {
     ("FusedBatchNormV2", "batch_mean"): 1, ("FusedBatchNormV2", "batch_variance"): 2,
     ("TopKV2", "indices"): 1, ("Unique", "idx"): 1,
 }
+_OUTPUT_ARG_OFFSETS.update({(op, arg): i for op in ("CudnnRNN", "CudnnRNNV2", "CudnnRNNV3")
+                            for i, arg in enumerate(("output", "output_h", "output_c", "reserve_space", "host_reserved"))})
 
 
 def dtype_of(code: int, what: str = "tensor") -> Any:

@@ -611,3 +611,4 @@ from . import graphdef_ops_image, graphdef_ops_math, graphdef_ops_quant  # noqa:
 from . import graphdef_ops_seq  # noqa: E402,F401  (after the folds it extends)
 from . import graphdef_ops_detect  # noqa: E402,F401
 from . import graphdef_ops_crop  # noqa: E402,F401
+from . import tf_cudnn  # noqa: E402,F401

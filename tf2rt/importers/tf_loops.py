@@ -342,6 +342,9 @@ def ensure_recurrences(graph: Graph, inputs: list[str] | None = None) -> list[Re
 
         fold_constant_conditionals(graph, {split_ref(r)[0] for r in inputs or []})
         fold_tensordot(graph)
+        from .tf_cudnn import prepare_cudnn
+
+        prepare_cudnn(graph)
         from .tf_unrolled import rewrite_unrolled
 
         graph.recurrences = rewrite_recurrences(graph)  # type: ignore[attr-defined]
