@@ -101,25 +101,6 @@ def test_streaming_states_are_optional_and_carry(tf, tmp_path):
     assert float(np.abs(full - want).max()) <= 1e-5
 
 
-def test_unrecognised_loop_is_named(tf, tmp_path):
-    """A loop whose cell tf2rt cannot express (LSTMCell with cell_clip) is a clear error."""
-    tf1 = tf.compat.v1
-    g = tf.Graph()
-    with g.as_default():
-        x = tf1.placeholder(tf.float32, [None, None, 3], name="x")
-        out, _ = tf1.nn.dynamic_rnn(tf1.nn.rnn_cell.LSTMCell(4, cell_clip=1.0), x, dtype=tf.float32)
-        tf.identity(out, name="y")
-        with tf1.Session() as sess:
-            sess.run(tf1.global_variables_initializer())
-            gd = tf1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["y"])
-    (tmp_path / "m.pb").write_bytes(gd.SerializeToString())
-    from tf2rt import convert
-    from tf2rt.errors import UnsupportedError
-
-    with pytest.raises(UnsupportedError, match=r"while loops not recognised as RNNs: loop 'rnn'"):
-        convert(tmp_path / "m.pb")
-
-
 @pytest.mark.parametrize("cell_name", ["basic_lstm_fb0.5", "lstm_cell", "gru", "rnn_relu"])
 def test_frozen_static_rnn_becomes_one_native_layer(tf, tmp_path, cell_name):
     """static_rnn unrolls the cell once per step; the engine holds one native RNN node and no

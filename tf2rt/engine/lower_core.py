@@ -203,6 +203,24 @@ def _cast(layer: Any, ctx: LoweringContext) -> None:
     ctx.node1("Cast", [ctx.input(layer, 0)], ctx.output(layer), name=layer.name, to=ONNX_DTYPES[layer.to])
 
 
+@lowering("shape")
+def _shape(layer: Any, ctx: LoweringContext) -> None:
+    ctx.node1("Shape", [ctx.input(layer, 0)], ctx.output(layer), name=layer.name)
+
+
+@lowering("range")
+def _range(layer: Any, ctx: LoweringContext) -> None:
+    ctx.node1("Range", [ctx.input(layer, i) for i in range(3)], ctx.output(layer), name=layer.name)
+
+
+@lowering("fill")
+def _fill(layer: Any, ctx: LoweringContext) -> None:
+    shape = ctx.input(layer, 0)
+    if layer.inputs[0].dtype != "int64":
+        shape = ctx.node1("Cast", [shape], name=f"{layer.name}/shape", to=ONNX_DTYPES["int64"])
+    ctx.node1("Expand", [ctx.input(layer, 1), shape], ctx.output(layer), name=layer.name)
+
+
 @lowering("identity")
 def _identity(layer: Any, ctx: LoweringContext) -> None:
     ctx.node1("Identity", [ctx.input(layer, 0)], ctx.output(layer), name=layer.name)

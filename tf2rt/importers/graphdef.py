@@ -9,6 +9,7 @@ inlined, so importers see one flat graph of `Node`s whose inputs are "node:index
 from __future__ import annotations
 
 import struct
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ..errors import FormatError, UnsupportedError
+from ..errors import FormatError, ShapeError, UnsupportedError
 from ..limits import MAX_FOLD_BYTES, MAX_INLINED_NODES, ResourceLimitError, check_elements
 from ..proto import Message, read_varint
 
@@ -295,6 +296,9 @@ class Graph:
         fn = self.functions.get(fname)
         if fn is None:
             raise FormatError(f"GraphDef: function {fname!r} is not in the library")
+        base, i = call_name, 1
+        while call_name in self._taken or call_name in self.nodes:  # inlined twice (nested loops share names)
+            call_name, i = f"{base}_{i}", i + 1
         self._taken.add(call_name)
         self._inline(Node(call_name, "PartitionedCall", list(inputs)), fn, 1)
         return [f"{call_name}:{i}" for i in range(len(fn.outputs))]
@@ -420,9 +424,12 @@ DEAD = _Dead()
 
 @dataclass
 class Partial:
-    """A 1-D int vector with unknown entries (-1), e.g. a shape with a dynamic batch size."""
+    """A 1-D int vector with unknown entries (-1), e.g. a shape with a dynamic batch size.
+    `origin` says how to compute it at run time when a tensor needs it (GraphConverter.runtime):
+    ("shape", tensor, dtype) or (node, input values, output index)."""
 
     values: np.ndarray
+    origin: Any = field(default=None, compare=False, repr=False)
 
 
 class LayoutBuilder:
@@ -563,6 +570,19 @@ class GraphConverter(LayoutBuilder):
         self.net.metadata["source_format"] = "graphdef"
         for ref_key, key in input_refs.items():
             self._add_input(key, self.graph.nodes[ref_key[0]], ref_key)
+        self.convert_nodes(order)
+        for key, ref in outputs.items():
+            v = self.values[self._key(ref)]
+            if not isinstance(v, TV):
+                raise UnsupportedError(f"output {ref!r} is a constant; nothing to compute")
+            t = self.plain(v)
+            if t.producer is None or t.is_network_output:
+                t = self.net.add_identity(t, name=f"{key}/identity").output
+            self.mark_output(t, key)
+        return self.net
+
+    def convert_nodes(self, order: list[str]) -> None:
+        """Give every node of `order` (topological) its values; one error lists every failure."""
         failed: dict[str, Any] = {}  # node -> (op, error); collected so that one error lists them all
         for node_name in order:
             if (node_name, 0) in self.values:
@@ -576,11 +596,13 @@ class GraphConverter(LayoutBuilder):
                 self.dead_nodes.add(node_name)  # on the branch a constant tf.cond predicate does not take
                 continue
             try:
-                outs = self.handlers[node.op](self, node, ins)
-            except (UnsupportedError, FormatError) as exc:
+                outs = self._run_handler(node, ins)
+            except (UnsupportedError, FormatError, ShapeError) as exc:
                 failed[node_name] = (node.op, exc)
                 continue
             for i, v in enumerate(outs):
+                if isinstance(v, Partial) and v.origin is None:
+                    v.origin = (node, ins, i)
                 self.values[(node.name, i)] = v
         if failed:
             from .graph_problems import raise_failures
@@ -592,15 +614,48 @@ class GraphConverter(LayoutBuilder):
                 if not why:
                     raise
                 raise UnsupportedError(f"{exc} (while loops not recognised as RNNs: {why})") from None
-        for key, ref in outputs.items():
-            v = self.values[self._key(ref)]
-            if not isinstance(v, TV):
-                raise UnsupportedError(f"output {ref!r} is a constant; nothing to compute")
-            t = self.plain(v)
-            if t.producer is None or t.is_network_output:
-                t = self.net.add_identity(t, name=f"{key}/identity").output
-            self.mark_output(t, key)
-        return self.net
+
+    def _run_handler(self, node: Node, ins: list) -> list:
+        """The node's values; when it cannot fold a size known only at run time, again with that
+        size computed by the network."""
+        partial = any(isinstance(v, Partial) and v.origin is not None for v in ins)
+        try:
+            return self.handlers[node.op](self, node, ins)
+        except (UnsupportedError, FormatError):
+            if not partial:
+                raise
+            first = sys.exc_info()[1]
+        except (AttributeError, TypeError) as exc:  # a handler that takes no shape vectors
+            if not partial:
+                raise
+            first = UnsupportedError(f"{node.op} of a size known only at run time ({exc})")
+        try:
+            return self.handlers[node.op](self, node, [self.runtime(v) for v in ins])
+        except (UnsupportedError, FormatError):
+            raise first from None
+
+    def runtime(self, v: Any) -> Any:
+        """A Partial as the network tensor it is at run time (other values unchanged)."""
+        if not isinstance(v, Partial):
+            return v
+        memo = self.__dict__.setdefault("_runtime", {})
+        if id(v) in memo:
+            return memo[id(v)][1]
+        o = v.origin
+        if o is None:
+            raise UnsupportedError("a size known only at run time is used where tf2rt cannot compute it")
+        if o[0] == "shape":
+            t = self.net.add_shape(o[1], name=f"{o[1].name}/shape").output
+            if np.dtype(o[2]).name != "int64":
+                t = self.net.add_cast(t, np.dtype(o[2]).name, name=f"{o[1].name}/shape/cast").output
+            out: Any = TV(t)
+        else:
+            node, ins, i = o
+            out = self.handlers[node.op](self, node, [self.runtime(x) for x in ins])[i]
+            if not isinstance(out, TV):
+                raise UnsupportedError(f"{node.op} {node.name!r}: cannot compute its run-time size")
+        memo[id(v)] = (v, out)  # keeps v alive, so its id stays its own
+        return out
 
     # --- helpers used by the op handlers ----------------------------------------------
     @staticmethod

@@ -121,7 +121,9 @@ def _shape(cv, node, ins):
     if shape is None:
         raise UnsupportedError("Shape of a non-tensor")
     vals = np.array([-1 if d is None else d for d in shape], dtype=dt)
-    return [Partial(vals) if (vals < 0).any() else vals]
+    if not (vals < 0).any():
+        return [vals]
+    return [Partial(vals, origin=("shape", cv.plain(v), dt))]
 
 
 def _partial_vals(v: Any) -> tuple[np.ndarray, bool]:
@@ -507,6 +509,8 @@ def _expand(cv, node, ins):
     axis = int(const(axis, "axis"))
     if is_const(v):
         return [np.expand_dims(v, axis)]
+    if isinstance(v, Partial):  # a size known at run time, as a vector
+        return [Partial(np.expand_dims(v.values, axis))]
     shape = list(v.shape)
     axis = axis % (len(shape) + 1)
     shape.insert(axis, 1)
@@ -611,4 +615,5 @@ from . import graphdef_ops_image, graphdef_ops_math, graphdef_ops_quant  # noqa:
 from . import graphdef_ops_seq  # noqa: E402,F401  (after the folds it extends)
 from . import graphdef_ops_detect  # noqa: E402,F401
 from . import graphdef_ops_crop  # noqa: E402,F401
+from . import graphdef_ops_control  # noqa: E402,F401
 from . import tf_cudnn  # noqa: E402,F401

@@ -38,6 +38,8 @@ def extend(*names: str) -> Callable[[Handler], Handler]:
 
 def tensor_of(cv: GraphConverter, v: Any, name: str) -> Any:
     """A network tensor in TensorFlow's axis order for a TV or a constant."""
+    if isinstance(v, Partial) and v.origin is not None:
+        v = cv.runtime(v)  # a size known only at run time
     if isinstance(v, TV):
         return cv.plain(v)
     arr = np.asarray(const(v, "operand"))

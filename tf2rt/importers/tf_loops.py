@@ -50,6 +50,9 @@ class Loop:
     name: str
     vars: list[LoopVar]
     nodes: set[str] = field(default_factory=set)  # nodes of the loop (for reporting)
+    node: str = ""                                 # its LoopCond (TF1) or While node (TF2)
+    merges: list[str] = field(default_factory=list)  # TF1: each variable's Merge (what the condition reads)
+    frame: str = ""                                # TF1: the frame name of its Enter nodes
 
 
 def _is_training_only(n: Node) -> bool:
@@ -149,6 +152,8 @@ def tf1_loops(graph: Graph, flow: Dataflow) -> list[Loop]:
         switches = [n for n in graph.nodes.values() if n.op in ("Switch", "RefSwitch") and len(n.inputs) == 2
                     and split_ref(n.inputs[1])[0] == cond.name]
         vars_: list[LoopVar] = []
+        merges: list[str] = []
+        frame = ""
         for sw in switches:
             merge = flow.node(sw.inputs[0])
             if merge is None or merge.op not in ("Merge", "RefMerge") or len(merge.inputs) != 2:
@@ -165,7 +170,10 @@ def tf1_loops(graph: Graph, flow: Dataflow) -> list[Loop]:
                 if u.op in ("Exit", "RefExit"):
                     final = ref(u.name)
             vars_.append(LoopVar(canon(enter.inputs[0]), inner, canon(nxt.inputs[0]), final))
-        loops.append(Loop(_scope(cond.name.rsplit("/", 1)[0]), vars_))
+            merges.append(ref(merge.name))
+            if enter.attr("frame_name") is not None:
+                frame = enter.attr("frame_name").s()  # type: ignore[union-attr]
+        loops.append(Loop(_scope(cond.name.rsplit("/", 1)[0]), vars_, node=cond.name, merges=merges, frame=frame))
     return loops
 
 
@@ -187,12 +195,13 @@ def tf2_loops(graph: Graph) -> tuple[list[Loop], dict[str, str]]:
             arg = f"{w.name}/body_arg_{i}"
             graph.nodes[arg] = Node(arg, LOOP_ARG_OP, [])
             args.append(ref(arg))
+        before = set(graph.nodes)
         outs = graph.inline_function(fname, f"{w.name}/body", args)
         vars_ = []
         for i, (init, out) in enumerate(zip(w.inputs, outs)):
             v = LoopVar(canon(init), args[i], canon(out), ref(w.name, i))
             vars_.append(v)
-        loops.append(Loop(_scope(w.name), vars_))
+        loops.append(Loop(_scope(w.name), vars_, node=w.name, nodes=set(graph.nodes) - before))
     flow = Dataflow(graph)
     for loop in loops:  # a body result that is its own argument is a loop invariant
         for v in loop.vars:
@@ -296,7 +305,7 @@ def _is_counter(v: LoopVar, flow: Dataflow) -> bool:
 
 
 _CONTROL_OPS = {"Enter", "RefEnter", "Exit", "RefExit", "Merge", "RefMerge", "Switch", "RefSwitch", "LoopCond",
-                "NextIteration", "RefNextIteration", "While", "StatelessWhile", LOOP_ARG_OP}
+                "NextIteration", "RefNextIteration", "While", "StatelessWhile", LOOP_ARG_OP, "_WhileLoop"}
 
 
 def fold_constant_conditionals(graph: Graph, keep: set[str] = frozenset()) -> int:
@@ -390,16 +399,30 @@ def rewrite_recurrences(graph: Graph) -> list[Recurrence]:
     loops += tf1_loops(graph, flow)
     found = []
     graph.loop_errors = {}  # type: ignore[attr-defined]
+    general = []
     for loop in loops:
         try:
             rec = recognise(loop, flow)
         except UnsupportedError as exc:  # only an error if the loop is on the converted path
             graph.loop_errors[loop.name] = str(exc)  # type: ignore[attr-defined]
-            continue
+            rec = None
         if rec is None:
+            general.append(loop)
             continue
         _replace(graph, flow, rec)
         found.append(rec)
+    from .tf_control import rewrite_loop
+
+    for loop in sorted(general, key=lambda lp: lp.node.count("/")):  # any other loop: an ONNX Loop, outer first
+        if loop.node in getattr(graph, "nested_in_loops", ()):
+            continue  # converted with the body of the loop it is nested in
+        try:
+            rewrite_loop(graph, loop, flow)
+        except UnsupportedError as exc:
+            graph.loop_errors[loop.name] = str(exc)  # type: ignore[attr-defined]
+        else:
+            graph.loop_errors.pop(loop.name, None)  # type: ignore[attr-defined]
+            set_aside(graph, loop.nodes)  # the body inlined while looking for an RNN
     if found:
         from .tf_bidirectional import fuse_bidirectional
 

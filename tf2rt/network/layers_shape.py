@@ -253,6 +253,52 @@ class CastLayer(Layer):
         return {"to": self.to}
 
 
+class ShapeLayer(Layer):
+    """The input's shape at run time, int64 [rank] (ONNX Shape): sizes a graph computes from
+    tensors whose dimensions are only known when it runs."""
+
+    type = "shape"
+
+    def infer(self) -> list[tuple[str, Shape]]:
+        return [("int64", (self.input_tensor(0).rank,))]
+
+
+class RangeLayer(Layer):
+    """start, start + delta, ... up to (not including) limit: three scalars of one dtype, a
+    1-D result whose length is known at run time (ONNX Range)."""
+
+    type = "range"
+
+    def infer(self) -> list[tuple[str, Shape]]:
+        ts = [self.input_tensor(i) for i in range(3)]
+        if any(t.rank != 0 for t in ts) or len({t.dtype for t in ts}) != 1:
+            raise self.error("start, limit and delta must be scalars of one dtype, got "
+                             + ", ".join(f"{t.dtype}{shape_str(t.shape)}" for t in ts))
+        return [(ts[0].dtype, (None,))]
+
+
+class FillLayer(Layer):
+    """A scalar `value` broadcast to the shape held by the 1-D int tensor `shape` (ONNX Expand);
+    `dims` gives the sizes known when building (None where only the run says)."""
+
+    type = "fill"
+
+    def __init__(self, shape: Tensor, value: Tensor, dims: Sequence[Optional[int]]):
+        super().__init__([shape, value])
+        self.dims = tuple(None if d is None or d < 0 else int(d) for d in dims)
+
+    def infer(self) -> list[tuple[str, Shape]]:
+        s, v = self.input_tensor(0), self.input_tensor(1)
+        if s.rank != 1 or s.dtype not in ("int32", "int64") or s.shape[0] not in (None, len(self.dims)):
+            raise self.error(f"shape {s.name}{shape_str(s.shape)} must be a 1-D int tensor of {len(self.dims)} sizes")
+        if v.rank != 0:
+            raise self.error(f"value {v.name}{shape_str(v.shape)} must be a scalar")
+        return [(v.dtype, self.dims)]
+
+    def attributes(self) -> dict[str, Any]:
+        return {"dims": list(self.dims)}
+
+
 class IdentityLayer(Layer):
     type = "identity"
 
@@ -262,4 +308,4 @@ class IdentityLayer(Layer):
 
 
 __all__ = ["ShuffleLayer", "ConcatenationLayer", "SliceLayer", "ScaleLayer", "UnaryLayer", "ReduceLayer",
-           "CastLayer", "IdentityLayer", "DTYPES"]
+           "CastLayer", "ShapeLayer", "RangeLayer", "FillLayer", "IdentityLayer", "DTYPES"]

@@ -189,6 +189,19 @@ class Network:
     def add_cast(self, input: Tensor, dtype: Any, name: Optional[str] = None) -> shp.CastLayer:
         return self.add_layer(shp.CastLayer(input, dtype), name)  # type: ignore[return-value]
 
+    def add_shape(self, input: Tensor, name: Optional[str] = None) -> shp.ShapeLayer:
+        """The input's shape at run time (int64 [rank])."""
+        return self.add_layer(shp.ShapeLayer([input]), name)  # type: ignore[return-value]
+
+    def add_range(self, start: Tensor, limit: Tensor, delta: Tensor, name: Optional[str] = None) -> shp.RangeLayer:
+        """start, start + delta, ... below limit (scalars of one dtype; the length is known at run time)."""
+        return self.add_layer(shp.RangeLayer([start, limit, delta]), name)  # type: ignore[return-value]
+
+    def add_fill(self, shape: Tensor, value: Tensor, dims: Sequence[Optional[int]],
+                 name: Optional[str] = None) -> shp.FillLayer:
+        """`value` (a scalar) broadcast to the run-time shape `shape`; dims: the sizes known now."""
+        return self.add_layer(shp.FillLayer(shape, value, dims), name)  # type: ignore[return-value]
+
     def add_identity(self, input: Tensor, name: Optional[str] = None) -> shp.IdentityLayer:
         return self.add_layer(shp.IdentityLayer([input]), name)  # type: ignore[return-value]
 

@@ -305,6 +305,13 @@ def shape(i: In, a: dict) -> np.ndarray:
     return np.array(i[0].shape, dtype=np.int64)
 
 
+@op("Range")
+def range_(i: In, a: dict) -> np.ndarray:
+    start, limit, delta = (np.asarray(x).reshape(()) for x in i[:3])
+    n = max(int(np.ceil((limit - start) / delta)), 0)  # ONNX: ceil((limit - start) / delta) elements
+    return (start + delta * np.arange(n)).astype(np.asarray(i[0]).dtype)
+
+
 @op("Constant")
 def constant(i: In, a: dict) -> np.ndarray:
     from onnx import numpy_helper

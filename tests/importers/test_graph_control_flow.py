@@ -1,0 +1,188 @@
+"""While loops that are not RNNs (ONNX Loop), TensorArrays/TensorLists and tf.cond on run-time
+values (ONNX If), in both control-flow forms: TF1 Enter/Merge/Switch frames and TF2 While/If
+functions. Every graph is built and run by TensorFlow, converted, and compared on onnxruntime
+and the reference backend.
+
+Ops covered: TensorArrayV3, TensorArrayScatterV3, TensorArrayReadV3, TensorArrayGatherV3,
+TensorListFromTensor, TensorListGetItem, TensorListReserve, TensorListStack, Range and Fill
+with run-time sizes, StatelessIf."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers.graphdef_cases import build_case, check_case
+
+FORMS = [False, True]
+FORM_IDS = ["tf1-frames", "tf2-functions"]
+W = np.random.default_rng(7).standard_normal((3, 4)).astype(np.float32)
+
+
+def _case(tf, tmp_path, v2: bool, fn, x: np.ndarray, shapes=None):
+    tf1 = tf.compat.v1
+    (tf1.enable_control_flow_v2 if v2 else tf1.disable_control_flow_v2)()
+    try:
+        return build_case(tf, tmp_path / "m.pb", fn, {"x": x}, shapes=shapes)
+    finally:
+        tf1.enable_control_flow_v2()
+
+
+def _ops(net) -> set[str]:
+    from tf2rt.engine import build_engine
+
+    return {n.op_type for n in build_engine(net).onnx.graph.node}
+
+
+def _rows(n=5, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, 3)).astype(np.float32)
+
+
+# --- loops ended by their condition, with values that change shape -------------------------------
+def doubling(tf, p):
+    """while sum|y| < 50: y = 2y + 0.5 (the trip count depends on the data)."""
+    i, y = tf.while_loop(lambda i, y: tf.reduce_sum(tf.abs(y)) < 50.0, lambda i, y: (i + 1, y * 2.0 + 0.5),
+                         [tf.constant(0), p["x"]])
+    return [y, tf.cast(i, tf.float32)]
+
+
+def growing(tf, p):
+    """An accumulator that grows by one block per iteration (a shape invariant [None, 3])."""
+    _, acc = tf.while_loop(lambda i, a: i < 4,
+                           lambda i, a: (i + 1, tf.concat([a, p["x"] * tf.cast(i + 1, tf.float32)], 0)),
+                           [tf.constant(0), tf.zeros([0, 3])],
+                           shape_invariants=[tf.TensorShape([]), tf.TensorShape([None, 3])])
+    return [acc]
+
+
+def nested(tf, p):
+    """An inner loop whose trip count is the outer loop's counter."""
+    def obody(i, y):
+        _, z = tf.while_loop(lambda j, z: j < i + 1, lambda j, z: (j + 1, z * 1.5 + tf.cast(j, tf.float32)),
+                             [tf.constant(0), y])
+        return i + 1, z - 0.25
+    return [tf.while_loop(lambda i, y: i < 3, obody, [tf.constant(0), p["x"]])[1]]
+
+
+@pytest.mark.parametrize("v2", FORMS, ids=FORM_IDS)
+@pytest.mark.parametrize("fn", [doubling, growing, nested], ids=lambda f: f.__name__)
+def test_while_loop_matches_tensorflow(tf, tmp_path, v2, fn):
+    case = _case(tf, tmp_path, v2, fn, _rows())
+    net = check_case(case)
+    assert "Loop" in _ops(net)
+
+
+def test_trip_count_follows_the_data(tf, tmp_path):
+    """The same engine runs the loop 0, 2 and 6 times as the input asks, like TensorFlow."""
+    from tf2rt.engine import build_engine
+
+    case = _case(tf, tmp_path, True, doubling, _rows())
+    engine = build_engine(check_case(case))
+    for scale, want_i in ((100.0, 0), (1.0, None), (1e-3, None)):
+        x = _rows(seed=3) * scale
+        y = x.copy()
+        i = 0
+        while np.abs(y).sum() < 50.0:  # the loop written out, the oracle of this check
+            y, i = y * 2.0 + 0.5, i + 1
+        if want_i is not None:
+            assert i == want_i
+        got = engine.run({"x": x})
+        assert float(got["out1"]) == i
+        np.testing.assert_allclose(got["out0"], y, rtol=1e-5)
+
+
+# --- arrays: unstack / read / write / stack, and map_fn ----------------------------------------
+def array_scan(tf, p):
+    """TensorArray.unstack of the input, a running sum carried, each step's value written."""
+    xs = tf.TensorArray(tf.float32, size=5).unstack(p["x"])
+    out = tf.TensorArray(tf.float32, size=5)
+
+    def body(i, acc, out):
+        acc = acc + xs.read(i)
+        return i + 1, acc, out.write(i, acc * 2.0 - 1.0)
+    _, acc, out = tf.while_loop(lambda i, acc, out: i < 5, body, [tf.constant(0), tf.zeros([3]), out])
+    return [acc, out.stack()]
+
+
+def map_rows(tf, p):
+    """tf.map_fn over the batch with a weight inside the function."""
+    w = tf.constant(W)
+    return [tf.map_fn(lambda r: tf.tanh(tf.matmul(r[None, :], w))[0] * 2.0, p["x"])]
+
+
+@pytest.mark.parametrize("v2", FORMS, ids=FORM_IDS)
+def test_tensor_arrays_written_per_iteration_are_stacked(tf, tmp_path, v2):
+    net = check_case(_case(tf, tmp_path, v2, array_scan, _rows()))
+    assert "Loop" in _ops(net)
+
+
+@pytest.mark.parametrize("v2", FORMS, ids=FORM_IDS)
+def test_map_fn_over_a_run_time_batch(tf, tmp_path, v2):
+    """The batch size is known only at run time: the trip count is the input's first dimension."""
+    from tf2rt.engine import build_engine
+
+    case = _case(tf, tmp_path, v2, map_rows, _rows(5), shapes={"x": [None, 3]})
+    engine = build_engine(check_case(case))
+    for n in (1, 7):
+        x = _rows(n, seed=n)
+        want = np.tanh(x @ W) * 2.0  # map_fn applies the function row by row
+        np.testing.assert_allclose(engine.run({"x": x})["out0"], want, rtol=1e-5, atol=1e-6)
+
+
+def test_array_written_out_of_order_is_named(tf, tmp_path):
+    from tf2rt.errors import UnsupportedError
+    from tf2rt.importers.graphdef import import_graphdef
+
+    def backwards(tf, p):
+        ta = tf.TensorArray(tf.float32, size=5)
+        _, ta = tf.while_loop(lambda i, ta: i < 5, lambda i, ta: (i + 1, ta.write(4 - i, p["x"][i] * 2.0)),
+                              [tf.constant(0), ta])
+        return [ta.stack()]
+
+    case = _case(tf, tmp_path, True, backwards, _rows())
+    with pytest.raises(UnsupportedError, match="not at the iteration count"):
+        import_graphdef(case.pb, outputs=case.outputs)
+
+
+# --- an RNN cell ONNX cannot express runs as a loop -------------------------------------------
+def test_lstm_with_cell_clip_runs_as_a_loop(tf, tmp_path):
+    """LSTMCell(cell_clip=...) clips the cell state, which ONNX LSTM cannot express: the while
+    loop is kept as it is and still matches TensorFlow, at any batch size and length."""
+    tf1 = tf.compat.v1
+    rng = np.random.default_rng(5)
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, None, 3], name="x")
+        out, _ = tf1.nn.dynamic_rnn(tf1.nn.rnn_cell.LSTMCell(4, cell_clip=0.3), x, dtype=tf.float32)
+        y = tf.identity(out, name="y")
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            feeds = [rng.standard_normal((b, t, 3)).astype(np.float32) * 2 for b, t in ((2, 6), (1, 3))]
+            wants = [sess.run(y, {x: f}) for f in feeds]
+            gd = tf1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["y"])
+    (tmp_path / "m.pb").write_bytes(gd.SerializeToString())
+    from tf2rt import convert
+
+    engine = convert(tmp_path / "m.pb")
+    assert engine.input_names == ["x"] and engine.output_names == ["y"]
+    assert "Loop" in {n.op_type for n in engine.onnx.graph.node}
+    for f, want in zip(feeds, wants):
+        assert np.abs(want).max() > 0.1  # the clip is active: |c| reaches 0.3
+        for backend in ("onnxruntime", "reference"):
+            assert float(np.abs(engine.run({"x": f}, backend=backend)["y"] - want).max()) <= 1e-5
+
+
+# --- tf.cond on a run-time value (TF2 If) ---------------------------------------------------------
+def test_cond_on_a_runtime_value_becomes_if(tf, tmp_path):
+    from tf2rt.engine import build_engine
+
+    def fn(tf, p):
+        x = p["x"]
+        return [tf.cond(tf.reduce_sum(x) > 0, lambda: tf.nn.relu(x) * 3.0, lambda: tf.tanh(x) - 1.0)]
+
+    x = np.abs(_rows())
+    case = _case(tf, tmp_path, True, fn, x)
+    engine = build_engine(check_case(case))
+    assert "If" in {n.op_type for n in engine.onnx.graph.node}
+    neg = -x  # the other branch, written out here
+    np.testing.assert_allclose(engine.run({"x": neg})["out0"], np.tanh(neg) - 1.0, rtol=1e-6)
