@@ -28,7 +28,7 @@ def true(net, name="true"):
 
 
 # --- loops ------------------------------------------------------------------------------------
-def counter_network(trip_dtype="int64") -> Network:
+def counter_network(trip_dtype="int64", trip_shape=()) -> Network:
     """n iterations of: count += 1; acc += x * (i + 1); scan outputs acc and i."""
     body = Network("counter_body")
     i = body.add_input("i", "int64", ())
@@ -45,7 +45,7 @@ def counter_network(trip_dtype="int64") -> Network:
         body.mark_output(t)
     net = Network("counter")
     x = net.add_input("x", "float32", (3,))
-    n = net.add_input("n", trip_dtype, ())
+    n = net.add_input("n", trip_dtype, trip_shape)
     zero = const(net, 0, "zero", np.int64)
     acc0 = const(net, [10.0, 20.0, 30.0], "acc0")
     loop = net.add_loop(body, [zero, acc0], [x], trip_count=n, name="counter")
@@ -54,9 +54,9 @@ def counter_network(trip_dtype="int64") -> Network:
     return net
 
 
-@pytest.mark.parametrize("trip_dtype", ["int64", "int32"])
-def test_counter_loop_with_cumulative_sum_and_scans(trip_dtype):
-    net = counter_network(trip_dtype)
+@pytest.mark.parametrize("trip_dtype,trip_shape", [("int64", ()), ("int32", ()), ("int32", (1,))])
+def test_counter_loop_with_cumulative_sum_and_scans(trip_dtype, trip_shape):
+    net = counter_network(trip_dtype, trip_shape)
     layer = net.get_layer(2)
     assert layer.type == "loop" and [t.shape for t in layer.outputs] == [(), (3,), (None, 3), (None,)]
     assert "loop (body: " in net.summary()
@@ -68,7 +68,7 @@ def test_counter_loop_with_cumulative_sum_and_scans(trip_dtype):
             acc = acc + x * (i + 1)
             accs.append(acc)
             steps.append(i)
-        for backend, out in run_all(engine, {"x": x, "n": np.array(n, trip_dtype)}).items():
+        for backend, out in run_all(engine, {"x": x, "n": np.full(trip_shape, n, trip_dtype)}).items():
             assert out["count"] == n, backend
             np.testing.assert_allclose(out["acc"], acc, rtol=1e-6)
             assert out["accs"].shape == (n, 3) and out["steps"].shape == (n,) and out["steps"].dtype == np.int64
@@ -514,5 +514,9 @@ def test_if_checks_its_branches():
         net.add_if(c, then, then, [])
     with pytest.raises(ShapeError, match=r"condition x must be a bool tensor with one element, got float32\[3\]"):
         net.add_if(x, then, then, [x])
-    ok = net.add_if(c, then, then, [x])  # a one-element [1] condition is fine
+    ok = net.add_if(c, then, then, [x], name="same")  # a one-element [1] condition is fine; one branch twice too
     assert ok.type == "if" and ok.output.shape == (3,)
+    net.mark_output(ok.output, "y")
+    xv = np.array([1.0, 2.0, 3.0], np.float32)
+    for out in run_all(build_engine(net), {"x": xv, "c": np.array([False])}).values():
+        np.testing.assert_array_equal(out["y"], xv)
