@@ -3,7 +3,7 @@ values (ONNX If), in both control-flow forms: TF1 Enter/Merge/Switch frames and 
 functions. Every graph is built and run by TensorFlow, converted, and compared on onnxruntime
 and the reference backend.
 
-Ops covered: TensorArrayV3, TensorArrayScatterV3, TensorArrayReadV3, TensorArrayGatherV3,
+Ops covered: NonMaxSuppressionV5 (in a map_fn body), TopKV2 and Pad with run-time sizes, TensorArrayV3, TensorArrayScatterV3, TensorArrayReadV3, TensorArrayGatherV3,
 TensorListFromTensor, TensorListGetItem, TensorListReserve, TensorListStack, Range and Fill
 with run-time sizes, StatelessIf."""
 
@@ -186,3 +186,49 @@ def test_cond_on_a_runtime_value_becomes_if(tf, tmp_path):
     assert "If" in {n.op_type for n in engine.onnx.graph.node}
     neg = -x  # the other branch, written out here
     np.testing.assert_allclose(engine.run({"x": neg})["out0"], np.tanh(neg) - 1.0, rtol=1e-6)
+
+
+# --- detection post-processing per image in a map_fn (TF Object Detection API style) ---------------
+def _ssd_post(n_boxes: int, classes: int, k: int):
+    def post(tf, p):
+        """Per image: NonMaxSuppressionV5 per class (a Python loop, as the OD API writes it),
+        concatenated, the top k across classes, padded to k rows; map_fn over the batch."""
+        def one(args):
+            b, s = args
+            bs, ss, cs = [], [], []
+            for c in range(classes):
+                sel, sc = tf.image.non_max_suppression_with_scores(b, s[:, c], k, iou_threshold=0.5,
+                                                                   score_threshold=0.2)
+                bs.append(tf.gather(b, sel))
+                ss.append(sc)
+                cs.append(tf.fill(tf.shape(sc), float(c)))
+            bb, ss, cc = tf.concat(bs, 0), tf.concat(ss, 0), tf.concat(cs, 0)
+            top = tf.math.top_k(ss, k=tf.minimum(k, tf.shape(ss)[0]))
+            n = tf.shape(top.indices)[0]
+            pad = k - n
+            return (tf.pad(tf.gather(bb, top.indices), [[0, pad], [0, 0]]), tf.pad(top.values, [[0, pad]]),
+                    tf.pad(tf.gather(cc, top.indices), [[0, pad]]), n)
+        return list(tf.map_fn(one, (p["boxes"], p["scores"]),
+                              fn_output_signature=(tf.float32, tf.float32, tf.float32, tf.int32)))
+    return post
+
+
+@pytest.mark.parametrize("v2", FORMS, ids=FORM_IDS)
+@pytest.mark.parametrize("scale", [1.0, 0.205], ids=["full", "padded"])
+def test_map_fn_detection_post_processing(tf, tmp_path, v2, scale):
+    """Identical boxes, classes and counts; `padded`: fewer boxes than k pass the threshold."""
+    rng = np.random.default_rng(11)
+    b, n, c, k = 3, 40, 3, 6
+    ctr, size = rng.uniform(0.2, 0.8, (b, n, 2)), rng.uniform(0.05, 0.3, (b, n, 2))
+    boxes = np.concatenate([ctr - size / 2, ctr + size / 2], -1).astype(np.float32)
+    scores = (rng.permutation(b * n * c).reshape(b, n, c) / (b * n * c) * scale).astype(np.float32)
+    tf1 = tf.compat.v1
+    (tf1.enable_control_flow_v2 if v2 else tf1.disable_control_flow_v2)()
+    try:
+        case = build_case(tf, tmp_path / "m.pb", _ssd_post(n, c, k), {"boxes": boxes, "scores": scores},
+                          shapes={"boxes": [None, n, 4], "scores": [None, n, c]})
+    finally:
+        tf1.enable_control_flow_v2()
+    counts = case.refs["out3"]
+    assert (counts < k).any() if scale < 1 else (counts == k).all()
+    check_case(case, tol=0.0)

@@ -114,7 +114,12 @@ def _softmax(layer: Any, ctx: LoweringContext) -> None:
 
 @lowering("topk")
 def _topk(layer: Any, ctx: LoweringContext) -> None:
-    k = ctx.const(np.array([layer.k], dtype=np.int64), f"{layer.name}/k")
+    if len(layer.inputs) > 1:  # k computed at run time: one int64 in a [1] vector
+        k = ctx.node1("Cast", [ctx.input(layer, 1)], name=f"{layer.name}/k_int64", to=ONNX_DTYPES["int64"])
+        k = ctx.node1("Reshape", [k, ctx.const(np.array([1], np.int64), f"{layer.name}/k_shape")],
+                      name=f"{layer.name}/k")
+    else:
+        k = ctx.const(np.array([layer.k], dtype=np.int64), f"{layer.name}/k")
     idx64 = ctx.fresh(f"{layer.name}/indices_int64")
     ctx.node("TopK", [ctx.input(layer, 0), k], [ctx.output(layer, 0), idx64], name=layer.name,
              axis=layer.axis, largest=int(layer.op == "max"), sorted=1)
@@ -219,6 +224,16 @@ def _fill(layer: Any, ctx: LoweringContext) -> None:
     if layer.inputs[0].dtype != "int64":
         shape = ctx.node1("Cast", [shape], name=f"{layer.name}/shape", to=ONNX_DTYPES["int64"])
     ctx.node1("Expand", [ctx.input(layer, 1), shape], ctx.output(layer), name=layer.name)
+
+
+@lowering("pad")
+def _pad(layer: Any, ctx: LoweringContext) -> None:
+    """TF's [rank, 2] amounts -> ONNX's [all befores, all afters] (a transpose and a flatten)."""
+    p = ctx.node1("Cast", [ctx.input(layer, 1)], name=f"{layer.name}/pads_int64", to=ONNX_DTYPES["int64"])
+    p = ctx.node1("Transpose", [p], name=f"{layer.name}/pads_t", perm=[1, 0])
+    p = ctx.node1("Reshape", [p, ctx.const(np.array([-1], np.int64), f"{layer.name}/flat")], name=f"{layer.name}/pads")
+    value = ctx.const(np.array(layer.value, dtype=np.dtype(layer.outputs[0].dtype)).reshape(()), f"{layer.name}/value")
+    ctx.node1("Pad", [ctx.input(layer, 0), p, value], ctx.output(layer), name=layer.name, mode="constant")
 
 
 @lowering("identity")

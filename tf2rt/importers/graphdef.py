@@ -51,6 +51,13 @@ _OUTPUT_ARG_OFFSETS = {
 }
 _OUTPUT_ARG_OFFSETS.update({(op, arg): i for op in ("CudnnRNN", "CudnnRNNV2", "CudnnRNNV3")
                             for i, arg in enumerate(("output", "output_h", "output_c", "reserve_space", "host_reserved"))})
+# multi-output ops of detection graphs, whose later outputs function bodies name by arg
+for _op, _args in (("NonMaxSuppressionV4", ("selected_indices", "valid_outputs")),
+                   ("NonMaxSuppressionV5", ("selected_indices", "selected_scores", "valid_outputs")),
+                   ("CombinedNonMaxSuppression", ("nmsed_boxes", "nmsed_scores", "nmsed_classes", "valid_detections")),
+                   ("Switch", ("output_false", "output_true")), ("Merge", ("output", "value_index")),
+                   ("TensorArrayV3", ("handle", "flow")), ("QuantizeV2", ("output", "output_min", "output_max"))):
+    _OUTPUT_ARG_OFFSETS.update({(_op, a): i for i, a in enumerate(_args)})
 
 
 def dtype_of(code: int, what: str = "tensor") -> Any:

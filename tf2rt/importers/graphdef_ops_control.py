@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from .graphdef import TV, GraphConverter, Node, Partial, split_ref
-from .graphdef_ops import HANDLERS, op
+from .graphdef_ops import HANDLERS, const, op
 from .graphdef_ops_math import extend, tensor_of
 from .tf_control import WHILE_OP, through_identity_n
 
@@ -179,6 +179,19 @@ def _fill(cv, node, ins, _fold=HANDLERS["Fill"]):
 
 
 HANDLERS["Fill"] = _fill
+
+
+def _pad(cv, node, ins, _fold=HANDLERS["Pad"]):
+    """A constant pad whose amounts are known only at run time (others as before)."""
+    if node.op == "MirrorPad" or not isinstance(ins[1], (TV, Partial)) or not isinstance(ins[0], TV):
+        return _fold(cv, node, ins)
+    value = float(np.asarray(const(ins[2], "pad value")).reshape(-1)[0]) if len(ins) > 2 else 0.0
+    pads = tensor_of(cv, ins[1], f"{node.name}/pads")
+    return [TV(cv.net.add_pad(cv.plain(ins[0]), pads, value, name=node.name).output)]
+
+
+for _n in ("Pad", "PadV2"):
+    HANDLERS[_n] = _pad
 
 
 # --- loops -----------------------------------------------------------------------------------

@@ -79,10 +79,15 @@ def _combined_nms(cv, node, ins):
 def _topk(cv, node, ins):
     """TopK layer on the last axis, sorted (ties: the lower index first, in both TF and ONNX)."""
     x, k = ins
-    kk = int(np.asarray(const(k, "TopKV2 k")).reshape(-1)[0])
     s = node.attr("sorted")
     if s is not None and not s.b():
         raise UnsupportedError("TopKV2 with sorted=False (the order of its results is unspecified)")
+    if isinstance(x, TV) and not isinstance(k, np.ndarray | np.generic):  # k known at run time
+        from .graphdef_ops_math import tensor_of
+
+        layer = cv.net.add_topk(cv.plain(x), "max", tensor_of(cv, k, f"{node.name}/k"), axis=-1, name=node.name)
+        return [TV(layer.get_output(0)), TV(layer.get_output(1))]
+    kk = int(np.asarray(const(k, "TopKV2 k")).reshape(-1)[0])
     if not isinstance(x, TV):
         v = np.asarray(const(x, "TopKV2 input"))
         order = np.argsort(-v, axis=-1, kind="stable")[..., :kk]

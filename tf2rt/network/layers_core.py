@@ -192,15 +192,22 @@ class TopKLayer(Layer):
     type = "topk"
     output_names = ("values", "indices")
 
-    def __init__(self, x: Tensor, op: str, k: int, axis: int = -1):
-        super().__init__([x])
+    def __init__(self, x: Tensor, op: str, k: "int | Tensor", axis: int = -1):
+        run_time = isinstance(k, Tensor)  # k computed by the network (an int scalar), not a number
+        super().__init__([x, k] if run_time else [x])
         self.op = _canon("top-k operation", op, {"max": "max", "min": "min"})
-        self.k, self.axis = int(k), int(axis)
+        self.k, self.axis = (0 if run_time else int(k)), int(axis)  # type: ignore[arg-type]
 
     def infer(self) -> list[tuple[str, Shape]]:
         x = self.input_tensor(0)
         self.axis = norm_axis(self, self.axis, x.rank)
         n = x.shape[self.axis]
+        if len(self.inputs) > 1:
+            k = self.input_tensor(1)
+            if k.dtype not in ("int32", "int64") or k.rank > 1 or (k.rank == 1 and k.shape[0] not in (1, None)):
+                raise self.error(f"k {k.name}{shape_str(k.shape)} must be one int")
+            shape = x.shape[: self.axis] + (None,) + x.shape[self.axis + 1:]
+            return [(x.dtype, shape), ("int32", shape)]
         if self.k < 1 or (n is not None and self.k > n):
             raise self.error(f"k={self.k} must be in [1, {n}] for axis {self.axis} of {x.name}{shape_str(x.shape)}")
         shape = x.shape[: self.axis] + (self.k,) + x.shape[self.axis + 1:]

@@ -299,6 +299,26 @@ class FillLayer(Layer):
         return {"dims": list(self.dims)}
 
 
+class PadLayer(Layer):
+    """x padded with `value` by amounts computed at run time: `pads` is an int tensor [rank, 2]
+    (before, after per axis, as TensorFlow's Pad takes it); ONNX Pad."""
+
+    type = "pad"
+
+    def __init__(self, x: Tensor, pads: Tensor, value: float = 0.0):
+        super().__init__([x, pads])
+        self.value = float(value)
+
+    def infer(self) -> list[tuple[str, Shape]]:
+        x, p = self.input_tensor(0), self.input_tensor(1)
+        if p.dtype not in ("int32", "int64") or p.rank != 2 or p.shape[0] not in (x.rank, None) or p.shape[1] != 2:
+            raise self.error(f"pads {p.name}{shape_str(p.shape)} must be an int tensor [{x.rank}, 2]")
+        return [(x.dtype, (None,) * x.rank)]
+
+    def attributes(self) -> dict[str, Any]:
+        return {"value": self.value}
+
+
 class IdentityLayer(Layer):
     type = "identity"
 
@@ -308,4 +328,4 @@ class IdentityLayer(Layer):
 
 
 __all__ = ["ShuffleLayer", "ConcatenationLayer", "SliceLayer", "ScaleLayer", "UnaryLayer", "ReduceLayer",
-           "CastLayer", "ShapeLayer", "RangeLayer", "FillLayer", "IdentityLayer", "DTYPES"]
+           "CastLayer", "ShapeLayer", "RangeLayer", "FillLayer", "PadLayer", "IdentityLayer", "DTYPES"]

@@ -202,6 +202,10 @@ class Network:
         """`value` (a scalar) broadcast to the run-time shape `shape`; dims: the sizes known now."""
         return self.add_layer(shp.FillLayer(shape, value, dims), name)  # type: ignore[return-value]
 
+    def add_pad(self, input: Tensor, pads: Tensor, value: float = 0.0, name: Optional[str] = None) -> shp.PadLayer:
+        """input padded with `value` by run-time amounts pads [rank, 2] (before, after per axis)."""
+        return self.add_layer(shp.PadLayer(input, pads, value), name)  # type: ignore[return-value]
+
     def add_identity(self, input: Tensor, name: Optional[str] = None) -> shp.IdentityLayer:
         return self.add_layer(shp.IdentityLayer([input]), name)  # type: ignore[return-value]
 
