@@ -41,6 +41,10 @@ MAX_FILL_BYTES = MAX_FOLD_BYTES
 
 CALL_OPS = ("PartitionedCall", "StatefulPartitionedCall")
 
+# What reading a node or loop that does not fit its op raises in the code that reads it;
+# reported as a FormatError naming the node.
+MALFORMED = (IndexError, KeyError, ValueError, TypeError, AttributeError)
+
 # Ops whose function-body output references name an output arg that is not the first one;
 # (op, arg name) -> index of that arg's first tensor among the op's outputs.
 _OUTPUT_ARG_OFFSETS = {
@@ -579,7 +583,10 @@ class GraphConverter(LayoutBuilder):
             self._add_input(key, self.graph.nodes[ref_key[0]], ref_key)
         self.convert_nodes(order)
         for key, ref in outputs.items():
-            v = self.values[self._key(ref)]
+            v = self.values.get(self._key(ref))
+            if v is None:
+                raise UnsupportedError(f"output {ref!r} has no value (its op has fewer outputs, or it lies on a "
+                                       "branch of a condition fixed at conversion that is never taken)")
             if not isinstance(v, TV):
                 raise UnsupportedError(f"output {ref!r} is a constant; nothing to compute")
             t = self.plain(v)
@@ -625,6 +632,13 @@ class GraphConverter(LayoutBuilder):
     def _run_handler(self, node: Node, ins: list) -> list:
         """The node's values; when it cannot fold a size known only at run time, again with that
         size computed by the network."""
+        try:
+            return self._run_handler_once(node, ins)
+        except MALFORMED as exc:  # a node whose inputs do not fit its op (a damaged or hostile graph)
+            raise FormatError(f"malformed {node.op} node: {len(node.inputs)} input(s), {type(exc).__name__}: {exc}") \
+                from None
+
+    def _run_handler_once(self, node: Node, ins: list) -> list:
         partial = any(isinstance(v, Partial) and v.origin is not None for v in ins)
         try:
             return self.handlers[node.op](self, node, ins)

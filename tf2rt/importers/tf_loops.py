@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UnsupportedError
-from .graphdef import Graph, Node, split_ref
+from ..errors import FormatError, UnsupportedError
+from .graphdef import MALFORMED, Graph, Node, split_ref
 
 #: Ops that pass their first input through unchanged (for tracing values to their source).
 PASS_OPS = {"Identity", "Snapshot", "StopGradient", "PreventGradient", "CheckNumerics", "Enter", "RefEnter",
@@ -347,18 +347,24 @@ def ensure_recurrences(graph: Graph, inputs: list[str] | None = None) -> list[Re
     conditionals fixed at conversion are folded first (not those on a placeholder the user
     names among `inputs`)."""
     if getattr(graph, "recurrences", None) is None:
-        from .graph_rewrites import fold_tensordot
-
-        fold_constant_conditionals(graph, {split_ref(r)[0] for r in inputs or []})
-        fold_tensordot(graph)
-        from .tf_cudnn import prepare_cudnn
-
-        prepare_cudnn(graph)
-        from .tf_unrolled import rewrite_unrolled
-
-        graph.recurrences = rewrite_recurrences(graph)  # type: ignore[attr-defined]
-        graph.recurrences += rewrite_unrolled(graph)  # type: ignore[attr-defined]
+        try:
+            _rewrite_all(graph, inputs)
+        except MALFORMED as exc:
+            raise FormatError(f"GraphDef: malformed control flow or recurrence ({type(exc).__name__}: {exc})") \
+                from None
     return graph.recurrences  # type: ignore[attr-defined]
+
+
+def _rewrite_all(graph: Graph, inputs: list[str] | None) -> None:
+    from .graph_rewrites import fold_tensordot
+    from .tf_cudnn import prepare_cudnn
+    from .tf_unrolled import rewrite_unrolled
+
+    fold_constant_conditionals(graph, {split_ref(r)[0] for r in inputs or []})
+    fold_tensordot(graph)
+    prepare_cudnn(graph)
+    graph.recurrences = rewrite_recurrences(graph)  # type: ignore[attr-defined]
+    graph.recurrences += rewrite_unrolled(graph)  # type: ignore[attr-defined]
 
 
 def loop_leftovers(graph: Graph) -> set[str]:
@@ -403,7 +409,7 @@ def rewrite_recurrences(graph: Graph) -> list[Recurrence]:
     for loop in loops:
         try:
             rec = recognise(loop, flow)
-        except UnsupportedError as exc:  # only an error if the loop is on the converted path
+        except (UnsupportedError, *MALFORMED) as exc:  # only an error if the loop is on the converted path
             graph.loop_errors[loop.name] = str(exc)  # type: ignore[attr-defined]
             rec = None
         if rec is None:
@@ -418,7 +424,7 @@ def rewrite_recurrences(graph: Graph) -> list[Recurrence]:
             continue  # converted with the body of the loop it is nested in
         try:
             rewrite_loop(graph, loop, flow)
-        except UnsupportedError as exc:
+        except (UnsupportedError, *MALFORMED) as exc:
             graph.loop_errors[loop.name] = str(exc)  # type: ignore[attr-defined]
         else:
             graph.loop_errors.pop(loop.name, None)  # type: ignore[attr-defined]
