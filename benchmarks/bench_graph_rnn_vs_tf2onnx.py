@@ -18,14 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tf2onnx_peer import median_time, ort_session, tf2onnx_convert  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -83,38 +83,6 @@ def _keras_export(path: Path, batch: int, T: int, H: int, seed: int):
     return {"x": x}, model.predict(x, verbose=0)
 
 
-def _tf2onnx(src: Path, out: Path, inputs: list[str] | None, outputs: list[str] | None) -> str | None:
-    args = [sys.executable, "-m", "tf2onnx.convert", "--output", str(out), "--opset", "17"]
-    if src.is_dir():
-        args += ["--saved-model", str(src)]
-    else:
-        args += ["--graphdef", str(src), "--inputs", ",".join(inputs), "--outputs", ",".join(outputs)]
-    p = subprocess.run(args, capture_output=True, text=True, timeout=900)
-    if p.returncode != 0:
-        return (p.stderr.strip().splitlines() or ["failed"])[-1][:200]
-    return None
-
-
-def _time(fn, repeats: int) -> float:
-    fn()
-    fn()
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
-
-
-def _session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer shapes and repeats")
@@ -131,9 +99,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_p = Path(tmp)
         for batch, T, H in shapes:
-            cases = [(f"dynamic_rnn 2x LSTM (TF1 control flow)", _dynamic("lstm", False, batch, T, H)),
-                     (f"dynamic_rnn 2x GRU (TF2 While)", _dynamic("gru", True, batch, T, H)),
-                     (f"static_rnn LSTM (unrolled)", _static(batch, T, H)),
+            cases = [("dynamic_rnn 2x LSTM (TF1 control flow)", _dynamic("lstm", False, batch, T, H)),
+                     ("dynamic_rnn 2x GRU (TF2 While)", _dynamic("gru", True, batch, T, H)),
+                     ("static_rnn LSTM (unrolled)", _static(batch, T, H)),
                      ("Keras 3 LSTM, model.export()", None)]
             for k, (label, build) in enumerate(cases):
                 src = tmp_p / f"m{k}_{batch}.pb"
@@ -155,15 +123,15 @@ def main() -> int:
                 from tf2rt.engine.stream import zero_states
 
                 full = {**zero_states(engine, feeds_ours), **feeds_ours}  # a plain session needs every input
-                sess = _session(ours_path, args.threads)
-                ours_t = _time(lambda: sess.run(None, full), repeats)
+                sess = ort_session(ours_path, args.threads, inter_op=1)
+                ours_t = median_time(lambda: sess.run(None, full), repeats)
                 runner = engine.runner("onnxruntime", threads=args.threads)
-                api_t = _time(lambda: runner.run(feeds_ours), repeats)
+                api_t = median_time(lambda: runner.run(feeds_ours), repeats)
                 row = {"model": label, "batch": batch, "T": T, "H": H, "tf2rt_ms": ours_t * 1e3,
                        "tf2rt_engine_run_ms": api_t * 1e3, "tf2rt_max_err": ours_err,
                        "tf2rt_ops": sorted({n.op_type for n in engine.onnx.graph.node} & {"LSTM", "GRU", "RNN"})}
                 theirs_path = tmp_p / f"theirs{k}_{batch}.onnx"
-                problem = _tf2onnx(src, theirs_path, ins, outs)
+                problem = tf2onnx_convert(src, theirs_path, ins, outs, timeout=900)
                 if problem is None:
                     import onnx
 
@@ -171,11 +139,11 @@ def main() -> int:
                     row["tf2onnx_ops"] = sorted({n.op_type for n in m.graph.node} &
                                                 {"LSTM", "GRU", "RNN", "Loop", "Scan"})
                     try:
-                        ts = _session(theirs_path, args.threads)
+                        ts = ort_session(theirs_path, args.threads, inter_op=1)
                         tin = {i.name: next(iter(feeds.values())) for i in ts.get_inputs()}
                         theirs = ts.run(None, tin)[0]
                         row["tf2onnx_max_err"] = float(np.abs(theirs.reshape(want.shape) - want).max())
-                        row["tf2onnx_ms"] = _time(lambda: ts.run(None, tin), repeats) * 1e3
+                        row["tf2onnx_ms"] = median_time(lambda: ts.run(None, tin), repeats) * 1e3
                         row["speedup"] = row["tf2onnx_ms"] / row["tf2rt_ms"]
                     except Exception as exc:  # noqa: BLE001 - what onnxruntime says is the result
                         row["tf2onnx_problem"] = "onnxruntime refuses the model: " + str(exc).splitlines()[0][:160]

@@ -17,14 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tf2onnx_peer import block_times, ort_session, tf2onnx_convert  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -41,15 +41,6 @@ def _freeze(tf, name: str, size: int, path: Path):
     gd = frozen.graph.as_graph_def()
     path.write_bytes(gd.SerializeToString())
     return frozen, [t.name for t in frozen.inputs], [t.name for t in frozen.outputs]
-
-
-def _session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    if threads:
-        so.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
 def main() -> int:
@@ -76,38 +67,22 @@ def main() -> int:
             want = (want[0] if isinstance(want, (list, tuple)) else want).numpy()
             ours_path = Path(tmp) / f"{name}_tf2rt.onnx"
             engine = tf2rt.convert(pb, ours_path)
-            ours = _session(ours_path, args.threads)
+            ours = ort_session(ours_path, args.threads)
             ours_in = ours.get_inputs()[0].name
             got = ours.run(None, {ours_in: x})[0]
             row = {"model": name, "size": size, "tf2rt_max_err": float(np.abs(got.reshape(want.shape) - want).max())}
             theirs_path = Path(tmp) / f"{name}_tf2onnx.onnx"
-            p = subprocess.run([sys.executable, "-m", "tf2onnx.convert", "--graphdef", str(pb), "--inputs",
-                                ",".join(ins), "--outputs", ",".join(outs), "--output", str(theirs_path),
-                                "--opset", "17"], capture_output=True, text=True, timeout=1800)
+            problem = tf2onnx_convert(pb, theirs_path, ins, outs)
             calls = {"tf2rt": lambda: ours.run(None, {ours_in: x}), "tensorflow": lambda: frozen(tf.constant(x))}
-            if p.returncode == 0:
-                theirs = _session(theirs_path, args.threads)
+            if problem is None:
+                theirs = ort_session(theirs_path, args.threads)
                 t_in = theirs.get_inputs()[0].name
                 t_out = theirs.run(None, {t_in: x})[0]
                 row["tf2onnx_max_err"] = float(np.abs(t_out.reshape(want.shape) - want).max())
                 calls["tf2onnx"] = lambda: theirs.run(None, {t_in: x})
             else:
-                row["tf2onnx_problem"] = (p.stderr.strip().splitlines() or ["failed"])[-1][:160]
-            # blocks of calls per contender, in the order A B C then C B A; each contender's
-            # time is the lower of its two block medians (TensorFlow's thread pools keep
-            # spinning after a call, so interleaving single calls would charge the next one)
-            best: dict[str, float] = {}
-            for order in (list(calls), list(reversed(calls))):
-                for k in order:
-                    for _ in range(2):
-                        calls[k]()  # warm-up
-                    samples = []
-                    for _ in range(args.rounds):
-                        t0 = time.perf_counter()
-                        calls[k]()
-                        samples.append(time.perf_counter() - t0)
-                    best[k] = min(best.get(k, float("inf")), statistics.median(samples))
-            for k, v in best.items():
+                row["tf2onnx_problem"] = problem[:160]
+            for k, v in block_times(calls, args.rounds).items():
                 row[f"{k}_ms"] = v * 1e3
             del engine
             rows.append(row)
