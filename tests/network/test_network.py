@@ -61,6 +61,8 @@ def test_elementwise_checks(net):
     with pytest.raises(ShapeError, match="dtypes differ"):
         net.add_elementwise(a, net.add_input("i", "int32", (3,)), "sum")
     with pytest.raises(ShapeError, match="unknown elementwise operation"):
+        net.add_elementwise(a, a, "nand")
+    with pytest.raises(ShapeError, match="'xor' takes bool inputs, a is float32"):
         net.add_elementwise(a, a, "xor")
     assert net.add_elementwise(a, a, "ElementWiseOperation.PROD").op == "prod"
     assert net.add_elementwise(a, net.add_input("d", "float32", (None, 1)), "max").output.shape == (2, 3)

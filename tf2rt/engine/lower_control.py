@@ -4,8 +4,8 @@ bodies are the layer's sub-networks, lowered by the same registry into subgraphs
 Subgraph value names start with the layer's name and are unique in the whole model; body
 weights are initializers of the main graph, read from the subgraph by outer-scope name
 (external data, fp16 conversion and the file checks see them where they see every weight).
-Values the body reads from outside (loop invariants, If inputs) are bound inside the
-subgraph by Identity nodes reading the outer names.
+Values the body reads from outside (loop invariants, If inputs) are read by their outer
+names directly (no node per iteration binds them).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ def _scalar(ctx: LoweringContext, layer: Any, index: int, dtype: str, what: str)
 
 
 def _bind(ctx: LoweringContext, sub: LoweringContext, layer: Any, pairs: Sequence[tuple[Any, int]]) -> None:
-    """Body inputs that read outer values: Identity(outer name) -> the body input's value name."""
+    """Body inputs that read outer values: the body reads the outer value name itself."""
     for body_input, index in pairs:
-        sub.node1("Identity", [ctx.input(layer, index)], sub.name_of(body_input), name=f"{body_input.name}/bind")
+        sub.bind_outer(body_input, ctx.input(layer, index))
 
 
 @lowering("loop")

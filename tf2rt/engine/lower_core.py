@@ -10,7 +10,8 @@ import numpy as np
 from .lowering import ONNX_DTYPES, LoweringContext, lowering
 
 _ELEMENTWISE = {"sum": "Add", "prod": "Mul", "sub": "Sub", "div": "Div", "max": "Max", "min": "Min",
-                "pow": "Pow", "equal": "Equal", "greater": "Greater", "less": "Less"}
+                "pow": "Pow", "equal": "Equal", "greater": "Greater", "less": "Less", "and": "And", "or": "Or",
+                "xor": "Xor"}
 _UNARY = {"exp": "Exp", "log": "Log", "sqrt": "Sqrt", "recip": "Reciprocal", "abs": "Abs", "neg": "Neg",
           "sin": "Sin", "cos": "Cos", "tan": "Tan", "sinh": "Sinh", "cosh": "Cosh", "asin": "Asin",
           "acos": "Acos", "atan": "Atan", "asinh": "Asinh", "acosh": "Acosh", "atanh": "Atanh", "ceil": "Ceil",
@@ -234,6 +235,13 @@ def _pad(layer: Any, ctx: LoweringContext) -> None:
     p = ctx.node1("Reshape", [p, ctx.const(np.array([-1], np.int64), f"{layer.name}/flat")], name=f"{layer.name}/pads")
     value = ctx.const(np.array(layer.value, dtype=np.dtype(layer.outputs[0].dtype)).reshape(()), f"{layer.name}/value")
     ctx.node1("Pad", [ctx.input(layer, 0), p, value], ctx.output(layer), name=layer.name, mode="constant")
+
+
+@lowering("split")
+def _split(layer: Any, ctx: LoweringContext) -> None:
+    sizes = ctx.const(np.array(layer.sizes, np.int64), f"{layer.name}/sizes")
+    ctx.node("Split", [ctx.input(layer, 0), sizes], [ctx.output(layer, i) for i in range(len(layer.sizes))],
+             name=layer.name, axis=layer.axis)
 
 
 @lowering("identity")

@@ -82,6 +82,11 @@ class LoweringContext:
             for t in network._tensors.values():
                 self._renamed[id(t)] = self.fresh(f"{prefix}{t.name}")
 
+    def bind_outer(self, tensor: Any, outer_name: str) -> None:
+        """This (child) network's input `tensor` is the enclosing scope's value `outer_name`."""
+        self._renamed[id(tensor)] = outer_name
+        self.__dict__.setdefault("outer_names", set()).add(outer_name)
+
     def child(self, network: Any, prefix: str) -> "LoweringContext":
         """A context lowering `network` into a subgraph whose names start with `prefix`."""
         ctx: Optional[LoweringContext] = self
@@ -174,7 +179,7 @@ class LoweringContext:
         Each network output becomes a graph output; one that is a graph input or repeats
         goes through an Identity, so every subgraph output is written inside the subgraph."""
         self.lower_layers()
-        seen = {vi.name for vi in inputs}
+        seen = {vi.name for vi in inputs} | getattr(self, "outer_names", set())  # outputs must be written here
         outputs = []
         for t in self.network.outputs:
             name = self.name_of(t)

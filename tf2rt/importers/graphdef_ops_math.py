@@ -211,15 +211,14 @@ def _logical_not(cv, node, ins):
 
 @op("LogicalAnd", "LogicalOr")
 def _logical(cv, node, ins):
-    """Cast to 0/1 floats, Mul (and) or Max (or), Cast back to bool."""
+    """And / Or of bool tensors (constants fold)."""
     a, b = ins
     if is_const(a) and is_const(b):
         fold_check(node, *ins)
         return [np.logical_and(a, b) if node.op == "LogicalAnd" else np.logical_or(a, b)]
-    at, bt = (cv.net.add_cast(tensor_of(cv, v, f"{node.name}/input{i}"), "float32", name=f"{node.name}/float{i}")
-              .output for i, v in enumerate(ins))
-    r = cv.net.add_elementwise(at, bt, "prod" if node.op == "LogicalAnd" else "max", name=f"{node.name}/combine")
-    return [TV(cv.net.add_cast(r.output, "bool", name=node.name).output)]
+    at, bt = (tensor_of(cv, np.asarray(v, bool) if is_const(v) else v, f"{node.name}/input{i}") for i, v in enumerate(ins))
+    op_ = "and" if node.op == "LogicalAnd" else "or"
+    return [TV(cv.net.add_elementwise(at, bt, op_, name=node.name).output)]
 
 
 @op("ClipByValue")

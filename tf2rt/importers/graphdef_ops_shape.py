@@ -48,11 +48,11 @@ def _split_tensor(cv: GraphConverter, node: Node, v: TV, axis: int, sizes: list[
         sizes[sizes.index(-1)] = d - (sum(sizes) + 1)
     if sum(sizes) != d or min(sizes) < 0:
         raise UnsupportedError(f"{node.op}: sizes {sizes} do not add up to dimension {d}")
-    out, start = [], 0
-    for i, n in enumerate(sizes):
-        out.append(_take(cv, v, axis, np.arange(start, start + n), f"{node.name}/{i}" if i else node.name))
-        start += n
-    return out
+    if v.nchw:  # split where the tensor is, in its own layout
+        layer = cv.net.add_split(v.t, phys_axis(axis), sizes, name=node.name)
+    else:
+        layer = cv.net.add_split(cv.plain(v), axis, sizes, name=node.name)
+    return [TV(t, v.nchw) for t in layer.outputs]
 
 
 @op("Split")

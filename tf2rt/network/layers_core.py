@@ -43,9 +43,11 @@ class ConstantLayer(Layer):
         return {"value": self.array}
 
 
-ELEMENTWISE_OPS = {k: k for k in ("sum", "prod", "sub", "div", "max", "min", "pow", "equal", "greater", "less")}
+ELEMENTWISE_OPS = {k: k for k in ("sum", "prod", "sub", "div", "max", "min", "pow", "equal", "greater", "less",
+                                   "and", "or", "xor")}
 ELEMENTWISE_OPS.update({"add": "sum", "mul": "prod", "product": "prod", "maximum": "max", "minimum": "min"})
 COMPARISON_OPS = ("equal", "greater", "less")
+LOGICAL_OPS = ("and", "or", "xor")  # on bool tensors
 
 
 class ElementWiseLayer(Layer):
@@ -59,6 +61,9 @@ class ElementWiseLayer(Layer):
         a, b = self.input_tensor(0), self.input_tensor(1)
         if a.dtype != b.dtype:
             raise self.error(f"input dtypes differ: {a.name} is {a.dtype}, {b.name} is {b.dtype}; add a cast layer")
+        if (self.op in LOGICAL_OPS) != (a.dtype == "bool"):
+            raise self.error(f"{self.op!r} takes {'bool' if self.op in LOGICAL_OPS else 'numeric'} inputs, "
+                             f"{a.name} is {a.dtype}")
         shape = broadcast_shapes(self, a.shape, b.shape)
         return [("bool" if self.op in COMPARISON_OPS else a.dtype, shape)]
 

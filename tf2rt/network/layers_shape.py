@@ -319,6 +319,28 @@ class PadLayer(Layer):
         return {"value": self.value}
 
 
+class SplitLayer(Layer):
+    """Consecutive parts of `sizes` elements along `axis` (ONNX Split): one output per part."""
+
+    type = "split"
+    output_names = ()
+
+    def __init__(self, x: Tensor, axis: int, sizes: Sequence[int]):
+        super().__init__([x])
+        self.axis, self.sizes = int(axis), [int(n) for n in sizes]
+
+    def infer(self) -> list[tuple[str, Shape]]:
+        x = self.input_tensor(0)
+        self.axis = norm_axis(self, self.axis, x.rank)
+        d = x.shape[self.axis]
+        if not self.sizes or min(self.sizes) < 0 or (d is not None and sum(self.sizes) != d):
+            raise self.error(f"sizes {self.sizes} do not split dimension {self.axis} of {x.name}{shape_str(x.shape)}")
+        return [(x.dtype, x.shape[: self.axis] + (n,) + x.shape[self.axis + 1:]) for n in self.sizes]
+
+    def attributes(self) -> dict[str, Any]:
+        return {"axis": self.axis, "sizes": list(self.sizes)}
+
+
 class IdentityLayer(Layer):
     type = "identity"
 
@@ -328,4 +350,4 @@ class IdentityLayer(Layer):
 
 
 __all__ = ["ShuffleLayer", "ConcatenationLayer", "SliceLayer", "ScaleLayer", "UnaryLayer", "ReduceLayer",
-           "CastLayer", "ShapeLayer", "RangeLayer", "FillLayer", "PadLayer", "IdentityLayer", "DTYPES"]
+           "CastLayer", "ShapeLayer", "RangeLayer", "FillLayer", "PadLayer", "SplitLayer", "IdentityLayer", "DTYPES"]

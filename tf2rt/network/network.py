@@ -124,7 +124,7 @@ class Network:
         return self.add_layer(core.ConstantLayer(shape, array), name)  # type: ignore[return-value]
 
     def add_elementwise(self, a: Tensor, b: Tensor, op: str, name: Optional[str] = None) -> core.ElementWiseLayer:
-        """op: sum|prod|sub|div|max|min|pow (and equal|greater|less -> bool); numpy broadcasting."""
+        """op: sum|prod|sub|div|max|min|pow, equal|greater|less (-> bool), and|or|xor (of bools); numpy broadcasting."""
         return self.add_layer(core.ElementWiseLayer(a, b, op), name)  # type: ignore[return-value]
 
     def add_activation(self, input: Tensor, type: str, alpha: Optional[float] = None,
@@ -205,6 +205,10 @@ class Network:
     def add_pad(self, input: Tensor, pads: Tensor, value: float = 0.0, name: Optional[str] = None) -> shp.PadLayer:
         """input padded with `value` by run-time amounts pads [rank, 2] (before, after per axis)."""
         return self.add_layer(shp.PadLayer(input, pads, value), name)  # type: ignore[return-value]
+
+    def add_split(self, input: Tensor, axis: int, sizes: Sequence[int], name: Optional[str] = None) -> shp.SplitLayer:
+        """Consecutive parts of input along `axis`, of `sizes` elements each (one output per part)."""
+        return self.add_layer(shp.SplitLayer(input, axis, sizes), name)  # type: ignore[return-value]
 
     def add_identity(self, input: Tensor, name: Optional[str] = None) -> shp.IdentityLayer:
         return self.add_layer(shp.IdentityLayer([input]), name)  # type: ignore[return-value]

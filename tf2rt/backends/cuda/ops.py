@@ -69,6 +69,8 @@ for _name, _np, _t in (
     ("Min", np.minimum, lambda x, y: __import__("torch").minimum(x, y)),
     ("Equal", np.equal, lambda x, y: x == y), ("Greater", np.greater, lambda x, y: x > y),
     ("Less", np.less, lambda x, y: x < y),
+    ("And", np.logical_and, lambda x, y: x & y), ("Or", np.logical_or, lambda x, y: x | y),
+    ("Xor", np.logical_xor, lambda x, y: x ^ y),
 ):
     OPS[_name] = _binary(_np, _t)
 
@@ -230,6 +232,16 @@ def _concat(ex: Any, a: Sequence[Any], at: dict) -> Any:
         return np.concatenate([np.asarray(p) for p in parts], at["axis"])
     ts = [ex.dev(p) for p in parts]
     return torch.cat([t.to(ts[0].dtype) for t in ts], at["axis"])
+
+
+@op("Split")
+def _split(ex: Any, a: Sequence[Any], at: dict) -> Any:
+    import torch
+
+    sizes = [int(n) for n in np.asarray(_host(a[1]))]
+    if _is_host(a[0]):
+        return tuple(np.split(np.asarray(a[0]), np.cumsum(sizes)[:-1], axis=at.get("axis", 0)))
+    return tuple(torch.split(ex.dev(a[0]), sizes, dim=at.get("axis", 0)))
 
 
 @op("Gather")

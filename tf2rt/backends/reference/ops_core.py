@@ -68,6 +68,22 @@ def equal(i: In, a: dict) -> np.ndarray:
     return np.equal(i[0], i[1])
 
 
+@op("Split")
+def split(i: In, a: dict) -> tuple:
+    x, axis = i[0], int(a.get("axis", 0))
+    if len(i) > 1 and i[1] is not None:
+        bounds = np.cumsum(np.asarray(i[1], np.int64))[:-1]
+    else:
+        n = int(a["num_outputs"])
+        bounds = [x.shape[axis] * k // n for k in range(1, n)] if x.shape[axis] % n == 0 else \
+            np.cumsum([-(-x.shape[axis] // n)] * (n - 1))
+    return tuple(np.split(x, bounds, axis=axis))
+
+
+for _name, _fn in (("And", np.logical_and), ("Or", np.logical_or), ("Xor", np.logical_xor)):
+    op(_name)(lambda i, a, _fn=_fn: _fn(i[0], i[1]))
+
+
 @op("Greater")
 def greater(i: In, a: dict) -> np.ndarray:
     return np.greater(i[0], i[1])
