@@ -77,16 +77,17 @@ def test_refused_nodes_listed_together(tf, tmp_path):
         x = p["img"]
         a = tf.nn.conv2d_transpose(x, tf.constant(rand(3, 3, 2, 2)), [1, 4, 4, 2], strides=1, padding="SAME",
                                    dilations=2)
-        b = tf.compat.v1.image.resize_bilinear(x, [tf.shape(x)[1] * 2, 8])
+        b = tf.pad(x, [[0, 0], [1, 1], [0, 0], [0, 0]], mode="REFLECT")
         return [a, b, tf.nn.relu(x)]
 
     case = build_case(tf, tmp_path / "two.pb", fn, {"img": rand(1, 4, 4, 2)}, shapes={"img": [1, None, None, 2]})
     with pytest.raises(UnsupportedError) as exc:
         import_graphdef(case.pb, outputs=case.outputs)
     msg = str(exc.value)
-    # the resize's size is computed at run time from the dynamic image shape: the resize is refused
+    # the image's height is known only at run time: mirroring its rows (a gather of fixed rows) is refused
     assert "2 nodes could not be converted" in msg and "(Conv2DBackpropInput)" in msg and "dilations" in msg, msg
-    assert "(ResizeBilinear)" in msg and "resize size" in msg, msg
+    assert "(MirrorPad)" in msg and "MirrorPad of a dynamic dimension" in msg, msg
+    assert all(line.startswith("  node '") for line in msg.splitlines()[1:]), msg  # one line per node
 
 
 def test_cli_cut_and_shapes(detector, tmp_path):

@@ -21,7 +21,8 @@ LoweringFn = Callable[[Any, "LoweringContext"], None]
 LOWERINGS: dict[str, LoweringFn] = {}
 
 # Modules holding lowering functions, imported on first use (absent ones are skipped).
-LOWERING_MODULES: tuple[str, ...] = ("lower_core", "lower_rnn", "lower_cnn", "lower_detect", "lower_control")
+LOWERING_MODULES: tuple[str, ...] = ("lower_core", "lower_rnn", "lower_cnn", "lower_detect", "lower_control",
+                                     "lower_resize")
 
 class _OnnxDtypes(dict):
     """dtype name ("float32", "int32", ...) -> onnx.TensorProto enum, from onnx.helper on first use."""

@@ -587,6 +587,8 @@ class GraphConverter(LayoutBuilder):
             if v is None:
                 raise UnsupportedError(f"output {ref!r} has no value (its op has fewer outputs, or it lies on a "
                                        "branch of a condition fixed at conversion that is never taken)")
+            if isinstance(v, Partial) and v.origin is not None:
+                v = self.runtime(v)  # sizes known only at run time (e.g. counts of boxes) as an output
             if not isinstance(v, TV):
                 raise UnsupportedError(f"output {ref!r} is a constant; nothing to compute")
             t = self.plain(v)

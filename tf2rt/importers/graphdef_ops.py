@@ -221,9 +221,30 @@ def _slice_tensor(cv, node, v: TV, begin, end, strides) -> TV:
     plain = cv.plain(TV(t, v.nchw))
     dims = [0 if (d is None and i == 0 and shape[0] is None and specs[0] == slice(None)) else (-1 if d is None else d)
             for i, d in enumerate(out_shape)]
-    if dims.count(-1) > 1:
-        raise UnsupportedError("StridedSlice with new or removed axes of a tensor with several dynamic dimensions")
+    if dims.count(-1) > 1:  # several sizes known only at run time: copy every kept dim instead
+        return TV(unit_axes_shuffle(cv, plain, specs, f"{node.name}/reshape"))
     return TV(cv.net.add_shuffle(plain, reshape_dims=dims, name=f"{node.name}/reshape").output)
+
+
+def unit_axes_shuffle(cv, t: Any, specs: list, name: str) -> Any:
+    """Drop the axes whose spec is an index (size 1 by now) and insert a unit axis for each None
+    spec, without naming any size: the dropped axes are transposed to the end, a reshape copies the
+    kept dims (0) and appends the new unit axes, and a transpose puts those where they belong."""
+    kept, dropped, out = [], [], []  # input axes kept / dropped; per output axis: input axis or None
+    for spec in specs:
+        if spec is None:
+            out.append(None)
+            continue
+        ax = len(kept) + len(dropped)
+        (dropped if isinstance(spec, int) else kept).append(ax)
+        if not isinstance(spec, int):
+            out.append(ax)
+    first = kept + dropped
+    new = iter(range(len(kept), len(out)))
+    second = [next(new) if o is None else kept.index(o) for o in out]
+    ident = lambda p: None if p == sorted(p) else p  # noqa: E731
+    return cv.net.add_shuffle(t, reshape_dims=[0] * len(kept) + [1] * out.count(None), first_transpose=ident(first),
+                              second_transpose=ident(second), name=name).output
 
 
 @op("Pack")

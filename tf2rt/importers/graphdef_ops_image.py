@@ -1,6 +1,7 @@
 """TensorFlow image ops of published graphs, lowered through existing layers (NCHW inside):
 ResizeBilinear (two matrix products with interpolation matrices), ResizeNearestNeighbor
-(Gathers), DepthToSpace / SpaceToDepth (DCR; reshape + transpose), LRN (a band 1x1
+(Gathers), both as a resize layer (ONNX Resize) when a size or the input's height or width is
+known only at run time, DepthToSpace / SpaceToDepth (DCR; reshape + transpose), LRN (a band 1x1
 convolution of x²), Conv2DBackpropInput (zero insertion + convolution with the flipped
 filter), MirrorPad (Gathers) and FusedBatchNorm with batch statistics (is_training=True) or
 run-time parameters. Coordinates follow TensorFlow's kernels for align_corners / half_pixel_centers.
@@ -18,7 +19,7 @@ from ..network.layers_cnn import same_padding
 from .graphdef import TV, Node
 from .graphdef_nn_ops import _image_input, _spatial, _wrap
 from .graphdef_ops import HANDLERS, _partial_vals, attr_i, attr_ints, attr_s, const, is_const, op
-from .graphdef_ops_math import need_tv
+from .graphdef_ops_math import need_tv, tensor_of
 
 
 def _flag(node: Node, key: str) -> bool:
@@ -66,20 +67,22 @@ def nearest_index(n_in: int, n_out: int, align: bool, half: bool) -> np.ndarray:
 
 @op("ResizeBilinear", "ResizeNearestNeighbor")
 def _resize(cv, node, ins):
-    """Bilinear: MatMul by [H', H] and [W, W'] interpolation matrices; nearest: Gather on H and W."""
+    """Bilinear: MatMul by [H', H] and [W, W'] weights; nearest: Gather on H and W; run-time sizes: ONNX Resize.
+
+    A size, or an input height or width, known only at run time gives a resize layer."""
     align, half = _flag(node, "align_corners"), _flag(node, "half_pixel_centers")
     if align and half:
         raise UnsupportedError("attributes align_corners and half_pixel_centers are both true "
                                "(TensorFlow rejects this too)")
-    size = [int(s) for s in np.atleast_1d(const(ins[1], "resize size"))]
-    if len(size) != 2:
-        raise UnsupportedError(f"resize size {size} (needs [height, width])")
     if not isinstance(ins[0], TV):
         raise UnsupportedError("resize of a constant image")
     x = cv.nchw(ins[0])
     h, w = x.shape[2], x.shape[3]
-    if h is None or w is None:
-        raise UnsupportedError("resize needs a known input height and width; give the input a fixed H and W")
+    if not is_const(ins[1]) or h is None or w is None:
+        return [TV(_resize_layer(cv, node, x, ins[1], align, half), True)]
+    size = [int(s) for s in np.atleast_1d(const(ins[1], "resize size"))]
+    if len(size) != 2:
+        raise UnsupportedError(f"resize size {size} (needs [height, width])")
     oh, ow = size
     if oh < 1 or ow < 1:
         raise UnsupportedError(f"resize to {size}")
@@ -105,6 +108,33 @@ def _resize(cv, node, ins):
     t = net.add_matrix_multiply(net.add_constant(mh.shape, mh, name=f"{n}/height_weights").output, "none", t, "none",
                                 name=n).output
     return [TV(t, True)]
+
+
+def _resize_layer(cv, node, x, size, align: bool, half: bool) -> Any:
+    """An ONNX-style resize of the NCHW tensor x to [N, C] + size, size a constant or a tensor
+    computed at run time; TensorFlow's coordinate rules as ONNX modes (reference doc 8.2)."""
+    net, n = cv.net, node.name
+    known = [None, None]
+    if is_const(size):
+        known = [int(v) for v in np.atleast_1d(size)]
+        if len(known) != 2 or min(known) < 1:
+            raise UnsupportedError(f"resize size {known} (needs [height, width] of at least 1)")
+    s = tensor_of(cv, size, f"{n}/size")
+    if s.rank != 1 or s.shape[0] not in (None, 2):
+        raise UnsupportedError(f"resize size of shape {list(s.shape)} (needs [height, width])")
+    if s.dtype != "int64":
+        s = net.add_cast(s, "int64", name=f"{n}/size_int64").output
+    lead = net.add_gather(net.add_shape(x, name=f"{n}/input_shape").output,
+                          net.add_constant((2,), np.array([0, 1], np.int32), name=f"{n}/batch_channels").output,
+                          axis=0, name=f"{n}/leading").output
+    shape = net.add_concatenation([lead, s], 0, name=f"{n}/output_shape").output
+    if node.op == "ResizeBilinear" and x.dtype not in ("float32", "float16"):
+        x = net.add_cast(x, "float32", name=f"{n}/to_float").output
+    layer = net.add_resize(x, (x.shape[0], x.shape[1], *known), shape, name=n)
+    layer.resize_mode = "linear" if node.op == "ResizeBilinear" else "nearest"
+    layer.coordinate_transformation = "align_corners" if align else "half_pixel" if half else "asymmetric"
+    layer.nearest_rounding = "half_up" if align or half else "floor"  # TF rounds half away from zero
+    return layer.output
 
 
 # --- depth <-> space --------------------------------------------------------------------

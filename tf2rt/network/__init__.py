@@ -15,7 +15,7 @@ from .tensor import DTYPES, FLOAT_DTYPES, Tensor, normalize_dtype
 
 # Optional layer modules (each registers its own add_* methods on import).
 LAYER_MODULES: tuple[str, ...] = ("layers_rnn", "layers_cnn", "layers_select", "layers_detect",
-                                 "layers_control")
+                                 "layers_control", "layers_resize")
 
 for _mod in LAYER_MODULES:
     if importlib.util.find_spec(f"{__name__}.{_mod}") is not None:

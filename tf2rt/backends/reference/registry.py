@@ -20,7 +20,7 @@ OPS: dict[str, OpFn] = {}
 SCOPED_OPS: set[str] = set()  # op types whose function takes (inputs, attrs, env)
 
 # Modules holding op functions (absent ones are skipped), imported on first use.
-OP_MODULES: tuple[str, ...] = ("ops_core", "ops_rnn", "ops_cnn", "ops_detect", "ops_control")
+OP_MODULES: tuple[str, ...] = ("ops_core", "ops_rnn", "ops_cnn", "ops_detect", "ops_control", "ops_resize")
 
 
 def op(*op_types: str, scoped: bool = False) -> Callable[[OpFn], OpFn]:
