@@ -553,6 +553,12 @@ class GraphConverter(LayoutBuilder):
             outputs = [n.name for n in nodes.values()
                        if n.name not in used and n.name not in leftover and not inlined_argument(self.graph, n)
                        and n.op not in ("NoOp", "Const", "Placeholder", "Assert", "SaveV2")]
+            # loop variables nobody reads (a TF1 Exit, the Identity on a TF2 While's output: counters,
+            # bounds) are no model outputs while the graph has others
+            unread = [o for o in outputs if nodes[o].op == "Identity" and len(nodes[o].inputs) == 1
+                      and getattr(nodes.get(split_ref(nodes[o].inputs[0])[0]), "op", "") == "_WhileLoop"]
+            if len(unread) < len(outputs):
+                outputs = [o for o in outputs if o not in unread]
         if not outputs:
             raise FormatError("GraphDef: no output nodes found; pass outputs=[...]")
         ins = {split_ref(r)[0]: r for r in inputs}
