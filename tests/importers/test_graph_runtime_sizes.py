@@ -2,8 +2,8 @@
 sizes, compared with TensorFlow on onnxruntime and the reference backend: ResizeBilinear and
 ResizeNearestNeighbor to a size computed from the image's shape (every align_corners /
 half_pixel_centers setting, up and down), a constant size from an image of run-time size,
-CropAndResize from an image of run-time height and width, and StridedSlice adding or dropping
-axes of a tensor with several run-time dimensions.
+CropAndResize from an image of run-time height and width, StridedSlice adding or dropping
+axes of a tensor with several run-time dimensions, and run-time sizes as outputs.
 
 Ops covered: ResizeBilinear, ResizeNearestNeighbor, CropAndResize, StridedSlice, Shape."""
 
@@ -131,3 +131,14 @@ def _all_nodes(graph):
         for a in node.attribute:
             if a.g is not None:
                 yield from _all_nodes(a.g)
+
+
+def test_sizes_known_only_at_run_time_as_outputs(tf, tmp_path):
+    """tf.shape(x)[1:3] * 2 and the number of positive elements are outputs of their own."""
+    def fn(tf, p):
+        return [tf.shape(p["x"])[1:3] * 2, tf.shape(tf.where(p["x"] > 0))[0]]
+
+    feeds = _images([(3, 4), (6, 5)])
+    names, refs = _graph(tf, tmp_path / "m.pb", fn, {"x": (tf.float32, [1, None, None, 2])}, feeds)
+    assert refs[1][0].tolist() == [12, 10]
+    _check(tmp_path / "m.pb", names, feeds, refs, tol=0.0)
