@@ -53,6 +53,60 @@ def _reachable(graph: Graph, roots: list[str]) -> set[str]:
     return seen
 
 
+_IF_OPS = ("_Cond", "If", "StatelessIf", "Case", "StatelessCase")
+
+
+def _parts(graph: Graph, node: Node) -> list[tuple[str, Graph, list[str]]]:
+    """The sub-graphs a conditional or loop node runs (branches, body): (label, graph, result refs)."""
+    plan = getattr(node, "plan", None)
+    if node.op == "_Cond":
+        return [(which, g, roots) for which, (g, _args, roots) in zip(("then", "else"), plan.branches)]
+    if node.op == "_WhileLoop":
+        return [("body", plan.body, [plan.cond, *plan.nexts.values(), *plan.items.values()])]
+    keys = ("then_branch", "else_branch") if node.op.endswith("If") else ()
+    fnames = [node.attr(k).func() for k in keys if node.attr(k) is not None]
+    if node.attr("branches") is not None:
+        fnames = [f.str(1) for f in node.attr("branches").msg.message(1).messages(9)]  # type: ignore[union-attr]
+    labels = ("then", "else") if keys else [f"branch_{i}" for i in range(len(fnames))]
+    out = []
+    for label, fname in zip(labels, fnames):
+        g = Graph([], graph.functions)
+        args = [f"{node.name}/{label}/arg_{k}" for k in range(len(node.inputs) - 1)]
+        for a in args:
+            g.nodes[a] = Node(a, "_LoopArg", [])
+        out.append((label, g, g.inline_function(fname, f"{node.name}/{label}", [f"{a}:0" for a in args])))
+    return out
+
+
+def control_flow(graph: Graph, roots: list[str]) -> dict[str, list[str]]:
+    """Conditionals and while loops on the path to `roots` that stay in the engine as ONNX If /
+    Loop, nested ones too (named under the one they are in, unless their own name says so); a
+    Case is one conditional (a chain of Ifs)."""
+    from .tf_loops import ensure_recurrences
+
+    found: dict[str, list[str]] = {"conditionals": [], "while_loops": []}
+    todo: list[tuple[Graph, list[str], tuple[str, ...]]] = [(graph, roots, ("",))]
+    while todo:
+        g, rs, scopes = todo.pop(0)
+        try:
+            ensure_recurrences(g)
+        except Exception:  # noqa: BLE001 - a part that does not convert is reported by the converter
+            continue
+        for name in sorted(_reachable(g, [split_ref(r)[0] for r in rs])):
+            node = g.nodes[name]
+            if node.op not in _IF_OPS and node.op != "_WhileLoop":
+                continue
+            shown = name if name.startswith(scopes) else scopes[-1] + name
+            found["while_loops" if node.op == "_WhileLoop" else "conditionals"].append(shown)
+            try:
+                parts = _parts(g, node)
+            except Exception:  # noqa: BLE001 - as above
+                continue
+            own = (shown + "/", shown.rpartition("/")[0] + "/") if node.op == "_WhileLoop" else (shown + "/",)
+            todo.extend((pg, proots, (*own, f"{shown}/{label}/")) for label, pg, proots in parts)
+    return found
+
+
 def describe_graph(path: str | Path) -> dict[str, Any]:
     """A JSON-able description of a .pb or SavedModel: inputs, outputs, op counts, unsupported ops."""
     from .graphdef_ops import HANDLERS
@@ -80,13 +134,18 @@ def describe_graph(path: str | Path) -> dict[str, Any]:
     else:
         from .graphdef import read_graphdef
 
+        from .tf_loops import ensure_recurrences, loop_leftovers
+
         graph, fmt = read_graphdef(p), "graphdef"
         inputs = [{"name": n.name, "node": n.name, "dtype": _dtype(n), "shape": _shape(n),
                    **({"default": True} if n.op == "PlaceholderWithDefault" else {})}
                   for n in graph.nodes.values() if n.op in ("Placeholder", "PlaceholderWithDefault")]
+        ensure_recurrences(graph)
         used = {split_ref(r)[0] for n in graph.nodes.values() for r in n.inputs}
+        leftover = loop_leftovers(graph)  # what rewritten loops and conds left behind (their pivots, exits)
         outputs = [{"name": n.name, "node": n.name, "op": n.op} for n in graph.nodes.values()
-                   if n.name not in used and n.op not in _NOT_OUTPUTS and not inlined_argument(graph, n)]
+                   if n.name not in used and n.name not in leftover and n.op not in _NOT_OUTPUTS
+                   and not inlined_argument(graph, n)]
     from .tf_loops import ensure_recurrences
 
     recs = ensure_recurrences(graph)
@@ -116,6 +175,7 @@ def describe_graph(path: str | Path) -> dict[str, Any]:
         "recurrences": [{"loop": r.name, "cells": [f"{c.kind}({c.name})" for c in r.layers],
                          "sequence_length": r.seq_len} for r in recs],
         "unrecognised_loops": dict(getattr(graph, "loop_errors", {})),
+        **control_flow(graph, [o["node"] for o in outputs]),
         "variables_used": used_vars,
         "variables_ignored": sorted(set(variables) - set(used_vars)),
         "convertible": not unsupported and all(i["shape"] is not None for i in inputs),
@@ -146,6 +206,11 @@ def format_graph_report(report: dict[str, Any]) -> str:
     for r in report.get("recurrences", []):
         seq = f", sequence lengths from {r['sequence_length']}" if r.get("sequence_length") else ""
         out.append(f"recurrent stack {r['loop']}: {' -> '.join(r['cells'])}{seq}")
+    for key, what in (("conditionals", "conditionals (ONNX If)"), ("while_loops", "while loops (ONNX Loop)")):
+        names = report.get(key) or []
+        if names:
+            more = ", ..." if len(names) > MAX_EXAMPLES else ""
+            out.append(f"{what} x{len(names)}: {', '.join(names[:MAX_EXAMPLES])}{more}")
     for loop, why in report.get("unrecognised_loops", {}).items():
         if not loop.startswith("gradients"):
             out.append(f"loop {loop}: not an RNN tf2rt recognises ({why})")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnsupportedError
-from .graphdef import TV, GraphConverter, Node, Partial, split_ref
+from .graphdef import TV, Graph, GraphConverter, Node, Partial, split_ref
 from .graphdef_ops import HANDLERS, const, op
 from .graphdef_ops_math import extend, tensor_of
 from .tf_control import WHILE_OP, through_identity_n
@@ -202,14 +202,17 @@ def _merge_shape(a: tuple, b: tuple) -> tuple:
 class SubNetwork:
     """A part of the graph (a loop body, a branch) converted into a Network of its own. Its
     inputs are the fixed ones the caller adds, then one per outer tensor it reads (`outer`);
-    constants and array handles are bound as they are, so weights stay constants inside."""
+    constants and array handles are bound as they are, so weights stay constants inside.
+    inline=True: the part is converted into the caller's Network instead (a branch taken
+    for certain), its arguments bound to the caller's values themselves."""
 
-    def __init__(self, cv: GraphConverter, graph: Any, name: str):
+    def __init__(self, cv: GraphConverter, graph: Any, name: str, inline: bool = False):
         from ..network import Network
 
         self.child = GraphConverter(graph, cv.resolve_variable)
         self.child.input_shapes = cv.input_shapes
-        self.net = self.child.net = Network(name)
+        self.inline = inline
+        self.net = self.child.net = cv.net if inline else Network(name)
         self.outer: list[Any] = []
 
     def input(self, arg: str, dtype: str, shape: tuple, name: str) -> Any:
@@ -218,7 +221,7 @@ class SubNetwork:
         return t
 
     def bind(self, arg: str, v: Any) -> None:
-        self.child.values[(arg, 0)] = self._bound(arg, v)
+        self.child.values[(arg, 0)] = v if self.inline else self._bound(arg, v)
 
     def _bound(self, arg: str, v: Any) -> Any:
         if isinstance(v, ArrayValue) and isinstance(v.content, TV):
@@ -263,7 +266,10 @@ def _body(cv: GraphConverter, node: Node, plan: Any, carried: list, shapes: list
     """The loop body as a Network: inputs iteration, carried values (with `shapes`), invariants;
     outputs condition, next values, scan items."""
     sub = SubNetwork(cv, plan.body, f"{node.name}/body")
-    sub.net.add_input("iteration", "int64", ())
+    iteration = sub.net.add_input("iteration", "int64", ())
+    for k, dtype in plan.counted.items():  # counters the trip count replaces: the iteration number
+        t = iteration if dtype == "int64" else sub.net.add_cast(iteration, dtype, name=f"counter_{k}").output
+        sub.child.values[(plan.args[k], 0)] = TV(t)
     for k, t, shape in zip(plan.carried_ids, carried, shapes):
         sub.input(plan.args[k], t.dtype, shape, plan.args[k].rsplit("/", 1)[-1])
     for arg, v in invariants:
@@ -271,11 +277,42 @@ def _body(cv: GraphConverter, node: Node, plan: Any, carried: list, shapes: list
     for k in plan.scan_ids:
         sub.bind(plan.args[k], ArrayValue())
     roots = [plan.cond] + [plan.nexts[k] for k in plan.carried_ids] + [plan.items[k] for k in plan.scan_ids]
-    vals = sub.convert(roots, set(plan.args) | set(plan.extra_args))
+    vals = sub.convert(roots[1:] if plan.counted else roots, set(plan.args) | set(plan.extra_args))
+    if plan.counted:  # the trip count ends the loop
+        vals = [np.array(True)] + vals
     outs = [sub.tensor(vals[0], "condition", "bool", scalar=True)]
     outs += [sub.tensor(v, f"next_{i}", t.dtype) for i, (v, t) in enumerate(zip(vals[1:], carried))]
     outs += [sub.tensor(v, f"item_{i}") for i, v in enumerate(vals[1 + len(carried):])]
     return sub, outs
+
+
+def _trip_count(cv: GraphConverter, node: Node, plan: Any, init: dict, bound_values: dict) -> Any:
+    """The loop's trip count as an int64 scalar tensor, when its condition only bounds counters
+    that start at 0 (LoopPlan.trip): max(min(bounds), 0). None otherwise."""
+    from .tf_loops import Dataflow
+
+    if not plan.trip or any(not isinstance(init.get(k), np.ndarray | np.generic) for k, _ in plan.trip):
+        return None
+    bflow, ts = Dataflow(plan.body), []
+    for i, (_k, bref) in enumerate(plan.trip):
+        v = bound_values.get(split_ref(bref)[0])
+        if v is None:
+            v = bflow.const(bref)
+        if not isinstance(v, (TV, np.ndarray, np.generic)) or np.ndim(getattr(v, "t", v)) > 1:
+            return None
+        t = tensor_of(cv, np.asarray(v, np.int64) if not isinstance(v, TV) else v, f"{node.name}/bound_{i}")
+        if t.dtype not in ("int32", "int64") or t.rank > 1 or (t.rank == 1 and t.shape[0] != 1):
+            return None
+        if t.rank:
+            t = cv.net.add_shuffle(t, reshape_dims=[], name=f"{node.name}/bound_{i}/scalar").output
+        if t.dtype != "int64":
+            t = cv.net.add_cast(t, "int64", name=f"{node.name}/bound_{i}/int64").output
+        ts.append(t)
+    m = ts[0]
+    for i, t in enumerate(ts[1:]):
+        m = cv.net.add_elementwise(m, t, "min", name=f"{node.name}/bounds_min_{i}").output
+    zero = cv.net.add_constant((), np.zeros((), np.int64), name=f"{node.name}/zero").output
+    return cv.net.add_elementwise(m, zero, "max", name=f"{node.name}/trip_count").output
 
 
 def _plain(cv: GraphConverter, v: Any) -> Any:
@@ -293,12 +330,14 @@ def _plain(cv: GraphConverter, v: Any) -> Any:
 def _while_loop(cv, node, ins):
     """A while loop as a Network loop (ONNX Loop) with its body converted on its own."""
     plan = node.plan
-    plan.carried_ids = [k for k, kind in enumerate(plan.kinds) if kind == "carried"]
-    plan.scan_ids = [k for k, kind in enumerate(plan.kinds) if kind == "scan"]
     non_scan = [k for k, kind in enumerate(plan.kinds) if kind != "scan"]
     init = dict(zip(non_scan, ins[1:1 + len(non_scan)]))
     invariants = [(plan.args[k], _plain(cv, init[k])) for k, kind in enumerate(plan.kinds) if kind == "invariant"]
     invariants += list(zip(plan.extra_args, (_plain(cv, v) for v in ins[1 + len(non_scan):])))
+    trip = _trip_count(cv, node, plan, init, dict(invariants))
+    plan.counted = {k: np.asarray(init[k]).dtype.name for k, _ in plan.trip} if trip is not None else {}
+    plan.carried_ids = [k for k, kind in enumerate(plan.kinds) if kind == "carried" and k not in plan.counted]
+    plan.scan_ids = [k for k, kind in enumerate(plan.kinds) if kind == "scan"]
     carried = []
     for k in plan.carried_ids:
         if isinstance(init[k], (ArrayValue, ArrayHandle)):
@@ -327,9 +366,14 @@ def _while_loop(cv, node, ins):
         cond_t = cv.net.add_cast(cond_t, "bool", name=f"{node.name}/cond0/bool").output
     if cond_t.rank != 0:
         cond_t = cv.net.add_shuffle(cond_t, reshape_dims=[], name=f"{node.name}/cond0/scalar").output
-    layer = cv.net.add_loop(body.net, carried, body.outer, condition=cond_t, name=node.name)
+    if trip is not None:
+        layer = cv.net.add_loop(body.net, carried, body.outer, trip_count=trip, name=node.name)
+    else:
+        layer = cv.net.add_loop(body.net, carried, body.outer, condition=cond_t, name=node.name)
     outs: list[Any] = []
     finals = {k: TV(layer.get_output(i)) for i, k in enumerate(plan.carried_ids)}
+    for k, dtype in plan.counted.items():  # a counter ends at the number of iterations
+        finals[k] = TV(trip if dtype == "int64" else cv.net.add_cast(trip, dtype, name=f"{node.name}/count_{k}").output)
     scans = {k: ArrayValue(TV(layer.get_output(len(carried) + i))) for i, k in enumerate(plan.scan_ids)}
     for k, kind in enumerate(plan.kinds):
         outs.append(finals[k] if kind == "carried" else scans[k] if kind == "scan" else init[k])
@@ -337,37 +381,95 @@ def _while_loop(cv, node, ins):
 
 
 # --- conditionals on run-time values ---------------------------------------------------------
+def conditional(cv: GraphConverter, name: str, cond: Any, branches: list, values: list) -> list:
+    """The values of a two-way conditional. branches: (graph, argument nodes, result refs) run
+    when `cond` is true, then when it is false; `values` are bound to the arguments of both.
+    A condition known at conversion converts the branch it takes into this Network; a run-time
+    one converts both into Networks of an ONNX If (same inputs, one per tensor value)."""
+    if isinstance(cond, Partial):
+        cond = cv.runtime(cond)
+    if not isinstance(cond, TV):
+        graph, args, roots = branches[0 if bool(np.asarray(cond).reshape(-1)[0]) else 1]
+        sub = SubNetwork(cv, graph, name, inline=True)
+        for a, v in zip(args, values):
+            sub.bind(a, v)
+        return sub.convert(roots, set(args))
+    built = []
+    for (graph, args, roots), which in zip(branches, ("then", "else")):
+        sub = SubNetwork(cv, graph, f"{name}/{which}")
+        for a, v in zip(args, values):
+            sub.bind(a, _plain(cv, v))
+        built.append((sub, sub.convert(roots, set(args))))
+    (then_sub, then_vals), (else_sub, else_vals) = built
+    then_outs = [then_sub.tensor(v, f"out_{i}") for i, v in enumerate(then_vals)]
+    else_outs = [else_sub.tensor(v, f"out_{i}", t.dtype) for i, (v, t) in enumerate(zip(else_vals, then_outs))]
+    c = cv.plain(cond)
+    if c.dtype != "bool":  # TensorFlow's truthiness: non-zero
+        zero = cv.net.add_constant((), np.zeros((), np.dtype(c.dtype)), name=f"{name}/zero").output
+        eq = cv.net.add_elementwise(c, zero, "equal", name=f"{name}/is_zero").output
+        c = cv.net.add_unary(eq, "not", name=f"{name}/truth").output
+    layer = cv.net.add_if(c, then_sub.finish(then_outs), else_sub.finish(else_outs), then_sub.outer, name=name)
+    return [TV(layer.get_output(i)) for i in range(len(then_outs))]
+
+
+def _branch(cv: GraphConverter, node: Node, fname: str, which: str, nargs: int, lead: int = 0) -> tuple:
+    """A branch function inlined into a graph of its own: (graph, argument nodes, result refs);
+    the first `lead` arguments are not the function's (a Case index the branch does not read)."""
+    g = Graph([], cv.graph.functions)
+    args = []
+    for i in range(nargs):
+        a = f"{node.name}/{which}/arg_{i}"
+        g.nodes[a] = Node(a, "_LoopArg", [])
+        args.append(a)
+    outs = g.inline_function(fname, f"{node.name}/{which}", [f"{a}:0" for a in args[lead:]])
+    return g, args, [through_identity_n(g, r) for r in outs]
+
+
 @op("If", "StatelessIf")
 def _if(cv, node, ins):
     """tf.cond on a run-time value (TF2): both branches as Networks of an ONNX If."""
-    from .graphdef import Graph
-
     branches = []
     for key in ("then_branch", "else_branch"):
         attr = node.attr(key)
         if attr is None:
             raise UnsupportedError(f"If without {key}")
+        branches.append(_branch(cv, node, attr.func(), key, len(node.inputs) - 1))
+    return conditional(cv, node.name, ins[0], branches, ins[1:])
+
+
+@op("Case", "StatelessCase")
+def _case(cv, node, ins):
+    """tf.switch_case on a run-time index (TF2): a chain of ONNX Ifs, the last branch for any other index.
+
+    Link k compares the index with k; an index out of range runs the last branch, as in TensorFlow."""
+    names = getattr(node, "case_branches", None)
+    if names is None:
+        attr = node.attr("branches")
+        names = [f.str(1) for f in attr.msg.message(1).messages(9)] if attr is not None else []
+    if not names:
+        raise UnsupportedError("Case without branches")
+    first = getattr(node, "case_first", 0)  # the index the first of `names` stands for
+    nargs = len(node.inputs)  # the index travels with the inputs (the rest of the chain compares it)
+    branch = [_branch(cv, node, names[0], f"case_{first}", nargs, lead=1)]
+    if len(names) == 1:  # one branch runs whatever the index
+        return conditional(cv, node.name, np.bool_(True), branch * 2, ins)
+    if len(names) == 2:
+        branch.append(_branch(cv, node, names[1], f"case_{first + 1}", nargs, lead=1))
+    else:  # the rest of the chain: a Case over the remaining branches, in a graph of its own
         g = Graph([], cv.graph.functions)
-        args = []
-        for i in range(len(node.inputs) - 1):
-            a = f"{node.name}/{key}/arg_{i}"
+        args = [f"{node.name}/rest/arg_{i}" for i in range(nargs)]
+        for a in args:
             g.nodes[a] = Node(a, "_LoopArg", [])
-            args.append(a)
-        outs = g.inline_function(attr.func(), f"{node.name}/{key}", [f"{a}:0" for a in args])
-        outs = [through_identity_n(g, r) for r in outs]
-        sub = SubNetwork(cv, g, f"{node.name}/{key}")
-        for a, v in zip(args, ins[1:]):
-            sub.bind(a, _plain(cv, v))
-        vals = sub.convert(outs, set(args))
-        branches.append((sub, vals))
-    (then_sub, then_vals), (else_sub, else_vals) = branches
-    then_outs = [then_sub.tensor(v, f"out_{i}") for i, v in enumerate(then_vals)]
-    else_outs = [else_sub.tensor(v, f"out_{i}", t.dtype) for i, (v, t) in enumerate(zip(else_vals, then_outs))]
-    cond = tensor_of(cv, ins[0], f"{node.name}/cond")
-    if cond.dtype != "bool":
-        zero = cv.net.add_constant((), np.zeros((), np.dtype(cond.dtype)), name=f"{node.name}/zero").output
-        eq = cv.net.add_elementwise(cond, zero, "equal", name=f"{node.name}/is_zero").output
-        cond = cv.net.add_unary(eq, "not", name=f"{node.name}/truth").output
-    layer = cv.net.add_if(cond, then_sub.finish(then_outs), else_sub.finish(else_outs), then_sub.outer,
-                          name=node.name)
-    return [TV(layer.get_output(i)) for i in range(len(then_outs))]
+        rest = Node(f"{node.name}/rest", node.op, [f"{a}:0" for a in args], node.attrs)
+        rest.case_branches, rest.case_first = names[1:], first + 1  # type: ignore[attr-defined]
+        g.nodes[rest.name] = rest
+        n_out = len(branch[0][2])
+        branch.append((g, args, [f"{rest.name}:{i}" for i in range(n_out)]))
+    index = ins[0]
+    if isinstance(index, (TV, Partial)):
+        t = tensor_of(cv, index, f"{node.name}/index")
+        k = cv.net.add_constant((), np.array(first, np.dtype(t.dtype)), name=f"{node.name}/is_{first}/k").output
+        cond: Any = TV(cv.net.add_elementwise(t, k, "equal", name=f"{node.name}/is_{first}").output)
+    else:
+        cond = np.bool_(int(np.asarray(index).reshape(-1)[0]) == first)
+    return conditional(cv, node.name, cond, branch, ins)

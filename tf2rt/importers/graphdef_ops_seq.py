@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from .graphdef import DEAD, TV, Partial
 from .graphdef_ops import HANDLERS, const, is_const, op
+from .tf_cond import COND_OP
 
 _fold_gather = HANDLERS.get("GatherV2")
 _fold_transpose = HANDLERS.get("Transpose")
@@ -58,6 +59,17 @@ def _transpose(cv, node, ins):
     return [TV(cv.net.add_shuffle(t, first_transpose=tuple(p), name=node.name).output)]
 
 
+def _reversed_indices(cv, t, axis: int, name: str):
+    """n-1, ..., 1, 0 (int64) for the run-time size n of t's `axis`."""
+    shape = cv.net.add_shape(t, name=f"{name}/shape").output
+    at = cv.net.add_constant((), np.array(axis, np.int32), name=f"{name}/axis").output
+    n = cv.net.add_gather(shape, at, axis=0, name=f"{name}/size").output
+    one = cv.net.add_constant((), np.array(1, np.int64), name=f"{name}/one").output
+    start = cv.net.add_elementwise(n, one, "sub", name=f"{name}/last").output
+    stop = cv.net.add_constant((), np.array(-1, np.int64), name=f"{name}/stop").output
+    return cv.net.add_range(start, stop, stop, name=name).output
+
+
 @op("ReverseV2")
 def _reverse(cv, node, ins):
     """Reverse along axes (a backward RNN's input and output): a Gather of reversed indices."""
@@ -70,10 +82,11 @@ def _reverse(cv, node, ins):
     for a in ax:
         a %= t.rank
         d = t.shape[a]
-        if d is None:
-            raise UnsupportedError(f"ReverseV2 along dimension {a} of unknown size; give the input a fixed size "
-                                   "with --input-shape")
-        idx = cv.net.add_constant((d,), np.arange(d - 1, -1, -1, dtype=np.int32), name=f"{node.name}/indices{a}").output
+        if d is None:  # the length is known at run time: indices d-1, ..., 0 from its shape
+            idx = _reversed_indices(cv, t, a, f"{node.name}/indices{a}")
+        else:
+            idx = cv.net.add_constant((d,), np.arange(d - 1, -1, -1, dtype=np.int32),
+                                      name=f"{node.name}/indices{a}").output
         t = cv.net.add_gather(t, idx, axis=a, name=f"{node.name}/axis{a}").output
     return [TV(t)]
 
@@ -101,12 +114,15 @@ def _one_hot(cv, node, ins):
 
 @op("Switch", "RefSwitch")
 def _switch(cv, node, ins):
-    """TF1 tf.cond with a constant predicate (e.g. an is_training PlaceholderWithDefault left at
-    its default): the taken side passes the data, the other is dead."""
+    """TF1 tf.cond fixed at conversion: the taken side passes its data (on a run-time value: ONNX If).
+
+    A constant predicate, e.g. an is_training PlaceholderWithDefault left at its default: the
+    other side is dead. Conds on run-time values were rebuilt as `_Cond` nodes (tf_cond.py)."""
     data, pred = ins
-    if not is_const(pred):
-        raise UnsupportedError("tf.cond on a value computed at run time (its Switch predicate is not a constant); "
-                               "only conditions fixed at conversion are supported")
+    if not is_const(pred):  # tf_cond.py rebuilds every cond it can; this one it could not
+        why = getattr(cv.graph, "cond_errors", {}).get(node.name)
+        raise UnsupportedError("tf.cond on a value computed at run time that tf2rt could not rebuild as a "
+                               "conditional: " + (why or "a value inside one branch is read outside the cond"))
     return [DEAD, data] if bool(np.asarray(pred).reshape(-1)[0]) else [data, DEAD]
 
 
@@ -119,6 +135,15 @@ def _merge(cv, node, ins):
     if len(live) > 1:
         raise UnsupportedError("Merge of several live inputs (a while loop tf2rt did not recognise as an RNN)")
     return [live[0][1], np.int32(live[0][0])]
+
+
+@op(COND_OP)
+def _cond(cv, node, ins):
+    """A TF1 tf.cond (Switch/Merge) rebuilt by tf_cond.py: an ONNX If of both branches (folded
+    when the predicate is known at conversion)."""
+    from .graphdef_ops_control import conditional
+
+    return conditional(cv, node.name, ins[0], node.plan.branches, ins[1:])
 
 
 @op("_MatMulLastAxis")

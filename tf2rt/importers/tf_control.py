@@ -40,6 +40,11 @@ class LoopPlan:
     cond: str                        # body ref: the condition on the next values
     nexts: dict[int, str] = field(default_factory=dict)  # carried variable -> body ref of its next value
     items: dict[int, str] = field(default_factory=dict)  # scan variable -> body ref of the item written
+    # When the condition only bounds counters (counter < bound, and-ed; bounds the body only
+    # reads): (counter variable, body ref of its bound) per term. The loop then runs
+    # min(bounds) times with the counters taken from ONNX Loop's iteration number, and neither
+    # the counters nor the condition are computed per iteration.
+    trip: list[tuple[int, str]] | None = None
 
 
 def _counter_vars(loop: Loop, flow: Dataflow, body_flow: Dataflow, args: list[str],
@@ -99,6 +104,29 @@ def through_identity_n(graph: Graph, r: str) -> str:
     return canon(r)
 
 
+def _trip_terms(plan: LoopPlan, loop: Loop, flow: Dataflow, nexts: list[str]) -> list[tuple[int, str]] | None:
+    """The (counter, bound) terms of a condition that only bounds counters (see LoopPlan.trip)."""
+    bflow = Dataflow(plan.body)
+    counters = _counter_vars(loop, flow, bflow, plan.args, nexts)
+    by_next = {bflow.source(nexts[k]): k for k in range(len(loop.vars)) if ref(plan.args[k]) in counters}
+    fixed = {ref(a) for a in plan.extra_args} | {ref(plan.args[k]) for k, kind in enumerate(plan.kinds)
+                                                 if kind == "invariant"}
+    terms: list[tuple[int, str]] = []
+    todo = [plan.cond]
+    while todo:
+        n = bflow.src_node(todo.pop())
+        if n is None or len(terms) > 8:
+            return None
+        if n.op == "LogicalAnd" and len(n.inputs) == 2:
+            todo.extend(n.inputs)
+        elif n.op == "Less" and len(n.inputs) == 2 and bflow.source(n.inputs[0]) in by_next and \
+                (bflow.source(n.inputs[1]) in fixed or bflow.const(n.inputs[1]) is not None):
+            terms.append((by_next[bflow.source(n.inputs[0])], bflow.source(n.inputs[1])))
+        else:
+            return None
+    return terms or None
+
+
 def _arg_nodes(graph: Graph, prefix: str, count: int) -> list[str]:
     names = []
     for i in range(count):
@@ -124,6 +152,7 @@ def _tf2_plan(graph: Graph, loop: Loop, flow: Dataflow) -> tuple[LoopPlan, str]:
     cond_init = graph.inline_function(cond_f.func(), f"{w.name}/cond_init", [canon(r) for r in w.inputs])[0]
     plan = LoopPlan(loop.name, kinds, args, [], body, cond, items=items)
     plan.nexts = {k: nexts[k] for k, kind in enumerate(kinds) if kind == "carried"}
+    plan.trip = _trip_terms(plan, loop, flow, nexts)
     return plan, cond_init
 
 
@@ -131,15 +160,30 @@ def _tf2_plan(graph: Graph, loop: Loop, flow: Dataflow) -> tuple[LoopPlan, str]:
 _INV = "\0invariant:"  # marks a ref to an outer value entering the frame unchanged (resolved later)
 
 
-class _FrameCopier:
-    """Copies the nodes of a TF1 frame that compute given refs into `dest` (names prefixed),
-    with the loop variables read as given refs and the frame's invariant Enters marked."""
+_NODE_FIELDS = ("name", "op", "inputs", "attrs", "control")
 
-    def __init__(self, graph: Graph, loop: Loop, var_refs: dict[str, str], dest: Graph, prefix: str):
-        self.g, self.loop, self.dest, self.prefix = graph, loop, dest, prefix
-        self.var_refs = var_refs            # frame ref -> dest ref
-        self.invariants: list[str] = []     # outer refs entering unchanged, in the order met
-        self.copied: dict[str, str] = {}    # frame node -> dest node
+
+class SubgraphCopier:
+    """Copies the nodes of a part of `graph` (a loop frame, a cond branch) that compute given
+    refs into `dest` (names prefixed). Refs in `var_refs` read given dest refs; values read from
+    outside the part are marked, listed in `invariants` (outer refs, in the order met) and
+    bound later (`resolve`). Subclasses say where the part ends (`outer`)."""
+
+    what = "subgraph"
+
+    def __init__(self, graph: Graph, var_refs: dict[str, str], dest: Graph, prefix: str):
+        self.g, self.dest, self.prefix = graph, dest, prefix
+        self.var_refs = var_refs            # part ref -> dest ref
+        self.invariants: list[str] = []     # outer refs read, in the order met
+        self.copied: dict[str, str] = {}    # part node -> dest node
+
+    def outer(self, n: Node, r: str) -> str | None:
+        """The outer ref that reading `r` (an output of `n`) stands for; None: `n` is copied."""
+        return None
+
+    def controls(self, n: Node) -> list[str]:
+        """Control inputs of `n` copied with it (none: control edges are not followed)."""
+        return []
 
     def map(self, r: str) -> str:
         c = canon(r)
@@ -148,50 +192,60 @@ class _FrameCopier:
         name, idx = split_ref(c)
         n = self.g.nodes.get(name)
         if n is None:
-            raise UnsupportedError(f"while loop {self.loop.name!r}: reads missing node {name!r}")
-        if n.op in ("Enter", "RefEnter") and self._own(n):
-            const = n.attr("is_constant")
-            if const is None or not const.b():
-                raise UnsupportedError(f"while loop {self.loop.name!r}: Enter {name!r} is neither a loop variable "
-                                       "nor a constant of the loop")
-            outer = canon(n.inputs[0])
+            raise UnsupportedError(f"{self.what}: reads missing node {name!r}")
+        outer = self.outer(n, c)
+        if outer is not None:
             if outer not in self.invariants:
                 self.invariants.append(outer)
             return _INV + outer
-        if n.op in _FRAME_OPS and (n.name == self.loop.node or ref(n.name) in self.loop.merges):
-            raise UnsupportedError(f"while loop {self.loop.name!r}: node {name!r} ({n.op}) of the loop's own "
-                                   "control flow is read as data")
         if name not in self.copied:
             self._copy(n)
         return ref(self.copied[name], idx)
 
-    def _own(self, n: Node) -> bool:
-        a = n.attr("frame_name")
-        return a is not None and a.s() == self.loop.frame
-
     def _copy(self, start: Node) -> None:
         found, todo = [], [start]
-        while todo:  # every node `start` depends on inside the frame (inner loops whole, cycles included)
+        while todo:  # every node `start` depends on inside the part (inner loops whole, cycles included)
             n = todo.pop()
             if n.name in self.copied:
                 continue
             new = self.prefix + n.name
             self.copied[n.name] = new
             found.append(n)
-            for r in n.inputs:
+            for r in n.inputs + self.controls(n):
                 c = canon(r)
                 src = self.g.nodes.get(split_ref(c)[0])
-                if c in self.var_refs or src is None or (src.op in ("Enter", "RefEnter") and self._own(src)):
+                if c in self.var_refs or src is None or self.outer(src, c) is not None:
                     continue
                 todo.append(src)
             if len(self.copied) > len(self.g.nodes):
-                raise UnsupportedError(f"while loop {self.loop.name!r}: its body does not end")
+                raise UnsupportedError(f"{self.what}: its body does not end")
         for n in found:
             node = Node(self.copied[n.name], n.op, [], n.attrs, list(n.control))
+            node.__dict__.update({k: v for k, v in vars(n).items() if k not in _NODE_FIELDS})  # a rewrite's plan
             self.dest.nodes[node.name] = node
             self.dest._taken.add(node.name)  # noqa: SLF001 - the graph's own name registry
         for n in found:
-            self.dest.nodes[self.copied[n.name]].inputs = [self.map(r) for r in n.inputs]
+            node = self.dest.nodes[self.copied[n.name]]
+            node.inputs = [self.map(r) for r in n.inputs]
+            kept = self.controls(n)
+            if kept:
+                node.control = [self.copied[c] for c in kept]
+
+    def read_outside(self, refs: list[str]) -> set[str]:
+        """The outer refs that computing `refs` (dest refs, before `resolve`) reads as data."""
+        out: set[str] = set()
+        seen: set[str] = set()
+        todo = list(refs)
+        while todo:
+            r = todo.pop()
+            if r.startswith(_INV):
+                out.add(r[len(_INV):])
+                continue
+            name = split_ref(r)[0]
+            if name not in seen and name in self.dest.nodes:
+                seen.add(name)
+                todo.extend(self.dest.nodes[name].inputs)
+        return out
 
     def resolve(self, binding: dict[str, str], refs: list[str]) -> list[str]:
         """Replace invariant marks by `binding[outer ref]` in the copied nodes and in `refs`."""
@@ -202,6 +256,31 @@ class _FrameCopier:
             node = self.dest.nodes[new]
             node.inputs = [fix(r) for r in node.inputs]
         return [fix(r) for r in refs]
+
+
+class _FrameCopier(SubgraphCopier):
+    """A TF1 frame: loop variables read as given refs, the frame's constant Enters as invariants."""
+
+    def __init__(self, graph: Graph, loop: Loop, var_refs: dict[str, str], dest: Graph, prefix: str):
+        super().__init__(graph, var_refs, dest, prefix)
+        self.loop = loop
+        self.what = f"while loop {loop.name!r}"
+
+    def outer(self, n: Node, r: str) -> str | None:
+        if n.op in ("Enter", "RefEnter") and self._own(n):
+            const = n.attr("is_constant")
+            if const is None or not const.b():
+                raise UnsupportedError(f"{self.what}: Enter {n.name!r} is neither a loop variable "
+                                       "nor a constant of the loop")
+            return canon(n.inputs[0])
+        if n.op in _FRAME_OPS and (n.name == self.loop.node or ref(n.name) in self.loop.merges):
+            raise UnsupportedError(f"{self.what}: node {n.name!r} ({n.op}) of the loop's own "
+                                   "control flow is read as data")
+        return None
+
+    def _own(self, n: Node) -> bool:
+        a = n.attr("frame_name")
+        return a is not None and a.s() == self.loop.frame
 
 
 def _tf1_plan(graph: Graph, loop: Loop, flow: Dataflow) -> tuple[LoopPlan, str, list[str]]:
@@ -234,6 +313,7 @@ def _tf1_plan(graph: Graph, loop: Loop, flow: Dataflow) -> tuple[LoopPlan, str, 
     plan = LoopPlan(loop.name, kinds, args, extra, body, cond, items=items)
     plan.copied = set(copier.copied)  # type: ignore[attr-defined]  (inner loops go with their outer one)
     plan.nexts = {k: nexts[k] for k, kind in enumerate(kinds) if kind == "carried"}
+    plan.trip = _trip_terms(plan, loop, flow, nexts)
     return plan, cond_init, outer
 
 

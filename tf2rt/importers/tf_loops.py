@@ -312,16 +312,12 @@ def fold_constant_conditionals(graph: Graph, keep: set[str] = frozenset()) -> in
     """TF2 If/StatelessIf/Case whose condition is fixed at conversion (a constant, or a
     PlaceholderWithDefault such as `is_training` left at its default): the taken branch is
     inlined in its place. Returns how many were folded."""
+    from .tf_cond import fixed_condition
+
     flow = Dataflow(graph)
     folded = 0
     for node in [n for n in list(graph.nodes.values()) if n.op in ("If", "StatelessIf", "Case", "StatelessCase")]:
-        src = flow.src_node(node.inputs[0]) if node.inputs else None
-        if src is not None and src.op == "PlaceholderWithDefault" and src.inputs:
-            if src.name in keep:  # the user feeds it: the condition is decided at run time
-                continue
-            value = flow.const(src.inputs[0])
-        else:
-            value = flow.const(node.inputs[0]) if node.inputs else None
+        value = fixed_condition(flow, node.inputs[0], keep) if node.inputs else None
         if value is None or value.size != 1:
             continue
         if node.op.endswith("If"):
@@ -357,10 +353,13 @@ def ensure_recurrences(graph: Graph, inputs: list[str] | None = None) -> list[Re
 
 def _rewrite_all(graph: Graph, inputs: list[str] | None) -> None:
     from .graph_rewrites import fold_tensordot
+    from .tf_cond import rewrite_conditionals
     from .tf_cudnn import prepare_cudnn
     from .tf_unrolled import rewrite_unrolled
 
-    fold_constant_conditionals(graph, {split_ref(r)[0] for r in inputs or []})
+    keep = {split_ref(r)[0] for r in inputs or []}
+    fold_constant_conditionals(graph, keep)
+    rewrite_conditionals(graph, keep)  # TF1 conds on run-time values, before loops copy their bodies
     fold_tensordot(graph)
     prepare_cudnn(graph)
     graph.recurrences = rewrite_recurrences(graph)  # type: ignore[attr-defined]
@@ -402,7 +401,8 @@ def rewrite_recurrences(graph: Graph) -> list[Recurrence]:
             n.inputs = [canon(invariant_args[split_ref(r)[0]]) if split_ref(r)[0] in invariant_args else r
                         for r in n.inputs]
     flow = Dataflow(graph, invariant_args)
-    loops += tf1_loops(graph, flow)
+    inside = getattr(graph, "cond_branch_nodes", set())  # converted with the branch of a rebuilt cond
+    loops += [lp for lp in tf1_loops(graph, flow) if lp.node not in inside]
     found = []
     graph.loop_errors = {}  # type: ignore[attr-defined]
     general = []
