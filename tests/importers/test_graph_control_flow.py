@@ -235,3 +235,61 @@ def test_map_fn_detection_post_processing(tf, tmp_path, v2, scale):
     counts = case.refs["out3"]
     assert (counts < k).any() if scale < 1 else (counts == k).all()
     check_case(case, tol=0.0)
+
+
+# --- loops whose condition only bounds counters run a trip count ----------------------------
+def _body_ops(engine) -> list[str]:
+    loop = next(n for n in engine.onnx.graph.node if n.op_type == "Loop")
+    return [n.op_type for n in loop.attribute[0].g.node]
+
+
+@pytest.mark.parametrize("v2", FORMS, ids=FORM_IDS)
+def test_counted_loop_computes_no_condition_per_iteration(tf, tmp_path, v2):
+    """map_fn's condition is `i < n` (and TF2's `loop_counter < maximum_iterations`): the loop
+    runs n times from ONNX Loop's trip count, its body compares nothing, and any n works."""
+    from tf2rt.engine import build_engine
+
+    case = _case(tf, tmp_path, v2, map_rows, _rows(5), shapes={"x": [None, 3]})
+    engine = build_engine(check_case(case))
+    assert "Less" not in _body_ops(engine) and "And" not in _body_ops(engine)
+    for n in (0, 1, 9):
+        x = _rows(n, seed=n + 20)
+        np.testing.assert_allclose(engine.run({"x": x})["out0"], np.tanh(x @ W) * 2.0, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("v2", FORMS, ids=FORM_IDS)
+def test_bounded_loop_with_a_data_condition_keeps_it(tf, tmp_path, v2):
+    """maximum_iterations plus a condition on the data: the body still tests the data, and the
+    loop stops at whichever comes first, like TensorFlow."""
+    from tf2rt.engine import build_engine
+
+    def fn(tf, p):
+        _, y = tf.while_loop(lambda i, y: tf.reduce_max(y) < 40.0, lambda i, y: [i + 1, y * 1.5 + 1.0],
+                             [tf.constant(0), p["x"]], maximum_iterations=6)
+        return [y]
+
+    case = _case(tf, tmp_path, v2, fn, np.abs(_rows()))
+    engine = build_engine(check_case(case))
+    for scale in (0.01, 30.0):  # 6 iterations (the bound) / fewer (the data)
+        x = np.abs(_rows(seed=4)) * scale
+        y, i = x.copy(), 0
+        while i < 6 and y.max() < 40.0:
+            y, i = y * 1.5 + 1.0, i + 1
+        np.testing.assert_allclose(engine.run({"x": x})["out0"], y, rtol=1e-5)
+
+
+def test_descending_range_of_a_run_time_size(tf, tmp_path):
+    """tf.range(n - 1, -1, -1) and tf.reverse over an axis whose size is known at run time."""
+    from tf2rt.engine import build_engine
+
+    def fn(tf, p):
+        x = p["x"]
+        n = tf.shape(x)[0]
+        return [tf.gather(x, tf.range(n - 1, -1, -1)) * 2.0, tf.reverse(x, [0]) + 1.0]
+
+    engine = build_engine(check_case(_case(tf, tmp_path, True, fn, _rows(4), shapes={"x": [None, 3]})))
+    for n in (1, 6):
+        x = _rows(n, seed=n)
+        got = engine.run({"x": x})
+        np.testing.assert_allclose(got["out0"], x[::-1] * 2.0, rtol=1e-6)
+        np.testing.assert_allclose(got["out1"], x[::-1] + 1.0, rtol=1e-6)

@@ -52,3 +52,28 @@ def test_exported_recurrent_model_matches_keras(tmp_path, kind):
     assert float(np.abs(got - want).max()) <= 1e-5
     ops = {n.op_type for n in engine.onnx.graph.node}
     assert ops & {"LSTM", "GRU", "RNN"} and "Loop" not in ops
+
+
+@pytest.mark.parametrize("last_only", [False, True], ids=["sequences", "last_output"])
+def test_exported_bidirectional_stack_of_any_length(tmp_path, last_only):
+    """Sequences of a length known only at run time: Bidirectional reverses them in time with a
+    run-time range; a GRU with the reset gate before, two bidirectional LSTMs, one engine for
+    lengths 7 and 3."""
+    K = oracles.keras()
+    L = K.layers
+    inp = K.Input((None, 5), name="x")
+    x = L.GRU(6, reset_after=False, return_sequences=True, name="gru")(inp)
+    x = L.Bidirectional(L.LSTM(4, return_sequences=True), name="bi_1")(x)
+    x = L.Bidirectional(L.LSTM(3, return_sequences=not last_only), name="bi_2")(x)
+    model = K.Model(inp, L.Dense(2, name="head")(x))
+    rng = np.random.default_rng(11)
+    for w in model.weights:
+        w.assign(rng.uniform(-0.8, 0.8, tuple(w.shape)).astype("float32"))
+    model.export(str(tmp_path / "exported"), verbose=False)
+    engine = tf2rt.convert(tmp_path / "exported", tmp_path / "e.onnx")
+    for t in (7, 3):
+        x = rng.standard_normal((2, t, 5)).astype(np.float32)
+        want = model.predict(x, verbose=0)
+        for backend in ("onnxruntime", "reference"):
+            got = engine.run({engine.input_names[0]: x}, backend=backend)[engine.output_names[-1]]
+            assert float(np.abs(got - want).max()) <= 1e-5, (t, backend)

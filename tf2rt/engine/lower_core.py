@@ -216,7 +216,17 @@ def _shape(layer: Any, ctx: LoweringContext) -> None:
 
 @lowering("range")
 def _range(layer: Any, ctx: LoweringContext) -> None:
-    ctx.node1("Range", [ctx.input(layer, i) for i in range(3)], ctx.output(layer), name=layer.name)
+    ins = [ctx.input(layer, i) for i in range(3)]
+    step = layer.inputs[2].producer
+    if step is not None and step.type == "constant" and float(np.asarray(step.array).reshape(-1)[0]) < 0:
+        # a descending range as the negated ascending one: onnxruntime's extended graph
+        # optimizations (1.32) turn Range with a negative delta and a computed start into an
+        # empty tensor
+        neg = [ctx.node1("Neg", [n], name=f"{layer.name}/neg{i}") for i, n in enumerate(ins)]
+        up = ctx.node1("Range", neg, name=f"{layer.name}/ascending")
+        ctx.node1("Neg", [up], ctx.output(layer), name=layer.name)
+    else:
+        ctx.node1("Range", ins, ctx.output(layer), name=layer.name)
 
 
 @lowering("fill")

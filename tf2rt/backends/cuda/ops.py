@@ -159,6 +159,14 @@ def _shape(ex: Any, a: Sequence[Any], at: dict) -> Any:
     return s[at.get("start", 0):at.get("end", None)]
 
 
+@op("Range")
+def _range(ex: Any, a: Sequence[Any], at: dict) -> Any:
+    """Host values (sizes from shapes), as ONNX Range counts: ceil((limit - start) / delta)."""
+    start, limit, delta = (np.asarray(_host(v)).reshape(()) for v in a[:3])
+    n = max(int(np.ceil((limit - start) / delta)), 0)
+    return (start + delta * np.arange(n)).astype(start.dtype)
+
+
 @op("Constant")
 def _constant(ex: Any, a: Sequence[Any], at: dict) -> Any:
     from onnx import numpy_helper
