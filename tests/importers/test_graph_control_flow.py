@@ -293,3 +293,21 @@ def test_descending_range_of_a_run_time_size(tf, tmp_path):
         got = engine.run({"x": x})
         np.testing.assert_allclose(got["out0"], x[::-1] * 2.0, rtol=1e-6)
         np.testing.assert_allclose(got["out1"], x[::-1] + 1.0, rtol=1e-6)
+
+
+def test_unit_axes_of_tensors_with_several_run_time_sizes(tf, tmp_path):
+    """ExpandDims and Squeeze of a tensor whose height and width are both known only at run time
+    (an image inside map_fn) add and drop unit axes without naming a size."""
+    from tf2rt.engine import build_engine
+
+    def fn(tf, p):
+        x = p["x"]
+        y = tf.squeeze(tf.expand_dims(x, 0) * 2.0, [0])
+        return [tf.expand_dims(y, 2) + 1.0, tf.squeeze(tf.expand_dims(y, -1), [-1])]
+
+    x = np.random.default_rng(2).standard_normal((3, 4)).astype(np.float32)
+    engine = build_engine(check_case(_case(tf, tmp_path, True, fn, x, shapes={"x": [None, None]})))
+    x = np.random.default_rng(3).standard_normal((2, 5)).astype(np.float32)
+    got = engine.run({"x": x})
+    np.testing.assert_allclose(got["out0"], (x * 2.0)[:, :, None] + 1.0, rtol=1e-6)
+    np.testing.assert_allclose(got["out1"], x * 2.0, rtol=1e-6)

@@ -519,6 +519,9 @@ def _squeeze(cv, node, ins):
         t = cv.net.add_shuffle(v.t, reshape_dims=_reshape_dims(phys), name=node.name).output
         return [_drop_axes(cv, node, v, t, axes)]
     out = [d for i, d in enumerate(shape) if i not in axes]
+    if sum(d is None for d in out) > 1:  # several run-time sizes: drop the unit axes without naming any size
+        specs = [0 if i in axes else slice(None) for i in range(len(shape))]
+        return [TV(unit_axes_shuffle(cv, v.t, specs, node.name))]
     t = cv.net.add_shuffle(v.t, reshape_dims=_reshape_dims(out), name=node.name).output
     return [TV(t)]
 
@@ -534,6 +537,9 @@ def _expand(cv, node, ins):
         return [Partial(np.expand_dims(v.values, axis))]
     shape = list(v.shape)
     axis = axis % (len(shape) + 1)
+    if sum(d is None for d in shape) > 1:  # several run-time sizes: a unit axis without naming any size
+        specs = [slice(None)] * axis + [None] + [slice(None)] * (len(shape) - axis)
+        return [TV(unit_axes_shuffle(cv, cv.plain(v), specs, node.name))]
     shape.insert(axis, 1)
     t = cv.net.add_shuffle(cv.plain(v), reshape_dims=_reshape_dims(shape), name=node.name).output
     return [TV(t)]
