@@ -127,7 +127,8 @@ def main() -> int:
                                                  for g, w in zip(t_out, want))
                     calls["tf2onnx"] = lambda: theirs.run(None, tx)
                 except Exception as exc:  # noqa: BLE001 - what onnxruntime says is the result
-                    row["tf2onnx_problem"] = "onnxruntime: " + str(exc).splitlines()[0][:120]
+                    row["tf2onnx_problem"] = "its model does not load in onnxruntime"
+                    row["tf2onnx_detail"] = str(exc).splitlines()[0][:300]
             else:
                 row["tf2onnx_problem"] = "tf2onnx: " + problem[:120]
             for name, sec in block_times(calls, args.rounds).items():
