@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tf2onnx_peer import block_times, ort_session, tf2onnx_convert  # noqa: E402
+from tf2onnx_peer import block_times, ort_session, tf2onnx_convert, write_results  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -87,20 +87,7 @@ def main() -> int:
             del engine
             rows.append(row)
             print(json.dumps(row), flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
-    lines = ["| model | TensorFlow | tf2onnx + ORT | tf2rt | tf2rt vs tf2onnx | tf2rt vs TF | max error vs TF (tf2rt / tf2onnx) |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        theirs = f"{r['tf2onnx_ms']:.2f} ms" if "tf2onnx_ms" in r else r.get("tf2onnx_problem", "-")
-        vs = f"{r['tf2onnx_ms'] / r['tf2rt_ms']:.2f}x" if "tf2onnx_ms" in r else "-"
-        err2 = f"{r['tf2onnx_max_err']:.1e}" if "tf2onnx_max_err" in r else "-"
-        lines.append(f"| {r['model']} {r['size']}x{r['size']} | {r['tensorflow_ms']:.2f} ms | {theirs} | "
-                     f"{r['tf2rt_ms']:.2f} ms | {vs} | {r['tensorflow_ms'] / r['tf2rt_ms']:.2f}x | "
-                     f"{r['tf2rt_max_err']:.1e} / {err2} |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print(write_results(rows, Path(args.out), "model", [f"{r['model']} {r['size']}x{r['size']}" for r in rows]))
     return 0
 
 

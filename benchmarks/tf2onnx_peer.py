@@ -3,6 +3,7 @@ it), onnxruntime sessions with the same options for both ONNX files, and block t
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import sys
@@ -59,3 +60,21 @@ def block_times(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str
         for k in order:
             best[k] = min(best.get(k, float("inf")), median_time(calls[k], rounds))
     return best
+
+
+def write_results(rows: list[dict], out: Path, label: str, labels: list[str], digits: int = 2) -> str:
+    """`out`.json (the rows) and `out`.md: one table row per result (TensorFlow, tf2onnx + ORT,
+    tf2rt, the two ratios, both converters' largest difference from TensorFlow)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+    lines = [f"| {label} | TensorFlow | tf2onnx + ORT | tf2rt | tf2rt vs tf2onnx | tf2rt vs TF | "
+             "max error vs TF (tf2rt / tf2onnx) |", "|---|---|---|---|---|---|---|"]
+    for name, r in zip(labels, rows):
+        theirs = f"{r['tf2onnx_ms']:.{digits}f} ms" if "tf2onnx_ms" in r else r.get("tf2onnx_problem", "-")
+        vs = f"{r['tf2onnx_ms'] / r['tf2rt_ms']:.2f}x" if "tf2onnx_ms" in r else "-"
+        err2 = f"{r['tf2onnx_max_err']:.1e}" if "tf2onnx_max_err" in r else "-"
+        lines.append(f"| {name} | {r['tensorflow_ms']:.{digits}f} ms | {theirs} | {r['tf2rt_ms']:.{digits}f} ms | {vs} | "
+                     f"{r['tensorflow_ms'] / r['tf2rt_ms']:.2f}x | {r['tf2rt_max_err']:.1e} / {err2} |")
+    text = "\n".join(lines) + "\n"
+    out.with_suffix(".md").write_text(text)
+    return text
