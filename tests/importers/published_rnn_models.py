@@ -16,6 +16,9 @@ Patterns (written from the projects' published descriptions, not copied):
   `W_out`/`b_out` variables, a cell created with `name="cell_1"`, and its initial state fed
   through a placeholder (`istate`, [batch, 2H]) split into (c, h).
 * `seq2seq`: an encoder `dynamic_rnn` whose final state starts a decoder `dynamic_rnn`.
+* `word_rnn_pointers`: the char-rnn trainer at word level with GRU cells, plus the stray
+  bookkeeping a word-rnn fork of it keeps in the checkpoint: int `batch_pointer` and
+  `epoch_pointer` variables with their assign ops, and summary histograms of the weights.
 """
 
 from __future__ import annotations
@@ -48,11 +51,12 @@ def _train_step(tf, loss: Any, lr: Any, global_step: Any = None) -> Any:
 UNROLLED = {"vocab": 13, "size": 16, "layers": 2}
 
 
-def _unrolled_graph(tf, batch: int, seq: int) -> dict:
+def _unrolled_graph(tf, batch: int, seq: int, gru: bool = False, vocab: int = UNROLLED["vocab"]) -> dict:
     """The char-rnn model: embedded ids split into steps, one cell call per step."""
     tf1 = tf.compat.v1
-    vocab, size = UNROLLED["vocab"], UNROLLED["size"]
-    cell = tf1.nn.rnn_cell.MultiRNNCell([tf1.nn.rnn_cell.BasicLSTMCell(size) for _ in range(UNROLLED["layers"])])
+    size = UNROLLED["size"]
+    kind = tf1.nn.rnn_cell.GRUCell if gru else tf1.nn.rnn_cell.BasicLSTMCell
+    cell = tf1.nn.rnn_cell.MultiRNNCell([kind(size) for _ in range(UNROLLED["layers"])])
     input_data = tf1.placeholder(tf.int32, [batch, seq], name="input_data")
     state = initial = cell.zero_state(batch, tf.float32)
     with tf1.variable_scope("rnnlm"):
@@ -300,5 +304,36 @@ def ptb_style(tf, out: Path, seed: int = 4) -> dict:
     return {"prefix": prefix, "greedy": words, "start": 3, "input": xt.op.name, "output": test["logits"].op.name}
 
 
+def word_rnn_pointers(tf, out: Path, seed: int = 5) -> dict:
+    tf1 = tf.compat.v1
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    batch, seq, vocab = 3, 5, 37
+    g = tf.Graph()
+    with g.as_default():
+        m = _unrolled_graph(tf, batch, seq, gru=True, vocab=vocab)
+        targets = tf1.placeholder(tf.int32, [batch, seq], name="targets")
+        loss = tf.reduce_mean(tf1.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.reshape(targets, [-1]), logits=m["logits"]))
+        lr = tf1.Variable(0.0, trainable=False, name="lr")
+        batch_pointer = tf1.Variable(0, name="batch_pointer", trainable=False, dtype=tf.int32)
+        inc_batch = tf1.assign(batch_pointer, batch_pointer + 1)
+        epoch_pointer = tf1.Variable(0, name="epoch_pointer", trainable=False)
+        for v in tf1.trainable_variables():
+            tf1.summary.histogram(v.op.name.replace(":", "_"), v)
+        tf1.summary.scalar("train_loss", loss)
+        summaries = tf1.summary.merge_all()
+        train = _train_step(tf, loss, lr)
+        with tf1.Session(graph=g) as sess:
+            sess.run(tf1.global_variables_initializer())
+            ids = rng.integers(0, vocab, (batch, seq)).astype(np.int32)
+            sess.run([train, inc_batch, summaries], {m["input_data"]: ids, targets: np.roll(ids, -1, 1)})
+            sess.run(tf1.assign(epoch_pointer, 3))
+            prefix = _fill_and_save(tf, sess, out, rng)
+            ids = rng.integers(0, vocab, (batch, seq)).astype(np.int32)
+            oracle = dict(zip(["logits", "probs"], sess.run([m["logits"], m["probs"]], {m["input_data"]: ids})))
+    return {"prefix": prefix, "feeds": {"input_data": ids}, "oracle": oracle}
+
+
 WRITERS = {"char_rnn_unrolled": char_rnn_unrolled, "char_rnn_monitors": char_rnn_monitors,
-           "projected_lstm": projected_lstm, "seq2seq": seq2seq}
+           "projected_lstm": projected_lstm, "seq2seq": seq2seq, "word_rnn_pointers": word_rnn_pointers}

@@ -35,8 +35,9 @@ def test_converts_and_matches_tensorflow(models, name, tmp_path, capsys):
         assert err <= 1e-5, (key, err)
     card = engine.metadata["model"]
     graph = card["detected"]["graph"]
-    assert not any(v.startswith(("lr", "learning_rate", "global_step", "evaluation/")) or "Adam" in v
-                   for v in graph["variables_used"])
+    assert not any(v.startswith(("lr", "learning_rate", "global_step", "evaluation/", "batch_pointer",
+                                 "epoch_pointer")) or "Adam" in v for v in graph["variables_used"])
+    assert [r["cells"] for r in graph["recurrences"]]  # the steps became a native recurrence
 
 
 def test_stray_variables_are_counted_not_refused(models):
@@ -47,6 +48,8 @@ def test_stray_variables_are_counted_not_refused(models):
     ignored = set(graph["variables_ignored"])
     assert {"learning_rate", "global_step", "evaluation/loss_monitor/count"} <= ignored
     assert [r["cells"] for r in graph["recurrences"]] and len(graph["recurrences"][0]["cells"]) == 2
+    words = convert(models["word_rnn_pointers"]["prefix"]).metadata["model"]["detected"]["graph"]
+    assert {"batch_pointer", "epoch_pointer", "lr"} <= set(words["variables_ignored"])
 
 
 def test_state_placeholder_stays_an_ordinary_input(models):
