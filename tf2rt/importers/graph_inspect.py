@@ -107,6 +107,11 @@ def control_flow(graph: Graph, roots: list[str]) -> dict[str, list[str]]:
     return found
 
 
+def _op_counts(graph: Graph) -> Counter:
+    """Ops of the graph as read (function calls inlined), before loops and conds are rewritten."""
+    return Counter(n.op for n in graph.nodes.values())
+
+
 def describe_graph(path: str | Path) -> dict[str, Any]:
     """A JSON-able description of a .pb or SavedModel: inputs, outputs, op counts, unsupported ops."""
     from .graphdef_ops import HANDLERS
@@ -117,6 +122,7 @@ def describe_graph(path: str | Path) -> dict[str, Any]:
 
         sm = read_saved_model(p)
         graph, fmt = sm.graph, "saved-model"
+        ops = _op_counts(graph)
         inputs = [{"name": t.key, "node": split_ref(t.ref)[0], "dtype": DTYPE_NAMES.get(t.dtype, str(t.dtype)),
                    "shape": None if t.shape is None else [None if d < 0 else d for d in t.shape]} for t in sm.inputs]
         outputs = [{"name": t.key, "node": t.ref} for t in sm.outputs]
@@ -126,6 +132,7 @@ def describe_graph(path: str | Path) -> dict[str, Any]:
 
         graph, _mg = read_meta_graphdef(p)
         fmt = "meta-graph"
+        ops = _op_counts(graph)
         ensure_recurrences(graph)
         outs = default_outputs(graph)
         inputs = [{"name": n, "node": n, "dtype": _dtype(graph.nodes[n]), "shape": _shape(graph.nodes[n])}
@@ -134,18 +141,16 @@ def describe_graph(path: str | Path) -> dict[str, Any]:
     else:
         from .graphdef import read_graphdef
 
-        from .tf_loops import ensure_recurrences, loop_leftovers
+        from .graphdef import sink_nodes
+        from .tf_loops import ensure_recurrences
 
         graph, fmt = read_graphdef(p), "graphdef"
+        ops = _op_counts(graph)
         inputs = [{"name": n.name, "node": n.name, "dtype": _dtype(n), "shape": _shape(n),
                    **({"default": True} if n.op == "PlaceholderWithDefault" else {})}
                   for n in graph.nodes.values() if n.op in ("Placeholder", "PlaceholderWithDefault")]
         ensure_recurrences(graph)
-        used = {split_ref(r)[0] for n in graph.nodes.values() for r in n.inputs}
-        leftover = loop_leftovers(graph)  # what rewritten loops and conds left behind (their pivots, exits)
-        outputs = [{"name": n.name, "node": n.name, "op": n.op} for n in graph.nodes.values()
-                   if n.name not in used and n.name not in leftover and n.op not in _NOT_OUTPUTS
-                   and not inlined_argument(graph, n)]
+        outputs = [{"name": o, "node": o, "op": graph.nodes[o].op} for o in sink_nodes(graph, _NOT_OUTPUTS)]
     from .tf_loops import ensure_recurrences
 
     recs = ensure_recurrences(graph)
@@ -155,7 +160,6 @@ def describe_graph(path: str | Path) -> dict[str, Any]:
                  else n.name for n in graph.nodes.values() if n.op in ("VariableV2", "VarHandleOp")]
     used_vars = sorted(n.attr("shared_name").s() if n.attr("shared_name") is not None and n.attr("shared_name").s()
                        else n.name for n in (graph.nodes[k] for k in live) if n.op in ("VariableV2", "VarHandleOp"))
-    ops = Counter(n.op for n in graph.nodes.values())
     unsupported: dict[str, dict[str, Any]] = {}
     for name in sorted(live):
         op = graph.nodes[name].op

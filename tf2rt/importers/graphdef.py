@@ -353,6 +353,24 @@ class Graph:
         self._add(Node(call.name, "IdentityN", outs), depth)
 
 
+def sink_nodes(graph: "Graph", not_outputs: tuple[str, ...]) -> list[str]:
+    """The graph's results when none are named: nodes nobody reads, but not what rewritten loops
+    and conditionals left behind, inlined arguments, ops in `not_outputs`, nor - while there are
+    other results - loop variables nobody reads (a TF1 Exit, the Identity on a TF2 While's
+    output: counters, bounds)."""
+    from .graph_inspect import inlined_argument
+    from .tf_loops import loop_leftovers
+
+    nodes = graph.nodes
+    used = {split_ref(r)[0] for n in nodes.values() for r in n.inputs}
+    leftover = loop_leftovers(graph)
+    outputs = [n.name for n in nodes.values() if n.name not in used and n.name not in leftover
+               and not inlined_argument(graph, n) and n.op not in not_outputs]
+    unread = [o for o in outputs if nodes[o].op == "Identity" and len(nodes[o].inputs) == 1
+              and getattr(nodes.get(split_ref(nodes[o].inputs[0])[0]), "op", "") == "_WhileLoop"]
+    return [o for o in outputs if o not in unread] if len(unread) < len(outputs) else outputs
+
+
 def parse_graphdef(data: bytes | memoryview, what: str = "GraphDef") -> Graph:
     """Decode a serialized GraphDef (node=1, library=2) into a flat `Graph`."""
     msg = Message(data, what)
@@ -539,26 +557,14 @@ class GraphConverter(LayoutBuilder):
     # --- entry points ---------------------------------------------------------------
     def convert(self, inputs: Optional[list[str]], outputs: Optional[list[str]], name: str) -> Any:
         """inputs/outputs as node names or "node:index" refs (defaults: Placeholders / sink nodes)."""
-        from .tf_loops import ensure_recurrences, loop_leftovers
+        from .tf_loops import ensure_recurrences
 
         ensure_recurrences(self.graph, inputs)
         nodes = self.graph.nodes
         if inputs is None:
             inputs = [n.name for n in nodes.values() if n.op == "Placeholder"]
         if outputs is None:
-            from .graph_inspect import inlined_argument
-
-            used = {split_ref(r)[0] for n in nodes.values() for r in n.inputs}
-            leftover = loop_leftovers(self.graph)
-            outputs = [n.name for n in nodes.values()
-                       if n.name not in used and n.name not in leftover and not inlined_argument(self.graph, n)
-                       and n.op not in ("NoOp", "Const", "Placeholder", "Assert", "SaveV2")]
-            # loop variables nobody reads (a TF1 Exit, the Identity on a TF2 While's output: counters,
-            # bounds) are no model outputs while the graph has others
-            unread = [o for o in outputs if nodes[o].op == "Identity" and len(nodes[o].inputs) == 1
-                      and getattr(nodes.get(split_ref(nodes[o].inputs[0])[0]), "op", "") == "_WhileLoop"]
-            if len(unread) < len(outputs):
-                outputs = [o for o in outputs if o not in unread]
+            outputs = sink_nodes(self.graph, ("NoOp", "Const", "Placeholder", "Assert", "SaveV2"))
         if not outputs:
             raise FormatError("GraphDef: no output nodes found; pass outputs=[...]")
         ins = {split_ref(r)[0]: r for r in inputs}
