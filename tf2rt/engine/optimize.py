@@ -1,4 +1,5 @@
-"""Graph passes on the lowered ONNX model: identity elimination, constant folding, dead-node removal.
+"""Graph passes on the lowered ONNX model: identity elimination, constant folding, transpose
+cancelling, merging of duplicate constants and nodes, dead-node removal.
 
 Constant folding evaluates nodes with the reference interpreter's numpy op functions
 (pure numpy; no backend is loaded), so folded values are exactly what the graph computed.
@@ -150,6 +151,70 @@ def cancel_transposes(model: Any) -> int:
     return changed
 
 
+# Ops that may give different results for equal inputs: never merged.
+_NOT_MERGED = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
+_MAX_MERGED_INITIALIZER = 64 << 10  # bytes; larger constants are compared by nobody (duplicates are rare)
+_INDEX_TYPES = {6, 7, 9}  # int32, int64, bool: shapes, axes, indices, masks
+
+
+def _rename_many(graph: Any, mapping: dict[str, str]) -> None:
+    """Readers of each key read its value, in `graph` and in subgraphs that do not define the key."""
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in mapping:
+                node.input[i] = mapping[name]
+        for g in subgraphs(node):
+            inner = {k: v for k, v in mapping.items() if not _defines(g, k)}
+            if inner:
+                _rename_many(g, inner)
+                for o in g.output:
+                    if o.name in inner:
+                        o.name = inner[o.name]
+
+
+def merge_duplicates(model: Any) -> int:
+    """Equal small int and scalar initializers become one, then nodes computing the same op on the same
+    inputs with the same attributes become one (TF graphs compute shapes and zero states
+    once per use); returns how many nodes were merged away."""
+    graph = model.graph
+    protected = {o.name for o in graph.output} | {i.name for i in graph.input}
+    first: dict[tuple, str] = {}
+    mapping: dict[str, str] = {}
+    from onnx import numpy_helper
+
+    for t in graph.initializer:
+        if t.name in protected or t.ByteSize() > _MAX_MERGED_INITIALIZER or t.data_location == 1:  # 1: external
+            continue
+        if t.data_type not in _INDEX_TYPES and any(d != 1 for d in t.dims):
+            continue  # weights stay per layer: later passes (int8, fp16) rewrite them per node
+        key = (t.data_type, tuple(t.dims), numpy_helper.to_array(t).tobytes())
+        if key in first:
+            mapping[t.name] = first[key]
+        else:
+            first[key] = t.name
+    if mapping:
+        _rename_many(graph, mapping)
+    merged, seen, mapping = 0, {}, {}
+    for node in list(graph.node):
+        ins = tuple(mapping.get(n, n) for n in node.input)
+        if mapping:
+            node.input[:] = list(ins)
+        if node.op_type in _NOT_MERGED or subgraphs(node) or any(o in protected for o in node.output):
+            continue
+        key = (node.domain, node.op_type, ins, tuple(a.SerializeToString(deterministic=True) for a in node.attribute))
+        if key not in seen:
+            seen[key] = node
+            continue
+        for old, new in zip(node.output, seen[key].output):
+            if old:
+                mapping[old] = new
+        graph.node.remove(node)
+        merged += 1
+    if mapping:
+        _rename_many(graph, mapping)
+    return merged
+
+
 def remove_dead(model: Any) -> int:
     """Drop nodes whose outputs nobody uses and unused initializers; returns how many nodes went."""
     graph = model.graph
@@ -173,6 +238,6 @@ def remove_dead(model: Any) -> int:
 def optimize(model: Any) -> dict[str, int]:
     """Run every pass; returns counts per pass (recorded in the engine metadata)."""
     stats = {"identities_removed": eliminate_identities(model), "constants_folded": fold_constants(model),
-             "transposes_cancelled": cancel_transposes(model)}
+             "transposes_cancelled": cancel_transposes(model), "duplicates_merged": merge_duplicates(model)}
     stats["dead_nodes_removed"] = remove_dead(model)
     return stats

@@ -261,14 +261,36 @@ class SubNetwork:
         return self.net
 
 
+_INDEX_INPUTS = {"GatherV2": 1, "TensorListGetItem": 1, "TensorArrayReadV3": 1}
+
+
+def _only_indexes(graph: Any, arg: str, roots: list[str]) -> bool:
+    """True when every node computing `roots` that reads `arg` uses it as an index to read an
+    array by (an int64 index reads the same row as an int32 one)."""
+    from .tf_loops import Dataflow
+
+    reach, todo = set(), [split_ref(r)[0] for r in roots]
+    while todo:
+        name = todo.pop()
+        if name in reach or name not in graph.nodes or name == arg:
+            continue
+        reach.add(name)
+        todo.extend(split_ref(r)[0] for r in graph.nodes[name].inputs)
+    users = [(n, i) for n, i in Dataflow(graph).users(f"{arg}:0") if n.name in reach]
+    return all(_INDEX_INPUTS.get(n.op) == i for n, i in users)
+
+
 def _body(cv: GraphConverter, node: Node, plan: Any, carried: list, shapes: list,
           invariants: list) -> tuple[SubNetwork, list]:
     """The loop body as a Network: inputs iteration, carried values (with `shapes`), invariants;
     outputs condition, next values, scan items."""
     sub = SubNetwork(cv, plan.body, f"{node.name}/body")
     iteration = sub.net.add_input("iteration", "int64", ())
+    roots = [plan.nexts[k] for k in plan.carried_ids] + [plan.items[k] for k in plan.scan_ids]
     for k, dtype in plan.counted.items():  # counters the trip count replaces: the iteration number
-        t = iteration if dtype == "int64" else sub.net.add_cast(iteration, dtype, name=f"counter_{k}").output
+        index_only = _only_indexes(plan.body, plan.args[k], roots)  # then no cast per iteration
+        t = iteration if dtype == "int64" or index_only else \
+            sub.net.add_cast(iteration, dtype, name=f"counter_{k}").output
         sub.child.values[(plan.args[k], 0)] = TV(t)
     for k, t, shape in zip(plan.carried_ids, carried, shapes):
         sub.input(plan.args[k], t.dtype, shape, plan.args[k].rsplit("/", 1)[-1])
