@@ -107,11 +107,13 @@ class CudnnStack:
                     y, (hn, cn) = self.module(x)
                 else:
                     zeros = torch.zeros(shape, device=x.device, dtype=self.dtype)
-                    h = zeros if h0 is None else h0.reshape(shape).to(self.dtype)
-                    c = zeros if c0 is None else c0.reshape(shape).to(self.dtype)
+                    # states may arrive as views of the engine's layout; cuDNN wants them dense
+                    h = zeros if h0 is None else h0.reshape(shape).to(self.dtype).contiguous()
+                    c = zeros if c0 is None else c0.reshape(shape).to(self.dtype).contiguous()
                     y, (hn, cn) = self.module(x, (h, c))
             else:
-                y, hn = self.module(x) if h0 is None else self.module(x, h0.reshape(shape).to(self.dtype))
+                y, hn = self.module(x) if h0 is None else \
+                    self.module(x, h0.reshape(shape).to(self.dtype).contiguous())
                 cn = None
         y = y.view(T, B, p.directions, p.hidden).permute(0, 2, 1, 3)
         return y, hn, cn

@@ -96,8 +96,48 @@ for _name, _fn in {
     "HardSigmoid": lambda x, at: (at.get("alpha", 0.2) * x + at.get("beta", 0.5)).clamp(0, 1),
     "Softplus": lambda x, at: _tf().softplus(x), "Softsign": lambda x, at: x / (1 + x.abs()),
     "Identity": lambda x, at: x,
+    "Floor": lambda x, at: x.floor(), "Ceil": lambda x, at: x.ceil(), "Round": lambda x, at: x.round(),
+    "Sign": lambda x, at: x.sign(), "Erf": lambda x, at: x.erf(), "Not": lambda x, at: ~x.bool(),
+    "Sin": lambda x, at: x.sin(), "Cos": lambda x, at: x.cos(), "Tan": lambda x, at: x.tan(),
+    "Asin": lambda x, at: x.asin(), "Acos": lambda x, at: x.acos(), "Atan": lambda x, at: x.atan(),
+    "Sinh": lambda x, at: x.sinh(), "Cosh": lambda x, at: x.cosh(), "Asinh": lambda x, at: x.asinh(),
+    "Acosh": lambda x, at: x.acosh(), "Atanh": lambda x, at: x.atanh(),
 }.items():
     OPS[_name] = _unary(_fn)
+
+
+def _reduce(kind: str) -> Callable:
+    """ONNX Reduce* (axes as attribute or, for ReduceSum, as input; keepdims; an empty axes list
+    reduces all unless noop_with_empty_axes)."""
+    def run(ex: Any, a: Sequence[Any], at: dict) -> Any:
+        axes = at.get("axes")
+        if axes is None and len(a) > 1 and a[1] is not None:
+            axes = [int(v) for v in _host(a[1]).reshape(-1)]
+        keep = bool(at.get("keepdims", 1))
+        if not axes:
+            if at.get("noop_with_empty_axes", 0):
+                return a[0]
+            axes = list(range(len(_shape_of(a[0]))))
+        rank = len(_shape_of(a[0]))
+        axes = sorted({int(x) % rank for x in axes})
+        if _is_host(a[0]):
+            fn = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min, "prod": np.prod}[kind]
+            x = np.asarray(a[0])
+            return fn(x, axis=tuple(axes), keepdims=keep).astype(x.dtype)
+        x = ex.dev(a[0])
+        if kind in ("sum", "mean"):
+            return getattr(x, kind)(dim=axes, keepdim=keep)
+        if kind in ("max", "min"):
+            return (x.amax if kind == "max" else x.amin)(dim=axes, keepdim=keep)
+        for ax in reversed(axes):  # prod reduces one axis at a time
+            x = x.prod(dim=ax, keepdim=keep)
+        return x
+    return run
+
+
+for _name, _kind in (("ReduceSum", "sum"), ("ReduceMean", "mean"), ("ReduceMax", "max"), ("ReduceMin", "min"),
+                     ("ReduceProd", "prod")):
+    OPS[_name] = _reduce(_kind)
 
 
 @op("Clip")
@@ -274,11 +314,24 @@ def _slice(ex: Any, a: Sequence[Any], at: dict) -> Any:
     axes = [int(v) for v in _host(a[3]).reshape(-1)] if len(a) > 3 and a[3] is not None else list(range(len(starts)))
     steps = [int(v) for v in _host(a[4]).reshape(-1)] if len(a) > 4 and a[4] is not None else [1] * len(starts)
     idx = [slice(None)] * len(s)
+    backwards = []  # (axis, positions): torch slices step forward only
     for st, en, ax, sp in zip(starts, ends, axes, steps):
-        if sp <= 0:
-            raise UnsupportedError("cuda backend: Slice with a non-positive step")
-        idx[ax % len(s)] = slice(*slice(st, en, sp).indices(s[ax % len(s)]))
-    return a[0][tuple(idx)]
+        if sp == 0:
+            raise UnsupportedError("cuda backend: Slice with a zero step")
+        ax %= len(s)
+        if sp > 0:
+            idx[ax] = slice(*slice(st, en, sp).indices(s[ax]))
+        else:
+            backwards.append((ax, list(range(*slice(st, en, sp).indices(s[ax])))))
+    x = a[0][tuple(idx)]
+    for ax, pos in backwards:
+        if _is_host(x):
+            x = np.take(np.asarray(x), pos, axis=ax)
+        else:
+            import torch
+
+            x = x.index_select(ax, torch.tensor(pos, dtype=torch.long, device=x.device))
+    return x
 
 
 @op("Where")

@@ -93,16 +93,25 @@ def chainable(a: RnnNodeSpec, b: RnnNodeSpec) -> bool:
             and a.linear_before_reset == b.linear_before_reset and not a.alphas and not b.alphas)
 
 
+_TAKES_ALPHA = {"leakyrelu", "thresholdedrelu", "elu", "hardsigmoid", "scaledtanh", "affine"}
+_TAKES_BETA = {"hardsigmoid", "scaledtanh", "affine"}
+
+
 def _activation_callables(spec: RnnNodeSpec) -> list[list[Any]]:
+    """Per direction, the cell's activation functions. activation_alpha/beta are consumed in
+    activation order, one value per activation that takes the parameter (ONNX; onnxruntime)."""
     from .fallback import _act
 
-    out = []
-    for d in range(spec.directions):
-        names = spec.activations[d * spec.slots:(d + 1) * spec.slots]
-        al = spec.alphas[d * spec.slots:(d + 1) * spec.slots] if spec.alphas else [None] * spec.slots
-        be = spec.betas[d * spec.slots:(d + 1) * spec.slots] if spec.betas else [None] * spec.slots
-        out.append([_act(n, a, b) for n, a, b in zip(names, al, be)])
-    return out
+    names = list(spec.activations)
+    if len(names) == spec.slots and spec.directions == 2:
+        names = names * 2
+    alphas, betas = iter(spec.alphas), iter(spec.betas)
+    fns = []
+    for n in names:
+        a = next(alphas, None) if n.lower() in _TAKES_ALPHA else None
+        b = next(betas, None) if n.lower() in _TAKES_BETA else None
+        fns.append(_act(n, a, b))
+    return [fns[d * spec.slots:(d + 1) * spec.slots] for d in range(spec.directions)]
 
 
 def make_stack(specs: Sequence[RnnNodeSpec], batch: int, seq_len: int, dtype: str, limits: DeviceLimits,

@@ -1,0 +1,62 @@
+"""The cuda backend's graph executor on a CPU torch device: every op of its table that the
+conformance layers use, and the step-loop recurrent stack with per-direction activation
+parameters, against the same formulas and the reference backend. (The GPU-only parts - the
+persistent kernels, CUDA graphs - are covered by the gpu-marked tests.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers.rnn_networks import build_rnn, rnn_feeds
+from tf2rt.network.layers_rnn import CellOptions
+
+import test_conformance as tc
+
+torch = pytest.importorskip("torch")
+
+
+def _executor(engine, **kw):
+    from tf2rt.backends.cuda.graph import GraphExecutor
+    from tf2rt.backends.cuda.plan import DeviceLimits
+
+    return GraphExecutor(engine.onnx, DeviceLimits(), device="cpu", **kw)
+
+
+def _numpy(out):
+    return {k: np.asarray(v.cpu() if hasattr(v, "cpu") else v) for k, v in out.items()}
+
+
+@pytest.mark.parametrize("name", list(tc.SIMPLE))
+def test_layer_ops(name):
+    build, inputs, formula = tc.SIMPLE[name]
+    engine = tc._one_layer(build, inputs)
+    got = list(_numpy(_executor(engine)({k: torch.as_tensor(v) for k, v in inputs.items()})).values())
+    want = formula(*[v.astype(np.float64) if v.dtype == np.float32 else v for v in inputs.values()])
+    want = want if isinstance(want, tuple) else (want,)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.astype(np.float64), w, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("feature", ["peepholes", "hard_sigmoid", "clip"])
+def test_step_loop_lstm_forms(feature):
+    """Bidirectional LSTMs cuDNN cannot run (different hard_sigmoid alpha/beta per direction:
+    ONNX consumes activation_alpha/beta in activation order) run as the step loop."""
+    H, E, N, S = 5, 3, 2, 6
+
+    def options(i, rng):
+        if feature == "peepholes":
+            return CellOptions(peepholes={g: rng.uniform(-0.5, 0.5, H).astype(np.float32)
+                                          for g in ("input", "forget", "output")})
+        if feature == "hard_sigmoid":
+            return CellOptions(recurrent_activation="hard_sigmoid", recurrent_alpha=0.2 + 0.05 * i,
+                               recurrent_beta=0.5 - 0.1 * i)
+        return CellOptions(clip=0.6)
+
+    engine, _w = build_rnn("lstm", 1, True, H, E, N, S, 11, options=options)
+    x = rnn_feeds("lstm", 1, True, H, E, N, S, 11, False, False)["x"]
+    want = engine.run({"x": x}, backend="reference")
+    got = _numpy(_executor(engine, prefer="torch")({"x": torch.as_tensor(x)}))
+    for k, v in want.items():
+        np.testing.assert_allclose(got[k], v, atol=1e-5)
