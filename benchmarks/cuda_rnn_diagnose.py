@@ -4,10 +4,21 @@ loop) against torch.nn on the same weights. Run on an NVIDIA GPU:
 
     python benchmarks/cuda_rnn_diagnose.py
 """
-import os, sys, numpy as np, zlib
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "tests"))
-from helpers.rnn_networks import build_rnn, rnn_feeds, torch_rnn
-import torch
+
+from __future__ import annotations
+
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import torch  # noqa: E402
+
+from helpers.rnn_networks import build_rnn, rnn_feeds, torch_rnn  # noqa: E402
 
 
 def parts(out, want, H, layers):
