@@ -77,27 +77,35 @@ def _unrolled_graph(tf, batch: int, seq: int, gru: bool = False, vocab: int = UN
             "probs": tf.nn.softmax(logits, name="probs")}
 
 
-def char_rnn_unrolled(tf, out: Path, seed: int = 0) -> dict:
+def _unrolled_checkpoint(tf, out: Path, seed: int, batch: int, seq: int, vocab: int, gru: bool = False,
+                         lr_value: float = 0.002, bookkeeping: Any = None) -> dict:
+    """The unrolled trainer saved after one step; `bookkeeping(tf)` adds a project's own ops:
+    (ops run with the training step, ops run after it)."""
     tf1 = tf.compat.v1
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    batch, seq, vocab = 4, 6, UNROLLED["vocab"]
     g = tf.Graph()
     with g.as_default():
-        m = _unrolled_graph(tf, batch, seq)
+        m = _unrolled_graph(tf, batch, seq, gru=gru, vocab=vocab)
         targets = tf1.placeholder(tf.int32, [batch, seq], name="targets")
         loss = tf.reduce_mean(tf1.nn.sparse_softmax_cross_entropy_with_logits(
             labels=tf.reshape(targets, [-1]), logits=m["logits"]))
-        lr = tf1.Variable(0.002, trainable=False, name="lr")
+        lr = tf1.Variable(lr_value, trainable=False, name="lr")
+        with_step, after = bookkeeping(tf, loss) if bookkeeping else ([], [])
         train = _train_step(tf, loss, lr)
         with tf1.Session(graph=g) as sess:
             sess.run(tf1.global_variables_initializer())
             ids = rng.integers(0, vocab, (batch, seq)).astype(np.int32)
-            sess.run(train, {m["input_data"]: ids, targets: np.roll(ids, -1, 1)})
+            sess.run([train, *with_step], {m["input_data"]: ids, targets: np.roll(ids, -1, 1)})
+            sess.run(after)
             prefix = _fill_and_save(tf, sess, out, rng)
             ids = rng.integers(0, vocab, (batch, seq)).astype(np.int32)
             oracle = dict(zip(["logits", "probs"], sess.run([m["logits"], m["probs"]], {m["input_data"]: ids})))
     return {"prefix": prefix, "feeds": {"input_data": ids}, "oracle": oracle}
+
+
+def char_rnn_unrolled(tf, out: Path, seed: int = 0) -> dict:
+    return _unrolled_checkpoint(tf, out, seed, 4, 6, UNROLLED["vocab"])
 
 
 def unrolled_greedy(tf, prefix: str, prime: list[int], length: int) -> tuple[list[int], np.ndarray]:
@@ -305,34 +313,17 @@ def ptb_style(tf, out: Path, seed: int = 4) -> dict:
 
 
 def word_rnn_pointers(tf, out: Path, seed: int = 5) -> dict:
-    tf1 = tf.compat.v1
-    out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    batch, seq, vocab = 3, 5, 37
-    g = tf.Graph()
-    with g.as_default():
-        m = _unrolled_graph(tf, batch, seq, gru=True, vocab=vocab)
-        targets = tf1.placeholder(tf.int32, [batch, seq], name="targets")
-        loss = tf.reduce_mean(tf1.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=tf.reshape(targets, [-1]), logits=m["logits"]))
-        lr = tf1.Variable(0.0, trainable=False, name="lr")
+    def bookkeeping(tf, loss):
+        tf1 = tf.compat.v1
         batch_pointer = tf1.Variable(0, name="batch_pointer", trainable=False, dtype=tf.int32)
-        inc_batch = tf1.assign(batch_pointer, batch_pointer + 1)
         epoch_pointer = tf1.Variable(0, name="epoch_pointer", trainable=False)
         for v in tf1.trainable_variables():
-            tf1.summary.histogram(v.op.name.replace(":", "_"), v)
+            tf1.summary.histogram(v.op.name, v)
         tf1.summary.scalar("train_loss", loss)
-        summaries = tf1.summary.merge_all()
-        train = _train_step(tf, loss, lr)
-        with tf1.Session(graph=g) as sess:
-            sess.run(tf1.global_variables_initializer())
-            ids = rng.integers(0, vocab, (batch, seq)).astype(np.int32)
-            sess.run([train, inc_batch, summaries], {m["input_data"]: ids, targets: np.roll(ids, -1, 1)})
-            sess.run(tf1.assign(epoch_pointer, 3))
-            prefix = _fill_and_save(tf, sess, out, rng)
-            ids = rng.integers(0, vocab, (batch, seq)).astype(np.int32)
-            oracle = dict(zip(["logits", "probs"], sess.run([m["logits"], m["probs"]], {m["input_data"]: ids})))
-    return {"prefix": prefix, "feeds": {"input_data": ids}, "oracle": oracle}
+        return [tf1.assign(batch_pointer, batch_pointer + 1), tf1.summary.merge_all()], \
+            [tf1.assign(epoch_pointer, 3)]
+
+    return _unrolled_checkpoint(tf, out, seed, 3, 5, 37, gru=True, lr_value=0.0, bookkeeping=bookkeeping)
 
 
 WRITERS = {"char_rnn_unrolled": char_rnn_unrolled, "char_rnn_monitors": char_rnn_monitors,
