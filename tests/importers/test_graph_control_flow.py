@@ -3,7 +3,7 @@ values (ONNX If), in both control-flow forms: TF1 Enter/Merge/Switch frames and 
 functions. Every graph is built and run by TensorFlow, converted, and compared on onnxruntime
 and the reference backend.
 
-Ops covered: NonMaxSuppressionV5 (in a map_fn body), TopKV2 and Pad with run-time sizes, TensorArrayV3, TensorArrayScatterV3, TensorArrayReadV3, TensorArrayGatherV3,
+Ops covered: NonMaxSuppressionV5 (in a map_fn body), TopKV2 and Pad with run-time sizes, FloorDiv, FloorMod, TensorArrayV3, TensorArrayScatterV3, TensorArrayReadV3, TensorArrayGatherV3,
 TensorListFromTensor, TensorListGetItem, TensorListReserve, TensorListStack, Range and Fill
 with run-time sizes, StatelessIf."""
 
@@ -311,3 +311,25 @@ def test_unit_axes_of_tensors_with_several_run_time_sizes(tf, tmp_path):
     got = engine.run({"x": x})
     np.testing.assert_allclose(got["out0"], (x * 2.0)[:, :, None] + 1.0, rtol=1e-6)
     np.testing.assert_allclose(got["out1"], x * 2.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.float32], ids=["int", "float"])
+def test_floor_division_and_modulo_of_tensors(tf, tmp_path, dtype):
+    """FloorDiv / FloorMod on run-time values (sizes such as tf.shape(x)[1] // 2, and data):
+    the quotient rounds down and the remainder takes the divisor's sign, negatives included."""
+    from tf2rt.engine import build_engine
+
+    def fn(tf, p):
+        x = p["x"]
+        half = tf.shape(x)[0] // 2  # a size known at run time
+        return [tf.math.floordiv(x, tf.constant([3, -3, 4], dtype)), tf.math.floormod(x, tf.constant([3, -3, 4], dtype)),
+                tf.fill([half], 1.0)]
+
+    x = np.array([[7, -7, 5], [-8, 8, -1], [0, 6, -9]], dtype)
+    engine = build_engine(check_case(_case(tf, tmp_path, True, fn, x, shapes={"x": [None, 3]}), tol=0.0))
+    y = np.array([[-5, 5, 11]], dtype)
+    got = engine.run({"x": y})
+    np.testing.assert_array_equal(got["out0"], np.floor_divide(y, np.array([3, -3, 4], dtype)))
+    np.testing.assert_array_equal(got["out1"], np.mod(y, np.array([3, -3, 4], dtype)))
+    assert got["out2"].shape == (0,)  # 1 // 2 rows
+    assert engine.run({"x": np.zeros((5, 3), dtype)})["out2"].shape == (2,)

@@ -37,7 +37,23 @@ def _constant(layer: Any, ctx: LoweringContext) -> None:
 
 @lowering("elementwise")
 def _elementwise(layer: Any, ctx: LoweringContext) -> None:
-    ctx.node1(_ELEMENTWISE[layer.op], [ctx.input(layer, 0), ctx.input(layer, 1)], ctx.output(layer), name=layer.name)
+    a, b, out, n = ctx.input(layer, 0), ctx.input(layer, 1), ctx.output(layer), layer.name
+    if layer.op not in ("floor_div", "mod"):
+        ctx.node1(_ELEMENTWISE[layer.op], [a, b], out, name=n)
+        return
+    # Python's // and % (TensorFlow's FloorDiv/FloorMod): the quotient rounds down and the
+    # remainder has the divisor's sign
+    if layer.outputs[0].dtype in ("float32", "float16"):
+        q = ctx.node1("Floor", [ctx.node1("Div", [a, b], name=f"{n}/div")], out if layer.op == "floor_div" else None,
+                      name=f"{n}/floor" if layer.op == "mod" else n)
+        if layer.op == "mod":
+            ctx.node1("Sub", [a, ctx.node1("Mul", [q, b], name=f"{n}/times")], out, name=n)
+        return
+    if layer.op == "mod":
+        ctx.node1("Mod", [a, b], out, name=n, fmod=0)  # ONNX integer Mod takes the divisor's sign
+        return
+    r = ctx.node1("Mod", [a, b], name=f"{n}/mod", fmod=0)
+    ctx.node1("Div", [ctx.node1("Sub", [a, r], name=f"{n}/multiple"), b], out, name=n)  # exact
 
 
 @lowering("activation")

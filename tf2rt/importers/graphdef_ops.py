@@ -307,8 +307,6 @@ for _names, _fn in {
     ("GatherV2",): lambda n, x, i, ax: np.take(x, i, axis=int(ax)),
     ("Transpose",): lambda n, x, p: np.transpose(x, p),
     ("Tile",): lambda n, x, m: np.tile(x, m),
-    ("FloorDiv",): lambda n, a, b: a // b,
-    ("FloorMod",): lambda n, a, b: a % b,
 }.items():
     for _n in _names:
         HANDLERS[_n] = _fold(_fn)
@@ -332,6 +330,7 @@ _BINARY = {  # TF op -> (numpy function, network elementwise op)
     "Add": (np.add, "sum"), "AddV2": (np.add, "sum"), "BiasAdd": (np.add, "sum"), "Sub": (np.subtract, "sub"),
     "Mul": (np.multiply, "prod"), "RealDiv": (np.divide, "div"), "Div": (np.divide, "div"),
     "Maximum": (np.maximum, "max"), "Minimum": (np.minimum, "min"), "Pow": (np.power, "pow"),
+    "FloorDiv": (np.floor_divide, "floor_div"), "FloorMod": (np.mod, "mod"),
 }
 
 

@@ -55,6 +55,21 @@ def bilinear_matrix(n_in: int, n_out: int, align: bool, half: bool) -> np.ndarra
     return m.astype(np.float32)
 
 
+def area_matrix(n_in: int, n_out: int, align: bool) -> np.ndarray:
+    """[n_out, n_in] weights of TensorFlow's ResizeArea along one axis: each output cell
+    averages the input cells its span [y*s, (y+1)*s) covers, in proportion to the overlap
+    (indices past the edge read the edge)."""
+    s = _scale(n_in, n_out, align)
+    m = np.zeros((n_out, n_in), np.float64)
+    for y in range(n_out):
+        a, b = np.float32(y) * s, np.float32(y + 1) * s
+        i = int(np.floor(a))
+        while i < b:
+            m[y, min(max(i, 0), n_in - 1)] += min(i + 1, b) - max(i, a)
+            i += 1
+    return (m / s).astype(np.float32)
+
+
 def nearest_index(n_in: int, n_out: int, align: bool, half: bool) -> np.ndarray:
     """Source index of each output row/column in TensorFlow's ResizeNearestNeighbor."""
     s = _scale(n_in, n_out, align)
@@ -65,11 +80,13 @@ def nearest_index(n_in: int, n_out: int, align: bool, half: bool) -> np.ndarray:
     return np.maximum(idx, 0).astype(np.int32)
 
 
-@op("ResizeBilinear", "ResizeNearestNeighbor")
+@op("ResizeBilinear", "ResizeNearestNeighbor", "ResizeArea")
 def _resize(cv, node, ins):
-    """Bilinear: MatMul by [H', H] and [W, W'] weights; nearest: Gather on H and W; run-time sizes: ONNX Resize.
+    """Bilinear and area: MatMul by [H', H] and [W, W'] weights; nearest: Gather on H and W;
+    run-time sizes: ONNX Resize.
 
-    A size, or an input height or width, known only at run time gives a resize layer."""
+    A size, or an input height or width, known only at run time gives a resize layer (not for
+    area resizing, which ONNX Resize does not have)."""
     align, half = _flag(node, "align_corners"), _flag(node, "half_pixel_centers")
     if align and half:
         raise UnsupportedError("attributes align_corners and half_pixel_centers are both true "
@@ -79,6 +96,9 @@ def _resize(cv, node, ins):
     x = cv.nchw(ins[0])
     h, w = x.shape[2], x.shape[3]
     if not is_const(ins[1]) or h is None or w is None:
+        if node.op == "ResizeArea":
+            raise UnsupportedError("ResizeArea to a size, or of an image whose height or width, is known only at "
+                                   "run time (ONNX Resize has no area mode); give the input a fixed size")
         return [TV(_resize_layer(cv, node, x, ins[1], align, half), True)]
     size = [int(s) for s in np.atleast_1d(const(ins[1], "resize size"))]
     if len(size) != 2:
@@ -101,8 +121,10 @@ def _resize(cv, node, ins):
         return [TV(t, True)]
     if x.dtype not in ("float32", "float16"):
         x = net.add_cast(x, "float32", name=f"{n}/to_float").output
-    mw = bilinear_matrix(w, ow, align, half).T.copy()  # [W, W']
-    mh = bilinear_matrix(h, oh, align, half)  # [H', H]
+    weights = (lambda a, b: area_matrix(a, b, align)) if node.op == "ResizeArea" else \
+        (lambda a, b: bilinear_matrix(a, b, align, half))
+    mw = weights(w, ow).T.copy()  # [W, W']
+    mh = weights(h, oh)  # [H', H]
     t = net.add_matrix_multiply(x, "none", net.add_constant(mw.shape, mw, name=f"{n}/width_weights").output, "none",
                                 name=f"{n}/width").output
     t = net.add_matrix_multiply(net.add_constant(mh.shape, mh, name=f"{n}/height_weights").output, "none", t, "none",

@@ -44,7 +44,7 @@ class ConstantLayer(Layer):
 
 
 ELEMENTWISE_OPS = {k: k for k in ("sum", "prod", "sub", "div", "max", "min", "pow", "equal", "greater", "less",
-                                   "and", "or", "xor")}
+                                   "and", "or", "xor", "floor_div", "mod")}
 ELEMENTWISE_OPS.update({"add": "sum", "mul": "prod", "product": "prod", "maximum": "max", "minimum": "min"})
 COMPARISON_OPS = ("equal", "greater", "less")
 LOGICAL_OPS = ("and", "or", "xor")  # on bool tensors

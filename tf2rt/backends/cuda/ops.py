@@ -71,6 +71,7 @@ for _name, _np, _t in (
     ("Less", np.less, lambda x, y: x < y),
     ("And", np.logical_and, lambda x, y: x & y), ("Or", np.logical_or, lambda x, y: x | y),
     ("Xor", np.logical_xor, lambda x, y: x ^ y),
+    ("Mod", np.mod, lambda x, y: __import__("torch").remainder(x, y)),  # integer Mod (fmod=0): divisor's sign
 ):
     OPS[_name] = _binary(_np, _t)
 

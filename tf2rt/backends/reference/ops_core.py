@@ -80,6 +80,12 @@ def split(i: In, a: dict) -> tuple:
     return tuple(np.split(x, bounds, axis=axis))
 
 
+@op("Mod")
+def mod(i: In, a: dict) -> np.ndarray:
+    x, y = i[0], i[1]
+    return (np.fmod(x, y) if int(a.get("fmod", 0)) else np.mod(x, y)).astype(np.result_type(x, y))
+
+
 for _name, _fn in (("And", np.logical_and), ("Or", np.logical_or), ("Xor", np.logical_xor)):
     op(_name)(lambda i, a, _fn=_fn: _fn(i[0], i[1]))
 
