@@ -3,7 +3,8 @@ values (ONNX If), in both control-flow forms: TF1 Enter/Merge/Switch frames and 
 functions. Every graph is built and run by TensorFlow, converted, and compared on onnxruntime
 and the reference backend.
 
-Ops covered: NonMaxSuppressionV5 (in a map_fn body), TopKV2 and Pad with run-time sizes, FloorDiv, FloorMod, TensorArrayV3, TensorArrayScatterV3, TensorArrayReadV3, TensorArrayGatherV3,
+Ops covered: NonMaxSuppressionV5 (in a map_fn body), TopKV2, Pad and StridedSlice with run-time sizes, FloorDiv,
+FloorMod, TensorArrayV3, TensorArrayScatterV3, TensorArrayReadV3, TensorArrayGatherV3,
 TensorListFromTensor, TensorListGetItem, TensorListReserve, TensorListStack, Range and Fill
 with run-time sizes, StatelessIf."""
 
@@ -333,3 +334,28 @@ def test_floor_division_and_modulo_of_tensors(tf, tmp_path, dtype):
     np.testing.assert_array_equal(got["out1"], np.mod(y, np.array([3, -3, 4], dtype)))
     assert got["out2"].shape == (0,)  # 1 // 2 rows
     assert engine.run({"x": np.zeros((5, 3), dtype)})["out2"].shape == (2,)
+
+
+def test_slices_with_bounds_known_only_at_run_time(tf, tmp_path):
+    """StridedSlice whose bounds are computed at run time: x[:n], x[-n:], x[n:2n, 1:], x[i]
+    (negative i counts from the end), and an empty slice when a bound passes the other."""
+    from tf2rt.engine import build_engine
+
+    def fn(tf, p):
+        x, k = p["x"], p["k"]
+        n = tf.shape(k)[0]
+        i = tf.reduce_sum(k) - 3
+        return [x[:n] * 1.0, x[-n:] + 1.0, x[n:2 * n, 1:] * 2.0, x[i] - 1.0, x[3 * n:n] * 1.0]
+
+    rng = np.random.default_rng(4)
+    x, k = rng.standard_normal((7, 3)).astype(np.float32), np.array([1, 1], np.int32)
+    case = build_case(tf, tmp_path / "m.pb", fn, {"x": x, "k": k}, shapes={"x": [None, 3], "k": [None]})
+    engine = build_engine(check_case(case))
+    for kk in (np.array([2, 1, 1], np.int32), np.array([4], np.int32), np.array([1], np.int32)):  # i = 1, 1, -2
+        n, i = len(kk), int(kk.sum()) - 3
+        got = engine.run({"x": x, "k": kk})
+        np.testing.assert_array_equal(got["out0"], x[:n])
+        np.testing.assert_array_equal(got["out1"], x[-n:] + 1.0)
+        np.testing.assert_array_equal(got["out2"], x[n:2 * n, 1:] * 2.0)
+        np.testing.assert_array_equal(got["out3"], x[i] - 1.0)
+        assert got["out4"].shape == (0, 3)

@@ -160,6 +160,10 @@ def _strided_slice(x: np.ndarray, node: Node, begin, end, strides) -> np.ndarray
 @op("StridedSlice")
 def _strided(cv, node, ins):
     """Folded for constants; on tensors a Gather per sliced axis, Reshape for shrink/new axes."""
+    if isinstance(ins[0], TV) and not all(is_const(v) for v in ins[1:4]):  # bounds known at run time
+        from .graphdef_ops_shape import strided_slice_runtime
+
+        return [strided_slice_runtime(cv, node, ins)]
     begin, end, strides = (const(v, "StridedSlice bounds") for v in ins[1:4])
     if isinstance(ins[0], TV):
         return [_slice_tensor(cv, node, ins[0], begin, end, strides)]
