@@ -359,3 +359,57 @@ def test_slices_with_bounds_known_only_at_run_time(tf, tmp_path):
         np.testing.assert_array_equal(got["out2"], x[n:2 * n, 1:] * 2.0)
         np.testing.assert_array_equal(got["out3"], x[i] - 1.0)
         assert got["out4"].shape == (0, 3)
+
+
+# --- a greedy decoder: the model's own output fed back until every sequence ends -----------------
+@pytest.mark.parametrize("v2", FORMS, ids=FORM_IDS)
+def test_greedy_decoder_loop_generates_like_tensorflow(tf, tmp_path, v2):
+    """The inference loop seq2seq and captioning graphs build by hand: embed the last token, one
+    LSTM cell step, argmax, stop a sequence at EOS and the loop when all have stopped
+    (reduce_all) or at the length limit; tokens gathered from a dynamic-size TensorArray.
+    Ops covered: All, ZerosLike, TensorArraySizeV3."""
+    tf1 = tf.compat.v1
+    V, E, H, EOS, LIMIT = 11, 6, 8, 0, 12
+    rng = np.random.default_rng(21)
+    feeds = [{"start": np.array([3, 5, 7], np.int32), "h0": rng.standard_normal((3, H)).astype(np.float32),
+              "eos_bias": np.array(0.0, np.float32)},
+             {"start": np.array([2, 4], np.int32), "h0": rng.standard_normal((2, H)).astype(np.float32),
+              "eos_bias": np.array(50.0, np.float32)}]  # every sequence ends at once: the loop stops early
+    (tf1.enable_control_flow_v2 if v2 else tf1.disable_control_flow_v2)()
+    try:
+        g = tf.Graph()
+        with g.as_default():
+            start = tf1.placeholder(tf.int32, [None], name="start")
+            h0 = tf1.placeholder(tf.float32, [None, H], name="h0")
+            eos_bias = tf1.placeholder(tf.float32, [], name="eos_bias")
+            emb = tf.constant(rng.standard_normal((V, E)).astype(np.float32))
+            wout = tf.constant(rng.standard_normal((H, V)).astype(np.float32))
+            cell = tf1.nn.rnn_cell.LSTMCell(H, name="dec_cell")
+            b = tf.shape(start)[0]
+
+            def body(t, c, h, tok, fin, ta):
+                out, (c2, h2) = cell(tf.nn.embedding_lookup(emb, tok), tf1.nn.rnn_cell.LSTMStateTuple(c, h))
+                logits = tf.matmul(out, wout) + eos_bias * tf.one_hot(EOS, V)
+                nxt = tf.where(fin, tf.fill([b], EOS), tf.argmax(logits, -1, output_type=tf.int32))
+                return t + 1, c2, h2, nxt, tf.logical_or(fin, tf.equal(nxt, EOS)), ta.write(t, nxt)
+
+            ta = tf.TensorArray(tf.int32, size=0, dynamic_size=True)
+            *_, ta = tf.while_loop(lambda t, c, h, tok, fin, ta: tf.logical_and(t < LIMIT, tf.logical_not(tf.reduce_all(fin))),
+                                   body, [tf.constant(0), tf.zeros_like(h0), h0, start, tf.zeros([b], tf.bool), ta])
+            tokens = tf.identity(tf.transpose(ta.stack()), name="tokens")
+            with tf1.Session() as sess:
+                sess.run(tf1.global_variables_initializer())
+                for v in tf1.global_variables():
+                    v.load(rng.uniform(-1, 1, v.shape.as_list()).astype(np.float32), sess)
+                want = [sess.run(tokens, {start: f["start"], h0: f["h0"], eos_bias: f["eos_bias"]}) for f in feeds]
+                gd = tf1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["tokens"])
+    finally:
+        tf1.enable_control_flow_v2()
+    assert want[0].shape[1] > 1 and want[1].shape == (2, 1)  # a long run and an early stop
+    (tmp_path / "m.pb").write_bytes(gd.SerializeToString())
+    from tf2rt import convert
+
+    engine = convert(tmp_path / "m.pb", outputs=["tokens"])
+    for f, w in zip(feeds, want):
+        for backend in ("onnxruntime", "reference"):
+            np.testing.assert_array_equal(engine.run(f, backend=backend)["tokens"], w)

@@ -120,13 +120,16 @@ def _tl_gather(cv, node, ins):
 
 
 def _length(cv: GraphConverter, node: Node, data: Any) -> Any:
+    """The number of elements: a constant, or read from the stacked tensor's shape at run time."""
     if isinstance(data, np.ndarray):
-        return np.int32(data.shape[0])
-    shape = HANDLERS["Shape"](cv, node, [data])[0]
-    first = shape.values[0] if isinstance(shape, Partial) else shape[0]
-    if first < 0:
-        raise UnsupportedError("the length of an array whose size is known only at run time")
-    return np.int32(first)
+        return np.array(data.shape[0], np.int32)
+    t = cv.plain(data)
+    if t.shape[0] is not None:
+        return np.array(t.shape[0], np.int32)
+    shape = cv.net.add_shape(t, name=f"{node.name}/shape").output
+    at = cv.net.add_constant((), np.array(0, np.int32), name=f"{node.name}/first").output
+    n = cv.net.add_gather(shape, at, axis=0, name=f"{node.name}/length").output
+    return TV(cv.net.add_cast(n, "int32", name=node.name).output)
 
 
 @op("TensorArraySizeV3")

@@ -140,6 +140,35 @@ def _sum(cv, node, ins):
     return _reduce(cv, node, ins)
 
 
+@op("All", "Any")
+def _all_any(cv, node, ins):
+    """reduce_all / reduce_any of bools: a min / max of the values as int32 (constants fold)."""
+    v, axes = ins
+    keep = bool(node.attr("keep_dims") and node.attr("keep_dims").b())
+    if is_const(v):
+        fn = np.all if node.op == "All" else np.any
+        return [np.asarray(fn(v, axis=tuple(int(a) for a in np.atleast_1d(const(axes, "axes"))), keepdims=keep))]
+    t = tensor_of(cv, v, f"{node.name}/input")
+    as_int = cv.net.add_cast(t, "int32", name=f"{node.name}/int").output
+    red = _reduce(cv, Node(f"{node.name}/reduce", "Min" if node.op == "All" else "Max", [], node.attrs),
+                  [TV(as_int), axes])[0]
+    return [TV(cv.net.add_cast(cv.plain(red), "bool", name=node.name).output)]
+
+
+@op("ZerosLike", "OnesLike")
+def _zeros_like(cv, node, ins):
+    """A tensor of zeros / ones shaped like the input (its shape read at run time)."""
+    v = ins[0]
+    fill = 0 if node.op == "ZerosLike" else 1
+    if is_const(v) or isinstance(v, Partial):
+        arr = v.values if isinstance(v, Partial) else v
+        return [np.full(np.shape(arr), fill, np.asarray(arr).dtype)]
+    t = cv.plain(need_tv(v, f"{node.op} input"))
+    value = cv.net.add_constant((), np.array(fill, np.dtype(t.dtype)), name=f"{node.name}/value").output
+    shape = cv.net.add_shape(t, name=f"{node.name}/shape").output
+    return [TV(cv.net.add_fill(shape, value, list(t.shape), name=node.name).output)]
+
+
 @op("DivNoNan")
 def _div_no_nan(cv, node, ins):
     """Where(y == 0, 0, x / y)."""
