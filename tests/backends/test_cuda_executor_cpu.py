@@ -60,3 +60,18 @@ def test_step_loop_lstm_forms(feature):
     got = _numpy(_executor(engine, prefer="torch")({"x": torch.as_tensor(x)}))
     for k, v in want.items():
         np.testing.assert_allclose(got[k], v, atol=1e-5)
+
+
+def test_stacked_bidirectional_lstm_and_rnn_avoid_the_persistent_kernel():
+    """Held back after a GPU conformance failure: even when asked for, these stacks get cuDNN
+    (or the step loop for forms cuDNN lacks); GRU and one-layer stacks keep the kernel."""
+    from tf2rt.backends.cuda.plan import DeviceLimits, make_plan
+    from tf2rt.backends.cuda.problem import RnnProblem
+
+    def plan(cell, layers, clip=None, prefer=None):
+        p = RnnProblem(cell=cell, hidden=64, input_size=32, batch=2, seq_len=10, layers=layers, directions=2, clip=clip)
+        return make_plan(p, DeviceLimits(), prefer=prefer)
+
+    assert plan("lstm", 2).engine == "cudnn" and plan("rnn", 3, prefer="persistent").engine == "cudnn"
+    assert plan("lstm", 2, clip=1.0).engine == "torch"
+    assert plan("gru", 2).engine == "persistent" and plan("lstm", 1).engine == "persistent"
