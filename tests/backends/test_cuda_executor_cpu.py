@@ -75,3 +75,20 @@ def test_stacked_bidirectional_lstm_and_rnn_avoid_the_persistent_kernel():
     assert plan("lstm", 2).engine == "cudnn" and plan("rnn", 3, prefer="persistent").engine == "cudnn"
     assert plan("lstm", 2, clip=1.0).engine == "torch"
     assert plan("gru", 2).engine == "persistent" and plan("lstm", 1).engine == "persistent"
+
+
+def test_fill_of_a_run_time_shape():
+    """The fill layer (ONNX Expand of a scalar to a shape computed from an input)."""
+    from tf2rt.engine import build_engine
+    from tf2rt.network import Network
+
+    net = Network("fill")
+    x = net.add_input("x", "float32", (None, 3))
+    shape = net.add_shape(x, name="shape").output
+    value = net.add_constant((), np.array(0.25, np.float32), name="value").output
+    filled = net.add_fill(shape, value, [None, 3], name="filled").output
+    net.mark_output(net.add_elementwise(filled, x, "sum", name="out").output)
+    engine = build_engine(net)
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    got = _numpy(_executor(engine)({"x": torch.as_tensor(x)}))["out"]
+    np.testing.assert_array_equal(got, x + 0.25)

@@ -283,6 +283,17 @@ def _concat(ex: Any, a: Sequence[Any], at: dict) -> Any:
     return torch.cat([t.to(ts[0].dtype) for t in ts], at["axis"])
 
 
+@op("Expand")
+def _expand(ex: Any, a: Sequence[Any], at: dict) -> Any:
+    """numpy broadcasting of the input to the shape (a host value, so the call stays capturable)."""
+    shape = [int(d) for d in np.asarray(_host(a[1])).reshape(-1)]
+    if _is_host(a[0]):
+        x = np.asarray(a[0])
+        return np.broadcast_to(x, np.broadcast_shapes(x.shape, tuple(shape))).copy()
+    x = ex.dev(a[0])
+    return x.expand(*np.broadcast_shapes(tuple(x.shape), tuple(shape))).contiguous()
+
+
 @op("Split")
 def _split(ex: Any, a: Sequence[Any], at: dict) -> Any:
     import torch
