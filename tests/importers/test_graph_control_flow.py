@@ -413,3 +413,36 @@ def test_greedy_decoder_loop_generates_like_tensorflow(tf, tmp_path, v2):
     for f, w in zip(feeds, want):
         for backend in ("onnxruntime", "reference"):
             np.testing.assert_array_equal(engine.run(f, backend=backend)["tokens"], w)
+
+
+def test_saved_model_with_autograph_loop_and_condition(tf, tmp_path):
+    """A tf.function written with Python control flow: autograph turns `for i in tf.range(n)`
+    into a While (its step a captured value) writing a TensorArray, and `if` into an If."""
+    from tf2rt import convert
+
+    class Model(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = tf.Variable(np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32)])
+        def __call__(self, x):
+            ta = tf.TensorArray(tf.float32, size=tf.shape(x)[0])
+            acc = tf.zeros([4])
+            for i in tf.range(tf.shape(x)[0]):
+                row = tf.tanh(tf.matmul(x[i][None, :], self.w))[0]
+                acc = acc + row
+                ta = ta.write(i, row * 2.0 + acc)
+            out = ta.stack() if tf.reduce_sum(x) > 0 else -ta.stack()
+            return {"out": out, "acc": acc}
+
+    model = Model()
+    tf.saved_model.save(model, str(tmp_path / "sm"))
+    engine = convert(tmp_path / "sm")
+    assert {"Loop", "If"} <= {n.op_type for n in engine.onnx.graph.node}
+    for x in (_rows(5), -np.abs(_rows(4, seed=1)), _rows(1, seed=2)):
+        want = model(tf.constant(x))
+        for backend in ("onnxruntime", "reference"):
+            got = engine.run({engine.input_names[0]: x}, backend=backend)
+            for k in ("out", "acc"):
+                np.testing.assert_allclose(got[k], want[k].numpy(), rtol=1e-5, atol=1e-6)

@@ -48,8 +48,26 @@ class LoopPlan:
 
 
 def _counter_vars(loop: Loop, flow: Dataflow, body_flow: Dataflow, args: list[str],
-                  nexts: list[str]) -> set[str]:
-    """Body refs of variables that start at 0 and grow by 1 per iteration."""
+                  nexts: list[str], outer: dict[str, str] | None = None) -> set[str]:
+    """Body refs of variables that start at 0 and grow by 1 per iteration. The 1 may be a body
+    constant or a value the loop passes through unchanged (autograph's range delta); `outer`
+    maps the body refs of a TF1 frame's invariants to their outer refs."""
+    def known(r: str):  # the value of a body ref fixed for the whole loop, if it is known
+        c = body_flow.const(r)
+        if c is not None:
+            return c
+        src = body_flow.source(r)
+        if outer and src in outer:
+            return flow.const(outer[src])
+        for j, v in enumerate(loop.vars):
+            if src == ref(args[j]) and body_flow.source(nexts[j]) == src:
+                return flow.const(v.init)
+        return None
+
+    def is_one(r: str) -> bool:
+        c = known(r)
+        return c is not None and c.size == 1 and int(c.reshape(-1)[0]) == 1
+
     out = set()
     for k, v in enumerate(loop.vars):
         init = flow.const(v.init)
@@ -59,10 +77,8 @@ def _counter_vars(loop: Loop, flow: Dataflow, body_flow: Dataflow, args: list[st
         if n is None or n.op not in ("Add", "AddV2") or len(n.inputs) != 2:
             continue
         srcs = [body_flow.source(i) for i in n.inputs]
-        one = [body_flow.const(i) for i in n.inputs]
         arg = ref(args[k])
-        if (srcs[0] == arg and one[1] is not None and one[1].size == 1 and int(one[1].reshape(-1)[0]) == 1) or \
-                (srcs[1] == arg and one[0] is not None and one[0].size == 1 and int(one[0].reshape(-1)[0]) == 1):
+        if (srcs[0] == arg and is_one(n.inputs[1])) or (srcs[1] == arg and is_one(n.inputs[0])):
             out.add(arg)
     return out
 
