@@ -70,6 +70,41 @@ def area_matrix(n_in: int, n_out: int, align: bool) -> np.ndarray:
     return (m / s).astype(np.float32)
 
 
+_CUBIC_TABLE = 1024  # TensorFlow samples the cubic kernel at 1/1024 steps
+
+
+def _cubic_table(a: float) -> tuple[np.ndarray, np.ndarray]:
+    """TensorFlow's ResizeBicubic coefficient table: the kernel at x and at x + 1, x in [0, 1]."""
+    x = (np.arange(_CUBIC_TABLE + 1, dtype=np.float64) / _CUBIC_TABLE).astype(np.float32)
+    near = (((a + 2) * x - (a + 3)) * x * x + 1).astype(np.float32)
+    x1 = (x + np.float32(1.0)).astype(np.float32)
+    far = (((a * x1 - 5 * a) * x1 + 8 * a) * x1 - 4 * a).astype(np.float32)
+    return near, far
+
+
+def bicubic_matrix(n_in: int, n_out: int, align: bool, half: bool) -> np.ndarray:
+    """[n_out, n_in] weights of TensorFlow's ResizeBicubic along one axis: four taps from the
+    coefficient table (a = -0.75; with half_pixel_centers Keys' a = -0.5, taps outside the
+    image dropped and the rest renormalised; otherwise edge taps repeat the edge)."""
+    s = _scale(n_in, n_out, align)
+    near, far = _cubic_table(-0.5 if half else -0.75)
+    m = np.zeros((n_out, n_in), np.float64)
+    for y in range(n_out):
+        src = (np.float32(y) + np.float32(0.5)) * s - np.float32(0.5) if half else np.float32(y) * s
+        f = np.floor(src)
+        off = int(np.rint(np.float32(src - f) * np.float32(_CUBIC_TABLE)))  # lrintf
+        w = [far[off], near[off], near[_CUBIC_TABLE - off], far[_CUBIC_TABLE - off]]
+        idx = [int(f) - 1 + k for k in range(4)]
+        if half:
+            w = [wi if 0 <= i < n_in else np.float32(0) for wi, i in zip(w, idx)]
+            total = np.float32(sum(w))
+            if abs(total) >= 1000 * np.finfo(np.float32).tiny:
+                w = [np.float32(wi * (np.float32(1) / total)) for wi in w]
+        for wi, i in zip(w, idx):
+            m[y, min(max(i, 0), n_in - 1)] += float(wi)
+    return m.astype(np.float32)
+
+
 def nearest_index(n_in: int, n_out: int, align: bool, half: bool) -> np.ndarray:
     """Source index of each output row/column in TensorFlow's ResizeNearestNeighbor."""
     s = _scale(n_in, n_out, align)
@@ -80,10 +115,10 @@ def nearest_index(n_in: int, n_out: int, align: bool, half: bool) -> np.ndarray:
     return np.maximum(idx, 0).astype(np.int32)
 
 
-@op("ResizeBilinear", "ResizeNearestNeighbor", "ResizeArea")
+@op("ResizeBilinear", "ResizeNearestNeighbor", "ResizeArea", "ResizeBicubic")
 def _resize(cv, node, ins):
-    """Bilinear and area: MatMul by [H', H] and [W, W'] weights; nearest: Gather on H and W;
-    run-time sizes: ONNX Resize.
+    """Bilinear, bicubic and area: MatMul by [H', H] and [W, W'] weights; nearest: Gather on H
+    and W; run-time sizes: ONNX Resize.
 
     A size, or an input height or width, known only at run time gives a resize layer (not for
     area resizing, which ONNX Resize does not have)."""
@@ -96,9 +131,10 @@ def _resize(cv, node, ins):
     x = cv.nchw(ins[0])
     h, w = x.shape[2], x.shape[3]
     if not is_const(ins[1]) or h is None or w is None:
-        if node.op == "ResizeArea":
-            raise UnsupportedError("ResizeArea to a size, or of an image whose height or width, is known only at "
-                                   "run time (ONNX Resize has no area mode); give the input a fixed size")
+        if node.op in ("ResizeArea", "ResizeBicubic"):
+            raise UnsupportedError(f"{node.op} to a size, or of an image whose height or width, is known only at "
+                                   "run time (ONNX Resize has no area mode, and its cubic mode does not sample "
+                                   "TensorFlow's coefficient table); give the input a fixed size")
         return [TV(_resize_layer(cv, node, x, ins[1], align, half), True)]
     size = [int(s) for s in np.atleast_1d(const(ins[1], "resize size"))]
     if len(size) != 2:
@@ -121,8 +157,9 @@ def _resize(cv, node, ins):
         return [TV(t, True)]
     if x.dtype not in ("float32", "float16"):
         x = net.add_cast(x, "float32", name=f"{n}/to_float").output
-    weights = (lambda a, b: area_matrix(a, b, align)) if node.op == "ResizeArea" else \
-        (lambda a, b: bilinear_matrix(a, b, align, half))
+    weights = {"ResizeArea": lambda a, b: area_matrix(a, b, align),
+               "ResizeBicubic": lambda a, b: bicubic_matrix(a, b, align, half)}.get(
+        node.op, lambda a, b: bilinear_matrix(a, b, align, half))
     mw = weights(w, ow).T.copy()  # [W, W']
     mh = weights(h, oh)  # [H', H]
     t = net.add_matrix_multiply(x, "none", net.add_constant(mw.shape, mw, name=f"{n}/width_weights").output, "none",

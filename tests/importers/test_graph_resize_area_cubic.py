@@ -1,8 +1,9 @@
 """ResizeArea (the resize MTCNN-style image pyramids use): each output cell averages the input
 cells its span covers, in proportion to the overlap; downscaling by fractions, upscaling,
-align_corners, int images. Compared with TensorFlow on onnxruntime and the reference backend.
+align_corners, int images. ResizeBicubic with TensorFlow's coefficient table. Compared with
+TensorFlow on onnxruntime and the reference backend.
 
-Ops covered: ResizeArea."""
+Ops covered: ResizeArea, ResizeBicubic."""
 
 from __future__ import annotations
 
@@ -41,3 +42,17 @@ def test_resize_area_to_a_run_time_size_is_named(tf, tmp_path):
                       {"x": x}, shapes={"x": [1, None, None, 1]})
     with pytest.raises(UnsupportedError, match="ResizeArea to a size.*run time"):
         import_graphdef(case.pb, outputs=case.outputs)
+
+
+@pytest.mark.parametrize("hw, size, align, half", [((10, 12), (5, 4), False, False), ((7, 9), (13, 5), False, True),
+                                                   ((5, 6), (9, 11), False, False), ((8, 8), (3, 3), True, False),
+                                                   ((3, 3), (17, 19), False, True)])
+def test_resize_bicubic_matches_tensorflow(tf, tmp_path, hw, size, align, half):
+    """ResizeBicubic: TensorFlow's table of cubic coefficients (a = -0.75, or Keys' -0.5 with
+    half_pixel_centers and the taps outside the image dropped)."""
+    x = np.random.default_rng(sum(size)).standard_normal((2, *hw, 3)).astype(np.float32)
+    case = build_case(tf, tmp_path / "cubic.pb",
+                      lambda tf, p: [tf.raw_ops.ResizeBicubic(images=p["x"], size=list(size), align_corners=align,
+                                                              half_pixel_centers=half)],
+                      {"x": x}, shapes={"x": [None, *hw, 3]})
+    check_case(case, tol=1e-5)
