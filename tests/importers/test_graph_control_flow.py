@@ -446,3 +446,22 @@ def test_saved_model_with_autograph_loop_and_condition(tf, tmp_path):
             got = engine.run({engine.input_names[0]: x}, backend=backend)
             for k in ("out", "acc"):
                 np.testing.assert_allclose(got[k], want[k].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_strided_slices_of_an_axis_of_run_time_size(tf, tmp_path):
+    """Constant slices with steps, forward and backward, of an axis whose size is known only at
+    run time (x[::-1], x[1::3], x[-2::-1], x[:1:-2], x[3:0:-1]): positions from the size."""
+    from tf2rt.engine import build_engine
+
+    specs = [(None, None, -1), (1, None, 3), (-2, None, -1), (None, 1, -2), (3, 0, -1), (None, None, 2)]
+
+    def fn(tf, p):
+        return [p["x"][slice(*s)] * 1.0 for s in specs]
+
+    case = _case(tf, tmp_path, True, fn, _rows(6), shapes={"x": [None, 3]})
+    engine = build_engine(check_case(case))
+    for n in (1, 2, 7):
+        x = _rows(n, seed=n)
+        got = engine.run({"x": x})
+        for k, s in enumerate(specs):
+            np.testing.assert_array_equal(got[f"out{k}"], x[slice(*s)], err_msg=f"x[{s}] of {n} rows")

@@ -166,7 +166,14 @@ def _strided(cv, node, ins):
         return [strided_slice_runtime(cv, node, ins)]
     begin, end, strides = (const(v, "StridedSlice bounds") for v in ins[1:4])
     if isinstance(ins[0], TV):
-        return [_slice_tensor(cv, node, ins[0], begin, end, strides)]
+        try:
+            return [_slice_tensor(cv, node, ins[0], begin, end, strides)]
+        except UnsupportedError as exc:
+            if "of a dynamic dimension" not in str(exc):
+                raise
+            from .graphdef_ops_shape import strided_slice_runtime  # positions from the run-time size
+
+            return [strided_slice_runtime(cv, node, ins)]
     vals, partial = _partial_vals(ins[0])
     out = np.asarray(_strided_slice(vals, node, begin, end, strides))
     return [Partial(out) if partial and (out < 0).any() else out]

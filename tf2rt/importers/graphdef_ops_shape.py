@@ -323,47 +323,65 @@ def _scalar_at(cv: GraphConverter, vec: Any, i: int, name: str) -> Any:
     return s if s.dtype == "int64" else cv.net.add_cast(s, "int64", name=f"{name}/int64").output
 
 
-def _bounded(cv: GraphConverter, b: Any, d: Any, name: str) -> Any:
-    """A TF slice bound at run time: negative counts from the end, then clamped to [0, d]."""
+def _bounded(cv: GraphConverter, b: Any, d: Any, name: str, low: int = 0, high_offset: int = 0) -> Any:
+    """A TF slice bound at run time: negative counts from the end, then clamped to
+    [low, d + high_offset] ([0, d] stepping forward, [-1, d - 1] stepping backward)."""
     net = cv.net
     zero = net.add_constant((), np.array(0, np.int64), name=f"{name}/zero").output
     neg = net.add_elementwise(b, zero, "less", name=f"{name}/negative").output
     b = net.add_select(neg, net.add_elementwise(b, d, "sum", name=f"{name}/from_end").output, b,
                        name=f"{name}/index").output
-    b = net.add_elementwise(b, zero, "max", name=f"{name}/low").output
-    return net.add_elementwise(b, d, "min", name=f"{name}/high").output
+    lo = net.add_constant((), np.array(low, np.int64), name=f"{name}/low_bound").output
+    b = net.add_elementwise(b, lo, "max", name=f"{name}/low").output
+    hi = d if not high_offset else net.add_elementwise(
+        d, net.add_constant((), np.array(high_offset, np.int64), name=f"{name}/offset").output, "sum",
+        name=f"{name}/high_bound").output
+    return net.add_elementwise(b, hi, "min", name=f"{name}/high").output
 
 
 def strided_slice_runtime(cv: GraphConverter, node: Node, ins: list) -> TV:
-    """x[b:e] and x[i] per axis with b, e, i computed at run time (strides 1; begin/end masks and
-    shrink-axis; no ellipsis or new axes): a Range of the kept positions and a Gather per axis."""
-    strides = np.atleast_1d(const(ins[3], "StridedSlice strides"))
-    if (strides != 1).any():
-        raise UnsupportedError("StridedSlice with bounds known only at run time and a stride other than 1")
+    """x[b:e:s] and x[i] per axis with b, e, i computed at run time, or of an axis whose size
+    is (constant strides; begin/end masks and shrink-axis; no ellipsis or new axes): a Range of
+    the kept positions and a Gather per axis."""
+    strides = [int(v) for v in np.atleast_1d(const(ins[3], "StridedSlice strides"))]
+    if 0 in strides:
+        raise UnsupportedError("StridedSlice with a zero stride")
     if attr_i(node, "ellipsis_mask") or attr_i(node, "new_axis_mask"):
         raise UnsupportedError("StridedSlice with bounds known only at run time and an ellipsis or new axis")
     bm, em, sm = attr_i(node, "begin_mask"), attr_i(node, "end_mask"), attr_i(node, "shrink_axis_mask")
     x = cv.plain(need_tv(ins[0], "StridedSlice input"))
-    n, net = len(strides), cv.net
+    net = cv.net
     begin, end = (tensor_of(cv, v, f"{node.name}/{what}") for v, what in ((ins[1], "begin"), (ins[2], "end")))
     shape = net.add_shape(x, name=f"{node.name}/shape").output
     shrink = []
-    for ax in range(n):
+
+    def const64(value: int, name: str) -> Any:
+        return net.add_constant((), np.array(value, np.int64), name=name).output
+
+    for ax, step in enumerate(strides):
         full_begin, full_end = bm >> ax & 1, em >> ax & 1
-        if full_begin and full_end and not sm >> ax & 1:
+        if full_begin and full_end and step == 1 and not sm >> ax & 1:
             continue
         d = _scalar_at(cv, shape, ax, f"{node.name}/dim{ax}")
-        b = _bounded(cv, _scalar_at(cv, begin, ax, f"{node.name}/begin{ax}"), d, f"{node.name}/b{ax}") \
-            if not full_begin else net.add_constant((), np.array(0, np.int64), name=f"{node.name}/b{ax}").output
         if sm >> ax & 1:  # one position, the axis dropped below
+            b = _bounded(cv, _scalar_at(cv, begin, ax, f"{node.name}/begin{ax}"), d, f"{node.name}/b{ax}")
             idx = net.add_shuffle(b, reshape_dims=[1], name=f"{node.name}/i{ax}").output
             shrink.append(ax)
         else:
-            e = d if full_end else _bounded(cv, _scalar_at(cv, end, ax, f"{node.name}/end{ax}"), d,
-                                            f"{node.name}/e{ax}")
-            e = net.add_elementwise(e, b, "max", name=f"{node.name}/e{ax}/not_before").output
-            one = net.add_constant((), np.array(1, np.int64), name=f"{node.name}/one{ax}").output
-            idx = net.add_range(b, e, one, name=f"{node.name}/positions{ax}").output
+            forward = step > 0
+            low, high = (0, 0) if forward else (-1, -1)  # backward: positions d-1 .. 0, -1 past the front
+            if full_begin:
+                b = const64(0, f"{node.name}/b{ax}") if forward else \
+                    net.add_elementwise(d, const64(1, f"{node.name}/one{ax}"), "sub", name=f"{node.name}/b{ax}").output
+            else:
+                b = _bounded(cv, _scalar_at(cv, begin, ax, f"{node.name}/begin{ax}"), d, f"{node.name}/b{ax}",
+                             low, high)
+            if full_end:
+                e = d if forward else const64(-1, f"{node.name}/e{ax}")
+            else:
+                e = _bounded(cv, _scalar_at(cv, end, ax, f"{node.name}/end{ax}"), d, f"{node.name}/e{ax}", low, high)
+            e = net.add_elementwise(e, b, "max" if forward else "min", name=f"{node.name}/e{ax}/not_before").output
+            idx = net.add_range(b, e, const64(step, f"{node.name}/step{ax}"), name=f"{node.name}/positions{ax}").output
         x = net.add_gather(x, idx, axis=ax, name=f"{node.name}/axis{ax}").output
     if shrink:
         from .graphdef_ops import unit_axes_shuffle
