@@ -43,18 +43,25 @@ def _defines(graph: Any, name: str) -> bool:
             or any(name in node.output for node in graph.node))
 
 
-def _rename_input(graph: Any, old: str, new: str) -> None:
-    """Readers of `old` read `new`, in `graph` and in the subgraphs that see its `old`."""
+def _rename_many(graph: Any, mapping: dict[str, str]) -> None:
+    """Readers of each key read its value, in `graph` and in the subgraphs that see the key
+    (do not define it themselves)."""
     for node in graph.node:
         for i, name in enumerate(node.input):
-            if name == old:
-                node.input[i] = new
+            if name in mapping:
+                node.input[i] = mapping[name]
         for g in subgraphs(node):
-            if not _defines(g, old):
-                _rename_input(g, old, new)
+            inner = {k: v for k, v in mapping.items() if not _defines(g, k)}
+            if inner:
+                _rename_many(g, inner)
                 for o in g.output:  # a subgraph output may name an outer value directly
-                    if o.name == old:
-                        o.name = new
+                    if o.name in inner:
+                        o.name = inner[o.name]
+
+
+def _rename_input(graph: Any, old: str, new: str) -> None:
+    """Readers of `old` read `new`, in `graph` and in the subgraphs that see its `old`."""
+    _rename_many(graph, {old: new})
 
 
 def eliminate_identities(model: Any) -> int:
@@ -157,19 +164,6 @@ _MAX_MERGED_INITIALIZER = 64 << 10  # bytes; larger constants are compared by no
 _INDEX_TYPES = {6, 7, 9}  # int32, int64, bool: shapes, axes, indices, masks
 
 
-def _rename_many(graph: Any, mapping: dict[str, str]) -> None:
-    """Readers of each key read its value, in `graph` and in subgraphs that do not define the key."""
-    for node in graph.node:
-        for i, name in enumerate(node.input):
-            if name in mapping:
-                node.input[i] = mapping[name]
-        for g in subgraphs(node):
-            inner = {k: v for k, v in mapping.items() if not _defines(g, k)}
-            if inner:
-                _rename_many(g, inner)
-                for o in g.output:
-                    if o.name in inner:
-                        o.name = inner[o.name]
 
 
 def merge_duplicates(model: Any) -> int:

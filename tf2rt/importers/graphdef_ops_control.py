@@ -126,10 +126,9 @@ def _length(cv: GraphConverter, node: Node, data: Any) -> Any:
     t = cv.plain(data)
     if t.shape[0] is not None:
         return np.array(t.shape[0], np.int32)
-    shape = cv.net.add_shape(t, name=f"{node.name}/shape").output
-    at = cv.net.add_constant((), np.array(0, np.int32), name=f"{node.name}/first").output
-    n = cv.net.add_gather(shape, at, axis=0, name=f"{node.name}/length").output
-    return TV(cv.net.add_cast(n, "int32", name=node.name).output)
+    from .graphdef_ops_shape import runtime_dim
+
+    return TV(cv.net.add_cast(runtime_dim(cv, t, 0, f"{node.name}/length"), "int32", name=node.name).output)
 
 
 @op("TensorArraySizeV3")
@@ -283,16 +282,19 @@ def _only_indexes(graph: Any, arg: str, roots: list[str]) -> bool:
     return all(_INDEX_INPUTS.get(n.op) == i for n, i in users)
 
 
+def _results(plan: Any) -> list[str]:
+    """Body refs of what each iteration gives: the carried values' next values, the scan items."""
+    return [plan.nexts[k] for k in plan.carried_ids] + [plan.items[k] for k in plan.scan_ids]
+
+
 def _body(cv: GraphConverter, node: Node, plan: Any, carried: list, shapes: list,
           invariants: list) -> tuple[SubNetwork, list]:
     """The loop body as a Network: inputs iteration, carried values (with `shapes`), invariants;
     outputs condition, next values, scan items."""
     sub = SubNetwork(cv, plan.body, f"{node.name}/body")
     iteration = sub.net.add_input("iteration", "int64", ())
-    roots = [plan.nexts[k] for k in plan.carried_ids] + [plan.items[k] for k in plan.scan_ids]
     for k, dtype in plan.counted.items():  # counters the trip count replaces: the iteration number
-        index_only = _only_indexes(plan.body, plan.args[k], roots)  # then no cast per iteration
-        t = iteration if dtype == "int64" or index_only else \
+        t = iteration if dtype == "int64" or k in plan.index_counters else \
             sub.net.add_cast(iteration, dtype, name=f"counter_{k}").output
         sub.child.values[(plan.args[k], 0)] = TV(t)
     for k, t, shape in zip(plan.carried_ids, carried, shapes):
@@ -301,10 +303,12 @@ def _body(cv: GraphConverter, node: Node, plan: Any, carried: list, shapes: list
         sub.bind(arg, v)
     for k in plan.scan_ids:
         sub.bind(plan.args[k], ArrayValue())
-    roots = [plan.cond] + [plan.nexts[k] for k in plan.carried_ids] + [plan.items[k] for k in plan.scan_ids]
-    vals = sub.convert(roots[1:] if plan.counted else roots, set(plan.args) | set(plan.extra_args))
+    results = _results(plan)
+    stop = set(plan.args) | set(plan.extra_args)
     if plan.counted:  # the trip count ends the loop
-        vals = [np.array(True)] + vals
+        vals = [np.array(True)] + sub.convert(results, stop)
+    else:
+        vals = sub.convert([plan.cond] + results, stop)
     outs = [sub.tensor(vals[0], "condition", "bool", scalar=True)]
     outs += [sub.tensor(v, f"next_{i}", t.dtype) for i, (v, t) in enumerate(zip(vals[1:], carried))]
     outs += [sub.tensor(v, f"item_{i}") for i, v in enumerate(vals[1 + len(carried):])]
@@ -314,15 +318,13 @@ def _body(cv: GraphConverter, node: Node, plan: Any, carried: list, shapes: list
 def _trip_count(cv: GraphConverter, node: Node, plan: Any, init: dict, bound_values: dict) -> Any:
     """The loop's trip count as an int64 scalar tensor, when its condition only bounds counters
     that start at 0 (LoopPlan.trip): max(min(bounds), 0). None otherwise."""
-    from .tf_loops import Dataflow
-
-    if not plan.trip or any(not isinstance(init.get(k), np.ndarray | np.generic) for k, _ in plan.trip):
+    if not plan.trip or any(not isinstance(init.get(k), np.ndarray | np.generic) for k, _, _ in plan.trip):
         return None
-    bflow, ts = Dataflow(plan.body), []
-    for i, (_k, bref) in enumerate(plan.trip):
+    ts = []
+    for i, (_k, bref, fixed) in enumerate(plan.trip):
         v = bound_values.get(split_ref(bref)[0])
         if v is None:
-            v = bflow.const(bref)
+            v = fixed
         if not isinstance(v, (TV, np.ndarray, np.generic)) or np.ndim(getattr(v, "t", v)) > 1:
             return None
         t = tensor_of(cv, np.asarray(v, np.int64) if not isinstance(v, TV) else v, f"{node.name}/bound_{i}")
@@ -351,6 +353,18 @@ def _plain(cv: GraphConverter, v: Any) -> Any:
     return v
 
 
+def _initial_condition(cv: GraphConverter, node: Node, cond: Any) -> Any:
+    """The loop's first condition (on the initial values) as a bool scalar tensor."""
+    if isinstance(cond, (np.ndarray, np.generic, bool)):
+        cond = np.asarray(cond, bool)
+    t = tensor_of(cv, cond, f"{node.name}/cond0")
+    if t.dtype != "bool":
+        t = cv.net.add_cast(t, "bool", name=f"{node.name}/cond0/bool").output
+    if t.rank != 0:
+        t = cv.net.add_shuffle(t, reshape_dims=[], name=f"{node.name}/cond0/scalar").output
+    return t
+
+
 @op(WHILE_OP)
 def _while_loop(cv, node, ins):
     """A while loop as a Network loop (ONNX Loop) with its body converted on its own."""
@@ -360,9 +374,10 @@ def _while_loop(cv, node, ins):
     invariants = [(plan.args[k], _plain(cv, init[k])) for k, kind in enumerate(plan.kinds) if kind == "invariant"]
     invariants += list(zip(plan.extra_args, (_plain(cv, v) for v in ins[1 + len(non_scan):])))
     trip = _trip_count(cv, node, plan, init, dict(invariants))
-    plan.counted = {k: np.asarray(init[k]).dtype.name for k, _ in plan.trip} if trip is not None else {}
+    plan.counted = {k: np.asarray(init[k]).dtype.name for k, _, _ in plan.trip} if trip is not None else {}
     plan.carried_ids = [k for k, kind in enumerate(plan.kinds) if kind == "carried" and k not in plan.counted]
     plan.scan_ids = [k for k, kind in enumerate(plan.kinds) if kind == "scan"]
+    plan.index_counters = {k for k in plan.counted if _only_indexes(plan.body, plan.args[k], _results(plan))}
     carried = []
     for k in plan.carried_ids:
         if isinstance(init[k], (ArrayValue, ArrayHandle)):
@@ -383,18 +398,11 @@ def _while_loop(cv, node, ins):
     else:
         raise UnsupportedError("loop value shapes do not settle")
     body.finish(outs)
-    cond = ins[0]
-    if isinstance(cond, (np.ndarray, np.generic, bool)):
-        cond = np.asarray(cond, bool)
-    cond_t = tensor_of(cv, cond, f"{node.name}/cond0")
-    if cond_t.dtype != "bool":
-        cond_t = cv.net.add_cast(cond_t, "bool", name=f"{node.name}/cond0/bool").output
-    if cond_t.rank != 0:
-        cond_t = cv.net.add_shuffle(cond_t, reshape_dims=[], name=f"{node.name}/cond0/scalar").output
     if trip is not None:
         layer = cv.net.add_loop(body.net, carried, body.outer, trip_count=trip, name=node.name)
     else:
-        layer = cv.net.add_loop(body.net, carried, body.outer, condition=cond_t, name=node.name)
+        layer = cv.net.add_loop(body.net, carried, body.outer, condition=_initial_condition(cv, node, ins[0]),
+                                name=node.name)
     outs: list[Any] = []
     finals = {k: TV(layer.get_output(i)) for i, k in enumerate(plan.carried_ids)}
     for k, dtype in plan.counted.items():  # a counter ends at the number of iterations

@@ -61,9 +61,9 @@ def _transpose(cv, node, ins):
 
 def _reversed_indices(cv, t, axis: int, name: str):
     """n-1, ..., 1, 0 (int64) for the run-time size n of t's `axis`."""
-    shape = cv.net.add_shape(t, name=f"{name}/shape").output
-    at = cv.net.add_constant((), np.array(axis, np.int32), name=f"{name}/axis").output
-    n = cv.net.add_gather(shape, at, axis=0, name=f"{name}/size").output
+    from .graphdef_ops_shape import runtime_dim
+
+    n = runtime_dim(cv, t, axis, f"{name}/size")
     one = cv.net.add_constant((), np.array(1, np.int64), name=f"{name}/one").output
     start = cv.net.add_elementwise(n, one, "sub", name=f"{name}/last").output
     stop = cv.net.add_constant((), np.array(-1, np.int64), name=f"{name}/stop").output

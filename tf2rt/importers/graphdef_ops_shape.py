@@ -323,6 +323,11 @@ def _scalar_at(cv: GraphConverter, vec: Any, i: int, name: str) -> Any:
     return s if s.dtype == "int64" else cv.net.add_cast(s, "int64", name=f"{name}/int64").output
 
 
+def runtime_dim(cv: GraphConverter, t: Any, axis: int, name: str) -> Any:
+    """The size of `t`'s axis at run time, as an int64 scalar tensor."""
+    return _scalar_at(cv, cv.net.add_shape(t, name=f"{name}/shape").output, axis, name)
+
+
 def _bounded(cv: GraphConverter, b: Any, d: Any, name: str, low: int = 0, high_offset: int = 0) -> Any:
     """A TF slice bound at run time: negative counts from the end, then clamped to
     [low, d + high_offset] ([0, d] stepping forward, [-1, d - 1] stepping backward)."""

@@ -17,6 +17,7 @@ condition), once in the body on the next values (TF tests it before every iterat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import UnsupportedError
 from .graphdef import Graph, Node, split_ref
@@ -41,24 +42,21 @@ class LoopPlan:
     nexts: dict[int, str] = field(default_factory=dict)  # carried variable -> body ref of its next value
     items: dict[int, str] = field(default_factory=dict)  # scan variable -> body ref of the item written
     # When the condition only bounds counters (counter < bound, and-ed; bounds the body only
-    # reads): (counter variable, body ref of its bound) per term. The loop then runs
-    # min(bounds) times with the counters taken from ONNX Loop's iteration number, and neither
-    # the counters nor the condition are computed per iteration.
-    trip: list[tuple[int, str]] | None = None
+    # reads): (counter variable, body ref of its bound, its value if a body constant) per term.
+    # The loop then runs min(bounds) times with the counters taken from ONNX Loop's iteration
+    # number, and neither the counters nor the condition are computed per iteration.
+    trip: list[tuple[int, str, Any]] | None = None
 
 
 def _counter_vars(loop: Loop, flow: Dataflow, body_flow: Dataflow, args: list[str],
-                  nexts: list[str], outer: dict[str, str] | None = None) -> set[str]:
+                  nexts: list[str]) -> set[str]:
     """Body refs of variables that start at 0 and grow by 1 per iteration. The 1 may be a body
-    constant or a value the loop passes through unchanged (autograph's range delta); `outer`
-    maps the body refs of a TF1 frame's invariants to their outer refs."""
+    constant or a value the loop passes through unchanged (autograph's range delta)."""
     def known(r: str):  # the value of a body ref fixed for the whole loop, if it is known
         c = body_flow.const(r)
         if c is not None:
             return c
         src = body_flow.source(r)
-        if outer and src in outer:
-            return flow.const(outer[src])
         for j, v in enumerate(loop.vars):
             if src == ref(args[j]) and body_flow.source(nexts[j]) == src:
                 return flow.const(v.init)
@@ -83,10 +81,9 @@ def _counter_vars(loop: Loop, flow: Dataflow, body_flow: Dataflow, args: list[st
     return out
 
 
-def _classify(loop: Loop, flow: Dataflow, body: Graph, args: list[str], nexts: list[str]) -> tuple[list[str], dict]:
+def _classify(loop: Loop, bflow: Dataflow, args: list[str], nexts: list[str],
+              counters: set[str]) -> tuple[list[str], dict]:
     """Kinds of the loop variables and the items of the scan ones (see module docstring)."""
-    bflow = Dataflow(body)
-    counters = _counter_vars(loop, flow, bflow, args, nexts)
     kinds, items = [], {}
     for k in range(len(loop.vars)):
         src = bflow.source(nexts[k])
@@ -120,14 +117,14 @@ def through_identity_n(graph: Graph, r: str) -> str:
     return canon(r)
 
 
-def _trip_terms(plan: LoopPlan, loop: Loop, flow: Dataflow, nexts: list[str]) -> list[tuple[int, str]] | None:
-    """The (counter, bound) terms of a condition that only bounds counters (see LoopPlan.trip)."""
-    bflow = Dataflow(plan.body)
-    counters = _counter_vars(loop, flow, bflow, plan.args, nexts)
-    by_next = {bflow.source(nexts[k]): k for k in range(len(loop.vars)) if ref(plan.args[k]) in counters}
+def _trip_terms(plan: LoopPlan, bflow: Dataflow, nexts: list[str],
+                counters: set[str]) -> list[tuple[int, str, Any]] | None:
+    """The (counter, bound, constant bound) terms of a condition that only bounds counters
+    (see LoopPlan.trip)."""
+    by_next = {bflow.source(nexts[k]): k for k in range(len(nexts)) if ref(plan.args[k]) in counters}
     fixed = {ref(a) for a in plan.extra_args} | {ref(plan.args[k]) for k, kind in enumerate(plan.kinds)
                                                  if kind == "invariant"}
-    terms: list[tuple[int, str]] = []
+    terms: list[tuple[int, str, Any]] = []
     todo = [plan.cond]
     while todo:
         n = bflow.src_node(todo.pop())
@@ -137,10 +134,20 @@ def _trip_terms(plan: LoopPlan, loop: Loop, flow: Dataflow, nexts: list[str]) ->
             todo.extend(n.inputs)
         elif n.op == "Less" and len(n.inputs) == 2 and bflow.source(n.inputs[0]) in by_next and \
                 (bflow.source(n.inputs[1]) in fixed or bflow.const(n.inputs[1]) is not None):
-            terms.append((by_next[bflow.source(n.inputs[0])], bflow.source(n.inputs[1])))
+            terms.append((by_next[bflow.source(n.inputs[0])], bflow.source(n.inputs[1]), bflow.const(n.inputs[1])))
         else:
             return None
     return terms or None
+
+
+def _finish_plan(plan: LoopPlan, loop: Loop, flow: Dataflow, nexts: list[str]) -> LoopPlan:
+    """Kinds, scan items, next values and trip terms of a plan whose body is built."""
+    bflow = Dataflow(plan.body)
+    counters = _counter_vars(loop, flow, bflow, plan.args, nexts)
+    plan.kinds, plan.items = _classify(loop, bflow, plan.args, nexts, counters)
+    plan.nexts = {k: nexts[k] for k, kind in enumerate(plan.kinds) if kind == "carried"}
+    plan.trip = _trip_terms(plan, bflow, nexts, counters)
+    return plan
 
 
 def _arg_nodes(graph: Graph, prefix: str, count: int) -> list[str]:
@@ -164,11 +171,8 @@ def _tf2_plan(graph: Graph, loop: Loop, flow: Dataflow) -> tuple[LoopPlan, str]:
     nexts = body.inline_function(body_f.func(), f"{w.name}/body", [ref(a) for a in args])
     nexts = [through_identity_n(body, r) for r in nexts]
     cond = through_identity_n(body, body.inline_function(cond_f.func(), f"{w.name}/cond", nexts)[0])
-    kinds, items = _classify(loop, flow, body, args, nexts)
+    plan = _finish_plan(LoopPlan(loop.name, [], args, [], body, cond), loop, flow, nexts)
     cond_init = graph.inline_function(cond_f.func(), f"{w.name}/cond_init", [canon(r) for r in w.inputs])[0]
-    plan = LoopPlan(loop.name, kinds, args, [], body, cond, items=items)
-    plan.nexts = {k: nexts[k] for k, kind in enumerate(kinds) if kind == "carried"}
-    plan.trip = _trip_terms(plan, loop, flow, nexts)
     return plan, cond_init
 
 
@@ -325,11 +329,8 @@ def _tf1_plan(graph: Graph, loop: Loop, flow: Dataflow) -> tuple[LoopPlan, str, 
     binding = {o: ref(a) for o, a in zip(outer, extra)}
     nexts = copier.resolve(binding, nexts)
     cond = cond_copier.resolve(binding, [cond])[0]
-    kinds, items = _classify(loop, flow, body, args, nexts)
-    plan = LoopPlan(loop.name, kinds, args, extra, body, cond, items=items)
+    plan = _finish_plan(LoopPlan(loop.name, [], args, extra, body, cond), loop, flow, nexts)
     plan.copied = set(copier.copied)  # type: ignore[attr-defined]  (inner loops go with their outer one)
-    plan.nexts = {k: nexts[k] for k, kind in enumerate(kinds) if kind == "carried"}
-    plan.trip = _trip_terms(plan, loop, flow, nexts)
     return plan, cond_init, outer
 
 
