@@ -3,8 +3,9 @@ each case builds its graph, runs it in a TensorFlow session and writes the Graph
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -24,6 +25,18 @@ class Case:
     @property
     def outputs(self) -> list[str]:
         return list(self.refs)
+
+
+@contextmanager
+def control_flow(tf: Any, v2: bool) -> Iterator[None]:
+    """Graphs built inside take TensorFlow's TF2 control-flow form (While/If functions) or, with
+    v2=False, the TF1 one (Enter/Merge/Switch frames); TF2's is restored after."""
+    tf1 = tf.compat.v1
+    (tf1.enable_control_flow_v2 if v2 else tf1.disable_control_flow_v2)()
+    try:
+        yield
+    finally:
+        tf1.enable_control_flow_v2()
 
 
 def build_case(tf: Any, path: Path, fn: Callable, feeds: dict[str, np.ndarray],

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers.graphdef_cases import max_err
+from helpers.graphdef_cases import control_flow, max_err
 
 FORMS = [False, True]
 FORM_IDS = ["tf1-switch-merge", "tf2-if"]
@@ -25,8 +25,7 @@ FORM_IDS = ["tf1-switch-merge", "tf2-if"]
 def _build(tf, path: Path, fn, feeds: list[dict], v2: bool, shapes: dict | None = None):
     """fn(tf, placeholders) -> output tensors; TensorFlow runs every feed. -> (output names, results per feed)."""
     tf1 = tf.compat.v1
-    (tf1.enable_control_flow_v2 if v2 else tf1.disable_control_flow_v2)()
-    try:
+    with control_flow(tf, v2):
         g = tf.Graph()
         with g.as_default():
             phs = {k: tf1.placeholder(tf.as_dtype(v.dtype), (shapes or {}).get(k, list(v.shape)), name=k)
@@ -35,8 +34,6 @@ def _build(tf, path: Path, fn, feeds: list[dict], v2: bool, shapes: dict | None 
             with tf1.Session(graph=g) as sess:
                 wants = [sess.run(outs, {phs[k]: v for k, v in f.items()}) for f in feeds]
         path.write_bytes(g.as_graph_def().SerializeToString())
-    finally:
-        tf1.enable_control_flow_v2()
     return [o.op.name for o in outs], wants
 
 
@@ -83,9 +80,8 @@ def _x(sign: float, scale: float = 1.0, seed: int = 0) -> dict:
 # --- fixed at conversion: folded ----------------------------------------------------------------
 def _graph(tf, v2: bool, tmp_path, runtime_pred: bool = False):
     tf1 = tf.compat.v1
-    (tf1.enable_control_flow_v2 if v2 else tf1.disable_control_flow_v2)()
     rng = np.random.default_rng(1)
-    try:
+    with control_flow(tf, v2):
         g = tf.Graph()
         with g.as_default():
             x = tf1.placeholder(tf.float32, [None, 6], name="x")
@@ -109,8 +105,6 @@ def _graph(tf, v2: bool, tmp_path, runtime_pred: bool = False):
                     other = sess.run(out, {x: -xv})
                 else:
                     other = sess.run(out, {x: xv, pred: True})
-    finally:
-        tf1.enable_control_flow_v2()
     (tmp_path / "m.pb").write_bytes(gd.SerializeToString())
     return tmp_path / "m.pb", xv, want, other
 
@@ -264,8 +258,7 @@ def test_branch_value_read_after_the_cond_is_named(tf, tmp_path):
     from tf2rt.errors import UnsupportedError
 
     tf1 = tf.compat.v1
-    tf1.disable_control_flow_v2()
-    try:
+    with control_flow(tf, False):
         g = tf.Graph()
         with g.as_default():
             x = tf1.placeholder(tf.float32, [4, 3], name="x")
@@ -276,8 +269,6 @@ def test_branch_value_read_after_the_cond_is_named(tf, tmp_path):
                 return inside[0] * 2.0
             tf.identity(tf.cond(tf.reduce_sum(x) > 0, t, lambda: x), name="y")
         (tmp_path / "m.pb").write_bytes(g.as_graph_def().SerializeToString())
-    finally:
-        tf1.enable_control_flow_v2()
     assert "If" in _ops(convert(tmp_path / "m.pb", outputs=["y"]))
     with pytest.raises(UnsupportedError, match="read outside the cond"):
         convert(tmp_path / "m.pb", outputs=[inside[0].op.name])
@@ -308,8 +299,7 @@ def test_conds_sharing_a_fed_predicate_after_remove_training_nodes(tf, tmp_path)
     from tf2rt import convert
 
     tf1 = tf.compat.v1
-    tf1.disable_control_flow_v2()
-    try:
+    with control_flow(tf, False):
         g = tf.Graph()
         with g.as_default():
             x = tf1.placeholder(tf.float32, [None, 3], name="x")
@@ -322,8 +312,6 @@ def test_conds_sharing_a_fed_predicate_after_remove_training_nodes(tf, tmp_path)
             with tf1.Session() as sess:
                 wants = [[sess.run(out, {x: xv, flag: f})] for f in (False, True)]
             gd = tf1.graph_util.remove_training_nodes(g.as_graph_def(), protected_nodes=["y"])
-    finally:
-        tf1.enable_control_flow_v2()
     assert not any(n.name.endswith("pred_id") for n in gd.node)
     (tmp_path / "m.pb").write_bytes(gd.SerializeToString())
     engine = convert(tmp_path / "m.pb", inputs=["x", "is_training"], outputs=["y"],

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers.graphdef_cases import build_case, check_case
+from helpers.graphdef_cases import build_case, check_case, control_flow
 
 FORMS = [False, True]
 FORM_IDS = ["tf1-frames", "tf2-functions"]
@@ -21,12 +21,8 @@ W = np.random.default_rng(7).standard_normal((3, 4)).astype(np.float32)
 
 
 def _case(tf, tmp_path, v2: bool, fn, x: np.ndarray, shapes=None):
-    tf1 = tf.compat.v1
-    (tf1.enable_control_flow_v2 if v2 else tf1.disable_control_flow_v2)()
-    try:
+    with control_flow(tf, v2):
         return build_case(tf, tmp_path / "m.pb", fn, {"x": x}, shapes=shapes)
-    finally:
-        tf1.enable_control_flow_v2()
 
 
 def _ops(net) -> set[str]:
@@ -226,13 +222,9 @@ def test_map_fn_detection_post_processing(tf, tmp_path, v2, scale):
     ctr, size = rng.uniform(0.2, 0.8, (b, n, 2)), rng.uniform(0.05, 0.3, (b, n, 2))
     boxes = np.concatenate([ctr - size / 2, ctr + size / 2], -1).astype(np.float32)
     scores = (rng.permutation(b * n * c).reshape(b, n, c) / (b * n * c) * scale).astype(np.float32)
-    tf1 = tf.compat.v1
-    (tf1.enable_control_flow_v2 if v2 else tf1.disable_control_flow_v2)()
-    try:
+    with control_flow(tf, v2):
         case = build_case(tf, tmp_path / "m.pb", _ssd_post(n, c, k), {"boxes": boxes, "scores": scores},
                           shapes={"boxes": [None, n, 4], "scores": [None, n, c]})
-    finally:
-        tf1.enable_control_flow_v2()
     counts = case.refs["out3"]
     assert (counts < k).any() if scale < 1 else (counts == k).all()
     check_case(case, tol=0.0)
@@ -375,8 +367,7 @@ def test_greedy_decoder_loop_generates_like_tensorflow(tf, tmp_path, v2):
               "eos_bias": np.array(0.0, np.float32)},
              {"start": np.array([2, 4], np.int32), "h0": rng.standard_normal((2, H)).astype(np.float32),
               "eos_bias": np.array(50.0, np.float32)}]  # every sequence ends at once: the loop stops early
-    (tf1.enable_control_flow_v2 if v2 else tf1.disable_control_flow_v2)()
-    try:
+    with control_flow(tf, v2):
         g = tf.Graph()
         with g.as_default():
             start = tf1.placeholder(tf.int32, [None], name="start")
@@ -403,8 +394,6 @@ def test_greedy_decoder_loop_generates_like_tensorflow(tf, tmp_path, v2):
                     v.load(rng.uniform(-1, 1, v.shape.as_list()).astype(np.float32), sess)
                 want = [sess.run(tokens, {start: f["start"], h0: f["h0"], eos_bias: f["eos_bias"]}) for f in feeds]
                 gd = tf1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["tokens"])
-    finally:
-        tf1.enable_control_flow_v2()
     assert want[0].shape[1] > 1 and want[1].shape == (2, 1)  # a long run and an early stop
     (tmp_path / "m.pb").write_bytes(gd.SerializeToString())
     from tf2rt import convert

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers.graphdef_cases import control_flow
 from helpers.mtcnn_graph import mtcnn, scene
 
 FORMS = [False, True]
@@ -33,16 +34,13 @@ FOUND = ("64x80", "96x72", "96x72b")
 def detector(request, tf, tmp_path_factory):
     """The detector's .pb (one control-flow form) and TensorFlow's outputs for every image."""
     tf1 = tf.compat.v1
-    (tf1.enable_control_flow_v2 if request.param else tf1.disable_control_flow_v2)()
-    try:
+    with control_flow(tf, request.param):
         g = tf.Graph()
         with g.as_default():
             image = tf1.placeholder(tf.float32, [None, None, 3], name="image")
             outs = {k: tf.identity(v, name=k) for k, v in mtcnn(tf, image).items()}
             with tf1.Session(graph=g) as sess:
                 refs = {name: sess.run(outs, {image: img}) for name, img in IMAGES.items()}
-    finally:
-        tf1.enable_control_flow_v2()
     path = tmp_path_factory.mktemp("mtcnn") / "mtcnn.pb"
     path.write_bytes(g.as_graph_def().SerializeToString())
     return path, refs

@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers.graphdef_cases import control_flow
+
 CELLS = {
     "basic_lstm_fb0.5": lambda r, n: r.BasicLSTMCell(n, forget_bias=0.5),
     "lstm_cell": lambda r, n: r.LSTMCell(n),
@@ -29,12 +31,8 @@ def _fill_and_freeze(tf, sess, graph, rng, outputs: list[str]):
 
 def _freeze(tf, cell_name: str, v2: bool, seq_lengths: bool, tmp_path):
     tf1 = tf.compat.v1
-    if v2:
-        tf1.enable_control_flow_v2()
-    else:
-        tf1.disable_control_flow_v2()
     rng = np.random.default_rng(len(cell_name) + 10 * v2 + 100 * seq_lengths)
-    try:
+    with control_flow(tf, v2):
         g = tf.Graph()
         with g.as_default():
             x = tf1.placeholder(tf.float32, [None, None, 3], name="x")
@@ -54,8 +52,6 @@ def _freeze(tf, cell_name: str, v2: bool, seq_lengths: bool, tmp_path):
                     feeds["lengths"] = np.array([6, 2, 4], np.int32)
                     tf_feeds[lengths] = feeds["lengths"]
                 want = sess.run(y, tf_feeds)
-    finally:
-        tf1.enable_control_flow_v2()
     path = tmp_path / "model.pb"
     path.write_bytes(gd.SerializeToString())
     return path, feeds, want
@@ -161,9 +157,8 @@ def test_bidirectional_dynamic_rnn_is_one_bidirectional_layer(tf, tmp_path, v2, 
     lengths, ReverseV2 without) and its output back; both loops become one bidirectional layer
     that runs any length."""
     tf1 = tf.compat.v1
-    (tf1.enable_control_flow_v2 if v2 else tf1.disable_control_flow_v2)()
     rng = np.random.default_rng(5)
-    try:
+    with control_flow(tf, v2):
         g = tf.Graph()
         with g.as_default():
             x = tf1.placeholder(tf.float32, [None, None, 3], name="x")
@@ -183,8 +178,6 @@ def test_bidirectional_dynamic_rnn_is_one_bidirectional_layer(tf, tmp_path, v2, 
                         feeds["lengths"] = rng.integers(1, T + 1, B).astype(np.int32)
                         tf_feeds[L] = feeds["lengths"]
                     cases.append((feeds, sess.run(["y:0", "h:0"], tf_feeds)))
-    finally:
-        tf1.enable_control_flow_v2()
     (tmp_path / "m.pb").write_bytes(gd.SerializeToString())
     from tf2rt import convert
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers.graphdef_cases import build_case, check_case
+from helpers.graphdef_cases import build_case, check_case, control_flow
 
 SIZE, CLASSES, K, ANCHORS = 32, 3, 8, 2
 
@@ -74,13 +74,9 @@ def test_ssd_with_map_fn_pre_and_post_processing(tf, tmp_path, v2):
                "box": rng.standard_normal((3, 3, 8, ANCHORS * 4)).astype(np.float32) * 0.3,
                "cls": rng.standard_normal((3, 3, 8, ANCHORS * (CLASSES + 1))).astype(np.float32) * 0.5}
     images = rng.uniform(0, 255, (2, 40, 48, 3)).astype(np.float32)
-    tf1 = tf.compat.v1
-    (tf1.enable_control_flow_v2 if v2 else tf1.disable_control_flow_v2)()
-    try:
+    with control_flow(tf, v2):
         case = build_case(tf, tmp_path / "ssd.pb", lambda tf, p: _ssd(tf, p, weights), {"images": images},
                           shapes={"images": [None, None, None, 3]})
-    finally:
-        tf1.enable_control_flow_v2()
     counts = case.refs["out3"]
     assert (counts > 0).all() and (counts < CLASSES * K).all()  # detections found, some suppressed or cut
     assert len(np.unique(case.refs["out2"][case.refs["out1"] > 0])) > 1  # more than one class detected

@@ -11,8 +11,8 @@ import random
 import signal
 
 import numpy as np
-import pytest
 
+from helpers.graphdef_cases import control_flow
 from tf2rt.errors import Tf2rtError
 
 EXAMPLES = int(os.environ.get("TF2RT_FUZZ_EXAMPLES", "40"))
@@ -26,8 +26,7 @@ def _sources(tf, root):
     w = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
     out = []
     for v2 in (False, True):
-        (tf1.enable_control_flow_v2 if v2 else tf1.disable_control_flow_v2)()
-        try:
+        with control_flow(tf, v2):
             g = tf.Graph()
             with g.as_default():
                 x = tf1.placeholder(tf.float32, [None, 3], name="x")
@@ -45,8 +44,6 @@ def _sources(tf, root):
             path = root / f"cf_{'v2' if v2 else 'v1'}.pb"
             path.write_bytes(g.as_graph_def().SerializeToString())
             out.append(path)
-        finally:
-            tf1.enable_control_flow_v2()
     return out
 
 
