@@ -83,6 +83,7 @@ class CharRNN:
         # stack in a streaming session (no launch per character); other engines, or one
         # whose first step disagrees with the generic path, keep the generic path.
         self._stream = self._streamed() if backend == "cuda" else None
+        self._decode: Any = False if backend != "cuda" else None  # None: not tried yet
 
     def _logits_output(self) -> str:
         card = (self.engine.metadata.get("model") or {}).get("detected") or {}
@@ -118,6 +119,40 @@ class CharRNN:
         stream.reset()
         return stream
 
+    def _decoder(self) -> Any:
+        """The GPU decoder for `generate()` (cuda backend, plain char-RNN engine), checked
+        once against the generic path's first logits; None where it does not apply."""
+        if self._decode is not None:
+            return self._decode or None
+        from ...errors import UnsupportedError
+        from .cuda_stream import NotStreamable, char_rnn_parts
+
+        self._decode = False
+        try:
+            parts = char_rnn_parts(self.engine, self.runner.executor.chains, self.input_name, self.logits_name)
+            decoder = self.runner.decoder(*parts)
+        except (NotStreamable, UnsupportedError):
+            return None
+        if self.streaming:
+            self._stream.close()  # an open session holds most of the GPU's SMs
+        # One launch of forced zeros: the last step's logits against as many generic steps.
+        decoder.generate(np.zeros(decoder.K, np.int64), 1, greedy=True)
+        got = decoder.logits.cpu().numpy().reshape(-1)
+        self.reset()
+        for _ in range(decoder.K):
+            want = self.step(0).astype(np.float32)
+        if self.streaming:
+            self._stream.close()
+        tol = 2e-2 if self.engine.precision != "fp32" else 1e-4
+        if np.abs(got - want).max() <= tol * max(1.0, float(np.abs(want).max())):
+            self._decode = decoder
+        return self._decode or None
+
+    @property
+    def decoding_on_device(self) -> bool:
+        """Whether `generate()` runs the whole model on the GPU (after its first call)."""
+        return bool(self._decode)
+
     @property
     def streaming(self) -> bool:
         """Whether steps run in a streaming session (cuda backend, plain char-RNN engine)."""
@@ -150,7 +185,10 @@ class CharRNN:
 
     def generate(self, start: str, length: int, *, temperature: float = 1.0, seed: int | None = None,
                  greedy: bool = False, top_k: int | None = None) -> str:
-        """`length` characters following `start` (greedy top-1, or sampled)."""
+        """`length` characters following `start` (greedy top-1, or sampled). On the cuda
+        backend a plain char-RNN generates with the whole model on the GPU (the same greedy
+        text; sampled text comes from the GPU's random stream, so one seed gives other
+        characters than on the CPU backends)."""
         if not start:
             raise VocabError("the start text must have at least one character")
         if length < 0:
@@ -158,6 +196,14 @@ class CharRNN:
         if not greedy and not temperature > 0:
             raise Tf2rtError(f"temperature must be > 0, got {temperature}")
         ids = self.vocab.encode(start)
+        decoder = self._decoder() if self._decode is not False else None
+        if decoder is not None:  # the whole loop on the GPU; the step state is left at zero
+            if self.streaming:
+                self._stream.close()
+            out = decoder.generate(ids.astype(np.int64), length, greedy=greedy, temperature=temperature,
+                                   top_k=top_k, seed=seed)
+            self.reset()
+            return self.vocab.decode(out[0])
         self.reset()
         logits = None
         for c in ids:

@@ -221,6 +221,18 @@ class CudaRunner(Runner):
 
         return [us * 1e-6 for us in _time_each(call, iterations, warmup)]
 
+    def _stack_dtype(self) -> str:
+        """The type the recurrent stacks run in (rnn_precision, else the engine's)."""
+        return {"fp16": "float16", "bf16": "bfloat16"}.get(self.rnn_precision or self.engine.precision, "float32")
+
+    def _chain_specs(self, stack: int, use: str) -> Any:
+        chains = self.executor.chains
+        if not chains:
+            raise UnsupportedError(f"this engine has no recurrent layers to {use}")
+        if not 0 <= stack < len(chains):
+            raise Tf2rtError(f"stack must be in [0, {len(chains)}), got {stack}")
+        return chains[stack].specs
+
     def stream_session(self, batch: int = 1, stack: int = 0, timeout_s: float = 5.0) -> Any:
         """A streaming session (resident.StreamSession) for recurrent stack number `stack`
         of this engine: `step(x_t)` takes that stack's input vectors [batch, input] and
@@ -229,13 +241,21 @@ class CudaRunner(Runner):
         the session. Unidirectional forward stacks that fit on chip, batch <= 8."""
         from .resident import StreamSession
 
-        chains = self.executor.chains
-        if not chains:
-            raise UnsupportedError("this engine has no recurrent layers to stream")
-        if not 0 <= stack < len(chains):
-            raise Tf2rtError(f"stack must be in [0, {len(chains)}), got {stack}")
-        dtype = {"fp16": "float16", "bf16": "bfloat16"}.get(self.rnn_precision or self.engine.precision, "float32")
-        return StreamSession(chains[stack].specs, batch, dtype, self.limits, timeout_s, self.build_options)
+        specs = self._chain_specs(stack, "stream")
+        return StreamSession(specs, batch, self._stack_dtype(), self.limits, timeout_s, self.build_options)
+
+    def decoder(self, table: Any, head_w: Any, head_b: Any, batch: int = 1, stack: int = 0,
+                steps_per_launch: int = 32) -> Any:
+        """A token decoder (decode.DecodeLoop) around recurrent stack number `stack`: the
+        embedding `table` [rows, input] feeds it, the dense head (`head_w` [hidden, V],
+        `head_b` [V]) reads its last layer, and `generate(prompt, length, ...)` feeds a
+        prompt and chooses `length` tokens with everything on the GPU, `steps_per_launch`
+        tokens per CUDA-graph launch."""
+        from .decode import DecodeLoop
+
+        specs = self._chain_specs(stack, "decode with")
+        return DecodeLoop(specs, table, head_w, head_b, batch, self._stack_dtype(), self.limits, self.build_options,
+                          steps_per_launch)
 
     def floor_us(self) -> float:
         """Sum of the hardware-floor estimates of the persistent stacks (docs/cuda.md)."""

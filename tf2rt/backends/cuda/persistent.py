@@ -38,14 +38,21 @@ def kernel_source(name: str = "persistent_rnn.cu") -> str:
     """The CUDA source of a kernel file (package data), with its `#include "x.cuh"` lines
     replaced by those headers' text (NVRTC then needs no include path)."""
     kernels = resources.files(__package__).joinpath("kernels")
-    lines = kernels.joinpath(name).read_text().splitlines(keepends=True)
-    out = []
-    for line in lines:
-        if line.startswith('#include "') and line.rstrip().endswith('.cuh"'):
-            out.append(kernels.joinpath(line.split('"')[1]).read_text())
-        else:
-            out.append(line)
-    return "".join(out)
+    seen: set[str] = set()
+
+    def expand(file: str) -> str:
+        out = []
+        for line in kernels.joinpath(file).read_text().splitlines(keepends=True):
+            if line.startswith('#include "') and line.rstrip().endswith('.cuh"'):
+                header = line.split('"')[1]
+                if header not in seen:  # each header once (headers include each other)
+                    seen.add(header)
+                    out.append(expand(header))
+            else:
+                out.append(line)
+        return "".join(out)
+
+    return expand(name)
 
 
 def gate_defines() -> dict[str, int]:

@@ -208,17 +208,31 @@ class SingleStepStack:
     def products(self) -> str:
         return ("bf16 hi/lo parts" if self.split else self.problem.dtype) + (", one launch a layer" if self.gemv else "")
 
-    def __call__(self, x: Any, h0: Any = None, c0: Any = None, seq_lens: Any = None) -> tuple[Any, Any, Any]:
+    def __call__(self, x: Any, h0: Any = None, c0: Any = None, seq_lens: Any = None, *, x_rows: Any = None,
+                 into: tuple[Any, Any] | None = None) -> tuple[Any, Any, Any]:
+        """x_rows (int64 [B], one launch a layer only): x is a table [rows, input] and the
+        first layer reads its rows x_rows[b] (an embedding lookup without a launch of its
+        own; the caller keeps the indices in range). into: (hn, cn) buffers shaped like
+        this stack's to write the states into instead of its own (ping-pong state for a
+        caller that feeds them back as the next call's h0, c0)."""
         import cupy
         import torch
 
         p = self.problem
         H, B, L, D = p.hidden, p.batch, p.layers, p.directions
-        if x.dim() != 3 or x.shape[0] != 1 or x.shape[1] != B or x.shape[2] != p.input_size:
+        if x_rows is not None:
+            if not self.gemv:
+                raise UnsupportedError("single-step stack: a table lookup runs in the one-launch form only")
+            if x.dim() != 2 or x.shape[1] != p.input_size or tuple(x_rows.shape) != (B,) \
+                    or x_rows.dtype != torch.int64:
+                raise ShapeError(f"single-step stack: x_rows needs a table [rows, {p.input_size}] and int64 [{B}] "
+                                 f"indices; got {tuple(x.shape)} and {tuple(x_rows.shape)} {x_rows.dtype}")
+        elif x.dim() != 3 or x.shape[0] != 1 or x.shape[1] != B or x.shape[2] != p.input_size:
             raise ShapeError(f"single-step stack planned for x [1, {B}, {p.input_size}]; got {tuple(x.shape)}")
         if str(x.dtype) not in _TYPE_CODES:
             x = x.to(self.dt)
         x = x.contiguous()  # the staging kernel reads x in its own type and rounds it
+        hn, cn = (self.hn, self.cn) if into is None else into
         stage_kernel, gate_kernel, gemv_kernel = self.kernels(x.dtype)
         state = (L * D, B, H)
         h0 = None if h0 is None else h0.reshape(state).to(self.dt).contiguous()
@@ -228,7 +242,7 @@ class SingleStepStack:
         el = torch.tensor([], dtype=self.dt).element_size()
         slab = D * B * H  # one layer's slice of h0/c0
         y_ds, y_bs = (self.y.stride(1), self.y.stride(2))
-        s_gs, s_bs = (self.hn.stride(0), self.hn.stride(1))
+        s_gs, s_bs = (hn.stride(0), hn.stride(1))
         stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(self.dev).cuda_stream)
         if self.gemv:
             units = 8 if GATE_BLOCKS[p.cell] == 1 else 2
@@ -243,12 +257,13 @@ class SingleStepStack:
                         (-(-D * H // units),), (units * GATE_BLOCKS[p.cell] * 32,),
                         (ptr(self.wT[layer]), np.int32(krow), np.int32(kin), ptr(self.bias[layer]),
                          ptr(self.peep[layer]), ptr(x) if layer == 0 else np.uint64(0),
+                         ptr(x_rows) if layer == 0 else np.uint64(0),
                          np.uint64(0) if layer == 0 else ptr(self.hbuf[(layer - 1) % 2]), at(h0), at(c0), ptr(seq),
-                         ptr(self.y) if last else np.uint64(0), out_at(self.hn), out_at(self.cn),
+                         ptr(self.y) if last else np.uint64(0), out_at(hn), out_at(cn),
                          np.uint64(0) if last else ptr(self.hbuf[layer % 2]), np.float32(p.clip or 0.0),
                          np.int64(y_ds), np.int64(y_bs), np.int64(s_gs), np.int64(s_bs)),
                         shared_mem=B * krow * 4)
-            return self.y, self.hn, self.cn
+            return self.y, hn, cn
         total = B * p.input_size + L * slab
         with stream:
             stage_kernel((min(-(-total // THREADS), 1024),), (THREADS,),
@@ -272,7 +287,7 @@ class SingleStepStack:
                 gate_kernel(
                     (-(-slab // THREADS),), (THREADS,),
                     (ptr(self.out), ptr(self.bias[layer]), ptr(self.peep[layer]), at(h0), at(c0), ptr(seq),
-                     ptr(self.y) if last else np.uint64(0), out_at(self.hn), out_at(self.cn),
+                     ptr(self.y) if last else np.uint64(0), out_at(hn), out_at(cn),
                      np.uint64(0) if last else ptr(self.a1[layer]), np.float32(p.clip or 0.0),
                      np.int64(y_ds), np.int64(y_bs), np.int64(s_gs), np.int64(s_bs)))
-        return self.y, self.hn, self.cn
+        return self.y, hn, cn

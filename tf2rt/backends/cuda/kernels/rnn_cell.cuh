@@ -5,9 +5,7 @@
 // block indices (GI, GO, GF, GC / GZ, GR, GH), FAST_GATES (approximate division in the
 // activations).
 
-typedef unsigned short u16;
-typedef unsigned int u32;
-typedef unsigned long long u64;
+#include "types.cuh"
 
 // ---- element types -------------------------------------------------------------
 #if IOTYPE == 0
@@ -15,23 +13,6 @@ typedef float io_t;
 #else
 typedef u16 io_t;
 #endif
-
-__device__ __forceinline__ float f16_to_f32(u16 x) {
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x));
-    return f;
-}
-__device__ __forceinline__ u16 f32_to_f16(float f) {
-    u16 x;
-    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(x) : "f"(f));
-    return x;
-}
-__device__ __forceinline__ float bf16_to_f32(u16 x) { return __uint_as_float(((u32)x) << 16); }
-__device__ __forceinline__ u16 f32_to_bf16(float f) {
-    u16 x;
-    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(x) : "f"(f));
-    return x;
-}
 
 __device__ __forceinline__ float io_load(const io_t* p) {
 #if IOTYPE == 0

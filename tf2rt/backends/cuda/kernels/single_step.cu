@@ -133,8 +133,10 @@ extern "C" __global__ void step_gates(const float* __restrict__ p, const float* 
 // GEMM's column order, krow = the layer's K), 16-byte weight loads along K, the operand
 // [x | h0] (every batch row) staged in shared memory, the row sums reduced by shuffles,
 // then one thread per (unit, batch row) applies the cell. x: the first layer's input
-// [BATCH, kin] in XTYPE (else null); hin: a deeper layer's input, the layer below's
-// output [BATCH, kin] (fp32, written by its launch as hout).
+// [BATCH, kin] in XTYPE (else null), or with xrow (int64 [BATCH]) rows xrow[b] of a table
+// x [rows, kin] (an embedding lookup fused into the first layer; the caller checks the
+// indices' range); hin: a deeper layer's input, the layer below's output [BATCH, kin]
+// (fp32, written by its launch as hout).
 #define GV_UNITS (GW == 1 ? 8 : 2)
 #define GV_ROWS (GV_UNITS * GW)
 
@@ -152,7 +154,8 @@ __device__ __forceinline__ void load4w(const io_t* p, float* w) {
 
 extern "C" __global__ void __launch_bounds__(GV_ROWS * 32)
 step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restrict__ bias,
-          const float* __restrict__ peep, const x_t* __restrict__ x, const float* __restrict__ hin,
+          const float* __restrict__ peep, const x_t* __restrict__ x, const long long* __restrict__ xrow,
+          const float* __restrict__ hin,
           const io_t* __restrict__ h0, const io_t* __restrict__ c0, const int* __restrict__ seq,
           o_t* __restrict__ y, o_t* __restrict__ hn, o_t* __restrict__ cn, float* __restrict__ hout,
           float clip, long long y_ds, long long y_bs, long long s_gs, long long s_bs) {
@@ -163,7 +166,7 @@ step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restric
         const int b = i / krow, k = i - b * krow;
         float v = 0.0f;
         if (k < kin) {
-            v = x ? x_load(x + (size_t)b * kin + k) : hin[(size_t)b * kin + k];
+            v = x ? x_load(x + (size_t)(xrow ? xrow[b] : b) * kin + k) : hin[(size_t)b * kin + k];
         } else if (k < ktot && h0) {
             const int r = k - kin, d = r / HID, j = r - d * HID;
             v = io_load(h0 + ((size_t)d * BATCH + b) * HID + j);

@@ -1,0 +1,246 @@
+"""Token decoding with the whole model on the device (backends/cuda/decode.py).
+
+The loop (prompt fed as forced tokens, state carried across launches, greedy and sampled
+choices) runs on a CPU torch device in CI: its greedy text must equal the char-RNN app's
+on onnxruntime (itself checked against TensorFlow in tests/apps), its top-k picks must lie
+in onnxruntime's top k, and its sampled first characters must follow softmax(z / T). On a
+GPU the fused kernels (the embedding lookup inside the first layer, the head and the
+choice in one launch) are checked against the same oracles and against the torch-op form.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tf2rt.apps.charrnn import CharRNN, Vocab
+from tf2rt.cli.demo import EXAMPLE
+from tf2rt.errors import ShapeError, Tf2rtError, UnsupportedError
+
+torch = pytest.importorskip("torch")
+
+PROMPT = "First Citizen:\n"
+GPU = torch.cuda.is_available()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from tf2rt import convert
+
+    engine = convert(EXAMPLE / "model", tmp_path_factory.mktemp("dec") / "charrnn.onnx", states=True)
+    vocab = Vocab.load(EXAMPLE / "vocab.json")
+    return engine, vocab, CharRNN(engine, vocab)
+
+
+def _loop(engine, oracle, device="cpu", **kw):
+    from tf2rt.apps.charrnn.cuda_stream import char_rnn_parts
+    from tf2rt.backends.cuda.decode import DecodeLoop
+    from tf2rt.backends.cuda.graph import GraphExecutor
+    from tf2rt.backends.cuda.plan import DeviceLimits
+
+    ex = GraphExecutor(engine.onnx, DeviceLimits(), device=device)
+    parts = char_rnn_parts(engine, ex.chains, oracle.input_name, oracle.logits_name)
+    return DecodeLoop(ex.chains[0].specs, *parts, device=device, **kw), parts
+
+
+def _softmax(z):
+    z = np.asarray(z, np.float64)
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+@pytest.mark.parametrize("launch", [2, 8, 32])
+def test_greedy_text_equals_onnxruntime_across_launches(demo, launch):
+    """Prompt of 15 characters and 50 chosen ones (64 steps) over launches of 2, 8 and 32
+    steps: the state and the token carry across launches and the prompt's forced tokens
+    override the picks."""
+    engine, vocab, ort = demo
+    loop, _ = _loop(engine, ort, steps_per_launch=launch)
+    got = loop.generate(vocab.encode(PROMPT), 50, greedy=True)
+    assert got.shape == (1, 50) and got.dtype == np.int64
+    assert vocab.decode(got[0]) == ort.generate(PROMPT, 50, greedy=True)
+    # the last step's logits are left in `logits`: those onnxruntime gives for the same text
+    text = PROMPT + vocab.decode(got[0])[:-1]
+    want = ort.logits(text)[-1]
+    assert np.abs(loop.logits.numpy()[0] - want).max() <= 1e-4
+
+
+def test_rows_of_a_batch_decode_independently(demo):
+    engine, vocab, ort = demo
+    prompts = ["First Citizen:\n", "MENENIUS:\nWhat ", "You are all re", "Let us kill hi"]
+    ids = np.stack([vocab.encode(p[:14]) for p in prompts])
+    loop, _ = _loop(engine, ort, batch=4, steps_per_launch=8)
+    got = loop.generate(ids, 40, greedy=True)
+    for row, p in zip(got, prompts):
+        assert vocab.decode(row) == ort.generate(p[:14], 40, greedy=True)
+
+
+def test_top_k_picks_lie_in_onnxruntimes_top_k(demo):
+    engine, vocab, ort = demo
+    loop, _ = _loop(engine, ort, steps_per_launch=8)
+    greedy = ort.generate(PROMPT, 50, greedy=True)
+    assert vocab.decode(loop.generate(vocab.encode(PROMPT), 50, top_k=1, seed=1)[0]) == greedy
+    got = vocab.decode(loop.generate(vocab.encode(PROMPT), 80, temperature=2.0, top_k=3, seed=7)[0])
+    assert got != ort.generate(PROMPT, 80, greedy=True)  # a temperature of 2 does leave the greedy path
+    logits = ort.logits(PROMPT + got[:-1])[len(PROMPT) - 1:]
+    for t, ch in enumerate(vocab.encode(got)):
+        top3 = np.argsort(-logits[t], kind="stable")[:3]
+        assert ch in top3, (t, ch, top3)
+    # the same seed, the same text; another seed, other text
+    again = vocab.decode(loop.generate(vocab.encode(PROMPT), 80, temperature=2.0, top_k=3, seed=7)[0])
+    other = vocab.decode(loop.generate(vocab.encode(PROMPT), 80, temperature=2.0, top_k=3, seed=8)[0])
+    assert again == got and other != got
+
+
+def _first_pick_distance(engine, vocab, ort, T, top_k=None, device="cpu", rows=20000, fused=True):
+    """Total-variation distance between the first sampled character of `rows` rows with
+    the same prompt and softmax(z / T) (over the top k), with the spread expected by chance."""
+    loop, _ = _loop(engine, ort, device=device, batch=rows, steps_per_launch=2, fused=fused)
+    ids = np.tile(vocab.encode(PROMPT), (rows, 1))
+    first = loop.generate(ids, 1, temperature=T, top_k=top_k, seed=11)[:, 0]
+    z = ort.logits(PROMPT)[-1]
+    p = _softmax(z / T)
+    if top_k:
+        keep = np.argsort(-z, kind="stable")[:top_k]
+        p = np.where(np.isin(np.arange(p.size), keep), p, 0.0)
+        p /= p.sum()
+        assert set(first.tolist()) <= set(keep.tolist())
+    freq = np.bincount(first, minlength=p.size) / rows
+    chance = 0.5 * np.sum(np.sqrt(2 * p * (1 - p) / (np.pi * rows)))
+    return 0.5 * float(np.abs(freq - p).sum()), float(chance), p
+
+
+@pytest.mark.parametrize("T,top_k", [(1.5, None), (0.7, 4)])
+def test_sampled_characters_follow_the_softmax(demo, T, top_k):
+    engine, vocab, ort = demo
+    tv, chance, p = _first_pick_distance(engine, vocab, ort, T, top_k)
+    assert tv <= 4 * chance, (tv, chance)
+    # the test can tell temperatures apart: T and 1 differ by far more than the bound
+    q = _softmax(ort.logits(PROMPT)[-1])
+    assert 0.5 * np.abs(q - p).sum() > 8 * chance
+
+
+def test_bad_requests_are_refused(demo):
+    engine, vocab, ort = demo
+    loop, (table, kernel, bias) = _loop(engine, ort, steps_per_launch=4)
+    with pytest.raises(Tf2rtError, match="outside the embedding table's"):
+        loop.generate(np.array([1, 99999]), 5, greedy=True)
+    with pytest.raises(Tf2rtError, match="outside the embedding table's"):
+        loop.generate(np.array([-1]), 5, greedy=True)
+    with pytest.raises(ShapeError, match="P >= 1"):
+        loop.generate(np.zeros((1, 0), np.int64), 5, greedy=True)
+    with pytest.raises(Tf2rtError, match="integer token ids"):
+        loop.generate(np.array([1.5]), 5, greedy=True)
+    with pytest.raises(Tf2rtError, match="temperature must be > 0"):
+        loop.generate(np.array([1]), 5, temperature=0.0)
+    with pytest.raises(Tf2rtError, match="length must be >= 0"):
+        loop.generate(np.array([1]), -1, greedy=True)
+    with pytest.raises(ShapeError, match="h0 must have shape"):
+        loop.generate(np.array([1]), 3, greedy=True, h0=np.zeros((1, 1, 192), np.float32))
+    assert loop.generate(np.array([1]), 0, greedy=True).shape == (1, 0)
+    from tf2rt.backends.cuda.decode import DecodeLoop
+    from tf2rt.backends.cuda.graph import GraphExecutor
+    from tf2rt.backends.cuda.plan import DeviceLimits
+
+    chain_specs = GraphExecutor(engine.onnx, DeviceLimits(), device="cpu").chains[0].specs
+    with pytest.raises(ShapeError, match="embedding table has"):
+        DecodeLoop(chain_specs, table[:10], kernel, bias, device="cpu")
+    with pytest.raises(ShapeError, match="the head must be"):
+        DecodeLoop(chain_specs, table, kernel.T, bias, device="cpu")
+    with pytest.raises(Tf2rtError, match="even number"):
+        DecodeLoop(chain_specs, table, kernel, bias, device="cpu", steps_per_launch=3)
+
+
+def test_a_given_initial_state_is_used(demo):
+    """h0/c0 of the stack: decoding from the state the prompt left equals decoding the prompt."""
+    engine, vocab, ort = demo
+    loop, _ = _loop(engine, ort, steps_per_launch=4)
+    ids = vocab.encode(PROMPT)
+    whole = loop.generate(ids, 30, greedy=True)
+    feeds = {ort.input_name: ids[None, :-1].astype(np.int32)}
+    for name, _ in engine.states:
+        feeds[name] = np.zeros((1, 2, 192), np.float32)
+    out = engine.run(feeds)
+    (_, h_out), (_, c_out) = engine.states  # initial/final h, then c: [batch, layers, hidden]
+    h0, c0 = out[h_out].transpose(1, 0, 2), out[c_out].transpose(1, 0, 2)
+    with pytest.raises(ShapeError, match="h0 must have shape"):
+        loop.generate(ids[-1:], 30, greedy=True, h0=out[h_out], c0=c0)
+    assert np.array_equal(loop.generate(ids[-1:], 30, greedy=True, h0=h0, c0=c0), whole)
+    assert not np.array_equal(loop.generate(ids[-1:], 30, greedy=True), whole)  # zero state: other text
+
+
+def test_reverse_stacks_are_refused():
+    from tf2rt.backends.cuda.decode import DecodeLoop
+    from tf2rt.backends.cuda.packing import split_onnx_weights
+    from tf2rt.backends.cuda.rnn import RnnNodeSpec
+
+    rng = np.random.default_rng(0)
+    H, E = 8, 4
+    w = split_onnx_weights("gru", rng.standard_normal((2, 3 * H, E)).astype(np.float32),
+                           rng.standard_normal((2, 3 * H, H)).astype(np.float32), None, None)
+    spec = RnnNodeSpec("gru", H, "bidirectional", w, ["sigmoid", "tanh"] * 2, [], [], None, True)
+    with pytest.raises(UnsupportedError, match="forward, unidirectional"):
+        DecodeLoop([spec], np.zeros((5, E)), np.zeros((H, 5)), np.zeros(5), device="cpu")
+
+
+@pytest.mark.parametrize("ytype", [0, 1, 2])
+def test_head_kernel_compiles(ytype):
+    """kernels/decode.cu for each type of the stack's output (NVRTC, no GPU needed)."""
+    from nvrtc import Nvrtc, find_nvrtc
+
+    from tf2rt.backends.cuda.decode import DECODE_THREADS
+    from tf2rt.backends.cuda.persistent import kernel_source
+
+    path = find_nvrtc()
+    if path is None:
+        pytest.fail("NVRTC is missing: the test extras install nvidia-cuda-nvrtc (pip install -e '.[test]')")
+    ok, out = Nvrtc(path).compile(kernel_source("decode.cu"), ["--std=c++17", "-arch=sm_90", f"-DYTYPE={ytype}",
+                                                                 f"-DDECODE_THREADS={DECODE_THREADS}"])
+    assert ok and ".entry head_pick" in out, out
+
+
+# ---- GPU ------------------------------------------------------------------------------------
+gpu = pytest.mark.skipif(not GPU, reason="needs an NVIDIA GPU with CUDA")
+
+
+@pytest.mark.gpu
+@gpu
+def test_fused_decoding_on_the_gpu_matches_onnxruntime_and_the_torch_form(demo):
+    pytest.importorskip("cupy")
+    engine, vocab, ort = demo
+    loop, _ = _loop(engine, ort, device="cuda", steps_per_launch=16)
+    d = loop.describe()
+    assert d["fused_lookup"] and d["head"] == "head_pick kernel", d
+    want = ort.generate(PROMPT, 200, greedy=True)
+    assert vocab.decode(loop.generate(vocab.encode(PROMPT), 200, greedy=True)[0]) == want
+    plain, _ = _loop(engine, ort, device="cuda", steps_per_launch=16, fused=False)
+    assert not plain.describe()["fused_lookup"]
+    for kw in ({"temperature": 0.9, "seed": 3}, {"temperature": 1.3, "top_k": 5, "seed": 4}):
+        a = loop.generate(vocab.encode(PROMPT), 120, **kw)
+        b = plain.generate(vocab.encode(PROMPT), 120, **kw)
+        assert np.array_equal(a, b), kw
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("T,top_k", [(1.5, None), (0.7, 4)])
+def test_gpu_kernel_samples_follow_the_softmax(demo, T, top_k):
+    """The head_pick kernel at batch 20000 (the stack in its GEMM form)."""
+    pytest.importorskip("cupy")
+    engine, vocab, ort = demo
+    tv, chance, _ = _first_pick_distance(engine, vocab, ort, T, top_k, device="cuda")
+    assert tv <= 4 * chance, (tv, chance)
+
+
+@pytest.mark.gpu
+@gpu
+def test_char_rnn_app_decodes_on_the_gpu(demo):
+    pytest.importorskip("cupy")
+    engine, vocab, ort = demo
+    app = CharRNN(engine, vocab, backend="cuda")
+    want = ort.generate(PROMPT, 300, greedy=True)
+    assert app.generate(PROMPT, 300, greedy=True) == want
+    assert app.decoding_on_device
+    # step() still works after generation (streaming session or graph path)
+    assert np.abs(app.logits("Before we") - ort.logits("Before we")).max() <= 1e-4
+    app.close()

@@ -1,0 +1,244 @@
+"""Token-by-token decoding with the whole model on the device.
+
+A decoder of the char-RNN kind is: embedding row of the current token -> recurrent stack,
+one step with its state -> dense head -> next token (greedy, or sampled with a temperature
+and top-k) -> embedding row of that token, and so on. Run from the host, every token costs
+at least one launch and a round trip for the choice. `DecodeLoop` keeps the token on the
+device: one step is
+
+    the first layer reading its x straight from the embedding table at the token's row
+    (single-step stack, one launch a layer; kernels/single_step.cu `xrow`), the deeper
+    layers, then one `head_pick` launch (kernels/decode.cu) that computes the logits and
+    writes the next token where the first layer reads it,
+
+and `steps_per_launch` such steps are captured in ONE CUDA graph (the recurrent state
+alternates between two buffers, so no copies), so a launch carries many tokens. A prompt
+is fed through the same steps: a forced token overrides the pick for the next step.
+Sampling draws v with probability softmax(logits / temperature) (top-k: among the k
+largest) by the Gumbel-max identity, from uniform noise the host generator fills before
+each launch (torch.Generator seeded by `seed`).
+
+Stacks the one-launch form cannot run (larger batches, other recurrent forms), or a CPU
+torch device, use the same loop with a table lookup, the planner's stack, state copies and
+the head in torch ops (no graph on a CPU) — the form the tests run without a GPU.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import numpy as np
+
+from ...errors import ShapeError, Tf2rtError, UnsupportedError
+from .persistent import kernel_source
+from .plan import DeviceLimits
+from .rnn import RnnNodeSpec, make_stack, problem_for
+from .single_step import SingleStepStack
+
+DECODE_THREADS = 256
+_YTYPE = {"torch.float32": 0, "torch.float16": 1, "torch.bfloat16": 2}
+
+
+@functools.lru_cache(maxsize=8)
+def _head_kernel(ytype: int) -> Any:
+    import cupy
+
+    options = ("--std=c++17", f"-DYTYPE={ytype}", f"-DDECODE_THREADS={DECODE_THREADS}")
+    return cupy.RawModule(code=kernel_source("decode.cu"), options=options).get_function("head_pick")
+
+
+class DecodeLoop:
+    """Greedy or sampled decoding of `batch` sequences at once on one device.
+
+    specs: the recurrent layers (one forward stack); table [rows, input]: the embedding;
+    head_w [hidden, V], head_b [V]: logits = h_t @ head_w + head_b. The chosen token indexes
+    the table, so V <= rows. Steps run in whole launches; `logits` holds the logits [batch, V]
+    of the last step run.
+
+    >>> loop = runner.decoder(table, head_w, head_b)          # doctest: +SKIP
+    >>> loop.generate(prompt_ids, 200, greedy=True)            # [batch, 200] token ids
+    """
+
+    def __init__(self, specs: Sequence[RnnNodeSpec], table: np.ndarray, head_w: np.ndarray, head_b: np.ndarray,
+                 batch: int = 1, dtype: str = "float32", limits: DeviceLimits | None = None, options: Any = None,
+                 steps_per_launch: int = 32, device: Any = None, fused: bool = True) -> None:
+        import torch
+
+        self.torch = torch
+        problem = problem_for(specs, batch, 1, dtype)
+        if problem.directions != 1 or problem.reverse:
+            raise UnsupportedError("decoding runs forward, unidirectional recurrent stacks only (a reverse "
+                                   "direction needs the whole sequence)")
+        table = np.asarray(table, np.float32)
+        head_w, head_b = np.asarray(head_w, np.float32), np.asarray(head_b, np.float32).reshape(-1)
+        H, E = problem.hidden, problem.input_size
+        if table.ndim != 2 or table.shape[1] != E:
+            raise ShapeError(f"the embedding table must be [rows, {E}] (the stack's input size); got {table.shape}")
+        if head_w.ndim != 2 or head_w.shape[0] != H or head_b.shape != (head_w.shape[1],):
+            raise ShapeError(f"the head must be a weight [{H}, V] and a bias [V]; got {head_w.shape} and {head_b.shape}")
+        self.rows, self.vocab = table.shape[0], head_w.shape[1]
+        if self.vocab > self.rows:
+            raise ShapeError(f"the head chooses among {self.vocab} tokens but the embedding table has {self.rows} rows")
+        if steps_per_launch < 2 or steps_per_launch % 2:
+            raise Tf2rtError(f"steps_per_launch must be an even number >= 2, got {steps_per_launch}")
+        self.batch, self.K, self.problem = batch, int(steps_per_launch), problem
+        self.dev = torch.device("cuda", torch.cuda.current_device()) if device is None else torch.device(device)
+        self.on_gpu = self.dev.type == "cuda"
+        limits = limits or DeviceLimits()
+        self.stack, self.plan = make_stack(specs, batch, 1, dtype, limits, prefer="step", torch_device=self.dev,
+                                           options=options)
+        # fused=False keeps the torch-op form on a GPU too (a reference for the kernels).
+        self.fused = fused and self.on_gpu and isinstance(self.stack, SingleStepStack) and self.stack.gemv
+        self.head_kernel = fused and self.on_gpu
+        dev, B, L = self.dev, batch, problem.layers
+        self.table = torch.from_numpy(table).to(dev)
+        self.w = torch.from_numpy(head_w).to(dev)  # [H, V] for the torch head
+        self.wT = torch.from_numpy(np.ascontiguousarray(head_w.T)).to(dev)  # [V, H] for the kernel
+        self.b = torch.from_numpy(head_b).to(dev)
+        sdt = getattr(self.stack, "dt", None) or getattr(self.stack, "dtype", torch.float32)
+        shape = (L, B, H)
+        self.h = [torch.zeros(shape, device=dev, dtype=sdt) for _ in range(2)]
+        self.c = [torch.zeros(shape, device=dev, dtype=sdt) for _ in range(2)] if problem.cell == "lstm" else None
+        self.x = torch.zeros(1, B, E, device=dev, dtype=torch.float32)  # table rows (unfused lookup)
+        self.tok = torch.zeros(B, device=dev, dtype=torch.int64)
+        self.forced = torch.full((self.K, B), -1, device=dev, dtype=torch.int64)
+        self.picked = torch.zeros(self.K, B, device=dev, dtype=torch.int64)
+        self.uniform = torch.zeros(self.K, B, self.vocab, device=dev, dtype=torch.float32)
+        self.logits = torch.zeros(B, self.vocab, device=dev, dtype=torch.float32)
+        self._graphs: dict[tuple, Any] = {}
+
+    def describe(self) -> dict[str, Any]:
+        return {"stack": self.plan.engine, "fused_lookup": self.fused, "steps_per_launch": self.K,
+                "head": "head_pick kernel" if self.head_kernel else "torch ops", "device": str(self.dev)}
+
+    # -- one step ----------------------------------------------------------------------
+    def _step(self, j: int, mode: tuple) -> None:
+        torch = self.torch
+        cur, nxt = j % 2, (j + 1) % 2
+        c0 = None if self.c is None else self.c[cur]
+        if self.fused:
+            y, _, _ = self.stack(self.table, self.h[cur], c0, x_rows=self.tok,
+                                 into=(self.h[nxt], None if self.c is None else self.c[nxt]))
+        else:
+            torch.index_select(self.table, 0, self.tok, out=self.x[0])
+            y, hn, cn = self.stack(self.x, self.h[cur], c0)
+            self.h[nxt].copy_(hn.reshape(self.h[nxt].shape))
+            if self.c is not None:
+                self.c[nxt].copy_(cn.reshape(self.c[nxt].shape))
+        y = y.reshape(-1, self.batch, self.problem.hidden)[-1]  # last step, [B, H]
+        if self.head_kernel:
+            self._pick_kernel(y, j, mode)
+        else:
+            self._pick_torch(y, j, mode)
+
+    def _pick_kernel(self, y: Any, j: int, mode: tuple) -> None:
+        import cupy
+
+        greedy, inv_temp, top_k = mode
+        ptr = lambda t: np.uint64(0 if t is None else t.data_ptr())  # noqa: E731
+        if y.stride(1) != 1:
+            y = y.contiguous()
+        kernel = _head_kernel(_YTYPE[str(y.dtype)])
+        stream = cupy.cuda.ExternalStream(self.torch.cuda.current_stream(self.dev).cuda_stream)
+        with stream:
+            kernel((self.batch,), (DECODE_THREADS,),
+                   (ptr(y), np.int64(y.stride(0)), np.int32(self.problem.hidden), ptr(self.wT), ptr(self.b),
+                    np.int32(self.vocab), np.uint64(0) if greedy else ptr(self.uniform[j]), np.float32(inv_temp),
+                    np.int32(top_k), ptr(self.forced[j]), ptr(self.tok), ptr(self.picked[j]), ptr(self.logits)),
+                   shared_mem=self.problem.hidden * 4)
+
+    def _pick_torch(self, y: Any, j: int, mode: tuple) -> None:
+        torch = self.torch
+        greedy, inv_temp, top_k = mode
+        z = torch.addmm(self.b, y.float(), self.w)
+        self.logits.copy_(z)
+        if 0 < top_k < self.vocab:
+            cut = torch.topk(z, top_k, dim=1).values[:, -1:]
+            z = torch.where(z >= cut, z, torch.full_like(z, -float("inf")))
+        if not greedy:
+            z = z * inv_temp - torch.log(-torch.log(self.uniform[j]))
+        pick = torch.argmax(z, dim=1)  # the first of equal maxima, as numpy
+        self.picked[j].copy_(pick)
+        f = self.forced[j]
+        self.tok.copy_(torch.where(f >= 0, f, pick))
+
+    def _launch_fn(self, mode: tuple) -> Any:
+        """The K steps of one launch: a CUDA graph on a GPU, a plain call on a CPU."""
+        if mode not in self._graphs:
+            def steps() -> None:
+                for j in range(self.K):
+                    self._step(j, mode)
+
+            if self.on_gpu:
+                from .cudagraph import CapturedCall
+
+                with self.torch.no_grad():
+                    steps = CapturedCall(steps)
+            self._graphs[mode] = steps
+        return self._graphs[mode]
+
+    # -- generation ------------------------------------------------------------------------
+    def generate(self, prompt: Any, length: int, *, greedy: bool = False, temperature: float = 1.0,
+                 top_k: int | None = None, seed: int | None = None, h0: Any = None, c0: Any = None) -> np.ndarray:
+        """Feed `prompt` (token ids [batch, P] or [P] at batch 1, P >= 1) from state (h0, c0)
+        (zeros when None; [layers, batch, hidden]) and return the next `length` tokens of
+        each row, [batch, length] (int64)."""
+        torch = self.torch
+        prompt = np.asarray(prompt)
+        if prompt.ndim == 1 and self.batch == 1:
+            prompt = prompt[None]
+        if prompt.ndim != 2 or prompt.shape[0] != self.batch or prompt.shape[1] < 1:
+            raise ShapeError(f"the prompt must be token ids [{self.batch}, P] with P >= 1; got shape {prompt.shape}")
+        if not np.issubdtype(prompt.dtype, np.integer):
+            raise Tf2rtError(f"the prompt must hold integer token ids, got {prompt.dtype}")
+        if prompt.min() < 0 or prompt.max() >= self.rows:
+            bad = int(prompt.min() if prompt.min() < 0 else prompt.max())
+            raise Tf2rtError(f"token id {bad} is outside the embedding table's {self.rows} rows")
+        if length < 0:
+            raise Tf2rtError(f"length must be >= 0, got {length}")
+        if not greedy and not temperature > 0:
+            raise Tf2rtError(f"temperature must be > 0, got {temperature}")
+        if top_k is not None and top_k < 0:
+            raise Tf2rtError(f"top_k must be >= 0, got {top_k}")
+        B, P, K = self.batch, prompt.shape[1], self.K
+        if length == 0:
+            return np.zeros((B, 0), np.int64)
+        mode = (bool(greedy), 1.0 if greedy else 1.0 / float(temperature), int(top_k or 0))
+        run = self._launch_fn(mode)  # captured before the buffers below are set
+        steps = P - 1 + length  # the last token is chosen, never fed
+        launches = -(-steps // K)
+        forced = np.full((launches * K, B), -1, np.int64)
+        forced[:P - 1] = prompt[:, 1:].T
+        gen = None
+        if not greedy:
+            gen = torch.Generator(device=self.dev)
+            gen.manual_seed(int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (1 << 63)))
+        with torch.no_grad():
+            self._set_state(h0, c0)
+            self.tok.copy_(torch.from_numpy(prompt[:, 0].astype(np.int64)))
+            picks = torch.empty(launches, K, B, dtype=torch.int64, pin_memory=self.on_gpu)
+            forced_dev = torch.from_numpy(forced).to(self.dev).reshape(launches, K, B)
+            for r in range(launches):
+                self.forced.copy_(forced_dev[r])
+                if gen is not None:
+                    self.uniform.uniform_(generator=gen)
+                run()
+                picks[r].copy_(self.picked, non_blocking=self.on_gpu)
+            if self.on_gpu:
+                torch.cuda.current_stream(self.dev).synchronize()
+        return picks.reshape(launches * K, B)[P - 1:P - 1 + length].T.numpy().copy()
+
+    def _set_state(self, h0: Any, c0: Any) -> None:
+        torch = self.torch
+        shape = tuple(self.h[0].shape)
+        for name, v, dst in (("h0", h0, self.h[0]), ("c0", c0, None if self.c is None else self.c[0])):
+            if dst is None:
+                continue
+            if v is None:
+                dst.zero_()
+                continue
+            v = torch.as_tensor(np.asarray(v, np.float32)) if not torch.is_tensor(v) else v
+            if tuple(v.shape) != shape:
+                raise ShapeError(f"{name} must have shape {shape}, got {tuple(v.shape)}")
+            dst.copy_(v)
