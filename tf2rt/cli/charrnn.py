@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     backend_options = {"threads": args.threads} if args.threads is not None else {}
     gen = CharRNN(args.model, vocab, backend=args.backend, precision=args.precision,
                   backend_options=backend_options, **options)
+    if args.stats and args.backend == "cuda":  # kernel builds and graph captures are not per-step time
+        gen.generate(args.start, 1, greedy=True)
     t0 = time.perf_counter()
     text = gen.generate(args.start, args.length, temperature=args.temperature, seed=args.seed,
                         greedy=args.greedy, top_k=args.top_k)
@@ -73,5 +75,5 @@ def run(args: argparse.Namespace) -> int:
     if args.stats:
         steps = len(args.start) + max(args.length - 1, 0)
         print(f"{steps} steps in {dt * 1e3:.1f} ms: {dt / max(steps, 1) * 1e3:.3f} ms/step "
-              f"({args.backend})", file=sys.stderr)
+              f"({args.backend}: {gen.path})", file=sys.stderr)
     return 0

@@ -154,6 +154,15 @@ class CharRNN:
         return bool(self._decode)
 
     @property
+    def path(self) -> str:
+        """How generate() runs, in words."""
+        if self.decoding_on_device:
+            return f"whole model on the GPU, {self._decode.K} characters per launch"
+        if self.streaming:
+            return "streaming session for the recurrent stack, embedding and head on the host"
+        return "one engine call per character"
+
+    @property
     def streaming(self) -> bool:
         """Whether steps run in a streaming session (cuda backend, plain char-RNN engine)."""
         return getattr(self, "_stream", None) is not None
