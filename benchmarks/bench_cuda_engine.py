@@ -18,7 +18,9 @@ engine gives them). "stack" is the engine's recurrent stack alone (same CUDA-eve
 its own graph), so "engine - stack" is what the ops around it cost. Grid: batch 1/8/64 x
 hidden 256/512/1024 x T 1/100 x fp32/fp16 x LSTM/GRU, plus the bundled char-RNN
 (examples/charrnn: embedding -> 2 LSTM -> dense -> softmax, one step with its state) against
-the same engine graph run with cuDNN for the recurrent stack (runner prefer="cudnn").
+the same engine graph run with cuDNN for the recurrent stack (runner prefer="cudnn"), and a
+Keras GRU classifier (benchmarks/assets, made by make_keras_gru_classifier.py) against the
+same model in PyTorch.
 """
 
 from __future__ import annotations
@@ -143,7 +145,54 @@ def measure_charrnn(reps: int) -> dict:
     return out
 
 
-def to_markdown(rows: list[dict], meta: dict, char: dict | None) -> str:
+def measure_keras_gru(reps: int, batches=(1, 64)) -> list[dict]:
+    """The Keras GRU classifier (benchmarks/make_keras_gru_classifier.py: x [B, 50, 64] ->
+    GRU(128) -> Dense(10, softmax)) against the same model in PyTorch (nn.GRU, batch_first,
+    + Linear + softmax, from the Keras weights) in a CUDA graph."""
+    import torch
+
+    from tf2rt.backends.cuda.cudagraph import CapturedCall
+    from tf2rt.engine import load_engine
+
+    assets = Path(__file__).resolve().parent / "assets"
+    engine = load_engine(assets / "keras_gru_classifier.onnx")
+    w = np.load(assets / "keras_gru_classifier.npz")
+    H = w["recurrent_kernel"].shape[0]
+    z, r, n = slice(0, H), slice(H, 2 * H), slice(2 * H, 3 * H)
+    torch_order = lambda a: np.concatenate([a[..., r], a[..., z], a[..., n]], -1)  # noqa: E731 - Keras z,r,h -> torch r,z,n
+    gru = torch.nn.GRU(w["kernel"].shape[0], H, batch_first=True)
+    lin = torch.nn.Linear(H, w["dense_kernel"].shape[1])
+    with torch.no_grad():
+        gru.weight_ih_l0.copy_(torch.from_numpy(torch_order(w["kernel"]).T.copy()))
+        gru.weight_hh_l0.copy_(torch.from_numpy(torch_order(w["recurrent_kernel"]).T.copy()))
+        gru.bias_ih_l0.copy_(torch.from_numpy(torch_order(w["bias"][0])))
+        gru.bias_hh_l0.copy_(torch.from_numpy(torch_order(w["bias"][1])))
+        lin.weight.copy_(torch.from_numpy(w["dense_kernel"].T.copy()))
+        lin.bias.copy_(torch.from_numpy(w["dense_bias"]))
+    gru, lin = gru.cuda().eval(), lin.cuda().eval()
+    rows = []
+    for B in batches:
+        x = np.random.default_rng(B).standard_normal((B, 50, w["kernel"].shape[0])).astype(np.float32)
+        runner = engine.runner("cuda")
+        got = runner.run({"input_layer": x})["classes"]
+        ours = statistics.median(runner.benchmark({"input_layer": x}, reps, 10)) * 1e6
+        xd = torch.from_numpy(x).cuda()
+
+        def call():
+            with torch.no_grad():
+                y, _ = gru(xd)
+                return torch.softmax(lin(y[:, -1]), -1)
+
+        want = call().cpu().numpy()
+        peer = statistics.median(_times(CapturedCall(call), reps))
+        rows.append({"batch": B, "engine_us": ours, "cudnn_us": peer, "speedup": peer / ours,
+                     "max_abs_err": float(np.abs(got - want).max()), "copies": list(runner.executor.copies),
+                     "describe": runner.describe()["recurrent"]})
+        runner.close()
+    return rows
+
+
+def to_markdown(rows: list[dict], meta: dict, char: dict | None, keras_gru: list | None = None) -> str:
     lines = [f"# Whole engines on the cuda backend vs cuDNN in a CUDA graph — {meta['gpu']}", "",
              f"{meta['date']}; torch {meta['torch']}, cuDNN {meta['cudnn']}. Command: `{meta['command']}`", "",
              "Times in µs, medians of CUDA-event-timed replays (inputs on the GPU). engine = `runner.benchmark` "
@@ -169,6 +218,16 @@ def to_markdown(rows: list[dict], meta: dict, char: dict | None) -> str:
                   f"engine {char['engine']:.1f} µs, the same engine with cuDNN for the recurrent stack "
                   f"(runner prefer=\"cudnn\") {char['cudnn']:.1f} µs: {char['speedup']:.2f}x; "
                   f"copies {len(char['engine_copies'])}; outputs differ by at most {char['max_abs_err']:.1e}."]
+    if keras_gru:
+        lines += ["", "## Keras GRU classifier (x [B, 50, 64] -> GRU(128) -> Dense(10, softmax), fp32)", "",
+                  "Engine converted from a .keras file (benchmarks/make_keras_gru_classifier.py); cuDNN = the same "
+                  "model in PyTorch (nn.GRU batch_first + Linear + softmax, the Keras weights) in a CUDA graph.", "",
+                  "| batch | tf2rt engine | cuDNN in a CUDA graph | speed-up | stack engine | copies | max abs err |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in keras_gru:
+            d = (r["describe"] or [{}])[0]
+            lines.append(f"| {r['batch']} | {r['engine_us']:.1f} | {r['cudnn_us']:.1f} | {r['speedup']:.2f}x | "
+                         f"{d.get('engine')} {d.get('mode') or ''} | {len(r['copies'])} | {r['max_abs_err']:.1e} |")
     return "\n".join(lines) + "\n"
 
 
@@ -182,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", default="1,100")
     ap.add_argument("--precisions", default="fp32,fp16")
     ap.add_argument("--no-charrnn", action="store_true")
+    ap.add_argument("--no-keras", action="store_true", help="skip the Keras GRU classifier")
     ap.add_argument("--merge", nargs="*", default=[], help="JSON results of other runs to put in the same table")
     args = ap.parse_args(argv)
 
@@ -198,10 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     char = None
+    keras_gru = None
 
     def save() -> None:
-        out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows, "charrnn": char}, indent=1))
-        out.write_text(to_markdown(rows, meta, char))
+        out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows, "charrnn": char,
+                                                        "keras_gru": keras_gru}, indent=1, default=str))
+        out.write_text(to_markdown(rows, meta, char, keras_gru))
 
     for cell in args.cells.split(","):
         for prec in args.precisions.split(","):
@@ -224,6 +286,12 @@ def main(argv: list[str] | None = None) -> int:
             print("charrnn", {k: v for k, v in char.items() if not k.endswith("describe")}, flush=True)
         except Exception as e:
             print(f"charrnn: {type(e).__name__}: {e}", flush=True)
+    if not args.no_keras:
+        try:
+            keras_gru = measure_keras_gru(args.reps)
+            print("keras gru", [{k: v for k, v in r.items() if k != "describe"} for r in keras_gru], flush=True)
+        except Exception as e:
+            print(f"keras gru: {type(e).__name__}: {e}", flush=True)
     save()
     return 0
 
