@@ -92,3 +92,43 @@ def test_fill_of_a_run_time_shape():
     x = np.arange(12, dtype=np.float32).reshape(4, 3)
     got = _numpy(_executor(engine)({"x": torch.as_tensor(x)}))["out"]
     np.testing.assert_array_equal(got, x + 0.25)
+
+
+def test_dense_head_is_one_gemm_and_matches_onnxruntime(tmp_path):
+    """A MatMul by a constant followed by the Add of a constant bias (the char-RNN's dense
+    head, [batch*time, H] @ [H, V] + [V]) runs as one MatMulAdd node; a MatMul whose result
+    has another use, or an Add of a non-constant, stays as it is. Outputs equal onnxruntime."""
+    from tf2rt import convert
+    from tf2rt.cli.demo import EXAMPLE
+    from tf2rt.engine import build_engine
+    from tf2rt.network import Network
+
+    engine = convert(EXAMPLE / "model", tmp_path / "charrnn.onnx", states=True)
+    ex = _executor(engine)
+    ops = [n.op_type for n in ex.nodes]
+    assert "MatMulAdd" in ops and "MatMul" not in ops and "Add" not in ops, ops
+    rng = np.random.default_rng(3)
+    feeds = {"input_data": rng.integers(0, 65, (2, 7)).astype(np.int32)}
+    for name, _ in engine.states:
+        feeds[name] = rng.standard_normal((2, 2, 192)).astype(np.float32)
+    got = _numpy(ex({k: torch.as_tensor(v) for k, v in feeds.items()}))
+    want = engine.run(feeds)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=1e-5)
+
+    # the product used twice (Add and an output): no fusion
+    net = Network("two_uses")
+    x = net.add_input("x", "float32", (3, 4))
+    w = net.add_constant((4, 5), rng.standard_normal((4, 5)).astype(np.float32), name="w").output
+    b = net.add_constant((5,), rng.standard_normal(5).astype(np.float32), name="b").output
+    mm = net.add_matrix_multiply(x, "none", w, "none", name="mm").output
+    net.mark_output(net.add_elementwise(mm, b, "sum", name="plus").output, "plus")
+    net.mark_output(mm, "product")
+    engine = build_engine(net)
+    ex = _executor(engine)
+    assert "MatMulAdd" not in [n.op_type for n in ex.nodes]
+    xv = rng.standard_normal((3, 4)).astype(np.float32)
+    got = _numpy(ex({"x": torch.as_tensor(xv)}))
+    want = engine.run({"x": xv})
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)

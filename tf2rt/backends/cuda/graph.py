@@ -93,6 +93,7 @@ class GraphExecutor:
                                        f"(node {n.name!r}); use the onnxruntime backend")
         self.torch = torch
         self._fold_constants()
+        self._fuse_bias_adds()
         self.chains = self._find_chains()
 
     _FOLDABLE = ("Cast", "Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Shape", "Constant")
@@ -112,6 +113,36 @@ class GraphExecutor:
                     continue
             kept.append(n)
         self.nodes = kept
+
+    def _fuse_bias_adds(self) -> None:
+        """MatMul by a constant matrix whose only use is an Add of a constant bias along the
+        last axis (a dense layer, e.g. a char-RNN's head) becomes one MatMulAdd node: one
+        GEMM launch instead of a GEMM and an elementwise add."""
+        from onnx import helper
+
+        uses: dict[str, int] = {}
+        for n in self.nodes:
+            for i in n.input:
+                uses[i] = uses.get(i, 0) + 1
+        producer = {o: n for n in self.nodes for o in n.output}
+        outputs, fused, drop = set(self.output_names), {}, set()
+        for n in self.nodes:
+            if n.op_type != "Add" or len(n.input) != 2:
+                continue
+            for mm_out, bias in (tuple(n.input), tuple(reversed(n.input))):
+                mm = producer.get(mm_out)
+                if mm is None or mm.op_type != "MatMul" or uses.get(mm_out) != 1 or mm_out in outputs:
+                    continue
+                w, b = self.host.get(mm.input[1]), self.host.get(bias)
+                if w is None or b is None or w.ndim != 2 or b.size != w.shape[1] or w.shape[1] < 1 \
+                        or any(d != 1 for d in b.shape[:-1]) or b.dtype != w.dtype:
+                    continue
+                fused[id(n)] = helper.make_node("MatMulAdd", [mm.input[0], mm.input[1], bias], list(n.output),
+                                                name=f"{mm.name}+{n.name}")
+                drop.add(id(mm))
+                break
+        if fused:
+            self.nodes = [fused.get(id(n), n) for n in self.nodes if id(n) not in drop]
 
     # -- recurrent chains ------------------------------------------------------------------
     def _spec(self, node: Any) -> RnnNodeSpec:

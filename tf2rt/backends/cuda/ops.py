@@ -157,15 +157,31 @@ def _matmul(ex: Any, a: Sequence[Any], at: dict) -> Any:
 
 @op("Gemm")
 def _gemm(ex: Any, a: Sequence[Any], at: dict) -> Any:
+    import torch
+
     x, w = ex.dev(a[0]), ex.dev(a[1]).to(ex.dev(a[0]).dtype)
     if at.get("transA", 0):
         x = x.T
     if at.get("transB", 0):
         w = w.T
-    y = at.get("alpha", 1.0) * (x @ w)
-    if len(a) > 2 and a[2] is not None:
-        y = y + at.get("beta", 1.0) * ex.dev(a[2]).to(y.dtype)
-    return y
+    alpha, beta = at.get("alpha", 1.0), at.get("beta", 1.0)
+    if len(a) > 2 and a[2] is not None:  # one launch: C broadcasts to [M, N] in addmm
+        return torch.addmm(ex.dev(a[2]).to(x.dtype), x, w, beta=beta, alpha=alpha)
+    return x @ w if alpha == 1.0 else alpha * (x @ w)
+
+
+@op("MatMulAdd")
+def _matmul_add(ex: Any, a: Sequence[Any], at: dict) -> Any:
+    """MatMul by a constant [K, N] and Add of a constant bias [N] (GraphExecutor fuses the
+    pair): one GEMM launch over the rows of x [..., K]."""
+    import torch
+
+    x, w = ex.dev(a[0]), ex.dev(a[1])
+    w = w.to(x.dtype)
+    b = ex.dev(a[2]).to(x.dtype).reshape(-1)
+    if x.dim() == 2:
+        return torch.addmm(b, x, w)
+    return torch.addmm(b, x.reshape(-1, x.shape[-1]), w).view(*x.shape[:-1], w.shape[1])
 
 
 @op("Softmax")
