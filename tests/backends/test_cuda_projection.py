@@ -78,3 +78,22 @@ def test_bf16x3_operands_carry_the_split_and_the_bias():
     # one bf16 pass (operands rounded to bf16) is far less accurate
     one = torch.from_numpy(x).bfloat16().double().numpy() @ torch.from_numpy(W.T.copy()).bfloat16().double().numpy() + b
     assert np.abs(one - ref).max() > 10 * err
+
+
+@pytest.mark.parametrize("mode", ["bf16x3", "tf32x3"])
+def test_split_operands_from_a_transposed_input(mode):
+    """A batch-major input seen time-major ([T, B, K] view of [B, T, K]) stages the same
+    operand rows, in (t, b) order, as the time-major copy: the input needs no copy of its own."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    W = rng.uniform(-0.1, 0.1, (24, 40)).astype(np.float32)
+    b = rng.uniform(-1, 1, 24).astype(np.float32)
+    batch_major = torch.from_numpy(rng.uniform(-1, 1, (3, 5, 40)).astype(np.float32))  # [B, T, K]
+    view = batch_major.transpose(0, 1)  # [T, B, K], not contiguous
+    assert not view.is_contiguous()
+    proj = Projection(W, b, torch.float32, 16, "cpu", mode)
+    assert proj.takes_any_layout(view)
+    got = proj.stage(view).clone()
+    want = proj.stage(view.contiguous().reshape(15, 40))
+    assert got.shape == want.shape and torch.equal(got, want)
+    assert not Projection(W, b, torch.float32, 16, "cpu", "plain").takes_any_layout(view)

@@ -348,11 +348,15 @@ class PersistentStack:
             self.seq.copy_(seq_lens.reshape(B))
         tables = self._desc[(h0 is not None, c0 is not None, seq_lens is not None)]
         stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(self.dev).cuda_stream)
-        if not (cfg.fuse_input and x.dtype in _TYPE_CODES):  # in-kernel input products read any float x
-            x = x.to(self.dt, memory_format=torch.contiguous_format)  # one copy: type and layout
-        x = x.contiguous()
+        split_in = not cfg.fuse_input and self.proj[0] is not None and self.proj[0].takes_any_layout(x)
+        if split_in:  # the split projection's staging reads x in any layout (no copy first)
+            inp = x
+        else:
+            if not (cfg.fuse_input and x.dtype in _TYPE_CODES):  # in-kernel input products read any float x
+                x = x.to(self.dt, memory_format=torch.contiguous_format)  # one copy: type and layout
+            x = x.contiguous()
+            inp = x.reshape(T * B, -1)
         x_dt = x.dtype if cfg.fuse_input else self.dt
-        inp = x.reshape(T * B, -1)
         for li, table in enumerate(tables):
             if li > 0:  # next layer's input: previous y [T, D, B, H] -> [T*B, D*H]
                 prev = self.y[li - 1][:T]

@@ -125,26 +125,43 @@ class Projection:
             self.x3[:, 3 * k:3 * k + 2] = 1.0
 
     def stage(self, inp: Any) -> Any:
-        """The GEMM's left operand for `inp` (split modes): [x_hi | x_hi | x_lo (| 1 1 0..)]."""
+        """The GEMM's left operand for `inp` (split modes): [x_hi | x_hi | x_lo (| 1 1 0..)].
+        inp: [M, K], or [T, B, K] with any strides (e.g. a batch-major input seen
+        time-major): the split writes the operand's rows in (t, b) order, so a transposed
+        input costs no copy of its own."""
         import torch
 
-        m, k = inp.shape[0], self.k
+        k = self.k
+        lead = tuple(inp.shape[:-1])
+        m = int(np.prod(lead))
         x3 = self.x3[:m]
+
+        def rows(t: Any) -> Any:  # an [M, n] slice of the operand seen with inp's leading dims
+            return t.view(lead + (t.shape[-1],))
+
         if self.mode == "tf32x3":
-            torch.bitwise_and(inp.view(torch.int32), -8192, out=x3.view(torch.int32)[:, :k])  # clear 13 mantissa bits
+            hi = rows(x3[:, :k])
+            torch.bitwise_and(inp.view(torch.int32), -8192, out=rows(x3.view(torch.int32)[:, :k]))  # clear 13 bits
             x3[:, k:2 * k].copy_(x3[:, :k])
-            torch.sub(inp, x3[:, :k], out=x3[:, 2 * k:])  # lo: the exact rest
+            torch.sub(inp, hi, out=rows(x3[:, 2 * k:]))  # lo: the exact rest
         else:
-            x3[:, :k].copy_(inp)  # hi: rounded to bf16
+            hi = rows(x3[:, :k])
+            hi.copy_(inp)  # hi: rounded to bf16
             x3[:, k:2 * k].copy_(x3[:, :k])
-            torch.sub(inp, x3[:, :k], out=x3[:, 2 * k:3 * k])  # lo: the rest (fp32), rounded to bf16
+            torch.sub(inp, hi, out=rows(x3[:, 2 * k:3 * k]))  # lo: the rest (fp32), rounded to bf16
         return x3
+
+    def takes_any_layout(self, x: Any) -> bool:
+        """Whether __call__ can take x [T, B, K] as it is (no contiguous copy first)."""
+        import torch
+
+        return self.mode != "plain" and x.dtype == torch.float32
 
     def __call__(self, inp: Any, out: Any) -> None:
         import torch
 
         if self.mode == "plain":
-            torch.addmm(self.b, inp, self.wt, out=out)
+            torch.addmm(self.b, inp.reshape(-1, inp.shape[-1]), self.wt, out=out)
             return
         x3 = self.stage(inp)
         if self.mode == "tf32x3":
