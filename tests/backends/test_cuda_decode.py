@@ -244,3 +244,40 @@ def test_char_rnn_app_decodes_on_the_gpu(demo):
     # step() still works after generation (streaming session or graph path)
     assert np.abs(app.logits("Before we") - ort.logits("Before we")).max() <= 1e-4
     app.close()
+
+
+def test_a_gru_decoder_matches_a_torch_loop():
+    """A 2-layer GRU (reset-after) decoder with random weights against torch.nn.GRU driven
+    one token at a time in Python, greedy and from a given initial state."""
+    from tf2rt.backends.cuda.decode import DecodeLoop
+    from tf2rt.backends.cuda.rnn import node_spec
+    from tf2rt.layouts import ONNX_GRU, TORCH_GRU, reorder_gates
+
+    torch.manual_seed(3)
+    E, H, V = 12, 20, 9
+    mod = torch.nn.GRU(E, H, num_layers=2)
+    sd = {k: v.numpy() for k, v in mod.state_dict().items()}
+    to_onnx = lambda a: reorder_gates(a, TORCH_GRU, ONNX_GRU)[None]  # noqa: E731
+    specs = [node_spec("GRU", {"hidden_size": H, "linear_before_reset": 1}, to_onnx(sd[f"weight_ih_l{i}"]),
+                       to_onnx(sd[f"weight_hh_l{i}"]),
+                       np.concatenate([to_onnx(sd[f"bias_ih_l{i}"]), to_onnx(sd[f"bias_hh_l{i}"])], 1), None)
+             for i in range(2)]
+    rng = np.random.default_rng(4)
+    table = (rng.standard_normal((V + 3, E)) * 2).astype(np.float32)  # more rows than the head's tokens
+    kernel = (rng.standard_normal((H, V)) * 2).astype(np.float32)
+    bias = rng.standard_normal(V).astype(np.float32)
+    h0 = rng.standard_normal((2, 1, H)).astype(np.float32) * 0.5
+    loop = DecodeLoop(specs, table, kernel, bias, device="cpu", steps_per_launch=6)
+    prompt = [V + 2, 0, 5]  # a prompt may use any row of the table
+    got = loop.generate(np.array(prompt), 25, greedy=True, h0=h0)[0].tolist()
+    toks, want, h = list(prompt), [], torch.from_numpy(h0)
+    with torch.no_grad():
+        for t in range(len(prompt) + 24):
+            y, h = mod(torch.from_numpy(table[toks[t]])[None, None], h)
+            nxt = int(np.argmax(y[0, 0].numpy() @ kernel + bias))
+            if t >= len(prompt) - 1:
+                want.append(nxt)
+            if t + 1 >= len(toks):
+                toks.append(nxt)
+    assert got == want
+    assert len(set(got)) >= 2  # the weights do move the text
