@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# GPU checks of the cuda backend on a machine with an NVIDIA GPU, PyTorch (CUDA) and CuPy.
+#
+#   bash scripts/gpu_check.sh OUT_DIR [STAGE...]
+#
+# Stages (default: all, in this order; each bounded by its own timeout):
+#   decode     the GPU decoder and char-RNN tests
+#   charrnn    benchmarks/bench_cuda_charrnn.py (char-RNN generation vs PyTorch cuDNN)
+#   diagnose   benchmarks/cuda_rnn_diagnose.py (per-direction errors of bidirectional stacks)
+#   suite      every gpu-marked test under tests/backends
+#   engine     benchmarks/bench_cuda_engine.py, a reduced grid plus char-RNN and Keras GRU
+# Each stage writes OUT_DIR/<stage>.txt (and the benchmarks their .md/.json there).
+set -u
+out=${1:?usage: gpu_check.sh OUT_DIR [STAGE...]}
+shift
+stages=${*:-decode charrnn diagnose suite engine}
+mkdir -p "$out"
+export CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0}
+pytest_gpu="python3 -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning -m gpu -rf"
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+for s in $stages; do
+  echo "== $s"
+  case $s in
+    decode) timeout 180 $pytest_gpu tests/backends/test_cuda_decode.py \
+              "tests/backends/test_cuda_stream.py::test_char_rnn_app_streams_on_cuda_and_matches_onnxruntime" ;;
+    charrnn) timeout 180 python3 benchmarks/bench_cuda_charrnn.py --out "$out/cuda_charrnn.md" --length 2000 --reps 3 ;;
+    diagnose) timeout 90 python3 benchmarks/cuda_rnn_diagnose.py ;;
+    suite) timeout 300 $pytest_gpu --maxfail=40 tests/backends ;;
+    engine) timeout 240 python3 benchmarks/bench_cuda_engine.py --out "$out/cuda_engine.md" --reps 50 \
+              --hiddens 512 --batches 1,64 ;;
+    *) echo "unknown stage $s"; exit 2 ;;
+  esac > "$out/$s.txt" 2>&1
+  echo "rc=$?" >> "$out/$s.txt"
+  tail -4 "$out/$s.txt"
+done
