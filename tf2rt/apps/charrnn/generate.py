@@ -170,11 +170,14 @@ class CharRNN:
     # --- stepping -----------------------------------------------------------------------
     def reset(self) -> None:
         """Start from zero state."""
+        self._zero_feeds()
+        if self.streaming:
+            self._stream.reset()
+
+    def _zero_feeds(self) -> None:
         self.feeds = {self.input_name: self._ids}
         for name, z in self._zeros.items():
             self.feeds[name] = z
-        if self.streaming:
-            self._stream.reset()
 
     def step(self, char_id: int) -> np.ndarray:
         """Feed one id, carry the state; returns the next-character logits [V]."""
@@ -211,7 +214,7 @@ class CharRNN:
                 self._stream.close()
             out = decoder.generate(ids.astype(np.int64), length, greedy=greedy, temperature=temperature,
                                    top_k=top_k, seed=seed)
-            self.reset()
+            self._zero_feeds()  # a closed session reopens with zero state at the next step()
             return self.vocab.decode(out[0])
         self.reset()
         logits = None
