@@ -37,6 +37,9 @@ from .rnn import RnnNodeSpec, make_stack, problem_for
 from .single_step import SingleStepStack
 
 DECODE_THREADS = 256
+#: head_pick computes a row's logits in ONE block (right for character and small-token
+#: vocabularies); larger vocabularies take the torch head (a GEMM over all SMs, then argmax).
+HEAD_KERNEL_MAX_V = 4096
 _YTYPE = {"torch.float32": 0, "torch.float16": 1, "torch.bfloat16": 2}
 
 
@@ -90,7 +93,7 @@ class DecodeLoop:
                                            options=options)
         # fused=False keeps the torch-op form on a GPU too (a reference for the kernels).
         self.fused = fused and self.on_gpu and isinstance(self.stack, SingleStepStack) and self.stack.gemv
-        self.head_kernel = fused and self.on_gpu
+        self.head_kernel = fused and self.on_gpu and head_w.shape[1] <= HEAD_KERNEL_MAX_V
         dev, B, L = self.dev, batch, problem.layers
         self.table = torch.from_numpy(table).to(dev)
         self.w = torch.from_numpy(head_w).to(dev)  # [H, V] for the torch head
