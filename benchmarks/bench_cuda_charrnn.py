@@ -17,6 +17,8 @@ Peers, built from the same weights in the same process:
   drive cuDNN one step at a time).
 - "cuDNN graph/step + host": the same graph, the token read on the host after each step
   (what a sampling loop on the host does).
+- "LSTMCell graph/step": the same per-character graph with one torch.nn.LSTMCell per layer
+  (PyTorch's fused cell kernels instead of cuDNN's RNN API), for context.
 - "tf2rt step()": the app's per-character path (streaming session, logits to the host,
   choice in numpy), for context.
 The texts of all greedy runs must be identical.
@@ -39,9 +41,11 @@ PROMPT = "First Citizen:\n"
 
 
 class TorchCharRNN:
-    """The same model in PyTorch: one CUDA graph per character, state and token on device."""
+    """The same model in PyTorch: one CUDA graph per character, state and token on device.
+    cells=False: the stack is torch.nn.LSTM (cuDNN); cells=True: one torch.nn.LSTMCell per
+    layer (PyTorch's own fused cell kernels, no cuDNN)."""
 
-    def __init__(self, table, specs, kernel, bias):
+    def __init__(self, table, specs, kernel, bias, cells=False):
         import torch
 
         from tf2rt.backends.cuda.fallback import CudnnStack
@@ -50,6 +54,16 @@ class TorchCharRNN:
         dev = torch.device("cuda")
         self.emb = torch.nn.Embedding.from_pretrained(torch.from_numpy(table)).to(dev)
         self.lstm = CudnnStack(problem_for(specs, 1, 1, "float32"), [s.weights for s in specs], device=dev).module
+        self.cells = None
+        if cells:  # the same weights, one LSTMCell per layer
+            self.cells = []
+            for i in range(self.lstm.num_layers):
+                cell = torch.nn.LSTMCell(self.lstm.input_size if i == 0 else self.lstm.hidden_size,
+                                         self.lstm.hidden_size).to(dev)
+                with torch.no_grad():
+                    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                        getattr(cell, name).copy_(getattr(self.lstm, f"{name}_l{i}"))
+                self.cells.append(cell)
         self.lin = torch.nn.Linear(kernel.shape[0], kernel.shape[1]).to(dev)
         with torch.no_grad():
             self.lin.weight.copy_(torch.from_numpy(kernel.T))
@@ -73,10 +87,19 @@ class TorchCharRNN:
 
     def _step(self):
         torch = self.torch
-        y, (hn, cn) = self.lstm(self.emb(self.tok).view(1, 1, -1), (self.h, self.c))
-        self.h.copy_(hn)
-        self.c.copy_(cn)
-        nxt = torch.argmax(self.lin(y[0]), dim=1)
+        if self.cells is None:
+            y, (hn, cn) = self.lstm(self.emb(self.tok).view(1, 1, -1), (self.h, self.c))
+            self.h.copy_(hn)
+            self.c.copy_(cn)
+            top = y[0]
+        else:
+            top = self.emb(self.tok)
+            for i, cell in enumerate(self.cells):
+                h, c = cell(top, (self.h[i], self.c[i]))
+                self.h[i].copy_(h)
+                self.c[i].copy_(c)
+                top = h
+        nxt = torch.argmax(self.lin(top), dim=1)
         self.tok.copy_(nxt)
         self.rec.index_copy_(0, self.ctr, nxt)
         self.ctr.add_(1)
@@ -148,6 +171,9 @@ def measure(name, length, reps, launches, app=None, model=None):
     row["cudnn_graph_host_s"] = t
     assert np.array_equal(got, want)
     texts = {"cudnn": vocab.decode(want)}
+    cells = TorchCharRNN(table, specs, kernel, bias, cells=True)
+    t, got = _wall(lambda: cells.generate(ids, length), reps)
+    row["torch_cells_graph_s"], texts["torch LSTMCell"] = t, vocab.decode(got)
     if app is not None:
         app.generate(PROMPT, 20, greedy=True)  # builds and checks the decoder
         row["app_decodes_on_device"] = app.decoding_on_device
@@ -176,16 +202,18 @@ def to_markdown(rows, meta, launches):
              "Linear, argmax) replayed from a CUDA graph per character with token and state on the device; "
              "+ host: the token read on the host each step. tf2rt K=k: the decoder, k characters per launch; "
              "tf2rt app: `CharRNN(..., backend=\"cuda\").generate`; tf2rt step(): the app's per-character path.", "",
-             "| model | chars | cuDNN graph/step | cuDNN + host | " + " | ".join(f"tf2rt K={k}" for k in launches)
+             "| model | chars | cuDNN graph/step | cuDNN + host | LSTMCell graph/step | "
+             + " | ".join(f"tf2rt K={k}" for k in launches)
              + " | tf2rt app | tf2rt step() | speed-up (best tf2rt / cuDNN graph) | same text |",
-             "|---|---|---|---|" + "---|" * len(launches) + "---|---|---|---|"]
+             "|---|---|---|---|---|" + "---|" * len(launches) + "---|---|---|---|"]
     for r in rows:
         cps = lambda s: r["length"] / s if s else float("nan")  # noqa: E731
         ks = [cps(r[f"tf2rt_k{k}_s"]) for k in launches]
         app, step = r.get("tf2rt_app_s"), r.get("tf2rt_step_s")
         best = max(ks + ([cps(app)] if app else []))
         lines.append(f"| {r['model']} | {r['length']} | {cps(r['cudnn_graph_s']):,.0f} | "
-                     f"{cps(r['cudnn_graph_host_s']):,.0f} | " + " | ".join(f"{v:,.0f}" for v in ks)
+                     f"{cps(r['cudnn_graph_host_s']):,.0f} | {cps(r['torch_cells_graph_s']):,.0f} | "
+                     + " | ".join(f"{v:,.0f}" for v in ks)
                      + f" | {cps(app) if app else float('nan'):,.0f} | {cps(step) if step else float('nan'):,.0f} | "
                      f"{best / cps(r['cudnn_graph_s']):.2f}x | {'yes' if r['identical_text'] else 'NO ' + ', '.join(r['texts_differ'])} |")
     return "\n".join(lines) + "\n"
