@@ -124,14 +124,13 @@ class CharRNN:
         once against the generic path's first logits; None where it does not apply."""
         if self._decode is not None:
             return self._decode or None
-        from ...errors import UnsupportedError
         from .cuda_stream import NotStreamable, char_rnn_parts
 
         self._decode = False
         try:
             parts = char_rnn_parts(self.engine, self.runner.executor.chains, self.input_name, self.logits_name)
             decoder = self.runner.decoder(*parts)
-        except (NotStreamable, UnsupportedError):
+        except (NotStreamable, Tf2rtError):  # not a plain char-RNN, or a stack it cannot run
             return None
         if self.streaming:
             self._stream.close()  # an open session holds most of the GPU's SMs
