@@ -154,6 +154,24 @@ def test_kernels_compile(nvrtc, kw, dtype):
     assert ".entry stage_operands" in ptx and ".entry step_gates" in ptx
 
 
+def test_large_batches_compile_without_the_one_launch_form(nvrtc):
+    """The one-launch form keeps BATCH-long arrays per thread; it is built only where it runs
+    (batch <= 4), so a one-step stack of batch 20000 compiles quickly and without it."""
+    import time
+
+    problem = RnnProblem("lstm", 192, 32, 20000, 1, layers=2, dtype="float32")
+    defines = step_defines(problem)
+    assert defines["GEMV"] == 0
+    t = time.perf_counter()
+    ok, ptx = nvrtc.compile(kernel_source("single_step.cu"),
+                            ["--std=c++17", "-arch=sm_90"] + [f"-D{k}={v}" for k, v in defines.items()])
+    assert ok, ptx
+    assert ".entry step_gates" in ptx and ".entry step_gemv" not in ptx
+    assert time.perf_counter() - t < 30
+    small = step_defines(RnnProblem("lstm", 192, 32, 2, 1, layers=2, dtype="float32"))
+    assert small["GEMV"] == 1
+
+
 # ---- on the GPU ---------------------------------------------------------------------------
 TOL = {"float32": 1e-4, "float16": 2e-2, "bfloat16": 2e-2}
 

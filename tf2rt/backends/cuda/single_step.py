@@ -97,7 +97,7 @@ def step_defines(problem: RnnProblem, options: CudaOptions | None = None) -> dic
     return dict(CELL=p.cell_code, IOTYPE={"float32": 0, "float16": 1, "bfloat16": 2}[p.dtype], BATCH=p.batch,
                 HID=p.hidden, DIRS=p.directions, LAYERS=p.layers, IN0=p.input_size, K0=lay.k0, K1=lay.k1,
                 GW=GATE_BLOCKS[p.cell], NCOL=lay.ncol, SPLIT=int(lay.split), PEEP=int(p.peepholes),
-                **gate_defines())
+                GEMV=int(lay.gemv), **gate_defines())
 
 
 _TYPE_CODES = {"torch.float32": 0, "torch.float16": 1, "torch.bfloat16": 2}
@@ -109,7 +109,8 @@ def _compile(defines: tuple[tuple[str, int], ...]) -> tuple[Any, Any]:
 
     options = ("--std=c++17",) + tuple(f"-D{k}={v}" for k, v in defines)
     module = cupy.RawModule(code=kernel_source("single_step.cu"), options=options)
-    return module.get_function("stage_operands"), module.get_function("step_gates"), module.get_function("step_gemv")
+    gemv = module.get_function("step_gemv") if dict(defines).get("GEMV") else None
+    return module.get_function("stage_operands"), module.get_function("step_gates"), gemv
 
 
 class SingleStepStack:
@@ -167,7 +168,8 @@ class SingleStepStack:
         output type."""
         key = (str(x_dtype), str(self.out_dtype))
         if key not in self._kernels:
-            defs = dict(step_defines(self.problem), XTYPE=_TYPE_CODES[key[0]], OTYPE=_TYPE_CODES[key[1]])
+            defs = dict(step_defines(self.problem), GEMV=int(self.gemv), XTYPE=_TYPE_CODES[key[0]],
+                        OTYPE=_TYPE_CODES[key[1]])
             self._kernels[key] = _compile(tuple(sorted(defs.items())))
         return self._kernels[key]
 

@@ -15,7 +15,7 @@
 //   x_hi.W_hi, x_hi.W_lo, x_lo.W_hi and x_lo.W_lo; the gate kernel adds the first three
 //   (lo*lo is below fp32 rounding), an fp32-accurate product from bf16 tensor-core passes
 //   that reads each weight's 4 bytes once. SPLIT=0: A in the stack's own type.
-//   PEEP: LSTM peepholes.
+//   PEEP: LSTM peepholes. GEMV=1: also build step_gemv (one launch a layer, batch <= 4).
 //   XTYPE: x's type, OTYPE: the type y, hn and cn are written in (0=f32 1=f16 2=bf16; both
 //   default to IOTYPE). Outputs are rounded to IOTYPE first, so an fp16 stack writing fp32
 //   outputs gives the values it would give in fp16, without a cast kernel after it. The
@@ -137,6 +137,9 @@ extern "C" __global__ void step_gates(const float* __restrict__ p, const float* 
 // x [rows, kin] (an embedding lookup fused into the first layer; the caller checks the
 // indices' range); hin: a deeper layer's input, the layer below's output [BATCH, kin]
 // (fp32, written by its launch as hout).
+// Built only where the layer runs this way (GEMV=1, batch <= 4): its per-thread arrays and
+// unrolled loops are BATCH long, which a large batch could not compile.
+#if GEMV
 #define GV_UNITS (GW == 1 ? 8 : 2)
 #define GV_ROWS (GV_UNITS * GW)
 
@@ -242,3 +245,4 @@ step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restric
     if (y) o_store(y + (size_t)d * y_ds + (size_t)b * y_bs + j, out);
     if (hout) hout[(size_t)b * DIRS * HID + u] = io_round(out);  // as the GEMM form's operand
 }
+#endif  // GEMV
