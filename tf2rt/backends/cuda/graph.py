@@ -62,6 +62,10 @@ class RnnChain:
     targets_of: Any = None  # the stack the targets were given to
 
 
+#: Host values up to this size go to the device once per distinct content (GraphExecutor.dev).
+SMALL_CONST_BYTES = 4096
+
+
 class GraphExecutor:
     """A prepared ONNX graph for the cuda backend. Call with device tensors."""
 
@@ -316,7 +320,7 @@ class GraphExecutor:
         h0 = states(5)
         c0 = states(6) if first.op_type == "LSTM" else None
         if seq is not None and not isinstance(seq, torch.Tensor):
-            seq = torch.as_tensor(np.asarray(seq), device=x.device)
+            seq = self.dev(np.asarray(seq))
         y, hn, cn = chain.stack(x, h0, c0, None if seq is None else seq.to(torch.int32))
         chain.buffers = {"y": y, "hn": hn, "cn": cn}
         # The stack's outputs as the graph's type: values exact in the stack's type, so the
@@ -461,10 +465,15 @@ class GraphExecutor:
         if isinstance(v, torch.Tensor):
             return v
         arr = np.asarray(v)
-        key = (id(v), arr.shape, arr.dtype.str)
+        # Small values by content: a host value an op computes afresh on every call (slice
+        # positions, sequence lengths) is uploaded on the first call and found again when the
+        # call is captured in a CUDA graph, where a host-to-device copy is not allowed.
+        small = arr.nbytes <= SMALL_CONST_BYTES
+        key = ("v", arr.shape, arr.dtype.str, arr.tobytes()) if small else (id(v), arr.shape, arr.dtype.str)
         t = self.device_consts.get(key)
         if t is None:
             # a writable copy: initializers can be read-only views, which torch warns about
             t = self.device_consts[key] = torch.from_numpy(np.array(arr, order="C")).to(self.device)
-            self._keep = getattr(self, "_keep", []) + [v]  # keep `v` alive so its id stays unique
+            if not small:
+                self._keep = getattr(self, "_keep", []) + [v]  # keep `v` alive so its id stays unique
         return t

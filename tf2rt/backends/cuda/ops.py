@@ -355,10 +355,8 @@ def _slice(ex: Any, a: Sequence[Any], at: dict) -> Any:
     for ax, pos in backwards:
         if _is_host(x):
             x = np.take(np.asarray(x), pos, axis=ax)
-        else:
-            import torch
-
-            x = x.index_select(ax, torch.tensor(pos, dtype=torch.long, device=x.device))
+        else:  # positions as a cached device constant: no upload inside a captured call
+            x = x.index_select(ax, ex.dev(np.asarray(pos, np.int64)))
     return x
 
 
