@@ -3,6 +3,11 @@ stack form (the planner's choice, persistent with and without a CUDA graph, cuDN
 loop) against torch.nn on the same weights. Run on an NVIDIA GPU:
 
     python benchmarks/cuda_rnn_diagnose.py
+
+The planner holds the persistent kernel back from stacked bidirectional LSTM/RNN layers
+(they run on cuDNN); this script lifts that (TF2RT_CUDA_STACKED_BIDIR=1) so the
+"persistent" rows show the kernel itself, and also runs each case with sequence lengths and
+initial states (which passed the conformance test on the kernel).
 """
 
 from __future__ import annotations
@@ -15,6 +20,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import os  # noqa: E402
+
+os.environ["TF2RT_CUDA_STACKED_BIDIR"] = "1"  # read by each runner when it is created
 
 import torch  # noqa: E402
 
@@ -32,16 +41,21 @@ def parts(out, want, H, layers):
     return {k: f"{v:.0e}" for k, v in r.items()}
 
 
-for op, layers in [("lstm", 2), ("tanh", 2), ("gru", 2), ("lstm", 1)]:
+for op, layers, seq in [("lstm", 2, False), ("tanh", 2, False), ("gru", 2, False), ("lstm", 1, False),
+                        ("lstm", 2, True), ("tanh", 2, True)]:
     H, E, N, S = 6, 4, 3, 5
-    seed = zlib.crc32(repr((op, layers, True, False, False)).encode()) % 1000
-    engine, w = build_rnn(op, layers, True, H, E, N, S, seed, seq=False, states=False)
-    feeds = rnn_feeds(op, layers, True, H, E, N, S, seed, False, False)
+    seed = zlib.crc32(repr((op, layers, True, seq, seq)).encode()) % 1000  # as the conformance test
+    engine, w = build_rnn(op, layers, True, H, E, N, S, seed, seq=seq, states=seq)
+    feeds = rnn_feeds(op, layers, True, H, E, N, S, seed, seq, seq)
     want = torch_rnn(torch, op, layers, True, H, E, w, feeds)
-    for prefer, graph in ((None, True), ("persistent", True), ("persistent", False), ("cudnn", True), ("torch", True)):
+    forms = [(None, True), ("persistent", True), ("persistent", False), ("torch", True)]
+    forms += [] if seq else [("cudnn", True)]
+    for prefer, graph in forms:
+        tag = f"{op} {layers} lens+states={seq} {prefer} graph={graph}"
         try:
             r = engine.runner("cuda", prefer=prefer, graph=graph) if prefer else engine.runner("cuda", graph=graph)
             out = r.run(feeds)
-            print(op, layers, prefer, graph, parts(out, want, H, layers), flush=True)
+            engines = [d.get("engine") + (f" {d['mode']}" if d.get("mode") else "") for d in r.describe()["recurrent"]]
+            print(tag, engines, parts(out, want, H, layers), flush=True)
         except Exception as e:
-            print(op, layers, prefer, graph, "FAIL", type(e).__name__, str(e)[:200], flush=True)
+            print(tag, "FAIL", type(e).__name__, str(e)[:200], flush=True)

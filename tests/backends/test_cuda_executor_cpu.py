@@ -68,13 +68,19 @@ def test_stacked_bidirectional_lstm_and_rnn_avoid_the_persistent_kernel():
     from tf2rt.backends.cuda.plan import DeviceLimits, make_plan
     from tf2rt.backends.cuda.problem import RnnProblem
 
-    def plan(cell, layers, clip=None, prefer=None):
+    from tf2rt.backends.cuda.options import CudaOptions
+
+    def plan(cell, layers, clip=None, prefer=None, options=CudaOptions()):
         p = RnnProblem(cell=cell, hidden=64, input_size=32, batch=2, seq_len=10, layers=layers, directions=2, clip=clip)
-        return make_plan(p, DeviceLimits(), prefer=prefer)
+        return make_plan(p, DeviceLimits(), prefer=prefer, options=options)
 
     assert plan("lstm", 2).engine == "cudnn" and plan("rnn", 3, prefer="persistent").engine == "cudnn"
     assert plan("lstm", 2, clip=1.0).engine == "torch"
     assert plan("gru", 2).engine == "persistent" and plan("lstm", 1).engine == "persistent"
+    # the diagnosis switch (TF2RT_CUDA_STACKED_BIDIR=1) gives the kernel back
+    lifted = CudaOptions.from_env({"TF2RT_CUDA_STACKED_BIDIR": "1"})
+    assert lifted.stacked_bidir and not CudaOptions.from_env({}).stacked_bidir
+    assert plan("lstm", 2, prefer="persistent", options=lifted).engine == "persistent"
 
 
 def test_fill_of_a_run_time_shape():

@@ -28,6 +28,9 @@ TF32_ENV = "TF2RT_CUDA_TF32X3"
 GEMV_ENV = "TF2RT_CUDA_GEMV"
 #: fp32 input-projection GEMMs: "plain", "tf32x3" or "bf16x3" forces that form.
 XPROJ_ENV = "TF2RT_CUDA_XPROJ"
+#: "1": let the persistent kernel run stacked bidirectional LSTM/RNN layers, which the
+#: planner holds back (a fault under investigation; for diagnosis only).
+BIDIR_ENV = "TF2RT_CUDA_STACKED_BIDIR"
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class CudaOptions:
     tf32x3: str = ""  # TF32_ENV: "1" at every batch, "0" never
     gemv: bool = True  # GEMV_ENV="0" -> False
     xproj: str = ""  # XPROJ_ENV: "plain" | "tf32x3" | "bf16x3" (checked where used)
+    stacked_bidir: bool = False  # BIDIR_ENV="1" -> True: persistent kernel for stacked bidirectional LSTM/RNN
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CudaOptions:
@@ -49,7 +53,8 @@ class CudaOptions:
         env = os.environ if environ is None else environ
         return cls(step=env.get(STEP_ENV, ""), wreg=env.get(WREG_ENV, "") != "0", wpart=env.get(WPART_ENV, ""),
                    bf16x3=env.get(BF16X3_ENV, ""), tf32x3=env.get(TF32_ENV, ""),
-                   gemv=env.get(GEMV_ENV, "1") != "0", xproj=env.get(XPROJ_ENV, ""))
+                   gemv=env.get(GEMV_ENV, "1") != "0", xproj=env.get(XPROJ_ENV, ""),
+                   stacked_bidir=env.get(BIDIR_ENV, "") == "1")
 
 
 def resolve(options: CudaOptions | None) -> CudaOptions:
