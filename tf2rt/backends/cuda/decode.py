@@ -83,6 +83,8 @@ class DecodeLoop:
         self.rows, self.vocab = table.shape[0], head_w.shape[1]
         if self.vocab > self.rows:
             raise ShapeError(f"the head chooses among {self.vocab} tokens but the embedding table has {self.rows} rows")
+        if batch < 1:
+            raise Tf2rtError(f"batch must be >= 1, got {batch}")
         if steps_per_launch < 2 or steps_per_launch % 2:
             raise Tf2rtError(f"steps_per_launch must be an even number >= 2, got {steps_per_launch}")
         self.batch, self.K, self.problem = batch, int(steps_per_launch), problem
@@ -107,7 +109,7 @@ class DecodeLoop:
         self.tok = torch.zeros(B, device=dev, dtype=torch.int64)
         self.forced = torch.full((self.K, B), -1, device=dev, dtype=torch.int64)
         self.picked = torch.zeros(self.K, B, device=dev, dtype=torch.int64)
-        self.uniform = torch.zeros(self.K, B, self.vocab, device=dev, dtype=torch.float32)
+        self.uniform: Any = None  # [K, B, V] noise, allocated by the first sampled call
         self.logits = torch.zeros(B, self.vocab, device=dev, dtype=torch.float32)
         self._graphs: dict[tuple, Any] = {}
 
@@ -208,6 +210,8 @@ class DecodeLoop:
         if length == 0:
             return np.zeros((B, 0), np.int64)
         mode = (bool(greedy), 1.0 if greedy else 1.0 / float(temperature), int(top_k or 0))
+        if not greedy and self.uniform is None:
+            self.uniform = torch.zeros(K, B, self.vocab, device=self.dev, dtype=torch.float32)
         run = self._launch_fn(mode)  # captured before the buffers below are set
         steps = P - 1 + length  # the last token is chosen, never fed
         launches = -(-steps // K)
