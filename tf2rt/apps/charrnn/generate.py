@@ -121,7 +121,8 @@ class CharRNN:
 
     def _decoder(self) -> Any:
         """The GPU decoder for `generate()` (cuda backend, plain char-RNN engine), checked
-        once against the generic path's first logits; None where it does not apply."""
+        once against the per-character path (the logits after one launch of forced steps);
+        None where it does not apply."""
         if self._decode is not None:
             return self._decode or None
         from .cuda_stream import NotStreamable, char_rnn_parts

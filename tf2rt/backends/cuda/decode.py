@@ -33,14 +33,14 @@ import numpy as np
 from ...errors import ShapeError, Tf2rtError, UnsupportedError
 from .persistent import kernel_source
 from .plan import DeviceLimits
-from .rnn import RnnNodeSpec, make_stack, problem_for
-from .single_step import SingleStepStack
+from .fallback import _torch_dtype
+from .rnn import RnnNodeSpec, copy_state, make_stack, problem_for
+from .single_step import _TYPE_CODES, SingleStepStack
 
 DECODE_THREADS = 256
 #: head_pick computes a row's logits in ONE block (right for character and small-token
 #: vocabularies); larger vocabularies take the torch head (a GEMM over all SMs, then argmax).
 HEAD_KERNEL_MAX_V = 4096
-_YTYPE = {"torch.float32": 0, "torch.float16": 1, "torch.bfloat16": 2}
 
 
 @functools.lru_cache(maxsize=8)
@@ -98,10 +98,9 @@ class DecodeLoop:
         self.head_kernel = fused and self.on_gpu and head_w.shape[1] <= HEAD_KERNEL_MAX_V
         dev, B, L = self.dev, batch, problem.layers
         self.table = torch.from_numpy(table).to(dev)
-        self.w = torch.from_numpy(head_w).to(dev)  # [H, V] for the torch head
-        self.wT = torch.from_numpy(np.ascontiguousarray(head_w.T)).to(dev)  # [V, H] for the kernel
+        self.wT = torch.from_numpy(np.ascontiguousarray(head_w.T)).to(dev)  # [V, H]; the torch head uses wT.t()
         self.b = torch.from_numpy(head_b).to(dev)
-        sdt = getattr(self.stack, "dt", None) or getattr(self.stack, "dtype", torch.float32)
+        sdt = _torch_dtype(dtype)  # the stack's own type
         shape = (L, B, H)
         self.h = [torch.zeros(shape, device=dev, dtype=sdt) for _ in range(2)]
         self.c = [torch.zeros(shape, device=dev, dtype=sdt) for _ in range(2)] if problem.cell == "lstm" else None
@@ -144,7 +143,7 @@ class DecodeLoop:
         ptr = lambda t: np.uint64(0 if t is None else t.data_ptr())  # noqa: E731
         if y.stride(1) != 1:
             y = y.contiguous()
-        kernel = _head_kernel(_YTYPE[str(y.dtype)])
+        kernel = _head_kernel(_TYPE_CODES[str(y.dtype)])
         stream = cupy.cuda.ExternalStream(self.torch.cuda.current_stream(self.dev).cuda_stream)
         with stream:
             kernel((self.batch,), (DECODE_THREADS,),
@@ -156,7 +155,7 @@ class DecodeLoop:
     def _pick_torch(self, y: Any, j: int, mode: tuple) -> None:
         torch = self.torch
         greedy, inv_temp, top_k = mode
-        z = torch.addmm(self.b, y.float(), self.w)
+        z = torch.addmm(self.b, y.float(), self.wT.t())
         self.logits.copy_(z)
         if 0 < top_k < self.vocab:
             cut = torch.topk(z, top_k, dim=1).values[:, -1:]
@@ -237,15 +236,10 @@ class DecodeLoop:
         return picks.reshape(launches * K, B)[P - 1:P - 1 + length].T.numpy().copy()
 
     def _set_state(self, h0: Any, c0: Any) -> None:
-        torch = self.torch
-        shape = tuple(self.h[0].shape)
         for name, v, dst in (("h0", h0, self.h[0]), ("c0", c0, None if self.c is None else self.c[0])):
             if dst is None:
                 continue
             if v is None:
                 dst.zero_()
-                continue
-            v = torch.as_tensor(np.asarray(v, np.float32)) if not torch.is_tensor(v) else v
-            if tuple(v.shape) != shape:
-                raise ShapeError(f"{name} must have shape {shape}, got {tuple(v.shape)}")
-            dst.copy_(v)
+            else:
+                copy_state(name, v, dst, tuple(dst.shape))

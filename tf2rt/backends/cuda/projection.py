@@ -139,13 +139,12 @@ class Projection:
         def rows(t: Any) -> Any:  # an [M, n] slice of the operand seen with inp's leading dims
             return t.view(lead + (t.shape[-1],))
 
+        hi = rows(x3[:, :k])
         if self.mode == "tf32x3":
-            hi = rows(x3[:, :k])
             torch.bitwise_and(inp.view(torch.int32), -8192, out=rows(x3.view(torch.int32)[:, :k]))  # clear 13 bits
             x3[:, k:2 * k].copy_(x3[:, :k])
             torch.sub(inp, hi, out=rows(x3[:, 2 * k:]))  # lo: the exact rest
         else:
-            hi = rows(x3[:, :k])
             hi.copy_(inp)  # hi: rounded to bf16
             x3[:, k:2 * k].copy_(x3[:, :k])
             torch.sub(inp, hi, out=rows(x3[:, 2 * k:3 * k]))  # lo: the rest (fp32), rounded to bf16

@@ -29,7 +29,7 @@ import numpy as np
 from ...errors import ShapeError, Tf2rtError, UnsupportedError
 from .options import CudaOptions, resolve
 from .plan import STATIC_SMEM_RESERVE, DeviceLimits, make_plan
-from .rnn import RnnNodeSpec, problem_for
+from .rnn import RnnNodeSpec, copy_state, problem_for
 
 TAGMASK = 0x7FFFFFFF
 STOPBIT = 0x80000000
@@ -118,10 +118,7 @@ class StreamSession:
         shape = (p.layers, p.batch, p.hidden)
         for name, v, dst in (("h0", h0, st.h0), ("c0", c0, st.c0)):
             if v is not None:
-                v = torch.as_tensor(np.asarray(v, np.float32) if not torch.is_tensor(v) else v)
-                if tuple(v.shape) != shape:
-                    raise ShapeError(f"{name} must have shape {shape}, got {tuple(v.shape)}")
-                dst.copy_(v.reshape(dst.shape))
+                copy_state(name, v, dst, shape)
         self._table_dev = self._table(h0 is not None, c0 is not None and p.cell == "lstm")
         st.sync[2] = 0
         self.epoch = int(st.sync[0].item())  # also waits for the copies above

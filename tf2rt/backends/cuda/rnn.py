@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ...errors import UnsupportedError
+from ...errors import ShapeError, UnsupportedError
 from .packing import DirectionWeights, split_onnx_weights
 from .options import CudaOptions, resolve
 from .plan import DeviceLimits, Plan, RnnProblem, make_plan
@@ -84,6 +84,17 @@ def problem_for(specs: Sequence[RnnNodeSpec], batch: int, seq_len: int, dtype: s
         row_norm=max(float(np.linalg.norm(m, axis=1).max(initial=0.0))
                      for x in specs for w in x.weights for m in (w.W, w.R)),
     )
+
+
+def copy_state(name: str, value: Any, dst: Any, shape: tuple) -> None:
+    """Copy an initial state (numpy or torch, `shape` = [layers, batch, hidden]) into the
+    device buffer `dst` (any shape of as many values); ShapeError naming `name` otherwise."""
+    import torch
+
+    v = value if torch.is_tensor(value) else torch.as_tensor(np.asarray(value, np.float32))
+    if tuple(v.shape) != tuple(shape):
+        raise ShapeError(f"{name} must have shape {tuple(shape)}, got {tuple(v.shape)}")
+    dst.copy_(v.reshape(dst.shape))
 
 
 def chainable(a: RnnNodeSpec, b: RnnNodeSpec) -> bool:
