@@ -5,6 +5,7 @@
 #
 # Stages (default: all, in this order; each bounded by its own timeout):
 #   decode     the GPU decoder and char-RNN tests
+#   step       benchmarks/bench_cuda_step.py (one-step engines: ordinary vs dependent launches)
 #   charrnn    benchmarks/bench_cuda_charrnn.py (char-RNN generation vs PyTorch cuDNN)
 #   diagnose   benchmarks/cuda_rnn_diagnose.py (per-direction errors of bidirectional stacks)
 #   suite      every gpu-marked test under tests/backends
@@ -13,7 +14,7 @@
 set -u
 out=${1:?usage: gpu_check.sh OUT_DIR [STAGE...]}
 shift
-stages=${*:-decode charrnn diagnose suite engine}
+stages=${*:-decode step charrnn diagnose suite engine}
 mkdir -p "$out"
 export CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0}
 pytest_gpu="python3 -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning -m gpu -rf"
@@ -23,6 +24,7 @@ for s in $stages; do
   case $s in
     decode) timeout 180 $pytest_gpu tests/backends/test_cuda_decode.py \
               "tests/backends/test_cuda_stream.py::test_char_rnn_app_streams_on_cuda_and_matches_onnxruntime" ;;
+    step) timeout 150 python3 benchmarks/bench_cuda_step.py --out "$out/cuda_step.md" --reps 100 ;;
     charrnn) timeout 180 python3 benchmarks/bench_cuda_charrnn.py --out "$out/cuda_charrnn.md" --length 2000 --reps 3 ;;
     diagnose) timeout 90 python3 benchmarks/cuda_rnn_diagnose.py ;;
     suite) timeout 300 $pytest_gpu --maxfail=40 tests/backends ;;

@@ -276,23 +276,27 @@ SMALL = [
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("gemv", ["1", "0"])
+@pytest.mark.parametrize("form", ["gemv", "gemv-pdl", "gemm"])
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize("kw", SMALL, ids=_ids)
-def test_small_batches_one_launch_a_layer_match_onnxruntime(kw, dtype, gemv, monkeypatch):
-    """Batch <= 4: each layer one launch (step_gemv), or the GEMM form (TF2RT_CUDA_GEMV=0)."""
+def test_small_batches_one_launch_a_layer_match_onnxruntime(kw, dtype, form, monkeypatch):
+    """Batch <= 4: each layer one launch (step_gemv), also launched as programmatic
+    dependents (TF2RT_CUDA_PDL=1), or the GEMM form (TF2RT_CUDA_GEMV=0)."""
     torch = _gpu()
     from tf2rt.backends.cuda.persistent import device_limits
     from tf2rt.backends.cuda.rnn import make_stack
 
-    monkeypatch.setenv("TF2RT_CUDA_GEMV", gemv)
+    gemv = form != "gemm"
+    monkeypatch.setenv("TF2RT_CUDA_GEMV", "1" if gemv else "0")
+    monkeypatch.setenv("TF2RT_CUDA_PDL", "1" if form == "gemv-pdl" else "0")
     case = _case(kw)
     stack, plan = make_stack(node_specs(case), case.batch, 1, dtype, device_limits(), prefer="step",
                              has_seq_lens=case.seq_lens)
-    assert plan.engine == "step" and stack.gemv == (gemv == "1")
+    assert plan.engine == "step" and stack.gemv == gemv
+    assert stack.pdl == (form == "gemv-pdl" and torch.cuda.get_device_capability() >= (9, 0))
     for i in range(2):
         feeds = make_inputs(case)
         feeds = {k: (v * (1.0 + 0.3 * i)).astype(v.dtype) if v.dtype == np.float32 else v for k, v in feeds.items()}
         errs = _stack_errors(torch, case, dtype, feeds, stack)
-        print(kw, dtype, "gemv" if stack.gemv else "gemm", f"max abs err {max(errs.values()):.2e}")
+        print(kw, dtype, form, f"max abs err {max(errs.values()):.2e}")
         assert max(errs.values()) <= TOL[dtype], (i, errs)

@@ -28,6 +28,9 @@ TF32_ENV = "TF2RT_CUDA_TF32X3"
 GEMV_ENV = "TF2RT_CUDA_GEMV"
 #: fp32 input-projection GEMMs: "plain", "tf32x3" or "bf16x3" forces that form.
 XPROJ_ENV = "TF2RT_CUDA_XPROJ"
+#: "1": launch the single-step stack's one-launch layers as programmatic dependents (launch.py),
+#: so each layer fetches its weights while the layer below still runs; "0" the ordinary way.
+PDL_ENV = "TF2RT_CUDA_PDL"
 #: "1": let the persistent kernel run stacked bidirectional LSTM/RNN layers, which the
 #: planner holds back (a fault under investigation; for diagnosis only).
 BIDIR_ENV = "TF2RT_CUDA_STACKED_BIDIR"
@@ -46,6 +49,7 @@ class CudaOptions:
     gemv: bool = True  # GEMV_ENV="0" -> False
     xproj: str = ""  # XPROJ_ENV: "plain" | "tf32x3" | "bf16x3" (checked where used)
     stacked_bidir: bool = False  # BIDIR_ENV="1" -> True: persistent kernel for stacked bidirectional LSTM/RNN
+    pdl: bool = False  # PDL_ENV="1" -> True: one-launch layers as programmatic dependents (compute capability >= 9)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CudaOptions:
@@ -54,7 +58,7 @@ class CudaOptions:
         return cls(step=env.get(STEP_ENV, ""), wreg=env.get(WREG_ENV, "") != "0", wpart=env.get(WPART_ENV, ""),
                    bf16x3=env.get(BF16X3_ENV, ""), tf32x3=env.get(TF32_ENV, ""),
                    gemv=env.get(GEMV_ENV, "1") != "0", xproj=env.get(XPROJ_ENV, ""),
-                   stacked_bidir=env.get(BIDIR_ENV, "") == "1")
+                   stacked_bidir=env.get(BIDIR_ENV, "") == "1", pdl=env.get(PDL_ENV, "") == "1")
 
 
 def resolve(options: CudaOptions | None) -> CudaOptions:

@@ -25,6 +25,7 @@ import numpy as np
 
 from ...errors import ShapeError, UnsupportedError
 from .packing import DirectionWeights, round_up
+from .launch import launch_dependent
 from .options import CudaOptions, resolve
 from .persistent import gate_defines, kernel_source
 from .plan import RnnProblem, step_applies
@@ -133,6 +134,9 @@ class SingleStepStack:
         self.dt = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[p.dtype]
         lay = step_layout(p, options)
         self.split, self.ncol, self.gemv = lay.split, lay.ncol, lay.gemv
+        # Programmatic dependent launches of the one-launch layers (launch.py): Hopper and later.
+        self.pdl = (self.gemv and resolve(options).pdl and self.dev.type == "cuda"
+                    and torch.cuda.get_device_capability(self.dev) >= (9, 0))
         op = torch.bfloat16 if self.split else self.dt
         k0, k1, rows = lay.k0, lay.k1, lay.rows
         self.w, self.bias, self.wT = [], [], []
@@ -254,17 +258,19 @@ class SingleStepStack:
                 krow = self.wT[layer].shape[1]
                 at = lambda t: np.uint64(0 if t is None else t.data_ptr() + off)  # noqa: E731
                 out_at = lambda t: np.uint64(0 if t is None else t[layer * D].data_ptr())  # noqa: E731
-                with stream:
-                    gemv_kernel(
-                        (-(-D * H // units),), (units * GATE_BLOCKS[p.cell] * 32,),
-                        (ptr(self.wT[layer]), np.int32(krow), np.int32(kin), ptr(self.bias[layer]),
-                         ptr(self.peep[layer]), ptr(x) if layer == 0 else np.uint64(0),
-                         ptr(x_rows) if layer == 0 else np.uint64(0),
-                         np.uint64(0) if layer == 0 else ptr(self.hbuf[(layer - 1) % 2]), at(h0), at(c0), ptr(seq),
-                         ptr(self.y) if last else np.uint64(0), out_at(hn), out_at(cn),
-                         np.uint64(0) if last else ptr(self.hbuf[layer % 2]), np.float32(p.clip or 0.0),
-                         np.int64(y_ds), np.int64(y_bs), np.int64(s_gs), np.int64(s_bs)),
-                        shared_mem=B * krow * 4)
+                grid, block = (-(-D * H // units),), (units * GATE_BLOCKS[p.cell] * 32,)
+                args = (ptr(self.wT[layer]), np.int32(krow), np.int32(kin), ptr(self.bias[layer]),
+                        ptr(self.peep[layer]), ptr(x) if layer == 0 else np.uint64(0),
+                        ptr(x_rows) if layer == 0 else np.uint64(0),
+                        np.uint64(0) if layer == 0 else ptr(self.hbuf[(layer - 1) % 2]), at(h0), at(c0), ptr(seq),
+                        ptr(self.y) if last else np.uint64(0), out_at(hn), out_at(cn),
+                        np.uint64(0) if last else ptr(self.hbuf[layer % 2]), np.float32(p.clip or 0.0),
+                        np.int64(y_ds), np.int64(y_bs), np.int64(s_gs), np.int64(s_bs))
+                if self.pdl:
+                    launch_dependent(gemv_kernel, grid, block, args, stream=stream.ptr, shared_mem=B * krow * 4)
+                else:
+                    with stream:
+                        gemv_kernel(grid, block, args, shared_mem=B * krow * 4)
             return self.y, hn, cn
         total = B * p.input_size + L * slab
         with stream:

@@ -24,6 +24,7 @@
 
 #define FAST_GATES 0
 #include "rnn_cell.cuh"
+#include "pdl.cuh"
 
 #if SPLIT
 typedef u16 op_t;  // bf16
@@ -142,17 +143,35 @@ extern "C" __global__ void step_gates(const float* __restrict__ p, const float* 
 #if GEMV
 #define GV_UNITS (GW == 1 ? 8 : 2)
 #define GV_ROWS (GV_UNITS * GW)
-
-__device__ __forceinline__ void load4w(const io_t* p, float* w) {
+// Weight loads (16 bytes of fp32, 8 of fp16/bf16 per lane) each warp issues before it waits
+// for its inputs: they do not depend on the layer below, so their latency overlaps the
+// wait, the operand's staging and, launched as a programmatic dependent, the layer below.
+#ifndef GV_PF
+#define GV_PF (IOTYPE == 0 ? 4 : 8)
+#endif
 #if IOTYPE == 0
-    const float4 v = *reinterpret_cast<const float4*>(p);
+typedef float4 wraw_t;
+#else
+typedef uint2 wraw_t;
+#endif
+
+__device__ __forceinline__ void unpack4w(wraw_t v, float* w) {
+#if IOTYPE == 0
     w[0] = v.x; w[1] = v.y; w[2] = v.z; w[3] = v.w;
 #else
-    const uint2 v = *reinterpret_cast<const uint2*>(p);
     const u16 e[4] = {(u16)(v.x & 0xffffu), (u16)(v.x >> 16), (u16)(v.y & 0xffffu), (u16)(v.y >> 16)};
 #pragma unroll
     for (int i = 0; i < 4; ++i) w[i] = io_load(&e[i]);
 #endif
+}
+
+// acc[b] += w . a (4 values) for every batch row of the staged operand at column k.
+__device__ __forceinline__ void dot4(float* acc, const float* sa, int krow, int k, const float* w) {
+#pragma unroll
+    for (int b = 0; b < BATCH; ++b) {
+        const float4 a = *reinterpret_cast<const float4*>(sa + (size_t)b * krow + k);
+        acc[b] += w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w;
+    }
 }
 
 extern "C" __global__ void __launch_bounds__(GV_ROWS * 32)
@@ -164,7 +183,42 @@ step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restric
           float clip, long long y_ds, long long y_bs, long long s_gs, long long s_bs) {
     extern __shared__ __align__(16) float sa[];  // [BATCH][krow]
     __shared__ float spre[GV_ROWS][BATCH];
+    grid_dep_launch();  // the next layer may start now and fetch its own weights
     const int ktot = kin + DIRS * HID;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int u0 = blockIdx.x * GV_UNITS;  // this block's first unit (d * HID + j)
+    const int uu = warp % GV_UNITS, g = warp / GV_UNITS, u = u0 + uu;
+    // The row's non-zero columns: the input [0, kin) and this direction's h0 columns (the
+    // other direction's are zero; a GRU's input part of h~ has no h0 columns, its recurrent
+    // part no input columns). As 4-aligned runs, read as one virtual range: [0, n0) at
+    // columns [0, n0), then [n0, n0 + n1) at columns [s1, s1 + n1).
+    int row = 0, n0 = 0, n1 = 0, s1 = 0;
+    const io_t* wr = wT;
+    if (u < DIRS * HID) {
+        const int d = u / HID, j = u - d * HID;
+        row = d * GW * HID + g * HID + j;
+        wr = wT + (size_t)row * krow;
+        int a_end = (kin + 3) & ~3, b_beg = (kin + d * HID) & ~3, b_end = (kin + (d + 1) * HID + 3) & ~3;
+#if CELL == 1
+        if (g == 2) b_beg = b_end = a_end;
+        if (g == 3) a_end = 0;
+#endif
+        if (a_end >= b_beg) {
+            n0 = b_end > a_end ? b_end : a_end;
+        } else {
+            n0 = a_end;
+            s1 = b_beg;
+            n1 = b_end - b_beg;
+        }
+    }
+    const int n = n0 + n1;
+    wraw_t wp[GV_PF];
+#pragma unroll
+    for (int i = 0; i < GV_PF; ++i) {
+        const int kv = lane * 4 + i * 128;
+        if (kv < n) wp[i] = *reinterpret_cast<const wraw_t*>(wr + (kv < n0 ? kv : s1 + kv - n0));
+    }
+    grid_dep_wait();  // the layer below (and whatever wrote x, h0, c0) has finished
     for (int i = threadIdx.x; i < BATCH * krow; i += blockDim.x) {
         const int b = i / krow, k = i - b * krow;
         float v = 0.0f;
@@ -177,28 +231,25 @@ step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restric
         sa[i] = v;
     }
     __syncthreads();
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int u0 = blockIdx.x * GV_UNITS;  // this block's first unit (d * HID + j)
     {
-        const int uu = warp % GV_UNITS, g = warp / GV_UNITS, u = u0 + uu;
         float acc[BATCH];
 #pragma unroll
         for (int b = 0; b < BATCH; ++b) acc[b] = 0.0f;
-        int row = 0;
-        if (u < DIRS * HID) {
-            const int d = u / HID, j = u - d * HID;
-            row = d * GW * HID + g * HID + j;
-            const io_t* wr = wT + (size_t)row * krow;
-#pragma unroll 4
-            for (int k = lane * 4; k < krow; k += 128) {
-                float w[4];
-                load4w(wr + k, w);
 #pragma unroll
-                for (int b = 0; b < BATCH; ++b) {
-                    const float4 a = *reinterpret_cast<const float4*>(sa + (size_t)b * krow + k);
-                    acc[b] += w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w;
-                }
+        for (int i = 0; i < GV_PF; ++i) {
+            const int kv = lane * 4 + i * 128;
+            if (kv < n) {
+                float w[4];
+                unpack4w(wp[i], w);
+                dot4(acc, sa, krow, kv < n0 ? kv : s1 + kv - n0, w);
             }
+        }
+#pragma unroll 4
+        for (int kv = lane * 4 + GV_PF * 128; kv < n; kv += 128) {
+            const int k = kv < n0 ? kv : s1 + kv - n0;
+            float w[4];
+            unpack4w(*reinterpret_cast<const wraw_t*>(wr + k), w);
+            dot4(acc, sa, krow, k, w);
         }
 #pragma unroll
         for (int b = 0; b < BATCH; ++b) {
@@ -211,17 +262,17 @@ step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restric
     __syncthreads();
     const int t = threadIdx.x;
     if (t >= GV_UNITS * BATCH) return;
-    const int uu = t % GV_UNITS, b = t / GV_UNITS, u = u0 + uu;
-    if (u >= DIRS * HID) return;
-    const int d = u / HID, j = u - d * HID;
+    const int cu = t % GV_UNITS, b = t / GV_UNITS, unit = u0 + cu;  // one (unit, batch row) a thread
+    if (unit >= DIRS * HID) return;
+    const int d = unit / HID, j = unit - d * HID;
     float xv[4] = {0.0f, 0.0f, 0.0f, 0.0f}, rv[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #if CELL == 0
-    for (int g = 0; g < 4; ++g) xv[g] = spre[g * GV_UNITS + uu][b];
+    for (int g = 0; g < 4; ++g) xv[g] = spre[g * GV_UNITS + cu][b];
 #elif CELL == 1
-    for (int g = 0; g < 3; ++g) xv[g] = spre[g * GV_UNITS + uu][b];
-    rv[GH] = spre[3 * GV_UNITS + uu][b];
+    for (int g = 0; g < 3; ++g) xv[g] = spre[g * GV_UNITS + cu][b];
+    rv[GH] = spre[3 * GV_UNITS + cu][b];
 #else
-    xv[0] = spre[uu][b];
+    xv[0] = spre[cu][b];
 #endif
     const size_t i = ((size_t)d * BATCH + b) * HID + j;
     const float h = h0 ? io_load(h0 + i) : 0.0f;
@@ -243,6 +294,6 @@ step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restric
 #endif
     const float out = active ? hnew : 0.0f;
     if (y) o_store(y + (size_t)d * y_ds + (size_t)b * y_bs + j, out);
-    if (hout) hout[(size_t)b * DIRS * HID + u] = io_round(out);  // as the GEMM form's operand
+    if (hout) hout[(size_t)b * DIRS * HID + unit] = io_round(out);  // as the GEMM form's operand
 }
 #endif  // GEMV

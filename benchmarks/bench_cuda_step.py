@@ -1,0 +1,117 @@
+"""One-step engines at small batches: the one-launch-a-layer stack launched the ordinary way
+and as programmatic dependents (TF2RT_CUDA_PDL=1), against cuDNN in a CUDA graph.
+
+Run on an NVIDIA GPU (Hopper or later for the dependent launches):
+
+    python benchmarks/bench_cuda_step.py --out benchmarks/results/cuda_step_h100.md
+
+The engines are those of bench_cuda_engine.py (2 layers, weights from torch.nn.LSTM/GRU, T=1),
+run with `engine.runner("cuda", prefer="step")` so both columns time the same kernels; the
+runner's own choice between its engines is bench_cuda_engine.py's business. Outputs of the
+two launch forms must be identical (same kernels, same arithmetic); the error column is
+against cuDNN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_cuda_engine import _times, build, cudnn_call  # noqa: E402
+
+
+def measure(cell: str, B: int, H: int, precision: str, reps: int) -> dict:
+    import torch
+
+    from tf2rt.backends.cuda.cudagraph import CapturedCall
+
+    engine, mod = build(cell, B, H, 1, precision)
+    feeds = {"x": np.random.default_rng(1).standard_normal((B, 1, H)).astype(np.float32)}
+    rp = "fp16" if precision == "fp16" else None
+    row = {"cell": cell, "batch": B, "hidden": H, "precision": precision}
+    outs = {}
+    for form, pdl in (("plain", "0"), ("pdl", "1")):
+        os.environ["TF2RT_CUDA_PDL"] = pdl  # read when the runner is created
+        runner = engine.runner("cuda", prefer="step", rnn_precision=rp)
+        outs[form] = runner.run(feeds)
+        row[f"{form}_us"] = statistics.median(runner.benchmark(feeds, reps, 10)) * 1e6
+        stack = runner.executor.chains[0].stack
+        row[f"{form}_launch"] = "dependent" if getattr(stack, "pdl", False) else "ordinary"
+        runner.close()
+    os.environ.pop("TF2RT_CUDA_PDL", None)
+    call = cudnn_call(mod, cell, torch.from_numpy(feeds["x"]).cuda(), precision)
+    want = [o.cpu().numpy() for o in call()]
+    row["cudnn_us"] = statistics.median(_times(CapturedCall(call), reps))
+    names = ("y", "h_n", "c_n")[:len(want)]
+    row["identical"] = all(np.array_equal(outs["plain"][k], outs["pdl"][k]) for k in names)
+    row["max_abs_err"] = max(float(np.abs(outs["pdl"][k] - w).max()) for k, w in zip(names, want))
+    row["speedup_plain"] = row["cudnn_us"] / row["plain_us"]
+    row["speedup_pdl"] = row["cudnn_us"] / row["pdl_us"]
+    return row
+
+
+def to_markdown(rows: list[dict], meta: dict) -> str:
+    lines = [f"# One-step engines, ordinary vs programmatic dependent launches — {meta['gpu']}", "",
+             f"{meta['date']}; torch {meta['torch']}, cuDNN {meta['cudnn']}. Command: `{meta['command']}`", "",
+             "Times in µs, medians of CUDA-event-timed replays of each engine's captured call (`runner.benchmark`, "
+             "prefer=\"step\"); cuDNN = torch.nn.LSTM/GRU doing the same computation in a CUDA graph.", "",
+             "| cell | prec | B | H | ordinary | dependent | cuDNN | speed-up (ordinary) | speed-up (dependent) "
+             "| identical | max abs err |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['cell']} | {r['precision']} | {r['batch']} | {r['hidden']} | {r['plain_us']:.1f} | "
+                     f"{r['pdl_us']:.1f} ({r['pdl_launch']}) | {r['cudnn_us']:.1f} | {r['speedup_plain']:.2f}x | "
+                     f"{r['speedup_pdl']:.2f}x | {'yes' if r['identical'] else '**no**'} | {r['max_abs_err']:.1e} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="benchmarks/results/cuda_step.md")
+    ap.add_argument("--reps", type=int, default=200)
+    ap.add_argument("--cells", default="lstm,gru")
+    ap.add_argument("--batches", default="1,4")
+    ap.add_argument("--hiddens", default="256,512,1024")
+    ap.add_argument("--precisions", default="fp32,fp16")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    meta = {"gpu": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
+            "command": "python benchmarks/bench_cuda_step.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    for cell in args.cells.split(","):
+        for prec in args.precisions.split(","):
+            for B in map(int, args.batches.split(",")):
+                for H in map(int, args.hiddens.split(",")):
+                    try:
+                        r = measure(cell, B, H, prec, args.reps)
+                    except Exception as e:  # report and go on
+                        print(f"{cell} {prec} B={B} H={H}: {type(e).__name__}: {e}", flush=True)
+                        continue
+                    rows.append(r)
+                    print(f"{cell} {prec} B={B} H={H}: ordinary {r['plain_us']:.1f} dependent {r['pdl_us']:.1f} "
+                          f"({r['pdl_launch']}) cudnn {r['cudnn_us']:.1f} identical {r['identical']} "
+                          f"err {r['max_abs_err']:.1e}", flush=True)
+                    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+                    out.write_text(to_markdown(rows, meta))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
