@@ -119,7 +119,8 @@ def measure(cell: str, B: int, H: int, T: int, precision: str, reps: int) -> dic
     runner.close()
     return {"cell": cell, "batch": B, "hidden": H, "T": T, "precision": precision, "engine_us": ours,
             "stack_us": stack_us, "cudnn_us": cud, "speedup": cud / ours, "around_us": ours - stack_us,
-            "copies": copies, "stack_engine": d.get("engine"), "mode": d.get("mode"), "max_abs_err": err}
+            "copies": copies, "stack_engine": d.get("engine"), "mode": d.get("mode"), "max_abs_err": err,
+            "output_targets": d.get("output_targets"), "outputs_in_place": d.get("outputs_in_place")}
 
 
 def measure_charrnn(reps: int) -> dict:
@@ -278,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                         rows.append(r)
                         print(f"{cell} {prec} B={B} H={H} T={T}: engine {r['engine_us']:.1f} stack {r['stack_us']:.1f} "
                               f"cudnn {r['cudnn_us']:.1f} ({r['speedup']:.2f}x) copies {r['copies']} "
-                              f"{r['stack_engine']} err {r['max_abs_err']:.1e}", flush=True)
+                              f"{r['stack_engine']} err {r['max_abs_err']:.1e} targets {r['output_targets']} "
+                              f"in place {r['outputs_in_place']}", flush=True)
                         save()
     if not args.no_charrnn:
         try:

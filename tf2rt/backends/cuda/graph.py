@@ -60,6 +60,7 @@ class RnnChain:
     buffers: dict = field(default_factory=dict)  # the stack's last outputs: y, hn, cn
     targets: dict = field(default_factory=dict)  # key -> (dtype, numel, strides, offset): write there
     targets_of: Any = None  # the stack the targets were given to
+    taken: tuple = ()  # the targets that stack took (it writes those outputs in place)
 
 
 #: Host values up to this size go to the device once per distinct content (GraphExecutor.dev).
@@ -293,8 +294,7 @@ class GraphExecutor:
             chain.targets = {}
         if chain.targets and chain.targets_of is not chain.stack:
             set_targets = getattr(chain.stack, "set_output_targets", None)
-            if set_targets is not None:
-                set_targets(dict(chain.targets))
+            chain.taken = tuple(sorted(set_targets(dict(chain.targets)))) if set_targets is not None else ()
             chain.targets_of = chain.stack
         D, H = chain.specs[0].directions, chain.specs[0].hidden
         x = self._stack_input(xv, run_dt, f"{first.name} input")
@@ -353,6 +353,9 @@ class GraphExecutor:
                 d["projection"] = "+".join(modes)
             if c.plan is not None and c.plan.engine == "step":  # single_step.py: how its GEMMs multiply
                 d["products"] = c.stack.products
+            if c.targets:  # outputs the graph copies whole, and those the stack writes in place
+                d["output_targets"] = sorted(c.targets)
+                d["outputs_in_place"] = list(c.taken) if c.targets_of is c.stack else []
             out.append(d)
         return out
 
