@@ -223,6 +223,24 @@ def test_fused_decoding_on_the_gpu_matches_onnxruntime_and_the_torch_form(demo):
 
 @pytest.mark.gpu
 @gpu
+def test_fused_decoding_with_dependent_launches_gives_the_same_tokens(demo):
+    """TF2RT_CUDA_PDL=1: each layer launch may start before the kernel ahead of it ends
+    (kernels/pdl.cuh); greedy text and sampled tokens are those of ordinary launches."""
+    pytest.importorskip("cupy")
+    from tf2rt.backends.cuda.options import CudaOptions
+
+    engine, vocab, ort = demo
+    plain, _ = _loop(engine, ort, device="cuda", steps_per_launch=16, options=CudaOptions(pdl=False))
+    dep, _ = _loop(engine, ort, device="cuda", steps_per_launch=16, options=CudaOptions(pdl=True))
+    assert dep.stack.pdl == (torch.cuda.get_device_capability() >= (9, 0)) and not plain.stack.pdl
+    want = ort.generate(PROMPT, 200, greedy=True)
+    assert vocab.decode(dep.generate(vocab.encode(PROMPT), 200, greedy=True)[0]) == want
+    kw = {"temperature": 1.1, "top_k": 7, "seed": 5}
+    assert np.array_equal(dep.generate(vocab.encode(PROMPT), 150, **kw), plain.generate(vocab.encode(PROMPT), 150, **kw))
+
+
+@pytest.mark.gpu
+@gpu
 @pytest.mark.parametrize("T,top_k", [(1.5, None), (0.7, 4)])
 def test_gpu_kernel_samples_follow_the_softmax(demo, T, top_k):
     """The head_pick kernel at batch 20000 (the stack in its GEMM form)."""

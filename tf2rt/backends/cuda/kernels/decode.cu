@@ -12,6 +12,7 @@
 // Compile-time: YTYPE (y's type: 0=f32 1=f16 2=bf16), DECODE_THREADS.
 
 #include "types.cuh"
+#include "pdl.cuh"
 
 #if YTYPE == 0
 typedef float y_t;
@@ -51,6 +52,7 @@ head_pick(const y_t* __restrict__ y, long long y_bs, int hid, const float* __res
     __shared__ int wind[NWARPS];
     __shared__ int scount;
     const int b = blockIdx.x, t = threadIdx.x, lane = t & 31, warp = t >> 5;
+    grid_dep_launch();  // the next step's first layer (a dependent launch) may fetch its weights now
     for (int k = t; k < hid; k += DECODE_THREADS) sy[k] = y_load(y + (size_t)b * y_bs + k);
     __syncthreads();
     float* z = logits + (size_t)b * V;
