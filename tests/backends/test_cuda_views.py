@@ -215,3 +215,26 @@ def test_engines_on_the_gpu_make_no_copy_around_the_stack(op, precision, N, S):
         err = float(np.abs(got[k] - want[k]).max())
         print(f"{op} {precision} N={N} S={S} {chain.plan.engine} {k} max abs err {err:.2e} copies {ex.copies}")
         assert err <= tol, k
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_layerwise_persistent_stacks_write_the_engines_outputs_too(precision):
+    """A stack the persistent kernel runs one launch a layer (bidirectional GRU): the last
+    layer's launch writes y, h_n in the engine's layout and type, so nothing is copied
+    (an H100 run found three output copies on fp16 layer-at-a-time stacks)."""
+    _gpu()
+    H, E, N, S = 64, 64, 2, 7
+    engine, _ = build_rnn("gru", 2, True, H, E, N, S, 7, precision=precision)
+    feeds = rnn_feeds("gru", 2, True, H, E, N, S, 7, False, False)
+    want = engine.run(feeds, backend="reference")
+    r = engine.runner("cuda", prefer="persistent", rnn_precision="fp16" if precision == "fp16" else None)
+    r.run(feeds)
+    got = r.run(feeds)
+    chain = r.executor.chains[0]
+    d = r.describe()["recurrent"][0]
+    assert chain.plan.engine == "persistent" and chain.plan.mode == "layerwise", d
+    assert r.executor.copies == [], (r.executor.copies, d)
+    for k in want:
+        err = float(np.abs(got[k] - want[k]).max())
+        assert err <= (1e-4 if precision == "fp32" else 2e-2), (k, err)
