@@ -42,6 +42,9 @@ THREADS = 256
 #: applies the cell; no GEMM, no staging kernel. options.gemv=False (TF2RT_CUDA_GEMV=0) keeps the GEMM form.
 GEMV_MAX_BATCH = 4
 GEMV_SMEM = 48 * 1024  # the operand [batch, K] (fp32) a block stages
+#: Weight loads per lane issued before a one-launch layer waits for its inputs, at most
+#: (fp32 16-byte loads, fp16/bf16 8-byte loads; about 60 registers a thread at the most).
+GEMV_PREFETCH = {"float32": 8, "float16": 16, "bfloat16": 16}
 
 
 def step_weights(cell: str, hidden: int, dirs: Sequence[DirectionWeights], k: int, ncol: int) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +101,8 @@ def step_defines(problem: RnnProblem, options: CudaOptions | None = None) -> dic
     return dict(CELL=p.cell_code, IOTYPE={"float32": 0, "float16": 1, "bfloat16": 2}[p.dtype], BATCH=p.batch,
                 HID=p.hidden, DIRS=p.directions, LAYERS=p.layers, IN0=p.input_size, K0=lay.k0, K1=lay.k1,
                 GW=GATE_BLOCKS[p.cell], NCOL=lay.ncol, SPLIT=int(lay.split), PEEP=int(p.peepholes),
-                GEMV=int(lay.gemv), **gate_defines())
+                GEMV=int(lay.gemv), GV_PF=min(GEMV_PREFETCH[p.dtype], -(-max(lay.k0, lay.k1) // 128)),
+                **gate_defines())
 
 
 _TYPE_CODES = {"torch.float32": 0, "torch.float16": 1, "torch.bfloat16": 2}

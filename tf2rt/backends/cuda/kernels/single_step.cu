@@ -146,8 +146,10 @@ extern "C" __global__ void step_gates(const float* __restrict__ p, const float* 
 // Weight loads (16 bytes of fp32, 8 of fp16/bf16 per lane) each warp issues before it waits
 // for its inputs: they do not depend on the layer below, so their latency overlaps the
 // wait, the operand's staging and, launched as a programmatic dependent, the layer below.
+// GV_PF of them per lane (single_step.py: the whole row where it takes at most 8 fp32 or 16
+// fp16/bf16 loads, about 60 registers a thread, no spills).
 #ifndef GV_PF
-#define GV_PF (IOTYPE == 0 ? 4 : 8)
+#define GV_PF (IOTYPE == 0 ? 8 : 16)
 #endif
 #if IOTYPE == 0
 typedef float4 wraw_t;
