@@ -232,27 +232,37 @@ def to_markdown(rows: list[dict], meta: dict, char: dict | None, keras_gru: list
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="benchmarks/results/cuda_engine.md")
+def grid_arguments(ap: argparse.ArgumentParser, out: str, batches: str) -> None:
+    """The options of a benchmark over the grid of cells, batches, sizes and precisions."""
+    ap.add_argument("--out", default=out)
     ap.add_argument("--reps", type=int, default=200)
     ap.add_argument("--cells", default="lstm,gru")
-    ap.add_argument("--batches", default="1,8,64")
+    ap.add_argument("--batches", default=batches)
     ap.add_argument("--hiddens", default="256,512,1024")
-    ap.add_argument("--steps", default="1,100")
     ap.add_argument("--precisions", default="fp32,fp16")
+
+
+def gpu_meta(script: str, argv: list[str] | None) -> dict:
+    """The GPU, date, versions and command of a run (TF32 turned off for the peers' fp32)."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    return {"gpu": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
+            "command": f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    grid_arguments(ap, "benchmarks/results/cuda_engine.md", "1,8,64")
+    ap.add_argument("--steps", default="1,100")
     ap.add_argument("--no-charrnn", action="store_true")
     ap.add_argument("--no-keras", action="store_true", help="skip the Keras GRU classifier")
     ap.add_argument("--merge", nargs="*", default=[], help="JSON results of other runs to put in the same table")
     args = ap.parse_args(argv)
 
-    import torch
-
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    meta = {"gpu": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
-            "command": "python benchmarks/bench_cuda_engine.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    meta = gpu_meta("bench_cuda_engine.py", argv)
     rows = []
     for m in args.merge:
         rows += json.loads(Path(m).read_text())["rows"]

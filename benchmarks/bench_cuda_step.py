@@ -19,7 +19,6 @@ import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_cuda_engine import _times, build, cudnn_call  # noqa: E402
+from bench_cuda_engine import _times, build, cudnn_call, gpu_meta, grid_arguments  # noqa: E402
 
 
 def measure(cell: str, B: int, H: int, precision: str, reps: int) -> dict:
@@ -77,21 +76,9 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="benchmarks/results/cuda_step.md")
-    ap.add_argument("--reps", type=int, default=200)
-    ap.add_argument("--cells", default="lstm,gru")
-    ap.add_argument("--batches", default="1,4")
-    ap.add_argument("--hiddens", default="256,512,1024")
-    ap.add_argument("--precisions", default="fp32,fp16")
+    grid_arguments(ap, "benchmarks/results/cuda_step.md", "1,4")
     args = ap.parse_args(argv)
-
-    import torch
-
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    meta = {"gpu": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
-            "command": "python benchmarks/bench_cuda_step.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    meta = gpu_meta("bench_cuda_step.py", argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
