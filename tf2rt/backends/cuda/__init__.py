@@ -171,10 +171,10 @@ class CudaRunner(Runner):
                     us = _time_graph(call, reps=10)
                 except Exception:  # e.g. a form cuDNN refuses: keep the other
                     continue
-                options[engine] = (us, stack, p)
+                options[engine] = (us, stack, p, tuple(sorted(taken)))
             if len(options) >= 2:
                 best = min(options, key=lambda e: options[e][0])
-                _, chain.stack, chain.plan = options[best]
+                _, chain.stack, chain.plan, chain.taken = options[best]
                 chain.targets_of = chain.stack if chain.targets else None  # targets already given
                 chain.plan.measured = {e: v[0] for e, v in options.items()}
                 chain.plan.reason = f"first-run measurement: {best} faster"
