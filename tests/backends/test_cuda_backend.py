@@ -153,3 +153,22 @@ def test_rnn_precision_picks_the_type_recurrent_stacks_run_in():
         runner.close()
     with pytest.raises(Tf2rtError, match="rnn_precision"):
         engine.runner("cuda", rnn_precision="fp8")
+
+
+@pytest.mark.gpu
+def test_an_index_outside_the_embedding_is_an_error_and_the_gpu_stays_usable():
+    """The bundled char-RNN fed a token id beyond its embedding table: a Tf2rtError naming
+    the input (checked on the host), not a device-side fault; the next call still runs."""
+    from tf2rt.apps.charrnn.generate import load_model
+    from tf2rt.cli.demo import EXAMPLE
+    from tf2rt.errors import Tf2rtError
+
+    engine = load_model(EXAMPLE / "model")
+    r = engine.runner("cuda")
+    with pytest.raises(Tf2rtError, match="input 'input_data' holds index 999"):
+        r.run({"input_data": np.array([[999]], np.int32)})
+    ok = {"input_data": np.array([[3]], np.int32)}
+    want = engine.run(ok, backend="onnxruntime")
+    got = r.run(ok)
+    for k in want:
+        assert np.abs(got[k] - want[k]).max() <= 1e-4, k

@@ -165,3 +165,74 @@ def test_a_repeated_call_uploads_no_new_constants(monkeypatch):
     # equal small values share one device tensor; the content is the key
     a, b = np.arange(5), np.arange(5)
     assert ex.dev(a) is ex.dev(b) and ex.dev(np.arange(6)) is not ex.dev(a)
+
+
+def _gather_model(through_reshape: bool):
+    """table [5, 3] (constant); out = table[ids] and, from computed indices, table[ids + 3]."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    table = np.arange(15, dtype=np.float32).reshape(5, 3)
+    nodes = []
+    src = "ids"
+    if through_reshape:
+        nodes.append(helper.make_node("Reshape", ["ids", "shape"], ["ids_flat"], name="flat"))
+        src = "ids_flat"
+    nodes += [helper.make_node("Gather", ["table", src], ["out"], name="lookup"),
+              helper.make_node("Add", ["ids", "three"], ["shifted"], name="shift"),
+              helper.make_node("Gather", ["table", "shifted"], ["out2"], name="lookup2")]
+    inits = [numpy_helper.from_array(table, "table"), numpy_helper.from_array(np.array([4], np.int64), "shape"),
+             numpy_helper.from_array(np.array(3, np.int64), "three")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("ids", TensorProto.INT64, [4])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, [4, 3]),
+                           helper.make_tensor_value_info("out2", TensorProto.FLOAT, [4, 3])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), table
+
+
+@pytest.mark.parametrize("through_reshape", [False, True])
+def test_fed_gather_indices_are_checked_on_the_host(through_reshape):
+    """An index fed into a Gather of a constant table is checked before the call (on a GPU an
+    index outside the table is a device fault that ends every later CUDA call of the process),
+    with the input, the node and the range ONNX allows named; inside [-rows, rows) it runs."""
+    from tf2rt.backends.cuda.graph import GraphExecutor
+    from tf2rt.backends.cuda.plan import DeviceLimits
+    from tf2rt.errors import Tf2rtError
+
+    model, table = _gather_model(through_reshape)
+    ex = GraphExecutor(model, DeviceLimits(), device="cpu")
+    assert ex.index_inputs == {"ids": [("lookup", 5)]}  # lookup2's indices are computed, not fed
+    for bad in (5, -6, 99):
+        with pytest.raises(Tf2rtError, match=rf"input 'ids' holds index {bad}, outside \[-5, 4\] of Gather 'lookup'"):
+            ex.check_indices({"ids": np.array([0, bad, 1, 2], np.int64)})
+    ids = np.array([-5, -1, 0, 4], np.int64)
+    ex.check_indices({"ids": ids})
+    got = _numpy(ex({"ids": torch.as_tensor(ids)}))
+    np.testing.assert_array_equal(got["out"], table[ids])
+    # computed indices outside the table wrap around instead of faulting the device
+    np.testing.assert_array_equal(got["out2"], table[(ids + 3) % 5])
+
+
+def test_float_indices_cast_in_the_graph_are_checked_truncated():
+    """Keras' Embedding casts float inputs to int32 before its Gather: the host check follows
+    the Cast (values truncated toward zero) and refuses NaN."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tf2rt.backends.cuda.graph import GraphExecutor
+    from tf2rt.backends.cuda.plan import DeviceLimits
+    from tf2rt.errors import Tf2rtError
+
+    table = np.arange(8, dtype=np.float32).reshape(4, 2)
+    nodes = [helper.make_node("Cast", ["x"], ["xi"], to=TensorProto.INT32, name="to_int"),
+             helper.make_node("Gather", ["table", "xi"], ["out"], name="embedding")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, [3, 2])],
+                          [numpy_helper.from_array(table, "table")])
+    ex = GraphExecutor(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), DeviceLimits(), device="cpu")
+    assert ex.index_inputs == {"x": [("embedding", 4)]}
+    ex.check_indices({"x": np.array([0.0, 3.9, -4.5], np.float32)})  # 0, 3, -4
+    with pytest.raises(Tf2rtError, match=r"holds index 4, outside \[-4, 3\]"):
+        ex.check_indices({"x": np.array([4.2, 0, 0], np.float32)})
+    with pytest.raises(Tf2rtError, match="NaN"):
+        ex.check_indices({"x": np.array([np.nan, 0, 0], np.float32)})
+    got = _numpy(ex({"x": torch.tensor([0.0, 3.9, -1.0])}))["out"]
+    np.testing.assert_array_equal(got, table[[0, 3, -1]])

@@ -103,6 +103,13 @@ class CudaRunner(Runner):
         self._state: dict[tuple, dict] = {}  # input shapes -> static buffers and graph
         self.providers = ["cuda"]
 
+    def check_feeds(self, feeds: Mapping[str, Any]) -> Mapping[str, np.ndarray]:
+        """As Runner.check_feeds, and fed Gather indices lie inside their tables (checked
+        here, on the host: on the GPU a bad index would be a device fault, not an error)."""
+        checked = super().check_feeds(feeds)
+        self.executor.check_indices(checked)
+        return checked
+
     # -- execution -----------------------------------------------------------------------
     def _prepare(self, feeds: Mapping[str, np.ndarray]) -> dict:
         torch = self.torch

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ...errors import UnsupportedError
+from ...errors import Tf2rtError, UnsupportedError
 from .ops import OPS
 from .options import CudaOptions, resolve
 from .plan import DeviceLimits
@@ -67,6 +67,15 @@ class RnnChain:
 SMALL_CONST_BYTES = 4096
 
 
+def _casts_to_integer(n: Any) -> bool:
+    """A Cast to an integer type (float indices truncated, integer ones kept)."""
+    from onnx import TensorProto
+
+    ints = {TensorProto.INT8, TensorProto.INT16, TensorProto.INT32, TensorProto.INT64, TensorProto.UINT8,
+            TensorProto.UINT16, TensorProto.UINT32, TensorProto.UINT64}
+    return n.op_type == "Cast" and attributes(n).get("to") in ints
+
+
 class GraphExecutor:
     """A prepared ONNX graph for the cuda backend. Call with device tensors."""
 
@@ -100,6 +109,49 @@ class GraphExecutor:
         self._fold_constants()
         self._fuse_bias_adds()
         self.chains = self._find_chains()
+        self.index_inputs = self._find_index_inputs()
+
+    #: Ops that pass integer values through unchanged (an index input may reach its Gather
+    #: through them).
+    _VALUE_PRESERVING = ("Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Transpose")
+
+    def _find_index_inputs(self) -> dict[str, list[tuple[str, int]]]:
+        """Graph inputs used as Gather indices into a constant table: input name ->
+        [(Gather node name, rows along its axis)], so the runner checks fed indices on the
+        host (an index outside the table would fault the GPU, not raise)."""
+        producer = {o: n for n in self.nodes for o in n.output}
+        found: dict[str, list[tuple[str, int]]] = {}
+        for n in self.nodes:
+            if n.op_type != "Gather" or n.input[0] not in self.host:
+                continue
+            src = n.input[1]
+            while src in producer and (producer[src].op_type in self._VALUE_PRESERVING
+                                       or _casts_to_integer(producer[src])):
+                src = producer[src].input[0]
+            if src in self.input_names:
+                axis = attributes(n).get("axis", 0)
+                rows = int(self.host[n.input[0]].shape[axis])
+                found.setdefault(src, []).append((n.name, rows))
+        return found
+
+    def check_indices(self, feeds: Mapping[str, np.ndarray]) -> None:
+        """Tf2rtError naming the input, the Gather and the valid range where a fed index lies
+        outside its table ([-rows, rows - 1], as ONNX allows)."""
+        for name, uses in self.index_inputs.items():
+            x = np.asarray(feeds[name])
+            if x.size == 0 or not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+                continue
+            if np.issubdtype(x.dtype, np.floating):  # cast to integer indices in the graph: truncated
+                if not np.isfinite(x).all():
+                    raise Tf2rtError(f"input {name!r} holds a NaN or infinite value where the graph casts it to "
+                                     f"Gather indices; feed finite indices")
+                x = np.trunc(x)
+            lo, hi = int(x.min()), int(x.max())
+            for node, rows in uses:
+                if lo < -rows or hi >= rows:
+                    bad = lo if lo < -rows else hi
+                    raise Tf2rtError(f"input {name!r} holds index {bad}, outside [{-rows}, {rows - 1}] of Gather "
+                                     f"{node!r} (the rows of its table); feed indices in that range")
 
     _FOLDABLE = ("Cast", "Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Shape", "Constant")
 

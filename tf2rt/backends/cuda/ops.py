@@ -329,7 +329,10 @@ def _gather(ex: Any, a: Sequence[Any], at: dict) -> Any:
         return np.take(np.asarray(a[0]), np.asarray(a[1]), axis=axis)
     data, idx = ex.dev(a[0]), ex.dev(a[1]).long()
     n = data.shape[axis]
-    idx = torch.where(idx < 0, idx + n, idx)
+    # [-n, n) -> [0, n) in one launch. An index outside (only a computed one can be: fed
+    # indices are checked on the host, GraphExecutor.check_indices) wraps around instead of
+    # faulting the device, which would end every later CUDA call of the process.
+    idx = torch.remainder(idx, n)
     out = data.index_select(axis, idx.reshape(-1))
     return out.reshape(*data.shape[:axis], *idx.shape, *data.shape[axis + 1:])
 
