@@ -172,6 +172,53 @@ def test_large_batches_compile_without_the_one_launch_form(nvrtc):
     assert small["GEMV"] == 1
 
 
+def _gemv_runs(cell: str, g: int, d: int, kin: int, H: int) -> list[tuple[int, int]]:
+    """The column runs [begin, end) step_gemv reads of gate block g, direction d (the rule
+    of kernels/single_step.cu, written out here to check it against the real weights)."""
+    a_end, b_beg, b_end = (kin + 3) & ~3, (kin + d * H) & ~3, (kin + (d + 1) * H + 3) & ~3
+    if cell == "gru" and g == 2:
+        b_beg = b_end = a_end
+    if cell == "gru" and g == 3:
+        a_end = 0
+    if a_end >= b_beg:
+        return [(0, max(a_end, b_end))]
+    return [(0, a_end), (b_beg, b_end)]
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("kin,H,D", [(64, 64, 1), (65, 33, 2), (3, 50, 2), (128, 40, 2), (7, 5, 1), (98, 98, 2)])
+def test_one_launch_rows_read_every_non_zero_weight(cell, kin, H, D):
+    """Each gate row of a one-launch layer reads only 4-aligned runs of its columns (its own
+    direction's h0 columns and, but for GRU's recurrent h~ block, the input): every non-zero
+    weight of step_weights' stacked matrix lies inside them, the runs do not overlap, and
+    for bidirectional or GRU layers they skip a part of the row."""
+    from tf2rt.backends.cuda.packing import DirectionWeights
+    from tf2rt.backends.cuda.single_step import GATE_BLOCKS
+
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    rng = np.random.default_rng(0)
+    dirs = [DirectionWeights(cell, rng.standard_normal((G * H, kin)).astype(np.float32) + 3,
+                             rng.standard_normal((G * H, H)).astype(np.float32) + 3,
+                             np.ones(G * H, np.float32), np.ones(G * H, np.float32)) for _ in range(D)]
+    k = -(-(kin + D * H) // 8) * 8
+    GW = GATE_BLOCKS[cell]
+    wt, _ = step_weights(cell, H, dirs, k, -(-(D * GW * H) // 8) * 8)
+    read_fraction = []
+    for d in range(D):
+        for g in range(GW):
+            for j in (0, H // 2, H - 1):
+                col = wt[:, d * GW * H + g * H + j]
+                runs = _gemv_runs(cell, g, d, kin, H)
+                inside = np.zeros(k, bool)
+                for a, b in runs:
+                    assert a % 4 == 0 and b % 4 == 0 and b <= k and not inside[a:b].any()
+                    inside[a:b] = True
+                assert not (col[~inside] != 0).any(), (d, g, j, runs)
+                read_fraction.append(inside.mean())
+    if D == 2 or cell == "gru":
+        assert min(read_fraction) < 1.0
+
+
 @pytest.mark.parametrize("cell,H,dtype,B", [("lstm", 512, "float32", 1), ("lstm", 1024, "float32", 4),
                                             ("gru", 1024, "float16", 4), ("lstm", 512, "bfloat16", 1),
                                             ("rnn", 256, "float32", 2)])
