@@ -256,10 +256,9 @@ def _gpu():
     return torch
 
 
-def _stack_errors(torch, case: RnnCase, dtype: str, feeds: dict, stack) -> dict:
+def _stack_errors(torch, case: RnnCase, dtype: str, feeds: dict, stack, dev: str = "cuda") -> dict:
     ref = run_onnxruntime(build_model(case), feeds)
     tdt = getattr(torch, dtype)
-    dev = "cuda"
     x = torch.from_numpy(feeds["X"]).to(dev, tdt)
     h0 = c0 = sl = None
     if case.initial:
@@ -275,7 +274,8 @@ def _stack_errors(torch, case: RnnCase, dtype: str, feeds: dict, stack) -> dict:
         got[f"Yh_{layer}"] = hn[layer * D:(layer + 1) * D]
         if case.cell == "lstm":
             got[f"Yc_{layer}"] = cn[layer * D:(layer + 1) * D]
-    torch.cuda.synchronize()
+    if dev == "cuda":
+        torch.cuda.synchronize()
     return {k: float(np.abs(v.float().cpu().numpy() - ref[k]).max()) for k, v in got.items()}
 
 

@@ -50,7 +50,7 @@ GEMV_PREFETCH = {"float32": 8, "float16": 16, "bfloat16": 16}
 def step_weights(cell: str, hidden: int, dirs: Sequence[DirectionWeights], k: int, ncol: int) -> tuple[np.ndarray, np.ndarray]:
     """One layer's GEMM weight [k, ncol] (the transpose of the stacked matrix, zero padded)
     and bias [ncol], fp32: pre-activations = [x | h0_dir0 | h0_dir1] @ weight + bias."""
-    H, D = hidden, len(dirs)
+    H = hidden
     n_in = dirs[0].input_size
     G = GATE_BLOCKS[cell]
     wt = np.zeros((k, ncol), np.float32)
@@ -225,7 +225,6 @@ class SingleStepStack:
         own; the caller keeps the indices in range). into: (hn, cn) buffers shaped like
         this stack's to write the states into instead of its own (ping-pong state for a
         caller that feeds them back as the next call's h0, c0)."""
-        import cupy
         import torch
 
         p = self.problem
@@ -253,7 +252,6 @@ class SingleStepStack:
         slab = D * B * H  # one layer's slice of h0/c0
         y_ds, y_bs = (self.y.stride(1), self.y.stride(2))
         s_gs, s_bs = (hn.stride(0), hn.stride(1))
-        stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(self.dev).cuda_stream)
         if self.gemv:
             units = 8 if GATE_BLOCKS[p.cell] == 1 else 2
             for layer in range(L):
@@ -270,19 +268,16 @@ class SingleStepStack:
                         ptr(self.y) if last else np.uint64(0), out_at(hn), out_at(cn),
                         np.uint64(0) if last else ptr(self.hbuf[layer % 2]), np.float32(p.clip or 0.0),
                         np.int64(y_ds), np.int64(y_bs), np.int64(s_gs), np.int64(s_bs))
-                if self.pdl:
-                    launch_dependent(gemv_kernel, grid, block, args, stream=stream.ptr, shared_mem=B * krow * 4)
-                else:
-                    with stream:
-                        gemv_kernel(grid, block, args, shared_mem=B * krow * 4)
+                self._launch(gemv_kernel, grid, block, args, B * krow * 4, dependent=self.pdl)
             return self.y, hn, cn
         total = B * p.input_size + L * slab
-        with stream:
-            stage_kernel((min(-(-total // THREADS), 1024),), (THREADS,),
-                              (ptr(x), ptr(h0), ptr(self.a0), ptr(self.a1)))
+        self._launch(stage_kernel, (min(-(-total // THREADS), 1024),), (THREADS,),
+                     (ptr(x), ptr(h0), ptr(self.a0), ptr(self.a1)))
         for layer in range(L):
             a = self.a0 if layer == 0 else self.a1[layer - 1]
-            if self.split or self.dt != torch.float32:  # low-precision operands, fp32 accumulation and output
+            if self.dev.type != "cuda":  # host emulation: low-precision products are exact in float32
+                torch.mm(a.float(), self.w[layer].float(), out=self.out)
+            elif self.split or self.dt != torch.float32:  # low-precision operands, fp32 accumulation and output
                 torch.mm(a, self.w[layer], out_dtype=torch.float32, out=self.out)
             else:
                 torch.mm(a, self.w[layer], out=self.out)
@@ -295,11 +290,27 @@ class SingleStepStack:
             def out_at(t: Any) -> np.uint64:  # this layer's first group of hn / cn
                 return np.uint64(0 if t is None else t[layer * D].data_ptr())
 
-            with stream:
-                gate_kernel(
-                    (-(-slab // THREADS),), (THREADS,),
-                    (ptr(self.out), ptr(self.bias[layer]), ptr(self.peep[layer]), at(h0), at(c0), ptr(seq),
-                     ptr(self.y) if last else np.uint64(0), out_at(hn), out_at(cn),
-                     np.uint64(0) if last else ptr(self.a1[layer]), np.float32(p.clip or 0.0),
-                     np.int64(y_ds), np.int64(y_bs), np.int64(s_gs), np.int64(s_bs)))
+            self._launch(gate_kernel, (-(-slab // THREADS),), (THREADS,),
+                         (ptr(self.out), ptr(self.bias[layer]), ptr(self.peep[layer]), at(h0), at(c0), ptr(seq),
+                          ptr(self.y) if last else np.uint64(0), out_at(hn), out_at(cn),
+                          np.uint64(0) if last else ptr(self.a1[layer]), np.float32(p.clip or 0.0),
+                          np.int64(y_ds), np.int64(y_bs), np.int64(s_gs), np.int64(s_bs)))
         return self.y, hn, cn
+
+    def _launch(self, kernel: Any, grid: tuple, block: tuple, args: tuple, shared_mem: int = 0,
+                dependent: bool = False) -> None:
+        """One kernel launch on the torch device's current stream (as a programmatic dependent
+        where asked). On a CPU device the kernels are host builds of the same source (the
+        tests' emulation) and are called directly."""
+        if self.dev.type != "cuda":
+            kernel(grid, block, args, shared_mem=shared_mem)
+            return
+        import cupy
+        import torch
+
+        stream = torch.cuda.current_stream(self.dev).cuda_stream
+        if dependent:
+            launch_dependent(kernel, grid, block, args, stream=stream, shared_mem=shared_mem)
+            return
+        with cupy.cuda.ExternalStream(stream):
+            kernel(grid, block, args, shared_mem=shared_mem)

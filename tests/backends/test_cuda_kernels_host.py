@@ -1,0 +1,93 @@
+"""The cuda backend's single-step kernels (kernels/single_step.cu) run on the CPU: the same
+source built by the host C++ compiler against an emulation of the CUDA built-ins
+(tests/helpers/cuda_host.h), driven by the real SingleStepStack on a CPU torch device, and
+checked against onnxruntime like the GPU tests. This covers what NVRTC's compile tests
+cannot: the kernels' arithmetic and indexing (the one-launch layer's early weight loads and
+column runs, the embedding lookup, the state ping-pong, output layouts and types), without
+a GPU. Timing and inline PTX (dependent launches) need the GPU tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cuda_models import make_inputs, node_specs
+from helpers.cuda_host import compiler, host_kernels
+from test_cuda_single_step import CASES, SMALL, TOL, _case, _ids, _stack_errors
+
+from tf2rt.backends.cuda import single_step
+from tf2rt.backends.cuda.rnn import problem_for
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture
+def host(monkeypatch):
+    """SingleStepStack's kernels built for the host."""
+    if compiler() is None:
+        pytest.fail("the host emulation of the kernels needs a C++ compiler (g++)")
+
+    def build(defines):
+        k = host_kernels("single_step.cu", dict(defines))
+        return k["stage_operands"], k["step_gates"], k.get("step_gemv")
+
+    monkeypatch.setattr(single_step, "_compile", build)
+
+
+def _stack(case, dtype, options=None):
+    problem = problem_for(node_specs(case), case.batch, 1, dtype)
+    return single_step.SingleStepStack(problem, [s.weights for s in node_specs(case)], device="cpu",
+                                       options=options)
+
+
+# the one-launch form's cases, and the GEMM form's (batch 8 and 64: split bf16 parts in fp32)
+HOST_CASES = SMALL + [kw for kw in CASES if kw["batch"] <= 8]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("kw", HOST_CASES, ids=_ids)
+def test_single_step_kernels_match_onnxruntime(host, kw, dtype):
+    case = _case(kw)
+    stack = _stack(case, dtype)
+    assert stack.gemv == (case.batch <= single_step.GEMV_MAX_BATCH)
+    for i in range(2):  # the same stack, new inputs
+        feeds = make_inputs(case)
+        feeds = {k: (v * (1.0 + 0.3 * i)).astype(v.dtype) if v.dtype == np.float32 else v for k, v in feeds.items()}
+        errs = _stack_errors(torch, case, dtype, feeds, stack, dev="cpu")
+        assert max(errs.values()) <= TOL[dtype], (i, errs)
+
+
+def test_the_gemm_form_of_small_batches_matches_the_one_launch_form(host):
+    """TF2RT_CUDA_GEMV=0 (the GEMM form) and the one-launch form: the same step."""
+    from tf2rt.backends.cuda.options import CudaOptions
+
+    case = _case(dict(cell="lstm", hidden=40, batch=4, layers=2, peepholes=True, clip=1.5, initial=True,
+                      bidirectional=True))
+    feeds = make_inputs(case)
+    a = _stack_errors(torch, case, "float32", feeds, _stack(case, "float32"), dev="cpu")
+    b = _stack_errors(torch, case, "float32", feeds, _stack(case, "float32", CudaOptions(gemv=False)), dev="cpu")
+    assert max(a.values()) <= 1e-6 and max(b.values()) <= 1e-6, (a, b)
+
+
+def test_table_rows_and_ping_pong_states(host):
+    """The decoder's calls: x read as rows x_rows[b] of an embedding table (no lookup of its
+    own) and the states written into given buffers (into=), fed back as the next h0/c0."""
+    case = _case(dict(cell="lstm", hidden=36, batch=3, layers=2, initial=True))
+    stack = _stack(case, "float32")
+    rng = np.random.default_rng(0)
+    table = torch.from_numpy(rng.standard_normal((11, case.input_size)).astype(np.float32))
+    rows = torch.tensor([7, 0, 10], dtype=torch.int64)
+    L, B, H = case.layers, case.batch, case.hidden
+    h = [torch.zeros(L, B, H), torch.zeros(L, B, H)]
+    c = [torch.zeros(L, B, H), torch.zeros(L, B, H)]
+    ref = _stack(case, "float32")
+    hr, cr = torch.zeros(L, B, H), torch.zeros(L, B, H)
+    for step in range(3):
+        cur = step % 2
+        y, hn, cn = stack(table, h[cur], c[cur], x_rows=rows, into=(h[1 - cur], c[1 - cur]))
+        assert hn.data_ptr() == h[1 - cur].data_ptr() and cn.data_ptr() == c[1 - cur].data_ptr()
+        yr, hn_r, cn_r = ref(table[rows][None], hr, cr)
+        hr, cr = hn_r.clone(), cn_r.clone()
+        assert torch.equal(y, yr) and torch.equal(hn, hn_r) and torch.equal(cn, cn_r), step
+    with pytest.raises(Exception, match="x_rows"):
+        stack(table, x_rows=rows[:2])

@@ -1,0 +1,137 @@
+"""Run the cuda backend's kernels on the CPU: the kernel file's own source, compiled by the
+host C++ compiler against an emulation of the CUDA built-ins (cuda_host.h: a block's threads
+are OS threads, so barriers and warp shuffles behave as on a GPU; blocks run in turn).
+
+    kernels = host_kernels("single_step.cu", defines)   # {name: HostKernel}
+    kernels["step_gemv"](grid, block, args, shared_mem=n) # the CuPy RawKernel call
+
+Arguments are what the stacks pass CuPy: numpy scalars, and device pointers, which on a CPU
+torch device are host addresses. What this cannot check: timing, memory ordering between
+blocks (they never run at once here), and anything under `__CUDA_ARCH__` (inline PTX).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import re
+import shutil
+import subprocess
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+HEADER = Path(__file__).with_name("cuda_host.h")
+_BUILD = Path(tempfile.gettempdir()) / "tf2rt-cuda-host"
+
+# types.cuh's conversions are inline PTX; these are the same roundings in C++.
+HOST_TYPES = r"""
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef unsigned long long u64;
+inline float f16_to_f32(u16 x) { _Float16 h; std::memcpy(&h, &x, 2); return (float)h; }
+inline u16 f32_to_f16(float f) { _Float16 h = (_Float16)f; u16 x; std::memcpy(&x, &h, 2); return x; }
+inline float bf16_to_f32(u16 x) { return __uint_as_float(((u32)x) << 16); }
+inline u16 f32_to_bf16(float f) {
+    u32 u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (u16)((u >> 16) | 0x40u);  // NaN stays NaN
+    u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
+    return (u16)(u >> 16);
+}
+"""
+
+# A kernel definition after preprocessing (__global__ and __launch_bounds__ expand to nothing).
+_KERNEL = re.compile(r'extern "C"\s+void\s+(\w+)\s*\(([^)]*)\)\s*\{')
+
+
+def compiler() -> str | None:
+    return shutil.which("g++") or shutil.which("c++")
+
+
+def _ctype(param: str) -> Any:
+    if "*" in param:
+        return ctypes.c_void_p
+    words = param.replace("const", "").split()[:-1]
+    kind = " ".join(w for w in words if w != "__restrict__")
+    table = {"int": ctypes.c_int, "long long": ctypes.c_longlong, "float": ctypes.c_float,
+             "unsigned": ctypes.c_uint, "unsigned int": ctypes.c_uint}
+    if kind not in table:
+        raise TypeError(f"host emulation: no ctypes type for kernel parameter {param!r}")
+    return table[kind]
+
+
+class HostKernel:
+    """A kernel of a host build, called as CuPy calls a RawKernel (1-D grids)."""
+
+    def __init__(self, lib: ctypes.CDLL, name: str, params: list[str]) -> None:
+        self.name = name
+        self.fn = getattr(lib, f"launch_{name}")
+        self.types = [_ctype(p) for p in params]
+        self.fn.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_size_t] + self.types
+        self.fn.restype = None
+
+    def __call__(self, grid: tuple, block: tuple, args: tuple, shared_mem: int = 0) -> None:
+        if len(args) != len(self.types):
+            raise TypeError(f"{self.name}: {len(args)} arguments for {len(self.types)} parameters")
+        if any(d != 1 for d in tuple(grid)[1:] + tuple(block)[1:]):
+            raise ValueError("host emulation runs 1-D grids and blocks only")
+        values = [t(int(a) if t is ctypes.c_void_p else a.item() if hasattr(a, "item") else a)
+                  for t, a in zip(self.types, args)]
+        self.fn(int(grid[0]), int(block[0]), int(shared_mem), *values)
+
+
+def host_source(name: str) -> str:
+    """The kernel file as host C++: PTX conversions replaced, shared memory made host memory."""
+    from tf2rt.backends.cuda.persistent import kernel_source
+
+    src = kernel_source(name)
+    types = resources.files("tf2rt.backends.cuda").joinpath("kernels", "types.cuh").read_text()
+    if types not in src:
+        raise AssertionError("types.cuh is not inlined verbatim")
+    src = src.replace(types, HOST_TYPES)
+    # dynamic shared memory -> the running block's buffer; static __shared__ -> statics
+    src = re.sub(r"extern __shared__ (?:__align__\(\d+\) )?(\w+) (\w+)\[\];",
+                 r"\1* \2 = reinterpret_cast<\1*>(emu_smem.data());", src)
+    return src.replace("__shared__", "static")
+
+
+def _wrappers(preprocessed: str) -> tuple[str, dict[str, list[str]]]:
+    """launch_<kernel> functions for the kernels the configuration defines."""
+    kernels, wrappers = {}, []
+    for m in _KERNEL.finditer(preprocessed):
+        kname, params = m.group(1), [" ".join(p.split()) for p in m.group(2).split(",") if p.strip()]
+        kernels[kname] = params
+        names = ", ".join(re.findall(r"(\w+)$", p)[0] for p in params)
+        wrappers.append(f'extern "C" void launch_{kname}(unsigned grid, unsigned block, size_t smem, '
+                        f'{", ".join(params)}) {{ emu_launch(grid, block, smem, [&] {{ {kname}({names}); }}); }}')
+    return "\n".join(wrappers) + "\n", kernels
+
+
+def host_kernels(name: str, defines: dict[str, int]) -> dict[str, HostKernel]:
+    """Compile kernel file `name` with `defines` for the host (cached by content)."""
+    cxx = compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler (g++) for the host emulation of the kernels")
+    src = f'#include "{HEADER}"\n' + host_source(name)
+    flags = ["-std=c++20", "-O1", "-fno-strict-aliasing", "-shared", "-fPIC", "-pthread", "-w"]
+    flags += [f"-D{k}={v}" for k, v in sorted(defines.items())]
+    key = hashlib.sha256((src + HEADER.read_text() + " ".join(flags)).encode()).hexdigest()[:20]
+    _BUILD.mkdir(parents=True, exist_ok=True)
+    lib_path = _BUILD / f"{name.split('.')[0]}-{key}.so"
+    cpp = _BUILD / f"{key}.cpp"
+    cpp.write_text(src)
+    pre = subprocess.run([cxx, *flags, "-E", "-P", str(cpp)], capture_output=True, text=True)
+    if pre.returncode != 0:
+        raise RuntimeError(f"host build of {name} failed:\n{pre.stderr[-4000:]}")
+    wrappers, kernels = _wrappers(pre.stdout)
+    if not lib_path.exists():
+        full = _BUILD / f"{key}-full.cpp"
+        full.write_text(src + "\n" + wrappers)
+        tmp = lib_path.with_suffix(".tmp")
+        done = subprocess.run([cxx, *flags, str(full), "-o", str(tmp)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"host build of {name} failed:\n{done.stderr[-4000:]}")
+        tmp.replace(lib_path)
+    lib = ctypes.CDLL(str(lib_path))
+    return {k: HostKernel(lib, k, p) for k, p in kernels.items()}
