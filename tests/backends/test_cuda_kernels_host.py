@@ -91,3 +91,41 @@ def test_table_rows_and_ping_pong_states(host):
         assert torch.equal(y, yr) and torch.equal(hn, hn_r) and torch.equal(cn, cn_r), step
     with pytest.raises(Exception, match="x_rows"):
         stack(table, x_rows=rows[:2])
+
+
+def test_the_fused_decoder_gives_onnxruntimes_text_and_the_torch_forms_samples(monkeypatch, host, tmp_path):
+    """The decoder's GPU form on the CPU: the first layer reading embedding rows (xrow), the
+    ping-pong states, and head_pick (kernels/decode.cu) choosing the next token. Greedy text
+    equals the char-RNN app's on onnxruntime; sampled tokens (same noise) equal the torch-op
+    form's, with a temperature and with top-k."""
+    from tf2rt import convert
+    from tf2rt.apps.charrnn import CharRNN, Vocab
+    from tf2rt.apps.charrnn.cuda_stream import char_rnn_parts
+    from tf2rt.backends.cuda import decode
+    from tf2rt.backends.cuda.graph import GraphExecutor
+    from tf2rt.backends.cuda.plan import DeviceLimits
+    from tf2rt.cli.demo import EXAMPLE
+
+    monkeypatch.setattr(decode, "_head_kernel", lambda ytype: host_kernels(
+        "decode.cu", {"YTYPE": ytype, "DECODE_THREADS": decode.DECODE_THREADS})["head_pick"])
+    engine = convert(EXAMPLE / "model", tmp_path / "charrnn.onnx", states=True)
+    vocab = Vocab.load(EXAMPLE / "vocab.json")
+    ort = CharRNN(engine, vocab)
+    ex = GraphExecutor(engine.onnx, DeviceLimits(), device="cpu")
+    parts = char_rnn_parts(engine, ex.chains, ort.input_name, ort.logits_name)
+    specs = ex.chains[0].specs
+
+    def loop(fused):
+        lp = decode.DecodeLoop(specs, *parts, device="cpu", steps_per_launch=8)
+        if fused:  # the GPU form: single-step stack (host kernels) and head_pick
+            problem = problem_for(specs, 1, 1, "float32")
+            lp.stack = single_step.SingleStepStack(problem, [s.weights for s in specs], device="cpu")
+            lp.fused = lp.head_kernel = True
+        return lp
+
+    fused, plain = loop(True), loop(False)
+    prompt = vocab.encode("ROMEO:")
+    assert vocab.decode(fused.generate(prompt, 24, greedy=True)[0]) == ort.generate("ROMEO:", 24, greedy=True)
+    for kw in ({"temperature": 0.9, "seed": 3}, {"temperature": 1.3, "top_k": 5, "seed": 4}):
+        a, b = fused.generate(prompt, 12, **kw), plain.generate(prompt, 12, **kw)
+        assert np.array_equal(a, b), kw

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -119,16 +120,16 @@ def host_kernels(name: str, defines: dict[str, int]) -> dict[str, HostKernel]:
     key = hashlib.sha256((src + HEADER.read_text() + " ".join(flags)).encode()).hexdigest()[:20]
     _BUILD.mkdir(parents=True, exist_ok=True)
     lib_path = _BUILD / f"{name.split('.')[0]}-{key}.so"
-    cpp = _BUILD / f"{key}.cpp"
+    cpp = _BUILD / f"{key}-{os.getpid()}.cpp"  # per process: test workers build side by side
     cpp.write_text(src)
     pre = subprocess.run([cxx, *flags, "-E", "-P", str(cpp)], capture_output=True, text=True)
     if pre.returncode != 0:
         raise RuntimeError(f"host build of {name} failed:\n{pre.stderr[-4000:]}")
     wrappers, kernels = _wrappers(pre.stdout)
     if not lib_path.exists():
-        full = _BUILD / f"{key}-full.cpp"
+        full = _BUILD / f"{key}-{os.getpid()}-full.cpp"
         full.write_text(src + "\n" + wrappers)
-        tmp = lib_path.with_suffix(".tmp")
+        tmp = lib_path.with_suffix(f".{os.getpid()}.tmp")
         done = subprocess.run([cxx, *flags, str(full), "-o", str(tmp)], capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"host build of {name} failed:\n{done.stderr[-4000:]}")

@@ -89,3 +89,23 @@ def launch_dependent(kernel: Any, grid: Sequence[int], block: Sequence[int], arg
     if rc != 0:
         raise Tf2rtError(f"cuda: cuLaunchKernelEx failed with CUresult {rc}; set TF2RT_CUDA_PDL=0 to launch "
                            f"the ordinary way")
+
+
+def launch(kernel: Any, grid: Sequence[int], block: Sequence[int], args: Sequence[Any], device: Any,
+           shared_mem: int = 0, dependent: bool = False) -> None:
+    """One launch of CuPy kernel `kernel` on torch `device`'s current stream (as a
+    programmatic dependent where asked). On a CPU device `kernel` is a host build of the
+    same source (the tests' emulation of the kernels) and is called directly."""
+    if device.type != "cuda":
+        kernel(grid, block, args, shared_mem=shared_mem)
+        return
+    import cupy
+    import torch
+
+    stream = torch.cuda.current_stream(device).cuda_stream
+    if dependent:
+        launch_dependent(kernel, grid, block, args, stream=stream, shared_mem=shared_mem)
+        return
+    with cupy.cuda.ExternalStream(stream):
+        kernel(grid, block, args, shared_mem=shared_mem)
+

@@ -25,7 +25,7 @@ import numpy as np
 
 from ...errors import ShapeError, UnsupportedError
 from .packing import DirectionWeights, round_up
-from .launch import launch_dependent
+from .launch import launch
 from .options import CudaOptions, resolve
 from .persistent import gate_defines, kernel_source
 from .plan import RnnProblem, step_applies
@@ -299,18 +299,4 @@ class SingleStepStack:
 
     def _launch(self, kernel: Any, grid: tuple, block: tuple, args: tuple, shared_mem: int = 0,
                 dependent: bool = False) -> None:
-        """One kernel launch on the torch device's current stream (as a programmatic dependent
-        where asked). On a CPU device the kernels are host builds of the same source (the
-        tests' emulation) and are called directly."""
-        if self.dev.type != "cuda":
-            kernel(grid, block, args, shared_mem=shared_mem)
-            return
-        import cupy
-        import torch
-
-        stream = torch.cuda.current_stream(self.dev).cuda_stream
-        if dependent:
-            launch_dependent(kernel, grid, block, args, stream=stream, shared_mem=shared_mem)
-            return
-        with cupy.cuda.ExternalStream(stream):
-            kernel(grid, block, args, shared_mem=shared_mem)
+        launch(kernel, grid, block, args, self.dev, shared_mem, dependent)
