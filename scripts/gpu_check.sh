@@ -22,10 +22,10 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 for s in $stages; do
   echo "== $s"
   case $s in
-    decode) timeout 120 $pytest_gpu tests/backends/test_cuda_decode.py \
+    decode) timeout 100 $pytest_gpu tests/backends/test_cuda_decode.py -k "fused or app" \
               "tests/backends/test_cuda_stream.py::test_char_rnn_app_streams_on_cuda_and_matches_onnxruntime" ;;
     step) timeout 100 python3 benchmarks/bench_cuda_step.py --out "$out/cuda_step.md" --reps 100 \
-              --hiddens 256,512,1024 --batches 1 ;;
+              --hiddens 512,1024 --batches 1 ;;
     charrnn) timeout 150 python3 benchmarks/bench_cuda_charrnn.py --out "$out/cuda_charrnn.md" --length 1000 --reps 3 ;;
     diagnose) timeout 60 python3 benchmarks/cuda_rnn_diagnose.py ;;
     suite) timeout 300 $pytest_gpu --maxfail=40 tests/backends ;;
