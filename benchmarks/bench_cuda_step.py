@@ -39,20 +39,23 @@ def measure(cell: str, B: int, H: int, precision: str, reps: int) -> dict:
     rp = "fp16" if precision == "fp16" else None
     row = {"cell": cell, "batch": B, "hidden": H, "precision": precision}
     outs = {}
-    for form, pdl in (("plain", "0"), ("pdl", "1")):
-        os.environ["TF2RT_CUDA_PDL"] = pdl  # read when the runner is created
+    for form, pdl, gemv in (("plain", "0", "1"), ("pdl", "1", "1"), ("gemm", "0", "0")):
+        os.environ["TF2RT_CUDA_PDL"], os.environ["TF2RT_CUDA_GEMV"] = pdl, gemv  # read by the runner
         runner = engine.runner("cuda", prefer="step", rnn_precision=rp)
         outs[form] = runner.run(feeds)
         row[f"{form}_us"] = statistics.median(runner.benchmark(feeds, reps, 10)) * 1e6
         stack = runner.executor.chains[0].stack
         row[f"{form}_launch"] = "dependent" if getattr(stack, "pdl", False) else "ordinary"
+        row[f"{form}_one_launch"] = bool(getattr(stack, "gemv", False))
         runner.close()
     os.environ.pop("TF2RT_CUDA_PDL", None)
+    os.environ.pop("TF2RT_CUDA_GEMV", None)
     call = cudnn_call(mod, cell, torch.from_numpy(feeds["x"]).cuda(), precision)
     want = [o.cpu().numpy() for o in call()]
     row["cudnn_us"] = statistics.median(_times(CapturedCall(call), reps))
     names = ("y", "h_n", "c_n")[:len(want)]
     row["identical"] = all(np.array_equal(outs["plain"][k], outs["pdl"][k]) for k in names)
+    row["gemm_err"] = max(float(np.abs(outs["gemm"][k] - w).max()) for k, w in zip(names, want))
     row["max_abs_err"] = max(float(np.abs(outs["pdl"][k] - w).max()) for k, w in zip(names, want))
     row["speedup_plain"] = row["cudnn_us"] / row["plain_us"]
     row["speedup_pdl"] = row["cudnn_us"] / row["pdl_us"]
@@ -64,12 +67,16 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
              f"{meta['date']}; torch {meta['torch']}, cuDNN {meta['cudnn']}. Command: `{meta['command']}`", "",
              "Times in µs, medians of CUDA-event-timed replays of each engine's captured call (`runner.benchmark`, "
              "prefer=\"step\"); cuDNN = torch.nn.LSTM/GRU doing the same computation in a CUDA graph.", "",
-             "| cell | prec | B | H | ordinary | dependent | cuDNN | speed-up (ordinary) | speed-up (dependent) "
-             "| identical | max abs err |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|---|---|"]
+             "ordinary/dependent: one launch a layer (step_gemv) where the batch allows, launched the ordinary "
+             "way or as programmatic dependents; GEMM form: TF2RT_CUDA_GEMV=0 (a GEMM and a gate kernel a layer).", "",
+             "| cell | prec | B | H | ordinary | dependent | GEMM form | cuDNN | speed-up (ordinary) "
+             "| speed-up (dependent) | identical | max abs err |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in rows:
-        lines.append(f"| {r['cell']} | {r['precision']} | {r['batch']} | {r['hidden']} | {r['plain_us']:.1f} | "
-                     f"{r['pdl_us']:.1f} ({r['pdl_launch']}) | {r['cudnn_us']:.1f} | {r['speedup_plain']:.2f}x | "
+        form = "" if r["plain_one_launch"] else " (GEMM)"
+        lines.append(f"| {r['cell']} | {r['precision']} | {r['batch']} | {r['hidden']} | {r['plain_us']:.1f}{form} | "
+                     f"{r['pdl_us']:.1f} ({r['pdl_launch']}) | {r['gemm_us']:.1f} | {r['cudnn_us']:.1f} | "
+                     f"{r['speedup_plain']:.2f}x | "
                      f"{r['speedup_pdl']:.2f}x | {'yes' if r['identical'] else '**no**'} | {r['max_abs_err']:.1e} |")
     return "\n".join(lines) + "\n"
 
@@ -77,7 +84,13 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     grid_arguments(ap, "benchmarks/results/cuda_step.md", "1,4")
+    ap.add_argument("--gemv-max-batch", type=int, default=None,
+                    help="largest batch run one launch a layer (default: single_step.GEMV_MAX_BATCH)")
     args = ap.parse_args(argv)
+    if args.gemv_max_batch is not None:
+        from tf2rt.backends.cuda import single_step
+
+        single_step.GEMV_MAX_BATCH = args.gemv_max_batch
     meta = gpu_meta("bench_cuda_step.py", argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
