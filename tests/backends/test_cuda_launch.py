@@ -40,3 +40,42 @@ def test_kernel_arguments_are_packed_as_the_driver_reads_them():
 def test_a_python_scalar_is_refused_with_the_fix():
     with pytest.raises(TypeError, match="numpy"):
         kernel_params((3,))
+
+
+def test_a_dependent_launch_hands_the_driver_its_grid_stream_attribute_and_arguments(monkeypatch):
+    """launch_dependent against a stand-in for cuLaunchKernelEx that reads what it is given."""
+    from types import SimpleNamespace
+
+    from tf2rt.backends.cuda import launch
+    from tf2rt.errors import Tf2rtError
+
+    seen = {}
+    proto = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(LaunchConfig), ctypes.c_void_p, ctypes.c_void_p,
+                             ctypes.c_void_p)
+
+    def fake(cfg_p, function, params, extra):
+        if "rc" in seen:  # the failing launch
+            return seen["rc"]
+        cfg = cfg_p.contents
+        seen["dims"] = (cfg.gridDimX, cfg.gridDimY, cfg.gridDimZ, cfg.blockDimX, cfg.blockDimY, cfg.blockDimZ)
+        seen["smem"], seen["stream"], seen["function"], seen["extra"] = cfg.sharedMemBytes, cfg.hStream, function, extra
+        attr = cfg.attrs[0]  # (a char-array field reads as bytes cut at a NUL: read the memory)
+        value = ctypes.c_int.from_address(ctypes.addressof(attr) + LaunchAttribute.value.offset).value
+        seen["attr"] = (cfg.numAttrs, attr.id, value)
+        ptrs = ctypes.cast(params, ctypes.POINTER(ctypes.c_void_p))
+        seen["args"] = (ctypes.c_uint64.from_address(ptrs[0]).value, ctypes.c_int32.from_address(ptrs[1]).value,
+                        ctypes.c_float.from_address(ptrs[2]).value)
+        return 0
+
+    callback = proto(fake)
+    monkeypatch.setattr(launch, "_driver", lambda: callback)
+    kernel = SimpleNamespace(kernel=SimpleNamespace(ptr=0x5000))  # a CuPy RawKernel's shape
+    launch.launch_dependent(kernel, (96,), (256,), (np.uint64(77), np.int32(-3), np.float32(0.5)),
+                            stream=0x1234, shared_mem=4096)
+    assert seen["dims"] == (96, 1, 1, 256, 1, 1) and seen["smem"] == 4096 and seen["stream"] == 0x1234
+    assert seen["function"] == 0x5000 and seen["extra"] is None
+    assert seen["attr"] == (1, ATTR_PROGRAMMATIC_STREAM_SERIALIZATION, 1)
+    assert seen["args"] == (77, -3, 0.5)
+    seen["rc"] = 1  # CUDA_ERROR_INVALID_VALUE
+    with pytest.raises(Tf2rtError, match="TF2RT_CUDA_PDL=0"):
+        launch.launch_dependent(kernel, (1,), (32,), (np.uint64(0),), stream=0)
