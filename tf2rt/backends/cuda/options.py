@@ -26,6 +26,9 @@ BF16X3_ENV = "TF2RT_CUDA_BF16X3"
 TF32_ENV = "TF2RT_CUDA_TF32X3"
 #: "0": the single-step stack's small batches keep the GEMM form (no one-launch GEMV layer).
 GEMV_ENV = "TF2RT_CUDA_GEMV"
+#: A number n >= 1: the one-launch layer issues n weight loads a lane before it waits for its
+#: inputs (default: the whole row up to single_step.GEMV_PREFETCH).
+GEMV_PF_ENV = "TF2RT_CUDA_GEMV_PF"
 #: fp32 input-projection GEMMs: "plain", "tf32x3" or "bf16x3" forces that form.
 XPROJ_ENV = "TF2RT_CUDA_XPROJ"
 #: "1": launch the single-step stack's one-launch layers as programmatic dependents (launch.py),
@@ -47,6 +50,7 @@ class CudaOptions:
     bf16x3: str = ""  # BF16X3_ENV: "1" always (fp32 builds that allow it), "0" never
     tf32x3: str = ""  # TF32_ENV: "1" at every batch, "0" never
     gemv: bool = True  # GEMV_ENV="0" -> False
+    gemv_prefetch: int = 0  # GEMV_PF_ENV: loads a lane issues early (0: the planner's choice)
     xproj: str = ""  # XPROJ_ENV: "plain" | "tf32x3" | "bf16x3" (checked where used)
     stacked_bidir: bool = False  # BIDIR_ENV="1" -> True: persistent kernel for stacked bidirectional LSTM/RNN
     pdl: bool = False  # PDL_ENV="1" -> True: one-launch layers as programmatic dependents (compute capability >= 9)
@@ -57,8 +61,14 @@ class CudaOptions:
         env = os.environ if environ is None else environ
         return cls(step=env.get(STEP_ENV, ""), wreg=env.get(WREG_ENV, "") != "0", wpart=env.get(WPART_ENV, ""),
                    bf16x3=env.get(BF16X3_ENV, ""), tf32x3=env.get(TF32_ENV, ""),
-                   gemv=env.get(GEMV_ENV, "1") != "0", xproj=env.get(XPROJ_ENV, ""),
+                   gemv=env.get(GEMV_ENV, "1") != "0", gemv_prefetch=_positive(env.get(GEMV_PF_ENV, "")),
+                   xproj=env.get(XPROJ_ENV, ""),
                    stacked_bidir=env.get(BIDIR_ENV, "") == "1", pdl=env.get(PDL_ENV, "") == "1")
+
+
+def _positive(text: str) -> int:
+    """A count from an environment variable: 0 where unset or not a positive number."""
+    return int(text) if text.strip().isdigit() and int(text) > 0 else 0
 
 
 def resolve(options: CudaOptions | None) -> CudaOptions:

@@ -101,7 +101,8 @@ def step_defines(problem: RnnProblem, options: CudaOptions | None = None) -> dic
     return dict(CELL=p.cell_code, IOTYPE={"float32": 0, "float16": 1, "bfloat16": 2}[p.dtype], BATCH=p.batch,
                 HID=p.hidden, DIRS=p.directions, LAYERS=p.layers, IN0=p.input_size, K0=lay.k0, K1=lay.k1,
                 GW=GATE_BLOCKS[p.cell], NCOL=lay.ncol, SPLIT=int(lay.split), PEEP=int(p.peepholes),
-                GEMV=int(lay.gemv), GV_PF=min(GEMV_PREFETCH[p.dtype], -(-max(lay.k0, lay.k1) // 128)),
+                GEMV=int(lay.gemv), GV_PF=resolve(options).gemv_prefetch
+                or min(GEMV_PREFETCH[p.dtype], -(-max(lay.k0, lay.k1) // 128)),
                 **gate_defines())
 
 
@@ -139,7 +140,8 @@ class SingleStepStack:
         lay = step_layout(p, options)
         self.split, self.ncol, self.gemv = lay.split, lay.ncol, lay.gemv
         # Programmatic dependent launches of the one-launch layers (launch.py): Hopper and later.
-        self.pdl = (self.gemv and resolve(options).pdl and self.dev.type == "cuda"
+        self.options = resolve(options)
+        self.pdl = (self.gemv and self.options.pdl and self.dev.type == "cuda"
                     and torch.cuda.get_device_capability(self.dev) >= (9, 0))
         op = torch.bfloat16 if self.split else self.dt
         k0, k1, rows = lay.k0, lay.k1, lay.rows
@@ -176,7 +178,7 @@ class SingleStepStack:
         output type."""
         key = (str(x_dtype), str(self.out_dtype))
         if key not in self._kernels:
-            defs = dict(step_defines(self.problem), GEMV=int(self.gemv), XTYPE=_TYPE_CODES[key[0]],
+            defs = dict(step_defines(self.problem, self.options), GEMV=int(self.gemv), XTYPE=_TYPE_CODES[key[0]],
                         OTYPE=_TYPE_CODES[key[1]])
             self._kernels[key] = _compile(tuple(sorted(defs.items())))
         return self._kernels[key]
