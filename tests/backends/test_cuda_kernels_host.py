@@ -129,3 +129,37 @@ def test_the_fused_decoder_gives_onnxruntimes_text_and_the_torch_forms_samples(m
     for kw in ({"temperature": 0.9, "seed": 3}, {"temperature": 1.3, "top_k": 5, "seed": 4}):
         a, b = fused.generate(prompt, 12, **kw), plain.generate(prompt, 12, **kw)
         assert np.array_equal(a, b), kw
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_engines_on_host_kernels_learn_output_targets_and_then_copy_nothing(host, monkeypatch, bidirectional):
+    """A one-step engine through the executor with the single-step stack on host kernels:
+    where the engine's layout of an output is no view of the stack's (a bidirectional y
+    [1, 2, B, H] as [B, 1, 2H]), the first call copies it and learns it as the stack's
+    target; from the second call on the stack writes it there and nothing is copied;
+    values as the reference backend."""
+    from helpers.rnn_networks import build_rnn, rnn_feeds
+
+    from tf2rt.backends.cuda import graph
+    from tf2rt.backends.cuda.graph import GraphExecutor
+    from tf2rt.backends.cuda.plan import DeviceLimits, Plan
+
+    def make_stack(specs, batch, seq_len, dtype, limits, **kw):
+        problem = problem_for(specs, batch, seq_len, dtype)
+        return single_step.SingleStepStack(problem, [s.weights for s in specs], device="cpu"), Plan("step", "host")
+
+    monkeypatch.setattr(graph, "make_stack", make_stack)
+    H, E, N = 6, 5, 3
+    engine, _ = build_rnn("lstm", 2, bidirectional, H, E, N, 1, 9, states=True)
+    feeds = rnn_feeds("lstm", 2, bidirectional, H, E, N, 1, 9, False, True)
+    ex = GraphExecutor(engine.onnx, DeviceLimits(), device="cpu")
+    want = engine.run(feeds, backend="reference")
+    first = ex({k: torch.as_tensor(v) for k, v in feeds.items()})
+    if bidirectional:  # the Reshape of y copies once and is learned
+        reshapes = {n.name for n in ex.nodes if n.op_type == "Reshape"}
+        assert reshapes & set(ex.copies) and "y" in ex.chains[0].targets, ex.copies
+    second = ex({k: torch.as_tensor(v) for k, v in feeds.items()})
+    assert ex.copies == [] and set(ex.chains[0].taken) == set(ex.chains[0].targets), ex.copies
+    for out in (first, second):
+        for k in want:
+            np.testing.assert_allclose(np.asarray(out[k]), want[k], atol=1e-5, rtol=0, err_msg=k)

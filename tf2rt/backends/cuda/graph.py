@@ -494,9 +494,17 @@ class GraphExecutor:
             try:
                 return v.like(v.t.view(shape))
             except RuntimeError:  # no view has this layout: the one reshape that copies
+                if self._recurrent_output(v):  # e.g. a bidirectional y as [B, T, 2H]: a learnable target
+                    return Lazy.of(self._mat(v, n.name, contiguous=True).view(shape))
                 self.copies.append(n.name)
                 return v.like(v.t.reshape(shape))
         return None
+
+    def _recurrent_output(self, v: Lazy) -> bool:
+        """Whether v is a view of all of a recurrent stack's output buffer."""
+        return any(buf is not None and buf.numel() == v.t.numel()
+                   and buf.untyped_storage().data_ptr() == v.t.untyped_storage().data_ptr()
+                   for c in self.chains for buf in (c.buffers or {}).values())
 
     def _learn_targets(self) -> None:
         """Copies of a whole recurrent output (its only use) become output targets."""

@@ -91,9 +91,12 @@ def materialize(v: Lazy, contiguous: bool = False) -> tuple[Any, int]:
     t, copies = v.t, 0
     if v.rnd is not None and v.rnd != t.dtype and not _holds(v.rnd, v.exact):
         t, copies = t.to(v.rnd, memory_format=torch.contiguous_format), copies + 1
-    if t.dtype != v.dtype or (contiguous and not t.is_contiguous()):
-        # a copy either way: into the plain layout, which a stack can learn to write
+    # a copy either way: into the plain layout, which a stack can learn to write (`to` of
+    # the same type returns the tensor itself, whatever memory_format says)
+    if t.dtype != v.dtype:
         t, copies = t.to(v.dtype, memory_format=torch.contiguous_format), copies + 1
+    elif contiguous and not t.is_contiguous():
+        t, copies = t.contiguous(), copies + 1
     return t, copies
 
 
