@@ -224,14 +224,15 @@ def test_fused_decoding_on_the_gpu_matches_onnxruntime_and_the_torch_form(demo):
 @pytest.mark.gpu
 @gpu
 def test_fused_decoding_with_dependent_launches_gives_the_same_tokens(demo):
-    """TF2RT_CUDA_PDL=1: each layer launch may start before the kernel ahead of it ends
-    (kernels/pdl.cuh); greedy text and sampled tokens are those of ordinary launches."""
+    """Dependent launches (the decoder's default; TF2RT_CUDA_PDL=0 turns them off): each layer
+    launch may start before the kernel ahead of it ends (kernels/pdl.cuh); greedy text and
+    sampled tokens are those of ordinary launches."""
     pytest.importorskip("cupy")
     from tf2rt.backends.cuda.options import CudaOptions
 
     engine, vocab, ort = demo
     plain, _ = _loop(engine, ort, device="cuda", steps_per_launch=16, options=CudaOptions(pdl=False))
-    dep, _ = _loop(engine, ort, device="cuda", steps_per_launch=16, options=CudaOptions(pdl=True))
+    dep, _ = _loop(engine, ort, device="cuda", steps_per_launch=16, options=CudaOptions())
     assert dep.stack.pdl == (torch.cuda.get_device_capability() >= (9, 0)) and not plain.stack.pdl
     want = ort.generate(PROMPT, 200, greedy=True)
     assert vocab.decode(dep.generate(vocab.encode(PROMPT), 200, greedy=True)[0]) == want
@@ -262,6 +263,20 @@ def test_char_rnn_app_decodes_on_the_gpu(demo):
     # step() still works after generation (streaming session or graph path)
     assert np.abs(app.logits("Before we") - ort.logits("Before we")).max() <= 1e-4
     app.close()
+
+
+def test_the_decoder_asks_for_dependent_launches_unless_told_not_to(demo, monkeypatch):
+    """Options left open mean dependent launches for the decoder's layers (measured faster
+    on an H100); TF2RT_CUDA_PDL=0, or options that say so, keep ordinary launches."""
+    from tf2rt.backends.cuda.options import CudaOptions
+
+    engine, _, ort = demo
+    monkeypatch.delenv("TF2RT_CUDA_PDL", raising=False)
+    assert _loop(engine, ort)[0].options.pdl is True
+    assert _loop(engine, ort, options=CudaOptions(pdl=False))[0].options.pdl is False
+    monkeypatch.setenv("TF2RT_CUDA_PDL", "0")
+    assert _loop(engine, ort)[0].options.pdl is False
+    assert CudaOptions.from_env().pdl is False and CudaOptions.from_env({}).pdl is None
 
 
 def test_a_gru_decoder_matches_a_torch_loop():

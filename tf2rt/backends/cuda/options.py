@@ -32,7 +32,8 @@ GEMV_PF_ENV = "TF2RT_CUDA_GEMV_PF"
 #: fp32 input-projection GEMMs: "plain", "tf32x3" or "bf16x3" forces that form.
 XPROJ_ENV = "TF2RT_CUDA_XPROJ"
 #: "1": launch the single-step stack's one-launch layers as programmatic dependents (launch.py),
-#: so each layer fetches its weights while the layer below still runs; "0" the ordinary way.
+#: so each layer fetches its weights while the layer below still runs; "0" the ordinary way;
+#: unset: dependent launches in the decoder (measured faster), ordinary ones elsewhere.
 PDL_ENV = "TF2RT_CUDA_PDL"
 #: "1": let the persistent kernel run stacked bidirectional LSTM/RNN layers, which the
 #: planner holds back (a fault under investigation; for diagnosis only).
@@ -53,7 +54,7 @@ class CudaOptions:
     gemv_prefetch: int = 0  # GEMV_PF_ENV: loads a lane issues early (0: the planner's choice)
     xproj: str = ""  # XPROJ_ENV: "plain" | "tf32x3" | "bf16x3" (checked where used)
     stacked_bidir: bool = False  # BIDIR_ENV="1" -> True: persistent kernel for stacked bidirectional LSTM/RNN
-    pdl: bool = False  # PDL_ENV="1" -> True: one-launch layers as programmatic dependents (compute capability >= 9)
+    pdl: bool | None = None  # PDL_ENV "1"/"0" -> True/False; None: the caller's default (decoder: on)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CudaOptions:
@@ -63,7 +64,7 @@ class CudaOptions:
                    bf16x3=env.get(BF16X3_ENV, ""), tf32x3=env.get(TF32_ENV, ""),
                    gemv=env.get(GEMV_ENV, "1") != "0", gemv_prefetch=_positive(env.get(GEMV_PF_ENV, "")),
                    xproj=env.get(XPROJ_ENV, ""),
-                   stacked_bidir=env.get(BIDIR_ENV, "") == "1", pdl=env.get(PDL_ENV, "") == "1")
+                   stacked_bidir=env.get(BIDIR_ENV, "") == "1", pdl={"1": True, "0": False}.get(env.get(PDL_ENV, "")))
 
 
 def _positive(text: str) -> int:

@@ -141,7 +141,7 @@ class SingleStepStack:
         self.split, self.ncol, self.gemv = lay.split, lay.ncol, lay.gemv
         # Programmatic dependent launches of the one-launch layers (launch.py): Hopper and later.
         self.options = resolve(options)
-        self.pdl = (self.gemv and self.options.pdl and self.dev.type == "cuda"
+        self.pdl = (self.gemv and bool(self.options.pdl) and self.dev.type == "cuda"
                     and torch.cuda.get_device_capability(self.dev) >= (9, 0))
         op = torch.bfloat16 if self.split else self.dt
         k0, k1, rows = lay.k0, lay.k1, lay.rows
