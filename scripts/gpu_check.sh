@@ -10,6 +10,9 @@
 #   diagnose   benchmarks/cuda_rnn_diagnose.py (per-direction errors of bidirectional stacks)
 #   suite      every gpu-marked test under tests/backends
 #   engine     benchmarks/bench_cuda_engine.py, a reduced grid plus char-RNN and Keras GRU
+#   open       the open GPU questions: bidirectional single-step and layerwise-target tests
+#              (full assertion text), and the one-launch layers' early loads (default vs
+#              TF2RT_CUDA_GEMV_PF=1, in one process each, same shapes)
 # Each stage writes OUT_DIR/<stage>.txt (and the benchmarks their .md/.json there).
 set -u
 out=${1:?usage: gpu_check.sh OUT_DIR [STAGE...]}
@@ -31,6 +34,12 @@ for s in $stages; do
     suite) timeout 300 $pytest_gpu --maxfail=40 tests/backends ;;
     engine) timeout 240 python3 benchmarks/bench_cuda_engine.py --out "$out/cuda_engine.md" --reps 50 \
               --hiddens 512,1024 --batches 1 ;;
+    open) timeout 90 $pytest_gpu -vv tests/backends/test_cuda_single_step.py -k "matches_onnxruntime and bidirectional" \
+              tests/backends/test_cuda_views.py
+          for pf in "" 1; do
+            TF2RT_CUDA_GEMV_PF=$pf timeout 60 python3 benchmarks/bench_cuda_step.py --out "$out/cuda_step_pf${pf:-auto}.md" \
+              --reps 200 --cells lstm,gru --hiddens 512,1024 --batches 1
+          done ;;
     *) echo "unknown stage $s"; exit 2 ;;
   esac > "$out/$s.txt" 2>&1
   echo "rc=$?" >> "$out/$s.txt"
