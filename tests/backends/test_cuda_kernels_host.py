@@ -131,13 +131,16 @@ def test_the_fused_decoder_gives_onnxruntimes_text_and_the_torch_forms_samples(m
         assert np.array_equal(a, b), kw
 
 
+@pytest.mark.parametrize("rnn_dtype", [None, "float16"])
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_engines_on_host_kernels_learn_output_targets_and_then_copy_nothing(host, monkeypatch, bidirectional):
+def test_engines_on_host_kernels_learn_output_targets_and_then_copy_nothing(host, monkeypatch, bidirectional,
+                                                                            rnn_dtype):
     """A one-step engine through the executor with the single-step stack on host kernels:
     where the engine's layout of an output is no view of the stack's (a bidirectional y
     [1, 2, B, H] as [B, 1, 2H]), the first call copies it and learns it as the stack's
     target; from the second call on the stack writes it there and nothing is copied;
-    values as the reference backend."""
+    values as the reference backend. With rnn_dtype="float16" the stack computes in fp16 and
+    writes the engine's float32 outputs itself (OTYPE), rounded as fp16."""
     from helpers.rnn_networks import build_rnn, rnn_feeds
 
     from tf2rt.backends.cuda import graph
@@ -152,8 +155,9 @@ def test_engines_on_host_kernels_learn_output_targets_and_then_copy_nothing(host
     H, E, N = 6, 5, 3
     engine, _ = build_rnn("lstm", 2, bidirectional, H, E, N, 1, 9, states=True)
     feeds = rnn_feeds("lstm", 2, bidirectional, H, E, N, 1, 9, False, True)
-    ex = GraphExecutor(engine.onnx, DeviceLimits(), device="cpu")
+    ex = GraphExecutor(engine.onnx, DeviceLimits(), device="cpu", rnn_dtype=rnn_dtype)
     want = engine.run(feeds, backend="reference")
+    tol = 1e-5 if rnn_dtype is None else 2e-2
     first = ex({k: torch.as_tensor(v) for k, v in feeds.items()})
     if bidirectional:  # the Reshape of y copies once and is learned
         reshapes = {n.name for n in ex.nodes if n.op_type == "Reshape"}
@@ -162,4 +166,5 @@ def test_engines_on_host_kernels_learn_output_targets_and_then_copy_nothing(host
     assert ex.copies == [] and set(ex.chains[0].taken) == set(ex.chains[0].targets), ex.copies
     for out in (first, second):
         for k in want:
-            np.testing.assert_allclose(np.asarray(out[k]), want[k], atol=1e-5, rtol=0, err_msg=k)
+            assert out[k].dtype == torch.float32
+            np.testing.assert_allclose(np.asarray(out[k]), want[k], atol=tol, rtol=0, err_msg=k)
