@@ -314,7 +314,6 @@ class GraphExecutor:
         """A chain's input as a tensor the stack can take: the graph's value, or a tensor of
         another float type whose rounding to the stack's type gives the same (the stack
         converts; so an fp16 engine's Cast of x costs no launch of its own)."""
-        torch = self.torch
         if not isinstance(v, Lazy):
             return v
         if v.t.is_floating_point() and v.dtype.is_floating_point:
