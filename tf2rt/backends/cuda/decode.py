@@ -35,7 +35,7 @@ from ...errors import ShapeError, Tf2rtError, UnsupportedError
 from .persistent import kernel_source
 from .plan import DeviceLimits
 from .fallback import _torch_dtype
-from .launch import launch
+from .launch import launch, pointer
 from .options import resolve
 from .rnn import RnnNodeSpec, copy_state, make_stack, problem_for
 from .single_step import _TYPE_CODES, SingleStepStack
@@ -146,14 +146,13 @@ class DecodeLoop:
 
     def _pick_kernel(self, y: Any, j: int, mode: tuple) -> None:
         greedy, inv_temp, top_k = mode
-        ptr = lambda t: np.uint64(0 if t is None else t.data_ptr())  # noqa: E731
         if y.stride(1) != 1:
             y = y.contiguous()
         kernel = _head_kernel(_TYPE_CODES[str(y.dtype)])
         launch(kernel, (self.batch,), (DECODE_THREADS,),
-               (ptr(y), np.int64(y.stride(0)), np.int32(self.problem.hidden), ptr(self.wT), ptr(self.b),
-                np.int32(self.vocab), np.uint64(0) if greedy else ptr(self.uniform[j]), np.float32(inv_temp),
-                np.int32(top_k), ptr(self.forced[j]), ptr(self.tok), ptr(self.picked[j]), ptr(self.logits)),
+               (pointer(y), np.int64(y.stride(0)), np.int32(self.problem.hidden), pointer(self.wT), pointer(self.b),
+                np.int32(self.vocab), np.uint64(0) if greedy else pointer(self.uniform[j]), np.float32(inv_temp),
+                np.int32(top_k), pointer(self.forced[j]), pointer(self.tok), pointer(self.picked[j]), pointer(self.logits)),
                self.dev, shared_mem=self.problem.hidden * 4)
 
     def _pick_torch(self, y: Any, j: int, mode: tuple) -> None:

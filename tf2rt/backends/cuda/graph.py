@@ -449,11 +449,15 @@ class GraphExecutor:
         t, n = materialize(v, contiguous=contiguous)
         if n:
             self.copies.append(where)
-            for ci, c in enumerate(self.chains):
-                for key, buf in (c.buffers or {}).items():
-                    if buf is not None and v.t.untyped_storage().data_ptr() == buf.untyped_storage().data_ptr():
-                        self._sinks.setdefault((ci, key), []).append((v, t))
+            for ci, key, _ in self._buffers_of(v.t):
+                self._sinks.setdefault((ci, key), []).append((v, t))
         return t
+
+    def _buffers_of(self, t: Any) -> list[tuple[int, str, Any]]:
+        """(chain index, output key, buffer) of the recurrent output buffers t is a view of."""
+        ptr = t.untyped_storage().data_ptr()
+        return [(ci, key, buf) for ci, c in enumerate(self.chains) for key, buf in (c.buffers or {}).items()
+                if buf is not None and buf.untyped_storage().data_ptr() == ptr]
 
     def _view_op(self, n: Any, args: list) -> Any:
         """A layout/type op on Lazy values without a launch; None where it needs one."""
@@ -501,9 +505,7 @@ class GraphExecutor:
 
     def _recurrent_output(self, v: Lazy) -> bool:
         """Whether v is a view of all of a recurrent stack's output buffer."""
-        return any(buf is not None and buf.numel() == v.t.numel()
-                   and buf.untyped_storage().data_ptr() == v.t.untyped_storage().data_ptr()
-                   for c in self.chains for buf in (c.buffers or {}).values())
+        return any(buf.numel() == v.t.numel() for _, _, buf in self._buffers_of(v.t))
 
     def _learn_targets(self) -> None:
         """Copies of a whole recurrent output (its only use) become output targets."""

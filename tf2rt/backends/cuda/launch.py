@@ -91,6 +91,11 @@ def launch_dependent(kernel: Any, grid: Sequence[int], block: Sequence[int], arg
                            f"the ordinary way")
 
 
+def pointer(t: Any) -> np.uint64:
+    """A tensor's address as a kernel argument (null for None)."""
+    return np.uint64(0 if t is None else t.data_ptr())
+
+
 def launch(kernel: Any, grid: Sequence[int], block: Sequence[int], args: Sequence[Any], device: Any,
            shared_mem: int = 0, dependent: bool = False) -> None:
     """One launch of CuPy kernel `kernel` on torch `device`'s current stream (as a

@@ -25,7 +25,7 @@ import numpy as np
 
 from ...errors import ShapeError, UnsupportedError
 from .packing import DirectionWeights, round_up
-from .launch import launch
+from .launch import launch, pointer
 from .options import CudaOptions, resolve
 from .persistent import gate_defines, kernel_source
 from .plan import RnnProblem, step_applies
@@ -97,11 +97,12 @@ def step_layout(problem: RnnProblem, options: CudaOptions | None = None) -> Step
 
 def step_defines(problem: RnnProblem, options: CudaOptions | None = None) -> dict[str, int]:
     """The -D switches of kernels/single_step.cu for `problem`."""
-    p, lay = problem, step_layout(problem, options)
+    p, options = problem, resolve(options)
+    lay = step_layout(p, options)
     return dict(CELL=p.cell_code, IOTYPE={"float32": 0, "float16": 1, "bfloat16": 2}[p.dtype], BATCH=p.batch,
                 HID=p.hidden, DIRS=p.directions, LAYERS=p.layers, IN0=p.input_size, K0=lay.k0, K1=lay.k1,
                 GW=GATE_BLOCKS[p.cell], NCOL=lay.ncol, SPLIT=int(lay.split), PEEP=int(p.peepholes),
-                GEMV=int(lay.gemv), GV_PF=resolve(options).gemv_prefetch
+                GEMV=int(lay.gemv), GV_PF=options.gemv_prefetch
                 or min(GEMV_PREFETCH[p.dtype], -(-max(lay.k0, lay.k1) // 128)),
                 **gate_defines())
 
@@ -137,10 +138,10 @@ class SingleStepStack:
             raise ShapeError(f"single-step stack: expected {L} layers x {D} directions of weights")
         self.dev = torch.device("cuda", torch.cuda.current_device()) if device is None else torch.device(device)
         self.dt = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[p.dtype]
-        lay = step_layout(p, options)
+        self.options = resolve(options)
+        lay = step_layout(p, self.options)
         self.split, self.ncol, self.gemv = lay.split, lay.ncol, lay.gemv
         # Programmatic dependent launches of the one-launch layers (launch.py): Hopper and later.
-        self.options = resolve(options)
         self.pdl = (self.gemv and bool(self.options.pdl) and self.dev.type == "cuda"
                     and torch.cuda.get_device_capability(self.dev) >= (9, 0))
         op = torch.bfloat16 if self.split else self.dt
@@ -249,7 +250,6 @@ class SingleStepStack:
         h0 = None if h0 is None else h0.reshape(state).to(self.dt).contiguous()
         c0 = None if c0 is None or self.cn is None else c0.reshape(state).to(self.dt).contiguous()
         seq = None if seq_lens is None else seq_lens.reshape(B).to(torch.int32).contiguous()
-        ptr = lambda t: np.uint64(0 if t is None else t.data_ptr())  # noqa: E731
         el = torch.tensor([], dtype=self.dt).element_size()
         slab = D * B * H  # one layer's slice of h0/c0
         y_ds, y_bs = (self.y.stride(1), self.y.stride(2))
@@ -263,18 +263,19 @@ class SingleStepStack:
                 at = lambda t: np.uint64(0 if t is None else t.data_ptr() + off)  # noqa: E731
                 out_at = lambda t: np.uint64(0 if t is None else t[layer * D].data_ptr())  # noqa: E731
                 grid, block = (-(-D * H // units),), (units * GATE_BLOCKS[p.cell] * 32,)
-                args = (ptr(self.wT[layer]), np.int32(krow), np.int32(kin), ptr(self.bias[layer]),
-                        ptr(self.peep[layer]), ptr(x) if layer == 0 else np.uint64(0),
-                        ptr(x_rows) if layer == 0 else np.uint64(0),
-                        np.uint64(0) if layer == 0 else ptr(self.hbuf[(layer - 1) % 2]), at(h0), at(c0), ptr(seq),
-                        ptr(self.y) if last else np.uint64(0), out_at(hn), out_at(cn),
-                        np.uint64(0) if last else ptr(self.hbuf[layer % 2]), np.float32(p.clip or 0.0),
+                args = (pointer(self.wT[layer]), np.int32(krow), np.int32(kin), pointer(self.bias[layer]),
+                        pointer(self.peep[layer]), pointer(x) if layer == 0 else np.uint64(0),
+                        pointer(x_rows) if layer == 0 else np.uint64(0),
+                        np.uint64(0) if layer == 0 else pointer(self.hbuf[(layer - 1) % 2]), at(h0), at(c0),
+                        pointer(seq),
+                        pointer(self.y) if last else np.uint64(0), out_at(hn), out_at(cn),
+                        np.uint64(0) if last else pointer(self.hbuf[layer % 2]), np.float32(p.clip or 0.0),
                         np.int64(y_ds), np.int64(y_bs), np.int64(s_gs), np.int64(s_bs))
-                self._launch(gemv_kernel, grid, block, args, B * krow * 4, dependent=self.pdl)
+                launch(gemv_kernel, grid, block, args, self.dev, B * krow * 4, dependent=self.pdl)
             return self.y, hn, cn
         total = B * p.input_size + L * slab
-        self._launch(stage_kernel, (min(-(-total // THREADS), 1024),), (THREADS,),
-                     (ptr(x), ptr(h0), ptr(self.a0), ptr(self.a1)))
+        launch(stage_kernel, (min(-(-total // THREADS), 1024),), (THREADS,),
+               (pointer(x), pointer(h0), pointer(self.a0), pointer(self.a1)), self.dev)
         for layer in range(L):
             a = self.a0 if layer == 0 else self.a1[layer - 1]
             if self.dev.type != "cuda":  # host emulation: low-precision products are exact in float32
@@ -292,13 +293,9 @@ class SingleStepStack:
             def out_at(t: Any) -> np.uint64:  # this layer's first group of hn / cn
                 return np.uint64(0 if t is None else t[layer * D].data_ptr())
 
-            self._launch(gate_kernel, (-(-slab // THREADS),), (THREADS,),
-                         (ptr(self.out), ptr(self.bias[layer]), ptr(self.peep[layer]), at(h0), at(c0), ptr(seq),
-                          ptr(self.y) if last else np.uint64(0), out_at(hn), out_at(cn),
-                          np.uint64(0) if last else ptr(self.a1[layer]), np.float32(p.clip or 0.0),
-                          np.int64(y_ds), np.int64(y_bs), np.int64(s_gs), np.int64(s_bs)))
+            launch(gate_kernel, (-(-slab // THREADS),), (THREADS,),
+                   (pointer(self.out), pointer(self.bias[layer]), pointer(self.peep[layer]), at(h0), at(c0),
+                    pointer(seq), pointer(self.y) if last else np.uint64(0), out_at(hn), out_at(cn),
+                    np.uint64(0) if last else pointer(self.a1[layer]), np.float32(p.clip or 0.0),
+                    np.int64(y_ds), np.int64(y_bs), np.int64(s_gs), np.int64(s_bs)), self.dev)
         return self.y, hn, cn
-
-    def _launch(self, kernel: Any, grid: tuple, block: tuple, args: tuple, shared_mem: int = 0,
-                dependent: bool = False) -> None:
-        launch(kernel, grid, block, args, self.dev, shared_mem, dependent)
