@@ -37,6 +37,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_cuda_engine import gpu_meta  # noqa: E402
 PROMPT = "First Citizen:\n"
 
 
@@ -243,17 +246,11 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--launches", default="16,32,64", help="characters per launch to try")
     args = ap.parse_args(argv)
-    import torch
-
     from tf2rt.apps.charrnn import CharRNN, Vocab
     from tf2rt.apps.charrnn.generate import load_model
 
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
     launches = [int(k) for k in args.launches.split(",")]
-    meta = {"gpu": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
-            "command": "python benchmarks/bench_cuda_charrnn.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    meta = gpu_meta("bench_cuda_charrnn.py", argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
