@@ -56,6 +56,28 @@ def _times(fn, reps: int, warmup: int = 10) -> list[float]:
     return out
 
 
+def kernel_profile(fn, reps: int = 3) -> list[dict]:
+    """The GPU kernels and copies of one call of `fn` (eager, so each is its own launch):
+    name, launches a call and µs a call, longest first (torch.profiler, CUDA activity)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.no_grad():
+        fn()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(reps):
+                fn()
+            torch.cuda.synchronize()
+    rows = []
+    for e in prof.key_averages():
+        us = getattr(e, "device_time_total", None)
+        us = e.cuda_time_total if us is None else us
+        if us > 0:
+            rows.append({"kernel": e.key[:90], "launches": e.count / reps, "us": us / reps})
+    return sorted(rows, key=lambda r: -r["us"])
+
+
 def build(cell: str, B: int, H: int, T: int, precision: str, seed: int = 0):
     """(engine, torch module) with the same weights."""
     import torch
@@ -93,7 +115,7 @@ def cudnn_call(mod, cell: str, x, precision: str):
     return call
 
 
-def measure(cell: str, B: int, H: int, T: int, precision: str, reps: int) -> dict:
+def measure(cell: str, B: int, H: int, T: int, precision: str, reps: int, profile: bool = False) -> dict:
     import torch
 
     from tf2rt.backends.cuda.cudagraph import CapturedCall
@@ -116,8 +138,12 @@ def measure(cell: str, B: int, H: int, T: int, precision: str, reps: int) -> dic
     cud = statistics.median(_times(CapturedCall(call), reps))
     err = max(float(np.abs(got[k] - w).max()) for k, w in zip(("y", "h_n", "c_n"), want))
     d = runner.describe()["recurrent"][0]
+    kernels = {}
+    if profile:  # what one call launches: the engine's ops and the stack alone
+        inputs = runner._prepare(runner.check_feeds(feeds))["inputs"]
+        kernels = {"engine": kernel_profile(lambda: ex(inputs)), "stack": kernel_profile(lambda: chain.stack(xs))}
     runner.close()
-    return {"cell": cell, "batch": B, "hidden": H, "T": T, "precision": precision, "engine_us": ours,
+    return {"kernels": kernels, "cell": cell, "batch": B, "hidden": H, "T": T, "precision": precision, "engine_us": ours,
             "stack_us": stack_us, "cudnn_us": cud, "speedup": cud / ours, "around_us": ours - stack_us,
             "copies": copies, "stack_engine": d.get("engine"), "mode": d.get("mode"), "max_abs_err": err,
             "output_targets": d.get("output_targets"), "outputs_in_place": d.get("outputs_in_place")}
@@ -214,6 +240,11 @@ def to_markdown(rows: list[dict], meta: dict, char: dict | None, keras_gru: list
         lines += ["", f"{len(rows)} shapes: speedup min {min(sp):.2f}x, median {statistics.median(sp):.2f}x, "
                   f"max {max(sp):.2f}x; {sum(s >= 1.0 for s in sp)} of {len(sp)} at least as fast as cuDNN; "
                   f"engine − stack max {max(ar):+.1f} µs, median {statistics.median(ar):+.1f} µs."]
+    for r in rows:
+        for what, ks in (r.get("kernels") or {}).items():
+            lines += ["", f"### Kernels of one eager call: {r['cell']} {r['precision']} B={r['batch']} "
+                      f"H={r['hidden']} T={r['T']}, {what}", "", "| kernel | launches | µs |", "|---|---|---|"]
+            lines += [f"| `{k['kernel']}` | {k['launches']:g} | {k['us']:.1f} |" for k in ks]
     if char:
         lines += ["", "## char-RNN (examples/charrnn), one character per call with its state, batch 1", "",
                   f"engine {char['engine']:.1f} µs, the same engine with cuDNN for the recurrent stack "
@@ -259,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", default="1,100")
     ap.add_argument("--no-charrnn", action="store_true")
     ap.add_argument("--no-keras", action="store_true", help="skip the Keras GRU classifier")
+    ap.add_argument("--profile", action="store_true",
+                    help="list the kernels of one eager call of each engine and of its stack alone")
     ap.add_argument("--merge", nargs="*", default=[], help="JSON results of other runs to put in the same table")
     args = ap.parse_args(argv)
 
@@ -282,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                 for H in map(int, args.hiddens.split(",")):
                     for T in map(int, args.steps.split(",")):
                         try:
-                            r = measure(cell, B, H, T, prec, args.reps)
+                            r = measure(cell, B, H, T, prec, args.reps, args.profile)
                         except Exception as e:  # report and go on
                             print(f"{cell} {prec} B={B} H={H} T={T}: {type(e).__name__}: {e}", flush=True)
                             continue

@@ -12,7 +12,8 @@
 #   engine     benchmarks/bench_cuda_engine.py, a reduced grid plus char-RNN and Keras GRU
 #   open       the open GPU questions: bidirectional single-step and layerwise-target tests
 #              (full assertion text), and the one-launch layers' early loads (default vs
-#              TF2RT_CUDA_GEMV_PF=1, in one process each, same shapes)
+#              TF2RT_CUDA_GEMV_PF=1, in one process each, same shapes), and the kernels one
+#              call of fp16 H=1024 engines launches against their stacks' (engine - stack)
 # Each stage writes OUT_DIR/<stage>.txt (and the benchmarks their .md/.json there).
 set -u
 out=${1:?usage: gpu_check.sh OUT_DIR [STAGE...]}
@@ -39,7 +40,9 @@ for s in $stages; do
           for pf in "" 1; do
             TF2RT_CUDA_GEMV_PF=$pf timeout 60 python3 benchmarks/bench_cuda_step.py --out "$out/cuda_step_pf${pf:-auto}.md" \
               --reps 200 --cells lstm,gru --hiddens 512,1024 --batches 1
-          done ;;
+          done
+          timeout 90 python3 benchmarks/bench_cuda_engine.py --out "$out/cuda_engine_profile.md" --reps 50 \
+            --hiddens 1024 --batches 1 --steps 1,100 --precisions fp16 --no-charrnn --no-keras --profile ;;
     *) echo "unknown stage $s"; exit 2 ;;
   esac > "$out/$s.txt" 2>&1
   echo "rc=$?" >> "$out/$s.txt"

@@ -41,7 +41,7 @@ def _stack(case, dtype, options=None):
 
 
 # the one-launch form's cases, and the GEMM form's (batch 8 and 64: split bf16 parts in fp32)
-HOST_CASES = SMALL + [kw for kw in CASES if kw["batch"] <= 8]
+HOST_CASES = SMALL + CASES
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
