@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -41,25 +42,31 @@ struct alignas(16) uint4 {
 // A block's threads are fibers (ucontext) switched by one OS thread: a thread runs until it
 // reaches a barrier (__syncthreads, or a warp shuffle's exchange) or returns; a barrier
 // opens once every thread of the block (warp) that has not returned has reached it.
+// Sequential launches run the blocks one after another; concurrent launches (kernels whose
+// blocks wait for each other) run every thread of the grid at once, and a thread that polls
+// another block's progress yields in emu_spin().
 inline dim3 threadIdx, blockIdx;
 inline dim3 blockDim, gridDim;
 
 struct EmuFiber {
     ucontext_t ctx;
     std::vector<char> stack;
-    int wait = 0;  // 0 running, 1 at the block barrier, 2 at its warp's barrier
+    unsigned block = 0, thread = 0;
+    int wait = 0;  // 0 running, 1 at the block barrier, 2 at its warp's barrier, 3 spinning
     bool done = false;
 };
 struct EmuSched {
     ucontext_t main;
     std::vector<EmuFiber> fibers;
     unsigned cur = 0;
+    bool concurrent = false;
     const std::function<void()>* kernel = nullptr;
-    unsigned long long shfl[2][1024];  // per thread, double-buffered by the warp's phase
-    unsigned phase[32] = {};
+    std::vector<unsigned long long> shfl[2];  // per fiber, double-buffered by the warp's phase
+    std::vector<unsigned> phase;              // per warp of the fibers
 };
 inline EmuSched emu;
-inline std::vector<unsigned char> emu_smem;  // dynamic shared memory of the running block
+inline std::vector<std::vector<unsigned char>> emu_smem_blocks;  // dynamic shared memory
+inline unsigned char* emu_block_smem() { return emu_smem_blocks[emu.concurrent ? blockIdx.x : 0].data(); }
 
 inline void emu_yield(int wait) {
     EmuFiber& f = emu.fibers[emu.cur];
@@ -67,16 +74,22 @@ inline void emu_yield(int wait) {
     swapcontext(&f.ctx, &emu.main);
 }
 inline void __syncthreads() { emu_yield(1); }
+inline void emu_spin() { emu_yield(3); }
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline unsigned long long emu_clock_ns() {
+    return (unsigned long long)std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 
 template <typename T>
 inline T __shfl_xor_sync(unsigned, T v, int o, int = 32) {
     static_assert(sizeof(T) <= 8, "shuffle of a wider type");
-    const unsigned t = threadIdx.x, w = t / 32, buf = emu.phase[w] & 1;
+    const unsigned me = emu.cur, w = me / 32, buf = emu.phase[w] & 1;
     unsigned long long bits = 0;
     std::memcpy(&bits, &v, sizeof(T));
-    emu.shfl[buf][t] = bits;
+    emu.shfl[buf][me] = bits;
     emu_yield(2);
-    bits = emu.shfl[buf][(t & ~31u) | ((t & 31u) ^ (unsigned)o)];
+    bits = emu.shfl[buf][(me & ~31u) | ((me & 31u) ^ (unsigned)o)];
     T r;
     std::memcpy(&r, &bits, sizeof(T));
     return r;
@@ -108,58 +121,90 @@ inline void emu_fiber_main() {
     emu.fibers[emu.cur].done = true;  // uc_link returns to the scheduler
 }
 
-// Run `kernel` over a 1-D grid, blocks in order (so a block's __shared__ statics are its own).
-inline void emu_launch(unsigned grid, unsigned block, size_t smem, const std::function<void()>& kernel) {
+// Run fibers [first, first + n) (whole blocks of `block` threads) until all have returned.
+inline void emu_run(unsigned first, unsigned n, unsigned block) {
+    for (unsigned i = first; i < first + n; ++i) {
+        EmuFiber& f = emu.fibers[i];
+        f.stack.resize(emu.concurrent ? 64 * 1024 : 256 * 1024);
+        f.wait = 0;
+        f.done = false;
+        getcontext(&f.ctx);
+        f.ctx.uc_stack.ss_sp = f.stack.data();
+        f.ctx.uc_stack.ss_size = f.stack.size();
+        f.ctx.uc_link = &emu.main;
+        makecontext(&f.ctx, emu_fiber_main, 0);
+    }
+    std::fill(emu.phase.begin(), emu.phase.end(), 0u);
+    const unsigned warps_a_block = (block + 31) / 32;
+    unsigned long long idle = 0;
+    for (;;) {
+        bool ran = false, progress = false;
+        for (unsigned i = first; i < first + n; ++i) {
+            EmuFiber& f = emu.fibers[i];
+            if (f.done || (f.wait && f.wait != 3)) continue;
+            const bool spun = f.wait == 3;
+            f.wait = 0;
+            emu.cur = i;
+            blockIdx.x = f.block;
+            threadIdx.x = f.thread;
+            swapcontext(&emu.main, &f.ctx);
+            ran = true;
+            progress |= !spun || f.wait != 3;
+        }
+        // open the barriers every live thread of a block (warp) has reached
+        unsigned live_all = 0;
+        bool opened = false;
+        for (unsigned b0 = first; b0 < first + n; b0 += block) {
+            unsigned live = 0, at_block = 0;
+            for (unsigned i = b0; i < b0 + block; ++i)
+                live += !emu.fibers[i].done, at_block += !emu.fibers[i].done && emu.fibers[i].wait == 1;
+            live_all += live;
+            if (live && at_block == live) {
+                for (unsigned i = b0; i < b0 + block; ++i) emu.fibers[i].wait = 0;
+                opened = true;
+            }
+            for (unsigned w = 0; w < warps_a_block; ++w) {
+                const unsigned lo = b0 + w * 32, hi = std::min(b0 + block, lo + 32);
+                unsigned wl = 0, ww = 0;
+                for (unsigned i = lo; i < hi; ++i)
+                    wl += !emu.fibers[i].done, ww += !emu.fibers[i].done && emu.fibers[i].wait == 2;
+                if (wl && ww == wl) {
+                    for (unsigned i = lo; i < hi; ++i) emu.fibers[i].wait = 0;
+                    ++emu.phase[lo / 32];
+                    opened = true;
+                }
+            }
+        }
+        if (live_all == 0) break;
+        if (!ran && !opened) throw std::runtime_error("threads wait at different barriers (deadlock)");
+        idle = (progress || opened) ? 0 : idle + 1;
+        if (idle > 2000000) throw std::runtime_error("every thread spins and none moves on (deadlock)");
+    }
+}
+
+// Run `kernel` over a 1-D grid: blocks in order (a block's __shared__ statics are its own),
+// or with `concurrent` every block at once (no static __shared__; see host_source).
+inline void emu_launch(unsigned grid, unsigned block, size_t smem, bool concurrent,
+                       const std::function<void()>& kernel) {
     if (block > 1024) throw std::runtime_error("more than 1024 threads in a block");
     gridDim.x = grid;
     blockDim.x = block;
     emu.kernel = &kernel;
-    emu.fibers.resize(block);
-    emu_smem.assign(smem + 16, 0);
+    emu.concurrent = concurrent;
+    const unsigned nf = concurrent ? grid * block : block;
+    emu.fibers.resize(nf);
+    for (unsigned i = 0; i < nf; ++i) emu.fibers[i].thread = i % block;
+    emu.shfl[0].assign(nf, 0);
+    emu.shfl[1].assign(nf, 0);
+    emu.phase.assign((nf + 31) / 32 + 1, 0);
+    emu_smem_blocks.assign(concurrent ? grid : 1, std::vector<unsigned char>(smem + 16, 0));
+    if (concurrent) {
+        for (unsigned i = 0; i < nf; ++i) emu.fibers[i].block = i / block;
+        emu_run(0, nf, block);
+        return;
+    }
     for (unsigned b = 0; b < grid; ++b) {
-        blockIdx.x = b;
-        for (unsigned t = 0; t < block; ++t) {
-            EmuFiber& f = emu.fibers[t];
-            f.stack.resize(256 * 1024);
-            f.wait = 0;
-            f.done = false;
-            getcontext(&f.ctx);
-            f.ctx.uc_stack.ss_sp = f.stack.data();
-            f.ctx.uc_stack.ss_size = f.stack.size();
-            f.ctx.uc_link = &emu.main;
-            makecontext(&f.ctx, emu_fiber_main, 0);
-        }
-        std::fill(std::begin(emu.phase), std::end(emu.phase), 0u);
-        for (;;) {
-            bool ran = false;
-            for (unsigned t = 0; t < block; ++t) {
-                EmuFiber& f = emu.fibers[t];
-                if (f.done || f.wait) continue;
-                emu.cur = t;
-                threadIdx.x = t;
-                swapcontext(&emu.main, &f.ctx);
-                ran = true;
-            }
-            // open the barriers every live thread has reached
-            unsigned live = 0, at_block = 0;
-            for (auto& f : emu.fibers) live += !f.done, at_block += !f.done && f.wait == 1;
-            if (live == 0) break;
-            bool opened = false;
-            if (at_block == live) {
-                for (auto& f : emu.fibers) f.wait = 0;
-                opened = true;
-            }
-            for (unsigned w = 0; w * 32 < block; ++w) {
-                unsigned wl = 0, ww = 0;
-                for (unsigned t = w * 32; t < std::min(block, w * 32 + 32); ++t)
-                    wl += !emu.fibers[t].done, ww += !emu.fibers[t].done && emu.fibers[t].wait == 2;
-                if (wl && ww == wl) {
-                    for (unsigned t = w * 32; t < std::min(block, w * 32 + 32); ++t) emu.fibers[t].wait = 0;
-                    ++emu.phase[w];
-                    opened = true;
-                }
-            }
-            if (!ran && !opened) throw std::runtime_error("threads wait at different barriers (deadlock)");
-        }
+        for (auto& f : emu.fibers) f.block = b;
+        emu_run(0, block, block);
     }
 }

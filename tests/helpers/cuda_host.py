@@ -1,13 +1,15 @@
 """Run the cuda backend's kernels on the CPU: the kernel file's own source, compiled by the
 host C++ compiler against an emulation of the CUDA built-ins (cuda_host.h: a block's threads
-are OS threads, so barriers and warp shuffles behave as on a GPU; blocks run in turn).
+are fibers that meet at real barriers, so barriers and warp shuffles behave as on a GPU;
+blocks run in turn, or all at once for kernels whose blocks wait for each other).
 
     kernels = host_kernels("single_step.cu", defines)   # {name: HostKernel}
     kernels["step_gemv"](grid, block, args, shared_mem=n) # the CuPy RawKernel call
 
 Arguments are what the stacks pass CuPy: numpy scalars, and device pointers, which on a CPU
 torch device are host addresses. What this cannot check: timing, memory ordering between
-blocks (they never run at once here), and anything under `__CUDA_ARCH__` (inline PTX).
+blocks (a concurrent launch interleaves them only where a thread polls in emu_spin), and
+anything under `__CUDA_ARCH__` (inline PTX).
 """
 
 from __future__ import annotations
@@ -40,6 +42,16 @@ inline u16 f32_to_bf16(float f) {
     u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
     return (u16)(u >> 16);
 }
+"""
+
+# flags.cuh's acquire loads, fenced adds and L2 loads, and the poll between two loads.
+HOST_FLAGS = r"""
+inline u32 flag_load(const u32* p) { return std::atomic_ref<u32>(*const_cast<u32*>(p)).load(std::memory_order_acquire); }
+inline void flag_add(u32* p, u32 v) { std::atomic_ref<u32>(*p).fetch_add(v, std::memory_order_acq_rel); }
+inline float ld_cg(const float* p) { return *p; }
+inline long long ld_cg_i64(const long long* p) { return *p; }
+inline unsigned long long clock_ns() { return emu_clock_ns(); }
+inline void spin_pause() { emu_spin(); }
 """
 
 # A kernel definition after preprocessing (__global__ and __launch_bounds__ expand to nothing).
@@ -82,22 +94,29 @@ class HostKernel:
         self.fn(int(grid[0]), int(block[0]), int(shared_mem), *values)
 
 
-def host_source(name: str) -> str:
-    """The kernel file as host C++: PTX conversions replaced, shared memory made host memory."""
+def host_source(name: str, concurrent: bool = False) -> str:
+    """The kernel file as host C++: PTX conversions and flags replaced, shared memory made
+    host memory (static __shared__ arrays become statics: sequential launches only)."""
     from tf2rt.backends.cuda.persistent import kernel_source
 
     src = kernel_source(name)
-    types = resources.files("tf2rt.backends.cuda").joinpath("kernels", "types.cuh").read_text()
-    if types not in src:
-        raise AssertionError("types.cuh is not inlined verbatim")
-    src = src.replace(types, HOST_TYPES)
+    kernels = resources.files("tf2rt.backends.cuda").joinpath("kernels")
+    for header, host in (("types.cuh", HOST_TYPES), ("flags.cuh", HOST_FLAGS)):
+        text = kernels.joinpath(header).read_text()
+        if header == "types.cuh" and text not in src:
+            raise AssertionError("types.cuh is not inlined verbatim")
+        if header == "flags.cuh":
+            text = text.replace('#include "types.cuh"\n', "")  # inlined once, above
+        src = src.replace(text, host)
     # dynamic shared memory -> the running block's buffer; static __shared__ -> statics
-    src = re.sub(r"extern __shared__ (?:__align__\(\d+\) )?(\w+) (\w+)\[\];",
-                 r"\1* \2 = reinterpret_cast<\1*>(emu_smem.data());", src)
+    src = re.sub(r"extern __shared__ (?:__align__\(\d+\) )?([\w ]+?) (\w+)\[\];",
+                 r"\1* \2 = reinterpret_cast<\1*>(emu_block_smem());", src)
+    if concurrent and "__shared__" in src:
+        raise AssertionError(f"{name}: static __shared__ arrays cannot run as a concurrent grid")
     return src.replace("__shared__", "static")
 
 
-def _wrappers(preprocessed: str) -> tuple[str, dict[str, list[str]]]:
+def _wrappers(preprocessed: str, concurrent: bool) -> tuple[str, dict[str, list[str]]]:
     """launch_<kernel> functions for the kernels the configuration defines."""
     kernels, wrappers = {}, []
     for m in _KERNEL.finditer(preprocessed):
@@ -105,19 +124,20 @@ def _wrappers(preprocessed: str) -> tuple[str, dict[str, list[str]]]:
         kernels[kname] = params
         names = ", ".join(re.findall(r"(\w+)$", p)[0] for p in params)
         wrappers.append(f'extern "C" void launch_{kname}(unsigned grid, unsigned block, size_t smem, '
-                        f'{", ".join(params)}) {{ emu_launch(grid, block, smem, [&] {{ {kname}({names}); }}); }}')
+                        f'{", ".join(params)}) {{ emu_launch(grid, block, smem, {str(concurrent).lower()}, [&] {{ {kname}({names}); }}); }}')
     return "\n".join(wrappers) + "\n", kernels
 
 
-def host_kernels(name: str, defines: dict[str, int]) -> dict[str, HostKernel]:
-    """Compile kernel file `name` with `defines` for the host (cached by content)."""
+def host_kernels(name: str, defines: dict[str, int], concurrent: bool = False) -> dict[str, HostKernel]:
+    """Compile kernel file `name` with `defines` for the host (cached by content);
+    `concurrent`: launches run every block at once (kernels whose blocks wait for each other)."""
     cxx = compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler (g++) for the host emulation of the kernels")
-    src = f'#include "{HEADER}"\n' + host_source(name)
+    src = f'#include "{HEADER}"\n' + host_source(name, concurrent)
     flags = ["-std=c++20", "-O1", "-fno-strict-aliasing", "-shared", "-fPIC", "-pthread", "-w"]
     flags += [f"-D{k}={v}" for k, v in sorted(defines.items())]
-    key = hashlib.sha256((src + HEADER.read_text() + " ".join(flags)).encode()).hexdigest()[:20]
+    key = hashlib.sha256((src + HEADER.read_text() + " ".join(flags) + str(concurrent)).encode()).hexdigest()[:20]
     _BUILD.mkdir(parents=True, exist_ok=True)
     lib_path = _BUILD / f"{name.split('.')[0]}-{key}.so"
     cpp = _BUILD / f"{key}-{os.getpid()}.cpp"  # per process: test workers build side by side
@@ -125,7 +145,7 @@ def host_kernels(name: str, defines: dict[str, int]) -> dict[str, HostKernel]:
     pre = subprocess.run([cxx, *flags, "-E", "-P", str(cpp)], capture_output=True, text=True)
     if pre.returncode != 0:
         raise RuntimeError(f"host build of {name} failed:\n{pre.stderr[-4000:]}")
-    wrappers, kernels = _wrappers(pre.stdout)
+    wrappers, kernels = _wrappers(pre.stdout, concurrent)
     if not lib_path.exists():
         full = _BUILD / f"{key}-{os.getpid()}-full.cpp"
         full.write_text(src + "\n" + wrappers)

@@ -38,12 +38,16 @@ from .fallback import _torch_dtype
 from .launch import launch, pointer
 from .options import resolve
 from .rnn import RnnNodeSpec, copy_state, make_stack, problem_for
+from .resident_decode import ResidentDecoder, resident_plan
 from .single_step import _TYPE_CODES, SingleStepStack
 
 DECODE_THREADS = 256
 #: head_pick computes a row's logits in ONE block (right for character and small-token
 #: vocabularies); larger vocabularies take the torch head (a GEMM over all SMs, then argmax).
 HEAD_KERNEL_MAX_V = 4096
+#: Tokens a resident launch runs at most, and the sampling noise a launch may hold (values).
+RESIDENT_CHUNK = 4096
+RESIDENT_NOISE_VALUES = 1 << 22
 
 
 @functools.lru_cache(maxsize=8)
@@ -68,7 +72,8 @@ class DecodeLoop:
 
     def __init__(self, specs: Sequence[RnnNodeSpec], table: np.ndarray, head_w: np.ndarray, head_b: np.ndarray,
                  batch: int = 1, dtype: str = "float32", limits: DeviceLimits | None = None, options: Any = None,
-                 steps_per_launch: int = 32, device: Any = None, fused: bool = True) -> None:
+                 steps_per_launch: int = 32, device: Any = None, fused: bool = True,
+                 resident: bool | None = None) -> None:
         import torch
 
         self.torch = torch
@@ -108,6 +113,16 @@ class DecodeLoop:
         self.table = torch.from_numpy(table).to(dev)
         self.wT = torch.from_numpy(np.ascontiguousarray(head_w.T)).to(dev)  # [V, H]; the torch head uses wT.t()
         self.b = torch.from_numpy(head_b).to(dev)
+        # Many tokens a launch (resident_decode.py) where the stack and head fit the GPU at once.
+        self.resident = None
+        want = self.options.resident if resident is None else resident
+        if want is None:
+            want = False  # opt-in until measured on a GPU
+        if want and fused and (self.on_gpu or resident):
+            plan = resident_plan(problem, self.vocab, limits.sm_count, limits.smem_per_block)
+            if plan is not None:
+                self.resident = ResidentDecoder(problem, [s.weights for s in specs], self.table, self.wT, self.b,
+                                                plan, dev)
         sdt = _torch_dtype(dtype)  # the stack's own type
         shape = (L, B, H)
         self.h = [torch.zeros(shape, device=dev, dtype=sdt) for _ in range(2)]
@@ -121,6 +136,10 @@ class DecodeLoop:
         self._graphs: dict[tuple, Any] = {}
 
     def describe(self) -> dict[str, Any]:
+        if self.resident is not None:
+            rp = self.resident.plan
+            return {"stack": "resident", "ctas": f"{self.problem.layers} x {rp.ncta} layer CTAs of {rp.upc} units "
+                    f"and a head CTA", "steps_per_launch": RESIDENT_CHUNK, "device": str(self.dev)}
         return {"stack": self.plan.engine, "fused_lookup": self.fused, "steps_per_launch": self.K,
                 "head": "head_pick kernel" if self.head_kernel else "torch ops", "device": str(self.dev)}
 
@@ -212,6 +231,8 @@ class DecodeLoop:
         if length == 0:
             return np.zeros((B, 0), np.int64)
         mode = (bool(greedy), 1.0 if greedy else 1.0 / float(temperature), int(top_k or 0))
+        if self.resident is not None:
+            return self._generate_resident(prompt, length, mode, seed, h0, c0)
         if not greedy and self.uniform is None:
             self.uniform = torch.zeros(K, B, self.vocab, device=self.dev, dtype=torch.float32)
         run = self._launch_fn(mode)  # captured before the buffers below are set
@@ -237,6 +258,38 @@ class DecodeLoop:
             if self.on_gpu:
                 torch.cuda.current_stream(self.dev).synchronize()
         return picks.reshape(launches * K, B)[P - 1:P - 1 + length].T.numpy().copy()
+
+    def _generate_resident(self, prompt: np.ndarray, length: int, mode: tuple, seed: int | None, h0: Any,
+                           c0: Any) -> np.ndarray:
+        """generate() in launches of up to RESIDENT_CHUNK tokens each (resident_decode.py)."""
+        torch = self.torch
+        greedy, inv_temp, top_k = mode
+        B, P, V = self.batch, prompt.shape[1], self.vocab
+        steps = P - 1 + length
+        chunk = min(RESIDENT_CHUNK, max(64, RESIDENT_NOISE_VALUES // (B * V)))
+        forced = np.full((steps, B), -1, np.int64)
+        forced[:P - 1] = prompt[:, 1:].T
+        gen = uniform = None
+        if not greedy:
+            gen = torch.Generator(device=self.dev)
+            gen.manual_seed(int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (1 << 63)))
+            uniform = torch.empty(chunk, B, V, device=self.dev, dtype=torch.float32)
+        with torch.no_grad():
+            self._set_state(h0, c0)
+            self.tok.copy_(torch.from_numpy(prompt[:, 0].astype(np.int64)))
+            forced_dev = torch.from_numpy(forced).to(self.dev)
+            picked = torch.empty(steps, B, device=self.dev, dtype=torch.int64)
+            c = None if self.c is None else self.c[0]
+            for s0 in range(0, steps, chunk):
+                n = min(chunk, steps - s0)
+                if uniform is not None:
+                    uniform.uniform_(generator=gen)
+                self.resident.run(self.tok, self.h[0], c, n, picked[s0:], forced_dev[s0:], uniform, inv_temp, top_k)
+            if self.on_gpu:
+                torch.cuda.current_stream(self.dev).synchronize()
+            self.resident.check()
+            self.logits.copy_(self.resident.logits)
+        return picked[P - 1:].T.cpu().numpy().copy()
 
     def _set_state(self, h0: Any, c0: Any) -> None:
         for name, v, dst in (("h0", h0, self.h[0]), ("c0", c0, None if self.c is None else self.c[0])):

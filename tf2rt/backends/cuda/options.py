@@ -35,6 +35,9 @@ XPROJ_ENV = "TF2RT_CUDA_XPROJ"
 #: so each layer fetches its weights while the layer below still runs; "0" the ordinary way;
 #: unset: dependent launches in the decoder (measured faster), ordinary ones elsewhere.
 PDL_ENV = "TF2RT_CUDA_PDL"
+#: "1": decoders run many tokens in one launch (resident_decode.py) where the stack and head
+#: fit; "0": a launch a layer (decode.py's fused loop); unset: the decoder's default.
+RESIDENT_ENV = "TF2RT_CUDA_RESIDENT"
 #: "1": let the persistent kernel run stacked bidirectional LSTM/RNN layers, which the
 #: planner holds back (a fault under investigation; for diagnosis only).
 BIDIR_ENV = "TF2RT_CUDA_STACKED_BIDIR"
@@ -55,6 +58,7 @@ class CudaOptions:
     xproj: str = ""  # XPROJ_ENV: "plain" | "tf32x3" | "bf16x3" (checked where used)
     stacked_bidir: bool = False  # BIDIR_ENV="1" -> True: persistent kernel for stacked bidirectional LSTM/RNN
     pdl: bool | None = None  # PDL_ENV "1"/"0" -> True/False; None: the caller's default (decoder: on)
+    resident: bool | None = None  # RESIDENT_ENV "1"/"0"; None: the decoder's default
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CudaOptions:
@@ -64,7 +68,8 @@ class CudaOptions:
                    bf16x3=env.get(BF16X3_ENV, ""), tf32x3=env.get(TF32_ENV, ""),
                    gemv=env.get(GEMV_ENV, "1") != "0", gemv_prefetch=_positive(env.get(GEMV_PF_ENV, "")),
                    xproj=env.get(XPROJ_ENV, ""),
-                   stacked_bidir=env.get(BIDIR_ENV, "") == "1", pdl={"1": True, "0": False}.get(env.get(PDL_ENV, "")))
+                   stacked_bidir=env.get(BIDIR_ENV, "") == "1", pdl={"1": True, "0": False}.get(env.get(PDL_ENV, "")),
+                   resident={"1": True, "0": False}.get(env.get(RESIDENT_ENV, "")))
 
 
 def _positive(text: str) -> int:

@@ -1,0 +1,200 @@
+"""Decoding many tokens in ONE launch (kernels/decode_resident.cu).
+
+The fused decode loop (decode.py) costs a launch per layer and one for the head per token,
+inside a CUDA graph: on an H100 about 21 µs a token for a 2-layer LSTM of 512 units, of
+which most is launch gaps, not arithmetic. Here one cooperative launch runs a whole chunk
+of tokens: every layer's weight rows sit in shared memory across the grid, each CTA keeps
+its units' state in registers, and the layers and the head hand each step on through
+counters in global memory. A token costs a few counter hand-offs through L2.
+
+The plan (`resident_plan`) takes the fewest units a CTA that fit the SMs and shared memory:
+LAYERS * ceil(H / units) layer CTAs and one head CTA must all be resident at once (the
+launch is cooperative: the driver refuses a grid that cannot be, instead of letting it
+wait forever), and a CTA's rows of both weights must fit in its shared memory. Stacks or
+heads that do not fit run in the fused loop.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from ...errors import Tf2rtError
+from .launch import launch, pointer
+from .packing import DirectionWeights
+from .persistent import gate_defines, kernel_source
+from .problem import RnnProblem
+
+RESIDENT_THREADS = 256
+#: Rows of one unit in a layer CTA: every gate block of the cell.
+UNIT_ROWS = {"lstm": 4, "gru": 3, "rnn": 1}
+_IO_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+_IO_CODE = {"float32": 0, "float16": 1, "bfloat16": 2}
+#: A token counter that does not move for this long ends the launch with an error.
+TIMEOUT_NS = 2_000_000_000
+
+
+def _align16(n: int) -> int:
+    return (n + 15) & ~15
+
+
+@dataclass(frozen=True)
+class ResidentPlan:
+    """How a stack and its head spread over one grid (see the kernel's header)."""
+
+    upc: int  # units a layer CTA
+    ncta: int  # CTAs a layer
+    grid: int  # layer CTAs and the head CTA
+    head_smem: bool  # head weights in shared memory
+    smem: int  # dynamic shared memory a CTA (the larger of a layer CTA's and the head's)
+
+
+def layer_smem(problem: RnnProblem, upc: int) -> int:
+    """Bytes of shared memory of a layer CTA (the kernel's LAYER_SMEM)."""
+    p, B, H = problem, problem.batch, problem.hidden
+    rows = UNIT_ROWS[p.cell] * upc
+    kin = max(p.input_size, H) if p.layers > 1 else p.input_size
+    weights = _align16(rows * (kin + H) * _IO_BYTES[p.dtype])
+    return weights + 4 * (B * H + B * kin + 2 * rows * B + 2 * rows + 3 * upc + B + 1)
+
+
+def head_smem(problem: RnnProblem, vocab: int, with_weights: bool) -> int:
+    """Bytes of shared memory of the head CTA."""
+    nwarp = RESIDENT_THREADS // 32
+    base = 4 * (problem.batch * problem.hidden + vocab + 2 * nwarp + 2)
+    return _align16(base) + (4 * vocab * problem.hidden if with_weights else 0)
+
+
+def resident_applies(problem: RnnProblem) -> str | None:
+    """Why the resident decoder cannot run `problem` (None: it can)."""
+    p = problem
+    if p.directions != 1 or p.reverse:
+        return "forward unidirectional stacks only"
+    if p.cell == "gru" and not p.linear_before_reset:
+        return "GRU with linear_before_reset=0"
+    if not p.default_activations:
+        return "non-default activations"
+    if p.batch * 1 > RESIDENT_THREADS:
+        return f"batch above {RESIDENT_THREADS}"
+    return None
+
+
+def resident_plan(problem: RnnProblem, vocab: int, sm_count: int, smem_per_block: int) -> ResidentPlan | None:
+    """The plan with the fewest units a CTA that fits, or None."""
+    if resident_applies(problem):
+        return None
+    H, L, B = problem.hidden, problem.layers, problem.batch
+    for upc in range(1, H + 1):
+        ncta = -(-H // upc)
+        if upc * B > RESIDENT_THREADS or L * ncta + 1 > sm_count:
+            continue
+        lay = layer_smem(problem, upc)
+        if lay > smem_per_block:
+            return None  # more units a CTA only need more
+        with_w = max(lay, head_smem(problem, vocab, True)) <= smem_per_block
+        head = head_smem(problem, vocab, with_w)
+        if head > smem_per_block:
+            return None
+        return ResidentPlan(upc, ncta, L * ncta + 1, with_w, max(lay, head))
+    return None
+
+
+def pack_weights(problem: RnnProblem, layers: Sequence[Sequence[DirectionWeights]], plan: ResidentPlan
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(weights fp32, biases fp32) in the order the kernel's CTAs copy them: per layer, per
+    CTA, W rows [G * upc][input] then R rows [G * upc][H] (row g * upc + u: gate g of unit
+    c * upc + u; zero past H); biases per CTA: W bias, R bias [G * upc], peepholes i, o, f
+    [upc] each."""
+    H, G, U = problem.hidden, UNIT_ROWS[problem.cell], plan.upc
+    wparts, bparts = [], []
+    for dirs in layers:
+        w = dirs[0]
+        for c in range(plan.ncta):
+            units = np.arange(c * U, (c + 1) * U)
+            ok = units < H
+            rows = (np.arange(G)[:, None] * H + np.minimum(units, H - 1)[None, :]).reshape(-1)
+            keep = np.tile(ok, G).astype(np.float32)
+            wparts += [(w.W[rows] * keep[:, None]).reshape(-1), (w.R[rows] * keep[:, None]).reshape(-1)]
+            peep = np.zeros((3, U), np.float32)
+            if w.P is not None:
+                p3 = np.asarray(w.P, np.float32).reshape(3, H)
+                peep[:, ok] = p3[:, units[ok]]
+            bparts += [w.Wb[rows] * keep, w.Rb[rows] * keep, peep.reshape(-1)]
+    return np.concatenate(wparts).astype(np.float32), np.concatenate(bparts).astype(np.float32)
+
+
+def resident_defines(problem: RnnProblem, plan: ResidentPlan) -> dict[str, int]:
+    p = problem
+    return dict(CELL=p.cell_code, IOTYPE=_IO_CODE[p.dtype], HID=p.hidden, LAYERS=p.layers, IN0=p.input_size,
+                BATCH=p.batch, UPC=plan.upc, NCTA=plan.ncta, GW=UNIT_ROWS[p.cell], PEEP=int(p.peepholes),
+                NTHR=RESIDENT_THREADS, HEAD_SMEM=int(plan.head_smem), **gate_defines())
+
+
+@functools.lru_cache(maxsize=16)
+def _compile(defines: tuple[tuple[str, int], ...], smem: int) -> Any:
+    import cupy
+
+    options = ("--std=c++17",) + tuple(f"-D{k}={v}" for k, v in defines)
+    module = cupy.RawModule(code=kernel_source("decode_resident.cu"), options=options,
+                            enable_cooperative_groups=True)
+    kernel = module.get_function("resident_decode")
+    kernel.max_dynamic_shared_size_bytes = smem
+    return kernel
+
+
+class ResidentDecoder:
+    """The kernel's buffers and launches for one stack and head (DecodeLoop's resident form).
+
+    run(tok, h, c, steps, ...) advances the state buffers h, c [L, B, H] (the stack's type)
+    and the token buffer tok [B] by `steps` tokens in one launch and returns the picks
+    [steps, B] (on the device)."""
+
+    def __init__(self, problem: RnnProblem, layers: Sequence[Sequence[DirectionWeights]], table: Any, head_wT: Any,
+                 head_b: Any, plan: ResidentPlan, device: Any, clip: float = 0.0) -> None:
+        import torch
+
+        self.torch, self.problem, self.plan, self.dev = torch, problem, plan, device
+        self.clip = float(problem.clip or clip or 0.0)
+        w, b = pack_weights(problem, layers, plan)
+        dt = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[problem.dtype]
+        self.wpack = torch.from_numpy(w).to(device).to(dt)
+        self.bpack = torch.from_numpy(b).to(device)
+        self.table, self.head_wT, self.head_b = table, head_wT, head_b
+        L, B, H = problem.layers, problem.batch, problem.hidden
+        self.vocab = head_wT.shape[0]
+        self.hx = torch.zeros(L, 2, B, H, device=device, dtype=torch.float32)
+        self.tokx = torch.zeros(2, B, device=device, dtype=torch.int64)
+        self.sync = torch.zeros(L + 2, device=device, dtype=torch.int32)
+        self.logits = torch.zeros(B, self.vocab, device=device, dtype=torch.float32)
+        defines = resident_defines(problem, plan)
+        if device.type == "cuda":
+            self.kernel = _compile(tuple(sorted(defines.items())), plan.smem)
+        else:  # the tests' host build of the same source
+            self.kernel = _host_kernel(tuple(sorted(defines.items())))
+
+    def run(self, tok: Any, h: Any, c: Any, steps: int, picked: Any, forced: Any = None, uniform: Any = None,
+            inv_temp: float = 1.0, top_k: int = 0, timeout_ns: int = TIMEOUT_NS) -> None:
+        """`steps` tokens: picks into picked [>= steps, B] (int64), forced [>= steps, B] (-1:
+        free) overrides the token fed to the next step, uniform [>= steps, B, V] samples."""
+        self.sync.zero_()
+        args = (pointer(self.wpack), pointer(self.bpack), pointer(self.table), pointer(self.head_wT),
+                pointer(self.head_b), np.int32(self.vocab), np.int32(steps), pointer(uniform), np.float32(inv_temp),
+                np.int32(top_k), pointer(forced), pointer(tok), pointer(picked), pointer(self.logits), pointer(h),
+                pointer(c), pointer(self.hx), pointer(self.tokx), pointer(self.sync), np.float32(self.clip),
+                np.int64(timeout_ns))
+        launch(self.kernel, (self.plan.grid,), (RESIDENT_THREADS,), args, self.dev, shared_mem=self.plan.smem)
+
+    def check(self) -> None:
+        """Raise if the last launch timed out (read after the launch finished)."""
+        if int(self.sync[self.problem.layers + 1].item()):
+            raise Tf2rtError("resident decoder: a step did not complete in time (the grid's CTAs were not all "
+                             "resident, or another kernel held the GPU); set TF2RT_CUDA_RESIDENT=0 to decode "
+                             "with a launch a layer")
+
+
+def _host_kernel(defines: tuple[tuple[str, int], ...]) -> Any:
+    """Set by the tests (the host emulation of the kernels); no CPU form otherwise."""
+    raise Tf2rtError("the resident decoder needs a GPU")
