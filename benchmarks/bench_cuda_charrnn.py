@@ -193,6 +193,14 @@ def measure(name, length, reps, launches, app=None, model=None):
         t, got = _wall(lambda: loop.generate(ids, length, greedy=True), reps)
         row[f"tf2rt_k{k}_s"], texts[f"tf2rt K={k}"] = t, toks(got[0])
         row[f"describe_k{k}"] = loop.describe()
+    # Many tokens in one launch (resident_decode.py), where the stack and head fit the GPU.
+    loop = DecodeLoop(specs, table, kernel, bias, resident=True)
+    row["resident"] = loop.resident is not None
+    if row["resident"]:
+        row["describe_resident"] = loop.describe()
+        loop.generate(ids, 8, greedy=True)
+        t, got = _wall(lambda: loop.generate(ids, length, greedy=True), reps)
+        row["tf2rt_resident_s"], texts["tf2rt resident"] = t, toks(got[0])
     # The decoder launches its layers as programmatic dependents by default (Hopper and
     # later); the same decoder with ordinary launches (TF2RT_CUDA_PDL=0), for comparison.
     from tf2rt.backends.cuda.options import CudaOptions
@@ -217,23 +225,25 @@ def to_markdown(rows, meta, launches):
              "Linear, argmax) replayed from a CUDA graph per character with token and state on the device; "
              "+ host: the token read on the host each step. tf2rt K=k: the decoder, k characters per launch; "
              "the decoder launches each layer as a programmatic dependent where the GPU allows (default); tf2rt "
-             "ordinary launches: the same with TF2RT_CUDA_PDL=0; tf2rt app: `CharRNN(..., backend=\"cuda\").generate`; tf2rt step(): the app's "
+             "ordinary launches: the same with TF2RT_CUDA_PDL=0; tf2rt resident: the decoder running every token "
+             "of a call in one launch (TF2RT_CUDA_RESIDENT=1); tf2rt app: `CharRNN(..., backend=\"cuda\").generate`; tf2rt step(): the app's "
              "per-character path.", "",
              "| model | chars | cuDNN graph/step | cuDNN + host | LSTMCell graph/step | "
              + " | ".join(f"tf2rt K={k}" for k in launches)
-             + " | tf2rt ordinary launches | tf2rt app | tf2rt step() | speed-up (best tf2rt / cuDNN graph) "
+             + " | tf2rt ordinary launches | tf2rt resident | tf2rt app | tf2rt step() | speed-up (best tf2rt / cuDNN graph) "
              "| same text |",
-             "|---|---|---|---|---|" + "---|" * len(launches) + "---|---|---|---|---|"]
+             "|---|---|---|---|---|" + "---|" * len(launches) + "---|---|---|---|---|---|"]
     for r in rows:
         cps = lambda s: r["length"] / s if s else float("nan")  # noqa: E731
         ks = [cps(r[f"tf2rt_k{k}_s"]) for k in launches]
         app, step = r.get("tf2rt_app_s"), r.get("tf2rt_step_s")
-        plain = r.get("tf2rt_ordinary_s")
-        best = max(ks + ([cps(app)] if app else []))
+        plain, res = r.get("tf2rt_ordinary_s"), r.get("tf2rt_resident_s")
+        best = max(ks + ([cps(app)] if app else []) + ([cps(res)] if res else []))
         lines.append(f"| {r['model']} | {r['length']} | {cps(r['cudnn_graph_s']):,.0f} | "
                      f"{cps(r['cudnn_graph_host_s']):,.0f} | {cps(r['torch_cells_graph_s']):,.0f} | "
                      + " | ".join(f"{v:,.0f}" for v in ks)
                      + (f" | {cps(plain):,.0f} (K={r['ordinary_k']})" if plain else " | -")
+                     + (f" | {cps(res):,.0f}" if res else " | -")
                      + f" | {cps(app) if app else float('nan'):,.0f} | {cps(step) if step else float('nan'):,.0f} | "
                      f"{best / cps(r['cudnn_graph_s']):.2f}x | {'yes' if r['identical_text'] else 'NO ' + ', '.join(r['texts_differ'])} |")
     return "\n".join(lines) + "\n"

@@ -314,3 +314,85 @@ def test_a_gru_decoder_matches_a_torch_loop():
                 toks.append(nxt)
     assert got == want
     assert len(set(got)) >= 2  # the weights do move the text
+
+
+@pytest.mark.parametrize("cell,dtype", [("lstm", "float32"), ("gru", "float16"), ("rnn", "bfloat16")])
+def test_resident_kernel_compiles(cell, dtype):
+    """kernels/decode_resident.cu for the bundled char-RNN's plan on an H100 (NVRTC, sm_90)."""
+    from nvrtc import Nvrtc, find_nvrtc
+
+    from tf2rt.backends.cuda.persistent import kernel_source
+    from tf2rt.backends.cuda.plan import DeviceLimits
+    from tf2rt.backends.cuda.problem import RnnProblem
+    from tf2rt.backends.cuda.resident_decode import resident_defines, resident_plan
+
+    path = find_nvrtc()
+    if path is None:
+        pytest.fail("NVRTC is missing: the test extras install nvidia-cuda-nvrtc (pip install -e '.[test]')")
+    problem = RnnProblem(cell, 512, 512, 1, 1, layers=2, dtype=dtype, peepholes=cell == "lstm")
+    lim = DeviceLimits()
+    plan = resident_plan(problem, 65, lim.sm_count, lim.smem_per_block)
+    assert plan is not None and plan.grid <= lim.sm_count and plan.smem <= lim.smem_per_block, plan
+    defines = resident_defines(problem, plan)
+    ok, out = Nvrtc(path).compile(kernel_source("decode_resident.cu"),
+                                  ["--std=c++17", "-arch=sm_90"] + [f"-D{k}={v}" for k, v in defines.items()])
+    assert ok and ".entry resident_decode" in out, out
+
+
+def test_the_resident_plan_fits_the_gpu_or_declines():
+    """Fewest units a CTA such that every layer CTA and the head CTA are resident at once and
+    a CTA's weight rows fit its shared memory; stacks that cannot fit get no plan."""
+    from tf2rt.backends.cuda.problem import RnnProblem
+    from tf2rt.backends.cuda.resident_decode import layer_smem, resident_plan
+
+    p = RnnProblem("lstm", 512, 512, 1, 1, layers=2)
+    plan = resident_plan(p, 65, 132, 227 * 1024)
+    assert plan.ncta * 2 + 1 == plan.grid <= 132 and plan.upc == 8 and plan.head_smem
+    assert layer_smem(p, plan.upc) <= plan.smem <= 227 * 1024
+    assert resident_plan(RnnProblem("lstm", 2048, 2048, 1, 1, layers=4), 65, 132, 227 * 1024) is None
+    assert resident_plan(RnnProblem("gru", 64, 32, 1, 1, directions=2), 65, 132, 227 * 1024) is None
+    big_vocab = resident_plan(p, 50000, 132, 227 * 1024)
+    assert big_vocab is not None and not big_vocab.head_smem  # head weights from global memory
+
+
+@pytest.mark.gpu
+@gpu
+def test_resident_decoding_on_the_gpu_matches_onnxruntime(demo, monkeypatch):
+    """One cooperative launch for a whole generate call (TF2RT_CUDA_RESIDENT=1): greedy text
+    equals onnxruntime's, also over launches of 64 tokens; the same seed gives the same
+    sample; top_k=1 sampling is greedy."""
+    pytest.importorskip("cupy")
+    from tf2rt.backends.cuda import decode
+
+    engine, vocab, ort = demo
+    loop, _ = _loop(engine, ort, device="cuda", resident=True)
+    assert loop.describe()["stack"] == "resident", loop.describe()
+    want = ort.generate(PROMPT, 300, greedy=True)
+    assert vocab.decode(loop.generate(vocab.encode(PROMPT), 300, greedy=True)[0]) == want
+    kw = {"temperature": 1.1, "top_k": 7, "seed": 5}
+    a, b = loop.generate(vocab.encode(PROMPT), 150, **kw), loop.generate(vocab.encode(PROMPT), 150, **kw)
+    assert np.array_equal(a, b) and len(set(a[0].tolist())) > 5
+    one = loop.generate(vocab.encode(PROMPT), 100, top_k=1, seed=2)
+    assert vocab.decode(one[0]) == want[:100]
+    monkeypatch.setattr(decode, "RESIDENT_CHUNK", 64)
+    chunked, _ = _loop(engine, ort, device="cuda", resident=True)
+    assert vocab.decode(chunked.generate(vocab.encode(PROMPT), 300, greedy=True)[0]) == want
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_resident_decoding_in_half_precision_gives_the_fused_loops_logits(demo, dtype):
+    """fp16 / bf16 stacks (state rounded to the type each step, as the fused loop keeps it):
+    the logits after a 15-character prompt and two chosen characters agree with the fused
+    loop's in the same type."""
+    pytest.importorskip("cupy")
+    engine, vocab, ort = demo
+    res, _ = _loop(engine, ort, device="cuda", dtype=dtype, resident=True)
+    fused, _ = _loop(engine, ort, device="cuda", dtype=dtype, steps_per_launch=2)
+    assert res.describe()["stack"] == "resident" and fused.describe()["fused_lookup"]
+    a = res.generate(vocab.encode(PROMPT), 2, greedy=True)  # 16 steps on both sides
+    b = fused.generate(vocab.encode(PROMPT), 2, greedy=True)
+    assert np.array_equal(a, b)
+    tol = 3e-2 if dtype == "float16" else 2e-1
+    np.testing.assert_allclose(res.logits.cpu().numpy(), fused.logits.cpu().numpy(), atol=tol, rtol=0)

@@ -168,3 +168,69 @@ def test_engines_on_host_kernels_learn_output_targets_and_then_copy_nothing(host
         for k in want:
             assert out[k].dtype == torch.float32
             np.testing.assert_allclose(np.asarray(out[k]), want[k], atol=tol, rtol=0, err_msg=k)
+
+
+def _random_decoder_parts(cell, E=6, H=10, V=7, layers=2, peepholes=False, seed=0):
+    """Specs of a random forward stack (ONNX weights with distinct values in every gate),
+    an embedding table and a dense head."""
+    from tf2rt.backends.cuda.rnn import node_spec
+
+    rng = np.random.default_rng(seed)
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    op = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[cell]
+    attrs = {"hidden_size": H, "linear_before_reset": 1}
+    specs = []
+    for layer in range(layers):
+        n_in = E if layer == 0 else H
+        W = rng.standard_normal((1, G * H, n_in)).astype(np.float32) * 0.6
+        R = rng.standard_normal((1, G * H, H)).astype(np.float32) * 0.6
+        B = rng.standard_normal((1, 2 * G * H)).astype(np.float32) * 0.3
+        P = rng.standard_normal((1, 3 * H)).astype(np.float32) * 0.5 if peepholes else None
+        specs.append(node_spec(op, attrs, W, R, B, P))
+    table = (rng.standard_normal((V + 2, E)) * 3.75).astype(np.float32)  # inputs that move the state
+    head_w = (rng.standard_normal((H, V)) * 2).astype(np.float32)
+    head_b = rng.standard_normal(V).astype(np.float32)
+    return specs, table, head_w, head_b
+
+
+@pytest.fixture
+def resident_host(monkeypatch):
+    """The resident decoder's kernel built for the host (every block at once), 64 threads a
+    CTA, launches of 8 tokens."""
+    from tf2rt.backends.cuda import decode, resident_decode
+
+    if compiler() is None:
+        pytest.fail("the host emulation of the kernels needs a C++ compiler (g++)")
+    monkeypatch.setattr(resident_decode, "RESIDENT_THREADS", 64)
+    monkeypatch.setattr(resident_decode, "_host_kernel", lambda defines: host_kernels(
+        "decode_resident.cu", dict(defines), concurrent=True)["resident_decode"])
+    monkeypatch.setattr(decode, "RESIDENT_CHUNK", 8)
+
+
+# seeds whose greedy text moves (random stacks often settle on one token)
+@pytest.mark.parametrize("cell,peepholes,batch,seed", [("lstm", False, 2, 7), ("lstm", True, 2, 7), ("gru", False, 2, 5),
+                                                       ("rnn", False, 1, 0)])
+def test_the_resident_decoder_gives_the_torch_forms_tokens(resident_host, cell, peepholes, batch, seed):
+    """kernels/decode_resident.cu on the CPU, every CTA at once: layer CTAs holding a few
+    units each (four CTAs a layer), the head CTA choosing tokens, counters between them,
+    launches of 8 tokens carrying state and token. Greedy and sampled tokens (the same noise:
+    8 tokens a fill on both sides) and the last step's logits equal the torch-op form's, from a
+    given initial state, with a prompt of forced tokens."""
+    from tf2rt.backends.cuda.decode import DecodeLoop
+    from tf2rt.backends.cuda.plan import DeviceLimits
+
+    specs, table, head_w, head_b = _random_decoder_parts(cell, peepholes=peepholes, seed=seed)
+    limits = DeviceLimits(sm_count=9)  # 10 units: 3 a CTA -> 4 CTAs a layer, 2 layers + the head
+    res = DecodeLoop(specs, table, head_w, head_b, batch=batch, device="cpu", limits=limits, resident=True)
+    plain = DecodeLoop(specs, table, head_w, head_b, batch=batch, device="cpu", steps_per_launch=8)
+    assert res.resident is not None and res.resident.plan.ncta == 4 and res.resident.plan.grid == 9
+    rng = np.random.default_rng(1)
+    prompt = np.array([[8, 0, 3], [1, 2, 6]][:batch])  # row 8: a table row past the head's tokens
+    h0 = rng.standard_normal((2, batch, 10)).astype(np.float32) * 0.5
+    c0 = rng.standard_normal((2, batch, 10)).astype(np.float32) * 0.5 if cell == "lstm" else None
+    a = res.generate(prompt, 14, greedy=True, h0=h0, c0=c0)  # 16 steps: two whole launches on both sides
+    b = plain.generate(prompt, 14, greedy=True, h0=h0, c0=c0)
+    assert np.array_equal(a, b) and len(set(a.ravel().tolist())) >= 3, (a, b)
+    np.testing.assert_allclose(res.logits.numpy(), plain.logits.numpy(), atol=2e-5, rtol=0)
+    kw = {"temperature": 1.3, "top_k": 4, "seed": 7}
+    assert np.array_equal(res.generate(prompt, 11, **kw), plain.generate(prompt, 11, **kw))
