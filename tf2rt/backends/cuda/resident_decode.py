@@ -29,6 +29,7 @@ from .persistent import gate_defines, kernel_source
 from .problem import RnnProblem
 
 RESIDENT_THREADS = 256
+RESIDENT_MAX_BATCH = 8
 #: Rows of one unit in a layer CTA: every gate block of the cell.
 UNIT_ROWS = {"lstm": 4, "gru": 3, "rnn": 1}
 _IO_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -77,8 +78,8 @@ def resident_applies(problem: RnnProblem) -> str | None:
         return "GRU with linear_before_reset=0"
     if not p.default_activations:
         return "non-default activations"
-    if p.batch * 1 > RESIDENT_THREADS:
-        return f"batch above {RESIDENT_THREADS}"
+    if p.batch > RESIDENT_MAX_BATCH:
+        return f"batch above {RESIDENT_MAX_BATCH} (a CTA keeps a product per batch row in registers)"
     return None
 
 
