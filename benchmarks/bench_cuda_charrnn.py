@@ -201,6 +201,13 @@ def measure(name, length, reps, launches, app=None, model=None):
         loop.generate(ids, 8, greedy=True)
         t, got = _wall(lambda: loop.generate(ids, length, greedy=True), reps)
         row["tf2rt_resident_s"], texts["tf2rt resident"] = t, toks(got[0])
+        import torch
+
+        from tf2rt.backends.cuda.resident_decode import TRACE_STEPS
+
+        loop.resident.trace = torch.zeros(loop.resident.plan.grid, TRACE_STEPS, 3, dtype=torch.int64, device="cuda")
+        loop.generate(ids, TRACE_STEPS, greedy=True)  # one launch, its hand-offs timed on the device
+        row["resident_handoffs_us"] = loop.resident.handoffs(len(specs))
     # The decoder launches its layers as programmatic dependents by default (Hopper and
     # later); the same decoder with ordinary launches (TF2RT_CUDA_PDL=0), for comparison.
     from tf2rt.backends.cuda.options import CudaOptions
@@ -246,6 +253,10 @@ def to_markdown(rows, meta, launches):
                      + (f" | {cps(res):,.0f}" if res else " | -")
                      + f" | {cps(app) if app else float('nan'):,.0f} | {cps(step) if step else float('nan'):,.0f} | "
                      f"{best / cps(r['cudnn_graph_s']):.2f}x | {'yes' if r['identical_text'] else 'NO ' + ', '.join(r['texts_differ'])} |")
+    for r in rows:
+        if r.get("resident_handoffs_us"):
+            lines += ["", f"{r['model']}, resident decoder ({r['describe_resident']['ctas']}): median µs of a step's "
+                      "hand-offs (GPU timer): " + "; ".join(f"{k} {v:.2f}" for k, v in r["resident_handoffs_us"].items())]
     return "\n".join(lines) + "\n"
 
 

@@ -34,6 +34,8 @@ RESIDENT_MAX_BATCH = 8
 UNIT_ROWS = {"lstm": 4, "gru": 3, "rnn": 1}
 _IO_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 _IO_CODE = {"float32": 0, "float16": 1, "bfloat16": 2}
+#: Steps of a launch whose hand-off times `trace` records.
+TRACE_STEPS = 64
 #: A token counter that does not move for this long ends the launch with an error.
 TIMEOUT_NS = 2_000_000_000
 
@@ -170,6 +172,7 @@ class ResidentDecoder:
         self.tokx = torch.zeros(2, B, device=device, dtype=torch.int64)
         self.sync = torch.zeros(L + 2, device=device, dtype=torch.int32)
         self.logits = torch.zeros(B, self.vocab, device=device, dtype=torch.float32)
+        self.trace: Any = None  # int64 [grid, TRACE_STEPS, 3] to record hand-off times (see the kernel)
         defines = resident_defines(problem, plan)
         if device.type == "cuda":
             self.kernel = _compile(tuple(sorted(defines.items())), plan.smem)
@@ -185,8 +188,36 @@ class ResidentDecoder:
                 pointer(self.head_b), np.int32(self.vocab), np.int32(steps), pointer(uniform), np.float32(inv_temp),
                 np.int32(top_k), pointer(forced), pointer(tok), pointer(picked), pointer(self.logits), pointer(h),
                 pointer(c), pointer(self.hx), pointer(self.tokx), pointer(self.sync), np.float32(self.clip),
-                np.int64(timeout_ns))
+                np.int64(timeout_ns), pointer(self.trace))
         launch(self.kernel, (self.plan.grid,), (RESIDENT_THREADS,), args, self.dev, shared_mem=self.plan.smem)
+
+    def handoffs(self, layers: int) -> dict[str, float]:
+        """Median µs of each hand-off of a step over the traced steps 8.. of the last launch
+        (after `trace` was set to int64 zeros [grid, TRACE_STEPS, 3] and a launch of at least
+        16 steps ran): token -> layer 0's input there, each layer's products and cell, layer
+        -> next layer's input there, last layer -> head has h, head's logits and choice, and
+        the whole step."""
+        raw = self.trace.cpu().numpy()
+        t = (raw - raw[raw > 0].min()).astype(np.float64)  # ns since the first stamp (exact in float64)
+        n = self.plan.ncta
+        lay = [t[l * n:(l + 1) * n] for l in range(layers)]
+        head = t[layers * n]
+        steps = [s for s in range(8, TRACE_STEPS) if head[s, 1] > 0]
+        out: dict[str, list[float]] = {}
+
+        def add(name: str, v: float) -> None:
+            out.setdefault(name, []).append(v / 1e3)
+
+        for s in steps:
+            add("token -> layer 0 has it", lay[0][:, s, 1].max() - head[s - 1, 1])
+            for l in range(layers):
+                add(f"layer {l}: products and cell", lay[l][:, s, 2].max() - lay[l][:, s, 1].max())
+                if l + 1 < layers:
+                    add(f"layer {l} -> layer {l + 1} has it", lay[l + 1][:, s, 1].max() - lay[l][:, s, 2].max())
+            add("last layer -> head has it", head[s, 0] - lay[-1][:, s, 2].max())
+            add("head: logits and choice", head[s, 1] - head[s, 0])
+            add("step", head[s, 1] - head[s - 1, 1])
+        return {k: float(np.median(v)) for k, v in out.items()}
 
     def check(self) -> None:
         """Raise if the last launch timed out (read after the launch finished)."""

@@ -23,6 +23,10 @@
 // written at the end (the caller chains launches through them); tok [BATCH]: the first step's
 // token in, the token after the last step out.
 //
+// trace (null, or [grid][TRACE_STEPS][3] times in ns): thread 0 of each CTA records, for the
+// first TRACE_STEPS steps, when its h_{s-1} was there (head: h_s), when its input was there
+// (head: the token chosen) and when it counted in (a diagnosis of the hand-offs).
+//
 // Compile-time: CELL, IOTYPE, gate indices (rnn_cell.cuh), HID, LAYERS, IN0 (the first
 // layer's input size), BATCH, UPC (units a CTA), NCTA (CTAs a layer), GW (gate rows a unit:
 // 4 LSTM, 3 GRU, 1 RNN), PEEP, NTHR (threads a CTA), HEAD_SMEM (head weights in shared memory).
@@ -35,6 +39,11 @@
 #define RPC (GW * UPC)  // weight rows a layer CTA holds
 #define KINMAX (LAYERS > 1 && HID > IN0 ? HID : IN0)
 #define NWARP (NTHR / 32)
+#define TRACE_STEPS 64
+
+__device__ __forceinline__ void stamp(unsigned long long* trace, int s, int point) {
+    if (trace && s < TRACE_STEPS && threadIdx.x == 0) trace[((size_t)blockIdx.x * TRACE_STEPS + s) * 3 + point] = clock_ns();
+}
 
 __host__ __device__ constexpr size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
 // Shared memory of a layer CTA and of the head CTA (resident_decode.py computes the same).
@@ -100,7 +109,8 @@ __device__ void head_cta(const float* __restrict__ headT, const float* __restric
                          const float* __restrict__ uniform, float inv_temp, int top_k,
                          const long long* __restrict__ forced, long long* __restrict__ tok,
                          long long* __restrict__ picked, float* __restrict__ logits, const float* hx_last,
-                         long long* tokx, u32* sync, long long timeout_ns, unsigned char* smem) {
+                         long long* tokx, u32* sync, long long timeout_ns, unsigned long long* trace,
+                         unsigned char* smem) {
     float* sy = reinterpret_cast<float*>(smem);  // [BATCH][HID]
     float* z = sy + BATCH * HID;                  // [V]
     float* wbest = z + V;                         // [NWARP]
@@ -117,6 +127,7 @@ __device__ void head_cta(const float* __restrict__ headT, const float* __restric
     u32* err = sync + LAYERS + 1;
     for (int s = 0; s < steps; ++s) {
         if (!wait_for(sync + LAYERS - 1, (u32)(NCTA * (s + 1)), err, timeout_ns, sflag)) return;
+        stamp(trace, s, 0);
         const float* slot = hx_last + (size_t)(s & 1) * BATCH * HID;
         for (int i = t; i < BATCH * HID; i += NTHR) sy[i] = ld_cg(slot + i);
         __syncthreads();
@@ -143,7 +154,9 @@ __device__ void head_cta(const float* __restrict__ headT, const float* __restric
                 for (int v = t; v < V; v += NTHR) logits[(size_t)b * V + v] = z[v];
             __syncthreads();
         }
+        stamp(trace, s, 1);
         count_in(sync + LAYERS);
+        stamp(trace, s, 2);
     }
 }
 
@@ -153,11 +166,12 @@ resident_decode(const io_t* __restrict__ wpack, const float* __restrict__ bpack,
                 const float* __restrict__ uniform, float inv_temp, int top_k, const long long* __restrict__ forced,
                 long long* __restrict__ tok, long long* __restrict__ picked, float* __restrict__ logits,
                 io_t* __restrict__ hstate, io_t* __restrict__ cstate, float* __restrict__ hx,
-                long long* __restrict__ tokx, u32* __restrict__ sync, float clip, long long timeout_ns) {
+                long long* __restrict__ tokx, u32* __restrict__ sync, float clip, long long timeout_ns,
+                unsigned long long* __restrict__ trace) {
     extern __shared__ __align__(16) unsigned char smem[];
     if ((int)blockIdx.x == LAYERS * NCTA) {
         head_cta(headT, headb, V, steps, uniform, inv_temp, top_k, forced, tok, picked, logits,
-                 hx + (size_t)(LAYERS - 1) * 2 * BATCH * HID, tokx, sync, timeout_ns, smem);
+                 hx + (size_t)(LAYERS - 1) * 2 * BATCH * HID, tokx, sync, timeout_ns, trace, smem);
         return;
     }
     const int l = blockIdx.x / NCTA, cta = blockIdx.x % NCTA, t = threadIdx.x;
@@ -199,6 +213,7 @@ resident_decode(const io_t* __restrict__ wpack, const float* __restrict__ bpack,
             const float* slot = hx_own + (size_t)((s - 1) & 1) * BATCH * HID;
             for (int i = t; i < BATCH * HID; i += NTHR) hb[i] = ld_cg(slot + i);
         }
+        stamp(trace, s, 0);
         __syncthreads();
         rows_dot(ws + (size_t)RPC * kin, HID, hb, racc);
         // 2. the input and the input products
@@ -215,6 +230,7 @@ resident_decode(const io_t* __restrict__ wpack, const float* __restrict__ bpack,
             const float* slot = hx_below + (size_t)(s & 1) * BATCH * HID;
             for (int i = t; i < BATCH * HID; i += NTHR) xb[i] = ld_cg(slot + i);
         }
+        stamp(trace, s, 1);
         __syncthreads();
         rows_dot(ws, kin, xb, xacc);
         __syncthreads();
@@ -238,6 +254,7 @@ resident_decode(const io_t* __restrict__ wpack, const float* __restrict__ bpack,
             hx_own[(size_t)(s & 1) * BATCH * HID + (size_t)gb * HID + j] = h;
         }
         count_in(sync + l);
+        stamp(trace, s, 2);
     }
     // The state goes back where it came from once every CTA of the layer has read it (at
     // step 0: a one-step launch would otherwise overwrite it under a slower CTA).
