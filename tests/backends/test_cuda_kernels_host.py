@@ -208,9 +208,11 @@ def resident_host(monkeypatch):
 
 
 # seeds whose greedy text moves (random stacks often settle on one token)
-@pytest.mark.parametrize("cell,peepholes,batch,seed", [("lstm", False, 2, 7), ("lstm", True, 2, 7), ("gru", False, 2, 5),
-                                                       ("rnn", False, 1, 0)])
-def test_the_resident_decoder_gives_the_torch_forms_tokens(resident_host, cell, peepholes, batch, seed):
+# (the last case: a vocabulary above the CTA's threads, so a logit is one thread's whole sum)
+@pytest.mark.parametrize("cell,peepholes,batch,seed,V", [("lstm", False, 2, 7, 7), ("lstm", True, 2, 7, 7),
+                                                         ("gru", False, 2, 5, 7), ("rnn", False, 1, 0, 7),
+                                                         ("gru", False, 1, 0, 70)])
+def test_the_resident_decoder_gives_the_torch_forms_tokens(resident_host, cell, peepholes, batch, seed, V):
     """kernels/decode_resident.cu on the CPU, every CTA at once: layer CTAs holding a few
     units each (four CTAs a layer), the head CTA choosing tokens, counters between them,
     launches of 8 tokens carrying state and token. Greedy and sampled tokens (the same noise:
@@ -219,7 +221,7 @@ def test_the_resident_decoder_gives_the_torch_forms_tokens(resident_host, cell, 
     from tf2rt.backends.cuda.decode import DecodeLoop
     from tf2rt.backends.cuda.plan import DeviceLimits
 
-    specs, table, head_w, head_b = _random_decoder_parts(cell, peepholes=peepholes, seed=seed)
+    specs, table, head_w, head_b = _random_decoder_parts(cell, V=V, peepholes=peepholes, seed=seed)
     limits = DeviceLimits(sm_count=9)  # 10 units: 3 a CTA -> 4 CTAs a layer, 2 layers + the head
     res = DecodeLoop(specs, table, head_w, head_b, batch=batch, device="cpu", limits=limits, resident=True)
     plain = DecodeLoop(specs, table, head_w, head_b, batch=batch, device="cpu", steps_per_launch=8)

@@ -54,6 +54,7 @@ struct EmuFiber {
     unsigned block = 0, thread = 0;
     int wait = 0;  // 0 running, 1 at the block barrier, 2 at its warp's barrier, 3 spinning
     bool done = false;
+    unsigned or_calls = 0;
 };
 struct EmuSched {
     ucontext_t main;
@@ -63,6 +64,7 @@ struct EmuSched {
     const std::function<void()>* kernel = nullptr;
     std::vector<unsigned long long> shfl[2];  // per fiber, double-buffered by the warp's phase
     std::vector<unsigned> phase;              // per warp of the fibers
+    std::vector<int> block_or;                // __syncthreads_or: 3 slots a block, by call
 };
 inline EmuSched emu;
 inline std::vector<std::vector<unsigned char>> emu_smem_blocks;  // dynamic shared memory
@@ -75,6 +77,17 @@ inline void emu_yield(int wait) {
 }
 inline void __syncthreads() { emu_yield(1); }
 inline void emu_spin() { emu_yield(3); }
+// Call k of a block uses slot k % 3; entering it clears slot (k + 1) % 3, last read in call
+// k - 2 (every thread has passed call k - 1's barrier) and next written in call k + 1.
+inline int __syncthreads_or(int p) {
+    EmuFiber& f = emu.fibers[emu.cur];
+    int* acc = &emu.block_or[(emu.concurrent ? blockIdx.x : 0) * 3];
+    const unsigned k = f.or_calls++ % 3;
+    acc[(k + 1) % 3] = 0;
+    if (p) acc[k] = 1;
+    emu_yield(1);
+    return acc[k];
+}
 inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 inline unsigned long long emu_clock_ns() {
     return (unsigned long long)std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -114,6 +127,8 @@ inline T atomicAdd(T* p, T v) {
     return std::atomic_ref<T>(*p).fetch_add(v);
 }
 inline float __expf(float x) { return std::exp(x); }
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
 inline float __fdividef(float a, float b) { return a / b; }
 
 inline void emu_fiber_main() {
@@ -128,6 +143,7 @@ inline void emu_run(unsigned first, unsigned n, unsigned block) {
         f.stack.resize(emu.concurrent ? 64 * 1024 : 256 * 1024);
         f.wait = 0;
         f.done = false;
+        f.or_calls = 0;
         getcontext(&f.ctx);
         f.ctx.uc_stack.ss_sp = f.stack.data();
         f.ctx.uc_stack.ss_size = f.stack.size();
@@ -135,6 +151,7 @@ inline void emu_run(unsigned first, unsigned n, unsigned block) {
         makecontext(&f.ctx, emu_fiber_main, 0);
     }
     std::fill(emu.phase.begin(), emu.phase.end(), 0u);
+    std::fill(emu.block_or.begin(), emu.block_or.end(), 0);
     const unsigned warps_a_block = (block + 31) / 32;
     unsigned long long idle = 0;
     for (;;) {
@@ -197,6 +214,7 @@ inline void emu_launch(unsigned grid, unsigned block, size_t smem, bool concurre
     emu.shfl[0].assign(nf, 0);
     emu.shfl[1].assign(nf, 0);
     emu.phase.assign((nf + 31) / 32 + 1, 0);
+    emu.block_or.assign(3 * (concurrent ? grid : 1), 0);
     emu_smem_blocks.assign(concurrent ? grid : 1, std::vector<unsigned char>(smem + 16, 0));
     if (concurrent) {
         for (unsigned i = 0; i < nf; ++i) emu.fibers[i].block = i / block;

@@ -44,12 +44,12 @@ inline u16 f32_to_bf16(float f) {
 }
 """
 
-# flags.cuh's acquire loads, fenced adds and L2 loads, and the poll between two loads.
+# flags.cuh's acquire loads, fenced adds, tagged words, and the poll between two loads.
 HOST_FLAGS = r"""
 inline u32 flag_load(const u32* p) { return std::atomic_ref<u32>(*const_cast<u32*>(p)).load(std::memory_order_acquire); }
 inline void flag_add(u32* p, u32 v) { std::atomic_ref<u32>(*p).fetch_add(v, std::memory_order_acq_rel); }
-inline float ld_cg(const float* p) { return *p; }
-inline long long ld_cg_i64(const long long* p) { return *p; }
+inline u64 word_load(const u64* p) { return std::atomic_ref<u64>(*const_cast<u64*>(p)).load(std::memory_order_relaxed); }
+inline void word_store(u64* p, u64 v) { std::atomic_ref<u64>(*p).store(v, std::memory_order_relaxed); }
 inline unsigned long long clock_ns() { return emu_clock_ns(); }
 inline void spin_pause() { emu_spin(); }
 """

@@ -121,7 +121,8 @@ class DecodeLoop:
         if want and fused and (self.on_gpu or resident):
             plan = resident_plan(problem, self.vocab, limits.sm_count, limits.smem_per_block)
             if plan is not None:
-                self.resident = ResidentDecoder(problem, [s.weights for s in specs], self.table, self.wT, self.b,
+                head_kv = torch.from_numpy(np.ascontiguousarray(head_w)).to(dev)  # [H, V]: the kernel's order
+                self.resident = ResidentDecoder(problem, [s.weights for s in specs], self.table, head_kv, self.b,
                                                 plan, dev)
         sdt = _torch_dtype(dtype)  # the stack's own type
         shape = (L, B, H)

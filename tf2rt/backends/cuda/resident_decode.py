@@ -5,7 +5,7 @@ inside a CUDA graph: on an H100 about 21 µs a token for a 2-layer LSTM of 512 u
 which most is launch gaps, not arithmetic. Here one cooperative launch runs a whole chunk
 of tokens: every layer's weight rows sit in shared memory across the grid, each CTA keeps
 its units' state in registers, and the layers and the head hand each step on through
-counters in global memory. A token costs a few counter hand-offs through L2.
+tagged words in global memory. A token costs a few hand-offs through L2.
 
 The plan (`resident_plan`) takes the fewest units a CTA that fit the SMs and shared memory:
 LAYERS * ceil(H / units) layer CTAs and one head CTA must all be resident at once (the
@@ -67,7 +67,7 @@ def layer_smem(problem: RnnProblem, upc: int) -> int:
 def head_smem(problem: RnnProblem, vocab: int, with_weights: bool) -> int:
     """Bytes of shared memory of the head CTA."""
     nwarp = RESIDENT_THREADS // 32
-    base = 4 * (problem.batch * problem.hidden + vocab + 2 * nwarp + 2)
+    base = 4 * (problem.batch * problem.hidden + vocab + RESIDENT_THREADS + 2 * nwarp + 1)
     return _align16(base) + (4 * vocab * problem.hidden if with_weights else 0)
 
 
@@ -155,7 +155,7 @@ class ResidentDecoder:
     and the token buffer tok [B] by `steps` tokens in one launch and returns the picks
     [steps, B] (on the device)."""
 
-    def __init__(self, problem: RnnProblem, layers: Sequence[Sequence[DirectionWeights]], table: Any, head_wT: Any,
+    def __init__(self, problem: RnnProblem, layers: Sequence[Sequence[DirectionWeights]], table: Any, head_kv: Any,
                  head_b: Any, plan: ResidentPlan, device: Any, clip: float = 0.0) -> None:
         import torch
 
@@ -165,12 +165,14 @@ class ResidentDecoder:
         dt = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[problem.dtype]
         self.wpack = torch.from_numpy(w).to(device).to(dt)
         self.bpack = torch.from_numpy(b).to(device)
-        self.table, self.head_wT, self.head_b = table, head_wT, head_b
+        self.table, self.head_kv, self.head_b = table, head_kv, head_b  # head_kv: the head weight [H, V]
         L, B, H = problem.layers, problem.batch, problem.hidden
-        self.vocab = head_wT.shape[0]
-        self.hx = torch.zeros(L, 2, B, H, device=device, dtype=torch.float32)
+        self.vocab = head_kv.shape[1]
+        # tagged words (tag << 32 | value bits); tag 0 (zeros) is no step's
+        self.hx = torch.zeros(L, 2, B, H, device=device, dtype=torch.int64)
         self.tokx = torch.zeros(2, B, device=device, dtype=torch.int64)
-        self.sync = torch.zeros(L + 2, device=device, dtype=torch.int32)
+        self.epoch = 0  # steps (and one more a launch) of the launches so far: this launch's tags are above
+        self.sync = torch.zeros(L + 1, device=device, dtype=torch.int32)  # per-layer counters, error word
         self.logits = torch.zeros(B, self.vocab, device=device, dtype=torch.float32)
         self.trace: Any = None  # int64 [grid, TRACE_STEPS, 3] to record hand-off times (see the kernel)
         defines = resident_defines(problem, plan)
@@ -183,13 +185,18 @@ class ResidentDecoder:
             inv_temp: float = 1.0, top_k: int = 0, timeout_ns: int = TIMEOUT_NS) -> None:
         """`steps` tokens: picks into picked [>= steps, B] (int64), forced [>= steps, B] (-1:
         free) overrides the token fed to the next step, uniform [>= steps, B, V] samples."""
+        if self.epoch + steps + 2 >= 1 << 32:  # tags would wrap: start over from empty slots
+            self.hx.zero_()
+            self.tokx.zero_()
+            self.epoch = 0
         self.sync.zero_()
-        args = (pointer(self.wpack), pointer(self.bpack), pointer(self.table), pointer(self.head_wT),
+        args = (pointer(self.wpack), pointer(self.bpack), pointer(self.table), pointer(self.head_kv),
                 pointer(self.head_b), np.int32(self.vocab), np.int32(steps), pointer(uniform), np.float32(inv_temp),
                 np.int32(top_k), pointer(forced), pointer(tok), pointer(picked), pointer(self.logits), pointer(h),
-                pointer(c), pointer(self.hx), pointer(self.tokx), pointer(self.sync), np.float32(self.clip),
-                np.int64(timeout_ns), pointer(self.trace))
+                pointer(c), pointer(self.hx), pointer(self.tokx), pointer(self.sync), np.uint32(self.epoch),
+                np.float32(self.clip), np.int64(timeout_ns), pointer(self.trace))
         launch(self.kernel, (self.plan.grid,), (RESIDENT_THREADS,), args, self.dev, shared_mem=self.plan.smem)
+        self.epoch += steps + 1
 
     def handoffs(self, layers: int) -> dict[str, float]:
         """Median µs of each hand-off of a step over the traced steps 8.. of the last launch
@@ -202,26 +209,26 @@ class ResidentDecoder:
         n = self.plan.ncta
         lay = [t[l * n:(l + 1) * n] for l in range(layers)]
         head = t[layers * n]
-        steps = [s for s in range(8, TRACE_STEPS) if head[s, 1] > 0]
+        steps = [s for s in range(8, TRACE_STEPS) if head[s, 2] > 0]
         out: dict[str, list[float]] = {}
 
         def add(name: str, v: float) -> None:
             out.setdefault(name, []).append(v / 1e3)
 
         for s in steps:
-            add("token -> layer 0 has it", lay[0][:, s, 1].max() - head[s - 1, 1])
+            add("token -> layer 0 has it", lay[0][:, s, 1].max() - head[s - 1, 2])
             for l in range(layers):
                 add(f"layer {l}: products and cell", lay[l][:, s, 2].max() - lay[l][:, s, 1].max())
                 if l + 1 < layers:
                     add(f"layer {l} -> layer {l + 1} has it", lay[l + 1][:, s, 1].max() - lay[l][:, s, 2].max())
-            add("last layer -> head has it", head[s, 0] - lay[-1][:, s, 2].max())
-            add("head: logits and choice", head[s, 1] - head[s, 0])
-            add("step", head[s, 1] - head[s - 1, 1])
+            add("last layer -> head has it", head[s, 1] - lay[-1][:, s, 2].max())
+            add("head: logits and choice", head[s, 2] - head[s, 1])
+            add("step", head[s, 2] - head[s - 1, 2])
         return {k: float(np.median(v)) for k, v in out.items()}
 
     def check(self) -> None:
         """Raise if the last launch timed out (read after the launch finished)."""
-        if int(self.sync[self.problem.layers + 1].item()):
+        if int(self.sync[self.problem.layers].item()):
             raise Tf2rtError("resident decoder: a step did not complete in time (the grid's CTAs were not all "
                              "resident, or another kernel held the GPU); set TF2RT_CUDA_RESIDENT=0 to decode "
                              "with a launch a layer")

@@ -4,28 +4,34 @@
 // cooperative launch). Layer CTA (l, c) owns units [c * UPC, (c + 1) * UPC) of layer l and
 // keeps their weight rows (input and recurrent, GW gate rows a unit) in shared memory and
 // their h and c in registers for the whole launch. Step s:
-//   1. gather the layer's h_{s-1} (the exchange slot of step s-1, or the initial state) and
+//   1. gather the layer's h_{s-1} (its exchange slot of step s-1, or the initial state) and
 //      do the recurrent products: nothing of step s is needed for them, so they run while
 //      the step's input is still being made;
 //   2. gather the input: layer 0 the embedding row of token s (given, or chosen by the head
 //      at step s-1), deeper layers the layer below's h_s; do the input products;
-//   3. apply the cell, publish h_s in the layer's exchange slot s & 1, count the CTA in.
-// The head CTA gathers the last layer's h_s, computes the logits (h_s . head row + bias),
+//   3. apply the cell and publish h_s in the layer's exchange slot s & 1.
+// The head CTA gathers the last layer's h_s, computes the logits (h_s . head column + bias),
 // chooses the token (pick.cuh) unless a forced one (a prompt) overrides it, and publishes it
-// for step s + 1. Every wait is one thread polling a counter (flags.cuh); a counter that does
-// not move for timeout_ns sets the error word and every CTA leaves.
+// for step s + 1.
+//
+// Every hand-off is a tagged word (flags.cuh): the tag of step s is epoch + s + 1 (epoch:
+// the host's count of the steps of earlier launches, so no word left by an earlier launch
+// carries a tag of this one), the value an fp32 h or a token; a reader polls each word it
+// needs until its tag is the step's. A word that does not arrive within timeout_ns sets the
+// error word, and every CTA leaves.
 //
 // Two slots per exchange are enough: a slot is written again two steps later, and step
 // s + 2 needs token s + 2, which the head makes only after every layer finished step s + 1,
 // i.e. after every reader of the slot's step-s contents read them.
 //
 // State: hstate / cstate [LAYERS][BATCH][HID] in the stack's type, read at the start and
-// written at the end (the caller chains launches through them); tok [BATCH]: the first step's
-// token in, the token after the last step out.
+// written at the end (the caller chains launches through them; a counter makes every CTA of
+// a layer wait until all have read it); tok [BATCH]: the first step's token in, the token
+// after the last step out. head_kv [HID][V] (the head weight, k-major), head_b [V].
 //
 // trace (null, or [grid][TRACE_STEPS][3] times in ns): thread 0 of each CTA records, for the
 // first TRACE_STEPS steps, when its h_{s-1} was there (head: h_s), when its input was there
-// (head: the token chosen) and when it counted in (a diagnosis of the hand-offs).
+// (head: the token chosen) and when it published h_s (a diagnosis of the hand-offs).
 //
 // Compile-time: CELL, IOTYPE, gate indices (rnn_cell.cuh), HID, LAYERS, IN0 (the first
 // layer's input size), BATCH, UPC (units a CTA), NCTA (CTAs a layer), GW (gate rows a unit:
@@ -39,139 +45,198 @@
 #define RPC (GW * UPC)  // weight rows a layer CTA holds
 #define KINMAX (LAYERS > 1 && HID > IN0 ? HID : IN0)
 #define NWARP (NTHR / 32)
+#define RPW ((RPC + NWARP - 1) / NWARP)  // rows a warp
 #define TRACE_STEPS 64
+
+__host__ __device__ constexpr size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
+// Shared memory of a layer CTA (resident_decode.py computes the same).
+constexpr size_t LAYER_W_BYTES = align16((size_t)RPC * (KINMAX + HID) * sizeof(io_t));
 
 __device__ __forceinline__ void stamp(unsigned long long* trace, int s, int point) {
     if (trace && s < TRACE_STEPS && threadIdx.x == 0) trace[((size_t)blockIdx.x * TRACE_STEPS + s) * 3 + point] = clock_ns();
 }
-
-__host__ __device__ constexpr size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
-// Shared memory of a layer CTA and of the head CTA (resident_decode.py computes the same).
-constexpr size_t LAYER_W_BYTES = align16((size_t)RPC * (KINMAX + HID) * sizeof(io_t));
-constexpr size_t LAYER_SMEM = LAYER_W_BYTES + 4 * ((size_t)BATCH * HID + (size_t)BATCH * KINMAX + 2 * RPC * BATCH +
-                                                   2 * RPC + 3 * UPC + BATCH + 1);
+__device__ __forceinline__ u64 tagged(u32 tag, u32 bits) { return ((u64)tag << 32) | bits; }
 
 // out[r * BATCH + b] = w[r] . v[b] for the RPC rows w [RPC][K] and the rows v [BATCH][K]:
-// a warp per row, the lanes along K.
-__device__ __forceinline__ void rows_dot(const io_t* w, int K, const float* v, float* out) {
+// warp `warp` takes rows warp, warp + NWARP, ... all at once (independent sums), the lanes
+// run along K.
+template <int K>
+__device__ __forceinline__ void rows_dot(const io_t* w, const float* v, float* out) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    for (int r = warp; r < RPC; r += NWARP) {
-        const io_t* wr = w + (size_t)r * K;
-        float acc[BATCH];
+    float acc[RPW][BATCH];
 #pragma unroll
-        for (int b = 0; b < BATCH; ++b) acc[b] = 0.0f;
-        for (int k = lane; k < K; k += 32) {
-            const float wk = io_load(wr + k);
+    for (int i = 0; i < RPW; ++i)
 #pragma unroll
-            for (int b = 0; b < BATCH; ++b) acc[b] += wk * v[(size_t)b * K + k];
-        }
+        for (int b = 0; b < BATCH; ++b) acc[i][b] = 0.0f;
+#pragma unroll 4
+    for (int k = lane; k < K; k += 32) {
+        float vk[BATCH];
 #pragma unroll
-        for (int b = 0; b < BATCH; ++b) {
-            float a = acc[b];
+        for (int b = 0; b < BATCH; ++b) vk[b] = v[b * K + k];
 #pragma unroll
-            for (int o = 16; o > 0; o >>= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
-            if (lane == 0) out[r * BATCH + b] = a;
+        for (int i = 0; i < RPW; ++i) {
+            const int r = warp + i * NWARP;
+            if (RPC % NWARP == 0 || r < RPC) {
+                const float wk = io_load(w + (size_t)r * K + k);
+#pragma unroll
+                for (int b = 0; b < BATCH; ++b) acc[i][b] += wk * vk[b];
+            }
         }
     }
+#pragma unroll
+    for (int i = 0; i < RPW; ++i)
+#pragma unroll
+        for (int b = 0; b < BATCH; ++b)
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) acc[i][b] += __shfl_xor_sync(0xffffffffu, acc[i][b], o);
+    if (lane == 0) {
+#pragma unroll
+        for (int i = 0; i < RPW; ++i) {
+            const int r = warp + i * NWARP;
+            if (RPC % NWARP == 0 || r < RPC)
+#pragma unroll
+                for (int b = 0; b < BATCH; ++b) out[r * BATCH + b] = acc[i][b];
+        }
+    }
+}
+
+// Waits until `w` carries `tag` (re-reading it from p); false if the error word is set or
+// timeout_ns pass first (then it sets the error word).
+__device__ __forceinline__ bool await_word(const u64* p, u64& w, u32 tag, u32* err, long long timeout_ns) {
+    if ((u32)(w >> 32) == tag) return true;
+    const unsigned long long t0 = clock_ns();
+    for (;;) {
+        spin_pause();
+        w = word_load(p);
+        if ((u32)(w >> 32) == tag) return true;
+        if (flag_load(err) || (long long)(clock_ns() - t0) > timeout_ns) {
+            flag_add(err, 1u);
+            return false;
+        }
+    }
+}
+
+// dst[i] = the value of slot word i, i < N, once it carries `tag`: every word of a thread
+// is loaded at once, then the late ones polled. Ends with a barrier; false on error.
+template <int N>
+__device__ __forceinline__ bool gather(const u64* slot, float* dst, u32 tag, u32* err, long long timeout_ns) {
+    constexpr int EPT = (N + NTHR - 1) / NTHR;
+    u64 w[EPT];
+#pragma unroll
+    for (int e = 0; e < EPT; ++e) {
+        const int i = threadIdx.x + e * NTHR;
+        w[e] = i < N ? word_load(slot + i) : 0ull;
+    }
+    bool ok = true;
+#pragma unroll
+    for (int e = 0; e < EPT; ++e) {
+        const int i = threadIdx.x + e * NTHR;
+        if (i < N && ok) {
+            ok = await_word(slot + i, w[e], tag, err, timeout_ns);
+            dst[i] = __uint_as_float((u32)w[e]);
+        }
+    }
+    return __syncthreads_or(!ok) == 0;
 }
 
 // Thread 0 waits until *counter >= target (or the error word is set, or timeout_ns pass:
-// then it sets the error word); the block learns the outcome. Holds __syncthreads.
-__device__ __forceinline__ bool wait_for(const u32* counter, u32 target, u32* err, long long timeout_ns, int* sflag) {
-    if (threadIdx.x == 0) {
-        int ok = 1;
-        if (flag_load(counter) < target) {
-            const unsigned long long t0 = clock_ns();
-            while (flag_load(counter) < target) {
-                if (flag_load(err) || (long long)(clock_ns() - t0) > timeout_ns) {
-                    flag_add(err, 1u);
-                    ok = 0;
-                    break;
-                }
-                spin_pause();
+// then it sets the error word); the block learns the outcome.
+__device__ __forceinline__ bool wait_for(const u32* counter, u32 target, u32* err, long long timeout_ns) {
+    int ok = 1;
+    if (threadIdx.x == 0 && flag_load(counter) < target) {
+        const unsigned long long t0 = clock_ns();
+        while (flag_load(counter) < target) {
+            if (flag_load(err) || (long long)(clock_ns() - t0) > timeout_ns) {
+                flag_add(err, 1u);
+                ok = 0;
+                break;
             }
+            spin_pause();
         }
-        *sflag = ok;
     }
-    __syncthreads();
-    const bool ok = *sflag != 0;
-    __syncthreads();  // sflag free for the next wait
-    return ok;
+    return __syncthreads_or(!ok) == 0;
 }
 
-// The block's writes are done: count this CTA in.
-__device__ __forceinline__ void count_in(u32* counter) {
-    __syncthreads();
-    if (threadIdx.x == 0) flag_add(counter, 1u);
-}
-
-__device__ void head_cta(const float* __restrict__ headT, const float* __restrict__ headb, int V, int steps,
+__device__ void head_cta(const float* __restrict__ head_kv, const float* __restrict__ headb, int V, int steps,
                          const float* __restrict__ uniform, float inv_temp, int top_k,
                          const long long* __restrict__ forced, long long* __restrict__ tok,
-                         long long* __restrict__ picked, float* __restrict__ logits, const float* hx_last,
-                         long long* tokx, u32* sync, long long timeout_ns, unsigned long long* trace,
-                         unsigned char* smem) {
+                         long long* __restrict__ picked, float* __restrict__ logits, const u64* hx_last, u64* tokx,
+                         u32 epoch, u32* err, long long timeout_ns, unsigned long long* trace, unsigned char* smem) {
+    const int P = V >= NTHR ? 1 : NTHR / V;  // partitions of K a logit is summed in
     float* sy = reinterpret_cast<float*>(smem);  // [BATCH][HID]
     float* z = sy + BATCH * HID;                  // [V]
-    float* wbest = z + V;                         // [NWARP]
+    float* part = z + V;                          // [P][V] (P * V <= NTHR where P > 1)
+    float* wbest = part + NTHR;                   // [NWARP]
     int* wind = reinterpret_cast<int*>(wbest + NWARP);
     int* scount = wind + NWARP;
-    int* sflag = scount + 1;
-    const float* hw = headT;
+    const float* hw = head_kv;
 #if HEAD_SMEM
-    float* shw = reinterpret_cast<float*>(smem + align16(4 * ((size_t)BATCH * HID + V + 2 * NWARP + 2)));
-    for (int i = threadIdx.x; i < V * HID; i += NTHR) shw[i] = headT[i];
+    float* shw = reinterpret_cast<float*>(smem + align16(4 * ((size_t)BATCH * HID + V + NTHR + 2 * NWARP + 1)));
+    for (int i = threadIdx.x; i < V * HID; i += NTHR) shw[i] = head_kv[i];
     hw = shw;
 #endif
-    const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
-    u32* err = sync + LAYERS + 1;
+    const int t = threadIdx.x, per = (HID + P - 1) / P;
     for (int s = 0; s < steps; ++s) {
-        if (!wait_for(sync + LAYERS - 1, (u32)(NCTA * (s + 1)), err, timeout_ns, sflag)) return;
         stamp(trace, s, 0);
-        const float* slot = hx_last + (size_t)(s & 1) * BATCH * HID;
-        for (int i = t; i < BATCH * HID; i += NTHR) sy[i] = ld_cg(slot + i);
-        __syncthreads();
+        if (!gather<BATCH * HID>(hx_last + (size_t)(s & 1) * BATCH * HID, sy, epoch + (u32)s + 1u, err, timeout_ns))
+            return;
+        stamp(trace, s, 1);
         for (int b = 0; b < BATCH; ++b) {
-            for (int v = warp; v < V; v += NWARP) {  // a warp per row of the head
-                const float* w = hw + (size_t)v * HID;
-                float acc = 0.0f;
-                for (int k = lane; k < HID; k += 32) acc += w[k] * sy[b * HID + k];
-#pragma unroll
-                for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-                if (lane == 0) z[v] = acc + headb[v];
+            const float* y = sy + b * HID;
+            for (int idx = t; idx < V * P; idx += NTHR) {  // thread (v, q): part q of logit v
+                const int v = idx % V, q = idx / V, k1 = min(HID, (q + 1) * per);
+                float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+                int k = q * per;
+                for (; k + 3 < k1; k += 4) {
+                    a0 += y[k] * hw[(size_t)k * V + v];
+                    a1 += y[k + 1] * hw[(size_t)(k + 1) * V + v];
+                    a2 += y[k + 2] * hw[(size_t)(k + 2) * V + v];
+                    a3 += y[k + 3] * hw[(size_t)(k + 3) * V + v];
+                }
+                for (; k < k1; ++k) a0 += y[k] * hw[(size_t)k * V + v];
+                if (P == 1)
+                    z[v] = headb[v] + ((a0 + a1) + (a2 + a3));
+                else
+                    part[q * V + v] = (a0 + a1) + (a2 + a3);
             }
             __syncthreads();
+            if (P > 1) {
+                for (int v = t; v < V; v += NTHR) {
+                    float a = headb[v];
+                    for (int q = 0; q < P; ++q) a += part[q * V + v];
+                    z[v] = a;
+                }
+                __syncthreads();
+            }
             const float* u = uniform ? uniform + ((size_t)s * BATCH + b) * V : nullptr;
             const int p = block_pick(z, V, u, inv_temp, top_k, wbest, wind, scount);
             if (t == 0) {
                 const long long f = forced ? forced[(size_t)s * BATCH + b] : -1;
                 const long long next = f >= 0 ? f : p;
+                word_store(tokx + (size_t)((s + 1) & 1) * BATCH + b, tagged(epoch + (u32)s + 2u, (u32)next));
                 picked[(size_t)s * BATCH + b] = p;
-                tokx[(size_t)((s + 1) & 1) * BATCH + b] = next;
                 if (s == steps - 1) tok[b] = next;
             }
             if (s == steps - 1)
                 for (int v = t; v < V; v += NTHR) logits[(size_t)b * V + v] = z[v];
-            __syncthreads();
         }
-        stamp(trace, s, 1);
-        count_in(sync + LAYERS);
         stamp(trace, s, 2);
     }
 }
 
 extern "C" __global__ void __launch_bounds__(NTHR, 1)
 resident_decode(const io_t* __restrict__ wpack, const float* __restrict__ bpack, const float* __restrict__ table,
-                const float* __restrict__ headT, const float* __restrict__ headb, int V, int steps,
+                const float* __restrict__ head_kv, const float* __restrict__ headb, int V, int steps,
                 const float* __restrict__ uniform, float inv_temp, int top_k, const long long* __restrict__ forced,
                 long long* __restrict__ tok, long long* __restrict__ picked, float* __restrict__ logits,
-                io_t* __restrict__ hstate, io_t* __restrict__ cstate, float* __restrict__ hx,
-                long long* __restrict__ tokx, u32* __restrict__ sync, float clip, long long timeout_ns,
+                io_t* __restrict__ hstate, io_t* __restrict__ cstate, u64* __restrict__ hx, u64* __restrict__ tokx,
+                u32* __restrict__ sync, unsigned epoch, float clip, long long timeout_ns,
                 unsigned long long* __restrict__ trace) {
     extern __shared__ __align__(16) unsigned char smem[];
+    u32* err = sync + LAYERS;
     if ((int)blockIdx.x == LAYERS * NCTA) {
-        head_cta(headT, headb, V, steps, uniform, inv_temp, top_k, forced, tok, picked, logits,
-                 hx + (size_t)(LAYERS - 1) * 2 * BATCH * HID, tokx, sync, timeout_ns, trace, smem);
+        head_cta(head_kv, headb, V, steps, uniform, inv_temp, top_k, forced, tok, picked, logits,
+                 hx + (size_t)(LAYERS - 1) * 2 * BATCH * HID, tokx, epoch, err, timeout_ns, trace, smem);
         return;
     }
     const int l = blockIdx.x / NCTA, cta = blockIdx.x % NCTA, t = threadIdx.x;
@@ -183,7 +248,6 @@ resident_decode(const io_t* __restrict__ wpack, const float* __restrict__ bpack,
     float* xacc = racc + RPC * BATCH;                             // [RPC][BATCH]
     float* bs = xacc + RPC * BATCH;  // W bias [RPC], R bias [RPC], peepholes i, o, f [UPC] each
     int* tks = reinterpret_cast<int*>(bs + 2 * RPC + 3 * UPC);  // [BATCH]
-    int* sflag = tks + BATCH;
 
     const size_t wblock = (size_t)RPC * (kin + HID);
     const io_t* wsrc = wpack + (l == 0 ? 0 : (size_t)NCTA * RPC * (IN0 + HID) + (size_t)(l - 1) * NCTA * RPC * 2 * HID) +
@@ -201,38 +265,46 @@ resident_decode(const io_t* __restrict__ wpack, const float* __restrict__ bpack,
 #if CELL == 0
     if (gate) c = io_load(cstate + si);
 #endif
-    float* hx_own = hx + (size_t)l * 2 * BATCH * HID;
-    const float* hx_below = l > 0 ? hx + (size_t)(l - 1) * 2 * BATCH * HID : nullptr;
-    u32* err = sync + LAYERS + 1;
+    u64* hx_own = hx + (size_t)l * 2 * BATCH * HID;
+    const u64* hx_below = l > 0 ? hx + (size_t)(l - 1) * 2 * BATCH * HID : nullptr;
+    const io_t* rows_r = ws + (size_t)RPC * kin;
     for (int s = 0; s < steps; ++s) {
+        const u32 tag = epoch + (u32)s + 1u;
         // 1. the layer's h_{s-1} and the recurrent products
         if (s == 0) {
             for (int i = t; i < BATCH * HID; i += NTHR) hb[i] = io_load(hstate + (size_t)l * BATCH * HID + i);
-        } else {
-            if (!wait_for(sync + l, (u32)(NCTA * s), err, timeout_ns, sflag)) return;
-            const float* slot = hx_own + (size_t)((s - 1) & 1) * BATCH * HID;
-            for (int i = t; i < BATCH * HID; i += NTHR) hb[i] = ld_cg(slot + i);
+            __syncthreads();
+        } else if (!gather<BATCH * HID>(hx_own + (size_t)((s - 1) & 1) * BATCH * HID, hb, tag - 1u, err, timeout_ns)) {
+            return;
         }
         stamp(trace, s, 0);
-        __syncthreads();
-        rows_dot(ws + (size_t)RPC * kin, HID, hb, racc);
+        rows_dot<HID>(rows_r, hb, racc);
         // 2. the input and the input products
         if (l == 0) {
-            if (s > 0 && !wait_for(sync + LAYERS, (u32)s, err, timeout_ns, sflag)) return;
-            if (t < BATCH) tks[t] = (int)(s == 0 ? tok[t] : ld_cg_i64(tokx + (size_t)(s & 1) * BATCH + t));
-            __syncthreads();
+            bool ok = true;
+            if (t < BATCH) {
+                if (s == 0) {
+                    tks[t] = (int)tok[t];
+                } else {
+                    const u64* p = tokx + (size_t)(s & 1) * BATCH + t;
+                    u64 w = word_load(p);
+                    ok = await_word(p, w, tag, err, timeout_ns);
+                    tks[t] = (int)(u32)w;
+                }
+            }
+            if (__syncthreads_or(!ok)) return;
             for (int i = t; i < BATCH * IN0; i += NTHR) {
                 const int b = i / IN0, k = i - b * IN0;
                 xb[i] = table[(size_t)tks[b] * IN0 + k];
             }
+            stamp(trace, s, 1);
+            __syncthreads();
+            rows_dot<IN0>(ws, xb, xacc);
         } else {
-            if (!wait_for(sync + l - 1, (u32)(NCTA * (s + 1)), err, timeout_ns, sflag)) return;
-            const float* slot = hx_below + (size_t)(s & 1) * BATCH * HID;
-            for (int i = t; i < BATCH * HID; i += NTHR) xb[i] = ld_cg(slot + i);
+            if (!gather<BATCH * HID>(hx_below + (size_t)(s & 1) * BATCH * HID, xb, tag, err, timeout_ns)) return;
+            stamp(trace, s, 1);
+            rows_dot<HID>(ws, xb, xacc);
         }
-        stamp(trace, s, 1);
-        __syncthreads();
-        rows_dot(ws, kin, xb, xacc);
         __syncthreads();
         // 3. the cell, h_s published
         if (gate) {
@@ -251,14 +323,15 @@ resident_decode(const io_t* __restrict__ wpack, const float* __restrict__ bpack,
 #endif
             h = io_round(cell_update(xv, rv, h, c, true, pi, po, pf, clip));
             c = io_round(c);
-            hx_own[(size_t)(s & 1) * BATCH * HID + (size_t)gb * HID + j] = h;
+            word_store(hx_own + (size_t)(s & 1) * BATCH * HID + (size_t)gb * HID + j, tagged(tag, __float_as_uint(h)));
         }
-        count_in(sync + l);
         stamp(trace, s, 2);
     }
     // The state goes back where it came from once every CTA of the layer has read it (at
     // step 0: a one-step launch would otherwise overwrite it under a slower CTA).
-    if (!wait_for(sync + l, (u32)(NCTA * steps), err, timeout_ns, sflag)) return;
+    __syncthreads();
+    if (t == 0) flag_add(sync + l, 1u);
+    if (!wait_for(sync + l, (u32)NCTA, err, timeout_ns)) return;
     if (gate) {
         io_store(hstate + si, h);
 #if CELL == 0

@@ -1,8 +1,8 @@
-// Counters between the CTAs of one launch that all run at once (decode_resident.cu). A
-// producer stores its data, the block meets at a barrier, one thread fences and adds one to
-// a counter; a consumer's one thread waits until the counter reaches a target with acquire
-// loads, the block meets at a barrier, then every thread reads the data through L2 (ld.cg:
-// the SM's L1 is not coherent and may hold the slot's previous contents).
+// Hand-offs between the CTAs of one launch that all run at once (decode_resident.cu).
+// Tagged words: a 64-bit word holds a 32-bit tag (whose step it is) and a 32-bit value, and
+// is stored and loaded whole through L2 (relaxed, gpu scope), so a reader that sees the tag
+// has the value: no fence, no counter, one L2 round trip per hand-off. Counters (a fence
+// and an atomic add; acquire loads) serve the rare barriers.
 // The host emulation of the kernels (tests) replaces this file with host equivalents.
 
 #include "types.cuh"
@@ -16,8 +16,14 @@ __device__ __forceinline__ void flag_add(u32* p, u32 v) {
     __threadfence();
     atomicAdd(p, v);
 }
-__device__ __forceinline__ float ld_cg(const float* p) { return __ldcg(p); }
-__device__ __forceinline__ long long ld_cg_i64(const long long* p) { return __ldcg(p); }
+__device__ __forceinline__ u64 word_load(const u64* p) {
+    u64 v;
+    asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+    return v;
+}
+__device__ __forceinline__ void word_store(u64* p, u64 v) {
+    asm volatile("st.relaxed.gpu.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
 __device__ __forceinline__ unsigned long long clock_ns() {
     unsigned long long t;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
