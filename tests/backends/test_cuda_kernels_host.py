@@ -208,13 +208,15 @@ def resident_host(monkeypatch):
 
 
 # seeds whose greedy text moves (random stacks often settle on one token)
-# (the last case: a vocabulary above the CTA's threads, so a logit is one thread's whole sum)
-@pytest.mark.parametrize("cell,peepholes,batch,seed,V", [("lstm", False, 2, 7, 7), ("lstm", True, 2, 7, 7),
-                                                         ("gru", False, 2, 5, 7), ("rnn", False, 1, 0, 7),
-                                                         ("gru", False, 1, 0, 70)])
-def test_the_resident_decoder_gives_the_torch_forms_tokens(resident_host, cell, peepholes, batch, seed, V):
+# (a vocabulary above the CTA's threads: a logit is one thread's whole sum; xtab=False: the
+# first layer's products from the embedding row at every step)
+@pytest.mark.parametrize("cell,peepholes,batch,seed,V,xtab", [
+    ("lstm", False, 2, 7, 7, True), ("lstm", False, 2, 7, 7, False), ("lstm", True, 2, 7, 7, True),
+    ("gru", False, 2, 5, 7, True), ("rnn", False, 1, 0, 7, True), ("gru", False, 1, 0, 70, True)])
+def test_the_resident_decoder_gives_the_torch_forms_tokens(resident_host, monkeypatch, cell, peepholes, batch, seed, V,
+                                                           xtab):
     """kernels/decode_resident.cu on the CPU, every CTA at once: layer CTAs holding a few
-    units each (four CTAs a layer), the head CTA choosing tokens, counters between them,
+    units each (four CTAs a layer), the head CTA choosing tokens, tagged words between them,
     launches of 8 tokens carrying state and token. Greedy and sampled tokens (the same noise:
     8 tokens a fill on both sides) and the last step's logits equal the torch-op form's, from a
     given initial state, with a prompt of forced tokens."""
@@ -222,10 +224,15 @@ def test_the_resident_decoder_gives_the_torch_forms_tokens(resident_host, cell, 
     from tf2rt.backends.cuda.plan import DeviceLimits
 
     specs, table, head_w, head_b = _random_decoder_parts(cell, V=V, peepholes=peepholes, seed=seed)
+    from tf2rt.backends.cuda import resident_decode
+
+    if not xtab:
+        monkeypatch.setattr(resident_decode, "XTAB_MAX_BYTES", 0)
     limits = DeviceLimits(sm_count=9)  # 10 units: 3 a CTA -> 4 CTAs a layer, 2 layers + the head
     res = DecodeLoop(specs, table, head_w, head_b, batch=batch, device="cpu", limits=limits, resident=True)
     plain = DecodeLoop(specs, table, head_w, head_b, batch=batch, device="cpu", steps_per_launch=8)
     assert res.resident is not None and res.resident.plan.ncta == 4 and res.resident.plan.grid == 9
+    assert res.resident.plan.xtab == xtab
     rng = np.random.default_rng(1)
     prompt = np.array([[8, 0, 3], [1, 2, 6]][:batch])  # row 8: a table row past the head's tokens
     h0 = rng.standard_normal((2, batch, 10)).astype(np.float32) * 0.5

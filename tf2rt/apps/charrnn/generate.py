@@ -157,7 +157,10 @@ class CharRNN:
     def path(self) -> str:
         """How generate() runs, in words."""
         if self.decoding_on_device:
-            return f"whole model on the GPU, {self._decode.K} characters per launch"
+            d = self._decode.describe()
+            if d["stack"] == "resident":
+                return f"whole model on the GPU, one launch for up to {d['steps_per_launch']} characters"
+            return f"whole model on the GPU, {d['steps_per_launch']} characters per launch"
         if self.streaming:
             return "streaming session for the recurrent stack, embedding and head on the host"
         return "one engine call per character"

@@ -119,7 +119,7 @@ class DecodeLoop:
         if want is None:
             want = False  # opt-in until measured on a GPU
         if want and fused and (self.on_gpu or resident):
-            plan = resident_plan(problem, self.vocab, limits.sm_count, limits.smem_per_block)
+            plan = resident_plan(problem, self.vocab, limits.sm_count, limits.smem_per_block, self.rows)
             if plan is not None:
                 head_kv = torch.from_numpy(np.ascontiguousarray(head_w)).to(dev)  # [H, V]: the kernel's order
                 self.resident = ResidentDecoder(problem, [s.weights for s in specs], self.table, head_kv, self.b,

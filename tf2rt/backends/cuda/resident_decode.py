@@ -34,6 +34,9 @@ RESIDENT_MAX_BATCH = 8
 UNIT_ROWS = {"lstm": 4, "gru": 3, "rnn": 1}
 _IO_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 _IO_CODE = {"float32": 0, "float16": 1, "bfloat16": 2}
+#: Largest table of first-layer input products (rows x gate rows, fp32) made once instead of
+#: the embedding row's products at every step.
+XTAB_MAX_BYTES = 64 << 20
 #: Steps of a launch whose hand-off times `trace` records.
 TRACE_STEPS = 64
 #: A token counter that does not move for this long ends the launch with an error.
@@ -52,6 +55,7 @@ class ResidentPlan:
     ncta: int  # CTAs a layer
     grid: int  # layer CTAs and the head CTA
     head_smem: bool  # head weights in shared memory
+    xtab: bool  # the first layer's input products of every table row made once (XTAB_MAX_BYTES)
     smem: int  # dynamic shared memory a CTA (the larger of a layer CTA's and the head's)
 
 
@@ -85,8 +89,10 @@ def resident_applies(problem: RnnProblem) -> str | None:
     return None
 
 
-def resident_plan(problem: RnnProblem, vocab: int, sm_count: int, smem_per_block: int) -> ResidentPlan | None:
-    """The plan with the fewest units a CTA that fits, or None."""
+def resident_plan(problem: RnnProblem, vocab: int, sm_count: int, smem_per_block: int,
+                  table_rows: int | None = None) -> ResidentPlan | None:
+    """The plan with the fewest units a CTA that fits, or None. table_rows: the embedding's
+    rows (default: vocab), for the size of the first layer's product table."""
     if resident_applies(problem):
         return None
     H, L, B = problem.hidden, problem.layers, problem.batch
@@ -101,7 +107,9 @@ def resident_plan(problem: RnnProblem, vocab: int, sm_count: int, smem_per_block
         head = head_smem(problem, vocab, with_w)
         if head > smem_per_block:
             return None
-        return ResidentPlan(upc, ncta, L * ncta + 1, with_w, max(lay, head))
+        rows = vocab if table_rows is None else table_rows
+        xtab = rows * ncta * UNIT_ROWS[problem.cell] * upc * 4 <= XTAB_MAX_BYTES
+        return ResidentPlan(upc, ncta, L * ncta + 1, with_w, xtab, max(lay, head))
     return None
 
 
@@ -133,7 +141,7 @@ def resident_defines(problem: RnnProblem, plan: ResidentPlan) -> dict[str, int]:
     p = problem
     return dict(CELL=p.cell_code, IOTYPE=_IO_CODE[p.dtype], HID=p.hidden, LAYERS=p.layers, IN0=p.input_size,
                 BATCH=p.batch, UPC=plan.upc, NCTA=plan.ncta, GW=UNIT_ROWS[p.cell], PEEP=int(p.peepholes),
-                NTHR=RESIDENT_THREADS, HEAD_SMEM=int(plan.head_smem), **gate_defines())
+                NTHR=RESIDENT_THREADS, HEAD_SMEM=int(plan.head_smem), XTAB=int(plan.xtab), **gate_defines())
 
 
 @functools.lru_cache(maxsize=16)
@@ -165,6 +173,12 @@ class ResidentDecoder:
         dt = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[problem.dtype]
         self.wpack = torch.from_numpy(w).to(device).to(dt)
         self.bpack = torch.from_numpy(b).to(device)
+        self.xtab = None
+        if plan.xtab:  # table @ (the first layer's W rows in pack order, as the kernel holds them).T
+            rpc = UNIT_ROWS[problem.cell] * plan.upc
+            e, h = problem.input_size, problem.hidden
+            w0 = self.wpack[:plan.ncta * rpc * (e + h)].reshape(plan.ncta, rpc * (e + h))[:, :rpc * e]
+            self.xtab = _exact_mm(table.float(), w0.reshape(-1, e).float().t())  # a CTA's W rows, then its R rows
         self.table, self.head_kv, self.head_b = table, head_kv, head_b  # head_kv: the head weight [H, V]
         L, B, H = problem.layers, problem.batch, problem.hidden
         self.vocab = head_kv.shape[1]
@@ -190,7 +204,7 @@ class ResidentDecoder:
             self.tokx.zero_()
             self.epoch = 0
         self.sync.zero_()
-        args = (pointer(self.wpack), pointer(self.bpack), pointer(self.table), pointer(self.head_kv),
+        args = (pointer(self.wpack), pointer(self.bpack), pointer(self.table), pointer(self.xtab), pointer(self.head_kv),
                 pointer(self.head_b), np.int32(self.vocab), np.int32(steps), pointer(uniform), np.float32(inv_temp),
                 np.int32(top_k), pointer(forced), pointer(tok), pointer(picked), pointer(self.logits), pointer(h),
                 pointer(c), pointer(self.hx), pointer(self.tokx), pointer(self.sync), np.uint32(self.epoch),
@@ -232,6 +246,19 @@ class ResidentDecoder:
             raise Tf2rtError("resident decoder: a step did not complete in time (the grid's CTAs were not all "
                              "resident, or another kernel held the GPU); set TF2RT_CUDA_RESIDENT=0 to decode "
                              "with a launch a layer")
+
+
+def _exact_mm(a: Any, b: Any) -> Any:
+    """a @ b in fp32 without TF32 (PyTorch's switch for CUDA matmuls, restored after)."""
+    import torch
+
+    m = torch.backends.cuda.matmul
+    before = m.allow_tf32
+    m.allow_tf32 = False
+    try:
+        return torch.mm(a, b).contiguous()
+    finally:
+        m.allow_tf32 = before
 
 
 def _host_kernel(defines: tuple[tuple[str, int], ...]) -> Any:

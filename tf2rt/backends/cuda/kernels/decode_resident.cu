@@ -33,9 +33,14 @@
 // first TRACE_STEPS steps, when its h_{s-1} was there (head: h_s), when its input was there
 // (head: the token chosen) and when it published h_s (a diagnosis of the hand-offs).
 //
+// xtab (XTAB=1): the first layer's input products of every table row, [rows][NCTA * RPC]
+// (CTA c's rows at c * RPC), made once on the host side: layer 0 then reads its rows' values
+// for the token instead of the embedding row and its products.
+//
 // Compile-time: CELL, IOTYPE, gate indices (rnn_cell.cuh), HID, LAYERS, IN0 (the first
 // layer's input size), BATCH, UPC (units a CTA), NCTA (CTAs a layer), GW (gate rows a unit:
-// 4 LSTM, 3 GRU, 1 RNN), PEEP, NTHR (threads a CTA), HEAD_SMEM (head weights in shared memory).
+// 4 LSTM, 3 GRU, 1 RNN), PEEP, NTHR (threads a CTA), HEAD_SMEM (head weights in shared memory),
+// XTAB (the first layer's input products from xtab).
 
 #define FAST_GATES 0
 #include "rnn_cell.cuh"
@@ -226,7 +231,7 @@ __device__ void head_cta(const float* __restrict__ head_kv, const float* __restr
 
 extern "C" __global__ void __launch_bounds__(NTHR, 1)
 resident_decode(const io_t* __restrict__ wpack, const float* __restrict__ bpack, const float* __restrict__ table,
-                const float* __restrict__ head_kv, const float* __restrict__ headb, int V, int steps,
+                const float* __restrict__ xtab, const float* __restrict__ head_kv, const float* __restrict__ headb, int V, int steps,
                 const float* __restrict__ uniform, float inv_temp, int top_k, const long long* __restrict__ forced,
                 long long* __restrict__ tok, long long* __restrict__ picked, float* __restrict__ logits,
                 io_t* __restrict__ hstate, io_t* __restrict__ cstate, u64* __restrict__ hx, u64* __restrict__ tokx,
@@ -293,6 +298,13 @@ resident_decode(const io_t* __restrict__ wpack, const float* __restrict__ bpack,
                 }
             }
             if (__syncthreads_or(!ok)) return;
+#if XTAB
+            for (int i = t; i < RPC * BATCH; i += NTHR) {
+                const int r = i / BATCH, b = i - r * BATCH;
+                xacc[i] = xtab[(size_t)tks[b] * (NCTA * RPC) + cta * RPC + r];
+            }
+            stamp(trace, s, 1);
+#else
             for (int i = t; i < BATCH * IN0; i += NTHR) {
                 const int b = i / IN0, k = i - b * IN0;
                 xb[i] = table[(size_t)tks[b] * IN0 + k];
@@ -300,6 +312,7 @@ resident_decode(const io_t* __restrict__ wpack, const float* __restrict__ bpack,
             stamp(trace, s, 1);
             __syncthreads();
             rows_dot<IN0>(ws, xb, xacc);
+#endif
         } else {
             if (!gather<BATCH * HID>(hx_below + (size_t)(s & 1) * BATCH * HID, xb, tag, err, timeout_ns)) return;
             stamp(trace, s, 1);
