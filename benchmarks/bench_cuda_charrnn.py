@@ -188,7 +188,7 @@ def measure(name, length, reps, launches, app=None, model=None):
         row["tf2rt_step_s"], texts["tf2rt step()"] = t, toks(vocab.encode(text))
         app._decode = dec
     for k in launches:
-        loop = DecodeLoop(specs, table, kernel, bias, steps_per_launch=k)
+        loop = DecodeLoop(specs, table, kernel, bias, steps_per_launch=k, resident=False)
         loop.generate(ids, 8, greedy=True)
         t, got = _wall(lambda: loop.generate(ids, length, greedy=True), reps)
         row[f"tf2rt_k{k}_s"], texts[f"tf2rt K={k}"] = t, toks(got[0])
@@ -213,12 +213,12 @@ def measure(name, length, reps, launches, app=None, model=None):
     from tf2rt.backends.cuda.options import CudaOptions
 
     k = launches[len(launches) // 2]
-    loop = DecodeLoop(specs, table, kernel, bias, steps_per_launch=k, options=CudaOptions(pdl=False))
+    loop = DecodeLoop(specs, table, kernel, bias, steps_per_launch=k, options=CudaOptions(pdl=False), resident=False)
     loop.generate(ids, 8, greedy=True)
     t, got = _wall(lambda: loop.generate(ids, length, greedy=True), reps)
     row["tf2rt_ordinary_s"], texts[f"tf2rt K={k} ordinary"] = t, toks(got[0])
     row["ordinary_k"] = k
-    row["dependent_default"] = bool(DecodeLoop(specs, table, kernel, bias, steps_per_launch=k).stack.pdl)
+    row["dependent_default"] = bool(DecodeLoop(specs, table, kernel, bias, steps_per_launch=k, resident=False).stack.pdl)
     row["identical_text"] = len(set(texts.values())) == 1
     row["texts_differ"] = sorted(k for k, v in texts.items() if v != texts["cudnn"])
     return row

@@ -208,12 +208,12 @@ gpu = pytest.mark.skipif(not GPU, reason="needs an NVIDIA GPU with CUDA")
 def test_fused_decoding_on_the_gpu_matches_onnxruntime_and_the_torch_form(demo):
     pytest.importorskip("cupy")
     engine, vocab, ort = demo
-    loop, _ = _loop(engine, ort, device="cuda", steps_per_launch=16)
+    loop, _ = _loop(engine, ort, device="cuda", steps_per_launch=16, resident=False)
     d = loop.describe()
     assert d["fused_lookup"] and d["head"] == "head_pick kernel", d
     want = ort.generate(PROMPT, 200, greedy=True)
     assert vocab.decode(loop.generate(vocab.encode(PROMPT), 200, greedy=True)[0]) == want
-    plain, _ = _loop(engine, ort, device="cuda", steps_per_launch=16, fused=False)
+    plain, _ = _loop(engine, ort, device="cuda", steps_per_launch=16, fused=False, resident=False)
     assert not plain.describe()["fused_lookup"]
     for kw in ({"temperature": 0.9, "seed": 3}, {"temperature": 1.3, "top_k": 5, "seed": 4}):
         a = loop.generate(vocab.encode(PROMPT), 120, **kw)
@@ -231,8 +231,8 @@ def test_fused_decoding_with_dependent_launches_gives_the_same_tokens(demo):
     from tf2rt.backends.cuda.options import CudaOptions
 
     engine, vocab, ort = demo
-    plain, _ = _loop(engine, ort, device="cuda", steps_per_launch=16, options=CudaOptions(pdl=False))
-    dep, _ = _loop(engine, ort, device="cuda", steps_per_launch=16, options=CudaOptions())
+    plain, _ = _loop(engine, ort, device="cuda", steps_per_launch=16, options=CudaOptions(pdl=False), resident=False)
+    dep, _ = _loop(engine, ort, device="cuda", steps_per_launch=16, options=CudaOptions(), resident=False)
     assert dep.stack.pdl == (torch.cuda.get_device_capability() >= (9, 0)) and not plain.stack.pdl
     want = ort.generate(PROMPT, 200, greedy=True)
     assert vocab.decode(dep.generate(vocab.encode(PROMPT), 200, greedy=True)[0]) == want
@@ -389,7 +389,7 @@ def test_resident_decoding_in_half_precision_gives_the_fused_loops_logits(demo, 
     pytest.importorskip("cupy")
     engine, vocab, ort = demo
     res, _ = _loop(engine, ort, device="cuda", dtype=dtype, resident=True)
-    fused, _ = _loop(engine, ort, device="cuda", dtype=dtype, steps_per_launch=2)
+    fused, _ = _loop(engine, ort, device="cuda", dtype=dtype, steps_per_launch=2, resident=False)
     assert res.describe()["stack"] == "resident" and fused.describe()["fused_lookup"]
     a = res.generate(vocab.encode(PROMPT), 2, greedy=True)  # 16 steps on both sides
     b = fused.generate(vocab.encode(PROMPT), 2, greedy=True)

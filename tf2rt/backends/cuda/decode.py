@@ -34,6 +34,7 @@ import numpy as np
 from ...errors import ShapeError, Tf2rtError, UnsupportedError
 from .persistent import kernel_source
 from .plan import DeviceLimits
+from .persistent import device_limits
 from .fallback import _torch_dtype
 from .launch import launch, pointer
 from .options import resolve
@@ -98,7 +99,8 @@ class DecodeLoop:
         self.batch, self.K, self.problem = batch, int(steps_per_launch), problem
         self.dev = torch.device("cuda", torch.cuda.current_device()) if device is None else torch.device(device)
         self.on_gpu = self.dev.type == "cuda"
-        limits = limits or DeviceLimits()
+        if limits is None:
+            limits = device_limits(self.dev.index) if self.on_gpu else DeviceLimits()
         # Dependent launches unless the options say otherwise: on an H100 they made generation
         # 8-9% faster (benchmarks/results/cuda_charrnn_h100.md) with the same tokens.
         self.options = resolve(options)
@@ -116,8 +118,8 @@ class DecodeLoop:
         # Many tokens a launch (resident_decode.py) where the stack and head fit the GPU at once.
         self.resident = None
         want = self.options.resident if resident is None else resident
-        if want is None:
-            want = False  # opt-in until measured on a GPU
+        if want is None:  # on a GPU unless told otherwise (measured faster: benchmarks/results/cuda_charrnn_h100.md)
+            want = self.on_gpu
         if want and fused and (self.on_gpu or resident):
             plan = resident_plan(problem, self.vocab, limits.sm_count, limits.smem_per_block, self.rows)
             if plan is not None:
