@@ -316,9 +316,12 @@ def test_a_gru_decoder_matches_a_torch_loop():
     assert len(set(got)) >= 2  # the weights do move the text
 
 
-@pytest.mark.parametrize("cell,dtype", [("lstm", "float32"), ("gru", "float16"), ("rnn", "bfloat16")])
-def test_resident_kernel_compiles(cell, dtype):
-    """kernels/decode_resident.cu for the bundled char-RNN's plan on an H100 (NVRTC, sm_90)."""
+@pytest.mark.parametrize("cell,dtype,H,B", [("lstm", "float32", 512, 1), ("gru", "float16", 1024, 1),
+                                            ("rnn", "bfloat16", 192, 4), ("lstm", "float16", 256, 8)])
+def test_resident_kernel_compiles_without_spills(cell, dtype, H, B):
+    """kernels/decode_resident.cu for H100 plans (NVRTC, sm_90): no register spills."""
+    import re
+
     from nvrtc import Nvrtc, find_nvrtc
 
     from tf2rt.backends.cuda.persistent import kernel_source
@@ -329,14 +332,19 @@ def test_resident_kernel_compiles(cell, dtype):
     path = find_nvrtc()
     if path is None:
         pytest.fail("NVRTC is missing: the test extras install nvidia-cuda-nvrtc (pip install -e '.[test]')")
-    problem = RnnProblem(cell, 512, 512, 1, 1, layers=2, dtype=dtype, peepholes=cell == "lstm")
+    problem = RnnProblem(cell, H, H, B, 1, layers=2, dtype=dtype, peepholes=cell == "lstm")
     lim = DeviceLimits()
     plan = resident_plan(problem, 65, lim.sm_count, lim.smem_per_block)
     assert plan is not None and plan.grid <= lim.sm_count and plan.smem <= lim.smem_per_block, plan
     defines = resident_defines(problem, plan)
-    ok, out = Nvrtc(path).compile(kernel_source("decode_resident.cu"),
-                                  ["--std=c++17", "-arch=sm_90"] + [f"-D{k}={v}" for k, v in defines.items()])
-    assert ok and ".entry resident_decode" in out, out
+    options = ["--std=c++17", "-arch=sm_90"] + [f"-D{k}={v}" for k, v in defines.items()]
+    ok, log = Nvrtc(path).compile_log(kernel_source("decode_resident.cu"), options + ["-Xptxas", "-v"])
+    assert ok, log
+    lines = log.splitlines()
+    at = next(i for i, line in enumerate(lines) if "Compiling entry function 'resident_decode'" in line)
+    report = "\n".join(lines[at:at + 4])
+    assert "0 bytes spill stores" in report, report
+    assert int(re.search(r"Used (\d+) registers", report).group(1)) <= 255, report
 
 
 def test_the_resident_plan_fits_the_gpu_or_declines():
