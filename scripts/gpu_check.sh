@@ -5,7 +5,8 @@
 #
 # Stages (default: all, in this order; each bounded by its own timeout):
 #   decode     the GPU decoder and char-RNN tests
-#   resident   the resident decoder's GPU tests and the char-RNN benchmark (decoder forms vs cuDNN)
+#   resident   the decoders' GPU tests (resident and fused, the char-RNN app, bidirectional
+#              single steps) and the char-RNN benchmark (decoder forms vs cuDNN)
 #   step       benchmarks/bench_cuda_step.py (one-step engines: ordinary vs dependent launches)
 #   charrnn    benchmarks/bench_cuda_charrnn.py (char-RNN generation vs PyTorch cuDNN)
 #   diagnose   benchmarks/cuda_rnn_diagnose.py (per-direction errors of bidirectional stacks)
@@ -29,7 +30,9 @@ for s in $stages; do
   case $s in
     decode) timeout 100 $pytest_gpu tests/backends/test_cuda_decode.py -k "fused or app" \
               "tests/backends/test_cuda_stream.py::test_char_rnn_app_streams_on_cuda_and_matches_onnxruntime" ;;
-    resident) timeout 200 $pytest_gpu -x tests/backends/test_cuda_decode.py -k resident
+    resident) timeout 200 $pytest_gpu tests/backends/test_cuda_decode.py \
+                "tests/backends/test_cuda_stream.py::test_char_rnn_app_streams_on_cuda_and_matches_onnxruntime" \
+                tests/backends/test_cuda_single_step.py -k "resident or fused or app or gpu_kernel or bidirectional"
               timeout 240 python3 benchmarks/bench_cuda_charrnn.py --out "$out/cuda_charrnn.md" --length 1000 --reps 3 \
                 --launches 32 ;;
     step) timeout 100 python3 benchmarks/bench_cuda_step.py --out "$out/cuda_step.md" --reps 100 \
