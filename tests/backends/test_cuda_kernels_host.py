@@ -243,3 +243,22 @@ def test_the_resident_decoder_gives_the_torch_forms_tokens(resident_host, monkey
     np.testing.assert_allclose(res.logits.numpy(), plain.logits.numpy(), atol=2e-5, rtol=0)
     kw = {"temperature": 1.3, "top_k": 4, "seed": 7}
     assert np.array_equal(res.generate(prompt, 11, **kw), plain.generate(prompt, 11, **kw))
+
+
+def test_a_refused_resident_launch_falls_back_to_a_launch_a_layer(resident_host, monkeypatch):
+    """A cooperative launch the driver refuses (nothing ran) warns once and decodes the same
+    call, and later ones, with the per-layer loop."""
+    from tf2rt.backends.cuda.decode import DecodeLoop
+    from tf2rt.backends.cuda.plan import DeviceLimits
+    from tf2rt.backends.cuda.resident_decode import ResidentDecoder
+
+    def refuse(self, *a, **k):
+        raise RuntimeError("cudaErrorCooperativeLaunchTooLarge")
+
+    specs, table, head_w, head_b = _random_decoder_parts("gru", seed=5)
+    res = DecodeLoop(specs, table, head_w, head_b, device="cpu", limits=DeviceLimits(sm_count=9), resident=True)
+    plain = DecodeLoop(specs, table, head_w, head_b, device="cpu", steps_per_launch=8)
+    monkeypatch.setattr(ResidentDecoder, "run", refuse)
+    with pytest.warns(UserWarning, match="resident decoding unavailable.*CooperativeLaunchTooLarge"):
+        got = res.generate(np.array([1, 2]), 10, greedy=True)
+    assert res.resident is None and np.array_equal(got, plain.generate(np.array([1, 2]), 10, greedy=True))

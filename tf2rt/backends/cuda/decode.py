@@ -26,6 +26,7 @@ the head in torch ops (no graph on a CPU) — the form the tests run without a G
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import replace
 from typing import Any, Sequence
 
@@ -39,7 +40,7 @@ from .fallback import _torch_dtype
 from .launch import launch, pointer
 from .options import resolve
 from .rnn import RnnNodeSpec, copy_state, make_stack, problem_for
-from .resident_decode import ResidentDecoder, resident_plan
+from .resident_decode import ResidentDecoder, ResidentLaunchError, resident_plan
 from .single_step import _TYPE_CODES, SingleStepStack
 
 DECODE_THREADS = 256
@@ -235,7 +236,11 @@ class DecodeLoop:
             return np.zeros((B, 0), np.int64)
         mode = (bool(greedy), 1.0 if greedy else 1.0 / float(temperature), int(top_k or 0))
         if self.resident is not None:
-            return self._generate_resident(prompt, length, mode, seed, h0, c0)
+            try:
+                return self._generate_resident(prompt, length, mode, seed, h0, c0)
+            except ResidentLaunchError as e:  # the GPU would not take the grid: a launch a layer from now on
+                warnings.warn(f"resident decoding unavailable ({e}); decoding with a launch a layer", stacklevel=2)
+                self.resident = None
         if not greedy and self.uniform is None:
             self.uniform = torch.zeros(K, B, self.vocab, device=self.dev, dtype=torch.float32)
         run = self._launch_fn(mode)  # captured before the buffers below are set
@@ -287,7 +292,13 @@ class DecodeLoop:
                 n = min(chunk, steps - s0)
                 if uniform is not None:
                     uniform.uniform_(generator=gen)
-                self.resident.run(self.tok, self.h[0], c, n, picked[s0:], forced_dev[s0:], uniform, inv_temp, top_k)
+                try:
+                    self.resident.run(self.tok, self.h[0], c, n, picked[s0:], forced_dev[s0:], uniform, inv_temp,
+                                      top_k)
+                except Exception as e:  # noqa: BLE001 - a launch the driver refused (nothing ran)
+                    if s0:
+                        raise
+                    raise ResidentLaunchError(f"{type(e).__name__}: {e}") from e
             if self.on_gpu:
                 torch.cuda.current_stream(self.dev).synchronize()
             self.resident.check()

@@ -43,6 +43,10 @@ TRACE_STEPS = 64
 TIMEOUT_NS = 2_000_000_000
 
 
+class ResidentLaunchError(Tf2rtError):
+    """The driver refused the cooperative launch (nothing ran): the caller may fall back."""
+
+
 def _align16(n: int) -> int:
     return (n + 15) & ~15
 
