@@ -58,7 +58,6 @@ class ResidentPlan:
     upc: int  # units a layer CTA
     ncta: int  # CTAs a layer
     grid: int  # layer CTAs and the head CTA
-    head_smem: bool  # head weights in shared memory
     xtab: bool  # the first layer's input products of every table row made once (XTAB_MAX_BYTES)
     smem: int  # dynamic shared memory a CTA (the larger of a layer CTA's and the head's)
 
@@ -72,11 +71,11 @@ def layer_smem(problem: RnnProblem, upc: int) -> int:
     return weights + 4 * (B * H + B * kin + 2 * rows * B + 2 * rows + 3 * upc + B + 1)
 
 
-def head_smem(problem: RnnProblem, vocab: int, with_weights: bool) -> int:
-    """Bytes of shared memory of the head CTA."""
+def head_smem(problem: RnnProblem, vocab: int) -> int:
+    """Bytes of shared memory of the head CTA (its weights included)."""
     nwarp = RESIDENT_THREADS // 32
     base = 4 * (problem.batch * problem.hidden + vocab + RESIDENT_THREADS + 2 * nwarp + 1)
-    return _align16(base) + (4 * vocab * problem.hidden if with_weights else 0)
+    return _align16(base) + 4 * vocab * problem.hidden
 
 
 def resident_applies(problem: RnnProblem) -> str | None:
@@ -104,16 +103,12 @@ def resident_plan(problem: RnnProblem, vocab: int, sm_count: int, smem_per_block
         ncta = -(-H // upc)
         if upc * B > RESIDENT_THREADS or L * ncta + 1 > sm_count:
             continue
-        lay = layer_smem(problem, upc)
-        if lay > smem_per_block:
-            return None  # more units a CTA only need more
-        with_w = max(lay, head_smem(problem, vocab, True)) <= smem_per_block
-        head = head_smem(problem, vocab, with_w)
-        if head > smem_per_block:
-            return None
+        lay, head = layer_smem(problem, upc), head_smem(problem, vocab)
+        if lay > smem_per_block or head > smem_per_block:
+            return None  # more units a CTA only need more; a head that does not fit runs elsewhere
         rows = vocab if table_rows is None else table_rows
         xtab = rows * ncta * UNIT_ROWS[problem.cell] * upc * 4 <= XTAB_MAX_BYTES
-        return ResidentPlan(upc, ncta, L * ncta + 1, with_w, xtab, max(lay, head))
+        return ResidentPlan(upc, ncta, L * ncta + 1, xtab, max(lay, head))
     return None
 
 
@@ -145,7 +140,7 @@ def resident_defines(problem: RnnProblem, plan: ResidentPlan) -> dict[str, int]:
     p = problem
     return dict(CELL=p.cell_code, IOTYPE=_IO_CODE[p.dtype], HID=p.hidden, LAYERS=p.layers, IN0=p.input_size,
                 BATCH=p.batch, UPC=plan.upc, NCTA=plan.ncta, GW=UNIT_ROWS[p.cell], PEEP=int(p.peepholes),
-                NTHR=RESIDENT_THREADS, HEAD_SMEM=int(plan.head_smem), XTAB=int(plan.xtab), **gate_defines())
+                NTHR=RESIDENT_THREADS, XTAB=int(plan.xtab), **gate_defines())
 
 
 @functools.lru_cache(maxsize=16)

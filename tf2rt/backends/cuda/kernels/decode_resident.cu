@@ -39,8 +39,8 @@
 //
 // Compile-time: CELL, IOTYPE, gate indices (rnn_cell.cuh), HID, LAYERS, IN0 (the first
 // layer's input size), BATCH, UPC (units a CTA), NCTA (CTAs a layer), GW (gate rows a unit:
-// 4 LSTM, 3 GRU, 1 RNN), PEEP, NTHR (threads a CTA), HEAD_SMEM (head weights in shared memory),
-// XTAB (the first layer's input products from xtab).
+// 4 LSTM, 3 GRU, 1 RNN), PEEP, NTHR (threads a CTA), XTAB (the first layer's input products
+// from xtab). The head's weights sit in the head CTA's shared memory.
 
 #define FAST_GATES 0
 #include "rnn_cell.cuh"
@@ -174,12 +174,8 @@ __device__ void head_cta(const float* __restrict__ head_kv, const float* __restr
     float* wbest = part + NTHR;                   // [NWARP]
     int* wind = reinterpret_cast<int*>(wbest + NWARP);
     int* scount = wind + NWARP;
-    const float* hw = head_kv;
-#if HEAD_SMEM
-    float* shw = reinterpret_cast<float*>(smem + align16(4 * ((size_t)BATCH * HID + V + NTHR + 2 * NWARP + 1)));
-    for (int i = threadIdx.x; i < V * HID; i += NTHR) shw[i] = head_kv[i];
-    hw = shw;
-#endif
+    float* hw = reinterpret_cast<float*>(smem + align16(4 * ((size_t)BATCH * HID + V + NTHR + 2 * NWARP + 1)));
+    for (int i = threadIdx.x; i < V * HID; i += NTHR) hw[i] = head_kv[i];
     const int t = threadIdx.x, per = (HID + P - 1) / P;
     for (int s = 0; s < steps; ++s) {
         stamp(trace, s, 0);
