@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+import re
 import sys
 
 
@@ -36,6 +37,18 @@ class Nvrtc:
         """(ok, compiler log): with `-arch=sm_XX -Xptxas -v` among the options the log
         carries ptxas's register and spill report."""
         return self._compile(source, options, want_log=True)
+
+    def resources(self, source: str, options: list[str], entry: str) -> tuple[int, int, str]:
+        """(registers, spill-store bytes, ptxas's report) of kernel `entry` built with
+        `options` (which name the -arch); asserts that it compiles."""
+        ok, log = self.compile_log(source, options + ["-Xptxas", "-v"])
+        assert ok, log
+        lines = log.splitlines()
+        at = next(i for i, line in enumerate(lines) if f"Compiling entry function '{entry}'" in line)
+        report = "\n".join(lines[at:at + 4])
+        regs = int(re.search(r"Used (\d+) registers", report).group(1))
+        spills = int(re.search(r"(\d+) bytes spill stores", report).group(1))
+        return regs, spills, report
 
     def _compile(self, source: str, options: list[str], want_log: bool) -> tuple[bool, str]:
         lib = self.lib
