@@ -119,8 +119,8 @@ class DecodeLoop:
         # Many tokens a launch (resident_decode.py) where the stack and head fit the GPU at once.
         self.resident = None
         want = self.options.resident if resident is None else resident
-        if want is None:  # on a GPU unless told otherwise (measured faster: benchmarks/results/cuda_charrnn_h100.md)
-            want = self.on_gpu
+        if want is None:  # opt-in until this build's kernel has run on a GPU (see docs/cuda.md)
+            want = False
         if want and fused and (self.on_gpu or resident):
             plan = resident_plan(problem, self.vocab, limits.sm_count, limits.smem_per_block, self.rows)
             if plan is not None:
