@@ -39,7 +39,7 @@ _IO_CODE = {"float32": 0, "float16": 1, "bfloat16": 2}
 XTAB_MAX_BYTES = 64 << 20
 #: Steps of a launch whose hand-off times `trace` records.
 TRACE_STEPS = 64
-#: A token counter that does not move for this long ends the launch with an error.
+#: A hand-off word that does not arrive within this long ends the launch with an error.
 TIMEOUT_NS = 2_000_000_000
 
 
@@ -158,9 +158,9 @@ def _compile(defines: tuple[tuple[str, int], ...], smem: int) -> Any:
 class ResidentDecoder:
     """The kernel's buffers and launches for one stack and head (DecodeLoop's resident form).
 
-    run(tok, h, c, steps, ...) advances the state buffers h, c [L, B, H] (the stack's type)
-    and the token buffer tok [B] by `steps` tokens in one launch and returns the picks
-    [steps, B] (on the device)."""
+    run(tok, h, c, steps, picked, ...) advances the state buffers h, c [L, B, H] (the stack's
+    type) and the token buffer tok [B] by `steps` tokens in one launch and writes the picks
+    to picked [steps, B] (on the device); `logits` holds the last step's."""
 
     def __init__(self, problem: RnnProblem, layers: Sequence[Sequence[DirectionWeights]], table: Any, head_kv: Any,
                  head_b: Any, plan: ResidentPlan, device: Any, clip: float = 0.0) -> None:
