@@ -212,7 +212,8 @@ def resident_host(monkeypatch):
 # first layer's products from the embedding row at every step)
 @pytest.mark.parametrize("cell,peepholes,batch,seed,V,xtab", [
     ("lstm", False, 2, 7, 7, True), ("lstm", False, 2, 7, 7, False), ("lstm", True, 2, 7, 7, True),
-    ("gru", False, 2, 5, 7, True), ("rnn", False, 1, 0, 7, True), ("gru", False, 1, 0, 70, True)])
+    ("gru", False, 2, 5, 7, True), ("rnn", False, 1, 0, 7, True), ("gru", False, 1, 0, 70, True),
+    ("lstm", False, 2, "wide", 7, False)])
 def test_the_resident_decoder_gives_the_torch_forms_tokens(resident_host, monkeypatch, cell, peepholes, batch, seed, V,
                                                            xtab):
     """kernels/decode_resident.cu on the CPU, every CTA at once: layer CTAs holding a few
@@ -223,7 +224,11 @@ def test_the_resident_decoder_gives_the_torch_forms_tokens(resident_host, monkey
     from tf2rt.backends.cuda.decode import DecodeLoop
     from tf2rt.backends.cuda.plan import DeviceLimits
 
-    specs, table, head_w, head_b = _random_decoder_parts(cell, V=V, peepholes=peepholes, seed=seed)
+    # "wide": input 8 and 12 units, so every product runs four values a lane (rows_dot's vector
+    # form), the first layer's from the embedding row
+    E, H = (8, 12) if seed == "wide" else (6, 10)
+    specs, table, head_w, head_b = _random_decoder_parts(cell, E=E, H=H, V=V, peepholes=peepholes,
+                                                         seed=9 if seed == "wide" else seed)
     from tf2rt.backends.cuda import resident_decode
 
     if not xtab:
@@ -235,8 +240,8 @@ def test_the_resident_decoder_gives_the_torch_forms_tokens(resident_host, monkey
     assert res.resident.plan.xtab == xtab
     rng = np.random.default_rng(1)
     prompt = np.array([[8, 0, 3], [1, 2, 6]][:batch])  # row 8: a table row past the head's tokens
-    h0 = rng.standard_normal((2, batch, 10)).astype(np.float32) * 0.5
-    c0 = rng.standard_normal((2, batch, 10)).astype(np.float32) * 0.5 if cell == "lstm" else None
+    h0 = rng.standard_normal((2, batch, H)).astype(np.float32) * 0.5
+    c0 = rng.standard_normal((2, batch, H)).astype(np.float32) * 0.5 if cell == "lstm" else None
     a = res.generate(prompt, 14, greedy=True, h0=h0, c0=c0)  # 16 steps: two whole launches on both sides
     b = plain.generate(prompt, 14, greedy=True, h0=h0, c0=c0)
     assert np.array_equal(a, b) and len(set(a.ravel().tolist())) >= 3, (a, b)

@@ -67,8 +67,8 @@ def layer_smem(problem: RnnProblem, upc: int) -> int:
     p, B, H = problem, problem.batch, problem.hidden
     rows = UNIT_ROWS[p.cell] * upc
     kin = max(p.input_size, H) if p.layers > 1 else p.input_size
-    weights = _align16(rows * (kin + H) * _IO_BYTES[p.dtype])
-    return weights + 4 * (B * H + B * kin + 2 * rows * B + 2 * rows + 3 * upc + B + 1)
+    weights = _align16((rows * (kin + H) + 8) * _IO_BYTES[p.dtype])
+    return weights + 4 * (-(-B * H // 4) * 4 + B * kin + 2 * rows * B + 2 * rows + 3 * upc + B + 1)
 
 
 def head_smem(problem: RnnProblem, vocab: int) -> int:

@@ -55,16 +55,30 @@
 
 __host__ __device__ constexpr size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
 // Shared memory of a layer CTA (resident_decode.py computes the same).
-constexpr size_t LAYER_W_BYTES = align16((size_t)RPC * (KINMAX + HID) * sizeof(io_t));
+// (the R rows start 8 values past a multiple of 8 at most: 16-byte aligned rows for rows_dot)
+constexpr size_t LAYER_W_BYTES = align16(((size_t)RPC * (KINMAX + HID) + 8) * sizeof(io_t));
 
 __device__ __forceinline__ void stamp(unsigned long long* trace, int s, int point) {
     if (trace && s < TRACE_STEPS && threadIdx.x == 0) trace[((size_t)blockIdx.x * TRACE_STEPS + s) * 3 + point] = clock_ns();
 }
 __device__ __forceinline__ u64 tagged(u32 tag, u32 bits) { return ((u64)tag << 32) | bits; }
 
+// Four weights of a row from shared memory (16 bytes in fp32, 8 in fp16 / bf16).
+__device__ __forceinline__ void load4(const io_t* p, float* w) {
+#if IOTYPE == 0
+    const float4 q = *reinterpret_cast<const float4*>(p);
+    w[0] = q.x; w[1] = q.y; w[2] = q.z; w[3] = q.w;
+#else
+    const uint2 q = *reinterpret_cast<const uint2*>(p);
+    const u16 e[4] = {(u16)(q.x & 0xffffu), (u16)(q.x >> 16), (u16)(q.y & 0xffffu), (u16)(q.y >> 16)};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) w[i] = io_load(&e[i]);
+#endif
+}
+
 // out[r * BATCH + b] = w[r] . v[b] for the RPC rows w [RPC][K] and the rows v [BATCH][K]:
 // warp `warp` takes rows warp, warp + NWARP, ... all at once (independent sums), the lanes
-// run along K.
+// run along K (four values a lane at a time where K allows: rows stay 16-byte aligned).
 template <int K>
 __device__ __forceinline__ void rows_dot(const io_t* w, const float* v, float* out) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -73,18 +87,38 @@ __device__ __forceinline__ void rows_dot(const io_t* w, const float* v, float* o
     for (int i = 0; i < RPW; ++i)
 #pragma unroll
         for (int b = 0; b < BATCH; ++b) acc[i][b] = 0.0f;
+    if constexpr (K % 4 == 0) {
+#pragma unroll 2
+        for (int k = lane * 4; k < K; k += 128) {
+            float4 vk[BATCH];
+#pragma unroll
+            for (int b = 0; b < BATCH; ++b) vk[b] = *reinterpret_cast<const float4*>(v + b * K + k);
+#pragma unroll
+            for (int i = 0; i < RPW; ++i) {
+                const int r = warp + i * NWARP;
+                if (RPC % NWARP == 0 || r < RPC) {
+                    float wk[4];
+                    load4(w + (size_t)r * K + k, wk);
+#pragma unroll
+                    for (int b = 0; b < BATCH; ++b)
+                        acc[i][b] += wk[0] * vk[b].x + wk[1] * vk[b].y + wk[2] * vk[b].z + wk[3] * vk[b].w;
+                }
+            }
+        }
+    } else {
 #pragma unroll 4
-    for (int k = lane; k < K; k += 32) {
-        float vk[BATCH];
+        for (int k = lane; k < K; k += 32) {
+            float vk[BATCH];
 #pragma unroll
-        for (int b = 0; b < BATCH; ++b) vk[b] = v[b * K + k];
+            for (int b = 0; b < BATCH; ++b) vk[b] = v[b * K + k];
 #pragma unroll
-        for (int i = 0; i < RPW; ++i) {
-            const int r = warp + i * NWARP;
-            if (RPC % NWARP == 0 || r < RPC) {
-                const float wk = io_load(w + (size_t)r * K + k);
+            for (int i = 0; i < RPW; ++i) {
+                const int r = warp + i * NWARP;
+                if (RPC % NWARP == 0 || r < RPC) {
+                    const float wk = io_load(w + (size_t)r * K + k);
 #pragma unroll
-                for (int b = 0; b < BATCH; ++b) acc[i][b] += wk * vk[b];
+                    for (int b = 0; b < BATCH; ++b) acc[i][b] += wk * vk[b];
+                }
             }
         }
     }
@@ -242,18 +276,18 @@ resident_decode(const io_t* __restrict__ wpack, const float* __restrict__ bpack,
     }
     const int l = blockIdx.x / NCTA, cta = blockIdx.x % NCTA, t = threadIdx.x;
     const int kin = l == 0 ? IN0 : HID;
-    io_t* ws = reinterpret_cast<io_t*>(smem);  // W rows [RPC][kin], then R rows [RPC][HID]
+    io_t* ws = reinterpret_cast<io_t*>(smem);  // W rows [RPC][kin], then (aligned) R rows [RPC][HID]
     float* hb = reinterpret_cast<float*>(smem + LAYER_W_BYTES);  // [BATCH][HID]
-    float* xb = hb + BATCH * HID;                                 // [BATCH][kin]
+    float* xb = hb + ((BATCH * HID + 3) & ~3);                    // [BATCH][kin], 16-byte aligned
     float* racc = xb + BATCH * KINMAX;                            // [RPC][BATCH]
     float* xacc = racc + RPC * BATCH;                             // [RPC][BATCH]
     float* bs = xacc + RPC * BATCH;  // W bias [RPC], R bias [RPC], peepholes i, o, f [UPC] each
     int* tks = reinterpret_cast<int*>(bs + 2 * RPC + 3 * UPC);  // [BATCH]
 
-    const size_t wblock = (size_t)RPC * (kin + HID);
+    const size_t wblock = (size_t)RPC * (kin + HID), wpart = (size_t)RPC * kin, rstart = (wpart + 7) & ~(size_t)7;
     const io_t* wsrc = wpack + (l == 0 ? 0 : (size_t)NCTA * RPC * (IN0 + HID) + (size_t)(l - 1) * NCTA * RPC * 2 * HID) +
                        (size_t)cta * wblock;
-    for (size_t i = t; i < wblock; i += NTHR) ws[i] = wsrc[i];
+    for (size_t i = t; i < wblock; i += NTHR) ws[i < wpart ? i : rstart + (i - wpart)] = wsrc[i];
     const float* bsrc = bpack + (size_t)(l * NCTA + cta) * (2 * RPC + 3 * UPC);
     for (int i = t; i < 2 * RPC + 3 * UPC; i += NTHR) bs[i] = bsrc[i];
 
@@ -268,7 +302,7 @@ resident_decode(const io_t* __restrict__ wpack, const float* __restrict__ bpack,
 #endif
     u64* hx_own = hx + (size_t)l * 2 * BATCH * HID;
     const u64* hx_below = l > 0 ? hx + (size_t)(l - 1) * 2 * BATCH * HID : nullptr;
-    const io_t* rows_r = ws + (size_t)RPC * kin;
+    const io_t* rows_r = ws + rstart;
     for (int s = 0; s < steps; ++s) {
         const u32 tag = epoch + (u32)s + 1u;
         // 1. the layer's h_{s-1} and the recurrent products
