@@ -208,6 +208,17 @@ def measure(name, length, reps, launches, app=None, model=None):
         loop.resident.trace = torch.zeros(loop.resident.plan.grid, TRACE_STEPS, 3, dtype=torch.int64, device="cuda")
         loop.generate(ids, TRACE_STEPS, greedy=True)  # one launch, its hand-offs timed on the device
         row["resident_handoffs_us"] = loop.resident.handoffs(len(specs))
+        # the same without the first layer's product table (its products from the embedding row)
+        from tf2rt.backends.cuda import resident_decode
+
+        saved, resident_decode.XTAB_MAX_BYTES = resident_decode.XTAB_MAX_BYTES, 0
+        try:
+            plain = DecodeLoop(specs, table, kernel, bias, resident=True)
+        finally:
+            resident_decode.XTAB_MAX_BYTES = saved
+        plain.generate(ids, 8, greedy=True)
+        t, got = _wall(lambda: plain.generate(ids, length, greedy=True), reps)
+        row["tf2rt_resident_no_table_s"], texts["tf2rt resident, no table"] = t, toks(got[0])
     # The decoder launches its layers as programmatic dependents by default (Hopper and
     # later); the same decoder with ordinary launches (TF2RT_CUDA_PDL=0), for comparison.
     from tf2rt.backends.cuda.options import CudaOptions
@@ -256,7 +267,10 @@ def to_markdown(rows, meta, launches):
     for r in rows:
         if r.get("resident_handoffs_us"):
             lines += ["", f"{r['model']}, resident decoder ({r['describe_resident']['ctas']}): median µs of a step's "
-                      "hand-offs (GPU timer): " + "; ".join(f"{k} {v:.2f}" for k, v in r["resident_handoffs_us"].items())]
+                      "hand-offs (GPU timer): " + "; ".join(f"{k} {v:.2f}" for k, v in r["resident_handoffs_us"].items())
+                      + (f". Without the first layer's product table: "
+                         f"{r['length'] / r['tf2rt_resident_no_table_s']:,.0f} chars/s"
+                         if r.get("tf2rt_resident_no_table_s") else "")]
     return "\n".join(lines) + "\n"
 
 
