@@ -33,9 +33,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ...errors import ShapeError, Tf2rtError, UnsupportedError
-from .persistent import kernel_source
+from .persistent import device_limits, kernel_source
 from .plan import DeviceLimits
-from .persistent import device_limits
 from .fallback import _torch_dtype
 from .launch import launch, pointer
 from .options import resolve
@@ -246,12 +245,8 @@ class DecodeLoop:
         run = self._launch_fn(mode)  # captured before the buffers below are set
         steps = P - 1 + length  # the last token is chosen, never fed
         launches = -(-steps // K)
-        forced = np.full((launches * K, B), -1, np.int64)
-        forced[:P - 1] = prompt[:, 1:].T
-        gen = None
-        if not greedy:
-            gen = torch.Generator(device=self.dev)
-            gen.manual_seed(int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (1 << 63)))
+        forced = _forced_tokens(prompt, launches * K)
+        gen = None if greedy else self._generator(seed)
         with torch.no_grad():
             self._set_state(h0, c0)
             self.tok.copy_(torch.from_numpy(prompt[:, 0].astype(np.int64)))
@@ -274,13 +269,12 @@ class DecodeLoop:
         greedy, inv_temp, top_k = mode
         B, P, V = self.batch, prompt.shape[1], self.vocab
         steps = P - 1 + length
-        chunk = min(RESIDENT_CHUNK, max(64, RESIDENT_NOISE_VALUES // (B * V)))
-        forced = np.full((steps, B), -1, np.int64)
-        forced[:P - 1] = prompt[:, 1:].T
+        forced = _forced_tokens(prompt, steps)
         gen = uniform = None
-        if not greedy:
-            gen = torch.Generator(device=self.dev)
-            gen.manual_seed(int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (1 << 63)))
+        chunk = RESIDENT_CHUNK
+        if not greedy:  # a launch's noise is bounded too
+            chunk = min(RESIDENT_CHUNK, max(64, RESIDENT_NOISE_VALUES // (B * V)))
+            gen = self._generator(seed)
             uniform = torch.empty(chunk, B, V, device=self.dev, dtype=torch.float32)
         with torch.no_grad():
             self._set_state(h0, c0)
@@ -305,6 +299,12 @@ class DecodeLoop:
             self.logits.copy_(self.resident.logits)
         return picked[P - 1:].T.cpu().numpy().copy()
 
+    def _generator(self, seed: int | None) -> Any:
+        """The sampling noise's generator on the decoder's device, seeded (or from entropy)."""
+        gen = self.torch.Generator(device=self.dev)
+        gen.manual_seed(int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (1 << 63)))
+        return gen
+
     def _set_state(self, h0: Any, c0: Any) -> None:
         for name, v, dst in (("h0", h0, self.h[0]), ("c0", c0, None if self.c is None else self.c[0])):
             if dst is None:
@@ -313,3 +313,11 @@ class DecodeLoop:
                 dst.zero_()
             else:
                 copy_state(name, v, dst, tuple(dst.shape))
+
+
+def _forced_tokens(prompt: np.ndarray, steps: int) -> np.ndarray:
+    """[steps, batch] tokens that override the pick fed to the next step: the prompt's after
+    its first, then -1 (free)."""
+    forced = np.full((steps, prompt.shape[0]), -1, np.int64)
+    forced[:prompt.shape[1] - 1] = prompt[:, 1:].T
+    return forced

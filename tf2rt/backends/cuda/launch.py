@@ -113,4 +113,3 @@ def launch(kernel: Any, grid: Sequence[int], block: Sequence[int], args: Sequenc
         return
     with cupy.cuda.ExternalStream(stream):
         kernel(grid, block, args, shared_mem=shared_mem)
-

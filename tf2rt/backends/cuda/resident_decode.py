@@ -63,12 +63,13 @@ class ResidentPlan:
 
 
 def layer_smem(problem: RnnProblem, upc: int) -> int:
-    """Bytes of shared memory of a layer CTA (the kernel's LAYER_SMEM)."""
+    """Bytes of shared memory of a layer CTA, as the kernel lays it out: weight rows (R rows
+    aligned), h and x rows, the products, biases and peepholes, the tokens."""
     p, B, H = problem, problem.batch, problem.hidden
     rows = UNIT_ROWS[p.cell] * upc
     kin = max(p.input_size, H) if p.layers > 1 else p.input_size
     weights = _align16((rows * (kin + H) + 8) * _IO_BYTES[p.dtype])
-    return weights + 4 * (-(-B * H // 4) * 4 + B * kin + 2 * rows * B + 2 * rows + 3 * upc + B + 1)
+    return weights + 4 * (-(-B * H // 4) * 4 + B * kin + 2 * rows * B + 2 * rows + 3 * upc + B)
 
 
 def head_smem(problem: RnnProblem, vocab: int) -> int:
@@ -163,11 +164,11 @@ class ResidentDecoder:
     to picked [steps, B] (on the device); `logits` holds the last step's."""
 
     def __init__(self, problem: RnnProblem, layers: Sequence[Sequence[DirectionWeights]], table: Any, head_kv: Any,
-                 head_b: Any, plan: ResidentPlan, device: Any, clip: float = 0.0) -> None:
+                 head_b: Any, plan: ResidentPlan, device: Any) -> None:
         import torch
 
         self.torch, self.problem, self.plan, self.dev = torch, problem, plan, device
-        self.clip = float(problem.clip or clip or 0.0)
+        self.clip = float(problem.clip or 0.0)
         w, b = pack_weights(problem, layers, plan)
         dt = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[problem.dtype]
         self.wpack = torch.from_numpy(w).to(device).to(dt)
