@@ -118,8 +118,8 @@ class DecodeLoop:
         # Many tokens a launch (resident_decode.py) where the stack and head fit the GPU at once.
         self.resident = None
         want = self.options.resident if resident is None else resident
-        if want is None:  # opt-in until this build's kernel has run on a GPU (see docs/cuda.md)
-            want = False
+        if want is None:  # the default on a GPU: 3.9x cuDNN at 2 x LSTM 512 (docs/cuda.md)
+            want = self.on_gpu
         if want and fused and (self.on_gpu or resident):
             plan = resident_plan(problem, self.vocab, limits.sm_count, limits.smem_per_block, self.rows)
             if plan is not None:

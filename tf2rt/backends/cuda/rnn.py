@@ -150,10 +150,13 @@ def make_stack(specs: Sequence[RnnNodeSpec], batch: int, seq_len: int, dtype: st
     layers = [s.weights for s in specs]
     if plan.engine == "cudnn" and has_seq_lens:
         # cuDNN in a CUDA graph cannot take per-sequence lengths: persistent kernel if it fits.
-        plan = (Plan("torch", "per-sequence lengths") if on_cpu
-                else make_plan(problem, limits, prefer="persistent", options=options))
-        if plan.engine != "persistent":
-            plan = Plan("torch", "per-sequence lengths and weights too large for the persistent kernel")
+        kernel = None if on_cpu else make_plan(problem, limits, prefer="persistent", options=options)
+        if kernel is None:
+            plan = Plan("torch", "per-sequence lengths")
+        elif kernel.engine == "persistent":
+            plan = kernel
+        else:  # the planner's reason says why the kernel cannot
+            plan = Plan("torch", f"per-sequence lengths (cuDNN in a graph cannot take them); {kernel.reason}")
     if plan.engine == "step":
         return SingleStepStack(problem, layers, device=torch_device, options=options), plan
     if plan.engine == "persistent":
