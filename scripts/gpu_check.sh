@@ -16,6 +16,8 @@
 #              (full assertion text), and the one-launch layers' early loads (default vs
 #              TF2RT_CUDA_GEMV_PF=1, in one process each, same shapes), and the kernels one
 #              call of fp16 H=1024 engines launches against their stacks' (engine - stack)
+#   l2         one-step engines with their weights persisting in L2 against without
+#              (TF2RT_CUDA_L2_PERSIST=1 / 0, one process each, same shapes)
 # Each stage writes OUT_DIR/<stage>.txt (and the benchmarks their .md/.json there).
 set -u
 out=${1:?usage: gpu_check.sh OUT_DIR [STAGE...]}
@@ -50,6 +52,10 @@ for s in $stages; do
           done
           timeout 90 python3 benchmarks/bench_cuda_engine.py --out "$out/cuda_engine_profile.md" --reps 50 \
             --hiddens 1024 --batches 1 --steps 1,100 --precisions fp16 --no-charrnn --no-keras --profile ;;
+    l2) for l2 in 0 1; do
+          TF2RT_CUDA_L2_PERSIST=$l2 timeout 90 python3 benchmarks/bench_cuda_step.py --out "$out/cuda_step_l2_$l2.md" \
+            --reps 200 --cells lstm,gru --hiddens 512,1024 --batches 1
+        done ;;
     *) echo "unknown stage $s"; exit 2 ;;
   esac > "$out/$s.txt" 2>&1
   echo "rc=$?" >> "$out/$s.txt"

@@ -371,3 +371,22 @@ def test_small_batches_one_launch_a_layer_match_onnxruntime(kw, dtype, form, mon
         errs = _stack_errors(torch, case, dtype, feeds, stack)
         print(kw, dtype, form, f"max abs err {max(errs.values()):.2e}")
         assert max(errs.values()) <= TOL[dtype], (i, errs)
+
+
+def test_persisting_windows_share_the_set_aside_without_overfilling_it():
+    """Every weight buffer gets the same share of its lines marked persisting, and the
+    shares add up to the set-aside (never more: persisting lines beyond it would evict
+    each other every call); a buffer larger than the largest window keeps its share
+    through a higher ratio on the part a window covers."""
+    from tf2rt.backends.cuda.single_step import persisting_windows
+
+    mb = 1 << 20
+    sizes = [32 * mb, 32 * mb]  # LSTM fp32 H=1024, two layers
+    wins = persisting_windows(sizes, 30 * mb, 128 * mb)
+    assert [c for c, _ in wins] == sizes
+    assert sum(c * r for c, r in wins) == pytest.approx(30 * mb)
+    assert wins[0][1] == pytest.approx(30 / 64)
+    assert persisting_windows([8 * mb], 30 * mb, 128 * mb) == [(8 * mb, 1.0)]  # all of a small stack
+    big = persisting_windows([100 * mb, 20 * mb], 30 * mb, 64 * mb)
+    assert big[0][0] == 64 * mb and sum(c * r for c, r in big) == pytest.approx(30 * mb)
+    assert persisting_windows(sizes, 0, 128 * mb) == [(0, 0.0), (0, 0.0)]  # no persisting L2

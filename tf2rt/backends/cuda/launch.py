@@ -10,6 +10,12 @@ ctypes. Inside CUDA-graph capture the attribute becomes a programmatic edge of t
 
 Only kernels written for it may be launched this way: they must read nothing that an
 earlier kernel writes, and write nothing, before `grid_dep_wait()`.
+
+A launch may also carry an L2 access-policy window (`L2Window`): a share of a buffer's
+lines (the hit ratio) is kept in the part of L2 the context sets aside for persisting
+lines (`l2_set_aside`), so weights read on every call stay on chip between calls even
+where they are too large for L2 as a whole. Captured into a CUDA graph, the window becomes
+the kernel node's attribute.
 """
 
 from __future__ import annotations
@@ -22,8 +28,14 @@ import numpy as np
 
 from ...errors import Tf2rtError
 
-#: CUlaunchAttributeID of cuda.h: programmatic stream serialization.
+#: CUlaunchAttributeID of cuda.h: programmatic stream serialization, access-policy window.
 ATTR_PROGRAMMATIC_STREAM_SERIALIZATION = 6
+ATTR_ACCESS_POLICY_WINDOW = 1
+#: CUaccessProperty: normal, persisting; CUlimit: the persisting-L2 set-aside; CUdevice_attribute:
+#: the largest set-aside and window.
+ACCESS_NORMAL, ACCESS_PERSISTING = 0, 2
+LIMIT_PERSISTING_L2 = 0x06
+DEV_MAX_PERSISTING_L2, DEV_MAX_WINDOW = 108, 109
 
 
 class LaunchAttribute(ctypes.Structure):
@@ -39,6 +51,22 @@ class LaunchConfig(ctypes.Structure):
                 ("blockDimX", ctypes.c_uint), ("blockDimY", ctypes.c_uint), ("blockDimZ", ctypes.c_uint),
                 ("sharedMemBytes", ctypes.c_uint), ("hStream", ctypes.c_void_p),
                 ("attrs", ctypes.POINTER(LaunchAttribute)), ("numAttrs", ctypes.c_uint)]
+
+
+class AccessPolicyWindow(ctypes.Structure):
+    """CUaccessPolicyWindow."""
+
+    _fields_ = [("base_ptr", ctypes.c_void_p), ("num_bytes", ctypes.c_size_t), ("hitRatio", ctypes.c_float),
+                ("hitProp", ctypes.c_int), ("missProp", ctypes.c_int)]
+
+
+class L2Window(tuple):
+    """(address, bytes, hit ratio): keep that share of the buffer's lines in persisting L2."""
+
+    __slots__ = ()
+
+    def __new__(cls, address: int, nbytes: int, hit_ratio: float) -> "L2Window":
+        return super().__new__(cls, (int(address), int(nbytes), float(hit_ratio)))
 
 
 _CTYPES = {np.uint64: ctypes.c_uint64, np.int64: ctypes.c_int64, np.int32: ctypes.c_int32,
@@ -59,36 +87,75 @@ def kernel_params(args: Sequence[Any]) -> tuple[Any, list[Any]]:
     return array, values
 
 
-def programmatic_attribute() -> LaunchAttribute:
+def _attribute(ident: int, value: ctypes.Structure | ctypes._SimpleCData) -> LaunchAttribute:
     attr = LaunchAttribute()
-    attr.id = ATTR_PROGRAMMATIC_STREAM_SERIALIZATION
-    ctypes.memmove(ctypes.addressof(attr) + LaunchAttribute.value.offset, ctypes.byref(ctypes.c_int(1)), 4)
+    attr.id = ident
+    ctypes.memmove(ctypes.addressof(attr) + LaunchAttribute.value.offset, ctypes.byref(value), ctypes.sizeof(value))
     return attr
 
 
+def programmatic_attribute() -> LaunchAttribute:
+    return _attribute(ATTR_PROGRAMMATIC_STREAM_SERIALIZATION, ctypes.c_int(1))
+
+
+def window_attribute(window: L2Window) -> LaunchAttribute:
+    address, nbytes, ratio = window
+    return _attribute(ATTR_ACCESS_POLICY_WINDOW, AccessPolicyWindow(address, nbytes, ratio, ACCESS_PERSISTING,
+                                                                    ACCESS_NORMAL))
+
+
 @functools.lru_cache(maxsize=1)
-def _driver() -> Any:
+def _libcuda() -> Any:
     lib = ctypes.CDLL("libcuda.so.1")
-    fn = lib.cuLaunchKernelEx
-    fn.argtypes = [ctypes.POINTER(LaunchConfig), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
-    fn.restype = ctypes.c_int
-    return fn
+    lib.cuLaunchKernelEx.argtypes = [ctypes.POINTER(LaunchConfig), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    lib.cuLaunchKernelEx.restype = ctypes.c_int
+    lib.cuCtxSetLimit.argtypes = [ctypes.c_int, ctypes.c_size_t]
+    lib.cuCtxGetLimit.argtypes = [ctypes.POINTER(ctypes.c_size_t), ctypes.c_int]
+    lib.cuDeviceGet.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.c_int]
+    lib.cuDeviceGetAttribute.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.c_int, ctypes.c_int]
+    return lib
 
 
 def launch_dependent(kernel: Any, grid: Sequence[int], block: Sequence[int], args: Sequence[Any], *,
-                     stream: int, shared_mem: int = 0) -> None:
-    """Launch a CuPy RawKernel `kernel` on the CUDA stream handle `stream` as a programmatic
-    dependent of the work ahead of it (see the module docstring)."""
+                     stream: int, shared_mem: int = 0, dependent: bool = True,
+                     window: L2Window | None = None) -> None:
+    """Launch a CuPy RawKernel `kernel` on the CUDA stream handle `stream` through
+    cuLaunchKernelEx: as a programmatic dependent of the work ahead of it (see the module
+    docstring) and/or with an L2 access-policy `window`."""
     grid, block = tuple(grid) + (1,) * (3 - len(grid)), tuple(block) + (1,) * (3 - len(block))
-    attr = programmatic_attribute()
-    cfg = LaunchConfig(*grid, *block, shared_mem, ctypes.c_void_p(stream), ctypes.pointer(attr), 1)
+    attrs = ([programmatic_attribute()] if dependent else []) + ([window_attribute(window)] if window else [])
+    array = (LaunchAttribute * max(len(attrs), 1))(*attrs)
+    cfg = LaunchConfig(*grid, *block, shared_mem, ctypes.c_void_p(stream), array, len(attrs))
     params, keep = kernel_params(args)
     function = getattr(kernel, "kernel", kernel).ptr  # RawKernel -> cupy.cuda.function.Function -> CUfunction
-    rc = _driver()(ctypes.byref(cfg), ctypes.c_void_p(function), params, None)
+    rc = _libcuda().cuLaunchKernelEx(ctypes.byref(cfg), ctypes.c_void_p(function), params, None)
     del keep
     if rc != 0:
-        raise Tf2rtError(f"cuda: cuLaunchKernelEx failed with CUresult {rc}; set TF2RT_CUDA_PDL=0 to launch "
-                           f"the ordinary way")
+        raise Tf2rtError(f"cuda: cuLaunchKernelEx failed with CUresult {rc}; set TF2RT_CUDA_PDL=0 and "
+                         f"TF2RT_CUDA_L2_PERSIST=0 to launch the ordinary way")
+
+
+def l2_set_aside(device_index: int, nbytes: int) -> tuple[int, int]:
+    """Ask the current context (torch's, on `device_index`) to set at least `nbytes` of L2
+    aside for persisting lines, up to the device's maximum; never lowers an earlier
+    set-aside. Returns (bytes set aside, largest window a launch may name); (0, 0) where the
+    device has no persisting L2."""
+    lib = _libcuda()
+    dev, value = ctypes.c_int(), ctypes.c_int()
+    if lib.cuDeviceGet(ctypes.byref(dev), device_index) != 0:
+        return 0, 0
+    most = lib.cuDeviceGetAttribute(ctypes.byref(value), DEV_MAX_PERSISTING_L2, dev) == 0 and value.value
+    window = lib.cuDeviceGetAttribute(ctypes.byref(value), DEV_MAX_WINDOW, dev) == 0 and value.value
+    if not most or not window:
+        return 0, 0
+    now = ctypes.c_size_t()
+    if lib.cuCtxGetLimit(ctypes.byref(now), LIMIT_PERSISTING_L2) != 0:
+        return 0, 0
+    want = min(int(nbytes), int(most))
+    if want > now.value and lib.cuCtxSetLimit(LIMIT_PERSISTING_L2, want) != 0:
+        return 0, 0
+    lib.cuCtxGetLimit(ctypes.byref(now), LIMIT_PERSISTING_L2)
+    return int(now.value), int(window)
 
 
 def pointer(t: Any) -> np.uint64:
@@ -97,10 +164,11 @@ def pointer(t: Any) -> np.uint64:
 
 
 def launch(kernel: Any, grid: Sequence[int], block: Sequence[int], args: Sequence[Any], device: Any,
-           shared_mem: int = 0, dependent: bool = False) -> None:
+           shared_mem: int = 0, dependent: bool = False, window: L2Window | None = None) -> None:
     """One launch of CuPy kernel `kernel` on torch `device`'s current stream (as a
-    programmatic dependent where asked). On a CPU device `kernel` is a host build of the
-    same source (the tests' emulation of the kernels) and is called directly."""
+    programmatic dependent and with an L2 `window` where asked). On a CPU device `kernel`
+    is a host build of the same source (the tests' emulation of the kernels) and is called
+    directly."""
     if device.type != "cuda":
         kernel(grid, block, args, shared_mem=shared_mem)
         return
@@ -108,8 +176,9 @@ def launch(kernel: Any, grid: Sequence[int], block: Sequence[int], args: Sequenc
     import torch
 
     stream = torch.cuda.current_stream(device).cuda_stream
-    if dependent:
-        launch_dependent(kernel, grid, block, args, stream=stream, shared_mem=shared_mem)
+    if dependent or window:
+        launch_dependent(kernel, grid, block, args, stream=stream, shared_mem=shared_mem, dependent=dependent,
+                         window=window)
         return
     with cupy.cuda.ExternalStream(stream):
         kernel(grid, block, args, shared_mem=shared_mem)

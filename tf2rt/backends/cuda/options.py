@@ -38,6 +38,10 @@ PDL_ENV = "TF2RT_CUDA_PDL"
 #: "1": decoders run many tokens in one launch (resident_decode.py) where the stack and head
 #: fit; "0": a launch a layer (decode.py's fused loop); unset: the decoder's default.
 RESIDENT_ENV = "TF2RT_CUDA_RESIDENT"
+#: One-step layers whose weights L2 would not keep between calls: "1" marks a share of them
+#: persisting in L2 (an access-policy window on each launch, with an L2 set-aside of the
+#: context; launch.py), "0" never; unset: the single-step stack's default (single_step.py).
+L2_ENV = "TF2RT_CUDA_L2_PERSIST"
 #: "1": let the persistent kernel run stacked bidirectional LSTM/RNN layers, which the
 #: planner holds back (a fault under investigation; for diagnosis only).
 BIDIR_ENV = "TF2RT_CUDA_STACKED_BIDIR"
@@ -59,6 +63,7 @@ class CudaOptions:
     stacked_bidir: bool = False  # BIDIR_ENV="1" -> True: persistent kernel for stacked bidirectional LSTM/RNN
     pdl: bool | None = None  # PDL_ENV "1"/"0" -> True/False; None: the caller's default (decoder: on)
     resident: bool | None = None  # RESIDENT_ENV "1"/"0"; None: the decoder's default
+    l2_persist: bool | None = None  # L2_ENV "1"/"0"; None: the single-step stack's default
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CudaOptions:
@@ -69,7 +74,8 @@ class CudaOptions:
                    gemv=env.get(GEMV_ENV, "1") != "0", gemv_prefetch=_positive(env.get(GEMV_PF_ENV, "")),
                    xproj=env.get(XPROJ_ENV, ""),
                    stacked_bidir=env.get(BIDIR_ENV, "") == "1", pdl={"1": True, "0": False}.get(env.get(PDL_ENV, "")),
-                   resident={"1": True, "0": False}.get(env.get(RESIDENT_ENV, "")))
+                   resident={"1": True, "0": False}.get(env.get(RESIDENT_ENV, "")),
+                   l2_persist={"1": True, "0": False}.get(env.get(L2_ENV, "")))
 
 
 def _positive(text: str) -> int:

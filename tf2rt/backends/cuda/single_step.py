@@ -25,7 +25,7 @@ import numpy as np
 
 from ...errors import ShapeError, UnsupportedError
 from .packing import DirectionWeights, round_up
-from .launch import launch, pointer
+from .launch import L2Window, l2_set_aside, launch, pointer
 from .options import CudaOptions, resolve
 from .persistent import gate_defines, kernel_source
 from .plan import RnnProblem, step_applies
@@ -45,6 +45,28 @@ GEMV_SMEM = 48 * 1024  # the operand [batch, K] (fp32) a block stages
 #: Weight loads per lane issued before a one-launch layer waits for its inputs, at most
 #: (fp32 16-byte loads, fp16/bf16 8-byte loads; about 60 registers a thread at the most).
 GEMV_PREFETCH = {"float32": 8, "float16": 16, "bfloat16": 16}
+#: With options.l2_persist unset, one-launch layers mark their weights persisting in L2
+#: where the stack's weights take more than this share of L2 (smaller ones stay there
+#: between calls anyway): see persisting_windows.
+L2_PERSIST_DEFAULT = False
+L2_PERSIST_MIN_SHARE = 0.5
+
+
+def persisting_windows(sizes: Sequence[int], set_aside: int, max_window: int) -> list[tuple[int, float]]:
+    """Per weight buffer of `sizes` bytes, (bytes its window covers, hit ratio): the same
+    share of every buffer's lines, so that together they fill the `set_aside` bytes of
+    persisting L2 and no more (persisting lines beyond it would evict each other on every
+    call); a window covers at most `max_window` bytes, so a larger buffer's ratio is raised
+    to keep its share."""
+    total = sum(sizes)
+    if total <= 0 or set_aside <= 0 or max_window <= 0:
+        return [(0, 0.0)] * len(sizes)
+    share = min(1.0, set_aside / total)
+    out = []
+    for n in sizes:
+        covered = min(n, max_window)
+        out.append((covered, min(1.0, share * n / covered)))
+    return out
 
 
 def step_weights(cell: str, hidden: int, dirs: Sequence[DirectionWeights], k: int, ncol: int) -> tuple[np.ndarray, np.ndarray]:
@@ -173,6 +195,27 @@ class SingleStepStack:
         self.cn = torch.empty(L * D, B, H, device=self.dev, dtype=self.dt) if p.cell == "lstm" else None
         self.out_dtype = self.dt
         self._kernels: dict[tuple, tuple[Any, Any]] = {}
+        self.windows = self._l2_windows()
+
+    def _l2_windows(self) -> list[Any]:
+        """An L2 access-policy window per one-launch layer (launch.py) where its weights are
+        to persist in L2 between calls (options.l2_persist; unset: L2_PERSIST_DEFAULT for
+        stacks whose weights take more than L2_PERSIST_MIN_SHARE of L2), else None."""
+        import torch
+
+        none = [None] * len(self.wT)
+        if not self.gemv or self.dev.type != "cuda":
+            return none
+        sizes = [w.numel() * w.element_size() for w in self.wT]
+        want = self.options.l2_persist
+        if want is None:
+            l2 = torch.cuda.get_device_properties(self.dev).L2_cache_size
+            want = L2_PERSIST_DEFAULT and sum(sizes) > L2_PERSIST_MIN_SHARE * l2
+        if not want:
+            return none
+        set_aside, max_window = l2_set_aside(self.dev.index or 0, sum(sizes))
+        return [L2Window(w.data_ptr(), covered, ratio) if covered else None
+                for w, (covered, ratio) in zip(self.wT, persisting_windows(sizes, set_aside, max_window))]
 
     def kernels(self, x_dtype: Any) -> tuple[Any, Any, Any]:
         """(staging, gate, one-launch layer) kernels for x of type x_dtype and this stack's
@@ -271,7 +314,8 @@ class SingleStepStack:
                         pointer(self.y) if last else np.uint64(0), out_at(hn), out_at(cn),
                         np.uint64(0) if last else pointer(self.hbuf[layer % 2]), np.float32(p.clip or 0.0),
                         np.int64(y_ds), np.int64(y_bs), np.int64(s_gs), np.int64(s_bs))
-                launch(gemv_kernel, grid, block, args, self.dev, B * krow * 4, dependent=self.pdl)
+                launch(gemv_kernel, grid, block, args, self.dev, B * krow * 4, dependent=self.pdl,
+                       window=self.windows[layer])
             return self.y, hn, cn
         total = B * p.input_size + L * slab
         launch(stage_kernel, (min(-(-total // THREADS), 1024),), (THREADS,),
