@@ -33,7 +33,7 @@ GEMV_PF_ENV = "TF2RT_CUDA_GEMV_PF"
 XPROJ_ENV = "TF2RT_CUDA_XPROJ"
 #: "1": launch the single-step stack's one-launch layers as programmatic dependents (launch.py),
 #: so each layer fetches its weights while the layer below still runs; "0" the ordinary way;
-#: unset: dependent launches in the decoder (measured faster), ordinary ones elsewhere.
+#: unset: dependent launches (measured faster in the decoder and in most one-step engines).
 PDL_ENV = "TF2RT_CUDA_PDL"
 #: "1": decoders run many tokens in one launch (resident_decode.py) where the stack and head
 #: fit; "0": a launch a layer (decode.py's fused loop); unset: the decoder's default.

@@ -163,8 +163,10 @@ class SingleStepStack:
         self.options = resolve(options)
         lay = step_layout(p, self.options)
         self.split, self.ncol, self.gemv = lay.split, lay.ncol, lay.gemv
-        # Programmatic dependent launches of the one-launch layers (launch.py): Hopper and later.
-        self.pdl = (self.gemv and bool(self.options.pdl) and self.dev.type == "cuda"
+        # Programmatic dependent launches of the one-launch layers (launch.py), Hopper and
+        # later, unless the options say no: faster in 14 of 16 one-step rows of two H100 runs
+        # (benchmarks/results/cuda_step_h100.md, cuda_step_pf1_h100.md).
+        self.pdl = (self.gemv and self.options.pdl is not False and self.dev.type == "cuda"
                     and torch.cuda.get_device_capability(self.dev) >= (9, 0))
         op = torch.bfloat16 if self.split else self.dt
         k0, k1, rows = lay.k0, lay.k1, lay.rows
