@@ -420,6 +420,7 @@ class GraphExecutor:
         values.update({k: Lazy.of(v) if isinstance(v, torch.Tensor) else v for k, v in feeds.items()})
         self.copies: list[str] = []
         self._sinks: dict[tuple[int, str], list] = {}
+        self._relaid: dict[int, tuple[int, str, Any]] = {}  # storage -> (chain, output, copy): see _mat
         for kind, n in self.steps:
             if kind == "chain":
                 self._run_chain(n, values)
@@ -451,6 +452,15 @@ class GraphExecutor:
             self.copies.append(where)
             for ci, key, _ in self._buffers_of(v.t):
                 self._sinks.setdefault((ci, key), []).append((v, t))
+            # A recurrent output copied into a new layout (the Reshape no view can do) and
+            # then copied again whole, element order kept, into another type (an fp16
+            # engine's Cast to its fp32 outputs): the stack can write that type there too.
+            ci, key, first = self._relaid.get(v.t.untyped_storage().data_ptr(), (None, None, None))
+            same_order = (first is not None and v.t.is_contiguous() and v.t.data_ptr() == first.data_ptr()
+                          and v.t.numel() == first.numel())
+            sinks = self._sinks.get((ci, key), [])
+            if same_order and len(sinks) == 1 and (v.rnd is None or _holds(v.rnd, v.exact)):
+                sinks[0] = (sinks[0][0], t)
         return t
 
     def _buffers_of(self, t: Any) -> list[tuple[int, str, Any]]:
@@ -498,7 +508,10 @@ class GraphExecutor:
                 return v.like(v.t.view(shape))
             except RuntimeError:  # no view has this layout: the one reshape that copies
                 if self._recurrent_output(v):  # e.g. a bidirectional y as [B, T, 2H]: a learnable target
-                    return Lazy.of(self._mat(v, n.name, contiguous=True).view(shape))
+                    t = self._mat(v, n.name, contiguous=True)
+                    for ci, key, _ in self._buffers_of(v.t):
+                        self._relaid[t.untyped_storage().data_ptr()] = (ci, key, t)
+                    return Lazy.of(t.view(shape), exact=v.precision if _holds(t.dtype, v.precision) else None)
                 self.copies.append(n.name)
                 return v.like(v.t.reshape(shape))
         return None
