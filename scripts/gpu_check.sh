@@ -54,7 +54,7 @@ for s in $stages; do
             --hiddens 1024 --batches 1 --steps 1,100 --precisions fp16 --no-charrnn --no-keras --profile ;;
     l2) for l2 in 0 1; do
           TF2RT_CUDA_L2_PERSIST=$l2 timeout 90 python3 benchmarks/bench_cuda_step.py --out "$out/cuda_step_l2_$l2.md" \
-            --reps 200 --cells lstm,gru --hiddens 512,1024 --batches 1
+            --reps 200 --cells lstm,gru --hiddens 1024 --batches 1
         done ;;
     *) echo "unknown stage $s"; exit 2 ;;
   esac > "$out/$s.txt" 2>&1
