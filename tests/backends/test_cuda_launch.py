@@ -9,8 +9,8 @@ import ctypes
 import numpy as np
 import pytest
 
-from tf2rt.backends.cuda.launch import (ATTR_PROGRAMMATIC_STREAM_SERIALIZATION, LaunchAttribute, LaunchConfig,
-                                        kernel_params, programmatic_attribute)
+from tf2rt.backends.cuda.launch import (ATTR_PROGRAMMATIC_STREAM_SERIALIZATION, AccessPolicyWindow, LaunchAttribute,
+                                        LaunchConfig, kernel_params, programmatic_attribute)
 
 
 def test_driver_structures_have_the_layout_of_cuda_h():
@@ -62,20 +62,28 @@ def test_a_dependent_launch_hands_the_driver_its_grid_stream_attribute_and_argum
         attr = cfg.attrs[0]  # (a char-array field reads as bytes cut at a NUL: read the memory)
         value = ctypes.c_int.from_address(ctypes.addressof(attr) + LaunchAttribute.value.offset).value
         seen["attr"] = (cfg.numAttrs, attr.id, value)
+        if cfg.numAttrs > 1:  # an L2 window after the dependence
+            w = AccessPolicyWindow.from_address(ctypes.addressof(cfg.attrs[1]) + LaunchAttribute.value.offset)
+            seen["window"] = (cfg.attrs[1].id, w.base_ptr, w.num_bytes, w.hitRatio, w.hitProp, w.missProp)
         ptrs = ctypes.cast(params, ctypes.POINTER(ctypes.c_void_p))
         seen["args"] = (ctypes.c_uint64.from_address(ptrs[0]).value, ctypes.c_int32.from_address(ptrs[1]).value,
                         ctypes.c_float.from_address(ptrs[2]).value)
         return 0
 
     callback = proto(fake)
-    monkeypatch.setattr(launch, "_driver", lambda: callback)
+    monkeypatch.setattr(launch, "_libcuda", lambda: SimpleNamespace(cuLaunchKernelEx=callback))
     kernel = SimpleNamespace(kernel=SimpleNamespace(ptr=0x5000))  # a CuPy RawKernel's shape
     launch.launch_dependent(kernel, (96,), (256,), (np.uint64(77), np.int32(-3), np.float32(0.5)),
                             stream=0x1234, shared_mem=4096)
     assert seen["dims"] == (96, 1, 1, 256, 1, 1) and seen["smem"] == 4096 and seen["stream"] == 0x1234
     assert seen["function"] == 0x5000 and seen["extra"] is None
     assert seen["attr"] == (1, ATTR_PROGRAMMATIC_STREAM_SERIALIZATION, 1)
-    assert seen["args"] == (77, -3, 0.5)
+    assert seen["args"] == (77, -3, 0.5) and "window" not in seen
+    launch.launch_dependent(kernel, (1,), (32,), (np.uint64(5), np.int32(6), np.float32(7.0)), stream=0,
+                            window=launch.L2Window(0x9000, 1 << 20, 0.25))
+    assert seen["attr"][:2] == (2, ATTR_PROGRAMMATIC_STREAM_SERIALIZATION)
+    assert seen["window"] == (launch.ATTR_ACCESS_POLICY_WINDOW, 0x9000, 1 << 20, 0.25, launch.ACCESS_PERSISTING,
+                              launch.ACCESS_NORMAL)
     seen["rc"] = 1  # CUDA_ERROR_INVALID_VALUE
     with pytest.raises(Tf2rtError, match="TF2RT_CUDA_PDL=0"):
         launch.launch_dependent(kernel, (1,), (32,), (np.uint64(0),), stream=0)
