@@ -18,6 +18,9 @@
 #              call of fp16 H=1024 engines launches against their stacks' (engine - stack)
 #   l2         one-step engines with their weights persisting in L2 against without
 #              (TF2RT_CUDA_L2_PERSIST=1 / 0, one process each, same shapes)
+#   pending    what no GPU has run yet: the output-target and stacked-bidirectional kernel
+#              tests (full assertion text), the stacked-bidirectional diagnosis (the kernel's
+#              per-direction errors without lengths and states)
 # Each stage writes OUT_DIR/<stage>.txt (and the benchmarks their .md/.json there).
 set -u
 out=${1:?usage: gpu_check.sh OUT_DIR [STAGE...]}
@@ -52,6 +55,9 @@ for s in $stages; do
           done
           timeout 90 python3 benchmarks/bench_cuda_engine.py --out "$out/cuda_engine_profile.md" --reps 50 \
             --hiddens 1024 --batches 1 --steps 1,100 --precisions fp16 --no-charrnn --no-keras --profile ;;
+    pending) timeout 150 $pytest_gpu -vv tests/backends/test_cuda_views.py tests/backends/test_cuda_persistent.py \
+               -k "bidirectional or original or layerwise"
+             timeout 90 python3 benchmarks/cuda_rnn_diagnose.py ;;
     l2) for l2 in 0 1; do
           TF2RT_CUDA_L2_PERSIST=$l2 timeout 90 python3 benchmarks/bench_cuda_step.py --out "$out/cuda_step_l2_$l2.md" \
             --reps 200 --cells lstm,gru --hiddens 1024 --batches 1
