@@ -4,10 +4,10 @@ loop) against torch.nn on the same weights. Run on an NVIDIA GPU:
 
     python benchmarks/cuda_rnn_diagnose.py
 
-The planner holds the persistent kernel back from stacked bidirectional LSTM/RNN layers
-(they run on cuDNN); this script lifts that (TF2RT_CUDA_STACKED_BIDIR=1) so the
-"persistent" rows show the kernel itself, and also runs each case with sequence lengths and
-initial states (which passed the conformance test on the kernel).
+Stacked bidirectional LSTM/RNN engines were once found wrong on the persistent kernel;
+this script shows each form's errors on those engines (and GRU and one-layer ones), with
+and without sequence lengths and initial states. H200, 2026-12-07: the kernel within 6e-7
+of torch.nn everywhere, cuDNN within 2e-5.
 """
 
 from __future__ import annotations
@@ -20,10 +20,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-import os  # noqa: E402
-
-os.environ["TF2RT_CUDA_STACKED_BIDIR"] = "1"  # read by each runner when it is created
 
 import torch  # noqa: E402
 

@@ -62,25 +62,22 @@ def test_step_loop_lstm_forms(feature):
         np.testing.assert_allclose(got[k], v, atol=1e-5)
 
 
-def test_stacked_bidirectional_lstm_and_rnn_avoid_the_persistent_kernel():
-    """Held back after a GPU conformance failure: even when asked for, these stacks get cuDNN
-    (or the step loop for forms cuDNN lacks); GRU and one-layer stacks keep the kernel."""
+def test_stacked_bidirectional_lstm_and_rnn_run_on_the_persistent_kernel():
+    """Stacked bidirectional LSTM/RNN stacks were once held back from the kernel after a GPU
+    conformance failure; the kernel's own per-direction errors on those engines later
+    measured 1e-7 to 6e-7 (an H200, with and without a CUDA graph), so the planner treats
+    them like any other stack: the kernel where it fits, cuDNN or the step loop otherwise."""
     from tf2rt.backends.cuda.plan import DeviceLimits, make_plan
     from tf2rt.backends.cuda.problem import RnnProblem
 
-    from tf2rt.backends.cuda.options import CudaOptions
-
-    def plan(cell, layers, clip=None, prefer=None, options=CudaOptions()):
+    def plan(cell, layers, clip=None, prefer=None):
         p = RnnProblem(cell=cell, hidden=64, input_size=32, batch=2, seq_len=10, layers=layers, directions=2, clip=clip)
-        return make_plan(p, DeviceLimits(), prefer=prefer, options=options)
+        return make_plan(p, DeviceLimits(), prefer=prefer)
 
-    assert plan("lstm", 2).engine == "cudnn" and plan("rnn", 3, prefer="persistent").engine == "cudnn"
-    assert plan("lstm", 2, clip=1.0).engine == "torch"
+    assert plan("lstm", 2).engine == "persistent" and plan("rnn", 3, prefer="persistent").engine == "persistent"
+    assert plan("lstm", 2, clip=1.0).engine == "persistent"  # a form only the kernel runs
+    assert plan("lstm", 2, prefer="cudnn").engine == "cudnn"
     assert plan("gru", 2).engine == "persistent" and plan("lstm", 1).engine == "persistent"
-    # the diagnosis switch (TF2RT_CUDA_STACKED_BIDIR=1) gives the kernel back
-    lifted = CudaOptions.from_env({"TF2RT_CUDA_STACKED_BIDIR": "1"})
-    assert lifted.stacked_bidir and not CudaOptions.from_env({}).stacked_bidir
-    assert plan("lstm", 2, prefer="persistent", options=lifted).engine == "persistent"
 
 
 def test_fill_of_a_run_time_shape():

@@ -7,8 +7,6 @@ both reset variants, RNN tanh/relu; 1-3 layers; forward, reverse, bidirectional;
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 
@@ -19,7 +17,6 @@ if not torch.cuda.is_available():  # pragma: no cover - CPU CI
     pytest.skip("needs an NVIDIA GPU with CUDA", allow_module_level=True)
 pytest.importorskip("cupy")
 
-from tf2rt.backends.cuda.options import CudaOptions  # noqa: E402
 from tf2rt.backends.cuda.persistent import PersistentStack, device_limits  # noqa: E402
 from tf2rt.backends.cuda.rnn import make_stack  # noqa: E402
 
@@ -66,13 +63,8 @@ def _ids(kw):
 
 def _run(case: RnnCase, dtype: str, prefer: str | None = "persistent"):
     make_weights(case)
-    # The planner holds stacked bidirectional LSTM/RNN back from the kernel (a fault seen on
-    # such stacks without lengths and initial states); the cases here, which have both,
-    # test the kernel itself, so the hold is lifted for them (options read now: the tests'
-    # TF2RT_CUDA_* settings still apply).
-    options = replace(CudaOptions.from_env(), stacked_bidir=prefer == "persistent")
     stack, plan = make_stack(node_specs(case), case.batch, case.seq_len, dtype, device_limits(), prefer=prefer,
-                             has_seq_lens=case.seq_lens, options=options)
+                             has_seq_lens=case.seq_lens)
     return plan, _errors(stack, case, make_inputs(case), dtype)
 
 

@@ -42,9 +42,6 @@ RESIDENT_ENV = "TF2RT_CUDA_RESIDENT"
 #: persisting in L2 (an access-policy window on each launch, with an L2 set-aside of the
 #: context; launch.py), "0" never; unset: the single-step stack's default (single_step.py).
 L2_ENV = "TF2RT_CUDA_L2_PERSIST"
-#: "1": let the persistent kernel run stacked bidirectional LSTM/RNN layers, which the
-#: planner holds back (a fault under investigation; for diagnosis only).
-BIDIR_ENV = "TF2RT_CUDA_STACKED_BIDIR"
 
 
 @dataclass(frozen=True)
@@ -60,7 +57,6 @@ class CudaOptions:
     gemv: bool = True  # GEMV_ENV="0" -> False
     gemv_prefetch: int = 0  # GEMV_PF_ENV: loads a lane issues early (0: the planner's choice)
     xproj: str = ""  # XPROJ_ENV: "plain" | "tf32x3" | "bf16x3" (checked where used)
-    stacked_bidir: bool = False  # BIDIR_ENV="1" -> True: persistent kernel for stacked bidirectional LSTM/RNN
     pdl: bool | None = None  # PDL_ENV "1"/"0" -> True/False; None: the caller's default (decoder: on)
     resident: bool | None = None  # RESIDENT_ENV "1"/"0"; None: the decoder's default
     l2_persist: bool | None = None  # L2_ENV "1"/"0"; None: the single-step stack's default
@@ -73,7 +69,7 @@ class CudaOptions:
                    bf16x3=env.get(BF16X3_ENV, ""), tf32x3=env.get(TF32_ENV, ""),
                    gemv=env.get(GEMV_ENV, "1") != "0", gemv_prefetch=_positive(env.get(GEMV_PF_ENV, "")),
                    xproj=env.get(XPROJ_ENV, ""),
-                   stacked_bidir=env.get(BIDIR_ENV, "") == "1", pdl={"1": True, "0": False}.get(env.get(PDL_ENV, "")),
+                   pdl={"1": True, "0": False}.get(env.get(PDL_ENV, "")),
                    resident={"1": True, "0": False}.get(env.get(RESIDENT_ENV, "")),
                    l2_persist={"1": True, "0": False}.get(env.get(L2_ENV, "")))
 

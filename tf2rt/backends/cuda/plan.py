@@ -28,7 +28,7 @@ from .cost_model import floor_parts, floor_us, full_floor_us, projection_us, wei
 from .crossover import CROSSOVER, STEP_MIN_BATCH, crossover_batch  # noqa: F401
 from .device_limits import DeviceLimits  # noqa: F401
 from .kernel_config import GROUP_TILES, MAX_GATHER_WORDS, STATIC_SMEM_RESERVE, THREADS, KernelConfig  # noqa: F401
-from .options import BF16X3_ENV, BIDIR_ENV, STEP_ENV, TF32_ENV, WPART_ENV, WREG_ENV, CudaOptions, resolve  # noqa: F401
+from .options import BF16X3_ENV, STEP_ENV, TF32_ENV, WPART_ENV, WREG_ENV, CudaOptions, resolve  # noqa: F401
 from .packing import GATES_PER_CELL
 from .problem import BF16X3_MAX_ROW_NORM, CELL_CODE, DTYPE_BYTES, DTYPE_CODE, RnnProblem  # noqa: F401
 
@@ -112,11 +112,6 @@ def make_plan(problem: RnnProblem, device: DeviceLimits | None = None, prefer: s
     cudnn_ok = not (p.peepholes or p.clip or p.reverse or (p.cell == "gru" and not p.linear_before_reset))
     if device.compute_capability < (7, 0):
         return Plan("cudnn" if cudnn_ok else "torch", "persistent kernel needs compute capability 7.0+")
-    if p.directions == 2 and p.layers > 1 and p.cell in ("lstm", "rnn") and not options.stacked_bidir:
-        # The last GPU conformance run found these stacks wrong on the persistent kernel (GRU
-        # and one-layer stacks were right): cuDNN or the step loop until that is fixed.
-        return Plan("cudnn" if cudnn_ok else "torch", "persistent kernel held back for stacked bidirectional "
-                    "LSTM/RNN (a known fault)")
 
     candidates = []
     for fuse in (True, False):  # in-kernel first-layer projection when short; else a GEMM
