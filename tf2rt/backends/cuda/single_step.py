@@ -45,9 +45,10 @@ GEMV_SMEM = 48 * 1024  # the operand [batch, K] (fp32) a block stages
 #: Weight loads per lane issued before a one-launch layer waits for its inputs, at most
 #: (fp32 16-byte loads, fp16/bf16 8-byte loads; about 60 registers a thread at the most).
 GEMV_PREFETCH = {"float32": 8, "float16": 16, "bfloat16": 16}
-#: With options.l2_persist unset, one-launch layers mark their weights persisting in L2
-#: where the stack's weights take more than this share of L2 (smaller ones stay there
-#: between calls anyway): see persisting_windows.
+#: With options.l2_persist unset, one-launch layers would mark their weights persisting in
+#: L2 where the stack's weights take more than this share of L2 (smaller ones stay there
+#: between calls anyway): see persisting_windows. Off: on an H200 the fp32 H=1024 one-step
+#: engines it aims at were no faster with it (benchmarks/results/cuda_step_l2_1_h200.md).
 L2_PERSIST_DEFAULT = False
 L2_PERSIST_MIN_SHARE = 0.5
 
@@ -165,7 +166,8 @@ class SingleStepStack:
         self.split, self.ncol, self.gemv = lay.split, lay.ncol, lay.gemv
         # Programmatic dependent launches of the one-launch layers (launch.py), Hopper and
         # later, unless the options say no: faster in 14 of 16 one-step rows of two H100 runs
-        # (benchmarks/results/cuda_step_h100.md, cuda_step_pf1_h100.md).
+        # and 8 of 8 of an H200 run (benchmarks/results/cuda_step_h100.md, cuda_step_pf1_h100.md,
+        # cuda_step_l2_0_h200.md).
         self.pdl = (self.gemv and self.options.pdl is not False and self.dev.type == "cuda"
                     and torch.cuda.get_device_capability(self.dev) >= (9, 0))
         op = torch.bfloat16 if self.split else self.dt
