@@ -132,6 +132,10 @@ def measure(cell: str, B: int, H: int, T: int, precision: str, reps: int, profil
     run_dt = torch.float16 if precision == "fp16" else torch.float32
     xs = torch.randn(T, B, H, device="cuda", dtype=run_dt)
     stack_us = statistics.median(_times(CapturedCall(lambda: chain.stack(xs)), reps))
+    # the stack given x as the engine has it (fp32): with the conversion an fp16 stack makes
+    x32 = xs.float()
+    stack_x32_us = stack_us if run_dt == torch.float32 else statistics.median(
+        _times(CapturedCall(lambda: chain.stack(x32)), reps))
     x = torch.from_numpy(feeds["x"]).cuda()
     call = cudnn_call(mod, cell, x, precision)
     want = [o.cpu().numpy() for o in call()]
@@ -144,7 +148,7 @@ def measure(cell: str, B: int, H: int, T: int, precision: str, reps: int, profil
         kernels = {"engine": kernel_profile(lambda: ex(inputs)), "stack": kernel_profile(lambda: chain.stack(xs))}
     runner.close()
     return {"kernels": kernels, "cell": cell, "batch": B, "hidden": H, "T": T, "precision": precision, "engine_us": ours,
-            "stack_us": stack_us, "cudnn_us": cud, "speedup": cud / ours, "around_us": ours - stack_us,
+            "stack_us": stack_us, "stack_x32_us": stack_x32_us, "cudnn_us": cud, "speedup": cud / ours, "around_us": ours - stack_us,
             "copies": copies, "stack_engine": d.get("engine"), "mode": d.get("mode"), "max_abs_err": err,
             "output_targets": d.get("output_targets"), "outputs_in_place": d.get("outputs_in_place")}
 
@@ -224,14 +228,17 @@ def to_markdown(rows: list[dict], meta: dict, char: dict | None, keras_gru: list
              f"{meta['date']}; torch {meta['torch']}, cuDNN {meta['cudnn']}. Command: `{meta['command']}`", "",
              "Times in µs, medians of CUDA-event-timed replays (inputs on the GPU). engine = `runner.benchmark` "
              "of an engine built with `build_engine` from a `Network` (2 layers, weights from torch via "
-             "`from_torch`, batch-major x [B, T, H], outputs y, h_n, c_n); stack = its recurrent stack alone; "
+             "`from_torch`, batch-major x [B, T, H], outputs y, h_n, c_n); stack = its recurrent stack alone "
+             "(given x in its own type; fp32 x = given the engine's fp32 x, which an fp16 stack converts first); "
              "cuDNN = torch.nn.LSTM/GRU (batch_first, same casts) in a CUDA graph; speedup = cuDNN / engine; "
              "copies = launches the engine's call makes around its stack (layout or type copies).", "",
-             "| cell | prec | B | H | T | engine | stack | engine − stack | cuDNN | speedup | stack engine | copies | max abs err |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| cell | prec | B | H | T | engine | stack | stack, fp32 x | engine − stack | cuDNN | speedup | stack engine "
+             "| copies | max abs err |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['cell']} | {r['precision']} | {r['batch']} | {r['hidden']} | {r['T']} | "
-                     f"{r['engine_us']:.1f} | {r['stack_us']:.1f} | {r['around_us']:+.1f} | {r['cudnn_us']:.1f} | "
+                     f"{r['engine_us']:.1f} | {r['stack_us']:.1f} | {r.get('stack_x32_us', r['stack_us']):.1f} | "
+                     f"{r['around_us']:+.1f} | {r['cudnn_us']:.1f} | "
                      f"{r['speedup']:.2f}x | {r['stack_engine']} {r.get('mode') or ''} | {len(r['copies'])} | "
                      f"{r['max_abs_err']:.1e} |")
     if rows:
