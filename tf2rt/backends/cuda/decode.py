@@ -237,7 +237,7 @@ class DecodeLoop:
         if self.resident is not None:
             try:
                 return self._generate_resident(prompt, length, mode, seed, h0, c0)
-            except ResidentLaunchError as e:  # the GPU would not take the grid: a launch a layer from now on
+            except ResidentLaunchError as e:  # refused, or a step timed out: this call and later ones a launch a layer
                 warnings.warn(f"resident decoding unavailable ({e}); decoding with a launch a layer", stacklevel=2)
                 self.resident = None
         if not greedy and self.uniform is None:

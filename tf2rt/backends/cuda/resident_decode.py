@@ -47,6 +47,11 @@ class ResidentLaunchError(Tf2rtError):
     """The driver refused the cooperative launch (nothing ran): the caller may fall back."""
 
 
+class ResidentTimeoutError(ResidentLaunchError):
+    """A launch ended early because a hand-off did not arrive in time (its tokens are not to
+    be used; the state buffers are set again by the next call): the caller may fall back."""
+
+
 def _align16(n: int) -> int:
     return (n + 15) & ~15
 
@@ -243,9 +248,9 @@ class ResidentDecoder:
     def check(self) -> None:
         """Raise if the last launch timed out (read after the launch finished)."""
         if int(self.sync[self.problem.layers].item()):
-            raise Tf2rtError("resident decoder: a step did not complete in time (the grid's CTAs were not all "
-                             "resident, or another kernel held the GPU); set TF2RT_CUDA_RESIDENT=0 to decode "
-                             "with a launch a layer")
+            raise ResidentTimeoutError("a step did not complete in time (the grid's CTAs were not all resident, "
+                                       "or another kernel held the GPU); TF2RT_CUDA_RESIDENT=0 decodes with a "
+                                       "launch a layer from the start")
 
 
 def _exact_mm(a: Any, b: Any) -> Any:
