@@ -253,42 +253,28 @@ def test_the_resident_decoder_gives_the_torch_forms_tokens(resident_host, monkey
     assert np.array_equal(res.generate(prompt, 11, **kw), plain.generate(prompt, 11, **kw))
 
 
-def test_a_refused_resident_launch_falls_back_to_a_launch_a_layer(resident_host, monkeypatch):
-    """A cooperative launch the driver refuses (nothing ran) warns once and decodes the same
-    call, and later ones, with the per-layer loop."""
-    from tf2rt.backends.cuda.decode import DecodeLoop
-    from tf2rt.backends.cuda.plan import DeviceLimits
-    from tf2rt.backends.cuda.resident_decode import ResidentDecoder
-
-    def refuse(self, *a, **k):
-        raise RuntimeError("cudaErrorCooperativeLaunchTooLarge")
-
-    specs, table, head_w, head_b = _random_decoder_parts("gru", seed=5)
-    res = DecodeLoop(specs, table, head_w, head_b, device="cpu", limits=DeviceLimits(sm_count=9), resident=True)
-    plain = DecodeLoop(specs, table, head_w, head_b, device="cpu", steps_per_launch=8)
-    monkeypatch.setattr(ResidentDecoder, "run", refuse)
-    with pytest.warns(UserWarning, match="resident decoding unavailable.*CooperativeLaunchTooLarge"):
-        got = res.generate(np.array([1, 2]), 10, greedy=True)
-    assert res.resident is None and np.array_equal(got, plain.generate(np.array([1, 2]), 10, greedy=True))
-
-
-def test_a_resident_launch_that_times_out_falls_back_to_a_launch_a_layer(resident_host, monkeypatch):
-    """A launch whose error word says a hand-off timed out (as the kernel sets it) warns and
-    decodes the whole call again, and later ones, with the per-layer loop: the same tokens."""
+@pytest.mark.parametrize("failure", ["refused", "timed out"])
+def test_a_failed_resident_launch_falls_back_to_a_launch_a_layer(resident_host, monkeypatch, failure):
+    """A cooperative launch the driver refuses (nothing ran), or one whose error word says a
+    hand-off timed out (as the kernel sets it), warns once and decodes the whole call again,
+    and later ones, with the per-layer loop: the same tokens."""
     from tf2rt.backends.cuda.decode import DecodeLoop
     from tf2rt.backends.cuda.plan import DeviceLimits
     from tf2rt.backends.cuda.resident_decode import ResidentDecoder
 
     ran = ResidentDecoder.run
 
-    def times_out(self, *a, **k):
+    def fail(self, *a, **k):
+        if failure == "refused":
+            raise RuntimeError("cudaErrorCooperativeLaunchTooLarge")
         ran(self, *a, **k)
         self.sync[self.problem.layers] = 1  # the kernel's error word
 
-    specs, table, head_w, head_b = _random_decoder_parts("lstm", seed=6)
+    specs, table, head_w, head_b = _random_decoder_parts("gru" if failure == "refused" else "lstm", seed=5)
     res = DecodeLoop(specs, table, head_w, head_b, device="cpu", limits=DeviceLimits(sm_count=9), resident=True)
     plain = DecodeLoop(specs, table, head_w, head_b, device="cpu", steps_per_launch=8)
-    monkeypatch.setattr(ResidentDecoder, "run", times_out)
-    with pytest.warns(UserWarning, match="resident decoding unavailable.*did not complete in time"):
-        got = res.generate(np.array([3, 1]), 9, greedy=True)
-    assert res.resident is None and np.array_equal(got, plain.generate(np.array([3, 1]), 9, greedy=True))
+    monkeypatch.setattr(ResidentDecoder, "run", fail)
+    why = "CooperativeLaunchTooLarge" if failure == "refused" else "did not complete in time"
+    with pytest.warns(UserWarning, match=f"resident decoding unavailable.*{why}"):
+        got = res.generate(np.array([1, 2]), 10, greedy=True)
+    assert res.resident is None and np.array_equal(got, plain.generate(np.array([1, 2]), 10, greedy=True))
