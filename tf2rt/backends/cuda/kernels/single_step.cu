@@ -176,7 +176,35 @@ __device__ __forceinline__ void dot4(float* acc, const float* sa, int krow, int 
     }
 }
 
-extern "C" __global__ void __launch_bounds__(GV_ROWS * 32)
+// GV_RUNS=1 (options.gemv_runs, an experiment): stage [x | h0] a contiguous run at a time,
+// two loads in flight a thread before their stores (stage_run), instead of one element at a
+// time behind per-element branches; four blocks an SM kept by the launch bounds.
+#ifndef GV_RUNS
+#define GV_RUNS 0
+#endif
+#if GV_RUNS
+struct XLoad { __device__ __forceinline__ float operator()(const x_t* p) const { return x_load(p); } };
+struct IoLoad { __device__ __forceinline__ float operator()(const io_t* p) const { return io_load(p); } };
+struct FLoad { __device__ __forceinline__ float operator()(const float* p) const { return *p; } };
+
+// dst[k] = load(src + k) for this thread's k < n (k = threadIdx.x + i * blockDim.x).
+template <typename T, typename Load>
+__device__ __forceinline__ void stage_run(float* dst, const T* src, int n, Load load) {
+    const int s = blockDim.x;
+    int k = threadIdx.x;
+    for (; k + s < n; k += 2 * s) {
+        const float v0 = load(src + k), v1 = load(src + k + s);
+        dst[k] = v0;
+        dst[k + s] = v1;
+    }
+    if (k < n) dst[k] = load(src + k);
+}
+#define GV_BOUNDS __launch_bounds__(GV_ROWS * 32, 4)
+#else
+#define GV_BOUNDS __launch_bounds__(GV_ROWS * 32)
+#endif
+
+extern "C" __global__ void GV_BOUNDS
 step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restrict__ bias,
           const float* __restrict__ peep, const x_t* __restrict__ x, const long long* __restrict__ xrow,
           const float* __restrict__ hin,
@@ -221,6 +249,24 @@ step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restric
         if (kv < n) wp[i] = *reinterpret_cast<const wraw_t*>(wr + (kv < n0 ? kv : s1 + kv - n0));
     }
     grid_dep_wait();  // the layer below (and whatever wrote x, h0, c0) has finished
+#if GV_RUNS
+#pragma unroll 1
+    for (int b = 0; b < BATCH; ++b) {
+        float* srow = sa + (size_t)b * krow;
+        if (x)  // x's row b, or a table's row xrow[b] (the caller keeps them in range)
+            stage_run(srow, x + (size_t)(xrow ? xrow[b] : b) * kin, kin, XLoad());
+        else
+            stage_run(srow, hin + (size_t)b * kin, kin, FLoad());
+        for (int d = 0; d < DIRS; ++d) {
+            float* dst = srow + kin + d * HID;
+            if (h0)
+                stage_run(dst, h0 + ((size_t)d * BATCH + b) * HID, HID, IoLoad());
+            else
+                for (int j = threadIdx.x; j < HID; j += blockDim.x) dst[j] = 0.0f;
+        }
+        for (int k = ktot + threadIdx.x; k < krow; k += blockDim.x) srow[k] = 0.0f;
+    }
+#else
     for (int i = threadIdx.x; i < BATCH * krow; i += blockDim.x) {
         const int b = i / krow, k = i - b * krow;
         float v = 0.0f;
@@ -232,6 +278,7 @@ step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restric
         }
         sa[i] = v;
     }
+#endif
     __syncthreads();
     {
         float acc[BATCH];
