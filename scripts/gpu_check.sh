@@ -22,7 +22,7 @@
 #              tests (full assertion text), the stacked-bidirectional diagnosis (the kernel's
 #              per-direction errors without lengths and states)
 #   runs       one-step engines with run-at-a-time input staging against without
-#              (TF2RT_CUDA_GEMV_RUNS=1 / 0, one process each, same shapes)
+#              (bench_cuda_step.py's "run staging" column, same process)
 # Each stage writes OUT_DIR/<stage>.txt (and the benchmarks their .md/.json there).
 set -u
 out=${1:?usage: gpu_check.sh OUT_DIR [STAGE...]}
@@ -60,10 +60,8 @@ for s in $stages; do
     pending) timeout 150 $pytest_gpu -vv tests/backends/test_cuda_views.py tests/backends/test_cuda_persistent.py \
                -k "bidirectional or original or layerwise"
              timeout 90 python3 benchmarks/cuda_rnn_diagnose.py ;;
-    runs) for r in 0 1; do
-            TF2RT_CUDA_GEMV_RUNS=$r timeout 90 python3 benchmarks/bench_cuda_step.py --out "$out/cuda_step_runs_$r.md" \
-              --reps 200 --cells lstm,gru --hiddens 512,1024 --batches 1
-          done ;;
+    runs) timeout 150 python3 benchmarks/bench_cuda_step.py --out "$out/cuda_step_runs.md" --reps 200 \
+            --cells lstm,gru --hiddens 512,1024 --batches 1,4 ;;
     l2) for l2 in 0 1; do
           TF2RT_CUDA_L2_PERSIST=$l2 timeout 90 python3 benchmarks/bench_cuda_step.py --out "$out/cuda_step_l2_$l2.md" \
             --reps 200 --cells lstm,gru --hiddens 1024 --batches 1
