@@ -61,7 +61,7 @@ class CudaOptions:
     gemv_runs: bool = False  # GEMV_RUNS_ENV="1" -> True
     gemv_prefetch: int = 0  # GEMV_PF_ENV: loads a lane issues early (0: the planner's choice)
     xproj: str = ""  # XPROJ_ENV: "plain" | "tf32x3" | "bf16x3" (checked where used)
-    pdl: bool | None = None  # PDL_ENV "1"/"0" -> True/False; None: the caller's default (decoder: on)
+    pdl: bool | None = None  # PDL_ENV "1"/"0" -> True/False; None: dependent where the GPU allows
     resident: bool | None = None  # RESIDENT_ENV "1"/"0"; None: the decoder's default
     l2_persist: bool | None = None  # L2_ENV "1"/"0"; None: the single-step stack's default
 

@@ -170,7 +170,8 @@ class SingleStepStack:
         # Programmatic dependent launches of the one-launch layers (launch.py), Hopper and
         # later, unless the options say no: faster in 14 of 16 one-step rows of two H100 runs
         # and 8 of 8 of an H200 run (benchmarks/results/cuda_step_h100.md, cuda_step_pf1_h100.md,
-        # cuda_step_l2_0_h200.md).
+        # cuda_step_l2_0_h200.md), and 8-9% more characters a second in the decoder, the same
+        # tokens (cuda_charrnn_h100.md).
         self.pdl = (self.gemv and self.options.pdl is not False and self.dev.type == "cuda"
                     and torch.cuda.get_device_capability(self.dev) >= (9, 0))
         op = torch.bfloat16 if self.split else self.dt
@@ -215,9 +216,9 @@ class SingleStepStack:
             return none
         sizes = [w.numel() * w.element_size() for w in self.wT]
         want = self.options.l2_persist
-        if want is None:
-            l2 = torch.cuda.get_device_properties(self.dev).L2_cache_size
-            want = L2_PERSIST_DEFAULT and sum(sizes) > L2_PERSIST_MIN_SHARE * l2
+        if want is None:  # the device's L2 size only read where the default is on
+            want = L2_PERSIST_DEFAULT and (sum(sizes) > L2_PERSIST_MIN_SHARE
+                                           * torch.cuda.get_device_properties(self.dev).L2_cache_size)
         if not want:
             return none
         set_aside, max_window = l2_set_aside(self.dev.index or 0, sum(sizes))
