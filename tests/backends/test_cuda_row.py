@@ -1,0 +1,226 @@
+"""The row kernel (kernels/row_rnn.cu, row.py): one CTA per (direction, batch rows) with the
+whole layer's R on its SM. On the CPU the kernel's own source runs under the host emulation
+of CUDA (tests/helpers/cuda_host.h) and is checked against onnxruntime over whole
+sequences: every cell form, lengths, initial states, reversed and bidirectional layers,
+several layers, and each way a build splits its work (columns in registers or shared
+memory, batch rows a CTA, rows a thread). GPU tests run the same cases on the device, and
+NVRTC checks the planner's builds compile for sm_90 without spilling."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from cuda_models import RnnCase, build_model, make_inputs, make_weights, node_specs, run_onnxruntime
+from helpers.cuda_host import compiler, host_kernels
+
+from tf2rt.backends.cuda import row
+from tf2rt.backends.cuda.device_limits import DeviceLimits
+from tf2rt.backends.cuda.rnn import problem_for
+
+TOL = {"float32": 1e-4, "float16": 2e-2, "bfloat16": 3e-2}
+
+CASES = [
+    dict(cell="lstm", hidden=24, batch=3, layers=2, initial=True),
+    dict(cell="lstm", hidden=20, batch=4, layers=1, peepholes=True, clip=1.5, initial=True, seq_lens=True),
+    dict(cell="lstm", hidden=16, batch=3, layers=2, bidirectional=True, seq_lens=True, initial=True),
+    dict(cell="lstm", hidden=18, batch=2, layers=1, reverse=True, seq_lens=True),
+    dict(cell="gru", hidden=24, batch=3, layers=2, initial=True),
+    dict(cell="gru", hidden=21, batch=3, layers=2, lbr=0, bidirectional=True, seq_lens=True, initial=True),
+    dict(cell="gru", hidden=32, batch=2, layers=1, lbr=0, clip=2.0),
+    dict(cell="rnn", hidden=30, batch=3, layers=2, activation="Relu", initial=True, seq_lens=True),
+    dict(cell="rnn", hidden=19, batch=2, layers=1, activation="Tanh", bidirectional=True),
+]
+
+
+def _ids(kw):
+    return "-".join(f"{k}={v}" for k, v in kw.items())
+
+
+def _case(kw, seq_len=7) -> RnnCase:
+    case = RnnCase(seq_len=seq_len, input_size=12, seed=len(_ids(kw)), **kw)
+    make_weights(case)
+    return case
+
+
+@pytest.fixture
+def host(monkeypatch):
+    """RowStack's kernel built for the host."""
+    if compiler() is None:
+        pytest.fail("the host emulation of the kernels needs a C++ compiler (g++)")
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(row, "_compile", lambda defines, smem: host_kernels("row_rnn.cu", dict(defines))["row_rnn"])
+    return torch
+
+
+def _errors(torch, case: RnnCase, dtype: str, stack, dev: str = "cpu", batch_major: bool = False) -> dict:
+    """Largest difference from onnxruntime of every output of `stack` run on `case`."""
+    feeds = make_inputs(case)
+    ref = run_onnxruntime(build_model(case), feeds)
+    tdt = getattr(torch, dtype)
+    x = torch.from_numpy(feeds["X"]).to(dev, tdt)
+    if batch_major:  # the engine's usual input: [B, T, in] seen time-major
+        x = x.transpose(0, 1).contiguous().transpose(0, 1)
+    h0 = c0 = sl = None
+    if case.initial:
+        h0 = torch.from_numpy(np.concatenate([feeds[f"h0_{i}"] for i in range(case.layers)])).to(dev, tdt)
+        if case.cell == "lstm":
+            c0 = torch.from_numpy(np.concatenate([feeds[f"c0_{i}"] for i in range(case.layers)])).to(dev, tdt)
+    if case.seq_lens:
+        sl = torch.from_numpy(feeds["seq_lens"]).to(dev)
+    y, hn, cn = stack(x, h0, c0, sl)
+    T, B, D, H = case.seq_len, case.batch, case.dirs, case.hidden
+    got = {f"x_{case.layers}": y.permute(0, 2, 1, 3).reshape(T, B, D * H)}
+    for layer in range(case.layers):
+        got[f"Yh_{layer}"] = hn[layer * D:(layer + 1) * D]
+        if case.cell == "lstm":
+            got[f"Yc_{layer}"] = cn[layer * D:(layer + 1) * D]
+    if dev == "cuda":
+        torch.cuda.synchronize()
+    return {k: float(np.abs(v.float().cpu().numpy() - ref[k]).max()) for k, v in got.items()}
+
+
+def _stack(case, dtype, dev="cpu", **changes):
+    problem = problem_for(node_specs(case), case.batch, case.seq_len, dtype)
+    cfg, why = row.row_config(problem, DeviceLimits())
+    assert cfg is not None, why
+    return row.RowStack(problem, replace(cfg, **changes), [s.weights for s in node_specs(case)], device=dev)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("kw", CASES, ids=_ids)
+def test_row_kernel_matches_onnxruntime(host, kw, dtype):
+    case = _case(kw)
+    errs = _errors(host, case, dtype, _stack(case, dtype))
+    assert max(errs.values()) <= TOL[dtype], errs
+
+
+# every way a build splits its work, on the forms with the most parts
+SPLITS = [dict(kreg=0), dict(kreg=8), dict(bpc=2), dict(bpc=4, kreg=4), dict(rpt=2, threads=64)]
+
+
+@pytest.mark.parametrize("changes", SPLITS, ids=_ids)
+@pytest.mark.parametrize("kw", [CASES[1], CASES[5]], ids=["lstm-peep-lens", "gru-reset-before-bidir"])
+def test_every_split_of_the_work_gives_the_same_sequence(host, kw, changes):
+    case = _case(kw)
+    problem = problem_for(node_specs(case), case.batch, case.seq_len, "float32")
+    base, _ = row.row_config(problem)
+    if changes.get("rpt") == 2:  # two rows a thread: the fewest threads that cover the rows
+        changes = dict(changes, threads=-(-(problem.gates * problem.hidden) // 64) * 32)
+    assert replace(base, **changes) != base
+    errs = _errors(host, case, "float32", _stack(case, "float32", **changes))
+    assert max(errs.values()) <= 1e-4, (changes, errs)
+
+
+def test_batch_major_input_and_shorter_calls(host):
+    """x [B, T, in] seen time-major is projected in its own row order (no copy), and a call
+    shorter than the planned sequence runs its own length."""
+    case = _case(CASES[4])
+    stack = _stack(case, "float32")
+    errs = _errors(host, case, "float32", stack, batch_major=True)
+    assert max(errs.values()) <= 1e-4, errs
+    short = _case(CASES[4], seq_len=4)
+    short.weights = case.weights
+    errs = _errors(host, short, "float32", stack)
+    assert max(errs.values()) <= 1e-4, errs
+
+
+def test_outputs_written_into_targets(host):
+    """set_output_targets: y batch-major and hn/cn in another type, written by the kernel."""
+    torch = host
+    case = _case(CASES[0])
+    stack = _stack(case, "float32")
+    T, B, H, L = case.seq_len, case.batch, case.hidden, case.layers
+    yb = torch.empty(B, T, H)  # batch-major [B, T, 1*H] seen as [T, 1, B, H]
+    ystr = (H, B * T * H, T * H, 1)
+    taken = stack.set_output_targets({"y": (torch.float32, yb.numel(), ystr, 0),
+                                      "hn": (torch.float32, L * B * H, (B * H, H, 1), 0),
+                                      "cn": (torch.float32, L * B * H, (B * H, H, 1), 0)})
+    assert set(taken) == {"y", "hn", "cn"}
+    assert stack.y.stride() == ystr
+    errs = _errors(torch, case, "float32", stack)
+    assert max(errs.values()) <= 1e-4, errs
+
+
+def test_planning_says_what_fits():
+    """Small layers fit one SM; the planner's builds stay within the register file and
+    shared memory, and a layer too large for one SM is refused with the reason."""
+    limits = DeviceLimits()
+    for cell, H, dtype in (("gru", 128, "float32"), ("lstm", 128, "float32"), ("lstm", 160, "float16"),
+                           ("rnn", 256, "float32"), ("gru", 64, "bfloat16")):
+        cfg, why = row.row_config(_problem(cell, H, dtype), limits)
+        assert cfg is not None, (cell, H, dtype, why)
+        assert cfg.smem_bytes <= limits.smem_per_block and cfg.threads <= 1024 and cfg.kreg % 4 == 0
+        assert cfg.threads * cfg.rpt >= cfg.gates * H
+    cfg, why = row.row_config(_problem("lstm", 1024, "float32"), limits)
+    assert cfg is None and "gate rows" in why
+    cfg, why = row.row_config(_problem("gru", 256, "float32"), limits)
+    assert cfg is None and "do not fit one SM" in why
+    # many CTAs: more batch rows each, so one wave covers the batch
+    cfg, _ = row.row_config(_problem("gru", 64, "float32", batch=256, directions=2), limits)
+    assert cfg.bpc == 4
+    cfg, _ = row.row_config(_problem("gru", 64, "float32", batch=64, directions=2), limits)
+    assert cfg.bpc == 1
+
+
+def _problem(cell, H, dtype, batch=1, directions=1):
+    from tf2rt.backends.cuda.problem import RnnProblem
+
+    return RnnProblem(cell=cell, hidden=H, input_size=64, batch=batch, seq_len=50, directions=directions,
+                      dtype=dtype)
+
+
+PLANNED = [("gru", 128, "float32", 1), ("gru", 128, "float32", 64), ("lstm", 128, "float32", 1),
+           ("lstm", 64, "float32", 8), ("lstm", 160, "float16", 1), ("gru", 160, "float16", 64),
+           ("rnn", 256, "float32", 1), ("gru", 100, "bfloat16", 300)]
+
+
+@pytest.mark.parametrize("cell,H,dtype,batch", PLANNED)
+def test_planned_builds_compile_for_sm90_without_spills(cell, H, dtype, batch):
+    from nvrtc import Nvrtc, find_nvrtc
+
+    from tf2rt.backends.cuda.persistent import kernel_source
+
+    path = find_nvrtc()
+    if path is None:
+        pytest.fail("NVRTC (the nvidia-cuda-nvrtc wheel, a test dependency) is not installed")
+    cfg, why = row.row_config(_problem(cell, H, dtype, batch))
+    assert cfg is not None, why
+    options = ["--std=c++17", "-arch=sm_90"] + [f"-D{k}={v}" for k, v in sorted(cfg.defines().items())]
+    regs, spills, report = Nvrtc(path).resources(kernel_source("row_rnn.cu"), options, "row_rnn")
+    assert spills == 0, report
+    assert regs * cfg.threads <= row.SM_REGISTERS, report
+
+
+def _gpu():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs an NVIDIA GPU with CUDA")
+    pytest.importorskip("cupy")
+    return torch
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("kw", CASES, ids=_ids)
+def test_row_kernel_on_the_gpu_matches_onnxruntime(kw, dtype):
+    torch = _gpu()
+    case = _case(kw, seq_len=23)
+    stack = _stack(case, dtype, dev="cuda")
+    for batch_major in (False, True):
+        errs = _errors(torch, case, dtype, stack, dev="cuda", batch_major=batch_major)
+        assert max(errs.values()) <= TOL[dtype], errs
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cell,H,dtype,batch", PLANNED)
+def test_planned_builds_on_the_gpu_match_onnxruntime(cell, H, dtype, batch):
+    """The planner's own builds (registers and shared memory as planned) at real sizes."""
+    torch = _gpu()
+    kw = dict(cell=cell, hidden=H, batch=batch, layers=1, initial=True, seq_lens=batch > 1)
+    case = RnnCase(seq_len=20, input_size=64, seed=H + batch, **kw)
+    make_weights(case)
+    errs = _errors(torch, case, dtype, _stack(case, dtype, dev="cuda"), dev="cuda")
+    assert max(errs.values()) <= TOL[dtype], errs

@@ -1,0 +1,237 @@
+// Row kernel: one CTA runs a whole sequence of one layer-direction for BPC batch rows, with
+// every recurrent weight of the layer on its SM (the first KREG columns of each row in
+// registers, the rest in shared memory). A step's h never leaves the CTA, so there is no
+// exchange between CTAs and no grid-wide wait: a step costs the products from on-chip
+// weights and two block barriers. CTAs are independent (no co-residency needed), so any
+// batch runs, in waves if there are more CTAs than SMs. For small hidden sizes (the whole
+// R of a layer fits one SM: fp32 GRU H <= ~160, fp16 LSTM H <= ~200), where the persistent
+// kernel's exchange between CTAs dominates a step. row.py plans and launches it.
+//
+// Compile-time configuration (row.py, -D):
+//   CELL, IOTYPE, OTYPE, FAST_GATES and the gate block indices as in rnn_cell.cuh;
+//   HID, NGATE (gates per cell), THREADS, RPT (gate rows a thread: row = tid + i*THREADS),
+//   BPC (batch rows a CTA), KREG (columns of each row held in registers, a multiple of 4),
+//   LBR (GRU linear_before_reset), PEEP (LSTM peepholes).
+// Weights R: per direction [NPAIR][RP] pairs of consecutive columns of one row (k-major:
+// a warp reads 32 consecutive rows' pairs), rows in the kernel's gate order, zero padded to
+// RP rows and KP columns. xp: the input projection (biases Wb included) in the stack's type,
+// element (t, b) of direction d at xp + t*xs_t + b*xs_b + d*NGATE*HID.
+
+#include "rnn_cell.cuh"
+
+#define ROWS (NGATE * HID)
+#define RP (THREADS * RPT)
+#define KP ((HID + 3) / 4 * 4)
+#define NPAIR (KP / 2)
+#define NPREG (KREG / 2)
+#define NPREG_A (NPREG > 0 ? NPREG : 1)
+#define NU ((BPC * HID + THREADS - 1) / THREADS)  // (batch row, unit) pairs a thread updates
+#define GRU_RB (CELL == 1 && LBR == 0)            // GRU reset-before: r*h before its product
+
+#if IOTYPE == 0
+typedef float2 wpair_t;
+__device__ __forceinline__ float2 unpair(wpair_t w) { return w; }
+#else
+typedef u32 wpair_t;  // two fp16/bf16 values, the lower column in the low half
+__device__ __forceinline__ float2 unpair(wpair_t w) {
+    float2 r;
+#if IOTYPE == 1
+    r.x = f16_to_f32((u16)(w & 0xffffu));
+    r.y = f16_to_f32((u16)(w >> 16));
+#else
+    r.x = bf16_to_f32((u16)(w & 0xffffu));
+    r.y = bf16_to_f32((u16)(w >> 16));
+#endif
+    return r;
+}
+#endif
+
+// acc[i][b] += row (tid + i*THREADS) . h_b over every column, for the rows `take` marks.
+// hb: BPC vectors of KP values (shared memory); wr: the register columns; ws: the rest.
+__device__ __forceinline__ void products(float (&acc)[RPT][BPC], const wpair_t (&wr)[RPT][NPREG_A],
+                                         const wpair_t* ws, const float* hb, const bool (&take)[RPT]) {
+    const int tid = threadIdx.x;
+#pragma unroll
+    for (int i = 0; i < RPT; ++i)
+#pragma unroll
+        for (int b = 0; b < BPC; ++b) acc[i][b] = 0.0f;
+#pragma unroll
+    for (int q = 0; q < NPREG / 2; ++q) {  // 4 columns: register pairs 2q and 2q+1
+        float4 hv[BPC];
+#pragma unroll
+        for (int b = 0; b < BPC; ++b) hv[b] = *reinterpret_cast<const float4*>(hb + b * KP + 4 * q);
+#pragma unroll
+        for (int i = 0; i < RPT; ++i) {
+            if (!take[i]) continue;
+            const float2 w0 = unpair(wr[i][2 * q]), w1 = unpair(wr[i][2 * q + 1]);
+#pragma unroll
+            for (int b = 0; b < BPC; ++b) {
+                float a = acc[i][b];
+                a = fmaf(w0.x, hv[b].x, a);
+                a = fmaf(w0.y, hv[b].y, a);
+                a = fmaf(w1.x, hv[b].z, a);
+                acc[i][b] = fmaf(w1.y, hv[b].w, a);
+            }
+        }
+    }
+#pragma unroll 4
+    for (int q = NPREG / 2; q < NPAIR / 2; ++q) {
+        float4 hv[BPC];
+#pragma unroll
+        for (int b = 0; b < BPC; ++b) hv[b] = *reinterpret_cast<const float4*>(hb + b * KP + 4 * q);
+        const wpair_t* w = ws + (size_t)(2 * q - NPREG) * RP + tid;
+#pragma unroll
+        for (int i = 0; i < RPT; ++i) {
+            if (!take[i]) continue;
+            const float2 w0 = unpair(w[i * THREADS]), w1 = unpair(w[RP + i * THREADS]);
+#pragma unroll
+            for (int b = 0; b < BPC; ++b) {
+                float a = acc[i][b];
+                a = fmaf(w0.x, hv[b].x, a);
+                a = fmaf(w0.y, hv[b].y, a);
+                a = fmaf(w1.x, hv[b].z, a);
+                acc[i][b] = fmaf(w1.y, hv[b].w, a);
+            }
+        }
+    }
+}
+
+// R: [DIRS][NPAIR][RP] pairs; rb: [DIRS][ROWS] recurrent biases; peep: [DIRS][3*HID] or null.
+// h0, c0: [DIRS][B][HID] in the stack's type or null (zeros). y: element (t, d, b, j) at
+// y + t*y_t + d*y_d + b*y_b + j; hn, cn (cn null unless LSTM) at d*s_d + b*s_b + j.
+// seq: [B] int32 lengths or null (all T). reverse: the stack's single direction runs
+// backwards (direction 1 of a bidirectional stack always does).
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
+    row_rnn(const wpair_t* __restrict__ R, const float* __restrict__ rb, const float* __restrict__ peep,
+            const io_t* __restrict__ xp, long long xs_t, long long xs_b, const io_t* __restrict__ h0,
+            const io_t* __restrict__ c0, o_t* __restrict__ y, long long y_t, long long y_d, long long y_b,
+            o_t* __restrict__ hn, o_t* __restrict__ cn, long long s_d, long long s_b, const int* __restrict__ seq,
+            int T, int B, int reverse, float clip) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    const int tid = threadIdx.x;
+    const int groups = (B + BPC - 1) / BPC;
+    const int d = blockIdx.x / groups, b0 = (blockIdx.x % groups) * BPC;
+    const bool backwards = reverse || d == 1;
+
+    wpair_t* ws = reinterpret_cast<wpair_t*>(smem);  // [NPAIR - NPREG][RP]
+    float* hs = reinterpret_cast<float*>(smem + sizeof(wpair_t) * (size_t)(NPAIR - NPREG) * RP);  // [2][BPC][KP]
+    float* gs = hs + 2 * BPC * KP;   // [BPC][RP] products of the step
+    float* rh = gs + BPC * RP;       // GRU reset-before: [BPC][KP] r*h
+
+    // ---- weights: register columns, then the shared-memory slab (16-byte copies) ----
+    const wpair_t* Rd = R + (size_t)d * NPAIR * RP;
+    wpair_t wr[RPT][NPREG_A];
+#pragma unroll
+    for (int i = 0; i < RPT; ++i)
+#pragma unroll
+        for (int p = 0; p < NPREG_A; ++p) wr[i][p] = Rd[(size_t)(p < NPREG ? p : 0) * RP + tid + i * THREADS];
+    {
+        const uint4* src = reinterpret_cast<const uint4*>(Rd + (size_t)NPREG * RP);
+        uint4* dst = reinterpret_cast<uint4*>(ws);
+        const int n = (int)(sizeof(wpair_t) * (size_t)(NPAIR - NPREG) * RP / 16);
+        for (int i = tid; i < n; i += THREADS) dst[i] = src[i];
+    }
+
+    // ---- the (batch row, unit) pairs this thread updates: state, biases, lengths ----
+    float h[NU], c[NU], rbu[NU][NGATE], xv[NU][NGATE], pi[NU], po[NU], pf[NU];
+    int len[NU];
+#pragma unroll
+    for (int u = 0; u < NU; ++u) {
+        const int idx = tid + u * THREADS, b = idx / HID, j = idx % HID, bg = b0 + b;
+        const bool mine = idx < BPC * HID && bg < B;
+        const size_t st = ((size_t)d * B + bg) * HID + j;
+        h[u] = mine && h0 ? io_load(h0 + st) : 0.0f;
+        c[u] = mine && c0 ? io_load(c0 + st) : 0.0f;
+        len[u] = mine ? (seq ? seq[bg] : T) : 0;
+#pragma unroll
+        for (int g = 0; g < NGATE; ++g) rbu[u][g] = mine ? rb[d * ROWS + g * HID + j] : 0.0f, xv[u][g] = 0.0f;
+        const bool pp = mine && PEEP && peep;
+        pi[u] = pp ? peep[d * 3 * HID + j] : 0.0f;
+        po[u] = pp ? peep[d * 3 * HID + HID + j] : 0.0f;
+        pf[u] = pp ? peep[d * 3 * HID + 2 * HID + j] : 0.0f;
+    }
+    for (int i = tid; i < BPC * KP; i += THREADS) {
+        const int b = i / KP, k = i % KP, bg = b0 + b;
+        hs[i] = (k < HID && bg < B && h0) ? io_load(h0 + ((size_t)d * B + bg) * HID + k) : 0.0f;
+        hs[BPC * KP + i] = 0.0f;
+        if (GRU_RB) rh[i] = 0.0f;
+    }
+    bool take[RPT], take_h[RPT];
+#pragma unroll
+    for (int i = 0; i < RPT; ++i) {
+        const int row = tid + i * THREADS;
+        take_h[i] = GRU_RB && row / HID == GH;  // reset-before: these rows multiply r*h instead
+        take[i] = row < ROWS && !take_h[i];
+    }
+    __syncthreads();
+
+    const io_t* xd = xp + (size_t)d * ROWS;
+    for (int s = 0; s < T; ++s) {
+        const float* hcur = hs + (s & 1) * BPC * KP;
+        float* hnext = hs + ((s + 1) & 1) * BPC * KP;
+        // the step's input projections, loaded before the products hide their latency
+#pragma unroll
+        for (int u = 0; u < NU; ++u) {
+            const int idx = tid + u * THREADS, bg = b0 + idx / HID, j = idx % HID;
+            if (s < len[u]) {
+                const int t = backwards ? len[u] - 1 - s : s;
+                const io_t* xr = xd + t * xs_t + bg * xs_b + j;
+#pragma unroll
+                for (int g = 0; g < NGATE; ++g) xv[u][g] = io_load(xr + g * HID);
+            }
+        }
+        float acc[RPT][BPC];
+        products(acc, wr, ws, hcur, take);
+#pragma unroll
+        for (int i = 0; i < RPT; ++i)
+#pragma unroll
+            for (int b = 0; b < BPC; ++b)
+                if (take[i]) gs[b * RP + tid + i * THREADS] = acc[i][b];
+        __syncthreads();
+#if GRU_RB
+        // r from its product, then r*h (rounded as a staged operand) for the h~ rows
+#pragma unroll
+        for (int u = 0; u < NU; ++u) {
+            const int idx = tid + u * THREADS, b = idx / HID, j = idx % HID;
+            if (idx < BPC * HID) {
+                const float r = sigm(clipf(xv[u][GR] + gs[b * RP + GR * HID + j] + rbu[u][GR], clip));
+                rh[b * KP + j] = io_round(r * h[u]);
+            }
+        }
+        __syncthreads();
+        products(acc, wr, ws, rh, take_h);
+#pragma unroll
+        for (int i = 0; i < RPT; ++i)
+#pragma unroll
+            for (int b = 0; b < BPC; ++b)
+                if (take_h[i]) gs[b * RP + tid + i * THREADS] = acc[i][b];
+        __syncthreads();
+#endif
+#pragma unroll
+        for (int u = 0; u < NU; ++u) {
+            const int idx = tid + u * THREADS, b = idx / HID, j = idx % HID, bg = b0 + b;
+            if (idx >= BPC * HID || bg >= B) continue;
+            float rv[NGATE], xin[NGATE];
+#pragma unroll
+            for (int g = 0; g < NGATE; ++g) rv[g] = gs[b * RP + g * HID + j] + rbu[u][g], xin[g] = xv[u][g];
+#if GRU_RB
+            xin[GH] += rv[GH];  // h~ = tanh(x_h + R_h (r*h) + Rb_h): nothing left for r to scale
+            rv[GH] = 0.0f;
+#endif
+            const bool active = s < len[u];
+            h[u] = cell_update(xin, rv, h[u], c[u], active, pi[u], po[u], pf[u], clip);
+            hnext[b * KP + j] = io_round(h[u]);
+            // padded steps (s >= length) output zeros at position s, in either direction
+            const int t = active ? (backwards ? len[u] - 1 - s : s) : s;
+            o_store(y + t * y_t + d * y_d + bg * y_b + j, active ? h[u] : 0.0f);
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int u = 0; u < NU; ++u) {
+        const int idx = tid + u * THREADS, b = idx / HID, j = idx % HID, bg = b0 + b;
+        if (idx >= BPC * HID || bg >= B) continue;
+        o_store(hn + d * s_d + bg * s_b + j, h[u]);
+        if (cn) o_store(cn + d * s_d + bg * s_b + j, c[u]);
+    }
+}
