@@ -20,7 +20,8 @@ hidden 256/512/1024 x T 1/100 x fp32/fp16 x LSTM/GRU, plus the bundled char-RNN
 (examples/charrnn: embedding -> 2 LSTM -> dense -> softmax, one step with its state) against
 the same engine graph run with cuDNN for the recurrent stack (runner prefer="cudnn"), and a
 Keras GRU classifier (benchmarks/assets, made by make_keras_gru_classifier.py) against the
-same model in PyTorch.
+same model in PyTorch. `--row` (and always for the Keras classifier) also times each
+engine with its stack on the row kernel (runner prefer="row"), where that kernel applies.
 """
 
 from __future__ import annotations
@@ -115,7 +116,25 @@ def cudnn_call(mod, cell: str, x, precision: str):
     return call
 
 
-def measure(cell: str, B: int, H: int, T: int, precision: str, reps: int, profile: bool = False) -> dict:
+def measure_row(engine, feeds: dict, want: list, reps: int, **runner_options) -> dict:
+    """The engine with its recurrent stack on the row kernel (runner prefer="row"): time,
+    largest difference from cuDNN's outputs, copies around the stack; {} where the row
+    kernel does not apply."""
+    runner = engine.runner("cuda", prefer="row", **runner_options)
+    try:
+        got = runner.run(feeds)
+        if runner.describe()["recurrent"][0].get("engine") != "row":
+            return {}
+        names = [o for o in ("y", "h_n", "c_n", "classes") if o in got]
+        return {"row_us": statistics.median(runner.benchmark(feeds, reps, 10)) * 1e6,
+                "row_err": max(float(np.abs(got[k] - w).max()) for k, w in zip(names, want)),
+                "row_copies": list(runner.executor.copies)}
+    finally:
+        runner.close()
+
+
+def measure(cell: str, B: int, H: int, T: int, precision: str, reps: int, profile: bool = False,
+            row: bool = False) -> dict:
     import torch
 
     from tf2rt.backends.cuda.cudagraph import CapturedCall
@@ -147,7 +166,9 @@ def measure(cell: str, B: int, H: int, T: int, precision: str, reps: int, profil
         inputs = runner._prepare(runner.check_feeds(feeds))["inputs"]
         kernels = {"engine": kernel_profile(lambda: ex(inputs)), "stack": kernel_profile(lambda: chain.stack(xs))}
     runner.close()
-    return {"kernels": kernels, "cell": cell, "batch": B, "hidden": H, "T": T, "precision": precision, "engine_us": ours,
+    extra = measure_row(engine, feeds, want, reps, rnn_precision="fp16" if precision == "fp16" else None) \
+        if row and T > 1 else {}
+    return {**extra, "kernels": kernels, "cell": cell, "batch": B, "hidden": H, "T": T, "precision": precision, "engine_us": ours,
             "stack_us": stack_us, "stack_x32_us": stack_x32_us, "cudnn_us": cud, "speedup": cud / ours, "around_us": ours - stack_us,
             "copies": copies, "stack_engine": d.get("engine"), "mode": d.get("mode"), "max_abs_err": err,
             "output_targets": d.get("output_targets"), "outputs_in_place": d.get("outputs_in_place")}
@@ -176,7 +197,7 @@ def measure_charrnn(reps: int) -> dict:
     return out
 
 
-def measure_keras_gru(reps: int, batches=(1, 64)) -> list[dict]:
+def measure_keras_gru(reps: int, batches=(1, 64, 256)) -> list[dict]:
     """The Keras GRU classifier (benchmarks/make_keras_gru_classifier.py: x [B, 50, 64] ->
     GRU(128) -> Dense(10, softmax)) against the same model in PyTorch (nn.GRU, batch_first,
     + Linear + softmax, from the Keras weights) in a CUDA graph."""
@@ -216,11 +237,20 @@ def measure_keras_gru(reps: int, batches=(1, 64)) -> list[dict]:
 
         want = call().cpu().numpy()
         peer = statistics.median(_times(CapturedCall(call), reps))
-        rows.append({"batch": B, "engine_us": ours, "cudnn_us": peer, "speedup": peer / ours,
+        row = measure_row(engine, {"input_layer": x}, [want], reps)
+        rows.append({**row, "batch": B, "engine_us": ours, "cudnn_us": peer, "speedup": peer / ours,
                      "max_abs_err": float(np.abs(got - want).max()), "copies": list(runner.executor.copies),
                      "describe": runner.describe()["recurrent"]})
         runner.close()
     return rows
+
+
+def _row_cell(r: dict) -> str:
+    """The row-kernel column: time, speed-up over cuDNN, error and copies, or "-"."""
+    if "row_us" not in r:
+        return "-"
+    return (f"{r['row_us']:.1f} ({r['cudnn_us'] / r['row_us']:.2f}x, err {r['row_err']:.1e}, "
+            f"{len(r['row_copies'])} copies)")
 
 
 def to_markdown(rows: list[dict], meta: dict, char: dict | None, keras_gru: list | None = None) -> str:
@@ -233,14 +263,14 @@ def to_markdown(rows: list[dict], meta: dict, char: dict | None, keras_gru: list
              "cuDNN = torch.nn.LSTM/GRU (batch_first, same casts) in a CUDA graph; speedup = cuDNN / engine; "
              "copies = launches the engine's call makes around its stack (layout or type copies).", "",
              "| cell | prec | B | H | T | engine | stack | stack, fp32 x | engine − stack | cuDNN | speedup | stack engine "
-             "| copies | max abs err |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| copies | max abs err | row kernel |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['cell']} | {r['precision']} | {r['batch']} | {r['hidden']} | {r['T']} | "
                      f"{r['engine_us']:.1f} | {r['stack_us']:.1f} | {r.get('stack_x32_us', r['stack_us']):.1f} | "
                      f"{r['around_us']:+.1f} | {r['cudnn_us']:.1f} | "
                      f"{r['speedup']:.2f}x | {r['stack_engine']} {r.get('mode') or ''} | {len(r['copies'])} | "
-                     f"{r['max_abs_err']:.1e} |")
+                     f"{r['max_abs_err']:.1e} | {_row_cell(r)} |")
     if rows:
         sp = [r["speedup"] for r in rows]
         ar = [r["around_us"] for r in rows]
@@ -261,12 +291,14 @@ def to_markdown(rows: list[dict], meta: dict, char: dict | None, keras_gru: list
         lines += ["", "## Keras GRU classifier (x [B, 50, 64] -> GRU(128) -> Dense(10, softmax), fp32)", "",
                   "Engine converted from a .keras file (benchmarks/make_keras_gru_classifier.py); cuDNN = the same "
                   "model in PyTorch (nn.GRU batch_first + Linear + softmax, the Keras weights) in a CUDA graph.", "",
-                  "| batch | tf2rt engine | cuDNN in a CUDA graph | speed-up | stack engine | copies | max abs err |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| batch | tf2rt engine | cuDNN in a CUDA graph | speed-up | stack engine | copies | max abs err "
+                  "| row kernel |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in keras_gru:
             d = (r["describe"] or [{}])[0]
             lines.append(f"| {r['batch']} | {r['engine_us']:.1f} | {r['cudnn_us']:.1f} | {r['speedup']:.2f}x | "
-                         f"{d.get('engine')} {d.get('mode') or ''} | {len(r['copies'])} | {r['max_abs_err']:.1e} |")
+                         f"{d.get('engine')} {d.get('mode') or ''} | {len(r['copies'])} | {r['max_abs_err']:.1e} | "
+                         f"{_row_cell(r)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -297,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", default="1,100")
     ap.add_argument("--no-charrnn", action="store_true")
     ap.add_argument("--no-keras", action="store_true", help="skip the Keras GRU classifier")
+    ap.add_argument("--row", action="store_true",
+                    help="also time each engine with its stack on the row kernel (runner prefer=\"row\"), where it applies")
     ap.add_argument("--profile", action="store_true",
                     help="list the kernels of one eager call of each engine and of its stack alone")
     ap.add_argument("--merge", nargs="*", default=[], help="JSON results of other runs to put in the same table")
@@ -322,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
                 for H in map(int, args.hiddens.split(",")):
                     for T in map(int, args.steps.split(",")):
                         try:
-                            r = measure(cell, B, H, T, prec, args.reps, args.profile)
+                            r = measure(cell, B, H, T, prec, args.reps, args.profile, args.row)
                         except Exception as e:  # report and go on
                             print(f"{cell} {prec} B={B} H={H} T={T}: {type(e).__name__}: {e}", flush=True)
                             continue

@@ -23,6 +23,9 @@
 #              per-direction errors without lengths and states)
 #   runs       one-step engines with run-at-a-time input staging against without
 #              (bench_cuda_step.py's "run staging" column, same process)
+#   row        the row kernel's GPU tests (full assertion text) and whole engines of small
+#              layers (H 64/128, T=100, batch 1 and 64) and the Keras GRU classifier with the
+#              row kernel against the default choice and cuDNN
 # Each stage writes OUT_DIR/<stage>.txt (and the benchmarks their .md/.json there).
 set -u
 out=${1:?usage: gpu_check.sh OUT_DIR [STAGE...]}
@@ -62,6 +65,9 @@ for s in $stages; do
              timeout 90 python3 benchmarks/cuda_rnn_diagnose.py ;;
     runs) timeout 150 python3 benchmarks/bench_cuda_step.py --out "$out/cuda_step_runs.md" --reps 200 \
             --cells lstm,gru --hiddens 512,1024 --batches 1,4 ;;
+    row) timeout 150 $pytest_gpu -vv tests/backends/test_cuda_row.py
+         timeout 300 python3 benchmarks/bench_cuda_engine.py --out "$out/cuda_engine_row.md" --reps 50 \
+           --hiddens 64,128 --batches 1,64 --steps 100 --no-charrnn --row ;;
     l2) for l2 in 0 1; do
           TF2RT_CUDA_L2_PERSIST=$l2 timeout 90 python3 benchmarks/bench_cuda_step.py --out "$out/cuda_step_l2_$l2.md" \
             --reps 200 --cells lstm,gru --hiddens 1024 --batches 1

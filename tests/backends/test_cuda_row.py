@@ -224,3 +224,52 @@ def test_planned_builds_on_the_gpu_match_onnxruntime(cell, H, dtype, batch):
     make_weights(case)
     errs = _errors(torch, case, dtype, _stack(case, dtype, dev="cuda"), dev="cuda")
     assert max(errs.values()) <= TOL[dtype], errs
+
+
+@pytest.mark.parametrize("op,layers,bidirectional,seq", [("gru", 1, False, False), ("lstm", 2, True, True)])
+def test_engines_on_the_row_kernel_learn_output_targets_and_copy_nothing(host, monkeypatch, op, layers,
+                                                                         bidirectional, seq):
+    """A whole engine (batch-major x, outputs y, h_n, c_n) through the executor with its
+    stack on the host build of the row kernel: from the second call on the kernel writes
+    every output where the engine wants it (no copy around the stack), values as the
+    reference backend."""
+    from helpers.rnn_networks import build_rnn, rnn_feeds
+
+    from tf2rt.backends.cuda import graph
+    from tf2rt.backends.cuda.graph import GraphExecutor
+    from tf2rt.backends.cuda.plan import Plan
+
+    torch = host
+
+    def make_stack(specs, batch, seq_len, dtype, limits, **kw):
+        problem = problem_for(specs, batch, seq_len, dtype)
+        cfg, why = row.row_config(problem, limits)
+        assert cfg is not None, why
+        return row.RowStack(problem, cfg, [s.weights for s in specs], device="cpu"), Plan("row", "host", row=cfg)
+
+    monkeypatch.setattr(graph, "make_stack", make_stack)
+    H, E, N, S = 10, 6, 3, 9
+    engine, _ = build_rnn(op, layers, bidirectional, H, E, N, S, 4, seq=seq, states=True)
+    feeds = rnn_feeds(op, layers, bidirectional, H, E, N, S, 4, seq, True)
+    ex = GraphExecutor(engine.onnx, DeviceLimits(), device="cpu")
+    want = engine.run(feeds, backend="reference")
+    first = ex({k: torch.as_tensor(v) for k, v in feeds.items()})
+    second = ex({k: torch.as_tensor(v) for k, v in feeds.items()})
+    assert ex.copies == [] and set(ex.chains[0].taken) == set(ex.chains[0].targets), ex.copies
+    for out in (first, second):
+        for k in want:
+            np.testing.assert_allclose(np.asarray(out[k]), want[k], atol=2e-5, rtol=0, err_msg=k)
+
+
+def test_the_planner_gives_the_row_kernel_where_asked_and_says_why_not():
+    from tf2rt.backends.cuda.plan import make_plan
+
+    small = _problem("gru", 128, "float32", batch=64)
+    plan = make_plan(small, DeviceLimits(), prefer="row")
+    assert plan.engine == "row" and plan.row == row.row_config(small)[0]
+    assert plan.describe()["mode"] == "row" and plan.describe()["register_columns"] == plan.row.kreg
+    assert make_plan(small, DeviceLimits()).engine != "row"  # not by default: only where asked or measured
+    big = _problem("lstm", 1024, "float16")
+    plan = make_plan(big, DeviceLimits(), prefer="row")
+    assert plan.engine != "row" and plan.reason.startswith("row kernel: ") and "gate rows" in plan.reason
+    assert make_plan(small, DeviceLimits(compute_capability=(6, 1)), prefer="row").engine != "row"

@@ -7,10 +7,11 @@ kernel a layer) where that is faster; other ops run as PyTorch calls. After the 
 input shapes the whole call is captured in a CUDA graph and replayed.
 
 Options: graph (capture a CUDA graph; default True), prefer ("persistent" | "cudnn" |
-"torch" | "step": force one engine for every recurrent stack; "step", the single-step
-stack, applies to one-step calls only), autotune (time the persistent kernel against
-cuDNN, and at one step the single-step stack, on the first call and keep the fastest;
-default True), timeout_s (run()
+"torch" | "step" | "row": force one engine for every recurrent stack; "step", the
+single-step stack, applies to one-step calls only, "row", the row kernel, to layers whose
+recurrent weights fit one SM), autotune (time the persistent kernel against cuDNN, at one
+step the single-step stack, and with TF2RT_CUDA_ROW=1 the row kernel, on the first call and
+keep the fastest; default True), timeout_s (run()
 raises instead of waiting longer than this for the GPU; default 60, None: wait forever),
 rnn_precision ("fp32" | "fp16" | "bf16": the type the recurrent stacks run in; default:
 the type the engine's graph gives them, float32 in fp16 engines too).
@@ -78,8 +79,8 @@ class CudaRunner(Runner):
         from .graph import GraphExecutor
         from .persistent import device_limits
 
-        if prefer not in (None, "persistent", "cudnn", "torch", "step"):
-            raise Tf2rtError(f"prefer must be 'persistent', 'cudnn', 'torch' or 'step', got {prefer!r}")
+        if prefer not in (None, "persistent", "cudnn", "torch", "step", "row"):
+            raise Tf2rtError(f"prefer must be 'persistent', 'cudnn', 'torch', 'step' or 'row', got {prefer!r}")
         if timeout_s is not None and not (isinstance(timeout_s, (int, float)) and timeout_s > 0):
             raise Tf2rtError(f"timeout_s must be a positive number of seconds or None, got {timeout_s!r}")
         if rnn_precision not in (None, "fp32", "fp16", "bf16"):
@@ -138,21 +139,22 @@ class CudaRunner(Runner):
         return st
 
     def _tune(self, static: Mapping[str, Any]) -> None:
-        """First-run measurement per stack: persistent kernel, cuDNN and (one step) the
-        single-step stack; keep the fastest."""
+        """First-run measurement per stack: persistent kernel, cuDNN, (one step) the
+        single-step stack and (options.row) the row kernel; keep the fastest."""
         from .rnn import make_stack
 
         torch = self.torch
         for chain in self.executor.chains:
             plan = chain.plan
-            if plan is None or plan.engine not in ("persistent", "cudnn", "step"):
+            if plan is None or plan.engine not in ("persistent", "cudnn", "step", "row"):
                 continue
             x_shape_key = chain.stack_key
             T, B, dt = x_shape_key
             dtype = {"torch.float16": "float16", "torch.bfloat16": "bfloat16"}.get(dt, "float32")
             # per-sequence lengths: cuDNN in a graph cannot take them; one step: the
             # single-step stack competes too
-            engines = ["persistent"] + ([] if chain.has_seq_lens else ["cudnn"]) + (["step"] if T == 1 else [])
+            engines = (["persistent"] + ([] if chain.has_seq_lens else ["cudnn"]) + (["step"] if T == 1 else [])
+                       + (["row"] if self.build_options.row and T > 1 else []))
             options = {}
             for engine in engines:
                 try:

@@ -45,6 +45,10 @@ RESIDENT_ENV = "TF2RT_CUDA_RESIDENT"
 #: persisting in L2 (an access-policy window on each launch, with an L2 set-aside of the
 #: context; launch.py), "0" never; unset: the single-step stack's default (single_step.py).
 L2_ENV = "TF2RT_CUDA_L2_PERSIST"
+#: "1": the runner's first-run measurement also times the row kernel (row.py: one CTA per
+#: direction and batch rows, a layer's weights on one SM) where it applies, and keeps it
+#: where it is fastest.
+ROW_ENV = "TF2RT_CUDA_ROW"
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class CudaOptions:
     pdl: bool | None = None  # PDL_ENV "1"/"0" -> True/False; None: dependent where the GPU allows
     resident: bool | None = None  # RESIDENT_ENV "1"/"0"; None: the decoder's default
     l2_persist: bool | None = None  # L2_ENV "1"/"0"; None: the single-step stack's default
+    row: bool = False  # ROW_ENV="1" -> True: the first-run measurement times the row kernel too
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CudaOptions:
@@ -76,7 +81,8 @@ class CudaOptions:
                    xproj=env.get(XPROJ_ENV, ""),
                    pdl={"1": True, "0": False}.get(env.get(PDL_ENV, "")),
                    resident={"1": True, "0": False}.get(env.get(RESIDENT_ENV, "")),
-                   l2_persist={"1": True, "0": False}.get(env.get(L2_ENV, "")))
+                   l2_persist={"1": True, "0": False}.get(env.get(L2_ENV, "")),
+                   row=env.get(ROW_ENV, "") == "1")
 
 
 def _positive(text: str) -> int:

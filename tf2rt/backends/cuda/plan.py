@@ -4,8 +4,9 @@ For one stack of recurrent layers the planner decides:
 
 - which engine runs it: the persistent kernel ("persistent"), cuDNN through
   torch.nn.LSTM/GRU/RNN ("cudnn"), the single-step stack for one-step calls ("step",
-  single_step.py), or a step loop of torch ops ("torch", for forms none of them
-  supports, e.g. non-default activations);
+  single_step.py), the row kernel for small layers where asked ("row", row.py), or a step
+  loop of torch ops ("torch", for forms none of them supports, e.g. non-default
+  activations);
 - for the persistent kernel, the tiling (hidden units per CTA, threads, batch chunk), the
   shared memory it needs, and whether layers run as one wavefront launch or one launch per
   layer;
@@ -31,13 +32,14 @@ from .kernel_config import GROUP_TILES, MAX_GATHER_WORDS, STATIC_SMEM_RESERVE, T
 from .options import BF16X3_ENV, STEP_ENV, TF32_ENV, WPART_ENV, WREG_ENV, CudaOptions, resolve  # noqa: F401
 from .packing import GATES_PER_CELL
 from .problem import BF16X3_MAX_ROW_NORM, CELL_CODE, DTYPE_BYTES, DTYPE_CODE, RnnProblem  # noqa: F401
+from .row import RowConfig, row_config
 
 
 @dataclass
 class Plan:
     """How one recurrent stack runs, and why."""
 
-    engine: str  # "persistent" | "cudnn" | "torch"
+    engine: str  # "persistent" | "cudnn" | "step" | "row" | "torch"
     reason: str
     mode: str = ""  # persistent: "wavefront" (one launch) or "layerwise" (one launch a layer)
     kernel: KernelConfig | None = None
@@ -45,6 +47,7 @@ class Plan:
     steps: int = 0
     full_floor_us: float = 0.0
     measured: dict[str, float] = field(default_factory=dict)
+    row: RowConfig | None = None  # the row kernel's build
 
     def describe(self) -> dict:
         out = {"engine": self.engine, "reason": self.reason, "floor_us": round(self.floor_us, 2),
@@ -61,6 +64,10 @@ class Plan:
                 smem_bytes=k.smem_bytes,
                 weight_bytes_per_cta=k.weight_bytes,
             )
+        if self.row is not None:
+            r = self.row
+            out.update(mode="row", threads=r.threads, batch_rows_per_cta=r.bpc, register_columns=r.kreg,
+                       smem_bytes=r.smem_bytes)
         if self.measured:
             out["measured_us"] = {k: round(v, 2) for k, v in self.measured.items()}
         return out
@@ -84,12 +91,19 @@ def step_applies(problem: RnnProblem) -> str | None:
 
 def make_plan(problem: RnnProblem, device: DeviceLimits | None = None, prefer: str | None = None,
               options: CudaOptions | None = None) -> Plan:
-    """Choose how to run `problem`; `prefer` ("persistent" | "cudnn" | "step") overrides
-    the table ("step" only where the single-step stack applies); `options`: the runner's
-    build options (None: from the environment now)."""
+    """Choose how to run `problem`; `prefer` ("persistent" | "cudnn" | "step" | "row")
+    overrides the table ("step" and "row" only where that stack applies); `options`: the
+    runner's build options (None: from the environment now)."""
     device = device or DeviceLimits()
     options = resolve(options)
     p = problem
+    if prefer == "row":
+        cfg, why = row_config(p, device) if device.compute_capability >= (7, 0) else (None, "needs compute "
+                                                                                          "capability 7.0+")
+        if cfg is not None:
+            return Plan("row", "requested", mode="row", row=cfg, steps=p.layers * p.seq_len)
+        plan = make_plan(p, device, options=options)
+        return replace(plan, reason=f"row kernel: {why}; {plan.reason}")
     if prefer in ("step", None) and step_applies(p) is None and device.compute_capability >= (7, 0):
         base = make_plan(p, device, prefer="persistent", options=options)  # the shape's floor
         floors = dict(floor_us=base.floor_us, full_floor_us=base.full_floor_us, steps=1)

@@ -131,7 +131,8 @@ def make_stack(specs: Sequence[RnnNodeSpec], batch: int, seq_len: int, dtype: st
     """Plan and build the object that runs `specs` (a chain of layers).
 
     prefer: "persistent" | "cudnn" | "torch" (step loop) | "step" (single-step stack, T=1
-    only; other shapes get the planner's choice) | None (the planner's choice).
+    only) | "row" (the row kernel, small layers only; other shapes get the planner's choice
+    for these two) | None (the planner's choice).
     On a CPU torch device only the cuDNN-module (torch.nn) and step-loop forms exist.
     options: the runner's build options (None: from the environment now)."""
     from .fallback import CudnnStack, LoopStack
@@ -159,6 +160,10 @@ def make_stack(specs: Sequence[RnnNodeSpec], batch: int, seq_len: int, dtype: st
             plan = Plan("torch", f"per-sequence lengths (cuDNN in a graph cannot take them); {kernel.reason}")
     if plan.engine == "step":
         return SingleStepStack(problem, layers, device=torch_device, options=options), plan
+    if plan.engine == "row":
+        from .row import RowStack
+
+        return RowStack(problem, plan.row, layers, device=torch_device, options=options), plan
     if plan.engine == "persistent":
         return PersistentStack(problem, plan, layers, device=torch_device, options=options), plan
     if plan.engine == "cudnn":
