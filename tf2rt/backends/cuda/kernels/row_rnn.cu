@@ -46,15 +46,24 @@ __device__ __forceinline__ float2 unpair(wpair_t w) {
 }
 #endif
 
-// acc[i][b] += row (tid + i*THREADS) . h_b over every column, for the rows `take` marks.
+// acc[i][b] = row (tid + i*THREADS) . h_b over every column, for the rows `take` marks.
 // hb: BPC vectors of KP values (shared memory); wr: the register columns; ws: the rest.
+// Two partial sums a row (even and odd columns): two chains of FMAs, each half as long, so
+// a thread's products are not bound by the latency of one dependent chain.
+__device__ __forceinline__ void pair_fma(float (&a)[2], float2 w0, float2 w1, float4 h) {
+    a[0] = fmaf(w0.x, h.x, a[0]);
+    a[1] = fmaf(w0.y, h.y, a[1]);
+    a[0] = fmaf(w1.x, h.z, a[0]);
+    a[1] = fmaf(w1.y, h.w, a[1]);
+}
 __device__ __forceinline__ void products(float (&acc)[RPT][BPC], const wpair_t (&wr)[RPT][NPREG_A],
                                          const wpair_t* ws, const float* hb, const bool (&take)[RPT]) {
     const int tid = threadIdx.x;
+    float part[RPT][BPC][2];
 #pragma unroll
     for (int i = 0; i < RPT; ++i)
 #pragma unroll
-        for (int b = 0; b < BPC; ++b) acc[i][b] = 0.0f;
+        for (int b = 0; b < BPC; ++b) part[i][b][0] = part[i][b][1] = 0.0f;
 #pragma unroll
     for (int q = 0; q < NPREG / 2; ++q) {  // 4 columns: register pairs 2q and 2q+1
         float4 hv[BPC];
@@ -65,13 +74,7 @@ __device__ __forceinline__ void products(float (&acc)[RPT][BPC], const wpair_t (
             if (!take[i]) continue;
             const float2 w0 = unpair(wr[i][2 * q]), w1 = unpair(wr[i][2 * q + 1]);
 #pragma unroll
-            for (int b = 0; b < BPC; ++b) {
-                float a = acc[i][b];
-                a = fmaf(w0.x, hv[b].x, a);
-                a = fmaf(w0.y, hv[b].y, a);
-                a = fmaf(w1.x, hv[b].z, a);
-                acc[i][b] = fmaf(w1.y, hv[b].w, a);
-            }
+            for (int b = 0; b < BPC; ++b) pair_fma(part[i][b], w0, w1, hv[b]);
         }
     }
 #pragma unroll 4
@@ -85,15 +88,13 @@ __device__ __forceinline__ void products(float (&acc)[RPT][BPC], const wpair_t (
             if (!take[i]) continue;
             const float2 w0 = unpair(w[i * THREADS]), w1 = unpair(w[RP + i * THREADS]);
 #pragma unroll
-            for (int b = 0; b < BPC; ++b) {
-                float a = acc[i][b];
-                a = fmaf(w0.x, hv[b].x, a);
-                a = fmaf(w0.y, hv[b].y, a);
-                a = fmaf(w1.x, hv[b].z, a);
-                acc[i][b] = fmaf(w1.y, hv[b].w, a);
-            }
+            for (int b = 0; b < BPC; ++b) pair_fma(part[i][b], w0, w1, hv[b]);
         }
     }
+#pragma unroll
+    for (int i = 0; i < RPT; ++i)
+#pragma unroll
+        for (int b = 0; b < BPC; ++b) acc[i][b] = part[i][b][0] + part[i][b][1];
 }
 
 // R: [DIRS][NPAIR][RP] pairs; rb: [DIRS][ROWS] recurrent biases; peep: [DIRS][3*HID] or null.
