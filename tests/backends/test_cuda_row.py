@@ -273,3 +273,35 @@ def test_the_planner_gives_the_row_kernel_where_asked_and_says_why_not():
     plan = make_plan(big, DeviceLimits(), prefer="row")
     assert plan.engine != "row" and plan.reason.startswith("row kernel: ") and "gate rows" in plan.reason
     assert make_plan(small, DeviceLimits(compute_capability=(6, 1)), prefer="row").engine != "row"
+
+
+def test_the_keras_gru_classifier_on_the_row_kernel(host, monkeypatch):
+    """The benchmark's Keras GRU(128) classifier (converted from a .keras file; x [B, 50, 64]
+    -> GRU -> Dense -> softmax) through the executor with its GRU on the host build of the
+    row kernel at the planner's own build: the reference backend's classes."""
+    from pathlib import Path
+
+    from tf2rt.backends.cuda import graph
+    from tf2rt.backends.cuda.graph import GraphExecutor
+    from tf2rt.backends.cuda.plan import Plan
+    from tf2rt.engine import load_engine
+
+    torch = host
+    built = []
+
+    def make_stack(specs, batch, seq_len, dtype, limits, **kw):
+        problem = problem_for(specs, batch, seq_len, dtype)
+        cfg, why = row.row_config(problem, limits)
+        assert cfg is not None, why
+        built.append(cfg)
+        return row.RowStack(problem, cfg, [s.weights for s in specs], device="cpu"), Plan("row", "host", row=cfg)
+
+    monkeypatch.setattr(graph, "make_stack", make_stack)
+    engine = load_engine(Path(__file__).resolve().parents[2] / "benchmarks" / "assets" / "keras_gru_classifier.onnx")
+    x = np.random.default_rng(0).standard_normal((2, 50, 64)).astype(np.float32)
+    want = engine.run({"input_layer": x}, backend="reference")["classes"]
+    ex = GraphExecutor(engine.onnx, DeviceLimits(), device="cpu")
+    for _ in range(2):
+        got = ex({"input_layer": torch.from_numpy(x)})["classes"]
+        np.testing.assert_allclose(np.asarray(got), want, atol=1e-5, rtol=0)
+    assert built and built[0].hidden == 128 and built[0].kreg > 0 and ex.copies == []
