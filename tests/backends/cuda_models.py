@@ -168,3 +168,33 @@ def node_specs(case: RnnCase) -> list:
             attrs["clip"] = case.clip
         specs.append(node_spec(OPS[case.cell], attrs, w["W"], w["R"], w["B"], w["P"]))
     return specs
+
+
+def stack_errors(torch, case: RnnCase, dtype: str, feeds: dict, stack, dev: str = "cuda",
+                 batch_major: bool = False) -> dict:
+    """Largest difference from onnxruntime of every output of a recurrent stack (the
+    backend's call: x [T, B, in], h0/c0 [L*D, B, H], seq_lens [B] -> y [T, D, B, H], h_n,
+    c_n) run on `feeds` of `case`, in `dtype` on torch device `dev`. batch_major: x given as
+    the engine's usual [B, T, in] buffer seen time-major."""
+    ref = run_onnxruntime(build_model(case), feeds)
+    tdt = getattr(torch, dtype)
+    x = torch.from_numpy(feeds["X"]).to(dev, tdt)
+    if batch_major:
+        x = x.transpose(0, 1).contiguous().transpose(0, 1)
+    h0 = c0 = sl = None
+    if case.initial:
+        h0 = torch.from_numpy(np.concatenate([feeds[f"h0_{i}"] for i in range(case.layers)])).to(dev, tdt)
+        if case.cell == "lstm":
+            c0 = torch.from_numpy(np.concatenate([feeds[f"c0_{i}"] for i in range(case.layers)])).to(dev, tdt)
+    if case.seq_lens:
+        sl = torch.from_numpy(feeds["seq_lens"]).to(dev)
+    y, hn, cn = stack(x, h0, c0, sl)
+    T, B, D, H = feeds["X"].shape[0], case.batch, case.dirs, case.hidden
+    got = {f"x_{case.layers}": y.permute(0, 2, 1, 3).reshape(T, B, D * H)}
+    for layer in range(case.layers):
+        got[f"Yh_{layer}"] = hn[layer * D:(layer + 1) * D]
+        if case.cell == "lstm":
+            got[f"Yc_{layer}"] = cn[layer * D:(layer + 1) * D]
+    if dev == "cuda":
+        torch.cuda.synchronize()
+    return {k: float(np.abs(v.float().cpu().numpy() - ref[k]).max()) for k, v in got.items()}

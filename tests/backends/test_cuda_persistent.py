@@ -7,10 +7,9 @@ both reset variants, RNN tanh/relu; 1-3 layers; forward, reverse, bidirectional;
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from cuda_models import RnnCase, build_model, make_inputs, make_weights, node_specs, run_onnxruntime
+from cuda_models import RnnCase, make_inputs, make_weights, node_specs, stack_errors
 
 torch = pytest.importorskip("torch")
 if not torch.cuda.is_available():  # pragma: no cover - CPU CI
@@ -70,26 +69,7 @@ def _run(case: RnnCase, dtype: str, prefer: str | None = "persistent"):
 
 def _errors(stack, case: RnnCase, feeds: dict, dtype: str) -> dict:
     """Largest error of every output of `stack` on `feeds` against onnxruntime."""
-    ref = run_onnxruntime(build_model(case), feeds)
-    dev = "cuda"
-    tdt = getattr(torch, dtype)
-    x = torch.from_numpy(feeds["X"]).to(dev, tdt)
-    h0 = c0 = sl = None
-    if case.initial:
-        h0 = torch.from_numpy(np.concatenate([feeds[f"h0_{i}"] for i in range(case.layers)])).to(dev, tdt)
-        if case.cell == "lstm":
-            c0 = torch.from_numpy(np.concatenate([feeds[f"c0_{i}"] for i in range(case.layers)])).to(dev, tdt)
-    if case.seq_lens:
-        sl = torch.from_numpy(feeds["seq_lens"]).to(dev)
-    y, hn, cn = stack(x, h0, c0, sl)
-    T, B, D, H = feeds["X"].shape[0], case.batch, case.dirs, case.hidden
-    got = {f"x_{case.layers}": y.permute(0, 2, 1, 3).reshape(T, B, D * H)}
-    for layer in range(case.layers):
-        got[f"Yh_{layer}"] = hn[layer * D:(layer + 1) * D]
-        if case.cell == "lstm":
-            got[f"Yc_{layer}"] = cn[layer * D:(layer + 1) * D]
-    torch.cuda.synchronize()
-    return {k: float(np.abs(v.float().cpu().numpy() - ref[k]).max()) for k, v in got.items()}
+    return stack_errors(torch, case, dtype, feeds, stack)
 
 
 @pytest.mark.gpu

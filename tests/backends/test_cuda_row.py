@@ -13,8 +13,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from cuda_models import RnnCase, build_model, make_inputs, make_weights, node_specs, run_onnxruntime
+from cuda_models import RnnCase, make_inputs, make_weights, node_specs, stack_errors
 from helpers.cuda_host import compiler, host_kernels
+from test_cuda_single_step import _gpu
 
 from tf2rt.backends.cuda import row
 from tf2rt.backends.cuda.device_limits import DeviceLimits
@@ -57,29 +58,7 @@ def host(monkeypatch):
 
 def _errors(torch, case: RnnCase, dtype: str, stack, dev: str = "cpu", batch_major: bool = False) -> dict:
     """Largest difference from onnxruntime of every output of `stack` run on `case`."""
-    feeds = make_inputs(case)
-    ref = run_onnxruntime(build_model(case), feeds)
-    tdt = getattr(torch, dtype)
-    x = torch.from_numpy(feeds["X"]).to(dev, tdt)
-    if batch_major:  # the engine's usual input: [B, T, in] seen time-major
-        x = x.transpose(0, 1).contiguous().transpose(0, 1)
-    h0 = c0 = sl = None
-    if case.initial:
-        h0 = torch.from_numpy(np.concatenate([feeds[f"h0_{i}"] for i in range(case.layers)])).to(dev, tdt)
-        if case.cell == "lstm":
-            c0 = torch.from_numpy(np.concatenate([feeds[f"c0_{i}"] for i in range(case.layers)])).to(dev, tdt)
-    if case.seq_lens:
-        sl = torch.from_numpy(feeds["seq_lens"]).to(dev)
-    y, hn, cn = stack(x, h0, c0, sl)
-    T, B, D, H = case.seq_len, case.batch, case.dirs, case.hidden
-    got = {f"x_{case.layers}": y.permute(0, 2, 1, 3).reshape(T, B, D * H)}
-    for layer in range(case.layers):
-        got[f"Yh_{layer}"] = hn[layer * D:(layer + 1) * D]
-        if case.cell == "lstm":
-            got[f"Yc_{layer}"] = cn[layer * D:(layer + 1) * D]
-    if dev == "cuda":
-        torch.cuda.synchronize()
-    return {k: float(np.abs(v.float().cpu().numpy() - ref[k]).max()) for k, v in got.items()}
+    return stack_errors(torch, case, dtype, make_inputs(case), stack, dev, batch_major)
 
 
 def _stack(case, dtype, dev="cpu", **changes):
@@ -192,14 +171,6 @@ def test_planned_builds_compile_for_sm90_without_spills(cell, H, dtype, batch):
     regs, spills, report = Nvrtc(path).resources(kernel_source("row_rnn.cu"), options, "row_rnn")
     assert spills == 0, report
     assert regs * cfg.threads <= row.SM_REGISTERS, report
-
-
-def _gpu():
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("needs an NVIDIA GPU with CUDA")
-    pytest.importorskip("cupy")
-    return torch
 
 
 @pytest.mark.gpu

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from cuda_models import RnnCase, build_model, make_inputs, make_weights, node_specs, run_onnxruntime
+from cuda_models import stack_errors as _stack_errors
 from nvrtc import Nvrtc, find_nvrtc
 
 from tf2rt.backends.cuda.persistent import kernel_source
@@ -252,29 +253,6 @@ def _gpu():
         pytest.skip("needs an NVIDIA GPU with CUDA")
     pytest.importorskip("cupy")
     return torch
-
-
-def _stack_errors(torch, case: RnnCase, dtype: str, feeds: dict, stack, dev: str = "cuda") -> dict:
-    ref = run_onnxruntime(build_model(case), feeds)
-    tdt = getattr(torch, dtype)
-    x = torch.from_numpy(feeds["X"]).to(dev, tdt)
-    h0 = c0 = sl = None
-    if case.initial:
-        h0 = torch.from_numpy(np.concatenate([feeds[f"h0_{i}"] for i in range(case.layers)])).to(dev, tdt)
-        if case.cell == "lstm":
-            c0 = torch.from_numpy(np.concatenate([feeds[f"c0_{i}"] for i in range(case.layers)])).to(dev, tdt)
-    if case.seq_lens:
-        sl = torch.from_numpy(feeds["seq_lens"]).to(dev)
-    y, hn, cn = stack(x, h0, c0, sl)
-    B, D, H = case.batch, case.dirs, case.hidden
-    got = {f"x_{case.layers}": y.permute(0, 2, 1, 3).reshape(1, B, D * H)}
-    for layer in range(case.layers):
-        got[f"Yh_{layer}"] = hn[layer * D:(layer + 1) * D]
-        if case.cell == "lstm":
-            got[f"Yc_{layer}"] = cn[layer * D:(layer + 1) * D]
-    if dev == "cuda":
-        torch.cuda.synchronize()
-    return {k: float(np.abs(v.float().cpu().numpy() - ref[k]).max()) for k, v in got.items()}
 
 
 @pytest.mark.gpu

@@ -23,6 +23,7 @@ from .packing import (KERNEL_ORDER, DirectionWeights, pack_rows, round_tf32_pair
 from .plan import DeviceLimits, KernelConfig, Plan, RnnProblem
 from .options import CudaOptions
 from .projection import Projection, projection_mode
+from .views import target_buffers
 
 NDESC = 24
 (D_R, D_W, D_RB, D_WB, D_P, D_XP, D_XP_STRIDE, D_H0, D_C0, D_Y, D_Y_TSTRIDE, D_HN, D_CN, D_EX,
@@ -314,15 +315,8 @@ class PersistentStack:
         if not ok:
             return {}
         self.out_dtype = next(iter(ok.values()))[0]
-        for key in ("y", "hn", "cn"):
-            cur = self.y[-1] if key == "y" else getattr(self, key)
-            if cur is None or (key not in ok and cur.dtype == self.out_dtype):
-                continue
-            if key in ok:
-                dt, numel, strides, off = ok[key]
-                buf = torch.empty(numel, device=self.dev, dtype=dt).as_strided(cur.shape, strides, off)
-            else:
-                buf = torch.empty(cur.shape, device=self.dev, dtype=self.out_dtype)
+        current = {"y": self.y[-1], "hn": self.hn, "cn": self.cn}
+        for key, buf in target_buffers(ok, current, self.out_dtype, self.dev).items():
             if key == "y":
                 self.y[-1] = buf
             else:

@@ -25,6 +25,7 @@ from .options import CudaOptions, resolve
 from .packing import DirectionWeights, round_up, to_bf16_bits
 from .problem import DTYPE_CODE, RnnProblem
 from .projection import Projection, projection_mode
+from .views import adopt_targets
 
 #: Register file of an SM (32-bit registers) and the most one thread may use.
 SM_REGISTERS = 65536
@@ -212,32 +213,7 @@ class RowStack:
         next ops want. targets: "y" / "hn" / "cn" -> (dtype, numel, strides in elements,
         offset), as GraphExecutor learns them. Returns the targets taken (hn and cn only
         together with the same strides; one output type for all)."""
-        import torch
-
-        ok = {k: t for k, t in targets.items() if t[0] in (torch.float32, torch.float16, torch.bfloat16)
-              and t[2][-1] == 1 and getattr(self, k) is not None}
-        if ("hn" in ok or "cn" in ok) and not (self.cn is None or ("hn" in ok and "cn" in ok
-                                                                  and ok["hn"][2] == ok["cn"][2])):
-            ok.pop("hn", None)
-            ok.pop("cn", None)
-        types = {t[0] for t in ok.values()}
-        if len(types) > 1:
-            ok = {"y": ok["y"]} if "y" in ok else {}
-            types = {t[0] for t in ok.values()}
-        if not ok:
-            return {}
-        self.out_dtype = types.pop()
-        for key in ("y", "hn", "cn"):
-            cur = getattr(self, key)
-            if cur is None:
-                continue
-            if key in ok:
-                dt, numel, strides, off = ok[key]
-                buf = torch.empty(numel, device=self.dev, dtype=dt).as_strided(cur.shape, strides, off)
-            else:
-                buf = torch.empty(cur.shape, device=self.dev, dtype=self.out_dtype)
-            setattr(self, key, buf)
-        return ok
+        return adopt_targets(self, targets)
 
     def _project(self, layer: int, inp: Any, T: int, B: int) -> tuple[int, int]:
         """Layer `layer`'s input projection of inp [T, B, K] into self.xp; returns the row

@@ -28,6 +28,7 @@ from .packing import DirectionWeights, round_up
 from .launch import L2Window, l2_set_aside, launch, pointer
 from .options import CudaOptions, resolve
 from .persistent import gate_defines, kernel_source
+from .views import adopt_targets
 from .plan import RnnProblem, step_applies
 
 #: Gate blocks per direction in the GEMM output.
@@ -240,33 +241,7 @@ class SingleStepStack:
         targets: "y" / "hn" / "cn" -> (dtype, numel, strides of the [.., B, H] buffer in
         elements, offset), as GraphExecutor learns them. Returns the targets taken (hn and cn
         only together, with the same strides; one output type for all)."""
-        import torch
-
-        ok = {k: t for k, t in targets.items() if t[0] in (torch.float32, torch.float16, torch.bfloat16)
-              and t[2][-1] == 1 and getattr(self, k) is not None}
-        if "hn" in ok or "cn" in ok:
-            same = self.cn is None or ("hn" in ok and "cn" in ok and ok["hn"][2] == ok["cn"][2])
-            if not same:
-                ok.pop("hn", None)
-                ok.pop("cn", None)
-        types = {t[0] for t in ok.values()}
-        if len(types) > 1:
-            ok = {k: t for k, t in ok.items() if k == "y"} if "y" in ok else {}
-            types = {t[0] for t in ok.values()}
-        if not ok:
-            return {}
-        self.out_dtype = types.pop()
-        for key in ("y", "hn", "cn"):
-            cur = getattr(self, key)
-            if cur is None:
-                continue
-            if key in ok:
-                dt, numel, strides, off = ok[key]
-                buf = torch.empty(numel, device=self.dev, dtype=dt).as_strided(cur.shape, strides, off)
-            else:
-                buf = torch.empty(cur.shape, device=self.dev, dtype=self.out_dtype)
-            setattr(self, key, buf)
-        return ok
+        return adopt_targets(self, targets)
 
     @property
     def products(self) -> str:

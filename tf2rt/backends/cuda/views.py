@@ -178,3 +178,56 @@ def output_target(buffer: Any, view: Any) -> tuple[tuple[int, ...], int] | None:
     if not np.array_equal(expect, posb):
         return None
     return tuple(strides), base
+
+
+#: The output types a stack's kernels can write (their OTYPE).
+TARGET_TYPES = ("float32", "float16", "bfloat16")
+
+
+def pick_targets(targets: dict, present: set[str]) -> dict:
+    """The output targets a stack that writes any strided layout, in one output type, takes.
+    targets: "y" / "hn" / "cn" -> (dtype, numel, strides in elements, offset), as
+    GraphExecutor learns them; present: the outputs the stack has. hn and cn are taken only
+    together with the same strides (one state layout); where the types differ, y alone."""
+    ok = {k: t for k, t in targets.items() if str(t[0]).replace("torch.", "") in TARGET_TYPES
+          and t[2][-1] == 1 and k in present}
+    if ("hn" in ok or "cn" in ok) and not ("cn" not in present
+                                           or ("hn" in ok and "cn" in ok and ok["hn"][2] == ok["cn"][2])):
+        ok.pop("hn", None)
+        ok.pop("cn", None)
+    if len({t[0] for t in ok.values()}) > 1:
+        ok = {"y": ok["y"]} if "y" in ok else {}
+    return ok
+
+
+def target_buffers(taken: dict, current: dict, out_dtype: Any, device: Any) -> dict:
+    """New output buffers of a stack whose outputs now have type `out_dtype`: each taken
+    target's strided buffer, and for the other outputs of `current` (name -> tensor or None)
+    a plain buffer of that type where theirs has another."""
+    import torch
+
+    out = {}
+    for key, cur in current.items():
+        if cur is None or (key not in taken and cur.dtype == out_dtype):
+            continue
+        if key in taken:
+            dt, numel, strides, off = taken[key]
+            out[key] = torch.empty(numel, device=device, dtype=dt).as_strided(cur.shape, strides, off)
+        else:
+            out[key] = torch.empty(cur.shape, device=device, dtype=out_dtype)
+    return out
+
+
+def adopt_targets(stack: Any, targets: dict) -> dict:
+    """set_output_targets of a stack whose outputs are its attributes y, hn and cn (None
+    where it has none) and whose kernels write any strided layout in one type: takes what
+    pick_targets allows, sets stack.out_dtype and the new buffers; returns the targets
+    taken."""
+    names = ("y", "hn", "cn")
+    ok = pick_targets(targets, {k for k in names if getattr(stack, k) is not None})
+    if not ok:
+        return {}
+    stack.out_dtype = next(iter(ok.values()))[0]
+    for key, buf in target_buffers(ok, {k: getattr(stack, k) for k in names}, stack.out_dtype, stack.dev).items():
+        setattr(stack, key, buf)
+    return ok

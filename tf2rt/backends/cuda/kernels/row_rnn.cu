@@ -46,8 +46,9 @@ __device__ __forceinline__ float2 unpair(wpair_t w) {
 }
 #endif
 
-// acc[i][b] = row (tid + i*THREADS) . h_b over every column, for the rows `take` marks.
-// hb: BPC vectors of KP values (shared memory); wr: the register columns; ws: the rest.
+// gs[b][row] = row . h_b over every column for this thread's rows (tid + i*THREADS) that
+// `take` marks. hb: BPC vectors of KP values (shared memory); wr: the register columns; ws:
+// the rest.
 // Two partial sums a row (even and odd columns): two chains of FMAs, each half as long, so
 // a thread's products are not bound by the latency of one dependent chain.
 __device__ __forceinline__ void pair_fma(float (&a)[2], float2 w0, float2 w1, float4 h) {
@@ -56,7 +57,12 @@ __device__ __forceinline__ void pair_fma(float (&a)[2], float2 w0, float2 w1, fl
     a[0] = fmaf(w1.x, h.z, a[0]);
     a[1] = fmaf(w1.y, h.w, a[1]);
 }
-__device__ __forceinline__ void products(float (&acc)[RPT][BPC], const wpair_t (&wr)[RPT][NPREG_A],
+// Columns 4q..4q+3 of every batch row's h (broadcast reads: every lane the same address).
+__device__ __forceinline__ void load_h(float4 (&hv)[BPC], const float* hb, int q) {
+#pragma unroll
+    for (int b = 0; b < BPC; ++b) hv[b] = *reinterpret_cast<const float4*>(hb + b * KP + 4 * q);
+}
+__device__ __forceinline__ void products(float* gs, const wpair_t (&wr)[RPT][NPREG_A],
                                          const wpair_t* ws, const float* hb, const bool (&take)[RPT]) {
     const int tid = threadIdx.x;
     float part[RPT][BPC][2];
@@ -67,8 +73,7 @@ __device__ __forceinline__ void products(float (&acc)[RPT][BPC], const wpair_t (
 #pragma unroll
     for (int q = 0; q < NPREG / 2; ++q) {  // 4 columns: register pairs 2q and 2q+1
         float4 hv[BPC];
-#pragma unroll
-        for (int b = 0; b < BPC; ++b) hv[b] = *reinterpret_cast<const float4*>(hb + b * KP + 4 * q);
+        load_h(hv, hb, q);
 #pragma unroll
         for (int i = 0; i < RPT; ++i) {
             if (!take[i]) continue;
@@ -80,8 +85,7 @@ __device__ __forceinline__ void products(float (&acc)[RPT][BPC], const wpair_t (
 #pragma unroll 4
     for (int q = NPREG / 2; q < NPAIR / 2; ++q) {
         float4 hv[BPC];
-#pragma unroll
-        for (int b = 0; b < BPC; ++b) hv[b] = *reinterpret_cast<const float4*>(hb + b * KP + 4 * q);
+        load_h(hv, hb, q);
         const wpair_t* w = ws + (size_t)(2 * q - NPREG) * RP + tid;
 #pragma unroll
         for (int i = 0; i < RPT; ++i) {
@@ -94,7 +98,8 @@ __device__ __forceinline__ void products(float (&acc)[RPT][BPC], const wpair_t (
 #pragma unroll
     for (int i = 0; i < RPT; ++i)
 #pragma unroll
-        for (int b = 0; b < BPC; ++b) acc[i][b] = part[i][b][0] + part[i][b][1];
+        for (int b = 0; b < BPC; ++b)
+            if (take[i]) gs[b * RP + tid + i * THREADS] = part[i][b][0] + part[i][b][1];
 }
 
 // R: [DIRS][NPAIR][RP] pairs; rb: [DIRS][ROWS] recurrent biases; peep: [DIRS][3*HID] or null.
@@ -181,13 +186,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
                 for (int g = 0; g < NGATE; ++g) xv[u][g] = io_load(xr + g * HID);
             }
         }
-        float acc[RPT][BPC];
-        products(acc, wr, ws, hcur, take);
-#pragma unroll
-        for (int i = 0; i < RPT; ++i)
-#pragma unroll
-            for (int b = 0; b < BPC; ++b)
-                if (take[i]) gs[b * RP + tid + i * THREADS] = acc[i][b];
+        products(gs, wr, ws, hcur, take);
         __syncthreads();
 #if GRU_RB
         // r from its product, then r*h (rounded as a staged operand) for the h~ rows
@@ -200,12 +199,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
             }
         }
         __syncthreads();
-        products(acc, wr, ws, rh, take_h);
-#pragma unroll
-        for (int i = 0; i < RPT; ++i)
-#pragma unroll
-            for (int b = 0; b < BPC; ++b)
-                if (take_h[i]) gs[b * RP + tid + i * THREADS] = acc[i][b];
+        products(gs, wr, ws, rh, take_h);
         __syncthreads();
 #endif
 #pragma unroll
