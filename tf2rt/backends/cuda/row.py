@@ -34,7 +34,7 @@ MAX_THREAD_REGISTERS = 255
 #: planned shapes, tests/backends/test_cuda_row.py): addresses, loop state and per batch row
 #: of the CTA the products' operands and the state, biases and inputs it updates.
 BASE_REGISTERS = 44
-REGISTERS_PER_BATCH_ROW = 12
+REGISTERS_PER_BATCH_ROW = 14
 _TYPE_CODES = {"torch.float32": 0, "torch.float16": 1, "torch.bfloat16": 2}
 
 

@@ -102,6 +102,24 @@ __device__ __forceinline__ void products(float* gs, const wpair_t (&wr)[RPT][NPR
             if (take[i]) gs[b * RP + tid + i * THREADS] = part[i][b][0] + part[i][b][1];
 }
 
+__device__ __forceinline__ float io_value(io_t v) { return io_load(&v); }
+
+// Raw input projections of step s for this thread's (batch row, unit) pairs that are active
+// at s (the rest keep what they hold: an inactive step does not use them).
+__device__ __forceinline__ void load_inputs(io_t (&xn)[NU][NGATE], const io_t* xd, long long xs_t, long long xs_b,
+                                            const int (&len)[NU], int b0, bool backwards, int s) {
+#pragma unroll
+    for (int u = 0; u < NU; ++u) {
+        const int idx = threadIdx.x + u * THREADS, bg = b0 + idx / HID, j = idx % HID;
+        if (s < len[u]) {
+            const int t = backwards ? len[u] - 1 - s : s;
+            const io_t* xr = xd + t * xs_t + bg * xs_b + j;
+#pragma unroll
+            for (int g = 0; g < NGATE; ++g) xn[u][g] = xr[g * HID];
+        }
+    }
+}
+
 // R: [DIRS][NPAIR][RP] pairs; rb: [DIRS][ROWS] recurrent biases; peep: [DIRS][3*HID] or null.
 // h0, c0: [DIRS][B][HID] in the stack's type or null (zeros). y: element (t, d, b, j) at
 // y + t*y_t + d*y_d + b*y_b + j; hn, cn (cn null unless LSTM) at d*s_d + b*s_b + j.
@@ -150,7 +168,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
         c[u] = mine && c0 ? io_load(c0 + st) : 0.0f;
         len[u] = mine ? (seq ? seq[bg] : T) : 0;
 #pragma unroll
-        for (int g = 0; g < NGATE; ++g) rbu[u][g] = mine ? rb[d * ROWS + g * HID + j] : 0.0f, xv[u][g] = 0.0f;
+        for (int g = 0; g < NGATE; ++g) rbu[u][g] = mine ? rb[d * ROWS + g * HID + j] : 0.0f;
         const bool pp = mine && PEEP && peep;
         pi[u] = pp ? peep[d * 3 * HID + j] : 0.0f;
         po[u] = pp ? peep[d * 3 * HID + HID + j] : 0.0f;
@@ -171,21 +189,19 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
     }
     __syncthreads();
 
+    // Each step's input projections are loaded a step ahead (raw, converted where used), so
+    // their latency hides behind a whole step instead of one step's products.
     const io_t* xd = xp + (size_t)d * ROWS;
+    io_t xn[NU][NGATE] = {};
+    load_inputs(xn, xd, xs_t, xs_b, len, b0, backwards, 0);
     for (int s = 0; s < T; ++s) {
         const float* hcur = hs + (s & 1) * BPC * KP;
         float* hnext = hs + ((s + 1) & 1) * BPC * KP;
-        // the step's input projections, loaded before the products hide their latency
 #pragma unroll
-        for (int u = 0; u < NU; ++u) {
-            const int idx = tid + u * THREADS, bg = b0 + idx / HID, j = idx % HID;
-            if (s < len[u]) {
-                const int t = backwards ? len[u] - 1 - s : s;
-                const io_t* xr = xd + t * xs_t + bg * xs_b + j;
+        for (int u = 0; u < NU; ++u)
 #pragma unroll
-                for (int g = 0; g < NGATE; ++g) xv[u][g] = io_load(xr + g * HID);
-            }
-        }
+            for (int g = 0; g < NGATE; ++g) xv[u][g] = io_value(xn[u][g]);
+        if (s + 1 < T) load_inputs(xn, xd, xs_t, xs_b, len, b0, backwards, s + 1);
         products(gs, wr, ws, hcur, take);
         __syncthreads();
 #if GRU_RB
