@@ -26,6 +26,8 @@
 #   row        the row kernel's GPU tests (full assertion text) and whole engines of small
 #              layers (H 64/128, T=100, batch 1 and 64) and the Keras GRU classifier with the
 #              row kernel against the default choice and cuDNN
+#   cluster    benchmarks/cuda_cluster_probe.py: a step's h shared through thread-block
+#              clusters (DSMEM stores, cluster barrier) against the tagged all-gather via L2
 # Each stage writes OUT_DIR/<stage>.txt (and the benchmarks their .md/.json there).
 set -u
 out=${1:?usage: gpu_check.sh OUT_DIR [STAGE...]}
@@ -68,6 +70,7 @@ for s in $stages; do
     row) timeout 150 $pytest_gpu -vv tests/backends/test_cuda_row.py
          timeout 300 python3 benchmarks/bench_cuda_engine.py --out "$out/cuda_engine_row.md" --reps 50 \
            --hiddens 64,128 --batches 1,64 --steps 100 --no-charrnn --row ;;
+    cluster) timeout 120 python3 benchmarks/cuda_cluster_probe.py --out "$out/cuda_cluster_probe.md" ;;
     l2) for l2 in 0 1; do
           TF2RT_CUDA_L2_PERSIST=$l2 timeout 90 python3 benchmarks/bench_cuda_step.py --out "$out/cuda_step_l2_$l2.md" \
             --reps 200 --cells lstm,gru --hiddens 1024 --batches 1

@@ -194,3 +194,18 @@ def test_benchmark_probe_patches_apply_and_compile(nvrtc, name):
     assert ok, out
     with pytest.raises(KeyError):
         probes.probe_source(kernel_source(), ("PROBE_UNKNOWN",))
+
+
+@pytest.mark.parametrize("cluster", [2, 8, 16])
+def test_cluster_exchange_probe_compiles_for_sm90(nvrtc, cluster):
+    """benchmarks/cuda_cluster_probe.py (DSMEM stores and cluster barriers, timed on a GPU
+    only) compiles for sm_90 through ptxas: its inline PTX is valid for that target."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "cuda_cluster_probe.py"
+    spec = importlib.util.spec_from_file_location("cuda_cluster_probe", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ok, log = nvrtc.compile_log(mod.CLUSTER_SRC, list(mod.compile_options(cluster)) + ["-arch=sm_90"])
+    assert ok, log
