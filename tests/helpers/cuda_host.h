@@ -6,12 +6,15 @@
 #include <ucontext.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <map>
+#include <string>
 #include <memory>
 #include <stdexcept>
 #include <vector>
@@ -38,6 +41,9 @@ struct alignas(8) uint2 {
 struct alignas(16) uint4 {
     unsigned x, y, z, w;
 };
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
+inline float2 make_float2(float x, float y) { return {x, y}; }
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 
 // A block's threads are fibers (ucontext) switched by one OS thread: a thread runs until it
 // reaches a barrier (__syncthreads, or a warp shuffle's exchange) or returns; a barrier
@@ -125,6 +131,86 @@ inline float __int_as_float(int i) {
 template <typename T>
 inline T atomicAdd(T* p, T v) {
     return std::atomic_ref<T>(*p).fetch_add(v);
+}
+
+template <typename T>
+inline T __shfl_down_sync(unsigned, T v, unsigned delta, int = 32) {
+    static_assert(sizeof(T) <= 8, "shuffle of a wider type");
+    const unsigned me = emu.cur, w = me / 32, buf = emu.phase[w] & 1;
+    unsigned long long bits = 0;
+    std::memcpy(&bits, &v, sizeof(T));
+    emu.shfl[buf][me] = bits;
+    emu_yield(2);
+    const unsigned src = (me & 31u) + delta;
+    if (src < 32) bits = emu.shfl[buf][(me & ~31u) | src];
+    T r;
+    std::memcpy(&r, &bits, sizeof(T));
+    return r;
+}
+template <typename T>
+inline T atomicExch(T* p, T v) {
+    return std::atomic_ref<T>(*p).exchange(v);
+}
+
+// Static __shared__ variables of a grid whose blocks run at once (host_source turns each
+// declaration into a reference to its block's own slot).
+inline std::vector<std::map<std::string, std::vector<unsigned char>>> emu_statics;
+template <typename T>
+inline T* emu_static(const char* name) {
+    auto& slot = emu_statics[emu.concurrent ? blockIdx.x : 0][name];
+    if (slot.empty()) slot.assign(sizeof(T) + 16, 0);
+    return reinterpret_cast<T*>(slot.data());
+}
+
+// Tensor-core mma.sync (m16n8k16 f16/bf16, m16n8k8 tf32; fp32 accumulate) as the warp's
+// lanes do it together: each lane posts its fragment registers, the warp meets, and each
+// lane computes its four results from the whole A and B (fragment layouts of the PTX ISA).
+enum EmuMmaKind { EMU_MMA_F16 = 0, EMU_MMA_BF16 = 1, EMU_MMA_TF32 = 2 };
+inline std::vector<std::array<unsigned, 6>> emu_mma_regs[2];  // per fiber, by the warp's phase
+inline float emu_half(unsigned bits, int kind) {
+    if (kind == EMU_MMA_BF16) return __uint_as_float((bits & 0xffffu) << 16);
+    _Float16 h;
+    const unsigned short b = (unsigned short)(bits & 0xffffu);
+    std::memcpy(&h, &b, 2);
+    return (float)h;
+}
+inline void emu_mma(int kind, float& c0, float& c1, float& c2, float& c3, unsigned a0, unsigned a1, unsigned a2,
+                    unsigned a3, unsigned b0, unsigned b1) {
+    const unsigned me = emu.cur, w = me / 32, buf = emu.phase[w] & 1;
+    if (emu_mma_regs[buf].size() < emu.fibers.size()) {
+        emu_mma_regs[0].resize(emu.fibers.size());
+        emu_mma_regs[1].resize(emu.fibers.size());
+    }
+    emu_mma_regs[buf][me] = {a0, a1, a2, a3, b0, b1};
+    emu_yield(2);
+    const int K = kind == EMU_MMA_TF32 ? 8 : 16;
+    float A[16][16] = {}, B[16][8] = {};
+    for (unsigned lane = 0; lane < 32; ++lane) {
+        const auto& r = emu_mma_regs[buf][(me & ~31u) | lane];
+        const int g = (int)lane >> 2, t = (int)lane & 3;
+        if (kind == EMU_MMA_TF32) {  // a0 (g, t) a1 (g+8, t) a2 (g, t+4) a3 (g+8, t+4); b0 (t, g) b1 (t+4, g)
+            auto tf = [](unsigned x) { return __uint_as_float(x & 0xffffe000u); };
+            A[g][t] = tf(r[0]), A[g + 8][t] = tf(r[1]), A[g][t + 4] = tf(r[2]), A[g + 8][t + 4] = tf(r[3]);
+            B[t][g] = tf(r[4]), B[t + 4][g] = tf(r[5]);
+            continue;
+        }
+        for (int i = 0; i < 8; ++i) {  // element i: register i/2, half i%2
+            const float v = emu_half(r[i / 2] >> (16 * (i % 2)), kind);
+            A[g + 8 * ((i >> 1) & 1)][2 * t + (i & 1) + 8 * (i >= 4)] = v;
+        }
+        for (int i = 0; i < 4; ++i) {
+            const float v = emu_half(r[4 + i / 2] >> (16 * (i % 2)), kind);
+            B[2 * t + (i & 1) + 8 * (i >= 2)][g] = v;
+        }
+    }
+    const int g = (int)(me & 31u) >> 2, t = (int)(me & 31u) & 3;
+    float* out[4] = {&c0, &c1, &c2, &c3};
+    for (int q = 0; q < 4; ++q) {  // c0 (g, 2t) c1 (g, 2t+1) c2 (g+8, 2t) c3 (g+8, 2t+1)
+        const int row = g + 8 * (q >> 1), col = 2 * t + (q & 1);
+        float acc = *out[q];
+        for (int k = 0; k < K; ++k) acc += A[row][k] * B[k][col];
+        *out[q] = acc;
+    }
 }
 inline float __expf(float x) { return std::exp(x); }
 inline int min(int a, int b) { return a < b ? a : b; }
@@ -216,6 +302,7 @@ inline void emu_launch(unsigned grid, unsigned block, size_t smem, bool concurre
     emu.phase.assign((nf + 31) / 32 + 1, 0);
     emu.block_or.assign(3 * (concurrent ? grid : 1), 0);
     emu_smem_blocks.assign(concurrent ? grid : 1, std::vector<unsigned char>(smem + 16, 0));
+    emu_statics.assign(concurrent ? grid : 1, {});
     if (concurrent) {
         for (unsigned i = 0; i < nf; ++i) emu.fibers[i].block = i / block;
         emu_run(0, nf, block);

@@ -94,9 +94,59 @@ class HostKernel:
         self.fn(int(grid[0]), int(block[0]), int(shared_mem), *values)
 
 
+# The persistent kernel's inline PTX, as host code: each edit's text must occur exactly once
+# (a changed kernel fails loudly instead of running unemulated PTX). Loads and stores of the
+# exchange are atomics; a cp.async copies at once (its waits are then no-ops); polling loops
+# yield to the other threads of the grid.
+PERSISTENT_EDITS = (
+    ('asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");',
+     "v = std::atomic_ref<u64>(*const_cast<u64*>(p)).load(std::memory_order_relaxed);"),
+    ('asm volatile("st.relaxed.gpu.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");',
+     "std::atomic_ref<u64>(*p).store(v, std::memory_order_relaxed);"),
+    ('asm volatile("ld.relaxed.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");',
+     "v = std::atomic_ref<u64>(*const_cast<u64*>(p)).load(std::memory_order_relaxed);"),
+    ('asm volatile("st.relaxed.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");',
+     "std::atomic_ref<u64>(*p).store(v, std::memory_order_relaxed);"),
+    ('asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));', "t = emu_clock_ns();"),
+    ("#define SPIN_WHILE(cond) while (cond) {}", "#define SPIN_WHILE(cond) while (cond) { emu_spin(); }"),
+    ('asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(f) : "memory");',
+     "v = std::atomic_ref<u32>(*const_cast<u32*>(f)).load(std::memory_order_acquire); if (v != epoch) emu_spin();"),
+    ('asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(f), "r"(epoch) : "memory");',
+     "std::atomic_ref<u32>(*f).store(epoch, std::memory_order_release);"),
+    ("""    unsigned sa;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(sa) : "l"(sdst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(sa), "l"(gsrc) : "memory");""",
+     "    std::memcpy(sdst, gsrc, 16);"),
+    ('asm volatile("cp.async.wait_all;" ::: "memory");', ";"),
+    ('asm volatile("cp.async.commit_group;" ::: "memory");', ";"),
+)
+_MMA = re.compile(r'asm volatile\("mma\.sync\.aligned\.m16n8k(?:16|8)\.row\.col\.f32\.(f16|bf16|tf32)\.\w+\.f32 [^"]*"\s*'
+                  r':\s*"\+f"\(([^)]*)\), "\+f"\(([^)]*)\), "\+f"\(([^)]*)\), "\+f"\(([^)]*)\)\s*'
+                  r':\s*"r"\(([^)]*)\), "r"\(([^)]*)\), "r"\(([^)]*)\), "r"\(([^)]*)\), "r"\(([^)]*)\), '
+                  r'"r"\(([^)]*)\)\);')
+_WAIT_GROUP = re.compile(r'asm volatile\("cp\.async\.wait_group \d;" ::: "memory"\);')
+_STATIC_SHARED = re.compile(r"__shared__ (?:__align__\(\d+\) )?([\w ]+?) (\w+)(\[[^\]]+\])?;")
+
+
+def _persistent_host(src: str) -> str:
+    for text, host in PERSISTENT_EDITS:
+        if src.count(text) != 1:
+            raise AssertionError(f"persistent_rnn.cu changed: {text[:70]!r} occurs {src.count(text)} times")
+        src = src.replace(text, host)
+    kinds = {"f16": "EMU_MMA_F16", "bf16": "EMU_MMA_BF16", "tf32": "EMU_MMA_TF32"}
+    src, n = _MMA.subn(lambda m: f"emu_mma({kinds[m.group(1)]}, {', '.join(m.groups()[1:])});", src)
+    if n == 0:
+        raise AssertionError("persistent_rnn.cu changed: no mma.sync statement matched")
+    src = _WAIT_GROUP.sub(";", src)
+    if "asm" in re.sub(r"//.*", "", src):
+        raise AssertionError("persistent_rnn.cu: inline PTX left that the host emulation does not replace")
+    return src
+
+
 def host_source(name: str, concurrent: bool = False) -> str:
     """The kernel file as host C++: PTX conversions and flags replaced, shared memory made
-    host memory (static __shared__ arrays become statics: sequential launches only)."""
+    host memory (static __shared__ variables become statics for sequential launches, and
+    slots of each block for concurrent ones)."""
     from tf2rt.backends.cuda.persistent import kernel_source
 
     src = kernel_source(name)
@@ -108,11 +158,14 @@ def host_source(name: str, concurrent: bool = False) -> str:
         if header == "flags.cuh":
             text = text.replace('#include "types.cuh"\n', "")  # inlined once, above
         src = src.replace(text, host)
+    if name == "persistent_rnn.cu":
+        src = _persistent_host(src)
     # dynamic shared memory -> the running block's buffer; static __shared__ -> statics
     src = re.sub(r"extern __shared__ (?:__align__\(\d+\) )?([\w ]+?) (\w+)\[\];",
                  r"\1* \2 = reinterpret_cast<\1*>(emu_block_smem());", src)
-    if concurrent and "__shared__" in src:
-        raise AssertionError(f"{name}: static __shared__ arrays cannot run as a concurrent grid")
+    if concurrent:
+        return _STATIC_SHARED.sub(lambda m: f'auto& {m.group(2)} = *emu_static<{m.group(1)}{m.group(3) or ""}>'
+                                            f'("{m.group(2)}");', src)
     return src.replace("__shared__", "static")
 
 

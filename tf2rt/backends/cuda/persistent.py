@@ -327,7 +327,6 @@ class PersistentStack:
 
     # -- run ------------------------------------------------------------------------------
     def __call__(self, x: Any, h0: Any = None, c0: Any = None, seq_lens: Any = None) -> tuple[Any, Any, Any]:
-        import cupy
         import torch
 
         p, cfg = self.problem, self.cfg
@@ -341,7 +340,7 @@ class PersistentStack:
         if seq_lens is not None:
             self.seq.copy_(seq_lens.reshape(B))
         tables = self._desc[(h0 is not None, c0 is not None, seq_lens is not None)]
-        stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(self.dev).cuda_stream)
+        stream = self._stream()
         split_in = not cfg.fuse_input and self.proj[0] is not None and self.proj[0].takes_any_layout(x)
         if split_in:  # the split projection's staging reads x in any layout (no copy first)
             inp = x
@@ -377,14 +376,26 @@ class PersistentStack:
             self._kernels[key] = compile_kernel(self.cfg, self.probe, tuple(_TYPE_CODES[t] for t in key), self.source)
         return self._kernels[key]
 
+    def _stream(self) -> Any:
+        """The cupy stream of torch's current stream (None on a CPU device: the tests' host
+        build of the kernel is called directly)."""
+        if self.dev.type != "cuda":
+            return None
+        import cupy
+        import torch
+
+        return cupy.cuda.ExternalStream(torch.cuda.current_stream(self.dev).cuda_stream)
+
     def launch(self, table: Any, steps: int, xin: int, stream: Any, sync: Any = None, kernel: Any = None) -> None:
-        """One kernel launch over the groups of descriptor `table` (on a cupy stream);
-        `sync`: this launch's epoch row (default: the first launch's); `kernel`: default the
-        stack's own build."""
+        """One kernel launch over the groups of descriptor `table` (on a cupy stream; None
+        on a CPU device); `sync`: this launch's epoch row (default: the first launch's);
+        `kernel`: default the stack's own build."""
+        import contextlib
+
         cfg = self.cfg
         sync = self.sync if sync is None else sync
         ngroups = table.shape[0]
-        with stream:
+        with stream if stream is not None else contextlib.nullcontext():
             (kernel or self.kernel)(
                 (ngroups * cfg.ctas_per_group,), (cfg.threads,),
                 (np.uint64(table.data_ptr()), np.int32(ngroups), np.int32(steps), np.uint64(sync.data_ptr()),
