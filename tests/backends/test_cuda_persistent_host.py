@@ -1,0 +1,150 @@
+"""The persistent kernel (kernels/persistent_rnn.cu) on the CPU: its own source built by the
+host C++ compiler against the emulation of CUDA (tests/helpers/cuda_host.h: a whole grid of
+fibers that meet at barriers and poll each other's tagged words and flags; tensor-core
+mma.sync computed from the warp's fragments as the PTX ISA lays them out), driven by the
+real PersistentStack on a CPU torch device and checked against onnxruntime.
+
+Each case names the build it covers (step form, product form, where the fragments live,
+schedule) and asserts that the planner gave that build, on a small device (few SMs, and
+for the split-fragment and ring builds less shared memory) so that small layers take
+the forms large ones take on an H100. Timing, memory ordering on a real GPU and the
+streaming (RESIDENT) build need the GPU tests (test_cuda_persistent.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cuda_models import RnnCase, make_inputs, make_weights, node_specs, stack_errors
+from helpers.cuda_host import compiler, host_kernels
+
+from tf2rt.backends.cuda import persistent
+from tf2rt.backends.cuda.options import CudaOptions
+from tf2rt.backends.cuda.plan import DeviceLimits, make_plan
+from tf2rt.backends.cuda.rnn import problem_for
+
+TOL = {"float32": 1e-4, "float16": 2e-2, "bfloat16": 3e-2}
+
+# (case, dtype, device: sm_count and shared memory in KB, options, the build it must get)
+CASES = [
+    ("original step, GRU reset-before, wavefront",
+     dict(cell="gru", hidden=48, batch=3, layers=2, lbr=0, seq_lens=True, initial=True), "float32", (8, 227), {},
+     dict(step="original", mode="wavefront")),
+    ("fp32 CUDA cores, wavefront with the split input product",
+     dict(cell="lstm", hidden=64, batch=1, layers=2), "float32", (8, 227), {},
+     dict(step="two-barrier", products="fp32 CUDA cores", mode="wavefront", split_x=True)),
+    ("three bf16 passes, split fragments, bidirectional",
+     dict(cell="lstm", hidden=64, batch=8, layers=2, bidirectional=True, seq_lens=True, initial=True), "float32",
+     (8, 227), {}, dict(step="two-barrier", products="fp32 as three bf16 tensor-core passes", wpart=True)),
+    ("three TF32 passes",
+     dict(cell="gru", hidden=256, batch=4, layers=1, initial=True), "float32", (16, 227), {},
+     dict(step="two-barrier", products="fp32 as three TF32 tensor-core passes")),
+    ("fp16 fragments in registers, peepholes and clip",
+     dict(cell="lstm", hidden=64, batch=2, layers=2, peepholes=True, clip=1.5, initial=True), "float16", (8, 227),
+     {}, dict(step="two-barrier", products="fp16 tensor cores", weights="registers", mode="wavefront")),
+    ("fp16 fragments in shared memory",
+     dict(cell="gru", hidden=64, batch=4, layers=2), "float16", (8, 227), dict(wreg=False),
+     dict(step="two-barrier", weights="shared memory")),
+    ("fp16, two h per exchange word, reverse with lengths",
+     dict(cell="lstm", hidden=256, batch=8, layers=1, reverse=True, seq_lens=True, initial=True), "float16",
+     (16, 227), {}, dict(step="two-barrier", products="fp16 tensor cores")),
+    ("bf16, first layer's input products in the kernel (short sequence)",
+     dict(cell="lstm", hidden=64, batch=1, layers=3, seq_len=3), "bfloat16", (8, 227), {},
+     dict(products="bf16 tensor cores", fuse_input=True)),
+    ("large batch fp16, five n-tiles (a partial copy group)",
+     dict(cell="gru", hidden=64, batch=40, layers=2, seq_lens=True, initial=True), "float16", (8, 227), {},
+     dict(step="large-batch", products="fp16 tensor cores", mode="wavefront")),
+    ("large batch, three bf16 passes, wavefront",
+     dict(cell="lstm", hidden=64, batch=24, layers=2, initial=True), "float32", (8, 227), {},
+     dict(step="large-batch", products="fp32 as three bf16 tensor-core passes", mode="wavefront")),
+    ("large batch, split fragments",
+     dict(cell="lstm", hidden=256, batch=32, layers=1, seq_len=3, seq_lens=True), "float32", (8, 150), {},
+     dict(step="large-batch", wpart=True, ring_slots=0)),
+    ("large batch, split fragments and a ring of staged rows",
+     dict(cell="lstm", hidden=256, batch=64, layers=1, seq_len=2, seq_lens=True, initial=True), "float32",
+     (8, 120), {}, dict(step="large-batch", wpart=True, ring=True)),
+    ("tanh/relu RNN, bidirectional with lengths",
+     dict(cell="rnn", hidden=64, batch=8, layers=2, activation="Relu", bidirectional=True, seq_lens=True),
+     "float32", (8, 227), {}, dict(mode="layerwise")),
+    ("original step forced (TF2RT_CUDA_STEP=1), fp16",
+     dict(cell="lstm", hidden=64, batch=4, layers=2, initial=True), "float16", (8, 227), dict(step="1"),
+     dict(step="original")),
+]
+
+
+def _ids(case):
+    return case[0].replace(" ", "-").replace(",", "").replace("(", "").replace(")", "")
+
+
+@pytest.fixture
+def host(monkeypatch):
+    """PersistentStack's kernel built for the host (every block at once: they wait for
+    each other)."""
+    if compiler() is None:
+        pytest.fail("the host emulation of the kernels needs a C++ compiler (g++)")
+    torch = pytest.importorskip("torch")
+
+    def build(cfg, probe=(), io_types=None, source=None):
+        defines = {**cfg.defines(), **persistent.gate_defines(), "NDESC": persistent.NDESC}
+        if io_types is not None:
+            defines.update(XTYPE=io_types[0], OTYPE=io_types[1], YTYPE=io_types[2])
+        return host_kernels("persistent_rnn.cu", defines, concurrent=True)["persistent_rnn"]
+
+    monkeypatch.setattr(persistent, "compile_kernel", build)
+    return torch
+
+
+def _build(kw, dtype, device, options):
+    kw = {"seq_len": 5, "input_size": 24, **kw}
+    case = RnnCase(seed=len(str(kw)), **kw)
+    make_weights(case)
+    problem = problem_for(node_specs(case), case.batch, case.seq_len, dtype)
+    sm, smem_kb = device
+    plan = make_plan(problem, DeviceLimits(sm_count=sm, smem_per_block=smem_kb * 1024), prefer="persistent",
+                     options=CudaOptions(**options))
+    assert plan.engine == "persistent", plan.reason
+    stack = persistent.PersistentStack(problem, plan, [s.weights for s in node_specs(case)], device="cpu",
+                                       options=CudaOptions(**options))
+    return case, plan, stack
+
+
+def _check_build(plan, want):
+    d, k = plan.describe(), plan.kernel
+    got = {key: d.get(key) for key in ("step", "products", "weights", "mode") if key in want}
+    got.update({key: getattr(k, key) for key in ("split_x", "fuse_input", "ring_slots") if key in want})
+    if "wpart" in want:
+        got["wpart"] = k.wpart > 0
+    if "ring" in want:
+        got["ring"] = k.ring_slots > 0
+    assert got == want, plan.describe()
+
+
+@pytest.mark.parametrize("name,kw,dtype,device,options,want", CASES, ids=[_ids(c) for c in CASES])
+def test_persistent_kernel_on_the_host_matches_onnxruntime(host, name, kw, dtype, device, options, want):
+    case, plan, stack = _build(kw, dtype, device, options)
+    _check_build(plan, want)
+    for i in range(2):  # one stack, a second launch: its exchange buffers carry the new epoch
+        feeds = make_inputs(case)
+        feeds = {k: (v * (1.0 + 0.4 * i)).astype(v.dtype) if v.dtype == np.float32 else v for k, v in feeds.items()}
+        errs = stack_errors(host, case, dtype, feeds, stack, dev="cpu")
+        assert max(errs.values()) <= TOL[dtype], (i, errs)
+
+
+def test_a_shorter_call_and_outputs_written_in_another_type_and_layout(host):
+    """A call shorter than planned runs its own length (the rest of the exchange buffer is
+    stamped), and an fp16 stack writes y batch-major and h_n/c_n as float32 itself (the
+    kernel's YTYPE/OTYPE build)."""
+    torch = host
+    case, plan, stack = _build(dict(cell="lstm", hidden=64, batch=3, layers=2, initial=True, seq_len=6), "float16",
+                               (8, 227), {})
+    T, B, H, L = case.seq_len, case.batch, case.hidden, case.layers
+    taken = stack.set_output_targets({"y": (torch.float32, B * T * H, (H, B * T * H, T * H, 1), 0),
+                                      "hn": (torch.float32, L * B * H, (B * H, H, 1), 0),
+                                      "cn": (torch.float32, L * B * H, (B * H, H, 1), 0)})
+    assert set(taken) == {"y", "hn", "cn"} and stack.y[-1].dtype == torch.float32
+    errs = stack_errors(torch, case, "float16", make_inputs(case), stack, dev="cpu")
+    assert max(errs.values()) <= TOL["float16"], errs
+    short = RnnCase(**{**case.__dict__, "seq_len": 3})
+    errs = stack_errors(torch, short, "float16", make_inputs(short), stack, dev="cpu")
+    assert max(errs.values()) <= TOL["float16"], errs
+
