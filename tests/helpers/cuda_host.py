@@ -7,9 +7,10 @@ blocks run in turn, or all at once for kernels whose blocks wait for each other)
     kernels["step_gemv"](grid, block, args, shared_mem=n) # the CuPy RawKernel call
 
 Arguments are what the stacks pass CuPy: numpy scalars, and device pointers, which on a CPU
-torch device are host addresses. What this cannot check: timing, memory ordering between
-blocks (a concurrent launch interleaves them only where a thread polls in emu_spin), and
-anything under `__CUDA_ARCH__` (inline PTX).
+torch device are host addresses. Inline PTX is replaced: types.cuh and flags.cuh by host
+headers, the persistent kernel's statements one by one (PERSISTENT_EDITS; mma.sync becomes
+the header's emu_mma). What this cannot check: timing, and memory ordering between blocks
+(a concurrent launch interleaves them only where a thread polls in emu_spin).
 """
 
 from __future__ import annotations
