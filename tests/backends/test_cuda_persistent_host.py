@@ -17,6 +17,7 @@ import pytest
 
 from cuda_models import RnnCase, make_inputs, make_weights, node_specs, stack_errors
 from helpers.cuda_host import compiler, host_kernels
+from test_conformance import CASES as CONFORMANCE
 
 from tf2rt.backends.cuda import persistent
 from tf2rt.backends.cuda.options import CudaOptions
@@ -148,3 +149,40 @@ def test_a_shorter_call_and_outputs_written_in_another_type_and_layout(host):
     errs = stack_errors(torch, short, "float16", make_inputs(short), stack, dev="cpu")
     assert max(errs.values()) <= TOL["float16"], errs
 
+
+
+@pytest.mark.parametrize("op,layers,bidirectional,seq,states", CONFORMANCE)
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_conformance_engines_on_the_host_kernel(host, monkeypatch, op, layers, bidirectional, seq, states,
+                                                precision):
+    """The conformance suite's recurrent engines (fp32, and fp16 engines with the stack in
+    fp16) through the executor with their stacks on the host build of the persistent
+    kernel: the reference backend's outputs, and from the second call no copy around the
+    stack (the kernel writes each output where and in the type the engine wants it)."""
+    from helpers.rnn_networks import build_rnn, rnn_feeds
+
+    from tf2rt.backends.cuda import graph
+    from tf2rt.backends.cuda.graph import GraphExecutor
+
+    torch = host
+    limits = DeviceLimits(sm_count=6)
+
+    def make_stack(specs, batch, seq_len, dtype, limits_, **kw):
+        problem = problem_for(specs, batch, seq_len, dtype)
+        plan = make_plan(problem, limits, prefer="persistent")
+        assert plan.engine == "persistent", plan.reason
+        return persistent.PersistentStack(problem, plan, [s.weights for s in specs], device="cpu"), plan
+
+    monkeypatch.setattr(graph, "make_stack", make_stack)
+    H, E, N, S = 10, 6, 3, 7
+    engine, _ = build_rnn(op, layers, bidirectional, H, E, N, S, 5, seq=seq, states=states, precision=precision)
+    feeds = rnn_feeds(op, layers, bidirectional, H, E, N, S, 5, seq, states)
+    rnn_dtype = "float16" if precision == "fp16" else None
+    ex = GraphExecutor(engine.onnx, limits, device="cpu", rnn_dtype=rnn_dtype)
+    want = engine.run(feeds, backend="reference")
+    outs = [ex({k: torch.as_tensor(v) for k, v in feeds.items()}) for _ in range(2)]
+    assert ex.copies == [] and set(ex.chains[0].taken) == set(ex.chains[0].targets), ex.copies
+    atol, rtol = (2e-5, 1e-5) if precision == "fp32" else (3e-2, 1e-2)
+    for out in outs:
+        for k in want:
+            np.testing.assert_allclose(np.asarray(out[k], np.float32), want[k], atol=atol, rtol=rtol, err_msg=k)
