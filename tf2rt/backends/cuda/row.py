@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ...errors import ShapeError, UnsupportedError
+from ...errors import ShapeError
 from .device_limits import DeviceLimits
 from .kernel_config import STATIC_SMEM_RESERVE
 from .launch import launch, pointer
@@ -268,11 +268,3 @@ class RowStack:
                 inp = self.mid[layer][:T].view(T, B, D * H)
         return self.y[:T], self.hn, self.cn
 
-
-def make_row_stack(problem: RnnProblem, layers: Sequence[Sequence[DirectionWeights]], device: Any = None,
-                   limits: DeviceLimits | None = None, options: CudaOptions | None = None) -> RowStack:
-    """A RowStack for `problem`, or UnsupportedError saying why the row kernel cannot run it."""
-    cfg, why = row_config(problem, limits)
-    if cfg is None:
-        raise UnsupportedError(f"row kernel: {why}")
-    return RowStack(problem, cfg, layers, device=device, options=options)
