@@ -53,7 +53,11 @@ def host(monkeypatch):
     if compiler() is None:
         pytest.fail("the host emulation of the kernels needs a C++ compiler (g++)")
     torch = pytest.importorskip("torch")
-    monkeypatch.setattr(row, "_compile", lambda defines, smem: host_kernels("row_rnn.cu", dict(defines))["row_rnn"])
+    def build(defines, smem):  # a cluster's blocks wait for each other: all blocks at once
+        defines = dict(defines)
+        return host_kernels("row_rnn.cu", defines, concurrent=defines["CLUSTER"] > 1)["row_rnn"]
+
+    monkeypatch.setattr(row, "_compile", build)
     return torch
 
 
@@ -78,7 +82,8 @@ def test_row_kernel_matches_onnxruntime(host, kw, dtype):
 
 
 # every way a build splits its work, on the forms with the most parts
-SPLITS = [dict(kreg=0), dict(kreg=8), dict(bpc=2), dict(bpc=4, kreg=4), dict(rpt=2, threads=64)]
+SPLITS = [dict(kreg=0), dict(kreg=8), dict(bpc=2), dict(bpc=4, kreg=4), dict(rpt=2, threads=64),
+          dict(cluster=2), dict(cluster=3, bpc=2), dict(cluster=4, kreg=0)]
 
 
 @pytest.mark.parametrize("changes", SPLITS, ids=_ids)
@@ -125,19 +130,26 @@ def test_outputs_written_into_targets(host):
 
 
 def test_planning_says_what_fits():
-    """Small layers fit one SM; the planner's builds stay within the register file and
-    shared memory, and a layer too large for one SM is refused with the reason."""
+    """Small layers fit one SM; larger ones the smallest thread-block cluster that holds
+    them (Hopper and later); the planner's builds stay within the register file and shared
+    memory, and a layer too large for 8 SMs is refused with the reason."""
     limits = DeviceLimits()
-    for cell, H, dtype in (("gru", 128, "float32"), ("lstm", 128, "float32"), ("lstm", 160, "float16"),
-                           ("rnn", 256, "float32"), ("gru", 64, "bfloat16")):
+    for cell, H, dtype, cluster in (("gru", 128, "float32", 1), ("lstm", 128, "float32", 1),
+                                    ("lstm", 160, "float16", 1), ("rnn", 256, "float32", 1),
+                                    ("gru", 64, "bfloat16", 1), ("gru", 256, "float32", 2),
+                                    ("lstm", 256, "float32", 4), ("lstm", 512, "float16", 8)):
         cfg, why = row.row_config(_problem(cell, H, dtype), limits)
         assert cfg is not None, (cell, H, dtype, why)
+        assert cfg.cluster == cluster, (cell, H, dtype, cfg)
         assert cfg.smem_bytes <= limits.smem_per_block and cfg.threads <= 1024 and cfg.kreg % 4 == 0
-        assert cfg.threads * cfg.rpt >= cfg.gates * H
+        assert cfg.threads * cfg.rpt >= cfg.gates * cfg.upc and cfg.upc * cluster >= H
     cfg, why = row.row_config(_problem("lstm", 1024, "float32"), limits)
-    assert cfg is None and "gate rows" in why
-    cfg, why = row.row_config(_problem("gru", 256, "float32"), limits)
-    assert cfg is None and "do not fit one SM" in why
+    assert cfg is None and "do not fit a cluster of 8 SMs" in why
+    cfg, why = row.row_config(_problem("lstm", 8192, "float16"), limits)
+    assert cfg is None and "gate rows a CTA" in why
+    ampere = DeviceLimits(compute_capability=(8, 0))
+    cfg, why = row.row_config(_problem("gru", 256, "float32"), ampere)
+    assert cfg is None and "compute capability 9.0" in why
     # many CTAs: more batch rows each, so one wave covers the batch
     cfg, _ = row.row_config(_problem("gru", 64, "float32", batch=256, directions=2), limits)
     assert cfg.bpc == 4
@@ -154,7 +166,10 @@ def _problem(cell, H, dtype, batch=1, directions=1):
 
 PLANNED = [("gru", 128, "float32", 1), ("gru", 128, "float32", 64), ("lstm", 128, "float32", 1),
            ("lstm", 64, "float32", 8), ("lstm", 160, "float16", 1), ("gru", 160, "float16", 64),
-           ("rnn", 256, "float32", 1), ("gru", 100, "bfloat16", 300)]
+           ("rnn", 256, "float32", 1), ("gru", 100, "bfloat16", 300),
+           # thread-block clusters: 2, 4 and 8 CTAs a layer
+           ("gru", 256, "float32", 1), ("lstm", 256, "float32", 8), ("lstm", 512, "float16", 1),
+           ("gru", 384, "bfloat16", 16)]
 
 
 @pytest.mark.parametrize("cell,H,dtype,batch", PLANNED)
@@ -244,7 +259,7 @@ def test_the_planner_gives_the_row_kernel_where_asked_and_says_why_not():
     assert make_plan(small, DeviceLimits()).engine != "row"  # not by default: only where asked or measured
     big = _problem("lstm", 1024, "float16")
     plan = make_plan(big, DeviceLimits(), prefer="row")
-    assert plan.engine != "row" and plan.reason.startswith("row kernel: ") and "gate rows" in plan.reason
+    assert plan.engine != "row" and plan.reason.startswith("row kernel: ") and "do not fit" in plan.reason
     assert make_plan(small, DeviceLimits(compute_capability=(6, 1)), prefer="row").engine != "row"
 
 

@@ -25,6 +25,7 @@
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __align__(n) alignas(n)
+#define __cluster_dims__(...)
 
 struct dim3 {
     unsigned x = 1, y = 1, z = 1;
@@ -58,7 +59,7 @@ struct EmuFiber {
     ucontext_t ctx;
     std::vector<char> stack;
     unsigned block = 0, thread = 0;
-    int wait = 0;  // 0 running, 1 at the block barrier, 2 at its warp's barrier, 3 spinning
+    int wait = 0;  // 0 running, 1 at the block barrier, 2 at its warp's barrier, 3 spinning, 4 at the cluster barrier
     bool done = false;
     unsigned or_calls = 0;
 };
@@ -71,6 +72,7 @@ struct EmuSched {
     std::vector<unsigned long long> shfl[2];  // per fiber, double-buffered by the warp's phase
     std::vector<unsigned> phase;              // per warp of the fibers
     std::vector<int> block_or;                // __syncthreads_or: 3 slots a block, by call
+    unsigned cluster = 1;                     // blocks a thread-block cluster (consecutive blocks)
 };
 inline EmuSched emu;
 inline std::vector<std::vector<unsigned char>> emu_smem_blocks;  // dynamic shared memory
@@ -82,6 +84,23 @@ inline void emu_yield(int wait) {
     swapcontext(&f.ctx, &emu.main);
 }
 inline void __syncthreads() { emu_yield(1); }
+// Thread-block clusters of n consecutive blocks (a concurrent launch): the rank, a peer's copy
+// of a shared-memory address, and the barrier of every thread of the cluster.
+inline unsigned emu_cluster_rank(unsigned n) {
+    emu.cluster = n;
+    return blockIdx.x % n;
+}
+template <typename T>
+inline T* emu_peer_smem(T* p, unsigned rank, unsigned n) {
+    if (!emu.concurrent) throw std::runtime_error("a cluster's blocks need a concurrent launch");
+    const unsigned char* mine = emu_smem_blocks[blockIdx.x].data();
+    const auto off = reinterpret_cast<const unsigned char*>(p) - mine;
+    return reinterpret_cast<T*>(emu_smem_blocks[blockIdx.x - blockIdx.x % n + rank].data() + off);
+}
+inline void emu_cluster_sync(unsigned n) {
+    emu.cluster = n;
+    emu_yield(4);
+}
 inline void emu_spin() { emu_yield(3); }
 // Call k of a block uses slot k % 3; entering it clears slot (k + 1) % 3, last read in call
 // k - 2 (every thread has passed call k - 1's barrier) and next written in call k + 1.
@@ -278,6 +297,18 @@ inline void emu_run(unsigned first, unsigned n, unsigned block) {
                 }
             }
         }
+        if (emu.cluster > 1) {  // open the cluster barriers every live thread of a cluster has reached
+            const unsigned span = emu.cluster * block;
+            for (unsigned c0 = first; c0 < first + n; c0 += span) {
+                unsigned live = 0, at = 0;
+                for (unsigned i = c0; i < std::min(c0 + span, first + n); ++i)
+                    live += !emu.fibers[i].done, at += !emu.fibers[i].done && emu.fibers[i].wait == 4;
+                if (live && at == live) {
+                    for (unsigned i = c0; i < std::min(c0 + span, first + n); ++i) emu.fibers[i].wait = 0;
+                    opened = true;
+                }
+            }
+        }
         if (live_all == 0) break;
         if (!ran && !opened) throw std::runtime_error("threads wait at different barriers (deadlock)");
         idle = (progress || opened) ? 0 : idle + 1;
@@ -294,6 +325,7 @@ inline void emu_launch(unsigned grid, unsigned block, size_t smem, bool concurre
     blockDim.x = block;
     emu.kernel = &kernel;
     emu.concurrent = concurrent;
+    emu.cluster = 1;
     const unsigned nf = concurrent ? grid * block : block;
     emu.fibers.resize(nf);
     for (unsigned i = 0; i < nf; ++i) emu.fibers[i].thread = i % block;

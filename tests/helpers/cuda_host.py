@@ -121,6 +121,14 @@ PERSISTENT_EDITS = (
     ('asm volatile("cp.async.wait_all;" ::: "memory");', ";"),
     ('asm volatile("cp.async.commit_group;" ::: "memory");', ";"),
 )
+# The row kernel's cluster primitives (thread-block clusters of consecutive blocks).
+ROW_EDITS = (
+    ('asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));', "r = emu_cluster_rank(CLUSTER);"),
+    ('asm volatile("mapa.u64 %0, %1, %2;" : "=l"(out) : "l"(p), "r"(rank));',
+     "out = reinterpret_cast<unsigned long long>(emu_peer_smem(p, rank, CLUSTER));"),
+    ('asm volatile("barrier.cluster.arrive.release.aligned;\\n\\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");',
+     "emu_cluster_sync(CLUSTER);"),
+)
 _MMA = re.compile(r'asm volatile\("mma\.sync\.aligned\.m16n8k(?:16|8)\.row\.col\.f32\.(f16|bf16|tf32)\.\w+\.f32 [^"]*"\s*'
                   r':\s*"\+f"\(([^)]*)\), "\+f"\(([^)]*)\), "\+f"\(([^)]*)\), "\+f"\(([^)]*)\)\s*'
                   r':\s*"r"\(([^)]*)\), "r"\(([^)]*)\), "r"\(([^)]*)\), "r"\(([^)]*)\), "r"\(([^)]*)\), '
@@ -129,11 +137,16 @@ _WAIT_GROUP = re.compile(r'asm volatile\("cp\.async\.wait_group \d;" ::: "memory
 _STATIC_SHARED = re.compile(r"__shared__ (?:__align__\(\d+\) )?([\w ]+?) (\w+)(\[[^\]]+\])?;")
 
 
-def _persistent_host(src: str) -> str:
-    for text, host in PERSISTENT_EDITS:
+def _edit(src: str, name: str, edits: tuple) -> str:
+    for text, host in edits:
         if src.count(text) != 1:
-            raise AssertionError(f"persistent_rnn.cu changed: {text[:70]!r} occurs {src.count(text)} times")
+            raise AssertionError(f"{name} changed: {text[:70]!r} occurs {src.count(text)} times")
         src = src.replace(text, host)
+    return src
+
+
+def _persistent_host(src: str) -> str:
+    src = _edit(src, "persistent_rnn.cu", PERSISTENT_EDITS)
     kinds = {"f16": "EMU_MMA_F16", "bf16": "EMU_MMA_BF16", "tf32": "EMU_MMA_TF32"}
     src, n = _MMA.subn(lambda m: f"emu_mma({kinds[m.group(1)]}, {', '.join(m.groups()[1:])});", src)
     if n == 0:
@@ -161,6 +174,8 @@ def host_source(name: str, concurrent: bool = False) -> str:
         src = src.replace(text, host)
     if name == "persistent_rnn.cu":
         src = _persistent_host(src)
+    if name == "row_rnn.cu":
+        src = _edit(src, name, ROW_EDITS)
     # dynamic shared memory -> the running block's buffer; static __shared__ -> statics
     src = re.sub(r"extern __shared__ (?:__align__\(\d+\) )?([\w ]+?) (\w+)\[\];",
                  r"\1* \2 = reinterpret_cast<\1*>(emu_block_smem());", src)

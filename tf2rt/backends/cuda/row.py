@@ -52,6 +52,11 @@ class RowConfig:
     kreg: int  # columns of each row in registers (a multiple of 4)
     lbr: bool
     peepholes: bool
+    cluster: int = 1  # CTAs sharing a layer (a thread-block cluster), each with upc units
+
+    @property
+    def upc(self) -> int:
+        return -(-self.hidden // self.cluster)
 
     @property
     def kp(self) -> int:
@@ -67,7 +72,7 @@ class RowConfig:
 
     @property
     def units_per_thread(self) -> int:
-        return -(-self.bpc * self.hidden // self.threads)
+        return -(-self.bpc * self.upc // self.threads)
 
     @property
     def smem_bytes(self) -> int:
@@ -76,7 +81,7 @@ class RowConfig:
         return weights + (2 * self.bpc * self.kp + self.bpc * self.rp) * 4 + rh
 
     def ctas(self, batch: int, directions: int) -> int:
-        return directions * -(-batch // self.bpc)
+        return directions * -(-batch // self.bpc) * self.cluster
 
     def defines(self, otype: int | None = None) -> dict[str, int]:
         from .persistent import gate_defines
@@ -84,7 +89,7 @@ class RowConfig:
         return {**gate_defines(), "CELL": self.cell_code, "IOTYPE": self.iotype,
                 "OTYPE": self.iotype if otype is None else otype, "FAST_GATES": int(self.iotype != 0),
                 "HID": self.hidden, "NGATE": self.gates, "THREADS": self.threads, "RPT": self.rpt, "BPC": self.bpc,
-                "KREG": self.kreg, "LBR": int(self.lbr), "PEEP": int(self.peepholes)}
+                "KREG": self.kreg, "LBR": int(self.lbr), "PEEP": int(self.peepholes), "CLUSTER": self.cluster}
 
 
 def thread_registers(threads: int) -> int:
@@ -94,8 +99,13 @@ def thread_registers(threads: int) -> int:
     return min(MAX_THREAD_REGISTERS, SM_REGISTERS // (warps * 32) // 8 * 8)
 
 
+#: Thread-block cluster sizes the row kernel uses (portable sizes: no opt-in needed).
+CLUSTER_SIZES = (1, 2, 4, 8)
+
+
 def row_config(problem: RnnProblem, device: DeviceLimits | None = None) -> tuple[RowConfig | None, str]:
-    """The row kernel's build for `problem`, or None and why it cannot run it."""
+    """The row kernel's build for `problem` (one CTA a layer where it fits one SM, else the
+    smallest thread-block cluster it fits), or None and why it cannot run it."""
     from .packing import GATES_PER_CELL
 
     device = device or DeviceLimits()
@@ -104,38 +114,54 @@ def row_config(problem: RnnProblem, device: DeviceLimits | None = None) -> tuple
         return None, "the row kernel runs LSTM, GRU and tanh/relu RNN cells with their default activations"
     if p.cell == "rnn" and p.rnn_activation not in ("tanh", "relu"):
         return None, f"the row kernel has no {p.rnn_activation} activation"
-    rows = p.gates * p.hidden
+    sizes = CLUSTER_SIZES if device.compute_capability >= (9, 0) else (1,)
+    why = ""
+    for cluster in sizes:
+        cfg, why = _build(p, device, cluster)
+        if cfg is not None:
+            return cfg, ""
+    return None, why + ("" if len(sizes) > 1 else " (thread-block clusters need compute capability 9.0+)")
+
+
+def _build(p: RnnProblem, device: DeviceLimits, cluster: int) -> tuple[RowConfig | None, str]:
+    """The build of `p` on clusters of `cluster` CTAs, or None and why it does not fit."""
+    rows = p.gates * -(-p.hidden // cluster)  # rows a CTA
     rpt = 1 if rows <= 1024 else 2 if rows <= 2048 else 0
     if not rpt:
-        return None, f"{rows} gate rows: more than two a thread in one CTA (the row kernel is for small layers)"
+        return None, f"{rows} gate rows a CTA: more than two a thread (the row kernel is for small layers)"
     threads = round_up(-(-rows // rpt), 32)
-    groups = lambda bpc: p.directions * -(-p.batch // bpc)  # noqa: E731
+    ctas = lambda bpc: p.directions * -(-p.batch // bpc) * cluster  # noqa: E731
     # fewer batch rows a CTA while the CTAs fit on the SMs in one wave
-    bpc = next((b for b in (1, 2, 4) if groups(b) <= device.sm_count), 4)
-    iotype = DTYPE_CODE[p.dtype]
-    budget = thread_registers(threads)
-    spare = budget - BASE_REGISTERS - REGISTERS_PER_BATCH_ROW * bpc
+    bpc = next((b for b in (1, 2, 4) if ctas(b) <= device.sm_count), 4)
+    spare = thread_registers(threads) - BASE_REGISTERS - REGISTERS_PER_BATCH_ROW * bpc
     # A register column costs two registers in every type: the compiler widens fp16/bf16
     # weights to fp32 once, outside the step loop.
     kp = round_up(p.hidden, 4)
     kreg = min(kp, max(0, spare // rpt) // 4 * 4)
-    cfg = RowConfig(cell_code=p.cell_code, hidden=p.hidden, gates=p.gates, iotype=iotype, threads=threads, rpt=rpt,
-                    bpc=bpc, kreg=kreg, lbr=p.linear_before_reset, peepholes=p.peepholes)
+    cfg = RowConfig(cell_code=p.cell_code, hidden=p.hidden, gates=p.gates, iotype=DTYPE_CODE[p.dtype],
+                    threads=threads, rpt=rpt, bpc=bpc, kreg=kreg, lbr=p.linear_before_reset, peepholes=p.peepholes,
+                    cluster=cluster)
     limit = device.smem_per_block - STATIC_SMEM_RESERVE
     if cfg.smem_bytes > limit:
-        return None, (f"a layer's recurrent weights do not fit one SM ({cfg.smem_bytes} B of shared memory "
+        where = "one SM" if cluster == 1 else f"a cluster of {cluster} SMs"
+        return None, (f"a layer's recurrent weights do not fit {where} ({cfg.smem_bytes} B of shared memory a CTA "
                       f"besides {kreg} columns a row in registers > {limit})")
     return cfg, ""
 
 
 def pack_pairs(R: np.ndarray, cfg: RowConfig) -> np.ndarray:
-    """One direction's R [G*H, H] as the kernel's [KP/2, RP] pairs of consecutive columns
-    (rows padded to RP, columns to KP with zeros): float32 [KP/2, RP, 2] for fp32 stacks,
-    else the 16-bit patterns [KP/2, RP, 2] (fp16, or bf16 as uint16)."""
+    """One direction's R [G*H, H] as the kernel's [CLUSTER, KP/2, RP] pairs of consecutive
+    columns: for each cluster rank r its rows g*H + r*upc + u (gate-major over its units u),
+    padded with zero rows to RP and zero columns to KP. float32 [.., 2] for fp32 stacks, else
+    the 16-bit patterns (fp16, or bf16 as uint16)."""
     rows, k = R.shape
-    m = np.zeros((cfg.rp, cfg.kp), np.float32)
-    m[:rows, :k] = R
-    pairs = np.ascontiguousarray(m.reshape(cfg.rp, cfg.kp // 2, 2).transpose(1, 0, 2))
+    H, upc = cfg.hidden, cfg.upc
+    m = np.zeros((cfg.cluster, cfg.rp, cfg.kp), np.float32)
+    for r in range(cfg.cluster):
+        for g in range(cfg.gates):
+            units = range(r * upc, min((r + 1) * upc, H))
+            m[r, g * upc:g * upc + len(units), :k] = R[g * H + units.start:g * H + units.stop]
+    pairs = np.ascontiguousarray(m.reshape(cfg.cluster, cfg.rp, cfg.kp // 2, 2).transpose(0, 2, 1, 3))
     if cfg.iotype == 0:
         return pairs
     if cfg.iotype == 1:

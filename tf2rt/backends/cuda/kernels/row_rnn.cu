@@ -7,26 +7,67 @@
 // R of a layer fits one SM: fp32 GRU H <= ~160, fp16 LSTM H <= ~200), where the persistent
 // kernel's exchange between CTAs dominates a step. row.py plans and launches it.
 //
+// A layer too large for one SM runs on a thread-block cluster of CLUSTER CTAs (2 to 8):
+// each holds the rows of UPC units (every gate) and the whole h, and writes its units' new
+// h straight into every peer's shared memory; the CTAs meet at the cluster barrier, a
+// step's only wait between CTAs (no trip through L2).
+//
 // Compile-time configuration (row.py, -D):
 //   CELL, IOTYPE, OTYPE, FAST_GATES and the gate block indices as in rnn_cell.cuh;
 //   HID, NGATE (gates per cell), THREADS, RPT (gate rows a thread: row = tid + i*THREADS),
 //   BPC (batch rows a CTA), KREG (columns of each row held in registers, a multiple of 4),
-//   LBR (GRU linear_before_reset), PEEP (LSTM peepholes).
-// Weights R: per direction [NPAIR][RP] pairs of consecutive columns of one row (k-major:
-// a warp reads 32 consecutive rows' pairs), rows in the kernel's gate order, zero padded to
-// RP rows and KP columns. xp: the input projection (biases Wb included) in the stack's type,
+//   LBR (GRU linear_before_reset), PEEP (LSTM peepholes), CLUSTER (CTAs sharing a layer).
+// Weights R: per direction and cluster rank [NPAIR][RP] pairs of consecutive columns of one
+// row (k-major: a warp reads 32 consecutive rows' pairs); a CTA's rows are gate-major over
+// its UPC units (row g*UPC + u is row g*HID + rank*UPC + u of the layer), zero padded to RP
+// rows and KP columns. xp: the input projection (biases Wb included) in the stack's type,
 // element (t, b) of direction d at xp + t*xs_t + b*xs_b + d*NGATE*HID.
 
 #include "rnn_cell.cuh"
 
-#define ROWS (NGATE * HID)
+#ifndef CLUSTER
+#define CLUSTER 1
+#endif
+#define ROWS (NGATE * HID)                       // rows of the layer
+#define UPC ((HID + CLUSTER - 1) / CLUSTER)      // units a CTA
+#define CROWS (NGATE * UPC)                      // rows a CTA
 #define RP (THREADS * RPT)
 #define KP ((HID + 3) / 4 * 4)
 #define NPAIR (KP / 2)
 #define NPREG (KREG / 2)
 #define NPREG_A (NPREG > 0 ? NPREG : 1)
-#define NU ((BPC * HID + THREADS - 1) / THREADS)  // (batch row, unit) pairs a thread updates
+#define NU ((BPC * UPC + THREADS - 1) / THREADS)  // (batch row, unit) pairs a thread updates
 #define GRU_RB (CELL == 1 && LBR == 0)            // GRU reset-before: r*h before its product
+
+// The CTAs of a cluster: this one's rank, a peer's copy of a shared-memory address, and
+// the barrier of all of them (release/acquire: shared-memory writes to peers before it are
+// seen after it). One CTA: rank 0, its own memory, a block barrier.
+#if CLUSTER > 1
+__device__ __forceinline__ unsigned cluster_rank() {
+    unsigned r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+    return r;
+}
+__device__ __forceinline__ float* peer_smem(float* p, unsigned rank) {
+    unsigned long long out;
+    asm volatile("mapa.u64 %0, %1, %2;" : "=l"(out) : "l"(p), "r"(rank));
+    return reinterpret_cast<float*>(out);
+}
+__device__ __forceinline__ void cluster_sync() {
+    asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+#define CLUSTER_DIMS __cluster_dims__(CLUSTER, 1, 1)
+#else
+__device__ __forceinline__ unsigned cluster_rank() { return 0; }
+__device__ __forceinline__ float* peer_smem(float* p, unsigned) { return p; }
+__device__ __forceinline__ void cluster_sync() { __syncthreads(); }
+#define CLUSTER_DIMS
+#endif
+// v at element i of every cluster CTA's copy of buffer `buf` (this CTA's included).
+__device__ __forceinline__ void share(float* buf, int i, float v) {
+#pragma unroll
+    for (int r = 0; r < CLUSTER; ++r) peer_smem(buf, (unsigned)r)[i] = v;
+}
 
 #if IOTYPE == 0
 typedef float2 wpair_t;
@@ -107,10 +148,10 @@ __device__ __forceinline__ float io_value(io_t v) { return io_load(&v); }
 // Raw input projections of step s for this thread's (batch row, unit) pairs that are active
 // at s (the rest keep what they hold: an inactive step does not use them).
 __device__ __forceinline__ void load_inputs(io_t (&xn)[NU][NGATE], const io_t* xd, long long xs_t, long long xs_b,
-                                            const int (&len)[NU], int b0, bool backwards, int s) {
+                                            const int (&len)[NU], int b0, int j0, bool backwards, int s) {
 #pragma unroll
     for (int u = 0; u < NU; ++u) {
-        const int idx = threadIdx.x + u * THREADS, bg = b0 + idx / HID, j = idx % HID;
+        const int idx = threadIdx.x + u * THREADS, bg = b0 + idx / UPC, j = j0 + idx % UPC;
         if (s < len[u]) {
             const int t = backwards ? len[u] - 1 - s : s;
             const io_t* xr = xd + t * xs_t + bg * xs_b + j;
@@ -120,12 +161,12 @@ __device__ __forceinline__ void load_inputs(io_t (&xn)[NU][NGATE], const io_t* x
     }
 }
 
-// R: [DIRS][NPAIR][RP] pairs; rb: [DIRS][ROWS] recurrent biases; peep: [DIRS][3*HID] or null.
+// R: [DIRS][CLUSTER][NPAIR][RP] pairs; rb: [DIRS][ROWS] recurrent biases; peep: [DIRS][3*HID] or null.
 // h0, c0: [DIRS][B][HID] in the stack's type or null (zeros). y: element (t, d, b, j) at
 // y + t*y_t + d*y_d + b*y_b + j; hn, cn (cn null unless LSTM) at d*s_d + b*s_b + j.
 // seq: [B] int32 lengths or null (all T). reverse: the stack's single direction runs
 // backwards (direction 1 of a bidirectional stack always does).
-extern "C" __global__ void __launch_bounds__(THREADS, 1)
+extern "C" __global__ void __launch_bounds__(THREADS, 1) CLUSTER_DIMS
     row_rnn(const wpair_t* __restrict__ R, const float* __restrict__ rb, const float* __restrict__ peep,
             const io_t* __restrict__ xp, long long xs_t, long long xs_b, const io_t* __restrict__ h0,
             const io_t* __restrict__ c0, o_t* __restrict__ y, long long y_t, long long y_d, long long y_b,
@@ -134,7 +175,9 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
     extern __shared__ __align__(16) unsigned char smem[];
     const int tid = threadIdx.x;
     const int groups = (B + BPC - 1) / BPC;
-    const int d = blockIdx.x / groups, b0 = (blockIdx.x % groups) * BPC;
+    const int cl = blockIdx.x / CLUSTER;  // this CTA's cluster: (direction, batch group)
+    const unsigned rank = cluster_rank();
+    const int d = cl / groups, b0 = (cl % groups) * BPC, j0 = (int)rank * UPC;
     const bool backwards = reverse || d == 1;
 
     wpair_t* ws = reinterpret_cast<wpair_t*>(smem);  // [NPAIR - NPREG][RP]
@@ -143,7 +186,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
     float* rh = gs + BPC * RP;       // GRU reset-before: [BPC][KP] r*h
 
     // ---- weights: register columns, then the shared-memory slab (16-byte copies) ----
-    const wpair_t* Rd = R + (size_t)d * NPAIR * RP;
+    const wpair_t* Rd = R + ((size_t)d * CLUSTER + rank) * NPAIR * RP;
     wpair_t wr[RPT][NPREG_A];
 #pragma unroll
     for (int i = 0; i < RPT; ++i)
@@ -161,8 +204,8 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
     int len[NU];
 #pragma unroll
     for (int u = 0; u < NU; ++u) {
-        const int idx = tid + u * THREADS, b = idx / HID, j = idx % HID, bg = b0 + b;
-        const bool mine = idx < BPC * HID && bg < B;
+        const int idx = tid + u * THREADS, b = idx / UPC, j = j0 + idx % UPC, bg = b0 + b;
+        const bool mine = idx < BPC * UPC && j < HID && bg < B;
         const size_t st = ((size_t)d * B + bg) * HID + j;
         h[u] = mine && h0 ? io_load(h0 + st) : 0.0f;
         c[u] = mine && c0 ? io_load(c0 + st) : 0.0f;
@@ -184,16 +227,16 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
 #pragma unroll
     for (int i = 0; i < RPT; ++i) {
         const int row = tid + i * THREADS;
-        take_h[i] = GRU_RB && row / HID == GH;  // reset-before: these rows multiply r*h instead
-        take[i] = row < ROWS && !take_h[i];
+        take_h[i] = GRU_RB && row / UPC == GH;  // reset-before: these rows multiply r*h instead
+        take[i] = row < CROWS && !take_h[i];
     }
-    __syncthreads();
+    cluster_sync();  // every CTA of the cluster set up before any peer writes into it
 
     // Each step's input projections are loaded a step ahead (raw, converted where used), so
     // their latency hides behind a whole step instead of one step's products.
     const io_t* xd = xp + (size_t)d * ROWS;
     io_t xn[NU][NGATE] = {};
-    load_inputs(xn, xd, xs_t, xs_b, len, b0, backwards, 0);
+    load_inputs(xn, xd, xs_t, xs_b, len, b0, j0, backwards, 0);
     for (int s = 0; s < T; ++s) {
         const float* hcur = hs + (s & 1) * BPC * KP;
         float* hnext = hs + ((s + 1) & 1) * BPC * KP;
@@ -201,47 +244,47 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
         for (int u = 0; u < NU; ++u)
 #pragma unroll
             for (int g = 0; g < NGATE; ++g) xv[u][g] = io_value(xn[u][g]);
-        if (s + 1 < T) load_inputs(xn, xd, xs_t, xs_b, len, b0, backwards, s + 1);
+        if (s + 1 < T) load_inputs(xn, xd, xs_t, xs_b, len, b0, j0, backwards, s + 1);
         products(gs, wr, ws, hcur, take);
         __syncthreads();
 #if GRU_RB
         // r from its product, then r*h (rounded as a staged operand) for the h~ rows
 #pragma unroll
         for (int u = 0; u < NU; ++u) {
-            const int idx = tid + u * THREADS, b = idx / HID, j = idx % HID;
-            if (idx < BPC * HID) {
-                const float r = sigm(clipf(xv[u][GR] + gs[b * RP + GR * HID + j] + rbu[u][GR], clip));
-                rh[b * KP + j] = io_round(r * h[u]);
+            const int idx = tid + u * THREADS, b = idx / UPC, jl = idx % UPC;
+            if (idx < BPC * UPC && j0 + jl < HID) {
+                const float r = sigm(clipf(xv[u][GR] + gs[b * RP + GR * UPC + jl] + rbu[u][GR], clip));
+                share(rh, b * KP + j0 + jl, io_round(r * h[u]));
             }
         }
-        __syncthreads();
+        cluster_sync();
         products(gs, wr, ws, rh, take_h);
         __syncthreads();
 #endif
 #pragma unroll
         for (int u = 0; u < NU; ++u) {
-            const int idx = tid + u * THREADS, b = idx / HID, j = idx % HID, bg = b0 + b;
-            if (idx >= BPC * HID || bg >= B) continue;
+            const int idx = tid + u * THREADS, b = idx / UPC, jl = idx % UPC, j = j0 + jl, bg = b0 + b;
+            if (idx >= BPC * UPC || j >= HID || bg >= B) continue;
             float rv[NGATE], xin[NGATE];
 #pragma unroll
-            for (int g = 0; g < NGATE; ++g) rv[g] = gs[b * RP + g * HID + j] + rbu[u][g], xin[g] = xv[u][g];
+            for (int g = 0; g < NGATE; ++g) rv[g] = gs[b * RP + g * UPC + jl] + rbu[u][g], xin[g] = xv[u][g];
 #if GRU_RB
             xin[GH] += rv[GH];  // h~ = tanh(x_h + R_h (r*h) + Rb_h): nothing left for r to scale
             rv[GH] = 0.0f;
 #endif
             const bool active = s < len[u];
             h[u] = cell_update(xin, rv, h[u], c[u], active, pi[u], po[u], pf[u], clip);
-            hnext[b * KP + j] = io_round(h[u]);
+            share(hnext, b * KP + j, io_round(h[u]));
             // padded steps (s >= length) output zeros at position s, in either direction
             const int t = active ? (backwards ? len[u] - 1 - s : s) : s;
             o_store(y + t * y_t + d * y_d + bg * y_b + j, active ? h[u] : 0.0f);
         }
-        __syncthreads();
+        cluster_sync();  // the next step reads h from every CTA of the cluster
     }
 #pragma unroll
     for (int u = 0; u < NU; ++u) {
-        const int idx = tid + u * THREADS, b = idx / HID, j = idx % HID, bg = b0 + b;
-        if (idx >= BPC * HID || bg >= B) continue;
+        const int idx = tid + u * THREADS, b = idx / UPC, j = j0 + idx % UPC, bg = b0 + b;
+        if (idx >= BPC * UPC || j >= HID || bg >= B) continue;
         o_store(hn + d * s_d + bg * s_b + j, h[u]);
         if (cn) o_store(cn + d * s_d + bg * s_b + j, c[u]);
     }
