@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pytest
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 OPS = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
@@ -198,3 +199,12 @@ def stack_errors(torch, case: RnnCase, dtype: str, feeds: dict, stack, dev: str 
     if dev == "cuda":
         torch.cuda.synchronize()
     return {k: float(np.abs(v.float().cpu().numpy() - ref[k]).max()) for k, v in got.items()}
+
+
+def gpu_torch():
+    """torch, for a test that needs the cuda backend's GPU (skipped without a GPU, CUDA or CuPy)."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs an NVIDIA GPU with CUDA")
+    pytest.importorskip("cupy")
+    return torch

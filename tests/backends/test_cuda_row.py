@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from cuda_models import RnnCase, make_inputs, make_weights, node_specs, stack_errors
+from cuda_models import gpu_torch as _gpu
 from helpers.cuda_host import compiler, host_kernels
 from test_conformance import CASES as CONFORMANCE
-from test_cuda_single_step import _gpu
 
 from tf2rt.backends.cuda import row
 from tf2rt.backends.cuda.device_limits import DeviceLimits

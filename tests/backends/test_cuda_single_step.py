@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from cuda_models import RnnCase, build_model, make_inputs, make_weights, node_specs, run_onnxruntime
+from cuda_models import gpu_torch as _gpu
 from cuda_models import stack_errors as _stack_errors
 from nvrtc import Nvrtc, find_nvrtc
 
@@ -245,14 +246,6 @@ def test_one_launch_layers_prefetch_without_spills_and_wait_for_the_layer_below(
 
 # ---- on the GPU ---------------------------------------------------------------------------
 TOL = {"float32": 1e-4, "float16": 2e-2, "bfloat16": 2e-2}
-
-
-def _gpu():
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("needs an NVIDIA GPU with CUDA")
-    pytest.importorskip("cupy")
-    return torch
 
 
 @pytest.mark.gpu
