@@ -71,29 +71,11 @@ def compile_options(cluster: int) -> tuple[str, ...]:
     return ("--std=c++17", f"-DCLUSTER={cluster}")
 
 
-def _median_us(fn, reps: int = 7) -> float:
-    import statistics
-
-    import torch
-
-    fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) * 1000.0)
-    return statistics.median(times)
-
-
 def measure(clusters: list[int], words_list: list[int], steps: int) -> list[dict]:
     import cupy
     import torch
 
-    from bench_cuda_rnn import EXCHANGE_SRC
+    from bench_cuda_rnn import EXCHANGE_SRC, _events_median
 
     sm = torch.cuda.get_device_properties(0).multi_processor_count
     stream = cupy.cuda.ExternalStream(torch.cuda.current_stream().cuda_stream)
@@ -111,7 +93,7 @@ def measure(clusters: list[int], words_list: list[int], steps: int) -> list[dict
             epoch[0] += steps
 
         with stream:
-            return _median_us(run) / steps
+            return _events_median(run, 7) / steps
 
     for cluster in clusters:
         kernel = cupy.RawModule(code=CLUSTER_SRC, options=compile_options(cluster)).get_function("cluster_exchange")
@@ -125,7 +107,7 @@ def measure(clusters: list[int], words_list: list[int], steps: int) -> list[dict
                     kernel((grid,), (256,), (np.int32(words), np.int32(steps), sink), shared_mem=smem)
 
                 with stream:
-                    row["cluster_us"] = _median_us(run) / steps
+                    row["cluster_us"] = _events_median(run, 7) / steps
             except Exception as e:  # e.g. a cluster size the GPU refuses
                 row["error"] = f"{type(e).__name__}: {e}"
             row["l2_cluster_ctas_us"] = l2_gather(cluster, words)
@@ -138,7 +120,7 @@ def measure(clusters: list[int], words_list: list[int], steps: int) -> list[dict
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = [f"# Sharing h between CTAs each step: thread-block clusters vs L2 — {meta['gpu']}", "",
              f"{meta['date']}; command: `{meta['command']}`", "",
-             "Microseconds a step (median of 7 launches of many steps). cluster: every CTA of a cluster writes its "
+             "Microseconds a step (median of 7 CUDA-event-timed launches of many steps). cluster: every CTA of a cluster writes its "
              "share of the words into every peer's shared memory and all meet at barrier.cluster, as many clusters "
              "as fill the SMs; L2: the persistent kernel's tagged all-gather through L2 over the same number of CTAs "
              "as a cluster, and over every SM.", "",

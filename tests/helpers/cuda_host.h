@@ -119,18 +119,28 @@ inline unsigned long long emu_clock_ns() {
                std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// A warp shuffle: every lane posts v, the warp meets, each lane reads lane `src`'s value
+// (its own where src is past the warp).
 template <typename T>
-inline T __shfl_xor_sync(unsigned, T v, int o, int = 32) {
+inline T emu_shfl(T v, unsigned src) {
     static_assert(sizeof(T) <= 8, "shuffle of a wider type");
     const unsigned me = emu.cur, w = me / 32, buf = emu.phase[w] & 1;
     unsigned long long bits = 0;
     std::memcpy(&bits, &v, sizeof(T));
     emu.shfl[buf][me] = bits;
     emu_yield(2);
-    bits = emu.shfl[buf][(me & ~31u) | ((me & 31u) ^ (unsigned)o)];
+    if (src < 32) bits = emu.shfl[buf][(me & ~31u) | src];
     T r;
     std::memcpy(&r, &bits, sizeof(T));
     return r;
+}
+template <typename T>
+inline T __shfl_xor_sync(unsigned, T v, int o, int = 32) {
+    return emu_shfl(v, (emu.cur & 31u) ^ (unsigned)o);
+}
+template <typename T>
+inline T __shfl_down_sync(unsigned, T v, unsigned delta, int = 32) {
+    return emu_shfl(v, (emu.cur & 31u) + delta);
 }
 inline float __uint_as_float(unsigned u) {
     float f;
@@ -152,20 +162,6 @@ inline T atomicAdd(T* p, T v) {
     return std::atomic_ref<T>(*p).fetch_add(v);
 }
 
-template <typename T>
-inline T __shfl_down_sync(unsigned, T v, unsigned delta, int = 32) {
-    static_assert(sizeof(T) <= 8, "shuffle of a wider type");
-    const unsigned me = emu.cur, w = me / 32, buf = emu.phase[w] & 1;
-    unsigned long long bits = 0;
-    std::memcpy(&bits, &v, sizeof(T));
-    emu.shfl[buf][me] = bits;
-    emu_yield(2);
-    const unsigned src = (me & 31u) + delta;
-    if (src < 32) bits = emu.shfl[buf][(me & ~31u) | src];
-    T r;
-    std::memcpy(&r, &bits, sizeof(T));
-    return r;
-}
 template <typename T>
 inline T atomicExch(T* p, T v) {
     return std::atomic_ref<T>(*p).exchange(v);
