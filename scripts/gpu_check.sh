@@ -23,9 +23,9 @@
 #              per-direction errors without lengths and states)
 #   runs       one-step engines with run-at-a-time input staging against without
 #              (bench_cuda_step.py's "run staging" column, same process)
-#   row        the row kernel's GPU tests (full assertion text) and whole engines of small
-#              layers (H 64/128, T=100, batch 1 and 64) and the Keras GRU classifier with the
-#              row kernel against the default choice and cuDNN
+#   row        the row kernel's GPU tests (full assertion text) and whole engines (H 64 on one
+#              SM, 256 and 512 on clusters; T=100, batch 1 and 64) and the Keras GRU classifier
+#              with the row kernel against the default choice and cuDNN
 #   cluster    benchmarks/cuda_cluster_probe.py: a step's h shared through thread-block
 #              clusters (DSMEM stores, cluster barrier) against the tagged all-gather via L2
 # Each stage writes OUT_DIR/<stage>.txt (and the benchmarks their .md/.json there).
@@ -69,7 +69,7 @@ for s in $stages; do
             --cells lstm,gru --hiddens 512,1024 --batches 1,4 ;;
     row) timeout 150 $pytest_gpu -vv tests/backends/test_cuda_row.py
          timeout 300 python3 benchmarks/bench_cuda_engine.py --out "$out/cuda_engine_row.md" --reps 50 \
-           --hiddens 64,128 --batches 1,64 --steps 100 --no-charrnn --row ;;
+           --hiddens 64,256,512 --batches 1,64 --steps 100 --no-charrnn --row ;;
     cluster) timeout 120 python3 benchmarks/cuda_cluster_probe.py --out "$out/cuda_cluster_probe.md" ;;
     l2) for l2 in 0 1; do
           TF2RT_CUDA_L2_PERSIST=$l2 timeout 90 python3 benchmarks/bench_cuda_step.py --out "$out/cuda_step_l2_$l2.md" \
