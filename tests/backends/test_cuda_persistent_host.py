@@ -186,3 +186,22 @@ def test_conformance_engines_on_the_host_kernel(host, monkeypatch, op, layers, b
     for out in outs:
         for k in want:
             np.testing.assert_allclose(np.asarray(out[k], np.float32), want[k], atol=atol, rtol=rtol, err_msg=k)
+
+
+@pytest.mark.parametrize("kw", [dict(cell="gru", hidden=64, batch=4, layers=1, seq_lens=True, initial=True),
+                                dict(cell="lstm", hidden=48, batch=6, layers=2, initial=True)],
+                         ids=["layerwise", "wavefront"])
+def test_two_fp32_h_per_exchange_word(host, monkeypatch, kw):
+    """PACKF (TF32X3 builds gathering many values a step: two fp32 h a word, the tag in the
+    lowest bit, the parity of the launch's epoch) forced on a small layer: three launches
+    of one stack, so the parity flips and comes back, each against onnxruntime."""
+    from tf2rt.backends.cuda import builds
+
+    monkeypatch.setattr(builds, "PACKF_MIN_VALUES", 64)
+    case, plan, stack = _build(kw, "float32", (8, 227), dict(tf32x3="1"))
+    assert plan.kernel.packf and plan.kernel.tf32, plan.describe()
+    for i in range(3):
+        feeds = make_inputs(case)
+        feeds = {k: (v * (1.0 - 0.3 * i)).astype(v.dtype) if v.dtype == np.float32 else v for k, v in feeds.items()}
+        errs = stack_errors(host, case, "float32", feeds, stack, dev="cpu")
+        assert max(errs.values()) <= TOL["float32"], (i, errs)
