@@ -67,7 +67,7 @@ class Plan:
         if self.row is not None:
             r = self.row
             out.update(mode="row", threads=r.threads, batch_rows_per_cta=r.bpc, register_columns=r.kreg,
-                       smem_bytes=r.smem_bytes)
+                       smem_bytes=r.smem_bytes, cluster_ctas=r.cluster)
         if self.measured:
             out["measured_us"] = {k: round(v, 2) for k, v in self.measured.items()}
         return out
