@@ -11,6 +11,7 @@ CUDA graph replays them unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from importlib import resources
 from typing import Any, Sequence
@@ -390,8 +391,6 @@ class PersistentStack:
         """One kernel launch over the groups of descriptor `table` (on a cupy stream; None
         on a CPU device); `sync`: this launch's epoch row (default: the first launch's);
         `kernel`: default the stack's own build."""
-        import contextlib
-
         cfg = self.cfg
         sync = self.sync if sync is None else sync
         ngroups = table.shape[0]

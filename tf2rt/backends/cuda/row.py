@@ -35,7 +35,6 @@ MAX_THREAD_REGISTERS = 255
 #: of the CTA the products' operands and the state, biases and inputs it updates.
 BASE_REGISTERS = 44
 REGISTERS_PER_BATCH_ROW = 14
-_TYPE_CODES = {"torch.float32": 0, "torch.float16": 1, "torch.bfloat16": 2}
 
 
 @dataclass(frozen=True)
@@ -191,13 +190,15 @@ class RowStack:
                  device: Any = None, options: CudaOptions | None = None) -> None:
         import torch
 
+        from .fallback import _torch_dtype  # not at the top: fallback imports the planner, which imports this
+
         p = self.problem = problem
         H, B, T, L, D, G = p.hidden, p.batch, p.seq_len, p.layers, p.directions, p.gates
         if len(layers) != L or any(len(dirs) != D for dirs in layers):
             raise ShapeError(f"row stack: expected {L} layers x {D} directions of weights")
         self.cfg = cfg
         self.dev = torch.device("cuda", torch.cuda.current_device()) if device is None else torch.device(device)
-        self.dt = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[p.dtype]
+        self.dt = _torch_dtype(p.dtype)
         options = resolve(options)
         f32 = dict(device=self.dev, dtype=torch.float32)
         io = dict(device=self.dev, dtype=self.dt)
@@ -231,6 +232,8 @@ class RowStack:
                 f"{c.bpc} batch row(s) a CTA")
 
     def kernel(self, otype: Any) -> Any:
+        from .single_step import _TYPE_CODES
+
         defines = self.cfg.defines(_TYPE_CODES[str(otype)])
         return _compile(tuple(sorted(defines.items())), self.cfg.smem_bytes)
 

@@ -180,17 +180,15 @@ def output_target(buffer: Any, view: Any) -> tuple[tuple[int, ...], int] | None:
     return tuple(strides), base
 
 
-#: The output types a stack's kernels can write (their OTYPE).
-TARGET_TYPES = ("float32", "float16", "bfloat16")
-
-
 def pick_targets(targets: dict, present: set[str]) -> dict:
     """The output targets a stack that writes any strided layout, in one output type, takes.
     targets: "y" / "hn" / "cn" -> (dtype, numel, strides in elements, offset), as
     GraphExecutor learns them; present: the outputs the stack has. hn and cn are taken only
     together with the same strides (one state layout); where the types differ, y alone."""
-    ok = {k: t for k, t in targets.items() if str(t[0]).replace("torch.", "") in TARGET_TYPES
-          and t[2][-1] == 1 and k in present}
+    import torch
+
+    kinds = (torch.float32, torch.float16, torch.bfloat16)  # the types the kernels write (OTYPE)
+    ok = {k: t for k, t in targets.items() if t[0] in kinds and t[2][-1] == 1 and k in present}
     if ("hn" in ok or "cn" in ok) and not ("cn" not in present
                                            or ("hn" in ok and "cn" in ok and ok["hn"][2] == ok["cn"][2])):
         ok.pop("hn", None)
