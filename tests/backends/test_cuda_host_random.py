@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from cuda_models import RnnCase, make_inputs, make_weights, node_specs, stack_errors
-from helpers.cuda_host import compiler, host_kernels
+from helpers.cuda_host import compiler, persistent_host_kernel, row_host_kernel
 
 from tf2rt.backends.cuda import persistent, row
 from tf2rt.backends.cuda.options import CudaOptions
@@ -48,16 +48,8 @@ def host(monkeypatch):
         pytest.fail("the host emulation of the kernels needs a C++ compiler (g++)")
     torch = pytest.importorskip("torch")
 
-    def persistent_build(cfg, probe=(), io_types=None, source=None):
-        defines = {**cfg.defines(), **persistent.gate_defines(), "NDESC": persistent.NDESC}
-        return host_kernels("persistent_rnn.cu", defines, concurrent=True)["persistent_rnn"]
-
-    def row_build(defines, smem):
-        defines = dict(defines)
-        return host_kernels("row_rnn.cu", defines, concurrent=defines["CLUSTER"] > 1)["row_rnn"]
-
-    monkeypatch.setattr(persistent, "compile_kernel", persistent_build)
-    monkeypatch.setattr(row, "_compile", row_build)
+    monkeypatch.setattr(persistent, "compile_kernel", persistent_host_kernel)
+    monkeypatch.setattr(row, "_compile", row_host_kernel)
     return torch
 
 

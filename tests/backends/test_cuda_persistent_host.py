@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from cuda_models import RnnCase, make_inputs, make_weights, node_specs, stack_errors
-from helpers.cuda_host import compiler, host_kernels
+from helpers.cuda_host import compiler, persistent_host_kernel
 from test_conformance import CASES as CONFORMANCE
 
 from tf2rt.backends.cuda import persistent
@@ -85,13 +85,7 @@ def host(monkeypatch):
         pytest.fail("the host emulation of the kernels needs a C++ compiler (g++)")
     torch = pytest.importorskip("torch")
 
-    def build(cfg, probe=(), io_types=None, source=None):
-        defines = {**cfg.defines(), **persistent.gate_defines(), "NDESC": persistent.NDESC}
-        if io_types is not None:
-            defines.update(XTYPE=io_types[0], OTYPE=io_types[1], YTYPE=io_types[2])
-        return host_kernels("persistent_rnn.cu", defines, concurrent=True)["persistent_rnn"]
-
-    monkeypatch.setattr(persistent, "compile_kernel", build)
+    monkeypatch.setattr(persistent, "compile_kernel", persistent_host_kernel)
     return torch
 
 

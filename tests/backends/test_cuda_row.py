@@ -15,7 +15,7 @@ import pytest
 
 from cuda_models import RnnCase, make_inputs, make_weights, node_specs, stack_errors
 from cuda_models import gpu_torch as _gpu
-from helpers.cuda_host import compiler, host_kernels
+from helpers.cuda_host import compiler, row_host_kernel
 from test_conformance import CASES as CONFORMANCE
 
 from tf2rt.backends.cuda import row
@@ -53,11 +53,7 @@ def host(monkeypatch):
     if compiler() is None:
         pytest.fail("the host emulation of the kernels needs a C++ compiler (g++)")
     torch = pytest.importorskip("torch")
-    def build(defines, smem):  # a cluster's blocks wait for each other: all blocks at once
-        defines = dict(defines)
-        return host_kernels("row_rnn.cu", defines, concurrent=defines["CLUSTER"] > 1)["row_rnn"]
-
-    monkeypatch.setattr(row, "_compile", build)
+    monkeypatch.setattr(row, "_compile", row_host_kernel)
     return torch
 
 
