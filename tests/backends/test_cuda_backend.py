@@ -1,7 +1,8 @@
 """The cuda backend running whole tf2rt engines, against the reference backend (GPU only).
 
 Every recurrent kind (LSTM, GRU, RNN relu/tanh), 1-3 layers, uni/bidirectional, sequence
-lengths and initial states, batch 1/8/64, fp32 (<= 1e-4) and fp16 (<= 2e-2) engines.
+lengths and initial states, batch 1/8/64, fp32 (<= 1e-4, or twice what onnxruntime and the
+reference differ by where the model amplifies rounding more) and fp16 (<= 2e-2) engines.
 """
 
 from __future__ import annotations
@@ -28,6 +29,19 @@ CASES = [
 ]
 
 
+def _fp32_spread(engine, feeds: dict, want: dict) -> float:
+    """How far two correct fp32 runs of the engine's model differ: onnxruntime against the
+    reference backend, relative to the outputs' scale above 1. Deep tanh stacks amplify
+    rounding (3 bidirectional tanh layers: 1.3e-4), so a kernel is held to the larger of
+    TOL and twice this."""
+    import onnxruntime
+
+    sess = onnxruntime.InferenceSession(engine.onnx.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+    return max(float(np.abs(got[k].astype(np.float64) - w).max()) / max(1.0, float(np.abs(w).max()))
+               for k, w in want.items())
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 @pytest.mark.parametrize("op,layers,bidir,seq,states,batch", CASES)
@@ -37,11 +51,12 @@ def test_cuda_engine_matches_reference(op, layers, bidir, seq, states, batch, pr
     engine, _ = build_rnn(op, layers, bidir, H, E, batch, S, seed, seq=seq, states=states, precision=precision)
     feeds = rnn_feeds(op, layers, bidir, H, E, batch, S, seed, seq, states)
     want = engine.run(feeds, backend="reference")
+    spread = _fp32_spread(engine, feeds, want) if precision == "fp32" else 0.0
     runner = engine.runner("cuda")
     for _ in range(2):  # first call builds and captures, the second replays the graph
         got = runner.run(feeds)
         used = runner.describe()["recurrent"][0]["engine"]
-        tol = CUDNN_FP32_TOL if (used == "cudnn" and precision == "fp32") else TOL[precision]
+        tol = max(CUDNN_FP32_TOL if (used == "cudnn" and precision == "fp32") else TOL[precision], 2 * spread)
         for k in want:
             # relu RNNs grow without bound: compare relative to the output's scale above 1
             scale = max(1.0, float(np.abs(want[k]).max()))

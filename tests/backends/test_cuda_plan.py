@@ -518,12 +518,12 @@ def test_build_options_come_from_the_environment_once(monkeypatch):
     assert CudaOptions.from_env() == CudaOptions()
     env = {"TF2RT_CUDA_STEP": "1", "TF2RT_CUDA_WREG": "0", "TF2RT_CUDA_WPART": "1", "TF2RT_CUDA_BF16X3": "0",
            "TF2RT_CUDA_TF32X3": "1", "TF2RT_CUDA_GEMV": "0", "TF2RT_CUDA_XPROJ": "plain",
-           "TF2RT_CUDA_PDL": "1", "TF2RT_CUDA_GEMV_PF": "3", "TF2RT_CUDA_GEMV_RUNS": "1",
-           "TF2RT_CUDA_RESIDENT": "0", "TF2RT_CUDA_L2_PERSIST": "1", "TF2RT_CUDA_ROW": "1"}
+           "TF2RT_CUDA_PDL": "1", "TF2RT_CUDA_GEMV_PF": "3", "TF2RT_CUDA_GEMV_RUNS": "0",
+           "TF2RT_CUDA_RESIDENT": "0", "TF2RT_CUDA_L2_PERSIST": "1", "TF2RT_CUDA_ROW": "0"}
     assert CudaOptions.from_env(env) == CudaOptions(step="1", wreg=False, wpart="1", bf16x3="0", tf32x3="1",
                                                      gemv=False, xproj="plain", pdl=True,
-                                                     gemv_prefetch=3, gemv_runs=True, resident=False, l2_persist=True,
-                                                     row=True)
+                                                     gemv_prefetch=3, gemv_runs=False, resident=False, l2_persist=True,
+                                                     row=False)
     prob = RnnProblem("lstm", 512, 512, 1, 100, layers=2, dtype="float16")
     default = make_plan(prob, H100).kernel
     monkeypatch.setenv("TF2RT_CUDA_STEP", "1")

@@ -10,7 +10,7 @@ Options: graph (capture a CUDA graph; default True), prefer ("persistent" | "cud
 "torch" | "step" | "row": force one engine for every recurrent stack; "step", the
 single-step stack, applies to one-step calls only, "row", the row kernel, to layers whose
 recurrent weights fit one SM or a thread-block cluster of up to 8), autotune (time the persistent kernel against cuDNN, at one
-step the single-step stack, and with TF2RT_CUDA_ROW=1 the row kernel, on the first call and
+step the single-step stack, and the row kernel where it applies (TF2RT_CUDA_ROW=0: not), on the first call and
 keep the fastest; default True), timeout_s (run()
 raises instead of waiting longer than this for the GPU; default 60, None: wait forever),
 rnn_precision ("fp32" | "fp16" | "bf16": the type the recurrent stacks run in; default:

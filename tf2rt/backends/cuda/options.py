@@ -29,8 +29,10 @@ GEMV_ENV = "TF2RT_CUDA_GEMV"
 #: A number n >= 1: the one-launch layer issues n weight loads a lane before it waits for its
 #: inputs (default: the whole row up to single_step.GEMV_PREFETCH).
 GEMV_PF_ENV = "TF2RT_CUDA_GEMV_PF"
-#: "1": the one-launch layers stage their inputs a contiguous run at a time with loads in
-#: flight together (GV_RUNS in kernels/single_step.cu; an experiment, not yet measured).
+#: "0": the one-launch layers stage their inputs one element at a time behind per-element
+#: branches instead of a contiguous run at a time with loads in flight together (GV_RUNS in
+#: kernels/single_step.cu, the default: faster in 15 of 16 one-step shapes on an H100,
+#: benchmarks/results/cuda_step_runs_h100.md).
 GEMV_RUNS_ENV = "TF2RT_CUDA_GEMV_RUNS"
 #: fp32 input-projection GEMMs: "plain", "tf32x3" or "bf16x3" forces that form.
 XPROJ_ENV = "TF2RT_CUDA_XPROJ"
@@ -45,9 +47,9 @@ RESIDENT_ENV = "TF2RT_CUDA_RESIDENT"
 #: persisting in L2 (an access-policy window on each launch, with an L2 set-aside of the
 #: context; launch.py), "0" never; unset: the single-step stack's default (single_step.py).
 L2_ENV = "TF2RT_CUDA_L2_PERSIST"
-#: "1": the runner's first-run measurement also times the row kernel (row.py: one CTA per
-#: direction and batch rows, a layer's weights on one SM) where it applies, and keeps it
-#: where it is fastest.
+#: "0": the runner's first-run measurement leaves out the row kernel (row.py: one CTA, or a
+#: cluster of CTAs, per direction and batch rows with a layer's weights on chip); by default
+#: it times it too where it applies and keeps it where it is fastest.
 ROW_ENV = "TF2RT_CUDA_ROW"
 
 
@@ -62,13 +64,13 @@ class CudaOptions:
     bf16x3: str = ""  # BF16X3_ENV: "1" always (fp32 builds that allow it), "0" never
     tf32x3: str = ""  # TF32_ENV: "1" at every batch, "0" never
     gemv: bool = True  # GEMV_ENV="0" -> False
-    gemv_runs: bool = False  # GEMV_RUNS_ENV="1" -> True
+    gemv_runs: bool = True  # GEMV_RUNS_ENV="0" -> False
     gemv_prefetch: int = 0  # GEMV_PF_ENV: loads a lane issues early (0: the planner's choice)
     xproj: str = ""  # XPROJ_ENV: "plain" | "tf32x3" | "bf16x3" (checked where used)
     pdl: bool | None = None  # PDL_ENV "1"/"0" -> True/False; None: dependent where the GPU allows
     resident: bool | None = None  # RESIDENT_ENV "1"/"0"; None: the decoder's default
     l2_persist: bool | None = None  # L2_ENV "1"/"0"; None: the single-step stack's default
-    row: bool = False  # ROW_ENV="1" -> True: the first-run measurement times the row kernel too
+    row: bool = True  # ROW_ENV="0" -> False: the first-run measurement leaves out the row kernel
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CudaOptions:
@@ -76,13 +78,13 @@ class CudaOptions:
         env = os.environ if environ is None else environ
         return cls(step=env.get(STEP_ENV, ""), wreg=env.get(WREG_ENV, "") != "0", wpart=env.get(WPART_ENV, ""),
                    bf16x3=env.get(BF16X3_ENV, ""), tf32x3=env.get(TF32_ENV, ""),
-                   gemv=env.get(GEMV_ENV, "1") != "0", gemv_runs=env.get(GEMV_RUNS_ENV, "") == "1",
+                   gemv=env.get(GEMV_ENV, "1") != "0", gemv_runs=env.get(GEMV_RUNS_ENV, "") != "0",
                    gemv_prefetch=_positive(env.get(GEMV_PF_ENV, "")),
                    xproj=env.get(XPROJ_ENV, ""),
                    pdl={"1": True, "0": False}.get(env.get(PDL_ENV, "")),
                    resident={"1": True, "0": False}.get(env.get(RESIDENT_ENV, "")),
                    l2_persist={"1": True, "0": False}.get(env.get(L2_ENV, "")),
-                   row=env.get(ROW_ENV, "") == "1")
+                   row=env.get(ROW_ENV, "") != "0")
 
 
 def _positive(text: str) -> int:

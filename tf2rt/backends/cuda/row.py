@@ -5,8 +5,8 @@ layer after that layer's input projection (one GEMM for every step).
 
 It suits the small hidden sizes of classifiers and taggers (H up to about 128-200): there
 the persistent kernel spreads a layer over many CTAs that exchange h every step, and that
-exchange is most of a step. The runner takes it only where asked (prefer="row") or, with
-options.row, where its first-run measurement finds it fastest.
+exchange is most of a step. The runner takes it where asked (prefer="row") and, unless
+options.row is off (TF2RT_CUDA_ROW=0), where its first-run measurement finds it fastest.
 """
 
 from __future__ import annotations
@@ -82,11 +82,14 @@ class RowConfig:
     def ctas(self, batch: int, directions: int) -> int:
         return directions * -(-batch // self.bpc) * self.cluster
 
-    def defines(self, otype: int | None = None) -> dict[str, int]:
+    def defines(self, otype: int | None = None, stype: int | None = None) -> dict[str, int]:
+        """-D values of a build writing y as otype and hn/cn as stype (type codes; default
+        the stack's own type, and stype defaults to otype)."""
         from .persistent import gate_defines
 
-        return {**gate_defines(), "CELL": self.cell_code, "IOTYPE": self.iotype,
-                "OTYPE": self.iotype if otype is None else otype, "FAST_GATES": int(self.iotype != 0),
+        otype = self.iotype if otype is None else otype
+        return {**gate_defines(), "CELL": self.cell_code, "IOTYPE": self.iotype, "OTYPE": otype,
+                "STYPE": otype if stype is None else stype, "FAST_GATES": int(self.iotype != 0),
                 "HID": self.hidden, "NGATE": self.gates, "THREADS": self.threads, "RPT": self.rpt, "BPC": self.bpc,
                 "KREG": self.kreg, "LBR": int(self.lbr), "PEEP": int(self.peepholes), "CLUSTER": self.cluster}
 
@@ -231,10 +234,11 @@ class RowStack:
         return (f"{self.problem.dtype} on CUDA cores, {c.kreg} of {c.kp} columns a row in registers, "
                 f"{c.bpc} batch row(s) a CTA")
 
-    def kernel(self, otype: Any) -> Any:
+    def kernel(self, otype: Any, stype: Any) -> Any:
+        """The build writing y as otype and hn/cn as stype (torch dtypes)."""
         from .single_step import _TYPE_CODES
 
-        defines = self.cfg.defines(_TYPE_CODES[str(otype)])
+        defines = self.cfg.defines(_TYPE_CODES[str(otype)], _TYPE_CODES[str(stype)])
         return _compile(tuple(sorted(defines.items())), self.cfg.smem_bytes)
 
     def set_output_targets(self, targets: dict) -> dict:
@@ -291,7 +295,8 @@ class RowStack:
                     np.int64(y_b), pointer(hn), pointer(cn), np.int64(self.hn.stride(0)),
                     np.int64(self.hn.stride(1)), pointer(seq), np.int32(T), np.int32(B), np.int32(int(p.reverse)),
                     np.float32(p.clip or 0.0))
-            launch(self.kernel(self.out_dtype if last else self.dt), (cfg.ctas(B, D),), (cfg.threads,), args,
+            # a lower layer's y feeds the next layer (stack's type); every hn/cn is an output
+            launch(self.kernel(self.out_dtype if last else self.dt, self.out_dtype), (cfg.ctas(B, D),), (cfg.threads,), args,
                    self.dev, cfg.smem_bytes)
             if not last:
                 inp = self.mid[layer][:T].view(T, B, D * H)
