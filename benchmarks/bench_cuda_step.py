@@ -1,6 +1,6 @@
 """One-step engines at small batches: the one-launch-a-layer stack launched the ordinary way
-and as programmatic dependents (TF2RT_CUDA_PDL=1), and with its inputs staged a run at a
-time (TF2RT_CUDA_GEMV_RUNS=1), against cuDNN in a CUDA graph.
+and as programmatic dependents (TF2RT_CUDA_PDL=1), and the GEMM form, against cuDNN in a
+CUDA graph.
 
 Run on an NVIDIA GPU (Hopper or later for the dependent launches):
 
@@ -9,8 +9,7 @@ Run on an NVIDIA GPU (Hopper or later for the dependent launches):
 The engines are those of bench_cuda_engine.py (2 layers, weights from torch.nn.LSTM/GRU, T=1),
 run with `engine.runner("cuda", prefer="step")` so both columns time the same kernels; the
 runner's own choice between its engines is bench_cuda_engine.py's business. Outputs of the
-three one-launch forms must be identical (same arithmetic); the error column is against
-cuDNN.
+two launch forms must be identical (same arithmetic); the error column is against cuDNN.
 """
 
 from __future__ import annotations
@@ -40,10 +39,9 @@ def measure(cell: str, B: int, H: int, precision: str, reps: int) -> dict:
     rp = "fp16" if precision == "fp16" else None
     row = {"cell": cell, "batch": B, "hidden": H, "precision": precision}
     outs = {}
-    for form, pdl, gemv, runs in (("plain", "0", "1", "0"), ("pdl", "1", "1", "0"), ("runs", "1", "1", "1"),
-                                  ("gemm", "0", "0", "0")):
+    for form, pdl, gemv in (("plain", "0", "1"), ("pdl", "1", "1"), ("gemm", "0", "0")):
         # read by the runner when it is created
-        os.environ["TF2RT_CUDA_PDL"], os.environ["TF2RT_CUDA_GEMV"], os.environ["TF2RT_CUDA_GEMV_RUNS"] = pdl, gemv, runs
+        os.environ["TF2RT_CUDA_PDL"], os.environ["TF2RT_CUDA_GEMV"] = pdl, gemv
         runner = engine.runner("cuda", prefer="step", rnn_precision=rp)
         outs[form] = runner.run(feeds)
         row[f"{form}_us"] = statistics.median(runner.benchmark(feeds, reps, 10)) * 1e6
@@ -51,18 +49,17 @@ def measure(cell: str, B: int, H: int, precision: str, reps: int) -> dict:
         row[f"{form}_launch"] = "dependent" if getattr(stack, "pdl", False) else "ordinary"
         row[f"{form}_one_launch"] = bool(getattr(stack, "gemv", False))
         runner.close()
-    for name in ("TF2RT_CUDA_PDL", "TF2RT_CUDA_GEMV", "TF2RT_CUDA_GEMV_RUNS"):
+    for name in ("TF2RT_CUDA_PDL", "TF2RT_CUDA_GEMV"):
         os.environ.pop(name, None)
     call = cudnn_call(mod, cell, torch.from_numpy(feeds["x"]).cuda(), precision)
     want = [o.cpu().numpy() for o in call()]
     row["cudnn_us"] = statistics.median(_times(CapturedCall(call), reps))
     names = ("y", "h_n", "c_n")[:len(want)]
-    row["identical"] = all(np.array_equal(outs["plain"][k], outs[f][k]) for k in names for f in ("pdl", "runs"))
+    row["identical"] = all(np.array_equal(outs["plain"][k], outs["pdl"][k]) for k in names)
     row["gemm_err"] = max(float(np.abs(outs["gemm"][k] - w).max()) for k, w in zip(names, want))
     row["max_abs_err"] = max(float(np.abs(outs["pdl"][k] - w).max()) for k, w in zip(names, want))
     row["speedup_plain"] = row["cudnn_us"] / row["plain_us"]
     row["speedup_pdl"] = row["cudnn_us"] / row["pdl_us"]
-    row["speedup_runs"] = row["cudnn_us"] / row["runs_us"]
     return row
 
 
@@ -72,18 +69,17 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
              "Times in µs, medians of CUDA-event-timed replays of each engine's captured call (`runner.benchmark`, "
              "prefer=\"step\"); cuDNN = torch.nn.LSTM/GRU doing the same computation in a CUDA graph.", "",
              "ordinary/dependent: one launch a layer (step_gemv) where the batch allows, launched the ordinary "
-             "way or as programmatic dependents; run staging: dependent, with the inputs staged a run at a time "
-             "(TF2RT_CUDA_GEMV_RUNS=1); GEMM form: TF2RT_CUDA_GEMV=0 (a GEMM and a gate kernel a layer); "
-             "identical: the three one-launch forms give the same outputs.", "",
-             "| cell | prec | B | H | ordinary | dependent | run staging | GEMM form | cuDNN | speed-up (ordinary) "
-             "| speed-up (dependent) | speed-up (run staging) | identical | max abs err |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+             "way or as programmatic dependents; GEMM form: TF2RT_CUDA_GEMV=0 (a GEMM and a gate kernel a layer); "
+             "identical: the two one-launch forms give the same outputs.", "",
+             "| cell | prec | B | H | ordinary | dependent | GEMM form | cuDNN | speed-up (ordinary) "
+             "| speed-up (dependent) | identical | max abs err |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in rows:
         form = "" if r["plain_one_launch"] else " (GEMM)"
         lines.append(f"| {r['cell']} | {r['precision']} | {r['batch']} | {r['hidden']} | {r['plain_us']:.1f}{form} | "
-                     f"{r['pdl_us']:.1f} ({r['pdl_launch']}) | {r['runs_us']:.1f} | {r['gemm_us']:.1f} | "
+                     f"{r['pdl_us']:.1f} ({r['pdl_launch']}) | {r['gemm_us']:.1f} | "
                      f"{r['cudnn_us']:.1f} | {r['speedup_plain']:.2f}x | {r['speedup_pdl']:.2f}x | "
-                     f"{r['speedup_runs']:.2f}x | {'yes' if r['identical'] else '**no**'} | {r['max_abs_err']:.1e} |")
+                     f"{'yes' if r['identical'] else '**no**'} | {r['max_abs_err']:.1e} |")
     return "\n".join(lines) + "\n"
 
 
@@ -112,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     rows.append(r)
                     print(f"{cell} {prec} B={B} H={H}: ordinary {r['plain_us']:.1f} dependent {r['pdl_us']:.1f} "
-                          f"({r['pdl_launch']}) run staging {r['runs_us']:.1f} cudnn {r['cudnn_us']:.1f} identical {r['identical']} "
+                          f"({r['pdl_launch']}) gemm {r['gemm_us']:.1f} cudnn {r['cudnn_us']:.1f} identical {r['identical']} "
                           f"err {r['max_abs_err']:.1e}", flush=True)
                     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
                     out.write_text(to_markdown(rows, meta))

@@ -21,8 +21,6 @@
 #   pending    what no GPU has run yet: the output-target and stacked-bidirectional kernel
 #              tests (full assertion text), the stacked-bidirectional diagnosis (the kernel's
 #              per-direction errors without lengths and states)
-#   runs       one-step engines with run-at-a-time input staging against without
-#              (bench_cuda_step.py's "run staging" column, same process)
 #   row        the row kernel's GPU tests (full assertion text) and whole engines (H 64 on one
 #              SM, 256 and 512 on clusters; T=100, batch 1 and 64) and the Keras GRU classifier
 #              with the row kernel against the default choice and cuDNN
@@ -65,8 +63,6 @@ for s in $stages; do
     pending) timeout 150 $pytest_gpu -vv tests/backends/test_cuda_views.py tests/backends/test_cuda_persistent.py \
                -k "bidirectional or original or layerwise"
              timeout 90 python3 benchmarks/cuda_rnn_diagnose.py ;;
-    runs) timeout 150 python3 benchmarks/bench_cuda_step.py --out "$out/cuda_step_runs.md" --reps 200 \
-            --cells lstm,gru --hiddens 512,1024 --batches 1,4 ;;
     row) timeout 150 $pytest_gpu -vv tests/backends/test_cuda_row.py
          timeout 300 python3 benchmarks/bench_cuda_engine.py --out "$out/cuda_engine_row.md" --reps 50 \
            --hiddens 64,256,512 --batches 1,64 --steps 100 --no-charrnn --row ;;

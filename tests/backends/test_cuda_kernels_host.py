@@ -69,30 +69,11 @@ def test_the_gemm_form_of_small_batches_matches_the_one_launch_form(host):
     assert max(a.values()) <= 1e-6 and max(b.values()) <= 1e-6, (a, b)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
-@pytest.mark.parametrize("kw", SMALL, ids=_ids)
-def test_staging_a_run_at_a_time_gives_the_same_step(host, kw, dtype):
-    """options.gemv_runs (GV_RUNS, the default: the one-launch layer stages [x | h0] a
-    contiguous run at a time) changes only when the inputs are loaded: the same values as
-    the element-at-a-time form (gemv_runs=False)."""
-    from tf2rt.backends.cuda.options import CudaOptions
-
-    case = _case(kw)
-    feeds = make_inputs(case)
-    plain = _stack_errors(torch, case, dtype, feeds, _stack(case, dtype, CudaOptions(gemv_runs=False)), dev="cpu")
-    runs = _stack_errors(torch, case, dtype, feeds, _stack(case, dtype, CudaOptions(gemv_runs=True)), dev="cpu")
-    assert runs == plain and max(runs.values()) <= TOL[dtype], (runs, plain)
-
-
-@pytest.mark.parametrize("runs", [False, True])
-def test_table_rows_and_ping_pong_states(host, runs):
+def test_table_rows_and_ping_pong_states(host):
     """The decoder's calls: x read as rows x_rows[b] of an embedding table (no lookup of its
-    own) and the states written into given buffers (into=), fed back as the next h0/c0 (both
-    ways of staging the inputs)."""
-    from tf2rt.backends.cuda.options import CudaOptions
-
+    own) and the states written into given buffers (into=), fed back as the next h0/c0."""
     case = _case(dict(cell="lstm", hidden=36, batch=3, layers=2, initial=True))
-    stack = _stack(case, "float32", CudaOptions(gemv_runs=runs))
+    stack = _stack(case, "float32")
     rng = np.random.default_rng(0)
     table = torch.from_numpy(rng.standard_normal((11, case.input_size)).astype(np.float32))
     rows = torch.tensor([7, 0, 10], dtype=torch.int64)

@@ -29,11 +29,6 @@ GEMV_ENV = "TF2RT_CUDA_GEMV"
 #: A number n >= 1: the one-launch layer issues n weight loads a lane before it waits for its
 #: inputs (default: the whole row up to single_step.GEMV_PREFETCH).
 GEMV_PF_ENV = "TF2RT_CUDA_GEMV_PF"
-#: "0": the one-launch layers stage their inputs one element at a time behind per-element
-#: branches instead of a contiguous run at a time with loads in flight together (GV_RUNS in
-#: kernels/single_step.cu, the default: faster in 15 of 16 one-step shapes on an H100,
-#: benchmarks/results/cuda_step_runs_h100.md).
-GEMV_RUNS_ENV = "TF2RT_CUDA_GEMV_RUNS"
 #: fp32 input-projection GEMMs: "plain", "tf32x3" or "bf16x3" forces that form.
 XPROJ_ENV = "TF2RT_CUDA_XPROJ"
 #: "1": launch the single-step stack's one-launch layers as programmatic dependents (launch.py),
@@ -64,7 +59,6 @@ class CudaOptions:
     bf16x3: str = ""  # BF16X3_ENV: "1" always (fp32 builds that allow it), "0" never
     tf32x3: str = ""  # TF32_ENV: "1" at every batch, "0" never
     gemv: bool = True  # GEMV_ENV="0" -> False
-    gemv_runs: bool = True  # GEMV_RUNS_ENV="0" -> False
     gemv_prefetch: int = 0  # GEMV_PF_ENV: loads a lane issues early (0: the planner's choice)
     xproj: str = ""  # XPROJ_ENV: "plain" | "tf32x3" | "bf16x3" (checked where used)
     pdl: bool | None = None  # PDL_ENV "1"/"0" -> True/False; None: dependent where the GPU allows
@@ -78,7 +72,7 @@ class CudaOptions:
         env = os.environ if environ is None else environ
         return cls(step=env.get(STEP_ENV, ""), wreg=env.get(WREG_ENV, "") != "0", wpart=env.get(WPART_ENV, ""),
                    bf16x3=env.get(BF16X3_ENV, ""), tf32x3=env.get(TF32_ENV, ""),
-                   gemv=env.get(GEMV_ENV, "1") != "0", gemv_runs=env.get(GEMV_RUNS_ENV, "") != "0",
+                   gemv=env.get(GEMV_ENV, "1") != "0",
                    gemv_prefetch=_positive(env.get(GEMV_PF_ENV, "")),
                    xproj=env.get(XPROJ_ENV, ""),
                    pdl={"1": True, "0": False}.get(env.get(PDL_ENV, "")),

@@ -45,9 +45,7 @@ GEMV_MAX_BATCH = 4
 GEMV_SMEM = 48 * 1024  # the operand [batch, K] (fp32) a block stages
 #: Weight loads per lane issued before a one-launch layer waits for its inputs, at most
 #: (fp32 16-byte loads, fp16/bf16 8-byte loads; about 60 registers a thread at the most).
-GEMV_PREFETCH = {"float32": 8, "float16": 16, "bfloat16": 16}
-#: The same with options.gemv_runs, whose staging needs a few more registers.
-GEMV_PREFETCH_RUNS = {"float32": 6, "float16": 12, "bfloat16": 12}
+GEMV_PREFETCH = {"float32": 6, "float16": 12, "bfloat16": 12}
 #: With options.l2_persist unset, one-launch layers would mark their weights persisting in
 #: L2 where the stack's weights take more than this share of L2 (smaller ones stay there
 #: between calls anyway): see persisting_windows. Off: on an H200 the fp32 H=1024 one-step
@@ -128,8 +126,8 @@ def step_defines(problem: RnnProblem, options: CudaOptions | None = None) -> dic
     return dict(CELL=p.cell_code, IOTYPE={"float32": 0, "float16": 1, "bfloat16": 2}[p.dtype], BATCH=p.batch,
                 HID=p.hidden, DIRS=p.directions, LAYERS=p.layers, IN0=p.input_size, K0=lay.k0, K1=lay.k1,
                 GW=GATE_BLOCKS[p.cell], NCOL=lay.ncol, SPLIT=int(lay.split), PEEP=int(p.peepholes),
-                GEMV=int(lay.gemv), GV_RUNS=int(options.gemv_runs), GV_PF=options.gemv_prefetch
-                or min((GEMV_PREFETCH_RUNS if options.gemv_runs else GEMV_PREFETCH)[p.dtype],
+                GEMV=int(lay.gemv), GV_PF=options.gemv_prefetch
+                or min(GEMV_PREFETCH[p.dtype],
                        -(-max(lay.k0, lay.k1) // 128)),
                 **gate_defines())
 

@@ -176,14 +176,10 @@ __device__ __forceinline__ void dot4(float* acc, const float* sa, int krow, int 
     }
 }
 
-// GV_RUNS=1 (options.gemv_runs, the default): stage [x | h0] a contiguous run at a time,
-// two loads in flight a thread before their stores (stage_run), instead of one element at a
-// time behind per-element branches (GV_RUNS=0); four blocks an SM kept by the launch bounds.
-// 1-10 us faster a one-step call on an H100 in 15 of 16 shapes measured.
-#ifndef GV_RUNS
-#define GV_RUNS 0
-#endif
-#if GV_RUNS
+// Inputs [x | h0] are staged a contiguous run at a time, two loads in flight a thread before
+// their stores (stage_run); four blocks an SM kept by the launch bounds. (Staging one
+// element at a time behind per-element branches was 1-10 us slower a one-step call on an
+// H100 in 16 of 16 shapes, benchmarks/results/cuda_step_runs_h100.md.)
 struct XLoad { __device__ __forceinline__ float operator()(const x_t* p) const { return x_load(p); } };
 struct IoLoad { __device__ __forceinline__ float operator()(const io_t* p) const { return io_load(p); } };
 struct FLoad { __device__ __forceinline__ float operator()(const float* p) const { return *p; } };
@@ -201,9 +197,6 @@ __device__ __forceinline__ void stage_run(float* dst, const T* src, int n, Load 
     if (k < n) dst[k] = load(src + k);
 }
 #define GV_BOUNDS __launch_bounds__(GV_ROWS * 32, 4)
-#else
-#define GV_BOUNDS __launch_bounds__(GV_ROWS * 32)
-#endif
 
 extern "C" __global__ void GV_BOUNDS
 step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restrict__ bias,
@@ -250,7 +243,6 @@ step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restric
         if (kv < n) wp[i] = *reinterpret_cast<const wraw_t*>(wr + (kv < n0 ? kv : s1 + kv - n0));
     }
     grid_dep_wait();  // the layer below (and whatever wrote x, h0, c0) has finished
-#if GV_RUNS
 #pragma unroll 1
     for (int b = 0; b < BATCH; ++b) {
         float* srow = sa + (size_t)b * krow;
@@ -267,19 +259,6 @@ step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restric
         }
         for (int k = ktot + threadIdx.x; k < krow; k += blockDim.x) srow[k] = 0.0f;
     }
-#else
-    for (int i = threadIdx.x; i < BATCH * krow; i += blockDim.x) {
-        const int b = i / krow, k = i - b * krow;
-        float v = 0.0f;
-        if (k < kin) {
-            v = x ? x_load(x + (size_t)(xrow ? xrow[b] : b) * kin + k) : hin[(size_t)b * kin + k];
-        } else if (k < ktot && h0) {
-            const int r = k - kin, d = r / HID, j = r - d * HID;
-            v = io_load(h0 + ((size_t)d * BATCH + b) * HID + j);
-        }
-        sa[i] = v;
-    }
-#endif
     __syncthreads();
     {
         float acc[BATCH];
