@@ -140,7 +140,10 @@ class CudaRunner(Runner):
 
     def _tune(self, static: Mapping[str, Any]) -> None:
         """First-run measurement per stack: persistent kernel, cuDNN, (one step) the
-        single-step stack and (options.row) the row kernel; keep the fastest."""
+        single-step stack and (options.row) the row kernel; keep the fastest. Candidates are
+        timed in turns (TUNE_ROUNDS rounds, each candidate's best round kept), so a GPU
+        still raising its clocks, or a passing disturbance, does not favour whichever
+        candidate happened to be timed last."""
         from .rnn import make_stack
 
         torch = self.torch
@@ -155,7 +158,7 @@ class CudaRunner(Runner):
             # single-step stack competes too
             engines = (["persistent"] + ([] if chain.has_seq_lens else ["cudnn"]) + (["step"] if T == 1 else [])
                        + (["row"] if self.build_options.row and T > 1 else []))
-            options = {}
+            options = {}  # engine -> (captured call, stack, plan, targets taken)
             for engine in engines:
                 try:
                     stack, p = make_stack(chain.specs, B, T, dtype, self.limits, prefer=engine,
@@ -177,15 +180,16 @@ class CudaRunner(Runner):
                         return [out[k].to(t[0], memory_format=torch.contiguous_format)
                                 for k, t in targets.items() if k not in taken and out.get(k) is not None]
 
-                    us = _time_graph(call, reps=10)
+                    captured = CapturedCall(call)
                 except Exception:  # e.g. a form cuDNN refuses: keep the other
                     continue
-                options[engine] = (us, stack, p, tuple(sorted(taken)))
+                options[engine] = (captured, stack, p, tuple(sorted(taken)))
             if len(options) >= 2:
-                best = min(options, key=lambda e: options[e][0])
+                times = _time_in_turns({e: v[0] for e, v in options.items()})
+                best = min(times, key=times.get)
                 _, chain.stack, chain.plan, chain.taken = options[best]
                 chain.targets_of = chain.stack if chain.targets else None  # targets already given
-                chain.plan.measured = {e: v[0] for e, v in options.items()}
+                chain.plan.measured = times
                 chain.plan.reason = f"first-run measurement: {best} faster"
 
     def _execute(self, checked: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -297,9 +301,19 @@ def _time_each(fn: Any, iterations: int, warmup: int) -> list[float]:
     return out
 
 
-def _time_graph(fn: Any, reps: int = 10) -> float:
-    """Median microseconds of `fn` replayed from a CUDA graph."""
-    return float(np.median(_time_each(CapturedCall(fn), reps, 3)))
+#: Rounds of the first-run measurement, and replays a candidate gets in each.
+TUNE_ROUNDS, TUNE_REPS = 3, 5
+
+
+def _time_in_turns(calls: Mapping[str, Any], rounds: int = TUNE_ROUNDS, reps: int = TUNE_REPS) -> dict[str, float]:
+    """Microseconds of each captured call: the median of `reps` replays, taken in turns
+    over `rounds` rounds (one warm-up each), the best round kept."""
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        for name, fn in calls.items():
+            us = float(np.median(_time_each(fn, reps, 1)))
+            best[name] = min(best.get(name, us), us)
+    return best
 
 
 def load(engine: Any, **options: Any) -> CudaRunner:
