@@ -312,12 +312,28 @@ def grid_arguments(ap: argparse.ArgumentParser, out: str, batches: str) -> None:
     ap.add_argument("--precisions", default="fp32,fp16")
 
 
+def warm_up_gpu(seconds: float = 0.5) -> None:
+    """Keep the GPU busy for `seconds` first: a run's first shape was otherwise timed while
+    the clocks were still rising (an H100's first one-step row once took 19.1 µs against
+    11.8 later in the same build)."""
+    import torch
+
+    a = torch.randn(4096, 4096, device="cuda")
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for _ in range(20):
+            a = torch.tanh(a @ a * 1e-3)
+        torch.cuda.synchronize()
+
+
 def gpu_meta(script: str, argv: list[str] | None) -> dict:
-    """The GPU, date, versions and command of a run (TF32 turned off for the peers' fp32)."""
+    """The GPU, date, versions and command of a run (TF32 turned off for the peers' fp32),
+    after warming the GPU up (warm_up_gpu)."""
     import torch
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+    warm_up_gpu()
     return {"gpu": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
             "command": f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])}
