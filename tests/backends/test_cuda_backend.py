@@ -187,3 +187,29 @@ def test_an_index_outside_the_embedding_is_an_error_and_the_gpu_stays_usable():
     got = r.run(ok)
     for k in want:
         assert np.abs(got[k] - want[k]).max() <= 1e-4, k
+
+
+@pytest.mark.gpu
+def test_a_captured_call_keeps_what_its_function_reads_alive():
+    """CapturedCall holds its function, so a tensor only the function's closure refers to
+    outlives the caller's references: replays after another capture (which empties the
+    allocator's cache) and after new allocations still read it (the first-run measurement
+    captures every candidate first and times them in turns afterwards)."""
+    import gc
+
+    from tf2rt.backends.cuda.cudagraph import CapturedCall
+
+    def make():
+        x = torch.arange(1 << 22, device="cuda", dtype=torch.float32)
+        return CapturedCall(lambda x=x: x * 2.0)
+
+    first = make()  # the only reference to x is the lambda's default argument
+    gc.collect()
+    other = CapturedCall(lambda: torch.zeros(1 << 22, device="cuda") + 1.0)
+    filler = torch.full((1 << 22,), -7.0, device="cuda")  # would take x's place if it were freed
+    for call in (first, other, first):
+        out = call()
+    torch.cuda.synchronize()
+    want = torch.arange(1 << 22, device="cuda", dtype=torch.float32) * 2.0
+    assert torch.equal(out, want)
+    assert float(filler[0]) == -7.0
