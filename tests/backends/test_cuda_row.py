@@ -112,7 +112,7 @@ def test_batch_major_input_and_shorter_calls(host):
 def test_outputs_written_into_targets(host, dtype):
     """set_output_targets: y batch-major and hn/cn as float32, written by the kernel; an
     fp16 stack of two layers writes the lower layer's y in fp16 for the next layer and
-    every layer's hn/cn in the targets' type (the STYPE build)."""
+    every layer's hn/cn in the targets' type (OTYPE; y of the lower layer: YTYPE)."""
     torch = host
     case = _case(CASES[0])
     stack = _stack(case, dtype)

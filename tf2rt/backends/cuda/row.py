@@ -82,14 +82,14 @@ class RowConfig:
     def ctas(self, batch: int, directions: int) -> int:
         return directions * -(-batch // self.bpc) * self.cluster
 
-    def defines(self, otype: int | None = None, stype: int | None = None) -> dict[str, int]:
-        """-D values of a build writing y as otype and hn/cn as stype (type codes; default
-        the stack's own type, and stype defaults to otype)."""
+    def defines(self, otype: int | None = None, ytype: int | None = None) -> dict[str, int]:
+        """-D values of a build writing hn/cn as otype and y as ytype (type codes; default
+        the stack's own type, and ytype defaults to otype)."""
         from .persistent import gate_defines
 
         otype = self.iotype if otype is None else otype
         return {**gate_defines(), "CELL": self.cell_code, "IOTYPE": self.iotype, "OTYPE": otype,
-                "STYPE": otype if stype is None else stype, "FAST_GATES": int(self.iotype != 0),
+                "YTYPE": otype if ytype is None else ytype, "FAST_GATES": int(self.iotype != 0),
                 "HID": self.hidden, "NGATE": self.gates, "THREADS": self.threads, "RPT": self.rpt, "BPC": self.bpc,
                 "KREG": self.kreg, "LBR": int(self.lbr), "PEEP": int(self.peepholes), "CLUSTER": self.cluster}
 
@@ -234,11 +234,11 @@ class RowStack:
         return (f"{self.problem.dtype} on CUDA cores, {c.kreg} of {c.kp} columns a row in registers, "
                 f"{c.bpc} batch row(s) a CTA")
 
-    def kernel(self, otype: Any, stype: Any) -> Any:
-        """The build writing y as otype and hn/cn as stype (torch dtypes)."""
+    def kernel(self, otype: Any, ytype: Any) -> Any:
+        """The build writing hn/cn as otype and y as ytype (torch dtypes)."""
         from .single_step import _TYPE_CODES
 
-        defines = self.cfg.defines(_TYPE_CODES[str(otype)], _TYPE_CODES[str(stype)])
+        defines = self.cfg.defines(_TYPE_CODES[str(otype)], _TYPE_CODES[str(ytype)])
         return _compile(tuple(sorted(defines.items())), self.cfg.smem_bytes)
 
     def set_output_targets(self, targets: dict) -> dict:
@@ -287,16 +287,16 @@ class RowStack:
             last = layer == L - 1
             y = self.y if last else self.mid[layer]
             # y as (t, d, b): the last layer's own layout or target; lower layers [T, B, D, H]
-            y_t, y_d, y_b = (y.stride(0), y.stride(1), y.stride(2)) if last else (B * D * H, H, D * H)
+            ys_t, ys_d, ys_b = (y.stride(0), y.stride(1), y.stride(2)) if last else (B * D * H, H, D * H)
             hn, cn = self.hn[layer * D], None if self.cn is None else self.cn[layer * D]
             st = lambda t: np.uint64(0 if t is None else t.data_ptr() + layer * slab * el)  # noqa: E731
             args = (pointer(self.R[layer]), pointer(self.rb[layer]), pointer(self.P[layer]), pointer(self.xp),
-                    np.int64(xs_t), np.int64(xs_b), st(h0), st(c0), pointer(y), np.int64(y_t), np.int64(y_d),
-                    np.int64(y_b), pointer(hn), pointer(cn), np.int64(self.hn.stride(0)),
+                    np.int64(xs_t), np.int64(xs_b), st(h0), st(c0), pointer(y), np.int64(ys_t), np.int64(ys_d),
+                    np.int64(ys_b), pointer(hn), pointer(cn), np.int64(self.hn.stride(0)),
                     np.int64(self.hn.stride(1)), pointer(seq), np.int32(T), np.int32(B), np.int32(int(p.reverse)),
                     np.float32(p.clip or 0.0))
             # a lower layer's y feeds the next layer (stack's type); every hn/cn is an output
-            launch(self.kernel(self.out_dtype if last else self.dt, self.out_dtype), (cfg.ctas(B, D),), (cfg.threads,), args,
+            launch(self.kernel(self.out_dtype, self.out_dtype if last else self.dt), (cfg.ctas(B, D),), (cfg.threads,), args,
                    self.dev, cfg.smem_bytes)
             if not last:
                 inp = self.mid[layer][:T].view(T, B, D * H)

@@ -181,28 +181,8 @@
 #define FAST_GATES (NEWER_STEP && WTYPE != 0)
 #include "rnn_cell.cuh"
 
-// y_t: the type this launch writes y in (YTYPE, default OTYPE). One launch a layer writes
-// the layers below the last in the stack's own type (the next layer's projection reads
-// them) and the last layer's y, like hn and cn, in OTYPE.
-#ifndef YTYPE
-#define YTYPE OTYPE
-#endif
-#if YTYPE == 0
-typedef float y_t;
-#else
-typedef u16 y_t;
-#endif
-__device__ __forceinline__ void y_store(y_t* p, float v) {
-    v = io_round(v);
-#if YTYPE == 0
-    *p = v;
-#elif YTYPE == 1
-    *p = f32_to_f16(v);
-#else
-    *p = f32_to_bf16(v);
-#endif
-}
-
+// One launch a layer writes y of the layers below the last in the stack's own type (YTYPE:
+// the next layer's projection reads them) and the last layer's y, like hn and cn, in OTYPE.
 #if WTYPE == 0 && !BF16X3
 typedef float wt_t;
 #else

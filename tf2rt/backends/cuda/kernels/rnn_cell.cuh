@@ -86,6 +86,27 @@ __device__ __forceinline__ void o_store(o_t* p, float v) {
 #endif
 }
 
+// y_t: the type a launch writes y in (YTYPE, default OTYPE): a stack's lower layers write
+// their y in the stack's own type for the next layer, and every layer's hn/cn in OTYPE.
+#ifndef YTYPE
+#define YTYPE OTYPE
+#endif
+#if YTYPE == 0
+typedef float y_t;
+#else
+typedef u16 y_t;
+#endif
+__device__ __forceinline__ void y_store(y_t* p, float v) {
+    v = io_round(v);
+#if YTYPE == 0
+    *p = v;
+#elif YTYPE == 1
+    *p = f32_to_f16(v);
+#else
+    *p = f32_to_bf16(v);
+#endif
+}
+
 // ---- activations (exp-based: accurate to ~1e-7 absolute, no tanhf slow path) --------
 #if FAST_GATES
 // Approximate division (MUFU.RCP + FMUL, ~2 ulp) instead of IEEE division: the gates sit

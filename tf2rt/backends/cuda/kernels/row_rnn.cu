@@ -14,8 +14,8 @@
 //
 // Compile-time configuration (row.py, -D):
 //   CELL, IOTYPE, OTYPE, FAST_GATES and the gate block indices as in rnn_cell.cuh;
-//   STYPE (the type of hn and cn, default OTYPE: a lower layer writes y in the stack's
-//   type for the next layer and its final states in the engine's output type);
+//   YTYPE (y's type, default OTYPE: a lower layer writes y in the stack's type for the
+//   next layer and its final states, like the last layer's outputs, in OTYPE);
 //   HID, NGATE (gates per cell), THREADS, RPT (gate rows a thread: row = tid + i*THREADS),
 //   BPC (batch rows a CTA), KREG (columns of each row held in registers, a multiple of 4),
 //   LBR (GRU linear_before_reset), PEEP (LSTM peepholes), CLUSTER (CTAs sharing a layer).
@@ -30,27 +30,6 @@
 #ifndef CLUSTER
 #define CLUSTER 1
 #endif
-
-#ifndef STYPE
-#define STYPE OTYPE
-#endif
-#if STYPE == 0
-typedef float s_t;
-#else
-typedef u16 s_t;
-#endif
-
-// v rounded to the stack's type, stored as STYPE (hn, cn).
-__device__ __forceinline__ void s_store(s_t* p, float v) {
-    v = io_round(v);
-#if STYPE == 0
-    *p = v;
-#elif STYPE == 1
-    *p = f32_to_f16(v);
-#else
-    *p = f32_to_bf16(v);
-#endif
-}
 #define ROWS (NGATE * HID)                       // rows of the layer
 #define UPC ((HID + CLUSTER - 1) / CLUSTER)      // units a CTA
 #define CROWS (NGATE * UPC)                      // rows a CTA
@@ -186,14 +165,14 @@ __device__ __forceinline__ void load_inputs(io_t (&xn)[NU][NGATE], const io_t* x
 
 // R: [DIRS][CLUSTER][NPAIR][RP] pairs; rb: [DIRS][ROWS] recurrent biases; peep: [DIRS][3*HID] or null.
 // h0, c0: [DIRS][B][HID] in the stack's type or null (zeros). y: element (t, d, b, j) at
-// y + t*y_t + d*y_d + b*y_b + j; hn, cn (cn null unless LSTM) at d*s_d + b*s_b + j.
+// y + t*ys_t + d*ys_d + b*ys_b + j; hn, cn (cn null unless LSTM) at d*s_d + b*s_b + j.
 // seq: [B] int32 lengths or null (all T). reverse: the stack's single direction runs
 // backwards (direction 1 of a bidirectional stack always does).
 extern "C" __global__ void __launch_bounds__(THREADS, 1) CLUSTER_DIMS
     row_rnn(const wpair_t* __restrict__ R, const float* __restrict__ rb, const float* __restrict__ peep,
             const io_t* __restrict__ xp, long long xs_t, long long xs_b, const io_t* __restrict__ h0,
-            const io_t* __restrict__ c0, o_t* __restrict__ y, long long y_t, long long y_d, long long y_b,
-            s_t* __restrict__ hn, s_t* __restrict__ cn, long long s_d, long long s_b, const int* __restrict__ seq,
+            const io_t* __restrict__ c0, y_t* __restrict__ y, long long ys_t, long long ys_d, long long ys_b,
+            o_t* __restrict__ hn, o_t* __restrict__ cn, long long s_d, long long s_b, const int* __restrict__ seq,
             int T, int B, int reverse, float clip) {
     extern __shared__ __align__(16) unsigned char smem[];
     const int tid = threadIdx.x;
@@ -300,7 +279,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1) CLUSTER_DIMS
             share(hnext, b * KP + j, io_round(h[u]));
             // padded steps (s >= length) output zeros at position s, in either direction
             const int t = active ? (backwards ? len[u] - 1 - s : s) : s;
-            o_store(y + t * y_t + d * y_d + bg * y_b + j, active ? h[u] : 0.0f);
+            y_store(y + t * ys_t + d * ys_d + bg * ys_b + j, active ? h[u] : 0.0f);
         }
         cluster_sync();  // the next step reads h from every CTA of the cluster
     }
@@ -308,7 +287,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1) CLUSTER_DIMS
     for (int u = 0; u < NU; ++u) {
         const int idx = tid + u * THREADS, b = idx / UPC, j = j0 + idx % UPC, bg = b0 + b;
         if (idx >= BPC * UPC || j >= HID || bg >= B) continue;
-        s_store(hn + d * s_d + bg * s_b + j, h[u]);
-        if (cn) s_store(cn + d * s_d + bg * s_b + j, c[u]);
+        o_store(hn + d * s_d + bg * s_b + j, h[u]);
+        if (cn) o_store(cn + d * s_d + bg * s_b + j, c[u]);
     }
 }
