@@ -46,6 +46,21 @@ def first_call(engine, feeds: dict, precision: str) -> dict:
     return out
 
 
+def write(out: Path, rows: list[dict], meta: dict) -> None:
+    lines = [f"# First call of an engine on the cuda backend — {meta['gpu']}", "",
+             f"{meta['date']}; torch {meta['torch']}. Command: `{meta['command']}`", "",
+             "first: seconds from creating the runner to the first result (stacks built, kernels compiled, "
+             "candidates measured, graph captured); again: the same with a second runner (kernels already "
+             "compiled in this process); call: a later call, µs; measured: the first-run measurement's times (µs).",
+             "", "| engine | first (s) | again (s) | call (µs) | stack | measured |", "|---|---:|---:|---:|---|---|"]
+    for r in rows:
+        name = f"{r['cell'].upper()} H={r['hidden']} batch {r['batch']} T={r['T']} {r['precision']}"
+        lines.append(f"| {name} | {r['first_s']:.2f} | {r['again_s']:.2f} | {r['call_us']:.1f} | {r['engine']} | "
+                     f"{r['measured_us']} |")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="benchmarks/results/cuda_first_call.md")
@@ -61,18 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         r = {"cell": cell, "batch": B, "hidden": H, "T": T, "precision": prec, **first_call(engine, feeds, prec)}
         print(r, flush=True)
         rows.append(r)
-    lines = [f"# First call of an engine on the cuda backend — {meta['gpu']}", "",
-             f"{meta['date']}; torch {meta['torch']}. Command: `{meta['command']}`", "",
-             "first: seconds from creating the runner to the first result (stacks built, kernels compiled, "
-             "candidates measured, graph captured); again: the same with a second runner (kernels already "
-             "compiled in this process); call: a later call, µs; measured: the first-run measurement's times (µs).",
-             "", "| engine | first (s) | again (s) | call (µs) | stack | measured |", "|---|---:|---:|---:|---|---|"]
-    for r in rows:
-        name = f"{r['cell'].upper()} H={r['hidden']} batch {r['batch']} T={r['T']} {r['precision']}"
-        lines.append(f"| {name} | {r['first_s']:.2f} | {r['again_s']:.2f} | {r['call_us']:.1f} | {r['engine']} | "
-                     f"{r['measured_us']} |")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines) + "\n")
+        write(Path(args.out), rows, meta)  # after every engine: a run cut short keeps what it measured
     return 0
 
 

@@ -41,7 +41,7 @@ def measure(cell: str, hidden: int, reps: int) -> list[dict]:
         r = {"cell": cell, "hidden": hidden, "layers": layers, "MB": nbytes / 2**20, "engine": plan.engine,
              "step_us": _events_median(_graphed(lambda: step(x)), reps),
              "cudnn_us": _events_median(_graphed(lambda: cudnn(x)), reps),
-             "read_us": _events_median(_graphed(lambda: torch.sum(w, out=sink)), reps)}
+             "read_us": _events_median(_graphed(lambda: torch.sum(w, dim=0, out=sink)), reps)}
         for k in ("step", "cudnn", "read"):
             r[f"{k}_TBps"] = nbytes / (r[f"{k}_us"] * 1e-6) / 1e12
         rows.append(r)
