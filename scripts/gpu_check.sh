@@ -26,6 +26,9 @@
 #              with the row kernel against the default choice and cuDNN
 #   cluster    benchmarks/cuda_cluster_probe.py: a step's h shared through thread-block
 #              clusters (DSMEM stores, cluster barrier) against the tagged all-gather via L2
+#   bandwidth  benchmarks/cuda_step_bandwidth_probe.py: one-step fp32 H=1024 stacks at batch 1
+#              against a plain read of their weights' bytes
+#   firstcall  benchmarks/cuda_first_call.py: seconds to an engine's first result
 # Each stage writes OUT_DIR/<stage>.txt (and the benchmarks their .md/.json there).
 set -u
 out=${1:?usage: gpu_check.sh OUT_DIR [STAGE...]}
@@ -67,6 +70,8 @@ for s in $stages; do
          timeout 300 python3 benchmarks/bench_cuda_engine.py --out "$out/cuda_engine_row.md" --reps 50 \
            --hiddens 64,256,512 --batches 1,64 --steps 100 --no-charrnn --row ;;
     cluster) timeout 120 python3 benchmarks/cuda_cluster_probe.py --out "$out/cuda_cluster_probe.md" ;;
+    bandwidth) timeout 60 python3 benchmarks/cuda_step_bandwidth_probe.py --out "$out/cuda_step_bandwidth_probe.md" ;;
+    firstcall) timeout 150 python3 benchmarks/cuda_first_call.py --out "$out/cuda_first_call.md" ;;
     l2) for l2 in 0 1; do
           TF2RT_CUDA_L2_PERSIST=$l2 timeout 90 python3 benchmarks/bench_cuda_step.py --out "$out/cuda_step_l2_$l2.md" \
             --reps 200 --cells lstm,gru --hiddens 1024 --batches 1
