@@ -74,17 +74,15 @@ __device__ __forceinline__ float io_round(float v) {
 #endif
 }
 
-// v rounded to the stack's type, stored as OTYPE.
-__device__ __forceinline__ void o_store(o_t* p, float v) {
+// v rounded to the stack's type, stored in type code K (0 f32, 1 f16, 2 bf16).
+template <int K, typename T>
+__device__ __forceinline__ void store_rounded(T* p, float v) {
     v = io_round(v);
-#if OTYPE == 0
-    *p = v;
-#elif OTYPE == 1
-    *p = f32_to_f16(v);
-#else
-    *p = f32_to_bf16(v);
-#endif
+    if constexpr (K == 0) *p = v;
+    else if constexpr (K == 1) *p = f32_to_f16(v);
+    else *p = f32_to_bf16(v);
 }
+__device__ __forceinline__ void o_store(o_t* p, float v) { store_rounded<OTYPE>(p, v); }
 
 // y_t: the type a launch writes y in (YTYPE, default OTYPE): a stack's lower layers write
 // their y in the stack's own type for the next layer, and every layer's hn/cn in OTYPE.
@@ -96,16 +94,7 @@ typedef float y_t;
 #else
 typedef u16 y_t;
 #endif
-__device__ __forceinline__ void y_store(y_t* p, float v) {
-    v = io_round(v);
-#if YTYPE == 0
-    *p = v;
-#elif YTYPE == 1
-    *p = f32_to_f16(v);
-#else
-    *p = f32_to_bf16(v);
-#endif
-}
+__device__ __forceinline__ void y_store(y_t* p, float v) { store_rounded<YTYPE>(p, v); }
 
 // ---- activations (exp-based: accurate to ~1e-7 absolute, no tanhf slow path) --------
 #if FAST_GATES
