@@ -129,7 +129,10 @@ class CudaRunner(Runner):
             torch.cuda.synchronize()
             st = {"inputs": static, "graph": None}
             if self.use_graph:
-                st["graph"] = CapturedCall(lambda: self.executor(static))
+                # the graph keeps its function: one that holds the executor, not the runner,
+                # leaves no cycle, so a dropped runner frees its GPU memory at once
+                executor = self.executor
+                st["graph"] = CapturedCall(lambda: executor(static))
         self._state[key] = st
         self.providers = ["cuda"] + [
             f"{'+'.join(c['nodes'])}: {' '.join(filter(None, (c.get('engine'), c.get('mode'))))} "

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+import weakref
 from dataclasses import replace
 from typing import Any, Sequence
 
@@ -195,9 +196,12 @@ class DecodeLoop:
     def _launch_fn(self, mode: tuple) -> Any:
         """The K steps of one launch: a CUDA graph on a GPU, a plain call on a CPU."""
         if mode not in self._graphs:
+            me = weakref.ref(self)  # the graph keeps its function: no cycle back to the decoder
+
             def steps() -> None:
-                for j in range(self.K):
-                    self._step(j, mode)
+                dec = me()
+                for j in range(dec.K):
+                    dec._step(j, mode)
 
             if self.on_gpu:
                 from .cudagraph import CapturedCall
