@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from cuda_models import RnnCase, make_inputs, make_weights, node_specs, stack_errors
-from helpers.cuda_host import compiler, persistent_host_kernel, row_host_kernel
+from helpers.cuda_host import persistent_host_kernel, row_host_kernel, use_host_kernels
 
 from tf2rt.backends.cuda import persistent, row
 from tf2rt.backends.cuda.options import CudaOptions
@@ -44,13 +44,8 @@ def _draw(rng: random.Random, hiddens, batches) -> tuple[RnnCase, str]:
 
 @pytest.fixture
 def host(monkeypatch):
-    if compiler() is None:
-        pytest.fail("the host emulation of the kernels needs a C++ compiler (g++)")
-    torch = pytest.importorskip("torch")
-
-    monkeypatch.setattr(persistent, "compile_kernel", persistent_host_kernel)
-    monkeypatch.setattr(row, "_compile", row_host_kernel)
-    return torch
+    return use_host_kernels(monkeypatch, (persistent, "compile_kernel", persistent_host_kernel),
+                            (row, "_compile", row_host_kernel))
 
 
 OPTIONS = [{}, {}, {"wreg": False}, {"step": "2"}, {"step": "1"}, {"wpart": "1"}, {"tf32x3": "1"}, {"bf16x3": "0"}]

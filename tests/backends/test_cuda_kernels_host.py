@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cuda_models import make_inputs, node_specs
-from helpers.cuda_host import compiler, host_kernels
+from helpers.cuda_host import host_kernels, use_host_kernels
 from test_cuda_single_step import CASES, SMALL, TOL, _case, _ids, _stack_errors
 
 from tf2rt.backends.cuda import single_step
@@ -24,14 +24,12 @@ torch = pytest.importorskip("torch")
 @pytest.fixture
 def host(monkeypatch):
     """SingleStepStack's kernels built for the host."""
-    if compiler() is None:
-        pytest.fail("the host emulation of the kernels needs a C++ compiler (g++)")
 
     def build(defines):
         k = host_kernels("single_step.cu", dict(defines))
         return k["stage_operands"], k["step_gates"], k.get("step_gemv")
 
-    monkeypatch.setattr(single_step, "_compile", build)
+    use_host_kernels(monkeypatch, (single_step, "_compile", build))
 
 
 def _stack(case, dtype, options=None):
@@ -202,12 +200,10 @@ def resident_host(monkeypatch):
     CTA, launches of 8 tokens."""
     from tf2rt.backends.cuda import decode, resident_decode
 
-    if compiler() is None:
-        pytest.fail("the host emulation of the kernels needs a C++ compiler (g++)")
-    monkeypatch.setattr(resident_decode, "RESIDENT_THREADS", 64)
-    monkeypatch.setattr(resident_decode, "_host_kernel", lambda defines: host_kernels(
-        "decode_resident.cu", dict(defines), concurrent=True)["resident_decode"])
-    monkeypatch.setattr(decode, "RESIDENT_CHUNK", 8)
+    use_host_kernels(monkeypatch, (resident_decode, "RESIDENT_THREADS", 64),
+                     (resident_decode, "_host_kernel", lambda defines: host_kernels(
+                         "decode_resident.cu", dict(defines), concurrent=True)["resident_decode"]),
+                     (decode, "RESIDENT_CHUNK", 8))
 
 
 # seeds whose greedy text moves (random stacks often settle on one token)

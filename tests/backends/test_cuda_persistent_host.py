@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from cuda_models import RnnCase, make_inputs, make_weights, node_specs, stack_errors
-from helpers.cuda_host import compiler, persistent_host_kernel
+from helpers.cuda_host import persistent_host_kernel, use_host_kernels
 from test_conformance import CASES as CONFORMANCE
 
 from tf2rt.backends.cuda import persistent
@@ -81,12 +81,7 @@ def _ids(case):
 def host(monkeypatch):
     """PersistentStack's kernel built for the host (every block at once: they wait for
     each other)."""
-    if compiler() is None:
-        pytest.fail("the host emulation of the kernels needs a C++ compiler (g++)")
-    torch = pytest.importorskip("torch")
-
-    monkeypatch.setattr(persistent, "compile_kernel", persistent_host_kernel)
-    return torch
+    return use_host_kernels(monkeypatch, (persistent, "compile_kernel", persistent_host_kernel))
 
 
 def _build(kw, dtype, device, options):

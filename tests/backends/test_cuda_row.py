@@ -15,7 +15,7 @@ import pytest
 
 from cuda_models import RnnCase, make_inputs, make_weights, node_specs, stack_errors
 from cuda_models import gpu_torch as _gpu
-from helpers.cuda_host import compiler, row_host_kernel
+from helpers.cuda_host import row_host_kernel, use_host_kernels
 from test_conformance import CASES as CONFORMANCE
 
 from tf2rt.backends.cuda import row
@@ -50,11 +50,7 @@ def _case(kw, seq_len=7) -> RnnCase:
 @pytest.fixture
 def host(monkeypatch):
     """RowStack's kernel built for the host."""
-    if compiler() is None:
-        pytest.fail("the host emulation of the kernels needs a C++ compiler (g++)")
-    torch = pytest.importorskip("torch")
-    monkeypatch.setattr(row, "_compile", row_host_kernel)
-    return torch
+    return use_host_kernels(monkeypatch, (row, "_compile", row_host_kernel))
 
 
 def _errors(torch, case: RnnCase, dtype: str, stack, dev: str = "cpu", batch_major: bool = False) -> dict:

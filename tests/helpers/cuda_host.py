@@ -63,6 +63,20 @@ def compiler() -> str | None:
     return shutil.which("g++") or shutil.which("c++")
 
 
+def use_host_kernels(monkeypatch: Any, *patches: tuple[Any, str, Any]) -> Any:
+    """Point the stacks' kernel builders at host builds for a test: each patch is (module,
+    attribute, value), the host builder or a size it needs. Fails (it does not skip)
+    without a C++ compiler; returns torch."""
+    import pytest
+
+    if compiler() is None:
+        pytest.fail("the host emulation of the kernels needs a C++ compiler (g++)")
+    torch = pytest.importorskip("torch")
+    for module, name, value in patches:
+        monkeypatch.setattr(module, name, value)
+    return torch
+
+
 def _ctype(param: str) -> Any:
     if "*" in param:
         return ctypes.c_void_p
