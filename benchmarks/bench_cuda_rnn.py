@@ -354,22 +354,31 @@ def _variant(name: str, pers, plan, specs, limits):
     return PersistentStack(pers.problem, replace(plan, kernel=k2), [s.weights for s in specs])
 
 
-def bench_one(cell: str, hidden: int, batch: int, T: int, dtype: str, layers: int, reps: int, limits,
-              variants: tuple[str, ...] = ()) -> dict:
-    import torch
+def specs_for(cell: str, hidden: int, layers: int, seed: int) -> list:
+    """`layers` random LSTM/GRU (reset-after) layers of `hidden` units, input size = hidden,
+    weights in torch.nn's init range."""
+    from tf2rt.backends.cuda.rnn import node_spec
 
-    from tf2rt.backends.cuda.rnn import make_stack, node_spec
-
-    rng = np.random.default_rng(hidden + batch + T)
+    rng = np.random.default_rng(seed)
     G = {"lstm": 4, "gru": 3}[cell]
+    s = 1.0 / np.sqrt(hidden)
     specs = []
     for _ in range(layers):
-        s = 1.0 / np.sqrt(hidden)
         W = rng.uniform(-s, s, (1, G * hidden, hidden)).astype(np.float32)
         R = rng.uniform(-s, s, (1, G * hidden, hidden)).astype(np.float32)
         B = rng.uniform(-0.5, 0.5, (1, 2 * G * hidden)).astype(np.float32)
         attrs = {"hidden_size": hidden, "linear_before_reset": 1} if cell == "gru" else {"hidden_size": hidden}
         specs.append(node_spec(cell.upper(), attrs, W, R, B, None))
+    return specs
+
+
+def bench_one(cell: str, hidden: int, batch: int, T: int, dtype: str, layers: int, reps: int, limits,
+              variants: tuple[str, ...] = ()) -> dict:
+    import torch
+
+    from tf2rt.backends.cuda.rnn import make_stack
+
+    specs = specs_for(cell, hidden, layers, hidden + batch + T)
     tdt = getattr(torch, dtype)
     x = torch.randn(T, batch, hidden, device="cuda", dtype=tdt)
     row = {"cell": cell, "hidden": hidden, "batch": batch, "T": T, "dtype": dtype, "layers": layers}

@@ -16,28 +16,10 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_cuda_rnn import _events_median, _graphed  # noqa: E402
-
-
-def specs_for(cell: str, hidden: int, layers: int, seed: int) -> list:
-    from tf2rt.backends.cuda.rnn import node_spec
-
-    rng = np.random.default_rng(seed)
-    G = {"lstm": 4, "gru": 3}[cell]
-    s = 1.0 / np.sqrt(hidden)
-    out = []
-    for _ in range(layers):
-        W = rng.uniform(-s, s, (1, G * hidden, hidden)).astype(np.float32)
-        R = rng.uniform(-s, s, (1, G * hidden, hidden)).astype(np.float32)
-        B = rng.uniform(-0.5, 0.5, (1, 2 * G * hidden)).astype(np.float32)
-        attrs = {"hidden_size": hidden, "linear_before_reset": 1} if cell == "gru" else {"hidden_size": hidden}
-        out.append(node_spec(cell.upper(), attrs, W, R, B, None))
-    return out
+from bench_cuda_rnn import _events_median, _graphed, specs_for  # noqa: E402
 
 
 def measure(cell: str, hidden: int, batch: int, T: int, dtype: str, layers: int, reps: int) -> dict:

@@ -17,8 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_cuda_rnn import _events_median, _graphed  # noqa: E402
-from cuda_batch_split_probe import specs_for  # noqa: E402
+from bench_cuda_rnn import _events_median, _graphed, specs_for  # noqa: E402
 
 
 def measure(cell: str, hidden: int, reps: int) -> list[dict]:

@@ -9,9 +9,10 @@ input shapes the whole call is captured in a CUDA graph and replayed.
 Options: graph (capture a CUDA graph; default True), prefer ("persistent" | "cudnn" |
 "torch" | "step" | "row": force one engine for every recurrent stack; "step", the
 single-step stack, applies to one-step calls only, "row", the row kernel, to layers whose
-recurrent weights fit one SM or a thread-block cluster of up to 8), autotune (time the persistent kernel against cuDNN, at one
-step the single-step stack, and the row kernel where it applies (TF2RT_CUDA_ROW=0: not), on the first call and
-keep the fastest; default True), timeout_s (run()
+recurrent weights fit one SM or a thread-block cluster of up to 8), autotune (time the
+persistent kernel against cuDNN, at one step the single-step stack, and the row kernel
+where it applies (TF2RT_CUDA_ROW=0: not), on the first call and keep the fastest; default
+True), timeout_s (run()
 raises instead of waiting longer than this for the GPU; default 60, None: wait forever),
 rnn_precision ("fp32" | "fp16" | "bf16": the type the recurrent stacks run in; default:
 the type the engine's graph gives them, float32 in fp16 engines too).

@@ -76,8 +76,7 @@ class CudaOptions:
         env = os.environ if environ is None else environ
         return cls(step=env.get(STEP_ENV, ""), wreg=env.get(WREG_ENV, "") != "0", wpart=env.get(WPART_ENV, ""),
                    bf16x3=env.get(BF16X3_ENV, ""), tf32x3=env.get(TF32_ENV, ""),
-                   gemv=env.get(GEMV_ENV, "1") != "0",
-                   gemv_prefetch=_positive(env.get(GEMV_PF_ENV, "")),
+                   gemv=env.get(GEMV_ENV, "1") != "0", gemv_prefetch=_positive(env.get(GEMV_PF_ENV, "")),
                    xproj=env.get(XPROJ_ENV, ""),
                    pdl={"1": True, "0": False}.get(env.get(PDL_ENV, "")),
                    resident={"1": True, "0": False}.get(env.get(RESIDENT_ENV, "")),

@@ -71,10 +71,6 @@ class RowConfig:
         return 8 if self.iotype == 0 else 4
 
     @property
-    def units_per_thread(self) -> int:
-        return -(-self.bpc * self.upc // self.threads)
-
-    @property
     def smem_bytes(self) -> int:
         weights = (self.kp - self.kreg) // 2 * self.rp * self.pair_bytes
         rh = self.bpc * self.kp * 4 if self.cell_code == 1 and not self.lbr else 0
@@ -94,6 +90,11 @@ class RowConfig:
                 "HID": self.hidden, "NGATE": self.gates, "THREADS": self.threads, "RPT": self.rpt, "BPC": self.bpc,
                 "KREG": self.kreg, "LBR": int(self.lbr), "PEEP": int(self.peepholes), "CLUSTER": self.cluster,
                 "XPF": self.xpf}
+
+
+def units_per_thread(bpc: int, upc: int, threads: int) -> int:
+    """(batch row, unit) pairs a thread updates: a CTA's bpc x upc over its threads."""
+    return -(-bpc * upc // threads)
 
 
 def thread_registers(threads: int) -> int:
@@ -140,8 +141,9 @@ def _build(p: RnnProblem, device: DeviceLimits, cluster: int, xpf: int = 1) -> t
     ctas = lambda bpc: p.directions * -(-p.batch // bpc) * cluster  # noqa: E731
     # fewer batch rows a CTA while the CTAs fit on the SMs in one wave
     bpc = next((b for b in (1, 2, 4) if ctas(b) <= device.sm_count), 4)
-    units = -(-bpc * -(-p.hidden // cluster) // threads)  # (batch row, unit) pairs a thread updates
-    # each step loaded ahead beyond the first holds a register per gate of each of those pairs
+    # each step loaded ahead beyond the first holds a register per gate of each (batch row,
+    # unit) pair the thread updates
+    units = units_per_thread(bpc, -(-p.hidden // cluster), threads)
     spare = thread_registers(threads) - BASE_REGISTERS - REGISTERS_PER_BATCH_ROW * bpc - (xpf - 1) * units * p.gates
     # A register column costs two registers in every type: the compiler widens fp16/bf16
     # weights to fp32 once, outside the step loop.
@@ -303,8 +305,8 @@ class RowStack:
                     np.int64(self.hn.stride(1)), pointer(seq), np.int32(T), np.int32(B), np.int32(int(p.reverse)),
                     np.float32(p.clip or 0.0))
             # a lower layer's y feeds the next layer (stack's type); every hn/cn is an output
-            launch(self.kernel(self.out_dtype, self.out_dtype if last else self.dt), (cfg.ctas(B, D),), (cfg.threads,), args,
-                   self.dev, cfg.smem_bytes)
+            kernel = self.kernel(self.out_dtype, self.out_dtype if last else self.dt)
+            launch(kernel, (cfg.ctas(B, D),), (cfg.threads,), args, self.dev, cfg.smem_bytes)
             if not last:
                 inp = self.mid[layer][:T].view(T, B, D * H)
         return self.y[:T], self.hn, self.cn

@@ -127,8 +127,7 @@ def step_defines(problem: RnnProblem, options: CudaOptions | None = None) -> dic
                 HID=p.hidden, DIRS=p.directions, LAYERS=p.layers, IN0=p.input_size, K0=lay.k0, K1=lay.k1,
                 GW=GATE_BLOCKS[p.cell], NCOL=lay.ncol, SPLIT=int(lay.split), PEEP=int(p.peepholes),
                 GEMV=int(lay.gemv), GV_PF=options.gemv_prefetch
-                or min(GEMV_PREFETCH[p.dtype],
-                       -(-max(lay.k0, lay.k1) // 128)),
+                or min(GEMV_PREFETCH[p.dtype], -(-max(lay.k0, lay.k1) // 128)),
                 **gate_defines())
 
 
