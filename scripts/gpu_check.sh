@@ -26,9 +26,6 @@
 #              with the row kernel against the default choice and cuDNN
 #   cluster    benchmarks/cuda_cluster_probe.py: a step's h shared through thread-block
 #              clusters (DSMEM stores, cluster barrier) against the tagged all-gather via L2
-#   rowxpf     the row kernel loading its inputs 4 steps ahead (TF2RT_CUDA_ROW_XPF=4): its GPU
-#              tests, then small engines and the Keras GRU classifier with the row column at
-#              XPF=1 and XPF=4 (one process each, same shapes)
 #   bandwidth  benchmarks/cuda_step_bandwidth_probe.py: one-step fp32 H=1024 stacks at batch 1
 #              against a plain read of their weights' bytes
 #   firstcall  benchmarks/cuda_first_call.py: seconds to an engine's first result
@@ -73,11 +70,6 @@ for s in $stages; do
          timeout 300 python3 benchmarks/bench_cuda_engine.py --out "$out/cuda_engine_row.md" --reps 50 \
            --hiddens 64,256,512 --batches 1,64 --steps 100 --no-charrnn --row ;;
     cluster) timeout 120 python3 benchmarks/cuda_cluster_probe.py --out "$out/cuda_cluster_probe.md" ;;
-    rowxpf) TF2RT_CUDA_ROW_XPF=4 timeout 150 $pytest_gpu tests/backends/test_cuda_row.py
-            for x in 1 4; do
-              TF2RT_CUDA_ROW_XPF=$x timeout 150 python3 benchmarks/bench_cuda_engine.py --out "$out/cuda_engine_row_xpf$x.md" \
-                --reps 50 --hiddens 64,128 --batches 1,8 --steps 100 --no-charrnn --row
-            done ;;
     bandwidth) timeout 60 python3 benchmarks/cuda_step_bandwidth_probe.py --out "$out/cuda_step_bandwidth_probe.md" ;;
     firstcall) timeout 150 python3 benchmarks/cuda_first_call.py --out "$out/cuda_first_call.md" ;;
     l2) for l2 in 0 1; do

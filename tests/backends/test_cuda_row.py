@@ -75,9 +75,7 @@ def test_row_kernel_matches_onnxruntime(host, kw, dtype):
 
 # every way a build splits its work, on the forms with the most parts
 SPLITS = [dict(kreg=0), dict(kreg=8), dict(bpc=2), dict(bpc=4, kreg=4), dict(rpt=2, threads=64),
-          dict(cluster=2), dict(cluster=3, bpc=2), dict(cluster=4, kreg=0),
-          # inputs loaded 2 and 3 steps ahead (7 steps: the last round of 3 is cut short)
-          dict(xpf=2), dict(xpf=3, bpc=2)]
+          dict(cluster=2), dict(cluster=3, bpc=2), dict(cluster=4, kreg=0)]
 
 
 @pytest.mark.parametrize("changes", SPLITS, ids=_ids)
@@ -170,22 +168,17 @@ PLANNED = [("gru", 128, "float32", 1), ("gru", 128, "float32", 64), ("lstm", 128
            ("gru", 384, "bfloat16", 16)]
 
 
-@pytest.mark.parametrize("xpf", [1, 4])
 @pytest.mark.parametrize("cell,H,dtype,batch", PLANNED)
-def test_planned_builds_compile_for_sm90_without_spills(cell, H, dtype, batch, xpf):
-    """The planner's builds, with inputs loaded one step ahead (the default) and four
-    (options.row_xpf: fewer weight columns in registers to make room), fit their registers."""
+def test_planned_builds_compile_for_sm90_without_spills(cell, H, dtype, batch):
     from nvrtc import Nvrtc, find_nvrtc
 
-    from tf2rt.backends.cuda.options import CudaOptions
     from tf2rt.backends.cuda.persistent import kernel_source
 
     path = find_nvrtc()
     if path is None:
         pytest.fail("NVRTC (the nvidia-cuda-nvrtc wheel, a test dependency) is not installed")
-    cfg, why = row.row_config(_problem(cell, H, dtype, batch), options=CudaOptions(row_xpf=xpf))
+    cfg, why = row.row_config(_problem(cell, H, dtype, batch))
     assert cfg is not None, why
-    assert cfg.xpf == xpf and cfg.defines()["XPF"] == xpf
     options = ["--std=c++17", "-arch=sm_90"] + [f"-D{k}={v}" for k, v in sorted(cfg.defines().items())]
     regs, spills, report = Nvrtc(path).resources(kernel_source("row_rnn.cu"), options, "row_rnn")
     assert spills == 0, report

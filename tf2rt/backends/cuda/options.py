@@ -46,9 +46,6 @@ L2_ENV = "TF2RT_CUDA_L2_PERSIST"
 #: cluster of CTAs, per direction and batch rows with a layer's weights on chip); by default
 #: it times it too where it applies and keeps it where it is fastest.
 ROW_ENV = "TF2RT_CUDA_ROW"
-#: A number n >= 1: the row kernel loads each step's input projections n steps ahead of
-#: their use (default 1; an experiment, not yet timed on a GPU).
-ROW_XPF_ENV = "TF2RT_CUDA_ROW_XPF"
 
 
 @dataclass(frozen=True)
@@ -68,7 +65,6 @@ class CudaOptions:
     resident: bool | None = None  # RESIDENT_ENV "1"/"0"; None: the decoder's default
     l2_persist: bool | None = None  # L2_ENV "1"/"0"; None: the single-step stack's default
     row: bool = True  # ROW_ENV="0" -> False: the first-run measurement leaves out the row kernel
-    row_xpf: int = 0  # ROW_XPF_ENV: steps ahead the row kernel loads its inputs (0: the default, 1)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CudaOptions:
@@ -81,8 +77,7 @@ class CudaOptions:
                    pdl={"1": True, "0": False}.get(env.get(PDL_ENV, "")),
                    resident={"1": True, "0": False}.get(env.get(RESIDENT_ENV, "")),
                    l2_persist={"1": True, "0": False}.get(env.get(L2_ENV, "")),
-                   row=env.get(ROW_ENV, "") != "0",
-                   row_xpf=_positive(env.get(ROW_XPF_ENV, "")))
+                   row=env.get(ROW_ENV, "") != "0")
 
 
 def _positive(text: str) -> int:

@@ -98,7 +98,7 @@ def make_plan(problem: RnnProblem, device: DeviceLimits | None = None, prefer: s
     options = resolve(options)
     p = problem
     if prefer == "row":
-        cfg, why = row_config(p, device, options) if device.compute_capability >= (7, 0) else (None, "needs compute "
+        cfg, why = row_config(p, device) if device.compute_capability >= (7, 0) else (None, "needs compute "
                                                                                           "capability 7.0+")
         if cfg is not None:
             return Plan("row", "requested", mode="row", row=cfg, steps=p.layers * p.seq_len)

@@ -52,7 +52,6 @@ class RowConfig:
     lbr: bool
     peepholes: bool
     cluster: int = 1  # CTAs sharing a layer (a thread-block cluster), each with upc units
-    xpf: int = 1  # steps ahead that the input projections are loaded (options.row_xpf)
 
     @property
     def upc(self) -> int:
@@ -88,13 +87,7 @@ class RowConfig:
         return {**gate_defines(), "CELL": self.cell_code, "IOTYPE": self.iotype, "OTYPE": otype,
                 "YTYPE": otype if ytype is None else ytype, "FAST_GATES": int(self.iotype != 0),
                 "HID": self.hidden, "NGATE": self.gates, "THREADS": self.threads, "RPT": self.rpt, "BPC": self.bpc,
-                "KREG": self.kreg, "LBR": int(self.lbr), "PEEP": int(self.peepholes), "CLUSTER": self.cluster,
-                "XPF": self.xpf}
-
-
-def units_per_thread(bpc: int, upc: int, threads: int) -> int:
-    """(batch row, unit) pairs a thread updates: a CTA's bpc x upc over its threads."""
-    return -(-bpc * upc // threads)
+                "KREG": self.kreg, "LBR": int(self.lbr), "PEEP": int(self.peepholes), "CLUSTER": self.cluster}
 
 
 def thread_registers(threads: int) -> int:
@@ -108,11 +101,9 @@ def thread_registers(threads: int) -> int:
 CLUSTER_SIZES = (1, 2, 4, 8)
 
 
-def row_config(problem: RnnProblem, device: DeviceLimits | None = None,
-               options: CudaOptions | None = None) -> tuple[RowConfig | None, str]:
+def row_config(problem: RnnProblem, device: DeviceLimits | None = None) -> tuple[RowConfig | None, str]:
     """The row kernel's build for `problem` (one CTA a layer where it fits one SM, else the
-    smallest thread-block cluster it fits), or None and why it cannot run it. `options`:
-    row_xpf, how many steps ahead the inputs are loaded (None: from the environment now)."""
+    smallest thread-block cluster it fits), or None and why it cannot run it."""
     from .packing import GATES_PER_CELL
 
     device = device or DeviceLimits()
@@ -123,15 +114,14 @@ def row_config(problem: RnnProblem, device: DeviceLimits | None = None,
         return None, f"the row kernel has no {p.rnn_activation} activation"
     sizes = CLUSTER_SIZES if device.compute_capability >= (9, 0) else (1,)
     why = ""
-    xpf = resolve(options).row_xpf or 1
     for cluster in sizes:
-        cfg, why = _build(p, device, cluster, xpf)
+        cfg, why = _build(p, device, cluster)
         if cfg is not None:
             return cfg, ""
     return None, why + ("" if len(sizes) > 1 else " (thread-block clusters need compute capability 9.0+)")
 
 
-def _build(p: RnnProblem, device: DeviceLimits, cluster: int, xpf: int = 1) -> tuple[RowConfig | None, str]:
+def _build(p: RnnProblem, device: DeviceLimits, cluster: int) -> tuple[RowConfig | None, str]:
     """The build of `p` on clusters of `cluster` CTAs, or None and why it does not fit."""
     rows = p.gates * -(-p.hidden // cluster)  # rows a CTA
     rpt = 1 if rows <= 1024 else 2 if rows <= 2048 else 0
@@ -141,17 +131,14 @@ def _build(p: RnnProblem, device: DeviceLimits, cluster: int, xpf: int = 1) -> t
     ctas = lambda bpc: p.directions * -(-p.batch // bpc) * cluster  # noqa: E731
     # fewer batch rows a CTA while the CTAs fit on the SMs in one wave
     bpc = next((b for b in (1, 2, 4) if ctas(b) <= device.sm_count), 4)
-    # each step loaded ahead beyond the first holds a register per gate of each (batch row,
-    # unit) pair the thread updates
-    units = units_per_thread(bpc, -(-p.hidden // cluster), threads)
-    spare = thread_registers(threads) - BASE_REGISTERS - REGISTERS_PER_BATCH_ROW * bpc - (xpf - 1) * units * p.gates
+    spare = thread_registers(threads) - BASE_REGISTERS - REGISTERS_PER_BATCH_ROW * bpc
     # A register column costs two registers in every type: the compiler widens fp16/bf16
     # weights to fp32 once, outside the step loop.
     kp = round_up(p.hidden, 4)
     kreg = min(kp, max(0, spare // rpt) // 4 * 4)
     cfg = RowConfig(cell_code=p.cell_code, hidden=p.hidden, gates=p.gates, iotype=DTYPE_CODE[p.dtype],
                     threads=threads, rpt=rpt, bpc=bpc, kreg=kreg, lbr=p.linear_before_reset, peepholes=p.peepholes,
-                    cluster=cluster, xpf=xpf)
+                    cluster=cluster)
     limit = device.smem_per_block - STATIC_SMEM_RESERVE
     if cfg.smem_bytes > limit:
         where = "one SM" if cluster == 1 else f"a cluster of {cluster} SMs"

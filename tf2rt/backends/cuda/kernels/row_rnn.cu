@@ -18,8 +18,7 @@
 //   next layer and its final states, like the last layer's outputs, in OTYPE);
 //   HID, NGATE (gates per cell), THREADS, RPT (gate rows a thread: row = tid + i*THREADS),
 //   BPC (batch rows a CTA), KREG (columns of each row held in registers, a multiple of 4),
-//   LBR (GRU linear_before_reset), PEEP (LSTM peepholes), CLUSTER (CTAs sharing a layer),
-//   XPF (steps ahead of their use that the input projections are loaded, default 1).
+//   LBR (GRU linear_before_reset), PEEP (LSTM peepholes), CLUSTER (CTAs sharing a layer).
 // Weights R: per direction and cluster rank [NPAIR][RP] pairs of consecutive columns of one
 // row (k-major: a warp reads 32 consecutive rows' pairs); a CTA's rows are gate-major over
 // its UPC units (row g*UPC + u is row g*HID + rank*UPC + u of the layer), zero padded to RP
@@ -30,9 +29,6 @@
 
 #ifndef CLUSTER
 #define CLUSTER 1
-#endif
-#ifndef XPF
-#define XPF 1
 #endif
 #define ROWS (NGATE * HID)                       // rows of the layer
 #define UPC ((HID + CLUSTER - 1) / CLUSTER)      // units a CTA
@@ -238,27 +234,19 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1) CLUSTER_DIMS
     }
     cluster_sync();  // every CTA of the cluster set up before any peer writes into it
 
-    // Each step's input projections are loaded XPF steps ahead (raw, converted where used),
-    // so their latency hides behind whole steps instead of one step's products. The step
-    // loop is unrolled XPF times so that the ring of loads stays in registers (slot q holds
-    // the steps s with s % XPF == q).
+    // Each step's input projections are loaded a step ahead (raw, converted where used), so
+    // their latency hides behind a whole step instead of one step's products.
     const io_t* xd = xp + (size_t)d * ROWS;
-    io_t xn[XPF][NU][NGATE] = {};
-#pragma unroll
-    for (int q = 0; q < XPF; ++q)
-        if (q < T) load_inputs(xn[q], xd, xs_t, xs_b, len, b0, j0, backwards, q);
-    for (int s0 = 0; s0 < T; s0 += XPF) {
-#pragma unroll
-      for (int q = 0; q < XPF; ++q) {
-        const int s = s0 + q;
-        if (s >= T) break;  // the same for every thread
+    io_t xn[NU][NGATE] = {};
+    load_inputs(xn, xd, xs_t, xs_b, len, b0, j0, backwards, 0);
+    for (int s = 0; s < T; ++s) {
         const float* hcur = hs + (s & 1) * BPC * KP;
         float* hnext = hs + ((s + 1) & 1) * BPC * KP;
 #pragma unroll
         for (int u = 0; u < NU; ++u)
 #pragma unroll
-            for (int g = 0; g < NGATE; ++g) xv[u][g] = io_value(xn[q][u][g]);
-        if (s + XPF < T) load_inputs(xn[q], xd, xs_t, xs_b, len, b0, j0, backwards, s + XPF);
+            for (int g = 0; g < NGATE; ++g) xv[u][g] = io_value(xn[u][g]);
+        if (s + 1 < T) load_inputs(xn, xd, xs_t, xs_b, len, b0, j0, backwards, s + 1);
         products(gs, wr, ws, hcur, take);
         __syncthreads();
 #if GRU_RB
@@ -294,7 +282,6 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1) CLUSTER_DIMS
             y_store(y + t * ys_t + d * ys_d + bg * ys_b + j, active ? h[u] : 0.0f);
         }
         cluster_sync();  // the next step reads h from every CTA of the cluster
-      }
     }
 #pragma unroll
     for (int u = 0; u < NU; ++u) {
