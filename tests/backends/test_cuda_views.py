@@ -125,6 +125,82 @@ def test_output_target_and_adjacent_concat():
     assert adjacent_concat([buf[0:1], buf[0:1]], 0) is None
 
 
+def _brute_target(buf, view):
+    """output_target by brute force: every element's copy position, then an affine fit."""
+    n = buf.numel()
+    if view.numel() != n:
+        return None
+    idx = torch.arange(buf.untyped_storage().nbytes() // buf.element_size())
+    v_addr = idx.as_strided(view.shape, view.stride(), view.storage_offset()).reshape(-1).tolist()
+    place = {a: i for i, a in enumerate(v_addr)}
+    if len(place) != n:
+        return None
+    b_addr = idx.as_strided(buf.shape, buf.stride(), buf.storage_offset())
+    pos = np.array([place.get(a, -1) for a in b_addr.reshape(-1).tolist()]).reshape(tuple(buf.shape))
+    if (pos < 0).any() or len(set(pos.reshape(-1).tolist())) != n:
+        return None
+    base = int(pos.reshape(-1)[0])
+    strides = tuple(0 if size == 1 else int(pos[tuple(1 if i == k else 0 for i in range(pos.ndim))]) - base
+                    for k, size in enumerate(pos.shape))
+    fit = base + sum(np.arange(size).reshape([-1 if i == k else 1 for i in range(pos.ndim)]) * st
+                     for k, (size, st) in enumerate(zip(pos.shape, strides)))
+    return (strides, base) if np.array_equal(fit, pos) else None
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_output_target_matches_brute_force_on_random_views(seed):
+    """Random buffers (plain, permuted, slices of a larger one) seen through random chains
+    of the views the graph makes (permute, reshape, slice, squeeze/unsqueeze): the computed
+    target equals the brute-force one, and where one exists the copy laid out by it holds
+    the buffer."""
+    from tf2rt.backends.cuda.views import output_target
+
+    rng = np.random.default_rng(seed)
+    shape = [int(s) for s in rng.integers(1, 5, size=rng.integers(2, 5))]
+    base = torch.arange(float(2 * np.prod(shape) + 3))
+    buf = base[3:3 + int(np.prod(shape))].reshape(shape)
+    if rng.random() < 0.5:
+        buf = buf.permute(*rng.permutation(len(shape)).tolist())
+    view = buf
+    for _ in range(rng.integers(1, 4)):
+        op = rng.integers(0, 4)
+        if op == 0:
+            view = view.permute(*rng.permutation(view.dim()).tolist())
+        elif op == 1:
+            try:
+                view = view.view(-1) if rng.random() < 0.5 else view.view(view.shape[0], -1)
+            except RuntimeError:
+                pass
+        elif op == 2:
+            view = view.unsqueeze(int(rng.integers(0, view.dim() + 1)))
+        elif view.shape[0] > 1 and rng.random() < 0.3:
+            view = view[1:]  # no longer all of the buffer
+        else:
+            view = view.squeeze()
+    got = output_target(buf, view)
+    assert got == _brute_target(buf, view)
+    if got is not None:
+        copy = view.reshape(-1).clone()  # its own storage, offset 0
+        assert torch.equal(copy.as_strided(buf.shape, got[0], got[1]), buf)
+
+
+def test_output_target_of_a_large_output_is_quick():
+    """The geometry check is O(elements) in bounded memory and remembered: a 6.5M-element
+    y seen through a transpose (a batch-major engine's output) takes well under a second."""
+    import time
+
+    from tf2rt.backends.cuda.views import output_target
+
+    y = torch.empty(100, 1, 64, 1024)  # [T, D, B, H]
+    view = y.permute(2, 0, 1, 3).reshape(64, 100, 1024)
+    t0 = time.perf_counter()
+    assert output_target(y, view) == ((1024, 0, 100 * 1024, 1), 0)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    assert output_target(y, view) == ((1024, 0, 100 * 1024, 1), 0)
+    assert first < 5.0 and time.perf_counter() - t0 < 0.01
+
+
 def test_casts_are_free_where_exact_and_owed_where_they_round():
     from tf2rt.backends.cuda.views import Lazy, cast, materialize
 

@@ -23,6 +23,7 @@ or type, the stack is asked to write that layout directly on the next call
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -138,45 +139,83 @@ def output_target(buffer: Any, view: Any) -> tuple[tuple[int, ...], int] | None:
     copy of `view` (a view of all of it): (strides, offset) in elements of that copy, such
     that `copy.as_strided(buffer.shape, strides, offset)` holds `buffer`'s elements; None
     where the mapping is no strided layout or the view does not cover the buffer exactly."""
-    n = buffer.numel()
-    if (view.numel() != n or n == 0
+    if (view.numel() != buffer.numel() or buffer.numel() == 0
             or view.untyped_storage().data_ptr() != buffer.untyped_storage().data_ptr()):
         return None
+    return _strided_target(tuple(buffer.shape), tuple(buffer.stride()), buffer.storage_offset(),
+                           tuple(view.shape), tuple(view.stride()), view.storage_offset(), str(buffer.device))
 
-    def offsets(t: Any) -> np.ndarray:  # storage offset of every element, in t's index order
-        o = np.full(tuple(t.shape), t.storage_offset(), np.int64)
-        for k, (size, st) in enumerate(zip(t.shape, t.stride())):
-            shape = [1] * o.ndim
-            shape[k] = size
-            o = o + (np.arange(size, dtype=np.int64) * st).reshape(shape)
-        return o
 
-    voffs, boffs = offsets(view).reshape(-1), offsets(buffer)
-    lo = int(boffs.min())
-    span = int(boffs.max()) - lo + 1
-    if voffs.min() < lo or voffs.max() >= lo + span or span > 64 * n:
+def _one_to_one(shape: tuple, strides: tuple) -> bool:
+    """Whether a strided layout puts every element at its own address: ordered by stride,
+    each dimension steps over everything the smaller ones span (sufficient, and what views
+    of one buffer satisfy)."""
+    span = 1
+    for size, st in sorted(((n, s) for n, s in zip(shape, strides) if n > 1), key=lambda d: d[1]):
+        if st < span:
+            return False
+        span = st * size
+    return True
+
+
+#: Elements checked at a time when a candidate layout is verified (bounds the memory).
+_VERIFY_CHUNK = 1 << 22
+
+
+@functools.lru_cache(maxsize=256)
+def _strided_target(bshape: tuple, bstr: tuple, boff: int, vshape: tuple, vstr: tuple, voff: int,
+                    device: str) -> tuple[tuple[int, ...], int] | None:
+    """output_target on geometry alone: the buffer's element at index j sits at storage
+    address boff + j.bstr; the view's copy position p holds the address of p's index in the
+    view. Candidate strides come from the buffer's unit steps; they are then verified on
+    every element, a chunk at a time (O(elements) time, bounded memory), and remembered
+    per geometry, so a stack's later calls pay nothing."""
+    if not (_one_to_one(bshape, bstr) and _one_to_one(vshape, vstr)):
         return None
-    pos = np.full(span, -1, np.int64)
-    pos[voffs - lo] = np.arange(n, dtype=np.int64)  # storage offset -> place in the copy
-    posb = pos[boffs - lo]
-    if (posb < 0).any() or len(np.unique(posb)) != n:
+    n = int(np.prod(bshape, dtype=np.int64))
+    cstr = [int(np.prod(vshape[k + 1:], dtype=np.int64)) for k in range(len(vshape))]
+    vdims = sorted((d for d in zip(vshape, vstr, cstr) if d[0] > 1), key=lambda d: -d[1])
+
+    def where(addr: int) -> int | None:  # copy position of the view element at `addr`
+        rel, pos = addr - voff, 0
+        for size, st, c in vdims:
+            d = rel // st if rel >= 0 else -1
+            if not 0 <= d < size:
+                return None
+            rel, pos = rel - d * st, pos + d * c
+        return pos if rel == 0 else None
+
+    base = where(boff)
+    if base is None:
         return None
-    base = int(posb.reshape(-1)[0])
     strides = []
-    expect = np.full(posb.shape, base, np.int64)
-    for k, size in enumerate(posb.shape):
-        if size == 1:
-            strides.append(0)
-            continue
-        idx = [0] * posb.ndim
-        idx[k] = 1
-        s = int(posb[tuple(idx)]) - base
-        strides.append(s)
-        shape = [1] * posb.ndim
-        shape[k] = size
-        expect = expect + (np.arange(size, dtype=np.int64) * s).reshape(shape)
-    if not np.array_equal(expect, posb):
+    for size, st in zip(bshape, bstr):
+        at = where(boff + st) if size > 1 else base
+        if at is None:
+            return None
+        strides.append(at - base)
+    lo = base + sum(min(0, (size - 1) * s) for size, s in zip(bshape, strides))
+    hi = base + sum(max(0, (size - 1) * s) for size, s in zip(bshape, strides))
+    if lo < 0 or hi >= n:
         return None
+    # verify: the view's address at each candidate position is the buffer element's own
+    # (with torch on the buffers' device: a GPU checks a 100M-element output in milliseconds)
+    import torch
+
+    for start in range(0, n, _VERIFY_CHUNK):
+        j = torch.arange(start, min(n, start + _VERIFY_CHUNK), dtype=torch.int64, device=device)
+        addr_b = torch.full_like(j, boff)
+        pos = torch.full_like(j, base)
+        for size, st, s in reversed(list(zip(bshape, bstr, strides))):
+            d = j % size
+            j = j // size
+            addr_b += d * st
+            pos += d * s
+        addr_v = torch.full_like(pos, voff)
+        for size, st, c in zip(vshape, vstr, cstr):
+            addr_v += (pos // c) % size * st
+        if not torch.equal(addr_b, addr_v):
+            return None
     return tuple(strides), base
 
 
