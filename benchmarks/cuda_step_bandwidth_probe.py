@@ -1,6 +1,10 @@
 """How close one-step fp32 stacks at batch 1 come to streaming their weights: the
-single-step stack (one launch a layer) with 1 and 2 layers against a plain read of the
-same bytes (torch.sum over a tensor of the weights' size) and cuDNN in a CUDA graph.
+single-step stack (one launch a layer) with 1 and 2 layers, with and without a share of
+its weights persisting in L2 (TF2RT_CUDA_L2_PERSIST), against cuDNN in a CUDA graph and
+two plain reads of the same bytes: torch.sum, and the fastest of a grid of streaming-read
+kernels (16-byte loads, cached or streaming, 4-16 of them in flight a thread, 2-8
+blocks an SM): the rate this
+GPU reads that many bytes at, the ceiling of a call that streams them.
 
 At H=1024 fp32 a 2-layer LSTM reads 64 MB of weights a call (GRU 48 MB): every call
 streams them from HBM, so the call's time over those bytes is the bandwidth it reaches.
@@ -11,6 +15,7 @@ streams them from HBM, so the call's time over those bytes is the bandwidth it r
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -19,10 +24,51 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_cuda_rnn import _events_median, _graphed, specs_for  # noqa: E402
 
+READ_SRC = r"""
+extern "C" __global__ void stream_read(const float4* __restrict__ w, long long n4, float* __restrict__ sink) {
+    float acc = 0.0f;
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    for (; i + (UNROLL - 1) * stride < n4; i += UNROLL * stride) {
+        float4 v[UNROLL];
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) v[u] = LOAD(w + i + u * stride);
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) acc += v[u].x + v[u].y + v[u].z + v[u].w;
+    }
+    for (; i < n4; i += stride) { const float4 v = w[i]; acc += v.x + v.y + v.z + v.w; }
+    if (acc == 1234.5f) sink[0] = acc;  // keeps the loads; never true for these data
+}
+"""
+
+
+def best_read(w, reps: int) -> tuple[float, str]:
+    """The fastest streaming read of `w` (µs) over a grid of forms, and the form."""
+    import cupy
+    import torch
+
+    sms = torch.cuda.get_device_properties(w.device).multi_processor_count
+    sink = torch.zeros(1, device=w.device)
+    n4 = w.numel() // 4
+    best = (float("inf"), "")
+    for unroll, load in itertools.product((4, 8, 16), ("__ldg", "__ldcs")):
+        fn = cupy.RawModule(code=READ_SRC, options=(f"-DUNROLL={unroll}", f"-DLOAD={load}")).get_function("stream_read")
+        for per_sm in (2, 4, 8):
+            args = (w.data_ptr(), cupy.int64(n4), sink.data_ptr())
+            stream = torch.cuda.current_stream().cuda_stream
+
+            def call(fn=fn, grid=sms * per_sm, args=args, stream=stream):
+                fn((grid,), (256,), args, stream=cupy.cuda.ExternalStream(stream))
+
+            us = _events_median(_graphed(call), reps)
+            best = min(best, (us, f"{unroll} x {load}, {per_sm} blocks/SM"))
+    return best
+
 
 def measure(cell: str, hidden: int, reps: int) -> list[dict]:
     import torch
 
+    from tf2rt.backends.cuda.options import CudaOptions
     from tf2rt.backends.cuda.persistent import device_limits
     from tf2rt.backends.cuda.rnn import make_stack
 
@@ -33,15 +79,18 @@ def measure(cell: str, hidden: int, reps: int) -> list[dict]:
         specs = specs_for(cell, hidden, layers, hidden)
         x = torch.randn(1, 1, hidden, device="cuda")
         step, plan = make_stack(specs, 1, 1, "float32", limits, prefer="step")
+        step_l2, _ = make_stack(specs, 1, 1, "float32", limits, prefer="step", options=CudaOptions(l2_persist=True))
         cudnn, _ = make_stack(specs, 1, 1, "float32", limits, prefer="cudnn")
         nbytes = layers * G * hidden * 2 * hidden * 4
         w = torch.randn(nbytes // 4, device="cuda")
         sink = torch.empty((), device="cuda")
         r = {"cell": cell, "hidden": hidden, "layers": layers, "MB": nbytes / 2**20, "engine": plan.engine,
              "step_us": _events_median(_graphed(lambda: step(x)), reps),
+             "step_l2_us": _events_median(_graphed(lambda: step_l2(x)), reps),
              "cudnn_us": _events_median(_graphed(lambda: cudnn(x)), reps),
              "read_us": _events_median(_graphed(lambda: torch.sum(w, dim=0, out=sink)), reps)}
-        for k in ("step", "cudnn", "read"):
+        r["best_read_us"], r["best_read_form"] = best_read(w, reps)
+        for k in ("step", "step_l2", "cudnn", "read", "best_read"):
             r[f"{k}_TBps"] = nbytes / (r[f"{k}_us"] * 1e-6) / 1e12
         rows.append(r)
         print(r, flush=True)
@@ -60,13 +109,16 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"# One-step fp32 stacks at batch 1 against streaming their weights — {meta['gpu']}", "",
              f"{meta['date']}; torch {meta['torch']}. Command: `{meta['command']}`", "",
              "µs, medians of CUDA-event-timed graph replays; TB/s = the layers' recurrent and input weights "
-             "(fp32) over the time; read = torch.sum over a tensor of that many bytes.", "",
-             "| cell | H | layers | weights (MB) | single-step stack | TB/s | cuDNN | TB/s | plain read | TB/s |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "(fp32) over the time; L2 persist = the stack with TF2RT_CUDA_L2_PERSIST=1; torch.sum = "
+             "torch.sum over a tensor of that many bytes; best read = the fastest streaming-read kernel "
+             "(form in the last column).", "",
+             "| cell | H | layers | weights (MB) | single-step stack | TB/s | L2 persist | TB/s | cuDNN | TB/s "
+             "| torch.sum | TB/s | best read | TB/s | read form |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        lines.append(f"| {r['cell']} | {r['hidden']} | {r['layers']} | {r['MB']:.0f} | {r['step_us']:.1f} | "
-                     f"{r['step_TBps']:.2f} | {r['cudnn_us']:.1f} | {r['cudnn_TBps']:.2f} | {r['read_us']:.1f} | "
-                     f"{r['read_TBps']:.2f} |")
+        cells = [f"{r[k + '_us']:.1f} | {r[k + '_TBps']:.2f}" for k in ("step", "step_l2", "cudnn", "read", "best_read")]
+        lines.append(f"| {r['cell']} | {r['hidden']} | {r['layers']} | {r['MB']:.0f} | {' | '.join(cells)} | "
+                     f"{r['best_read_form']} |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n")
     return 0
