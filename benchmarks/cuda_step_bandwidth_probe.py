@@ -3,8 +3,8 @@ single-step stack (one launch a layer) with 1 and 2 layers, with and without a s
 its weights persisting in L2 (TF2RT_CUDA_L2_PERSIST), against cuDNN in a CUDA graph and
 two plain reads of the same bytes: torch.sum, and the fastest of a grid of streaming-read
 kernels (16-byte loads, cached or streaming, 4-16 of them in flight a thread, 2-8
-blocks an SM): the rate this
-GPU reads that many bytes at, the ceiling of a call that streams them.
+blocks an SM): the rate this GPU reads that many bytes at, the ceiling of a call that
+streams them.
 
 At H=1024 fp32 a 2-layer LSTM reads 64 MB of weights a call (GRU 48 MB): every call
 streams them from HBM, so the call's time over those bytes is the bandwidth it reaches.
