@@ -549,3 +549,31 @@ def test_first_run_measurement_times_candidates_in_turns(monkeypatch):
     times = cuda._time_in_turns({"persistent": "persistent", "step": "step"}, rounds=3, reps=5)
     assert order == ["persistent", "step"] * 3
     assert times == {"persistent": 12.0, "step": 11.0}
+
+
+def test_first_run_candidates_per_sequence_length_and_options():
+    """What the first-run measurement times: one-step stacks also as the single-step stack
+    with and without its weights persisting in L2 (only while TF2RT_CUDA_L2_PERSIST leaves
+    it open), longer ones also on the row kernel (unless switched off); stacks with
+    per-sequence lengths never on cuDNN (it cannot take them inside a graph)."""
+    from tf2rt.backends.cuda import STEP_L2, tune_candidates
+    from tf2rt.backends.cuda.options import CudaOptions
+
+    assert tune_candidates(1, False, CudaOptions()) == ["persistent", "cudnn", "step", STEP_L2]
+    assert tune_candidates(1, True, CudaOptions()) == ["persistent", "step", STEP_L2]
+    for fixed in (True, False):  # the user's choice is the only step form timed
+        assert tune_candidates(1, False, CudaOptions(l2_persist=fixed)) == ["persistent", "cudnn", "step"]
+    assert tune_candidates(100, False, CudaOptions()) == ["persistent", "cudnn", "row"]
+    assert tune_candidates(100, True, CudaOptions(row=False)) == ["persistent"]
+    assert tune_candidates(1, False, CudaOptions.from_env({"TF2RT_CUDA_L2_PERSIST": "0"}))[-1] == "step"
+
+
+def test_l2_persistence_is_tried_only_for_weights_l2_does_not_keep():
+    """fp32 H=1024: one LSTM layer's stacked weights (32 MB) and two (64 MB) against an
+    H100's 50 MB L2: the persisting form is worth a measurement for more than half of L2."""
+    from tf2rt.backends.cuda.single_step import l2_persist_may_pay
+
+    mb = 1 << 20
+    l2 = 50 * mb
+    assert l2_persist_may_pay(64 * mb, l2) and l2_persist_may_pay(32 * mb, l2)
+    assert not l2_persist_may_pay(16 * mb, l2) and not l2_persist_may_pay(25 * mb, l2)

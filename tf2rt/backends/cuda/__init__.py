@@ -21,6 +21,7 @@ Needs PyTorch with CUDA and CuPy (the kernel is compiled at run time with NVRTC)
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any, Callable, Mapping
 
@@ -103,6 +104,7 @@ class CudaRunner(Runner):
                                       options=self.build_options)
         self.use_graph, self.autotune, self.prefer = graph, autotune and prefer is None, prefer
         self._state: dict[tuple, dict] = {}  # input shapes -> static buffers and graph
+        self._l2_kept = False  # a stack kept the single-step form with weights persisting in L2
         self.providers = ["cuda"]
 
     def check_feeds(self, feeds: Mapping[str, Any]) -> Mapping[str, np.ndarray]:
@@ -143,12 +145,16 @@ class CudaRunner(Runner):
         return st
 
     def _tune(self, static: Mapping[str, Any]) -> None:
-        """First-run measurement per stack: persistent kernel, cuDNN, (one step) the
-        single-step stack and (options.row) the row kernel; keep the fastest. Candidates are
+        """First-run measurement per stack: the candidates of tune_candidates (persistent
+        kernel, cuDNN, for one step the single-step stack with and without its weights
+        persisting in L2, the row kernel); keep the fastest. Where the persisting form loses
+        and no stack kept it, L2 is given back as it was. Candidates are
         timed in turns (TUNE_ROUNDS rounds, each candidate's best round kept), so a GPU
         still raising its clocks, or a passing disturbance, does not favour whichever
         candidate happened to be timed last."""
         from .rnn import make_stack
+        from .launch import l2_release, l2_set_aside_now
+        from .single_step import l2_persist_may_pay
 
         torch = self.torch
         for chain in self.executor.chains:
@@ -158,18 +164,21 @@ class CudaRunner(Runner):
             x_shape_key = chain.stack_key
             T, B, dt = x_shape_key
             dtype = {"torch.float16": "float16", "torch.bfloat16": "bfloat16"}.get(dt, "float32")
-            # per-sequence lengths: cuDNN in a graph cannot take them; one step: the
-            # single-step stack competes too
-            engines = (["persistent"] + ([] if chain.has_seq_lens else ["cudnn"]) + (["step"] if T == 1 else [])
-                       + (["row"] if self.build_options.row and T > 1 else []))
-            options = {}  # engine -> (captured call, stack, plan, targets taken)
-            for engine in engines:
+            options = {}  # candidate -> (captured call, stack, plan, targets taken)
+            set_aside = None
+            for engine in tune_candidates(T, chain.has_seq_lens, self.build_options):
+                kind, build = engine, self.build_options
+                if engine == STEP_L2:  # the single-step stack with its weights persisting in L2
+                    step = options.get("step")
+                    if step is None or not l2_persist_may_pay(step[1].weight_bytes, self.limits.l2_size):
+                        continue
+                    kind, build = "step", dataclasses.replace(self.build_options, l2_persist=True)
+                    set_aside = l2_set_aside_now()  # to give back if this candidate loses
                 try:
-                    stack, p = make_stack(chain.specs, B, T, dtype, self.limits, prefer=engine,
-                                          options=self.build_options)
+                    stack, p = make_stack(chain.specs, B, T, dtype, self.limits, prefer=kind, options=build)
                 except Tf2rtError:
                     continue
-                if p.engine != engine:
+                if p.engine != kind or (engine == STEP_L2 and not stack.l2_persisting):
                     continue
                 x = torch.randn(T, B, chain.specs[0].weights[0].input_size, device="cuda", dtype=getattr(torch, dtype))
                 # what the engine's outputs cost too: a stack that writes them in the layout and
@@ -192,6 +201,9 @@ class CudaRunner(Runner):
                 times = _time_in_turns({e: v[0] for e, v in options.items()})
                 best = min(times, key=times.get)
                 _, chain.stack, chain.plan, chain.taken = options[best]
+                self._l2_kept |= best == STEP_L2
+                if STEP_L2 in options and best != STEP_L2 and not self._l2_kept and set_aside is not None:
+                    l2_release(set_aside)
                 chain.targets_of = chain.stack if chain.targets else None  # targets already given
                 chain.plan.measured = times
                 chain.plan.reason = f"first-run measurement: {best} faster"
@@ -307,6 +319,22 @@ def _time_each(fn: Any, iterations: int, warmup: int) -> list[float]:
 
 #: Rounds of the first-run measurement, and replays a candidate gets in each.
 TUNE_ROUNDS, TUNE_REPS = 3, 5
+#: The first-run candidate "single-step stack with its weights persisting in L2".
+STEP_L2 = "step+l2"
+
+
+def tune_candidates(T: int, has_seq_lens: bool, options: CudaOptions) -> list[str]:
+    """What the first-run measurement times for a stack of T steps: the persistent kernel;
+    cuDNN (not with per-sequence lengths, which cuDNN in a graph cannot take); for one step
+    the single-step stack, and (options.l2_persist unset) that stack with its weights
+    persisting in L2, which the runner drops where L2 would keep them anyway; for longer
+    sequences the row kernel (options.row)."""
+    out = ["persistent"] + ([] if has_seq_lens else ["cudnn"])
+    if T == 1:
+        out += ["step"] + ([STEP_L2] if options.l2_persist is None else [])
+    elif options.row:
+        out.append("row")
+    return out
 
 
 def _time_in_turns(calls: Mapping[str, Any], rounds: int = TUNE_ROUNDS, reps: int = TUNE_REPS) -> dict[str, float]:

@@ -158,6 +158,21 @@ def l2_set_aside(device_index: int, nbytes: int) -> tuple[int, int]:
     return int(now.value), int(window)
 
 
+def l2_set_aside_now() -> int | None:
+    """Bytes of L2 the current context sets aside for persisting lines (None: unknown)."""
+    now = ctypes.c_size_t()
+    return int(now.value) if _libcuda().cuCtxGetLimit(ctypes.byref(now), LIMIT_PERSISTING_L2) == 0 else None
+
+
+def l2_release(set_aside: int) -> None:
+    """Turn the context's persisting L2 lines back into normal ones and set its set-aside
+    to `set_aside` bytes (what it was before a stack that is no longer used asked for more),
+    so that stack's weights stop holding L2 from the others."""
+    lib = _libcuda()
+    lib.cuCtxResetPersistingL2Cache()
+    lib.cuCtxSetLimit(LIMIT_PERSISTING_L2, ctypes.c_size_t(set_aside))
+
+
 def pointer(t: Any) -> np.uint64:
     """A tensor's address as a kernel argument (null for None)."""
     return np.uint64(0 if t is None else t.data_ptr())

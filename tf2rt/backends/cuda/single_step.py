@@ -46,12 +46,20 @@ GEMV_SMEM = 48 * 1024  # the operand [batch, K] (fp32) a block stages
 #: Weight loads per lane issued before a one-launch layer waits for its inputs, at most
 #: (fp32 16-byte loads, fp16/bf16 8-byte loads; about 60 registers a thread at the most).
 GEMV_PREFETCH = {"float32": 6, "float16": 12, "bfloat16": 12}
-#: With options.l2_persist unset, one-launch layers would mark their weights persisting in
-#: L2 where the stack's weights take more than this share of L2 (smaller ones stay there
-#: between calls anyway): see persisting_windows. Off: on an H200 the fp32 H=1024 one-step
-#: engines it aims at were no faster with it (benchmarks/results/cuda_step_l2_1_h200.md).
+#: With options.l2_persist unset, a stack built alone does not mark its weights persisting
+#: in L2; the runner's first-run measurement times the stack both ways where its weights
+#: take more than L2_PERSIST_MIN_SHARE of L2 (smaller ones stay there between calls anyway)
+#: and keeps the faster: on an H100 the fp32 H=1024 two-layer stacks were 12-13% faster with
+#: it, on an H200 no faster (benchmarks/results/cuda_step_bandwidth_probe_h100.md,
+#: cuda_step_l2_1_h200.md). See persisting_windows.
 L2_PERSIST_DEFAULT = False
 L2_PERSIST_MIN_SHARE = 0.5
+
+
+def l2_persist_may_pay(weight_bytes: int, l2_size: int) -> bool:
+    """Whether weights of this size are worth keeping in persisting L2: more than
+    L2_PERSIST_MIN_SHARE of it (L2 keeps smaller ones between calls on its own)."""
+    return weight_bytes > L2_PERSIST_MIN_SHARE * l2_size
 
 
 def persisting_windows(sizes: Sequence[int], set_aside: int, max_window: int) -> list[tuple[int, float]]:
@@ -215,8 +223,8 @@ class SingleStepStack:
         sizes = [w.numel() * w.element_size() for w in self.wT]
         want = self.options.l2_persist
         if want is None:  # the device's L2 size only read where the default is on
-            want = L2_PERSIST_DEFAULT and (sum(sizes) > L2_PERSIST_MIN_SHARE
-                                           * torch.cuda.get_device_properties(self.dev).L2_cache_size)
+            want = L2_PERSIST_DEFAULT and l2_persist_may_pay(sum(sizes),
+                                                             torch.cuda.get_device_properties(self.dev).L2_cache_size)
         if not want:
             return none
         set_aside, max_window = l2_set_aside(self.dev.index or 0, sum(sizes))
@@ -243,6 +251,16 @@ class SingleStepStack:
     @property
     def products(self) -> str:
         return ("bf16 hi/lo parts" if self.split else self.problem.dtype) + (", one launch a layer" if self.gemv else "")
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of the weights a call reads (every layer's stacked matrix)."""
+        return sum(w.numel() * w.element_size() for w in self.wT)
+
+    @property
+    def l2_persisting(self) -> bool:
+        """Whether the stack's launches mark weights persisting in L2."""
+        return any(w is not None for w in self.windows)
 
     def __call__(self, x: Any, h0: Any = None, c0: Any = None, seq_lens: Any = None, *, x_rows: Any = None,
                  into: tuple[Any, Any] | None = None) -> tuple[Any, Any, Any]:
