@@ -359,3 +359,35 @@ def test_persisting_windows_share_the_set_aside_without_overfilling_it():
     big = persisting_windows([100 * mb, 20 * mb], 30 * mb, 64 * mb)
     assert big[0][0] == 64 * mb and sum(c * r for c, r in big) == pytest.approx(30 * mb)
     assert persisting_windows(sizes, 0, 128 * mb) == [(0, 0.0), (0, 0.0)]  # no persisting L2
+
+
+@pytest.mark.gpu
+def test_large_one_step_engines_also_time_weights_persisting_in_l2():
+    """fp32 H=1024, two layers (64 MB of weights, more than L2 keeps): the first-run
+    measurement also times the single-step stack with its weights persisting in L2, and
+    whichever it keeps matches the reference backend; the persisting stack computes
+    exactly what the plain one does."""
+    torch = _gpu()
+    from helpers.rnn_networks import build_rnn, rnn_feeds
+
+    from tf2rt.backends.cuda.options import CudaOptions
+    from tf2rt.backends.cuda.persistent import device_limits
+    from tf2rt.backends.cuda.rnn import make_stack
+
+    engine, _ = build_rnn("lstm", 2, False, 1024, 1024, 1, 1, 1, precision="fp32")
+    feeds = rnn_feeds("lstm", 2, False, 1024, 1024, 1, 1, 1, False, False)
+    want = engine.run(feeds, backend="reference")
+    runner = engine.runner("cuda")
+    got = runner.run(feeds)
+    measured = runner.describe()["recurrent"][0]["measured_us"]
+    assert {"step", "step+l2"} <= set(measured), measured
+    for k in want:
+        assert np.abs(got[k] - want[k]).max() <= 1e-4, k
+    limits = device_limits()
+    specs = runner.executor.chains[0].specs
+    x = torch.randn(1, 1, 1024, device="cuda")
+    plain, _ = make_stack(specs, 1, 1, "float32", limits, prefer="step", options=CudaOptions(l2_persist=False))
+    kept, _ = make_stack(specs, 1, 1, "float32", limits, prefer="step", options=CudaOptions(l2_persist=True))
+    assert kept.l2_persisting and not plain.l2_persisting
+    for a, b in zip(plain(x), kept(x)):
+        assert torch.equal(a, b)
