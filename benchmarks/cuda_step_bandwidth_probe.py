@@ -54,11 +54,12 @@ def best_read(w, reps: int) -> tuple[float, str]:
     for unroll, load in itertools.product((4, 8, 16), ("__ldg", "__ldcs")):
         fn = cupy.RawModule(code=READ_SRC, options=(f"-DUNROLL={unroll}", f"-DLOAD={load}")).get_function("stream_read")
         for per_sm in (2, 4, 8):
-            args = (w.data_ptr(), cupy.int64(n4), sink.data_ptr())
-            stream = torch.cuda.current_stream().cuda_stream
+            args = (cupy.uint64(w.data_ptr()), cupy.int64(n4), cupy.uint64(sink.data_ptr()))
 
-            def call(fn=fn, grid=sms * per_sm, args=args, stream=stream):
-                fn((grid,), (256,), args, stream=cupy.cuda.ExternalStream(stream))
+            def call(fn=fn, grid=sms * per_sm, args=args):
+                # the stream current when called: inside a capture, the capturing one (a
+                # stream taken before the capture launched outside it: an empty graph)
+                fn((grid,), (256,), args, stream=cupy.cuda.ExternalStream(torch.cuda.current_stream().cuda_stream))
 
             us = _events_median(_graphed(call), reps)
             best = min(best, (us, f"{unroll} x {load}, {per_sm} blocks/SM"))
