@@ -577,3 +577,59 @@ def test_l2_persistence_is_tried_only_for_weights_l2_does_not_keep():
     l2 = 50 * mb
     assert l2_persist_may_pay(64 * mb, l2) and l2_persist_may_pay(32 * mb, l2)
     assert not l2_persist_may_pay(16 * mb, l2) and not l2_persist_may_pay(25 * mb, l2)
+
+
+@pytest.mark.parametrize("winner", ["step", "step+l2", "small"])
+def test_first_run_measurement_keeps_or_gives_back_the_l2_persisting_form(monkeypatch, winner):
+    """The runner's first-run measurement on the CPU, with stacks, captures and timings
+    faked: a one-step stack whose weights take more than half of L2 is timed plain and
+    persisting; the faster is kept, and where the plain one wins the context's persisting
+    L2 is given back as it was before the persisting stack asked for it. Small weights get
+    no persisting candidate."""
+    from types import SimpleNamespace
+
+    torch = pytest.importorskip("torch")
+    import tf2rt.backends.cuda as cuda
+    import tf2rt.backends.cuda.launch as launch
+    import tf2rt.backends.cuda.rnn as rnn
+    from tf2rt.backends.cuda.options import CudaOptions
+
+    mb = 1 << 20
+    built, released = [], []
+
+    class Stack:
+        def __init__(self, options):
+            self.l2_persisting = bool(options.l2_persist)
+            self.weight_bytes = (16 if winner == "small" else 64) * mb
+
+        def __call__(self, x):
+            return x, x, None
+
+    def fake_make_stack(specs, B, T, dtype, limits, prefer=None, options=None):
+        built.append((prefer, options.l2_persist))
+        return Stack(options), SimpleNamespace(engine=prefer, measured=None, reason="")
+
+    fake_times = {"persistent": 40.0, "cudnn": 41.0, "step": 33.0 if winner != "step+l2" else 35.0, "step+l2": 34.0}
+    monkeypatch.setattr(rnn, "make_stack", fake_make_stack)
+    monkeypatch.setattr(cuda, "CapturedCall", lambda fn: fn)
+    monkeypatch.setattr(cuda, "_time_in_turns", lambda calls: {k: fake_times[k] for k in calls})
+    monkeypatch.setattr(launch, "l2_set_aside_now", lambda: 5 * mb)
+    monkeypatch.setattr(launch, "l2_release", released.append)
+    chain = SimpleNamespace(plan=SimpleNamespace(engine="step"), stack_key=(1, 1, "torch.float32"), has_seq_lens=False,
+                            specs=[SimpleNamespace(weights=[SimpleNamespace(input_size=8)])], targets={})
+    runner = object.__new__(cuda.CudaRunner)
+    runner.torch = SimpleNamespace(randn=lambda *shape, device=None, dtype=None: torch.randn(*shape, dtype=dtype),
+                                   float32=torch.float32)
+    runner.executor = SimpleNamespace(chains=[chain])
+    runner.build_options = CudaOptions()
+    runner.limits = SimpleNamespace(l2_size=50 * mb)
+    runner._l2_kept = False
+    runner._tune({})
+    if winner == "small":
+        assert built == [("persistent", None), ("cudnn", None), ("step", None)]
+        assert set(chain.plan.measured) == {"persistent", "cudnn", "step"} and not released
+        return
+    assert built[-1] == ("step", True) and set(chain.plan.measured) == {"persistent", "cudnn", "step", "step+l2"}
+    assert chain.stack.l2_persisting == (winner == "step+l2")
+    assert chain.plan.reason == f"first-run measurement: {winner} faster"
+    assert released == ([] if winner == "step+l2" else [5 * mb])
