@@ -314,3 +314,23 @@ def test_layerwise_persistent_stacks_write_the_engines_outputs_too(precision):
     for k in want:
         err = float(np.abs(got[k] - want[k]).max())
         assert err <= (1e-4 if precision == "fp32" else 2e-2), (k, err)
+
+
+@pytest.mark.gpu
+def test_output_target_inside_a_graph_capture_is_found_on_the_host():
+    """A layout first met while a CUDA graph is being captured (the runner captures its
+    executor's call): the check cannot launch there, so it runs on the host and still finds
+    the layout; the captured graph replays cleanly."""
+    _gpu()
+    from tf2rt.backends.cuda.views import _strided_target, output_target
+
+    y = torch.zeros(9, 1, 5, 7, device="cuda")
+    _strided_target.cache_clear()  # met for the first time inside the capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        found = output_target(y, y.permute(2, 0, 1, 3).reshape(5, 9, 7))
+        out = y + 2
+    graph.replay()
+    torch.cuda.synchronize()
+    assert found == ((7, 0, 9 * 7, 1), 0)
+    assert torch.equal(out, torch.full_like(y, 2.0))

@@ -142,8 +142,15 @@ def output_target(buffer: Any, view: Any) -> tuple[tuple[int, ...], int] | None:
     if (view.numel() != buffer.numel() or buffer.numel() == 0
             or view.untyped_storage().data_ptr() != buffer.untyped_storage().data_ptr()):
         return None
+    import torch
+
+    # verified on the buffers' GPU, except inside a CUDA-graph capture, where a launch would
+    # be recorded instead of run: there on the host
+    device = buffer.device
+    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        device = torch.device("cpu")
     return _strided_target(tuple(buffer.shape), tuple(buffer.stride()), buffer.storage_offset(),
-                           tuple(view.shape), tuple(view.stride()), view.storage_offset(), str(buffer.device))
+                           tuple(view.shape), tuple(view.stride()), view.storage_offset(), str(device))
 
 
 def _one_to_one(shape: tuple, strides: tuple) -> bool:
@@ -199,7 +206,7 @@ def _strided_target(bshape: tuple, bstr: tuple, boff: int, vshape: tuple, vstr: 
     if lo < 0 or hi >= n:
         return None
     # verify: the view's address at each candidate position is the buffer element's own
-    # (with torch on the buffers' device: a GPU checks a 100M-element output in milliseconds)
+    # (with torch on `device`: a GPU checks a 100M-element output in milliseconds)
     import torch
 
     for start in range(0, n, _VERIFY_CHUNK):
