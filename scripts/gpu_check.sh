@@ -18,9 +18,10 @@
 #              call of fp16 H=1024 engines launches against their stacks' (engine - stack)
 #   l2         one-step engines with their weights persisting in L2 against without
 #              (TF2RT_CUDA_L2_PERSIST=1 / 0, one process each, same shapes)
-#   pending    what no GPU has run yet: the output-target and stacked-bidirectional kernel
-#              tests (full assertion text), the stacked-bidirectional diagnosis (the kernel's
-#              per-direction errors without lengths and states)
+#   pending    what no GPU has run yet: the runner's first call timing one-step stacks with
+#              their weights persisting in L2 (GPU test, then the first call of fp32 H=1024
+#              one-step engines with what it measured), a layout first met inside a graph
+#              capture, and the bandwidth probe's streaming-read column
 #   row        the row kernel's GPU tests (full assertion text) and whole engines (H 64 on one
 #              SM, 256 and 512 on clusters; T=100, batch 1 and 64) and the Keras GRU classifier
 #              with the row kernel against the default choice and cuDNN
@@ -63,9 +64,11 @@ for s in $stages; do
           done
           timeout 90 python3 benchmarks/bench_cuda_engine.py --out "$out/cuda_engine_profile.md" --reps 50 \
             --hiddens 1024 --batches 1 --steps 1,100 --precisions fp16 --no-charrnn --no-keras --profile ;;
-    pending) timeout 150 $pytest_gpu -vv tests/backends/test_cuda_views.py tests/backends/test_cuda_persistent.py \
-               -k "bidirectional or original or layerwise"
-             timeout 90 python3 benchmarks/cuda_rnn_diagnose.py ;;
+    pending) timeout 150 $pytest_gpu -vv tests/backends/test_cuda_single_step.py tests/backends/test_cuda_views.py \
+               -k "large_one_step or inside_a_graph_capture or runner_runs_one_step"
+             timeout 90 python3 benchmarks/cuda_first_call.py --out "$out/cuda_first_call_step.md" \
+               --shapes lstm:1:1024:1:fp32,gru:1:1024:1:fp32
+             timeout 90 python3 benchmarks/cuda_step_bandwidth_probe.py --out "$out/cuda_step_bandwidth_probe.md" ;;
     row) timeout 150 $pytest_gpu -vv tests/backends/test_cuda_row.py
          timeout 300 python3 benchmarks/bench_cuda_engine.py --out "$out/cuda_engine_row.md" --reps 50 \
            --hiddens 64,256,512 --batches 1,64 --steps 100 --no-charrnn --row ;;
