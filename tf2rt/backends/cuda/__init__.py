@@ -172,6 +172,8 @@ class CudaRunner(Runner):
                     step = options.get("step")
                     if step is None or not l2_persist_may_pay(step[1].weight_bytes, self.limits.l2_size):
                         continue
+                    # (its persisting lines stay in L2 while the plain form is timed in turn:
+                    # a small bias its way, since 64 MB streamed in one order keeps little)
                     kind, build = "step", dataclasses.replace(self.build_options, l2_persist=True)
                     set_aside = l2_set_aside_now()  # to give back if this candidate loses
                 try:
