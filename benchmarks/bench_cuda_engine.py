@@ -170,7 +170,8 @@ def measure(cell: str, B: int, H: int, T: int, precision: str, reps: int, profil
         if row and T > 1 else {}
     return {**extra, "kernels": kernels, "cell": cell, "batch": B, "hidden": H, "T": T, "precision": precision, "engine_us": ours,
             "stack_us": stack_us, "stack_x32_us": stack_x32_us, "cudnn_us": cud, "speedup": cud / ours, "around_us": ours - stack_us,
-            "copies": copies, "stack_engine": d.get("engine"), "mode": d.get("mode"), "max_abs_err": err,
+            "copies": copies, "stack_engine": d.get("engine"),
+            "mode": d.get("mode") or ("L2" if d.get("engine") == "step" and d.get("weights") else None), "max_abs_err": err,
             "output_targets": d.get("output_targets"), "outputs_in_place": d.get("outputs_in_place")}
 
 

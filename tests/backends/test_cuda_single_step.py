@@ -379,8 +379,11 @@ def test_large_one_step_engines_also_time_weights_persisting_in_l2():
     want = engine.run(feeds, backend="reference")
     runner = engine.runner("cuda")
     got = runner.run(feeds)
-    measured = runner.describe()["recurrent"][0]["measured_us"]
+    info = runner.describe()["recurrent"][0]
+    measured = info["measured_us"]
     assert {"step", "step+l2"} <= set(measured), measured
+    kept_l2 = info["reason"] == "first-run measurement: step+l2 faster"
+    assert ("weights" in info) == kept_l2 and (info["engine"] == "step" or not kept_l2), info
     for k in want:
         assert np.abs(got[k] - want[k]).max() <= 1e-4, k
     limits = device_limits()

@@ -404,6 +404,8 @@ class GraphExecutor:
                 d["projection"] = "+".join(modes)
             if c.plan is not None and c.plan.engine == "step":  # single_step.py: how its GEMMs multiply
                 d["products"] = c.stack.products
+                if getattr(c.stack, "l2_persisting", False):
+                    d["weights"] = "a share persisting in L2 between calls"
             if c.targets:  # outputs the graph copies whole, and those the stack writes in place
                 d["output_targets"] = sorted(c.targets)
                 d["outputs_in_place"] = list(c.taken) if c.targets_of is c.stack else []
