@@ -147,68 +147,76 @@ class CudaRunner(Runner):
     def _tune(self, static: Mapping[str, Any]) -> None:
         """First-run measurement per stack: the candidates of tune_candidates (persistent
         kernel, cuDNN, for one step the single-step stack with and without its weights
-        persisting in L2, the row kernel); keep the fastest. Where the persisting form loses
-        and no stack kept it, L2 is given back as it was. Candidates are
-        timed in turns (TUNE_ROUNDS rounds, each candidate's best round kept), so a GPU
-        still raising its clocks, or a passing disturbance, does not favour whichever
-        candidate happened to be timed last."""
-        from .rnn import make_stack
+        persisting in L2, the row kernel); keep the fastest. Where the persisting form was
+        tried and is not kept (by this stack or an earlier one), L2 is given back as it
+        was. Candidates are timed in turns (TUNE_ROUNDS rounds, each candidate's best round
+        kept), so a GPU still raising its clocks, or a passing disturbance, does not favour
+        whichever candidate happened to be timed last."""
         from .launch import l2_release, l2_set_aside_now
         from .single_step import l2_persist_may_pay
 
-        torch = self.torch
         for chain in self.executor.chains:
             plan = chain.plan
             if plan is None or plan.engine not in ("persistent", "cudnn", "step", "row"):
                 continue
-            x_shape_key = chain.stack_key
-            T, B, dt = x_shape_key
+            T, B, dt = chain.stack_key
             dtype = {"torch.float16": "float16", "torch.bfloat16": "bfloat16"}.get(dt, "float32")
             options = {}  # candidate -> (captured call, stack, plan, targets taken)
-            set_aside = None
+            set_aside = None  # the persisting L2 set-aside before the L2 candidate asked for more
             for engine in tune_candidates(T, chain.has_seq_lens, self.build_options):
-                kind, build = engine, self.build_options
-                if engine == STEP_L2:  # the single-step stack with its weights persisting in L2
+                if engine == STEP_L2:  # only where L2 would not keep the weights anyway
                     step = options.get("step")
                     if step is None or not l2_persist_may_pay(step[1].weight_bytes, self.limits.l2_size):
                         continue
-                    # (its persisting lines stay in L2 while the plain form is timed in turn:
-                    # a small bias its way, since 64 MB streamed in one order keeps little)
-                    kind, build = "step", dataclasses.replace(self.build_options, l2_persist=True)
-                    set_aside = l2_set_aside_now()  # to give back if this candidate loses
-                try:
-                    stack, p = make_stack(chain.specs, B, T, dtype, self.limits, prefer=kind, options=build)
-                except Tf2rtError:
-                    continue
-                if p.engine != kind or (engine == STEP_L2 and not stack.l2_persisting):
-                    continue
-                x = torch.randn(T, B, chain.specs[0].weights[0].input_size, device="cuda", dtype=getattr(torch, dtype))
-                # what the engine's outputs cost too: a stack that writes them in the layout and
-                # type the engine wants (output targets, graph.py) against one whose outputs
-                # are then copied
-                targets = dict(chain.targets)
-                try:
-                    taken = stack.set_output_targets(targets) if targets and hasattr(stack, "set_output_targets") else {}
-
-                    def call(stack=stack, x=x, targets=targets, taken=taken):
-                        out = dict(zip(("y", "hn", "cn"), stack(x)))
-                        return [out[k].to(t[0], memory_format=torch.contiguous_format)
-                                for k, t in targets.items() if k not in taken and out.get(k) is not None]
-
-                    captured = CapturedCall(call)
-                except Exception:  # e.g. a form cuDNN refuses: keep the other
-                    continue
-                options[engine] = (captured, stack, p, tuple(sorted(taken)))
+                    set_aside = l2_set_aside_now()
+                candidate = self._candidate(chain, engine, B, T, dtype)
+                if candidate is not None:
+                    options[engine] = candidate
+            best = None
             if len(options) >= 2:
                 times = _time_in_turns({e: v[0] for e, v in options.items()})
                 best = min(times, key=times.get)
                 _, chain.stack, chain.plan, chain.taken = options[best]
-                self._l2_kept |= best == STEP_L2
-                if STEP_L2 in options and best != STEP_L2 and not self._l2_kept and set_aside is not None:
-                    l2_release(set_aside)
                 chain.targets_of = chain.stack if chain.targets else None  # targets already given
                 chain.plan.measured = times
                 chain.plan.reason = f"first-run measurement: {best} faster"
+            self._l2_kept |= best == STEP_L2
+            if set_aside is not None and not self._l2_kept:
+                l2_release(set_aside)
+
+    def _candidate(self, chain: Any, engine: str, B: int, T: int, dtype: str) -> tuple | None:
+        """One first-run candidate for `chain`: (captured call, stack, plan, targets taken),
+        or None where the form does not apply or cannot be captured. The call includes what
+        the engine's outputs cost: a stack that writes them in the layout and type the engine
+        wants (output targets, graph.py) against one whose outputs are then copied."""
+        from .rnn import make_stack
+
+        torch = self.torch
+        kind, build = engine, self.build_options
+        if engine == STEP_L2:  # the single-step stack with its weights persisting in L2 (its
+            # lines stay there while the plain form is timed in turn: a small bias its way,
+            # since 64 MB streamed in one order keeps little)
+            kind, build = "step", dataclasses.replace(self.build_options, l2_persist=True)
+        try:
+            stack, p = make_stack(chain.specs, B, T, dtype, self.limits, prefer=kind, options=build)
+        except Tf2rtError:
+            return None
+        if p.engine != kind or (engine == STEP_L2 and not stack.l2_persisting):
+            return None
+        x = torch.randn(T, B, chain.specs[0].weights[0].input_size, device="cuda", dtype=getattr(torch, dtype))
+        targets = dict(chain.targets)
+        try:
+            taken = stack.set_output_targets(targets) if targets and hasattr(stack, "set_output_targets") else {}
+
+            def call(stack=stack, x=x, targets=targets, taken=taken):
+                out = dict(zip(("y", "hn", "cn"), stack(x)))
+                return [out[k].to(t[0], memory_format=torch.contiguous_format)
+                        for k, t in targets.items() if k not in taken and out.get(k) is not None]
+
+            captured = CapturedCall(call)
+        except Exception:  # e.g. a form cuDNN refuses: keep the others
+            return None
+        return captured, stack, p, tuple(sorted(taken))
 
     def _execute(self, checked: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = self._run_device(checked)
