@@ -40,7 +40,8 @@ PDL_ENV = "TF2RT_CUDA_PDL"
 RESIDENT_ENV = "TF2RT_CUDA_RESIDENT"
 #: One-step layers whose weights L2 would not keep between calls: "1" marks a share of them
 #: persisting in L2 (an access-policy window on each launch, with an L2 set-aside of the
-#: context; launch.py), "0" never; unset: the single-step stack's default (single_step.py).
+#: context; launch.py), "0" never; unset: the runner's first-run measurement tries both where
+#: the weights take more than half of L2 (single_step.py), a stack built alone does not.
 L2_ENV = "TF2RT_CUDA_L2_PERSIST"
 #: "0": the runner's first-run measurement leaves out the row kernel (row.py: one CTA, or a
 #: cluster of CTAs, per direction and batch rows with a layer's weights on chip); by default
@@ -63,7 +64,7 @@ class CudaOptions:
     xproj: str = ""  # XPROJ_ENV: "plain" | "tf32x3" | "bf16x3" (checked where used)
     pdl: bool | None = None  # PDL_ENV "1"/"0" -> True/False; None: dependent where the GPU allows
     resident: bool | None = None  # RESIDENT_ENV "1"/"0"; None: the decoder's default
-    l2_persist: bool | None = None  # L2_ENV "1"/"0"; None: the single-step stack's default
+    l2_persist: bool | None = None  # L2_ENV "1"/"0"; None: measured by the runner (not in a bare stack)
     row: bool = True  # ROW_ENV="0" -> False: the first-run measurement leaves out the row kernel
 
     @classmethod

@@ -46,13 +46,12 @@ GEMV_SMEM = 48 * 1024  # the operand [batch, K] (fp32) a block stages
 #: Weight loads per lane issued before a one-launch layer waits for its inputs, at most
 #: (fp32 16-byte loads, fp16/bf16 8-byte loads; about 60 registers a thread at the most).
 GEMV_PREFETCH = {"float32": 6, "float16": 12, "bfloat16": 12}
-#: With options.l2_persist unset, a stack built alone does not mark its weights persisting
-#: in L2; the runner's first-run measurement times the stack both ways where its weights
-#: take more than L2_PERSIST_MIN_SHARE of L2 (smaller ones stay there between calls anyway)
-#: and keeps the faster: on an H100 the fp32 H=1024 two-layer stacks were 12-13% faster with
-#: it, on an H200 no faster (benchmarks/results/cuda_step_bandwidth_probe_h100.md,
+#: A stack marks its weights persisting in L2 only with options.l2_persist; with it unset,
+#: the runner's first-run measurement times the stack both ways where its weights take more
+#: than L2_PERSIST_MIN_SHARE of L2 (smaller ones stay there between calls anyway) and keeps
+#: the faster: on an H100 the fp32 H=1024 two-layer stacks were 12-13% faster with it, on an
+#: H200 no faster (benchmarks/results/cuda_step_bandwidth_probe_h100.md,
 #: cuda_step_l2_1_h200.md). See persisting_windows.
-L2_PERSIST_DEFAULT = False
 L2_PERSIST_MIN_SHARE = 0.5
 
 
@@ -213,20 +212,11 @@ class SingleStepStack:
 
     def _l2_windows(self) -> list[Any]:
         """An L2 access-policy window per one-launch layer (launch.py) where its weights are
-        to persist in L2 between calls (options.l2_persist; unset: L2_PERSIST_DEFAULT for
-        stacks whose weights take more than L2_PERSIST_MIN_SHARE of L2), else None."""
-        import torch
-
+        to persist in L2 between calls (options.l2_persist), else None."""
         none = [None] * len(self.wT)
-        if not self.gemv or self.dev.type != "cuda":
+        if not self.gemv or self.dev.type != "cuda" or not self.options.l2_persist:
             return none
         sizes = [w.numel() * w.element_size() for w in self.wT]
-        want = self.options.l2_persist
-        if want is None:  # the device's L2 size only read where the default is on
-            want = L2_PERSIST_DEFAULT and l2_persist_may_pay(sum(sizes),
-                                                             torch.cuda.get_device_properties(self.dev).L2_cache_size)
-        if not want:
-            return none
         set_aside, max_window = l2_set_aside(self.dev.index or 0, sum(sizes))
         return [L2Window(w.data_ptr(), covered, ratio) if covered else None
                 for w, (covered, ratio) in zip(self.wT, persisting_windows(sizes, set_aside, max_window))]
