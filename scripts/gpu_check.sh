@@ -31,7 +31,8 @@
 #              against a plain read of their weights' bytes
 #   firstcall  benchmarks/cuda_first_call.py: seconds to an engine's first result
 #   probe1024  where a step of the fp16 H=1024 batch-64 persistent stack goes (the one shape
-#              cuDNN still wins): bench_cuda_rnn.py --probe, parts of the step switched off
+#              cuDNN still wins): bench_cuda_rnn.py --probe, parts of the step switched off, then
+#              the large-batch step's build variants (copy groups, unrolling, no overlap, schedule)
 # Each stage writes OUT_DIR/<stage>.txt (and the benchmarks their .md/.json there).
 set -u
 out=${1:?usage: gpu_check.sh OUT_DIR [STAGE...]}
@@ -77,7 +78,9 @@ for s in $stages; do
     cluster) timeout 120 python3 benchmarks/cuda_cluster_probe.py --out "$out/cuda_cluster_probe.md" ;;
     bandwidth) timeout 60 python3 benchmarks/cuda_step_bandwidth_probe.py --out "$out/cuda_step_bandwidth_probe.md" ;;
     probe1024) timeout 240 python3 benchmarks/bench_cuda_rnn.py --probe --probe-shapes lstm:1024:64:100:float16 \
-                 --reps 20 --out "$out/cuda_probe_1024.md" ;;
+                 --reps 20 --out "$out/cuda_probe_1024.md"
+               timeout 240 python3 benchmarks/bench_cuda_rnn.py --cells lstm,gru --hidden 1024 --batch 64 --T 100 \
+                 --dtypes float16 --reps 20 --variants gt1,gt4,gt8,nt1,nt2,nopipe,mode --out "$out/cuda_rnn_1024_variants.md" ;;
     firstcall) timeout 150 python3 benchmarks/cuda_first_call.py --out "$out/cuda_first_call.md" ;;
     l2) for l2 in 0 1; do
           TF2RT_CUDA_L2_PERSIST=$l2 timeout 90 python3 benchmarks/bench_cuda_step.py --out "$out/cuda_step_l2_$l2.md" \
