@@ -343,6 +343,11 @@ def _variant(name: str, pers, plan, specs, limits):
         if not k.large_batch or k.ring_slots:  # a ring's slots are sized for the planned groups
             return None
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=(f"GROUP_TILES={name[2:]}",))
+    elif name.startswith("bulk") and name[4:].isdigit():  # large-batch step: bulk row copies, clusters of N
+        n = int(name[4:])
+        if not k.large_batch or k.ring_slots or k.fused or k.bulk == n or k.ctas_per_group % max(n, 1):
+            return None
+        k2 = replace(k, bulk=n)
     elif name.startswith("nt") and name[2:].isdigit():  # large-batch step: n-tiles unrolled by N
         if not k.large_batch:
             return None
@@ -761,7 +766,8 @@ def main(argv: list[str] | None = None) -> int:
                          "rounded to hi/lo at every use instead of split by a mask), nopipe (large-batch step without "
                          "overlapping row copies and products), no-large-batch (no large-batch step), gtN (large-batch step, N n-tiles per "
                          "copy group), xregs (registers reserved for unused input-weight fragments), mode (the other "
-                         "schedule: layerwise vs wavefront)")
+                         "schedule: layerwise vs wavefront), bulkN (large-batch step: rows by bulk copies, "
+                         "multicast across clusters of N CTAs; bulk0: 16-byte cp.async)")
     args = ap.parse_args(argv)
     if args.refloor:
         return refloor(args.refloor, args.out)

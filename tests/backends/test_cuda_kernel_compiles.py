@@ -61,6 +61,7 @@ def _problems():
         "lstm-h256-b64-wave-fp32": RnnProblem("lstm", 256, 256, 64, 100, layers=2, dtype="float32"),
         "gru-h512-b16-wave-fp32": RnnProblem("gru", 512, 512, 16, 100, layers=2, dtype="float32"),
         "gru-h256-b64-t1-fp32": RnnProblem("gru", 256, 256, 64, 1, layers=2, dtype="float32"),
+        "lstm-h1024-b64-fp16": RnnProblem("lstm", 1024, 1024, 64, 100, layers=2, dtype="float16"),
     }
 
 
@@ -92,6 +93,9 @@ def _configs():
             out[name + "-cudacores"] = replace(k, tf32=False, packf=False, wreg=False)
         if k.ring_slots and k.group_tiles == 2:  # a ring of one-tile groups instead
             out[name + "-ring3x1"] = replace(k, group_tiles=1, ring_slots=3)
+        if k.large_batch and not (k.fused or k.ring_slots):  # rows by bulk copies, alone and multicast
+            out[name + "-bulk1"] = replace(k, bulk=1)
+            out[name + "-bulk4"] = replace(k, bulk=4)
         if k.two_barrier and k.fuse_input and prob.directions == 1:  # streaming build (resident.py)
             out[name + "-resident"] = replace(k, resident=True, split_x=False)
     return out
@@ -123,6 +127,7 @@ def test_the_configurations_cover_every_kernel_variant():
     assert any(k.fused and k.wreg for k in bf) and any(k.fused and not k.wreg for k in bf)
     assert any(k.fuse_input for k in bf)
     assert any(k.wpart and not k.ring_slots for k in ks) and {(k.group_tiles, k.ring_slots) for k in ks if k.wpart} >= {(2, 2), (1, 3)}
+    assert {k.bulk for k in ks if k.wtype != 0} >= {0, 1, 4} and any(k.bulk and k.bf16x3 for k in ks)
 
 
 def _compile(nvrtc, cfg):
@@ -145,6 +150,11 @@ def test_kernel_compiles(nvrtc, name):
         assert out.count("ld.shared.v4") < smem.count("ld.shared.v4")
     if cfg.tf32:  # three TF32 passes per K step, no CUDA-core dot products
         assert "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32" in out
+    if cfg.bulk:  # the rows come by bulk copies completing on mbarriers; multicast builds run in clusters
+        assert "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes" in out
+        assert ("multicast::cluster" in out) == (cfg.bulk > 1)
+        assert (f".reqnctapercluster {cfg.bulk}" in out) == (cfg.bulk > 1)
+        assert "cp.async.cg" not in out.split("mbarrier.init")[1]  # no 16-byte copies after the set-up
     if cfg.packf:  # packed fp32 words: the publishing thread takes its neighbour's h by shuffle
         ok2, unpacked = _compile(nvrtc, replace(cfg, packf=False))
         assert ok2 and out.count("shfl.sync") > unpacked.count("shfl.sync")

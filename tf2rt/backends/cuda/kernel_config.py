@@ -44,6 +44,7 @@ class KernelConfig:
     ring_slots: int = 0  # large-batch step: staging ring of this many copy groups (RING_SLOTS; 0: all rows)
     group_tiles: int = GROUP_TILES  # large-batch step: n-tiles (8 batch rows) per copy group (GROUP_TILES)
     bf16x3: bool = False  # fp32: products as three bf16 passes over pre-split operands (BF16X3)
+    bulk: int = 0  # large-batch step: rows by bulk copies, multicast across clusters of this many CTAs (BULK; 0: cp.async)
 
     @property
     def gates(self) -> int:
@@ -203,4 +204,5 @@ class KernelConfig:
             "WPART": self.wpart,
             "RING_SLOTS": self.ring_slots,
             **({"GROUP_TILES": self.group_tiles} if self.group_tiles != GROUP_TILES else {}),
+            **({"BULK": self.bulk} if self.bulk else {}),
         }

@@ -112,6 +112,17 @@
 #if RING_SLOTS && (!STEP_LARGE_BATCH || FUSED)
 #error "RING_SLOTS needs the large-batch step without in-kernel input products"
 #endif
+// BULK=n (large-batch step, all rows staged, no in-kernel input products): a step's rows come
+// by bulk copies (cp.async.bulk, one per batch row and plane, completing on one mbarrier per
+// copy group) instead of 16-byte cp.async from every thread. n > 1: the CTAs run in clusters
+// of n, and each row is read from L2 once per cluster and multicast into every CTA of it
+// (each CTA issues the rows r with r % n == its rank), so L2 delivers 1/n of the bytes.
+#ifndef BULK
+#define BULK 0
+#endif
+#if BULK && (!STEP_LARGE_BATCH || FUSED || RING_SLOTS)
+#error "BULK needs the large-batch step with every row staged and no in-kernel input products"
+#endif
 
 // fp16/bf16 weights run the products on tensor cores (mma.m16n8k16, fp32 accumulate):
 // weights are packed in fragment order (packing.to_mma_fragments), the staged h/x vectors
@@ -799,6 +810,56 @@ __device__ __forceinline__ void cp_async_wait_pending(int n) {
 }
 #endif
 
+#if BULK
+__device__ __forceinline__ u32 smem_addr(const void* p) {
+    return (u32)__cvta_generic_to_shared(p);
+}
+__device__ __forceinline__ void mbar_init(const void* bar, u32 count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count) : "memory");
+}
+// This thread's arrival on `bar`, announcing `bytes` more to come by bulk copies this phase.
+__device__ __forceinline__ void mbar_expect(const void* bar, u32 bytes) {
+    asm volatile("{ .reg .b64 st; mbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1; }"
+                 ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
+}
+// Wait until the phase of `bar` with this parity has completed (its bytes have landed).
+__device__ __forceinline__ void mbar_wait(const void* bar, u32 parity) {
+    const u32 a = smem_addr(bar);
+    u32 done;
+    do {
+        asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+                     : "=r"(done) : "r"(a), "r"(parity) : "memory");
+    } while (!done);
+}
+// `bytes` (a multiple of 16) from global memory into shared memory at `dst`, completing on
+// `bar`; BULK > 1: into the same offsets of every CTA of the cluster, each CTA's own barrier.
+__device__ __forceinline__ void bulk_row(void* dst, const void* src, u32 bytes, const void* bar) {
+#if BULK > 1
+    const unsigned short mask = (unsigned short)((1u << BULK) - 1u);
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1], %2, [%3], %4;"
+                 ::"r"(smem_addr(dst)), "l"(src), "r"(bytes), "r"(smem_addr(bar)), "h"(mask) : "memory");
+#else
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+                 ::"r"(smem_addr(dst)), "l"(src), "r"(bytes), "r"(smem_addr(bar)) : "memory");
+#endif
+}
+__device__ __forceinline__ u32 cluster_rank() {
+    u32 r = 0;
+#if BULK > 1
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+#endif
+    return r;
+}
+// Every thread of every CTA of the cluster (a plain CTA barrier without clusters).
+__device__ __forceinline__ void cluster_sync() {
+#if BULK > 1
+    asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+#else
+    __syncthreads();
+#endif
+}
+#endif
+
 #if RESIDENT
 // Resident (streaming) mode: one launch serves step after step of a stream until the host
 // says stop. Ring slots (two per exchange) carry tags (epoch + step) & TAGMASK; a word
@@ -848,12 +909,20 @@ __device__ __forceinline__ bool gather_tagged(const u64* slot, int n, stage_t* d
 }
 #endif
 
-extern "C" __global__ void __launch_bounds__(NTHR, 1)
+#if BULK > 1
+#define CLUSTER_DIMS __cluster_dims__(BULK, 1, 1)
+#else
+#define CLUSTER_DIMS
+#endif
+extern "C" __global__ void __launch_bounds__(NTHR, 1) CLUSTER_DIMS
 persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* sync, float clip,
                const x_t* __restrict__ xin, int xin_k) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
     __shared__ u32 s_epoch;
     __shared__ int s_len[BATCH];
+#if BULK
+    __shared__ __align__(8) u64 s_bar[NGROUPS];  // one mbarrier per copy group (bulk copies)
+#endif
 
     // Which group and which units this CTA owns.
     int g = 0;
@@ -1286,6 +1355,15 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         // then a lo plane), then one flag per producer CTA.
         const size_t data_bytes = (size_t)BATCH * HID * sizeof(stage_t) * WPLANES;
         auto flags = [&](const u64* sl) { return reinterpret_cast<const u32*>(reinterpret_cast<const char*>(sl) + data_bytes); };
+#if BULK
+        if (threadIdx.x == 0) {
+            for (int gq = 0; gq < NGROUPS; ++gq) mbar_init(&s_bar[gq], 1);
+            asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        }
+        cluster_sync();  // every CTA's barriers exist before any row is multicast into it
+        const u32 rank = cluster_rank();
+        u32 bar_parity = 0;  // of the barriers' current phase: one phase per step that copies
+#endif
         for (int s = 0; s < T; ++s) {
             const u64* own = ex + (size_t)(s > 0 ? s - 1 : 0) * slot;  // h_{s-1} of this group
             const u64* below = in_ex + (size_t)s * slot;      // h_s of the layer below
@@ -1348,13 +1426,39 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                         }
                     asm volatile("cp.async.commit_group;" ::: "memory");
                 };
+#if BULK
+                (void)fill;
+                if (cp_own) {
+                    // Rows r with r % BULK == rank, one bulk copy per row and plane; every CTA
+                    // of the cluster expects all rows of each group on its own barriers. The
+                    // flags were acquired in the generic proxy; the copies read in the async one.
+                    constexpr u32 ROW_BYTES = HID * (u32)sizeof(stage_t);
+                    constexpr int MINE = (BATCH + BULK - 1) / BULK;
+                    if (threadIdx.x == 0)
+                        for (int gq = 0; gq < NGROUPS; ++gq)
+                            mbar_expect(&s_bar[gq], (u32)min(8 * GROUP_TILES, BATCH - gq * 8 * GROUP_TILES) * WPLANES * ROW_BYTES);
+                    asm volatile("fence.proxy.async.global;" ::: "memory");
+                    for (int i = threadIdx.x; i < MINE * WPLANES; i += NTHR) {
+                        const int pl = WPLANES > 1 ? i / MINE : 0, r = (int)rank + (i - pl * MINE) * BULK;
+                        if (r < BATCH)
+                            bulk_row(hs + pl * HS_PLANE + r * LDH,
+                                     reinterpret_cast<const char*>(own) + ((size_t)pl * BATCH + r) * ROW_BYTES, ROW_BYTES,
+                                     &s_bar[r / (8 * GROUP_TILES)]);
+                    }
+                }
+#else
 #pragma unroll
                 for (int gq = 0; gq < STAGE_SLOTS; ++gq) fill(gq);
+#endif
 #pragma unroll
                 for (int gq = 0; gq < NGROUPS; ++gq) {
+#if BULK
+                    if (cp_own) mbar_wait(&s_bar[gq], bar_parity);  // this group's rows have landed
+#else
                     // groups committed so far: the first STAGE_SLOTS plus one refill per earlier group
                     cp_async_wait_pending(min(NGROUPS, STAGE_SLOTS + gq) - 1 - gq);
                     __syncthreads();  // every thread's copies of this group have landed
+#endif
                     const stage_t* hg = hs + (size_t)(gq % STAGE_SLOTS) * 8 * GROUP_TILES * LDH;
 #pragma unroll NT_UNROLL
                     for (int nt = gq * GROUP_TILES; nt < min((gq + 1) * GROUP_TILES, NBT); ++nt) {
@@ -1376,8 +1480,17 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                         fill(gq + STAGE_SLOTS);
                     }
                 }
+#if BULK
+                if (cp_own) bar_parity ^= 1u;
+#endif
             };
-            if (s == 0 && !STAGE_RING) load_init(h0, 0, hs);
+            if (s == 0 && !STAGE_RING) {
+                load_init(h0, 0, hs);
+#if BULK
+                // generic writes to rows that later steps' bulk copies (async proxy) overwrite
+                asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+#endif
+            }
             if (xin_g) load_x(xin_g, xin_k, s, reverse, s_len, 0, xs);
 #ifndef LARGE_BATCH_NOSPLIT
             if (want_below) {
@@ -1423,7 +1536,11 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                 asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(f), "r"(epoch) : "memory");
             }
         }
+#if BULK
+        cluster_sync();  // no CTA leaves while a peer's copies may still be on their way to it
+#else
         __syncthreads();
+#endif
     }
 #else
     for (int s = 0; s < T; ++s) {
