@@ -88,14 +88,14 @@ def _configs():
             out[name + "-nosplit"] = replace(k, split_x=False)
         if k.two_barrier or k.large_batch:
             out[name + "-original"] = replace(k, two_barrier=False, large_batch=False, wreg=False, split_x=False, tf32=False, packf=False,
-                                        wpart=0, ring_slots=0, bf16x3=False, bch=min(k.batch, 8))
+                                        wpart=0, ring_slots=0, bf16x3=False, bulk=0, bch=min(k.batch, 8))
         if k.tf32 and not k.large_batch:  # fp32 products on CUDA cores instead (TF2RT_CUDA_TF32X3=0)
             out[name + "-cudacores"] = replace(k, tf32=False, packf=False, wreg=False)
         if k.ring_slots and k.group_tiles == 2:  # a ring of one-tile groups instead
             out[name + "-ring3x1"] = replace(k, group_tiles=1, ring_slots=3)
-        if k.large_batch and not (k.fused or k.ring_slots):  # rows by bulk copies, alone and multicast
+        if k.bulk:  # rows by 16-byte cp.async, and by bulk copies without clusters
+            out[name + "-cpasync"] = replace(k, bulk=0)
             out[name + "-bulk1"] = replace(k, bulk=1)
-            out[name + "-bulk4"] = replace(k, bulk=4)
         if k.two_barrier and k.fuse_input and prob.directions == 1:  # streaming build (resident.py)
             out[name + "-resident"] = replace(k, resident=True, split_x=False)
     return out
@@ -127,7 +127,7 @@ def test_the_configurations_cover_every_kernel_variant():
     assert any(k.fused and k.wreg for k in bf) and any(k.fused and not k.wreg for k in bf)
     assert any(k.fuse_input for k in bf)
     assert any(k.wpart and not k.ring_slots for k in ks) and {(k.group_tiles, k.ring_slots) for k in ks if k.wpart} >= {(2, 2), (1, 3)}
-    assert {k.bulk for k in ks if k.wtype != 0} >= {0, 1, 4} and any(k.bulk and k.bf16x3 for k in ks)
+    assert {k.bulk for k in ks if k.wtype != 0} >= {0, 1, 2} and any(k.bulk > 1 and k.bf16x3 for k in ks)
 
 
 def _compile(nvrtc, cfg):

@@ -64,6 +64,18 @@ CASES = [
     ("large batch, split fragments and a ring of staged rows",
      dict(cell="lstm", hidden=256, batch=64, layers=1, seq_len=2, seq_lens=True, initial=True), "float32",
      (8, 120), {}, dict(step="large-batch", wpart=True, ring=True)),
+    ("large batch fp16, bidirectional: rows multicast across clusters of two within each direction",
+     dict(cell="lstm", hidden=64, batch=16, layers=1, bidirectional=True, seq_lens=True, initial=True), "float16",
+     (8, 227), {}, dict(step="large-batch", mode="layerwise", row_copies="bulk, multicast across clusters of 2 CTAs")),
+    ("large batch GRU, multicast rows, five n-tiles (a partial copy group)",
+     dict(cell="gru", hidden=64, batch=40, layers=1, initial=True), "float16", (8, 227), {},
+     dict(step="large-batch", row_copies="bulk, multicast across clusters of 2 CTAs")),
+    ("large batch, three bf16 passes, rows by bulk copies without clusters (TF2RT_CUDA_BULK=1)",
+     dict(cell="gru", hidden=64, batch=24, layers=1, seq_lens=True), "float32", (8, 227), dict(bulk="1"),
+     dict(step="large-batch", products="fp32 as three bf16 tensor-core passes", row_copies="bulk")),
+    ("large batch, one launch a layer, 16-byte copies (TF2RT_CUDA_BULK=0)",
+     dict(cell="lstm", hidden=64, batch=16, layers=1), "float16", (8, 227), dict(bulk="0"),
+     dict(step="large-batch", row_copies="16-byte cp.async")),
     ("tanh/relu RNN, bidirectional with lengths",
      dict(cell="rnn", hidden=64, batch=8, layers=2, activation="Relu", bidirectional=True, seq_lens=True),
      "float32", (8, 227), {}, dict(mode="layerwise")),
@@ -100,7 +112,7 @@ def _build(kw, dtype, device, options):
 
 def _check_build(plan, want):
     d, k = plan.describe(), plan.kernel
-    got = {key: d.get(key) for key in ("step", "products", "weights", "mode") if key in want}
+    got = {key: d.get(key) for key in ("step", "products", "weights", "mode", "row_copies") if key in want}
     got.update({key: getattr(k, key) for key in ("split_x", "fuse_input", "ring_slots") if key in want})
     if "wpart" in want:
         got["wpart"] = k.wpart > 0

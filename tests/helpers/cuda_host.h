@@ -17,6 +17,7 @@
 #include <string>
 #include <memory>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 #define __global__
@@ -103,6 +104,7 @@ inline void emu_cluster_sync(unsigned n) {
     emu_yield(4);
 }
 inline void emu_spin() { emu_yield(3); }
+inline unsigned __cvta_generic_to_shared(const void* p) { return (unsigned)reinterpret_cast<uintptr_t>(p); }
 // Call k of a block uses slot k % 3; entering it clears slot (k + 1) % 3, last read in call
 // k - 2 (every thread has passed call k - 1's barrier) and next written in call k + 1.
 inline int __syncthreads_or(int p) {
@@ -176,6 +178,45 @@ inline T* emu_static(const char* name) {
     auto& slot = emu_statics[emu.concurrent ? blockIdx.x : 0][name];
     if (slot.empty()) slot.assign(sizeof(T) + 16, 0);
     return reinterpret_cast<T*>(slot.data());
+}
+
+// A peer block's copy of any shared object of this block (dynamic shared memory, or a
+// static __shared__ variable): the same offset in the peer's buffer of the same name.
+template <typename T>
+inline T* emu_peer_shared(T* p, unsigned rank, unsigned n) {
+    const unsigned peer = blockIdx.x - blockIdx.x % n + rank;
+    auto* c = reinterpret_cast<unsigned char*>(const_cast<std::remove_const_t<T>*>(p));
+    auto& mine = emu_smem_blocks[blockIdx.x];
+    if (c >= mine.data() && c < mine.data() + mine.size()) return reinterpret_cast<T*>(emu_smem_blocks[peer].data() + (c - mine.data()));
+    for (auto& [name, slot] : emu_statics[blockIdx.x])
+        if (c >= slot.data() && c < slot.data() + slot.size()) {
+            auto& other = emu_statics[peer][name];
+            if (other.empty()) other.assign(slot.size(), 0);
+            return reinterpret_cast<T*>(other.data() + (c - slot.data()));
+        }
+    throw std::runtime_error("emu_peer_shared: not a shared-memory address of this block");
+}
+// mbarrier with one expected arrival a phase and a transaction count (bulk copies): bits 0-31
+// the pending bytes (signed: a copy may land before its bytes are announced), bit 32 whether
+// the arrival came, bits 33-63 the completed phases.
+inline void emu_mbar_update(void* bar, long long bytes, bool arrive) {
+    auto* s = reinterpret_cast<unsigned long long*>(bar);
+    int tx = (int)(unsigned)(*s & 0xffffffffull) + (int)bytes;
+    bool arrived = ((*s >> 32) & 1ull) || arrive;
+    unsigned long long phases = *s >> 33;
+    if (arrived && tx == 0) ++phases, arrived = false;
+    *s = (phases << 33) | ((unsigned long long)arrived << 32) | (unsigned)tx;
+}
+inline void emu_mbar_wait(const void* bar, unsigned parity) {
+    while (((*reinterpret_cast<const volatile unsigned long long*>(bar) >> 33) & 1ull) == parity) emu_spin();
+}
+// A bulk copy into the same offsets of the n blocks of this block's cluster, each completing
+// its bytes on that block's barrier.
+inline void emu_bulk_copy(void* dst, const void* src, unsigned bytes, void* bar, unsigned n) {
+    for (unsigned q = 0; q < n; ++q) {
+        std::memcpy(emu_peer_shared(dst, q, n), src, bytes);
+        emu_mbar_update(emu_peer_shared(bar, q, n), -(long long)bytes, false);
+    }
 }
 
 // Tensor-core mma.sync (m16n8k16 f16/bf16, m16n8k8 tf32; fp32 accumulate) as the warp's

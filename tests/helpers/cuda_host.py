@@ -134,6 +134,31 @@ PERSISTENT_EDITS = (
      "    std::memcpy(sdst, gsrc, 16);"),
     ('asm volatile("cp.async.wait_all;" ::: "memory");', ";"),
     ('asm volatile("cp.async.commit_group;" ::: "memory");', ";"),
+    # BULK builds: mbarriers, bulk copies (multicast: into every block of the cluster), fences
+    ('asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count) : "memory");',
+     "*reinterpret_cast<unsigned long long*>(const_cast<void*>(bar)) = 0; (void)count;"),
+    ("""    asm volatile("{ .reg .b64 st; mbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1; }"
+                 ::"r"(smem_addr(bar)), "r"(bytes) : "memory");""",
+     "    emu_mbar_update(const_cast<void*>(bar), bytes, true);"),
+    ("""    const u32 a = smem_addr(bar);
+    u32 done;
+    do {
+        asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+                     : "=r"(done) : "r"(a), "r"(parity) : "memory");
+    } while (!done);""", "    emu_mbar_wait(bar, parity);"),
+    ("""    const unsigned short mask = (unsigned short)((1u << BULK) - 1u);
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1], %2, [%3], %4;"
+                 ::"r"(smem_addr(dst)), "l"(src), "r"(bytes), "r"(smem_addr(bar)), "h"(mask) : "memory");""",
+     "    emu_bulk_copy(dst, src, bytes, const_cast<void*>(bar), BULK);"),
+    ("""    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+                 ::"r"(smem_addr(dst)), "l"(src), "r"(bytes), "r"(smem_addr(bar)) : "memory");""",
+     "    emu_bulk_copy(dst, src, bytes, const_cast<void*>(bar), 1);"),
+    ('asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));', "r = emu_cluster_rank(BULK);"),
+    ('asm volatile("barrier.cluster.arrive.release.aligned;\\n\\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");',
+     "emu_cluster_sync(BULK);"),
+    ('asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");', ";"),
+    ('asm volatile("fence.proxy.async.global;" ::: "memory");', ";"),
+    ('asm volatile("fence.proxy.async.shared::cta;" ::: "memory");', ";"),
 )
 # The row kernel's cluster primitives (thread-block clusters of consecutive blocks).
 ROW_EDITS = (

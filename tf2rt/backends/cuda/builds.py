@@ -36,6 +36,25 @@ TF32_MIN_BATCH = 4
 #: mixed (LSTM H=256 batch 8 245 vs 275 us, GRU 270 vs 250 us) and at 2048 slower (LSTM
 #: H=256 batch 4 232 vs 209 us).
 PACKF_MIN_VALUES = 8192
+#: Large-batch builds without in-kernel input products move each step's rows by bulk copies
+#: multicast across clusters of this many CTAs (BULK): every row leaves L2 once per cluster
+#: instead of once per CTA. H100, 2-layer fp16 H=1024 batch 64 T=100 (cuda_rnn_bulk_h100.md):
+#: LSTM 1638 -> 1326 us, GRU 1542 -> 1256 us; bulk copies alone were slower (1715 / 1635).
+#: Clusters of four cannot all be co-resident with 128 CTAs (the cooperative launch is refused).
+BULK_CLUSTER = 2
+
+
+def bulk_for(cfg: KernelConfig, device: DeviceLimits, options: CudaOptions | None = None) -> int:
+    """The BULK value of a large-batch build: 0 (16-byte cp.async), 1 (bulk copies) or the
+    cluster size of multicast bulk copies. Needs the large-batch step with every row staged
+    (no ring), no in-kernel input products, compute capability 9.0, and groups that split into
+    whole clusters."""
+    env = resolve(options).bulk.strip()
+    want = int(env) if env.isdigit() else BULK_CLUSTER
+    if (not want or not cfg.large_batch or cfg.fused or cfg.ring_slots or device.compute_capability < (9, 0)
+            or cfg.ctas_per_group % want):
+        return 0
+    return want
 
 
 def batch_chunk(problem: RnnProblem) -> int:
@@ -179,7 +198,7 @@ def kernel_config(problem: RnnProblem, groups: int, wavefront: bool, device: Dev
     if use_large_batch:
         c3 = large_batch_config(cfg, problem, device.smem_per_block, options)
         if c3.smem_bytes + STATIC_SMEM_RESERVE <= device.smem_per_block:
-            return c3
+            return replace(c3, bulk=bulk_for(c3, device, options))
     if use_two_barrier:
         c2 = replace(cfg, two_barrier=True, split_x=wavefront and groups > 1)
         wreg_ok = lambda c: options.wreg and wreg_applies(c)  # noqa: E731

@@ -135,6 +135,25 @@ def launch_dependent(kernel: Any, grid: Sequence[int], block: Sequence[int], arg
                          f"TF2RT_CUDA_L2_PERSIST=0 to launch the ordinary way")
 
 
+def max_active_clusters(kernel: Any, grid: int, block: int, shared_mem: int) -> int | None:
+    """How many clusters of `kernel` (a build with compile-time cluster dimensions) can be
+    resident at once with `block` threads and `shared_mem` bytes of dynamic shared memory a
+    CTA (cuOccupancyMaxActiveClusters); None where the driver does not say."""
+    lib = _libcuda()
+    fn = getattr(lib, "cuOccupancyMaxActiveClusters", None)
+    if fn is None:
+        return None
+    fn.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.c_void_p, ctypes.POINTER(LaunchConfig)]
+    fn.restype = ctypes.c_int
+    attrs = (LaunchAttribute * 1)()
+    cfg = LaunchConfig(grid, 1, 1, block, 1, 1, shared_mem, None, attrs, 0)
+    count = ctypes.c_int()
+    function = getattr(kernel, "kernel", kernel).ptr
+    if fn(ctypes.byref(count), ctypes.c_void_p(function), ctypes.byref(cfg)) != 0:
+        return None
+    return int(count.value)
+
+
 def l2_set_aside(device_index: int, nbytes: int) -> tuple[int, int]:
     """Ask the current context (torch's, on `device_index`) to set at least `nbytes` of L2
     aside for persisting lines, up to the device's maximum; never lowers an earlier

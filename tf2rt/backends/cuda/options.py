@@ -47,6 +47,11 @@ L2_ENV = "TF2RT_CUDA_L2_PERSIST"
 #: cluster of CTAs, per direction and batch rows with a layer's weights on chip); by default
 #: it times it too where it applies and keeps it where it is fastest.
 ROW_ENV = "TF2RT_CUDA_ROW"
+#: Large-batch builds without in-kernel input products (one launch a layer): "0" copies each
+#: step's rows with 16-byte cp.async from every thread; "1" with bulk copies; a number n > 1
+#: with bulk copies multicast across clusters of n CTAs; unset: clusters of two where the
+#: GPU has them (compute capability 9.0 and later).
+BULK_ENV = "TF2RT_CUDA_BULK"
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class CudaOptions:
     resident: bool | None = None  # RESIDENT_ENV "1"/"0"; None: the decoder's default
     l2_persist: bool | None = None  # L2_ENV "1"/"0"; None: measured by the runner (not in a bare stack)
     row: bool = True  # ROW_ENV="0" -> False: the first-run measurement leaves out the row kernel
+    bulk: str = ""  # BULK_ENV: "0" cp.async, "1" bulk copies, "n" multicast across n CTAs
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CudaOptions:
@@ -78,7 +84,7 @@ class CudaOptions:
                    pdl={"1": True, "0": False}.get(env.get(PDL_ENV, "")),
                    resident={"1": True, "0": False}.get(env.get(RESIDENT_ENV, "")),
                    l2_persist={"1": True, "0": False}.get(env.get(L2_ENV, "")),
-                   row=env.get(ROW_ENV, "") != "0")
+                   row=env.get(ROW_ENV, "") != "0", bulk=env.get(BULK_ENV, ""))
 
 
 def _positive(text: str) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from dataclasses import replace
 from importlib import resources
 from typing import Any, Sequence
 
@@ -115,6 +116,14 @@ def device_limits(device: Any = None) -> DeviceLimits:
     )
 
 
+def _clusters_fit(kernel: Any, cfg: KernelConfig) -> bool:
+    """Whether every cluster of a clustered build's grid can be resident at once."""
+    from .launch import max_active_clusters
+
+    most = max_active_clusters(kernel, cfg.grid, cfg.threads, cfg.smem_bytes)
+    return most is not None and most * cfg.bulk >= cfg.grid
+
+
 class _TypeCodes(dict):
     """torch dtype -> the kernels' type code (0 f32, 1 f16, 2 bf16)."""
 
@@ -171,9 +180,15 @@ class PersistentStack:
         H, B, T, L, D = p.hidden, p.batch, p.seq_len, p.layers, p.directions
         if len(layers) != L or any(len(dirs) != D for dirs in layers):
             raise ShapeError(f"persistent stack: expected {L} layers x {D} directions of weights")
-        self.cfg = cfg
         self.probe, self.source = tuple(probe), source
         self.kernel = compile_kernel(cfg, self.probe, source=source)
+        if cfg.bulk > 1 and self.dev.type == "cuda" and not _clusters_fit(self.kernel, cfg):
+            # every CTA must be resident at once (they wait on each other): where the GPU
+            # cannot place that many clusters, the same build without clusters
+            cfg = replace(cfg, bulk=0)
+            self.plan = plan = replace(plan, kernel=cfg)
+            self.kernel = compile_kernel(cfg, self.probe, source=source)
+        self.cfg = cfg
         self._kernels: dict[tuple[Any, Any], Any] = {}
         self.wavefront = plan.mode == "wavefront"
         self.out_dtype = _torch_dtype(p.dtype)

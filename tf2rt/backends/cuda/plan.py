@@ -64,6 +64,9 @@ class Plan:
                 smem_bytes=k.smem_bytes,
                 weight_bytes_per_cta=k.weight_bytes,
             )
+            if k.large_batch:
+                out["row_copies"] = (f"bulk, multicast across clusters of {k.bulk} CTAs" if k.bulk > 1
+                                     else "bulk" if k.bulk else "16-byte cp.async")
         if self.row is not None:
             r = self.row
             out.update(mode="row", threads=r.threads, batch_rows_per_cta=r.bpc, register_columns=r.kreg,
