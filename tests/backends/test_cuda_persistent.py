@@ -270,10 +270,13 @@ def test_fp32_large_batch_products_as_three_bf16_passes_match(kw, monkeypatch):
     (dict(cell="lstm", hidden=1024, batch=64, seq_lens=True, initial=True), "float16"),  # every row staged
     (dict(cell="gru", hidden=1024, batch=40, initial=True), "float16"),  # the last copy group partial
     (dict(cell="gru", hidden=512, batch=64, seq_lens=True), "float32"),  # bf16x3: a hi and a lo plane per row
+    # a wavefront: the deeper layer's input rows (the layer below's h) multicast too
+    (dict(cell="lstm", hidden=512, batch=64, seq_lens=True, initial=True), "float16"),
+    (dict(cell="gru", hidden=256, batch=24, layers=3), "bfloat16"),
 ], ids=lambda v: _ids(v) if isinstance(v, dict) else str(v))
 def test_large_batch_rows_by_bulk_copies_match_and_equal_the_cp_async_build(kw, dtype, bulk):
-    """The planned build moves a step's rows by bulk copies multicast across clusters of two
-    CTAs; the same stack with 16-byte cp.async (BULK=0), bulk copies without clusters (1) and
+    """The planned build moves a step's rows (own h, and in a wavefront the layer below's h)
+    by bulk copies multicast across clusters of two CTAs; the same stack with 16-byte cp.async (BULK=0), bulk copies without clusters (1) and
     clusters of four (which 128 CTAs cannot all be resident in: the stack falls back to 0)
     runs the same products in the same order, so outputs equal each other exactly, and
     onnxruntime within the dtype's tolerance."""
@@ -287,7 +290,8 @@ def test_large_batch_rows_by_bulk_copies_match_and_equal_the_cp_async_build(kw, 
     stack, plan = make_stack(specs, case.batch, case.seq_len, dtype, device_limits(), prefer="persistent",
                              has_seq_lens=case.seq_lens)
     k = plan.kernel
-    assert plan.mode == "layerwise" and k.large_batch and not k.fused and not k.ring_slots and k.bulk == 2, plan.describe()
+    assert k.large_batch and not k.ring_slots and k.bulk == 2, plan.describe()
+    assert (plan.mode == "wavefront") == (kw["hidden"] < 1024)
     assert stack.cfg.bulk == 2  # 64 clusters of two fit on an H100/H200
     other = PersistentStack(stack.problem, replace(plan, kernel=replace(k, bulk=bulk)), [s.weights for s in specs])
     assert other.cfg.bulk == (0 if bulk == 4 else bulk), other.plan.describe()

@@ -47,11 +47,10 @@ BULK_CLUSTER = 2
 def bulk_for(cfg: KernelConfig, device: DeviceLimits, options: CudaOptions | None = None) -> int:
     """The BULK value of a large-batch build: 0 (16-byte cp.async), 1 (bulk copies) or the
     cluster size of multicast bulk copies. Needs the large-batch step with every row staged
-    (no ring), no in-kernel input products, compute capability 9.0, and groups that split into
-    whole clusters."""
+    (no ring), compute capability 9.0, and groups that split into whole clusters."""
     env = resolve(options).bulk.strip()
     want = int(env) if env.isdigit() else BULK_CLUSTER
-    if (not want or not cfg.large_batch or cfg.fused or cfg.ring_slots or device.compute_capability < (9, 0)
+    if (not want or not cfg.large_batch or cfg.ring_slots or device.compute_capability < (9, 0)
             or cfg.ctas_per_group % want):
         return 0
     return want

@@ -112,16 +112,17 @@
 #if RING_SLOTS && (!STEP_LARGE_BATCH || FUSED)
 #error "RING_SLOTS needs the large-batch step without in-kernel input products"
 #endif
-// BULK=n (large-batch step, all rows staged, no in-kernel input products): a step's rows come
-// by bulk copies (cp.async.bulk, one per batch row and plane, completing on one mbarrier per
-// copy group) instead of 16-byte cp.async from every thread. n > 1: the CTAs run in clusters
-// of n, and each row is read from L2 once per cluster and multicast into every CTA of it
-// (each CTA issues the rows r with r % n == its rank), so L2 delivers 1/n of the bytes.
+// BULK=n (large-batch step, every row staged): a step's rows (own h, and a deeper wavefront
+// layer's input, the layer below's h) come by bulk copies (cp.async.bulk, one per batch row
+// and plane, completing on one mbarrier per copy group and source) instead of 16-byte
+// cp.async from every thread. n > 1: the CTAs run in clusters of n, and each row is read from
+// L2 once per cluster and multicast into every CTA of it (each CTA issues the rows r with
+// r % n == its rank), so L2 delivers 1/n of the bytes.
 #ifndef BULK
 #define BULK 0
 #endif
-#if BULK && (!STEP_LARGE_BATCH || FUSED || RING_SLOTS)
-#error "BULK needs the large-batch step with every row staged and no in-kernel input products"
+#if BULK && (!STEP_LARGE_BATCH || RING_SLOTS)
+#error "BULK needs the large-batch step with every row staged"
 #endif
 
 // fp16/bf16 weights run the products on tensor cores (mma.m16n8k16, fp32 accumulate):
@@ -843,6 +844,10 @@ __device__ __forceinline__ void bulk_row(void* dst, const void* src, u32 bytes, 
                  ::"r"(smem_addr(dst)), "l"(src), "r"(bytes), "r"(smem_addr(bar)) : "memory");
 #endif
 }
+// Orders this thread's generic writes to shared memory before later bulk copies into it.
+__device__ __forceinline__ void proxy_fence_shared() {
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+}
 __device__ __forceinline__ u32 cluster_rank() {
     u32 r = 0;
 #if BULK > 1
@@ -921,7 +926,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
     __shared__ u32 s_epoch;
     __shared__ int s_len[BATCH];
 #if BULK
-    __shared__ __align__(8) u64 s_bar[NGROUPS];  // one mbarrier per copy group (bulk copies)
+    __shared__ __align__(8) u64 s_bar[2 * NGROUPS];  // an mbarrier per copy group: own rows, then input rows
 #endif
 
     // Which group and which units this CTA owns.
@@ -1357,12 +1362,13 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         auto flags = [&](const u64* sl) { return reinterpret_cast<const u32*>(reinterpret_cast<const char*>(sl) + data_bytes); };
 #if BULK
         if (threadIdx.x == 0) {
-            for (int gq = 0; gq < NGROUPS; ++gq) mbar_init(&s_bar[gq], 1);
+            for (int i = 0; i < 2 * NGROUPS; ++i) mbar_init(&s_bar[i], 1);
             asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
         }
+        proxy_fence_shared();  // the staging rows were zeroed by generic stores
         cluster_sync();  // every CTA's barriers exist before any row is multicast into it
         const u32 rank = cluster_rank();
-        u32 bar_parity = 0;  // of the barriers' current phase: one phase per step that copies
+        u32 parity_h = 0, parity_x = 0;  // of the own-row and input-row barriers' current phase
 #endif
         for (int s = 0; s < T; ++s) {
             const u64* own = ex + (size_t)(s > 0 ? s - 1 : 0) * slot;  // h_{s-1} of this group
@@ -1392,6 +1398,12 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                     const u32* f = nullptr;
                     if (own_in && t < ncta) f = flags(own) + t;
                     else if (below_in && t >= ncta && t < 2 * ncta) f = flags(below) + (t - ncta);
+#if BULK > 1
+                    // Input rows alone (a deeper layer's first phase): the cluster's CTAs multicast
+                    // into each other's input rows, so each waits until its mates are done with
+                    // the last step's (their flags of it).
+                    else if (below_in && !own_in && s > 0 && t < BULK) f = flags(own) + (cta - cta % BULK + t);
+#endif
                     if (f) {
                         u32 v;
                         do {
@@ -1428,24 +1440,26 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                 };
 #if BULK
                 (void)fill;
-                if (cp_own) {
-                    // Rows r with r % BULK == rank, one bulk copy per row and plane; every CTA
-                    // of the cluster expects all rows of each group on its own barriers. The
-                    // flags were acquired in the generic proxy; the copies read in the async one.
+                // Rows r with r % BULK == rank, one bulk copy per row and plane; every CTA of the
+                // cluster expects all rows of each group on its own barriers. The flags were
+                // acquired in the generic proxy; the copies read in the async one.
+                auto issue = [&](const u64* src, stage_t* dst, int plane, int ld, u64* bars) {
                     constexpr u32 ROW_BYTES = HID * (u32)sizeof(stage_t);
                     constexpr int MINE = (BATCH + BULK - 1) / BULK;
                     if (threadIdx.x == 0)
                         for (int gq = 0; gq < NGROUPS; ++gq)
-                            mbar_expect(&s_bar[gq], (u32)min(8 * GROUP_TILES, BATCH - gq * 8 * GROUP_TILES) * WPLANES * ROW_BYTES);
-                    asm volatile("fence.proxy.async.global;" ::: "memory");
+                            mbar_expect(&bars[gq], (u32)min(8 * GROUP_TILES, BATCH - gq * 8 * GROUP_TILES) * WPLANES * ROW_BYTES);
                     for (int i = threadIdx.x; i < MINE * WPLANES; i += NTHR) {
                         const int pl = WPLANES > 1 ? i / MINE : 0, r = (int)rank + (i - pl * MINE) * BULK;
                         if (r < BATCH)
-                            bulk_row(hs + pl * HS_PLANE + r * LDH,
-                                     reinterpret_cast<const char*>(own) + ((size_t)pl * BATCH + r) * ROW_BYTES, ROW_BYTES,
-                                     &s_bar[r / (8 * GROUP_TILES)]);
+                            bulk_row(dst + pl * plane + r * ld,
+                                     reinterpret_cast<const char*>(src) + ((size_t)pl * BATCH + r) * ROW_BYTES, ROW_BYTES,
+                                     &bars[r / (8 * GROUP_TILES)]);
                     }
-                }
+                };
+                if (cp_own || cp_below) asm volatile("fence.proxy.async.global;" ::: "memory");
+                if (cp_own) issue(own, hs, HS_PLANE, LDH, s_bar);
+                if (cp_below) issue(below, xs, XS_PLANE, LDX, s_bar + NGROUPS);
 #else
 #pragma unroll
                 for (int gq = 0; gq < STAGE_SLOTS; ++gq) fill(gq);
@@ -1453,7 +1467,8 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #pragma unroll
                 for (int gq = 0; gq < NGROUPS; ++gq) {
 #if BULK
-                    if (cp_own) mbar_wait(&s_bar[gq], bar_parity);  // this group's rows have landed
+                    if (cp_own) mbar_wait(&s_bar[gq], parity_h);  // this group's rows have landed
+                    if (cp_below) mbar_wait(&s_bar[NGROUPS + gq], parity_x);
 #else
                     // groups committed so far: the first STAGE_SLOTS plus one refill per earlier group
                     cp_async_wait_pending(min(NGROUPS, STAGE_SLOTS + gq) - 1 - gq);
@@ -1481,14 +1496,14 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                     }
                 }
 #if BULK
-                if (cp_own) bar_parity ^= 1u;
+                if (cp_own) parity_h ^= 1u;
+                if (cp_below) parity_x ^= 1u;
 #endif
             };
             if (s == 0 && !STAGE_RING) {
                 load_init(h0, 0, hs);
 #if BULK
-                // generic writes to rows that later steps' bulk copies (async proxy) overwrite
-                asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+                proxy_fence_shared();  // generic writes to rows that later steps' bulk copies overwrite
 #endif
             }
             if (xin_g) load_x(xin_g, xin_k, s, reverse, s_len, 0, xs);
