@@ -272,7 +272,7 @@ def test_fp32_large_batch_products_as_three_bf16_passes_match(kw, monkeypatch):
     (dict(cell="gru", hidden=512, batch=64, seq_lens=True), "float32"),  # bf16x3: a hi and a lo plane per row
     # a wavefront: the deeper layer's input rows (the layer below's h) multicast too
     (dict(cell="lstm", hidden=512, batch=64, seq_lens=True, initial=True), "float16"),
-    (dict(cell="gru", hidden=256, batch=24, layers=3), "bfloat16"),
+    (dict(cell="gru", hidden=256, batch=24), "bfloat16"),
 ], ids=lambda v: _ids(v) if isinstance(v, dict) else str(v))
 def test_large_batch_rows_by_bulk_copies_match_and_equal_the_cp_async_build(kw, dtype, bulk):
     """The planned build moves a step's rows (own h, and in a wavefront the layer below's h)
