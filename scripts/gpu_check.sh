@@ -85,9 +85,9 @@ for s in $stages; do
                timeout 240 python3 benchmarks/bench_cuda_rnn.py --cells lstm,gru --hidden 1024 --batch 64 --T 100 \
                  --dtypes float16 --reps 20 --variants gt1,gt4,gt8,nt1,nt2,nopipe,mode --out "$out/cuda_rnn_1024_variants.md" ;;
     bulk) timeout 200 $pytest_gpu -vv tests/backends/test_cuda_persistent.py -k bulk_copies
-          timeout 240 python3 benchmarks/bench_cuda_rnn.py --cells lstm,gru --hidden 256,512,1024 --batch 16,32,64 --T 100 \
+          timeout 200 python3 benchmarks/bench_cuda_rnn.py --cells lstm,gru --hidden 256,512,1024 --batch 16,64 --T 100 \
             --dtypes float16 --reps 20 --variants bulk0 --out "$out/cuda_rnn_bulk.md"
-          timeout 150 python3 benchmarks/bench_cuda_rnn.py --cells lstm,gru --hidden 512,1024 --batch 16,32,64 --T 100 \
+          timeout 120 python3 benchmarks/bench_cuda_rnn.py --cells lstm,gru --hidden 512,1024 --batch 32 --T 100 \
             --dtypes float32 --reps 20 --variants bulk0 --out "$out/cuda_rnn_bulk_fp32.md" ;;
     firstcall) timeout 150 python3 benchmarks/cuda_first_call.py --out "$out/cuda_first_call.md" ;;
     l2) for l2 in 0 1; do
