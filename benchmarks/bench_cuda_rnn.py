@@ -343,6 +343,10 @@ def _variant(name: str, pers, plan, specs, limits):
         if not k.large_batch or k.ring_slots:  # a ring's slots are sized for the planned groups
             return None
         return PersistentStack(pers.problem, plan, [s.weights for s in specs], probe=(f"GROUP_TILES={name[2:]}",))
+    elif name == "share":  # large-batch step: every warp all row tiles of its K slice (MT_SHARE)
+        if not (k.large_batch and k.wreg) or k.mt_share or k.rows_padded // 16 < 2:
+            return None
+        k2 = replace(k, mt_share=True)
     elif name.startswith("bulk") and name[4:].isdigit():  # large-batch step: bulk row copies, clusters of N
         n = int(name[4:])
         if not k.large_batch or k.ring_slots or k.fused or k.bulk == n or k.ctas_per_group % max(n, 1):
@@ -767,7 +771,8 @@ def main(argv: list[str] | None = None) -> int:
                          "overlapping row copies and products), no-large-batch (no large-batch step), gtN (large-batch step, N n-tiles per "
                          "copy group), xregs (registers reserved for unused input-weight fragments), mode (the other "
                          "schedule: layerwise vs wavefront), bulkN (large-batch step: rows by bulk copies, "
-                         "multicast across clusters of N CTAs; bulk0: 16-byte cp.async)")
+                         "multicast across clusters of N CTAs; bulk0: 16-byte cp.async), share (large-batch step: each warp "
+                         "multiplies every row tile over its own K slice)")
     args = ap.parse_args(argv)
     if args.refloor:
         return refloor(args.refloor, args.out)

@@ -29,9 +29,11 @@ PROBES: dict[str, tuple[tuple[str, str], ...]] = {
     "PROBE_NO_DOT": (
         ("    if (r0 >= nrows) return;\n", "    if (r0 >= nrows) return;\n    return;\n"),
         ("""    const int g = lane >> 2, t = lane & 3;
-    for (int tile = warp; tile < MT * KSPLIT; tile += NWARP) {""", """    const int g = lane >> 2, t = lane & 3;
+#if MT_SHARE
+""", """    const int g = lane >> 2, t = lane & 3;
     return;
-    for (int tile = warp; tile < MT * KSPLIT; tile += NWARP) {"""),
+#if MT_SHARE
+"""),
     ),
     # large-batch step: no projected-input loads
     "PROBE_NO_XG": (

@@ -86,7 +86,7 @@ for s in $stages; do
                  --dtypes float16 --reps 20 --variants gt1,gt4,gt8,nt1,nt2,nopipe,mode --out "$out/cuda_rnn_1024_variants.md" ;;
     bulk) timeout 200 $pytest_gpu -vv tests/backends/test_cuda_persistent.py -k bulk_copies
           timeout 200 python3 benchmarks/bench_cuda_rnn.py --cells lstm,gru --hidden 256,512,1024 --batch 16,64 --T 100 \
-            --dtypes float16 --reps 20 --variants bulk0 --out "$out/cuda_rnn_bulk.md"
+            --dtypes float16 --reps 20 --variants bulk0,share --out "$out/cuda_rnn_bulk.md"
           timeout 120 python3 benchmarks/bench_cuda_rnn.py --cells lstm,gru --hidden 512,1024 --batch 32 --T 100 \
             --dtypes float32 --reps 20 --variants bulk0 --out "$out/cuda_rnn_bulk_fp32.md" ;;
     firstcall) timeout 150 python3 benchmarks/cuda_first_call.py --out "$out/cuda_first_call.md" ;;

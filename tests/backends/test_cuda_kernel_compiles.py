@@ -93,6 +93,8 @@ def _configs():
             out[name + "-cudacores"] = replace(k, tf32=False, packf=False, wreg=False)
         if k.ring_slots and k.group_tiles == 2:  # a ring of one-tile groups instead
             out[name + "-ring3x1"] = replace(k, group_tiles=1, ring_slots=3)
+        if k.large_batch and k.wreg and k.rows_padded >= 32 and replace(k, mt_share=True).smem_bytes <= 226 * 1024:
+            out[name + "-share"] = replace(k, mt_share=True)  # every warp all row tiles of its K slice
         if k.bulk:  # rows by 16-byte cp.async, and by bulk copies without clusters
             out[name + "-cpasync"] = replace(k, bulk=0)
             out[name + "-bulk1"] = replace(k, bulk=1)
@@ -128,6 +130,7 @@ def test_the_configurations_cover_every_kernel_variant():
     assert any(k.fuse_input for k in bf)
     assert any(k.wpart and not k.ring_slots for k in ks) and {(k.group_tiles, k.ring_slots) for k in ks if k.wpart} >= {(2, 2), (1, 3)}
     assert {k.bulk for k in ks if k.wtype != 0} >= {0, 1, 2} and any(k.bulk > 1 and k.bf16x3 for k in ks)
+    assert any(k.mt_share and k.wtype != 0 for k in ks)
 
 
 def _compile(nvrtc, cfg):

@@ -133,6 +133,25 @@ def test_persistent_kernel_on_the_host_matches_onnxruntime(host, name, kw, dtype
         assert max(errs.values()) <= TOL[dtype], (i, errs)
 
 
+@pytest.mark.parametrize("kw,dtype", [
+    (dict(cell="lstm", hidden=64, batch=16, layers=1, seq_lens=True, initial=True), "float16"),
+    (dict(cell="gru", hidden=64, batch=24, layers=2, initial=True), "bfloat16"),  # wavefront: input products too
+    (dict(cell="lstm", hidden=64, batch=16, layers=1, seq_lens=True), "float32"),  # three bf16 passes
+], ids=["lstm-fp16", "gru-bf16-wavefront", "lstm-fp32-bf16x3"])
+def test_large_batch_warps_sharing_staged_values_across_row_tiles(host, kw, dtype):
+    """MT_SHARE: each warp multiplies every row tile over its own K slice (fragments of two
+    tiles in its registers, twice the partial sums): the same outputs as onnxruntime."""
+    from dataclasses import replace
+
+    case, plan, stack = _build(kw, dtype, (8, 227), {})
+    k = replace(plan.kernel, mt_share=True)
+    assert k.large_batch and k.wreg and k.rows_padded // 16 >= 2 and k.ksplit == k.threads // 32
+    shared = persistent.PersistentStack(stack.problem, replace(plan, kernel=k), [s.weights for s in node_specs(case)],
+                                        device="cpu")
+    errs = stack_errors(host, case, dtype, make_inputs(case), shared, dev="cpu")
+    assert max(errs.values()) <= TOL[dtype], errs
+
+
 def test_a_shorter_call_and_outputs_written_in_another_type_and_layout(host):
     """A call shorter than planned runs its own length (the rest of the exchange buffer is
     stamped), and an fp16 stack writes y batch-major and h_n/c_n as float32 itself (the

@@ -44,6 +44,7 @@ class KernelConfig:
     ring_slots: int = 0  # large-batch step: staging ring of this many copy groups (RING_SLOTS; 0: all rows)
     group_tiles: int = GROUP_TILES  # large-batch step: n-tiles (8 batch rows) per copy group (GROUP_TILES)
     bf16x3: bool = False  # fp32: products as three bf16 passes over pre-split operands (BF16X3)
+    mt_share: bool = False  # large-batch step, fragments in registers: every warp all row tiles of one K slice (MT_SHARE)
     bulk: int = 0  # large-batch step: rows by bulk copies, multicast across clusters of this many CTAs (BULK; 0: cp.async)
 
     @property
@@ -93,7 +94,10 @@ class KernelConfig:
 
     @property
     def ksplit(self) -> int:
-        """Warps sharing one 16-row tile, each a slice of K (tensor-core builds)."""
+        """Slices of K the warps split a 16-row tile's product into (tensor-core builds): the
+        warps of one tile, or under mt_share every warp (each multiplies all tiles)."""
+        if self.mt_share:
+            return self.threads // 32
         return max(self.threads // 32 // (self.rows_padded // 16), 1)
 
     @property
@@ -112,7 +116,8 @@ class KernelConfig:
         if self.wpart:
             return per * self.wpart
         nit = lambda k: -(-(k // self.kstep) // self.ksplit)  # noqa: E731
-        return per * (nit(self.kp) + (nit(self.kx_eff) if self.fused else 0))
+        tiles = self.rows_padded // 16 if self.mt_share else 1
+        return per * tiles * (nit(self.kp) + (nit(self.kx_eff) if self.fused else 0))
 
     @property
     def kx_eff(self) -> int:
@@ -150,16 +155,15 @@ class KernelConfig:
         """Dynamic shared memory per CTA (mirrors the carve-up in persistent_rnn.cu)."""
         rows = self.gates * self.upc
         if self.mma:  # staging [8 per n-tile][K + pad] (fp16/bf16, or fp32 under tf32) and split-K partial sums
-            nwarp = self.threads // 32
             mt = self.rows_padded // 16
             nbt = -(-self.batch // 8) if self.large_batch else 1
             pad, esize = (4, 4) if self.tf32 else (8, 4) if self.bf16x3 else (8, 2)  # bf16x3: hi + lo planes
             stage = self.staged_rows * ((self.kp + pad) + ((self.kx_eff + pad) if self.fused else 0)) * esize
             # second set (input products) in two-barrier builds; large-batch ones only when fused
             sets = 2 if (self.two_barrier or (self.large_batch and self.fused)) else 1
-            red = mt * max(nwarp // mt, 1) * 128 * 4 * sets * nbt
+            red = mt * self.ksplit * 128 * 4 * sets * nbt
             # large-batch step: the initial h/c borrow the partial sums' space (STATE_IN_RED)
-            state_in_red = self.large_batch and 2 * self.upc * self.batch <= mt * max(nwarp // mt, 1) * 128 * nbt
+            state_in_red = self.large_batch and 2 * self.upc * self.batch <= mt * self.ksplit * 128 * nbt
         else:
             stage = self.bch * (self.kp + (self.kx_eff if self.fused else 0)) * 4
             red = 0
@@ -205,4 +209,5 @@ class KernelConfig:
             "RING_SLOTS": self.ring_slots,
             **({"GROUP_TILES": self.group_tiles} if self.group_tiles != GROUP_TILES else {}),
             **({"BULK": self.bulk} if self.bulk else {}),
+            **({"MT_SHARE": 1} if self.mt_share else {}),
         }

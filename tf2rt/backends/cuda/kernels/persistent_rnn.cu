@@ -163,8 +163,20 @@
 // BF16X3: lo planes of the in-kernel input weights and of the staged input rows.
 #define WS_PLANE (ROWS_P * KX)
 #define XS_PLANE (STG_ROWS * LDX)
-#define KSPLIT_M ((NWARP / MT) > 0 ? (NWARP / MT) : 1)
-// Per warp: one row tile, NIT_R (NIT_X) K steps of the recurrent (input) product.
+// MT_SHARE=1 (large-batch step, fragments in registers): every warp multiplies all MT row
+// tiles over its own K slice (NWARP slices), so each staged value it loads from shared
+// memory feeds MT mma instead of one; otherwise a warp owns one row tile and one of
+// NWARP / MT K slices, and the warps of different tiles load the same values.
+#ifndef MT_SHARE
+#define MT_SHARE 0
+#endif
+#if MT_SHARE && !(STEP_LARGE_BATCH && WREG && !WPART)
+#error "MT_SHARE needs the large-batch step with every fragment in registers"
+#endif
+#define KSPLIT_M (MT_SHARE ? NWARP : ((NWARP / MT) > 0 ? (NWARP / MT) : 1))
+// Row tiles whose fragments one warp holds in registers.
+#define FRAG_TILES (MT_SHARE ? MT : 1)
+// Per warp: NIT_R (NIT_X) K steps of the recurrent (input) product per row tile it owns.
 #define NIT_R ((KP / MMA_K + KSPLIT_M - 1) / KSPLIT_M)
 #define NIT_X ((KX / MMA_K + KSPLIT_M - 1) / KSPLIT_M)
 // Registers for input-weight fragments only where some group projects its input in the
@@ -176,7 +188,7 @@
 #if WPART && ((KP / MMA_K) % KSPLIT_M != 0 || WPART >= NIT_R || MT > NWARP)
 #error "WPART needs K steps divisible among the warps of a row tile, fewer than NIT_R, one row tile per warp"
 #endif
-#if WREG && MT > NWARP
+#if WREG && MT > NWARP && !MT_SHARE
 #error "WREG needs at most one row tile per warp"
 #endif
 #else
@@ -696,6 +708,64 @@ __device__ __forceinline__ void dot_two_barrier(const wt_t* fr, const stage_t* h
     constexpr bool RDIV = KSR % KSPLIT == 0, XDIV = KSX % KSPLIT == 0;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2, t = lane & 3;
+#if MT_SHARE
+    {
+        // Warp `warp` = K slice; each staged pair of B registers feeds every row tile, whose
+        // fragments sit at ar[mt * PR + it] (load_frags). The MT accumulators are the
+        // independent chains.
+        const int ksl = warp;
+        constexpr int PR = (KSR + KSPLIT - 1) / KSPLIT, PX = (KSX + KSPLIT - 1) / KSPLIT;  // fragments a tile
+        acc_t c[MT], e[MT];
+#pragma unroll
+        for (int it = 0; it < NIT; ++it) {
+            const int ks = ksl + it * KSPLIT;
+            if (RDIV ? (it < KSR / KSPLIT) : (ks < KSR)) {
+                const stage_t* v = hv + g * LDR + ks * MMA_K + t * (MMA_K / 8);
+                const u32 b0 = *reinterpret_cast<const u32*>(v), b1 = *reinterpret_cast<const u32*>(v + MMA_K / 2);
+#if BF16X3
+                const stage_t* vl = v + VPL;
+                const u32 l0 = *reinterpret_cast<const u32*>(vl), l1 = *reinterpret_cast<const u32*>(vl + MMA_K / 2);
+#endif
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+#if BF16X3
+                    mma_acc3(c[mt], ar[mt * PR + it], arl[mt * PR + it], b0, b1, l0, l1);
+#else
+                    mma_acc(c[mt], ar[mt * PR + it], b0, b1);
+#endif
+                }
+            }
+            if (WITH_X && (XDIV ? (it < KSX / KSPLIT) : (ks < KSX))) {
+                const stage_t* v = xv + g * LDXL + ks * MMA_K + t * (MMA_K / 8);
+                const u32 b0 = *reinterpret_cast<const u32*>(v), b1 = *reinterpret_cast<const u32*>(v + MMA_K / 2);
+#if BF16X3
+                const stage_t* vl = v + XS_PLANE;
+                const u32 l0 = *reinterpret_cast<const u32*>(vl), l1 = *reinterpret_cast<const u32*>(vl + MMA_K / 2);
+#endif
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+#if BF16X3
+                    mma_acc3(e[mt], ax[mt * PX + it], axl[mt * PX + it], b0, b1, l0, l1);
+#else
+                    mma_acc(e[mt], ax[mt * PX + it], b0, b1);
+#endif
+                }
+            }
+        }
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+            const size_t base = (size_t)(ksl * MT + mt) * 128;
+            put2(red + base + g * 8 + 2 * t, acc_get(c[mt], 0), acc_get(c[mt], 1));
+            put2(red + base + (g + 8) * 8 + 2 * t, acc_get(c[mt], 2), acc_get(c[mt], 3));
+            if (WITH_X) {
+                put2(redx + base + g * 8 + 2 * t, acc_get(e[mt], 0), acc_get(e[mt], 1));
+                put2(redx + base + (g + 8) * 8 + 2 * t, acc_get(e[mt], 2), acc_get(e[mt], 3));
+            }
+        }
+        (void)fr; (void)fx;
+    }
+    if (MT_SHARE) return;
+#endif
     for (int tile = warp; tile < MT * KSPLIT; tile += NWARP) {
         const int mt = tile % MT, ksl = tile / MT;
         acc_t c[2], e[2];
@@ -752,19 +822,25 @@ __device__ __forceinline__ float red_sum(const float* red, int row, int n) {
 }
 
 #if WREG || WPART
-// The A fragments this warp multiplies every step (row tile warp % MT, K slice warp / MT),
-// straight from the packed weights in device memory into registers, once per launch.
+// The A fragments this warp multiplies every step (row tile warp % MT, K slice warp / MT;
+// MT_SHARE: every row tile, K slice warp, at a[mt * NIT / MT + it]), straight from the
+// packed weights in device memory into registers, once per launch.
 template <int KLEN, int NIT>
 __device__ __forceinline__ void load_frags(const wt_t* block, uint4 (&a)[NIT]) {
-    constexpr int KS = KLEN / MMA_K;
+    constexpr int KS = KLEN / MMA_K, PER = NIT / FRAG_TILES;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int mt = warp % MT, ksl = warp / MT;
-    const bool has = warp < MT * KSPLIT_M && block != nullptr;
+    const int mt0 = MT_SHARE ? 0 : warp % MT, ksl = MT_SHARE ? warp : warp / MT;
+    const bool has = warp < (MT_SHARE ? NWARP : MT * KSPLIT_M) && block != nullptr;
 #pragma unroll
-    for (int it = 0; it < NIT; ++it) {
-        const int ks = ksl + it * KSPLIT_M;
-        a[it] = (has && ks < KS) ? *reinterpret_cast<const uint4*>(block + ((size_t)(mt * KS + ks) * 32 + lane) * FRAG_E)
-                                 : make_uint4(0u, 0u, 0u, 0u);
+    for (int f = 0; f < FRAG_TILES; ++f) {
+        const int mt = mt0 + f;
+#pragma unroll
+        for (int it = 0; it < PER; ++it) {
+            const int ks = ksl + it * KSPLIT_M;
+            a[f * PER + it] = (has && mt < MT && ks < KS)
+                                  ? *reinterpret_cast<const uint4*>(block + ((size_t)(mt * KS + ks) * 32 + lane) * FRAG_E)
+                                  : make_uint4(0u, 0u, 0u, 0u);
+        }
     }
 }
 #endif
@@ -1330,7 +1406,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         const wt_t* rblock = Rg + (size_t)cta * ROWS_P * KP * WPLANES;
 #if WREG || WPART
         // WREG: every fragment in registers; WPART: the first WPART K steps (the rest in Rs)
-        constexpr int NRR = WREG ? NIT_R : WPART;
+        constexpr int NRR = WREG ? FRAG_TILES * NIT_R : WPART;
         uint4 fragR[NRR];
         load_frags<KP, NRR>(rblock, fragR);
 #if BF16X3
@@ -1344,11 +1420,11 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         const uint4* fragRl = nullptr;
 #endif
 #if WREG
-        uint4 fragX[NIT_XR];
-        load_frags<KX, NIT_XR>(fused ? Wg + (size_t)cta * ROWS_P * KX * WPLANES : nullptr, fragX);
+        uint4 fragX[FRAG_TILES * NIT_XR];
+        load_frags<KX, FRAG_TILES * NIT_XR>(fused ? Wg + (size_t)cta * ROWS_P * KX * WPLANES : nullptr, fragX);
 #if BF16X3
-        uint4 fragXl[NIT_XR];  // lo plane
-        load_frags<KX, NIT_XR>(fused ? Wg + (size_t)cta * ROWS_P * KX * WPLANES + ROWS_P * KX : nullptr, fragXl);
+        uint4 fragXl[FRAG_TILES * NIT_XR];  // lo plane
+        load_frags<KX, FRAG_TILES * NIT_XR>(fused ? Wg + (size_t)cta * ROWS_P * KX * WPLANES + ROWS_P * KX : nullptr, fragXl);
 #else
         const uint4* fragXl = nullptr;
 #endif
