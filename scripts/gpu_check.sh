@@ -30,8 +30,9 @@
 #   bandwidth  benchmarks/cuda_step_bandwidth_probe.py: one-step fp32 H=1024 stacks at batch 1
 #              against a plain read of their weights' bytes
 #   bulk       the large-batch step with its rows moved by bulk copies multicast across clusters of
-#              two CTAs (the planned build): GPU tests, then the stacks it applies to against
-#              16-byte copies (bulk0)
+#              two CTAs (the planned build): GPU tests, then fp16 H=512/1024 batch 64 stacks against
+#              16-byte copies (bulk0) and with warps sharing staged values across row tiles (share)
+#   bulkgrid   the same comparison at batch 16 and 32 (fp16 H=256-1024) and for fp32
 #   firstcall  benchmarks/cuda_first_call.py: seconds to an engine's first result
 #   probe1024  where a step of the fp16 H=1024 batch-64 persistent stack goes (the one shape
 #              cuDNN still wins): bench_cuda_rnn.py --probe, parts of the step switched off, then
@@ -85,10 +86,12 @@ for s in $stages; do
                timeout 240 python3 benchmarks/bench_cuda_rnn.py --cells lstm,gru --hidden 1024 --batch 64 --T 100 \
                  --dtypes float16 --reps 20 --variants gt1,gt4,gt8,nt1,nt2,nopipe,mode --out "$out/cuda_rnn_1024_variants.md" ;;
     bulk) timeout 200 $pytest_gpu -vv tests/backends/test_cuda_persistent.py -k bulk_copies
-          timeout 200 python3 benchmarks/bench_cuda_rnn.py --cells lstm,gru --hidden 256,512,1024 --batch 16,64 --T 100 \
-            --dtypes float16 --reps 20 --variants bulk0,share --out "$out/cuda_rnn_bulk.md"
-          timeout 120 python3 benchmarks/bench_cuda_rnn.py --cells lstm,gru --hidden 512,1024 --batch 32 --T 100 \
-            --dtypes float32 --reps 20 --variants bulk0 --out "$out/cuda_rnn_bulk_fp32.md" ;;
+          timeout 150 python3 benchmarks/bench_cuda_rnn.py --cells lstm,gru --hidden 512,1024 --batch 64 --T 100 \
+            --dtypes float16 --reps 20 --variants bulk0,share --out "$out/cuda_rnn_bulk.md" ;;
+    bulkgrid) timeout 200 python3 benchmarks/bench_cuda_rnn.py --cells lstm,gru --hidden 256,512,1024 --batch 16,32 \
+                --T 100 --dtypes float16 --reps 20 --variants bulk0,share --out "$out/cuda_rnn_bulk_grid.md"
+              timeout 120 python3 benchmarks/bench_cuda_rnn.py --cells lstm,gru --hidden 512,1024 --batch 32 --T 100 \
+                --dtypes float32 --reps 20 --variants bulk0 --out "$out/cuda_rnn_bulk_fp32.md" ;;
     firstcall) timeout 150 python3 benchmarks/cuda_first_call.py --out "$out/cuda_first_call.md" ;;
     l2) for l2 in 0 1; do
           TF2RT_CUDA_L2_PERSIST=$l2 timeout 90 python3 benchmarks/bench_cuda_step.py --out "$out/cuda_step_l2_$l2.md" \
