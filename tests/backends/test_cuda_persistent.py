@@ -274,7 +274,7 @@ def test_fp32_large_batch_products_as_three_bf16_passes_match(kw, monkeypatch):
     (dict(cell="lstm", hidden=512, batch=64, seq_lens=True, initial=True), "float16"),
     (dict(cell="gru", hidden=256, batch=24), "bfloat16"),
 ], ids=lambda v: _ids(v) if isinstance(v, dict) else str(v))
-def test_large_batch_rows_by_bulk_copies_match_and_equal_the_cp_async_build(kw, dtype, bulk):
+def test_large_batch_rows_by_bulk_copies_match_and_equal_the_cp_async_build(kw, dtype, bulk, monkeypatch):
     """The planned build moves a step's rows (own h, and in a wavefront the layer below's h)
     by bulk copies multicast across clusters of two CTAs; the same stack with 16-byte cp.async (BULK=0), bulk copies without clusters (1) and
     clusters of four (which 128 CTAs cannot all be resident in: the stack falls back to 0)
@@ -284,6 +284,8 @@ def test_large_batch_rows_by_bulk_copies_match_and_equal_the_cp_async_build(kw, 
 
     kw = {"layers": 2, "seq_len": 12, **kw}
     kw.setdefault("input_size", kw["hidden"])
+    if kw["hidden"] < 1024:  # wavefronts take the multicast copies when asked
+        monkeypatch.setenv("TF2RT_CUDA_BULK", "2")
     case = RnnCase(seed=len(_ids(kw)) + 23, **kw)
     make_weights(case)
     specs = node_specs(case)

@@ -47,9 +47,11 @@ BULK_CLUSTER = 2
 def bulk_for(cfg: KernelConfig, device: DeviceLimits, options: CudaOptions | None = None) -> int:
     """The BULK value of a large-batch build: 0 (16-byte cp.async), 1 (bulk copies) or the
     cluster size of multicast bulk copies. Needs the large-batch step with every row staged
-    (no ring), compute capability 9.0, and groups that split into whole clusters."""
+    (no ring), compute capability 9.0, and groups that split into whole clusters. By
+    default only builds without in-kernel input products (one launch a layer) take it;
+    options.bulk names a form for the wavefront builds too."""
     env = resolve(options).bulk.strip()
-    want = int(env) if env.isdigit() else BULK_CLUSTER
+    want = int(env) if env.isdigit() else 0 if cfg.fused else BULK_CLUSTER
     if (not want or not cfg.large_batch or cfg.ring_slots or device.compute_capability < (9, 0)
             or cfg.ctas_per_group % want):
         return 0
