@@ -684,6 +684,28 @@ __device__ __forceinline__ void put2(float* p, float a, float b) {
     p[1] = b;
 }
 
+#if MT_SHARE
+// One K step of every row tile (MT_SHARE) on the staged B fragment at v (its lo plane VPL_
+// further on under BF16X3); a tile's fragments are a[mt * P + it] (al: their lo planes).
+template <int P, size_t VPL_>
+__device__ __forceinline__ void share_step(acc_t (&c)[MT], const uint4* a, const uint4* al, const stage_t* v, int it) {
+    const u32 b0 = *reinterpret_cast<const u32*>(v), b1 = *reinterpret_cast<const u32*>(v + MMA_K / 2);
+#if BF16X3
+    const u32 l0 = *reinterpret_cast<const u32*>(v + VPL_), l1 = *reinterpret_cast<const u32*>(v + VPL_ + MMA_K / 2);
+#else
+    (void)al;
+#endif
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+#if BF16X3
+        mma_acc3(c[mt], a[mt * P + it], al[mt * P + it], b0, b1, l0, l1);
+#else
+        mma_acc(c[mt], a[mt * P + it], b0, b1);
+#endif
+    }
+}
+#endif
+
 // Recurrent and input products of one step in one tensor-core pass (STEP_TWO_BARRIER). Warp w owns
 // row tile mt and K slice ksl for both products; R and W mma chains are interleaved into
 // four independent accumulators, so the tensor pipe never waits on a single chain. The
@@ -719,38 +741,10 @@ __device__ __forceinline__ void dot_two_barrier(const wt_t* fr, const stage_t* h
 #pragma unroll
         for (int it = 0; it < NIT; ++it) {
             const int ks = ksl + it * KSPLIT;
-            if (RDIV ? (it < KSR / KSPLIT) : (ks < KSR)) {
-                const stage_t* v = hv + g * LDR + ks * MMA_K + t * (MMA_K / 8);
-                const u32 b0 = *reinterpret_cast<const u32*>(v), b1 = *reinterpret_cast<const u32*>(v + MMA_K / 2);
-#if BF16X3
-                const stage_t* vl = v + VPL;
-                const u32 l0 = *reinterpret_cast<const u32*>(vl), l1 = *reinterpret_cast<const u32*>(vl + MMA_K / 2);
-#endif
-#pragma unroll
-                for (int mt = 0; mt < MT; ++mt) {
-#if BF16X3
-                    mma_acc3(c[mt], ar[mt * PR + it], arl[mt * PR + it], b0, b1, l0, l1);
-#else
-                    mma_acc(c[mt], ar[mt * PR + it], b0, b1);
-#endif
-                }
-            }
-            if (WITH_X && (XDIV ? (it < KSX / KSPLIT) : (ks < KSX))) {
-                const stage_t* v = xv + g * LDXL + ks * MMA_K + t * (MMA_K / 8);
-                const u32 b0 = *reinterpret_cast<const u32*>(v), b1 = *reinterpret_cast<const u32*>(v + MMA_K / 2);
-#if BF16X3
-                const stage_t* vl = v + XS_PLANE;
-                const u32 l0 = *reinterpret_cast<const u32*>(vl), l1 = *reinterpret_cast<const u32*>(vl + MMA_K / 2);
-#endif
-#pragma unroll
-                for (int mt = 0; mt < MT; ++mt) {
-#if BF16X3
-                    mma_acc3(e[mt], ax[mt * PX + it], axl[mt * PX + it], b0, b1, l0, l1);
-#else
-                    mma_acc(e[mt], ax[mt * PX + it], b0, b1);
-#endif
-                }
-            }
+            if (RDIV ? (it < KSR / KSPLIT) : (ks < KSR))
+                share_step<PR, VPL>(c, ar, arl, hv + g * LDR + ks * MMA_K + t * (MMA_K / 8), it);
+            if (WITH_X && (XDIV ? (it < KSX / KSPLIT) : (ks < KSX)))
+                share_step<PX, XS_PLANE>(e, ax, axl, xv + g * LDXL + ks * MMA_K + t * (MMA_K / 8), it);
         }
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
