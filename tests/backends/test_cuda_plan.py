@@ -635,3 +635,30 @@ def test_first_run_measurement_keeps_or_gives_back_the_l2_persisting_form(monkey
     assert chain.stack.l2_persisting == (winner == "step+l2")
     assert chain.plan.reason == f"first-run measurement: {winner} faster"
     assert released == ([] if winner == "step+l2" else [5 * mb])
+
+
+def test_multicast_row_copies_where_they_apply_and_the_floor_they_lower():
+    """Large-batch builds of one launch a layer move their rows by bulk copies multicast
+    across pairs of CTAs on compute capability 9.0 (BULK=2); wavefronts only when asked; none
+    where the CTAs of a group do not pair up, the rows go through a ring or the GPU has no
+    clusters. The operand term of the floor counts the rows once per pair."""
+    from tf2rt.backends.cuda.builds import bulk_for
+    from tf2rt.backends.cuda.options import CudaOptions
+
+    lw = RnnProblem("lstm", 1024, 1024, 64, 100, layers=2, dtype="float16")
+    k = make_plan(lw, H100, prefer="persistent").kernel
+    assert k.large_batch and not k.fused and k.ctas_per_group == 128 and k.bulk == 2
+    assert make_plan(lw, H100, prefer="persistent").describe()["row_copies"] == "bulk, multicast across clusters of 2 CTAs"
+    assert make_plan(lw, H100, prefer="persistent", options=CudaOptions(bulk="0")).kernel.bulk == 0
+    assert make_plan(lw, H100, prefer="persistent", options=CudaOptions(bulk="1")).kernel.bulk == 1
+    ampere = DeviceLimits(sm_count=108, compute_capability=(8, 0), smem_per_block=163 * 1024)
+    assert bulk_for(k, ampere) == 0
+    wave = make_plan(RnnProblem("lstm", 512, 512, 64, 100, layers=2, dtype="float16"), H100, prefer="persistent").kernel
+    assert wave.large_batch and wave.fused and wave.bulk == 0
+    assert bulk_for(wave, H100, CudaOptions(bulk="2")) == 2
+    assert replace(k, upc=9).ctas_per_group == 114 and bulk_for(replace(k, upc=9), H100) == 2
+    assert replace(k, upc=7).ctas_per_group == 147 and bulk_for(replace(k, upc=7), H100) == 0  # odd: no pairs
+    assert bulk_for(replace(k, ring_slots=2), H100) == 0
+    assert bulk_for(replace(k, large_batch=False), H100) == 0
+    plain = floor_parts(lw, replace(k, bulk=0), H100)["operand"]
+    assert floor_parts(lw, k, H100)["operand"] == pytest.approx(plain / 2)

@@ -15,7 +15,8 @@ def floor_parts(problem: RnnProblem, cfg: KernelConfig, device: DeviceLimits) ->
     - weights: streaming one CTA's weight slice out of shared memory (none where the weight
       fragments live in registers: nothing is streamed, the math term covers their use);
     - operand: the B x K values every CTA multiplies (h, and the layer below's h in a
-      wavefront) crossing L2 into every CTA, at the measured broadcast rate;
+      wavefront) crossing L2 into every CTA, at the measured broadcast rate (once per
+      cluster where the build multicasts them: BULK);
     - math: one CTA's multiply-adds at the SM's peak rate (bf16x3 builds: a third of the
       bf16 rate).
     """
@@ -28,7 +29,7 @@ def floor_parts(problem: RnnProblem, cfg: KernelConfig, device: DeviceLimits) ->
     # an in-kernel first-layer projection) also receive an input row.
     deeper = cfg.groups - 1 if (cfg.fused and not cfg.fuse_input) else cfg.groups if cfg.fused else 0
     k_total = cfg.groups * cfg.kp + deeper * cfg.kx_eff
-    operand = cfg.ctas_per_group * k_total * problem.batch * stage_bytes / device.l2_bytes_per_s
+    operand = cfg.ctas_per_group * k_total * problem.batch * stage_bytes / device.l2_bytes_per_s / max(cfg.bulk, 1)
     flops = 2.0 * rows * k_cta * problem.batch
     # fp32: the form the build runs (three bf16 passes run at a third of the bf16 rate)
     rate = device.flops_per_clock["half"] / 3 if cfg.bf16x3 else device.flops_per_clock["half" if cfg.wtype != 0 else "float32"]
