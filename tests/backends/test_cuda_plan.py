@@ -554,17 +554,20 @@ def test_first_run_measurement_times_candidates_in_turns(monkeypatch):
 def test_first_run_candidates_per_sequence_length_and_options():
     """What the first-run measurement times: one-step stacks also as the single-step stack
     with and without its weights persisting in L2 (only while TF2RT_CUDA_L2_PERSIST leaves
-    it open), longer ones also on the row kernel (unless switched off); stacks with
+    it open), longer ones also on the row kernel (unless switched off) and as the persistent
+    kernel with plain row copies (while TF2RT_CUDA_BULK leaves it open); stacks with
     per-sequence lengths never on cuDNN (it cannot take them inside a graph)."""
-    from tf2rt.backends.cuda import STEP_L2, tune_candidates
+    from tf2rt.backends.cuda import PERSISTENT_CP, STEP_L2, tune_candidates
     from tf2rt.backends.cuda.options import CudaOptions
 
     assert tune_candidates(1, False, CudaOptions()) == ["persistent", "cudnn", "step", STEP_L2]
     assert tune_candidates(1, True, CudaOptions()) == ["persistent", "step", STEP_L2]
     for fixed in (True, False):  # the user's choice is the only step form timed
         assert tune_candidates(1, False, CudaOptions(l2_persist=fixed)) == ["persistent", "cudnn", "step"]
-    assert tune_candidates(100, False, CudaOptions()) == ["persistent", "cudnn", "row"]
-    assert tune_candidates(100, True, CudaOptions(row=False)) == ["persistent"]
+    assert tune_candidates(100, False, CudaOptions()) == ["persistent", PERSISTENT_CP, "cudnn", "row"]
+    assert tune_candidates(100, True, CudaOptions(row=False)) == ["persistent", PERSISTENT_CP]
+    for fixed in ("0", "1", "2"):  # the user's choice of row copies is the only one timed
+        assert PERSISTENT_CP not in tune_candidates(100, False, CudaOptions(bulk=fixed))
     assert tune_candidates(1, False, CudaOptions.from_env({"TF2RT_CUDA_L2_PERSIST": "0"}))[-1] == "step"
 
 
@@ -662,3 +665,50 @@ def test_multicast_row_copies_where_they_apply_and_the_floor_they_lower():
     assert bulk_for(replace(k, large_batch=False), H100) == 0
     plain = floor_parts(lw, replace(k, bulk=0), H100)["operand"]
     assert floor_parts(lw, k, H100)["operand"] == pytest.approx(plain / 2)
+
+
+@pytest.mark.parametrize("winner", ["persistent", "persistent+cp.async", "no multicast"])
+def test_first_run_measurement_times_plain_row_copies_against_multicast(monkeypatch, winner):
+    """The runner's first-run measurement on the CPU, stacks and timings faked: a persistent
+    build that multicasts its rows (BULK) is also timed with plain 16-byte copies
+    (TF2RT_CUDA_BULK=0's build), and the faster is kept; a build without multicast copies
+    gets no such candidate."""
+    from types import SimpleNamespace
+
+    torch = pytest.importorskip("torch")
+    import tf2rt.backends.cuda as cuda
+    import tf2rt.backends.cuda.rnn as rnn
+    from tf2rt.backends.cuda.options import CudaOptions
+
+    built = []
+
+    def fake_make_stack(specs, B, T, dtype, limits, prefer=None, options=None):
+        built.append((prefer, options.bulk))
+        bulk = 0 if (options.bulk == "0" or winner == "no multicast") else 2
+        plan = SimpleNamespace(engine=prefer, measured=None, reason="", kernel=SimpleNamespace(bulk=bulk))
+        return (lambda x: (x, x, None)), plan
+
+    fake_times = {"persistent": 30.0 if winner != "persistent+cp.async" else 32.0, "persistent+cp.async": 31.0,
+                  "cudnn": 40.0, "row": 50.0}
+    monkeypatch.setattr(rnn, "make_stack", fake_make_stack)
+    monkeypatch.setattr(cuda, "CapturedCall", lambda fn: fn)
+    monkeypatch.setattr(cuda, "_time_in_turns", lambda calls: {k: fake_times[k] for k in calls})
+    chain = SimpleNamespace(plan=SimpleNamespace(engine="persistent"), stack_key=(100, 64, "torch.float16"),
+                            has_seq_lens=False, specs=[SimpleNamespace(weights=[SimpleNamespace(input_size=8)])],
+                            targets={})
+    runner = object.__new__(cuda.CudaRunner)
+    runner.torch = SimpleNamespace(randn=lambda *shape, device=None, dtype=None: torch.randn(*shape),
+                                   float16=torch.float16)
+    runner.executor = SimpleNamespace(chains=[chain])
+    runner.build_options = CudaOptions()
+    runner.limits = SimpleNamespace(l2_size=50 << 20)
+    runner._l2_kept = False
+    runner._tune({})
+    if winner == "no multicast":
+        assert built == [("persistent", ""), ("cudnn", ""), ("row", "")]
+        assert chain.plan.reason == "first-run measurement: persistent faster"
+        return
+    assert built == [("persistent", ""), ("persistent", "0"), ("cudnn", ""), ("row", "")]
+    assert set(chain.plan.measured) == {"persistent", "persistent+cp.async", "cudnn", "row"}
+    assert chain.plan.reason == f"first-run measurement: {winner} faster"
+    assert chain.plan.kernel.bulk == (2 if winner == "persistent" else 0)

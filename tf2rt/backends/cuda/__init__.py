@@ -146,8 +146,8 @@ class CudaRunner(Runner):
 
     def _tune(self, static: Mapping[str, Any]) -> None:
         """First-run measurement per stack: the candidates of tune_candidates (persistent
-        kernel, cuDNN, for one step the single-step stack with and without its weights
-        persisting in L2, the row kernel); keep the fastest. Where the persisting form was
+        kernel, with and without multicast row copies, cuDNN, for one step the single-step
+        stack with and without its weights persisting in L2, the row kernel); keep the fastest. Where the persisting form was
         tried and is not kept (by this stack or an earlier one), L2 is given back as it
         was. Candidates are timed in turns (TUNE_ROUNDS rounds, each candidate's best round
         kept), so a GPU still raising its clocks, or a passing disturbance, does not favour
@@ -164,6 +164,10 @@ class CudaRunner(Runner):
             options = {}  # candidate -> (captured call, stack, plan, targets taken)
             set_aside = None  # the persisting L2 set-aside before the L2 candidate asked for more
             for engine in tune_candidates(T, chain.has_seq_lens, self.build_options):
+                if engine == PERSISTENT_CP:  # only where the persistent build multicasts its rows
+                    persistent = options.get("persistent")
+                    if persistent is None or not getattr(getattr(persistent[2], "kernel", None), "bulk", 0):
+                        continue
                 if engine == STEP_L2:  # only where L2 would not keep the weights anyway
                     step = options.get("step")
                     if step is None or not l2_persist_may_pay(step[1].weight_bytes, self.limits.l2_size):
@@ -197,11 +201,15 @@ class CudaRunner(Runner):
             # lines stay there while the plain form is timed in turn: a small bias its way,
             # since 64 MB streamed in one order keeps little)
             kind, build = "step", dataclasses.replace(self.build_options, l2_persist=True)
+        if engine == PERSISTENT_CP:
+            kind, build = "persistent", dataclasses.replace(self.build_options, bulk="0")
         try:
             stack, p = make_stack(chain.specs, B, T, dtype, self.limits, prefer=kind, options=build)
         except Tf2rtError:
             return None
         if p.engine != kind or (engine == STEP_L2 and not stack.l2_persisting):
+            return None
+        if engine == PERSISTENT_CP and getattr(p.kernel, "bulk", 0):
             return None
         x = torch.randn(T, B, chain.specs[0].weights[0].input_size, device="cuda", dtype=getattr(torch, dtype))
         targets = dict(chain.targets)
@@ -331,15 +339,21 @@ def _time_each(fn: Any, iterations: int, warmup: int) -> list[float]:
 TUNE_ROUNDS, TUNE_REPS = 3, 5
 #: The first-run candidate "single-step stack with its weights persisting in L2".
 STEP_L2 = "step+l2"
+#: The first-run candidate "persistent kernel whose large-batch step copies its rows with
+#: 16-byte cp.async" (against the planned multicast bulk copies, BULK).
+PERSISTENT_CP = "persistent+cp.async"
 
 
 def tune_candidates(T: int, has_seq_lens: bool, options: CudaOptions) -> list[str]:
-    """What the first-run measurement times for a stack of T steps: the persistent kernel;
-    cuDNN (not with per-sequence lengths, which cuDNN in a graph cannot take); for one step
-    the single-step stack, and (options.l2_persist unset) that stack with its weights
-    persisting in L2, which the runner drops where L2 would keep them anyway; for longer
-    sequences the row kernel (options.row)."""
-    out = ["persistent"] + ([] if has_seq_lens else ["cudnn"])
+    """What the first-run measurement times for a stack of T steps: the persistent kernel,
+    for longer sequences (options.bulk unset) also with its rows copied the plain way where
+    its build multicasts them (the runner drops it elsewhere); cuDNN (not with per-sequence
+    lengths, which cuDNN in a graph cannot take); for one step the single-step stack, and
+    (options.l2_persist unset) that stack with its weights persisting in L2, which the
+    runner drops where L2 would keep them anyway; for longer sequences the row kernel
+    (options.row)."""
+    out = ["persistent"] + ([PERSISTENT_CP] if T > 1 and not options.bulk else [])
+    out += [] if has_seq_lens else ["cudnn"]
     if T == 1:
         out += ["step"] + ([STEP_L2] if options.l2_persist is None else [])
     elif options.row:
