@@ -85,7 +85,7 @@ for s in $stages; do
                  --reps 20 --out "$out/cuda_probe_1024.md"
                timeout 240 python3 benchmarks/bench_cuda_rnn.py --cells lstm,gru --hidden 1024 --batch 64 --T 100 \
                  --dtypes float16 --reps 20 --variants gt1,gt4,gt8,nt1,nt2,nopipe,mode --out "$out/cuda_rnn_1024_variants.md" ;;
-    bulk) timeout 200 $pytest_gpu -vv tests/backends/test_cuda_persistent.py -k bulk_copies
+    bulk) timeout 240 $pytest_gpu -vv tests/backends/test_cuda_persistent.py -k "bulk_copies or sharing_staged"
           timeout 150 python3 benchmarks/bench_cuda_rnn.py --cells lstm,gru --hidden 512,1024 --batch 64 --T 100 \
             --dtypes float16 --reps 20 --variants bulk0,share --out "$out/cuda_rnn_bulk.md" ;;
     bulkgrid) timeout 200 python3 benchmarks/bench_cuda_rnn.py --cells lstm,gru --hidden 256,512,1024 --batch 16,32 \

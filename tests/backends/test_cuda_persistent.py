@@ -315,3 +315,27 @@ def test_large_batch_rows_by_bulk_copies_match_and_equal_the_cp_async_build(kw, 
         for w, g in zip(want, got):
             if w is not None:
                 assert torch.equal(w, g), float((w.float() - g.float()).abs().max())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kw,dtype", [
+    (dict(cell="lstm", hidden=1024, batch=64, seq_lens=True, initial=True), "float16"),
+    (dict(cell="gru", hidden=1024, batch=40, initial=True), "bfloat16"),  # the last copy group partial
+], ids=lambda v: _ids(v) if isinstance(v, dict) else str(v))
+def test_large_batch_warps_sharing_staged_values_across_row_tiles_match(kw, dtype):
+    """MT_SHARE (the benchmark's `share`): every warp multiplies both row tiles over its own
+    K slice; the sums split K eight ways instead of four, so outputs match onnxruntime
+    within the dtype's tolerance (not bit for bit the planned build)."""
+    from dataclasses import replace
+
+    kw = {"layers": 2, "seq_len": 12, "input_size": kw["hidden"], **kw}
+    case = RnnCase(seed=len(_ids(kw)) + 29, **kw)
+    make_weights(case)
+    specs = node_specs(case)
+    stack, plan = make_stack(specs, case.batch, case.seq_len, dtype, device_limits(), prefer="persistent",
+                             has_seq_lens=case.seq_lens)
+    k = replace(plan.kernel, mt_share=True)
+    assert k.large_batch and k.wreg and k.rows_padded == 32 and k.smem_bytes <= device_limits().smem_per_block
+    other = PersistentStack(stack.problem, replace(plan, kernel=k), [s.weights for s in specs])
+    errs = _errors(other, case, make_inputs(case), dtype)
+    assert max(errs.values()) <= TOL[dtype], errs
