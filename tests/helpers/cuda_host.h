@@ -117,6 +117,8 @@ inline int __syncthreads_or(int p) {
     return acc[k];
 }
 inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+// How long every thread of a launch may spin without any of them moving on.
+constexpr unsigned long long EMU_SPIN_LIMIT_NS = 30ull * 1000 * 1000 * 1000;
 inline unsigned long long emu_clock_ns() {
     return (unsigned long long)std::chrono::duration_cast<std::chrono::nanoseconds>(
                std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -296,7 +298,7 @@ inline void emu_run(unsigned first, unsigned n, unsigned block) {
     std::fill(emu.phase.begin(), emu.phase.end(), 0u);
     std::fill(emu.block_or.begin(), emu.block_or.end(), 0);
     const unsigned warps_a_block = (block + 31) / 32;
-    unsigned long long idle = 0;
+    unsigned long long idle = 0, idle_since = 0;
     for (;;) {
         bool ran = false, progress = false;
         for (unsigned i = first; i < first + n; ++i) {
@@ -350,7 +352,12 @@ inline void emu_run(unsigned first, unsigned n, unsigned block) {
         if (live_all == 0) break;
         if (!ran && !opened) throw std::runtime_error("threads wait at different barriers (deadlock)");
         idle = (progress || opened) ? 0 : idle + 1;
-        if (idle > 2000000) throw std::runtime_error("every thread spins and none moves on (deadlock)");
+        // Rounds in which every thread only spins: a deadlock once there are very many of
+        // them, or once they have lasted EMU_SPIN_LIMIT_NS (a big grid makes few rounds a
+        // second; waits on the clock move on within milliseconds).
+        if (idle == 1) idle_since = emu_clock_ns();
+        if (idle > 2000000 || (idle && emu_clock_ns() - idle_since > EMU_SPIN_LIMIT_NS))
+            throw std::runtime_error("every thread spins and none moves on (deadlock)");
     }
 }
 

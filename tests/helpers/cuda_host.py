@@ -97,7 +97,7 @@ class HostKernel:
         self.fn = getattr(lib, f"launch_{name}")
         self.types = [_ctype(p) for p in params]
         self.fn.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_size_t] + self.types
-        self.fn.restype = None
+        self.fn.restype = ctypes.c_char_p
 
     def __call__(self, grid: tuple, block: tuple, args: tuple, shared_mem: int = 0) -> None:
         if len(args) != len(self.types):
@@ -106,7 +106,9 @@ class HostKernel:
             raise ValueError("host emulation runs 1-D grids and blocks only")
         values = [t(int(a) if t is ctypes.c_void_p else a.item() if hasattr(a, "item") else a)
                   for t, a in zip(self.types, args)]
-        self.fn(int(grid[0]), int(block[0]), int(shared_mem), *values)
+        err = self.fn(int(grid[0]), int(block[0]), int(shared_mem), *values)
+        if err is not None:
+            raise RuntimeError(f"{self.name} (host emulation): {err.decode()}")
 
 
 # The persistent kernel's inline PTX, as host code: each edit's text must occur exactly once
@@ -231,8 +233,12 @@ def _wrappers(preprocessed: str, concurrent: bool) -> tuple[str, dict[str, list[
         kname, params = m.group(1), [" ".join(p.split()) for p in m.group(2).split(",") if p.strip()]
         kernels[kname] = params
         names = ", ".join(re.findall(r"(\w+)$", p)[0] for p in params)
-        wrappers.append(f'extern "C" void launch_{kname}(unsigned grid, unsigned block, size_t smem, '
-                        f'{", ".join(params)}) {{ emu_launch(grid, block, smem, {str(concurrent).lower()}, [&] {{ {kname}({names}); }}); }}')
+        # A failed launch (the emulator's deadlock checks) returns its message instead of
+        # letting the C++ exception end the process.
+        wrappers.append(f'extern "C" const char* launch_{kname}(unsigned grid, unsigned block, size_t smem, '
+                        f'{", ".join(params)}) {{ static std::string err; try {{ emu_launch(grid, block, smem, '
+                        f'{str(concurrent).lower()}, [&] {{ {kname}({names}); }}); return nullptr; }} '
+                        f'catch (const std::exception& e) {{ err = e.what(); return err.c_str(); }} }}')
     return "\n".join(wrappers) + "\n", kernels
 
 
@@ -245,7 +251,9 @@ def host_kernels(name: str, defines: dict[str, int], concurrent: bool = False) -
     src = f'#include "{HEADER}"\n' + host_source(name, concurrent)
     flags = ["-std=c++20", "-O1", "-fno-strict-aliasing", "-shared", "-fPIC", "-pthread", "-w"]
     flags += [f"-D{k}={v}" for k, v in sorted(defines.items())]
-    key = hashlib.sha256((src + HEADER.read_text() + " ".join(flags) + str(concurrent)).encode()).hexdigest()[:20]
+    # this file too: it writes the launch wrappers
+    key = hashlib.sha256((src + HEADER.read_text() + Path(__file__).read_text() + " ".join(flags)
+                          + str(concurrent)).encode()).hexdigest()[:20]
     _BUILD.mkdir(parents=True, exist_ok=True)
     lib_path = _BUILD / f"{name.split('.')[0]}-{key}.so"
     cpp = _BUILD / f"{key}-{os.getpid()}.cpp"  # per process: test workers build side by side
