@@ -294,9 +294,9 @@ def test_large_batch_rows_by_bulk_copies_match_and_equal_the_cp_async_build(kw, 
     k = plan.kernel
     assert k.large_batch and not k.ring_slots and k.bulk == 2, plan.describe()
     assert (plan.mode == "wavefront") == (kw["hidden"] < 1024)
-    assert stack.cfg.bulk == 2  # 64 clusters of two fit on an H100/H200
+    assert stack.cfg.bulk == 2 and plan.kernel == stack.cfg  # 64 clusters of two fit on an H100/H200
     other = PersistentStack(stack.problem, replace(plan, kernel=replace(k, bulk=bulk)), [s.weights for s in specs])
-    assert other.cfg.bulk == (0 if bulk == 4 else bulk), other.plan.describe()
+    assert other.cfg.bulk == other.plan.kernel.bulk == (0 if bulk == 4 else bulk), other.plan.describe()
     feeds = make_inputs(case)
     for st in (stack, other):
         errs = _errors(st, case, feeds, dtype)

@@ -147,9 +147,9 @@ class CudaRunner(Runner):
     def _tune(self, static: Mapping[str, Any]) -> None:
         """First-run measurement per stack: the candidates of tune_candidates (persistent
         kernel, with and without multicast row copies, cuDNN, for one step the single-step
-        stack with and without its weights persisting in L2, the row kernel); keep the fastest. Where the persisting form was
-        tried and is not kept (by this stack or an earlier one), L2 is given back as it
-        was. Candidates are timed in turns (TUNE_ROUNDS rounds, each candidate's best round
+        stack with and without its weights persisting in L2, the row kernel); keep the
+        fastest. Where the persisting form was tried and is not kept (by this stack or an
+        earlier one), L2 is given back as it was. Candidates are timed in turns (TUNE_ROUNDS rounds, each candidate's best round
         kept), so a GPU still raising its clocks, or a passing disturbance, does not favour
         whichever candidate happened to be timed last."""
         from .launch import l2_release, l2_set_aside_now
@@ -196,13 +196,8 @@ class CudaRunner(Runner):
         from .rnn import make_stack
 
         torch = self.torch
-        kind, build = engine, self.build_options
-        if engine == STEP_L2:  # the single-step stack with its weights persisting in L2 (its
-            # lines stay there while the plain form is timed in turn: a small bias its way,
-            # since 64 MB streamed in one order keeps little)
-            kind, build = "step", dataclasses.replace(self.build_options, l2_persist=True)
-        if engine == PERSISTENT_CP:
-            kind, build = "persistent", dataclasses.replace(self.build_options, bulk="0")
+        kind, forced = _CANDIDATE_FORMS.get(engine, (engine, {}))
+        build = dataclasses.replace(self.build_options, **forced)
         try:
             stack, p = make_stack(chain.specs, B, T, dtype, self.limits, prefer=kind, options=build)
         except Tf2rtError:
@@ -342,6 +337,10 @@ STEP_L2 = "step+l2"
 #: The first-run candidate "persistent kernel whose large-batch step copies its rows with
 #: 16-byte cp.async" (against the planned multicast bulk copies, BULK).
 PERSISTENT_CP = "persistent+cp.async"
+#: Candidates that are another engine's stack with build options forced: (engine, options).
+#: STEP_L2's lines stay in L2 while the plain form is timed in turn: a small bias its way,
+#: since 64 MB streamed in one order keeps little.
+_CANDIDATE_FORMS = {STEP_L2: ("step", {"l2_persist": True}), PERSISTENT_CP: ("persistent", {"bulk": "0"})}
 
 
 def tune_candidates(T: int, has_seq_lens: bool, options: CudaOptions) -> list[str]:

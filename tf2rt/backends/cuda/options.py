@@ -47,10 +47,10 @@ L2_ENV = "TF2RT_CUDA_L2_PERSIST"
 #: cluster of CTAs, per direction and batch rows with a layer's weights on chip); by default
 #: it times it too where it applies and keeps it where it is fastest.
 ROW_ENV = "TF2RT_CUDA_ROW"
-#: Large-batch builds without in-kernel input products (one launch a layer): "0" copies each
-#: step's rows with 16-byte cp.async from every thread; "1" with bulk copies; a number n > 1
-#: with bulk copies multicast across clusters of n CTAs; unset: clusters of two where the
-#: GPU has them (compute capability 9.0 and later).
+#: Large-batch builds: "0" copies each step's rows with 16-byte cp.async from every thread;
+#: "1" with bulk copies; a number n > 1 with bulk copies multicast across clusters of n CTAs;
+#: unset: clusters of two for builds of one launch a layer where the GPU has clusters
+#: (compute capability 9.0 and later), and the first-run measurement times plain copies too.
 BULK_ENV = "TF2RT_CUDA_BULK"
 
 

@@ -165,7 +165,8 @@ def make_stack(specs: Sequence[RnnNodeSpec], batch: int, seq_len: int, dtype: st
 
         return RowStack(problem, plan.row, layers, device=torch_device, options=options), plan
     if plan.engine == "persistent":
-        return PersistentStack(problem, plan, layers, device=torch_device, options=options), plan
+        stack = PersistentStack(problem, plan, layers, device=torch_device, options=options)
+        return stack, stack.plan  # the build it runs (without clusters where they do not fit)
     if plan.engine == "cudnn":
         return CudnnStack(problem, layers, device=torch_device), plan
     if len({tuple(s.activations) for s in specs}) > 1:

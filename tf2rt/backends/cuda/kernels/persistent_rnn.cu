@@ -758,8 +758,7 @@ __device__ __forceinline__ void dot_two_barrier(const wt_t* fr, const stage_t* h
         }
         (void)fr; (void)fx;
     }
-    if (MT_SHARE) return;
-#endif
+#else
     for (int tile = warp; tile < MT * KSPLIT; tile += NWARP) {
         const int mt = tile % MT, ksl = tile / MT;
         acc_t c[2], e[2];
@@ -804,6 +803,7 @@ __device__ __forceinline__ void dot_two_barrier(const wt_t* fr, const stage_t* h
             put2(redx + base + (g + 8) * 8 + 2 * t, acc_get(e[0], 2) + acc_get(e[1], 2), acc_get(e[0], 3) + acc_get(e[1], 3));
         }
     }
+#endif
 }
 
 // Sum of the KSPLIT partials of (row, batch column n) left by dot_two_barrier.
