@@ -266,15 +266,15 @@ def test_fp32_large_batch_products_as_three_bf16_passes_match(kw, monkeypatch):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("bulk", [0, 1, 4])
-@pytest.mark.parametrize("kw,dtype", [
-    (dict(cell="lstm", hidden=1024, batch=64, seq_lens=True, initial=True), "float16"),  # every row staged
-    (dict(cell="gru", hidden=1024, batch=40, initial=True), "float16"),  # the last copy group partial
-    (dict(cell="gru", hidden=512, batch=64, seq_lens=True), "float32"),  # bf16x3: a hi and a lo plane per row
+@pytest.mark.parametrize("kw,dtype,mode", [
+    (dict(cell="lstm", hidden=1024, batch=64, seq_lens=True, initial=True), "float16", "layerwise"),  # every row
+    (dict(cell="gru", hidden=1024, batch=40, initial=True), "float16", "layerwise"),  # the last copy group partial
+    (dict(cell="gru", hidden=512, batch=64, seq_lens=True), "float32", "layerwise"),  # bf16x3: hi and lo planes
     # a wavefront: the deeper layer's input rows (the layer below's h) multicast too
-    (dict(cell="lstm", hidden=512, batch=64, seq_lens=True, initial=True), "float16"),
-    (dict(cell="gru", hidden=256, batch=24), "bfloat16"),
+    (dict(cell="lstm", hidden=512, batch=64, seq_lens=True, initial=True), "float16", "wavefront"),
+    (dict(cell="gru", hidden=256, batch=24), "bfloat16", "wavefront"),
 ], ids=lambda v: _ids(v) if isinstance(v, dict) else str(v))
-def test_large_batch_rows_by_bulk_copies_match_and_equal_the_cp_async_build(kw, dtype, bulk, monkeypatch):
+def test_large_batch_rows_by_bulk_copies_match_and_equal_the_cp_async_build(kw, dtype, mode, bulk, monkeypatch):
     """The planned build moves a step's rows (own h, and in a wavefront the layer below's h)
     by bulk copies multicast across clusters of two CTAs; the same stack with 16-byte cp.async (BULK=0), bulk copies without clusters (1) and
     clusters of four (which 128 CTAs cannot all be resident in: the stack falls back to 0)
@@ -284,7 +284,7 @@ def test_large_batch_rows_by_bulk_copies_match_and_equal_the_cp_async_build(kw, 
 
     kw = {"layers": 2, "seq_len": 12, **kw}
     kw.setdefault("input_size", kw["hidden"])
-    if kw["hidden"] < 1024:  # wavefronts take the multicast copies when asked
+    if mode == "wavefront":  # wavefronts take the multicast copies when asked
         monkeypatch.setenv("TF2RT_CUDA_BULK", "2")
     case = RnnCase(seed=len(_ids(kw)) + 23, **kw)
     make_weights(case)
@@ -293,7 +293,7 @@ def test_large_batch_rows_by_bulk_copies_match_and_equal_the_cp_async_build(kw, 
                              has_seq_lens=case.seq_lens)
     k = plan.kernel
     assert k.large_batch and not k.ring_slots and k.bulk == 2, plan.describe()
-    assert (plan.mode == "wavefront") == (kw["hidden"] < 1024)
+    assert plan.mode == mode, plan.describe()
     assert stack.cfg.bulk == 2 and plan.kernel == stack.cfg  # 64 clusters of two fit on an H100/H200
     other = PersistentStack(stack.problem, replace(plan, kernel=replace(k, bulk=bulk)), [s.weights for s in specs])
     assert other.cfg.bulk == other.plan.kernel.bulk == (0 if bulk == 4 else bulk), other.plan.describe()
