@@ -98,14 +98,77 @@ def measure(cell: str, hidden: int, reps: int) -> list[dict]:
     return rows
 
 
+PREFETCH_SHAPES = "lstm:1024:float32,gru:1024:float32,lstm:1024:float16,gru:1024:float16,lstm:512:float32,gru:512:float16"
+
+
+def measure_prefetch(masks: list[str], reps: int, shapes: str = PREFETCH_SHAPES) -> list[dict]:
+    """One-step stacks of 2 layers at batch 1 with each L2 prefetch mask of the one-launch
+    layers (TF2RT_CUDA_GEMV_L2PF: 1 the next layer's rows, 2 the rest of the own row, 4
+    streaming own loads), without and with weights persisting in L2, in one process, in
+    turns (each round times every form once; medians over rounds); outputs must equal the
+    mask-0 stack's exactly (prefetches change no value)."""
+    import torch
+
+    from tf2rt.backends.cuda.options import CudaOptions
+    from tf2rt.backends.cuda.persistent import device_limits
+    from tf2rt.backends.cuda.rnn import make_stack
+
+    limits = device_limits()
+    rows = []
+    for shape in shapes.split(","):
+        cell, hidden, dtype = shape.split(":")
+        hidden = int(hidden)
+        specs = specs_for(cell, hidden, 2, hidden)
+        x = torch.randn(1, 1, hidden, device="cuda").to(getattr(torch, dtype))
+        forms = {}
+        for m, l2 in itertools.product(masks, (False, True)):
+            stack, _ = make_stack(specs, 1, 1, dtype, limits, prefer="step",
+                                  options=CudaOptions(gemv_l2pf=m, l2_persist=l2))
+            forms[f"{m}{'+l2' if l2 else ''}"] = stack
+        want = [t.clone() for t in forms[f"{masks[0]}"](x) if t is not None]
+        same = all(torch.equal(w, g) for st in forms.values() for w, g in zip(want, [t for t in st(x) if t is not None]))
+        graphs = {k: _graphed(lambda st=st: st(x)) for k, st in forms.items()}
+        times = {k: [] for k in forms}
+        for _ in range(5):
+            for k, g in graphs.items():
+                times[k].append(_events_median(g, max(reps // 5, 5)))
+        r = {"cell": cell, "hidden": hidden, "dtype": dtype, "identical": same,
+             **{k: sorted(v)[len(v) // 2] for k, v in times.items()}}
+        rows.append(r)
+        print(r, flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="benchmarks/results/cuda_step_bandwidth_probe.md")
     ap.add_argument("--reps", type=int, default=100)
+    ap.add_argument("--prefetch-masks", default="",
+                    help="comma-separated L2 prefetch masks (e.g. 0,1,3,5): time 2-layer one-step stacks with each "
+                         "instead of the bandwidth table")
+    ap.add_argument("--prefetch-shapes", default=PREFETCH_SHAPES, help="cell:hidden:dtype,... for --prefetch-masks")
     args = ap.parse_args(argv)
     from bench_cuda_engine import gpu_meta
 
     meta = gpu_meta("cuda_step_bandwidth_probe.py", argv)
+    if args.prefetch_masks:
+        masks = args.prefetch_masks.split(",")
+        rows = measure_prefetch(masks, args.reps, args.prefetch_shapes)
+        keys = [k for k in rows[0] if k not in ("cell", "hidden", "dtype", "identical")]
+        lines = [f"# One-step stacks at batch 1 with L2 prefetches of the next layer's weights — {meta['gpu']}", "",
+                 f"{meta['date']}; torch {meta['torch']}. Command: `{meta['command']}`", "",
+                 "µs, medians over 5 rounds of CUDA-event-timed graph replays, every form once a round; 2 layers, "
+                 "input = hidden, batch 1. Column m = TF2RT_CUDA_GEMV_L2PF mask (1 the next layer's rows into L2 "
+                 "before waiting, 2 the rest of the own row, 4 streaming own loads), +l2 = with a share of the "
+                 "weights persisting in L2. identical = every form's outputs equal mask 0's.", "",
+                 "| cell | H | dtype | " + " | ".join(keys) + " | identical |",
+                 "|---|---|---|" + "---:|" * len(keys) + "---|"]
+        for r in rows:
+            lines.append(f"| {r['cell']} | {r['hidden']} | {r['dtype']} | "
+                         + " | ".join(f"{r[k]:.1f}" for k in keys) + f" | {r['identical']} |")
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text("\n".join(lines) + "\n")
+        return 0
     rows = measure("lstm", 1024, args.reps) + measure("gru", 1024, args.reps)
     lines = [f"# One-step fp32 stacks at batch 1 against streaming their weights — {meta['gpu']}", "",
              f"{meta['date']}; torch {meta['torch']}. Command: `{meta['command']}`", "",

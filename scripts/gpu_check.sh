@@ -33,6 +33,9 @@
 #              two CTAs (the planned build): GPU tests, then fp16 H=512/1024 batch 64 stacks against
 #              16-byte copies (bulk0) and with warps sharing staged values across row tiles (share)
 #   bulkgrid   the same comparison at batch 16 and 32 (fp16 H=256-1024) and for fp32
+#   l2pf       one-step stacks at batch 1 whose one-launch layers prefetch into L2 (the next layer's
+#              rows, the rest of their own, streaming own loads: TF2RT_CUDA_GEMV_L2PF masks), with
+#              and without weights persisting in L2, then fp32 H=1024 engines with the best mask
 #   firstcall  benchmarks/cuda_first_call.py: seconds to an engine's first result
 #   probe1024  where a step of the fp16 H=1024 batch-64 persistent stack goes (the one shape
 #              cuDNN still wins): bench_cuda_rnn.py --probe, parts of the step switched off, then
@@ -92,6 +95,8 @@ for s in $stages; do
                 --T 100 --dtypes float16 --reps 20 --variants bulk0,share --out "$out/cuda_rnn_bulk_grid.md"
               timeout 120 python3 benchmarks/bench_cuda_rnn.py --cells lstm,gru --hidden 512,1024 --batch 32 --T 100 \
                 --dtypes float32 --reps 20 --variants bulk0 --out "$out/cuda_rnn_bulk_fp32.md" ;;
+    l2pf) timeout 240 python3 benchmarks/cuda_step_bandwidth_probe.py --prefetch-masks 0,1,3,5,7 --reps 100 \
+            --out "$out/cuda_step_l2pf.md" ;;
     firstcall) timeout 150 python3 benchmarks/cuda_first_call.py --out "$out/cuda_first_call.md" ;;
     l2) for l2 in 0 1; do
           TF2RT_CUDA_L2_PERSIST=$l2 timeout 90 python3 benchmarks/bench_cuda_step.py --out "$out/cuda_step_l2_$l2.md" \

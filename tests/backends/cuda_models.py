@@ -171,13 +171,8 @@ def node_specs(case: RnnCase) -> list:
     return specs
 
 
-def stack_errors(torch, case: RnnCase, dtype: str, feeds: dict, stack, dev: str = "cuda",
-                 batch_major: bool = False) -> dict:
-    """Largest difference from onnxruntime of every output of a recurrent stack (the
-    backend's call: x [T, B, in], h0/c0 [L*D, B, H], seq_lens [B] -> y [T, D, B, H], h_n,
-    c_n) run on `feeds` of `case`, in `dtype` on torch device `dev`. batch_major: x given as
-    the engine's usual [B, T, in] buffer seen time-major."""
-    ref = run_onnxruntime(build_model(case), feeds)
+def stack_inputs(torch, case: RnnCase, dtype: str, feeds: dict, dev: str = "cuda", batch_major: bool = False) -> tuple:
+    """(x, h0, c0, seq_lens) of `feeds` as a recurrent stack takes them (stack_errors)."""
     tdt = getattr(torch, dtype)
     x = torch.from_numpy(feeds["X"]).to(dev, tdt)
     if batch_major:
@@ -189,7 +184,17 @@ def stack_errors(torch, case: RnnCase, dtype: str, feeds: dict, stack, dev: str 
             c0 = torch.from_numpy(np.concatenate([feeds[f"c0_{i}"] for i in range(case.layers)])).to(dev, tdt)
     if case.seq_lens:
         sl = torch.from_numpy(feeds["seq_lens"]).to(dev)
-    y, hn, cn = stack(x, h0, c0, sl)
+    return x, h0, c0, sl
+
+
+def stack_errors(torch, case: RnnCase, dtype: str, feeds: dict, stack, dev: str = "cuda",
+                 batch_major: bool = False) -> dict:
+    """Largest difference from onnxruntime of every output of a recurrent stack (the
+    backend's call: x [T, B, in], h0/c0 [L*D, B, H], seq_lens [B] -> y [T, D, B, H], h_n,
+    c_n) run on `feeds` of `case`, in `dtype` on torch device `dev`. batch_major: x given as
+    the engine's usual [B, T, in] buffer seen time-major."""
+    ref = run_onnxruntime(build_model(case), feeds)
+    y, hn, cn = stack(*stack_inputs(torch, case, dtype, feeds, dev, batch_major))
     T, B, D, H = feeds["X"].shape[0], case.batch, case.dirs, case.hidden
     got = {f"x_{case.layers}": y.permute(0, 2, 1, 3).reshape(T, B, D * H)}
     for layer in range(case.layers):

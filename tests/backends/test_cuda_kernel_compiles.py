@@ -222,3 +222,28 @@ def test_cluster_exchange_probe_compiles_for_sm90(nvrtc, cluster):
     spec.loader.exec_module(mod)
     ok, log = nvrtc.compile_log(mod.CLUSTER_SRC, list(mod.compile_options(cluster)) + ["-arch=sm_90"])
     assert ok, log
+
+
+@pytest.mark.parametrize("mask", [0, 1, 2, 4, 7])
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_one_launch_layer_l2_prefetches_compile_for_sm90(nvrtc, dtype, mask):
+    """The one-launch layer (kernels/single_step.cu, step_gemv) with each kind of L2 prefetch
+    (GV_L2PF) compiles for sm_90 through ptxas without spills; the PTX holds the prefetches
+    the mask asks for and no others."""
+    from tf2rt.backends.cuda.options import CudaOptions
+    from tf2rt.backends.cuda.single_step import step_defines
+
+    problem = RnnProblem("lstm", 1024, 1024, 1, 1, layers=2, dtype=dtype)
+    defines = {**step_defines(problem, CudaOptions(gemv_l2pf=str(mask))), "XTYPE": 0, "OTYPE": 0}
+    assert defines["GEMV"] == 1 and defines["GV_L2PF"] == mask
+    options = ["--std=c++17", "-arch=sm_90", "-Xptxas", "-v"] + [f"-D{k}={v}" for k, v in defines.items()]
+    ok, log = nvrtc.compile_log(kernel_source("single_step.cu"), options)
+    assert ok, log
+    spills = re.findall(r"(\d+) bytes spill stores", log)
+    assert spills and all(int(n) == 0 for n in spills), log
+    ok, ptx = nvrtc.compile(kernel_source("single_step.cu"), ["--std=c++17", "-arch=compute_90"]
+                            + [f"-D{k}={v}" for k, v in defines.items()])
+    assert ok, ptx
+    gemv = ptx.split(".entry step_gemv")[1]
+    assert ("prefetch.global.L2::evict_last" in gemv) == bool(mask & 3)
+    assert ("ld.global.cs" in gemv) == bool(mask & 4)

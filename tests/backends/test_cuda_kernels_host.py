@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cuda_models import make_inputs, node_specs
+from cuda_models import make_inputs, node_specs, stack_inputs
 from helpers.cuda_host import host_kernels, use_host_kernels
 from test_cuda_single_step import CASES, SMALL, TOL, _case, _ids, _stack_errors
 
@@ -274,3 +274,27 @@ def test_a_failed_resident_launch_falls_back_to_a_launch_a_layer(resident_host, 
     with pytest.warns(UserWarning, match=f"resident decoding unavailable.*{why}"):
         got = res.generate(np.array([1, 2]), 10, greedy=True)
     assert res.resident is None and np.array_equal(got, plain.generate(np.array([1, 2]), 10, greedy=True))
+
+
+@pytest.mark.parametrize("mask", ["1", "3", "7"])
+def test_l2_prefetches_change_no_value(host, mask):
+    """The one-launch layers with L2 prefetches (TF2RT_CUDA_GEMV_L2PF: the next layer's rows,
+    the rest of the own row, streaming own loads) give exactly what they give without: three
+    layers (two boundaries with a next layer), a bidirectional first layer whose rows have two
+    column runs, fp16 rows longer than the loads held in registers (two a lane here)."""
+    from tf2rt.backends.cuda.options import CudaOptions
+
+    for kw, dtype in ((dict(cell="lstm", hidden=40, batch=2, layers=3, initial=True), "float32"),
+                      (dict(cell="gru", hidden=36, batch=1, layers=2, bidirectional=True, initial=True), "float32"),
+                      (dict(cell="lstm", hidden=640, batch=1, layers=2, initial=True), "float16")):
+        case = _case(kw)
+        feeds = make_inputs(case)
+        held = 2 if dtype == "float16" else 0  # 0: the planner's count
+        base = _stack(case, dtype, CudaOptions(gemv_l2pf="0", gemv_prefetch=held))
+        pf = _stack(case, dtype, CudaOptions(gemv_l2pf=mask, gemv_prefetch=held))
+        assert base.gemv and pf.gemv
+        inputs = stack_inputs(torch, case, dtype, feeds, dev="cpu")
+        want = [t.clone() for t in base(*inputs) if t is not None]
+        got = [t for t in pf(*inputs) if t is not None]
+        assert all(torch.equal(w, g) for w, g in zip(want, got))
+        assert max(_stack_errors(torch, case, dtype, feeds, pf, dev="cpu").values()) <= TOL[dtype]

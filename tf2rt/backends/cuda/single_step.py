@@ -53,6 +53,20 @@ GEMV_PREFETCH = {"float32": 6, "float16": 12, "bfloat16": 12}
 #: H200 no faster (benchmarks/results/cuda_step_bandwidth_probe_h100.md,
 #: cuda_step_l2_1_h200.md). See persisting_windows.
 L2_PERSIST_MIN_SHARE = 0.5
+#: L2 prefetches of the one-launch layers where the options leave them to the planner
+#: (kernels/single_step.cu GV_L2PF; options.gemv_l2pf).
+GEMV_L2PF_DEFAULT = 0
+
+
+def gemv_l2pf(options: CudaOptions) -> int:
+    """The one-launch layers' L2 prefetch mask (kernels/single_step.cu, GV_L2PF)."""
+    text = options.gemv_l2pf.strip()
+    if not text:
+        return GEMV_L2PF_DEFAULT
+    if not (text.isdigit() and 0 <= int(text) <= 7):
+        raise UnsupportedError(f"TF2RT_CUDA_GEMV_L2PF={text!r}: expected a mask 0-7 (1 the next layer's rows, "
+                               "2 the rest of the own row, 4 streaming own loads)")
+    return int(text)
 
 
 def l2_persist_may_pay(weight_bytes: int, l2_size: int) -> bool:
@@ -135,6 +149,7 @@ def step_defines(problem: RnnProblem, options: CudaOptions | None = None) -> dic
                 GW=GATE_BLOCKS[p.cell], NCOL=lay.ncol, SPLIT=int(lay.split), PEEP=int(p.peepholes),
                 GEMV=int(lay.gemv), GV_PF=options.gemv_prefetch
                 or min(GEMV_PREFETCH[p.dtype], -(-max(lay.k0, lay.k1) // 128)),
+                GV_L2PF=gemv_l2pf(options) if lay.gemv else 0,
                 **gate_defines())
 
 
@@ -301,7 +316,9 @@ class SingleStepStack:
                         pointer(seq),
                         pointer(self.y) if last else np.uint64(0), out_at(hn), out_at(cn),
                         np.uint64(0) if last else pointer(self.hbuf[layer % 2]), np.float32(p.clip or 0.0),
-                        np.int64(y_ds), np.int64(y_bs), np.int64(s_gs), np.int64(s_bs))
+                        np.int64(y_ds), np.int64(y_bs), np.int64(s_gs), np.int64(s_bs),
+                        np.uint64(0) if last else pointer(self.wT[layer + 1]),
+                        np.int32(0 if last else self.wT[layer + 1].shape[1]))
                 launch(gemv_kernel, grid, block, args, self.dev, B * krow * 4, dependent=self.pdl,
                        window=self.windows[layer])
             return self.y, hn, cn

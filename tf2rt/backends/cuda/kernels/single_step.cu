@@ -198,13 +198,45 @@ __device__ __forceinline__ void stage_run(float* dst, const T* src, int n, Load 
 }
 #define GV_BOUNDS __launch_bounds__(GV_ROWS * 32, 4)
 
+// L2 prefetches a one-launch layer issues before it waits (GV_L2PF, a bit mask; 0 = none):
+//   1: the NEXT layer's rows that the same block of the next launch will read (wnext, knext:
+//      its transposed weight and row length; the units, and so the rows, are the same), so
+//      the device memory stream does not stop at the layer boundary: while this layer's
+//      tail, exit and the next launch's start run, the next layer's weights are arriving.
+//   2: this row's weights beyond the GV_PF loads held in registers, so they are in flight
+//      while the warp waits for the layer below instead of after.
+//   4: this layer's own weight loads are streaming (evict first in L2), leaving L2 to the
+//      lines prefetched for the next layer.
+// Prefetches change no value: a build with any mask computes exactly what GV_L2PF=0 does.
+#ifndef GV_L2PF
+#define GV_L2PF 0
+#endif
+
+// The 128-byte lines [p, p + bytes) into L2, spread over the warp's lanes.
+__device__ __forceinline__ void l2_prefetch_lines(const void* p, int bytes, int lane) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const char* c = static_cast<const char*>(p);
+    for (int o = lane * 128; o < bytes; o += 32 * 128)
+        asm volatile("prefetch.global.L2::evict_last [%0];" ::"l"(c + o));
+#endif
+}
+
+__device__ __forceinline__ wraw_t load_w(const io_t* p) {
+#if (GV_L2PF & 4) && defined(__CUDA_ARCH__)
+    return __ldcs(reinterpret_cast<const wraw_t*>(p));
+#else
+    return *reinterpret_cast<const wraw_t*>(p);
+#endif
+}
+
 extern "C" __global__ void GV_BOUNDS
 step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restrict__ bias,
           const float* __restrict__ peep, const x_t* __restrict__ x, const long long* __restrict__ xrow,
           const float* __restrict__ hin,
           const io_t* __restrict__ h0, const io_t* __restrict__ c0, const int* __restrict__ seq,
           o_t* __restrict__ y, o_t* __restrict__ hn, o_t* __restrict__ cn, float* __restrict__ hout,
-          float clip, long long y_ds, long long y_bs, long long s_gs, long long s_bs) {
+          float clip, long long y_ds, long long y_bs, long long s_gs, long long s_bs,
+          const io_t* __restrict__ wnext, int knext) {
     extern __shared__ __align__(16) float sa[];  // [BATCH][krow]
     __shared__ float spre[GV_ROWS][BATCH];
     grid_dep_launch();  // the next layer may start now and fetch its own weights
@@ -240,8 +272,18 @@ step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restric
 #pragma unroll
     for (int i = 0; i < GV_PF; ++i) {
         const int kv = lane * 4 + i * 128;
-        if (kv < n) wp[i] = *reinterpret_cast<const wraw_t*>(wr + (kv < n0 ? kv : s1 + kv - n0));
+        if (kv < n) wp[i] = load_w(wr + (kv < n0 ? kv : s1 + kv - n0));
     }
+#if GV_L2PF & 2
+    if (n > GV_PF * 128) {  // the rest of this row: [r0, n) of the virtual range
+        const int r0 = GV_PF * 128, o1 = r0 > n0 ? r0 - n0 : 0;  // o1: where it starts in the second run
+        if (r0 < n0) l2_prefetch_lines(wr + r0, (n0 - r0) * (int)sizeof(io_t), lane);
+        if (o1 < n1) l2_prefetch_lines(wr + s1 + o1, (n1 - o1) * (int)sizeof(io_t), lane);
+    }
+#endif
+#if GV_L2PF & 1
+    if (wnext && u < DIRS * HID) l2_prefetch_lines(wnext + (size_t)row * knext, knext * (int)sizeof(io_t), lane);
+#endif
     grid_dep_wait();  // the layer below (and whatever wrote x, h0, c0) has finished
 #pragma unroll 1
     for (int b = 0; b < BATCH; ++b) {
@@ -277,7 +319,7 @@ step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restric
         for (int kv = lane * 4 + GV_PF * 128; kv < n; kv += 128) {
             const int k = kv < n0 ? kv : s1 + kv - n0;
             float w[4];
-            unpack4w(*reinterpret_cast<const wraw_t*>(wr + k), w);
+            unpack4w(load_w(wr + k), w);
             dot4(acc, sa, krow, k, w);
         }
 #pragma unroll
