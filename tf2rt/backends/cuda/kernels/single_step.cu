@@ -200,9 +200,10 @@ __device__ __forceinline__ void stage_run(float* dst, const T* src, int n, Load 
 
 // L2 prefetches a one-launch layer issues before it waits (GV_L2PF, a bit mask; 0 = none):
 //   1: the NEXT layer's rows that the same block of the next launch will read (wnext, knext:
-//      its transposed weight and row length; the units, and so the rows, are the same), so
-//      the device memory stream does not stop at the layer boundary: while this layer's
-//      tail, exit and the next launch's start run, the next layer's weights are arriving.
+//      its transposed weight and row length; the units, and so the rows, are the same),
+//      issued once the warp's own loads are, so the device memory stream does not stop at
+//      the layer boundary: while this layer's tail, exit and the next launch's start run,
+//      the next layer's weights are arriving.
 //   2: this row's weights beyond the GV_PF loads held in registers, so they are in flight
 //      while the warp waits for the layer below instead of after.
 //   4: this layer's own weight loads are streaming (evict first in L2), leaving L2 to the
@@ -281,9 +282,6 @@ step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restric
         if (o1 < n1) l2_prefetch_lines(wr + s1 + o1, (n1 - o1) * (int)sizeof(io_t), lane);
     }
 #endif
-#if GV_L2PF & 1
-    if (wnext && u < DIRS * HID) l2_prefetch_lines(wnext + (size_t)row * knext, knext * (int)sizeof(io_t), lane);
-#endif
     grid_dep_wait();  // the layer below (and whatever wrote x, h0, c0) has finished
 #pragma unroll 1
     for (int b = 0; b < BATCH; ++b) {
@@ -322,6 +320,10 @@ step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restric
             unpack4w(load_w(wr + k), w);
             dot4(acc, sa, krow, k, w);
         }
+#if GV_L2PF & 1
+        // Every own load is issued: the warp's next-layer rows go out now, behind them.
+        if (wnext && u < DIRS * HID) l2_prefetch_lines(wnext + (size_t)row * knext, knext * (int)sizeof(io_t), lane);
+#endif
 #pragma unroll
         for (int b = 0; b < BATCH; ++b) {
             float v = acc[b];
