@@ -36,6 +36,8 @@
 #   l2pf       one-step stacks at batch 1 whose one-launch layers prefetch into L2 (the next layer's
 #              rows, the rest of their own, streaming own loads: TF2RT_CUDA_GEMV_L2PF masks), with
 #              and without weights persisting in L2, then fp32 H=1024 engines with the best mask
+#   wgmma      benchmarks/cuda_wgmma_probe.py: one CTA's large-batch fp16 product (32 x 1024 x 64) by
+#              mma.sync against Hopper's wgmma, checked against torch
 #   firstcall  benchmarks/cuda_first_call.py: seconds to an engine's first result
 #   probe1024  where a step of the fp16 H=1024 batch-64 persistent stack goes (the one shape
 #              cuDNN still wins): bench_cuda_rnn.py --probe, parts of the step switched off, then
@@ -97,6 +99,7 @@ for s in $stages; do
                 --dtypes float32 --reps 20 --variants bulk0 --out "$out/cuda_rnn_bulk_fp32.md" ;;
     l2pf) timeout 240 python3 benchmarks/cuda_step_bandwidth_probe.py --prefetch-masks 0,1,3,5,7 --reps 100 \
             --out "$out/cuda_step_l2pf.md" ;;
+    wgmma) timeout 120 python3 benchmarks/cuda_wgmma_probe.py --out "$out/cuda_wgmma_probe.md" ;;
     firstcall) timeout 150 python3 benchmarks/cuda_first_call.py --out "$out/cuda_first_call.md" ;;
     l2) for l2 in 0 1; do
           TF2RT_CUDA_L2_PERSIST=$l2 timeout 90 python3 benchmarks/bench_cuda_step.py --out "$out/cuda_step_l2_$l2.md" \

@@ -224,6 +224,24 @@ def test_cluster_exchange_probe_compiles_for_sm90(nvrtc, cluster):
     assert ok, log
 
 
+@pytest.mark.parametrize("wg", [1, 2])
+def test_wgmma_probe_compiles_for_sm90a(nvrtc, wg):
+    """benchmarks/cuda_wgmma_probe.py (mma.sync against wgmma products, timed on a GPU only)
+    compiles for sm_90a through ptxas without spills: its inline PTX is valid there."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "cuda_wgmma_probe.py"
+    spec = importlib.util.spec_from_file_location("cuda_wgmma_probe", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ok, log = nvrtc.compile_log(mod.SRC, ["--std=c++17", f"-DWG={wg}", "-arch=sm_90a", "-Xptxas", "-v"])
+    assert ok, log
+    assert "wgmma.mma_async" in nvrtc.compile(mod.SRC, ["--std=c++17", f"-DWG={wg}", "-arch=compute_90a"])[1]
+    spills = re.findall(r"(\d+) bytes spill stores", log)
+    assert len(spills) == 2 and all(int(n) == 0 for n in spills), log
+
+
 @pytest.mark.parametrize("mask", [0, 1, 2, 4, 7])
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_one_launch_layer_l2_prefetches_compile_for_sm90(nvrtc, dtype, mask):

@@ -1,0 +1,295 @@
+"""How fast one CTA's product of a large-batch fp16 step can run: warp-level mma.sync (the
+persistent kernel's way) against Hopper's warpgroup wgmma, on the shape of the fp16 H=1024
+batch-64 LSTM step (per CTA: 32 gate rows x 64 batch rows x K=1024).
+
+At that shape the step's products take about 1.4 of its 6.7 µs (H100,
+benchmarks/results/cuda_probe_fp16_1024_bulk_h100.md) and halving their shared-memory loads
+changed nothing (MT_SHARE, cuda_rnn_bulk_share_h100.md): the tensor-core issue rate bounds
+them, which wgmma raises. This probe times the product alone, the same number of CTAs as
+the kernel, each repeating it `iters` times on operands in shared memory:
+
+- mma: 8 warps, weights as A fragments in registers (2 row tiles x 4 K slices), h as B
+  fragments by ldmatrix from padded rows, K slices summed through shared memory;
+- wgmma WG=1 / WG=2: one warpgroup (M = the 64 batch rows, N = the 32 gate rows, K-major
+  operands in 8x16-byte core matrices, no swizzle), or two splitting K and summing.
+
+Each form's result is checked against torch first: the wgmma result is read back from the
+raw accumulator registers, and where the assumed register layout does not match, the
+probe reports the layout it finds (so a failed check still says what is true). The
+descriptor's two strides are tried both ways; the table says which matched.
+
+    python benchmarks/cuda_wgmma_probe.py --out benchmarks/results/cuda_wgmma_probe.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+M, N, K = 64, 32, 1024  # batch rows, gate rows, K
+
+SRC = r"""
+typedef unsigned short half_t;  // fp16 bits: the probe only moves them
+typedef unsigned int u32;
+typedef unsigned long long u64;
+#define M 64
+#define N 32
+#define K 1024
+#define HS (K + 8)  // padded h row (halves) of the mma form: ldmatrix rows on distinct banks
+
+__device__ __forceinline__ void mma16816(float* c, const u32* a, u32 b0, u32 b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// out [gridDim.x][N][M]: the last iteration's product W h^T of this CTA.
+extern "C" __global__ void __launch_bounds__(256, 1)
+prod_mma(const half_t* __restrict__ hg, const half_t* __restrict__ wg, float* __restrict__ out, int iters) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    half_t* sh = reinterpret_cast<half_t*>(smem);  // [M][HS]
+    float* red = reinterpret_cast<float*>(smem + M * HS * 2);  // [4][N][M]
+    for (int i = threadIdx.x; i < M * K; i += blockDim.x) sh[(i / K) * HS + i % K] = hg[i];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int mt = warp & 1, ks = warp >> 1;  // row tile of 16, K slice of 256
+    u32 a[16][4];
+#pragma unroll
+    for (int s = 0; s < 16; ++s) {
+        const int r = mt * 16 + lane / 4, c = ks * 256 + s * 16 + 2 * (lane % 4);
+        a[s][0] = *reinterpret_cast<const u32*>(wg + r * K + c);
+        a[s][1] = *reinterpret_cast<const u32*>(wg + (r + 8) * K + c);
+        a[s][2] = *reinterpret_cast<const u32*>(wg + r * K + c + 8);
+        a[s][3] = *reinterpret_cast<const u32*>(wg + (r + 8) * K + c + 8);
+    }
+    __syncthreads();
+    for (int it = 0; it < iters; ++it) {
+        float acc[8][4];
+#pragma unroll
+        for (int t = 0; t < 8; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.0f;
+#pragma unroll
+        for (int s = 0; s < 16; ++s) {
+            const int k0 = ks * 256 + s * 16;
+#pragma unroll
+            for (int np = 0; np < 4; ++np) {  // two n-tiles (16 batch rows) a ldmatrix.x4
+                u32 b[4];
+                const int row = np * 16 + (lane & 7) + ((lane >> 4) << 3), col = k0 + ((lane >> 3) & 1) * 8;
+                const u32 addr = (u32)__cvta_generic_to_shared(sh + row * HS + col);
+                asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                             : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3]) : "r"(addr));
+                mma16816(acc[2 * np], a[s], b[0], b[1]);
+                mma16816(acc[2 * np + 1], a[s], b[2], b[3]);
+            }
+        }
+#pragma unroll
+        for (int t = 0; t < 8; ++t) {
+            const int r = mt * 16 + lane / 4, bb = t * 8 + 2 * (lane % 4);
+            float* p = red + ks * N * M;
+            p[r * M + bb] = acc[t][0];
+            p[r * M + bb + 1] = acc[t][1];
+            p[(r + 8) * M + bb] = acc[t][2];
+            p[(r + 8) * M + bb + 1] = acc[t][3];
+        }
+        __syncthreads();
+        for (int i = threadIdx.x; i < N * M; i += blockDim.x) {
+            const float v = red[i] + red[N * M + i] + red[2 * N * M + i] + red[3 * N * M + i];
+            if (it == iters - 1) out[(size_t)blockIdx.x * N * M + i] = v;
+        }
+        __syncthreads();
+    }
+}
+
+// Core-matrix tiling of a K-major [rows][K] fp16 operand: 8 rows x 8 halves (128 bytes) per
+// core matrix, core matrices along K 128 bytes apart, along rows K * 16 bytes apart.
+__device__ __forceinline__ int tiled(int r, int k) { return ((r >> 3) * (K >> 3) + (k >> 3)) * 64 + (r & 7) * 8 + (k & 7); }
+
+__device__ __forceinline__ u64 desc(const void* p, u32 lbo, u32 sbo) {
+    const u32 a = (u32)__cvta_generic_to_shared(p);
+    return (u64)((a & 0x3FFFF) >> 4) | ((u64)((lbo & 0x3FFFF) >> 4) << 16) | ((u64)((sbo & 0x3FFFF) >> 4) << 32);
+}
+
+// out [gridDim.x][N][M] as mma's (WG warpgroups split K); raw [128][16]: block 0's
+// accumulator registers of warpgroup 0 at iteration 0 (read back to check their layout).
+extern "C" __global__ void __launch_bounds__(128 * WG, 1)
+prod_wgmma(const half_t* __restrict__ hg, const half_t* __restrict__ wg, float* __restrict__ out,
+           float* __restrict__ raw, int iters, int swap) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    half_t* sa = reinterpret_cast<half_t*>(smem);  // h: A [M][K], tiled
+    half_t* sb = sa + M * K;                        // W: B [N][K], tiled
+    float* red = reinterpret_cast<float*>(sb + N * K);  // [N][M] (WG = 2)
+    for (int i = threadIdx.x; i < M * K; i += blockDim.x) sa[tiled(i / K, i % K)] = hg[i];
+    for (int i = threadIdx.x; i < N * K; i += blockDim.x) sb[tiled(i / K, i % K)] = wg[i];
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    __syncthreads();
+    const int g = threadIdx.x >> 7, t = threadIdx.x & 127, w = t >> 5, l = t & 31;
+    const u32 along_k = 128, along_rows = K * 16;
+    const u32 lbo = swap ? along_rows : along_k, sbo = swap ? along_k : along_rows;
+    for (int it = 0; it < iters; ++it) {
+        float d[16];
+#pragma unroll
+        for (int i = 0; i < 16; ++i) d[i] = 0.0f;
+        asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+#pragma unroll 4
+        for (int s = 0; s < K / 16 / WG; ++s) {
+            const int k0 = (g * (K / WG)) + s * 16;
+            const u64 da = desc(sa + (k0 >> 3) * 64, lbo, sbo), db = desc(sb + (k0 >> 3) * 64, lbo, sbo);
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+                         "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 "
+                         "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, %16, %17, p, 1, 1, 0, 0;\n}"
+                         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+                           "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+                           "+f"(d[14]), "+f"(d[15])
+                         : "l"(da), "l"(db), "r"(s));
+        }
+        asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+        asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+        if (raw && it == 0 && blockIdx.x == 0 && g == 0)
+            for (int i = 0; i < 16; ++i) raw[t * 16 + i] = d[i];
+        // assumed layout: d[4j + 2i + e] = (batch 16w + l/4 + 8i, gate row 8j + 2(l%4) + e)
+#if WG == 2
+        if (g == 1)
+            for (int j = 0; j < 4; ++j)
+                for (int i = 0; i < 2; ++i)
+                    for (int e = 0; e < 2; ++e)
+                        red[(8 * j + 2 * (l % 4) + e) * M + 16 * w + l / 4 + 8 * i] = d[4 * j + 2 * i + e];
+        __syncthreads();
+#endif
+        if (g == 0 && it == iters - 1)
+            for (int j = 0; j < 4; ++j)
+                for (int i = 0; i < 2; ++i)
+                    for (int e = 0; e < 2; ++e) {
+                        const int n = 8 * j + 2 * (l % 4) + e, m = 16 * w + l / 4 + 8 * i;
+                        float v = d[4 * j + 2 * i + e];
+#if WG == 2
+                        v += red[n * M + m];
+#endif
+                        out[(size_t)blockIdx.x * N * M + n * M + m] = v;
+                    }
+#if WG == 2
+        __syncthreads();
+#endif
+    }
+}
+"""
+
+
+def _layout(raw, want) -> str:
+    """Where each accumulator register of warpgroup 0 landed: (thread, register) -> (batch,
+    gate row) of the reference product, described by the first threads' findings."""
+    import numpy as np
+
+    found = []
+    for t in (0, 1, 4, 32):
+        regs = []
+        for i in range(16):
+            hits = np.argwhere(np.abs(want - raw[t, i]) <= 1e-3 * max(1.0, abs(float(raw[t, i]))))
+            regs.append(tuple(int(v) for v in hits[0]) if len(hits) else None)
+        found.append(f"t{t}: " + " ".join(f"d{i}=(n{r[0]},m{r[1]})" if r else f"d{i}=?" for i, r in enumerate(regs)))
+    return "; ".join(found)
+
+
+def run(ctas: int, iters: int, reps: int) -> dict:
+    import cupy
+    import numpy as np
+    import torch
+
+    from bench_cuda_rnn import _events_times
+
+    dev = torch.device("cuda")
+    gen = torch.Generator(device="cpu").manual_seed(5)
+    h = (torch.rand(M, K, generator=gen) - 0.5).to(torch.float16).to(dev)
+    w = (torch.rand(N, K, generator=gen) - 0.5).to(torch.float16).to(dev)
+    want = (w.float() @ h.float().T).cpu().numpy()  # [N][M]
+    out = torch.zeros(ctas, N, M, device=dev)
+    raw = torch.zeros(128, 16, device=dev)
+    res = {"ctas": ctas, "iters": iters}
+    stream = lambda: cupy.cuda.ExternalStream(torch.cuda.current_stream().cuda_stream)  # noqa: E731
+
+    def timed(fn, smem, args, name):
+        fn.max_dynamic_shared_size_bytes = smem
+        out.zero_()
+        fn((ctas,), (fn_threads[name],), args(1), shared_mem=smem, stream=stream())
+        torch.cuda.synchronize()
+        got = out[0].cpu().numpy()
+        err = float(np.abs(got - want).max())
+        res[f"{name}_err"] = err
+        times = _events_times(lambda: fn((ctas,), (fn_threads[name],), args(iters), shared_mem=smem, stream=stream()),
+                              reps, 2)
+        res[f"{name}_us"] = statistics.median(times) / iters
+        print(name, res[f"{name}_us"], "us a product, max abs err", err, flush=True)
+
+    fn_threads = {}
+    mod = cupy.RawModule(code=SRC, options=("--std=c++17", "-DWG=1"))
+    mma = mod.get_function("prod_mma")
+    fn_threads["mma"] = 256
+    smem_mma = M * (K + 8) * 2 + 4 * N * M * 4
+    timed(mma, smem_mma, lambda n: (cupy.uint64(h.data_ptr()), cupy.uint64(w.data_ptr()), cupy.uint64(out.data_ptr()),
+                                    cupy.int32(n)), "mma")
+    for wgs in (1, 2):
+        try:
+            mod = cupy.RawModule(code=SRC, options=("--std=c++17", f"-DWG={wgs}", "--gpu-architecture=sm_90a"))
+            fn = mod.get_function("prod_wgmma")
+        except Exception as e:  # noqa: BLE001 - report and go on
+            res[f"wgmma{wgs}_error"] = str(e).splitlines()[0][:200]
+            print("wgmma", wgs, "did not build:", e, flush=True)
+            continue
+        name = f"wgmma{wgs}"
+        fn_threads[name] = 128 * wgs
+        smem = (M + N) * K * 2 + N * M * 4
+        for swap in (0, 1):
+            raw.zero_()
+            timed(fn, smem, lambda n, swap=swap: (cupy.uint64(h.data_ptr()), cupy.uint64(w.data_ptr()),
+                                                  cupy.uint64(out.data_ptr()), cupy.uint64(raw.data_ptr()),
+                                                  cupy.int32(n), cupy.int32(swap)), name)
+            res[f"{name}_swap"] = swap
+            if res[f"{name}_err"] < 0.05:
+                break
+        if wgs == 1 and res[f"{name}_err"] >= 0.05:
+            res["wgmma_layout_found"] = _layout(raw.cpu().numpy(), want)
+            print("layout:", res["wgmma_layout_found"], flush=True)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="benchmarks/results/cuda_wgmma_probe.md")
+    ap.add_argument("--iters", type=int, default=200)
+    ap.add_argument("--reps", type=int, default=20)
+    args = ap.parse_args(argv)
+    import torch
+
+    from bench_cuda_engine import gpu_meta
+
+    meta = gpu_meta("cuda_wgmma_probe.py", argv)
+    ctas = 128  # the fp16 H=1024 batch-64 stack's CTAs, one an SM
+    r = run(ctas, args.iters, args.reps)
+    lines = [f"# One CTA's large-batch step product, mma.sync against wgmma — {meta['gpu']}", "",
+             f"{meta['date']}; torch {meta['torch']}. Command: `{meta['command']}`", "",
+             f"Per CTA: [{N} gate rows x {K}] x [{K} x {M} batch rows] fp16, fp32 sums, operands in shared memory; "
+             f"{ctas} CTAs, each repeating the product {args.iters} times; µs a product (median of {args.reps} "
+             "launches over the repeats). err = max abs difference from torch's fp32 product of the same values.", "",
+             "| form | µs a product | max abs err | note |", "|---|---:|---:|---|"]
+    lines.append(f"| mma.sync, 8 warps | {r['mma_us']:.3f} | {r['mma_err']:.1e} | |")
+    for wgs in (1, 2):
+        name = f"wgmma{wgs}"
+        if f"{name}_us" in r:
+            note = f"descriptor strides {'swapped' if r[f'{name}_swap'] else 'as documented'}"
+            lines.append(f"| wgmma, {wgs} warpgroup{'s' if wgs > 1 else ''} | {r[f'{name}_us']:.3f} | "
+                         f"{r[f'{name}_err']:.1e} | {note} |")
+        else:
+            lines.append(f"| wgmma, {wgs} warpgroup(s) | - | - | {r.get(f'{name}_error', '')} |")
+    if "wgmma_layout_found" in r:
+        lines += ["", f"Accumulator registers found: {r['wgmma_layout_found']}"]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print(torch.cuda.get_device_name())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
