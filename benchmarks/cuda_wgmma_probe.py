@@ -11,7 +11,9 @@ the kernel, each repeating it `iters` times on operands in shared memory:
 - mma: 8 warps, weights as A fragments in registers (2 row tiles x 4 K slices), h as B
   fragments by ldmatrix from padded rows, K slices summed through shared memory;
 - wgmma WG=1 / WG=2: one warpgroup (M = the 64 batch rows, N = the 32 gate rows, K-major
-  operands in 8x16-byte core matrices, no swizzle), or two splitting K and summing.
+  operands in 8x16-byte core matrices, no swizzle), or two splitting K and summing;
+- wgmma with h from registers: each warp's A fragment by ldmatrix from the padded rows the
+  kernel stages today, the weights by descriptor (the form the kernel could take).
 
 Each form's result is checked against torch first: the wgmma result is read back from the
 raw accumulator registers, and where the assumed register layout does not match, the
@@ -175,6 +177,55 @@ prod_wgmma(const half_t* __restrict__ hg, const half_t* __restrict__ wg, float* 
 #endif
     }
 }
+
+// The same with A (h) from registers: each warp's 16 batch rows x k16 by ldmatrix from padded
+// rows (the persistent kernel's staging), B (W) by descriptor as above. One warpgroup.
+extern "C" __global__ void __launch_bounds__(128, 1)
+prod_wgmma_ra(const half_t* __restrict__ hg, const half_t* __restrict__ wg, float* __restrict__ out,
+              float* __restrict__ raw, int iters, int swap) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    half_t* sb = reinterpret_cast<half_t*>(smem);  // W: B [N][K], tiled (first: 128-byte aligned)
+    half_t* sh = sb + N * K;                        // h [M][HS]
+    for (int i = threadIdx.x; i < M * K; i += blockDim.x) sh[(i / K) * HS + i % K] = hg[i];
+    for (int i = threadIdx.x; i < N * K; i += blockDim.x) sb[tiled(i / K, i % K)] = wg[i];
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    __syncthreads();
+    const int t = threadIdx.x, w = t >> 5, l = t & 31;
+    const u32 along_k = 128, along_rows = K * 16;
+    const u32 lbo = swap ? along_rows : along_k, sbo = swap ? along_k : along_rows;
+    for (int it = 0; it < iters; ++it) {
+        float d[16];
+#pragma unroll
+        for (int i = 0; i < 16; ++i) d[i] = 0.0f;
+        asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+#pragma unroll 4
+        for (int s = 0; s < K / 16; ++s) {
+            const int k0 = s * 16;
+            u32 a[4];
+            const u32 addr = (u32)__cvta_generic_to_shared(sh + (16 * w + (l & 15)) * HS + k0 + (l >> 4) * 8);
+            asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                         : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3]) : "r"(addr));
+            const u64 db = desc(sb + (k0 >> 3) * 64, lbo, sbo);
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
+                         "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 "
+                         "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, {%16,%17,%18,%19}, %20, p, 1, 1, 0;\n}"
+                         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+                           "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+                           "+f"(d[14]), "+f"(d[15])
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(s));
+        }
+        asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+        asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+        if (raw && it == 0 && blockIdx.x == 0)
+            for (int i = 0; i < 16; ++i) raw[t * 16 + i] = d[i];
+        if (it == iters - 1)
+            for (int j = 0; j < 4; ++j)
+                for (int i = 0; i < 2; ++i)
+                    for (int e = 0; e < 2; ++e)
+                        out[(size_t)blockIdx.x * N * M + (8 * j + 2 * (l % 4) + e) * M + 16 * w + l / 4 + 8 * i] =
+                            d[4 * j + 2 * i + e];
+    }
+}
 """
 
 
@@ -252,6 +303,20 @@ def run(ctas: int, iters: int, reps: int) -> dict:
         if wgs == 1 and res[f"{name}_err"] >= 0.05:
             res["wgmma_layout_found"] = _layout(raw.cpu().numpy(), want)
             print("layout:", res["wgmma_layout_found"], flush=True)
+        if wgs == 1:  # A from registers (ldmatrix from padded rows), B by descriptor
+            ra = mod.get_function("prod_wgmma_ra")
+            fn_threads["wgmma_ra"] = 128
+            smem = N * K * 2 + M * (K + 8) * 2
+            for swap in (0, 1):
+                raw.zero_()
+                timed(ra, smem, lambda n, swap=swap: (cupy.uint64(h.data_ptr()), cupy.uint64(w.data_ptr()),
+                                                      cupy.uint64(out.data_ptr()), cupy.uint64(raw.data_ptr()),
+                                                      cupy.int32(n), cupy.int32(swap)), "wgmma_ra")
+                res["wgmma_ra_swap"] = swap
+                if res["wgmma_ra_err"] < 0.05:
+                    break
+            if res["wgmma_ra_err"] >= 0.05:
+                res["wgmma_ra_layout_found"] = _layout(raw.cpu().numpy(), want)
     return res
 
 
@@ -283,6 +348,12 @@ def main(argv: list[str] | None = None) -> int:
                          f"{r[f'{name}_err']:.1e} | {note} |")
         else:
             lines.append(f"| wgmma, {wgs} warpgroup(s) | - | - | {r.get(f'{name}_error', '')} |")
+    if "wgmma_ra_us" in r:
+        lines.append(f"| wgmma, 1 warpgroup, h from registers (ldmatrix of padded rows) | {r['wgmma_ra_us']:.3f} | "
+                     f"{r['wgmma_ra_err']:.1e} | descriptor strides "
+                     f"{'swapped' if r['wgmma_ra_swap'] else 'as documented'} |")
+    if "wgmma_ra_layout_found" in r:
+        lines += ["", f"Accumulator registers found (h from registers): {r['wgmma_ra_layout_found']}"]
     if "wgmma_layout_found" in r:
         lines += ["", f"Accumulator registers found: {r['wgmma_layout_found']}"]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

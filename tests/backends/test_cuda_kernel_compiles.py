@@ -239,7 +239,8 @@ def test_wgmma_probe_compiles_for_sm90a(nvrtc, wg):
     assert ok, log
     assert "wgmma.mma_async" in nvrtc.compile(mod.SRC, ["--std=c++17", f"-DWG={wg}", "-arch=compute_90a"])[1]
     spills = re.findall(r"(\d+) bytes spill stores", log)
-    assert len(spills) == 2 and all(int(n) == 0 for n in spills), log
+    assert len(spills) == 3 and all(int(n) == 0 for n in spills), log
+    assert "serialized" not in log, log  # ptxas serializes wgmma it cannot pipeline
 
 
 @pytest.mark.parametrize("mask", [0, 1, 2, 4, 7])
