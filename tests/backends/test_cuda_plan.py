@@ -557,18 +557,21 @@ def test_first_run_candidates_per_sequence_length_and_options():
     it open), longer ones also on the row kernel (unless switched off) and as the persistent
     kernel with plain row copies (while TF2RT_CUDA_BULK leaves it open); stacks with
     per-sequence lengths never on cuDNN (it cannot take them inside a graph)."""
-    from tf2rt.backends.cuda import PERSISTENT_CP, STEP_L2, tune_candidates
+    from tf2rt.backends.cuda import PERSISTENT_CP, STEP_L2, STEP_L2_PF, STEP_PF, tune_candidates
     from tf2rt.backends.cuda.options import CudaOptions
 
-    assert tune_candidates(1, False, CudaOptions()) == ["persistent", "cudnn", "step", STEP_L2]
-    assert tune_candidates(1, True, CudaOptions()) == ["persistent", "step", STEP_L2]
-    for fixed in (True, False):  # the user's choice is the only step form timed
-        assert tune_candidates(1, False, CudaOptions(l2_persist=fixed)) == ["persistent", "cudnn", "step"]
+    steps = ["step", STEP_L2, STEP_PF, STEP_L2_PF]
+    assert tune_candidates(1, False, CudaOptions()) == ["persistent", "cudnn"] + steps
+    assert tune_candidates(1, True, CudaOptions()) == ["persistent"] + steps
+    for fixed in (True, False):  # the user's choice is the only persisting form timed
+        assert tune_candidates(1, False, CudaOptions(l2_persist=fixed)) == ["persistent", "cudnn", "step", STEP_PF]
+    assert tune_candidates(1, False, CudaOptions(l2_persist=False, gemv_l2pf="0")) == ["persistent", "cudnn", "step"]
+    assert tune_candidates(1, False, CudaOptions(gemv_l2pf="3")) == ["persistent", "cudnn", "step", STEP_L2]
     assert tune_candidates(100, False, CudaOptions()) == ["persistent", PERSISTENT_CP, "cudnn", "row"]
     assert tune_candidates(100, True, CudaOptions(row=False)) == ["persistent", PERSISTENT_CP]
     for fixed in ("0", "1", "2"):  # the user's choice of row copies is the only one timed
         assert PERSISTENT_CP not in tune_candidates(100, False, CudaOptions(bulk=fixed))
-    assert tune_candidates(1, False, CudaOptions.from_env({"TF2RT_CUDA_L2_PERSIST": "0"}))[-1] == "step"
+    assert "step+l2" not in tune_candidates(1, False, CudaOptions.from_env({"TF2RT_CUDA_L2_PERSIST": "0"}))
 
 
 def test_l2_persistence_is_tried_only_for_weights_l2_does_not_keep():
@@ -582,13 +585,14 @@ def test_l2_persistence_is_tried_only_for_weights_l2_does_not_keep():
     assert not l2_persist_may_pay(16 * mb, l2) and not l2_persist_may_pay(25 * mb, l2)
 
 
-@pytest.mark.parametrize("winner", ["step", "step+l2", "small", "unbuilt"])
-def test_first_run_measurement_keeps_or_gives_back_the_l2_persisting_form(monkeypatch, winner):
+@pytest.mark.parametrize("winner", ["step", "step+l2", "step+pf", "step+l2+pf", "small", "unbuilt", "one-layer"])
+def test_first_run_measurement_keeps_or_gives_back_the_l2_forms(monkeypatch, winner):
     """The runner's first-run measurement on the CPU, with stacks, captures and timings
-    faked: a one-step stack whose weights take more than half of L2 is timed plain and
-    persisting; the faster is kept, and where the plain one wins (or the persisting one
-    could not be made) the context's persisting L2 is given back as it was before the
-    persisting stack asked for it. Small weights get no persisting candidate."""
+    faked: a one-step stack whose weights take more than half of L2 is timed plain,
+    persisting, prefetching the next layer's weights into L2, and both; the fastest is
+    kept, and where no persisting form wins (or none could be made) the context's
+    persisting L2 is given back as it was before the persisting stack asked for it. Small
+    weights get no L2 candidates; a stack of one layer has no next layer to prefetch."""
     from types import SimpleNamespace
 
     torch = pytest.importorskip("torch")
@@ -604,15 +608,19 @@ def test_first_run_measurement_keeps_or_gives_back_the_l2_persisting_form(monkey
         def __init__(self, options):
             self.l2_persisting = bool(options.l2_persist) and winner != "unbuilt"
             self.weight_bytes = (16 if winner == "small" else 64) * mb
+            self.gemv, self.l2pf = True, options.gemv_l2pf
+            self.problem = SimpleNamespace(layers=1 if winner == "one-layer" else 2)
 
         def __call__(self, x):
             return x, x, None
 
     def fake_make_stack(specs, B, T, dtype, limits, prefer=None, options=None):
-        built.append((prefer, options.l2_persist))
+        built.append((prefer, options.l2_persist, options.gemv_l2pf))
         return Stack(options), SimpleNamespace(engine=prefer, measured=None, reason="")
 
-    fake_times = {"persistent": 40.0, "cudnn": 41.0, "step": 33.0 if winner != "step+l2" else 35.0, "step+l2": 34.0}
+    fake_times = {"persistent": 40.0, "cudnn": 41.0, "step": 33.0, "step+l2": 34.0, "step+pf": 35.0, "step+l2+pf": 36.0}
+    if winner in fake_times:
+        fake_times[winner] = 30.0
     monkeypatch.setattr(rnn, "make_stack", fake_make_stack)
     monkeypatch.setattr(cuda, "CapturedCall", lambda fn: fn)
     monkeypatch.setattr(cuda, "_time_in_turns", lambda calls: {k: fake_times[k] for k in calls})
@@ -628,16 +636,28 @@ def test_first_run_measurement_keeps_or_gives_back_the_l2_persisting_form(monkey
     runner.limits = SimpleNamespace(l2_size=50 * mb)
     runner._l2_kept = False
     runner._tune({})
+    measured = set(chain.plan.measured)
     if winner == "small":
-        assert built == [("persistent", None), ("cudnn", None), ("step", None)]
-        assert set(chain.plan.measured) == {"persistent", "cudnn", "step"} and not released
+        assert built == [("persistent", None, ""), ("cudnn", None, ""), ("step", None, "")]
+        assert measured == {"persistent", "cudnn", "step"} and not released
         return
-    assert built[-1] == ("step", True)
-    assert set(chain.plan.measured) == {"persistent", "cudnn", "step"} | ({"step+l2"} if winner != "unbuilt" else set())
-    winner = "step" if winner == "unbuilt" else winner
-    assert chain.stack.l2_persisting == (winner == "step+l2")
-    assert chain.plan.reason == f"first-run measurement: {winner} faster"
-    assert released == ([] if winner == "step+l2" else [5 * mb])
+    pf = cuda.STEP_PF_MASK
+    assert ("step", True, "") in built
+    want = {"persistent", "cudnn", "step"}
+    if winner != "unbuilt":
+        want.add("step+l2")
+    if winner != "one-layer":
+        want.add("step+pf")
+        assert ("step", None, pf) in built
+    if winner not in ("unbuilt", "one-layer"):
+        want.add("step+l2+pf")
+        assert built[-1] == ("step", True, pf)
+    assert measured == want
+    kept = {"unbuilt": "step", "one-layer": "step"}.get(winner, winner)
+    assert chain.plan.reason == f"first-run measurement: {kept} faster"
+    assert chain.stack.l2_persisting == ("l2" in kept)
+    assert chain.stack.l2pf == (pf if "pf" in kept else "")
+    assert released == ([] if "l2" in kept else [5 * mb])
 
 
 def test_multicast_row_copies_where_they_apply_and_the_floor_they_lower():

@@ -147,8 +147,8 @@ class CudaRunner(Runner):
     def _tune(self, static: Mapping[str, Any]) -> None:
         """First-run measurement per stack: the candidates of tune_candidates (persistent
         kernel, with and without multicast row copies, cuDNN, for one step the single-step
-        stack with and without its weights persisting in L2, the row kernel); keep the
-        fastest. Where the persisting form was tried and is not kept (by this stack or an
+        stack with and without its weights persisting in L2 and its layers prefetching the
+        next layer's weights, the row kernel); keep the fastest. Where the persisting form was tried and is not kept (by this stack or an
         earlier one), L2 is given back as it was. Candidates are timed in turns (TUNE_ROUNDS rounds, each candidate's best round
         kept), so a GPU still raising its clocks, or a passing disturbance, does not favour
         whichever candidate happened to be timed last."""
@@ -168,11 +168,14 @@ class CudaRunner(Runner):
                     persistent = options.get("persistent")
                     if persistent is None or not getattr(getattr(persistent[2], "kernel", None), "bulk", 0):
                         continue
-                if engine == STEP_L2:  # only where L2 would not keep the weights anyway
+                if engine in (STEP_L2, STEP_PF, STEP_L2_PF):  # only where L2 would not keep the weights anyway
                     step = options.get("step")
                     if step is None or not l2_persist_may_pay(step[1].weight_bytes, self.limits.l2_size):
                         continue
-                    set_aside = l2_set_aside_now()
+                    if engine == STEP_L2:
+                        set_aside = l2_set_aside_now()
+                    elif engine == STEP_L2_PF and STEP_L2 not in options:
+                        continue
                 candidate = self._candidate(chain, engine, B, T, dtype)
                 if candidate is not None:
                     options[engine] = candidate
@@ -184,7 +187,7 @@ class CudaRunner(Runner):
                 chain.targets_of = chain.stack if chain.targets else None  # targets already given
                 chain.plan.measured = times
                 chain.plan.reason = f"first-run measurement: {best} faster"
-            self._l2_kept |= best == STEP_L2
+            self._l2_kept |= best in (STEP_L2, STEP_L2_PF)
             if set_aside is not None and not self._l2_kept:
                 l2_release(set_aside)
 
@@ -202,8 +205,10 @@ class CudaRunner(Runner):
             stack, p = make_stack(chain.specs, B, T, dtype, self.limits, prefer=kind, options=build)
         except Tf2rtError:
             return None
-        if p.engine != kind or (engine == STEP_L2 and not stack.l2_persisting):
+        if p.engine != kind or (forced.get("l2_persist") and not stack.l2_persisting):
             return None
+        if forced.get("gemv_l2pf") and (not getattr(stack, "gemv", False) or stack.problem.layers < 2):
+            return None  # the prefetch is of a next one-launch layer
         if engine == PERSISTENT_CP and getattr(p.kernel, "bulk", 0):
             return None
         x = torch.randn(T, B, chain.specs[0].weights[0].input_size, device="cuda", dtype=getattr(torch, dtype))
@@ -338,9 +343,17 @@ STEP_L2 = "step+l2"
 #: 16-byte cp.async" (against the planned multicast bulk copies, BULK).
 PERSISTENT_CP = "persistent+cp.async"
 #: Candidates that are another engine's stack with build options forced: (engine, options).
+#: The first-run candidates "single-step stack whose one-launch layers prefetch the next
+#: layer's weights into L2" (kernels/single_step.cu GV_L2PF, mask STEP_PF_MASK), without and
+#: with weights persisting in L2: where the weights do not stay in L2 between calls.
+STEP_PF, STEP_L2_PF = "step+pf", "step+l2+pf"
+STEP_PF_MASK = "1"
 #: STEP_L2's lines stay in L2 while the plain form is timed in turn: a small bias its way,
 #: since 64 MB streamed in one order keeps little.
-_CANDIDATE_FORMS = {STEP_L2: ("step", {"l2_persist": True}), PERSISTENT_CP: ("persistent", {"bulk": "0"})}
+_CANDIDATE_FORMS = {STEP_L2: ("step", {"l2_persist": True}), PERSISTENT_CP: ("persistent", {"bulk": "0"}),
+                    STEP_PF: ("step", {"gemv_l2pf": STEP_PF_MASK}),
+                    STEP_L2_PF: ("step", {"l2_persist": True, "gemv_l2pf": STEP_PF_MASK})}
+
 
 
 def tune_candidates(T: int, has_seq_lens: bool, options: CudaOptions) -> list[str]:
@@ -348,13 +361,17 @@ def tune_candidates(T: int, has_seq_lens: bool, options: CudaOptions) -> list[st
     for longer sequences (options.bulk unset) also with its rows copied the plain way where
     its build multicasts them (the runner drops it elsewhere); cuDNN (not with per-sequence
     lengths, which cuDNN in a graph cannot take); for one step the single-step stack, and
-    (options.l2_persist unset) that stack with its weights persisting in L2, which the
-    runner drops where L2 would keep them anyway; for longer sequences the row kernel
-    (options.row)."""
+    (options.l2_persist unset) that stack with its weights persisting in L2, and
+    (options.gemv_l2pf unset) with its layers prefetching the next layer's weights into L2,
+    alone and with the persisting form, which the runner drops where L2 would keep the
+    weights anyway or the stack has no next one-launch layer; for longer sequences the row
+    kernel (options.row)."""
     out = ["persistent"] + ([PERSISTENT_CP] if T > 1 and not options.bulk else [])
     out += [] if has_seq_lens else ["cudnn"]
     if T == 1:
         out += ["step"] + ([STEP_L2] if options.l2_persist is None else [])
+        if not options.gemv_l2pf:  # the user's mask is the only one timed
+            out += [STEP_PF] + ([STEP_L2_PF] if options.l2_persist is None else [])
     elif options.row:
         out.append("row")
     return out
