@@ -35,7 +35,7 @@
 #   bulkgrid   the same comparison at batch 16 and 32 (fp16 H=256-1024) and for fp32
 #   l2pf       one-step stacks at batch 1 whose one-launch layers prefetch into L2 (the next layer's
 #              rows, the rest of their own, streaming own loads: TF2RT_CUDA_GEMV_L2PF masks), with
-#              and without weights persisting in L2, then fp32 H=1024 engines with the best mask
+#              and without weights persisting in L2 (after the runner's GPU test of those forms)
 #   wgmma      benchmarks/cuda_wgmma_probe.py: one CTA's large-batch fp16 product (32 x 1024 x 64) by
 #              mma.sync against Hopper's wgmma, checked against torch
 #   firstcall  benchmarks/cuda_first_call.py: seconds to an engine's first result
@@ -97,7 +97,8 @@ for s in $stages; do
                 --T 100 --dtypes float16 --reps 20 --variants bulk0,share --out "$out/cuda_rnn_bulk_grid.md"
               timeout 120 python3 benchmarks/bench_cuda_rnn.py --cells lstm,gru --hidden 512,1024 --batch 32 --T 100 \
                 --dtypes float32 --reps 20 --variants bulk0 --out "$out/cuda_rnn_bulk_fp32.md" ;;
-    l2pf) timeout 240 python3 benchmarks/cuda_step_bandwidth_probe.py --prefetch-masks 0,1,3,5,7 --reps 100 \
+    l2pf) timeout 100 $pytest_gpu -vv tests/backends/test_cuda_single_step.py -k "large_one_step"
+          timeout 240 python3 benchmarks/cuda_step_bandwidth_probe.py --prefetch-masks 0,1,3,5,7 --reps 100 \
             --out "$out/cuda_step_l2pf.md" ;;
     wgmma) timeout 120 python3 benchmarks/cuda_wgmma_probe.py --out "$out/cuda_wgmma_probe.md" ;;
     firstcall) timeout 150 python3 benchmarks/cuda_first_call.py --out "$out/cuda_first_call.md" ;;
