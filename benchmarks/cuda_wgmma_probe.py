@@ -106,6 +106,7 @@ prod_mma(const half_t* __restrict__ hg, const half_t* __restrict__ wg, float* __
     }
 }
 
+#if WGMMA  // built for sm_90a only
 // Core-matrix tiling of a K-major [rows][K] fp16 operand: 8 rows x 8 halves (128 bytes) per
 // core matrix, core matrices along K 128 bytes apart, along rows K * 16 bytes apart.
 __device__ __forceinline__ int tiled(int r, int k) { return ((r >> 3) * (K >> 3) + (k >> 3)) * 64 + (r & 7) * 8 + (k & 7); }
@@ -226,6 +227,7 @@ prod_wgmma_ra(const half_t* __restrict__ hg, const half_t* __restrict__ wg, floa
                             d[4 * j + 2 * i + e];
     }
 }
+#endif  // WGMMA
 """
 
 
@@ -275,7 +277,7 @@ def run(ctas: int, iters: int, reps: int) -> dict:
         print(name, res[f"{name}_us"], "us a product, max abs err", err, flush=True)
 
     fn_threads = {}
-    mod = cupy.RawModule(code=SRC, options=("--std=c++17", "-DWG=1"))
+    mod = cupy.RawModule(code=SRC, options=("--std=c++17", "-DWG=1", "-DWGMMA=0"))
     mma = mod.get_function("prod_mma")
     fn_threads["mma"] = 256
     smem_mma = M * (K + 8) * 2 + 4 * N * M * 4
@@ -283,7 +285,8 @@ def run(ctas: int, iters: int, reps: int) -> dict:
                                     cupy.int32(n)), "mma")
     for wgs in (1, 2):
         try:
-            mod = cupy.RawModule(code=SRC, options=("--std=c++17", f"-DWG={wgs}", "--gpu-architecture=sm_90a"))
+            # wgmma needs the arch-specific target: cupy's own choice would be compute_90
+            mod = cupy.cuda.compiler.compile_with_cache(SRC, ("--std=c++17", f"-DWG={wgs}", "-DWGMMA=1"), arch="90a")
             fn = mod.get_function("prod_wgmma")
         except Exception as e:  # noqa: BLE001 - report and go on
             res[f"wgmma{wgs}_error"] = str(e).splitlines()[0][:200]

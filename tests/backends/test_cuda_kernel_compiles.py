@@ -235,9 +235,12 @@ def test_wgmma_probe_compiles_for_sm90a(nvrtc, wg):
     spec = importlib.util.spec_from_file_location("cuda_wgmma_probe", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    ok, log = nvrtc.compile_log(mod.SRC, ["--std=c++17", f"-DWG={wg}", "-arch=sm_90a", "-Xptxas", "-v"])
+    ok, log = nvrtc.compile_log(mod.SRC, ["--std=c++17", f"-DWG={wg}", "-DWGMMA=1", "-arch=sm_90a", "-Xptxas", "-v"])
     assert ok, log
-    assert "wgmma.mma_async" in nvrtc.compile(mod.SRC, ["--std=c++17", f"-DWG={wg}", "-arch=compute_90a"])[1]
+    assert "wgmma.mma_async" in nvrtc.compile(mod.SRC, ["--std=c++17", f"-DWG={wg}", "-DWGMMA=1",
+                                                        "-arch=compute_90a"])[1]
+    ok, plain = nvrtc.compile_log(mod.SRC, ["--std=c++17", "-DWG=1", "-DWGMMA=0", "-arch=sm_90"])
+    assert ok, plain  # the mma.sync form alone builds for plain sm_90
     spills = re.findall(r"(\d+) bytes spill stores", log)
     assert len(spills) == 3 and all(int(n) == 0 for n in spills), log
     assert "serialized" not in log, log  # ptxas serializes wgmma it cannot pipeline

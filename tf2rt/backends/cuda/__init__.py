@@ -345,9 +345,13 @@ PERSISTENT_CP = "persistent+cp.async"
 #: Candidates that are another engine's stack with build options forced: (engine, options).
 #: The first-run candidates "single-step stack whose one-launch layers prefetch the next
 #: layer's weights into L2" (kernels/single_step.cu GV_L2PF, mask STEP_PF_MASK), without and
-#: with weights persisting in L2: where the weights do not stay in L2 between calls.
+#: with weights persisting in L2: where the weights do not stay in L2 between calls. Mask 5
+#: (the next layer's rows, own loads streaming) was the fastest on an H100 for fp32 H=1024
+#: two-layer stacks: LSTM 30.5 µs against 34.8 plain and 31.1 persisting, GRU 24.6 against
+#: 28.8 / 25.6; fp16 kept the persisting form with it or without (19.3-19.8 µs)
+#: (benchmarks/results/cuda_step_l2pf_h100.md).
 STEP_PF, STEP_L2_PF = "step+pf", "step+l2+pf"
-STEP_PF_MASK = "1"
+STEP_PF_MASK = "5"
 #: STEP_L2's lines stay in L2 while the plain form is timed in turn: a small bias its way,
 #: since 64 MB streamed in one order keeps little.
 _CANDIDATE_FORMS = {STEP_L2: ("step", {"l2_persist": True}), PERSISTENT_CP: ("persistent", {"bulk": "0"}),
