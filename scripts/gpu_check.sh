@@ -98,7 +98,7 @@ for s in $stages; do
               timeout 120 python3 benchmarks/bench_cuda_rnn.py --cells lstm,gru --hidden 512,1024 --batch 32 --T 100 \
                 --dtypes float32 --reps 20 --variants bulk0 --out "$out/cuda_rnn_bulk_fp32.md" ;;
     l2pf) timeout 100 $pytest_gpu -vv tests/backends/test_cuda_single_step.py -k "large_one_step"
-          timeout 240 python3 benchmarks/cuda_step_bandwidth_probe.py --prefetch-masks 0,1,3,5,7 --reps 100 \
+          timeout 240 python3 benchmarks/cuda_step_bandwidth_probe.py --prefetch-masks 0,1,5,13 --reps 100 \
             --out "$out/cuda_step_l2pf.md" ;;
     wgmma) timeout 120 python3 benchmarks/cuda_wgmma_probe.py --out "$out/cuda_wgmma_probe.md" ;;
     firstcall) timeout 150 python3 benchmarks/cuda_first_call.py --out "$out/cuda_first_call.md" ;;

@@ -276,10 +276,11 @@ def test_a_failed_resident_launch_falls_back_to_a_launch_a_layer(resident_host, 
     assert res.resident is None and np.array_equal(got, plain.generate(np.array([1, 2]), 10, greedy=True))
 
 
-@pytest.mark.parametrize("mask", ["1", "3", "7"])
+@pytest.mark.parametrize("mask", ["1", "3", "7", "13"])
 def test_l2_prefetches_change_no_value(host, mask):
     """The one-launch layers with L2 prefetches (TF2RT_CUDA_GEMV_L2PF: the next layer's rows,
-    the rest of the own row, streaming own loads) give exactly what they give without: three
+    the rest of the own row, streaming own loads, the last layer the first layer's rows for
+    the next call) give exactly what they give without, call after call: three
     layers (two boundaries with a next layer), a bidirectional first layer whose rows have two
     column runs, fp16 rows longer than the loads held in registers (two a lane here)."""
     from tf2rt.backends.cuda.options import CudaOptions
@@ -295,6 +296,10 @@ def test_l2_prefetches_change_no_value(host, mask):
         assert base.gemv and pf.gemv
         inputs = stack_inputs(torch, case, dtype, feeds, dev="cpu")
         want = [t.clone() for t in base(*inputs) if t is not None]
-        got = [t for t in pf(*inputs) if t is not None]
-        assert all(torch.equal(w, g) for w, g in zip(want, got))
+        for _ in range(2):
+            got = [t for t in pf(*inputs) if t is not None]
+            assert all(torch.equal(w, g) for w, g in zip(want, got))
+        nxt = [pf._next_rows(layer) for layer in range(case.layers)]
+        assert all(int(p) == pf.wT[i + 1].data_ptr() for i, (p, _) in enumerate(nxt[:-1]))
+        assert int(nxt[-1][0]) == (pf.wT[0].data_ptr() if int(mask) & 8 else 0)
         assert max(_stack_errors(torch, case, dtype, feeds, pf, dev="cpu").values()) <= TOL[dtype]

@@ -736,7 +736,7 @@ def test_first_run_measurement_times_plain_row_copies_against_multicast(monkeypa
 
 def test_l2_prefetch_mask_option():
     """TF2RT_CUDA_GEMV_L2PF reaches the one-launch layer's build as GV_L2PF (only there: the
-    GEMM form has no such kernel); a value that is not a mask 0-7 is refused by name."""
+    GEMM form has no such kernel); a value that is not a mask 0-15 is refused by name."""
     from tf2rt.backends.cuda.options import CudaOptions
     from tf2rt.backends.cuda.single_step import GEMV_L2PF_DEFAULT, step_defines
     from tf2rt.errors import UnsupportedError
@@ -746,6 +746,6 @@ def test_l2_prefetch_mask_option():
     assert step_defines(one, CudaOptions())["GV_L2PF"] == GEMV_L2PF_DEFAULT
     wide = RnnProblem("lstm", 1024, 1024, 64, 1, layers=2, dtype="float32")
     assert step_defines(wide, CudaOptions(gemv_l2pf="5"))["GV_L2PF"] == 0
-    for bad in ("8", "x", "-1"):
+    for bad in ("16", "x", "-1"):
         with pytest.raises(UnsupportedError, match="TF2RT_CUDA_GEMV_L2PF"):
             step_defines(one, CudaOptions(gemv_l2pf=bad))

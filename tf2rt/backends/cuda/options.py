@@ -29,9 +29,10 @@ GEMV_ENV = "TF2RT_CUDA_GEMV"
 #: A number n >= 1: the one-launch layer issues n weight loads a lane before it waits for its
 #: inputs (default: the whole row up to single_step.GEMV_PREFETCH).
 GEMV_PF_ENV = "TF2RT_CUDA_GEMV_PF"
-#: A bit mask: the L2 prefetches a one-launch layer issues before it waits for the layer below
-#: (kernels/single_step.cu, GV_L2PF): 1 the next layer's rows, 2 the rest of its own row, 4 its
-#: own loads streaming (evict first); "0" none; unset: the planner's choice (single_step.py).
+#: A bit mask: the L2 prefetches of a one-launch layer (kernels/single_step.cu, GV_L2PF): 1 the
+#: next layer's rows, 2 the rest of its own row before it waits for the layer below, 4 its own
+#: loads streaming (evict first), 8 with 1: the last layer prefetches the first layer's rows
+#: for the next call; "0" none; unset: the planner's choice (single_step.py).
 GEMV_L2PF_ENV = "TF2RT_CUDA_GEMV_L2PF"
 #: fp32 input-projection GEMMs: "plain", "tf32x3" or "bf16x3" forces that form.
 XPROJ_ENV = "TF2RT_CUDA_XPROJ"
@@ -70,7 +71,7 @@ class CudaOptions:
     tf32x3: str = ""  # TF32_ENV: "1" at every batch, "0" never
     gemv: bool = True  # GEMV_ENV="0" -> False
     gemv_prefetch: int = 0  # GEMV_PF_ENV: loads a lane issues early (0: the planner's choice)
-    gemv_l2pf: str = ""  # GEMV_L2PF_ENV: L2 prefetch mask "0"-"7" ("": the planner's choice)
+    gemv_l2pf: str = ""  # GEMV_L2PF_ENV: L2 prefetch mask "0"-"15" ("": the planner's choice)
     xproj: str = ""  # XPROJ_ENV: "plain" | "tf32x3" | "bf16x3" (checked where used)
     pdl: bool | None = None  # PDL_ENV "1"/"0" -> True/False; None: dependent where the GPU allows
     resident: bool | None = None  # RESIDENT_ENV "1"/"0"; None: the decoder's default

@@ -63,9 +63,10 @@ def gemv_l2pf(options: CudaOptions) -> int:
     text = options.gemv_l2pf.strip()
     if not text:
         return GEMV_L2PF_DEFAULT
-    if not (text.isdigit() and 0 <= int(text) <= 7):
-        raise UnsupportedError(f"TF2RT_CUDA_GEMV_L2PF={text!r}: expected a mask 0-7 (1 the next layer's rows, "
-                               "2 the rest of the own row, 4 streaming own loads)")
+    if not (text.isdigit() and 0 <= int(text) <= 15):
+        raise UnsupportedError(f"TF2RT_CUDA_GEMV_L2PF={text!r}: expected a mask 0-15 (1 the next layer's rows, "
+                               "2 the rest of the own row, 4 streaming own loads, 8 with 1: the last layer the "
+                               "first layer's rows, for the next call)")
     return int(text)
 
 
@@ -236,6 +237,17 @@ class SingleStepStack:
         return [L2Window(w.data_ptr(), covered, ratio) if covered else None
                 for w, (covered, ratio) in zip(self.wT, persisting_windows(sizes, set_aside, max_window))]
 
+    def _next_rows(self, layer: int) -> tuple[np.uint64, np.int32]:
+        """(weights, row length) a one-launch layer prefetches into L2 once its own loads are
+        issued (GV_L2PF bit 1): the next layer's, and with bit 8 the last layer the first
+        layer's, which the next call reads first (a stream of one-step calls, e.g. a decoder,
+        keeps device memory busy between calls); else none."""
+        mask = gemv_l2pf(self.options)
+        nxt = layer + 1 if layer + 1 < len(self.wT) else (0 if mask & 8 else None)
+        if not mask & 1 or nxt is None:
+            return np.uint64(0), np.int32(0)
+        return pointer(self.wT[nxt]), np.int32(self.wT[nxt].shape[1])
+
     def kernels(self, x_dtype: Any) -> tuple[Any, Any, Any]:
         """(staging, gate, one-launch layer) kernels for x of type x_dtype and this stack's
         output type."""
@@ -317,8 +329,7 @@ class SingleStepStack:
                         pointer(self.y) if last else np.uint64(0), out_at(hn), out_at(cn),
                         np.uint64(0) if last else pointer(self.hbuf[layer % 2]), np.float32(p.clip or 0.0),
                         np.int64(y_ds), np.int64(y_bs), np.int64(s_gs), np.int64(s_bs),
-                        np.uint64(0) if last else pointer(self.wT[layer + 1]),
-                        np.int32(0 if last else self.wT[layer + 1].shape[1]))
+                        *self._next_rows(layer))
                 launch(gemv_kernel, grid, block, args, self.dev, B * krow * 4, dependent=self.pdl,
                        window=self.windows[layer])
             return self.y, hn, cn
