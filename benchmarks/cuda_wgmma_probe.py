@@ -116,6 +116,43 @@ __device__ __forceinline__ u64 desc(const void* p, u32 lbo, u32 sbo) {
     return (u64)((a & 0x3FFFF) >> 4) | ((u64)((lbo & 0x3FFFF) >> 4) << 16) | ((u64)((sbo & 0x3FFFF) >> 4) << 32);
 }
 
+// dst (tiled) <- src [rows][K]; then visible to wgmma (the async proxy) after the barrier.
+__device__ __forceinline__ void stage_tiled(half_t* dst, const half_t* src, int rows) {
+    for (int i = threadIdx.x; i < rows * K; i += blockDim.x) dst[tiled(i / K, i % K)] = src[i];
+}
+
+// The descriptor's leading (along K) and stride (along rows) byte offsets; swap: the other way.
+__device__ __forceinline__ void strides(int swap, u32& lbo, u32& sbo) {
+    const u32 along_k = 128, along_rows = K * 16;
+    lbo = swap ? along_rows : along_k;
+    sbo = swap ? along_k : along_rows;
+}
+
+// Zero the accumulators and open a wgmma sequence; close it and wait for every wgmma.
+__device__ __forceinline__ void wgmma_begin(float* d) {
+#pragma unroll
+    for (int i = 0; i < 16; ++i) d[i] = 0.0f;
+    asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void wgmma_end() {
+    asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+    asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+}
+
+// Assumed accumulator layout: d[4j + 2i + e] = (batch 16w + l/4 + 8i, gate row 8j + 2(l%4) + e).
+// dst [N][M] (+= add [N][M] where given), or (scatter) dst[...] = d.
+__device__ __forceinline__ void store_d(float* dst, const float* d, int w, int l, const float* add) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const int n = 8 * j + 2 * (l % 4) + e, m = 16 * w + l / 4 + 8 * i;
+                dst[n * M + m] = d[4 * j + 2 * i + e] + (add ? add[n * M + m] : 0.0f);
+            }
+}
+
 // out [gridDim.x][N][M] as mma's (WG warpgroups split K); raw [128][16]: block 0's
 // accumulator registers of warpgroup 0 at iteration 0 (read back to check their layout).
 extern "C" __global__ void __launch_bounds__(128 * WG, 1)
@@ -124,19 +161,19 @@ prod_wgmma(const half_t* __restrict__ hg, const half_t* __restrict__ wg, float* 
     extern __shared__ __align__(128) unsigned char smem[];
     half_t* sa = reinterpret_cast<half_t*>(smem);  // h: A [M][K], tiled
     half_t* sb = sa + M * K;                        // W: B [N][K], tiled
-    float* red = reinterpret_cast<float*>(sb + N * K);  // [N][M] (WG = 2)
-    for (int i = threadIdx.x; i < M * K; i += blockDim.x) sa[tiled(i / K, i % K)] = hg[i];
-    for (int i = threadIdx.x; i < N * K; i += blockDim.x) sb[tiled(i / K, i % K)] = wg[i];
+#if WG == 2
+    float* red = reinterpret_cast<float*>(sb + N * K);  // [N][M]: the second warpgroup's sums
+#endif
+    stage_tiled(sa, hg, M);
+    stage_tiled(sb, wg, N);
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     __syncthreads();
     const int g = threadIdx.x >> 7, t = threadIdx.x & 127, w = t >> 5, l = t & 31;
-    const u32 along_k = 128, along_rows = K * 16;
-    const u32 lbo = swap ? along_rows : along_k, sbo = swap ? along_k : along_rows;
+    u32 lbo, sbo;
+    strides(swap, lbo, sbo);
     for (int it = 0; it < iters; ++it) {
         float d[16];
-#pragma unroll
-        for (int i = 0; i < 16; ++i) d[i] = 0.0f;
-        asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+        wgmma_begin(d);
 #pragma unroll 4
         for (int s = 0; s < K / 16 / WG; ++s) {
             const int k0 = (g * (K / WG)) + s * 16;
@@ -149,32 +186,16 @@ prod_wgmma(const half_t* __restrict__ hg, const half_t* __restrict__ wg, float* 
                            "+f"(d[14]), "+f"(d[15])
                          : "l"(da), "l"(db), "r"(s));
         }
-        asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
-        asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+        wgmma_end();
         if (raw && it == 0 && blockIdx.x == 0 && g == 0)
             for (int i = 0; i < 16; ++i) raw[t * 16 + i] = d[i];
-        // assumed layout: d[4j + 2i + e] = (batch 16w + l/4 + 8i, gate row 8j + 2(l%4) + e)
 #if WG == 2
-        if (g == 1)
-            for (int j = 0; j < 4; ++j)
-                for (int i = 0; i < 2; ++i)
-                    for (int e = 0; e < 2; ++e)
-                        red[(8 * j + 2 * (l % 4) + e) * M + 16 * w + l / 4 + 8 * i] = d[4 * j + 2 * i + e];
+        if (g == 1) store_d(red, d, w, l, nullptr);
         __syncthreads();
-#endif
-        if (g == 0 && it == iters - 1)
-            for (int j = 0; j < 4; ++j)
-                for (int i = 0; i < 2; ++i)
-                    for (int e = 0; e < 2; ++e) {
-                        const int n = 8 * j + 2 * (l % 4) + e, m = 16 * w + l / 4 + 8 * i;
-                        float v = d[4 * j + 2 * i + e];
-#if WG == 2
-                        v += red[n * M + m];
-#endif
-                        out[(size_t)blockIdx.x * N * M + n * M + m] = v;
-                    }
-#if WG == 2
+        if (g == 0 && it == iters - 1) store_d(out + (size_t)blockIdx.x * N * M, d, w, l, red);
         __syncthreads();
+#else
+        if (it == iters - 1) store_d(out + (size_t)blockIdx.x * N * M, d, w, l, nullptr);
 #endif
     }
 }
@@ -188,17 +209,15 @@ prod_wgmma_ra(const half_t* __restrict__ hg, const half_t* __restrict__ wg, floa
     half_t* sb = reinterpret_cast<half_t*>(smem);  // W: B [N][K], tiled (first: 128-byte aligned)
     half_t* sh = sb + N * K;                        // h [M][HS]
     for (int i = threadIdx.x; i < M * K; i += blockDim.x) sh[(i / K) * HS + i % K] = hg[i];
-    for (int i = threadIdx.x; i < N * K; i += blockDim.x) sb[tiled(i / K, i % K)] = wg[i];
+    stage_tiled(sb, wg, N);
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     __syncthreads();
     const int t = threadIdx.x, w = t >> 5, l = t & 31;
-    const u32 along_k = 128, along_rows = K * 16;
-    const u32 lbo = swap ? along_rows : along_k, sbo = swap ? along_k : along_rows;
+    u32 lbo, sbo;
+    strides(swap, lbo, sbo);
     for (int it = 0; it < iters; ++it) {
         float d[16];
-#pragma unroll
-        for (int i = 0; i < 16; ++i) d[i] = 0.0f;
-        asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+        wgmma_begin(d);
 #pragma unroll 4
         for (int s = 0; s < K / 16; ++s) {
             const int k0 = s * 16;
@@ -215,16 +234,10 @@ prod_wgmma_ra(const half_t* __restrict__ hg, const half_t* __restrict__ wg, floa
                            "+f"(d[14]), "+f"(d[15])
                          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(s));
         }
-        asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
-        asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+        wgmma_end();
         if (raw && it == 0 && blockIdx.x == 0)
             for (int i = 0; i < 16; ++i) raw[t * 16 + i] = d[i];
-        if (it == iters - 1)
-            for (int j = 0; j < 4; ++j)
-                for (int i = 0; i < 2; ++i)
-                    for (int e = 0; e < 2; ++e)
-                        out[(size_t)blockIdx.x * N * M + (8 * j + 2 * (l % 4) + e) * M + 16 * w + l / 4 + 8 * i] =
-                            d[4 * j + 2 * i + e];
+        if (it == iters - 1) store_d(out + (size_t)blockIdx.x * N * M, d, w, l, nullptr);
     }
 }
 #endif  // WGMMA
