@@ -13,7 +13,10 @@ the kernel, each repeating it `iters` times on operands in shared memory:
 - wgmma WG=1 / WG=2: one warpgroup (M = the 64 batch rows, N = the 32 gate rows, K-major
   operands in 8x16-byte core matrices, no swizzle), or two splitting K and summing;
 - wgmma with h from registers: each warp's A fragment by ldmatrix from the padded rows the
-  kernel stages today, the weights by descriptor (the form the kernel could take).
+  kernel stages today, the weights by descriptor (the form the kernel could take);
+- the mma.sync products alone (no per-repeat K-slice sums) and wgmma with 2 or 4 independent
+  accumulator chains: whether the forms are bound by the sums, by one chain's latency, or by
+  the operands' shared-memory traffic at N = 32.
 
 Each form's result is checked against torch first: the wgmma result is read back from the
 raw accumulator registers, and where the assumed register layout does not match, the
@@ -43,6 +46,9 @@ typedef unsigned long long u64;
 #define N 32
 #define K 1024
 #define HS (K + 8)  // padded h row (halves) of the mma form: ldmatrix rows on distinct banks
+#ifndef RED
+#define RED 1  // the mma form sums its K slices through shared memory every repeat, as a step does
+#endif
 
 __device__ __forceinline__ void mma16816(float* c, const u32* a, u32 b0, u32 b1) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
@@ -88,6 +94,12 @@ prod_mma(const half_t* __restrict__ hg, const half_t* __restrict__ wg, float* __
                 mma16816(acc[2 * np + 1], a[s], b[2], b[3]);
             }
         }
+#if !RED  // the product alone: K slices summed on the last repeat only
+        if (it < iters - 1) {
+            if (acc[0][0] == 1234.5f) out[0] = acc[7][3];  // keeps the products; never true here
+            continue;
+        }
+#endif
 #pragma unroll
         for (int t = 0; t < 8; ++t) {
             const int r = mt * 16 + lane / 4, bb = t * 8 + 2 * (lane % 4);
@@ -126,6 +138,20 @@ __device__ __forceinline__ void strides(int swap, u32& lbo, u32& sbo) {
     const u32 along_k = 128, along_rows = K * 16;
     lbo = swap ? along_rows : along_k;
     sbo = swap ? along_k : along_rows;
+}
+
+#ifndef CH
+#define CH 1
+#endif
+// d (+)= A B for one k16 step, both operands by descriptor (acc = 0: d = A B).
+__device__ __forceinline__ void wgmma_ss(float* d, u64 da, u64 db, int acc) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 "
+                 "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, %16, %17, p, 1, 1, 0, 0;\n}"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+                   "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]),
+                   "+f"(d[15])
+                 : "l"(da), "l"(db), "r"(acc));
 }
 
 // Zero the accumulators and open a wgmma sequence; close it and wait for every wgmma.
@@ -172,21 +198,28 @@ prod_wgmma(const half_t* __restrict__ hg, const half_t* __restrict__ wg, float* 
     u32 lbo, sbo;
     strides(swap, lbo, sbo);
     for (int it = 0; it < iters; ++it) {
-        float d[16];
+        float d[16], dc[CH][16];  // CH chains: k-step s accumulates into chain s % CH
+#pragma unroll
+        for (int c = 0; c < CH; ++c)
+#pragma unroll
+            for (int i = 0; i < 16; ++i) dc[c][i] = 0.0f;
         wgmma_begin(d);
 #pragma unroll 4
-        for (int s = 0; s < K / 16 / WG; ++s) {
-            const int k0 = (g * (K / WG)) + s * 16;
-            const u64 da = desc(sa + (k0 >> 3) * 64, lbo, sbo), db = desc(sb + (k0 >> 3) * 64, lbo, sbo);
-            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
-                         "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 "
-                         "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, %16, %17, p, 1, 1, 0, 0;\n}"
-                         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
-                           "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
-                           "+f"(d[14]), "+f"(d[15])
-                         : "l"(da), "l"(db), "r"(s));
+        for (int s0 = 0; s0 < K / 16 / WG; s0 += CH) {
+#pragma unroll
+            for (int c = 0; c < CH; ++c) {
+                const int s = s0 + c, k0 = (g * (K / WG)) + s * 16;
+                const u64 da = desc(sa + (k0 >> 3) * 64, lbo, sbo), db = desc(sb + (k0 >> 3) * 64, lbo, sbo);
+                wgmma_ss(dc[c], da, db, s0);
+            }
         }
         wgmma_end();
+#pragma unroll
+        for (int i = 0; i < 16; ++i) {
+            d[i] = dc[0][i];
+#pragma unroll
+            for (int c = 1; c < CH; ++c) d[i] += dc[c][i];
+        }
         if (raw && it == 0 && blockIdx.x == 0 && g == 0)
             for (int i = 0; i < 16; ++i) raw[t * 16 + i] = d[i];
 #if WG == 2
@@ -285,7 +318,25 @@ def _layout(raw, want) -> str:
     return "; ".join(found)
 
 
-def run(ctas: int, iters: int, reps: int) -> dict:
+#: The forms timed: name -> (label, -D switches, kernel, threads, shared bytes). The wgmma
+#: forms are built for sm_90a; CH = independent accumulator chains a warpgroup interleaves.
+FORMS = {
+    "mma": ("mma.sync, 8 warps, K slices summed every repeat (as a step does)", {"RED": 1}, "prod_mma", 256,
+            M * (K + 8) * 2 + 4 * N * M * 4),
+    "mma_product": ("mma.sync, 8 warps, the products alone", {"RED": 0}, "prod_mma", 256,
+                    M * (K + 8) * 2 + 4 * N * M * 4),
+    "wgmma1": ("wgmma, 1 warpgroup", {"WG": 1, "CH": 1}, "prod_wgmma", 128, (M + N) * K * 2 + N * M * 4),
+    "wgmma1x4": ("wgmma, 1 warpgroup, 4 accumulator chains", {"WG": 1, "CH": 4}, "prod_wgmma", 128,
+                 (M + N) * K * 2 + N * M * 4),
+    "wgmma2": ("wgmma, 2 warpgroups splitting K", {"WG": 2, "CH": 1}, "prod_wgmma", 256, (M + N) * K * 2 + N * M * 4),
+    "wgmma2x2": ("wgmma, 2 warpgroups, 2 chains each", {"WG": 2, "CH": 2}, "prod_wgmma", 256,
+                 (M + N) * K * 2 + N * M * 4),
+    "wgmma_ra": ("wgmma, 1 warpgroup, h from registers (ldmatrix of padded rows)", {"WG": 1}, "prod_wgmma_ra", 128,
+                 N * K * 2 + M * (K + 8) * 2),
+}
+
+
+def run(ctas: int, iters: int, reps: int, forms: list[str]) -> dict:
     import cupy
     import numpy as np
     import torch
@@ -301,63 +352,35 @@ def run(ctas: int, iters: int, reps: int) -> dict:
     raw = torch.zeros(128, 16, device=dev)
     res = {"ctas": ctas, "iters": iters}
     stream = lambda: cupy.cuda.ExternalStream(torch.cuda.current_stream().cuda_stream)  # noqa: E731
+    ptrs = (cupy.uint64(h.data_ptr()), cupy.uint64(w.data_ptr()), cupy.uint64(out.data_ptr()))
 
-    def timed(fn, smem, args, name):
-        fn.max_dynamic_shared_size_bytes = smem
-        out.zero_()
-        fn((ctas,), (fn_threads[name],), args(1), shared_mem=smem, stream=stream())
-        torch.cuda.synchronize()
-        got = out[0].cpu().numpy()
-        err = float(np.abs(got - want).max())
-        res[f"{name}_err"] = err
-        times = _events_times(lambda: fn((ctas,), (fn_threads[name],), args(iters), shared_mem=smem, stream=stream()),
-                              reps, 2)
-        res[f"{name}_us"] = statistics.median(times) / iters
-        print(name, res[f"{name}_us"], "us a product, max abs err", err, flush=True)
-
-    fn_threads = {}
-    mod = cupy.RawModule(code=SRC, options=("--std=c++17", "-DWG=1", "-DWGMMA=0"))
-    mma = mod.get_function("prod_mma")
-    fn_threads["mma"] = 256
-    smem_mma = M * (K + 8) * 2 + 4 * N * M * 4
-    timed(mma, smem_mma, lambda n: (cupy.uint64(h.data_ptr()), cupy.uint64(w.data_ptr()), cupy.uint64(out.data_ptr()),
-                                    cupy.int32(n)), "mma")
-    for wgs in (1, 2):
+    for name in forms:
+        _, defines, kernel, threads, smem = FORMS[name]
+        wg = kernel != "prod_mma"
+        options = ("--std=c++17", f"-DWGMMA={int(wg)}") + tuple(f"-D{k}={v}" for k, v in defines.items())
         try:
-            mod = _sm90a_module(SRC, ("--std=c++17", f"-DWG={wgs}", "-DWGMMA=1"))
-            fn = mod.get_function("prod_wgmma")
+            fn = (_sm90a_module(SRC, options) if wg else cupy.RawModule(code=SRC, options=options)).get_function(kernel)
         except Exception as e:  # noqa: BLE001 - report and go on
-            res[f"wgmma{wgs}_error"] = str(e).splitlines()[0][:200]
-            print("wgmma", wgs, "did not build:", e, flush=True)
+            res[f"{name}_error"] = str(e).splitlines()[0][:200]
+            print(name, "did not build:", e, flush=True)
             continue
-        name = f"wgmma{wgs}"
-        fn_threads[name] = 128 * wgs
-        smem = (M + N) * K * 2 + N * M * 4
-        for swap in (0, 1):
+        fn.max_dynamic_shared_size_bytes = smem
+        for swap in ((0, 1) if wg else (0,)):
+            args = (lambda n, swap=swap: ptrs + (cupy.uint64(raw.data_ptr()), cupy.int32(n), cupy.int32(swap))) if wg \
+                else (lambda n: ptrs + (cupy.int32(n),))
+            out.zero_()
             raw.zero_()
-            timed(fn, smem, lambda n, swap=swap: (cupy.uint64(h.data_ptr()), cupy.uint64(w.data_ptr()),
-                                                  cupy.uint64(out.data_ptr()), cupy.uint64(raw.data_ptr()),
-                                                  cupy.int32(n), cupy.int32(swap)), name)
+            fn((ctas,), (threads,), args(1), shared_mem=smem, stream=stream())
+            torch.cuda.synchronize()
+            res[f"{name}_err"] = float(np.abs(out[0].cpu().numpy() - want).max())
             res[f"{name}_swap"] = swap
             if res[f"{name}_err"] < 0.05:
                 break
-        if wgs == 1 and res[f"{name}_err"] >= 0.05:
-            res["wgmma_layout_found"] = _layout(raw.cpu().numpy(), want)
-            print("layout:", res["wgmma_layout_found"], flush=True)
-        if wgs == 1:  # A from registers (ldmatrix from padded rows), B by descriptor
-            ra = mod.get_function("prod_wgmma_ra")
-            fn_threads["wgmma_ra"] = 128
-            smem = N * K * 2 + M * (K + 8) * 2
-            for swap in (0, 1):
-                raw.zero_()
-                timed(ra, smem, lambda n, swap=swap: (cupy.uint64(h.data_ptr()), cupy.uint64(w.data_ptr()),
-                                                      cupy.uint64(out.data_ptr()), cupy.uint64(raw.data_ptr()),
-                                                      cupy.int32(n), cupy.int32(swap)), "wgmma_ra")
-                res["wgmma_ra_swap"] = swap
-                if res["wgmma_ra_err"] < 0.05:
-                    break
-            if res["wgmma_ra_err"] >= 0.05:
-                res["wgmma_ra_layout_found"] = _layout(raw.cpu().numpy(), want)
+        if wg and res[f"{name}_err"] >= 0.05:
+            res[f"{name}_layout_found"] = _layout(raw.cpu().numpy(), want)
+        times = _events_times(lambda: fn((ctas,), (threads,), args(iters), shared_mem=smem, stream=stream()), reps, 2)
+        res[f"{name}_us"] = statistics.median(times) / iters
+        print(name, res[f"{name}_us"], "us a product, max abs err", res[f"{name}_err"], flush=True)
     return res
 
 
@@ -366,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="benchmarks/results/cuda_wgmma_probe.md")
     ap.add_argument("--iters", type=int, default=200)
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--forms", default=",".join(FORMS), help="comma-separated: " + ", ".join(FORMS))
     args = ap.parse_args(argv)
     import torch
 
@@ -373,30 +397,32 @@ def main(argv: list[str] | None = None) -> int:
 
     meta = gpu_meta("cuda_wgmma_probe.py", argv)
     ctas = 128  # the fp16 H=1024 batch-64 stack's CTAs, one an SM
-    r = run(ctas, args.iters, args.reps)
+    forms = args.forms.split(",")
+    r = run(ctas, args.iters, args.reps, forms)
+    import cupy
+
+    ghz = cupy.cuda.runtime.getDeviceProperties(0)["clockRate"] / 1e6  # reported in kHz
+    fma = N * M * K  # multiply-adds a product
     lines = [f"# One CTA's large-batch step product, mma.sync against wgmma — {meta['gpu']}", "",
              f"{meta['date']}; torch {meta['torch']}. Command: `{meta['command']}`", "",
              f"Per CTA: [{N} gate rows x {K}] x [{K} x {M} batch rows] fp16, fp32 sums, operands in shared memory; "
              f"{ctas} CTAs, each repeating the product {args.iters} times; µs a product (median of {args.reps} "
-             "launches over the repeats). err = max abs difference from torch's fp32 product of the same values.", "",
-             "| form | µs a product | max abs err | note |", "|---|---:|---:|---|"]
-    lines.append(f"| mma.sync, 8 warps | {r['mma_us']:.3f} | {r['mma_err']:.1e} | |")
-    for wgs in (1, 2):
-        name = f"wgmma{wgs}"
-        if f"{name}_us" in r:
-            note = f"descriptor strides {'swapped' if r[f'{name}_swap'] else 'as documented'}"
-            lines.append(f"| wgmma, {wgs} warpgroup{'s' if wgs > 1 else ''} | {r[f'{name}_us']:.3f} | "
-                         f"{r[f'{name}_err']:.1e} | {note} |")
-        else:
-            lines.append(f"| wgmma, {wgs} warpgroup(s) | - | - | {r.get(f'{name}_error', '')} |")
-    if "wgmma_ra_us" in r:
-        lines.append(f"| wgmma, 1 warpgroup, h from registers (ldmatrix of padded rows) | {r['wgmma_ra_us']:.3f} | "
-                     f"{r['wgmma_ra_err']:.1e} | descriptor strides "
-                     f"{'swapped' if r['wgmma_ra_swap'] else 'as documented'} |")
-    if "wgmma_ra_layout_found" in r:
-        lines += ["", f"Accumulator registers found (h from registers): {r['wgmma_ra_layout_found']}"]
-    if "wgmma_layout_found" in r:
-        lines += ["", f"Accumulator registers found: {r['wgmma_layout_found']}"]
+             "launches over the repeats); multiply-adds a clock = the product's over the time at the SM clock the "
+             f"device reports ({ghz:.2f} GHz; an H100 SM's tensor cores peak at 2048 a clock (fp16, dense)); "
+             "err = max abs difference from torch's fp32 product of the same values.", "",
+             "| form | µs a product | multiply-adds a clock (an SM) | max abs err | note |", "|---|---:|---:|---:|---|"]
+    for name in forms:
+        label = FORMS[name][0]
+        if f"{name}_us" not in r:
+            lines.append(f"| {label} | - | - | - | {r.get(f'{name}_error', '')} |")
+            continue
+        note = "" if FORMS[name][2] == "prod_mma" else \
+            f"descriptor strides {'swapped' if r[f'{name}_swap'] else 'as documented'}"
+        rate = fma / (r[f"{name}_us"] * 1e3 * ghz)
+        lines.append(f"| {label} | {r[f'{name}_us']:.3f} | {rate:.0f} | {r[f'{name}_err']:.1e} | {note} |")
+    for name in forms:
+        if f"{name}_layout_found" in r:
+            lines += ["", f"Accumulator registers found ({name}): {r[f'{name}_layout_found']}"]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(torch.cuda.get_device_name())

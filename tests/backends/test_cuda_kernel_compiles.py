@@ -224,8 +224,8 @@ def test_cluster_exchange_probe_compiles_for_sm90(nvrtc, cluster):
     assert ok, log
 
 
-@pytest.mark.parametrize("wg", [1, 2])
-def test_wgmma_probe_compiles_for_sm90a(nvrtc, wg):
+@pytest.mark.parametrize("wg,ch", [(1, 1), (2, 1), (1, 4), (2, 2)])
+def test_wgmma_probe_compiles_for_sm90a(nvrtc, wg, ch):
     """benchmarks/cuda_wgmma_probe.py (mma.sync against wgmma products, timed on a GPU only)
     compiles for sm_90a through ptxas without spills: its inline PTX is valid there."""
     import importlib.util
@@ -235,12 +235,14 @@ def test_wgmma_probe_compiles_for_sm90a(nvrtc, wg):
     spec = importlib.util.spec_from_file_location("cuda_wgmma_probe", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    ok, log = nvrtc.compile_log(mod.SRC, ["--std=c++17", f"-DWG={wg}", "-DWGMMA=1", "-arch=sm_90a", "-Xptxas", "-v"])
+    ok, log = nvrtc.compile_log(mod.SRC, ["--std=c++17", f"-DWG={wg}", f"-DCH={ch}", "-DWGMMA=1", "-arch=sm_90a",
+                                          "-Xptxas", "-v"])
     assert ok, log
     assert "wgmma.mma_async" in nvrtc.compile(mod.SRC, ["--std=c++17", f"-DWG={wg}", "-DWGMMA=1",
                                                         "-arch=compute_90a"])[1]
-    ok, plain = nvrtc.compile_log(mod.SRC, ["--std=c++17", "-DWG=1", "-DWGMMA=0", "-arch=sm_90"])
-    assert ok, plain  # the mma.sync form alone builds for plain sm_90
+    for red in (0, 1):  # the mma.sync forms alone build for plain sm_90
+        ok, plain = nvrtc.compile_log(mod.SRC, ["--std=c++17", f"-DRED={red}", "-DWGMMA=0", "-arch=sm_90"])
+        assert ok, plain
     spills = re.findall(r"(\d+) bytes spill stores", log)
     assert len(spills) == 3 and all(int(n) == 0 for n in spills), log
     assert "serialized" not in log, log  # ptxas serializes wgmma it cannot pipeline
