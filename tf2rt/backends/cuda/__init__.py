@@ -148,10 +148,11 @@ class CudaRunner(Runner):
         """First-run measurement per stack: the candidates of tune_candidates (persistent
         kernel, with and without multicast row copies, cuDNN, for one step the single-step
         stack with and without its weights persisting in L2 and its layers prefetching the
-        next layer's weights, the row kernel); keep the fastest. Where the persisting form was tried and is not kept (by this stack or an
-        earlier one), L2 is given back as it was. Candidates are timed in turns (TUNE_ROUNDS rounds, each candidate's best round
-        kept), so a GPU still raising its clocks, or a passing disturbance, does not favour
-        whichever candidate happened to be timed last."""
+        next layer's weights, the row kernel); keep the fastest. Where a persisting form was
+        tried and is not kept (by this stack or an earlier one), L2 is given back as it was.
+        Candidates are timed in turns (TUNE_ROUNDS rounds, each candidate's best round kept),
+        so a GPU still raising its clocks, or a passing disturbance, does not favour whichever
+        candidate happened to be timed last."""
         from .launch import l2_release, l2_set_aside_now
         from .single_step import l2_persist_may_pay
 
@@ -342,7 +343,6 @@ STEP_L2 = "step+l2"
 #: The first-run candidate "persistent kernel whose large-batch step copies its rows with
 #: 16-byte cp.async" (against the planned multicast bulk copies, BULK).
 PERSISTENT_CP = "persistent+cp.async"
-#: Candidates that are another engine's stack with build options forced: (engine, options).
 #: The first-run candidates "single-step stack whose one-launch layers prefetch the next
 #: layer's weights into L2" (kernels/single_step.cu GV_L2PF, mask STEP_PF_MASK), without and
 #: with weights persisting in L2: where the weights do not stay in L2 between calls. Mask 5
@@ -352,12 +352,12 @@ PERSISTENT_CP = "persistent+cp.async"
 #: (benchmarks/results/cuda_step_l2pf_h100.md).
 STEP_PF, STEP_L2_PF = "step+pf", "step+l2+pf"
 STEP_PF_MASK = "5"
+#: Candidates that are another engine's stack with build options forced: (engine, options).
 #: STEP_L2's lines stay in L2 while the plain form is timed in turn: a small bias its way,
 #: since 64 MB streamed in one order keeps little.
 _CANDIDATE_FORMS = {STEP_L2: ("step", {"l2_persist": True}), PERSISTENT_CP: ("persistent", {"bulk": "0"}),
                     STEP_PF: ("step", {"gemv_l2pf": STEP_PF_MASK}),
                     STEP_L2_PF: ("step", {"l2_persist": True, "gemv_l2pf": STEP_PF_MASK})}
-
 
 
 def tune_candidates(T: int, has_seq_lens: bool, options: CudaOptions) -> list[str]:

@@ -198,7 +198,7 @@ __device__ __forceinline__ void stage_run(float* dst, const T* src, int n, Load 
 }
 #define GV_BOUNDS __launch_bounds__(GV_ROWS * 32, 4)
 
-// L2 prefetches a one-launch layer issues before it waits (GV_L2PF, a bit mask; 0 = none):
+// L2 prefetches of a one-launch layer (GV_L2PF, a bit mask; 0 = none):
 //   1: the NEXT layer's rows that the same block of the next launch will read (wnext, knext:
 //      its transposed weight and row length; the units, and so the rows, are the same),
 //      issued once the warp's own loads are, so the device memory stream does not stop at
@@ -208,6 +208,8 @@ __device__ __forceinline__ void stage_run(float* dst, const T* src, int n, Load 
 //      while the warp waits for the layer below instead of after.
 //   4: this layer's own weight loads are streaming (evict first in L2), leaving L2 to the
 //      lines prefetched for the next layer.
+//   8: (the host's choice of wnext, with 1) the last layer prefetches the first layer's rows,
+//      which the next call reads first.
 // Prefetches change no value: a build with any mask computes exactly what GV_L2PF=0 does.
 #ifndef GV_L2PF
 #define GV_L2PF 0
