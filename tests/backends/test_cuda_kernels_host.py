@@ -303,3 +303,25 @@ def test_l2_prefetches_change_no_value(host, mask):
         assert all(int(p) == pf.wT[i + 1].data_ptr() for i, (p, _) in enumerate(nxt[:-1]))
         assert int(nxt[-1][0]) == (pf.wT[0].data_ptr() if int(mask) & 8 else 0)
         assert max(_stack_errors(torch, case, dtype, feeds, pf, dev="cpu").values()) <= TOL[dtype]
+
+
+def test_a_stack_launched_another_way_shares_the_packed_weights(host):
+    """A single-step stack built with weights_of= (the runner's first-run candidates that
+    differ only in how they launch) uses the other stack's packed weights, not a copy, and
+    computes the same; one whose weights are packed another way (the GEMM form) packs its
+    own."""
+    from tf2rt.backends.cuda.options import CudaOptions
+
+    case = _case(dict(cell="gru", hidden=40, batch=2, layers=2, initial=True))
+    feeds = make_inputs(case)
+    problem = problem_for(node_specs(case), case.batch, 1, "float32")
+    layers = [s.weights for s in node_specs(case)]
+    base = single_step.SingleStepStack(problem, layers, device="cpu")
+    pf = single_step.SingleStepStack(problem, layers, device="cpu", options=CudaOptions(gemv_l2pf="5"), weights_of=base)
+    assert pf.gemv and all(a is b for a, b in zip(pf.wT, base.wT)) and pf.bias is base.bias
+    inputs = stack_inputs(torch, case, "float32", feeds, dev="cpu")
+    want = [t.clone() for t in base(*inputs) if t is not None]
+    assert all(torch.equal(w, g) for w, g in zip(want, [t for t in pf(*inputs) if t is not None]))
+    gemm = single_step.SingleStepStack(problem, layers, device="cpu", options=CudaOptions(gemv=False), weights_of=base)
+    assert not gemm.gemv and gemm.w and not gemm.wT
+    assert max(_stack_errors(torch, case, "float32", feeds, gemm, dev="cpu").values()) <= TOL["float32"]

@@ -614,9 +614,17 @@ def test_first_run_measurement_keeps_or_gives_back_the_l2_forms(monkeypatch, win
         def __call__(self, x):
             return x, x, None
 
-    def fake_make_stack(specs, B, T, dtype, limits, prefer=None, options=None):
+    shared = []
+
+    def fake_make_stack(specs, B, T, dtype, limits, prefer=None, options=None, weights_of=None):
         built.append((prefer, options.l2_persist, options.gemv_l2pf))
-        return Stack(options), SimpleNamespace(engine=prefer, measured=None, reason="")
+        stack = Stack(options)
+        shared.append(weights_of)
+        if prefer == "step" and weights_of is None:
+            plain.append(stack)
+        return stack, SimpleNamespace(engine=prefer, measured=None, reason="")
+
+    plain = []
 
     fake_times = {"persistent": 40.0, "cudnn": 41.0, "step": 33.0, "step+l2": 34.0, "step+pf": 35.0, "step+l2+pf": 36.0}
     if winner in fake_times:
@@ -653,6 +661,9 @@ def test_first_run_measurement_keeps_or_gives_back_the_l2_forms(monkeypatch, win
         want.add("step+l2+pf")
         assert built[-1] == ("step", True, pf)
     assert measured == want
+    # the step forms launched another way share the plain step stack's packed weights
+    assert len(plain) == 1 and all(w is plain[0] for (e, *_), w in zip(built, shared) if e == "step" and w is not None)
+    assert sum(w is not None for w in shared) == len([b for b in built if b[0] == "step"]) - 1
     kept = {"unbuilt": "step", "one-layer": "step"}.get(winner, winner)
     assert chain.plan.reason == f"first-run measurement: {kept} faster"
     assert chain.stack.l2_persisting == ("l2" in kept)

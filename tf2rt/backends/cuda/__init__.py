@@ -177,7 +177,10 @@ class CudaRunner(Runner):
                         set_aside = l2_set_aside_now()
                     elif engine == STEP_L2_PF and STEP_L2 not in options:
                         continue
-                candidate = self._candidate(chain, engine, B, T, dtype)
+                # a step form launched another way shares the plain step stack's packed weights
+                same = options["step"][1] if engine != "step" and engine.startswith("step") and "step" in options \
+                    else None
+                candidate = self._candidate(chain, engine, B, T, dtype, same)
                 if candidate is not None:
                     options[engine] = candidate
             best = None
@@ -192,18 +195,20 @@ class CudaRunner(Runner):
             if set_aside is not None and not self._l2_kept:
                 l2_release(set_aside)
 
-    def _candidate(self, chain: Any, engine: str, B: int, T: int, dtype: str) -> tuple | None:
+    def _candidate(self, chain: Any, engine: str, B: int, T: int, dtype: str, same: Any = None) -> tuple | None:
         """One first-run candidate for `chain`: (captured call, stack, plan, targets taken),
         or None where the form does not apply or cannot be captured. The call includes what
         the engine's outputs cost: a stack that writes them in the layout and type the engine
-        wants (output targets, graph.py) against one whose outputs are then copied."""
+        wants (output targets, graph.py) against one whose outputs are then copied. same: a
+        single-step stack whose packed weights a single-step candidate shares."""
         from .rnn import make_stack
 
         torch = self.torch
         kind, forced = _CANDIDATE_FORMS.get(engine, (engine, {}))
         build = dataclasses.replace(self.build_options, **forced)
         try:
-            stack, p = make_stack(chain.specs, B, T, dtype, self.limits, prefer=kind, options=build)
+            stack, p = make_stack(chain.specs, B, T, dtype, self.limits, prefer=kind, options=build,
+                                  **({"weights_of": same} if same is not None else {}))
         except Tf2rtError:
             return None
         if p.engine != kind or (forced.get("l2_persist") and not stack.l2_persisting):

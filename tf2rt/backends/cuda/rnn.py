@@ -127,14 +127,16 @@ def _activation_callables(spec: RnnNodeSpec) -> list[list[Any]]:
 
 def make_stack(specs: Sequence[RnnNodeSpec], batch: int, seq_len: int, dtype: str, limits: DeviceLimits,
                prefer: str | None = None, has_seq_lens: bool = False, torch_device: Any = None,
-               options: CudaOptions | None = None) -> tuple[Any, Plan]:
+               options: CudaOptions | None = None, weights_of: Any = None) -> tuple[Any, Plan]:
     """Plan and build the object that runs `specs` (a chain of layers).
 
     prefer: "persistent" | "cudnn" | "torch" (step loop) | "step" (single-step stack, T=1
     only) | "row" (the row kernel, small layers only; other shapes get the planner's choice
     for these two) | None (the planner's choice).
     On a CPU torch device only the cuDNN-module (torch.nn) and step-loop forms exist.
-    options: the runner's build options (None: from the environment now)."""
+    options: the runner's build options (None: from the environment now).
+    weights_of: a single-step stack of the same layers whose packed weights a single-step
+    stack built here may share (SingleStepStack)."""
     from .fallback import CudnnStack, LoopStack
     from .persistent import PersistentStack
     from .single_step import SingleStepStack
@@ -159,7 +161,7 @@ def make_stack(specs: Sequence[RnnNodeSpec], batch: int, seq_len: int, dtype: st
         else:  # the planner's reason says why the kernel cannot
             plan = Plan("torch", f"per-sequence lengths (cuDNN in a graph cannot take them); {kernel.reason}")
     if plan.engine == "step":
-        return SingleStepStack(problem, layers, device=torch_device, options=options), plan
+        return SingleStepStack(problem, layers, device=torch_device, options=options, weights_of=weights_of), plan
     if plan.engine == "row":
         from .row import RowStack
 

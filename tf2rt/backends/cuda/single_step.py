@@ -173,7 +173,11 @@ class SingleStepStack:
     h_n, c_n or None), views of internal buffers valid until the next call)."""
 
     def __init__(self, problem: RnnProblem, layers: Sequence[Sequence[DirectionWeights]], device: Any = None,
-                 options: CudaOptions | None = None) -> None:
+                 options: CudaOptions | None = None, weights_of: SingleStepStack | None = None) -> None:
+        """weights_of: a stack of the same layers, problem, device and weight layout whose
+        packed weights this one shares instead of packing its own (the runner's first-run
+        candidates that differ only in how they launch: packing fp32 H=1024 weights takes a
+        good part of a second a stack)."""
         import torch
 
         why = step_applies(problem)
@@ -197,21 +201,13 @@ class SingleStepStack:
                     and torch.cuda.get_device_capability(self.dev) >= (9, 0))
         op = torch.bfloat16 if self.split else self.dt
         k0, k1, rows = lay.k0, lay.k1, lay.rows
-        self.w, self.bias, self.wT = [], [], []
-        for layer, dirs in enumerate(layers):
-            wt, bias = step_weights(p.cell, H, dirs, k0 if layer == 0 else k1, self.ncol)
-            t = torch.from_numpy(wt).to(self.dev)
-            if self.split:  # [W_hi | W_lo]
-                hi = t.to(torch.bfloat16)
-                t = torch.cat([hi, (t - hi.float()).to(torch.bfloat16)], 1)
-            if self.gemv:  # rows = the GEMM's columns, each a contiguous run of K values
-                self.wT.append(t.T.to(op).contiguous())
-            else:
-                self.w.append(t.to(op).contiguous())
-            self.bias.append(torch.from_numpy(bias).to(self.dev))
-        peeps = [[w.P for w in dirs] for dirs in layers]
-        self.peep = [torch.from_numpy(np.concatenate(ps).astype(np.float32)).to(self.dev)
-                     if ps[0] is not None else None for ps in peeps]
+        if weights_of is not None and (weights_of.problem != p or weights_of.dev != self.dev
+                                       or step_layout(p, weights_of.options) != lay):
+            weights_of = None  # packed another way: pack our own
+        if weights_of is not None:
+            self.w, self.bias, self.wT, self.peep = weights_of.w, weights_of.bias, weights_of.wT, weights_of.peep
+        else:
+            self.w, self.bias, self.wT, self.peep = self._pack(layers, lay, op)
         # Padding columns of A stay zero: only real columns are ever written.
         if self.gemv:  # each layer's output for the next layer's operand (fp32, ping-pong)
             self.hbuf = torch.empty(2, B, D * H, device=self.dev, dtype=torch.float32)
@@ -225,6 +221,29 @@ class SingleStepStack:
         self.out_dtype = self.dt
         self._kernels: dict[tuple, tuple[Any, Any]] = {}
         self.windows = self._l2_windows()
+
+    def _pack(self, layers: Sequence[Sequence[DirectionWeights]], lay: StepLayout, op: Any) -> tuple[list, list, list, list]:
+        """(GEMM weights, biases, transposed one-launch weights, peepholes) per layer, on the
+        stack's device."""
+        import torch
+
+        p = self.problem
+        w, biases, wT = [], [], []
+        for layer, dirs in enumerate(layers):
+            wt, bias = step_weights(p.cell, p.hidden, dirs, lay.k0 if layer == 0 else lay.k1, self.ncol)
+            t = torch.from_numpy(wt).to(self.dev)
+            if self.split:  # [W_hi | W_lo]
+                hi = t.to(torch.bfloat16)
+                t = torch.cat([hi, (t - hi.float()).to(torch.bfloat16)], 1)
+            if self.gemv:  # rows = the GEMM's columns, each a contiguous run of K values
+                wT.append(t.T.to(op).contiguous())
+            else:
+                w.append(t.to(op).contiguous())
+            biases.append(torch.from_numpy(bias).to(self.dev))
+        peeps = [[d.P for d in dirs] for dirs in layers]
+        peep = [torch.from_numpy(np.concatenate(ps).astype(np.float32)).to(self.dev) if ps[0] is not None else None
+                for ps in peeps]
+        return w, biases, wT, peep
 
     def _l2_windows(self) -> list[Any]:
         """An L2 access-policy window per one-launch layer (launch.py) where its weights are
