@@ -36,6 +36,8 @@
 #   l2pf       one-step stacks at batch 1 whose one-launch layers prefetch into L2 (the next layer's
 #              rows, the rest of their own, streaming own loads: TF2RT_CUDA_GEMV_L2PF masks), with
 #              and without weights persisting in L2 (after the runner's GPU test of those forms)
+#   timeline   benchmarks/cuda_step_timeline.py: when each one-step layer's blocks start, stop waiting,
+#              finish their products and their outputs (fp32 H=1024, L2 prefetch masks 0 / 5, +l2)
 #   wgmma      benchmarks/cuda_wgmma_probe.py: one CTA's large-batch fp16 product (32 x 1024 x 64) by
 #              mma.sync against Hopper's wgmma, checked against torch
 #   firstcall  benchmarks/cuda_first_call.py: seconds to an engine's first result
@@ -100,6 +102,7 @@ for s in $stages; do
     l2pf) timeout 100 $pytest_gpu -vv tests/backends/test_cuda_single_step.py -k "large_one_step"
           timeout 240 python3 benchmarks/cuda_step_bandwidth_probe.py --prefetch-masks 0,1,5,13 --reps 100 \
             --out "$out/cuda_step_l2pf.md" ;;
+    timeline) timeout 120 python3 benchmarks/cuda_step_timeline.py --out "$out/cuda_step_timeline.md" ;;
     wgmma) timeout 120 python3 benchmarks/cuda_wgmma_probe.py --out "$out/cuda_wgmma_probe.md" ;;
     firstcall) timeout 150 python3 benchmarks/cuda_first_call.py --out "$out/cuda_first_call.md" ;;
     l2) for l2 in 0 1; do

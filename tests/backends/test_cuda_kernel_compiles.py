@@ -271,3 +271,28 @@ def test_one_launch_layer_l2_prefetches_compile_for_sm90(nvrtc, dtype, mask):
     gemv = ptx.split(".entry step_gemv")[1]
     assert ("prefetch.global.L2::evict_last" in gemv) == bool(mask & 3)
     assert ("ld.global.cs" in gemv) == bool(mask & 4)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_step_timeline_patch_applies_and_compiles(nvrtc, dtype):
+    """benchmarks/cuda_step_timeline.py patches the one-launch layer with %globaltimer stamps:
+    every edit still finds its text exactly once, the patched build compiles for sm_90, and a
+    stale edit is an error rather than a timeline of nothing."""
+    import importlib.util
+    from pathlib import Path
+
+    from tf2rt.backends.cuda.options import CudaOptions
+    from tf2rt.backends.cuda.single_step import step_defines
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "cuda_step_timeline.py"
+    spec = importlib.util.spec_from_file_location("cuda_step_timeline", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    source = mod.timeline_source(kernel_source("single_step.cu"))
+    assert source.count("tl_stamp(tl_layer,") == 4
+    problem = RnnProblem("lstm", 1024, 1024, 1, 1, layers=2, dtype=dtype)
+    defines = {**step_defines(problem, CudaOptions(gemv_l2pf="5")), "XTYPE": 0, "OTYPE": 0}
+    ok, ptx = nvrtc.compile(source, ["--std=c++17", "-arch=sm_90"] + [f"-D{k}={v}" for k, v in defines.items()])
+    assert ok, ptx
+    with pytest.raises(KeyError):
+        mod.timeline_source(kernel_source("single_step.cu").replace("grid_dep_wait();  // the layer below", "x"))
