@@ -642,12 +642,15 @@ def test_first_run_measurement_keeps_or_gives_back_the_l2_forms(monkeypatch, win
     runner.executor = SimpleNamespace(chains=[chain])
     runner.build_options = CudaOptions()
     runner.limits = SimpleNamespace(l2_size=50 * mb)
-    runner._l2_kept = False
+    runner._l2_kept = runner._l2_held = False
+    runner._state = {}
     runner._tune({})
     measured = set(chain.plan.measured)
     if winner == "small":
         assert built == [("persistent", None, ""), ("cudnn", None, ""), ("step", None, "")]
         assert measured == {"persistent", "cudnn", "step"} and not released
+        runner.close()
+        assert not released
         return
     pf = cuda.STEP_PF_MASK
     assert ("step", True, "") in built
@@ -669,6 +672,10 @@ def test_first_run_measurement_keeps_or_gives_back_the_l2_forms(monkeypatch, win
     assert chain.stack.l2_persisting == ("l2" in kept)
     assert chain.stack.l2pf == (pf if "pf" in kept else "")
     assert released == ([] if "l2" in kept else [5 * mb])
+    runner.close()  # the runner that kept a persisting form gives the set-aside back as it was
+    assert released == [5 * mb]
+    runner.close()
+    assert released == [5 * mb]
 
 
 def test_multicast_row_copies_where_they_apply_and_the_floor_they_lower():
@@ -760,3 +767,29 @@ def test_l2_prefetch_mask_option():
     for bad in ("16", "x", "-1"):
         with pytest.raises(UnsupportedError, match="TF2RT_CUDA_GEMV_L2PF"):
             step_defines(one, CudaOptions(gemv_l2pf=bad))
+
+
+def test_persisting_l2_is_given_back_when_the_last_runner_holding_it_closes(monkeypatch):
+    """Two runners that kept weights persisting in L2: closing the first leaves the context's
+    set-aside (the other still uses it); closing the second gives it back as it was before
+    the first raised it."""
+    import tf2rt.backends.cuda as cuda
+    import tf2rt.backends.cuda.launch as launch
+
+    released = []
+    monkeypatch.setattr(launch, "l2_release", released.append)
+    monkeypatch.setattr(cuda, "_L2_HOLD", {"runners": 0, "before": None})
+    runners = []
+    for before in (3, 7):  # the second found the set-aside already raised by the first
+        r = object.__new__(cuda.CudaRunner)
+        r._state, r._l2_kept, r._l2_held = {}, True, True
+        cuda._l2_hold(before)
+        runners.append(r)
+    runners[0].close()
+    assert released == []
+    runners[1].close()
+    assert released == [3]
+    never = object.__new__(cuda.CudaRunner)
+    never._state, never._l2_kept, never._l2_held = {}, False, False
+    never.close()
+    assert released == [3]

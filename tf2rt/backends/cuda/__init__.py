@@ -105,6 +105,7 @@ class CudaRunner(Runner):
         self.use_graph, self.autotune, self.prefer = graph, autotune and prefer is None, prefer
         self._state: dict[tuple, dict] = {}  # input shapes -> static buffers and graph
         self._l2_kept = False  # a stack kept the single-step form with weights persisting in L2
+        self._l2_held = False  # and this runner holds the context's raised set-aside (_l2_hold)
         self.providers = ["cuda"]
 
     def check_feeds(self, feeds: Mapping[str, Any]) -> Mapping[str, np.ndarray]:
@@ -191,7 +192,11 @@ class CudaRunner(Runner):
                 chain.targets_of = chain.stack if chain.targets else None  # targets already given
                 chain.plan.measured = times
                 chain.plan.reason = f"first-run measurement: {best} faster"
-            self._l2_kept |= best in (STEP_L2, STEP_L2_PF)
+            kept_l2 = best in (STEP_L2, STEP_L2_PF)
+            if kept_l2 and not self._l2_held and set_aside is not None:
+                _l2_hold(set_aside)  # given back when the last runner holding it closes
+                self._l2_held = True
+            self._l2_kept |= kept_l2
             if set_aside is not None and not self._l2_kept:
                 l2_release(set_aside)
 
@@ -320,8 +325,32 @@ class CudaRunner(Runner):
         return sum(c.plan.full_floor_us for c in self.executor.chains if c.plan is not None)
 
     def close(self) -> None:
+        """Free the runner's graphs and stacks; where it kept weights persisting in L2 and is
+        the last open runner doing so, give the context's L2 back as it was before."""
         self._state.clear()
         self.executor = None  # type: ignore[assignment]
+        if getattr(self, "_l2_held", False):
+            self._l2_held = False
+            _l2_drop()
+
+
+#: Runners holding a raised persisting-L2 set-aside, and the set-aside before the first.
+_L2_HOLD: dict[str, Any] = {"runners": 0, "before": None}
+
+
+def _l2_hold(before: int) -> None:
+    if _L2_HOLD["runners"] == 0:
+        _L2_HOLD["before"] = before
+    _L2_HOLD["runners"] += 1
+
+
+def _l2_drop() -> None:
+    from .launch import l2_release
+
+    _L2_HOLD["runners"] = max(0, _L2_HOLD["runners"] - 1)
+    if _L2_HOLD["runners"] == 0 and _L2_HOLD["before"] is not None:
+        l2_release(_L2_HOLD["before"])
+        _L2_HOLD["before"] = None
 
 
 def _time_each(fn: Any, iterations: int, warmup: int) -> list[float]:
