@@ -40,6 +40,11 @@
 #              finish their products and their outputs (fp32 H=1024, L2 prefetch masks 0 / 5, +l2)
 #   wgmma      benchmarks/cuda_wgmma_probe.py: one CTA's large-batch fp16 product (32 x 1024 x 64) by
 #              mma.sync against Hopper's wgmma, checked against torch
+#   next       what the last CPU-only work left for a GPU, in one call (about 3 minutes): the wgmma
+#              probe's new forms, the one-step timeline, the runner's GPU test of the prefetching
+#              forms with shared weights and of closing runners, one-step engines at batch 1
+#              (H=512 rows measured 4-8 µs slower in the last run than in the 72-shape run), then
+#              the first call of fp32 H=1024 one-step engines
 #   firstcall  benchmarks/cuda_first_call.py: seconds to an engine's first result
 #   probe1024  where a step of the fp16 H=1024 batch-64 persistent stack goes (the one shape
 #              cuDNN still wins): bench_cuda_rnn.py --probe, parts of the step switched off, then
@@ -104,6 +109,13 @@ for s in $stages; do
             --out "$out/cuda_step_l2pf.md" ;;
     timeline) timeout 120 python3 benchmarks/cuda_step_timeline.py --out "$out/cuda_step_timeline.md" ;;
     wgmma) timeout 120 python3 benchmarks/cuda_wgmma_probe.py --out "$out/cuda_wgmma_probe.md" ;;
+    next) timeout 60 python3 benchmarks/cuda_wgmma_probe.py --out "$out/cuda_wgmma_probe.md"
+          timeout 90 python3 benchmarks/cuda_step_timeline.py --out "$out/cuda_step_timeline.md"
+          timeout 100 $pytest_gpu -vv tests/backends/test_cuda_single_step.py -k "large_one_step"
+          timeout 150 python3 benchmarks/bench_cuda_engine.py --out "$out/cuda_engine_step.md" --reps 100 \
+            --hiddens 512,1024 --batches 1 --steps 1 --no-charrnn --no-keras
+          timeout 90 python3 benchmarks/cuda_first_call.py --out "$out/cuda_first_call_step.md" \
+            --shapes lstm:1:1024:1:fp32,gru:1:1024:1:fp32 ;;
     firstcall) timeout 150 python3 benchmarks/cuda_first_call.py --out "$out/cuda_first_call.md" ;;
     l2) for l2 in 0 1; do
           TF2RT_CUDA_L2_PERSIST=$l2 timeout 90 python3 benchmarks/bench_cuda_step.py --out "$out/cuda_step_l2_$l2.md" \

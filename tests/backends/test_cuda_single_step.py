@@ -377,7 +377,10 @@ def test_large_one_step_engines_also_time_weights_persisting_in_l2():
 
     engine, _ = build_rnn("lstm", 2, False, 1024, 1024, 1, 1, 1, precision="fp32")
     feeds = rnn_feeds("lstm", 2, False, 1024, 1024, 1, 1, 1, False, False)
+    from tf2rt.backends.cuda.launch import l2_set_aside_now
+
     want = engine.run(feeds, backend="reference")
+    before = l2_set_aside_now()
     runner = engine.runner("cuda")
     got = runner.run(feeds)
     info = runner.describe()["recurrent"][0]
@@ -398,3 +401,6 @@ def test_large_one_step_engines_also_time_weights_persisting_in_l2():
     for other in (kept, pf):  # prefetching and persisting change no value
         for a, b in zip(want_x, [t for t in other(x) if t is not None]):
             assert torch.equal(a, b)
+    runner.close()  # whatever it kept, the context's persisting L2 is as it was before it
+    if kept_l2:
+        assert l2_set_aside_now() == before
