@@ -340,6 +340,18 @@ def gpu_meta(script: str, argv: list[str] | None) -> dict:
             "command": f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])}
 
 
+def report_head(title: str, meta: dict, intro: str) -> list[str]:
+    """The first lines of a results file: title with the GPU, date, torch and command, intro."""
+    return [f"# {title} — {meta['gpu']}", "", f"{meta['date']}; torch {meta['torch']}. Command: `{meta['command']}`",
+            "", intro, ""]
+
+
+def write_report(path: str, lines: list[str]) -> None:
+    """Write a results file (its folder made where missing)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     grid_arguments(ap, "benchmarks/results/cuda_engine.md", "1,8,64")

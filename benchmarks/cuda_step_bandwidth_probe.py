@@ -148,43 +148,41 @@ def main(argv: list[str] | None = None) -> int:
                          "instead of the bandwidth table")
     ap.add_argument("--prefetch-shapes", default=PREFETCH_SHAPES, help="cell:hidden:dtype,... for --prefetch-masks")
     args = ap.parse_args(argv)
-    from bench_cuda_engine import gpu_meta
+    from bench_cuda_engine import gpu_meta, report_head, write_report
 
     meta = gpu_meta("cuda_step_bandwidth_probe.py", argv)
     if args.prefetch_masks:
         masks = args.prefetch_masks.split(",")
         rows = measure_prefetch(masks, args.reps, args.prefetch_shapes)
         keys = [k for k in rows[0] if k not in ("cell", "hidden", "dtype", "identical")]
-        lines = [f"# One-step stacks at batch 1 with L2 prefetches of the next layer's weights — {meta['gpu']}", "",
-                 f"{meta['date']}; torch {meta['torch']}. Command: `{meta['command']}`", "",
-                 "µs, medians over 5 rounds of CUDA-event-timed graph replays, every form once a round; 2 layers, "
-                 "input = hidden, batch 1. Column m = TF2RT_CUDA_GEMV_L2PF mask (1 the next layer's rows into L2 "
-                 "before waiting, 2 the rest of the own row, 4 streaming own loads), +l2 = with a share of the "
-                 "weights persisting in L2. identical = every form's outputs equal mask 0's.", "",
-                 "| cell | H | dtype | " + " | ".join(keys) + " | identical |",
-                 "|---|---|---|" + "---:|" * len(keys) + "---|"]
+        lines = report_head("One-step stacks at batch 1 with L2 prefetches of the next layer's weights", meta,
+                            "µs, medians over 5 rounds of CUDA-event-timed graph replays, every form once a round; "
+                            "2 layers, input = hidden, batch 1. Column m = TF2RT_CUDA_GEMV_L2PF mask (1 the next "
+                            "layer's rows into L2 once the own loads are out, 2 the rest of the own row before the "
+                            "wait, 4 streaming own loads, 8 with 1 the last layer the first layer's rows), +l2 = with "
+                            "a share of the weights persisting in L2. identical = every form's outputs equal mask "
+                            f"{masks[0]}'s.")
+        lines += ["| cell | H | dtype | " + " | ".join(keys) + " | identical |",
+                  "|---|---|---|" + "---:|" * len(keys) + "---|"]
         for r in rows:
             lines.append(f"| {r['cell']} | {r['hidden']} | {r['dtype']} | "
                          + " | ".join(f"{r[k]:.1f}" for k in keys) + f" | {r['identical']} |")
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text("\n".join(lines) + "\n")
+        write_report(args.out, lines)
         return 0
     rows = measure("lstm", 1024, args.reps) + measure("gru", 1024, args.reps)
-    lines = [f"# One-step fp32 stacks at batch 1 against streaming their weights — {meta['gpu']}", "",
-             f"{meta['date']}; torch {meta['torch']}. Command: `{meta['command']}`", "",
-             "µs, medians of CUDA-event-timed graph replays; TB/s = the layers' recurrent and input weights "
-             "(fp32) over the time; L2 persist = the stack with TF2RT_CUDA_L2_PERSIST=1; torch.sum = "
-             "torch.sum over a tensor of that many bytes; best read = the fastest streaming-read kernel "
-             "(form in the last column).", "",
-             "| cell | H | layers | weights (MB) | single-step stack | TB/s | L2 persist | TB/s | cuDNN | TB/s "
-             "| torch.sum | TB/s | best read | TB/s | read form |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = report_head("One-step fp32 stacks at batch 1 against streaming their weights", meta,
+                        "µs, medians of CUDA-event-timed graph replays; TB/s = the layers' recurrent and input weights "
+                        "(fp32) over the time; L2 persist = the stack with TF2RT_CUDA_L2_PERSIST=1; torch.sum = "
+                        "torch.sum over a tensor of that many bytes; best read = the fastest streaming-read kernel "
+                        "(form in the last column).")
+    lines += ["| cell | H | layers | weights (MB) | single-step stack | TB/s | L2 persist | TB/s | cuDNN | TB/s "
+              "| torch.sum | TB/s | best read | TB/s | read form |",
+              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         cells = [f"{r[k + '_us']:.1f} | {r[k + '_TBps']:.2f}" for k in ("step", "step_l2", "cudnn", "read", "best_read")]
         lines.append(f"| {r['cell']} | {r['hidden']} | {r['layers']} | {r['MB']:.0f} | {' | '.join(cells)} | "
                      f"{r['best_read_form']} |")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    write_report(args.out, lines)
     return 0
 
 

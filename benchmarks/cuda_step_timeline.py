@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shapes", default="lstm:1024:float32,gru:1024:float32")
     ap.add_argument("--forms", default="0,0+l2,5,5+l2", help="mask[+l2],...")
     args = ap.parse_args(argv)
-    from bench_cuda_engine import gpu_meta
+    from bench_cuda_engine import gpu_meta, report_head, write_report
 
     meta = gpu_meta("cuda_step_timeline.py", argv)
     forms = [(f.split("+")[0], f.endswith("+l2")) for f in args.forms.split(",")]
@@ -153,21 +153,20 @@ def main(argv: list[str] | None = None) -> int:
         cell, hidden, dtype = shape.split(":")
         rows += measure(cell, int(hidden), dtype, forms, args.reps)
     cols = [f"L{layer} {p}" for layer in range(2) for p in POINTS]
-    lines = [f"# Timeline of one-step calls between their layers — {meta['gpu']}", "",
-             f"{meta['date']}; torch {meta['torch']}. Command: `{meta['command']}`", "",
-             "µs from the first block's start (%globaltimer), medians over replays of a captured call; each cell "
-             "is the earliest / latest block of that layer at that point: E started, W its wait for the layer "
-             "below returned, D products summed, X outputs written. mask = TF2RT_CUDA_GEMV_L2PF, +l2 = weights "
-             "persisting in L2; call = the replay timed with CUDA events.", "",
-             "| cell | H | dtype | form | " + " | ".join(cols) + " | span | call |",
-             "|---|---|---|---|" + "---|" * len(cols) + "---:|---:|"]
+    lines = report_head("Timeline of one-step calls between their layers", meta,
+                        "µs from the first block's start (%globaltimer), medians over replays of a captured call; "
+                        "each cell is the earliest / latest block of that layer at that point: E started, W its wait "
+                        "for the layer below returned, D products summed, X outputs written. mask = "
+                        "TF2RT_CUDA_GEMV_L2PF, +l2 = weights persisting in L2; call = the replay timed with CUDA "
+                        "events.")
+    lines += ["| cell | H | dtype | form | " + " | ".join(cols) + " | span | call |",
+              "|---|---|---|---|" + "---|" * len(cols) + "---:|---:|"]
     for r in rows:
         form = r["mask"] + ("+l2" if r["l2"] else "")
         cells = " | ".join(f"{r[c][0]:.1f} / {r[c][1]:.1f}" for c in cols)
         lines.append(f"| {r['cell']} | {r['hidden']} | {r['dtype']} | {form} | {cells} | {r['span_us']:.1f} | "
                      f"{r['call_us']:.1f} |")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    write_report(args.out, lines)
     return 0
 
 

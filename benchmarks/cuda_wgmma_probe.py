@@ -393,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    from bench_cuda_engine import gpu_meta
+    from bench_cuda_engine import gpu_meta, report_head, write_report
 
     meta = gpu_meta("cuda_wgmma_probe.py", argv)
     ctas = 128  # the fp16 H=1024 batch-64 stack's CTAs, one an SM
@@ -403,14 +403,14 @@ def main(argv: list[str] | None = None) -> int:
 
     ghz = cupy.cuda.runtime.getDeviceProperties(0)["clockRate"] / 1e6  # reported in kHz
     fma = N * M * K  # multiply-adds a product
-    lines = [f"# One CTA's large-batch step product, mma.sync against wgmma — {meta['gpu']}", "",
-             f"{meta['date']}; torch {meta['torch']}. Command: `{meta['command']}`", "",
-             f"Per CTA: [{N} gate rows x {K}] x [{K} x {M} batch rows] fp16, fp32 sums, operands in shared memory; "
-             f"{ctas} CTAs, each repeating the product {args.iters} times; µs a product (median of {args.reps} "
-             "launches over the repeats); multiply-adds a clock = the product's over the time at the SM clock the "
-             f"device reports ({ghz:.2f} GHz; an H100 SM's tensor cores peak at 2048 a clock (fp16, dense)); "
-             "err = max abs difference from torch's fp32 product of the same values.", "",
-             "| form | µs a product | multiply-adds a clock (an SM) | max abs err | note |", "|---|---:|---:|---:|---|"]
+    lines = report_head("One CTA's large-batch step product, mma.sync against wgmma", meta,
+                        f"Per CTA: [{N} gate rows x {K}] x [{K} x {M} batch rows] fp16, fp32 sums, operands in shared "
+                        f"memory; {ctas} CTAs, each repeating the product {args.iters} times; µs a product (median "
+                        f"of {args.reps} launches over the repeats); multiply-adds a clock = the product's over the "
+                        f"time at the SM clock the device reports ({ghz:.2f} GHz; an H100 SM's tensor cores peak at "
+                        "2048 a clock, fp16 dense); err = max abs difference from torch's fp32 product of the same "
+                        "values.")
+    lines += ["| form | µs a product | multiply-adds a clock (an SM) | max abs err | note |", "|---|---:|---:|---:|---|"]
     for name in forms:
         label = FORMS[name][0]
         if f"{name}_us" not in r:
@@ -423,8 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in forms:
         if f"{name}_layout_found" in r:
             lines += ["", f"Accumulator registers found ({name}): {r[f'{name}_layout_found']}"]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    write_report(args.out, lines)
     print(torch.cuda.get_device_name())
     return 0
 
