@@ -192,6 +192,7 @@ class SingleStepStack:
         self.options = resolve(options)
         lay = step_layout(p, self.options)
         self.split, self.ncol, self.gemv = lay.split, lay.ncol, lay.gemv
+        self.l2pf = gemv_l2pf(self.options) if self.gemv else 0  # L2 prefetch mask (GV_L2PF)
         # Programmatic dependent launches of the one-launch layers (launch.py), Hopper and
         # later, unless the options say no: faster in 14 of 16 one-step rows of two H100 runs
         # and 8 of 8 of an H200 run (benchmarks/results/cuda_step_h100.md, cuda_step_pf1_h100.md,
@@ -261,7 +262,7 @@ class SingleStepStack:
         issued (GV_L2PF bit 1): the next layer's, and with bit 8 the last layer the first
         layer's, which the next call reads first (a stream of one-step calls, e.g. a decoder,
         keeps device memory busy between calls); else none."""
-        mask = gemv_l2pf(self.options)
+        mask = self.l2pf
         nxt = layer + 1 if layer + 1 < len(self.wT) else (0 if mask & 8 else None)
         if not mask & 1 or nxt is None:
             return np.uint64(0), np.int32(0)
