@@ -271,6 +271,75 @@ inline void emu_mma(int kind, float& c0, float& c1, float& c2, float& c3, unsign
         *out[q] = acc;
     }
 }
+// A shared-memory address as the kernels hold it (the low 32 bits of __cvta_generic_to_shared,
+// or a wgmma descriptor's 18) back to a pointer into the running block's shared memory.
+inline unsigned char* emu_smem_at(unsigned long long addr, unsigned long long mask) {
+    unsigned char* base = emu_block_smem();
+    const unsigned long long off = (addr - (reinterpret_cast<uintptr_t>(base) & mask)) & mask;
+    return base + off;
+}
+
+// ldmatrix.sync.aligned.m8n8.x4.shared.b16: lane 8q + r names row r of matrix q; lane l gets
+// from each matrix q the two 16-bit values of row l/4 at columns 2(l%4), 2(l%4)+1.
+inline void emu_ldmatrix_x4(unsigned& r0, unsigned& r1, unsigned& r2, unsigned& r3, unsigned addr) {
+    const unsigned me = emu.cur, w = me / 32, buf = emu.phase[w] & 1;
+    emu.shfl[buf][me] = addr;
+    emu_yield(2);
+    unsigned* out[4] = {&r0, &r1, &r2, &r3};
+    const unsigned l = me & 31u;
+    for (unsigned q = 0; q < 4; ++q) {
+        const unsigned row = (unsigned)emu.shfl[buf][(me & ~31u) | (8 * q + l / 4)];
+        std::memcpy(out[q], emu_smem_at(row, 0xffffffffull) + 4 * (l % 4), 4);
+    }
+}
+
+// Hopper's warpgroup MMA, fp16 in, fp32 sums (wgmma.mma_async m64nNk16 .f32.f16.f16), done at
+// once (its fence, commit and wait are then no-ops). Operands by descriptor: K-major, no
+// swizzle, 8-row x 16-byte core matrices, the leading byte offset between core matrices along
+// K and the stride byte offset between them along the rows (the layout an H100 ran,
+// benchmarks/cuda_wgmma_probe.py). Accumulators: register 4j + 2i + e of warp w, lane l is
+// (row 16w + l/4 + 8i, column 8j + 2(l%4) + e). acc = 0: d = A B, else d += A B.
+inline float emu_wgmma_operand(unsigned long long desc, int row, int k) {
+    if (desc >> 62) throw std::runtime_error("wgmma emulation: swizzled layouts are not emulated");
+    const unsigned char* start = emu_smem_at((desc & 0x3fffull) << 4, 0x3ffffull);
+    const unsigned long long lbo = ((desc >> 16) & 0x3fffull) << 4, sbo = ((desc >> 32) & 0x3fffull) << 4;
+    unsigned short bits;
+    std::memcpy(&bits, start + (row / 8) * sbo + (k / 8) * lbo + (row % 8) * 16 + (k % 8) * 2, 2);
+    return emu_half(bits, EMU_MMA_F16);
+}
+template <typename A>
+inline void emu_wgmma(int n, float* d, const A& a_at, unsigned long long db, int acc) {
+    const unsigned t = threadIdx.x % 128, w = t / 32, l = t % 32;
+    for (int j = 0; j < n / 8; ++j)
+        for (int i = 0; i < 2; ++i)
+            for (int e = 0; e < 2; ++e) {
+                const int m = 16 * w + l / 4 + 8 * i, col = 8 * j + 2 * (l % 4) + e;
+                float sum = acc ? d[4 * j + 2 * i + e] : 0.0f;
+                for (int k = 0; k < 16; ++k) sum += a_at(m, k) * emu_wgmma_operand(db, col, k);
+                d[4 * j + 2 * i + e] = sum;
+            }
+}
+inline void emu_wgmma_ss(int n, float* d, unsigned long long da, unsigned long long db, int acc) {
+    emu_wgmma(n, d, [&](int m, int k) { return emu_wgmma_operand(da, m, k); }, db, acc);
+}
+// A from registers (each warp's 16 rows in mma.sync's A fragment layout): the warpgroup's
+// registers meet at the block's barrier, so the block must be that one warpgroup.
+inline std::vector<std::array<unsigned, 4>> emu_wgmma_regs;
+inline void emu_wgmma_rs(int n, float* d, const unsigned* a, unsigned long long db, int acc) {
+    if (blockDim.x != 128) throw std::runtime_error("wgmma emulation: A from registers needs a block of one warpgroup");
+    emu_wgmma_regs.resize(128);
+    emu_wgmma_regs[threadIdx.x] = {a[0], a[1], a[2], a[3]};
+    __syncthreads();
+    float A[64][16];
+    for (unsigned lane = 0; lane < 128; ++lane) {
+        const auto& r = emu_wgmma_regs[lane];
+        const int g = (int)(lane % 32) >> 2, tt = (int)lane & 3, row0 = 16 * (int)(lane / 32);
+        for (int i = 0; i < 8; ++i)  // element i: register i/2, half i%2
+            A[row0 + g + 8 * ((i >> 1) & 1)][2 * tt + (i & 1) + 8 * (i >= 4)] = emu_half(r[i / 2] >> (16 * (i % 2)), EMU_MMA_F16);
+    }
+    __syncthreads();  // every thread has read the registers before any posts its next ones
+    emu_wgmma(n, d, [&](int m, int k) { return A[m][k]; }, db, acc);
+}
 inline float __expf(float x) { return std::exp(x); }
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }

@@ -217,7 +217,13 @@ def host_source(name: str, concurrent: bool = False) -> str:
         src = _persistent_host(src)
     if name == "row_rnn.cu":
         src = _edit(src, name, ROW_EDITS)
-    # dynamic shared memory -> the running block's buffer; static __shared__ -> statics
+    return host_shared(src, concurrent)
+
+
+def host_shared(src: str, concurrent: bool = False) -> str:
+    """Shared memory of CUDA source `src` made host memory: dynamic shared memory the running
+    block's buffer, static __shared__ variables statics (sequential launches) or slots of
+    each block (concurrent ones)."""
     src = re.sub(r"extern __shared__ (?:__align__\(\d+\) )?([\w ]+?) (\w+)\[\];",
                  r"\1* \2 = reinterpret_cast<\1*>(emu_block_smem());", src)
     if concurrent:
@@ -242,13 +248,16 @@ def _wrappers(preprocessed: str, concurrent: bool) -> tuple[str, dict[str, list[
     return "\n".join(wrappers) + "\n", kernels
 
 
-def host_kernels(name: str, defines: dict[str, int], concurrent: bool = False) -> dict[str, HostKernel]:
+def host_kernels(name: str, defines: dict[str, int], concurrent: bool = False,
+                 source: str | None = None) -> dict[str, HostKernel]:
     """Compile kernel file `name` with `defines` for the host (cached by content);
-    `concurrent`: launches run every block at once (kernels whose blocks wait for each other)."""
+    `concurrent`: launches run every block at once (kernels whose blocks wait for each other);
+    `source`: host C++ to build instead of the file (e.g. a benchmark's kernel after its own
+    edits and host_shared), `name` then only names the build."""
     cxx = compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler (g++) for the host emulation of the kernels")
-    src = f'#include "{HEADER}"\n' + host_source(name, concurrent)
+    src = f'#include "{HEADER}"\n' + (host_source(name, concurrent) if source is None else source)
     flags = ["-std=c++20", "-O1", "-fno-strict-aliasing", "-shared", "-fPIC", "-pthread", "-w"]
     flags += [f"-D{k}={v}" for k, v in sorted(defines.items())]
     # this file too: it writes the launch wrappers
