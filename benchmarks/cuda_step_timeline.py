@@ -115,8 +115,8 @@ def measure(cell: str, hidden: int, dtype: str, forms: list[tuple[str, bool]], r
             stamps = cupy.ndarray((MAX_LAYERS, 4, 2), cupy.uint64, ptr)
             runs = []
             for _ in range(reps):
-                stamps[:, :, 0] = np.iinfo(np.uint64).max
-                stamps[:, :, 1] = 0
+                stamps[:, :, 0].fill(np.uint64(np.iinfo(np.uint64).max))  # atomicMin's start
+                stamps[:, :, 1].fill(np.uint64(0))
                 torch.cuda.synchronize()
                 graph()
                 torch.cuda.synchronize()
