@@ -720,7 +720,7 @@ def test_first_run_measurement_times_plain_row_copies_against_multicast(monkeypa
 
     built = []
 
-    def fake_make_stack(specs, B, T, dtype, limits, prefer=None, options=None):
+    def fake_make_stack(specs, B, T, dtype, limits, prefer=None, options=None, weights_of=None):
         built.append((prefer, options.bulk))
         bulk = 0 if (options.bulk == "0" or winner == "no multicast") else 2
         plan = SimpleNamespace(engine=prefer, measured=None, reason="", kernel=SimpleNamespace(bulk=bulk))
@@ -740,7 +740,7 @@ def test_first_run_measurement_times_plain_row_copies_against_multicast(monkeypa
     runner.executor = SimpleNamespace(chains=[chain])
     runner.build_options = CudaOptions()
     runner.limits = SimpleNamespace(l2_size=50 << 20)
-    runner._l2_kept = False
+    runner._l2_kept = runner._l2_held = False
     runner._tune({})
     if winner == "no multicast":
         assert built == [("persistent", ""), ("cudnn", ""), ("row", "")]

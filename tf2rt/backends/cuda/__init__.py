@@ -179,7 +179,7 @@ class CudaRunner(Runner):
                     elif engine == STEP_L2_PF and STEP_L2 not in options:
                         continue
                 # a step form launched another way shares the plain step stack's packed weights
-                same = options["step"][1] if engine != "step" and engine.startswith("step") and "step" in options \
+                same = options["step"][1] if _CANDIDATE_FORMS.get(engine, ("",))[0] == "step" and "step" in options \
                     else None
                 candidate = self._candidate(chain, engine, B, T, dtype, same)
                 if candidate is not None:
@@ -212,8 +212,7 @@ class CudaRunner(Runner):
         kind, forced = _CANDIDATE_FORMS.get(engine, (engine, {}))
         build = dataclasses.replace(self.build_options, **forced)
         try:
-            stack, p = make_stack(chain.specs, B, T, dtype, self.limits, prefer=kind, options=build,
-                                  **({"weights_of": same} if same is not None else {}))
+            stack, p = make_stack(chain.specs, B, T, dtype, self.limits, prefer=kind, options=build, weights_of=same)
         except Tf2rtError:
             return None
         if p.engine != kind or (forced.get("l2_persist") and not stack.l2_persisting):
@@ -329,7 +328,7 @@ class CudaRunner(Runner):
         the last open runner doing so, give the context's L2 back as it was before."""
         self._state.clear()
         self.executor = None  # type: ignore[assignment]
-        if getattr(self, "_l2_held", False):
+        if self._l2_held:
             self._l2_held = False
             _l2_drop()
 
