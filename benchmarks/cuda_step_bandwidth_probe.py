@@ -101,12 +101,15 @@ def measure(cell: str, hidden: int, reps: int) -> list[dict]:
 PREFETCH_SHAPES = "lstm:1024:float32,gru:1024:float32,lstm:1024:float16,gru:1024:float16,lstm:512:float32,gru:512:float16"
 
 
-def measure_prefetch(masks: list[str], reps: int, shapes: str = PREFETCH_SHAPES) -> list[dict]:
+def measure_prefetch(masks: list[str], reps: int, shapes: str = PREFETCH_SHAPES, fuse: str = "") -> list[dict]:
     """One-step stacks of 2 layers at batch 1 with each L2 prefetch mask of the one-launch
     layers (TF2RT_CUDA_GEMV_L2PF: 1 the next layer's rows, 2 the rest of the own row, 4
-    streaming own loads), without and with weights persisting in L2, in one process, in
-    turns (each round times every form once; medians over rounds); outputs must equal the
-    mask-0 stack's exactly (prefetches change no value)."""
+    streaming own loads), without and with weights persisting in L2, and with every layer
+    in one launch (TF2RT_CUDA_GEMV_FUSE=1) at each mask of `fuse`, in one process, in turns
+    (each round times every form once; medians over rounds). Prefetches change no value:
+    the other masks' outputs must equal the first's exactly; "max diff" is the largest
+    difference of any form from it (the one-launch form sums a deeper layer's h0 columns
+    first)."""
     import torch
 
     from tf2rt.backends.cuda.options import CudaOptions
@@ -125,14 +128,21 @@ def measure_prefetch(masks: list[str], reps: int, shapes: str = PREFETCH_SHAPES)
             stack, _ = make_stack(specs, 1, 1, dtype, limits, prefer="step",
                                   options=CudaOptions(gemv_l2pf=m, l2_persist=l2))
             forms[f"{m}{'+l2' if l2 else ''}"] = stack
+        for m in filter(None, fuse.split(",")):
+            stack, _ = make_stack(specs, 1, 1, dtype, limits, prefer="step",
+                                  options=CudaOptions(gemv_l2pf=m, l2_persist=False, gemv_fuse=True))
+            assert stack.fused, "every block of the one-launch form should fit this GPU at once"
+            forms[f"fuse{m}"] = stack
         want = [t.clone() for t in forms[f"{masks[0]}"](x) if t is not None]
-        same = all(torch.equal(w, g) for st in forms.values() for w, g in zip(want, [t for t in st(x) if t is not None]))
+        outs = {k: [t.clone() for t in st(x) if t is not None] for k, st in forms.items()}
+        same = all(torch.equal(w, g) for k, o in outs.items() if not k.startswith("fuse") for w, g in zip(want, o))
+        diff = max(float((w.float() - g.float()).abs().max()) for o in outs.values() for w, g in zip(want, o))
         graphs = {k: _graphed(lambda st=st: st(x)) for k, st in forms.items()}
         times = {k: [] for k in forms}
         for _ in range(5):
             for k, g in graphs.items():
                 times[k].append(_events_median(g, max(reps // 5, 5)))
-        r = {"cell": cell, "hidden": hidden, "dtype": dtype, "identical": same,
+        r = {"cell": cell, "hidden": hidden, "dtype": dtype, "identical": same, "max diff": diff,
              **{k: sorted(v)[len(v) // 2] for k, v in times.items()}}
         rows.append(r)
         print(r, flush=True)
@@ -147,26 +157,29 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated L2 prefetch masks (e.g. 0,1,3,5): time 2-layer one-step stacks with each "
                          "instead of the bandwidth table")
     ap.add_argument("--prefetch-shapes", default=PREFETCH_SHAPES, help="cell:hidden:dtype,... for --prefetch-masks")
+    ap.add_argument("--fuse", default="", help="with --prefetch-masks: also every layer in one launch, at these "
+                                                "comma-separated masks (e.g. 0,4)")
     args = ap.parse_args(argv)
     from bench_cuda_engine import gpu_meta, report_head, write_report
 
     meta = gpu_meta("cuda_step_bandwidth_probe.py", argv)
     if args.prefetch_masks:
         masks = args.prefetch_masks.split(",")
-        rows = measure_prefetch(masks, args.reps, args.prefetch_shapes)
-        keys = [k for k in rows[0] if k not in ("cell", "hidden", "dtype", "identical")]
+        rows = measure_prefetch(masks, args.reps, args.prefetch_shapes, args.fuse)
+        keys = [k for k in rows[0] if k not in ("cell", "hidden", "dtype", "identical", "max diff")]
         lines = report_head("One-step stacks at batch 1 with L2 prefetches of the next layer's weights", meta,
                             "µs, medians over 5 rounds of CUDA-event-timed graph replays, every form once a round; "
                             "2 layers, input = hidden, batch 1. Column m = TF2RT_CUDA_GEMV_L2PF mask (1 the next "
                             "layer's rows into L2 once the own loads are out, 2 the rest of the own row before the "
                             "wait, 4 streaming own loads, 8 with 1 the last layer the first layer's rows), +l2 = with "
-                            "a share of the weights persisting in L2. identical = every form's outputs equal mask "
-                            f"{masks[0]}'s.")
-        lines += ["| cell | H | dtype | " + " | ".join(keys) + " | identical |",
-                  "|---|---|---|" + "---:|" * len(keys) + "---|"]
+                            "a share of the weights persisting in L2, fuse m = every layer in one launch (mask m). "
+                            f"identical = every mask's outputs equal mask {masks[0]}'s; max diff = the largest "
+                            "difference of any form's from them.")
+        lines += ["| cell | H | dtype | " + " | ".join(keys) + " | identical | max diff |",
+                  "|---|---|---|" + "---:|" * len(keys) + "---|---:|"]
         for r in rows:
             lines.append(f"| {r['cell']} | {r['hidden']} | {r['dtype']} | "
-                         + " | ".join(f"{r[k]:.1f}" for k in keys) + f" | {r['identical']} |")
+                         + " | ".join(f"{r[k]:.1f}" for k in keys) + f" | {r['identical']} | {r['max diff']:.1e} |")
         write_report(args.out, lines)
         return 0
     rows = measure("lstm", 1024, args.reps) + measure("gru", 1024, args.reps)

@@ -54,11 +54,9 @@ EDITS = (
     ("    grid_dep_wait();  // the layer below (and whatever wrote x, h0, c0) has finished\n",
      "    grid_dep_wait();  // the layer below (and whatever wrote x, h0, c0) has finished\n"
      "    tl_stamp(tl_layer, 1);\n"),
-    ("    __syncthreads();\n    const int t = threadIdx.x;\n    if (t >= GV_UNITS * BATCH) return;\n",
-     "    __syncthreads();\n    tl_stamp(tl_layer, 2);\n    const int t = threadIdx.x;\n"
-     "    if (t >= GV_UNITS * BATCH) return;\n"),
-    ("    if (hout) hout[(size_t)b * DIRS * HID + unit] = io_round(out);  // as the GEMM form's operand\n}\n",
-     "    if (hout) hout[(size_t)b * DIRS * HID + unit] = io_round(out);  // as the GEMM form's operand\n"
+    ("    __syncthreads();\n    gv_cell(spre, u0, peep, h0, c0, seq, y, hn, cn, hout, clip, y_ds, y_bs, s_gs, s_bs);\n}\n",
+     "    __syncthreads();\n    tl_stamp(tl_layer, 2);\n"
+     "    gv_cell(spre, u0, peep, h0, c0, seq, y, hn, cn, hout, clip, y_ds, y_bs, s_gs, s_bs);\n"
      "    tl_stamp(tl_layer, 3);\n}\n"),
 )
 #: The layer a launch is, from its arguments: the first reads x (or a table), deeper ones
@@ -94,8 +92,8 @@ def measure(cell: str, hidden: int, dtype: str, forms: list[tuple[str, bool]], r
         options = ("--std=c++17",) + tuple(f"-D{k}={v}" for k, v in defines)
         module = cupy.RawModule(code=timeline_source(kernel_source("single_step.cu")), options=options)
         modules.append(module)
-        return module.get_function("stage_operands"), module.get_function("step_gates"), \
-            module.get_function("step_gemv")
+        return single_step.StepKernels(module.get_function("stage_operands"), module.get_function("step_gates"),
+                                       module.get_function("step_gemv"), module.get_function("step_gemv_layers"))
 
     original = single_step._compile
     single_step._compile = compile_patched

@@ -45,6 +45,9 @@
 #              forms with shared weights and of closing runners, one-step engines at batch 1
 #              (H=512 rows measured 4-8 µs slower in the last run than in the 72-shape run), then
 #              the first call of fp32 H=1024 one-step engines
+#   fuse       one-step stacks with every layer in one launch (TF2RT_CUDA_GEMV_FUSE): GPU tests, the
+#              stacks at batch 1 against a launch a layer (L2 prefetch masks 0 / 5, persisting L2),
+#              then one-step engines at batch 1 (the first call times the form too)
 #   firstcall  benchmarks/cuda_first_call.py: seconds to an engine's first result
 #   probe1024  where a step of the fp16 H=1024 batch-64 persistent stack goes (the one shape
 #              cuDNN still wins): bench_cuda_rnn.py --probe, parts of the step switched off, then
@@ -109,6 +112,11 @@ for s in $stages; do
             --out "$out/cuda_step_l2pf.md" ;;
     timeline) timeout 120 python3 benchmarks/cuda_step_timeline.py --out "$out/cuda_step_timeline.md" ;;
     wgmma) timeout 120 python3 benchmarks/cuda_wgmma_probe.py --out "$out/cuda_wgmma_probe.md" ;;
+    fuse) timeout 150 $pytest_gpu -vv tests/backends/test_cuda_single_step.py -k "one_launch"
+          timeout 150 python3 benchmarks/cuda_step_bandwidth_probe.py --prefetch-masks 0,5 --fuse 0,4 --reps 100 \
+            --out "$out/cuda_step_fuse.md"
+          timeout 150 python3 benchmarks/bench_cuda_engine.py --out "$out/cuda_engine_step.md" --reps 100 \
+            --hiddens 512,1024 --batches 1 --steps 1 --no-charrnn --no-keras ;;
     next) timeout 60 python3 benchmarks/cuda_wgmma_probe.py --out "$out/cuda_wgmma_probe.md"
           timeout 90 python3 benchmarks/cuda_step_timeline.py --out "$out/cuda_step_timeline.md"
           timeout 100 $pytest_gpu -vv tests/backends/test_cuda_single_step.py -k "large_one_step"

@@ -27,7 +27,11 @@ def host(monkeypatch):
 
     def build(defines):
         k = host_kernels("single_step.cu", dict(defines))
-        return k["stage_operands"], k["step_gates"], k.get("step_gemv")
+        # every layer in one launch: its blocks wait for each other, so they run at once, the
+        # last one far behind the others
+        layers = host_kernels("single_step.cu", dict(defines, EMU_SLOW_LAST=1), concurrent=True)[
+            "step_gemv_layers"] if dict(defines).get("GEMV") else None
+        return single_step.StepKernels(k["stage_operands"], k["step_gates"], k.get("step_gemv"), layers)
 
     use_host_kernels(monkeypatch, (single_step, "_compile", build))
 
@@ -65,6 +69,57 @@ def test_the_gemm_form_of_small_batches_matches_the_one_launch_form(host):
     a = _stack_errors(torch, case, "float32", feeds, _stack(case, "float32"), dev="cpu")
     b = _stack_errors(torch, case, "float32", feeds, _stack(case, "float32", CudaOptions(gemv=False)), dev="cpu")
     assert max(a.values()) <= 1e-6 and max(b.values()) <= 1e-6, (a, b)
+
+
+# every SMALL case has two or three layers: all of them run in one launch with gemv_fuse
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("kw", SMALL, ids=_ids)
+def test_all_layers_in_one_launch_match_onnxruntime_and_the_launch_a_layer_form(host, kw, dtype):
+    """step_gemv_layers (every block at once, as on a GPU): the layers meet at the grid-wide
+    count, each block reading its next layer's h0 columns before it waits. Outputs as
+    onnxruntime's and within float rounding of a launch a layer (the deeper layers sum their
+    h0 columns first); over three calls the count grows by (layers - 1) x blocks a call, so
+    no call's boundary is met early by a count the one before left."""
+    from tf2rt.backends.cuda.options import CudaOptions
+
+    case = _case(kw)
+    fused = _stack(case, dtype, CudaOptions(gemv_fuse=True))
+    plain = _stack(case, dtype, CudaOptions(gemv_fuse=False))
+    assert fused.fused and not plain.fused and "all layers in one launch" in fused.products
+    blocks, _ = single_step.gemv_blocks(fused.problem)
+    for i in range(3):
+        feeds = make_inputs(case)
+        feeds = {k: (v * (1.0 + 0.3 * i)).astype(v.dtype) if v.dtype == np.float32 else v for k, v in feeds.items()}
+        errs = _stack_errors(torch, case, dtype, feeds, fused, dev="cpu")
+        assert max(errs.values()) <= TOL[dtype], (i, errs)
+        a = [t.float().clone() for t in fused(*stack_inputs(torch, case, dtype, feeds, "cpu")) if t is not None]
+        b = [t.float().clone() for t in plain(*stack_inputs(torch, case, dtype, feeds, "cpu")) if t is not None]
+        for u, v in zip(a, b):
+            np.testing.assert_allclose(u.numpy(), v.numpy(), atol=1e-5 if dtype == "float32" else 2e-3, rtol=0)
+        assert int(fused.count.item()) == 2 * (i + 1) * (case.layers - 1) * blocks  # two calls a round
+
+
+def test_all_layers_in_one_launch_read_table_rows_and_write_ping_pong_states(host):
+    """The decoder's calls in the one-launch form: x as table rows, states into given buffers."""
+    from tf2rt.backends.cuda.options import CudaOptions
+
+    case = _case(dict(cell="gru", hidden=36, batch=3, layers=3, initial=True))
+    fused = _stack(case, "float32", CudaOptions(gemv_fuse=True))
+    ref = _stack(case, "float32", CudaOptions(gemv_fuse=False))
+    rng = np.random.default_rng(0)
+    table = torch.from_numpy(rng.standard_normal((11, case.input_size)).astype(np.float32))
+    rows = torch.tensor([7, 0, 10], dtype=torch.int64)
+    L, B, H = case.layers, case.batch, case.hidden
+    h = [torch.zeros(L, B, H), torch.zeros(L, B, H)]
+    hr = torch.zeros(L, B, H)
+    for step in range(3):
+        cur = step % 2
+        y, hn, _ = fused(table, h[cur], x_rows=rows, into=(h[1 - cur], None))
+        yr, hn_r, _ = ref(table[rows][None], hr)
+        hr = hn_r.clone()
+        np.testing.assert_allclose(hn.numpy(), hn_r.numpy(), atol=1e-5, rtol=0)
+        np.testing.assert_allclose(y.numpy(), yr.numpy(), atol=1e-5, rtol=0)
+        assert hn.abs().sum() > 0
 
 
 def test_table_rows_and_ping_pong_states(host):

@@ -556,17 +556,22 @@ def test_first_run_candidates_per_sequence_length_and_options():
     with and without its weights persisting in L2 (only while TF2RT_CUDA_L2_PERSIST leaves
     it open), longer ones also on the row kernel (unless switched off) and as the persistent
     kernel with plain row copies (while TF2RT_CUDA_BULK leaves it open); stacks with
-    per-sequence lengths never on cuDNN (it cannot take them inside a graph)."""
-    from tf2rt.backends.cuda import PERSISTENT_CP, STEP_L2, STEP_L2_PF, STEP_PF, tune_candidates
+    per-sequence lengths never on cuDNN (it cannot take them inside a graph); one-step stacks
+    with all their layers in one launch too, unless TF2RT_CUDA_GEMV_FUSE says which."""
+    from tf2rt.backends.cuda import PERSISTENT_CP, STEP_FUSE, STEP_L2, STEP_L2_PF, STEP_PF, tune_candidates
     from tf2rt.backends.cuda.options import CudaOptions
 
-    steps = ["step", STEP_L2, STEP_PF, STEP_L2_PF]
+    steps = ["step", STEP_L2, STEP_PF, STEP_L2_PF, STEP_FUSE]
     assert tune_candidates(1, False, CudaOptions()) == ["persistent", "cudnn"] + steps
     assert tune_candidates(1, True, CudaOptions()) == ["persistent"] + steps
     for fixed in (True, False):  # the user's choice is the only persisting form timed
-        assert tune_candidates(1, False, CudaOptions(l2_persist=fixed)) == ["persistent", "cudnn", "step", STEP_PF]
-    assert tune_candidates(1, False, CudaOptions(l2_persist=False, gemv_l2pf="0")) == ["persistent", "cudnn", "step"]
-    assert tune_candidates(1, False, CudaOptions(gemv_l2pf="3")) == ["persistent", "cudnn", "step", STEP_L2]
+        assert tune_candidates(1, False, CudaOptions(l2_persist=fixed)) == ["persistent", "cudnn", "step", STEP_PF,
+                                                                             STEP_FUSE]
+        assert STEP_FUSE not in tune_candidates(1, False, CudaOptions(gemv_fuse=fixed))
+    assert tune_candidates(1, False, CudaOptions(l2_persist=False, gemv_l2pf="0", gemv_fuse=False)) == \
+        ["persistent", "cudnn", "step"]
+    assert tune_candidates(1, False, CudaOptions(gemv_l2pf="3")) == ["persistent", "cudnn", "step", STEP_L2, STEP_FUSE]
+    assert STEP_FUSE not in tune_candidates(1, False, CudaOptions.from_env({"TF2RT_CUDA_GEMV_FUSE": "0"}))
     assert tune_candidates(100, False, CudaOptions()) == ["persistent", PERSISTENT_CP, "cudnn", "row"]
     assert tune_candidates(100, True, CudaOptions(row=False)) == ["persistent", PERSISTENT_CP]
     for fixed in ("0", "1", "2"):  # the user's choice of row copies is the only one timed
@@ -585,14 +590,16 @@ def test_l2_persistence_is_tried_only_for_weights_l2_does_not_keep():
     assert not l2_persist_may_pay(16 * mb, l2) and not l2_persist_may_pay(25 * mb, l2)
 
 
-@pytest.mark.parametrize("winner", ["step", "step+l2", "step+pf", "step+l2+pf", "small", "unbuilt", "one-layer"])
+@pytest.mark.parametrize("winner", ["step", "step+l2", "step+pf", "step+l2+pf", "step+fuse", "small", "unbuilt",
+                                    "one-layer"])
 def test_first_run_measurement_keeps_or_gives_back_the_l2_forms(monkeypatch, winner):
     """The runner's first-run measurement on the CPU, with stacks, captures and timings
     faked: a one-step stack whose weights take more than half of L2 is timed plain,
     persisting, prefetching the next layer's weights into L2, and both; the fastest is
     kept, and where no persisting form wins (or none could be made) the context's
     persisting L2 is given back as it was before the persisting stack asked for it. Small
-    weights get no L2 candidates; a stack of one layer has no next layer to prefetch."""
+    weights get no L2 candidates; a stack of one layer has no next layer to prefetch and
+    no layers to run in one launch."""
     from types import SimpleNamespace
 
     torch = pytest.importorskip("torch")
@@ -610,6 +617,7 @@ def test_first_run_measurement_keeps_or_gives_back_the_l2_forms(monkeypatch, win
             self.weight_bytes = (16 if winner == "small" else 64) * mb
             self.gemv, self.l2pf = True, options.gemv_l2pf
             self.problem = SimpleNamespace(layers=1 if winner == "one-layer" else 2)
+            self.fused = bool(options.gemv_fuse) and self.problem.layers > 1
 
         def __call__(self, x):
             return x, x, None
@@ -626,7 +634,8 @@ def test_first_run_measurement_keeps_or_gives_back_the_l2_forms(monkeypatch, win
 
     plain = []
 
-    fake_times = {"persistent": 40.0, "cudnn": 41.0, "step": 33.0, "step+l2": 34.0, "step+pf": 35.0, "step+l2+pf": 36.0}
+    fake_times = {"persistent": 40.0, "cudnn": 41.0, "step": 33.0, "step+l2": 34.0, "step+pf": 35.0, "step+l2+pf": 36.0,
+                  "step+fuse": 37.0}
     if winner in fake_times:
         fake_times[winner] = 30.0
     monkeypatch.setattr(rnn, "make_stack", fake_make_stack)
@@ -647,8 +656,8 @@ def test_first_run_measurement_keeps_or_gives_back_the_l2_forms(monkeypatch, win
     runner._tune({})
     measured = set(chain.plan.measured)
     if winner == "small":
-        assert built == [("persistent", None, ""), ("cudnn", None, ""), ("step", None, "")]
-        assert measured == {"persistent", "cudnn", "step"} and not released
+        assert built == [("persistent", None, ""), ("cudnn", None, ""), ("step", None, ""), ("step", False, "")]
+        assert measured == {"persistent", "cudnn", "step", "step+fuse"} and not released
         runner.close()
         assert not released
         return
@@ -662,7 +671,10 @@ def test_first_run_measurement_keeps_or_gives_back_the_l2_forms(monkeypatch, win
         assert ("step", None, pf) in built
     if winner not in ("unbuilt", "one-layer"):
         want.add("step+l2+pf")
-        assert built[-1] == ("step", True, pf)
+        assert built[-2] == ("step", True, pf)
+    if winner != "one-layer":
+        want.add("step+fuse")
+    assert built[-1] == ("step", False, "")  # all layers in one launch (built, then dropped for one layer)
     assert measured == want
     # the step forms launched another way share the plain step stack's packed weights
     assert len(plain) == 1 and all(w is plain[0] for (e, *_), w in zip(built, shared) if e == "step" and w is not None)
@@ -671,6 +683,7 @@ def test_first_run_measurement_keeps_or_gives_back_the_l2_forms(monkeypatch, win
     assert chain.plan.reason == f"first-run measurement: {kept} faster"
     assert chain.stack.l2_persisting == ("l2" in kept)
     assert chain.stack.l2pf == (pf if "pf" in kept else "")
+    assert chain.stack.fused == (kept == "step+fuse")
     assert released == ([] if "l2" in kept else [5 * mb])
     runner.close()  # the runner that kept a persisting form gives the set-aside back as it was
     assert released == [5 * mb]

@@ -316,30 +316,66 @@ SMALL = [
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("form", ["gemv", "gemv-pdl", "gemm"])
+@pytest.mark.parametrize("form", ["gemv", "gemv-pdl", "gemm", "fuse", "fuse-pdl"])
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize("kw", SMALL, ids=_ids)
 def test_small_batches_one_launch_a_layer_match_onnxruntime(kw, dtype, form, monkeypatch):
     """Batch <= 4: each layer one launch (step_gemv), also launched as programmatic
-    dependents (TF2RT_CUDA_PDL=1), or the GEMM form (TF2RT_CUDA_GEMV=0)."""
+    dependents (TF2RT_CUDA_PDL=1), or the GEMM form (TF2RT_CUDA_GEMV=0), or every layer in
+    one launch (step_gemv_layers, TF2RT_CUDA_GEMV_FUSE=1), alone and as a dependent."""
     torch = _gpu()
     from tf2rt.backends.cuda.persistent import device_limits
     from tf2rt.backends.cuda.rnn import make_stack
 
     gemv = form != "gemm"
     monkeypatch.setenv("TF2RT_CUDA_GEMV", "1" if gemv else "0")
-    monkeypatch.setenv("TF2RT_CUDA_PDL", "1" if form == "gemv-pdl" else "0")
+    monkeypatch.setenv("TF2RT_CUDA_PDL", "1" if form.endswith("-pdl") else "0")
+    monkeypatch.setenv("TF2RT_CUDA_GEMV_FUSE", "1" if form.startswith("fuse") else "0")
     case = _case(kw)
     stack, plan = make_stack(node_specs(case), case.batch, 1, dtype, device_limits(), prefer="step",
                              has_seq_lens=case.seq_lens)
-    assert plan.engine == "step" and stack.gemv == gemv
-    assert stack.pdl == (form == "gemv-pdl" and torch.cuda.get_device_capability() >= (9, 0))
+    assert plan.engine == "step" and stack.gemv == gemv and stack.fused == form.startswith("fuse")
+    assert stack.pdl == (form.endswith("-pdl") and torch.cuda.get_device_capability() >= (9, 0))
     for i in range(2):
         feeds = make_inputs(case)
         feeds = {k: (v * (1.0 + 0.3 * i)).astype(v.dtype) if v.dtype == np.float32 else v for k, v in feeds.items()}
         errs = _stack_errors(torch, case, dtype, feeds, stack)
         print(kw, dtype, form, f"max abs err {max(errs.values()):.2e}")
         assert max(errs.values()) <= TOL[dtype], (i, errs)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cell,dtype", [("lstm", "float32"), ("gru", "float32"), ("lstm", "float16")])
+def test_large_one_step_stacks_run_every_layer_in_one_launch(cell, dtype):
+    """H=1024 at batch 1: every block of the one-launch form (512) fits an H100 at once; over
+    replays of a captured call (new inputs each time) it gives what a launch a layer gives."""
+    torch = _gpu()
+    from tf2rt.backends.cuda.options import CudaOptions
+    from tf2rt.backends.cuda.persistent import device_limits
+    from tf2rt.backends.cuda.rnn import make_stack
+
+    case = RnnCase(seq_len=1, input_size=1024, hidden=1024, batch=1, layers=2, cell=cell, seed=5)
+    make_weights(case)
+    specs = node_specs(case)
+    limits = device_limits()
+    fused, _ = make_stack(specs, 1, 1, dtype, limits, prefer="step", options=CudaOptions(gemv_fuse=True))
+    plain, _ = make_stack(specs, 1, 1, dtype, limits, prefer="step", options=CudaOptions(gemv_fuse=False),
+                          weights_of=fused)
+    assert fused.fused and not plain.fused
+    x = torch.zeros(1, 1, 1024, device="cuda", dtype=getattr(torch, dtype))
+    h0 = torch.zeros(2, 1, 1024, device="cuda", dtype=getattr(torch, dtype))
+    graph = torch.cuda.CUDAGraph()
+    fused(x, h0)  # compiled and warm before capture
+    with torch.cuda.graph(graph):
+        out = fused(x, h0)
+    for i in range(4):
+        x.copy_(torch.randn_like(x) * (1 + i))
+        h0.copy_(torch.randn_like(h0) * 0.5)
+        graph.replay()
+        want = plain(x, h0)
+        for a, b in zip(out, want):
+            if a is not None:
+                torch.testing.assert_close(a.float(), b.float(), atol=1e-5 if dtype == "float32" else 2e-3, rtol=0)
 
 
 def test_persisting_windows_share_the_set_aside_without_overfilling_it():
@@ -385,7 +421,7 @@ def test_large_one_step_engines_also_time_weights_persisting_in_l2():
     got = runner.run(feeds)
     info = runner.describe()["recurrent"][0]
     measured = info["measured_us"]
-    assert {"step", "step+l2", "step+pf", "step+l2+pf"} <= set(measured), measured
+    assert {"step", "step+l2", "step+pf", "step+l2+pf", "step+fuse"} <= set(measured), measured
     kept_l2 = info["reason"] in (f"first-run measurement: {f} faster" for f in ("step+l2", "step+l2+pf"))
     assert ("weights" in info) == kept_l2 and (info["engine"] == "step" or not kept_l2), info
     for k in want:

@@ -351,6 +351,14 @@ inline void emu_fiber_main() {
 }
 
 // Run fibers [first, first + n) (whole blocks of `block` threads) until all have returned.
+// EMU_SLOW_LAST=1 (a build's define): in a concurrent launch of more than one block, the last
+// block's threads run only in rounds after one in which no other thread moved on (all wait
+// for something): a block that lags far behind the rest, as a block started late on a busy
+// GPU does. A kernel whose blocks read what another block writes without waiting for it
+// reads it too early here, where the lockstep rounds would hide that.
+#ifndef EMU_SLOW_LAST
+#define EMU_SLOW_LAST 0
+#endif
 inline void emu_run(unsigned first, unsigned n, unsigned block) {
     for (unsigned i = first; i < first + n; ++i) {
         EmuFiber& f = emu.fibers[i];
@@ -368,11 +376,17 @@ inline void emu_run(unsigned first, unsigned n, unsigned block) {
     std::fill(emu.block_or.begin(), emu.block_or.end(), 0);
     const unsigned warps_a_block = (block + 31) / 32;
     unsigned long long idle = 0, idle_since = 0;
+    const unsigned slow = EMU_SLOW_LAST && emu.concurrent && gridDim.x > 1 ? gridDim.x - 1 : ~0u;
+    bool others_stuck = false;  // the last round: no thread moved on
     for (;;) {
-        bool ran = false, progress = false;
+        bool ran = false, progress = false, held = false;
         for (unsigned i = first; i < first + n; ++i) {
             EmuFiber& f = emu.fibers[i];
             if (f.done || (f.wait && f.wait != 3)) continue;
+            if (f.block == slow && !others_stuck) {
+                held = true;
+                continue;
+            }
             const bool spun = f.wait == 3;
             f.wait = 0;
             emu.cur = i;
@@ -419,6 +433,8 @@ inline void emu_run(unsigned first, unsigned n, unsigned block) {
             }
         }
         if (live_all == 0) break;
+        others_stuck = !(progress || opened);
+        if (held && others_stuck) continue;  // the held block runs next round
         if (!ran && !opened) throw std::runtime_error("threads wait at different barriers (deadlock)");
         idle = (progress || opened) ? 0 : idle + 1;
         // Rounds in which every thread only spins: a deadlock once there are very many of

@@ -49,6 +49,8 @@ inline u16 f32_to_bf16(float f) {
 HOST_FLAGS = r"""
 inline u32 flag_load(const u32* p) { return std::atomic_ref<u32>(*const_cast<u32*>(p)).load(std::memory_order_acquire); }
 inline void flag_add(u32* p, u32 v) { std::atomic_ref<u32>(*p).fetch_add(v, std::memory_order_acq_rel); }
+inline u64 count_load(const u64* p) { return std::atomic_ref<u64>(*const_cast<u64*>(p)).load(std::memory_order_acquire); }
+inline u64 count_add(u64* p, u64 v) { return std::atomic_ref<u64>(*p).fetch_add(v, std::memory_order_acq_rel); }
 inline u64 word_load(const u64* p) { return std::atomic_ref<u64>(*const_cast<u64*>(p)).load(std::memory_order_relaxed); }
 inline void word_store(u64* p, u64 v) { std::atomic_ref<u64>(*p).store(v, std::memory_order_relaxed); }
 inline unsigned long long clock_ns() { return emu_clock_ns(); }
@@ -175,7 +177,7 @@ _MMA = re.compile(r'asm volatile\("mma\.sync\.aligned\.m16n8k(?:16|8)\.row\.col\
                   r':\s*"r"\(([^)]*)\), "r"\(([^)]*)\), "r"\(([^)]*)\), "r"\(([^)]*)\), "r"\(([^)]*)\), '
                   r'"r"\(([^)]*)\)\);')
 _WAIT_GROUP = re.compile(r'asm volatile\("cp\.async\.wait_group \d;" ::: "memory"\);')
-_STATIC_SHARED = re.compile(r"__shared__ (?:__align__\(\d+\) )?([\w ]+?) (\w+)(\[[^\]]+\])?;")
+_STATIC_SHARED = re.compile(r"__shared__ (?:__align__\(\d+\) )?([\w ]+?) (\w+)((?:\[[^\]]+\])*);")
 
 
 def _edit(src: str, name: str, edits: tuple) -> str:

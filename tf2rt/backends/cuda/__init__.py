@@ -219,6 +219,8 @@ class CudaRunner(Runner):
             return None
         if forced.get("gemv_l2pf") and (not getattr(stack, "gemv", False) or stack.problem.layers < 2):
             return None  # the prefetch is of a next one-launch layer
+        if forced.get("gemv_fuse") and not getattr(stack, "fused", False):
+            return None  # one layer, another form, or more blocks than fit at once
         if engine == PERSISTENT_CP and getattr(p.kernel, "bulk", 0):
             return None
         x = torch.randn(T, B, chain.specs[0].weights[0].input_size, device="cuda", dtype=getattr(torch, dtype))
@@ -385,12 +387,16 @@ PERSISTENT_CP = "persistent+cp.async"
 #: (benchmarks/results/cuda_step_l2pf_h100.md).
 STEP_PF, STEP_L2_PF = "step+pf", "step+l2+pf"
 STEP_PF_MASK = "5"
+#: The first-run candidate "single-step stack with all its one-launch layers in one launch"
+#: (kernels/single_step.cu step_gemv_layers; options.gemv_fuse): stacks of two or more layers.
+STEP_FUSE = "step+fuse"
 #: Candidates that are another engine's stack with build options forced: (engine, options).
 #: STEP_L2's lines stay in L2 while the plain form is timed in turn: a small bias its way,
 #: since 64 MB streamed in one order keeps little.
 _CANDIDATE_FORMS = {STEP_L2: ("step", {"l2_persist": True}), PERSISTENT_CP: ("persistent", {"bulk": "0"}),
                     STEP_PF: ("step", {"gemv_l2pf": STEP_PF_MASK}),
-                    STEP_L2_PF: ("step", {"l2_persist": True, "gemv_l2pf": STEP_PF_MASK})}
+                    STEP_L2_PF: ("step", {"l2_persist": True, "gemv_l2pf": STEP_PF_MASK}),
+                    STEP_FUSE: ("step", {"gemv_fuse": True, "l2_persist": False})}
 
 
 def tune_candidates(T: int, has_seq_lens: bool, options: CudaOptions) -> list[str]:
@@ -401,14 +407,17 @@ def tune_candidates(T: int, has_seq_lens: bool, options: CudaOptions) -> list[st
     (options.l2_persist unset) that stack with its weights persisting in L2, and
     (options.gemv_l2pf unset) with its layers prefetching the next layer's weights into L2,
     alone and with the persisting form, which the runner drops where L2 would keep the
-    weights anyway or the stack has no next one-launch layer; for longer sequences the row
-    kernel (options.row)."""
+    weights anyway or the stack has no next one-launch layer, and (options.gemv_fuse unset)
+    with all its one-launch layers in one launch (dropped for one layer); for longer
+    sequences the row kernel (options.row)."""
     out = ["persistent"] + ([PERSISTENT_CP] if T > 1 and not options.bulk else [])
     out += [] if has_seq_lens else ["cudnn"]
     if T == 1:
         out += ["step"] + ([STEP_L2] if options.l2_persist is None else [])
         if not options.gemv_l2pf:  # the user's mask is the only one timed
             out += [STEP_PF] + ([STEP_L2_PF] if options.l2_persist is None else [])
+        if options.gemv_fuse is None:
+            out.append(STEP_FUSE)
     elif options.row:
         out.append("row")
     return out

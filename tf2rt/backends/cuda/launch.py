@@ -135,6 +135,23 @@ def launch_dependent(kernel: Any, grid: Sequence[int], block: Sequence[int], arg
                          f"TF2RT_CUDA_L2_PERSIST=0 to launch the ordinary way")
 
 
+def max_active_blocks(kernel: Any, block: int, shared_mem: int) -> int | None:
+    """How many blocks of `kernel` an SM holds at once with `block` threads and `shared_mem`
+    bytes of dynamic shared memory a block (cuOccupancyMaxActiveBlocksPerMultiprocessor);
+    None where the driver does not say."""
+    lib = _libcuda()
+    fn = getattr(lib, "cuOccupancyMaxActiveBlocksPerMultiprocessor", None)
+    if fn is None:
+        return None
+    fn.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+    fn.restype = ctypes.c_int
+    count = ctypes.c_int()
+    function = getattr(kernel, "kernel", kernel).ptr
+    if fn(ctypes.byref(count), ctypes.c_void_p(function), int(block), int(shared_mem)) != 0:
+        return None
+    return int(count.value)
+
+
 def max_active_clusters(kernel: Any, grid: int, block: int, shared_mem: int) -> int | None:
     """How many clusters of `kernel` (a build with compile-time cluster dimensions) can be
     resident at once with `block` threads and `shared_mem` bytes of dynamic shared memory a

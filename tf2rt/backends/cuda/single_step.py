@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
 from ...errors import ShapeError, UnsupportedError
 from .packing import DirectionWeights, round_up
-from .launch import L2Window, l2_set_aside, launch, pointer
+from .launch import L2Window, l2_set_aside, launch, max_active_blocks, pointer
 from .options import CudaOptions, resolve
 from .persistent import gate_defines, kernel_source
 from .views import adopt_targets
@@ -157,14 +157,32 @@ def step_defines(problem: RnnProblem, options: CudaOptions | None = None) -> dic
 _TYPE_CODES = {"torch.float32": 0, "torch.float16": 1, "torch.bfloat16": 2}
 
 
+class StepKernels(NamedTuple):
+    """The kernels of one single_step.cu build (the one-launch ones None without GEMV)."""
+
+    stage: Any  # stage_operands
+    gates: Any  # step_gates
+    gemv: Any  # step_gemv: a layer a launch
+    layers: Any  # step_gemv_layers: every layer in one launch
+
+
 @functools.lru_cache(maxsize=32)
-def _compile(defines: tuple[tuple[str, int], ...]) -> tuple[Any, Any]:
+def _compile(defines: tuple[tuple[str, int], ...]) -> StepKernels:
     import cupy
 
     options = ("--std=c++17",) + tuple(f"-D{k}={v}" for k, v in defines)
     module = cupy.RawModule(code=kernel_source("single_step.cu"), options=options)
-    gemv = module.get_function("step_gemv") if dict(defines).get("GEMV") else None
-    return module.get_function("stage_operands"), module.get_function("step_gates"), gemv
+    gemv = dict(defines).get("GEMV")
+    return StepKernels(module.get_function("stage_operands"), module.get_function("step_gates"),
+                       module.get_function("step_gemv") if gemv else None,
+                       module.get_function("step_gemv_layers") if gemv else None)
+
+
+def gemv_blocks(problem: RnnProblem) -> tuple[int, int]:
+    """(blocks, threads a block) of a one-launch layer (kernels/single_step.cu GV_UNITS)."""
+    p = problem
+    units = 8 if GATE_BLOCKS[p.cell] == 1 else 2
+    return -(-p.directions * p.hidden // units), units * GATE_BLOCKS[p.cell] * 32
 
 
 class SingleStepStack:
@@ -220,7 +238,14 @@ class SingleStepStack:
         self.hn = torch.empty(L * D, B, H, device=self.dev, dtype=self.dt)
         self.cn = torch.empty(L * D, B, H, device=self.dev, dtype=self.dt) if p.cell == "lstm" else None
         self.out_dtype = self.dt
-        self._kernels: dict[tuple, tuple[Any, Any]] = {}
+        self._kernels: dict[tuple, StepKernels] = {}
+        # Every layer in one launch (options.gemv_fuse) where every block fits at once.
+        self.fused = self.gemv and L > 1 and self.options.gemv_fuse is True and self._fits_at_once(lay)
+        if self.fused:  # per layer (wT, bias, peep, krow, kin); the grid-wide count
+            rows = [[w.data_ptr(), b.data_ptr(), 0 if pp is None else pp.data_ptr(), w.shape[1],
+                     p.input_size if i == 0 else D * H] for i, (w, b, pp) in enumerate(zip(self.wT, self.bias, self.peep))]
+            self.table = torch.tensor(rows, dtype=torch.int64, device=self.dev)
+            self.count = torch.zeros(1, dtype=torch.int64, device=self.dev)
         self.windows = self._l2_windows()
 
     def _pack(self, layers: Sequence[Sequence[DirectionWeights]], lay: StepLayout, op: Any) -> tuple[list, list, list, list]:
@@ -246,11 +271,24 @@ class SingleStepStack:
                 for ps in peeps]
         return w, biases, wT, peep
 
+    def _fits_at_once(self, lay: StepLayout) -> bool:
+        """Whether every block of the one-launch-for-all-layers kernel can be resident at
+        once (its blocks wait for each other at each layer boundary). The host emulation
+        runs them all at once anyway."""
+        if self.dev.type != "cuda":
+            return True
+        import torch
+
+        blocks, threads = gemv_blocks(self.problem)
+        kernel = self.kernels(self.dt).layers
+        per_sm = max_active_blocks(kernel, threads, self.problem.batch * max(lay.k0, lay.k1) * 4)
+        return per_sm is not None and per_sm * torch.cuda.get_device_properties(self.dev).multi_processor_count >= blocks
+
     def _l2_windows(self) -> list[Any]:
         """An L2 access-policy window per one-launch layer (launch.py) where its weights are
         to persist in L2 between calls (options.l2_persist), else None."""
         none = [None] * len(self.wT)
-        if not self.gemv or self.dev.type != "cuda" or not self.options.l2_persist:
+        if not self.gemv or self.fused or self.dev.type != "cuda" or not self.options.l2_persist:
             return none
         sizes = [w.numel() * w.element_size() for w in self.wT]
         set_aside, max_window = l2_set_aside(self.dev.index or 0, sum(sizes))
@@ -268,9 +306,8 @@ class SingleStepStack:
             return np.uint64(0), np.int32(0)
         return pointer(self.wT[nxt]), np.int32(self.wT[nxt].shape[1])
 
-    def kernels(self, x_dtype: Any) -> tuple[Any, Any, Any]:
-        """(staging, gate, one-launch layer) kernels for x of type x_dtype and this stack's
-        output type."""
+    def kernels(self, x_dtype: Any) -> StepKernels:
+        """The kernels for x of type x_dtype and this stack's output type."""
         key = (str(x_dtype), str(self.out_dtype))
         if key not in self._kernels:
             defs = dict(step_defines(self.problem, self.options), GEMV=int(self.gemv), XTYPE=_TYPE_CODES[key[0]],
@@ -287,7 +324,8 @@ class SingleStepStack:
 
     @property
     def products(self) -> str:
-        return ("bf16 hi/lo parts" if self.split else self.problem.dtype) + (", one launch a layer" if self.gemv else "")
+        return ("bf16 hi/lo parts" if self.split else self.problem.dtype) + (
+            ", all layers in one launch" if self.fused else ", one launch a layer" if self.gemv else "")
 
     @property
     def weight_bytes(self) -> int:
@@ -323,7 +361,7 @@ class SingleStepStack:
             x = x.to(self.dt)
         x = x.contiguous()  # the staging kernel reads x in its own type and rounds it
         hn, cn = (self.hn, self.cn) if into is None else into
-        stage_kernel, gate_kernel, gemv_kernel = self.kernels(x.dtype)
+        kernels = self.kernels(x.dtype)
         state = (L * D, B, H)
         h0 = None if h0 is None else h0.reshape(state).to(self.dt).contiguous()
         c0 = None if c0 is None or self.cn is None else c0.reshape(state).to(self.dt).contiguous()
@@ -332,15 +370,24 @@ class SingleStepStack:
         slab = D * B * H  # one layer's slice of h0/c0
         y_ds, y_bs = (self.y.stride(1), self.y.stride(2))
         s_gs, s_bs = (hn.stride(0), hn.stride(1))
+        if self.fused:
+            blocks, threads = gemv_blocks(p)
+            args = (pointer(self.table), np.int32(L), pointer(x), pointer(x_rows), pointer(self.hbuf),
+                    np.int64(self.hbuf[0].numel()), pointer(h0), pointer(c0), np.int64(slab), pointer(seq),
+                    pointer(self.y), pointer(hn), pointer(cn), np.float32(p.clip or 0.0),
+                    np.int64(y_ds), np.int64(y_bs), np.int64(s_gs), np.int64(s_bs), pointer(self.count))
+            launch(kernels.layers, (blocks,), (threads,), args, self.dev, B * max(w.shape[1] for w in self.wT) * 4,
+                   dependent=self.pdl)
+            return self.y, hn, cn
         if self.gemv:
-            units = 8 if GATE_BLOCKS[p.cell] == 1 else 2
+            blocks, threads = gemv_blocks(p)
             for layer in range(L):
                 last, off = layer == L - 1, layer * slab * el
                 kin = p.input_size if layer == 0 else D * H
                 krow = self.wT[layer].shape[1]
                 at = lambda t: np.uint64(0 if t is None else t.data_ptr() + off)  # noqa: E731
                 out_at = lambda t: np.uint64(0 if t is None else t[layer * D].data_ptr())  # noqa: E731
-                grid, block = (-(-D * H // units),), (units * GATE_BLOCKS[p.cell] * 32,)
+                grid, block = (blocks,), (threads,)
                 args = (pointer(self.wT[layer]), np.int32(krow), np.int32(kin), pointer(self.bias[layer]),
                         pointer(self.peep[layer]), pointer(x) if layer == 0 else np.uint64(0),
                         pointer(x_rows) if layer == 0 else np.uint64(0),
@@ -350,11 +397,11 @@ class SingleStepStack:
                         np.uint64(0) if last else pointer(self.hbuf[layer % 2]), np.float32(p.clip or 0.0),
                         np.int64(y_ds), np.int64(y_bs), np.int64(s_gs), np.int64(s_bs),
                         *self._next_rows(layer))
-                launch(gemv_kernel, grid, block, args, self.dev, B * krow * 4, dependent=self.pdl,
+                launch(kernels.gemv, grid, block, args, self.dev, B * krow * 4, dependent=self.pdl,
                        window=self.windows[layer])
             return self.y, hn, cn
         total = B * p.input_size + L * slab
-        launch(stage_kernel, (min(-(-total // THREADS), 1024),), (THREADS,),
+        launch(kernels.stage, (min(-(-total // THREADS), 1024),), (THREADS,),
                (pointer(x), pointer(h0), pointer(self.a0), pointer(self.a1)), self.dev)
         for layer in range(L):
             a = self.a0 if layer == 0 else self.a1[layer - 1]
@@ -373,7 +420,7 @@ class SingleStepStack:
             def out_at(t: Any) -> np.uint64:  # this layer's first group of hn / cn
                 return np.uint64(0 if t is None else t[layer * D].data_ptr())
 
-            launch(gate_kernel, (-(-slab // THREADS),), (THREADS,),
+            launch(kernels.gates, (-(-slab // THREADS),), (THREADS,),
                    (pointer(self.out), pointer(self.bias[layer]), pointer(self.peep[layer]), at(h0), at(c0),
                     pointer(seq), pointer(self.y) if last else np.uint64(0), out_at(hn), out_at(cn),
                     np.uint64(0) if last else pointer(self.a1[layer]), np.float32(p.clip or 0.0),

@@ -16,6 +16,17 @@ __device__ __forceinline__ void flag_add(u32* p, u32 v) {
     __threadfence();
     atomicAdd(p, v);
 }
+// 64-bit counts (a grid-wide count that is never reset does not wrap): an acquire load, and
+// a fenced add that returns the count before it.
+__device__ __forceinline__ u64 count_load(const u64* p) {
+    u64 v;
+    asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+    return v;
+}
+__device__ __forceinline__ u64 count_add(u64* p, u64 v) {
+    __threadfence();
+    return atomicAdd(p, v);
+}
 __device__ __forceinline__ u64 word_load(const u64* p) {
     u64 v;
     asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");

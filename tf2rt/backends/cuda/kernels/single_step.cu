@@ -25,6 +25,7 @@
 #define FAST_GATES 0
 #include "rnn_cell.cuh"
 #include "pdl.cuh"
+#include "flags.cuh"
 
 #if SPLIT
 typedef u16 op_t;  // bf16
@@ -232,66 +233,117 @@ __device__ __forceinline__ wraw_t load_w(const io_t* p) {
 #endif
 }
 
-extern "C" __global__ void GV_BOUNDS
-step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restrict__ bias,
-          const float* __restrict__ peep, const x_t* __restrict__ x, const long long* __restrict__ xrow,
-          const float* __restrict__ hin,
-          const io_t* __restrict__ h0, const io_t* __restrict__ c0, const int* __restrict__ seq,
-          o_t* __restrict__ y, o_t* __restrict__ hn, o_t* __restrict__ cn, float* __restrict__ hout,
-          float clip, long long y_ds, long long y_bs, long long s_gs, long long s_bs,
-          const io_t* __restrict__ wnext, int knext) {
-    extern __shared__ __align__(16) float sa[];  // [BATCH][krow]
-    __shared__ float spre[GV_ROWS][BATCH];
-    grid_dep_launch();  // the next layer may start now and fetch its own weights
-    const int ktot = kin + DIRS * HID;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int u0 = blockIdx.x * GV_UNITS;  // this block's first unit (d * HID + j)
-    const int uu = warp % GV_UNITS, g = warp / GV_UNITS, u = u0 + uu;
-    // The row's non-zero columns: the input [0, kin) and this direction's h0 columns (the
-    // other direction's are zero; a GRU's input part of h~ has no h0 columns, its recurrent
-    // part no input columns). As 4-aligned runs, read as one virtual range: [0, n0) at
-    // columns [0, n0), then [n0, n0 + n1) at columns [s1, s1 + n1).
-    int row = 0, n0 = 0, n1 = 0, s1 = 0;
-    const io_t* wr = wT;
+// A gate row's columns as one virtual range: [0, n0) at columns [0, n0), then [n0, n0 + n1)
+// at columns [s1, s1 + n1); 4-aligned, read 4 values a lane at a time.
+struct VRange {
+    int n0, s1, n1;
+    __device__ __forceinline__ int n() const { return n0 + n1; }
+    __device__ __forceinline__ int col(int kv) const { return kv < n0 ? kv : s1 + kv - n0; }
+};
+
+// Gate row of unit u (d * HID + j; none past DIRS * HID), gate block g, in a layer whose
+// input is kin long: its row of wT, and its non-zero columns as 4-aligned runs: the input
+// [0, a_end) and this direction's h0 columns [b_beg, b_end) (the other direction's are
+// zero; a GRU's input part of h~ has no h0 columns, its recurrent part no input columns).
+struct GvRow {
+    int row, a_end, b_beg, b_end;
+    // Both runs as one range (joined where they touch or overlap).
+    __device__ __forceinline__ VRange all() const {
+        if (a_end >= b_beg) return VRange{b_end > a_end ? b_end : a_end, 0, 0};
+        return VRange{a_end, b_beg, b_end - b_beg};
+    }
+    // The columns that are not the input's (h0 and padding): readable before the layer below is.
+    __device__ __forceinline__ VRange own() const {
+        const int e0 = b_beg > a_end ? b_beg : a_end;
+        return VRange{0, e0, b_end > e0 ? b_end - e0 : 0};
+    }
+    // The input's columns (with any h0 columns that share their last 4-aligned run).
+    __device__ __forceinline__ VRange input() const { return VRange{a_end, 0, 0}; }
+};
+
+__device__ __forceinline__ GvRow gv_row(int u, int g, int kin) {
+    GvRow r{0, 0, 0, 0};
     if (u < DIRS * HID) {
         const int d = u / HID, j = u - d * HID;
-        row = d * GW * HID + g * HID + j;
-        wr = wT + (size_t)row * krow;
-        int a_end = (kin + 3) & ~3, b_beg = (kin + d * HID) & ~3, b_end = (kin + (d + 1) * HID + 3) & ~3;
+        r.row = d * GW * HID + g * HID + j;
+        r.a_end = (kin + 3) & ~3;
+        r.b_beg = (kin + d * HID) & ~3;
+        r.b_end = (kin + (d + 1) * HID + 3) & ~3;
 #if CELL == 1
-        if (g == 2) b_beg = b_end = a_end;
-        if (g == 3) a_end = 0;
+        if (g == 2) r.b_beg = r.b_end = r.a_end;
+        if (g == 3) r.a_end = 0;
 #endif
-        if (a_end >= b_beg) {
-            n0 = b_end > a_end ? b_end : a_end;
-        } else {
-            n0 = a_end;
-            s1 = b_beg;
-            n1 = b_end - b_beg;
+    }
+    return r;
+}
+
+// wp[i] <- the lane's i-th 4 weights of range r of row wr (those inside it).
+template <int PF>
+__device__ __forceinline__ void vr_preload(wraw_t (&wp)[PF], const io_t* wr, VRange r, int lane) {
+#pragma unroll
+    for (int i = 0; i < PF; ++i) {
+        const int kv = lane * 4 + i * 128;
+        if (kv < r.n()) wp[i] = load_w(wr + r.col(kv));
+    }
+}
+
+// acc[b] += the lane's share of row wr . the staged operand over range r: the PF preloaded
+// chunks wp first, then the rest of the range loaded here.
+template <int PF>
+__device__ __forceinline__ void vr_dot(float* acc, const float* sa, int krow, const io_t* wr, VRange r,
+                                       const wraw_t* wp, int lane) {
+    const int n = r.n();
+#pragma unroll
+    for (int i = 0; i < PF; ++i) {
+        const int kv = lane * 4 + i * 128;
+        if (kv < n) {
+            float w[4];
+            unpack4w(wp[i], w);
+            dot4(acc, sa, krow, r.col(kv), w);
         }
     }
-    const int n = n0 + n1;
-    wraw_t wp[GV_PF];
-#pragma unroll
-    for (int i = 0; i < GV_PF; ++i) {
-        const int kv = lane * 4 + i * 128;
-        if (kv < n) wp[i] = load_w(wr + (kv < n0 ? kv : s1 + kv - n0));
+#pragma unroll 4
+    for (int kv = lane * 4 + PF * 128; kv < n; kv += 128) {
+        const int k = r.col(kv);
+        float w[4];
+        unpack4w(load_w(wr + k), w);
+        dot4(acc, sa, krow, k, w);
     }
-#if GV_L2PF & 2
-    if (n > GV_PF * 128) {  // the rest of this row: [r0, n) of the virtual range
-        const int r0 = GV_PF * 128, o1 = r0 > n0 ? r0 - n0 : 0;  // o1: where it starts in the second run
-        if (r0 < n0) l2_prefetch_lines(wr + r0, (n0 - r0) * (int)sizeof(io_t), lane);
-        if (o1 < n1) l2_prefetch_lines(wr + s1 + o1, (n1 - o1) * (int)sizeof(io_t), lane);
-    }
+}
+
+// A deeper layer's input (the layer below's output, fp32 [BATCH, kin]) as stored in this launch
+// by other blocks (step_gemv_layers): read through L2, never from a stale L1 line.
+struct CoherentLoad {
+    __device__ __forceinline__ float operator()(const float* p) const {
+#ifdef __CUDA_ARCH__
+        return __ldcg(p);
+#else
+        return *p;
 #endif
-    grid_dep_wait();  // the layer below (and whatever wrote x, h0, c0) has finished
+    }
+};
+
+// Operand columns [0, kin) of every batch row: x's row b (or a table's row xrow[b]; the
+// caller keeps them in range), else the layer below's output hin.
+template <typename HinLoad>
+__device__ __forceinline__ void stage_input(float* sa, int krow, int kin, const x_t* x, const long long* xrow,
+                                            const float* hin, HinLoad hin_load) {
 #pragma unroll 1
     for (int b = 0; b < BATCH; ++b) {
         float* srow = sa + (size_t)b * krow;
-        if (x)  // x's row b, or a table's row xrow[b] (the caller keeps them in range)
+        if (x)
             stage_run(srow, x + (size_t)(xrow ? xrow[b] : b) * kin, kin, XLoad());
         else
-            stage_run(srow, hin + (size_t)b * kin, kin, FLoad());
+            stage_run(srow, hin + (size_t)b * kin, kin, hin_load);
+    }
+}
+
+// Operand columns [kin, krow) of every batch row: each direction's h0 (zeros without), padding.
+__device__ __forceinline__ void stage_state(float* sa, int krow, int kin, const io_t* h0) {
+    const int ktot = kin + DIRS * HID;
+#pragma unroll 1
+    for (int b = 0; b < BATCH; ++b) {
+        float* srow = sa + (size_t)b * krow;
         for (int d = 0; d < DIRS; ++d) {
             float* dst = srow + kin + d * HID;
             if (h0)
@@ -301,43 +353,29 @@ step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restric
         }
         for (int k = ktot + threadIdx.x; k < krow; k += blockDim.x) srow[k] = 0.0f;
     }
-    __syncthreads();
-    {
-        float acc[BATCH];
+}
+
+// The warp's row sums (all lanes' acc) into spre[warp][b], bias added (zeros past the rows).
+__device__ __forceinline__ void gv_reduce(float* acc, float (*spre)[BATCH], int warp, int lane, bool real,
+                                          float bias) {
 #pragma unroll
-        for (int b = 0; b < BATCH; ++b) acc[b] = 0.0f;
+    for (int b = 0; b < BATCH; ++b) {
+        float v = acc[b];
 #pragma unroll
-        for (int i = 0; i < GV_PF; ++i) {
-            const int kv = lane * 4 + i * 128;
-            if (kv < n) {
-                float w[4];
-                unpack4w(wp[i], w);
-                dot4(acc, sa, krow, kv < n0 ? kv : s1 + kv - n0, w);
-            }
-        }
-#pragma unroll 4
-        for (int kv = lane * 4 + GV_PF * 128; kv < n; kv += 128) {
-            const int k = kv < n0 ? kv : s1 + kv - n0;
-            float w[4];
-            unpack4w(load_w(wr + k), w);
-            dot4(acc, sa, krow, k, w);
-        }
-#if GV_L2PF & 1
-        // Every own load is issued: the warp's next-layer rows go out now, behind them.
-        if (wnext && u < DIRS * HID) l2_prefetch_lines(wnext + (size_t)row * knext, knext * (int)sizeof(io_t), lane);
-#endif
-#pragma unroll
-        for (int b = 0; b < BATCH; ++b) {
-            float v = acc[b];
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-            if (lane == 0) spre[warp][b] = u < DIRS * HID ? v + bias[row] : 0.0f;
-        }
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (lane == 0) spre[warp][b] = real ? v + bias : 0.0f;
     }
-    __syncthreads();
+}
+
+// One thread per (unit, batch row) of the block's units u0...: the cell from the summed rows
+// spre, then hn, cn (this layer's slices), y (where given) and hout (the next layer's input).
+__device__ __forceinline__ void gv_cell(const float (*spre)[BATCH], int u0, const float* peep, const io_t* h0,
+                                        const io_t* c0, const int* seq, o_t* y, o_t* hn, o_t* cn, float* hout,
+                                        float clip, long long y_ds, long long y_bs, long long s_gs,
+                                        long long s_bs) {
     const int t = threadIdx.x;
     if (t >= GV_UNITS * BATCH) return;
-    const int cu = t % GV_UNITS, b = t / GV_UNITS, unit = u0 + cu;  // one (unit, batch row) a thread
+    const int cu = t % GV_UNITS, b = t / GV_UNITS, unit = u0 + cu;
     if (unit >= DIRS * HID) return;
     const int d = unit / HID, j = unit - d * HID;
     float xv[4] = {0.0f, 0.0f, 0.0f, 0.0f}, rv[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -370,5 +408,132 @@ step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restric
     const float out = active ? hnew : 0.0f;
     if (y) o_store(y + (size_t)d * y_ds + (size_t)b * y_bs + j, out);
     if (hout) hout[(size_t)b * DIRS * HID + unit] = io_round(out);  // as the GEMM form's operand
+}
+
+extern "C" __global__ void GV_BOUNDS
+step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restrict__ bias,
+          const float* __restrict__ peep, const x_t* __restrict__ x, const long long* __restrict__ xrow,
+          const float* __restrict__ hin,
+          const io_t* __restrict__ h0, const io_t* __restrict__ c0, const int* __restrict__ seq,
+          o_t* __restrict__ y, o_t* __restrict__ hn, o_t* __restrict__ cn, float* __restrict__ hout,
+          float clip, long long y_ds, long long y_bs, long long s_gs, long long s_bs,
+          const io_t* __restrict__ wnext, int knext) {
+    extern __shared__ __align__(16) float sa[];  // [BATCH][krow]
+    __shared__ float spre[GV_ROWS][BATCH];
+    grid_dep_launch();  // the next layer may start now and fetch its own weights
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int u0 = blockIdx.x * GV_UNITS;  // this block's first unit (d * HID + j)
+    const int uu = warp % GV_UNITS, g = warp / GV_UNITS, u = u0 + uu;
+    const GvRow rw = gv_row(u, g, kin);
+    const int row = rw.row;
+    const io_t* wr = wT + (size_t)row * krow;
+    const VRange r = rw.all();
+    const int n = r.n();
+    wraw_t wp[GV_PF];
+    vr_preload<GV_PF>(wp, wr, r, lane);
+#if GV_L2PF & 2
+    if (n > GV_PF * 128) {  // the rest of this row: [r0, n) of the virtual range
+        const int r0 = GV_PF * 128, o1 = r0 > r.n0 ? r0 - r.n0 : 0;  // o1: where it starts in the second run
+        if (r0 < r.n0) l2_prefetch_lines(wr + r0, (r.n0 - r0) * (int)sizeof(io_t), lane);
+        if (o1 < r.n1) l2_prefetch_lines(wr + r.s1 + o1, (r.n1 - o1) * (int)sizeof(io_t), lane);
+    }
+#endif
+    grid_dep_wait();  // the layer below (and whatever wrote x, h0, c0) has finished
+    stage_input(sa, krow, kin, x, xrow, hin, FLoad());
+    stage_state(sa, krow, kin, h0);
+    __syncthreads();
+    {
+        float acc[BATCH];
+#pragma unroll
+        for (int b = 0; b < BATCH; ++b) acc[b] = 0.0f;
+        vr_dot<GV_PF>(acc, sa, krow, wr, r, wp, lane);
+#if GV_L2PF & 1
+        // Every own load is issued: the warp's next-layer rows go out now, behind them.
+        if (wnext && u < DIRS * HID) l2_prefetch_lines(wnext + (size_t)row * knext, knext * (int)sizeof(io_t), lane);
+#endif
+        gv_reduce(acc, spre, warp, lane, u < DIRS * HID, u < DIRS * HID ? bias[row] : 0.0f);
+    }
+    (void)n;
+    __syncthreads();
+    gv_cell(spre, u0, peep, h0, c0, seq, y, hn, cn, hout, clip, y_ds, y_bs, s_gs, s_bs);
+}
+
+// ---- every layer in one launch (small batches) ------------------------------------------
+// step_gemv's layers in one launch: each block keeps its units through every layer and the
+// layers meet at a grid-wide count (`count`, u64, never reset: the k-th arrival of every
+// block is the k-th boundary). Between layers a block neither exits nor relaunches: it
+// arrives once its outputs are stored, then reads the next layer's h0 columns (which do not
+// depend on the layer below) and issues the first loads of the input columns, and only then
+// waits for the other blocks. So device memory keeps streaming weights across the boundary
+// instead of draining at the end of one launch and refilling at the start of the next. Every
+// block must be resident at once (single_step.py checks the occupancy); DIRS * HID /
+// GV_UNITS blocks.
+// table: per layer (wT, bias, peep, krow, kin) as 64-bit words; hbuf: two [BATCH, DIRS *
+// HID] fp32 buffers `hstride` apart (ping-pong); h0/c0: [nlayers * DIRS, BATCH, HID], a layer
+// `slab` elements after the one before; hn/cn: a layer DIRS * s_gs elements on; y: the last
+// layer's. The GV_L2PF prefetches of the next layer are step_gemv's only (here the next
+// layer's own columns are read before the boundary anyway); bit 4 (streaming loads) holds.
+extern "C" __global__ void GV_BOUNDS
+step_gemv_layers(const long long* __restrict__ table, int nlayers, const x_t* __restrict__ x,
+                 const long long* __restrict__ xrow, float* hbuf, long long hstride,
+                 const io_t* __restrict__ h0, const io_t* __restrict__ c0, long long slab,
+                 const int* __restrict__ seq, o_t* __restrict__ y, o_t* __restrict__ hn, o_t* __restrict__ cn,
+                 float clip, long long y_ds, long long y_bs, long long s_gs, long long s_bs, u64* count) {
+    extern __shared__ __align__(16) float sa[];  // [BATCH][krow] of the layer being run
+    __shared__ float spre[GV_ROWS][BATCH];
+    grid_dep_launch();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int u0 = blockIdx.x * GV_UNITS;
+    const int uu = warp % GV_UNITS, g = warp / GV_UNITS, u = u0 + uu;
+    // (thread 0) the count at which every block has stored the layer below; in shared
+    // memory, as are the layer's rarely used pointers re-read from the table: registers are
+    // the weight loads' (64 a thread for four blocks an SM)
+    __shared__ u64 target;
+#pragma unroll 1
+    for (int layer = 0; layer < nlayers; ++layer) {
+        const long long* P = table + 5 * layer;
+        const int krow = (int)P[3], kin = (int)P[4];
+        const bool last = layer + 1 == nlayers;
+        const GvRow rw = gv_row(u, g, kin);
+        const io_t* wr = reinterpret_cast<const io_t*>(P[0]) + (size_t)rw.row * krow;
+        const io_t* h0l = h0 ? h0 + (size_t)layer * slab : nullptr;
+        // The h0 columns first (the first layer's once the kernel ahead has finished, deeper
+        // layers' at once), then the input columns once the layer below is stored.
+        wraw_t wp[GV_PF];
+        vr_preload<GV_PF>(wp, wr, rw.own(), lane);
+        if (layer == 0) grid_dep_wait();  // whatever wrote x, h0, c0 has finished
+        stage_state(sa, krow, kin, h0l);
+        __syncthreads();
+        float acc[BATCH];
+#pragma unroll
+        for (int b = 0; b < BATCH; ++b) acc[b] = 0.0f;
+        vr_dot<GV_PF>(acc, sa, krow, wr, rw.own(), wp, lane);
+        vr_preload<GV_PF>(wp, wr, rw.input(), lane);
+        if (layer > 0 && threadIdx.x == 0) {
+            while ((long long)(count_load(count) - target) < 0) spin_pause();
+            __threadfence();
+        }
+        __syncthreads();  // (deeper layers) every block has stored the layer below's output
+        if (layer == 0)
+            stage_input(sa, krow, kin, x, xrow, nullptr, FLoad());
+        else
+            stage_input(sa, krow, kin, nullptr, nullptr, hbuf + ((layer - 1) & 1) * hstride, CoherentLoad());
+        __syncthreads();
+        vr_dot<GV_PF>(acc, sa, krow, wr, rw.input(), wp, lane);
+        gv_reduce(acc, spre, warp, lane, u < DIRS * HID,
+                  u < DIRS * HID ? reinterpret_cast<const float*>(P[1])[rw.row] : 0.0f);
+        __syncthreads();
+        gv_cell(spre, u0, reinterpret_cast<const float*>(P[2]), h0l, c0 ? c0 + (size_t)layer * slab : nullptr, seq,
+                last ? y : nullptr, hn + (size_t)layer * DIRS * s_gs,
+                cn ? cn + (size_t)layer * DIRS * s_gs : nullptr, last ? nullptr : hbuf + (layer & 1) * hstride, clip,
+                y_ds, y_bs, s_gs, s_bs);
+        if (!last) {
+            __syncthreads();  // the block's outputs are stored (and spre read) before it arrives
+            if (threadIdx.x == 0) {
+                const u64 ticket = count_add(count, 1);
+                target = (ticket / gridDim.x + 1) * gridDim.x;
+            }
+        }
+    }
 }
 #endif  // GEMV
