@@ -236,8 +236,17 @@ def test_one_launch_layers_prefetch_without_spills_and_wait_for_the_layer_below(
     regs, spills, report = nvrtc.resources(kernel_source("single_step.cu"), options, "step_gemv")
     assert spills <= (16 if B == 2 and dtype == "float32" else 0) and regs <= 64, report
     ok, ptx = nvrtc.compile(kernel_source("single_step.cu"), options)
-    body = ptx[ptx.index(".entry step_gemv"):]
+    body = ptx[ptx.index(".entry step_gemv("):]
     assert body.index("griddepcontrol.launch_dependents") < body.index("griddepcontrol.wait")
+    # every layer in one launch: the same register budget (its blocks must all fit at once);
+    # at batch 1 no spills, at larger batches some (local memory that stays in L1; the runner
+    # times the form against a launch a layer before keeping it)
+    regs, spills, report = nvrtc.resources(kernel_source("single_step.cu"), options, "step_gemv_layers")
+    assert regs <= 64 and spills <= (0 if B == 1 else 96), report
+    body = ptx[ptx.index(".entry step_gemv_layers("):]
+    body = body[:body.find(".entry", 1) % (len(body) + 1)]  # up to the next kernel, if any
+    assert body.index("griddepcontrol.launch_dependents") < body.index("griddepcontrol.wait")
+    assert "ld.acquire.gpu.global.u64" in body and "atom.global.add.u64" in body and "ld.global.cg" in body
 
 
 # ---- on the GPU ---------------------------------------------------------------------------

@@ -46,6 +46,9 @@ GEMV_SMEM = 48 * 1024  # the operand [batch, K] (fp32) a block stages
 #: Weight loads per lane issued before a one-launch layer waits for its inputs, at most
 #: (fp32 16-byte loads, fp16/bf16 8-byte loads; about 60 registers a thread at the most).
 GEMV_PREFETCH = {"float32": 6, "float16": 12, "bfloat16": 12}
+#: The same for every layer in one launch (its loop keeps more registers live): the most
+#: that compile for sm_90 without spills at batch 1 (fp32 GRU: 8 bytes).
+GEMV_LAYERS_PREFETCH = {"float32": 6, "float16": 8, "bfloat16": 8}
 #: A stack marks its weights persisting in L2 only with options.l2_persist; with it unset,
 #: the runner's first-run measurement times the stack both ways where its weights take more
 #: than L2_PERSIST_MIN_SHARE of L2 (smaller ones stay there between calls anyway) and keeps
@@ -150,6 +153,7 @@ def step_defines(problem: RnnProblem, options: CudaOptions | None = None) -> dic
                 GW=GATE_BLOCKS[p.cell], NCOL=lay.ncol, SPLIT=int(lay.split), PEEP=int(p.peepholes),
                 GEMV=int(lay.gemv), GV_PF=options.gemv_prefetch
                 or min(GEMV_PREFETCH[p.dtype], -(-max(lay.k0, lay.k1) // 128)),
+                GVL_PF=options.gemv_prefetch or min(GEMV_LAYERS_PREFETCH[p.dtype], -(-max(lay.k0, lay.k1) // 128)),
                 GV_L2PF=gemv_l2pf(options) if lay.gemv else 0,
                 **gate_defines())
 

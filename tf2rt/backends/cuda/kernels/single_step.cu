@@ -225,9 +225,13 @@ __device__ __forceinline__ void l2_prefetch_lines(const void* p, int bytes, int 
 #endif
 }
 
+// Weights are read-only for the whole launch: the non-coherent path (step_gemv_layers reads
+// them through table pointers the compiler cannot prove read-only on its own).
 __device__ __forceinline__ wraw_t load_w(const io_t* p) {
 #if (GV_L2PF & 4) && defined(__CUDA_ARCH__)
     return __ldcs(reinterpret_cast<const wraw_t*>(p));
+#elif defined(__CUDA_ARCH__)
+    return __ldg(reinterpret_cast<const wraw_t*>(p));
 #else
     return *reinterpret_cast<const wraw_t*>(p);
 #endif
@@ -473,6 +477,11 @@ step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restric
 // `slab` elements after the one before; hn/cn: a layer DIRS * s_gs elements on; y: the last
 // layer's. The GV_L2PF prefetches of the next layer are step_gemv's only (here the next
 // layer's own columns are read before the boundary anyway); bit 4 (streaming loads) holds.
+// Weight loads a lane issues early in step_gemv_layers (its loop state takes registers of
+// step_gemv's GV_PF; single_step.py: the most that compile without spills at batch 1).
+#ifndef GVL_PF
+#define GVL_PF GV_PF
+#endif
 extern "C" __global__ void GV_BOUNDS
 step_gemv_layers(const long long* __restrict__ table, int nlayers, const x_t* __restrict__ x,
                  const long long* __restrict__ xrow, float* hbuf, long long hstride,
@@ -499,16 +508,16 @@ step_gemv_layers(const long long* __restrict__ table, int nlayers, const x_t* __
         const io_t* h0l = h0 ? h0 + (size_t)layer * slab : nullptr;
         // The h0 columns first (the first layer's once the kernel ahead has finished, deeper
         // layers' at once), then the input columns once the layer below is stored.
-        wraw_t wp[GV_PF];
-        vr_preload<GV_PF>(wp, wr, rw.own(), lane);
+        wraw_t wp[GVL_PF];
+        vr_preload<GVL_PF>(wp, wr, rw.own(), lane);
         if (layer == 0) grid_dep_wait();  // whatever wrote x, h0, c0 has finished
         stage_state(sa, krow, kin, h0l);
         __syncthreads();
         float acc[BATCH];
 #pragma unroll
         for (int b = 0; b < BATCH; ++b) acc[b] = 0.0f;
-        vr_dot<GV_PF>(acc, sa, krow, wr, rw.own(), wp, lane);
-        vr_preload<GV_PF>(wp, wr, rw.input(), lane);
+        vr_dot<GVL_PF>(acc, sa, krow, wr, rw.own(), wp, lane);
+        vr_preload<GVL_PF>(wp, wr, rw.input(), lane);
         if (layer > 0 && threadIdx.x == 0) {
             while ((long long)(count_load(count) - target) < 0) spin_pause();
             __threadfence();
@@ -519,7 +528,7 @@ step_gemv_layers(const long long* __restrict__ table, int nlayers, const x_t* __
         else
             stage_input(sa, krow, kin, nullptr, nullptr, hbuf + ((layer - 1) & 1) * hstride, CoherentLoad());
         __syncthreads();
-        vr_dot<GV_PF>(acc, sa, krow, wr, rw.input(), wp, lane);
+        vr_dot<GVL_PF>(acc, sa, krow, wr, rw.input(), wp, lane);
         gv_reduce(acc, spre, warp, lane, u < DIRS * HID,
                   u < DIRS * HID ? reinterpret_cast<const float*>(P[1])[rw.row] : 0.0f);
         __syncthreads();
