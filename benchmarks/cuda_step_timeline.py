@@ -58,6 +58,17 @@ EDITS = (
      "    __syncthreads();\n    tl_stamp(tl_layer, 2);\n"
      "    gv_cell(spre, u0, peep, h0, c0, seq, y, hn, cn, hout, clip, y_ds, y_bs, s_gs, s_bs);\n"
      "    tl_stamp(tl_layer, 3);\n}\n"),
+    # every layer in one launch (step_gemv_layers): the same points a layer, W = the grid-wide
+    # count met (the first layer: the block's h0 columns multiplied, its input staged)
+    ("        const long long* P = table + 5 * layer;\n",
+     "        const long long* P = table + 5 * layer;\n        tl_stamp(layer, 0);\n"),
+    ("        __syncthreads();  // (deeper layers) every block has stored the layer below's output\n",
+     "        __syncthreads();  // (deeper layers) every block has stored the layer below's output\n"
+     "        tl_stamp(layer, 1);\n"),
+    ("        __syncthreads();\n        gv_cell(spre, u0, reinterpret_cast",
+     "        __syncthreads();\n        tl_stamp(layer, 2);\n        gv_cell(spre, u0, reinterpret_cast"),
+    ("                y_ds, y_bs, s_gs, s_bs);\n        if (!last) {\n",
+     "                y_ds, y_bs, s_gs, s_bs);\n        tl_stamp(layer, 3);\n        if (!last) {\n"),
 )
 #: The layer a launch is, from its arguments: the first reads x (or a table), deeper ones
 #: the layer below's output `hin`; the last writes y. Two-layer stacks only need x.
@@ -103,9 +114,11 @@ def measure(cell: str, hidden: int, dtype: str, forms: list[tuple[str, bool]], r
         x = torch.randn(1, 1, hidden, device="cuda").to(getattr(torch, dtype))
         for mask, l2 in forms:
             modules.clear()
+            fuse = mask.startswith("fuse")
             stack, _ = make_stack(specs, 1, 1, dtype, device_limits(), prefer="step",
-                                  options=CudaOptions(gemv_l2pf=mask, l2_persist=l2))
-            assert stack.gemv, "the timeline needs the one-launch form"
+                                  options=CudaOptions(gemv_l2pf=mask[4:] if fuse else mask, l2_persist=l2,
+                                                      gemv_fuse=fuse))
+            assert stack.gemv and stack.fused == fuse, "the timeline needs the one-launch form"
             graph = _graphed(lambda: stack(x))
             for _ in range(20):
                 graph()
@@ -140,12 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="benchmarks/results/cuda_step_timeline.md")
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--shapes", default="lstm:1024:float32,gru:1024:float32")
-    ap.add_argument("--forms", default="0,0+l2,5,5+l2", help="mask[+l2],...")
+    ap.add_argument("--forms", default="0,0+l2,5,5+l2,fuse", help="mask[+l2],... or fuse[mask] (every layer in one "
+                                                                    "launch)")
     args = ap.parse_args(argv)
     from bench_cuda_engine import gpu_meta, report_head, write_report
 
     meta = gpu_meta("cuda_step_timeline.py", argv)
-    forms = [(f.split("+")[0], f.endswith("+l2")) for f in args.forms.split(",")]
+    forms = [(f.split("+")[0], f.endswith("+l2")) for f in args.forms.split(",")]  # ("fuse4", False): fused, mask 4
     rows = []
     for shape in args.shapes.split(","):
         cell, hidden, dtype = shape.split(":")

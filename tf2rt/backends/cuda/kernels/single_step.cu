@@ -432,11 +432,10 @@ step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restric
     const int row = rw.row;
     const io_t* wr = wT + (size_t)row * krow;
     const VRange r = rw.all();
-    const int n = r.n();
     wraw_t wp[GV_PF];
     vr_preload<GV_PF>(wp, wr, r, lane);
 #if GV_L2PF & 2
-    if (n > GV_PF * 128) {  // the rest of this row: [r0, n) of the virtual range
+    if (r.n() > GV_PF * 128) {  // the rest of this row: [r0, n) of the virtual range
         const int r0 = GV_PF * 128, o1 = r0 > r.n0 ? r0 - r.n0 : 0;  // o1: where it starts in the second run
         if (r0 < r.n0) l2_prefetch_lines(wr + r0, (r.n0 - r0) * (int)sizeof(io_t), lane);
         if (o1 < r.n1) l2_prefetch_lines(wr + r.s1 + o1, (r.n1 - o1) * (int)sizeof(io_t), lane);
@@ -457,7 +456,6 @@ step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restric
 #endif
         gv_reduce(acc, spre, warp, lane, u < DIRS * HID, u < DIRS * HID ? bias[row] : 0.0f);
     }
-    (void)n;
     __syncthreads();
     gv_cell(spre, u0, peep, h0, c0, seq, y, hn, cn, hout, clip, y_ds, y_bs, s_gs, s_bs);
 }
