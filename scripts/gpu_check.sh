@@ -112,7 +112,7 @@ for s in $stages; do
             --out "$out/cuda_step_l2pf.md" ;;
     timeline) timeout 120 python3 benchmarks/cuda_step_timeline.py --out "$out/cuda_step_timeline.md" ;;
     wgmma) timeout 120 python3 benchmarks/cuda_wgmma_probe.py --out "$out/cuda_wgmma_probe.md" ;;
-    fuse) timeout 150 $pytest_gpu -vv tests/backends/test_cuda_single_step.py -k "one_launch"
+    fuse) timeout 150 $pytest_gpu tests/backends/test_cuda_single_step.py -k "fuse or every_layer_in_one_launch"
           timeout 150 python3 benchmarks/cuda_step_bandwidth_probe.py --prefetch-masks 0,5 --fuse 0,4 --reps 100 \
             --out "$out/cuda_step_fuse.md"
           timeout 150 python3 benchmarks/bench_cuda_engine.py --out "$out/cuda_engine_step.md" --reps 100 \
