@@ -146,11 +146,16 @@ def test_table_rows_and_ping_pong_states(host):
         stack(table, x_rows=rows[:2])
 
 
-def test_the_fused_decoder_gives_onnxruntimes_text_and_the_torch_forms_samples(monkeypatch, host, tmp_path):
+@pytest.mark.parametrize("one_launch", [False, True])
+def test_the_fused_decoder_gives_onnxruntimes_text_and_the_torch_forms_samples(monkeypatch, host, tmp_path,
+                                                                               one_launch):
     """The decoder's GPU form on the CPU: the first layer reading embedding rows (xrow), the
     ping-pong states, and head_pick (kernels/decode.cu) choosing the next token. Greedy text
     equals the char-RNN app's on onnxruntime; sampled tokens (same noise) equal the torch-op
-    form's, with a temperature and with top-k."""
+    form's, with a temperature and with top-k. one_launch: both LSTM layers in one launch
+    (TF2RT_CUDA_GEMV_FUSE=1)."""
+    from tf2rt.backends.cuda.options import CudaOptions
+
     from tf2rt import convert
     from tf2rt.apps.charrnn import CharRNN, Vocab
     from tf2rt.apps.charrnn.cuda_stream import char_rnn_parts
@@ -172,22 +177,29 @@ def test_the_fused_decoder_gives_onnxruntimes_text_and_the_torch_forms_samples(m
         lp = decode.DecodeLoop(specs, *parts, device="cpu", steps_per_launch=8)
         if fused:  # the GPU form: single-step stack (host kernels) and head_pick
             problem = problem_for(specs, 1, 1, "float32")
-            lp.stack = single_step.SingleStepStack(problem, [s.weights for s in specs], device="cpu")
+            lp.stack = single_step.SingleStepStack(problem, [s.weights for s in specs], device="cpu",
+                                                   options=CudaOptions(gemv_fuse=one_launch))
+            assert lp.stack.fused == one_launch
             lp.fused = lp.head_kernel = True
         return lp
 
     fused, plain = loop(True), loop(False)
     prompt = vocab.encode("ROMEO:")
-    assert vocab.decode(fused.generate(prompt, 24, greedy=True)[0]) == ort.generate("ROMEO:", 24, greedy=True)
-    for kw in ({"temperature": 0.9, "seed": 3}, {"temperature": 1.3, "top_k": 5, "seed": 4}):
-        a, b = fused.generate(prompt, 12, **kw), plain.generate(prompt, 12, **kw)
+    # (every block at once is slow to emulate: fewer tokens in one launch)
+    n, samples = (10, [{"temperature": 1.3, "top_k": 5, "seed": 4}]) if one_launch else \
+        (24, [{"temperature": 0.9, "seed": 3}, {"temperature": 1.3, "top_k": 5, "seed": 4}])
+    assert vocab.decode(fused.generate(prompt, n, greedy=True)[0]) == ort.generate("ROMEO:", n, greedy=True)
+    for kw in samples:
+        a, b = fused.generate(prompt, n // 2, **kw), plain.generate(prompt, n // 2, **kw)
         assert np.array_equal(a, b), kw
 
 
-@pytest.mark.parametrize("rnn_dtype,precision", [(None, "fp32"), ("float16", "fp32"), ("float16", "fp16")])
+@pytest.mark.parametrize("rnn_dtype,precision,fuse", [(None, "fp32", False), ("float16", "fp32", False),
+                                                      ("float16", "fp16", False), (None, "fp32", True),
+                                                      ("float16", "fp16", True)])
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_engines_on_host_kernels_learn_output_targets_and_then_copy_nothing(host, monkeypatch, bidirectional,
-                                                                            rnn_dtype, precision):
+                                                                            rnn_dtype, precision, fuse):
     """A one-step engine through the executor with the single-step stack on host kernels:
     where the engine's layout of an output is no view of the stack's (a bidirectional y
     [1, 2, B, H] as [B, 1, 2H]), the first call copies it and learns it as the stack's
@@ -196,16 +208,23 @@ def test_engines_on_host_kernels_learn_output_targets_and_then_copy_nothing(host
     writes the engine's float32 outputs itself (OTYPE), rounded as fp16. An fp16 engine
     (precision="fp16": Casts to fp16 after the node and back to fp32 at the outputs) too:
     there the bidirectional y is copied by its Reshape and then again by the Cast, and the
-    stack learns to write it in the final type (an H100 run found those copies left)."""
+    stack learns to write it in the final type (an H100 run found those copies left). fuse:
+    the stack runs both layers in one launch (step_gemv_layers), which writes every layer's
+    hn/cn and the last layer's y into the same learned targets."""
     from helpers.rnn_networks import build_rnn, rnn_feeds
 
     from tf2rt.backends.cuda import graph
     from tf2rt.backends.cuda.graph import GraphExecutor
     from tf2rt.backends.cuda.plan import DeviceLimits, Plan
 
+    from tf2rt.backends.cuda.options import CudaOptions
+
     def make_stack(specs, batch, seq_len, dtype, limits, **kw):
         problem = problem_for(specs, batch, seq_len, dtype)
-        return single_step.SingleStepStack(problem, [s.weights for s in specs], device="cpu"), Plan("step", "host")
+        stack = single_step.SingleStepStack(problem, [s.weights for s in specs], device="cpu",
+                                            options=CudaOptions(gemv_fuse=fuse))
+        assert stack.fused == fuse
+        return stack, Plan("step", "host")
 
     monkeypatch.setattr(graph, "make_stack", make_stack)
     H, E, N = 6, 5, 3
