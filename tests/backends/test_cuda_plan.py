@@ -551,15 +551,21 @@ def test_first_run_measurement_times_candidates_in_turns(monkeypatch):
     assert times == {"persistent": 12.0, "step": 11.0}
 
 
-def test_first_run_candidates_per_sequence_length_and_options():
+def test_first_run_candidates_per_sequence_length_and_options(monkeypatch):
     """What the first-run measurement times: one-step stacks also as the single-step stack
     with and without its weights persisting in L2 (only while TF2RT_CUDA_L2_PERSIST leaves
     it open), longer ones also on the row kernel (unless switched off) and as the persistent
     kernel with plain row copies (while TF2RT_CUDA_BULK leaves it open); stacks with
     per-sequence lengths never on cuDNN (it cannot take them inside a graph); one-step stacks
-    with all their layers in one launch too, unless TF2RT_CUDA_GEMV_FUSE says which."""
+    with all their layers in one launch too once that form is a candidate (FUSE_CANDIDATE),
+    unless TF2RT_CUDA_GEMV_FUSE says which."""
+    import tf2rt.backends.cuda as cuda
     from tf2rt.backends.cuda import PERSISTENT_CP, STEP_FUSE, STEP_L2, STEP_L2_PF, STEP_PF, tune_candidates
     from tf2rt.backends.cuda.options import CudaOptions
+
+    monkeypatch.setattr(cuda, "FUSE_CANDIDATE", False)  # not until it has run on a GPU
+    assert STEP_FUSE not in tune_candidates(1, False, CudaOptions())
+    monkeypatch.setattr(cuda, "FUSE_CANDIDATE", True)
 
     steps = ["step", STEP_L2, STEP_PF, STEP_L2_PF, STEP_FUSE]
     assert tune_candidates(1, False, CudaOptions()) == ["persistent", "cudnn"] + steps
@@ -645,6 +651,7 @@ def test_first_run_measurement_keeps_or_gives_back_the_l2_forms(monkeypatch, win
     monkeypatch.setattr(launch, "l2_release", released.append)
     chain = SimpleNamespace(plan=SimpleNamespace(engine="step"), stack_key=(1, 1, "torch.float32"), has_seq_lens=False,
                             specs=[SimpleNamespace(weights=[SimpleNamespace(input_size=8)])], targets={})
+    monkeypatch.setattr(cuda, "FUSE_CANDIDATE", True)
     runner = object.__new__(cuda.CudaRunner)
     runner.torch = SimpleNamespace(randn=lambda *shape, device=None, dtype=None: torch.randn(*shape, dtype=dtype),
                                    float32=torch.float32)

@@ -390,6 +390,11 @@ STEP_PF_MASK = "5"
 #: The first-run candidate "single-step stack with all its one-launch layers in one launch"
 #: (kernels/single_step.cu step_gemv_layers; options.gemv_fuse): stacks of two or more layers.
 STEP_FUSE = "step+fuse"
+#: Whether the first call times STEP_FUSE where options.gemv_fuse is unset. Off until the form
+#: has run on a GPU (scripts/gpu_fuse_lean.sh, gpu_check.sh fuse): it is tested on the host
+#: emulation only, and a first call must not bet an engine's run on an untried kernel.
+#: TF2RT_CUDA_GEMV_FUSE=1 uses it wherever it fits.
+FUSE_CANDIDATE = False
 #: Candidates that are another engine's stack with build options forced: (engine, options).
 #: STEP_L2's lines stay in L2 while the plain form is timed in turn: a small bias its way,
 #: since 64 MB streamed in one order keeps little.
@@ -407,8 +412,8 @@ def tune_candidates(T: int, has_seq_lens: bool, options: CudaOptions) -> list[st
     (options.l2_persist unset) that stack with its weights persisting in L2, and
     (options.gemv_l2pf unset) with its layers prefetching the next layer's weights into L2,
     alone and with the persisting form, which the runner drops where L2 would keep the
-    weights anyway or the stack has no next one-launch layer, and (options.gemv_fuse unset)
-    with all its one-launch layers in one launch (dropped for one layer); for longer
+    weights anyway or the stack has no next one-launch layer, and (options.gemv_fuse unset,
+    FUSE_CANDIDATE on) with all its one-launch layers in one launch (dropped for one layer); for longer
     sequences the row kernel (options.row)."""
     out = ["persistent"] + ([PERSISTENT_CP] if T > 1 and not options.bulk else [])
     out += [] if has_seq_lens else ["cudnn"]
@@ -416,7 +421,7 @@ def tune_candidates(T: int, has_seq_lens: bool, options: CudaOptions) -> list[st
         out += ["step"] + ([STEP_L2] if options.l2_persist is None else [])
         if not options.gemv_l2pf:  # the user's mask is the only one timed
             out += [STEP_PF] + ([STEP_L2_PF] if options.l2_persist is None else [])
-        if options.gemv_fuse is None:
+        if options.gemv_fuse is None and FUSE_CANDIDATE:
             out.append(STEP_FUSE)
     elif options.row:
         out.append("row")
