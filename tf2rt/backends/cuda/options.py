@@ -37,8 +37,8 @@ GEMV_L2PF_ENV = "TF2RT_CUDA_GEMV_L2PF"
 #: "1": a single-step stack of one-launch layers runs all its layers in ONE launch
 #: (kernels/single_step.cu step_gemv_layers: the layers meet at a grid-wide count, and each
 #: block reads the next layer's h0 columns before it waits) where every block fits on the GPU
-#: at once; "0" a launch a layer; unset: the runner's first-run measurement times both, a
-#: stack built alone launches a layer at a time.
+#: at once; "0" a launch a layer; unset: a launch a layer (the runner's first-run measurement
+#: times both once backends.cuda.FUSE_CANDIDATE is on).
 GEMV_FUSE_ENV = "TF2RT_CUDA_GEMV_FUSE"
 #: fp32 input-projection GEMMs: "plain", "tf32x3" or "bf16x3" forces that form.
 XPROJ_ENV = "TF2RT_CUDA_XPROJ"
@@ -78,7 +78,7 @@ class CudaOptions:
     gemv: bool = True  # GEMV_ENV="0" -> False
     gemv_prefetch: int = 0  # GEMV_PF_ENV: loads a lane issues early (0: the planner's choice)
     gemv_l2pf: str = ""  # GEMV_L2PF_ENV: L2 prefetch mask "0"-"15" ("": the planner's choice)
-    gemv_fuse: bool | None = None  # GEMV_FUSE_ENV "1"/"0"; None: measured by the runner (not in a bare stack)
+    gemv_fuse: bool | None = None  # GEMV_FUSE_ENV "1"/"0"; None: a layer a launch (or the runner's measurement)
     xproj: str = ""  # XPROJ_ENV: "plain" | "tf32x3" | "bf16x3" (checked where used)
     pdl: bool | None = None  # PDL_ENV "1"/"0" -> True/False; None: dependent where the GPU allows
     resident: bool | None = None  # RESIDENT_ENV "1"/"0"; None: the decoder's default
