@@ -276,7 +276,7 @@ def resident_host(monkeypatch):
 
     use_host_kernels(monkeypatch, (resident_decode, "RESIDENT_THREADS", 64),
                      (resident_decode, "_host_kernel", lambda defines: host_kernels(
-                         "decode_resident.cu", dict(defines), concurrent=True)["resident_decode"]),
+                         "decode_resident.cu", dict(defines, EMU_SLOW_LAST=1), concurrent=True)["resident_decode"]),
                      (decode, "RESIDENT_CHUNK", 8))
 
 

@@ -288,17 +288,18 @@ def host_kernels(name: str, defines: dict[str, int], concurrent: bool = False,
 def persistent_host_kernel(cfg: Any, probe: tuple = (), io_types: tuple | None = None, source: Any = None) -> HostKernel:
     """persistent.compile_kernel's host counterpart (same arguments; probes and patched
     sources are for GPU timing and are not built here): every block at once, as they wait
-    for each other."""
+    for each other, the last one lagging (EMU_SLOW_LAST in cuda_host.h)."""
     from tf2rt.backends.cuda import persistent
 
     defines = {**cfg.defines(), **persistent.gate_defines(), "NDESC": persistent.NDESC}
     if io_types is not None:
         defines.update(XTYPE=io_types[0], OTYPE=io_types[1], YTYPE=io_types[2])
-    return host_kernels("persistent_rnn.cu", defines, concurrent=True)["persistent_rnn"]
+    return host_kernels("persistent_rnn.cu", {**defines, "EMU_SLOW_LAST": 1}, concurrent=True)["persistent_rnn"]
 
 
 def row_host_kernel(defines: Any, smem_bytes: int) -> HostKernel:
     """row._compile's host counterpart: a cluster's blocks wait for each other, so a
-    clustered build runs every block at once."""
+    clustered build runs every block at once (the last one lagging)."""
     defines = dict(defines)
-    return host_kernels("row_rnn.cu", defines, concurrent=defines["CLUSTER"] > 1)["row_rnn"]
+    concurrent = defines["CLUSTER"] > 1
+    return host_kernels("row_rnn.cu", {**defines, "EMU_SLOW_LAST": int(concurrent)}, concurrent=concurrent)["row_rnn"]
