@@ -243,12 +243,14 @@ class SingleStepStack:
         self.cn = torch.empty(L * D, B, H, device=self.dev, dtype=self.dt) if p.cell == "lstm" else None
         self.out_dtype = self.dt
         self._kernels: dict[tuple, StepKernels] = {}
-        # Every layer in one launch (options.gemv_fuse) where every block fits at once.
-        self.fused = self.gemv and L > 1 and self.options.gemv_fuse is True and self._fits_at_once(lay)
+        # Every layer in one launch (options.gemv_fuse) where every block fits at once; its
+        # blocks stage the longest layer's operand.
+        self.layers_smem = B * max(k0, k1) * 4
+        self.fused = self.gemv and L > 1 and self.options.gemv_fuse is True and self._fits_at_once()
         if self.fused:  # per layer (wT, bias, peep, krow, kin); the grid-wide count
-            rows = [[w.data_ptr(), b.data_ptr(), 0 if pp is None else pp.data_ptr(), w.shape[1],
-                     p.input_size if i == 0 else D * H] for i, (w, b, pp) in enumerate(zip(self.wT, self.bias, self.peep))]
-            self.table = torch.tensor(rows, dtype=torch.int64, device=self.dev)
+            entries = [[w.data_ptr(), b.data_ptr(), 0 if pp is None else pp.data_ptr(), w.shape[1], self._kin(i)]
+                       for i, (w, b, pp) in enumerate(zip(self.wT, self.bias, self.peep))]
+            self.table = torch.tensor(entries, dtype=torch.int64, device=self.dev)
             self.count = torch.zeros(1, dtype=torch.int64, device=self.dev)
         self.windows = self._l2_windows()
 
@@ -275,7 +277,12 @@ class SingleStepStack:
                 for ps in peeps]
         return w, biases, wT, peep
 
-    def _fits_at_once(self, lay: StepLayout) -> bool:
+    def _kin(self, layer: int) -> int:
+        """The input length of `layer` (the stack's input, else the layer below's output)."""
+        p = self.problem
+        return p.input_size if layer == 0 else p.directions * p.hidden
+
+    def _fits_at_once(self) -> bool:
         """Whether every block of the one-launch-for-all-layers kernel can be resident at
         once (its blocks wait for each other at each layer boundary). The host emulation
         runs them all at once anyway."""
@@ -285,7 +292,7 @@ class SingleStepStack:
 
         blocks, threads = gemv_blocks(self.problem)
         kernel = self.kernels(self.dt).layers
-        per_sm = max_active_blocks(kernel, threads, self.problem.batch * max(lay.k0, lay.k1) * 4)
+        per_sm = max_active_blocks(kernel, threads, self.layers_smem)
         return per_sm is not None and per_sm * torch.cuda.get_device_properties(self.dev).multi_processor_count >= blocks
 
     def _l2_windows(self) -> list[Any]:
@@ -380,18 +387,16 @@ class SingleStepStack:
                     np.int64(self.hbuf[0].numel()), pointer(h0), pointer(c0), np.int64(slab), pointer(seq),
                     pointer(self.y), pointer(hn), pointer(cn), np.float32(p.clip or 0.0),
                     np.int64(y_ds), np.int64(y_bs), np.int64(s_gs), np.int64(s_bs), pointer(self.count))
-            launch(kernels.layers, (blocks,), (threads,), args, self.dev, B * max(w.shape[1] for w in self.wT) * 4,
-                   dependent=self.pdl)
+            launch(kernels.layers, (blocks,), (threads,), args, self.dev, self.layers_smem, dependent=self.pdl)
             return self.y, hn, cn
         if self.gemv:
             blocks, threads = gemv_blocks(p)
             for layer in range(L):
                 last, off = layer == L - 1, layer * slab * el
-                kin = p.input_size if layer == 0 else D * H
+                kin = self._kin(layer)
                 krow = self.wT[layer].shape[1]
                 at = lambda t: np.uint64(0 if t is None else t.data_ptr() + off)  # noqa: E731
                 out_at = lambda t: np.uint64(0 if t is None else t[layer * D].data_ptr())  # noqa: E731
-                grid, block = (blocks,), (threads,)
                 args = (pointer(self.wT[layer]), np.int32(krow), np.int32(kin), pointer(self.bias[layer]),
                         pointer(self.peep[layer]), pointer(x) if layer == 0 else np.uint64(0),
                         pointer(x_rows) if layer == 0 else np.uint64(0),
@@ -401,7 +406,7 @@ class SingleStepStack:
                         np.uint64(0) if last else pointer(self.hbuf[layer % 2]), np.float32(p.clip or 0.0),
                         np.int64(y_ds), np.int64(y_bs), np.int64(s_gs), np.int64(s_bs),
                         *self._next_rows(layer))
-                launch(kernels.gemv, grid, block, args, self.dev, B * krow * 4, dependent=self.pdl,
+                launch(kernels.gemv, (blocks,), (threads,), args, self.dev, B * krow * 4, dependent=self.pdl,
                        window=self.windows[layer])
             return self.y, hn, cn
         total = B * p.input_size + L * slab
