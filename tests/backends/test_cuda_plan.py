@@ -264,6 +264,21 @@ def test_choose_upc_fits_all_groups_on_the_sms():
             assert upc == 1 or groups * cta_count(hidden, upc - 1) > 132
 
 
+def test_units_per_cta_option_sets_a_floor_on_the_planners_tiling():
+    """options.upc gives each CTA at least that many units (fewer CTAs at each exchange);
+    below the planner's own choice, or above the layer, it changes nothing it cannot."""
+    from tf2rt.backends.cuda.options import CudaOptions
+
+    prob = RnnProblem("lstm", 512, 512, 1, 100, layers=2, dtype="float16")
+    base = make_plan(prob, H100, options=CudaOptions()).kernel
+    assert (base.upc, base.grid) == (8, 128)  # two layers of 64 CTAs
+    wide = make_plan(prob, H100, options=CudaOptions(upc=16)).kernel
+    assert (wide.upc, wide.grid) == (16, 64) and wide.two_barrier == base.two_barrier
+    assert make_plan(prob, H100, options=CudaOptions(upc=2)).kernel == base
+    tiny = RnnProblem("gru", 24, 24, 1, 10, dtype="float16")
+    assert make_plan(tiny, H100, options=CudaOptions(upc=64)).kernel.upc == 24
+
+
 def test_two_barrier_step_is_chosen_only_where_it_applies(monkeypatch):
     monkeypatch.delenv("TF2RT_CUDA_STEP", raising=False)
     one = make_plan(RnnProblem("lstm", 512, 512, 1, 100, layers=2, dtype="float16"), H100).kernel
@@ -513,17 +528,18 @@ def test_build_options_come_from_the_environment_once(monkeypatch):
     from tf2rt.backends.cuda.options import CudaOptions
 
     for name in ("STEP", "WREG", "WPART", "BF16X3", "TF32X3", "GEMV", "XPROJ", "PDL", "GEMV_PF",
-                 "RESIDENT", "L2_PERSIST", "ROW"):
+                 "RESIDENT", "L2_PERSIST", "ROW", "UPC"):
         monkeypatch.delenv(f"TF2RT_CUDA_{name}", raising=False)
     assert CudaOptions.from_env() == CudaOptions()
     env = {"TF2RT_CUDA_STEP": "1", "TF2RT_CUDA_WREG": "0", "TF2RT_CUDA_WPART": "1", "TF2RT_CUDA_BF16X3": "0",
            "TF2RT_CUDA_TF32X3": "1", "TF2RT_CUDA_GEMV": "0", "TF2RT_CUDA_XPROJ": "plain",
            "TF2RT_CUDA_PDL": "1", "TF2RT_CUDA_GEMV_PF": "3",
-           "TF2RT_CUDA_RESIDENT": "0", "TF2RT_CUDA_L2_PERSIST": "1", "TF2RT_CUDA_ROW": "0"}
+           "TF2RT_CUDA_RESIDENT": "0", "TF2RT_CUDA_L2_PERSIST": "1", "TF2RT_CUDA_ROW": "0",
+           "TF2RT_CUDA_UPC": "16"}
     assert CudaOptions.from_env(env) == CudaOptions(step="1", wreg=False, wpart="1", bf16x3="0", tf32x3="1",
                                                      gemv=False, xproj="plain", pdl=True,
                                                      gemv_prefetch=3, resident=False, l2_persist=True,
-                                                     row=False)
+                                                     row=False, upc=16)
     prob = RnnProblem("lstm", 512, 512, 1, 100, layers=2, dtype="float16")
     default = make_plan(prob, H100).kernel
     monkeypatch.setenv("TF2RT_CUDA_STEP", "1")

@@ -170,7 +170,7 @@ def kernel_config(problem: RnnProblem, groups: int, wavefront: bool, device: Dev
                   allow_fuse_input: bool = True, options: CudaOptions | None = None) -> KernelConfig:
     """Tiling for `groups` layer-directions of `problem` sharing one launch."""
     options = resolve(options)
-    upc = choose_upc(problem.hidden, groups, device.sm_count)
+    upc = max(choose_upc(problem.hidden, groups, device.sm_count), min(options.upc, problem.hidden))
     bch = batch_chunk(problem)
     use_two_barrier = two_barrier_default(problem, upc, bch, options)
     # The first layer projects x inside the kernel only for short sequences (saves the

@@ -63,6 +63,10 @@ ROW_ENV = "TF2RT_CUDA_ROW"
 #: unset: clusters of two for builds of one launch a layer where the GPU has clusters
 #: (compute capability 9.0 and later), and the first-run measurement times plain copies too.
 BULK_ENV = "TF2RT_CUDA_BULK"
+#: A number n >= 1: persistent-kernel builds give each CTA at least n hidden units (fewer CTAs
+#: meet at each step's exchange, each multiplies more rows); unset: the fewest units such that
+#: every CTA of the launch has an SM of its own (builds.choose_upc).
+UPC_ENV = "TF2RT_CUDA_UPC"
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,7 @@ class CudaOptions:
     l2_persist: bool | None = None  # L2_ENV "1"/"0"; None: measured by the runner (not in a bare stack)
     row: bool = True  # ROW_ENV="0" -> False: the first-run measurement leaves out the row kernel
     bulk: str = ""  # BULK_ENV: "0" cp.async, "1" bulk copies, "n" multicast across n CTAs
+    upc: int = 0  # UPC_ENV: least hidden units per CTA of persistent builds (0: the planner's choice)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CudaOptions:
@@ -99,7 +104,8 @@ class CudaOptions:
                    pdl={"1": True, "0": False}.get(env.get(PDL_ENV, "")),
                    resident={"1": True, "0": False}.get(env.get(RESIDENT_ENV, "")),
                    l2_persist={"1": True, "0": False}.get(env.get(L2_ENV, "")),
-                   row=env.get(ROW_ENV, "") != "0", bulk=env.get(BULK_ENV, ""))
+                   row=env.get(ROW_ENV, "") != "0", bulk=env.get(BULK_ENV, ""),
+                   upc=_positive(env.get(UPC_ENV, "")))
 
 
 def _positive(text: str) -> int:
