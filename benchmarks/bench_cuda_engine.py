@@ -79,8 +79,9 @@ def kernel_profile(fn, reps: int = 3) -> list[dict]:
     return sorted(rows, key=lambda r: -r["us"])
 
 
-def build(cell: str, B: int, H: int, T: int, precision: str, seed: int = 0):
-    """(engine, torch module) with the same weights."""
+def build(cell: str, B: int, H: int, T: int, precision: str, seed: int = 0, state: bool = False):
+    """(engine, torch module) with the same weights; state: the engine also takes initial
+    states h0 (and c0) [B, layers, H] (the RNNv2 layer's hidden_state / cell_state)."""
     import torch
 
     from tf2rt import Network, build_engine
@@ -92,6 +93,10 @@ def build(cell: str, B: int, H: int, T: int, precision: str, seed: int = 0):
     net = Network(f"{cell}{LAYERS}_h{H}")
     x = net.add_input("x", "float32", (B, T, H))
     rnn = net.add_rnn_v2(x, LAYERS, H, T, cell, name="rnn")
+    if state:
+        rnn.hidden_state = net.add_input("h0", "float32", (B, LAYERS, H))
+        if cell == "lstm":
+            rnn.cell_state = net.add_input("c0", "float32", (B, LAYERS, H))
     for i, layer in enumerate(stack):
         rnn.set_cell(i, layer[0])
     for j in range(rnn.num_outputs):
@@ -99,8 +104,9 @@ def build(cell: str, B: int, H: int, T: int, precision: str, seed: int = 0):
     return build_engine(net, precision), mod
 
 
-def cudnn_call(mod, cell: str, x, precision: str):
-    """The same computation in PyTorch (cuDNN), returning the engine's outputs."""
+def cudnn_call(mod, cell: str, x, precision: str, states: tuple = ()):
+    """The same computation in PyTorch (cuDNN), returning the engine's outputs; states: the
+    engine's initial states [B, layers, H] (h0, and c0 for an LSTM), made layer-major here."""
     import torch
 
     dt = torch.float16 if precision == "fp16" else torch.float32
@@ -108,7 +114,8 @@ def cudnn_call(mod, cell: str, x, precision: str):
 
     def call():
         with torch.no_grad():
-            y, st = mod(x.to(dt))
+            hx = tuple(s.transpose(0, 1).contiguous().to(dt) for s in states)
+            y, st = mod(x.to(dt), (hx if cell == "lstm" else hx[0]) if hx else None)
             hs = st if cell == "lstm" else (st,)
             outs = [y] + [s.transpose(0, 1) for s in hs]
             return [o.float() for o in outs]  # no-ops in fp32
@@ -134,14 +141,17 @@ def measure_row(engine, feeds: dict, want: list, reps: int, **runner_options) ->
 
 
 def measure(cell: str, B: int, H: int, T: int, precision: str, reps: int, profile: bool = False,
-            row: bool = False) -> dict:
+            row: bool = False, state: bool = False) -> dict:
     import torch
 
     from tf2rt.backends.cuda.cudagraph import CapturedCall
 
-    engine, mod = build(cell, B, H, T, precision)
+    engine, mod = build(cell, B, H, T, precision, state=state)
     rng = np.random.default_rng(1)
     feeds = {"x": rng.standard_normal((B, T, H)).astype(np.float32)}
+    names = ("h0", "c0") if cell == "lstm" else ("h0",)
+    if state:
+        feeds.update({n: (0.5 * rng.standard_normal((B, LAYERS, H))).astype(np.float32) for n in names})
     runner = engine.runner("cuda", rnn_precision="fp16" if precision == "fp16" else None)
     got = runner.run(feeds)
     ours = statistics.median(runner.benchmark(feeds, reps, 10)) * 1e6
@@ -150,13 +160,15 @@ def measure(cell: str, B: int, H: int, T: int, precision: str, reps: int, profil
     chain = ex.chains[0]
     run_dt = torch.float16 if precision == "fp16" else torch.float32
     xs = torch.randn(T, B, H, device="cuda", dtype=run_dt)
-    stack_us = statistics.median(_times(CapturedCall(lambda: chain.stack(xs)), reps))
+    hs = [torch.randn(LAYERS, B, H, device="cuda", dtype=run_dt) for _ in names] if state else []
+    stack_us = statistics.median(_times(CapturedCall(lambda: chain.stack(xs, *hs)), reps))
     # the stack given x as the engine has it (fp32): with the conversion an fp16 stack makes
     x32 = xs.float()
     stack_x32_us = stack_us if run_dt == torch.float32 else statistics.median(
-        _times(CapturedCall(lambda: chain.stack(x32)), reps))
+        _times(CapturedCall(lambda: chain.stack(x32, *hs)), reps))
     x = torch.from_numpy(feeds["x"]).cuda()
-    call = cudnn_call(mod, cell, x, precision)
+    states = tuple(torch.from_numpy(feeds[n]).cuda() for n in names) if state else ()
+    call = cudnn_call(mod, cell, x, precision, states)
     want = [o.cpu().numpy() for o in call()]
     cud = statistics.median(_times(CapturedCall(call), reps))
     err = max(float(np.abs(got[k] - w).max()) for k, w in zip(("y", "h_n", "c_n"), want))
@@ -164,11 +176,11 @@ def measure(cell: str, B: int, H: int, T: int, precision: str, reps: int, profil
     kernels = {}
     if profile:  # what one call launches: the engine's ops and the stack alone
         inputs = runner._prepare(runner.check_feeds(feeds))["inputs"]
-        kernels = {"engine": kernel_profile(lambda: ex(inputs)), "stack": kernel_profile(lambda: chain.stack(xs))}
+        kernels = {"engine": kernel_profile(lambda: ex(inputs)), "stack": kernel_profile(lambda: chain.stack(xs, *hs))}
     runner.close()
     extra = measure_row(engine, feeds, want, reps, rnn_precision="fp16" if precision == "fp16" else None) \
         if row and T > 1 else {}
-    return {**extra, "kernels": kernels, "cell": cell, "batch": B, "hidden": H, "T": T, "precision": precision, "engine_us": ours,
+    return {**extra, "kernels": kernels, "state": state, "cell": cell, "batch": B, "hidden": H, "T": T, "precision": precision, "engine_us": ours,
             "stack_us": stack_us, "stack_x32_us": stack_x32_us, "cudnn_us": cud, "speedup": cud / ours, "around_us": ours - stack_us,
             "copies": copies, "stack_engine": d.get("engine"),
             "mode": d.get("mode") or ("L2" if d.get("engine") == "step" and d.get("weights") else None), "max_abs_err": err,
@@ -262,13 +274,14 @@ def to_markdown(rows: list[dict], meta: dict, char: dict | None, keras_gru: list
              "`from_torch`, batch-major x [B, T, H], outputs y, h_n, c_n); stack = its recurrent stack alone "
              "(given x in its own type; fp32 x = given the engine's fp32 x, which an fp16 stack converts first); "
              "cuDNN = torch.nn.LSTM/GRU (batch_first, same casts) in a CUDA graph; speedup = cuDNN / engine; "
-             "copies = launches the engine's call makes around its stack (layout or type copies).", "",
-             "| cell | prec | B | H | T | engine | stack | stack, fp32 x | engine − stack | cuDNN | speedup | stack engine "
+             "copies = launches the engine's call makes around its stack (layout or type copies); state = "
+             "whether the engine takes initial states h0/c0 (given to cuDNN too; without, both start from zeros).", "",
+             "| cell | prec | B | H | T | state | engine | stack | stack, fp32 x | engine − stack | cuDNN | speedup | stack engine "
              "| copies | max abs err | row kernel |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['cell']} | {r['precision']} | {r['batch']} | {r['hidden']} | {r['T']} | "
-                     f"{r['engine_us']:.1f} | {r['stack_us']:.1f} | {r.get('stack_x32_us', r['stack_us']):.1f} | "
+                     f"{'h0' if r.get('state') else '-'} | {r['engine_us']:.1f} | {r['stack_us']:.1f} | {r.get('stack_x32_us', r['stack_us']):.1f} | "
                      f"{r['around_us']:+.1f} | {r['cudnn_us']:.1f} | "
                      f"{r['speedup']:.2f}x | {r['stack_engine']} {r.get('mode') or ''} | {len(r['copies'])} | "
                      f"{r['max_abs_err']:.1e} | {_row_cell(r)} |")
@@ -363,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="store_true",
                     help="list the kernels of one eager call of each engine and of its stack alone")
     ap.add_argument("--merge", nargs="*", default=[], help="JSON results of other runs to put in the same table")
+    ap.add_argument("--state", default="0", help="engines without (0) and/or with (1) initial-state inputs h0/c0, "
+                    "e.g. 0,1 (a call from a zero state reads no recurrent weights in a one-step stack)")
     args = ap.parse_args(argv)
 
     meta = gpu_meta("bench_cuda_engine.py", argv)
@@ -383,14 +398,15 @@ def main(argv: list[str] | None = None) -> int:
         for prec in args.precisions.split(","):
             for B in map(int, args.batches.split(",")):
                 for H in map(int, args.hiddens.split(",")):
-                    for T in map(int, args.steps.split(",")):
+                    for T, st in ((t, s) for t in map(int, args.steps.split(","))
+                                  for s in map(int, args.state.split(","))):
                         try:
-                            r = measure(cell, B, H, T, prec, args.reps, args.profile, args.row)
+                            r = measure(cell, B, H, T, prec, args.reps, args.profile, args.row, bool(st))
                         except Exception as e:  # report and go on
-                            print(f"{cell} {prec} B={B} H={H} T={T}: {type(e).__name__}: {e}", flush=True)
+                            print(f"{cell} {prec} B={B} H={H} T={T} state={st}: {type(e).__name__}: {e}", flush=True)
                             continue
                         rows.append(r)
-                        print(f"{cell} {prec} B={B} H={H} T={T}: engine {r['engine_us']:.1f} stack {r['stack_us']:.1f} "
+                        print(f"{cell} {prec} B={B} H={H} T={T} state={st}: engine {r['engine_us']:.1f} stack {r['stack_us']:.1f} "
                               f"cudnn {r['cudnn_us']:.1f} ({r['speedup']:.2f}x) copies {r['copies']} "
                               f"{r['stack_engine']} err {r['max_abs_err']:.1e} targets {r['output_targets']} "
                               f"in place {r['outputs_in_place']}", flush=True)

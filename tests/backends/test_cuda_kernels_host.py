@@ -99,6 +99,56 @@ def test_all_layers_in_one_launch_match_onnxruntime_and_the_launch_a_layer_form(
         assert int(fused.count.item()) == 2 * (i + 1) * (case.layers - 1) * blocks  # two calls a round
 
 
+# calls from a zero state (no h0/c0): an input length that is no multiple of 4 (the input's last
+# column run holds h0 columns), bidirectional layers, GRU's recurrent-only block, the GEMM form
+ZERO_STATE = [
+    dict(cell="lstm", hidden=40, batch=2, layers=2, bidirectional=True, peepholes=True, clip=1.5),
+    dict(cell="gru", hidden=50, batch=3, layers=2, bidirectional=True, seq_lens=True),
+    dict(cell="rnn", hidden=33, batch=1, layers=3, activation="Relu"),
+    dict(cell="gru", hidden=36, batch=8, layers=2),
+    dict(cell="lstm", hidden=24, batch=64, layers=2, bidirectional=True),
+]
+
+
+@pytest.mark.parametrize("fuse", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("kw", ZERO_STATE, ids=_ids)
+def test_a_call_from_a_zero_state_leaves_the_recurrent_weights_out_and_matches(host, kw, dtype, fuse):
+    """Without h0 the products skip the h0 columns (the one-launch layers' column runs, the
+    GEMM's K): the outputs match onnxruntime, and a call given explicit zero states (which
+    reads every column) gives the same values."""
+    from cuda_models import RnnCase, make_weights
+
+    from tf2rt.backends.cuda.options import CudaOptions
+
+    case = RnnCase(seq_len=1, input_size=21, seed=len(_ids(kw)), **kw)
+    make_weights(case)
+    if fuse and case.batch > single_step.GEMV_MAX_BATCH:
+        pytest.skip("every layer in one launch: the one-launch form's batches only")
+    stack = _stack(case, dtype, CudaOptions(gemv_fuse=fuse))
+    assert stack.fused == fuse
+    feeds = make_inputs(case)
+    errs = _stack_errors(torch, case, dtype, feeds, stack, dev="cpu")
+    assert max(errs.values()) <= TOL[dtype], errs
+    x, _, _, sl = stack_inputs(torch, case, dtype, feeds, "cpu")
+    got = [t.float().clone() for t in stack(x, None, None, sl) if t is not None]
+    zeros = torch.zeros(case.layers * case.dirs, case.batch, case.hidden, dtype=getattr(torch, dtype))
+    full = [t.float().clone() for t in stack(x, zeros, zeros if case.cell == "lstm" else None, sl) if t is not None]
+    for a, b in zip(got, full):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6 if dtype == "float32" else 1e-3, rtol=0)
+    # the recurrent weights (every column from the input's end, rounded up to 8) made NaN: a
+    # call from a zero state never reads them
+    for layer in range(case.layers):
+        kt = -(-stack._kin(layer) // 8) * 8
+        if stack.gemv:
+            stack.wT[layer][:, kt:] = float("nan")
+        else:
+            stack.w[layer][kt:] = float("nan")
+    again = [t.float() for t in stack(x, None, None, sl) if t is not None]
+    for a, b in zip(again, got):
+        assert torch.equal(a, b)
+
+
 def test_all_layers_in_one_launch_read_table_rows_and_write_ping_pong_states(host):
     """The decoder's calls in the one-launch form: x as table rows, states into given buffers."""
     from tf2rt.backends.cuda.options import CudaOptions

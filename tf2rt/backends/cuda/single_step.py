@@ -12,7 +12,9 @@ concatenated [x | h0] and a weight that stacks the input and recurrent matrices:
 Bidirectional layers put both directions' columns side by side, each direction's R in
 the rows of its own h0. fp32 stacks multiply on bf16 tensor cores in two parts each
 (kernels/single_step.cu, SPLIT): fp32 accuracy from one GEMM that reads 4 bytes a weight.
-Launches: one staging kernel, then per layer the GEMM and the gate kernel.
+Launches: one staging kernel, then per layer the GEMM and the gate kernel. A call without
+an initial state (h0 zeros) leaves the recurrent rows out of every product: it reads the
+input's weights only.
 """
 
 from __future__ import annotations
@@ -340,7 +342,8 @@ class SingleStepStack:
 
     @property
     def weight_bytes(self) -> int:
-        """Bytes of the weights a call reads (every layer's stacked matrix)."""
+        """Bytes of every layer's stacked matrix: what a call with an initial state reads (one
+        from a zero state reads the input's columns only)."""
         return sum(w.numel() * w.element_size() for w in self.wT)
 
     @property
@@ -414,12 +417,16 @@ class SingleStepStack:
                (pointer(x), pointer(h0), pointer(self.a0), pointer(self.a1)), self.dev)
         for layer in range(L):
             a = self.a0 if layer == 0 else self.a1[layer - 1]
+            w = self.w[layer]
+            if h0 is None:  # a zero state: the recurrent rows add nothing, so the product leaves them out
+                kt = min(round_up(self._kin(layer), 8), a.shape[1])
+                a, w = a[:, :kt], w[:kt]
             if self.dev.type != "cuda":  # host emulation: low-precision products are exact in float32
-                torch.mm(a.float(), self.w[layer].float(), out=self.out)
+                torch.mm(a.float(), w.float(), out=self.out)
             elif self.split or self.dt != torch.float32:  # low-precision operands, fp32 accumulation and output
-                torch.mm(a, self.w[layer], out_dtype=torch.float32, out=self.out)
+                torch.mm(a, w, out_dtype=torch.float32, out=self.out)
             else:
-                torch.mm(a, self.w[layer], out=self.out)
+                torch.mm(a, w, out=self.out)
             last = layer == L - 1
             off = layer * slab * el
 

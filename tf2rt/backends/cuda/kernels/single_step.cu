@@ -249,6 +249,8 @@ struct VRange {
 // input is kin long: its row of wT, and its non-zero columns as 4-aligned runs: the input
 // [0, a_end) and this direction's h0 columns [b_beg, b_end) (the other direction's are
 // zero; a GRU's input part of h~ has no h0 columns, its recurrent part no input columns).
+// Without an initial state (state false: h0 is zeros) the h0 columns are left out: a call
+// from a zero state reads only the input's weights (half an input = hidden layer's bytes).
 struct GvRow {
     int row, a_end, b_beg, b_end;
     // Both runs as one range (joined where they touch or overlap).
@@ -265,7 +267,7 @@ struct GvRow {
     __device__ __forceinline__ VRange input() const { return VRange{a_end, 0, 0}; }
 };
 
-__device__ __forceinline__ GvRow gv_row(int u, int g, int kin) {
+__device__ __forceinline__ GvRow gv_row(int u, int g, int kin, bool state) {
     GvRow r{0, 0, 0, 0};
     if (u < DIRS * HID) {
         const int d = u / HID, j = u - d * HID;
@@ -277,6 +279,7 @@ __device__ __forceinline__ GvRow gv_row(int u, int g, int kin) {
         if (g == 2) r.b_beg = r.b_end = r.a_end;
         if (g == 3) r.a_end = 0;
 #endif
+        if (!state) r.b_beg = r.b_end = r.a_end;
     }
     return r;
 }
@@ -428,7 +431,7 @@ step_gemv(const io_t* __restrict__ wT, int krow, int kin, const float* __restric
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int u0 = blockIdx.x * GV_UNITS;  // this block's first unit (d * HID + j)
     const int uu = warp % GV_UNITS, g = warp / GV_UNITS, u = u0 + uu;
-    const GvRow rw = gv_row(u, g, kin);
+    const GvRow rw = gv_row(u, g, kin, h0 != nullptr);
     const int row = rw.row;
     const io_t* wr = wT + (size_t)row * krow;
     const VRange r = rw.all();
@@ -501,7 +504,7 @@ step_gemv_layers(const long long* __restrict__ table, int nlayers, const x_t* __
         const long long* P = table + 5 * layer;
         const int krow = (int)P[3], kin = (int)P[4];
         const bool last = layer + 1 == nlayers;
-        const GvRow rw = gv_row(u, g, kin);
+        const GvRow rw = gv_row(u, g, kin, h0 != nullptr);
         const io_t* wr = reinterpret_cast<const io_t*>(P[0]) + (size_t)rw.row * krow;
         const io_t* h0l = h0 ? h0 + (size_t)layer * slab : nullptr;
         // The h0 columns first (the first layer's once the kernel ahead has finished, deeper
