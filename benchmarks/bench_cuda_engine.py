@@ -104,6 +104,16 @@ def build(cell: str, B: int, H: int, T: int, precision: str, seed: int = 0, stat
     return build_engine(net, precision), mod
 
 
+def state_names(cell: str) -> tuple[str, ...]:
+    """The initial-state inputs of an engine built with state=True."""
+    return ("h0", "c0") if cell == "lstm" else ("h0",)
+
+
+def state_feeds(cell: str, B: int, H: int, rng: np.random.Generator) -> dict:
+    """Random initial states [B, layers, H] for an engine built with state=True."""
+    return {n: (0.5 * rng.standard_normal((B, LAYERS, H))).astype(np.float32) for n in state_names(cell)}
+
+
 def cudnn_call(mod, cell: str, x, precision: str, states: tuple = ()):
     """The same computation in PyTorch (cuDNN), returning the engine's outputs; states: the
     engine's initial states [B, layers, H] (h0, and c0 for an LSTM), made layer-major here."""
@@ -149,9 +159,9 @@ def measure(cell: str, B: int, H: int, T: int, precision: str, reps: int, profil
     engine, mod = build(cell, B, H, T, precision, state=state)
     rng = np.random.default_rng(1)
     feeds = {"x": rng.standard_normal((B, T, H)).astype(np.float32)}
-    names = ("h0", "c0") if cell == "lstm" else ("h0",)
+    names = state_names(cell)
     if state:
-        feeds.update({n: (0.5 * rng.standard_normal((B, LAYERS, H))).astype(np.float32) for n in names})
+        feeds.update(state_feeds(cell, B, H, rng))
     runner = engine.runner("cuda", rnn_precision="fp16" if precision == "fp16" else None)
     got = runner.run(feeds)
     ours = statistics.median(runner.benchmark(feeds, reps, 10)) * 1e6
@@ -324,6 +334,8 @@ def grid_arguments(ap: argparse.ArgumentParser, out: str, batches: str) -> None:
     ap.add_argument("--batches", default=batches)
     ap.add_argument("--hiddens", default="256,512,1024")
     ap.add_argument("--precisions", default="fp32,fp16")
+    ap.add_argument("--state", default="0", help="engines without (0) and/or with (1) initial-state inputs h0/c0, "
+                    "e.g. 0,1 (a one-step call from a zero state reads no recurrent weights)")
 
 
 def warm_up_gpu(seconds: float = 0.5) -> None:
@@ -376,8 +388,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="store_true",
                     help="list the kernels of one eager call of each engine and of its stack alone")
     ap.add_argument("--merge", nargs="*", default=[], help="JSON results of other runs to put in the same table")
-    ap.add_argument("--state", default="0", help="engines without (0) and/or with (1) initial-state inputs h0/c0, "
-                    "e.g. 0,1 (a call from a zero state reads no recurrent weights in a one-step stack)")
     args = ap.parse_args(argv)
 
     meta = gpu_meta("bench_cuda_engine.py", argv)

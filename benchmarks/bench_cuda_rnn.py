@@ -363,6 +363,18 @@ def _variant(name: str, pers, plan, specs, limits):
     return PersistentStack(pers.problem, replace(plan, kernel=k2), [s.weights for s in specs])
 
 
+def step_states(cell: str, hidden: int, layers: int, dtype: str = "float32", batch: int = 1) -> tuple:
+    """Random initial states (h0, c0 or None) [layers, batch, hidden] on the GPU for a
+    one-step stack's call: with them the call reads every weight (from a zero state a
+    one-step stack leaves the recurrent ones out)."""
+    import torch
+
+    dt = getattr(torch, dtype)
+    h0 = (0.5 * torch.randn(layers, batch, hidden, device="cuda")).to(dt)
+    c0 = (0.5 * torch.randn(layers, batch, hidden, device="cuda")).to(dt) if cell == "lstm" else None
+    return h0, c0
+
+
 def specs_for(cell: str, hidden: int, layers: int, seed: int) -> list:
     """`layers` random LSTM/GRU (reset-after) layers of `hidden` units, input size = hidden,
     weights in torch.nn's init range."""

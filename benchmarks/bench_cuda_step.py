@@ -26,18 +26,19 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_cuda_engine import _times, build, cudnn_call, gpu_meta, grid_arguments  # noqa: E402
+from bench_cuda_engine import _times, build, cudnn_call, gpu_meta, grid_arguments, state_feeds  # noqa: E402
 
 
-def measure(cell: str, B: int, H: int, precision: str, reps: int) -> dict:
+def measure(cell: str, B: int, H: int, precision: str, reps: int, state: bool = False) -> dict:
     import torch
 
     from tf2rt.backends.cuda.cudagraph import CapturedCall
 
-    engine, mod = build(cell, B, H, 1, precision)
-    feeds = {"x": np.random.default_rng(1).standard_normal((B, 1, H)).astype(np.float32)}
+    engine, mod = build(cell, B, H, 1, precision, state=state)
+    rng = np.random.default_rng(1)
+    feeds = {"x": rng.standard_normal((B, 1, H)).astype(np.float32), **(state_feeds(cell, B, H, rng) if state else {})}
     rp = "fp16" if precision == "fp16" else None
-    row = {"cell": cell, "batch": B, "hidden": H, "precision": precision}
+    row = {"cell": cell, "batch": B, "hidden": H, "precision": precision, "state": state}
     outs = {}
     for form, pdl, gemv in (("plain", "0", "1"), ("pdl", "1", "1"), ("gemm", "0", "0")):
         # read by the runner when it is created
@@ -51,7 +52,8 @@ def measure(cell: str, B: int, H: int, precision: str, reps: int) -> dict:
         runner.close()
     for name in ("TF2RT_CUDA_PDL", "TF2RT_CUDA_GEMV"):
         os.environ.pop(name, None)
-    call = cudnn_call(mod, cell, torch.from_numpy(feeds["x"]).cuda(), precision)
+    states = tuple(torch.from_numpy(v).cuda() for k, v in feeds.items() if k != "x")
+    call = cudnn_call(mod, cell, torch.from_numpy(feeds["x"]).cuda(), precision, states)
     want = [o.cpu().numpy() for o in call()]
     row["cudnn_us"] = statistics.median(_times(CapturedCall(call), reps))
     names = ("y", "h_n", "c_n")[:len(want)]
@@ -70,13 +72,15 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
              "prefer=\"step\"); cuDNN = torch.nn.LSTM/GRU doing the same computation in a CUDA graph.", "",
              "ordinary/dependent: one launch a layer (step_gemv) where the batch allows, launched the ordinary "
              "way or as programmatic dependents; GEMM form: TF2RT_CUDA_GEMV=0 (a GEMM and a gate kernel a layer); "
-             "identical: the two one-launch forms give the same outputs.", "",
-             "| cell | prec | B | H | ordinary | dependent | GEMM form | cuDNN | speed-up (ordinary) "
+             "identical: the two one-launch forms give the same outputs; state: the engines take initial states "
+             "h0/c0 (cuDNN too; without, both start from zeros).", "",
+             "| cell | prec | B | H | state | ordinary | dependent | GEMM form | cuDNN | speed-up (ordinary) "
              "| speed-up (dependent) | identical | max abs err |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
+             "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in rows:
         form = "" if r["plain_one_launch"] else " (GEMM)"
-        lines.append(f"| {r['cell']} | {r['precision']} | {r['batch']} | {r['hidden']} | {r['plain_us']:.1f}{form} | "
+        lines.append(f"| {r['cell']} | {r['precision']} | {r['batch']} | {r['hidden']} | "
+                     f"{'h0' if r.get('state') else '-'} | {r['plain_us']:.1f}{form} | "
                      f"{r['pdl_us']:.1f} ({r['pdl_launch']}) | {r['gemm_us']:.1f} | "
                      f"{r['cudnn_us']:.1f} | {r['speedup_plain']:.2f}x | {r['speedup_pdl']:.2f}x | "
                      f"{'yes' if r['identical'] else '**no**'} | {r['max_abs_err']:.1e} |")
@@ -100,14 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     for cell in args.cells.split(","):
         for prec in args.precisions.split(","):
             for B in map(int, args.batches.split(",")):
-                for H in map(int, args.hiddens.split(",")):
+                for H, st in ((h, s) for h in map(int, args.hiddens.split(",")) for s in map(int, args.state.split(","))):
                     try:
-                        r = measure(cell, B, H, prec, args.reps)
+                        r = measure(cell, B, H, prec, args.reps, bool(st))
                     except Exception as e:  # report and go on
-                        print(f"{cell} {prec} B={B} H={H}: {type(e).__name__}: {e}", flush=True)
+                        print(f"{cell} {prec} B={B} H={H} state={st}: {type(e).__name__}: {e}", flush=True)
                         continue
                     rows.append(r)
-                    print(f"{cell} {prec} B={B} H={H}: ordinary {r['plain_us']:.1f} dependent {r['pdl_us']:.1f} "
+                    print(f"{cell} {prec} B={B} H={H} state={st}: ordinary {r['plain_us']:.1f} dependent {r['pdl_us']:.1f} "
                           f"({r['pdl_launch']}) gemm {r['gemm_us']:.1f} cudnn {r['cudnn_us']:.1f} identical {r['identical']} "
                           f"err {r['max_abs_err']:.1e}", flush=True)
                     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))

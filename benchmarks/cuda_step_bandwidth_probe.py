@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_cuda_rnn import _events_median, _graphed, specs_for  # noqa: E402
+from bench_cuda_rnn import _events_median, _graphed, specs_for, step_states  # noqa: E402
 
 READ_SRC = r"""
 extern "C" __global__ void stream_read(const float4* __restrict__ w, long long n4, float* __restrict__ sink) {
@@ -79,6 +79,7 @@ def measure(cell: str, hidden: int, reps: int) -> list[dict]:
     for layers in (1, 2):
         specs = specs_for(cell, hidden, layers, hidden)
         x = torch.randn(1, 1, hidden, device="cuda")
+        h0, c0 = step_states(cell, hidden, layers)  # a call with a state reads every weight
         step, plan = make_stack(specs, 1, 1, "float32", limits, prefer="step")
         step_l2, _ = make_stack(specs, 1, 1, "float32", limits, prefer="step", options=CudaOptions(l2_persist=True))
         cudnn, _ = make_stack(specs, 1, 1, "float32", limits, prefer="cudnn")
@@ -86,9 +87,9 @@ def measure(cell: str, hidden: int, reps: int) -> list[dict]:
         w = torch.randn(nbytes // 4, device="cuda")
         sink = torch.empty((), device="cuda")
         r = {"cell": cell, "hidden": hidden, "layers": layers, "MB": nbytes / 2**20, "engine": plan.engine,
-             "step_us": _events_median(_graphed(lambda: step(x)), reps),
-             "step_l2_us": _events_median(_graphed(lambda: step_l2(x)), reps),
-             "cudnn_us": _events_median(_graphed(lambda: cudnn(x)), reps),
+             "step_us": _events_median(_graphed(lambda: step(x, h0, c0)), reps),
+             "step_l2_us": _events_median(_graphed(lambda: step_l2(x, h0, c0)), reps),
+             "cudnn_us": _events_median(_graphed(lambda: cudnn(x, h0, c0)), reps),
              "read_us": _events_median(_graphed(lambda: torch.sum(w, dim=0, out=sink)), reps)}
         r["best_read_us"], r["best_read_form"] = best_read(w, reps)
         for k in ("step", "step_l2", "cudnn", "read", "best_read"):
@@ -123,6 +124,7 @@ def measure_prefetch(masks: list[str], reps: int, shapes: str = PREFETCH_SHAPES,
         hidden = int(hidden)
         specs = specs_for(cell, hidden, 2, hidden)
         x = torch.randn(1, 1, hidden, device="cuda").to(getattr(torch, dtype))
+        h0, c0 = step_states(cell, hidden, 2, dtype)  # a call with a state reads every weight
         forms = {}
         for m, l2 in itertools.product(masks, (False, True)):
             stack, _ = make_stack(specs, 1, 1, dtype, limits, prefer="step",
@@ -133,11 +135,11 @@ def measure_prefetch(masks: list[str], reps: int, shapes: str = PREFETCH_SHAPES,
                                   options=CudaOptions(gemv_l2pf=m, l2_persist=False, gemv_fuse=True))
             assert stack.fused, "every block of the one-launch form should fit this GPU at once"
             forms[f"fuse{m}"] = stack
-        want = [t.clone() for t in forms[f"{masks[0]}"](x) if t is not None]
-        outs = {k: [t.clone() for t in st(x) if t is not None] for k, st in forms.items()}
+        want = [t.clone() for t in forms[f"{masks[0]}"](x, h0, c0) if t is not None]
+        outs = {k: [t.clone() for t in st(x, h0, c0) if t is not None] for k, st in forms.items()}
         same = all(torch.equal(w, g) for k, o in outs.items() if not k.startswith("fuse") for w, g in zip(want, o))
         diff = max(float((w.float() - g.float()).abs().max()) for o in outs.values() for w, g in zip(want, o))
-        graphs = {k: _graphed(lambda st=st: st(x)) for k, st in forms.items()}
+        graphs = {k: _graphed(lambda st=st: st(x, h0, c0)) for k, st in forms.items()}
         times = {k: [] for k in forms}
         for _ in range(5):
             for k, g in graphs.items():

@@ -95,7 +95,7 @@ def measure(cell: str, hidden: int, dtype: str, forms: list[tuple[str, bool]], r
     from tf2rt.backends.cuda.persistent import device_limits, kernel_source
     from tf2rt.backends.cuda.rnn import make_stack
 
-    from bench_cuda_rnn import _events_times, _graphed, specs_for
+    from bench_cuda_rnn import _events_times, _graphed, specs_for, step_states
 
     modules = []
 
@@ -112,6 +112,7 @@ def measure(cell: str, hidden: int, dtype: str, forms: list[tuple[str, bool]], r
     try:
         specs = specs_for(cell, hidden, 2, hidden)
         x = torch.randn(1, 1, hidden, device="cuda").to(getattr(torch, dtype))
+        h0, c0 = step_states(cell, hidden, 2, dtype)  # a call with a state reads every weight
         for mask, l2 in forms:
             modules.clear()
             fuse = mask.startswith("fuse")
@@ -119,7 +120,7 @@ def measure(cell: str, hidden: int, dtype: str, forms: list[tuple[str, bool]], r
                                   options=CudaOptions(gemv_l2pf=mask[4:] if fuse else mask, l2_persist=l2,
                                                       gemv_fuse=fuse))
             assert stack.gemv and stack.fused == fuse, "the timeline needs the one-launch form"
-            graph = _graphed(lambda: stack(x))
+            graph = _graphed(lambda: stack(x, h0, c0))
             for _ in range(20):
                 graph()
             ptr = modules[-1].get_global("tl_stamps")
