@@ -194,7 +194,8 @@ def measure(cell: str, B: int, H: int, T: int, precision: str, reps: int, profil
             "stack_us": stack_us, "stack_x32_us": stack_x32_us, "cudnn_us": cud, "speedup": cud / ours, "around_us": ours - stack_us,
             "copies": copies, "stack_engine": d.get("engine"),
             "mode": d.get("mode") or ("L2" if d.get("engine") == "step" and d.get("weights") else None), "max_abs_err": err,
-            "output_targets": d.get("output_targets"), "outputs_in_place": d.get("outputs_in_place")}
+            "output_targets": d.get("output_targets"), "outputs_in_place": d.get("outputs_in_place"),
+            "measured_us": d.get("measured_us")}
 
 
 def measure_charrnn(reps: int) -> dict:
@@ -419,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"{cell} {prec} B={B} H={H} T={T} state={st}: engine {r['engine_us']:.1f} stack {r['stack_us']:.1f} "
                               f"cudnn {r['cudnn_us']:.1f} ({r['speedup']:.2f}x) copies {r['copies']} "
                               f"{r['stack_engine']} err {r['max_abs_err']:.1e} targets {r['output_targets']} "
-                              f"in place {r['outputs_in_place']}", flush=True)
+                              f"in place {r['outputs_in_place']} first call {r['measured_us']}", flush=True)
                         save()
     if not args.no_charrnn:
         try:
