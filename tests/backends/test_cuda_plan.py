@@ -641,7 +641,8 @@ def test_first_run_measurement_keeps_or_gives_back_the_l2_forms(monkeypatch, win
             self.problem = SimpleNamespace(layers=1 if winner == "one-layer" else 2)
             self.fused = bool(options.gemv_fuse) and self.problem.layers > 1
 
-        def __call__(self, x):
+        def __call__(self, x, h0=None, c0=None, seq=None):
+            assert h0 is c0 is seq is None  # the engine gives no states or lengths
             return x, x, None
 
     shared = []
@@ -666,7 +667,8 @@ def test_first_run_measurement_keeps_or_gives_back_the_l2_forms(monkeypatch, win
     monkeypatch.setattr(launch, "l2_set_aside_now", lambda: 5 * mb)
     monkeypatch.setattr(launch, "l2_release", released.append)
     chain = SimpleNamespace(plan=SimpleNamespace(engine="step"), stack_key=(1, 1, "torch.float32"), has_seq_lens=False,
-                            specs=[SimpleNamespace(weights=[SimpleNamespace(input_size=8)])], targets={})
+                            has_states=(False, False), specs=[SimpleNamespace(weights=[SimpleNamespace(input_size=8)])],
+                            targets={})
     monkeypatch.setattr(cuda, "FUSE_CANDIDATE", True)
     runner = object.__new__(cuda.CudaRunner)
     runner.torch = SimpleNamespace(randn=lambda *shape, device=None, dtype=None: torch.randn(*shape, dtype=dtype),
@@ -760,7 +762,7 @@ def test_first_run_measurement_times_plain_row_copies_against_multicast(monkeypa
         built.append((prefer, options.bulk))
         bulk = 0 if (options.bulk == "0" or winner == "no multicast") else 2
         plan = SimpleNamespace(engine=prefer, measured=None, reason="", kernel=SimpleNamespace(bulk=bulk))
-        return (lambda x: (x, x, None)), plan
+        return (lambda x, *rest: (x, x, None)), plan
 
     fake_times = {"persistent": 30.0 if winner != "persistent+cp.async" else 32.0, "persistent+cp.async": 31.0,
                   "cudnn": 40.0, "row": 50.0}
@@ -768,8 +770,8 @@ def test_first_run_measurement_times_plain_row_copies_against_multicast(monkeypa
     monkeypatch.setattr(cuda, "CapturedCall", lambda fn: fn)
     monkeypatch.setattr(cuda, "_time_in_turns", lambda calls: {k: fake_times[k] for k in calls})
     chain = SimpleNamespace(plan=SimpleNamespace(engine="persistent"), stack_key=(100, 64, "torch.float16"),
-                            has_seq_lens=False, specs=[SimpleNamespace(weights=[SimpleNamespace(input_size=8)])],
-                            targets={})
+                            has_seq_lens=False, has_states=(False, False),
+                            specs=[SimpleNamespace(weights=[SimpleNamespace(input_size=8)])], targets={})
     runner = object.__new__(cuda.CudaRunner)
     runner.torch = SimpleNamespace(randn=lambda *shape, device=None, dtype=None: torch.randn(*shape),
                                    float16=torch.float16)
@@ -786,6 +788,55 @@ def test_first_run_measurement_times_plain_row_copies_against_multicast(monkeypa
     assert set(chain.plan.measured) == {"persistent", "persistent+cp.async", "cudnn", "row"}
     assert chain.plan.reason == f"first-run measurement: {winner} faster"
     assert chain.plan.kernel.bulk == (2 if winner == "persistent" else 0)
+
+
+@pytest.mark.parametrize("states,seq", [((True, True), True), ((True, False), False)])
+def test_first_run_candidates_are_called_with_the_states_and_lengths_the_engine_gives(monkeypatch, states, seq):
+    """A one-step stack called from a zero state reads half the weights of one given a state,
+    so each first-run candidate is timed with what the engine gives its stack: h0 (and c0)
+    [layers * directions, B, H] in the stack's type where the engine has them, sequence
+    lengths where it has them."""
+    from types import SimpleNamespace
+
+    torch = pytest.importorskip("torch")
+    import tf2rt.backends.cuda as cuda
+    import tf2rt.backends.cuda.rnn as rnn
+    from tf2rt.backends.cuda.options import CudaOptions
+
+    calls = []
+
+    def fake_make_stack(specs, B, T, dtype, limits, prefer=None, options=None, weights_of=None):
+        def stack(x, h0=None, c0=None, seq_lens=None):
+            calls.append((prefer, x, h0, c0, seq_lens))
+            return x, x, None
+        return stack, SimpleNamespace(engine=prefer, measured=None, reason="", kernel=None)
+
+    monkeypatch.setattr(rnn, "make_stack", fake_make_stack)
+    monkeypatch.setattr(cuda, "CapturedCall", lambda fn: (fn(), fn)[1])
+    monkeypatch.setattr(cuda, "_time_in_turns", lambda c: {k: float(i) for i, k in enumerate(c)})
+    spec = SimpleNamespace(weights=[SimpleNamespace(input_size=8)], directions=2, hidden=5)
+    chain = SimpleNamespace(plan=SimpleNamespace(engine="persistent"), stack_key=(1, 3, "torch.float16"),
+                            has_seq_lens=seq, has_states=states, specs=[spec, spec], targets={})
+    runner = object.__new__(cuda.CudaRunner)
+    runner.torch = SimpleNamespace(
+        randn=lambda *shape, device=None, dtype=None: torch.randn(*shape, dtype=dtype),
+        full=lambda shape, v, dtype=None, device=None: torch.full(shape, v, dtype=dtype),
+        float16=torch.float16, int32=torch.int32)
+    runner.executor = SimpleNamespace(chains=[chain])
+    runner.build_options = CudaOptions(l2_persist=False, gemv_l2pf="0", gemv_fuse=False)
+    runner.limits = SimpleNamespace(l2_size=50 << 20)
+    runner._l2_kept = runner._l2_held = False
+    runner._tune({})
+    assert {c[0] for c in calls} >= {"persistent", "step"}
+    for _, x, h0, c0, seq_lens in calls:
+        assert tuple(x.shape) == (1, 3, 8) and x.dtype == torch.float16
+        for given, t in zip(states, (h0, c0)):
+            assert (t is not None) == given
+            if given:
+                assert tuple(t.shape) == (4, 3, 5) and t.dtype == torch.float16
+        assert (seq_lens is not None) == seq
+        if seq:
+            assert seq_lens.tolist() == [1, 1, 1] and seq_lens.dtype == torch.int32
 
 
 def test_l2_prefetch_mask_option():

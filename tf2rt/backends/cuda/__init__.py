@@ -223,13 +223,19 @@ class CudaRunner(Runner):
             return None  # one layer, another form, or more blocks than fit at once
         if engine == PERSISTENT_CP and getattr(p.kernel, "bulk", 0):
             return None
-        x = torch.randn(T, B, chain.specs[0].weights[0].input_size, device="cuda", dtype=getattr(torch, dtype))
+        spec, dt = chain.specs[0], getattr(torch, dtype)
+        x = torch.randn(T, B, spec.weights[0].input_size, device="cuda", dtype=dt)
+        # the inputs the engine gives its stack: a one-step stack called from a zero state
+        # reads half the weights of one given a state, so the candidates are timed as called
+        state = [torch.randn(len(chain.specs) * spec.directions, B, spec.hidden, device="cuda", dtype=dt)
+                 if given else None for given in chain.has_states]
+        seq = torch.full((B,), T, dtype=torch.int32, device="cuda") if chain.has_seq_lens else None
         targets = dict(chain.targets)
         try:
             taken = stack.set_output_targets(targets) if targets and hasattr(stack, "set_output_targets") else {}
 
             def call(stack=stack, x=x, targets=targets, taken=taken):
-                out = dict(zip(("y", "hn", "cn"), stack(x)))
+                out = dict(zip(("y", "hn", "cn"), stack(x, *state, seq)))
                 return [out[k].to(t[0], memory_format=torch.contiguous_format)
                         for k, t in targets.items() if k not in taken and out.get(k) is not None]
 

@@ -57,6 +57,7 @@ class RnnChain:
     plan: Any = None
     stack_key: tuple = ()
     has_seq_lens: bool = False
+    has_states: tuple = (False, False)  # whether the engine gives the stack h0, c0 (the last call)
     buffers: dict = field(default_factory=dict)  # the stack's last outputs: y, hn, cn
     targets: dict = field(default_factory=dict)  # key -> (dtype, numel, strides, offset): write there
     targets_of: Any = None  # the stack the targets were given to
@@ -372,6 +373,7 @@ class GraphExecutor:
         c0 = states(6) if first.op_type == "LSTM" else None
         if seq is not None and not isinstance(seq, torch.Tensor):
             seq = self.dev(np.asarray(seq))
+        chain.has_states = (h0 is not None, c0 is not None)
         y, hn, cn = chain.stack(x, h0, c0, None if seq is None else seq.to(torch.int32))
         chain.buffers = {"y": y, "hn": hn, "cn": cn}
         # The stack's outputs as the graph's type: values exact in the stack's type, so the
