@@ -432,8 +432,8 @@ def test_large_one_step_engines_also_time_weights_persisting_in_l2():
     measured = info["measured_us"]
     from tf2rt.backends.cuda import FUSE_CANDIDATE
 
-    want = {"step", "step+l2", "step+pf", "step+l2+pf"} | ({"step+fuse"} if FUSE_CANDIDATE else set())
-    assert want <= set(measured), measured
+    forms = {"step", "step+l2", "step+pf", "step+l2+pf"} | ({"step+fuse"} if FUSE_CANDIDATE else set())
+    assert forms <= set(measured), measured
     kept_l2 = info["reason"] in (f"first-run measurement: {f} faster" for f in ("step+l2", "step+l2+pf"))
     assert ("weights" in info) == kept_l2 and (info["engine"] == "step" or not kept_l2), info
     for k in want:
