@@ -228,3 +228,56 @@ def test_two_fp32_h_per_exchange_word(host, monkeypatch, kw):
         feeds = {k: (v * (1.0 - 0.3 * i)).astype(v.dtype) if v.dtype == np.float32 else v for k, v in feeds.items()}
         errs = stack_errors(host, case, "float32", feeds, stack, dev="cpu")
         assert max(errs.values()) <= TOL["float32"], (i, errs)
+
+
+@pytest.mark.parametrize("kw,dependent", [
+    (dict(cell="lstm", hidden=64, batch=2, layers=2, initial=True), [True]),  # wavefront after its GEMM
+    (dict(cell="gru", hidden=64, batch=2, layers=1, bidirectional=True, initial=True), [True]),
+    (dict(cell="lstm", hidden=64, batch=1, layers=3, seq_len=3), [False]),  # in-kernel input products: no GEMM
+])
+def test_dependent_launches_only_behind_a_projection_gemm(host, monkeypatch, kw, dependent):
+    """With dependent launches on (options.pdl True, Hopper), a launch is a programmatic
+    dependent only where the input-projection GEMM is the kernel just ahead of it (the
+    kernel's prologue reads initial states before its wait: no copy of them may be the
+    kernel ahead). The outputs are those of ordinary launches."""
+    case, plan, stack = _build(kw, "float16", (8, 227), {})
+    seen = []
+    ordinary = stack.launch
+    monkeypatch.setattr(stack, "launch", lambda *a, dependent=False: (seen.append(dependent), ordinary(*a))[1])
+    stack.pdl = True
+    errs = stack_errors(host, case, "float16", make_inputs(case), stack, dev="cpu")
+    assert max(errs.values()) <= TOL["float16"], errs
+    assert seen == dependent, (seen, plan.describe())
+
+
+def test_a_dependent_launch_the_driver_refuses_falls_back_to_an_ordinary_one(host, monkeypatch):
+    """cuLaunchKernelEx refusing the dependent cooperative launch (outside a graph capture):
+    the stack launches the ordinary way, then and from then on."""
+    from tf2rt.backends.cuda import launch as launch_mod
+    from tf2rt.errors import Tf2rtError
+
+    case, plan, stack = _build(dict(cell="gru", hidden=64, batch=2, layers=2), "float16", (8, 227), {})
+    tried, ran = [], []
+
+    def refuse(kernel, grid, block, args, **kw):
+        tried.append(kw)
+        raise Tf2rtError("cuLaunchKernelEx failed")
+
+    class Stream:
+        ptr = 7
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(launch_mod, "launch_dependent", refuse)
+    monkeypatch.setattr(host.cuda, "is_current_stream_capturing", lambda: False)
+    stack.pdl = True
+    table = stack._desc[(False, False, False)][0]
+    kernel = lambda grid, block, args, shared_mem=0: ran.append((grid, block, shared_mem))  # noqa: E731
+    stack.launch(table, 5, 0, Stream(), kernel=kernel, dependent=True)
+    assert tried == [dict(stream=7, shared_mem=plan.kernel.smem_bytes, cooperative=True)]
+    assert ran == [((table.shape[0] * plan.kernel.ctas_per_group,), (plan.kernel.threads,), plan.kernel.smem_bytes)]
+    assert stack.pdl is False

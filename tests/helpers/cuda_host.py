@@ -118,6 +118,9 @@ class HostKernel:
 # exchange are atomics; a cp.async copies at once (its waits are then no-ops); polling loops
 # yield to the other threads of the grid.
 PERSISTENT_EDITS = (
+    # programmatic dependent launches (pdl.cuh): a host launch has nothing ahead to wait for
+    ('asm volatile("griddepcontrol.wait;" ::: "memory");', ";"),
+    ('asm volatile("griddepcontrol.launch_dependents;" ::: "memory");', ";"),
     ('asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");',
      "v = std::atomic_ref<u64>(*const_cast<u64*>(p)).load(std::memory_order_relaxed);"),
     ('asm volatile("st.relaxed.gpu.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");',

@@ -28,9 +28,11 @@ import numpy as np
 
 from ...errors import Tf2rtError
 
-#: CUlaunchAttributeID of cuda.h: programmatic stream serialization, access-policy window.
+#: CUlaunchAttributeID of cuda.h: programmatic stream serialization, access-policy window,
+#: cooperative launch.
 ATTR_PROGRAMMATIC_STREAM_SERIALIZATION = 6
 ATTR_ACCESS_POLICY_WINDOW = 1
+ATTR_COOPERATIVE = 2
 #: CUaccessProperty: normal, persisting; CUlimit: the persisting-L2 set-aside; CUdevice_attribute:
 #: the largest set-aside and window.
 ACCESS_NORMAL, ACCESS_PERSISTING = 0, 2
@@ -118,12 +120,14 @@ def _libcuda() -> Any:
 
 def launch_dependent(kernel: Any, grid: Sequence[int], block: Sequence[int], args: Sequence[Any], *,
                      stream: int, shared_mem: int = 0, dependent: bool = True,
-                     window: L2Window | None = None) -> None:
+                     window: L2Window | None = None, cooperative: bool = False) -> None:
     """Launch a CuPy RawKernel `kernel` on the CUDA stream handle `stream` through
     cuLaunchKernelEx: as a programmatic dependent of the work ahead of it (see the module
-    docstring) and/or with an L2 access-policy `window`."""
+    docstring) and/or with an L2 access-policy `window`; `cooperative`: as a cooperative
+    launch too (the driver refuses a grid that cannot be resident at once)."""
     grid, block = tuple(grid) + (1,) * (3 - len(grid)), tuple(block) + (1,) * (3 - len(block))
-    attrs = ([programmatic_attribute()] if dependent else []) + ([window_attribute(window)] if window else [])
+    attrs = ([programmatic_attribute()] if dependent else []) + ([window_attribute(window)] if window else []) + (
+        [_attribute(ATTR_COOPERATIVE, ctypes.c_int(1))] if cooperative else [])
     array = (LaunchAttribute * max(len(attrs), 1))(*attrs)
     cfg = LaunchConfig(*grid, *block, shared_mem, ctypes.c_void_p(stream), array, len(attrs))
     params, keep = kernel_params(args)

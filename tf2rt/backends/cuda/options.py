@@ -43,8 +43,10 @@ GEMV_FUSE_ENV = "TF2RT_CUDA_GEMV_FUSE"
 #: fp32 input-projection GEMMs: "plain", "tf32x3" or "bf16x3" forces that form.
 XPROJ_ENV = "TF2RT_CUDA_XPROJ"
 #: "1": launch the single-step stack's one-launch layers as programmatic dependents (launch.py),
-#: so each layer fetches its weights while the layer below still runs; "0" the ordinary way;
-#: unset: dependent launches (measured faster in the decoder and in most one-step engines).
+#: so each layer fetches its weights while the layer below still runs, and the persistent
+#: kernel as a dependent of the input-projection GEMM ahead of it; "0" the ordinary way;
+#: unset: the one-launch layers dependent (measured faster in the decoder and in most one-step
+#: engines), the persistent kernel not.
 PDL_ENV = "TF2RT_CUDA_PDL"
 #: "1": decoders run many tokens in one launch (resident_decode.py) where the stack and head
 #: fit; "0": a launch a layer (decode.py's fused loop); unset: the decoder's default.

@@ -19,11 +19,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ...errors import ShapeError, UnsupportedError
+from ...errors import ShapeError, Tf2rtError, UnsupportedError
 from .packing import (KERNEL_ORDER, DirectionWeights, pack_rows, round_tf32_pair, split_bf16_bits, to_bf16_bits,
                       to_mma_fragments)
 from .plan import DeviceLimits, KernelConfig, Plan, RnnProblem
-from .options import CudaOptions
+from .options import CudaOptions, resolve
 from .projection import Projection, projection_mode
 from .views import target_buffers
 
@@ -189,6 +189,11 @@ class PersistentStack:
             self.plan = plan = replace(plan, kernel=cfg)
             self.kernel = compile_kernel(cfg, self.probe, source=source)
         self.cfg = cfg
+        # options.pdl True: a launch that follows its input-projection GEMM is a programmatic
+        # dependent of it (launch.py; the kernel's prologue runs while the GEMM finishes).
+        # Hopper and later; the first launch the driver refuses turns it off for the stack.
+        self.pdl = (resolve(options).pdl is True and self.dev.type == "cuda"
+                    and torch.cuda.get_device_capability(self.dev) >= (9, 0))
         self._kernels: dict[tuple[Any, Any], Any] = {}
         self.wavefront = plan.mode == "wavefront"
         self.out_dtype = _torch_dtype(p.dtype)
@@ -377,7 +382,7 @@ class PersistentStack:
                 self.proj[li](inp, self.xp[li][: T * B])
             last = li == len(tables) - 1
             kernel = self.kernel_for(x_dt if li == 0 else self.dt, self.out_dtype if last else self.dt)
-            self.launch(table, T, xin, stream, self.syncs[li], kernel)
+            self.launch(table, T, xin, stream, self.syncs[li], kernel, dependent=self.pdl and not xin)
         y = self.y[-1][:T]
         return y, self.hn, self.cn
 
@@ -402,17 +407,31 @@ class PersistentStack:
 
         return cupy.cuda.ExternalStream(torch.cuda.current_stream(self.dev).cuda_stream)
 
-    def launch(self, table: Any, steps: int, xin: int, stream: Any, sync: Any = None, kernel: Any = None) -> None:
+    def launch(self, table: Any, steps: int, xin: int, stream: Any, sync: Any = None, kernel: Any = None,
+               dependent: bool = False) -> None:
         """One kernel launch over the groups of descriptor `table` (on a cupy stream; None
         on a CPU device); `sync`: this launch's epoch row (default: the first launch's);
-        `kernel`: default the stack's own build."""
+        `kernel`: default the stack's own build; `dependent`: as a programmatic dependent of
+        the projection GEMM just ahead (the caller's promise that one is)."""
         cfg = self.cfg
         sync = self.sync if sync is None else sync
         ngroups = table.shape[0]
+        kernel = kernel or self.kernel
+        grid, block = (ngroups * cfg.ctas_per_group,), (cfg.threads,)
+        args = (np.uint64(table.data_ptr()), np.int32(ngroups), np.int32(steps), np.uint64(sync.data_ptr()),
+                np.float32(self.problem.clip or 0.0), np.uint64(xin), np.int32(self.problem.input_size))
+        if dependent and stream is not None:
+            import torch
+
+            from .launch import launch_dependent
+
+            try:
+                launch_dependent(kernel, grid, block, args, stream=stream.ptr, shared_mem=cfg.smem_bytes,
+                                 cooperative="NONCOOP" not in self.probe)
+                return
+            except Tf2rtError:
+                if torch.cuda.is_current_stream_capturing():
+                    raise
+                self.pdl = False  # the driver refused this launch form: the ordinary one from now on
         with stream if stream is not None else contextlib.nullcontext():
-            (kernel or self.kernel)(
-                (ngroups * cfg.ctas_per_group,), (cfg.threads,),
-                (np.uint64(table.data_ptr()), np.int32(ngroups), np.int32(steps), np.uint64(sync.data_ptr()),
-                 np.float32(self.problem.clip or 0.0), np.uint64(xin), np.int32(self.problem.input_size)),
-                shared_mem=cfg.smem_bytes,
-            )
+            kernel(grid, block, args, shared_mem=cfg.smem_bytes)

@@ -24,6 +24,12 @@
 //   step) lets a deeper wavefront layer do its input product before it waits on its own
 //   h_{t-1}. TF32X3=1 (fp32 weights, two-barrier step) runs the fp32 products on tensor
 //   cores as three TF32 passes (see mma_acc).
+//
+// Launched as a programmatic dependent of the input-projection GEMM just ahead of it
+// (persistent.py, launch.py), a CTA runs its prologue while that GEMM finishes: weights,
+// biases, the initial state and lengths (written by copies before the GEMM, never by it) and
+// the epoch. grid_dep_wait() before the first step then holds every read of xp and every
+// global write. Launched the ordinary way the wait does nothing.
 
 #ifndef CELL
 #error "CELL must be defined"
@@ -204,6 +210,7 @@
 
 #define FAST_GATES (NEWER_STEP && WTYPE != 0)
 #include "rnn_cell.cuh"
+#include "pdl.cuh"
 
 // One launch a layer writes y of the layers below the last in the stack's own type (YTYPE:
 // the next layer's projection reads them) and the last layer's y, like hn and cn, in OTYPE.
@@ -1267,6 +1274,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         }
         return;
 #endif
+        grid_dep_wait();  // (a dependent launch) the projection GEMM ahead has written xp
         for (int s = 0; s < T; ++s) {
             const bool active = s < glen;
             const int tt = active ? (reverse ? glen - 1 - s : s) : s;
@@ -1440,6 +1448,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         const u32 rank = cluster_rank();
         u32 parity_h = 0, parity_x = 0;  // of the own-row and input-row barriers' current phase
 #endif
+        grid_dep_wait();  // (a dependent launch) the projection GEMM ahead has written xp
         for (int s = 0; s < T; ++s) {
             const u64* own = ex + (size_t)(s > 0 ? s - 1 : 0) * slot;  // h_{s-1} of this group
             const u64* below = in_ex + (size_t)s * slot;      // h_s of the layer below
@@ -1628,6 +1637,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #endif
     }
 #else
+    grid_dep_wait();  // (a dependent launch) the projection GEMM ahead has written xp
     for (int s = 0; s < T; ++s) {
         // 1. Input part of the gates for this step (independent of the recurrence):
         //    precomputed projection, prefetched before waiting on the exchange.
