@@ -34,6 +34,9 @@ CASES = [
     dict(cell="gru", hidden=64, batch=1, layers=3),
     dict(cell="rnn", hidden=64, batch=8, layers=2, activation="Relu", initial=True),
     dict(cell="rnn", hidden=32, batch=8, layers=1, activation="Tanh", bidirectional=True, initial=True),
+    # the GEMM form from a zero state: its K stops at the input's columns
+    dict(cell="gru", hidden=48, batch=64, layers=2, bidirectional=True),
+    dict(cell="lstm", hidden=40, batch=8, layers=2, peepholes=True, seq_lens=True),
 ]
 
 
