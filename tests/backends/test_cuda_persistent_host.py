@@ -237,9 +237,9 @@ def test_two_fp32_h_per_exchange_word(host, monkeypatch, kw):
 ])
 def test_dependent_launches_only_behind_a_projection_gemm(host, monkeypatch, kw, dependent):
     """With dependent launches on (options.pdl True, Hopper), a launch is a programmatic
-    dependent only where the input-projection GEMM is the kernel just ahead of it (the
-    kernel's prologue reads initial states before its wait: no copy of them may be the
-    kernel ahead). The outputs are those of ordinary launches."""
+    dependent only where the input-projection GEMM is the kernel just ahead of it (what the
+    kernel overlaps is that GEMM's end; a stack projecting x itself has none). The outputs
+    are those of ordinary launches."""
     case, plan, stack = _build(kw, "float16", (8, 227), {})
     seen = []
     ordinary = stack.launch

@@ -190,7 +190,7 @@ class PersistentStack:
             self.kernel = compile_kernel(cfg, self.probe, source=source)
         self.cfg = cfg
         # options.pdl True: a launch that follows its input-projection GEMM is a programmatic
-        # dependent of it (launch.py; the kernel's prologue runs while the GEMM finishes).
+        # dependent of it (launch.py; the copies of its weights start while the GEMM finishes).
         # Hopper and later; the first launch the driver refuses turns it off for the stack.
         self.pdl = (resolve(options).pdl is True and self.dev.type == "cuda"
                     and torch.cuda.get_device_capability(self.dev) >= (9, 0))

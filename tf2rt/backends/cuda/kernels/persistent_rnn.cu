@@ -26,9 +26,9 @@
 //   cores as three TF32 passes (see mma_acc).
 //
 // Launched as a programmatic dependent of the input-projection GEMM just ahead of it
-// (persistent.py, launch.py), a CTA runs its prologue while that GEMM finishes: weights,
-// biases, the initial state and lengths (written by copies before the GEMM, never by it) and
-// the epoch. grid_dep_wait() before the first step then holds every read of xp and every
+// (persistent.py, launch.py), a CTA starts its prologue while that GEMM finishes: the copies
+// of its weights into shared memory and its biases (nothing writes them). grid_dep_wait()
+// then holds every read of what kernels write (epoch, lengths, initial state, xp) and every
 // global write. Launched the ordinary way the wait does nothing.
 
 #ifndef CELL
@@ -1126,6 +1126,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         wbs[r] = (ok && fused) ? wb[gate * HID + j0 + u] : 0.0f;
         if (gate < 3) ps[r] = (ok && P) ? P[gate * HID + j0 + u] : 0.0f;
     }
+    grid_dep_wait();  // (a dependent launch) everything the kernels ahead wrote is visible from here
     if (threadIdx.x == 0) s_epoch = *reinterpret_cast<volatile u32*>(sync);
     for (int b = threadIdx.x; b < BATCH; b += NTHR) s_len[b] = seqlen ? min(seqlen[b], T) : T;
     for (int i = threadIdx.x; i < UPC * BATCH; i += NTHR) {
@@ -1274,7 +1275,6 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         }
         return;
 #endif
-        grid_dep_wait();  // (a dependent launch) the projection GEMM ahead has written xp
         for (int s = 0; s < T; ++s) {
             const bool active = s < glen;
             const int tt = active ? (reverse ? glen - 1 - s : s) : s;
@@ -1448,7 +1448,6 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         const u32 rank = cluster_rank();
         u32 parity_h = 0, parity_x = 0;  // of the own-row and input-row barriers' current phase
 #endif
-        grid_dep_wait();  // (a dependent launch) the projection GEMM ahead has written xp
         for (int s = 0; s < T; ++s) {
             const u64* own = ex + (size_t)(s > 0 ? s - 1 : 0) * slot;  // h_{s-1} of this group
             const u64* below = in_ex + (size_t)s * slot;      // h_s of the layer below
@@ -1637,7 +1636,6 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #endif
     }
 #else
-    grid_dep_wait();  // (a dependent launch) the projection GEMM ahead has written xp
     for (int s = 0; s < T; ++s) {
         // 1. Input part of the gates for this step (independent of the recurrence):
         //    precomputed projection, prefetched before waiting on the exchange.
