@@ -35,6 +35,12 @@ PROBES: dict[str, tuple[tuple[str, str], ...]] = {
 #if MT_SHARE
 """),
     ),
+    # the gates add one K slice's partial products instead of all of them (the cost of the
+    # warps' split of K: their partial sums in shared memory, each gate reading every slice)
+    "PROBE_ONE_SLICE": (
+        ("    for (int k = 0; k < KSPLIT_M; ++k) acc += red[(size_t)(k * MT + mt) * 128 + rl * 8 + n];\n",
+         "    for (int k = 0; k < 1; ++k) acc += red[(size_t)(k * MT + mt) * 128 + rl * 8 + n];\n"),
+    ),
     # large-batch step: no projected-input loads
     "PROBE_NO_XG": (
         ("                if (!fused && gi < NPAIR && u < nu && s < s_len[b]) {\n", "                if (false) {\n"),
