@@ -40,11 +40,11 @@
 #              finish their products and their outputs (fp32 H=1024, L2 prefetch masks 0 / 5, +l2)
 #   wgmma      benchmarks/cuda_wgmma_probe.py: one CTA's large-batch fp16 product (32 x 1024 x 64) by
 #              mma.sync against Hopper's wgmma, checked against torch
-#   next       what the last CPU-only work left for a GPU, in one call (about 3 minutes): the wgmma
-#              probe's new forms, the one-step timeline, the runner's GPU test of the prefetching
-#              forms with shared weights and of closing runners, one-step engines at batch 1
-#              (H=512 rows measured 4-8 µs slower in the last run than in the 72-shape run), then
-#              the first call of fp32 H=1024 one-step engines
+#   next       what the last work left for a GPU, in one call (about 8 minutes): the persistent
+#              kernel's GPU tests with dependent launches (TF2RT_CUDA_PDL=1, its wait now before
+#              the initial state's loads), the H=512 T=100 fp16 engines with and without them in
+#              turns, then where an fp16 H=1024 batch-64 step goes (the probe, now with the gates
+#              adding one K slice: the cost of the warps' split of K)
 #   fuse       one-step stacks with every layer in one launch (TF2RT_CUDA_GEMV_FUSE): GPU tests, the
 #              stacks at batch 1 against a launch a layer (L2 prefetch masks 0 / 5, persisting L2),
 #              then one-step engines at batch 1 (the first call times the form too)
@@ -117,13 +117,13 @@ for s in $stages; do
             --out "$out/cuda_step_fuse.md"
           timeout 150 python3 benchmarks/bench_cuda_engine.py --out "$out/cuda_engine_step.md" --reps 100 \
             --hiddens 512,1024 --batches 1 --steps 1 --no-charrnn --no-keras ;;
-    next) timeout 60 python3 benchmarks/cuda_wgmma_probe.py --out "$out/cuda_wgmma_probe.md"
-          timeout 90 python3 benchmarks/cuda_step_timeline.py --out "$out/cuda_step_timeline.md"
-          timeout 100 $pytest_gpu -vv tests/backends/test_cuda_single_step.py -k "large_one_step"
-          timeout 150 python3 benchmarks/bench_cuda_engine.py --out "$out/cuda_engine_step.md" --reps 100 \
-            --hiddens 512,1024 --batches 1 --steps 1 --no-charrnn --no-keras
-          timeout 90 python3 benchmarks/cuda_first_call.py --out "$out/cuda_first_call_step.md" \
-            --shapes lstm:1:1024:1:fp32,gru:1:1024:1:fp32 ;;
+    next) TF2RT_CUDA_PDL=1 timeout 150 $pytest_gpu --maxfail=5 tests/backends/test_cuda_persistent.py
+          for p in "" 1 "" 1; do
+            TF2RT_CUDA_PDL=$p timeout 60 python3 benchmarks/bench_cuda_engine.py --out "$out/cuda_engine_t100_pdl$p.md" \
+              --reps 200 --hiddens 512 --batches 1 --steps 100 --precisions fp16 --no-charrnn --no-keras
+          done
+          timeout 240 python3 benchmarks/bench_cuda_rnn.py --probe --probe-shapes lstm:1024:64:100:float16 \
+            --reps 20 --out "$out/cuda_probe_1024.md" ;;
     firstcall) timeout 150 python3 benchmarks/cuda_first_call.py --out "$out/cuda_first_call.md" ;;
     l2) for l2 in 0 1; do
           TF2RT_CUDA_L2_PERSIST=$l2 timeout 90 python3 benchmarks/bench_cuda_step.py --out "$out/cuda_step_l2_$l2.md" \
