@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_cuda_engine import build, gpu_meta  # noqa: E402
+from bench_cuda_engine import build, gpu_meta, state_feeds  # noqa: E402
 
 SHAPES = ["lstm:1:512:100:fp16", "gru:1:512:1:fp32", "lstm:64:256:100:fp32", "gru:64:1024:100:fp16"]
 
@@ -54,7 +54,8 @@ def write(out: Path, rows: list[dict], meta: dict) -> None:
              "compiled in this process); call: a later call, µs; measured: the first-run measurement's times (µs).",
              "", "| engine | first (s) | again (s) | call (µs) | stack | measured |", "|---|---:|---:|---:|---|---|"]
     for r in rows:
-        name = f"{r['cell'].upper()} H={r['hidden']} batch {r['batch']} T={r['T']} {r['precision']}"
+        name = (f"{r['cell'].upper()} H={r['hidden']} batch {r['batch']} T={r['T']} {r['precision']}"
+                + (", given h0/c0" if r.get("state") else ""))
         lines.append(f"| {name} | {r['first_s']:.2f} | {r['again_s']:.2f} | {r['call_us']:.1f} | {r['engine']} | "
                      f"{r['measured_us']} |")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -64,16 +65,19 @@ def write(out: Path, rows: list[dict], meta: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="benchmarks/results/cuda_first_call.md")
-    ap.add_argument("--shapes", default=",".join(SHAPES), help="cell:batch:hidden:T:precision,...")
+    ap.add_argument("--shapes", default=",".join(SHAPES),
+                    help="cell:batch:hidden:T:precision[:h0],... (h0: the engine takes initial states)")
     args = ap.parse_args(argv)
     meta = gpu_meta("cuda_first_call.py", argv)
     rows = []
     for shape in args.shapes.split(","):
-        cell, B, H, T, prec = shape.split(":")
-        B, H, T = int(B), int(H), int(T)
-        engine, _ = build(cell, B, H, T, prec)
-        feeds = {"x": np.random.default_rng(0).standard_normal((B, T, H)).astype(np.float32)}
-        r = {"cell": cell, "batch": B, "hidden": H, "T": T, "precision": prec, **first_call(engine, feeds, prec)}
+        cell, B, H, T, prec, *extra = shape.split(":")
+        B, H, T, state = int(B), int(H), int(T), extra == ["h0"]
+        engine, _ = build(cell, B, H, T, prec, state=state)
+        rng = np.random.default_rng(0)
+        feeds = {"x": rng.standard_normal((B, T, H)).astype(np.float32), **(state_feeds(cell, B, H, rng) if state else {})}
+        r = {"cell": cell, "batch": B, "hidden": H, "T": T, "precision": prec, "state": state,
+             **first_call(engine, feeds, prec)}
         print(r, flush=True)
         rows.append(r)
         write(Path(args.out), rows, meta)  # after every engine: a run cut short keeps what it measured

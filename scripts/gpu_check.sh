@@ -44,7 +44,8 @@
 #              kernel's GPU tests with dependent launches (TF2RT_CUDA_PDL=1, its wait now before
 #              the initial state's loads), the H=512 T=100 fp16 engines with and without them in
 #              turns, then where an fp16 H=1024 batch-64 step goes (the probe, now with the gates
-#              adding one K slice: the cost of the warps' split of K)
+#              adding one K slice: the cost of the warps' split of K), and the first call of
+#              fp32 H=1024 one-step engines given states
 #   fuse       one-step stacks with every layer in one launch (TF2RT_CUDA_GEMV_FUSE): GPU tests, the
 #              stacks at batch 1 against a launch a layer (L2 prefetch masks 0 / 5, persisting L2),
 #              then one-step engines at batch 1 (the first call times the form too)
@@ -123,7 +124,9 @@ for s in $stages; do
               --reps 200 --hiddens 512 --batches 1 --steps 100 --precisions fp16 --no-charrnn --no-keras
           done
           timeout 240 python3 benchmarks/bench_cuda_rnn.py --probe --probe-shapes lstm:1024:64:100:float16 \
-            --reps 20 --out "$out/cuda_probe_1024.md" ;;
+            --reps 20 --out "$out/cuda_probe_1024.md"
+          timeout 90 python3 benchmarks/cuda_first_call.py --out "$out/cuda_first_call_step_state.md" \
+            --shapes lstm:1:1024:1:fp32:h0,gru:1:1024:1:fp32:h0 ;;
     firstcall) timeout 150 python3 benchmarks/cuda_first_call.py --out "$out/cuda_first_call.md" ;;
     l2) for l2 in 0 1; do
           TF2RT_CUDA_L2_PERSIST=$l2 timeout 90 python3 benchmarks/bench_cuda_step.py --out "$out/cuda_step_l2_$l2.md" \
