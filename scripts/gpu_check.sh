@@ -118,7 +118,8 @@ for s in $stages; do
             --out "$out/cuda_step_fuse.md"
           timeout 150 python3 benchmarks/bench_cuda_engine.py --out "$out/cuda_engine_step.md" --reps 100 \
             --hiddens 512,1024 --batches 1 --steps 1 --no-charrnn --no-keras ;;
-    next) TF2RT_CUDA_PDL=1 timeout 150 $pytest_gpu --maxfail=5 tests/backends/test_cuda_persistent.py
+    next) timeout 60 $pytest_gpu -vv tests/backends/test_cuda_persistent.py -k dependent_launches
+          TF2RT_CUDA_PDL=1 timeout 150 $pytest_gpu --maxfail=5 tests/backends/test_cuda_persistent.py
           for p in "" 1 "" 1; do
             TF2RT_CUDA_PDL=$p timeout 60 python3 benchmarks/bench_cuda_engine.py --out "$out/cuda_engine_t100_pdl$p.md" \
               --reps 200 --hiddens 512 --batches 1 --steps 100 --precisions fp16 --no-charrnn --no-keras

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cuda_models import RnnCase, make_inputs, make_weights, node_specs, stack_errors
+from cuda_models import RnnCase, make_inputs, make_weights, node_specs, stack_errors, stack_inputs
 
 torch = pytest.importorskip("torch")
 if not torch.cuda.is_available():  # pragma: no cover - CPU CI
@@ -339,3 +339,45 @@ def test_large_batch_warps_sharing_staged_values_across_row_tiles_match(kw, dtyp
     other = PersistentStack(stack.problem, replace(plan, kernel=k), [s.weights for s in specs])
     errs = _errors(other, case, make_inputs(case), dtype)
     assert max(errs.values()) <= TOL[dtype], errs
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kw,dtype", [
+    (dict(cell="lstm", hidden=512, batch=1, layers=2, seq_len=100, input_size=512), "float16"),  # wavefront
+    (dict(cell="gru", hidden=128, batch=8, layers=2, bidirectional=True, seq_lens=True, initial=True), "float32"),
+    (dict(cell="lstm", hidden=256, batch=24, layers=2, seq_lens=True, initial=True), "float16"),  # large batch
+    (dict(cell="gru", hidden=1024, batch=64, layers=2, seq_len=12, input_size=1024), "float16"),  # multicast rows
+], ids=["wavefront", "bidirectional-fp32", "large-batch", "bulk"])
+def test_dependent_launches_behind_the_projection_match_ordinary_ones(kw, dtype):
+    """options.pdl=True: each launch that follows its input-projection GEMM goes as a
+    programmatic dependent cooperative launch (Hopper). The driver keeps taking it (the stack
+    does not fall back), over calls and a graph replay the outputs equal the ordinary
+    launches' exactly, and match onnxruntime."""
+    from tf2rt.backends.cuda.cudagraph import CapturedCall
+    from tf2rt.backends.cuda.options import CudaOptions
+
+    if torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("programmatic dependent launches need compute capability 9.0")
+    kw = {"seq_len": 9, "input_size": 40, **kw}
+    case = RnnCase(seed=len(_ids(kw)), **kw)
+    make_weights(case)
+    specs = node_specs(case)
+    dep, _ = make_stack(specs, case.batch, case.seq_len, dtype, device_limits(), prefer="persistent",
+                        has_seq_lens=case.seq_lens, options=CudaOptions(pdl=True))
+    plain, _ = make_stack(specs, case.batch, case.seq_len, dtype, device_limits(), prefer="persistent",
+                          has_seq_lens=case.seq_lens, options=CudaOptions(pdl=False))
+    assert dep.pdl and not plain.pdl
+    for i in range(2):
+        feeds = make_inputs(case)
+        feeds = {k: (v * (1.0 + 0.3 * i)).astype(v.dtype) if v.dtype == np.float32 else v for k, v in feeds.items()}
+        errs = _errors(dep, case, feeds, dtype)
+        assert max(errs.values()) <= TOL[dtype], errs
+        args = stack_inputs(torch, case, dtype, feeds)
+        a = [t.clone() for t in dep(*args) if t is not None]
+        b = [t.clone() for t in plain(*args) if t is not None]
+        assert all(torch.equal(u, v) for u, v in zip(a, b)), i
+    graph = CapturedCall(lambda: [t for t in dep(*args) if t is not None])
+    torch.cuda.synchronize()
+    for u, v in zip(graph(), b):
+        assert torch.equal(u, v)
+    assert dep.pdl, "the driver refused the dependent launch: the stack fell back to ordinary ones"
