@@ -40,7 +40,7 @@
 #              finish their products and their outputs (fp32 H=1024, L2 prefetch masks 0 / 5, +l2)
 #   wgmma      benchmarks/cuda_wgmma_probe.py: one CTA's large-batch fp16 product (32 x 1024 x 64) by
 #              mma.sync against Hopper's wgmma, checked against torch
-#   next       what the last work left for a GPU, in one call (about 9 minutes): the persistent
+#   next       what the last work left for a GPU, in one call (about 10 minutes): the persistent
 #              kernel's GPU tests with dependent launches (TF2RT_CUDA_PDL=1, its wait now before
 #              the initial state's loads), the H=512 T=100 fp16 engines with and without them in
 #              turns, then where an fp16 H=1024 batch-64 step goes (the probe, now with the gates
