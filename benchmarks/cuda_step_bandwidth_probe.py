@@ -126,10 +126,11 @@ def measure_prefetch(masks: list[str], reps: int, shapes: str = PREFETCH_SHAPES,
         x = torch.randn(1, 1, hidden, device="cuda").to(getattr(torch, dtype))
         h0, c0 = step_states(cell, hidden, 2, dtype)  # a call with a state reads every weight
         forms = {}
-        for m, l2 in itertools.product(masks, (False, True)):
+        for m, l2 in itertools.product(masks, ("", "l2", "l2f")):
             stack, _ = make_stack(specs, 1, 1, dtype, limits, prefer="step",
-                                  options=CudaOptions(gemv_l2pf=m, l2_persist=l2))
-            forms[f"{m}{'+l2' if l2 else ''}"] = stack
+                                  options=CudaOptions(gemv_l2pf=m, l2_persist=bool(l2),
+                                                      l2_windows="front" if l2 == "l2f" else ""))
+            forms[m + ("+" + l2 if l2 else "")] = stack
         for m in filter(None, fuse.split(",")):
             stack, _ = make_stack(specs, 1, 1, dtype, limits, prefer="step",
                                   options=CudaOptions(gemv_l2pf=m, l2_persist=False, gemv_fuse=True))
@@ -174,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
                             "2 layers, input = hidden, batch 1. Column m = TF2RT_CUDA_GEMV_L2PF mask (1 the next "
                             "layer's rows into L2 once the own loads are out, 2 the rest of the own row before the "
                             "wait, 4 streaming own loads, 8 with 1 the last layer the first layer's rows), +l2 = with "
-                            "a share of the weights persisting in L2, fuse m = every layer in one launch (mask m). "
+                            "a share of every layer's weights persisting in L2, +l2f = with the first layers' weights "
+                            "persisting (TF2RT_CUDA_L2_WINDOWS=front), fuse m = every layer in one launch (mask m). "
                             f"identical = every mask's outputs equal mask {masks[0]}'s; max diff = the largest "
                             "difference of any form's from them.")
         lines += ["| cell | H | dtype | " + " | ".join(keys) + " | identical | max diff |",

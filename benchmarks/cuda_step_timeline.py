@@ -117,7 +117,8 @@ def measure(cell: str, hidden: int, dtype: str, forms: list[tuple[str, bool]], r
             modules.clear()
             fuse = mask.startswith("fuse")
             stack, _ = make_stack(specs, 1, 1, dtype, device_limits(), prefer="step",
-                                  options=CudaOptions(gemv_l2pf=mask[4:] if fuse else mask, l2_persist=l2,
+                                  options=CudaOptions(gemv_l2pf=mask[4:] if fuse else mask, l2_persist=bool(l2),
+                                                      l2_windows="front" if l2 == "l2f" else "",
                                                       gemv_fuse=fuse))
             assert stack.gemv and stack.fused == fuse, "the timeline needs the one-launch form"
             graph = _graphed(lambda: stack(x, h0, c0))
@@ -154,13 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="benchmarks/results/cuda_step_timeline.md")
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--shapes", default="lstm:1024:float32,gru:1024:float32")
-    ap.add_argument("--forms", default="0,0+l2,5,5+l2,fuse", help="mask[+l2],... or fuse[mask] (every layer in one "
+    ap.add_argument("--forms", default="0,0+l2,0+l2f,5,5+l2,fuse", help="mask[+l2|+l2f],... or fuse[mask] (every layer in one "
                                                                     "launch)")
     args = ap.parse_args(argv)
     from bench_cuda_engine import gpu_meta, report_head, write_report
 
     meta = gpu_meta("cuda_step_timeline.py", argv)
-    forms = [(f.split("+")[0], f.endswith("+l2")) for f in args.forms.split(",")]  # ("fuse4", False): fused, mask 4
+    forms = [(f.split("+")[0], f.split("+")[1] if "+" in f else "") for f in args.forms.split(",")]  # ("fuse4", "")
     rows = []
     for shape in args.shapes.split(","):
         cell, hidden, dtype = shape.split(":")
@@ -170,12 +171,12 @@ def main(argv: list[str] | None = None) -> int:
                         "µs from the first block's start (%globaltimer), medians over replays of a captured call; "
                         "each cell is the earliest / latest block of that layer at that point: E started, W its wait "
                         "for the layer below returned, D products summed, X outputs written. mask = "
-                        "TF2RT_CUDA_GEMV_L2PF, +l2 = weights persisting in L2; call = the replay timed with CUDA "
+                        "TF2RT_CUDA_GEMV_L2PF, +l2 = weights persisting in L2 (+l2f: the first layers' lines, TF2RT_CUDA_L2_WINDOWS=front); call = the replay timed with CUDA "
                         "events.")
     lines += ["| cell | H | dtype | form | " + " | ".join(cols) + " | span | call |",
               "|---|---|---|---|" + "---|" * len(cols) + "---:|---:|"]
     for r in rows:
-        form = r["mask"] + ("+l2" if r["l2"] else "")
+        form = r["mask"] + ("+" + r["l2"] if r["l2"] else "")
         cells = " | ".join(f"{r[c][0]:.1f} / {r[c][1]:.1f}" for c in cols)
         lines.append(f"| {r['cell']} | {r['hidden']} | {r['dtype']} | {form} | {cells} | {r['span_us']:.1f} | "
                      f"{r['call_us']:.1f} |")

@@ -49,6 +49,9 @@
 #   fuse       one-step stacks with every layer in one launch (TF2RT_CUDA_GEMV_FUSE): GPU tests, the
 #              stacks at batch 1 against a launch a layer (L2 prefetch masks 0 / 5, persisting L2),
 #              then one-step engines at batch 1 (the first call times the form too)
+#   l2front    one-step fp32/fp16 H=1024 stacks at batch 1 with every line of the first layers
+#              persisting in L2 (TF2RT_CUDA_L2_WINDOWS=front, column +l2f) against a share of every
+#              layer's (+l2) and none, then stateful fp32 H=1024 engines with each (about 5 minutes)
 #   firstcall  benchmarks/cuda_first_call.py: seconds to an engine's first result
 #   probe1024  where a step of the fp16 H=1024 batch-64 persistent stack goes (the one shape
 #              cuDNN still wins): bench_cuda_rnn.py --probe, parts of the step switched off, then
@@ -128,6 +131,14 @@ for s in $stages; do
             --reps 20 --out "$out/cuda_probe_1024.md"
           timeout 90 python3 benchmarks/cuda_first_call.py --out "$out/cuda_first_call_step_state.md" \
             --shapes lstm:1:1024:1:fp32:h0,gru:1:1024:1:fp32:h0 ;;
+    l2front) timeout 200 python3 benchmarks/cuda_step_bandwidth_probe.py --prefetch-masks 0,5 --reps 60 \
+               --prefetch-shapes lstm:1024:float32,gru:1024:float32,lstm:1024:float16,gru:1024:float16 \
+               --out "$out/cuda_step_l2front.md"
+             for w in "" front ""; do
+               TF2RT_CUDA_L2_WINDOWS=$w timeout 100 python3 benchmarks/bench_cuda_engine.py --reps 200 \
+                 --out "$out/cuda_engine_b1_l2$w.md" --hiddens 1024 --batches 1 --steps 1 --precisions fp32 --state 1 \
+                 --no-charrnn --no-keras
+             done ;;
     firstcall) timeout 150 python3 benchmarks/cuda_first_call.py --out "$out/cuda_first_call.md" ;;
     l2) for l2 in 0 1; do
           TF2RT_CUDA_L2_PERSIST=$l2 timeout 90 python3 benchmarks/bench_cuda_step.py --out "$out/cuda_step_l2_$l2.md" \

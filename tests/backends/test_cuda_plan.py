@@ -528,18 +528,18 @@ def test_build_options_come_from_the_environment_once(monkeypatch):
     from tf2rt.backends.cuda.options import CudaOptions
 
     for name in ("STEP", "WREG", "WPART", "BF16X3", "TF32X3", "GEMV", "XPROJ", "PDL", "GEMV_PF",
-                 "RESIDENT", "L2_PERSIST", "ROW", "UPC"):
+                 "RESIDENT", "L2_PERSIST", "ROW", "UPC", "L2_WINDOWS"):
         monkeypatch.delenv(f"TF2RT_CUDA_{name}", raising=False)
     assert CudaOptions.from_env() == CudaOptions()
     env = {"TF2RT_CUDA_STEP": "1", "TF2RT_CUDA_WREG": "0", "TF2RT_CUDA_WPART": "1", "TF2RT_CUDA_BF16X3": "0",
            "TF2RT_CUDA_TF32X3": "1", "TF2RT_CUDA_GEMV": "0", "TF2RT_CUDA_XPROJ": "plain",
            "TF2RT_CUDA_PDL": "1", "TF2RT_CUDA_GEMV_PF": "3",
            "TF2RT_CUDA_RESIDENT": "0", "TF2RT_CUDA_L2_PERSIST": "1", "TF2RT_CUDA_ROW": "0",
-           "TF2RT_CUDA_UPC": "16"}
+           "TF2RT_CUDA_UPC": "16", "TF2RT_CUDA_L2_WINDOWS": "front"}
     assert CudaOptions.from_env(env) == CudaOptions(step="1", wreg=False, wpart="1", bf16x3="0", tf32x3="1",
                                                      gemv=False, xproj="plain", pdl=True,
                                                      gemv_prefetch=3, resident=False, l2_persist=True,
-                                                     row=False, upc=16)
+                                                     row=False, upc=16, l2_windows="front")
     prob = RnnProblem("lstm", 512, 512, 1, 100, layers=2, dtype="float16")
     default = make_plan(prob, H100).kernel
     monkeypatch.setenv("TF2RT_CUDA_STEP", "1")

@@ -407,6 +407,11 @@ def test_persisting_windows_share_the_set_aside_without_overfilling_it():
     big = persisting_windows([100 * mb, 20 * mb], 30 * mb, 64 * mb)
     assert big[0][0] == 64 * mb and sum(c * r for c, r in big) == pytest.approx(30 * mb)
     assert persisting_windows(sizes, 0, 128 * mb) == [(0, 0.0), (0, 0.0)]  # no persisting L2
+    # front: every line of the first layer, then what is left of the set-aside of the next
+    assert persisting_windows(sizes, 40 * mb, 128 * mb, front=True) == [(32 * mb, 1.0), (8 * mb, 1.0)]
+    assert persisting_windows(sizes, 30 * mb, 128 * mb, front=True) == [(30 * mb, 1.0), (0, 0.0)]
+    assert persisting_windows([100 * mb, 20 * mb], 90 * mb, 64 * mb, front=True) == [(64 * mb, 1.0), (20 * mb, 1.0)]
+    assert persisting_windows(sizes, 0, 128 * mb, front=True) == [(0, 0.0), (0, 0.0)]
 
 
 @pytest.mark.gpu

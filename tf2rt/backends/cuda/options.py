@@ -56,6 +56,10 @@ RESIDENT_ENV = "TF2RT_CUDA_RESIDENT"
 #: context; launch.py), "0" never; unset: the runner's first-run measurement tries both where
 #: the weights take more than half of L2 (single_step.py), a stack built alone does not.
 L2_ENV = "TF2RT_CUDA_L2_PERSIST"
+#: Which weights a one-step stack keeps persisting in L2 (with L2_ENV's form): "front" every line
+#: of the first layers up to the set-aside (fixed lines); otherwise the same share of every
+#: layer's lines (single_step.persisting_windows).
+L2_WINDOWS_ENV = "TF2RT_CUDA_L2_WINDOWS"
 #: "0": the runner's first-run measurement leaves out the row kernel (row.py: one CTA, or a
 #: cluster of CTAs, per direction and batch rows with a layer's weights on chip); by default
 #: it times it too where it applies and keeps it where it is fastest.
@@ -89,6 +93,7 @@ class CudaOptions:
     pdl: bool | None = None  # PDL_ENV "1"/"0" -> True/False; None: dependent where the GPU allows
     resident: bool | None = None  # RESIDENT_ENV "1"/"0"; None: the decoder's default
     l2_persist: bool | None = None  # L2_ENV "1"/"0"; None: measured by the runner (not in a bare stack)
+    l2_windows: str = ""  # L2_WINDOWS_ENV: "front" the first layers' lines, else a share of every layer's
     row: bool = True  # ROW_ENV="0" -> False: the first-run measurement leaves out the row kernel
     bulk: str = ""  # BULK_ENV: "0" cp.async, "1" bulk copies, "n" multicast across n CTAs
     upc: int = 0  # UPC_ENV: least hidden units per CTA of persistent builds (0: the planner's choice)
@@ -106,6 +111,7 @@ class CudaOptions:
                    pdl={"1": True, "0": False}.get(env.get(PDL_ENV, "")),
                    resident={"1": True, "0": False}.get(env.get(RESIDENT_ENV, "")),
                    l2_persist={"1": True, "0": False}.get(env.get(L2_ENV, "")),
+                   l2_windows=env.get(L2_WINDOWS_ENV, ""),
                    row=env.get(ROW_ENV, "") != "0", bulk=env.get(BULK_ENV, ""),
                    upc=_positive(env.get(UPC_ENV, "")))
 

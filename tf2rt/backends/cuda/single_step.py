@@ -81,15 +81,25 @@ def l2_persist_may_pay(weight_bytes: int, l2_size: int) -> bool:
     return weight_bytes > L2_PERSIST_MIN_SHARE * l2_size
 
 
-def persisting_windows(sizes: Sequence[int], set_aside: int, max_window: int) -> list[tuple[int, float]]:
+def persisting_windows(sizes: Sequence[int], set_aside: int, max_window: int,
+                       front: bool = False) -> list[tuple[int, float]]:
     """Per weight buffer of `sizes` bytes, (bytes its window covers, hit ratio): the same
     share of every buffer's lines, so that together they fill the `set_aside` bytes of
     persisting L2 and no more (persisting lines beyond it would evict each other on every
     call); a window covers at most `max_window` bytes, so a larger buffer's ratio is raised
-    to keep its share."""
+    to keep its share. front: instead every line of the first buffers, in order, up to the
+    set-aside (hit ratio 1: which lines stay is fixed, not drawn at each access), the rest
+    none."""
     total = sum(sizes)
     if total <= 0 or set_aside <= 0 or max_window <= 0:
         return [(0, 0.0)] * len(sizes)
+    if front:
+        out, left = [], set_aside
+        for n in sizes:
+            covered = max(0, min(n, max_window, left))
+            out.append((covered, 1.0 if covered else 0.0))
+            left -= covered
+        return out
     share = min(1.0, set_aside / total)
     out = []
     for n in sizes:
@@ -306,7 +316,8 @@ class SingleStepStack:
         sizes = [w.numel() * w.element_size() for w in self.wT]
         set_aside, max_window = l2_set_aside(self.dev.index or 0, sum(sizes))
         return [L2Window(w.data_ptr(), covered, ratio) if covered else None
-                for w, (covered, ratio) in zip(self.wT, persisting_windows(sizes, set_aside, max_window))]
+                for w, (covered, ratio) in zip(self.wT, persisting_windows(sizes, set_aside, max_window,
+                                                                           self.options.l2_windows == "front"))]
 
     def _next_rows(self, layer: int) -> tuple[np.uint64, np.int32]:
         """(weights, row length) a one-launch layer prefetches into L2 once its own loads are
