@@ -396,10 +396,10 @@ STEP_PF_MASK = "5"
 #: The first-run candidate "single-step stack with all its one-launch layers in one launch"
 #: (kernels/single_step.cu step_gemv_layers; options.gemv_fuse): stacks of two or more layers.
 STEP_FUSE = "step+fuse"
-#: Whether the first call times STEP_FUSE where options.gemv_fuse is unset. Off until the form
-#: has run on a GPU (scripts/gpu_fuse_lean.sh, gpu_check.sh fuse): it is tested on the host
-#: emulation only, and a first call must not bet an engine's run on an untried kernel.
-#: TF2RT_CUDA_GEMV_FUSE=1 uses it wherever it fits.
+#: Whether the first call times STEP_FUSE where options.gemv_fuse is unset. Off: on an H100 the
+#: form passed its GPU tests but was no faster than the L2 forms the first call already times
+#: (benchmarks/results/cuda_step_fuse_h100.md; gpu_check.sh fuse times it again), so timing it
+#: would only lengthen first calls. TF2RT_CUDA_GEMV_FUSE=1 uses it wherever it fits.
 FUSE_CANDIDATE = False
 #: Candidates that are another engine's stack with build options forced: (engine, options).
 #: STEP_L2's lines stay in L2 while the plain form is timed in turn: a small bias its way,
