@@ -52,6 +52,9 @@
 #   l2front    one-step fp32/fp16 H=1024 stacks at batch 1 with every line of the first layers
 #              persisting in L2 (TF2RT_CUDA_L2_WINDOWS=front, column +l2f) against a share of every
 #              layer's (+l2) and none, then stateful fp32 H=1024 engines with each (about 5 minutes)
+#   fuseinput  the first layer of SPLITX wavefronts reading x itself at T=100 (TF2RT_CUDA_FUSE_INPUT=1: no
+#              projection GEMM, no cast of fp32 x): its GPU test, then batch-1 T=100 engines (H 256/512,
+#              fp16/fp32, LSTM/GRU) with and without it in turns (about 5 minutes)
 #   firstcall  benchmarks/cuda_first_call.py: seconds to an engine's first result
 #   probe1024  where a step of the fp16 H=1024 batch-64 persistent stack goes (the one shape
 #              cuDNN still wins): bench_cuda_rnn.py --probe, parts of the step switched off, then
@@ -131,6 +134,12 @@ for s in $stages; do
             --reps 20 --out "$out/cuda_probe_1024.md"
           timeout 90 python3 benchmarks/cuda_first_call.py --out "$out/cuda_first_call_step_state.md" \
             --shapes lstm:1:1024:1:fp32:h0,gru:1:1024:1:fp32:h0 ;;
+    fuseinput) timeout 120 $pytest_gpu -vv tests/backends/test_cuda_persistent.py -k reading_x_in_the_kernel
+          for f in 0 1 0 1; do
+            TF2RT_CUDA_FUSE_INPUT=$f timeout 100 python3 benchmarks/bench_cuda_engine.py --reps 200 \
+              --out "$out/cuda_engine_t100_fuse$f.md" --hiddens 256,512 --batches 1 --steps 100 \
+              --precisions fp16,fp32 --no-charrnn --no-keras
+          done ;;
     l2front) timeout 200 python3 benchmarks/cuda_step_bandwidth_probe.py --prefetch-masks 0,5 --reps 60 \
                --prefetch-shapes lstm:1024:float32,gru:1024:float32,lstm:1024:float16,gru:1024:float16 \
                --out "$out/cuda_step_l2front.md"

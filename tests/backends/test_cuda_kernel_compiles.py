@@ -86,6 +86,8 @@ def _configs():
             out[name + "-smem"] = replace(k, wreg=False)
         if k.split_x:
             out[name + "-nosplit"] = replace(k, split_x=False)
+            if not k.fuse_input and prob.input_size <= prob.hidden:  # TF2RT_CUDA_FUSE_INPUT=1
+                out[name + "-fuseinput"] = replace(k, fuse_input=True)
         if k.two_barrier or k.large_batch:
             out[name + "-original"] = replace(k, two_barrier=False, large_batch=False, wreg=False, split_x=False, tf32=False, packf=False,
                                         wpart=0, ring_slots=0, bf16x3=False, bulk=0, bch=min(k.batch, 8))
@@ -115,6 +117,7 @@ def test_the_configurations_cover_every_kernel_variant():
     assert any(k.wreg for k in ks) and any(k.two_barrier and not k.wreg for k in ks) and any(not k.two_barrier for k in ks)
     assert any(k.fuse_input for k in ks) and any(k.fused and not k.fuse_input for k in ks)
     assert any(k.split_x and k.wreg for k in ks) and any(k.split_x and not k.mma for k in ks)
+    assert any(k.split_x and k.fuse_input and k.wreg for k in ks) and any(k.split_x and k.fuse_input and not k.mma for k in ks)
     assert any(k.resident and k.wreg for k in ks) and any(k.resident and k.tf32 for k in ks)
     assert any(k.tf32 and k.wreg for k in ks) and any(k.tf32 and not k.wreg for k in ks)
     assert any(k.packf and k.split_x for k in ks) and any(k.packf and k.groups == 1 for k in ks)

@@ -381,3 +381,41 @@ def test_dependent_launches_behind_the_projection_match_ordinary_ones(kw, dtype)
     for u, v in zip(graph(), b):
         assert torch.equal(u, v)
     assert dep.pdl, "the driver refused the dependent launch: the stack fell back to ordinary ones"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kw,dtype", [
+    (dict(cell="lstm", hidden=512, batch=1, layers=2, seq_len=100, input_size=512), "float16"),
+    (dict(cell="gru", hidden=256, batch=1, layers=3, seq_len=50, input_size=100, initial=True), "float32"),
+    (dict(cell="lstm", hidden=256, batch=4, layers=2, seq_len=40, seq_lens=True, initial=True), "bfloat16"),
+], ids=["lstm-h512-fp16", "gru-h256-fp32", "lstm-b4-bf16-lengths"])
+def test_wavefront_reading_x_in_the_kernel_at_every_length(kw, dtype):
+    """options.fuse_input=True: a SPLITX wavefront's first layer reads x itself (no projection
+    GEMM) at long lengths too, its input product before its wait; over two calls and a graph
+    replay it matches onnxruntime and the GEMM form."""
+    from tf2rt.backends.cuda.cudagraph import CapturedCall
+    from tf2rt.backends.cuda.options import CudaOptions
+
+    kw = {"input_size": 40, **kw}
+    case = RnnCase(seed=len(_ids(kw)) + 3, **kw)
+    make_weights(case)
+    specs = node_specs(case)
+    fused, plan = make_stack(specs, case.batch, case.seq_len, dtype, device_limits(), prefer="persistent",
+                             has_seq_lens=case.seq_lens, options=CudaOptions(fuse_input=True))
+    gemm, _ = make_stack(specs, case.batch, case.seq_len, dtype, device_limits(), prefer="persistent",
+                         has_seq_lens=case.seq_lens, options=CudaOptions(fuse_input=False))
+    assert plan.kernel.fuse_input and plan.kernel.split_x, plan.describe()
+    assert fused.proj[0] is None and gemm.proj[0] is not None
+    for i in range(2):
+        feeds = make_inputs(case)
+        feeds = {k: (v * (1.0 + 0.3 * i)).astype(v.dtype) if v.dtype == np.float32 else v for k, v in feeds.items()}
+        errs = _errors(fused, case, feeds, dtype)
+        assert max(errs.values()) <= TOL[dtype], errs
+        args = stack_inputs(torch, case, dtype, feeds)
+        a = [t.clone() for t in fused(*args) if t is not None]
+        b = [t.clone() for t in gemm(*args) if t is not None]
+        assert all(torch.allclose(u.float(), v.float(), atol=TOL[dtype], rtol=0) for u, v in zip(a, b)), i
+    graph = CapturedCall(lambda: [t for t in fused(*args) if t is not None])
+    torch.cuda.synchronize()
+    for u, v in zip(graph(), a):
+        assert torch.equal(u, v)

@@ -177,7 +177,14 @@ def kernel_config(problem: RnnProblem, groups: int, wavefront: bool, device: Dev
     # GEMM's launch). For long ones the GEMM wins even in a wavefront: a first layer with
     # in-kernel input products is as slow per step as the deeper ones, so it no longer
     # runs ahead of them (LSTM H=512 fp16 B=1 T=100 on an H200: 210 us vs 172 us).
-    fuse_input = allow_fuse_input and problem.seq_len <= FUSE_INPUT_MAX_T
+    short = problem.seq_len <= FUSE_INPUT_MAX_T if options.fuse_input is None else options.fuse_input
+    fuse_input = allow_fuse_input and short
+    # Forced for a long sequence (options.fuse_input): only where the first layer's input
+    # product can run before its wait like the deeper layers' (a SPLITX wavefront, below)
+    # and its weights fit the deeper layers' rows.
+    long_fuse = fuse_input and problem.seq_len > FUSE_INPUT_MAX_T
+    if long_fuse:
+        fuse_input = False
     kx = max(problem.input_size if fuse_input else 0, problem.hidden if wavefront else 0)
     cfg = KernelConfig(
         cell_code=problem.cell_code,
@@ -202,6 +209,8 @@ def kernel_config(problem: RnnProblem, groups: int, wavefront: bool, device: Dev
             return replace(c3, bulk=bulk_for(c3, device, options))
     if use_two_barrier:
         c2 = replace(cfg, two_barrier=True, split_x=wavefront and groups > 1)
+        if long_fuse and c2.split_x and problem.input_size <= problem.hidden:
+            c2 = replace(c2, fuse_input=True)
         wreg_ok = lambda c: options.wreg and wreg_applies(c)  # noqa: E731
         if tf32_applies(problem, options):
             gathered = problem.batch * problem.hidden * (2 if wavefront and groups > 1 else 1)
