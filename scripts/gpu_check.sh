@@ -52,9 +52,10 @@
 #   l2front    one-step fp32/fp16 H=1024 stacks at batch 1 with every line of the first layers
 #              persisting in L2 (TF2RT_CUDA_L2_WINDOWS=front, column +l2f) against a share of every
 #              layer's (+l2) and none, then stateful fp32 H=1024 engines with each (about 5 minutes)
-#   fuseinput  the first layer of SPLITX wavefronts reading x itself at T=100 (TF2RT_CUDA_FUSE_INPUT=1: no
-#              projection GEMM, no cast of fp32 x): its GPU test, then batch-1 T=100 engines (H 256/512,
-#              fp16/fp32, LSTM/GRU) with and without it in turns (about 5 minutes)
+#   fuseinput  the first layer reading x itself at T=100, its input product before its wait
+#              (TF2RT_CUDA_FUSE_INPUT=1: no projection GEMM, no cast of fp32 x): its GPU test, then
+#              batch-1 T=100 engines (H 256-1024, fp16/fp32, LSTM/GRU) with and without it in turns
+#              (about 6 minutes)
 #   firstcall  benchmarks/cuda_first_call.py: seconds to an engine's first result
 #   probe1024  where a step of the fp16 H=1024 batch-64 persistent stack goes (the one shape
 #              cuDNN still wins): bench_cuda_rnn.py --probe, parts of the step switched off, then
@@ -137,7 +138,7 @@ for s in $stages; do
     fuseinput) timeout 120 $pytest_gpu -vv tests/backends/test_cuda_persistent.py -k reading_x_in_the_kernel
           for f in 0 1 0 1; do
             TF2RT_CUDA_FUSE_INPUT=$f timeout 100 python3 benchmarks/bench_cuda_engine.py --reps 200 \
-              --out "$out/cuda_engine_t100_fuse$f.md" --hiddens 256,512 --batches 1 --steps 100 \
+              --out "$out/cuda_engine_t100_fuse$f.md" --hiddens 256,512,1024 --batches 1 --steps 100 \
               --precisions fp16,fp32 --no-charrnn --no-keras
           done ;;
     l2front) timeout 200 python3 benchmarks/cuda_step_bandwidth_probe.py --prefetch-masks 0,5 --reps 60 \

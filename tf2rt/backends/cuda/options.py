@@ -73,10 +73,11 @@ BULK_ENV = "TF2RT_CUDA_BULK"
 #: meet at each step's exchange, each multiplies more rows); unset: the fewest units such that
 #: every CTA of the launch has an SM of its own (builds.choose_upc).
 UPC_ENV = "TF2RT_CUDA_UPC"
-#: "1": the first layer of a wavefront build whose deeper layers do their input products before
-#: their wait (SPLITX) reads x itself at every sequence length, its input product before the
-#: wait too, instead of a projection GEMM ahead of the kernel; "0": a projection GEMM at every
-#: length; unset: in the kernel for short sequences only (builds.FUSE_INPUT_MAX_T).
+#: "1": the first layer of a two-barrier persistent build reads x itself at every sequence
+#: length, its input product before its wait for h (SPLITX), instead of a projection GEMM ahead
+#: of the kernel, where that costs the recurrent weights no place (builds._fuse_long_input);
+#: "0": a projection GEMM at every length; unset: in the kernel for short sequences only
+#: (builds.FUSE_INPUT_MAX_T).
 FUSE_INPUT_ENV = "TF2RT_CUDA_FUSE_INPUT"
 
 
