@@ -73,6 +73,29 @@ def _errors(stack, case: RnnCase, feeds: dict, dtype: str) -> dict:
     return stack_errors(torch, case, dtype, feeds, stack)
 
 
+def _stacks_with(case: RnnCase, dtype: str, *options) -> list:
+    """(stack, plan) of `case`'s persistent stack for each of the build `options`."""
+    specs = node_specs(case)
+    return [make_stack(specs, case.batch, case.seq_len, dtype, device_limits(), prefer="persistent",
+                       has_seq_lens=case.seq_lens, options=o) for o in options]
+
+
+def _two_calls_against(stack, other, case: RnnCase, dtype: str, same) -> tuple:
+    """Two calls of `stack` and `other` (the inputs scaled the second time): `stack` matches
+    onnxruntime and same(u, v) holds for every pair of outputs. Returns the last call's
+    inputs and both stacks' outputs (copies)."""
+    for i in range(2):
+        feeds = make_inputs(case)
+        feeds = {k: (v * (1.0 + 0.3 * i)).astype(v.dtype) if v.dtype == np.float32 else v for k, v in feeds.items()}
+        errs = _errors(stack, case, feeds, dtype)
+        assert max(errs.values()) <= TOL[dtype], errs
+        args = stack_inputs(torch, case, dtype, feeds)
+        a = [t.clone() for t in stack(*args) if t is not None]
+        b = [t.clone() for t in other(*args) if t is not None]
+        assert len(a) == len(b) and all(same(u, v) for u, v in zip(a, b)), i
+    return args, a, b
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 @pytest.mark.parametrize("kw", CASES, ids=_ids)
@@ -361,21 +384,9 @@ def test_dependent_launches_behind_the_projection_match_ordinary_ones(kw, dtype)
     kw = {"seq_len": 9, "input_size": 40, **kw}
     case = RnnCase(seed=len(_ids(kw)), **kw)
     make_weights(case)
-    specs = node_specs(case)
-    dep, _ = make_stack(specs, case.batch, case.seq_len, dtype, device_limits(), prefer="persistent",
-                        has_seq_lens=case.seq_lens, options=CudaOptions(pdl=True))
-    plain, _ = make_stack(specs, case.batch, case.seq_len, dtype, device_limits(), prefer="persistent",
-                          has_seq_lens=case.seq_lens, options=CudaOptions(pdl=False))
+    (dep, _), (plain, _) = _stacks_with(case, dtype, CudaOptions(pdl=True), CudaOptions(pdl=False))
     assert dep.pdl and not plain.pdl
-    for i in range(2):
-        feeds = make_inputs(case)
-        feeds = {k: (v * (1.0 + 0.3 * i)).astype(v.dtype) if v.dtype == np.float32 else v for k, v in feeds.items()}
-        errs = _errors(dep, case, feeds, dtype)
-        assert max(errs.values()) <= TOL[dtype], errs
-        args = stack_inputs(torch, case, dtype, feeds)
-        a = [t.clone() for t in dep(*args) if t is not None]
-        b = [t.clone() for t in plain(*args) if t is not None]
-        assert all(torch.equal(u, v) for u, v in zip(a, b)), i
+    args, _, b = _two_calls_against(dep, plain, case, dtype, torch.equal)
     graph = CapturedCall(lambda: [t for t in dep(*args) if t is not None])
     torch.cuda.synchronize()
     for u, v in zip(graph(), b):
@@ -400,22 +411,11 @@ def test_first_layer_reading_x_in_the_kernel_at_every_length(kw, dtype):
     kw = {"input_size": 40, **kw}
     case = RnnCase(seed=len(_ids(kw)) + 3, **kw)
     make_weights(case)
-    specs = node_specs(case)
-    fused, plan = make_stack(specs, case.batch, case.seq_len, dtype, device_limits(), prefer="persistent",
-                             has_seq_lens=case.seq_lens, options=CudaOptions(fuse_input=True))
-    gemm, _ = make_stack(specs, case.batch, case.seq_len, dtype, device_limits(), prefer="persistent",
-                         has_seq_lens=case.seq_lens, options=CudaOptions(fuse_input=False))
+    (fused, plan), (gemm, _) = _stacks_with(case, dtype, CudaOptions(fuse_input=True), CudaOptions(fuse_input=False))
     assert plan.kernel.fuse_input and plan.kernel.split_x, plan.describe()
     assert fused.proj[0] is None and gemm.proj[0] is not None
-    for i in range(2):
-        feeds = make_inputs(case)
-        feeds = {k: (v * (1.0 + 0.3 * i)).astype(v.dtype) if v.dtype == np.float32 else v for k, v in feeds.items()}
-        errs = _errors(fused, case, feeds, dtype)
-        assert max(errs.values()) <= TOL[dtype], errs
-        args = stack_inputs(torch, case, dtype, feeds)
-        a = [t.clone() for t in fused(*args) if t is not None]
-        b = [t.clone() for t in gemm(*args) if t is not None]
-        assert all(torch.allclose(u.float(), v.float(), atol=TOL[dtype], rtol=0) for u, v in zip(a, b)), i
+    args, a, _ = _two_calls_against(fused, gemm, case, dtype,
+                                    lambda u, v: torch.allclose(u.float(), v.float(), atol=TOL[dtype], rtol=0))
     graph = CapturedCall(lambda: [t for t in fused(*args) if t is not None])
     torch.cuda.synchronize()
     for u, v in zip(graph(), a):
