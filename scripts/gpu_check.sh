@@ -56,6 +56,7 @@
 #              (TF2RT_CUDA_FUSE_INPUT=1: no projection GEMM, no cast of fp32 x): its GPU test, then
 #              batch-1 T=100 engines (H 256-1024, fp16/fp32, LSTM/GRU) with and without it in turns
 #              (about 6 minutes)
+#   fusel2     fuseinput's test and engines, then l2front's engines (no probe), in one call (about 7 minutes)
 #   firstcall  benchmarks/cuda_first_call.py: seconds to an engine's first result
 #   probe1024  where a step of the fp16 H=1024 batch-64 persistent stack goes (the one shape
 #              cuDNN still wins): bench_cuda_rnn.py --probe, parts of the step switched off, then
@@ -140,6 +141,17 @@ for s in $stages; do
             TF2RT_CUDA_FUSE_INPUT=$f timeout 100 python3 benchmarks/bench_cuda_engine.py --reps 200 \
               --out "$out/cuda_engine_t100_fuse$f.md" --hiddens 256,512,1024 --batches 1 --steps 100 \
               --precisions fp16,fp32 --no-charrnn --no-keras
+          done ;;
+    fusel2) timeout 120 $pytest_gpu -vv tests/backends/test_cuda_persistent.py -k reading_x_in_the_kernel
+          for f in 0 1 0 1; do
+            TF2RT_CUDA_FUSE_INPUT=$f timeout 80 python3 benchmarks/bench_cuda_engine.py --reps 100 \
+              --out "$out/cuda_engine_t100_fuse$f.md" --hiddens 256,512,1024 --batches 1 --steps 100 \
+              --precisions fp16,fp32 --no-charrnn --no-keras
+          done
+          for w in front "" front; do
+            TF2RT_CUDA_L2_WINDOWS=$w timeout 60 python3 benchmarks/bench_cuda_engine.py --reps 200 \
+              --out "$out/cuda_engine_b1_l2$w.md" --hiddens 1024 --batches 1 --steps 1 --precisions fp32 --state 1 \
+              --no-charrnn --no-keras
           done ;;
     l2front) timeout 200 python3 benchmarks/cuda_step_bandwidth_probe.py --prefetch-masks 0,5 --reps 60 \
                --prefetch-shapes lstm:1024:float32,gru:1024:float32,lstm:1024:float16,gru:1024:float16 \
