@@ -143,15 +143,16 @@ for s in $stages; do
               --precisions fp16,fp32 --no-charrnn --no-keras
           done ;;
     fusel2) timeout 120 $pytest_gpu -vv tests/backends/test_cuda_persistent.py -k reading_x_in_the_kernel
-          for f in 0 1 0 1; do
-            TF2RT_CUDA_FUSE_INPUT=$f timeout 80 python3 benchmarks/bench_cuda_engine.py --reps 100 \
-              --out "$out/cuda_engine_t100_fuse$f.md" --hiddens 256,512,1024 --batches 1 --steps 100 \
-              --precisions fp16,fp32 --no-charrnn --no-keras
-          done
-          for w in front "" front; do
-            TF2RT_CUDA_L2_WINDOWS=$w timeout 60 python3 benchmarks/bench_cuda_engine.py --reps 200 \
-              --out "$out/cuda_engine_b1_l2$w.md" --hiddens 1024 --batches 1 --steps 1 --precisions fp32 --state 1 \
-              --no-charrnn --no-keras
+          for run in fuse0 fuse1 l2front l2 fuse0b fuse1b; do
+            case $run in
+              fuse*) f=${run:4:1}
+                     TF2RT_CUDA_FUSE_INPUT=$f timeout 100 python3 benchmarks/bench_cuda_engine.py --reps 100 \
+                       --out "$out/cuda_engine_t100_$run.md" --hiddens 512,1024 --batches 1 --steps 100 \
+                       --precisions fp16,fp32 --no-charrnn --no-keras ;;
+              l2*) TF2RT_CUDA_L2_WINDOWS=${run:2} timeout 50 python3 benchmarks/bench_cuda_engine.py --reps 200 \
+                     --out "$out/cuda_engine_b1_$run.md" --hiddens 1024 --batches 1 --steps 1 --precisions fp32 \
+                     --state 1 --no-charrnn --no-keras ;;
+            esac
           done ;;
     l2front) timeout 200 python3 benchmarks/cuda_step_bandwidth_probe.py --prefetch-masks 0,5 --reps 60 \
                --prefetch-shapes lstm:1024:float32,gru:1024:float32,lstm:1024:float16,gru:1024:float16 \
