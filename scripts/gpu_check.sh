@@ -40,23 +40,15 @@
 #              finish their products and their outputs (fp32 H=1024, L2 prefetch masks 0 / 5, +l2)
 #   wgmma      benchmarks/cuda_wgmma_probe.py: one CTA's large-batch fp16 product (32 x 1024 x 64) by
 #              mma.sync against Hopper's wgmma, checked against torch
-#   next       what the last work left for a GPU, in one call (about 10 minutes): the persistent
-#              kernel's GPU tests with dependent launches (TF2RT_CUDA_PDL=1, its wait now before
-#              the initial state's loads), the H=512 T=100 fp16 engines with and without them in
-#              turns, then where an fp16 H=1024 batch-64 step goes (the probe, now with the gates
-#              adding one K slice: the cost of the warps' split of K), and the first call of
-#              fp32 H=1024 one-step engines given states
+#   next       what the last work left for a GPU, in one call (about 5 minutes): where an fp16 H=1024
+#              batch-64 step goes (the probe, now with the gates adding one K slice: the cost of the
+#              warps' split of K), and the first call of fp32 H=1024 one-step engines given states
 #   fuse       one-step stacks with every layer in one launch (TF2RT_CUDA_GEMV_FUSE): GPU tests, the
 #              stacks at batch 1 against a launch a layer (L2 prefetch masks 0 / 5, persisting L2),
 #              then one-step engines at batch 1 (the first call times the form too)
 #   l2front    one-step fp32/fp16 H=1024 stacks at batch 1 with every line of the first layers
 #              persisting in L2 (TF2RT_CUDA_L2_WINDOWS=front, column +l2f) against a share of every
 #              layer's (+l2) and none, then stateful fp32 H=1024 engines with each (about 5 minutes)
-#   fuseinput  the first layer reading x itself at T=100, its input product before its wait
-#              (TF2RT_CUDA_FUSE_INPUT=1: no projection GEMM, no cast of fp32 x): its GPU test, then
-#              batch-1 T=100 engines (H 256-1024, fp16/fp32, LSTM/GRU) with and without it in turns
-#              (about 6 minutes)
-#   fusel2     fuseinput's test and engines, then l2front's engines (no probe), in one call (about 7 minutes)
 #   firstcall  benchmarks/cuda_first_call.py: seconds to an engine's first result
 #   probe1024  where a step of the fp16 H=1024 batch-64 persistent stack goes (the one shape
 #              cuDNN still wins): bench_cuda_rnn.py --probe, parts of the step switched off, then
@@ -126,34 +118,10 @@ for s in $stages; do
             --out "$out/cuda_step_fuse.md"
           timeout 150 python3 benchmarks/bench_cuda_engine.py --out "$out/cuda_engine_step.md" --reps 100 \
             --hiddens 512,1024 --batches 1 --steps 1 --no-charrnn --no-keras ;;
-    next) timeout 60 $pytest_gpu -vv tests/backends/test_cuda_persistent.py -k dependent_launches
-          TF2RT_CUDA_PDL=1 timeout 150 $pytest_gpu --maxfail=5 tests/backends/test_cuda_persistent.py
-          for p in "" 1 "" 1; do
-            TF2RT_CUDA_PDL=$p timeout 60 python3 benchmarks/bench_cuda_engine.py --out "$out/cuda_engine_t100_pdl$p.md" \
-              --reps 200 --hiddens 512 --batches 1 --steps 100 --precisions fp16 --no-charrnn --no-keras
-          done
-          timeout 240 python3 benchmarks/bench_cuda_rnn.py --probe --probe-shapes lstm:1024:64:100:float16 \
+    next) timeout 240 python3 benchmarks/bench_cuda_rnn.py --probe --probe-shapes lstm:1024:64:100:float16 \
             --reps 20 --out "$out/cuda_probe_1024.md"
           timeout 90 python3 benchmarks/cuda_first_call.py --out "$out/cuda_first_call_step_state.md" \
             --shapes lstm:1:1024:1:fp32:h0,gru:1:1024:1:fp32:h0 ;;
-    fuseinput) timeout 120 $pytest_gpu -vv tests/backends/test_cuda_persistent.py -k reading_x_in_the_kernel
-          for f in 0 1 0 1; do
-            TF2RT_CUDA_FUSE_INPUT=$f timeout 100 python3 benchmarks/bench_cuda_engine.py --reps 200 \
-              --out "$out/cuda_engine_t100_fuse$f.md" --hiddens 256,512,1024 --batches 1 --steps 100 \
-              --precisions fp16,fp32 --no-charrnn --no-keras
-          done ;;
-    fusel2) timeout 120 $pytest_gpu -vv tests/backends/test_cuda_persistent.py -k reading_x_in_the_kernel
-          for run in fuse0 fuse1 l2front l2 fuse0b fuse1b; do
-            case $run in
-              fuse*) f=${run:4:1}
-                     TF2RT_CUDA_FUSE_INPUT=$f timeout 100 python3 benchmarks/bench_cuda_engine.py --reps 100 \
-                       --out "$out/cuda_engine_t100_$run.md" --hiddens 512,1024 --batches 1 --steps 100 \
-                       --precisions fp16,fp32 --no-charrnn --no-keras ;;
-              l2*) TF2RT_CUDA_L2_WINDOWS=${run:2} timeout 50 python3 benchmarks/bench_cuda_engine.py --reps 200 \
-                     --out "$out/cuda_engine_b1_$run.md" --hiddens 1024 --batches 1 --steps 1 --precisions fp32 \
-                     --state 1 --no-charrnn --no-keras ;;
-            esac
-          done ;;
     l2front) timeout 200 python3 benchmarks/cuda_step_bandwidth_probe.py --prefetch-masks 0,5 --reps 60 \
                --prefetch-shapes lstm:1024:float32,gru:1024:float32,lstm:1024:float16,gru:1024:float16 \
                --out "$out/cuda_step_l2front.md"

@@ -393,30 +393,3 @@ def test_dependent_launches_behind_the_projection_match_ordinary_ones(kw, dtype)
         assert torch.equal(u, v)
     assert dep.pdl, "the driver refused the dependent launch: the stack fell back to ordinary ones"
 
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("kw,dtype", [
-    (dict(cell="lstm", hidden=512, batch=1, layers=2, seq_len=100, input_size=512), "float16"),
-    (dict(cell="gru", hidden=256, batch=1, layers=3, seq_len=50, input_size=100, initial=True), "float32"),
-    (dict(cell="lstm", hidden=256, batch=4, layers=2, seq_len=40, seq_lens=True, initial=True), "bfloat16"),
-    (dict(cell="gru", hidden=1024, batch=1, layers=2, seq_len=30, input_size=1000), "float32"),  # a launch a layer
-], ids=["lstm-h512-fp16", "gru-h256-fp32", "lstm-b4-bf16-lengths", "layerwise-gru-h1024-fp32"])
-def test_first_layer_reading_x_in_the_kernel_at_every_length(kw, dtype):
-    """options.fuse_input=True: the first layer reads x itself (no projection GEMM) at long
-    lengths too, its input product before its wait (SPLITX), in a wavefront and in one launch
-    a layer; over two calls and a graph replay it matches onnxruntime and the GEMM form."""
-    from tf2rt.backends.cuda.cudagraph import CapturedCall
-    from tf2rt.backends.cuda.options import CudaOptions
-
-    kw = {"input_size": 40, **kw}
-    case = RnnCase(seed=len(_ids(kw)) + 3, **kw)
-    make_weights(case)
-    (fused, plan), (gemm, _) = _stacks_with(case, dtype, CudaOptions(fuse_input=True), CudaOptions(fuse_input=False))
-    assert plan.kernel.fuse_input and plan.kernel.split_x, plan.describe()
-    assert fused.proj[0] is None and gemm.proj[0] is not None
-    args, a, _ = _two_calls_against(fused, gemm, case, dtype,
-                                    lambda u, v: torch.allclose(u.float(), v.float(), atol=TOL[dtype], rtol=0))
-    graph = CapturedCall(lambda: [t for t in fused(*args) if t is not None])
-    torch.cuda.synchronize()
-    for u, v in zip(graph(), a):
-        assert torch.equal(u, v)

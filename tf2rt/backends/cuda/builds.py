@@ -4,7 +4,6 @@ weight fragments live (kernel_config and the rules it applies)."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable
 
 from .device_limits import DeviceLimits
 from .kernel_config import GROUP_TILES, MAX_GATHER_WORDS, STATIC_SMEM_RESERVE, THREADS, KernelConfig
@@ -167,23 +166,6 @@ def wreg_applies(cfg: KernelConfig) -> bool:
             and cfg.frag_regs <= WREG_MAX_REGS)
 
 
-def _fuse_long_input(c2: KernelConfig, problem: RnnProblem, wavefront: bool, device: DeviceLimits,
-                     wreg_ok: Callable[[KernelConfig], bool]) -> KernelConfig:
-    """The two-barrier build `c2` with its first layer reading x itself at a long length
-    (options.fuse_input), its input product before its wait (SPLITX), where that costs the
-    recurrent weights no place: in a SPLITX wavefront when the input is no wider than the
-    deeper layers' (their rows are there already), in one launch a layer when the input
-    weights fit beside the recurrent ones (registers if those are in registers, else shared
-    memory). Otherwise `c2` unchanged."""
-    if wavefront:
-        ok = c2.split_x and problem.input_size <= problem.hidden
-        return replace(c2, fuse_input=True) if ok else c2
-    cf = replace(c2, fused=True, fuse_input=True, split_x=True, kx=round_up(problem.input_size, 8))
-    if cf.smem_bytes + STATIC_SMEM_RESERVE > device.smem_per_block or (wreg_ok(c2) and not wreg_ok(cf)):
-        return c2
-    return cf
-
-
 def kernel_config(problem: RnnProblem, groups: int, wavefront: bool, device: DeviceLimits,
                   allow_fuse_input: bool = True, options: CudaOptions | None = None) -> KernelConfig:
     """Tiling for `groups` layer-directions of `problem` sharing one launch."""
@@ -195,13 +177,7 @@ def kernel_config(problem: RnnProblem, groups: int, wavefront: bool, device: Dev
     # GEMM's launch). For long ones the GEMM wins even in a wavefront: a first layer with
     # in-kernel input products is as slow per step as the deeper ones, so it no longer
     # runs ahead of them (LSTM H=512 fp16 B=1 T=100 on an H200: 210 us vs 172 us).
-    short = problem.seq_len <= FUSE_INPUT_MAX_T if options.fuse_input is None else options.fuse_input
-    fuse_input = allow_fuse_input and short
-    # Forced for a long sequence (options.fuse_input): only in a two-barrier build, where the
-    # first layer's input product runs before its wait (_fuse_long_input).
-    long_fuse = fuse_input and problem.seq_len > FUSE_INPUT_MAX_T
-    if long_fuse:
-        fuse_input = False
+    fuse_input = allow_fuse_input and problem.seq_len <= FUSE_INPUT_MAX_T
     kx = max(problem.input_size if fuse_input else 0, problem.hidden if wavefront else 0)
     cfg = KernelConfig(
         cell_code=problem.cell_code,
@@ -227,8 +203,6 @@ def kernel_config(problem: RnnProblem, groups: int, wavefront: bool, device: Dev
     if use_two_barrier:
         c2 = replace(cfg, two_barrier=True, split_x=wavefront and groups > 1)
         wreg_ok = lambda c: options.wreg and wreg_applies(c)  # noqa: E731
-        if long_fuse:
-            c2 = _fuse_long_input(c2, problem, wavefront, device, wreg_ok)
         if tf32_applies(problem, options):
             gathered = problem.batch * problem.hidden * (2 if wavefront and groups > 1 else 1)
             c2 = replace(c2, tf32=True, packf=gathered >= PACKF_MIN_VALUES)

@@ -73,12 +73,6 @@ BULK_ENV = "TF2RT_CUDA_BULK"
 #: meet at each step's exchange, each multiplies more rows); unset: the fewest units such that
 #: every CTA of the launch has an SM of its own (builds.choose_upc).
 UPC_ENV = "TF2RT_CUDA_UPC"
-#: "1": the first layer of a two-barrier persistent build reads x itself at every sequence
-#: length, its input product before its wait for h (SPLITX), instead of a projection GEMM ahead
-#: of the kernel, where that costs the recurrent weights no place (builds._fuse_long_input);
-#: "0": a projection GEMM at every length; unset: in the kernel for short sequences only
-#: (builds.FUSE_INPUT_MAX_T).
-FUSE_INPUT_ENV = "TF2RT_CUDA_FUSE_INPUT"
 
 
 @dataclass(frozen=True)
@@ -103,7 +97,6 @@ class CudaOptions:
     row: bool = True  # ROW_ENV="0" -> False: the first-run measurement leaves out the row kernel
     bulk: str = ""  # BULK_ENV: "0" cp.async, "1" bulk copies, "n" multicast across n CTAs
     upc: int = 0  # UPC_ENV: least hidden units per CTA of persistent builds (0: the planner's choice)
-    fuse_input: bool | None = None  # FUSE_INPUT_ENV "1"/"0"; None: short sequences only
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CudaOptions:
@@ -120,8 +113,7 @@ class CudaOptions:
                    l2_persist={"1": True, "0": False}.get(env.get(L2_ENV, "")),
                    l2_windows=env.get(L2_WINDOWS_ENV, ""),
                    row=env.get(ROW_ENV, "") != "0", bulk=env.get(BULK_ENV, ""),
-                   upc=_positive(env.get(UPC_ENV, "")),
-                   fuse_input={"1": True, "0": False}.get(env.get(FUSE_INPUT_ENV, "")))
+                   upc=_positive(env.get(UPC_ENV, "")))
 
 
 def _positive(text: str) -> int:

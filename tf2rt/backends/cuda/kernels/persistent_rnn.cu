@@ -1275,33 +1275,6 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
         }
         return;
 #endif
-        // First layer with in-kernel input products: this thread's share of x_s, loaded
-        // one step ahead under SPLITX (x_{s+1} while step s runs), else at the top of step s
-        // before the wait on the exchange; either way the latency hides behind other work.
-        float xr[EPTX];
-        auto load_xr = [&](int s) {
-#pragma unroll
-            for (int e = 0; e < EPTX; ++e) {
-                const int idx = threadIdx.x + e * NTHR;
-                xr[e] = 0.0f;
-                if (idx < BATCH * xin_k) {
-                    const int b = idx / xin_k, k = idx - b * xin_k;
-                    const int t = reverse ? max(s_len[b] - 1 - s, 0) : s;
-                    xr[e] = x_load(xin_g + ((size_t)t * BATCH + b) * xin_k + k);
-                }
-            }
-        };
-        auto stage_xr = [&]() {
-#pragma unroll
-            for (int e = 0; e < EPTX; ++e) {
-                const int idx = threadIdx.x + e * NTHR;
-                if (idx < BATCH * xin_k) {
-                    const int b = idx / xin_k, k = idx - b * xin_k;
-                    xs[b * LDX + k] = to_stage(xr[e]);
-                }
-            }
-        };
-        if (SPLITX && xin_g) load_xr(0);
         for (int s = 0; s < T; ++s) {
             const bool active = s < glen;
             const int tt = active ? (reverse ? glen - 1 - s : s) : s;
@@ -1314,29 +1287,36 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #pragma unroll
                 for (int q = 0; q < NG; ++q) xg[q] = io_load(px + (size_t)q * HID);
             }
-            if (xin_g && !SPLITX) load_xr(s);
+            // First layer with in-kernel input products: x_t loads issued before the wait
+            // on the exchange, so their latency hides behind it.
+            float xr[EPTX];
+            if (xin_g) {
+#pragma unroll
+                for (int e = 0; e < EPTX; ++e) {
+                    const int idx = threadIdx.x + e * NTHR;
+                    xr[e] = 0.0f;
+                    if (idx < BATCH * xin_k) {
+                        const int b = idx / xin_k, k = idx - b * xin_k;
+                        const int t = reverse ? max(s_len[b] - 1 - s, 0) : s;
+                        xr[e] = x_load(xin_g + ((size_t)t * BATCH + b) * xin_k + k);
+                    }
+                }
+            }
             // A deeper wavefront layer reads the layer below's h_t from the exchange.
             const bool deeper = s > 0 && fused && !xin_g;
-            // SPLITX: the input product before the wait on this layer's own h_{t-1}, for a
-            // deeper layer (the layer below published h_t about a step ago) and for a first
-            // layer reading x itself; only the recurrent product stays between the exchange
-            // and the gates.
-            const bool split = SPLITX && (deeper || xin_g);
+            const bool split = SPLITX && deeper;
             if (split) {
-                if (xin_g) {
-                    stage_xr();
-                    if (s + 1 < T) load_xr(s + 1);
-                } else {
-                    gather(in_ex + (size_t)s * slot, 0, xs, LDX, epoch);
-                }
+                // SPLITX: the layer below published h_t about a step ago, so its input
+                // product runs while this layer's own h_{t-1} is still on its way; only
+                // the recurrent product stays between the exchange and the gates.
+                gather(in_ex + (size_t)s * slot, 0, xs, LDX, epoch);
                 __syncthreads();
 #if USE_MMA
                 dot_two_barrier<KX, LDX, KX, LDX, false, WS_PLANE, XS_PLANE>(Ws, xs, nullptr, xs, redx, redx, FRAGS_X);
 #else
                 DOT_X(Ws, xs, accX, ROWS, 0);
 #endif
-                if (s == 0) load_init(h0, 0, hs);
-                else gather(ex + (size_t)(s - 1) * slot, 0, hs, LDH, epoch);
+                gather(ex + (size_t)(s - 1) * slot, 0, hs, LDH, epoch);
             } else if (PAIR_GATHER && deeper) {
                 gather_pair(ex + (size_t)(s - 1) * slot, hs, LDH, in_ex + (size_t)s * slot, xs, LDX, epoch);
             } else {
@@ -1344,7 +1324,16 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                 else gather(ex + (size_t)(s - 1) * slot, 0, hs, LDH, epoch);
                 if (!xin_g && fused) gather(in_ex + (size_t)s * slot, 0, xs, LDX, epoch);
             }
-            if (xin_g && !split) stage_xr();
+            if (xin_g) {
+#pragma unroll
+                for (int e = 0; e < EPTX; ++e) {
+                    const int idx = threadIdx.x + e * NTHR;
+                    if (idx < BATCH * xin_k) {
+                        const int b = idx / xin_k, k = idx - b * xin_k;
+                        xs[b * LDX + k] = to_stage(xr[e]);
+                    }
+                }
+            }
             __syncthreads();
 #if USE_MMA
             if (fused && !split) dot_two_barrier<KP, LDH, KX, LDX, true>(Rs, hs, Ws, xs, red, redx, FRAGS);
