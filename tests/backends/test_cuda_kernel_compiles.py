@@ -180,15 +180,20 @@ def test_planned_builds_do_not_spill_registers(nvrtc, name):
     assert spills and all(int(n) == 0 for n in spills), f"{name}: {cfg}\n{log}"
 
 
-def _probes():
+def _bench_module(name: str):
+    """benchmarks/<name>.py as a module (the benchmarks folder is not a package)."""
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "cuda_kernel_probes.py"
-    spec = importlib.util.spec_from_file_location("cuda_kernel_probes", path)
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _probes():
+    return _bench_module("cuda_kernel_probes")
 
 
 def test_shipped_kernel_has_no_probe_switches():
@@ -216,13 +221,7 @@ def test_benchmark_probe_patches_apply_and_compile(nvrtc, name):
 def test_cluster_exchange_probe_compiles_for_sm90(nvrtc, cluster):
     """benchmarks/cuda_cluster_probe.py (DSMEM stores and cluster barriers, timed on a GPU
     only) compiles for sm_90 through ptxas: its inline PTX is valid for that target."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "cuda_cluster_probe.py"
-    spec = importlib.util.spec_from_file_location("cuda_cluster_probe", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _bench_module("cuda_cluster_probe")
     ok, log = nvrtc.compile_log(mod.CLUSTER_SRC, list(mod.compile_options(cluster)) + ["-arch=sm_90"])
     assert ok, log
 
@@ -231,13 +230,7 @@ def test_cluster_exchange_probe_compiles_for_sm90(nvrtc, cluster):
 def test_wgmma_probe_compiles_for_sm90a(nvrtc, wg, ch):
     """benchmarks/cuda_wgmma_probe.py (mma.sync against wgmma products, timed on a GPU only)
     compiles for sm_90a through ptxas without spills: its inline PTX is valid there."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "cuda_wgmma_probe.py"
-    spec = importlib.util.spec_from_file_location("cuda_wgmma_probe", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _bench_module("cuda_wgmma_probe")
     ok, log = nvrtc.compile_log(mod.SRC, ["--std=c++17", f"-DWG={wg}", f"-DCH={ch}", "-DWGMMA=1", "-arch=sm_90a",
                                           "-Xptxas", "-v"])
     assert ok, log
@@ -281,16 +274,10 @@ def test_step_timeline_patch_applies_and_compiles(nvrtc, dtype):
     """benchmarks/cuda_step_timeline.py patches the one-launch layer with %globaltimer stamps:
     every edit still finds its text exactly once, the patched build compiles for sm_90, and a
     stale edit is an error rather than a timeline of nothing."""
-    import importlib.util
-    from pathlib import Path
-
     from tf2rt.backends.cuda.options import CudaOptions
     from tf2rt.backends.cuda.single_step import step_defines
 
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "cuda_step_timeline.py"
-    spec = importlib.util.spec_from_file_location("cuda_step_timeline", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _bench_module("cuda_step_timeline")
     source = mod.timeline_source(kernel_source("single_step.cu"))
     assert source.count("tl_stamp(tl_layer,") == 4
     problem = RnnProblem("lstm", 1024, 1024, 1, 1, layers=2, dtype=dtype)
@@ -299,3 +286,11 @@ def test_step_timeline_patch_applies_and_compiles(nvrtc, dtype):
     assert ok, ptx
     with pytest.raises(KeyError):
         mod.timeline_source(kernel_source("single_step.cu").replace("grid_dep_wait();  // the layer below", "x"))
+
+
+@pytest.mark.parametrize("load", ["__ldg", "__ldcs"])
+def test_l2_order_probe_compiles_for_sm90(nvrtc, load):
+    """benchmarks/cuda_l2_order_probe.py's read (timed on a GPU only) compiles for sm_90."""
+    mod = _bench_module("cuda_l2_order_probe")
+    ok, log = nvrtc.compile_log(mod.READ_SRC, ["-DUNROLL=16", f"-DLOAD={load}", "-arch=sm_90"])
+    assert ok, log
