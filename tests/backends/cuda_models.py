@@ -171,10 +171,12 @@ def node_specs(case: RnnCase) -> list:
     return specs
 
 
-def stack_inputs(torch, case: RnnCase, dtype: str, feeds: dict, dev: str = "cuda", batch_major: bool = False) -> tuple:
-    """(x, h0, c0, seq_lens) of `feeds` as a recurrent stack takes them (stack_errors)."""
+def stack_inputs(torch, case: RnnCase, dtype: str, feeds: dict, dev: str = "cuda", batch_major: bool = False,
+                 x_dtype: str | None = None) -> tuple:
+    """(x, h0, c0, seq_lens) of `feeds` as a recurrent stack takes them (stack_errors); x in
+    `x_dtype` (default `dtype`), e.g. an fp16 engine's fp32 input."""
     tdt = getattr(torch, dtype)
-    x = torch.from_numpy(feeds["X"]).to(dev, tdt)
+    x = torch.from_numpy(feeds["X"]).to(dev, getattr(torch, x_dtype or dtype))
     if batch_major:
         x = x.transpose(0, 1).contiguous().transpose(0, 1)
     h0 = c0 = sl = None
@@ -188,13 +190,13 @@ def stack_inputs(torch, case: RnnCase, dtype: str, feeds: dict, dev: str = "cuda
 
 
 def stack_errors(torch, case: RnnCase, dtype: str, feeds: dict, stack, dev: str = "cuda",
-                 batch_major: bool = False) -> dict:
+                 batch_major: bool = False, x_dtype: str | None = None) -> dict:
     """Largest difference from onnxruntime of every output of a recurrent stack (the
     backend's call: x [T, B, in], h0/c0 [L*D, B, H], seq_lens [B] -> y [T, D, B, H], h_n,
     c_n) run on `feeds` of `case`, in `dtype` on torch device `dev`. batch_major: x given as
-    the engine's usual [B, T, in] buffer seen time-major."""
+    the engine's usual [B, T, in] buffer seen time-major; x_dtype: x's type (default dtype)."""
     ref = run_onnxruntime(build_model(case), feeds)
-    y, hn, cn = stack(*stack_inputs(torch, case, dtype, feeds, dev, batch_major))
+    y, hn, cn = stack(*stack_inputs(torch, case, dtype, feeds, dev, batch_major, x_dtype))
     T, B, D, H = feeds["X"].shape[0], case.batch, case.dirs, case.hidden
     got = {f"x_{case.layers}": y.permute(0, 2, 1, 3).reshape(T, B, D * H)}
     for layer in range(case.layers):

@@ -133,10 +133,30 @@ def test_the_configurations_cover_every_kernel_variant():
     assert any(k.mt_share and k.wtype != 0 for k in ks)
 
 
-def _compile(nvrtc, cfg):
-    defines = {**cfg.defines(), **gate_defines(), "NDESC": NDESC}
-    options = ["--std=c++17", "-arch=compute_90"] + [f"-D{k}={v}" for k, v in defines.items()]
+
+
+#: fp16/bf16 builds that read fp32 input projections (TF2RT_CUDA_XPROJ=tf32, PTYPE=0): the
+#: ones a GEMM feeds (not every layer projected inside), large-batch and two-barrier steps.
+PTYPE0 = sorted(n for n in PLANNED if CONFIGS[n].wtype != 0 and not CONFIGS[n].fuse_input)
+
+
+def _compile(nvrtc, cfg, extra=None, arch="compute_90"):
+    defines = {**cfg.defines(), **gate_defines(), "NDESC": NDESC, **(extra or {})}
+    options = ["--std=c++17", f"-arch={arch}"] + [f"-D{k}={v}" for k, v in defines.items()]
+    if arch.startswith("sm_"):
+        options += ["-Xptxas", "-v"]
+        return nvrtc.compile_log(kernel_source(), options)
     return nvrtc.compile(kernel_source(), options)
+
+
+@pytest.mark.parametrize("name", PTYPE0)
+def test_builds_reading_fp32_projections_compile_without_spills(nvrtc, name):
+    """PTYPE=0 (the HALF_TF32 projection's fp32 output): the build compiles for sm_90 without
+    spills."""
+    ok, log = _compile(nvrtc, CONFIGS[name], {"PTYPE": 0}, arch="sm_90")
+    assert ok, log
+    spills = re.findall(r"(\d+) bytes spill stores", log)
+    assert spills and all(int(n) == 0 for n in spills), f"{name}\n{log}"
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))

@@ -393,3 +393,34 @@ def test_dependent_launches_behind_the_projection_match_ordinary_ones(kw, dtype)
         assert torch.equal(u, v)
     assert dep.pdl, "the driver refused the dependent launch: the stack fell back to ordinary ones"
 
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kw,dtype", [
+    (dict(cell="lstm", hidden=512, batch=1, layers=2, seq_len=100, input_size=512), "float16"),  # wavefront
+    (dict(cell="gru", hidden=1024, batch=1, layers=2, seq_len=20, input_size=1024), "bfloat16"),  # a launch a layer
+    (dict(cell="lstm", hidden=256, batch=24, layers=2, seq_lens=True, initial=True), "float16"),  # large batch
+], ids=["wavefront-fp16", "layerwise-bf16", "large-batch-fp16"])
+def test_first_layer_projection_as_one_tf32_gemm_from_fp32_x(kw, dtype):
+    """options.xproj="tf32": the first layer's projection reads fp32 x as given (TF32 GEMM,
+    fp32 output read by a PTYPE=0 build); over two calls and a graph replay it matches
+    onnxruntime, and the default build to the stack's tolerance."""
+    from tf2rt.backends.cuda.cudagraph import CapturedCall
+    from tf2rt.backends.cuda.options import CudaOptions
+
+    kw = {"seq_len": 9, "input_size": 40, **kw}
+    case = RnnCase(seed=len(_ids(kw)) + 5, **kw)
+    make_weights(case)
+    (tf32, _), (plain, _) = _stacks_with(case, dtype, CudaOptions(xproj="tf32"), CudaOptions())
+    assert tf32.proj[0].mode == "tf32" and tf32.xp[0].dtype == torch.float32
+    feeds = make_inputs(case)
+    errs = stack_errors(torch, case, dtype, feeds, tf32, x_dtype="float32")
+    assert max(errs.values()) <= TOL[dtype], errs
+    args = stack_inputs(torch, case, dtype, feeds, x_dtype="float32")
+    a = [t.clone() for t in tf32(*args) if t is not None]
+    b = [t for t in plain(*stack_inputs(torch, case, dtype, feeds)) if t is not None]
+    assert all(float((u.float() - v.float()).abs().max()) <= TOL[dtype] for u, v in zip(a, b))
+    graph = CapturedCall(lambda: [t for t in tf32(*args) if t is not None])
+    torch.cuda.synchronize()
+    for u, v in zip(graph(), a):
+        assert torch.equal(u, v)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cuda_models import RnnCase, make_inputs, make_weights, node_specs, stack_errors
+from cuda_models import RnnCase, make_inputs, make_weights, node_specs, stack_errors, stack_inputs
 from helpers.cuda_host import persistent_host_kernel, use_host_kernels
 from test_conformance import CASES as CONFORMANCE
 
@@ -281,3 +281,34 @@ def test_a_dependent_launch_the_driver_refuses_falls_back_to_an_ordinary_one(hos
     assert tried == [dict(stream=7, shared_mem=plan.kernel.smem_bytes, cooperative=True)]
     assert ran == [((table.shape[0] * plan.kernel.ctas_per_group,), (plan.kernel.threads,), plan.kernel.smem_bytes)]
     assert stack.pdl is False
+
+
+@pytest.mark.parametrize("kw,dtype,device,want", [
+    (dict(cell="lstm", hidden=64, batch=1, layers=2, seq_len=7, initial=True), "float16", (8, 227),
+     dict(step="two-barrier", mode="wavefront")),
+    (dict(cell="gru", hidden=64, batch=2, layers=2, bidirectional=True, seq_lens=True), "bfloat16", (8, 227),
+     dict(mode="layerwise")),
+    (dict(cell="lstm", hidden=64, batch=16, layers=1, seq_lens=True, initial=True), "float16", (8, 227),
+     dict(step="large-batch")),
+], ids=["wavefront-fp16", "layerwise-bidirectional-bf16", "large-batch-fp16"])
+def test_first_layer_projection_as_one_tf32_gemm_from_fp32_x(host, kw, dtype, device, want):
+    """TF2RT_CUDA_XPROJ=tf32: an fp16/bf16 stack's first-layer projection is one TF32 GEMM
+    that reads fp32 x as given (no cast ahead of it) and writes fp32 projections, which the
+    kernel reads as such (PTYPE=0); deeper layers keep their own GEMMs. Given fp32 x and given
+    x in the stack's type, it matches onnxruntime, and the default build to the same
+    tolerance."""
+    torch = host
+    case, plan, stack = _build(kw, dtype, device, dict(xproj="tf32"))
+    _check_build(plan, want)
+    _, _, plain = _build(kw, dtype, device, {})
+    assert stack.proj[0].mode == "tf32" and stack.xp[0].dtype == torch.float32
+    assert all(pj is None or pj.mode == "plain" for pj in stack.proj[1:]) and plain.proj[0].mode == "plain"
+    feeds = make_inputs(case)
+    for x_dtype in ("float32", dtype):
+        errs = stack_errors(torch, case, dtype, feeds, stack, dev="cpu", x_dtype=x_dtype)
+        assert max(errs.values()) <= TOL[dtype], (x_dtype, errs)
+    a = stack(*stack_inputs(torch, case, dtype, feeds, "cpu", x_dtype="float32"))
+    b = plain(*stack_inputs(torch, case, dtype, feeds, "cpu"))
+    for u, v in zip(a, b):
+        if u is not None:
+            assert float((u.float() - v.float()).abs().max()) <= TOL[dtype]

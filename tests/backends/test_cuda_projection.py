@@ -32,6 +32,11 @@ def test_projection_mode_by_size_dtype_and_override(monkeypatch):
     assert projection_mode("float32", 1, 1024, 4096, bf16_ok=False) == "plain"
     monkeypatch.setenv(XPROJ_ENV, "tf32x3")
     assert projection_mode("float32", 1, 8, 8) == "tf32x3" and projection_mode("bfloat16", 1, 8, 8) == "plain"
+    # tf32: an fp16/bf16 first layer whose caller reads fp32 projections; fp32 stacks keep their choice
+    monkeypatch.setenv(XPROJ_ENV, "tf32")
+    assert projection_mode("float16", 100, 512, 2048, half_tf32=True) == "tf32"
+    assert projection_mode("bfloat16", 100, 512, 2048) == "plain"  # a caller reading its own type
+    assert projection_mode("float32", rows, 256, 1024) == XPROJ_DEFAULT
     monkeypatch.setenv(XPROJ_ENV, "fast")
     with pytest.raises(ValueError, match="plain, tf32x3, bf16x3"):
         projection_mode("float32", 1, 8, 8)
@@ -97,3 +102,22 @@ def test_split_operands_from_a_transposed_input(mode):
     want = proj.stage(view.contiguous().reshape(15, 40))
     assert got.shape == want.shape and torch.equal(got, want)
     assert not Projection(W, b, torch.float32, 16, "cpu", "plain").takes_any_layout(view)
+
+
+def test_tf32_projection_of_a_half_stack_reads_fp32_x_and_writes_fp32():
+    """Mode "tf32" (fp16/bf16 stacks): fp32 x as given, any other type converted, fp32
+    projections out with the bias (on the CPU the GEMM is plain fp32)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2)
+    W = rng.uniform(-1, 1, (24, 40)).astype(np.float32)
+    b = rng.uniform(-1, 1, 24).astype(np.float32)
+    x = rng.uniform(-3, 3, (3, 2, 40)).astype(np.float32)
+    proj = Projection(W, b, torch.float16, 16, "cpu", "tf32")
+    assert proj.out_dtype == torch.float32 and not proj.takes_any_layout(torch.from_numpy(x))
+    ref = x.reshape(6, 40).astype(np.float64) @ W.T.astype(np.float64) + b
+    for xin in (torch.from_numpy(x), torch.from_numpy(x).to(torch.float16)):
+        out = torch.empty(6, 24)
+        proj(xin, out)
+        np.testing.assert_allclose(out.numpy(), ref, rtol=0, atol=2e-5 if xin.dtype == torch.float32 else 2e-2)
+    with pytest.raises(ValueError, match="fp16/bf16 stacks"):
+        Projection(W, b, torch.float32, 16, "cpu", "tf32")

@@ -297,6 +297,8 @@ def persistent_host_kernel(cfg: Any, probe: tuple = (), io_types: tuple | None =
     defines = {**cfg.defines(), **persistent.gate_defines(), "NDESC": persistent.NDESC}
     if io_types is not None:
         defines.update(XTYPE=io_types[0], OTYPE=io_types[1], YTYPE=io_types[2])
+        if len(io_types) > 3:
+            defines["PTYPE"] = io_types[3]
     return host_kernels("persistent_rnn.cu", {**defines, "EMU_SLOW_LAST": 1}, concurrent=True)["persistent_rnn"]
 
 

@@ -40,7 +40,9 @@ GEMV_L2PF_ENV = "TF2RT_CUDA_GEMV_L2PF"
 #: at once; "0" a launch a layer; unset: a launch a layer (the runner's first-run measurement
 #: times both once backends.cuda.FUSE_CANDIDATE is on).
 GEMV_FUSE_ENV = "TF2RT_CUDA_GEMV_FUSE"
-#: fp32 input-projection GEMMs: "plain", "tf32x3" or "bf16x3" forces that form.
+#: fp32 input-projection GEMMs: "plain", "tf32x3" or "bf16x3" forces that form; "tf32": an
+#: fp16/bf16 persistent stack's first-layer projection is one TF32 GEMM reading fp32 x as given
+#: (no cast ahead of it) and writing fp32 projections (projection.HALF_TF32).
 XPROJ_ENV = "TF2RT_CUDA_XPROJ"
 #: "1": launch the single-step stack's one-launch layers as programmatic dependents (launch.py),
 #: so each layer fetches its weights while the layer below still runs, and the persistent
@@ -89,7 +91,7 @@ class CudaOptions:
     gemv_prefetch: int = 0  # GEMV_PF_ENV: loads a lane issues early (0: the planner's choice)
     gemv_l2pf: str = ""  # GEMV_L2PF_ENV: L2 prefetch mask "0"-"15" ("": the planner's choice)
     gemv_fuse: bool | None = None  # GEMV_FUSE_ENV "1"/"0"; None: a layer a launch (or the runner's measurement)
-    xproj: str = ""  # XPROJ_ENV: "plain" | "tf32x3" | "bf16x3" (checked where used)
+    xproj: str = ""  # XPROJ_ENV: "plain" | "tf32x3" | "bf16x3" | "tf32" (checked where used)
     pdl: bool | None = None  # PDL_ENV "1"/"0" -> True/False; None: dependent where the GPU allows
     resident: bool | None = None  # RESIDENT_ENV "1"/"0"; None: the decoder's default
     l2_persist: bool | None = None  # L2_ENV "1"/"0"; None: measured by the runner (not in a bare stack)

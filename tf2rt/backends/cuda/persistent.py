@@ -24,7 +24,7 @@ from .packing import (KERNEL_ORDER, DirectionWeights, pack_rows, round_tf32_pair
                       to_mma_fragments)
 from .plan import DeviceLimits, KernelConfig, Plan, RnnProblem
 from .options import CudaOptions, resolve
-from .projection import Projection, projection_mode
+from .projection import HALF_TF32, Projection, projection_mode
 from .views import target_buffers
 
 NDESC = 24
@@ -73,15 +73,17 @@ def compile_kernel(cfg: KernelConfig, probe: tuple[str, ...] = (), io_types: tup
     """NVRTC-compile the kernel for `cfg`; returns a cupy RawKernel.
 
     `probe` names extra -D switches ("NAME" or "NAME=value") of other builds, for
-    benchmarks/bench_cuda_rnn.py only. `io_types`: (XTYPE, OTYPE, YTYPE), the types x is
-    read in, hn/cn written in and y written in (0 f32, 1 f16, 2 bf16); None: the stack's own
-    type. `source`: the CUDA text to compile instead of kernel_source() (a benchmark's
+    benchmarks/bench_cuda_rnn.py only. `io_types`: (XTYPE, OTYPE, YTYPE[, PTYPE]), the types x
+    is read in, hn/cn written in, y written in and the input projections read in (0 f32, 1 f16,
+    2 bf16); None: the stack's own type. `source`: the CUDA text to compile instead of kernel_source() (a benchmark's
     patched copy)."""
     import cupy
 
     switches = dict(name.split("=", 1) if "=" in name else (name, 1) for name in probe)
     if io_types is not None:
         switches.update(XTYPE=io_types[0], OTYPE=io_types[1], YTYPE=io_types[2])
+        if len(io_types) > 3:
+            switches["PTYPE"] = io_types[3]
     defines = {**cfg.defines(), **gate_defines(), "NDESC": NDESC, **switches}
     options = ("--std=c++17", "-lineinfo") + tuple(f"-D{k}={v}" for k, v in defines.items())
     # Cooperative launch: the driver refuses a grid that cannot be co-resident instead of
@@ -227,7 +229,8 @@ class PersistentStack:
         for layer, dirs in enumerate(layers):
             gemm = (layer == 0 and not cfg.fuse_input) or (layer > 0 and not self.wavefront)
             W = np.concatenate([w.W for w in dirs], 0)
-            mode = projection_mode(p.dtype, T * B, W.shape[1], W.shape[0], p.bf16_ok, options)
+            # fp16/bf16: the first layer's GEMM may read fp32 x itself (HALF_TF32: PTYPE=0 below)
+            mode = projection_mode(p.dtype, T * B, W.shape[1], W.shape[0], p.bf16_ok, options, half_tf32=layer == 0)
             self.proj.append(Projection(W, np.concatenate([w.Wb for w in dirs], 0), self.dt, T * B, self.dev, mode)
                              if gemm else None)
         # In-kernel input weights: first layer (short sequences), deeper wavefront layers.
@@ -242,7 +245,8 @@ class PersistentStack:
                 if lw[0].input_size != H:
                     raise ShapeError("wavefront layers need input size == hidden size")
         G = p.gates
-        self.xp = [torch.empty(T * B, D * G * H, **io) for _ in range(1 if self.wavefront else L)]
+        self.xp = [torch.empty(T * B, D * G * H, device=self.dev, dtype=self.dt if pj is None else pj.out_dtype)
+                   for pj in self.proj[:1 if self.wavefront else L]]
         self.y = [torch.empty(T, D, B, H, **io) for _ in range(1 if self.wavefront else L)]
         self.hn = torch.empty(L * D, B, H, **io)
         self.cn = torch.empty(L * D, B, H, **io) if p.cell == "lstm" else None
@@ -271,7 +275,6 @@ class PersistentStack:
         p, cfg = self.problem, self.cfg
         H, B, L, D, G = p.hidden, p.batch, p.layers, p.directions, p.gates
         ptr = lambda t: 0 if t is None else t.data_ptr()  # noqa: E731
-        el = torch.tensor([], dtype=self.dt).element_size()
         launches = [list(range(L))] if self.wavefront else [[layer] for layer in range(L)]
         tables = []
         for layer_ids in launches:
@@ -288,7 +291,7 @@ class PersistentStack:
                     desc[D_IN_EX] = ptr(self.ex[g - 1]) if layer > 0 else 0
                 else:
                     xp = self.xp[0 if self.wavefront else layer]
-                    desc[D_XP] = xp.data_ptr() + d * G * H * el
+                    desc[D_XP] = xp.data_ptr() + d * G * H * xp.element_size()
                     desc[D_XP_STRIDE] = D * G * H
                 last = layer == L - 1
                 if (not self.wavefront) or last:
@@ -362,11 +365,12 @@ class PersistentStack:
             self.seq.copy_(seq_lens.reshape(B))
         tables = self._desc[(h0 is not None, c0 is not None, seq_lens is not None)]
         stream = self._stream()
-        split_in = not cfg.fuse_input and self.proj[0] is not None and self.proj[0].takes_any_layout(x)
-        if split_in:  # the split projection's staging reads x in any layout (no copy first)
+        proj0 = None if cfg.fuse_input else self.proj[0]
+        if proj0 is not None and proj0.takes_any_layout(x):  # the split projection's staging reads x in any layout
             inp = x
         else:
-            if not (cfg.fuse_input and x.dtype in _TYPE_CODES):  # in-kernel input products read any float x
+            # in-kernel input products read any float x, and a HALF_TF32 projection fp32 x
+            if not (cfg.fuse_input and x.dtype in _TYPE_CODES) and not (proj0 is not None and proj0.mode == HALF_TF32):
                 x = x.to(self.dt, memory_format=torch.contiguous_format)  # one copy: type and layout
             x = x.contiguous()
             inp = x.reshape(T * B, -1)
@@ -381,18 +385,21 @@ class PersistentStack:
             else:
                 self.proj[li](inp, self.xp[li][: T * B])
             last = li == len(tables) - 1
-            kernel = self.kernel_for(x_dt if li == 0 else self.dt, self.out_dtype if last else self.dt)
+            kernel = self.kernel_for(x_dt if li == 0 else self.dt, self.out_dtype if last else self.dt,
+                                     self.xp[0 if self.wavefront else li].dtype)
             self.launch(table, T, xin, stream, self.syncs[li], kernel, dependent=self.pdl and not xin)
         y = self.y[-1][:T]
         return y, self.hn, self.cn
 
-    def kernel_for(self, x_dtype: Any, y_dtype: Any = None) -> Any:
+    def kernel_for(self, x_dtype: Any, y_dtype: Any = None, xp_dtype: Any = None) -> Any:
         """The kernel that reads x in `x_dtype`, writes hn/cn in self.out_dtype and y in
-        `y_dtype` (default self.out_dtype)."""
+        `y_dtype` (default self.out_dtype), and reads its input projections in `xp_dtype`
+        (default the stack's type; fp32 after a HALF_TF32 projection)."""
         y_dtype = self.out_dtype if y_dtype is None else y_dtype
-        if x_dtype == self.dt and self.out_dtype == self.dt and y_dtype == self.dt:
+        xp_dtype = self.dt if xp_dtype is None else xp_dtype
+        if x_dtype == self.dt and self.out_dtype == self.dt and y_dtype == self.dt and xp_dtype == self.dt:
             return self.kernel
-        key = (x_dtype, self.out_dtype, y_dtype)
+        key = (x_dtype, self.out_dtype, y_dtype, xp_dtype)
         if key not in self._kernels:
             self._kernels[key] = compile_kernel(self.cfg, self.probe, tuple(_TYPE_CODES[t] for t in key), self.source)
         return self._kernels[key]

@@ -24,6 +24,11 @@ from .options import XPROJ_ENV, CudaOptions, resolve
 
 #: The fp32 projection's forms (options.xproj, XPROJ_ENV, forces one).
 XPROJ_MODES = ("plain", "tf32x3", "bf16x3")
+#: An fp16/bf16 stack's first-layer projection as one TF32 GEMM straight from fp32 x, with fp32
+#: output (XPROJ_ENV=tf32; persistent stacks, which read it with PTYPE=0): no cast of x ahead
+#: of the GEMM. TF32 keeps x's and W's 10-bit mantissas, as fp16 does, over fp32's range, and
+#: the projections are not rounded to fp16.
+HALF_TF32 = "tf32"
 #: fp32 projections of at least XPROJ_MIN_ROWS rows use the split GEMM where they have at
 #: least XPROJ_MIN_FLOP (2 M K N) or a weight of at least XPROJ_MIN_KN values; below that
 #: the extra elementwise passes cost more than they save. H200, 2-layer stacks, plain ->
@@ -39,16 +44,18 @@ XPROJ_DEFAULT = "bf16x3"
 
 
 def projection_mode(dtype: str, rows: int, k: int, n: int, bf16_ok: bool = True,
-                    options: CudaOptions | None = None) -> str:
+                    options: CudaOptions | None = None, half_tf32: bool = False) -> str:
     """How the projection of `rows` x `k` inputs onto `n` outputs runs for `dtype`;
     `bf16_ok`: whether the weights are small enough for bf16 parts (plan.BF16X3_MAX_ROW_NORM;
-    else three TF32 passes)."""
+    else three TF32 passes); `half_tf32`: whether the caller reads fp32 projections of an
+    fp16/bf16 stack (HALF_TF32, where XPROJ_ENV asks for it)."""
     env = resolve(options).xproj
-    if env and env not in XPROJ_MODES:
-        raise ValueError(f"{XPROJ_ENV}={env!r}: expected one of {', '.join(XPROJ_MODES)}")
+    if env and env not in XPROJ_MODES + (HALF_TF32,):
+        raise ValueError(f"{XPROJ_ENV}={env!r}: expected one of {', '.join(XPROJ_MODES)} (fp32 stacks) "
+                         f"or {HALF_TF32} (fp16/bf16 persistent stacks)")
     if dtype != "float32":
-        return "plain"
-    if env:
+        return HALF_TF32 if env == HALF_TF32 and half_tf32 else "plain"
+    if env and env != HALF_TF32:  # HALF_TF32 is another type's form: fp32 stacks keep their own
         return env
     big = 2.0 * rows * k * n >= XPROJ_MIN_FLOP or k * n >= XPROJ_MIN_KN
     if rows < XPROJ_MIN_ROWS or not big:
@@ -98,12 +105,19 @@ class Projection:
     def __init__(self, W: np.ndarray, b: np.ndarray, io: Any, max_rows: int, device: Any, mode: str) -> None:
         import torch
 
-        if mode not in XPROJ_MODES:
+        if mode not in XPROJ_MODES + (HALF_TF32,):
             raise ValueError(f"unknown projection mode {mode!r}")
         self.mode = mode
         n, k = W.shape
         self.k = k
-        self.b = torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32)).to(device=device, dtype=io)
+        #: the type of the projections it writes
+        self.out_dtype = torch.float32 if mode == HALF_TF32 else io
+        self.b = torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32)).to(device=device, dtype=self.out_dtype)
+        if mode == HALF_TF32:
+            if io == torch.float32:
+                raise ValueError(f"projection mode {mode!r} is for fp16/bf16 stacks")
+            self.wt = torch.from_numpy(np.ascontiguousarray(W.T, dtype=np.float32)).to(device)
+            return
         if mode == "plain":
             self.wt = torch.from_numpy(np.ascontiguousarray(W.T)).to(device=device, dtype=io)
             return
@@ -154,13 +168,17 @@ class Projection:
         """Whether __call__ can take x [T, B, K] as it is (no contiguous copy first)."""
         import torch
 
-        return self.mode != "plain" and x.dtype == torch.float32
+        return self.mode in ("tf32x3", "bf16x3") and x.dtype == torch.float32
 
     def __call__(self, inp: Any, out: Any) -> None:
         import torch
 
         if self.mode == "plain":
             torch.addmm(self.b, inp.reshape(-1, inp.shape[-1]), self.wt, out=out)
+            return
+        if self.mode == HALF_TF32:  # fp32 x as it comes (other types converted), fp32 out
+            with _tf32_matmul():
+                torch.addmm(self.b, inp.reshape(-1, inp.shape[-1]).float(), self.wt, out=out)
             return
         x3 = self.stage(inp)
         if self.mode == "tf32x3":

@@ -212,6 +212,22 @@
 #include "rnn_cell.cuh"
 #include "pdl.cuh"
 
+// xp_t: the type a launch reads its input projections (the GEMM's output) in: PTYPE, default
+// the stack's own; 0 (fp32) where an fp16/bf16 stack's projection runs as one TF32 GEMM
+// straight from fp32 x (projection.py, mode "tf32": no cast of x ahead of it).
+#ifndef PTYPE
+#define PTYPE IOTYPE
+#endif
+#if PTYPE == IOTYPE
+typedef io_t xp_t;
+__device__ __forceinline__ float xp_load(const xp_t* p) { return io_load(p); }
+#elif PTYPE == 0
+typedef float xp_t;
+__device__ __forceinline__ float xp_load(const xp_t* p) { return *p; }
+#else
+#error "PTYPE: the stack's own type or 0 (fp32)"
+#endif
+
 // One launch a layer writes y of the layers below the last in the stack's own type (YTYPE:
 // the next layer's projection reads them) and the last layer's y, like hn and cn, in OTYPE.
 #if WTYPE == 0 && !BF16X3
@@ -1021,7 +1037,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
     const float* rb = reinterpret_cast<const float*>(d[D_RB]);
     const float* wb = reinterpret_cast<const float*>(d[D_WB]);
     const float* P = reinterpret_cast<const float*>(d[D_P]);
-    const io_t* xp = reinterpret_cast<const io_t*>(d[D_XP]);
+    const xp_t* xp = reinterpret_cast<const xp_t*>(d[D_XP]);
     const long long xp_stride = d[D_XP_STRIDE];
     const io_t* h0 = reinterpret_cast<const io_t*>(d[D_H0]);
     const io_t* c0p = reinterpret_cast<const io_t*>(d[D_C0]);
@@ -1283,9 +1299,9 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
 #pragma unroll
             for (int q = 0; q < NG; ++q) xg[q] = 0.0f;
             if (!fused && gact && active) {
-                const io_t* px = xp + ((size_t)tt * BATCH + gb) * xp_stride + gj;
+                const xp_t* px = xp + ((size_t)tt * BATCH + gb) * xp_stride + gj;
 #pragma unroll
-                for (int q = 0; q < NG; ++q) xg[q] = io_load(px + (size_t)q * HID);
+                for (int q = 0; q < NG; ++q) xg[q] = xp_load(px + (size_t)q * HID);
             }
             // First layer with in-kernel input products: x_t loads issued before the wait
             // on the exchange, so their latency hides behind it.
@@ -1461,9 +1477,9 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                 for (int q = 0; q < NG; ++q) xg[p][q] = 0.0f;
                 if (!fused && gi < NPAIR && u < nu && s < s_len[b]) {
                     const int tt = reverse ? s_len[b] - 1 - s : s;
-                    const io_t* px = xp + ((size_t)tt * BATCH + b) * xp_stride + j0 + u;
+                    const xp_t* px = xp + ((size_t)tt * BATCH + b) * xp_stride + j0 + u;
 #pragma unroll
-                    for (int q = 0; q < NG; ++q) xg[p][q] = io_load(px + (size_t)q * HID);
+                    for (int q = 0; q < NG; ++q) xg[p][q] = xp_load(px + (size_t)q * HID);
                 }
             }
             // One phase of a step: wait for the producers' flags of the wanted inputs, copy
@@ -1647,7 +1663,7 @@ persistent_rnn(const long long* __restrict__ desc_all, int ngroups, int T, u32* 
                 int len = s_len[b];
                 if (u < nu && s < len) {
                     int t = reverse ? len - 1 - s : s;
-                    v = io_load(xp + ((size_t)t * BATCH + b) * xp_stride + gate * HID + j0 + u);
+                    v = xp_load(xp + ((size_t)t * BATCH + b) * xp_stride + gate * HID + j0 + u);
                 }
                 accX[i] = v;
             }
