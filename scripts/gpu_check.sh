@@ -49,6 +49,7 @@
 #   l2front    one-step fp32/fp16 H=1024 stacks at batch 1 with every line of the first layers
 #              persisting in L2 (TF2RT_CUDA_L2_WINDOWS=front, column +l2f) against a share of every
 #              layer's (+l2) and none, then stateful fp32 H=1024 engines with each (about 5 minutes)
+#   queue      everything still untimed, in order of value (about 10 minutes): xproj, l2order, next
 #   xproj      fp16 engines whose first-layer projection is one TF32 GEMM reading fp32 x (TF2RT_CUDA_XPROJ=tf32:
 #              no cast of x ahead of it): its GPU test, then T=100 engines (H 512/1024, batch 1/64) with
 #              and without it in turns (about 7 minutes)
@@ -128,6 +129,7 @@ for s in $stages; do
             --reps 20 --out "$out/cuda_probe_1024.md"
           timeout 90 python3 benchmarks/cuda_first_call.py --out "$out/cuda_first_call_step_state.md" \
             --shapes lstm:1:1024:1:fp32:h0,gru:1:1024:1:fp32:h0 ;;
+    queue) bash "$0" "$out" xproj l2order next ;;
     xproj) timeout 120 $pytest_gpu -vv tests/backends/test_cuda_persistent.py -k tf32_gemm
            for x in "" tf32 "" tf32; do
              TF2RT_CUDA_XPROJ=$x timeout 100 python3 benchmarks/bench_cuda_engine.py --reps 200 \
