@@ -75,8 +75,8 @@ def compile_kernel(cfg: KernelConfig, probe: tuple[str, ...] = (), io_types: tup
     `probe` names extra -D switches ("NAME" or "NAME=value") of other builds, for
     benchmarks/bench_cuda_rnn.py only. `io_types`: (XTYPE, OTYPE, YTYPE[, PTYPE]), the types x
     is read in, hn/cn written in, y written in and the input projections read in (0 f32, 1 f16,
-    2 bf16); None: the stack's own type. `source`: the CUDA text to compile instead of kernel_source() (a benchmark's
-    patched copy)."""
+    2 bf16); None: the stack's own type. `source`: the CUDA text to compile instead of
+    kernel_source() (a benchmark's patched copy)."""
     import cupy
 
     switches = dict(name.split("=", 1) if "=" in name else (name, 1) for name in probe)
