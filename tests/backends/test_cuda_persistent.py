@@ -404,7 +404,7 @@ def test_dependent_launches_behind_the_projection_match_ordinary_ones(kw, dtype)
 def test_first_layer_projection_as_one_tf32_gemm_from_fp32_x(kw, dtype):
     """options.xproj="tf32": the first layer's projection reads fp32 x as given (TF32 GEMM,
     fp32 output read by a PTYPE=0 build); over two calls and a graph replay it matches
-    onnxruntime, and the default build to the stack's tolerance."""
+    onnxruntime, and stays within twice the stack's tolerance of the default build."""
     from tf2rt.backends.cuda.cudagraph import CapturedCall
     from tf2rt.backends.cuda.options import CudaOptions
 
@@ -419,7 +419,8 @@ def test_first_layer_projection_as_one_tf32_gemm_from_fp32_x(kw, dtype):
     args = stack_inputs(torch, case, dtype, feeds, x_dtype="float32")
     a = [t.clone() for t in tf32(*args) if t is not None]
     b = [t for t in plain(*stack_inputs(torch, case, dtype, feeds)) if t is not None]
-    assert all(float((u.float() - v.float()).abs().max()) <= TOL[dtype] for u, v in zip(a, b))
+    # both within TOL of onnxruntime (the default build's own GPU tests check it): 2 TOL apart at most
+    assert all(float((u.float() - v.float()).abs().max()) <= 2 * TOL[dtype] for u, v in zip(a, b))
     graph = CapturedCall(lambda: [t for t in tf32(*args) if t is not None])
     torch.cuda.synchronize()
     for u, v in zip(graph(), a):
