@@ -49,7 +49,10 @@
 #   l2front    one-step fp32/fp16 H=1024 stacks at batch 1 with every line of the first layers
 #              persisting in L2 (TF2RT_CUDA_L2_WINDOWS=front, column +l2f) against a share of every
 #              layer's (+l2) and none, then stateful fp32 H=1024 engines with each (about 5 minutes)
-#   queue      everything still untimed, in order of value (about 10 minutes): xproj, l2order, next
+#   queue      everything still untimed, in order of value (about 12 minutes, more than one call allows:
+#              run it as two, `xproj l2order` then `alt next`): xproj, l2order, alt, next
+#   alt        one-step layers holding each row's tail every other call (TF2RT_CUDA_GEMV_ALT=1): its GPU
+#              test, then H=1024 one-step engines given states with and without it in turns
 #   xproj      fp16 engines whose first-layer projection is one TF32 GEMM reading fp32 x (TF2RT_CUDA_XPROJ=tf32:
 #              no cast of x ahead of it): its GPU test, then T=100 engines (H 512/1024, batch 1/64) with
 #              and without it in turns (about 7 minutes)
@@ -129,7 +132,13 @@ for s in $stages; do
             --reps 20 --out "$out/cuda_probe_1024.md"
           timeout 90 python3 benchmarks/cuda_first_call.py --out "$out/cuda_first_call_step_state.md" \
             --shapes lstm:1:1024:1:fp32:h0,gru:1:1024:1:fp32:h0 ;;
-    queue) bash "$0" "$out" xproj l2order next ;;
+    queue) bash "$0" "$out" xproj l2order alt next ;;
+    alt) timeout 60 $pytest_gpu -vv tests/backends/test_cuda_single_step.py -k tail_every_other
+         for a in "" 1 "" 1; do
+           TF2RT_CUDA_GEMV_ALT=$a timeout 60 python3 benchmarks/bench_cuda_engine.py --reps 200 \
+             --out "$out/cuda_engine_b1_alt$a.md" --hiddens 1024 --batches 1 --steps 1 --precisions fp32,fp16 \
+             --state 1 --no-charrnn --no-keras
+         done ;;
     xproj) timeout 120 $pytest_gpu -vv tests/backends/test_cuda_persistent.py -k tf32_gemm
            for x in "" tf32 "" tf32; do
              TF2RT_CUDA_XPROJ=$x timeout 100 python3 benchmarks/bench_cuda_engine.py --reps 200 \

@@ -289,6 +289,28 @@ def test_one_launch_layer_l2_prefetches_compile_for_sm90(nvrtc, dtype, mask):
     assert ("ld.global.cs" in gemv) == bool(mask & 4)
 
 
+@pytest.mark.parametrize("mask", [0, 5])
+@pytest.mark.parametrize("dtype,hidden", [("float32", 1024), ("float16", 1024), ("float32", 512)])
+def test_one_launch_layer_taking_rows_from_their_tail_compiles_for_sm90(nvrtc, dtype, hidden, mask):
+    """TF2RT_CUDA_GEMV_ALT=1 (the held loads from each row's tail every other call) compiles
+    for sm_90 through ptxas without spills, with and without the first call's L2 prefetches;
+    the call count is added once a block."""
+    from tf2rt.backends.cuda.options import CudaOptions
+    from tf2rt.backends.cuda.single_step import step_defines
+
+    problem = RnnProblem("lstm", hidden, hidden, 1, 1, layers=2, dtype=dtype)
+    defines = {**step_defines(problem, CudaOptions(gemv_alt=True, gemv_l2pf=str(mask))), "XTYPE": 0, "OTYPE": 0}
+    assert defines["GV_ALT"] == 1
+    options = [f"-D{k}={v}" for k, v in defines.items()]
+    ok, log = nvrtc.compile_log(kernel_source("single_step.cu"), ["--std=c++17", "-arch=sm_90", "-Xptxas", "-v"] + options)
+    assert ok, log
+    spills = re.findall(r"(\d+) bytes spill stores", log)
+    assert spills and all(int(n) == 0 for n in spills), log
+    ok, ptx = nvrtc.compile(kernel_source("single_step.cu"), ["--std=c++17", "-arch=compute_90"] + options)
+    assert ok, ptx
+    assert ptx.split(".entry step_gemv(")[1].split(".entry")[0].count("atom.global.add.u32") == 1
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_step_timeline_patch_applies_and_compiles(nvrtc, dtype):
     """benchmarks/cuda_step_timeline.py patches the one-launch layer with %globaltimer stamps:

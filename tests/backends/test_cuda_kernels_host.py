@@ -429,6 +429,36 @@ def test_l2_prefetches_change_no_value(host, mask):
         assert max(_stack_errors(torch, case, dtype, feeds, pf, dev="cpu").values()) <= TOL[dtype]
 
 
+def test_held_loads_from_the_rows_tail_every_other_call_change_no_value(host):
+    """TF2RT_CUDA_GEMV_ALT=1: every other call the one-launch layers hold each row's tail in
+    registers and load its head after the wait. Call after call (both parities, with and
+    without a state: rows of one and of two column runs, fp16 rows of several held loads)
+    the outputs equal the plain build's exactly, and the last layer counts the calls (one a
+    block); GV_L2PF bit 2 is refused with a message."""
+    from tf2rt.backends.cuda.options import CudaOptions
+    from tf2rt.errors import UnsupportedError
+
+    for kw, dtype, held in ((dict(cell="lstm", hidden=100, batch=2, layers=3, initial=True), "float32", 1),
+                            (dict(cell="gru", hidden=90, batch=1, layers=2, bidirectional=True), "float32", 1),
+                            (dict(cell="lstm", hidden=640, batch=1, layers=2, initial=True), "float16", 2)):
+        case = _case(kw)
+        feeds = make_inputs(case)
+        base = _stack(case, dtype, CudaOptions(gemv_prefetch=held))
+        alt = _stack(case, dtype, CudaOptions(gemv_alt=True, gemv_prefetch=held))
+        assert base.gemv and alt.gemv and alt.calls is not None and base.calls is None
+        inputs = stack_inputs(torch, case, dtype, feeds, dev="cpu")
+        want = [t.clone() for t in base(*inputs) if t is not None]
+        for _ in range(3):
+            got = [t for t in alt(*inputs) if t is not None]
+            assert all(torch.equal(w, g) for w, g in zip(want, got))
+        assert int(alt.calls[0]) == 3 * single_step.gemv_blocks(alt.problem)[0]
+    with pytest.raises(UnsupportedError, match="GEMV_L2PF bit 2"):
+        _stack(case, dtype, CudaOptions(gemv_alt=True, gemv_l2pf="2"))
+    # rows no longer than the loads a lane holds: nothing to alternate
+    assert _stack(_case(dict(cell="lstm", hidden=40, batch=1, layers=2)), "float32",
+                  CudaOptions(gemv_alt=True)).calls is None
+
+
 def test_a_stack_launched_another_way_shares_the_packed_weights(host):
     """A single-step stack built with weights_of= (the runner's first-run candidates that
     differ only in how they launch) uses the other stack's packed weights, not a copy, and

@@ -460,3 +460,39 @@ def test_large_one_step_engines_also_time_weights_persisting_in_l2():
     runner.close()  # whatever it kept, the context's persisting L2 is as it was before it
     if kept_l2:
         assert l2_set_aside_now() == before
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cell,dtype", [("lstm", "float32"), ("gru", "float32"), ("lstm", "float16")])
+def test_held_loads_from_the_rows_tail_every_other_call_change_no_value(cell, dtype):
+    """TF2RT_CUDA_GEMV_ALT=1 at H=1024, batch 1, given states (rows longer than the loads a
+    lane holds): over eager calls and replays of a captured call, both parities, the outputs
+    equal the plain form's exactly, and the last layer counts every call."""
+    torch = _gpu()
+    from tf2rt.backends.cuda.options import CudaOptions
+    from tf2rt.backends.cuda.persistent import device_limits
+    from tf2rt.backends.cuda.rnn import make_stack
+    from tf2rt.backends.cuda.single_step import gemv_blocks
+
+    case = RnnCase(seq_len=1, input_size=1024, hidden=1024, batch=1, layers=2, cell=cell, seed=7, initial=True)
+    make_weights(case)
+    specs = node_specs(case)
+    limits = device_limits()
+    alt, _ = make_stack(specs, 1, 1, dtype, limits, prefer="step", options=CudaOptions(gemv_alt=True))
+    plain, _ = make_stack(specs, 1, 1, dtype, limits, prefer="step", options=CudaOptions(), weights_of=alt)
+    assert alt.calls is not None and plain.calls is None
+    tdt = getattr(torch, dtype)
+    x = torch.randn(1, 1, 1024, device="cuda", dtype=tdt)
+    h0 = torch.randn(2, 1, 1024, device="cuda", dtype=tdt)
+    c0 = torch.randn(2, 1, 1024, device="cuda", dtype=tdt) if cell == "lstm" else None
+    want = [t.clone() for t in plain(x, h0, c0) if t is not None]
+    for _ in range(3):
+        assert all(torch.equal(w, g) for w, g in zip(want, [t for t in alt(x, h0, c0) if t is not None]))
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        outs = [t for t in alt(x, h0, c0) if t is not None]
+    for _ in range(3):
+        graph.replay()
+        torch.cuda.synchronize()
+        assert all(torch.equal(w, g) for w, g in zip(want, outs))
+    assert int(alt.calls[0]) == 6 * gemv_blocks(alt.problem)[0]

@@ -40,6 +40,11 @@ GEMV_L2PF_ENV = "TF2RT_CUDA_GEMV_L2PF"
 #: at once; "0" a launch a layer; unset: a launch a layer (the runner's first-run measurement
 #: times both once backends.cuda.FUSE_CANDIDATE is on).
 GEMV_FUSE_ENV = "TF2RT_CUDA_GEMV_FUSE"
+#: "1": the single-step stack's one-launch layers take the loads they hold in registers from each
+#: row's tail every other call (kernels/single_step.cu GV_ALT), so a call starts with the lines
+#: the call before read last, which L2 may still hold; the same values every call. Not where
+#: GEMV_L2PF has bit 2. Unset or "0": from the row's head every call.
+GEMV_ALT_ENV = "TF2RT_CUDA_GEMV_ALT"
 #: fp32 input-projection GEMMs: "plain", "tf32x3" or "bf16x3" forces that form; "tf32": an
 #: fp16/bf16 persistent stack's first-layer projection is one TF32 GEMM reading fp32 x as given
 #: (no cast ahead of it) and writing fp32 projections (projection.HALF_TF32).
@@ -91,6 +96,7 @@ class CudaOptions:
     gemv_prefetch: int = 0  # GEMV_PF_ENV: loads a lane issues early (0: the planner's choice)
     gemv_l2pf: str = ""  # GEMV_L2PF_ENV: L2 prefetch mask "0"-"15" ("": the planner's choice)
     gemv_fuse: bool | None = None  # GEMV_FUSE_ENV "1"/"0"; None: a layer a launch (or the runner's measurement)
+    gemv_alt: bool = False  # GEMV_ALT_ENV="1" -> True: held loads from the row's tail every other call
     xproj: str = ""  # XPROJ_ENV: "plain" | "tf32x3" | "bf16x3" | "tf32" (checked where used)
     pdl: bool | None = None  # PDL_ENV "1"/"0" -> True/False; None: dependent where the GPU allows
     resident: bool | None = None  # RESIDENT_ENV "1"/"0"; None: the decoder's default
@@ -109,7 +115,7 @@ class CudaOptions:
                    gemv=env.get(GEMV_ENV, "1") != "0", gemv_prefetch=_positive(env.get(GEMV_PF_ENV, "")),
                    gemv_l2pf=env.get(GEMV_L2PF_ENV, ""),
                    gemv_fuse={"1": True, "0": False}.get(env.get(GEMV_FUSE_ENV, "")),
-                   xproj=env.get(XPROJ_ENV, ""),
+                   gemv_alt=env.get(GEMV_ALT_ENV, "") == "1", xproj=env.get(XPROJ_ENV, ""),
                    pdl={"1": True, "0": False}.get(env.get(PDL_ENV, "")),
                    resident={"1": True, "0": False}.get(env.get(RESIDENT_ENV, "")),
                    l2_persist={"1": True, "0": False}.get(env.get(L2_ENV, "")),

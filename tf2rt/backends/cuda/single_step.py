@@ -156,6 +156,25 @@ def step_layout(problem: RnnProblem, options: CudaOptions | None = None) -> Step
                       rows=2 * p.batch if split else p.batch)
 
 
+def gemv_alt_applies(problem: RnnProblem, options: CudaOptions | None = None) -> bool:
+    """Whether the one-launch layers take their held loads from the rows' tails every other
+    call (options.gemv_alt; kernels/single_step.cu GV_ALT): where a row is longer than the
+    loads a lane holds (else the held loads are the whole row either way)."""
+    p, options = problem, resolve(options)
+    lay = step_layout(p, options)
+    if not (lay.gemv and options.gemv_alt):
+        return False
+    if gemv_l2pf(options) & 2:
+        raise UnsupportedError("TF2RT_CUDA_GEMV_ALT=1 moves the loads a lane holds, so it does not combine with "
+                               "TF2RT_CUDA_GEMV_L2PF bit 2 (the rest of the own row); drop one of them")
+    return -(-max(lay.k0, lay.k1) // 128) > _held_loads(p, lay, options)
+
+
+def _held_loads(p: RnnProblem, lay: StepLayout, options: CudaOptions) -> int:
+    """Weight loads a lane of a one-launch layer holds before its wait (GV_PF)."""
+    return options.gemv_prefetch or min(GEMV_PREFETCH[p.dtype], -(-max(lay.k0, lay.k1) // 128))
+
+
 def step_defines(problem: RnnProblem, options: CudaOptions | None = None) -> dict[str, int]:
     """The -D switches of kernels/single_step.cu for `problem`."""
     p, options = problem, resolve(options)
@@ -163,10 +182,10 @@ def step_defines(problem: RnnProblem, options: CudaOptions | None = None) -> dic
     return dict(CELL=p.cell_code, IOTYPE={"float32": 0, "float16": 1, "bfloat16": 2}[p.dtype], BATCH=p.batch,
                 HID=p.hidden, DIRS=p.directions, LAYERS=p.layers, IN0=p.input_size, K0=lay.k0, K1=lay.k1,
                 GW=GATE_BLOCKS[p.cell], NCOL=lay.ncol, SPLIT=int(lay.split), PEEP=int(p.peepholes),
-                GEMV=int(lay.gemv), GV_PF=options.gemv_prefetch
-                or min(GEMV_PREFETCH[p.dtype], -(-max(lay.k0, lay.k1) // 128)),
+                GEMV=int(lay.gemv), GV_PF=_held_loads(p, lay, options),
                 GVL_PF=options.gemv_prefetch or min(GEMV_LAYERS_PREFETCH[p.dtype], -(-max(lay.k0, lay.k1) // 128)),
                 GV_L2PF=gemv_l2pf(options) if lay.gemv else 0,
+                **({"GV_ALT": 1} if gemv_alt_applies(p, options) else {}),
                 **gate_defines())
 
 
@@ -265,6 +284,9 @@ class SingleStepStack:
             self.table = torch.tensor(entries, dtype=torch.int64, device=self.dev)
             self.count = torch.zeros(1, dtype=torch.int64, device=self.dev)
         self.windows = self._l2_windows()
+        # options.gemv_alt: the calls the last one-launch layer has counted (a block adds one each)
+        self.calls = torch.zeros(1, dtype=torch.int32, device=self.dev) \
+            if not self.fused and gemv_alt_applies(p, self.options) else None
 
     def _pack(self, layers: Sequence[Sequence[DirectionWeights]], lay: StepLayout, op: Any) -> tuple[list, list, list, list]:
         """(GEMM weights, biases, transposed one-launch weights, peepholes) per layer, on the
@@ -420,6 +442,8 @@ class SingleStepStack:
                         np.uint64(0) if last else pointer(self.hbuf[layer % 2]), np.float32(p.clip or 0.0),
                         np.int64(y_ds), np.int64(y_bs), np.int64(s_gs), np.int64(s_bs),
                         *self._next_rows(layer))
+                if self.calls is not None:  # GV_ALT: the call's parity, counted by the last layer
+                    args += (pointer(self.calls), np.int32(last))
                 launch(kernels.gemv, (blocks,), (threads,), args, self.dev, B * krow * 4, dependent=self.pdl,
                        window=self.windows[layer])
             return self.y, hn, cn
