@@ -54,10 +54,10 @@ EDITS = (
     ("    grid_dep_wait();  // the layer below (and whatever wrote x, h0, c0) has finished\n",
      "    grid_dep_wait();  // the layer below (and whatever wrote x, h0, c0) has finished\n"
      "    tl_stamp(tl_layer, 1);\n"),
-    ("    __syncthreads();\n    gv_cell(spre, u0, peep, h0, c0, seq, y, hn, cn, hout, clip, y_ds, y_bs, s_gs, s_bs);\n}\n",
+    ("    __syncthreads();\n    gv_cell(spre, u0, peep, h0, c0, seq, y, hn, cn, hout, clip, y_ds, y_bs, s_gs, s_bs);\n",
      "    __syncthreads();\n    tl_stamp(tl_layer, 2);\n"
      "    gv_cell(spre, u0, peep, h0, c0, seq, y, hn, cn, hout, clip, y_ds, y_bs, s_gs, s_bs);\n"
-     "    tl_stamp(tl_layer, 3);\n}\n"),
+     "    tl_stamp(tl_layer, 3);\n"),
     # every layer in one launch (step_gemv_layers): the same points a layer, W = the grid-wide
     # count met (the first layer: the block's h0 columns multiplied, its input staged)
     ("        const long long* P = table + 5 * layer;\n",
