@@ -506,7 +506,8 @@ def probe(reps: int, limits, shapes: str = PROBE_SHAPES) -> list[dict]:
             off = ("PROBE_NO_COPY", "PROBE_NO_SPIN", "PROBE_NO_DOT")
             # each part alone too: whether the projection loads and the gates sit on the step's
             # critical path or hide behind the wait and the copies
-            variants += [("PROBE_ONE_SLICE",), ("PROBE_NO_XG",), ("PROBE_NO_GATES",), ("PROBE_NO_Y",), ("PROBE_NO_COPY",), ("PROBE_NO_COPY", "PROBE_NO_SPIN"), off,
+            variants += [("PROBE_ONE_SLICE",), ("PROBE_NO_XG",), ("PROBE_NO_GATES",), ("PROBE_NO_Y",),
+                         ("PROBE_NO_COPY",), ("PROBE_NO_COPY", "PROBE_NO_SPIN"), off,
                          # what is left: the projection loads and the output stores
                          off + ("PROBE_NO_XG",), off + ("PROBE_NO_Y",), off + ("PROBE_NO_XG", "PROBE_NO_Y"),
                          off + ("PROBE_NO_XG", "PROBE_NO_GATES"), off + ("PROBE_NO_XG", "PROBE_NO_GATES", "PROBE_NO_FLAG")]

@@ -133,6 +133,9 @@ def test_the_configurations_cover_every_kernel_variant():
     assert any(k.mt_share and k.wtype != 0 for k in ks)
 
 
+def _spill_stores(log: str) -> list[int]:
+    """The spill-store byte counts ptxas reports (-v) for each function of a build."""
+    return [int(n) for n in re.findall(r"(\d+) bytes spill stores", log)]
 
 
 #: fp16/bf16 builds that read fp32 input projections (TF2RT_CUDA_XPROJ=tf32, PTYPE=0): the
@@ -155,8 +158,8 @@ def test_builds_reading_fp32_projections_compile_without_spills(nvrtc, name):
     spills."""
     ok, log = _compile(nvrtc, CONFIGS[name], {"PTYPE": 0}, arch="sm_90")
     assert ok, log
-    spills = re.findall(r"(\d+) bytes spill stores", log)
-    assert spills and all(int(n) == 0 for n in spills), f"{name}\n{log}"
+    spills = _spill_stores(log)
+    assert spills and not any(spills), f"{name}\n{log}"
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -192,12 +195,10 @@ def test_planned_builds_do_not_spill_registers(nvrtc, name):
     a spill in the step loop costs more than any register it saves (one crept in once with
     an unrelated change and made an fp16 batch-64 stack 15% slower)."""
     cfg = CONFIGS[name]
-    defines = {**cfg.defines(), **gate_defines(), "NDESC": NDESC}
-    options = ["--std=c++17", "-arch=sm_90", "-Xptxas", "-v"] + [f"-D{k}={v}" for k, v in defines.items()]
-    ok, log = nvrtc.compile_log(kernel_source(), options)
+    ok, log = _compile(nvrtc, cfg, arch="sm_90")
     assert ok, log
-    spills = re.findall(r"(\d+) bytes spill stores", log)
-    assert spills and all(int(n) == 0 for n in spills), f"{name}: {cfg}\n{log}"
+    spills = _spill_stores(log)
+    assert spills and not any(spills), f"{name}: {cfg}\n{log}"
 
 
 def _bench_module(name: str):
@@ -259,8 +260,8 @@ def test_wgmma_probe_compiles_for_sm90a(nvrtc, wg, ch):
     for red in (0, 1):  # the mma.sync forms alone build for plain sm_90
         ok, plain = nvrtc.compile_log(mod.SRC, ["--std=c++17", f"-DRED={red}", "-DWGMMA=0", "-arch=sm_90"])
         assert ok, plain
-    spills = re.findall(r"(\d+) bytes spill stores", log)
-    assert len(spills) == 3 and all(int(n) == 0 for n in spills), log
+    spills = _spill_stores(log)
+    assert len(spills) == 3 and not any(spills), log
     assert "serialized" not in log, log  # ptxas serializes wgmma it cannot pipeline
 
 
@@ -279,8 +280,8 @@ def test_one_launch_layer_l2_prefetches_compile_for_sm90(nvrtc, dtype, mask):
     options = ["--std=c++17", "-arch=sm_90", "-Xptxas", "-v"] + [f"-D{k}={v}" for k, v in defines.items()]
     ok, log = nvrtc.compile_log(kernel_source("single_step.cu"), options)
     assert ok, log
-    spills = re.findall(r"(\d+) bytes spill stores", log)
-    assert spills and all(int(n) == 0 for n in spills), log
+    spills = _spill_stores(log)
+    assert spills and not any(spills), log
     ok, ptx = nvrtc.compile(kernel_source("single_step.cu"), ["--std=c++17", "-arch=compute_90"]
                             + [f"-D{k}={v}" for k, v in defines.items()])
     assert ok, ptx
@@ -304,8 +305,8 @@ def test_one_launch_layer_taking_rows_from_their_tail_compiles_for_sm90(nvrtc, d
     options = [f"-D{k}={v}" for k, v in defines.items()]
     ok, log = nvrtc.compile_log(kernel_source("single_step.cu"), ["--std=c++17", "-arch=sm_90", "-Xptxas", "-v"] + options)
     assert ok, log
-    spills = re.findall(r"(\d+) bytes spill stores", log)
-    assert spills and all(int(n) == 0 for n in spills), log
+    spills = _spill_stores(log)
+    assert spills and not any(spills), log
     ok, ptx = nvrtc.compile(kernel_source("single_step.cu"), ["--std=c++17", "-arch=compute_90"] + options)
     assert ok, ptx
     assert ptx.split(".entry step_gemv(")[1].split(".entry")[0].count("atom.global.add.u32") == 1

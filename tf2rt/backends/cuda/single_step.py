@@ -167,12 +167,18 @@ def gemv_alt_applies(problem: RnnProblem, options: CudaOptions | None = None) ->
     if gemv_l2pf(options) & 2:
         raise UnsupportedError("TF2RT_CUDA_GEMV_ALT=1 moves the loads a lane holds, so it does not combine with "
                                "TF2RT_CUDA_GEMV_L2PF bit 2 (the rest of the own row); drop one of them")
-    return -(-max(lay.k0, lay.k1) // 128) > _held_loads(p, lay, options)
+    return _row_loads(lay) > _held_loads(p, lay, options)
+
+
+def _row_loads(lay: StepLayout) -> int:
+    """Weight loads a lane makes for the longest row of a one-launch layer (a warp takes 128
+    columns a load)."""
+    return -(-max(lay.k0, lay.k1) // 128)
 
 
 def _held_loads(p: RnnProblem, lay: StepLayout, options: CudaOptions) -> int:
     """Weight loads a lane of a one-launch layer holds before its wait (GV_PF)."""
-    return options.gemv_prefetch or min(GEMV_PREFETCH[p.dtype], -(-max(lay.k0, lay.k1) // 128))
+    return options.gemv_prefetch or min(GEMV_PREFETCH[p.dtype], _row_loads(lay))
 
 
 def step_defines(problem: RnnProblem, options: CudaOptions | None = None) -> dict[str, int]:
@@ -183,7 +189,7 @@ def step_defines(problem: RnnProblem, options: CudaOptions | None = None) -> dic
                 HID=p.hidden, DIRS=p.directions, LAYERS=p.layers, IN0=p.input_size, K0=lay.k0, K1=lay.k1,
                 GW=GATE_BLOCKS[p.cell], NCOL=lay.ncol, SPLIT=int(lay.split), PEEP=int(p.peepholes),
                 GEMV=int(lay.gemv), GV_PF=_held_loads(p, lay, options),
-                GVL_PF=options.gemv_prefetch or min(GEMV_LAYERS_PREFETCH[p.dtype], -(-max(lay.k0, lay.k1) // 128)),
+                GVL_PF=options.gemv_prefetch or min(GEMV_LAYERS_PREFETCH[p.dtype], _row_loads(lay)),
                 GV_L2PF=gemv_l2pf(options) if lay.gemv else 0,
                 **({"GV_ALT": 1} if gemv_alt_applies(p, options) else {}),
                 **gate_defines())
